@@ -1,0 +1,47 @@
+# make demo: set up .venv and run the main job; make test: set up and pass the tests.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test bench lint datasets clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build.
+	$(PIP) install -q -c constraints.txt torch
+	$(PIP) install -q -c constraints.txt -e ".[datasets,dev]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+datasets:
+	@if [ -d /usr/share/datasets/fashion-mnist ]; then \
+		echo "Fashion-MNIST is installed."; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		(apt-get install -y -q dataset-fashion-mnist || \
+		 (apt-get update -q && apt-get install -y -q dataset-fashion-mnist)) >/dev/null \
+		&& echo "Installed Fashion-MNIST (Debian package dataset-fashion-mnist)."; \
+	else \
+		echo "Skipping Fashion-MNIST: needs apt-get as root (apt-get install dataset-fashion-mnist);"; \
+		echo "the demo falls back to MNIST-5k."; \
+	fi
+
+demo: setup datasets
+	$(VENV)/bin/selfsup demo
+
+test: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/pytest
+
+bench: setup datasets
+	$(PY) benchmarks/methods.py
+
+lint: setup
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,0 +1,5 @@
+"""``python -m selfsup`` runs the command line."""
+
+from selfsup.cli import main
+
+main()

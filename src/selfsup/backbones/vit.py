@@ -1,0 +1,194 @@
+"""A Vision Transformer image backbone in plain torch.
+
+Dosovitskiy et al., "An Image is Worth 16x16 Words: Transformers for Image Recognition at
+Scale", ICLR 2021 (https://arxiv.org/abs/2010.11929). The image is cut into non-overlapping
+patches, each linearly embedded; a learnable cls token is prepended, a learned positional
+embedding added, and the sequence goes through pre-norm transformer blocks. The feature is the
+cls token after the final LayerNorm.
+
+``forward_tokens`` can encode only a subset of the patches, as the MAE and I-JEPA encoders do:
+positional embeddings are added before the subset is taken, so every kept patch still knows
+where it came from.
+
+Example:
+    >>> import torch
+    >>> net = VisionTransformer(image_size=32, patch_size=4, in_channels=3, dim=48, depth=2,
+    ...                         heads=3)
+    >>> net(torch.zeros(2, 3, 32, 32)).shape
+    torch.Size([2, 48])
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention computed with ``F.scaled_dot_product_attention``.
+
+    Args:
+        dim: token size; must be divisible by ``heads``.
+        heads: number of attention heads.
+
+    Example:
+        >>> import torch
+        >>> Attention(dim=32, heads=4)(torch.zeros(2, 5, 32)).shape
+        torch.Size([2, 5, 32])
+    """
+
+    def __init__(self, dim: int, heads: int) -> None:
+        super().__init__()
+        if dim % heads != 0:
+            raise ValueError(f"dim ({dim}) must be divisible by heads ({heads})")
+        self.heads = heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map tokens (B, N, dim) to tokens (B, N, dim)."""
+        B, N, D = x.shape
+        # (B, N, 3 * D) -> three tensors of shape (B, heads, N, D / heads).
+        q, k, v = self.qkv(x).view(B, N, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return self.proj(out.transpose(1, 2).reshape(B, N, D))
+
+
+class Block(nn.Module):
+    """A pre-norm transformer block: x + attn(norm(x)), then x + mlp(norm(x)).
+
+    Args:
+        dim: token size.
+        heads: number of attention heads.
+        mlp_ratio: hidden size of the MLP relative to ``dim``.
+
+    Example:
+        >>> import torch
+        >>> Block(dim=32, heads=4)(torch.zeros(2, 5, 32)).shape
+        torch.Size([2, 5, 32])
+    """
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0) -> None:
+        super().__init__()
+        hidden = int(dim * mlp_ratio)
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, heads)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map tokens (B, N, dim) to tokens (B, N, dim)."""
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class VisionTransformer(nn.Module):
+    """A ViT encoder whose feature is the final cls token.
+
+    Args:
+        image_size: side of the square input images; must be divisible by ``patch_size``.
+        patch_size: side of the square patches.
+        in_channels: channels of the input images (1 for gray, 3 for RGB).
+        dim: token size.
+        depth: number of transformer blocks.
+        heads: number of attention heads.
+        mlp_ratio: hidden size of the MLPs relative to ``dim``.
+
+    Attributes:
+        feature_dim: size of the output vector, equal to ``dim``.
+        num_patches: patches per image, ``(image_size // patch_size) ** 2``.
+        patch_size: side of the square patches.
+
+    Example:
+        >>> import torch
+        >>> net = VisionTransformer(image_size=28, patch_size=7, in_channels=1, dim=32,
+        ...                         depth=1, heads=2)
+        >>> net.num_patches, net(torch.zeros(2, 1, 28, 28)).shape
+        (16, torch.Size([2, 32]))
+    """
+
+    def __init__(
+        self,
+        image_size: int = 224,
+        patch_size: int = 16,
+        in_channels: int = 3,
+        dim: int = 192,
+        depth: int = 12,
+        heads: int = 3,
+        mlp_ratio: float = 4.0,
+    ) -> None:
+        super().__init__()
+        if image_size % patch_size != 0:
+            raise ValueError(
+                f"image_size ({image_size}) must be divisible by patch_size ({patch_size})"
+            )
+        self.image_size = image_size
+        self.patch_size = patch_size
+        self.num_patches = (image_size // patch_size) ** 2
+        self.feature_dim: int = dim
+        # A conv with kernel = stride = patch size is the linear embedding of each patch.
+        self.patch_embed = nn.Conv2d(in_channels, dim, patch_size, patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.num_patches, dim))
+        self.blocks = nn.Sequential(*(Block(dim, heads, mlp_ratio) for _ in range(depth)))
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        # Initialise the patch embedding like a linear layer on the flattened patch (as MAE).
+        nn.init.xavier_uniform_(self.patch_embed.weight.view(self.feature_dim, -1))
+        nn.init.zeros_(self.patch_embed.bias)
+        for m in self.blocks.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+
+    def forward_tokens(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Encode images and return every output token, cls token first.
+
+        Args:
+            x: images (B, in_channels, image_size, image_size).
+            keep: optional (B, n_keep) integer tensor of patch indices (row-major, in
+                ``[0, num_patches)``) to encode; the other patches are dropped before the
+                transformer. None encodes all patches.
+
+        Returns:
+            Tokens after the final LayerNorm, (B, 1 + n_keep, dim), or (B, 1 + num_patches,
+            dim) when ``keep`` is None; token 0 is the cls token and the others follow the
+            order of ``keep``.
+
+        Example:
+            >>> import torch
+            >>> net = VisionTransformer(image_size=16, patch_size=4, in_channels=1, dim=8,
+            ...                         depth=1, heads=2)
+            >>> keep = torch.tensor([[0, 5, 9], [15, 1, 2]])
+            >>> net.forward_tokens(torch.zeros(2, 1, 16, 16), keep).shape
+            torch.Size([2, 4, 8])
+        """
+        if x.shape[-2:] != (self.image_size, self.image_size):
+            raise ValueError(
+                f"expected {self.image_size}x{self.image_size} images, got "
+                f"{x.shape[-2]}x{x.shape[-1]}"
+            )
+        patches = self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed[:, 1:]
+        if keep is not None:
+            index = keep.unsqueeze(-1).expand(-1, -1, patches.shape[-1])
+            patches = torch.gather(patches, 1, index)
+        cls = (self.cls_token + self.pos_embed[:, :1]).expand(patches.shape[0], -1, -1)
+        tokens = torch.cat([cls, patches], dim=1)
+        return self.norm(self.blocks(tokens))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map images (B, in_channels, image_size, image_size) to cls features (B, dim)."""
+        return self.forward_tokens(x)[:, 0]
+
+
+#: Size presets of the DeiT paper (Touvron et al., 2021, https://arxiv.org/abs/2012.12877),
+#: as keyword arguments of ``VisionTransformer``.
+VIT_PRESETS: dict[str, dict[str, int]] = {
+    "tiny": {"dim": 192, "depth": 12, "heads": 3},
+    "small": {"dim": 384, "depth": 12, "heads": 6},
+}

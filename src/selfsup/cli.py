@@ -1,0 +1,243 @@
+"""The ``selfsup`` command line: pretrain, embed, evaluate, datasets, demo.
+
+Example:
+    $ selfsup pretrain digits --method simclr --epochs 5
+    $ selfsup evaluate runs/simclr-digits-20260101-120000 digits
+"""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from selfsup.data.base import EmptySourceError, ItemReadError
+from selfsup.evaluation.report import Evaluation
+
+app = typer.Typer(
+    help="Self-supervised learning from raw, unlabeled data, proven with few labels.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+)
+datasets_app = typer.Typer(help="List and inspect the named datasets.", no_args_is_help=True)
+app.add_typer(datasets_app, name="datasets")
+console = Console()
+
+
+class Precision(str, Enum):
+    auto = "auto"
+    bf16 = "bf16"
+    fp32 = "fp32"
+
+
+def print_evaluation(result: Evaluation, title: str) -> None:
+    """Print an evaluation as a table: each protocol for the encoder and for raw inputs."""
+    table = Table(title=title)
+    for column in ("protocol", "selfsup", "raw input", "gain"):
+        table.add_column(column, justify="left" if column == "protocol" else "right")
+    for row in result.rows:
+        ci, ci_raw = row.detail.get("ci95_selfsup"), row.detail.get("ci95_raw")
+        table.add_row(
+            row.protocol,
+            f"{row.selfsup:.4f}" + (f" ± {ci:.4f}" if ci is not None else ""),
+            f"{row.raw:.4f}" + (f" ± {ci_raw:.4f}" if ci_raw is not None else ""),
+            f"{row.selfsup - row.raw:+.4f}",
+        )
+    console.print(table)
+    console.print(
+        f"fitted on {result.train_data} ({result.train_items} items), scored on "
+        f"{result.test_data} ({result.test_items} items) in {result.seconds:.0f} s"
+    )
+
+
+@app.command(
+    epilog="Example: `selfsup pretrain ./photos --method byol --time-budget 30 --out runs/photos`"
+)
+def pretrain(
+    data: Annotated[
+        str | None, typer.Argument(help="Folder, .npy/.npz file, or dataset name.")
+    ] = None,
+    modality: Annotated[str | None, typer.Option(help="image (more to come).")] = None,
+    method: Annotated[
+        str | None, typer.Option(help="simclr, byol, vicreg or barlowtwins.")
+    ] = None,
+    backbone: Annotated[
+        str | None, typer.Option(help="small-cnn, resnet18/34/50, vit-tiny, vit-small.")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the data.")] = None,
+    time_budget: Annotated[
+        float | None, typer.Option(help="Minutes of training; the schedule fits in it.")
+    ] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Items per step and process.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
+    optimizer: Annotated[str | None, typer.Option(help="adamw, sgd or lars.")] = None,
+    precision: Annotated[Precision | None, typer.Option(help="bf16, fp32 or auto.")] = None,
+    devices: Annotated[int | None, typer.Option(help="Processes on this machine (DDP).")] = None,
+    num_nodes: Annotated[int | None, typer.Option(help="Machines (multi-node DDP).")] = None,
+    image_size: Annotated[int | None, typer.Option(help="Side of the training images.")] = None,
+    num_workers: Annotated[int | None, typer.Option(help="Data-loading processes.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
+    out: Annotated[str | None, typer.Option(help="Run folder (default runs/...).")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML file of options.")] = None,
+    resume: Annotated[
+        Path | None, typer.Option(help="Continue the run in this folder from its checkpoint.")
+    ] = None,
+    strict: Annotated[
+        bool | None, typer.Option("--strict", help="Fail on an unreadable file.")
+    ] = None,
+) -> None:
+    """Pretrain an encoder on unlabeled data; the run folder's path is printed at the end."""
+    from selfsup.run import pretrain as run_pretrain
+
+    options = {
+        "modality": modality,
+        "method": method,
+        "backbone": backbone,
+        "epochs": epochs,
+        "time_budget": time_budget,
+        "batch_size": batch_size,
+        "lr": lr,
+        "optimizer": optimizer,
+        "precision": precision.value if precision else None,
+        "devices": devices,
+        "num_nodes": num_nodes,
+        "image_size": image_size,
+        "num_workers": num_workers,
+        "seed": seed,
+        "out": out,
+        "strict": strict,
+    }
+    options = {k: v for k, v in options.items() if v is not None}
+    if data is None and config is None and resume is None:
+        raise typer.BadParameter("give DATA, --config FILE or --resume RUN")
+    run = run_pretrain(data, config=config, resume=resume, **options)
+    if run.summary and _is_rank_zero():
+        s = run.summary
+        console.print(
+            f"trained {s['steps']} steps ({s['epochs']} epochs) in {s['train_seconds']:.0f} s, "
+            f"{s['items_per_second']:.0f} items/s, {s['precision']}"
+        )
+        console.print(f"run folder: [bold]{run.path}[/bold]")
+
+
+def _is_rank_zero() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
+
+
+@app.command(epilog="Example: `selfsup embed runs/my-run ./photos --out embeddings.parquet`")
+def embed(
+    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    data: Annotated[str, typer.Argument(help="Folder, .npy/.npz file, or dataset name.")],
+    out: Annotated[Path, typer.Option(help="Output file: .npy or .parquet.")],
+    batch_size: Annotated[int, typer.Option(help="Items per batch (bounds memory).")] = 512,
+) -> None:
+    """Write one embedding per item (input order kept) to .npy or .parquet."""
+    from selfsup.run import load
+
+    result = load(run).embed_to_file(data, out, batch_size)
+    console.print(f"wrote {result.rows} embeddings of size {result.dim} to {result.path}")
+    if result.skipped:
+        console.print(f"[yellow]{len(result.skipped)} unreadable items (NaN rows):[/yellow]")
+        for item in result.skipped[:10]:
+            console.print(f"  {item.item_id}: {item.reason}")
+
+
+@app.command(epilog="Example: `selfsup evaluate runs/my-run fashion-mnist --protocol knn,linear`")
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    data: Annotated[
+        str, typer.Argument(help="Labelled data of the same modality (name, folder, file).")
+    ],
+    test: Annotated[
+        str | None, typer.Option(help="Held-out test data (default: official split or 80/20).")
+    ] = None,
+    protocol: Annotated[str, typer.Option(help="Comma list: knn,linear,fewshot.")] = (
+        "knn,linear,fewshot"
+    ),
+    shots: Annotated[int, typer.Option(help="Labels per class for few-shot.")] = 10,
+    draws: Annotated[int, typer.Option(help="Random draws for few-shot.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of splits and draws.")] = 0,
+) -> None:
+    """Evaluate a run with kNN, linear probe and few-shot, next to raw inputs; saves JSON."""
+    from selfsup.run import load
+
+    protocols = tuple(p.strip() for p in protocol.split(",") if p.strip())
+    result = load(run).evaluate(data, test, protocols, shots=shots, draws=draws, seed=seed)
+    print_evaluation(result, f"{run} on {data}")
+
+
+@datasets_app.command("list")
+def datasets_list() -> None:
+    """List the named datasets and whether each is installed here."""
+    from selfsup.data.named import describe_named
+
+    table = Table(title="named datasets")
+    for column in ("name", "modality", "splits", "items", "installed", "how to install"):
+        table.add_column(column)
+    for d in describe_named():
+        table.add_row(
+            d["name"],
+            d["modality"],
+            ", ".join(d["splits"]),
+            str(d.get("size", "")),
+            "yes" if d["installed"] else "no",
+            d.get("install", ""),
+        )
+    console.print(table)
+
+
+@datasets_app.command("show", epilog="Example: `selfsup datasets show fashion-mnist:test`")
+def datasets_show(
+    data: Annotated[str, typer.Argument(help="Dataset name, folder or file.")],
+) -> None:
+    """Describe a dataset: size, item shape, classes and counts."""
+    import numpy as np
+
+    from selfsup.data import open_source
+
+    source = open_source(data)
+    first = source.read_batch([0]).items
+    info = {"name": source.name, "items": len(source), "item_shape": list(first.shape[1:])}
+    if source.labels is not None:
+        counts = np.bincount(source.labels)
+        names = source.classes or [str(i) for i in range(len(counts))]
+        info["classes"] = {names[i]: int(c) for i, c in enumerate(counts)}
+    console.print_json(json.dumps(info))
+
+
+@app.command(epilog="Example: `selfsup demo --time-budget 2`")
+def demo(
+    time_budget: Annotated[float, typer.Option(help="Minutes of training.")] = 10.0,
+    method: Annotated[str, typer.Option(help="The objective.")] = "vicreg",
+    out: Annotated[str | None, typer.Option(help="Run folder.")] = None,
+) -> None:
+    """Pretrain on Fashion-MNIST (labels unused), evaluate on its test split vs raw pixels."""
+    from selfsup.demo import run_demo
+
+    run_demo(time_budget=time_budget, method=method, out=out, console=console)
+
+
+def main() -> None:
+    """Entry point of the ``selfsup`` console script, with clear one-line errors."""
+    from selfsup.config import ConfigError
+
+    try:
+        app()
+    except (
+        ConfigError,
+        EmptySourceError,
+        ItemReadError,
+        FileNotFoundError,
+        ValueError,
+        FloatingPointError,
+    ) as err:
+        console.print(f"[bold red]error:[/bold red] {err}")
+        raise SystemExit(2) from None

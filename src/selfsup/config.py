@@ -1,0 +1,141 @@
+"""The configuration of a pretraining run: one validated object, from YAML and/or overrides.
+
+Every command-line option of ``selfsup pretrain`` is a field here, so anything can be set in
+a YAML file and overridden on the command line.
+
+Example:
+    >>> cfg = PretrainConfig(data="digits", method="byol", epochs=2)
+    >>> cfg.method, cfg.batch_size
+    ('byol', 256)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(ValueError):
+    """A configuration file or option is invalid; the message names the file and the field."""
+
+
+class PretrainConfig(BaseModel):
+    """Everything that defines a pretraining run.
+
+    Attributes:
+        data: a path (folder, .npy/.npz) or a named dataset (``fashion-mnist``, ``digits``...).
+        modality: the kind of items.
+        method: the objective id (``simclr``, ``byol``, ``vicreg``, ``barlowtwins``).
+        backbone: the backbone name; by default ``small-cnn`` for images up to 32 pixels,
+            ``resnet18`` above.
+        backbone_options: extra keyword arguments of the backbone (``width``, ``patch_size``...).
+        method_options: hyperparameters of the method (``temperature``, ``projection_dim``...).
+        views: overrides of the method's augmentation recipe (``crop_scale``, ``blur_p``...).
+        image_size: side of the square training images; by default the data's own.
+        epochs: passes over the data; default 100 when no time budget is set.
+        time_budget: minutes of training; the schedule is fitted to end within it.
+        batch_size: items per step and process.
+        lr: peak learning rate; by default the optimizer's base rate times batch_size / 256.
+        optimizer: ``adamw``, ``sgd`` or ``lars``.
+        weight_decay: by default the optimizer's usual value.
+        warmup_epochs: linear warmup length (capped at a tenth of training).
+        precision: ``bf16`` (autocast), ``fp32``, or ``auto`` (bf16 where the CPU/GPU has it).
+        devices: processes per machine (DDP through Lightning Fabric when more than one).
+        num_nodes: machines.
+        accelerator: ``cpu``, ``gpu`` or ``auto``.
+        seed: seed of initialization, data order and augmentations.
+        out: the run folder; by default ``runs/<method>-<data>-<time>``.
+        strict: fail on the first unreadable item instead of skipping it.
+        num_workers: data-loading worker processes (useful for image folders).
+        compile: use ``torch.compile`` on the training step (about 30 s of compiling first).
+        log_every: steps between two rows of metrics.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    data: str
+    modality: Literal["image"] = "image"
+    method: str = "simclr"
+    backbone: str | None = None
+    backbone_options: dict[str, Any] = Field(default_factory=dict)
+    method_options: dict[str, Any] = Field(default_factory=dict)
+    views: dict[str, Any] = Field(default_factory=dict)
+    image_size: int | None = None
+    epochs: int | None = None
+    time_budget: float | None = None
+    batch_size: int = 256
+    lr: float | None = None
+    optimizer: Literal["adamw", "sgd", "lars"] = "adamw"
+    weight_decay: float | None = None
+    warmup_epochs: float = 1.0
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    devices: int = 1
+    num_nodes: int = 1
+    accelerator: Literal["auto", "cpu", "gpu"] = "cpu"
+    seed: int = 0
+    out: str | None = None
+    strict: bool = False
+    num_workers: int = 0
+    compile: bool = False
+    log_every: int = 20
+
+    @field_validator("batch_size", "devices", "num_nodes", "log_every")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError("must be at least 1")
+        return v
+
+    @field_validator("epochs")
+    @classmethod
+    def _positive_epochs(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
+            raise ValueError("must be at least 1")
+        return v
+
+    @field_validator("time_budget")
+    @classmethod
+    def _positive_budget(cls, v: float | None) -> float | None:
+        if v is not None and v <= 0:
+            raise ValueError("must be a positive number of minutes")
+        return v
+
+    def to_yaml(self) -> str:
+        """The config as YAML text, as written to the run folder."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def load_config(
+    path: str | os.PathLike | None = None, **overrides: Any
+) -> PretrainConfig:
+    """Read a YAML config (optional) and apply overrides (``None`` values are ignored).
+
+    Example:
+        >>> load_config(None, data="digits", epochs=3).epochs
+        3
+    """
+    values: dict[str, Any] = {}
+    source = "command line"
+    if path is not None:
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: config file not found") from None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of option: value at the top level")
+        values.update(loaded or {})
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return PretrainConfig(**values)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
+        )
+        raise ConfigError(f"{source}: invalid config: {problems}") from None

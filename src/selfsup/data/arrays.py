@@ -1,0 +1,304 @@
+"""Images held in a numpy array, and the ``.npy`` / ``.npz`` files that store them.
+
+Example:
+    >>> import numpy as np
+    >>> src = ArraySource(np.full((10, 28, 28, 3), 255, dtype=np.uint8), labels=["cat"] * 10)
+    >>> src.item_shape, src.classes, float(src.read(0).max())
+    ((3, 28, 28), ['cat'], 1.0)
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from selfsup.data.base import Batch, EmptySourceError, Source
+
+# Channel counts that an image axis may hold: gray, RGB, RGBA.
+_CHANNEL_COUNTS = (1, 3, 4)
+
+
+class RowIds(Sequence[str]):
+    """The ids ``"0" .. "n-1"`` of an in-memory source, made on demand instead of stored."""
+
+    def __init__(self, n: int) -> None:
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:  # type: ignore[override]
+        if isinstance(index, slice):
+            return [str(i) for i in range(self._n)[index]]
+        return str(range(self._n)[index])
+
+
+def encode_labels(
+    labels: Sequence | np.ndarray, classes: Sequence[str] | None = None
+) -> tuple[np.ndarray, list[str]]:
+    """Turn labels (ints or strings) into integer codes and class names.
+
+    Without ``classes`` the class names are the sorted distinct label values as text, and the
+    codes index them (labels ``[3, 1, 3]`` give codes ``[1, 0, 1]`` and classes ``["1", "3"]``).
+    With ``classes``, integer labels are taken as codes into it and string labels are looked up
+    by name.
+
+    Args:
+        labels: one label per item, a 1-D sequence of ints or strings.
+        classes: optional class names indexed by code.
+
+    Returns:
+        The codes as an int64 array and the class names.
+
+    Raises:
+        ValueError: labels that are not 1-D, or that do not match ``classes``.
+
+    Example:
+        >>> codes, names = encode_labels(["dog", "cat", "dog"])
+        >>> codes.tolist(), names
+        ([1, 0, 1], ['cat', 'dog'])
+    """
+    values = np.asarray(labels)
+    if values.ndim == 2 and values.shape[1] == 1:
+        values = values[:, 0]
+    if values.ndim != 1:
+        raise ValueError(f"labels must be 1-D, got shape {values.shape}")
+    if values.dtype.kind == "f" and np.all(np.isfinite(values)) and np.all(values % 1 == 0):
+        values = values.astype(np.int64)  # integer labels saved as floats
+    if values.dtype.kind not in "iuUSb":
+        raise ValueError(f"labels must be integers or strings, got dtype {values.dtype}")
+    if classes is None:
+        uniques, codes = np.unique(values, return_inverse=True)
+        return codes.astype(np.int64).reshape(-1), [str(u) for u in uniques]
+    names = [str(c) for c in classes]
+    if values.dtype.kind in "iub":
+        codes = values.astype(np.int64)
+        if codes.size and (codes.min() < 0 or codes.max() >= len(names)):
+            raise ValueError(
+                f"label codes must lie in 0..{len(names) - 1} for {len(names)} classes, "
+                f"got {codes.min()}..{codes.max()}"
+            )
+        return codes, names
+    lookup = {name: code for code, name in enumerate(names)}
+    unknown = sorted({str(v) for v in values} - lookup.keys())
+    if unknown:
+        raise ValueError(f"labels {unknown[:5]} are not among the classes {names}")
+    return np.array([lookup[str(v)] for v in values], dtype=np.int64), names
+
+
+def image_layout(shape: tuple[int, ...]) -> str:
+    """Decide the layout of an image array from its shape: ``"nhw"``, ``"nhwc"`` or ``"nchw"``.
+
+    The rule: 3 axes are gray images (n, h, w). With 4 axes the last axis is the channel axis
+    when it holds 1, 3 or 4 entries (n, h, w, c); otherwise axis 1 is the channel axis when it
+    holds 1, 3 or 4 entries (n, c, h, w). So (n, 28, 28, 1) and (n, 32, 32, 3) are
+    channels-last, (n, 3, 32, 32) is channels-first, and when both could be channels, as in
+    (n, 3, 32, 3), channels-last wins.
+
+    Raises:
+        ValueError: any other number of axes, or no axis that can hold channels.
+
+    Example:
+        >>> image_layout((5, 3, 32, 32)), image_layout((5, 32, 32, 3)), image_layout((5, 8, 8))
+        ('nchw', 'nhwc', 'nhw')
+    """
+    if len(shape) == 3:
+        return "nhw"
+    if len(shape) != 4:
+        raise ValueError(
+            f"image arrays must have 3 axes (n, h, w) or 4 axes (n, h, w, c) / (n, c, h, w), "
+            f"got shape {shape}"
+        )
+    if shape[-1] in _CHANNEL_COUNTS:
+        return "nhwc"
+    if shape[1] in _CHANNEL_COUNTS:
+        return "nchw"
+    raise ValueError(
+        f"cannot tell the channel axis of shape {shape}: expected 1, 3 or 4 channels "
+        f"on the last axis (n, h, w, c) or on axis 1 (n, c, h, w)"
+    )
+
+
+class ArraySource(Source):
+    """Images given as one numpy array, with optional labels.
+
+    Layouts (n, h, w), (n, h, w, c) and (n, c, h, w) are accepted; :func:`image_layout` says
+    how the channel axis is found. A fourth (alpha) channel is dropped, as image folders drop
+    it, so items have 1 or 3 channels.
+
+    Values: ``uint8`` arrays are divided by 255; ``bool`` arrays give 0 and 1; other numeric
+    arrays (floats, wider ints) are used as they are when every value lies within [0, 1], and
+    otherwise min-max scaled to [0, 1] with the global minimum and maximum of the whole array,
+    computed once here (a constant array maps to 0). NaN or infinite values are an error.
+
+    The array is kept as given (uint8 stays uint8, a memory-mapped array stays on disk) and
+    converted to float32 one batch at a time, so ``read_batch`` costs one fancy-indexing copy.
+
+    Args:
+        array: the images.
+        labels: optional labels per image, ints or strings (see :func:`encode_labels`).
+        name: a short name for messages and reports.
+        classes: optional class names indexed by label code.
+
+    Raises:
+        ValueError: a bad shape, dtype or values, or labels of the wrong length.
+        EmptySourceError: an array with no images or with empty images.
+
+    Example:
+        >>> x = np.arange(2 * 3 * 4 * 4, dtype=np.float64).reshape(2, 3, 4, 4)
+        >>> src = ArraySource(x, labels=[0, 1], classes=["a", "b"])
+        >>> src.item_shape, src.read(1).max().item(), src.labels.tolist()
+        ((3, 4, 4), 1.0, [0, 1])
+    """
+
+    def __init__(
+        self,
+        array: np.ndarray,
+        labels: Sequence | np.ndarray | None = None,
+        *,
+        name: str = "array",
+        classes: Sequence[str] | None = None,
+    ) -> None:
+        if not isinstance(array, np.ndarray):
+            array = np.asarray(array)
+        if array.dtype.kind not in "biuf":
+            raise ValueError(f"image arrays must be numeric, got dtype {array.dtype}")
+        self._layout = image_layout(array.shape)
+        if self._layout == "nhwc" and array.shape[-1] == 4:
+            array = array[..., :3]
+        elif self._layout == "nchw" and array.shape[1] == 4:
+            array = array[:, :3]
+        if array.size == 0:
+            raise EmptySourceError(f"{name}: the array holds no image (shape {array.shape})")
+        self._array = array
+        self.name = name
+        self._offset, self._span = _value_range(array)
+        n = array.shape[0]
+        if labels is None:
+            if classes is not None:
+                raise ValueError("classes were given without labels")
+        else:
+            codes, self.classes = encode_labels(labels, classes)
+            if len(codes) != n:
+                raise ValueError(f"{len(codes)} labels for {n} images")
+            self.labels = codes
+
+    @property
+    def item_shape(self) -> tuple[int, int, int]:
+        """The shape (C, H, W) of every item."""
+        shape = self._array.shape
+        if self._layout == "nhw":
+            return (1, shape[1], shape[2])
+        if self._layout == "nhwc":
+            return (shape[3], shape[1], shape[2])
+        return (shape[1], shape[2], shape[3])
+
+    def __len__(self) -> int:
+        return self._array.shape[0]
+
+    @property
+    def ids(self) -> Sequence[str]:
+        """The row numbers as text."""
+        return RowIds(len(self))
+
+    def read(self, index: int) -> torch.Tensor:
+        """Image ``index`` as a float32 tensor (C, H, W) in [0, 1]."""
+        return self.read_batch([index]).items[0]
+
+    def read_batch(self, indices: Sequence[int]) -> Batch:
+        """Images at ``indices`` as one float32 tensor (n, C, H, W); nothing is ever skipped."""
+        rows = np.asarray(indices, dtype=np.int64).reshape(-1)
+        n = len(self)
+        if rows.size and (rows.min() < 0 or rows.max() >= n):
+            bad = rows[(rows < 0) | (rows >= n)][0]
+            raise IndexError(f"index {bad} out of range for {self.name} with {n} items")
+        chunk = self._array[rows]
+        if self._layout == "nhw":
+            chunk = chunk[:, None]
+        elif self._layout == "nhwc":
+            chunk = chunk.transpose(0, 3, 1, 2)
+        items = torch.from_numpy(np.ascontiguousarray(chunk)).to(torch.float32)
+        if self._offset != 0.0:
+            # Rounding may put a value a hair outside [0, 1].
+            items.sub_(self._offset).div_(self._span).clamp_(0.0, 1.0)
+        elif self._span != 1.0:
+            items.div_(self._span)
+        return Batch(items, rows.tolist(), [])
+
+
+def _value_range(array: np.ndarray) -> tuple[float, float]:
+    """The (offset, span) that map the array's values into [0, 1] as ``(x - offset) / span``."""
+    if array.dtype == np.uint8:
+        return 0.0, 255.0
+    if array.dtype.kind == "b":
+        return 0.0, 1.0
+    low, high = float(array.min()), float(array.max())
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError("the image array holds NaN or infinite values")
+    if low >= 0.0 and high <= 1.0:
+        return 0.0, 1.0
+    return low, (high - low if high > low else 1.0)
+
+
+def load_array_file(path: str | os.PathLike) -> ArraySource:
+    """Open images stored in a ``.npy`` or ``.npz`` file.
+
+    A ``.npy`` file holds the images (memory-mapped, not read into memory). A ``.npz`` file
+    holds the images as ``X`` with optional labels ``y``, or else a single array of images.
+    Array layouts and values follow :class:`ArraySource`.
+
+    Args:
+        path: the file.
+
+    Returns:
+        An :class:`ArraySource` named after the file.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: an unreadable file, another suffix, a ``.npz`` with several arrays but no
+            ``X``, a bad image array, or labels whose length differs from the images'. Every
+            message names the file.
+
+    Example:
+        >>> import tempfile
+        >>> f = Path(tempfile.mkdtemp()) / "imgs.npz"
+        >>> np.savez(f, X=np.zeros((3, 8, 8), np.uint8), y=np.array(["a", "b", "a"]))
+        >>> load_array_file(f).classes
+        ['a', 'b']
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such array file: {path}")
+    suffix = path.suffix.lower()
+    if suffix not in (".npy", ".npz"):
+        raise ValueError(f"{path}: expected a .npy or .npz file, got {suffix or 'no suffix'}")
+    try:
+        if suffix == ".npy":
+            images, labels = np.load(path, mmap_mode="r", allow_pickle=False), None
+        else:
+            images, labels = _read_npz(path)
+        return ArraySource(images, labels, name=str(path))
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        if str(path) in str(err):
+            raise
+        error_type = type(err) if isinstance(err, ValueError) else ValueError
+        raise error_type(f"{path}: {err}") from err
+
+
+def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """The images (``X`` or the single array) and labels (``y`` or None) of a ``.npz`` file."""
+    with np.load(path, allow_pickle=False) as archive:
+        keys = list(archive.keys())
+        if "X" in keys:
+            return archive["X"], (archive["y"] if "y" in keys else None)
+        if len(keys) == 1:
+            return archive[keys[0]], None
+    raise ValueError(
+        f"{path}: a .npz file must hold the images as 'X' (and labels as 'y') or a single "
+        f"array, found {keys or 'no arrays'}"
+    )

@@ -1,0 +1,115 @@
+"""The source interface every modality shares: a length, items, optional labels, ids.
+
+A source knows how to read items of one modality from somewhere (a folder, an array, a named
+dataset). It knows nothing about augmentations, models or losses.
+
+Example:
+    >>> import numpy as np
+    >>> from selfsup.data.arrays import ArraySource
+    >>> src = ArraySource(np.zeros((4, 8, 8), dtype=np.uint8), name="zeros")
+    >>> len(src), src.read_batch([0, 1]).items.shape
+    (4, (2, 1, 8, 8))
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+class ItemReadError(Exception):
+    """One item could not be read (a corrupt or unreadable file).
+
+    Args:
+        item_id: the id of the item, for files the path.
+        reason: what is wrong with it, in words.
+    """
+
+    def __init__(self, item_id: str, reason: str) -> None:
+        super().__init__(f"{item_id}: {reason}")
+        self.item_id = item_id
+        self.reason = reason
+
+
+class EmptySourceError(ValueError):
+    """A source holds no readable item at all (an empty folder, an empty array)."""
+
+
+@dataclass
+class SkippedItem:
+    """An item left out of a batch because it could not be read."""
+
+    index: int
+    item_id: str
+    reason: str
+
+
+@dataclass
+class Batch:
+    """Items read together.
+
+    Attributes:
+        items: the stacked items (for images a float32 tensor (n, C, H, W) in [0, 1]).
+        indices: the source indices of the rows of ``items``, in order.
+        skipped: the items that were asked for but could not be read.
+    """
+
+    items: torch.Tensor
+    indices: list[int]
+    skipped: list[SkippedItem] = field(default_factory=list)
+
+
+class Source(abc.ABC):
+    """A finite, indexable collection of items of one modality.
+
+    Subclasses implement ``__len__``, ``read`` and the ``ids`` property; they may override
+    ``read_batch`` when reading many items at once is faster than one by one.
+    """
+
+    #: The modality of the items: "image", "series", "tabular", "audio" or "text".
+    modality: str = "image"
+    #: A short human-readable name (a folder path, a dataset name).
+    name: str = ""
+    #: Integer class codes per item, or None when the source is unlabeled.
+    labels: np.ndarray | None = None
+    #: Class names indexed by label code, or None when unlabeled.
+    classes: list[str] | None = None
+
+    @abc.abstractmethod
+    def __len__(self) -> int:
+        """The number of items."""
+
+    @abc.abstractmethod
+    def read(self, index: int) -> torch.Tensor:
+        """Read one item as a tensor; raise ItemReadError when it cannot be read."""
+
+    @property
+    @abc.abstractmethod
+    def ids(self) -> Sequence[str]:
+        """One stable id per item (a relative path, or the row number as text)."""
+
+    def read_batch(self, indices: Sequence[int]) -> Batch:
+        """Read several items, skipping (and reporting) those that cannot be read."""
+        items, kept, skipped = [], [], []
+        for i in indices:
+            try:
+                items.append(self.read(int(i)))
+                kept.append(int(i))
+            except ItemReadError as err:
+                skipped.append(SkippedItem(int(i), err.item_id, err.reason))
+        stacked = torch.stack(items) if items else torch.empty(0)
+        return Batch(stacked, kept, skipped)
+
+    @property
+    def has_labels(self) -> bool:
+        """Whether every item carries a class label."""
+        return self.labels is not None
+
+    def describe(self) -> str:
+        """A one-line summary, e.g. ``fashion-mnist: 60000 image items, 10 classes``."""
+        classes = f", {len(self.classes)} classes" if self.classes else ", unlabeled"
+        return f"{self.name}: {len(self)} {self.modality} items{classes}"

@@ -1,0 +1,189 @@
+"""Images stored as files in a folder tree, labelled by their first-level subfolder.
+
+Example:
+    >>> import tempfile
+    >>> from PIL import Image
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for cls in ("cat", "dog"):
+    ...     (root / cls).mkdir()
+    ...     Image.new("RGB", (40, 30), "red").save(root / cls / "a.png")
+    >>> src = ImageFolderSource(root)
+    >>> list(src.ids), src.classes, src.read(0).shape
+    (['cat/a.png', 'dog/a.png'], ['cat', 'dog'], torch.Size([3, 30, 30]))
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+
+from selfsup.data.base import EmptySourceError, ItemReadError, Source
+
+#: File suffixes read as images, compared case-insensitively.
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+# PIL modes of one gray channel. Wider-than-8-bit ones (16-bit PNG and TIFF) are divided by
+# 65535: PIL's own conversion to "L" would clip them at 255.
+_WIDE_GRAY_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
+_GRAY_MODES = {"1", "L", "LA", *_WIDE_GRAY_MODES}
+
+
+class ImageFolderSource(Source):
+    """Every image file under a folder, found recursively and sorted by relative path.
+
+    Files with the suffixes in ``IMAGE_EXTENSIONS`` (any case) are read; hidden files and
+    folders (names starting with ".") are left out. When every image lies in a subfolder and
+    there are at least two first-level subfolders, their names are the classes (sorted) and
+    each image is labelled by the one it lies in; otherwise the source is unlabeled.
+
+    Every item has the same shape (channels, image_size, image_size): each image is converted
+    to gray ("L") or "RGB" (alpha dropped, EXIF rotation applied), its shorter side resized to
+    ``image_size`` and its center cropped square. A file that cannot be opened or decoded (not
+    an image, truncated) raises :class:`ItemReadError` on ``read`` and is reported in
+    ``read_batch(...).skipped``.
+
+    Args:
+        root: the folder.
+        image_size: the side of the square items; by default the shorter side of the first
+            readable image.
+        channels: 1 (gray) or 3 (RGB); by default 1 when the first readable image is gray
+            (modes "1", "L", "I;16", ...), else 3.
+
+    Raises:
+        FileNotFoundError: ``root`` does not exist.
+        NotADirectoryError: ``root`` is a file.
+        EmptySourceError: no image file under ``root``, or none that can be read when a
+            default has to be taken from one.
+        ValueError: ``image_size`` below 1 or ``channels`` other than 1 or 3.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        *,
+        image_size: int | None = None,
+        channels: int | None = None,
+    ) -> None:
+        self.root = Path(root)
+        if not self.root.exists():
+            raise FileNotFoundError(f"no such folder: {self.root}")
+        if not self.root.is_dir():
+            raise NotADirectoryError(f"not a folder: {self.root}")
+        if image_size is not None and image_size < 1:
+            raise ValueError(f"image_size must be at least 1, got {image_size}")
+        if channels not in (None, 1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels}")
+        self.name = str(self.root)
+        self._ids = find_image_files(self.root)
+        if not self._ids:
+            raise EmptySourceError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {self.root}")
+        self._label_from_subfolders()
+        if image_size is None or channels is None:
+            first_size, first_mode = self._first_readable_image()
+            if image_size is None:
+                image_size = min(first_size)
+            if channels is None:
+                channels = 1 if first_mode in _GRAY_MODES else 3
+        self.image_size: int = image_size
+        self.channels: int = channels
+
+    def _label_from_subfolders(self) -> None:
+        """Label each image by its first-level folder, when all lie in two or more of them."""
+        folders = [rel.split("/", 1)[0] if "/" in rel else None for rel in self._ids]
+        names = sorted(set(folders) - {None})
+        if None in folders or len(names) < 2:
+            return
+        code = {name: i for i, name in enumerate(names)}
+        self.classes = names
+        self.labels = np.array([code[f] for f in folders], dtype=np.int64)
+
+    def _first_readable_image(self) -> tuple[tuple[int, int], str]:
+        """The size and PIL mode of the first image that decodes."""
+        for rel in self._ids:
+            try:
+                with Image.open(self.root / rel) as image:
+                    image.load()
+                    return image.size, image.mode
+            except Exception:  # any unreadable file is passed over here, and skipped on read
+                continue
+        raise EmptySourceError(
+            f"none of the {len(self._ids)} image files in {self.root} can be read"
+        )
+
+    @property
+    def item_shape(self) -> tuple[int, int, int]:
+        """The shape (C, H, W) of every item."""
+        return (self.channels, self.image_size, self.image_size)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @property
+    def ids(self) -> Sequence[str]:
+        """The paths relative to the root, with "/" separators."""
+        return self._ids
+
+    def read(self, index: int) -> torch.Tensor:
+        """Image ``index`` as a float32 tensor (C, image_size, image_size) in [0, 1]."""
+        rel = self._ids[index]
+        try:
+            with Image.open(self.root / rel) as image:
+                pixels = self._decode(image)
+        except Exception as err:  # a bad file can fail in any of the ways PIL can fail
+            raise ItemReadError(rel, f"cannot read image: {type(err).__name__}: {err}") from err
+        tensor = torch.from_numpy(pixels)
+        tensor = tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
+        return tensor
+
+    def _decode(self, image: Image.Image) -> np.ndarray:
+        """Decode, convert, resize and crop one opened image to a float32 (H, W[, C]) array."""
+        size = self.image_size
+        short = min(image.size)
+        if short > size:
+            # JPEG can decode at 1/2, 1/4 or 1/8 scale directly; the result stays >= size.
+            scale = size / short
+            draft_size = (math.ceil(image.width * scale), math.ceil(image.height * scale))
+            image.draft(image.mode, draft_size)
+        image.load()  # Image.open is lazy: decoding (and a truncation error) happens here
+        ImageOps.exif_transpose(image, in_place=True)
+        wide_gray = image.mode in _WIDE_GRAY_MODES
+        if wide_gray:
+            image, peak = image.convert("F"), 65535.0
+        elif self.channels == 1:
+            image, peak = image.convert("L"), 255.0
+        else:
+            if image.mode == "P" and "transparency" in image.info:
+                image = image.convert("RGBA")  # avoids PIL's warning for such palettes
+            image, peak = image.convert("RGB"), 255.0
+        if image.size != (size, size):
+            # Resize the central square straight to size: shorter side to size, then crop.
+            side = min(image.size)
+            left, top = (image.width - side) / 2, (image.height - side) / 2
+            box = (left, top, left + side, top + side)
+            image = image.resize((size, size), Image.Resampling.BILINEAR, box=box)
+        pixels = (np.asarray(image, dtype=np.float32) / peak).clip(0.0, 1.0)
+        if wide_gray and self.channels == 3:
+            pixels = np.repeat(pixels[:, :, None], 3, axis=2)
+        return pixels
+
+
+def find_image_files(root: Path) -> list[str]:
+    """The image files under ``root`` as sorted "/"-separated relative paths, hidden ones left out.
+
+    Example:
+        >>> find_image_files(Path("/nonexistent"))
+        []
+    """
+    found = []
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
+        rel_folder = Path(folder).relative_to(root)
+        for file in files:
+            if not file.startswith(".") and file.lower().endswith(IMAGE_EXTENSIONS):
+                found.append((rel_folder / file).as_posix())
+    return sorted(found)

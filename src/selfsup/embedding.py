@@ -1,0 +1,159 @@
+"""Embedding a source with an encoder, in batches, with memory bounded by the batch size.
+
+Example:
+    >>> import numpy as np
+    >>> from selfsup.data.arrays import ArraySource
+    >>> from selfsup.encoder import Encoder
+    >>> enc = Encoder.build("small-cnn", in_channels=1, image_size=8, width=4)
+    >>> embed_source(enc, ArraySource(np.zeros((5, 8, 8), dtype=np.uint8))).shape
+    (5, 32)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from selfsup.data.base import SkippedItem, Source
+from selfsup.encoder import Encoder
+from selfsup.engine.precision import cpu_has_fast_bf16
+from selfsup.engine.progress import TrainingProgress
+
+
+def conform_images(images: torch.Tensor, channels: int, size: int) -> torch.Tensor:
+    """Resize a batch to ``size`` x ``size`` and convert gray <-> color to ``channels``.
+
+    Lets an encoder trained on one dataset embed another (transfer evaluation).
+    """
+    if images.shape[1] != channels:
+        if channels == 1:
+            images = images.mean(dim=1, keepdim=True)
+        elif images.shape[1] == 1:
+            images = images.expand(-1, channels, -1, -1)
+        else:
+            raise ValueError(f"cannot convert {images.shape[1]}-channel images to {channels}")
+    if images.shape[-2:] != (size, size):
+        images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
+    return images
+
+
+def _autocast(precision: str) -> contextlib.AbstractContextManager:
+    use_bf16 = precision == "bf16" or (precision == "auto" and cpu_has_fast_bf16())
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16)
+
+
+def iter_embeddings(
+    encoder: Encoder,
+    source: Source,
+    batch_size: int = 512,
+    precision: str = "auto",
+    show_progress: bool = False,
+) -> Iterator[tuple[list[int], np.ndarray, list[SkippedItem]]]:
+    """Yield (indices, float32 embeddings, skipped items) batch by batch, in source order."""
+    spec = encoder.spec or {}
+    encoder.eval()
+    n = len(source)
+    steps = (n + batch_size - 1) // batch_size
+    with TrainingProgress(steps, f"embedding {source.name}", enabled=show_progress) as bar:
+        for start in range(0, n, batch_size):
+            batch = source.read_batch(list(range(start, min(n, start + batch_size))))
+            if batch.indices:
+                x = batch.items
+                if "image_size" in spec:
+                    x = conform_images(x, spec["in_channels"], spec["image_size"])
+                with torch.no_grad(), _autocast(precision):
+                    emb = encoder(x).float().numpy()
+            else:
+                emb = np.zeros((0, encoder.feature_dim), dtype=np.float32)
+            yield batch.indices, emb, batch.skipped
+            bar.advance(1, len(batch.indices))
+
+
+def embed_source(
+    encoder: Encoder, source: Source, batch_size: int = 512, precision: str = "auto"
+) -> np.ndarray:
+    """All embeddings as one (n, D) float32 array; rows of unreadable items are NaN."""
+    out = np.full((len(source), encoder.feature_dim), np.nan, dtype=np.float32)
+    for indices, emb, _ in iter_embeddings(encoder, source, batch_size, precision):
+        out[indices] = emb
+    return out
+
+
+@dataclass
+class EmbeddingFile:
+    """What ``write_embeddings`` wrote."""
+
+    path: Path
+    rows: int
+    dim: int
+    skipped: list[SkippedItem] = field(default_factory=list)
+
+
+def write_embeddings(
+    encoder: Encoder,
+    source: Source,
+    out: str | os.PathLike,
+    batch_size: int = 512,
+    precision: str = "auto",
+    show_progress: bool = True,
+) -> EmbeddingFile:
+    """Write one embedding per item to ``.npy`` or ``.parquet``, in input order.
+
+    ``.npy`` is a float32 (n, D) array written through a memory map; ``.parquet`` has columns
+    ``id``, ``label`` (when the source has labels) and ``embedding`` (a list of floats), written
+    one row group per batch. Rows of unreadable items are NaN and the items are returned in
+    ``skipped``. Memory stays bounded by the batch size, whatever the dataset size.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    suffix = out.suffix.lower()
+    if suffix not in (".npy", ".parquet"):
+        raise ValueError(f"{out}: embeddings are written as .npy or .parquet, not {suffix!r}")
+    dim, n = encoder.feature_dim, len(source)
+    ids = source.ids
+    skipped: list[SkippedItem] = []
+    tmp = out.with_name(out.name + ".tmp")
+    batches = iter_embeddings(encoder, source, batch_size, precision, show_progress)
+    if suffix == ".npy":
+        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
+        for start in range(0, n, batch_size):
+            indices, emb, bad = next(batches)
+            block = np.full((min(batch_size, n - start), dim), np.nan, dtype=np.float32)
+            block[np.asarray(indices, dtype=int) - start] = emb
+            array[start : start + len(block)] = block
+            skipped += bad
+        array.flush()
+        del array
+    else:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        fields = [pa.field("id", pa.string())]
+        if source.labels is not None:
+            fields.append(pa.field("label", pa.string() if source.classes else pa.int64()))
+        fields.append(pa.field("embedding", pa.list_(pa.float32(), dim)))
+        schema = pa.schema(fields)
+        with pq.ParquetWriter(tmp, schema) as writer:
+            for start in range(0, n, batch_size):
+                indices, emb, bad = next(batches)
+                rows = list(range(start, min(n, start + batch_size)))
+                block = np.full((len(rows), dim), np.nan, dtype=np.float32)
+                block[np.asarray(indices, dtype=int) - start] = emb
+                columns = {"id": [ids[i] for i in rows]}
+                if source.labels is not None:
+                    codes = source.labels[rows]
+                    columns["label"] = (
+                        [source.classes[c] for c in codes] if source.classes else codes.tolist()
+                    )
+                columns["embedding"] = list(block)
+                writer.write_table(pa.table(columns, schema=schema))
+                skipped += bad
+    os.replace(tmp, out)
+    return EmbeddingFile(out, n, dim, skipped)

@@ -1,0 +1,121 @@
+"""Optimizers (AdamW, SGD, LARS) and the warmup-then-cosine learning-rate schedule.
+
+Example:
+    >>> from torch import nn
+    >>> opt = build_optimizer("lars", nn.Linear(4, 2), lr=0.1, weight_decay=1e-6)
+    >>> warmup_cosine(step=0, total_steps=100, warmup_steps=10, base_lr=1.0)
+    0.1
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+OPTIMIZERS = ("adamw", "sgd", "lars")
+
+#: Learning rates for a batch of 256, scaled linearly with the batch size (Goyal et al. 2017).
+BASE_LR = {"adamw": 2e-3, "sgd": 0.06, "lars": 0.3}
+BASE_WEIGHT_DECAY = {"adamw": 1e-4, "sgd": 5e-4, "lars": 1e-6}
+
+
+class LARS(torch.optim.Optimizer):
+    """SGD with momentum and layer-wise adaptive rate scaling.
+
+    You, Gitman, Ginsburg. "Large Batch Training of Convolutional Networks", 2017.
+    https://arxiv.org/abs/1708.03888. Each weight's step is scaled by the trust ratio
+    ``eta * ||w|| / ||g + wd * w||``; groups with ``lars_exclude`` (biases, norms) use plain SGD
+    without weight decay, as in SimCLR and BYOL.
+
+    Args:
+        params: parameters or parameter groups.
+        lr: learning rate.
+        momentum: heavy-ball momentum.
+        weight_decay: L2 penalty on the adapted parameters.
+        eta: trust coefficient.
+    """
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict],
+        lr: float,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        eta: float = 0.02,
+    ) -> None:
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "weight_decay": weight_decay,
+            "eta": eta,
+            "lars_exclude": False,
+        }
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):  # noqa: ANN001, ANN201 - torch's signature
+        """Perform one optimization step."""
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                grad = p.grad
+                if not group["lars_exclude"]:
+                    grad = grad.add(p, alpha=group["weight_decay"])
+                    w_norm, g_norm = torch.linalg.norm(p), torch.linalg.norm(grad)
+                    trust = torch.where(
+                        (w_norm > 0) & (g_norm > 0), group["eta"] * w_norm / g_norm, 1.0
+                    )
+                    grad = grad.mul(trust)
+                state = self.state[p]
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = grad.clone()
+                else:
+                    state["momentum_buffer"].mul_(group["momentum"]).add_(grad)
+                p.add_(state["momentum_buffer"], alpha=-group["lr"])
+        return loss
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Weights get weight decay; biases and normalization parameters (ndim < 2) do not."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim >= 2 else no_decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0, "lars_exclude": True},
+    ]
+
+
+def build_optimizer(
+    name: str, model: nn.Module, lr: float, weight_decay: float
+) -> torch.optim.Optimizer:
+    """Build ``adamw``, ``sgd`` (momentum 0.9) or ``lars`` over the trainable parameters."""
+    groups = _param_groups(model, weight_decay)
+    if name == "adamw":
+        for g in groups:
+            g.pop("lars_exclude", None)
+        return torch.optim.AdamW(groups, lr=lr)
+    if name == "sgd":
+        for g in groups:
+            g.pop("lars_exclude", None)
+        return torch.optim.SGD(groups, lr=lr, momentum=0.9)
+    if name == "lars":
+        return LARS(groups, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; available: {', '.join(OPTIMIZERS)}")
+
+
+def warmup_cosine(
+    step: int, total_steps: int, warmup_steps: int, base_lr: float, final_lr: float = 0.0
+) -> float:
+    """Linear warmup from ``base_lr / warmup_steps`` to ``base_lr``, then cosine to ``final_lr``."""
+    if step < warmup_steps:
+        return base_lr * (step + 1) / warmup_steps
+    span = max(1, total_steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return final_lr + (base_lr - final_lr) * 0.5 * (1 + math.cos(math.pi * progress))

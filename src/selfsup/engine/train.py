@@ -1,0 +1,262 @@
+"""The training loop: views, loss, backward, step, schedule, checkpoint. Read it top to bottom.
+
+Lightning Fabric supplies the distributed machinery (DDP over gloo on CPU or NCCL on GPU,
+torchrun and multi-node launching) and the precision plugin (bf16 autocast); the loop itself
+stays explicit here.
+
+Example:
+    >>> import numpy as np, tempfile, lightning
+    >>> from selfsup.config import PretrainConfig
+    >>> from selfsup.data.arrays import ArraySource
+    >>> from selfsup.encoder import Encoder
+    >>> from selfsup.methods import build_method
+    >>> from selfsup.views import ImageViews, image_recipe
+    >>> source = ArraySource(np.random.randint(0, 255, (64, 8, 8), dtype=np.uint8))
+    >>> method = build_method("simclr", Encoder.build("small-cnn", 1, 8, width=4))
+    >>> cfg = PretrainConfig(data="-", epochs=1, batch_size=32, precision="fp32")
+    >>> fabric = lightning.Fabric(accelerator="cpu", devices=1)
+    >>> views = ImageViews(image_recipe("simclr"), 8, 1)
+    >>> fit(method, source, views, cfg, tempfile.mkdtemp(), fabric, show_progress=False).step
+    2
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import lightning
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from selfsup.config import PretrainConfig
+from selfsup.data.base import Batch, ItemReadError, Source
+from selfsup.engine.checkpoint import load_checkpoint, save_checkpoint
+from selfsup.engine.metrics import MetricsLog
+from selfsup.engine.optim import BASE_LR, BASE_WEIGHT_DECAY, build_optimizer, warmup_cosine
+from selfsup.engine.progress import TrainingProgress
+from selfsup.methods.base import Method
+
+CHECKPOINT = Path("checkpoints") / "last.ckpt"
+SKIPPED_FILE = "skipped.txt"
+DEFAULT_EPOCHS = 100
+# Steps timed before a time budget is turned into a number of steps.
+_CALIBRATION_STEPS = 10
+
+
+@dataclass
+class TrainState:
+    """Where training stands; saved in every checkpoint."""
+
+    step: int = 0
+    epoch: int = 0
+    total_steps: int = 0
+    train_seconds: float = 0.0
+    items_seen: int = 0
+
+
+class _EpochBatches(Dataset):
+    """The batches of one epoch for one process: item i is a whole ``Batch``."""
+
+    def __init__(self, source: Source, batches: list[np.ndarray]) -> None:
+        self.source = source
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int) -> Batch:
+        return self.source.read_batch(self.batches[i].tolist())
+
+
+def _no_collate(batch: Batch) -> Batch:
+    return batch
+
+
+def epoch_batches(
+    n: int, batch_size: int, world_size: int, rank: int, seed: int, epoch: int
+) -> list[np.ndarray]:
+    """This process's batches of indices for ``epoch``: a seeded shuffle, sharded by rank.
+
+    The order depends only on (seed, epoch), so a resumed run sees the same batches.
+    """
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    per_step = batch_size * world_size
+    steps = n // per_step
+    mine = order[: steps * per_step].reshape(steps, world_size, batch_size)[:, rank]
+    return list(mine)
+
+
+def _record_skipped(run_dir: Path, source: Source, batch: Batch, strict: bool) -> None:
+    if not batch.skipped:
+        return
+    if strict:
+        item = batch.skipped[0]
+        raise ItemReadError(
+            f"{source.name}/{item.item_id}",
+            f"{item.reason} (--strict is on; without it unreadable items are skipped and listed "
+            f"in {SKIPPED_FILE})",
+        )
+    with (run_dir / SKIPPED_FILE).open("a") as f:
+        for item in batch.skipped:
+            f.write(f"{item.item_id}\t{item.reason}\n")
+
+
+def _dedupe_skipped(run_dir: Path) -> int:
+    path = run_dir / SKIPPED_FILE
+    lines = sorted(set(path.read_text().splitlines())) if path.exists() else []
+    path.write_text("".join(line + "\n" for line in lines))
+    return len(lines)
+
+
+def _planned_steps(cfg: PretrainConfig, steps_per_epoch: int) -> int:
+    epochs = cfg.epochs or (None if cfg.time_budget else DEFAULT_EPOCHS)
+    return epochs * steps_per_epoch if epochs else 10**12
+
+
+def _fit_to_budget(
+    cfg: PretrainConfig, state: TrainState, steps_per_epoch: int, fabric: lightning.Fabric
+) -> int:
+    """Steps that fit in what is left of the time budget at the pace measured so far."""
+    cap = _planned_steps(cfg, steps_per_epoch)
+    if cfg.time_budget is None or state.step == 0:
+        return cap
+    seconds_per_step = state.train_seconds / state.step
+    left = cfg.time_budget * 60 - state.train_seconds
+    steps = state.step + max(0, math.floor(left / seconds_per_step))
+    # Every process must agree on the schedule: rank 0's estimate wins.
+    return int(fabric.broadcast(min(cap, steps), src=0))
+
+
+def fit(
+    method: Method,
+    source: Source,
+    views: nn.Module,
+    cfg: PretrainConfig,
+    run_dir: str | os.PathLike,
+    fabric: lightning.Fabric,
+    resume: bool = False,
+    show_progress: bool = True,
+) -> TrainState:
+    """Train ``method`` on ``source`` as ``cfg`` says, checkpointing into ``run_dir``.
+
+    Args:
+        method: the objective with its encoder (unwrapped; Fabric wraps it here).
+        source: the training items.
+        views: makes the list of augmented views from a batch of items.
+        cfg: the run's configuration.
+        run_dir: the run folder.
+        fabric: a launched Fabric (single process, DDP, or multi-node).
+        resume: continue from ``run_dir/checkpoints/last.ckpt``.
+        show_progress: draw the progress bar on rank 0.
+
+    Returns:
+        The final training state (steps, epochs, training seconds, items seen).
+    """
+    run_dir = Path(run_dir)
+    world, rank = fabric.world_size, fabric.global_rank
+    per_step = cfg.batch_size * world
+    steps_per_epoch = len(source) // per_step
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"{source.name}: {len(source)} items are fewer than one step of {cfg.batch_size} "
+            f"items x {world} processes; lower --batch-size"
+        )
+    lr = cfg.lr if cfg.lr is not None else BASE_LR[cfg.optimizer] * per_step / 256
+    weight_decay = (
+        cfg.weight_decay if cfg.weight_decay is not None else BASE_WEIGHT_DECAY[cfg.optimizer]
+    )
+    optimizer = build_optimizer(cfg.optimizer, method, lr, weight_decay)
+
+    state = TrainState(total_steps=_planned_steps(cfg, steps_per_epoch))
+    if resume:
+        ckpt = load_checkpoint(run_dir / CHECKPOINT)
+        method.load_state_dict(ckpt["method"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        state = TrainState(**ckpt["state"])
+    model, optimizer = fabric.setup(method, optimizer)
+    views = views.to(fabric.device)
+
+    log = MetricsLog(run_dir, resume_step=state.step if resume else None) if rank == 0 else None
+    progress = TrainingProgress(
+        min(state.total_steps, 10**9) if cfg.time_budget is None else steps_per_epoch,
+        f"{method.name} on {source.name}",
+        enabled=show_progress and rank == 0,
+        completed=state.step,
+    )
+    window_loss, window_items, window_start = 0.0, 0, time.perf_counter()
+    with progress:
+        while state.step < state.total_steps:
+            # Seeding from (seed, epoch, rank) makes augmentations repeat exactly on --resume.
+            torch.manual_seed(cfg.seed * 1_000_003 + state.epoch * 1009 + rank)
+            batches = epoch_batches(len(source), cfg.batch_size, world, rank, cfg.seed, state.epoch)
+            loader = DataLoader(
+                _EpochBatches(source, batches),
+                batch_size=None,
+                num_workers=cfg.num_workers,
+                collate_fn=_no_collate,
+            )
+            model.train()
+            for batch in loader:
+                if state.step >= state.total_steps:
+                    break
+                _record_skipped(run_dir, source, batch, cfg.strict)
+                if len(batch.indices) < 2:  # batch norm needs two items
+                    continue
+                started = time.perf_counter()
+                warmup = min(int(cfg.warmup_epochs * steps_per_epoch), state.total_steps // 10)
+                for group in optimizer.param_groups:
+                    group["lr"] = warmup_cosine(state.step, state.total_steps, warmup, lr)
+                loss = model(views(batch.items.to(fabric.device)))
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"the loss became {loss.item()} at step {state.step} (epoch "
+                        f"{state.epoch}); try a lower --lr, or --precision fp32"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                fabric.backward(loss)
+                optimizer.step()
+                method.on_step_end(state.step / max(1, state.total_steps))
+                state.train_seconds += time.perf_counter() - started
+                state.step += 1
+                state.items_seen += len(batch.indices) * world
+                window_loss += loss.item()
+                window_items += len(batch.indices) * world
+                progress.advance(1, len(batch.indices) * world, loss.item())
+
+                if state.step == _CALIBRATION_STEPS and cfg.time_budget is not None:
+                    state.total_steps = _fit_to_budget(cfg, state, steps_per_epoch, fabric)
+                    progress.set_total(state.total_steps)
+                if log is not None and state.step % cfg.log_every == 0:
+                    now = time.perf_counter()
+                    log.write(
+                        state.step,
+                        epoch=state.epoch,
+                        loss=window_loss / cfg.log_every,
+                        lr=optimizer.param_groups[0]["lr"],
+                        items_per_s=window_items / (now - window_start),
+                        train_seconds=state.train_seconds,
+                    )
+                    window_loss, window_items, window_start = 0.0, 0, now
+            state.epoch += 1
+            state.total_steps = _fit_to_budget(cfg, state, steps_per_epoch, fabric)
+            progress.set_total(state.total_steps)
+            if rank == 0:
+                save_checkpoint(
+                    run_dir / CHECKPOINT,
+                    {
+                        "method": method.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "state": asdict(state),
+                    },
+                )
+            fabric.barrier()
+    if log is not None:
+        log.close()
+        _dedupe_skipped(run_dir)
+    return state

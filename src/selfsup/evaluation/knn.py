@@ -1,0 +1,121 @@
+"""Weighted k-nearest-neighbour classification on frozen embeddings.
+
+The protocol of InstDisc (Wu et al., "Unsupervised Feature Learning via Non-Parametric
+Instance Discrimination", CVPR 2018), used since by DINO and most self-supervised papers:
+for a test embedding, take the ``k`` train embeddings of highest cosine similarity ``s_i``,
+give each the weight ``exp(s_i / T)``, sum the weights per class and predict the class with
+the largest sum.
+
+Example:
+    >>> import torch
+    >>> train = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    >>> test = torch.tensor([[2.0, 0.1], [0.1, 3.0]])
+    >>> knn_accuracy(train, torch.tensor([0, 1]), test, torch.tensor([0, 1]), k=1)
+    1.0
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from selfsup.evaluation.inputs import ArrayLike, as_embeddings, as_labels, count_classes
+
+
+def knn_predict(
+    train_emb: ArrayLike,
+    train_labels: ArrayLike,
+    test_emb: ArrayLike,
+    k: int = 20,
+    temperature: float = 0.07,
+    batch_size: int = 1024,
+) -> torch.Tensor:
+    """Predict a label for every test embedding by temperature-weighted kNN voting.
+
+    The test set is processed ``batch_size`` rows at a time, so memory holds at most a
+    ``(batch_size, n_train)`` similarity matrix.
+
+    Args:
+        train_emb: train embeddings, shape ``(n_train, d)``, numpy or torch.
+        train_labels: integer train labels, shape ``(n_train,)``.
+        test_emb: test embeddings, shape ``(n_test, d)``.
+        k: number of neighbours; at most ``n_train``.
+        temperature: the ``T`` of the vote weight ``exp(s / T)``; a large value approaches
+            plain majority voting, a small one the single nearest neighbour.
+        batch_size: number of test rows compared with the train set at once.
+
+    Returns:
+        The predicted labels, an int64 tensor of shape ``(n_test,)``. Ties between classes
+        go to the smaller label.
+
+    Raises:
+        ValueError: ``k`` is not in ``[1, n_train]``, ``temperature`` or ``batch_size`` is not
+            positive, or the inputs have the wrong shapes.
+
+    Example:
+        >>> train = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+        >>> knn_predict(train, torch.tensor([0, 0, 1]), torch.tensor([[0.2, 1.0]]), k=3)
+        tensor([1])
+    """
+    train = F.normalize(as_embeddings(train_emb, "train_emb"), dim=1)
+    test = F.normalize(as_embeddings(test_emb, "test_emb"), dim=1)
+    labels = as_labels(train_labels, len(train), "train_labels")
+    if train.shape[1] != test.shape[1]:
+        raise ValueError(f"train_emb has dimension {train.shape[1]}, test_emb {test.shape[1]}")
+    if not 1 <= k <= len(train):
+        raise ValueError(f"k must be in [1, {len(train)}] (the train size), got {k}")
+    if temperature <= 0 or batch_size <= 0:
+        raise ValueError("temperature and batch_size must be positive")
+    num_classes = count_classes(labels)
+
+    predictions = []
+    for start in range(0, len(test), batch_size):
+        similarity = test[start : start + batch_size] @ train.T
+        top_sim, top_idx = similarity.topk(k, dim=1)
+        # Subtracting each row's largest similarity scales that row's weights by one
+        # constant, so the vote is unchanged while exp() cannot overflow at small T.
+        weights = ((top_sim - top_sim[:, :1]) / temperature).exp()
+        votes = torch.zeros(len(top_sim), num_classes)
+        votes.scatter_add_(1, labels[top_idx], weights)
+        predictions.append(votes.argmax(dim=1))
+    return torch.cat(predictions)
+
+
+def knn_accuracy(
+    train_emb: ArrayLike,
+    train_labels: ArrayLike,
+    test_emb: ArrayLike,
+    test_labels: ArrayLike,
+    k: int = 20,
+    temperature: float = 0.07,
+    batch_size: int = 1024,
+) -> float:
+    """Return the fraction of test embeddings whose weighted kNN vote gives their label.
+
+    See :func:`knn_predict` for the vote; the arguments are the same plus ``test_labels``.
+    A class that appears only among the test labels is never predicted, so its examples
+    count as errors.
+
+    Args:
+        train_emb: train embeddings, shape ``(n_train, d)``, numpy or torch.
+        train_labels: integer train labels, shape ``(n_train,)``.
+        test_emb: test embeddings, shape ``(n_test, d)``.
+        test_labels: integer test labels, shape ``(n_test,)``.
+        k: number of neighbours; at most ``n_train``.
+        temperature: the ``T`` of the vote weight ``exp(s / T)``.
+        batch_size: number of test rows compared with the train set at once.
+
+    Returns:
+        Top-1 accuracy in ``[0, 1]``.
+
+    Raises:
+        ValueError: as :func:`knn_predict`, or ``test_labels`` has the wrong shape.
+
+    Example:
+        >>> train = torch.eye(3)
+        >>> knn_accuracy(train, torch.arange(3), train, torch.tensor([0, 1, 0]), k=1)
+        0.6666666865348206
+    """
+    predicted = knn_predict(train_emb, train_labels, test_emb, k, temperature, batch_size)
+    labels = as_labels(test_labels, len(predicted), "test_labels")
+    return (predicted == labels).float().mean().item()

@@ -1,0 +1,253 @@
+"""Linear probe: multinomial logistic regression on frozen, standardized embeddings.
+
+The classifier minimises the mean cross-entropy plus ``weight_decay * ||W||^2`` (the bias is
+not penalised) with full-batch L-BFGS, the protocol of the linear evaluations in SimCLR
+(Chen et al., 2020, appendix B.5) and CLIP (Radford et al., 2021, section 3.2), which tune
+the L2 penalty on a validation split held out from the train labels, then refit on all of
+them. Embeddings are standardized with the mean and standard deviation of the train split.
+
+Example:
+    >>> import torch
+    >>> g = torch.Generator().manual_seed(0)
+    >>> labels = torch.arange(100) % 2
+    >>> emb = torch.randn(100, 4, generator=g) + 3 * labels[:, None]
+    >>> result = linear_probe(emb, labels, emb, labels, weight_decays=(1e-4, 1e-2))
+    >>> result.accuracy > 0.9, result.weight_decay in (1e-4, 1e-2)
+    (True, True)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from selfsup.evaluation.inputs import ArrayLike, as_embeddings, as_labels, count_classes
+
+
+@dataclass
+class LinearProbeResult:
+    """What :func:`linear_probe` found.
+
+    Attributes:
+        accuracy: test accuracy of the classifier refit on all train labels.
+        weight_decay: the weight decay used for that classifier.
+        val_accuracy: validation accuracy of the chosen weight decay; ``None`` when no
+            validation split could be made.
+        note: why the weight decay was not chosen on a validation split, else ``None``.
+    """
+
+    accuracy: float
+    weight_decay: float
+    val_accuracy: float | None
+    note: str | None = None
+
+
+def standardize(reference: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
+    """Centre and scale ``reference`` and ``others`` by the per-feature statistics of ``reference``.
+
+    Args:
+        reference: the embeddings whose mean and standard deviation are used, ``(n, d)``.
+        *others: more embeddings of dimension ``d`` to transform the same way.
+
+    Returns:
+        ``[reference, *others]`` standardized. A constant feature becomes zero.
+
+    Example:
+        >>> standardize(torch.tensor([[0.0, 5.0], [2.0, 5.0]]))[0]
+        tensor([[-0.7071,  0.0000],
+                [ 0.7071,  0.0000]])
+    """
+    mean = reference.mean(dim=0)
+    std = reference.std(dim=0).clamp_min(1e-12)
+    return [(x - mean) / std for x in (reference, *others)]
+
+
+def fit_logistic_regression(
+    features: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    weight_decay: float,
+    max_iter: int = 200,
+    init: torch.nn.Linear | None = None,
+) -> torch.nn.Linear:
+    """Fit multinomial logistic regression by full-batch L-BFGS.
+
+    Minimises ``cross_entropy(features @ W.T + b, labels) + weight_decay * ||W||^2``, the
+    cross-entropy averaged over examples and the bias left unpenalised. The problem is
+    convex, so the start (zeros, or a copy of ``init``) only changes how fast it converges.
+
+    Args:
+        features: float32 inputs, shape ``(n, d)``; standardize them first.
+        labels: int64 labels in ``[0, num_classes)``, shape ``(n,)``.
+        num_classes: number of outputs.
+        weight_decay: the L2 penalty on the weights, ``>= 0``.
+        max_iter: the most L-BFGS iterations.
+        init: a fitted classifier of the same shape to start from (a warm start).
+
+    Returns:
+        The fitted classifier; ``classifier(x).argmax(1)`` predicts labels.
+
+    Example:
+        >>> x = torch.tensor([[-1.0], [-2.0], [1.0], [2.0]])
+        >>> model = fit_logistic_regression(x, torch.tensor([0, 0, 1, 1]), 2, 1e-2)
+        >>> model(x).argmax(1)
+        tensor([0, 0, 1, 1])
+    """
+    model = torch.nn.Linear(features.shape[1], num_classes)
+    with torch.no_grad():
+        model.weight.copy_(init.weight if init is not None else torch.zeros_like(model.weight))
+        model.bias.copy_(init.bias if init is not None else torch.zeros_like(model.bias))
+    optimizer = torch.optim.LBFGS(
+        model.parameters(), max_iter=max_iter, history_size=20, line_search_fn="strong_wolfe"
+    )
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(features), labels)
+        loss = loss + weight_decay * model.weight.square().sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    return model.requires_grad_(False)
+
+
+def stratified_split(
+    labels: np.ndarray, val_fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split indices into fit and validation parts with the class proportions of ``labels``.
+
+    Each class gives ``round(val_fraction * count)`` examples to the validation part, but
+    at least one, and keeps at least one; every class must therefore have two examples.
+
+    Args:
+        labels: integer labels, shape ``(n,)``.
+        val_fraction: the share of each class to hold out, in ``(0, 1)``.
+        rng: the generator that shuffles each class.
+
+    Returns:
+        ``(fit_indices, val_indices)``, each sorted.
+
+    Example:
+        >>> labels = np.array([0, 0, 0, 0, 1, 1])
+        >>> fit, val = stratified_split(labels, 0.25, np.random.default_rng(0))
+        >>> len(fit), len(val)
+        (4, 2)
+    """
+    fit_parts, val_parts = [], []
+    for cls in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == cls))
+        n_val = min(max(round(val_fraction * len(members)), 1), len(members) - 1)
+        val_parts.append(members[:n_val])
+        fit_parts.append(members[n_val:])
+    return np.sort(np.concatenate(fit_parts)), np.sort(np.concatenate(val_parts))
+
+
+def _select_weight_decay(
+    fit: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    num_classes: int,
+    weight_decays: Sequence[float],
+    max_iter: int,
+) -> tuple[float, float, torch.nn.Linear]:
+    """Return the weight decay of best validation accuracy, that accuracy and its classifier.
+
+    Ties go to the larger weight decay.
+    """
+    candidates = []
+    model = None
+    # Largest penalty first: it converges fastest and warm-starts the next, weaker one.
+    for weight_decay in sorted(weight_decays, reverse=True):
+        model = fit_logistic_regression(*fit, num_classes, weight_decay, max_iter, model)
+        accuracy = (model(val[0]).argmax(1) == val[1]).float().mean().item()
+        candidates.append((accuracy, weight_decay, model))
+    # max() keeps the first of equal accuracies, which has the larger weight decay.
+    accuracy, weight_decay, model = max(candidates, key=lambda candidate: candidate[0])
+    return weight_decay, accuracy, model
+
+
+def linear_probe(
+    train_emb: ArrayLike,
+    train_labels: ArrayLike,
+    test_emb: ArrayLike,
+    test_labels: ArrayLike,
+    *,
+    weight_decays: Sequence[float] = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2),
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    max_iter: int = 200,
+) -> LinearProbeResult:
+    """Choose the weight decay on a validation split, refit on all train labels, test.
+
+    A stratified ``val_fraction`` of the train split (drawn by a numpy generator seeded with
+    ``seed``) is held out; a classifier is fit on the rest for each weight decay, and the one
+    with the best validation accuracy (ties go to the larger weight decay) is refit on the
+    whole train split. If some class has fewer than two train examples no split can be made:
+    the middle of the sorted ``weight_decays`` is used and ``note`` says so. The number of
+    classes is the largest train or test label plus one.
+
+    Args:
+        train_emb: train embeddings, shape ``(n_train, d)``, numpy or torch.
+        train_labels: integer train labels, shape ``(n_train,)``.
+        test_emb: test embeddings, shape ``(n_test, d)``.
+        test_labels: integer test labels, shape ``(n_test,)``.
+        weight_decays: the grid of L2 penalties to choose from.
+        val_fraction: the share of each class held out for validation, in ``(0, 1)``.
+        seed: seeds the validation split.
+        max_iter: the most L-BFGS iterations per fit.
+
+    Returns:
+        The test accuracy, the chosen weight decay and its validation accuracy.
+
+    Raises:
+        ValueError: an empty or negative ``weight_decays``, ``val_fraction`` outside
+            ``(0, 1)``, or inputs of the wrong shapes.
+
+    Example:
+        >>> x = torch.tensor([[-1.0], [-2.0], [-3.0], [1.0], [2.0], [3.0]])
+        >>> y = torch.tensor([0, 0, 0, 1, 1, 1])
+        >>> linear_probe(x, y, x, y, weight_decays=(1e-3,), val_fraction=0.3).accuracy
+        1.0
+    """
+    train = as_embeddings(train_emb, "train_emb")
+    test = as_embeddings(test_emb, "test_emb")
+    y_train = as_labels(train_labels, len(train), "train_labels")
+    y_test = as_labels(test_labels, len(test), "test_labels")
+    if train.shape[1] != test.shape[1]:
+        raise ValueError(f"train_emb has dimension {train.shape[1]}, test_emb {test.shape[1]}")
+    if not weight_decays or min(weight_decays) < 0:
+        raise ValueError("weight_decays must be a non-empty sequence of values >= 0")
+    if not 0 < val_fraction < 1:
+        raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
+    num_classes = count_classes(y_train, y_test)
+    train, test = standardize(train, test)
+
+    counts = torch.bincount(y_train)
+    rare = torch.nonzero((counts > 0) & (counts < 2)).flatten().tolist()
+    val_accuracy: float | None = None
+    init: torch.nn.Linear | None = None
+    note: str | None = None
+    if rare:
+        chosen = sorted(weight_decays)[len(weight_decays) // 2]
+        note = f"classes {rare} have fewer than 2 train examples: used the middle weight decay"
+    else:
+        fit_idx, val_idx = (
+            torch.from_numpy(part)
+            for part in stratified_split(y_train.numpy(), val_fraction, np.random.default_rng(seed))
+        )
+        chosen, val_accuracy, init = _select_weight_decay(
+            (train[fit_idx], y_train[fit_idx]),
+            (train[val_idx], y_train[val_idx]),
+            num_classes,
+            weight_decays,
+            max_iter,
+        )
+
+    model = fit_logistic_regression(train, y_train, num_classes, chosen, max_iter, init)
+    accuracy = (model(test).argmax(1) == y_test).float().mean().item()
+    return LinearProbeResult(accuracy, chosen, val_accuracy, note)

@@ -1,0 +1,61 @@
+"""The shared base of every self-supervised method.
+
+A method owns an encoder (the network kept after training) plus whatever heads or momentum
+networks its objective needs, and turns a list of augmented views into one loss. It knows
+nothing about files, data sources or the training loop.
+
+Example:
+    >>> import torch
+    >>> from selfsup.encoder import Encoder
+    >>> from selfsup.methods import build_method
+    >>> encoder = Encoder.build("small-cnn", in_channels=1, image_size=16, width=8)
+    >>> method = build_method("simclr", encoder)
+    >>> loss = method([torch.rand(4, 1, 16, 16), torch.rand(4, 1, 16, 16)])
+    >>> loss.ndim
+    0
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from selfsup.encoder import Encoder
+
+
+class Method(nn.Module, abc.ABC):
+    """Base class: subclasses define ``loss(views)`` and may define ``on_step_end``.
+
+    Class attributes:
+        name: the method id used on the command line (``--method``).
+        paper: the reference of the objective.
+        view_recipe: the default augmentation recipe for image views.
+        num_views: how many views of each item the objective consumes.
+    """
+
+    name: ClassVar[str]
+    paper: ClassVar[str]
+    view_recipe: ClassVar[str] = "byol"
+    num_views: ClassVar[int] = 2
+
+    def __init__(self, encoder: Encoder) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    @abc.abstractmethod
+    def loss(self, views: list[torch.Tensor]) -> torch.Tensor:
+        """The objective on a list of views of the same batch of items."""
+
+    def forward(self, views: list[torch.Tensor]) -> torch.Tensor:
+        """Return the loss; the training loop calls the method through ``forward`` (for DDP)."""
+        return self.loss(views)
+
+    def on_step_end(self, progress: float) -> None:
+        """Called after each optimizer step with the fraction of training done (EMA updates)."""
+
+    def options(self) -> dict[str, Any]:
+        """The method's hyperparameters, saved with the run."""
+        return {}

@@ -1,0 +1,238 @@
+"""A run is a folder; ``pretrain`` makes one and ``load`` rebuilds the run object from it.
+
+A run folder holds ``config.yaml``, ``checkpoints/last.ckpt``, ``metrics.csv``, TensorBoard
+events, ``encoder.safetensors`` with ``encoder.json``, ``skipped.txt``, ``train.json`` (time,
+throughput) and evaluation results as JSON.
+
+Example:
+    >>> import tempfile
+    >>> run = pretrain("digits", epochs=1, batch_size=128, out=tempfile.mkdtemp(),
+    ...                backbone_options={"width": 8}, show_progress=False)
+    >>> run.embed("digits:test").shape
+    (360, 64)
+    >>> load(run.path).encoder.feature_dim
+    64
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from selfsup.config import PretrainConfig, load_config
+from selfsup.data import open_source
+from selfsup.data.base import Source
+from selfsup.embedding import EmbeddingFile, embed_source, write_embeddings
+from selfsup.encoder import Encoder
+from selfsup.engine.precision import resolve_precision
+from selfsup.engine.train import fit
+from selfsup.evaluation.report import PROTOCOLS, Evaluation, evaluate_encoder
+from selfsup.methods import METHODS, build_method
+from selfsup.views import ImageViews, image_recipe
+
+CONFIG_FILE = "config.yaml"
+TRAIN_FILE = "train.json"
+_RUN_DIR_ENV = "SELFSUP_RUN_DIR"
+
+
+class Run:
+    """A trained run: its folder, config, encoder and training summary.
+
+    Args:
+        path: the run folder.
+        encoder: the trained encoder.
+        config: the run's configuration as plain data.
+        summary: what ``train.json`` says (steps, seconds, throughput, machine).
+    """
+
+    def __init__(
+        self, path: Path, encoder: Encoder, config: dict[str, Any], summary: dict[str, Any]
+    ) -> None:
+        self.path = Path(path)
+        self.encoder = encoder
+        self.config = config
+        self.summary = summary
+
+    def __repr__(self) -> str:
+        return f"Run({str(self.path)!r}, method={self.config.get('method')!r})"
+
+    @staticmethod
+    def _source(data: str | os.PathLike | Source) -> Source:
+        return data if isinstance(data, Source) else open_source(data)
+
+    def embed(self, data: str | os.PathLike | Source, batch_size: int = 512) -> np.ndarray:
+        """Embeddings (n, D) of ``data`` (a path, dataset name or Source), in input order."""
+        return embed_source(self.encoder, self._source(data), batch_size)
+
+    def embed_to_file(
+        self, data: str | os.PathLike | Source, out: str | os.PathLike, batch_size: int = 512
+    ) -> EmbeddingFile:
+        """Write embeddings of ``data`` to ``.npy`` or ``.parquet`` with bounded memory."""
+        return write_embeddings(self.encoder, self._source(data), out, batch_size)
+
+    def evaluate(
+        self,
+        data: str | os.PathLike | Source,
+        test: str | os.PathLike | Source | None = None,
+        protocols: tuple[str, ...] = PROTOCOLS,
+        save: bool = True,
+        **options: Any,
+    ) -> Evaluation:
+        """Evaluate on labelled ``data`` next to raw inputs; see ``selfsup.evaluation``.
+
+        ``data`` is split into fit and test parts: a named dataset uses its official test
+        split, otherwise ``test`` must be given or a stratified 80/20 split is made.
+        """
+        from selfsup.data import train_test_sources
+
+        train, held_out = train_test_sources(data, test)
+        result = evaluate_encoder(self.encoder, train, held_out, protocols, **options)
+        if save:
+            slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", train.name).strip("-")
+            result.save(self.path / f"evaluation-{slug}.json")
+        return result
+
+
+def _default_out(cfg: PretrainConfig) -> Path:
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(str(cfg.data)).name or str(cfg.data)).strip("-")
+    return Path("runs") / f"{cfg.method}-{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def _image_statistics(source: Source, limit: int = 4096) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std over an evenly spaced sample of up to ``limit`` items."""
+    indices = np.linspace(0, len(source) - 1, min(limit, len(source))).astype(int)
+    x = source.read_batch(indices.tolist()).items
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    return mean.tolist(), std.tolist()
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def pretrain(
+    data: str | os.PathLike | None = None,
+    *,
+    config: str | os.PathLike | None = None,
+    resume: str | os.PathLike | None = None,
+    backbone: str | nn.Module | None = None,
+    show_progress: bool = True,
+    **options: Any,
+) -> Run:
+    """Pretrain an encoder and return the run.
+
+    Args:
+        data: a path or dataset name (see ``selfsup datasets list``).
+        config: a YAML file of options; keyword options override it.
+        resume: a run folder to continue from its last checkpoint (its config is reused;
+            ``epochs`` and ``time_budget`` may be raised).
+        backbone: a backbone name, or any ``nn.Module`` mapping a batch of images to feature
+            vectors (it needs a ``feature_dim`` attribute, or pass ``feature_dim=`` in options).
+        show_progress: draw a progress bar.
+        **options: any field of ``PretrainConfig`` (``method``, ``epochs``, ``time_budget``...).
+    """
+    custom = backbone if isinstance(backbone, nn.Module) else None
+    feature_dim = options.pop("feature_dim", None)
+    if isinstance(backbone, str):
+        options["backbone"] = backbone
+    if resume is not None:
+        run_dir = Path(resume)
+        saved = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
+        allowed = {k: v for k, v in options.items() if k in ("epochs", "time_budget")}
+        cfg = load_config(None, **{**saved, **allowed})
+    else:
+        cfg = load_config(config, data=None if data is None else str(data), **options)
+        run_dir = Path(cfg.out) if cfg.out else Path(os.environ.get(_RUN_DIR_ENV) or _default_out(cfg))
+    if cfg.method not in METHODS:
+        raise ValueError(f"unknown method {cfg.method!r}; available: {', '.join(sorted(METHODS))}")
+    # Processes started by Fabric's launcher inherit the environment, so they find this folder.
+    os.environ[_RUN_DIR_ENV] = str(run_dir)
+
+    multi = cfg.devices * cfg.num_nodes > 1
+    fabric = lightning.Fabric(
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy="ddp" if multi else "auto",
+        precision=resolve_precision(cfg.precision, cfg.accelerator),
+    )
+    fabric.launch()
+    run_dir = Path(fabric.broadcast(str(run_dir), src=0))  # torchrun ranks agree on the folder
+    fabric.seed_everything(cfg.seed, verbose=False)
+
+    source = open_source(cfg.data, image_size=cfg.image_size)
+    channels, size = source.read_batch([0]).items.shape[1], cfg.image_size
+    size = size or int(source.read_batch([0]).items.shape[-1])
+    if custom is not None:
+        mean, std = _image_statistics(source)
+        encoder = Encoder(custom, feature_dim, mean, std)
+    elif resume is not None:
+        encoder = Encoder.load(run_dir)
+    else:
+        name = cfg.backbone or ("small-cnn" if size <= 32 else "resnet18")
+        cfg = cfg.model_copy(update={"backbone": name, "image_size": size})
+        mean, std = _image_statistics(source)
+        encoder = Encoder.build(name, channels, size, mean, std, **cfg.backbone_options)
+    method = build_method(cfg.method, encoder, **cfg.method_options)
+    recipe = image_recipe(method.view_recipe).with_options(**cfg.views)
+    views = ImageViews(recipe, size, channels, method.num_views)
+
+    if fabric.global_rank == 0:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / CONFIG_FILE).write_text(cfg.to_yaml())
+        if resume is None:
+            encoder.save(run_dir)  # the initial encoder: a resumed run rebuilds it from here
+    fabric.barrier()
+
+    state = fit(method, source, views, cfg, run_dir, fabric, resume is not None, show_progress)
+    summary = {
+        "method": cfg.method,
+        "data": cfg.data,
+        "items": len(source),
+        "steps": state.step,
+        "epochs": state.epoch,
+        "items_seen": state.items_seen,
+        "train_seconds": round(state.train_seconds, 2),
+        "items_per_second": round(state.items_seen / max(state.train_seconds, 1e-9), 1),
+        "precision": fabric.strategy.precision.precision,
+        "world_size": fabric.world_size,
+        "machine": _machine(),
+        "view_recipe": recipe.to_dict(),
+        "method_options": method.options(),
+    }
+    if fabric.global_rank == 0:
+        encoder.save(run_dir)
+        (run_dir / TRAIN_FILE).write_text(json.dumps(summary, indent=2))
+    fabric.barrier()
+    return Run(run_dir, encoder, cfg.model_dump(mode="json"), summary)
+
+
+def load(path: str | os.PathLike, backbone: nn.Module | None = None) -> Run:
+    """Rebuild a run from its folder alone (``backbone`` only for custom-module encoders)."""
+    path = Path(path)
+    if not (path / CONFIG_FILE).exists():
+        raise FileNotFoundError(f"{path}: not a run folder (no {CONFIG_FILE})")
+    config = yaml.safe_load((path / CONFIG_FILE).read_text())
+    summary_file = path / TRAIN_FILE
+    summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+    return Run(path, Encoder.load(path, backbone), config, summary)

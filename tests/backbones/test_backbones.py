@@ -1,0 +1,181 @@
+import json
+
+import pytest
+import torch
+
+from selfsup.backbones import (
+    ResNet,
+    VisionTransformer,
+    backbone_names,
+    build_backbone,
+    default_patch_size,
+)
+
+EXPECTED_FEATURE_DIM = {
+    "resnet18": 512,
+    "resnet34": 512,
+    "resnet50": 2048,
+    "small-cnn": 512,
+    "vit-tiny": 192,
+    "vit-small": 384,
+}
+
+
+def tiny_vit(image_size: int, patch_size: int, in_channels: int = 1) -> VisionTransformer:
+    return VisionTransformer(image_size, patch_size, in_channels, dim=16, depth=2, heads=2)
+
+
+def test_backbone_names_are_the_documented_ones() -> None:
+    assert sorted(backbone_names()) == sorted(EXPECTED_FEATURE_DIM)
+
+
+@pytest.mark.parametrize("in_channels", [1, 3])
+@pytest.mark.parametrize("name", list(EXPECTED_FEATURE_DIM))
+def test_output_is_batch_by_feature_dim(name: str, in_channels: int) -> None:
+    torch.manual_seed(0)
+    net = build_backbone(name, in_channels=in_channels, image_size=16)
+    out = net(torch.randn(2, in_channels, 16, 16))
+    assert isinstance(net.feature_dim, int)
+    assert net.feature_dim == EXPECTED_FEATURE_DIM[name]
+    assert out.shape == (2, net.feature_dim)
+    assert torch.isfinite(out).all()
+
+
+# Narrow variants keep the backward passes cheap; the wiring is the same at any width.
+NARROW_KWARGS: dict[str, dict[str, int]] = {
+    "resnet18": {"width": 8},
+    "resnet34": {"width": 8},
+    "resnet50": {"width": 8},
+    "small-cnn": {"width": 8},
+    "vit-tiny": {"dim": 24},
+    "vit-small": {"dim": 24},
+}
+
+
+@pytest.mark.parametrize("name", list(EXPECTED_FEATURE_DIM))
+def test_gradient_reaches_the_first_layer(name: str) -> None:
+    torch.manual_seed(0)
+    net = build_backbone(name, in_channels=3, image_size=16, **NARROW_KWARGS[name])
+    # The first conv is the stem / patch embedding in every backbone.
+    first = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d)).weight
+    assert first.shape[1] == 3
+    net(torch.randn(2, 3, 16, 16)).square().mean().backward()
+    assert first.grad is not None
+    assert first.grad.abs().sum() > 0
+
+
+def test_resnet18_has_the_standard_parameter_count() -> None:
+    # torchvision's resnet18 has 11,689,512 parameters; its fc layer has 512 * 1000 + 1000.
+    net = build_backbone("resnet18", in_channels=3, image_size=224)
+    assert sum(p.numel() for p in net.parameters()) == 11_689_512 - 513_000
+
+
+def test_resnet_stem_follows_image_size_unless_given() -> None:
+    assert build_backbone("resnet18", 3, image_size=32).stem[0].kernel_size == (3, 3)
+    assert build_backbone("resnet18", 3, image_size=224).stem[0].kernel_size == (7, 7)
+    net = build_backbone("resnet18", 3, image_size=32, small_stem=False)
+    assert net.stem[0].kernel_size == (7, 7)
+    assert isinstance(net.stem[-1], torch.nn.MaxPool2d)
+
+
+def test_resnet_width_scales_the_feature_dim() -> None:
+    net = build_backbone("resnet50", in_channels=1, image_size=16, width=8)
+    assert net.feature_dim == 8 * 8 * 4
+    assert net(torch.randn(2, 1, 16, 16)).shape == (2, 256)
+
+
+def test_resnet_rejects_an_unknown_depth() -> None:
+    with pytest.raises(ValueError, match="101"):
+        ResNet(depth=101)
+
+
+def test_small_cnn_width() -> None:
+    net = build_backbone("small-cnn", in_channels=1, image_size=28, width=16)
+    assert net.feature_dim == 128
+    assert net(torch.randn(2, 1, 28, 28)).shape == (2, 128)
+
+
+@pytest.mark.parametrize(("image_size", "patch_size"), [(28, 7), (32, 4), (28, 14)])
+def test_vit_patch_size_and_image_size(image_size: int, patch_size: int) -> None:
+    net = build_backbone(
+        "vit-tiny", in_channels=1, image_size=image_size, patch_size=patch_size, depth=1
+    )
+    assert net.patch_size == patch_size
+    assert net.num_patches == (image_size // patch_size) ** 2
+    assert net.pos_embed.shape == (1, 1 + net.num_patches, 192)
+    assert net(torch.randn(2, 1, image_size, image_size)).shape == (2, 192)
+
+
+def test_vit_default_patch_size_gives_at_least_a_7x7_grid() -> None:
+    assert [default_patch_size(s) for s in (224, 64, 32, 28, 30)] == [16, 8, 4, 4, 3]
+    assert build_backbone("vit-small", 3, image_size=224, depth=1).patch_size == 16
+
+
+def test_vit_rejects_bad_sizes() -> None:
+    with pytest.raises(ValueError, match="divisible"):
+        tiny_vit(image_size=30, patch_size=4)
+    with pytest.raises(ValueError, match="28x28"):
+        tiny_vit(image_size=28, patch_size=7)(torch.randn(1, 1, 32, 32))
+
+
+def test_vit_forward_is_the_cls_token_of_forward_tokens() -> None:
+    torch.manual_seed(0)
+    net = tiny_vit(image_size=28, patch_size=7)
+    x = torch.randn(2, 1, 28, 28)
+    tokens = net.forward_tokens(x)
+    assert tokens.shape == (2, 1 + 16, 16)
+    torch.testing.assert_close(net(x), tokens[:, 0])
+
+
+def test_vit_forward_tokens_keeps_the_given_patches() -> None:
+    torch.manual_seed(0)
+    net = tiny_vit(image_size=32, patch_size=8)
+    x = torch.randn(2, 1, 32, 32)
+    keep = torch.tensor([[0, 5, 9], [15, 3, 2]])
+    tokens = net.forward_tokens(x, keep)
+    assert tokens.shape == (2, 1 + 3, 16)
+    # Patches left out must not influence the kept tokens: patch 1 (rows 0-7, columns 8-15)
+    # is dropped for both images.
+    x_changed = x.clone()
+    x_changed[:, :, 0:8, 8:16] = 100.0
+    torch.testing.assert_close(net.forward_tokens(x_changed, keep), tokens)
+    # Keeping every patch in order is the same as keeping all of them.
+    every = torch.arange(16).expand(2, -1)
+    torch.testing.assert_close(net.forward_tokens(x, every), net.forward_tokens(x))
+
+
+def test_vit_forward_tokens_follows_the_order_of_keep() -> None:
+    # Positions are added before the subset is taken, so permuting keep permutes the tokens.
+    torch.manual_seed(0)
+    net = tiny_vit(image_size=32, patch_size=8)
+    x = torch.randn(2, 1, 32, 32)
+    keep = torch.tensor([[0, 5, 9, 12], [15, 3, 2, 7]])
+    perm = torch.tensor([2, 0, 3, 1])
+    tokens = net.forward_tokens(x, keep)
+    permuted = net.forward_tokens(x, keep[:, perm])
+    torch.testing.assert_close(permuted[:, 0], tokens[:, 0])
+    torch.testing.assert_close(permuted[:, 1:], tokens[:, 1:][:, perm])
+
+
+def test_build_backbone_rejects_an_unknown_name() -> None:
+    with pytest.raises(ValueError, match="'resnet99'") as info:
+        build_backbone("resnet99", in_channels=3, image_size=32)
+    assert "small-cnn" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [
+        ("small-cnn", {"width": 8}),
+        ("resnet18", {"width": 8, "small_stem": False}),
+        ("vit-tiny", {"patch_size": 8, "depth": 1, "dim": 16, "heads": 2}),
+    ],
+)
+def test_backbone_rebuilds_from_a_json_spec(name: str, kwargs: dict) -> None:
+    torch.manual_seed(0)
+    spec = {"name": name, "in_channels": 3, "image_size": 32, **kwargs}
+    net = build_backbone(**spec).eval()
+    rebuilt = build_backbone(**json.loads(json.dumps(spec))).eval()
+    rebuilt.load_state_dict(net.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(rebuilt(x), net(x))
