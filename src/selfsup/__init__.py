@@ -1,5 +1,8 @@
 """selfsup: self-supervised learning from raw, unlabeled data, proven with few labels.
 
+``pretrain``, ``load`` and ``Run`` are imported on first use, so that lifting one loss or
+backbone out of the package does not import the training engine.
+
 Example:
     >>> import selfsup
     >>> run = selfsup.pretrain("digits", method="simclr", epochs=1, show_progress=False,
@@ -8,7 +11,15 @@ Example:
     (360, 64)
 """
 
-from selfsup.run import Run, load, pretrain
+from typing import Any
 
 __version__ = "0.1.0"
 __all__ = ["Run", "__version__", "load", "pretrain"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Run", "load", "pretrain"):
+        from selfsup import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module 'selfsup' has no attribute {name!r}")

@@ -131,7 +131,9 @@ def load_config(
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{path}: expected a mapping of option: value at the top level")
         values.update(loaded or {})
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    values.update(
+        {k: str(v) if isinstance(v, os.PathLike) else v for k, v in overrides.items() if v is not None}
+    )
     try:
         return PretrainConfig(**values)
     except ValidationError as err:

@@ -118,6 +118,13 @@ def _image_statistics(source: Source, limit: int = 4096) -> tuple[list[float], l
     return mean.tolist(), std.tolist()
 
 
+def _checksum(module: nn.Module) -> torch.Tensor:
+    """A float64 fingerprint of all parameters (position-weighted, so order matters)."""
+    flat = torch.cat([p.detach().reshape(-1).double() for p in module.parameters()])
+    weights = torch.linspace(1.0, 2.0, flat.numel(), dtype=torch.float64)
+    return (flat * weights).sum()
+
+
 def _machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -205,6 +212,8 @@ def pretrain(
     fabric.barrier()
 
     state = fit(method, source, views, cfg, run_dir, fabric, resume is not None, show_progress)
+    # Every process's weights, reduced to one number each: DDP keeps them equal.
+    checksums = fabric.all_gather(_checksum(method)).reshape(-1).tolist()
     summary = {
         "method": cfg.method,
         "data": cfg.data,
@@ -219,6 +228,7 @@ def pretrain(
         "machine": _machine(),
         "view_recipe": recipe.to_dict(),
         "method_options": method.options(),
+        "replica_checksums": checksums,
     }
     if fabric.global_rank == 0:
         encoder.save(run_dir)

@@ -21,27 +21,7 @@ EXPECTED_FEATURE_DIM = {
 }
 
 
-def tiny_vit(image_size: int, patch_size: int, in_channels: int = 1) -> VisionTransformer:
-    return VisionTransformer(image_size, patch_size, in_channels, dim=16, depth=2, heads=2)
-
-
-def test_backbone_names_are_the_documented_ones() -> None:
-    assert sorted(backbone_names()) == sorted(EXPECTED_FEATURE_DIM)
-
-
-@pytest.mark.parametrize("in_channels", [1, 3])
-@pytest.mark.parametrize("name", list(EXPECTED_FEATURE_DIM))
-def test_output_is_batch_by_feature_dim(name: str, in_channels: int) -> None:
-    torch.manual_seed(0)
-    net = build_backbone(name, in_channels=in_channels, image_size=16)
-    out = net(torch.randn(2, in_channels, 16, 16))
-    assert isinstance(net.feature_dim, int)
-    assert net.feature_dim == EXPECTED_FEATURE_DIM[name]
-    assert out.shape == (2, net.feature_dim)
-    assert torch.isfinite(out).all()
-
-
-# Narrow variants keep the backward passes cheap; the wiring is the same at any width.
+# Narrow variants keep forward and backward passes cheap; the wiring is the same at any width.
 NARROW_KWARGS: dict[str, dict[str, int]] = {
     "resnet18": {"width": 8},
     "resnet34": {"width": 8},
@@ -50,6 +30,33 @@ NARROW_KWARGS: dict[str, dict[str, int]] = {
     "vit-tiny": {"dim": 24},
     "vit-small": {"dim": 24},
 }
+
+
+def tiny_vit(image_size: int, patch_size: int, in_channels: int = 1) -> VisionTransformer:
+    return VisionTransformer(image_size, patch_size, in_channels, dim=16, depth=2, heads=2)
+
+
+def test_backbone_names_are_the_documented_ones() -> None:
+    assert sorted(backbone_names()) == sorted(EXPECTED_FEATURE_DIM)
+
+
+@pytest.mark.parametrize("name", list(EXPECTED_FEATURE_DIM))
+def test_default_feature_dim(name: str) -> None:
+    net = build_backbone(name, in_channels=3, image_size=16)
+    assert isinstance(net.feature_dim, int)
+    assert net.feature_dim == EXPECTED_FEATURE_DIM[name]
+    with torch.no_grad():
+        assert net(torch.randn(2, 3, 16, 16)).shape == (2, net.feature_dim)
+
+
+@pytest.mark.parametrize("in_channels", [1, 3])
+@pytest.mark.parametrize("name", list(EXPECTED_FEATURE_DIM))
+def test_output_is_batch_by_feature_dim(name: str, in_channels: int) -> None:
+    torch.manual_seed(0)
+    net = build_backbone(name, in_channels, image_size=32, **NARROW_KWARGS[name])
+    out = net(torch.randn(2, in_channels, 32, 32))
+    assert out.shape == (2, net.feature_dim)
+    assert torch.isfinite(out).all()
 
 
 @pytest.mark.parametrize("name", list(EXPECTED_FEATURE_DIM))
@@ -64,10 +71,19 @@ def test_gradient_reaches_the_first_layer(name: str) -> None:
     assert first.grad.abs().sum() > 0
 
 
-def test_resnet18_has_the_standard_parameter_count() -> None:
-    # torchvision's resnet18 has 11,689,512 parameters; its fc layer has 512 * 1000 + 1000.
-    net = build_backbone("resnet18", in_channels=3, image_size=224)
-    assert sum(p.numel() for p in net.parameters()) == 11_689_512 - 513_000
+# Reference counts of torchvision's resnet18 / resnet50 and timm's vit_tiny_patch16_224 minus
+# their classifier (512 * 1000 + 1000, 2048 * 1000 + 1000, 192 * 1000 + 1000 parameters).
+@pytest.mark.parametrize(
+    ("name", "count"),
+    [
+        ("resnet18", 11_689_512 - 513_000),
+        ("resnet50", 25_557_032 - 2_049_000),
+        ("vit-tiny", 5_717_416 - 193_000),
+    ],
+)
+def test_parameter_count_matches_the_reference(name: str, count: int) -> None:
+    net = build_backbone(name, in_channels=3, image_size=224)
+    assert sum(p.numel() for p in net.parameters()) == count
 
 
 def test_resnet_stem_follows_image_size_unless_given() -> None:
@@ -78,21 +94,16 @@ def test_resnet_stem_follows_image_size_unless_given() -> None:
     assert isinstance(net.stem[-1], torch.nn.MaxPool2d)
 
 
-def test_resnet_width_scales_the_feature_dim() -> None:
-    net = build_backbone("resnet50", in_channels=1, image_size=16, width=8)
-    assert net.feature_dim == 8 * 8 * 4
-    assert net(torch.randn(2, 1, 16, 16)).shape == (2, 256)
+@pytest.mark.parametrize(
+    ("name", "feature_dim"), [("resnet18", 64), ("resnet50", 256), ("small-cnn", 64)]
+)
+def test_width_scales_the_feature_dim(name: str, feature_dim: int) -> None:
+    assert build_backbone(name, in_channels=1, image_size=16, width=8).feature_dim == feature_dim
 
 
 def test_resnet_rejects_an_unknown_depth() -> None:
     with pytest.raises(ValueError, match="101"):
         ResNet(depth=101)
-
-
-def test_small_cnn_width() -> None:
-    net = build_backbone("small-cnn", in_channels=1, image_size=28, width=16)
-    assert net.feature_dim == 128
-    assert net(torch.randn(2, 1, 28, 28)).shape == (2, 128)
 
 
 @pytest.mark.parametrize(("image_size", "patch_size"), [(28, 7), (32, 4), (28, 14)])

@@ -1,9 +1,9 @@
 """A small, fast CNN for small images (28x28 gray digits, 32x32 colour thumbnails).
 
 Four conv3x3-BN-ReLU stages with widths (w, 2w, 4w, 8w) and strides (1, 2, 2, 2), then global
-average pooling. No residuals, no max-pool: on a 2-core CPU with bf16 autocast it trains about
-780 images per second (forward and backward, batch 256, 28x28, w = 64), which makes it the
-default backbone for laptop demos.
+average pooling. No residuals, no max-pool: on a 2-core CPU with bf16 autocast it was measured
+at about 780 images per second (forward and backward, batch 256, 28x28, w = 64), which makes it
+the default backbone for laptop demos.
 
 Example:
     >>> import torch

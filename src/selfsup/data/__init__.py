@@ -62,12 +62,13 @@ def open_source(spec: str | os.PathLike, modality: str = "image", **options: Any
     Args:
         spec: a named dataset spec or a path.
         modality: the kind of items; only "image" is supported yet.
-        **options: options of the folder source (``image_size``, ``channels``); options set
-            to None are ignored.
+        **options: options of the folder source (``image_size``, ``channels``). Arrays and
+            named datasets keep their stored size and channels and ignore these two (the
+            views resize); options set to None are ignored.
 
     Raises:
-        ValueError: an unsupported modality, a file of another type, or options for a
-            source that takes none.
+        ValueError: an unsupported modality or a file of another type.
+        TypeError: an option no image source takes.
         FileNotFoundError: nothing at ``spec``; the message lists the named datasets.
 
     Example:
@@ -79,14 +80,15 @@ def open_source(spec: str | os.PathLike, modality: str = "image", **options: Any
     if modality != "image":
         raise ValueError(f"modality {modality} is not supported yet")
     options = {key: value for key, value in options.items() if value is not None}
+    unknown = sorted(set(options) - {"image_size", "channels"})
+    if unknown:
+        raise TypeError(f"unknown image source options {unknown}; known: image_size, channels")
     if isinstance(spec, str) and is_named_spec(spec):
-        _refuse_options(options, spec)
         return open_named(spec)
     path = Path(spec).expanduser()
     if path.is_dir():
         return ImageFolderSource(path, **options)
     if path.is_file() and path.suffix.lower() in _ARRAY_SUFFIXES:
-        _refuse_options(options, spec)
         return load_array_file(path)
     if path.is_file():
         raise ValueError(
@@ -97,12 +99,3 @@ def open_source(spec: str | os.PathLike, modality: str = "image", **options: Any
         f"{spec}: no such file or folder, and not a named dataset "
         f"(known: {', '.join(named_dataset_names())})"
     )
-
-
-def _refuse_options(options: dict[str, Any], spec: str | os.PathLike) -> None:
-    """Options only shape folder images; elsewhere they would be silently ignored."""
-    if options:
-        raise ValueError(
-            f"{spec}: options {sorted(options)} apply to image folders only; "
-            f"arrays and named datasets are read at their own size"
-        )

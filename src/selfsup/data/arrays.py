@@ -19,8 +19,8 @@ import torch
 
 from selfsup.data.base import Batch, EmptySourceError, Source
 
-# Channel counts that an image axis may hold: gray, RGB, RGBA.
-_CHANNEL_COUNTS = (1, 3, 4)
+# The first bytes of each array file type (a .npz is a zip archive).
+_MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK"}
 
 
 class RowIds(Sequence[str]):
@@ -94,10 +94,15 @@ def encode_labels(
 def image_layout(shape: tuple[int, ...]) -> str:
     """Decide the layout of an image array from its shape: ``"nhw"``, ``"nhwc"`` or ``"nchw"``.
 
-    The rule: 3 axes are gray images (n, h, w). With 4 axes the last axis is the channel axis
-    when it holds 1, 3 or 4 entries (n, h, w, c); otherwise axis 1 is the channel axis when it
-    holds 1, 3 or 4 entries (n, c, h, w). So (n, 28, 28, 1) and (n, 32, 32, 3) are
-    channels-last, (n, 3, 32, 32) is channels-first, and when both could be channels, as in
+    The rule: 3 axes are gray images (n, h, w). With 4 axes, the first that applies:
+
+    1. the last axis holds 1 or 3 entries: channels-last (n, h, w, c);
+    2. axis 1 holds 1 or 3 entries: channels-first (n, c, h, w);
+    3. the last axis holds 4 entries (RGBA): channels-last;
+    4. axis 1 holds 4 entries: channels-first.
+
+    So (n, 28, 28, 1) and (n, 32, 32, 3) are channels-last, (n, 3, 32, 32) and (n, 3, 28, 4)
+    channels-first, (n, 32, 32, 4) is RGBA channels-last, and when both axes hold 1 or 3, as in
     (n, 3, 32, 3), channels-last wins.
 
     Raises:
@@ -114,10 +119,11 @@ def image_layout(shape: tuple[int, ...]) -> str:
             f"image arrays must have 3 axes (n, h, w) or 4 axes (n, h, w, c) / (n, c, h, w), "
             f"got shape {shape}"
         )
-    if shape[-1] in _CHANNEL_COUNTS:
-        return "nhwc"
-    if shape[1] in _CHANNEL_COUNTS:
-        return "nchw"
+    for counts in ((1, 3), (4,)):
+        if shape[-1] in counts:
+            return "nhwc"
+        if shape[1] in counts:
+            return "nchw"
     raise ValueError(
         f"cannot tell the channel axis of shape {shape}: expected 1, 3 or 4 channels "
         f"on the last axis (n, h, w, c) or on axis 1 (n, c, h, w)"
@@ -222,13 +228,17 @@ class ArraySource(Source):
             chunk = chunk[:, None]
         elif self._layout == "nhwc":
             chunk = chunk.transpose(0, 3, 1, 2)
-        items = torch.from_numpy(np.ascontiguousarray(chunk)).to(torch.float32)
+        # Converted in numpy, single-threaded: torch's thread pool costs more than it saves on
+        # a batch this small, and much more when a training job keeps the other cores busy.
+        items = np.empty((len(rows), *self.item_shape), dtype=np.float32)
+        np.copyto(items, chunk, casting="unsafe")
         if self._offset != 0.0:
-            # Rounding may put a value a hair outside [0, 1].
-            items.sub_(self._offset).div_(self._span).clamp_(0.0, 1.0)
+            items -= self._offset
+            items /= self._span
+            np.clip(items, 0.0, 1.0, out=items)  # rounding may land a hair outside [0, 1]
         elif self._span != 1.0:
-            items.div_(self._span)
-        return Batch(items, rows.tolist(), [])
+            items /= self._span
+        return Batch(torch.from_numpy(items), rows.tolist(), [])
 
 
 def _value_range(array: np.ndarray) -> tuple[float, float]:
@@ -277,6 +287,11 @@ def load_array_file(path: str | os.PathLike) -> ArraySource:
     suffix = path.suffix.lower()
     if suffix not in (".npy", ".npz"):
         raise ValueError(f"{path}: expected a .npy or .npz file, got {suffix or 'no suffix'}")
+    with path.open("rb") as f:
+        magic = f.read(6)
+    # Without this check numpy reports any foreign file as "pickled data".
+    if not magic.startswith(_MAGIC[suffix]):
+        raise ValueError(f"{path}: not a {suffix} file (it does not start with {_MAGIC[suffix]!r})")
     try:
         if suffix == ".npy":
             images, labels = np.load(path, mmap_mode="r", allow_pickle=False), None

@@ -7,7 +7,7 @@ Example:
     >>> import numpy as np
     >>> from selfsup.data.arrays import ArraySource
     >>> src = ArraySource(np.zeros((4, 8, 8), dtype=np.uint8), name="zeros")
-    >>> len(src), src.read_batch([0, 1]).items.shape
+    >>> len(src), tuple(src.read_batch([0, 1]).items.shape)
     (4, (2, 1, 8, 8))
 """
 

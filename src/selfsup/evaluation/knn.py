@@ -113,8 +113,8 @@ def knn_accuracy(
 
     Example:
         >>> train = torch.eye(3)
-        >>> knn_accuracy(train, torch.arange(3), train, torch.tensor([0, 1, 0]), k=1)
-        0.6666666865348206
+        >>> round(knn_accuracy(train, torch.arange(3), train, torch.tensor([0, 1, 0]), k=1), 4)
+        0.6667
     """
     predicted = knn_predict(train_emb, train_labels, test_emb, k, temperature, batch_size)
     labels = as_labels(test_labels, len(predicted), "test_labels")

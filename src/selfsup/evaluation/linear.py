@@ -1,10 +1,10 @@
 """Linear probe: multinomial logistic regression on frozen, standardized embeddings.
 
 The classifier minimises the mean cross-entropy plus ``weight_decay * ||W||^2`` (the bias is
-not penalised) with full-batch L-BFGS, the protocol of the linear evaluations in SimCLR
-(Chen et al., 2020, appendix B.5) and CLIP (Radford et al., 2021, section 3.2), which tune
-the L2 penalty on a validation split held out from the train labels, then refit on all of
-them. Embeddings are standardized with the mean and standard deviation of the train split.
+not penalised) with full-batch L-BFGS, as in the linear probes of Kornblith et al. ("Do
+Better ImageNet Models Transfer Better?", CVPR 2019) and CLIP (Radford et al., 2021), which
+tune the L2 penalty on a validation split held out from the train labels, then refit on all
+of them. Embeddings are standardized with the mean and standard deviation of the train split.
 
 Example:
     >>> import torch
@@ -54,7 +54,7 @@ def standardize(reference: torch.Tensor, *others: torch.Tensor) -> list[torch.Te
         *others: more embeddings of dimension ``d`` to transform the same way.
 
     Returns:
-        ``[reference, *others]`` standardized. A constant feature becomes zero.
+        ``[reference, *others]`` standardized. A constant feature is centred, not scaled.
 
     Example:
         >>> standardize(torch.tensor([[0.0, 5.0], [2.0, 5.0]]))[0]
@@ -62,7 +62,10 @@ def standardize(reference: torch.Tensor, *others: torch.Tensor) -> list[torch.Te
                 [ 0.7071,  0.0000]])
     """
     mean = reference.mean(dim=0)
-    std = reference.std(dim=0).clamp_min(1e-12)
+    std = reference.std(dim=0)
+    # A constant feature keeps scale 1: its mean is only exact to rounding, so dividing the
+    # leftover by a tiny std would blow it up.
+    std = torch.where(std > 0, std, torch.ones_like(std))
     return [(x - mean) / std for x in (reference, *others)]
 
 
@@ -97,7 +100,8 @@ def fit_logistic_regression(
         >>> model(x).argmax(1)
         tensor([0, 0, 1, 1])
     """
-    model = torch.nn.Linear(features.shape[1], num_classes)
+    # skip_init: a default initialisation would draw from (and advance) the global torch RNG.
+    model = torch.nn.utils.skip_init(torch.nn.Linear, features.shape[1], num_classes)
     with torch.no_grad():
         model.weight.copy_(init.weight if init is not None else torch.zeros_like(model.weight))
         model.bias.copy_(init.bias if init is not None else torch.zeros_like(model.bias))

@@ -1,0 +1,33 @@
+"""Shared fixtures: tiny synthetic image data that a small CNN can learn from in seconds."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+def make_clusters(n_per_class: int = 64, classes: int = 4, size: int = 12, seed: int = 0):
+    """Gray images of ``classes`` shapes (bars at different places) plus noise, with labels."""
+    rng = np.random.default_rng(seed)
+    images, labels = [], []
+    for c in range(classes):
+        base = np.zeros((size, size), dtype=np.float32)
+        if c % 2 == 0:
+            base[:, (c * size) // (2 * classes) : (c * size) // (2 * classes) + size // 4] = 1.0
+        else:
+            base[(c * size) // (2 * classes) : (c * size) // (2 * classes) + size // 4, :] = 1.0
+        for _ in range(n_per_class):
+            noisy = np.clip(base * rng.uniform(0.6, 1.0) + rng.normal(0, 0.15, base.shape), 0, 1)
+            images.append((noisy * 255).astype(np.uint8))
+            labels.append(c)
+    order = rng.permutation(len(images))
+    return np.stack(images)[order], np.array(labels)[order]
+
+
+@pytest.fixture
+def clusters_npz(tmp_path: Path) -> Path:
+    """A .npz of 256 labelled 12x12 gray images in 4 classes."""
+    x, y = make_clusters()
+    path = tmp_path / "clusters.npz"
+    np.savez(path, X=x, y=y)
+    return path

@@ -1,0 +1,144 @@
+import re
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from selfsup.data.base import EmptySourceError, ItemReadError
+from selfsup.data.image_folder import ImageFolderSource
+
+
+def _save(path, size=(20, 16), color=(255, 0, 0), mode="RGB"):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, size, color).save(path)
+    return path
+
+
+def _noise_png(path, side=64):
+    pixels = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path)  # noise does not compress, so the file is long
+    return path
+
+
+@pytest.fixture
+def labelled(tmp_path):
+    """Two classes, five formats, five sizes."""
+    _save(tmp_path / "cat" / "a.png", (20, 16))
+    _save(tmp_path / "cat" / "b.JPG", (40, 30))
+    _save(tmp_path / "dog" / "c.bmp", (12, 12))
+    _save(tmp_path / "dog" / "deep" / "d.tiff", (16, 30))
+    _save(tmp_path / "dog" / "e.webp", (33, 17))
+    (tmp_path / "dog" / "notes.txt").write_text("not an image")
+    _save(tmp_path / "dog" / ".hidden.png")
+    _save(tmp_path / ".thumbnails" / "x.png")
+    return tmp_path
+
+
+def test_labels_come_from_first_level_folders(labelled):
+    src = ImageFolderSource(labelled)
+    assert list(src.ids) == ["cat/a.png", "cat/b.JPG", "dog/c.bmp", "dog/deep/d.tiff", "dog/e.webp"]
+    assert src.classes == ["cat", "dog"]
+    assert src.labels.tolist() == [0, 0, 1, 1, 1]
+    assert src.describe() == f"{labelled}: 5 image items, 2 classes"
+
+
+def test_mixed_formats_read_to_one_size(labelled):
+    src = ImageFolderSource(labelled)
+    assert src.item_shape == (3, 16, 16)  # the shorter side of the first image, cat/a.png
+    batch = src.read_batch(range(len(src)))
+    assert batch.items.shape == (5, 3, 16, 16) and batch.skipped == []
+    # Every image is solid red; JPEG and WebP are lossy, hence the tolerance.
+    red = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1).expand_as(batch.items)
+    assert torch.allclose(batch.items, red, atol=0.03)
+    assert ImageFolderSource(labelled, image_size=8).read(3).shape == (3, 8, 8)
+
+
+def test_flat_folder_is_unlabeled(tmp_path):
+    _save(tmp_path / "b.png")
+    _save(tmp_path / "a.png")
+    src = ImageFolderSource(tmp_path)
+    assert list(src.ids) == ["a.png", "b.png"]
+    assert src.labels is None and src.classes is None
+
+
+@pytest.mark.parametrize("layout", [("x.png", "one/y.png"), ("one/x.png", "one/y.png")])
+def test_loose_images_or_a_single_folder_give_no_labels(tmp_path, layout):
+    for rel in layout:
+        _save(tmp_path / rel)
+    assert ImageFolderSource(tmp_path).labels is None
+
+
+def test_shorter_side_is_resized_then_center_cropped(tmp_path):
+    # 30x10: black, white, black thirds; the center square is the white third.
+    pixels = np.zeros((10, 30), dtype=np.uint8)
+    pixels[:, 10:20] = 255
+    Image.fromarray(pixels).save(tmp_path / "bars.png")
+    item = ImageFolderSource(tmp_path, image_size=5).read(0)
+    assert item.shape == (1, 5, 5)
+    assert torch.all(item[:, :, 1:4] == 1.0) and torch.all(item > 0.8)  # edges blur a little
+
+
+def test_crop_matches_resizing_the_whole_image_then_cropping(tmp_path):
+    noise = np.random.default_rng(0).integers(0, 256, (20, 60, 3), dtype=np.uint8)
+    image = Image.fromarray(noise)
+    image.save(tmp_path / "wide.png")
+    reference = image.resize((30, 10), Image.Resampling.BILINEAR).crop((10, 0, 20, 10))
+    expected = torch.from_numpy(np.array(reference)).permute(2, 0, 1).float() / 255
+    item = ImageFolderSource(tmp_path, image_size=10).read(0)
+    assert torch.allclose(item, expected, atol=2 / 255)
+
+
+def test_gray_images_default_to_one_channel_and_can_be_made_rgb(tmp_path):
+    _save(tmp_path / "g.png", (8, 8), 128, mode="L")
+    assert ImageFolderSource(tmp_path).item_shape == (1, 8, 8)
+    item = ImageFolderSource(tmp_path, channels=3).read(0)
+    assert item.shape == (3, 8, 8)
+    assert torch.allclose(item, torch.full((3, 8, 8), 128 / 255))
+
+
+def test_sixteen_bit_gray_is_scaled_not_clipped(tmp_path):
+    Image.fromarray(np.full((6, 6), 32768, dtype=np.uint16)).save(tmp_path / "deep.png")
+    src = ImageFolderSource(tmp_path)
+    assert src.item_shape == (1, 6, 6)
+    assert torch.allclose(src.read(0), torch.full((1, 6, 6), 32768 / 65535))
+
+
+def test_corrupt_files_fail_on_read_and_are_skipped_in_batches(tmp_path):
+    _save(tmp_path / "a.png", (10, 10))
+    (tmp_path / "b.png").write_bytes(np.random.default_rng(0).bytes(500))
+    whole = _noise_png(tmp_path / "whole.png").read_bytes()
+    (tmp_path / "c.png").write_bytes(whole[: len(whole) // 2])
+    (tmp_path / "whole.png").unlink()
+    _save(tmp_path / "d.png", (10, 10))
+    src = ImageFolderSource(tmp_path)
+    for index, rel in ((1, "b.png"), (2, "c.png")):
+        with pytest.raises(ItemReadError) as info:
+            src.read(index)
+        assert info.value.item_id == rel
+    batch = src.read_batch([0, 1, 2, 3])
+    assert batch.indices == [0, 3] and batch.items.shape == (2, 3, 10, 10)
+    assert [(s.index, s.item_id) for s in batch.skipped] == [(1, "b.png"), (2, "c.png")]
+    assert "truncated" in batch.skipped[1].reason
+
+
+def test_defaults_come_from_the_first_readable_image(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"not a png")
+    _save(tmp_path / "b.png", (9, 14), 7, mode="L")
+    assert ImageFolderSource(tmp_path).item_shape == (1, 9, 9)
+
+
+def test_empty_folder_errors_name_the_folder(tmp_path):
+    with pytest.raises(EmptySourceError, match=re.escape(str(tmp_path))):
+        ImageFolderSource(tmp_path)
+    (tmp_path / "readme.txt").write_text("no images here")
+    with pytest.raises(EmptySourceError, match=re.escape(str(tmp_path))):
+        ImageFolderSource(tmp_path)
+    (tmp_path / "broken.png").write_bytes(b"garbage")
+    with pytest.raises(EmptySourceError, match="can be read"):
+        ImageFolderSource(tmp_path)
+
+
+def test_missing_folder_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        ImageFolderSource(tmp_path / "nowhere")

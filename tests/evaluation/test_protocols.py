@@ -1,0 +1,188 @@
+"""Tests of the label-based protocols: kNN, linear probe and few-shot on tiny embeddings."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+from sklearn.linear_model import LogisticRegression
+
+from selfsup.evaluation import (
+    few_shot,
+    fit_logistic_regression,
+    knn_accuracy,
+    knn_predict,
+    linear_probe,
+    standardize,
+    stratified_split,
+)
+
+GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
+
+
+def clusters(
+    per_class: int, seed: int, spread: float = 8.0, classes: int = 5, dim: int = 16
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gaussian clusters with unit noise around class means drawn with scale ``spread``."""
+    g = torch.Generator().manual_seed(0)
+    means = spread * torch.randn(classes, dim, generator=g)
+    g.manual_seed(seed + 1)
+    labels = torch.arange(classes).repeat_interleave(per_class)
+    return means[labels] + torch.randn(len(labels), dim, generator=g), labels
+
+
+def noise(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embeddings and labels that are independent of each other."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 16, generator=g), torch.randint(0, 5, (n,), generator=g)
+
+
+def test_knn_separates_clusters() -> None:
+    (x, y), (xt, yt) = clusters(60, seed=0), clusters(30, seed=1)
+    assert knn_accuracy(x, y, xt, yt) > 0.95
+
+
+def test_linear_probe_separates_clusters() -> None:
+    (x, y), (xt, yt) = clusters(60, seed=0), clusters(30, seed=1)
+    result = linear_probe(x, y, xt, yt)
+    assert result.accuracy > 0.95
+    assert result.weight_decay in GRID
+    assert result.val_accuracy is not None and 0.0 <= result.val_accuracy <= 1.0
+    assert result.note is None
+
+
+@pytest.mark.parametrize(
+    "protocol",
+    [lambda *data: knn_accuracy(*data), lambda *data: linear_probe(*data).accuracy],
+    ids=["knn", "linear"],
+)
+def test_noise_labels_stay_near_chance(protocol) -> None:
+    (x, y), (xt, yt) = noise(300, seed=0), noise(300, seed=1)
+    assert protocol(x, y, xt, yt) < 0.4
+
+
+def test_knn_k1_is_the_nearest_neighbour_by_cosine() -> None:
+    train = torch.tensor([[10.0, 0.0], [0.5, 0.5], [0.0, -2.0], [-1.0, 0.0]])
+    test = torch.tensor([[3.0, 1.0], [1.0, 1.2], [0.1, -7.0], [-5.0, 0.5]])
+    # [3, 1] is nearer to [0.5, 0.5] in Euclidean distance (2.5 against 7.1) but nearer to
+    # [10, 0] in angle (cosines 0.949 against 0.894); the others are plainly nearest to
+    # [1, 1], [0, -1] and [-1, 0] in angle.
+    predicted = knn_predict(train, torch.tensor([0, 1, 2, 3]), test, k=1)
+    assert predicted.tolist() == [0, 1, 2, 3]
+    accuracy = knn_accuracy(
+        train, torch.tensor([0, 1, 2, 3]), test, torch.tensor([0, 1, 2, 0]), k=1
+    )
+    assert accuracy == pytest.approx(0.75)
+
+
+def test_knn_temperature_weighting_overrules_the_majority() -> None:
+    # One neighbour of class 0 at cosine 1, two of class 1 at cosine 0.6: a plain majority
+    # says 1; weights exp(s / 0.07) give class 0 exp(14.3) against 2 * exp(8.6).
+    train = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.6, -0.8]])
+    labels = torch.tensor([0, 1, 1])
+    test = torch.tensor([[1.0, 0.0]])
+    assert knn_predict(train, labels, test, k=3, temperature=0.07).tolist() == [0]
+    assert knn_predict(train, labels, test, k=3, temperature=100.0).tolist() == [1]
+
+
+def test_knn_batches_give_the_same_predictions() -> None:
+    (x, y), (xt, _) = noise(50, seed=0), noise(23, seed=1)
+    whole = knn_predict(x, y, xt, k=5, batch_size=1024)
+    assert torch.equal(knn_predict(x, y, xt, k=5, batch_size=4), whole)
+
+
+def test_knn_rejects_more_neighbours_than_train_examples() -> None:
+    x, y = noise(10, seed=0)
+    with pytest.raises(ValueError, match="k must be"):
+        knn_predict(x, y, x, k=11)
+
+
+def test_logistic_regression_solves_the_same_problem_as_sklearn() -> None:
+    # sklearn minimises ||W||^2 / 2 + C * sum(CE); ours mean(CE) + wd * ||W||^2, the same
+    # problem when C = 1 / (2 * n * wd). Neither penalises the bias.
+    x, y = noise(120, seed=0)
+    x, wd = standardize(x)[0], 1e-2
+    ours = fit_logistic_regression(x, y, 5, wd, max_iter=500)
+    reference = LogisticRegression(C=1 / (2 * len(x) * wd), tol=1e-10, max_iter=5000)
+    reference.fit(x.numpy().astype(np.float64), y.numpy())
+    expected = reference.predict_proba(x.numpy().astype(np.float64))
+    np.testing.assert_allclose(ours(x).softmax(1).numpy(), expected, atol=2e-3)
+
+
+def test_linear_probe_leaves_the_global_torch_rng_alone() -> None:
+    x, y = clusters(4, seed=0)
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    linear_probe(x, y, x, y, weight_decays=(1e-3,))
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_stratified_split_keeps_class_proportions() -> None:
+    labels = np.repeat([0, 1, 2], [50, 30, 20])
+    fit, val = stratified_split(labels, 0.1, np.random.default_rng(0))
+    assert np.bincount(labels[val]).tolist() == [5, 3, 2]
+    assert sorted(np.concatenate([fit, val]).tolist()) == list(range(100))
+
+
+def test_linear_probe_uses_the_middle_weight_decay_when_a_class_has_one_example() -> None:
+    x, y = clusters(10, seed=0)
+    y = torch.cat([y, torch.tensor([5])])
+    x = torch.cat([x, torch.zeros(1, x.shape[1])])
+    result = linear_probe(x, y, x, y)
+    assert result.weight_decay == 1e-4
+    assert result.val_accuracy is None
+    assert result.note is not None and "[5]" in result.note
+
+
+def test_standardize_leaves_a_constant_feature_near_zero() -> None:
+    x = torch.cat([torch.full((100, 1), 3.7), torch.randn(100, 1)], dim=1)
+    out = standardize(x)[0]
+    assert out[:, 0].abs().max() < 1e-5
+    assert out[:, 1].std().item() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_few_shot_reports_each_draw_and_their_interval() -> None:
+    (x, y), (xt, yt) = clusters(20, seed=0, spread=0.5), clusters(20, seed=1, spread=0.5)
+    result = few_shot(x, y, xt, yt, shots=2, draws=4, seed=0)
+    assert result.shots == 2
+    assert len(result.accuracies) == 4
+    assert len(set(result.accuracies)) > 1
+    assert result.mean == pytest.approx(np.mean(result.accuracies))
+    sem = np.std(result.accuracies, ddof=1) / math.sqrt(4)
+    assert result.ci95 > 0
+    assert result.ci95 == pytest.approx(stats.t.ppf(0.975, 3) * sem)
+
+
+def test_few_shot_rejects_a_single_draw() -> None:
+    x, y = clusters(5, seed=0)
+    with pytest.raises(ValueError, match="draws"):
+        few_shot(x, y, x, y, shots=2, draws=1)
+
+
+def test_few_shot_names_the_class_with_too_few_examples() -> None:
+    x, y = clusters(5, seed=0)
+    keep = (y != 3) | (torch.arange(len(y)) % 5 < 2)  # class 3 keeps 2 of its 5 examples
+    with pytest.raises(ValueError, match="class 3 has 2"):
+        few_shot(x[keep], y[keep], x, y, shots=3, draws=2)
+
+
+@pytest.mark.parametrize(
+    "protocol",
+    [
+        lambda *data: knn_accuracy(*data, k=5),
+        lambda *data: linear_probe(*data, weight_decays=(1e-4, 1e-2)),
+        lambda *data: few_shot(*data, shots=3, draws=2),
+    ],
+    ids=["knn", "linear", "fewshot"],
+)
+def test_numpy_and_torch_inputs_agree(protocol) -> None:
+    (x, y), (xt, yt) = clusters(20, seed=0, spread=0.5), clusters(20, seed=1, spread=0.5)
+    from_torch = protocol(x, y, xt, yt)
+    # float64 and int32 arrays, so the conversion is exercised too.
+    arrays = [x.double().numpy(), y.int().numpy(), xt.double().numpy(), yt.int().numpy()]
+    from_numpy = protocol(*arrays)
+    assert from_numpy == from_torch
