@@ -1,9 +1,16 @@
 """Shared fixtures: tiny synthetic image data that a small CNN can learn from in seconds."""
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+
+# Tiny tests run fastest on one thread, and subprocesses (DDP, the killed run) inherit this, so
+# two processes do not oversubscribe two cores; the resumed-run test relies on equal threads.
+os.environ["OMP_NUM_THREADS"] = "1"
+torch.set_num_threads(1)
 
 
 def make_clusters(n_per_class: int = 64, classes: int = 4, size: int = 12, seed: int = 0):

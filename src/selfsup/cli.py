@@ -64,9 +64,7 @@ def pretrain(
         str | None, typer.Argument(help="Folder, .npy/.npz file, or dataset name.")
     ] = None,
     modality: Annotated[str | None, typer.Option(help="image (more to come).")] = None,
-    method: Annotated[
-        str | None, typer.Option(help="simclr, byol, vicreg or barlowtwins.")
-    ] = None,
+    method: Annotated[str | None, typer.Option(help="simclr, byol, vicreg or barlowtwins.")] = None,
     backbone: Annotated[
         str | None, typer.Option(help="small-cnn, resnet18/34/50, vit-tiny, vit-small.")
     ] = None,
@@ -80,6 +78,7 @@ def pretrain(
     precision: Annotated[Precision | None, typer.Option(help="bf16, fp32 or auto.")] = None,
     devices: Annotated[int | None, typer.Option(help="Processes on this machine (DDP).")] = None,
     num_nodes: Annotated[int | None, typer.Option(help="Machines (multi-node DDP).")] = None,
+    accelerator: Annotated[str | None, typer.Option(help="cpu, gpu or auto.")] = None,
     image_size: Annotated[int | None, typer.Option(help="Side of the training images.")] = None,
     num_workers: Annotated[int | None, typer.Option(help="Data-loading processes.")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed.")] = None,
@@ -107,6 +106,7 @@ def pretrain(
         "precision": precision.value if precision else None,
         "devices": devices,
         "num_nodes": num_nodes,
+        "accelerator": accelerator,
         "image_size": image_size,
         "num_workers": num_workers,
         "seed": seed,
@@ -187,7 +187,7 @@ def datasets_list() -> None:
             d["name"],
             d["modality"],
             ", ".join(d["splits"]),
-            str(d.get("size", "")),
+            " / ".join(str(n) for n in d["size"].values()),
             "yes" if d["installed"] else "no",
             d.get("install", ""),
         )

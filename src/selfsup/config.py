@@ -109,9 +109,7 @@ class PretrainConfig(BaseModel):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-def load_config(
-    path: str | os.PathLike | None = None, **overrides: Any
-) -> PretrainConfig:
+def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> PretrainConfig:
     """Read a YAML config (optional) and apply overrides (``None`` values are ignored).
 
     Example:
@@ -132,7 +130,11 @@ def load_config(
             raise ConfigError(f"{path}: expected a mapping of option: value at the top level")
         values.update(loaded or {})
     values.update(
-        {k: str(v) if isinstance(v, os.PathLike) else v for k, v in overrides.items() if v is not None}
+        {
+            k: str(v) if isinstance(v, os.PathLike) else v
+            for k, v in overrides.items()
+            if v is not None
+        }
     )
     try:
         return PretrainConfig(**values)

@@ -31,7 +31,7 @@ import yaml
 from torch import nn
 
 from selfsup.config import PretrainConfig, load_config
-from selfsup.data import open_source
+from selfsup.data import open_source, train_test_sources
 from selfsup.data.base import Source
 from selfsup.embedding import EmbeddingFile, embed_source, write_embeddings
 from selfsup.encoder import Encoder
@@ -94,8 +94,6 @@ class Run:
         ``data`` is split into fit and test parts: a named dataset uses its official test
         split, otherwise ``test`` must be given or a stratified 80/20 split is made.
         """
-        from selfsup.data import train_test_sources
-
         train, held_out = train_test_sources(data, test)
         result = evaluate_encoder(self.encoder, train, held_out, protocols, **options)
         if save:
@@ -169,7 +167,9 @@ def pretrain(
         cfg = load_config(None, **{**saved, **allowed})
     else:
         cfg = load_config(config, data=None if data is None else str(data), **options)
-        run_dir = Path(cfg.out) if cfg.out else Path(os.environ.get(_RUN_DIR_ENV) or _default_out(cfg))
+        run_dir = (
+            Path(cfg.out) if cfg.out else Path(os.environ.get(_RUN_DIR_ENV) or _default_out(cfg))
+        )
     if cfg.method not in METHODS:
         raise ValueError(f"unknown method {cfg.method!r}; available: {', '.join(sorted(METHODS))}")
     # Processes started by Fabric's launcher inherit the environment, so they find this folder.

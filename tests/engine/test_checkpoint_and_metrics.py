@@ -23,7 +23,7 @@ def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path) -> None:
 
 
 def test_missing_checkpoint_is_named(tmp_path) -> None:
-    with pytest.raises(FileNotFoundError, match="nothing.ckpt"):
+    with pytest.raises(FileNotFoundError, match=r"nothing\.ckpt"):
         load_checkpoint(tmp_path / "nothing.ckpt")
 
 

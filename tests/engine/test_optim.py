@@ -1,5 +1,7 @@
 """Optimizers and the learning-rate schedule."""
 
+import itertools
+
 import pytest
 import torch
 
@@ -13,7 +15,7 @@ def test_warmup_then_cosine() -> None:
     assert lrs[10] == pytest.approx(1.0)
     assert lrs[60] == pytest.approx(0.5)
     assert lrs[-1] < 0.001
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
 
 
 def test_lars_scales_the_step_by_the_trust_ratio() -> None:

@@ -52,7 +52,9 @@ def _var(v: list[float]) -> float:  # unbiased, as torch.var
 
 def test_vicreg_loss_matches_equations_1_to_6() -> None:
     n, d, eps = len(Z1), 2, 1e-4
-    invariance = sum((a - b) ** 2 for r1, r2 in zip(Z1, Z2, strict=True) for a, b in zip(r1, r2, strict=True)) / (n * d)
+    invariance = sum(
+        (a - b) ** 2 for r1, r2 in zip(Z1, Z2, strict=True) for a, b in zip(r1, r2, strict=True)
+    ) / (n * d)
 
     def variance(z: list[list[float]]) -> float:
         return sum(max(0.0, 1 - math.sqrt(_var(_column(z, j)) + eps)) for j in range(d)) / d
@@ -68,7 +70,9 @@ def test_vicreg_loss_matches_equations_1_to_6() -> None:
                     total += (c / (n - 1)) ** 2
         return total / d
 
-    expected = 25 * invariance + 25 * (variance(Z1) + variance(Z2)) + covariance(Z1) + covariance(Z2)
+    expected = (
+        25 * invariance + 25 * (variance(Z1) + variance(Z2)) + covariance(Z1) + covariance(Z2)
+    )
     got = vicreg_loss(torch.tensor(Z1), torch.tensor(Z2))
     assert got.item() == pytest.approx(expected, rel=1e-5)
 

@@ -1,6 +1,5 @@
 """Methods: gradients reach the backbone; BYOL's target follows by EMA; short training learns."""
 
-import numpy as np
 import pytest
 import torch
 
@@ -33,7 +32,9 @@ def test_byol_target_gets_no_gradient_and_moves_by_ema() -> None:
         for p in method.encoder.parameters():
             p.add_(1.0)
     method.on_step_end(progress=0.0)  # momentum 0.99: target moves 1% of the way
-    moved = [(p - b).abs().max().item() for p, b in zip(method.target.parameters(), before, strict=False)]
+    moved = [
+        (p - b).abs().max().item() for p, b in zip(method.target.parameters(), before, strict=False)
+    ]
     assert max(moved) == pytest.approx(0.01, rel=1e-3)
 
 

@@ -23,8 +23,10 @@ from selfsup.data.named import (
     describe_named,
     is_named_spec,
     named_dataset_names,
+    named_splits,
     open_named,
 )
+from selfsup.data.splits import SubsetSource, train_test_sources
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -37,14 +39,17 @@ __all__ = [
     "ItemReadError",
     "SkippedItem",
     "Source",
+    "SubsetSource",
     "describe_named",
     "encode_labels",
     "image_layout",
     "load_array_file",
     "named_dataset_names",
+    "named_splits",
     "open_named",
     "open_source",
     "read_idx",
+    "train_test_sources",
 ]
 
 #: The modalities of the toolkit; only "image" has sources so far.

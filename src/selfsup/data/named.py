@@ -249,6 +249,11 @@ def is_named_spec(spec: str) -> bool:
     return spec.partition(":")[0] in _REGISTRY
 
 
+def named_splits(spec: str) -> list[str]:
+    """The split names of the named dataset in ``spec`` (``["train", "test"]``)."""
+    return list(_parse_spec(spec)[0].sizes)
+
+
 def _parse_spec(spec: str) -> tuple[NamedDataset, str]:
     name, _, split = spec.partition(":")
     if name not in _REGISTRY:

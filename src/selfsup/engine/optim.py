@@ -56,7 +56,7 @@ class LARS(torch.optim.Optimizer):
         super().__init__(params, defaults)
 
     @torch.no_grad()
-    def step(self, closure=None):  # noqa: ANN001, ANN201 - torch's signature
+    def step(self, closure=None):
         """Perform one optimization step."""
         loss = closure() if closure is not None else None
         for group in self.param_groups:

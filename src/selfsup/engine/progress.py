@@ -43,7 +43,9 @@ class TrainingProgress:
             TimeRemainingColumn(),
             disable=not enabled,
         )
-        self._task = self._progress.add_task(description, total=total, completed=completed, stats="")
+        self._task = self._progress.add_task(
+            description, total=total, completed=completed, stats=""
+        )
         self._start = time.perf_counter()
         self._items = 0
 
@@ -62,6 +64,11 @@ class TrainingProgress:
     def set_total(self, total: int) -> None:
         """Change the expected number of steps (time-budgeted runs refine it as they go)."""
         self._progress.update(self._task, total=total)
+
+    def note(self, text: str) -> None:
+        """Print a line above the bar (also visible in logs, where the bar is not drawn)."""
+        if not self._progress.disable:
+            self._progress.console.print(text)
 
     def advance(self, steps: int, items: int, loss: float | None = None) -> float:
         """Advance by ``steps`` that consumed ``items`` items; return items per second so far."""

@@ -179,7 +179,9 @@ def fit(
         method.load_state_dict(ckpt["method"])
         optimizer.load_state_dict(ckpt["optimizer"])
         state = TrainState(**ckpt["state"])
-    model, optimizer = fabric.setup(method, optimizer)
+    # Channels-last memory runs convolutions about a third faster on CPU (oneDNN).
+    method = method.to(memory_format=torch.channels_last)
+    model, optimizer = fabric.setup(torch.compile(method) if cfg.compile else method, optimizer)
     views = views.to(fabric.device)
 
     log = MetricsLog(run_dir, resume_step=state.step if resume else None) if rank == 0 else None
@@ -190,6 +192,7 @@ def fit(
         completed=state.step,
     )
     window_loss, window_items, window_start = 0.0, 0, time.perf_counter()
+    last_loss = float("nan")
     with progress:
         while state.step < state.total_steps:
             # Seeding from (seed, epoch, rank) makes augmentations repeat exactly on --resume.
@@ -212,7 +215,8 @@ def fit(
                 warmup = min(int(cfg.warmup_epochs * steps_per_epoch), state.total_steps // 10)
                 for group in optimizer.param_groups:
                     group["lr"] = warmup_cosine(state.step, state.total_steps, warmup, lr)
-                loss = model(views(batch.items.to(fabric.device)))
+                inputs = views(batch.items.to(fabric.device))
+                loss = model([v.contiguous(memory_format=torch.channels_last) for v in inputs])
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"the loss became {loss.item()} at step {state.step} (epoch "
@@ -225,9 +229,10 @@ def fit(
                 state.train_seconds += time.perf_counter() - started
                 state.step += 1
                 state.items_seen += len(batch.indices) * world
-                window_loss += loss.item()
+                last_loss = loss.item()
+                window_loss += last_loss
                 window_items += len(batch.indices) * world
-                progress.advance(1, len(batch.indices) * world, loss.item())
+                progress.advance(1, len(batch.indices) * world, last_loss)
 
                 if state.step == _CALIBRATION_STEPS and cfg.time_budget is not None:
                     state.total_steps = _fit_to_budget(cfg, state, steps_per_epoch, fabric)
@@ -246,6 +251,12 @@ def fit(
             state.epoch += 1
             state.total_steps = _fit_to_budget(cfg, state, steps_per_epoch, fabric)
             progress.set_total(state.total_steps)
+            progress.note(
+                f"epoch {state.epoch}: step {state.step}/{state.total_steps}, loss "
+                f"{last_loss:.4f}, {state.items_seen / max(state.train_seconds, 1e-9):,.0f} "
+                f"items/s, "
+                f"{state.train_seconds:.0f} s of training"
+            )
             if rank == 0:
                 save_checkpoint(
                     run_dir / CHECKPOINT,

@@ -8,10 +8,11 @@ Example:
     >>> from selfsup.encoder import Encoder
     >>> rng = np.random.default_rng(0)
     >>> y = np.repeat(np.arange(2), 20)
-    >>> x = (rng.random((40, 8, 8)) * 60 + y[:, None, None] * 150).astype(np.uint8)
+    >>> x = (rng.random((40, 8, 8)) * 60).astype(np.uint8)
+    >>> x[y == 1, :, :4] += 150  # class 1 is bright on the left half
     >>> src = ArraySource(x, y)
     >>> enc = Encoder.build("small-cnn", in_channels=1, image_size=8, width=4)
-    >>> result = evaluate_encoder(enc, src, src, protocols=("knn",))
+    >>> result = evaluate_encoder(enc, src, src, protocols=("knn",), k=5)
     >>> result.rows[0].raw
     1.0
 """
@@ -144,7 +145,9 @@ def evaluate_encoder(
             x_train, y_train = _labelled(f_train, train.labels)
             x_test, y_test = _labelled(f_test, test.labels)
             if protocol == "knn":
-                scores[kind] = knn_accuracy(x_train, y_train, x_test, y_test, k=k)
+                scores[kind] = knn_accuracy(
+                    x_train, y_train, x_test, y_test, k=min(k, len(y_train))
+                )
                 detail["k"] = k
             elif protocol == "linear":
                 result = linear_probe(x_train, y_train, x_test, y_test, seed=seed)

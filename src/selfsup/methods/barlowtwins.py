@@ -4,7 +4,7 @@ Zbontar, Jing, Misra, LeCun, Deny. "Barlow Twins: Self-Supervised Learning via R
 Reduction", ICML 2021. https://arxiv.org/abs/2103.03230
 
 Eq. (1): L = sum_i (1 - C_ii)^2 + lambda * sum_i sum_{j != i} C_ij^2, where
-Eq. (2): C_ij = sum_b z1_bi z2_bj / (sqrt(sum_b z1_bi^2) sqrt(sum_b z2_bj^2)) on embeddings
+Eq. (2): C_ij = sum_b z1_bi z2_bj / (sqrt(sum_b z1_bi^2) sqrt(sum_b z2_bj^2)), on embeddings
 standardized along the batch; lambda = 5.1e-3 in the paper.
 
 Example:
@@ -26,7 +26,7 @@ from selfsup.methods.heads import ProjectionHead
 
 
 def cross_correlation(z1: torch.Tensor, z2: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """The (D, D) cross-correlation matrix of Eq. (2), each dimension standardized over the batch."""
+    """The (D, D) cross-correlation matrix of Eq. (2), dimensions standardized over the batch."""
     n = z1.shape[0]
     z1 = (z1 - z1.mean(0)) / (z1.std(0, unbiased=False) + eps)
     z2 = (z2 - z2.mean(0)) / (z2.std(0, unbiased=False) + eps)

@@ -9,6 +9,8 @@ Example:
 
 from __future__ import annotations
 
+import itertools
+
 from torch import nn
 
 
@@ -38,7 +40,7 @@ class ProjectionHead(nn.Sequential):
             raise ValueError("a head needs at least one layer")
         dims = [in_dim] + [hidden_dim] * (num_layers - 1) + [out_dim]
         layers: list[nn.Module] = []
-        for i, (d_in, d_out) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
+        for i, (d_in, d_out) in enumerate(itertools.pairwise(dims)):
             last = i == num_layers - 1
             layers.append(nn.Linear(d_in, d_out, bias=last and not last_batch_norm))
             if not last:

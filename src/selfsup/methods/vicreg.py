@@ -62,7 +62,9 @@ def vicreg_loss(
     invariance = F.mse_loss(z1, z2)
     variance = _variance(z1, eps) + _variance(z2, eps)
     covariance = _covariance(z1) + _covariance(z2)
-    return invariance_weight * invariance + variance_weight * variance + covariance_weight * covariance
+    return (
+        invariance_weight * invariance + variance_weight * variance + covariance_weight * covariance
+    )
 
 
 class VICReg(Method):

@@ -119,7 +119,10 @@ class ImageViews(nn.Module):
         super().__init__()
         second = recipe.second or recipe
         self.pipelines = nn.ModuleList(
-            [_pipeline(second if i == 1 else recipe, image_size, channels) for i in range(num_views)]
+            [
+                _pipeline(second if i == 1 else recipe, image_size, channels)
+                for i in range(num_views)
+            ]
         )
 
     @torch.no_grad()

@@ -1,0 +1,84 @@
+"""Subsets of a source and the fit/test splits that evaluation uses.
+
+Example:
+    >>> train, test = train_test_sources("digits")
+    >>> train.name, test.name
+    ('digits', 'digits:test')
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from selfsup.data.base import Batch, Source
+from selfsup.data.named import is_named_spec, named_splits, stratified_split
+
+
+class SubsetSource(Source):
+    """The items of ``source`` at ``indices``, in that order.
+
+    Args:
+        source: the full source.
+        indices: the positions to keep.
+        name: the subset's name.
+    """
+
+    def __init__(self, source: Source, indices: Sequence[int], name: str) -> None:
+        self.source = source
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.name = name
+        self.modality = source.modality
+        self.classes = source.classes
+        self.labels = None if source.labels is None else source.labels[self.indices]
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def ids(self) -> Sequence[str]:
+        return [self.source.ids[i] for i in self.indices]
+
+    def read(self, index: int) -> torch.Tensor:
+        return self.source.read(int(self.indices[index]))
+
+    def read_batch(self, indices: Sequence[int]) -> Batch:
+        positions = {int(self.indices[i]): int(i) for i in indices}
+        batch = self.source.read_batch([int(self.indices[i]) for i in indices])
+        for item in batch.skipped:
+            item.index = positions[item.index]
+        return Batch(batch.items, [positions[i] for i in batch.indices], batch.skipped)
+
+
+def _open(data: str | os.PathLike | Source) -> Source:
+    from selfsup.data import open_source
+
+    return data if isinstance(data, Source) else open_source(data)
+
+
+def train_test_sources(
+    data: str | os.PathLike | Source,
+    test: str | os.PathLike | Source | None = None,
+    test_fraction: float = 0.2,
+) -> tuple[Source, Source]:
+    """The split to fit probes on and the split to score them on.
+
+    ``test`` when given; else a named dataset's official test split (``fashion-mnist`` pairs
+    with ``fashion-mnist:test``); else a deterministic stratified split of ``data``.
+    """
+    if test is not None:
+        return _open(data), _open(test)
+    named = isinstance(data, str) and is_named_spec(data) and ":" not in data
+    if named and "test" in named_splits(data):
+        return _open(data), _open(f"{data}:test")
+    source = _open(data)
+    if source.labels is None:
+        raise ValueError(f"{source.name}: evaluation needs labels, and this data has none")
+    fit, held_out = stratified_split(source.labels, test_fraction)
+    return (
+        SubsetSource(source, fit, f"{source.name}[fit]"),
+        SubsetSource(source, held_out, f"{source.name}[test]"),
+    )

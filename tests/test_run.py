@@ -1,0 +1,56 @@
+"""The Python API: pretrain with a custom module, reload from the folder, config errors."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import selfsup
+from selfsup.config import ConfigError, load_config
+
+
+class TinyNet(nn.Module):
+    feature_dim = 16
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(1, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(), nn.AdaptiveAvgPool2d(1)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten(1)
+
+
+def test_custom_module_trains_and_reloads_with_the_same_embeddings(tmp_path, clusters_npz) -> None:
+    run = selfsup.pretrain(
+        clusters_npz, backbone=TinyNet(), method="barlowtwins", epochs=1, batch_size=64,
+        out=tmp_path / "run", show_progress=False, method_options={"projection_dim": 32,
+        "hidden_dim": 32},
+    )  # fmt: skip
+    before = run.embed(clusters_npz)
+    with pytest.raises(ValueError, match="custom backbone"):
+        selfsup.load(run.path)
+    again = selfsup.load(run.path, backbone=TinyNet())
+    np.testing.assert_allclose(again.embed(clusters_npz), before, rtol=1e-4, atol=1e-4)
+
+
+def test_load_rebuilds_a_registered_backbone_from_the_folder_alone(tmp_path, clusters_npz) -> None:
+    run = selfsup.pretrain(
+        clusters_npz, method="simclr", epochs=1, batch_size=64, out=tmp_path / "run",
+        show_progress=False, backbone_options={"width": 4}, precision="fp32",
+    )  # fmt: skip
+    again = selfsup.load(run.path)
+    assert again.config["method"] == "simclr"
+    np.testing.assert_array_equal(again.embed(clusters_npz), run.embed(clusters_npz))
+
+
+def test_config_errors_name_the_file_and_the_field(tmp_path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: digits\nbatch_size: 0\nunknown_option: 1\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml.*batch_size.*unknown_option"):
+        load_config(bad)
+    bad.write_text("data: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(bad)
+    assert load_config(None, data="digits", epochs=3).epochs == 3
