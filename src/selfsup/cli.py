@@ -180,8 +180,9 @@ def datasets_list() -> None:
     from selfsup.data.named import describe_named
 
     table = Table(title="named datasets")
-    for column in ("name", "modality", "splits", "items", "installed", "how to install"):
+    for column in ("name", "modality", "splits", "items", "installed", "description"):
         table.add_column(column)
+    missing = []
     for d in describe_named():
         table.add_row(
             d["name"],
@@ -189,9 +190,13 @@ def datasets_list() -> None:
             ", ".join(d["splits"]),
             " / ".join(str(n) for n in d["size"].values()),
             "yes" if d["installed"] else "no",
-            d.get("install", ""),
+            d["description"],
         )
+        if not d["installed"]:
+            missing.append(f"{d['name']}: {d['install']}")
     console.print(table)
+    for line in missing:
+        console.print(f"[yellow]not installed[/yellow] {line}")
 
 
 @datasets_app.command("show", epilog="Example: `selfsup datasets show fashion-mnist:test`")
@@ -216,7 +221,7 @@ def datasets_show(
 @app.command(epilog="Example: `selfsup demo --time-budget 2`")
 def demo(
     time_budget: Annotated[float, typer.Option(help="Minutes of training.")] = 10.0,
-    method: Annotated[str, typer.Option(help="The objective.")] = "vicreg",
+    method: Annotated[str, typer.Option(help="The objective.")] = "simclr",
     out: Annotated[str | None, typer.Option(help="Run folder.")] = None,
 ) -> None:
     """Pretrain on Fashion-MNIST (labels unused), evaluate on its test split vs raw pixels."""

@@ -32,7 +32,7 @@ def pick_demo_data(console: Console) -> str:
 
 def run_demo(
     time_budget: float = 10.0,
-    method: str = "vicreg",
+    method: str = "simclr",
     out: str | None = None,
     console: Console | None = None,
 ) -> None:

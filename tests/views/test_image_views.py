@@ -13,7 +13,7 @@ def test_views_have_the_requested_shape_and_stay_in_range(channels: int) -> None
     first, second = views(torch.rand(6, channels, 24, 24))
     for v in (first, second):
         assert v.shape == (6, channels, 16, 16)
-        assert 0.0 <= v.min() and v.max() <= 1.0
+        assert v.min() >= 0.0 and v.max() <= 1.0
     assert not torch.equal(first, second)
 
 
