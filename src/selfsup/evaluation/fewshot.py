@@ -27,7 +27,11 @@ import numpy as np
 import torch
 from scipy import stats
 
-from selfsup.evaluation.inputs import ArrayLike, as_embeddings, as_labels, count_classes
+from selfsup.evaluation.inputs import (
+    ArrayLike,
+    as_labelled_splits,
+    count_classes,
+)
 from selfsup.evaluation.linear import fit_logistic_regression, standardize
 
 FEW_SHOT_WEIGHT_DECAY = 1e-3
@@ -88,12 +92,9 @@ def few_shot(
         >>> few_shot(x, y, x, y, shots=1, draws=2).accuracies
         [1.0, 1.0]
     """
-    train = as_embeddings(train_emb, "train_emb")
-    test = as_embeddings(test_emb, "test_emb")
-    y_train = as_labels(train_labels, len(train), "train_labels")
-    y_test = as_labels(test_labels, len(test), "test_labels")
-    if train.shape[1] != test.shape[1]:
-        raise ValueError(f"train_emb has dimension {train.shape[1]}, test_emb {test.shape[1]}")
+    train, y_train, test, y_test = as_labelled_splits(
+        train_emb, train_labels, test_emb, test_labels
+    )
     if draws < 2:
         raise ValueError(f"draws must be >= 2 for a confidence interval, got {draws}")
     if shots < 1:

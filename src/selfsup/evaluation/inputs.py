@@ -86,3 +86,22 @@ def count_classes(*labels: torch.Tensor) -> int:
         5
     """
     return max(int(part.max()) for part in labels) + 1
+
+
+def as_labelled_splits(
+    train_emb: ArrayLike, train_labels: ArrayLike, test_emb: ArrayLike, test_labels: ArrayLike
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Validate and convert a fit split and a test split of embeddings with labels.
+
+    Example:
+        >>> x, y, _, _ = as_labelled_splits([[0.0]], [0], [[1.0]], [0])
+        >>> x.shape, y.dtype
+        (torch.Size([1, 1]), torch.int64)
+    """
+    train = as_embeddings(train_emb, "train_emb")
+    test = as_embeddings(test_emb, "test_emb")
+    y_train = as_labels(train_labels, len(train), "train_labels")
+    y_test = as_labels(test_labels, len(test), "test_labels")
+    if train.shape[1] != test.shape[1]:
+        raise ValueError(f"train_emb has dimension {train.shape[1]}, test_emb {test.shape[1]}")
+    return train, y_train, test, y_test

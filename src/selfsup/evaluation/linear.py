@@ -25,7 +25,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from selfsup.evaluation.inputs import ArrayLike, as_embeddings, as_labels, count_classes
+from selfsup.evaluation.inputs import (
+    ArrayLike,
+    as_labelled_splits,
+    count_classes,
+)
 
 
 @dataclass
@@ -218,12 +222,9 @@ def linear_probe(
         >>> linear_probe(x, y, x, y, weight_decays=(1e-3,), val_fraction=0.3).accuracy
         1.0
     """
-    train = as_embeddings(train_emb, "train_emb")
-    test = as_embeddings(test_emb, "test_emb")
-    y_train = as_labels(train_labels, len(train), "train_labels")
-    y_test = as_labels(test_labels, len(test), "test_labels")
-    if train.shape[1] != test.shape[1]:
-        raise ValueError(f"train_emb has dimension {train.shape[1]}, test_emb {test.shape[1]}")
+    train, y_train, test, y_test = as_labelled_splits(
+        train_emb, train_labels, test_emb, test_labels
+    )
     if not weight_decays or min(weight_decays) < 0:
         raise ValueError("weight_decays must be a non-empty sequence of values >= 0")
     if not 0 < val_fraction < 1:
