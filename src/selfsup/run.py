@@ -39,7 +39,7 @@ from selfsup.engine.precision import resolve_precision
 from selfsup.engine.train import fit
 from selfsup.evaluation.report import PROTOCOLS, Evaluation, evaluate_encoder
 from selfsup.methods import METHODS, build_method
-from selfsup.views import ImageViews, image_recipe
+from selfsup.views import method_views
 
 CONFIG_FILE = "config.yaml"
 TRAIN_FILE = "train.json"
@@ -201,8 +201,7 @@ def pretrain(
         mean, std = _image_statistics(source)
         encoder = Encoder.build(name, channels, size, mean, std, **cfg.backbone_options)
     method = build_method(cfg.method, encoder, **cfg.method_options)
-    recipe = image_recipe(method.view_recipe).with_options(**cfg.views)
-    views = ImageViews(recipe, size, channels, method.num_views)
+    views, recipe = method_views(method, size, channels, **cfg.views)
 
     if fabric.global_rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)

@@ -1,30 +1,91 @@
-"""Methods: gradients reach the backbone; BYOL's target follows by EMA; short training learns."""
+"""Every method: gradients reach the backbone, and a short run learns; EMA bookkeeping.
 
+``TINY`` holds, per method, the backbone and options that make it run in a fraction of a
+second on 12x12 images; a method missing from it fails the tests below, so each new objective
+must be added here.
+"""
+
+import numpy as np
 import pytest
 import torch
 
 from selfsup.encoder import Encoder
+from selfsup.evaluation.knn import knn_accuracy
 from selfsup.methods import METHODS, build_method
 from selfsup.methods.momentum import cosine_momentum, ema_update, momentum_copy
+from selfsup.run import pretrain
+from selfsup.views import method_views
+
+SMALL_CNN = {"backbone": "small-cnn", "backbone_options": {"width": 4}}
+TINY_VIT = {
+    "backbone": "vit-tiny",
+    "backbone_options": {"patch_size": 4, "dim": 16, "depth": 2, "heads": 2},
+}
+HEADS = {"hidden_dim": 32, "projection_dim": 16}
+
+#: method -> (backbone, method options) for the tiny tests.
+TINY: dict[str, tuple[dict, dict]] = {
+    "simclr": (SMALL_CNN, HEADS),
+    "byol": (SMALL_CNN, HEADS),
+    "vicreg": (SMALL_CNN, HEADS),
+    "barlowtwins": (SMALL_CNN, HEADS),
+}
 
 
-def _encoder() -> Encoder:
-    return Encoder.build("small-cnn", in_channels=1, image_size=12, width=4)
+def _case(name: str, size: int = 12) -> tuple[Encoder, dict]:
+    backbone, options = TINY[name]
+    encoder = Encoder.build(
+        backbone["backbone"], in_channels=1, image_size=size, **backbone["backbone_options"]
+    )
+    return encoder, options
+
+
+def _views(method, n: int = 8, size: int = 12) -> list[torch.Tensor]:
+    return method_views(method, image_size=size, channels=1)[0](torch.rand(n, 1, size, size))
+
+
+def test_every_method_has_a_tiny_case() -> None:
+    assert sorted(TINY) == sorted(METHODS)
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_gradients_reach_the_first_backbone_layer(name: str) -> None:
     torch.manual_seed(0)
-    method = build_method(name, _encoder(), hidden_dim=32, projection_dim=16)
-    views = [torch.rand(8, 1, 12, 12), torch.rand(8, 1, 12, 12)]
-    method(views).backward()
+    encoder, options = _case(name)
+    method = build_method(name, encoder, **options)
+    method(_views(method)).backward()
     first = next(method.encoder.backbone.parameters())
     assert first.grad is not None and first.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_short_training_lifts_knn_well_above_chance(name: str, tmp_path, clusters_npz) -> None:
+    backbone, options = TINY[name]
+    run = pretrain(
+        clusters_npz,
+        method=name,
+        epochs=4,
+        batch_size=32,
+        backbone=backbone["backbone"],
+        backbone_options={**backbone["backbone_options"], "width": 8}
+        if backbone is SMALL_CNN
+        else backbone["backbone_options"],
+        method_options=options,
+        out=str(tmp_path / name),
+        show_progress=False,
+    )
+    data = np.load(clusters_npz)
+    features = run.embed(str(clusters_npz))
+    labels = data["y"]
+    # Four classes: chance is 0.25. A collapsed encoder votes one class everywhere.
+    accuracy = knn_accuracy(features[:192], labels[:192], features[192:], labels[192:], k=10)
+    assert accuracy >= 0.8, f"{name}: kNN {accuracy:.3f} after 4 epochs"
+    assert np.std(features / np.linalg.norm(features, axis=1, keepdims=True), axis=0).mean() > 1e-3
+
+
 def test_byol_target_gets_no_gradient_and_moves_by_ema() -> None:
     torch.manual_seed(0)
-    method = build_method("byol", _encoder(), hidden_dim=32, projection_dim=16)
+    method = build_method("byol", _case("byol")[0], **HEADS)
     method([torch.rand(8, 1, 12, 12), torch.rand(8, 1, 12, 12)]).backward()
     assert all(p.grad is None for p in method.target.parameters())
     before = [p.clone() for p in method.target.parameters()]
@@ -53,4 +114,4 @@ def test_ema_update_and_cosine_momentum() -> None:
 
 def test_unknown_method_is_named() -> None:
     with pytest.raises(ValueError, match="nope"):
-        build_method("nope", _encoder())
+        build_method("nope", _case("simclr")[0])

@@ -33,13 +33,16 @@ class Method(nn.Module, abc.ABC):
         name: the method id used on the command line (``--method``).
         paper: the reference of the objective.
         view_recipe: the default augmentation recipe for image views.
-        num_views: how many views of each item the objective consumes.
+        num_views: how many full-size (global) views of each item the objective consumes.
+        num_local_views: how many extra small (local) multi-crop views it takes by default
+            (SwAV, DINO); they follow the global views in the list passed to ``loss``.
     """
 
     name: ClassVar[str]
     paper: ClassVar[str]
     view_recipe: ClassVar[str] = "byol"
     num_views: ClassVar[int] = 2
+    num_local_views: ClassVar[int] = 0
 
     def __init__(self, encoder: Encoder) -> None:
         super().__init__()

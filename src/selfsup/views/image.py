@@ -65,11 +65,13 @@ _BYOL = ImageViewRecipe(
     solarize_p=0.0,
     second=ImageViewRecipe(jitter=(0.4, 0.4, 0.2, 0.1), blur_p=0.1, solarize_p=0.2),
 )
-_RECIPES = {"simclr": _SIMCLR, "byol": _BYOL}
+# MAE (He et al. 2022) and I-JEPA (Assran et al. 2023): crop and flip only; masking is the task.
+_MASKED = ImageViewRecipe(crop_scale=(0.2, 1.0), jitter_p=0.0, grayscale_p=0.0)
+_RECIPES = {"simclr": _SIMCLR, "byol": _BYOL, "masked": _MASKED}
 
 
 def image_recipe(name: str) -> ImageViewRecipe:
-    """The named augmentation recipe (``simclr`` or ``byol``).
+    """The named augmentation recipe (``simclr``, ``byol`` or ``masked``).
 
     Example:
         >>> image_recipe("byol").second.solarize_p
@@ -129,3 +131,28 @@ class ImageViews(nn.Module):
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
         """Return the list of views, each of shape (n, C, image_size, image_size)."""
         return [pipeline(images).clamp_(0, 1) for pipeline in self.pipelines]
+
+
+def method_views(
+    method: Any, image_size: int, channels: int, **overrides: Any
+) -> tuple[ImageViews, ImageViewRecipe]:
+    """The views a method trains on: its recipe with ``overrides``, and its number of views.
+
+    Args:
+        method: a method class or instance (it has ``view_recipe`` and ``num_views``).
+        image_size: side of the square global views.
+        channels: 1 for gray input, 3 for color.
+        **overrides: recipe fields to replace, e.g. ``crop_scale=(0.25, 1.0)``.
+
+    Returns:
+        The views module and the recipe it uses (saved with the run).
+
+    Example:
+        >>> import torch
+        >>> from selfsup.methods import SimCLR
+        >>> views, recipe = method_views(SimCLR, 12, 1, blur_p=0.0)
+        >>> [v.shape[0] for v in views(torch.rand(4, 1, 12, 12))], recipe.blur_p
+        ([4, 4], 0.0)
+    """
+    recipe = image_recipe(method.view_recipe).with_options(**overrides)
+    return ImageViews(recipe, image_size, channels, method.num_views), recipe
