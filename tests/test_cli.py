@@ -34,11 +34,17 @@ def test_pretrain_writes_a_complete_run_folder_in_seconds(digits_run) -> None:
     out, seconds = digits_run
     assert seconds < 60
     for name in ("config.yaml", "encoder.safetensors", "encoder.json", "metrics.csv",
-                 "train.json", "checkpoints/last.ckpt"):  # fmt: skip
+                 "epochs.csv", "train.json", "checkpoints/last.ckpt"):  # fmt: skip
         assert (out / name).exists(), name
     assert list((out / "tensorboard").iterdir())
     summary = json.loads((out / "train.json").read_text())
-    assert summary["steps"] == 3 * (1438 // 128)
+    # The digits train split has 1438 images; a tenth (143) is held out for monitoring.
+    assert summary["held_out_items"] == 143
+    assert summary["steps"] == 3 * ((1438 - 143) // 128)
+    epochs = pd.read_csv(out / "epochs.csv")
+    assert list(epochs["epoch"]) == [1, 2, 3]
+    assert {"rankme", "alpha_req", "online_probe", "online_probe_train"} <= set(epochs.columns)
+    assert epochs["online_probe"].iloc[-1] > 0.3  # ten classes: chance is 0.1
     assert (out / "skipped.txt").read_text() == ""
 
 
@@ -56,6 +62,16 @@ def test_embed_writes_npy_and_parquet_in_input_order(digits_run, tmp_path) -> No
     assert list(table.columns) == ["id", "label", "embedding"]
     assert table["id"].tolist() == [str(i) for i in range(359)]
     np.testing.assert_allclose(np.stack(table["embedding"]), array, rtol=1e-5, atol=1e-5)
+
+
+def test_evaluate_label_free_reads_no_labels(digits_run, tmp_path) -> None:
+    out, _ = digits_run
+    unlabeled = tmp_path / "unlabeled.npy"
+    np.save(unlabeled, np.random.default_rng(0).integers(0, 255, (300, 8, 8), dtype=np.uint8))
+    result = _invoke("evaluate", str(out), str(unlabeled), "--label-free", "--items", "200")
+    assert "RankMe" in result.output and "not collapsed" in result.output
+    saved = json.loads((out / "label-free-unlabeled.npy.json").read_text())
+    assert saved["items"] == 200 and 1 <= saved["rankme"] <= saved["dim"]
 
 
 def test_evaluate_prints_the_table_and_saves_json(digits_run) -> None:

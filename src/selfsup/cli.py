@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from selfsup.data.base import EmptySourceError, ItemReadError
+from selfsup.evaluation.labelfree import LabelFreeMetrics
 from selfsup.evaluation.report import Evaluation
 
 app = typer.Typer(
@@ -90,6 +91,29 @@ def pretrain(
     strict: Annotated[
         bool | None, typer.Option("--strict", help="Fail on an unreadable file.")
     ] = None,
+    monitor_items: Annotated[
+        int | None,
+        typer.Option(help="Items held out for label-free metrics after each epoch (0: off)."),
+    ] = None,
+    stop_on_collapse: Annotated[
+        bool | None,
+        typer.Option("--stop-on-collapse", help="Stop when the embeddings collapse."),
+    ] = None,
+    select_by: Annotated[
+        str | None,
+        typer.Option(
+            help="Keep the best epoch by rankme, alpha_req, neighbour_agreement, uniformity "
+            "or online_probe (default: last)."
+        ),
+    ] = None,
+    online_probe: Annotated[
+        bool | None,
+        typer.Option("--online-probe/--no-online-probe", help="Online linear probe (labels)."),
+    ] = None,
+    keep_checkpoints: Annotated[
+        bool | None,
+        typer.Option("--keep-checkpoints", help="Keep every epoch's encoder weights."),
+    ] = None,
 ) -> None:
     """Pretrain an encoder on unlabeled data; the run folder's path is printed at the end."""
     from selfsup.run import pretrain as run_pretrain
@@ -112,6 +136,11 @@ def pretrain(
         "seed": seed,
         "out": out,
         "strict": strict,
+        "monitor_items": monitor_items,
+        "stop_on_collapse": stop_on_collapse,
+        "select_by": select_by,
+        "online_probe": online_probe,
+        "keep_checkpoints": keep_checkpoints,
     }
     options = {k: v for k, v in options.items() if v is not None}
     if data is None and config is None and resume is None:
@@ -154,7 +183,9 @@ def embed(
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder.")],
     data: Annotated[
-        str, typer.Argument(help="Labelled data of the same modality (name, folder, file).")
+        str,
+        typer.Argument(help="Data of the same modality (name, folder, file); labelled unless "
+                       "--label-free."),
     ],
     test: Annotated[
         str | None, typer.Option(help="Held-out test data (default: official split or 80/20).")
@@ -165,13 +196,44 @@ def evaluate(
     shots: Annotated[int, typer.Option(help="Labels per class for few-shot.")] = 10,
     draws: Annotated[int, typer.Option(help="Random draws for few-shot.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of splits and draws.")] = 0,
+    label_free: Annotated[
+        bool,
+        typer.Option("--label-free", help="Label-free metrics only (RankMe, alpha-ReQ...)."),
+    ] = False,
+    items: Annotated[int, typer.Option(help="Items sampled for --label-free.")] = 4096,
 ) -> None:
-    """Evaluate a run with kNN, linear probe and few-shot, next to raw inputs; saves JSON."""
+    """Evaluate a run with kNN, linear probe and few-shot next to raw inputs, or without
+    labels (--label-free); saves JSON in the run folder."""
     from selfsup.run import load
 
+    if label_free:
+        metrics = load(run).evaluate_label_free(data, items=items, seed=seed)
+        print_label_free(metrics, f"{run} on {data}: label-free metrics")
+        return
     protocols = tuple(p.strip() for p in protocol.split(",") if p.strip())
     result = load(run).evaluate(data, test, protocols, shots=shots, draws=draws, seed=seed)
     print_evaluation(result, f"{run} on {data}")
+
+
+def print_label_free(metrics: LabelFreeMetrics, title: str) -> None:
+    """Print label-free metrics as a table with what each number means."""
+    table = Table(title=title)
+    for column in ("metric", "value", "reading"):
+        table.add_column(column)
+    rows = [
+        ("RankMe", f"{metrics.rankme:.1f} / {metrics.dim}", "effective rank; higher is better"),
+        ("alpha-ReQ", f"{metrics.alpha_req:.3f}", "eigenspectrum decay; near 1 is best"),
+        ("alignment", f"{metrics.alignment:.3f}", "views of one item; lower is better"),
+        ("uniformity", f"{metrics.uniformity:.3f}", "spread on the sphere; lower is better"),
+        ("normalized std", f"{metrics.normalized_std:.3f}", "about 1 healthy, 0 collapsed"),
+        ("neighbour agreement", f"{metrics.neighbour_agreement:.3f}",
+         "kNN shared by two views; higher is better"),
+    ]  # fmt: skip
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+    state = "[bold red]collapsed[/bold red]" if metrics.collapsed else "not collapsed"
+    console.print(f"{metrics.items} items, embeddings {state}")
 
 
 @datasets_app.command("list")
@@ -233,6 +295,7 @@ def demo(
 def main() -> None:
     """Entry point of the ``selfsup`` console script, with clear one-line errors."""
     from selfsup.config import ConfigError
+    from selfsup.engine.monitor import CollapseError
 
     try:
         app()
@@ -243,6 +306,7 @@ def main() -> None:
         FileNotFoundError,
         ValueError,
         FloatingPointError,
+        CollapseError,
     ) as err:
         console.print(f"[bold red]error:[/bold red] {err}")
         raise SystemExit(2) from None

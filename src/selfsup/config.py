@@ -53,6 +53,16 @@ class PretrainConfig(BaseModel):
         num_workers: data-loading worker processes (useful for image folders).
         compile: use ``torch.compile`` on the training step (about 30 s of compiling first).
         log_every: steps between two rows of metrics.
+        monitor_items: training items held out to measure label-free metrics after every
+            epoch (RankMe, alpha-ReQ...); 0 turns monitoring off.
+        stop_on_collapse: stop the run with an error when the embeddings collapse, instead
+            of warning.
+        select_by: keep the encoder of the epoch with the best value of this monitored
+            number (``rankme``, ``alpha_req``, ``neighbour_agreement``, ``uniformity``,
+            ``online_probe``) instead of the ``last`` one.
+        online_probe: train a linear probe on detached features when the data has labels.
+        keep_checkpoints: also keep every epoch's encoder weights
+            (``checkpoints/epoch-NNNN.safetensors``), e.g. to study training afterwards.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -82,12 +92,26 @@ class PretrainConfig(BaseModel):
     num_workers: int = 0
     compile: bool = False
     log_every: int = 20
+    monitor_items: int = 2048
+    stop_on_collapse: bool = False
+    select_by: Literal[
+        "last", "rankme", "alpha_req", "neighbour_agreement", "uniformity", "online_probe"
+    ] = "last"
+    online_probe: bool = True
+    keep_checkpoints: bool = False
 
     @field_validator("batch_size", "devices", "num_nodes", "log_every")
     @classmethod
     def _positive(cls, v: int) -> int:
         if v < 1:
             raise ValueError("must be at least 1")
+        return v
+
+    @field_validator("monitor_items")
+    @classmethod
+    def _not_negative(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError("must be 0 (off) or more")
         return v
 
     @field_validator("epochs")

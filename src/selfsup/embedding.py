@@ -44,7 +44,8 @@ def conform_images(images: torch.Tensor, channels: int, size: int) -> torch.Tens
     return images
 
 
-def _autocast(precision: str) -> contextlib.AbstractContextManager:
+def autocast(precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CPU for ``bf16``, or for ``auto`` where the CPU runs bf16 fast."""
     use_bf16 = precision == "bf16" or (precision == "auto" and cpu_has_fast_bf16())
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16)
 
@@ -68,7 +69,7 @@ def iter_embeddings(
                 x = batch.items
                 if "image_size" in spec:
                     x = conform_images(x, spec["in_channels"], spec["image_size"])
-                with torch.no_grad(), _autocast(precision):
+                with torch.no_grad(), autocast(precision):
                     emb = encoder(x).float().numpy()
             else:
                 emb = np.zeros((0, encoder.feature_dim), dtype=np.float32)

@@ -33,10 +33,13 @@ from torch import nn
 from selfsup.config import PretrainConfig, load_config
 from selfsup.data import open_source, train_test_sources
 from selfsup.data.base import Source
+from selfsup.data.splits import hold_out
 from selfsup.embedding import EmbeddingFile, embed_source, write_embeddings
 from selfsup.encoder import Encoder
+from selfsup.engine.monitor import BEST_WEIGHTS, EpochMonitor, load_encoder_weights
 from selfsup.engine.precision import resolve_precision
 from selfsup.engine.train import fit
+from selfsup.evaluation.labelfree import LabelFreeMetrics, measure_label_free
 from selfsup.evaluation.report import PROTOCOLS, Evaluation, evaluate_encoder
 from selfsup.methods import METHODS, build_method
 from selfsup.views import method_views
@@ -99,6 +102,39 @@ class Run:
         if save:
             slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", train.name).strip("-")
             result.save(self.path / f"evaluation-{slug}.json")
+        return result
+
+
+    def evaluate_label_free(
+        self,
+        data: str | os.PathLike | Source,
+        items: int = 4096,
+        seed: int = 0,
+        save: bool = True,
+    ) -> LabelFreeMetrics:
+        """Label-free metrics of the encoder on ``data``; no labels are read.
+
+        Two views of each item come from the run's own augmentation recipe.
+
+        Args:
+            data: any data of the run's modality (a path, dataset name or Source).
+            items: how many items to sample.
+            seed: seed of the sample and the views.
+            save: write ``label-free-<data>.json`` into the run folder.
+        """
+        source = self._source(data)
+        spec = self.encoder.spec or {}
+        first = source.read_batch([0]).items
+        channels = spec.get("in_channels", first.shape[1])
+        size = spec.get("image_size", first.shape[-1])
+        method = METHODS[self.config.get("method", "simclr")]
+        views_options = {**self.config.get("views", {}), "local_views": 0}
+        views, _ = method_views(method, size, channels, **views_options)
+        result = measure_label_free(self.encoder, source, views, items, seed)
+        if save:
+            slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", source.name).strip("-")
+            path = self.path / f"label-free-{slug}.json"
+            path.write_text(json.dumps(result.to_dict(), indent=2))
         return result
 
 
@@ -187,7 +223,9 @@ def pretrain(
     run_dir = Path(fabric.broadcast(str(run_dir), src=0))  # torchrun ranks agree on the folder
     fabric.seed_everything(cfg.seed, verbose=False)
 
-    source = open_source(cfg.data, image_size=cfg.image_size)
+    source, held_out = hold_out(
+        open_source(cfg.data, image_size=cfg.image_size), cfg.monitor_items, cfg.seed
+    )
     channels, size = source.read_batch([0]).items.shape[1], cfg.image_size
     size = size or int(source.read_batch([0]).items.shape[-1])
     if custom is not None:
@@ -210,13 +248,31 @@ def pretrain(
             encoder.save(run_dir)  # the initial encoder: a resumed run rebuilds it from here
     fabric.barrier()
 
-    state = fit(method, source, views, cfg, run_dir, fabric, resume is not None, show_progress)
+    monitor = None
+    if held_out is not None:
+        monitor = EpochMonitor(
+            held_out,
+            views,
+            run_dir,
+            select_by=cfg.select_by,
+            stop_on_collapse=cfg.stop_on_collapse,
+            items=cfg.monitor_items,
+            seed=cfg.seed,
+            precision=cfg.precision,
+        )
+    elif cfg.select_by != "last":
+        raise ValueError(f"--select-by {cfg.select_by} needs monitoring (--monitor-items > 0)")
+    state = fit(
+        method, source, views, cfg, run_dir, fabric, resume is not None, show_progress, monitor
+    )
     # Every process's weights, reduced to one number each: DDP keeps them equal.
     checksums = fabric.all_gather(_checksum(method)).reshape(-1).tolist()
     summary = {
         "method": cfg.method,
         "data": cfg.data,
         "items": len(source),
+        "held_out_items": 0 if held_out is None else len(held_out),
+        "monitor_seconds": round(state.monitor_seconds, 2),
         "steps": state.step,
         "epochs": state.epoch,
         "items_seen": state.items_seen,
@@ -229,6 +285,14 @@ def pretrain(
         "method_options": method.options(),
         "replica_checksums": checksums,
     }
+    if monitor is not None and monitor.best_epoch is not None:
+        # --select-by: the run's encoder is the best epoch's, not the last one.
+        load_encoder_weights(encoder, run_dir / BEST_WEIGHTS)
+        summary["selected"] = {
+            "by": cfg.select_by,
+            "epoch": monitor.best_epoch,
+            "value": monitor.best,
+        }
     if fabric.global_rank == 0:
         encoder.save(run_dir)
         (run_dir / TRAIN_FILE).write_text(json.dumps(summary, indent=2))

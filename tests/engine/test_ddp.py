@@ -17,8 +17,10 @@ def test_two_process_ddp_run_ends_with_equal_weights(tmp_path, clusters_npz) -> 
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((out / "train.json").read_text())
     assert summary["world_size"] == 2
-    # 256 items / (32 per process x 2 processes) = 4 steps per epoch.
-    assert summary["steps"] == 8
+    # 256 items less 25 held out for monitoring, / (32 per process x 2 processes) = 3 steps
+    # per epoch.
+    assert summary["held_out_items"] == 25
+    assert summary["steps"] == 6
     first, second = summary["replica_checksums"]
     assert first == second
     assert (out / "encoder.safetensors").exists()

@@ -29,6 +29,11 @@ TINY: dict[str, tuple[dict, dict]] = {
     "byol": (SMALL_CNN, HEADS),
     "vicreg": (SMALL_CNN, HEADS),
     "barlowtwins": (SMALL_CNN, HEADS),
+    "mocov3": (SMALL_CNN, HEADS),
+    "simsiam": (SMALL_CNN, HEADS),
+    "nnclr": (SMALL_CNN, HEADS),
+    "mae": (TINY_VIT, {"decoder_dim": 16, "decoder_depth": 1, "decoder_heads": 2}),
+    "ijepa": (TINY_VIT, {"predictor_dim": 16, "predictor_depth": 1, "predictor_heads": 2}),
 }
 
 
@@ -97,6 +102,100 @@ def test_byol_target_gets_no_gradient_and_moves_by_ema() -> None:
         (p - b).abs().max().item() for p, b in zip(method.target.parameters(), before, strict=False)
     ]
     assert max(moved) == pytest.approx(0.01, rel=1e-3)
+
+
+def test_mocov3_momentum_encoder_gets_no_gradient_and_moves_by_ema() -> None:
+    torch.manual_seed(0)
+    method = build_method("mocov3", _case("mocov3")[0], **HEADS)
+    method([torch.rand(8, 1, 12, 12), torch.rand(8, 1, 12, 12)]).backward()
+    assert all(p.grad is None for p in method.momentum_encoder.parameters())
+    assert next(method.projection.parameters()).grad is not None
+    before = [p.clone() for p in method.momentum_encoder.parameters()]
+    with torch.no_grad():
+        for p in [*method.encoder.parameters(), *method.projection.parameters()]:
+            p.add_(1.0)
+    method.on_step_end(progress=0.0)  # momentum 0.99: the momentum encoder moves 1% of the way
+    moved = [
+        (p - b).abs().max().item()
+        for p, b in zip(method.momentum_encoder.parameters(), before, strict=True)
+    ]
+    assert min(moved) == pytest.approx(0.01, rel=1e-3)
+    assert max(moved) == pytest.approx(0.01, rel=1e-3)
+
+
+def test_nnclr_support_set_is_a_fifo_queue_kept_in_the_state_dict() -> None:
+    torch.manual_seed(0)
+    method = build_method("nnclr", _case("nnclr")[0], **HEADS, queue_size=12)
+    assert {"queue", "queue_pointer", "queue_filled"} <= set(method.state_dict())
+    first, second = torch.randn(8, 16), torch.randn(8, 16)
+    method.enqueue(first)
+    assert int(method.queue_filled) == 8
+    method.enqueue(second)  # 16 projections into 12 slots: the oldest 4 are overwritten
+    expected = torch.cat([second[4:], first[4:], second[:4]])
+    assert torch.allclose(method.queue, torch.nn.functional.normalize(expected, dim=1))
+    assert (int(method.queue_pointer), int(method.queue_filled)) == (4, 12)
+    # Each stored projection is its own nearest neighbour in the support set.
+    assert torch.equal(
+        method.nearest_neighbours(3 * second), method.queue[[8, 9, 10, 11, 0, 1, 2, 3]]
+    )
+
+
+def test_nnclr_loss_enqueues_the_first_view_and_resumes_from_the_state_dict() -> None:
+    torch.manual_seed(0)
+    method = build_method("nnclr", _case("nnclr")[0], **HEADS, queue_size=12)
+    for _ in range(2):
+        method(_views(method))
+    assert (int(method.queue_pointer), int(method.queue_filled)) == (4, 12)
+    resumed = build_method("nnclr", _case("nnclr")[0], **HEADS, queue_size=12)
+    resumed.load_state_dict(method.state_dict())
+    views = _views(method)
+    assert resumed(views).item() == pytest.approx(method(views).item(), rel=1e-6)
+    assert torch.equal(resumed.queue, method.queue)
+
+
+def test_ijepa_target_encoder_gets_no_gradient_and_moves_by_ema() -> None:
+    torch.manual_seed(0)
+    encoder, options = _case("ijepa")
+    method = build_method("ijepa", encoder, **options)
+    method(_views(method)).backward()
+    assert all(p.grad is None for p in method.target.parameters())
+    assert next(method.predictor.parameters()).grad is not None
+    before = [p.clone() for p in method.target.parameters()]
+    with torch.no_grad():
+        for p in method.encoder.parameters():
+            p.add_(1.0)
+    method.on_step_end(progress=0.0)  # momentum 0.996: the target moves 0.4% of the way
+    moved = [
+        (p - b).abs().max().item() for p, b in zip(method.target.parameters(), before, strict=True)
+    ]
+    assert min(moved) == pytest.approx(0.004, rel=1e-3)
+    assert max(moved) == pytest.approx(0.004, rel=1e-3)
+
+
+def test_mae_and_ijepa_place_tokens_by_their_indices_not_their_order() -> None:
+    torch.manual_seed(0)
+    mae = build_method("mae", *_case("mae")[:1], **TINY["mae"][1])
+    ijepa = build_method("ijepa", *_case("ijepa")[:1], **TINY["ijepa"][1])
+    images = torch.randn(2, 1, 12, 12)
+    keep = torch.tensor([[0, 4, 7], [8, 3, 5]])
+    context, targets = torch.tensor([0, 4, 7]), torch.tensor([[1, 2], [5, 8]])
+    for order in (slice(None), slice(None, None, -1)):
+        vit = mae.encoder.backbone
+        mae_pred = mae.decode(vit.forward_tokens(images, keep[:, order]), keep[:, order])
+        vit = ijepa.encoder.backbone
+        tokens = vit.forward_tokens(images, context[order].expand(2, -1))
+        ijepa_pred = ijepa.predictor(tokens, context[order], targets)
+        if order == slice(None):
+            first = (mae_pred, ijepa_pred)
+    assert mae_pred.shape == (2, 9, 16) and ijepa_pred.shape == (2, 2, 2, 16)
+    assert torch.allclose(mae_pred, first[0], atol=1e-5)
+    assert torch.allclose(ijepa_pred, first[1], atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["mae", "ijepa"])
+def test_masked_methods_need_a_vit_backbone(name: str) -> None:
+    with pytest.raises(ValueError, match="needs a ViT backbone"):
+        build_method(name, _case("simclr")[0])
 
 
 def test_ema_update_and_cosine_momentum() -> None:

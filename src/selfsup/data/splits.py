@@ -82,3 +82,31 @@ def train_test_sources(
         SubsetSource(source, fit, f"{source.name}[fit]"),
         SubsetSource(source, held_out, f"{source.name}[test]"),
     )
+
+
+def hold_out(source: Source, items: int, seed: int = 0) -> tuple[Source, Source | None]:
+    """Split off ``items`` random items (at most a tenth of ``source``) as a held-out part.
+
+    The training loop measures label-free metrics on the held-out part, which it never
+    trains on. The split depends only on ``seed``, so a resumed run gets the same one.
+
+    Returns:
+        ``(rest, held_out)``; ``held_out`` is None when ``items`` is 0 or the source is too
+        small to spare 16 items.
+
+    Example:
+        >>> import numpy as np
+        >>> from selfsup.data.arrays import ArraySource
+        >>> rest, held = hold_out(ArraySource(np.zeros((1000, 4, 4), dtype=np.uint8)), 64)
+        >>> len(rest), len(held)
+        (936, 64)
+    """
+    count = min(items, len(source) // 10)
+    if count < 16:
+        return source, None
+    order = np.random.default_rng([seed, 7919]).permutation(len(source))
+    held, rest = np.sort(order[:count]), np.sort(order[count:])
+    return (
+        SubsetSource(source, rest, source.name),
+        SubsetSource(source, held, f"{source.name} (held out)"),
+    )

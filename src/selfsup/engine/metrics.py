@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 CSV_FILE = "metrics.csv"
+EPOCHS_FILE = "epochs.csv"
 TENSORBOARD_DIR = "tensorboard"
 
 
@@ -27,12 +28,17 @@ class MetricsLog:
         resume_step: when resuming, rows after this step are dropped (they belong to the
             interrupted epoch, which is trained again).
         tensorboard: also write TensorBoard events.
+        filename: the CSV file's name (``epochs.csv`` holds the end-of-epoch measurements).
     """
 
     def __init__(
-        self, folder: str | os.PathLike, resume_step: int | None = None, tensorboard: bool = True
+        self,
+        folder: str | os.PathLike,
+        resume_step: int | None = None,
+        tensorboard: bool = True,
+        filename: str = CSV_FILE,
     ) -> None:
-        self.path = Path(folder) / CSV_FILE
+        self.path = Path(folder) / filename
         self._fields: list[str] | None = None
         if resume_step is not None and self.path.exists():
             kept = [r for r in self.rows() if int(float(r["step"])) <= resume_step]

@@ -37,7 +37,9 @@ from torch.utils.data import DataLoader, Dataset
 from selfsup.config import PretrainConfig
 from selfsup.data.base import Batch, ItemReadError, Source
 from selfsup.engine.checkpoint import load_checkpoint, save_checkpoint
-from selfsup.engine.metrics import MetricsLog
+from selfsup.engine.metrics import EPOCHS_FILE, MetricsLog
+from selfsup.engine.monitor import CollapseError, EpochMonitor, save_encoder_weights
+from selfsup.engine.online_probe import OnlineProbe
 from selfsup.engine.optim import BASE_LR, BASE_WEIGHT_DECAY, build_optimizer, warmup_cosine
 from selfsup.engine.progress import TrainingProgress
 from selfsup.methods.base import Method
@@ -58,6 +60,7 @@ class TrainState:
     total_steps: int = 0
     train_seconds: float = 0.0
     items_seen: int = 0
+    monitor_seconds: float = 0.0
 
 
 class _EpochBatches(Dataset):
@@ -133,6 +136,45 @@ def _fit_to_budget(
     return int(fabric.broadcast(min(cap, steps), src=0))
 
 
+def _end_of_epoch(
+    method: Method,
+    state: TrainState,
+    monitor: EpochMonitor | None,
+    probe: OnlineProbe | None,
+    log: MetricsLog,
+    progress: TrainingProgress,
+) -> str | None:
+    """Measure, log and judge the encoder after an epoch; a message when it must stop."""
+    values: dict[str, float] = {}
+    if probe is not None:
+        values["online_probe_train"] = probe.train_accuracy()
+    if monitor is not None:
+        started = time.perf_counter()
+        metrics, measured = monitor.measure(method, probe)
+        values.update(measured)
+        if probe is not None:
+            probe.discard()
+        state.monitor_seconds += time.perf_counter() - started
+        progress.note(
+            f"  held-out: RankMe {metrics.rankme:.1f}/{metrics.dim}, alpha-ReQ "
+            f"{metrics.alpha_req:.2f}, normalized std {metrics.normalized_std:.2f}, neighbour "
+            f"agreement {metrics.neighbour_agreement:.2f}"
+            + (f", online probe {values['online_probe']:.3f}" if "online_probe" in values else "")
+        )
+        if monitor.consider(method.encoder, values, state.epoch):
+            progress.note(f"  best {monitor.select_by} so far: kept epoch {state.epoch}")
+        try:
+            warning = monitor.alarm(values, state.epoch)
+        except CollapseError as err:
+            log.write(state.step, epoch=state.epoch, **values)
+            return str(err)
+        if warning:
+            progress.note(f"[bold red]warning[/bold red]: {warning}")
+    if values:
+        log.write(state.step, epoch=state.epoch, **values)
+    return None
+
+
 def fit(
     method: Method,
     source: Source,
@@ -142,6 +184,7 @@ def fit(
     fabric: lightning.Fabric,
     resume: bool = False,
     show_progress: bool = True,
+    monitor: EpochMonitor | None = None,
 ) -> TrainState:
     """Train ``method`` on ``source`` as ``cfg`` says, checkpointing into ``run_dir``.
 
@@ -154,6 +197,11 @@ def fit(
         fabric: a launched Fabric (single process, DDP, or multi-node).
         resume: continue from ``run_dir/checkpoints/last.ckpt``.
         show_progress: draw the progress bar on rank 0.
+        monitor: measures label-free metrics after every epoch on held-out items (rank 0),
+            raises the collapse alarm and keeps the best epoch's encoder.
+
+    Raises:
+        CollapseError: the embeddings collapsed and ``cfg.stop_on_collapse`` is set.
 
     Returns:
         The final training state (steps, epochs, training seconds, items seen).
@@ -173,18 +221,29 @@ def fit(
     )
     optimizer = build_optimizer(cfg.optimizer, method, lr, weight_decay)
 
+    probe = None
+    if cfg.online_probe and source.labels is not None:
+        num_classes = int(np.max(source.labels)) + 1
+        probe = OnlineProbe(method.encoder, method.encoder.feature_dim, num_classes)
     state = TrainState(total_steps=_planned_steps(cfg, steps_per_epoch))
     if resume:
         ckpt = load_checkpoint(run_dir / CHECKPOINT)
         method.load_state_dict(ckpt["method"])
         optimizer.load_state_dict(ckpt["optimizer"])
         state = TrainState(**ckpt["state"])
+        if probe is not None and "probe" in ckpt:
+            probe.load_state_dict(ckpt["probe"])
+        if monitor is not None and "monitor" in ckpt:
+            monitor.load_state_dict(ckpt["monitor"])
     # Channels-last memory runs convolutions about a third faster on CPU (oneDNN).
     method = method.to(memory_format=torch.channels_last)
     model, optimizer = fabric.setup(torch.compile(method) if cfg.compile else method, optimizer)
     views = views.to(fabric.device)
 
-    log = MetricsLog(run_dir, resume_step=state.step if resume else None) if rank == 0 else None
+    log, epoch_log = None, None
+    if rank == 0:
+        log = MetricsLog(run_dir, resume_step=state.step if resume else None)
+        epoch_log = MetricsLog(run_dir, state.step if resume else None, filename=EPOCHS_FILE)
     progress = TrainingProgress(
         min(state.total_steps, 10**9) if cfg.time_budget is None else steps_per_epoch,
         f"{method.name} on {source.name}",
@@ -226,6 +285,8 @@ def fit(
                 fabric.backward(loss)
                 optimizer.step()
                 method.on_step_end(state.step / max(1, state.total_steps))
+                if probe is not None:
+                    probe.step(torch.as_tensor(source.labels[batch.indices], dtype=torch.long))
                 state.train_seconds += time.perf_counter() - started
                 state.step += 1
                 state.items_seen += len(batch.indices) * world
@@ -257,17 +318,33 @@ def fit(
                 f"items/s, "
                 f"{state.train_seconds:.0f} s of training"
             )
+            collapse = None
             if rank == 0:
+                collapse = _end_of_epoch(method, state, monitor, probe, epoch_log, progress)
+                if cfg.keep_checkpoints:
+                    name = f"epoch-{state.epoch:04d}.safetensors"
+                    save_encoder_weights(method.encoder, run_dir / "checkpoints" / name)
+                extra = {"probe": probe.state_dict()} if probe is not None else {}
+                if monitor is not None:
+                    extra["monitor"] = monitor.state_dict()
                 save_checkpoint(
                     run_dir / CHECKPOINT,
                     {
                         "method": method.state_dict(),
                         "optimizer": optimizer.state_dict(),
                         "state": asdict(state),
+                        **extra,
                     },
                 )
+            # Every process stops together when rank 0's monitor saw a collapse.
+            collapse = fabric.broadcast(collapse, src=0)
+            if collapse is not None:
+                raise CollapseError(collapse)
             fabric.barrier()
+    if probe is not None:
+        probe.remove()
     if log is not None:
         log.close()
+        epoch_log.close()
         _dedupe_skipped(run_dir)
     return state

@@ -2,7 +2,7 @@
 
 Example:
     >>> sorted(METHODS)
-    ['barlowtwins', 'byol', 'simclr', 'vicreg']
+    ['barlowtwins', 'byol', 'ijepa', 'mae', 'mocov3', 'nnclr', 'simclr', 'simsiam', 'vicreg']
 """
 
 from __future__ import annotations
@@ -13,10 +13,17 @@ from selfsup.encoder import Encoder
 from selfsup.methods.barlowtwins import BarlowTwins, barlow_twins_loss
 from selfsup.methods.base import Method
 from selfsup.methods.byol import BYOL, byol_loss
+from selfsup.methods.ijepa import IJEPA, ijepa_loss
+from selfsup.methods.mae import MAE, mae_loss
+from selfsup.methods.mocov3 import MoCoV3, mocov3_loss
+from selfsup.methods.nnclr import NNCLR, nnclr_loss
 from selfsup.methods.simclr import SimCLR, nt_xent_loss
+from selfsup.methods.simsiam import SimSiam, simsiam_loss
 from selfsup.methods.vicreg import VICReg, vicreg_loss
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (SimCLR, BYOL, VICReg, BarlowTwins)}
+METHODS: dict[str, type[Method]] = {
+    m.name: m for m in (SimCLR, BYOL, VICReg, BarlowTwins, MoCoV3, SimSiam, NNCLR, MAE, IJEPA)
+}
 
 
 def build_method(name: str, encoder: Encoder, **options: Any) -> Method:
@@ -28,14 +35,24 @@ def build_method(name: str, encoder: Encoder, **options: Any) -> Method:
 
 __all__ = [
     "BYOL",
+    "IJEPA",
+    "MAE",
     "METHODS",
+    "NNCLR",
     "BarlowTwins",
     "Method",
+    "MoCoV3",
     "SimCLR",
+    "SimSiam",
     "VICReg",
     "barlow_twins_loss",
     "build_method",
     "byol_loss",
+    "ijepa_loss",
+    "mae_loss",
+    "mocov3_loss",
+    "nnclr_loss",
     "nt_xent_loss",
+    "simsiam_loss",
     "vicreg_loss",
 ]

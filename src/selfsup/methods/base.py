@@ -56,6 +56,15 @@ class Method(nn.Module, abc.ABC):
         """Return the loss; the training loop calls the method through ``forward`` (for DDP)."""
         return self.loss(views)
 
+    def project(self, features: torch.Tensor) -> torch.Tensor | None:
+        """The embedding the loss acts on (the projection head's output) for backbone features.
+
+        Used to watch the projection for collapse during training; None when the method has
+        no such head. Methods whose head is not ``self.projection`` override this.
+        """
+        head = getattr(self, "projection", None)
+        return None if head is None else head(features)
+
     def on_step_end(self, progress: float) -> None:
         """Called after each optimizer step with the fraction of training done (EMA updates)."""
 

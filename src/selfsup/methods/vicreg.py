@@ -75,6 +75,10 @@ class VICReg(Method):
         projection_dim: output size of the expander (8192 in the paper; smaller runs faster).
         hidden_dim: hidden size of the expander.
         num_layers: linear layers in the expander (3 in the paper).
+        invariance_weight: lambda of Eq. (6).
+        variance_weight: mu; with ``covariance_weight`` 0 too, nothing prevents collapse (the
+            paper's Table 4 ablation), which the collapse alarm's tests rely on.
+        covariance_weight: nu.
     """
 
     name = "vicreg"
@@ -87,6 +91,9 @@ class VICReg(Method):
         projection_dim: int = 2048,
         hidden_dim: int = 2048,
         num_layers: int = 2,
+        invariance_weight: float = 25.0,
+        variance_weight: float = 25.0,
+        covariance_weight: float = 1.0,
     ) -> None:
         super().__init__(encoder)
         self.projection = ProjectionHead(
@@ -96,12 +103,16 @@ class VICReg(Method):
             "projection_dim": projection_dim,
             "hidden_dim": hidden_dim,
             "num_layers": num_layers,
+            "invariance_weight": invariance_weight,
+            "variance_weight": variance_weight,
+            "covariance_weight": covariance_weight,
         }
 
     def loss(self, views: list[torch.Tensor]) -> torch.Tensor:
         n = views[0].shape[0]
         z = self.projection(self.encoder(torch.cat(views[:2])))
-        return vicreg_loss(z[:n], z[n:])
+        weights = {k: v for k, v in self._options.items() if k.endswith("_weight")}
+        return vicreg_loss(z[:n], z[n:], **weights)
 
     def options(self) -> dict[str, Any]:
         return dict(self._options)

@@ -1,0 +1,212 @@
+"""What the training loop measures at the end of every epoch, without labels or with a few.
+
+- Label-free metrics (RankMe, alpha-ReQ, alignment, uniformity, normalized std, neighbour
+  agreement) on a held-out subset of the training data, see
+  :mod:`selfsup.evaluation.labelfree`.
+- A collapse alarm: a warning, or a :class:`CollapseError` under ``--stop-on-collapse``.
+- Checkpoint selection by one of these numbers (``--select-by rankme``): the encoder weights of
+  the best epoch are kept in ``checkpoints/best.safetensors`` and become the run's encoder.
+
+Example:
+    >>> SELECTION["rankme"].better(30.0, 20.0), SELECTION["alpha_req"].better(1.1, 0.5)
+    (True, True)
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from selfsup.data.base import Source
+from selfsup.encoder import Encoder
+from selfsup.engine.online_probe import OnlineProbe
+from selfsup.evaluation.labelfree import (
+    COLLAPSE_STD,
+    LabelFreeMetrics,
+    embed_views,
+    label_free_metrics,
+    normalized_std,
+    rankme,
+)
+from selfsup.methods.base import Method
+
+BEST_WEIGHTS = Path("checkpoints") / "best.safetensors"
+
+
+class CollapseError(RuntimeError):
+    """Training stopped because the embeddings collapsed (``--stop-on-collapse``)."""
+
+
+class CollapseWarning(UserWarning):
+    """The embeddings collapsed; training goes on (without ``--stop-on-collapse``)."""
+
+
+@dataclass(frozen=True)
+class Selection:
+    """How to rank epochs by one monitored number.
+
+    Attributes:
+        metric: the name of the number in the epoch's metrics.
+        score: maps the number to a score where higher is better.
+    """
+
+    metric: str
+    score: Callable[[float], float]
+
+    def better(self, value: float, best: float | None) -> bool:
+        """Whether ``value`` beats ``best`` (any finite value beats None)."""
+        if value is None or not math.isfinite(self.score(value)):
+            return False
+        return best is None or self.score(value) > self.score(best)
+
+
+#: The numbers ``--select-by`` accepts, each with its direction.
+SELECTION: dict[str, Selection] = {
+    "rankme": Selection("rankme", lambda v: v),
+    # alpha-ReQ: the paper finds the best representations near alpha = 1.
+    "alpha_req": Selection("alpha_req", lambda v: -abs(v - 1.0)),
+    "neighbour_agreement": Selection("neighbour_agreement", lambda v: v),
+    "uniformity": Selection("uniformity", lambda v: -v),
+    "online_probe": Selection("online_probe", lambda v: v),
+}
+
+
+def save_encoder_weights(encoder: Encoder, path: Path) -> None:
+    """Write the encoder's weights to ``path`` atomically (temporary file, then rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    state = {k: v.detach().contiguous().clone() for k, v in encoder.state_dict().items()}
+    save_file(state, str(tmp))
+    tmp.replace(path)
+
+
+def load_encoder_weights(encoder: Encoder, path: Path) -> None:
+    """Load weights written by :func:`save_encoder_weights` into ``encoder``."""
+    encoder.load_state_dict(load_file(str(path)))
+
+
+class EpochMonitor:
+    """Measures the encoder after each epoch; raises the collapse alarm; tracks the best epoch.
+
+    Args:
+        source: the held-out items the label-free metrics are computed on.
+        views: the training views (the first two are used).
+        run_dir: the run folder (``checkpoints/best.safetensors`` goes there).
+        select_by: a key of :data:`SELECTION`, or ``last`` to keep the last epoch.
+        stop_on_collapse: raise :class:`CollapseError` instead of warning.
+        items: how many held-out items to measure.
+        seed: seed of the measured views.
+        precision: precision of the forward passes.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        views: Callable[[torch.Tensor], list[torch.Tensor]],
+        run_dir: Path,
+        select_by: str = "last",
+        stop_on_collapse: bool = False,
+        items: int = 2048,
+        seed: int = 0,
+        precision: str = "auto",
+    ) -> None:
+        if select_by != "last" and select_by not in SELECTION:
+            raise ValueError(
+                f"unknown --select-by {select_by!r}; choose last or one of {sorted(SELECTION)}"
+            )
+        self.source = source
+        self.views = views
+        self.run_dir = Path(run_dir)
+        self.select_by = select_by
+        self.stop_on_collapse = stop_on_collapse
+        self.items = items
+        self.seed = seed
+        self.precision = precision
+        self.best: float | None = None
+        self.best_epoch: int | None = None
+
+    def measure(
+        self, method: Method, probe: OnlineProbe | None = None
+    ) -> tuple[LabelFreeMetrics, dict[str, float]]:
+        """The label-free metrics of the method's encoder on the held-out items, and all
+        numbers to log.
+
+        The numbers also describe the projection head's output (``projection_rankme``,
+        ``projection_normalized_std``), where a collapse shows first: a loss that no longer
+        needs the encoder can be satisfied by a constant projection while the encoder's own
+        features still vary. With an online ``probe`` and labelled held-out items, they
+        include the probe's held-out accuracy as ``online_probe``. ``collapsed`` is 1 when
+        either the features or the projection collapsed.
+        """
+        emb = embed_views(
+            method.encoder, self.source, self.views, self.items, self.seed, precision=self.precision
+        )
+        metrics = label_free_metrics(emb.clean, emb.view1, emb.view2)
+        values = {k: float(v) for k, v in metrics.to_dict().items() if k not in ("items", "dim")}
+        method.eval()
+        with torch.no_grad():
+            projected = method.project(emb.clean)
+        if projected is not None:
+            values["projection_rankme"] = rankme(projected)
+            values["projection_normalized_std"] = normalized_std(projected)
+            if values["projection_normalized_std"] < COLLAPSE_STD:
+                values["collapsed"] = 1.0
+        if probe is not None and self.source.labels is not None:
+            labels = torch.as_tensor(self.source.labels[emb.indices], dtype=torch.long)
+            values["online_probe"] = probe.accuracy(emb.clean, labels)
+        return metrics, values
+
+    def alarm(self, values: dict[str, float], epoch: int) -> str | None:
+        """Warn (:class:`CollapseWarning`) when the embeddings collapsed and return the message;
+        raise :class:`CollapseError` instead under ``stop_on_collapse``.
+
+        Args:
+            values: the numbers :meth:`measure` returned.
+            epoch: the epoch just finished, for the message.
+        """
+        if not values.get("collapsed"):
+            return None
+        where = [f"features: normalized std {values['normalized_std']:.3f}, RankMe "
+                 f"{values['rankme']:.2f}"]  # fmt: skip
+        if "projection_normalized_std" in values:
+            where.append(
+                f"projection: normalized std {values['projection_normalized_std']:.3f}, "
+                f"RankMe {values['projection_rankme']:.2f}"
+            )
+        message = (
+            f"the embeddings collapsed at epoch {epoch} ({'; '.join(where)}; healthy std is "
+            "near 1). Try a lower --lr, a larger batch, or another method"
+        )
+        if self.stop_on_collapse:
+            raise CollapseError(
+                f"{message}. Stopped (--stop-on-collapse); the last checkpoint is in "
+                f"{self.run_dir / 'checkpoints'}"
+            )
+        warnings.warn(message, CollapseWarning, stacklevel=2)
+        return message
+
+    def consider(self, encoder: Encoder, values: dict[str, float], epoch: int) -> bool:
+        """Keep ``encoder``'s weights when this epoch is the best so far; True if it was."""
+        if self.select_by == "last":
+            return False
+        selection = SELECTION[self.select_by]
+        value = values.get(selection.metric)
+        if not selection.better(value, self.best):
+            return False
+        self.best, self.best_epoch = value, epoch
+        save_encoder_weights(encoder, self.run_dir / BEST_WEIGHTS)
+        return True
+
+    def state_dict(self) -> dict:
+        """The best value and epoch so far, saved in the training checkpoint."""
+        return {"best": self.best, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` saved (on ``--resume``)."""
+        self.best, self.best_epoch = state.get("best"), state.get("best_epoch")

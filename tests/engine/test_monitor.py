@@ -1,0 +1,63 @@
+"""Monitoring during training: label-free metrics per epoch, collapse alarm, selection."""
+
+import warnings
+
+import pandas as pd
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from selfsup.engine.monitor import CollapseError, CollapseWarning
+from selfsup.run import load, pretrain
+
+# VICReg without its variance and covariance terms keeps only invariance; at a high learning
+# rate its projection collapses to a constant within a few epochs (VICReg's Table 4 ablation).
+COLLAPSING = {"variance_weight": 0.0, "covariance_weight": 0.0, "hidden_dim": 32,
+              "projection_dim": 16}  # fmt: skip
+HEALTHY = {"hidden_dim": 64, "projection_dim": 32}
+
+
+def _train(clusters_npz, out, method_options, lr, **options):
+    return pretrain(
+        clusters_npz, method="vicreg", batch_size=32, backbone_options={"width": 8},
+        method_options=method_options, out=str(out), show_progress=False, lr=lr,
+        precision="fp32", **options,
+    )  # fmt: skip
+
+
+def test_collapse_alarm_warns_on_a_collapsing_run_and_not_on_a_healthy_one(
+    tmp_path, clusters_npz
+) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CollapseWarning)
+        _train(clusters_npz, tmp_path / "healthy", HEALTHY, 0.01, epochs=4)
+    healthy = pd.read_csv(tmp_path / "healthy" / "epochs.csv")
+    assert not healthy["collapsed"].any()
+
+    with pytest.warns(CollapseWarning, match="the embeddings collapsed at epoch"):
+        _train(clusters_npz, tmp_path / "collapsing", COLLAPSING, 0.2, epochs=10)
+    collapsing = pd.read_csv(tmp_path / "collapsing" / "epochs.csv")
+    assert collapsing["collapsed"].iloc[-1] == 1
+    assert collapsing["projection_normalized_std"].iloc[-1] < 0.05
+    assert healthy["projection_normalized_std"].min() > 0.3
+
+
+def test_stop_on_collapse_stops_with_a_clear_message(tmp_path, clusters_npz) -> None:
+    with pytest.raises(CollapseError, match=r"collapsed at epoch \d.*--stop-on-collapse"):
+        _train(clusters_npz, tmp_path / "run", COLLAPSING, 0.2, epochs=20, stop_on_collapse=True)
+    epochs = pd.read_csv(tmp_path / "run" / "epochs.csv")
+    assert len(epochs) < 20 and epochs["collapsed"].iloc[-1] == 1
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
+
+
+def test_select_by_rankme_keeps_the_best_epoch(tmp_path, clusters_npz) -> None:
+    run = _train(clusters_npz, tmp_path / "run", HEALTHY, 0.01, epochs=4, select_by="rankme",
+                 keep_checkpoints=True)  # fmt: skip
+    epochs = pd.read_csv(tmp_path / "run" / "epochs.csv")
+    best = int(epochs.loc[epochs["rankme"].idxmax(), "epoch"])
+    assert run.summary["selected"]["epoch"] == best
+    assert run.summary["selected"]["value"] == pytest.approx(epochs["rankme"].max())
+    kept = load_file(str(tmp_path / "run" / "checkpoints" / f"epoch-{best:04d}.safetensors"))
+    reloaded = load(tmp_path / "run").encoder.state_dict()
+    assert all(torch.equal(kept[k], reloaded[k]) for k in kept)
+    assert len(list((tmp_path / "run" / "checkpoints").glob("epoch-*.safetensors"))) == 4
