@@ -65,7 +65,13 @@ def pretrain(
         str | None, typer.Argument(help="Folder, .npy/.npz file, or dataset name.")
     ] = None,
     modality: Annotated[str | None, typer.Option(help="image (more to come).")] = None,
-    method: Annotated[str | None, typer.Option(help="simclr, byol, vicreg or barlowtwins.")] = None,
+    method: Annotated[
+        str | None,
+        typer.Option(
+            help="simclr, byol, vicreg, barlowtwins, mocov3, simsiam, nnclr, swav, dino, mae "
+            "or ijepa (mae and ijepa need a ViT backbone)."
+        ),
+    ] = None,
     backbone: Annotated[
         str | None, typer.Option(help="small-cnn, resnet18/34/50, vit-tiny, vit-small.")
     ] = None,

@@ -29,7 +29,9 @@ class PretrainConfig(BaseModel):
     Attributes:
         data: a path (folder, .npy/.npz) or a named dataset (``fashion-mnist``, ``digits``...).
         modality: the kind of items.
-        method: the objective id (``simclr``, ``byol``, ``vicreg``, ``barlowtwins``).
+        method: the objective id (``simclr``, ``byol``, ``vicreg``, ``barlowtwins``,
+            ``mocov3``, ``simsiam``, ``nnclr``, ``swav``, ``dino``, ``mae``, ``ijepa``; see
+            ``selfsup.methods.METHODS``).
         backbone: the backbone name; by default ``small-cnn`` for images up to 32 pixels,
             ``resnet18`` above.
         backbone_options: extra keyword arguments of the backbone (``width``, ``patch_size``...).
@@ -61,8 +63,9 @@ class PretrainConfig(BaseModel):
             number (``rankme``, ``alpha_req``, ``neighbour_agreement``, ``uniformity``,
             ``online_probe``) instead of the ``last`` one.
         online_probe: train a linear probe on detached features when the data has labels.
-        keep_checkpoints: also keep every epoch's encoder weights
-            (``checkpoints/epoch-NNNN.safetensors``), e.g. to study training afterwards.
+        keep_checkpoints: also keep every epoch's encoder weights, and the starting ones as
+            epoch 0 (``checkpoints/epoch-NNNN.safetensors``), e.g. to study training
+            afterwards.
     """
 
     model_config = ConfigDict(extra="forbid")

@@ -265,6 +265,8 @@ def pretrain(
     state = fit(
         method, source, views, cfg, run_dir, fabric, resume is not None, show_progress, monitor
     )
+    if method.export_encoder() is not encoder:  # DINO, I-JEPA: keep the teacher's weights
+        encoder.load_state_dict(method.export_encoder().state_dict())
     # Every process's weights, reduced to one number each: DDP keeps them equal.
     checksums = fabric.all_gather(_checksum(method)).reshape(-1).tolist()
     summary = {

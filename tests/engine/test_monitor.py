@@ -60,4 +60,5 @@ def test_select_by_rankme_keeps_the_best_epoch(tmp_path, clusters_npz) -> None:
     kept = load_file(str(tmp_path / "run" / "checkpoints" / f"epoch-{best:04d}.safetensors"))
     reloaded = load(tmp_path / "run").encoder.state_dict()
     assert all(torch.equal(kept[k], reloaded[k]) for k in kept)
-    assert len(list((tmp_path / "run" / "checkpoints").glob("epoch-*.safetensors"))) == 4
+    # The starting point (epoch 0) and the four epochs.
+    assert len(list((tmp_path / "run" / "checkpoints").glob("epoch-*.safetensors"))) == 5

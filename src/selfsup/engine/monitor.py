@@ -145,7 +145,12 @@ class EpochMonitor:
         either the features or the projection collapsed.
         """
         emb = embed_views(
-            method.encoder, self.source, self.views, self.items, self.seed, precision=self.precision
+            method.export_encoder(),
+            self.source,
+            self.views,
+            self.items,
+            self.seed,
+            precision=self.precision,
         )
         metrics = label_free_metrics(emb.clean, emb.view1, emb.view2)
         values = {k: float(v) for k, v in metrics.to_dict().items() if k not in ("items", "dim")}

@@ -136,6 +136,10 @@ def _fit_to_budget(
     return int(fabric.broadcast(min(cap, steps), src=0))
 
 
+def _epoch_file(epoch: int) -> str:
+    return f"epoch-{epoch:04d}.safetensors"
+
+
 def _end_of_epoch(
     method: Method,
     state: TrainState,
@@ -161,7 +165,7 @@ def _end_of_epoch(
             f"agreement {metrics.neighbour_agreement:.2f}"
             + (f", online probe {values['online_probe']:.3f}" if "online_probe" in values else "")
         )
-        if monitor.consider(method.encoder, values, state.epoch):
+        if monitor.consider(method.export_encoder(), values, state.epoch):
             progress.note(f"  best {monitor.select_by} so far: kept epoch {state.epoch}")
         try:
             warning = monitor.alarm(values, state.epoch)
@@ -250,6 +254,8 @@ def fit(
         enabled=show_progress and rank == 0,
         completed=state.step,
     )
+    if cfg.keep_checkpoints and not resume and rank == 0:  # the starting point, epoch 0
+        save_encoder_weights(method.export_encoder(), run_dir / "checkpoints" / _epoch_file(0))
     window_loss, window_items, window_start = 0.0, 0, time.perf_counter()
     last_loss = float("nan")
     with progress:
@@ -322,8 +328,8 @@ def fit(
             if rank == 0:
                 collapse = _end_of_epoch(method, state, monitor, probe, epoch_log, progress)
                 if cfg.keep_checkpoints:
-                    name = f"epoch-{state.epoch:04d}.safetensors"
-                    save_encoder_weights(method.encoder, run_dir / "checkpoints" / name)
+                    path = run_dir / "checkpoints" / _epoch_file(state.epoch)
+                    save_encoder_weights(method.export_encoder(), path)
                 extra = {"probe": probe.state_dict()} if probe is not None else {}
                 if monitor is not None:
                     extra["monitor"] = monitor.state_dict()

@@ -305,7 +305,8 @@ def embed_views(
     Args:
         encoder: the encoder (put in eval mode).
         source: the items; labels, if any, are not used.
-        views: makes a list of at least two augmented views of a batch (the training views).
+        views: makes a list of augmented views of a batch (the training views); the first two
+            are used, and a single-view pipeline is called twice.
         items: how many items to use (all when the source is smaller).
         seed: seed of the item sample and of the augmentations.
         batch_size: items per forward pass.
@@ -326,7 +327,10 @@ def embed_views(
             x = batch.items
             if "image_size" in spec:
                 x = conform_images(x, spec["in_channels"], spec["image_size"])
-            v1, v2 = views(x)[:2]
+            made = views(x)
+            if len(made) < 2:  # single-view methods (MAE, I-JEPA): draw the views twice
+                made = made + views(x)
+            v1, v2 = made[:2]
             with autocast(precision):
                 for part, inputs in zip(parts, (x, v1, v2), strict=True):
                     part.append(encoder(inputs).float())

@@ -65,6 +65,11 @@ class Method(nn.Module, abc.ABC):
         head = getattr(self, "projection", None)
         return None if head is None else head(features)
 
+    def export_encoder(self) -> Encoder:
+        """The encoder kept after training: the online one, or a momentum teacher for
+        methods whose papers evaluate the teacher (DINO, I-JEPA)."""
+        return self.encoder
+
     def on_step_end(self, progress: float) -> None:
         """Called after each optimizer step with the fraction of training done (EMA updates)."""
 

@@ -237,20 +237,21 @@ class IJEPA(Method):
         super().__init__(encoder)
         vit = vit_backbone(encoder, "I-JEPA")
         self.grid = vit.image_size // vit.patch_size
-        self.masks = {
+        self.mask_options = {
             "num_targets": num_targets,
             "target_scale": tuple(target_scale),
             "target_aspect_ratio": tuple(target_aspect_ratio),
             "context_scale": tuple(context_scale),
         }
-        sample_block_masks(self.grid, torch.Generator(), **self.masks)  # fail now if too small
+        # Fail now, not at the first step, if the grid is too small for the targets.
+        sample_block_masks(self.grid, torch.Generator(), **self.mask_options)
         self.target = momentum_copy(encoder)
         self.predictor = Predictor(
             vit.feature_dim, predictor_dim, predictor_depth, predictor_heads, self.grid
         )
         self.base_momentum = base_momentum
         self._options = {
-            **self.masks,
+            **self.mask_options,
             "predictor_dim": predictor_dim,
             "predictor_depth": predictor_depth,
             "predictor_heads": predictor_heads,
@@ -259,7 +260,7 @@ class IJEPA(Method):
 
     def loss(self, views: list[torch.Tensor]) -> torch.Tensor:
         images = (views[0] - self.encoder.mean) / self.encoder.std
-        context, targets = sample_block_masks(self.grid, **self.masks)
+        context, targets = sample_block_masks(self.grid, **self.mask_options)
         context, targets = context.to(images.device), targets.to(images.device)
         with torch.no_grad():
             # The target encoder sees every patch; its patch tokens (not cls) are normalized.
@@ -271,6 +272,10 @@ class IJEPA(Method):
 
     def on_step_end(self, progress: float) -> None:
         ema_update(self.target, self.encoder, cosine_momentum(progress, self.base_momentum))
+
+    def export_encoder(self) -> Encoder:
+        """The target encoder, which the paper evaluates (Section 5)."""
+        return self.target
 
     def options(self) -> dict[str, Any]:
         return dict(self._options)

@@ -1,0 +1,70 @@
+"""What the benchmark scripts share: the per-method recipes, BENCHMARKS.md sections, load.
+
+Every benchmark writes its own section of BENCHMARKS.md between two markers, so the scripts
+can be rerun one at a time without overwriting each other's results.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from selfsup.demo import DEMO_OPTIONS
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
+RUNS = ROOT / "runs" / "bench"
+
+ALL_METHODS = (
+    "simclr", "byol", "vicreg", "barlowtwins", "mocov3", "simsiam", "nnclr", "swav", "dino",
+    "mae", "ijepa",
+)  # fmt: skip
+
+_HEADS = DEMO_OPTIONS["method_options"]  # projection and hidden size 1024
+# MAE and I-JEPA need a ViT: a 6-block ViT-Tiny on 4x4 patches (7x7 tokens at 28x28), its
+# features the mean of the patch tokens (I-JEPA's evaluation; MAE's linear probe uses it too).
+_VIT = {
+    "backbone": "vit-tiny",
+    "backbone_options": {"patch_size": 4, "depth": 6, "pool": "mean"},
+}
+
+#: Options of ``selfsup.pretrain`` per method, on top of the demo's data recipe.
+METHOD_OPTIONS: dict[str, dict[str, Any]] = {
+    "simclr": {"method_options": _HEADS},
+    "byol": {"method_options": _HEADS},
+    "vicreg": {"method_options": _HEADS},
+    "barlowtwins": {"method_options": _HEADS},
+    "mocov3": {"method_options": _HEADS},
+    "simsiam": {},
+    "nnclr": {"method_options": _HEADS},
+    "swav": {},
+    "dino": {},
+    "mae": _VIT,
+    "ijepa": _VIT,
+}
+
+
+def pretrain_options(method: str) -> dict[str, Any]:
+    """The demo's options (batch, backbone, views) with ``method``'s own on top."""
+    options = {k: v for k, v in DEMO_OPTIONS.items() if k != "method_options"}
+    return {**options, **METHOD_OPTIONS[method]}
+
+
+def write_section(name: str, text: str, path: Path = BENCHMARKS_MD) -> None:
+    """Replace (or append) the section ``name`` of BENCHMARKS.md with ``text``."""
+    begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"
+    block = f"{begin}\n{text.rstrip()}\n{end}\n"
+    current = path.read_text() if path.exists() else "# Benchmarks\n\n"
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S)
+    if pattern.search(current):
+        current = pattern.sub(lambda _: block, current)
+    else:
+        current = current.rstrip() + "\n\n" + block
+    path.write_text(current)
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages, to report the load a benchmark ran under."""
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
