@@ -190,8 +190,9 @@ def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder.")],
     data: Annotated[
         str,
-        typer.Argument(help="Data of the same modality (name, folder, file); labelled unless "
-                       "--label-free."),
+        typer.Argument(
+            help="Data of the same modality (name, folder, file); labelled unless --label-free."
+        ),
     ],
     test: Annotated[
         str | None, typer.Option(help="Held-out test data (default: official split or 80/20).")

@@ -9,7 +9,7 @@ Example:
     >>> run = pretrain("digits", epochs=1, batch_size=128, out=tempfile.mkdtemp(),
     ...                backbone_options={"width": 8}, show_progress=False)
     >>> run.embed("digits:test").shape
-    (360, 64)
+    (359, 64)
     >>> load(run.path).encoder.feature_dim
     64
 """
@@ -100,10 +100,8 @@ class Run:
         train, held_out = train_test_sources(data, test)
         result = evaluate_encoder(self.encoder, train, held_out, protocols, **options)
         if save:
-            slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", train.name).strip("-")
-            result.save(self.path / f"evaluation-{slug}.json")
+            result.save(self.path / f"evaluation-{_slug(train.name)}.json")
         return result
-
 
     def evaluate_label_free(
         self,
@@ -132,15 +130,23 @@ class Run:
         views, _ = method_views(method, size, channels, **views_options)
         result = measure_label_free(self.encoder, source, views, items, seed)
         if save:
-            slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", source.name).strip("-")
-            path = self.path / f"label-free-{slug}.json"
+            path = self.path / f"label-free-{_slug(source.name)}.json"
             path.write_text(json.dumps(result.to_dict(), indent=2))
         return result
 
 
+def _slug(name: str) -> str:
+    """A file-name-safe form of a data name: a path's last part, other characters as dashes.
+
+    Example:
+        >>> _slug("/data/photos/"), _slug("fashion-mnist:test")
+        ('photos', 'fashion-mnist-test')
+    """
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(name).name or name).strip("-")
+
+
 def _default_out(cfg: PretrainConfig) -> Path:
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(str(cfg.data)).name or str(cfg.data)).strip("-")
-    return Path("runs") / f"{cfg.method}-{slug}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Path("runs") / f"{cfg.method}-{_slug(str(cfg.data))}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def _image_statistics(source: Source, limit: int = 4096) -> tuple[list[float], list[float]]:

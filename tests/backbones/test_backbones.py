@@ -168,6 +168,47 @@ def test_vit_forward_tokens_follows_the_order_of_keep() -> None:
     torch.testing.assert_close(permuted[:, 1:], tokens[:, 1:][:, perm])
 
 
+def test_vit_at_its_native_size_uses_the_learned_position_embedding_as_is() -> None:
+    torch.manual_seed(0)
+    net = tiny_vit(image_size=16, patch_size=4)
+    x = torch.randn(2, 1, 16, 16)
+    # The computation before other sizes were accepted, written out.
+    patches = net.patch_embed(x).flatten(2).transpose(1, 2) + net.pos_embed[:, 1:]
+    cls = (net.cls_token + net.pos_embed[:, :1]).expand(2, -1, -1)
+    expected = net.norm(net.blocks(torch.cat([cls, patches], dim=1)))
+    assert torch.equal(net.forward_tokens(x), expected)
+    # Resizing the grid to its own size changes nothing.
+    torch.testing.assert_close(net.patch_positions(4, 4), net.pos_embed[:, 1:])
+
+
+def test_vit_encodes_other_sizes_with_an_interpolated_position_embedding() -> None:
+    torch.manual_seed(0)
+    net = tiny_vit(image_size=32, patch_size=8)
+    assert net.forward_tokens(torch.randn(2, 1, 16, 16)).shape == (2, 1 + 4, 16)
+    assert net.forward_tokens(torch.randn(2, 1, 48, 24)).shape == (2, 1 + 6 * 3, 16)
+    out = net(torch.randn(2, 1, 16, 16))
+    assert out.shape == (2, 16)
+    (out * torch.randn_like(out)).sum().backward()  # a plain sum of LayerNorm outputs is flat
+    assert net.pos_embed.grad is not None and net.pos_embed.grad[:, 1:].abs().sum() > 0
+    # A grid of equal embeddings stays equal; a grid that varies along rows only keeps doing so.
+    with torch.no_grad():
+        net.pos_embed[:, 1:] = 0.5
+    torch.testing.assert_close(net.patch_positions(3, 5), torch.full((1, 15, 16), 0.5))
+    with torch.no_grad():
+        net.pos_embed[:, 1:] = torch.arange(4.0).repeat_interleave(4).view(1, 16, 1)
+    rows = net.patch_positions(2, 6).view(2, 6, 16)
+    assert torch.allclose(rows, rows[:, :1].expand(-1, 6, -1))
+    assert (rows[1] > rows[0]).all()
+
+
+def test_vit_other_sizes_must_cut_into_patches_and_keep_needs_the_native_size() -> None:
+    net = tiny_vit(image_size=32, patch_size=8)
+    with pytest.raises(ValueError, match="multiples of the patch size 8"):
+        net(torch.randn(1, 1, 20, 16))
+    with pytest.raises(ValueError, match="keep works on native 32x32 images only"):
+        net.forward_tokens(torch.randn(1, 1, 16, 16), torch.tensor([[0, 1]]))
+
+
 def test_build_backbone_rejects_an_unknown_name() -> None:
     with pytest.raises(ValueError, match="'resnet99'") as info:
         build_backbone("resnet99", in_channels=3, image_size=32)

@@ -34,6 +34,8 @@ TINY: dict[str, tuple[dict, dict]] = {
     "nnclr": (SMALL_CNN, HEADS),
     "mae": (TINY_VIT, {"decoder_dim": 16, "decoder_depth": 1, "decoder_heads": 2}),
     "ijepa": (TINY_VIT, {"predictor_dim": 16, "predictor_depth": 1, "predictor_heads": 2}),
+    "swav": (SMALL_CNN, {**HEADS, "num_prototypes": 32}),
+    "dino": (SMALL_CNN, {"hidden_dim": 32, "bottleneck_dim": 16, "out_dim": 64}),
 }
 
 
@@ -192,6 +194,98 @@ def test_mae_and_ijepa_place_tokens_by_their_indices_not_their_order() -> None:
     context = torch.tensor([0, 4, 7])
     assert ijepa_pred(context).shape == (2, 2, 2, 16)  # 2 blocks of 2 patches, dim 16
     assert torch.allclose(ijepa_pred(context), ijepa_pred(context.flip(0)), atol=1e-5)
+
+
+def test_dino_teacher_gets_no_gradient_and_moves_by_ema() -> None:
+    torch.manual_seed(0)
+    method = build_method("dino", _case("dino")[0], **TINY["dino"][1])
+    method(_views(method)).backward()
+    assert all(p.grad is None for p in method.teacher.parameters())
+    assert next(method.head.parameters()).grad is not None
+    assert method.export_encoder() is method.teacher[0]
+    before = [p.clone() for p in method.teacher.parameters()]
+    with torch.no_grad():
+        for p in [*method.encoder.parameters(), *method.head.parameters()]:
+            p.add_(1.0)
+    method.on_step_end(progress=0.0)  # momentum 0.996: the teacher moves 0.4% of the way
+    moved = [
+        (p - b).abs().max().item() for p, b in zip(method.teacher.parameters(), before, strict=True)
+    ]
+    assert min(moved) == pytest.approx(0.004, rel=1e-3)
+    assert max(moved) == pytest.approx(0.004, rel=1e-3)
+
+
+def test_dino_center_is_an_ema_of_the_teacher_on_global_views_kept_in_the_state_dict() -> None:
+    torch.manual_seed(0)
+    method = build_method("dino", _case("dino")[0], **TINY["dino"][1])
+    assert {"center", "progress"} <= set(method.state_dict())
+    views = _views(method)
+    assert len(views) == 2 + 6 and views[2].shape[-1] == 5  # 12 * 96 / 224 pixels, rounded
+    with torch.no_grad():
+        teacher = method.teacher(torch.cat(views[:2]))
+    method(views)  # the teacher sees the global views only
+    torch.testing.assert_close(method.center, 0.1 * teacher.mean(dim=0, keepdim=True))
+    method(views)
+    torch.testing.assert_close(method.center, 0.19 * teacher.mean(dim=0, keepdim=True))
+    resumed = build_method("dino", _case("dino")[0], **TINY["dino"][1])
+    resumed.load_state_dict(method.state_dict())
+    assert torch.equal(resumed.center, method.center)
+
+
+def test_dino_teacher_temperature_warms_up_linearly() -> None:
+    method = build_method(
+        "dino",
+        _case("dino")[0],
+        **TINY["dino"][1],
+        teacher_temperature=0.07,
+        teacher_temperature_start=0.04,
+        teacher_temperature_warmup=0.5,
+    )
+    temperatures = []
+    for progress in (0.0, 0.25, 0.5, 0.9):
+        method.on_step_end(progress)
+        temperatures.append(method.current_teacher_temperature())
+    assert temperatures == pytest.approx([0.04, 0.055, 0.07, 0.07])
+    assert build_method("dino", _case("dino")[0]).current_teacher_temperature() == 0.04
+
+
+def test_swav_prototypes_are_frozen_first_then_learn_and_stay_normalized() -> None:
+    torch.manual_seed(0)
+    method = build_method("swav", _case("swav")[0], **TINY["swav"][1], freeze_prototypes=2)
+    assert {"steps_done", "progress"} <= set(method.state_dict())
+    grads = []
+    for _ in range(3):
+        method.zero_grad(set_to_none=True)
+        method(_views(method)).backward()
+        grads.append(method.prototypes.weight.grad)
+        with torch.no_grad():
+            method.prototypes.weight.mul_(3.0)  # as if an optimizer step changed the norms
+        method.on_step_end(progress=0.0)
+        norms = method.prototypes.weight.norm(dim=1)
+        torch.testing.assert_close(norms, torch.ones_like(norms))
+    assert grads[0] is None and grads[1] is None and grads[2].abs().sum() > 0
+    assert next(method.encoder.parameters()).grad is not None
+    # A fraction of training: frozen while the progress reported so far is below it.
+    method = build_method("swav", _case("swav")[0], **TINY["swav"][1], freeze_prototypes=0.1)
+    assert method.prototypes_frozen()
+    method.on_step_end(0.05)
+    resumed = build_method("swav", _case("swav")[0], **TINY["swav"][1], freeze_prototypes=0.1)
+    resumed.load_state_dict(method.state_dict())
+    assert resumed.prototypes_frozen()
+    resumed.on_step_end(0.1)
+    assert not resumed.prototypes_frozen()
+
+
+@pytest.mark.parametrize("name", ["swav", "dino"])
+def test_multi_crop_methods_train_a_vit_on_local_views(name: str) -> None:
+    torch.manual_seed(0)
+    encoder = Encoder.build("vit-tiny", 1, 12, **TINY_VIT["backbone_options"])
+    options = {"swav": {**HEADS, "num_prototypes": 8}, "dino": {"hidden_dim": 16, "out_dim": 8}}
+    method = build_method(name, encoder, **options[name])
+    views = _views(method)
+    assert [v.shape[-1] for v in views] == [12, 12] + [4] * 6  # one 4x4 patch per local view
+    method(views).backward()
+    assert encoder.backbone.pos_embed.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("name", ["mae", "ijepa"])

@@ -10,6 +10,11 @@ cls token after the final LayerNorm.
 positional embeddings are added before the subset is taken, so every kept patch still knows
 where it came from.
 
+Images of another size than ``image_size`` (multi-crop's small local views, SwAV and DINO) are
+encoded too when their sides are multiples of the patch size: the learned position embedding
+of the patch grid is resized bicubically to their grid, as DINO's ``interpolate_pos_encoding``
+(Caron et al. 2021, https://arxiv.org/abs/2104.14294).
+
 Example:
     >>> import torch
     >>> net = VisionTransformer(image_size=32, patch_size=4, in_channels=3, dim=48, depth=2,
@@ -87,7 +92,8 @@ class VisionTransformer(nn.Module):
     """A ViT encoder whose feature is the final cls token.
 
     Args:
-        image_size: side of the square input images; must be divisible by ``patch_size``.
+        image_size: side of the square images the position embedding is learned for; must be
+            divisible by ``patch_size``. Other sizes work too (``forward_tokens``).
         patch_size: side of the square patches.
         in_channels: channels of the input images (1 for gray, 3 for RGB).
         dim: token size.
@@ -150,15 +156,21 @@ class VisionTransformer(nn.Module):
         """Encode images and return every output token, cls token first.
 
         Args:
-            x: images (B, in_channels, image_size, image_size).
+            x: images (B, in_channels, H, W), H and W multiples of ``patch_size``; the native
+                ``image_size`` uses the position embedding as learned, other sizes an
+                interpolation of it (``patch_positions``).
             keep: optional (B, n_keep) integer tensor of patch indices (row-major, in
                 ``[0, num_patches)``) to encode; the other patches are dropped before the
-                transformer. None encodes all patches.
+                transformer. None encodes all patches. Native-size images only.
 
         Returns:
-            Tokens after the final LayerNorm, (B, 1 + n_keep, dim), or (B, 1 + num_patches,
-            dim) when ``keep`` is None; token 0 is the cls token and the others follow the
-            order of ``keep``.
+            Tokens after the final LayerNorm, (B, 1 + n_keep, dim), or (B, 1 + patches, dim)
+            when ``keep`` is None; token 0 is the cls token and the others follow the order of
+            ``keep``.
+
+        Raises:
+            ValueError: a side is not a multiple of the patch size, or ``keep`` is given for
+                images of another size than ``image_size``.
 
         Example:
             >>> import torch
@@ -168,12 +180,21 @@ class VisionTransformer(nn.Module):
             >>> net.forward_tokens(torch.zeros(2, 1, 16, 16), keep).shape
             torch.Size([2, 4, 8])
         """
-        if x.shape[-2:] != (self.image_size, self.image_size):
+        height, width = x.shape[-2:]
+        p = self.patch_size
+        if height % p or width % p:
             raise ValueError(
-                f"expected {self.image_size}x{self.image_size} images, got "
-                f"{x.shape[-2]}x{x.shape[-1]}"
+                f"expected images whose sides are multiples of the patch size {p} (native "
+                f"{self.image_size}x{self.image_size}), got {height}x{width}"
             )
-        patches = self.patch_embed(x).flatten(2).transpose(1, 2) + self.pos_embed[:, 1:]
+        native = (height, width) == (self.image_size, self.image_size)
+        if keep is not None and not native:
+            raise ValueError(
+                f"keep works on native {self.image_size}x{self.image_size} images only, got "
+                f"{height}x{width}"
+            )
+        pos = self.pos_embed[:, 1:] if native else self.patch_positions(height // p, width // p)
+        patches = self.patch_embed(x).flatten(2).transpose(1, 2) + pos
         if keep is not None:
             index = keep.unsqueeze(-1).expand(-1, -1, patches.shape[-1])
             patches = torch.gather(patches, 1, index)
@@ -181,8 +202,29 @@ class VisionTransformer(nn.Module):
         tokens = torch.cat([cls, patches], dim=1)
         return self.norm(self.blocks(tokens))
 
+    def patch_positions(self, rows: int, columns: int) -> torch.Tensor:
+        """The patch position embedding resized to a ``rows`` x ``columns`` grid, (1, rows *
+        columns, dim), row-major.
+
+        Bicubic interpolation of the learned native grid, as DINO's ``interpolate_pos_encoding``
+        (which passes a scale factor of about ``new / native``; this asks for the target grid
+        directly). The cls token's position embedding is used as it is at every size.
+
+        Example:
+            >>> net = VisionTransformer(image_size=16, patch_size=4, in_channels=1, dim=8,
+            ...                         depth=1, heads=2)
+            >>> net.patch_positions(2, 3).shape
+            torch.Size([1, 6, 8])
+        """
+        grid = self.image_size // self.patch_size
+        native = self.pos_embed[:, 1:].reshape(1, grid, grid, -1).permute(0, 3, 1, 2)
+        resized = F.interpolate(
+            native.float(), size=(rows, columns), mode="bicubic", align_corners=False
+        )
+        return resized.to(native.dtype).flatten(2).transpose(1, 2)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map images (B, in_channels, image_size, image_size) to cls features (B, dim)."""
+        """Map images (B, in_channels, H, W) to cls features (B, dim); see ``forward_tokens``."""
         return self.forward_tokens(x)[:, 0]
 
 

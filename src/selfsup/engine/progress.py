@@ -2,7 +2,7 @@
 
 Example:
     >>> with TrainingProgress(total=3, description="demo", enabled=False) as bar:
-    ...     bar.advance(1, items=256, loss=0.5)
+    ...     rate = bar.advance(1, items=256, loss=0.5)  # items per second so far
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Self-supervised objectives, one per file, registered by their ``--method`` id.
 
 Example:
-    >>> sorted(METHODS)
-    ['barlowtwins', 'byol', 'ijepa', 'mae', 'mocov3', 'nnclr', 'simclr', 'simsiam', 'vicreg']
+    >>> sorted(METHODS)  # doctest: +NORMALIZE_WHITESPACE
+    ['barlowtwins', 'byol', 'dino', 'ijepa', 'mae', 'mocov3', 'nnclr', 'simclr', 'simsiam',
+     'swav', 'vicreg']
 """
 
 from __future__ import annotations
@@ -13,16 +14,19 @@ from selfsup.encoder import Encoder
 from selfsup.methods.barlowtwins import BarlowTwins, barlow_twins_loss
 from selfsup.methods.base import Method
 from selfsup.methods.byol import BYOL, byol_loss
+from selfsup.methods.dino import DINO, dino_loss
 from selfsup.methods.ijepa import IJEPA, ijepa_loss
 from selfsup.methods.mae import MAE, mae_loss
 from selfsup.methods.mocov3 import MoCoV3, mocov3_loss
 from selfsup.methods.nnclr import NNCLR, nnclr_loss
 from selfsup.methods.simclr import SimCLR, nt_xent_loss
 from selfsup.methods.simsiam import SimSiam, simsiam_loss
+from selfsup.methods.swav import SwAV, sinkhorn_knopp, swapped_prediction_loss
 from selfsup.methods.vicreg import VICReg, vicreg_loss
 
 METHODS: dict[str, type[Method]] = {
-    m.name: m for m in (SimCLR, BYOL, VICReg, BarlowTwins, MoCoV3, SimSiam, NNCLR, MAE, IJEPA)
+    m.name: m
+    for m in (SimCLR, BYOL, VICReg, BarlowTwins, MoCoV3, SimSiam, NNCLR, MAE, IJEPA, SwAV, DINO)
 }
 
 
@@ -35,6 +39,7 @@ def build_method(name: str, encoder: Encoder, **options: Any) -> Method:
 
 __all__ = [
     "BYOL",
+    "DINO",
     "IJEPA",
     "MAE",
     "METHODS",
@@ -44,15 +49,19 @@ __all__ = [
     "MoCoV3",
     "SimCLR",
     "SimSiam",
+    "SwAV",
     "VICReg",
     "barlow_twins_loss",
     "build_method",
     "byol_loss",
+    "dino_loss",
     "ijepa_loss",
     "mae_loss",
     "mocov3_loss",
     "nnclr_loss",
     "nt_xent_loss",
     "simsiam_loss",
+    "sinkhorn_knopp",
+    "swapped_prediction_loss",
     "vicreg_loss",
 ]

@@ -3,6 +3,11 @@
 Augmentations run on whole batches of float tensors (n, C, H, W) in [0, 1], so they cost one
 vectorized call per batch instead of one Python call per image.
 
+Multi-crop (Caron et al. 2020, SwAV, https://arxiv.org/abs/2006.09882): besides the full-size
+global views, a method may ask for extra small local views, each a crop of a small part of the
+image resized to a smaller side (96 pixels for 224-pixel images in SwAV and DINO). They follow
+the global views in the returned list.
+
 Example:
     >>> import torch
     >>> views = ImageViews(image_recipe("simclr"), image_size=28, channels=1)
@@ -13,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -33,7 +39,16 @@ class ImageViewRecipe:
         grayscale_p: probability of converting to grayscale (color input only).
         blur_p: probability of a Gaussian blur.
         solarize_p: probability of solarization.
+        local_views: how many small local (multi-crop) views to add after the global ones;
+            None means the method's ``num_local_views`` (``method_views`` fills it in), and a
+            bare ``ImageViews`` reads None as 0.
+        local_crop_scale: area range of the local views' random resized crop; the global views
+            keep ``crop_scale``.
+        local_size: side of the local views as a fraction of the global views' side (DINO's
+            96/224 by default); see ``local_view_size`` for the rounding.
         second: the recipe of the second view when the method's views are asymmetric (BYOL).
+
+    Local views use this (first view's) recipe with ``local_crop_scale`` as crop scale.
     """
 
     crop_scale: tuple[float, float] = (0.08, 1.0)
@@ -43,6 +58,9 @@ class ImageViewRecipe:
     grayscale_p: float = 0.2
     blur_p: float = 0.0
     solarize_p: float = 0.0
+    local_views: int | None = None
+    local_crop_scale: tuple[float, float] = (0.05, 0.4)
+    local_size: float = 96 / 224
     second: ImageViewRecipe | None = field(default=None, compare=False)
 
     def with_options(self, **options: Any) -> ImageViewRecipe:
@@ -67,11 +85,16 @@ _BYOL = ImageViewRecipe(
 )
 # MAE (He et al. 2022) and I-JEPA (Assran et al. 2023): crop and flip only; masking is the task.
 _MASKED = ImageViewRecipe(crop_scale=(0.2, 1.0), jitter_p=0.0, grayscale_p=0.0)
-_RECIPES = {"simclr": _SIMCLR, "byol": _BYOL, "masked": _MASKED}
+# SwAV (Caron et al. 2020), multi-crop: SimCLR's distortions, global crops of 14-100% of the
+# image, local crops of 5-14%.
+_SWAV = replace(_SIMCLR, crop_scale=(0.14, 1.0), local_crop_scale=(0.05, 0.14))
+# DINO (Caron et al. 2021): BYOL's two global views on crops of 40-100%, local crops of 5-40%.
+_DINO = _BYOL.with_options(crop_scale=(0.4, 1.0), local_crop_scale=(0.05, 0.4))
+_RECIPES = {"simclr": _SIMCLR, "byol": _BYOL, "masked": _MASKED, "swav": _SWAV, "dino": _DINO}
 
 
 def image_recipe(name: str) -> ImageViewRecipe:
-    """The named augmentation recipe (``simclr``, ``byol`` or ``masked``).
+    """The named augmentation recipe (``simclr``, ``byol``, ``masked``, ``swav``, ``dino``).
 
     Example:
         >>> image_recipe("byol").second.solarize_p
@@ -82,8 +105,36 @@ def image_recipe(name: str) -> ImageViewRecipe:
     return _RECIPES[name]
 
 
-def _pipeline(recipe: ImageViewRecipe, image_size: int, channels: int) -> nn.Sequential:
-    ops: list[nn.Module] = [K.RandomResizedCrop((image_size, image_size), scale=recipe.crop_scale)]
+def local_view_size(recipe: ImageViewRecipe, image_size: int, patch_size: int = 1) -> int:
+    """The side of the local views: ``local_size * image_size`` rounded to pixels.
+
+    Rounded half up to a whole number of pixels, at least 4 and at most ``image_size``; then,
+    for a ViT (``patch_size`` > 1), rounded half up to a whole number of patches, at least one,
+    so the local views cut into whole patches.
+
+    Example:
+        >>> recipe = image_recipe("byol")
+        >>> [local_view_size(recipe, s) for s in (224, 32, 28, 12, 6)]
+        [96, 14, 12, 5, 4]
+        >>> local_view_size(recipe, 32, patch_size=4)
+        16
+    """
+    if not 0 < recipe.local_size <= 1:
+        raise ValueError(f"local_size must be a fraction in (0, 1], got {recipe.local_size}")
+    side = min(image_size, max(4, math.floor(recipe.local_size * image_size + 0.5)))
+    if patch_size > 1:
+        side = patch_size * max(1, math.floor(side / patch_size + 0.5))
+    return side
+
+
+def _pipeline(
+    recipe: ImageViewRecipe,
+    image_size: int,
+    channels: int,
+    crop_scale: tuple[float, float] | None = None,
+) -> nn.Sequential:
+    scale = crop_scale or recipe.crop_scale
+    ops: list[nn.Module] = [K.RandomResizedCrop((image_size, image_size), scale=scale)]
     if recipe.flip_p > 0:
         ops.append(K.RandomHorizontalFlip(p=recipe.flip_p))
     brightness, contrast, saturation, hue = recipe.jitter
@@ -105,31 +156,54 @@ def _pipeline(recipe: ImageViewRecipe, image_size: int, channels: int) -> nn.Seq
 
 
 class ImageViews(nn.Module):
-    """Makes ``num_views`` augmented views of a batch of images.
+    """Makes ``num_views`` global augmented views of a batch of images, then the local ones.
 
     Args:
         recipe: the augmentation parameters; its ``second`` recipe, when set, is used for the
-            second view (asymmetric views as in BYOL).
-        image_size: side of the square output views.
+            second view (asymmetric views as in BYOL); its ``local_views`` (None: 0) small
+            views follow the global ones.
+        image_size: side of the square global views.
         channels: 1 for gray input, 3 for color.
-        num_views: how many views to return.
+        num_views: how many global views to return.
+        patch_size: the local views' side is rounded to a multiple of it (a ViT's patch size).
+
+    Attributes:
+        local_size: side of the local views (``local_view_size``).
+
+    Example:
+        >>> import torch
+        >>> recipe = image_recipe("byol").with_options(local_views=3)
+        >>> views = ImageViews(recipe, image_size=28, channels=1)
+        >>> [v.shape[-1] for v in views(torch.rand(2, 1, 28, 28))]
+        [28, 28, 12, 12, 12]
     """
 
     def __init__(
-        self, recipe: ImageViewRecipe, image_size: int, channels: int, num_views: int = 2
+        self,
+        recipe: ImageViewRecipe,
+        image_size: int,
+        channels: int,
+        num_views: int = 2,
+        patch_size: int = 1,
     ) -> None:
         super().__init__()
         second = recipe.second or recipe
+        self.local_size = local_view_size(recipe, image_size, patch_size)
         self.pipelines = nn.ModuleList(
             [
                 _pipeline(second if i == 1 else recipe, image_size, channels)
                 for i in range(num_views)
             ]
+            + [
+                _pipeline(recipe, self.local_size, channels, recipe.local_crop_scale)
+                for _ in range(recipe.local_views or 0)
+            ]
         )
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """Return the list of views, each of shape (n, C, image_size, image_size)."""
+        """Return the list of views: the global ones of shape (n, C, image_size, image_size),
+        then the local ones of shape (n, C, local_size, local_size)."""
         return [pipeline(images).clamp_(0, 1) for pipeline in self.pipelines]
 
 
@@ -138,14 +212,21 @@ def method_views(
 ) -> tuple[ImageViews, ImageViewRecipe]:
     """The views a method trains on: its recipe with ``overrides``, and its number of views.
 
+    The method's ``num_local_views`` small multi-crop views follow its ``num_views`` global
+    ones unless ``overrides`` set ``local_views`` (``local_views=0`` turns multi-crop off).
+    For a method instance whose encoder is a ViT, the local views' side is a whole number of
+    its patches.
+
     Args:
-        method: a method class or instance (it has ``view_recipe`` and ``num_views``).
+        method: a method class or instance (it has ``view_recipe``, ``num_views`` and
+            ``num_local_views``).
         image_size: side of the square global views.
         channels: 1 for gray input, 3 for color.
         **overrides: recipe fields to replace, e.g. ``crop_scale=(0.25, 1.0)``.
 
     Returns:
-        The views module and the recipe it uses (saved with the run).
+        The views module and the recipe it uses, with ``local_views`` filled in (saved with
+        the run).
 
     Example:
         >>> import torch
@@ -155,4 +236,9 @@ def method_views(
         ([4, 4], 0.0)
     """
     recipe = image_recipe(method.view_recipe).with_options(**overrides)
-    return ImageViews(recipe, image_size, channels, method.num_views), recipe
+    if recipe.local_views is None:
+        recipe = recipe.with_options(local_views=method.num_local_views)
+    # A method instance's ViT needs views that cut into whole patches; a class has no encoder.
+    backbone = getattr(getattr(method, "encoder", None), "backbone", None)
+    patch_size = int(getattr(backbone, "patch_size", 1))
+    return ImageViews(recipe, image_size, channels, method.num_views, patch_size), recipe
