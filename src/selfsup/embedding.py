@@ -44,10 +44,21 @@ def conform_images(images: torch.Tensor, channels: int, size: int) -> torch.Tens
     return images
 
 
-def autocast(precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CPU for ``bf16``, or for ``auto`` where the CPU runs bf16 fast."""
-    use_bf16 = precision == "bf16" or (precision == "auto" and cpu_has_fast_bf16())
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16)
+def autocast(
+    precision: str, device: torch.device | None = None
+) -> contextlib.AbstractContextManager:
+    """bf16 autocast for ``bf16``, or for ``auto`` where ``device`` (default: the CPU) runs
+    bf16 fast.
+
+    Example:
+        >>> with autocast("fp32"):
+        ...     torch.ones(2, 2).matmul(torch.ones(2, 2)).dtype
+        torch.float32
+    """
+    kind = device.type if device is not None else "cpu"
+    fast = torch.cuda.is_bf16_supported() if kind == "cuda" else cpu_has_fast_bf16()
+    use_bf16 = precision == "bf16" or (precision == "auto" and fast)
+    return torch.autocast(kind, dtype=torch.bfloat16, enabled=use_bf16)
 
 
 def iter_embeddings(
@@ -66,11 +77,11 @@ def iter_embeddings(
         for start in range(0, n, batch_size):
             batch = source.read_batch(list(range(start, min(n, start + batch_size))))
             if batch.indices:
-                x = batch.items
+                x = batch.items.to(encoder.device)
                 if "image_size" in spec:
                     x = conform_images(x, spec["in_channels"], spec["image_size"])
-                with torch.no_grad(), autocast(precision):
-                    emb = encoder(x).float().numpy()
+                with torch.no_grad(), autocast(precision, encoder.device):
+                    emb = encoder(x).float().cpu().numpy()
             else:
                 emb = np.zeros((0, encoder.feature_dim), dtype=np.float32)
             yield batch.indices, emb, batch.skipped

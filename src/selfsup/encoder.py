@@ -81,6 +81,16 @@ class Encoder(nn.Module):
         std = std if std is not None else [0.25] * in_channels
         return cls(module, mean=mean, std=std, spec=spec)
 
+    @property
+    def device(self) -> torch.device:
+        """The device of the encoder's weights; inputs to ``forward`` must be moved there.
+
+        Example:
+            >>> Encoder.build("small-cnn", in_channels=1, image_size=8, width=4).device
+            device(type='cpu')
+        """
+        return self.mean.device
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Features (n, D) of a batch of raw inputs."""
         return self.backbone((x - self.mean) / self.std)

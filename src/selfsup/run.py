@@ -161,7 +161,7 @@ def _image_statistics(source: Source, limit: int = 4096) -> tuple[list[float], l
 def _checksum(module: nn.Module) -> torch.Tensor:
     """A float64 fingerprint of all parameters (position-weighted, so order matters)."""
     flat = torch.cat([p.detach().reshape(-1).double() for p in module.parameters()])
-    weights = torch.linspace(1.0, 2.0, flat.numel(), dtype=torch.float64)
+    weights = torch.linspace(1.0, 2.0, flat.numel(), dtype=torch.float64, device=flat.device)
     return (flat * weights).sum()
 
 

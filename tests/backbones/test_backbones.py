@@ -10,6 +10,7 @@ from selfsup.backbones import (
     build_backbone,
     default_patch_size,
 )
+from selfsup.encoder import Encoder
 
 EXPECTED_FEATURE_DIM = {
     "resnet18": 512,
@@ -231,3 +232,18 @@ def test_backbone_rebuilds_from_a_json_spec(name: str, kwargs: dict) -> None:
     rebuilt.load_state_dict(net.state_dict())
     x = torch.randn(2, 3, 32, 32)
     torch.testing.assert_close(rebuilt(x), net(x))
+
+
+def test_vit_mean_pool_averages_the_patch_tokens_and_survives_save_and_load(tmp_path) -> None:
+    torch.manual_seed(0)
+    encoder = Encoder.build("vit-tiny", 1, 16, patch_size=4, depth=1, pool="mean")
+    x = torch.rand(3, 1, 16, 16)
+    backbone = encoder.backbone
+    with torch.no_grad():
+        expected = backbone.forward_tokens(x)[:, 1:].mean(dim=1)
+        torch.testing.assert_close(backbone(x), expected)
+        assert not torch.allclose(backbone(x), backbone.forward_tokens(x)[:, 0])
+        encoder.save(tmp_path)
+        torch.testing.assert_close(Encoder.load(tmp_path)(x), encoder(x))
+    with pytest.raises(ValueError, match="pool must be"):
+        build_backbone("vit-tiny", in_channels=1, image_size=16, pool="max")

@@ -89,7 +89,7 @@ class Block(nn.Module):
 
 
 class VisionTransformer(nn.Module):
-    """A ViT encoder whose feature is the final cls token.
+    """A ViT encoder whose feature is the final cls token, or the mean of the patch tokens.
 
     Args:
         image_size: side of the square images the position embedding is learned for; must be
@@ -100,6 +100,10 @@ class VisionTransformer(nn.Module):
         depth: number of transformer blocks.
         heads: number of attention heads.
         mlp_ratio: hidden size of the MLPs relative to ``dim``.
+        pool: the feature ``forward`` returns: ``"cls"``, the final cls token (ViT, DINO), or
+            ``"mean"``, the average of the final patch tokens (the global pooling of MAE's
+            fine-tuning and I-JEPA's linear evaluation, whose objectives never train the cls
+            token).
 
     Attributes:
         feature_dim: size of the output vector, equal to ``dim``.
@@ -123,14 +127,18 @@ class VisionTransformer(nn.Module):
         depth: int = 12,
         heads: int = 3,
         mlp_ratio: float = 4.0,
+        pool: str = "cls",
     ) -> None:
         super().__init__()
+        if pool not in ("cls", "mean"):
+            raise ValueError(f"pool must be 'cls' or 'mean', got {pool!r}")
         if image_size % patch_size != 0:
             raise ValueError(
                 f"image_size ({image_size}) must be divisible by patch_size ({patch_size})"
             )
         self.image_size = image_size
         self.patch_size = patch_size
+        self.pool = pool
         self.num_patches = (image_size // patch_size) ** 2
         self.feature_dim: int = dim
         # A conv with kernel = stride = patch size is the linear embedding of each patch.
@@ -224,8 +232,18 @@ class VisionTransformer(nn.Module):
         return resized.to(native.dtype).flatten(2).transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map images (B, in_channels, H, W) to cls features (B, dim); see ``forward_tokens``."""
-        return self.forward_tokens(x)[:, 0]
+        """Map images (B, in_channels, H, W) to features (B, dim) as ``pool`` says; see
+        ``forward_tokens``.
+
+        Example:
+            >>> import torch
+            >>> net = VisionTransformer(16, 4, 1, dim=8, depth=1, heads=2, pool="mean")
+            >>> x = torch.rand(2, 1, 16, 16)
+            >>> torch.allclose(net(x), net.forward_tokens(x)[:, 1:].mean(dim=1))
+            True
+        """
+        tokens = self.forward_tokens(x)
+        return tokens[:, 0] if self.pool == "cls" else tokens[:, 1:].mean(dim=1)
 
 
 #: Size presets of the DeiT paper (Touvron et al., 2021, https://arxiv.org/abs/2012.12877),

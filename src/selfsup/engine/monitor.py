@@ -156,8 +156,10 @@ class EpochMonitor:
         values = {k: float(v) for k, v in metrics.to_dict().items() if k not in ("items", "dim")}
         method.eval()
         with torch.no_grad():
-            projected = method.project(emb.clean)
+            device = method.export_encoder().device
+            projected = method.project(emb.clean.to(device))
         if projected is not None:
+            projected = projected.float().cpu()
             values["projection_rankme"] = rankme(projected)
             values["projection_normalized_std"] = normalized_std(projected)
             if values["projection_normalized_std"] < COLLAPSE_STD:

@@ -34,16 +34,22 @@ class OnlineProbe:
         feature_dim: size of the features.
         num_classes: number of classes.
         lr: learning rate of the probe's own AdamW optimizer.
+        device: where the head lives: the device the encoder trains on.
     """
 
     def __init__(
-        self, encoder: nn.Module, feature_dim: int, num_classes: int, lr: float = 1e-2
+        self,
+        encoder: nn.Module,
+        feature_dim: int,
+        num_classes: int,
+        lr: float = 1e-2,
+        device: torch.device | str = "cpu",
     ) -> None:
         # Standardizing the features (batch norm without affine) makes one learning rate
         # work whatever the encoder's feature scale.
         self.head = nn.Sequential(
             nn.BatchNorm1d(feature_dim, affine=False), nn.Linear(feature_dim, num_classes)
-        )
+        ).to(device)
         self.optimizer = torch.optim.AdamW(self.head.parameters(), lr=lr, weight_decay=0.0)
         self._captured: list[torch.Tensor] = []
         self._correct = 0
@@ -61,7 +67,7 @@ class OnlineProbe:
         if not features:
             return
         x = torch.cat(features)
-        y = labels.repeat(len(x) // len(labels))
+        y = labels.to(x.device).repeat(len(x) // len(labels))
         self.head.train()
         with torch.enable_grad():
             logits = self.head(x)
@@ -82,7 +88,9 @@ class OnlineProbe:
     def accuracy(self, features: torch.Tensor, labels: torch.Tensor) -> float:
         """Accuracy of the probe on given features (the held-out items)."""
         self.head.eval()
-        return float((self.head(features.float()).argmax(dim=1) == labels).float().mean())
+        device = next(self.head.parameters()).device
+        predicted = self.head(features.to(device).float()).argmax(dim=1)
+        return float((predicted == labels.to(device)).float().mean())
 
     def discard(self) -> None:
         """Drop features captured outside a training step (e.g. by monitoring)."""

@@ -228,7 +228,9 @@ def fit(
     probe = None
     if cfg.online_probe and source.labels is not None:
         num_classes = int(np.max(source.labels)) + 1
-        probe = OnlineProbe(method.encoder, method.encoder.feature_dim, num_classes)
+        probe = OnlineProbe(
+            method.encoder, method.encoder.feature_dim, num_classes, device=fabric.device
+        )
     state = TrainState(total_steps=_planned_steps(cfg, steps_per_epoch))
     if resume:
         ckpt = load_checkpoint(run_dir / CHECKPOINT)

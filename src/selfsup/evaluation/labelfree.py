@@ -324,16 +324,16 @@ def embed_views(
             batch = source.read_batch(chosen[start : start + batch_size].tolist())
             if not batch.indices:
                 continue
-            x = batch.items
+            x = batch.items.to(encoder.device)
             if "image_size" in spec:
                 x = conform_images(x, spec["in_channels"], spec["image_size"])
             made = views(x)
             if len(made) < 2:  # single-view methods (MAE, I-JEPA): draw the views twice
                 made = made + views(x)
             v1, v2 = made[:2]
-            with autocast(precision):
+            with autocast(precision, encoder.device):
                 for part, inputs in zip(parts, (x, v1, v2), strict=True):
-                    part.append(encoder(inputs).float())
+                    part.append(encoder(inputs).float().cpu())
             indices += batch.indices
     if len(indices) < 3:
         raise ValueError(f"{source.name}: label-free metrics need at least 3 readable items")
