@@ -1,5 +1,9 @@
 """A time budget is turned into a number of steps that ends training within it."""
 
+import lightning
+
+from selfsup.config import PretrainConfig
+from selfsup.engine.train import TrainState, _fit_to_budget
 from selfsup.run import pretrain
 
 
@@ -14,3 +18,14 @@ def test_training_ends_near_its_time_budget(tmp_path, clusters_npz) -> None:
     assert 0.5 * budget_minutes * 60 < seconds < 1.5 * budget_minutes * 60 + 1
     # More than one epoch of 8 steps fits in 3 seconds, and the run kept going across epochs.
     assert run.summary["epochs"] > 1
+
+
+def test_a_budget_with_a_sliver_of_an_epoch_left_ends_now_instead_of_opening_one() -> None:
+    cfg = PretrainConfig(data="-", time_budget=1.0)  # 60 seconds
+    fabric = lightning.Fabric(accelerator="cpu", devices=1)
+    # 100 steps per epoch at 0.5 s a step: 2 steps (2% of an epoch) fit in the 1 s left.
+    done = TrainState(step=118, epoch=1, train_seconds=59.0)
+    assert _fit_to_budget(cfg, done, steps_per_epoch=100, fabric=fabric) == 118
+    # 10 s left is 20 steps, a fifth of an epoch: training goes on.
+    going = TrainState(step=100, epoch=1, train_seconds=50.0)
+    assert _fit_to_budget(cfg, going, steps_per_epoch=100, fabric=fabric) == 120

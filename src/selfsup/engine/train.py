@@ -125,13 +125,18 @@ def _planned_steps(cfg: PretrainConfig, steps_per_epoch: int) -> int:
 def _fit_to_budget(
     cfg: PretrainConfig, state: TrainState, steps_per_epoch: int, fabric: lightning.Fabric
 ) -> int:
-    """Steps that fit in what is left of the time budget at the pace measured so far."""
+    """Steps that fit in what is left of the time budget at the pace measured so far.
+
+    Less than a twentieth of an epoch left ends training now rather than opening one more
+    epoch of a few steps (and its monitoring and checkpoint) for the estimate's noise.
+    """
     cap = _planned_steps(cfg, steps_per_epoch)
     if cfg.time_budget is None or state.step == 0:
         return cap
     seconds_per_step = state.train_seconds / state.step
     left = cfg.time_budget * 60 - state.train_seconds
-    steps = state.step + max(0, math.floor(left / seconds_per_step))
+    more = max(0, math.floor(left / seconds_per_step))
+    steps = state.step + (more if more >= steps_per_epoch / 20 else 0)
     # Every process must agree on the schedule: rank 0's estimate wins.
     return int(fabric.broadcast(min(cap, steps), src=0))
 
