@@ -36,8 +36,12 @@ test: setup
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/pytest
 
+# Every method for 10 minutes (about 2.5 hours), then the label-free study and transfer on
+# the checkpoints it keeps. methods.py caches each finished method and continues after a stop.
 bench: setup datasets
 	$(PY) benchmarks/methods.py
+	$(PY) benchmarks/labelfree.py
+	$(PY) benchmarks/transfer.py
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks

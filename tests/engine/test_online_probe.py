@@ -32,3 +32,41 @@ def test_features_of_other_batch_sizes_are_ignored() -> None:
     encoder(torch.randn(5, 2))  # not a multiple of the 4 labels below
     probe.step(torch.tensor([0, 1, 0, 1]))
     assert probe.train_accuracy() == 0.0
+
+
+def test_monitor_scores_the_probe_on_the_encoder_it_learned_from_not_the_teacher(
+    tmp_path, clusters_npz
+) -> None:
+    """DINO keeps its teacher; the probe learned on the student's features is scored on them."""
+    import numpy as np
+
+    from selfsup.data.arrays import ArraySource
+    from selfsup.embedding import embed_source
+    from selfsup.encoder import Encoder
+    from selfsup.engine.monitor import EpochMonitor
+    from selfsup.methods import build_method
+    from selfsup.views import method_views
+
+    torch.manual_seed(0)
+    data = np.load(clusters_npz)
+    source = ArraySource(data["X"], labels=data["y"])
+    method = build_method(
+        "dino", Encoder.build("small-cnn", 1, 12, width=4), hidden_dim=16, out_dim=32
+    )
+    with torch.no_grad():  # a teacher far from the student
+        for p in method.export_encoder().parameters():
+            p.add_(torch.randn_like(p))
+    probe = OnlineProbe(method.encoder, method.encoder.feature_dim, num_classes=4)
+    x, labels = source.read_batch(list(range(len(source)))).items, torch.as_tensor(source.labels)
+    method.encoder.train()
+    with torch.no_grad():
+        for _ in range(80):  # the hook captures the student's training-mode outputs
+            method.encoder(x)
+            probe.step(labels)
+    views, _ = method_views(method, 12, 1, local_views=0)
+    monitor = EpochMonitor(source, views, tmp_path, items=len(source), precision="fp32")
+    _, values = monitor.measure(method, probe)
+    student = torch.from_numpy(embed_source(method.encoder, source, precision="fp32"))
+    teacher = torch.from_numpy(embed_source(method.export_encoder(), source, precision="fp32"))
+    assert values["online_probe"] == probe.accuracy(student, labels) > 0.4  # chance: 0.25
+    assert values["online_probe"] != probe.accuracy(teacher, labels)

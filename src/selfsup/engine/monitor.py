@@ -24,6 +24,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from selfsup.data.base import Source
+from selfsup.data.splits import SubsetSource
+from selfsup.embedding import embed_source
 from selfsup.encoder import Encoder
 from selfsup.engine.online_probe import OnlineProbe
 from selfsup.evaluation.labelfree import (
@@ -166,7 +168,14 @@ class EpochMonitor:
                 values["collapsed"] = 1.0
         if probe is not None and self.source.labels is not None:
             labels = torch.as_tensor(self.source.labels[emb.indices], dtype=torch.long)
-            values["online_probe"] = probe.accuracy(emb.clean, labels)
+            features = emb.clean
+            if method.export_encoder() is not method.encoder:
+                # The probe learned on the online encoder's features (DINO's student, not its
+                # teacher): score it on that encoder's features of the same items.
+                items = SubsetSource(self.source, emb.indices, self.source.name)
+                online = embed_source(method.encoder, items, precision=self.precision)
+                features = torch.from_numpy(online)
+            values["online_probe"] = probe.accuracy(features, labels)
         return metrics, values
 
     def alarm(self, values: dict[str, float], epoch: int) -> str | None:
