@@ -19,6 +19,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -55,13 +56,20 @@ METRICS = {
 
 
 def checkpoints(runs: Path) -> list[tuple[str, int, Path]]:
-    """(method, epoch, weights) of every kept checkpoint under ``runs``."""
-    found = []
+    """(method, epoch, weights) of every distinct kept checkpoint under ``runs``.
+
+    Methods that share a backbone and seed start from the same random weights: that starting
+    point is measured once, so copies of one encoder do not weigh in the correlation.
+    """
+    found, seen = [], set()
     for folder in sorted(runs.iterdir()):
         if not (folder / "bench.json").exists():
             continue
         for path in sorted((folder / "checkpoints").glob("epoch-*.safetensors")):
-            found.append((folder.name, int(path.stem.split("-")[1]), path))
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if digest not in seen:
+                seen.add(digest)
+                found.append((folder.name, int(path.stem.split("-")[1]), path))
     return found
 
 
@@ -130,7 +138,8 @@ def main() -> None:
         "## Do label-free metrics predict accuracy?",
         "",
         f"Every checkpoint kept by `benchmarks/methods.py` ({len(frame)} checkpoints: "
-        f"{frame['method'].nunique()} methods, each at its start and after every epoch) is "
+        f"{frame['method'].nunique()} methods after every epoch, and their random starting "
+        "points, each distinct one once) is "
         f"measured on the Fashion-MNIST test images: the label-free metrics on "
         f"{args.metric_items} of them (labels unused), and the linear probe fitted on "
         f"{args.train_items} labelled training images and scored on all 10,000 test images. "
