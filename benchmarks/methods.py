@@ -133,6 +133,7 @@ def table(results: list[dict], minutes: float, data: str, seconds: float) -> str
             f"| {r['speed']['bf16']:.0f} |"
         )
     shot = raw["fewshot-10"]
+    work = sum(r["summary"]["train_seconds"] + r["evaluation"]["seconds"] for r in results)
     lines += [
         f"| raw pixels | {raw['linear']['raw']:.4f} | {raw['knn']['raw']:.4f} | "
         f"{shot['raw']:.4f} ± {shot['detail']['ci95_raw']:.4f} | | | | | | |",
@@ -143,8 +144,10 @@ def table(results: list[dict], minutes: float, data: str, seconds: float) -> str
         "",
         f"Machine: {_machine()}; load average before each run: "
         + "; ".join(f"{r['method']} {r['load_before']}" for r in results)
-        + f". Benchmark time this invocation: {seconds / 60:.0f} minutes (cached methods "
-        "are not retrained).",
+        + f". Training and evaluation of all methods: {work / 60:.0f} minutes (this "
+        f"invocation: {seconds / 60:.0f} minutes; methods cached by an earlier one are not "
+        "retrained). The load average includes the benchmark's own process (2 threads); "
+        "nothing else ran.",
         "",
         f"Reproduce: `make bench` (or `python benchmarks/methods.py --minutes {minutes:g}`).",
     ]
