@@ -153,7 +153,8 @@ def main() -> None:
     for title, (column, sign) in METRICS.items():
         test = spearmanr(sign * frame[column], frame["linear"])
         summary[title] = test.statistic
-        lines.append(f"| {title} | {test.statistic:+.3f} | {test.pvalue:.2g} |")
+        cell = title.replace("|", "\\|")  # a literal bar inside a Markdown table cell
+        lines.append(f"| {cell} | {test.statistic:+.3f} | {test.pvalue:.2g} |")
     best = max(summary, key=summary.get)
     lines += [
         "",
