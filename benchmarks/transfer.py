@@ -44,29 +44,58 @@ def main() -> None:
     protocols = ("linear", "knn")
     results: dict[str, dict[str, dict]] = {}  # row -> target -> protocol scores
     raw: dict[str, dict] = {}
+    # Each finished (encoder, target) result is cached, so a stopped run continues.
+    cache_path = Path(args.runs) / "transfer-results.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.exists() else {}
+    notes = []
+
+    def remember(key: str, result: dict) -> dict:
+        cache[key] = result
+        cache_path.write_text(json.dumps(cache, indent=1))
+        return result
+
     for method in args.methods.split(","):
         source_run = Path(args.runs) / method
         if not (source_run / "bench.json").exists():
             raise SystemExit(f"{source_run}: run benchmarks/methods.py --methods {method} first")
-        run = load(source_run)
         row = f"{method}, pretrained on fashion-mnist"
         for target in TARGETS:
-            result = scores(run.evaluate(target, protocols=protocols, save=False))
+            key = f"{method}|fashion-mnist|{target}"
+            result = cache.get(key) or remember(
+                key, scores(load(source_run).evaluate(target, protocols=protocols, save=False))
+            )
             results.setdefault(row, {})[target] = result
             raw[target] = result
             print(row, target, json.dumps(result), flush=True)
         for target in TARGETS:
-            own = pretrain(
-                target,
-                method=method,
-                time_budget=args.minutes,
-                out=str(Path(args.runs) / f"transfer-{method}-{target}"),
-                show_progress=False,
-                **{**pretrain_options(method), "batch_size": 128},
-            )
-            result = scores(own.evaluate(target, protocols=protocols, save=False))
-            results.setdefault(f"{method}, pretrained on the target", {})[target] = result
-            print(method, "in-domain", target, json.dumps(result), flush=True)
+            key = f"{method}|{target}|{args.minutes}"
+            if key not in cache:
+                options = {**pretrain_options(method), "batch_size": 128}
+                out = str(Path(args.runs) / f"transfer-{method}-{target}")
+                try:
+                    own = pretrain(
+                        target,
+                        method=method,
+                        time_budget=args.minutes,
+                        out=out,
+                        show_progress=False,
+                        **options,
+                    )
+                except FloatingPointError as err:  # bf16 overflow: the run's own advice
+                    own = pretrain(
+                        target,
+                        method=method,
+                        time_budget=args.minutes,
+                        out=out,
+                        show_progress=False,
+                        **{**options, "precision": "fp32"},
+                    )
+                    cache[f"{key}|note"] = f"{method} on {target}: bf16 failed ({err}); fp32"
+                remember(key, scores(own.evaluate(target, protocols=protocols, save=False)))
+            if f"{key}|note" in cache:
+                notes.append(cache[f"{key}|note"])
+            results.setdefault(f"{method}, pretrained on the target", {})[target] = cache[key]
+            print(method, "in-domain", target, json.dumps(cache[key]), flush=True)
 
     header = " | ".join(f"{t} {p}" for t in TARGETS for p in protocols)
     lines = [
@@ -88,8 +117,11 @@ def main() -> None:
     lines += [
         "| raw pixels | " + " | ".join(cells) + " |",
         "",
+        *(f"Note: {note}." for note in notes),
+        "",
         f"Machine: {_machine()}; load average before: {load_before}. Time: "
-        f"{(time.time() - started) / 60:.0f} minutes.",
+        f"{(time.time() - started) / 60:.0f} minutes (this invocation; results cached in "
+        f"runs/bench/transfer-results.json by an earlier one are not recomputed).",
         "",
         "Reproduce: `python benchmarks/methods.py && python benchmarks/transfer.py`.",
     ]
