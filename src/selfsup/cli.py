@@ -62,18 +62,29 @@ def print_evaluation(result: Evaluation, title: str) -> None:
 )
 def pretrain(
     data: Annotated[
-        str | None, typer.Argument(help="Folder, .npy/.npz file, or dataset name.")
+        str | None,
+        typer.Argument(
+            help="Folder, .npy/.npz file, dataset name, ucr:NAME, or a .ts/.csv/.parquet file "
+            "of series."
+        ),
     ] = None,
-    modality: Annotated[str | None, typer.Option(help="image (more to come).")] = None,
+    modality: Annotated[
+        str | None,
+        typer.Option(help="image or series (default: ucr: names and .ts files are series)."),
+    ] = None,
     method: Annotated[
         str | None,
         typer.Option(
             help="simclr, byol, vicreg, barlowtwins, mocov3, simsiam, nnclr, swav, dino, mae "
-            "or ijepa (mae and ijepa need a ViT backbone)."
+            "or ijepa (mae and ijepa need a ViT backbone); ts2vec for series (its default)."
         ),
     ] = None,
     backbone: Annotated[
-        str | None, typer.Option(help="small-cnn, resnet18/34/50, vit-tiny, vit-small.")
+        str | None,
+        typer.Option(
+            help="small-cnn, resnet18/34/50, vit-tiny, vit-small; series: ts2vec, "
+            "patch-transformer."
+        ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the data.")] = None,
     time_budget: Annotated[
@@ -120,12 +131,24 @@ def pretrain(
         bool | None,
         typer.Option("--keep-checkpoints", help="Keep every epoch's encoder weights."),
     ] = None,
+    id_column: Annotated[
+        str | None, typer.Option(help="Series in long form: the column naming the series.")
+    ] = None,
+    time_column: Annotated[
+        str | None, typer.Option(help="Series in long form: the column ordering the steps.")
+    ] = None,
+    label_column: Annotated[
+        str | None, typer.Option(help="Series tables: the column of class labels.")
+    ] = None,
 ) -> None:
     """Pretrain an encoder on unlabeled data; the run folder's path is printed at the end."""
     from selfsup.run import pretrain as run_pretrain
 
     options = {
         "modality": modality,
+        "id_column": id_column,
+        "time_column": time_column,
+        "label_column": label_column,
         "method": method,
         "backbone": backbone,
         "epochs": epochs,
@@ -197,9 +220,13 @@ def evaluate(
     test: Annotated[
         str | None, typer.Option(help="Held-out test data (default: official split or 80/20).")
     ] = None,
-    protocol: Annotated[str, typer.Option(help="Comma list: knn,linear,fewshot.")] = (
-        "knn,linear,fewshot"
-    ),
+    protocol: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma list of knn, linear, fewshot, svm (default: knn,linear,fewshot for "
+            "images; svm,knn,linear for series)."
+        ),
+    ] = None,
     shots: Annotated[int, typer.Option(help="Labels per class for few-shot.")] = 10,
     draws: Annotated[int, typer.Option(help="Random draws for few-shot.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of splits and draws.")] = 0,
@@ -217,7 +244,9 @@ def evaluate(
         metrics = load(run).evaluate_label_free(data, items=items, seed=seed)
         print_label_free(metrics, f"{run} on {data}: label-free metrics")
         return
-    protocols = tuple(p.strip() for p in protocol.split(",") if p.strip())
+    protocols = (
+        None if protocol is None else tuple(p.strip() for p in protocol.split(",") if p.strip())
+    )
     result = load(run).evaluate(data, test, protocols, shots=shots, draws=draws, seed=seed)
     print_evaluation(result, f"{run} on {data}")
 

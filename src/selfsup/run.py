@@ -33,6 +33,7 @@ from torch import nn
 from selfsup.config import PretrainConfig, load_config
 from selfsup.data import open_source, train_test_sources
 from selfsup.data.base import Source
+from selfsup.data.named import is_named_spec
 from selfsup.data.splits import hold_out
 from selfsup.embedding import EmbeddingFile, embed_source, write_embeddings
 from selfsup.encoder import Encoder
@@ -40,9 +41,9 @@ from selfsup.engine.monitor import BEST_WEIGHTS, EpochMonitor, load_encoder_weig
 from selfsup.engine.precision import resolve_precision
 from selfsup.engine.train import fit
 from selfsup.evaluation.labelfree import LabelFreeMetrics, measure_label_free
-from selfsup.evaluation.report import PROTOCOLS, Evaluation, evaluate_encoder
+from selfsup.evaluation.report import Evaluation, evaluate_encoder
 from selfsup.methods import METHODS, build_method
-from selfsup.views import method_views
+from selfsup.views import SeriesViews, method_views, series_method_views, series_recipe
 
 CONFIG_FILE = "config.yaml"
 TRAIN_FILE = "train.json"
@@ -70,9 +71,27 @@ class Run:
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, method={self.config.get('method')!r})"
 
-    @staticmethod
-    def _source(data: str | os.PathLike | Source) -> Source:
-        return data if isinstance(data, Source) else open_source(data)
+    def _source(self, data: str | os.PathLike | Source) -> Source:
+        """Open ``data`` as the run's modality, with the run's table column options."""
+        if isinstance(data, Source):
+            return data
+        cfg = self.config
+        return open_source(
+            data,
+            cfg.get("modality"),
+            id_column=cfg.get("id_column"),
+            time_column=cfg.get("time_column"),
+            label_column=cfg.get("label_column"),
+        )
+
+    def _split_source(self, data: str | os.PathLike | Source | None) -> Any:
+        """Named data stays a name (so its official test split is found), the rest opens."""
+        if data is None or isinstance(data, Source):
+            return data
+        text = str(data)
+        if text.startswith("ucr:") or is_named_spec(text):
+            return text
+        return self._source(data)
 
     def embed(self, data: str | os.PathLike | Source, batch_size: int = 512) -> np.ndarray:
         """Embeddings (n, D) of ``data`` (a path, dataset name or Source), in input order."""
@@ -88,7 +107,7 @@ class Run:
         self,
         data: str | os.PathLike | Source,
         test: str | os.PathLike | Source | None = None,
-        protocols: tuple[str, ...] = PROTOCOLS,
+        protocols: tuple[str, ...] | None = None,
         save: bool = True,
         **options: Any,
     ) -> Evaluation:
@@ -97,7 +116,7 @@ class Run:
         ``data`` is split into fit and test parts: a named dataset uses its official test
         split, otherwise ``test`` must be given or a stratified 80/20 split is made.
         """
-        train, held_out = train_test_sources(data, test)
+        train, held_out = train_test_sources(self._split_source(data), self._split_source(test))
         result = evaluate_encoder(self.encoder, train, held_out, protocols, **options)
         if save:
             result.save(self.path / f"evaluation-{_slug(train.name)}.json")
@@ -122,12 +141,15 @@ class Run:
         """
         source = self._source(data)
         spec = self.encoder.spec or {}
-        first = source.read_batch([0]).items
-        channels = spec.get("in_channels", first.shape[1])
-        size = spec.get("image_size", first.shape[-1])
-        method = METHODS[self.config.get("method", "simclr")]
+        method = METHODS[self.config.get("method") or "simclr"]
         views_options = {**self.config.get("views", {}), "local_views": 0}
-        views, _ = method_views(method, size, channels, **views_options)
+        if source.modality == "series":
+            views = monitor_views(method, views_options)
+        else:
+            first = source.read_batch([0]).items
+            channels = spec.get("in_channels", first.shape[1])
+            size = spec.get("image_size", first.shape[-1])
+            views, _ = method_views(method, size, channels, **views_options)
         result = measure_label_free(self.encoder, source, views, items, seed)
         if save:
             path = self.path / f"label-free-{_slug(source.name)}.json"
@@ -150,12 +172,25 @@ def _default_out(cfg: PretrainConfig) -> Path:
 
 
 def _image_statistics(source: Source, limit: int = 4096) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std over an evenly spaced sample of up to ``limit`` items."""
+    """Per-channel mean and std over an evenly spaced sample of up to ``limit`` items
+    (images or series; NaN values of series are left out)."""
     indices = np.linspace(0, len(source) - 1, min(limit, len(source))).astype(int)
     x = source.read_batch(indices.tolist()).items
-    mean = x.mean(dim=(0, 2, 3))
-    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
-    return mean.tolist(), std.tolist()
+    per_channel = x.transpose(0, 1).reshape(x.shape[1], -1).double()
+    present = ~torch.isnan(per_channel)
+    count = present.sum(dim=1).clamp_min(1)
+    mean = torch.nan_to_num(per_channel).sum(dim=1) / count
+    var = (torch.nan_to_num(per_channel - mean[:, None]) ** 2).sum(dim=1) / (count - 1).clamp_min(1)
+    return mean.float().tolist(), var.sqrt().clamp_min(1e-3).float().tolist()
+
+
+def monitor_views(method: Any, options: dict[str, Any]) -> nn.Module:
+    """Two augmented views per series for the label-free metrics: the method's own views,
+    or the generic series recipe for methods that take the batch as it is (TS2Vec)."""
+    views, recipe = series_method_views(method, **options)
+    if recipe.identity or views.num_views < 2:
+        return SeriesViews(series_recipe("series"), num_views=2)
+    return views
 
 
 def _checksum(module: nn.Module) -> torch.Tensor:
@@ -206,14 +241,20 @@ def pretrain(
         run_dir = Path(resume)
         saved = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
         allowed = {k: v for k, v in options.items() if k in ("epochs", "time_budget")}
-        cfg = load_config(None, **{**saved, **allowed})
+        cfg = load_config(None, **{**saved, **allowed}).resolved()
     else:
-        cfg = load_config(config, data=None if data is None else str(data), **options)
+        cfg = load_config(config, data=None if data is None else str(data), **options).resolved()
         run_dir = (
             Path(cfg.out) if cfg.out else Path(os.environ.get(_RUN_DIR_ENV) or _default_out(cfg))
         )
     if cfg.method not in METHODS:
         raise ValueError(f"unknown method {cfg.method!r}; available: {', '.join(sorted(METHODS))}")
+    if cfg.modality not in METHODS[cfg.method].modalities:
+        usable = sorted(m for m, c in METHODS.items() if cfg.modality in c.modalities)
+        raise ValueError(
+            f"method {cfg.method} does not work on {cfg.modality} data; methods that do: "
+            f"{', '.join(usable)}"
+        )
     # Processes started by Fabric's launcher inherit the environment, so they find this folder.
     os.environ[_RUN_DIR_ENV] = str(run_dir)
 
@@ -229,23 +270,44 @@ def pretrain(
     run_dir = Path(fabric.broadcast(str(run_dir), src=0))  # torchrun ranks agree on the folder
     fabric.seed_everything(cfg.seed, verbose=False)
 
-    source, held_out = hold_out(
-        open_source(cfg.data, image_size=cfg.image_size), cfg.monitor_items, cfg.seed
+    opened = open_source(
+        cfg.data,
+        cfg.modality,
+        image_size=cfg.image_size,
+        id_column=cfg.id_column,
+        time_column=cfg.time_column,
+        label_column=cfg.label_column,
     )
+    source, held_out = hold_out(opened, cfg.monitor_items, cfg.seed)
+    series = cfg.modality == "series"
     channels, size = source.read_batch([0]).items.shape[1], cfg.image_size
     size = size or int(source.read_batch([0]).items.shape[-1])
     if custom is not None:
         mean, std = _image_statistics(source)
-        encoder = Encoder(custom, feature_dim, mean, std)
+        encoder = Encoder(custom, feature_dim, mean, std, modality=cfg.modality)
     elif resume is not None:
         encoder = Encoder.load(run_dir)
+    elif series:
+        name = cfg.backbone or "ts2vec"
+        cfg = cfg.model_copy(update={"backbone": name})
+        mean, std = _image_statistics(source)
+        encoder = Encoder.build_series(name, channels, mean, std, **cfg.backbone_options)
     else:
         name = cfg.backbone or ("small-cnn" if size <= 32 else "resnet18")
         cfg = cfg.model_copy(update={"backbone": name, "image_size": size})
         mean, std = _image_statistics(source)
         encoder = Encoder.build(name, channels, size, mean, std, **cfg.backbone_options)
+    # A batch never asks for more items than one process's share of the data.
+    share = max(2, len(source) // (cfg.devices * cfg.num_nodes))
+    if cfg.batch_size > share:
+        cfg = cfg.model_copy(update={"batch_size": share})
     method = build_method(cfg.method, encoder, **cfg.method_options)
-    views, recipe = method_views(method, size, channels, **cfg.views)
+    if series:
+        views, recipe = series_method_views(method, **cfg.views)
+        watch = monitor_views(method, cfg.views)
+    else:
+        views, recipe = method_views(method, size, channels, **cfg.views)
+        watch = views
 
     if fabric.global_rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -258,7 +320,7 @@ def pretrain(
     if held_out is not None:
         monitor = EpochMonitor(
             held_out,
-            views,
+            watch,
             run_dir,
             select_by=cfg.select_by,
             stop_on_collapse=cfg.stop_on_collapse,

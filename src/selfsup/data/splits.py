@@ -67,10 +67,13 @@ def train_test_sources(
     """The split to fit probes on and the split to score them on.
 
     ``test`` when given; else a named dataset's official test split (``fashion-mnist`` pairs
-    with ``fashion-mnist:test``); else a deterministic stratified split of ``data``.
+    with ``fashion-mnist:test``, ``ucr:GunPoint`` with ``ucr:GunPoint:test``); else a
+    deterministic stratified split of ``data``.
     """
     if test is not None:
         return _open(data), _open(test)
+    if isinstance(data, str) and data.startswith("ucr:") and data.count(":") == 1:
+        return _open(data), _open(f"{data}:test")
     named = isinstance(data, str) and is_named_spec(data) and ":" not in data
     if named and "test" in named_splits(data):
         return _open(data), _open(f"{data}:test")

@@ -3,7 +3,7 @@
 Example:
     >>> sorted(METHODS)  # doctest: +NORMALIZE_WHITESPACE
     ['barlowtwins', 'byol', 'dino', 'ijepa', 'mae', 'mocov3', 'nnclr', 'simclr', 'simsiam',
-     'swav', 'vicreg']
+     'swav', 'ts2vec', 'vicreg']
 """
 
 from __future__ import annotations
@@ -22,11 +22,14 @@ from selfsup.methods.nnclr import NNCLR, nnclr_loss
 from selfsup.methods.simclr import SimCLR, nt_xent_loss
 from selfsup.methods.simsiam import SimSiam, simsiam_loss
 from selfsup.methods.swav import SwAV, sinkhorn_knopp, swapped_prediction_loss
+from selfsup.methods.ts2vec import TS2Vec, hierarchical_contrastive_loss
 from selfsup.methods.vicreg import VICReg, vicreg_loss
 
 METHODS: dict[str, type[Method]] = {
     m.name: m
-    for m in (SimCLR, BYOL, VICReg, BarlowTwins, MoCoV3, SimSiam, NNCLR, MAE, IJEPA, SwAV, DINO)
+    for m in (
+        SimCLR, BYOL, VICReg, BarlowTwins, MoCoV3, SimSiam, NNCLR, MAE, IJEPA, SwAV, DINO, TS2Vec
+    )
 }
 
 
@@ -50,11 +53,13 @@ __all__ = [
     "SimCLR",
     "SimSiam",
     "SwAV",
+    "TS2Vec",
     "VICReg",
     "barlow_twins_loss",
     "build_method",
     "byol_loss",
     "dino_loss",
+    "hierarchical_contrastive_loss",
     "ijepa_loss",
     "mae_loss",
     "mocov3_loss",
