@@ -4,11 +4,11 @@ import json
 
 import numpy as np
 import pytest
+from tests.series.conftest import make_waves, write_ts
 from typer.testing import CliRunner
 
 import selfsup
 from selfsup.cli import app
-from tests.series.conftest import make_waves, write_ts
 
 SMALL = {"hidden": 16, "out_dim": 32, "depth": 3}
 

@@ -3,10 +3,10 @@
 import numpy as np
 import pandas as pd
 import pytest
+from tests.series.conftest import write_ts
 
 from selfsup.data import EmptySourceError, infer_modality, open_source
 from selfsup.data.series import SeriesSource, read_ts_file, series_from_frame
-from tests.series.conftest import write_ts
 
 
 def test_ts_file_with_unequal_lengths_missing_values_and_channels(tmp_path):
@@ -27,7 +27,7 @@ def test_ts_file_errors_name_file_and_line(tmp_path):
     with pytest.raises(ValueError, match=r"bad.ts:5"):
         read_ts_file(path)
     path.write_text("1,2,3\n")
-    with pytest.raises(ValueError, match="bad.ts:1"):
+    with pytest.raises(ValueError, match=r"bad\.ts:1"):
         read_ts_file(path)
 
 
@@ -84,7 +84,7 @@ def test_modality_inference_and_unknown_ucr_set(monkeypatch, tmp_path):
     assert infer_modality(tmp_path / "a.ts") == "series"
     assert infer_modality("fashion-mnist") == "image"
     monkeypatch.setenv("SELFSUP_UCR_DIR", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="NoSuchSet_TRAIN.ts.*SELFSUP_UCR_DIR"):
+    with pytest.raises(FileNotFoundError, match=r"NoSuchSet_TRAIN\.ts.*SELFSUP_UCR_DIR"):
         open_source("ucr:NoSuchSet")
 
 
