@@ -161,7 +161,5 @@ def build_series_backbone(name: str, in_channels: int, **kwargs: Any) -> nn.Modu
         32
     """
     if name not in _SERIES_BUILDERS:
-        raise ValueError(
-            f"unknown series backbone {name!r}; known: {', '.join(_SERIES_BUILDERS)}"
-        )
+        raise ValueError(f"unknown series backbone {name!r}; known: {', '.join(_SERIES_BUILDERS)}")
     return _SERIES_BUILDERS[name](in_channels, **kwargs)

@@ -28,7 +28,18 @@ from selfsup.methods.vicreg import VICReg, vicreg_loss
 METHODS: dict[str, type[Method]] = {
     m.name: m
     for m in (
-        SimCLR, BYOL, VICReg, BarlowTwins, MoCoV3, SimSiam, NNCLR, MAE, IJEPA, SwAV, DINO, TS2Vec
+        SimCLR,
+        BYOL,
+        VICReg,
+        BarlowTwins,
+        MoCoV3,
+        SimSiam,
+        NNCLR,
+        MAE,
+        IJEPA,
+        SwAV,
+        DINO,
+        TS2Vec,
     )
 }
 
