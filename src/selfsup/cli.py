@@ -57,6 +57,11 @@ def print_evaluation(result: Evaluation, title: str) -> None:
     )
 
 
+def _comma_list(text: str | None) -> list[str] | None:
+    """``"a, b"`` -> ``["a", "b"]``; None stays None."""
+    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
+
+
 @app.command(
     epilog="Example: `selfsup pretrain ./photos --method byol --time-budget 30 --out runs/photos`"
 )
@@ -70,20 +75,24 @@ def pretrain(
     ] = None,
     modality: Annotated[
         str | None,
-        typer.Option(help="image or series (default: ucr: names and .ts files are series)."),
+        typer.Option(
+            help="image, series or tabular (default: ucr: names and .ts files are series, "
+            ".csv/.parquet files and named tables are tabular)."
+        ),
     ] = None,
     method: Annotated[
         str | None,
         typer.Option(
             help="simclr, byol, vicreg, barlowtwins, mocov3, simsiam, nnclr, swav, dino, mae "
-            "or ijepa (mae and ijepa need a ViT backbone); ts2vec for series (its default)."
+            "or ijepa (mae and ijepa need a ViT backbone); ts2vec for series, scarf or vime "
+            "for tables (their defaults)."
         ),
     ] = None,
     backbone: Annotated[
         str | None,
         typer.Option(
             help="small-cnn, resnet18/34/50, vit-tiny, vit-small; series: ts2vec, "
-            "patch-transformer."
+            "patch-transformer; tables: mlp."
         ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the data.")] = None,
@@ -138,7 +147,13 @@ def pretrain(
         str | None, typer.Option(help="Series in long form: the column ordering the steps.")
     ] = None,
     label_column: Annotated[
-        str | None, typer.Option(help="Series tables: the column of class labels.")
+        str | None, typer.Option(help="Tables: the column of class labels (not a feature).")
+    ] = None,
+    categorical_columns: Annotated[
+        str | None, typer.Option(help="Tables: comma list of columns to treat as categorical.")
+    ] = None,
+    drop_columns: Annotated[
+        str | None, typer.Option(help="Tables: comma list of columns to ignore (ids, text).")
     ] = None,
 ) -> None:
     """Pretrain an encoder on unlabeled data; the run folder's path is printed at the end."""
@@ -149,6 +164,8 @@ def pretrain(
         "id_column": id_column,
         "time_column": time_column,
         "label_column": label_column,
+        "categorical_columns": _comma_list(categorical_columns),
+        "drop_columns": _comma_list(drop_columns),
         "method": method,
         "backbone": backbone,
         "epochs": epochs,
@@ -223,8 +240,8 @@ def evaluate(
     protocol: Annotated[
         str | None,
         typer.Option(
-            help="Comma list of knn, linear, fewshot, svm (default: knn,linear,fewshot for "
-            "images; svm,knn,linear for series)."
+            help="Comma list of knn, linear, fewshot, svm, auroc (default: knn,linear,fewshot "
+            "for images; svm,knn,linear for series; linear,auroc,knn for tables)."
         ),
     ] = None,
     shots: Annotated[int, typer.Option(help="Labels per class for few-shot.")] = 10,

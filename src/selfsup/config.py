@@ -31,12 +31,13 @@ class PretrainConfig(BaseModel):
 
     Attributes:
         data: a path (folder, .npy/.npz) or a named dataset (``fashion-mnist``, ``digits``...).
-        modality: ``image`` or ``series``; by default inferred from the data (``ucr:`` names
-            and ``.ts`` files are series, the rest images).
+        modality: ``image``, ``series`` or ``tabular``; by default inferred from the data
+            (``ucr:`` names and ``.ts`` files are series, CSV/Parquet files and named tables
+            are tabular, the rest images).
         method: the objective id (``simclr``, ``byol``, ``vicreg``, ``barlowtwins``,
             ``mocov3``, ``simsiam``, ``nnclr``, ``swav``, ``dino``, ``mae``, ``ijepa``,
-            ``ts2vec``; see ``selfsup.methods.METHODS``); default ``simclr`` for images and
-            ``ts2vec`` for series.
+            ``ts2vec``, ``scarf``, ``vime``; see ``selfsup.methods.METHODS``); default
+            ``simclr`` for images, ``ts2vec`` for series and ``scarf`` for tables.
         backbone: the backbone name; by default ``small-cnn`` for images up to 32 pixels,
             ``resnet18`` above.
         backbone_options: extra keyword arguments of the backbone (``width``, ``patch_size``...).
@@ -75,13 +76,16 @@ class PretrainConfig(BaseModel):
             afterwards.
         id_column: series in a long-form table: the column naming each row's series.
         time_column: series in a long-form table: the column ordering a series' rows.
-        label_column: series in a table: the column of class labels.
+        label_column: tables and series tables: the column of class labels (not a feature).
+        categorical_columns: tables: columns to treat as categorical whatever their type.
+        numeric_columns: tables: columns to treat as numeric whatever their type.
+        drop_columns: tables: columns that are neither features nor labels (ids, free text).
     """
 
     model_config = ConfigDict(extra="forbid")
 
     data: str
-    modality: Literal["image", "series"] | None = None
+    modality: Literal["image", "series", "tabular"] | None = None
     method: str | None = None
     backbone: str | None = None
     backbone_options: dict[str, Any] = Field(default_factory=dict)
@@ -115,6 +119,9 @@ class PretrainConfig(BaseModel):
     id_column: str | None = None
     time_column: str | None = None
     label_column: str | None = None
+    categorical_columns: list[str] | None = None
+    numeric_columns: list[str] | None = None
+    drop_columns: list[str] = Field(default_factory=list)
 
     @field_validator("batch_size", "devices", "num_nodes", "log_every")
     @classmethod
@@ -146,16 +153,18 @@ class PretrainConfig(BaseModel):
 
     def resolved(self) -> PretrainConfig:
         """A copy with the modality's defaults filled in: the modality inferred from the data,
-        the method (``simclr`` for images, ``ts2vec`` for series), the batch size (256, or 8
+        the method (``simclr`` for images, ``ts2vec`` for series, ``scarf`` for tables), the
+        batch size (256, or 8
         for series) and, for series, the learning rate 0.001 (TS2Vec's)."""
         from selfsup.data import infer_modality
 
         modality = self.modality or infer_modality(self.data)
         series = modality == "series"
+        default_method = {"series": "ts2vec", "tabular": "scarf"}.get(modality, "simclr")
         return self.model_copy(
             update={
                 "modality": modality,
-                "method": self.method or ("ts2vec" if series else "simclr"),
+                "method": self.method or default_method,
                 "batch_size": self.batch_size or (8 if series else 256),
                 "lr": 1e-3 if self.lr is None and series else self.lr,
             }

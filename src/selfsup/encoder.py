@@ -26,12 +26,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from selfsup.backbones import build_backbone, build_series_backbone
+from selfsup.backbones import TabularMLP, build_backbone, build_series_backbone
 
 WEIGHTS_FILE = "encoder.safetensors"
 SPEC_FILE = "encoder.json"
 #: Shape of the normalization statistics per modality (they broadcast over the batch).
-_STAT_SHAPES = {"image": (1, -1, 1, 1), "series": (1, -1, 1)}
+_STAT_SHAPES = {"image": (1, -1, 1, 1), "series": (1, -1, 1), "tabular": (1, -1)}
 
 
 class Encoder(nn.Module):
@@ -44,8 +44,9 @@ class Encoder(nn.Module):
         std: per-channel standard deviation dividing the input.
         spec: how to rebuild the backbone (name, in_channels, image_size, options); None for a
             custom module passed from Python.
-        modality: ``image`` (statistics per channel of (n, C, H, W)) or ``series`` (per
-            channel of (n, C, length)).
+        modality: ``image`` (statistics per channel of (n, C, H, W)), ``series`` (per
+            channel of (n, C, length)) or ``tabular`` (per column of (n, columns); tables come
+            standardized by their preprocessor, so these stay 0 and 1).
     """
 
     def __init__(
@@ -117,6 +118,32 @@ class Encoder(nn.Module):
         mean = mean if mean is not None else [0.0] * in_channels
         std = std if std is not None else [1.0] * in_channels
         return cls(module, mean=mean, std=std, spec=spec, modality="series")
+
+    @classmethod
+    def build_tabular(
+        cls, numeric: int, cardinalities: Sequence[int] = (), backbone: str = "mlp", **options: Any
+    ) -> Encoder:
+        """Build a tabular encoder (the ``mlp`` backbone) for rows encoded by a
+        ``TablePreprocessor`` with ``numeric`` numeric columns and these categorical
+        ``cardinalities``.
+
+        Example:
+            >>> enc = Encoder.build_tabular(numeric=2, cardinalities=[3], hidden=8, depth=1)
+            >>> enc(torch.tensor([[0.5, -0.5, 2.0], [0.0, 1.0, 0.0]])).shape
+            torch.Size([2, 8])
+        """
+        if backbone != "mlp":
+            raise ValueError(f"unknown tabular backbone {backbone!r}; known: mlp")
+        module = TabularMLP(numeric, list(cardinalities), **options)
+        spec = {
+            "modality": "tabular",
+            "backbone": backbone,
+            "numeric": numeric,
+            "cardinalities": list(cardinalities),
+            "options": options,
+        }
+        width = module.in_features
+        return cls(module, mean=[0.0] * width, std=[1.0] * width, spec=spec, modality="tabular")
 
     @property
     def device(self) -> torch.device:
@@ -195,6 +222,10 @@ class Encoder(nn.Module):
                 )
             modality = spec.get("modality", "image")
             encoder = cls(backbone, spec["feature_dim"], spec["mean"], spec["std"], None, modality)
+        elif spec.get("modality") == "tabular":
+            encoder = cls.build_tabular(
+                spec["numeric"], spec["cardinalities"], spec["backbone"], **spec["options"]
+            )
         elif spec.get("modality", "image") == "series":
             encoder = cls.build_series(
                 spec["backbone"], spec["in_channels"], spec["mean"], spec["std"], **spec["options"]

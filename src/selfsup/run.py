@@ -26,6 +26,7 @@ from typing import Any
 
 import lightning
 import numpy as np
+import pandas as pd
 import torch
 import yaml
 from torch import nn
@@ -35,6 +36,7 @@ from selfsup.data import open_source, train_test_sources
 from selfsup.data.base import Source
 from selfsup.data.named import is_named_spec
 from selfsup.data.splits import hold_out
+from selfsup.data.tabular import PREPROCESSOR_FILE, TablePreprocessor, is_tabular_spec
 from selfsup.embedding import EmbeddingFile, embed_source, write_embeddings
 from selfsup.encoder import Encoder
 from selfsup.engine.monitor import BEST_WEIGHTS, EpochMonitor, load_encoder_weights
@@ -43,7 +45,15 @@ from selfsup.engine.train import fit
 from selfsup.evaluation.labelfree import LabelFreeMetrics, measure_label_free
 from selfsup.evaluation.report import Evaluation, evaluate_encoder
 from selfsup.methods import METHODS, build_method
-from selfsup.views import SeriesViews, method_views, series_method_views, series_recipe
+from selfsup.views import (
+    SeriesViews,
+    TabularViews,
+    method_views,
+    series_method_views,
+    series_recipe,
+    tabular_method_views,
+    tabular_recipe,
+)
 
 CONFIG_FILE = "config.yaml"
 TRAIN_FILE = "train.json"
@@ -76,12 +86,17 @@ class Run:
         if isinstance(data, Source):
             return data
         cfg = self.config
+        options: dict[str, Any] = {}
+        if (self.path / PREPROCESSOR_FILE).exists():  # tables: encode as in training
+            options["preprocessor"] = TablePreprocessor.load(self.path)
+            options["drop_columns"] = cfg.get("drop_columns")
         return open_source(
             data,
             cfg.get("modality"),
             id_column=cfg.get("id_column"),
             time_column=cfg.get("time_column"),
             label_column=cfg.get("label_column"),
+            **options,
         )
 
     def _split_source(self, data: str | os.PathLike | Source | None) -> Any:
@@ -116,6 +131,8 @@ class Run:
         ``data`` is split into fit and test parts: a named dataset uses its official test
         split, otherwise ``test`` must be given or a stratified 80/20 split is made.
         """
+        if test is None and isinstance(data, str) and is_tabular_spec(data):
+            test = data.removesuffix(":train") + ":test"  # a named table's official split
         train, held_out = train_test_sources(self._split_source(data), self._split_source(test))
         result = evaluate_encoder(self.encoder, train, held_out, protocols, **options)
         if save:
@@ -184,9 +201,15 @@ def _image_statistics(source: Source, limit: int = 4096) -> tuple[list[float], l
     return mean.float().tolist(), var.sqrt().clamp_min(1e-3).float().tolist()
 
 
-def monitor_views(method: Any, options: dict[str, Any]) -> nn.Module:
-    """Two augmented views per series for the label-free metrics: the method's own views,
-    or the generic series recipe for methods that take the batch as it is (TS2Vec)."""
+def monitor_views(method: Any, options: dict[str, Any], modality: str = "series") -> nn.Module:
+    """Two augmented views per series or table row for the label-free metrics: the method's
+    own views, or the modality's generic recipe for methods that take the batch as it is
+    (TS2Vec, VIME) or keep one view clean (SCARF)."""
+    if modality == "tabular":
+        views, recipe = tabular_method_views(method, **options)
+        if recipe.identity or recipe.keep_first or views.num_views < 2:
+            return TabularViews(tabular_recipe("tabular"), num_views=2)
+        return views
     views, recipe = series_method_views(method, **options)
     if recipe.identity or views.num_views < 2:
         return SeriesViews(series_recipe("series"), num_views=2)
@@ -212,8 +235,85 @@ def _machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
+def _open_training_data(
+    cfg: PretrainConfig, frame: pd.DataFrame | None = None, encoding: Path | None = None
+) -> Source:
+    """The training data the config names (or ``frame``); a resumed table run reuses the
+    column encoding saved in its folder."""
+    preprocessor = None
+    if encoding is not None and encoding.exists():
+        preprocessor = TablePreprocessor.load(encoding.parent)
+    return open_source(
+        cfg.data if frame is None else frame,
+        cfg.modality,
+        image_size=cfg.image_size,
+        id_column=cfg.id_column,
+        time_column=cfg.time_column,
+        label_column=cfg.label_column,
+        categorical_columns=cfg.categorical_columns,
+        numeric_columns=cfg.numeric_columns,
+        drop_columns=cfg.drop_columns,
+        preprocessor=preprocessor,
+    )
+
+
+def _build_encoder(
+    cfg: PretrainConfig,
+    source: Source,
+    custom: nn.Module | None,
+    feature_dim: int | None,
+    run_dir: Path,
+    resume: bool,
+) -> tuple[Encoder, PretrainConfig]:
+    """The encoder to train (rebuilt from the run folder on resume), and the config with the
+    backbone (and image size) it chose filled in."""
+    if resume:
+        return Encoder.load(run_dir, custom), cfg
+    first = source.read_batch([0]).items
+    if cfg.modality == "tabular":
+        pre = source.preprocessor  # type: ignore[attr-defined]
+        if custom is not None:
+            width = pre.numeric_width + len(pre.cardinalities)
+            return Encoder(
+                custom, feature_dim, [0.0] * width, [1.0] * width, modality="tabular"
+            ), cfg
+        name = cfg.backbone or "mlp"
+        encoder = Encoder.build_tabular(
+            pre.numeric_width, pre.cardinalities, name, **cfg.backbone_options
+        )
+        return encoder, cfg.model_copy(update={"backbone": name})
+    mean, std = _image_statistics(source)
+    if custom is not None:
+        return Encoder(custom, feature_dim, mean, std, modality=cfg.modality), cfg
+    channels = first.shape[1]
+    if cfg.modality == "series":
+        name = cfg.backbone or "ts2vec"
+        encoder = Encoder.build_series(name, channels, mean, std, **cfg.backbone_options)
+        return encoder, cfg.model_copy(update={"backbone": name})
+    size = cfg.image_size or int(first.shape[-1])
+    name = cfg.backbone or ("small-cnn" if size <= 32 else "resnet18")
+    encoder = Encoder.build(name, channels, size, mean, std, **cfg.backbone_options)
+    return encoder, cfg.model_copy(update={"backbone": name, "image_size": size})
+
+
+def _training_views(
+    cfg: PretrainConfig, method: Any, source: Source
+) -> tuple[nn.Module, Any, nn.Module]:
+    """The views the method trains on, their recipe, and the two-view module the label-free
+    monitor measures with."""
+    if cfg.modality == "series":
+        views, recipe = series_method_views(method, **cfg.views)
+        return views, recipe, monitor_views(method, cfg.views, "series")
+    if cfg.modality == "tabular":
+        views, recipe = tabular_method_views(method, **cfg.views)
+        return views, recipe, monitor_views(method, cfg.views, "tabular")
+    channels = source.read_batch([0]).items.shape[1]
+    views, recipe = method_views(method, cfg.image_size, channels, **cfg.views)
+    return views, recipe, views
+
+
 def pretrain(
-    data: str | os.PathLike | None = None,
+    data: str | os.PathLike | Source | pd.DataFrame | None = None,
     *,
     config: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
@@ -237,6 +337,14 @@ def pretrain(
     feature_dim = options.pop("feature_dim", None)
     if isinstance(backbone, str):
         options["backbone"] = backbone
+    in_memory = None if data is None or isinstance(data, (str, os.PathLike)) else data
+    if in_memory is not None:  # a Source or a DataFrame from Python
+        if isinstance(in_memory, pd.DataFrame):
+            options.setdefault("modality", "tabular")
+            data = "DataFrame"
+        else:
+            options.setdefault("modality", in_memory.modality)
+            data = in_memory.name
     if resume is not None:
         run_dir = Path(resume)
         saved = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
@@ -270,50 +378,28 @@ def pretrain(
     run_dir = Path(fabric.broadcast(str(run_dir), src=0))  # torchrun ranks agree on the folder
     fabric.seed_everything(cfg.seed, verbose=False)
 
-    opened = open_source(
-        cfg.data,
-        cfg.modality,
-        image_size=cfg.image_size,
-        id_column=cfg.id_column,
-        time_column=cfg.time_column,
-        label_column=cfg.label_column,
-    )
-    source, held_out = hold_out(opened, cfg.monitor_items, cfg.seed)
-    series = cfg.modality == "series"
-    channels, size = source.read_batch([0]).items.shape[1], cfg.image_size
-    size = size or int(source.read_batch([0]).items.shape[-1])
-    if custom is not None:
-        mean, std = _image_statistics(source)
-        encoder = Encoder(custom, feature_dim, mean, std, modality=cfg.modality)
-    elif resume is not None:
-        encoder = Encoder.load(run_dir)
-    elif series:
-        name = cfg.backbone or "ts2vec"
-        cfg = cfg.model_copy(update={"backbone": name})
-        mean, std = _image_statistics(source)
-        encoder = Encoder.build_series(name, channels, mean, std, **cfg.backbone_options)
+    if isinstance(in_memory, Source):
+        opened = in_memory
     else:
-        name = cfg.backbone or ("small-cnn" if size <= 32 else "resnet18")
-        cfg = cfg.model_copy(update={"backbone": name, "image_size": size})
-        mean, std = _image_statistics(source)
-        encoder = Encoder.build(name, channels, size, mean, std, **cfg.backbone_options)
+        saved_encoding = run_dir / PREPROCESSOR_FILE if resume is not None else None
+        opened = _open_training_data(cfg, in_memory, saved_encoding)
+    source, held_out = hold_out(opened, cfg.monitor_items, cfg.seed)
+    encoder, cfg = _build_encoder(cfg, source, custom, feature_dim, run_dir, resume is not None)
     # A batch never asks for more items than one process's share of the data.
     share = max(2, len(source) // (cfg.devices * cfg.num_nodes))
     if cfg.batch_size > share:
         cfg = cfg.model_copy(update={"batch_size": share})
     method = build_method(cfg.method, encoder, **cfg.method_options)
-    if series:
-        views, recipe = series_method_views(method, **cfg.views)
-        watch = monitor_views(method, cfg.views)
-    else:
-        views, recipe = method_views(method, size, channels, **cfg.views)
-        watch = views
+    views, recipe, watch = _training_views(cfg, method, source)
 
     if fabric.global_rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / CONFIG_FILE).write_text(cfg.to_yaml())
         if resume is None:
             encoder.save(run_dir)  # the initial encoder: a resumed run rebuilds it from here
+            preprocessor = getattr(opened, "preprocessor", None)
+            if preprocessor is not None:  # tables: the fitted column encoding
+                preprocessor.save(run_dir)
     fabric.barrier()
 
     monitor = None

@@ -19,6 +19,7 @@ from typing import Any
 
 from torch import nn
 
+from selfsup.backbones.mlp import TabularMLP
 from selfsup.backbones.resnet import ResNet
 from selfsup.backbones.series import DilatedConvEncoder, PatchTransformer
 from selfsup.backbones.small_cnn import SmallCNN
@@ -30,6 +31,7 @@ __all__ = [
     "PatchTransformer",
     "ResNet",
     "SmallCNN",
+    "TabularMLP",
     "VisionTransformer",
     "backbone_names",
     "build_backbone",

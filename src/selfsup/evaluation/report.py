@@ -39,8 +39,13 @@ from selfsup.evaluation.linear import linear_probe
 from selfsup.evaluation.svm import svm_accuracy
 
 #: The protocols an evaluation runs by default, per modality (``svm`` is TS2Vec's).
-DEFAULT_PROTOCOLS = {"image": ("knn", "linear", "fewshot"), "series": ("svm", "knn", "linear")}
-PROTOCOLS = ("knn", "linear", "fewshot", "svm")
+DEFAULT_PROTOCOLS = {
+    "image": ("knn", "linear", "fewshot"),
+    "series": ("svm", "knn", "linear"),
+    "tabular": ("linear", "auroc", "knn"),
+}
+#: ``auroc`` is the linear probe's ROC AUC (for imbalanced labels).
+PROTOCOLS = ("knn", "linear", "fewshot", "svm", "auroc")
 #: Raw-pixel baselines use images of at most this side, so they fit in memory for any data.
 RAW_MAX_SIDE = 32
 
@@ -88,7 +93,7 @@ class Evaluation:
 
 def raw_features(source: Source, batch_size: int = 1024) -> np.ndarray:
     """Flattened raw inputs (images downsized to at most ``RAW_MAX_SIDE``; series with their
-    absent steps as 0), for baselines."""
+    absent steps as 0; table rows encoded, categories one-hot), for baselines."""
     chunks = []
     n = len(source)
     for start in range(0, n, batch_size):
@@ -96,6 +101,8 @@ def raw_features(source: Source, batch_size: int = 1024) -> np.ndarray:
         x = batch.items
         if source.modality == "series":
             x = torch.nan_to_num(x, nan=0.0)
+        elif getattr(source, "preprocessor", None) is not None:  # tables: codes as one-hot
+            x = torch.from_numpy(source.preprocessor.one_hot(x.numpy()))
         elif x.shape[-1] > RAW_MAX_SIDE:
             x = conform_images(x, x.shape[1], RAW_MAX_SIDE)
         block = torch.full((min(batch_size, n - start), *x.shape[1:]), float("nan"))
@@ -133,7 +140,7 @@ def evaluate_encoder(
         encoder: the frozen encoder.
         train: labelled items the probes are fitted on.
         test: labelled items the probes are scored on.
-        protocols: any of ``knn``, ``linear``, ``fewshot``, ``svm``; by default
+        protocols: any of ``knn``, ``linear``, ``fewshot``, ``svm``, ``auroc``; by default
             ``DEFAULT_PROTOCOLS`` of the data's modality.
         k: neighbours for kNN.
         shots: labels per class for few-shot.
@@ -167,9 +174,12 @@ def evaluate_encoder(
                 detail["k"] = k
             elif protocol == "svm":
                 scores[kind] = svm_accuracy(x_train, y_train, x_test, y_test, seed=seed)
-            elif protocol == "linear":
+            elif protocol in ("linear", "auroc"):
                 result = linear_probe(x_train, y_train, x_test, y_test, seed=seed)
-                scores[kind] = result.accuracy
+                if protocol == "auroc":
+                    scores[kind] = float("nan") if result.auroc is None else result.auroc
+                else:
+                    scores[kind] = result.accuracy
                 detail[f"weight_decay_{kind}"] = result.weight_decay
             else:
                 result = few_shot(

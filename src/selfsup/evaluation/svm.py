@@ -9,7 +9,7 @@ Example:
     >>> import numpy as np
     >>> rng = np.random.default_rng(0)
     >>> y = np.repeat([0, 1], 40)
-    >>> x = rng.normal(size=(80, 3)) + 3 * y[:, None]
+    >>> x = rng.normal(size=(80, 3)) + 8 * y[:, None]
     >>> svm_accuracy(x, y, x, y)
     1.0
 """

@@ -7,14 +7,26 @@ from selfsup.views.series import (
     series_method_views,
     series_recipe,
 )
+from selfsup.views.tabular import (
+    TabularViewRecipe,
+    TabularViews,
+    marginal_corruption,
+    tabular_method_views,
+    tabular_recipe,
+)
 
 __all__ = [
     "ImageViewRecipe",
     "ImageViews",
     "SeriesViewRecipe",
     "SeriesViews",
+    "TabularViewRecipe",
+    "TabularViews",
     "image_recipe",
+    "marginal_corruption",
     "method_views",
     "series_method_views",
     "series_recipe",
+    "tabular_method_views",
+    "tabular_recipe",
 ]
