@@ -49,7 +49,8 @@ def minirocket(name: str, seed: int) -> tuple[float, float]:
         if (src.lengths == src.length).all() and not np.isnan(src.values).any():
             return src.values.astype(np.float64)
         # Unequal lengths: aeon takes a list of (channels, length) arrays.
-        return [np.nan_to_num(v[:, :n]).astype(np.float64) for v, n in zip(src.values, src.lengths)]
+        pairs = zip(src.values, src.lengths, strict=True)
+        return [np.nan_to_num(v[:, :n]).astype(np.float64) for v, n in pairs]
 
     model = MiniRocketClassifier(random_state=seed)
     started = time.perf_counter()
@@ -89,7 +90,10 @@ def main() -> None:
             )
             print(name, seed, json.dumps(runs[-1]), flush=True)
         rocket, rocket_seconds = minirocket(name, seed=0)
-        mean = lambda key, i: float(np.mean([r["scores"][key][i] for r in runs]))  # noqa: E731
+
+        def mean(key: str, i: int, runs: list[dict] = runs) -> float:
+            return float(np.mean([r["scores"][key][i] for r in runs]))
+
         row = {
             "dataset": name,
             "split": f"{len(train)}/{len(test)}",

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from tests.tabular.conftest import make_table
 
 import selfsup
 from selfsup.encoder import Encoder
@@ -13,7 +14,6 @@ from selfsup.methods import SCARF, VIME
 from selfsup.methods.scarf import scarf_loss
 from selfsup.methods.vime import vime_loss
 from selfsup.views import marginal_corruption
-from tests.tabular.conftest import make_table
 
 
 def test_scarf_loss_matches_a_hand_computation():

@@ -3,11 +3,11 @@
 import json
 
 import numpy as np
+from tests.tabular.conftest import make_table
 from typer.testing import CliRunner
 
 import selfsup
 from selfsup.cli import app
-from tests.tabular.conftest import make_table
 
 
 def test_dataframe_pretrain_evaluate_and_reload(tmp_path):

@@ -3,9 +3,9 @@
 import numpy as np
 import pandas as pd
 import pytest
+from tests.tabular.conftest import make_table
 
 from selfsup.data import EmptySourceError, TablePreprocessor, TabularSource, open_source
-from tests.tabular.conftest import make_table
 
 
 def test_dataframe_with_nans_and_a_categorical_column():
