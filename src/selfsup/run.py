@@ -81,6 +81,11 @@ class Run:
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, method={self.config.get('method')!r})"
 
+    def source_encoding(self) -> TablePreprocessor | None:
+        """The column encoding a table run was trained with (None for other modalities)."""
+        path = self.path / PREPROCESSOR_FILE
+        return TablePreprocessor.load(self.path) if path.exists() else None
+
     def _source(self, data: str | os.PathLike | Source) -> Source:
         """Open ``data`` as the run's modality, with the run's table column options."""
         if isinstance(data, Source):
