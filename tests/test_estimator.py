@@ -6,10 +6,10 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-
-from selfsup import SelfSupervisedEncoder
 from tests.series.conftest import make_waves
 from tests.tabular.conftest import make_table
+
+from selfsup import SelfSupervisedEncoder
 
 SMALL_MLP = {"hidden": 16, "depth": 2}
 
