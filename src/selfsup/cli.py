@@ -309,21 +309,49 @@ def datasets_list() -> None:
         )
         if not d["installed"]:
             missing.append(f"{d['name']}: {d['install']}")
+    from selfsup.data.tabular import describe_tables
+
+    for d in describe_tables():
+        table.add_row(
+            d["name"],
+            "tabular",
+            "train, test",
+            d["size"],
+            "yes" if d["installed"] else "no",
+            d["description"],
+        )
+        if not d["installed"]:
+            missing.append(f"{d['name']}: {d['install']}")
     console.print(table)
     for line in missing:
         console.print(f"[yellow]not installed[/yellow] {line}")
+    from selfsup.data.series import ucr_dirs, ucr_names
+
+    names = ucr_names()
+    if names:
+        where = ", ".join(str(d) for d in ucr_dirs())
+        console.print(f"series sets, as ucr:NAME (and ucr:NAME:test), from {where}:")
+        console.print("  " + ", ".join(names))
+    else:
+        console.print(
+            "[yellow]no UCR/UEA series sets found[/yellow]: pip install aeon, or set "
+            "$SELFSUP_UCR_DIR to a folder of NAME/NAME_TRAIN.ts files"
+        )
 
 
 @datasets_app.command("show", epilog="Example: `selfsup datasets show fashion-mnist:test`")
 def datasets_show(
     data: Annotated[str, typer.Argument(help="Dataset name, folder or file.")],
+    modality: Annotated[
+        str | None, typer.Option(help="image, series or tabular (default: inferred).")
+    ] = None,
 ) -> None:
     """Describe a dataset: size, item shape, classes and counts."""
     import numpy as np
 
     from selfsup.data import open_source
 
-    source = open_source(data)
+    source = open_source(data, modality)
     first = source.read_batch([0]).items
     info = {"name": source.name, "items": len(source), "item_shape": list(first.shape[1:])}
     if source.labels is not None:

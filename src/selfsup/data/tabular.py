@@ -307,6 +307,28 @@ _TABLES = {
 }
 
 
+def describe_tables() -> list[dict[str, Any]]:
+    """One entry per named table for ``selfsup datasets list``: name, size, description,
+    whether it is installed and how to install it."""
+    islp = importlib.util.find_spec("ISLP") is not None
+    return [
+        {
+            "name": "breast-cancer",
+            "size": "456 / 113",
+            "description": _TABLES["breast-cancer"],
+            "installed": importlib.util.find_spec("sklearn") is not None,
+            "install": "pip install scikit-learn",
+        },
+        {
+            "name": "islp:Default",
+            "size": "8000 / 2000",
+            "description": _TABLES["islp:Default"],
+            "installed": islp,
+            "install": "pip install --no-deps ISLP==0.6.0",
+        },
+    ]
+
+
 def tabular_names() -> list[str]:
     """The named tables (each with a stratified 80/20 ``:test`` split, seed 0)."""
     return list(_TABLES)
