@@ -210,13 +210,30 @@ def _is_rank_zero() -> bool:
 @app.command(epilog="Example: `selfsup embed runs/my-run ./photos --out embeddings.parquet`")
 def embed(
     run: Annotated[Path, typer.Argument(help="Run folder.")],
-    data: Annotated[str, typer.Argument(help="Folder, .npy/.npz file, or dataset name.")],
+    data: Annotated[
+        str, typer.Argument(help="Folder, file (.npy/.npz, .ts, .csv, .parquet) or dataset name.")
+    ],
     out: Annotated[Path, typer.Option(help="Output file: .npy or .parquet.")],
     batch_size: Annotated[int, typer.Option(help="Items per batch (bounds memory).")] = 512,
+    per_timestamp: Annotated[
+        bool,
+        typer.Option(
+            "--per-timestamp", help="Series: one embedding per time step, (n, length, D) .npy."
+        ),
+    ] = False,
 ) -> None:
     """Write one embedding per item (input order kept) to .npy or .parquet."""
+    import numpy as np
+
     from selfsup.run import load
 
+    if per_timestamp:
+        if out.suffix != ".npy":
+            raise typer.BadParameter("--per-timestamp writes a .npy file", param_hint="--out")
+        steps = load(run).embed_timestamps(data)
+        np.save(out, steps)
+        console.print(f"wrote embeddings per time step, shape {steps.shape}, to {out}")
+        return
     result = load(run).embed_to_file(data, out, batch_size)
     console.print(f"wrote {result.rows} embeddings of size {result.dim} to {result.path}")
     if result.skipped:

@@ -117,6 +117,29 @@ class Run:
         """Embeddings (n, D) of ``data`` (a path, dataset name or Source), in input order."""
         return embed_source(self.encoder, self._source(data), batch_size)
 
+    def embed_timestamps(
+        self, data: str | os.PathLike | Source, batch_size: int = 64
+    ) -> np.ndarray:
+        """Embeddings per time step ``(n, length, D)`` of series data, NaN at absent steps
+        (missing values and the padding of shorter series).
+
+        Raises:
+            TypeError: the run is not a series run with per-step features.
+        """
+        source = self._source(data)
+        if source.modality != "series":
+            raise TypeError(f"{source.name}: per-time-step embeddings need series data")
+        self.encoder.eval()
+        parts = []
+        with torch.no_grad():
+            for start in range(0, len(source), batch_size):
+                rows = list(range(start, min(len(source), start + batch_size)))
+                x = source.read_batch(rows).items.to(self.encoder.device)
+                steps = self.encoder.timestamps(x).float()
+                absent = torch.isnan(x).all(dim=1)
+                parts.append(steps.masked_fill(absent[..., None], float("nan")).cpu().numpy())
+        return np.concatenate(parts)
+
     def embed_to_file(
         self, data: str | os.PathLike | Source, out: str | os.PathLike, batch_size: int = 512
     ) -> EmbeddingFile:

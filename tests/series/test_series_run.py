@@ -41,8 +41,15 @@ def test_ts2vec_pretrain_evaluate_and_reload(ucr_waves, tmp_path):
         again.embed(f"{ucr_waves}:test"), run.embed(f"{ucr_waves}:test"), atol=1e-5
     )
     assert run.embed(ucr_waves).shape == (60, 32)
-    stamps = again.encoder.timestamps(again._source(ucr_waves).read_batch([0, 1]).items)
-    assert stamps.shape == (2, 40, 32)
+    stamps = again.embed_timestamps(ucr_waves)
+    assert stamps.shape == (60, 40, 32)
+    assert np.isnan(stamps[1, 35:]).all() and np.isfinite(stamps[1, :35]).all()  # length 35
+    out = tmp_path / "steps.npy"
+    result = CliRunner().invoke(
+        app, ["embed", str(run.path), ucr_waves, "--out", str(out), "--per-timestamp"]
+    )
+    assert result.exit_code == 0, result.output
+    assert np.load(out).shape == (60, 40, 32)
 
 
 def test_image_only_method_on_series_is_refused(ucr_waves, tmp_path):
