@@ -26,7 +26,6 @@ from selfsup.encoder import Encoder
 from selfsup.engine.precision import cpu_has_fast_bf16
 from selfsup.engine.progress import TrainingProgress
 
-
 #: Series are embedded in batches of at most this many time steps in all, so memory stays
 #: bounded (a 320-d TS2Vec feature map of 2^18 steps is 335 MB) whatever the series length.
 SERIES_STEPS_PER_BATCH = 2**18

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from selfsup.data.base import Batch, EmptySourceError, Source
+from selfsup.data.base import Batch, EmptySourceError, Source, checked_rows
 
 # The first bytes of each array file type (a .npz is a zip archive).
 _MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK"}
@@ -218,11 +218,7 @@ class ArraySource(Source):
 
     def read_batch(self, indices: Sequence[int]) -> Batch:
         """Images at ``indices`` as one float32 tensor (n, C, H, W); nothing is ever skipped."""
-        rows = np.asarray(indices, dtype=np.int64).reshape(-1)
-        n = len(self)
-        if rows.size and (rows.min() < 0 or rows.max() >= n):
-            bad = rows[(rows < 0) | (rows >= n)][0]
-            raise IndexError(f"index {bad} out of range for {self.name} with {n} items")
+        rows = checked_rows(indices, len(self), self.name)
         chunk = self._array[rows]
         if self._layout == "nhw":
             chunk = chunk[:, None]

@@ -63,6 +63,23 @@ class Batch:
     skipped: list[SkippedItem] = field(default_factory=list)
 
 
+def checked_rows(indices: Sequence[int], n: int, name: str) -> np.ndarray:
+    """``indices`` as an int64 array, after checking each lies in ``0..n-1``.
+
+    Raises:
+        IndexError: an index out of range; the message names it and the source.
+
+    Example:
+        >>> checked_rows([2, 0], 3, "x").tolist()
+        [2, 0]
+    """
+    rows = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if rows.size and (rows.min() < 0 or rows.max() >= n):
+        bad = rows[(rows < 0) | (rows >= n)][0]
+        raise IndexError(f"index {bad} out of range for {name} with {n} items")
+    return rows
+
+
 class Source(abc.ABC):
     """A finite, indexable collection of items of one modality.
 

@@ -24,7 +24,7 @@ import pandas as pd
 import torch
 
 from selfsup.data.arrays import RowIds, encode_labels
-from selfsup.data.base import Batch, EmptySourceError, Source
+from selfsup.data.base import Batch, EmptySourceError, Source, checked_rows
 
 #: Environment variable naming extra folders (``:``-separated) that hold UCR/UEA sets laid
 #: out as the archive is (``NAME/NAME_TRAIN.ts``, ``NAME/NAME_TEST.ts``).
@@ -152,11 +152,7 @@ class SeriesSource(Source):
 
     def read_batch(self, indices: Sequence[int]) -> Batch:
         """Series at ``indices`` as one tensor (n, channels, length); nothing is skipped."""
-        rows = np.asarray(indices, dtype=np.int64).reshape(-1)
-        n = len(self)
-        if rows.size and (rows.min() < 0 or rows.max() >= n):
-            bad = rows[(rows < 0) | (rows >= n)][0]
-            raise IndexError(f"index {bad} out of range for {self.name} with {n} items")
+        rows = checked_rows(indices, len(self), self.name)
         return Batch(torch.from_numpy(self.values[rows]), rows.tolist(), [])
 
 

@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 
 from selfsup.data.arrays import RowIds, encode_labels
-from selfsup.data.base import Batch, EmptySourceError, Source
+from selfsup.data.base import Batch, EmptySourceError, Source, checked_rows
 from selfsup.data.named import stratified_split
 
 PREPROCESSOR_FILE = "preprocess.json"
@@ -291,11 +291,7 @@ class TabularSource(Source):
 
     def read_batch(self, indices: Sequence[int]) -> Batch:
         """Rows at ``indices`` as one tensor ``(n, columns)``; nothing is skipped."""
-        rows = np.asarray(indices, dtype=np.int64).reshape(-1)
-        n = len(self)
-        if rows.size and (rows.min() < 0 or rows.max() >= n):
-            bad = rows[(rows < 0) | (rows >= n)][0]
-            raise IndexError(f"index {bad} out of range for {self.name} with {n} items")
+        rows = checked_rows(indices, len(self), self.name)
         return Batch(self.values[torch.from_numpy(rows)], rows.tolist(), [])
 
 
