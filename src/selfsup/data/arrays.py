@@ -17,25 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from selfsup.data.base import Batch, EmptySourceError, Source, checked_rows
+from selfsup.data.base import Batch, EmptySourceError, RowIds, Source, checked_rows
 
 # The first bytes of each array file type (a .npz is a zip archive).
 _MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK"}
-
-
-class RowIds(Sequence[str]):
-    """The ids ``"0" .. "n-1"`` of an in-memory source, made on demand instead of stored."""
-
-    def __init__(self, n: int) -> None:
-        self._n = n
-
-    def __len__(self) -> int:
-        return self._n
-
-    def __getitem__(self, index: int | slice) -> str | list[str]:  # type: ignore[override]
-        if isinstance(index, slice):
-            return [str(i) for i in range(self._n)[index]]
-        return str(range(self._n)[index])
 
 
 def encode_labels(

@@ -21,10 +21,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import torch
 
-from selfsup.data.arrays import RowIds, encode_labels
-from selfsup.data.base import Batch, EmptySourceError, Source, checked_rows
+from selfsup.data.arrays import encode_labels
+from selfsup.data.base import EmptySourceError, InMemorySource
 
 #: Environment variable naming extra folders (``:``-separated) that hold UCR/UEA sets laid
 #: out as the archive is (``NAME/NAME_TRAIN.ts``, ``NAME/NAME_TEST.ts``).
@@ -65,7 +64,7 @@ def pad_series(items: Sequence[np.ndarray], name: str = "series") -> np.ndarray:
     return out
 
 
-class SeriesSource(Source):
+class SeriesSource(InMemorySource):
     """Series held in memory as ``(n, channels, length)`` float32, NaN where absent.
 
     Args:
@@ -137,23 +136,6 @@ class SeriesSource(Source):
     def item_shape(self) -> tuple[int, int]:
         """The shape (channels, length) of every (padded) item."""
         return (self.channels, self.length)
-
-    def __len__(self) -> int:
-        return int(self.values.shape[0])
-
-    @property
-    def ids(self) -> Sequence[str]:
-        """The given ids, or the row numbers as text."""
-        return self._ids if self._ids is not None else RowIds(len(self))
-
-    def read(self, index: int) -> torch.Tensor:
-        """Series ``index`` as a float32 tensor (channels, length), NaN where absent."""
-        return self.read_batch([index]).items[0]
-
-    def read_batch(self, indices: Sequence[int]) -> Batch:
-        """Series at ``indices`` as one tensor (n, channels, length); nothing is skipped."""
-        rows = checked_rows(indices, len(self), self.name)
-        return Batch(torch.from_numpy(self.values[rows]), rows.tolist(), [])
 
 
 def series_array(array: np.ndarray, name: str = "array") -> np.ndarray:

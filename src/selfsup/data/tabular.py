@@ -35,8 +35,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from selfsup.data.arrays import RowIds, encode_labels
-from selfsup.data.base import Batch, EmptySourceError, Source, checked_rows
+from selfsup.data.arrays import encode_labels
+from selfsup.data.base import EmptySourceError, InMemorySource
 from selfsup.data.named import stratified_split
 
 PREPROCESSOR_FILE = "preprocess.json"
@@ -205,7 +205,7 @@ def _numbers(frame: pd.DataFrame, columns: Sequence[str], name: str) -> np.ndarr
     return out
 
 
-class TabularSource(Source):
+class TabularSource(InMemorySource):
     """Rows of a table, encoded by a :class:`TablePreprocessor`, with optional labels.
 
     Args:
@@ -276,23 +276,6 @@ class TabularSource(Source):
     def item_shape(self) -> tuple[int]:
         """(encoded columns,)."""
         return (int(self.values.shape[1]),)
-
-    def __len__(self) -> int:
-        return int(self.values.shape[0])
-
-    @property
-    def ids(self) -> Sequence[str]:
-        """The frame's index as text when it is not a plain range, else the row numbers."""
-        return self._ids if self._ids is not None else RowIds(len(self))
-
-    def read(self, index: int) -> torch.Tensor:
-        """Row ``index`` encoded, float32 ``(columns,)``."""
-        return self.read_batch([index]).items[0]
-
-    def read_batch(self, indices: Sequence[int]) -> Batch:
-        """Rows at ``indices`` as one tensor ``(n, columns)``; nothing is skipped."""
-        rows = checked_rows(indices, len(self), self.name)
-        return Batch(self.values[torch.from_numpy(rows)], rows.tolist(), [])
 
 
 # --- named tables ----------------------------------------------------------------------------
