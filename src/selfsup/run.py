@@ -95,6 +95,7 @@ class Run:
         if (self.path / PREPROCESSOR_FILE).exists():  # tables: encode as in training
             options["preprocessor"] = TablePreprocessor.load(self.path)
             options["drop_columns"] = cfg.get("drop_columns")
+            options["require_label"] = False  # later data may come without its labels
         return open_source(
             data,
             cfg.get("modality"),
@@ -188,8 +189,8 @@ class Run:
         spec = self.encoder.spec or {}
         method = METHODS[self.config.get("method") or "simclr"]
         views_options = {**self.config.get("views", {}), "local_views": 0}
-        if source.modality == "series":
-            views = monitor_views(method, views_options)
+        if source.modality in ("series", "tabular"):
+            views = monitor_views(method, views_options, source.modality)
         else:
             first = source.read_batch([0]).items
             channels = spec.get("in_channels", first.shape[1])

@@ -41,6 +41,7 @@ def test_ts2vec_pretrain_evaluate_and_reload(ucr_waves, tmp_path):
         again.embed(f"{ucr_waves}:test"), run.embed(f"{ucr_waves}:test"), atol=1e-5
     )
     assert run.embed(ucr_waves).shape == (60, 32)
+    assert 1 <= run.evaluate_label_free(ucr_waves, items=60).rankme <= 32
     stamps = again.embed_timestamps(ucr_waves)
     assert stamps.shape == (60, 40, 32)
     assert np.isnan(stamps[1, 35:]).all() and np.isfinite(stamps[1, :35]).all()  # length 35

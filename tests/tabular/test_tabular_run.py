@@ -27,6 +27,8 @@ def test_dataframe_pretrain_evaluate_and_reload(tmp_path):
     np.testing.assert_allclose(again.embed(frame), run.embed(frame), atol=1e-5)
     result = run.evaluate(frame)
     assert [r.protocol for r in result.rows] == ["linear", "auroc", "knn"]
+    metrics = run.evaluate_label_free(frame.drop(columns=["y"]), items=100)
+    assert 1 <= metrics.rankme <= 16
     assert all(0 <= r.selfsup <= 1 and 0 <= r.raw <= 1 for r in result.rows)
 
 

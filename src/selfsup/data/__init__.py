@@ -93,6 +93,7 @@ _TABLE_OPTIONS = {
     "numeric_columns",
     "drop_columns",
     "preprocessor",
+    "require_label",
 }
 
 

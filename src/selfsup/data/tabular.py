@@ -217,6 +217,9 @@ class TabularSource(InMemorySource):
         drop_columns: columns that are neither features nor labels (ids, free text).
         name: a short name for messages and reports.
         classes: optional class names indexed by label code.
+        require_label: when False, a table without ``label_column`` is read as unlabeled,
+            and absent ``drop_columns`` are ignored (a run's later data), instead of being
+            errors.
 
     Raises:
         EmptySourceError: a table with no row.
@@ -236,9 +239,14 @@ class TabularSource(InMemorySource):
         drop_columns: Sequence[str] = (),
         name: str = "table",
         classes: Sequence[str] | None = None,
+        require_label: bool = True,
     ) -> None:
         if len(frame) == 0:
             raise EmptySourceError(f"{name}: the table has no row")
+        if not require_label:  # a run's later data: its label and dropped columns may be gone
+            if label_column is not None and label_column not in frame.columns:
+                label_column = None
+            drop_columns = [c for c in drop_columns if c in frame.columns]
         exclude = [*drop_columns, *([label_column] if label_column else [])]
         for column in exclude:
             if column not in frame.columns:
