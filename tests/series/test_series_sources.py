@@ -101,3 +101,17 @@ def test_ucr_folder_layout_with_official_split(monkeypatch, tmp_path, waves):
     train, test = train_test_sources("ucr:Waves")
     assert (len(train), len(test)) == (60, len(x) - 60)
     assert test.name == "ucr:Waves:test"
+
+
+def test_ts_regression_targets_percent_comments_and_variant_lookup(tmp_path, monkeypatch):
+    text = "%# an ARFF-style comment\n@problemName r\n@targetLabel true\n@data\n1,2:3,4:0.5\n5,6:7,8:?\n"
+    folder = tmp_path / "Parent"
+    folder.mkdir()
+    (folder / "Parent_eq_TRAIN.ts").write_text(text)
+    (folder / "Parent_eq_TEST.ts").write_text(text)
+    series, labels, header = read_ts_file(folder / "Parent_eq_TRAIN.ts")
+    assert [s.shape for s in series] == [(2, 2), (2, 2)] and labels is None
+    assert header["targets"][0] == 0.5 and np.isnan(header["targets"][1])
+    monkeypatch.setenv("SELFSUP_UCR_DIR", str(tmp_path))
+    src = open_source("ucr:Parent_eq:test")
+    assert src.name == "ucr:Parent_eq:test" and src.item_shape == (2, 2)

@@ -168,7 +168,8 @@ def read_ts_file(path: str | os.PathLike) -> tuple[list[np.ndarray], list[str] |
     """Parse a UCR/UEA ``.ts`` file (the sktime/aeon text format).
 
     Returns the series (each ``(channels, length_i)``, ``?`` read as NaN), the class labels
-    when the header says ``@classLabel true`` (else None), and the header fields.
+    when the header says ``@classLabel true`` (else None), and the header fields (with the
+    numeric targets of a regression set, ``@targetLabel true``, under ``"targets"``).
 
     Raises:
         ValueError: a malformed file; the message names the file and the line.
@@ -187,11 +188,12 @@ def read_ts_file(path: str | os.PathLike) -> tuple[list[np.ndarray], list[str] |
     series: list[np.ndarray] = []
     labels: list[str] = []
     in_data = False
-    has_labels = False
+    has_labels = has_target = False
+    targets: list[float] = []
     with path.open(encoding="utf-8", errors="replace") as handle:
         for number, raw in enumerate(handle, start=1):
             line = raw.strip()
-            if not line or line.startswith("#"):
+            if not line or line.startswith(("#", "%")):  # comments (both styles occur)
                 continue
             if not in_data:
                 if not line.startswith("@"):
@@ -201,6 +203,8 @@ def read_ts_file(path: str | os.PathLike) -> tuple[list[np.ndarray], list[str] |
                 if key == "data":
                     in_data = True
                     has_labels = header.get("classlabel", "false").split()[0].lower() == "true"
+                    # Regression sets end each row with a numeric target: kept aside.
+                    has_target = header.get("targetlabel", "false").split()[0].lower() == "true"
                     if header.get("timestamps", "false").lower() == "true":
                         raise ValueError(
                             f"{path}:{number}: .ts files with @timeStamps true are not supported"
@@ -209,6 +213,9 @@ def read_ts_file(path: str | os.PathLike) -> tuple[list[np.ndarray], list[str] |
                     header[key] = value.strip()
                 continue
             fields = line.split(":")
+            if has_target:
+                targets.append(float(fields[-1]) if fields[-1].strip() not in ("?", "") else np.nan)
+                fields = fields[:-1]
             if has_labels:
                 if len(fields) < 2:
                     raise ValueError(f"{path}:{number}: a labelled row needs 'values:label'")
@@ -238,6 +245,8 @@ def read_ts_file(path: str | os.PathLike) -> tuple[list[np.ndarray], list[str] |
         raise ValueError(f"{path}: no @data section; is this a .ts file?")
     if not series:
         raise EmptySourceError(f"{path}: the @data section holds no series")
+    if has_target:
+        header["targets"] = targets  # type: ignore[assignment]
     return series, (labels if has_labels else None), header
 
 
@@ -288,10 +297,13 @@ def open_ucr(spec: str) -> SeriesSource:
     split = (split or "train").lower()
     if split not in ("train", "test"):
         raise ValueError(f"{spec}: unknown split {split!r}; use train or test")
+    file = f"{name}_{split.upper()}.ts"
     for folder in ucr_dirs():
-        path = folder / name / f"{name}_{split.upper()}.ts"
-        if path.exists():
-            return load_ts(path, name=f"ucr:{name}" + (":test" if split == "test" else ""))
+        # The archive's layout (NAME/NAME_TRAIN.ts); variants such as aeon's JapaneseVowels_eq
+        # sit in their parent set's folder.
+        for path in (folder / name / file, *sorted(folder.glob(f"*/{file}"))):
+            if path.exists():
+                return load_ts(path, name=f"ucr:{name}" + (":test" if split == "test" else ""))
     looked = ", ".join(str(d) for d in ucr_dirs()) or "nowhere (aeon is not installed)"
     raise FileNotFoundError(
         f"{spec}: no {name}_{split.upper()}.ts found (looked in {looked}). "
