@@ -104,7 +104,10 @@ def test_ucr_folder_layout_with_official_split(monkeypatch, tmp_path, waves):
 
 
 def test_ts_regression_targets_percent_comments_and_variant_lookup(tmp_path, monkeypatch):
-    text = "%# an ARFF-style comment\n@problemName r\n@targetLabel true\n@data\n1,2:3,4:0.5\n5,6:7,8:?\n"
+    text = (
+        "%# an ARFF-style comment\n@problemName r\n@targetLabel true\n@data\n"
+        "1,2:3,4:0.5\n5,6:7,8:?\n"
+    )
     folder = tmp_path / "Parent"
     folder.mkdir()
     (folder / "Parent_eq_TRAIN.ts").write_text(text)
