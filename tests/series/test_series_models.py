@@ -146,3 +146,20 @@ def test_svm_protocol_on_separable_and_random_labels():
     assert svm_accuracy(x, y, x, y) == 1.0
     noise = rng.normal(size=(90, 4))
     assert svm_accuracy(noise[:60], y[:60], noise[60:], rng.permutation(y[60:])) < 0.7
+
+
+def test_ts2vec_exports_the_uniform_average_of_its_iterates():
+    torch.manual_seed(0)
+    encoder = Encoder.build_series("ts2vec", in_channels=1, hidden=4, out_dim=8, depth=1)
+    method = TS2Vec(encoder)
+    optimizer = torch.optim.SGD(method.parameters(), lr=0.1)
+    iterates = []
+    for _ in range(3):
+        optimizer.zero_grad()
+        method([torch.randn(4, 1, 16)]).backward()
+        optimizer.step()
+        method.on_step_end(0.0)
+        iterates.append(encoder.backbone.input_fc.weight.detach().clone())
+    averaged = method.export_encoder().backbone.input_fc.weight
+    torch.testing.assert_close(averaged, torch.stack(iterates).mean(0))
+    assert TS2Vec(encoder, average=False).export_encoder() is encoder

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from selfsup.encoder import Encoder
 from selfsup.methods.base import Method
+from selfsup.methods.momentum import ema_update, momentum_copy
 
 
 def _off_diagonal_log_softmax(sim: torch.Tensor) -> torch.Tensor:
@@ -122,6 +123,9 @@ class TS2Vec(Method):
             (the paper's binomial mask, 0.5).
         max_length: series longer than this are cropped at random first (the paper's
             ``max_train_length``, 3000), to bound memory.
+        average: keep the uniform average of the encoder's weights over all training steps
+            and export it (stochastic weight averaging, as TS2Vec's code encodes with
+            ``torch.optim.swa_utils.AveragedModel``).
     """
 
     name: ClassVar[str] = "ts2vec"
@@ -139,12 +143,28 @@ class TS2Vec(Method):
         temporal_unit: int = 0,
         mask_p: float = 0.5,
         max_length: int = 3000,
+        average: bool = True,
     ) -> None:
         super().__init__(encoder)
         self.alpha = alpha
         self.temporal_unit = temporal_unit
         self.mask_p = mask_p
         self.max_length = max_length
+        self.average = average
+        if average:
+            self.averaged = momentum_copy(encoder)
+            self.register_buffer("averaged_steps", torch.zeros((), dtype=torch.long))
+
+    def on_step_end(self, progress: float) -> None:
+        """Fold the new weights into the running uniform average."""
+        if self.average:
+            self.averaged_steps += 1
+            k = int(self.averaged_steps)
+            ema_update(self.averaged, self.encoder, (k - 1) / k)
+
+    def export_encoder(self) -> Encoder:
+        """The averaged encoder (``average=True``, the default), else the trained one."""
+        return self.averaged if self.average else self.encoder
 
     @staticmethod
     def _randint(low: int, high: int, size: int | None = None, device: torch.device | None = None):
@@ -187,4 +207,5 @@ class TS2Vec(Method):
             "temporal_unit": self.temporal_unit,
             "mask_p": self.mask_p,
             "max_length": self.max_length,
+            "average": self.average,
         }
