@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml constraints.txt
 	# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build.
 	$(PIP) install -q -c constraints.txt torch
 	$(PIP) install -q -c constraints.txt -e ".[datasets,dev]"
+	# ISLP only for its bundled tables (islp:Default); its own dependencies are not needed.
+	$(PIP) install -q --no-deps -c constraints.txt ISLP
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -14,7 +14,7 @@ Example:
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Run", "__version__", "load", "pretrain"]
+__all__ = ["Run", "SelfSupervisedEncoder", "__version__", "load", "pretrain"]
 
 
 def __getattr__(name: str) -> Any:
@@ -22,4 +22,8 @@ def __getattr__(name: str) -> Any:
         from selfsup import run
 
         return getattr(run, name)
+    if name == "SelfSupervisedEncoder":
+        from selfsup.estimator import SelfSupervisedEncoder
+
+        return SelfSupervisedEncoder
     raise AttributeError(f"module 'selfsup' has no attribute {name!r}")

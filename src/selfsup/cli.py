@@ -57,23 +57,43 @@ def print_evaluation(result: Evaluation, title: str) -> None:
     )
 
 
+def _comma_list(text: str | None) -> list[str] | None:
+    """``"a, b"`` -> ``["a", "b"]``; None stays None."""
+    return None if text is None else [part.strip() for part in text.split(",") if part.strip()]
+
+
 @app.command(
     epilog="Example: `selfsup pretrain ./photos --method byol --time-budget 30 --out runs/photos`"
 )
 def pretrain(
     data: Annotated[
-        str | None, typer.Argument(help="Folder, .npy/.npz file, or dataset name.")
+        str | None,
+        typer.Argument(
+            help="Folder, .npy/.npz file, dataset name, ucr:NAME, or a .ts/.csv/.parquet file "
+            "of series."
+        ),
     ] = None,
-    modality: Annotated[str | None, typer.Option(help="image (more to come).")] = None,
+    modality: Annotated[
+        str | None,
+        typer.Option(
+            help="image, series or tabular (default: ucr: names and .ts files are series, "
+            ".csv/.parquet files and named tables are tabular)."
+        ),
+    ] = None,
     method: Annotated[
         str | None,
         typer.Option(
             help="simclr, byol, vicreg, barlowtwins, mocov3, simsiam, nnclr, swav, dino, mae "
-            "or ijepa (mae and ijepa need a ViT backbone)."
+            "or ijepa (mae and ijepa need a ViT backbone); ts2vec for series, scarf or vime "
+            "for tables (their defaults)."
         ),
     ] = None,
     backbone: Annotated[
-        str | None, typer.Option(help="small-cnn, resnet18/34/50, vit-tiny, vit-small.")
+        str | None,
+        typer.Option(
+            help="small-cnn, resnet18/34/50, vit-tiny, vit-small; series: ts2vec, "
+            "patch-transformer; tables: mlp."
+        ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the data.")] = None,
     time_budget: Annotated[
@@ -120,12 +140,32 @@ def pretrain(
         bool | None,
         typer.Option("--keep-checkpoints", help="Keep every epoch's encoder weights."),
     ] = None,
+    id_column: Annotated[
+        str | None, typer.Option(help="Series in long form: the column naming the series.")
+    ] = None,
+    time_column: Annotated[
+        str | None, typer.Option(help="Series in long form: the column ordering the steps.")
+    ] = None,
+    label_column: Annotated[
+        str | None, typer.Option(help="Tables: the column of class labels (not a feature).")
+    ] = None,
+    categorical_columns: Annotated[
+        str | None, typer.Option(help="Tables: comma list of columns to treat as categorical.")
+    ] = None,
+    drop_columns: Annotated[
+        str | None, typer.Option(help="Tables: comma list of columns to ignore (ids, text).")
+    ] = None,
 ) -> None:
     """Pretrain an encoder on unlabeled data; the run folder's path is printed at the end."""
     from selfsup.run import pretrain as run_pretrain
 
     options = {
         "modality": modality,
+        "id_column": id_column,
+        "time_column": time_column,
+        "label_column": label_column,
+        "categorical_columns": _comma_list(categorical_columns),
+        "drop_columns": _comma_list(drop_columns),
         "method": method,
         "backbone": backbone,
         "epochs": epochs,
@@ -170,13 +210,30 @@ def _is_rank_zero() -> bool:
 @app.command(epilog="Example: `selfsup embed runs/my-run ./photos --out embeddings.parquet`")
 def embed(
     run: Annotated[Path, typer.Argument(help="Run folder.")],
-    data: Annotated[str, typer.Argument(help="Folder, .npy/.npz file, or dataset name.")],
+    data: Annotated[
+        str, typer.Argument(help="Folder, file (.npy/.npz, .ts, .csv, .parquet) or dataset name.")
+    ],
     out: Annotated[Path, typer.Option(help="Output file: .npy or .parquet.")],
     batch_size: Annotated[int, typer.Option(help="Items per batch (bounds memory).")] = 512,
+    per_timestamp: Annotated[
+        bool,
+        typer.Option(
+            "--per-timestamp", help="Series: one embedding per time step, (n, length, D) .npy."
+        ),
+    ] = False,
 ) -> None:
     """Write one embedding per item (input order kept) to .npy or .parquet."""
+    import numpy as np
+
     from selfsup.run import load
 
+    if per_timestamp:
+        if out.suffix != ".npy":
+            raise typer.BadParameter("--per-timestamp writes a .npy file", param_hint="--out")
+        steps = load(run).embed_timestamps(data)
+        np.save(out, steps)
+        console.print(f"wrote embeddings per time step, shape {steps.shape}, to {out}")
+        return
     result = load(run).embed_to_file(data, out, batch_size)
     console.print(f"wrote {result.rows} embeddings of size {result.dim} to {result.path}")
     if result.skipped:
@@ -197,9 +254,13 @@ def evaluate(
     test: Annotated[
         str | None, typer.Option(help="Held-out test data (default: official split or 80/20).")
     ] = None,
-    protocol: Annotated[str, typer.Option(help="Comma list: knn,linear,fewshot.")] = (
-        "knn,linear,fewshot"
-    ),
+    protocol: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma list of knn, linear, fewshot, svm, auroc (default: knn,linear,fewshot "
+            "for images; svm,knn,linear for series; linear,auroc,knn for tables)."
+        ),
+    ] = None,
     shots: Annotated[int, typer.Option(help="Labels per class for few-shot.")] = 10,
     draws: Annotated[int, typer.Option(help="Random draws for few-shot.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of splits and draws.")] = 0,
@@ -217,7 +278,9 @@ def evaluate(
         metrics = load(run).evaluate_label_free(data, items=items, seed=seed)
         print_label_free(metrics, f"{run} on {data}: label-free metrics")
         return
-    protocols = tuple(p.strip() for p in protocol.split(",") if p.strip())
+    protocols = (
+        None if protocol is None else tuple(p.strip() for p in protocol.split(",") if p.strip())
+    )
     result = load(run).evaluate(data, test, protocols, shots=shots, draws=draws, seed=seed)
     print_evaluation(result, f"{run} on {data}")
 
@@ -263,21 +326,49 @@ def datasets_list() -> None:
         )
         if not d["installed"]:
             missing.append(f"{d['name']}: {d['install']}")
+    from selfsup.data.tabular import describe_tables
+
+    for d in describe_tables():
+        table.add_row(
+            d["name"],
+            "tabular",
+            "train, test",
+            d["size"],
+            "yes" if d["installed"] else "no",
+            d["description"],
+        )
+        if not d["installed"]:
+            missing.append(f"{d['name']}: {d['install']}")
     console.print(table)
     for line in missing:
         console.print(f"[yellow]not installed[/yellow] {line}")
+    from selfsup.data.series import ucr_dirs, ucr_names
+
+    names = ucr_names()
+    if names:
+        where = ", ".join(str(d) for d in ucr_dirs())
+        console.print(f"series sets, as ucr:NAME (and ucr:NAME:test), from {where}:")
+        console.print("  " + ", ".join(names))
+    else:
+        console.print(
+            "[yellow]no UCR/UEA series sets found[/yellow]: pip install aeon, or set "
+            "$SELFSUP_UCR_DIR to a folder of NAME/NAME_TRAIN.ts files"
+        )
 
 
 @datasets_app.command("show", epilog="Example: `selfsup datasets show fashion-mnist:test`")
 def datasets_show(
     data: Annotated[str, typer.Argument(help="Dataset name, folder or file.")],
+    modality: Annotated[
+        str | None, typer.Option(help="image, series or tabular (default: inferred).")
+    ] = None,
 ) -> None:
     """Describe a dataset: size, item shape, classes and counts."""
     import numpy as np
 
     from selfsup.data import open_source
 
-    source = open_source(data)
+    source = open_source(data, modality)
     first = source.read_batch([0]).items
     info = {"name": source.name, "items": len(source), "item_shape": list(first.shape[1:])}
     if source.labels is not None:

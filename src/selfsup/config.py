@@ -4,9 +4,12 @@ Every command-line option of ``selfsup pretrain`` is a field here, so anything c
 a YAML file and overridden on the command line.
 
 Example:
-    >>> cfg = PretrainConfig(data="digits", method="byol", epochs=2)
-    >>> cfg.method, cfg.batch_size
-    ('byol', 256)
+    >>> cfg = PretrainConfig(data="digits", method="byol", epochs=2).resolved()
+    >>> cfg.method, cfg.batch_size, cfg.modality
+    ('byol', 256, 'image')
+    >>> series = PretrainConfig(data="ucr:GunPoint").resolved()
+    >>> series.method, series.batch_size, series.lr
+    ('ts2vec', 8, 0.001)
 """
 
 from __future__ import annotations
@@ -28,10 +31,13 @@ class PretrainConfig(BaseModel):
 
     Attributes:
         data: a path (folder, .npy/.npz) or a named dataset (``fashion-mnist``, ``digits``...).
-        modality: the kind of items.
+        modality: ``image``, ``series`` or ``tabular``; by default inferred from the data
+            (``ucr:`` names and ``.ts`` files are series, CSV/Parquet files and named tables
+            are tabular, the rest images).
         method: the objective id (``simclr``, ``byol``, ``vicreg``, ``barlowtwins``,
-            ``mocov3``, ``simsiam``, ``nnclr``, ``swav``, ``dino``, ``mae``, ``ijepa``; see
-            ``selfsup.methods.METHODS``).
+            ``mocov3``, ``simsiam``, ``nnclr``, ``swav``, ``dino``, ``mae``, ``ijepa``,
+            ``ts2vec``, ``scarf``, ``vime``; see ``selfsup.methods.METHODS``); default
+            ``simclr`` for images, ``ts2vec`` for series and ``scarf`` for tables.
         backbone: the backbone name; by default ``small-cnn`` for images up to 32 pixels,
             ``resnet18`` above.
         backbone_options: extra keyword arguments of the backbone (``width``, ``patch_size``...).
@@ -40,8 +46,10 @@ class PretrainConfig(BaseModel):
         image_size: side of the square training images; by default the data's own.
         epochs: passes over the data; default 100 when no time budget is set.
         time_budget: minutes of training; the schedule is fitted to end within it.
-        batch_size: items per step and process.
-        lr: peak learning rate; by default the optimizer's base rate times batch_size / 256.
+        batch_size: items per step and process; default 256 for images and 8 for series
+            (TS2Vec's), never more than the data holds.
+        lr: peak learning rate; by default the optimizer's base rate times batch_size / 256
+            for images, and 0.001 for series (TS2Vec's).
         optimizer: ``adamw``, ``sgd`` or ``lars``.
         weight_decay: by default the optimizer's usual value.
         warmup_epochs: linear warmup length (capped at a tenth of training).
@@ -66,13 +74,19 @@ class PretrainConfig(BaseModel):
         keep_checkpoints: also keep every epoch's encoder weights, and the starting ones as
             epoch 0 (``checkpoints/epoch-NNNN.safetensors``), e.g. to study training
             afterwards.
+        id_column: series in a long-form table: the column naming each row's series.
+        time_column: series in a long-form table: the column ordering a series' rows.
+        label_column: tables and series tables: the column of class labels (not a feature).
+        categorical_columns: tables: columns to treat as categorical whatever their type.
+        numeric_columns: tables: columns to treat as numeric whatever their type.
+        drop_columns: tables: columns that are neither features nor labels (ids, free text).
     """
 
     model_config = ConfigDict(extra="forbid")
 
     data: str
-    modality: Literal["image"] = "image"
-    method: str = "simclr"
+    modality: Literal["image", "series", "tabular"] | None = None
+    method: str | None = None
     backbone: str | None = None
     backbone_options: dict[str, Any] = Field(default_factory=dict)
     method_options: dict[str, Any] = Field(default_factory=dict)
@@ -80,7 +94,7 @@ class PretrainConfig(BaseModel):
     image_size: int | None = None
     epochs: int | None = None
     time_budget: float | None = None
-    batch_size: int = 256
+    batch_size: int | None = None
     lr: float | None = None
     optimizer: Literal["adamw", "sgd", "lars"] = "adamw"
     weight_decay: float | None = None
@@ -102,11 +116,17 @@ class PretrainConfig(BaseModel):
     ] = "last"
     online_probe: bool = True
     keep_checkpoints: bool = False
+    id_column: str | None = None
+    time_column: str | None = None
+    label_column: str | None = None
+    categorical_columns: list[str] | None = None
+    numeric_columns: list[str] | None = None
+    drop_columns: list[str] = Field(default_factory=list)
 
     @field_validator("batch_size", "devices", "num_nodes", "log_every")
     @classmethod
-    def _positive(cls, v: int) -> int:
-        if v < 1:
+    def _positive(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
             raise ValueError("must be at least 1")
         return v
 
@@ -130,6 +150,25 @@ class PretrainConfig(BaseModel):
         if v is not None and v <= 0:
             raise ValueError("must be a positive number of minutes")
         return v
+
+    def resolved(self) -> PretrainConfig:
+        """A copy with the modality's defaults filled in: the modality inferred from the data,
+        the method (``simclr`` for images, ``ts2vec`` for series, ``scarf`` for tables), the
+        batch size (256, or 8
+        for series) and, for series, the learning rate 0.001 (TS2Vec's)."""
+        from selfsup.data import infer_modality
+
+        modality = self.modality or infer_modality(self.data)
+        series = modality == "series"
+        default_method = {"series": "ts2vec", "tabular": "scarf"}.get(modality, "simclr")
+        return self.model_copy(
+            update={
+                "modality": modality,
+                "method": self.method or default_method,
+                "batch_size": self.batch_size or (8 if series else 256),
+                "lr": 1e-3 if self.lr is None and series else self.lr,
+            }
+        )
 
     def to_yaml(self) -> str:
         """The config as YAML text, as written to the run folder."""

@@ -26,6 +26,10 @@ from selfsup.encoder import Encoder
 from selfsup.engine.precision import cpu_has_fast_bf16
 from selfsup.engine.progress import TrainingProgress
 
+#: Series are embedded in batches of at most this many time steps in all, so memory stays
+#: bounded (a 320-d TS2Vec feature map of 2^18 steps is 335 MB) whatever the series length.
+SERIES_STEPS_PER_BATCH = 2**18
+
 
 def conform_images(images: torch.Tensor, channels: int, size: int) -> torch.Tensor:
     """Resize a batch to ``size`` x ``size`` and convert gray <-> color to ``channels``.
@@ -72,6 +76,9 @@ def iter_embeddings(
     spec = encoder.spec or {}
     encoder.eval()
     n = len(source)
+    if source.modality == "series":  # bound the per-step features held at once (B x T x D)
+        length = int(source.read_batch([0]).items.shape[-1])
+        batch_size = max(1, min(batch_size, SERIES_STEPS_PER_BATCH // max(length, 1)))
     steps = (n + batch_size - 1) // batch_size
     with TrainingProgress(steps, f"embedding {source.name}", enabled=show_progress) as bar:
         for start in range(0, n, batch_size):

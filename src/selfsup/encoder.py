@@ -1,7 +1,8 @@
 """The encoder: input normalization plus a backbone, saved as safetensors with a JSON spec.
 
-The encoder is what a run keeps: it maps a batch of raw items (images as floats in [0, 1]) to
-feature vectors. ``encoder.json`` holds everything needed to rebuild it from the registry.
+The encoder is what a run keeps: it maps a batch of raw items (images as floats in [0, 1],
+series as ``(n, channels, length)`` with NaN where absent) to feature vectors.
+``encoder.json`` holds everything needed to rebuild it from the registry.
 
 Example:
     >>> import tempfile, torch
@@ -25,10 +26,12 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from selfsup.backbones import build_backbone
+from selfsup.backbones import TabularMLP, build_backbone, build_series_backbone
 
 WEIGHTS_FILE = "encoder.safetensors"
 SPEC_FILE = "encoder.json"
+#: Shape of the normalization statistics per modality (they broadcast over the batch).
+_STAT_SHAPES = {"image": (1, -1, 1, 1), "series": (1, -1, 1), "tabular": (1, -1)}
 
 
 class Encoder(nn.Module):
@@ -41,6 +44,9 @@ class Encoder(nn.Module):
         std: per-channel standard deviation dividing the input.
         spec: how to rebuild the backbone (name, in_channels, image_size, options); None for a
             custom module passed from Python.
+        modality: ``image`` (statistics per channel of (n, C, H, W)), ``series`` (per
+            channel of (n, C, length)) or ``tabular`` (per column of (n, columns); tables come
+            standardized by their preprocessor, so these stay 0 and 1).
     """
 
     def __init__(
@@ -50,12 +56,17 @@ class Encoder(nn.Module):
         mean: Sequence[float] = (0.5,),
         std: Sequence[float] = (0.25,),
         spec: dict[str, Any] | None = None,
+        modality: str = "image",
     ) -> None:
         super().__init__()
+        if modality not in _STAT_SHAPES:
+            raise ValueError(f"unknown encoder modality {modality!r}; known: {list(_STAT_SHAPES)}")
         self.backbone = backbone
+        self.modality = modality
         self.feature_dim = int(feature_dim or backbone.feature_dim)
-        self.register_buffer("mean", torch.tensor(list(mean)).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(list(std)).view(1, -1, 1, 1))
+        shape = _STAT_SHAPES[modality]
+        self.register_buffer("mean", torch.tensor(list(mean)).view(shape))
+        self.register_buffer("std", torch.tensor(list(std)).view(shape))
         self.spec = spec
 
     @classmethod
@@ -81,6 +92,59 @@ class Encoder(nn.Module):
         std = std if std is not None else [0.25] * in_channels
         return cls(module, mean=mean, std=std, spec=spec)
 
+    @classmethod
+    def build_series(
+        cls,
+        backbone: str,
+        in_channels: int,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
+        **options: Any,
+    ) -> Encoder:
+        """Build a series encoder from a registered series backbone name and its options.
+
+        Example:
+            >>> enc = Encoder.build_series("ts2vec", in_channels=2, out_dim=8, depth=1)
+            >>> enc(torch.randn(3, 2, 20)).shape, enc.timestamps(torch.randn(3, 2, 20)).shape
+            (torch.Size([3, 8]), torch.Size([3, 20, 8]))
+        """
+        module = build_series_backbone(backbone, in_channels=in_channels, **options)
+        spec = {
+            "modality": "series",
+            "backbone": backbone,
+            "in_channels": in_channels,
+            "options": options,
+        }
+        mean = mean if mean is not None else [0.0] * in_channels
+        std = std if std is not None else [1.0] * in_channels
+        return cls(module, mean=mean, std=std, spec=spec, modality="series")
+
+    @classmethod
+    def build_tabular(
+        cls, numeric: int, cardinalities: Sequence[int] = (), backbone: str = "mlp", **options: Any
+    ) -> Encoder:
+        """Build a tabular encoder (the ``mlp`` backbone) for rows encoded by a
+        ``TablePreprocessor`` with ``numeric`` numeric columns and these categorical
+        ``cardinalities``.
+
+        Example:
+            >>> enc = Encoder.build_tabular(numeric=2, cardinalities=[3], hidden=8, depth=1)
+            >>> enc(torch.tensor([[0.5, -0.5, 2.0], [0.0, 1.0, 0.0]])).shape
+            torch.Size([2, 8])
+        """
+        if backbone != "mlp":
+            raise ValueError(f"unknown tabular backbone {backbone!r}; known: mlp")
+        module = TabularMLP(numeric, list(cardinalities), **options)
+        spec = {
+            "modality": "tabular",
+            "backbone": backbone,
+            "numeric": numeric,
+            "cardinalities": list(cardinalities),
+            "options": options,
+        }
+        width = module.in_features
+        return cls(module, mean=[0.0] * width, std=[1.0] * width, spec=spec, modality="tabular")
+
     @property
     def device(self) -> torch.device:
         """The device of the encoder's weights; inputs to ``forward`` must be moved there.
@@ -91,14 +155,33 @@ class Encoder(nn.Module):
         """
         return self.mean.device
 
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """The input with the fixed per-channel statistics applied (NaN stays NaN)."""
+        return (x - self.mean) / self.std
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Features (n, D) of a batch of raw inputs."""
-        return self.backbone((x - self.mean) / self.std)
+        return self.backbone(self.normalize(x))
+
+    def timestamps(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Features per time step (n, length, D) of series, for backbones that have them.
+
+        Args:
+            x: series (n, channels, length), NaN where absent.
+            mask: optional boolean (n, length); False hides a step (training-time masking).
+
+        Raises:
+            TypeError: the backbone gives no per-step features.
+        """
+        step_features = getattr(self.backbone, "forward_timestamps", None)
+        if step_features is None:
+            raise TypeError(f"{type(self.backbone).__name__} gives no features per time step")
+        return step_features(self.normalize(x), mask)
 
     def describe(self) -> dict[str, Any]:
         """The JSON spec: the backbone's recipe, normalization and feature size."""
         return {
-            **(self.spec or {"backbone": "custom"}),
+            **(self.spec or {"backbone": "custom", "modality": self.modality}),
             "feature_dim": self.feature_dim,
             "mean": self.mean.flatten().tolist(),
             "std": self.std.flatten().tolist(),
@@ -137,7 +220,16 @@ class Encoder(nn.Module):
                     f"{spec_path}: the encoder was trained with a custom backbone; pass the "
                     "same module as `backbone=` to load its weights"
                 )
-            encoder = cls(backbone, spec["feature_dim"], spec["mean"], spec["std"])
+            modality = spec.get("modality", "image")
+            encoder = cls(backbone, spec["feature_dim"], spec["mean"], spec["std"], None, modality)
+        elif spec.get("modality") == "tabular":
+            encoder = cls.build_tabular(
+                spec["numeric"], spec["cardinalities"], spec["backbone"], **spec["options"]
+            )
+        elif spec.get("modality", "image") == "series":
+            encoder = cls.build_series(
+                spec["backbone"], spec["in_channels"], spec["mean"], spec["std"], **spec["options"]
+            )
         else:
             encoder = cls.build(
                 spec["backbone"],

@@ -26,6 +26,7 @@ from typing import Any
 
 import lightning
 import numpy as np
+import pandas as pd
 import torch
 import yaml
 from torch import nn
@@ -33,16 +34,26 @@ from torch import nn
 from selfsup.config import PretrainConfig, load_config
 from selfsup.data import open_source, train_test_sources
 from selfsup.data.base import Source
+from selfsup.data.named import is_named_spec
 from selfsup.data.splits import hold_out
+from selfsup.data.tabular import PREPROCESSOR_FILE, TablePreprocessor, is_tabular_spec
 from selfsup.embedding import EmbeddingFile, embed_source, write_embeddings
 from selfsup.encoder import Encoder
 from selfsup.engine.monitor import BEST_WEIGHTS, EpochMonitor, load_encoder_weights
 from selfsup.engine.precision import resolve_precision
 from selfsup.engine.train import fit
 from selfsup.evaluation.labelfree import LabelFreeMetrics, measure_label_free
-from selfsup.evaluation.report import PROTOCOLS, Evaluation, evaluate_encoder
+from selfsup.evaluation.report import Evaluation, evaluate_encoder
 from selfsup.methods import METHODS, build_method
-from selfsup.views import method_views
+from selfsup.views import (
+    SeriesViews,
+    TabularViews,
+    method_views,
+    series_method_views,
+    series_recipe,
+    tabular_method_views,
+    tabular_recipe,
+)
 
 CONFIG_FILE = "config.yaml"
 TRAIN_FILE = "train.json"
@@ -70,13 +81,65 @@ class Run:
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, method={self.config.get('method')!r})"
 
-    @staticmethod
-    def _source(data: str | os.PathLike | Source) -> Source:
-        return data if isinstance(data, Source) else open_source(data)
+    def source_encoding(self) -> TablePreprocessor | None:
+        """The column encoding a table run was trained with (None for other modalities)."""
+        path = self.path / PREPROCESSOR_FILE
+        return TablePreprocessor.load(self.path) if path.exists() else None
+
+    def _source(self, data: str | os.PathLike | Source) -> Source:
+        """Open ``data`` as the run's modality, with the run's table column options."""
+        if isinstance(data, Source):
+            return data
+        cfg = self.config
+        options: dict[str, Any] = {}
+        if (self.path / PREPROCESSOR_FILE).exists():  # tables: encode as in training
+            options["preprocessor"] = TablePreprocessor.load(self.path)
+            options["drop_columns"] = cfg.get("drop_columns")
+            options["require_label"] = False  # later data may come without its labels
+        return open_source(
+            data,
+            cfg.get("modality"),
+            id_column=cfg.get("id_column"),
+            time_column=cfg.get("time_column"),
+            label_column=cfg.get("label_column"),
+            **options,
+        )
+
+    def _split_source(self, data: str | os.PathLike | Source | None) -> Any:
+        """Named data stays a name (so its official test split is found), the rest opens."""
+        if data is None or isinstance(data, Source):
+            return data
+        text = str(data)
+        if text.startswith("ucr:") or is_named_spec(text):
+            return text
+        return self._source(data)
 
     def embed(self, data: str | os.PathLike | Source, batch_size: int = 512) -> np.ndarray:
         """Embeddings (n, D) of ``data`` (a path, dataset name or Source), in input order."""
         return embed_source(self.encoder, self._source(data), batch_size)
+
+    def embed_timestamps(
+        self, data: str | os.PathLike | Source, batch_size: int = 64
+    ) -> np.ndarray:
+        """Embeddings per time step ``(n, length, D)`` of series data, NaN at absent steps
+        (missing values and the padding of shorter series).
+
+        Raises:
+            TypeError: the run is not a series run with per-step features.
+        """
+        source = self._source(data)
+        if source.modality != "series":
+            raise TypeError(f"{source.name}: per-time-step embeddings need series data")
+        self.encoder.eval()
+        parts = []
+        with torch.no_grad():
+            for start in range(0, len(source), batch_size):
+                rows = list(range(start, min(len(source), start + batch_size)))
+                x = source.read_batch(rows).items.to(self.encoder.device)
+                steps = self.encoder.timestamps(x).float()
+                absent = torch.isnan(x).all(dim=1)
+                parts.append(steps.masked_fill(absent[..., None], float("nan")).cpu().numpy())
+        return np.concatenate(parts)
 
     def embed_to_file(
         self, data: str | os.PathLike | Source, out: str | os.PathLike, batch_size: int = 512
@@ -88,7 +151,7 @@ class Run:
         self,
         data: str | os.PathLike | Source,
         test: str | os.PathLike | Source | None = None,
-        protocols: tuple[str, ...] = PROTOCOLS,
+        protocols: tuple[str, ...] | None = None,
         save: bool = True,
         **options: Any,
     ) -> Evaluation:
@@ -97,7 +160,9 @@ class Run:
         ``data`` is split into fit and test parts: a named dataset uses its official test
         split, otherwise ``test`` must be given or a stratified 80/20 split is made.
         """
-        train, held_out = train_test_sources(data, test)
+        if test is None and isinstance(data, str) and is_tabular_spec(data):
+            test = data.removesuffix(":train") + ":test"  # a named table's official split
+        train, held_out = train_test_sources(self._split_source(data), self._split_source(test))
         result = evaluate_encoder(self.encoder, train, held_out, protocols, **options)
         if save:
             result.save(self.path / f"evaluation-{_slug(train.name)}.json")
@@ -122,12 +187,15 @@ class Run:
         """
         source = self._source(data)
         spec = self.encoder.spec or {}
-        first = source.read_batch([0]).items
-        channels = spec.get("in_channels", first.shape[1])
-        size = spec.get("image_size", first.shape[-1])
-        method = METHODS[self.config.get("method", "simclr")]
+        method = METHODS[self.config.get("method") or "simclr"]
         views_options = {**self.config.get("views", {}), "local_views": 0}
-        views, _ = method_views(method, size, channels, **views_options)
+        if source.modality in ("series", "tabular"):
+            views = monitor_views(method, views_options, source.modality)
+        else:
+            first = source.read_batch([0]).items
+            channels = spec.get("in_channels", first.shape[1])
+            size = spec.get("image_size", first.shape[-1])
+            views, _ = method_views(method, size, channels, **views_options)
         result = measure_label_free(self.encoder, source, views, items, seed)
         if save:
             path = self.path / f"label-free-{_slug(source.name)}.json"
@@ -150,12 +218,31 @@ def _default_out(cfg: PretrainConfig) -> Path:
 
 
 def _image_statistics(source: Source, limit: int = 4096) -> tuple[list[float], list[float]]:
-    """Per-channel mean and std over an evenly spaced sample of up to ``limit`` items."""
+    """Per-channel mean and std over an evenly spaced sample of up to ``limit`` items
+    (images or series; NaN values of series are left out)."""
     indices = np.linspace(0, len(source) - 1, min(limit, len(source))).astype(int)
     x = source.read_batch(indices.tolist()).items
-    mean = x.mean(dim=(0, 2, 3))
-    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
-    return mean.tolist(), std.tolist()
+    per_channel = x.transpose(0, 1).reshape(x.shape[1], -1).double()
+    present = ~torch.isnan(per_channel)
+    count = present.sum(dim=1).clamp_min(1)
+    mean = torch.nan_to_num(per_channel).sum(dim=1) / count
+    var = (torch.nan_to_num(per_channel - mean[:, None]) ** 2).sum(dim=1) / (count - 1).clamp_min(1)
+    return mean.float().tolist(), var.sqrt().clamp_min(1e-3).float().tolist()
+
+
+def monitor_views(method: Any, options: dict[str, Any], modality: str = "series") -> nn.Module:
+    """Two augmented views per series or table row for the label-free metrics: the method's
+    own views, or the modality's generic recipe for methods that take the batch as it is
+    (TS2Vec, VIME) or keep one view clean (SCARF)."""
+    if modality == "tabular":
+        views, recipe = tabular_method_views(method, **options)
+        if recipe.identity or recipe.keep_first or views.num_views < 2:
+            return TabularViews(tabular_recipe("tabular"), num_views=2)
+        return views
+    views, recipe = series_method_views(method, **options)
+    if recipe.identity or views.num_views < 2:
+        return SeriesViews(series_recipe("series"), num_views=2)
+    return views
 
 
 def _checksum(module: nn.Module) -> torch.Tensor:
@@ -177,8 +264,85 @@ def _machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
+def _open_training_data(
+    cfg: PretrainConfig, frame: pd.DataFrame | None = None, encoding: Path | None = None
+) -> Source:
+    """The training data the config names (or ``frame``); a resumed table run reuses the
+    column encoding saved in its folder."""
+    preprocessor = None
+    if encoding is not None and encoding.exists():
+        preprocessor = TablePreprocessor.load(encoding.parent)
+    return open_source(
+        cfg.data if frame is None else frame,
+        cfg.modality,
+        image_size=cfg.image_size,
+        id_column=cfg.id_column,
+        time_column=cfg.time_column,
+        label_column=cfg.label_column,
+        categorical_columns=cfg.categorical_columns,
+        numeric_columns=cfg.numeric_columns,
+        drop_columns=cfg.drop_columns,
+        preprocessor=preprocessor,
+    )
+
+
+def _build_encoder(
+    cfg: PretrainConfig,
+    source: Source,
+    custom: nn.Module | None,
+    feature_dim: int | None,
+    run_dir: Path,
+    resume: bool,
+) -> tuple[Encoder, PretrainConfig]:
+    """The encoder to train (rebuilt from the run folder on resume), and the config with the
+    backbone (and image size) it chose filled in."""
+    if resume:
+        return Encoder.load(run_dir, custom), cfg
+    first = source.read_batch([0]).items
+    if cfg.modality == "tabular":
+        pre = source.preprocessor  # type: ignore[attr-defined]
+        if custom is not None:
+            width = pre.numeric_width + len(pre.cardinalities)
+            return Encoder(
+                custom, feature_dim, [0.0] * width, [1.0] * width, modality="tabular"
+            ), cfg
+        name = cfg.backbone or "mlp"
+        encoder = Encoder.build_tabular(
+            pre.numeric_width, pre.cardinalities, name, **cfg.backbone_options
+        )
+        return encoder, cfg.model_copy(update={"backbone": name})
+    mean, std = _image_statistics(source)
+    if custom is not None:
+        return Encoder(custom, feature_dim, mean, std, modality=cfg.modality), cfg
+    channels = first.shape[1]
+    if cfg.modality == "series":
+        name = cfg.backbone or "ts2vec"
+        encoder = Encoder.build_series(name, channels, mean, std, **cfg.backbone_options)
+        return encoder, cfg.model_copy(update={"backbone": name})
+    size = cfg.image_size or int(first.shape[-1])
+    name = cfg.backbone or ("small-cnn" if size <= 32 else "resnet18")
+    encoder = Encoder.build(name, channels, size, mean, std, **cfg.backbone_options)
+    return encoder, cfg.model_copy(update={"backbone": name, "image_size": size})
+
+
+def _training_views(
+    cfg: PretrainConfig, method: Any, source: Source
+) -> tuple[nn.Module, Any, nn.Module]:
+    """The views the method trains on, their recipe, and the two-view module the label-free
+    monitor measures with."""
+    if cfg.modality == "series":
+        views, recipe = series_method_views(method, **cfg.views)
+        return views, recipe, monitor_views(method, cfg.views, "series")
+    if cfg.modality == "tabular":
+        views, recipe = tabular_method_views(method, **cfg.views)
+        return views, recipe, monitor_views(method, cfg.views, "tabular")
+    channels = source.read_batch([0]).items.shape[1]
+    views, recipe = method_views(method, cfg.image_size, channels, **cfg.views)
+    return views, recipe, views
+
+
 def pretrain(
-    data: str | os.PathLike | None = None,
+    data: str | os.PathLike | Source | pd.DataFrame | None = None,
     *,
     config: str | os.PathLike | None = None,
     resume: str | os.PathLike | None = None,
@@ -202,18 +366,32 @@ def pretrain(
     feature_dim = options.pop("feature_dim", None)
     if isinstance(backbone, str):
         options["backbone"] = backbone
+    in_memory = None if data is None or isinstance(data, (str, os.PathLike)) else data
+    if in_memory is not None:  # a Source or a DataFrame from Python
+        if isinstance(in_memory, pd.DataFrame):
+            options.setdefault("modality", "tabular")
+            data = "DataFrame"
+        else:
+            options.setdefault("modality", in_memory.modality)
+            data = in_memory.name
     if resume is not None:
         run_dir = Path(resume)
         saved = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
         allowed = {k: v for k, v in options.items() if k in ("epochs", "time_budget")}
-        cfg = load_config(None, **{**saved, **allowed})
+        cfg = load_config(None, **{**saved, **allowed}).resolved()
     else:
-        cfg = load_config(config, data=None if data is None else str(data), **options)
+        cfg = load_config(config, data=None if data is None else str(data), **options).resolved()
         run_dir = (
             Path(cfg.out) if cfg.out else Path(os.environ.get(_RUN_DIR_ENV) or _default_out(cfg))
         )
     if cfg.method not in METHODS:
         raise ValueError(f"unknown method {cfg.method!r}; available: {', '.join(sorted(METHODS))}")
+    if cfg.modality not in METHODS[cfg.method].modalities:
+        usable = sorted(m for m, c in METHODS.items() if cfg.modality in c.modalities)
+        raise ValueError(
+            f"method {cfg.method} does not work on {cfg.modality} data; methods that do: "
+            f"{', '.join(usable)}"
+        )
     # Processes started by Fabric's launcher inherit the environment, so they find this folder.
     os.environ[_RUN_DIR_ENV] = str(run_dir)
 
@@ -229,36 +407,35 @@ def pretrain(
     run_dir = Path(fabric.broadcast(str(run_dir), src=0))  # torchrun ranks agree on the folder
     fabric.seed_everything(cfg.seed, verbose=False)
 
-    source, held_out = hold_out(
-        open_source(cfg.data, image_size=cfg.image_size), cfg.monitor_items, cfg.seed
-    )
-    channels, size = source.read_batch([0]).items.shape[1], cfg.image_size
-    size = size or int(source.read_batch([0]).items.shape[-1])
-    if custom is not None:
-        mean, std = _image_statistics(source)
-        encoder = Encoder(custom, feature_dim, mean, std)
-    elif resume is not None:
-        encoder = Encoder.load(run_dir)
+    if isinstance(in_memory, Source):
+        opened = in_memory
     else:
-        name = cfg.backbone or ("small-cnn" if size <= 32 else "resnet18")
-        cfg = cfg.model_copy(update={"backbone": name, "image_size": size})
-        mean, std = _image_statistics(source)
-        encoder = Encoder.build(name, channels, size, mean, std, **cfg.backbone_options)
+        saved_encoding = run_dir / PREPROCESSOR_FILE if resume is not None else None
+        opened = _open_training_data(cfg, in_memory, saved_encoding)
+    source, held_out = hold_out(opened, cfg.monitor_items, cfg.seed)
+    encoder, cfg = _build_encoder(cfg, source, custom, feature_dim, run_dir, resume is not None)
+    # A batch never asks for more items than one process's share of the data.
+    share = max(2, len(source) // (cfg.devices * cfg.num_nodes))
+    if cfg.batch_size > share:
+        cfg = cfg.model_copy(update={"batch_size": share})
     method = build_method(cfg.method, encoder, **cfg.method_options)
-    views, recipe = method_views(method, size, channels, **cfg.views)
+    views, recipe, watch = _training_views(cfg, method, source)
 
     if fabric.global_rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / CONFIG_FILE).write_text(cfg.to_yaml())
         if resume is None:
             encoder.save(run_dir)  # the initial encoder: a resumed run rebuilds it from here
+            preprocessor = getattr(opened, "preprocessor", None)
+            if preprocessor is not None:  # tables: the fitted column encoding
+                preprocessor.save(run_dir)
     fabric.barrier()
 
     monitor = None
     if held_out is not None:
         monitor = EpochMonitor(
             held_out,
-            views,
+            watch,
             run_dir,
             select_by=cfg.select_by,
             stop_on_collapse=cfg.stop_on_collapse,

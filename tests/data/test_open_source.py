@@ -30,10 +30,15 @@ def test_missing_spec_names_it_and_lists_the_named_datasets(tmp_path):
 
 def test_other_file_types_and_modalities_are_refused(tmp_path):
     (tmp_path / "table.csv").write_text("a,b\n1,2\n")
-    with pytest.raises(ValueError, match=r"table\.csv"):
-        open_source(tmp_path / "table.csv")
-    with pytest.raises(ValueError, match="modality series is not supported yet"):
+    with pytest.raises(ValueError, match=r"table\.csv: cannot read \.csv files as images"):
+        open_source(tmp_path / "table.csv", modality="image")
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(ValueError, match=r"notes\.txt: cannot read \.txt files as series"):
+        open_source(tmp_path / "notes.txt", modality="series")
+    with pytest.raises(FileNotFoundError, match="not a ucr:NAME set"):
         open_source("digits", modality="series")
+    with pytest.raises(ValueError, match="modality audio is not supported yet"):
+        open_source("digits", modality="audio")
     with pytest.raises(ValueError, match="unknown modality"):
         open_source("digits", modality="video")
     with pytest.raises(TypeError, match="imgsize"):

@@ -19,18 +19,25 @@ from typing import Any
 
 from torch import nn
 
+from selfsup.backbones.mlp import TabularMLP
 from selfsup.backbones.resnet import ResNet
+from selfsup.backbones.series import DilatedConvEncoder, PatchTransformer
 from selfsup.backbones.small_cnn import SmallCNN
 from selfsup.backbones.vit import VIT_PRESETS, VisionTransformer
 
 __all__ = [
     "VIT_PRESETS",
+    "DilatedConvEncoder",
+    "PatchTransformer",
     "ResNet",
     "SmallCNN",
+    "TabularMLP",
     "VisionTransformer",
     "backbone_names",
     "build_backbone",
+    "build_series_backbone",
     "default_patch_size",
+    "series_backbone_names",
 ]
 
 
@@ -122,3 +129,39 @@ def build_backbone(name: str, in_channels: int, image_size: int, **kwargs: Any) 
     if name not in _BUILDERS:
         raise ValueError(f"unknown backbone {name!r}; known backbones: {', '.join(_BUILDERS)}")
     return _BUILDERS[name](in_channels, image_size, **kwargs)
+
+
+_SERIES_BUILDERS: dict[str, Callable[..., nn.Module]] = {
+    "ts2vec": DilatedConvEncoder,
+    "patch-transformer": PatchTransformer,
+}
+
+
+def series_backbone_names() -> list[str]:
+    """The names ``build_series_backbone`` accepts.
+
+    Example:
+        >>> series_backbone_names()
+        ['ts2vec', 'patch-transformer']
+    """
+    return list(_SERIES_BUILDERS)
+
+
+def build_series_backbone(name: str, in_channels: int, **kwargs: Any) -> nn.Module:
+    """Build a series backbone by name: ``ts2vec`` (TS2Vec's dilated convolutions; options
+    ``hidden``, ``out_dim``, ``depth``, ``kernel_size``, ``dropout``) or ``patch-transformer``
+    (options ``patch_len``, ``dim``, ``depth``, ``heads``, ``mlp_ratio``, ``dropout``).
+
+    The module maps series ``(B, in_channels, length)`` of any length to ``(B, feature_dim)``
+    and has ``forward_timestamps`` for features per time step.
+
+    Raises:
+        ValueError: ``name`` is not a known series backbone.
+
+    Example:
+        >>> build_series_backbone("ts2vec", in_channels=1, out_dim=32, depth=2).feature_dim
+        32
+    """
+    if name not in _SERIES_BUILDERS:
+        raise ValueError(f"unknown series backbone {name!r}; known: {', '.join(_SERIES_BUILDERS)}")
+    return _SERIES_BUILDERS[name](in_channels, **kwargs)

@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from selfsup.data.arrays import ArraySource, encode_labels, image_layout, load_array_file
 from selfsup.data.base import Batch, EmptySourceError, ItemReadError, SkippedItem, Source
 from selfsup.data.idx import read_idx
@@ -26,7 +28,24 @@ from selfsup.data.named import (
     named_splits,
     open_named,
 )
+from selfsup.data.series import (
+    TABLE_SUFFIXES,
+    SeriesSource,
+    load_series_file,
+    open_ucr,
+    read_ts_file,
+    series_from_frame,
+    ucr_names,
+)
 from selfsup.data.splits import SubsetSource, train_test_sources
+from selfsup.data.tabular import (
+    TablePreprocessor,
+    TabularSource,
+    is_tabular_spec,
+    load_table_file,
+    open_table,
+    tabular_names,
+)
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -37,54 +56,111 @@ __all__ = [
     "EmptySourceError",
     "ImageFolderSource",
     "ItemReadError",
+    "SeriesSource",
     "SkippedItem",
     "Source",
     "SubsetSource",
+    "TablePreprocessor",
+    "TabularSource",
     "describe_named",
     "encode_labels",
     "image_layout",
+    "infer_modality",
     "load_array_file",
+    "load_series_file",
+    "load_table_file",
     "named_dataset_names",
     "named_splits",
     "open_named",
     "open_source",
+    "open_table",
+    "open_ucr",
     "read_idx",
+    "read_ts_file",
+    "series_from_frame",
+    "tabular_names",
     "train_test_sources",
+    "ucr_names",
 ]
 
-#: The modalities of the toolkit; only "image" has sources so far.
+#: The modalities of the toolkit; "image", "series" and "tabular" have sources so far.
 MODALITIES = ("image", "series", "tabular", "audio", "text")
 _ARRAY_SUFFIXES = (".npy", ".npz")
+_SERIES_OPTIONS = {"id_column", "time_column", "value_columns", "label_column"}
+_TABLE_OPTIONS = {
+    "label_column",
+    "categorical_columns",
+    "numeric_columns",
+    "drop_columns",
+    "preprocessor",
+    "require_label",
+}
 
 
-def open_source(spec: str | os.PathLike, modality: str = "image", **options: Any) -> Source:
+def infer_modality(spec: str | os.PathLike) -> str:
+    """The modality a ``DATA`` argument implies when ``--modality`` is not given.
+
+    ``ucr:NAME`` and ``.ts`` files are series; CSV/TSV/Parquet files, DataFrames and the
+    named tables (``breast-cancer``, ``islp:Default``) are tabular; everything else (folders,
+    arrays, the image datasets) is read as images unless the modality is given.
+
+    Example:
+        >>> infer_modality("ucr:GunPoint"), infer_modality("x.csv"), infer_modality("digits")
+        ('series', 'tabular', 'image')
+    """
+    if isinstance(spec, pd.DataFrame):
+        return "tabular"
+    text = str(spec)
+    suffix = Path(text).suffix.lower()
+    if text.startswith("ucr:") or suffix == ".ts":
+        return "series"
+    if is_tabular_spec(text) or suffix in TABLE_SUFFIXES:
+        return "tabular"
+    return "image"
+
+
+def open_source(
+    spec: str | os.PathLike | pd.DataFrame, modality: str | None = None, **options: Any
+) -> Source:
     """Open the data a ``DATA`` argument names.
 
-    Resolution, in order: a named dataset (``fashion-mnist``, ``digits:test``, see
+    Images, in order: a named dataset (``fashion-mnist``, ``digits:test``, see
     :func:`named_dataset_names`); an existing folder, read as an :class:`ImageFolderSource`
     with ``options``; an existing ``.npy`` / ``.npz`` file, read by :func:`load_array_file`.
+    Series: ``ucr:NAME`` or ``ucr:NAME:test`` (UCR/UEA sets, see :func:`ucr_names`), or a
+    ``.ts``, ``.npy``/``.npz``, CSV/TSV or Parquet file (see :func:`load_series_file`).
+    Tables: ``breast-cancer``, ``islp:Default`` (and their ``:test`` splits), a CSV/TSV or
+    Parquet file, or a pandas DataFrame (see :class:`TabularSource`).
 
     Args:
         spec: a named dataset spec or a path.
-        modality: the kind of items; only "image" is supported yet.
-        **options: options of the folder source (``image_size``, ``channels``). Arrays and
-            named datasets keep their stored size and channels and ignore these two (the
-            views resize); options set to None are ignored.
+        modality: the kind of items; by default :func:`infer_modality` decides.
+        **options: image sources: ``image_size``, ``channels`` (folders only; arrays and
+            named datasets keep their stored size and channels, the views resize). Series
+            tables: ``id_column``, ``time_column``, ``value_columns``, ``label_column``.
+            Tables: ``label_column``, ``categorical_columns``, ``numeric_columns``,
+            ``drop_columns``, ``preprocessor`` (a fitted encoding to apply). Options set to
+            None or to an empty list are ignored.
 
     Raises:
         ValueError: an unsupported modality or a file of another type.
-        TypeError: an option no image source takes.
+        TypeError: an option the source does not take.
         FileNotFoundError: nothing at ``spec``; the message lists the named datasets.
 
     Example:
         >>> open_source("digits").item_shape
         (1, 8, 8)
     """
+    modality = modality or infer_modality(spec)
     if modality not in MODALITIES:
         raise ValueError(f"unknown modality {modality!r}; known: {', '.join(MODALITIES)}")
+    options = {k: v for k, v in options.items() if v is not None and not _empty_list(v)}
+    if modality == "series":
+        return _open_series(spec, options)
+    if modality == "tabular":
+        return _open_table(spec, options)
     if modality != "image":
         raise ValueError(f"modality {modality} is not supported yet")
-    options = {key: value for key, value in options.items() if value is not None}
     unknown = sorted(set(options) - {"image_size", "channels"})
     if unknown:
         raise TypeError(f"unknown image source options {unknown}; known: image_size, channels")
@@ -103,4 +179,43 @@ def open_source(spec: str | os.PathLike, modality: str = "image", **options: Any
     raise FileNotFoundError(
         f"{spec}: no such file or folder, and not a named dataset "
         f"(known: {', '.join(named_dataset_names())})"
+    )
+
+
+def _empty_list(value: Any) -> bool:
+    return isinstance(value, (list, tuple)) and len(value) == 0
+
+
+def _open_series(spec: str | os.PathLike, options: dict[str, Any]) -> Source:
+    options = {k: v for k, v in options.items() if k not in ("image_size", "channels")}
+    unknown = sorted(set(options) - _SERIES_OPTIONS)
+    if unknown:
+        raise TypeError(
+            f"unknown series source options {unknown}; known: {', '.join(sorted(_SERIES_OPTIONS))}"
+        )
+    if isinstance(spec, str) and spec.startswith("ucr:"):
+        return open_ucr(spec)
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return load_series_file(path, **options)
+    raise FileNotFoundError(f"{spec}: no such file, and not a ucr:NAME set")
+
+
+def _open_table(spec: str | os.PathLike | pd.DataFrame, options: dict[str, Any]) -> Source:
+    options = {k: v for k, v in options.items() if k not in ("image_size", "channels")}
+    options = {k: v for k, v in options.items() if k not in ("id_column", "time_column")}
+    unknown = sorted(set(options) - _TABLE_OPTIONS)
+    if unknown:
+        raise TypeError(
+            f"unknown table source options {unknown}; known: {', '.join(sorted(_TABLE_OPTIONS))}"
+        )
+    if isinstance(spec, pd.DataFrame):
+        return load_table_file(spec, **options)
+    if isinstance(spec, str) and is_tabular_spec(spec):
+        return open_table(spec, options.get("preprocessor"))
+    path = Path(spec).expanduser()
+    if path.is_file():
+        return load_table_file(path, **options)
+    raise FileNotFoundError(
+        f"{spec}: no such file, and not a named table (known: {', '.join(tabular_names())})"
     )

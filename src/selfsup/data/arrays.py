@@ -17,25 +17,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from selfsup.data.base import Batch, EmptySourceError, Source
+from selfsup.data.base import Batch, EmptySourceError, RowIds, Source, checked_rows
 
 # The first bytes of each array file type (a .npz is a zip archive).
 _MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK"}
-
-
-class RowIds(Sequence[str]):
-    """The ids ``"0" .. "n-1"`` of an in-memory source, made on demand instead of stored."""
-
-    def __init__(self, n: int) -> None:
-        self._n = n
-
-    def __len__(self) -> int:
-        return self._n
-
-    def __getitem__(self, index: int | slice) -> str | list[str]:  # type: ignore[override]
-        if isinstance(index, slice):
-            return [str(i) for i in range(self._n)[index]]
-        return str(range(self._n)[index])
 
 
 def encode_labels(
@@ -218,11 +203,7 @@ class ArraySource(Source):
 
     def read_batch(self, indices: Sequence[int]) -> Batch:
         """Images at ``indices`` as one float32 tensor (n, C, H, W); nothing is ever skipped."""
-        rows = np.asarray(indices, dtype=np.int64).reshape(-1)
-        n = len(self)
-        if rows.size and (rows.min() < 0 or rows.max() >= n):
-            bad = rows[(rows < 0) | (rows >= n)][0]
-            raise IndexError(f"index {bad} out of range for {self.name} with {n} items")
+        rows = checked_rows(indices, len(self), self.name)
         chunk = self._array[rows]
         if self._layout == "nhw":
             chunk = chunk[:, None]

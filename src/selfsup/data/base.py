@@ -63,6 +63,38 @@ class Batch:
     skipped: list[SkippedItem] = field(default_factory=list)
 
 
+class RowIds(Sequence[str]):
+    """The ids ``"0" .. "n-1"`` of an in-memory source, made on demand instead of stored."""
+
+    def __init__(self, n: int) -> None:
+        self._n = n
+
+    def __len__(self) -> int:
+        return self._n
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:  # type: ignore[override]
+        if isinstance(index, slice):
+            return [str(i) for i in range(self._n)[index]]
+        return str(range(self._n)[index])
+
+
+def checked_rows(indices: Sequence[int], n: int, name: str) -> np.ndarray:
+    """``indices`` as an int64 array, after checking each lies in ``0..n-1``.
+
+    Raises:
+        IndexError: an index out of range; the message names it and the source.
+
+    Example:
+        >>> checked_rows([2, 0], 3, "x").tolist()
+        [2, 0]
+    """
+    rows = np.asarray(indices, dtype=np.int64).reshape(-1)
+    if rows.size and (rows.min() < 0 or rows.max() >= n):
+        bad = rows[(rows < 0) | (rows >= n)][0]
+        raise IndexError(f"index {bad} out of range for {name} with {n} items")
+    return rows
+
+
 class Source(abc.ABC):
     """A finite, indexable collection of items of one modality.
 
@@ -113,3 +145,31 @@ class Source(abc.ABC):
         """A one-line summary, e.g. ``fashion-mnist: 60000 image items, 10 classes``."""
         classes = f", {len(self.classes)} classes" if self.classes else ", unlabeled"
         return f"{self.name}: {len(self)} {self.modality} items{classes}"
+
+
+class InMemorySource(Source):
+    """A source whose items are the rows of one array or tensor ``values`` (n, ...), with
+    optional ids; ``read_batch`` is one indexing copy and never skips anything.
+
+    Subclasses set ``self.values``, ``self.name`` and, if they have ids, ``self._ids``.
+    """
+
+    values: np.ndarray | torch.Tensor
+    _ids: list[str] | None = None
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def ids(self) -> Sequence[str]:
+        """The given ids, or the row numbers as text."""
+        return self._ids if self._ids is not None else RowIds(len(self))
+
+    def read(self, index: int) -> torch.Tensor:
+        """Item ``index`` as a tensor."""
+        return self.read_batch([index]).items[0]
+
+    def read_batch(self, indices: Sequence[int]) -> Batch:
+        """Items at ``indices`` as one tensor (n, ...)."""
+        rows = checked_rows(indices, len(self), self.name)
+        return Batch(torch.as_tensor(self.values[rows]), rows.tolist(), [])

@@ -34,6 +34,7 @@ class SubsetSource(Source):
         self.modality = source.modality
         self.classes = source.classes
         self.labels = None if source.labels is None else source.labels[self.indices]
+        self.preprocessor = getattr(source, "preprocessor", None)  # tables: their encoding
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -67,10 +68,17 @@ def train_test_sources(
     """The split to fit probes on and the split to score them on.
 
     ``test`` when given; else a named dataset's official test split (``fashion-mnist`` pairs
-    with ``fashion-mnist:test``); else a deterministic stratified split of ``data``.
+    with ``fashion-mnist:test``, ``ucr:GunPoint`` with ``ucr:GunPoint:test``); else a
+    deterministic stratified split of ``data``.
     """
     if test is not None:
         return _open(data), _open(test)
+    if isinstance(data, str) and data.startswith("ucr:") and data.count(":") == 1:
+        return _open(data), _open(f"{data}:test")
+    from selfsup.data.tabular import is_tabular_spec
+
+    if isinstance(data, str) and is_tabular_spec(data) and not data.endswith(":test"):
+        return _open(data), _open(f"{data.removesuffix(':train')}:test")
     named = isinstance(data, str) and is_named_spec(data) and ":" not in data
     if named and "test" in named_splits(data):
         return _open(data), _open(f"{data}:test")

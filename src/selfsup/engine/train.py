@@ -77,6 +77,11 @@ class _EpochBatches(Dataset):
         return self.source.read_batch(self.batches[i].tolist())
 
 
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    """Images (4-d) in channels-last memory, which oneDNN convolves faster; series as they are."""
+    return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
+
+
 def _no_collate(batch: Batch) -> Batch:
     return batch
 
@@ -288,7 +293,7 @@ def fit(
                 for group in optimizer.param_groups:
                     group["lr"] = warmup_cosine(state.step, state.total_steps, warmup, lr)
                 inputs = views(batch.items.to(fabric.device))
-                loss = model([v.contiguous(memory_format=torch.channels_last) for v in inputs])
+                loss = model([_channels_last(v) for v in inputs])
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"the loss became {loss.item()} at step {state.step} (epoch "

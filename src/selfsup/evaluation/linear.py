@@ -42,12 +42,16 @@ class LinearProbeResult:
         val_accuracy: validation accuracy of the chosen weight decay; ``None`` when no
             validation split could be made.
         note: why the weight decay was not chosen on a validation split, else ``None``.
+        auroc: area under the ROC curve of the classifier's test probabilities (one-vs-rest
+            macro average for more than two classes); ``None`` when the test split holds a
+            single class.
     """
 
     accuracy: float
     weight_decay: float
     val_accuracy: float | None
     note: str | None = None
+    auroc: float | None = None
 
 
 def standardize(reference: torch.Tensor, *others: torch.Tensor) -> list[torch.Tensor]:
@@ -254,5 +258,24 @@ def linear_probe(
         )
 
     model = fit_logistic_regression(train, y_train, num_classes, chosen, max_iter, init)
-    accuracy = (model(test).argmax(1) == y_test).float().mean().item()
-    return LinearProbeResult(accuracy, chosen, val_accuracy, note)
+    with torch.no_grad():
+        logits = model(test)
+    accuracy = (logits.argmax(1) == y_test).float().mean().item()
+    return LinearProbeResult(accuracy, chosen, val_accuracy, note, _auroc(logits, y_test))
+
+
+def _auroc(logits: torch.Tensor, labels: torch.Tensor) -> float | None:
+    """ROC AUC of softmax probabilities (one-vs-rest macro over the classes present)."""
+    from sklearn.metrics import roc_auc_score
+
+    present = torch.unique(labels)
+    if len(present) < 2:
+        return None
+    probs = torch.softmax(logits.double(), dim=1).numpy()
+    y = labels.numpy()
+    if len(present) == 2:
+        positive = int(present[1])
+        return float(roc_auc_score(y == positive, probs[:, positive]))
+    kept = probs[:, present.numpy()]
+    kept = kept / kept.sum(axis=1, keepdims=True)
+    return float(roc_auc_score(y, kept, multi_class="ovr", labels=present.numpy()))

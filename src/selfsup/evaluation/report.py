@@ -36,8 +36,16 @@ from selfsup.encoder import Encoder
 from selfsup.evaluation.fewshot import few_shot
 from selfsup.evaluation.knn import knn_accuracy
 from selfsup.evaluation.linear import linear_probe
+from selfsup.evaluation.svm import svm_accuracy
 
-PROTOCOLS = ("knn", "linear", "fewshot")
+#: The protocols an evaluation runs by default, per modality (``svm`` is TS2Vec's).
+DEFAULT_PROTOCOLS = {
+    "image": ("knn", "linear", "fewshot"),
+    "series": ("svm", "knn", "linear"),
+    "tabular": ("linear", "auroc", "knn"),
+}
+#: ``auroc`` is the linear probe's ROC AUC (for imbalanced labels).
+PROTOCOLS = ("knn", "linear", "fewshot", "svm", "auroc")
 #: Raw-pixel baselines use images of at most this side, so they fit in memory for any data.
 RAW_MAX_SIDE = 32
 
@@ -84,18 +92,30 @@ class Evaluation:
 
 
 def raw_features(source: Source, batch_size: int = 1024) -> np.ndarray:
-    """Flattened raw inputs (images downsized to at most ``RAW_MAX_SIDE``), for baselines."""
+    """Flattened raw inputs (images downsized to at most ``RAW_MAX_SIDE``; series with their
+    absent steps as 0; table rows encoded, categories one-hot), for baselines."""
     chunks = []
     n = len(source)
     for start in range(0, n, batch_size):
         batch = source.read_batch(list(range(start, min(n, start + batch_size))))
         x = batch.items
-        if x.shape[-1] > RAW_MAX_SIDE:
+        if source.modality == "series":
+            x = torch.nan_to_num(x, nan=0.0)
+        elif getattr(source, "preprocessor", None) is not None:  # tables: codes as one-hot
+            x = torch.from_numpy(source.preprocessor.one_hot(x.numpy()))
+        elif x.shape[-1] > RAW_MAX_SIDE:
             x = conform_images(x, x.shape[1], RAW_MAX_SIDE)
         block = torch.full((min(batch_size, n - start), *x.shape[1:]), float("nan"))
         block[torch.as_tensor(batch.indices) - start] = x
         chunks.append(block.flatten(1).numpy())
     return np.concatenate(chunks)
+
+
+def _same_width(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-pad the narrower of two raw feature matrices (series splits of different
+    longest lengths) to the other's width."""
+    width = max(a.shape[1], b.shape[1])
+    return tuple(np.pad(m, ((0, 0), (0, width - m.shape[1]))) for m in (a, b))  # type: ignore[return-value]
 
 
 def _labelled(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -107,7 +127,7 @@ def evaluate_encoder(
     encoder: Encoder,
     train: Source,
     test: Source,
-    protocols: Sequence[str] = PROTOCOLS,
+    protocols: Sequence[str] | None = None,
     *,
     k: int = 20,
     shots: int = 10,
@@ -120,12 +140,15 @@ def evaluate_encoder(
         encoder: the frozen encoder.
         train: labelled items the probes are fitted on.
         test: labelled items the probes are scored on.
-        protocols: any of ``knn``, ``linear``, ``fewshot``.
+        protocols: any of ``knn``, ``linear``, ``fewshot``, ``svm``, ``auroc``; by default
+            ``DEFAULT_PROTOCOLS`` of the data's modality.
         k: neighbours for kNN.
         shots: labels per class for few-shot.
         draws: random draws of the few-shot labels.
         seed: seed of the validation split and the few-shot draws.
     """
+    if protocols is None:
+        protocols = DEFAULT_PROTOCOLS.get(train.modality, DEFAULT_PROTOCOLS["image"])
     unknown = set(protocols) - set(PROTOCOLS)
     if unknown:
         raise ValueError(f"unknown protocol(s) {sorted(unknown)}; available: {list(PROTOCOLS)}")
@@ -135,7 +158,7 @@ def evaluate_encoder(
     started = time.perf_counter()
     features = {
         "selfsup": (embed_source(encoder, train), embed_source(encoder, test)),
-        "raw": (raw_features(train), raw_features(test)),
+        "raw": _same_width(raw_features(train), raw_features(test)),
     }
     rows = []
     for protocol in protocols:
@@ -149,9 +172,14 @@ def evaluate_encoder(
                     x_train, y_train, x_test, y_test, k=min(k, len(y_train))
                 )
                 detail["k"] = k
-            elif protocol == "linear":
+            elif protocol == "svm":
+                scores[kind] = svm_accuracy(x_train, y_train, x_test, y_test, seed=seed)
+            elif protocol in ("linear", "auroc"):
                 result = linear_probe(x_train, y_train, x_test, y_test, seed=seed)
-                scores[kind] = result.accuracy
+                if protocol == "auroc":
+                    scores[kind] = float("nan") if result.auroc is None else result.auroc
+                else:
+                    scores[kind] = result.accuracy
                 detail[f"weight_decay_{kind}"] = result.weight_decay
             else:
                 result = few_shot(

@@ -2,8 +2,8 @@
 
 Example:
     >>> sorted(METHODS)  # doctest: +NORMALIZE_WHITESPACE
-    ['barlowtwins', 'byol', 'dino', 'ijepa', 'mae', 'mocov3', 'nnclr', 'simclr', 'simsiam',
-     'swav', 'vicreg']
+    ['barlowtwins', 'byol', 'dino', 'ijepa', 'mae', 'mocov3', 'nnclr', 'scarf', 'simclr',
+     'simsiam', 'swav', 'ts2vec', 'vicreg', 'vime']
 """
 
 from __future__ import annotations
@@ -19,14 +19,32 @@ from selfsup.methods.ijepa import IJEPA, ijepa_loss
 from selfsup.methods.mae import MAE, mae_loss
 from selfsup.methods.mocov3 import MoCoV3, mocov3_loss
 from selfsup.methods.nnclr import NNCLR, nnclr_loss
+from selfsup.methods.scarf import SCARF, scarf_loss
 from selfsup.methods.simclr import SimCLR, nt_xent_loss
 from selfsup.methods.simsiam import SimSiam, simsiam_loss
 from selfsup.methods.swav import SwAV, sinkhorn_knopp, swapped_prediction_loss
+from selfsup.methods.ts2vec import TS2Vec, hierarchical_contrastive_loss
 from selfsup.methods.vicreg import VICReg, vicreg_loss
+from selfsup.methods.vime import VIME, vime_loss
 
 METHODS: dict[str, type[Method]] = {
     m.name: m
-    for m in (SimCLR, BYOL, VICReg, BarlowTwins, MoCoV3, SimSiam, NNCLR, MAE, IJEPA, SwAV, DINO)
+    for m in (
+        SimCLR,
+        BYOL,
+        VICReg,
+        BarlowTwins,
+        MoCoV3,
+        SimSiam,
+        NNCLR,
+        MAE,
+        IJEPA,
+        SwAV,
+        DINO,
+        TS2Vec,
+        SCARF,
+        VIME,
+    )
 }
 
 
@@ -44,24 +62,30 @@ __all__ = [
     "MAE",
     "METHODS",
     "NNCLR",
+    "SCARF",
+    "VIME",
     "BarlowTwins",
     "Method",
     "MoCoV3",
     "SimCLR",
     "SimSiam",
     "SwAV",
+    "TS2Vec",
     "VICReg",
     "barlow_twins_loss",
     "build_method",
     "byol_loss",
     "dino_loss",
+    "hierarchical_contrastive_loss",
     "ijepa_loss",
     "mae_loss",
     "mocov3_loss",
     "nnclr_loss",
     "nt_xent_loss",
+    "scarf_loss",
     "simsiam_loss",
     "sinkhorn_knopp",
     "swapped_prediction_loss",
     "vicreg_loss",
+    "vime_loss",
 ]

@@ -36,6 +36,10 @@ class Method(nn.Module, abc.ABC):
         num_views: how many full-size (global) views of each item the objective consumes.
         num_local_views: how many extra small (local) multi-crop views it takes by default
             (SwAV, DINO); they follow the global views in the list passed to ``loss``.
+        modalities: the kinds of items the objective works on.
+        series_view_recipe: the augmentation recipe for series views (``series`` or ``none``).
+        tabular_view_recipe: the corruption recipe for table rows (``tabular``, ``scarf`` or
+            ``none``).
     """
 
     name: ClassVar[str]
@@ -43,6 +47,9 @@ class Method(nn.Module, abc.ABC):
     view_recipe: ClassVar[str] = "byol"
     num_views: ClassVar[int] = 2
     num_local_views: ClassVar[int] = 0
+    modalities: ClassVar[tuple[str, ...]] = ("image", "series", "tabular")
+    series_view_recipe: ClassVar[str] = "series"
+    tabular_view_recipe: ClassVar[str] = "tabular"
 
     def __init__(self, encoder: Encoder) -> None:
         super().__init__()

@@ -221,6 +221,7 @@ class IJEPA(Method):
     paper = "Assran et al. 2023, https://arxiv.org/abs/2301.08243"
     view_recipe = "masked"
     num_views = 1
+    modalities = ("image",)
 
     def __init__(
         self,

@@ -188,6 +188,7 @@ class MAE(Method):
     paper = "He et al. 2022, https://arxiv.org/abs/2111.06377"
     view_recipe = "masked"
     num_views = 1
+    modalities = ("image",)
 
     def __init__(
         self,

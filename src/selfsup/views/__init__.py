@@ -1,5 +1,32 @@
 """Views: the random augmentations that turn one item into several correlated inputs."""
 
 from selfsup.views.image import ImageViewRecipe, ImageViews, image_recipe, method_views
+from selfsup.views.series import (
+    SeriesViewRecipe,
+    SeriesViews,
+    series_method_views,
+    series_recipe,
+)
+from selfsup.views.tabular import (
+    TabularViewRecipe,
+    TabularViews,
+    marginal_corruption,
+    tabular_method_views,
+    tabular_recipe,
+)
 
-__all__ = ["ImageViewRecipe", "ImageViews", "image_recipe", "method_views"]
+__all__ = [
+    "ImageViewRecipe",
+    "ImageViews",
+    "SeriesViewRecipe",
+    "SeriesViews",
+    "TabularViewRecipe",
+    "TabularViews",
+    "image_recipe",
+    "marginal_corruption",
+    "method_views",
+    "series_method_views",
+    "series_recipe",
+    "tabular_method_views",
+    "tabular_recipe",
+]

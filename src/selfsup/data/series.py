@@ -1,0 +1,434 @@
+"""Time series and sensor logs: arrays, UCR/UEA ``.ts`` files, CSV/Parquet tables, ``ucr:NAME``.
+
+Every series source holds its items as one float32 array ``(n, channels, length)``. Series of
+different lengths are padded at the end with NaN to the longest one, and missing values inside
+a series are NaN too: the series backbones treat NaN time steps as absent (TS2Vec's own
+convention), so nothing is interpolated or dropped behind the user's back.
+
+Example:
+    >>> src = SeriesSource([np.ones((2, 5)), np.zeros((2, 3))], labels=["a", "b"])
+    >>> src.describe(), tuple(src.read(1).shape), src.lengths.tolist()
+    ('series: 2 series items, 2 classes', (2, 5), [5, 3])
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from selfsup.data.arrays import encode_labels
+from selfsup.data.base import EmptySourceError, InMemorySource
+
+#: Environment variable naming extra folders (``:``-separated) that hold UCR/UEA sets laid
+#: out as the archive is (``NAME/NAME_TRAIN.ts``, ``NAME/NAME_TEST.ts``).
+UCR_DIR_ENV = "SELFSUP_UCR_DIR"
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
+
+
+def pad_series(items: Sequence[np.ndarray], name: str = "series") -> np.ndarray:
+    """Stack series of shape ``(channels, length_i)`` (or ``(length_i,)``) into one float32
+    array ``(n, channels, max length)``, padding the end of shorter ones with NaN.
+
+    Raises:
+        EmptySourceError: no series, or only empty ones.
+        ValueError: series with different numbers of channels (the message names the first).
+
+    Example:
+        >>> pad_series([np.array([1.0, 2.0]), np.array([3.0])]).tolist()
+        [[[1.0, 2.0]], [[3.0, nan]]]
+    """
+    if len(items) == 0:
+        raise EmptySourceError(f"{name}: holds no series")
+    arrays = [np.asarray(item, dtype=np.float32) for item in items]
+    arrays = [a[None] if a.ndim == 1 else a for a in arrays]
+    channels = arrays[0].shape[0]
+    for i, a in enumerate(arrays):
+        if a.ndim != 2:
+            raise ValueError(f"{name}: series {i} has shape {a.shape}; expected (channels, length)")
+        if a.shape[0] != channels:
+            raise ValueError(
+                f"{name}: series {i} has {a.shape[0]} channels, series 0 has {channels}"
+            )
+    length = max(a.shape[1] for a in arrays)
+    if length == 0:
+        raise EmptySourceError(f"{name}: every series is empty")
+    out = np.full((len(arrays), channels, length), np.nan, dtype=np.float32)
+    for i, a in enumerate(arrays):
+        out[i, :, : a.shape[1]] = a
+    return out
+
+
+class SeriesSource(InMemorySource):
+    """Series held in memory as ``(n, channels, length)`` float32, NaN where absent.
+
+    Args:
+        series: an array ``(n, channels, length)`` or ``(n, length)``, or a list of series
+            ``(channels, length_i)`` of any lengths (padded with NaN).
+        labels: optional labels per series, ints or strings (see ``encode_labels``).
+        name: a short name for messages and reports.
+        classes: optional class names indexed by label code.
+        ids: optional id per series (the row number as text by default).
+
+    Raises:
+        ValueError: a bad shape, infinite values, or labels of the wrong length.
+        EmptySourceError: no series, or a series with no value at all (the message names it).
+
+    Example:
+        >>> src = SeriesSource(np.zeros((3, 10)))
+        >>> src.channels, src.length, tuple(src.read_batch([0, 2]).items.shape)
+        (1, 10, (2, 1, 10))
+    """
+
+    modality = "series"
+
+    def __init__(
+        self,
+        series: np.ndarray | Sequence[np.ndarray],
+        labels: Sequence | np.ndarray | None = None,
+        *,
+        name: str = "series",
+        classes: Sequence[str] | None = None,
+        ids: Sequence[str] | None = None,
+    ) -> None:
+        if isinstance(series, np.ndarray) and series.dtype != object:
+            values = series_array(series, name)
+        else:
+            values = pad_series(list(series), name)
+        if np.isinf(values).any():
+            row = int(np.argwhere(np.isinf(values))[0][0])
+            raise ValueError(f"{name}: series {row} holds an infinite value")
+        present = ~np.isnan(values).all(axis=1)  # (n, length): any channel observed
+        empty = np.flatnonzero(~present.any(axis=1))
+        if empty.size:
+            raise EmptySourceError(f"{name}: series {int(empty[0])} has no value at all")
+        self.values = values
+        self.lengths = values.shape[2] - np.argmax(present[:, ::-1], axis=1)
+        self.name = name
+        if ids is not None and len(ids) != len(values):
+            raise ValueError(f"{name}: {len(ids)} ids for {len(values)} series")
+        self._ids = list(ids) if ids is not None else None
+        if labels is None:
+            if classes is not None:
+                raise ValueError("classes were given without labels")
+        else:
+            codes, self.classes = encode_labels(labels, classes)
+            if len(codes) != len(values):
+                raise ValueError(f"{name}: {len(codes)} labels for {len(values)} series")
+            self.labels = codes
+
+    @property
+    def channels(self) -> int:
+        """Channels (variables) per time step."""
+        return int(self.values.shape[1])
+
+    @property
+    def length(self) -> int:
+        """The longest series' length (the padded length)."""
+        return int(self.values.shape[2])
+
+    @property
+    def item_shape(self) -> tuple[int, int]:
+        """The shape (channels, length) of every (padded) item."""
+        return (self.channels, self.length)
+
+
+def series_array(array: np.ndarray, name: str = "array") -> np.ndarray:
+    """An array of series as float32 ``(n, channels, length)``: ``(n, length)`` gains a
+    channel axis, ``(n, channels, length)`` is kept.
+
+    Example:
+        >>> series_array(np.zeros((4, 7))).shape
+        (4, 1, 7)
+    """
+    array = np.asarray(array)
+    if array.dtype.kind not in "biuf":
+        raise ValueError(f"{name}: series must be numeric, got dtype {array.dtype}")
+    if array.ndim == 2:
+        array = array[:, None, :]
+    if array.ndim != 3:
+        raise ValueError(
+            f"{name}: series arrays must be (n, length) or (n, channels, length), "
+            f"got shape {array.shape}"
+        )
+    if array.size == 0:
+        raise EmptySourceError(f"{name}: the array holds no series (shape {array.shape})")
+    return array.astype(np.float32, copy=False)
+
+
+# --- UCR/UEA .ts files -----------------------------------------------------------------------
+
+
+def read_ts_file(path: str | os.PathLike) -> tuple[list[np.ndarray], list[str] | None, dict]:
+    """Parse a UCR/UEA ``.ts`` file (the sktime/aeon text format).
+
+    Returns the series (each ``(channels, length_i)``, ``?`` read as NaN), the class labels
+    when the header says ``@classLabel true`` (else None), and the header fields (with the
+    numeric targets of a regression set, ``@targetLabel true``, under ``"targets"``).
+
+    Raises:
+        ValueError: a malformed file; the message names the file and the line.
+
+    Example:
+        >>> import tempfile
+        >>> text = "@problemName t\\n@classLabel true a b\\n@data\\n1,2,3:4,5,6:a\\n7,?:8,9:b\\n"
+        >>> path = Path(tempfile.mkdtemp()) / "t.ts"
+        >>> _ = path.write_text(text)
+        >>> series, labels, header = read_ts_file(path)
+        >>> [s.shape for s in series], labels, header["problemname"]
+        ([(2, 3), (2, 2)], ['a', 'b'], 't')
+    """
+    path = Path(path)
+    header: dict[str, str] = {}
+    series: list[np.ndarray] = []
+    labels: list[str] = []
+    in_data = False
+    has_labels = has_target = False
+    targets: list[float] = []
+    with path.open(encoding="utf-8", errors="replace") as handle:
+        for number, raw in enumerate(handle, start=1):
+            line = raw.strip()
+            if not line or line.startswith(("#", "%")):  # comments (both styles occur)
+                continue
+            if not in_data:
+                if not line.startswith("@"):
+                    raise ValueError(f"{path}:{number}: expected a @header line, got {line[:40]!r}")
+                key, _, value = line[1:].partition(" ")
+                key = key.lower()
+                if key == "data":
+                    in_data = True
+                    has_labels = header.get("classlabel", "false").split()[0].lower() == "true"
+                    # Regression sets end each row with a numeric target: kept aside.
+                    has_target = header.get("targetlabel", "false").split()[0].lower() == "true"
+                    if header.get("timestamps", "false").lower() == "true":
+                        raise ValueError(
+                            f"{path}:{number}: .ts files with @timeStamps true are not supported"
+                        )
+                else:
+                    header[key] = value.strip()
+                continue
+            fields = line.split(":")
+            if has_target:
+                targets.append(float(fields[-1]) if fields[-1].strip() not in ("?", "") else np.nan)
+                fields = fields[:-1]
+            if has_labels:
+                if len(fields) < 2:
+                    raise ValueError(f"{path}:{number}: a labelled row needs 'values:label'")
+                labels.append(fields[-1].strip())
+                fields = fields[:-1]
+            try:
+                channels = [
+                    [
+                        np.nan if v.strip() in ("?", "", "NaN", "nan") else float(v)
+                        for v in f.split(",")
+                    ]
+                    for f in fields
+                ]
+            except ValueError as err:
+                raise ValueError(f"{path}:{number}: {err}") from None
+            width = max(len(c) for c in channels)
+            row = np.full((len(channels), width), np.nan, dtype=np.float32)
+            for c, values in enumerate(channels):
+                row[c, : len(values)] = values
+            if series and row.shape[0] != series[0].shape[0]:
+                raise ValueError(
+                    f"{path}:{number}: {row.shape[0]} channels, earlier rows have "
+                    f"{series[0].shape[0]}"
+                )
+            series.append(row)
+    if not in_data:
+        raise ValueError(f"{path}: no @data section; is this a .ts file?")
+    if not series:
+        raise EmptySourceError(f"{path}: the @data section holds no series")
+    if has_target:
+        header["targets"] = targets  # type: ignore[assignment]
+    return series, (labels if has_labels else None), header
+
+
+def load_ts(path: str | os.PathLike, name: str | None = None) -> SeriesSource:
+    """A labelled (or unlabeled) :class:`SeriesSource` from a ``.ts`` file.
+
+    Class names come from the ``@classLabel`` header, in its order.
+    """
+    series, labels, header = read_ts_file(path)
+    classes = None
+    declared = header.get("classlabel", "").split()[1:]
+    if labels is not None and declared and set(labels) <= set(declared):
+        classes = declared
+    return SeriesSource(series, labels, name=name or str(path), classes=classes)
+
+
+def ucr_dirs() -> list[Path]:
+    """Folders searched for ``ucr:NAME``: ``$SELFSUP_UCR_DIR``, then the sets bundled in the
+    aeon and sktime wheels (found without importing them)."""
+    dirs = [Path(p) for p in os.environ.get(UCR_DIR_ENV, "").split(":") if p]
+    for package, sub in (("aeon", "datasets/data"), ("sktime", "datasets/data")):
+        spec = importlib.util.find_spec(package)
+        if spec is not None and spec.submodule_search_locations:
+            dirs.append(Path(next(iter(spec.submodule_search_locations))) / sub)
+    return [d for d in dirs if d.is_dir()]
+
+
+def ucr_names() -> list[str]:
+    """Names of the UCR/UEA sets found in :func:`ucr_dirs` (those with a train and test file)."""
+    names = set()
+    for folder in ucr_dirs():
+        for train in folder.glob("*/*_TRAIN.ts"):
+            name = train.name[: -len("_TRAIN.ts")]
+            if (train.parent / f"{name}_TEST.ts").exists():
+                names.add(name)
+    return sorted(names)
+
+
+def open_ucr(spec: str) -> SeriesSource:
+    """Open ``ucr:NAME`` (the train split) or ``ucr:NAME:test`` as a labelled source.
+
+    Raises:
+        FileNotFoundError: the set is not on this machine; the message says where it looked
+            and how to get it.
+    """
+    _, _, rest = spec.partition(":")
+    name, _, split = rest.partition(":")
+    split = (split or "train").lower()
+    if split not in ("train", "test"):
+        raise ValueError(f"{spec}: unknown split {split!r}; use train or test")
+    file = f"{name}_{split.upper()}.ts"
+    for folder in ucr_dirs():
+        # The archive's layout (NAME/NAME_TRAIN.ts); variants such as aeon's JapaneseVowels_eq
+        # sit in their parent set's folder.
+        for path in (folder / name / file, *sorted(folder.glob(f"*/{file}"))):
+            if path.exists():
+                return load_ts(path, name=f"ucr:{name}" + (":test" if split == "test" else ""))
+    looked = ", ".join(str(d) for d in ucr_dirs()) or "nowhere (aeon is not installed)"
+    raise FileNotFoundError(
+        f"{spec}: no {name}_{split.upper()}.ts found (looked in {looked}). "
+        f"Sets bundled offline: {', '.join(ucr_names()) or 'none'}. Install aeon "
+        f"(pip install aeon) for its bundled sets, or download the archive from "
+        f"timeseriesclassification.com and point ${UCR_DIR_ENV} at it."
+    )
+
+
+# --- CSV / Parquet tables --------------------------------------------------------------------
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a CSV, TSV or Parquet file into a DataFrame, naming the file on failure."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(path)
+        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
+    except Exception as err:  # pandas raises many kinds; the user needs the file name
+        raise ValueError(f"{path}: cannot read the table ({err})") from err
+
+
+def _numeric(frame: pd.DataFrame, columns: Sequence[str], name: str) -> np.ndarray:
+    for column in columns:
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            converted = pd.to_numeric(frame[column], errors="coerce")
+            bad = converted.isna() & frame[column].notna()
+            if bad.any():
+                row = int(np.flatnonzero(bad.to_numpy())[0])
+                raise ValueError(
+                    f"{name}: row {row}, column {column!r}: {frame[column].iloc[row]!r} is "
+                    f"not a number"
+                )
+    return frame[list(columns)].apply(pd.to_numeric, errors="coerce").to_numpy(np.float32)
+
+
+def series_from_frame(
+    frame: pd.DataFrame,
+    *,
+    name: str = "table",
+    id_column: str | None = None,
+    time_column: str | None = None,
+    value_columns: Sequence[str] | None = None,
+    label_column: str | None = None,
+) -> SeriesSource:
+    """Series from a table, in wide or long form.
+
+    Wide form (no ``id_column``): one row per series, its values in the numeric columns in
+    their order (``value_columns`` to choose them); empty cells are NaN, so shorter series end
+    in empty cells. Long form (``id_column`` given): one row per time step of a series, rows of
+    a series sorted by ``time_column`` when given, one channel per value column. A
+    ``label_column`` gives each series its class (in long form it must be the same on every
+    row of a series). Every other column must hold numbers; the first cell that does not is
+    named in the error.
+
+    Example:
+        >>> long = pd.DataFrame({"id": [1, 1, 2], "t": [1, 0, 0], "v": [5.0, 4.0, 9.0]})
+        >>> src = series_from_frame(long, id_column="id", time_column="t")
+        >>> src.values[:, 0].tolist(), list(src.ids)
+        ([[4.0, 5.0], [9.0, nan]], ['1', '2'])
+    """
+    for column in (id_column, time_column, label_column, *(value_columns or ())):
+        if column is not None and column not in frame.columns:
+            raise ValueError(
+                f"{name}: no column {column!r}; columns are {', '.join(map(str, frame.columns))}"
+            )
+    reserved = {c for c in (id_column, time_column, label_column) if c is not None}
+    if value_columns is None:  # every other column holds values; text in one is an error
+        value_columns = [c for c in frame.columns if c not in reserved]
+    if not value_columns:
+        raise ValueError(f"{name}: no numeric value column")
+    if id_column is None:
+        values = _numeric(frame, value_columns, name)
+        labels = None if label_column is None else frame[label_column].to_numpy()
+        if labels is not None and pd.isna(labels).any():
+            row = int(np.flatnonzero(pd.isna(labels))[0])
+            raise ValueError(f"{name}: row {row} has no value in label column {label_column!r}")
+        return SeriesSource(values[:, None, :], _label_values(labels), name=name)
+    series, ids, labels = [], [], []
+    for key, part in frame.groupby(id_column, sort=False):  # series in order of first row
+        if time_column is not None:
+            part = part.sort_values(time_column, kind="stable")
+        series.append(_numeric(part, value_columns, f"{name} (id {key})").T)
+        ids.append(str(key))
+        if label_column is not None:
+            distinct = part[label_column].dropna().unique()
+            if len(distinct) != 1:
+                raise ValueError(
+                    f"{name}: series {key!r} has {len(distinct)} distinct labels in "
+                    f"{label_column!r}; a series needs exactly one"
+                )
+            labels.append(distinct[0])
+    return SeriesSource(series, _label_values(labels) if label_column else None, name=name, ids=ids)
+
+
+def _label_values(labels: Any) -> np.ndarray | None:
+    if labels is None:
+        return None
+    values = np.asarray(labels)
+    if values.dtype == object:
+        values = values.astype(str)
+    return values
+
+
+def load_series_file(path: str | os.PathLike, **options: Any) -> SeriesSource:
+    """A series source from a ``.ts``, ``.npy``/``.npz``, CSV/TSV or Parquet file.
+
+    Args:
+        path: the file.
+        **options: for tables, the column options of :func:`series_from_frame`.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".ts":
+        return load_ts(path)
+    if suffix in (".npy", ".npz"):
+        from selfsup.data.arrays import _read_npz
+
+        array, labels = (np.load(path), None) if suffix == ".npy" else _read_npz(path)
+        return SeriesSource(series_array(array, str(path)), labels, name=str(path))
+    if suffix in TABLE_SUFFIXES:
+        return series_from_frame(read_table(path), name=str(path), **options)
+    raise ValueError(
+        f"{path}: cannot read {suffix or 'suffix-less'} files as series; expected .ts, "
+        f".npy/.npz, .csv/.tsv or .parquet"
+    )

@@ -1,0 +1,100 @@
+"""Pretrain, reload, embed and evaluate on series, from Python and from the command line."""
+
+import json
+
+import numpy as np
+import pytest
+from tests.series.conftest import make_waves, write_ts
+from typer.testing import CliRunner
+
+import selfsup
+from selfsup.cli import app
+
+SMALL = {"hidden": 16, "out_dim": 32, "depth": 3}
+
+
+@pytest.fixture
+def ucr_waves(tmp_path, monkeypatch):
+    x, y = make_waves(n_per_class=30, length=40)
+    folder = tmp_path / "ucr" / "Waves"
+    folder.mkdir(parents=True)
+    series = [s[:, : 40 - (i % 3) * 5] for i, s in enumerate(x)]  # unequal lengths
+    write_ts(folder / "Waves_TRAIN.ts", series[:60], y[:60], ["a", "b", "c"])
+    write_ts(folder / "Waves_TEST.ts", series[60:], y[60:], ["a", "b", "c"])
+    monkeypatch.setenv("SELFSUP_UCR_DIR", str(tmp_path / "ucr"))
+    return "ucr:Waves"
+
+
+def test_ts2vec_pretrain_evaluate_and_reload(ucr_waves, tmp_path):
+    run = selfsup.pretrain(
+        ucr_waves, epochs=4, out=tmp_path / "run", backbone_options=SMALL, show_progress=False
+    )
+    assert run.config["method"] == "ts2vec" and run.config["modality"] == "series"
+    assert run.config["batch_size"] == 8 and run.summary["steps"] == 4 * (60 // 8)
+    result = run.evaluate(ucr_waves)
+    rows = {r.protocol: r for r in result.rows}
+    assert set(rows) == {"svm", "knn", "linear"}
+    assert rows["svm"].selfsup > 0.8  # chance is 1/3
+    again = selfsup.load(run.path)
+    assert again.encoder.spec["modality"] == "series"
+    np.testing.assert_allclose(
+        again.embed(f"{ucr_waves}:test"), run.embed(f"{ucr_waves}:test"), atol=1e-5
+    )
+    assert run.embed(ucr_waves).shape == (60, 32)
+    assert 1 <= run.evaluate_label_free(ucr_waves, items=60).rankme <= 32
+    stamps = again.embed_timestamps(ucr_waves)
+    assert stamps.shape == (60, 40, 32)
+    assert np.isnan(stamps[1, 35:]).all() and np.isfinite(stamps[1, :35]).all()  # length 35
+    out = tmp_path / "steps.npy"
+    result = CliRunner().invoke(
+        app, ["embed", str(run.path), ucr_waves, "--out", str(out), "--per-timestamp"]
+    )
+    assert result.exit_code == 0, result.output
+    assert np.load(out).shape == (60, 40, 32)
+
+
+def test_image_only_method_on_series_is_refused(ucr_waves, tmp_path):
+    with pytest.raises(ValueError, match="mae does not work on series data; methods that do"):
+        selfsup.pretrain(ucr_waves, method="mae", epochs=1, out=tmp_path / "r", show_progress=False)
+
+
+def test_simclr_on_a_long_form_csv_from_the_cli(tmp_path):
+    x, y = make_waves(n_per_class=20, length=30, channels=2)
+    rows = [
+        {"unit": f"u{i}", "step": t, "a": s[0, t], "b": s[1, t], "kind": int(label)}
+        for i, (s, label) in enumerate(zip(x, y, strict=True))
+        for t in range(30)
+    ]
+    import pandas as pd
+
+    path = tmp_path / "log.csv"
+    pd.DataFrame(rows).sample(frac=1.0, random_state=0).to_csv(path, index=False)
+    out = tmp_path / "run"
+    args = [
+        "pretrain",
+        str(path),
+        "--modality",
+        "series",
+        "--id-column",
+        "unit",
+        "--time-column",
+        "step",
+        "--label-column",
+        "kind",
+        "--method",
+        "simclr",
+        "--epochs",
+        "2",
+        "--out",
+        str(out),
+        "--batch-size",
+        "16",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    config = selfsup.load(out).config
+    assert config["method"] == "simclr" and config["id_column"] == "unit"
+    result = CliRunner().invoke(app, ["evaluate", str(out), str(path)])
+    assert result.exit_code == 0, result.output
+    saved = json.loads(next(out.glob("evaluation-*.json")).read_text())
+    assert [r["protocol"] for r in saved["rows"]] == ["svm", "knn", "linear"]
