@@ -164,7 +164,8 @@ def render(rows: list[dict], args: argparse.Namespace, load_before: str, minutes
         "",
         f"![accuracy per set](benchmarks/figures/{FIGURE.name})",
         "",
-        f"Machine: {_machine()}; load average before: {load_before} (nothing else ran). "
+        f"Machine: {_machine()}; load average (1, 5, 15 min) before: {load_before}, after: "
+        f"{load_average()} (it counts the benchmark's own 2 threads). "
         f"Whole benchmark: {minutes:.1f} minutes.",
         "",
         f"Reproduce: `python benchmarks/series.py --seconds {args.seconds:.0f} --seeds "
