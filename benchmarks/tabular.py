@@ -94,6 +94,7 @@ def main() -> None:
                 time_budget=args.seconds / 60,
                 out=RUNS / "tabular" / f"{table.replace(':', '-')}-{method}",
                 show_progress=False,
+                monitor_items=0,  # with one step per epoch, per-epoch metrics would dominate
             )
             features[f"selfsup {method}"] = (run.embed(train), run.embed(test))
             train_seconds[method] = run.summary["train_seconds"]
