@@ -76,6 +76,8 @@ def iter_embeddings(
     spec = encoder.spec or {}
     encoder.eval()
     n = len(source)
+    if precision == "auto" and getattr(encoder, "modality", "image") != "image":
+        precision = "fp32"  # series and table encoders: bf16 saves no time there, costs digits
     if source.modality == "series":  # bound the per-step features held at once (B x T x D)
         length = int(source.read_batch([0]).items.shape[-1])
         batch_size = max(1, min(batch_size, SERIES_STEPS_PER_BATCH // max(length, 1)))
