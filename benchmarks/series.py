@@ -130,7 +130,8 @@ def render(rows: list[dict], args: argparse.Namespace, load_before: str, minutes
         "## Time series: TS2Vec on UCR/UEA sets, next to the TS2Vec paper and MiniRocket",
         "",
         f"selfsup pretrains TS2Vec (dilated convolutional encoder, 320-d, batch 8, AdamW "
-        f"0.001, fp32, weights averaged over the steps) on each train split for {args.seconds:.0f} s of training, labels unused, then "
+        f"0.001, fp32, weights averaged over the steps) on each train split for "
+        f"{args.seconds:.0f} s of training, labels unused, then "
         f"evaluates as the TS2Vec paper does: an RBF SVM with C chosen by 5-fold grid search on "
         f"the whole-series representation (max-pooled over time), fitted on the train labels, "
         f"accuracy on the test split. Mean ± std over {args.seeds} seeds. kNN (k=20, cosine) "
