@@ -336,8 +336,9 @@ def _training_views(
     if cfg.modality == "tabular":
         views, recipe = tabular_method_views(method, **cfg.views)
         return views, recipe, monitor_views(method, cfg.views, "tabular")
-    channels = source.read_batch([0]).items.shape[1]
-    views, recipe = method_views(method, cfg.image_size, channels, **cfg.views)
+    first = source.read_batch([0]).items
+    size = cfg.image_size or int(first.shape[-1])  # a custom backbone leaves it unset
+    views, recipe = method_views(method, size, first.shape[1], **cfg.views)
     return views, recipe, views
 
 
