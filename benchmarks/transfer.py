@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 from common import RUNS, load_average, pretrain_options, write_section
@@ -72,24 +73,14 @@ def main() -> None:
             if key not in cache:
                 options = {**pretrain_options(method), "batch_size": 128}
                 out = str(Path(args.runs) / f"transfer-{method}-{target}")
+                train = partial(
+                    pretrain, target, method=method, time_budget=args.minutes, out=out,
+                    show_progress=False,
+                )  # fmt: skip
                 try:
-                    own = pretrain(
-                        target,
-                        method=method,
-                        time_budget=args.minutes,
-                        out=out,
-                        show_progress=False,
-                        **options,
-                    )
+                    own = train(**options)
                 except FloatingPointError as err:  # bf16 overflow: the run's own advice
-                    own = pretrain(
-                        target,
-                        method=method,
-                        time_budget=args.minutes,
-                        out=out,
-                        show_progress=False,
-                        **{**options, "precision": "fp32"},
-                    )
+                    own = train(**{**options, "precision": "fp32"})
                     cache[f"{key}|note"] = f"{method} on {target}: bf16 failed ({err}); fp32"
                 remember(key, scores(own.evaluate(target, protocols=protocols, save=False)))
             if f"{key}|note" in cache:

@@ -23,31 +23,31 @@ def _nll(scores: list[float], positive: int) -> float:
     return -scores[positive] + math.log(sum(math.exp(s) for s in scores))
 
 
+def _hand_contrastive(groups: list[list[torch.Tensor]]) -> float:
+    """Mean over the rows of each group (view 1 rows, then view 2 rows) of the InfoNCE of a
+    row against every other row of its group, its counterpart in the other view the match."""
+    total, count = 0.0, 0
+    for rows in groups:
+        half = len(rows) // 2
+        for i in range(len(rows)):
+            others = [j for j in range(len(rows)) if j != i]
+            scores = [float(rows[i] @ rows[j]) for j in others]
+            total += _nll(scores, others.index(i + half if i < half else i - half))
+            count += 1
+    return total / count
+
+
 def test_instance_and_temporal_losses_match_a_hand_computation():
     torch.manual_seed(0)
     z1, z2 = torch.randn(3, 2, 4), torch.randn(3, 2, 4)
     b, t = 3, 2
     # Instance-wise: at step s, view 1 of series i against all 2B - 1 other rows.
-    total = 0.0
-    for s in range(t):
-        rows = [z1[i, s] for i in range(b)] + [z2[i, s] for i in range(b)]
-        for i in range(2 * b):
-            others = [j for j in range(2 * b) if j != i]
-            scores = [float(rows[i] @ rows[j]) for j in others]
-            partner = i + b if i < b else i - b
-            total += _nll(scores, others.index(partner))
-    expected = total / (2 * b * t)
+    per_step = [[z1[i, s] for i in range(b)] + [z2[i, s] for i in range(b)] for s in range(t)]
+    expected = _hand_contrastive(per_step)
     assert instance_contrastive_loss(z1, z2).item() == pytest.approx(expected, rel=1e-5)
     # Temporal: in series i, view 1 of step s against the 2T - 1 other steps of both views.
-    total = 0.0
-    for i in range(b):
-        rows = [z1[i, s] for s in range(t)] + [z2[i, s] for s in range(t)]
-        for k in range(2 * t):
-            others = [j for j in range(2 * t) if j != k]
-            scores = [float(rows[k] @ rows[j]) for j in others]
-            partner = k + t if k < t else k - t
-            total += _nll(scores, others.index(partner))
-    expected = total / (2 * b * t)
+    per_series = [[z1[i, s] for s in range(t)] + [z2[i, s] for s in range(t)] for i in range(b)]
+    expected = _hand_contrastive(per_series)
     assert temporal_contrastive_loss(z1, z2).item() == pytest.approx(expected, rel=1e-5)
 
 
