@@ -39,11 +39,14 @@ test: setup
 	$(VENV)/bin/pytest
 
 # Every method for 10 minutes (about 2.5 hours), then the label-free study and transfer on
-# the checkpoints it keeps. methods.py caches each finished method and continues after a stop.
+# the checkpoints it keeps (methods.py caches each finished method and continues after a
+# stop), then time series (about 20 minutes) and tables (about 10 minutes).
 bench: setup datasets
 	$(PY) benchmarks/methods.py
 	$(PY) benchmarks/labelfree.py
 	$(PY) benchmarks/transfer.py
+	$(PY) benchmarks/series.py
+	$(PY) benchmarks/tabular.py
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
