@@ -65,6 +65,15 @@ def autocast(
     return torch.autocast(kind, dtype=torch.bfloat16, enabled=use_bf16)
 
 
+def _bounded_batch(source: Source, batch_size: int) -> int:
+    """``batch_size``, lowered for series so a batch holds at most ``SERIES_STEPS_PER_BATCH``
+    time steps (their per-step features, B x T x D, are held at once)."""
+    if source.modality != "series":
+        return batch_size
+    length = int(source.read_batch([0]).items.shape[-1])
+    return max(1, min(batch_size, SERIES_STEPS_PER_BATCH // max(length, 1)))
+
+
 def iter_embeddings(
     encoder: Encoder,
     source: Source,
@@ -78,9 +87,7 @@ def iter_embeddings(
     n = len(source)
     if precision == "auto" and getattr(encoder, "modality", "image") != "image":
         precision = "fp32"  # series and table encoders: bf16 saves no time there, costs digits
-    if source.modality == "series":  # bound the per-step features held at once (B x T x D)
-        length = int(source.read_batch([0]).items.shape[-1])
-        batch_size = max(1, min(batch_size, SERIES_STEPS_PER_BATCH // max(length, 1)))
+    batch_size = _bounded_batch(source, batch_size)
     steps = (n + batch_size - 1) // batch_size
     with TrainingProgress(steps, f"embedding {source.name}", enabled=show_progress) as bar:
         for start in range(0, n, batch_size):
@@ -105,6 +112,28 @@ def embed_source(
     for indices, emb, _ in iter_embeddings(encoder, source, batch_size, precision):
         out[indices] = emb
     return out
+
+
+def embed_timestamps(encoder: Encoder, source: Source, batch_size: int = 512) -> np.ndarray:
+    """Embeddings per time step ``(n, length, D)`` of series, NaN at steps where every
+    channel is absent (the padding of shorter series), computed in fp32.
+
+    Raises:
+        TypeError: ``source`` is not series data.
+    """
+    if source.modality != "series":
+        raise TypeError(f"{source.name}: per-time-step embeddings need series data")
+    encoder.eval()
+    batch_size = _bounded_batch(source, batch_size)
+    parts = []
+    with torch.no_grad():
+        for start in range(0, len(source), batch_size):
+            rows = list(range(start, min(len(source), start + batch_size)))
+            x = source.read_batch(rows).items.to(encoder.device)
+            steps = encoder.timestamps(x).float()
+            absent = torch.isnan(x).all(dim=1)
+            parts.append(steps.masked_fill(absent[..., None], float("nan")).cpu().numpy())
+    return np.concatenate(parts)
 
 
 @dataclass

@@ -99,7 +99,7 @@ class SelfSupervisedEncoder(TransformerMixin, BaseEstimator):
             raise ValueError(f"modality must be 'tabular' or 'series', got {self.modality!r}")
         frame = X if isinstance(X, pd.DataFrame) else _frame(np.asarray(X))
         if fitted:
-            return TabularSource(frame, preprocessor=self.run_.source_encoding(), name="X")
+            return TabularSource(frame, preprocessor=self.run_.source_encoding, name="X")
         return TabularSource(frame, categorical_columns=self.categorical_columns, name="X")
 
     def fit(self, X: Any, y: Any = None) -> SelfSupervisedEncoder:

@@ -21,6 +21,7 @@ import os
 import platform
 import re
 import time
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,8 @@ from selfsup.data import open_source, train_test_sources
 from selfsup.data.base import Source
 from selfsup.data.named import is_named_spec
 from selfsup.data.splits import hold_out
-from selfsup.data.tabular import PREPROCESSOR_FILE, TablePreprocessor, is_tabular_spec
-from selfsup.embedding import EmbeddingFile, embed_source, write_embeddings
+from selfsup.data.tabular import TablePreprocessor, is_tabular_spec
+from selfsup.embedding import EmbeddingFile, embed_source, embed_timestamps, write_embeddings
 from selfsup.encoder import Encoder
 from selfsup.engine.monitor import BEST_WEIGHTS, EpochMonitor, load_encoder_weights
 from selfsup.engine.precision import resolve_precision
@@ -81,10 +82,10 @@ class Run:
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, method={self.config.get('method')!r})"
 
+    @cached_property
     def source_encoding(self) -> TablePreprocessor | None:
         """The column encoding a table run was trained with (None for other modalities)."""
-        path = self.path / PREPROCESSOR_FILE
-        return TablePreprocessor.load(self.path) if path.exists() else None
+        return TablePreprocessor.load_if_saved(self.path)
 
     def _source(self, data: str | os.PathLike | Source) -> Source:
         """Open ``data`` as the run's modality, with the run's table column options."""
@@ -92,8 +93,8 @@ class Run:
             return data
         cfg = self.config
         options: dict[str, Any] = {}
-        if (self.path / PREPROCESSOR_FILE).exists():  # tables: encode as in training
-            options["preprocessor"] = TablePreprocessor.load(self.path)
+        if self.source_encoding is not None:  # tables: encode as in training
+            options["preprocessor"] = self.source_encoding
             options["drop_columns"] = cfg.get("drop_columns")
             options["require_label"] = False  # later data may come without its labels
         return open_source(
@@ -119,27 +120,11 @@ class Run:
         return embed_source(self.encoder, self._source(data), batch_size)
 
     def embed_timestamps(
-        self, data: str | os.PathLike | Source, batch_size: int = 64
+        self, data: str | os.PathLike | Source, batch_size: int = 512
     ) -> np.ndarray:
         """Embeddings per time step ``(n, length, D)`` of series data, NaN at absent steps
-        (missing values and the padding of shorter series).
-
-        Raises:
-            TypeError: the run is not a series run with per-step features.
-        """
-        source = self._source(data)
-        if source.modality != "series":
-            raise TypeError(f"{source.name}: per-time-step embeddings need series data")
-        self.encoder.eval()
-        parts = []
-        with torch.no_grad():
-            for start in range(0, len(source), batch_size):
-                rows = list(range(start, min(len(source), start + batch_size)))
-                x = source.read_batch(rows).items.to(self.encoder.device)
-                steps = self.encoder.timestamps(x).float()
-                absent = torch.isnan(x).all(dim=1)
-                parts.append(steps.masked_fill(absent[..., None], float("nan")).cpu().numpy())
-        return np.concatenate(parts)
+        (the padding of shorter series); see ``selfsup.embedding.embed_timestamps``."""
+        return embed_timestamps(self.encoder, self._source(data), batch_size)
 
     def embed_to_file(
         self, data: str | os.PathLike | Source, out: str | os.PathLike, batch_size: int = 512
@@ -217,7 +202,7 @@ def _default_out(cfg: PretrainConfig) -> Path:
     return Path("runs") / f"{cfg.method}-{_slug(str(cfg.data))}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
-def _image_statistics(source: Source, limit: int = 4096) -> tuple[list[float], list[float]]:
+def _channel_statistics(source: Source, limit: int = 4096) -> tuple[list[float], list[float]]:
     """Per-channel mean and std over an evenly spaced sample of up to ``limit`` items
     (images or series; NaN values of series are left out)."""
     indices = np.linspace(0, len(source) - 1, min(limit, len(source))).astype(int)
@@ -265,13 +250,12 @@ def _machine() -> str:
 
 
 def _open_training_data(
-    cfg: PretrainConfig, frame: pd.DataFrame | None = None, encoding: Path | None = None
+    cfg: PretrainConfig,
+    frame: pd.DataFrame | None = None,
+    preprocessor: TablePreprocessor | None = None,
 ) -> Source:
-    """The training data the config names (or ``frame``); a resumed table run reuses the
-    column encoding saved in its folder."""
-    preprocessor = None
-    if encoding is not None and encoding.exists():
-        preprocessor = TablePreprocessor.load(encoding.parent)
+    """The training data the config names (or ``frame``), tables encoded with
+    ``preprocessor`` when given (a resumed run's)."""
     return open_source(
         cfg.data if frame is None else frame,
         cfg.modality,
@@ -298,7 +282,6 @@ def _build_encoder(
     backbone (and image size) it chose filled in."""
     if resume:
         return Encoder.load(run_dir, custom), cfg
-    first = source.read_batch([0]).items
     if cfg.modality == "tabular":
         pre = source.preprocessor  # type: ignore[attr-defined]
         if custom is not None:
@@ -311,9 +294,10 @@ def _build_encoder(
             pre.numeric_width, pre.cardinalities, name, **cfg.backbone_options
         )
         return encoder, cfg.model_copy(update={"backbone": name})
-    mean, std = _image_statistics(source)
+    mean, std = _channel_statistics(source)
     if custom is not None:
         return Encoder(custom, feature_dim, mean, std, modality=cfg.modality), cfg
+    first = source.read_batch([0]).items
     channels = first.shape[1]
     if cfg.modality == "series":
         name = cfg.backbone or "ts2vec"
@@ -411,8 +395,8 @@ def pretrain(
     if isinstance(in_memory, Source):
         opened = in_memory
     else:
-        saved_encoding = run_dir / PREPROCESSOR_FILE if resume is not None else None
-        opened = _open_training_data(cfg, in_memory, saved_encoding)
+        saved = TablePreprocessor.load_if_saved(run_dir) if resume is not None else None
+        opened = _open_training_data(cfg, in_memory, saved)
     source, held_out = hold_out(opened, cfg.monitor_items, cfg.seed)
     encoder, cfg = _build_encoder(cfg, source, custom, feature_dim, run_dir, resume is not None)
     # A batch never asks for more items than one process's share of the data.

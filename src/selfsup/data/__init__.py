@@ -86,14 +86,20 @@ __all__ = [
 #: The modalities of the toolkit; "image", "series" and "tabular" have sources so far.
 MODALITIES = ("image", "series", "tabular", "audio", "text")
 _ARRAY_SUFFIXES = (".npy", ".npz")
-_SERIES_OPTIONS = {"id_column", "time_column", "value_columns", "label_column"}
-_TABLE_OPTIONS = {
-    "label_column",
-    "categorical_columns",
-    "numeric_columns",
-    "drop_columns",
-    "preprocessor",
-    "require_label",
+#: The options each modality's sources take. A run's config carries the options of every
+#: modality, so open_source drops those of the other modalities; a name no source takes is an
+#: error.
+_OPTIONS = {
+    "image": {"image_size", "channels"},
+    "series": {"id_column", "time_column", "value_columns", "label_column"},
+    "tabular": {
+        "label_column",
+        "categorical_columns",
+        "numeric_columns",
+        "drop_columns",
+        "preprocessor",
+        "require_label",
+    },
 }
 
 
@@ -140,7 +146,7 @@ def open_source(
             tables: ``id_column``, ``time_column``, ``value_columns``, ``label_column``.
             Tables: ``label_column``, ``categorical_columns``, ``numeric_columns``,
             ``drop_columns``, ``preprocessor`` (a fitted encoding to apply). Options set to
-            None or to an empty list are ignored.
+            None, and options of the other modalities, are ignored.
 
     Raises:
         ValueError: an unsupported modality or a file of another type.
@@ -154,16 +160,17 @@ def open_source(
     modality = modality or infer_modality(spec)
     if modality not in MODALITIES:
         raise ValueError(f"unknown modality {modality!r}; known: {', '.join(MODALITIES)}")
-    options = {k: v for k, v in options.items() if v is not None and not _empty_list(v)}
+    if modality not in _OPTIONS:
+        raise ValueError(f"modality {modality} is not supported yet")
+    unknown = sorted(set(options) - set().union(*_OPTIONS.values()))
+    if unknown:
+        known = ", ".join(sorted(_OPTIONS[modality]))
+        raise TypeError(f"unknown {modality} source options {unknown}; known: {known}")
+    options = {k: v for k, v in options.items() if v is not None and k in _OPTIONS[modality]}
     if modality == "series":
         return _open_series(spec, options)
     if modality == "tabular":
         return _open_table(spec, options)
-    if modality != "image":
-        raise ValueError(f"modality {modality} is not supported yet")
-    unknown = sorted(set(options) - {"image_size", "channels"})
-    if unknown:
-        raise TypeError(f"unknown image source options {unknown}; known: image_size, channels")
     if isinstance(spec, str) and is_named_spec(spec):
         return open_named(spec)
     path = Path(spec).expanduser()
@@ -182,17 +189,7 @@ def open_source(
     )
 
 
-def _empty_list(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) and len(value) == 0
-
-
 def _open_series(spec: str | os.PathLike, options: dict[str, Any]) -> Source:
-    options = {k: v for k, v in options.items() if k not in ("image_size", "channels")}
-    unknown = sorted(set(options) - _SERIES_OPTIONS)
-    if unknown:
-        raise TypeError(
-            f"unknown series source options {unknown}; known: {', '.join(sorted(_SERIES_OPTIONS))}"
-        )
     if isinstance(spec, str) and spec.startswith("ucr:"):
         return open_ucr(spec)
     path = Path(spec).expanduser()
@@ -202,13 +199,6 @@ def _open_series(spec: str | os.PathLike, options: dict[str, Any]) -> Source:
 
 
 def _open_table(spec: str | os.PathLike | pd.DataFrame, options: dict[str, Any]) -> Source:
-    options = {k: v for k, v in options.items() if k not in ("image_size", "channels")}
-    options = {k: v for k, v in options.items() if k not in ("id_column", "time_column")}
-    unknown = sorted(set(options) - _TABLE_OPTIONS)
-    if unknown:
-        raise TypeError(
-            f"unknown table source options {unknown}; known: {', '.join(sorted(_TABLE_OPTIONS))}"
-        )
     if isinstance(spec, pd.DataFrame):
         return load_table_file(spec, **options)
     if isinstance(spec, str) and is_tabular_spec(spec):

@@ -187,6 +187,11 @@ class TablePreprocessor:
         """Read ``preprocess.json`` from a run folder."""
         return cls(**json.loads((Path(folder) / PREPROCESSOR_FILE).read_text()))
 
+    @classmethod
+    def load_if_saved(cls, folder: str | os.PathLike) -> TablePreprocessor | None:
+        """The encoding saved in a run folder, or None when the run is not a table run."""
+        return cls.load(folder) if (Path(folder) / PREPROCESSOR_FILE).exists() else None
+
 
 def _numbers(frame: pd.DataFrame, columns: Sequence[str], name: str) -> np.ndarray:
     """The columns as float64, NaN where missing; text in a numeric column is an error."""
