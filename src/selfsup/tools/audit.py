@@ -570,7 +570,8 @@ def audit_arrays(
     for what, array in (("labels", y_true), ("predictions", y_pred), ("embeddings", embeddings)):
         if array is not None and len(array) != len(groups):
             raise ValueError(f"{len(array)} {what} for {len(groups)} group entries")
-    result = AuditResult([str(n) for n in names], dict(zip(names.tolist(), counts.tolist())), {})
+    counted = dict(zip(names.tolist(), counts.tolist(), strict=True))
+    result = AuditResult([str(n) for n in names], counted, {})
     gaps: list[Gap] = []
     if y_true is not None:
         if y_pred is None or proba is None:
@@ -603,7 +604,7 @@ def plot_audit(result: AuditResult, path: str | os.PathLike) -> Path:
     fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.8 * rows), squeeze=False)
     colours = plt.get_cmap("tab10").colors
     large = {gap.check for gap in result.large_gaps}
-    for ax, metric in zip(axes.flat, metrics):
+    for ax, metric in zip(axes.flat, metrics, strict=False):
         values = result.by_group[metric]
         names = list(values)
         heights = [values[g] for g in names]
@@ -639,7 +640,7 @@ def read_groups_file(path: str | os.PathLike, ids: Sequence[str]) -> np.ndarray:
     for column in ("id", "group"):
         if column not in frame.columns:
             raise ValueError(f"{path}: no column {column!r}; columns are {list(frame.columns)}")
-    lookup = dict(zip(frame["id"], frame["group"]))
+    lookup = dict(zip(frame["id"], frame["group"], strict=True))
     missing = [item for item in ids if item not in lookup]
     if missing:
         raise ValueError(
