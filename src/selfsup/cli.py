@@ -1,4 +1,4 @@
-"""The ``selfsup`` command line: pretrain, embed, evaluate, datasets, demo.
+"""The ``selfsup`` command line: pretrain, embed, evaluate, datasets, demo, audit, explain, report.
 
 Example:
     $ selfsup pretrain digits --method simclr --epochs 5
@@ -388,6 +388,104 @@ def demo(
     from selfsup.demo import run_demo
 
     run_demo(time_budget=time_budget, method=method, out=out, console=console)
+
+
+@app.command(
+    epilog="Examples: `selfsup audit runs/credit loans.csv --group region`; "
+    "`selfsup audit runs/photos ./photos --groups groups.csv --model models/photos`"
+)
+def audit(
+    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    data: Annotated[str, typer.Argument(help="Labelled data to audit (path or dataset name).")],
+    group: Annotated[
+        str | None, typer.Option(help="Tables: the column of DATA that holds each row's group.")
+    ] = None,
+    groups: Annotated[
+        Path | None, typer.Option(help="Any data: a CSV with columns id,group.")
+    ] = None,
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            help="Adapted model (selfsup adapt); default: cross-validated logistic "
+            "regression on the embeddings."
+        ),
+    ] = None,
+    k: Annotated[int, typer.Option(help="Neighbours for the kNN purity check.")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of folds, bootstrap and samples.")] = 0,
+) -> None:
+    """Bias audit: accuracy, calibration and error rates per group, how the embedding
+    separates the groups, and the largest gaps in plain words; saves audit.json and audit.png."""
+    from selfsup.run import load
+    from selfsup.tools.audit import audit_run
+
+    result = audit_run(
+        load(run), data, group_column=group, groups_file=groups, model=model, k=k, seed=seed
+    )
+    table = Table(title=f"{run} on {data}: by group")
+    table.add_column("metric")
+    for name in result.groups:
+        table.add_column(f"{name} ({result.counts[name]})", justify="right")
+    for metric, values in result.by_group.items():
+        table.add_row(metric, *(f"{values.get(g, float('nan')):.3f}" for g in result.groups))
+    console.print(table)
+    for note in result.notes:
+        console.print(f"[dim]{note}[/dim]")
+    for sentence in result.summary():
+        console.print(("[bold red]large gap:[/bold red] " if result.large_gaps else "") + sentence)
+    console.print(f"saved {run / 'audit.json'} and {run / 'audit.png'}")
+
+
+@app.command(
+    epilog="Examples: `selfsup explain runs/photos photos/cat/001.jpg --data ./photos`; "
+    "`selfsup explain runs/digits digits:test#12 --method occlusion`"
+)
+def explain(
+    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    item: Annotated[
+        str,
+        typer.Argument(
+            help="An image (or audio) file, or DATA#KEY: item KEY (an id or a row number) "
+            "of any data the run reads."
+        ),
+    ],
+    data: Annotated[
+        str | None,
+        typer.Option(help="Training data to find neighbours in (default: the item's DATA)."),
+    ] = None,
+    model: Annotated[
+        Path | None, typer.Option(help="Adapted model: attribute its class probability.")
+    ] = None,
+    target: Annotated[
+        str | None, typer.Option(help="With --model: the class (default: the predicted one).")
+    ] = None,
+    method: Annotated[str, typer.Option(help="ig (integrated gradients) or occlusion.")] = "ig",
+    reference: Annotated[
+        str,
+        typer.Option(
+            help="Without --model, similarity to: self (the item's own embedding), mean, "
+            "neighbour, a class name of --data, or another ITEM."
+        ),
+    ] = "self",
+    neighbours: Annotated[int, typer.Option(help="Nearest neighbours to show.")] = 8,
+    out: Annotated[Path | None, typer.Option(help="Folder (default RUN/explain).")] = None,
+) -> None:
+    """What the encoder looks at: an attribution map of one item and its nearest neighbours
+    in the training data, as PNG files."""
+    from selfsup.run import load
+    from selfsup.tools.explain import explain_item
+
+    result = explain_item(
+        load(run), item, data=data, model=model, target=target, method=method,
+        reference=reference, neighbours=neighbours, out=out,
+    )  # fmt: skip
+    console.print(f"{result.item_id}: {result.method} of the {result.target} ({result.score:.3f})")
+    for neighbour in result.neighbours:
+        label = f" [{neighbour.label}]" if neighbour.label is not None else ""
+        console.print(
+            f"  neighbour {neighbour.item_id}{label}: similarity {neighbour.similarity:.3f}"
+        )
+    for path in result.files:
+        console.print(f"wrote {path}")
 
 
 def main() -> None:

@@ -299,13 +299,16 @@ def prediction_gaps(
             f"The {name} is {finite[worst]:.2f} for {_fmt_group(worst)} against "
             f"{finite[best]:.2f} for {_fmt_group(best)}: a gap of {100 * value:.0f} points"
         )
-        if metric == "fnr":
-            sentence += " (more of its positives are missed)"
+        if not large:
+            sentence += ", within noise or below the threshold."
+        elif metric == "fnr":
+            sentence += ": more of its positives are missed."
         elif metric == "fpr":
-            sentence += " (more of its negatives are flagged)"
+            sentence += ": more of its negatives are flagged."
         elif metric == "ece":
-            sentence += " (the model's confidence is less trustworthy for it)"
-        sentence += "." if large else ", within noise or below the threshold."
+            sentence += ": the model's confidence is less trustworthy for it."
+        else:
+            sentence += "."
         gaps.append(Gap(metric, value, threshold, large, worst, best, sentence))
     return gaps
 

@@ -1,0 +1,150 @@
+"""Bias audit: a constructed disparity is found and ranked first; a balanced case is quiet."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from tests.tabular.conftest import make_table
+from typer.testing import CliRunner
+
+from selfsup.cli import app
+from selfsup.tools.audit import (
+    AuditResult,
+    _one_vs_rest_rates,
+    audit_arrays,
+    expected_calibration_error,
+    read_groups_file,
+)
+
+PER_GROUP = 500
+
+
+def _population(seed: int):
+    """Two groups of the same size whose embeddings come from the same distribution:
+    two classes, each a Gaussian blob in 16 dimensions."""
+    rng = np.random.default_rng(seed)
+    n = 2 * PER_GROUP
+    groups = np.repeat(["A", "B"], PER_GROUP)
+    y = rng.integers(0, 2, n)
+    embeddings = rng.normal(0, 1, (n, 16)) + 2.0 * y[:, None] * np.eye(16)[0]
+    return rng, groups, y, embeddings
+
+
+def _predict(rng, y, error_rate):
+    """Predictions wrong at random for a share ``error_rate`` of items, with confidences
+    that match how often they are right (a calibrated model)."""
+    wrong = rng.random(len(y)) < error_rate
+    pred = np.where(wrong, 1 - y, y)
+    confidence = np.full(len(y), 1 - error_rate)
+    proba = np.where(np.eye(2)[pred] == 1, confidence[:, None], 1 - confidence[:, None])
+    return pred, proba
+
+
+def test_a_constructed_disparity_is_found_and_ranked_first() -> None:
+    rng, groups, y, embeddings = _population(seed=0)
+    pred, proba = _predict(rng, y, 0.05)
+    # Group B: 35% of its positives are missed (predicted negative with confidence 0.95).
+    missed = (groups == "B") & (y == 1) & (rng.random(len(y)) < 0.35)
+    pred[missed] = 0
+    proba[missed] = [0.95, 0.05]
+
+    result = audit_arrays(y, pred, proba, groups, embeddings, n_boot=100)
+
+    top = result.gaps[0]
+    assert (top.check, top.worst, top.best, top.large) == ("fnr", "B", "A", True)
+    assert top.value == pytest.approx(
+        result.by_group["fnr"]["B"] - result.by_group["fnr"]["A"], abs=1e-12
+    )
+    assert 0.3 < top.value < 0.45
+    assert result.summary()[0].startswith("The false negative rate is 0.")
+    assert "group B" in result.summary()[0]
+    # Missing positives also costs accuracy and calibration for B: reported after the FNR.
+    large = [gap.check for gap in result.large_gaps]
+    assert large[:3] == ["fnr", "ece", "accuracy"] or large[:3] == ["fnr", "accuracy", "ece"]
+    assert "fpr" not in large  # no negative of B was touched
+    # The embedding is the same for both groups: none of its checks is large.
+    assert not {"purity", "separability", "rankme"} & set(large)
+
+
+def test_a_balanced_population_has_no_large_gap() -> None:
+    rng, groups, y, embeddings = _population(seed=1)
+    pred, proba = _predict(rng, y, 0.1)
+    result = audit_arrays(y, pred, proba, groups, embeddings, n_boot=100)
+    assert result.large_gaps == []
+    assert result.summary()[0].startswith("No large gap between the groups.")
+    assert {gap.check for gap in result.gaps} == {
+        "accuracy", "ece", "fpr", "fnr", "purity", "separability", "rankme",
+    }  # fmt: skip
+    assert all(gap.value < gap.threshold for gap in result.gaps)
+
+
+def test_an_embedding_that_encodes_the_group_is_flagged() -> None:
+    _, groups, _, embeddings = _population(seed=2)
+    shifted = embeddings + 3.0 * (groups == "B")[:, None] * np.eye(16)[1]
+    flat = shifted.copy()
+    flat[groups == "B", 2:] *= 0.05  # B's embeddings also use far fewer directions
+    result = audit_arrays(None, None, None, groups, flat)
+    large = {gap.check: gap for gap in result.large_gaps}
+    assert set(large) == {"purity", "separability", "rankme"}
+    assert large["rankme"].worst == "B"
+    assert result.by_group["separability"]["B"] > 0.9
+
+
+def test_error_rates_and_calibration_by_hand() -> None:
+    y = np.array([0, 0, 1, 1, 2, 2])
+    pred = np.array([0, 1, 1, 1, 2, 0])
+    # One-vs-rest: class 0 fpr 1/4 fnr 1/2; class 1 fpr 1/4 fnr 0; class 2 fpr 0 fnr 1/2.
+    fpr, fnr = _one_vs_rest_rates(y, pred, 3)
+    assert fpr == pytest.approx((0.25 + 0.25 + 0) / 3)
+    assert fnr == pytest.approx((0.5 + 0 + 0.5) / 3)
+    assert _one_vs_rest_rates(np.array([0, 1, 1]), np.array([1, 1, 0]), 2) == (1.0, 0.5)
+    # Two bins: confidence 0.55 (right 1 of 2) and 0.95 (right 2 of 2).
+    ece = expected_calibration_error(
+        np.zeros(4), np.array([0, 1, 0, 0]), np.array([0.55, 0.55, 0.95, 0.95])
+    )
+    assert ece == pytest.approx(0.5 * abs(0.5 - 0.55) + 0.5 * abs(1.0 - 0.95))
+
+
+def test_groups_file_must_cover_every_item(tmp_path) -> None:
+    path = tmp_path / "groups.csv"
+    pd.DataFrame({"id": ["a.png", "b.png"], "group": ["x", "y"]}).to_csv(path, index=False)
+    assert read_groups_file(path, ["b.png", "a.png"]).tolist() == ["y", "x"]
+    with pytest.raises(ValueError, match=r"1 of 3 items have no group, e.g. \['c.png'\]"):
+        read_groups_file(path, ["a.png", "b.png", "c.png"])
+    pd.DataFrame({"item": ["a.png"], "group": ["x"]}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match="no column 'id'"):
+        read_groups_file(path, ["a.png"])
+
+
+def test_audit_command_on_a_table_with_a_group_column(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    frame = make_table(n=400, missing=0.0)
+    frame["site"] = np.where(np.arange(len(frame)) % 2 == 0, "north", "south")
+    south = frame["site"] == "south"
+    # South's records are noisy: its classes are much harder to tell apart.
+    frame.loc[south, "a"] += rng.normal(0, 250, south.sum())
+    frame.loc[south, "b"] += rng.normal(0, 2.5, south.sum())
+    frame.loc[south, "color"] = rng.choice(["red", "green", "blue"], south.sum())
+    data = tmp_path / "records.csv"
+    frame.to_csv(data, index=False)
+    out = tmp_path / "run"
+    runner = CliRunner()
+    pretrain = ["pretrain", str(data), "--label-column", "y", "--drop-columns", "site",
+                "--epochs", "2", "--batch-size", "32", "--out", str(out)]  # fmt: skip
+    assert runner.invoke(app, pretrain).exit_code == 0
+
+    result = runner.invoke(app, ["audit", str(out), str(data), "--group", "site"])
+    assert result.exit_code == 0, result.output
+    assert "logistic regression" in result.output
+    saved = AuditResult.load(out)
+    assert (out / "audit.png").stat().st_size > 5000
+    assert saved.counts == {"north": 200, "south": 200}
+    assert saved.by_group["accuracy"]["south"] < saved.by_group["accuracy"]["north"] - 0.1
+    accuracy = next(gap for gap in saved.gaps if gap.check == "accuracy")
+    assert accuracy.large and accuracy.worst == "south"
+    assert json.loads((out / "audit.json").read_text())["summary"]
+
+    missing = runner.invoke(app, ["audit", str(out), str(data), "--group", "region"])
+    assert missing.exit_code != 0
+    assert "no column 'region'" in str(missing.exception)
