@@ -488,6 +488,32 @@ def explain(
         console.print(f"wrote {path}")
 
 
+@app.command(
+    epilog="Example: `selfsup report runs/photos --data ./photos`; open runs/photos/report.html"
+)
+def report(
+    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    data: Annotated[
+        str | None,
+        typer.Option(help="Data for the embedding map and neighbours (default: the run's data)."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option(help="The page (default RUN/report.html).")] = None,
+    groups: Annotated[
+        Path | None, typer.Option(help="CSV with columns id,group: colour the map by group.")
+    ] = None,
+    umap: Annotated[
+        bool, typer.Option("--umap", help="Map with UMAP instead of PCA (umap-learn; slower).")
+    ] = False,
+    items: Annotated[int, typer.Option(help="Items embedded for the map and neighbours.")] = 2000,
+) -> None:
+    """One self-contained HTML page of the run: training curves, label-free metrics,
+    evaluations, an embedding map, neighbours, attributions and the audit; opens from disk."""
+    from selfsup.tools.report import build_report
+
+    page = build_report(run, data, out, groups_file=groups, use_umap=umap, items=items)
+    console.print(f"wrote [bold]{page}[/bold] (figures as PNG in {run / 'report'})")
+
+
 def main() -> None:
     """Entry point of the ``selfsup`` console script, with clear one-line errors."""
     from selfsup.config import ConfigError

@@ -139,3 +139,24 @@ def test_token_attributions_single_out_the_decisive_token() -> None:
     assert values.argmax() == 2
     assert values[2] > 0.9 * np.clip(values, 0, None).sum()
     assert values.sum() == pytest.approx(float(model(ids[None]).detach() @ direction), abs=1e-4)
+
+
+def test_explain_command_on_a_saved_run(patch_classifier, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from selfsup.cli import app
+
+    encoder, _ = patch_classifier
+    x, y, _ = planted_patches(20, seed=4)
+    data = tmp_path / "patches.npz"
+    np.savez(data, X=(x.numpy()[:, 0] * 255).astype(np.uint8), y=y.numpy())
+    run_dir = tmp_path / "run"
+    encoder.save(run_dir)
+    (run_dir / "config.yaml").write_text("modality: image\nmethod: simclr\n")
+    args = ["explain", str(run_dir), f"{data}#1", "--method", "occlusion", "--neighbours", "3"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "occlusion of the cosine similarity to its own embedding" in result.output
+    assert result.output.count("neighbour ") == 3
+    assert (run_dir / "explain" / "1-occlusion.png").exists()
+    assert (run_dir / "explain" / "1-neighbours.png").exists()

@@ -313,19 +313,34 @@ def resolve_item(run: Any, spec: str) -> tuple[torch.Tensor, str, Source | None,
     return source.read_batch([row]).items[0], path.name, source, row
 
 
-def _encoder_input(run: Any, item: torch.Tensor) -> torch.Tensor:
-    """The item as the encoder reads it (images resized and converted to its channels)."""
-    spec = run.encoder.spec or {}
+def encoder_input(encoder: nn.Module, item: torch.Tensor) -> torch.Tensor:
+    """The item as the encoder reads it (images resized and converted to its channels).
+
+    Example:
+        >>> from selfsup.encoder import Encoder
+        >>> enc = Encoder.build("small-cnn", in_channels=1, image_size=8, width=4)
+        >>> tuple(encoder_input(enc, torch.rand(3, 16, 16)).shape)
+        (1, 8, 8)
+    """
+    spec = getattr(encoder, "spec", None) or {}
     if "image_size" in spec and item.ndim == 3:
         return conform_images(item[None].float(), spec["in_channels"], spec["image_size"])[0]
     return item
 
 
-def _baseline(run: Any, item: torch.Tensor) -> torch.Tensor:
-    """The average input: the per-channel means the encoder normalizes to zero."""
+def average_input(encoder: nn.Module, item: torch.Tensor) -> torch.Tensor:
+    """The average input: the per-channel means the encoder normalizes to zero (zeros for
+    table rows, whose encoded columns are centred already, and for token ids).
+
+    Example:
+        >>> from selfsup.encoder import Encoder
+        >>> enc = Encoder.build("small-cnn", in_channels=1, image_size=8, width=4, mean=[0.3])
+        >>> round(float(average_input(enc, torch.rand(1, 8, 8)).max()), 3)
+        0.3
+    """
     if item.dtype in (torch.int64, torch.int32):
         return torch.zeros_like(item)
-    mean = run.encoder.mean.detach().cpu().reshape(-1)
+    mean = encoder.mean.detach().cpu().reshape(-1)
     if item.ndim == 1:  # a table row: encoded columns are already centred
         return torch.zeros_like(item)
     shape = (-1,) + (1,) * (item.ndim - 1)
@@ -360,7 +375,7 @@ def _reference(
         return torch.from_numpy(train[members].mean(axis=0)), f"the mean of class {reference}"
     other, other_id, _, _ = resolve_item(run, reference)
     with torch.no_grad():
-        emb = run.encoder(_encoder_input(run, other)[None].float())[0]
+        emb = run.encoder(encoder_input(run.encoder, other)[None].float())[0]
     return emb, f"item {other_id}"
 
 
@@ -394,7 +409,7 @@ def explain_item(
     from selfsup.embedding import embed_source
 
     raw, item_id, own_source, row = resolve_item(run, item)
-    x = _encoder_input(run, raw)
+    x = encoder_input(run.encoder, raw)
     encoder = run.encoder.eval()
     train_source = run._source(data) if data is not None else own_source
     same_data = data is None and own_source is not None
@@ -431,7 +446,7 @@ def explain_item(
         attribution = token_attributions(forward, layer, x, pad)
         method = "layer-ig"
     else:
-        attribution = attribute(forward, x.float(), _baseline(run, x.float()), method)
+        attribution = attribute(forward, x.float(), average_input(run.encoder, x.float()), method)
     with torch.no_grad():
         score = float(forward(x[None].float() if x.is_floating_point() else x[None])[0])
 
@@ -451,7 +466,7 @@ def explain_item(
                 label = classes[code] if classes else str(code)
             explanation.neighbours.append(Neighbour(i, str(train_source.ids[i]), s, label))
         batch = train_source.read_batch(idx.tolist())
-        explanation.neighbour_items = [_encoder_input(run, b) for b in batch.items]
+        explanation.neighbour_items = [encoder_input(run.encoder, b) for b in batch.items]
     folder = Path(out) if out is not None else Path(run.path) / EXPLAIN_DIR
     save_explanation(explanation, folder)
     return explanation
@@ -522,7 +537,7 @@ def plot_attribution(explanation: Explanation, path: str | os.PathLike) -> Path:
         axes[1].set_title("attribution", fontsize=9)
         show_item(axes[2], explanation.item)
         positive = np.clip(heat, 0, None) / limit
-        axes[2].imshow(positive, cmap="inferno", alpha=0.6 * (positive > 0.05), vmin=0, vmax=1)
+        axes[2].imshow(positive, cmap="inferno", alpha=0.85 * positive, vmin=0, vmax=1)
         axes[2].set_title("overlay (positive)", fontsize=9)
         for ax in axes[1:]:
             ax.set_xticks([])
