@@ -13,6 +13,7 @@ from selfsup.tools.audit import (
     AuditResult,
     _one_vs_rest_rates,
     audit_arrays,
+    audit_run,
     expected_calibration_error,
     read_groups_file,
 )
@@ -148,3 +149,35 @@ def test_audit_command_on_a_table_with_a_group_column(tmp_path) -> None:
     missing = runner.invoke(app, ["audit", str(out), str(data), "--group", "region"])
     assert missing.exit_code != 0
     assert "no column 'region'" in str(missing.exception)
+
+
+def test_audit_of_an_adapted_model_uses_its_predictions(tmp_path, monkeypatch) -> None:
+    import torch
+    from tests.tools.adapted_stand_in import install
+    from torch import nn
+
+    from selfsup.encoder import Encoder
+    from selfsup.run import Run
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (120, 8, 8)).astype(np.uint8)
+    y = np.arange(120) % 2
+    data = tmp_path / "items.npz"
+    np.savez(data, X=x, y=y)
+    torch.manual_seed(0)
+    encoder = Encoder.build("small-cnn", in_channels=1, image_size=8, width=4)
+    adapted = install(monkeypatch)
+    model = adapted(encoder, nn.Linear(encoder.feature_dim, 2), ["0", "1"], tmp_path / "run")
+    adapted.saved["m"] = model
+    groups = tmp_path / "groups.csv"
+    pd.DataFrame({"id": [str(i) for i in range(120)], "group": np.repeat(["u", "v"], 60)}).to_csv(
+        groups, index=False
+    )
+    run = Run(tmp_path / "run", encoder, {"modality": "image"}, {})
+    result = audit_run(run, data, groups_file=groups, model="m", n_boot=20)
+    assert result.notes[0] == "predictions of the adapted model m"
+    predicted = model.predict_proba(run._source(data)).argmax(axis=1)
+    for name, rows in (("u", slice(0, 60)), ("v", slice(60, 120))):
+        expected = float((predicted[rows] == y[rows]).mean())
+        assert result.by_group["accuracy"][name] == pytest.approx(expected)
+    assert (tmp_path / "run" / "audit.json").exists()

@@ -160,3 +160,27 @@ def test_explain_command_on_a_saved_run(patch_classifier, tmp_path) -> None:
     assert result.output.count("neighbour ") == 3
     assert (run_dir / "explain" / "1-occlusion.png").exists()
     assert (run_dir / "explain" / "1-neighbours.png").exists()
+
+
+def test_an_adapted_models_prediction_is_attributed_to_the_patch(
+    patch_classifier, tmp_path, monkeypatch
+) -> None:
+    from tests.tools.adapted_stand_in import install
+
+    encoder, model = patch_classifier
+    adapted = install(monkeypatch)
+    adapted.saved["model"] = adapted(encoder, model[1], ["plain", "patch"], tmp_path / "run")
+    x, y, corners = planted_patches(20, seed=5)
+    data = tmp_path / "patches.npz"
+    np.savez(data, X=(x.numpy()[:, 0] * 255).astype(np.uint8), y=y.numpy())
+    run = Run(tmp_path / "run", encoder, {"modality": "image"}, {})
+    item = int(np.flatnonzero(y.numpy())[0])
+    for method in ("ig", "occlusion"):
+        explanation = explain_item(run, f"{data}#{item}", model="model", method=method)
+        assert explanation.target == "probability of class patch"
+        assert explanation.score > 0.9
+        assert _share_in_patch(explanation.heat(), corners[item]) > 0.5
+    plain = explain_item(run, f"{data}#{item}", model="model", target="plain")
+    assert plain.target == "probability of class plain" and plain.score < 0.1
+    with pytest.raises(ValueError, match="--target 'dog' is not a class"):
+        explain_item(run, f"{data}#{item}", model="model", target="dog")

@@ -736,9 +736,9 @@ def audit_run(
         unknown = sorted(set(names) - set(adapted.classes))
         if unknown:
             raise ValueError(f"{data}: classes {unknown} are not among the model's classes")
-        y_true = np.array([adapted.classes.index(names[c]) for c in source.labels])
-        proba = adapted.predict_proba_embeddings(embeddings[keep])
-        y_true = y_true[keep]
+        y_true = np.array([adapted.classes.index(names[c]) for c in source.labels])[keep]
+        # The model embeds with its own run's encoder (fine-tuned or not): ask it directly.
+        proba = np.asarray(adapted.predict_proba(source))[keep]
         notes.insert(0, f"predictions of the adapted model {model}")
     elif source.labels is not None:
         proba = cross_validated_proba(embeddings[keep], source.labels[keep], seed=seed)

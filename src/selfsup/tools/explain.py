@@ -23,6 +23,10 @@ baseline. The baseline is the average input: the per-channel means the encoder n
 zero. Text is attributed per token with layer integrated gradients on the backbone's
 ``token_embedding``, from the padding token.
 
+Table rows are best explained by occlusion: it replaces one column at a time by its
+average (numeric) or by "missing" (categorical), while integrated gradients give categorical
+columns nothing (their codes are looked up in an embedding table, not multiplied).
+
 Items are given as an image (or other single) file, or as ``DATA#KEY``: item ``KEY`` of any
 data the run reads, where ``KEY`` is an item id (as ``selfsup embed`` writes them: a relative
 path for folders, the row number for arrays and tables) or a row number.

@@ -388,9 +388,10 @@ def attribution_section(
         x = encoder_input(run.encoder, item).float()
         own = run.encoder.eval()(x[None]).detach()[0]
         forward = similarity_forward(run.encoder, own)
-        values = attribute(forward, x, average_input(run.encoder, x), "ig")
+        method = "occlusion" if x.ndim == 1 else "ig"  # table rows: categorical columns too
+        values = attribute(forward, x, average_input(run.encoder, x), method)
         explanation = Explanation(
-            ids[position], x, values, "ig", "cosine similarity to its own embedding", 1.0,
+            ids[position], x, values, method, "cosine similarity to its own embedding", 1.0,
             feature_names=getattr(sample.source, "preprocessor", None)
             and sample.source.preprocessor.feature_names,
         )  # fmt: skip
@@ -398,7 +399,8 @@ def attribution_section(
         png = plot_attribution(explanation, figures / f"attribution-{name}.png")
         section.figures.append((png, f"item {ids[position]}"))
     section.notes.append(
-        "integrated gradients of each item's similarity to its own embedding; "
+        "integrated gradients (occlusion for table rows) of each item's similarity to its own "
+        "embedding; "
         "`selfsup explain` makes more (occlusion, a model's prediction, neighbours)"
     )
     return section
