@@ -7,9 +7,9 @@ The attribution explains one number computed from the item:
 - without, the cosine similarity of the item's embedding to a reference embedding. By
   default the reference is the item's own embedding, so the map shows which parts of the
   input the embedding rests on: the *label-free feature importance* of Crabbé and van der
-  Schaar ("Label-Free Explainability for Unsupervised Models", ICML 2022). On images whose
-  class is a bright patch planted at a random place, 90% of the positive attribution falls
-  in the patch with this reference, as with the nearest neighbour's embedding
+  Schaar ("Label-Free Explainability for Unsupervised Models", ICML 2022). With a small CNN
+  trained to find a bright patch planted at a random place, 90% of the positive attribution
+  falls in the patch with this reference, as with the nearest neighbour's embedding
   (``--reference neighbour``, nearly the item's own for a good encoder), but 67% with the
   training data's mean embedding (``--reference mean``), which spreads the map over what all
   items share. A class's mean embedding (``--reference CLASS``) and another item
