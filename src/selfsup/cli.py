@@ -419,8 +419,9 @@ def audit(
     from selfsup.tools.audit import audit_run
 
     result = audit_run(
-        load(run), data, group_column=group, groups_file=groups, model=model, k=k, seed=seed
-    )
+        load(run), data, group_column=group, groups_file=groups, model=model, k=k, seed=seed,
+        show_progress=True,
+    )  # fmt: skip
     table = Table(title=f"{run} on {data}: by group")
     table.add_column("metric")
     for name in result.groups:
@@ -476,7 +477,7 @@ def explain(
 
     result = explain_item(
         load(run), item, data=data, model=model, target=target, method=method,
-        reference=reference, neighbours=neighbours, out=out,
+        reference=reference, neighbours=neighbours, out=out, show_progress=True,
     )  # fmt: skip
     console.print(f"{result.item_id}: {result.method} of the {result.target} ({result.score:.3f})")
     for neighbour in result.neighbours:

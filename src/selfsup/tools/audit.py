@@ -47,6 +47,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from selfsup.embedding import embed_source
 from selfsup.evaluation.labelfree import rankme
 from selfsup.evaluation.linear import fit_logistic_regression, standardize
 
@@ -683,6 +684,7 @@ def audit_run(
     n_boot: int = 200,
     seed: int = 0,
     save: bool = True,
+    show_progress: bool = False,
 ) -> AuditResult:
     """Audit a run on labelled ``data`` split into groups; saves ``audit.json`` and
     ``audit.png`` into the run folder.
@@ -699,6 +701,7 @@ def audit_run(
         n_boot: bootstrap resamples of the intervals.
         seed: seed of the folds, bootstrap and samples.
         save: write the results into the run folder.
+        show_progress: draw a progress bar while embedding.
 
     Raises:
         ValueError: neither or both of ``group_column`` and ``groups_file``, a missing column,
@@ -720,7 +723,7 @@ def audit_run(
         groups = read_groups_file(groups_file, list(source.ids))
     if len(groups) != len(source):
         raise ValueError(f"{data}: {len(groups)} group values for {len(source)} items")
-    embeddings = run.embed(source)
+    embeddings = embed_source(run.encoder, source, show_progress=show_progress)
     keep = ~np.isnan(embeddings).any(axis=1)
     if not keep.all():
         notes.append(f"{int((~keep).sum())} unreadable items left out")

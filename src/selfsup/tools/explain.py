@@ -394,6 +394,7 @@ def explain_item(
     reference: str = "self",
     neighbours: int = 8,
     out: str | os.PathLike | None = None,
+    show_progress: bool = False,
 ) -> Explanation:
     """Explain one item of a run: attribution map, nearest neighbours, PNGs and JSON.
 
@@ -409,6 +410,7 @@ def explain_item(
             ``data``, or another ``ITEM``.
         neighbours: how many nearest neighbours to show.
         out: the folder for the files (default ``RUN/explain``).
+        show_progress: draw a progress bar while embedding the training data.
     """
     from selfsup.embedding import embed_source
 
@@ -417,7 +419,9 @@ def explain_item(
     encoder = run.encoder.eval()
     train_source = run._source(data) if data is not None else own_source
     same_data = data is None and own_source is not None
-    train = embed_source(encoder, train_source) if train_source is not None else None
+    train = None
+    if train_source is not None:
+        train = embed_source(encoder, train_source, show_progress=show_progress)
     with torch.no_grad():
         own = encoder(x[None].float() if x.is_floating_point() else x[None])[0].float()
 
