@@ -184,3 +184,39 @@ def test_an_adapted_models_prediction_is_attributed_to_the_patch(
     assert plain.target == "probability of class plain" and plain.score < 0.1
     with pytest.raises(ValueError, match="--target 'dog' is not a class"):
         explain_item(run, f"{data}#{item}", model="model", target="dog")
+
+
+def test_a_file_of_the_training_folder_is_not_its_own_neighbour(patch_classifier, tmp_path) -> None:
+    from PIL import Image
+
+    encoder, _ = patch_classifier
+    x, _, _ = planted_patches(12, seed=6)
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, image in enumerate(x[:, 0].numpy()):
+        Image.fromarray((image * 255).astype(np.uint8)).save(folder / f"{i:02d}.png")
+    run = Run(tmp_path / "run", encoder, {"modality": "image"}, {})
+    explanation = explain_item(run, str(folder / "03.png"), data=str(folder), neighbours=11)
+    assert sorted(n.item_id for n in explanation.neighbours) == [
+        f"{i:02d}.png" for i in range(12) if i != 3
+    ]
+
+
+@pytest.mark.parametrize(
+    ("shape", "extra"),
+    [((1, 32, 48), {}), ((2, 40), {}), ((5,), {"feature_names": list("abcde")}),
+     ((4,), {"tokens": ["a", "good", "film", "!"]})],
+)  # fmt: skip
+def test_attribution_pictures_for_every_kind_of_item(tmp_path, shape, extra) -> None:
+    from PIL import Image
+
+    from selfsup.tools.explain import Explanation, plot_attribution
+
+    rng = np.random.default_rng(0)
+    item = torch.from_numpy(rng.normal(-2, 1, shape).astype(np.float32))  # a log-mel, or not
+    values = rng.normal(0, 1, shape)
+    explanation = Explanation("x", item, values, "ig", "similarity", 1.0, **extra)
+    path = plot_attribution(explanation, tmp_path / "a.png")
+    with Image.open(path) as picture:
+        pixels = np.asarray(picture.convert("RGB")).reshape(-1, 3)
+    assert picture.width > 500 and len(np.unique(pixels, axis=0)) > 50

@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from selfsup.embedding import embed_source
 from selfsup.evaluation.labelfree import rankme
 from selfsup.evaluation.linear import fit_logistic_regression, standardize
+from selfsup.tools.figures import pyplot, save_png
 
 AUDIT_FILE = "audit.json"
 AUDIT_PLOT = "audit.png"
@@ -597,10 +598,7 @@ def audit_arrays(
 
 def plot_audit(result: AuditResult, path: str | os.PathLike) -> Path:
     """A bar chart per metric, one bar per group (95% intervals where known), as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     metrics = list(result.by_group)
     columns = min(4, len(metrics))
@@ -627,10 +625,7 @@ def plot_audit(result: AuditResult, path: str | os.PathLike) -> Path:
         ax.tick_params(labelsize=8)
     for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return save_png(fig, path)
 
 
 def read_groups_file(path: str | os.PathLike, ids: Sequence[str]) -> np.ndarray:

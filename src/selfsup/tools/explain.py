@@ -21,7 +21,8 @@ path, and occlusion (Zeiler and Fergus, "Visualizing and Understanding Convoluti
 Networks", ECCV 2014), the drop of the number when a window of the input is replaced by the
 baseline. The baseline is the average input: the per-channel means the encoder normalizes to
 zero. Text is attributed per token with layer integrated gradients on the backbone's
-``token_embedding``, from the padding token.
+``token_embedding``, from the padding token's embedding (id 0), token strings from the run's
+``tokenizer.json``.
 
 Table rows are best explained by occlusion: it replaces one column at a time by its
 average (numeric) or by "missing" (categorical), while integrated gradients give categorical
@@ -58,11 +59,14 @@ from torch import nn
 from selfsup.data.base import Source
 from selfsup.data.image_folder import IMAGE_EXTENSIONS
 from selfsup.embedding import conform_images
+from selfsup.tools.figures import pyplot, save_png
 
 METHODS = ("ig", "occlusion")
 EXPLAIN_DIR = "explain"
 #: Steps of the integrated-gradients path (the error of its Riemann sum shrinks as 1/steps).
 IG_STEPS = 32
+#: The id text sources pad with: the baseline of token attributions.
+PAD_ID = 0
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -89,7 +93,9 @@ class Explanation:
         target: what was attributed, in words.
         score: the attributed number at the item.
         neighbours: nearest neighbours in the training data, most similar first.
+        neighbour_items: the neighbours as the encoder reads them.
         tokens: the token strings of a text item.
+        texts: a text item's text followed by its neighbours' texts.
         feature_names: the column names of a table row.
         files: the PNG and JSON files written.
     """
@@ -103,6 +109,7 @@ class Explanation:
     neighbours: list[Neighbour] = field(default_factory=list)
     neighbour_items: list[torch.Tensor] = field(default_factory=list)
     tokens: list[str] | None = None
+    texts: list[str] | None = None
     feature_names: list[str] | None = None
     files: list[Path] = field(default_factory=list)
 
@@ -121,6 +128,7 @@ class Explanation:
             "score": self.score,
             "positive_mass_top10pct": positive_mass_share(self.heat(), 0.1),
             "neighbours": [n.__dict__ for n in self.neighbours],
+            "texts": self.texts,
             "files": [str(f) for f in self.files],
         }
 
@@ -418,7 +426,8 @@ def explain_item(
     x = encoder_input(run.encoder, raw)
     encoder = run.encoder.eval()
     train_source = run._source(data) if data is not None else own_source
-    same_data = data is None and own_source is not None
+    # The item's own row in the training data, so it is not its own nearest neighbour.
+    own_row = row if data is None and own_source is not None else _row_of_file(item, train_source)
     train = None
     if train_source is not None:
         train = embed_source(encoder, train_source, show_progress=show_progress)
@@ -441,7 +450,7 @@ def explain_item(
         forward = probability_forward(module, class_index)
         described = f"probability of class {adapted.classes[class_index]}"
     else:
-        ref, what = _reference(run, reference, own, train, train_source, row if same_data else None)
+        ref, what = _reference(run, reference, own, train, train_source, own_row)
         forward = similarity_forward(encoder, ref)
         described = f"cosine similarity to {what}"
 
@@ -450,8 +459,8 @@ def explain_item(
         layer = getattr(encoder.backbone, "token_embedding", None)
         if layer is None:
             raise TypeError("the text backbone has no token_embedding layer to attribute")
-        tokens, pad = _token_strings(run.path, x)
-        attribution = token_attributions(forward, layer, x, pad)
+        tokens = _token_strings(run.path, x)
+        attribution = token_attributions(forward, layer, x, PAD_ID)
         method = "layer-ig"
     else:
         attribution = attribute(forward, x.float(), average_input(run.encoder, x.float()), method)
@@ -463,9 +472,7 @@ def explain_item(
         feature_names=getattr(train_source or own_source, "feature_names", None),
     )  # fmt: skip
     if train is not None:
-        idx, sims = nearest_neighbours(
-            own.numpy(), train, neighbours, exclude=row if same_data else None
-        )
+        idx, sims = nearest_neighbours(own.numpy(), train, neighbours, exclude=own_row)
         classes = train_source.classes
         for i, s in zip(idx.tolist(), sims.tolist(), strict=True):
             label = None
@@ -475,22 +482,35 @@ def explain_item(
             explanation.neighbours.append(Neighbour(i, str(train_source.ids[i]), s, label))
         batch = train_source.read_batch(idx.tolist())
         explanation.neighbour_items = [encoder_input(run.encoder, b) for b in batch.items]
+        if tokens is not None:
+            from selfsup.data.tokenizer import TextTokenizer
+
+            tokenizer = TextTokenizer.load(run.path)
+            rows = [x, *explanation.neighbour_items]
+            explanation.texts = [tokenizer.decode(ids.tolist()) for ids in rows]
     folder = Path(out) if out is not None else Path(run.path) / EXPLAIN_DIR
     save_explanation(explanation, folder)
     return explanation
 
 
-def _token_strings(run_path: Path, ids: torch.Tensor) -> tuple[list[str], int]:
-    """The token strings of ``ids`` and the padding id, from the run's ``tokenizer.json``."""
-    from tokenizers import Tokenizer
+def _row_of_file(item: str, source: Source | None) -> int | None:
+    """The row of ``source`` (a folder) that the file ``item`` is, if it lies in it."""
+    root = getattr(source, "root", None)
+    if root is None or "#" in item:
+        return None
+    try:
+        relative = Path(item).resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return None
+    ids = list(source.ids)
+    return ids.index(relative) if relative in ids else None
 
-    path = Path(run_path) / "tokenizer.json"
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: the text run has no tokenizer to name the tokens")
-    tokenizer = Tokenizer.from_file(str(path))
-    pad = tokenizer.token_to_id("[PAD]")
-    strings = [tokenizer.id_to_token(int(i)) or "?" for i in ids.reshape(-1).tolist()]
-    return strings, 0 if pad is None else pad
+
+def _token_strings(run_path: Path, ids: torch.Tensor) -> list[str]:
+    """The readable text of each token id, from the run's saved tokenizer."""
+    from selfsup.data.tokenizer import TextTokenizer
+
+    return TextTokenizer.load(run_path).tokens(ids.reshape(-1).tolist())
 
 
 # --- pictures ---------------------------------------------------------------------------------
@@ -501,9 +521,14 @@ def _slug(text: str) -> str:
 
 
 def show_item(ax: Any, item: torch.Tensor, feature_names: Sequence[str] | None = None) -> None:
-    """Draw one item on a matplotlib axis: an image, lines for a series, bars for a row."""
+    """Draw one item on a matplotlib axis: an image (a spectrogram, low frequencies at the
+    bottom, when its values leave [0, 1]), lines for a series, bars for a table row."""
     values = item.detach().float().cpu().numpy()
-    if values.ndim == 3:
+    if values.ndim == 3 and (values.min() < 0 or values.max() > 1):  # a log-mel spectrogram
+        ax.imshow(values[0], cmap="magma", origin="lower", aspect="auto")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    elif values.ndim == 3:
         image = values[0] if values.shape[0] != 3 else values.transpose(1, 2, 0)
         ax.imshow(np.clip(image, 0, 1), cmap="gray", vmin=0, vmax=1)
         ax.set_xticks([])
@@ -520,10 +545,7 @@ def show_item(ax: Any, item: torch.Tensor, feature_names: Sequence[str] | None =
 def plot_attribution(explanation: Explanation, path: str | os.PathLike) -> Path:
     """The attribution as a PNG: item, signed heat map and overlay for images (and
     spectrograms); lines with a heat strip for series; bars for table rows and tokens."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     heat = explanation.heat()
     item = explanation.item.detach().float().cpu().numpy()
@@ -537,15 +559,18 @@ def plot_attribution(explanation: Explanation, path: str | os.PathLike) -> Path:
         ax.set_xticks(range(len(heat)), labels[: len(heat)], rotation=90, fontsize=7)
         ax.axhline(0, color="black", linewidth=0.5)
     elif item.ndim == 3:
+        # Spectrograms (values outside [0, 1]) keep low frequencies at the bottom.
+        spectrogram = item.min() < 0 or item.max() > 1
+        placement = {"origin": "lower", "aspect": "auto"} if spectrogram else {}
         fig, axes = plt.subplots(1, 3, figsize=(9, 3.3))
         show_item(axes[0], explanation.item)
         axes[0].set_title("item", fontsize=9)
-        shown = axes[1].imshow(heat, cmap="RdBu_r", vmin=-limit, vmax=limit)
+        shown = axes[1].imshow(heat, cmap="RdBu_r", vmin=-limit, vmax=limit, **placement)
         fig.colorbar(shown, ax=axes[1], fraction=0.046)
         axes[1].set_title("attribution", fontsize=9)
         show_item(axes[2], explanation.item)
         positive = np.clip(heat, 0, None) / limit
-        axes[2].imshow(positive, cmap="inferno", alpha=0.85 * positive, vmin=0, vmax=1)
+        axes[2].imshow(positive, cmap="inferno", alpha=0.85 * positive, vmin=0, vmax=1, **placement)
         axes[2].set_title("overlay (positive)", fontsize=9)
         for ax in axes[1:]:
             ax.set_xticks([])
@@ -559,10 +584,7 @@ def plot_attribution(explanation: Explanation, path: str | os.PathLike) -> Path:
         strip.set_yticks([])
         strip.set_xlabel("time step")
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return save_png(fig, path)
 
 
 def plot_neighbours(
@@ -577,10 +599,7 @@ def plot_neighbours(
 
     ``query``, ``items`` and ``titles`` give the first row; ``rows`` adds more.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     all_rows = [(query, query_title, items, titles), *rows]
     columns = 1 + max(len(r[2]) for r in all_rows)
@@ -597,10 +616,18 @@ def plot_neighbours(
             axes[r, c].axis("on")
             show_item(axes[r, c], n)
             axes[r, c].set_title(name, fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return save_png(fig, path)
+
+
+def plot_text_lines(lines: Sequence[str], path: str | os.PathLike, width: int = 110) -> Path:
+    """Lines of text as a PNG (a text item and its neighbours), the first in red."""
+    plt = pyplot()
+    shown = [line if len(line) <= width else line[: width - 1] + "…" for line in lines]
+    fig = plt.figure(figsize=(10, 0.35 * len(shown) + 0.4))
+    for row, line in enumerate(shown):
+        colour = "tab:red" if row == 0 else "black"
+        fig.text(0.01, 1 - (row + 1) / (len(shown) + 1), line, fontsize=9, color=colour)
+    return save_png(fig, path)
 
 
 def save_explanation(explanation: Explanation, folder: str | os.PathLike) -> list[Path]:
@@ -610,7 +637,14 @@ def save_explanation(explanation: Explanation, folder: str | os.PathLike) -> lis
     folder.mkdir(parents=True, exist_ok=True)
     stem = f"{_slug(explanation.item_id)}-{explanation.method}"
     files = [plot_attribution(explanation, folder / f"{stem}.png")]
-    if explanation.neighbour_items:
+    if explanation.texts:
+        lines = [f"{explanation.item_id}: {explanation.texts[0]}"] + [
+            f"{n.similarity:.2f} {n.item_id}{f' [{n.label}]' if n.label else ''}: {text}"
+            for n, text in zip(explanation.neighbours, explanation.texts[1:], strict=True)
+        ]
+        path = folder / f"{_slug(explanation.item_id)}-neighbours.png"
+        files.append(plot_text_lines(lines, path))
+    elif explanation.neighbour_items:
         titles = [
             f"{n.item_id[-14:]}\n{n.label or ''} {n.similarity:.2f}" for n in explanation.neighbours
         ]

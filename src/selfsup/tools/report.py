@@ -44,6 +44,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from selfsup.tools.figures import pyplot, save_png
+
 REPORT_FILE = "report.html"
 REPORT_DIR = "report"
 #: Columns of ``epochs.csv`` that are not metrics to plot.
@@ -58,23 +60,6 @@ class Section:
     html: str = ""
     figures: list[tuple[Path, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    _pyplot().close(fig)
-    return path
 
 
 def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
@@ -124,7 +109,7 @@ def training_section(run_dir: Path, figures: Path) -> Section:
         return section
     frame = pd.read_csv(path)
     columns = [c for c in ("loss", "lr", "items_per_s") if c in frame.columns]
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3), squeeze=False)
     titles = {"loss": "loss", "lr": "learning rate", "items_per_s": "items per second"}
     for ax, column in zip(axes[0], columns, strict=True):
@@ -132,7 +117,7 @@ def training_section(run_dir: Path, figures: Path) -> Section:
         ax.set_title(titles[column], fontsize=10)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-    section.figures.append((_save(fig, figures / "training-curves.png"), "training curves"))
+    section.figures.append((save_png(fig, figures / "training-curves.png"), "training curves"))
     last = frame.iloc[-1]
     section.html = (
         f"<p>{len(frame)} logged steps; last step {int(last['step'])}, loss "
@@ -152,7 +137,7 @@ def label_free_section(run_dir: Path, figures: Path) -> Section:
             for c in frame.columns
             if c not in _NOT_PLOTTED and pd.api.types.is_numeric_dtype(frame[c])
         ]
-        plt = _pyplot()
+        plt = pyplot()
         per_row = 4
         rows = (len(columns) + per_row - 1) // per_row
         fig, axes = plt.subplots(rows, per_row, figsize=(3.3 * per_row, 2.6 * rows), squeeze=False)
@@ -163,7 +148,7 @@ def label_free_section(run_dir: Path, figures: Path) -> Section:
             ax.grid(alpha=0.3)
         for ax in list(axes.flat)[len(columns) :]:
             ax.axis("off")
-        section.figures.append((_save(fig, figures / "label-free-curves.png"), "per epoch"))
+        section.figures.append((save_png(fig, figures / "label-free-curves.png"), "per epoch"))
         if frame.get("collapsed", pd.Series(dtype=float)).fillna(0).any():
             section.notes.append("the collapse alarm went off during training")
     else:
@@ -184,7 +169,7 @@ def evaluation_section(run_dir: Path, figures: Path) -> Section:
     if not files:
         section.notes.append("no evaluation yet: run `selfsup evaluate RUN DATA`")
         return section
-    plt = _pyplot()
+    plt = pyplot()
     for file in files:
         data = json.loads(file.read_text())
         result = Evaluation(**{**data, "rows": [ProtocolRow(**r) for r in data["rows"]]})
@@ -210,7 +195,7 @@ def evaluation_section(run_dir: Path, figures: Path) -> Section:
         ax.set_ylim(0, 1)
         ax.legend(fontsize=8)
         ax.set_title(f"{result.train_data} → {result.test_data}", fontsize=9)
-        png = _save(fig, figures / f"{file.stem}.png")
+        png = save_png(fig, figures / f"{file.stem}.png")
         section.figures.append((png, f"{result.train_data}: selfsup against raw input"))
     return section
 
@@ -298,7 +283,7 @@ def map_section(sample: EmbeddingSample, figures: Path, use_umap: bool, seed: in
         section.notes.append("UMAP is not installed (pip install umap-learn): PCA instead")
         use_umap = False
     points, how = project_2d(sample.embeddings[keep], use_umap, seed)
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 5.5))
     if sample.colours is None:
         ax.scatter(points[:, 0], points[:, 1], s=8, color="tab:blue", alpha=0.7)
@@ -315,14 +300,15 @@ def map_section(sample: EmbeddingSample, figures: Path, use_umap: bool, seed: in
     ax.set_title(f"{how} of {keep.sum()} embeddings of {sample.source.name}", fontsize=10)
     ax.set_xticks([])
     ax.set_yticks([])
-    section.figures.append((_save(fig, figures / "embedding-map.png"), f"{how} map"))
+    section.figures.append((save_png(fig, figures / "embedding-map.png"), f"{how} map"))
     return section
 
 
 def neighbours_section(
     run: Any, sample: EmbeddingSample, figures: Path, queries: int = 4, k: int = 6
 ) -> Section:
-    """A grid of a few items (one per class when labelled) and their nearest neighbours."""
+    """A grid of a few items (one per class when labelled) and their nearest neighbours (a
+    table of the texts for text runs)."""
     from selfsup.tools.explain import encoder_input, nearest_neighbours, plot_neighbours
 
     section = Section("Nearest neighbours")
@@ -341,6 +327,19 @@ def neighbours_section(
         text = ids[i][-14:] + (f"\n{sample.colours[i]}" if sample.colours else "")
         return text + (f" {similarity:.2f}" if similarity is not None else "")
 
+    if run.config.get("modality") == "text":  # texts read best as text: a table
+        from selfsup.data.tokenizer import TextTokenizer
+
+        tokenizer = TextTokenizer.load(run.path)
+        lines = []
+        for query in chosen:
+            idx, sims = nearest_neighbours(sample.embeddings[query], sample.embeddings, 3, query)
+            batch = sample.source.read_batch([query, *idx.tolist()]).items
+            texts = [tokenizer.decode(row)[:160] for row in batch]
+            found = [f"{t} ({s:.2f})" for t, s in zip(texts[1:], sims.tolist(), strict=True)]
+            lines.append((caption(query), texts[0], *found))
+        section.html = _table(lines, ("item", "text", "nearest", "second", "third"))
+        return section
     rows = []
     for query in chosen:
         idx, sims = nearest_neighbours(sample.embeddings[query], sample.embeddings, k, query)

@@ -1,0 +1,36 @@
+"""Figures without a display: matplotlib's pyplot on the Agg backend, saved as PNG.
+
+Example:
+    >>> import tempfile
+    >>> plt = pyplot()
+    >>> fig, ax = plt.subplots()
+    >>> _ = ax.plot([0, 1], [1, 0])
+    >>> save_png(fig, Path(tempfile.mkdtemp()) / "line.png").suffix
+    '.png'
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` drawing off-screen (Agg), so figures work on servers and in CI."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_png(fig: Any, path: str | os.PathLike, dpi: int = 100) -> Path:
+    """Lay out ``fig``, write it as a PNG at ``path`` (folders made) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+    return path
