@@ -87,20 +87,23 @@ def test_missing_pieces_are_noted_not_fatal(reported_run, tmp_path) -> None:
 
 def _chromium() -> str:
     """The Chromium binary, installed with apt-get when missing and root (else skip)."""
-    for name in ("chromium", "chromium-browser"):
-        found = shutil.which(name)
-        if found:
-            return found
-    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+
+    def found() -> str | None:
+        return shutil.which("chromium") or shutil.which("chromium-browser")
+
+    if found():
+        return found()
+    if not (hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get")):
+        pytest.skip("chromium is not installed (apt-get install chromium) and we are not root")
+    for command in (["apt-get", "install", "-y", "chromium"], ["apt-get", "update"],
+                    ["apt-get", "install", "-y", "chromium"]):  # fmt: skip
         try:
-            subprocess.run(["apt-get", "install", "-y", "chromium"], timeout=600,
-                           capture_output=True, check=True)  # fmt: skip
+            subprocess.run(command, timeout=600, capture_output=True, check=False)
         except (subprocess.SubprocessError, OSError) as err:
-            pytest.skip(f"chromium is not installed and apt-get install chromium failed: {err}")
-        found = shutil.which("chromium")
-        if found:
-            return found
-    pytest.skip("chromium is not installed (apt-get install chromium) and cannot be installed")
+            pytest.skip(f"chromium is not installed and {' '.join(command)} failed: {err}")
+        if found():
+            return found()
+    pytest.skip("chromium is not installed and apt-get install chromium did not install it")
 
 
 def _count_near(pixels: np.ndarray, colour: tuple[int, int, int], tolerance: int = 12) -> int:
