@@ -387,7 +387,7 @@ def _reference(
         return torch.from_numpy(train[members].mean(axis=0)), f"the mean of class {reference}"
     other, other_id, _, _ = resolve_item(run, reference)
     with torch.no_grad():
-        emb = run.encoder(encoder_input(run.encoder, other)[None].float())[0]
+        emb = run.encoder(encoder_input(run.encoder, other)[None])[0]
     return emb, f"item {other_id}"
 
 
@@ -432,65 +432,84 @@ def explain_item(
     if train_source is not None:
         train = embed_source(encoder, train_source, show_progress=show_progress)
     with torch.no_grad():
-        own = encoder(x[None].float() if x.is_floating_point() else x[None])[0].float()
+        own = encoder(x[None])[0].float()
 
     if model is not None:
-        from selfsup.tools.adapt import AdaptedModel
-
-        adapted = AdaptedModel.load(model)
-        module = adapted.module().eval()
-        with torch.no_grad():
-            proba = module(x[None])[0]
-        if target is None:
-            class_index = int(proba.argmax())
-        elif target in adapted.classes:
-            class_index = adapted.classes.index(target)
-        else:
-            raise ValueError(f"--target {target!r} is not a class of the model: {adapted.classes}")
-        forward = probability_forward(module, class_index)
-        described = f"probability of class {adapted.classes[class_index]}"
+        forward, described = _model_target(model, target, x)
     else:
         ref, what = _reference(run, reference, own, train, train_source, own_row)
-        forward = similarity_forward(encoder, ref)
-        described = f"cosine similarity to {what}"
+        forward, described = similarity_forward(encoder, ref), f"cosine similarity to {what}"
 
-    tokens = None
+    tokenizer = None
     if run.config.get("modality") == "text":
+        from selfsup.data.tokenizer import TextTokenizer
+
         layer = getattr(encoder.backbone, "token_embedding", None)
         if layer is None:
             raise TypeError("the text backbone has no token_embedding layer to attribute")
-        tokens = _token_strings(run.path, x)
+        tokenizer = TextTokenizer.load(run.path)
         attribution = token_attributions(forward, layer, x, PAD_ID)
         method = "layer-ig"
     else:
-        attribution = attribute(forward, x.float(), average_input(run.encoder, x.float()), method)
+        attribution = attribute(forward, x, average_input(encoder, x), method)
     with torch.no_grad():
-        score = float(forward(x[None].float() if x.is_floating_point() else x[None])[0])
+        score = float(forward(x[None])[0])
 
     explanation = Explanation(
-        item_id, x, attribution, method, described, score, tokens=tokens,
+        item_id, x, attribution, method, described, score,
+        tokens=None if tokenizer is None else tokenizer.tokens(x.tolist()),
         feature_names=getattr(train_source or own_source, "feature_names", None),
     )  # fmt: skip
     if train is not None:
-        idx, sims = nearest_neighbours(own.numpy(), train, neighbours, exclude=own_row)
-        classes = train_source.classes
-        for i, s in zip(idx.tolist(), sims.tolist(), strict=True):
-            label = None
-            if train_source.labels is not None:
-                code = int(train_source.labels[i])
-                label = classes[code] if classes else str(code)
-            explanation.neighbours.append(Neighbour(i, str(train_source.ids[i]), s, label))
-        batch = train_source.read_batch(idx.tolist())
-        explanation.neighbour_items = [encoder_input(run.encoder, b) for b in batch.items]
-        if tokens is not None:
-            from selfsup.data.tokenizer import TextTokenizer
-
-            tokenizer = TextTokenizer.load(run.path)
+        _add_neighbours(explanation, encoder, own, train, train_source, neighbours, own_row)
+        if tokenizer is not None:
             rows = [x, *explanation.neighbour_items]
             explanation.texts = [tokenizer.decode(ids.tolist()) for ids in rows]
     folder = Path(out) if out is not None else Path(run.path) / EXPLAIN_DIR
     save_explanation(explanation, folder)
     return explanation
+
+
+def _model_target(
+    model: str | os.PathLike, target: str | None, x: torch.Tensor
+) -> tuple[Forward, str]:
+    """The adapted model's probability of ``target`` (default: the predicted class)."""
+    from selfsup.tools.adapt import AdaptedModel
+
+    adapted = AdaptedModel.load(model)
+    module = adapted.module().eval()
+    if target is None:
+        with torch.no_grad():
+            class_index = int(module(x[None])[0].argmax())
+    elif target in adapted.classes:
+        class_index = adapted.classes.index(target)
+    else:
+        raise ValueError(f"--target {target!r} is not a class of the model: {adapted.classes}")
+    return probability_forward(module, class_index), (
+        f"probability of class {adapted.classes[class_index]}"
+    )
+
+
+def _add_neighbours(
+    explanation: Explanation,
+    encoder: nn.Module,
+    own: torch.Tensor,
+    train: np.ndarray,
+    train_source: Source,
+    count: int,
+    own_row: int | None,
+) -> None:
+    """Fill in the item's ``count`` nearest neighbours in the training data."""
+    idx, sims = nearest_neighbours(own.numpy(), train, count, exclude=own_row)
+    classes = train_source.classes
+    for i, similarity in zip(idx.tolist(), sims.tolist(), strict=True):
+        label = None
+        if train_source.labels is not None:
+            code = int(train_source.labels[i])
+            label = classes[code] if classes else str(code)
+        explanation.neighbours.append(Neighbour(i, str(train_source.ids[i]), similarity, label))
+    batch = train_source.read_batch(idx.tolist())
+    explanation.neighbour_items = [encoder_input(encoder, item) for item in batch.items]
 
 
 def _row_of_file(item: str, source: Source | None) -> int | None:
@@ -504,13 +523,6 @@ def _row_of_file(item: str, source: Source | None) -> int | None:
         return None
     ids = list(source.ids)
     return ids.index(relative) if relative in ids else None
-
-
-def _token_strings(run_path: Path, ids: torch.Tensor) -> list[str]:
-    """The readable text of each token id, from the run's saved tokenizer."""
-    from selfsup.data.tokenizer import TextTokenizer
-
-    return TextTokenizer.load(run_path).tokens(ids.reshape(-1).tolist())
 
 
 # --- pictures ---------------------------------------------------------------------------------

@@ -382,6 +382,7 @@ def attribution_section(
         return section
     keep = np.flatnonzero(~np.isnan(sample.embeddings).any(axis=1))
     ids = list(sample.source.ids)
+    preprocessor = getattr(sample.source, "preprocessor", None)  # tables: column names
     for position in keep[np.linspace(0, len(keep) - 1, examples).astype(int)]:
         item = sample.source.read_batch([int(position)]).items[0]
         x = encoder_input(run.encoder, item).float()
@@ -391,8 +392,7 @@ def attribution_section(
         values = attribute(forward, x, average_input(run.encoder, x), method)
         explanation = Explanation(
             ids[position], x, values, method, "cosine similarity to its own embedding", 1.0,
-            feature_names=getattr(sample.source, "preprocessor", None)
-            and sample.source.preprocessor.feature_names,
+            feature_names=None if preprocessor is None else preprocessor.feature_names,
         )  # fmt: skip
         name = "".join(c if c.isalnum() else "-" for c in ids[position])
         png = plot_attribution(explanation, figures / f"attribution-{name}.png")
