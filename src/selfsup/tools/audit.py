@@ -6,12 +6,13 @@ Two families of checks, each computed per group of items:
   the embeddings when there is none), with fairlearn's ``MetricFrame`` (Weerts et al.,
   "Fairlearn: Assessing and Improving Fairness of AI Systems", JMLR 2023): accuracy, expected
   calibration error (ECE, Guo et al., "On Calibration of Modern Neural Networks", ICML 2017),
-  false positive and false negative rates, each with a bootstrap 95% interval.
+  false positive and false negative rates (of the second class for two classes, the mean of
+  the one-vs-rest rates over classes for more), each with a bootstrap 95% interval.
 - **Of the embedding, without labels**: kNN purity of group membership (how many of an item's
-  nearest neighbours share its group, above the group's share of the data), separability of
-  the groups by a cross-validated linear probe (balanced accuracy above chance), and RankMe
-  (Garrido et al., ICML 2023) per group on samples of equal size (how many directions the
-  encoder uses to describe each group).
+  nearest neighbours share its group, above chance, rescaled so 1 means all of them),
+  separability of the groups by a cross-validated linear probe (balanced accuracy above
+  chance), and RankMe (Garrido et al., ICML 2023) per group on samples of equal size (how
+  many directions the encoder uses to describe each group).
 
 Every check gives one gap between the worst and the best group. A gap is *large* when it
 reaches the check's threshold in :data:`LARGE_GAP`; for the rates of the classifier the two
@@ -327,28 +328,30 @@ def _cosine_neighbours(embeddings: torch.Tensor, k: int, batch: int = 1024) -> t
     return torch.cat(parts)
 
 
-def group_purity(embeddings: np.ndarray, groups: np.ndarray, k: int = 10) -> dict[str, float]:
-    """kNN purity of group membership, normalized: per group, the mean share of an item's
-    ``k`` nearest neighbours (cosine) in its own group, minus the group's share of all items,
-    divided by ``1 - share``. 0 means neighbours ignore the group, 1 that they all share it.
+def group_purity(
+    embeddings: np.ndarray, groups: np.ndarray, k: int = 10
+) -> tuple[dict[str, float], dict[str, float]]:
+    """kNN purity of group membership: per group, the mean share of an item's ``k`` nearest
+    neighbours (cosine) that are in its group, and that share by chance (the group's share of
+    the other items).
 
     Example:
         >>> z = np.concatenate([np.eye(4)[[0] * 20] + 0.01 * np.arange(20)[:, None],
         ...                     np.eye(4)[[1] * 20] + 0.01 * np.arange(20)[:, None]])
-        >>> purity = group_purity(z, np.repeat(["a", "b"], 20), k=5)
-        >>> {g: round(v, 2) for g, v in purity.items()}
-        {'a': 1.0, 'b': 1.0}
+        >>> purity, chance = group_purity(z, np.repeat(["a", "b"], 20), k=5)
+        >>> purity, {g: round(v, 2) for g, v in chance.items()}
+        ({'a': 1.0, 'b': 1.0}, {'a': 0.49, 'b': 0.49})
     """
     groups = np.asarray(groups).astype(str)
     k = min(k, len(groups) - 1)
     neighbours = _cosine_neighbours(torch.as_tensor(np.asarray(embeddings)), k).numpy()
     same = (groups[neighbours] == groups[:, None]).mean(axis=1)
-    result = {}
+    purity, chance = {}, {}
     for name in np.unique(groups):
         members = groups == name
-        share = (members.sum() - 1) / (len(groups) - 1)  # others of the group, as neighbours
-        result[str(name)] = float((same[members].mean() - share) / max(1 - share, 1e-9))
-    return result
+        purity[str(name)] = float(same[members].mean())
+        chance[str(name)] = float((members.sum() - 1) / (len(groups) - 1))
+    return purity, chance
 
 
 def _folds(labels: np.ndarray, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -462,10 +465,13 @@ def embedding_checks(
     gaps: list[Gap] = []
     notes: list[str] = []
 
-    purity = group_purity(embeddings, groups, k)
-    by_group["purity"] = purity
-    worst = max(purity, key=purity.get)
-    value = max(0.0, purity[worst])
+    k = min(k, len(groups) - 1)
+    purity, chance = group_purity(embeddings, groups, k)
+    # 0 when neighbours ignore the group, 1 when they all share it.
+    above_chance = {g: (purity[g] - chance[g]) / max(1 - chance[g], 1e-9) for g in purity}
+    by_group["purity"] = above_chance
+    worst = max(above_chance, key=above_chance.get)
+    value = max(0.0, above_chance[worst])
     large = value >= LARGE_GAP["purity"]
     gaps.append(
         Gap(
@@ -475,8 +481,9 @@ def embedding_checks(
             large,
             worst,
             None,
-            f"The nearest neighbours of {_fmt_group(worst)}'s items share their group "
-            f"{100 * value:.0f}% more often than chance"
+            f"Of the {k} nearest neighbours of {_fmt_group(worst)}'s items, "
+            f"{100 * purity[worst]:.0f}% are in that group, against {100 * chance[worst]:.0f}% "
+            "by chance"
             + (
                 ": the groups form separate regions of the embedding."
                 if large
