@@ -429,6 +429,10 @@ def audit(
     for metric, values in result.by_group.items():
         table.add_row(metric, *(f"{values.get(g, float('nan')):.3f}" for g in result.groups))
     console.print(table)
+    console.print(
+        "[dim]purity: neighbours in the same group above chance (0 to 1); separability: share "
+        "of the group a linear probe recognizes; rankme: effective rank, equal-size samples[/dim]"
+    )
     for note in result.notes:
         console.print(f"[dim]{note}[/dim]")
     for sentence in result.summary():
