@@ -130,3 +130,27 @@ def test_the_page_renders_with_its_plots_in_headless_chromium(reported_run, tmp_
     assert max(_count_near(pixels, end, 20) for end in HEAT_ENDS) > 0  # attribution maps
     palette = {c for c in map(tuple, pixels[::4, ::4].reshape(-1, 3))}
     assert len(palette) > 500, "a page of plots has many colours"
+
+
+def test_the_map_is_coloured_by_group_and_umap_falls_back_to_pca(reported_run, tmp_path) -> None:
+    import importlib.util
+
+    from PIL import Image
+
+    run_dir, _ = reported_run
+    data, groups = run_dir.parent / "clusters.npz", run_dir.parent / "groups.csv"
+    # tab:green at the map's alpha 0.7 on white: the third colour, for a third label (there
+    # are four labels but two groups).
+    tab_green = tuple(round(0.7 * c + 0.3 * 255) for c in (44, 160, 44))
+
+    def greens() -> int:
+        with Image.open(run_dir / "report" / "embedding-map.png") as picture:
+            return _count_near(np.asarray(picture.convert("RGB")).astype(int), tab_green, 10)
+
+    build_report(run_dir, data, out=tmp_path / "labels.html")
+    assert greens() > 50
+    page = build_report(run_dir, data, out=tmp_path / "groups.html", groups_file=groups,
+                        use_umap=True)  # fmt: skip
+    assert greens() == 0
+    if importlib.util.find_spec("umap") is None:
+        assert "UMAP is not installed (pip install umap-learn): PCA instead" in page.read_text()
