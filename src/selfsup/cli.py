@@ -463,7 +463,10 @@ def explain(
     target: Annotated[
         str | None, typer.Option(help="With --model: the class (default: the predicted one).")
     ] = None,
-    method: Annotated[str, typer.Option(help="ig (integrated gradients) or occlusion.")] = "ig",
+    method: Annotated[
+        str,
+        typer.Option(help="ig (integrated gradients) or occlusion (best for table rows)."),
+    ] = "ig",
     reference: Annotated[
         str,
         typer.Option(

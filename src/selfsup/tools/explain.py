@@ -422,6 +422,8 @@ def explain_item(
     """
     from selfsup.embedding import embed_source
 
+    if method not in METHODS:
+        raise ValueError(f"unknown attribution method {method!r}; choose {' or '.join(METHODS)}")
     raw, item_id, own_source, row = resolve_item(run, item)
     x = encoder_input(run.encoder, raw)
     encoder = run.encoder.eval()
