@@ -450,6 +450,17 @@ def rankme_by_group(
     }
 
 
+def _embedding_gap(
+    check: str, value: float, worst: str, best: str | None, finding: str, meaning: str
+) -> Gap:
+    """The gap of an embedding check: large from ``LARGE_GAP[check]``; its sentence is the
+    finding, then what it means when large."""
+    value = max(0.0, float(value))
+    large = value >= LARGE_GAP[check]
+    ending = f": {meaning}." if large else ", below the threshold."
+    return Gap(check, value, LARGE_GAP[check], large, worst, best, finding + ending)
+
+
 def embedding_checks(
     embeddings: np.ndarray, groups: np.ndarray, k: int = 10, seed: int = 0
 ) -> tuple[dict[str, dict[str, float]], list[Gap], list[str]]:
@@ -471,26 +482,13 @@ def embedding_checks(
     above_chance = {g: (purity[g] - chance[g]) / max(1 - chance[g], 1e-9) for g in purity}
     by_group["purity"] = above_chance
     worst = max(above_chance, key=above_chance.get)
-    value = max(0.0, above_chance[worst])
-    large = value >= LARGE_GAP["purity"]
-    gaps.append(
-        Gap(
-            "purity",
-            value,
-            LARGE_GAP["purity"],
-            large,
-            worst,
-            None,
-            f"Of the {k} nearest neighbours of {_fmt_group(worst)}'s items, "
-            f"{100 * purity[worst]:.0f}% are in that group, against {100 * chance[worst]:.0f}% "
-            "by chance"
-            + (
-                ": the groups form separate regions of the embedding."
-                if large
-                else ", below the threshold."
-            ),
-        )
+    finding = (
+        f"Of the {k} nearest neighbours of {_fmt_group(worst)}'s items, "
+        f"{100 * purity[worst]:.0f}% are in that group, against {100 * chance[worst]:.0f}% by "
+        "chance"
     )
+    meaning = "the groups form separate regions of the embedding"
+    gaps.append(_embedding_gap("purity", above_chance[worst], worst, None, finding, meaning))
 
     counts = pd.Series(groups).value_counts()
     if counts.min() < 2:
@@ -498,50 +496,26 @@ def embedding_checks(
     else:
         score, recall = group_separability(embeddings, groups, seed=seed)
         by_group["separability"] = recall
-        large = score >= LARGE_GAP["separability"]
-        chance = 1 / len(recall)
-        balanced = chance + score * (1 - chance)
-        gaps.append(
-            Gap(
-                "separability",
-                max(score, 0.0),
-                LARGE_GAP["separability"],
-                large,
-                max(recall, key=recall.get),
-                None,
-                f"A linear probe tells the groups apart from the embedding alone with balanced "
-                f"accuracy {balanced:.2f} (chance {chance:.2f})"
-                + (
-                    ": the embedding encodes group membership."
-                    if large
-                    else ", below the threshold."
-                ),
-            )
+        chance_level = 1 / len(recall)
+        finding = (
+            "A linear probe tells the groups apart from the embedding alone with balanced "
+            f"accuracy {chance_level + score * (1 - chance_level):.2f} (chance {chance_level:.2f})"
         )
+        meaning = "the embedding encodes group membership"
+        worst = max(recall, key=recall.get)
+        gaps.append(_embedding_gap("separability", score, worst, None, finding, meaning))
 
     ranks = rankme_by_group(embeddings, groups, seed=seed)
     by_group["rankme"] = ranks
     low, high = min(ranks, key=ranks.get), max(ranks, key=ranks.get)
     value = 1 - ranks[low] / ranks[high]
-    large = value >= LARGE_GAP["rankme"]
-    gaps.append(
-        Gap(
-            "rankme",
-            value,
-            LARGE_GAP["rankme"],
-            large,
-            low,
-            high,
-            f"The embeddings of {_fmt_group(low)} use {100 * value:.0f}% fewer directions "
-            f"(RankMe {ranks[low]:.1f} against {ranks[high]:.1f} for {_fmt_group(high)}, on "
-            "samples of equal size)"
-            + (
-                ": the encoder describes that group less richly."
-                if large
-                else ", below the threshold."
-            ),
-        )
+    finding = (
+        f"The embeddings of {_fmt_group(low)} use {100 * value:.0f}% fewer directions (RankMe "
+        f"{ranks[low]:.1f} against {ranks[high]:.1f} for {_fmt_group(high)}, on samples of "
+        "equal size)"
     )
+    meaning = "the encoder describes that group less richly"
+    gaps.append(_embedding_gap("rankme", value, low, high, finding, meaning))
     return by_group, gaps, notes
 
 
