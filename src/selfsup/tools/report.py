@@ -353,6 +353,19 @@ def neighbours_section(
     return section
 
 
+def _explain_order(path: Path) -> tuple[str, bool, str]:
+    """Sort key of ``explain/`` files: by item, its attribution maps before its neighbours
+    (files are ``<item>-<method>.png`` and ``<item>-neighbours.png``).
+
+    Example:
+        >>> names = ["12-neighbours.png", "12-occlusion.png", "3-ig.png"]
+        >>> [p.name for p in sorted(map(Path, names), key=_explain_order)]
+        ['12-occlusion.png', '12-neighbours.png', '3-ig.png']
+    """
+    item = path.stem.rsplit("-", 1)[0]
+    return item, path.stem.endswith("-neighbours"), path.stem
+
+
 def attribution_section(
     run: Any, run_dir: Path, sample: EmbeddingSample | None, figures: Path, examples: int = 3
 ) -> Section:
@@ -368,9 +381,8 @@ def attribution_section(
     )
 
     section = Section("What the encoder looks at")
-    saved = (
-        sorted((run_dir / EXPLAIN_DIR).glob("*.png")) if (run_dir / EXPLAIN_DIR).exists() else []
-    )
+    folder = run_dir / EXPLAIN_DIR
+    saved = sorted(folder.glob("*.png"), key=_explain_order) if folder.exists() else []
     if saved:
         section.figures += [(path, path.stem) for path in saved]
         return section
