@@ -24,13 +24,18 @@ Example:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from sklearn.covariance import LedoitWolf
 from sklearn.metrics import average_precision_score, roc_auc_score
+
+from selfsup.data.base import Source
 
 SCORERS = ("knn", "mahalanobis")
 #: The share of the normal data held out to set the threshold.
@@ -248,3 +253,105 @@ def detection_quality(
         quality.flagged_fpr = float(flagged[~is_anomaly].mean())
         quality.flagged_recall = float(flagged[is_anomaly].mean())
     return quality
+
+
+def anomalous_items(
+    data: Source, anomaly_labels: list[str] | None, normal: Source | None = None
+) -> np.ndarray | None:
+    """Which items of labelled ``data`` count as anomalies: those whose class is in
+    ``anomaly_labels``, else (when the normal data has labels) those of a class absent from
+    the normal data; None when neither tells.
+
+    Raises:
+        ValueError: an anomaly label that is not a class of ``data``.
+
+    Example:
+        >>> from selfsup.data.arrays import ArraySource
+        >>> data = ArraySource(np.zeros((3, 2, 2), np.uint8), labels=np.array(["a", "b", "a"]))
+        >>> anomalous_items(data, ["b"]).tolist()
+        [False, True, False]
+    """
+    if data.labels is None:
+        return None
+    names = [str(c) for c in (data.classes or range(int(data.labels.max()) + 1))]
+    item_class = np.asarray(names, dtype=object)[data.labels]
+    if anomaly_labels:
+        unknown = sorted(set(anomaly_labels) - set(names))
+        if unknown:
+            raise ValueError(
+                f"{data.name}: anomaly labels {unknown} are not classes of the data "
+                f"(its classes: {', '.join(names)})"
+            )
+        return np.isin(item_class, list(anomaly_labels))
+    if normal is not None and normal.labels is not None:
+        normal_names = [str(c) for c in (normal.classes or range(int(normal.labels.max()) + 1))]
+        seen = {normal_names[c] for c in np.unique(normal.labels)}
+        return ~np.isin(item_class, sorted(seen))
+    return None
+
+
+@dataclass
+class AnomalyReport:
+    """What :func:`score_for_run` found.
+
+    Attributes:
+        table: ``id``, ``score``, ``flagged`` per item of the data.
+        threshold: the score above which items are flagged.
+        quality: AUROC and AUPRC when the anomalies are known, else None.
+        reference: what the scores compare with, in words.
+    """
+
+    table: pd.DataFrame
+    threshold: float
+    quality: DetectionQuality | None
+    reference: str
+
+
+def score_for_run(
+    run: Any,
+    data: str | os.PathLike | Source,
+    normal: str | os.PathLike | Source | None = None,
+    scorer: str = "knn",
+    k: int = 5,
+    fpr: float = 0.05,
+    anomaly_labels: list[str] | None = None,
+    seed: int = 0,
+) -> AnomalyReport:
+    """Anomaly scores of ``data`` from a run's embeddings.
+
+    With ``normal`` data, the scorer is fitted on most of its embeddings and the threshold
+    set on the rest (:func:`fit_detector`). Without, ``data`` is its own reference: leave-one-
+    out kNN scores (``knn`` only), flagging the top ``fpr`` share of them.
+
+    Args:
+        run: a :class:`selfsup.run.Run` or its folder.
+        data: the items to score (anything the run reads).
+        normal: normal (anomaly-free) data, or None.
+        scorer: ``knn`` or ``mahalanobis``.
+        k: the neighbour of ``knn``.
+        fpr: the target false-positive rate.
+        anomaly_labels: class names of ``data`` that are anomalies, for AUROC and AUPRC.
+        seed: seeds the held-out split of the normal data.
+    """
+    from selfsup.run import Run, load
+
+    run = run if isinstance(run, Run) else load(run)
+    source = run._source(data)
+    z = run.embed(source)
+    normal_source = None
+    if normal is not None:
+        normal_source = run._source(normal)
+        detector = fit_detector(run.embed(normal_source), scorer, k, fpr, seed)
+        scores, threshold = detector.score(z), detector.threshold
+        reference = f"{scorer} against {normal_source.name} ({len(normal_source)} items)"
+    else:
+        if scorer != "knn":
+            raise ValueError(f"the {scorer} scorer needs normal data: give --normal")
+        scores = self_scores(z, k)
+        threshold = float(np.nanquantile(scores, 1 - fpr))
+        reference = f"leave-one-out knn within {source.name} (no normal data given)"
+    flagged = scores > threshold
+    table = pd.DataFrame({"id": list(source.ids), "score": scores, "flagged": flagged})
+    is_anomaly = anomalous_items(source, anomaly_labels, normal_source)
+    quality = None if is_anomaly is None else detection_quality(scores, is_anomaly, flagged)
+    return AnomalyReport(table, threshold, quality, reference)

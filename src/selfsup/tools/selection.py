@@ -30,13 +30,18 @@ Example:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
+from selfsup.data.base import Source
 from selfsup.evaluation.fewshot import FEW_SHOT_WEIGHT_DECAY
 from selfsup.evaluation.linear import fit_logistic_regression, standardize
 
@@ -277,3 +282,107 @@ def select(
         picks = np.random.default_rng(seed).permutation(len(candidates))[:budget]
         scores = np.zeros(budget)
     return Selection(readable[picks], np.asarray(scores, dtype=np.float64), strategy)
+
+
+@dataclass
+class LabelledItems:
+    """Items labelled already: their embeddings, labels (when known) and, when they are
+    items of the candidate data, their positions there (they are then never chosen again).
+
+    Attributes:
+        embeddings: ``(m, d)`` embeddings.
+        labels: ``(m,)`` integer labels, or None when only ids were given.
+        positions: positions in the candidate data, or None for separate data.
+    """
+
+    embeddings: np.ndarray
+    labels: np.ndarray | None
+    positions: np.ndarray | None
+
+
+def read_labelled(
+    run: Any, candidates: Source, candidate_z: np.ndarray, labeled: str | os.PathLike
+) -> LabelledItems:
+    """What ``--labeled`` names: a ``.txt`` file of ids of the candidate data (one a line),
+    a CSV with an ``id`` column (and optionally ``label``) of such ids, or labelled data the
+    run reads (a folder, file or dataset name), embedded here.
+
+    Raises:
+        ValueError: an id not among the candidates (the message names the file and id).
+    """
+    path = Path(labeled)
+    table = None
+    if path.suffix.lower() == ".txt" and path.is_file():
+        ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        table = pd.DataFrame({"id": ids})
+    elif path.suffix.lower() == ".csv" and path.is_file():
+        head = pd.read_csv(path, nrows=0)
+        if "id" in head.columns and set(head.columns) <= {"id", "label"}:
+            table = pd.read_csv(path, dtype=str)
+    if table is None:
+        source = run._source(labeled)
+        return LabelledItems(run.embed(source), source.labels, None)
+    position_of = {item_id: i for i, item_id in enumerate(candidates.ids)}
+    unknown = [item_id for item_id in table["id"] if item_id not in position_of]
+    if unknown:
+        raise ValueError(
+            f"{path}: id {unknown[0]!r} is not an item of {candidates.name} "
+            f"({len(unknown)} unknown ids)"
+        )
+    positions = np.array([position_of[item_id] for item_id in table["id"]], dtype=np.int64)
+    labels = None
+    if "label" in table.columns:
+        labels = np.unique(table["label"].to_numpy(), return_inverse=True)[1]
+    return LabelledItems(candidate_z[positions], labels, positions)
+
+
+def select_for_run(
+    run: Any,
+    data: str | os.PathLike | Source,
+    budget: int,
+    strategy: str = "typiclust",
+    labeled: str | os.PathLike | None = None,
+    seed: int = 0,
+    measure: str = "margin",
+) -> pd.DataFrame:
+    """Rank ``budget`` items of ``data`` to label next with a run's embeddings.
+
+    Args:
+        run: a :class:`selfsup.run.Run` or its folder.
+        data: the unlabeled pool (anything the run reads).
+        budget: how many items to choose.
+        strategy: ``kcenter``, ``typiclust``, ``uncertainty`` or ``random``.
+        labeled: the items labelled already (see :func:`read_labelled`), or None.
+        seed: seeds k-means and ``random``.
+        measure: ``margin`` or ``entropy`` for ``uncertainty``.
+
+    Returns:
+        A table with columns ``rank`` (1 = label first), ``id`` and ``score``.
+    """
+    from selfsup.run import Run, load
+
+    run = run if isinstance(run, Run) else load(run)
+    source = run._source(data)
+    z = run.embed(source)
+    known = read_labelled(run, source, z, labeled) if labeled is not None else None
+    pool = z
+    if known is not None and known.positions is not None:
+        pool = z.copy()
+        pool[known.positions] = np.nan  # never chosen again
+    chosen = select(
+        pool,
+        budget,
+        strategy,
+        None if known is None else known.embeddings,
+        None if known is None else known.labels,
+        seed,
+        measure,
+    )
+    ids = source.ids
+    return pd.DataFrame(
+        {
+            "rank": np.arange(1, len(chosen.indices) + 1),
+            "id": [ids[i] for i in chosen.indices],
+            "score": chosen.scores,
+        }
+    )
