@@ -439,7 +439,10 @@ def finetune_encoder(
     available = backbone_blocks(encoder.backbone)
     if not 1 <= blocks <= len(available):
         raise ValueError(f"--finetune-blocks must be in [1, {len(available)}], got {blocks}")
-    encoder, head = copy.deepcopy(encoder), copy.deepcopy(head)
+    # Standard layout, as a reloaded encoder has (a training run's may be channels-last, whose
+    # kernels round differently): predictions must not change when the model is reloaded.
+    encoder = copy.deepcopy(encoder).to(memory_format=torch.contiguous_format)
+    head = copy.deepcopy(head)
     encoder.requires_grad_(False)
     trainable = [
         p for block in backbone_blocks(encoder.backbone)[-blocks:] for p in block.parameters()
@@ -468,7 +471,7 @@ def finetune_encoder(
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
-                bar.advance(1, len(rows), float(loss))
+                bar.advance(1, len(rows), loss.item())
     return encoder.requires_grad_(False), head.requires_grad_(False).eval()
 
 
