@@ -19,7 +19,8 @@ def _blobs(sizes=(80, 60, 40, 30, 20), spread=0.3, seed=0):
     rng = np.random.default_rng(seed)
     dim = len(sizes) + 2
     centres = np.eye(dim)[: len(sizes)] * 5
-    z = np.concatenate([c + spread * rng.normal(size=(n, dim)) for c, n in zip(centres, sizes, strict=True)])
+    parts = [c + spread * rng.normal(size=(n, dim)) for c, n in zip(centres, sizes, strict=True)]
+    z = np.concatenate(parts)
     cluster = np.repeat(np.arange(len(sizes)), sizes)
     return z, cluster, centres
 
