@@ -39,8 +39,10 @@ def test_prototype_head_is_the_nearest_class_mean_by_hand() -> None:
 
 def test_a_class_without_labels_is_named() -> None:
     stats = (torch.zeros(1), torch.ones(1))
-    with pytest.raises(ValueError, match=r"classes \[2\]"):
-        fit_head(torch.zeros(2, 1), torch.tensor([0, 1]), 3, "linear", stats)
+    with pytest.raises(ValueError, match=r"classes \[2\] have no labelled example"):
+        fit_head(torch.zeros(2, 1), torch.tensor([0, 1]), 3, "prototype", stats)
+    linear = fit_head(torch.tensor([[-1.0], [1.0]]), torch.tensor([0, 1]), 3, "linear", stats)
+    assert linear(torch.tensor([[-2.0], [2.0]])).argmax(1).tolist() == [0, 1]
     with pytest.raises(ValueError, match="class 'b' has 1 labelled items, fewer than 2"):
         draw_shots(np.array([0, 0, 1]), 2, 0, ["a", "b"])
 

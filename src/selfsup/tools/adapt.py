@@ -124,7 +124,8 @@ def fit_head(
 
     Args:
         embeddings: ``(n, d)`` float32 embeddings of the labelled items.
-        labels: ``(n,)`` int64 labels in ``[0, num_classes)``; every class must be present.
+        labels: ``(n,)`` int64 labels in ``[0, num_classes)``; the prototype head needs every
+            class present (a linear head never predicts a class without labels).
         num_classes: number of classes.
         kind: ``prototype`` (nearest class mean) or ``linear`` (logistic regression).
         statistics: the ``(mean, std)`` the head standardizes with.
@@ -140,7 +141,7 @@ def fit_head(
     if kind not in HEADS:
         raise ValueError(f"unknown head {kind!r}; known: {', '.join(HEADS)}")
     missing = sorted(set(range(num_classes)) - set(labels.tolist()))
-    if missing:
+    if missing and kind == "prototype":
         raise ValueError(f"classes {missing} have no labelled example")
     mean, std = statistics
     x = (embeddings - mean) / std
@@ -488,6 +489,7 @@ def adapt(
     finetune_epochs: int = 30,
     finetune_lr: float = 1e-4,
     show_progress: bool = False,
+    embeddings: np.ndarray | None = None,
 ) -> AdaptedModel:
     """Fit a calibrated classifier on a run's encoder from labelled data.
 
@@ -508,6 +510,9 @@ def adapt(
         finetune_epochs: passes over the labelled items when fine-tuning.
         finetune_lr: learning rate of the fine-tuned blocks (the head's is ten times it).
         show_progress: draw progress bars.
+        embeddings: the run's embeddings of all of ``labeled`` (as
+            ``embed_source(run.encoder, source, precision="fp32")`` gives them), to adapt
+            many times without embedding again; None embeds here.
 
     Returns:
         The adapted model; ``metrics`` holds NLL and ECE on the calibration labels before and
@@ -530,7 +535,11 @@ def adapt(
         )
     source, classes = _labelled_source(run, labeled)
     num_classes = len(classes)
-    all_embeddings = embed_source(run.encoder, source, precision="fp32")
+    all_embeddings = (
+        embed_source(run.encoder, source, precision="fp32") if embeddings is None else embeddings
+    )
+    if len(all_embeddings) != len(source):
+        raise ValueError(f"{len(all_embeddings)} embeddings given for {len(source)} items")
     readable = ~np.isnan(all_embeddings).any(axis=1)
     statistics = embedding_statistics(torch.from_numpy(all_embeddings[readable]))
     chosen = (
