@@ -137,3 +137,21 @@ def test_unlabelled_data_is_refused(clusters_run, tmp_path) -> None:
     np.save(path, np.zeros((8, 12, 12), dtype=np.uint8))
     with pytest.raises(ValueError, match=r"unlabelled\.npy.*needs labelled data"):
         adapt(clusters_run, str(path))
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "count"),
+    [("resnet18", {"width": 4}, 1 + 8), ("vit-tiny", {"depth": 2, "patch_size": 4}, 1 + 2)],
+)
+def test_backbone_blocks_run_from_input_to_output(name, options, count) -> None:
+    from selfsup.backbones import build_backbone
+
+    backbone = build_backbone(name, in_channels=1, image_size=8, **options)
+    blocks = backbone_blocks(backbone)
+    assert len(blocks) == count
+    owned = {id(p) for p in backbone.parameters()}
+    assert all(id(p) in owned for block in blocks for p in block.parameters())
+    # The last block holds the parameters nearest the output (the final norm of a ViT).
+    last = {id(p) for p in blocks[-1].parameters()}
+    final = list(backbone.parameters())[-1]
+    assert id(final) in last
