@@ -472,7 +472,7 @@ def predict(
     console.print(f"wrote {len(table)} predictions to {out}")
     source = adapted.run._source(data)
     if source.labels is not None and source.classes is not None:
-        truth = np.asarray(source.classes, dtype=object)[source.labels]
+        truth = np.asarray([str(c) for c in source.classes], dtype=object)[source.labels]
         console.print(f"accuracy: {float((table['predicted'].to_numpy() == truth).mean()):.4f}")
 
 
