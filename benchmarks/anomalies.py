@@ -249,9 +249,15 @@ def render(shuttle, fmnist, args, load_before: str, minutes: float) -> str:
         f"Machine: {_machine()}; load average (1, 5, 15 min) before: {load_before}, after: "
         f"{load_average()}. Whole benchmark: {minutes:.1f} minutes.",
         "",
-        f"Reproduce: `python benchmarks/anomalies.py --parts {args.parts} --seconds "
-        f"{args.seconds:g} --minutes-per-class {args.minutes_per_class:g} --classes "
-        f"{args.classes} --all-run {args.all_run}`.",
+        f"Reproduce: `python benchmarks/anomalies.py --parts {args.parts}"
+        + (f" --seconds {args.seconds:g}" if shuttle is not None else "")
+        + (
+            f" --minutes-per-class {args.minutes_per_class:g} --classes {args.classes} "
+            f"--all-run {args.all_run}"
+            if fmnist is not None
+            else ""
+        )
+        + "`.",
     ]
     return "\n".join(lines)
 
