@@ -468,7 +468,7 @@ def predict(
     from selfsup.tools.adapt import AdaptedModel, write_predictions
 
     adapted = AdaptedModel.load(model)
-    table = write_predictions(adapted, data, out)
+    table = write_predictions(adapted, data, out, show_progress=True)
     console.print(f"wrote {len(table)} predictions to {out}")
     source = adapted.run._source(data)
     if source.labels is not None and source.classes is not None:
@@ -507,11 +507,16 @@ def select_items(
     ] = None,
     out: Annotated[Path, typer.Option(help="CSV: rank, id, score.")] = Path("ranked.csv"),
     seed: Annotated[int, typer.Option(help="Seed of k-means and random.")] = 0,
+    measure: Annotated[
+        str, typer.Option(help="uncertainty: margin (top two classes) or entropy.")
+    ] = "margin",
 ) -> None:
     """Rank which unlabeled items to label next (writes rank, id, score)."""
     from selfsup.tools.selection import select_for_run
 
-    table = select_for_run(run, data, budget, strategy.value, labeled, seed)
+    table = select_for_run(
+        run, data, budget, strategy.value, labeled, seed, measure, show_progress=True
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     table.to_csv(out, index=False)
     console.print(f"wrote {len(table)} items to label next ({strategy.value}) to {out}")
@@ -551,7 +556,7 @@ def anomalies(
     from selfsup.tools.anomalies import score_for_run
 
     report = score_for_run(
-        run, data, normal, scorer.value, k, fpr, _comma_list(anomaly_label), seed
+        run, data, normal, scorer.value, k, fpr, _comma_list(anomaly_label), seed, True
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     report.table.to_csv(out, index=False)

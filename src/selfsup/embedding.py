@@ -105,11 +105,15 @@ def iter_embeddings(
 
 
 def embed_source(
-    encoder: Encoder, source: Source, batch_size: int = 512, precision: str = "auto"
+    encoder: Encoder,
+    source: Source,
+    batch_size: int = 512,
+    precision: str = "auto",
+    show_progress: bool = False,
 ) -> np.ndarray:
     """All embeddings as one (n, D) float32 array; rows of unreadable items are NaN."""
     out = np.full((len(source), encoder.feature_dim), np.nan, dtype=np.float32)
-    for indices, emb, _ in iter_embeddings(encoder, source, batch_size, precision):
+    for indices, emb, _ in iter_embeddings(encoder, source, batch_size, precision, show_progress):
         out[indices] = emb
     return out
 

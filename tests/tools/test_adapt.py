@@ -155,3 +155,22 @@ def test_backbone_blocks_run_from_input_to_output(name, options, count) -> None:
     last = {id(p) for p in blocks[-1].parameters()}
     final = list(backbone.parameters())[-1]
     assert id(final) in last
+
+
+def test_adapt_works_on_a_table_run(tmp_path) -> None:
+    from tests.tabular.conftest import make_table
+
+    import selfsup
+
+    frame = make_table(n=200)
+    run = selfsup.pretrain(frame, label_column="y", epochs=1, batch_size=32, out=tmp_path / "run",
+                           backbone_options={"hidden": 16, "depth": 1},
+                           show_progress=False)  # fmt: skip
+    model = adapt(run, frame, shots=10, head="linear")
+    probs = model.predict_proba(frame)
+    assert probs.shape == (200, len(model.classes))
+    model.save(tmp_path / "model")
+    assert np.array_equal(AdaptedModel.load(tmp_path / "model").predict_proba(frame), probs)
+    rows = run._source(frame).read_batch(range(5)).items
+    with torch.no_grad():
+        assert np.allclose(model.module()(rows).double().numpy(), probs[:5], atol=1e-5)

@@ -265,9 +265,10 @@ class AdaptedModel:
         """The encoder the head reads (the fine-tuned one when there is one)."""
         return self.run.encoder
 
-    def embed(self, data: str | os.PathLike | Source) -> np.ndarray:
+    def embed(self, data: str | os.PathLike | Source, show_progress: bool = False) -> np.ndarray:
         """Embeddings of ``data`` in fp32 (so predictions do not depend on the CPU's bf16)."""
-        return embed_source(self.encoder, self.run._source(data), precision="fp32")
+        source = self.run._source(data)
+        return embed_source(self.encoder, source, precision="fp32", show_progress=show_progress)
 
     def predict_proba_embeddings(self, z: np.ndarray) -> np.ndarray:
         """Calibrated probabilities ``(n, classes)`` of precomputed embeddings (NaN rows stay NaN).
@@ -535,9 +536,11 @@ def adapt(
         )
     source, classes = _labelled_source(run, labeled)
     num_classes = len(classes)
-    all_embeddings = (
-        embed_source(run.encoder, source, precision="fp32") if embeddings is None else embeddings
-    )
+    if embeddings is None:
+        embeddings = embed_source(
+            run.encoder, source, precision="fp32", show_progress=show_progress
+        )
+    all_embeddings = embeddings
     if len(all_embeddings) != len(source):
         raise ValueError(f"{len(all_embeddings)} embeddings given for {len(source)} items")
     readable = ~np.isnan(all_embeddings).any(axis=1)
@@ -610,7 +613,10 @@ def adapt(
 
 
 def write_predictions(
-    model: AdaptedModel, data: str | os.PathLike | Source, out: str | os.PathLike
+    model: AdaptedModel,
+    data: str | os.PathLike | Source,
+    out: str | os.PathLike,
+    show_progress: bool = False,
 ) -> pd.DataFrame:
     """Write ``id``, ``predicted`` (class name) and one ``p_<class>`` column per class to CSV.
 
@@ -620,7 +626,7 @@ def write_predictions(
         The table written.
     """
     source = model.run._source(data)
-    probs = model.predict_proba(source)
+    probs = model.predict_proba_embeddings(model.embed(source, show_progress))
     predicted = _argmax_or_missing(probs)
     table = pd.DataFrame(
         {

@@ -36,6 +36,7 @@ from sklearn.covariance import LedoitWolf
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from selfsup.data.base import Source
+from selfsup.embedding import embed_source
 
 SCORERS = ("knn", "mahalanobis")
 #: The share of the normal data held out to set the threshold.
@@ -316,6 +317,7 @@ def score_for_run(
     fpr: float = 0.05,
     anomaly_labels: list[str] | None = None,
     seed: int = 0,
+    show_progress: bool = False,
 ) -> AnomalyReport:
     """Anomaly scores of ``data`` from a run's embeddings.
 
@@ -332,16 +334,18 @@ def score_for_run(
         fpr: the target false-positive rate.
         anomaly_labels: class names of ``data`` that are anomalies, for AUROC and AUPRC.
         seed: seeds the held-out split of the normal data.
+        show_progress: draw progress bars while embedding.
     """
     from selfsup.run import Run, load
 
     run = run if isinstance(run, Run) else load(run)
     source = run._source(data)
-    z = run.embed(source)
+    z = embed_source(run.encoder, source, show_progress=show_progress)
     normal_source = None
     if normal is not None:
         normal_source = run._source(normal)
-        detector = fit_detector(run.embed(normal_source), scorer, k, fpr, seed)
+        normal_z = embed_source(run.encoder, normal_source, show_progress=show_progress)
+        detector = fit_detector(normal_z, scorer, k, fpr, seed)
         scores, threshold = detector.score(z), detector.threshold
         reference = f"{scorer} against {normal_source.name} ({len(normal_source)} items)"
     else:

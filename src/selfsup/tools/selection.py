@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
 from selfsup.data.base import Source
+from selfsup.embedding import embed_source
 from selfsup.evaluation.fewshot import FEW_SHOT_WEIGHT_DECAY
 from selfsup.evaluation.linear import fit_logistic_regression, standardize
 
@@ -344,6 +345,7 @@ def select_for_run(
     labeled: str | os.PathLike | None = None,
     seed: int = 0,
     measure: str = "margin",
+    show_progress: bool = False,
 ) -> pd.DataFrame:
     """Rank ``budget`` items of ``data`` to label next with a run's embeddings.
 
@@ -355,6 +357,7 @@ def select_for_run(
         labeled: the items labelled already (see :func:`read_labelled`), or None.
         seed: seeds k-means and ``random``.
         measure: ``margin`` or ``entropy`` for ``uncertainty``.
+        show_progress: draw a progress bar while embedding.
 
     Returns:
         A table with columns ``rank`` (1 = label first), ``id`` and ``score``.
@@ -363,7 +366,7 @@ def select_for_run(
 
     run = run if isinstance(run, Run) else load(run)
     source = run._source(data)
-    z = run.embed(source)
+    z = embed_source(run.encoder, source, show_progress=show_progress)
     known = read_labelled(run, source, z, labeled) if labeled is not None else None
     pool = z
     if known is not None and known.positions is not None:
