@@ -161,7 +161,7 @@ def backbone_blocks(backbone: nn.Module) -> list[nn.Module]:
     patch embedding, then every transformer block (the last one with the final norm).
 
     Raises:
-        TypeError: a backbone whose blocks are not known.
+        ValueError: a backbone whose blocks are not known (the command line prints it).
 
     Example:
         >>> from selfsup.backbones import build_backbone
@@ -182,7 +182,7 @@ def backbone_blocks(backbone: nn.Module) -> list[nn.Module]:
         blocks: list[nn.Module] = [backbone.patch_embed, *backbone.blocks]
         blocks[-1] = nn.ModuleList([blocks[-1], backbone.norm])
         return blocks
-    raise TypeError(
+    raise ValueError(
         f"fine-tuning knows the blocks of small-cnn, resnet and vit backbones, not "
         f"{type(backbone).__name__}; adapt without --finetune-blocks"
     )
