@@ -1,4 +1,5 @@
-"""The ``selfsup`` command line: pretrain, embed, evaluate, datasets, demo, audit, explain, report.
+"""The ``selfsup`` command line: pretrain, embed, evaluate, datasets, demo, adapt, predict,
+select, anomalies, audit, explain, report.
 
 Example:
     $ selfsup pretrain digits --method simclr --epochs 5
@@ -388,6 +389,188 @@ def demo(
     from selfsup.demo import run_demo
 
     run_demo(time_budget=time_budget, method=method, out=out, console=console)
+
+
+class AdaptHead(str, Enum):
+    prototype = "prototype"
+    linear = "linear"
+
+
+class Calibration(str, Enum):
+    temperature = "temperature"
+    cv = "cv"
+
+
+@app.command(
+    epilog="Example: `selfsup adapt runs/my-run fashion-mnist --shots 10 --out models/fmnist`"
+)
+def adapt(
+    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    labeled: Annotated[
+        str, typer.Argument(help="Labelled data of the run's modality (name, folder, file).")
+    ],
+    out: Annotated[Path, typer.Option(help="Model folder to write.")],
+    shots: Annotated[
+        int | None, typer.Option(help="Labels per class drawn from LABELED (default: all).")
+    ] = None,
+    head: Annotated[
+        AdaptHead, typer.Option(help="prototype (nearest class mean) or linear.")
+    ] = AdaptHead.linear,
+    finetune_blocks: Annotated[
+        int, typer.Option(help="Fine-tune the last N blocks of an image backbone (0: frozen).")
+    ] = 0,
+    calibration: Annotated[
+        Calibration | None,
+        typer.Option(
+            help="temperature (held-out fifth of the labels) or cv (cross-validated logits); "
+            "default: cv below 20 labels per class."
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the draw, splits and fine-tuning.")] = 0,
+) -> None:
+    """Fit a calibrated classifier (head on the run's embeddings) from a few labels."""
+    from selfsup.tools.adapt import adapt as adapt_model
+
+    model = adapt_model(
+        run,
+        labeled,
+        shots=shots,
+        head=head.value,
+        finetune_blocks=finetune_blocks,
+        calibration=None if calibration is None else calibration.value,
+        seed=seed,
+        show_progress=True,
+    )
+    model.save(out)
+    m = model.metrics
+    console.print(
+        f"{model.head_kind} head on {m['labelled']} labels of {len(model.classes)} classes; "
+        f"temperature {model.temperature:.3f} ({m['calibration']}): NLL "
+        f"{m['nll_before']:.3f} -> {m['nll_after']:.3f}, ECE {m['ece_before']:.3f} -> "
+        f"{m['ece_after']:.3f} on the calibration labels"
+    )
+    console.print(f"model folder: [bold]{out}[/bold]")
+
+
+@app.command(
+    epilog="Example: `selfsup predict models/fmnist fashion-mnist:test --out predictions.csv`"
+)
+def predict(
+    model: Annotated[Path, typer.Argument(help="Model folder written by `selfsup adapt`.")],
+    data: Annotated[str, typer.Argument(help="Data of the run's modality (name, folder, file).")],
+    out: Annotated[Path, typer.Option(help="CSV: id, predicted, one p_<class> per class.")] = Path(
+        "predictions.csv"
+    ),
+) -> None:
+    """Predict classes with calibrated probabilities; accuracy is printed when DATA has labels."""
+    import numpy as np
+
+    from selfsup.tools.adapt import AdaptedModel, write_predictions
+
+    adapted = AdaptedModel.load(model)
+    table = write_predictions(adapted, data, out, show_progress=True)
+    console.print(f"wrote {len(table)} predictions to {out}")
+    source = adapted.run._source(data)
+    if source.labels is not None and source.classes is not None:
+        truth = np.asarray([str(c) for c in source.classes], dtype=object)[source.labels]
+        console.print(f"accuracy: {float((table['predicted'].to_numpy() == truth).mean()):.4f}")
+
+
+class Strategy(str, Enum):
+    kcenter = "kcenter"
+    typiclust = "typiclust"
+    uncertainty = "uncertainty"
+    random = "random"
+
+
+@app.command(
+    "select",
+    epilog="Example: `selfsup select runs/my-run ./pool --budget 100 --out to-label.csv`",
+)
+def select_items(
+    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    data: Annotated[str, typer.Argument(help="The unlabeled pool (name, folder, file).")],
+    budget: Annotated[int, typer.Option(help="How many items to label next.")],
+    strategy: Annotated[
+        Strategy,
+        typer.Option(
+            help="typiclust (first labels), kcenter (coverage), uncertainty (needs --labeled) "
+            "or random."
+        ),
+    ] = Strategy.typiclust,
+    labeled: Annotated[
+        str | None,
+        typer.Option(
+            help="Items labelled already: a .txt of ids of DATA, a CSV of id[,label], or "
+            "labelled data."
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="CSV: rank, id, score.")] = Path("ranked.csv"),
+    seed: Annotated[int, typer.Option(help="Seed of k-means and random.")] = 0,
+    measure: Annotated[
+        str, typer.Option(help="uncertainty: margin (top two classes) or entropy.")
+    ] = "margin",
+) -> None:
+    """Rank which unlabeled items to label next (writes rank, id, score)."""
+    from selfsup.tools.selection import select_for_run
+
+    table = select_for_run(
+        run, data, budget, strategy.value, labeled, seed, measure, show_progress=True
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    console.print(f"wrote {len(table)} items to label next ({strategy.value}) to {out}")
+
+
+class Scorer(str, Enum):
+    knn = "knn"
+    mahalanobis = "mahalanobis"
+
+
+@app.command(
+    epilog="Example: `selfsup anomalies runs/my-run ./today --normal ./last-month --fpr 0.01`"
+)
+def anomalies(
+    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    data: Annotated[str, typer.Argument(help="The items to score (name, folder, file).")],
+    normal: Annotated[
+        str | None, typer.Option(help="Normal data (default: DATA itself, leave-one-out kNN).")
+    ] = None,
+    scorer: Annotated[
+        Scorer, typer.Option(help="knn (k-th neighbour distance) or mahalanobis.")
+    ] = Scorer.knn,
+    k: Annotated[int, typer.Option(help="The neighbour of the knn scorer.")] = 5,
+    fpr: Annotated[float, typer.Option(help="Target false-positive rate of the flag.")] = 0.05,
+    anomaly_label: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma list of DATA's classes that are anomalies, for AUROC/AUPRC (default: "
+            "classes absent from labelled NORMAL)."
+        ),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="CSV: id, score, flagged.")] = Path("scores.csv"),
+    seed: Annotated[int, typer.Option(help="Seed of the threshold's held-out split.")] = 0,
+) -> None:
+    """Score items for anomaly from their embeddings; flag those above a threshold set for
+    a target false-positive rate; AUROC and AUPRC when DATA's labels tell the anomalies."""
+    from selfsup.tools.anomalies import score_for_run
+
+    report = score_for_run(
+        run, data, normal, scorer.value, k, fpr, _comma_list(anomaly_label), seed, True
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    report.table.to_csv(out, index=False)
+    flagged = int(report.table["flagged"].sum())
+    console.print(
+        f"scores ({report.reference}) written to {out}; {flagged} of {len(report.table)} "
+        f"flagged above {report.threshold:.4g}"
+    )
+    q = report.quality
+    if q is not None:
+        console.print(
+            f"AUROC {q.auroc:.4f}, AUPRC {q.auprc:.4f} ({q.anomalies} anomalies of {q.items}); "
+            f"flagged: {q.flagged_fpr:.3f} of normal items, {q.flagged_recall:.3f} of anomalies"
+        )
 
 
 @app.command(

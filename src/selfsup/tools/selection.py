@@ -1,0 +1,391 @@
+"""Which unlabeled items to label next, chosen from their embeddings.
+
+Strategies (all on L2-normalized embeddings, the cosine geometry of the kNN evaluation):
+
+- ``kcenter``: k-center greedy (Sener & Savarese, "Active Learning for Convolutional Neural
+  Networks: A Core-Set Approach", ICLR 2018): repeatedly take the item farthest from every
+  chosen or labelled item, so the picks cover the data. Without labels it starts from the
+  item nearest the mean. Score: the distance at which the item was picked.
+- ``typiclust``: TypiClust (Hacohen, Dekel & Weinshall, "Active Learning on a Budget:
+  Opposite Strategies Suit High and Low Budgets", ICML 2022), for the first labels:
+  cluster into ``labelled + budget`` clusters with k-means, then repeatedly take the largest
+  cluster with the fewest labelled or chosen items and pick its most typical item, the one of
+  highest typicality ``1 / mean distance to its 20 nearest neighbours`` in the cluster.
+  Score: that typicality.
+- ``uncertainty``: uncertainty sampling (Lewis & Gale 1994) once a few labels exist: fit
+  the logistic-regression head of :mod:`selfsup.evaluation.linear` on the labelled items and
+  take the items of smallest margin between the two most probable classes (or of highest
+  entropy). Score: ``1 - margin`` or the entropy.
+- ``random``: a uniformly random order, the baseline. Score: 0.
+
+Example:
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> centres = np.eye(3) * 10
+    >>> z = np.concatenate([c + rng.normal(size=(30, 3)) for c in centres])
+    >>> picks = select(z, budget=3, strategy="kcenter").indices
+    >>> sorted(int(i) // 30 for i in picks)  # one item of each cluster
+    [0, 1, 2]
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from sklearn.cluster import KMeans, MiniBatchKMeans
+
+from selfsup.data.base import Source
+from selfsup.embedding import embed_source
+from selfsup.evaluation.fewshot import FEW_SHOT_WEIGHT_DECAY
+from selfsup.evaluation.linear import fit_logistic_regression, standardize
+
+STRATEGIES = ("kcenter", "typiclust", "uncertainty", "random")
+#: TypiClust's neighbourhood for typicality (the paper's 20).
+TYPICALITY_NEIGHBOURS = 20
+#: Clusters larger than this measure typicality on a random sample of this many members.
+TYPICALITY_SAMPLE = 5000
+#: Above this many clusters k-means runs in mini-batches, as in the TypiClust code.
+FULL_KMEANS_MAX_CLUSTERS = 50
+
+
+@dataclass
+class Selection:
+    """Items to label next, best first.
+
+    Attributes:
+        indices: positions in the candidate embeddings, best first.
+        scores: the strategy's score of each pick (see the module docstring).
+        strategy: the strategy that chose them.
+    """
+
+    indices: np.ndarray
+    scores: np.ndarray
+    strategy: str
+
+
+def _normalized(z: np.ndarray) -> torch.Tensor:
+    return F.normalize(torch.as_tensor(np.asarray(z), dtype=torch.float32), dim=1)
+
+
+def kcenter_greedy(
+    z: np.ndarray, budget: int, labelled: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """k-center greedy: ``budget`` picks, each the item farthest from all centres so far.
+
+    Args:
+        z: candidate embeddings ``(n, d)``.
+        budget: how many to pick.
+        labelled: embeddings ``(m, d)`` of already labelled items, the first centres.
+
+    Returns:
+        ``(indices, distances)``: the picks in order and each one's distance to the nearest
+        earlier centre when picked (the first pick without labels: its distance to the mean).
+
+    Example:
+        >>> z = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
+        >>> kcenter_greedy(z, 2)[0].tolist()
+        [1, 2]
+    """
+    x = _normalized(z)
+    nearest = torch.full((len(x),), float("inf"))
+    picks, scores = [], []
+    if labelled is not None and len(labelled):
+        centres = _normalized(labelled)
+        for start in range(0, len(centres), 1024):
+            block = torch.cdist(x, centres[start : start + 1024]).min(dim=1).values
+            nearest = torch.minimum(nearest, block)
+    else:
+        to_mean = (x - x.mean(dim=0)).norm(dim=1)
+        first = int(to_mean.argmin())
+        picks.append(first)
+        scores.append(float(to_mean[first]))
+        nearest = (x - x[first]).norm(dim=1)
+    while len(picks) < budget:
+        pick = int(nearest.argmax())
+        picks.append(pick)
+        scores.append(float(nearest[pick]))
+        nearest = torch.minimum(nearest, (x - x[pick]).norm(dim=1))
+    return np.asarray(picks, dtype=np.int64), np.asarray(scores)
+
+
+def typicality(z: torch.Tensor, neighbours: int = TYPICALITY_NEIGHBOURS) -> torch.Tensor:
+    """``1 / mean distance to the k nearest other items`` of each row (k capped at n - 1).
+
+    Example:
+        >>> typicality(torch.tensor([[0.0], [1.0], [2.0], [10.0]]), neighbours=1).tolist()
+        [1.0, 1.0, 1.0, 0.125]
+    """
+    k = min(neighbours, len(z) - 1)
+    if k < 1:
+        return torch.ones(len(z))
+    distances = torch.cdist(z, z)
+    distances.fill_diagonal_(float("inf"))
+    mean = distances.topk(k, dim=1, largest=False).values.mean(dim=1)
+    return 1.0 / mean.clamp_min(1e-12)
+
+
+def typiclust(
+    z: np.ndarray, budget: int, labelled: np.ndarray | None = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """TypiClust: the most typical item of each of the largest uncovered k-means clusters.
+
+    Args:
+        z: candidate embeddings ``(n, d)``.
+        budget: how many to pick (at most ``n``).
+        labelled: embeddings of already labelled items; they are clustered with the
+            candidates and count as covering their clusters.
+        seed: seeds k-means and the typicality sample of large clusters.
+
+    Returns:
+        ``(indices, typicalities)`` of the picks, in order.
+
+    Example:
+        >>> z = np.array([[0.0, 1.0], [0.1, 1.0], [-0.1, 1.0], [1.0, 0.0], [1.0, 0.1]])
+        >>> sorted(typiclust(z, 2)[0].tolist())  # the middle of the larger cluster, and one
+        [0, 3]
+    """
+    x = _normalized(z)
+    known = _normalized(labelled) if labelled is not None and len(labelled) else x[:0]
+    everything = torch.cat([x, known]).numpy()
+    clusters = min(len(known) + budget, len(everything))
+    kind = KMeans if clusters <= FULL_KMEANS_MAX_CLUSTERS else MiniBatchKMeans
+    kmeans = kind(n_clusters=clusters, n_init=3, random_state=seed)
+    assignment = kmeans.fit_predict(everything)
+    candidate_cluster = assignment[: len(x)]
+    size = np.bincount(candidate_cluster, minlength=clusters)
+    covered = np.bincount(assignment[len(x) :], minlength=clusters)
+    rng = np.random.default_rng(seed)
+    taken = np.zeros(len(x), dtype=bool)
+    available = size.copy()
+    picks, scores = [], []
+    while len(picks) < budget:
+        # The fewest labelled or chosen items first, then the largest cluster (the paper's order).
+        order = np.lexsort((-size, covered))
+        cluster = next(c for c in order if available[c] > 0)
+        members = np.flatnonzero((candidate_cluster == cluster) & ~taken)
+        if len(members) > TYPICALITY_SAMPLE:
+            members = np.sort(rng.choice(members, TYPICALITY_SAMPLE, replace=False))
+        values = typicality(x[members])
+        best = int(values.argmax())
+        picks.append(int(members[best]))
+        scores.append(float(values[best]))
+        taken[members[best]] = True
+        available[cluster] -= 1
+        covered[cluster] += 1
+    return np.asarray(picks, dtype=np.int64), np.asarray(scores)
+
+
+def uncertainty(
+    z: np.ndarray,
+    budget: int,
+    labelled: np.ndarray,
+    labels: np.ndarray,
+    measure: str = "margin",
+) -> tuple[np.ndarray, np.ndarray]:
+    """Uncertainty sampling with a logistic-regression head fitted on the labelled items.
+
+    Args:
+        z: candidate embeddings ``(n, d)``.
+        budget: how many to pick.
+        labelled: embeddings ``(m, d)`` of the labelled items.
+        labels: their integer labels ``(m,)``, at least two classes.
+        measure: ``margin`` (smallest gap between the two most probable classes first) or
+            ``entropy`` (highest entropy first).
+
+    Returns:
+        ``(indices, scores)``: ``1 - margin`` or the entropy of each pick, highest first.
+
+    Example:
+        >>> labelled = np.array([[-2.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [2.0, 0.0]])
+        >>> z = np.array([[-3.0, 0.0], [0.05, 0.0], [3.0, 0.0]])
+        >>> uncertainty(z, 1, labelled, np.array([0, 0, 1, 1]))[0].tolist()
+        [1]
+    """
+    if measure not in ("margin", "entropy"):
+        raise ValueError(f"unknown uncertainty measure {measure!r}; known: margin, entropy")
+    labels = np.asarray(labels, dtype=np.int64)
+    if len(np.unique(labels)) < 2:
+        raise ValueError("uncertainty sampling needs labelled items of at least two classes")
+    fit, candidates = standardize(
+        torch.as_tensor(np.asarray(labelled), dtype=torch.float32),
+        torch.as_tensor(np.asarray(z), dtype=torch.float32),
+    )
+    head = fit_logistic_regression(
+        fit, torch.from_numpy(labels), int(labels.max()) + 1, FEW_SHOT_WEIGHT_DECAY
+    )
+    with torch.no_grad():
+        probs = torch.softmax(head(candidates).double(), dim=1)
+    if measure == "margin":
+        top = probs.topk(2, dim=1).values
+        score = 1.0 - (top[:, 0] - top[:, 1])
+    else:
+        score = -(probs * probs.clamp_min(1e-300).log()).sum(dim=1)
+    order = torch.argsort(score, descending=True, stable=True)[:budget]
+    return order.numpy().astype(np.int64), score[order].numpy()
+
+
+def select(
+    z: np.ndarray,
+    budget: int,
+    strategy: str = "typiclust",
+    labelled: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    seed: int = 0,
+    measure: str = "margin",
+) -> Selection:
+    """Choose ``budget`` of the candidate embeddings ``z`` to label next.
+
+    Args:
+        z: candidate (unlabeled) embeddings ``(n, d)``; rows with NaN are never chosen.
+        budget: how many to choose, ``1 <= budget``; capped at the readable candidates.
+        strategy: ``kcenter``, ``typiclust``, ``uncertainty`` or ``random``.
+        labelled: embeddings of the items labelled already (needed by ``uncertainty``).
+        labels: their labels (needed by ``uncertainty``).
+        seed: seeds k-means and ``random``.
+        measure: ``margin`` or ``entropy`` for ``uncertainty``.
+
+    Returns:
+        The chosen positions in ``z``, best first, with their scores.
+
+    Raises:
+        ValueError: an unknown strategy, a budget below 1, or ``uncertainty`` without labels.
+
+    Example:
+        >>> select(np.eye(4), 2, "random", seed=0).indices.shape
+        (2,)
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
+    if budget < 1:
+        raise ValueError(f"the budget must be at least 1, got {budget}")
+    z = np.asarray(z, dtype=np.float32)
+    readable = np.flatnonzero(~np.isnan(z).any(axis=1))
+    budget = min(budget, len(readable))
+    candidates = z[readable]
+    if strategy == "kcenter":
+        picks, scores = kcenter_greedy(candidates, budget, labelled)
+    elif strategy == "typiclust":
+        picks, scores = typiclust(candidates, budget, labelled, seed)
+    elif strategy == "uncertainty":
+        if labelled is None or labels is None or len(labelled) == 0:
+            raise ValueError(
+                "uncertainty sampling needs labelled items: give labelled data with --labeled"
+            )
+        picks, scores = uncertainty(candidates, budget, labelled, labels, measure)
+    else:
+        picks = np.random.default_rng(seed).permutation(len(candidates))[:budget]
+        scores = np.zeros(budget)
+    return Selection(readable[picks], np.asarray(scores, dtype=np.float64), strategy)
+
+
+@dataclass
+class LabelledItems:
+    """Items labelled already: their embeddings, labels (when known) and, when they are
+    items of the candidate data, their positions there (they are then never chosen again).
+
+    Attributes:
+        embeddings: ``(m, d)`` embeddings.
+        labels: ``(m,)`` integer labels, or None when only ids were given.
+        positions: positions in the candidate data, or None for separate data.
+    """
+
+    embeddings: np.ndarray
+    labels: np.ndarray | None
+    positions: np.ndarray | None
+
+
+def read_labelled(
+    run: Any, candidates: Source, candidate_z: np.ndarray, labeled: str | os.PathLike
+) -> LabelledItems:
+    """What ``--labeled`` names: a ``.txt`` file of ids of the candidate data (one a line),
+    a CSV with an ``id`` column (and optionally ``label``) of such ids, or labelled data the
+    run reads (a folder, file or dataset name), embedded here.
+
+    Raises:
+        ValueError: an id not among the candidates (the message names the file and id).
+    """
+    path = Path(labeled)
+    table = None
+    if path.suffix.lower() == ".txt" and path.is_file():
+        ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        table = pd.DataFrame({"id": ids})
+    elif path.suffix.lower() == ".csv" and path.is_file():
+        head = pd.read_csv(path, nrows=0)
+        if "id" in head.columns and set(head.columns) <= {"id", "label"}:
+            table = pd.read_csv(path, dtype=str)
+    if table is None:
+        source = run._source(labeled)
+        return LabelledItems(run.embed(source), source.labels, None)
+    position_of = {item_id: i for i, item_id in enumerate(candidates.ids)}
+    unknown = [item_id for item_id in table["id"] if item_id not in position_of]
+    if unknown:
+        raise ValueError(
+            f"{path}: id {unknown[0]!r} is not an item of {candidates.name} "
+            f"({len(unknown)} unknown ids)"
+        )
+    positions = np.array([position_of[item_id] for item_id in table["id"]], dtype=np.int64)
+    labels = None
+    if "label" in table.columns:
+        labels = np.unique(table["label"].to_numpy(), return_inverse=True)[1]
+    return LabelledItems(candidate_z[positions], labels, positions)
+
+
+def select_for_run(
+    run: Any,
+    data: str | os.PathLike | Source,
+    budget: int,
+    strategy: str = "typiclust",
+    labeled: str | os.PathLike | None = None,
+    seed: int = 0,
+    measure: str = "margin",
+    show_progress: bool = False,
+) -> pd.DataFrame:
+    """Rank ``budget`` items of ``data`` to label next with a run's embeddings.
+
+    Args:
+        run: a :class:`selfsup.run.Run` or its folder.
+        data: the unlabeled pool (anything the run reads).
+        budget: how many items to choose.
+        strategy: ``kcenter``, ``typiclust``, ``uncertainty`` or ``random``.
+        labeled: the items labelled already (see :func:`read_labelled`), or None.
+        seed: seeds k-means and ``random``.
+        measure: ``margin`` or ``entropy`` for ``uncertainty``.
+        show_progress: draw a progress bar while embedding.
+
+    Returns:
+        A table with columns ``rank`` (1 = label first), ``id`` and ``score``.
+    """
+    from selfsup.run import Run, load
+
+    run = run if isinstance(run, Run) else load(run)
+    source = run._source(data)
+    z = embed_source(run.encoder, source, show_progress=show_progress)
+    known = read_labelled(run, source, z, labeled) if labeled is not None else None
+    pool = z
+    if known is not None and known.positions is not None:
+        pool = z.copy()
+        pool[known.positions] = np.nan  # never chosen again
+    chosen = select(
+        pool,
+        budget,
+        strategy,
+        None if known is None else known.embeddings,
+        None if known is None else known.labels,
+        seed,
+        measure,
+    )
+    ids = source.ids
+    return pd.DataFrame(
+        {
+            "rank": np.arange(1, len(chosen.indices) + 1),
+            "id": [ids[i] for i in chosen.indices],
+            "score": chosen.scores,
+        }
+    )

@@ -1,0 +1,93 @@
+"""Anomaly scores: outliers score higher, the threshold keeps its false-positive rate."""
+
+import numpy as np
+import pytest
+
+from selfsup.data.arrays import ArraySource
+from selfsup.tools.anomalies import (
+    MahalanobisScorer,
+    anomalous_items,
+    detection_quality,
+    fit_detector,
+    knn_distance,
+    score_for_run,
+    self_scores,
+)
+
+
+def _normal_and_outliers(seed=0, normal_items=2000):
+    rng = np.random.default_rng(seed)
+    normal = (
+        rng.normal(size=(normal_items, 6)) + 4
+    )  # away from the origin, so normalizing keeps shape
+    outliers = rng.normal(size=(50, 6)) + 4
+    outliers[:, :3] += rng.choice([-6, 6], size=(50, 3))
+    return normal, outliers
+
+
+@pytest.mark.parametrize("scorer", ["knn", "mahalanobis"])
+def test_outliers_score_higher_and_the_threshold_keeps_the_target_fpr(scorer) -> None:
+    normal, outliers = _normal_and_outliers(normal_items=10000)
+    detector = fit_detector(normal, scorer=scorer, k=5, fpr=0.05, seed=0)
+    fresh_normal, _ = _normal_and_outliers(seed=1, normal_items=4000)
+    flagged = detector.flag(fresh_normal).mean()
+    # 5% target: the quantile of 2,000 held-out scores and the share of 4,000 fresh items
+    # each vary by about 0.4%, so 1.5% is over 2.5 standard deviations of both together.
+    assert 0.035 <= flagged <= 0.065
+    quality = detection_quality(
+        detector.score(np.concatenate([fresh_normal, outliers])),
+        np.repeat([False, True], [4000, 50]),
+    )
+    assert quality.auroc > 0.95 and quality.auprc > 0.7
+
+
+def test_knn_distance_is_the_kth_neighbour_and_leaves_itself_out() -> None:
+    ref = np.array([[0.0], [1.0], [3.0], [7.0]])
+    assert knn_distance(ref, np.array([[2.0]]), k=2, normalize=False).tolist() == [1.0]
+    assert knn_distance(ref, ref, k=2, leave_one_out=True, normalize=False).tolist() == [
+        3.0, 2.0, 3.0, 6.0,
+    ]  # fmt: skip
+    with_unreadable = self_scores(np.array([[0.0], [np.nan], [1.0], [2.0]]), k=1, normalize=False)
+    assert np.isnan(with_unreadable).tolist() == [False, True, False, False]
+
+
+def test_mahalanobis_uses_the_covariance() -> None:
+    rng = np.random.default_rng(0)
+    normal = rng.normal(size=(4000, 2)) * np.array([10.0, 1.0])  # wide along x, narrow along y
+    scorer = MahalanobisScorer(normal)
+    along_x, along_y = scorer.score(np.array([[10.0, 0.0], [0.0, 10.0]]))
+    assert along_x == pytest.approx(1.0, rel=0.1) and along_y == pytest.approx(100.0, rel=0.1)
+
+
+def test_detection_quality_by_hand_and_with_flags() -> None:
+    scores = np.array([0.1, 0.4, 0.35, 0.8, np.nan])
+    truth = np.array([False, False, True, True, True])
+    quality = detection_quality(scores, truth, flagged=scores > 0.3)
+    assert quality.auroc == pytest.approx(0.75)  # 3 of the 4 pairs ordered right
+    assert quality.auprc == pytest.approx((1 + 2 / 3) / 2)
+    assert quality.flagged_fpr == 0.5 and quality.flagged_recall == 1.0 and quality.items == 4
+    with pytest.raises(ValueError, match="both normal and anomalous"):
+        detection_quality(np.array([0.1, 0.2]), np.array([False, False]))
+
+
+def test_anomalous_items_from_names_or_the_normal_classes() -> None:
+    data = ArraySource(np.zeros((4, 2, 2), np.uint8), labels=np.array(["ok", "bad", "ok", "odd"]))
+    normal = ArraySource(np.zeros((2, 2, 2), np.uint8), labels=np.array(["ok", "ok"]))
+    assert anomalous_items(data, None, normal).tolist() == [False, True, False, True]
+    assert anomalous_items(data, ["odd"]).tolist() == [False, False, False, True]
+    assert anomalous_items(data, None) is None
+    with pytest.raises(ValueError, match=r"anomaly labels \['nope'\] are not classes"):
+        anomalous_items(data, ["nope"])
+
+
+def test_score_for_run_holds_out_one_class(clusters_run, clusters_data, tmp_path) -> None:
+    x, y = np.load(clusters_data[0])["X"], np.load(clusters_data[0])["y"]
+    np.savez(tmp_path / "normal.npz", X=x[y != 3], y=y[y != 3])
+    report = score_for_run(clusters_run, str(clusters_data[1]), str(tmp_path / "normal.npz"))
+    assert list(report.table.columns) == ["id", "score", "flagged"]
+    assert report.quality is not None and report.quality.anomalies == 16  # class 3 of the test
+    assert report.quality.auroc > 0.5
+    alone = score_for_run(clusters_run, str(clusters_data[1]), anomaly_labels=["3"], fpr=0.25)
+    assert alone.table["flagged"].sum() == 16  # the top quarter of 64 items
+    with pytest.raises(ValueError, match="needs normal data"):
+        score_for_run(clusters_run, str(clusters_data[1]), scorer="mahalanobis")

@@ -1,0 +1,46 @@
+"""The tools' commands end to end: adapt, predict, select, anomalies."""
+
+import json
+
+import numpy as np
+import pandas as pd
+from typer.testing import CliRunner
+
+from selfsup.cli import app
+
+runner = CliRunner()
+
+
+def _invoke(*args: str):
+    result = runner.invoke(app, [str(a) for a in args])
+    assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+def test_adapt_then_predict_writes_probabilities(clusters_run, clusters_data, tmp_path) -> None:
+    train, test = clusters_data
+    model = tmp_path / "model"
+    result = _invoke("adapt", clusters_run.path, train, "--out", model, "--shots", "5",
+                     "--head", "prototype")  # fmt: skip
+    assert "prototype head on 20 labels of 4 classes" in result.output
+    saved = json.loads((model / "model.json").read_text())
+    assert saved["head"] == "prototype" and saved["shots"] == 5 and saved["classes"] == list("0123")
+    assert (model / "head.safetensors").exists() and not (model / "encoder.safetensors").exists()
+    result = _invoke("predict", model, test, "--out", tmp_path / "p.csv")
+    assert "accuracy:" in result.output
+    table = pd.read_csv(tmp_path / "p.csv")
+    assert len(table) == 64 and np.allclose(table[[f"p_{c}" for c in range(4)]].sum(axis=1), 1)
+
+
+def test_select_and_anomalies_write_their_tables(clusters_run, clusters_data, tmp_path) -> None:
+    train, test = clusters_data
+    _invoke("select", clusters_run.path, train, "--budget", "6", "--strategy", "kcenter",
+            "--out", tmp_path / "ranked.csv")  # fmt: skip
+    ranked = pd.read_csv(tmp_path / "ranked.csv")
+    assert list(ranked.columns) == ["rank", "id", "score"] and len(ranked) == 6
+    result = _invoke("anomalies", clusters_run.path, test, "--normal", train,
+                     "--scorer", "mahalanobis", "--anomaly-label", "2",
+                     "--out", tmp_path / "s.csv")  # fmt: skip
+    assert "AUROC" in result.output
+    scores = pd.read_csv(tmp_path / "s.csv")
+    assert list(scores.columns) == ["id", "score", "flagged"] and len(scores) == 64
