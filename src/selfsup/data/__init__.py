@@ -46,6 +46,15 @@ from selfsup.data.tabular import (
     open_table,
     tabular_names,
 )
+from selfsup.data.text import (
+    TEXT_SUFFIXES,
+    TextSource,
+    is_text_spec,
+    load_text_file,
+    open_text_corpus,
+    text_corpus_names,
+)
+from selfsup.data.tokenizer import TextTokenizer
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -62,6 +71,8 @@ __all__ = [
     "SubsetSource",
     "TablePreprocessor",
     "TabularSource",
+    "TextSource",
+    "TextTokenizer",
     "describe_named",
     "encode_labels",
     "image_layout",
@@ -79,6 +90,7 @@ __all__ = [
     "read_ts_file",
     "series_from_frame",
     "tabular_names",
+    "text_corpus_names",
     "train_test_sources",
     "ucr_names",
 ]
@@ -100,6 +112,7 @@ _OPTIONS = {
         "preprocessor",
         "require_label",
     },
+    "text": {"text_column", "label_column", "tokenizer", "max_length", "vocab_size"},
 }
 
 
@@ -120,6 +133,8 @@ def infer_modality(spec: str | os.PathLike) -> str:
     suffix = Path(text).suffix.lower()
     if text.startswith("ucr:") or suffix == ".ts":
         return "series"
+    if is_text_spec(text) or suffix in TEXT_SUFFIXES:
+        return "text"
     if is_tabular_spec(text) or suffix in TABLE_SUFFIXES:
         return "tabular"
     return "image"
@@ -171,6 +186,8 @@ def open_source(
         return _open_series(spec, options)
     if modality == "tabular":
         return _open_table(spec, options)
+    if modality == "text":
+        return _open_text(spec, options)
     if isinstance(spec, str) and is_named_spec(spec):
         return open_named(spec)
     path = Path(spec).expanduser()
@@ -208,4 +225,21 @@ def _open_table(spec: str | os.PathLike | pd.DataFrame, options: dict[str, Any])
         return load_table_file(path, **options)
     raise FileNotFoundError(
         f"{spec}: no such file, and not a named table (known: {', '.join(tabular_names())})"
+    )
+
+
+def _open_text(spec: str | os.PathLike | pd.DataFrame, options: dict[str, Any]) -> Source:
+    if isinstance(options.get("tokenizer"), (str, os.PathLike)):  # a run folder or its file
+        options = {**options, "tokenizer": TextTokenizer.load(options["tokenizer"])}
+    if isinstance(spec, str) and is_text_spec(spec):
+        named = {k: v for k, v in options.items() if k not in ("text_column", "label_column")}
+        return open_text_corpus(spec, **named)
+    if isinstance(spec, pd.DataFrame):
+        return load_text_file(spec, **options)
+    path = Path(spec).expanduser()
+    if path.exists():
+        return load_text_file(path, **options)
+    raise FileNotFoundError(
+        f"{spec}: no such file or folder, and not a named text corpus "
+        f"(known: {', '.join(text_corpus_names())})"
     )
