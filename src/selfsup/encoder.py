@@ -152,9 +152,7 @@ class Encoder(nn.Module):
         return cls(module, mean=[0.0] * width, std=[1.0] * width, spec=spec, modality="tabular")
 
     @classmethod
-    def build_text(
-        cls, backbone: str, vocab_size: int, max_length: int, **options: Any
-    ) -> Encoder:
+    def build_text(cls, backbone: str, vocab_size: int, max_length: int, **options: Any) -> Encoder:
         """Build a text encoder (``text-transformer`` or ``bert``) for token ids of a
         tokenizer with ``vocab_size`` tokens and at most ``max_length`` tokens per text.
 
