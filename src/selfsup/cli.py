@@ -155,6 +155,16 @@ def pretrain(
     drop_columns: Annotated[
         str | None, typer.Option(help="Tables: comma list of columns to ignore (ids, text).")
     ] = None,
+    text_column: Annotated[
+        str | None,
+        typer.Option(help="Text: the JSONL/CSV field of the documents (reads a CSV as text)."),
+    ] = None,
+    max_length: Annotated[
+        int | None, typer.Option(help="Text: most tokens per document (default 64).")
+    ] = None,
+    vocab_size: Annotated[
+        int | None, typer.Option(help="Text: BPE vocabulary trained on the data (default 8000).")
+    ] = None,
 ) -> None:
     """Pretrain an encoder on unlabeled data; the run folder's path is printed at the end."""
     from selfsup.run import pretrain as run_pretrain
@@ -187,6 +197,9 @@ def pretrain(
         "select_by": select_by,
         "online_probe": online_probe,
         "keep_checkpoints": keep_checkpoints,
+        "text_column": text_column,
+        "max_length": max_length,
+        "vocab_size": vocab_size,
     }
     options = {k: v for k, v in options.items() if v is not None}
     if data is None and config is None and resume is None:
@@ -333,6 +346,20 @@ def datasets_list() -> None:
             d["name"],
             "tabular",
             "train, test",
+            d["size"],
+            "yes" if d["installed"] else "no",
+            d["description"],
+        )
+        if not d["installed"]:
+            missing.append(f"{d['name']}: {d['install']}")
+    from selfsup.data.text import describe_text_corpora
+
+    for d in describe_text_corpora():
+        splits = "train, test" if d["name"] == "rotten-tomatoes" else "train"
+        table.add_row(
+            d["name"],
+            "text",
+            splits,
             d["size"],
             "yes" if d["installed"] else "no",
             d["description"],
