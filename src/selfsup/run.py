@@ -38,7 +38,7 @@ from selfsup.data.base import Source
 from selfsup.data.named import is_named_spec
 from selfsup.data.splits import hold_out
 from selfsup.data.tabular import TablePreprocessor, is_tabular_spec
-from selfsup.data.text import has_test_split, tokenizer_of
+from selfsup.data.text import has_test_split, tokenizer_of, with_tokenizer
 from selfsup.data.tokenizer import TextTokenizer
 from selfsup.embedding import EmbeddingFile, embed_source, embed_timestamps, write_embeddings
 from selfsup.encoder import Encoder
@@ -101,6 +101,8 @@ class Run:
         """Open ``data`` as the run's modality, with the run's table column options (and a
         text run's tokenizer)."""
         if isinstance(data, Source):
+            if self.tokenizer is not None and data.modality == "text":
+                return with_tokenizer(data, self.tokenizer)  # ids as in training
             return data
         cfg = self.config
         options: dict[str, Any] = {}

