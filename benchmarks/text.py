@@ -127,12 +127,14 @@ def main() -> None:
         show_progress=False,
         monitor_items=0,  # every second of the budget goes to training
     )
+    print(f"pretrained in {time.time() - started:.0f} s", flush=True)
     features = {SELFSUP: (run.embed(train), run.embed(test))}
     minilm_seconds = None
     if not args.no_minilm:
         begun = time.perf_counter()
         features[MINILM] = (minilm_embeddings(train_texts), minilm_embeddings(test_texts))
         minilm_seconds = time.perf_counter() - begun
+    print(f"embedded in {time.time() - started:.0f} s", flush=True)
 
     results = []
     for fraction in FRACTIONS:
