@@ -162,7 +162,8 @@ class PretrainConfig(BaseModel):
         """A copy with the modality's defaults filled in: the modality inferred from the data,
         the method (``simclr`` for images, ``ts2vec`` for series, ``scarf`` for tables), the
         batch size (256, or 8 for series) and, for series, the learning rate 0.001 (TS2Vec's)
-        and fp32 where the precision is ``auto``."""
+        and fp32 where the precision is ``auto``; for text (``.txt``/``.jsonl`` files, named
+        corpora, or any data with ``text_column`` set) ``simcse``, batch 64 and lr 5e-4."""
         from selfsup.data import infer_modality
 
         modality = self.modality or ("text" if self.text_column else infer_modality(self.data))
