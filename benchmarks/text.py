@@ -3,16 +3,17 @@
 Rotten Tomatoes snippets (Pang and Lee; fresh or rotten; stratified 80/20 split, seed 0:
 10,246 train and 2,562 test snippets):
 
-- selfsup pretrains a text encoder (SimCSE by default, with ``--mlm-weight`` for the combined
-  SimCSE + MLM objective, or ``--method mlm``) on the train split's text, labels unused, plus
+- selfsup pretrains a text encoder with each of ``--objectives`` (``simcse`` by default;
+  ``mlm``; ``simcse+mlm``, SimCSE with the auxiliary MLM loss) on the train split's text,
+  labels unused, plus
   optionally an extra unlabeled corpus (``--extra glosses``: WordNet's definitions,
   ``--extra fortunes``: the fortune quotes), for ``--minutes`` of training; its BPE tokenizer
   is trained on the same text;
 - with 1%, 10% and 100% of the train labels (a stratified draw with at least one item per
   class; ``--draws`` draws below 100%, mean ± std), three classifiers are fitted and scored on
   the test split:
-  - selfsup's frozen embeddings + logistic regression (selfsup's linear probe: standardized
-    features, L2 penalty chosen on a held-out tenth of the labelled draw, see
+  - selfsup's frozen embeddings (one row per objective) + logistic regression (selfsup's
+    linear probe: standardized features, L2 penalty chosen on a held-out tenth of the labelled draw, see
     ``selfsup.evaluation.linear``);
   - TF-IDF (word unigrams and bigrams, sublinear tf, fitted on the train split's text) +
     scikit-learn's logistic regression with C chosen by cross-validation on the same draw;
@@ -22,6 +23,7 @@ Rotten Tomatoes snippets (Pang and Lee; fresh or rotten; stratified 80/20 split,
 
 Usage:
     python benchmarks/text.py
+    python benchmarks/text.py --objectives simcse,mlm,simcse+mlm --extra glosses
     python benchmarks/text.py --minutes 0.3 --limit 800 --draws 2 --no-write   # smoke test
 """
 
@@ -47,7 +49,12 @@ FRACTIONS = (0.01, 0.1, 1.0)
 #: The linear probe's L2 grid, as wide as the C grid of the TF-IDF baseline (a hundred labels
 #: need far more penalty than ten thousand).
 WEIGHT_DECAYS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
-SELFSUP = "selfsup + linear probe"
+#: The objectives ``--objectives`` takes: (method, method options).
+OBJECTIVES = {
+    "simcse": ("simcse", {}),
+    "mlm": ("mlm", {}),
+    "simcse+mlm": ("simcse", {"mlm_weight": 0.1}),  # SimCSE's auxiliary MLM, lambda = 0.1
+}
 TFIDF = "TF-IDF + logistic regression"
 MINILM = "frozen MiniLM + linear probe"
 
@@ -104,20 +111,25 @@ def subset(source, limit: int | None, seed: int = 0):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=10.0, help="training time")
+    parser.add_argument("--minutes", type=float, default=10.0, help="training per objective")
+    parser.add_argument(
+        "--objectives", default="simcse", help="comma list of " + ", ".join(OBJECTIVES)
+    )
     parser.add_argument("--extra", choices=("none", "glosses", "fortunes"), default="none")
     parser.add_argument("--extra-items", type=int, default=30000, help="cap of extra texts")
     parser.add_argument("--draws", type=int, default=10, help="label draws below 100%%")
-    parser.add_argument("--method", default="simcse", help="simcse or mlm")
-    parser.add_argument("--mlm-weight", type=float, default=0.0, help="SimCSE + MLM weight")
-    parser.add_argument("--backbone", default="text-transformer")
-    parser.add_argument("--backbone-options", default="{}", help="JSON, e.g. '{\"dim\": 128}'")
+    parser.add_argument("--backbone", default="text-transformer-small")
+    parser.add_argument("--backbone-options", default="{}", help="JSON, e.g. '{\"dim\": 192}'")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
     parser.add_argument("--limit", type=int, default=None, help="train/test items (smoke)")
     parser.add_argument("--no-minilm", action="store_true", help="skip the MiniLM reference")
     parser.add_argument("--no-write", action="store_true", help="do not touch BENCHMARKS.md")
     args = parser.parse_args()
+    objectives = [o.strip() for o in args.objectives.split(",") if o.strip()]
+    unknown = sorted(set(objectives) - set(OBJECTIVES))
+    if unknown:
+        parser.error(f"unknown objectives {unknown}; known: {', '.join(OBJECTIVES)}")
 
     started, load_before = time.time(), load_average()
     train = subset(open_source("rotten-tomatoes"), args.limit)
@@ -125,22 +137,25 @@ def main() -> None:
     train_texts, test_texts = texts_of(train), texts_of(test)
     extra = extra_corpus(args.extra, args.extra_items)
     corpus = TextSource(train_texts + extra, name=f"rotten-tomatoes+{args.extra}")
-    method_options = {"mlm_weight": args.mlm_weight} if args.mlm_weight else {}
-    run = pretrain(
-        corpus,
-        method=args.method,
-        method_options=method_options,
-        backbone=args.backbone,
-        backbone_options=json.loads(args.backbone_options),
-        batch_size=args.batch_size,
-        lr=args.lr,
-        time_budget=args.minutes,
-        out=RUNS / "text" / f"{args.method}-{args.extra}",
-        show_progress=False,
-        monitor_items=0,  # every second of the budget goes to training
-    )
-    print(f"pretrained in {time.time() - started:.0f} s", flush=True)
-    features = {SELFSUP: (run.embed(train), run.embed(test))}
+    features, runs = {}, {}
+    for objective in objectives:
+        method, method_options = OBJECTIVES[objective]
+        run = pretrain(
+            corpus,
+            method=method,
+            method_options=method_options,
+            backbone=args.backbone,
+            backbone_options=json.loads(args.backbone_options),
+            batch_size=args.batch_size,
+            lr=args.lr,
+            time_budget=args.minutes,
+            out=RUNS / "text" / f"{objective}-{args.extra}",
+            show_progress=False,
+            monitor_items=0,  # every second of the budget goes to training
+        )
+        features[selfsup_name(objective)] = (run.embed(train), run.embed(test))
+        runs[objective] = run
+        print(f"{objective}: pretrained and embedded at {time.time() - started:.0f} s", flush=True)
     minilm_seconds = None
     if not args.no_minilm:
         begun = time.perf_counter()
@@ -176,18 +191,25 @@ def main() -> None:
             results.append(entry)
             print(json.dumps(entry), flush=True)
 
+    trained = {
+        objective: {
+            "train_minutes": run.summary["train_seconds"] / 60,
+            "steps": run.summary["steps"],
+            "epochs": run.summary["epochs"],
+            "items_per_second": run.summary["items_per_second"],
+            "precision": run.summary["precision"],
+        }
+        for objective, run in runs.items()
+    }
+    first = next(iter(runs.values()))
     summary = {
-        "train_minutes": run.summary["train_seconds"] / 60,
-        "steps": run.summary["steps"],
-        "epochs": run.summary["epochs"],
-        "items_per_second": run.summary["items_per_second"],
-        "precision": run.summary["precision"],
+        "trained": trained,
         "pretraining_texts": len(corpus),
         "minilm_seconds": minilm_seconds,
-        "backbone": run.config["backbone"],
-        "batch_size": run.config["batch_size"],
-        "lr": run.config["lr"],
-        "parameters": run.encoder.describe()["parameters"],
+        "backbone": first.config["backbone"],
+        "batch_size": first.config["batch_size"],
+        "lr": first.config["lr"],
+        "parameters": first.encoder.describe()["parameters"],
     }
     print(json.dumps(summary), flush=True)
     minutes = (time.time() - started) / 60
@@ -195,6 +217,11 @@ def main() -> None:
     print(text)
     if not args.no_write:
         write_section("text", text)
+
+
+def selfsup_name(objective: str) -> str:
+    """The row name of an objective's embeddings."""
+    return f"selfsup {objective} + linear probe"
 
 
 def render(
@@ -207,51 +234,55 @@ def render(
     test_items: int,
 ) -> str:
     """The BENCHMARKS.md section: accuracy per label fraction, the acceptance, the gap."""
-    objective = args.method + (f" + {args.mlm_weight} x MLM" if args.mlm_weight else "")
     extra = {"none": "", "glosses": " plus WordNet glosses", "fortunes": " plus fortunes"}
+    training = "; ".join(
+        f"{objective}: {t['train_minutes']:.1f} minutes, {t['steps']} steps, {t['epochs']} "
+        f"epochs, {t['items_per_second']:.0f} texts/s, {t['precision']}"
+        for objective, t in summary["trained"].items()
+    )
     lines = [
         "## Text: Rotten Tomatoes sentiment with 1%, 10% and 100% of the labels",
         "",
         f"selfsup pretrains `{summary['backbone']}` ({summary['parameters'] / 1e6:.1f}M "
-        f"parameters, batch {summary['batch_size']}, lr {summary['lr']}) with {objective} on "
-        f"the {train_items} train snippets' text{extra[args.extra]} "
-        f"({summary['pretraining_texts']} texts, labels unused) for "
-        f"{summary['train_minutes']:.1f} minutes of training ({summary['steps']} steps, "
-        f"{summary['epochs']} epochs, {summary['items_per_second']:.0f} texts/s, "
-        f"{summary['precision']}). With a stratified draw of 1%, 10% or 100% of the train "
-        f"labels (mean ± std over {args.draws} draws below 100%), each classifier is fitted "
-        f"and scored on the {test_items} test snippets (stratified 80/20 split, seed 0). "
-        f"TF-IDF: word 1-2 grams, sublinear tf, C by cross-validation on the draw. Frozen "
-        f"MiniLM (all-MiniLM-L6-v2, pretrained on about a billion sentence pairs) is a "
-        f"reference point, not a baseline on equal terms"
+        f"parameters, batch {summary['batch_size']}, lr {summary['lr']}) on the "
+        f"{train_items} train snippets' text{extra[args.extra]} "
+        f"({summary['pretraining_texts']} texts, labels unused) with each objective "
+        f"(simcse+mlm: SimCSE plus 0.1 x MLM). Training ({training}). With a stratified draw "
+        f"of 1%, 10% or 100% of the train labels (mean ± std over {args.draws} draws below "
+        f"100%), each classifier is fitted and scored on the {test_items} test snippets "
+        f"(stratified 80/20 split, seed 0). Linear probe: standardized features, L2 penalty "
+        f"chosen on a tenth of the draw. TF-IDF: word 1-2 grams, sublinear tf, C by "
+        f"cross-validation on the draw. Frozen MiniLM (all-MiniLM-L6-v2, pretrained on about "
+        f"a billion sentence pairs) is a reference point, not a baseline on equal terms"
         + (
             f"; embedding both splits took it {summary['minilm_seconds'] / 60:.1f} minutes."
             if summary["minilm_seconds"] is not None
             else "."
         ),
         "",
-        "| labels | model | accuracy | selfsup beats TF-IDF | selfsup - MiniLM |",
+        "| labels | model | accuracy | beats TF-IDF | minus MiniLM |",
         "| --- | --- | --- | --- | --- |",
     ]
     for fraction in FRACTIONS:
         part = {r["model"]: r for r in results if r["fraction"] == fraction}
-        own = part[SELFSUP]["accuracy"]
         for name, r in part.items():
             beats = gap = ""
-            if name == SELFSUP:
-                beats = "yes" if own > part[TFIDF]["accuracy"] else "no"
+            if name.startswith("selfsup"):
+                beats = "yes" if r["accuracy"] > part[TFIDF]["accuracy"] else "no"
                 if MINILM in part:
-                    gap = f"{own - part[MINILM]['accuracy']:+.3f}"
+                    gap = f"{r['accuracy'] - part[MINILM]['accuracy']:+.3f}"
             std = f" ± {r['accuracy_std']:.3f}" if r["draws"] > 1 else ""
             lines.append(
                 f"| {fraction:.0%} ({r['labels']}) | {name} | {r['accuracy']:.3f}{std} | "
                 f"{beats} | {gap} |"
             )
     reproduce = f"python benchmarks/text.py --minutes {args.minutes:g} --draws {args.draws}"
+    if args.objectives != "simcse":
+        reproduce += f" --objectives {args.objectives}"
     if args.extra != "none":
         reproduce += f" --extra {args.extra}"
-    if args.method != "simcse" or args.mlm_weight:
-        reproduce += f" --method {args.method} --mlm-weight {args.mlm_weight:g}"
+    if args.backbone != "text-transformer-small":
+        reproduce += f" --backbone {args.backbone}"
     if args.backbone_options != "{}":
         reproduce += f" --backbone-options '{args.backbone_options}'"
     for option in ("batch_size", "lr"):
