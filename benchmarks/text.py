@@ -13,8 +13,8 @@ Rotten Tomatoes snippets (Pang and Lee; fresh or rotten; stratified 80/20 split,
   class; ``--draws`` draws below 100%, mean ± std), three classifiers are fitted and scored on
   the test split:
   - selfsup's frozen embeddings (one row per objective) + logistic regression (selfsup's
-    linear probe: standardized features, L2 penalty chosen on a held-out tenth of the labelled draw, see
-    ``selfsup.evaluation.linear``);
+    linear probe: standardized features, L2 penalty chosen on a held-out tenth of the
+    labelled draw, see ``selfsup.evaluation.linear``);
   - TF-IDF (word unigrams and bigrams, sublinear tf, fitted on the train split's text) +
     scikit-learn's logistic regression with C chosen by cross-validation on the same draw;
   - the frozen pretrained all-MiniLM-L6-v2 (22.7M parameters, trained on a billion sentence
