@@ -50,7 +50,7 @@ PROTOCOLS = ("knn", "linear", "fewshot", "svm", "auroc")
 #: Raw-pixel baselines use images of at most this side, so they fit in memory for any data.
 RAW_MAX_SIDE = 32
 #: The text baseline's TF-IDF keeps this many most frequent terms, so it fits in memory dense.
-TFIDF_MAX_TERMS = 4096
+TFIDF_MAX_TERMS = 2048
 
 
 @dataclass
