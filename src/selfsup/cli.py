@@ -76,8 +76,9 @@ def pretrain(
     modality: Annotated[
         str | None,
         typer.Option(
-            help="image, series or tabular (default: ucr: names and .ts files are series, "
-            ".csv/.parquet files and named tables are tabular)."
+            help="image, series, tabular or text (default: ucr: names and .ts files are series, "
+            ".csv/.parquet files and named tables are tabular, .txt/.jsonl files and named "
+            "corpora are text)."
         ),
     ] = None,
     method: Annotated[
@@ -85,14 +86,15 @@ def pretrain(
         typer.Option(
             help="simclr, byol, vicreg, barlowtwins, mocov3, simsiam, nnclr, swav, dino, mae "
             "or ijepa (mae and ijepa need a ViT backbone); ts2vec for series, scarf or vime "
-            "for tables (their defaults)."
+            "for tables, simcse or mlm for text (their defaults)."
         ),
     ] = None,
     backbone: Annotated[
         str | None,
         typer.Option(
             help="small-cnn, resnet18/34/50, vit-tiny, vit-small; series: ts2vec, "
-            "patch-transformer; tables: mlp."
+            "patch-transformer; tables: mlp; text: text-transformer, text-transformer-small, "
+            "bert."
         ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the data.")] = None,
