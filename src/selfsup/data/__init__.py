@@ -95,7 +95,7 @@ __all__ = [
     "ucr_names",
 ]
 
-#: The modalities of the toolkit; "image", "series" and "tabular" have sources so far.
+#: The modalities of the toolkit; "image", "series", "tabular" and "text" have sources so far.
 MODALITIES = ("image", "series", "tabular", "audio", "text")
 _ARRAY_SUFFIXES = (".npy", ".npz")
 #: The options each modality's sources take. A run's config carries the options of every
@@ -120,8 +120,10 @@ def infer_modality(spec: str | os.PathLike) -> str:
     """The modality a ``DATA`` argument implies when ``--modality`` is not given.
 
     ``ucr:NAME`` and ``.ts`` files are series; CSV/TSV/Parquet files, DataFrames and the
-    named tables (``breast-cancer``, ``islp:Default``) are tabular; everything else (folders,
-    arrays, the image datasets) is read as images unless the modality is given.
+    named tables (``breast-cancer``, ``islp:Default``) are tabular; ``.txt`` and ``.jsonl``
+    files and the named corpora (``rotten-tomatoes``...) are text (a CSV is text only with
+    ``--modality text`` or a ``text_column``); everything else (folders, arrays, the image
+    datasets) is read as images unless the modality is given.
 
     Example:
         >>> infer_modality("ucr:GunPoint"), infer_modality("x.csv"), infer_modality("digits")
@@ -151,7 +153,9 @@ def open_source(
     Series: ``ucr:NAME`` or ``ucr:NAME:test`` (UCR/UEA sets, see :func:`ucr_names`), or a
     ``.ts``, ``.npy``/``.npz``, CSV/TSV or Parquet file (see :func:`load_series_file`).
     Tables: ``breast-cancer``, ``islp:Default`` (and their ``:test`` splits), a CSV/TSV or
-    Parquet file, or a pandas DataFrame (see :class:`TabularSource`).
+    Parquet file, or a pandas DataFrame (see :class:`TabularSource`). Text: ``.txt``,
+    ``.jsonl``, ``.csv``/``.tsv`` files, folders of ``.txt`` files, DataFrames, or the named
+    corpora (see :mod:`selfsup.data.text`).
 
     Args:
         spec: a named dataset spec or a path.
@@ -160,7 +164,9 @@ def open_source(
             named datasets keep their stored size and channels, the views resize). Series
             tables: ``id_column``, ``time_column``, ``value_columns``, ``label_column``.
             Tables: ``label_column``, ``categorical_columns``, ``numeric_columns``,
-            ``drop_columns``, ``preprocessor`` (a fitted encoding to apply). Options set to
+            ``drop_columns``, ``preprocessor`` (a fitted encoding to apply). Text:
+            ``text_column``, ``label_column``, ``tokenizer`` (a run's, or its folder),
+            ``max_length``, ``vocab_size``. Options set to
             None, and options of the other modalities, are ignored.
 
     Raises:
