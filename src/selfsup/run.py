@@ -113,6 +113,7 @@ class Run:
         if self.tokenizer is not None:  # text: token ids as in training
             options["tokenizer"] = self.tokenizer
             options["text_column"] = cfg.get("text_column")
+            options["require_label"] = False  # later data may come without its labels
         return open_source(
             data,
             cfg.get("modality"),

@@ -45,6 +45,9 @@ def test_jsonl_from_the_cli_then_embed_and_evaluate(tmp_path):
     other = TextSource(texts, vocab_size=280, max_length=12)
     np.testing.assert_allclose(run.embed(other), np.stack(table["embedding"]), atol=1e-5)
     np.testing.assert_allclose(run.embed(str(path)), np.stack(table["embedding"]), atol=1e-5)
+    unlabeled = tmp_path / "new.jsonl"  # later data without the label field
+    unlabeled.write_text("".join(json.dumps({"body": t}) + "\n" for t in texts[:5]))
+    np.testing.assert_allclose(run.embed(unlabeled), run.embed(str(path))[:5], atol=1e-5)
     result = CliRunner().invoke(app, ["evaluate", str(out), str(path)])
     assert result.exit_code == 0, result.output
     saved = json.loads(next(out.glob("evaluation-*.json")).read_text())

@@ -112,7 +112,14 @@ _OPTIONS = {
         "preprocessor",
         "require_label",
     },
-    "text": {"text_column", "label_column", "tokenizer", "max_length", "vocab_size"},
+    "text": {
+        "text_column",
+        "label_column",
+        "tokenizer",
+        "max_length",
+        "vocab_size",
+        "require_label",
+    },
 }
 
 
@@ -238,7 +245,8 @@ def _open_text(spec: str | os.PathLike | pd.DataFrame, options: dict[str, Any]) 
     if isinstance(options.get("tokenizer"), (str, os.PathLike)):  # a run folder or its file
         options = {**options, "tokenizer": TextTokenizer.load(options["tokenizer"])}
     if isinstance(spec, str) and is_text_spec(spec):
-        named = {k: v for k, v in options.items() if k not in ("text_column", "label_column")}
+        columns = ("text_column", "label_column", "require_label")
+        named = {k: v for k, v in options.items() if k not in columns}
         return open_text_corpus(spec, **named)
     if isinstance(spec, pd.DataFrame):
         return load_text_file(spec, **options)

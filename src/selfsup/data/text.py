@@ -152,9 +152,15 @@ def read_text_folder(folder: Path, **options: Any) -> TextSource:
 
 
 def read_jsonl(
-    path: Path, text_column: str = "text", label_column: str | None = None, **options: Any
+    path: Path,
+    text_column: str = "text",
+    label_column: str | None = None,
+    require_label: bool = True,
+    **options: Any,
 ) -> TextSource:
-    """One JSON object per non-blank line, the text in ``text_column``.
+    """One JSON object per non-blank line, the text in ``text_column``; with
+    ``require_label`` off, a file whose first line has no ``label_column`` is read as
+    unlabeled (a run's later data).
 
     Raises:
         ValueError: a line that is not a JSON object, or lacks the text (or the label);
@@ -178,6 +184,9 @@ def read_jsonl(
                     f"{path}: line {number} {problem} {text_column!r} field (the text column; "
                     f"set it with --text-column); fields: {sorted(record)}"
                 )
+            if label_column is not None and not require_label and not labels:
+                if label_column not in record:  # a run's later data, without its labels
+                    label_column = None
             if label_column is not None:
                 if record.get(label_column) is None:
                     raise ValueError(f"{path}: line {number} has no label {label_column!r}")
@@ -195,10 +204,12 @@ def read_text_table(
     text_column: str = "text",
     label_column: str | None = None,
     name: str | None = None,
+    require_label: bool = True,
     **options: Any,
 ) -> TextSource:
     """Documents from a column of a CSV/TSV file (or a DataFrame); row numbers (from 0,
-    header excluded) as ids.
+    header excluded) as ids; with ``require_label`` off, a table without ``label_column`` is
+    read as unlabeled.
 
     Raises:
         ValueError: no such column, or a row without text (or label); the message names the
@@ -209,6 +220,8 @@ def read_text_table(
     else:
         sep = "\t" if path.suffix.lower() == ".tsv" else ","
         frame, name = pd.read_csv(path, sep=sep), name or str(path)
+    if not require_label and label_column not in frame.columns:
+        label_column = None
     for column in (text_column, label_column):
         if column is not None and column not in frame.columns:
             raise ValueError(f"{name}: no column {column!r}; columns are {list(frame.columns)}")
@@ -238,7 +251,8 @@ def load_text_file(path: str | os.PathLike | pd.DataFrame, **options: Any) -> Te
 
     Args:
         path: where the documents are.
-        **options: ``text_column``, ``label_column`` (JSONL, CSV), and those of
+        **options: ``text_column``, ``label_column``, ``require_label`` (JSONL, CSV), and
+            those of
             :class:`TextSource` (``tokenizer``, ``max_length``, ``vocab_size``).
 
     Raises:
@@ -267,7 +281,8 @@ def _columns(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _without_columns(options: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in options.items() if k not in ("text_column", "label_column")}
+    columns = ("text_column", "label_column", "require_label")
+    return {k: v for k, v in options.items() if k not in columns}
 
 
 # --- named corpora ---------------------------------------------------------------------------
