@@ -184,9 +184,8 @@ def read_jsonl(
                     f"{path}: line {number} {problem} {text_column!r} field (the text column; "
                     f"set it with --text-column); fields: {sorted(record)}"
                 )
-            if label_column is not None and not require_label and not labels:
-                if label_column not in record:  # a run's later data, without its labels
-                    label_column = None
+            if not require_label and not labels and label_column not in record:
+                label_column = None  # a run's later data, without its labels
             if label_column is not None:
                 if record.get(label_column) is None:
                     raise ValueError(f"{path}: line {number} has no label {label_column!r}")
