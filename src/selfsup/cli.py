@@ -77,8 +77,9 @@ def pretrain(
     modality: Annotated[
         str | None,
         typer.Option(
-            help="image, series or tabular (default: ucr: names and .ts files are series, "
-            ".csv/.parquet files and named tables are tabular)."
+            help="image, series, tabular or text (default: ucr: names and .ts files are series, "
+            ".csv/.parquet files and named tables are tabular, .txt/.jsonl files and named "
+            "corpora are text)."
         ),
     ] = None,
     method: Annotated[
@@ -86,14 +87,15 @@ def pretrain(
         typer.Option(
             help="simclr, byol, vicreg, barlowtwins, mocov3, simsiam, nnclr, swav, dino, mae "
             "or ijepa (mae and ijepa need a ViT backbone); ts2vec for series, scarf or vime "
-            "for tables (their defaults)."
+            "for tables, simcse or mlm for text (their defaults)."
         ),
     ] = None,
     backbone: Annotated[
         str | None,
         typer.Option(
             help="small-cnn, resnet18/34/50, vit-tiny, vit-small; series: ts2vec, "
-            "patch-transformer; tables: mlp."
+            "patch-transformer; tables: mlp; text: text-transformer, text-transformer-small, "
+            "bert."
         ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the data.")] = None,
@@ -156,6 +158,16 @@ def pretrain(
     drop_columns: Annotated[
         str | None, typer.Option(help="Tables: comma list of columns to ignore (ids, text).")
     ] = None,
+    text_column: Annotated[
+        str | None,
+        typer.Option(help="Text: the JSONL/CSV field of the documents (reads a CSV as text)."),
+    ] = None,
+    max_length: Annotated[
+        int | None, typer.Option(help="Text: most tokens per document (default 64).")
+    ] = None,
+    vocab_size: Annotated[
+        int | None, typer.Option(help="Text: BPE vocabulary trained on the data (default 8000).")
+    ] = None,
 ) -> None:
     """Pretrain an encoder on unlabeled data; the run folder's path is printed at the end."""
     from selfsup.run import pretrain as run_pretrain
@@ -188,6 +200,9 @@ def pretrain(
         "select_by": select_by,
         "online_probe": online_probe,
         "keep_checkpoints": keep_checkpoints,
+        "text_column": text_column,
+        "max_length": max_length,
+        "vocab_size": vocab_size,
     }
     options = {k: v for k, v in options.items() if v is not None}
     if data is None and config is None and resume is None:
@@ -334,6 +349,20 @@ def datasets_list() -> None:
             d["name"],
             "tabular",
             "train, test",
+            d["size"],
+            "yes" if d["installed"] else "no",
+            d["description"],
+        )
+        if not d["installed"]:
+            missing.append(f"{d['name']}: {d['install']}")
+    from selfsup.data.text import describe_text_corpora
+
+    for d in describe_text_corpora():
+        splits = "train, test" if d["name"] == "rotten-tomatoes" else "train"
+        table.add_row(
+            d["name"],
+            "text",
+            splits,
             d["size"],
             "yes" if d["installed"] else "no",
             d["description"],

@@ -26,12 +26,17 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from selfsup.backbones import TabularMLP, build_backbone, build_series_backbone
+from selfsup.backbones import (
+    TabularMLP,
+    build_backbone,
+    build_series_backbone,
+    build_text_backbone,
+)
 
 WEIGHTS_FILE = "encoder.safetensors"
 SPEC_FILE = "encoder.json"
 #: Shape of the normalization statistics per modality (they broadcast over the batch).
-_STAT_SHAPES = {"image": (1, -1, 1, 1), "series": (1, -1, 1), "tabular": (1, -1)}
+_STAT_SHAPES = {"image": (1, -1, 1, 1), "series": (1, -1, 1), "tabular": (1, -1), "text": (1, -1)}
 
 
 class Encoder(nn.Module):
@@ -46,7 +51,8 @@ class Encoder(nn.Module):
             custom module passed from Python.
         modality: ``image`` (statistics per channel of (n, C, H, W)), ``series`` (per
             channel of (n, C, length)) or ``tabular`` (per column of (n, columns); tables come
-            standardized by their preprocessor, so these stay 0 and 1).
+            standardized by their preprocessor, so these stay 0 and 1) or ``text`` (token
+            ids, passed through unnormalized).
     """
 
     def __init__(
@@ -145,6 +151,26 @@ class Encoder(nn.Module):
         width = module.in_features
         return cls(module, mean=[0.0] * width, std=[1.0] * width, spec=spec, modality="tabular")
 
+    @classmethod
+    def build_text(cls, backbone: str, vocab_size: int, max_length: int, **options: Any) -> Encoder:
+        """Build a text encoder (``text-transformer`` or ``bert``) for token ids of a
+        tokenizer with ``vocab_size`` tokens and at most ``max_length`` tokens per text.
+
+        Example:
+            >>> enc = Encoder.build_text("text-transformer", 300, 16, dim=32, depth=1, heads=2)
+            >>> enc(torch.tensor([[5, 6, 0], [7, 0, 0]])).shape
+            torch.Size([2, 32])
+        """
+        module = build_text_backbone(backbone, vocab_size, max_length, **options)
+        spec = {
+            "modality": "text",
+            "backbone": backbone,
+            "vocab_size": vocab_size,
+            "max_length": max_length,
+            "options": options,
+        }
+        return cls(module, mean=[0.0], std=[1.0], spec=spec, modality="text")
+
     @property
     def device(self) -> torch.device:
         """The device of the encoder's weights; inputs to ``forward`` must be moved there.
@@ -156,7 +182,10 @@ class Encoder(nn.Module):
         return self.mean.device
 
     def normalize(self, x: torch.Tensor) -> torch.Tensor:
-        """The input with the fixed per-channel statistics applied (NaN stays NaN)."""
+        """The input with the fixed per-channel statistics applied (NaN stays NaN); token
+        ids pass unchanged."""
+        if self.modality == "text":
+            return x
         return (x - self.mean) / self.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -222,6 +251,10 @@ class Encoder(nn.Module):
                 )
             modality = spec.get("modality", "image")
             encoder = cls(backbone, spec["feature_dim"], spec["mean"], spec["std"], None, modality)
+        elif spec.get("modality") == "text":
+            encoder = cls.build_text(
+                spec["backbone"], spec["vocab_size"], spec["max_length"], **spec["options"]
+            )
         elif spec.get("modality") == "tabular":
             encoder = cls.build_tabular(
                 spec["numeric"], spec["cardinalities"], spec["backbone"], **spec["options"]

@@ -38,6 +38,8 @@ from selfsup.data.base import Source
 from selfsup.data.named import is_named_spec
 from selfsup.data.splits import hold_out
 from selfsup.data.tabular import TablePreprocessor, is_tabular_spec
+from selfsup.data.text import has_test_split, tokenizer_of, with_tokenizer
+from selfsup.data.tokenizer import TextTokenizer
 from selfsup.embedding import EmbeddingFile, embed_source, embed_timestamps, write_embeddings
 from selfsup.encoder import Encoder
 from selfsup.engine.monitor import BEST_WEIGHTS, EpochMonitor, load_encoder_weights
@@ -54,7 +56,10 @@ from selfsup.views import (
     series_recipe,
     tabular_method_views,
     tabular_recipe,
+    text_method_views,
+    text_recipe,
 )
+from selfsup.views.text import TextViews
 
 CONFIG_FILE = "config.yaml"
 TRAIN_FILE = "train.json"
@@ -87,15 +92,27 @@ class Run:
         """The column encoding a table run was trained with (None for other modalities)."""
         return TablePreprocessor.load_if_saved(self.path)
 
+    @cached_property
+    def tokenizer(self) -> TextTokenizer | None:
+        """The tokenizer a text run was trained with (None for other modalities)."""
+        return TextTokenizer.load_if_saved(self.path)
+
     def _source(self, data: str | os.PathLike | Source) -> Source:
-        """Open ``data`` as the run's modality, with the run's table column options."""
+        """Open ``data`` as the run's modality, with the run's table column options (and a
+        text run's tokenizer)."""
         if isinstance(data, Source):
+            if self.tokenizer is not None and data.modality == "text":
+                return with_tokenizer(data, self.tokenizer)  # ids as in training
             return data
         cfg = self.config
         options: dict[str, Any] = {}
         if self.source_encoding is not None:  # tables: encode as in training
             options["preprocessor"] = self.source_encoding
             options["drop_columns"] = cfg.get("drop_columns")
+            options["require_label"] = False  # later data may come without its labels
+        if self.tokenizer is not None:  # text: token ids as in training
+            options["tokenizer"] = self.tokenizer
+            options["text_column"] = cfg.get("text_column")
             options["require_label"] = False  # later data may come without its labels
         return open_source(
             data,
@@ -145,8 +162,9 @@ class Run:
         ``data`` is split into fit and test parts: a named dataset uses its official test
         split, otherwise ``test`` must be given or a stratified 80/20 split is made.
         """
-        if test is None and isinstance(data, str) and is_tabular_spec(data):
-            test = data.removesuffix(":train") + ":test"  # a named table's official split
+        named = isinstance(data, str) and (is_tabular_spec(data) or has_test_split(data))
+        if test is None and named:
+            test = data.removesuffix(":train") + ":test"  # a named set's official split
         train, held_out = train_test_sources(self._split_source(data), self._split_source(test))
         result = evaluate_encoder(self.encoder, train, held_out, protocols, **options)
         if save:
@@ -174,7 +192,7 @@ class Run:
         spec = self.encoder.spec or {}
         method = METHODS[self.config.get("method") or "simclr"]
         views_options = {**self.config.get("views", {}), "local_views": 0}
-        if source.modality in ("series", "tabular"):
+        if source.modality in ("series", "tabular", "text"):
             views = monitor_views(method, views_options, source.modality)
         else:
             first = source.read_batch([0]).items
@@ -218,7 +236,12 @@ def _channel_statistics(source: Source, limit: int = 4096) -> tuple[list[float],
 def monitor_views(method: Any, options: dict[str, Any], modality: str = "series") -> nn.Module:
     """Two augmented views per series or table row for the label-free metrics: the method's
     own views, or the modality's generic recipe for methods that take the batch as it is
-    (TS2Vec, VIME) or keep one view clean (SCARF)."""
+    (TS2Vec, VIME, SimCSE, MLM) or keep one view clean (SCARF)."""
+    if modality == "text":
+        views, recipe = text_method_views(method, **options)
+        if recipe.identity or views.num_views < 2:
+            return TextViews(text_recipe("text"), num_views=2)
+        return views
     if modality == "tabular":
         views, recipe = tabular_method_views(method, **options)
         if recipe.identity or recipe.keep_first or views.num_views < 2:
@@ -253,9 +276,10 @@ def _open_training_data(
     cfg: PretrainConfig,
     frame: pd.DataFrame | None = None,
     preprocessor: TablePreprocessor | None = None,
+    tokenizer: TextTokenizer | None = None,
 ) -> Source:
     """The training data the config names (or ``frame``), tables encoded with
-    ``preprocessor`` when given (a resumed run's)."""
+    ``preprocessor`` and texts tokenized with ``tokenizer`` when given (a resumed run's)."""
     return open_source(
         cfg.data if frame is None else frame,
         cfg.modality,
@@ -267,6 +291,10 @@ def _open_training_data(
         numeric_columns=cfg.numeric_columns,
         drop_columns=cfg.drop_columns,
         preprocessor=preprocessor,
+        text_column=cfg.text_column,
+        max_length=cfg.max_length,
+        vocab_size=cfg.vocab_size,
+        tokenizer=tokenizer,
     )
 
 
@@ -292,6 +320,15 @@ def _build_encoder(
         name = cfg.backbone or "mlp"
         encoder = Encoder.build_tabular(
             pre.numeric_width, pre.cardinalities, name, **cfg.backbone_options
+        )
+        return encoder, cfg.model_copy(update={"backbone": name})
+    if cfg.modality == "text":
+        if custom is not None:
+            return Encoder(custom, feature_dim, [0.0], [1.0], modality="text"), cfg
+        tokenizer = tokenizer_of(source)  # trained on the training texts here
+        name = cfg.backbone or "text-transformer"
+        encoder = Encoder.build_text(
+            name, tokenizer.vocab_size, tokenizer.max_length, **cfg.backbone_options
         )
         return encoder, cfg.model_copy(update={"backbone": name})
     mean, std = _channel_statistics(source)
@@ -320,6 +357,9 @@ def _training_views(
     if cfg.modality == "tabular":
         views, recipe = tabular_method_views(method, **cfg.views)
         return views, recipe, monitor_views(method, cfg.views, "tabular")
+    if cfg.modality == "text":
+        views, recipe = text_method_views(method, **cfg.views)
+        return views, recipe, monitor_views(method, cfg.views, "text")
     first = source.read_batch([0]).items
     size = cfg.image_size or int(first.shape[-1])  # a custom backbone leaves it unset
     views, recipe = method_views(method, size, first.shape[1], **cfg.views)
@@ -396,7 +436,8 @@ def pretrain(
         opened = in_memory
     else:
         saved = TablePreprocessor.load_if_saved(run_dir) if resume is not None else None
-        opened = _open_training_data(cfg, in_memory, saved)
+        tokenizer = TextTokenizer.load_if_saved(run_dir) if resume is not None else None
+        opened = _open_training_data(cfg, in_memory, saved, tokenizer)
     source, held_out = hold_out(opened, cfg.monitor_items, cfg.seed)
     encoder, cfg = _build_encoder(cfg, source, custom, feature_dim, run_dir, resume is not None)
     # A batch never asks for more items than one process's share of the data.
@@ -414,6 +455,8 @@ def pretrain(
             preprocessor = getattr(opened, "preprocessor", None)
             if preprocessor is not None:  # tables: the fitted column encoding
                 preprocessor.save(run_dir)
+            if cfg.modality == "text":  # the tokenizer trained on the training texts
+                tokenizer_of(opened).save(run_dir)
     fabric.barrier()
 
     monitor = None

@@ -23,21 +23,33 @@ from selfsup.backbones.mlp import TabularMLP
 from selfsup.backbones.resnet import ResNet
 from selfsup.backbones.series import DilatedConvEncoder, PatchTransformer
 from selfsup.backbones.small_cnn import SmallCNN
+from selfsup.backbones.text import (
+    TEXT_PRESETS,
+    BertEncoder,
+    TextTransformer,
+    build_text_backbone,
+    text_backbone_names,
+)
 from selfsup.backbones.vit import VIT_PRESETS, VisionTransformer
 
 __all__ = [
+    "TEXT_PRESETS",
     "VIT_PRESETS",
+    "BertEncoder",
     "DilatedConvEncoder",
     "PatchTransformer",
     "ResNet",
     "SmallCNN",
     "TabularMLP",
+    "TextTransformer",
     "VisionTransformer",
     "backbone_names",
     "build_backbone",
     "build_series_backbone",
+    "build_text_backbone",
     "default_patch_size",
     "series_backbone_names",
+    "text_backbone_names",
 ]
 
 

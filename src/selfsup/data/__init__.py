@@ -46,6 +46,15 @@ from selfsup.data.tabular import (
     open_table,
     tabular_names,
 )
+from selfsup.data.text import (
+    TEXT_SUFFIXES,
+    TextSource,
+    is_text_spec,
+    load_text_file,
+    open_text_corpus,
+    text_corpus_names,
+)
+from selfsup.data.tokenizer import TextTokenizer
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -62,6 +71,8 @@ __all__ = [
     "SubsetSource",
     "TablePreprocessor",
     "TabularSource",
+    "TextSource",
+    "TextTokenizer",
     "describe_named",
     "encode_labels",
     "image_layout",
@@ -79,11 +90,12 @@ __all__ = [
     "read_ts_file",
     "series_from_frame",
     "tabular_names",
+    "text_corpus_names",
     "train_test_sources",
     "ucr_names",
 ]
 
-#: The modalities of the toolkit; "image", "series" and "tabular" have sources so far.
+#: The modalities of the toolkit; "image", "series", "tabular" and "text" have sources so far.
 MODALITIES = ("image", "series", "tabular", "audio", "text")
 _ARRAY_SUFFIXES = (".npy", ".npz")
 #: The options each modality's sources take. A run's config carries the options of every
@@ -100,6 +112,14 @@ _OPTIONS = {
         "preprocessor",
         "require_label",
     },
+    "text": {
+        "text_column",
+        "label_column",
+        "tokenizer",
+        "max_length",
+        "vocab_size",
+        "require_label",
+    },
 }
 
 
@@ -107,8 +127,10 @@ def infer_modality(spec: str | os.PathLike) -> str:
     """The modality a ``DATA`` argument implies when ``--modality`` is not given.
 
     ``ucr:NAME`` and ``.ts`` files are series; CSV/TSV/Parquet files, DataFrames and the
-    named tables (``breast-cancer``, ``islp:Default``) are tabular; everything else (folders,
-    arrays, the image datasets) is read as images unless the modality is given.
+    named tables (``breast-cancer``, ``islp:Default``) are tabular; ``.txt`` and ``.jsonl``
+    files and the named corpora (``rotten-tomatoes``...) are text (a CSV is text only with
+    ``--modality text`` or a ``text_column``); everything else (folders, arrays, the image
+    datasets) is read as images unless the modality is given.
 
     Example:
         >>> infer_modality("ucr:GunPoint"), infer_modality("x.csv"), infer_modality("digits")
@@ -120,6 +142,8 @@ def infer_modality(spec: str | os.PathLike) -> str:
     suffix = Path(text).suffix.lower()
     if text.startswith("ucr:") or suffix == ".ts":
         return "series"
+    if is_text_spec(text) or suffix in TEXT_SUFFIXES:
+        return "text"
     if is_tabular_spec(text) or suffix in TABLE_SUFFIXES:
         return "tabular"
     return "image"
@@ -136,7 +160,9 @@ def open_source(
     Series: ``ucr:NAME`` or ``ucr:NAME:test`` (UCR/UEA sets, see :func:`ucr_names`), or a
     ``.ts``, ``.npy``/``.npz``, CSV/TSV or Parquet file (see :func:`load_series_file`).
     Tables: ``breast-cancer``, ``islp:Default`` (and their ``:test`` splits), a CSV/TSV or
-    Parquet file, or a pandas DataFrame (see :class:`TabularSource`).
+    Parquet file, or a pandas DataFrame (see :class:`TabularSource`). Text: ``.txt``,
+    ``.jsonl``, ``.csv``/``.tsv`` files, folders of ``.txt`` files, DataFrames, or the named
+    corpora (see :mod:`selfsup.data.text`).
 
     Args:
         spec: a named dataset spec or a path.
@@ -145,7 +171,9 @@ def open_source(
             named datasets keep their stored size and channels, the views resize). Series
             tables: ``id_column``, ``time_column``, ``value_columns``, ``label_column``.
             Tables: ``label_column``, ``categorical_columns``, ``numeric_columns``,
-            ``drop_columns``, ``preprocessor`` (a fitted encoding to apply). Options set to
+            ``drop_columns``, ``preprocessor`` (a fitted encoding to apply). Text:
+            ``text_column``, ``label_column``, ``tokenizer`` (a run's, or its folder),
+            ``max_length``, ``vocab_size``. Options set to
             None, and options of the other modalities, are ignored.
 
     Raises:
@@ -171,6 +199,8 @@ def open_source(
         return _open_series(spec, options)
     if modality == "tabular":
         return _open_table(spec, options)
+    if modality == "text":
+        return _open_text(spec, options)
     if isinstance(spec, str) and is_named_spec(spec):
         return open_named(spec)
     path = Path(spec).expanduser()
@@ -208,4 +238,22 @@ def _open_table(spec: str | os.PathLike | pd.DataFrame, options: dict[str, Any])
         return load_table_file(path, **options)
     raise FileNotFoundError(
         f"{spec}: no such file, and not a named table (known: {', '.join(tabular_names())})"
+    )
+
+
+def _open_text(spec: str | os.PathLike | pd.DataFrame, options: dict[str, Any]) -> Source:
+    if isinstance(options.get("tokenizer"), (str, os.PathLike)):  # a run folder or its file
+        options = {**options, "tokenizer": TextTokenizer.load(options["tokenizer"])}
+    if isinstance(spec, str) and is_text_spec(spec):
+        columns = ("text_column", "label_column", "require_label")
+        named = {k: v for k, v in options.items() if k not in columns}
+        return open_text_corpus(spec, **named)
+    if isinstance(spec, pd.DataFrame):
+        return load_text_file(spec, **options)
+    path = Path(spec).expanduser()
+    if path.exists():
+        return load_text_file(path, **options)
+    raise FileNotFoundError(
+        f"{spec}: no such file or folder, and not a named text corpus "
+        f"(known: {', '.join(text_corpus_names())})"
     )

@@ -43,11 +43,14 @@ DEFAULT_PROTOCOLS = {
     "image": ("knn", "linear", "fewshot"),
     "series": ("svm", "knn", "linear"),
     "tabular": ("linear", "auroc", "knn"),
+    "text": ("linear", "knn", "fewshot"),
 }
 #: ``auroc`` is the linear probe's ROC AUC (for imbalanced labels).
 PROTOCOLS = ("knn", "linear", "fewshot", "svm", "auroc")
 #: Raw-pixel baselines use images of at most this side, so they fit in memory for any data.
 RAW_MAX_SIDE = 32
+#: The text baseline's TF-IDF keeps this many most frequent terms, so it fits in memory dense.
+TFIDF_MAX_TERMS = 2048
 
 
 @dataclass
@@ -111,6 +114,28 @@ def raw_features(source: Source, batch_size: int = 1024) -> np.ndarray:
     return np.concatenate(chunks)
 
 
+def tfidf_features(train: Source, test: Source) -> tuple[np.ndarray, np.ndarray]:
+    """TF-IDF vectors of the raw documents of two text splits (the text baseline): word
+    unigrams and bigrams with sublinear term frequency, the ``TFIDF_MAX_TERMS`` most frequent
+    terms of ``train``, fitted on ``train``; dense float32.
+
+    Example:
+        >>> from selfsup.data.text import TextSource
+        >>> a, b = tfidf_features(TextSource(["good film", "bad film"]), TextSource(["good"]))
+        >>> a.shape, b.shape
+        ((2, 5), (1, 5))
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from selfsup.data.text import texts_of
+
+    vectorizer = TfidfVectorizer(
+        ngram_range=(1, 2), sublinear_tf=True, max_features=TFIDF_MAX_TERMS, dtype=np.float32
+    )
+    fitted = vectorizer.fit_transform(texts_of(train)).toarray()
+    return fitted, vectorizer.transform(texts_of(test)).toarray()
+
+
 def _same_width(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Zero-pad the narrower of two raw feature matrices (series splits of different
     longest lengths) to the other's width."""
@@ -158,7 +183,9 @@ def evaluate_encoder(
     started = time.perf_counter()
     features = {
         "selfsup": (embed_source(encoder, train), embed_source(encoder, test)),
-        "raw": _same_width(raw_features(train), raw_features(test)),
+        "raw": tfidf_features(train, test)
+        if train.modality == "text"
+        else _same_width(raw_features(train), raw_features(test)),
     }
     rows = []
     for protocol in protocols:

