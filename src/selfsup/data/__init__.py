@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from selfsup.data.arrays import ArraySource, encode_labels, image_layout, load_array_file
+from selfsup.data.audio import AUDIO_EXTENSIONS, AudioFolderSource, is_audio_folder
 from selfsup.data.base import Batch, EmptySourceError, ItemReadError, SkippedItem, Source
 from selfsup.data.idx import read_idx
 from selfsup.data.image_folder import IMAGE_EXTENSIONS, ImageFolderSource
@@ -48,9 +49,11 @@ from selfsup.data.tabular import (
 )
 
 __all__ = [
+    "AUDIO_EXTENSIONS",
     "IMAGE_EXTENSIONS",
     "MODALITIES",
     "ArraySource",
+    "AudioFolderSource",
     "Batch",
     "DatasetNotInstalledError",
     "EmptySourceError",
@@ -100,6 +103,15 @@ _OPTIONS = {
         "preprocessor",
         "require_label",
     },
+    "audio": {
+        "sample_rate",
+        "clip_seconds",
+        "n_mels",
+        "n_fft",
+        "hop_length",
+        "f_min",
+        "f_max",
+    },
 }
 
 
@@ -107,8 +119,9 @@ def infer_modality(spec: str | os.PathLike) -> str:
     """The modality a ``DATA`` argument implies when ``--modality`` is not given.
 
     ``ucr:NAME`` and ``.ts`` files are series; CSV/TSV/Parquet files, DataFrames and the
-    named tables (``breast-cancer``, ``islp:Default``) are tabular; everything else (folders,
-    arrays, the image datasets) is read as images unless the modality is given.
+    named tables (``breast-cancer``, ``islp:Default``) are tabular; a folder whose first media
+    file is a .wav/.flac/.ogg is audio; everything else (folders, arrays, the image datasets)
+    is read as images unless the modality is given.
 
     Example:
         >>> infer_modality("ucr:GunPoint"), infer_modality("x.csv"), infer_modality("digits")
@@ -122,6 +135,8 @@ def infer_modality(spec: str | os.PathLike) -> str:
         return "series"
     if is_tabular_spec(text) or suffix in TABLE_SUFFIXES:
         return "tabular"
+    if is_audio_folder(text):
+        return "audio"
     return "image"
 
 
@@ -137,6 +152,7 @@ def open_source(
     ``.ts``, ``.npy``/``.npz``, CSV/TSV or Parquet file (see :func:`load_series_file`).
     Tables: ``breast-cancer``, ``islp:Default`` (and their ``:test`` splits), a CSV/TSV or
     Parquet file, or a pandas DataFrame (see :class:`TabularSource`).
+    Audio: a folder of .wav/.flac/.ogg files (see :class:`AudioFolderSource`).
 
     Args:
         spec: a named dataset spec or a path.
@@ -145,7 +161,9 @@ def open_source(
             named datasets keep their stored size and channels, the views resize). Series
             tables: ``id_column``, ``time_column``, ``value_columns``, ``label_column``.
             Tables: ``label_column``, ``categorical_columns``, ``numeric_columns``,
-            ``drop_columns``, ``preprocessor`` (a fitted encoding to apply). Options set to
+            ``drop_columns``, ``preprocessor`` (a fitted encoding to apply). Audio:
+            ``sample_rate``, ``clip_seconds``, ``n_mels``, ``n_fft``, ``hop_length``,
+            ``f_min``, ``f_max``. Options set to
             None, and options of the other modalities, are ignored.
 
     Raises:
@@ -171,6 +189,8 @@ def open_source(
         return _open_series(spec, options)
     if modality == "tabular":
         return _open_table(spec, options)
+    if modality == "audio":
+        return _open_audio(spec, options)
     if isinstance(spec, str) and is_named_spec(spec):
         return open_named(spec)
     path = Path(spec).expanduser()
@@ -209,3 +229,10 @@ def _open_table(spec: str | os.PathLike | pd.DataFrame, options: dict[str, Any])
     raise FileNotFoundError(
         f"{spec}: no such file, and not a named table (known: {', '.join(tabular_names())})"
     )
+
+
+def _open_audio(spec: str | os.PathLike, options: dict[str, Any]) -> Source:
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return AudioFolderSource(path, **options)
+    raise FileNotFoundError(f"{spec}: no such folder (audio is read from a folder of files)")

@@ -40,6 +40,8 @@ class Method(nn.Module, abc.ABC):
         series_view_recipe: the augmentation recipe for series views (``series`` or ``none``).
         tabular_view_recipe: the corruption recipe for table rows (``tabular``, ``scarf`` or
             ``none``).
+        audio_view_recipe: the augmentation recipe for log-mel views (``audio``, ``byola`` or
+            ``none``).
     """
 
     name: ClassVar[str]
@@ -47,9 +49,10 @@ class Method(nn.Module, abc.ABC):
     view_recipe: ClassVar[str] = "byol"
     num_views: ClassVar[int] = 2
     num_local_views: ClassVar[int] = 0
-    modalities: ClassVar[tuple[str, ...]] = ("image", "series", "tabular")
+    modalities: ClassVar[tuple[str, ...]] = ("image", "series", "tabular", "audio")
     series_view_recipe: ClassVar[str] = "series"
     tabular_view_recipe: ClassVar[str] = "tabular"
+    audio_view_recipe: ClassVar[str] = "audio"
 
     def __init__(self, encoder: Encoder) -> None:
         super().__init__()

@@ -1,5 +1,6 @@
 """Views: the random augmentations that turn one item into several correlated inputs."""
 
+from selfsup.views.audio import AudioViewRecipe, AudioViews, audio_method_views, audio_recipe
 from selfsup.views.image import ImageViewRecipe, ImageViews, image_recipe, method_views
 from selfsup.views.series import (
     SeriesViewRecipe,
@@ -16,12 +17,16 @@ from selfsup.views.tabular import (
 )
 
 __all__ = [
+    "AudioViewRecipe",
+    "AudioViews",
     "ImageViewRecipe",
     "ImageViews",
     "SeriesViewRecipe",
     "SeriesViews",
     "TabularViewRecipe",
     "TabularViews",
+    "audio_method_views",
+    "audio_recipe",
     "image_recipe",
     "marginal_corruption",
     "method_views",
