@@ -76,8 +76,9 @@ def pretrain(
     modality: Annotated[
         str | None,
         typer.Option(
-            help="image, series or tabular (default: ucr: names and .ts files are series, "
-            ".csv/.parquet files and named tables are tabular)."
+            help="image, series, tabular or audio (default: ucr: names and .ts files are "
+            "series, .csv/.parquet files and named tables are tabular, folders of "
+            ".wav/.flac/.ogg files are audio)."
         ),
     ] = None,
     method: Annotated[
@@ -85,14 +86,14 @@ def pretrain(
         typer.Option(
             help="simclr, byol, vicreg, barlowtwins, mocov3, simsiam, nnclr, swav, dino, mae "
             "or ijepa (mae and ijepa need a ViT backbone); ts2vec for series, scarf or vime "
-            "for tables (their defaults)."
+            "for tables, byola for audio (their defaults)."
         ),
     ] = None,
     backbone: Annotated[
         str | None,
         typer.Option(
             help="small-cnn, resnet18/34/50, vit-tiny, vit-small; series: ts2vec, "
-            "patch-transformer; tables: mlp."
+            "patch-transformer; tables: mlp; audio: byola-cnn, spectrogram-vit."
         ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the data.")] = None,
@@ -155,6 +156,13 @@ def pretrain(
     drop_columns: Annotated[
         str | None, typer.Option(help="Tables: comma list of columns to ignore (ids, text).")
     ] = None,
+    sample_rate: Annotated[
+        int | None, typer.Option(help="Audio: the rate files are resampled to (16000).")
+    ] = None,
+    clip_seconds: Annotated[
+        float | None, typer.Option(help="Audio: clip length, centre-cropped or padded (0.95).")
+    ] = None,
+    n_mels: Annotated[int | None, typer.Option(help="Audio: mel bands (64).")] = None,
 ) -> None:
     """Pretrain an encoder on unlabeled data; the run folder's path is printed at the end."""
     from selfsup.run import pretrain as run_pretrain
@@ -187,6 +195,9 @@ def pretrain(
         "select_by": select_by,
         "online_probe": online_probe,
         "keep_checkpoints": keep_checkpoints,
+        "sample_rate": sample_rate,
+        "clip_seconds": clip_seconds,
+        "n_mels": n_mels,
     }
     options = {k: v for k, v in options.items() if v is not None}
     if data is None and config is None and resume is None:
