@@ -26,7 +26,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
-datasets_app = typer.Typer(help="List and inspect the named datasets.", no_args_is_help=True)
+datasets_app = typer.Typer(
+    help="List and inspect the named datasets; make the synthetic ones.", no_args_is_help=True
+)
 app.add_typer(datasets_app, name="datasets")
 console = Console()
 
@@ -387,6 +389,48 @@ def datasets_show(
         names = source.classes or [str(i) for i in range(len(counts))]
         info["classes"] = {names[i]: int(c) for i, c in enumerate(counts)}
     console.print_json(json.dumps(info))
+
+
+class MadeDataset(str, Enum):
+    spoken_words = "spoken-words"
+
+
+@datasets_app.command(
+    "make", epilog="Example: `selfsup datasets make spoken-words data/spoken-words`"
+)
+def datasets_make(
+    name: Annotated[MadeDataset, typer.Argument(help="The set to build: spoken-words.")],
+    out: Annotated[Path, typer.Argument(help="Folder to create (must be new or empty).")],
+    words: Annotated[
+        str | None, typer.Option(help="Comma list of words (default: Speech Commands' ten).")
+    ] = None,
+    accents: Annotated[
+        str | None, typer.Option(help="Comma list of espeak-ng accents (default: 7 English).")
+    ] = None,
+    variants: Annotated[
+        str | None,
+        typer.Option(help="Comma list of voice variants, e.g. m1,f2,klatt (default: 15 + plain)."),
+    ] = None,
+    speeds: Annotated[str, typer.Option(help="Comma list of words per minute.")] = "130,175",
+    pitches: Annotated[str, typer.Option(help="Comma list of pitches, 0-99.")] = "35,65",
+    test_fraction: Annotated[float, typer.Option(help="Fraction of voices kept for test.")] = 0.25,
+    seed: Annotated[int, typer.Option(help="Seed of the voice split.")] = 0,
+) -> None:
+    """Build a labelled set: spoken-words synthesizes SYNTHETIC spoken words with espeak-ng,
+    train/test split by voice (test voices are unseen)."""
+    from selfsup.data import spoken_words as sw
+
+    made = sw.make_spoken_words(
+        out,
+        words=_comma_list(words) or sw.DEFAULT_WORDS,
+        accents=_comma_list(accents) or sw.DEFAULT_ACCENTS,
+        variants=sw.DEFAULT_VARIANTS if variants is None else variants.split(","),
+        speeds=[int(v) for v in _comma_list(speeds) or []],
+        pitches=[int(v) for v in _comma_list(pitches) or []],
+        test_fraction=test_fraction,
+        seed=seed,
+    )
+    console.print(sw.describe_spoken_words(made))
 
 
 @app.command(epilog="Example: `selfsup demo --time-budget 2`")
