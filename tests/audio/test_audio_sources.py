@@ -6,7 +6,7 @@ import pytest
 import soundfile
 import torch
 
-from selfsup.data import infer_modality, open_source
+from selfsup.data import audio, infer_modality, open_source
 from selfsup.data.audio import AudioFolderSource, fit_clip, read_audio
 from selfsup.data.base import EmptySourceError, ItemReadError
 from selfsup.data.logmel import LOG_FLOOR, LogMelSettings, LogMelSpectrogram
@@ -136,12 +136,15 @@ def test_corrupt_file_is_skipped_and_named(tones):
         src.read(bad)
 
 
-def test_cached_items_equal_fresh_ones(tones):
+def test_cached_and_chunked_items_equal_fresh_ones(tones, monkeypatch):
     src = AudioFolderSource(tones, sample_rate=8000, n_mels=32, clip_seconds=0.5)
     first = src.read_batch([3, 1, 3]).items
     assert torch.equal(first[0], first[2])
     fresh = AudioFolderSource(tones, sample_rate=8000, n_mels=32, clip_seconds=0.5)
     torch.testing.assert_close(src.read_batch([1, 3]).items, fresh.read_batch([1, 3]).items)
+    monkeypatch.setattr(audio, "LOG_MEL_CHUNK", 2)
+    chunked = AudioFolderSource(tones, sample_rate=8000, n_mels=32, clip_seconds=0.5)
+    torch.testing.assert_close(chunked.read_batch(range(7)).items, src.read_batch(range(7)).items)
 
 
 def test_audio_folders_are_inferred_and_errors_are_clear(tones, tmp_path):
