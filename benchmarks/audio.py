@@ -38,12 +38,15 @@ from selfsup.data.spoken_words import SYNTHETIC_NOTE, make_spoken_words
 from selfsup.embedding import embed_source
 from selfsup.encoder import Encoder
 from selfsup.engine.monitor import load_encoder_weights
+from selfsup.evaluation.fewshot import few_shot
 from selfsup.evaluation.knn import knn_accuracy
 from selfsup.evaluation.linear import linear_probe, standardize
 from selfsup.run import _machine, pretrain
 
 DATA = ROOT / "runs" / "data" / "spoken-words"
 MFCC_COEFFICIENTS = 20
+#: Labelled train clips per word in the few-shot column (of 336 per word).
+SHOTS = 2
 
 
 def mfcc_statistics(source: Source, coefficients: int = MFCC_COEFFICIENTS) -> np.ndarray:
@@ -65,10 +68,13 @@ def mfcc_statistics(source: Source, coefficients: int = MFCC_COEFFICIENTS) -> np
 def score(
     train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray, test_y: np.ndarray, seed: int
 ) -> dict[str, float]:
-    """Linear-probe and kNN test accuracy."""
+    """Linear-probe, kNN and few-shot (``SHOTS`` labels per word, 10 draws) test accuracy."""
     return {
         "linear": linear_probe(train_x, train_y, test_x, test_y, seed=seed).accuracy,
         "knn": knn_accuracy(train_x, train_y, test_x, test_y, k=20),
+        "fewshot": few_shot(
+            train_x, train_y, test_x, test_y, shots=SHOTS, draws=10, seed=seed
+        ).mean,
     }
 
 
@@ -133,6 +139,7 @@ def main() -> None:
             items_per_second=run.summary["items_per_second"],
             untrained_linear=before["linear"],
             untrained_knn=before["knn"],
+            untrained_fewshot=before["fewshot"],
         )
         print(args.method, seed, json.dumps(runs[-1]), flush=True)
 
@@ -179,21 +186,22 @@ def render(
         f"and weighted kNN (k=20, cosine), fitted on the train voices, accuracy on the unseen "
         f"test voices. The baseline is MFCC statistics: the mean and standard deviation over "
         f"time of {MFCC_COEFFICIENTS} MFCCs (orthonormal DCT-II of the same log-mels), "
-        f"standardized, with the same classifiers. The untrained row is the same network at "
-        f"its random initialization, to show what pretraining adds."
+        f"standardized, with the same classifiers. Few-shot: logistic regression on {SHOTS} "
+        f"labelled train clips per word, mean of 10 draws. The untrained row is the same "
+        f"network at its random initialization, to show what pretraining adds."
         + (f" Mean ± std over {len(runs)} seeds." if len(runs) > 1 else ""),
         "",
-        "| features | linear probe | kNN | training |",
-        "| --- | --- | --- | --- |",
+        f"| features | linear probe | kNN | {SHOTS}-shot | training |",
+        "| --- | --- | --- | --- | --- |",
         f"| selfsup {args.method} ({args.backbone}) | {mean_std('linear')} | "
-        f"{mean_std('knn')} | {train_minutes:.1f} min, "
+        f"{mean_std('knn')} | {mean_std('fewshot')} | {train_minutes:.1f} min, "
         f"{np.mean([r['steps'] for r in runs]):.0f} steps, "
         f"{np.mean([r['epochs'] for r in runs]):.0f} epochs, "
         f"{np.mean([r['items_per_second'] for r in runs]):.0f} clips/s, {runs[0]['precision']} |",
         f"| same network, untrained | {mean_std('untrained_linear')} | "
-        f"{mean_std('untrained_knn')} | none |",
+        f"{mean_std('untrained_knn')} | {mean_std('untrained_fewshot')} | none |",
         f"| MFCC statistics (2 x {MFCC_COEFFICIENTS}) | {baseline['linear']:.3f} | "
-        f"{baseline['knn']:.3f} | none |",
+        f"{baseline['knn']:.3f} | {baseline['fewshot']:.3f} | none |",
         "",
         f"Machine: {_machine()}; load average (1, 5, 15 min) before: {load_before}, after: "
         f"{load_average()}. Whole benchmark (synthesis if needed, training, evaluation): "

@@ -86,7 +86,7 @@ __all__ = [
     "ucr_names",
 ]
 
-#: The modalities of the toolkit; "image", "series" and "tabular" have sources so far.
+#: The modalities of the toolkit; "image", "series", "tabular" and "audio" have sources so far.
 MODALITIES = ("image", "series", "tabular", "audio", "text")
 _ARRAY_SUFFIXES = (".npy", ".npz")
 #: The options each modality's sources take. A run's config carries the options of every
