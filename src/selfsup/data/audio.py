@@ -241,4 +241,4 @@ class AudioFolderSource(Source):
         kept = [i for i in indices if i not in bad]
         items = [fresh[i] if i in fresh else cached[i] for i in kept]
         stacked = torch.stack(items) if items else torch.empty(0)
-        return Batch(stacked, kept, [s for s in skipped if s.index in bad])
+        return Batch(stacked, kept, skipped)
