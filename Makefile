@@ -42,13 +42,15 @@ test: setup
 
 # Every method for 10 minutes (about 2.5 hours), then the label-free study and transfer on
 # the checkpoints it keeps (methods.py caches each finished method and continues after a
-# stop), then time series (about 20 minutes) and tables (about 10 minutes).
+# stop), then time series (about 20 minutes), tables (about 10 minutes) and audio (synthetic
+# spoken words, about 10 minutes; needs espeak-ng).
 bench: setup datasets
 	$(PY) benchmarks/methods.py
 	$(PY) benchmarks/labelfree.py
 	$(PY) benchmarks/transfer.py
 	$(PY) benchmarks/series.py
 	$(PY) benchmarks/tabular.py
+	$(PY) benchmarks/audio.py
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -27,7 +27,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="markdown",
 )
-datasets_app = typer.Typer(help="List and inspect the named datasets.", no_args_is_help=True)
+datasets_app = typer.Typer(
+    help="List and inspect the named datasets; make the synthetic ones.", no_args_is_help=True
+)
 app.add_typer(datasets_app, name="datasets")
 console = Console()
 
@@ -77,9 +79,9 @@ def pretrain(
     modality: Annotated[
         str | None,
         typer.Option(
-            help="image, series, tabular or text (default: ucr: names and .ts files are series, "
-            ".csv/.parquet files and named tables are tabular, .txt/.jsonl files and named "
-            "corpora are text)."
+            help="image, series, tabular, text or audio (default: ucr: names and .ts files are "
+            "series, .csv/.parquet files and named tables are tabular, .txt/.jsonl files and "
+            "named corpora are text, folders of .wav/.flac/.ogg files are audio)."
         ),
     ] = None,
     method: Annotated[
@@ -87,7 +89,7 @@ def pretrain(
         typer.Option(
             help="simclr, byol, vicreg, barlowtwins, mocov3, simsiam, nnclr, swav, dino, mae "
             "or ijepa (mae and ijepa need a ViT backbone); ts2vec for series, scarf or vime "
-            "for tables, simcse or mlm for text (their defaults)."
+            "for tables, simcse or mlm for text, byola for audio (their defaults)."
         ),
     ] = None,
     backbone: Annotated[
@@ -95,7 +97,7 @@ def pretrain(
         typer.Option(
             help="small-cnn, resnet18/34/50, vit-tiny, vit-small; series: ts2vec, "
             "patch-transformer; tables: mlp; text: text-transformer, text-transformer-small, "
-            "bert."
+            "bert; audio: byola-cnn, spectrogram-vit."
         ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the data.")] = None,
@@ -168,6 +170,13 @@ def pretrain(
     vocab_size: Annotated[
         int | None, typer.Option(help="Text: BPE vocabulary trained on the data (default 8000).")
     ] = None,
+    sample_rate: Annotated[
+        int | None, typer.Option(help="Audio: the rate files are resampled to (16000).")
+    ] = None,
+    clip_seconds: Annotated[
+        float | None, typer.Option(help="Audio: clip length, centre-cropped or padded (0.95).")
+    ] = None,
+    n_mels: Annotated[int | None, typer.Option(help="Audio: mel bands (64).")] = None,
 ) -> None:
     """Pretrain an encoder on unlabeled data; the run folder's path is printed at the end."""
     from selfsup.run import pretrain as run_pretrain
@@ -203,6 +212,9 @@ def pretrain(
         "text_column": text_column,
         "max_length": max_length,
         "vocab_size": vocab_size,
+        "sample_rate": sample_rate,
+        "clip_seconds": clip_seconds,
+        "n_mels": n_mels,
     }
     options = {k: v for k, v in options.items() if v is not None}
     if data is None and config is None and resume is None:
@@ -406,6 +418,48 @@ def datasets_show(
         names = source.classes or [str(i) for i in range(len(counts))]
         info["classes"] = {names[i]: int(c) for i, c in enumerate(counts)}
     console.print_json(json.dumps(info))
+
+
+class MadeDataset(str, Enum):
+    spoken_words = "spoken-words"
+
+
+@datasets_app.command(
+    "make", epilog="Example: `selfsup datasets make spoken-words data/spoken-words`"
+)
+def datasets_make(
+    name: Annotated[MadeDataset, typer.Argument(help="The set to build: spoken-words.")],
+    out: Annotated[Path, typer.Argument(help="Folder to create (must be new or empty).")],
+    words: Annotated[
+        str | None, typer.Option(help="Comma list of words (default: Speech Commands' ten).")
+    ] = None,
+    accents: Annotated[
+        str | None, typer.Option(help="Comma list of espeak-ng accents (default: 7 English).")
+    ] = None,
+    variants: Annotated[
+        str | None,
+        typer.Option(help="Comma list of voice variants, e.g. m1,f2,klatt (default: 15 + plain)."),
+    ] = None,
+    speeds: Annotated[str, typer.Option(help="Comma list of words per minute.")] = "130,175",
+    pitches: Annotated[str, typer.Option(help="Comma list of pitches, 0-99.")] = "35,65",
+    test_fraction: Annotated[float, typer.Option(help="Fraction of voices kept for test.")] = 0.25,
+    seed: Annotated[int, typer.Option(help="Seed of the voice split.")] = 0,
+) -> None:
+    """Build a labelled set: spoken-words synthesizes SYNTHETIC spoken words with espeak-ng,
+    train/test split by voice (test voices are unseen)."""
+    from selfsup.data import spoken_words as sw
+
+    made = sw.make_spoken_words(
+        out,
+        words=_comma_list(words) or sw.DEFAULT_WORDS,
+        accents=_comma_list(accents) or sw.DEFAULT_ACCENTS,
+        variants=sw.DEFAULT_VARIANTS if variants is None else variants.split(","),
+        speeds=[int(v) for v in _comma_list(speeds) or []],
+        pitches=[int(v) for v in _comma_list(pitches) or []],
+        test_fraction=test_fraction,
+        seed=seed,
+    )
+    console.print(sw.describe_spoken_words(made))
 
 
 @app.command(epilog="Example: `selfsup demo --time-budget 2`")

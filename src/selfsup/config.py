@@ -31,15 +31,16 @@ class PretrainConfig(BaseModel):
 
     Attributes:
         data: a path (folder, .npy/.npz) or a named dataset (``fashion-mnist``, ``digits``...).
-        modality: ``image``, ``series`` or ``tabular``; by default inferred from the data
-            (``ucr:`` names and ``.ts`` files are series, CSV/Parquet files and named tables
-            are tabular, the rest images).
+        modality: ``image``, ``series``, ``tabular`` or ``audio``; by default inferred from
+            the data (``ucr:`` names and ``.ts`` files are series, CSV/Parquet files and named
+            tables are tabular, folders of .wav/.flac/.ogg files audio, the rest images).
         method: the objective id (``simclr``, ``byol``, ``vicreg``, ``barlowtwins``,
             ``mocov3``, ``simsiam``, ``nnclr``, ``swav``, ``dino``, ``mae``, ``ijepa``,
             ``ts2vec``, ``scarf``, ``vime``; see ``selfsup.methods.METHODS``); default
-            ``simclr`` for images, ``ts2vec`` for series and ``scarf`` for tables.
+            ``simclr`` for images, ``ts2vec`` for series, ``scarf`` for tables and ``byola``
+            for audio.
         backbone: the backbone name; by default ``small-cnn`` for images up to 32 pixels,
-            ``resnet18`` above.
+            ``resnet18`` above, ``byola-cnn`` for audio.
         backbone_options: extra keyword arguments of the backbone (``width``, ``patch_size``...).
         method_options: hyperparameters of the method (``temperature``, ``projection_dim``...).
         views: overrides of the method's augmentation recipe (``crop_scale``, ``blur_p``...).
@@ -84,12 +85,20 @@ class PretrainConfig(BaseModel):
             ``text``); setting it reads a CSV as text rather than as a table.
         max_length: text: the most tokens kept per document (default 64).
         vocab_size: text: the size of the BPE vocabulary trained on the data (default 8000).
+        sample_rate: audio: the rate files are resampled to (default 16000).
+        clip_seconds: audio: the length clips are centre-cropped or zero-padded to (default
+            0.95, BYOL-A's).
+        n_mels: audio: mel bands of the log-mel spectrograms (default 64).
+        n_fft: audio: window length in samples (default 1024).
+        hop_length: audio: samples between frames (default 160).
+        f_min: audio: lowest mel band edge in Hz (default 60).
+        f_max: audio: highest mel band edge in Hz (default min(7800, sample_rate / 2)).
     """
 
     model_config = ConfigDict(extra="forbid")
 
     data: str
-    modality: Literal["image", "series", "tabular", "text"] | None = None
+    modality: Literal["image", "series", "tabular", "text", "audio"] | None = None
     method: str | None = None
     backbone: str | None = None
     backbone_options: dict[str, Any] = Field(default_factory=dict)
@@ -129,6 +138,13 @@ class PretrainConfig(BaseModel):
     text_column: str | None = None
     max_length: int | None = None
     vocab_size: int | None = None
+    sample_rate: int | None = None
+    clip_seconds: float | None = None
+    n_mels: int | None = None
+    n_fft: int | None = None
+    hop_length: int | None = None
+    f_min: float | None = None
+    f_max: float | None = None
 
     @field_validator("batch_size", "devices", "num_nodes", "log_every")
     @classmethod
@@ -168,9 +184,12 @@ class PretrainConfig(BaseModel):
 
         modality = self.modality or ("text" if self.text_column else infer_modality(self.data))
         series = modality == "series"
-        default_method = {"series": "ts2vec", "tabular": "scarf", "text": "simcse"}.get(
-            modality, "simclr"
-        )
+        default_method = {
+            "series": "ts2vec",
+            "tabular": "scarf",
+            "text": "simcse",
+            "audio": "byola",
+        }.get(modality, "simclr")
         return self.model_copy(
             update={
                 "modality": modality,

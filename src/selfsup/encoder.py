@@ -28,6 +28,7 @@ from torch import nn
 
 from selfsup.backbones import (
     TabularMLP,
+    build_audio_backbone,
     build_backbone,
     build_series_backbone,
     build_text_backbone,
@@ -36,7 +37,13 @@ from selfsup.backbones import (
 WEIGHTS_FILE = "encoder.safetensors"
 SPEC_FILE = "encoder.json"
 #: Shape of the normalization statistics per modality (they broadcast over the batch).
-_STAT_SHAPES = {"image": (1, -1, 1, 1), "series": (1, -1, 1), "tabular": (1, -1), "text": (1, -1)}
+_STAT_SHAPES = {
+    "image": (1, -1, 1, 1),
+    "series": (1, -1, 1),
+    "tabular": (1, -1),
+    "audio": (1, -1, 1, 1),
+    "text": (1, -1),
+}
 
 
 class Encoder(nn.Module):
@@ -51,8 +58,9 @@ class Encoder(nn.Module):
             custom module passed from Python.
         modality: ``image`` (statistics per channel of (n, C, H, W)), ``series`` (per
             channel of (n, C, length)) or ``tabular`` (per column of (n, columns); tables come
-            standardized by their preprocessor, so these stay 0 and 1) or ``text`` (token
-            ids, passed through unnormalized).
+            standardized by their preprocessor, so these stay 0 and 1), ``text`` (token
+            ids, passed through unnormalized) or ``audio`` (log-mels (n, 1, n_mels, frames),
+            normalized by the dataset's mean and std as BYOL-A's pre-normalization).
     """
 
     def __init__(
@@ -171,6 +179,35 @@ class Encoder(nn.Module):
         }
         return cls(module, mean=[0.0], std=[1.0], spec=spec, modality="text")
 
+    @classmethod
+    def build_audio(
+        cls,
+        backbone: str,
+        n_mels: int,
+        frames: int,
+        mean: float = 0.0,
+        std: float = 1.0,
+        **options: Any,
+    ) -> Encoder:
+        """Build an audio encoder on log-mels (n, 1, n_mels, frames) from a registered audio
+        backbone name and its options, normalizing with the dataset's log-mel ``mean`` and
+        ``std``.
+
+        Example:
+            >>> enc = Encoder.build_audio("byola-cnn", 64, 96, -6.0, 4.0, feature_dim=32)
+            >>> enc(torch.zeros(2, 1, 64, 96)).shape
+            torch.Size([2, 32])
+        """
+        module = build_audio_backbone(backbone, n_mels, frames, **options)
+        spec = {
+            "modality": "audio",
+            "backbone": backbone,
+            "n_mels": n_mels,
+            "frames": frames,
+            "options": options,
+        }
+        return cls(module, mean=[float(mean)], std=[float(std)], spec=spec, modality="audio")
+
     @property
     def device(self) -> torch.device:
         """The device of the encoder's weights; inputs to ``forward`` must be moved there.
@@ -258,6 +295,15 @@ class Encoder(nn.Module):
         elif spec.get("modality") == "tabular":
             encoder = cls.build_tabular(
                 spec["numeric"], spec["cardinalities"], spec["backbone"], **spec["options"]
+            )
+        elif spec.get("modality") == "audio":
+            encoder = cls.build_audio(
+                spec["backbone"],
+                spec["n_mels"],
+                spec["frames"],
+                spec["mean"][0],
+                spec["std"][0],
+                **spec["options"],
             )
         elif spec.get("modality", "image") == "series":
             encoder = cls.build_series(

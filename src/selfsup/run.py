@@ -49,8 +49,11 @@ from selfsup.evaluation.labelfree import LabelFreeMetrics, measure_label_free
 from selfsup.evaluation.report import Evaluation, evaluate_encoder
 from selfsup.methods import METHODS, build_method
 from selfsup.views import (
+    AudioViews,
     SeriesViews,
     TabularViews,
+    audio_method_views,
+    audio_recipe,
     method_views,
     series_method_views,
     series_recipe,
@@ -62,6 +65,8 @@ from selfsup.views import (
 from selfsup.views.text import TextViews
 
 CONFIG_FILE = "config.yaml"
+#: The config fields that set how audio files become log-mels (the audio source's options).
+AUDIO_OPTIONS = ("sample_rate", "clip_seconds", "n_mels", "n_fft", "hop_length", "f_min", "f_max")
 TRAIN_FILE = "train.json"
 _RUN_DIR_ENV = "SELFSUP_RUN_DIR"
 
@@ -121,6 +126,7 @@ class Run:
             time_column=cfg.get("time_column"),
             label_column=cfg.get("label_column"),
             **options,
+            **{name: cfg.get(name) for name in AUDIO_OPTIONS},
         )
 
     def _split_source(self, data: str | os.PathLike | Source | None) -> Any:
@@ -192,7 +198,7 @@ class Run:
         spec = self.encoder.spec or {}
         method = METHODS[self.config.get("method") or "simclr"]
         views_options = {**self.config.get("views", {}), "local_views": 0}
-        if source.modality in ("series", "tabular", "text"):
+        if source.modality in ("series", "tabular", "text", "audio"):
             views = monitor_views(method, views_options, source.modality)
         else:
             first = source.read_batch([0]).items
@@ -241,6 +247,11 @@ def monitor_views(method: Any, options: dict[str, Any], modality: str = "series"
         views, recipe = text_method_views(method, **options)
         if recipe.identity or views.num_views < 2:
             return TextViews(text_recipe("text"), num_views=2)
+        return views
+    if modality == "audio":
+        views, recipe = audio_method_views(method, **options)
+        if recipe.identity or views.num_views < 2:
+            return AudioViews(audio_recipe("audio"), num_views=2)
         return views
     if modality == "tabular":
         views, recipe = tabular_method_views(method, **options)
@@ -295,6 +306,7 @@ def _open_training_data(
         max_length=cfg.max_length,
         vocab_size=cfg.vocab_size,
         tokenizer=tokenizer,
+        **{name: getattr(cfg, name) for name in AUDIO_OPTIONS},
     )
 
 
@@ -336,6 +348,11 @@ def _build_encoder(
         return Encoder(custom, feature_dim, mean, std, modality=cfg.modality), cfg
     first = source.read_batch([0]).items
     channels = first.shape[1]
+    if cfg.modality == "audio":
+        name = cfg.backbone or "byola-cnn"
+        n_mels, frames = first.shape[-2:]
+        encoder = Encoder.build_audio(name, n_mels, frames, mean[0], std[0], **cfg.backbone_options)
+        return encoder, cfg.model_copy(update={"backbone": name})
     if cfg.modality == "series":
         name = cfg.backbone or "ts2vec"
         encoder = Encoder.build_series(name, channels, mean, std, **cfg.backbone_options)
@@ -360,6 +377,9 @@ def _training_views(
     if cfg.modality == "text":
         views, recipe = text_method_views(method, **cfg.views)
         return views, recipe, monitor_views(method, cfg.views, "text")
+    if cfg.modality == "audio":
+        views, recipe = audio_method_views(method, **cfg.views)
+        return views, recipe, monitor_views(method, cfg.views, "audio")
     first = source.read_batch([0]).items
     size = cfg.image_size or int(first.shape[-1])  # a custom backbone leaves it unset
     views, recipe = method_views(method, size, first.shape[1], **cfg.views)

@@ -37,7 +37,7 @@ def test_other_file_types_and_modalities_are_refused(tmp_path):
         open_source(tmp_path / "notes.txt", modality="series")
     with pytest.raises(FileNotFoundError, match="not a ucr:NAME set"):
         open_source("digits", modality="series")
-    with pytest.raises(ValueError, match="modality audio is not supported yet"):
+    with pytest.raises(FileNotFoundError, match="audio is read from a folder"):
         open_source("digits", modality="audio")
     with pytest.raises(ValueError, match="unknown modality"):
         open_source("digits", modality="video")

@@ -51,14 +51,21 @@ def _views(method, n: int = 8, size: int = 12) -> list[torch.Tensor]:
     return method_views(method, image_size=size, channels=1)[0](torch.rand(n, 1, size, size))
 
 
-# Image objectives; TS2Vec, SCARF and VIME have their own tests under tests/series and
-# tests/tabular (hand-computed losses, gradients, short training runs).
+# Image objectives; TS2Vec, SCARF, VIME and BYOL-A have their own tests under tests/series,
+# tests/tabular and tests/audio (hand-computed losses, gradients, short training runs).
 IMAGE_METHODS = sorted(name for name, cls in METHODS.items() if "image" in cls.modalities)
 
 
 def test_every_method_has_a_tiny_case() -> None:
     assert sorted(TINY) == IMAGE_METHODS
-    assert set(METHODS) - set(IMAGE_METHODS) == {"ts2vec", "scarf", "vime", "simcse", "mlm"}
+    assert set(METHODS) - set(IMAGE_METHODS) == {
+        "ts2vec",
+        "scarf",
+        "vime",
+        "simcse",
+        "mlm",
+        "byola",
+    }
 
 
 @pytest.mark.parametrize("name", IMAGE_METHODS)

@@ -19,6 +19,7 @@ from typing import Any
 
 from torch import nn
 
+from selfsup.backbones.audio import AudioNTT2020, SpectrogramTransformer
 from selfsup.backbones.mlp import TabularMLP
 from selfsup.backbones.resnet import ResNet
 from selfsup.backbones.series import DilatedConvEncoder, PatchTransformer
@@ -35,15 +36,19 @@ from selfsup.backbones.vit import VIT_PRESETS, VisionTransformer
 __all__ = [
     "TEXT_PRESETS",
     "VIT_PRESETS",
+    "AudioNTT2020",
     "BertEncoder",
     "DilatedConvEncoder",
     "PatchTransformer",
     "ResNet",
     "SmallCNN",
+    "SpectrogramTransformer",
     "TabularMLP",
     "TextTransformer",
     "VisionTransformer",
+    "audio_backbone_names",
     "backbone_names",
+    "build_audio_backbone",
     "build_backbone",
     "build_series_backbone",
     "build_text_backbone",
@@ -177,3 +182,46 @@ def build_series_backbone(name: str, in_channels: int, **kwargs: Any) -> nn.Modu
     if name not in _SERIES_BUILDERS:
         raise ValueError(f"unknown series backbone {name!r}; known: {', '.join(_SERIES_BUILDERS)}")
     return _SERIES_BUILDERS[name](in_channels, **kwargs)
+
+
+def _spectrogram_vit(n_mels: int, frames: int, **options: Any) -> nn.Module:
+    return SpectrogramTransformer(n_mels, frames, **options)
+
+
+def _byola_cnn(n_mels: int, frames: int, **options: Any) -> nn.Module:
+    # Convolutions and pooling over time: any number of frames.
+    return AudioNTT2020(n_mels, **options)
+
+
+_AUDIO_BUILDERS: dict[str, Callable[..., nn.Module]] = {
+    "byola-cnn": _byola_cnn,
+    "spectrogram-vit": _spectrogram_vit,
+}
+
+
+def audio_backbone_names() -> list[str]:
+    """The names ``build_audio_backbone`` accepts.
+
+    Example:
+        >>> audio_backbone_names()
+        ['byola-cnn', 'spectrogram-vit']
+    """
+    return list(_AUDIO_BUILDERS)
+
+
+def build_audio_backbone(name: str, n_mels: int, frames: int, **kwargs: Any) -> nn.Module:
+    """Build an audio backbone on log-mels (B, 1, n_mels, frames) by name: ``byola-cnn``
+    (BYOL-A's AudioNTT2020; options ``feature_dim``, ``width``, ``dropout``) or
+    ``spectrogram-vit`` (options ``patch_mels``, ``patch_frames``, ``dim``, ``depth``,
+    ``heads``, ``mlp_ratio``).
+
+    Raises:
+        ValueError: ``name`` is not a known audio backbone.
+
+    Example:
+        >>> build_audio_backbone("byola-cnn", n_mels=64, frames=96, feature_dim=32).feature_dim
+        32
+    """
+    if name not in _AUDIO_BUILDERS:
+        raise ValueError(f"unknown audio backbone {name!r}; known: {', '.join(_AUDIO_BUILDERS)}")
+    return _AUDIO_BUILDERS[name](n_mels, frames, **kwargs)

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from selfsup.data.arrays import ArraySource, encode_labels, image_layout, load_array_file
+from selfsup.data.audio import AUDIO_EXTENSIONS, AudioFolderSource, is_audio_folder
 from selfsup.data.base import Batch, EmptySourceError, ItemReadError, SkippedItem, Source
 from selfsup.data.idx import read_idx
 from selfsup.data.image_folder import IMAGE_EXTENSIONS, ImageFolderSource
@@ -57,9 +58,11 @@ from selfsup.data.text import (
 from selfsup.data.tokenizer import TextTokenizer
 
 __all__ = [
+    "AUDIO_EXTENSIONS",
     "IMAGE_EXTENSIONS",
     "MODALITIES",
     "ArraySource",
+    "AudioFolderSource",
     "Batch",
     "DatasetNotInstalledError",
     "EmptySourceError",
@@ -95,7 +98,7 @@ __all__ = [
     "ucr_names",
 ]
 
-#: The modalities of the toolkit; "image", "series", "tabular" and "text" have sources so far.
+#: The modalities of the toolkit; every one has sources now.
 MODALITIES = ("image", "series", "tabular", "audio", "text")
 _ARRAY_SUFFIXES = (".npy", ".npz")
 #: The options each modality's sources take. A run's config carries the options of every
@@ -120,6 +123,15 @@ _OPTIONS = {
         "vocab_size",
         "require_label",
     },
+    "audio": {
+        "sample_rate",
+        "clip_seconds",
+        "n_mels",
+        "n_fft",
+        "hop_length",
+        "f_min",
+        "f_max",
+    },
 }
 
 
@@ -129,8 +141,9 @@ def infer_modality(spec: str | os.PathLike) -> str:
     ``ucr:NAME`` and ``.ts`` files are series; CSV/TSV/Parquet files, DataFrames and the
     named tables (``breast-cancer``, ``islp:Default``) are tabular; ``.txt`` and ``.jsonl``
     files and the named corpora (``rotten-tomatoes``...) are text (a CSV is text only with
-    ``--modality text`` or a ``text_column``); everything else (folders, arrays, the image
-    datasets) is read as images unless the modality is given.
+    ``--modality text`` or a ``text_column``); a folder whose first media file is a
+    .wav/.flac/.ogg is audio; everything else (folders, arrays, the image datasets) is read
+    as images unless the modality is given.
 
     Example:
         >>> infer_modality("ucr:GunPoint"), infer_modality("x.csv"), infer_modality("digits")
@@ -146,6 +159,8 @@ def infer_modality(spec: str | os.PathLike) -> str:
         return "text"
     if is_tabular_spec(text) or suffix in TABLE_SUFFIXES:
         return "tabular"
+    if is_audio_folder(text):
+        return "audio"
     return "image"
 
 
@@ -163,6 +178,7 @@ def open_source(
     Parquet file, or a pandas DataFrame (see :class:`TabularSource`). Text: ``.txt``,
     ``.jsonl``, ``.csv``/``.tsv`` files, folders of ``.txt`` files, DataFrames, or the named
     corpora (see :mod:`selfsup.data.text`).
+    Audio: a folder of .wav/.flac/.ogg files (see :class:`AudioFolderSource`).
 
     Args:
         spec: a named dataset spec or a path.
@@ -173,7 +189,8 @@ def open_source(
             Tables: ``label_column``, ``categorical_columns``, ``numeric_columns``,
             ``drop_columns``, ``preprocessor`` (a fitted encoding to apply). Text:
             ``text_column``, ``label_column``, ``tokenizer`` (a run's, or its folder),
-            ``max_length``, ``vocab_size``. Options set to
+            ``max_length``, ``vocab_size``. Audio: ``sample_rate``, ``clip_seconds``,
+            ``n_mels``, ``n_fft``, ``hop_length``, ``f_min``, ``f_max``. Options set to
             None, and options of the other modalities, are ignored.
 
     Raises:
@@ -201,6 +218,8 @@ def open_source(
         return _open_table(spec, options)
     if modality == "text":
         return _open_text(spec, options)
+    if modality == "audio":
+        return _open_audio(spec, options)
     if isinstance(spec, str) and is_named_spec(spec):
         return open_named(spec)
     path = Path(spec).expanduser()
@@ -257,3 +276,10 @@ def _open_text(spec: str | os.PathLike | pd.DataFrame, options: dict[str, Any]) 
         f"{spec}: no such file or folder, and not a named text corpus "
         f"(known: {', '.join(text_corpus_names())})"
     )
+
+
+def _open_audio(spec: str | os.PathLike, options: dict[str, Any]) -> Source:
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return AudioFolderSource(path, **options)
+    raise FileNotFoundError(f"{spec}: no such folder (audio is read from a folder of files)")

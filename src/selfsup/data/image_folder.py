@@ -24,6 +24,7 @@ import torch
 from PIL import Image, ImageOps
 
 from selfsup.data.base import EmptySourceError, ItemReadError, Source
+from selfsup.data.folders import find_files, subfolder_labels
 
 #: File suffixes read as images, compared case-insensitively.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -94,13 +95,9 @@ class ImageFolderSource(Source):
 
     def _label_from_subfolders(self) -> None:
         """Label each image by its first-level folder, when all lie in two or more of them."""
-        folders = [rel.split("/", 1)[0] if "/" in rel else None for rel in self._ids]
-        names = sorted(set(folders) - {None})
-        if None in folders or len(names) < 2:
-            return
-        code = {name: i for i, name in enumerate(names)}
-        self.classes = names
-        self.labels = np.array([code[f] for f in folders], dtype=np.int64)
+        found = subfolder_labels(self._ids)
+        if found is not None:
+            self.classes, self.labels = found
 
     def _first_readable_image(self) -> tuple[tuple[int, int], str]:
         """The size and PIL mode of the first image that decodes."""
@@ -179,11 +176,4 @@ def find_image_files(root: Path) -> list[str]:
         >>> find_image_files(Path("/nonexistent"))
         []
     """
-    found = []
-    for folder, subfolders, files in os.walk(root):
-        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
-        rel_folder = Path(folder).relative_to(root)
-        for file in files:
-            if not file.startswith(".") and file.lower().endswith(IMAGE_EXTENSIONS):
-                found.append((rel_folder / file).as_posix())
-    return sorted(found)
+    return find_files(root, IMAGE_EXTENSIONS)

@@ -2,8 +2,8 @@
 
 Example:
     >>> sorted(METHODS)  # doctest: +NORMALIZE_WHITESPACE
-    ['barlowtwins', 'byol', 'dino', 'ijepa', 'mae', 'mlm', 'mocov3', 'nnclr', 'scarf',
-     'simclr', 'simcse', 'simsiam', 'swav', 'ts2vec', 'vicreg', 'vime']
+    ['barlowtwins', 'byol', 'byola', 'dino', 'ijepa', 'mae', 'mlm', 'mocov3', 'nnclr',
+     'scarf', 'simclr', 'simcse', 'simsiam', 'swav', 'ts2vec', 'vicreg', 'vime']
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from selfsup.encoder import Encoder
 from selfsup.methods.barlowtwins import BarlowTwins, barlow_twins_loss
 from selfsup.methods.base import Method
 from selfsup.methods.byol import BYOL, byol_loss
+from selfsup.methods.byola import BYOLA
 from selfsup.methods.dino import DINO, dino_loss
 from selfsup.methods.ijepa import IJEPA, ijepa_loss
 from selfsup.methods.mae import MAE, mae_loss
@@ -46,6 +47,7 @@ METHODS: dict[str, type[Method]] = {
         TS2Vec,
         SCARF,
         VIME,
+        BYOLA,
         SimCSE,
         MLM,
     )
@@ -61,6 +63,7 @@ def build_method(name: str, encoder: Encoder, **options: Any) -> Method:
 
 __all__ = [
     "BYOL",
+    "BYOLA",
     "DINO",
     "IJEPA",
     "MAE",

@@ -41,6 +41,8 @@ class Method(nn.Module, abc.ABC):
         tabular_view_recipe: the corruption recipe for table rows (``tabular``, ``scarf`` or
             ``none``).
         text_view_recipe: the recipe for token-id views (``text`` or ``none``).
+        audio_view_recipe: the augmentation recipe for log-mel views (``audio``, ``byola`` or
+            ``none``).
     """
 
     name: ClassVar[str]
@@ -48,10 +50,11 @@ class Method(nn.Module, abc.ABC):
     view_recipe: ClassVar[str] = "byol"
     num_views: ClassVar[int] = 2
     num_local_views: ClassVar[int] = 0
-    modalities: ClassVar[tuple[str, ...]] = ("image", "series", "tabular", "text")
+    modalities: ClassVar[tuple[str, ...]] = ("image", "series", "tabular", "text", "audio")
     series_view_recipe: ClassVar[str] = "series"
     tabular_view_recipe: ClassVar[str] = "tabular"
     text_view_recipe: ClassVar[str] = "text"
+    audio_view_recipe: ClassVar[str] = "audio"
 
     def __init__(self, encoder: Encoder) -> None:
         super().__init__()

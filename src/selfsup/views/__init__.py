@@ -1,5 +1,6 @@
 """Views: the random augmentations that turn one item into several correlated inputs."""
 
+from selfsup.views.audio import AudioViewRecipe, AudioViews, audio_method_views, audio_recipe
 from selfsup.views.image import ImageViewRecipe, ImageViews, image_recipe, method_views
 from selfsup.views.series import (
     SeriesViewRecipe,
@@ -23,6 +24,8 @@ from selfsup.views.text import (
 )
 
 __all__ = [
+    "AudioViewRecipe",
+    "AudioViews",
     "ImageViewRecipe",
     "ImageViews",
     "SeriesViewRecipe",
@@ -31,6 +34,8 @@ __all__ = [
     "TabularViews",
     "TextViewRecipe",
     "TextViews",
+    "audio_method_views",
+    "audio_recipe",
     "augment_tokens",
     "image_recipe",
     "marginal_corruption",

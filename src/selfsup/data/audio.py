@@ -1,0 +1,244 @@
+"""Audio files in a folder tree (wav, flac, ogg), read as log-mel spectrograms.
+
+Each file is decoded with soundfile, mixed down to mono, resampled to ``sample_rate``
+(polyphase, ``scipy.signal.resample_poly``), centre-cropped or zero-padded (equally on both
+sides) to ``clip_seconds`` and turned into a log-mel spectrogram (see
+:mod:`selfsup.data.logmel`). Items are float32 tensors (1, n_mels, frames): image-like, so
+embedding, the evaluation protocols and the tools built on embeddings take them as they are.
+Random crops in time are a view (``selfsup.views.audio``), not a reading step.
+
+Example:
+    >>> import tempfile
+    >>> import numpy as np, soundfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for word in ("yes", "no"):
+    ...     (root / word).mkdir()
+    ...     soundfile.write(root / word / "a.wav", np.zeros(8000, np.float32), 8000)
+    >>> src = AudioFolderSource(root)
+    >>> src.classes, tuple(src.read(0).shape)
+    (['no', 'yes'], (1, 64, 96))
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+from scipy.signal import resample_poly
+
+from selfsup.data.base import Batch, EmptySourceError, ItemReadError, SkippedItem, Source
+from selfsup.data.folders import find_files, subfolder_labels
+from selfsup.data.image_folder import IMAGE_EXTENSIONS
+from selfsup.data.logmel import LogMelSettings, LogMelSpectrogram, clip_samples
+
+#: File suffixes read as audio, compared case-insensitively.
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+#: Log-mels of a folder are kept in memory after their first reading when all of them fit
+#: in this many bytes; larger folders are decoded again every epoch.
+CACHE_BYTES = 1 << 30
+#: Clips turned into log-mels at once; bounds the memory of the short-time spectra
+#: (about 0.4 MB per 0.95 s clip at the default settings).
+LOG_MEL_CHUNK = 256
+
+
+def read_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
+    """The file's samples as float32 mono at ``sample_rate``.
+
+    Channels are averaged; another rate is converted by polyphase resampling.
+
+    Raises:
+        soundfile.LibsndfileError, RuntimeError: the file cannot be decoded.
+        ValueError: the file holds no sample.
+
+    Example:
+        >>> import tempfile, soundfile
+        >>> path = Path(tempfile.mkdtemp()) / "a.wav"
+        >>> soundfile.write(path, np.ones((441, 2), np.float32) * 0.5, 44100)
+        >>> read_audio(path, 16000).shape
+        (160,)
+    """
+    samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    if samples.shape[0] == 0:
+        raise ValueError("the file holds no audio samples")
+    mono = samples.mean(axis=1)
+    if rate != sample_rate:
+        common = math.gcd(int(rate), int(sample_rate))
+        mono = resample_poly(mono, sample_rate // common, int(rate) // common)
+    return mono.astype(np.float32, copy=False)
+
+
+def fit_clip(samples: np.ndarray, length: int) -> np.ndarray:
+    """``samples`` centre-cropped or zero-padded (as equally as possible on both sides) to
+    ``length``.
+
+    Example:
+        >>> fit_clip(np.arange(5.0), 3).tolist(), fit_clip(np.ones(2), 5).tolist()
+        ([1.0, 2.0, 3.0], [0.0, 1.0, 1.0, 0.0, 0.0])
+    """
+    if len(samples) >= length:
+        start = (len(samples) - length) // 2
+        return samples[start : start + length]
+    before = (length - len(samples)) // 2
+    return np.pad(samples, (before, length - len(samples) - before))
+
+
+def is_audio_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder whose first media file found (audio or image) is audio.
+
+    The walk stops at the first such file, so large image folders answer quickly.
+
+    Example:
+        >>> is_audio_folder("/nonexistent")
+        False
+    """
+    root = Path(path)
+    if not root.is_dir():
+        return False
+    for _folder, subfolders, files in os.walk(root):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        for file in sorted(files):
+            name = file.lower()
+            if name.endswith(AUDIO_EXTENSIONS):
+                return True
+            if name.endswith(IMAGE_EXTENSIONS):
+                return False
+    return False
+
+
+class AudioFolderSource(Source):
+    """Every audio file under a folder, found recursively and sorted by relative path, as
+    log-mel spectrograms (1, n_mels, frames).
+
+    Files with the suffixes in ``AUDIO_EXTENSIONS`` (any case) are read; hidden files and
+    folders are left out. When every file lies in a subfolder and there are at least two
+    first-level subfolders, their names are the classes. A file that cannot be decoded raises
+    :class:`ItemReadError` on ``read`` and is reported in ``read_batch(...).skipped``.
+
+    Args:
+        root: the folder.
+        sample_rate: the rate every file is resampled to.
+        clip_seconds: the length every clip is cropped or padded to (BYOL-A's 0.95 s gives
+            96 frames at the default hop).
+        n_mels: mel bands.
+        n_fft: window length in samples.
+        hop_length: samples between frames.
+        f_min: lowest mel band edge in Hz.
+        f_max: highest mel band edge in Hz (default ``min(7800, sample_rate / 2)``).
+
+    Raises:
+        FileNotFoundError: ``root`` does not exist.
+        NotADirectoryError: ``root`` is a file.
+        EmptySourceError: no audio file under ``root``.
+        ValueError: settings out of range, or a clip too short for one window.
+    """
+
+    modality = "audio"
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        *,
+        sample_rate: int = 16000,
+        clip_seconds: float = 0.95,
+        n_mels: int = 64,
+        n_fft: int = 1024,
+        hop_length: int = 160,
+        f_min: float = 60.0,
+        f_max: float | None = None,
+    ) -> None:
+        self.root = Path(root)
+        if not self.root.exists():
+            raise FileNotFoundError(f"no such folder: {self.root}")
+        if not self.root.is_dir():
+            raise NotADirectoryError(f"not a folder: {self.root}")
+        if clip_seconds <= 0:
+            raise ValueError(f"clip_seconds must be positive, got {clip_seconds}")
+        self.settings = LogMelSettings(sample_rate, n_fft, hop_length, n_mels, f_min, f_max)
+        self.clip_seconds = float(clip_seconds)
+        self.clip_samples = clip_samples(sample_rate, clip_seconds)
+        if self.clip_samples <= n_fft // 2:
+            raise ValueError(
+                f"clip_seconds={clip_seconds} gives {self.clip_samples} samples, too few for "
+                f"a window of {n_fft}; use clips longer than {n_fft / 2 / sample_rate:.3f} s"
+            )
+        self.name = str(self.root)
+        self._ids = find_files(self.root, AUDIO_EXTENSIONS)
+        if not self._ids:
+            raise EmptySourceError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in {self.root}")
+        found = subfolder_labels(self._ids)
+        if found is not None:
+            self.classes, self.labels = found
+        self._logmel = LogMelSpectrogram(self.settings)
+        item_bytes = 4 * n_mels * self.settings.frames(self.clip_samples)
+        self._cache: dict[int, torch.Tensor] | None = (
+            {} if item_bytes * len(self._ids) <= CACHE_BYTES else None
+        )
+
+    @property
+    def item_shape(self) -> tuple[int, int, int]:
+        """The shape (1, n_mels, frames) of every item."""
+        return (1, self.settings.n_mels, self.settings.frames(self.clip_samples))
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @property
+    def ids(self) -> Sequence[str]:
+        """The paths relative to the root, with "/" separators."""
+        return self._ids
+
+    def read_samples(self, index: int) -> np.ndarray:
+        """File ``index`` as a mono clip of ``clip_samples`` samples at ``sample_rate``.
+
+        Raises:
+            ItemReadError: the file cannot be decoded.
+        """
+        rel = self._ids[index]
+        try:
+            samples = read_audio(self.root / rel, self.settings.sample_rate)
+        except Exception as err:  # a bad file can fail in any of the ways libsndfile can fail
+            raise ItemReadError(rel, f"cannot read audio: {type(err).__name__}: {err}") from err
+        return fit_clip(samples, self.clip_samples)
+
+    def read(self, index: int) -> torch.Tensor:
+        """File ``index`` as a log-mel spectrogram, float32 (1, n_mels, frames)."""
+        batch = self.read_batch([index])
+        if batch.skipped:
+            item = batch.skipped[0]
+            raise ItemReadError(item.item_id, item.reason)
+        return batch.items[0]
+
+    def read_batch(self, indices: Sequence[int]) -> Batch:
+        """Several files as log-mels (n, 1, n_mels, frames), computed in batched calls of up to
+        ``LOG_MEL_CHUNK`` clips; files that cannot be decoded are skipped and reported."""
+        indices = [int(i) for i in indices]
+        for i in indices:
+            if not 0 <= i < len(self):
+                raise IndexError(f"index {i} out of range for {self.name} with {len(self)} items")
+        cached = self._cache or {}
+        missing = [i for i in dict.fromkeys(indices) if i not in cached]
+        clips, decoded, skipped = [], [], []
+        for i in missing:
+            try:
+                clips.append(self.read_samples(i))
+                decoded.append(i)
+            except ItemReadError as err:
+                skipped.append(SkippedItem(i, err.item_id, err.reason))
+        fresh: dict[int, torch.Tensor] = {}
+        for start in range(0, len(clips), LOG_MEL_CHUNK):
+            chunk = torch.from_numpy(np.stack(clips[start : start + LOG_MEL_CHUNK]))
+            with torch.no_grad():
+                mels = self._logmel(chunk)[:, None]
+            fresh.update(zip(decoded[start : start + LOG_MEL_CHUNK], mels, strict=True))
+        if self._cache is not None:
+            self._cache.update(fresh)
+        bad = {item.index for item in skipped}
+        kept = [i for i in indices if i not in bad]
+        items = [fresh[i] if i in fresh else cached[i] for i in kept]
+        stacked = torch.stack(items) if items else torch.empty(0)
+        return Batch(stacked, kept, skipped)

@@ -1,0 +1,93 @@
+"""Pretrain on a folder of audio, reload, embed and evaluate, from Python and the CLI."""
+
+import numpy as np
+import pytest
+from tests.audio.conftest import write_tones
+from typer.testing import CliRunner
+
+import selfsup
+from selfsup.cli import app
+from selfsup.evaluation.knn import knn_accuracy
+
+#: 8 kHz audio, 32 mel bands up to 3.9 kHz, half-second clips: 51 frames.
+AUDIO = {"sample_rate": 8000, "n_mels": 32, "n_fft": 256, "hop_length": 80, "clip_seconds": 0.5}
+SMALL_CNN = {"feature_dim": 64, "width": 16}
+SMALL_HEADS = {"projection_dim": 32, "hidden_dim": 64}
+
+
+def _knn(run, train, test) -> float:
+    train_x, test_x = run.embed(train), run.embed(test)
+    return knn_accuracy(train_x, run._source(train).labels, test_x, run._source(test).labels, k=5)
+
+
+def test_byola_learns_pitch_classes_of_unseen_tones(tmp_path):
+    train = write_tones(tmp_path / "train", per_class=24, seed=0)
+    test = write_tones(tmp_path / "test", per_class=8, seed=1)
+    run = selfsup.pretrain(
+        train,
+        epochs=20,
+        batch_size=32,
+        lr=1e-3,
+        precision="fp32",
+        out=tmp_path / "run",
+        backbone_options=SMALL_CNN,
+        method_options=SMALL_HEADS,
+        monitor_items=0,
+        show_progress=False,
+        **AUDIO,
+    )
+    cfg = run.config
+    assert (cfg["modality"], cfg["method"], cfg["backbone"]) == ("audio", "byola", "byola-cnn")
+    assert run.summary["view_recipe"]["mixup"] == 0.4
+    assert run.embed(test).shape == (32, 64)
+    accuracy = _knn(run, train, test)
+    assert accuracy >= 0.75, accuracy  # chance is 0.25
+    again = selfsup.load(run.path)
+    np.testing.assert_allclose(again.embed(test), run.embed(test), atol=1e-4)
+    rows = {r.protocol: r for r in run.evaluate(train, test, protocols=("knn", "linear")).rows}
+    assert rows["linear"].selfsup >= 0.75
+
+
+def test_generic_objective_runs_on_audio_and_image_only_ones_are_refused(tones, tmp_path):
+    (tones / "class1" / "broken.wav").write_bytes(b"RIFF....WAVEfmt not really audio")
+    run = selfsup.pretrain(
+        tones,
+        method="vicreg",
+        epochs=1,
+        batch_size=16,
+        out=tmp_path / "vicreg",
+        backbone="spectrogram-vit",
+        backbone_options={"dim": 16, "depth": 1, "heads": 2, "patch_frames": 8, "patch_mels": 8},
+        method_options=SMALL_HEADS,
+        views={"time_crop": 0.8},
+        monitor_items=16,
+        show_progress=False,
+        **AUDIO,
+    )
+    assert (
+        run.summary["steps"] == run.summary["items"] // 16
+        and run.summary["view_recipe"]["time_masks"] == 2
+    )
+    assert "class1/broken.wav\tcannot read audio" in (run.path / "skipped.txt").read_text()
+    embeddings = run.embed(tones)  # the unreadable file's row is NaN
+    assert embeddings.shape == (65, 16) and np.isnan(embeddings).any(axis=1).sum() == 1
+    assert 1 <= run.evaluate_label_free(tones, items=32).rankme <= 16
+    with pytest.raises(ValueError, match="mae does not work on audio data"):
+        selfsup.pretrain(tones, method="mae", epochs=1, out=tmp_path / "m", show_progress=False)
+
+
+def test_cli_pretrains_and_embeds_audio(tones, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app,
+        ["pretrain", str(tones), "--epochs", "1", "--batch-size", "32", "--out", str(out),
+         "--sample-rate", "8000", "--n-mels", "32", "--clip-seconds", "0.5",
+         "--monitor-items", "0"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert selfsup.load(out).config["sample_rate"] == 8000
+    emb = tmp_path / "emb.npy"
+    result = runner.invoke(app, ["embed", str(out), str(tones), "--out", str(emb)])
+    assert result.exit_code == 0, result.output
+    assert np.load(emb).shape == (64, 2048)

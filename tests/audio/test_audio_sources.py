@@ -1,0 +1,162 @@
+"""The audio folder source: formats, rates, lengths, labels, corrupt files; the log-mel
+against an independent numpy computation."""
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+
+from selfsup.data import audio, infer_modality, open_source
+from selfsup.data.audio import AudioFolderSource, fit_clip, read_audio
+from selfsup.data.base import EmptySourceError, ItemReadError
+from selfsup.data.logmel import LOG_FLOOR, LogMelSettings, LogMelSpectrogram
+
+
+def sine(frequency: float, seconds: float, rate: int, channels: int = 1) -> np.ndarray:
+    t = np.arange(round(seconds * rate)) / rate
+    wave = 0.5 * np.sin(2 * np.pi * frequency * t).astype(np.float32)
+    return np.repeat(wave[:, None], channels, axis=1) if channels > 1 else wave
+
+
+def reference_log_mel(
+    x: np.ndarray, rate: int, n_fft: int, hop: int, n_mels: int, f_min: float, f_max: float
+) -> np.ndarray:
+    """Independent numpy log-mel: reflect-padded centred frames, periodic Hann window, rfft
+    power, HTK-mel triangles computed filter by filter, bin by bin."""
+    padded = np.pad(x.astype(np.float64), n_fft // 2, mode="reflect")
+    frames = 1 + len(x) // hop
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(n_fft) / n_fft)
+    power = np.array(
+        [
+            np.abs(np.fft.rfft(padded[i * hop : i * hop + n_fft] * window)) ** 2
+            for i in range(frames)
+        ]
+    )  # (frames, bins)
+
+    def mel(f):
+        return 2595 * np.log10(1 + f / 700)
+
+    def hz(m):
+        return 700 * (10 ** (m / 2595) - 1)
+
+    corners = hz(np.linspace(mel(f_min), mel(f_max), n_mels + 2))
+    bin_hz = np.arange(n_fft // 2 + 1) * rate / n_fft
+    bank = np.zeros((n_mels, len(bin_hz)))
+    for m in range(n_mels):
+        left, centre, right = corners[m : m + 3]
+        for k, f in enumerate(bin_hz):
+            if left < f <= centre:
+                bank[m, k] = (f - left) / (centre - left)
+            elif centre < f < right:
+                bank[m, k] = (right - f) / (right - centre)
+    return np.log(bank @ power.T + LOG_FLOOR)  # (n_mels, frames)
+
+
+def test_log_mel_matches_numpy_reference_on_a_tone():
+    rate, n_fft, hop, n_mels = 16000, 1024, 160, 64
+    x = sine(1000.0, 0.5, rate)
+    ours = LogMelSpectrogram(LogMelSettings(rate, n_fft, hop, n_mels, 60.0, 7800.0))(
+        torch.from_numpy(x)
+    ).numpy()
+    ref = reference_log_mel(x, rate, n_fft, hop, n_mels, 60.0, 7800.0)
+    assert ours.shape == ref.shape == (64, 51)
+    # Linear mel power agrees to float32 accuracy relative to the tone's power.
+    peak = np.exp(ref).max()
+    np.testing.assert_allclose(np.exp(ours), np.exp(ref), rtol=1e-3, atol=1e-5 * peak)
+    # In the log domain, wherever there is more than leakage.
+    loud = ref > np.log(peak) - 10
+    np.testing.assert_allclose(ours[loud], ref[loud], atol=1e-3)
+    # The loudest band is the one whose triangle peaks nearest 1 kHz.
+    corners = 700 * (
+        10
+        ** (np.linspace(2595 * np.log10(1 + 60 / 700), 2595 * np.log10(1 + 7800 / 700), 66) / 2595)
+        - 1
+    )
+    assert ours[:, 25].argmax() == np.abs(corners[1:-1] - 1000).argmin()
+
+
+@pytest.fixture
+def mixed_folder(tmp_path):
+    """The same 1 kHz tone as wav/flac/ogg at 16, 44.1 and 8 kHz, mono and stereo, of three
+    lengths, in two labelled folders."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    soundfile.write(tmp_path / "a" / "short16k.wav", sine(1000, 0.4, 16000), 16000)
+    soundfile.write(tmp_path / "a" / "long44k.flac", sine(1000, 1.7, 44100, channels=2), 44100)
+    soundfile.write(
+        tmp_path / "b" / "eight.OGG", sine(1000, 1.0, 8000), 8000, format="OGG", subtype="VORBIS"
+    )
+    (tmp_path / "b" / "notes.txt").write_text("not audio")
+    return tmp_path
+
+
+def test_formats_rates_and_lengths_load_to_the_configured_rate(mixed_folder):
+    src = open_source(mixed_folder, sample_rate=16000, clip_seconds=1.0)
+    assert isinstance(src, AudioFolderSource) and src.modality == "audio"
+    assert list(src.ids) == ["a/long44k.flac", "a/short16k.wav", "b/eight.OGG"]
+    assert src.classes == ["a", "b"] and src.labels.tolist() == [0, 0, 1]
+    batch = src.read_batch(range(3))
+    assert batch.items.shape == (3, 1, 64, 101) and batch.skipped == []
+    # Every file is resampled to 16 kHz: a 1 kHz tone, and the length in seconds is kept.
+    for rel, seconds in (("a/long44k.flac", 1.7), ("b/eight.OGG", 1.0)):
+        samples = read_audio(mixed_folder / rel, 16000)
+        assert abs(len(samples) - seconds * 16000) <= 1
+        spectrum = np.abs(np.fft.rfft(samples))
+        assert abs(spectrum.argmax() * 16000 / len(samples) - 1000) < 2
+    # The loudest band of the middle frame is 1 kHz's for all three files (the short one is
+    # zero-padded on both sides, so its middle is the tone).
+    assert set(batch.items[:, 0, :, 50].argmax(dim=1).tolist()) == {
+        int(batch.items[1, 0, :, 50].argmax())
+    }
+    # The 16 kHz wav's item is the log-mel of its samples (16-bit PCM), zero-padded to 1 s on
+    # both sides.
+    clip = src.read_samples(1)
+    np.testing.assert_allclose(clip, fit_clip(sine(1000, 0.4, 16000), 16000), atol=1 / 32768)
+    assert (clip[:4800] == 0).all() and (clip[-4800:] == 0).all()
+    torch.testing.assert_close(batch.items[1, 0], LogMelSpectrogram()(torch.from_numpy(clip)))
+
+
+def test_clips_are_centre_cropped_and_stereo_mixed_down(tmp_path):
+    left = np.linspace(-1, 1, 32000, dtype=np.float32)
+    soundfile.write(tmp_path / "x.wav", np.stack([left, -left * 0.5], axis=1), 16000)
+    samples = AudioFolderSource(tmp_path, clip_seconds=1.0).read_samples(0)
+    mono = (left - left * 0.5) / 2
+    np.testing.assert_allclose(samples, mono[8000:24000], atol=1e-4)
+
+
+def test_corrupt_file_is_skipped_and_named(tones):
+    (tones / "class0" / "broken.wav").write_bytes(b"RIFF\x00\x00garbage that is not audio")
+    src = AudioFolderSource(tones)
+    bad = list(src.ids).index("class0/broken.wav")
+    batch = src.read_batch([0, bad, 1])
+    assert batch.indices == [0, 1] and batch.items.shape[0] == 2
+    assert [s.item_id for s in batch.skipped] == ["class0/broken.wav"]
+    assert "cannot read audio" in batch.skipped[0].reason
+    with pytest.raises(ItemReadError, match=r"class0/broken\.wav"):
+        src.read(bad)
+
+
+def test_cached_and_chunked_items_equal_fresh_ones(tones, monkeypatch):
+    src = AudioFolderSource(tones, sample_rate=8000, n_mels=32, clip_seconds=0.5)
+    first = src.read_batch([3, 1, 3]).items
+    assert torch.equal(first[0], first[2])
+    fresh = AudioFolderSource(tones, sample_rate=8000, n_mels=32, clip_seconds=0.5)
+    torch.testing.assert_close(src.read_batch([1, 3]).items, fresh.read_batch([1, 3]).items)
+    monkeypatch.setattr(audio, "LOG_MEL_CHUNK", 2)
+    chunked = AudioFolderSource(tones, sample_rate=8000, n_mels=32, clip_seconds=0.5)
+    torch.testing.assert_close(chunked.read_batch(range(7)).items, src.read_batch(range(7)).items)
+
+
+def test_audio_folders_are_inferred_and_errors_are_clear(tones, tmp_path):
+    assert infer_modality(tones) == "audio"
+    assert infer_modality(str(tones)) == "audio"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(EmptySourceError, match="no audio files"):
+        AudioFolderSource(empty)
+    with pytest.raises(ValueError, match="f_max"):
+        AudioFolderSource(tones, sample_rate=8000, f_max=6000)
+    with pytest.raises(ValueError, match="too few"):
+        AudioFolderSource(tones, clip_seconds=0.01)
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        open_source(tmp_path / "missing", "audio")
