@@ -41,12 +41,14 @@ DATA = "fashion-mnist"
 TARGET = 0.78
 
 
-def the_run(path: Path, minutes: float):
-    """The pretrained run at ``path``, or a SimCLR run pretrained there now."""
-    if (path / "encoder.json").exists():
+def the_run(path: Path, minutes: float, epochs: int | None = None):
+    """The pretrained run at ``path``, or a SimCLR run pretrained there now: for ``epochs``
+    when given, else for ``minutes``."""
+    if (path / "train.json").exists():
         return load(path)
-    print(f"{path}: no run there; pretraining SimCLR for {minutes} minutes", flush=True)
-    return pretrain(DATA, method="simclr", time_budget=minutes, out=str(path),
+    budget = {"epochs": epochs} if epochs else {"time_budget": minutes}
+    print(f"{path}: no finished run there; pretraining SimCLR ({budget})", flush=True)
+    return pretrain(DATA, method="simclr", out=str(path), **budget,
                     **pretrain_options("simclr"))  # fmt: skip
 
 
@@ -75,6 +77,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, default=RUNS / "simclr", help="pretrained run")
     parser.add_argument("--minutes", type=float, default=10.0, help="pretraining if no run")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="pretraining if no run: epochs instead of --minutes")  # fmt: skip
     parser.add_argument("--shots", type=int, default=10, help="labels per class for adapt")
     parser.add_argument("--budget", type=int, default=100, help="labels chosen by select")
     parser.add_argument("--seeds", type=int, default=5)
@@ -86,7 +90,7 @@ def main() -> None:
     args = parser.parse_args()
 
     started, load_before = time.time(), load_average()
-    run = the_run(args.run, args.minutes)
+    run = the_run(args.run, args.minutes, args.epochs)
     train, test = open_source(DATA), open_source(f"{DATA}:test")
     if args.limit:
         from selfsup.data.splits import SubsetSource
@@ -214,13 +218,16 @@ def render(results: dict, args: argparse.Namespace, run, load_before: str, minut
             f"{np.mean([r['classes'] for r in rows]):.1f} | {beats} |"
         )
     finetune = f" --finetune-blocks {args.finetune_blocks}" if args.finetune_blocks else ""
+    # How the run was pretrained, so the command rebuilds it where it is missing.
+    epochs = run.config.get("epochs") if run.config.get("time_budget") is None else None
+    budget = f" --epochs {epochs}" if epochs else f" --minutes {run.config.get('time_budget')}"
     lines += [
         "",
         f"Random choice with selfsup features: {random_accuracy:.4f}. Machine: {_machine()}; "
         f"load average (1, 5, 15 min) before: {load_before}, after: {load_average()}. Whole "
         f"benchmark: {minutes:.1f} minutes.",
         "",
-        f"Reproduce: `python benchmarks/adapt.py --run {args.run} --shots {args.shots} "
+        f"Reproduce: `python benchmarks/adapt.py --run {args.run}{budget} --shots {args.shots} "
         f"--budget {args.budget} --seeds {args.seeds}{finetune}`.",
     ]
     return "\n".join(lines)
