@@ -33,7 +33,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -42,11 +41,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfsup.views.recipe import ViewRecipe
+
 _DB_TO_LOG = math.log(10.0) / 10.0  # decibels of power to natural-log units
 
 
 @dataclass(frozen=True)
-class AudioViewRecipe:
+class AudioViewRecipe(ViewRecipe):
     """The random transformations of one audio view.
 
     Attributes:
@@ -67,6 +68,8 @@ class AudioViewRecipe:
         identity: return the batch unchanged (the ``none`` recipe).
     """
 
+    kind = "audio"
+
     mixup: float = 0.4
     resize_crop: bool = True
     virtual_crop_scale: tuple[float, float] = (1.0, 1.5)
@@ -83,20 +86,12 @@ class AudioViewRecipe:
     identity: bool = False
 
     def with_options(self, **options: Any) -> AudioViewRecipe:
-        """A copy with some fields replaced; unknown fields are an error."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(f"unknown audio view options {unknown}; known: {sorted(known)}")
-        options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
-        recipe = dataclasses.replace(self, **options)
+        """A copy with some fields replaced; unknown fields and a ``time_crop`` outside
+        (0, 1] are errors."""
+        recipe = super().with_options(**options)
         if not 0 < recipe.time_crop <= 1:
             raise ValueError(f"time_crop must be a fraction in (0, 1], got {recipe.time_crop}")
         return recipe
-
-    def to_dict(self) -> dict[str, Any]:
-        """The recipe as plain data (saved with the run)."""
-        return dataclasses.asdict(self)
 
 
 _RECIPES = {

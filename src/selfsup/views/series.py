@@ -15,16 +15,17 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from selfsup.views.recipe import ViewRecipe
+
 
 @dataclass(frozen=True)
-class SeriesViewRecipe:
+class SeriesViewRecipe(ViewRecipe):
     """The random transformations of one series view.
 
     Attributes:
@@ -38,26 +39,14 @@ class SeriesViewRecipe:
         identity: return the batch unchanged (the ``none`` recipe).
     """
 
+    kind = "series"
+
     crop_scale: tuple[float, float] = (0.5, 1.0)
     jitter: float = 0.05
     scaling: float = 0.1
     mask_p: float = 0.5
     mask_span: float = 0.2
     identity: bool = False
-
-    def with_options(self, **options: Any) -> SeriesViewRecipe:
-        """A copy with some fields replaced; unknown fields are an error."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(f"unknown series view options {unknown}; known: {sorted(known)}")
-        if "crop_scale" in options:
-            options["crop_scale"] = tuple(options["crop_scale"])
-        return dataclasses.replace(self, **options)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The recipe as plain data (saved with the run)."""
-        return dataclasses.asdict(self)
 
 
 _RECIPES = {

@@ -18,16 +18,17 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from selfsup.views.recipe import ViewRecipe
+
 
 @dataclass(frozen=True)
-class TabularViewRecipe:
+class TabularViewRecipe(ViewRecipe):
     """How the views of a batch of rows are made.
 
     Attributes:
@@ -36,21 +37,11 @@ class TabularViewRecipe:
         identity: every view is the batch as it is (the ``none`` recipe).
     """
 
+    kind = "tabular"
+
     corruption: float = 0.6
     keep_first: bool = False
     identity: bool = False
-
-    def with_options(self, **options: Any) -> TabularViewRecipe:
-        """A copy with some fields replaced; unknown fields are an error."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(f"unknown tabular view options {unknown}; known: {sorted(known)}")
-        return dataclasses.replace(self, **options)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The recipe as plain data (saved with the run)."""
-        return dataclasses.asdict(self)
 
 
 _RECIPES = {

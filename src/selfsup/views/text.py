@@ -17,7 +17,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,10 +24,11 @@ import torch
 from torch import nn
 
 from selfsup.data.tokenizer import MASK_ID, PAD_ID
+from selfsup.views.recipe import ViewRecipe
 
 
 @dataclass(frozen=True)
-class TextViewRecipe:
+class TextViewRecipe(ViewRecipe):
     """How the views of a batch of token ids are made.
 
     Attributes:
@@ -39,24 +39,12 @@ class TextViewRecipe:
         identity: every view is the batch as it is (the ``none`` recipe).
     """
 
+    kind = "text"
+
     crop_scale: tuple[float, float] = (0.7, 1.0)
     deletion: float = 0.1
     mask: float = 0.0
     identity: bool = False
-
-    def with_options(self, **options: Any) -> TextViewRecipe:
-        """A copy with some fields replaced; unknown fields are an error."""
-        known = {f.name for f in dataclasses.fields(self)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ValueError(f"unknown text view options {unknown}; known: {sorted(known)}")
-        if "crop_scale" in options:
-            options["crop_scale"] = tuple(options["crop_scale"])
-        return dataclasses.replace(self, **options)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The recipe as plain data (saved with the run)."""
-        return dataclasses.asdict(self)
 
 
 _RECIPES = {

@@ -1,0 +1,45 @@
+"""The part every modality's view recipe shares: named fields that a run's ``views`` options
+override (unknown names are an error) and that the run's config saves as plain data.
+
+Example:
+    >>> from dataclasses import dataclass
+    >>> @dataclass(frozen=True)
+    ... class NoiseRecipe(ViewRecipe):
+    ...     kind = "noise"
+    ...     std: float = 0.1
+    ...     crop_scale: tuple[float, float] = (0.5, 1.0)
+    >>> NoiseRecipe().with_options(crop_scale=[0.2, 1.0]).to_dict()
+    {'std': 0.1, 'crop_scale': (0.2, 1.0)}
+    >>> NoiseRecipe().with_options(sigma=1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown noise view options ['sigma']; known: ['crop_scale', 'std']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, ClassVar, TypeVar
+
+R = TypeVar("R", bound="ViewRecipe")
+
+
+class ViewRecipe:
+    """Mixin of the frozen dataclasses that describe how a modality's views are made."""
+
+    #: The modality named in error messages.
+    kind: ClassVar[str] = "view"
+
+    def with_options(self: R, **options: Any) -> R:
+        """A copy with some fields replaced (lists, as YAML gives them, become tuples);
+        unknown fields are an error."""
+        known = {f.name for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise ValueError(f"unknown {self.kind} view options {unknown}; known: {sorted(known)}")
+        options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+        return dataclasses.replace(self, **options)  # type: ignore[type-var]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The recipe as plain data (saved with the run)."""
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
