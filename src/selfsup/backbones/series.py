@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfsup.backbones.transformer import pre_norm_transformer
+
 
 def present_steps(x: torch.Tensor) -> torch.Tensor:
     """A boolean mask ``(B, length)``: time steps where no channel is NaN.
@@ -194,16 +196,7 @@ class PatchTransformer(nn.Module):
         self.feature_dim = dim
         self.patch_len = patch_len
         self.embed = nn.Linear(in_channels * patch_len, dim)
-        layer = nn.TransformerEncoderLayer(
-            dim,
-            heads,
-            int(dim * mlp_ratio),
-            dropout,
-            activation="gelu",
-            batch_first=True,
-            norm_first=True,
-        )
-        self.blocks = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.blocks = pre_norm_transformer(dim, depth, heads, mlp_ratio, dropout)
         self.norm = nn.LayerNorm(dim)
 
     def _tokens(

@@ -30,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from selfsup.backbones.transformer import pre_norm_transformer
 from selfsup.data.tokenizer import PAD_ID
 
 #: Sizes of the text backbone presets (options override them).
@@ -103,16 +104,7 @@ class TextTransformer(nn.Module):
         nn.init.normal_(self.token_embedding.weight, std=0.02)
         nn.init.normal_(self.position_embedding, std=0.02)
         self.embedding_dropout = nn.Dropout(dropout)
-        layer = nn.TransformerEncoderLayer(
-            dim,
-            heads,
-            int(dim * mlp_ratio),
-            dropout,
-            activation="gelu",
-            batch_first=True,
-            norm_first=True,
-        )
-        self.layers = nn.TransformerEncoder(layer, depth, enable_nested_tensor=False)
+        self.layers = pre_norm_transformer(dim, depth, heads, mlp_ratio, dropout)
         self.norm = nn.LayerNorm(dim)
 
     def _encode(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
