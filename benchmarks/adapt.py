@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from common import RUNS, load_average, pretrain_options, write_section
+from common import ROOT, RUNS, load_average, pretrain_options, write_section
 from selfsup.data import open_source
 from selfsup.embedding import embed_source
 from selfsup.evaluation.fewshot import FEW_SHOT_WEIGHT_DECAY
@@ -171,14 +172,16 @@ def render(results: dict, args: argparse.Namespace, run, load_before: str, minut
     """The BENCHMARKS.md section."""
     summary = run.summary
     trained = (
-        f"{summary.get('method', 'simclr')} pretrained for {summary.get('train_seconds', 0):.0f} s "
-        f"({summary.get('epochs', '?')} epochs) on the {DATA} training images, labels unused"
+        f"{summary.get('method', 'simclr')} pretrained for {summary.get('epochs', '?')} epochs "
+        f"({summary.get('steps', '?')} steps; {summary.get('train_seconds', 0):.0f} s of wall "
+        f"time, which depends on the machine's load) on the {DATA} training images, labels unused"
     )
+    shown = os.path.relpath(args.run.resolve(), ROOT)
     lines = [
         f"## Label efficiency on Fashion-MNIST: adapt with {args.shots} labels per class, "
         f"select {args.budget} labels",
         "",
-        f"Encoder: `{args.run}`, {trained}. Embeddings in fp32. `adapt`: {args.shots} labels "
+        f"Encoder: `{shown}`, {trained}. Embeddings in fp32. `adapt`: {args.shots} labels "
         f"per class drawn from the training split ({args.seeds} draws, mean ± std), head fitted "
         f"on embeddings standardized with all training embeddings' statistics, temperature "
         f"from cross-validated logits; scored on the 10,000 test images. Target: accuracy >= "
@@ -227,7 +230,7 @@ def render(results: dict, args: argparse.Namespace, run, load_before: str, minut
         f"load average (1, 5, 15 min) before: {load_before}, after: {load_average()}. Whole "
         f"benchmark: {minutes:.1f} minutes.",
         "",
-        f"Reproduce: `python benchmarks/adapt.py --run {args.run}{budget} --shots {args.shots} "
+        f"Reproduce: `python benchmarks/adapt.py --run {shown}{budget} --shots {args.shots} "
         f"--budget {args.budget} --seeds {args.seeds}{finetune}`.",
     ]
     return "\n".join(lines)
