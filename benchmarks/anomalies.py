@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -38,7 +39,7 @@ from sklearn.ensemble import IsolationForest
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.neighbors import LocalOutlierFactor
 
-from common import RUNS, load_average, pretrain_options, write_section
+from common import ROOT, RUNS, load_average, pretrain_options, write_section
 from selfsup.data import open_source
 from selfsup.data.named import stratified_split
 from selfsup.data.splits import SubsetSource
@@ -157,7 +158,7 @@ def bench_fmnist(args: argparse.Namespace) -> dict:
         print("fashion-mnist", c, json.dumps(per_class[c]), flush=True)
     return {
         "per_class": per_class,
-        "all_run": str(args.all_run),
+        "all_run": os.path.relpath(args.all_run.resolve(), ROOT),
         "all_run_seconds": all_run.summary.get("train_seconds"),
     }
 
@@ -253,7 +254,7 @@ def render(shuttle, fmnist, args, load_before: str, minutes: float) -> str:
         + (f" --seconds {args.seconds:g}" if shuttle is not None else "")
         + (
             f" --minutes-per-class {args.minutes_per_class:g} --classes {args.classes} "
-            f"--all-run {args.all_run}"
+            f"--all-run {os.path.relpath(args.all_run.resolve(), ROOT)}"
             if fmnist is not None
             else ""
         )
