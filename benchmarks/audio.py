@@ -91,7 +91,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=1)
     # A higher rate than selfsup's default (5e-4 at batch 64) helped in short CPU runs.
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr", type=float, default=3e-4, help="BYOL-A's rate")
     parser.add_argument("--backbone", default="byola-cnn")
     parser.add_argument(
         "--width", type=int, default=None, help="byola-cnn channels (default: BYOL-A's 64)"
