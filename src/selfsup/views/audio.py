@@ -39,9 +39,8 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from selfsup.views.recipe import ViewRecipe
+from selfsup.views.recipe import IndependentViews, ViewRecipe
 
 _DB_TO_LOG = math.log(10.0) / 10.0  # decibels of power to natural-log units
 
@@ -257,7 +256,7 @@ def spec_augment(
     return torch.where(hidden, _clip_mean(x), x)
 
 
-class AudioViews(nn.Module):
+class AudioViews(IndependentViews):
     """Makes ``num_views`` independently augmented views of a batch of log-mels.
 
     Args:
@@ -265,10 +264,7 @@ class AudioViews(nn.Module):
         num_views: views per item.
     """
 
-    def __init__(self, recipe: AudioViewRecipe, num_views: int = 2) -> None:
-        super().__init__()
-        self.recipe = recipe
-        self.num_views = num_views
+    recipe: AudioViewRecipe
 
     def view(self, x: torch.Tensor) -> torch.Tensor:
         """One augmented view of ``x`` (n, 1, n_mels, frames)."""
@@ -282,11 +278,6 @@ class AudioViews(nn.Module):
             x = random_resize_crop(x, r.virtual_crop_scale, r.freq_scale, r.time_scale)
         x = random_time_crop(x, r.time_crop)
         return spec_augment(x, r.freq_masks, r.freq_mask_width, r.time_masks, r.time_mask_width)
-
-    @torch.no_grad()
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The list of ``num_views`` views, each (n, 1, n_mels, frames * time_crop)."""
-        return [self.view(x) for _ in range(self.num_views)]
 
 
 def audio_method_views(method: Any, **overrides: Any) -> tuple[AudioViews, AudioViewRecipe]:

@@ -1,5 +1,6 @@
-"""The part every modality's view recipe shares: named fields that a run's ``views`` options
-override (unknown names are an error) and that the run's config saves as plain data.
+"""The part every modality's views share: a recipe of named fields that a run's ``views``
+options override (unknown names are an error) and that the run's config saves as plain data,
+and a module that makes several independently augmented views of a batch with it.
 
 Example:
     >>> from dataclasses import dataclass
@@ -20,6 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 from typing import Any, ClassVar, TypeVar
+
+import torch
+from torch import nn
 
 R = TypeVar("R", bound="ViewRecipe")
 
@@ -43,3 +47,28 @@ class ViewRecipe:
     def to_dict(self) -> dict[str, Any]:
         """The recipe as plain data (saved with the run)."""
         return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+
+class IndependentViews(nn.Module):
+    """Makes ``num_views`` views of a batch, each drawn independently by :meth:`view`.
+
+    Subclasses implement ``view(x)``: one augmented copy of the batch as ``recipe`` says.
+
+    Args:
+        recipe: the transformations.
+        num_views: views per item.
+    """
+
+    def __init__(self, recipe: ViewRecipe, num_views: int = 2) -> None:
+        super().__init__()
+        self.recipe = recipe
+        self.num_views = num_views
+
+    def view(self, x: torch.Tensor) -> torch.Tensor:
+        """One augmented view of the batch ``x``."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The list of ``num_views`` views."""
+        return [self.view(x) for _ in range(self.num_views)]

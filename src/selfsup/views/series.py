@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
-from selfsup.views.recipe import ViewRecipe
+from selfsup.views.recipe import IndependentViews, ViewRecipe
 
 
 @dataclass(frozen=True)
@@ -90,7 +89,7 @@ def resized_crops(x: torch.Tensor, scale: tuple[float, float]) -> torch.Tensor:
     return gather(left) * (1 - weight) + gather(right) * weight
 
 
-class SeriesViews(nn.Module):
+class SeriesViews(IndependentViews):
     """Makes ``num_views`` independently augmented views of a batch of series.
 
     Args:
@@ -98,10 +97,7 @@ class SeriesViews(nn.Module):
         num_views: views per item.
     """
 
-    def __init__(self, recipe: SeriesViewRecipe, num_views: int = 2) -> None:
-        super().__init__()
-        self.recipe = recipe
-        self.num_views = num_views
+    recipe: SeriesViewRecipe
 
     def view(self, x: torch.Tensor) -> torch.Tensor:
         """One augmented view of ``x`` (n, channels, length)."""
@@ -123,10 +119,6 @@ class SeriesViews(nn.Module):
             hidden = hide[:, None] & (steps >= start[:, None]) & (steps < (start + span)[:, None])
             x = x.masked_fill(hidden[:, None, :], float("nan"))
         return x
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The list of ``num_views`` views, each (n, channels, length)."""
-        return [self.view(x) for _ in range(self.num_views)]
 
 
 def _nanstd(x: torch.Tensor) -> torch.Tensor:

@@ -21,10 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 from selfsup.data.tokenizer import MASK_ID, PAD_ID
-from selfsup.views.recipe import ViewRecipe
+from selfsup.views.recipe import IndependentViews, ViewRecipe
 
 
 @dataclass(frozen=True)
@@ -105,19 +104,14 @@ def augment_tokens(ids: torch.Tensor, recipe: TextViewRecipe) -> torch.Tensor:
     return torch.where(masked, MASK_ID, out)
 
 
-class TextViews(nn.Module):
+class TextViews(IndependentViews):
     """Makes ``num_views`` views of a batch of token ids (n, L)."""
 
-    def __init__(self, recipe: TextViewRecipe, num_views: int = 2) -> None:
-        super().__init__()
-        self.recipe = recipe
-        self.num_views = num_views
+    recipe: TextViewRecipe
 
-    def forward(self, ids: torch.Tensor) -> list[torch.Tensor]:
-        """The list of views."""
-        if self.recipe.identity:
-            return [ids for _ in range(self.num_views)]
-        return [augment_tokens(ids, self.recipe) for _ in range(self.num_views)]
+    def view(self, ids: torch.Tensor) -> torch.Tensor:
+        """One view of the token ids: cropped and with tokens deleted as the recipe says."""
+        return ids if self.recipe.identity else augment_tokens(ids, self.recipe)
 
 
 def text_method_views(method: Any, **overrides: Any) -> tuple[TextViews, TextViewRecipe]:
