@@ -107,6 +107,10 @@ def pretrain(
     batch_size: Annotated[int | None, typer.Option(help="Items per step and process.")] = None,
     lr: Annotated[float | None, typer.Option(help="Peak learning rate.")] = None,
     optimizer: Annotated[str | None, typer.Option(help="adamw, sgd or lars.")] = None,
+    schedule: Annotated[
+        str | None,
+        typer.Option(help="After warmup: cosine decay (default) or constant (TS2Vec's)."),
+    ] = None,
     precision: Annotated[Precision | None, typer.Option(help="bf16, fp32 or auto.")] = None,
     devices: Annotated[int | None, typer.Option(help="Processes on this machine (DDP).")] = None,
     num_nodes: Annotated[int | None, typer.Option(help="Machines (multi-node DDP).")] = None,
@@ -195,6 +199,7 @@ def pretrain(
         "batch_size": batch_size,
         "lr": lr,
         "optimizer": optimizer,
+        "schedule": schedule,
         "precision": precision.value if precision else None,
         "devices": devices,
         "num_nodes": num_nodes,

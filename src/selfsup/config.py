@@ -54,6 +54,8 @@ class PretrainConfig(BaseModel):
         optimizer: ``adamw``, ``sgd`` or ``lars``.
         weight_decay: by default the optimizer's usual value.
         warmup_epochs: linear warmup length (capped at a tenth of training).
+        schedule: the learning rate after warmup: ``cosine`` decay to 0 over the run, or
+            ``constant`` (TS2Vec's).
         precision: ``bf16`` (autocast), ``fp32``, or ``auto`` (bf16 where the CPU/GPU has it).
         devices: processes per machine (DDP through Lightning Fabric when more than one).
         num_nodes: machines.
@@ -112,6 +114,7 @@ class PretrainConfig(BaseModel):
     optimizer: Literal["adamw", "sgd", "lars"] = "adamw"
     weight_decay: float | None = None
     warmup_epochs: float = 1.0
+    schedule: Literal["cosine", "constant"] = "cosine"
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     devices: int = 1
     num_nodes: int = 1

@@ -34,3 +34,29 @@ def test_biases_and_norms_get_no_weight_decay() -> None:
         assert len(decayed) == 1 and decayed[0] is model[0].weight
     with pytest.raises(ValueError, match="adam2"):
         build_optimizer("adam2", model, lr=0.1, weight_decay=0.0)
+
+
+def test_a_constant_schedule_holds_the_peak_after_warmup() -> None:
+    lrs = [
+        warmup_cosine(s, total_steps=50, warmup_steps=5, base_lr=0.5, constant=True)
+        for s in range(50)
+    ]
+    assert lrs[0] == pytest.approx(0.1)
+    assert lrs[5:] == [0.5] * 45
+
+
+def test_training_with_a_constant_schedule_logs_a_flat_learning_rate(
+    tmp_path, clusters_npz
+) -> None:
+    import pandas as pd
+
+    from selfsup.run import pretrain
+
+    run = pretrain(
+        clusters_npz, method="vicreg", epochs=4, batch_size=32, schedule="constant",
+        warmup_epochs=0.0, lr=0.01, backbone_options={"width": 4}, log_every=2,
+        method_options={"projection_dim": 16, "hidden_dim": 16}, out=tmp_path / "run",
+        show_progress=False, monitor_items=0,
+    )  # fmt: skip
+    logged = pd.read_csv(run.path / "metrics.csv")["lr"]
+    assert len(logged) > 3 and (logged == 0.01).all()

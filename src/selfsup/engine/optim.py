@@ -111,11 +111,24 @@ def build_optimizer(
 
 
 def warmup_cosine(
-    step: int, total_steps: int, warmup_steps: int, base_lr: float, final_lr: float = 0.0
+    step: int,
+    total_steps: int,
+    warmup_steps: int,
+    base_lr: float,
+    final_lr: float = 0.0,
+    constant: bool = False,
 ) -> float:
-    """Linear warmup from ``base_lr / warmup_steps`` to ``base_lr``, then cosine to ``final_lr``."""
+    """Linear warmup from ``base_lr / warmup_steps`` to ``base_lr``, then cosine to ``final_lr``
+    (or ``base_lr`` held when ``constant``).
+
+    Example:
+        >>> warmup_cosine(step=50, total_steps=100, warmup_steps=10, base_lr=1.0, constant=True)
+        1.0
+    """
     if step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps
+    if constant:
+        return base_lr
     span = max(1, total_steps - warmup_steps)
     progress = min(1.0, (step - warmup_steps) / span)
     return final_lr + (base_lr - final_lr) * 0.5 * (1 + math.cos(math.pi * progress))

@@ -290,8 +290,11 @@ def fit(
                     continue
                 started = time.perf_counter()
                 warmup = min(int(cfg.warmup_epochs * steps_per_epoch), state.total_steps // 10)
+                constant = cfg.schedule == "constant"
                 for group in optimizer.param_groups:
-                    group["lr"] = warmup_cosine(state.step, state.total_steps, warmup, lr)
+                    group["lr"] = warmup_cosine(
+                        state.step, state.total_steps, warmup, lr, constant=constant
+                    )
                 inputs = views(batch.items.to(fabric.device))
                 loss = model([_channels_last(v) for v in inputs])
                 if not torch.isfinite(loss):
