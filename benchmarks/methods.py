@@ -66,7 +66,8 @@ def bench_method(name: str, data: str, minutes: float, runs: Path, fresh: bool) 
     cached = folder / "bench.json"
     if cached.exists() and not fresh:
         result = json.loads(cached.read_text())
-        if result["minutes"] == minutes and result["data"] == data:
+        same = (result["minutes"], result["data"], result.get("options"))
+        if same == (minutes, data, json.loads(json.dumps(pretrain_options(name)))):
             print(f"{name}: cached result from {cached}", flush=True)
             return result
     if folder.exists():

@@ -247,3 +247,23 @@ def test_vit_mean_pool_averages_the_patch_tokens_and_survives_save_and_load(tmp_
         torch.testing.assert_close(Encoder.load(tmp_path)(x), encoder(x))
     with pytest.raises(ValueError, match="pool must be"):
         build_backbone("vit-tiny", in_channels=1, image_size=16, pool="max")
+
+
+def test_vit_pool_blocks_concatenates_the_last_blocks_normed_and_pooled() -> None:
+    torch.manual_seed(0)
+    one = VisionTransformer(16, 4, 1, dim=8, depth=3, heads=2, pool="mean")
+    three = VisionTransformer(16, 4, 1, dim=8, depth=3, heads=2, pool="mean", pool_blocks=3)
+    three.load_state_dict(one.state_dict())  # pooling adds no weights
+    x = torch.rand(2, 1, 16, 16)
+    features = three(x)
+    assert three.feature_dim == 24 and features.shape == (2, 24)
+    # The last slice is the final block's feature, the first the first block's.
+    assert torch.allclose(features[:, 16:], one(x), atol=1e-6)
+    cls = (one.cls_token + one.pos_embed[:, :1]).expand(2, -1, -1)
+    patches = one.patch_embed(x).flatten(2).transpose(1, 2) + one.pos_embed[:, 1:]
+    first = one.blocks[0](torch.cat([cls, patches], dim=1))
+    assert torch.allclose(features[:, :8], one.norm(first)[:, 1:].mean(dim=1), atol=1e-6)
+    # Training objectives see one block's tokens; the methods size their heads by the token.
+    assert three.forward_tokens(x).shape == (2, 17, 8)
+    with pytest.raises(ValueError, match="pool_blocks"):
+        VisionTransformer(16, 4, 1, dim=8, depth=3, heads=2, pool_blocks=4)

@@ -104,9 +104,14 @@ class VisionTransformer(nn.Module):
             ``"mean"``, the average of the final patch tokens (the global pooling of MAE's
             fine-tuning and I-JEPA's linear evaluation, whose objectives never train the cls
             token).
+        pool_blocks: how many of the last blocks the feature pools: each block's tokens go
+            through the final LayerNorm and are pooled as ``pool`` says, and the results are
+            concatenated (DINO's linear evaluation of ViTs, Caron et al. 2021, pools the last
+            4 blocks). 1, the default, is the final block alone.
 
     Attributes:
-        feature_dim: size of the output vector, equal to ``dim``.
+        feature_dim: size of the output vector, ``dim * pool_blocks``.
+        dim: token size.
         num_patches: patches per image, ``(image_size // patch_size) ** 2``.
         patch_size: side of the square patches.
 
@@ -128,10 +133,15 @@ class VisionTransformer(nn.Module):
         heads: int = 3,
         mlp_ratio: float = 4.0,
         pool: str = "cls",
+        pool_blocks: int = 1,
     ) -> None:
         super().__init__()
         if pool not in ("cls", "mean"):
             raise ValueError(f"pool must be 'cls' or 'mean', got {pool!r}")
+        if not 1 <= pool_blocks <= depth:
+            raise ValueError(
+                f"pool_blocks must be between 1 and depth ({depth}), got {pool_blocks}"
+            )
         if image_size % patch_size != 0:
             raise ValueError(
                 f"image_size ({image_size}) must be divisible by patch_size ({patch_size})"
@@ -139,8 +149,10 @@ class VisionTransformer(nn.Module):
         self.image_size = image_size
         self.patch_size = patch_size
         self.pool = pool
+        self.pool_blocks = pool_blocks
         self.num_patches = (image_size // patch_size) ** 2
-        self.feature_dim: int = dim
+        self.dim = dim
+        self.feature_dim: int = dim * pool_blocks
         # A conv with kernel = stride = patch size is the linear embedding of each patch.
         self.patch_embed = nn.Conv2d(in_channels, dim, patch_size, patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
@@ -153,14 +165,16 @@ class VisionTransformer(nn.Module):
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         # Initialise the patch embedding like a linear layer on the flattened patch (as MAE).
-        nn.init.xavier_uniform_(self.patch_embed.weight.view(self.feature_dim, -1))
+        nn.init.xavier_uniform_(self.patch_embed.weight.view(self.dim, -1))
         nn.init.zeros_(self.patch_embed.bias)
         for m in self.blocks.modules():
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
 
-    def forward_tokens(self, x: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+    def forward_tokens(
+        self, x: torch.Tensor, keep: torch.Tensor | None = None, last_blocks: int = 1
+    ) -> torch.Tensor:
         """Encode images and return every output token, cls token first.
 
         Args:
@@ -170,6 +184,8 @@ class VisionTransformer(nn.Module):
             keep: optional (B, n_keep) integer tensor of patch indices (row-major, in
                 ``[0, num_patches)``) to encode; the other patches are dropped before the
                 transformer. None encodes all patches. Native-size images only.
+            last_blocks: return the tokens of the last this many blocks, each through the
+                final LayerNorm, concatenated along the token size (input to output order).
 
         Returns:
             Tokens after the final LayerNorm, (B, 1 + n_keep, dim), or (B, 1 + patches, dim)
@@ -208,7 +224,13 @@ class VisionTransformer(nn.Module):
             patches = torch.gather(patches, 1, index)
         cls = (self.cls_token + self.pos_embed[:, :1]).expand(patches.shape[0], -1, -1)
         tokens = torch.cat([cls, patches], dim=1)
-        return self.norm(self.blocks(tokens))
+        if last_blocks == 1:
+            return self.norm(self.blocks(tokens))
+        outputs = []
+        for block in self.blocks:
+            tokens = block(tokens)
+            outputs.append(tokens)
+        return torch.cat([self.norm(t) for t in outputs[-last_blocks:]], dim=-1)
 
     def patch_positions(self, rows: int, columns: int) -> torch.Tensor:
         """The patch position embedding resized to a ``rows`` x ``columns`` grid, (1, rows *
@@ -232,8 +254,8 @@ class VisionTransformer(nn.Module):
         return resized.to(native.dtype).flatten(2).transpose(1, 2)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Map images (B, in_channels, H, W) to features (B, dim) as ``pool`` says; see
-        ``forward_tokens``.
+        """Map images (B, in_channels, H, W) to features (B, feature_dim) as ``pool`` and
+        ``pool_blocks`` say; see ``forward_tokens``.
 
         Example:
             >>> import torch
@@ -242,7 +264,7 @@ class VisionTransformer(nn.Module):
             >>> torch.allclose(net(x), net.forward_tokens(x)[:, 1:].mean(dim=1))
             True
         """
-        tokens = self.forward_tokens(x)
+        tokens = self.forward_tokens(x, last_blocks=self.pool_blocks)
         return tokens[:, 0] if self.pool == "cls" else tokens[:, 1:].mean(dim=1)
 
 

@@ -248,7 +248,7 @@ class IJEPA(Method):
         sample_block_masks(self.grid, torch.Generator(), **self.mask_options)
         self.target = momentum_copy(encoder)
         self.predictor = Predictor(
-            vit.feature_dim, predictor_dim, predictor_depth, predictor_heads, self.grid
+            vit.dim, predictor_dim, predictor_depth, predictor_heads, self.grid
         )
         self.base_momentum = base_momentum
         self._options = {

@@ -206,7 +206,7 @@ class MAE(Method):
         pixels_per_patch = vit.patch_size**2 * vit.patch_embed.in_channels
         self.mask_ratio = mask_ratio
         self.norm_pix_loss = norm_pix_loss
-        self.decoder_embed = nn.Linear(vit.feature_dim, decoder_dim)
+        self.decoder_embed = nn.Linear(vit.dim, decoder_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_dim))
         nn.init.normal_(self.mask_token, std=0.02)
         # Fixed, not learned (as MAE's code); derived from the grid, so not saved.
