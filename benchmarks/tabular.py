@@ -108,6 +108,7 @@ def main() -> None:
                 seconds.append(run.summary["train_seconds"])
             features[f"selfsup {method}"] = pairs
             train_seconds[method] = float(np.mean(seconds))
+        runs_of = {f"{name} + logistic regression": len(p) for name, p in features.items()}
         for fraction in FRACTIONS:
             draws = 1 if fraction == 1.0 else args.draws
             rows: dict[str, list[dict[str, float]]] = {}
@@ -125,7 +126,7 @@ def main() -> None:
                     scores(booster, raw_train[keep], y_fit, raw_test, y_test)
                 )
             for name, values in rows.items():
-                runs = len(features.get(name.removesuffix(" + logistic regression"), [None]))
+                runs = runs_of.get(name, 1)
                 entry = {
                     "table": table,
                     "fraction": fraction,

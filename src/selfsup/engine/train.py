@@ -234,6 +234,7 @@ def fit(
         cfg.weight_decay if cfg.weight_decay is not None else BASE_WEIGHT_DECAY[cfg.optimizer]
     )
     optimizer = build_optimizer(cfg.optimizer, method, lr, weight_decay)
+    constant = cfg.schedule == "constant"  # the learning rate after warmup
 
     probe = None
     if cfg.online_probe and source.labels is not None:
@@ -290,7 +291,6 @@ def fit(
                     continue
                 started = time.perf_counter()
                 warmup = min(int(cfg.warmup_epochs * steps_per_epoch), state.total_steps // 10)
-                constant = cfg.schedule == "constant"
                 for group in optimizer.param_groups:
                     group["lr"] = warmup_cosine(
                         state.step, state.total_steps, warmup, lr, constant=constant

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+from abc import ABC, abstractmethod
 from typing import Any, ClassVar, TypeVar
 
 import torch
@@ -49,7 +50,7 @@ class ViewRecipe:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
 
 
-class IndependentViews(nn.Module):
+class IndependentViews(nn.Module, ABC):
     """Makes ``num_views`` views of a batch, each drawn independently by :meth:`view`.
 
     Subclasses implement ``view(x)``: one augmented copy of the batch as ``recipe`` says.
@@ -64,9 +65,9 @@ class IndependentViews(nn.Module):
         self.recipe = recipe
         self.num_views = num_views
 
+    @abstractmethod
     def view(self, x: torch.Tensor) -> torch.Tensor:
         """One augmented view of the batch ``x``."""
-        raise NotImplementedError
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
