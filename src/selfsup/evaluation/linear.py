@@ -84,6 +84,7 @@ def fit_logistic_regression(
     weight_decay: float,
     max_iter: int = 200,
     init: torch.nn.Linear | None = None,
+    sample_weight: torch.Tensor | None = None,
 ) -> torch.nn.Linear:
     """Fit multinomial logistic regression by full-batch L-BFGS.
 
@@ -98,6 +99,8 @@ def fit_logistic_regression(
         weight_decay: the L2 penalty on the weights, ``>= 0``.
         max_iter: the most L-BFGS iterations.
         init: a fitted classifier of the same shape to start from (a warm start).
+        sample_weight: non-negative ``(n,)`` weights of the examples; the cross-entropy is
+            then their weighted mean. None weighs every example equally.
 
     Returns:
         The fitted classifier; ``classifier(x).argmax(1)`` predicts labels.
@@ -108,6 +111,10 @@ def fit_logistic_regression(
         >>> model(x).argmax(1)
         tensor([0, 0, 1, 1])
     """
+    if sample_weight is not None and (
+        sample_weight.shape != labels.shape or bool((sample_weight < 0).any())
+    ):
+        raise ValueError(f"sample_weight must be {tuple(labels.shape)} non-negative weights")
     # skip_init: a default initialisation would draw from (and advance) the global torch RNG.
     model = torch.nn.utils.skip_init(torch.nn.Linear, features.shape[1], num_classes)
     with torch.no_grad():
@@ -119,7 +126,11 @@ def fit_logistic_regression(
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        loss = F.cross_entropy(model(features), labels)
+        if sample_weight is None:
+            loss = F.cross_entropy(model(features), labels)
+        else:
+            losses = F.cross_entropy(model(features), labels, reduction="none")
+            loss = (losses * sample_weight).sum() / sample_weight.sum()
         loss = loss + weight_decay * model.weight.square().sum()
         loss.backward()
         return loss

@@ -9,6 +9,12 @@ all the labelled data's embeddings (no label used for those):
   linear layer with weights ``2 p_c`` and biases ``-||p_c||^2``.
 - ``linear``: multinomial logistic regression (the few-shot protocol's fit,
   :func:`selfsup.evaluation.linear.fit_logistic_regression`).
+- ``propagation``: the labels spread over a k-NN graph of the labelled and unlabelled
+  embeddings (label spreading, Zhou et al. 2004, as Iscen et al. 2019 pseudo-label with it;
+  see :mod:`selfsup.tools.propagation`), then the same logistic regression on every item with
+  its pseudo-label, weighted by certainty and class size. It is a linear head like the
+  others once fitted; it needs unlabelled items, taken from the labelled data's items outside
+  the drawn shots and from ``unlabeled`` data.
 
 Optionally the last ``N`` blocks of an image backbone are fine-tuned with the head
 (cross-entropy, AdamW with a small learning rate, no augmentation, batch-norm statistics
@@ -34,6 +40,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -58,11 +65,16 @@ from selfsup.tools.calibration import (
     fit_temperature,
     negative_log_likelihood,
 )
+from selfsup.tools.propagation import NEIGHBOURS, knn_graph, propagated_head
 
 MODEL_FILE = "model.json"
 HEAD_FILE = "head.safetensors"
 ENCODER_FILE = "encoder.safetensors"
-HEADS = ("prototype", "linear")
+HEADS = ("prototype", "linear", "propagation")
+#: The heads fitted on labelled embeddings alone (:func:`fit_head`).
+LABELLED_HEADS = ("prototype", "linear")
+#: The most unlabelled items the propagation graph holds (a seeded random subset beyond it).
+MAX_UNLABELLED = 100_000
 CALIBRATIONS = ("temperature", "cv")
 #: With fewer labels than this in the smallest class, ``calibration=None`` picks ``cv``.
 HELD_OUT_MIN_PER_CLASS = 20
@@ -138,8 +150,8 @@ def fit_head(
         >>> head(torch.tensor([[1.0, 1.0], [3.0, 1.0]])).argmax(1)
         tensor([0, 1])
     """
-    if kind not in HEADS:
-        raise ValueError(f"unknown head {kind!r}; known: {', '.join(HEADS)}")
+    if kind not in LABELLED_HEADS:
+        raise ValueError(f"unknown head {kind!r}; known: {', '.join(LABELLED_HEADS)}")
     missing = sorted(set(range(num_classes)) - set(labels.tolist()))
     if missing and kind == "prototype":
         raise ValueError(f"classes {missing} have no labelled example")
@@ -386,25 +398,61 @@ def draw_shots(labels: np.ndarray, shots: int, seed: int, classes: list[str]) ->
     return np.sort(np.concatenate(picks))
 
 
-def cross_validated_logits(
+def out_of_fold_logits(
     embeddings: torch.Tensor,
-    labels: torch.Tensor,
+    labels: np.ndarray,
     num_classes: int,
-    kind: str,
-    statistics: tuple[torch.Tensor, torch.Tensor],
-    weight_decay: float,
+    fit_on: Callable[[np.ndarray], EmbeddingHead],
     seed: int,
 ) -> np.ndarray:
-    """Out-of-fold logits: each item scored by a head fitted without its fold (stratified
-    k-fold, ``k`` = min(5, smallest class count), at least 2)."""
-    folds = min(5, int(torch.bincount(labels, minlength=num_classes).min()))
+    """Logits of each labelled item from ``fit_on(rows)``, a head fitted on the rows outside
+    its fold (stratified k-fold, ``k`` = min(5, smallest class count))."""
+    folds = min(5, int(np.bincount(labels, minlength=num_classes).min()))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     logits = np.zeros((len(labels), num_classes))
-    for fit, held in splitter.split(np.zeros(len(labels)), labels.numpy()):
-        head = fit_head(embeddings[fit], labels[fit], num_classes, kind, statistics, weight_decay)
+    for fit, held in splitter.split(np.zeros(len(labels)), labels):
+        head = fit_on(fit)
         with torch.no_grad():
             logits[held] = head(embeddings[held]).double().numpy()
     return logits
+
+
+def propagation_fitter(
+    labelled: np.ndarray,
+    labels: np.ndarray,
+    unlabelled: np.ndarray,
+    num_classes: int,
+    statistics: tuple[torch.Tensor, torch.Tensor],
+    weight_decay: float,
+) -> tuple[Callable[[np.ndarray], EmbeddingHead], dict[str, Any]]:
+    """The k-NN graph of labelled and unlabelled embeddings, built once, and a function
+    fitting the ``propagation`` head on any subset of the labelled rows.
+
+    Args:
+        labelled: ``(n, d)`` embeddings of the labelled items; labels: their labels.
+        unlabelled: ``(m, d)`` embeddings of unlabelled items (``m >= 1``).
+        num_classes: number of classes.
+        statistics: the ``(mean, std)`` the head standardizes with (and the graph compares).
+        weight_decay: L2 penalty of the logistic regression.
+
+    Returns:
+        ``fit_on(rows)`` giving the head fitted from the labels of ``labelled[rows]`` spread
+        over all nodes, and a dict the last fit's spreading statistics are written into.
+    """
+    mean, std = statistics
+    nodes = torch.from_numpy(np.concatenate([labelled, unlabelled]).astype(np.float32))
+    standardized = (nodes - mean) / std
+    graph = knn_graph(standardized, min(NEIGHBOURS, len(nodes) - 1))
+    info: dict[str, Any] = {"unlabelled": len(unlabelled), "neighbours": NEIGHBOURS}
+
+    def fit_on(rows: np.ndarray) -> EmbeddingHead:
+        layer, spread = propagated_head(
+            standardized, rows, labels[rows], num_classes, weight_decay, graph
+        )
+        info.update(spread)
+        return EmbeddingHead(mean, std, layer.weight.detach(), layer.bias.detach())
+
+    return fit_on, info
 
 
 def _labelled_source(run: Any, data: str | os.PathLike | Source) -> tuple[Source, list[str]]:
@@ -491,6 +539,8 @@ def adapt(
     finetune_lr: float = 1e-4,
     show_progress: bool = False,
     embeddings: np.ndarray | None = None,
+    unlabeled: str | os.PathLike | Source | None = None,
+    unlabeled_embeddings: np.ndarray | None = None,
 ) -> AdaptedModel:
     """Fit a calibrated classifier on a run's encoder from labelled data.
 
@@ -500,7 +550,9 @@ def adapt(
         shots: draw this many items per class from ``labeled`` (seeded by ``seed``); None
             uses every labelled item. The standardization statistics always come from the
             embeddings of all of ``labeled``, without their labels.
-        head: ``prototype`` (nearest class mean) or ``linear`` (logistic regression).
+        head: ``prototype`` (nearest class mean), ``linear`` (logistic regression) or
+            ``propagation`` (labels spread over a k-NN graph that also holds unlabelled items,
+            then logistic regression on the pseudo-labels; frozen encoder only).
         finetune_blocks: fine-tune the encoder's last this many blocks (image backbones).
         calibration: ``temperature`` (fit the head on 80% of each class, the temperature on
             the rest), ``cv`` (head on all labels, temperature on cross-validated logits), or
@@ -514,6 +566,10 @@ def adapt(
         embeddings: the run's embeddings of all of ``labeled`` (as
             ``embed_source(run.encoder, source, precision="fp32")`` gives them), to adapt
             many times without embedding again; None embeds here.
+        unlabeled: more unlabelled data for the ``propagation`` head (any data the run reads;
+            labels in it are ignored). Its unlabelled items are the items of ``labeled``
+            outside the drawn shots plus these, at most 100,000 (a seeded random subset).
+        unlabeled_embeddings: the run's embeddings of ``unlabeled``, as for ``embeddings``.
 
     Returns:
         The adapted model; ``metrics`` holds NLL and ECE on the calibration labels before and
@@ -521,7 +577,8 @@ def adapt(
 
     Raises:
         ValueError: unlabelled data, a class with too few labels, an unknown head or
-            calibration, or ``cv`` with fine-tuning.
+            calibration, ``cv`` with fine-tuning, or ``propagation`` with fine-tuning or
+            without unlabelled items.
     """
     from selfsup.run import Run, load
 
@@ -530,6 +587,8 @@ def adapt(
         raise ValueError(f"unknown calibration {calibration!r}; known: {', '.join(CALIBRATIONS)}")
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; known: {', '.join(HEADS)}")
+    if finetune_blocks and head == "propagation":
+        raise ValueError("the propagation head works on frozen embeddings: no --finetune-blocks")
     if finetune_blocks and calibration == "cv":
         raise ValueError(
             "fine-tuning is calibrated on held-out labels: use --calibration temperature"
@@ -568,19 +627,31 @@ def adapt(
         "labelled": len(chosen),
         "data": source.name,
         "calibration": calibration,
-        "weight_decay": weight_decay if head == "linear" else None,
+        "weight_decay": weight_decay if head != "prototype" else None,
         "seed": seed,
     }
+    if head == "propagation":
+        others = np.setdiff1d(np.flatnonzero(readable), chosen)
+        pool = _unlabelled_pool(
+            run, all_embeddings[others], unlabeled, unlabeled_embeddings, seed, show_progress
+        )
+        fit_on, spread = propagation_fitter(
+            z.numpy(), labels, pool, num_classes, statistics, weight_decay
+        )
+        metrics["propagation"] = spread
+    else:
+
+        def fit_on(rows: np.ndarray) -> EmbeddingHead:
+            return fit_head(z[rows], y[rows], num_classes, head, statistics, weight_decay)
+
     encoder = None
     if calibration == "cv":
-        fitted = fit_head(z, y, num_classes, head, statistics, weight_decay)
-        calibration_logits = cross_validated_logits(
-            z, y, num_classes, head, statistics, weight_decay, seed
-        )
+        calibration_logits = out_of_fold_logits(z, labels, num_classes, fit_on, seed)
+        fitted = fit_on(np.arange(len(labels)))  # last, so the metrics describe this fit
         calibration_labels = labels
     else:
         fit, held = stratified_split(labels, HELD_OUT_FRACTION, np.random.default_rng(seed))
-        fitted = fit_head(z[fit], y[fit], num_classes, head, statistics, weight_decay)
+        fitted = fit_on(fit)
         if finetune_blocks:
             encoder, fitted = finetune_encoder(
                 run.encoder, fitted, source, chosen[fit], labels[fit], finetune_blocks,
@@ -610,6 +681,36 @@ def adapt(
         ece_after=expected_calibration_error(after, calibration_labels),
     )
     return AdaptedModel(run.path, classes, head, fitted, temperature, shots, metrics, encoder)
+
+
+def _unlabelled_pool(
+    run: Any,
+    outside_shots: np.ndarray,
+    unlabeled: str | os.PathLike | Source | None,
+    unlabeled_embeddings: np.ndarray | None,
+    seed: int,
+    show_progress: bool,
+) -> np.ndarray:
+    """The propagation head's unlabelled embeddings: the labelled data's items outside the
+    shots, then ``unlabeled``'s readable items; at most :data:`MAX_UNLABELLED`."""
+    parts = [outside_shots]
+    if unlabeled is not None or unlabeled_embeddings is not None:
+        if unlabeled_embeddings is None:
+            extra_source = run._source(unlabeled)
+            unlabeled_embeddings = embed_source(
+                run.encoder, extra_source, precision="fp32", show_progress=show_progress
+            )
+        parts.append(unlabeled_embeddings[~np.isnan(unlabeled_embeddings).any(axis=1)])
+    pool = np.concatenate(parts)
+    if len(pool) == 0:
+        raise ValueError(
+            "the propagation head needs unlabelled items: pass unlabelled data (--unlabeled) "
+            "or draw --shots from labelled data that has more items"
+        )
+    if len(pool) > MAX_UNLABELLED:
+        keep = np.random.default_rng(seed).choice(len(pool), MAX_UNLABELLED, replace=False)
+        pool = pool[np.sort(keep)]
+    return pool
 
 
 def write_predictions(
