@@ -482,6 +482,7 @@ def demo(
 class AdaptHead(str, Enum):
     prototype = "prototype"
     linear = "linear"
+    propagation = "propagation"
 
 
 class Calibration(str, Enum):
@@ -502,8 +503,19 @@ def adapt(
         int | None, typer.Option(help="Labels per class drawn from LABELED (default: all).")
     ] = None,
     head: Annotated[
-        AdaptHead, typer.Option(help="prototype (nearest class mean) or linear.")
+        AdaptHead,
+        typer.Option(
+            help="prototype (nearest class mean), linear, or propagation (labels spread over "
+            "a k-NN graph with unlabelled items, then linear on the pseudo-labels)."
+        ),
     ] = AdaptHead.linear,
+    unlabeled: Annotated[
+        str | None,
+        typer.Option(
+            help="More unlabelled data for --head propagation (besides LABELED's items "
+            "outside --shots)."
+        ),
+    ] = None,
     finetune_blocks: Annotated[
         int, typer.Option(help="Fine-tune the last N blocks of an image backbone (0: frozen).")
     ] = 0,
@@ -528,6 +540,7 @@ def adapt(
         calibration=None if calibration is None else calibration.value,
         seed=seed,
         show_progress=True,
+        unlabeled=unlabeled,
     )
     model.save(out)
     m = model.metrics

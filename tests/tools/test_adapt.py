@@ -75,7 +75,7 @@ def test_expected_calibration_error_by_hand() -> None:
     assert expected_calibration_error(probs, labels) == pytest.approx(0.225 + 0.05)
 
 
-@pytest.mark.parametrize("head", ["prototype", "linear"])
+@pytest.mark.parametrize("head", ["prototype", "linear", "propagation"])
 def test_a_saved_model_reloads_with_identical_predictions(clusters_run, clusters_data, head,
                                                           tmp_path) -> None:  # fmt: skip
     train, test = clusters_data

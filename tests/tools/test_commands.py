@@ -30,6 +30,10 @@ def test_adapt_then_predict_writes_probabilities(clusters_run, clusters_data, tm
     assert "accuracy:" in result.output
     table = pd.read_csv(tmp_path / "p.csv")
     assert len(table) == 64 and np.allclose(table[[f"p_{c}" for c in range(4)]].sum(axis=1), 1)
+    result = _invoke("adapt", clusters_run.path, test, "--out", tmp_path / "spread",
+                     "--head", "propagation", "--unlabeled", train)  # fmt: skip
+    assert "propagation head on 64 labels" in result.output
+    assert json.loads((tmp_path / "spread" / "model.json").read_text())["head"] == "propagation"
 
 
 def test_select_and_anomalies_write_their_tables(clusters_run, clusters_data, tmp_path) -> None:
