@@ -29,3 +29,13 @@ def test_a_budget_with_a_sliver_of_an_epoch_left_ends_now_instead_of_opening_one
     # 10 s left is 20 steps, a fifth of an epoch: training goes on.
     going = TrainState(step=100, epoch=1, train_seconds=50.0)
     assert _fit_to_budget(cfg, going, steps_per_epoch=100, fabric=fabric) == 120
+
+
+def test_slow_first_steps_such_as_compilation_do_not_set_the_pace() -> None:
+    cfg = PretrainConfig(data="-", time_budget=1.0)  # 60 seconds
+    fabric = lightning.Fabric(accelerator="cpu", devices=1)
+    # Two steps took 20 s (compiling), the next 10 took 1 s: 0.1 s a step, 39 s left.
+    state = TrainState(step=12, epoch=0, train_seconds=21.0)
+    assert _fit_to_budget(cfg, state, 1000, fabric, pace_from=(2, 20.0)) == 12 + 390
+    # Over all steps the pace would be 1.75 s a step: 22 more steps.
+    assert _fit_to_budget(cfg, state, 100, fabric) == 12 + 22

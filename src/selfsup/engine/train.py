@@ -49,6 +49,9 @@ SKIPPED_FILE = "skipped.txt"
 DEFAULT_EPOCHS = 100
 # Steps timed before a time budget is turned into a number of steps.
 _CALIBRATION_STEPS = 10
+#: Steps of each process not counted in the pace of a time budget: they hold torch.compile's
+#: compilation (tens of seconds) and the first, slower oneDNN calls.
+_PACE_SKIP_STEPS = 2
 
 
 @dataclass
@@ -128,17 +131,27 @@ def _planned_steps(cfg: PretrainConfig, steps_per_epoch: int) -> int:
 
 
 def _fit_to_budget(
-    cfg: PretrainConfig, state: TrainState, steps_per_epoch: int, fabric: lightning.Fabric
+    cfg: PretrainConfig,
+    state: TrainState,
+    steps_per_epoch: int,
+    fabric: lightning.Fabric,
+    pace_from: tuple[int, float] | None = None,
 ) -> int:
     """Steps that fit in what is left of the time budget at the pace measured so far.
 
-    Less than a twentieth of an epoch left ends training now rather than opening one more
-    epoch of a few steps (and its monitoring and checkpoint) for the estimate's noise.
+    The pace is measured from ``pace_from`` (a step and the training seconds at it) when it
+    is given and behind the current step, so that compilation in the first steps is not
+    taken for the speed of every step; else over all steps. Less than a twentieth of an epoch
+    left ends training now rather than opening one more epoch of a few steps (and its
+    monitoring and checkpoint) for the estimate's noise.
     """
     cap = _planned_steps(cfg, steps_per_epoch)
     if cfg.time_budget is None or state.step == 0:
         return cap
-    seconds_per_step = state.train_seconds / state.step
+    if pace_from is not None and state.step > pace_from[0]:
+        seconds_per_step = (state.train_seconds - pace_from[1]) / (state.step - pace_from[0])
+    else:
+        seconds_per_step = state.train_seconds / state.step
     left = cfg.time_budget * 60 - state.train_seconds
     more = max(0, math.floor(left / seconds_per_step))
     steps = state.step + (more if more >= steps_per_epoch / 20 else 0)
@@ -271,6 +284,8 @@ def fit(
         save_encoder_weights(method.export_encoder(), run_dir / "checkpoints" / _epoch_file(0))
     window_loss, window_items, window_start = 0.0, 0, time.perf_counter()
     last_loss = float("nan")
+    first_step = state.step  # of this process (a resumed run compiles again)
+    pace_from: tuple[int, float] | None = None
     with progress:
         while state.step < state.total_steps:
             # Seeding from (seed, epoch, rank) makes augmentations repeat exactly on --resume.
@@ -316,8 +331,13 @@ def fit(
                 window_items += len(batch.indices) * world
                 progress.advance(1, len(batch.indices) * world, last_loss)
 
-                if state.step == _CALIBRATION_STEPS and cfg.time_budget is not None:
-                    state.total_steps = _fit_to_budget(cfg, state, steps_per_epoch, fabric)
+                if state.step == first_step + _PACE_SKIP_STEPS:
+                    pace_from = (state.step, state.train_seconds)
+                calibrate = first_step + _PACE_SKIP_STEPS + _CALIBRATION_STEPS
+                if state.step == calibrate and cfg.time_budget is not None:
+                    state.total_steps = _fit_to_budget(
+                        cfg, state, steps_per_epoch, fabric, pace_from
+                    )
                     progress.set_total(state.total_steps)
                 if log is not None and state.step % cfg.log_every == 0:
                     now = time.perf_counter()
@@ -331,7 +351,7 @@ def fit(
                     )
                     window_loss, window_items, window_start = 0.0, 0, now
             state.epoch += 1
-            state.total_steps = _fit_to_budget(cfg, state, steps_per_epoch, fabric)
+            state.total_steps = _fit_to_budget(cfg, state, steps_per_epoch, fabric, pace_from)
             progress.set_total(state.total_steps)
             progress.note(
                 f"epoch {state.epoch}: step {state.step}/{state.total_steps}, loss "
