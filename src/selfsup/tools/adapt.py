@@ -227,7 +227,7 @@ class AdaptedModel:
     Attributes:
         run_path: the run folder of the encoder.
         classes: class names, indexed by the predicted class.
-        head_kind: ``prototype`` or ``linear``.
+        head_kind: ``prototype``, ``linear`` or ``propagation``.
         head: the head on embeddings.
         temperature: the calibration temperature dividing the logits.
         shots: labelled items per class the head was fitted on (None: all given).
