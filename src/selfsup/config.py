@@ -64,7 +64,10 @@ class PretrainConfig(BaseModel):
         out: the run folder; by default ``runs/<method>-<data>-<time>``.
         strict: fail on the first unreadable item instead of skipping it.
         num_workers: data-loading worker processes (useful for image folders).
-        compile: use ``torch.compile`` on the training step (about 30 s of compiling first).
+        compile: use ``torch.compile`` on the training step (about 30 s of compiling first,
+            not counted in the pace a time budget is planned with). It pays when every batch
+            has the same shapes; I-JEPA, whose context length changes with each batch's
+            masks, recompiles and was not faster with it in a short trial.
         log_every: steps between two rows of metrics.
         monitor_items: training items held out to measure label-free metrics after every
             epoch (RankMe, alpha-ReQ...); 0 turns monitoring off.
