@@ -23,14 +23,21 @@ ALL_METHODS = (
 )  # fmt: skip
 
 _HEADS = DEMO_OPTIONS["method_options"]  # projection and hidden size 1024
-# MAE and I-JEPA need a ViT: a 6-block ViT-Tiny on 4x4 patches (7x7 tokens at 28x28), its
-# features the mean of the patch tokens (I-JEPA's evaluation; MAE's linear probe uses it too)
-# of each of the last 4 blocks, concatenated (DINO's linear evaluation of ViTs), and a learning
-# rate of 3e-4, nearer their papers' batch-scaled rates (1.5e-4 and 1.25e-4 at batch 256) than
-# the AdamW default of 2e-3.
+# MAE and I-JEPA need a ViT: a 6-block ViT-Tiny on 4x4 patches (7x7 tokens at 28x28) with
+# fixed 2-D sin-cos position embeddings, as both papers' encoders (a learned one can trade
+# content for position to make masked tokens predictable), its features the mean of the patch
+# tokens (I-JEPA's evaluation; MAE's linear probe uses it too) of each of the last 4 blocks,
+# concatenated (DINO's linear evaluation of ViTs), and a learning rate of 3e-4, nearer their
+# papers' batch-scaled rates (1.5e-4 and 1.25e-4 at batch 256) than the AdamW default of 2e-3.
 _VIT = {
     "backbone": "vit-tiny",
-    "backbone_options": {"patch_size": 4, "depth": 6, "pool": "mean", "pool_blocks": 4},
+    "backbone_options": {
+        "patch_size": 4,
+        "depth": 6,
+        "pool": "mean",
+        "pool_blocks": 4,
+        "pos_embed": "sincos",
+    },
     "lr": 3e-4,
 }
 

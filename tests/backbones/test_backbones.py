@@ -10,6 +10,7 @@ from selfsup.backbones import (
     build_backbone,
     default_patch_size,
 )
+from selfsup.backbones.vit import dot_product_attention
 from selfsup.encoder import Encoder
 
 EXPECTED_FEATURE_DIM = {
@@ -267,3 +268,53 @@ def test_vit_pool_blocks_concatenates_the_last_blocks_normed_and_pooled() -> Non
     assert three.forward_tokens(x).shape == (2, 17, 8)
     with pytest.raises(ValueError, match="pool_blocks"):
         VisionTransformer(16, 4, 1, dim=8, depth=3, heads=2, pool_blocks=4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_vit_attention_matches_the_reference_formula_forward_and_backward(dtype) -> None:
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 7, 8, dtype=dtype, requires_grad=True) for _ in range(3))
+    out = dot_product_attention(q, k, v)
+    grads = torch.autograd.grad(out.float().square().sum(), (q, k, v))
+    qf, kf, vf = (t.detach().float().requires_grad_() for t in (q, k, v))
+    weights = torch.softmax(qf @ kf.transpose(-2, -1) / 8**0.5, dim=-1)
+    expected = weights @ vf
+    expected_grads = torch.autograd.grad(expected.square().sum(), (qf, kf, vf))
+    tol = {"atol": 1e-5, "rtol": 1e-5} if dtype == torch.float32 else {"atol": 0.05, "rtol": 0.05}
+    assert out.dtype == dtype
+    torch.testing.assert_close(out.float(), expected, **tol)
+    for grad, reference in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(grad.float(), reference, **tol)
+
+
+def test_vit_sincos_position_embedding_is_fixed_saved_and_follows_mae() -> None:
+    torch.manual_seed(0)
+    net = VisionTransformer(16, 4, 1, dim=8, depth=1, heads=2, pos_embed="sincos")
+    assert "pos_embed" not in dict(net.named_parameters())
+    assert "pos_embed" in net.state_dict()  # saved with the run, as a buffer
+    pos = net.pos_embed[0]
+    # The cls slot is 0; patch (row 1, column 2) has sin/cos of its column in the first half of
+    # the channels and of its row in the second, at frequencies 10000^(-k / 2), k = 0, 1.
+    assert torch.equal(pos[0], torch.zeros(8))
+    omega = torch.tensor([1.0, 0.01])
+    expected = torch.cat([(2 * omega).sin(), (2 * omega).cos(), omega.sin(), omega.cos()])
+    torch.testing.assert_close(pos[1 + 1 * 4 + 2], expected)
+    # Training cannot move it: the optimizer never sees it, and a step leaves it as it was.
+    before = net.pos_embed.clone()
+    opt = torch.optim.SGD(net.parameters(), lr=1.0)
+    net(torch.rand(2, 1, 16, 16)).sum().backward()
+    opt.step()
+    assert torch.equal(net.pos_embed, before)
+    with pytest.raises(ValueError, match="pos_embed must be"):
+        VisionTransformer(16, 4, 1, dim=8, depth=1, heads=2, pos_embed="rope")
+
+
+def test_vit_sincos_survives_save_and_load(tmp_path) -> None:
+    torch.manual_seed(0)
+    encoder = Encoder.build("vit-tiny", 1, 16, patch_size=4, depth=1, pos_embed="sincos")
+    x = torch.rand(2, 1, 16, 16)
+    encoder.save(tmp_path)
+    loaded = Encoder.load(tmp_path)
+    assert loaded.backbone.pos_embed_kind == "sincos"
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), encoder(x))

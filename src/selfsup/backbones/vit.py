@@ -30,8 +30,51 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def sincos_pos_embed_2d(dim: int, grid: int) -> torch.Tensor:
+    """Fixed 2-D sin-cos position embeddings of a ``grid`` x ``grid`` patch grid, (grid², dim).
+
+    As in MAE's code: half of the channels encode the column and half the row, each as
+    ``[sin(pos * w_k), cos(pos * w_k)]`` with frequencies ``w_k = 10000^(-k / (dim / 4))``.
+    Patches are numbered row-major, like ``VisionTransformer.forward_tokens``' indices.
+
+    Example:
+        >>> sincos_pos_embed_2d(8, 3).shape
+        torch.Size([9, 8])
+    """
+    if dim % 4 != 0:
+        raise ValueError(f"sin-cos position embeddings need a dim divisible by 4, got {dim}")
+    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4))
+    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    parts = []
+    for pos in (cols.flatten(), rows.flatten()):
+        angles = pos[:, None].double() * omega[None, :]
+        parts += [angles.sin(), angles.cos()]
+    return torch.cat(parts, dim=1).float()
+
+
+def dot_product_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v over (..., N, d) tensors, by the fastest kernel for the input.
+
+    ``F.scaled_dot_product_attention`` picks a flash-attention kernel on CPU, which is fast
+    in fp32 but 2-7x slower than two plain matmuls in bf16 for the short sequences (16 to 64
+    tokens) of small images, backward included (measured with torch 2.13 on an AMX CPU: a
+    ViT-Tiny I-JEPA step went from 1.2 s to 0.5 s). Low-precision CPU tensors therefore take
+    the explicit matmul-softmax-matmul path; everything else takes the fused kernel.
+
+    Example:
+        >>> q = torch.randn(2, 3, 5, 8)
+        >>> out = dot_product_attention(q.bfloat16(), q.bfloat16(), q.bfloat16())
+        >>> torch.allclose(out.float(), F.scaled_dot_product_attention(q, q, q), atol=0.05)
+        True
+    """
+    if q.device.type == "cpu" and q.dtype in (torch.bfloat16, torch.float16):
+        scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)
+        return scores.softmax(dim=-1).to(v.dtype) @ v
+    return F.scaled_dot_product_attention(q, k, v)
+
+
 class Attention(nn.Module):
-    """Multi-head self-attention computed with ``F.scaled_dot_product_attention``.
+    """Multi-head self-attention (``dot_product_attention``).
 
     Args:
         dim: token size; must be divisible by ``heads``.
@@ -56,7 +99,7 @@ class Attention(nn.Module):
         B, N, D = x.shape
         # (B, N, 3 * D) -> three tensors of shape (B, heads, N, D / heads).
         q, k, v = self.qkv(x).view(B, N, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = dot_product_attention(q, k, v)
         return self.proj(out.transpose(1, 2).reshape(B, N, D))
 
 
@@ -108,6 +151,10 @@ class VisionTransformer(nn.Module):
             through the final LayerNorm and are pooled as ``pool`` says, and the results are
             concatenated (DINO's linear evaluation of ViTs, Caron et al. 2021, pools the last
             4 blocks). 1, the default, is the final block alone.
+        pos_embed: ``"learned"`` (ViT, DeiT, DINO: a trained parameter) or ``"sincos"``
+            (fixed 2-D sin-cos embeddings, a buffer that is never trained, as MAE's and
+            I-JEPA's encoders: with a trained one, a masked-prediction objective can lower its
+            loss by making tokens more about position and less about content).
 
     Attributes:
         feature_dim: size of the output vector, ``dim * pool_blocks``.
@@ -134,8 +181,11 @@ class VisionTransformer(nn.Module):
         mlp_ratio: float = 4.0,
         pool: str = "cls",
         pool_blocks: int = 1,
+        pos_embed: str = "learned",
     ) -> None:
         super().__init__()
+        if pos_embed not in ("learned", "sincos"):
+            raise ValueError(f"pos_embed must be 'learned' or 'sincos', got {pos_embed!r}")
         if pool not in ("cls", "mean"):
             raise ValueError(f"pool must be 'cls' or 'mean', got {pool!r}")
         if not 1 <= pool_blocks <= depth:
@@ -156,13 +206,20 @@ class VisionTransformer(nn.Module):
         # A conv with kernel = stride = patch size is the linear embedding of each patch.
         self.patch_embed = nn.Conv2d(in_channels, dim, patch_size, patch_size)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.num_patches, dim))
+        self.pos_embed_kind = pos_embed
+        if pos_embed == "learned":
+            self.pos_embed = nn.Parameter(torch.zeros(1, 1 + self.num_patches, dim))
+        else:
+            # Fixed, not trained; the cls token's position is 0 (MAE's and I-JEPA's code).
+            grid = sincos_pos_embed_2d(dim, image_size // patch_size)
+            self.register_buffer("pos_embed", F.pad(grid, (0, 0, 1, 0))[None])
         self.blocks = nn.Sequential(*(Block(dim, heads, mlp_ratio) for _ in range(depth)))
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self._init_weights()
 
     def _init_weights(self) -> None:
-        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        if self.pos_embed_kind == "learned":
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         # Initialise the patch embedding like a linear layer on the flattened patch (as MAE).
         nn.init.xavier_uniform_(self.patch_embed.weight.view(self.dim, -1))

@@ -43,10 +43,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.backbones.vit import Block
+from selfsup.backbones.vit import Block, sincos_pos_embed_2d
 from selfsup.encoder import Encoder
 from selfsup.methods.base import Method
-from selfsup.methods.mae import sincos_pos_embed_2d, vit_backbone
+from selfsup.methods.mae import vit_backbone
 from selfsup.methods.momentum import cosine_momentum, ema_update, momentum_copy
 
 

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from selfsup.backbones.vit import Block, VisionTransformer
+from selfsup.backbones.vit import Block, VisionTransformer, sincos_pos_embed_2d
 from selfsup.encoder import Encoder
 from selfsup.methods.base import Method
 
@@ -49,28 +49,6 @@ def vit_backbone(encoder: Encoder, method: str) -> VisionTransformer:
             f"{type(encoder.backbone).__name__}"
         )
     return encoder.backbone
-
-
-def sincos_pos_embed_2d(dim: int, grid: int) -> torch.Tensor:
-    """Fixed 2-D sin-cos position embeddings of a ``grid`` x ``grid`` patch grid, (grid², dim).
-
-    As in MAE's code: half of the channels encode the column and half the row, each as
-    ``[sin(pos * w_k), cos(pos * w_k)]`` with frequencies ``w_k = 10000^(-k / (dim / 4))``.
-    Patches are numbered row-major, like ``VisionTransformer.forward_tokens``' indices.
-
-    Example:
-        >>> sincos_pos_embed_2d(8, 3).shape
-        torch.Size([9, 8])
-    """
-    if dim % 4 != 0:
-        raise ValueError(f"sin-cos position embeddings need a dim divisible by 4, got {dim}")
-    omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float64) / (dim / 4))
-    rows, cols = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
-    parts = []
-    for pos in (cols.flatten(), rows.flatten()):
-        angles = pos[:, None].double() * omega[None, :]
-        parts += [angles.sin(), angles.cos()]
-    return torch.cat(parts, dim=1).float()
 
 
 def patchify(images: torch.Tensor, patch_size: int) -> torch.Tensor:
