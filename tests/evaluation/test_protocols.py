@@ -186,3 +186,30 @@ def test_numpy_and_torch_inputs_agree(protocol) -> None:
     arrays = [x.double().numpy(), y.int().numpy(), xt.double().numpy(), yt.int().numpy()]
     from_numpy = protocol(*arrays)
     assert from_numpy == from_torch
+
+
+def test_linear_probe_folds_choose_the_penalty_by_cross_validation_as_by_hand() -> None:
+    from sklearn.model_selection import StratifiedKFold
+
+    # Few, noisy labels: the penalty matters, and 3 folds see every item once.
+    x, y = clusters(8, seed=0, spread=0.6)
+    xt, yt = clusters(40, seed=1, spread=0.6)
+    grid = (1e-4, 1e-2, 1.0)
+    result = linear_probe(x, y, xt, yt, weight_decays=grid, folds=3, seed=4)
+    xs, _ = standardize(x, xt)
+    hits = dict.fromkeys(grid, 0)
+    folds = StratifiedKFold(3, shuffle=True, random_state=4).split(y.numpy(), y.numpy())
+    for fit, val in folds:
+        fit, val = torch.from_numpy(fit), torch.from_numpy(val)
+        for wd in grid:
+            model = fit_logistic_regression(xs[fit], y[fit], 5, wd, 200)
+            hits[wd] += int((model(xs[val]).argmax(1) == y[val]).sum())
+    assert hits == {1e-4: 32, 1e-2: 34, 1.0: 28}  # one split of a tenth would pick 1.0
+    assert result.weight_decay == 1e-2
+    assert result.val_accuracy == pytest.approx(34 / 40)
+    # The rarest class caps the folds: 2 items of class 4 allow 2 folds, not 5.
+    keep = torch.cat([torch.arange(32), torch.tensor([32, 33])])
+    capped = linear_probe(x[keep], y[keep], xt, yt, weight_decays=grid, folds=5)
+    assert capped.val_accuracy is not None
+    with pytest.raises(ValueError, match="folds"):
+        linear_probe(x, y, xt, yt, folds=0)

@@ -194,6 +194,39 @@ def _select_weight_decay(
     return weight_decay, accuracy, model
 
 
+def _cross_validate_weight_decay(
+    train: torch.Tensor,
+    labels: torch.Tensor,
+    num_classes: int,
+    weight_decays: Sequence[float],
+    max_iter: int,
+    folds: int,
+    seed: int,
+) -> tuple[float, float]:
+    """The weight decay of best mean accuracy over stratified folds, and that accuracy.
+
+    Ties go to the larger weight decay; there are at most as many folds as the rarest class
+    has examples.
+    """
+    from sklearn.model_selection import StratifiedKFold
+
+    y = labels.numpy()
+    present = np.bincount(y)
+    splits = min(folds, int(present[present > 0].min()))
+    correct = dict.fromkeys(weight_decays, 0.0)
+    for fit_idx, val_idx in StratifiedKFold(splits, shuffle=True, random_state=seed).split(y, y):
+        fit_idx, val_idx = torch.from_numpy(fit_idx), torch.from_numpy(val_idx)
+        model = None
+        for weight_decay in sorted(weight_decays, reverse=True):
+            model = fit_logistic_regression(
+                train[fit_idx], labels[fit_idx], num_classes, weight_decay, max_iter, model
+            )
+            hits = (model(train[val_idx]).argmax(1) == labels[val_idx]).sum().item()
+            correct[weight_decay] += hits
+    best = max(sorted(weight_decays, reverse=True), key=lambda wd: correct[wd])
+    return best, correct[best] / len(y)
+
+
 def linear_probe(
     train_emb: ArrayLike,
     train_labels: ArrayLike,
@@ -204,13 +237,17 @@ def linear_probe(
     val_fraction: float = 0.1,
     seed: int = 0,
     max_iter: int = 200,
+    folds: int = 1,
 ) -> LinearProbeResult:
     """Choose the weight decay on a validation split, refit on all train labels, test.
 
     A stratified ``val_fraction`` of the train split (drawn by a numpy generator seeded with
     ``seed``) is held out; a classifier is fit on the rest for each weight decay, and the one
     with the best validation accuracy (ties go to the larger weight decay) is refit on the
-    whole train split. If some class has fewer than two train examples no split can be made:
+    whole train split. With ``folds`` of 2 or more the choice is by stratified k-fold
+    cross-validation instead (the mean validation accuracy over the folds, as scikit-learn's
+    ``LogisticRegressionCV``): with a hundred labels, a tenth held out is ten items, too few to
+    tell penalties apart. If some class has fewer than two train examples no split can be made:
     the middle of the sorted ``weight_decays`` is used and ``note`` says so. The number of
     classes is the largest train or test label plus one.
 
@@ -221,8 +258,10 @@ def linear_probe(
         test_labels: integer test labels, shape ``(n_test,)``.
         weight_decays: the grid of L2 penalties to choose from.
         val_fraction: the share of each class held out for validation, in ``(0, 1)``.
-        seed: seeds the validation split.
+        seed: seeds the validation split (or the folds).
         max_iter: the most L-BFGS iterations per fit.
+        folds: 1 for one validation split of ``val_fraction``; k >= 2 for k-fold
+            cross-validation (at most as many folds as the rarest class has items).
 
     Returns:
         The test accuracy, the chosen weight decay and its validation accuracy.
@@ -242,6 +281,8 @@ def linear_probe(
     )
     if not weight_decays or min(weight_decays) < 0:
         raise ValueError("weight_decays must be a non-empty sequence of values >= 0")
+    if folds < 1:
+        raise ValueError(f"folds must be at least 1, got {folds}")
     if not 0 < val_fraction < 1:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
     num_classes = count_classes(y_train, y_test)
@@ -255,6 +296,10 @@ def linear_probe(
     if rare:
         chosen = sorted(weight_decays)[len(weight_decays) // 2]
         note = f"classes {rare} have fewer than 2 train examples: used the middle weight decay"
+    elif folds >= 2:
+        chosen, val_accuracy = _cross_validate_weight_decay(
+            train, y_train, num_classes, weight_decays, max_iter, folds, seed
+        )
     else:
         fit_idx, val_idx = (
             torch.from_numpy(part)

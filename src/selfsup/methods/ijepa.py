@@ -25,7 +25,11 @@ truncation. Each DDP process draws its own masks.
 
 The ViT here keeps its cls token (the official I-JEPA ViT has none): it is encoded with the
 context and passed to the predictor, so the feature used downstream, ``encoder(x)``, takes part
-in the prediction.
+in the prediction. The official encoders have fixed 2-D sin-cos position embeddings: build the
+ViT with ``backbone_options={"pos_embed": "sincos"}`` for them. A learned position embedding lets
+the encoder make every token more about its position and less about its content, which the
+predictor can then match from the mask tokens' positions alone; in 3-minute Fashion-MNIST runs
+its features fell below a random ViT's, while with sin-cos they stayed at that level.
 
 Example:
     >>> context, targets = sample_block_masks(7, torch.Generator().manual_seed(0))

@@ -14,6 +14,9 @@ masked patches only, against targets normalized by each patch's own mean and var
 
 where M is the set of masked patches and k runs over a patch's pixels. The encoder keeps the
 cls token the ViT prepends; the representation used downstream is ``encoder(x)``, that cls token.
+MAE's encoder has fixed sin-cos position embeddings too: build the ViT with
+``backbone_options={"pos_embed": "sincos"}`` for the paper's encoder (the default ViT learns its
+own, as ViT and DINO do).
 
 Example:
     >>> import torch
