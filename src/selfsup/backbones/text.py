@@ -12,6 +12,8 @@ masked language modelling and token attributions.
   dropout is what SimCSE uses as noise.
 - ``bert``: Hugging Face's ``BertModel`` built from a ``BertConfig`` (random weights, nothing
   downloaded), post-norm as in BERT, with the same interface.
+- ``text-bag``: no layers, the mean of the tokens' own vectors (fastText and Sent2Vec's
+  sentence encoder), for ``--method sent2vec``.
 
 Example:
     >>> import torch
@@ -44,6 +46,7 @@ TEXT_PRESETS: dict[str, dict[str, Any]] = {
         "dropout": 0.1,
     },
     "bert": {"dim": 256, "depth": 4, "heads": 4, "mlp_ratio": 4.0, "dropout": 0.1},
+    "text-bag": {"dim": 256},
 }
 
 
@@ -124,6 +127,46 @@ class TextTransformer(nn.Module):
         return mean_pool(x, pad)
 
 
+class TextBag(nn.Module):
+    """A bag of token vectors: the sentence embedding is the mean of its tokens' embeddings.
+
+    No order and no layers: the encoder of fastText-style sentence models (Sent2Vec,
+    Pagliardini et al. 2018, https://arxiv.org/abs/1703.02507), which train the token vectors
+    so that their average is a good sentence vector (``--method sent2vec``). About a
+    hundred times cheaper per text than a transformer on a CPU. Word2vec's initialization:
+    uniform in +-0.5 / dim.
+
+    Args:
+        vocab_size: tokens in the vocabulary (id 0 is padding).
+        max_length: the longest input, in tokens (longer inputs are cut).
+        dim: width of the token vectors and of the output.
+
+    Example:
+        >>> net = TextBag(vocab_size=10, max_length=8, dim=4)
+        >>> ids = torch.tensor([[3, 5, 0]])
+        >>> torch.allclose(net(ids), net.token_embedding.weight[[3, 5]].mean(0))
+        True
+    """
+
+    def __init__(self, vocab_size: int, max_length: int, dim: int = 256) -> None:
+        super().__init__()
+        self.feature_dim = dim
+        self.max_length = max_length
+        self.token_embedding = nn.Embedding(vocab_size, dim, padding_idx=PAD_ID)
+        nn.init.uniform_(self.token_embedding.weight, -0.5 / dim, 0.5 / dim)
+        with torch.no_grad():
+            self.token_embedding.weight[PAD_ID].zero_()
+
+    def tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        """Per-token vectors ``(n, L, dim)`` of ids ``(n, L)`` (each token's own embedding)."""
+        return self.token_embedding(ids[:, : self.max_length].long())
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """Sentence embeddings ``(n, dim)``: the mean over the non-padding tokens."""
+        ids = ids[:, : self.max_length].long()
+        return mean_pool(self.token_embedding(ids), padding_mask(ids))
+
+
 class BertEncoder(nn.Module):
     """Hugging Face's ``BertModel`` from a config (random weights) with mean pooling.
 
@@ -190,6 +233,7 @@ _TEXT_BUILDERS: dict[str, Callable[..., nn.Module]] = {
     "text-transformer": TextTransformer,
     "text-transformer-small": TextTransformer,
     "bert": BertEncoder,
+    "text-bag": TextBag,
 }
 
 
@@ -198,7 +242,7 @@ def text_backbone_names() -> list[str]:
 
     Example:
         >>> text_backbone_names()
-        ['text-transformer', 'text-transformer-small', 'bert']
+        ['text-transformer', 'text-transformer-small', 'bert', 'text-bag']
     """
     return list(_TEXT_BUILDERS)
 

@@ -3,7 +3,7 @@
 Example:
     >>> sorted(METHODS)  # doctest: +NORMALIZE_WHITESPACE
     ['barlowtwins', 'byol', 'byola', 'dino', 'ijepa', 'mae', 'mlm', 'mocov3', 'nnclr',
-     'scarf', 'simclr', 'simcse', 'simsiam', 'swav', 'ts2vec', 'vicreg', 'vime']
+     'scarf', 'sent2vec', 'simclr', 'simcse', 'simsiam', 'swav', 'ts2vec', 'vicreg', 'vime']
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from selfsup.methods.mlm import MLM, mlm_loss
 from selfsup.methods.mocov3 import MoCoV3, mocov3_loss
 from selfsup.methods.nnclr import NNCLR, nnclr_loss
 from selfsup.methods.scarf import SCARF, scarf_loss
+from selfsup.methods.sent2vec import Sent2Vec, sent2vec_loss
 from selfsup.methods.simclr import SimCLR, nt_xent_loss
 from selfsup.methods.simcse import SimCSE, simcse_loss
 from selfsup.methods.simsiam import SimSiam, simsiam_loss
@@ -50,6 +51,7 @@ METHODS: dict[str, type[Method]] = {
         BYOLA,
         SimCSE,
         MLM,
+        Sent2Vec,
     )
 }
 
@@ -75,6 +77,7 @@ __all__ = [
     "BarlowTwins",
     "Method",
     "MoCoV3",
+    "Sent2Vec",
     "SimCLR",
     "SimCSE",
     "SimSiam",
@@ -93,6 +96,7 @@ __all__ = [
     "nnclr_loss",
     "nt_xent_loss",
     "scarf_loss",
+    "sent2vec_loss",
     "simcse_loss",
     "simsiam_loss",
     "sinkhorn_knopp",

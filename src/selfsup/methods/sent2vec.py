@@ -1,0 +1,172 @@
+"""Sent2Vec: train token vectors so that their average predicts each token of the text.
+
+Pagliardini, Gupta and Jaggi, "Unsupervised Learning of Sentence Embeddings using
+Compositional n-Gram Features", NAACL 2018. https://arxiv.org/abs/1703.02507
+
+A sentence S is represented by the mean of its tokens' source vectors, v_S (the ``text-bag``
+backbone computes exactly this). Each token w_t of S is then predicted from the mean of the
+other tokens, v_{S \\ w_t}, against negatives drawn from the vocabulary, with output vectors u
+(Eq. 2, a CBOW whose window is the whole sentence):
+
+    L = sum_S sum_{w_t in S} [ l(u_{w_t} . v_{S \\ w_t})
+                               + sum_{w' in N_{w_t}} l(-u_{w'} . v_{S \\ w_t}) ]
+
+with l(x) = log(1 + exp(-x)), averaged here over the predicted tokens. As in the paper, a
+token is a target with probability min(1, sqrt(t / f_w) + t / f_w) (frequent tokens are
+subsampled, threshold t) and negatives are drawn with probability proportional to sqrt(f_w).
+The frequencies f_w are counted over the training batches seen so far (a buffer saved with
+checkpoints), so no pass over the corpus is needed before training. Departures: the
+tokens are the run's BPE tokens, without the paper's extra word bigrams or their dropout.
+
+Because the trained quantity is the mean of token vectors, the sentence embedding is learned
+directly: the tokens of texts that share words end up near each other, which carries topic
+and sentiment from co-occurrence alone.
+
+Example:
+    >>> import torch
+    >>> from selfsup.encoder import Encoder
+    >>> encoder = Encoder.build_text("text-bag", 50, 16, dim=8)
+    >>> Sent2Vec(encoder)([torch.randint(5, 50, (4, 10))]).ndim
+    0
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from selfsup.data.tokenizer import PAD_ID, SPECIAL_TOKENS
+from selfsup.encoder import Encoder
+from selfsup.methods.base import Method
+
+
+def sent2vec_loss(
+    context: torch.Tensor, positive: torch.Tensor, negatives: torch.Tensor
+) -> torch.Tensor:
+    """Negative-sampling loss of context vectors against their target and negative outputs.
+
+    Args:
+        context: (m, D), v_{S \\ w_t} of each predicted token.
+        positive: (m, D), u_{w_t}, the output vector of each predicted token.
+        negatives: (m, K, D), the output vectors of its K negatives.
+
+    Returns:
+        mean over the m tokens of softplus(-u . v) + sum_k softplus(u_k . v).
+
+    Example:
+        >>> v, u = torch.tensor([[1.0, 0.0]]), torch.tensor([[2.0, 0.0]])
+        >>> neg = torch.tensor([[[0.0, 1.0]]])
+        >>> round(sent2vec_loss(v, u, neg).item(), 4)  # log(1 + e^-2) + log(1 + e^0)
+        0.8201
+    """
+    context = context.float()
+    positive_score = (context * positive.float()).sum(dim=-1)
+    negative_score = torch.einsum("md,mkd->mk", context, negatives.float())
+    return (F.softplus(-positive_score) + F.softplus(negative_score).sum(dim=-1)).mean()
+
+
+def leave_one_out_means(vectors: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+    """For each position of each text, the mean of the text's other present vectors.
+
+    Args:
+        vectors: (n, L, D) token vectors.
+        present: (n, L) bool, True at real (non-padding) tokens.
+
+    Returns:
+        (n, L, D); rows of texts with a single token are 0.
+
+    Example:
+        >>> x = torch.tensor([[[1.0], [2.0], [6.0], [9.0]]])
+        >>> leave_one_out_means(x, torch.tensor([[True, True, True, False]]))[0, :3, 0].tolist()
+        [4.0, 3.5, 1.5]
+    """
+    keep = present.unsqueeze(-1).to(vectors.dtype)
+    total = (vectors * keep).sum(dim=1, keepdim=True)
+    others = (present.sum(dim=1) - 1).clamp_min(1).to(vectors.dtype)
+    return (total - vectors * keep) / others[:, None, None]
+
+
+class Sent2Vec(Method):
+    """Sent2Vec on a text encoder with a token embedding (``text-bag`` is its own encoder).
+
+    Args:
+        encoder: a text encoder whose backbone has ``token_embedding``; with ``text-bag`` the
+            encoder's output is exactly the trained v_S.
+        negatives: K, negatives per predicted token (paper: 10).
+        subsample: t, the frequency threshold of target subsampling (paper: 1e-5 on
+            Wikipedia; 1e-4 suits corpora of a few hundred thousand tokens).
+        negative_power: negatives are drawn with probability proportional to f_w to this
+            power (paper: 0.5; word2vec: 0.75).
+
+    Raises:
+        ValueError: the backbone has no token embedding, or options out of range.
+    """
+
+    name: ClassVar[str] = "sent2vec"
+    paper: ClassVar[str] = "Pagliardini et al. 2018, https://arxiv.org/abs/1703.02507"
+    num_views: ClassVar[int] = 1
+    modalities: ClassVar[tuple[str, ...]] = ("text",)
+    text_view_recipe: ClassVar[str] = "none"
+
+    def __init__(
+        self,
+        encoder: Encoder,
+        negatives: int = 10,
+        subsample: float = 1e-4,
+        negative_power: float = 0.5,
+    ) -> None:
+        super().__init__(encoder)
+        embedding = getattr(encoder.backbone, "token_embedding", None)
+        if not isinstance(embedding, nn.Embedding):
+            raise ValueError(
+                "sent2vec needs a text backbone with a token embedding (text-bag, "
+                f"text-transformer or bert), got {type(encoder.backbone).__name__}"
+            )
+        if negatives < 1 or subsample <= 0 or negative_power < 0:
+            raise ValueError(
+                f"sent2vec needs negatives >= 1, subsample > 0 and negative_power >= 0, got "
+                f"{negatives}, {subsample} and {negative_power}"
+            )
+        vocab_size, dim = embedding.weight.shape
+        self.output = nn.Embedding(vocab_size, dim)
+        nn.init.zeros_(self.output.weight)  # word2vec's output vectors start at 0
+        self.register_buffer("counts", torch.zeros(vocab_size, dtype=torch.float64))
+        self.negatives = negatives
+        self.subsample = subsample
+        self.negative_power = negative_power
+
+    def loss(self, views: list[torch.Tensor]) -> torch.Tensor:
+        backbone = self.encoder.backbone
+        ids = views[0].long()
+        if hasattr(backbone, "max_length"):
+            ids = ids[:, : backbone.max_length]
+        present = ids != PAD_ID
+        with torch.no_grad():
+            self.counts += torch.bincount(ids[present], minlength=len(self.counts)).double()
+            frequency = (self.counts / self.counts.sum()).clamp_min(1e-12)
+            ratio = self.subsample / frequency
+            keep = (ratio.sqrt() + ratio).clamp(max=1.0)
+            chosen = present & (torch.rand(ids.shape, device=ids.device) < keep[ids])
+            chosen &= (present.sum(dim=1) >= 2)[:, None]  # a lone token has no context
+            if not chosen.any():
+                chosen = present & (present.sum(dim=1) >= 2)[:, None]
+            weights = self.counts.pow(self.negative_power)
+            weights[: len(SPECIAL_TOKENS)] = 0.0  # padding, [MASK]... are never negatives
+        vectors = backbone.token_embedding(ids)
+        if not chosen.any():  # no text of two tokens in the batch: nothing to predict
+            return vectors.sum() * 0.0
+        context = leave_one_out_means(vectors, present)[chosen]
+        targets = ids[chosen]
+        drawn = torch.multinomial(weights.float(), len(targets) * self.negatives, True)
+        negatives = self.output(drawn.view(len(targets), self.negatives))
+        return sent2vec_loss(context, self.output(targets), negatives)
+
+    def options(self) -> dict[str, Any]:
+        return {
+            "negatives": self.negatives,
+            "subsample": self.subsample,
+            "negative_power": self.negative_power,
+        }
