@@ -89,7 +89,8 @@ def pretrain(
         typer.Option(
             help="simclr, byol, vicreg, barlowtwins, mocov3, simsiam, nnclr, swav, dino, mae "
             "or ijepa (mae and ijepa need a ViT backbone); ts2vec for series, scarf or vime "
-            "for tables, simcse or mlm for text, byola for audio (their defaults)."
+            "for tables, simcse, mlm or sent2vec (with text-bag) for text, byola for audio (their "
+            "defaults)."
         ),
     ] = None,
     backbone: Annotated[
@@ -97,7 +98,7 @@ def pretrain(
         typer.Option(
             help="small-cnn, resnet18/34/50, vit-tiny, vit-small; series: ts2vec, "
             "patch-transformer; tables: mlp; text: text-transformer, text-transformer-small, "
-            "bert; audio: byola-cnn, spectrogram-vit."
+            "bert, text-bag; audio: byola-cnn, spectrogram-vit."
         ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the data.")] = None,

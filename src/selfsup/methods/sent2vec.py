@@ -89,6 +89,19 @@ def leave_one_out_means(vectors: torch.Tensor, present: torch.Tensor) -> torch.T
     return (total - vectors * keep) / others[:, None, None]
 
 
+def keep_probability(counts: torch.Tensor, threshold: float) -> torch.Tensor:
+    """word2vec's subsampling: the chance each token is kept, min(1, sqrt(t / f) + t / f),
+    from token counts (f = count / total; unseen tokens are kept).
+
+    Example:
+        >>> [round(p, 3) for p in keep_probability(torch.tensor([96.0, 4.0]), 0.01).tolist()]
+        [0.112, 0.75]
+    """
+    frequency = (counts / counts.sum().clamp_min(1)).clamp_min(1e-12)
+    ratio = threshold / frequency
+    return (ratio.sqrt() + ratio).clamp(max=1.0)
+
+
 class Sent2Vec(Method):
     """Sent2Vec on a text encoder with a token embedding (``text-bag`` is its own encoder).
 
@@ -146,9 +159,7 @@ class Sent2Vec(Method):
         present = ids != PAD_ID
         with torch.no_grad():
             self.counts += torch.bincount(ids[present], minlength=len(self.counts)).double()
-            frequency = (self.counts / self.counts.sum()).clamp_min(1e-12)
-            ratio = self.subsample / frequency
-            keep = (ratio.sqrt() + ratio).clamp(max=1.0)
+            keep = keep_probability(self.counts, self.subsample)
             chosen = present & (torch.rand(ids.shape, device=ids.device) < keep[ids])
             chosen &= (present.sum(dim=1) >= 2)[:, None]  # a lone token has no context
             if not chosen.any():
