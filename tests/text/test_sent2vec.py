@@ -118,9 +118,11 @@ def test_gradients_reach_the_token_vectors_once_the_outputs_move():
     assert encoder.backbone.token_embedding.weight.grad.abs().sum() > 0
 
 
-def test_sent2vec_rejects_a_backbone_without_a_token_embedding_and_bad_options():
-    with pytest.raises(ValueError, match="token embedding"):
+def test_sent2vec_rejects_other_backbones_and_bad_options():
+    with pytest.raises(ValueError, match="text-bag"):
         Sent2Vec(Encoder.build("small-cnn", 1, 12, width=4))
+    with pytest.raises(ValueError, match="text-bag"):
+        Sent2Vec(Encoder.build_text("text-transformer", 40, 8, dim=8, depth=1, heads=2))
     with pytest.raises(ValueError, match="negatives"):
         Sent2Vec(Encoder.build_text("text-bag", 40, 8, dim=6), negatives=0)
 

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfsup.backbones.text import TextBag
 from selfsup.data.tokenizer import PAD_ID, SPECIAL_TOKENS
 from selfsup.encoder import Encoder
 from selfsup.methods.base import Method
@@ -103,11 +104,11 @@ def keep_probability(counts: torch.Tensor, threshold: float) -> torch.Tensor:
 
 
 class Sent2Vec(Method):
-    """Sent2Vec on a text encoder with a token embedding (``text-bag`` is its own encoder).
+    """Sent2Vec on a ``text-bag`` encoder.
 
     Args:
-        encoder: a text encoder whose backbone has ``token_embedding``; with ``text-bag`` the
-            encoder's output is exactly the trained v_S.
+        encoder: a text encoder with the ``text-bag`` backbone, whose output is exactly the
+            trained v_S.
         negatives: K, negatives per predicted token (paper: 10).
         subsample: t, the frequency threshold of target subsampling (paper: 1e-5 on
             Wikipedia; 1e-4 suits corpora of a few hundred thousand tokens).
@@ -115,7 +116,7 @@ class Sent2Vec(Method):
             power (paper: 0.5; word2vec: 0.75).
 
     Raises:
-        ValueError: the backbone has no token embedding, or options out of range.
+        ValueError: the backbone is not ``text-bag``, or options are out of range.
     """
 
     name: ClassVar[str] = "sent2vec"
@@ -132,12 +133,13 @@ class Sent2Vec(Method):
         negative_power: float = 0.5,
     ) -> None:
         super().__init__(encoder)
-        embedding = getattr(encoder.backbone, "token_embedding", None)
-        if not isinstance(embedding, nn.Embedding):
+        if not isinstance(encoder.backbone, TextBag):
+            # A transformer's layers would get no gradient: the loss reads token vectors only.
             raise ValueError(
-                "sent2vec needs a text backbone with a token embedding (text-bag, "
-                f"text-transformer or bert), got {type(encoder.backbone).__name__}"
+                "sent2vec trains the text-bag backbone (--backbone text-bag), whose output is "
+                f"the mean of the token vectors it learns; got {type(encoder.backbone).__name__}"
             )
+        embedding = encoder.backbone.token_embedding
         if negatives < 1 or subsample <= 0 or negative_power < 0:
             raise ValueError(
                 f"sent2vec needs negatives >= 1, subsample > 0 and negative_power >= 0, got "
