@@ -152,3 +152,18 @@ def test_short_training_lifts_knn_well_above_chance(tmp_path):
     # of words), training 0.80.
     assert knn(after) > 0.72 and knn(after) > knn(before) + 0.1
     assert np.isfinite(after).all()
+
+
+def test_the_encoder_output_is_centred_on_the_running_mean_sentence_vector():
+    torch.manual_seed(0)
+    encoder = Encoder.build_text("text-bag", 40, 8, dim=6)
+    method = Sent2Vec(encoder, center_momentum=0.5)
+    ids = torch.tensor([[5, 6, 7], [8, 9, PAD_ID], [PAD_ID, PAD_ID, PAD_ID]])
+    bag = encoder.backbone
+    plain = bag.sentence_vectors(ids[:2]).detach()
+    method([ids])  # the empty third text does not count
+    torch.testing.assert_close(bag.center, 0.5 * plain.mean(dim=0))
+    with torch.no_grad():
+        torch.testing.assert_close(encoder(ids[:2]), plain - bag.center)
+    # The centre is saved with the encoder: a reloaded run embeds the same way.
+    assert "backbone.center" in encoder.state_dict()

@@ -128,7 +128,14 @@ class TextTransformer(nn.Module):
 
 
 class TextBag(nn.Module):
-    """A bag of token vectors: the sentence embedding is the mean of its tokens' embeddings.
+    """A bag of token vectors: the sentence embedding is the mean of its tokens' embeddings,
+    less ``center``.
+
+    ``center`` (a buffer, 0 at first) is the mean sentence vector of the training texts, which
+    Sent2Vec keeps up to date: averaged word vectors share one large common component (Arora,
+    Liang and Ma 2017, https://openreview.net/forum?id=SyK00v5xx), which would otherwise
+    dominate every embedding, make cosine neighbours meaningless and look like a collapse to
+    the label-free monitor.
 
     No order and no layers: the encoder of fastText-style sentence models (Sent2Vec,
     Pagliardini et al. 2018, https://arxiv.org/abs/1703.02507), which train the token vectors
@@ -156,13 +163,19 @@ class TextBag(nn.Module):
         nn.init.uniform_(self.token_embedding.weight, -0.5 / dim, 0.5 / dim)
         with torch.no_grad():
             self.token_embedding.weight[PAD_ID].zero_()
+        self.register_buffer("center", torch.zeros(dim))
 
     def tokens(self, ids: torch.Tensor) -> torch.Tensor:
         """Per-token vectors ``(n, L, dim)`` of ids ``(n, L)`` (each token's own embedding)."""
         return self.token_embedding(ids[:, : self.max_length].long())
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        """Sentence embeddings ``(n, dim)``: the mean over the non-padding tokens."""
+        """Sentence embeddings ``(n, dim)``: the mean over the non-padding tokens, less
+        ``center``."""
+        return self.sentence_vectors(ids) - self.center
+
+    def sentence_vectors(self, ids: torch.Tensor) -> torch.Tensor:
+        """The plain means of the token vectors ``(n, dim)``, v_S of Sent2Vec."""
         ids = ids[:, : self.max_length].long()
         return mean_pool(self.token_embedding(ids), padding_mask(ids))
 

@@ -114,6 +114,9 @@ class Sent2Vec(Method):
             Wikipedia; 1e-4 suits corpora of a few hundred thousand tokens).
         negative_power: negatives are drawn with probability proportional to f_w to this
             power (paper: 0.5; word2vec: 0.75).
+        center_momentum: the backbone's ``center`` follows the batches' mean sentence vector
+            as an exponential moving average with this momentum; it shifts the encoder's
+            output only, not the loss.
 
     Raises:
         ValueError: the backbone is not ``text-bag``, or options are out of range.
@@ -131,6 +134,7 @@ class Sent2Vec(Method):
         negatives: int = 10,
         subsample: float = 1e-4,
         negative_power: float = 0.5,
+        center_momentum: float = 0.5,
     ) -> None:
         super().__init__(encoder)
         if not isinstance(encoder.backbone, TextBag):
@@ -152,6 +156,7 @@ class Sent2Vec(Method):
         self.negatives = negatives
         self.subsample = subsample
         self.negative_power = negative_power
+        self.center_momentum = center_momentum
 
     def loss(self, views: list[torch.Tensor]) -> torch.Tensor:
         backbone = self.encoder.backbone
@@ -169,6 +174,11 @@ class Sent2Vec(Method):
             weights = self.counts.pow(self.negative_power)
             weights[: len(SPECIAL_TOKENS)] = 0.0  # padding, [MASK]... are never negatives
         vectors = backbone.token_embedding(ids)
+        texts = present.any(dim=1)
+        if texts.any():  # the encoder's output is centred on the running mean v_S
+            with torch.no_grad():
+                mean = backbone.sentence_vectors(ids[texts]).float().mean(dim=0)
+                backbone.center.lerp_(mean, 1.0 - self.center_momentum)
         if not chosen.any():  # no text of two tokens in the batch: nothing to predict
             return vectors.sum() * 0.0
         context = leave_one_out_means(vectors, present)[chosen]
@@ -182,4 +192,5 @@ class Sent2Vec(Method):
             "negatives": self.negatives,
             "subsample": self.subsample,
             "negative_power": self.negative_power,
+            "center_momentum": self.center_momentum,
         }
