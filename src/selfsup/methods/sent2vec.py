@@ -107,11 +107,11 @@ class Sent2Vec(Method):
     """Sent2Vec on a ``text-bag`` encoder.
 
     Args:
-        encoder: a text encoder with the ``text-bag`` backbone, whose output is exactly the
-            trained v_S.
+        encoder: a text encoder with the ``text-bag`` backbone, whose output is the trained
+            v_S less its running mean.
         negatives: K, negatives per predicted token (paper: 10).
         subsample: t, the frequency threshold of target subsampling (paper: 1e-5 on
-            Wikipedia; 1e-4 suits corpora of a few hundred thousand tokens).
+            Wikipedia; the default is word2vec's usual 1e-4, for corpora far smaller).
         negative_power: negatives are drawn with probability proportional to f_w to this
             power (paper: 0.5; word2vec: 0.75).
         center_momentum: the backbone's ``center`` follows the batches' mean sentence vector
