@@ -171,6 +171,24 @@ def stratified_split(
     return np.sort(np.concatenate(fit_parts)), np.sort(np.concatenate(val_parts))
 
 
+def _sweep_weight_decays(
+    fit: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor],
+    num_classes: int,
+    weight_decays: Sequence[float],
+    max_iter: int,
+) -> list[tuple[float, int, torch.nn.Linear]]:
+    """(weight decay, correct validation predictions, classifier) for each weight decay,
+    largest first: it converges fastest and warm-starts the next, weaker one."""
+    results = []
+    model = None
+    for weight_decay in sorted(weight_decays, reverse=True):
+        model = fit_logistic_regression(*fit, num_classes, weight_decay, max_iter, model)
+        hits = int((model(val[0]).argmax(1) == val[1]).sum())
+        results.append((weight_decay, hits, model))
+    return results
+
+
 def _select_weight_decay(
     fit: tuple[torch.Tensor, torch.Tensor],
     val: tuple[torch.Tensor, torch.Tensor],
@@ -182,16 +200,10 @@ def _select_weight_decay(
 
     Ties go to the larger weight decay.
     """
-    candidates = []
-    model = None
-    # Largest penalty first: it converges fastest and warm-starts the next, weaker one.
-    for weight_decay in sorted(weight_decays, reverse=True):
-        model = fit_logistic_regression(*fit, num_classes, weight_decay, max_iter, model)
-        accuracy = (model(val[0]).argmax(1) == val[1]).float().mean().item()
-        candidates.append((accuracy, weight_decay, model))
-    # max() keeps the first of equal accuracies, which has the larger weight decay.
-    accuracy, weight_decay, model = max(candidates, key=lambda candidate: candidate[0])
-    return weight_decay, accuracy, model
+    # max() keeps the first of equal counts, which has the larger weight decay.
+    sweep = _sweep_weight_decays(fit, val, num_classes, weight_decays, max_iter)
+    weight_decay, hits, model = max(sweep, key=lambda result: result[1])
+    return weight_decay, hits / len(val[1]), model
 
 
 def _cross_validate_weight_decay(
@@ -213,17 +225,15 @@ def _cross_validate_weight_decay(
     y = labels.numpy()
     present = np.bincount(y)
     splits = min(folds, int(present[present > 0].min()))
-    correct = dict.fromkeys(weight_decays, 0.0)
+    correct = dict.fromkeys(sorted(weight_decays, reverse=True), 0)
     for fit_idx, val_idx in StratifiedKFold(splits, shuffle=True, random_state=seed).split(y, y):
-        fit_idx, val_idx = torch.from_numpy(fit_idx), torch.from_numpy(val_idx)
-        model = None
-        for weight_decay in sorted(weight_decays, reverse=True):
-            model = fit_logistic_regression(
-                train[fit_idx], labels[fit_idx], num_classes, weight_decay, max_iter, model
-            )
-            hits = (model(train[val_idx]).argmax(1) == labels[val_idx]).sum().item()
+        fit = (train[fit_idx], labels[fit_idx])
+        val = (train[val_idx], labels[val_idx])
+        for weight_decay, hits, _ in _sweep_weight_decays(
+            fit, val, num_classes, weight_decays, max_iter
+        ):
             correct[weight_decay] += hits
-    best = max(sorted(weight_decays, reverse=True), key=lambda wd: correct[wd])
+    best = max(correct, key=correct.__getitem__)  # the first, larger, of equal counts
     return best, correct[best] / len(y)
 
 

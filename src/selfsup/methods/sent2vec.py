@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from selfsup.backbones.text import TextBag
+from selfsup.backbones.text import TextBag, mean_pool
 from selfsup.data.tokenizer import PAD_ID, SPECIAL_TOKENS
 from selfsup.encoder import Encoder
 from selfsup.methods.base import Method
@@ -160,24 +160,22 @@ class Sent2Vec(Method):
 
     def loss(self, views: list[torch.Tensor]) -> torch.Tensor:
         backbone = self.encoder.backbone
-        ids = views[0].long()
-        if hasattr(backbone, "max_length"):
-            ids = ids[:, : backbone.max_length]
+        ids = views[0][:, : backbone.max_length].long()
         present = ids != PAD_ID
+        predictable = present & (present.sum(dim=1) >= 2)[:, None]  # a lone token has no context
         with torch.no_grad():
             self.counts += torch.bincount(ids[present], minlength=len(self.counts)).double()
             keep = keep_probability(self.counts, self.subsample)
-            chosen = present & (torch.rand(ids.shape, device=ids.device) < keep[ids])
-            chosen &= (present.sum(dim=1) >= 2)[:, None]  # a lone token has no context
+            chosen = predictable & (torch.rand(ids.shape, device=ids.device) < keep[ids])
             if not chosen.any():
-                chosen = present & (present.sum(dim=1) >= 2)[:, None]
+                chosen = predictable
             weights = self.counts.pow(self.negative_power)
             weights[: len(SPECIAL_TOKENS)] = 0.0  # padding, [MASK]... are never negatives
         vectors = backbone.token_embedding(ids)
         texts = present.any(dim=1)
         if texts.any():  # the encoder's output is centred on the running mean v_S
             with torch.no_grad():
-                mean = backbone.sentence_vectors(ids[texts]).float().mean(dim=0)
+                mean = mean_pool(vectors[texts].float(), ~present[texts]).mean(dim=0)
                 backbone.center.lerp_(mean, 1.0 - self.center_momentum)
         if not chosen.any():  # no text of two tokens in the batch: nothing to predict
             return vectors.sum() * 0.0
