@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from selfsup.methods.ijepa import ijepa_loss, sample_block_masks
+from selfsup.methods.ijepa import cut_to_shortest, ijepa_loss, sample_block_masks
 from selfsup.methods.mae import mae_loss, patchify, random_masking
 
 
@@ -91,37 +91,61 @@ def _rectangle(indices: list[int], grid: int) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("grid", [3, 4, 7, 14])
-def test_block_masks_lie_in_the_grid_with_context_disjoint_from_targets(grid: int) -> None:
+def test_block_masks_lie_in_the_grid_with_each_context_disjoint_from_its_targets(grid: int) -> None:
     generator = torch.Generator().manual_seed(grid)
-    for _ in range(200):
-        context, targets = sample_block_masks(grid, generator)
-        assert targets.shape[0] == 4
-        flat = targets.flatten().tolist()
-        assert all(0 <= i < grid * grid for i in flat + context.tolist())
-        assert len({_rectangle(block, grid) for block in targets.tolist()}) == 1  # one size
-        assert len(context) > 0
-        assert context.tolist() == sorted(set(context.tolist()))
-        assert not set(context.tolist()) & set(flat)
+    for _ in range(50):
+        context, targets = sample_block_masks(grid, 8, generator)
+        assert context.shape[0] == 8 and targets.shape[:2] == (8, 4)
+        assert context.shape[1] > 0
+        # One block size per batch, as the official collator.
+        assert len({_rectangle(block, grid) for row in targets.tolist() for block in row}) == 1
+        for row_context, row_targets in zip(context.tolist(), targets.tolist(), strict=True):
+            flat = [i for block in row_targets for i in block]
+            assert all(0 <= i < grid * grid for i in flat + row_context)
+            assert row_context == sorted(set(row_context))
+            assert not set(row_context) & set(flat)
+
+
+def test_block_masks_are_placed_per_image() -> None:
+    context, targets = sample_block_masks(7, 64, torch.Generator().manual_seed(0))
+    assert len({tuple(row) for row in targets[:, 0].tolist()}) > 1
+    assert len({tuple(row) for row in context.tolist()}) > 1
+
+
+def test_contexts_are_cut_to_the_shortest_by_a_random_subset_of_each() -> None:
+    generator = torch.Generator().manual_seed(0)
+    mask = torch.rand(16, 30, generator=generator) < 0.5
+    mask[3] = False
+    mask[3, [2, 7, 9]] = True  # the shortest row: 3 entries
+    subsets = set()
+    for _ in range(20):
+        kept = cut_to_shortest(mask, generator)
+        assert kept.shape == (16, 3)
+        assert kept[3].tolist() == [2, 7, 9]  # the shortest row is kept whole
+        for row, row_mask in zip(kept.tolist(), mask.tolist(), strict=True):
+            assert row == sorted(set(row)) and all(row_mask[i] for i in row)
+        subsets.add(tuple(kept[0].tolist()))
+    assert len(subsets) > 1  # a random subset, not always the first entries
 
 
 def test_block_masks_follow_the_scales_on_a_large_grid() -> None:
     generator = torch.Generator().manual_seed(0)
     target_areas, context_sizes = [], []
     for _ in range(200):
-        context, targets = sample_block_masks(14, generator)
-        target_areas.append(targets.shape[1] / 196)
-        context_sizes.append(len(context) / 196)
+        context, targets = sample_block_masks(14, 1, generator)
+        target_areas.append(targets.shape[2] / 196)
+        context_sizes.append(context.shape[1] / 196)
     # Rounding the sides to whole patches widens the 0.15-0.2 range a little.
     assert min(target_areas) >= 0.1 and max(target_areas) <= 0.25
     assert sum(context_sizes) / len(context_sizes) > 0.3
 
 
 def test_block_masks_are_reproducible_and_refuse_a_too_small_grid() -> None:
-    a = sample_block_masks(7, torch.Generator().manual_seed(3))
-    b = sample_block_masks(7, torch.Generator().manual_seed(3))
+    a = sample_block_masks(7, 4, torch.Generator().manual_seed(3))
+    b = sample_block_masks(7, 4, torch.Generator().manual_seed(3))
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
     with pytest.raises(ValueError, match="too small"):
-        sample_block_masks(2, num_targets=4)
+        sample_block_masks(2, 1, num_targets=4)
 
 
 def test_ijepa_loss_is_the_mean_squared_distance_of_equation_1() -> None:

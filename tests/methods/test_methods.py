@@ -12,6 +12,7 @@ import torch
 from selfsup.encoder import Encoder
 from selfsup.evaluation.knn import knn_accuracy
 from selfsup.methods import METHODS, build_method
+from selfsup.methods.ijepa import sample_block_masks
 from selfsup.methods.momentum import cosine_momentum, ema_update, momentum_copy
 from selfsup.run import pretrain
 from selfsup.views import method_views
@@ -188,6 +189,33 @@ def test_ijepa_target_encoder_gets_no_gradient_and_moves_by_ema() -> None:
     assert max(moved) == pytest.approx(0.004, rel=1e-3)
 
 
+def test_ijepa_loss_gives_each_image_its_own_masks() -> None:
+    # The batched loss equals a loop over images, each encoded and predicted alone with its own
+    # context and target blocks (replaying the masks from the same seed).
+    torch.manual_seed(0)
+    method = build_method("ijepa", _case("ijepa")[0], **TINY["ijepa"][1])
+    method.eval()
+    images = torch.rand(4, 1, 12, 12)
+    torch.manual_seed(1)
+    batched = method.loss([images]).item()
+    torch.manual_seed(1)
+    context, targets = sample_block_masks(method.grid, 4, **method.mask_options)
+    assert len({tuple(row) for row in targets[:, 0].tolist()}) > 1  # masks differ per image
+    normalized = (images - method.encoder.mean) / method.encoder.std
+    total = 0.0
+    for b in range(4):
+        image = normalized[b : b + 1]
+        with torch.no_grad():
+            tokens = method.target.backbone.forward_tokens(image)[0, 1:]
+            s_y = torch.nn.functional.layer_norm(tokens, tokens.shape[-1:])
+            s_x = method.encoder.backbone.forward_tokens(image, context[b : b + 1])
+            pred = method.predictor(s_x, context[b : b + 1], targets[b : b + 1])[0]
+        for i, block in enumerate(targets[b].tolist()):
+            for j, patch in enumerate(block):
+                total += (pred[i, j] - s_y[patch]).square().mean().item()
+    assert batched == pytest.approx(total / targets.numel(), rel=1e-4)
+
+
 def test_mae_and_ijepa_place_tokens_by_their_indices_not_their_order() -> None:
     # Reversing the kept patches changes nothing: each token is put back at its own position.
     torch.manual_seed(0)
@@ -199,15 +227,15 @@ def test_mae_and_ijepa_place_tokens_by_their_indices_not_their_order() -> None:
         return mae.decode(mae.encoder.backbone.forward_tokens(images, keep), keep)
 
     def ijepa_pred(context: torch.Tensor) -> torch.Tensor:
-        tokens = ijepa.encoder.backbone.forward_tokens(images, context.expand(2, -1))
-        return ijepa.predictor(tokens, context, torch.tensor([[1, 2], [5, 8]]))
+        tokens = ijepa.encoder.backbone.forward_tokens(images, context)
+        return ijepa.predictor(tokens, context, torch.tensor([[[1, 2], [5, 8]], [[1, 2], [3, 6]]]))
 
     keep = torch.tensor([[0, 4, 7], [8, 3, 5]])
     assert mae_pred(keep).shape == (2, 9, 16)  # every patch's 4x4 pixels
     assert torch.allclose(mae_pred(keep), mae_pred(keep.flip(1)), atol=1e-5)
-    context = torch.tensor([0, 4, 7])
+    context = torch.tensor([[0, 4, 7], [0, 4, 8]])
     assert ijepa_pred(context).shape == (2, 2, 2, 16)  # 2 blocks of 2 patches, dim 16
-    assert torch.allclose(ijepa_pred(context), ijepa_pred(context.flip(0)), atol=1e-5)
+    assert torch.allclose(ijepa_pred(context), ijepa_pred(context.flip(1)), atol=1e-5)
 
 
 def test_dino_teacher_gets_no_gradient_and_moves_by_ema() -> None:

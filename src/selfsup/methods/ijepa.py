@@ -18,10 +18,11 @@ the constant |B_i| * D (all blocks of a batch share one size). The official code
 L1 loss instead. Only the context encoder and predictor get gradients; the target follows by
 EMA with momentum rising from 0.996 to 1.
 
-Masks are sampled once per batch and shared by its images (the official collator samples the
-block sizes once per batch but positions per image, then truncates every context to the
-shortest one); sharing keeps every context whole and the tensors rectangular without
-truncation. Each DDP process draws its own masks.
+Masks follow the official collator: block sizes are drawn once per batch, positions per image,
+and every context is cut to the batch's shortest one, which keeps the tensors rectangular. In
+10-minute Fashion-MNIST runs this beat masks shared by the whole batch (10k-image probe 0.824
+against 0.815), with 38% more steps (the cut contexts are shorter). Each DDP process draws its
+own masks.
 
 The ViT here keeps its cls token (the official I-JEPA ViT has none): it is encoded with the
 context and passed to the predictor, so the feature used downstream, ``encoder(x)``, takes part
@@ -32,8 +33,8 @@ predictor can then match from the mask tokens' positions alone; in 3-minute Fash
 its features fell below a random ViT's, while with sin-cos they stayed at that level.
 
 Example:
-    >>> context, targets = sample_block_masks(7, torch.Generator().manual_seed(0))
-    >>> targets.shape[0], bool(set(context.tolist()) & set(targets.flatten().tolist()))
+    >>> context, targets = sample_block_masks(7, 1, torch.Generator().manual_seed(0))
+    >>> targets.shape[1], bool(set(context[0].tolist()) & set(targets[0].flatten().tolist()))
     (4, False)
 """
 
@@ -69,35 +70,27 @@ def _block_size(
     return height, width
 
 
-def _place_block(
-    grid: int, height: int, width: int, generator: torch.Generator | None
-) -> torch.Tensor:
-    """A (grid, grid) bool mask of one block at a uniformly random position inside the grid."""
-    top = int(torch.randint(grid - height + 1, (1,), generator=generator))
-    left = int(torch.randint(grid - width + 1, (1,), generator=generator))
-    mask = torch.zeros(grid, grid, dtype=torch.bool)
-    mask[top : top + height, left : left + width] = True
-    return mask
-
-
 def sample_block_masks(
     grid: int,
+    batch: int,
     generator: torch.Generator | None = None,
     num_targets: int = 4,
     target_scale: Sequence[float] = (0.15, 0.2),
     target_aspect_ratio: Sequence[float] = (0.75, 1.5),
     context_scale: Sequence[float] = (0.85, 1.0),
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """I-JEPA's multi-block masks on a ``grid`` x ``grid`` patch grid (patches row-major).
+    """I-JEPA's multi-block masks for a batch: sizes shared, positions drawn per image.
 
-    The target size is drawn once and shared by the ``num_targets`` blocks (as the official
-    collator); each block then gets its own position. The context block is square (aspect
-    ratio 1, as in the paper) and loses every target patch. Blocks are at least 1x1; targets
-    are shrunk until together they cannot cover the grid, and if the context block happens to
-    be covered anyway the context becomes every non-target patch, so it is never empty.
+    As the official collator: the target block size and the context block size are drawn once
+    per batch, each image places its ``num_targets`` target blocks and its context block
+    itself, the context loses the image's target patches, and every context is cut to the
+    batch's shortest one (here by keeping a random subset, in patch order; the official code
+    keeps the first ones). If an image's context block is covered by its targets, its context is
+    every non-target patch.
 
     Args:
         grid: patches per side.
+        batch: number of images.
         generator: the random generator (CPU); None uses torch's global one.
         num_targets: M, the number of target blocks.
         target_scale: range of a target block's area, as a fraction of the grid.
@@ -105,16 +98,17 @@ def sample_block_masks(
         context_scale: range of the context block's area, as a fraction of the grid.
 
     Returns:
-        ``context``: (n_context,) sorted patch indices, disjoint from the targets;
-        ``targets``: (num_targets, block_height * block_width) patch indices of each block.
+        ``context``: (batch, n_context) patch indices per image, increasing, disjoint from that
+        image's targets; ``targets``: (batch, num_targets, block_height * block_width) patch
+        indices of each block, row-major.
 
     Raises:
         ValueError: the grid has no more patches than ``num_targets``.
 
     Example:
-        >>> context, targets = sample_block_masks(3, torch.Generator().manual_seed(0))
-        >>> len(context) > 0, targets.shape[0]
-        (True, 4)
+        >>> context, targets = sample_block_masks(7, 2, torch.Generator().manual_seed(0))
+        >>> context.shape[0], targets.shape[:2]
+        (2, torch.Size([2, 4]))
     """
     if grid * grid <= num_targets:
         raise ValueError(f"a {grid}x{grid} patch grid is too small for {num_targets} targets")
@@ -124,14 +118,43 @@ def sample_block_masks(
             height -= 1
         else:
             width -= 1
-    blocks = [_place_block(grid, height, width, generator) for _ in range(num_targets)]
-    covered = torch.stack(blocks).any(dim=0)
     side, _ = _block_size(grid, context_scale, (1.0, 1.0), generator)
-    context = _place_block(grid, side, side, generator) & ~covered
-    if not context.any():
-        context = ~covered
-    targets = torch.stack([b.flatten().nonzero().squeeze(1) for b in blocks])
-    return context.flatten().nonzero().squeeze(1), targets
+    cells = torch.arange(grid)
+
+    def place(h: int, w: int, n: int) -> torch.Tensor:  # (batch, n, grid, grid) blocks
+        top = torch.randint(grid - h + 1, (batch, n, 1, 1), generator=generator)
+        left = torch.randint(grid - w + 1, (batch, n, 1, 1), generator=generator)
+        rows = (cells[:, None] >= top) & (cells[:, None] < top + h)
+        return rows & (cells >= left) & (cells < left + w)
+
+    blocks = place(height, width, num_targets)
+    covered = blocks.any(dim=1)
+    context = place(side, side, 1)[:, 0] & ~covered
+    empty = ~context.flatten(1).any(dim=1)
+    context[empty] = ~covered[empty]
+    targets = blocks.flatten(2).nonzero()[:, 2].view(batch, num_targets, height * width)
+    return cut_to_shortest(context.flatten(1), generator), targets
+
+
+def cut_to_shortest(mask: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The indices of each row's True entries, cut to the shortest row's count by keeping a
+    random subset of each row, in increasing order.
+
+    Args:
+        mask: (B, N) bool, at least one True per row.
+        generator: the random generator (CPU); None uses torch's global one.
+
+    Returns:
+        (B, n) indices, n the fewest True entries of a row.
+
+    Example:
+        >>> mask = torch.tensor([[True, False, True, True], [False, True, True, False]])
+        >>> cut_to_shortest(mask).shape, cut_to_shortest(mask)[1].tolist()
+        (torch.Size([2, 2]), [1, 2])
+    """
+    shortest = int(mask.sum(dim=1).min())
+    scores = torch.rand(mask.shape, generator=generator).masked_fill(~mask, -1.0)
+    return scores.topk(shortest, dim=1).indices.sort(dim=1).values
 
 
 def ijepa_loss(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -165,7 +188,9 @@ class Predictor(nn.Module):
     Example:
         >>> net = Predictor(dim=16, predictor_dim=8, depth=1, heads=2, grid=3)
         >>> tokens = torch.zeros(2, 1 + 4, 16)  # cls + 4 context patches
-        >>> net(tokens, torch.tensor([0, 1, 2, 3]), torch.tensor([[4, 5], [7, 8]])).shape
+        >>> context = torch.tensor([[0, 1, 2, 3], [0, 2, 4, 6]])
+        >>> targets = torch.tensor([[[4, 5], [7, 8]], [[1, 4], [7, 8]]])  # 2 blocks per image
+        >>> net(tokens, context, targets).shape
         torch.Size([2, 2, 2, 16])
     """
 
@@ -188,15 +213,14 @@ class Predictor(nn.Module):
 
         Args:
             tokens: (B, 1 + n_context, dim), the cls token then the context patches.
-            context: (n_context,) patch indices of the context tokens.
-            targets: (M, T) patch indices of the target blocks.
+            context: (B, n_context) patch indices of each image's context tokens.
+            targets: (B, M, T) patch indices of each image's target blocks.
         """
-        b = tokens.shape[0]
-        m, t = targets.shape
+        b, m, t = targets.shape
         x = self.embed(tokens)
         x = torch.cat([x[:, :1], x[:, 1:] + self.pos_embed[context]], dim=1)
         # Sequence b * M + i holds image b's context and the mask tokens of its block i.
-        queries = (self.mask_token + self.pos_embed[targets]).repeat(b, 1, 1)
+        queries = (self.mask_token + self.pos_embed[targets]).flatten(0, 1)
         x = torch.cat([x.repeat_interleave(m, dim=0), queries], dim=1)
         x = self.norm(self.blocks(x))
         return self.proj(x[:, -t:]).view(b, m, t, -1)
@@ -238,6 +262,7 @@ class IJEPA(Method):
         predictor_depth: int = 3,
         predictor_heads: int = 4,
         base_momentum: float = 0.996,
+        target_blocks: int = 1,
     ) -> None:
         super().__init__(encoder)
         vit = vit_backbone(encoder, "I-JEPA")
@@ -249,31 +274,49 @@ class IJEPA(Method):
             "context_scale": tuple(context_scale),
         }
         # Fail now, not at the first step, if the grid is too small for the targets.
-        sample_block_masks(self.grid, torch.Generator(), **self.mask_options)
+        sample_block_masks(self.grid, 1, torch.Generator(), **self.mask_options)
         self.target = momentum_copy(encoder)
         self.predictor = Predictor(
             vit.dim, predictor_dim, predictor_depth, predictor_heads, self.grid
         )
+        if not 1 <= target_blocks <= len(vit.blocks):
+            raise ValueError(
+                f"target_blocks must be between 1 and the ViT's depth ({len(vit.blocks)}), "
+                f"got {target_blocks}"
+            )
         self.base_momentum = base_momentum
+        self.target_blocks = target_blocks
         self._options = {
             **self.mask_options,
             "predictor_dim": predictor_dim,
             "predictor_depth": predictor_depth,
             "predictor_heads": predictor_heads,
             "base_momentum": base_momentum,
+            "target_blocks": target_blocks,
         }
 
     def loss(self, views: list[torch.Tensor]) -> torch.Tensor:
         images = (views[0] - self.encoder.mean) / self.encoder.std
-        context, targets = sample_block_masks(self.grid, **self.mask_options)
+        b = images.shape[0]
+        context, targets = sample_block_masks(self.grid, b, **self.mask_options)
         context, targets = context.to(images.device), targets.to(images.device)
         with torch.no_grad():
             # The target encoder sees every patch; its patch tokens (not cls) are normalized.
-            s_y = self.target.backbone.forward_tokens(images)[:, 1:]
-            s_y = F.layer_norm(s_y, s_y.shape[-1:])[:, targets]
-        keep = context.expand(images.shape[0], -1)
-        s_x = self.encoder.backbone.forward_tokens(images, keep)
+            s_y = self.target_tokens(images)
+            index = targets.flatten(1).unsqueeze(-1).expand(-1, -1, s_y.shape[-1])
+            s_y = torch.gather(s_y, 1, index).view(*targets.shape, -1)
+        s_x = self.encoder.backbone.forward_tokens(images, context)
         return ijepa_loss(self.predictor(s_x, context, targets), s_y)
+
+    def target_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """The targets s_y of every patch, (B, patches, dim): the target encoder's patch tokens,
+        layer-normalized; with ``target_blocks`` = K > 1, the mean of the last K blocks' tokens,
+        each layer-normalized, then layer-normalized again (data2vec's targets)."""
+        k = self.target_blocks
+        tokens = self.target.backbone.forward_tokens(images, last_blocks=k)[:, 1:]
+        tokens = tokens.unflatten(-1, (k, -1))
+        s_y = F.layer_norm(tokens, tokens.shape[-1:]).mean(dim=2)
+        return s_y if k == 1 else F.layer_norm(s_y, s_y.shape[-1:])
 
     def on_step_end(self, progress: float) -> None:
         ema_update(self.target, self.encoder, cosine_momentum(progress, self.base_momentum))
