@@ -216,6 +216,15 @@ def test_ijepa_loss_gives_each_image_its_own_masks() -> None:
     assert batched == pytest.approx(total / targets.numel(), rel=1e-4)
 
 
+def test_ijepa_exports_the_target_encoder_unless_asked_for_the_context_one() -> None:
+    encoder, options = _case("ijepa")
+    assert build_method("ijepa", encoder, **options).export_encoder() is not encoder
+    method = build_method("ijepa", encoder, **options, export="context")
+    assert method.export_encoder() is encoder
+    with pytest.raises(ValueError, match="export"):
+        build_method("ijepa", encoder, **options, export="online")
+
+
 def test_mae_and_ijepa_place_tokens_by_their_indices_not_their_order() -> None:
     # Reversing the kept patches changes nothing: each token is put back at its own position.
     torch.manual_seed(0)
