@@ -243,7 +243,7 @@ class IJEPA(Method):
         export: the encoder kept after training: ``"target"``, the EMA encoder the paper
             evaluates, or ``"context"``, the online one (as BYOL keeps). In short runs the EMA
             lags behind: after 10 minutes on Fashion-MNIST the context encoder's 10k-image
-            probe was 0.008 higher.
+            probe was 0.007 to 0.009 higher in three runs.
 
     Raises:
         ValueError: the backbone is not a ViT, its patch grid is too small for the targets, or
