@@ -70,3 +70,41 @@ def test_monitor_scores_the_probe_on_the_encoder_it_learned_from_not_the_teacher
     teacher = torch.from_numpy(embed_source(method.export_encoder(), source, precision="fp32"))
     assert values["online_probe"] == probe.accuracy(student, labels) > 0.4  # chance: 0.25
     assert values["online_probe"] != probe.accuracy(teacher, labels)
+
+
+def test_no_online_probe_is_reported_for_a_method_that_never_encodes_whole_items(
+    tmp_path, clusters_npz
+) -> None:
+    """MAE encodes only the visible patches: the probe never trains, so no number is logged
+    (it used to log an untrained head's accuracy)."""
+    import pandas as pd
+
+    from selfsup.run import pretrain
+
+    pretrain(
+        clusters_npz,
+        method="mae",
+        epochs=1,
+        batch_size=32,
+        backbone="vit-tiny",
+        backbone_options={"patch_size": 4, "dim": 16, "depth": 2, "heads": 2},
+        method_options={"decoder_dim": 16, "decoder_depth": 1, "decoder_heads": 2},
+        out=str(tmp_path / "mae"),
+        show_progress=False,
+    )
+    epochs = pd.read_csv(tmp_path / "mae" / "epochs.csv")
+    assert "rankme" in epochs.columns
+    assert not {"online_probe", "online_probe_train"} & set(epochs.columns)
+
+
+def test_the_probe_counts_its_steps_and_restores_them() -> None:
+    encoder = nn.Linear(2, 3)
+    probe = OnlineProbe(encoder, feature_dim=3, num_classes=2)
+    probe.step(torch.tensor([0, 1]))  # nothing captured: no step
+    assert probe.steps == 0
+    encoder(torch.randn(4, 2))
+    probe.step(torch.tensor([0, 1]))
+    assert probe.steps == 1
+    again = OnlineProbe(nn.Linear(2, 3), feature_dim=3, num_classes=2)
+    again.load_state_dict(probe.state_dict())
+    assert again.steps == 1

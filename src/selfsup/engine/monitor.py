@@ -142,9 +142,9 @@ class EpochMonitor:
         The numbers also describe the projection head's output (``projection_rankme``,
         ``projection_normalized_std``), where a collapse shows first: a loss that no longer
         needs the encoder can be satisfied by a constant projection while the encoder's own
-        features still vary. With an online ``probe`` and labelled held-out items, they
-        include the probe's held-out accuracy as ``online_probe``. ``collapsed`` is 1 when
-        either the features or the projection collapsed.
+        features still vary. With an online ``probe`` that has trained and labelled held-out
+        items, they include the probe's held-out accuracy as ``online_probe``. ``collapsed`` is
+        1 when either the features or the projection collapsed.
         """
         emb = embed_views(
             method.export_encoder(),
@@ -166,7 +166,7 @@ class EpochMonitor:
             values["projection_normalized_std"] = normalized_std(projected)
             if values["projection_normalized_std"] < COLLAPSE_STD:
                 values["collapsed"] = 1.0
-        if probe is not None and self.source.labels is not None:
+        if probe is not None and probe.steps and self.source.labels is not None:
             labels = torch.as_tensor(self.source.labels[emb.indices], dtype=torch.long)
             features = emb.clean
             if method.export_encoder() is not method.encoder:

@@ -54,6 +54,10 @@ class OnlineProbe:
         self._captured: list[torch.Tensor] = []
         self._correct = 0
         self._seen = 0
+        #: Training steps the head has taken; 0 when the method never ran its encoder on
+        #: whole items (MAE, I-JEPA and Sent2Vec encode parts or look tokens up), so there is
+        #: nothing to report.
+        self.steps = 0
         self._hook = encoder.register_forward_hook(self._capture)
 
     def _capture(self, module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
@@ -75,6 +79,7 @@ class OnlineProbe:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+        self.steps += 1
         self._correct += int((logits.argmax(dim=1) == y).sum())
         self._seen += len(y)
 
@@ -102,9 +107,14 @@ class OnlineProbe:
 
     def state_dict(self) -> dict[str, Any]:
         """Head and optimizer state, saved in the training checkpoint."""
-        return {"head": self.head.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return {
+            "head": self.head.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "steps": self.steps,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` saved."""
         self.head.load_state_dict(state["head"])
         self.optimizer.load_state_dict(state["optimizer"])
+        self.steps = state.get("steps", 0)

@@ -173,8 +173,14 @@ def _end_of_epoch(
 ) -> str | None:
     """Measure, log and judge the encoder after an epoch; a message when it must stop."""
     values: dict[str, float] = {}
-    if probe is not None:
+    if probe is not None and probe.steps:
         values["online_probe_train"] = probe.train_accuracy()
+    elif probe is not None and state.epoch == 1:
+        progress.note(
+            f"[bold red]warning[/bold red]: no online probe: {method.name} never runs its "
+            "encoder on whole items while training, so the probe has nothing to learn from "
+            "(`selfsup evaluate` fits a linear probe after training)"
+        )
     if monitor is not None:
         started = time.perf_counter()
         metrics, measured = monitor.measure(method, probe)
