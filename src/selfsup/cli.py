@@ -823,5 +823,5 @@ def main() -> None:
         FloatingPointError,
         CollapseError,
     ) as err:
-        console.print(f"[bold red]error:[/bold red] {err}")
+        console.print(f"[bold red]error:[/bold red] {err}", soft_wrap=True, highlight=False)
         raise SystemExit(2) from None

@@ -2,7 +2,7 @@
 
 import pytest
 
-from selfsup.engine.checkpoint import load_checkpoint, save_checkpoint
+from selfsup.engine.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from selfsup.engine.metrics import MetricsLog
 
 
@@ -36,3 +36,54 @@ def test_metrics_log_truncates_rows_of_the_interrupted_epoch_on_resume(tmp_path)
     assert [r["step"] for r in resumed.rows()] == ["10", "20"]
     resumed.write(30, loss=0.5)
     assert [r["step"] for r in resumed.rows()] == ["10", "20", "30"]
+
+
+class _Payload:
+    """Unpickling this object runs ``touch`` on a marker file: what an attacker would ship."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_malicious_checkpoint_is_refused_and_does_not_run(tmp_path) -> None:
+    import torch
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "last.ckpt"
+    torch.save({"state": {"step": 1}, "payload": _Payload(str(marker))}, path)
+    with pytest.raises(CheckpointError, match=r"last\.ckpt: refused"):
+        load_checkpoint(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [
+        (b"", "empty"),
+        (b"\x00\x01garbage" * 100, "damaged|refused"),
+        (None, "damaged"),  # a real checkpoint cut in half
+    ],
+)
+def test_damaged_checkpoints_get_one_named_error(tmp_path, content, match) -> None:
+    import torch
+
+    path = tmp_path / "last.ckpt"
+    if content is None:
+        save_checkpoint(path, {"w": torch.randn(1000)})
+        content = path.read_bytes()[: path.stat().st_size // 2]
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=match) as info:
+        load_checkpoint(path)
+    assert "last.ckpt" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_failed_write_leaves_no_temporary_file(tmp_path) -> None:
+    path = tmp_path / "last.ckpt"
+    with pytest.raises(Exception):  # noqa: B017 - pickling a lambda fails mid-write
+        save_checkpoint(path, {"bad": lambda: None})
+    assert list(tmp_path.iterdir()) == []

@@ -1,7 +1,10 @@
-"""Atomic checkpoints: write to a temporary file, then rename over the old one.
+"""Atomic checkpoints, read back without unpickling code.
 
-A crash while writing leaves the previous checkpoint intact, so a run never loses more than
-the epoch in progress.
+A checkpoint is written to a temporary file in the same folder, flushed to disk and renamed
+over the old one, so a crash while writing leaves the previous checkpoint intact. It is read
+with ``torch.load(weights_only=True)``: only tensors, numbers, strings and containers of them
+come back, so a checkpoint file carrying a pickled payload (a run folder from someone else, or
+a tampered one) is refused instead of running code.
 
 Example:
     >>> import tempfile, pathlib
@@ -13,25 +16,65 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
 import torch
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read safely: damaged, empty or carrying code."""
+
+
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """Save ``state`` to ``path`` atomically (temporary file in the same folder, then rename)."""
+    """Save ``state`` to ``path`` atomically (temporary file, fsync, rename).
+
+    On any failure the temporary file is removed and the previous checkpoint stays as it was.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        with tmp.open("wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint written by ``save_checkpoint``; the error names a missing file."""
+    """Load a checkpoint written by ``save_checkpoint``, never unpickling objects.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        CheckpointError: the file is empty, damaged, or holds anything but tensors, numbers,
+            strings and containers (a pickled object or code); the message names the file.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no checkpoint to resume from")
-    return torch.load(path, map_location="cpu", weights_only=False)
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: the checkpoint is empty (0 bytes); delete it or start anew")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{path}: refused: the checkpoint holds something other than tensors and numbers "
+            "(a pickled object, possibly code), or is not a checkpoint; selfsup never unpickles "
+            "objects, so start a new run"
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise CheckpointError(
+            f"{path}: the checkpoint is damaged or truncated ({reason}); delete it or start anew"
+        ) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a selfsup checkpoint (holds {type(state).__name__})")
+    return state
