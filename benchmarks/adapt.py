@@ -32,9 +32,9 @@ import numpy as np
 import torch
 
 from common import ROOT, RUNS, load_average, pretrain_options, write_section
-from selfsup.data import open_source
 from selfsup.embedding import embed_source
 from selfsup.evaluation.fewshot import FEW_SHOT_WEIGHT_DECAY
+from selfsup.modalities import open_source
 from selfsup.run import _machine, load, pretrain
 from selfsup.tools.adapt import (
     adapt,

@@ -40,9 +40,9 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.neighbors import LocalOutlierFactor
 
 from common import ROOT, RUNS, load_average, pretrain_options, write_section
-from selfsup.data import open_source
 from selfsup.data.named import stratified_split
 from selfsup.data.splits import SubsetSource
+from selfsup.modalities import open_source
 from selfsup.run import _machine, load, pretrain
 from selfsup.tools.anomalies import fit_detector, knn_distance
 
@@ -79,7 +79,7 @@ def bench_shuttle(args: argparse.Namespace) -> dict:
     run = pretrain(train, method="scarf", label_column="anomaly", time_budget=args.seconds / 60,
                    out=str(RUNS / "anomalies" / "shuttle-scarf"), show_progress=False,
                    monitor_items=0)  # fmt: skip
-    train_source, test_source = run._source(train), run._source(test)
+    train_source, test_source = run.open(train), run.open(test)
     normal = train["anomaly"].to_numpy() == 0
     is_anomaly = test["anomaly"].to_numpy() == 1
     z, z_test = run.embed(train_source)[normal], run.embed(test_source)

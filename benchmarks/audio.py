@@ -32,15 +32,14 @@ import torch
 from scipy.fft import dct
 
 from common import ROOT, RUNS, load_average, write_section
-from selfsup.data import open_source
 from selfsup.data.base import Source
 from selfsup.data.spoken_words import SYNTHETIC_NOTE, make_spoken_words
 from selfsup.embedding import embed_source
-from selfsup.encoder import Encoder
 from selfsup.engine.monitor import load_encoder_weights
 from selfsup.evaluation.fewshot import few_shot
 from selfsup.evaluation.knn import knn_accuracy
 from selfsup.evaluation.linear import linear_probe, standardize
+from selfsup.modalities import load_encoder, open_source
 from selfsup.run import _machine, pretrain
 
 DATA = ROOT / "runs" / "data" / "spoken-words"
@@ -141,7 +140,7 @@ def main() -> None:
             show_progress=False,
         )
         scores = score(run.embed(train), train.labels, run.embed(test), test.labels, seed)
-        untrained = Encoder.load(run.path)
+        untrained = load_encoder(run.path)
         load_encoder_weights(untrained, run.path / "checkpoints" / "epoch-0000.safetensors")
         before = score(
             embed_source(untrained, train), train.labels, embed_source(untrained, test),

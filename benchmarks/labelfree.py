@@ -33,15 +33,15 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from common import ROOT, RUNS, load_average, write_section
-from selfsup.data import open_source
 from selfsup.data.named import stratified_split
 from selfsup.data.splits import SubsetSource
 from selfsup.embedding import embed_source
 from selfsup.engine.monitor import load_encoder_weights
 from selfsup.evaluation import linear_probe, measure_label_free
 from selfsup.methods import METHODS
+from selfsup.modalities import open_source
+from selfsup.modalities.image import method_views
 from selfsup.run import _machine, load
-from selfsup.views import method_views
 
 FIGURES = ROOT / "benchmarks" / "figures"
 #: metric -> (column, sign): sign +1 when higher should mean better accuracy.

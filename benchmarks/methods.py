@@ -24,17 +24,16 @@ from pathlib import Path
 import torch
 
 from common import ALL_METHODS, RUNS, load_average, pretrain_options, write_section
-from selfsup.encoder import Encoder
 from selfsup.methods import build_method
+from selfsup.modalities.image import build_image_encoder, method_views
 from selfsup.run import _machine, pretrain
-from selfsup.views import method_views
 
 
 def throughput(name: str, precision: str, steps: int = 10, batch_size: int = 256) -> float:
     """Training images per second of one method (views, forward, backward, step) on this CPU."""
     torch.manual_seed(0)
     options = pretrain_options(name)
-    encoder = Encoder.build(
+    encoder = build_image_encoder(
         options.get("backbone", "small-cnn"), 1, 28, **options.get("backbone_options", {})
     )
     method = build_method(name, encoder, **options.get("method_options", {}))

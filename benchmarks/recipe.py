@@ -18,11 +18,11 @@ import time
 
 import selfsup
 from common import pretrain_options
-from selfsup.data import open_source
 from selfsup.embedding import embed_source
 from selfsup.evaluation import linear_probe
 from selfsup.evaluation.fewshot import few_shot
 from selfsup.evaluation.knn import knn_accuracy
+from selfsup.modalities import open_source
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from common import ROOT, RUNS, load_average, write_section
-from selfsup.data import open_source
+from selfsup.modalities import open_source
 from selfsup.run import _machine, pretrain
 
 DATASETS = ("GunPoint", "ItalyPowerDemand", "ArrowHead", "BasicMotions")

@@ -34,7 +34,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from common import RUNS, load_average, write_section
-from selfsup.data import open_source
+from selfsup.modalities import open_source
 from selfsup.run import _machine, pretrain
 
 TABLES = ("breast-cancer", "islp:Default")

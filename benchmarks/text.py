@@ -38,10 +38,10 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegressionCV
 
 from common import RUNS, load_average, write_section
-from selfsup.data import open_source
 from selfsup.data.splits import SubsetSource
 from selfsup.data.text import TextSource, fortunes, texts_of, wordnet_glosses
 from selfsup.evaluation.linear import linear_probe
+from selfsup.modalities import open_source
 from selfsup.run import _machine, pretrain
 from tabular import label_draw
 

@@ -3,13 +3,12 @@
 Every command-line option of ``selfsup pretrain`` is a field here, so anything can be set in
 a YAML file and overridden on the command line.
 
+Fields left None are filled in by the data's modality (``selfsup.modalities.resolve_config``).
+
 Example:
-    >>> cfg = PretrainConfig(data="digits", method="byol", epochs=2).resolved()
-    >>> cfg.method, cfg.batch_size, cfg.modality
-    ('byol', 256, 'image')
-    >>> series = PretrainConfig(data="ucr:GunPoint").resolved()
-    >>> series.method, series.batch_size, series.lr
-    ('ts2vec', 8, 0.001)
+    >>> cfg = PretrainConfig(data="digits", method="byol", epochs=2)
+    >>> cfg.method, cfg.epochs, cfg.batch_size
+    ('byol', 2, None)
 """
 
 from __future__ import annotations
@@ -103,7 +102,7 @@ class PretrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     data: str
-    modality: Literal["image", "series", "tabular", "text", "audio"] | None = None
+    modality: str | None = None
     method: str | None = None
     backbone: str | None = None
     backbone_options: dict[str, Any] = Field(default_factory=dict)
@@ -180,44 +179,9 @@ class PretrainConfig(BaseModel):
             raise ValueError("must be a positive number of minutes")
         return v
 
-    def resolved(self) -> PretrainConfig:
-        """A copy with the modality's defaults filled in: the modality inferred from the data,
-        the method (``simclr`` for images, ``ts2vec`` for series, ``scarf`` for tables), the
-        batch size (256, or 8 for series) and, for series, the learning rate 0.001 (TS2Vec's)
-        and fp32 where the precision is ``auto``; for text (``.txt``/``.jsonl`` files, named
-        corpora, or any data with ``text_column`` set) ``simcse``, batch 64 and lr 5e-4."""
-        from selfsup.data import infer_modality
-
-        modality = self.modality or ("text" if self.text_column else infer_modality(self.data))
-        series = modality == "series"
-        default_method = {
-            "series": "ts2vec",
-            "tabular": "scarf",
-            "text": "simcse",
-            "audio": "byola",
-        }.get(modality, "simclr")
-        return self.model_copy(
-            update={
-                "modality": modality,
-                "method": self.method or default_method,
-                "batch_size": self.batch_size or (8 if series else 256),
-                "lr": 1e-3 if self.lr is None and series else self.lr,
-                # Series convolutions gain no speed from bf16 autocast on CPU (TS2Vec: 544
-                # steps a minute in fp32, 516 in bf16) and lose a little accuracy.
-                "precision": "fp32" if series and self.precision == "auto" else self.precision,
-                **(_text_defaults(self) if modality == "text" else {}),
-            }
-        )
-
     def to_yaml(self) -> str:
         """The config as YAML text, as written to the run folder."""
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
-
-
-def _text_defaults(cfg: PretrainConfig) -> dict[str, Any]:
-    """Text runs: batch 64 and AdamW at 5e-4, as suits a small transformer trained from
-    scratch (SimCSE's 3e-5 is for fine-tuning a pretrained BERT)."""
-    return {"batch_size": cfg.batch_size or 64, "lr": 5e-4 if cfg.lr is None else cfg.lr}
 
 
 def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> PretrainConfig:

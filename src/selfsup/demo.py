@@ -37,7 +37,7 @@ def run_demo(
     console: Console | None = None,
 ) -> None:
     """Pretrain ``method`` for ``time_budget`` minutes, evaluate, print the table and the run."""
-    from selfsup.cli import print_evaluation
+    from selfsup.console import print_evaluation
     from selfsup.run import pretrain
 
     console = console or Console()

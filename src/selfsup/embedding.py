@@ -4,7 +4,8 @@ Example:
     >>> import numpy as np
     >>> from selfsup.data.arrays import ArraySource
     >>> from selfsup.encoder import Encoder
-    >>> enc = Encoder.build("small-cnn", in_channels=1, image_size=8, width=4)
+    >>> from selfsup.modalities.image import build_image_encoder
+    >>> enc = build_image_encoder("small-cnn", in_channels=1, image_size=8, width=4)
     >>> embed_source(enc, ArraySource(np.zeros((5, 8, 8), dtype=np.uint8))).shape
     (5, 32)
 """
@@ -19,33 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from selfsup.data.base import SkippedItem, Source
 from selfsup.encoder import Encoder
 from selfsup.engine.precision import cpu_has_fast_bf16
 from selfsup.engine.progress import TrainingProgress
-
-#: Series are embedded in batches of at most this many time steps in all, so memory stays
-#: bounded (a 320-d TS2Vec feature map of 2^18 steps is 335 MB) whatever the series length.
-SERIES_STEPS_PER_BATCH = 2**18
-
-
-def conform_images(images: torch.Tensor, channels: int, size: int) -> torch.Tensor:
-    """Resize a batch to ``size`` x ``size`` and convert gray <-> color to ``channels``.
-
-    Lets an encoder trained on one dataset embed another (transfer evaluation).
-    """
-    if images.shape[1] != channels:
-        if channels == 1:
-            images = images.mean(dim=1, keepdim=True)
-        elif images.shape[1] == 1:
-            images = images.expand(-1, channels, -1, -1)
-        else:
-            raise ValueError(f"cannot convert {images.shape[1]}-channel images to {channels}")
-    if images.shape[-2:] != (size, size):
-        images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
-    return images
+from selfsup.modalities import modality_of
 
 
 def autocast(
@@ -65,15 +45,6 @@ def autocast(
     return torch.autocast(kind, dtype=torch.bfloat16, enabled=use_bf16)
 
 
-def _bounded_batch(source: Source, batch_size: int) -> int:
-    """``batch_size``, lowered for series so a batch holds at most ``SERIES_STEPS_PER_BATCH``
-    time steps (their per-step features, B x T x D, are held at once)."""
-    if source.modality != "series":
-        return batch_size
-    length = int(source.read_batch([0]).items.shape[-1])
-    return max(1, min(batch_size, SERIES_STEPS_PER_BATCH // max(length, 1)))
-
-
 def iter_embeddings(
     encoder: Encoder,
     source: Source,
@@ -83,19 +54,18 @@ def iter_embeddings(
 ) -> Iterator[tuple[list[int], np.ndarray, list[SkippedItem]]]:
     """Yield (indices, float32 embeddings, skipped items) batch by batch, in source order."""
     spec = encoder.spec or {}
+    modality = modality_of(source)
     encoder.eval()
     n = len(source)
-    if precision == "auto" and getattr(encoder, "modality", "image") != "image":
-        precision = "fp32"  # series and table encoders: bf16 saves no time there, costs digits
-    batch_size = _bounded_batch(source, batch_size)
+    if precision == "auto":
+        precision = modality.embed_precision
+    batch_size = modality.embed_batch_size(source, batch_size)
     steps = (n + batch_size - 1) // batch_size
     with TrainingProgress(steps, f"embedding {source.name}", enabled=show_progress) as bar:
         for start in range(0, n, batch_size):
             batch = source.read_batch(list(range(start, min(n, start + batch_size))))
             if batch.indices:
-                x = batch.items.to(encoder.device)
-                if "image_size" in spec:
-                    x = conform_images(x, spec["in_channels"], spec["image_size"])
+                x = modality.prepare_input(batch.items.to(encoder.device), spec)
                 with torch.no_grad(), autocast(precision, encoder.device):
                     emb = encoder(x).float().cpu().numpy()
             else:
@@ -123,12 +93,10 @@ def embed_timestamps(encoder: Encoder, source: Source, batch_size: int = 512) ->
     channel is absent (the padding of shorter series), computed in fp32.
 
     Raises:
-        TypeError: ``source`` is not series data.
+        TypeError: the encoder gives no features per time step (only series backbones do).
     """
-    if source.modality != "series":
-        raise TypeError(f"{source.name}: per-time-step embeddings need series data")
     encoder.eval()
-    batch_size = _bounded_batch(source, batch_size)
+    batch_size = modality_of(source).embed_batch_size(source, batch_size)
     parts = []
     with torch.no_grad():
         for start in range(0, len(source), batch_size):
@@ -174,6 +142,7 @@ def write_embeddings(
     ids = source.ids
     skipped: list[SkippedItem] = []
     tmp = out.with_name(out.name + ".tmp")
+    batch_size = modality_of(source).embed_batch_size(source, batch_size)  # as iter_embeddings
     batches = iter_embeddings(encoder, source, batch_size, precision, show_progress)
     if suffix == ".npy":
         array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))

@@ -31,8 +31,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from selfsup.data.base import Source
-from selfsup.data.series import SeriesSource
-from selfsup.data.tabular import TabularSource
+from selfsup.modalities import open_source
 
 
 class SelfSupervisedEncoder(TransformerMixin, BaseEstimator):
@@ -93,14 +92,10 @@ class SelfSupervisedEncoder(TransformerMixin, BaseEstimator):
     def _source(self, X: Any, fitted: bool) -> Source:
         if isinstance(X, Source):
             return X
-        if self.modality == "series":
-            return SeriesSource(X if isinstance(X, list) else np.asarray(X), name="X")
-        if self.modality != "tabular":
-            raise ValueError(f"modality must be 'tabular' or 'series', got {self.modality!r}")
-        frame = X if isinstance(X, pd.DataFrame) else _frame(np.asarray(X))
-        if fitted:
-            return TabularSource(frame, preprocessor=self.run_.source_encoding, name="X")
-        return TabularSource(frame, categorical_columns=self.categorical_columns, name="X")
+        data = X if isinstance(X, (pd.DataFrame, list)) else np.asarray(X)
+        if fitted:  # read as in training (a table's fitted encoding)
+            return self.run_.open(data)
+        return open_source(data, self.modality, categorical_columns=self.categorical_columns)
 
     def fit(self, X: Any, y: Any = None) -> SelfSupervisedEncoder:
         """Pretrain on ``X`` (``y`` is ignored: the encoder learns without labels)."""
@@ -132,9 +127,3 @@ class SelfSupervisedEncoder(TransformerMixin, BaseEstimator):
         """Embeddings ``(n, feature_dim)`` of ``X``, in input order."""
         check_is_fitted(self, "run_")
         return self.run_.embed(self._source(X, fitted=True))
-
-
-def _frame(array: np.ndarray) -> pd.DataFrame:
-    if array.ndim != 2:
-        raise ValueError(f"tabular X must be 2-d (rows, columns), got shape {array.shape}")
-    return pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])

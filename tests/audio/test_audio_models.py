@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from selfsup.backbones import AudioNTT2020, SpectrogramTransformer, build_audio_backbone
-from selfsup.encoder import Encoder
 from selfsup.methods import BYOLA, build_method
+from selfsup.modalities import load_encoder
+from selfsup.modalities.audio import build_audio_encoder
 
 
 @pytest.mark.parametrize("frames", [96, 40, 8])
@@ -47,9 +48,9 @@ def test_audio_encoder_saves_and_loads(tmp_path, backbone):
         if backbone == "byola-cnn"
         else {"dim": 16, "depth": 1, "heads": 2}
     )
-    enc = Encoder.build_audio(backbone, 32, 48, mean=-6.0, std=3.0, **options).eval()
+    enc = build_audio_encoder(backbone, 32, 48, mean=-6.0, std=3.0, **options).eval()
     enc.save(tmp_path)
-    again = Encoder.load(tmp_path).eval()
+    again = load_encoder(tmp_path).eval()
     assert again.modality == "audio" and again.spec["n_mels"] == 32
     x = torch.randn(2, 1, 32, 48) * 3 - 6
     torch.testing.assert_close(enc(x), again(x))
@@ -58,7 +59,7 @@ def test_audio_encoder_saves_and_loads(tmp_path, backbone):
 
 def _tiny_byola() -> BYOLA:
     torch.manual_seed(0)
-    encoder = Encoder.build_audio("byola-cnn", 16, 16, feature_dim=12, width=4)
+    encoder = build_audio_encoder("byola-cnn", 16, 16, feature_dim=12, width=4)
     return build_method("byola", encoder, projection_dim=6, hidden_dim=10)
 
 

@@ -17,7 +17,7 @@ SMALL_HEADS = {"projection_dim": 32, "hidden_dim": 64}
 
 def _knn(run, train, test) -> float:
     train_x, test_x = run.embed(train), run.embed(test)
-    return knn_accuracy(train_x, run._source(train).labels, test_x, run._source(test).labels, k=5)
+    return knn_accuracy(train_x, run.open(train).labels, test_x, run.open(test).labels, k=5)
 
 
 def test_byola_learns_pitch_classes_of_unseen_tones(tmp_path):

@@ -6,10 +6,11 @@ import pytest
 import soundfile
 import torch
 
-from selfsup.data import audio, infer_modality, open_source
+from selfsup.data import audio
 from selfsup.data.audio import AudioFolderSource, fit_clip, read_audio
 from selfsup.data.base import EmptySourceError, ItemReadError
 from selfsup.data.logmel import LOG_FLOOR, LogMelSettings, LogMelSpectrogram
+from selfsup.modalities import infer_modality, open_source
 
 
 def sine(frequency: float, seconds: float, rate: int, channels: int = 1) -> np.ndarray:

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from selfsup.methods import BYOLA, SimCLR
+from selfsup.modalities.audio import AUDIO
 from selfsup.views.audio import (
     AudioViews,
-    audio_method_views,
     audio_recipe,
     background_noise,
     log_mixup_exp,
@@ -92,15 +92,15 @@ def test_spec_augment_masks_bands_and_frames_with_the_clip_mean(logmels):
 
 
 def test_views_follow_the_methods_recipe(logmels):
-    views, recipe = audio_method_views(BYOLA)
+    views, recipe = AUDIO.method_views(BYOLA, {})
     assert recipe == audio_recipe("byola") and recipe.noise_p == 0 and recipe.mixup == 0.4
     first, second = views(logmels)
     assert first.shape == second.shape == logmels.shape and not torch.equal(first, second)
-    _, generic = audio_method_views(SimCLR, time_crop=0.5, local_views=0)
+    _, generic = AUDIO.method_views(SimCLR, {"time_crop": 0.5, "local_views": 0})
     assert generic.time_masks == 2 and generic.time_crop == 0.5
     assert AudioViews(generic)(logmels)[0].shape == (6, 1, 16, 12)
     assert AudioViews(audio_recipe("none"))(logmels)[0] is logmels
     with pytest.raises(ValueError, match="unknown audio view options"):
-        audio_method_views(SimCLR, crop_scale=(0.2, 1.0))
+        AUDIO.method_views(SimCLR, {"crop_scale": (0.2, 1.0)})
     with pytest.raises(ValueError, match="time_crop"):
         audio_recipe("audio").with_options(time_crop=0.0)

@@ -8,8 +8,9 @@ import soundfile
 from typer.testing import CliRunner
 
 from selfsup.cli import app
-from selfsup.data import open_source, spoken_words
+from selfsup.data import spoken_words
 from selfsup.data.spoken_words import SynthesisError, make_spoken_words
+from selfsup.modalities import open_source
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
 SMALL = {

@@ -11,7 +11,8 @@ from selfsup.backbones import (
     default_patch_size,
 )
 from selfsup.backbones.vit import dot_product_attention
-from selfsup.encoder import Encoder
+from selfsup.modalities import load_encoder
+from selfsup.modalities.image import build_image_encoder
 
 EXPECTED_FEATURE_DIM = {
     "resnet18": 512,
@@ -237,7 +238,7 @@ def test_backbone_rebuilds_from_a_json_spec(name: str, kwargs: dict) -> None:
 
 def test_vit_mean_pool_averages_the_patch_tokens_and_survives_save_and_load(tmp_path) -> None:
     torch.manual_seed(0)
-    encoder = Encoder.build("vit-tiny", 1, 16, patch_size=4, depth=1, pool="mean")
+    encoder = build_image_encoder("vit-tiny", 1, 16, patch_size=4, depth=1, pool="mean")
     x = torch.rand(3, 1, 16, 16)
     backbone = encoder.backbone
     with torch.no_grad():
@@ -245,7 +246,7 @@ def test_vit_mean_pool_averages_the_patch_tokens_and_survives_save_and_load(tmp_
         torch.testing.assert_close(backbone(x), expected)
         assert not torch.allclose(backbone(x), backbone.forward_tokens(x)[:, 0])
         encoder.save(tmp_path)
-        torch.testing.assert_close(Encoder.load(tmp_path)(x), encoder(x))
+        torch.testing.assert_close(load_encoder(tmp_path)(x), encoder(x))
     with pytest.raises(ValueError, match="pool must be"):
         build_backbone("vit-tiny", in_channels=1, image_size=16, pool="max")
 
@@ -311,10 +312,10 @@ def test_vit_sincos_position_embedding_is_fixed_saved_and_follows_mae() -> None:
 
 def test_vit_sincos_survives_save_and_load(tmp_path) -> None:
     torch.manual_seed(0)
-    encoder = Encoder.build("vit-tiny", 1, 16, patch_size=4, depth=1, pos_embed="sincos")
+    encoder = build_image_encoder("vit-tiny", 1, 16, patch_size=4, depth=1, pos_embed="sincos")
     x = torch.rand(2, 1, 16, 16)
     encoder.save(tmp_path)
-    loaded = Encoder.load(tmp_path)
+    loaded = load_encoder(tmp_path)
     assert loaded.backbone.pos_embed_kind == "sincos"
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), encoder(x))

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from selfsup.data import ArraySource, ImageFolderSource, open_source
+from selfsup.data import ArraySource, ImageFolderSource
+from selfsup.modalities import open_source
 
 
 def test_named_spec_opens_the_named_dataset():

@@ -4,6 +4,7 @@ import torch
 from torch import nn
 
 from selfsup.engine.online_probe import OnlineProbe
+from selfsup.modalities.image import build_image_encoder
 
 
 def test_online_probe_learns_separable_features_and_leaves_the_encoder_alone() -> None:
@@ -42,16 +43,15 @@ def test_monitor_scores_the_probe_on_the_encoder_it_learned_from_not_the_teacher
 
     from selfsup.data.arrays import ArraySource
     from selfsup.embedding import embed_source
-    from selfsup.encoder import Encoder
     from selfsup.engine.monitor import EpochMonitor
     from selfsup.methods import build_method
-    from selfsup.views import method_views
+    from selfsup.modalities.image import method_views
 
     torch.manual_seed(0)
     data = np.load(clusters_npz)
     source = ArraySource(data["X"], labels=data["y"])
     method = build_method(
-        "dino", Encoder.build("small-cnn", 1, 12, width=4), hidden_dim=16, out_dim=32
+        "dino", build_image_encoder("small-cnn", 1, 12, width=4), hidden_dim=16, out_dim=32
     )
     with torch.no_grad():  # a teacher far from the student
         for p in method.export_encoder().parameters():

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from selfsup.data import open_source
 from selfsup.data.base import ItemReadError
 from selfsup.embedding import embed_source
+from selfsup.modalities import open_source
 from selfsup.run import pretrain
 
 

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from selfsup.data.arrays import ArraySource
-from selfsup.encoder import Encoder
 from selfsup.evaluation.labelfree import (
     alignment,
     alpha_req,
@@ -19,7 +18,7 @@ from selfsup.evaluation.labelfree import (
     uniformity,
 )
 from selfsup.methods import SimCLR
-from selfsup.views import method_views
+from selfsup.modalities.image import build_image_encoder, method_views
 
 
 def _gaussian(n: int = 4000, d: int = 32, seed: int = 0) -> torch.Tensor:
@@ -92,7 +91,7 @@ def test_neighbour_agreement_is_one_for_equal_views_and_low_for_unrelated_ones()
 def test_measure_label_free_is_repeatable_and_leaves_the_global_rng_alone() -> None:
     rng = np.random.default_rng(0)
     source = ArraySource(rng.integers(0, 255, (64, 12, 12), dtype=np.uint8))
-    encoder = Encoder.build("small-cnn", in_channels=1, image_size=12, width=4)
+    encoder = build_image_encoder("small-cnn", in_channels=1, image_size=12, width=4)
     views, _ = method_views(SimCLR, 12, 1)
     torch.manual_seed(3)
     expected_next = torch.rand(1)

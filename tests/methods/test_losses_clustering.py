@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from selfsup.encoder import Encoder
 from selfsup.methods import build_method, dino_loss, sinkhorn_knopp, swapped_prediction_loss
+from selfsup.modalities.image import build_image_encoder
 
 SCORES = [[0.9, -0.2, 0.1], [0.3, 0.8, -0.5], [-0.7, 0.2, 0.6], [0.5, 0.4, 0.0]]
 
@@ -145,7 +145,7 @@ def _two_process_codes_and_center(rank: int, init_file: str, out_file: str) -> N
     scores, logits = torch.rand(8, 3) * 2 - 1, torch.randn(8, 5)
     mine = slice(4 * rank, 4 * rank + 4)
     codes = sinkhorn_knopp(scores[mine], epsilon=0.05, iterations=3)
-    method = build_method("dino", Encoder.build("small-cnn", 1, 8, width=2), out_dim=5)
+    method = build_method("dino", build_image_encoder("small-cnn", 1, 8, width=2), out_dim=5)
     method.update_center(logits[mine])
     gathered = [torch.zeros_like(codes) for _ in range(2)]
     torch.distributed.all_gather(gathered, codes)

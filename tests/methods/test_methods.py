@@ -14,8 +14,8 @@ from selfsup.evaluation.knn import knn_accuracy
 from selfsup.methods import METHODS, build_method
 from selfsup.methods.ijepa import sample_block_masks
 from selfsup.methods.momentum import cosine_momentum, ema_update, momentum_copy
+from selfsup.modalities.image import build_image_encoder, method_views
 from selfsup.run import pretrain
-from selfsup.views import method_views
 
 SMALL_CNN = {"backbone": "small-cnn", "backbone_options": {"width": 4}}
 TINY_VIT = {
@@ -42,7 +42,7 @@ TINY: dict[str, tuple[dict, dict]] = {
 
 def _case(name: str, size: int = 12) -> tuple[Encoder, dict]:
     backbone, options = TINY[name]
-    encoder = Encoder.build(
+    encoder = build_image_encoder(
         backbone["backbone"], in_channels=1, image_size=size, **backbone["backbone_options"]
     )
     return encoder, options
@@ -330,7 +330,7 @@ def test_swav_prototypes_are_frozen_first_then_learn_and_stay_normalized() -> No
 @pytest.mark.parametrize("name", ["swav", "dino"])
 def test_multi_crop_methods_train_a_vit_on_local_views(name: str) -> None:
     torch.manual_seed(0)
-    encoder = Encoder.build("vit-tiny", 1, 12, **TINY_VIT["backbone_options"])
+    encoder = build_image_encoder("vit-tiny", 1, 12, **TINY_VIT["backbone_options"])
     options = {"swav": {**HEADS, "num_prototypes": 8}, "dino": {"hidden_dim": 16, "out_dim": 8}}
     method = build_method(name, encoder, **options[name])
     views = _views(method)

@@ -2,14 +2,14 @@
 
 import torch
 
-from selfsup.encoder import Encoder
 from selfsup.methods import METHODS
+from selfsup.modalities.image import build_image_encoder
 
 
 def test_mae_and_ijepa_train_a_vit_that_pools_several_blocks() -> None:
     for name in ("mae", "ijepa"):
         torch.manual_seed(0)
-        encoder = Encoder.build(
+        encoder = build_image_encoder(
             "vit-tiny", in_channels=1, image_size=16, patch_size=4, dim=16, depth=3,
             heads=2, pool="mean", pool_blocks=2,
         )  # fmt: skip

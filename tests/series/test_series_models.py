@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from selfsup.backbones import build_series_backbone
-from selfsup.encoder import Encoder
 from selfsup.evaluation.svm import svm_accuracy
 from selfsup.methods import TS2Vec, build_method
 from selfsup.methods.ts2vec import (
@@ -16,7 +15,8 @@ from selfsup.methods.ts2vec import (
     take_per_row,
     temporal_contrastive_loss,
 )
-from selfsup.views import SeriesViews, series_method_views, series_recipe
+from selfsup.modalities.series import SERIES, build_series_encoder
+from selfsup.views import SeriesViews, series_recipe
 
 
 def _nll(scores: list[float], positive: int) -> float:
@@ -77,7 +77,7 @@ def test_take_per_row_and_overlap_alignment():
 
 
 def test_ts2vec_gradients_reach_the_backbone():
-    encoder = Encoder.build_series("ts2vec", in_channels=2, hidden=8, out_dim=16, depth=2)
+    encoder = build_series_encoder("ts2vec", in_channels=2, hidden=8, out_dim=16, depth=2)
     method = TS2Vec(encoder)
     torch.manual_seed(0)
     method([torch.randn(4, 2, 32)]).backward()
@@ -123,7 +123,7 @@ def test_series_views_crop_scale_jitter_and_mask():
     assert all(torch.equal(v, x) for v in plain(x))
     masked = SeriesViews(series_recipe("series").with_options(mask_p=1.0, mask_span=0.5), 1)
     assert torch.isnan(masked(x)[0]).any()
-    views, recipe = series_method_views(TS2Vec)
+    views, recipe = SERIES.method_views(TS2Vec, {})
     assert recipe.identity and views(x)[0] is x
     with pytest.raises(ValueError, match="unknown series view options"):
         series_recipe("series").with_options(blur_p=0.5)
@@ -132,9 +132,9 @@ def test_series_views_crop_scale_jitter_and_mask():
 def test_generic_objectives_run_on_series():
     torch.manual_seed(0)
     for name in ("simclr", "vicreg", "byol"):
-        encoder = Encoder.build_series("ts2vec", in_channels=1, hidden=8, out_dim=16, depth=2)
+        encoder = build_series_encoder("ts2vec", in_channels=1, hidden=8, out_dim=16, depth=2)
         method = build_method(name, encoder)
-        views, _ = series_method_views(method)
+        views, _ = SERIES.method_views(method, {})
         loss = method(views(torch.randn(6, 1, 30)))
         assert torch.isfinite(loss)
 
@@ -150,7 +150,7 @@ def test_svm_protocol_on_separable_and_random_labels():
 
 def test_ts2vec_exports_the_uniform_average_of_its_iterates():
     torch.manual_seed(0)
-    encoder = Encoder.build_series("ts2vec", in_channels=1, hidden=4, out_dim=8, depth=1)
+    encoder = build_series_encoder("ts2vec", in_channels=1, hidden=4, out_dim=8, depth=1)
     method = TS2Vec(encoder)
     optimizer = torch.optim.SGD(method.parameters(), lr=0.1)
     iterates = []

@@ -5,8 +5,9 @@ import pandas as pd
 import pytest
 from tests.series.conftest import write_ts
 
-from selfsup.data import EmptySourceError, infer_modality, open_source
+from selfsup.data import EmptySourceError
 from selfsup.data.series import SeriesSource, read_ts_file, series_from_frame
+from selfsup.modalities import infer_modality, open_source
 
 
 def test_ts_file_with_unequal_lengths_missing_values_and_channels(tmp_path):
@@ -95,7 +96,8 @@ def test_ucr_folder_layout_with_official_split(monkeypatch, tmp_path, waves):
     write_ts(folder / "Waves_TRAIN.ts", list(x[:60]), y[:60], ["a", "b", "c"])
     write_ts(folder / "Waves_TEST.ts", list(x[60:]), y[60:], ["a", "b", "c"])
     monkeypatch.setenv("SELFSUP_UCR_DIR", str(tmp_path))
-    from selfsup.data import train_test_sources, ucr_names
+    from selfsup.data import ucr_names
+    from selfsup.modalities import train_test_sources
 
     assert "Waves" in ucr_names()
     train, test = train_test_sources("ucr:Waves")

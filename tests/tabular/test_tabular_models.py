@@ -8,11 +8,11 @@ import torch
 from tests.tabular.conftest import make_table
 
 import selfsup
-from selfsup.encoder import Encoder
 from selfsup.evaluation.knn import knn_accuracy
 from selfsup.methods import SCARF, VIME
 from selfsup.methods.scarf import scarf_loss
 from selfsup.methods.vime import vime_loss
+from selfsup.modalities.tabular import build_tabular_encoder
 from selfsup.views import marginal_corruption
 
 
@@ -53,7 +53,7 @@ def test_marginal_corruption_takes_values_from_the_same_column():
 
 @pytest.mark.parametrize("method_class", [SCARF, VIME])
 def test_gradients_reach_the_backbone(method_class):
-    encoder = Encoder.build_tabular(numeric=3, cardinalities=[4], hidden=16, depth=2)
+    encoder = build_tabular_encoder(numeric=3, cardinalities=[4], hidden=16, depth=2)
     method = method_class(encoder)
     x = torch.cat([torch.randn(8, 3), torch.randint(0, 4, (8, 1)).float()], dim=1)
     views = [x, marginal_corruption(x, 0.6)[0]] if method_class is SCARF else [x]

@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 from tests.tabular.conftest import make_table
 
-from selfsup.data import EmptySourceError, TablePreprocessor, TabularSource, open_source
+from selfsup.data import EmptySourceError, TablePreprocessor, TabularSource
+from selfsup.modalities import open_source
 
 
 def test_dataframe_with_nans_and_a_categorical_column():

@@ -11,10 +11,11 @@ import selfsup
 from selfsup.data.text import TextSource
 from selfsup.data.tokenizer import PAD_ID
 from selfsup.embedding import embed_source
-from selfsup.encoder import Encoder
 from selfsup.evaluation.knn import knn_accuracy
 from selfsup.methods import Sent2Vec, build_method
 from selfsup.methods.sent2vec import keep_probability, leave_one_out_means, sent2vec_loss
+from selfsup.modalities.image import build_image_encoder
+from selfsup.modalities.text import build_text_encoder
 
 
 def softplus(x: float) -> float:
@@ -42,7 +43,7 @@ def test_leave_one_out_means_skip_the_token_and_the_padding():
 
 
 def test_text_bag_is_the_mean_of_the_token_vectors_without_padding():
-    encoder = Encoder.build_text("text-bag", 30, 8, dim=4)
+    encoder = build_text_encoder("text-bag", 30, 8, dim=4)
     ids = torch.tensor([[5, 6, 7, PAD_ID], [9, PAD_ID, PAD_ID, PAD_ID]])
     table = encoder.backbone.token_embedding.weight
     with torch.no_grad():
@@ -54,7 +55,7 @@ def test_text_bag_is_the_mean_of_the_token_vectors_without_padding():
 
 def test_sent2vec_loss_in_the_method_is_the_formula_on_its_own_draws():
     torch.manual_seed(0)
-    encoder = Encoder.build_text("text-bag", 20, 8, dim=3)
+    encoder = build_text_encoder("text-bag", 20, 8, dim=3)
     method = Sent2Vec(encoder, negatives=2, subsample=1.0)  # t = 1: every token is a target
     with torch.no_grad():
         method.output.weight.normal_()
@@ -80,7 +81,7 @@ def test_sent2vec_loss_in_the_method_is_the_formula_on_its_own_draws():
 
 def test_frequent_tokens_are_subsampled_and_special_tokens_never_negatives():
     torch.manual_seed(0)
-    method = Sent2Vec(Encoder.build_text("text-bag", 50, 64, dim=4), subsample=1e-2)
+    method = Sent2Vec(build_text_encoder("text-bag", 50, 64, dim=4), subsample=1e-2)
     ids = torch.full((64, 40), 5)  # token 5 makes up almost everything
     ids[:, 0] = 6
     method([ids])
@@ -103,7 +104,7 @@ def test_frequent_tokens_are_subsampled_and_special_tokens_never_negatives():
 
 def test_gradients_reach_the_token_vectors_once_the_outputs_move():
     torch.manual_seed(0)
-    encoder = Encoder.build_text("text-bag", 40, 8, dim=6)
+    encoder = build_text_encoder("text-bag", 40, 8, dim=6)
     method = build_method("sent2vec", encoder)
     ids = torch.randint(5, 40, (6, 8))
     method([ids]).backward()
@@ -120,18 +121,18 @@ def test_gradients_reach_the_token_vectors_once_the_outputs_move():
 
 def test_sent2vec_rejects_other_backbones_and_bad_options():
     with pytest.raises(ValueError, match="text-bag"):
-        Sent2Vec(Encoder.build("small-cnn", 1, 12, width=4))
+        Sent2Vec(build_image_encoder("small-cnn", 1, 12, width=4))
     with pytest.raises(ValueError, match="text-bag"):
-        Sent2Vec(Encoder.build_text("text-transformer", 40, 8, dim=8, depth=1, heads=2))
+        Sent2Vec(build_text_encoder("text-transformer", 40, 8, dim=8, depth=1, heads=2))
     with pytest.raises(ValueError, match="negatives"):
-        Sent2Vec(Encoder.build_text("text-bag", 40, 8, dim=6), negatives=0)
+        Sent2Vec(build_text_encoder("text-bag", 40, 8, dim=6), negatives=0)
 
 
 def test_short_training_lifts_knn_well_above_chance(tmp_path):
     texts, labels = make_texts(300, topic_words=2, filler=10)
     source = TextSource(texts, vocab_size=300, max_length=16)
     torch.manual_seed(0)
-    untrained = Encoder.build_text("text-bag", source.tokenizer.vocab_size, 16, dim=32)
+    untrained = build_text_encoder("text-bag", source.tokenizer.vocab_size, 16, dim=32)
     before = embed_source(untrained, source)
     run = selfsup.pretrain(
         source,
@@ -156,7 +157,7 @@ def test_short_training_lifts_knn_well_above_chance(tmp_path):
 
 def test_the_encoder_output_is_centred_on_the_running_mean_sentence_vector():
     torch.manual_seed(0)
-    encoder = Encoder.build_text("text-bag", 40, 8, dim=6)
+    encoder = build_text_encoder("text-bag", 40, 8, dim=6)
     method = Sent2Vec(encoder, center_momentum=0.5)
     ids = torch.tensor([[5, 6, 7], [8, 9, PAD_ID], [PAD_ID, PAD_ID, PAD_ID]])
     bag = encoder.backbone

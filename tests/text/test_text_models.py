@@ -12,11 +12,11 @@ from selfsup.backbones.text import build_text_backbone
 from selfsup.data.text import TextSource
 from selfsup.data.tokenizer import MASK_ID, PAD_ID
 from selfsup.embedding import embed_source
-from selfsup.encoder import Encoder
 from selfsup.evaluation.knn import knn_accuracy
 from selfsup.methods import MLM, SimCSE
 from selfsup.methods.mlm import IGNORE, mask_tokens, mlm_loss
 from selfsup.methods.simcse import simcse_loss
+from selfsup.modalities.text import build_text_encoder
 from selfsup.views.text import TextViewRecipe, augment_tokens, keep_tokens
 
 TINY = {"dim": 32, "depth": 1, "heads": 2}
@@ -92,7 +92,7 @@ def test_text_views_crop_delete_and_mask():
 )
 def test_gradients_reach_the_backbone(method_class, options):
     torch.manual_seed(0)
-    encoder = Encoder.build_text("text-transformer", 300, 16, **TINY)
+    encoder = build_text_encoder("text-transformer", 300, 16, **TINY)
     method = method_class(encoder, **options)
     ids = torch.randint(3, 300, (6, 10))
     ids[0, 5:] = PAD_ID
@@ -106,8 +106,8 @@ def test_gradients_reach_the_backbone(method_class, options):
 def test_simcse_views_differ_only_by_dropout():
     torch.manual_seed(0)
     ids = torch.randint(3, 300, (8, 10))
-    without = SimCSE(Encoder.build_text("text-transformer", 300, 16, **TINY, dropout=0.0))
-    with_noise = SimCSE(Encoder.build_text("text-transformer", 300, 16, **TINY, dropout=0.3))
+    without = SimCSE(build_text_encoder("text-transformer", 300, 16, **TINY, dropout=0.0))
+    with_noise = SimCSE(build_text_encoder("text-transformer", 300, 16, **TINY, dropout=0.3))
     with torch.no_grad():
         h = without.encoder(ids)
         assert torch.allclose(h, without.encoder(ids))
@@ -125,7 +125,7 @@ def test_short_training_lifts_knn_well_above_chance(method, epochs, options, tmp
     texts, labels = make_texts(300, topic_words=2, filler=10)
     source = TextSource(texts, vocab_size=300, max_length=16)
     torch.manual_seed(0)
-    untrained = Encoder.build_text("text-transformer", source.tokenizer.vocab_size, 16, **TINY)
+    untrained = build_text_encoder("text-transformer", source.tokenizer.vocab_size, 16, **TINY)
     before = embed_source(untrained, source)
     run = selfsup.pretrain(
         source,

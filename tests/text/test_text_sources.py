@@ -9,10 +9,11 @@ import pytest
 import torch
 
 from selfsup.config import PretrainConfig
-from selfsup.data import DatasetNotInstalledError, infer_modality, open_source
+from selfsup.data import DatasetNotInstalledError
 from selfsup.data import text as text_module
 from selfsup.data.text import TextSource, fortunes, wordnet_glosses
 from selfsup.data.tokenizer import MASK_ID, PAD_ID, TextTokenizer
+from selfsup.modalities import infer_modality, open_source, resolve_config
 
 CORPUS = ["A good film, really good.", "A bad film; very bad!", "Plot: two friends."] * 10
 
@@ -87,7 +88,7 @@ def test_csv_is_a_table_unless_text_is_asked_for(tmp_path):
     path = tmp_path / "reviews.csv"
     pd.DataFrame({"review": ["nice", "dull", "fun"], "y": ["a", "b", "a"]}).to_csv(path)
     assert infer_modality(path) == "tabular"
-    assert PretrainConfig(data=str(path), text_column="review").resolved().modality == "text"
+    assert resolve_config(PretrainConfig(data=str(path), text_column="review")).modality == "text"
     src = open_source(path, "text", text_column="review", label_column="y")
     assert src.texts == ["nice", "dull", "fun"] and src.labels.tolist() == [0, 1, 0]
     pd.DataFrame({"review": ["nice", None]}).to_csv(path, index=False)

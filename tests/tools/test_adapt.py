@@ -91,7 +91,7 @@ def test_a_saved_model_reloads_with_identical_predictions(clusters_run, clusters
     assert np.array_equal(again.predict(str(test)), probs.argmax(1))
     assert again.run_path == clusters_run.path.resolve() and again.temperature == model.temperature
     # The module maps raw items to the same probabilities.
-    items = clusters_run._source(str(test)).read_batch(range(64)).items
+    items = clusters_run.open(str(test)).read_batch(range(64)).items
     with torch.no_grad():
         from_module = again.module()(items).double().numpy()
     assert np.allclose(from_module, probs, atol=1e-5)
@@ -171,6 +171,6 @@ def test_adapt_works_on_a_table_run(tmp_path) -> None:
     assert probs.shape == (200, len(model.classes))
     model.save(tmp_path / "model")
     assert np.array_equal(AdaptedModel.load(tmp_path / "model").predict_proba(frame), probs)
-    rows = run._source(frame).read_batch(range(5)).items
+    rows = run.open(frame).read_batch(range(5)).items
     with torch.no_grad():
         assert np.allclose(model.module()(rows).double().numpy(), probs[:5], atol=1e-5)

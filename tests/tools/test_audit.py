@@ -9,6 +9,7 @@ from tests.tabular.conftest import make_table
 from typer.testing import CliRunner
 
 from selfsup.cli import app
+from selfsup.modalities.image import build_image_encoder
 from selfsup.tools.audit import (
     AuditResult,
     _one_vs_rest_rates,
@@ -156,7 +157,6 @@ def test_audit_of_an_adapted_model_uses_its_predictions(tmp_path, monkeypatch) -
     from tests.tools.adapted_stand_in import install
     from torch import nn
 
-    from selfsup.encoder import Encoder
     from selfsup.run import Run
 
     rng = np.random.default_rng(0)
@@ -165,7 +165,7 @@ def test_audit_of_an_adapted_model_uses_its_predictions(tmp_path, monkeypatch) -
     data = tmp_path / "items.npz"
     np.savez(data, X=x, y=y)
     torch.manual_seed(0)
-    encoder = Encoder.build("small-cnn", in_channels=1, image_size=8, width=4)
+    encoder = build_image_encoder("small-cnn", in_channels=1, image_size=8, width=4)
     adapted = install(monkeypatch)
     model = adapted(encoder, nn.Linear(encoder.feature_dim, 2), ["0", "1"], tmp_path / "run")
     adapted.saved["m"] = model
@@ -176,7 +176,7 @@ def test_audit_of_an_adapted_model_uses_its_predictions(tmp_path, monkeypatch) -
     run = Run(tmp_path / "run", encoder, {"modality": "image"}, {})
     result = audit_run(run, data, groups_file=groups, model="m", n_boot=20)
     assert result.notes[0] == "predictions of the adapted model m"
-    predicted = model.predict_proba(run._source(data)).argmax(axis=1)
+    predicted = model.predict_proba(run.open(data)).argmax(axis=1)
     for name, rows in (("u", slice(0, 60)), ("v", slice(60, 120))):
         expected = float((predicted[rows] == y[rows]).mean())
         assert result.by_group["accuracy"][name] == pytest.approx(expected)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from selfsup.encoder import Encoder
+from selfsup.modalities.image import build_image_encoder
 from selfsup.run import Run
 from selfsup.tools.explain import (
     attribute,
@@ -37,7 +37,7 @@ def patch_classifier():
     """A small CNN encoder plus a linear head trained to find the patch (about a second)."""
     torch.manual_seed(0)
     x, y, _ = planted_patches(256, seed=0)
-    encoder = Encoder.build("small-cnn", in_channels=1, image_size=SIZE, width=8)
+    encoder = build_image_encoder("small-cnn", in_channels=1, image_size=SIZE, width=8)
     model = nn.Sequential(encoder, nn.Linear(encoder.feature_dim, 2), nn.Softmax(dim=1))
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
     for _ in range(60):

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from selfsup.encoder import Encoder
 from selfsup.methods import SimCLR, SwAV, build_method
-from selfsup.views import ImageViews, image_recipe, method_views
+from selfsup.modalities.image import build_image_encoder, method_views
+from selfsup.views import ImageViews, image_recipe
 from selfsup.views.image import local_view_size
 
 
@@ -110,6 +110,6 @@ def test_method_views_add_the_methods_local_views_unless_overridden() -> None:
 
 
 def test_method_views_cut_local_views_into_whole_vit_patches() -> None:
-    vit = Encoder.build("vit-tiny", 1, 32, patch_size=4, dim=16, depth=1, heads=2)
+    vit = build_image_encoder("vit-tiny", 1, 32, patch_size=4, dim=16, depth=1, heads=2)
     views, _ = method_views(build_method("dino", vit, hidden_dim=16, out_dim=8), 32, 1)
     assert views.local_size == 16  # 32 * 96 / 224 = 13.7 pixels -> 3.4 patches -> 4 patches

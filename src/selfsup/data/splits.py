@@ -1,21 +1,21 @@
-"""Subsets of a source and the fit/test splits that evaluation uses.
+"""Subsets of a source, and the held-out part the training monitor measures on.
 
 Example:
-    >>> train, test = train_test_sources("digits")
-    >>> train.name, test.name
-    ('digits', 'digits:test')
+    >>> import numpy as np
+    >>> from selfsup.data.arrays import ArraySource
+    >>> part = SubsetSource(ArraySource(np.zeros((10, 4, 4), dtype=np.uint8)), [2, 5], "two")
+    >>> len(part), part.name
+    (2, 'two')
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from selfsup.data.base import Batch, Source
-from selfsup.data.named import is_named_spec, named_splits, stratified_split
 
 
 class SubsetSource(Source):
@@ -52,44 +52,6 @@ class SubsetSource(Source):
         for item in batch.skipped:
             item.index = positions[item.index]
         return Batch(batch.items, [positions[i] for i in batch.indices], batch.skipped)
-
-
-def _open(data: str | os.PathLike | Source) -> Source:
-    from selfsup.data import open_source
-
-    return data if isinstance(data, Source) else open_source(data)
-
-
-def train_test_sources(
-    data: str | os.PathLike | Source,
-    test: str | os.PathLike | Source | None = None,
-    test_fraction: float = 0.2,
-) -> tuple[Source, Source]:
-    """The split to fit probes on and the split to score them on.
-
-    ``test`` when given; else a named dataset's official test split (``fashion-mnist`` pairs
-    with ``fashion-mnist:test``, ``ucr:GunPoint`` with ``ucr:GunPoint:test``); else a
-    deterministic stratified split of ``data``.
-    """
-    if test is not None:
-        return _open(data), _open(test)
-    if isinstance(data, str) and data.startswith("ucr:") and data.count(":") == 1:
-        return _open(data), _open(f"{data}:test")
-    from selfsup.data.tabular import is_tabular_spec
-
-    if isinstance(data, str) and is_tabular_spec(data) and not data.endswith(":test"):
-        return _open(data), _open(f"{data.removesuffix(':train')}:test")
-    named = isinstance(data, str) and is_named_spec(data) and ":" not in data
-    if named and "test" in named_splits(data):
-        return _open(data), _open(f"{data}:test")
-    source = _open(data)
-    if source.labels is None:
-        raise ValueError(f"{source.name}: evaluation needs labels, and this data has none")
-    fit, held_out = stratified_split(source.labels, test_fraction)
-    return (
-        SubsetSource(source, fit, f"{source.name}[fit]"),
-        SubsetSource(source, held_out, f"{source.name}[test]"),
-    )
 
 
 def hold_out(source: Source, items: int, seed: int = 0) -> tuple[Source, Source | None]:

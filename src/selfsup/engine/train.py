@@ -12,7 +12,8 @@ Example:
     >>> from selfsup.methods import build_method
     >>> from selfsup.views import ImageViews, image_recipe
     >>> source = ArraySource(np.random.randint(0, 255, (64, 8, 8), dtype=np.uint8))
-    >>> method = build_method("simclr", Encoder.build("small-cnn", 1, 8, width=4))
+    >>> from selfsup.modalities.image import build_image_encoder
+    >>> method = build_method("simclr", build_image_encoder("small-cnn", 1, 8, width=4))
     >>> cfg = PretrainConfig(data="-", epochs=1, batch_size=32, precision="fp32")
     >>> fabric = lightning.Fabric(accelerator="cpu", devices=1)
     >>> views = ImageViews(image_recipe("simclr"), 8, 1)

@@ -40,9 +40,10 @@ import torch
 import torch.nn.functional as F
 
 from selfsup.data.base import Source
-from selfsup.embedding import autocast, conform_images
+from selfsup.embedding import autocast
 from selfsup.encoder import Encoder
 from selfsup.evaluation.inputs import ArrayLike, as_embeddings
+from selfsup.modalities import get_modality
 
 #: ``normalized_std`` below this means the embeddings collapsed (healthy runs sit near 1).
 COLLAPSE_STD = 0.05
@@ -324,9 +325,7 @@ def embed_views(
             batch = source.read_batch(chosen[start : start + batch_size].tolist())
             if not batch.indices:
                 continue
-            x = batch.items.to(encoder.device)
-            if "image_size" in spec:
-                x = conform_images(x, spec["in_channels"], spec["image_size"])
+            x = get_modality(encoder.modality).prepare_input(batch.items.to(encoder.device), spec)
             made = views(x)
             if len(made) < 2:  # single-view methods (MAE, I-JEPA): draw the views twice
                 made = made + views(x)
@@ -360,9 +359,10 @@ def measure_label_free(
         >>> import numpy as np
         >>> from selfsup.data.arrays import ArraySource
         >>> from selfsup.methods import SimCLR
-        >>> from selfsup.views import method_views
+        >>> from selfsup.modalities.image import method_views
         >>> source = ArraySource(np.random.randint(0, 255, (40, 12, 12), dtype=np.uint8))
-        >>> encoder = Encoder.build("small-cnn", in_channels=1, image_size=12, width=4)
+        >>> from selfsup.modalities.image import build_image_encoder
+        >>> encoder = build_image_encoder("small-cnn", in_channels=1, image_size=12, width=4)
         >>> views, _ = method_views(SimCLR, 12, 1)
         >>> measure_label_free(encoder, source, views, items=32).items
         32

@@ -11,7 +11,8 @@ Example:
     >>> x = (rng.random((40, 8, 8)) * 60).astype(np.uint8)
     >>> x[y == 1, :, :4] += 150  # class 1 is bright on the left half
     >>> src = ArraySource(x, y)
-    >>> enc = Encoder.build("small-cnn", in_channels=1, image_size=8, width=4)
+    >>> from selfsup.modalities.image import build_image_encoder
+    >>> enc = build_image_encoder("small-cnn", in_channels=1, image_size=8, width=4)
     >>> result = evaluate_encoder(enc, src, src, protocols=("knn",), k=5)
     >>> result.rows[0].raw
     1.0
@@ -28,29 +29,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from selfsup.data.base import Source
-from selfsup.embedding import conform_images, embed_source
+from selfsup.embedding import embed_source
 from selfsup.encoder import Encoder
 from selfsup.evaluation.fewshot import few_shot
 from selfsup.evaluation.knn import knn_accuracy
 from selfsup.evaluation.linear import linear_probe
 from selfsup.evaluation.svm import svm_accuracy
+from selfsup.modalities import modality_of
 
-#: The protocols an evaluation runs by default, per modality (``svm`` is TS2Vec's).
-DEFAULT_PROTOCOLS = {
-    "image": ("knn", "linear", "fewshot"),
-    "series": ("svm", "knn", "linear"),
-    "tabular": ("linear", "auroc", "knn"),
-    "text": ("linear", "knn", "fewshot"),
-}
 #: ``auroc`` is the linear probe's ROC AUC (for imbalanced labels).
 PROTOCOLS = ("knn", "linear", "fewshot", "svm", "auroc")
-#: Raw-pixel baselines use images of at most this side, so they fit in memory for any data.
-RAW_MAX_SIDE = 32
-#: The text baseline's TF-IDF keeps this many most frequent terms, so it fits in memory dense.
-TFIDF_MAX_TERMS = 2048
 
 
 @dataclass
@@ -94,55 +84,6 @@ class Evaluation:
         return "\n".join(lines)
 
 
-def raw_features(source: Source, batch_size: int = 1024) -> np.ndarray:
-    """Flattened raw inputs (images downsized to at most ``RAW_MAX_SIDE``; series with their
-    absent steps as 0; table rows encoded, categories one-hot), for baselines."""
-    chunks = []
-    n = len(source)
-    for start in range(0, n, batch_size):
-        batch = source.read_batch(list(range(start, min(n, start + batch_size))))
-        x = batch.items
-        if source.modality == "series":
-            x = torch.nan_to_num(x, nan=0.0)
-        elif getattr(source, "preprocessor", None) is not None:  # tables: codes as one-hot
-            x = torch.from_numpy(source.preprocessor.one_hot(x.numpy()))
-        elif x.shape[-1] > RAW_MAX_SIDE:
-            x = conform_images(x, x.shape[1], RAW_MAX_SIDE)
-        block = torch.full((min(batch_size, n - start), *x.shape[1:]), float("nan"))
-        block[torch.as_tensor(batch.indices) - start] = x
-        chunks.append(block.flatten(1).numpy())
-    return np.concatenate(chunks)
-
-
-def tfidf_features(train: Source, test: Source) -> tuple[np.ndarray, np.ndarray]:
-    """TF-IDF vectors of the raw documents of two text splits (the text baseline): word
-    unigrams and bigrams with sublinear term frequency, the ``TFIDF_MAX_TERMS`` most frequent
-    terms of ``train``, fitted on ``train``; dense float32.
-
-    Example:
-        >>> from selfsup.data.text import TextSource
-        >>> a, b = tfidf_features(TextSource(["good film", "bad film"]), TextSource(["good"]))
-        >>> a.shape, b.shape
-        ((2, 5), (1, 5))
-    """
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
-    from selfsup.data.text import texts_of
-
-    vectorizer = TfidfVectorizer(
-        ngram_range=(1, 2), sublinear_tf=True, max_features=TFIDF_MAX_TERMS, dtype=np.float32
-    )
-    fitted = vectorizer.fit_transform(texts_of(train)).toarray()
-    return fitted, vectorizer.transform(texts_of(test)).toarray()
-
-
-def _same_width(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Zero-pad the narrower of two raw feature matrices (series splits of different
-    longest lengths) to the other's width."""
-    width = max(a.shape[1], b.shape[1])
-    return tuple(np.pad(m, ((0, 0), (0, width - m.shape[1]))) for m in (a, b))  # type: ignore[return-value]
-
-
 def _labelled(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     keep = ~np.isnan(features).any(axis=1)
     return features[keep], labels[keep]
@@ -166,14 +107,15 @@ def evaluate_encoder(
         train: labelled items the probes are fitted on.
         test: labelled items the probes are scored on.
         protocols: any of ``knn``, ``linear``, ``fewshot``, ``svm``, ``auroc``; by default
-            ``DEFAULT_PROTOCOLS`` of the data's modality.
+            the ``default_protocols`` of the data's modality.
         k: neighbours for kNN.
         shots: labels per class for few-shot.
         draws: random draws of the few-shot labels.
         seed: seed of the validation split and the few-shot draws.
     """
+    modality = modality_of(train)
     if protocols is None:
-        protocols = DEFAULT_PROTOCOLS.get(train.modality, DEFAULT_PROTOCOLS["image"])
+        protocols = modality.default_protocols
     unknown = set(protocols) - set(PROTOCOLS)
     if unknown:
         raise ValueError(f"unknown protocol(s) {sorted(unknown)}; available: {list(PROTOCOLS)}")
@@ -183,9 +125,7 @@ def evaluate_encoder(
     started = time.perf_counter()
     features = {
         "selfsup": (embed_source(encoder, train), embed_source(encoder, test)),
-        "raw": tfidf_features(train, test)
-        if train.modality == "text"
-        else _same_width(raw_features(train), raw_features(test)),
+        "raw": modality.raw_baseline(train, test),
     }
     rows = []
     for protocol in protocols:

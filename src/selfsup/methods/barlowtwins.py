@@ -16,7 +16,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -62,7 +62,7 @@ class BarlowTwins(Method):
 
     name = "barlowtwins"
     paper = "Zbontar et al. 2021, https://arxiv.org/abs/2103.03230"
-    view_recipe = "byol"
+    view_recipes: ClassVar[dict[str, str]] = {"image": "byol"}
 
     def __init__(
         self,

@@ -6,9 +6,10 @@ nothing about files, data sources or the training loop.
 
 Example:
     >>> import torch
+    >>> from selfsup.backbones import build_backbone
     >>> from selfsup.encoder import Encoder
     >>> from selfsup.methods import build_method
-    >>> encoder = Encoder.build("small-cnn", in_channels=1, image_size=16, width=8)
+    >>> encoder = Encoder(build_backbone("small-cnn", in_channels=1, image_size=16, width=8))
     >>> method = build_method("simclr", encoder)
     >>> loss = method([torch.rand(4, 1, 16, 16), torch.rand(4, 1, 16, 16)])
     >>> loss.ndim
@@ -32,29 +33,26 @@ class Method(nn.Module, abc.ABC):
     Class attributes:
         name: the method id used on the command line (``--method``).
         paper: the reference of the objective.
-        view_recipe: the default augmentation recipe for image views.
+        view_recipes: the augmentation recipe the objective wants on each modality (image:
+            ``simclr``, ``byol``, ``masked``, ``swav``, ``dino``; series, text, tables and audio:
+            ``none`` for objectives that take the batch as it is, ``scarf``, ``byola``); a
+            modality left out gets that modality's generic recipe.
+        backbones: the backbone the objective needs on a modality when ``--backbone`` is not
+            given (MAE and I-JEPA: a ViT; Sent2Vec: ``text-bag``); a modality left out picks
+            its own default.
         num_views: how many full-size (global) views of each item the objective consumes.
         num_local_views: how many extra small (local) multi-crop views it takes by default
             (SwAV, DINO); they follow the global views in the list passed to ``loss``.
         modalities: the kinds of items the objective works on.
-        series_view_recipe: the augmentation recipe for series views (``series`` or ``none``).
-        tabular_view_recipe: the corruption recipe for table rows (``tabular``, ``scarf`` or
-            ``none``).
-        text_view_recipe: the recipe for token-id views (``text`` or ``none``).
-        audio_view_recipe: the augmentation recipe for log-mel views (``audio``, ``byola`` or
-            ``none``).
     """
 
     name: ClassVar[str]
     paper: ClassVar[str]
-    view_recipe: ClassVar[str] = "byol"
+    view_recipes: ClassVar[dict[str, str]] = {}
+    backbones: ClassVar[dict[str, str]] = {}
     num_views: ClassVar[int] = 2
     num_local_views: ClassVar[int] = 0
     modalities: ClassVar[tuple[str, ...]] = ("image", "series", "tabular", "text", "audio")
-    series_view_recipe: ClassVar[str] = "series"
-    tabular_view_recipe: ClassVar[str] = "tabular"
-    text_view_recipe: ClassVar[str] = "text"
-    audio_view_recipe: ClassVar[str] = "audio"
 
     def __init__(self, encoder: Encoder) -> None:
         super().__init__()

@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -48,7 +48,7 @@ class BYOL(Method):
 
     name = "byol"
     paper = "Grill et al. 2020, https://arxiv.org/abs/2006.07733"
-    view_recipe = "byol"
+    view_recipes: ClassVar[dict[str, str]] = {"image": "byol"}
 
     def __init__(
         self,

@@ -15,7 +15,8 @@ decay 0.99 (the paper's section 4.1).
 Example:
     >>> import torch
     >>> from selfsup.encoder import Encoder
-    >>> encoder = Encoder.build_audio("byola-cnn", 64, 96, feature_dim=32, width=8)
+    >>> from selfsup.modalities.audio import build_audio_encoder
+    >>> encoder = build_audio_encoder("byola-cnn", 64, 96, feature_dim=32, width=8)
     >>> method = BYOLA(encoder, projection_dim=16, hidden_dim=32)
     >>> loss = method([torch.randn(4, 1, 64, 96), torch.randn(4, 1, 64, 96)])
     >>> loss.ndim, 0.0 <= loss.item() <= 8.0
@@ -43,7 +44,7 @@ class BYOLA(BYOL):
     name = "byola"
     paper = "Niizumi et al. 2021, https://arxiv.org/abs/2103.06695"
     modalities: ClassVar[tuple[str, ...]] = ("audio",)
-    audio_view_recipe: ClassVar[str] = "byola"
+    view_recipes: ClassVar[dict[str, str]] = {"audio": "byola"}
 
     def __init__(
         self,

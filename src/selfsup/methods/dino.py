@@ -29,7 +29,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.distributed as dist
@@ -125,7 +125,7 @@ class DINO(Method):
 
     name = "dino"
     paper = "Caron et al. 2021, https://arxiv.org/abs/2104.14294"
-    view_recipe = "dino"
+    view_recipes: ClassVar[dict[str, str]] = {"image": "dino"}
     num_local_views = 6
 
     def __init__(

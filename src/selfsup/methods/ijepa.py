@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -252,7 +252,8 @@ class IJEPA(Method):
 
     name = "ijepa"
     paper = "Assran et al. 2023, https://arxiv.org/abs/2301.08243"
-    view_recipe = "masked"
+    view_recipes: ClassVar[dict[str, str]] = {"image": "masked"}
+    backbones: ClassVar[dict[str, str]] = {"image": "vit-tiny"}
     num_views = 1
     modalities = ("image",)
 

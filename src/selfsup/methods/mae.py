@@ -26,7 +26,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -40,7 +40,8 @@ def vit_backbone(encoder: Encoder, method: str) -> VisionTransformer:
     """The encoder's ViT, or a ValueError naming ``method``: masked objectives drop patches.
 
     Example:
-        >>> enc = Encoder.build("small-cnn", in_channels=1, image_size=12, width=4)
+        >>> from selfsup.modalities.image import build_image_encoder
+        >>> enc = build_image_encoder("small-cnn", in_channels=1, image_size=12, width=4)
         >>> vit_backbone(enc, "MAE")
         Traceback (most recent call last):
         ...
@@ -133,7 +134,8 @@ def mae_loss(
         target_patches: true pixels (B, N, P), e.g. from ``patchify``.
         mask: (B, N), 1 (True) where a patch was masked; visible patches do not count.
         norm_pix: normalize each target patch by its own mean and (unbiased) variance, as
-            MAE's ``norm_pix_loss``.
+            MAE's ``norm_pix_loss``. Patches of a single value (one gray pixel, as a ViT on
+            8-pixel images has) have no variance and are left as they are.
 
     Example:
         >>> pred, target = torch.zeros(1, 2, 2), torch.tensor([[[1.0, 1.0], [3.0, 3.0]]])
@@ -141,7 +143,7 @@ def mae_loss(
         9.0
     """
     target = target_patches.float()
-    if norm_pix:
+    if norm_pix and target.shape[-1] > 1:
         mean = target.mean(dim=-1, keepdim=True)
         var = target.var(dim=-1, keepdim=True)
         target = (target - mean) / (var + 1e-6) ** 0.5
@@ -167,7 +169,8 @@ class MAE(Method):
 
     name = "mae"
     paper = "He et al. 2022, https://arxiv.org/abs/2111.06377"
-    view_recipe = "masked"
+    view_recipes: ClassVar[dict[str, str]] = {"image": "masked"}
+    backbones: ClassVar[dict[str, str]] = {"image": "vit-tiny"}
     num_views = 1
     modalities = ("image",)
 

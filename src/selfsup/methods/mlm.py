@@ -17,7 +17,8 @@ so short texts (a few tokens) take part too.
 Example:
     >>> import torch
     >>> from selfsup.encoder import Encoder
-    >>> encoder = Encoder.build_text("text-transformer", 300, 16, dim=32, depth=1, heads=2)
+    >>> from selfsup.modalities.text import build_text_encoder
+    >>> encoder = build_text_encoder("text-transformer", 300, 16, dim=32, depth=1, heads=2)
     >>> MLM(encoder)([torch.randint(3, 300, (4, 10))]).ndim
     0
 """
@@ -141,7 +142,7 @@ class MLM(Method):
     paper: ClassVar[str] = "Devlin et al. 2019, https://arxiv.org/abs/1810.04805"
     num_views: ClassVar[int] = 1
     modalities: ClassVar[tuple[str, ...]] = ("text",)
-    text_view_recipe: ClassVar[str] = "none"
+    view_recipes: ClassVar[dict[str, str]] = {"text": "none"}
 
     def __init__(self, encoder: Encoder, mask_rate: float = 0.15, tied: bool = True) -> None:
         super().__init__(encoder)

@@ -25,7 +25,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -68,7 +68,8 @@ class MoCoV3(Method):
 
     name = "mocov3"
     paper = "Chen, Xie, He 2021, https://arxiv.org/abs/2104.02057"
-    view_recipe = "byol"  # the paper follows BYOL's asymmetric augmentations
+    # The paper follows BYOL's asymmetric augmentations.
+    view_recipes: ClassVar[dict[str, str]] = {"image": "byol"}
 
     def __init__(
         self,

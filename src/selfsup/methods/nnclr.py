@@ -30,7 +30,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -74,7 +74,8 @@ class NNCLR(Method):
 
     name = "nnclr"
     paper = "Dwibedi et al. 2021, https://arxiv.org/abs/2104.14548"
-    view_recipe = "byol"  # the paper uses BYOL's asymmetric augmentations
+    # The paper uses BYOL's asymmetric augmentations.
+    view_recipes: ClassVar[dict[str, str]] = {"image": "byol"}
 
     queue: torch.Tensor
     queue_pointer: torch.Tensor

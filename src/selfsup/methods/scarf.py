@@ -13,7 +13,8 @@ away from the other rows' copies in the batch:
 Example:
     >>> import torch
     >>> from selfsup.encoder import Encoder
-    >>> encoder = Encoder.build_tabular(numeric=4, hidden=16, depth=2)
+    >>> from selfsup.modalities.tabular import build_tabular_encoder
+    >>> encoder = build_tabular_encoder(numeric=4, hidden=16, depth=2)
     >>> method = SCARF(encoder, head_dim=8)
     >>> x = torch.randn(6, 4)
     >>> loss = method([x, x.flip(0)])
@@ -62,7 +63,7 @@ class SCARF(Method):
     name: ClassVar[str] = "scarf"
     paper: ClassVar[str] = "Bahri et al. 2022, https://arxiv.org/abs/2106.15147"
     modalities: ClassVar[tuple[str, ...]] = ("tabular",)
-    tabular_view_recipe: ClassVar[str] = "scarf"
+    view_recipes: ClassVar[dict[str, str]] = {"tabular": "scarf"}
 
     def __init__(self, encoder: Encoder, head_dim: int = 256, temperature: float = 1.0) -> None:
         super().__init__(encoder)

@@ -25,7 +25,8 @@ and sentiment from co-occurrence alone.
 Example:
     >>> import torch
     >>> from selfsup.encoder import Encoder
-    >>> encoder = Encoder.build_text("text-bag", 50, 16, dim=8)
+    >>> from selfsup.modalities.text import build_text_encoder
+    >>> encoder = build_text_encoder("text-bag", 50, 16, dim=8)
     >>> Sent2Vec(encoder)([torch.randint(5, 50, (4, 10))]).ndim
     0
 """
@@ -126,7 +127,8 @@ class Sent2Vec(Method):
     paper: ClassVar[str] = "Pagliardini et al. 2018, https://arxiv.org/abs/1703.02507"
     num_views: ClassVar[int] = 1
     modalities: ClassVar[tuple[str, ...]] = ("text",)
-    text_view_recipe: ClassVar[str] = "none"
+    view_recipes: ClassVar[dict[str, str]] = {"text": "none"}
+    backbones: ClassVar[dict[str, str]] = {"text": "text-bag"}
 
     def __init__(
         self,

@@ -16,7 +16,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +55,7 @@ class SimCLR(Method):
 
     name = "simclr"
     paper = "Chen et al. 2020, https://arxiv.org/abs/2002.05709"
-    view_recipe = "simclr"
+    view_recipes: ClassVar[dict[str, str]] = {"image": "simclr"}
 
     def __init__(
         self,

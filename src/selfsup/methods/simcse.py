@@ -63,7 +63,7 @@ class SimCSE(Method):
     paper: ClassVar[str] = "Gao et al. 2021, https://arxiv.org/abs/2104.08821"
     num_views: ClassVar[int] = 1
     modalities: ClassVar[tuple[str, ...]] = ("text",)
-    text_view_recipe: ClassVar[str] = "none"
+    view_recipes: ClassVar[dict[str, str]] = {"text": "none"}
 
     def __init__(
         self,

@@ -19,7 +19,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -55,7 +55,7 @@ class SimSiam(Method):
     name = "simsiam"
     paper = "Chen & He 2021, https://arxiv.org/abs/2011.10566"
     # The paper uses MoCo v2's symmetric augmentations, i.e. SimCLR's (with weaker jitter).
-    view_recipe = "simclr"
+    view_recipes: ClassVar[dict[str, str]] = {"image": "simclr"}
 
     def __init__(
         self,

@@ -30,7 +30,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.distributed as dist
@@ -140,7 +140,7 @@ class SwAV(Method):
 
     name = "swav"
     paper = "Caron et al. 2020, https://arxiv.org/abs/2006.09882"
-    view_recipe = "swav"
+    view_recipes: ClassVar[dict[str, str]] = {"image": "swav"}
     num_local_views = 6
 
     def __init__(

@@ -18,7 +18,8 @@ averaged over the scales; the temporal term starts at scale ``temporal_unit``.
 Example:
     >>> import torch
     >>> from selfsup.encoder import Encoder
-    >>> encoder = Encoder.build_series("ts2vec", in_channels=1, hidden=8, out_dim=16, depth=2)
+    >>> from selfsup.modalities.series import build_series_encoder
+    >>> encoder = build_series_encoder("ts2vec", in_channels=1, hidden=8, out_dim=16, depth=2)
     >>> loss = TS2Vec(encoder)([torch.randn(4, 1, 24)])
     >>> loss.ndim, bool(loss > 0)
     (0, True)
@@ -133,7 +134,7 @@ class TS2Vec(Method):
         "Yue et al. 2022, TS2Vec: Towards Universal Representation of Time Series"
     )
     num_views: ClassVar[int] = 1
-    series_view_recipe: ClassVar[str] = "none"
+    view_recipes: ClassVar[dict[str, str]] = {"series": "none"}
     modalities: ClassVar[tuple[str, ...]] = ("series",)
 
     def __init__(

@@ -17,7 +17,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -83,7 +83,7 @@ class VICReg(Method):
 
     name = "vicreg"
     paper = "Bardes et al. 2022, https://arxiv.org/abs/2105.04906"
-    view_recipe = "byol"
+    view_recipes: ClassVar[dict[str, str]] = {"image": "byol"}
 
     def __init__(
         self,

@@ -13,7 +13,8 @@ cross-entropy on each categorical column's code. The loss is
 Example:
     >>> import torch
     >>> from selfsup.encoder import Encoder
-    >>> encoder = Encoder.build_tabular(numeric=3, cardinalities=[4], hidden=16, depth=2)
+    >>> from selfsup.modalities.tabular import build_tabular_encoder
+    >>> encoder = build_tabular_encoder(numeric=3, cardinalities=[4], hidden=16, depth=2)
     >>> x = torch.cat([torch.randn(8, 3), torch.randint(0, 4, (8, 1)).float()], dim=1)
     >>> VIME(encoder)([x]).ndim
     0
@@ -78,7 +79,7 @@ class VIME(Method):
     )
     num_views: ClassVar[int] = 1
     modalities: ClassVar[tuple[str, ...]] = ("tabular",)
-    tabular_view_recipe: ClassVar[str] = "none"
+    view_recipes: ClassVar[dict[str, str]] = {"tabular": "none"}
 
     def __init__(self, encoder: Encoder, mask_p: float = 0.3, alpha: float = 2.0) -> None:
         super().__init__(encoder)

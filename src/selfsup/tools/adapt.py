@@ -55,11 +55,12 @@ from torch import nn
 
 from selfsup.data.base import Source
 from selfsup.data.splits import SubsetSource
-from selfsup.embedding import conform_images, embed_source
+from selfsup.embedding import embed_source
 from selfsup.encoder import Encoder
 from selfsup.engine.progress import TrainingProgress
 from selfsup.evaluation.fewshot import FEW_SHOT_WEIGHT_DECAY
 from selfsup.evaluation.linear import fit_logistic_regression, stratified_split
+from selfsup.modalities import get_modality, load_encoder
 from selfsup.tools.calibration import (
     expected_calibration_error,
     fit_temperature,
@@ -215,9 +216,7 @@ class CalibratedClassifier(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Probabilities ``(n, classes)`` of a batch of raw items."""
-        spec = self.encoder.spec or {}
-        if "image_size" in spec:
-            x = conform_images(x, spec["in_channels"], spec["image_size"])
+        x = get_modality(self.encoder.modality).prepare_input(x, self.encoder.spec or {})
         return torch.softmax(self.head(self.encoder(x)) / self.temperature, dim=1)
 
 
@@ -279,7 +278,7 @@ class AdaptedModel:
 
     def embed(self, data: str | os.PathLike | Source, show_progress: bool = False) -> np.ndarray:
         """Embeddings of ``data`` in fp32 (so predictions do not depend on the CPU's bf16)."""
-        source = self.run._source(data)
+        source = self.run.open(data)
         return embed_source(self.encoder, source, precision="fp32", show_progress=show_progress)
 
     def predict_proba_embeddings(self, z: np.ndarray) -> np.ndarray:
@@ -355,7 +354,7 @@ class AdaptedModel:
         )
         encoder = None
         if description.get("finetuned"):
-            encoder = Encoder.load(run_path)
+            encoder = load_encoder(run_path)
             encoder.load_state_dict(load_file(str(folder / ENCODER_FILE)))
         return cls(
             run_path,
@@ -456,7 +455,7 @@ def propagation_fitter(
 
 
 def _labelled_source(run: Any, data: str | os.PathLike | Source) -> tuple[Source, list[str]]:
-    source = run._source(data)
+    source = run.open(data)
     if source.labels is None:
         raise ValueError(f"{source.name}: adaptation needs labelled data, and this data has none")
     classes = source.classes or [str(c) for c in range(int(source.labels.max()) + 1)]
@@ -696,7 +695,7 @@ def _unlabelled_pool(
     parts = [outside_shots]
     if unlabeled is not None or unlabeled_embeddings is not None:
         if unlabeled_embeddings is None:
-            extra_source = run._source(unlabeled)
+            extra_source = run.open(unlabeled)
             unlabeled_embeddings = embed_source(
                 run.encoder, extra_source, precision="fp32", show_progress=show_progress
             )
@@ -726,7 +725,7 @@ def write_predictions(
     Returns:
         The table written.
     """
-    source = model.run._source(data)
+    source = model.run.open(data)
     probs = model.predict_proba_embeddings(model.embed(source, show_progress))
     predicted = _argmax_or_missing(probs)
     table = pd.DataFrame(

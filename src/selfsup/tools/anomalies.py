@@ -339,11 +339,11 @@ def score_for_run(
     from selfsup.run import Run, load
 
     run = run if isinstance(run, Run) else load(run)
-    source = run._source(data)
+    source = run.open(data)
     z = embed_source(run.encoder, source, show_progress=show_progress)
     normal_source = None
     if normal is not None:
-        normal_source = run._source(normal)
+        normal_source = run.open(normal)
         normal_z = embed_source(run.encoder, normal_source, show_progress=show_progress)
         detector = fit_detector(normal_z, scorer, k, fpr, seed)
         scores, threshold = detector.score(z), detector.threshold

@@ -685,11 +685,11 @@ def audit_run(
     """
     if (group_column is None) == (groups_file is None):
         raise ValueError("give the groups either as --group COLUMN or as --groups FILE.csv")
-    source = run._source(data)
+    source = run.open(data)
     notes: list[str] = []
     if group_column is not None:
         groups = _group_column(data, group_column)
-        encoding = run.source_encoding
+        encoding = getattr(source, "preprocessor", None)  # a table's fitted column encoding
         if encoding is not None and group_column in (*encoding.numeric, *encoding.categorical):
             notes.append(
                 f"the encoder was trained with {group_column!r} as an input feature, so it can "

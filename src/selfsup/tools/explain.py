@@ -58,7 +58,7 @@ from torch import nn
 
 from selfsup.data.base import Source
 from selfsup.data.image_folder import IMAGE_EXTENSIONS
-from selfsup.embedding import conform_images
+from selfsup.modalities.image import conform_images
 from selfsup.tools.figures import pyplot, save_png
 
 METHODS = ("ig", "occlusion")
@@ -296,7 +296,7 @@ def resolve_item(run: Any, spec: str) -> tuple[torch.Tensor, str, Source | None,
     """
     if "#" in spec:
         data, key = spec.rsplit("#", 1)
-        source = run._source(data)
+        source = run.open(data)
         ids = list(source.ids)
         if key in ids:
             row = ids.index(key)
@@ -317,7 +317,7 @@ def resolve_item(run: Any, spec: str) -> tuple[torch.Tensor, str, Source | None,
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         channels = (run.encoder.spec or {}).get("in_channels", 1)
         return _read_image_file(path, channels), path.name, None, None
-    source = run._source(path.parent)
+    source = run.open(path.parent)
     ids = list(source.ids)
     if path.name not in ids:
         raise ValueError(f"{spec}: not found among the items of {path.parent}")
@@ -330,7 +330,8 @@ def encoder_input(encoder: nn.Module, item: torch.Tensor) -> torch.Tensor:
 
     Example:
         >>> from selfsup.encoder import Encoder
-        >>> enc = Encoder.build("small-cnn", in_channels=1, image_size=8, width=4)
+        >>> from selfsup.modalities.image import build_image_encoder
+        >>> enc = build_image_encoder("small-cnn", in_channels=1, image_size=8, width=4)
         >>> tuple(encoder_input(enc, torch.rand(3, 16, 16)).shape)
         (1, 8, 8)
     """
@@ -345,8 +346,8 @@ def average_input(encoder: nn.Module, item: torch.Tensor) -> torch.Tensor:
     table rows, whose encoded columns are centred already, and for token ids).
 
     Example:
-        >>> from selfsup.encoder import Encoder
-        >>> enc = Encoder.build("small-cnn", in_channels=1, image_size=8, width=4, mean=[0.3])
+        >>> from selfsup.modalities.image import build_image_encoder
+        >>> enc = build_image_encoder("small-cnn", in_channels=1, image_size=8, width=4, mean=[0.3])
         >>> round(float(average_input(enc, torch.rand(1, 8, 8)).max()), 3)
         0.3
     """
@@ -427,7 +428,7 @@ def explain_item(
     raw, item_id, own_source, row = resolve_item(run, item)
     x = encoder_input(run.encoder, raw)
     encoder = run.encoder.eval()
-    train_source = run._source(data) if data is not None else own_source
+    train_source = run.open(data) if data is not None else own_source
     # The item's own row in the training data, so it is not its own nearest neighbour.
     own_row = row if data is None and own_source is not None else _row_of_file(item, train_source)
     train = None
@@ -443,7 +444,7 @@ def explain_item(
         forward, described = similarity_forward(encoder, ref), f"cosine similarity to {what}"
 
     tokenizer = None
-    if run.config.get("modality") == "text":
+    if run.modality.items_are_text:
         from selfsup.data.tokenizer import TextTokenizer
 
         layer = getattr(encoder.backbone, "token_embedding", None)

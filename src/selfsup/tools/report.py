@@ -239,7 +239,7 @@ def sample_embeddings(
     from selfsup.data.splits import SubsetSource
     from selfsup.tools.audit import read_groups_file
 
-    source = run._source(data)
+    source = run.open(data)
     rows = np.unique(np.linspace(0, len(source) - 1, min(items, len(source))).astype(int))
     subset = SubsetSource(source, rows, source.name)
     embeddings = run.embed(subset)
@@ -327,7 +327,7 @@ def neighbours_section(
         text = ids[i][-14:] + (f"\n{sample.colours[i]}" if sample.colours else "")
         return text + (f" {similarity:.2f}" if similarity is not None else "")
 
-    if run.config.get("modality") == "text":  # texts read best as text: a table
+    if run.modality.items_are_text:  # texts read best as text: a table
         from selfsup.data.tokenizer import TextTokenizer
 
         tokenizer = TextTokenizer.load(run.path)
@@ -389,7 +389,7 @@ def attribution_section(
     if sample is None or run is None:
         section.notes.append("no attribution maps: run `selfsup explain RUN ITEM` or give --data")
         return section
-    if run.config.get("modality") == "text":
+    if run.modality.items_are_text:
         section.notes.append("text: run `selfsup explain RUN DATA#KEY` for token attributions")
         return section
     keep = np.flatnonzero(~np.isnan(sample.embeddings).any(axis=1))
@@ -492,6 +492,7 @@ def build_report(
     use_umap: bool = False,
     items: int = 2000,
     seed: int = 0,
+    data_options: dict[str, Any] | None = None,
 ) -> Path:
     """Write the run's HTML report and its PNG figures; returns the page's path.
 
@@ -504,6 +505,7 @@ def build_report(
         use_umap: map with UMAP instead of PCA (needs ``umap-learn``; slow to start).
         items: the most items embedded for the map and the neighbours.
         seed: seed of the projection.
+        data_options: how to read ``data`` (``text_column``...), over the run's own.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -521,7 +523,7 @@ def build_report(
     try:
         from selfsup.run import load
 
-        run = load(run_dir)
+        run = load(run_dir).with_data_options(**(data_options or {}))
     except (FileNotFoundError, ValueError) as err:
         map_note = f"the encoder cannot be loaded here ({err})"
     if run is not None:

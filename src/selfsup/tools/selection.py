@@ -321,7 +321,7 @@ def read_labelled(
         if "id" in head.columns and set(head.columns) <= {"id", "label"}:
             table = pd.read_csv(path, dtype=str)
     if table is None:
-        source = run._source(labeled)
+        source = run.open(labeled)
         return LabelledItems(run.embed(source), source.labels, None)
     position_of = {item_id: i for i, item_id in enumerate(candidates.ids)}
     unknown = [item_id for item_id in table["id"] if item_id not in position_of]
@@ -365,7 +365,7 @@ def select_for_run(
     from selfsup.run import Run, load
 
     run = run if isinstance(run, Run) else load(run)
-    source = run._source(data)
+    source = run.open(data)
     z = embed_source(run.encoder, source, show_progress=show_progress)
     known = read_labelled(run, source, z, labeled) if labeled is not None else None
     pool = z

@@ -278,18 +278,3 @@ class AudioViews(IndependentViews):
             x = random_resize_crop(x, r.virtual_crop_scale, r.freq_scale, r.time_scale)
         x = random_time_crop(x, r.time_crop)
         return spec_augment(x, r.freq_masks, r.freq_mask_width, r.time_masks, r.time_mask_width)
-
-
-def audio_method_views(method: Any, **overrides: Any) -> tuple[AudioViews, AudioViewRecipe]:
-    """The audio views a method trains on: its ``audio_view_recipe`` (``audio`` unless the
-    method says otherwise, ``byola`` for BYOL-A) with ``overrides``, and its number of views.
-
-    Example:
-        >>> from selfsup.methods import SimCLR
-        >>> views, recipe = audio_method_views(SimCLR, gain_db=0.0)
-        >>> views.num_views, recipe.gain_db, recipe.noise_p
-        (2, 0.0, 0.5)
-    """
-    recipe = audio_recipe(getattr(method, "audio_view_recipe", "audio"))
-    recipe = recipe.with_options(**{k: v for k, v in overrides.items() if k != "local_views"})
-    return AudioViews(recipe, method.num_views), recipe

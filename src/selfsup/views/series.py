@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -129,18 +128,3 @@ def _nanstd(x: torch.Tensor) -> torch.Tensor:
     mean = filled.sum(dim=2, keepdim=True) / count
     var = (((filled - mean) * present) ** 2).sum(dim=2, keepdim=True) / count
     return var.sqrt()
-
-
-def series_method_views(method: Any, **overrides: Any) -> tuple[SeriesViews, SeriesViewRecipe]:
-    """The series views a method trains on: its ``series_view_recipe`` (``series`` unless
-    the method says otherwise) with ``overrides``, and its number of views.
-
-    Example:
-        >>> from selfsup.methods import SimCLR
-        >>> views, recipe = series_method_views(SimCLR, jitter=0.0)
-        >>> views.num_views, recipe.jitter
-        (2, 0.0)
-    """
-    recipe = series_recipe(getattr(method, "series_view_recipe", "series"))
-    recipe = recipe.with_options(**{k: v for k, v in overrides.items() if k != "local_views"})
-    return SeriesViews(recipe, method.num_views), recipe

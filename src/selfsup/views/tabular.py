@@ -19,7 +19,6 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
@@ -101,11 +100,3 @@ class TabularViews(nn.Module):
             else:
                 views.append(marginal_corruption(x, r.corruption)[0])
         return views
-
-
-def tabular_method_views(method: Any, **overrides: Any) -> tuple[TabularViews, TabularViewRecipe]:
-    """The tabular views a method trains on: its ``tabular_view_recipe`` (``tabular`` unless
-    the method says otherwise) with ``overrides``."""
-    recipe = tabular_recipe(getattr(method, "tabular_view_recipe", "tabular"))
-    recipe = recipe.with_options(**{k: v for k, v in overrides.items() if k != "local_views"})
-    return TabularViews(recipe, method.num_views), recipe

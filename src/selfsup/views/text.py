@@ -18,7 +18,6 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 
@@ -112,11 +111,3 @@ class TextViews(IndependentViews):
     def view(self, ids: torch.Tensor) -> torch.Tensor:
         """One view of the token ids: cropped and with tokens deleted as the recipe says."""
         return ids if self.recipe.identity else augment_tokens(ids, self.recipe)
-
-
-def text_method_views(method: Any, **overrides: Any) -> tuple[TextViews, TextViewRecipe]:
-    """The text views a method trains on: its ``text_view_recipe`` (``text`` unless the
-    method says otherwise) with ``overrides``."""
-    recipe = text_recipe(getattr(method, "text_view_recipe", "text"))
-    recipe = recipe.with_options(**{k: v for k, v in overrides.items() if k != "local_views"})
-    return TextViews(recipe, method.num_views), recipe

@@ -1,0 +1,148 @@
+"""``selfsup datasets``: list the named datasets, describe any data, make the synthetic sets.
+
+Example:
+    $ selfsup datasets list
+    $ selfsup datasets show fashion-mnist:test
+"""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from selfsup.cli.app import datasets_app
+from selfsup.cli.options import parse_list as _comma_list
+from selfsup.console import console
+
+
+@datasets_app.command("list")
+def datasets_list() -> None:
+    """List the named datasets and whether each is installed here."""
+    from selfsup.data.named import describe_named
+
+    table = Table(title="named datasets")
+    for column in ("name", "modality", "splits", "items", "installed", "description"):
+        table.add_column(column)
+    missing = []
+    for d in describe_named():
+        table.add_row(
+            d["name"],
+            d["modality"],
+            ", ".join(d["splits"]),
+            " / ".join(str(n) for n in d["size"].values()),
+            "yes" if d["installed"] else "no",
+            d["description"],
+        )
+        if not d["installed"]:
+            missing.append(f"{d['name']}: {d['install']}")
+    from selfsup.data.tabular import describe_tables
+
+    for d in describe_tables():
+        table.add_row(
+            d["name"],
+            "tabular",
+            "train, test",
+            d["size"],
+            "yes" if d["installed"] else "no",
+            d["description"],
+        )
+        if not d["installed"]:
+            missing.append(f"{d['name']}: {d['install']}")
+    from selfsup.data.text import describe_text_corpora
+
+    for d in describe_text_corpora():
+        splits = "train, test" if d["name"] == "rotten-tomatoes" else "train"
+        table.add_row(
+            d["name"],
+            "text",
+            splits,
+            d["size"],
+            "yes" if d["installed"] else "no",
+            d["description"],
+        )
+        if not d["installed"]:
+            missing.append(f"{d['name']}: {d['install']}")
+    console.print(table)
+    for line in missing:
+        console.print(f"[yellow]not installed[/yellow] {line}")
+    from selfsup.data.series import ucr_dirs, ucr_names
+
+    names = ucr_names()
+    if names:
+        where = ", ".join(str(d) for d in ucr_dirs())
+        console.print(f"series sets, as ucr:NAME (and ucr:NAME:test), from {where}:")
+        console.print("  " + ", ".join(names))
+    else:
+        console.print(
+            "[yellow]no UCR/UEA series sets found[/yellow]: pip install aeon, or set "
+            "$SELFSUP_UCR_DIR to a folder of NAME/NAME_TRAIN.ts files"
+        )
+
+
+@datasets_app.command("show", epilog="Example: `selfsup datasets show fashion-mnist:test`")
+def datasets_show(
+    data: Annotated[str, typer.Argument(help="Dataset name, folder or file.")],
+    modality: Annotated[
+        str | None, typer.Option(help="image, series or tabular (default: inferred).")
+    ] = None,
+) -> None:
+    """Describe a dataset: size, item shape, classes and counts."""
+    import numpy as np
+
+    from selfsup.modalities import open_source
+
+    source = open_source(data, modality)
+    first = source.read_batch([0]).items
+    info = {"name": source.name, "items": len(source), "item_shape": list(first.shape[1:])}
+    if source.labels is not None:
+        counts = np.bincount(source.labels)
+        names = source.classes or [str(i) for i in range(len(counts))]
+        info["classes"] = {names[i]: int(c) for i, c in enumerate(counts)}
+    console.print_json(json.dumps(info))
+
+
+class MadeDataset(str, Enum):
+    spoken_words = "spoken-words"
+
+
+@datasets_app.command(
+    "make", epilog="Example: `selfsup datasets make spoken-words data/spoken-words`"
+)
+def datasets_make(
+    name: Annotated[MadeDataset, typer.Argument(help="The set to build: spoken-words.")],
+    out: Annotated[Path, typer.Argument(help="Folder to create (must be new or empty).")],
+    words: Annotated[
+        str | None, typer.Option(help="Comma list of words (default: Speech Commands' ten).")
+    ] = None,
+    accents: Annotated[
+        str | None, typer.Option(help="Comma list of espeak-ng accents (default: 7 English).")
+    ] = None,
+    variants: Annotated[
+        str | None,
+        typer.Option(help="Comma list of voice variants, e.g. m1,f2,klatt (default: 15 + plain)."),
+    ] = None,
+    speeds: Annotated[str, typer.Option(help="Comma list of words per minute.")] = "130,175",
+    pitches: Annotated[str, typer.Option(help="Comma list of pitches, 0-99.")] = "35,65",
+    test_fraction: Annotated[float, typer.Option(help="Fraction of voices kept for test.")] = 0.25,
+    seed: Annotated[int, typer.Option(help="Seed of the voice split.")] = 0,
+) -> None:
+    """Build a labelled set: spoken-words synthesizes SYNTHETIC spoken words with espeak-ng,
+    train/test split by voice (test voices are unseen)."""
+    from selfsup.data import spoken_words as sw
+
+    made = sw.make_spoken_words(
+        out,
+        words=_comma_list(words) or sw.DEFAULT_WORDS,
+        accents=_comma_list(accents) or sw.DEFAULT_ACCENTS,
+        variants=sw.DEFAULT_VARIANTS if variants is None else variants.split(","),
+        speeds=[int(v) for v in _comma_list(speeds) or []],
+        pitches=[int(v) for v in _comma_list(pitches) or []],
+        test_fraction=test_fraction,
+        seed=seed,
+    )
+    console.print(sw.describe_spoken_words(made))

@@ -1,0 +1,215 @@
+"""Command-line options generated from ``PretrainConfig``, so that no field can be missing.
+
+Every field of :class:`~selfsup.config.PretrainConfig` becomes a ``selfsup pretrain`` option:
+its name with dashes, its help from the field's line in the class docstring, its default shown,
+its type from the annotation (booleans as ``--x/--no-x`` flags, choices from ``Literal``
+types, lists as comma lists, mappings as ``key=value,key=value`` or a YAML mapping). An option
+left out is None, so a value from ``--config FILE`` stands unless the command line says
+otherwise. The fields that describe how data is read (``DATA_FIELDS``) are options of every
+command that reads data.
+
+Example:
+    >>> parse_mapping("width=8,pool=mean"), parse_mapping("{crop_scale: [0.2, 1.0]}")
+    ({'width': 8, 'pool': 'mean'}, {'crop_scale': [0.2, 1.0]})
+    >>> "backbone_options" in config_options() and "data" not in config_options()
+    True
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import types
+import typing
+from enum import Enum
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+import yaml
+
+from selfsup.config import PretrainConfig
+from selfsup.modalities import MODALITIES
+
+if TYPE_CHECKING:
+    from selfsup.run import Run
+
+#: Help panels of ``selfsup pretrain --help``: which fields go under which heading.
+PANELS = {
+    "Data": (
+        "modality", "image_size", "id_column", "time_column", "label_column",
+        "categorical_columns", "numeric_columns", "drop_columns", "text_column", "max_length",
+        "vocab_size", "sample_rate", "clip_seconds", "n_mels", "n_fft", "hop_length", "f_min",
+        "f_max", "strict", "num_workers",
+    ),
+    "Method and model": ("method", "backbone", "backbone_options", "method_options", "views"),
+    "Schedule": (
+        "epochs", "time_budget", "batch_size", "lr", "optimizer", "weight_decay",
+        "warmup_epochs", "schedule", "seed",
+    ),
+    "Hardware": ("precision", "devices", "num_nodes", "accelerator", "compile"),
+    "Monitoring and output": (
+        "out", "log_every", "monitor_items", "stop_on_collapse", "select_by", "online_probe",
+        "keep_checkpoints",
+    ),
+}  # fmt: skip
+#: Config fields that describe how data is read: options of every command that reads data.
+DATA_FIELDS = tuple(
+    name
+    for name in PretrainConfig.model_fields
+    if any(name in m.source_options for m in MODALITIES.values())
+)
+
+
+@cache
+def field_help() -> dict[str, str]:
+    """Each field's description, read from the ``Attributes:`` section of the docstring.
+
+    Example:
+        >>> field_help()["time_budget"]
+        'minutes of training; the schedule is fitted to end within it.'
+    """
+    doc = inspect.getdoc(PretrainConfig) or ""
+    section = doc.split("Attributes:", 1)[1]
+    found: dict[str, list[str]] = {}
+    current = None
+    for line in section.splitlines():
+        match = re.match(r"^    (\w+): (.*)$", line)
+        if match:
+            current = match.group(1)
+            found[current] = [match.group(2)]
+        elif current is not None and line.startswith("        "):
+            found[current].append(line.strip())
+    return {name: " ".join(parts) for name, parts in found.items()}
+
+
+def parse_mapping(text: str) -> dict[str, Any]:
+    """``key=value,key=value`` (values read as YAML scalars) or a YAML mapping."""
+    text = text.strip()
+    if text.startswith("{"):
+        value = yaml.safe_load(text)
+        if not isinstance(value, dict):
+            raise typer.BadParameter(f"{text!r} is not a mapping")
+        return value
+    result: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{part!r}: expected key=value")
+        result[key.strip()] = yaml.safe_load(value)
+    return result
+
+
+def parse_list(text: str) -> list[str]:
+    """``"a, b"`` -> ``["a", "b"]``."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _base_type(annotation: Any) -> Any:
+    """``int | None`` -> int; other annotations as they are."""
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else str
+    return annotation
+
+
+def _option(name: str, field: Any, panel: str | None, unset: str | None = None) -> tuple[Any, Any]:
+    """The annotation and default of the generated parameter for one config field; ``unset``
+    is what the help shows as the default, when given."""
+    kind = _base_type(field.annotation)
+    default = field.get_default(call_default_factory=True)
+    described = field_help().get(name, "")
+    if unset is not None:
+        shown: Any = unset
+    elif default is None or default in ([], {}):
+        shown: Any = "from the data" if default is None else "none"
+    else:
+        shown = default
+    flag = "--" + name.replace("_", "-")
+    common = {"help": described, "show_default": str(shown), "rich_help_panel": panel}
+    if kind is bool:
+        return Annotated[bool | None, typer.Option(f"{flag}/--no-{flag[2:]}", **common)], None
+    if typing.get_origin(kind) is typing.Literal:
+        choices = Enum(f"{name}_choice", {str(v): str(v) for v in typing.get_args(kind)}, type=str)
+        return Annotated[choices | None, typer.Option(flag, **common)], None  # type: ignore[valid-type]
+    if typing.get_origin(kind) in (dict, list) or kind in (dict, list):
+        return Annotated[str | None, typer.Option(flag, **common)], None
+    return Annotated[kind | None, typer.Option(flag, **common)], None
+
+
+@cache
+def config_options(
+    fields: tuple[str, ...] | None = None, unset: str | None = None
+) -> dict[str, inspect.Parameter]:
+    """One keyword parameter per config field (or per one of ``fields``) except ``data`` (the
+    command's argument); ``unset`` replaces the defaults shown in the help."""
+    panel_of = {f: panel for panel, fields in PANELS.items() for f in fields}
+    params = {}
+    for name, field in PretrainConfig.model_fields.items():
+        if name == "data" or (fields is not None and name not in fields):
+            continue
+        annotation, default = _option(name, field, panel_of.get(name), unset)
+        params[name] = inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+        )
+    return params
+
+
+def data_options() -> dict[str, inspect.Parameter]:
+    """The parameters of the data-describing fields (``DATA_FIELDS``), for commands that
+    read data with a run."""
+    return config_options(DATA_FIELDS, "as the run was trained")
+
+
+def to_config_values(given: dict[str, Any]) -> dict[str, Any]:
+    """Command-line values as config values: None dropped, enums as their value, comma lists
+    and mappings parsed."""
+    values: dict[str, Any] = {}
+    for name, value in given.items():
+        if value is None:
+            continue
+        field = PretrainConfig.model_fields.get(name)
+        kind = _base_type(field.annotation) if field is not None else None
+        if isinstance(value, Enum):
+            value = value.value
+        elif isinstance(value, str) and kind is not None:
+            origin = typing.get_origin(kind) or kind
+            if origin is dict:
+                value = parse_mapping(value)
+            elif origin is list:
+                value = parse_list(value)
+        values[name] = value
+    return values
+
+
+def with_parameters(function: Any, extra: dict[str, inspect.Parameter]) -> Any:
+    """``function`` whose signature (what typer reads) gains the ``extra`` keyword parameters;
+    it receives them in ``**options``."""
+    signature = inspect.signature(function)
+    hints = typing.get_type_hints(function, include_extras=True)  # resolve string annotations
+    params = [
+        p.replace(annotation=hints.get(p.name, p.annotation))
+        for p in signature.parameters.values()
+        if p.kind != p.VAR_KEYWORD
+    ]
+    names = {p.name for p in params}
+    added = [p for name, p in extra.items() if name not in names]
+    function.__signature__ = signature.replace(parameters=params + added)
+    function.__annotations__ = {
+        **{p.name: p.annotation for p in params + added},
+        "return": hints.get("return"),
+    }
+    return function
+
+
+def reads_data(function: Any) -> Any:
+    """Decorator: the command takes the data options of ``selfsup pretrain`` in ``**options``."""
+    return with_parameters(function, data_options())
+
+
+def open_run(path: str | os.PathLike, options: dict[str, Any]) -> Run:
+    """The run in ``path``, reading data with the command line's data options over its own."""
+    from selfsup.run import load
+
+    return load(path).with_data_options(**to_config_values(options))

@@ -1,0 +1,101 @@
+"""Commands that read data with a run: ``embed`` and ``evaluate``.
+
+Both take the data options of ``selfsup pretrain`` (``--text-column``, ``--label-column``...),
+which override what the run was trained with.
+
+Example:
+    $ selfsup embed runs/reviews new.csv --text-column body --out reviews.parquet
+    $ selfsup evaluate runs/photos ./labelled --protocol knn,linear
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from selfsup.cli.app import app
+from selfsup.cli.options import open_run as _open_run
+from selfsup.cli.options import reads_data
+from selfsup.console import console, print_evaluation, print_label_free
+
+
+@app.command(epilog="Example: `selfsup embed runs/my-run ./photos --out embeddings.parquet`")
+@reads_data
+def embed(
+    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    data: Annotated[
+        str, typer.Argument(help="Folder, file (.npy/.npz, .ts, .csv, .parquet) or dataset name.")
+    ],
+    out: Annotated[Path, typer.Option(help="Output file: .npy or .parquet.")],
+    batch_size: Annotated[int, typer.Option(help="Items per batch (bounds memory).")] = 512,
+    per_timestamp: Annotated[
+        bool,
+        typer.Option(
+            "--per-timestamp", help="Series: one embedding per time step, (n, length, D) .npy."
+        ),
+    ] = False,
+    **options: Any,
+) -> None:
+    """Write one embedding per item (input order kept) to .npy or .parquet."""
+    import numpy as np
+
+    if per_timestamp:
+        if out.suffix != ".npy":
+            raise typer.BadParameter("--per-timestamp writes a .npy file", param_hint="--out")
+        steps = _open_run(run, options).embed_timestamps(data)
+        np.save(out, steps)
+        console.print(f"wrote embeddings per time step, shape {steps.shape}, to {out}")
+        return
+    result = _open_run(run, options).embed_to_file(data, out, batch_size)
+    console.print(f"wrote {result.rows} embeddings of size {result.dim} to {result.path}")
+    if result.skipped:
+        console.print(f"[yellow]{len(result.skipped)} unreadable items (NaN rows):[/yellow]")
+        for item in result.skipped[:10]:
+            console.print(f"  {item.item_id}: {item.reason}")
+
+
+@app.command(epilog="Example: `selfsup evaluate runs/my-run fashion-mnist --protocol knn,linear`")
+@reads_data
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run folder.")],
+    data: Annotated[
+        str,
+        typer.Argument(
+            help="Data of the same modality (name, folder, file); labelled unless --label-free."
+        ),
+    ],
+    test: Annotated[
+        str | None, typer.Option(help="Held-out test data (default: official split or 80/20).")
+    ] = None,
+    protocol: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma list of knn, linear, fewshot, svm, auroc (default: knn,linear,fewshot "
+            "for images; svm,knn,linear for series; linear,auroc,knn for tables)."
+        ),
+    ] = None,
+    shots: Annotated[int, typer.Option(help="Labels per class for few-shot.")] = 10,
+    draws: Annotated[int, typer.Option(help="Random draws for few-shot.")] = 5,
+    seed: Annotated[int, typer.Option(help="Seed of splits and draws.")] = 0,
+    label_free: Annotated[
+        bool,
+        typer.Option("--label-free", help="Label-free metrics only (RankMe, alpha-ReQ...)."),
+    ] = False,
+    items: Annotated[int, typer.Option(help="Items sampled for --label-free.")] = 4096,
+    **options: Any,
+) -> None:
+    """Evaluate a run with kNN, linear probe and few-shot next to raw inputs, or without
+    labels (--label-free); saves JSON in the run folder."""
+    if label_free:
+        metrics = _open_run(run, options).evaluate_label_free(data, items=items, seed=seed)
+        print_label_free(metrics, f"{run} on {data}: label-free metrics")
+        return
+    protocols = (
+        None if protocol is None else tuple(p.strip() for p in protocol.split(",") if p.strip())
+    )
+    result = _open_run(run, options).evaluate(
+        data, test, protocols, shots=shots, draws=draws, seed=seed
+    )
+    print_evaluation(result, f"{run} on {data}")

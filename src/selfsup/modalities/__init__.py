@@ -1,0 +1,241 @@
+"""The modalities: one file each, one registry line each.
+
+Everything that differs between images, series, tables, text and audio lives in a
+:class:`Modality` (see ``base.py``); the rest of selfsup looks the modality up by name and asks
+it. Adding a modality is one new file here and one line in ``MODALITIES``.
+
+Example:
+    >>> infer_modality("ucr:GunPoint"), infer_modality("x.csv"), infer_modality("digits")
+    ('series', 'tabular', 'image')
+    >>> open_source("digits:test").describe()
+    'digits:test: 359 image items, 10 classes'
+    >>> train, test = train_test_sources("digits")
+    >>> train.name, test.name
+    ('digits', 'digits:test')
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from selfsup.config import ConfigError, PretrainConfig
+from selfsup.data.base import Source
+from selfsup.data.named import stratified_split
+from selfsup.data.splits import SubsetSource
+from selfsup.encoder import SPEC_FILE, WEIGHTS_FILE, Encoder
+from selfsup.modalities.audio import AUDIO
+from selfsup.modalities.base import Modality, channel_statistics
+from selfsup.modalities.image import IMAGE
+from selfsup.modalities.series import SERIES
+from selfsup.modalities.tabular import TABULAR
+from selfsup.modalities.text import TEXT
+
+__all__ = [
+    "MODALITIES",
+    "Modality",
+    "channel_statistics",
+    "get_modality",
+    "infer_modality",
+    "load_encoder",
+    "modality_of",
+    "open_source",
+    "resolve_config",
+    "train_test_sources",
+]
+
+#: Every modality by name, in the order ``infer_modality`` asks them (images last: they take
+#: whatever no other modality claims).
+MODALITIES: dict[str, Modality] = {m.name: m for m in (SERIES, TEXT, TABULAR, AUDIO, IMAGE)}
+#: The modality of data no other modality claims.
+_FALLBACK = IMAGE
+
+
+def get_modality(name: str | None) -> Modality:
+    """The modality called ``name``; the error (a ``ConfigError``) lists the known ones.
+
+    Example:
+        >>> get_modality("series").default_method
+        'ts2vec'
+    """
+    if name not in MODALITIES:
+        raise ConfigError(f"unknown modality {name!r}; known: {', '.join(MODALITIES)}")
+    return MODALITIES[name]
+
+
+def modality_of(source: Source) -> Modality:
+    """The modality of an opened source."""
+    return get_modality(source.modality)
+
+
+def infer_modality(spec: str | os.PathLike | pd.DataFrame) -> str:
+    """The modality a ``DATA`` argument implies when ``--modality`` is not given.
+
+    ``ucr:NAME`` and ``.ts`` files are series; ``.txt`` and ``.jsonl`` files and the named
+    corpora (``rotten-tomatoes``...) are text; CSV/TSV/Parquet files, DataFrames and the named
+    tables (``breast-cancer``, ``islp:Default``) are tabular (a CSV is text only with
+    ``--modality text`` or a ``text_column``); a folder whose first media file is a
+    .wav/.flac/.ogg is audio; everything else (folders, arrays, the image datasets) is read
+    as images. Arrays in memory: 2-d ones are table rows, the others images (pass
+    ``modality="series"`` for series).
+    """
+    if isinstance(spec, pd.DataFrame):
+        return TABULAR.name
+    if isinstance(spec, (np.ndarray, torch.Tensor)):  # rows of a table, or images
+        return TABULAR.name if spec.ndim == 2 else IMAGE.name
+    text = str(spec)
+    for modality in MODALITIES.values():
+        if modality.claims(text):
+            return modality.name
+    return _FALLBACK.name
+
+
+def open_source(
+    spec: str | os.PathLike | pd.DataFrame, modality: str | None = None, **options: Any
+) -> Source:
+    """Open the data a ``DATA`` argument names, as ``modality`` (default: inferred).
+
+    Images: a named dataset (``fashion-mnist``, ``digits:test``), a folder of images or a
+    ``.npy``/``.npz`` array. Series: ``ucr:NAME[:test]``, ``.ts``, ``.npy``/``.npz``,
+    CSV/TSV or Parquet files. Tables: named tables, CSV/TSV/Parquet files or DataFrames. Text:
+    ``.txt``, ``.jsonl``, ``.csv``/``.tsv`` files, folders of ``.txt`` files, DataFrames or
+    the named corpora. Audio: a folder of .wav/.flac/.ogg files.
+
+    Args:
+        spec: a named dataset spec, a path or a DataFrame.
+        modality: the kind of items; by default :func:`infer_modality` decides.
+        **options: the sources' options (each modality's ``source_options``). Options set to
+            None, and options of the other modalities, are ignored (a run's config carries
+            every modality's).
+
+    Raises:
+        ValueError: an unknown modality or a file of another type.
+        TypeError: an option no source takes.
+        FileNotFoundError: nothing at ``spec``; the message lists the named datasets.
+
+    Example:
+        >>> open_source("digits").item_shape
+        (1, 8, 8)
+    """
+    kind = get_modality(modality or infer_modality(spec))
+    every = set().union(*(m.source_options for m in MODALITIES.values()))
+    unknown = sorted(set(options) - every)
+    if unknown:
+        known = ", ".join(sorted(kind.source_options))
+        raise TypeError(f"unknown {kind.name} source options {unknown}; known: {known}")
+    mine = {k: v for k, v in options.items() if v is not None and k in kind.source_options}
+    return kind.open(spec, mine)
+
+
+def official_test(spec: str) -> str | None:
+    """The official test split of a named dataset (``ucr:GunPoint`` -> ``ucr:GunPoint:test``),
+    or None for any other data.
+
+    Example:
+        >>> official_test("fashion-mnist"), official_test("ucr:GunPoint"), official_test("x/")
+        ('fashion-mnist:test', 'ucr:GunPoint:test', None)
+    """
+    for modality in MODALITIES.values():
+        test = modality.official_test(spec)
+        if test is not None:
+            return test
+    return None
+
+
+def train_test_sources(
+    data: str | os.PathLike | Source,
+    test: str | os.PathLike | Source | None = None,
+    test_fraction: float = 0.2,
+    **options: Any,
+) -> tuple[Source, Source]:
+    """The split to fit probes on and the split to score them on.
+
+    ``test`` when given; else a named dataset's official test split (``fashion-mnist`` pairs
+    with ``fashion-mnist:test``, ``ucr:GunPoint`` with ``ucr:GunPoint:test``); else a
+    deterministic stratified split of ``data``. ``options`` go to :func:`open_source`.
+    """
+
+    def opened(spec: str | os.PathLike | Source) -> Source:
+        return spec if isinstance(spec, Source) else open_source(spec, **options)
+
+    if test is None and isinstance(data, str):
+        test = official_test(data)
+    if test is not None:
+        return opened(data), opened(test)
+    source = opened(data)
+    if source.labels is None:
+        raise ValueError(f"{source.name}: evaluation needs labels, and this data has none")
+    fit, held_out = stratified_split(source.labels, test_fraction)
+    return (
+        SubsetSource(source, fit, f"{source.name}[fit]"),
+        SubsetSource(source, held_out, f"{source.name}[test]"),
+    )
+
+
+def resolve_config(cfg: PretrainConfig) -> PretrainConfig:
+    """``cfg`` with its modality's defaults filled in: the modality (from the options, else
+    inferred from the data), the method, and what the modality sets (batch size, learning
+    rate, precision).
+
+    Example:
+        >>> cfg = resolve_config(PretrainConfig(data="digits", method="byol", epochs=2))
+        >>> cfg.method, cfg.batch_size, cfg.modality
+        ('byol', 256, 'image')
+        >>> series = resolve_config(PretrainConfig(data="ucr:GunPoint"))
+        >>> series.method, series.batch_size, series.lr
+        ('ts2vec', 8, 0.001)
+    """
+    name = cfg.modality
+    if name is None:
+        claimed = [m.name for m in MODALITIES.values() if m.claims_config(cfg)]
+        name = claimed[0] if claimed else infer_modality(cfg.data)
+    modality = get_modality(name)
+    method = cfg.method or modality.default_method
+    modality.check_method(method)
+    with_method = cfg.model_copy(update={"modality": name, "method": method})
+    return with_method.model_copy(update=modality.config_defaults(with_method))
+
+
+def load_encoder(folder: str | os.PathLike, backbone: nn.Module | None = None) -> Encoder:
+    """Rebuild an encoder from a folder written by ``Encoder.save``.
+
+    Args:
+        folder: the folder holding ``encoder.safetensors`` and ``encoder.json``.
+        backbone: the module to load the weights into when the encoder was built from a
+            custom module (``encoder.json`` then says ``"backbone": "custom"``).
+
+    Example:
+        >>> import tempfile, torch
+        >>> from selfsup.modalities.image import build_image_encoder
+        >>> enc = build_image_encoder("small-cnn", in_channels=1, image_size=16, width=8)
+        >>> folder = tempfile.mkdtemp()
+        >>> enc.save(folder)
+        >>> again = load_encoder(folder)
+        >>> torch.equal(enc(torch.ones(1, 1, 16, 16)), again(torch.ones(1, 1, 16, 16)))
+        True
+    """
+    folder = Path(folder)
+    spec_path = folder / SPEC_FILE
+    if not spec_path.exists():
+        raise FileNotFoundError(f"{spec_path}: no encoder spec here (is this a run folder?)")
+    spec = json.loads(spec_path.read_text())
+    modality = get_modality(spec.get("modality", IMAGE.name))
+    if spec["backbone"] == "custom":
+        if backbone is None:
+            raise ValueError(
+                f"{spec_path}: the encoder was trained with a custom backbone; pass the "
+                "same module as `backbone=` to load its weights"
+            )
+        encoder = modality.wrap(backbone, spec["feature_dim"], spec["mean"], spec["std"])
+    else:
+        encoder = modality.rebuild_encoder(spec)
+    encoder.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+    return encoder

@@ -1,0 +1,274 @@
+"""What a modality is: one small interface that every kind of item implements once.
+
+A modality says how its data is opened from a path or name, which config defaults and backbone
+suit each method, how training and monitoring views are made, how its encoder is built and
+rebuilt from ``encoder.json``, what the raw-input baseline is and which evaluation protocols
+run by default. The rest of selfsup asks the modality instead of comparing names.
+
+Example:
+    >>> from selfsup.modalities import get_modality
+    >>> image = get_modality("image")
+    >>> image.default_method, image.default_protocols
+    ('simclr', ('knn', 'linear', 'fewshot'))
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from selfsup.data.base import Source
+from selfsup.encoder import Encoder
+from selfsup.methods import METHODS
+from selfsup.views.recipe import ViewRecipe
+
+if TYPE_CHECKING:
+    from selfsup.config import PretrainConfig
+
+#: Batches of this many items are read at once for the raw-input baseline.
+RAW_BATCH = 1024
+
+
+class Modality(ABC):
+    """One kind of item (images, series, tables, text, audio): everything that differs.
+
+    Class attributes:
+        name: the id used in configs, ``--modality`` and ``encoder.json``.
+        source_options: the options its sources take (``open_source`` drops the others).
+        stat_dims: trailing singleton dimensions of the encoder's normalization statistics
+            (2 for (n, C, H, W) per channel, 1 for (n, C, length), 0 for (n, columns)).
+        normalizes_input: whether the encoder subtracts mean and divides by std (token ids
+            pass unchanged).
+        default_method: the objective when ``--method`` is not given.
+        default_protocols: the evaluation protocols when ``--protocol`` is not given.
+        default_recipe: the view recipe of a method that names none for this modality.
+        embed_precision: the precision of ``embed`` when ``auto`` is asked (bf16 saves no time
+            on series and table encoders and costs digits).
+        fallback_backbone: the backbone of a method that names none for this modality.
+        views_class: the module that makes views of a batch from a recipe and a count.
+        recipe: the named view recipes of this modality (a function of the name).
+    """
+
+    name: ClassVar[str]
+    source_options: ClassVar[frozenset[str]]
+    stat_dims: ClassVar[int] = 0
+    normalizes_input: ClassVar[bool] = True
+    default_method: ClassVar[str]
+    default_protocols: ClassVar[tuple[str, ...]]
+    default_recipe: ClassVar[str]
+    embed_precision: ClassVar[str] = "fp32"
+    fallback_backbone: ClassVar[str]
+    views_class: ClassVar[Callable[[Any, int], nn.Module]]
+    recipe: ClassVar[Callable[[str], ViewRecipe]]
+
+    def __repr__(self) -> str:
+        return f"<modality {self.name}>"
+
+    # --- data -----------------------------------------------------------------------------
+    def claims(self, spec: str) -> bool:
+        """Whether a ``DATA`` argument is of this modality when ``--modality`` is not given."""
+        return False
+
+    def claims_config(self, cfg: PretrainConfig) -> bool:
+        """Whether options of ``cfg`` make its data of this modality, whatever its name."""
+        return False
+
+    @abstractmethod
+    def open(self, spec: str | os.PathLike | Any, options: dict[str, Any]) -> Source:
+        """Open the data ``spec`` names with this modality's ``options`` (None values gone)."""
+
+    def official_test(self, spec: str) -> str | None:
+        """The official test split of a named dataset's ``spec`` (``fashion-mnist`` ->
+        ``fashion-mnist:test``), or None."""
+        return None
+
+    def run_source_options(self, run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
+        """Options that make later data open as the run's training data did (a table's
+        fitted encoding, a text run's tokenizer)."""
+        return {}
+
+    def adopt(self, source: Source, run_dir: Path) -> Source:
+        """A source opened elsewhere, made to read as the run's training data did."""
+        return source
+
+    def save_artifacts(self, source: Source, run_dir: Path) -> None:
+        """Save what later data needs to be read as the training data was (resumes too)."""
+        return None
+
+    def resume_options(self, run_dir: Path) -> dict[str, Any]:
+        """Options that reopen a resumed run's training data exactly as before."""
+        return {}
+
+    # --- configuration --------------------------------------------------------------------
+    def config_defaults(self, cfg: PretrainConfig) -> dict[str, Any]:
+        """Fields of ``cfg`` filled in for this modality (batch size, learning rate...)."""
+        return {"batch_size": cfg.batch_size or 256}
+
+    def check_method(self, method: str) -> None:
+        """Refuse an unknown method, or one that does not work on this modality.
+
+        Raises:
+            ValueError: the message names the methods that do work here.
+        """
+        if method not in METHODS:
+            known = ", ".join(sorted(METHODS))
+            raise ValueError(f"unknown method {method!r}; available: {known}")
+        if self.name not in METHODS[method].modalities:
+            usable = sorted(m for m, c in METHODS.items() if self.name in c.modalities)
+            raise ValueError(
+                f"method {method} does not work on {self.name} data; methods that do: "
+                f"{', '.join(usable)}"
+            )
+
+    def default_backbone(self, method: str, source: Source, cfg: PretrainConfig) -> str:
+        """The backbone ``method`` trains when ``--backbone`` is not given: the method's own
+        choice for this modality, else ``fallback_backbone``."""
+        return dict(METHODS[method].backbones).get(self.name, self.fallback_backbone)
+
+    # --- views ----------------------------------------------------------------------------
+    def recipe_name(self, method: Any) -> str:
+        """The view recipe ``method`` asks for on this modality (its ``view_recipes``)."""
+        return dict(getattr(method, "view_recipes", {})).get(self.name, self.default_recipe)
+
+    def make_views(
+        self, recipe: ViewRecipe, num_views: int, source: Source | None, method: Any = None
+    ) -> nn.Module:
+        """The module that makes ``num_views`` views of a batch with ``recipe``."""
+        return type(self).views_class(recipe, num_views)
+
+    def method_views(
+        self, method: Any, options: dict[str, Any], source: Source | None = None
+    ) -> tuple[nn.Module, ViewRecipe]:
+        """The views ``method`` trains on: its recipe for this modality with ``options``
+        (the run's ``views``), and the recipe (saved with the run)."""
+        options = {k: v for k, v in options.items() if k != "local_views"}
+        recipe = self.recipe(self.recipe_name(method)).with_options(**options)
+        return self.make_views(recipe, method.num_views, source, method), recipe
+
+    def monitor_views(
+        self, method: Any, options: dict[str, Any], source: Source | None = None
+    ) -> nn.Module:
+        """Two augmented views per item for the label-free metrics: the method's own views,
+        or the modality's generic recipe where the method takes the batch as it is (TS2Vec,
+        VIME, SimCSE, MLM) or keeps one view clean (SCARF)."""
+        views, recipe = self.method_views(method, {**options, "local_views": 0}, source)
+        if getattr(recipe, "identity", False) or getattr(recipe, "keep_first", False):
+            return self.make_views(self.recipe(self.default_recipe), 2, source)
+        return views
+
+    def training_views(
+        self, method: Any, options: dict[str, Any], source: Source
+    ) -> tuple[nn.Module, ViewRecipe, nn.Module]:
+        """The views ``method`` trains on, their recipe, and the two-view module the
+        label-free monitor measures with during training."""
+        views, recipe = self.method_views(method, options, source)
+        return views, recipe, self.monitor_views(method, options, source)
+
+    # --- encoder --------------------------------------------------------------------------
+    def wrap(
+        self,
+        backbone: nn.Module,
+        feature_dim: int | None,
+        mean: list[float],
+        std: list[float],
+        spec: dict[str, Any] | None = None,
+    ) -> Encoder:
+        """An encoder of this modality around ``backbone`` with these statistics."""
+        return Encoder(
+            backbone,
+            feature_dim,
+            mean,
+            std,
+            spec,
+            modality=self.name,
+            stat_dims=self.stat_dims,
+            normalize=self.normalizes_input,
+        )
+
+    @abstractmethod
+    def build_encoder(
+        self,
+        cfg: PretrainConfig,
+        source: Source,
+        custom: nn.Module | None = None,
+        feature_dim: int | None = None,
+    ) -> tuple[Encoder, dict[str, Any]]:
+        """The encoder to train on ``source`` and the config fields it chose (backbone...)."""
+
+    @abstractmethod
+    def rebuild_encoder(self, spec: dict[str, Any]) -> Encoder:
+        """The encoder ``encoder.json``'s ``spec`` describes, with fresh weights."""
+
+    def prepare_input(self, x: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
+        """A batch of raw items made to fit an encoder built from ``spec`` (images: size and
+        channels)."""
+        return x
+
+    def embed_batch_size(self, source: Source, batch_size: int) -> int:
+        """The batch size ``embed`` uses on ``source`` (lower where items are large)."""
+        return batch_size
+
+    # --- evaluation -----------------------------------------------------------------------
+    def raw_batch(self, x: torch.Tensor, source: Source) -> torch.Tensor:
+        """One batch of items as raw-input baseline features (before flattening)."""
+        return x
+
+    def raw_baseline(self, train: Source, test: Source) -> tuple[np.ndarray, np.ndarray]:
+        """The raw-input baseline's features of the fit and test splits (unreadable rows
+        NaN), of equal width."""
+        return _same_width(self.raw_features(train), self.raw_features(test))
+
+    def raw_features(self, source: Source, batch_size: int = RAW_BATCH) -> np.ndarray:
+        """Flattened raw inputs of ``source`` as :meth:`raw_batch` makes them."""
+        chunks = []
+        n = len(source)
+        for start in range(0, n, batch_size):
+            batch = source.read_batch(list(range(start, min(n, start + batch_size))))
+            x = self.raw_batch(batch.items, source)
+            block = torch.full((min(batch_size, n - start), *x.shape[1:]), float("nan"))
+            block[torch.as_tensor(batch.indices) - start] = x
+            chunks.append(block.flatten(1).numpy())
+        return np.concatenate(chunks)
+
+    # --- presentation ---------------------------------------------------------------------
+    #: Items read best as text (reports show them as a table of texts, not as pictures).
+    items_are_text: ClassVar[bool] = False
+
+
+def _same_width(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-pad the narrower of two raw feature matrices (series splits of different
+    longest lengths) to the other's width.
+
+    Example:
+        >>> [m.shape for m in _same_width(np.ones((2, 3)), np.ones((1, 5)))]
+        [(2, 5), (1, 5)]
+    """
+    width = max(a.shape[1], b.shape[1])
+    return tuple(np.pad(m, ((0, 0), (0, width - m.shape[1]))) for m in (a, b))  # type: ignore[return-value]
+
+
+def channel_statistics(source: Source, limit: int = 4096) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std over an evenly spaced sample of up to ``limit`` items
+    (images or series; NaN values of series are left out).
+
+    Example:
+        >>> from selfsup.data.arrays import ArraySource
+        >>> mean, std = channel_statistics(ArraySource(np.full((4, 2, 2), 255, np.uint8)))
+        >>> mean, std
+        ([1.0], [0.0010000000474974513])
+    """
+    indices = np.linspace(0, len(source) - 1, min(limit, len(source))).astype(int)
+    x = source.read_batch(indices.tolist()).items
+    per_channel = x.transpose(0, 1).reshape(x.shape[1], -1).double()
+    present = ~torch.isnan(per_channel)
+    count = present.sum(dim=1).clamp_min(1)
+    mean = torch.nan_to_num(per_channel).sum(dim=1) / count
+    var = (torch.nan_to_num(per_channel - mean[:, None]) ** 2).sum(dim=1) / (count - 1).clamp_min(1)
+    return mean.float().tolist(), var.sqrt().clamp_min(1e-3).float().tolist()

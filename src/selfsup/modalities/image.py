@@ -1,0 +1,256 @@
+"""Images: folders of files, arrays and the named image datasets.
+
+Items are float tensors (n, C, H, W) in [0, 1]. The default backbone follows the method (a
+ViT for the masked objectives, MAE and I-JEPA) and the image size: ``small-cnn`` up to 32
+pixels, ``resnet18`` above. The raw-input baseline is the pixels, downsized to at most
+``RAW_MAX_SIDE`` pixels a side.
+
+Example:
+    >>> source = IMAGE.open("digits:test", {})
+    >>> source.item_shape
+    (1, 8, 8)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from selfsup.backbones import build_backbone
+from selfsup.config import PretrainConfig
+from selfsup.data.arrays import ArraySource, load_array_file
+from selfsup.data.base import Source
+from selfsup.data.image_folder import ImageFolderSource
+from selfsup.data.named import is_named_spec, named_dataset_names, named_splits, open_named
+from selfsup.encoder import Encoder
+from selfsup.methods import METHODS
+from selfsup.modalities.base import Modality, channel_statistics
+from selfsup.views.image import ImageViewRecipe, ImageViews, image_recipe
+from selfsup.views.recipe import ViewRecipe
+
+#: Raw-pixel baselines use images of at most this side, so they fit in memory for any data.
+RAW_MAX_SIDE = 32
+_ARRAY_SUFFIXES = (".npy", ".npz")
+
+
+def conform_images(images: torch.Tensor, channels: int, size: int) -> torch.Tensor:
+    """Resize a batch to ``size`` x ``size`` and convert gray <-> color to ``channels``.
+
+    Lets an encoder trained on one dataset embed another (transfer evaluation).
+
+    Example:
+        >>> conform_images(torch.rand(2, 3, 10, 10), 1, 4).shape
+        torch.Size([2, 1, 4, 4])
+    """
+    if images.shape[1] != channels:
+        if channels == 1:
+            images = images.mean(dim=1, keepdim=True)
+        elif images.shape[1] == 1:
+            images = images.expand(-1, channels, -1, -1)
+        else:
+            raise ValueError(f"cannot convert {images.shape[1]}-channel images to {channels}")
+    if images.shape[-2:] != (size, size):
+        images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
+    return images
+
+
+class ImageModality(Modality):
+    """Images: named sets, folders (labels from first-level subfolders) and arrays."""
+
+    name = "image"
+    source_options: ClassVar[frozenset[str]] = frozenset({"image_size", "channels"})
+    stat_dims = 2
+    default_method = "simclr"
+    default_protocols = ("knn", "linear", "fewshot")
+    default_recipe = "byol"
+    fallback_backbone = "resnet18"
+    views_class = ImageViews
+    recipe = staticmethod(image_recipe)
+    embed_precision = "auto"
+
+    def open(self, spec: str | os.PathLike | Any, options: dict[str, Any]) -> Source:
+        """A named dataset, a folder of images, a ``.npy``/``.npz`` array file, or an array
+        in memory ((n, h, w), (n, h, w, c) or (n, c, h, w), uint8 or float)."""
+        if isinstance(spec, (np.ndarray, torch.Tensor)):
+            return ArraySource(np.asarray(spec))
+        if isinstance(spec, str) and is_named_spec(spec):
+            return open_named(spec)
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            return ImageFolderSource(path, **options)
+        if path.is_file() and path.suffix.lower() in _ARRAY_SUFFIXES:
+            return load_array_file(path)
+        if path.is_file():
+            raise ValueError(
+                f"{spec}: cannot read {path.suffix or 'suffix-less'} files as images; "
+                f"expected a folder of images or a .npy / .npz array file"
+            )
+        raise FileNotFoundError(
+            f"{spec}: no such file or folder, and not a named dataset "
+            f"(known: {', '.join(named_dataset_names())})"
+        )
+
+    def official_test(self, spec: str) -> str | None:
+        named = is_named_spec(spec) and ":" not in spec
+        return f"{spec}:test" if named and "test" in named_splits(spec) else None
+
+    def run_source_options(self, run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
+        """Later images are read at their own size (the encoder resizes them)."""
+        return {"image_size": None}
+
+    def default_backbone(self, method: str, source: Source, cfg: PretrainConfig) -> str:
+        """The method's own choice (a ViT for MAE and I-JEPA), else ``small-cnn`` up to 32
+        pixels and ``resnet18`` above."""
+        wanted = dict(METHODS[method].backbones).get(self.name)
+        if wanted is not None:
+            return wanted
+        size = cfg.image_size or int(source.read_batch([0]).items.shape[-1])
+        return "small-cnn" if size <= 32 else "resnet18"
+
+    def make_views(
+        self, recipe: ViewRecipe, num_views: int, source: Source | None, method: Any = None
+    ) -> nn.Module:
+        size, channels = self._geometry(source, method)
+        return ImageViews(recipe, size, channels, num_views, _patch_size(method))  # type: ignore[arg-type]
+
+    def method_views(
+        self, method: Any, options: dict[str, Any], source: Source | None = None
+    ) -> tuple[nn.Module, ViewRecipe]:
+        """See :func:`method_views`; the size and channels are the encoder's, else the data's."""
+        return method_views(method, *self._geometry(source, method), **options)
+
+    def monitor_views(
+        self, method: Any, options: dict[str, Any], source: Source | None = None
+    ) -> nn.Module:
+        """The method's own global views (single-view methods are drawn twice)."""
+        return self.method_views(method, {**options, "local_views": 0}, source)[0]
+
+    def training_views(
+        self, method: Any, options: dict[str, Any], source: Source
+    ) -> tuple[nn.Module, ViewRecipe, nn.Module]:
+        """The training views; the monitor uses their first two."""
+        views, recipe = self.method_views(method, options, source)
+        return views, recipe, views
+
+    def _geometry(self, source: Source | None, method: Any) -> tuple[int, int]:
+        """Side and channels of the global views: the encoder's, else the data's."""
+        spec = getattr(getattr(method, "encoder", None), "spec", None) or {}
+        first = None if source is None else source.read_batch([0]).items
+        size = spec.get("image_size") or (None if first is None else int(first.shape[-1]))
+        channels = spec.get("in_channels") or (None if first is None else int(first.shape[1]))
+        if size is None or channels is None:
+            raise ValueError("image views need the data or an encoder to take their size from")
+        return size, channels
+
+    def build_encoder(
+        self,
+        cfg: PretrainConfig,
+        source: Source,
+        custom: nn.Module | None = None,
+        feature_dim: int | None = None,
+    ) -> tuple[Encoder, dict[str, Any]]:
+        mean, std = channel_statistics(source)
+        if custom is not None:
+            return self.wrap(custom, feature_dim, mean, std), {}
+        first = source.read_batch([0]).items
+        size = cfg.image_size or int(first.shape[-1])
+        name = cfg.backbone or self.default_backbone(str(cfg.method), source, cfg)
+        encoder = build_image_encoder(
+            name, int(first.shape[1]), size, mean, std, **cfg.backbone_options
+        )
+        return encoder, {"backbone": name, "image_size": size}
+
+    def rebuild_encoder(self, spec: dict[str, Any]) -> Encoder:
+        return build_image_encoder(
+            spec["backbone"],
+            spec["in_channels"],
+            spec["image_size"],
+            spec["mean"],
+            spec["std"],
+            **spec["options"],
+        )
+
+    def prepare_input(self, x: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
+        if "image_size" not in spec:  # a custom backbone takes the data as it is
+            return x
+        return conform_images(x, spec["in_channels"], spec["image_size"])
+
+    def raw_batch(self, x: torch.Tensor, source: Source) -> torch.Tensor:
+        return conform_images(x, x.shape[1], RAW_MAX_SIDE) if x.shape[-1] > RAW_MAX_SIDE else x
+
+
+def _patch_size(method: Any) -> int:
+    """A method instance's ViT patch size (views cut into whole patches); 1 otherwise."""
+    backbone = getattr(getattr(method, "encoder", None), "backbone", None)
+    return int(getattr(backbone, "patch_size", 1))
+
+
+def method_views(
+    method: Any, image_size: int, channels: int, **overrides: Any
+) -> tuple[ImageViews, ImageViewRecipe]:
+    """The image views a method trains on: its recipe with ``overrides``, and its views.
+
+    The method's ``num_local_views`` small multi-crop views follow its ``num_views`` global
+    ones unless ``overrides`` set ``local_views`` (``local_views=0`` turns multi-crop off).
+    For a method instance whose encoder is a ViT, the local views' side is a whole number of
+    its patches.
+
+    Args:
+        method: a method class or instance (``view_recipes``, ``num_views``,
+            ``num_local_views``).
+        image_size: side of the square global views.
+        channels: 1 for gray input, 3 for color.
+        **overrides: recipe fields to replace, e.g. ``crop_scale=(0.25, 1.0)``.
+
+    Returns:
+        The views module and the recipe it uses, with ``local_views`` filled in (saved with
+        the run).
+
+    Example:
+        >>> from selfsup.methods import SimCLR
+        >>> views, recipe = method_views(SimCLR, 12, 1, blur_p=0.0)
+        >>> [v.shape[0] for v in views(torch.rand(4, 1, 12, 12))], recipe.blur_p
+        ([4, 4], 0.0)
+    """
+    recipe = image_recipe(IMAGE.recipe_name(method)).with_options(**overrides)
+    if recipe.local_views is None:
+        recipe = recipe.with_options(local_views=method.num_local_views)
+    views = ImageViews(recipe, image_size, channels, method.num_views, _patch_size(method))
+    return views, recipe
+
+
+def build_image_encoder(
+    backbone: str,
+    in_channels: int,
+    image_size: int,
+    mean: list[float] | None = None,
+    std: list[float] | None = None,
+    **options: Any,
+) -> Encoder:
+    """An image encoder from a registered backbone name and its options.
+
+    Example:
+        >>> enc = build_image_encoder("small-cnn", in_channels=1, image_size=16, width=8)
+        >>> enc(torch.rand(2, 1, 16, 16)).shape
+        torch.Size([2, 64])
+    """
+    module = build_backbone(backbone, in_channels=in_channels, image_size=image_size, **options)
+    spec = {
+        "modality": "image",
+        "backbone": backbone,
+        "in_channels": in_channels,
+        "image_size": image_size,
+        "options": options,
+    }
+    mean = mean if mean is not None else [0.5] * in_channels
+    std = std if std is not None else [0.25] * in_channels
+    return IMAGE.wrap(module, None, list(mean), list(std), spec)
+
+
+IMAGE = ImageModality()

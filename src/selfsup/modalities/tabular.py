@@ -1,0 +1,174 @@
+"""Tables: CSV/TSV/Parquet files, DataFrames and the named tables.
+
+Rows are encoded once by a fitted ``TablePreprocessor`` (numbers standardized with missing
+flags, categories as codes), saved with the run as ``preprocessor.json`` so later data is
+encoded the same way. The default objective is SCARF with an MLP; the raw-input baseline is the
+encoded row with categories one-hot; evaluation reports the linear probe's accuracy and AUROC.
+
+Example:
+    >>> TABULAR.claims("loans.csv"), TABULAR.claims("breast-cancer"), TABULAR.default_method
+    (True, True, 'scarf')
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from selfsup.backbones import TabularMLP
+from selfsup.config import PretrainConfig
+from selfsup.data.base import Source
+from selfsup.data.series import TABLE_SUFFIXES
+from selfsup.data.tabular import (
+    TablePreprocessor,
+    is_tabular_spec,
+    load_table_file,
+    open_table,
+    tabular_names,
+)
+from selfsup.encoder import Encoder
+from selfsup.modalities.base import Modality
+from selfsup.views.tabular import TabularViews, tabular_recipe
+
+
+class TabularModality(Modality):
+    """Tables: one row an item, columns typed and encoded by a fitted preprocessor."""
+
+    name = "tabular"
+    source_options: ClassVar[frozenset[str]] = frozenset(
+        {
+            "label_column",
+            "categorical_columns",
+            "numeric_columns",
+            "drop_columns",
+            "preprocessor",
+            "require_label",
+        }
+    )
+    stat_dims = 0
+    default_method = "scarf"
+    default_protocols = ("linear", "auroc", "knn")
+    default_recipe = "tabular"
+    fallback_backbone = "mlp"
+    views_class = TabularViews
+    recipe = staticmethod(tabular_recipe)
+
+    def claims(self, spec: str) -> bool:
+        return is_tabular_spec(spec) or Path(spec).suffix.lower() in TABLE_SUFFIXES
+
+    def open(self, spec: str | os.PathLike | Any, options: dict[str, Any]) -> Source:
+        """A named table, a CSV/TSV/Parquet file, a DataFrame or a 2-d array of rows (its
+        columns named ``x0``, ``x1``...)."""
+        if isinstance(spec, (np.ndarray, torch.Tensor)):
+            spec = _frame(np.asarray(spec))
+        if isinstance(spec, pd.DataFrame):
+            return load_table_file(spec, **options)
+        if isinstance(spec, str) and is_tabular_spec(spec):
+            return open_table(spec, options.get("preprocessor"))
+        path = Path(spec).expanduser()
+        if path.is_file():
+            return load_table_file(path, **options)
+        raise FileNotFoundError(
+            f"{spec}: no such file, and not a named table (known: {', '.join(tabular_names())})"
+        )
+
+    def official_test(self, spec: str) -> str | None:
+        if is_tabular_spec(spec) and not spec.endswith(":test"):
+            return f"{spec.removesuffix(':train')}:test"
+        return None
+
+    def run_source_options(self, run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
+        """The run's fitted encoding; later data may come without its labels."""
+        preprocessor = TablePreprocessor.load_if_saved(run_dir)
+        if preprocessor is None:
+            return {}
+        return {
+            "preprocessor": preprocessor,
+            "drop_columns": config.get("drop_columns"),
+            "require_label": False,
+        }
+
+    def resume_options(self, run_dir: Path) -> dict[str, Any]:
+        preprocessor = TablePreprocessor.load_if_saved(run_dir)
+        return {} if preprocessor is None else {"preprocessor": preprocessor}
+
+    def save_artifacts(self, source: Source, run_dir: Path) -> None:
+        preprocessor = getattr(source, "preprocessor", None)
+        if preprocessor is not None:
+            preprocessor.save(run_dir)
+
+    def build_encoder(
+        self,
+        cfg: PretrainConfig,
+        source: Source,
+        custom: nn.Module | None = None,
+        feature_dim: int | None = None,
+    ) -> tuple[Encoder, dict[str, Any]]:
+        pre = source.preprocessor  # type: ignore[attr-defined]
+        if custom is not None:
+            width = pre.numeric_width + len(pre.cardinalities)
+            return self.wrap(custom, feature_dim, [0.0] * width, [1.0] * width), {}
+        name = cfg.backbone or self.default_backbone(str(cfg.method), source, cfg)
+        encoder = build_tabular_encoder(
+            pre.numeric_width, pre.cardinalities, name, **cfg.backbone_options
+        )
+        return encoder, {"backbone": name}
+
+    def rebuild_encoder(self, spec: dict[str, Any]) -> Encoder:
+        return build_tabular_encoder(
+            spec["numeric"], spec["cardinalities"], spec["backbone"], **spec["options"]
+        )
+
+    def raw_batch(self, x: torch.Tensor, source: Source) -> torch.Tensor:
+        """Encoded rows with category codes one-hot."""
+        preprocessor = getattr(source, "preprocessor", None)
+        if preprocessor is None:
+            return x
+        return torch.from_numpy(preprocessor.one_hot(x.numpy()))
+
+
+def _frame(array: np.ndarray) -> pd.DataFrame:
+    """A 2-d array of rows as a DataFrame with columns ``x0``, ``x1``...
+
+    Example:
+        >>> list(_frame(np.zeros((2, 3))).columns)
+        ['x0', 'x1', 'x2']
+    """
+    if array.ndim != 2:
+        raise ValueError(f"table rows must be a 2-d array (rows, columns), got shape {array.shape}")
+    return pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
+
+
+def build_tabular_encoder(
+    numeric: int, cardinalities: Sequence[int] = (), backbone: str = "mlp", **options: Any
+) -> Encoder:
+    """A tabular encoder (the ``mlp`` backbone) for rows encoded by a ``TablePreprocessor``
+    with ``numeric`` numeric columns and these categorical ``cardinalities``.
+
+    Example:
+        >>> enc = build_tabular_encoder(numeric=2, cardinalities=[3], hidden=8, depth=1)
+        >>> enc(torch.tensor([[0.5, -0.5, 2.0], [0.0, 1.0, 0.0]])).shape
+        torch.Size([2, 8])
+    """
+    if backbone != "mlp":
+        raise ValueError(f"unknown tabular backbone {backbone!r}; known: mlp")
+    module = TabularMLP(numeric, list(cardinalities), **options)
+    spec = {
+        "modality": "tabular",
+        "backbone": backbone,
+        "numeric": numeric,
+        "cardinalities": list(cardinalities),
+        "options": options,
+    }
+    width = module.in_features
+    return TABULAR.wrap(module, None, [0.0] * width, [1.0] * width, spec)
+
+
+TABULAR = TabularModality()

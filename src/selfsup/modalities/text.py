@@ -1,0 +1,182 @@
+"""Text: ``.txt``/``.jsonl``/CSV files, folders of ``.txt`` files and the named corpora.
+
+Items are token ids (n, max_length) from a byte-level BPE tokenizer trained on the training
+texts and saved with the run (``tokenizer.json``). The default objective is SimCSE on a small
+transformer, batch 64 and lr 5e-4 (as suits a transformer trained from scratch; SimCSE's 3e-5
+is for fine-tuning a pretrained BERT). The raw-input baseline is TF-IDF.
+
+Example:
+    >>> TEXT.claims("reviews.jsonl"), TEXT.claims("rotten-tomatoes"), TEXT.claims("x.csv")
+    (True, True, False)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from selfsup.backbones import build_text_backbone
+from selfsup.config import PretrainConfig
+from selfsup.data.base import Source
+from selfsup.data.text import (
+    TEXT_SUFFIXES,
+    has_test_split,
+    is_text_spec,
+    load_text_file,
+    open_text_corpus,
+    text_corpus_names,
+    texts_of,
+    tokenizer_of,
+    with_tokenizer,
+)
+from selfsup.data.tokenizer import TextTokenizer
+from selfsup.encoder import Encoder
+from selfsup.modalities.base import Modality
+from selfsup.views.text import TextViews, text_recipe
+
+#: The text baseline's TF-IDF keeps this many most frequent terms, so it fits in memory dense.
+TFIDF_MAX_TERMS = 2048
+
+
+class TextModality(Modality):
+    """Text: documents as token ids of the run's own tokenizer."""
+
+    name = "text"
+    source_options: ClassVar[frozenset[str]] = frozenset(
+        {"text_column", "label_column", "tokenizer", "max_length", "vocab_size", "require_label"}
+    )
+    normalizes_input = False
+    default_method = "simcse"
+    default_protocols = ("linear", "knn", "fewshot")
+    default_recipe = "text"
+    fallback_backbone = "text-transformer"
+    views_class = TextViews
+    recipe = staticmethod(text_recipe)
+    items_are_text = True
+
+    def claims(self, spec: str) -> bool:
+        return is_text_spec(spec) or Path(spec).suffix.lower() in TEXT_SUFFIXES
+
+    def claims_config(self, cfg: PretrainConfig) -> bool:
+        """A text column makes any data text (a CSV is read as text, not as a table)."""
+        return cfg.text_column is not None
+
+    def open(self, spec: str | os.PathLike | Any, options: dict[str, Any]) -> Source:
+        if isinstance(options.get("tokenizer"), (str, os.PathLike)):  # a run folder or its file
+            options = {**options, "tokenizer": TextTokenizer.load(options["tokenizer"])}
+        if isinstance(spec, str) and is_text_spec(spec):
+            columns = ("text_column", "label_column", "require_label")
+            return open_text_corpus(spec, **{k: v for k, v in options.items() if k not in columns})
+        if isinstance(spec, pd.DataFrame):
+            return load_text_file(spec, **options)
+        path = Path(spec).expanduser()
+        if path.exists():
+            return load_text_file(path, **options)
+        raise FileNotFoundError(
+            f"{spec}: no such file or folder, and not a named text corpus "
+            f"(known: {', '.join(text_corpus_names())})"
+        )
+
+    def official_test(self, spec: str) -> str | None:
+        return f"{spec.removesuffix(':train')}:test" if has_test_split(spec) else None
+
+    def run_source_options(self, run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
+        """The run's tokenizer and text column; later data may come without its labels."""
+        tokenizer = TextTokenizer.load_if_saved(run_dir)
+        if tokenizer is None:
+            return {}
+        return {
+            "tokenizer": tokenizer,
+            "text_column": config.get("text_column"),
+            "require_label": False,
+        }
+
+    def adopt(self, source: Source, run_dir: Path) -> Source:
+        """The documents re-tokenized with the run's tokenizer, so ids mean what they meant."""
+        tokenizer = TextTokenizer.load_if_saved(run_dir)
+        return source if tokenizer is None else with_tokenizer(source, tokenizer)
+
+    def resume_options(self, run_dir: Path) -> dict[str, Any]:
+        tokenizer = TextTokenizer.load_if_saved(run_dir)
+        return {} if tokenizer is None else {"tokenizer": tokenizer}
+
+    def save_artifacts(self, source: Source, run_dir: Path) -> None:
+        tokenizer_of(source).save(run_dir)  # trained on the training texts
+
+    def config_defaults(self, cfg: PretrainConfig) -> dict[str, Any]:
+        """Batch 64 and AdamW at 5e-4, as suits a small transformer trained from scratch."""
+        return {"batch_size": cfg.batch_size or 64, "lr": 5e-4 if cfg.lr is None else cfg.lr}
+
+    def build_encoder(
+        self,
+        cfg: PretrainConfig,
+        source: Source,
+        custom: nn.Module | None = None,
+        feature_dim: int | None = None,
+    ) -> tuple[Encoder, dict[str, Any]]:
+        if custom is not None:
+            return self.wrap(custom, feature_dim, [0.0], [1.0]), {}
+        tokenizer = tokenizer_of(source)  # trained on the training texts here
+        name = cfg.backbone or self.default_backbone(str(cfg.method), source, cfg)
+        encoder = build_text_encoder(
+            name, tokenizer.vocab_size, tokenizer.max_length, **cfg.backbone_options
+        )
+        return encoder, {"backbone": name}
+
+    def rebuild_encoder(self, spec: dict[str, Any]) -> Encoder:
+        return build_text_encoder(
+            spec["backbone"], spec["vocab_size"], spec["max_length"], **spec["options"]
+        )
+
+    def raw_baseline(self, train: Source, test: Source) -> tuple[np.ndarray, np.ndarray]:
+        """TF-IDF of the raw documents (see :func:`tfidf_features`)."""
+        return tfidf_features(train, test)
+
+
+def tfidf_features(train: Source, test: Source) -> tuple[np.ndarray, np.ndarray]:
+    """TF-IDF vectors of the raw documents of two text splits (the text baseline): word
+    unigrams and bigrams with sublinear term frequency, the ``TFIDF_MAX_TERMS`` most frequent
+    terms of ``train``, fitted on ``train``; dense float32.
+
+    Example:
+        >>> from selfsup.data.text import TextSource
+        >>> a, b = tfidf_features(TextSource(["good film", "bad film"]), TextSource(["good"]))
+        >>> a.shape, b.shape
+        ((2, 5), (1, 5))
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorizer = TfidfVectorizer(
+        ngram_range=(1, 2), sublinear_tf=True, max_features=TFIDF_MAX_TERMS, dtype=np.float32
+    )
+    fitted = vectorizer.fit_transform(texts_of(train)).toarray()
+    return fitted, vectorizer.transform(texts_of(test)).toarray()
+
+
+def build_text_encoder(backbone: str, vocab_size: int, max_length: int, **options: Any) -> Encoder:
+    """A text encoder (``text-transformer``, ``bert`` or ``text-bag``) for token ids of a
+    tokenizer with ``vocab_size`` tokens and at most ``max_length`` tokens per text.
+
+    Example:
+        >>> import torch
+        >>> enc = build_text_encoder("text-transformer", 300, 16, dim=32, depth=1, heads=2)
+        >>> enc(torch.tensor([[5, 6, 0], [7, 0, 0]])).shape
+        torch.Size([2, 32])
+    """
+    module = build_text_backbone(backbone, vocab_size, max_length, **options)
+    spec = {
+        "modality": "text",
+        "backbone": backbone,
+        "vocab_size": vocab_size,
+        "max_length": max_length,
+        "options": options,
+    }
+    return TEXT.wrap(module, None, [0.0], [1.0], spec)
+
+
+TEXT = TextModality()
