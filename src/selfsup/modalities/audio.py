@@ -16,14 +16,12 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar
 
-from torch import nn
-
 from selfsup.backbones import build_audio_backbone
 from selfsup.config import PretrainConfig
 from selfsup.data.audio import AudioFolderSource, is_audio_folder
 from selfsup.data.base import Source
 from selfsup.encoder import Encoder
-from selfsup.modalities.base import Modality, channel_statistics
+from selfsup.modalities.base import Modality
 from selfsup.views.audio import AudioViews, audio_recipe
 
 #: The config fields that set how audio files become log-mels (the audio source's options).
@@ -56,22 +54,12 @@ class AudioModality(Modality):
         """Later clips become log-mels with the run's settings."""
         return {name: config.get(name) for name in AUDIO_OPTIONS}
 
-    def build_encoder(
-        self,
-        cfg: PretrainConfig,
-        source: Source,
-        custom: nn.Module | None = None,
-        feature_dim: int | None = None,
+    def build_named(
+        self, name: str, cfg: PretrainConfig, source: Source, mean: list[float], std: list[float]
     ) -> tuple[Encoder, dict[str, Any]]:
-        mean, std = channel_statistics(source)
-        if custom is not None:
-            return self.wrap(custom, feature_dim, mean, std), {}
-        n_mels, frames = source.read_batch([0]).items.shape[-2:]
-        name = cfg.backbone or self.default_backbone(str(cfg.method), source, cfg)
-        encoder = build_audio_encoder(
-            name, int(n_mels), int(frames), mean[0], std[0], **cfg.backbone_options
-        )
-        return encoder, {"backbone": name}
+        n_mels, frames = (int(v) for v in source.read_batch([0]).items.shape[-2:])
+        options = cfg.backbone_options
+        return build_audio_encoder(name, n_mels, frames, mean[0], std[0], **options), {}
 
     def rebuild_encoder(self, spec: dict[str, Any]) -> Encoder:
         return build_audio_encoder(

@@ -192,7 +192,11 @@ class Modality(ABC):
             normalize=self.normalizes_input,
         )
 
-    @abstractmethod
+    def statistics(self, source: Source) -> tuple[list[float], list[float]]:
+        """The encoder's fixed normalization statistics for ``source``: per-channel mean and
+        std over a sample of items."""
+        return channel_statistics(source)
+
     def build_encoder(
         self,
         cfg: PretrainConfig,
@@ -200,7 +204,21 @@ class Modality(ABC):
         custom: nn.Module | None = None,
         feature_dim: int | None = None,
     ) -> tuple[Encoder, dict[str, Any]]:
-        """The encoder to train on ``source`` and the config fields it chose (backbone...)."""
+        """The encoder to train on ``source`` (``custom`` wrapped, else the config's backbone
+        or the default one) and the config fields it chose (backbone, image size...)."""
+        mean, std = self.statistics(source)
+        if custom is not None:
+            return self.wrap(custom, feature_dim, mean, std), {}
+        name = cfg.backbone or self.default_backbone(str(cfg.method), source, cfg)
+        encoder, chosen = self.build_named(name, cfg, source, mean, std)
+        return encoder, {"backbone": name, **chosen}
+
+    @abstractmethod
+    def build_named(
+        self, name: str, cfg: PretrainConfig, source: Source, mean: list[float], std: list[float]
+    ) -> tuple[Encoder, dict[str, Any]]:
+        """An encoder with the registered backbone ``name`` for ``source``, and the config
+        fields it fixed besides the backbone."""
 
     @abstractmethod
     def rebuild_encoder(self, spec: dict[str, Any]) -> Encoder:

@@ -30,7 +30,7 @@ from selfsup.data.image_folder import ImageFolderSource
 from selfsup.data.named import is_named_spec, named_dataset_names, named_splits, open_named
 from selfsup.encoder import Encoder
 from selfsup.methods import METHODS
-from selfsup.modalities.base import Modality, channel_statistics
+from selfsup.modalities.base import Modality
 from selfsup.views.image import ImageViewRecipe, ImageViews, image_recipe
 from selfsup.views.recipe import ViewRecipe
 
@@ -148,23 +148,14 @@ class ImageModality(Modality):
             raise ValueError("image views need the data or an encoder to take their size from")
         return size, channels
 
-    def build_encoder(
-        self,
-        cfg: PretrainConfig,
-        source: Source,
-        custom: nn.Module | None = None,
-        feature_dim: int | None = None,
+    def build_named(
+        self, name: str, cfg: PretrainConfig, source: Source, mean: list[float], std: list[float]
     ) -> tuple[Encoder, dict[str, Any]]:
-        mean, std = channel_statistics(source)
-        if custom is not None:
-            return self.wrap(custom, feature_dim, mean, std), {}
         first = source.read_batch([0]).items
         size = cfg.image_size or int(first.shape[-1])
-        name = cfg.backbone or self.default_backbone(str(cfg.method), source, cfg)
-        encoder = build_image_encoder(
-            name, int(first.shape[1]), size, mean, std, **cfg.backbone_options
-        )
-        return encoder, {"backbone": name, "image_size": size}
+        channels = int(first.shape[1])
+        encoder = build_image_encoder(name, channels, size, mean, std, **cfg.backbone_options)
+        return encoder, {"image_size": size}
 
     def rebuild_encoder(self, spec: dict[str, Any]) -> Encoder:
         return build_image_encoder(

@@ -18,14 +18,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from torch import nn
 
 from selfsup.backbones import build_series_backbone
 from selfsup.config import PretrainConfig
 from selfsup.data.base import Source
 from selfsup.data.series import SeriesSource, load_series_file, open_ucr
 from selfsup.encoder import Encoder
-from selfsup.modalities.base import Modality, channel_statistics
+from selfsup.modalities.base import Modality
 from selfsup.views.series import SeriesViews, series_recipe
 
 #: ``embed`` holds a batch's per-step features (B x T x D): at most this many time steps a batch.
@@ -77,20 +76,11 @@ class SeriesModality(Modality):
             "precision": "fp32" if cfg.precision == "auto" else cfg.precision,
         }
 
-    def build_encoder(
-        self,
-        cfg: PretrainConfig,
-        source: Source,
-        custom: nn.Module | None = None,
-        feature_dim: int | None = None,
+    def build_named(
+        self, name: str, cfg: PretrainConfig, source: Source, mean: list[float], std: list[float]
     ) -> tuple[Encoder, dict[str, Any]]:
-        mean, std = channel_statistics(source)
-        if custom is not None:
-            return self.wrap(custom, feature_dim, mean, std), {}
         channels = int(source.read_batch([0]).items.shape[1])
-        name = cfg.backbone or self.default_backbone(str(cfg.method), source, cfg)
-        encoder = build_series_encoder(name, channels, mean, std, **cfg.backbone_options)
-        return encoder, {"backbone": name}
+        return build_series_encoder(name, channels, mean, std, **cfg.backbone_options), {}
 
     def rebuild_encoder(self, spec: dict[str, Any]) -> Encoder:
         return build_series_encoder(

@@ -20,7 +20,6 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import torch
-from torch import nn
 
 from selfsup.backbones import TabularMLP
 from selfsup.config import PretrainConfig
@@ -104,22 +103,18 @@ class TabularModality(Modality):
         if preprocessor is not None:
             preprocessor.save(run_dir)
 
-    def build_encoder(
-        self,
-        cfg: PretrainConfig,
-        source: Source,
-        custom: nn.Module | None = None,
-        feature_dim: int | None = None,
+    def statistics(self, source: Source) -> tuple[list[float], list[float]]:
+        """Zeros and ones: the preprocessor has standardized the columns already."""
+        pre = source.preprocessor  # type: ignore[attr-defined]
+        width = pre.numeric_width + len(pre.cardinalities)
+        return [0.0] * width, [1.0] * width
+
+    def build_named(
+        self, name: str, cfg: PretrainConfig, source: Source, mean: list[float], std: list[float]
     ) -> tuple[Encoder, dict[str, Any]]:
         pre = source.preprocessor  # type: ignore[attr-defined]
-        if custom is not None:
-            width = pre.numeric_width + len(pre.cardinalities)
-            return self.wrap(custom, feature_dim, [0.0] * width, [1.0] * width), {}
-        name = cfg.backbone or self.default_backbone(str(cfg.method), source, cfg)
-        encoder = build_tabular_encoder(
-            pre.numeric_width, pre.cardinalities, name, **cfg.backbone_options
-        )
-        return encoder, {"backbone": name}
+        options = cfg.backbone_options
+        return build_tabular_encoder(pre.numeric_width, pre.cardinalities, name, **options), {}
 
     def rebuild_encoder(self, spec: dict[str, Any]) -> Encoder:
         return build_tabular_encoder(

@@ -18,7 +18,6 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from torch import nn
 
 from selfsup.backbones import build_text_backbone
 from selfsup.config import PretrainConfig
@@ -112,21 +111,16 @@ class TextModality(Modality):
         """Batch 64 and AdamW at 5e-4, as suits a small transformer trained from scratch."""
         return {"batch_size": cfg.batch_size or 64, "lr": 5e-4 if cfg.lr is None else cfg.lr}
 
-    def build_encoder(
-        self,
-        cfg: PretrainConfig,
-        source: Source,
-        custom: nn.Module | None = None,
-        feature_dim: int | None = None,
+    def statistics(self, source: Source) -> tuple[list[float], list[float]]:
+        """None: token ids pass unnormalized."""
+        return [0.0], [1.0]
+
+    def build_named(
+        self, name: str, cfg: PretrainConfig, source: Source, mean: list[float], std: list[float]
     ) -> tuple[Encoder, dict[str, Any]]:
-        if custom is not None:
-            return self.wrap(custom, feature_dim, [0.0], [1.0]), {}
         tokenizer = tokenizer_of(source)  # trained on the training texts here
-        name = cfg.backbone or self.default_backbone(str(cfg.method), source, cfg)
-        encoder = build_text_encoder(
-            name, tokenizer.vocab_size, tokenizer.max_length, **cfg.backbone_options
-        )
-        return encoder, {"backbone": name}
+        size = (tokenizer.vocab_size, tokenizer.max_length)
+        return build_text_encoder(name, *size, **cfg.backbone_options), {}
 
     def rebuild_encoder(self, spec: dict[str, Any]) -> Encoder:
         return build_text_encoder(
