@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from selfsup.core.files import atomic_path
+from selfsup.core.precision import cpu_has_fast_bf16
+from selfsup.core.progress import TrainingProgress
 from selfsup.data.base import SkippedItem, Source
 from selfsup.encoder import Encoder
-from selfsup.engine.precision import cpu_has_fast_bf16
-from selfsup.engine.progress import TrainingProgress
 from selfsup.modalities import modality_of
 
 
@@ -134,49 +135,47 @@ def write_embeddings(
     ``skipped``. Memory stays bounded by the batch size, whatever the dataset size.
     """
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     suffix = out.suffix.lower()
     if suffix not in (".npy", ".parquet"):
         raise ValueError(f"{out}: embeddings are written as .npy or .parquet, not {suffix!r}")
     dim, n = encoder.feature_dim, len(source)
     ids = source.ids
     skipped: list[SkippedItem] = []
-    tmp = out.with_name(out.name + ".tmp")
     batch_size = modality_of(source).embed_batch_size(source, batch_size)  # as iter_embeddings
     batches = iter_embeddings(encoder, source, batch_size, precision, show_progress)
-    if suffix == ".npy":
-        array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
-        for start in range(0, n, batch_size):
-            indices, emb, bad = next(batches)
-            block = np.full((min(batch_size, n - start), dim), np.nan, dtype=np.float32)
-            block[np.asarray(indices, dtype=int) - start] = emb
-            array[start : start + len(block)] = block
-            skipped += bad
-        array.flush()
-        del array
-    else:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        fields = [pa.field("id", pa.string())]
-        if source.labels is not None:
-            fields.append(pa.field("label", pa.string() if source.classes else pa.int64()))
-        fields.append(pa.field("embedding", pa.list_(pa.float32(), dim)))
-        schema = pa.schema(fields)
-        with pq.ParquetWriter(tmp, schema) as writer:
+    with atomic_path(out) as tmp:
+        if suffix == ".npy":
+            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
             for start in range(0, n, batch_size):
                 indices, emb, bad = next(batches)
-                rows = list(range(start, min(n, start + batch_size)))
-                block = np.full((len(rows), dim), np.nan, dtype=np.float32)
+                block = np.full((min(batch_size, n - start), dim), np.nan, dtype=np.float32)
                 block[np.asarray(indices, dtype=int) - start] = emb
-                columns = {"id": [ids[i] for i in rows]}
-                if source.labels is not None:
-                    codes = source.labels[rows]
-                    columns["label"] = (
-                        [source.classes[c] for c in codes] if source.classes else codes.tolist()
-                    )
-                columns["embedding"] = list(block)
-                writer.write_table(pa.table(columns, schema=schema))
+                array[start : start + len(block)] = block
                 skipped += bad
-    os.replace(tmp, out)
+            array.flush()
+            del array
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            fields = [pa.field("id", pa.string())]
+            if source.labels is not None:
+                fields.append(pa.field("label", pa.string() if source.classes else pa.int64()))
+            fields.append(pa.field("embedding", pa.list_(pa.float32(), dim)))
+            schema = pa.schema(fields)
+            with pq.ParquetWriter(tmp, schema) as writer:
+                for start in range(0, n, batch_size):
+                    indices, emb, bad = next(batches)
+                    rows = list(range(start, min(n, start + batch_size)))
+                    block = np.full((len(rows), dim), np.nan, dtype=np.float32)
+                    block[np.asarray(indices, dtype=int) - start] = emb
+                    columns = {"id": [ids[i] for i in rows]}
+                    if source.labels is not None:
+                        codes = source.labels[rows]
+                        columns["label"] = (
+                            [source.classes[c] for c in codes] if source.classes else codes.tolist()
+                        )
+                    columns["embedding"] = list(block)
+                    writer.write_table(pa.table(columns, schema=schema))
+                    skipped += bad
     return EmbeddingFile(out, n, dim, skipped)

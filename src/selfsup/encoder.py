@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,6 +22,8 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 from torch import nn
+
+from selfsup.core.files import atomic_path, write_json
 
 WEIGHTS_FILE = "encoder.safetensors"
 SPEC_FILE = "encoder.json"
@@ -115,11 +116,7 @@ class Encoder(nn.Module):
     def save(self, folder: str | os.PathLike) -> None:
         """Write ``encoder.safetensors`` and ``encoder.json`` into ``folder`` atomically."""
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        tmp = folder / (WEIGHTS_FILE + ".tmp")
-        save_file(state, str(tmp), metadata={"format": "pt"})
-        os.replace(tmp, folder / WEIGHTS_FILE)
-        tmp = folder / (SPEC_FILE + ".tmp")
-        tmp.write_text(json.dumps(self.describe(), indent=2))
-        os.replace(tmp, folder / SPEC_FILE)
+        with atomic_path(folder / WEIGHTS_FILE) as tmp:
+            save_file(state, str(tmp), metadata={"format": "pt"})
+        write_json(folder / SPEC_FILE, self.describe())

@@ -33,12 +33,13 @@ import yaml
 from torch import nn
 
 from selfsup.config import PretrainConfig, load_config
+from selfsup.core.files import write_json, write_text
+from selfsup.core.precision import resolve_precision
 from selfsup.data.base import Source
 from selfsup.data.splits import hold_out
 from selfsup.embedding import EmbeddingFile, embed_source, embed_timestamps, write_embeddings
 from selfsup.encoder import Encoder
 from selfsup.engine.monitor import BEST_WEIGHTS, EpochMonitor, load_encoder_weights
-from selfsup.engine.precision import resolve_precision
 from selfsup.engine.train import fit
 from selfsup.evaluation.labelfree import LabelFreeMetrics, measure_label_free
 from selfsup.evaluation.report import Evaluation, evaluate_encoder
@@ -197,7 +198,7 @@ class Run:
         result = measure_label_free(self.encoder, source, views, items, seed)
         if save:
             path = self.path / f"label-free-{_slug(source.name)}.json"
-            path.write_text(json.dumps(result.to_dict(), indent=2))
+            write_json(path, result.to_dict())
         return result
 
 
@@ -337,7 +338,7 @@ def pretrain(
 
     if fabric.global_rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / CONFIG_FILE).write_text(cfg.to_yaml())
+        write_text(run_dir / CONFIG_FILE, cfg.to_yaml())
         if resume is None:
             encoder.save(run_dir)  # the initial encoder: a resumed run rebuilds it from here
             modality.save_artifacts(opened, run_dir)  # a table's encoding, a tokenizer
@@ -392,7 +393,7 @@ def pretrain(
         }
     if fabric.global_rank == 0:
         encoder.save(run_dir)
-        (run_dir / TRAIN_FILE).write_text(json.dumps(summary, indent=2))
+        write_json(run_dir / TRAIN_FILE, summary)
     fabric.barrier()
     return Run(run_dir, encoder, cfg.model_dump(mode="json"), summary)
 

@@ -19,6 +19,7 @@ from selfsup.cli.app import app
 from selfsup.cli.options import open_run as _open_run
 from selfsup.cli.options import reads_data
 from selfsup.console import console, print_evaluation, print_label_free
+from selfsup.core.files import atomic_path
 
 
 @app.command(epilog="Example: `selfsup embed runs/my-run ./photos --out embeddings.parquet`")
@@ -45,7 +46,8 @@ def embed(
         if out.suffix != ".npy":
             raise typer.BadParameter("--per-timestamp writes a .npy file", param_hint="--out")
         steps = _open_run(run, options).embed_timestamps(data)
-        np.save(out, steps)
+        with atomic_path(out) as tmp, tmp.open("wb") as f:
+            np.save(f, steps)
         console.print(f"wrote embeddings per time step, shape {steps.shape}, to {out}")
         return
     result = _open_run(run, options).embed_to_file(data, out, batch_size)

@@ -23,6 +23,7 @@ from selfsup.cli.options import open_run as _open_run
 from selfsup.cli.options import parse_list as _comma_list
 from selfsup.cli.options import reads_data, to_config_values
 from selfsup.console import console
+from selfsup.core.files import atomic_path
 
 
 class AdaptHead(str, Enum):
@@ -178,8 +179,8 @@ def select_items(
         measure,
         show_progress=True,
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False)
     console.print(f"wrote {len(table)} items to label next ({strategy.value}) to {out}")
 
 
@@ -229,8 +230,8 @@ def anomalies(
         seed,
         True,
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    report.table.to_csv(out, index=False)
+    with atomic_path(out) as tmp:
+        report.table.to_csv(tmp, index=False)
     flagged = int(report.table["flagged"].sum())
     console.print(
         f"scores ({report.reference}) written to {out}; {flagged} of {len(report.table)} "

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from selfsup.engine.progress import TrainingProgress
+from selfsup.core.progress import TrainingProgress
 
 #: The ten keywords of Speech Commands v2 (Warden 2018), BYOL-A's SPCV2 task.
 DEFAULT_WORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")

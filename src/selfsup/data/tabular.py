@@ -35,6 +35,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from selfsup.core.files import write_json
 from selfsup.data.arrays import encode_labels
 from selfsup.data.base import EmptySourceError, InMemorySource
 from selfsup.data.named import stratified_split
@@ -176,11 +177,8 @@ class TablePreprocessor:
         return asdict(self)
 
     def save(self, folder: str | os.PathLike) -> None:
-        """Write ``preprocess.json`` into ``folder``."""
-        path = Path(folder) / PREPROCESSOR_FILE
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2))
-        os.replace(tmp, path)
+        """Write ``preprocess.json`` into ``folder`` atomically."""
+        write_json(Path(folder) / PREPROCESSOR_FILE, self.to_dict())
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> TablePreprocessor:

@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
+from selfsup.core.files import atomic_path
+
 TOKENIZER_FILE = "tokenizer.json"
 #: The special tokens, at ids 0, 1, 2.
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[MASK]")
@@ -142,10 +144,8 @@ class TextTokenizer:
 
     def save(self, folder: str | os.PathLike) -> None:
         """Write ``tokenizer.json`` into ``folder`` (atomically)."""
-        path = Path(folder) / TOKENIZER_FILE
-        tmp = path.with_suffix(".tmp")
-        self.tokenizer.save(str(tmp))
-        os.replace(tmp, path)
+        with atomic_path(Path(folder) / TOKENIZER_FILE) as tmp:
+            self.tokenizer.save(str(tmp))
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> TextTokenizer:

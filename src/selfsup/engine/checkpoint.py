@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pickle
 from pathlib import Path
@@ -24,29 +23,20 @@ from typing import Any
 
 import torch
 
+from selfsup.core.files import atomic_path
+
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be read safely: damaged, empty or carrying code."""
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """Save ``state`` to ``path`` atomically (temporary file, fsync, rename).
+    """Save ``state`` to ``path`` atomically (``selfsup.core.files.atomic_path``).
 
     On any failure the temporary file is removed and the previous checkpoint stays as it was.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with tmp.open("wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from selfsup.core.files import atomic_path
 from selfsup.data.base import Source
 from selfsup.data.splits import SubsetSource
 from selfsup.embedding import embed_source
@@ -81,11 +82,9 @@ SELECTION: dict[str, Selection] = {
 
 def save_encoder_weights(encoder: Encoder, path: Path) -> None:
     """Write the encoder's weights to ``path`` atomically (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     state = {k: v.detach().contiguous().clone() for k, v in encoder.state_dict().items()}
-    save_file(state, str(tmp))
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file(state, str(tmp))
 
 
 def load_encoder_weights(encoder: Encoder, path: Path) -> None:

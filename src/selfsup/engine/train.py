@@ -36,13 +36,13 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from selfsup.config import PretrainConfig
+from selfsup.core.progress import TrainingProgress
 from selfsup.data.base import Batch, ItemReadError, Source
 from selfsup.engine.checkpoint import load_checkpoint, save_checkpoint
 from selfsup.engine.metrics import EPOCHS_FILE, MetricsLog
 from selfsup.engine.monitor import CollapseError, EpochMonitor, save_encoder_weights
 from selfsup.engine.online_probe import OnlineProbe
 from selfsup.engine.optim import BASE_LR, BASE_WEIGHT_DECAY, build_optimizer, warmup_cosine
-from selfsup.engine.progress import TrainingProgress
 from selfsup.methods.base import Method
 
 CHECKPOINT = Path("checkpoints") / "last.ckpt"

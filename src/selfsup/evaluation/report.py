@@ -20,16 +20,15 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from selfsup.core.files import write_json
 from selfsup.data.base import Source
 from selfsup.embedding import embed_source
 from selfsup.encoder import Encoder
@@ -70,7 +69,7 @@ class Evaluation:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the results as JSON."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+        write_json(path, self.to_dict())
 
     def table(self) -> str:
         """The results as a Markdown table."""

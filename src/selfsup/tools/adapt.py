@@ -53,11 +53,12 @@ from safetensors.torch import load_file, save_file
 from sklearn.model_selection import StratifiedKFold
 from torch import nn
 
+from selfsup.core.files import atomic_path, write_json
+from selfsup.core.progress import TrainingProgress
 from selfsup.data.base import Source
 from selfsup.data.splits import SubsetSource
 from selfsup.embedding import embed_source
 from selfsup.encoder import Encoder
-from selfsup.engine.progress import TrainingProgress
 from selfsup.evaluation.fewshot import FEW_SHOT_WEIGHT_DECAY
 from selfsup.evaluation.linear import fit_logistic_regression, stratified_split
 from selfsup.modalities import get_modality, load_encoder
@@ -330,7 +331,7 @@ class AdaptedModel:
             "finetuned": self.finetuned_encoder is not None,
             "metrics": self.metrics,
         }
-        (folder / MODEL_FILE).write_text(json.dumps(description, indent=2))
+        write_json(folder / MODEL_FILE, description)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> AdaptedModel:
@@ -735,6 +736,6 @@ def write_predictions(
             **{f"p_{name}": probs[:, c] for c, name in enumerate(model.classes)},
         }
     )
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out, index=False)
+    with atomic_path(out) as tmp:
+        table.to_csv(tmp, index=False)
     return table

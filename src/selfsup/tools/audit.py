@@ -48,6 +48,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from selfsup.core.files import write_json
 from selfsup.embedding import embed_source
 from selfsup.evaluation.labelfree import rankme
 from selfsup.evaluation.linear import fit_logistic_regression, standardize
@@ -195,7 +196,7 @@ class AuditResult:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / AUDIT_FILE
-        path.write_text(json.dumps(self.to_dict(), indent=2, default=float))
+        write_json(path, self.to_dict())
         plot_audit(self, folder / AUDIT_PLOT)
         return path
 

@@ -44,7 +44,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -56,6 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selfsup.core.files import write_json
 from selfsup.data.base import Source
 from selfsup.data.image_folder import IMAGE_EXTENSIONS
 from selfsup.modalities.image import conform_images
@@ -674,6 +674,6 @@ def save_explanation(explanation: Explanation, folder: str | os.PathLike) -> lis
         )
     explanation.files = files
     json_path = folder / f"{stem}.json"
-    json_path.write_text(json.dumps(explanation.to_dict(), indent=2))
+    write_json(json_path, explanation.to_dict())
     explanation.files.append(json_path)
     return explanation.files

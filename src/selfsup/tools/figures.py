@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from selfsup.core.files import atomic_path
+
 
 def pyplot() -> Any:
     """``matplotlib.pyplot`` drawing off-screen (Agg), so figures work on servers and in CI."""
@@ -29,8 +31,8 @@ def pyplot() -> Any:
 def save_png(fig: Any, path: str | os.PathLike, dpi: int = 100) -> Path:
     """Lay out ``fig``, write it as a PNG at ``path`` (folders made) and close it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=dpi)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format="png")
     pyplot().close(fig)
     return path

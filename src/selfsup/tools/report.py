@@ -44,6 +44,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from selfsup.core.files import write_text
 from selfsup.tools.figures import pyplot, save_png
 
 REPORT_FILE = "report.html"
@@ -541,5 +542,5 @@ def build_report(
     sections.append(attribution_section(run, run_dir, sample, figures))
     sections.append(audit_section(run_dir))
     page = Path(out) if out is not None else run_dir / REPORT_FILE
-    page.write_text(render_html(f"selfsup report: {run_dir.name}", sections, run_dir))
+    write_text(page, render_html(f"selfsup report: {run_dir.name}", sections, run_dir))
     return page
