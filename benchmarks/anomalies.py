@@ -40,8 +40,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.neighbors import LocalOutlierFactor
 
 from common import ROOT, RUNS, load_average, pretrain_options, write_section
-from selfsup.data.named import stratified_split
-from selfsup.data.splits import SubsetSource
+from selfsup.data.splits import SubsetSource, stratified_split
 from selfsup.modalities import open_source
 from selfsup.run import _machine, load, pretrain
 from selfsup.tools.anomalies import fit_detector, knn_distance

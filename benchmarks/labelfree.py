@@ -33,8 +33,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from common import ROOT, RUNS, load_average, write_section
-from selfsup.data.named import stratified_split
-from selfsup.data.splits import SubsetSource
+from selfsup.data.splits import SubsetSource, stratified_split
 from selfsup.embedding import embed_source
 from selfsup.engine.monitor import load_encoder_weights
 from selfsup.evaluation import linear_probe, measure_label_free

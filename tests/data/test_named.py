@@ -10,8 +10,8 @@ from selfsup.data.named import (
     describe_named,
     named_dataset_names,
     open_named,
-    stratified_split,
 )
+from selfsup.data.splits import stratified_split
 
 
 def _write_idx_gz(path, array):

@@ -10,6 +10,7 @@ import torch
 from scipy import stats
 from sklearn.linear_model import LogisticRegression
 
+from selfsup.data.splits import stratified_split
 from selfsup.evaluation import (
     few_shot,
     fit_logistic_regression,
@@ -17,7 +18,6 @@ from selfsup.evaluation import (
     knn_predict,
     linear_probe,
     standardize,
-    stratified_split,
 )
 
 GRID = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2)
@@ -123,7 +123,7 @@ def test_linear_probe_leaves_the_global_torch_rng_alone() -> None:
 
 def test_stratified_split_keeps_class_proportions() -> None:
     labels = np.repeat([0, 1, 2], [50, 30, 20])
-    fit, val = stratified_split(labels, 0.1, np.random.default_rng(0))
+    fit, val = stratified_split(labels, 0.1, np.random.default_rng(0), at_least_one=True)
     assert np.bincount(labels[val]).tolist() == [5, 3, 2]
     assert sorted(np.concatenate([fit, val]).tolist()) == list(range(100))
 

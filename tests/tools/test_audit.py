@@ -15,9 +15,9 @@ from selfsup.tools.audit import (
     _one_vs_rest_rates,
     audit_arrays,
     audit_run,
-    expected_calibration_error,
     read_groups_file,
 )
+from selfsup.tools.calibration import calibration_error
 
 PER_GROUP = 500
 
@@ -102,9 +102,8 @@ def test_error_rates_and_calibration_by_hand() -> None:
     assert fnr == pytest.approx((0.5 + 0 + 0.5) / 3)
     assert _one_vs_rest_rates(np.array([0, 1, 1]), np.array([1, 1, 0]), 2) == (1.0, 0.5)
     # Two bins: confidence 0.55 (right 1 of 2) and 0.95 (right 2 of 2).
-    ece = expected_calibration_error(
-        np.zeros(4), np.array([0, 1, 0, 0]), np.array([0.55, 0.55, 0.95, 0.95])
-    )
+    correct = np.zeros(4) == np.array([0, 1, 0, 0])
+    ece = calibration_error(correct, np.array([0.55, 0.55, 0.95, 0.95]))
     assert ece == pytest.approx(0.5 * abs(0.5 - 0.55) + 0.5 * abs(1.0 - 0.95))
 
 

@@ -31,6 +31,7 @@ import numpy as np
 
 from selfsup.data.arrays import ArraySource
 from selfsup.data.idx import read_idx
+from selfsup.data.splits import stratified_split
 
 FASHION_MNIST_CLASSES = [
     "T-shirt/top",
@@ -55,8 +56,6 @@ _FASHION_MNIST_INSTALL = (
     "t10k-labels-idx1-ubyte.gz from https://github.com/zalandoresearch/fashion-mnist "
     "(data/fashion) into $SELFSUP_DATA/fashion-mnist"
 )
-#: The seed of the train/test splits made here (mnist-5k, digits).
-SPLIT_SEED = 0
 
 
 class DatasetNotInstalledError(FileNotFoundError):
@@ -88,32 +87,6 @@ class NamedDataset:
     is_installed: Callable[[], bool]
     load: Callable[[str], tuple[np.ndarray, np.ndarray]]
     modality: str = "image"
-
-
-def stratified_split(
-    labels: np.ndarray, test_fraction: float, seed: int = SPLIT_SEED
-) -> tuple[np.ndarray, np.ndarray]:
-    """A deterministic stratified train/test split of item indices.
-
-    Each class sends ``round(count * test_fraction)`` of its items, drawn with
-    ``np.random.RandomState(seed)`` (a generator whose stream numpy keeps stable), to test.
-
-    Returns:
-        The train and test indices, each sorted so that items keep their original order.
-
-    Example:
-        >>> train, test = stratified_split(np.array([0] * 4 + [1] * 8), 0.25)
-        >>> len(train), len(test)
-        (9, 3)
-    """
-    rng = np.random.RandomState(seed)
-    test_parts = []
-    for code in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == code))
-        test_parts.append(members[: round(len(members) * test_fraction)])
-    test = np.sort(np.concatenate(test_parts))
-    train = np.setdiff1d(np.arange(len(labels)), test)
-    return train, test
 
 
 def fashion_mnist_dirs() -> list[Path]:

@@ -17,6 +17,50 @@ import torch
 
 from selfsup.data.base import Batch, Source
 
+#: The seed of the named datasets' train/test splits.
+SPLIT_SEED = 0
+
+
+def stratified_split(
+    labels: np.ndarray,
+    fraction: float,
+    seed: int | np.random.Generator = SPLIT_SEED,
+    *,
+    at_least_one: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A stratified split of item indices: each class sends ``round(count * fraction)`` of
+    its items to the second part.
+
+    Args:
+        labels: integer labels, shape ``(n,)``.
+        fraction: the share of each class in the second (test or validation) part.
+        seed: an int draws with ``np.random.RandomState(seed)``, a stream numpy keeps stable
+            (the named datasets' official splits depend on it); a Generator draws from it.
+        at_least_one: every class gives at least one item to the second part and keeps one
+            (every class then needs two items), as a validation split must.
+
+    Returns:
+        The first and second parts' indices, each sorted (items keep their order).
+
+    Example:
+        >>> first, second = stratified_split(np.array([0] * 4 + [1] * 8), 0.25)
+        >>> len(first), len(second)
+        (9, 3)
+        >>> rng = np.random.default_rng(0)
+        >>> [len(p) for p in stratified_split(np.array([0, 0, 1, 1]), 0.1, rng, at_least_one=True)]
+        [2, 2]
+    """
+    rng = np.random.RandomState(seed) if isinstance(seed, int) else seed
+    second = []
+    for code in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == code))
+        count = round(len(members) * fraction)
+        if at_least_one:
+            count = min(max(count, 1), len(members) - 1)
+        second.append(members[:count])
+    held = np.sort(np.concatenate(second))
+    return np.setdiff1d(np.arange(len(labels)), held), held
+
 
 class SubsetSource(Source):
     """The items of ``source`` at ``indices``, in that order.

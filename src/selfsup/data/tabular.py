@@ -38,7 +38,7 @@ import torch
 from selfsup.core.files import write_json
 from selfsup.data.arrays import encode_labels
 from selfsup.data.base import EmptySourceError, InMemorySource
-from selfsup.data.named import stratified_split
+from selfsup.data.splits import stratified_split
 
 PREPROCESSOR_FILE = "preprocess.json"
 

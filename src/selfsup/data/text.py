@@ -42,7 +42,8 @@ import torch
 
 from selfsup.data.arrays import encode_labels
 from selfsup.data.base import Batch, EmptySourceError, Source, checked_rows
-from selfsup.data.named import DatasetNotInstalledError, stratified_split
+from selfsup.data.named import DatasetNotInstalledError
+from selfsup.data.splits import stratified_split
 from selfsup.data.tokenizer import DEFAULT_MAX_LENGTH, DEFAULT_VOCAB_SIZE, TextTokenizer
 
 #: File suffixes read as text without ``--modality text``.

@@ -29,7 +29,6 @@ from selfsup.evaluation.linear import (
     fit_logistic_regression,
     linear_probe,
     standardize,
-    stratified_split,
 )
 
 __all__ = [
@@ -50,6 +49,5 @@ __all__ = [
     "normalized_std",
     "rankme",
     "standardize",
-    "stratified_split",
     "uniformity",
 ]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from selfsup.core.neighbours import cosine_topk
 from selfsup.evaluation.inputs import ArrayLike, as_embeddings, as_labels, count_classes
 
 
@@ -68,17 +69,13 @@ def knn_predict(
         raise ValueError("temperature and batch_size must be positive")
     num_classes = count_classes(labels)
 
-    predictions = []
-    for start in range(0, len(test), batch_size):
-        similarity = test[start : start + batch_size] @ train.T
-        top_sim, top_idx = similarity.topk(k, dim=1)
-        # Subtracting each row's largest similarity scales that row's weights by one
-        # constant, so the vote is unchanged while exp() cannot overflow at small T.
-        weights = ((top_sim - top_sim[:, :1]) / temperature).exp()
-        votes = torch.zeros(len(top_sim), num_classes)
-        votes.scatter_add_(1, labels[top_idx], weights)
-        predictions.append(votes.argmax(dim=1))
-    return torch.cat(predictions)
+    top_sim, top_idx = cosine_topk(test, train, k, chunk=batch_size)
+    # Subtracting each row's largest similarity scales that row's weights by one constant,
+    # so the vote is unchanged while exp() cannot overflow at small T.
+    weights = ((top_sim - top_sim[:, :1]) / temperature).exp()
+    votes = torch.zeros(len(top_sim), num_classes)
+    votes.scatter_add_(1, labels[top_idx], weights)
+    return votes.argmax(dim=1)
 
 
 def knn_accuracy(

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from selfsup.core.neighbours import cosine_topk
 from selfsup.data.base import Source
 from selfsup.embedding import autocast
 from selfsup.encoder import Encoder
@@ -191,19 +192,10 @@ def neighbour_agreement(view1: ArrayLike, view2: ArrayLike, k: int = 10) -> floa
     n = len(a)
     if not 1 <= k < n:
         raise ValueError(f"k must be in [1, {n - 1}] for {n} items, got {k}")
-    shared = 0
-    for start in range(0, n, 1024):
-        rows = torch.arange(start, min(n, start + 1024))
-        nn1 = _neighbours(a, rows, k)
-        nn2 = _neighbours(b, rows, k)
-        shared += int((nn1.unsqueeze(2) == nn2.unsqueeze(1)).any(dim=2).sum())
+    nn1 = cosine_topk(a, a, k, exclude_self=True)[1]
+    nn2 = cosine_topk(b, b, k, exclude_self=True)[1]
+    shared = int((nn1.unsqueeze(2) == nn2.unsqueeze(1)).any(dim=2).sum())
     return shared / (n * k)
-
-
-def _neighbours(z: torch.Tensor, rows: torch.Tensor, k: int) -> torch.Tensor:
-    similarity = z[rows] @ z.T
-    similarity[torch.arange(len(rows)), rows] = -math.inf  # an item is not its own neighbour
-    return similarity.topk(k, dim=1).indices
 
 
 @dataclass

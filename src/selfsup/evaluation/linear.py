@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from selfsup.data.splits import stratified_split
 from selfsup.evaluation.inputs import (
     ArrayLike,
     as_labelled_splits,
@@ -138,37 +139,6 @@ def fit_logistic_regression(
     with torch.enable_grad():
         optimizer.step(closure)
     return model.requires_grad_(False)
-
-
-def stratified_split(
-    labels: np.ndarray, val_fraction: float, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Split indices into fit and validation parts with the class proportions of ``labels``.
-
-    Each class gives ``round(val_fraction * count)`` examples to the validation part, but
-    at least one, and keeps at least one; every class must therefore have two examples.
-
-    Args:
-        labels: integer labels, shape ``(n,)``.
-        val_fraction: the share of each class to hold out, in ``(0, 1)``.
-        rng: the generator that shuffles each class.
-
-    Returns:
-        ``(fit_indices, val_indices)``, each sorted.
-
-    Example:
-        >>> labels = np.array([0, 0, 0, 0, 1, 1])
-        >>> fit, val = stratified_split(labels, 0.25, np.random.default_rng(0))
-        >>> len(fit), len(val)
-        (4, 2)
-    """
-    fit_parts, val_parts = [], []
-    for cls in np.unique(labels):
-        members = rng.permutation(np.flatnonzero(labels == cls))
-        n_val = min(max(round(val_fraction * len(members)), 1), len(members) - 1)
-        val_parts.append(members[:n_val])
-        fit_parts.append(members[n_val:])
-    return np.sort(np.concatenate(fit_parts)), np.sort(np.concatenate(val_parts))
 
 
 def _sweep_weight_decays(
@@ -313,7 +283,9 @@ def linear_probe(
     else:
         fit_idx, val_idx = (
             torch.from_numpy(part)
-            for part in stratified_split(y_train.numpy(), val_fraction, np.random.default_rng(seed))
+            for part in stratified_split(
+                y_train.numpy(), val_fraction, np.random.default_rng(seed), at_least_one=True
+            )
         )
         chosen, val_accuracy, init = _select_weight_decay(
             (train[fit_idx], y_train[fit_idx]),

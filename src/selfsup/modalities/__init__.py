@@ -29,8 +29,7 @@ from torch import nn
 
 from selfsup.config import ConfigError, PretrainConfig
 from selfsup.data.base import Source
-from selfsup.data.named import stratified_split
-from selfsup.data.splits import SubsetSource
+from selfsup.data.splits import SubsetSource, stratified_split
 from selfsup.encoder import SPEC_FILE, WEIGHTS_FILE, Encoder
 from selfsup.modalities.audio import AUDIO
 from selfsup.modalities.base import Modality, channel_statistics

@@ -56,11 +56,11 @@ from torch import nn
 from selfsup.core.files import atomic_path, write_json
 from selfsup.core.progress import TrainingProgress
 from selfsup.data.base import Source
-from selfsup.data.splits import SubsetSource
+from selfsup.data.splits import SubsetSource, stratified_split
 from selfsup.embedding import embed_source
 from selfsup.encoder import Encoder
 from selfsup.evaluation.fewshot import FEW_SHOT_WEIGHT_DECAY
-from selfsup.evaluation.linear import fit_logistic_regression, stratified_split
+from selfsup.evaluation.linear import fit_logistic_regression
 from selfsup.modalities import get_modality, load_encoder
 from selfsup.tools.calibration import (
     expected_calibration_error,
@@ -650,7 +650,8 @@ def adapt(
         fitted = fit_on(np.arange(len(labels)))  # last, so the metrics describe this fit
         calibration_labels = labels
     else:
-        fit, held = stratified_split(labels, HELD_OUT_FRACTION, np.random.default_rng(seed))
+        rng = np.random.default_rng(seed)
+        fit, held = stratified_split(labels, HELD_OUT_FRACTION, rng, at_least_one=True)
         fitted = fit_on(fit)
         if finetune_blocks:
             encoder, fitted = finetune_encoder(

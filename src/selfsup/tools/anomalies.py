@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from sklearn.covariance import LedoitWolf
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from selfsup.core.neighbours import euclidean_topk
 from selfsup.data.base import Source
 from selfsup.embedding import embed_source
 
@@ -72,16 +73,9 @@ def knn_distance(
     x = torch.as_tensor(np.asarray(query), dtype=torch.float32)
     if normalize:
         ref, x = F.normalize(ref, dim=1), F.normalize(x, dim=1)
-    skip = 1 if leave_one_out else 0
-    k = max(1, min(k, len(ref) - skip))
-    out = []
-    for start in range(0, len(x), batch_size):
-        distances = torch.cdist(x[start : start + batch_size], ref)
-        if leave_one_out:
-            rows = torch.arange(start, start + len(distances))
-            distances[torch.arange(len(distances)), rows] = float("inf")
-        out.append(distances.topk(k, dim=1, largest=False).values[:, -1])
-    return torch.cat(out).numpy().astype(np.float64)
+    k = max(1, min(k, len(ref) - int(leave_one_out)))
+    distances, _ = euclidean_topk(x, ref, k, exclude_self=leave_one_out, chunk=batch_size)
+    return distances[:, -1].numpy().astype(np.float64)
 
 
 class MahalanobisScorer:

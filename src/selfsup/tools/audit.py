@@ -46,12 +46,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from selfsup.core.files import write_json
+from selfsup.core.neighbours import cosine_topk
 from selfsup.embedding import embed_source
 from selfsup.evaluation.labelfree import rankme
 from selfsup.evaluation.linear import fit_logistic_regression, standardize
+from selfsup.tools.calibration import calibration_error
 from selfsup.tools.figures import pyplot, save_png
 
 AUDIT_FILE = "audit.json"
@@ -75,33 +76,6 @@ _NAMES = {
     "fpr": "false positive rate",
     "fnr": "false negative rate",
 }
-
-
-def expected_calibration_error(
-    y_true: np.ndarray, y_pred: np.ndarray, confidence: np.ndarray, bins: int = 10
-) -> float:
-    """Expected calibration error of the top-label confidence (Guo et al., 2017, Eq. 3).
-
-    ``sum_b |B_b| / n * |accuracy(B_b) - mean confidence(B_b)|`` over ``bins`` equal-width
-    bins of confidence.
-
-    Example:
-        >>> y = np.array([1, 1, 0, 0])
-        >>> expected_calibration_error(y, np.array([1, 1, 1, 0]), np.full(4, 0.75))
-        0.0
-        >>> round(expected_calibration_error(y, np.ones(4, int), np.full(4, 0.9)), 2)
-        0.4
-    """
-    correct = (np.asarray(y_true) == np.asarray(y_pred)).astype(float)
-    confidence = np.asarray(confidence, dtype=float)
-    if len(correct) == 0:
-        return float("nan")
-    which = np.minimum((confidence * bins).astype(int), bins - 1)
-    total = 0.0
-    for b in np.unique(which):
-        members = which == b
-        total += members.sum() * abs(correct[members].mean() - confidence[members].mean())
-    return float(total / len(correct))
 
 
 def _one_vs_rest_rates(
@@ -247,7 +221,7 @@ def prediction_metrics(
     num_classes = max(int(proba.shape[1]), int(y_true.max()) + 1, int(y_pred.max()) + 1)
     metrics = {
         "accuracy": lambda t, p: float(np.mean(t == p)),
-        "ece": lambda t, p, confidence: expected_calibration_error(t, p, confidence),
+        "ece": lambda t, p, confidence: calibration_error(t == p, confidence),
         "fpr": lambda t, p: _one_vs_rest_rates(np.asarray(t), np.asarray(p), num_classes)[0],
         "fnr": lambda t, p: _one_vs_rest_rates(np.asarray(t), np.asarray(p), num_classes)[1],
     }
@@ -317,18 +291,6 @@ def prediction_gaps(
     return gaps
 
 
-def _cosine_neighbours(embeddings: torch.Tensor, k: int, batch: int = 1024) -> torch.Tensor:
-    """Indices ``(n, k)`` of each row's k most cosine-similar other rows."""
-    z = F.normalize(embeddings.float(), dim=1)
-    parts = []
-    for start in range(0, len(z), batch):
-        sim = z[start : start + batch] @ z.T
-        rows = torch.arange(start, min(len(z), start + batch))
-        sim[rows - start, rows] = -float("inf")  # an item is not its own neighbour
-        parts.append(sim.topk(k, dim=1).indices)
-    return torch.cat(parts)
-
-
 def group_purity(
     embeddings: np.ndarray, groups: np.ndarray, k: int = 10
 ) -> tuple[dict[str, float], dict[str, float]]:
@@ -345,7 +307,8 @@ def group_purity(
     """
     groups = np.asarray(groups).astype(str)
     k = min(k, len(groups) - 1)
-    neighbours = _cosine_neighbours(torch.as_tensor(np.asarray(embeddings)), k).numpy()
+    z = torch.as_tensor(np.asarray(embeddings))
+    neighbours = cosine_topk(z, z, k, exclude_self=True)[1].numpy()
     same = (groups[neighbours] == groups[:, None]).mean(axis=1)
     purity, chance = {}, {}
     for name in np.unique(groups):

@@ -83,8 +83,21 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
         0.4
     """
     probs = np.asarray(probs, dtype=np.float64)
-    confidence = probs.max(axis=1)
-    correct = probs.argmax(axis=1) == np.asarray(labels)
+    return calibration_error(probs.argmax(axis=1) == np.asarray(labels), probs.max(axis=1), bins)
+
+
+def calibration_error(correct: np.ndarray, confidence: np.ndarray, bins: int = 15) -> float:
+    """ECE from each prediction's correctness and confidence (see
+    :func:`expected_calibration_error`); NaN for no prediction.
+
+    Example:
+        >>> calibration_error(np.array([True, False]), np.array([0.9, 0.9]))
+        0.4
+    """
+    correct = np.asarray(correct, dtype=bool)
+    confidence = np.asarray(confidence, dtype=np.float64)
+    if len(correct) == 0:
+        return float("nan")
     edges = np.linspace(0.0, 1.0, bins + 1)
     which = np.clip(np.searchsorted(edges, confidence, side="left") - 1, 0, bins - 1)
     error = 0.0

@@ -56,6 +56,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.core.files import write_json
+from selfsup.core.neighbours import cosine_topk
 from selfsup.data.base import Source
 from selfsup.data.image_folder import IMAGE_EXTENSIONS
 from selfsup.modalities.image import conform_images
@@ -262,14 +263,13 @@ def nearest_neighbours(
         >>> idx.tolist(), sim.round(2).tolist()
         ([1, 2], [1.0, 1.0])
     """
-    z = F.normalize(torch.as_tensor(np.nan_to_num(embeddings, nan=0.0)).float(), dim=1)
-    q = F.normalize(torch.as_tensor(query).float().reshape(1, -1), dim=1)
-    sim = (z @ q.T)[:, 0]
-    sim[torch.as_tensor(np.isnan(embeddings).any(axis=1))] = -float("inf")
+    allowed = torch.as_tensor(~np.isnan(embeddings).any(axis=1))
     if exclude is not None:
-        sim[exclude] = -float("inf")
-    top = sim.topk(min(k, int(torch.isfinite(sim).sum())))
-    return top.indices.numpy(), top.values.numpy()
+        allowed[exclude] = False
+    z = torch.as_tensor(np.nan_to_num(embeddings, nan=0.0))
+    q = torch.as_tensor(query).reshape(1, -1)
+    similarity, index = cosine_topk(q, z, min(k, int(allowed.sum())), allowed=allowed)
+    return index[0].numpy(), similarity[0].numpy()
 
 
 # --- reading the item -------------------------------------------------------------------------

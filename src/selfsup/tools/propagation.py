@@ -33,8 +33,8 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
 
+from selfsup.core.neighbours import cosine_topk
 from selfsup.evaluation.linear import fit_logistic_regression
 
 #: Neighbours per item in the graph.
@@ -70,18 +70,10 @@ def knn_graph(
     n = len(embeddings)
     if not 1 <= k < n:
         raise ValueError(f"the graph needs 1 <= k < {n} items, got k={k}")
-    x = F.normalize(embeddings.float(), dim=1)
-    values, columns = [], []
-    for start in range(0, n, chunk):
-        similarity = x[start : start + chunk] @ x.T
-        rows = torch.arange(start, min(start + chunk, n))
-        similarity[rows - start, rows] = -float("inf")  # not its own neighbour
-        top, where = similarity.topk(k, dim=1)
-        values.append(top.clamp_min(0).pow(power))
-        columns.append(where)
-    weights = torch.cat(values).flatten().double().numpy()
+    top, where = cosine_topk(embeddings, embeddings, k, exclude_self=True, chunk=chunk)
+    weights = top.clamp_min(0).pow(power).flatten().double().numpy()
     rows = np.repeat(np.arange(n), k)
-    w = sp.csr_matrix((weights, (rows, torch.cat(columns).flatten().numpy())), shape=(n, n))
+    w = sp.csr_matrix((weights, (rows, where.flatten().numpy())), shape=(n, n))
     w = w + w.T
     degree = np.asarray(w.sum(axis=1)).ravel()
     scale = sp.diags(1.0 / np.sqrt(np.maximum(degree, 1e-12)))

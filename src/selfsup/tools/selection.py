@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
+from selfsup.core.neighbours import euclidean_topk
 from selfsup.data.base import Source
 from selfsup.embedding import embed_source
 from selfsup.evaluation.fewshot import FEW_SHOT_WEIGHT_DECAY
@@ -125,9 +126,7 @@ def typicality(z: torch.Tensor, neighbours: int = TYPICALITY_NEIGHBOURS) -> torc
     k = min(neighbours, len(z) - 1)
     if k < 1:
         return torch.ones(len(z))
-    distances = torch.cdist(z, z)
-    distances.fill_diagonal_(float("inf"))
-    mean = distances.topk(k, dim=1, largest=False).values.mean(dim=1)
+    mean = euclidean_topk(z, z, k, exclude_self=True)[0].mean(dim=1)
     return 1.0 / mean.clamp_min(1e-12)
 
 
