@@ -324,6 +324,8 @@ def pretrain(
         resumed = modality.resume_options(run_dir) if resume is not None else None
         opened = _open_training_data(cfg, in_memory, resumed)
     source, held_out = hold_out(opened, cfg.monitor_items, cfg.seed)
+    if cfg.epochs is None and cfg.steps is None and cfg.time_budget is None:
+        cfg = cfg.model_copy(update={"steps": modality.default_steps(source)})
     if resume is not None:  # the encoder as the run folder describes it
         encoder = load_encoder(run_dir, custom)
     else:

@@ -39,3 +39,15 @@ def test_slow_first_steps_such_as_compilation_do_not_set_the_pace() -> None:
     assert _fit_to_budget(cfg, state, 1000, fabric, pace_from=(2, 20.0)) == 12 + 390
     # Over all steps the pace would be 1.75 s a step: 22 more steps.
     assert _fit_to_budget(cfg, state, 100, fabric) == 12 + 22
+
+
+def test_the_monitor_is_bounded_by_time_not_paid_after_every_epoch() -> None:
+    from selfsup.engine.train import MONITOR_SHARE, monitor_due
+
+    spent = TrainState(step=30, epoch=3, total_steps=100, train_seconds=10.0)
+    spent.monitor_seconds = MONITOR_SHARE * 10.0 + 0.01
+    assert not monitor_due(spent)
+    spent.monitor_seconds = MONITOR_SHARE * 10.0 - 0.01
+    assert monitor_due(spent)
+    assert monitor_due(TrainState(step=10, epoch=1, total_steps=100, monitor_seconds=99.0))
+    assert monitor_due(TrainState(step=100, epoch=9, total_steps=100, monitor_seconds=99.0))

@@ -107,3 +107,12 @@ def test_sent2vec_picks_the_text_bag() -> None:
     source = TextSource(["a b c"] * 10)
     cfg = resolve_config(PretrainConfig(data="-", modality="text", method="sent2vec"))
     assert get_modality("text").default_backbone("sent2vec", source, cfg) == "text-bag"
+
+
+def test_series_train_ts2vec_200_iterations_unless_told_otherwise(tmp_path) -> None:
+    series = np.random.default_rng(0).normal(size=(40, 1, 20)).astype(np.float32)
+    options = {"backbone_options": {"hidden": 4, "out_dim": 8, "depth": 1}, "show_progress": False}
+    run = pretrain(series, modality="series", out=str(tmp_path / "a"), **options)
+    assert run.config["steps"] == 200 and run.summary["steps"] == 200
+    run = pretrain(series, modality="series", epochs=2, out=str(tmp_path / "b"), **options)
+    assert run.config["steps"] is None and run.summary["steps"] == 2 * (40 // 8)

@@ -45,7 +45,7 @@ PANELS = {
     ),
     "Method and model": ("method", "backbone", "backbone_options", "method_options", "views"),
     "Schedule": (
-        "epochs", "time_budget", "batch_size", "lr", "optimizer", "weight_decay",
+        "epochs", "steps", "time_budget", "batch_size", "lr", "optimizer", "weight_decay",
         "warmup_epochs", "schedule", "seed",
     ),
     "Hardware": ("precision", "devices", "num_nodes", "accelerator", "compile"),

@@ -1,14 +1,15 @@
-"""The training loop: views, loss, backward, step, schedule, checkpoint. Read it top to bottom.
+"""The training loop, read top to bottom: ``fit`` sets up, then runs ``train_one_epoch`` and
+``end_epoch`` until the planned steps are done; ``training_step`` is the core (views, loss,
+backward, step).
 
 Lightning Fabric supplies the distributed machinery (DDP over gloo on CPU or NCCL on GPU,
 torchrun and multi-node launching) and the precision plugin (bf16 autocast); the loop itself
-stays explicit here.
+stays explicit here. A :class:`TimeBudget` turns ``--time-budget`` into a number of steps.
 
 Example:
     >>> import numpy as np, tempfile, lightning
     >>> from selfsup.config import PretrainConfig
     >>> from selfsup.data.arrays import ArraySource
-    >>> from selfsup.encoder import Encoder
     >>> from selfsup.methods import build_method
     >>> from selfsup.views import ImageViews, image_recipe
     >>> source = ArraySource(np.random.randint(0, 255, (64, 8, 8), dtype=np.uint8))
@@ -50,6 +51,10 @@ SKIPPED_FILE = "skipped.txt"
 DEFAULT_EPOCHS = 100
 # Steps timed before a time budget is turned into a number of steps.
 _CALIBRATION_STEPS = 10
+#: The label-free monitor measures after an epoch while its time so far stays under this share
+#: of the training time (and always after the first and the last epoch), so tiny epochs do not
+#: pay for it every time.
+MONITOR_SHARE = 0.1
 #: Steps of each process not counted in the pace of a time budget: they hold torch.compile's
 #: compilation (tens of seconds) and the first, slower oneDNN calls.
 _PACE_SKIP_STEPS = 2
@@ -126,9 +131,56 @@ def _dedupe_skipped(run_dir: Path) -> int:
     return len(lines)
 
 
-def _planned_steps(cfg: PretrainConfig, steps_per_epoch: int) -> int:
-    epochs = cfg.epochs or (None if cfg.time_budget else DEFAULT_EPOCHS)
-    return epochs * steps_per_epoch if epochs else 10**12
+def planned_steps(cfg: PretrainConfig, steps_per_epoch: int) -> int:
+    """The steps a run plans before any time budget: ``cfg.steps`` and ``cfg.epochs`` (the
+    smaller when both are set), ``DEFAULT_EPOCHS`` epochs when neither nor a time budget is
+    set, else no limit."""
+    limits = []
+    if cfg.steps is not None:
+        limits.append(cfg.steps)
+    if cfg.epochs is not None:
+        limits.append(cfg.epochs * steps_per_epoch)
+    if not limits and cfg.time_budget is None:
+        limits.append(DEFAULT_EPOCHS * steps_per_epoch)
+    return min(limits) if limits else 10**12
+
+
+class TimeBudget:
+    """Turns ``--time-budget`` into a number of steps, from the pace measured so far.
+
+    The first ``_PACE_SKIP_STEPS`` steps of each process (torch.compile's compilation, the
+    first, slower oneDNN calls) are left out of the pace. The plan is made after
+    ``_CALIBRATION_STEPS`` timed steps and refined at the end of every epoch; rank 0's
+    estimate wins, so every process keeps the same schedule.
+
+    Args:
+        cfg: the run's configuration (its ``time_budget`` in minutes; None: no budget).
+        steps_per_epoch: steps of one epoch.
+        fabric: broadcasts rank 0's plan.
+        first_step: the step this process starts at (a resumed run's).
+    """
+
+    def __init__(
+        self, cfg: PretrainConfig, steps_per_epoch: int, fabric: lightning.Fabric, first_step: int
+    ) -> None:
+        self.cfg = cfg
+        self.steps_per_epoch = steps_per_epoch
+        self.fabric = fabric
+        self.first_step = first_step
+        self.pace_from: tuple[int, float] | None = None
+
+    def after_step(self, state: TrainState) -> int | None:
+        """Record the pace's start; at the calibration step, the new plan (else None)."""
+        if state.step == self.first_step + _PACE_SKIP_STEPS:
+            self.pace_from = (state.step, state.train_seconds)
+        calibrate = self.first_step + _PACE_SKIP_STEPS + _CALIBRATION_STEPS
+        if state.step == calibrate and self.cfg.time_budget is not None:
+            return self.plan(state)
+        return None
+
+    def plan(self, state: TrainState) -> int:
+        """The steps that fit; see :func:`_fit_to_budget`."""
+        return _fit_to_budget(self.cfg, state, self.steps_per_epoch, self.fabric, self.pace_from)
 
 
 def _fit_to_budget(
@@ -146,7 +198,7 @@ def _fit_to_budget(
     left ends training now rather than opening one more epoch of a few steps (and its
     monitoring and checkpoint) for the estimate's noise.
     """
-    cap = _planned_steps(cfg, steps_per_epoch)
+    cap = planned_steps(cfg, steps_per_epoch)
     if cfg.time_budget is None or state.step == 0:
         return cap
     if pace_from is not None and state.step > pace_from[0]:
@@ -160,19 +212,212 @@ def _fit_to_budget(
     return int(fabric.broadcast(min(cap, steps), src=0))
 
 
+def monitor_due(state: TrainState) -> bool:
+    """Whether the label-free monitor measures after the epoch just ended: after the first
+    and the last, and in between while its time stays under ``MONITOR_SHARE`` of training's.
+
+    Example:
+        >>> monitor_due(TrainState(step=50, epoch=3, total_steps=100, train_seconds=10.0,
+        ...                        monitor_seconds=2.0))
+        False
+        >>> monitor_due(TrainState(step=100, epoch=4, total_steps=100, monitor_seconds=2.0))
+        True
+    """
+    first, last = state.epoch == 1, state.step >= state.total_steps
+    return first or last or state.monitor_seconds <= MONITOR_SHARE * state.train_seconds
+
+
 def _epoch_file(epoch: int) -> str:
     return f"epoch-{epoch:04d}.safetensors"
 
 
-def _end_of_epoch(
+@dataclass
+class Training:
+    """What ``setup`` prepares for the loop: the wrapped model and optimizer, the schedule,
+    and what watches and records training."""
+
+    method: Method
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    views: nn.Module
+    peak_lr: float
+    warmup_wanted: int
+    constant: bool
+    steps_per_epoch: int
+    budget: TimeBudget
+    progress: TrainingProgress
+    probe: OnlineProbe | None = None
+    monitor: EpochMonitor | None = None
+    log: MetricsLog | None = None
+    epoch_log: MetricsLog | None = None
+    warmup_steps: int = 0
+
+    def replan(self, state: TrainState, total: int) -> None:
+        """Set the planned total steps; the warmup is at most a tenth of them."""
+        state.total_steps = total
+        self.warmup_steps = min(self.warmup_wanted, total // 10)
+        self.progress.set_total(total)
+
+    def lr_at(self, state: TrainState) -> float:
+        """The learning rate of the next step: linear warmup, then cosine decay or constant."""
+        return warmup_cosine(
+            state.step, state.total_steps, self.warmup_steps, self.peak_lr, constant=self.constant
+        )
+
+
+def training_step(
+    t: Training, items: torch.Tensor, lr: float, fabric: lightning.Fabric, state: TrainState
+) -> float:
+    """One optimizer step on a batch of items: views, loss, backward, step; the loss."""
+    for group in t.optimizer.param_groups:
+        group["lr"] = lr
+    inputs = t.views(items.to(fabric.device))
+    loss = t.model([_channels_last(v) for v in inputs])
+    if not torch.isfinite(loss):
+        raise FloatingPointError(
+            f"the loss became {loss.item()} at step {state.step} (epoch {state.epoch}); try a "
+            "lower --lr, or --precision fp32"
+        )
+    t.optimizer.zero_grad(set_to_none=True)
+    fabric.backward(loss)
+    t.optimizer.step()
+    t.method.on_step_end(state.step / max(1, state.total_steps))
+    return loss.item()
+
+
+def setup(
     method: Method,
-    state: TrainState,
+    source: Source,
+    views: nn.Module,
+    cfg: PretrainConfig,
+    run_dir: Path,
+    fabric: lightning.Fabric,
+    resume: bool,
+    show_progress: bool,
     monitor: EpochMonitor | None,
-    probe: OnlineProbe | None,
-    log: MetricsLog,
-    progress: TrainingProgress,
-) -> str | None:
+) -> tuple[Training, TrainState]:
+    """Optimizer, schedule, probe, logs and progress; the state restored on resume."""
+    world, rank = fabric.world_size, fabric.global_rank
+    per_step = cfg.batch_size * world
+    steps_per_epoch = len(source) // per_step
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"{source.name}: {len(source)} items are fewer than one step of {cfg.batch_size} "
+            f"items x {world} processes; lower --batch-size"
+        )
+    lr = cfg.lr if cfg.lr is not None else BASE_LR[cfg.optimizer] * per_step / 256
+    weight_decay = (
+        cfg.weight_decay if cfg.weight_decay is not None else BASE_WEIGHT_DECAY[cfg.optimizer]
+    )
+    optimizer = build_optimizer(cfg.optimizer, method, lr, weight_decay)
+    probe = None
+    if cfg.online_probe and source.labels is not None:
+        num_classes = int(np.max(source.labels)) + 1
+        probe = OnlineProbe(
+            method.encoder, method.encoder.feature_dim, num_classes, device=fabric.device
+        )
+    state = TrainState(total_steps=planned_steps(cfg, steps_per_epoch))
+    if resume:
+        ckpt = load_checkpoint(run_dir / CHECKPOINT)
+        method.load_state_dict(ckpt["method"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        state = TrainState(**ckpt["state"])
+        if probe is not None and "probe" in ckpt:
+            probe.load_state_dict(ckpt["probe"])
+        if monitor is not None and "monitor" in ckpt:
+            monitor.load_state_dict(ckpt["monitor"])
+    # Channels-last memory runs convolutions about a third faster on CPU (oneDNN).
+    method = method.to(memory_format=torch.channels_last)
+    model, optimizer = fabric.setup(torch.compile(method) if cfg.compile else method, optimizer)
+    log, epoch_log = None, None
+    if rank == 0:
+        log = MetricsLog(run_dir, resume_step=state.step if resume else None)
+        epoch_log = MetricsLog(run_dir, state.step if resume else None, filename=EPOCHS_FILE)
+    progress = TrainingProgress(
+        min(state.total_steps, 10**9) if cfg.time_budget is None else steps_per_epoch,
+        f"{method.name} on {source.name}",
+        enabled=show_progress and rank == 0,
+        completed=state.step,
+    )
+    training = Training(
+        method=method,
+        model=model,
+        optimizer=optimizer,
+        views=views.to(fabric.device),
+        peak_lr=lr,
+        warmup_wanted=int(cfg.warmup_epochs * steps_per_epoch),
+        constant=cfg.schedule == "constant",
+        steps_per_epoch=steps_per_epoch,
+        budget=TimeBudget(cfg, steps_per_epoch, fabric, first_step=state.step),
+        progress=progress,
+        probe=probe,
+        monitor=monitor,
+        log=log,
+        epoch_log=epoch_log,
+    )
+    training.warmup_steps = min(training.warmup_wanted, state.total_steps // 10)
+    return training, state
+
+
+def train_one_epoch(
+    t: Training,
+    state: TrainState,
+    source: Source,
+    cfg: PretrainConfig,
+    run_dir: Path,
+    fabric: lightning.Fabric,
+) -> float:
+    """Train on this process's batches of ``state.epoch`` until it ends or the planned steps
+    are done; return the last loss."""
+    world, rank = fabric.world_size, fabric.global_rank
+    # Seeding from (seed, epoch, rank) makes augmentations repeat exactly on --resume.
+    torch.manual_seed(cfg.seed * 1_000_003 + state.epoch * 1009 + rank)
+    batches = epoch_batches(len(source), cfg.batch_size, world, rank, cfg.seed, state.epoch)
+    loader = DataLoader(
+        _EpochBatches(source, batches),
+        batch_size=None,
+        num_workers=cfg.num_workers,
+        collate_fn=_no_collate,
+    )
+    t.model.train()
+    window_loss, window_items, window_start = 0.0, 0, time.perf_counter()
+    last_loss = float("nan")
+    for batch in loader:
+        if state.step >= state.total_steps:
+            break
+        _record_skipped(run_dir, source, batch, cfg.strict)
+        if len(batch.indices) < 2:  # batch norm needs two items
+            continue
+        started = time.perf_counter()
+        last_loss = training_step(t, batch.items, t.lr_at(state), fabric, state)
+        if t.probe is not None:
+            t.probe.step(torch.as_tensor(source.labels[batch.indices], dtype=torch.long))
+        state.train_seconds += time.perf_counter() - started
+        state.step += 1
+        items = len(batch.indices) * world
+        state.items_seen += items
+        window_loss, window_items = window_loss + last_loss, window_items + items
+        t.progress.advance(1, items, last_loss)
+        planned = t.budget.after_step(state)
+        if planned is not None:
+            t.replan(state, planned)
+        if t.log is not None and state.step % cfg.log_every == 0:
+            now = time.perf_counter()
+            t.log.write(
+                state.step,
+                epoch=state.epoch,
+                loss=window_loss / cfg.log_every,
+                lr=t.optimizer.param_groups[0]["lr"],
+                items_per_s=window_items / (now - window_start),
+                train_seconds=state.train_seconds,
+            )
+            window_loss, window_items, window_start = 0.0, 0, now
+    return last_loss
+
+
+def _measure(t: Training, state: TrainState, log: MetricsLog) -> str | None:
     """Measure, log and judge the encoder after an epoch; a message when it must stop."""
+    method, monitor, probe, progress = t.method, t.monitor, t.probe, t.progress
     values: dict[str, float] = {}
     if probe is not None and probe.steps:
         values["online_probe_train"] = probe.train_accuracy()
@@ -209,6 +454,52 @@ def _end_of_epoch(
     return None
 
 
+def end_epoch(
+    t: Training,
+    state: TrainState,
+    cfg: PretrainConfig,
+    run_dir: Path,
+    fabric: lightning.Fabric,
+    last_loss: float,
+) -> None:
+    """Count the epoch, refine the plan, measure (rank 0), checkpoint, and stop every process
+    together when rank 0's monitor saw a collapse.
+
+    Raises:
+        CollapseError: the embeddings collapsed and ``cfg.stop_on_collapse`` is set.
+    """
+    state.epoch += 1
+    t.replan(state, t.budget.plan(state))
+    t.progress.note(
+        f"epoch {state.epoch}: step {state.step}/{state.total_steps}, loss {last_loss:.4f}, "
+        f"{state.items_seen / max(state.train_seconds, 1e-9):,.0f} items/s, "
+        f"{state.train_seconds:.0f} s of training"
+    )
+    collapse = None
+    if fabric.global_rank == 0 and monitor_due(state):
+        collapse = _measure(t, state, t.epoch_log)
+    if fabric.global_rank == 0:
+        if cfg.keep_checkpoints:
+            path = run_dir / "checkpoints" / _epoch_file(state.epoch)
+            save_encoder_weights(t.method.export_encoder(), path)
+        extra = {"probe": t.probe.state_dict()} if t.probe is not None else {}
+        if t.monitor is not None:
+            extra["monitor"] = t.monitor.state_dict()
+        save_checkpoint(
+            run_dir / CHECKPOINT,
+            {
+                "method": t.method.state_dict(),
+                "optimizer": t.optimizer.state_dict(),
+                "state": asdict(state),
+                **extra,
+            },
+        )
+    collapse = fabric.broadcast(collapse, src=0)
+    if collapse is not None:
+        raise CollapseError(collapse)
+    fabric.barrier()
+
+
 def fit(
     method: Method,
     source: Source,
@@ -241,158 +532,17 @@ def fit(
         The final training state (steps, epochs, training seconds, items seen).
     """
     run_dir = Path(run_dir)
-    world, rank = fabric.world_size, fabric.global_rank
-    per_step = cfg.batch_size * world
-    steps_per_epoch = len(source) // per_step
-    if steps_per_epoch == 0:
-        raise ValueError(
-            f"{source.name}: {len(source)} items are fewer than one step of {cfg.batch_size} "
-            f"items x {world} processes; lower --batch-size"
-        )
-    lr = cfg.lr if cfg.lr is not None else BASE_LR[cfg.optimizer] * per_step / 256
-    weight_decay = (
-        cfg.weight_decay if cfg.weight_decay is not None else BASE_WEIGHT_DECAY[cfg.optimizer]
-    )
-    optimizer = build_optimizer(cfg.optimizer, method, lr, weight_decay)
-    constant = cfg.schedule == "constant"  # the learning rate after warmup
-
-    probe = None
-    if cfg.online_probe and source.labels is not None:
-        num_classes = int(np.max(source.labels)) + 1
-        probe = OnlineProbe(
-            method.encoder, method.encoder.feature_dim, num_classes, device=fabric.device
-        )
-    state = TrainState(total_steps=_planned_steps(cfg, steps_per_epoch))
-    if resume:
-        ckpt = load_checkpoint(run_dir / CHECKPOINT)
-        method.load_state_dict(ckpt["method"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        state = TrainState(**ckpt["state"])
-        if probe is not None and "probe" in ckpt:
-            probe.load_state_dict(ckpt["probe"])
-        if monitor is not None and "monitor" in ckpt:
-            monitor.load_state_dict(ckpt["monitor"])
-    # Channels-last memory runs convolutions about a third faster on CPU (oneDNN).
-    method = method.to(memory_format=torch.channels_last)
-    model, optimizer = fabric.setup(torch.compile(method) if cfg.compile else method, optimizer)
-    views = views.to(fabric.device)
-
-    log, epoch_log = None, None
-    if rank == 0:
-        log = MetricsLog(run_dir, resume_step=state.step if resume else None)
-        epoch_log = MetricsLog(run_dir, state.step if resume else None, filename=EPOCHS_FILE)
-    progress = TrainingProgress(
-        min(state.total_steps, 10**9) if cfg.time_budget is None else steps_per_epoch,
-        f"{method.name} on {source.name}",
-        enabled=show_progress and rank == 0,
-        completed=state.step,
-    )
-    if cfg.keep_checkpoints and not resume and rank == 0:  # the starting point, epoch 0
+    t, state = setup(method, source, views, cfg, run_dir, fabric, resume, show_progress, monitor)
+    if cfg.keep_checkpoints and not resume and fabric.global_rank == 0:  # epoch 0: the start
         save_encoder_weights(method.export_encoder(), run_dir / "checkpoints" / _epoch_file(0))
-    window_loss, window_items, window_start = 0.0, 0, time.perf_counter()
-    last_loss = float("nan")
-    first_step = state.step  # of this process (a resumed run compiles again)
-    pace_from: tuple[int, float] | None = None
-    with progress:
+    with t.progress:
         while state.step < state.total_steps:
-            # Seeding from (seed, epoch, rank) makes augmentations repeat exactly on --resume.
-            torch.manual_seed(cfg.seed * 1_000_003 + state.epoch * 1009 + rank)
-            batches = epoch_batches(len(source), cfg.batch_size, world, rank, cfg.seed, state.epoch)
-            loader = DataLoader(
-                _EpochBatches(source, batches),
-                batch_size=None,
-                num_workers=cfg.num_workers,
-                collate_fn=_no_collate,
-            )
-            model.train()
-            for batch in loader:
-                if state.step >= state.total_steps:
-                    break
-                _record_skipped(run_dir, source, batch, cfg.strict)
-                if len(batch.indices) < 2:  # batch norm needs two items
-                    continue
-                started = time.perf_counter()
-                warmup = min(int(cfg.warmup_epochs * steps_per_epoch), state.total_steps // 10)
-                for group in optimizer.param_groups:
-                    group["lr"] = warmup_cosine(
-                        state.step, state.total_steps, warmup, lr, constant=constant
-                    )
-                inputs = views(batch.items.to(fabric.device))
-                loss = model([_channels_last(v) for v in inputs])
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"the loss became {loss.item()} at step {state.step} (epoch "
-                        f"{state.epoch}); try a lower --lr, or --precision fp32"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                fabric.backward(loss)
-                optimizer.step()
-                method.on_step_end(state.step / max(1, state.total_steps))
-                if probe is not None:
-                    probe.step(torch.as_tensor(source.labels[batch.indices], dtype=torch.long))
-                state.train_seconds += time.perf_counter() - started
-                state.step += 1
-                state.items_seen += len(batch.indices) * world
-                last_loss = loss.item()
-                window_loss += last_loss
-                window_items += len(batch.indices) * world
-                progress.advance(1, len(batch.indices) * world, last_loss)
-
-                if state.step == first_step + _PACE_SKIP_STEPS:
-                    pace_from = (state.step, state.train_seconds)
-                calibrate = first_step + _PACE_SKIP_STEPS + _CALIBRATION_STEPS
-                if state.step == calibrate and cfg.time_budget is not None:
-                    state.total_steps = _fit_to_budget(
-                        cfg, state, steps_per_epoch, fabric, pace_from
-                    )
-                    progress.set_total(state.total_steps)
-                if log is not None and state.step % cfg.log_every == 0:
-                    now = time.perf_counter()
-                    log.write(
-                        state.step,
-                        epoch=state.epoch,
-                        loss=window_loss / cfg.log_every,
-                        lr=optimizer.param_groups[0]["lr"],
-                        items_per_s=window_items / (now - window_start),
-                        train_seconds=state.train_seconds,
-                    )
-                    window_loss, window_items, window_start = 0.0, 0, now
-            state.epoch += 1
-            state.total_steps = _fit_to_budget(cfg, state, steps_per_epoch, fabric, pace_from)
-            progress.set_total(state.total_steps)
-            progress.note(
-                f"epoch {state.epoch}: step {state.step}/{state.total_steps}, loss "
-                f"{last_loss:.4f}, {state.items_seen / max(state.train_seconds, 1e-9):,.0f} "
-                f"items/s, "
-                f"{state.train_seconds:.0f} s of training"
-            )
-            collapse = None
-            if rank == 0:
-                collapse = _end_of_epoch(method, state, monitor, probe, epoch_log, progress)
-                if cfg.keep_checkpoints:
-                    path = run_dir / "checkpoints" / _epoch_file(state.epoch)
-                    save_encoder_weights(method.export_encoder(), path)
-                extra = {"probe": probe.state_dict()} if probe is not None else {}
-                if monitor is not None:
-                    extra["monitor"] = monitor.state_dict()
-                save_checkpoint(
-                    run_dir / CHECKPOINT,
-                    {
-                        "method": method.state_dict(),
-                        "optimizer": optimizer.state_dict(),
-                        "state": asdict(state),
-                        **extra,
-                    },
-                )
-            # Every process stops together when rank 0's monitor saw a collapse.
-            collapse = fabric.broadcast(collapse, src=0)
-            if collapse is not None:
-                raise CollapseError(collapse)
-            fabric.barrier()
-    if probe is not None:
-        probe.remove()
-    if log is not None:
-        log.close()
-        epoch_log.close()
+            last_loss = train_one_epoch(t, state, source, cfg, run_dir, fabric)
+            end_epoch(t, state, cfg, run_dir, fabric, last_loss)
+    if t.probe is not None:
+        t.probe.remove()
+    if t.log is not None:
+        t.log.close()
+        t.epoch_log.close()
         _dedupe_skipped(run_dir)
     return state

@@ -127,6 +127,11 @@ class Modality(ABC):
                 f"{', '.join(usable)}"
             )
 
+    def default_steps(self, source: Source) -> int | None:
+        """Optimizer steps when neither ``--epochs``, ``--steps`` nor ``--time-budget`` is
+        given; None: the engine's ``DEFAULT_EPOCHS`` epochs."""
+        return None
+
     def default_backbone(self, method: str, source: Source, cfg: PretrainConfig) -> str:
         """The backbone ``method`` trains when ``--backbone`` is not given: the method's own
         choice for this modality, else ``fallback_backbone``."""

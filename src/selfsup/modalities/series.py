@@ -29,6 +29,8 @@ from selfsup.views.series import SeriesViews, series_recipe
 
 #: ``embed`` holds a batch's per-step features (B x T x D): at most this many time steps a batch.
 SERIES_STEPS_PER_BATCH = 2**18
+#: TS2Vec trains 200 iterations on data of at most this many values, 600 above.
+TS2VEC_SMALL_DATA = 100_000
 
 
 class SeriesModality(Modality):
@@ -86,6 +88,11 @@ class SeriesModality(Modality):
         return build_series_encoder(
             spec["backbone"], spec["in_channels"], spec["mean"], spec["std"], **spec["options"]
         )
+
+    def default_steps(self, source: Source) -> int | None:
+        """TS2Vec's rule: 200 iterations, 600 when the data holds more than 100,000 values."""
+        values = len(source) * int(np.prod(source.read_batch([0]).items.shape[1:]))
+        return 200 if values <= TS2VEC_SMALL_DATA else 600
 
     def embed_batch_size(self, source: Source, batch_size: int) -> int:
         """Lowered so a batch holds at most ``SERIES_STEPS_PER_BATCH`` time steps."""
