@@ -1,7 +1,7 @@
 """selfsup: self-supervised learning from raw, unlabeled data, proven with few labels.
 
-``pretrain``, ``load`` and ``Run`` are imported on first use, so that lifting one loss or
-backbone out of the package does not import the training engine.
+``pretrain``, ``load``, ``Run`` and ``AdaptedModel`` are imported on first use, so that lifting
+one loss or backbone out of the package does not import the training engine.
 
 Example:
     >>> import selfsup
@@ -14,7 +14,7 @@ Example:
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["Run", "SelfSupervisedEncoder", "__version__", "load", "pretrain"]
+__all__ = ["AdaptedModel", "Run", "SelfSupervisedEncoder", "__version__", "load", "pretrain"]
 
 
 def __getattr__(name: str) -> Any:
@@ -22,6 +22,10 @@ def __getattr__(name: str) -> Any:
         from selfsup import run
 
         return getattr(run, name)
+    if name == "AdaptedModel":
+        from selfsup.tools.adapt import AdaptedModel
+
+        return AdaptedModel
     if name == "SelfSupervisedEncoder":
         from selfsup.estimator import SelfSupervisedEncoder
 

@@ -319,3 +319,33 @@ def test_vit_sincos_survives_save_and_load(tmp_path) -> None:
     assert loaded.backbone.pos_embed_kind == "sincos"
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), encoder(x))
+
+
+def test_every_built_in_backbone_lists_all_its_parameters_as_blocks() -> None:
+    from selfsup.modalities.audio import build_audio_encoder
+    from selfsup.modalities.image import build_image_encoder
+    from selfsup.modalities.series import build_series_encoder
+    from selfsup.modalities.tabular import build_tabular_encoder
+    from selfsup.modalities.text import build_text_encoder
+
+    encoders = [
+        build_image_encoder("small-cnn", 1, 8, width=4),
+        build_image_encoder("resnet18", 3, 32, width=8),
+        build_image_encoder("vit-tiny", 1, 16, patch_size=4, depth=2, dim=16, heads=2),
+        build_series_encoder("ts2vec", 2, hidden=4, out_dim=8, depth=2),
+        build_series_encoder("patch-transformer", 2, dim=16, depth=2, heads=2),
+        build_tabular_encoder(3, [4], hidden=8, depth=2),
+        build_text_encoder("text-transformer", 100, 8, dim=16, depth=2, heads=2),
+        build_text_encoder("text-bag", 100, 8, dim=8),
+        build_audio_encoder("byola-cnn", 16, 16, feature_dim=8, width=4),
+        build_audio_encoder("spectrogram-vit", 16, 16, dim=16, depth=2, heads=2),
+    ]
+    for encoder in encoders:
+        blocks = encoder.backbone.block_list()
+        assert len(blocks) >= 2 or type(encoder.backbone).__name__ == "TextBag"
+        listed = {id(p) for block in blocks for p in block.parameters()}
+        owned = {id(p) for p in encoder.backbone.parameters()}
+        # Every trainable tensor but position embeddings and class tokens sits in a block.
+        loose = [n for n, p in encoder.backbone.named_parameters() if id(p) not in listed]
+        assert all("pos" in n or "cls" in n or "position" in n for n in loose), loose
+        assert listed <= owned

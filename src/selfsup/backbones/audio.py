@@ -72,6 +72,12 @@ class AudioNTT2020(nn.Module):
             nn.ReLU(),
         )
 
+    def block_list(self) -> list[nn.Module]:
+        """The parameterized blocks, input to output, for fine-tuning the last ones."""
+        convs = [i for i, m in enumerate(self.features) if isinstance(m, nn.Conv2d)]
+        ends = [*convs[1:], len(self.features)]
+        return [*(self.features[a:b] for a, b in zip(convs, ends, strict=True)), self.fc]
+
     def forward_frames(self, x: torch.Tensor) -> torch.Tensor:
         """Features per pooled time step (B, frames // 8, feature_dim)."""
         h = self.features(x)  # (B, C, mel, time)
@@ -145,6 +151,12 @@ class SpectrogramTransformer(nn.Module):
             if isinstance(m, nn.Linear):
                 nn.init.trunc_normal_(m.weight, std=0.02)
                 nn.init.zeros_(m.bias)
+
+    def block_list(self) -> list[nn.Module]:
+        """The parameterized blocks, input to output, for fine-tuning the last ones."""
+        blocks: list[nn.Module] = [self.patch_embed, *self.blocks]
+        blocks[-1] = nn.ModuleList([blocks[-1], self.norm])
+        return blocks
 
     def forward_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """The final patch tokens (B, mel patches * time patches, dim), mel-major."""

@@ -60,6 +60,12 @@ class TabularMLP(nn.Module):
         self.mlp = nn.Sequential(*layers)
         self.feature_dim = hidden
 
+    def block_list(self) -> list[nn.Module]:
+        """The parameterized blocks, input to output, for fine-tuning the last ones."""
+        linears = [i for i, m in enumerate(self.mlp) if isinstance(m, nn.Linear)]
+        ends = [*linears[1:], len(self.mlp)]
+        return [self.embeddings, *(self.mlp[a:b] for a, b in zip(linears, ends, strict=True))]
+
     @property
     def in_features(self) -> int:
         """Columns of an encoded row."""

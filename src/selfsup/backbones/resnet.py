@@ -176,6 +176,10 @@ class ResNet(nn.Module):
         self.feature_dim: int = channels_in
         self._init_weights()
 
+    def block_list(self) -> list[nn.Module]:
+        """The parameterized blocks, input to output, for fine-tuning the last ones."""
+        return [self.stem, *(block for stage in self.stages for block in stage)]
+
     def _init_weights(self) -> None:
         for m in self.modules():
             if isinstance(m, nn.Conv2d):

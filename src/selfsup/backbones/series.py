@@ -127,6 +127,10 @@ class DilatedConvEncoder(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
 
+    def block_list(self) -> list[nn.Module]:
+        """The parameterized blocks, input to output, for fine-tuning the last ones."""
+        return [self.input_fc, *self.blocks]
+
     def forward_timestamps(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Features per time step ``(B, length, out_dim)``.
 
@@ -198,6 +202,14 @@ class PatchTransformer(nn.Module):
         self.embed = nn.Linear(in_channels * patch_len, dim)
         self.blocks = pre_norm_transformer(dim, depth, heads, mlp_ratio, dropout)
         self.norm = nn.LayerNorm(dim)
+
+    def block_list(self) -> list[nn.Module]:
+        """The parameterized blocks, input to output, for fine-tuning the last ones."""
+        return [
+            self.embed,
+            *self.blocks.layers[:-1],
+            nn.ModuleList([self.blocks.layers[-1], self.norm]),
+        ]
 
     def _tokens(
         self, x: torch.Tensor, mask: torch.Tensor | None

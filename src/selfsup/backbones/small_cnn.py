@@ -52,6 +52,12 @@ class SmallCNN(nn.Module):
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.feature_dim: int = widths[-1]
 
+    def block_list(self) -> list[nn.Module]:
+        """The parameterized blocks, input to output, for fine-tuning the last ones."""
+        convs = [i for i, m in enumerate(self.features) if isinstance(m, nn.Conv2d)]
+        ends = [*convs[1:], len(self.features)]
+        return [self.features[a:b] for a, b in zip(convs, ends, strict=True)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map images (B, in_channels, H, W) to features (B, 8 * width)."""
         return self.pool(self.features(x)).flatten(1)

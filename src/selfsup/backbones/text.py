@@ -110,6 +110,11 @@ class TextTransformer(nn.Module):
         self.layers = pre_norm_transformer(dim, depth, heads, mlp_ratio, dropout)
         self.norm = nn.LayerNorm(dim)
 
+    def block_list(self) -> list[nn.Module]:
+        """The parameterized blocks, input to output, for fine-tuning the last ones."""
+        layers = list(self.layers.layers)
+        return [self.token_embedding, *layers[:-1], nn.ModuleList([layers[-1], self.norm])]
+
     def _encode(self, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         ids = ids[:, : self.max_length].long()
         pad = padding_mask(ids)
@@ -164,6 +169,10 @@ class TextBag(nn.Module):
         with torch.no_grad():
             self.token_embedding.weight[PAD_ID].zero_()
         self.register_buffer("center", torch.zeros(dim))
+
+    def block_list(self) -> list[nn.Module]:
+        """The parameterized blocks, input to output, for fine-tuning the last ones."""
+        return [self.token_embedding]
 
     def tokens(self, ids: torch.Tensor) -> torch.Tensor:
         """Per-token vectors ``(n, L, dim)`` of ids ``(n, L)`` (each token's own embedding)."""
@@ -220,6 +229,10 @@ class BertEncoder(nn.Module):
         self.bert = BertModel(config, add_pooling_layer=False)
         self.feature_dim = dim
         self.max_length = max_length
+
+    def block_list(self) -> list[nn.Module]:
+        """The parameterized blocks, input to output, for fine-tuning the last ones."""
+        return [self.bert.embeddings, *self.bert.encoder.layer]
 
     @property
     def token_embedding(self) -> nn.Embedding:

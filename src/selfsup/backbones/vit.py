@@ -217,6 +217,12 @@ class VisionTransformer(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self._init_weights()
 
+    def block_list(self) -> list[nn.Module]:
+        """The parameterized blocks, input to output, for fine-tuning the last ones."""
+        blocks: list[nn.Module] = [self.patch_embed, *self.blocks]
+        blocks[-1] = nn.ModuleList([blocks[-1], self.norm])  # the last block with the norm
+        return blocks
+
     def _init_weights(self) -> None:
         if self.pos_embed_kind == "learned":
             nn.init.trunc_normal_(self.pos_embed, std=0.02)

@@ -62,6 +62,7 @@ from selfsup.encoder import Encoder
 from selfsup.evaluation.fewshot import FEW_SHOT_WEIGHT_DECAY
 from selfsup.evaluation.linear import fit_logistic_regression
 from selfsup.modalities import get_modality, load_encoder
+from selfsup.run import Run, as_run
 from selfsup.tools.calibration import (
     expected_calibration_error,
     fit_temperature,
@@ -169,37 +170,23 @@ def fit_head(
 
 
 def backbone_blocks(backbone: nn.Module) -> list[nn.Module]:
-    """The parameterized blocks of an image backbone, input to output, for fine-tuning.
-
-    small-cnn: its conv-BN stages; ResNets: the stem, then every residual block; ViTs: the
-    patch embedding, then every transformer block (the last one with the final norm).
+    """The parameterized blocks of a backbone, input to output (its ``block_list()``).
 
     Raises:
-        ValueError: a backbone whose blocks are not known (the command line prints it).
+        ValueError: a custom backbone without ``block_list()`` (the command line prints it).
 
     Example:
         >>> from selfsup.backbones import build_backbone
         >>> len(backbone_blocks(build_backbone("small-cnn", in_channels=1, image_size=8, width=4)))
         4
     """
-    from selfsup.backbones.resnet import ResNet
-    from selfsup.backbones.small_cnn import SmallCNN
-    from selfsup.backbones.vit import VisionTransformer
-
-    if isinstance(backbone, SmallCNN):
-        convs = [i for i, m in enumerate(backbone.features) if isinstance(m, nn.Conv2d)]
-        ends = [*convs[1:], len(backbone.features)]
-        return [backbone.features[a:b] for a, b in zip(convs, ends, strict=True)]
-    if isinstance(backbone, ResNet):
-        return [backbone.stem, *(block for stage in backbone.stages for block in stage)]
-    if isinstance(backbone, VisionTransformer):
-        blocks: list[nn.Module] = [backbone.patch_embed, *backbone.blocks]
-        blocks[-1] = nn.ModuleList([blocks[-1], backbone.norm])
-        return blocks
-    raise ValueError(
-        f"fine-tuning knows the blocks of small-cnn, resnet and vit backbones, not "
-        f"{type(backbone).__name__}; adapt without --finetune-blocks"
-    )
+    blocks = getattr(backbone, "block_list", None)
+    if blocks is None:
+        raise ValueError(
+            f"{type(backbone).__name__} does not list its blocks (a block_list() method); "
+            "adapt without --finetune-blocks"
+        )
+    return blocks()
 
 
 class CalibratedClassifier(nn.Module):
@@ -263,11 +250,9 @@ class AdaptedModel:
         )
 
     @cached_property
-    def run(self) -> Any:
+    def run(self) -> Run:
         """The run, with the fine-tuned encoder in place of its own when there is one."""
-        from selfsup.run import load
-
-        run = load(self.run_path)
+        run = as_run(self.run_path)
         if self.finetuned_encoder is not None:
             run.encoder = self.finetuned_encoder
         return run
@@ -455,7 +440,7 @@ def propagation_fitter(
     return fit_on, info
 
 
-def _labelled_source(run: Any, data: str | os.PathLike | Source) -> tuple[Source, list[str]]:
+def _labelled_source(run: Run, data: str | os.PathLike | Source) -> tuple[Source, list[str]]:
     source = run.open(data)
     if source.labels is None:
         raise ValueError(f"{source.name}: adaptation needs labelled data, and this data has none")
@@ -526,7 +511,7 @@ def finetune_encoder(
 
 
 def adapt(
-    run: Any,
+    run: Run | str | os.PathLike,
     labeled: str | os.PathLike | Source,
     *,
     shots: int | None = None,
@@ -580,9 +565,7 @@ def adapt(
             calibration, ``cv`` with fine-tuning, or ``propagation`` with fine-tuning or
             without unlabelled items.
     """
-    from selfsup.run import Run, load
-
-    run = run if isinstance(run, Run) else load(run)
+    run = as_run(run)
     if calibration is not None and calibration not in CALIBRATIONS:
         raise ValueError(f"unknown calibration {calibration!r}; known: {', '.join(CALIBRATIONS)}")
     if head not in HEADS:
@@ -685,7 +668,7 @@ def adapt(
 
 
 def _unlabelled_pool(
-    run: Any,
+    run: Run,
     outside_shots: np.ndarray,
     unlabeled: str | os.PathLike | Source | None,
     unlabeled_embeddings: np.ndarray | None,

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,6 +37,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from selfsup.core.neighbours import euclidean_topk
 from selfsup.data.base import Source
 from selfsup.embedding import embed_source
+from selfsup.run import Run, as_run
 
 SCORERS = ("knn", "mahalanobis")
 #: The share of the normal data held out to set the threshold.
@@ -303,7 +303,7 @@ class AnomalyReport:
 
 
 def score_for_run(
-    run: Any,
+    run: Run | str | os.PathLike,
     data: str | os.PathLike | Source,
     normal: str | os.PathLike | Source | None = None,
     scorer: str = "knn",
@@ -330,9 +330,7 @@ def score_for_run(
         seed: seeds the held-out split of the normal data.
         show_progress: draw progress bars while embedding.
     """
-    from selfsup.run import Run, load
-
-    run = run if isinstance(run, Run) else load(run)
+    run = as_run(run)
     source = run.open(data)
     z = embed_source(run.encoder, source, show_progress=show_progress)
     normal_source = None

@@ -52,6 +52,7 @@ from selfsup.core.neighbours import cosine_topk
 from selfsup.embedding import embed_source
 from selfsup.evaluation.labelfree import rankme
 from selfsup.evaluation.linear import fit_logistic_regression, standardize
+from selfsup.run import Run
 from selfsup.tools.calibration import calibration_error
 from selfsup.tools.figures import pyplot, save_png
 
@@ -614,7 +615,7 @@ def _group_column(data: str | os.PathLike, column: str) -> np.ndarray:
 
 
 def audit_run(
-    run: Any,
+    run: Run,
     data: str | os.PathLike,
     *,
     group_column: str | None = None,

@@ -60,6 +60,7 @@ from selfsup.core.neighbours import cosine_topk
 from selfsup.data.base import Source
 from selfsup.data.image_folder import IMAGE_EXTENSIONS
 from selfsup.modalities.image import conform_images
+from selfsup.run import Run
 from selfsup.tools.figures import pyplot, save_png
 
 METHODS = ("ig", "occlusion")
@@ -284,7 +285,7 @@ def _read_image_file(path: Path, channels: int) -> torch.Tensor:
     return torch.from_numpy(array / 255.0)
 
 
-def resolve_item(run: Any, spec: str) -> tuple[torch.Tensor, str, Source | None, int | None]:
+def resolve_item(run: Run, spec: str) -> tuple[torch.Tensor, str, Source | None, int | None]:
     """The item an ``ITEM`` argument names: ``(item, id, source, row)``.
 
     ``DATA#KEY`` is item ``KEY`` (an id, else a row number) of ``DATA``; an existing image
@@ -361,7 +362,7 @@ def average_input(encoder: nn.Module, item: torch.Tensor) -> torch.Tensor:
 
 
 def _reference(
-    run: Any,
+    run: Run,
     reference: str,
     own: torch.Tensor,
     train: np.ndarray | None,
@@ -393,7 +394,7 @@ def _reference(
 
 
 def explain_item(
-    run: Any,
+    run: Run,
     item: str,
     *,
     data: str | os.PathLike | None = None,

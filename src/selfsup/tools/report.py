@@ -45,6 +45,7 @@ import pandas as pd
 import yaml
 
 from selfsup.core.files import write_text
+from selfsup.run import Run
 from selfsup.tools.figures import pyplot, save_png
 
 REPORT_FILE = "report.html"
@@ -234,7 +235,7 @@ class EmbeddingSample:
 
 
 def sample_embeddings(
-    run: Any, data: str | os.PathLike, items: int, groups_file: str | os.PathLike | None
+    run: Run, data: str | os.PathLike, items: int, groups_file: str | os.PathLike | None
 ) -> EmbeddingSample:
     """Embed up to ``items`` evenly spaced items of ``data``; colour by group or label."""
     from selfsup.data.splits import SubsetSource
@@ -306,7 +307,7 @@ def map_section(sample: EmbeddingSample, figures: Path, use_umap: bool, seed: in
 
 
 def neighbours_section(
-    run: Any, sample: EmbeddingSample, figures: Path, queries: int = 4, k: int = 6
+    run: Run, sample: EmbeddingSample, figures: Path, queries: int = 4, k: int = 6
 ) -> Section:
     """A grid of a few items (one per class when labelled) and their nearest neighbours (a
     table of the texts for text runs)."""
@@ -368,7 +369,7 @@ def _explain_order(path: Path) -> tuple[str, bool, str]:
 
 
 def attribution_section(
-    run: Any, run_dir: Path, sample: EmbeddingSample | None, figures: Path, examples: int = 3
+    run: Run, run_dir: Path, sample: EmbeddingSample | None, figures: Path, examples: int = 3
 ) -> Section:
     """The attribution maps ``selfsup explain`` saved, else a few computed on the sample."""
     from selfsup.tools.explain import (

@@ -33,7 +33,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -46,6 +45,7 @@ from selfsup.data.base import Source
 from selfsup.embedding import embed_source
 from selfsup.evaluation.fewshot import FEW_SHOT_WEIGHT_DECAY
 from selfsup.evaluation.linear import fit_logistic_regression, standardize
+from selfsup.run import Run, as_run
 
 STRATEGIES = ("kcenter", "typiclust", "uncertainty", "random")
 #: TypiClust's neighbourhood for typicality (the paper's 20).
@@ -301,7 +301,7 @@ class LabelledItems:
 
 
 def read_labelled(
-    run: Any, candidates: Source, candidate_z: np.ndarray, labeled: str | os.PathLike
+    run: Run, candidates: Source, candidate_z: np.ndarray, labeled: str | os.PathLike
 ) -> LabelledItems:
     """What ``--labeled`` names: a ``.txt`` file of ids of the candidate data (one a line),
     a CSV with an ``id`` column (and optionally ``label``) of such ids, or labelled data the
@@ -337,7 +337,7 @@ def read_labelled(
 
 
 def select_for_run(
-    run: Any,
+    run: Run | str | os.PathLike,
     data: str | os.PathLike | Source,
     budget: int,
     strategy: str = "typiclust",
@@ -361,9 +361,7 @@ def select_for_run(
     Returns:
         A table with columns ``rank`` (1 = label first), ``id`` and ``score``.
     """
-    from selfsup.run import Run, load
-
-    run = run if isinstance(run, Run) else load(run)
+    run = as_run(run)
     source = run.open(data)
     z = embed_source(run.encoder, source, show_progress=show_progress)
     known = read_labelled(run, source, z, labeled) if labeled is not None else None
