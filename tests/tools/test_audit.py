@@ -12,11 +12,11 @@ from selfsup.cli import app
 from selfsup.modalities.image import build_image_encoder
 from selfsup.tools.audit import (
     AuditResult,
-    _one_vs_rest_rates,
     audit_arrays,
     audit_run,
     read_groups_file,
 )
+from selfsup.tools.audit.metrics import _one_vs_rest_rates
 from selfsup.tools.calibration import calibration_error
 
 PER_GROUP = 500

@@ -1,0 +1,207 @@
+"""Running an audit: the groups from a column or a file, the embeddings, the model's predictions."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from selfsup.embedding import embed_source
+from selfsup.run import Run
+from selfsup.tools.audit.metrics import (
+    Gap,
+    _rank,
+    cross_validated_proba,
+    embedding_checks,
+    prediction_gaps,
+    prediction_metrics,
+)
+from selfsup.tools.audit.result import AuditResult
+
+
+def audit_arrays(
+    y_true: np.ndarray | None,
+    y_pred: np.ndarray | None,
+    proba: np.ndarray | None,
+    groups: Sequence[str] | np.ndarray,
+    embeddings: np.ndarray | None = None,
+    *,
+    k: int = 10,
+    n_boot: int = 200,
+    seed: int = 0,
+) -> AuditResult:
+    """Audit predictions and/or embeddings by group: the core of ``selfsup audit``.
+
+    Args:
+        y_true: integer labels ``(n,)``, or None for the embedding checks alone.
+        y_pred: predicted labels ``(n,)`` (None with ``y_true``).
+        proba: class probabilities ``(n, classes)`` (None with ``y_true``).
+        groups: one group name per item.
+        embeddings: ``(n, d)`` embeddings for the label-free checks, or None.
+        k: neighbours for the purity check.
+        n_boot: bootstrap resamples for the intervals of the classifier's metrics.
+        seed: seed of the bootstrap, the folds and the RankMe samples.
+
+    Raises:
+        ValueError: fewer than two groups, or inputs of different lengths.
+    """
+    groups = np.asarray(groups).astype(str)
+    names, counts = np.unique(groups, return_counts=True)
+    if len(names) < 2:
+        raise ValueError(f"an audit needs at least two groups, got {list(names)}")
+    for what, array in (("labels", y_true), ("predictions", y_pred), ("embeddings", embeddings)):
+        if array is not None and len(array) != len(groups):
+            raise ValueError(f"{len(array)} {what} for {len(groups)} group entries")
+    counted = dict(zip(names.tolist(), counts.tolist(), strict=True))
+    result = AuditResult([str(n) for n in names], counted, {})
+    gaps: list[Gap] = []
+    if y_true is not None:
+        if y_pred is None or proba is None:
+            raise ValueError("labels need predictions and probabilities to audit")
+        by_group, intervals, overall = prediction_metrics(
+            np.asarray(y_true), np.asarray(y_pred), np.asarray(proba), groups, n_boot, seed
+        )
+        result.by_group.update(by_group)
+        result.intervals, result.overall = intervals, overall
+        gaps += prediction_gaps(by_group, intervals)
+    if embeddings is not None:
+        by_group, embedding_gaps, notes = embedding_checks(embeddings, groups, k, seed)
+        result.by_group.update(by_group)
+        result.notes += notes
+        gaps += embedding_gaps
+    result.gaps = _rank(gaps)
+    return result
+
+
+def read_groups_file(path: str | os.PathLike, ids: Sequence[str]) -> np.ndarray:
+    """The group of each item, in ``ids`` order, from a CSV with columns ``id`` and ``group``.
+
+    Raises:
+        ValueError: the columns are missing, or some items have no row (the message names a
+            few of them).
+    """
+    frame = pd.read_csv(path, dtype=str)
+    for column in ("id", "group"):
+        if column not in frame.columns:
+            raise ValueError(f"{path}: no column {column!r}; columns are {list(frame.columns)}")
+    lookup = dict(zip(frame["id"], frame["group"], strict=True))
+    missing = [item for item in ids if item not in lookup]
+    if missing:
+        raise ValueError(
+            f"{path}: {len(missing)} of {len(ids)} items have no group, e.g. {missing[:3]} "
+            "(the ids are those `selfsup embed --out x.parquet` writes)"
+        )
+    return np.asarray([lookup[item] for item in ids], dtype=str)
+
+
+def _group_column(data: str | os.PathLike, column: str) -> np.ndarray:
+    """The values of ``column`` of a CSV/TSV/Parquet file, as text."""
+    from selfsup.data.series import read_table
+
+    if not Path(data).is_file():
+        raise ValueError(
+            f"{data}: --group COLUMN reads a column of a CSV or Parquet file; for other data "
+            "give --groups FILE.csv (columns id,group)"
+        )
+    frame = read_table(data)
+    if column not in frame.columns:
+        raise ValueError(f"{data}: no column {column!r}; columns are {list(frame.columns)}")
+    values = frame[column]
+    if values.isna().any():
+        row = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise ValueError(f"{data}: row {row} has no value in group column {column!r}")
+    return values.astype(str).to_numpy()
+
+
+def audit_run(
+    run: Run,
+    data: str | os.PathLike,
+    *,
+    group_column: str | None = None,
+    groups_file: str | os.PathLike | None = None,
+    model: str | os.PathLike | None = None,
+    k: int = 10,
+    n_boot: int = 200,
+    seed: int = 0,
+    save: bool = True,
+    show_progress: bool = False,
+) -> AuditResult:
+    """Audit a run on labelled ``data`` split into groups; saves ``audit.json`` and
+    ``audit.png`` into the run folder.
+
+    Args:
+        run: a :class:`selfsup.run.Run`.
+        data: the data to audit (a path or dataset name the run can read).
+        group_column: for tables, the column of ``data`` holding each row's group; it is
+            not an input of the encoder unless the run was trained with it (a note says so).
+        groups_file: for any modality, a CSV with columns ``id,group``.
+        model: an adapted model's folder (``selfsup adapt``); without it a logistic
+            regression is fitted on the embeddings, its predictions cross-validated.
+        k: neighbours for the purity check.
+        n_boot: bootstrap resamples of the intervals.
+        seed: seed of the folds, bootstrap and samples.
+        save: write the results into the run folder.
+        show_progress: draw a progress bar while embedding.
+
+    Raises:
+        ValueError: neither or both of ``group_column`` and ``groups_file``, a missing column,
+            items without a group, or data without labels when there is no model.
+    """
+    if (group_column is None) == (groups_file is None):
+        raise ValueError("give the groups either as --group COLUMN or as --groups FILE.csv")
+    source = run.open(data)
+    notes: list[str] = []
+    if group_column is not None:
+        groups = _group_column(data, group_column)
+        encoding = getattr(source, "preprocessor", None)  # a table's fitted column encoding
+        if encoding is not None and group_column in (*encoding.numeric, *encoding.categorical):
+            notes.append(
+                f"the encoder was trained with {group_column!r} as an input feature, so it can "
+                "tell the groups apart by construction"
+            )
+    else:
+        groups = read_groups_file(groups_file, list(source.ids))
+    if len(groups) != len(source):
+        raise ValueError(f"{data}: {len(groups)} group values for {len(source)} items")
+    embeddings = embed_source(run.encoder, source, show_progress=show_progress)
+    keep = ~np.isnan(embeddings).any(axis=1)
+    if not keep.all():
+        notes.append(f"{int((~keep).sum())} unreadable items left out")
+
+    y_true = y_pred = proba = None
+    if model is not None:
+        from selfsup.tools.adapt import AdaptedModel
+
+        adapted = AdaptedModel.load(model)
+        if source.labels is None:
+            raise ValueError(f"{data}: the audit of a model needs labelled data")
+        names = source.classes or [str(c) for c in range(int(source.labels.max()) + 1)]
+        unknown = sorted(set(names) - set(adapted.classes))
+        if unknown:
+            raise ValueError(f"{data}: classes {unknown} are not among the model's classes")
+        y_true = np.array([adapted.classes.index(names[c]) for c in source.labels])[keep]
+        # The model embeds with its own run's encoder (fine-tuned or not): ask it directly.
+        proba = np.asarray(adapted.predict_proba(source))[keep]
+        notes.insert(0, f"predictions of the adapted model {model}")
+    elif source.labels is not None:
+        proba = cross_validated_proba(embeddings[keep], source.labels[keep], seed=seed)
+        y_true = source.labels[keep]
+        notes.insert(
+            0,
+            "no --model: predictions of a logistic regression on the embeddings, "
+            "5-fold cross-validated (each item predicted by a model that did not see it)",
+        )
+    else:
+        notes.insert(0, f"{data} has no labels: only the label-free checks of the embedding")
+    if proba is not None:
+        y_pred = np.asarray(proba).argmax(axis=1)
+    result = audit_arrays(
+        y_true, y_pred, proba, groups[keep], embeddings[keep], k=k, n_boot=n_boot, seed=seed
+    )
+    result.notes = notes + result.notes
+    if save:
+        result.save(run.path)
+    return result

@@ -1,0 +1,114 @@
+"""Reading the item to explain: an image file or ``DATA#KEY``, as the encoder takes it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from selfsup.data.base import Source
+from selfsup.data.image_folder import IMAGE_EXTENSIONS
+from selfsup.modalities.image import conform_images
+from selfsup.run import Run
+
+# --- reading the item -------------------------------------------------------------------------
+
+
+def _read_image_file(path: Path, channels: int) -> torch.Tensor:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        array = np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.float32)
+    array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+    return torch.from_numpy(array / 255.0)
+
+
+def resolve_item(run: Run, spec: str) -> tuple[torch.Tensor, str, Source | None, int | None]:
+    """The item an ``ITEM`` argument names: ``(item, id, source, row)``.
+
+    ``DATA#KEY`` is item ``KEY`` (an id, else a row number) of ``DATA``; an existing image
+    file is read alone; another file (audio) is looked up by name in its folder.
+
+    Raises:
+        ValueError: no item with that key (the message gives the ids' form).
+        FileNotFoundError: a file that does not exist.
+    """
+    if "#" in spec:
+        data, key = spec.rsplit("#", 1)
+        source = run.open(data)
+        ids = list(source.ids)
+        if key in ids:
+            row = ids.index(key)
+        elif key.lstrip("-").isdigit() and -len(ids) <= int(key) < len(ids):
+            row = int(key) % len(ids)
+        else:
+            raise ValueError(
+                f"{data}: no item {key!r}; give an id like {ids[0]!r} or a row number "
+                f"below {len(ids)}"
+            )
+        batch = source.read_batch([row])
+        if not batch.indices:
+            raise ValueError(f"{spec}: {batch.skipped[0].reason}")
+        return batch.items[0], str(ids[row]), source, row
+    path = Path(spec)
+    if not path.is_file():
+        raise FileNotFoundError(f"{spec}: no such file; give a file or DATA#KEY")
+    if path.suffix.lower() in IMAGE_EXTENSIONS:
+        channels = (run.encoder.spec or {}).get("in_channels", 1)
+        return _read_image_file(path, channels), path.name, None, None
+    source = run.open(path.parent)
+    ids = list(source.ids)
+    if path.name not in ids:
+        raise ValueError(f"{spec}: not found among the items of {path.parent}")
+    row = ids.index(path.name)
+    return source.read_batch([row]).items[0], path.name, source, row
+
+
+def encoder_input(encoder: nn.Module, item: torch.Tensor) -> torch.Tensor:
+    """The item as the encoder reads it (images resized and converted to its channels).
+
+    Example:
+        >>> from selfsup.encoder import Encoder
+        >>> from selfsup.modalities.image import build_image_encoder
+        >>> enc = build_image_encoder("small-cnn", in_channels=1, image_size=8, width=4)
+        >>> tuple(encoder_input(enc, torch.rand(3, 16, 16)).shape)
+        (1, 8, 8)
+    """
+    spec = getattr(encoder, "spec", None) or {}
+    if "image_size" in spec and item.ndim == 3:
+        return conform_images(item[None].float(), spec["in_channels"], spec["image_size"])[0]
+    return item
+
+
+def average_input(encoder: nn.Module, item: torch.Tensor) -> torch.Tensor:
+    """The average input: the per-channel means the encoder normalizes to zero (zeros for
+    table rows, whose encoded columns are centred already, and for token ids).
+
+    Example:
+        >>> from selfsup.modalities.image import build_image_encoder
+        >>> enc = build_image_encoder("small-cnn", in_channels=1, image_size=8, width=4, mean=[0.3])
+        >>> round(float(average_input(enc, torch.rand(1, 8, 8)).max()), 3)
+        0.3
+    """
+    if item.dtype in (torch.int64, torch.int32):
+        return torch.zeros_like(item)
+    mean = encoder.mean.detach().cpu().reshape(-1)
+    if item.ndim == 1:  # a table row: encoded columns are already centred
+        return torch.zeros_like(item)
+    shape = (-1,) + (1,) * (item.ndim - 1)
+    return torch.ones_like(item) * mean.reshape(shape)
+
+
+def _row_of_file(item: str, source: Source | None) -> int | None:
+    """The row of ``source`` (a folder) that the file ``item`` is, if it lies in it."""
+    root = getattr(source, "root", None)
+    if root is None or "#" in item:
+        return None
+    try:
+        relative = Path(item).resolve().relative_to(Path(root).resolve()).as_posix()
+    except ValueError:
+        return None
+    ids = list(source.ids)
+    return ids.index(relative) if relative in ids else None
