@@ -6,8 +6,8 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from tests.series.conftest import make_waves
-from tests.tabular.conftest import make_table
+from tests.modalities.series.conftest import make_waves
+from tests.modalities.tabular.conftest import make_table
 
 from selfsup import SelfSupervisedEncoder
 

@@ -68,7 +68,7 @@ def test_options_given_on_the_command_line_reach_the_run(tmp_path) -> None:
 
 
 def test_embed_takes_the_text_column_of_new_data(tmp_path) -> None:
-    from tests.text.conftest import make_texts
+    from tests.modalities.text.conftest import make_texts
 
     texts, labels = make_texts(120)
     pd.DataFrame({"body": texts, "y": labels}).to_csv(tmp_path / "train.csv", index=False)

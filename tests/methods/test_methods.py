@@ -1,4 +1,5 @@
-"""Every method: gradients reach the backbone, and a short run learns; EMA bookkeeping.
+"""Every method: gradients reach the backbone, a short run trains without collapsing; EMA
+bookkeeping.
 
 ``TINY`` holds, per method, the backbone and options that make it run in a fraction of a
 second on 12x12 images; a method missing from it fails the tests below, so each new objective
@@ -52,8 +53,8 @@ def _views(method, n: int = 8, size: int = 12) -> list[torch.Tensor]:
     return method_views(method, image_size=size, channels=1)[0](torch.rand(n, 1, size, size))
 
 
-# Image objectives; TS2Vec, SCARF, VIME and BYOL-A have their own tests under tests/series,
-# tests/tabular and tests/audio (hand-computed losses, gradients, short training runs).
+# Image objectives; TS2Vec, SCARF, VIME and BYOL-A have their own tests under
+# tests/modalities/{series,tabular,audio} (hand-computed losses, gradients, short runs).
 IMAGE_METHODS = sorted(name for name, cls in METHODS.items() if "image" in cls.modalities)
 
 
@@ -81,7 +82,10 @@ def test_gradients_reach_the_first_backbone_layer(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", IMAGE_METHODS)
-def test_short_training_lifts_knn_well_above_chance(name: str, tmp_path, clusters_npz) -> None:
+def test_short_training_runs_and_keeps_classes_apart(name: str, tmp_path, clusters_npz) -> None:
+    # These bars are told apart by an untrained encoder too (kNN 0.98-1.0 measured), so this
+    # shows a run that trains without collapsing, not that the method learns: the benchmarks
+    # (benchmarks/methods.py) compare each method with raw pixels on Fashion-MNIST.
     backbone, options = TINY[name]
     run = pretrain(
         clusters_npz,

@@ -158,7 +158,7 @@ def test_backbone_blocks_run_from_input_to_output(name, options, count) -> None:
 
 
 def test_adapt_works_on_a_table_run(tmp_path) -> None:
-    from tests.tabular.conftest import make_table
+    from tests.modalities.tabular.conftest import make_table
 
     import selfsup
 

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from tests.tabular.conftest import make_table
+from tests.modalities.tabular.conftest import make_table
 from typer.testing import CliRunner
 
 from selfsup.cli import app

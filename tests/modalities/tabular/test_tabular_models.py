@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from tests.tabular.conftest import make_table
+from tests.modalities.tabular.conftest import make_table
 
 import selfsup
 from selfsup.evaluation.knn import knn_accuracy

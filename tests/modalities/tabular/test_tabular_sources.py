@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from tests.tabular.conftest import make_table
+from tests.modalities.tabular.conftest import make_table
 
 from selfsup.data import EmptySourceError, TablePreprocessor, TabularSource
 from selfsup.modalities import open_source

@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pytest
-from tests.series.conftest import make_waves, write_ts
+from tests.modalities.series.conftest import make_waves, write_ts
 from typer.testing import CliRunner
 
 import selfsup

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from tests.text.conftest import make_texts
+from tests.modalities.text.conftest import make_texts
 
 import selfsup
 from selfsup.data.text import TextSource

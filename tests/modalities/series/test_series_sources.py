@@ -3,7 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from tests.series.conftest import write_ts
+from tests.modalities.series.conftest import write_ts
 
 from selfsup.data import EmptySourceError
 from selfsup.data.series import SeriesSource, read_ts_file, series_from_frame

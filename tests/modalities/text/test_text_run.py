@@ -4,7 +4,7 @@ import json
 
 import numpy as np
 import pandas as pd
-from tests.text.conftest import make_texts
+from tests.modalities.text.conftest import make_texts
 from typer.testing import CliRunner
 
 import selfsup

@@ -3,7 +3,7 @@
 import json
 
 import numpy as np
-from tests.tabular.conftest import make_table
+from tests.modalities.tabular.conftest import make_table
 from typer.testing import CliRunner
 
 import selfsup

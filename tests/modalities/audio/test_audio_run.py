@@ -2,11 +2,12 @@
 
 import numpy as np
 import pytest
-from tests.audio.conftest import write_tones
+from tests.modalities.audio.conftest import write_tones
 from typer.testing import CliRunner
 
 import selfsup
 from selfsup.cli import app
+from selfsup.engine.monitor import load_encoder_weights
 from selfsup.evaluation.knn import knn_accuracy
 
 #: 8 kHz audio, 32 mel bands up to 3.9 kHz, half-second clips: 51 frames.
@@ -20,7 +21,7 @@ def _knn(run, train, test) -> float:
     return knn_accuracy(train_x, run.open(train).labels, test_x, run.open(test).labels, k=5)
 
 
-def test_byola_learns_pitch_classes_of_unseen_tones(tmp_path):
+def test_byola_trains_and_keeps_pitch_classes_of_unseen_tones_apart(tmp_path):
     train = write_tones(tmp_path / "train", per_class=24, seed=0)
     test = write_tones(tmp_path / "test", per_class=8, seed=1)
     run = selfsup.pretrain(
@@ -34,6 +35,7 @@ def test_byola_learns_pitch_classes_of_unseen_tones(tmp_path):
         method_options=SMALL_HEADS,
         monitor_items=0,
         show_progress=False,
+        keep_checkpoints=True,
         **AUDIO,
     )
     cfg = run.config
@@ -41,7 +43,12 @@ def test_byola_learns_pitch_classes_of_unseen_tones(tmp_path):
     assert run.summary["view_recipe"]["mixup"] == 0.4
     assert run.embed(test).shape == (32, 64)
     accuracy = _knn(run, train, test)
-    assert accuracy >= 0.75, accuracy  # chance is 0.25
+    untrained = selfsup.load(run.path)  # the same encoder before training (epoch 0)
+    load_encoder_weights(untrained.encoder, run.path / "checkpoints" / "epoch-0000.safetensors")
+    before = _knn(untrained, train, test)
+    # A random AudioNTT2020 already separates these tones (0.97 measured): the run must keep
+    # them apart, which is all this data can show; learning is shown by benchmarks/audio.py.
+    assert accuracy >= 0.75 and accuracy >= before - 0.05, (accuracy, before)
     again = selfsup.load(run.path)
     np.testing.assert_allclose(again.embed(test), run.embed(test), atol=1e-4)
     rows = {r.protocol: r for r in run.evaluate(train, test, protocols=("knn", "linear")).rows}
