@@ -26,6 +26,9 @@ from selfsup.modalities import open_source
 
 
 def main() -> None:
+    if len(sys.argv) < 3 or sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        return
     method, minutes = sys.argv[1], float(sys.argv[2])
     extra = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
     options = pretrain_options(method)

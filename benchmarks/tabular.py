@@ -75,7 +75,7 @@ def main() -> None:
     parser.add_argument("--tables", default=",".join(TABLES))
     parser.add_argument("--methods", default="scarf,vime")
     parser.add_argument("--seconds", type=float, default=60.0, help="training per method")
-    parser.add_argument("--draws", type=int, default=50, help="label draws below 100%")
+    parser.add_argument("--draws", type=int, default=50, help="label draws below 100%%")
     parser.add_argument("--seeds", type=int, default=3, help="pretraining runs per method")
     parser.add_argument("--hidden", type=int, default=64, help="width of the MLP encoder")
     parser.add_argument("--depth", type=int, default=2, help="layers of the MLP encoder")
