@@ -20,6 +20,8 @@ from __future__ import annotations
 import os
 import sys
 
+from rich.markup import escape
+
 from selfsup.cli import datasets, results, tools, train  # noqa: F401 - they register commands
 from selfsup.cli.app import app
 from selfsup.console import console
@@ -52,5 +54,6 @@ def main() -> None:
     ) as err:
         if show_traceback:
             raise
-        console.print(f"[bold red]error:[/bold red] {err}", soft_wrap=True, highlight=False)
+        message = escape(str(err))  # a message's [brackets] are text, not markup
+        console.print(f"[bold red]error:[/bold red] {message}", soft_wrap=True, highlight=False)
         raise SystemExit(2) from None
