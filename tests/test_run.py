@@ -54,3 +54,22 @@ def test_config_errors_name_the_file_and_the_field(tmp_path) -> None:
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(bad)
     assert load_config(None, data="digits", epochs=3).epochs == 3
+
+
+def test_a_folder_holding_a_run_is_refused_unless_overwrite(tmp_path) -> None:
+    import pytest
+
+    from selfsup.config import ConfigError
+    from selfsup.run import pretrain
+
+    out = tmp_path / "run"
+    options = {"epochs": 1, "backbone_options": {"width": 4}, "show_progress": False}
+    pretrain("digits", out=str(out), **options)
+    (out / "evaluation-old.json").write_text("{}")  # what the old run had written later
+    before = (out / "encoder.safetensors").read_bytes()
+    with pytest.raises(ConfigError, match=r"holds a run already.*--overwrite"):
+        pretrain("digits", out=str(out), method="vicreg", **options)
+    assert (out / "encoder.safetensors").read_bytes() == before
+    run = pretrain("digits", out=str(out), method="vicreg", overwrite=True, **options)
+    assert run.config["method"] == "vicreg"
+    assert not (out / "evaluation-old.json").exists()

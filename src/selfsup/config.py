@@ -63,7 +63,9 @@ class PretrainConfig(BaseModel):
         num_nodes: machines.
         accelerator: ``cpu``, ``gpu`` or ``auto``.
         seed: seed of initialization, data order and augmentations.
-        out: the run folder; by default ``runs/<method>-<data>-<time>``.
+        out: the run folder; by default ``runs/<method>-<data>-<time>``. A folder that holds a
+            run already is refused unless ``overwrite`` is set.
+        overwrite: replace the run in ``out`` (its files are deleted first).
         strict: fail on the first unreadable item instead of skipping it.
         num_workers: data-loading worker processes (useful for image folders).
         compile: use ``torch.compile`` on the training step (about 30 s of compiling first,
@@ -127,6 +129,7 @@ class PretrainConfig(BaseModel):
     accelerator: Literal["auto", "cpu", "gpu"] = "cpu"
     seed: int = 0
     out: str | None = None
+    overwrite: bool = False
     strict: bool = False
     num_workers: int = 0
     compile: bool = False

@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import time
 from functools import cached_property
 from pathlib import Path
@@ -32,7 +33,7 @@ import torch
 import yaml
 from torch import nn
 
-from selfsup.config import PretrainConfig, load_config
+from selfsup.config import ConfigError, PretrainConfig, load_config
 from selfsup.core.files import write_json, write_text
 from selfsup.core.precision import resolve_precision
 from selfsup.data.base import Source
@@ -212,6 +213,17 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(name).name or name).strip("-")
 
 
+def _holds_run(folder: Path) -> bool:
+    """Whether ``folder`` holds a run (its config file)."""
+    return (folder / CONFIG_FILE).exists()
+
+
+def _first_process() -> bool:
+    """Whether this is the first process of a launch (processes started by Fabric or torchrun
+    for other ranks find the folder their rank 0 is filling)."""
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
+
+
 def _default_out(cfg: PretrainConfig) -> Path:
     return Path("runs") / f"{cfg.method}-{_slug(str(cfg.data))}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -299,8 +311,14 @@ def pretrain(
     else:
         cfg = load_config(config, data=None if data is None else str(data), **options)
         cfg = resolve_config(cfg)
-        run_dir = (
-            Path(cfg.out) if cfg.out else Path(os.environ.get(_RUN_DIR_ENV) or _default_out(cfg))
+        # Processes launched for other ranks take the folder their rank 0 chose.
+        inherited = None if _first_process() else os.environ.get(_RUN_DIR_ENV)
+        run_dir = Path(cfg.out or inherited or _default_out(cfg))
+    replace = resume is None and _holds_run(run_dir) and _first_process()
+    if replace and not cfg.overwrite:
+        raise ConfigError(
+            f"{run_dir}: holds a run already (its {CONFIG_FILE}); give --overwrite to replace "
+            "it, --resume to continue it, or another --out"
         )
     # Processes started by Fabric's launcher inherit the environment, so they find this folder.
     os.environ[_RUN_DIR_ENV] = str(run_dir)
@@ -315,6 +333,9 @@ def pretrain(
     )
     fabric.launch()
     run_dir = Path(fabric.broadcast(str(run_dir), src=0))  # torchrun ranks agree on the folder
+    if replace and fabric.global_rank == 0:  # --overwrite: nothing of the old run is left
+        shutil.rmtree(run_dir)
+    fabric.barrier()
     fabric.seed_everything(cfg.seed, verbose=False)
 
     modality = get_modality(cfg.modality)

@@ -50,8 +50,8 @@ PANELS = {
     ),
     "Hardware": ("precision", "devices", "num_nodes", "accelerator", "compile"),
     "Monitoring and output": (
-        "out", "log_every", "monitor_items", "stop_on_collapse", "select_by", "online_probe",
-        "keep_checkpoints",
+        "out", "overwrite", "log_every", "monitor_items", "stop_on_collapse", "select_by",
+        "online_probe", "keep_checkpoints",
     ),
 }  # fmt: skip
 #: Config fields that describe how data is read: options of every command that reads data.
