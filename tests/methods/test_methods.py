@@ -365,3 +365,11 @@ def test_ema_update_and_cosine_momentum() -> None:
 def test_unknown_method_is_named() -> None:
     with pytest.raises(ValueError, match="nope"):
         build_method("nope", _case("simclr")[0])
+
+
+def test_a_typo_in_method_or_backbone_options_lists_the_valid_ones() -> None:
+    with pytest.raises(ValueError, match=r"unknown simclr method options \['temprature'\]; "
+                       r"valid: hidden_dim, projection_dim, temperature"):  # fmt: skip
+        build_method("simclr", _case("simclr")[0], temprature=0.1)
+    with pytest.raises(ValueError, match=r"unknown small-cnn backbone options \['widht'\]"):
+        build_image_encoder("small-cnn", 1, 12, widht=4)

@@ -32,6 +32,7 @@ from selfsup.backbones.text import (
     text_backbone_names,
 )
 from selfsup.backbones.vit import VIT_PRESETS, VisionTransformer
+from selfsup.core.options import check_options
 
 __all__ = [
     "TEXT_PRESETS",
@@ -145,6 +146,7 @@ def build_backbone(name: str, in_channels: int, image_size: int, **kwargs: Any) 
     """
     if name not in _BUILDERS:
         raise ValueError(f"unknown backbone {name!r}; known backbones: {', '.join(_BUILDERS)}")
+    check_options(f"{name} backbone", _BUILDERS[name], kwargs, skip=("in_channels", "image_size"))
     return _BUILDERS[name](in_channels, image_size, **kwargs)
 
 
@@ -181,6 +183,7 @@ def build_series_backbone(name: str, in_channels: int, **kwargs: Any) -> nn.Modu
     """
     if name not in _SERIES_BUILDERS:
         raise ValueError(f"unknown series backbone {name!r}; known: {', '.join(_SERIES_BUILDERS)}")
+    check_options(f"{name} backbone", _SERIES_BUILDERS[name], kwargs, skip=("in_channels",))
     return _SERIES_BUILDERS[name](in_channels, **kwargs)
 
 

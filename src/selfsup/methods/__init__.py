@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from selfsup.core.options import check_options
 from selfsup.encoder import Encoder
 from selfsup.methods.barlowtwins import BarlowTwins, barlow_twins_loss
 from selfsup.methods.base import Method
@@ -60,6 +61,7 @@ def build_method(name: str, encoder: Encoder, **options: Any) -> Method:
     """Build the method ``name`` around ``encoder`` with its hyperparameter ``options``."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; available: {', '.join(sorted(METHODS))}")
+    check_options(f"{name} method", METHODS[name], options, skip=("encoder",))
     return METHODS[name](encoder, **options)
 
 
