@@ -120,7 +120,7 @@ class SelfSupervisedEncoder(TransformerMixin, BaseEstimator):
             show_progress=self.show_progress,
             **{k: v for k, v in options.items() if v is not None},
         )
-        self.n_features_in_ = int(source.read_batch([0]).items.shape[-1])
+        self.n_features_in_ = int(source.first_item().shape[-1])
         return self
 
     def transform(self, X: Any) -> np.ndarray:

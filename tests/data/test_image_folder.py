@@ -142,3 +142,21 @@ def test_empty_folder_errors_name_the_folder(tmp_path):
 def test_missing_folder_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere"):
         ImageFolderSource(tmp_path / "nowhere")
+
+
+def test_a_folder_whose_first_file_is_broken_still_pretrains(tmp_path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from selfsup.run import pretrain
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "!broken.png").write_bytes(b"not a png")  # sorts before every other file
+    rng = np.random.default_rng(0)
+    for i in range(40):
+        Image.fromarray((rng.random((12, 12)) * 255).astype("uint8")).save(folder / f"{i:02d}.png")
+    run = pretrain(str(folder), epochs=1, batch_size=16, backbone_options={"width": 4},
+                   out=str(tmp_path / "run"), show_progress=False)  # fmt: skip
+    assert run.config["image_size"] == 12 and run.summary["steps"] >= 1
+    assert "!broken.png" in (tmp_path / "run" / "skipped.txt").read_text()

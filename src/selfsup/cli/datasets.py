@@ -97,7 +97,7 @@ def datasets_show(
     from selfsup.modalities import open_source
 
     source = open_source(data, modality)
-    first = source.read_batch([0]).items
+    first = source.first_item()
     info = {"name": source.name, "items": len(source), "item_shape": list(first.shape[1:])}
     if source.labels is not None:
         counts = np.bincount(source.labels)

@@ -124,6 +124,21 @@ class Source(abc.ABC):
     def ids(self) -> Sequence[str]:
         """One stable id per item (a relative path, or the row number as text)."""
 
+    def first_item(self, tries: int = 64) -> torch.Tensor:
+        """The first readable item, as a batch of one (its shape tells size and channels);
+        unreadable items before it are passed over.
+
+        Raises:
+            EmptySourceError: none of the first ``tries`` items can be read.
+        """
+        for start in range(0, min(len(self), tries), 8):
+            batch = self.read_batch(list(range(start, min(len(self), tries, start + 8))))
+            if batch.indices:
+                return batch.items[:1]
+        raise EmptySourceError(
+            f"{self.name}: none of the first {min(len(self), tries)} items can be read"
+        )
+
     def read_batch(self, indices: Sequence[int]) -> Batch:
         """Read several items, skipping (and reporting) those that cannot be read."""
         items, kept, skipped = [], [], []

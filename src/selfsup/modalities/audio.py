@@ -57,7 +57,7 @@ class AudioModality(Modality):
     def build_named(
         self, name: str, cfg: PretrainConfig, source: Source, mean: list[float], std: list[float]
     ) -> tuple[Encoder, dict[str, Any]]:
-        n_mels, frames = (int(v) for v in source.read_batch([0]).items.shape[-2:])
+        n_mels, frames = (int(v) for v in source.first_item().shape[-2:])
         options = cfg.backbone_options
         return build_audio_encoder(name, n_mels, frames, mean[0], std[0], **options), {}
 

@@ -110,7 +110,7 @@ class ImageModality(Modality):
         wanted = dict(METHODS[method].backbones).get(self.name)
         if wanted is not None:
             return wanted
-        size = cfg.image_size or int(source.read_batch([0]).items.shape[-1])
+        size = cfg.image_size or int(source.first_item().shape[-1])
         return "small-cnn" if size <= 32 else "resnet18"
 
     def make_views(
@@ -141,7 +141,7 @@ class ImageModality(Modality):
     def _geometry(self, source: Source | None, method: Any) -> tuple[int, int]:
         """Side and channels of the global views: the encoder's, else the data's."""
         spec = getattr(getattr(method, "encoder", None), "spec", None) or {}
-        first = None if source is None else source.read_batch([0]).items
+        first = None if source is None else source.first_item()
         size = spec.get("image_size") or (None if first is None else int(first.shape[-1]))
         channels = spec.get("in_channels") or (None if first is None else int(first.shape[1]))
         if size is None or channels is None:
@@ -151,7 +151,7 @@ class ImageModality(Modality):
     def build_named(
         self, name: str, cfg: PretrainConfig, source: Source, mean: list[float], std: list[float]
     ) -> tuple[Encoder, dict[str, Any]]:
-        first = source.read_batch([0]).items
+        first = source.first_item()
         size = cfg.image_size or int(first.shape[-1])
         channels = int(first.shape[1])
         encoder = build_image_encoder(name, channels, size, mean, std, **cfg.backbone_options)

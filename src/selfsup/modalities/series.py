@@ -81,7 +81,7 @@ class SeriesModality(Modality):
     def build_named(
         self, name: str, cfg: PretrainConfig, source: Source, mean: list[float], std: list[float]
     ) -> tuple[Encoder, dict[str, Any]]:
-        channels = int(source.read_batch([0]).items.shape[1])
+        channels = int(source.first_item().shape[1])
         return build_series_encoder(name, channels, mean, std, **cfg.backbone_options), {}
 
     def rebuild_encoder(self, spec: dict[str, Any]) -> Encoder:
@@ -91,12 +91,12 @@ class SeriesModality(Modality):
 
     def default_steps(self, source: Source) -> int | None:
         """TS2Vec's rule: 200 iterations, 600 when the data holds more than 100,000 values."""
-        values = len(source) * int(np.prod(source.read_batch([0]).items.shape[1:]))
+        values = len(source) * int(np.prod(source.first_item().shape[1:]))
         return 200 if values <= TS2VEC_SMALL_DATA else 600
 
     def embed_batch_size(self, source: Source, batch_size: int) -> int:
         """Lowered so a batch holds at most ``SERIES_STEPS_PER_BATCH`` time steps."""
-        length = int(source.read_batch([0]).items.shape[-1])
+        length = int(source.first_item().shape[-1])
         return max(1, min(batch_size, SERIES_STEPS_PER_BATCH // max(length, 1)))
 
     def raw_batch(self, x: torch.Tensor, source: Source) -> torch.Tensor:
