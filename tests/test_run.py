@@ -71,5 +71,5 @@ def test_a_folder_holding_a_run_is_refused_unless_overwrite(tmp_path) -> None:
         pretrain("digits", out=str(out), method="vicreg", **options)
     assert (out / "encoder.safetensors").read_bytes() == before
     run = pretrain("digits", out=str(out), method="vicreg", overwrite=True, **options)
-    assert run.config["method"] == "vicreg"
+    assert run.config["method"] == "vicreg" and run.config["overwrite"] is False
     assert not (out / "evaluation-old.json").exists()

@@ -320,6 +320,8 @@ def pretrain(
             f"{run_dir}: holds a run already (its {CONFIG_FILE}); give --overwrite to replace "
             "it, --resume to continue it, or another --out"
         )
+    # A run's saved config never asks to replace a run: reusing it as --config must not.
+    cfg = cfg.model_copy(update={"overwrite": False})
     # Processes started by Fabric's launcher inherit the environment, so they find this folder.
     os.environ[_RUN_DIR_ENV] = str(run_dir)
 
