@@ -93,3 +93,12 @@ def test_expected_errors_are_one_line_and_traceback_shows_the_rest(tmp_path) -> 
     assert len(lines) == 1 and "missing.csv" in lines[0], plain.stdout
     full = subprocess.run([*command, "--traceback"], capture_output=True, text=True, timeout=120)
     assert full.returncode != 0 and "Traceback (most recent call last)" in full.stderr
+
+
+def test_a_run_of_few_steps_says_so_before_it_starts(tmp_path) -> None:
+    result = runner.invoke(app, ["pretrain", "digits", "--epochs", "1", "--batch-size", "128",
+                                 "--backbone-options", "width=4", "--monitor-items", "0",
+                                 "--out", str(tmp_path / "run")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    # 1438 items in batches of 128: 11 steps.
+    assert "only 11 optimizer steps planned" in result.output

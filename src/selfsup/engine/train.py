@@ -55,6 +55,8 @@ _CALIBRATION_STEPS = 10
 #: of the training time (and always after the first and the last epoch), so tiny epochs do not
 #: pay for it every time.
 MONITOR_SHARE = 0.1
+#: A run planned with fewer optimizer steps than this is told so before it starts.
+FEW_STEPS = 50
 #: Steps of each process not counted in the pace of a time budget: they hold torch.compile's
 #: compilation (tens of seconds) and the first, slower oneDNN calls.
 _PACE_SKIP_STEPS = 2
@@ -210,6 +212,20 @@ def _fit_to_budget(
     steps = state.step + (more if more >= steps_per_epoch / 20 else 0)
     # Every process must agree on the schedule: rank 0's estimate wins.
     return int(fabric.broadcast(min(cap, steps), src=0))
+
+
+def few_steps_warning(steps: int, items: int, batch_size: int) -> str:
+    """What a run of fewer than ``FEW_STEPS`` optimizer steps says before it starts.
+
+    Example:
+        >>> few_steps_warning(2, 121, 108)[:60]
+        '[bold red]warning[/bold red]: only 2 optimizer steps planned'
+    """
+    return (
+        f"[bold red]warning[/bold red]: only {steps} optimizer steps planned ({items} items in "
+        f"batches of {batch_size}): the encoder will barely change; lower --batch-size, or "
+        "raise --epochs or --time-budget"
+    )
 
 
 def monitor_due(state: TrainState) -> bool:
@@ -536,6 +552,8 @@ def fit(
     if cfg.keep_checkpoints and not resume and fabric.global_rank == 0:  # epoch 0: the start
         save_encoder_weights(method.export_encoder(), run_dir / "checkpoints" / _epoch_file(0))
     with t.progress:
+        if not resume and state.total_steps < FEW_STEPS:
+            t.progress.note(few_steps_warning(state.total_steps, len(source), cfg.batch_size))
         while state.step < state.total_steps:
             last_loss = train_one_epoch(t, state, source, cfg, run_dir, fabric)
             end_epoch(t, state, cfg, run_dir, fabric, last_loss)
