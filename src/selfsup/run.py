@@ -88,6 +88,12 @@ class Run:
         return f"Run({str(self.path)!r}, method={self.config.get('method')!r})"
 
     @property
+    def finished(self) -> bool:
+        """Whether training ended (``train.json`` is written last); an unfinished run's
+        encoder is its last checkpoint's."""
+        return (self.path / TRAIN_FILE).exists()
+
+    @property
     def modality(self) -> Modality:
         """The modality of the run's data (what opens, views and evaluates it)."""
         return get_modality(self.config["modality"])  # a saved config always names it

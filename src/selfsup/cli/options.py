@@ -209,7 +209,16 @@ def reads_data(function: Any) -> Any:
 
 
 def open_run(path: str | os.PathLike, options: dict[str, Any]) -> Run:
-    """The run in ``path``, reading data with the command line's data options over its own."""
-    from selfsup.run import load
+    """The run in ``path``, reading data with the command line's data options over its own;
+    a warning line when it did not finish training."""
+    from selfsup.console import console
+    from selfsup.run import TRAIN_FILE, load
 
-    return load(path).with_data_options(**to_config_values(options))
+    run = load(path).with_data_options(**to_config_values(options))
+    if not run.finished:
+        console.print(
+            f"[bold red]warning[/bold red]: {path} did not finish training (no {TRAIN_FILE}): "
+            "its encoder is its last checkpoint's; `selfsup pretrain --resume` continues it",
+            soft_wrap=True,
+        )
+    return run

@@ -498,6 +498,8 @@ def end_epoch(
         if cfg.keep_checkpoints:
             path = run_dir / "checkpoints" / _epoch_file(state.epoch)
             save_encoder_weights(t.method.export_encoder(), path)
+        # The run's encoder follows its checkpoints, so a killed run leaves a trained one.
+        t.method.export_encoder().save(run_dir)
         extra = {"probe": t.probe.state_dict()} if t.probe is not None else {}
         if t.monitor is not None:
             extra["monitor"] = t.monitor.state_dict()
