@@ -42,7 +42,8 @@ def test_load_rebuilds_a_registered_backbone_from_the_folder_alone(tmp_path, clu
     )  # fmt: skip
     again = selfsup.load(run.path)
     assert again.config["method"] == "simclr"
-    np.testing.assert_array_equal(again.embed(clusters_npz), run.embed(clusters_npz))
+    # Equal weights; oneDNN may pick other kernels for the trained (channels-last) copy.
+    np.testing.assert_allclose(again.embed(clusters_npz), run.embed(clusters_npz), atol=1e-6)
 
 
 def test_config_errors_name_the_file_and_the_field(tmp_path) -> None:

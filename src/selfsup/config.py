@@ -81,6 +81,10 @@ class PretrainConfig(BaseModel):
             number (``rankme``, ``alpha_req``, ``neighbour_agreement``, ``uniformity``,
             ``online_probe``) instead of the ``last`` one.
         online_probe: train a linear probe on detached features when the data has labels.
+        checkpoint_every: minutes between two checkpoints inside an epoch (a killed run
+            loses at most this much work and resumes exactly where the checkpoint was); an
+            epoch's end writes one when a minute or more passed since the last, and the last
+            step always does.
         keep_checkpoints: also keep every epoch's encoder weights, and the starting ones as
             epoch 0 (``checkpoints/epoch-NNNN.safetensors``), e.g. to study training
             afterwards.
@@ -140,6 +144,7 @@ class PretrainConfig(BaseModel):
         "last", "rankme", "alpha_req", "neighbour_agreement", "uniformity", "online_probe"
     ] = "last"
     online_probe: bool = True
+    checkpoint_every: float = Field(default=5.0, gt=0)
     keep_checkpoints: bool = False
     id_column: str | None = None
     time_column: str | None = None

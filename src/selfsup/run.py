@@ -265,6 +265,62 @@ def _machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
+#: Options a resumed run may be given with new values: how long it trains, how it
+#: checkpoints, logs and reads (not what it computes).
+RESUME_OPTIONS = frozenset(
+    {"epochs", "steps", "time_budget", "checkpoint_every", "num_workers", "log_every", "strict"}
+)
+
+
+def _resumable(run_dir: Path, data: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """The saved config of the run in ``run_dir``, once the options given with ``--resume``
+    are checked: options that would change what the run computes are refused by name, and a
+    finished run is continued only with a larger ``epochs``, ``steps`` or ``time_budget``.
+
+    Raises:
+        ConfigError: no run there, a changed option, or a finished run given nothing more.
+    """
+    if not _holds_run(run_dir):
+        raise ConfigError(f"{run_dir}: no run to resume (no {CONFIG_FILE})")
+    saved = load_config(run_dir / CONFIG_FILE).model_dump(mode="json")
+    given = dict(options)
+    if data is not None and str(data) != str(saved["data"]):
+        given["data"] = str(data)
+    changed = sorted(
+        name
+        for name, value in given.items()
+        if name not in RESUME_OPTIONS and name in saved and value != saved[name]
+    )
+    if changed:
+        listed = ", ".join(f"{name} ({saved[name]!r} -> {given[name]!r})" for name in changed)
+        raise ConfigError(
+            f"{run_dir}: cannot change {listed} when resuming; a resumed run may change only "
+            f"{', '.join(sorted(RESUME_OPTIONS))} (start a new run with --out for the rest)"
+        )
+    if (run_dir / TRAIN_FILE).exists():  # finished: only a longer plan continues it
+        longer = [
+            name
+            for name in ("epochs", "steps", "time_budget")
+            if given.get(name) is not None
+            and (saved.get(name) is None or given[name] > saved[name])
+        ]
+        if not longer:
+            planned = ", ".join(
+                f"{name} {saved[name]}"
+                for name in ("epochs", "steps", "time_budget")
+                if saved.get(name) is not None
+            )
+            raise ConfigError(
+                f"{run_dir}: the run finished ({planned or 'its default plan'}); to train it "
+                "further give a larger --epochs, --steps or --time-budget"
+            )
+        if "time_budget" not in longer:  # the budget it finished by no longer limits it
+            saved["time_budget"] = None
+        if _first_process():
+            (run_dir / TRAIN_FILE).unlink()  # unfinished again until the extension ends
+    return saved
+
+
 def _open_training_data(
     cfg: PretrainConfig,
     frame: Any = None,
@@ -311,9 +367,8 @@ def pretrain(
         data = type(in_memory).__name__
     if resume is not None:
         run_dir = Path(resume)
-        saved = yaml.safe_load((run_dir / CONFIG_FILE).read_text())
-        allowed = {k: v for k, v in options.items() if k in ("epochs", "time_budget")}
-        cfg = resolve_config(load_config(None, **{**saved, **allowed}))
+        saved = _resumable(run_dir, data, options)
+        cfg = resolve_config(load_config(None, **{**saved, **options}))
     else:
         cfg = load_config(config, data=None if data is None else str(data), **options)
         cfg = resolve_config(cfg)

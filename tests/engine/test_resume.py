@@ -1,12 +1,16 @@
-"""An interrupted and resumed run ends with exactly the weights of an uninterrupted one."""
+"""An interrupted and resumed run ends with exactly the weights of an uninterrupted one, and
+``--resume`` extends a finished run or refuses what it cannot do."""
 
 import signal
 import subprocess
 import sys
 import time
 
+import pytest
 import torch
 
+import selfsup.engine.train as train_module
+from selfsup.config import ConfigError
 from selfsup.engine.checkpoint import load_checkpoint
 from selfsup.run import pretrain
 
@@ -25,7 +29,13 @@ def _cli_args(data, out) -> list[str]:
         sys.executable, "-m", "selfsup", "pretrain", str(data), "--method", "byol",
         "--epochs", "8", "--batch-size", "32", "--precision", "fp32", "--seed", "3",
         "--out", str(out), "--config", str(out.parent / "width.yaml"),
+        "--checkpoint-every", "0.0005",
     ]  # fmt: skip
+
+
+def _same_weights(a, b) -> bool:
+    a, b = a.encoder.state_dict(), b.encoder.state_dict()
+    return all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_killed_then_resumed_run_equals_uninterrupted_run(tmp_path, clusters_npz) -> None:
@@ -40,15 +50,69 @@ def test_killed_then_resumed_run_equals_uninterrupted_run(tmp_path, clusters_npz
     proc.send_signal(signal.SIGKILL)  # a hard crash: no chance to clean up
     proc.wait()
     assert checkpoint.exists(), proc.stderr.read().decode()
-    epoch_at_kill = load_checkpoint(checkpoint)["state"]["epoch"]
-    assert epoch_at_kill < OPTIONS["epochs"], "the run finished before it could be interrupted"
+    state = load_checkpoint(checkpoint)["state"]
+    assert state["step"] < state["total_steps"], "the run finished before it was interrupted"
+    assert not (interrupted / "train.json").exists()
 
     resumed = pretrain(resume=interrupted, show_progress=False)
     straight = pretrain(clusters_npz, out=tmp_path / "straight", show_progress=False, **OPTIONS)
 
     assert resumed.summary["steps"] == straight.summary["steps"]
-    a, b = resumed.encoder.state_dict(), straight.encoder.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _same_weights(resumed, straight)
     # The metrics of the interrupted epoch were rewritten, not duplicated.
     steps = (interrupted / "metrics.csv").read_text().splitlines()[1:]
     assert len(steps) == len({row.split(",")[0] for row in steps})
+
+
+def test_run_stopped_mid_epoch_resumes_exactly(tmp_path, clusters_npz, monkeypatch) -> None:
+    """A run stopped in the middle of an epoch (checkpoints every step) resumes from that
+    batch, with the random generators as they were, to an uninterrupted run's weights."""
+    real_step = train_module.training_step
+
+    def dies_at_step_11(t, items, lr, fabric, state):
+        if state.step == 11:  # the 5th batch of the 2nd epoch (7 steps per epoch)
+            raise KeyboardInterrupt
+        return real_step(t, items, lr, fabric, state)
+
+    monkeypatch.setattr(train_module, "training_step", dies_at_step_11)
+    out = tmp_path / "stopped"
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(clusters_npz, out=out, show_progress=False, checkpoint_every=1e-6, **OPTIONS)
+    state = load_checkpoint(out / "checkpoints" / "last.ckpt")["state"]
+    assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (11, 1, 4)
+    monkeypatch.setattr(train_module, "training_step", real_step)
+
+    resumed = pretrain(resume=out, show_progress=False)
+    straight = pretrain(clusters_npz, out=tmp_path / "straight", show_progress=False, **OPTIONS)
+    assert resumed.summary["steps"] == straight.summary["steps"] == 56
+    assert _same_weights(resumed, straight)
+
+
+def test_resume_with_more_epochs_extends_a_finished_run(tmp_path, clusters_npz) -> None:
+    options = {**OPTIONS, "epochs": 2}
+    out = tmp_path / "run"
+    first = pretrain(clusters_npz, out=out, show_progress=False, **options)
+    assert first.summary["steps"] == 14 and first.finished
+    with pytest.raises(ConfigError, match=r"finished.*larger --epochs"):
+        pretrain(resume=out, show_progress=False)
+    with pytest.raises(ConfigError, match="finished"):
+        pretrain(resume=out, epochs=2, show_progress=False)
+    before = {k: v.clone() for k, v in first.encoder.state_dict().items()}
+
+    extended = pretrain(resume=out, epochs=4, show_progress=False)
+    assert extended.summary["steps"] == 28 and extended.summary["epochs"] == 4
+    assert extended.config["epochs"] == 4 and extended.finished
+    after = extended.encoder.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert "extending the finished run from 14 to 28 steps" in (out / "train.log").read_text()
+
+
+def test_resume_refuses_options_that_change_the_run(tmp_path, clusters_npz) -> None:
+    out = tmp_path / "run"
+    pretrain(clusters_npz, out=out, show_progress=False, **{**OPTIONS, "epochs": 1})
+    with pytest.raises(ConfigError, match=r"cannot change batch_size \(32 -> 16\), method"):
+        pretrain(resume=out, epochs=3, method="simclr", batch_size=16, show_progress=False)
+    with pytest.raises(ConfigError, match="cannot change seed"):
+        pretrain(resume=out, epochs=3, seed=9, show_progress=False)
+    with pytest.raises(ConfigError, match="no run to resume"):
+        pretrain(resume=tmp_path / "nothing", show_progress=False)

@@ -1,15 +1,27 @@
-"""A rich progress bar for training and embedding: loss, items per second and ETA.
+"""Progress of long work, seen the same on a terminal, in a pipe and in a log file.
+
+On a terminal a rich bar shows the steps, the latest loss, items per second and the ETA.
+When output goes to a file or a pipe (CI, ``nohup``, ``| tee``) no bar is drawn: a plain line
+with the same figures is printed every ``PLAIN_EVERY`` seconds, so the output grows with the
+time a job takes, not with its number of steps or epochs. A ``log_file`` receives the plain
+lines and every note, whatever the screen shows.
 
 Example:
     >>> with TrainingProgress(total=3, description="demo", enabled=False) as bar:
     ...     rate = bar.advance(1, items=256, loss=0.5)  # items per second so far
+    >>> plain_line("simclr on photos", 30, 120, 1.2345, 250.0, 12.0, eta=36.0)
+    'simclr on photos: step 30/120 (25%), loss 1.2345, 250 items/s, 0:00:12 elapsed, ETA 0:00:36'
 """
 
 from __future__ import annotations
 
+import datetime
+import os
 import time
+from pathlib import Path
 from types import TracebackType
 
+from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -18,21 +30,68 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
+
+#: Seconds between two plain progress lines when output is not a terminal.
+PLAIN_EVERY = 5.0
+#: Seconds between two routine notes (one per epoch) on screen; the log file gets them all.
+ROUTINE_EVERY = 15.0
+
+
+def _clock(seconds: float) -> str:
+    return str(datetime.timedelta(seconds=int(max(0.0, seconds))))
+
+
+def plain_line(
+    description: str,
+    done: int,
+    total: int | None,
+    loss: float | None,
+    rate: float,
+    elapsed: float,
+    eta: float | None = None,
+) -> str:
+    """One progress line for a file or a pipe: steps, loss, rate, elapsed time and ETA."""
+    if total and total < 10**9:
+        where = f"step {done}/{total} ({100 * done / total:.0f}%)"
+    else:
+        eta, where = None, f"step {done}"
+    parts = [where]
+    if loss is not None:
+        parts.append(f"loss {loss:.4f}")
+    parts += [f"{rate:,.0f} items/s", f"{_clock(elapsed)} elapsed"]
+    if eta is not None:
+        parts.append(f"ETA {_clock(eta)}")
+    return f"{description}: " + ", ".join(parts)
 
 
 class TrainingProgress:
-    """A progress bar over steps that shows the latest loss and the item throughput.
+    """Progress over steps with the latest loss and the item throughput.
 
     Args:
         total: number of steps expected (may be updated with ``set_total``).
         description: the label on the left.
-        enabled: draw the bar (False on non-zero ranks).
+        enabled: show progress on screen (False on non-zero ranks and in quiet runs).
         completed: steps already done (when resuming).
+        log_file: a file that gets the plain progress lines and every note (appended).
+        console: where to print; by default standard output. A bar is drawn only when it is
+            a terminal; otherwise plain lines every ``plain_every`` seconds.
+        plain_every: seconds between plain lines (to a pipe and to ``log_file``).
     """
 
     def __init__(
-        self, total: int, description: str, enabled: bool = True, completed: int = 0
+        self,
+        total: int,
+        description: str,
+        enabled: bool = True,
+        completed: int = 0,
+        log_file: str | os.PathLike | None = None,
+        console: Console | None = None,
+        plain_every: float = PLAIN_EVERY,
     ) -> None:
+        self.console = console or Console()
+        self.enabled = enabled
+        self.bar = enabled and self.console.is_terminal
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -41,16 +100,32 @@ class TrainingProgress:
             TimeElapsedColumn(),
             TextColumn("ETA"),
             TimeRemainingColumn(),
-            disable=not enabled,
+            console=self.console,
+            disable=not self.bar,
         )
         self._task = self._progress.add_task(
             description, total=total, completed=completed, stats=""
         )
+        self.description = description
+        self.total = total
+        self.done = completed
+        self.plain_every = plain_every
         self._start = time.perf_counter()
+        self._first = completed
         self._items = 0
+        self._loss: float | None = None
+        self._last_plain = self._start
+        self._last_routine = -float("inf")
+        #: Whether the last routine note reached the screen (its follow-ups go with it).
+        self.shown_last = False
+        self._log = None
+        if log_file is not None:
+            Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+            self._log = open(log_file, "a", buffering=1)  # noqa: SIM115 - closed in __exit__
 
     def __enter__(self) -> TrainingProgress:
         self._progress.start()
+        self._start = self._last_plain = time.perf_counter()
         return self
 
     def __exit__(
@@ -60,22 +135,67 @@ class TrainingProgress:
         tb: TracebackType | None,
     ) -> None:
         self._progress.stop()
+        if self.done > self._first:
+            self._plain(force_screen=False)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
 
     def set_total(self, total: int) -> None:
         """Change the expected number of steps (time-budgeted runs refine it as they go)."""
+        self.total = total
         self._progress.update(self._task, total=total)
 
+    def _write_log(self, text: str) -> None:
+        if self._log is not None:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+            self._log.write(f"{stamp} {Text.from_markup(text).plain}\n")
+
     def note(self, text: str) -> None:
-        """Print a line above the bar (also visible in logs, where the bar is not drawn)."""
-        if not self._progress.disable:
-            self._progress.console.print(text)
+        """Print a line (above the bar on a terminal) and write it to the log file."""
+        if self.enabled:
+            self.console.print(text, soft_wrap=True, highlight=False)
+        self._write_log(text)
+
+    def routine(self, text: str, always: bool = False) -> None:
+        """A note that repeats (one per epoch): always in the log file, on screen at most
+        every ``ROUTINE_EVERY`` seconds (or when ``always``), so the screen does not fill
+        with thousands of tiny epochs."""
+        now = time.perf_counter()
+        self.shown_last = always or now - self._last_routine >= ROUTINE_EVERY
+        if self.shown_last:
+            self._last_routine = now
+            self.note(text)
+        else:
+            self._write_log(text)
+
+    def rate(self) -> float:
+        """Items per second since the start."""
+        return self._items / max(time.perf_counter() - self._start, 1e-9)
+
+    def _plain(self, force_screen: bool = False) -> None:
+        self._last_plain = time.perf_counter()
+        elapsed, here = self._last_plain - self._start, self.done - self._first
+        eta = elapsed / here * max(0, self.total - self.done) if here else None
+        line = plain_line(
+            self.description, self.done, self.total, self._loss, self.rate(), elapsed, eta
+        )
+        if self.enabled and (not self.bar or force_screen):
+            self.console.print(line, soft_wrap=True, highlight=False, markup=False)
+        self._write_log(line)
 
     def advance(self, steps: int, items: int, loss: float | None = None) -> float:
         """Advance by ``steps`` that consumed ``items`` items; return items per second so far."""
         self._items += items
-        rate = self._items / max(time.perf_counter() - self._start, 1e-9)
-        stats = f"{rate:,.0f} items/s"
+        self.done += steps
         if loss is not None:
-            stats = f"loss {loss:.4f}  " + stats
-        self._progress.update(self._task, advance=steps, stats=stats)
+            self._loss = loss
+        rate = self.rate()
+        if self.bar:
+            stats = f"{rate:,.0f} items/s"
+            if loss is not None:
+                stats = f"loss {loss:.4f}  " + stats
+            self._progress.update(self._task, advance=steps, stats=stats)
+        if time.perf_counter() - self._last_plain >= self.plain_every:
+            self._plain()
         return rate

@@ -48,6 +48,12 @@ from selfsup.methods.base import Method
 
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
 SKIPPED_FILE = "skipped.txt"
+#: The run's log: every progress line and note, whatever the screen showed.
+LOG_FILE = "train.log"
+#: An epoch's end writes a checkpoint when at least this many seconds passed since the last
+#: one (a run of many tiny epochs does not spend its time writing them); mid-epoch ones come
+#: every ``checkpoint_every`` minutes, and the last step always writes one.
+EPOCH_CHECKPOINT_GAP = 60.0
 DEFAULT_EPOCHS = 100
 # Steps timed before a time budget is turned into a number of steps.
 _CALIBRATION_STEPS = 10
@@ -72,6 +78,9 @@ class TrainState:
     train_seconds: float = 0.0
     items_seen: int = 0
     monitor_seconds: float = 0.0
+    checkpoint_seconds: float = 0.0
+    #: Batches of the current epoch already consumed: a resumed run continues from the next.
+    batch_in_epoch: int = 0
 
 
 class _EpochBatches(Dataset):
@@ -207,7 +216,13 @@ def _fit_to_budget(
         seconds_per_step = (state.train_seconds - pace_from[1]) / (state.step - pace_from[0])
     else:
         seconds_per_step = state.train_seconds / state.step
-    left = cfg.time_budget * 60 - state.train_seconds
+    # Monitoring and checkpoints are paid from the same budget as training.
+    left = (
+        cfg.time_budget * 60
+        - state.train_seconds
+        - state.monitor_seconds
+        - state.checkpoint_seconds
+    )
     more = max(0, math.floor(left / seconds_per_step))
     steps = state.step + (more if more >= steps_per_epoch / 20 else 0)
     # Every process must agree on the schedule: rank 0's estimate wins.
@@ -267,6 +282,7 @@ class Training:
     log: MetricsLog | None = None
     epoch_log: MetricsLog | None = None
     warmup_steps: int = 0
+    last_checkpoint: float = 0.0
 
     def replan(self, state: TrainState, total: int) -> None:
         """Set the planned total steps; the warmup is at most a tenth of them."""
@@ -333,6 +349,8 @@ def setup(
             method.encoder, method.encoder.feature_dim, num_classes, device=fabric.device
         )
     state = TrainState(total_steps=planned_steps(cfg, steps_per_epoch))
+    budget = TimeBudget(cfg, steps_per_epoch, fabric, first_step=0)
+    extension = None
     if resume:
         ckpt = load_checkpoint(run_dir / CHECKPOINT)
         method.load_state_dict(ckpt["method"])
@@ -342,6 +360,15 @@ def setup(
             probe.load_state_dict(ckpt["probe"])
         if monitor is not None and "monitor" in ckpt:
             monitor.load_state_dict(ckpt["monitor"])
+        if "rng" in ckpt and state.batch_in_epoch > 0:  # a mid-epoch checkpoint
+            _restore_rng(ckpt["rng"])
+        # The plan follows the options now given (a larger --epochs or --time-budget
+        # extends the run); a time budget is planned at the pace the run had.
+        budget = TimeBudget(cfg, steps_per_epoch, fabric, first_step=state.step)
+        planned = budget.plan(state)
+        if planned > state.total_steps and state.step >= state.total_steps:
+            extension = (state.total_steps, planned)
+        state.total_steps = planned
     # Channels-last memory runs convolutions about a third faster on CPU (oneDNN).
     method = method.to(memory_format=torch.channels_last)
     model, optimizer = fabric.setup(torch.compile(method) if cfg.compile else method, optimizer)
@@ -354,6 +381,7 @@ def setup(
         f"{method.name} on {source.name}",
         enabled=show_progress and rank == 0,
         completed=state.step,
+        log_file=run_dir / LOG_FILE if rank == 0 else None,
     )
     training = Training(
         method=method,
@@ -364,7 +392,7 @@ def setup(
         warmup_wanted=int(cfg.warmup_epochs * steps_per_epoch),
         constant=cfg.schedule == "constant",
         steps_per_epoch=steps_per_epoch,
-        budget=TimeBudget(cfg, steps_per_epoch, fabric, first_step=state.step),
+        budget=budget,
         progress=progress,
         probe=probe,
         monitor=monitor,
@@ -372,7 +400,52 @@ def setup(
         epoch_log=epoch_log,
     )
     training.warmup_steps = min(training.warmup_wanted, state.total_steps // 10)
+    training.last_checkpoint = time.perf_counter()
+    if extension is not None:
+        progress.note(
+            f"extending the finished run from {extension[0]} to {extension[1]} steps: the "
+            f"{cfg.schedule} schedule is recomputed over {extension[1]} steps, so the learning "
+            f"rate goes from its end value to {training.lr_at(state):.3g} at step {state.step} "
+            "(no new warmup)"
+        )
     return training, state
+
+
+def _rng_state() -> dict[str, torch.Tensor | list[torch.Tensor]]:
+    """The random generators' states (all augmentations and masks draw from torch's)."""
+    state: dict[str, torch.Tensor | list[torch.Tensor]] = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore_rng(state: dict[str, torch.Tensor | list[torch.Tensor]]) -> None:
+    torch.set_rng_state(state["cpu"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_training(t: Training, state: TrainState, run_dir: Path) -> None:
+    """Write the checkpoint (method, optimizer, state, random generators, probe, monitor)
+    and the run's encoder file beside it, so a killed run leaves a trained encoder; rank 0
+    only. The time it takes is counted in ``state.checkpoint_seconds``."""
+    started = time.perf_counter()
+    t.method.export_encoder().save(run_dir)
+    extra = {"probe": t.probe.state_dict()} if t.probe is not None else {}
+    if t.monitor is not None:
+        extra["monitor"] = t.monitor.state_dict()
+    save_checkpoint(
+        run_dir / CHECKPOINT,
+        {
+            "method": t.method.state_dict(),
+            "optimizer": t.optimizer.state_dict(),
+            "state": asdict(state),
+            "rng": _rng_state(),
+            **extra,
+        },
+    )
+    t.last_checkpoint = time.perf_counter()
+    state.checkpoint_seconds += t.last_checkpoint - started
 
 
 def train_one_epoch(
@@ -386,21 +459,32 @@ def train_one_epoch(
     """Train on this process's batches of ``state.epoch`` until it ends or the planned steps
     are done; return the last loss."""
     world, rank = fabric.world_size, fabric.global_rank
-    # Seeding from (seed, epoch, rank) makes augmentations repeat exactly on --resume.
-    torch.manual_seed(cfg.seed * 1_000_003 + state.epoch * 1009 + rank)
+    if state.batch_in_epoch == 0:
+        # Seeding from (seed, epoch, rank) makes augmentations repeat exactly on --resume;
+        # a mid-epoch checkpoint restored the generators' states instead.
+        torch.manual_seed(cfg.seed * 1_000_003 + state.epoch * 1009 + rank)
     batches = epoch_batches(len(source), cfg.batch_size, world, rank, cfg.seed, state.epoch)
     loader = DataLoader(
-        _EpochBatches(source, batches),
+        _EpochBatches(source, batches[state.batch_in_epoch :]),
         batch_size=None,
         num_workers=cfg.num_workers,
         collate_fn=_no_collate,
+        prefetch_factor=2 if cfg.num_workers > 0 else None,
+        persistent_workers=False,
+        pin_memory=fabric.device.type == "cuda",
+        # Its own generator: a loader draws a seed when iterated, which must not move the
+        # global one the augmentations draw from (a mid-epoch resume restores that one).
+        generator=torch.Generator().manual_seed(cfg.seed),
     )
     t.model.train()
-    window_loss, window_items, window_start = 0.0, 0, time.perf_counter()
+    window_loss, window_steps, window_items = 0.0, 0, 0
+    window_start = time.perf_counter()
     last_loss = float("nan")
+    checkpoint_every = cfg.checkpoint_every * 60
     for batch in loader:
         if state.step >= state.total_steps:
             break
+        state.batch_in_epoch += 1
         _record_skipped(run_dir, source, batch, cfg.strict)
         if len(batch.indices) < 2:  # batch norm needs two items
             continue
@@ -412,7 +496,8 @@ def train_one_epoch(
         state.step += 1
         items = len(batch.indices) * world
         state.items_seen += items
-        window_loss, window_items = window_loss + last_loss, window_items + items
+        window_loss, window_steps = window_loss + last_loss, window_steps + 1
+        window_items += items
         t.progress.advance(1, items, last_loss)
         planned = t.budget.after_step(state)
         if planned is not None:
@@ -422,12 +507,18 @@ def train_one_epoch(
             t.log.write(
                 state.step,
                 epoch=state.epoch,
-                loss=window_loss / cfg.log_every,
+                loss=window_loss / window_steps,
                 lr=t.optimizer.param_groups[0]["lr"],
                 items_per_s=window_items / (now - window_start),
                 train_seconds=state.train_seconds,
             )
-            window_loss, window_items, window_start = 0.0, 0, now
+            window_loss, window_steps, window_items, window_start = 0.0, 0, 0, now
+        if (
+            rank == 0
+            and state.step < state.total_steps
+            and time.perf_counter() - t.last_checkpoint >= checkpoint_every
+        ):
+            save_training(t, state, run_dir)
     return last_loss
 
 
@@ -450,14 +541,18 @@ def _measure(t: Training, state: TrainState, log: MetricsLog) -> str | None:
         if probe is not None:
             probe.discard()
         state.monitor_seconds += time.perf_counter() - started
-        progress.note(
-            f"  held-out: RankMe {metrics.rankme:.1f}/{metrics.dim}, alpha-ReQ "
+        progress.routine(
+            always=progress.shown_last,
+            text=f"  held-out: RankMe {metrics.rankme:.1f}/{metrics.dim}, alpha-ReQ "
             f"{metrics.alpha_req:.2f}, normalized std {metrics.normalized_std:.2f}, neighbour "
             f"agreement {metrics.neighbour_agreement:.2f}"
-            + (f", online probe {values['online_probe']:.3f}" if "online_probe" in values else "")
+            + (f", online probe {values['online_probe']:.3f}" if "online_probe" in values else ""),
         )
         if monitor.consider(method.export_encoder(), values, state.epoch):
-            progress.note(f"  best {monitor.select_by} so far: kept epoch {state.epoch}")
+            progress.routine(
+                f"  best {monitor.select_by} so far: kept epoch {state.epoch}",
+                always=progress.shown_last,
+            )
         try:
             warning = monitor.alarm(values, state.epoch)
         except CollapseError as err:
@@ -485,11 +580,14 @@ def end_epoch(
         CollapseError: the embeddings collapsed and ``cfg.stop_on_collapse`` is set.
     """
     state.epoch += 1
+    state.batch_in_epoch = 0
     t.replan(state, t.budget.plan(state))
-    t.progress.note(
+    done = state.step >= state.total_steps
+    t.progress.routine(
         f"epoch {state.epoch}: step {state.step}/{state.total_steps}, loss {last_loss:.4f}, "
         f"{state.items_seen / max(state.train_seconds, 1e-9):,.0f} items/s, "
-        f"{state.train_seconds:.0f} s of training"
+        f"{state.train_seconds:.0f} s of training",
+        always=state.epoch == 1 or done,
     )
     collapse = None
     if fabric.global_rank == 0 and monitor_due(state):
@@ -498,20 +596,9 @@ def end_epoch(
         if cfg.keep_checkpoints:
             path = run_dir / "checkpoints" / _epoch_file(state.epoch)
             save_encoder_weights(t.method.export_encoder(), path)
-        # The run's encoder follows its checkpoints, so a killed run leaves a trained one.
-        t.method.export_encoder().save(run_dir)
-        extra = {"probe": t.probe.state_dict()} if t.probe is not None else {}
-        if t.monitor is not None:
-            extra["monitor"] = t.monitor.state_dict()
-        save_checkpoint(
-            run_dir / CHECKPOINT,
-            {
-                "method": t.method.state_dict(),
-                "optimizer": t.optimizer.state_dict(),
-                "state": asdict(state),
-                **extra,
-            },
-        )
+        since = time.perf_counter() - t.last_checkpoint
+        if done or collapse or since >= min(EPOCH_CHECKPOINT_GAP, cfg.checkpoint_every * 60):
+            save_training(t, state, run_dir)
     collapse = fabric.broadcast(collapse, src=0)
     if collapse is not None:
         raise CollapseError(collapse)

@@ -1,0 +1,52 @@
+"""Progress reads the same on a terminal, in a pipe and in the log file, and its output does
+not grow with the number of steps or epochs."""
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+
+from selfsup.core.progress import TrainingProgress
+
+
+def test_plain_lines_in_a_pipe_and_every_note_in_the_log(tmp_path) -> None:
+    screen = io.StringIO()
+    log = tmp_path / "train.log"
+    with TrainingProgress(
+        10, "demo", console=Console(file=screen), log_file=log, plain_every=0.0
+    ) as bar:
+        bar.note("[bold]start[/bold]")
+        for _ in range(10):
+            bar.advance(1, items=4, loss=0.25)
+        for epoch in range(100):
+            bar.routine(f"epoch {epoch}")
+    shown = screen.getvalue().splitlines()
+    assert shown[0] == "start" and "\x1b" not in screen.getvalue()  # no bar frames, no colour
+    assert "demo: step 10/10 (100%), loss 0.2500" in shown[-1]
+    # 100 routine notes: the screen got the first (the next are due 15 s later), the log all.
+    assert sum(line.startswith("epoch") for line in shown) == 1
+    logged = log.read_text().splitlines()
+    assert sum(" epoch " in line for line in logged) == 100
+    assert any("start" in line and "[bold]" not in line for line in logged)
+
+
+def test_a_thirty_second_table_run_prints_few_lines_to_a_pipe(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame(rng.normal(size=(569, 30)), columns=[f"f{i}" for i in range(30)])
+    table["label"] = rng.integers(0, 2, 569)
+    table.to_csv(tmp_path / "table.csv", index=False)
+    command = [
+        sys.executable, "-m", "selfsup", "pretrain", str(tmp_path / "table.csv"),
+        "--label-column", "label", "--time-budget", "0.5", "--out", str(tmp_path / "run"),
+    ]  # fmt: skip
+    done = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=300)
+    out = done.stdout.decode()
+    assert done.returncode == 0, out
+    lines = out.splitlines()
+    assert len(lines) < 40, out
+    assert sum(": step " in line and "items/s" in line for line in lines) >= 3, out
+    assert "\r" not in out and "\x1b[" not in out  # no bar frames in a pipe
+    assert len((tmp_path / "run" / "train.log").read_text().splitlines()) > len(lines)
