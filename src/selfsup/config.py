@@ -43,14 +43,19 @@ class PretrainConfig(BaseModel):
         backbone_options: extra keyword arguments of the backbone (``width``, ``patch_size``...).
         method_options: hyperparameters of the method (``temperature``, ``projection_dim``...).
         views: overrides of the method's augmentation recipe (``crop_scale``, ``blur_p``...).
-        image_size: side of the square training images; by default the data's own.
+        image_size: side of the square training images; by default the data's own (the
+            median shorter side of a sample of files), at most 128 pixels on a CPU and 224 on
+            a GPU; image folders are decoded straight to it.
         epochs: passes over the data; when neither ``epochs``, ``steps`` nor a time budget is
             set, the modality decides (series: TS2Vec's 200 steps, 600 above 100,000 values;
             the others: 100 epochs).
         steps: optimizer steps in all (TS2Vec's ``n_iters``); with ``epochs`` the smaller wins.
         time_budget: minutes of training; the schedule is fitted to end within it.
         batch_size: items per step and process; default 256 for images and 8 for series
-            (TS2Vec's), never more than the data holds.
+            (TS2Vec's), at most an eighth of the items (a power of two, at least 16) so an
+            epoch has several steps, and lowered (to a power of two) when the step's
+            estimated peak memory would not fit in the memory available; a batch size given
+            that does not fit stops the run with the numbers.
         lr: peak learning rate; by default the optimizer's base rate times batch_size / 256
             for images, and 0.001 for series (TS2Vec's).
         optimizer: ``adamw``, ``sgd`` or ``lars``.
@@ -67,7 +72,9 @@ class PretrainConfig(BaseModel):
             run already is refused unless ``overwrite`` is set.
         overwrite: replace the run in ``out`` (its files are deleted first).
         strict: fail on the first unreadable item instead of skipping it.
-        num_workers: data-loading worker processes (useful for image folders).
+        num_workers: data-loading worker processes; by default 0 for data in memory and,
+            for folders of files to decode (images, audio), half the CPU cores (at least 1,
+            at most 4), so decoding overlaps training.
         compile: use ``torch.compile`` on the training step (about 30 s of compiling first,
             not counted in the pace a time budget is planned with). It pays when every batch
             has the same shapes; I-JEPA, whose context length changes with each batch's
@@ -135,7 +142,7 @@ class PretrainConfig(BaseModel):
     out: str | None = None
     overwrite: bool = False
     strict: bool = False
-    num_workers: int = 0
+    num_workers: int | None = Field(default=None, ge=0)
     compile: bool = False
     log_every: int = 20
     monitor_items: int = 2048

@@ -40,6 +40,7 @@ from selfsup.data.base import Source
 from selfsup.data.splits import hold_out
 from selfsup.embedding import EmbeddingFile, embed_source, embed_timestamps, write_embeddings
 from selfsup.encoder import Encoder
+from selfsup.engine.memory import measure_step, plan_batch
 from selfsup.engine.monitor import BEST_WEIGHTS, EpochMonitor, load_encoder_weights
 from selfsup.engine.train import fit
 from selfsup.evaluation.labelfree import LabelFreeMetrics, measure_label_free
@@ -321,6 +322,26 @@ def _resumable(run_dir: Path, data: Any, options: dict[str, Any]) -> dict[str, A
     return saved
 
 
+def _plan_memory(
+    cfg: PretrainConfig,
+    method: nn.Module,
+    views: nn.Module,
+    source: Source,
+    fabric: lightning.Fabric,
+    given: bool,
+) -> tuple[int, str]:
+    """The batch that fits in memory (see ``selfsup.engine.memory``) and the line saying so."""
+    readable = source.read_batch(list(range(min(len(source), 16)))).items[:4]
+    if len(readable) < 2:
+        readable = source.first_item().expand(2, *source.first_item().shape[1:])
+    in_flight = 2 * max(1, cfg.num_workers) + 1
+    plan = measure_step(method.to(fabric.device), views.to(fabric.device), readable, fabric,
+                        in_flight)  # fmt: skip
+    side = f" at {cfg.image_size} px" if cfg.image_size else ""
+    what = f"{cfg.backbone}{side}, {cfg.method}, {fabric.strategy.precision.precision}"
+    return plan_batch(plan, int(cfg.batch_size), given, what)
+
+
 def _open_training_data(
     cfg: PretrainConfig,
     frame: Any = None,
@@ -365,12 +386,14 @@ def pretrain(
     elif in_memory is not None:  # a DataFrame, an array or a tensor from Python
         options.setdefault("modality", infer_modality(in_memory))
         data = type(in_memory).__name__
+    batch_given = True  # a resumed run keeps its batch
     if resume is not None:
         run_dir = Path(resume)
         saved = _resumable(run_dir, data, options)
         cfg = resolve_config(load_config(None, **{**saved, **options}))
     else:
         cfg = load_config(config, data=None if data is None else str(data), **options)
+        batch_given = cfg.batch_size is not None
         cfg = resolve_config(cfg)
         # Processes launched for other ranks take the folder their rank 0 chose.
         inherited = None if _first_process() else os.environ.get(_RUN_DIR_ENV)
@@ -415,12 +438,22 @@ def pretrain(
     else:
         encoder, chosen = modality.build_encoder(cfg, source, custom, feature_dim)
         cfg = cfg.model_copy(update=chosen)
-    # A batch never asks for more items than one process's share of the data.
+    if cfg.num_workers is None:
+        cfg = cfg.model_copy(update={"num_workers": modality.default_workers(source)})
+    # A batch never asks for more items than one process's share of the data, and a default
+    # one leaves an epoch several steps.
     share = max(2, len(source) // (cfg.devices * cfg.num_nodes))
+    if not batch_given:
+        share = min(share, max(16, 1 << max(0, (len(source) // 8).bit_length() - 1)))
     if cfg.batch_size > share:
         cfg = cfg.model_copy(update={"batch_size": share})
     method = build_method(cfg.method, encoder, **cfg.method_options)
     views, recipe, watch = modality.training_views(method, cfg.views, source)
+    notes = []
+    if resume is None and custom is None:
+        batch, note = _plan_memory(cfg, method, views, source, fabric, batch_given)
+        cfg = cfg.model_copy(update={"batch_size": batch})
+        notes.append(note)
 
     if fabric.global_rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -445,7 +478,16 @@ def pretrain(
     elif cfg.select_by != "last":
         raise ValueError(f"--select-by {cfg.select_by} needs monitoring (--monitor-items > 0)")
     state = fit(
-        method, source, views, cfg, run_dir, fabric, resume is not None, show_progress, monitor
+        method,
+        source,
+        views,
+        cfg,
+        run_dir,
+        fabric,
+        resume is not None,
+        show_progress,
+        monitor,
+        notes=notes,
     )
     if method.export_encoder() is not encoder:  # DINO, I-JEPA: keep the teacher's weights
         encoder.load_state_dict(method.export_encoder().state_dict())

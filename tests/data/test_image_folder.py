@@ -122,7 +122,7 @@ def test_corrupt_files_fail_on_read_and_are_skipped_in_batches(tmp_path):
     assert "truncated" in batch.skipped[1].reason
 
 
-def test_defaults_come_from_the_first_readable_image(tmp_path):
+def test_defaults_come_from_the_readable_images(tmp_path):
     (tmp_path / "a.png").write_bytes(b"not a png")
     _save(tmp_path / "b.png", (9, 14), 7, mode="L")
     assert ImageFolderSource(tmp_path).item_shape == (1, 9, 9)
@@ -160,3 +160,31 @@ def test_a_folder_whose_first_file_is_broken_still_pretrains(tmp_path) -> None:
                    out=str(tmp_path / "run"), show_progress=False)  # fmt: skip
     assert run.config["image_size"] == 12 and run.summary["steps"] >= 1
     assert "!broken.png" in (tmp_path / "run" / "skipped.txt").read_text()
+
+
+def test_one_huge_file_does_not_set_the_size_and_jpegs_decode_at_reduced_scale(tmp_path):
+    """The default side is the median of a sample of headers: a huge PNG sorting first, or a
+    tiny one, does not set it; read_at makes later reads decode straight to a side."""
+    _save(tmp_path / "0-huge.png", (4000, 3000))
+    for i in range(6):
+        _save(tmp_path / f"{i}.jpg", (640, 480))
+    _save(tmp_path / "9-tiny.png", (8, 8))
+    source = ImageFolderSource(tmp_path)
+    assert source.item_shape == (3, 480, 480)
+    source.read_at(64)
+    assert source.read(0).shape == (3, 64, 64) and source.read(1).shape == (3, 64, 64)
+    from PIL import JpegImagePlugin
+
+    opened = []
+    real_draft = JpegImagePlugin.JpegImageFile.draft
+
+    def draft(image, mode, size):
+        opened.append(size)
+        return real_draft(image, mode, size)
+
+    JpegImagePlugin.JpegImageFile.draft = draft
+    try:
+        source.read(1)
+    finally:
+        JpegImagePlugin.JpegImageFile.draft = real_draft
+    assert opened == [(86, 64)]  # asked to decode near 64 px, not at 640 x 480

@@ -167,6 +167,7 @@ class AudioFolderSource(Source):
                 f"a window of {n_fft}; use clips longer than {n_fft / 2 / sample_rate:.3f} s"
             )
         self.name = str(self.root)
+        self.reads_files = True
         self._ids = find_files(self.root, AUDIO_EXTENSIONS)
         if not self._ids:
             raise EmptySourceError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in {self.root}")

@@ -106,6 +106,8 @@ class Source(abc.ABC):
     modality: str = "image"
     #: A short human-readable name (a folder path, a dataset name).
     name: str = ""
+    #: Whether items are decoded from files when read (worth worker processes).
+    reads_files: bool = False
     #: Integer class codes per item, or None when the source is unlabeled.
     labels: np.ndarray | None = None
     #: Class names indexed by label code, or None when unlabeled.
@@ -123,6 +125,11 @@ class Source(abc.ABC):
     @abc.abstractmethod
     def ids(self) -> Sequence[str]:
         """One stable id per item (a relative path, or the row number as text)."""
+
+    def read_at(self, side: int) -> None:
+        """Read items at ``side`` pixels a side from now on, where the source decodes at any
+        size (image folders); the others keep their items as they are."""
+        return None
 
     def first_item(self, tries: int = 64) -> torch.Tensor:
         """The first readable item, as a batch of one (its shape tells size and channels);

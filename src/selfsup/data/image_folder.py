@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +33,11 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # 65535: PIL's own conversion to "L" would clip them at 255.
 _WIDE_GRAY_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
 _GRAY_MODES = {"1", "L", "LA", *_WIDE_GRAY_MODES}
+#: Files whose headers give the folder's default size and channels.
+SIZE_SAMPLE = 64
+# Large photos are expected and read at a reduced size; PIL still refuses images above twice
+# this limit (a decompression bomb), which are then skipped as unreadable.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 class ImageFolderSource(Source):
@@ -44,15 +50,20 @@ class ImageFolderSource(Source):
 
     Every item has the same shape (channels, image_size, image_size): each image is converted
     to gray ("L") or "RGB" (alpha dropped, EXIF rotation applied), its shorter side resized to
-    ``image_size`` and its center cropped square. A file that cannot be opened or decoded (not
+    ``image_size`` and its center cropped square. JPEGs larger than that are decoded at 1/2,
+    1/4 or 1/8 scale directly (PIL's draft mode), which makes them several times faster to
+    read. Images above PIL's decompression-bomb limit (about 179 million pixels) are refused
+    as unreadable rather than decoded. A file that cannot be opened or decoded (not
     an image, truncated) raises :class:`ItemReadError` on ``read`` and is reported in
     ``read_batch(...).skipped``.
 
     Args:
         root: the folder.
-        image_size: the side of the square items; by default the shorter side of the first
-            readable image.
-        channels: 1 (gray) or 3 (RGB); by default 1 when the first readable image is gray
+        image_size: the side of the square items; by default the median shorter side of a
+            sample of ``SIZE_SAMPLE`` files spread over the folder (only their headers are
+            read), so one huge or tiny file does not set it. Training chooses its own side
+            (see ``selfsup.modalities.image.training_side``) and sets it with ``read_at``.
+        channels: 1 (gray) or 3 (RGB); by default 1 when most sampled images are gray
             (modes "1", "L", "I;16", ...), else 3.
 
     Raises:
@@ -80,18 +91,23 @@ class ImageFolderSource(Source):
         if channels not in (None, 1, 3):
             raise ValueError(f"channels must be 1 or 3, got {channels}")
         self.name = str(self.root)
+        self.reads_files = True
         self._ids = find_image_files(self.root)
         if not self._ids:
             raise EmptySourceError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {self.root}")
         self._label_from_subfolders()
         if image_size is None or channels is None:
-            first_size, first_mode = self._first_readable_image()
+            sides, gray = self._sample_headers()
             if image_size is None:
-                image_size = min(first_size)
+                image_size = int(np.median(sides))
             if channels is None:
-                channels = 1 if first_mode in _GRAY_MODES else 3
+                channels = 1 if 2 * gray > len(sides) else 3
         self.image_size: int = image_size
         self.channels: int = channels
+
+    def read_at(self, side: int) -> None:
+        """Read items at ``side`` pixels from now on (training reads at its own side)."""
+        self.image_size = int(side)
 
     def _label_from_subfolders(self) -> None:
         """Label each image by its first-level folder, when all lie in two or more of them."""
@@ -99,18 +115,29 @@ class ImageFolderSource(Source):
         if found is not None:
             self.classes, self.labels = found
 
-    def _first_readable_image(self) -> tuple[tuple[int, int], str]:
-        """The size and PIL mode of the first image that decodes."""
-        for rel in self._ids:
+    def _sample_headers(self) -> tuple[list[int], int]:
+        """Shorter sides of a sample of files spread over the folder, and how many are gray;
+        only headers are read. Unreadable files are passed over here (and skipped on read);
+        when the whole sample is unreadable, every file is tried in turn."""
+        n = len(self._ids)
+        picks = np.unique(np.linspace(0, n - 1, min(SIZE_SAMPLE, n)).astype(int)).tolist()
+        sides, gray = self._headers(picks)
+        if not sides:
+            sides, gray = self._headers(range(n))
+        if not sides:
+            raise EmptySourceError(f"none of the {n} image files in {self.root} can be read")
+        return sides, gray
+
+    def _headers(self, positions: Sequence[int]) -> tuple[list[int], int]:
+        sides, gray = [], 0
+        for i in positions:
             try:
-                with Image.open(self.root / rel) as image:
-                    image.load()
-                    return image.size, image.mode
+                with Image.open(self.root / self._ids[i]) as image:
+                    sides.append(min(image.size))
+                    gray += image.mode in _GRAY_MODES
             except Exception:  # any unreadable file is passed over here, and skipped on read
                 continue
-        raise EmptySourceError(
-            f"none of the {len(self._ids)} image files in {self.root} can be read"
-        )
+        return sides, gray
 
     @property
     def item_shape(self) -> tuple[int, int, int]:

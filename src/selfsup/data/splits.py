@@ -79,6 +79,7 @@ class SubsetSource(Source):
         self.classes = source.classes
         self.labels = None if source.labels is None else source.labels[self.indices]
         self.preprocessor = getattr(source, "preprocessor", None)  # tables: their encoding
+        self.reads_files = source.reads_files
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -89,6 +90,9 @@ class SubsetSource(Source):
 
     def read(self, index: int) -> torch.Tensor:
         return self.source.read(int(self.indices[index]))
+
+    def read_at(self, side: int) -> None:
+        self.source.read_at(side)
 
     def read_batch(self, indices: Sequence[int]) -> Batch:
         positions = {int(self.indices[i]): int(i) for i in indices}

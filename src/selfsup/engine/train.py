@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -467,9 +468,9 @@ def train_one_epoch(
     loader = DataLoader(
         _EpochBatches(source, batches[state.batch_in_epoch :]),
         batch_size=None,
-        num_workers=cfg.num_workers,
+        num_workers=cfg.num_workers or 0,
         collate_fn=_no_collate,
-        prefetch_factor=2 if cfg.num_workers > 0 else None,
+        prefetch_factor=2 if cfg.num_workers else None,
         persistent_workers=False,
         pin_memory=fabric.device.type == "cuda",
         # Its own generator: a loader draws a seed when iterated, which must not move the
@@ -481,6 +482,8 @@ def train_one_epoch(
     window_start = time.perf_counter()
     last_loss = float("nan")
     checkpoint_every = cfg.checkpoint_every * 60
+    # Training time runs from one step's end to the next: the wait for a batch is part of it.
+    ready = time.perf_counter()
     for batch in loader:
         if state.step >= state.total_steps:
             break
@@ -488,11 +491,12 @@ def train_one_epoch(
         _record_skipped(run_dir, source, batch, cfg.strict)
         if len(batch.indices) < 2:  # batch norm needs two items
             continue
-        started = time.perf_counter()
         last_loss = training_step(t, batch.items, t.lr_at(state), fabric, state)
         if t.probe is not None:
             t.probe.step(torch.as_tensor(source.labels[batch.indices], dtype=torch.long))
-        state.train_seconds += time.perf_counter() - started
+        now = time.perf_counter()
+        state.train_seconds += now - ready
+        ready = now
         state.step += 1
         items = len(batch.indices) * world
         state.items_seen += items
@@ -519,6 +523,7 @@ def train_one_epoch(
             and time.perf_counter() - t.last_checkpoint >= checkpoint_every
         ):
             save_training(t, state, run_dir)
+            ready = time.perf_counter()
     return last_loss
 
 
@@ -615,6 +620,7 @@ def fit(
     resume: bool = False,
     show_progress: bool = True,
     monitor: EpochMonitor | None = None,
+    notes: Sequence[str] = (),
 ) -> TrainState:
     """Train ``method`` on ``source`` as ``cfg`` says, checkpointing into ``run_dir``.
 
@@ -629,6 +635,7 @@ def fit(
         show_progress: draw the progress bar on rank 0.
         monitor: measures label-free metrics after every epoch on held-out items (rank 0),
             raises the collapse alarm and keeps the best epoch's encoder.
+        notes: lines to show and log before training (the memory plan).
 
     Raises:
         CollapseError: the embeddings collapsed and ``cfg.stop_on_collapse`` is set.
@@ -641,6 +648,8 @@ def fit(
     if cfg.keep_checkpoints and not resume and fabric.global_rank == 0:  # epoch 0: the start
         save_encoder_weights(method.export_encoder(), run_dir / "checkpoints" / _epoch_file(0))
     with t.progress:
+        for line in notes:
+            t.progress.note(line)
         if not resume and state.total_steps < FEW_STEPS:
             t.progress.note(few_steps_warning(state.total_steps, len(source), cfg.batch_size))
         while state.step < state.total_steps:

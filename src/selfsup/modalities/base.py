@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from selfsup.data.base import Source
+from selfsup.data.base import EmptySourceError, Source
 from selfsup.encoder import Encoder
 from selfsup.methods import METHODS
 from selfsup.views.recipe import ViewRecipe
@@ -234,6 +234,20 @@ class Modality(ABC):
         channels)."""
         return x
 
+    def default_workers(self, source: Source) -> int:
+        """Data-loading processes for ``source`` by default: for files to decode, half the
+        CPU cores (at least 1, at most 4); none for data in memory.
+
+        Example:
+            >>> from selfsup.data.arrays import ArraySource
+            >>> from selfsup.modalities import get_modality
+            >>> get_modality("image").default_workers(ArraySource(np.zeros((4, 8, 8))))
+            0
+        """
+        if not source.reads_files:
+            return 0
+        return min(4, max(1, (os.cpu_count() or 2) // 2))
+
     def embed_batch_size(self, source: Source, batch_size: int) -> int:
         """The batch size ``embed`` uses on ``source`` (lower where items are large)."""
         return batch_size
@@ -277,9 +291,12 @@ def _same_width(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return tuple(np.pad(m, ((0, 0), (0, width - m.shape[1]))) for m in (a, b))  # type: ignore[return-value]
 
 
-def channel_statistics(source: Source, limit: int = 4096) -> tuple[list[float], list[float]]:
+def channel_statistics(
+    source: Source, limit: int = 4096, chunk: int = 128
+) -> tuple[list[float], list[float]]:
     """Per-channel mean and std over an evenly spaced sample of up to ``limit`` items
-    (images or series; NaN values of series are left out).
+    (images or series; NaN values of series are left out), read ``chunk`` items at a time
+    so memory stays that of one chunk whatever the items' size.
 
     Example:
         >>> from selfsup.data.arrays import ArraySource
@@ -287,11 +304,28 @@ def channel_statistics(source: Source, limit: int = 4096) -> tuple[list[float], 
         >>> mean, std
         ([1.0], [0.0010000000474974513])
     """
-    indices = np.linspace(0, len(source) - 1, min(limit, len(source))).astype(int)
-    x = source.read_batch(indices.tolist()).items
-    per_channel = x.transpose(0, 1).reshape(x.shape[1], -1).double()
-    present = ~torch.isnan(per_channel)
-    count = present.sum(dim=1).clamp_min(1)
-    mean = torch.nan_to_num(per_channel).sum(dim=1) / count
-    var = (torch.nan_to_num(per_channel - mean[:, None]) ** 2).sum(dim=1) / (count - 1).clamp_min(1)
+    indices = np.linspace(0, len(source) - 1, min(limit, len(source))).astype(int).tolist()
+    count = total = squares = None
+    shift = None  # the first chunk's mean: sums of shifted values keep float64 precise
+    for start in range(0, len(indices), chunk):
+        x = source.read_batch(indices[start : start + chunk]).items
+        if x.shape[0] == 0:
+            continue
+        per_channel = x.transpose(0, 1).reshape(x.shape[1], -1)
+        present = ~torch.isnan(per_channel)
+        if shift is None:
+            shift = torch.nan_to_num(per_channel).sum(1, dtype=torch.float64) / present.sum(
+                1
+            ).clamp_min(1)
+            count = torch.zeros_like(shift)
+            total, squares = torch.zeros_like(shift), torch.zeros_like(shift)
+        values = torch.nan_to_num(per_channel.double() - shift[:, None]) * present
+        count += present.sum(dim=1)
+        total += values.sum(dim=1)
+        squares += (values**2).sum(dim=1)
+    if shift is None:
+        raise EmptySourceError(f"{source.name}: none of the sampled items can be read")
+    n = count.clamp_min(1)
+    mean = shift + total / n
+    var = ((squares - total**2 / n) / (n - 1).clamp_min(1)).clamp_min(0)
     return mean.float().tolist(), var.sqrt().clamp_min(1e-3).float().tolist()

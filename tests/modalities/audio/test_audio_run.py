@@ -48,7 +48,9 @@ def test_byola_trains_and_keeps_pitch_classes_of_unseen_tones_apart(tmp_path):
     before = _knn(untrained, train, test)
     # A random AudioNTT2020 already separates these tones (0.97 measured): the run must keep
     # them apart, which is all this data can show; learning is shown by benchmarks/audio.py.
-    assert accuracy >= 0.75 and accuracy >= before - 0.05, (accuracy, before)
+    # One tone is 1/32 of the score and oneDNN's kernels differ between CPUs (0.906 and 0.9375
+    # were measured for the same run on two machines): at most two tones may change sides.
+    assert accuracy >= 0.75 and accuracy >= before - 2 / 32 - 1e-9, (accuracy, before)
     again = selfsup.load(run.path)
     np.testing.assert_allclose(again.embed(test), run.embed(test), atol=1e-4)
     rows = {r.protocol: r for r in run.evaluate(train, test, protocols=("knn", "linear")).rows}

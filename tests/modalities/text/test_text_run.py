@@ -64,9 +64,10 @@ def test_generic_objective_and_resume_on_text(tmp_path):
     run = selfsup.pretrain(path, epochs=1, vocab_size=300, max_length=16, **options)
     assert run.summary["view_recipe"]["deletion"] == 0.1
     tokenizer_file = (run.path / "tokenizer.json").read_text()
-    resumed = selfsup.pretrain(resume=run.path, show_progress=False)  # reads the saved tokenizer
-    assert resumed.summary["steps"] == run.summary["steps"]
+    # Extended by one epoch, reading the texts with the saved tokenizer.
+    resumed = selfsup.pretrain(resume=run.path, epochs=2, show_progress=False)
+    assert resumed.summary["steps"] == 2 * run.summary["steps"]
     assert (run.path / "tokenizer.json").read_text() == tokenizer_file
-    np.testing.assert_allclose(resumed.embed(path), run.embed(path), atol=1e-5)
+    assert resumed.embed(path).shape == run.embed(path).shape
     metrics = resumed.evaluate_label_free(path, items=64)
     assert 1 <= metrics.rankme <= 16

@@ -1,0 +1,281 @@
+"""Benchmark: a folder of ordinary 640x480 photos, pretrained with the defaults, as a user would.
+
+The folder is made from real images: the 14 wallpapers of Debian's ``gnome-backgrounds``
+(4096x4096 WebP renders and photos) and scikit-learn's two sample photos (427x640), cut into
+random crops (a tenth to all of the area, 4:3, any place), flipped at random, resized to
+640x480 and saved as JPEG (quality 90): file sizes and decoding cost are those of real photos.
+Two class folders split the sources in two halves.
+
+Then, each as a separate ``selfsup`` process whose memory (PSS summed over the process and its
+data-loading workers) is sampled twice a second:
+
+1. **index**: the time to open the folder (one scan, headers of a sample of files).
+2. **folder**: ``selfsup pretrain FOLDER --time-budget M`` with every other option left at
+   its default: peak memory, images per second (wall time of the training loop, data
+   loading included), the chosen side, backbone, batch and workers.
+3. **in memory**: the same images decoded once at the same side into an array in memory,
+   pretrained with the same backbone, side and batch for ``--memory-minutes``: the images per
+   second the folder run is compared with (target: >= 85%).
+4. **robustness**: the folder (hard links) plus a corrupt JPEG that sorts first and a
+   12000x12000 PNG, ``--time-budget 1`` with output to a pipe: wall time (target: < 5 min) and
+   the longest gap between two output lines (target: <= 10 s).
+
+Usage:
+    python benchmarks/photos.py                         # 10,000 photos, 5 minutes (~15 min)
+    python benchmarks/photos.py --images 2000 --minutes 1 --memory-minutes 0.5
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from common import load_average, write_section
+from selfsup.data.image_folder import ImageFolderSource
+from selfsup.run import _machine
+
+WALLPAPERS = Path("/usr/share/backgrounds/gnome")
+SIDE = (640, 480)
+
+
+def _sources() -> list[Image.Image]:
+    from sklearn.datasets import load_sample_images
+
+    images = [Image.fromarray(a) for a in load_sample_images().images]
+    for path in sorted(WALLPAPERS.glob("*.webp")):
+        with Image.open(path) as image:
+            if min(image.size) >= 1000:
+                images.append(image.convert("RGB"))
+    if len(images) < 4:
+        sys.exit(f"too few source images: install gnome-backgrounds (`make system`): {WALLPAPERS}")
+    return images
+
+
+def _make_chunk(args: tuple[Path, int, int, int]) -> int:
+    folder, start, stop, seed = args
+    sources = _sources()
+    rng = np.random.default_rng([seed, start])
+    for i in range(start, stop):
+        k = int(rng.integers(len(sources)))
+        image = sources[k]
+        w, h = image.size
+        area = rng.uniform(0.1, 1.0) * w * h
+        cw = int(min(w, np.sqrt(area * 4 / 3)))
+        ch = int(min(h, cw * 3 / 4))
+        left, top = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        crop = image.crop((left, top, left + cw, top + ch)).resize(SIDE, Image.Resampling.BILINEAR)
+        if rng.random() < 0.5:
+            crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        label = "a" if k < len(sources) // 2 else "b"
+        crop.save(folder / label / f"{i:06d}.jpg", quality=90)
+    return stop - start
+
+
+def make_photos(folder: Path, n: int, seed: int = 0) -> float:
+    """Write ``n`` 640x480 JPEGs under ``folder`` (kept when they are there); seconds taken."""
+    if len(list(folder.glob("*/*.jpg"))) >= n:
+        return 0.0
+    started = time.perf_counter()
+    for label in ("a", "b"):
+        (folder / label).mkdir(parents=True, exist_ok=True)
+    chunks = [(folder, s, min(n, s + 500), seed) for s in range(0, n, 500)]
+    with ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+        done = 0
+        for count in pool.map(_make_chunk, chunks):
+            done += count
+            print(f"  made {done}/{n} photos", flush=True)
+    return time.perf_counter() - started
+
+
+def _pss(pid: int) -> int:
+    """Proportional set size in bytes of ``pid`` and all its descendants (shared pages split,
+    so forked workers are not counted twice)."""
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) * 1024
+            for task in Path(f"/proc/{p}/task").iterdir():
+                children = (task / "children").read_text().split()
+                stack.extend(int(c) for c in children)
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def watch(command: list[str], log: Path) -> dict:
+    """Run ``command`` with output to a pipe; its wall time, peak PSS and the longest gap
+    between two output lines (from the start)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak, stamps, lines = 0, [], []
+
+    def read() -> None:
+        for line in proc.stdout:
+            stamps.append(time.perf_counter())
+            lines.append(line.rstrip("\n"))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    while proc.poll() is None:
+        peak = max(peak, _pss(proc.pid))
+        time.sleep(0.5)
+    reader.join()
+    wall = time.perf_counter() - started
+    log.write_text("\n".join(lines) + "\n")
+    gaps = np.diff([started, *stamps, started + wall])
+    if proc.returncode != 0:
+        sys.exit(f"failed ({proc.returncode}): {' '.join(command)}\n" + "\n".join(lines[-20:]))
+    return {
+        "wall_s": round(wall, 1),
+        "peak_pss_gb": round(peak / 2**30, 2),
+        "lines": len(lines),
+        "longest_gap_s": round(float(gaps.max()), 1),
+        "first_line_s": round(float(gaps[0]), 1),
+    }
+
+
+_IN_MEMORY = """
+import json, sys, time, numpy as np, selfsup
+from selfsup.data.image_folder import ImageFolderSource
+folder, side, batch, minutes, out = sys.argv[1:6]
+source = ImageFolderSource(folder, image_size=int(side))
+started = time.perf_counter()
+x = np.stack([(source.read(i).numpy() * 255).round().astype(np.uint8) for i in range(len(source))])
+print(f"decoded {len(x)} images in {time.perf_counter() - started:.0f} s", flush=True)
+run = selfsup.pretrain(x, backbone="resnet18", image_size=int(side), batch_size=int(batch),
+                       time_budget=float(minutes), out=out)
+print(json.dumps(run.summary))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=10_000)
+    parser.add_argument("--minutes", type=float, default=5.0)
+    parser.add_argument("--memory-minutes", type=float, default=2.0)
+    parser.add_argument("--data", type=Path, default=Path("data/photos-640x480"))
+    parser.add_argument("--runs", type=Path, default=Path("runs/bench/photos"))
+    parser.add_argument("--skip-robustness", action="store_true")
+    args = parser.parse_args()
+    import shutil
+
+    shutil.rmtree(args.runs, ignore_errors=True)
+    args.runs.mkdir(parents=True)
+    results: dict = {"machine": _machine(), "load_before": load_average(), "images": args.images}
+
+    made = make_photos(args.data, args.images)
+    results["make_photos_s"] = round(made, 1)
+    started = time.perf_counter()
+    source = ImageFolderSource(args.data)
+    results["index_s"] = round(time.perf_counter() - started, 2)
+    results["files"] = len(source)
+    print(f"indexed {len(source)} files in {results['index_s']} s", flush=True)
+
+    selfsup = [sys.executable, "-m", "selfsup"]
+    folder_run = args.runs / "folder"
+    command = [*selfsup, "pretrain", str(args.data), "--time-budget", str(args.minutes),
+               "--out", str(folder_run)]  # fmt: skip
+    results["folder"] = watch(command, args.runs / "folder.log")
+    summary = json.loads((folder_run / "train.json").read_text())
+    config = (folder_run / "config.yaml").read_text()
+    import yaml
+
+    cfg = yaml.safe_load(config)
+    results["folder"].update(
+        images_per_s=summary["items_per_second"],
+        steps=summary["steps"],
+        side=cfg["image_size"],
+        backbone=cfg["backbone"],
+        batch=cfg["batch_size"],
+        workers=cfg["num_workers"],
+        precision=summary["precision"],
+    )
+    print(json.dumps(results["folder"]), flush=True)
+
+    memory_run = args.runs / "in-memory"
+    command = [sys.executable, "-c", _IN_MEMORY, str(args.data), str(cfg["image_size"]),
+               str(cfg["batch_size"]), str(args.memory_minutes), str(memory_run)]  # fmt: skip
+    results["in_memory"] = watch(command, args.runs / "in-memory.log")
+    memory_summary = json.loads((memory_run / "train.json").read_text())
+    results["in_memory"]["images_per_s"] = memory_summary["items_per_second"]
+    ratio = results["folder"]["images_per_s"] / memory_summary["items_per_second"]
+    results["folder_over_memory"] = round(ratio, 3)
+    print(json.dumps(results["in_memory"]), flush=True)
+
+    if not args.skip_robustness:
+        robust = args.runs / "photos-plus-broken"
+        for label in ("a", "b"):
+            (robust / label).mkdir(parents=True)
+            for path in (args.data / label).glob("*.jpg"):
+                os.link(path, robust / label / path.name)
+        (robust / "a" / "!corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+        big = args.data.parent / "big-12000.png"
+        if not big.exists():
+            smooth = _sources()[2].resize((12000, 12000), Image.Resampling.BILINEAR)
+            smooth.save(big, compress_level=1)
+        os.link(big, robust / "b" / "big-12000.png")
+        command = [*selfsup, "pretrain", str(robust), "--time-budget", "1",
+                   "--out", str(args.runs / "robust")]  # fmt: skip
+        results["robustness"] = watch(command, args.runs / "robust.log")
+        results["robustness"]["skipped"] = (
+            (args.runs / "robust" / "skipped.txt").read_text().strip().splitlines()
+        )
+        print(json.dumps(results["robustness"]), flush=True)
+
+    results["load_after"] = load_average()
+    (args.runs / "photos.json").write_text(json.dumps(results, indent=2))
+    write_section("photos", report(results, args))
+    print(json.dumps(results, indent=2))
+
+
+def report(r: dict, args: argparse.Namespace) -> str:
+    f, m = r["folder"], r["in_memory"]
+    lines = [
+        "## Your own photos at their real size (benchmarks/photos.py)",
+        "",
+        f"{r['files']:,} JPEGs of 640x480 cut from real images (Debian's gnome-backgrounds and "
+        "scikit-learn's sample photos), pretrained with every option at its default "
+        f"(`selfsup pretrain FOLDER --time-budget {args.minutes:g}`). Machine: {r['machine']}; "
+        f"load before {r['load_before']}, after {r['load_after']}. Reproduce: "
+        f"`python benchmarks/photos.py --images {args.images} --minutes {args.minutes:g}`.",
+        "",
+        "| measure | value | target |",
+        "| --- | --- | --- |",
+        f"| folder index (scan + sampled headers) | {r['index_s']} s | fast |",
+        f"| chosen: backbone, side, batch, workers, precision | {f['backbone']}, {f['side']} px, "
+        f"{f['batch']}, {f['workers']}, {f['precision']} | |",
+        f"| peak memory, folder run (PSS, workers included) | {f['peak_pss_gb']} GB | <= 4 GB |",
+        f"| images/s from the folder | {f['images_per_s']:.1f} | |",
+        f"| images/s from an in-memory array, same side and batch | {m['images_per_s']:.1f} | |",
+        f"| folder / in memory | {r['folder_over_memory']:.0%} | >= 85% |",
+        f"| longest silence in the folder run's output | {f['longest_gap_s']} s | |",
+    ]
+    if "robustness" in r:
+        b = r["robustness"]
+        lines += [
+            f"| corrupt first file + 12000x12000 PNG, `--time-budget 1`: wall time | "
+            f"{b['wall_s']:.0f} s | < 300 s |",
+            f"| ... longest gap between output lines (first line after {b['first_line_s']} s) |"
+            f" {b['longest_gap_s']} s | <= 10 s |",
+            f"| ... skipped | {len(b['skipped'])}: "
+            + "; ".join(s.split("\t")[0] for s in b["skipped"])
+            + " | the corrupt file |",
+        ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
