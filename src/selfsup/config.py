@@ -95,7 +95,10 @@ class PretrainConfig(BaseModel):
         keep_checkpoints: also keep every epoch's encoder weights, and the starting ones as
             epoch 0 (``checkpoints/epoch-NNNN.safetensors``), e.g. to study training
             afterwards.
-        id_column: series in a long-form table: the column naming each row's series.
+        id_column: the column (JSONL: field) of item ids in tables and text files, used in
+            every output (a JSONL ``id`` field is used without it); series in a long-form
+            table: the column naming each row's series. Without one, row ids are row numbers
+            counted from 0 (header excluded) in every modality.
         time_column: series in a long-form table: the column ordering a series' rows.
         label_column: tables and series tables: the column of class labels (not a feature).
         categorical_columns: tables: columns to treat as categorical whatever their type.

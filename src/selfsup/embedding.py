@@ -117,6 +117,19 @@ class EmbeddingFile:
     rows: int
     dim: int
     skipped: list[SkippedItem] = field(default_factory=list)
+    #: The file of ids beside a ``.npy`` (one id a line, in row order); None otherwise.
+    ids_path: Path | None = None
+
+
+def ids_file(out: str | os.PathLike) -> Path:
+    """The ids file written beside a ``.npy`` of embeddings.
+
+    Example:
+        >>> ids_file("out/emb.npy").as_posix()
+        'out/emb.ids.txt'
+    """
+    out = Path(out)
+    return out.with_name(out.stem + ".ids.txt")
 
 
 def write_embeddings(
@@ -127,17 +140,36 @@ def write_embeddings(
     precision: str = "auto",
     show_progress: bool = True,
 ) -> EmbeddingFile:
-    """Write one embedding per item to ``.npy`` or ``.parquet``, in input order.
+    """Write one embedding per item to ``.npy``, ``.npz`` or ``.parquet``, in input order,
+    with the items' ids.
 
-    ``.npy`` is a float32 (n, D) array written through a memory map; ``.parquet`` has columns
-    ``id``, ``label`` (when the source has labels) and ``embedding`` (a list of floats), written
-    one row group per batch. Rows of unreadable items are NaN and the items are returned in
-    ``skipped``. Memory stays bounded by the batch size, whatever the dataset size.
+    ``.npy`` is a float32 (n, D) array written through a memory map, its ids one a line in
+    ``NAME.ids.txt`` beside it (:func:`ids_file`); ``.npz`` holds ``embeddings`` and ``ids``
+    (a text array, read without pickle); ``.parquet`` has columns ``id``, ``label`` (when the
+    source has labels), ``readable`` and ``embedding`` (a list of floats), written one row
+    group per batch. Rows of unreadable items are NaN (``readable`` false) and the items are
+    returned in ``skipped``. Memory stays bounded by the batch size, whatever the dataset
+    size (``.npz``: one copy of the array while it is packed).
     """
     out = Path(out)
     suffix = out.suffix.lower()
-    if suffix not in (".npy", ".parquet"):
-        raise ValueError(f"{out}: embeddings are written as .npy or .parquet, not {suffix!r}")
+    if suffix not in (".npy", ".npz", ".parquet"):
+        raise ValueError(f"{out}: embeddings are written as .npy, .npz or .parquet, not {suffix!r}")
+    if suffix == ".npz":
+        inner = write_embeddings(
+            encoder, source, out.with_suffix(".npy"), batch_size, precision, show_progress
+        )
+        try:
+            array = np.load(inner.path, mmap_mode="r")
+            ids = np.asarray([str(i) for i in source.ids])
+            with atomic_path(out) as tmp, tmp.open("wb") as f:
+                np.savez(f, embeddings=array, ids=ids)
+            del array
+        finally:
+            inner.path.unlink(missing_ok=True)
+            if inner.ids_path is not None:
+                inner.ids_path.unlink(missing_ok=True)
+        return EmbeddingFile(out, inner.rows, inner.dim, inner.skipped)
     dim, n = encoder.feature_dim, len(source)
     ids = source.ids
     skipped: list[SkippedItem] = []
@@ -154,6 +186,8 @@ def write_embeddings(
                 skipped += bad
             array.flush()
             del array
+            with atomic_path(ids_file(out)) as ids_tmp:
+                ids_tmp.write_text("".join(f"{item_id}\n" for item_id in ids))
         else:
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -161,6 +195,7 @@ def write_embeddings(
             fields = [pa.field("id", pa.string())]
             if source.labels is not None:
                 fields.append(pa.field("label", pa.string() if source.classes else pa.int64()))
+            fields.append(pa.field("readable", pa.bool_()))
             fields.append(pa.field("embedding", pa.list_(pa.float32(), dim)))
             schema = pa.schema(fields)
             with pq.ParquetWriter(tmp, schema) as writer:
@@ -175,7 +210,10 @@ def write_embeddings(
                         columns["label"] = (
                             [source.classes[c] for c in codes] if source.classes else codes.tolist()
                         )
+                    readable = np.zeros(len(rows), dtype=bool)
+                    readable[np.asarray(indices, dtype=int) - start] = True
+                    columns["readable"] = readable.tolist()
                     columns["embedding"] = list(block)
                     writer.write_table(pa.table(columns, schema=schema))
                     skipped += bad
-    return EmbeddingFile(out, n, dim, skipped)
+    return EmbeddingFile(out, n, dim, skipped, ids_file(out) if suffix == ".npy" else None)

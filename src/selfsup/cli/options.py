@@ -101,8 +101,15 @@ def parse_mapping(text: str) -> dict[str, Any]:
     return result
 
 
-def parse_list(text: str) -> list[str]:
-    """``"a, b"`` -> ``["a", "b"]``."""
+def parse_list(text: str | None) -> list[str] | None:
+    """``"a, b"`` -> ``["a", "b"]``; an option left out (None) stays None.
+
+    Example:
+        >>> parse_list("a, b"), parse_list(None)
+        (['a', 'b'], None)
+    """
+    if text is None:
+        return None
     return [part.strip() for part in text.split(",") if part.strip()]
 
 

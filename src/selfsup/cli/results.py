@@ -29,7 +29,13 @@ def embed(
     data: Annotated[
         str, typer.Argument(help="Folder, file (.npy/.npz, .ts, .csv, .parquet) or dataset name.")
     ],
-    out: Annotated[Path, typer.Option(help="Output file: .npy or .parquet.")],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Output file: .parquet (id, label, readable, embedding columns), .npz "
+            "(embeddings and ids) or .npy (ids in NAME.ids.txt beside it)."
+        ),
+    ],
     batch_size: Annotated[int, typer.Option(help="Items per batch (bounds memory).")] = 512,
     per_timestamp: Annotated[
         bool,
@@ -51,7 +57,10 @@ def embed(
         console.print(f"wrote embeddings per time step, shape {steps.shape}, to {out}")
         return
     result = _open_run(run, options).embed_to_file(data, out, batch_size)
-    console.print(f"wrote {result.rows} embeddings of size {result.dim} to {result.path}")
+    console.print(
+        f"wrote {result.rows} embeddings of size {result.dim} to {result.path}"
+        + (f" (ids in {result.ids_path})" if result.ids_path else "")
+    )
     if result.skipped:
         console.print(f"[yellow]{len(result.skipped)} unreadable items (NaN rows):[/yellow]")
         for item in result.skipped[:10]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -76,6 +77,46 @@ class RowIds(Sequence[str]):
         if isinstance(index, slice):
             return [str(i) for i in range(self._n)[index]]
         return str(range(self._n)[index])
+
+
+def check_unique_ids(ids: Sequence[str], name: str, unit: str = "row", offset: int = 0) -> None:
+    """Refuse ids that repeat: outputs are joined back to the data by id.
+
+    Example:
+        >>> check_unique_ids(["a", "b", "a"], "x.csv")
+        Traceback (most recent call last):
+        ...
+        ValueError: x.csv: row 2 repeats the id 'a' of row 0; ids must be unique
+    """
+    first: dict[str, int] = {}
+    for i, item_id in enumerate(ids):
+        if item_id in first:
+            raise ValueError(
+                f"{name}: {unit} {i + offset} repeats the id {item_id!r} of {unit} "
+                f"{first[item_id] + offset}; ids must be unique"
+            )
+        first[item_id] = i
+
+
+def column_ids(frame: Any, column: str | None, name: str) -> list[str]:
+    """Item ids of a table: the values of ``column`` as text (present and unique), else the
+    row numbers from 0, the convention for row ids in every modality.
+
+    Example:
+        >>> import pandas as pd
+        >>> column_ids(pd.DataFrame({"key": ["u7", "u9"]}), "key", "t"), column_ids(
+        ...     pd.DataFrame({"key": [1]}), None, "t")
+        (['u7', 'u9'], ['0'])
+    """
+    if column is None:
+        return [str(i) for i in range(len(frame))]
+    values = frame[column]
+    if values.isna().any():
+        row = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise ValueError(f"{name}: row {row} has no id in column {column!r}")
+    ids = values.astype(str).tolist()
+    check_unique_ids(ids, name)
+    return ids
 
 
 def checked_rows(indices: Sequence[int], n: int, name: str) -> np.ndarray:

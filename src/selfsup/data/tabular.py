@@ -37,7 +37,7 @@ import torch
 
 from selfsup.core.files import write_json
 from selfsup.data.arrays import encode_labels
-from selfsup.data.base import EmptySourceError, InMemorySource
+from selfsup.data.base import EmptySourceError, InMemorySource, check_unique_ids, column_ids
 from selfsup.data.splits import stratified_split
 
 PREPROCESSOR_FILE = "preprocess.json"
@@ -221,8 +221,10 @@ class TabularSource(InMemorySource):
         name: a short name for messages and reports.
         classes: optional class names indexed by label code.
         require_label: when False, a table without ``label_column`` is read as unlabeled,
-            and absent ``drop_columns`` are ignored (a run's later data), instead of being
-            errors.
+            and absent ``drop_columns`` and ``id_column`` are ignored (a run's later data),
+            instead of being errors.
+        id_column: the column of item ids (not a feature; unique); without it the ids are
+            the row numbers from 0 (a DataFrame's own index when it is not the default).
 
     Raises:
         EmptySourceError: a table with no row.
@@ -243,6 +245,7 @@ class TabularSource(InMemorySource):
         name: str = "table",
         classes: Sequence[str] | None = None,
         require_label: bool = True,
+        id_column: str | None = None,
     ) -> None:
         if len(frame) == 0:
             raise EmptySourceError(f"{name}: the table has no row")
@@ -250,7 +253,9 @@ class TabularSource(InMemorySource):
             if label_column is not None and label_column not in frame.columns:
                 label_column = None
             drop_columns = [c for c in drop_columns if c in frame.columns]
-        exclude = [*drop_columns, *([label_column] if label_column else [])]
+            if id_column not in frame.columns:
+                id_column = None  # later rows without their ids: row numbers
+        exclude = [c for c in (*drop_columns, label_column, id_column) if c is not None]
         for column in exclude:
             if column not in frame.columns:
                 raise ValueError(f"{name}: no column {column!r}; columns are {list(frame.columns)}")
@@ -265,9 +270,11 @@ class TabularSource(InMemorySource):
         self.preprocessor = preprocessor
         self.values = torch.from_numpy(preprocessor.transform(frame, name))
         self.name = name
-        self._ids = (
-            [str(i) for i in frame.index] if not isinstance(frame.index, pd.RangeIndex) else None
-        )
+        if id_column is None and not isinstance(frame.index, pd.RangeIndex):
+            self._ids: list[str] | None = [str(i) for i in frame.index]  # a DataFrame's index
+            check_unique_ids(self._ids, name)
+        else:
+            self._ids = column_ids(frame, id_column, name) if id_column is not None else None
         if label_column is not None:
             labels = frame[label_column]
             if labels.isna().any():

@@ -8,7 +8,8 @@ tokenizer's ``max_length``).
 
 Where the documents come from:
 
-- a ``.txt`` file: one document per non-blank line, the line number (from 1) as its id;
+- a ``.txt`` file: one document per non-blank line, its line number (from 0, as every row id
+  in selfsup) as its id;
 - a folder of ``.txt`` files: one document per file, the relative path as its id; when every
   file lies in a subfolder, the first subfolder is its label (as image folders);
 - a ``.jsonl`` file: one JSON object per line, the text in ``text_column`` (default
@@ -41,7 +42,14 @@ import pandas as pd
 import torch
 
 from selfsup.data.arrays import encode_labels
-from selfsup.data.base import Batch, EmptySourceError, Source, checked_rows
+from selfsup.data.base import (
+    Batch,
+    EmptySourceError,
+    Source,
+    check_unique_ids,
+    checked_rows,
+    column_ids,
+)
 from selfsup.data.named import DatasetNotInstalledError
 from selfsup.data.splits import stratified_split
 from selfsup.data.tokenizer import DEFAULT_MAX_LENGTH, DEFAULT_VOCAB_SIZE, TextTokenizer
@@ -124,10 +132,11 @@ class TextSource(Source):
 
 
 def read_text_lines(path: Path, **options: Any) -> TextSource:
-    """One document per non-blank line of a plain-text file; the line number is its id."""
+    """One document per non-blank line of a plain-text file; its line number (from 0: row ids
+    count from 0 everywhere) is its id."""
     texts, ids = [], []
     with _open_text(path) as f:
-        for number, line in enumerate(f, start=1):
+        for number, line in enumerate(f):
             line = line.rstrip("\r\n")
             if line.strip():
                 texts.append(line)
@@ -157,17 +166,21 @@ def read_jsonl(
     text_column: str = "text",
     label_column: str | None = None,
     require_label: bool = True,
+    id_column: str | None = None,
     **options: Any,
 ) -> TextSource:
     """One JSON object per non-blank line, the text in ``text_column``; with
     ``require_label`` off, a file whose first line has no ``label_column`` is read as
-    unlabeled (a run's later data).
+    unlabeled (a run's later data). Ids come from ``id_column`` (by default the ``id`` field
+    when the first object has one), else the line number from 0.
 
     Raises:
-        ValueError: a line that is not a JSON object, or lacks the text (or the label);
-            the message names the file and the line.
+        ValueError: a line that is not a JSON object, or lacks the text (the label, the id),
+            or repeats an id; the message names the file and the line (from 1, as editors
+            count).
     """
     texts, labels, ids = [], [], []
+    explicit_id = id_column is not None
     with _open_text(path) as f:
         for number, line in enumerate(f, start=1):
             if not line.strip():
@@ -187,14 +200,26 @@ def read_jsonl(
                 )
             if not require_label and not labels and label_column not in record:
                 label_column = None  # a run's later data, without its labels
+            if not texts and not explicit_id and "id" in record:
+                id_column = "id"
+            if not texts and id_column is not None and id_column not in record:
+                if explicit_id and require_label:
+                    raise ValueError(f"{path}: line {number} has no id field {id_column!r}")
+                id_column = None  # a run's later data, without its ids
             if label_column is not None:
                 if record.get(label_column) is None:
                     raise ValueError(f"{path}: line {number} has no label {label_column!r}")
                 labels.append(record[label_column])
             texts.append(text)
-            ids.append(str(number))
+            if id_column is None:
+                ids.append(str(number - 1))
+            elif record.get(id_column) is None:
+                raise ValueError(f"{path}: line {number} has no id field {id_column!r}")
+            else:
+                ids.append(str(record[id_column]))
     if not texts:
         raise EmptySourceError(f"{path}: no JSON line")
+    check_unique_ids(ids, str(path), "line", offset=1)
     labelled = labels if label_column is not None else None
     return TextSource(texts, labelled, name=str(path), ids=ids, **options)
 
@@ -205,11 +230,12 @@ def read_text_table(
     label_column: str | None = None,
     name: str | None = None,
     require_label: bool = True,
+    id_column: str | None = None,
     **options: Any,
 ) -> TextSource:
-    """Documents from a column of a CSV/TSV file (or a DataFrame); row numbers (from 0,
-    header excluded) as ids; with ``require_label`` off, a table without ``label_column`` is
-    read as unlabeled.
+    """Documents from a column of a CSV/TSV file (or a DataFrame); the ``id_column``'s values,
+    else row numbers (from 0, header excluded), as ids; with ``require_label`` off, a table
+    without ``label_column`` (or ``id_column``) is read as unlabeled (with row ids).
 
     Raises:
         ValueError: no such column, or a row without text (or label); the message names the
@@ -222,7 +248,9 @@ def read_text_table(
         frame, name = pd.read_csv(path, sep=sep), name or str(path)
     if not require_label and label_column not in frame.columns:
         label_column = None
-    for column in (text_column, label_column):
+    if not require_label and id_column not in frame.columns:
+        id_column = None
+    for column in (text_column, label_column, id_column):
         if column is not None and column not in frame.columns:
             raise ValueError(f"{name}: no column {column!r}; columns are {list(frame.columns)}")
     texts = frame[text_column]
@@ -237,7 +265,7 @@ def read_text_table(
             row = int(np.flatnonzero(missing)[0])
             raise ValueError(f"{name}: row {row} has no label in column {label_column!r}")
         labels = frame[label_column].tolist()
-    ids = [str(i) for i in frame.index]
+    ids = column_ids(frame, id_column, name)
     return TextSource(texts.tolist(), labels, name=name, ids=ids, **options)
 
 
@@ -281,7 +309,7 @@ def _columns(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _without_columns(options: dict[str, Any]) -> dict[str, Any]:
-    columns = ("text_column", "label_column", "require_label")
+    columns = ("text_column", "label_column", "require_label", "id_column")
     return {k: v for k, v in options.items() if k not in columns}
 
 

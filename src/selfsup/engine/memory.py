@@ -8,7 +8,7 @@ the batch, lowers it to the largest power of two that fits, or stops with the nu
 
 Example:
     >>> plan = MemoryPlan(fixed=10 * 2**20, per_item=2**20, loader_per_item=0, available=2**30)
-    >>> plan.peak(64) / 2**20, plan.largest_fitting(4096)
+    >>> round(plan.peak(64) / 2**20, 1), plan.largest_fitting(4096)
     (93.2, 512)
 """
 

@@ -49,6 +49,7 @@ class TabularModality(Modality):
             "drop_columns",
             "preprocessor",
             "require_label",
+            "id_column",
         }
     )
     stat_dims = 0
@@ -91,6 +92,7 @@ class TabularModality(Modality):
         return {
             "preprocessor": preprocessor,
             "drop_columns": config.get("drop_columns"),
+            "id_column": config.get("id_column"),
             "require_label": False,
         }
 

@@ -47,7 +47,15 @@ class TextModality(Modality):
 
     name = "text"
     source_options: ClassVar[frozenset[str]] = frozenset(
-        {"text_column", "label_column", "tokenizer", "max_length", "vocab_size", "require_label"}
+        {
+            "text_column",
+            "label_column",
+            "tokenizer",
+            "max_length",
+            "vocab_size",
+            "require_label",
+            "id_column",
+        }
     )
     normalizes_input = False
     default_method = "simcse"
@@ -69,7 +77,7 @@ class TextModality(Modality):
         if isinstance(options.get("tokenizer"), (str, os.PathLike)):  # a run folder or its file
             options = {**options, "tokenizer": TextTokenizer.load(options["tokenizer"])}
         if isinstance(spec, str) and is_text_spec(spec):
-            columns = ("text_column", "label_column", "require_label")
+            columns = ("text_column", "label_column", "require_label", "id_column")
             return open_text_corpus(spec, **{k: v for k, v in options.items() if k not in columns})
         if isinstance(spec, pd.DataFrame):
             return load_text_file(spec, **options)
@@ -92,6 +100,7 @@ class TextModality(Modality):
         return {
             "tokenizer": tokenizer,
             "text_column": config.get("text_column"),
+            "id_column": config.get("id_column"),
             "require_label": False,
         }
 

@@ -40,7 +40,7 @@ def test_jsonl_from_the_cli_then_embed_and_evaluate(tmp_path):
     result = CliRunner().invoke(app, ["embed", str(out), str(path), "--out", str(embeddings)])
     assert result.exit_code == 0, result.output
     table = pd.read_parquet(embeddings)
-    assert len(table) == 120 and table["id"].iloc[0] == "1" and len(table["embedding"][0]) == 16
+    assert len(table) == 120 and table["id"].iloc[0] == "0" and len(table["embedding"][0]) == 16
     # A source made in Python is read with the run's tokenizer, not its own.
     other = TextSource(texts, vocab_size=280, max_length=12)
     np.testing.assert_allclose(run.embed(other), np.stack(table["embedding"]), atol=1e-5)

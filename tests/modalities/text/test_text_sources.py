@@ -57,7 +57,7 @@ def test_plain_text_file_is_one_document_per_line(tmp_path):
     path.write_text("first line\n\n  \nthird document\n")
     src = open_source(path)
     assert src.modality == "text" and src.texts == ["first line", "third document"]
-    assert list(src.ids) == ["1", "4"] and src.labels is None
+    assert list(src.ids) == ["0", "3"] and src.labels is None  # line numbers from 0
 
 
 def test_folder_of_files_takes_labels_from_subfolders(tmp_path):

@@ -57,7 +57,8 @@ def resolve_item(run: Run, spec: str) -> tuple[torch.Tensor, str, Source | None,
         raise FileNotFoundError(f"{spec}: no such file; give a file or DATA#KEY")
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         channels = (run.encoder.spec or {}).get("in_channels", 1)
-        return _read_image_file(path, channels), path.name, None, None
+        # The whole path is the id: two photos named 0027.png in two folders stay apart.
+        return _read_image_file(path, channels), path.as_posix(), None, None
     source = run.open(path.parent)
     ids = list(source.ids)
     if path.name not in ids:
