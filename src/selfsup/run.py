@@ -502,6 +502,7 @@ def pretrain(
         "steps": state.step,
         "epochs": state.epoch,
         "items_seen": state.items_seen,
+        "skipped_items": state.skipped,
         "train_seconds": round(state.train_seconds, 2),
         "items_per_second": round(state.items_seen / max(state.train_seconds, 1e-9), 1),
         "precision": fabric.strategy.precision.precision,

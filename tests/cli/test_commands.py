@@ -59,7 +59,7 @@ def test_embed_writes_npy_and_parquet_in_input_order(digits_run, tmp_path) -> No
     array = np.load(tmp_path / "e.npy")
     table = pd.read_parquet(tmp_path / "e.parquet")
     assert array.shape == (359, 64) and array.dtype == np.float32
-    assert list(table.columns) == ["id", "label", "embedding"]
+    assert list(table.columns) == ["id", "label", "readable", "embedding"]
     assert table["id"].tolist() == [str(i) for i in range(359)]
     np.testing.assert_allclose(np.stack(table["embedding"]), array, rtol=1e-5, atol=1e-5)
 

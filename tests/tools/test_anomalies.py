@@ -91,3 +91,39 @@ def test_score_for_run_holds_out_one_class(clusters_run, clusters_data, tmp_path
     assert alone.table["flagged"].sum() == 16  # the top quarter of 64 items
     with pytest.raises(ValueError, match="needs normal data"):
         score_for_run(clusters_run, str(clusters_data[1]), scorer="mahalanobis")
+
+
+def test_the_threshold_is_set_on_rows_the_encoder_never_trained_on(
+    clusters_run, clusters_data, tmp_path
+) -> None:
+    from selfsup.data.splits import held_out_rows
+    from selfsup.run import pretrain
+
+    train, test = (str(p) for p in clusters_data)
+    run = pretrain(train, epochs=1, batch_size=64, out=tmp_path / "run", monitor_items=32,
+                   backbone_options={"width": 4}, show_progress=False)  # fmt: skip
+    report = score_for_run(run, test, train)
+    held = held_out_rows(256, 32, 0)
+    assert len(held) == 25
+    assert any("the 25 items of" in n and "never trained on" in n for n in report.notes)
+    # The same threshold as fitting by hand with those rows for calibration.
+    normal_z = run.embed(train)
+    by_hand = fit_detector(normal_z, calibrate_rows=held)
+    assert report.threshold == pytest.approx(by_hand.threshold)
+    # A run that held nothing out cannot do this, and says what follows.
+    report = score_for_run(clusters_run, test, train)
+    assert any("trained on and the run held no items out" in n for n in report.notes)
+
+
+def test_a_measured_false_positive_rate_far_from_the_target_is_reported() -> None:
+    from selfsup.tools.anomalies import AnomalyReport  # noqa: F401 - the notes live there
+
+    normal, outliers = _normal_and_outliers(normal_items=400)
+    shifted = normal + 0.8  # new normal data unlike the normal reference
+    detector = fit_detector(normal, "mahalanobis", fpr=0.05)
+    flagged = detector.flag(np.concatenate([shifted, outliers]))
+    is_anomaly = np.r_[np.zeros(400, bool), np.ones(50, bool)]
+    quality = detection_quality(
+        detector.score(np.concatenate([shifted, outliers])), is_anomaly, flagged
+    )
+    assert quality.flagged_fpr > 0.05 + 3 * np.sqrt(0.05 * 0.95 / 400)

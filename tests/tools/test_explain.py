@@ -110,7 +110,7 @@ def test_explain_item_writes_maps_and_neighbours_into_the_run(patch_classifier, 
 
     alone = tmp_path / "alone.png"
     Image.fromarray((x[item, 0].numpy() * 255).astype(np.uint8)).save(alone)
-    assert explain_item(run, str(alone), neighbours=0).item_id == "alone.png"
+    assert explain_item(run, str(alone), neighbours=0).item_id == alone.as_posix()  # the whole path
     with pytest.raises(ValueError, match="--reference mean needs the training data"):
         explain_item(run, str(alone), reference="mean")
 

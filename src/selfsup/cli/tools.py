@@ -241,8 +241,11 @@ def anomalies(
     if q is not None:
         console.print(
             f"AUROC {q.auroc:.4f}, AUPRC {q.auprc:.4f} ({q.anomalies} anomalies of {q.items}); "
-            f"flagged: {q.flagged_fpr:.3f} of normal items, {q.flagged_recall:.3f} of anomalies"
+            f"flagged: {q.flagged_fpr:.3f} of normal items (expected {report.fpr}), "
+            f"{q.flagged_recall:.3f} of anomalies"
         )
+    for note in report.notes:
+        console.print(note.replace("warning:", "[bold red]warning:[/bold red]", 1), soft_wrap=True)
 
 
 @app.command(

@@ -167,6 +167,15 @@ class Source(abc.ABC):
     def ids(self) -> Sequence[str]:
         """One stable id per item (a relative path, or the row number as text)."""
 
+    def epoch_order(self, seed: int, epoch: int) -> np.ndarray:
+        """The order training reads the items in during ``epoch``: a seeded permutation
+        (sources read in blocks, such as shards, shuffle block-wise instead)."""
+        return np.random.default_rng([seed, epoch]).permutation(len(self))
+
+    def sample_rows(self, limit: int) -> np.ndarray:
+        """Up to ``limit`` evenly spaced rows, for statistics over the data."""
+        return np.unique(np.linspace(0, len(self) - 1, min(limit, len(self))).astype(int))
+
     def read_at(self, side: int) -> None:
         """Read items at ``side`` pixels a side from now on, where the source decodes at any
         size (image folders); the others keep their items as they are."""
@@ -196,8 +205,17 @@ class Source(abc.ABC):
                 kept.append(int(i))
             except ItemReadError as err:
                 skipped.append(SkippedItem(int(i), err.item_id, err.reason))
+                self.unreadable[err.item_id] = err.reason
         stacked = torch.stack(items) if items else torch.empty(0)
         return Batch(stacked, kept, skipped)
+
+    @property
+    def unreadable(self) -> dict[str, str]:
+        """Unreadable items this source met in this process so far: id -> reason (each
+        once, however often it was read)."""
+        if "_unreadable" not in self.__dict__:
+            self._unreadable: dict[str, str] = {}
+        return self._unreadable
 
     @property
     def has_labels(self) -> bool:

@@ -165,35 +165,40 @@ class ImageFolderSource(Source):
         return tensor
 
     def _decode(self, image: Image.Image) -> np.ndarray:
-        """Decode, convert, resize and crop one opened image to a float32 (H, W[, C]) array."""
-        size = self.image_size
-        short = min(image.size)
-        if short > size:
-            # JPEG can decode at 1/2, 1/4 or 1/8 scale directly; the result stays >= size.
-            scale = size / short
-            draft_size = (math.ceil(image.width * scale), math.ceil(image.height * scale))
-            image.draft(image.mode, draft_size)
-        image.load()  # Image.open is lazy: decoding (and a truncation error) happens here
-        ImageOps.exif_transpose(image, in_place=True)
-        wide_gray = image.mode in _WIDE_GRAY_MODES
-        if wide_gray:
-            image, peak = image.convert("F"), 65535.0
-        elif self.channels == 1:
-            image, peak = image.convert("L"), 255.0
-        else:
-            if image.mode == "P" and "transparency" in image.info:
-                image = image.convert("RGBA")  # avoids PIL's warning for such palettes
-            image, peak = image.convert("RGB"), 255.0
-        if image.size != (size, size):
-            # Resize the central square straight to size: shorter side to size, then crop.
-            side = min(image.size)
-            left, top = (image.width - side) / 2, (image.height - side) / 2
-            box = (left, top, left + side, top + side)
-            image = image.resize((size, size), Image.Resampling.BILINEAR, box=box)
-        pixels = (np.asarray(image, dtype=np.float32) / peak).clip(0.0, 1.0)
-        if wide_gray and self.channels == 3:
-            pixels = np.repeat(pixels[:, :, None], 3, axis=2)
-        return pixels
+        return decode_image(image, self.image_size, self.channels)
+
+
+def decode_image(image: Image.Image, size: int, channels: int) -> np.ndarray:
+    """Decode, convert, resize and crop one opened image to a float32 (H, W[, C]) array in
+    [0, 1] of side ``size``: JPEGs decode at reduced scale when larger (draft mode), EXIF
+    rotation applies, wide gray modes are scaled by 65535, the centre square is kept."""
+    short = min(image.size)
+    if short > size:
+        # JPEG can decode at 1/2, 1/4 or 1/8 scale directly; the result stays >= size.
+        scale = size / short
+        draft_size = (math.ceil(image.width * scale), math.ceil(image.height * scale))
+        image.draft(image.mode, draft_size)
+    image.load()  # Image.open is lazy: decoding (and a truncation error) happens here
+    ImageOps.exif_transpose(image, in_place=True)
+    wide_gray = image.mode in _WIDE_GRAY_MODES
+    if wide_gray:
+        image, peak = image.convert("F"), 65535.0
+    elif channels == 1:
+        image, peak = image.convert("L"), 255.0
+    else:
+        if image.mode == "P" and "transparency" in image.info:
+            image = image.convert("RGBA")  # avoids PIL's warning for such palettes
+        image, peak = image.convert("RGB"), 255.0
+    if image.size != (size, size):
+        # Resize the central square straight to size: shorter side to size, then crop.
+        side = min(image.size)
+        left, top = (image.width - side) / 2, (image.height - side) / 2
+        box = (left, top, left + side, top + side)
+        image = image.resize((size, size), Image.Resampling.BILINEAR, box=box)
+    pixels = (np.asarray(image, dtype=np.float32) / peak).clip(0.0, 1.0)
+    if wide_gray and channels == 3:
+        pixels = np.repeat(pixels[:, :, None], 3, axis=2)
+    return pixels
 
 
 def find_image_files(root: Path) -> list[str]:

@@ -94,12 +94,54 @@ class SubsetSource(Source):
     def read_at(self, side: int) -> None:
         self.source.read_at(side)
 
+    @property
+    def unreadable(self) -> dict[str, str]:
+        return self.source.unreadable
+
+    def _positions(self, base_rows: np.ndarray) -> np.ndarray:
+        """The positions here of the base source's rows that this subset holds, in order."""
+        found = np.searchsorted(self.indices, base_rows)
+        found = np.minimum(found, len(self.indices) - 1)
+        return found[self.indices[found] == base_rows]
+
+    def _blocked(self, name: str) -> bool:
+        """Whether the base source orders its items itself (blocks) and this subset keeps
+        the base's order, so the subset follows it."""
+        custom = getattr(type(self.source), name) is not getattr(Source, name)
+        return custom and bool(np.all(self.indices[1:] > self.indices[:-1]))
+
+    def epoch_order(self, seed: int, epoch: int) -> np.ndarray:
+        if self._blocked("epoch_order"):
+            return self._positions(self.source.epoch_order(seed, epoch))
+        return super().epoch_order(seed, epoch)
+
+    def sample_rows(self, limit: int) -> np.ndarray:
+        if self._blocked("sample_rows"):
+            rows = self._positions(self.source.sample_rows(limit))
+            if len(rows):
+                return rows
+        return super().sample_rows(limit)
+
     def read_batch(self, indices: Sequence[int]) -> Batch:
         positions = {int(self.indices[i]): int(i) for i in indices}
         batch = self.source.read_batch([int(self.indices[i]) for i in indices])
         for item in batch.skipped:
             item.index = positions[item.index]
         return Batch(batch.items, [positions[i] for i in batch.indices], batch.skipped)
+
+
+def held_out_rows(n: int, items: int, seed: int = 0) -> np.ndarray | None:
+    """The sorted rows :func:`hold_out` holds out of ``n`` items (None: none held out); a
+    run's monitor items, which its encoder never trained on.
+
+    Example:
+        >>> held_out_rows(1000, 64)[:3].tolist(), held_out_rows(100, 64)
+        ([13, 29, 68], None)
+    """
+    count = min(items, n // 10)
+    if count < 16:
+        return None
+    return np.sort(np.random.default_rng([seed, 7919]).permutation(n)[:count])
 
 
 def hold_out(source: Source, items: int, seed: int = 0) -> tuple[Source, Source | None]:
@@ -119,11 +161,10 @@ def hold_out(source: Source, items: int, seed: int = 0) -> tuple[Source, Source 
         >>> len(rest), len(held)
         (936, 64)
     """
-    count = min(items, len(source) // 10)
-    if count < 16:
+    held = held_out_rows(len(source), items, seed)
+    if held is None:
         return source, None
-    order = np.random.default_rng([seed, 7919]).permutation(len(source))
-    held, rest = np.sort(order[:count]), np.sort(order[count:])
+    rest = np.setdiff1d(np.arange(len(source)), held)
     return (
         SubsetSource(source, rest, source.name),
         SubsetSource(source, held, f"{source.name} (held out)"),

@@ -38,6 +38,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from selfsup.config import PretrainConfig
+from selfsup.core.files import write_text
 from selfsup.core.progress import TrainingProgress
 from selfsup.data.base import Batch, ItemReadError, Source
 from selfsup.engine.checkpoint import load_checkpoint, save_checkpoint
@@ -82,6 +83,8 @@ class TrainState:
     checkpoint_seconds: float = 0.0
     #: Batches of the current epoch already consumed: a resumed run continues from the next.
     batch_in_epoch: int = 0
+    #: Unreadable items met and listed in skipped.txt (known at the end).
+    skipped: int = 0
 
 
 class _EpochBatches(Dataset):
@@ -108,13 +111,18 @@ def _no_collate(batch: Batch) -> Batch:
 
 
 def epoch_batches(
-    n: int, batch_size: int, world_size: int, rank: int, seed: int, epoch: int
+    n: int | Source, batch_size: int, world_size: int, rank: int, seed: int, epoch: int
 ) -> list[np.ndarray]:
-    """This process's batches of indices for ``epoch``: a seeded shuffle, sharded by rank.
+    """This process's batches of indices for ``epoch``: a seeded shuffle (the source's
+    ``epoch_order`` when a source is given), sharded by rank.
 
     The order depends only on (seed, epoch), so a resumed run sees the same batches.
     """
-    order = np.random.default_rng([seed, epoch]).permutation(n)
+    if isinstance(n, Source):
+        order = n.epoch_order(seed, epoch)
+        n = len(order)
+    else:
+        order = np.random.default_rng([seed, epoch]).permutation(n)
     per_step = batch_size * world_size
     steps = n // per_step
     mine = order[: steps * per_step].reshape(steps, world_size, batch_size)[:, rank]
@@ -136,11 +144,18 @@ def _record_skipped(run_dir: Path, source: Source, batch: Batch, strict: bool) -
             f.write(f"{item.item_id}\t{item.reason}\n")
 
 
-def _dedupe_skipped(run_dir: Path) -> int:
+def write_skipped(run_dir: Path, met: dict[str, str]) -> int:
+    """List every unreadable item once in ``skipped.txt`` (id, tab, reason, sorted by id):
+    those training batches met (possibly in worker processes) and those ``met`` in this
+    process (channel statistics, the held-out monitor); the number of items."""
     path = run_dir / SKIPPED_FILE
-    lines = sorted(set(path.read_text().splitlines())) if path.exists() else []
-    path.write_text("".join(line + "\n" for line in lines))
-    return len(lines)
+    found = dict(met)
+    if path.exists():
+        for line in path.read_text().splitlines():
+            item_id, _, reason = line.partition("\t")
+            found.setdefault(item_id, reason)
+    write_text(path, "".join(f"{k}\t{found[k]}\n" for k in sorted(found)))
+    return len(found)
 
 
 def planned_steps(cfg: PretrainConfig, steps_per_epoch: int) -> int:
@@ -464,7 +479,7 @@ def train_one_epoch(
         # Seeding from (seed, epoch, rank) makes augmentations repeat exactly on --resume;
         # a mid-epoch checkpoint restored the generators' states instead.
         torch.manual_seed(cfg.seed * 1_000_003 + state.epoch * 1009 + rank)
-    batches = epoch_batches(len(source), cfg.batch_size, world, rank, cfg.seed, state.epoch)
+    batches = epoch_batches(source, cfg.batch_size, world, rank, cfg.seed, state.epoch)
     loader = DataLoader(
         _EpochBatches(source, batches[state.batch_in_epoch :]),
         batch_size=None,
@@ -660,5 +675,13 @@ def fit(
     if t.log is not None:
         t.log.close()
         t.epoch_log.close()
-        _dedupe_skipped(run_dir)
+        met = {**source.unreadable, **(monitor.source.unreadable if monitor else {})}
+        skipped = write_skipped(run_dir, met)
+        if skipped and show_progress:
+            t.progress.console.print(
+                f"[yellow]{skipped} unreadable item{'s' if skipped > 1 else ''} skipped[/yellow]"
+                f" (each listed with its reason in {run_dir / SKIPPED_FILE})",
+                soft_wrap=True,
+            )
+        state.skipped = skipped
     return state

@@ -304,7 +304,7 @@ def channel_statistics(
         >>> mean, std
         ([1.0], [0.0010000000474974513])
     """
-    indices = np.linspace(0, len(source) - 1, min(limit, len(source))).astype(int).tolist()
+    indices = source.sample_rows(limit).tolist()
     count = total = squares = None
     shift = None  # the first chunk's mean: sums of shifted values keep float64 precise
     for start in range(0, len(indices), chunk):

@@ -28,6 +28,7 @@ from selfsup.data.arrays import ArraySource, load_array_file
 from selfsup.data.base import Source
 from selfsup.data.image_folder import ImageFolderSource
 from selfsup.data.named import is_named_spec, named_dataset_names, named_splits, open_named
+from selfsup.data.shards import ShardSource, is_shard_folder
 from selfsup.encoder import Encoder
 from selfsup.methods import METHODS
 from selfsup.modalities.base import Modality, channel_statistics
@@ -101,6 +102,8 @@ class ImageModality(Modality):
         if isinstance(spec, str) and is_named_spec(spec):
             return open_named(spec)
         path = Path(spec).expanduser()
+        if path.is_dir() and is_shard_folder(path):
+            return ShardSource(path, **options)
         if path.is_dir():
             return ImageFolderSource(path, **options)
         if path.is_file() and path.suffix.lower() in _ARRAY_SUFFIXES:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -36,6 +37,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 
 from selfsup.core.neighbours import euclidean_topk
 from selfsup.data.base import Source
+from selfsup.data.splits import held_out_rows
 from selfsup.embedding import embed_source
 from selfsup.run import Run, as_run
 
@@ -144,8 +146,15 @@ def fit_detector(
     fpr: float = 0.05,
     seed: int = 0,
     normalize: bool = True,
+    calibrate_rows: np.ndarray | None = None,
 ) -> AnomalyDetector:
     """Fit a scorer on most of the normal embeddings and set the threshold on the rest.
+
+    The threshold must come from items scored as new items will be: items the scorer was
+    not fitted on and, for a trained encoder, items the encoder did not train on (those it
+    trained on sit closer to each other and score lower, so a threshold set on them flags
+    more than ``fpr`` of new normal items). ``calibrate_rows`` names such rows; without it a
+    random ``THRESHOLD_FRACTION`` of the normal items is used.
 
     Args:
         normal: embeddings of normal items ``(n, d)``, at least 10 readable rows.
@@ -154,6 +163,8 @@ def fit_detector(
         fpr: the target false-positive rate, in ``(0, 1)``.
         seed: seeds the held-out split.
         normalize: L2-normalize for ``knn`` (off for raw features).
+        calibrate_rows: rows of ``normal`` to set the threshold on (the scorer is fitted on
+            the others).
 
     Raises:
         ValueError: an unknown scorer, ``fpr`` outside ``(0, 1)`` or too little normal data.
@@ -168,12 +179,18 @@ def fit_detector(
     if not 0 < fpr < 1:
         raise ValueError(f"the false-positive rate must be in (0, 1), got {fpr}")
     normal = np.asarray(normal, dtype=np.float32)
-    normal = normal[~np.isnan(normal).any(axis=1)]
-    if len(normal) < 10:
-        raise ValueError(f"anomaly scores need at least 10 normal items, got {len(normal)}")
-    order = np.random.default_rng(seed).permutation(len(normal))
-    held = max(1, round(THRESHOLD_FRACTION * len(normal)))
-    fit, calibrate = normal[np.sort(order[held:])], normal[np.sort(order[:held])]
+    readable = ~np.isnan(normal).any(axis=1)
+    if readable.sum() < 10:
+        raise ValueError(f"anomaly scores need at least 10 normal items, got {readable.sum()}")
+    if calibrate_rows is not None:
+        chosen = np.zeros(len(normal), dtype=bool)
+        chosen[np.asarray(calibrate_rows, dtype=int)] = True
+        fit, calibrate = normal[readable & ~chosen], normal[readable & chosen]
+    else:
+        normal = normal[readable]
+        order = np.random.default_rng(seed).permutation(len(normal))
+        held = max(1, round(THRESHOLD_FRACTION * len(normal)))
+        fit, calibrate = normal[np.sort(order[held:])], normal[np.sort(order[:held])]
     detector = AnomalyDetector(scorer, fit, np.inf, fpr, k, normalize)
     if scorer == "mahalanobis":
         detector.mahalanobis = MahalanobisScorer(fit)
@@ -300,6 +317,9 @@ class AnomalyReport:
     threshold: float
     quality: DetectionQuality | None
     reference: str
+    #: How the threshold was set, and warnings (expected vs measured false-positive rate).
+    notes: list[str] = field(default_factory=list)
+    fpr: float = 0.05
 
 
 def score_for_run(
@@ -316,8 +336,12 @@ def score_for_run(
     """Anomaly scores of ``data`` from a run's embeddings.
 
     With ``normal`` data, the scorer is fitted on most of its embeddings and the threshold
-    set on the rest (:func:`fit_detector`). Without, ``data`` is its own reference: leave-one-
-    out kNN scores (``knn`` only), flagging the top ``fpr`` share of them.
+    set on the rest (:func:`fit_detector`). When the normal data is the data the run trained
+    on, the threshold is set on the run's held-out monitor items, which its encoder never
+    trained on (items it trained on score lower than new ones); with none held out, a note
+    says the rate will be exceeded. Without normal data, ``data`` is its own reference:
+    leave-one-out kNN scores (``knn`` only), flagging the top ``fpr`` share of them. When
+    labels tell the anomalies, the measured false-positive rate is compared with ``fpr``.
 
     Args:
         run: a :class:`selfsup.run.Run` or its folder.
@@ -334,10 +358,29 @@ def score_for_run(
     source = run.open(data)
     z = embed_source(run.encoder, source, show_progress=show_progress)
     normal_source = None
+    notes: list[str] = []
     if normal is not None:
         normal_source = run.open(normal)
         normal_z = embed_source(run.encoder, normal_source, show_progress=show_progress)
-        detector = fit_detector(normal_z, scorer, k, fpr, seed)
+        calibrate = None
+        if _is_training_data(run, normal, normal_source):
+            calibrate = held_out_rows(
+                len(normal_source), int(run.config.get("monitor_items", 0)),
+                int(run.config.get("seed", 0)),
+            )  # fmt: skip
+            if calibrate is None:
+                notes.append(
+                    f"warning: {normal_source.name} is the data the encoder trained on and the "
+                    "run held no items out (--monitor-items 0): the threshold is set on items "
+                    f"it trained on, so new normal items will be flagged more often than {fpr}; "
+                    "give normal data the run did not train on"
+                )
+            else:
+                notes.append(
+                    f"threshold set on the {len(calibrate)} items of {normal_source.name} the "
+                    "encoder never trained on (the run's held-out monitor items)"
+                )
+        detector = fit_detector(normal_z, scorer, k, fpr, seed, calibrate_rows=calibrate)
         scores, threshold = detector.score(z), detector.threshold
         reference = f"{scorer} against {normal_source.name} ({len(normal_source)} items)"
     else:
@@ -349,5 +392,34 @@ def score_for_run(
     flagged = scores > threshold
     table = pd.DataFrame({"id": list(source.ids), "score": scores, "flagged": flagged})
     is_anomaly = anomalous_items(source, anomaly_labels, normal_source)
-    quality = None if is_anomaly is None else detection_quality(scores, is_anomaly, flagged)
-    return AnomalyReport(table, threshold, quality, reference)
+    quality, measured = None, None
+    if is_anomaly is not None:
+        scored = ~np.isnan(scores)
+        normal_rows = scored & ~is_anomaly
+        if normal_rows.any():
+            measured = (float(flagged[normal_rows].mean()), int(normal_rows.sum()))
+        if 0 < is_anomaly[scored].sum() < scored.sum():
+            quality = detection_quality(scores, is_anomaly, flagged)
+    if measured is not None:
+        rate, normal_count = measured
+        notes.append(f"flagged {rate:.3f} of the {normal_count} normal items (expected {fpr})")
+        # Three binomial standard deviations around the target: beyond, it does not hold.
+        spread = 3 * np.sqrt(fpr * (1 - fpr) / max(1, normal_count))
+        if abs(rate - fpr) > spread:
+            notes.append(
+                f"warning: that is more than {spread:.3f} from the {fpr} asked: the threshold "
+                "does not hold on this data; set it on normal data like it (--normal) that the "
+                "encoder did not train on"
+            )
+    return AnomalyReport(table, threshold, quality, reference, notes, fpr)
+
+
+def _is_training_data(run: Run, spec: str | os.PathLike | Source, source: Source) -> bool:
+    """Whether ``spec`` names the data ``run`` trained on (same path or dataset name)."""
+    trained = str(run.config.get("data", ""))
+    if isinstance(spec, Source):
+        return spec.name == trained
+    given, other = Path(str(spec)).expanduser(), Path(trained).expanduser()
+    if given.exists() and other.exists():
+        return given.resolve() == other.resolve()
+    return str(spec) == trained

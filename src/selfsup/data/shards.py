@@ -1,0 +1,344 @@
+"""Sharded image data: Parquet shards of encoded files, read row group by row group.
+
+A collection too large for memory (or for one folder) is packed once by ``selfsup pack``
+into a folder of Parquet files, ``shard-00000.parquet``..., each row an item (``id``,
+``label``, ``bytes``: the file exactly as it was, a JPEG stays a JPEG), written in row groups
+of ``ROWS_PER_GROUP`` items, and an ``index.json`` (shards, row groups, classes). Reading
+decodes items at the side training asks for (as image folders do); memory holds a few row
+groups at a time (``CACHED_GROUPS``), whatever the number of items.
+
+Training shuffles in blocks: each epoch permutes the row groups, then shuffles items within
+windows of ``WINDOW_GROUPS`` consecutive row groups, so a batch touches a few row groups and
+each is read about once per epoch (the usual trade of streaming loaders such as WebDataset
+and LitData: a local shuffle instead of a global one).
+
+Example:
+    >>> import io, tempfile
+    >>> from PIL import Image
+    >>> def png(value):
+    ...     out = io.BytesIO()
+    ...     Image.new("L", (8, 8), value).save(out, format="PNG")
+    ...     return out.getvalue()
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> items = ((f"{i}.png", "odd" if i % 2 else "even", png(i)) for i in range(10))
+    >>> write_shards(items, folder, rows_per_group=4)
+    10
+    >>> source = ShardSource(folder)
+    >>> len(source), source.classes, source.ids[9], source.read(3).shape
+    (10, ['even', 'odd'], '9.png', torch.Size([1, 8, 8]))
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from selfsup.core.files import write_json
+from selfsup.data.base import Batch, EmptySourceError, ItemReadError, SkippedItem, Source
+from selfsup.data.image_folder import ImageFolderSource, decode_image
+
+INDEX_FILE = "index.json"
+FORMAT = "selfsup-shards/1"
+#: Items per Parquet row group: the unit of reading.
+ROWS_PER_GROUP = 256
+#: Items per shard file.
+ROWS_PER_SHARD = 100_000
+#: Row groups a process keeps decoded-ready in memory.
+CACHED_GROUPS = 12
+#: Row groups whose items are shuffled together in training.
+WINDOW_GROUPS = 8
+
+
+def is_shard_folder(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a folder written by :func:`write_shards`."""
+    index = Path(path) / INDEX_FILE
+    if not index.is_file():
+        return False
+    try:
+        return json.loads(index.read_text()).get("format") == FORMAT
+    except (OSError, ValueError):
+        return False
+
+
+def write_shards(
+    items: Iterable[tuple[str, str | None, bytes]],
+    out: str | os.PathLike,
+    rows_per_group: int = ROWS_PER_GROUP,
+    rows_per_shard: int = ROWS_PER_SHARD,
+) -> int:
+    """Write ``(id, label or None, encoded bytes)`` items as Parquet shards and an index into
+    ``out`` (which must not hold shards already); the number of items. Memory holds one row
+    group.
+
+    Raises:
+        FileExistsError: ``out`` holds files already.
+        EmptySourceError: no item.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"{out}: the folder holds files already; give an empty or new one")
+    out.mkdir(parents=True, exist_ok=True)
+    schema = pa.schema([("id", pa.string()), ("label", pa.string()), ("bytes", pa.binary())])
+    shards: list[dict] = []
+    classes: set[str] = set()
+    writer, rows, group = None, 0, ([], [], [])
+
+    def flush() -> None:
+        nonlocal writer
+        if not group[0]:
+            return
+        if writer is None:
+            name = f"shard-{len(shards):05d}.parquet"
+            writer = pq.ParquetWriter(out / f"{name}.tmp", schema, compression="none")
+            shards.append({"file": name, "groups": []})
+        table = pa.table({"id": group[0], "label": group[1], "bytes": group[2]}, schema=schema)
+        writer.write_table(table, row_group_size=len(group[0]))
+        shards[-1]["groups"].append(len(group[0]))
+        for part in group:
+            part.clear()
+
+    def close_shard() -> None:
+        nonlocal writer
+        if writer is not None:
+            writer.close()
+            name = shards[-1]["file"]
+            os.replace(out / f"{name}.tmp", out / name)
+            writer = None
+
+    for item_id, label, data in items:
+        group[0].append(str(item_id))
+        group[1].append(None if label is None else str(label))
+        group[2].append(data)
+        if label is not None:
+            classes.add(str(label))
+        rows += 1
+        if len(group[0]) == rows_per_group:
+            flush()
+        if rows % rows_per_shard == 0:
+            flush()
+            close_shard()
+    flush()
+    close_shard()
+    if rows == 0:
+        raise EmptySourceError(f"{out}: no item to pack")
+    write_json(
+        out / INDEX_FILE,
+        {"format": FORMAT, "items": rows, "classes": sorted(classes), "shards": shards},
+    )
+    return rows
+
+
+def pack_image_folder(
+    folder: str | os.PathLike, out: str | os.PathLike, rows_per_group: int = ROWS_PER_GROUP
+) -> int:
+    """Pack every image file of ``folder`` (labels from first-level subfolders, as
+    :class:`ImageFolderSource` finds them) into shards in ``out``; files are copied as they
+    are, not decoded. The number of items."""
+    source = ImageFolderSource(folder, image_size=1, channels=3)  # sizes are not read here
+    labels = source.labels
+
+    def items() -> Iterator[tuple[str, str | None, bytes]]:
+        for i, rel in enumerate(source.ids):
+            label = None if labels is None else source.classes[int(labels[i])]
+            yield rel, label, (source.root / rel).read_bytes()
+
+    return write_shards(items(), out, rows_per_group)
+
+
+class _GroupIds(Sequence[str]):
+    """The ids of a shard source, read row group by row group when asked for."""
+
+    def __init__(self, source: ShardSource) -> None:
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int | slice) -> str | list[str]:  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        group, offset = self.source.locate(int(index))
+        return self.source.group(group)[0][offset]
+
+
+class ShardSource(Source):
+    """Images from a folder of shards written by :func:`write_shards`.
+
+    Args:
+        root: the shard folder.
+        image_size: the side items are decoded to; by default the median shorter side of a
+            sample of items.
+        channels: 1 or 3; by default 1 when most sampled items are gray.
+    """
+
+    modality = "image"
+    reads_files = True
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        *,
+        image_size: int | None = None,
+        channels: int | None = None,
+    ) -> None:
+        self.root = Path(root)
+        if not is_shard_folder(self.root):
+            raise ValueError(f"{self.root}: not a shard folder (no {INDEX_FILE} of {FORMAT})")
+        index = json.loads((self.root / INDEX_FILE).read_text())
+        self.name = str(self.root)
+        self.classes = index["classes"] or None
+        self._files = [shard["file"] for shard in index["shards"]]
+        sizes = [(s, g, n) for s, shard in enumerate(index["shards"])
+                 for g, n in enumerate(shard["groups"])]  # fmt: skip
+        self._groups = [(s, g) for s, g, _ in sizes]
+        self._starts = np.cumsum([0] + [n for _, _, n in sizes])
+        self._n = int(self._starts[-1])
+        self._cache: OrderedDict[int, tuple[list[str], list[str | None], list[bytes]]] = (
+            OrderedDict()
+        )
+        self._handles: dict[int, object] = {}
+        self._pid = os.getpid()
+        self.labels = self._read_labels() if self.classes else None
+        if image_size is None or channels is None:
+            sides, gray = self._sample_headers()
+            image_size = image_size or int(np.median(sides))
+            channels = channels or (1 if 2 * gray > len(sides) else 3)
+        self.image_size = int(image_size)
+        self.channels = int(channels)
+
+    def _read_labels(self) -> np.ndarray:
+        """Label codes of every item (the label column only: 8 bytes an item)."""
+        import pyarrow.parquet as pq
+
+        code = {name: i for i, name in enumerate(self.classes)}
+        labels = np.empty(self._n, dtype=np.int64)
+        start = 0
+        for file in self._files:
+            column = pq.read_table(self.root / file, columns=["label"])["label"].to_pylist()
+            if any(value is None for value in column):
+                raise ValueError(f"{self.root / file}: some items have a label and some none")
+            labels[start : start + len(column)] = [code[v] for v in column]
+            start += len(column)
+        return labels
+
+    def _sample_headers(self) -> tuple[list[int], int]:
+        sides, gray = [], 0
+        for g in np.unique(np.linspace(0, len(self._groups) - 1, 8).astype(int)):
+            for data in self.group(int(g))[2][:8]:
+                try:
+                    with Image.open(io.BytesIO(data)) as image:
+                        sides.append(min(image.size))
+                        gray += image.mode in ("1", "L", "LA", "I", "I;16")
+                except Exception:  # unreadable items are skipped when read
+                    continue
+        if not sides:
+            raise EmptySourceError(f"{self.root}: none of the sampled items can be read")
+        return sides, gray
+
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def ids(self) -> Sequence[str]:
+        return _GroupIds(self)
+
+    @property
+    def item_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.image_size, self.image_size)
+
+    def read_at(self, side: int) -> None:
+        self.image_size = int(side)
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """The row group holding item ``index`` and its offset there."""
+        if not 0 <= index < self._n:
+            raise IndexError(f"{self.name}: no item {index} (there are {self._n})")
+        group = int(np.searchsorted(self._starts, index, side="right")) - 1
+        return group, index - int(self._starts[group])
+
+    def group(self, group: int) -> tuple[list[str], list[str | None], list[bytes]]:
+        """Row group ``group``'s ids, labels and bytes (cached, at most ``CACHED_GROUPS``)."""
+        if self._pid != os.getpid():  # a forked worker opens its own files
+            self._handles, self._cache, self._pid = {}, OrderedDict(), os.getpid()
+        if group in self._cache:
+            self._cache.move_to_end(group)
+            return self._cache[group]
+        import pyarrow.parquet as pq
+
+        shard, within = self._groups[group]
+        if shard not in self._handles:
+            self._handles[shard] = pq.ParquetFile(self.root / self._files[shard])
+        table = self._handles[shard].read_row_group(within)  # type: ignore[attr-defined]
+        rows = (
+            table["id"].to_pylist(),
+            table["label"].to_pylist(),
+            table["bytes"].to_pylist(),
+        )
+        self._cache[group] = rows
+        if len(self._cache) > CACHED_GROUPS:
+            self._cache.popitem(last=False)
+        return rows
+
+    def read(self, index: int) -> torch.Tensor:
+        group, offset = self.locate(index)
+        ids, _, blobs = self.group(group)
+        try:
+            with Image.open(io.BytesIO(blobs[offset])) as image:
+                pixels = decode_image(image, self.image_size, self.channels)
+        except Exception as err:
+            reason = f"cannot read image: {type(err).__name__}: {err}"
+            raise ItemReadError(ids[offset], reason) from err
+        tensor = torch.from_numpy(pixels)
+        return tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
+
+    def read_batch(self, indices: Sequence[int]) -> Batch:
+        # Items in row-group order, so each group is read once for the batch.
+        order = sorted(range(len(indices)), key=lambda k: int(indices[k]))
+        items: dict[int, torch.Tensor] = {}
+        skipped = []
+        for k in order:
+            i = int(indices[k])
+            try:
+                items[k] = self.read(i)
+            except ItemReadError as err:
+                skipped.append(SkippedItem(i, err.item_id, err.reason))
+                self.unreadable[err.item_id] = err.reason
+        kept = [k for k in range(len(indices)) if k in items]
+        stacked = torch.stack([items[k] for k in kept]) if kept else torch.empty(0)
+        return Batch(stacked, [int(indices[k]) for k in kept], skipped)
+
+    def epoch_order(self, seed: int, epoch: int) -> np.ndarray:
+        """Row groups in a random order, items shuffled within windows of
+        ``WINDOW_GROUPS`` of them."""
+        rng = np.random.default_rng([seed, epoch])
+        groups = rng.permutation(len(self._groups))
+        parts = []
+        for w in range(0, len(groups), WINDOW_GROUPS):
+            window = np.concatenate(
+                [
+                    np.arange(self._starts[g], self._starts[g + 1])
+                    for g in groups[w : w + WINDOW_GROUPS]
+                ]
+            )
+            parts.append(rng.permutation(window))
+        return np.concatenate(parts)
+
+    def sample_rows(self, limit: int) -> np.ndarray:
+        """Up to ``limit`` rows from evenly spaced row groups, whole groups at a time (cheap
+        to read), for statistics."""
+        per_group = int(self._starts[1] - self._starts[0])
+        count = max(1, min(len(self._groups), limit // max(1, per_group)))
+        chosen = np.unique(np.linspace(0, len(self._groups) - 1, count).astype(int))
+        rows = np.concatenate([np.arange(self._starts[g], self._starts[g + 1]) for g in chosen])
+        return rows[:limit]
