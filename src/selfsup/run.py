@@ -34,6 +34,7 @@ import yaml
 from torch import nn
 
 from selfsup.config import ConfigError, PretrainConfig, load_config
+from selfsup.console import console
 from selfsup.core.files import write_json, write_text
 from selfsup.core.precision import resolve_precision
 from selfsup.data.base import Source
@@ -424,20 +425,40 @@ def pretrain(
     fabric.barrier()
     fabric.seed_everything(cfg.seed, verbose=False)
 
+    notes: list[str] = []  # shown as they come, and written to the run's log by fit
+
+    def say(line: str) -> None:
+        notes.append(line)
+        if show_progress and fabric.global_rank == 0:
+            console.print(line, soft_wrap=True, highlight=False)
+
     modality = get_modality(cfg.modality)
+    started = time.perf_counter()
     if isinstance(in_memory, Source):
         opened = in_memory
     else:
         resumed = modality.resume_options(run_dir) if resume is not None else None
         opened = _open_training_data(cfg, in_memory, resumed)
     source, held_out = hold_out(opened, cfg.monitor_items, cfg.seed)
+    say(
+        f"data: {opened.name}: {len(opened):,} {modality.name} items"
+        + (f" in {len(opened.classes)} classes" if opened.classes else "")
+        + (f", {len(held_out):,} held out to monitor training" if held_out is not None else "")
+        + f" (opened in {time.perf_counter() - started:.1f} s)"
+    )
     if cfg.epochs is None and cfg.steps is None and cfg.time_budget is None:
         cfg = cfg.model_copy(update={"steps": modality.default_steps(source)})
     if resume is not None:  # the encoder as the run folder describes it
         encoder = load_encoder(run_dir, custom)
     else:
+        started = time.perf_counter()
         encoder, chosen = modality.build_encoder(cfg, source, custom, feature_dim)
         cfg = cfg.model_copy(update=chosen)
+        side = f" at {cfg.image_size} px" if cfg.image_size else ""
+        say(
+            f"encoder: {cfg.backbone or 'custom'}{side}, {cfg.method}; input statistics in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
     if cfg.num_workers is None:
         cfg = cfg.model_copy(update={"num_workers": modality.default_workers(source)})
     # A batch never asks for more items than one process's share of the data, and a default
@@ -449,11 +470,10 @@ def pretrain(
         cfg = cfg.model_copy(update={"batch_size": share})
     method = build_method(cfg.method, encoder, **cfg.method_options)
     views, recipe, watch = modality.training_views(method, cfg.views, source)
-    notes = []
     if resume is None and custom is None:
         batch, note = _plan_memory(cfg, method, views, source, fabric, batch_given)
         cfg = cfg.model_copy(update={"batch_size": batch})
-        notes.append(note)
+        say(note)
 
     if fabric.global_rank == 0:
         run_dir.mkdir(parents=True, exist_ok=True)

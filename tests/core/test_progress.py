@@ -50,3 +50,14 @@ def test_a_thirty_second_table_run_prints_few_lines_to_a_pipe(tmp_path) -> None:
     assert sum(": step " in line and "items/s" in line for line in lines) >= 3, out
     assert "\r" not in out and "\x1b[" not in out  # no bar frames in a pipe
     assert len((tmp_path / "run" / "train.log").read_text().splitlines()) > len(lines)
+
+
+def test_a_long_step_does_not_silence_the_output() -> None:
+    import time
+
+    screen = io.StringIO()
+    with TrainingProgress(4, "slow", console=Console(file=screen), plain_every=1.0) as bar:
+        bar.advance(1, items=8, loss=1.0)
+        time.sleep(2.6)  # one long step: a huge image decoding, say
+    lines = [line for line in screen.getvalue().splitlines() if "slow: step 1/4" in line]
+    assert len(lines) >= 2, screen.getvalue()

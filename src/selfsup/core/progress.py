@@ -3,7 +3,9 @@
 On a terminal a rich bar shows the steps, the latest loss, items per second and the ETA.
 When output goes to a file or a pipe (CI, ``nohup``, ``| tee``) no bar is drawn: a plain line
 with the same figures is printed every ``PLAIN_EVERY`` seconds, so the output grows with the
-time a job takes, not with its number of steps or epochs. A ``log_file`` receives the plain
+time a job takes, not with its number of steps or epochs; a step longer than that (a huge
+image to decode, a slow machine) does not silence it, a background thread keeps the lines
+coming. A ``log_file`` receives the plain
 lines and every note, whatever the screen shows.
 
 Example:
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import threading
 import time
 from pathlib import Path
 from types import TracebackType
@@ -119,6 +122,9 @@ class TrainingProgress:
         #: Whether the last routine note reached the screen (its follow-ups go with it).
         self.shown_last = False
         self._log = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
         if log_file is not None:
             Path(log_file).parent.mkdir(parents=True, exist_ok=True)
             self._log = open(log_file, "a", buffering=1)  # noqa: SIM115 - closed in __exit__
@@ -126,7 +132,17 @@ class TrainingProgress:
     def __enter__(self) -> TrainingProgress:
         self._progress.start()
         self._start = self._last_plain = time.perf_counter()
+        if self.enabled or self._log is not None:
+            self._heartbeat = threading.Thread(target=self._beat, daemon=True)
+            self._heartbeat.start()
         return self
+
+    def _beat(self) -> None:
+        """Plain lines while a step takes longer than ``plain_every``."""
+        every = max(1.0, self.plain_every)
+        while not self._stop.wait(every / 2):
+            if time.perf_counter() - self._last_plain >= every:
+                self._plain()
 
     def __exit__(
         self,
@@ -134,22 +150,31 @@ class TrainingProgress:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._stop.set()
+        if self._heartbeat is not None:
+            self._heartbeat.join()
         self._progress.stop()
         if self.done > self._first:
             self._plain(force_screen=False)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
+        with self._lock:
+            if self._log is not None:
+                self._log.close()
+                self._log = None
 
     def set_total(self, total: int) -> None:
         """Change the expected number of steps (time-budgeted runs refine it as they go)."""
         self.total = total
         self._progress.update(self._task, total=total)
 
+    def log(self, text: str) -> None:
+        """Write a line to the log file only."""
+        self._write_log(text)
+
     def _write_log(self, text: str) -> None:
-        if self._log is not None:
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-            self._log.write(f"{stamp} {Text.from_markup(text).plain}\n")
+        with self._lock:
+            if self._log is not None:
+                stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+                self._log.write(f"{stamp} {Text.from_markup(text).plain}\n")
 
     def note(self, text: str) -> None:
         """Print a line (above the bar on a terminal) and write it to the log file."""

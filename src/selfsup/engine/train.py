@@ -57,8 +57,8 @@ LOG_FILE = "train.log"
 #: every ``checkpoint_every`` minutes, and the last step always writes one.
 EPOCH_CHECKPOINT_GAP = 60.0
 DEFAULT_EPOCHS = 100
-# Steps timed before a time budget is turned into a number of steps.
-_CALIBRATION_STEPS = 10
+# Steps between two plans of a time budget once the first ones are made.
+_REPLAN_EVERY = 50
 #: The label-free monitor measures after an epoch while its time so far stays under this share
 #: of the training time (and always after the first and the last epoch), so tiny epochs do not
 #: pay for it every time.
@@ -176,8 +176,8 @@ class TimeBudget:
     """Turns ``--time-budget`` into a number of steps, from the pace measured so far.
 
     The first ``_PACE_SKIP_STEPS`` steps of each process (torch.compile's compilation, the
-    first, slower oneDNN calls) are left out of the pace. The plan is made after
-    ``_CALIBRATION_STEPS`` timed steps and refined at the end of every epoch; rank 0's
+    first, slower oneDNN calls) are left out of the pace. The plan is made after 1, 2, 4,
+    8... steps, every ``_REPLAN_EVERY`` steps and at the end of every epoch; rank 0's
     estimate wins, so every process keeps the same schedule.
 
     Args:
@@ -197,11 +197,19 @@ class TimeBudget:
         self.pace_from: tuple[int, float] | None = None
 
     def after_step(self, state: TrainState) -> int | None:
-        """Record the pace's start; at the calibration step, the new plan (else None)."""
-        if state.step == self.first_step + _PACE_SKIP_STEPS:
+        """Record the pace's start; the new plan after the steps that refine it (else None).
+
+        The plan is made after 1, 2, 4, 8... steps of this process, then every
+        ``_REPLAN_EVERY`` steps, so a run of slow steps (large images on a CPU) keeps to its
+        budget long before an epoch ends; the same steps on every process (the plan is
+        broadcast).
+        """
+        done = state.step - self.first_step
+        if done == _PACE_SKIP_STEPS:
             self.pace_from = (state.step, state.train_seconds)
-        calibrate = self.first_step + _PACE_SKIP_STEPS + _CALIBRATION_STEPS
-        if state.step == calibrate and self.cfg.time_budget is not None:
+        if self.cfg.time_budget is None:
+            return None
+        if (done & (done - 1)) == 0 or done % _REPLAN_EVERY == 0:
             return self.plan(state)
         return None
 
@@ -650,7 +658,7 @@ def fit(
         show_progress: draw the progress bar on rank 0.
         monitor: measures label-free metrics after every epoch on held-out items (rank 0),
             raises the collapse alarm and keeps the best epoch's encoder.
-        notes: lines to show and log before training (the memory plan).
+        notes: lines shown already (opening the data, the memory plan), for the log.
 
     Raises:
         CollapseError: the embeddings collapsed and ``cfg.stop_on_collapse`` is set.
@@ -664,7 +672,7 @@ def fit(
         save_encoder_weights(method.export_encoder(), run_dir / "checkpoints" / _epoch_file(0))
     with t.progress:
         for line in notes:
-            t.progress.note(line)
+            t.progress.log(line)
         if not resume and state.total_steps < FEW_STEPS:
             t.progress.note(few_steps_warning(state.total_steps, len(source), cfg.batch_size))
         while state.step < state.total_steps:
