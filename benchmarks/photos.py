@@ -38,7 +38,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from common import load_average, write_section
 from selfsup.data.image_folder import ImageFolderSource
@@ -55,7 +55,9 @@ def _sources() -> list[Image.Image]:
     for path in sorted(WALLPAPERS.glob("*.webp")):
         with Image.open(path) as image:
             if min(image.size) >= 1000:
-                images.append(image.convert("RGB"))
+                # At most 2048 a side: crops of a tenth of the area are still above 640x480.
+                image.draft("RGB", (2048, 2048))
+                images.append(ImageOps.contain(image.convert("RGB"), (2048, 2048)))
     if len(images) < 4:
         sys.exit(f"too few source images: install gnome-backgrounds (`make system`): {WALLPAPERS}")
     return images
@@ -88,7 +90,8 @@ def make_photos(folder: Path, n: int, seed: int = 0) -> float:
     started = time.perf_counter()
     for label in ("a", "b"):
         (folder / label).mkdir(parents=True, exist_ok=True)
-    chunks = [(folder, s, min(n, s + 500), seed) for s in range(0, n, 500)]
+    size = -(-n // (os.cpu_count() or 2))  # one chunk a process: sources load once each
+    chunks = [(folder, s, min(n, s + size), seed) for s in range(0, n, size)]
     with ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
         done = 0
         for count in pool.map(_make_chunk, chunks):

@@ -41,11 +41,15 @@ def pretrain(
     "from the data"): images train SimCLR, series TS2Vec, tables SCARF, text SimCSE and audio
     BYOL-A, each with its benchmark's recipe.
     """
-    from selfsup.run import pretrain as run_pretrain
-
     if data is None and config is None and resume is None:
         raise typer.BadParameter("give DATA, --config FILE or --resume RUN")
-    run = run_pretrain(data, config=config, resume=resume, **to_config_values(options))
+    from selfsup.core.progress import Preparing
+
+    # Loading PyTorch Lightning alone takes 10 s or more on a small machine: say so.
+    with Preparing(console, f"pretrain {data or resume or config}"):
+        from selfsup.run import pretrain as run_pretrain
+
+        run = run_pretrain(data, config=config, resume=resume, **to_config_values(options))
     if run.summary and _is_rank_zero():
         s = run.summary
         console.print(

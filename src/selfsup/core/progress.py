@@ -41,6 +41,43 @@ PLAIN_EVERY = 5.0
 ROUTINE_EVERY = 15.0
 
 
+#: Set while a progress display runs (a :class:`Preparing` ticker stays quiet meanwhile).
+_ACTIVE = threading.Event()
+
+
+class Preparing:
+    """Lines while a command prepares (loading libraries, reading image headers, measuring
+    memory) and no progress display runs: ``preparing (N s)`` every ``every`` seconds, so
+    output to a pipe never goes silent for long before training starts.
+
+    Example:
+        >>> with Preparing(Console(file=open(os.devnull, "w")), "pretrain"):
+        ...     pass
+    """
+
+    def __init__(self, console: Console, what: str, every: float = PLAIN_EVERY) -> None:
+        self.console, self.what, self.every = console, what, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._tick, daemon=True)
+        self._start = time.perf_counter()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.every):
+            if not _ACTIVE.is_set():
+                elapsed = time.perf_counter() - self._start
+                self.console.print(
+                    f"{self.what}: preparing ({elapsed:.0f} s)", highlight=False, markup=False
+                )
+
+    def __enter__(self) -> Preparing:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def _clock(seconds: float) -> str:
     return str(datetime.timedelta(seconds=int(max(0.0, seconds))))
 
@@ -130,6 +167,7 @@ class TrainingProgress:
             self._log = open(log_file, "a", buffering=1)  # noqa: SIM115 - closed in __exit__
 
     def __enter__(self) -> TrainingProgress:
+        _ACTIVE.set()
         self._progress.start()
         self._start = self._last_plain = time.perf_counter()
         if self.enabled or self._log is not None:
@@ -151,6 +189,7 @@ class TrainingProgress:
         tb: TracebackType | None,
     ) -> None:
         self._stop.set()
+        _ACTIVE.clear()
         if self._heartbeat is not None:
             self._heartbeat.join()
         self._progress.stop()
