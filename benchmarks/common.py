@@ -8,8 +8,14 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from selfsup.demo import DEMO_OPTIONS
 
@@ -84,3 +90,53 @@ def write_section(name: str, text: str, path: Path = BENCHMARKS_MD) -> None:
 def load_average() -> str:
     """The 1/5/15-minute load averages, to report the load a benchmark ran under."""
     return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def process_pss(pid: int) -> int:
+    """Proportional set size in bytes of ``pid`` and all its descendants (shared pages split,
+    so forked workers are not counted twice)."""
+    total, stack = 0, [pid]
+    while stack:
+        p = stack.pop()
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) * 1024
+            for task in Path(f"/proc/{p}/task").iterdir():
+                children = (task / "children").read_text().split()
+                stack.extend(int(c) for c in children)
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def watch(command: list[str], log: Path) -> dict:
+    """Run ``command`` with output to a pipe; its wall time, peak PSS and the longest gap
+    between two output lines (from the start)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak, stamps, lines = 0, [], []
+
+    def read() -> None:
+        for line in proc.stdout:
+            stamps.append(time.perf_counter())
+            lines.append(line.rstrip("\n"))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    while proc.poll() is None:
+        peak = max(peak, process_pss(proc.pid))
+        time.sleep(0.5)
+    reader.join()
+    wall = time.perf_counter() - started
+    log.write_text("\n".join(lines) + "\n")
+    gaps = np.diff([started, *stamps, started + wall])
+    if proc.returncode != 0:
+        sys.exit(f"failed ({proc.returncode}): {' '.join(command)}\n" + "\n".join(lines[-20:]))
+    return {
+        "wall_s": round(wall, 1),
+        "peak_pss_gb": round(peak / 2**30, 2),
+        "lines": len(lines),
+        "longest_gap_s": round(float(gaps.max()), 1),
+        "first_line_s": round(float(gaps[0]), 1),
+    }

@@ -30,9 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -40,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from common import load_average, write_section
+from common import load_average, watch, write_section
 from selfsup.data.image_folder import ImageFolderSource
 from selfsup.run import _machine
 
@@ -98,56 +96,6 @@ def make_photos(folder: Path, n: int, seed: int = 0) -> float:
             done += count
             print(f"  made {done}/{n} photos", flush=True)
     return time.perf_counter() - started
-
-
-def _pss(pid: int) -> int:
-    """Proportional set size in bytes of ``pid`` and all its descendants (shared pages split,
-    so forked workers are not counted twice)."""
-    total, stack = 0, [pid]
-    while stack:
-        p = stack.pop()
-        try:
-            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1]) * 1024
-            for task in Path(f"/proc/{p}/task").iterdir():
-                children = (task / "children").read_text().split()
-                stack.extend(int(c) for c in children)
-        except (OSError, ValueError):
-            continue
-    return total
-
-
-def watch(command: list[str], log: Path) -> dict:
-    """Run ``command`` with output to a pipe; its wall time, peak PSS and the longest gap
-    between two output lines (from the start)."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak, stamps, lines = 0, [], []
-
-    def read() -> None:
-        for line in proc.stdout:
-            stamps.append(time.perf_counter())
-            lines.append(line.rstrip("\n"))
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    while proc.poll() is None:
-        peak = max(peak, _pss(proc.pid))
-        time.sleep(0.5)
-    reader.join()
-    wall = time.perf_counter() - started
-    log.write_text("\n".join(lines) + "\n")
-    gaps = np.diff([started, *stamps, started + wall])
-    if proc.returncode != 0:
-        sys.exit(f"failed ({proc.returncode}): {' '.join(command)}\n" + "\n".join(lines[-20:]))
-    return {
-        "wall_s": round(wall, 1),
-        "peak_pss_gb": round(peak / 2**30, 2),
-        "lines": len(lines),
-        "longest_gap_s": round(float(gaps.max()), 1),
-        "first_line_s": round(float(gaps[0]), 1),
-    }
 
 
 _IN_MEMORY = """

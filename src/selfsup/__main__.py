@@ -1,5 +1,5 @@
 """``python -m selfsup`` runs the command line."""
 
-from selfsup.cli import main
+from selfsup._entry import main
 
 main()

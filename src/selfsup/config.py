@@ -51,7 +51,8 @@ class PretrainConfig(BaseModel):
             the others: 100 epochs).
         steps: optimizer steps in all (TS2Vec's ``n_iters``); with ``epochs`` the smaller wins.
         time_budget: minutes of training; the schedule is fitted to end within it.
-        batch_size: items per step and process; default 256 for images and 8 for series
+        batch_size: items per step and process; default 256, but 64 for images above 64
+            pixels on a CPU, and 8 for series
             (TS2Vec's), at most an eighth of the items (a power of two, at least 16) so an
             epoch has several steps, and lowered (to a power of two) when the step's
             estimated peak memory would not fit in the memory available; a batch size given

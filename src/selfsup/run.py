@@ -465,6 +465,7 @@ def pretrain(
     # one leaves an epoch several steps.
     share = max(2, len(source) // (cfg.devices * cfg.num_nodes))
     if not batch_given:
+        cfg = cfg.model_copy(update={"batch_size": modality.default_batch(cfg)})
         share = min(share, max(16, 1 << max(0, (len(source) // 8).bit_length() - 1)))
     if cfg.batch_size > share:
         cfg = cfg.model_copy(update={"batch_size": share})

@@ -43,7 +43,10 @@ def pretrain(
     """
     if data is None and config is None and resume is None:
         raise typer.BadParameter("give DATA, --config FILE or --resume RUN")
+    from selfsup import _entry
     from selfsup.core.progress import Preparing
+
+    _entry.loading.clear()  # the libraries are loaded: Preparing speaks from here
 
     # Loading PyTorch Lightning alone takes 10 s or more on a small machine: say so.
     with Preparing(console, f"pretrain {data or resume or config}"):

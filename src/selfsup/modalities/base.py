@@ -111,6 +111,12 @@ class Modality(ABC):
         """Fields of ``cfg`` filled in for this modality (batch size, learning rate...)."""
         return {"batch_size": cfg.batch_size or 256}
 
+    def default_batch(self, cfg: PretrainConfig) -> int:
+        """The default batch once the encoder is chosen (``cfg`` holds its choices); the
+        configured default unless the modality knows better (images: smaller for photos on
+        a CPU)."""
+        return int(cfg.batch_size)
+
     def check_method(self, method: str) -> None:
         """Refuse an unknown method, or one that does not work on this modality.
 

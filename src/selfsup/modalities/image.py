@@ -40,8 +40,15 @@ RAW_MAX_SIDE = 32
 #: The side images are trained at when theirs is larger, on a CPU and on a GPU: a ResNet-18
 #: step at 224 pixels costs about 3x one at 128, which a CPU cannot afford on photos.
 TRAINING_SIDE = {"cpu": 128, "gpu": 224}
+#: The default batch of images larger than ``SMALL_SIDE`` pixels on a CPU.
+CPU_PHOTO_BATCH = 64
+SMALL_SIDE = 64
 #: Items whose channel statistics set the encoder's normalization.
 STATISTICS_ITEMS = 1024
+
+
+def _on_gpu(accelerator: str) -> bool:
+    return accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available())
 
 
 def training_side(native: int, accelerator: str) -> int:
@@ -52,8 +59,7 @@ def training_side(native: int, accelerator: str) -> int:
         >>> training_side(480, "cpu"), training_side(480, "gpu"), training_side(28, "cpu")
         (128, 224, 28)
     """
-    on_gpu = accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available())
-    return min(native, TRAINING_SIDE["gpu" if on_gpu else "cpu"])
+    return min(native, TRAINING_SIDE["gpu" if _on_gpu(accelerator) else "cpu"])
 
 
 _ARRAY_SUFFIXES = (".npy", ".npz")
@@ -129,6 +135,13 @@ class ImageModality(Modality):
 
     def statistics(self, source: Source) -> tuple[list[float], list[float]]:
         return channel_statistics(source, limit=STATISTICS_ITEMS)
+
+    def default_batch(self, cfg: PretrainConfig) -> int:
+        """256, but 64 for images above ``SMALL_SIDE`` pixels on a CPU, where a ResNet-18
+        step on 256 photos at 128 pixels takes over half a minute and 5 GB
+        (``benchmarks/photos.py``)."""
+        large = (cfg.image_size or 0) > SMALL_SIDE and not _on_gpu(cfg.accelerator)
+        return CPU_PHOTO_BATCH if large else int(cfg.batch_size or 256)
 
     def build_encoder(
         self,
