@@ -110,9 +110,10 @@ def process_pss(pid: int) -> int:
     return total
 
 
-def watch(command: list[str], log: Path) -> dict:
+def watch(command: list[str], log: Path, limit: float | None = None) -> dict:
     """Run ``command`` with output to a pipe; its wall time, peak PSS and the longest gap
-    between two output lines (from the start)."""
+    between two output lines (from the start). After ``limit`` seconds it is stopped
+    (``stopped`` is then true)."""
     started = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak, stamps, lines = 0, [], []
@@ -124,14 +125,19 @@ def watch(command: list[str], log: Path) -> dict:
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
+    stopped = False
     while proc.poll() is None:
         peak = max(peak, process_pss(proc.pid))
         time.sleep(0.5)
+        if limit is not None and time.perf_counter() - started > limit:
+            proc.terminate()
+            proc.wait()
+            stopped = True
     reader.join()
     wall = time.perf_counter() - started
     log.write_text("\n".join(lines) + "\n")
     gaps = np.diff([started, *stamps, started + wall])
-    if proc.returncode != 0:
+    if proc.returncode != 0 and not stopped:
         sys.exit(f"failed ({proc.returncode}): {' '.join(command)}\n" + "\n".join(lines[-20:]))
     return {
         "wall_s": round(wall, 1),
@@ -139,4 +145,6 @@ def watch(command: list[str], log: Path) -> dict:
         "lines": len(lines),
         "longest_gap_s": round(float(gaps.max()), 1),
         "first_line_s": round(float(gaps[0]), 1),
+        "stopped": stopped,
+        "last_line": lines[-1] if lines else "",
     }

@@ -7,7 +7,8 @@ writes). Two sources are made, ``--small`` and ``--items`` items, and on each, a
 processes whose memory (PSS, workers included) is sampled twice a second:
 
 1. ``selfsup pretrain SHARDS --time-budget M`` with the defaults;
-2. ``selfsup embed RUN SHARDS --out embeddings.parquet`` of every item.
+2. ``selfsup embed RUN SHARDS --out embeddings.parquet`` of every item, stopped after
+   ``--embed-minutes`` (peak memory over that time, and how far it got).
 
 Peak memory of the two sizes side by side shows whether it grows with the data.
 
@@ -86,7 +87,7 @@ def make_shards(out: Path, items: int) -> float:
     return time.perf_counter() - started
 
 
-def measure(shards: Path, runs: Path, minutes: float) -> dict:
+def measure(shards: Path, runs: Path, minutes: float, embed_minutes: float) -> dict:
     selfsup = [sys.executable, "-m", "selfsup"]
     run = runs / f"run-{shards.name}"
     train = watch([*selfsup, "pretrain", str(shards), "--time-budget", str(minutes),
@@ -94,7 +95,7 @@ def measure(shards: Path, runs: Path, minutes: float) -> dict:
     summary = json.loads((run / "train.json").read_text())
     out = runs / f"{shards.name}-embeddings.parquet"
     embed = watch([*selfsup, "embed", str(run), str(shards), "--out", str(out)],
-                  runs / f"{shards.name}-embed.log")  # fmt: skip
+                  runs / f"{shards.name}-embed.log", limit=embed_minutes * 60)  # fmt: skip
     return {
         "items": summary["items"] + summary["held_out_items"],
         "pretrain": {
@@ -102,7 +103,10 @@ def measure(shards: Path, runs: Path, minutes: float) -> dict:
             "items_per_s": summary["items_per_second"],
             "steps": summary["steps"],
         },
-        "embed": {**embed, "file_mb": round(out.stat().st_size / 2**20, 1)},
+        "embed": {
+            **embed,
+            "file_mb": round(out.stat().st_size / 2**20, 1) if out.exists() else None,
+        },
     }
 
 
@@ -111,6 +115,9 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=1_000_000)
     parser.add_argument("--small", type=int, default=50_000)
     parser.add_argument("--minutes", type=float, default=2.0)
+    parser.add_argument(
+        "--embed-minutes", type=float, default=3.0, help="Embedding is stopped after this."
+    )
     parser.add_argument("--data", type=Path, default=Path("data/shards"))
     parser.add_argument("--runs", type=Path, default=Path("runs/bench/shards"))
     args = parser.parse_args()
@@ -122,7 +129,7 @@ def main() -> None:
         made = make_shards(folder, items)
         size_mb = sum(p.stat().st_size for p in folder.iterdir()) / 2**20
         print(f"{items:,} items in {folder} ({size_mb:.0f} MB), made in {made:.0f} s", flush=True)
-        result = measure(folder, args.runs, args.minutes)
+        result = measure(folder, args.runs, args.minutes, args.embed_minutes)
         result.update(shards_mb=round(size_mb), make_s=round(made, 1))
         results["sizes"].append(result)
         print(json.dumps(result), flush=True)
@@ -143,14 +150,17 @@ def report(r: dict, args: argparse.Namespace) -> str:
         f"after {r['load_after']}. Reproduce: `python benchmarks/shards.py --items "
         f"{args.items} --small {args.small} --minutes {args.minutes:g}`.",
         "",
-        "| items | shards | pretrain peak | pretrain items/s | embed peak | embed wall |",
+        "| items | shards | pretrain peak | pretrain items/s | embed peak | embed: wall, "
+        "last progress line |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for s in r["sizes"]:
+        e = s["embed"]
+        where = e["last_line"].split(": ", 1)[-1] if e["stopped"] else "all items"
         lines.append(
             f"| {s['items']:,} | {s['shards_mb']} MB | {s['pretrain']['peak_pss_gb']} GB | "
-            f"{s['pretrain']['items_per_s']:,.0f} | {s['embed']['peak_pss_gb']} GB | "
-            f"{s['embed']['wall_s']:.0f} s |"
+            f"{s['pretrain']['items_per_s']:,.0f} | {e['peak_pss_gb']} GB | "
+            f"{e['wall_s']:.0f} s{' (stopped)' if e['stopped'] else ''}, {where} |"
         )
     return "\n".join(lines)
 

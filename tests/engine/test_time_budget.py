@@ -24,8 +24,16 @@ def test_a_budget_with_a_sliver_of_an_epoch_left_ends_now_instead_of_opening_one
     cfg = PretrainConfig(data="-", time_budget=1.0)  # 60 seconds
     fabric = lightning.Fabric(accelerator="cpu", devices=1)
     # 100 steps per epoch at 0.5 s a step: 2 steps (2% of an epoch) fit in the 1 s left.
-    done = TrainState(step=118, epoch=1, train_seconds=59.0)
-    assert _fit_to_budget(cfg, done, steps_per_epoch=100, fabric=fabric) == 118
+    # At an epoch's end they would open a new one: training ends now.
+    done = TrainState(step=100, epoch=1, train_seconds=59.0)
+    assert _fit_to_budget(cfg, done, steps_per_epoch=100, fabric=fabric) == 100
+    # Inside an epoch under way they are trained.
+    inside = TrainState(step=118, epoch=1, train_seconds=59.0)
+    assert _fit_to_budget(cfg, inside, steps_per_epoch=100, fabric=fabric) == 120
+    # A huge epoch (a million items) is cut where the budget ends: 44 steps at 2.7 s a step.
+    big = TrainState(step=1, epoch=0, train_seconds=2.7)
+    big_cfg = PretrainConfig(data="-", time_budget=2.0)
+    assert _fit_to_budget(big_cfg, big, steps_per_epoch=3898, fabric=fabric) == 1 + 43
     # 10 s left is 20 steps, a fifth of an epoch: training goes on.
     going = TrainState(step=100, epoch=1, train_seconds=50.0)
     assert _fit_to_budget(cfg, going, steps_per_epoch=100, fabric=fabric) == 120

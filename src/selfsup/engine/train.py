@@ -230,8 +230,8 @@ def _fit_to_budget(
     The pace is measured from ``pace_from`` (a step and the training seconds at it) when it
     is given and behind the current step, so that compilation in the first steps is not
     taken for the speed of every step; else over all steps. Less than a twentieth of an epoch
-    left ends training now rather than opening one more epoch of a few steps (and its
-    monitoring and checkpoint) for the estimate's noise.
+    that has not begun is not begun (its monitoring and checkpoint would cost more than its
+    few steps bring); a long epoch under way is cut wherever the budget ends.
     """
     cap = planned_steps(cfg, steps_per_epoch)
     if cfg.time_budget is None or state.step == 0:
@@ -247,8 +247,12 @@ def _fit_to_budget(
         - state.monitor_seconds
         - state.checkpoint_seconds
     )
-    more = max(0, math.floor(left / seconds_per_step))
-    steps = state.step + (more if more >= steps_per_epoch / 20 else 0)
+    steps = state.step + max(0, math.floor(left / seconds_per_step))
+    # A sliver of an epoch not begun yet is not begun: its monitoring and checkpoint would
+    # cost more than its few steps bring.
+    last_start = steps // steps_per_epoch * steps_per_epoch
+    if steps - last_start < steps_per_epoch / 20 and last_start >= state.step:
+        steps = last_start
     # Every process must agree on the schedule: rank 0's estimate wins.
     return int(fabric.broadcast(min(cap, steps), src=0))
 
