@@ -89,8 +89,11 @@ def test_expected_errors_are_one_line_and_traceback_shows_the_rest(tmp_path) -> 
     command = [sys.executable, "-m", "selfsup", "pretrain", str(tmp_path / "missing.csv")]
     plain = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert plain.returncode == 2
+    # Before it, pretrain only says it is loading its libraries.
     lines = [line for line in plain.stdout.splitlines() if line.strip()]
-    assert len(lines) == 1 and "missing.csv" in lines[0], plain.stdout
+    errors = [line for line in lines if not line.startswith("selfsup pretrain: loading")]
+    assert len(errors) == 1 and errors[0].startswith("error:"), plain.stdout
+    assert "missing.csv" in errors[0] and "Traceback" not in plain.stdout + plain.stderr
     full = subprocess.run([*command, "--traceback"], capture_output=True, text=True, timeout=120)
     assert full.returncode != 0 and "Traceback (most recent call last)" in full.stderr
 
