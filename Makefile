@@ -34,8 +34,9 @@ datasets:
 	fi
 
 # Debian packages behind the benchmarks and one test: espeak-ng (the synthetic spoken words),
-# WordNet glosses and fortunes (extra text), chromium (the report test renders the page).
-APT_PACKAGES := espeak-ng wordnet-base fortunes chromium
+# WordNet glosses and fortunes (extra text), chromium (the report test renders the page),
+# gnome-backgrounds (the real images benchmarks/photos.py cuts its 640x480 photos from).
+APT_PACKAGES := espeak-ng wordnet-base fortunes chromium gnome-backgrounds
 
 system:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -60,7 +61,8 @@ test: setup system
 # stop), then time series (about 20 minutes), tables (about 10 minutes), audio (synthetic
 # spoken words, about 10 minutes; needs espeak-ng), text (Rotten Tomatoes, about 20 minutes),
 # label efficiency with adapt and select (a 25-epoch SimCLR run, about 35 minutes when it is
-# not cached) and anomalies (about 20 minutes).
+# not cached), anomalies (about 20 minutes), 10,000 photos of 640x480 (about 20 minutes) and a
+# million-item shard source (about 15 minutes).
 bench: setup datasets system
 	$(PY) benchmarks/methods.py
 	$(PY) benchmarks/labelfree.py
@@ -71,6 +73,8 @@ bench: setup datasets system
 	$(PY) benchmarks/text.py --objectives simcse,simcse+mlm --minutes 8
 	$(PY) benchmarks/adapt.py --run runs/bench/simclr-25ep --epochs 25
 	$(PY) benchmarks/anomalies.py --minutes-per-class 1
+	$(PY) benchmarks/photos.py
+	$(PY) benchmarks/shards.py --embed-minutes 2
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
