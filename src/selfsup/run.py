@@ -334,7 +334,8 @@ def _plan_memory(
     """The batch that fits in memory (see ``selfsup.engine.memory``) and the line saying so."""
     readable = source.read_batch(list(range(min(len(source), 16)))).items[:4]
     if len(readable) < 2:
-        readable = source.first_item().expand(2, *source.first_item().shape[1:])
+        first = source.first_item()
+        readable = first.expand(2, *first.shape[1:])
     in_flight = 2 * max(1, cfg.num_workers) + 1
     plan = measure_step(method.to(fabric.device), views.to(fabric.device), readable, fabric,
                         in_flight)  # fmt: skip

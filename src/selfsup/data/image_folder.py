@@ -32,7 +32,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # PIL modes of one gray channel. Wider-than-8-bit ones (16-bit PNG and TIFF) are divided by
 # 65535: PIL's own conversion to "L" would clip them at 255.
 _WIDE_GRAY_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
-_GRAY_MODES = {"1", "L", "LA", *_WIDE_GRAY_MODES}
+GRAY_MODES = {"1", "L", "LA", *_WIDE_GRAY_MODES}
 #: Files whose headers give the folder's default size and channels.
 SIZE_SAMPLE = 64
 # Large photos are expected and read at a reduced size; PIL still refuses images above twice
@@ -134,7 +134,7 @@ class ImageFolderSource(Source):
             try:
                 with Image.open(self.root / self._ids[i]) as image:
                     sides.append(min(image.size))
-                    gray += image.mode in _GRAY_MODES
+                    gray += image.mode in GRAY_MODES
             except Exception:  # any unreadable file is passed over here, and skipped on read
                 continue
         return sides, gray

@@ -43,7 +43,7 @@ from PIL import Image
 
 from selfsup.core.files import write_json
 from selfsup.data.base import Batch, EmptySourceError, ItemReadError, SkippedItem, Source
-from selfsup.data.image_folder import ImageFolderSource, decode_image
+from selfsup.data.image_folder import GRAY_MODES, ImageFolderSource, decode_image
 
 INDEX_FILE = "index.json"
 FORMAT = "selfsup-shards/1"
@@ -239,7 +239,7 @@ class ShardSource(Source):
                 try:
                     with Image.open(io.BytesIO(data)) as image:
                         sides.append(min(image.size))
-                        gray += image.mode in ("1", "L", "LA", "I", "I;16")
+                        gray += image.mode in GRAY_MODES
                 except Exception:  # unreadable items are skipped when read
                     continue
         if not sides:

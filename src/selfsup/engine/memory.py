@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from selfsup.config import ConfigError
+from selfsup.engine.train import channels_last
 
 #: Share of the available memory a step may plan to use.
 USABLE_SHARE = 0.8
@@ -120,8 +121,7 @@ def measure_step(
     try:
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), fabric.autocast():
             inputs = views(items.to(fabric.device))
-            loss = method([v.contiguous(memory_format=torch.channels_last) if v.ndim == 4
-                           else v for v in inputs])  # fmt: skip
+            loss = method([channels_last(v) for v in inputs])
         view_bytes = sum(v.numel() * v.element_size() for v in inputs)
         del loss, inputs
     finally:

@@ -101,7 +101,7 @@ class _EpochBatches(Dataset):
         return self.source.read_batch(self.batches[i].tolist())
 
 
-def _channels_last(x: torch.Tensor) -> torch.Tensor:
+def channels_last(x: torch.Tensor) -> torch.Tensor:
     """Images (4-d) in channels-last memory, which oneDNN convolves faster; series as they are."""
     return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
 
@@ -332,7 +332,7 @@ def training_step(
     for group in t.optimizer.param_groups:
         group["lr"] = lr
     inputs = t.views(items.to(fabric.device))
-    loss = t.model([_channels_last(v) for v in inputs])
+    loss = t.model([channels_last(v) for v in inputs])
     if not torch.isfinite(loss):
         raise FloatingPointError(
             f"the loss became {loss.item()} at step {state.step} (epoch {state.epoch}); try a "
