@@ -75,6 +75,7 @@ bench: setup datasets system
 	$(PY) benchmarks/anomalies.py --minutes-per-class 1
 	$(PY) benchmarks/photos.py
 	$(PY) benchmarks/shards.py --embed-minutes 2
+	$(PY) benchmarks/folder_index.py
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -38,6 +38,7 @@ from selfsup.console import console
 from selfsup.core.files import write_json, write_text
 from selfsup.core.precision import resolve_precision
 from selfsup.data.base import Source
+from selfsup.data.folders import INDEX_FILE, FolderIndex
 from selfsup.data.splits import hold_out
 from selfsup.embedding import EmbeddingFile, embed_source, embed_timestamps, write_embeddings
 from selfsup.encoder import Encoder
@@ -445,7 +446,8 @@ def pretrain(
         f"data: {opened.name}: {len(opened):,} {modality.name} items"
         + (f" in {len(opened.classes)} classes" if opened.classes else "")
         + (f", {len(held_out):,} held out to monitor training" if held_out is not None else "")
-        + f" (opened in {time.perf_counter() - started:.1f} s)"
+        + f" (opened in {time.perf_counter() - started:.1f} s"
+        + (f"; {opened.index_note})" if opened.index_note else ")")
     )
     if cfg.epochs is None and cfg.steps is None and cfg.time_budget is None:
         cfg = cfg.model_copy(update={"steps": modality.default_steps(source)})
@@ -483,6 +485,8 @@ def pretrain(
         if resume is None:
             encoder.save(run_dir)  # the initial encoder: a resumed run rebuilds it from here
             modality.save_artifacts(opened, run_dir)  # a table's encoding, a tokenizer
+            if isinstance(getattr(opened, "index", None), FolderIndex):  # a folder's file list
+                opened.index.save(run_dir / INDEX_FILE)
     fabric.barrier()
 
     monitor = None

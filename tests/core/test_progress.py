@@ -61,3 +61,19 @@ def test_a_long_step_does_not_silence_the_output() -> None:
         time.sleep(2.6)  # one long step: a huge image decoding, say
     lines = [line for line in screen.getvalue().splitlines() if "slow: step 1/4" in line]
     assert len(lines) >= 2, screen.getvalue()
+
+
+def test_a_pause_for_measuring_is_named_and_left_out_of_the_rate() -> None:
+    import time
+
+    screen = io.StringIO()
+    with TrainingProgress(4, "run", console=Console(file=screen), plain_every=1.0) as bar:
+        time.sleep(0.5)
+        bar.advance(1, items=100, loss=1.0)  # 100 items in about 0.5 s
+        with bar.phase("measuring 2,048 held-out items"):
+            time.sleep(2.6)
+        rate = bar.rate()
+    lines = screen.getvalue().splitlines()
+    paused = [line for line in lines if "run: measuring 2,048 held-out items (0:00:0" in line]
+    assert len(paused) >= 2 and "after step 1/4" in paused[0], lines
+    assert 120 < rate < 260, rate  # would be below 40 with the pause counted

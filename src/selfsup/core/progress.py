@@ -17,10 +17,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -156,6 +158,9 @@ class TrainingProgress:
         self._loss: float | None = None
         self._last_plain = self._start
         self._last_routine = -float("inf")
+        self._phase: str | None = None
+        self._phase_start = 0.0
+        self._paused = 0.0  # seconds spent in phases, left out of items/s and the ETA
         #: Whether the last routine note reached the screen (its follow-ups go with it).
         self.shown_last = False
         self._log = None
@@ -233,17 +238,52 @@ class TrainingProgress:
         else:
             self._write_log(text)
 
+    @contextlib.contextmanager
+    def phase(self, text: str) -> Iterator[None]:
+        """A pause in the steps (measuring held-out items, writing a checkpoint): meanwhile
+        the progress lines name it and how long it has taken, and its time is left out of
+        the items per second and the ETA.
+
+        Example:
+            >>> with TrainingProgress(total=3, description="demo", enabled=False) as bar:
+            ...     with bar.phase("measuring 2,048 held-out items"):
+            ...         pass
+        """
+        started = time.perf_counter()
+        self._phase, self._phase_start = text, started
+        if self.bar:
+            self._progress.update(self._task, description=f"{self.description}: {text}")
+        try:
+            yield
+        finally:
+            self._paused += time.perf_counter() - started
+            self._phase = None
+            if self.bar:
+                self._progress.update(self._task, description=self.description)
+
+    def _active_seconds(self, now: float) -> float:
+        """Seconds spent on steps: since the start, phases left out."""
+        in_phase = now - self._phase_start if self._phase is not None else 0.0
+        return now - self._start - self._paused - in_phase
+
     def rate(self) -> float:
-        """Items per second since the start."""
-        return self._items / max(time.perf_counter() - self._start, 1e-9)
+        """Items per second of the steps so far (phases left out)."""
+        return self._items / max(self._active_seconds(time.perf_counter()), 1e-9)
 
     def _plain(self, force_screen: bool = False) -> None:
-        self._last_plain = time.perf_counter()
-        elapsed, here = self._last_plain - self._start, self.done - self._first
-        eta = elapsed / here * max(0, self.total - self.done) if here else None
-        line = plain_line(
-            self.description, self.done, self.total, self._loss, self.rate(), elapsed, eta
-        )
+        self._last_plain = now = time.perf_counter()
+        elapsed, here = now - self._start, self.done - self._first
+        if self._phase is not None:
+            line = (
+                f"{self.description}: {self._phase} ({_clock(now - self._phase_start)} so "
+                f"far), after step {self.done}/{self.total}, {_clock(elapsed)} elapsed"
+            )
+        else:
+            active = self._active_seconds(now)
+            eta = active / here * max(0, self.total - self.done) if here else None
+            line = plain_line(
+                self.description, self.done, self.total, self._loss, self.rate(), elapsed, eta
+            )
         if self.enabled and (not self.bar or force_screen):
             self.console.print(line, soft_wrap=True, highlight=False, markup=False)
         self._write_log(line)

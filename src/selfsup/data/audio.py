@@ -32,7 +32,7 @@ import torch
 from scipy.signal import resample_poly
 
 from selfsup.data.base import Batch, EmptySourceError, ItemReadError, SkippedItem, Source
-from selfsup.data.folders import find_files, subfolder_labels
+from selfsup.data.folders import IndexCache, index_folder, subfolder_labels
 from selfsup.data.image_folder import IMAGE_EXTENSIONS
 from selfsup.data.logmel import LogMelSettings, LogMelSpectrogram, clip_samples
 
@@ -129,6 +129,9 @@ class AudioFolderSource(Source):
         hop_length: samples between frames.
         f_min: lowest mel band edge in Hz.
         f_max: highest mel band edge in Hz (default ``min(7800, sample_rate / 2)``).
+        index: where a saved list of the folder's files may be (a run's
+            ``data_index.json``; see :class:`selfsup.data.folders.IndexCache`); by default
+            the folder is scanned.
 
     Raises:
         FileNotFoundError: ``root`` does not exist.
@@ -150,6 +153,7 @@ class AudioFolderSource(Source):
         hop_length: int = 160,
         f_min: float = 60.0,
         f_max: float | None = None,
+        index: IndexCache | None = None,
     ) -> None:
         self.root = Path(root)
         if not self.root.exists():
@@ -168,7 +172,8 @@ class AudioFolderSource(Source):
             )
         self.name = str(self.root)
         self.reads_files = True
-        self._ids = find_files(self.root, AUDIO_EXTENSIONS)
+        self.index, self.index_note = index_folder(self.root, AUDIO_EXTENSIONS, index)
+        self._ids = self.index.files
         if not self._ids:
             raise EmptySourceError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in {self.root}")
         found = subfolder_labels(self._ids)

@@ -153,6 +153,8 @@ class Source(abc.ABC):
     labels: np.ndarray | None = None
     #: Class names indexed by label code, or None when unlabeled.
     classes: list[str] | None = None
+    #: How a folder's file list was found (scanned, or a run's saved index), for people.
+    index_note: str | None = None
 
     @abc.abstractmethod
     def __len__(self) -> int:

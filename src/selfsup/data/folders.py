@@ -1,4 +1,5 @@
-"""Folder trees of files: finding the files of some types, and labels from subfolders.
+"""Folder trees of files: finding the files of some types (one scan, kept in a run folder so
+the next command on the same folder need not scan it again), and labels from subfolders.
 
 Shared by the folder sources of every modality (images, audio).
 
@@ -9,11 +10,239 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+
+from selfsup.core.files import write_text
+
+#: The file in a run folder that keeps the file list of its training folder.
+INDEX_FILE = "data_index.json"
+_INDEX_FORMAT = "selfsup-folder-index"
+# A folder modified this close to (or after) the start of its scan may have changed within
+# one tick of the file system's clock without its time changing ("racy" entries, as git
+# calls them): an index holding one is rescanned rather than trusted.
+_RACY_NS = 2_000_000_000
+
+
+@dataclass
+class FolderIndex:
+    """The files of some types under a folder, and what tells whether the folder changed.
+
+    Attributes:
+        root: the folder, as an absolute path with symbolic links resolved.
+        suffixes: the file name endings looked for (lower case).
+        files: the files, as sorted "/"-separated paths relative to ``root``.
+        folders: every folder listed (relative path, "" for ``root``) and its modification
+            time in nanoseconds when it was listed. Adding, removing or renaming a file
+            changes the time of the folder holding it.
+        scanned_ns: when the scan started (``time.time_ns()``).
+        unlisted: folders that could not be listed (no permission), with the reason.
+    """
+
+    root: str
+    suffixes: tuple[str, ...]
+    files: list[str]
+    folders: dict[str, int]
+    scanned_ns: int
+    unlisted: dict[str, str] = field(default_factory=dict)
+
+    def changed(self) -> list[str]:
+        """The folders that were modified since the scan, disappeared or were listed too
+        close to a modification to tell (all of them when the root is gone).
+
+        Example:
+            >>> import tempfile
+            >>> root = Path(tempfile.mkdtemp())
+            >>> os.utime(root, ns=(10**18, 10**18))  # last modified long before the scan
+            >>> index = scan_folder(root, (".txt",))
+            >>> index.changed()
+            []
+            >>> _ = (root / "new.txt").write_text("x")
+            >>> index.changed()
+            ['.']
+        """
+        changed = []
+        for rel, mtime in self.folders.items():
+            try:
+                now = os.stat(os.path.join(self.root, rel) if rel else self.root).st_mtime_ns
+            except OSError:
+                now = None
+            if now != mtime or mtime >= self.scanned_ns - _RACY_NS:
+                changed.append(rel or ".")
+        return changed
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the index to ``path`` as JSON (atomically)."""
+        data = {
+            "format": _INDEX_FORMAT,
+            "version": 1,
+            "root": self.root,
+            "suffixes": list(self.suffixes),
+            "scanned_ns": self.scanned_ns,
+            "folders": self.folders,
+            "files": self.files,
+        }
+        write_text(path, json.dumps(data, separators=(",", ":")))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> FolderIndex:
+        """The index saved at ``path``, checked: its paths must stay inside the root.
+
+        Raises:
+            ValueError: the file is not a folder index or holds values out of place.
+        """
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise ValueError(f"{path}: not a readable folder index ({err})") from None
+        if not isinstance(data, dict) or data.get("format") != _INDEX_FORMAT:
+            raise ValueError(f"{path}: not a selfsup folder index")
+        if data.get("version") != 1:
+            raise ValueError(f"{path}: folder index version {data.get('version')!r}; expected 1")
+        root, suffixes, folders = data.get("root"), data.get("suffixes"), data.get("folders")
+        files, scanned = data.get("files"), data.get("scanned_ns")
+        checks = {
+            "root": isinstance(root, str) and os.path.isabs(root),
+            "suffixes": isinstance(suffixes, list) and all(isinstance(s, str) for s in suffixes),
+            "scanned_ns": isinstance(scanned, int) and not isinstance(scanned, bool),
+            "folders": isinstance(folders, dict)
+            and all(_inside(k, allow_root=True) and type(v) is int for k, v in folders.items()),
+            "files": isinstance(files, list) and all(_inside(f) for f in files),
+        }
+        bad = [key for key, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(
+                f"{path}: bad {', '.join(bad)} in the folder index (paths must be relative "
+                f"and stay inside the folder); delete the file to scan the folder again"
+            )
+        return cls(root, tuple(suffixes), files, folders, scanned)
+
+
+def _inside(rel: Any, allow_root: bool = False) -> bool:
+    """Whether ``rel`` is a "/"-separated relative path that stays inside its root."""
+    if not isinstance(rel, str):
+        return False
+    if rel == "":
+        return allow_root
+    parts = rel.split("/")
+    return not rel.startswith("/") and "\\" not in rel and all(p not in ("", ".", "..") for p in parts)
+
+
+def scan_folder(root: str | os.PathLike, suffixes: Sequence[str]) -> FolderIndex:
+    """One scan of the tree under ``root``: the files whose names end with one of
+    ``suffixes`` (any case), hidden files and folders (".") left out, symbolic links to
+    folders not followed.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> (root / "b").mkdir()
+        >>> for name in ("b/x.WAV", "a.wav", ".hidden.wav", "notes.txt"):
+        ...     _ = (root / name).write_text("")
+        >>> scan_folder(root, (".wav",)).files
+        ['a.wav', 'b/x.WAV']
+    """
+    top = os.path.realpath(root)
+    endings = tuple(s.lower() for s in suffixes)
+    started = time.time_ns()
+    files: list[str] = []
+    folders: dict[str, int] = {}
+    unlisted: dict[str, str] = {}
+    pending = [""]
+    while pending:
+        rel = pending.pop()
+        prefix = rel + "/" if rel else ""
+        try:
+            folders[rel] = os.stat(os.path.join(top, rel) if rel else top).st_mtime_ns
+            with os.scandir(os.path.join(top, rel) if rel else top) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if name.startswith("."):
+                        continue
+                    try:
+                        is_dir = entry.is_dir()
+                    except OSError:
+                        is_dir = False
+                    if is_dir:
+                        if not entry.is_symlink():
+                            pending.append(prefix + name)
+                    elif name.lower().endswith(endings):
+                        files.append(prefix + name)
+        except OSError as err:
+            folders.pop(rel, None)
+            unlisted[rel or "."] = err.strerror or type(err).__name__
+    files.sort()
+    return FolderIndex(top, endings, files, folders, started, unlisted)
+
+
+@dataclass(frozen=True)
+class IndexCache:
+    """Where a folder's index is kept (a run's ``data_index.json``) and how it is used.
+
+    Attributes:
+        path: the index file; it need not exist.
+        pinned: use the saved file list even when the folder has changed since (a resumed
+            run reads the files it started on, so its positions in an epoch still hold);
+            otherwise a saved list is used only while the folder is unchanged.
+    """
+
+    path: Path
+    pinned: bool = False
+
+
+def index_folder(
+    root: str | os.PathLike, suffixes: Sequence[str], cache: IndexCache | None = None
+) -> tuple[FolderIndex, str]:
+    """The index of ``root``, from ``cache`` when it holds one for this folder that can be
+    used (see :class:`IndexCache`), else from a scan; and a note saying which, for people.
+
+    Raises:
+        ValueError: a pinned cache file that is damaged.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> _ = (root / "a.wav").write_text("")
+        >>> index, note = index_folder(root, (".wav",))
+        >>> index.files, note.startswith("found 1 files")
+        (['a.wav'], True)
+    """
+    top = os.path.realpath(root)
+    endings = tuple(s.lower() for s in suffixes)
+    if cache is not None and cache.path.is_file():
+        try:
+            saved = FolderIndex.load(cache.path)
+        except ValueError:
+            if cache.pinned:
+                raise
+            saved = None
+        if saved is not None and saved.root == top and saved.suffixes == endings:
+            changed = saved.changed()
+            if not changed:
+                return saved, f"file list from {cache.path} (the folder is unchanged)"
+            if cache.pinned:
+                return saved, (
+                    f"file list from {cache.path}, as when the run started; {len(changed):,} "
+                    f"folder(s) changed since (first: {changed[0]}): files added since are "
+                    f"not read, files removed are skipped"
+                )
+    started = time.perf_counter()
+    index = scan_folder(top, endings)
+    note = (
+        f"found {len(index.files):,} files in {len(index.folders):,} folder(s) in "
+        f"{time.perf_counter() - started:.1f} s"
+    )
+    if index.unlisted:
+        first, reason = next(iter(index.unlisted.items()))
+        note += f"; {len(index.unlisted):,} could not be listed and were left out ({first}: {reason})"
+    return index, note
 
 
 def find_files(root: Path, suffixes: Sequence[str]) -> list[str]:
@@ -24,15 +253,7 @@ def find_files(root: Path, suffixes: Sequence[str]) -> list[str]:
         >>> find_files(Path("/nonexistent"), (".wav",))
         []
     """
-    endings = tuple(s.lower() for s in suffixes)
-    found = []
-    for folder, subfolders, files in os.walk(root):
-        subfolders[:] = [d for d in subfolders if not d.startswith(".")]
-        rel_folder = Path(folder).relative_to(root)
-        for file in files:
-            if not file.startswith(".") and file.lower().endswith(endings):
-                found.append((rel_folder / file).as_posix())
-    return sorted(found)
+    return scan_folder(root, suffixes).files
 
 
 def subfolder_labels(rel_paths: Sequence[str]) -> tuple[list[str], np.ndarray] | None:

@@ -25,7 +25,7 @@ import torch
 from PIL import Image, ImageOps
 
 from selfsup.data.base import EmptySourceError, ItemReadError, Source
-from selfsup.data.folders import find_files, subfolder_labels
+from selfsup.data.folders import IndexCache, find_files, index_folder, subfolder_labels
 
 #: File suffixes read as images, compared case-insensitively.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -65,6 +65,9 @@ class ImageFolderSource(Source):
             (see ``selfsup.modalities.image.training_side``) and sets it with ``read_at``.
         channels: 1 (gray) or 3 (RGB); by default 1 when most sampled images are gray
             (modes "1", "L", "I;16", ...), else 3.
+        index: where a saved list of the folder's files may be (a run's
+            ``data_index.json``; see :class:`selfsup.data.folders.IndexCache`); by default
+            the folder is scanned.
 
     Raises:
         FileNotFoundError: ``root`` does not exist.
@@ -80,6 +83,7 @@ class ImageFolderSource(Source):
         *,
         image_size: int | None = None,
         channels: int | None = None,
+        index: IndexCache | None = None,
     ) -> None:
         self.root = Path(root)
         if not self.root.exists():
@@ -92,7 +96,8 @@ class ImageFolderSource(Source):
             raise ValueError(f"channels must be 1 or 3, got {channels}")
         self.name = str(self.root)
         self.reads_files = True
-        self._ids = find_image_files(self.root)
+        self.index, self.index_note = index_folder(self.root, IMAGE_EXTENSIONS, index)
+        self._ids = self.index.files
         if not self._ids:
             raise EmptySourceError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {self.root}")
         self._label_from_subfolders()

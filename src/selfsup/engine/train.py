@@ -568,7 +568,10 @@ def _measure(t: Training, state: TrainState, log: MetricsLog) -> str | None:
         )
     if monitor is not None:
         started = time.perf_counter()
-        metrics, measured = monitor.measure(method, probe)
+        with progress.phase(
+            f"measuring {min(monitor.items, len(monitor.source)):,} held-out items"
+        ):
+            metrics, measured = monitor.measure(method, probe)
         values.update(measured)
         if probe is not None:
             probe.discard()

@@ -20,6 +20,7 @@ from selfsup.backbones import build_audio_backbone
 from selfsup.config import PretrainConfig
 from selfsup.data.audio import AudioFolderSource, is_audio_folder
 from selfsup.data.base import Source
+from selfsup.data.folders import INDEX_FILE, IndexCache
 from selfsup.encoder import Encoder
 from selfsup.modalities.base import Modality
 from selfsup.views.audio import AudioViews, audio_recipe
@@ -32,7 +33,7 @@ class AudioModality(Modality):
     """Audio clips as log-mel spectrograms (1, n_mels, frames)."""
 
     name = "audio"
-    source_options: ClassVar[frozenset[str]] = frozenset(AUDIO_OPTIONS)
+    source_options: ClassVar[frozenset[str]] = frozenset({*AUDIO_OPTIONS, "index"})
     stat_dims = 2
     default_method = "byola"
     default_protocols = ("knn", "linear", "fewshot")
@@ -52,7 +53,12 @@ class AudioModality(Modality):
 
     def run_source_options(self, run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
         """Later clips become log-mels with the run's settings."""
-        return {name: config.get(name) for name in AUDIO_OPTIONS}
+        options = {name: config.get(name) for name in AUDIO_OPTIONS}
+        return {**options, "index": IndexCache(run_dir / INDEX_FILE)}
+
+    def resume_options(self, run_dir: Path) -> dict[str, Any]:
+        """A resumed run reads the files it started on (its positions in an epoch hold)."""
+        return {"index": IndexCache(run_dir / INDEX_FILE, pinned=True)}
 
     def build_named(
         self, name: str, cfg: PretrainConfig, source: Source, mean: list[float], std: list[float]

@@ -26,6 +26,7 @@ from selfsup.backbones import build_backbone
 from selfsup.config import PretrainConfig
 from selfsup.data.arrays import ArraySource, load_array_file
 from selfsup.data.base import Source
+from selfsup.data.folders import INDEX_FILE, IndexCache
 from selfsup.data.image_folder import ImageFolderSource
 from selfsup.data.named import is_named_spec, named_dataset_names, named_splits, open_named
 from selfsup.data.shards import ShardSource, is_shard_folder
@@ -90,7 +91,7 @@ class ImageModality(Modality):
     """Images: named sets, folders (labels from first-level subfolders) and arrays."""
 
     name = "image"
-    source_options: ClassVar[frozenset[str]] = frozenset({"image_size", "channels"})
+    source_options: ClassVar[frozenset[str]] = frozenset({"image_size", "channels", "index"})
     stat_dims = 2
     default_method = "simclr"
     default_protocols = ("knn", "linear", "fewshot")
@@ -109,7 +110,7 @@ class ImageModality(Modality):
             return open_named(spec)
         path = Path(spec).expanduser()
         if path.is_dir() and is_shard_folder(path):
-            return ShardSource(path, **options)
+            return ShardSource(path, **{k: v for k, v in options.items() if k != "index"})
         if path.is_dir():
             return ImageFolderSource(path, **options)
         if path.is_file() and path.suffix.lower() in _ARRAY_SUFFIXES:
@@ -131,7 +132,11 @@ class ImageModality(Modality):
     def run_source_options(self, run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
         """Later image folders are read at the run's side (reading a photo at the side the
         encoder takes is what resizing it after would give, and faster)."""
-        return {"image_size": config.get("image_size")}
+        return {"image_size": config.get("image_size"), "index": IndexCache(run_dir / INDEX_FILE)}
+
+    def resume_options(self, run_dir: Path) -> dict[str, Any]:
+        """A resumed run reads the files it started on (its positions in an epoch hold)."""
+        return {"index": IndexCache(run_dir / INDEX_FILE, pinned=True)}
 
     def statistics(self, source: Source) -> tuple[list[float], list[float]]:
         return channel_statistics(source, limit=STATISTICS_ITEMS)
