@@ -57,6 +57,12 @@ for folder, subfolders, files in os.walk(root):
             found.append((rel_folder / file).as_posix())
 files = sorted(found)
 """
+_IMPORTS = """
+import sys
+from selfsup.data.folders import scan_folder
+from selfsup.data.image_folder import ImageFolderSource
+_t = time.perf_counter()
+"""
 _SCAN = """
 import sys
 from selfsup.data.folders import scan_folder
@@ -88,11 +94,15 @@ def _timed(body: str, *argv: str) -> dict:
     """Run ``body`` in a fresh interpreter: its seconds from where it sets ``_t`` (imports
     excluded), how many ``files`` it found and its peak resident memory."""
     code = (
-        "import time, resource, json\n"
+        "import time, json\n"
+        "def _peak_mb():  # VmHWM: ru_maxrss would keep the parent's peak across exec\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith('VmHWM:'):\n"
+        "            return int(line.split()[1]) // 1024\n"
         + body
         + "\nprint(json.dumps({'seconds': round(time.perf_counter() - _t, 2), 'files': "
         "len(files) if 'files' in dir() else None, 'note': globals().get('note'), "
-        "'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}))"
+        "'peak_rss_mb': _peak_mb()}))"
     )
     out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
     if out.returncode != 0:
@@ -137,6 +147,8 @@ def main() -> None:
     folder = str(args.data)
     index = str(args.runs / "data_index.json")
 
+    results["imports"] = _timed(_IMPORTS)
+    print("imports alone:", results["imports"], flush=True)
     results["before"] = _timed(_BEFORE, folder)
     print("os.walk, as before:", results["before"], flush=True)
     results["scan"] = _timed(_SCAN, folder)
@@ -172,6 +184,7 @@ def main() -> None:
 
 def report(r: dict, args: argparse.Namespace) -> str:
     rows = [
+        ("(a process that imports selfsup's folder readers and does nothing else)", r["imports"]),
         ("os.walk, a Path per file (as before)", r["before"]),
         ("one scan (`scan_folder`)", r["scan"]),
         ("open the folder: scan, labels, 64 headers", r["open_scanned"]),

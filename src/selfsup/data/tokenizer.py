@@ -11,6 +11,11 @@ with 0 to its longest text, so the attention mask is ``ids != 0``. The tokenizer
 ``tokenizer.json`` in the run folder (HF's own format, the length limit as its truncation) and
 reloaded to encode later data exactly as the training data was.
 
+A pretrained model's own tokenizer (``TextTokenizer.from_pretrained``) keeps its vocabulary,
+renumbered so that its padding, unknown and mask tokens sit at ids 0, 1 and 2 too (three
+swaps, see :func:`id_permutation`); the model's backbone maps the ids back. The model's ids of
+those three tokens are saved beside ``tokenizer.json`` in ``tokenizer_ids.json``.
+
 Example:
     >>> tok = TextTokenizer.train(["a good film", "a bad film"] * 20, vocab_size=300)
     >>> ids = tok.encode(["a good film", "bad"])
@@ -22,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -29,9 +35,11 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from selfsup.core.files import atomic_path
+from selfsup.core.files import atomic_path, write_json
 
 TOKENIZER_FILE = "tokenizer.json"
+#: The model's ids of the padding, unknown and mask tokens of a pretrained tokenizer.
+SPECIAL_IDS_FILE = "tokenizer_ids.json"
 #: The special tokens, at ids 0, 1, 2.
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[MASK]")
 PAD_ID, UNK_ID, MASK_ID = 0, 1, 2
@@ -39,24 +47,86 @@ DEFAULT_VOCAB_SIZE = 8000
 DEFAULT_MAX_LENGTH = 64
 
 
+def id_permutation(size: int, special_ids: Sequence[int]) -> np.ndarray:
+    """The model's id of each selfsup id: the identity, with the model's padding, unknown and
+    mask ids swapped into places 0, 1 and 2.
+
+    Example:
+        >>> id_permutation(6, (0, 4, 5)).tolist()  # BERT-like: [PAD] 0, [UNK] 4, [MASK] 5
+        [0, 4, 5, 3, 1, 2]
+    """
+    to_model = np.arange(size, dtype=np.int64)
+    for slot, model_id in enumerate(special_ids):
+        if not 0 <= model_id < size:
+            raise ValueError(f"special token id {model_id} outside the vocabulary of {size}")
+        where = int(np.flatnonzero(to_model == model_id)[0])
+        to_model[slot], to_model[where] = to_model[where], to_model[slot]
+    return to_model
+
+
 class TextTokenizer:
-    """Byte-level BPE with ``[PAD]`` = 0, ``[UNK]`` = 1, ``[MASK]`` = 2 (see the module).
+    """Byte-level BPE with ``[PAD]`` = 0, ``[UNK]`` = 1, ``[MASK]`` = 2, or a pretrained
+    model's tokenizer renumbered to the same (see the module).
 
     Args:
-        tokenizer: a trained HF ``tokenizers.Tokenizer`` with those special tokens.
+        tokenizer: a trained HF ``tokenizers.Tokenizer`` with those special tokens (or a
+            pretrained one, with ``special_ids``).
         max_length: the most tokens kept per text; longer texts are truncated.
+        special_ids: a pretrained tokenizer's own ids of its padding, unknown and mask
+            tokens; None for selfsup's own BPE.
     """
 
-    def __init__(self, tokenizer: Tokenizer, max_length: int = DEFAULT_MAX_LENGTH) -> None:
-        for token_id, token in enumerate(SPECIAL_TOKENS):
-            if tokenizer.token_to_id(token) != token_id:
-                raise ValueError(f"the tokenizer must have {token} at id {token_id}")
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        max_length: int = DEFAULT_MAX_LENGTH,
+        special_ids: Sequence[int] | None = None,
+    ) -> None:
+        if special_ids is None:
+            for token_id, token in enumerate(SPECIAL_TOKENS):
+                if tokenizer.token_to_id(token) != token_id:
+                    raise ValueError(f"the tokenizer must have {token} at id {token_id}")
         if max_length < 1:
             raise ValueError(f"max_length must be at least 1, got {max_length}")
         self.tokenizer = tokenizer
         self.max_length = int(max_length)
+        self.special_ids = None if special_ids is None else tuple(int(i) for i in special_ids)
+        self.to_model: np.ndarray | None = None
+        self._from_model: np.ndarray | None = None
+        if self.special_ids is not None:
+            self.to_model = id_permutation(self.vocab_size, self.special_ids)
+            self._from_model = np.argsort(self.to_model)
         tokenizer.enable_truncation(self.max_length)
         tokenizer.no_padding()
+
+    @classmethod
+    def from_pretrained(
+        cls, folder: str | os.PathLike, max_length: int = DEFAULT_MAX_LENGTH
+    ) -> TextTokenizer:
+        """The tokenizer of a Hugging Face model folder (its fast tokenizer, converted by
+        transformers when the folder has only a vocabulary file), renumbered (see the module).
+
+        Raises:
+            ValueError: the tokenizer has no padding token.
+        """
+        from transformers import AutoTokenizer
+
+        pretrained = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        if not getattr(pretrained, "is_fast", False):
+            raise ValueError(f"{folder}: no fast tokenizer (tokenizer.json) could be made")
+        pad = pretrained.pad_token_id
+        if pad is None:
+            raise ValueError(f"{folder}: the tokenizer has no padding token")
+        unk = pretrained.unk_token_id if pretrained.unk_token_id is not None else pad
+        mask = pretrained.mask_token_id if pretrained.mask_token_id is not None else unk
+        if len({pad, unk, mask}) < 3:
+            raise ValueError(
+                f"{folder}: the tokenizer needs distinct padding, unknown and mask tokens "
+                f"(ids {pad}, {unk}, {mask})"
+            )
+        backend = Tokenizer.from_str(pretrained.backend_tokenizer.to_str())
+        limit = int(getattr(pretrained, "model_max_length", max_length) or max_length)
+        return cls(backend, min(max_length, limit), (pad, unk, mask))
 
     @classmethod
     def train(
@@ -93,8 +163,12 @@ class TextTokenizer:
 
     @property
     def vocab_size(self) -> int:
-        """Tokens in the vocabulary, special tokens included."""
-        return self.tokenizer.get_vocab_size()
+        """Tokens in the vocabulary, special and added tokens included."""
+        return self.tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def _model_ids(self, ids: Sequence[int] | np.ndarray) -> list[int]:
+        ids = [int(i) for i in ids]
+        return ids if self.to_model is None else [int(self.to_model[i]) for i in ids]
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Token ids ``(n, L)`` int64, padded with 0 to the longest text (L <= max_length,
@@ -110,6 +184,10 @@ class TextTokenizer:
         ids = np.zeros((len(encoded), width), dtype=np.int64)
         for row, e in enumerate(encoded):
             ids[row, : len(e.ids)] = e.ids
+        if self._from_model is not None:  # a pretrained vocabulary, renumbered; 0 stays padding
+            ids = np.where(ids == 0, 0, self._from_model[ids]) if len(ids) else ids
+            for row, e in enumerate(encoded):
+                ids[row, len(e.ids) :] = 0
         return ids
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
@@ -120,7 +198,9 @@ class TextTokenizer:
             >>> tok.decode(tok.encode(["Hello there"])[0])
             'Hello there'
         """
-        text = self.tokenizer.decode([int(i) for i in ids], skip_special_tokens=True)
+        text = self.tokenizer.decode(self._model_ids(ids), skip_special_tokens=True)
+        if self.special_ids is not None:
+            return text
         return text[1:] if text.startswith(" ") else text  # the space encode put in front
 
     def tokens(self, ids: Sequence[int] | np.ndarray) -> list[str]:
@@ -134,18 +214,24 @@ class TextTokenizer:
             [' good', ' film']
         """
         out = []
-        for i in ids:
-            token = self.tokenizer.id_to_token(int(i))
-            if token in SPECIAL_TOKENS or token is None:
+        special = set(SPECIAL_TOKENS)
+        if self.special_ids is not None:
+            special = {self.tokenizer.id_to_token(i) for i in self.special_ids}
+        for i in self._model_ids(ids):
+            token = self.tokenizer.id_to_token(i)
+            if token in special or token is None:
                 out.append(token or "[UNK]")
             else:
-                out.append(self.tokenizer.decode([int(i)]))
+                out.append(self.tokenizer.decode([i]))
         return out
 
     def save(self, folder: str | os.PathLike) -> None:
         """Write ``tokenizer.json`` into ``folder`` (atomically)."""
         with atomic_path(Path(folder) / TOKENIZER_FILE) as tmp:
             self.tokenizer.save(str(tmp))
+        if self.special_ids is not None:
+            pad, unk, mask = self.special_ids
+            write_json(Path(folder) / SPECIAL_IDS_FILE, {"pad": pad, "unk": unk, "mask": mask})
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> TextTokenizer:
@@ -156,7 +242,15 @@ class TextTokenizer:
             raise FileNotFoundError(f"{path}: no tokenizer here (is this a text run's folder?)")
         tokenizer = Tokenizer.from_file(str(path))
         truncation = tokenizer.truncation or {}
-        return cls(tokenizer, int(truncation.get("max_length", DEFAULT_MAX_LENGTH)))
+        special = path.with_name(SPECIAL_IDS_FILE)
+        special_ids = None
+        if special.is_file():
+            saved = json.loads(special.read_text())
+            special_ids = [saved.get(key) for key in ("pad", "unk", "mask")]
+            if not all(type(i) is int for i in special_ids):
+                raise ValueError(f"{special}: expected integer ids pad, unk and mask")
+        length = int(truncation.get("max_length", DEFAULT_MAX_LENGTH))
+        return cls(tokenizer, length, special_ids)
 
     @classmethod
     def load_if_saved(cls, folder: str | os.PathLike) -> TextTokenizer | None:

@@ -1,0 +1,436 @@
+"""Pretrained Hugging Face models as backbones: ``--backbone hf:PATH_OR_ID``.
+
+``PATH_OR_ID`` is a local folder written by ``save_pretrained`` (config.json and the weights
+as ``model.safetensors``), or a model id found in the Hugging Face cache; an id not in the
+cache is downloaded through ``huggingface_hub`` only where the network allows it. Weights are
+read from safetensors only: a folder with only ``pytorch_model.bin`` (a pickle) is refused.
+
+Two kinds of models are read, each with its own preprocessing and a documented pooling:
+
+- **text**: BERT-family encoders (BERT, MiniLM, RoBERTa, DistilBERT, MPNet, ELECTRA...), read
+  with the model's own tokenizer (its ``tokenizer.json``, see
+  ``selfsup.data.tokenizer.TextTokenizer.from_pretrained``). Pooling ``mean`` over the
+  non-padding tokens by default (what sentence-transformers folders such as all-MiniLM-L6-v2
+  declare in ``1_Pooling/config.json``; ``cls`` when they declare that), or ``cls`` (the first
+  token's last hidden state) or ``pooler`` (the model's pooler output).
+- **images**: ViT, DINOv2, ConvNeXt, ResNet, and the vision towers of CLIP and SigLIP, fed
+  images normalized with the model's ``preprocessor_config.json`` mean and std at its size.
+  Pooling ``cls`` for ViT and DINOv2 (the class token of the last layer, layer-normed),
+  ``pooler`` for the others (global average pooling for ResNet and ConvNeXt, the projection-
+  free pooled output for CLIP and SigLIP), or ``mean`` over the patch tokens.
+
+A run keeps the model's config in ``encoder.json`` and its weights in ``encoder.safetensors``,
+with where they came from (``source``) and the SHA-256 of the weights file (``sha256``), so
+``selfsup.load(RUN)`` needs neither the original folder nor a network.
+
+Example:
+    >>> import tempfile
+    >>> from transformers import BertConfig, BertModel
+    >>> folder = tempfile.mkdtemp()
+    >>> BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1,
+    ...                      num_attention_heads=2, intermediate_size=32)).save_pretrained(folder)
+    >>> model = load_pretrained(folder)
+    >>> model.kind, model.config["model_type"], len(model.sha256)
+    ('text', 'bert', 64)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+#: How a backbone name says "a pretrained Hugging Face model".
+HF_PREFIX = "hf:"
+WEIGHTS_NAME = "model.safetensors"
+#: Model types read as image encoders, and the pooling each gets by default.
+IMAGE_POOLING = {
+    "vit": "cls",
+    "dinov2": "cls",
+    "dinov2_with_registers": "cls",
+    "deit": "cls",
+    "convnext": "pooler",
+    "convnextv2": "pooler",
+    "resnet": "pooler",
+    "clip_vision_model": "pooler",
+    "siglip_vision_model": "pooler",
+}
+#: Multimodal models whose vision tower is read as the image encoder.
+VISION_TOWERS = {"clip": "clip_vision_model", "siglip": "siglip_vision_model"}
+POOLINGS = ("mean", "cls", "pooler")
+
+
+def is_hf_backbone(name: str | None) -> bool:
+    """Whether a backbone name is ``hf:PATH_OR_ID``.
+
+    Example:
+        >>> is_hf_backbone("hf:./minilm"), is_hf_backbone("resnet18"), is_hf_backbone(None)
+        (True, False, False)
+    """
+    return isinstance(name, str) and name.startswith(HF_PREFIX)
+
+
+def resolve_folder(name: str) -> Path:
+    """The local folder of ``hf:PATH_OR_ID`` (or of a bare path or id).
+
+    A folder path is used as it is; an id (``org/model``) is looked up in the Hugging Face
+    cache, then downloaded where the network allows it.
+
+    Raises:
+        FileNotFoundError: neither a folder nor a cached or downloadable model, with the
+            reason.
+    """
+    spec = name.removeprefix(HF_PREFIX)
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return path
+    if path.exists():
+        raise FileNotFoundError(f"{name}: {path} is a file; give the model's folder")
+    looks_like_id = spec.count("/") <= 1 and not spec.startswith((".", "/", "~"))
+    if not looks_like_id:
+        raise FileNotFoundError(f"{name}: no such folder")
+    from huggingface_hub import snapshot_download
+
+    patterns = ["*.json", "*.safetensors", "*.txt", "*.model"]
+    try:
+        return Path(snapshot_download(spec, allow_patterns=patterns, local_files_only=True))
+    except Exception:  # not in the cache: try the network, where there is one
+        pass
+    try:
+        return Path(snapshot_download(spec, allow_patterns=patterns))
+    except Exception as err:
+        raise FileNotFoundError(
+            f"{name}: not a folder, not in the Hugging Face cache, and not downloadable here "
+            f"({type(err).__name__}); save the model with save_pretrained and give its folder"
+        ) from None
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, read in chunks of 8 MB.
+
+    Example:
+        >>> import tempfile
+        >>> f = Path(tempfile.mkdtemp()) / "x"
+        >>> _ = f.write_bytes(b"abc")
+        >>> file_sha256(f)[:16]
+        'ba7816bf8f01cfea'
+    """
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(8 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class Pretrained:
+    """A pretrained model read from a folder.
+
+    Attributes:
+        module: the transformers model (``PreTrainedModel``), weights loaded.
+        kind: ``text`` or ``image``.
+        config: the model's config as a dict (``to_dict``), enough to rebuild it.
+        source: the folder or id it was read from.
+        sha256: the SHA-256 of its weights file.
+        folder: the local folder.
+    """
+
+    module: nn.Module
+    kind: str
+    config: dict[str, Any]
+    source: str
+    sha256: str
+    folder: Path
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from ``path``, or {} when the file is absent.
+
+    Raises:
+        ValueError: the file is not a JSON object.
+    """
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return data
+
+
+def model_kind(config: dict[str, Any], path: str = "config.json") -> str:
+    """``image`` for the image model types of ``IMAGE_POOLING`` (and CLIP/SigLIP), else
+    ``text`` for encoders with a vocabulary.
+
+    Raises:
+        ValueError: a model type that is neither (audio models and decoders are not read).
+
+    Example:
+        >>> bert = {"model_type": "bert", "vocab_size": 9}
+        >>> model_kind({"model_type": "dinov2"}), model_kind(bert)
+        ('image', 'text')
+    """
+    kind = config.get("model_type")
+    if kind in IMAGE_POOLING or kind in VISION_TOWERS:
+        return "image"
+    if "vocab_size" in config and not config.get("is_decoder", False):
+        return "text"
+    raise ValueError(
+        f"{path}: model type {kind!r} is not read here; hf: backbones are text encoders "
+        f"(BERT family) or image models ({', '.join(sorted(IMAGE_POOLING))}, clip, siglip)"
+    )
+
+
+def load_pretrained(name: str) -> Pretrained:
+    """The model of ``hf:PATH_OR_ID`` with its weights (see the module).
+
+    Raises:
+        FileNotFoundError: no such folder or model, or no ``model.safetensors`` in it.
+        ValueError: a model type that is not read here, or a damaged config.
+    """
+    from transformers import AutoModel
+
+    folder = resolve_folder(name)
+    config_path = folder / "config.json"
+    config = read_json(config_path)
+    if not config:
+        raise FileNotFoundError(f"{name}: no config.json in {folder} (not a Hugging Face folder)")
+    kind = model_kind(config, str(config_path))
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        found = ", ".join(sorted(p.name for p in folder.iterdir())) or "nothing"
+        raise FileNotFoundError(
+            f"{name}: no {WEIGHTS_NAME} in {folder} (found: {found}); weights are read from "
+            "safetensors only (a .bin file is a pickle); convert it with save_pretrained("
+            "safe_serialization=True)"
+        )
+    options = {"local_files_only": True, "use_safetensors": True}
+    if config.get("model_type") in VISION_TOWERS:
+        tower = _vision_tower_class(config["model_type"])
+        module = tower.from_pretrained(folder, **options)
+    else:
+        module = AutoModel.from_pretrained(folder, **options)
+    module.eval()
+    return Pretrained(
+        module=module,
+        kind=kind,
+        config=module.config.to_dict(),
+        source=name.removeprefix(HF_PREFIX),
+        sha256=file_sha256(weights),
+        folder=folder,
+    )
+
+
+def _vision_tower_class(model_type: str) -> type:
+    from transformers import CLIPVisionModel, SiglipVisionModel
+
+    return {"clip": CLIPVisionModel, "siglip": SiglipVisionModel}[model_type]
+
+
+def model_from_config(config: dict[str, Any]) -> nn.Module:
+    """A model with random weights built from a saved config dict (a run's ``encoder.json``).
+
+    Example:
+        >>> model_from_config({"model_type": "bert", "vocab_size": 20, "hidden_size": 8,
+        ...     "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 16}
+        ...     ).config.hidden_size
+        8
+    """
+    from transformers import AutoConfig, AutoModel
+
+    settings = dict(config)
+    model_type = settings.pop("model_type", None)
+    if not isinstance(model_type, str):
+        raise ValueError("the saved model config has no model_type")
+    built = AutoConfig.for_model(model_type, **settings)
+    return AutoModel.from_config(built)
+
+
+def _pool(hidden: torch.Tensor, keep: torch.Tensor | None, pooling: str) -> torch.Tensor:
+    """``mean`` of the kept tokens, or the first token (``cls``)."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    if keep is None:
+        return hidden.mean(dim=1)
+    weights = keep.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp_min(1.0)
+
+
+class HFTextBackbone(nn.Module):
+    """A pretrained text encoder over selfsup token ids (0 = padding).
+
+    The ids come from the model's own tokenizer, renumbered so that padding, unknown and
+    mask tokens sit at ids 0, 1 and 2 as everywhere in selfsup; ``to_model`` maps them back
+    to the model's ids (see ``TextTokenizer.from_pretrained``).
+
+    Args:
+        model: the transformers encoder.
+        to_model: the model's id of each selfsup id.
+        pooling: ``mean``, ``cls`` or ``pooler`` (see the module).
+        max_length: the most tokens read per text.
+    """
+
+    def __init__(
+        self, model: nn.Module, to_model: torch.Tensor, pooling: str, max_length: int
+    ) -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+        self.model = model
+        self.register_buffer("to_model", to_model.long(), persistent=False)
+        self.pooling = pooling
+        self.max_length = int(max_length)
+        self.feature_dim = int(model.config.hidden_size)
+
+    @property
+    def token_embedding(self) -> nn.Embedding:
+        """The embedding of the (model's) token ids."""
+        return self.model.get_input_embeddings()
+
+    def block_list(self) -> list[nn.Module]:
+        """The embeddings, then each transformer layer, input to output (for layer-wise
+        learning rates and frozen early blocks)."""
+        return [self.model.get_input_embeddings(), *_layers(self.model)]
+
+    def _encode(self, ids: torch.Tensor) -> tuple[Any, torch.Tensor]:
+        ids = ids[:, : self.max_length].long()
+        keep = ids != 0
+        out = self.model(input_ids=self.to_model[ids], attention_mask=keep.long())
+        return out, keep
+
+    def tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        """Per-token outputs ``(n, L, dim)``."""
+        return self._encode(ids)[0].last_hidden_state
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """Sentence embeddings ``(n, dim)``."""
+        out, keep = self._encode(ids)
+        if self.pooling == "pooler":
+            return out.pooler_output
+        return _pool(out.last_hidden_state, keep, self.pooling)
+
+
+class HFImageBackbone(nn.Module):
+    """A pretrained image model over normalized images ``(n, 3, H, W)``.
+
+    Args:
+        model: the transformers vision model.
+        pooling: ``cls``, ``pooler`` or ``mean`` (see the module).
+        image_size: the side it was pretrained at; other sides interpolate the position
+            embeddings of ViTs.
+    """
+
+    def __init__(self, model: nn.Module, pooling: str, image_size: int) -> None:
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+        self.model = model
+        self.pooling = pooling
+        self.image_size = int(image_size)
+        self.model_type = model.config.model_type
+        self.feature_dim = _image_feature_dim(model.config)
+
+    def block_list(self) -> list[nn.Module]:
+        """The stem or patch embedding, then each stage or layer, input to output."""
+        return [*_stem(self.model), *_layers(self.model)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Image embeddings ``(n, feature_dim)``."""
+        kwargs: dict[str, Any] = {}
+        if self.model_type in ("vit", "deit") and x.shape[-1] != self.image_size:
+            kwargs["interpolate_pos_encoding"] = True
+        out = self.model(pixel_values=x, **kwargs)
+        if self.pooling == "pooler":
+            return out.pooler_output.flatten(1)
+        hidden = out.last_hidden_state
+        if hidden.ndim == 4:  # convolutional maps (n, C, h, w)
+            hidden = hidden.flatten(2).transpose(1, 2)
+            return hidden[:, 0] if self.pooling == "cls" else hidden.mean(dim=1)
+        if self.pooling == "cls":
+            return hidden[:, 0]
+        return hidden[:, 1:].mean(dim=1)  # the patch tokens
+
+
+def _image_feature_dim(config: Any) -> int:
+    sizes = getattr(config, "hidden_sizes", None)
+    if sizes:
+        return int(sizes[-1])
+    return int(config.hidden_size)
+
+
+def _layers(model: nn.Module) -> list[nn.Module]:
+    """The repeated blocks of a transformers model, input to output."""
+    for path in ("encoder.layer", "encoder.layers", "transformer.layer", "encoder.stages",
+                 "vision_model.encoder.layers", "layer", "layers"):  # fmt: skip
+        found: Any = model
+        for part in path.split("."):
+            found = getattr(found, part, None)
+            if found is None:
+                break
+        if isinstance(found, nn.ModuleList) and len(found):
+            return list(found)
+    return []
+
+
+def _stem(model: nn.Module) -> list[nn.Module]:
+    for path in ("embeddings", "embedder", "vision_model.embeddings"):
+        found: Any = model
+        for part in path.split("."):
+            found = getattr(found, part, None)
+            if found is None:
+                break
+        if isinstance(found, nn.Module):
+            return [found]
+    return []
+
+
+def image_preprocessing(
+    folder: Path, config: dict[str, Any]
+) -> tuple[int, list[float], list[float]]:
+    """The side, mean and std the model was pretrained with: ``preprocessor_config.json``'s
+    ``crop_size`` (else ``size``), ``image_mean`` and ``image_std``; the config's
+    ``image_size`` and ImageNet's statistics when the file is absent.
+
+    Example:
+        >>> image_preprocessing(Path("/nonexistent"), {"image_size": 32})
+        (32, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
+    """
+    pre = read_json(folder / "preprocessor_config.json")
+    side = None
+    for key in ("crop_size", "size"):
+        value = pre.get(key)
+        if isinstance(value, int):
+            side = value
+        elif isinstance(value, dict):
+            side = value.get("height") or value.get("shortest_edge")
+        if side:
+            break
+    side = int(side or config.get("image_size") or 224)
+    mean = [float(v) for v in pre.get("image_mean", (0.485, 0.456, 0.406))]
+    std = [float(v) for v in pre.get("image_std", (0.229, 0.224, 0.225))]
+    return side, mean, std
+
+
+def text_pooling(folder: Path) -> str:
+    """The pooling a sentence-transformers folder declares (``1_Pooling/config.json``):
+    ``cls`` or ``mean``; ``mean`` when it declares none.
+
+    Example:
+        >>> text_pooling(Path("/nonexistent"))
+        'mean'
+    """
+    pooling = read_json(folder / "1_Pooling" / "config.json")
+    return "cls" if pooling.get("pooling_mode_cls_token") else "mean"
+
+
+def default_image_pooling(config: dict[str, Any]) -> str:
+    """The pooling of ``IMAGE_POOLING`` for a model type (a CLIP/SigLIP tower's for those)."""
+    kind = config.get("model_type", "")
+    return IMAGE_POOLING.get(VISION_TOWERS.get(kind, kind), "pooler")
