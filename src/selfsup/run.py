@@ -33,6 +33,7 @@ import torch
 import yaml
 from torch import nn
 
+from selfsup.backbones.hf import is_hf_backbone, model_kind, read_json, resolve_folder
 from selfsup.config import ConfigError, PretrainConfig, load_config
 from selfsup.console import console
 from selfsup.core.files import write_json, write_text
@@ -40,6 +41,7 @@ from selfsup.core.precision import resolve_precision
 from selfsup.data.base import Source
 from selfsup.data.folders import INDEX_FILE, FolderIndex
 from selfsup.data.splits import hold_out
+from selfsup.data.tokenizer import TextTokenizer
 from selfsup.embedding import EmbeddingFile, embed_source, embed_timestamps, write_embeddings
 from selfsup.encoder import Encoder
 from selfsup.engine.memory import measure_step, plan_batch
@@ -58,6 +60,8 @@ from selfsup.modalities import (
     resolve_config,
     train_test_sources,
 )
+from selfsup.modalities.image import build_pretrained_image_encoder
+from selfsup.modalities.text import PRETRAINED_MAX_LENGTH, build_pretrained_text_encoder
 
 CONFIG_FILE = "config.yaml"
 #: Config fields that describe how data is read (every modality's source options): a run
@@ -439,7 +443,10 @@ def pretrain(
     if isinstance(in_memory, Source):
         opened = in_memory
     else:
-        resumed = modality.resume_options(run_dir) if resume is not None else None
+        if resume is not None:
+            resumed = modality.resume_options(run_dir)
+        else:
+            resumed = modality.backbone_source_options(cfg)
         opened = _open_training_data(cfg, in_memory, resumed)
     source, held_out = hold_out(opened, cfg.monitor_items, cfg.seed)
     say(
@@ -559,7 +566,11 @@ def as_run(run: Run | str | os.PathLike) -> Run:
 
 
 def load(path: str | os.PathLike, backbone: nn.Module | None = None) -> Run:
-    """Rebuild a run from its folder alone (``backbone`` only for custom-module encoders)."""
+    """Rebuild a run from its folder alone (``backbone`` only for custom-module encoders), or
+    a pretrained model ``hf:PATH_OR_ID`` as a run that trained nothing (see
+    :func:`load_frozen`)."""
+    if is_hf_backbone(str(path)):
+        return load_frozen(str(path))
     path = Path(path)
     if not (path / CONFIG_FILE).exists():
         raise FileNotFoundError(f"{path}: not a run folder (no {CONFIG_FILE})")
@@ -567,3 +578,54 @@ def load(path: str | os.PathLike, backbone: nn.Module | None = None) -> Run:
     summary_file = path / TRAIN_FILE
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
     return Run(path, load_encoder(path, backbone), config, summary)
+
+
+def frozen_home() -> Path:
+    """The folder that holds the run folders of frozen pretrained models."""
+    return Path(os.environ.get("SELFSUP_CACHE", "~/.cache/selfsup")).expanduser() / "frozen"
+
+
+def load_frozen(name: str) -> Run:
+    """A pretrained model ``hf:PATH_OR_ID`` as a run that trained nothing, so that
+    ``embed``, ``evaluate`` and the tools take it as they take a run.
+
+    Its run folder (config, encoder with the model's weights and provenance, tokenizer) is
+    written once under :func:`frozen_home`, named after the model and the first 12 hex digits
+    of its weights' SHA-256; ``train.json`` says ``"frozen": true``.
+
+    Raises:
+        FileNotFoundError: no such model (see ``selfsup.backbones.hf.resolve_folder``).
+        ValueError: a model that is neither a text encoder nor an image model.
+    """
+    folder = resolve_folder(name)
+    kind = model_kind(read_json(folder / "config.json"), str(folder / "config.json"))
+    tokenizer = None
+    if kind == "text":
+        tokenizer = TextTokenizer.from_pretrained(folder, PRETRAINED_MAX_LENGTH)
+        encoder = build_pretrained_text_encoder(name, tokenizer)
+    else:
+        encoder = build_pretrained_image_encoder(name, in_channels=3)
+    spec = encoder.spec or {}
+    digest = spec["pretrained"]["sha256"]
+    label = re.sub(r"[^A-Za-z0-9._-]+", "-", folder.resolve().name).strip("-") or "model"
+    run_dir = frozen_home() / f"{label}-{digest[:12]}"
+    cfg = PretrainConfig(
+        data=str(folder), modality=kind, backbone=name, image_size=spec.get("image_size"),
+        max_length=spec.get("max_length"), out=str(run_dir),
+    )  # fmt: skip
+    summary = {
+        "frozen": True,
+        "source": spec["pretrained"]["source"],
+        "sha256": digest,
+        "steps": 0,
+        "epochs": 0,
+        "train_seconds": 0.0,
+    }
+    if not (run_dir / TRAIN_FILE).exists():
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text(run_dir / CONFIG_FILE, cfg.to_yaml())
+        encoder.save(run_dir)
+        if tokenizer is not None:
+            tokenizer.save(run_dir)
+        write_json(run_dir / TRAIN_FILE, summary)  # last: the folder is complete
+    return Run(run_dir, encoder, cfg.model_dump(mode="json"), summary)

@@ -60,6 +60,10 @@ IMAGE_POOLING = {
     "clip_vision_model": "pooler",
     "siglip_vision_model": "pooler",
 }
+#: Audio model types: not read yet (their waveform or filterbank inputs are not built here).
+AUDIO_TYPES = {
+    "wav2vec2", "hubert", "wavlm", "data2vec-audio", "whisper", "audio-spectrogram-transformer"
+}  # fmt: skip
 #: Multimodal models whose vision tower is read as the image encoder.
 VISION_TOWERS = {"clip": "clip_vision_model", "siglip": "siglip_vision_model"}
 POOLINGS = ("mean", "cls", "pooler")
@@ -178,6 +182,12 @@ def model_kind(config: dict[str, Any], path: str = "config.json") -> str:
         ('image', 'text')
     """
     kind = config.get("model_type")
+    if kind in AUDIO_TYPES:
+        raise ValueError(
+            f"{path}: model type {kind!r} is not read here: audio models (wav2vec2, HuBERT, AST) "
+            "are not supported as hf: backbones yet; hf: backbones are text encoders (BERT "
+            "family) or image models"
+        )
     if kind in IMAGE_POOLING or kind in VISION_TOWERS:
         return "image"
     if "vocab_size" in config and not config.get("is_decoder", False):
@@ -211,6 +221,10 @@ def load_pretrained(name: str) -> Pretrained:
             "safetensors only (a .bin file is a pickle); convert it with save_pretrained("
             "safe_serialization=True)"
         )
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars, on every load
+    hf_logging.set_verbosity_error()  # a CLIP tower's load lists the text tower's weights
     options = {"local_files_only": True, "use_safetensors": True}
     if config.get("model_type") in VISION_TOWERS:
         tower = _vision_tower_class(config["model_type"])
@@ -275,10 +289,17 @@ class HFTextBackbone(nn.Module):
         to_model: the model's id of each selfsup id.
         pooling: ``mean``, ``cls`` or ``pooler`` (see the module).
         max_length: the most tokens read per text.
+        normalize: divide each embedding by its length (what sentence-transformers folders
+            that end with a ``Normalize`` module do).
     """
 
     def __init__(
-        self, model: nn.Module, to_model: torch.Tensor, pooling: str, max_length: int
+        self,
+        model: nn.Module,
+        to_model: torch.Tensor,
+        pooling: str,
+        max_length: int,
+        normalize: bool = False,
     ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
@@ -287,6 +308,7 @@ class HFTextBackbone(nn.Module):
         self.register_buffer("to_model", to_model.long(), persistent=False)
         self.pooling = pooling
         self.max_length = int(max_length)
+        self.normalize = bool(normalize)
         self.feature_dim = int(model.config.hidden_size)
 
     @property
@@ -313,8 +335,10 @@ class HFTextBackbone(nn.Module):
         """Sentence embeddings ``(n, dim)``."""
         out, keep = self._encode(ids)
         if self.pooling == "pooler":
-            return out.pooler_output
-        return _pool(out.last_hidden_state, keep, self.pooling)
+            pooled = out.pooler_output
+        else:
+            pooled = _pool(out.last_hidden_state, keep, self.pooling)
+        return nn.functional.normalize(pooled, dim=-1) if self.normalize else pooled
 
 
 class HFImageBackbone(nn.Module):
@@ -428,6 +452,26 @@ def text_pooling(folder: Path) -> str:
     """
     pooling = read_json(folder / "1_Pooling" / "config.json")
     return "cls" if pooling.get("pooling_mode_cls_token") else "mean"
+
+
+def declares_normalize(folder: Path) -> bool:
+    """Whether a sentence-transformers folder ends with a ``Normalize`` module
+    (``modules.json``), as all-MiniLM-L6-v2 does.
+
+    Example:
+        >>> declares_normalize(Path("/nonexistent"))
+        False
+    """
+    path = folder / "modules.json"
+    if not path.is_file():
+        return False
+    try:
+        modules = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    return isinstance(modules, list) and any(
+        isinstance(m, dict) and str(m.get("type", "")).endswith("Normalize") for m in modules
+    )
 
 
 def default_image_pooling(config: dict[str, Any]) -> str:

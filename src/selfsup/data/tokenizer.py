@@ -215,8 +215,10 @@ class TextTokenizer:
         """
         out = []
         special = set(SPECIAL_TOKENS)
-        if self.special_ids is not None:
-            special = {self.tokenizer.id_to_token(i) for i in self.special_ids}
+        if self.special_ids is not None:  # [CLS], [SEP]... too
+            added = self.tokenizer.get_added_tokens_decoder().values()
+            special = {t.content for t in added if t.special}
+            special |= {self.tokenizer.id_to_token(i) for i in self.special_ids}
         for i in self._model_ids(ids):
             token = self.tokenizer.id_to_token(i)
             if token in special or token is None:

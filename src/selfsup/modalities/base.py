@@ -102,6 +102,11 @@ class Modality(ABC):
         """Save what later data needs to be read as the training data was (resumes too)."""
         return None
 
+    def backbone_source_options(self, cfg: PretrainConfig) -> dict[str, Any]:
+        """Options the chosen backbone needs the training data read with (a pretrained text
+        model's own tokenizer)."""
+        return {}
+
     def resume_options(self, run_dir: Path) -> dict[str, Any]:
         """Options that reopen a resumed run's training data exactly as before."""
         return {}

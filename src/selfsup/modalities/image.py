@@ -23,6 +23,16 @@ from torch import nn
 from torch.nn import functional as F
 
 from selfsup.backbones import build_backbone
+from selfsup.backbones.hf import (
+    HFImageBackbone,
+    default_image_pooling,
+    image_preprocessing,
+    is_hf_backbone,
+    load_pretrained,
+    model_from_config,
+    read_json,
+    resolve_folder,
+)
 from selfsup.config import PretrainConfig
 from selfsup.data.arrays import ArraySource, load_array_file
 from selfsup.data.base import Source
@@ -159,9 +169,14 @@ class ImageModality(Modality):
         :func:`training_side`) and folders are set to read at it."""
         chosen: dict[str, Any] = {}
         if custom is None:
-            side = cfg.image_size or training_side(
-                int(source.first_item().shape[-1]), cfg.accelerator
-            )
+            if is_hf_backbone(cfg.backbone):  # the model's own side, unless told otherwise
+                folder = resolve_folder(str(cfg.backbone))
+                native = image_preprocessing(folder, read_json(folder / "config.json"))[0]
+                side = cfg.image_size or native
+            else:
+                side = cfg.image_size or training_side(
+                    int(source.first_item().shape[-1]), cfg.accelerator
+                )
             source.read_at(side)
             cfg = cfg.model_copy(update={"image_size": side})
             chosen["image_size"] = side
@@ -218,10 +233,15 @@ class ImageModality(Modality):
         first = source.first_item()
         size = cfg.image_size or int(first.shape[-1])
         channels = int(first.shape[1])
+        if is_hf_backbone(name):
+            encoder = build_pretrained_image_encoder(name, channels, size, **cfg.backbone_options)
+            return encoder, {"image_size": size}
         encoder = build_image_encoder(name, channels, size, mean, std, **cfg.backbone_options)
         return encoder, {"image_size": size}
 
     def rebuild_encoder(self, spec: dict[str, Any]) -> Encoder:
+        if is_hf_backbone(spec["backbone"]):
+            return rebuild_pretrained_image_encoder(spec)
         return build_image_encoder(
             spec["backbone"],
             spec["in_channels"],
@@ -306,6 +326,51 @@ def build_image_encoder(
     mean = mean if mean is not None else [0.5] * in_channels
     std = std if std is not None else [0.25] * in_channels
     return IMAGE.wrap(module, None, list(mean), list(std), spec)
+
+
+def build_pretrained_image_encoder(
+    name: str, in_channels: int, image_size: int | None = None, pooling: str | None = None
+) -> Encoder:
+    """The encoder of a pretrained image model ``hf:PATH_OR_ID`` (weights loaded), with the
+    model's own normalization (``preprocessor_config.json``); gray images are read as three
+    equal channels.
+
+    Args:
+        name: ``hf:`` and a folder or model id.
+        in_channels: channels of the data (1 or 3).
+        image_size: the side it reads; the model's own by default.
+        pooling: ``cls``, ``pooler`` or ``mean``; by default the model type's (see
+            ``selfsup.backbones.hf``).
+    """
+    model = load_pretrained(name)
+    if model.kind != "image":
+        raise ValueError(f"{name}: a {model.kind} model, not an image model")
+    native, mean, std = image_preprocessing(model.folder, model.config)
+    pooling = pooling or default_image_pooling(model.config)
+    module = HFImageBackbone(model.module, pooling, native)
+    spec = {
+        "modality": "image",
+        "backbone": name,
+        "in_channels": in_channels,
+        "image_size": image_size or native,
+        "options": {"pooling": pooling},
+        "pretrained": {
+            "source": model.source,
+            "sha256": model.sha256,
+            "config": model.config,
+            "image_size": native,
+        },
+    }
+    return IMAGE.wrap(module, None, mean, std, spec)
+
+
+def rebuild_pretrained_image_encoder(spec: dict[str, Any]) -> Encoder:
+    """A pretrained image encoder as ``encoder.json``'s ``spec`` describes it, with random
+    weights (a run's ``encoder.safetensors`` holds its own); the original folder is not read."""
+    saved = spec["pretrained"]
+    model = model_from_config(saved["config"])
+    module = HFImageBackbone(model, spec["options"]["pooling"], int(saved["image_size"]))
+    return IMAGE.wrap(module, None, spec["mean"], spec["std"], dict(spec))
 
 
 IMAGE = ImageModality()

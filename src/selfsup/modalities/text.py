@@ -18,8 +18,18 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+import torch
 
 from selfsup.backbones import build_text_backbone
+from selfsup.backbones.hf import (
+    HFTextBackbone,
+    declares_normalize,
+    is_hf_backbone,
+    load_pretrained,
+    model_from_config,
+    resolve_folder,
+    text_pooling,
+)
 from selfsup.config import PretrainConfig
 from selfsup.data.base import Source
 from selfsup.data.text import (
@@ -33,11 +43,15 @@ from selfsup.data.text import (
     tokenizer_of,
     with_tokenizer,
 )
-from selfsup.data.tokenizer import TextTokenizer
+from selfsup.data.tokenizer import TextTokenizer, id_permutation
 from selfsup.encoder import Encoder
 from selfsup.modalities.base import Modality
 from selfsup.views.text import TextViews, text_recipe
 
+#: Tokens read per text by a pretrained model's tokenizer unless ``--max-length`` says.
+PRETRAINED_MAX_LENGTH = 128
+#: The default learning rate of a pretrained text model (SimCSE's, Gao et al. 2021).
+PRETRAINED_LR = 3e-5
 #: The text baseline's TF-IDF keeps this many most frequent terms, so it fits in memory dense.
 TFIDF_MAX_TERMS = 2048
 
@@ -117,21 +131,36 @@ class TextModality(Modality):
         tokenizer_of(source).save(run_dir)  # trained on the training texts
 
     def config_defaults(self, cfg: PretrainConfig) -> dict[str, Any]:
-        """Batch 64 and AdamW at 5e-4, as suits a small transformer trained from scratch."""
-        return {"batch_size": cfg.batch_size or 64, "lr": 5e-4 if cfg.lr is None else cfg.lr}
+        """Batch 64 and AdamW at 5e-4, as suits a small transformer trained from scratch;
+        3e-5 for a pretrained model (SimCSE's rate for BERT), which a higher rate would make
+        forget what it knows."""
+        lr = PRETRAINED_LR if is_hf_backbone(cfg.backbone) else 5e-4
+        return {"batch_size": cfg.batch_size or 64, "lr": lr if cfg.lr is None else cfg.lr}
 
     def statistics(self, source: Source) -> tuple[list[float], list[float]]:
         """None: token ids pass unnormalized."""
         return [0.0], [1.0]
 
+    def backbone_source_options(self, cfg: PretrainConfig) -> dict[str, Any]:
+        """A pretrained model's own tokenizer (``--backbone hf:...``), at ``--max-length``
+        tokens (default ``PRETRAINED_MAX_LENGTH``, at most the model's limit)."""
+        if not is_hf_backbone(cfg.backbone):
+            return {}
+        length = cfg.max_length or PRETRAINED_MAX_LENGTH
+        return {"tokenizer": TextTokenizer.from_pretrained(resolve_folder(cfg.backbone), length)}
+
     def build_named(
         self, name: str, cfg: PretrainConfig, source: Source, mean: list[float], std: list[float]
     ) -> tuple[Encoder, dict[str, Any]]:
         tokenizer = tokenizer_of(source)  # trained on the training texts here
+        if is_hf_backbone(name):
+            return build_pretrained_text_encoder(name, tokenizer, **cfg.backbone_options), {}
         size = (tokenizer.vocab_size, tokenizer.max_length)
         return build_text_encoder(name, *size, **cfg.backbone_options), {}
 
     def rebuild_encoder(self, spec: dict[str, Any]) -> Encoder:
+        if is_hf_backbone(spec["backbone"]):
+            return rebuild_pretrained_text_encoder(spec)
         return build_text_encoder(
             spec["backbone"], spec["vocab_size"], spec["max_length"], **spec["options"]
         )
@@ -180,6 +209,60 @@ def build_text_encoder(backbone: str, vocab_size: int, max_length: int, **option
         "options": options,
     }
     return TEXT.wrap(module, None, [0.0], [1.0], spec)
+
+
+def build_pretrained_text_encoder(
+    name: str,
+    tokenizer: TextTokenizer,
+    pooling: str | None = None,
+    normalize: bool | None = None,
+) -> Encoder:
+    """The encoder of a pretrained text model ``hf:PATH_OR_ID`` (weights loaded), reading the
+    ids of ``tokenizer`` (the model's own, from ``TextTokenizer.from_pretrained``).
+
+    Args:
+        name: ``hf:`` and a folder or model id.
+        tokenizer: the model's tokenizer, renumbered.
+        pooling: ``mean``, ``cls`` or ``pooler``; by default what a sentence-transformers
+            folder declares, else ``mean``.
+        normalize: unit-length embeddings; by default when a sentence-transformers folder
+            declares a ``Normalize`` module.
+
+    Raises:
+        ValueError: ``tokenizer`` is not a pretrained model's.
+    """
+    if tokenizer.to_model is None or tokenizer.special_ids is None:
+        raise ValueError(f"{name}: the texts must be read with the model's own tokenizer")
+    model = load_pretrained(name)
+    if model.kind != "text":
+        raise ValueError(f"{name}: an {model.kind} model, not a text encoder")
+    pooling = pooling or text_pooling(model.folder)
+    if normalize is None:
+        normalize = declares_normalize(model.folder)
+    to_model = torch.from_numpy(tokenizer.to_model)
+    module = HFTextBackbone(model.module, to_model, pooling, tokenizer.max_length, normalize)
+    spec = {
+        "modality": "text",
+        "backbone": name,
+        "vocab_size": tokenizer.vocab_size,
+        "max_length": tokenizer.max_length,
+        "special_ids": list(tokenizer.special_ids),
+        "options": {"pooling": pooling, "normalize": normalize},
+        "pretrained": {"source": model.source, "sha256": model.sha256, "config": model.config},
+    }
+    return TEXT.wrap(module, None, [0.0], [1.0], spec)
+
+
+def rebuild_pretrained_text_encoder(spec: dict[str, Any]) -> Encoder:
+    """A pretrained text encoder as ``encoder.json``'s ``spec`` describes it, with random
+    weights (a run's ``encoder.safetensors`` holds its own); the original folder is not read."""
+    model = model_from_config(spec["pretrained"]["config"])
+    to_model = torch.from_numpy(id_permutation(int(spec["vocab_size"]), spec["special_ids"]))
+    options = spec["options"]
+    module = HFTextBackbone(
+        model, to_model, options["pooling"], int(spec["max_length"]), options["normalize"]
+    )
+    return TEXT.wrap(module, None, [0.0], [1.0], dict(spec))
 
 
 TEXT = TextModality()

@@ -1,0 +1,172 @@
+"""Pretrained Hugging Face models (``--backbone hf:PATH``): small random models of each
+supported class, saved with ``save_pretrained``, loaded, trained a few steps, reloaded from
+the run folder alone (the original folder deleted) and used frozen as a run."""
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+
+import selfsup
+from selfsup.backbones.hf import load_pretrained
+from selfsup.data.tokenizer import TextTokenizer
+from selfsup.modalities import load_encoder
+from selfsup.modalities.image import (
+    build_pretrained_image_encoder,
+    rebuild_pretrained_image_encoder,
+)
+from selfsup.modalities.text import build_pretrained_text_encoder
+
+# The model's special tokens are not at 0, 1, 2: the renumbering has work to do.
+WORDS = "the a an film movie good bad great dull plot actor scene music long very fun boring story"
+VOCAB = ["[PAD]", "odd", "[CLS]", "[SEP]", "[UNK]", "[MASK]", *WORDS.split()]
+TEXTS = [
+    f"{a} {b} {c}"
+    for a in ("the", "a", "very")
+    for b in ("good", "bad", "great", "dull", "fun", "boring")
+    for c in ("film", "movie", "plot", "story")
+]
+
+
+def save_tiny_bert(folder, hidden=16):
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    words = Tokenizer(models.WordPiece({w: i for i, w in enumerate(VOCAB)}, unk_token="[UNK]"))
+    words.normalizer = normalizers.BertNormalizer(lowercase=True)
+    words.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    words.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)]
+    )
+    PreTrainedTokenizerFast(
+        tokenizer_object=words, pad_token="[PAD]", unk_token="[UNK]", mask_token="[MASK]",
+        cls_token="[CLS]", sep_token="[SEP]",
+    ).save_pretrained(folder)  # fmt: skip
+    config = BertConfig(
+        vocab_size=len(VOCAB), hidden_size=hidden, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=2 * hidden, max_position_embeddings=32, pad_token_id=0,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def _image_models():
+    import transformers as tr
+
+    tower = {"image_size": 32, "patch_size": 8, "hidden_size": 16, "num_hidden_layers": 1,
+             "num_attention_heads": 2, "intermediate_size": 32}  # fmt: skip
+    text = {"vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "intermediate_size": 32}  # fmt: skip
+    convnext = tr.ConvNextConfig(hidden_sizes=[8, 16], depths=[1, 1], num_stages=2)
+    resnet = tr.ResNetConfig(
+        embedding_size=8, hidden_sizes=[8, 12], depths=[1, 1], layer_type="basic"
+    )
+    return {
+        "vit": (tr.ViTModel, tr.ViTConfig(**tower), "cls", 16),
+        "dinov2": (tr.Dinov2Model, tr.Dinov2Config(**{**tower, "mlp_ratio": 2}), "cls", 16),
+        "convnext": (tr.ConvNextModel, convnext, "pooler", 16),
+        "resnet": (tr.ResNetModel, resnet, "pooler", 12),
+        "clip": (tr.CLIPModel, tr.CLIPConfig(text_config=text, vision_config=tower), "pooler", 16),
+        "siglip": (
+            tr.SiglipModel,
+            tr.SiglipConfig(text_config=text, vision_config=tower),
+            "pooler",
+            16,
+        ),
+    }
+
+
+@pytest.mark.parametrize("kind", list(_image_models()))
+def test_each_image_model_class_loads_with_its_pooling_and_rebuilds_from_its_spec(
+    tmp_path, kind
+) -> None:
+    cls, config, pooling, dim = _image_models()[kind]
+    torch.manual_seed(0)
+    cls(config).save_pretrained(tmp_path / kind)
+    encoder = build_pretrained_image_encoder(f"hf:{tmp_path / kind}", in_channels=1)
+    assert encoder.spec["options"]["pooling"] == pooling
+    assert len(encoder.spec["pretrained"]["sha256"]) == 64
+    x = torch.rand(3, 1, 32, 32)  # gray images are read as three equal channels
+    encoder.eval()
+    out = encoder(x)
+    assert out.shape == (3, dim) and torch.isfinite(out).all()
+    again = rebuild_pretrained_image_encoder(encoder.describe())
+    again.load_state_dict(encoder.state_dict())
+    again.eval()
+    torch.testing.assert_close(again(x), out)
+
+
+def test_the_models_own_normalization_is_read_from_its_preprocessor_config(tmp_path) -> None:
+    cls, config, _, _ = _image_models()["vit"]
+    cls(config).save_pretrained(tmp_path)
+    (tmp_path / "preprocessor_config.json").write_text(
+        '{"image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5], "size": {"height": 32,'
+        ' "width": 32}}'
+    )
+    encoder = build_pretrained_image_encoder(f"hf:{tmp_path}", in_channels=3)
+    assert encoder.describe()["mean"] == [0.5, 0.5, 0.5] and encoder.spec["image_size"] == 32
+
+
+def test_the_renumbered_tokenizer_gives_the_models_own_embeddings(tmp_path) -> None:
+    folder = save_tiny_bert(tmp_path / "bert")
+    tokenizer = TextTokenizer.from_pretrained(folder, max_length=16)
+    assert tokenizer.special_ids == (0, 4, 5)
+    ids = tokenizer.encode(["the good film", "a zzz plot"])
+    assert tokenizer.tokens(ids[1]) == ["[CLS]", "a", "[UNK]", "plot", "[SEP]"]
+    assert tokenizer.decode(ids[0]) == "the good film"
+    encoder = build_pretrained_text_encoder(f"hf:{folder}", tokenizer).eval()
+    model = load_pretrained(f"hf:{folder}").module
+    model_ids = torch.tensor([[2, 6, 11, 9, 3], [2, 7, 4, 15, 3]])  # the model's ids, by hand
+    assert (torch.from_numpy(tokenizer.to_model)[torch.from_numpy(ids)] == model_ids).all()
+    mask = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 1]])
+    with torch.no_grad():
+        hidden = model(input_ids=model_ids, attention_mask=mask).last_hidden_state
+        torch.testing.assert_close(encoder(torch.from_numpy(ids)), hidden.mean(dim=1))
+
+
+def test_a_text_run_from_a_pretrained_model_trains_and_loads_without_its_folder(
+    tmp_path,
+) -> None:
+    folder = save_tiny_bert(tmp_path / "bert")
+    texts = tmp_path / "reviews.txt"
+    texts.write_text("\n".join(TEXTS) + "\n")
+    run = selfsup.pretrain(
+        texts, backbone=f"hf:{folder}", steps=3, batch_size=8, out=tmp_path / "run",
+        show_progress=False, monitor_items=0,
+    )  # fmt: skip
+    assert run.config["lr"] == pytest.approx(3e-5)  # the pretrained default
+    before = run.embed(texts)
+    frozen = selfsup.load(f"hf:{folder}").embed(texts)
+    assert not np.allclose(before, frozen)  # it trained
+    shutil.rmtree(folder)
+    again = selfsup.load(run.path)
+    np.testing.assert_allclose(again.embed(texts), before, atol=1e-5)
+    assert again.encoder.spec["pretrained"]["source"] == str(folder)
+
+
+def test_a_frozen_model_is_a_run_that_trained_nothing(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))
+    folder = save_tiny_bert(tmp_path / "bert")
+    run = selfsup.load(f"hf:{folder}")
+    assert run.summary["frozen"] and run.finished
+    assert run.path.parent == tmp_path / "cache" / "frozen"
+    embedded = run.embed(selfsup.data.text.TextSource(TEXTS))
+    assert embedded.shape == (len(TEXTS), 16)
+    reread = load_encoder(run.path)  # the folder alone rebuilds it
+    assert reread.spec["backbone"] == f"hf:{folder}"
+
+
+def test_folders_that_cannot_be_read_are_named(tmp_path) -> None:
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        load_pretrained(f"hf:{tmp_path / 'missing' / 'deeper' / 'x'}")
+    (tmp_path / "pickled").mkdir()
+    (tmp_path / "pickled" / "config.json").write_text('{"model_type": "bert", "vocab_size": 9}')
+    (tmp_path / "pickled" / "pytorch_model.bin").write_bytes(b"\x80\x04 pickle")
+    with pytest.raises(FileNotFoundError, match="safetensors only"):
+        load_pretrained(f"hf:{tmp_path / 'pickled'}")
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "audio" / "config.json").write_text('{"model_type": "wav2vec2"}')
+    with pytest.raises(ValueError, match="model type 'wav2vec2' is not read here"):
+        load_pretrained(f"hf:{tmp_path / 'audio'}")
