@@ -39,7 +39,20 @@ class PretrainConfig(BaseModel):
             ``simclr`` for images, ``ts2vec`` for series, ``scarf`` for tables and ``byola``
             for audio.
         backbone: the backbone name; by default ``small-cnn`` for images up to 32 pixels,
-            ``resnet18`` above, ``byola-cnn`` for audio.
+            ``resnet18`` above, ``byola-cnn`` for audio. ``hf:PATH_OR_ID`` starts from a
+            pretrained Hugging Face model (a folder written by ``save_pretrained``, or an id in
+            the Hugging Face cache): text encoders of the BERT family with their own
+            tokenizer, ViT, DINOv2, ConvNeXt, ResNet and CLIP/SigLIP vision towers with their
+            own size and normalization (see ``selfsup.backbones.hf``).
+        init: start from the encoder of an earlier run (its folder), with this run's method
+            and data; the data is read as that run read its own (tokenizer, image size).
+        teacher: ``--method distill``: the frozen teacher, a run folder or ``hf:PATH_OR_ID``.
+        layer_decay: layer-wise learning-rate decay: the last block of the backbone trains
+            at the full rate, each block before it at ``layer_decay`` times the next one's
+            (BEiT's fine-tuning recipe; 0.75 is usual); heads always at the full rate. Needs
+            a backbone that lists its blocks (built-in and ``hf:`` ones do).
+        freeze_blocks: keep the first this many blocks of the backbone (embeddings first)
+            as they are; they do not train.
         backbone_options: extra keyword arguments of the backbone (``width``, ``patch_size``...).
         method_options: hyperparameters of the method (``temperature``, ``projection_dim``...).
         views: overrides of the method's augmentation recipe (``crop_scale``, ``blur_p``...).
@@ -58,7 +71,9 @@ class PretrainConfig(BaseModel):
             estimated peak memory would not fit in the memory available; a batch size given
             that does not fit stops the run with the numbers.
         lr: peak learning rate; by default the optimizer's base rate times batch_size / 256
-            for images, and 0.001 for series (TS2Vec's).
+            for images (a fortieth of it for a pretrained ``hf:`` backbone, which a full rate
+            would make forget), 0.001 for series (TS2Vec's), 5e-4 for text (3e-5 from a
+            pretrained model, SimCSE's).
         optimizer: ``adamw``, ``sgd`` or ``lars``.
         weight_decay: by default the optimizer's usual value.
         warmup_epochs: linear warmup length (capped at a tenth of training).
@@ -126,6 +141,10 @@ class PretrainConfig(BaseModel):
     method: str | None = None
     backbone: str | None = None
     backbone_options: dict[str, Any] = Field(default_factory=dict)
+    init: str | None = None
+    teacher: str | None = None
+    layer_decay: float | None = Field(default=None, gt=0, le=1)
+    freeze_blocks: int = Field(default=0, ge=0)
     method_options: dict[str, Any] = Field(default_factory=dict)
     views: dict[str, Any] = Field(default_factory=dict)
     image_size: int | None = None

@@ -328,6 +328,27 @@ def _resumable(run_dir: Path, data: Any, options: dict[str, Any]) -> dict[str, A
     return saved
 
 
+def _check_starting_points(cfg: PretrainConfig) -> None:
+    """Refuse a teacher without distillation (and the reverse), an ``--init`` that is not a
+    run folder, and ``--init`` with ``--backbone``, before any data is read.
+
+    Raises:
+        ConfigError: the message names the option.
+    """
+    if cfg.method == "distill" and not cfg.teacher:
+        raise ConfigError("--method distill needs --teacher (a run folder or hf:PATH_OR_ID)")
+    if cfg.teacher and cfg.method != "distill":
+        raise ConfigError(f"--teacher is for --method distill, not {cfg.method}")
+    if cfg.init is not None:
+        if not (Path(cfg.init) / CONFIG_FILE).is_file():
+            raise ConfigError(f"--init {cfg.init}: not a run folder (no {CONFIG_FILE})")
+        if (
+            cfg.backbone is not None
+            and cfg.backbone != load_config(Path(cfg.init) / CONFIG_FILE).backbone
+        ):
+            raise ConfigError("--init starts from that run's encoder: leave out --backbone")
+
+
 def _plan_memory(
     cfg: PretrainConfig,
     method: nn.Module,
@@ -405,6 +426,7 @@ def pretrain(
         # Processes launched for other ranks take the folder their rank 0 chose.
         inherited = None if _first_process() else os.environ.get(_RUN_DIR_ENV)
         run_dir = Path(cfg.out or inherited or _default_out(cfg))
+    _check_starting_points(cfg)
     replace = resume is None and _holds_run(run_dir) and _first_process()
     if replace and not cfg.overwrite:
         raise ConfigError(
@@ -460,6 +482,15 @@ def pretrain(
         cfg = cfg.model_copy(update={"steps": modality.default_steps(source)})
     if resume is not None:  # the encoder as the run folder describes it
         encoder = load_encoder(run_dir, custom)
+    elif cfg.init is not None:  # an earlier run's encoder, trained on from here
+        encoder = load_encoder(cfg.init)
+        spec = encoder.spec or {}
+        if spec.get("image_size"):
+            source.read_at(int(spec["image_size"]))
+        cfg = cfg.model_copy(
+            update={"backbone": spec.get("backbone"), "image_size": spec.get("image_size")}
+        )
+        say(f"encoder: {cfg.backbone} from {cfg.init}, {cfg.method}")
     else:
         started = time.perf_counter()
         encoder, chosen = modality.build_encoder(cfg, source, custom, feature_dim)
@@ -479,7 +510,8 @@ def pretrain(
         share = min(share, max(16, 1 << max(0, (len(source) // 8).bit_length() - 1)))
     if cfg.batch_size > share:
         cfg = cfg.model_copy(update={"batch_size": share})
-    method = build_method(cfg.method, encoder, **cfg.method_options)
+    teacher = {} if cfg.method != "distill" else {"teacher": load(str(cfg.teacher)).encoder}
+    method = build_method(cfg.method, encoder, **cfg.method_options, **teacher)
     views, recipe, watch = modality.training_views(method, cfg.views, source)
     if resume is None and custom is None:
         batch, note = _plan_memory(cfg, method, views, source, fabric, batch_given)

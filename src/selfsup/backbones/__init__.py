@@ -228,3 +228,23 @@ def build_audio_backbone(name: str, n_mels: int, frames: int, **kwargs: Any) -> 
     if name not in _AUDIO_BUILDERS:
         raise ValueError(f"unknown audio backbone {name!r}; known: {', '.join(_AUDIO_BUILDERS)}")
     return _AUDIO_BUILDERS[name](n_mels, frames, **kwargs)
+
+
+def backbone_blocks(backbone: nn.Module) -> list[nn.Module]:
+    """The parameterized blocks of a backbone, input to output (its ``block_list()``).
+
+    Raises:
+        ValueError: a custom backbone without ``block_list()`` (the command line prints it).
+
+    Example:
+        >>> from selfsup.backbones import build_backbone
+        >>> len(backbone_blocks(build_backbone("small-cnn", in_channels=1, image_size=8, width=4)))
+        4
+    """
+    blocks = getattr(backbone, "block_list", None)
+    if blocks is None:
+        raise ValueError(
+            f"{type(backbone).__name__} does not list its blocks (a block_list() method); "
+            "adapt without --finetune-blocks"
+        )
+    return blocks()

@@ -80,23 +80,57 @@ class LARS(torch.optim.Optimizer):
         return loss
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Weights get weight decay; biases and normalization parameters (ndim < 2) do not."""
-    decay, no_decay = [], []
+def _param_groups(
+    model: nn.Module, weight_decay: float, lr_scales: dict[int, float] | None = None
+) -> list[dict]:
+    """Weights get weight decay; biases and normalization parameters (ndim < 2) do not.
+    Parameters with a learning-rate scale (``lr_scales``, by ``id``) get groups of their own,
+    with ``lr_scale`` set (the schedule multiplies its rate by it)."""
+    groups: dict[tuple[bool, float], list[torch.Tensor]] = {}
     for p in model.parameters():
         if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0, "lars_exclude": True},
-    ]
+            scale = (lr_scales or {}).get(id(p), 1.0)
+            groups.setdefault((p.ndim >= 2, scale), []).append(p)
+    out = []
+    for (decays, scale), params in sorted(groups.items(), key=lambda kv: (-kv[0][1], kv[0][0])):
+        group = {"params": params, "weight_decay": weight_decay if decays else 0.0}
+        if not decays:
+            group["lars_exclude"] = True
+        if scale != 1.0:
+            group["lr_scale"] = scale
+        out.append(group)
+    return out
+
+
+def layer_scales(blocks: list[nn.Module], decay: float) -> dict[int, float]:
+    """Layer-wise learning-rate decay (BEiT, Bao et al. 2022): block ``k`` of ``n`` (input to
+    output) trains at ``decay ** (n - k)`` times the rate, so the last block at ``decay``;
+    parameters in no block (heads, final norms) keep the full rate. By parameter ``id``.
+
+    Example:
+        >>> blocks = [nn.Linear(2, 2), nn.Linear(2, 2)]
+        >>> sorted(set(layer_scales(blocks, 0.5).values()))
+        [0.25, 0.5]
+    """
+    scales = {}
+    for k, block in enumerate(blocks):
+        for p in block.parameters():
+            scales[id(p)] = decay ** (len(blocks) - k)
+    return scales
 
 
 def build_optimizer(
-    name: str, model: nn.Module, lr: float, weight_decay: float
+    name: str,
+    model: nn.Module,
+    lr: float,
+    weight_decay: float,
+    lr_scales: dict[int, float] | None = None,
 ) -> torch.optim.Optimizer:
-    """Build ``adamw``, ``sgd`` (momentum 0.9) or ``lars`` over the trainable parameters."""
-    groups = _param_groups(model, weight_decay)
+    """Build ``adamw``, ``sgd`` (momentum 0.9) or ``lars`` over the trainable parameters;
+    ``lr_scales`` (by parameter ``id``) scale some parameters' rates (see :func:`layer_scales`)."""
+    groups = _param_groups(model, weight_decay, lr_scales)
+    for g in groups:
+        g["lr"] = lr * g.get("lr_scale", 1.0)
     if name == "adamw":
         for g in groups:
             g.pop("lars_exclude", None)

@@ -37,6 +37,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from selfsup.backbones import backbone_blocks
+from selfsup.backbones.hf import is_hf_backbone
 from selfsup.config import PretrainConfig
 from selfsup.core.files import write_text
 from selfsup.core.progress import TrainingProgress
@@ -45,7 +47,13 @@ from selfsup.engine.checkpoint import load_checkpoint, save_checkpoint
 from selfsup.engine.metrics import EPOCHS_FILE, MetricsLog
 from selfsup.engine.monitor import CollapseError, EpochMonitor, save_encoder_weights
 from selfsup.engine.online_probe import OnlineProbe
-from selfsup.engine.optim import BASE_LR, BASE_WEIGHT_DECAY, build_optimizer, warmup_cosine
+from selfsup.engine.optim import (
+    BASE_LR,
+    BASE_WEIGHT_DECAY,
+    build_optimizer,
+    layer_scales,
+    warmup_cosine,
+)
 from selfsup.methods.base import Method
 
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
@@ -59,6 +67,9 @@ EPOCH_CHECKPOINT_GAP = 60.0
 DEFAULT_EPOCHS = 100
 # Steps between two plans of a time budget once the first ones are made.
 _REPLAN_EVERY = 50
+#: A pretrained ``hf:`` backbone's default learning rate, as a share of the optimizer's base
+#: rate (5e-5 for AdamW at batch 256): a full rate would wash out what it learned.
+PRETRAINED_LR_SCALE = 1 / 40
 #: The label-free monitor measures after an epoch while its time so far stays under this share
 #: of the training time (and always after the first and the last epoch), so tiny epochs do not
 #: pay for it every time.
@@ -330,7 +341,7 @@ def training_step(
 ) -> float:
     """One optimizer step on a batch of items: views, loss, backward, step; the loss."""
     for group in t.optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
     inputs = t.views(items.to(fabric.device))
     loss = t.model([channels_last(v) for v in inputs])
     if not torch.isfinite(loss):
@@ -365,11 +376,27 @@ def setup(
             f"{source.name}: {len(source)} items are fewer than one step of {cfg.batch_size} "
             f"items x {world} processes; lower --batch-size"
         )
-    lr = cfg.lr if cfg.lr is not None else BASE_LR[cfg.optimizer] * per_step / 256
+    lr = cfg.lr
+    if lr is None:
+        pretrained = PRETRAINED_LR_SCALE if is_hf_backbone(cfg.backbone) else 1.0
+        lr = BASE_LR[cfg.optimizer] * per_step / 256 * pretrained
     weight_decay = (
         cfg.weight_decay if cfg.weight_decay is not None else BASE_WEIGHT_DECAY[cfg.optimizer]
     )
-    optimizer = build_optimizer(cfg.optimizer, method, lr, weight_decay)
+    blocks = (
+        backbone_blocks(method.encoder.backbone) if cfg.layer_decay or cfg.freeze_blocks else []
+    )
+    if cfg.freeze_blocks > len(blocks):
+        raise ValueError(
+            f"--freeze-blocks {cfg.freeze_blocks}: the backbone has {len(blocks)} blocks"
+        )
+    for block in blocks[: cfg.freeze_blocks]:
+        block.requires_grad_(False)
+        for layer in block.modules():  # batch-norm statistics stay as they are too
+            if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
+                layer.momentum = 0.0
+    scales = layer_scales(blocks, cfg.layer_decay) if cfg.layer_decay else None
+    optimizer = build_optimizer(cfg.optimizer, method, lr, weight_decay, scales)
     probe = None
     if cfg.online_probe and source.labels is not None:
         num_classes = int(np.max(source.labels)) + 1

@@ -2,8 +2,9 @@
 
 Example:
     >>> sorted(METHODS)  # doctest: +NORMALIZE_WHITESPACE
-    ['barlowtwins', 'byol', 'byola', 'dino', 'ijepa', 'mae', 'mlm', 'mocov3', 'nnclr',
-     'scarf', 'sent2vec', 'simclr', 'simcse', 'simsiam', 'swav', 'ts2vec', 'vicreg', 'vime']
+    ['barlowtwins', 'byol', 'byola', 'dino', 'distill', 'ijepa', 'mae', 'mlm', 'mocov3',
+     'nnclr', 'scarf', 'sent2vec', 'simclr', 'simcse', 'simsiam', 'swav', 'ts2vec', 'vicreg',
+     'vime']
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from selfsup.methods.base import Method
 from selfsup.methods.byol import BYOL, byol_loss
 from selfsup.methods.byola import BYOLA
 from selfsup.methods.dino import DINO, dino_loss
+from selfsup.methods.distill import Distill, distill_loss
 from selfsup.methods.ijepa import IJEPA, ijepa_loss
 from selfsup.methods.mae import MAE, mae_loss
 from selfsup.methods.mlm import MLM, mlm_loss
@@ -53,6 +55,7 @@ METHODS: dict[str, type[Method]] = {
         SimCSE,
         MLM,
         Sent2Vec,
+        Distill,
     )
 }
 
@@ -77,6 +80,7 @@ __all__ = [
     "SCARF",
     "VIME",
     "BarlowTwins",
+    "Distill",
     "Method",
     "MoCoV3",
     "Sent2Vec",
@@ -90,6 +94,7 @@ __all__ = [
     "build_method",
     "byol_loss",
     "dino_loss",
+    "distill_loss",
     "hierarchical_contrastive_loss",
     "ijepa_loss",
     "mae_loss",

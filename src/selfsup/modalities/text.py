@@ -142,12 +142,28 @@ class TextModality(Modality):
         return [0.0], [1.0]
 
     def backbone_source_options(self, cfg: PretrainConfig) -> dict[str, Any]:
-        """A pretrained model's own tokenizer (``--backbone hf:...``), at ``--max-length``
-        tokens (default ``PRETRAINED_MAX_LENGTH``, at most the model's limit)."""
-        if not is_hf_backbone(cfg.backbone):
-            return {}
+        """The tokenizer the encoder reads: the one of the run ``--init`` starts from; the
+        teacher's for ``--method distill`` (the student reads the teacher's ids); a
+        pretrained model's own for ``--backbone hf:...``, at ``--max-length`` tokens
+        (default ``PRETRAINED_MAX_LENGTH``, at most the model's limit)."""
         length = cfg.max_length or PRETRAINED_MAX_LENGTH
-        return {"tokenizer": TextTokenizer.from_pretrained(resolve_folder(cfg.backbone), length)}
+        if cfg.init is not None:
+            return {"tokenizer": TextTokenizer.load(cfg.init)}
+        teacher = cfg.teacher if cfg.method == "distill" else None
+        if teacher is not None and is_hf_backbone(cfg.backbone):
+            raise ValueError(
+                f"--backbone {cfg.backbone} reads its own tokenizer and the teacher its own; "
+                "distill into a built-in backbone (text-bag, text-transformer-small), which "
+                "reads the teacher's"
+            )
+        if teacher is not None and is_hf_backbone(teacher):
+            return {"tokenizer": TextTokenizer.from_pretrained(resolve_folder(teacher), length)}
+        if teacher is not None:
+            return {"tokenizer": TextTokenizer.load(teacher)}
+        if is_hf_backbone(cfg.backbone):
+            folder = resolve_folder(str(cfg.backbone))
+            return {"tokenizer": TextTokenizer.from_pretrained(folder, length)}
+        return {}
 
     def build_named(
         self, name: str, cfg: PretrainConfig, source: Source, mean: list[float], std: list[float]

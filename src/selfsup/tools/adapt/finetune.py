@@ -7,33 +7,13 @@ import copy
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
+from selfsup.backbones import backbone_blocks
 from selfsup.core.progress import TrainingProgress
 from selfsup.data.base import Source
 from selfsup.encoder import Encoder
 from selfsup.tools.adapt.heads import EmbeddingHead
 from selfsup.tools.adapt.model import CalibratedClassifier
-
-
-def backbone_blocks(backbone: nn.Module) -> list[nn.Module]:
-    """The parameterized blocks of a backbone, input to output (its ``block_list()``).
-
-    Raises:
-        ValueError: a custom backbone without ``block_list()`` (the command line prints it).
-
-    Example:
-        >>> from selfsup.backbones import build_backbone
-        >>> len(backbone_blocks(build_backbone("small-cnn", in_channels=1, image_size=8, width=4)))
-        4
-    """
-    blocks = getattr(backbone, "block_list", None)
-    if blocks is None:
-        raise ValueError(
-            f"{type(backbone).__name__} does not list its blocks (a block_list() method); "
-            "adapt without --finetune-blocks"
-        )
-    return blocks()
 
 
 def finetune_encoder(

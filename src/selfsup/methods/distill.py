@@ -1,0 +1,106 @@
+"""Distillation: a frozen teacher (a pretrained model or an earlier run) teaches a student.
+
+Beyer, Zhai, Royer, Markeeva, Anil and Kolesnikov, "Knowledge distillation: A good teacher is
+patient and consistent", CVPR 2022. https://arxiv.org/abs/2106.05237
+Reimers and Gurevych, "Making Monolingual Sentence Embeddings Multilingual using Knowledge
+Distillation", EMNLP 2020. https://arxiv.org/abs/2004.09813
+
+The teacher and the student see the *same* augmented view of each item (Beyer et al.'s
+"consistent" teaching: the teacher's target is computed on exactly what the student sees),
+and the student learns to reproduce the teacher's embedding of it, as Reimers and Gurevych
+train a student sentence encoder to reproduce a teacher's sentence embeddings. Without labels
+there are no logits to match, so the targets are the teacher's embeddings: the student's
+features go through a linear projection to the teacher's dimension and the loss is the mean
+squared distance between the two embeddings made unit length,
+
+    L = mean_i || s_i / ||s_i|| - t_i / ||t_i|| ||^2 = mean_i (2 - 2 cos(s_i, t_i)),
+
+which, unlike raw MSE, does not depend on the scale of the teacher's features (what
+LightlyTrain's distillation also normalizes away). The projection is used in training only;
+the student's own features are what is kept.
+
+The teacher reads each view as its own inputs need: images are resized and converted to its
+side and channels; text must be tokenized with the teacher's tokenizer, which the run does
+(the student reads the same ids; a ``text-bag`` student over them is Sent2Vec's encoder).
+
+Example:
+    >>> s = torch.tensor([[3.0, 0.0], [0.0, 2.0]])
+    >>> t = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    >>> round(distill_loss(s, t).item(), 4)  # (0 + 2) / 2: one match, one orthogonal pair
+    1.0
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from selfsup.encoder import Encoder
+from selfsup.methods.base import Method
+
+
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of the squared distance between unit-length student and teacher
+    embeddings (N, D): ``2 - 2 cos`` per row."""
+    s = F.normalize(student.float(), dim=1)
+    t = F.normalize(teacher.float(), dim=1)
+    return (s - t).pow(2).sum(dim=1).mean()
+
+
+class Distill(Method):
+    """A student encoder regresses a frozen teacher's embeddings of the same views.
+
+    Args:
+        encoder: the student.
+        teacher: the frozen teacher (an ``Encoder`` of the same modality); it stays in eval
+            mode and never trains.
+    """
+
+    name: ClassVar[str] = "distill"
+    paper: ClassVar[str] = (
+        "Beyer et al. 2022, https://arxiv.org/abs/2106.05237; Reimers and Gurevych 2020, "
+        "https://arxiv.org/abs/2004.09813"
+    )
+    num_views: ClassVar[int] = 1
+    view_recipes: ClassVar[dict[str, str]] = {"text": "none"}
+    backbones: ClassVar[dict[str, str]] = {"text": "text-bag"}
+
+    def __init__(self, encoder: Encoder, teacher: Encoder | None = None) -> None:
+        super().__init__(encoder)
+        if teacher is None:
+            raise ValueError("--method distill needs a teacher (--teacher RUN or hf:PATH)")
+        if teacher.modality != encoder.modality:
+            raise ValueError(
+                f"the teacher reads {teacher.modality} and the student {encoder.modality}; "
+                "distillation needs both of the same modality"
+            )
+        self.teacher = teacher.eval()
+        for p in self.teacher.parameters():
+            p.requires_grad_(False)
+        self.projection = nn.Linear(encoder.feature_dim, teacher.feature_dim)
+
+    def train(self, mode: bool = True) -> Distill:
+        """Train the student and its projection; the teacher stays in eval mode."""
+        super().train(mode)
+        self.teacher.eval()
+        return self
+
+    @torch.no_grad()
+    def targets(self, x: torch.Tensor) -> torch.Tensor:
+        """The teacher's embeddings of a batch of views, read as its inputs need."""
+        from selfsup.modalities import get_modality
+
+        ready = get_modality(self.teacher.modality).prepare_input(x, self.teacher.spec or {})
+        return self.teacher(ready).float()
+
+    def loss(self, views: list[torch.Tensor]) -> torch.Tensor:
+        """Distance between the projected student and the teacher on the same view."""
+        x = views[0]
+        return distill_loss(self.projection(self.encoder(x)), self.targets(x))
+
+    def options(self) -> dict[str, Any]:
+        spec = self.teacher.spec or {}
+        return {"teacher": spec.get("backbone"), "teacher_dim": self.teacher.feature_dim}

@@ -1,0 +1,104 @@
+"""Distillation: the loss against a hand computation, a frozen teacher, image and text runs
+from a run or a pretrained model, and the options it refuses."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from tests.hf_models import TEXTS, save_tiny_bert
+
+import selfsup
+from selfsup.config import ConfigError
+from selfsup.methods import build_method
+from selfsup.methods.distill import distill_loss
+from selfsup.modalities.image import build_image_encoder
+
+SMALL = {"backbone": "small-cnn", "backbone_options": {"width": 8}}
+
+
+def test_the_loss_is_two_minus_twice_the_cosine_by_hand() -> None:
+    s = torch.tensor([[1.0, 2.0, 2.0], [0.0, 3.0, 4.0]])
+    t = torch.tensor([[2.0, 0.0, 0.0], [0.0, 4.0, 3.0]])
+    cosines = [1.0 / 3.0, (12 + 12) / 25]  # (1*2)/(3*2); (0 + 12 + 12)/(5*5)
+    expected = np.mean([2 - 2 * c for c in cosines])
+    assert distill_loss(s, t).item() == pytest.approx(expected, rel=1e-6)
+    assert distill_loss(3 * s, 0.5 * t).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_the_teacher_stays_frozen_and_in_eval_mode() -> None:
+    torch.manual_seed(0)
+    teacher = build_image_encoder("small-cnn", 1, 16, width=8)
+    student = build_image_encoder("small-cnn", 1, 12, width=4)  # another size: conformed
+    method = build_method("distill", student, teacher=teacher)
+    method.train()
+    assert not method.teacher.training and method.encoder.training
+    method([torch.rand(6, 1, 12, 12)]).backward()
+    assert all(p.grad is None for p in method.teacher.parameters())
+    assert next(method.encoder.parameters()).grad.abs().sum() > 0
+    assert method.projection.weight.shape == (teacher.feature_dim, student.feature_dim)
+
+
+def _losses(run) -> pd.Series:
+    return pd.read_csv(run.path / "metrics.csv")["loss"].dropna()
+
+
+def test_an_image_student_learns_to_reproduce_a_teacher_run(tmp_path, clusters_npz) -> None:
+    teacher = selfsup.pretrain(
+        clusters_npz, epochs=2, batch_size=32, out=tmp_path / "teacher", show_progress=False,
+        log_every=1, **SMALL,
+    )  # fmt: skip
+    student = selfsup.pretrain(
+        clusters_npz, method="distill", teacher=str(teacher.path), epochs=6, batch_size=32, lr=3e-3,
+        backbone="small-cnn", backbone_options={"width": 4}, out=tmp_path / "student",
+        show_progress=False, log_every=1,
+    )  # fmt: skip
+    losses = _losses(student)
+    assert losses.iloc[-3:].mean() < 0.7 * losses.iloc[:3].mean(), losses.tolist()
+    assert student.summary["method_options"]["teacher"] == "small-cnn"
+    again = selfsup.load(student.path)  # the teacher is not needed to use the student
+    np.testing.assert_allclose(again.embed(clusters_npz), student.embed(clusters_npz), atol=1e-5)
+
+
+def test_a_text_bag_student_reads_the_pretrained_teachers_tokenizer(tmp_path) -> None:
+    folder = save_tiny_bert(tmp_path / "bert")
+    texts = tmp_path / "reviews.txt"
+    texts.write_text("\n".join(TEXTS * 4) + "\n")
+    run = selfsup.pretrain(
+        texts, method="distill", teacher=f"hf:{folder}", steps=30, batch_size=16,
+        backbone_options={"dim": 16}, out=tmp_path / "student", show_progress=False,
+        monitor_items=0, log_every=1,
+    )  # fmt: skip
+    assert run.config["backbone"] == "text-bag"
+    assert (run.path / "tokenizer_ids.json").exists()  # the teacher's vocabulary, renumbered
+    losses = _losses(run)
+    assert losses.iloc[-5:].mean() < losses.iloc[:5].mean(), losses.tolist()
+    assert run.embed(texts).shape == (len(TEXTS) * 4, 16)
+
+
+def test_distillation_options_are_checked_before_reading_data(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="needs --teacher"):
+        selfsup.pretrain("digits", method="distill", out=tmp_path / "a", show_progress=False)
+    with pytest.raises(ConfigError, match="--teacher is for --method distill"):
+        selfsup.pretrain("digits", teacher="x", out=tmp_path / "b", show_progress=False)
+    with pytest.raises(ConfigError, match="not a run folder"):
+        selfsup.pretrain("digits", init=str(tmp_path), out=tmp_path / "c", show_progress=False)
+
+
+def test_init_starts_from_a_run_and_frozen_blocks_do_not_move(tmp_path, clusters_npz) -> None:
+    first = selfsup.pretrain(
+        clusters_npz, epochs=1, batch_size=32, out=tmp_path / "first", show_progress=False,
+        **SMALL,
+    )  # fmt: skip
+    second = selfsup.pretrain(
+        clusters_npz, init=str(first.path), method="byol", epochs=2, batch_size=32,
+        freeze_blocks=2, layer_decay=0.5, lr=3e-3, out=tmp_path / "second",
+        show_progress=False,
+    )  # fmt: skip
+    assert second.config["backbone"] == "small-cnn" and second.config["init"] == str(first.path)
+    before = first.encoder.backbone.block_list()
+    after = second.encoder.backbone.block_list()
+    for k, (a, b) in enumerate(zip(before, after, strict=True)):
+        kept = [k for k in a.state_dict() if not k.endswith("num_batches_tracked")]
+        # Weights and batch-norm statistics alike.
+        same = all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in kept)
+        assert same == (k < 2), f"block {k}"
