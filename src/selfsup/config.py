@@ -47,10 +47,11 @@ class PretrainConfig(BaseModel):
         init: start from the encoder of an earlier run (its folder), with this run's method
             and data; the data is read as that run read its own (tokenizer, image size).
         teacher: ``--method distill``: the frozen teacher, a run folder or ``hf:PATH_OR_ID``.
-        layer_decay: layer-wise learning-rate decay: the last block of the backbone trains
-            at the full rate, each block before it at ``layer_decay`` times the next one's
-            (BEiT's fine-tuning recipe; 0.75 is usual); heads always at the full rate. Needs
-            a backbone that lists its blocks (built-in and ``hf:`` ones do).
+        layer_decay: layer-wise learning-rate decay: heads and layers after the last block
+            train at the full rate, the last block of the backbone at ``layer_decay`` times
+            it, each block before at ``layer_decay`` times the next one's (BEiT's recipe;
+            0.75 is usual). Needs a backbone that lists its blocks (built-in and ``hf:`` ones
+            do).
         freeze_blocks: keep the first this many blocks of the backbone (embeddings first)
             as they are; they do not train.
         backbone_options: extra keyword arguments of the backbone (``width``, ``patch_size``...).

@@ -21,7 +21,9 @@ the student's own features are what is kept.
 
 The teacher reads each view as its own inputs need: images are resized and converted to its
 side and channels; text must be tokenized with the teacher's tokenizer, which the run does
-(the student reads the same ids; a ``text-bag`` student over them is Sent2Vec's encoder).
+(the student reads the same ids; a ``text-bag`` student over them is Sent2Vec's encoder). A
+text student whose token table has the teacher's shape starts from the teacher's token
+vectors (``init_tokens``), as DistilBERT (Sanh et al. 2019) starts from its teacher's layers.
 
 Example:
     >>> s = torch.tensor([[3.0, 0.0], [0.0, 2.0]])
@@ -57,6 +59,8 @@ class Distill(Method):
         encoder: the student.
         teacher: the frozen teacher (an ``Encoder`` of the same modality); it stays in eval
             mode and never trains.
+        init_tokens: start a text student's token vectors from the teacher's, when both
+            have a token table of the same shape.
     """
 
     name: ClassVar[str] = "distill"
@@ -68,7 +72,9 @@ class Distill(Method):
     view_recipes: ClassVar[dict[str, str]] = {"text": "none"}
     backbones: ClassVar[dict[str, str]] = {"text": "text-bag"}
 
-    def __init__(self, encoder: Encoder, teacher: Encoder | None = None) -> None:
+    def __init__(
+        self, encoder: Encoder, teacher: Encoder | None = None, init_tokens: bool = True
+    ) -> None:
         super().__init__(encoder)
         if teacher is None:
             raise ValueError("--method distill needs a teacher (--teacher RUN or hf:PATH)")
@@ -81,6 +87,7 @@ class Distill(Method):
         for p in self.teacher.parameters():
             p.requires_grad_(False)
         self.projection = nn.Linear(encoder.feature_dim, teacher.feature_dim)
+        self.init_tokens = init_tokens and copy_token_vectors(encoder.backbone, teacher.backbone)
 
     def train(self, mode: bool = True) -> Distill:
         """Train the student and its projection; the teacher stays in eval mode."""
@@ -103,4 +110,37 @@ class Distill(Method):
 
     def options(self) -> dict[str, Any]:
         spec = self.teacher.spec or {}
-        return {"teacher": spec.get("backbone"), "teacher_dim": self.teacher.feature_dim}
+        return {
+            "teacher": spec.get("backbone"),
+            "teacher_dim": self.teacher.feature_dim,
+            "init_tokens": self.init_tokens,
+        }
+
+
+@torch.no_grad()
+def copy_token_vectors(student: nn.Module, teacher: nn.Module) -> bool:
+    """Copy the teacher's token vectors into the student's token table, row by selfsup id
+    (a pretrained model's rows are reordered by its ``to_model`` map); whether it could.
+
+    Example:
+        >>> a, b = nn.Module(), nn.Module()
+        >>> a.token_embedding, b.token_embedding = nn.Embedding(5, 3), nn.Embedding(5, 3)
+        >>> copy_token_vectors(a, b)
+        True
+        >>> torch.equal(a.token_embedding.weight, b.token_embedding.weight)
+        True
+    """
+    mine = getattr(student, "token_embedding", None)
+    theirs = getattr(teacher, "token_embedding", None)
+    if not isinstance(mine, nn.Embedding) or not isinstance(theirs, nn.Embedding):
+        return False
+    weight = theirs.weight
+    to_model = getattr(teacher, "to_model", None)
+    if to_model is not None:
+        if int(to_model.max()) >= len(weight):
+            return False
+        weight = weight[to_model]
+    if weight.shape != mine.weight.shape:
+        return False
+    mine.weight.copy_(weight)
+    return True
