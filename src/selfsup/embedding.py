@@ -17,6 +17,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,6 +47,10 @@ def autocast(
     return torch.autocast(kind, dtype=torch.bfloat16, enabled=use_bf16)
 
 
+#: Batches whose items are sorted by length together (see ``iter_embeddings``).
+SORT_WINDOW = 16
+
+
 def iter_embeddings(
     encoder: Encoder,
     source: Source,
@@ -53,7 +58,12 @@ def iter_embeddings(
     precision: str = "auto",
     show_progress: bool = False,
 ) -> Iterator[tuple[list[int], np.ndarray, list[SkippedItem]]]:
-    """Yield (indices, float32 embeddings, skipped items) batch by batch, in source order."""
+    """Yield (indices, float32 embeddings, skipped items) batch by batch, in source order.
+
+    Items of varying length (text) are embedded in batches of like length, sorted within
+    windows of ``SORT_WINDOW`` batches, and yielded in source order again: a batch pads to
+    its longest item, so mixing long and short ones wastes most of the work.
+    """
     spec = encoder.spec or {}
     modality = modality_of(source)
     encoder.eval()
@@ -62,17 +72,41 @@ def iter_embeddings(
         precision = modality.embed_precision
     batch_size = modality.embed_batch_size(source, batch_size)
     steps = (n + batch_size - 1) // batch_size
+    window = batch_size * SORT_WINDOW
     with TrainingProgress(steps, f"embedding {source.name}", enabled=show_progress) as bar:
-        for start in range(0, n, batch_size):
-            batch = source.read_batch(list(range(start, min(n, start + batch_size))))
-            if batch.indices:
-                x = modality.prepare_input(batch.items.to(encoder.device), spec)
-                with torch.no_grad(), autocast(precision, encoder.device):
-                    emb = encoder(x).float().cpu().numpy()
-            else:
-                emb = np.zeros((0, encoder.feature_dim), dtype=np.float32)
-            yield batch.indices, emb, batch.skipped
-            bar.advance(1, len(batch.indices))
+        for first in range(0, n, window):
+            rows = np.arange(first, min(n, first + window))
+            keys = source.length_keys(rows)
+            order = rows if keys is None else rows[np.argsort(keys, kind="stable")]
+            found: dict[int, np.ndarray] = {}
+            skipped: dict[int, SkippedItem] = {}
+            for start in range(0, len(order), batch_size):
+                chunk = [int(i) for i in order[start : start + batch_size]]
+                batch = source.read_batch(chunk)
+                if batch.indices:
+                    x = modality.prepare_input(batch.items.to(encoder.device), spec)
+                    with torch.no_grad(), autocast(precision, encoder.device):
+                        emb = encoder(x).float().cpu().numpy()
+                    found.update(zip(batch.indices, emb, strict=True))
+                skipped.update({int(chunk[k]): s for k, s in _skipped_rows(chunk, batch)})
+                bar.advance(1, len(batch.indices))
+            for start in range(0, len(rows), batch_size):
+                part = [int(i) for i in rows[start : start + batch_size]]
+                kept = [i for i in part if i in found]
+                emb = (
+                    np.stack([found[i] for i in kept])
+                    if kept
+                    else np.zeros((0, encoder.feature_dim), dtype=np.float32)
+                )
+                yield kept, emb, [skipped[i] for i in part if i in skipped]
+
+
+def _skipped_rows(chunk: list[int], batch: Any) -> list[tuple[int, SkippedItem]]:
+    """The positions in ``chunk`` of a batch's skipped items (matched by order of the rows
+    left out)."""
+    kept = set(batch.indices)
+    missing = [k for k, i in enumerate(chunk) if i not in kept]
+    return list(zip(missing, batch.skipped, strict=False))
 
 
 def embed_source(

@@ -462,13 +462,13 @@ def pretrain(
 
     modality = get_modality(cfg.modality)
     started = time.perf_counter()
-    if isinstance(in_memory, Source):
-        opened = in_memory
+    if resume is not None:
+        resumed = modality.resume_options(run_dir)
     else:
-        if resume is not None:
-            resumed = modality.resume_options(run_dir)
-        else:
-            resumed = modality.backbone_source_options(cfg)
+        resumed = modality.backbone_source_options(cfg)
+    if isinstance(in_memory, Source):
+        opened = modality.read_with(in_memory, resumed)
+    else:
         opened = _open_training_data(cfg, in_memory, resumed)
     source, held_out = hold_out(opened, cfg.monitor_items, cfg.seed)
     say(

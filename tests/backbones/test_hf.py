@@ -120,8 +120,12 @@ def test_a_frozen_model_is_a_run_that_trained_nothing(tmp_path, monkeypatch) -> 
     run = selfsup.load(f"hf:{folder}")
     assert run.summary["frozen"] and run.finished
     assert run.path.parent == tmp_path / "cache" / "frozen"
-    embedded = run.embed(selfsup.data.text.TextSource(TEXTS))
+    texts = [f"{t} {'very ' * (i % 7)}long" for i, t in enumerate(TEXTS)]  # lengths vary
+    embedded = run.embed(selfsup.data.text.TextSource(texts))
     assert embedded.shape == (len(TEXTS), 16)
+    # Batches of like length, put back in input order: as one text at a time.
+    one_by_one = run.embed(selfsup.data.text.TextSource(texts), batch_size=1)
+    np.testing.assert_allclose(embedded, one_by_one, atol=1e-5)
     reread = load_encoder(run.path)  # the folder alone rebuilds it
     assert reread.spec["backbone"] == f"hf:{folder}"
 

@@ -70,6 +70,7 @@ def test_a_text_bag_student_reads_the_pretrained_teachers_tokenizer(tmp_path) ->
     )  # fmt: skip
     assert run.config["backbone"] == "text-bag"
     assert (run.path / "tokenizer_ids.json").exists()  # the teacher's vocabulary, renumbered
+    assert run.summary["method_options"]["init_tokens"]  # started from the teacher's vectors
     losses = _losses(run)
     assert losses.iloc[-5:].mean() < losses.iloc[:5].mean(), losses.tolist()
     assert run.embed(texts).shape == (len(TEXTS) * 4, 16)

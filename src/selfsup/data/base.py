@@ -178,6 +178,16 @@ class Source(abc.ABC):
         """Up to ``limit`` evenly spaced rows, for statistics over the data."""
         return np.unique(np.linspace(0, len(self) - 1, min(limit, len(self))).astype(int))
 
+    def length_keys(self, indices: np.ndarray) -> np.ndarray | None:
+        """A cheap guess of each item's length (text: characters), so that items of like
+        length can share a batch and pad less; None when items all have one size.
+
+        Example:
+            >>> Source.length_keys(None, np.arange(3)) is None  # images, tables...
+            True
+        """
+        return None
+
     def read_at(self, side: int) -> None:
         """Read items at ``side`` pixels a side from now on, where the source decodes at any
         size (image folders); the others keep their items as they are."""

@@ -86,13 +86,17 @@ class SubsetSource(Source):
 
     @property
     def ids(self) -> Sequence[str]:
-        return [self.source.ids[i] for i in self.indices]
+        inner = self.source.ids  # once: a source may build its ids on each access
+        return [inner[i] for i in self.indices]
 
     def read(self, index: int) -> torch.Tensor:
         return self.source.read(int(self.indices[index]))
 
     def read_at(self, side: int) -> None:
         self.source.read_at(side)
+
+    def length_keys(self, indices: np.ndarray) -> np.ndarray | None:
+        return self.source.length_keys(self.indices[np.asarray(indices)])
 
     @property
     def unreadable(self) -> dict[str, str]:

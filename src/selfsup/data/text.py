@@ -46,6 +46,7 @@ from selfsup.data.base import (
     Batch,
     EmptySourceError,
     Source,
+    RowIds,
     check_unique_ids,
     checked_rows,
     column_ids,
@@ -115,7 +116,11 @@ class TextSource(Source):
     @property
     def ids(self) -> Sequence[str]:
         """Line numbers, row numbers or relative paths (the positions when none were given)."""
-        return self._ids if self._ids is not None else [str(i) for i in range(len(self))]
+        return self._ids if self._ids is not None else RowIds(len(self))
+
+    def length_keys(self, indices: np.ndarray) -> np.ndarray:
+        """The documents' lengths in characters (a guess of their lengths in tokens)."""
+        return np.array([len(self.texts[int(i)]) for i in indices])
 
     def read(self, index: int) -> torch.Tensor:
         """The token ids of document ``index`` (no padding)."""

@@ -102,6 +102,11 @@ class Modality(ABC):
         """Save what later data needs to be read as the training data was (resumes too)."""
         return None
 
+    def read_with(self, source: Source, options: dict[str, Any]) -> Source:
+        """A source given in memory, read with ``options`` where they change how its items
+        are read (text: another tokenizer); others are kept as they are."""
+        return source
+
     def backbone_source_options(self, cfg: PretrainConfig) -> dict[str, Any]:
         """Options the chosen backbone needs the training data read with (a pretrained text
         model's own tokenizer)."""

@@ -1,0 +1,383 @@
+"""Shipping a run's encoder: ONNX, TorchScript, safetensors or a Hugging Face folder.
+
+Every export is a folder holding the encoder *with its input normalization* (images in
+[0, 1] in, embeddings out; text: token ids of the tokenizer shipped beside it in, embeddings
+out), the tokenizer files for text, and a model card (``README.md``: data, method, training
+time, metrics). Before it is written out for good, the exported encoder is run on real items
+(the run's training data unless ``data`` says otherwise) and compared with the run's own
+encoder in PyTorch, fp32: the largest absolute difference must be at most ``PARITY``
+(1e-4), else the export fails with the figure. ONNX exports are timed in onnxruntime next to
+eager PyTorch on the same batch.
+
+- ``onnx``: ``encoder.onnx`` (``torch.onnx.export``, the batch dimension and, for text, the
+  sequence dimension dynamic), input ``input``, output ``embedding``;
+- ``torchscript``: ``encoder.pt`` (``torch.jit.trace``; ``torch.jit.load`` reads it);
+- ``safetensors``: ``encoder.safetensors`` + ``encoder.json``, what ``selfsup.load`` reads;
+- ``hf``: for ``hf:`` backbones, a folder ``transformers.AutoModel.from_pretrained`` loads
+  (with its tokenizer, and for text the sentence-transformers pooling files, so
+  ``SentenceTransformer(folder)`` gives the same embeddings; for images
+  ``preprocessor_config.json`` with the normalization and size).
+
+Example:
+    >>> import tempfile
+    >>> from selfsup.run import pretrain
+    >>> run = pretrain("digits", epochs=1, out=tempfile.mkdtemp(), show_progress=False,
+    ...                backbone_options={"width": 8}, monitor_items=0)
+    >>> result = export_run(run, "safetensors", Path(tempfile.mkdtemp()) / "out")
+    >>> result.max_abs_diff <= PARITY, sorted(p.name for p in result.path.iterdir())[:2]
+    (True, ['README.md', 'encoder.json'])
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from selfsup.backbones.hf import HFImageBackbone, HFTextBackbone
+from selfsup.core.files import write_json, write_text
+from selfsup.encoder import Encoder
+from selfsup.modalities import get_modality
+
+if TYPE_CHECKING:
+    from selfsup.run import Run
+
+FORMATS = ("onnx", "torchscript", "safetensors", "hf")
+#: The largest absolute difference allowed between an export and the run's encoder (fp32).
+PARITY = 1e-4
+#: Items the parity check and the timing run on.
+CHECK_ITEMS = 64
+
+
+@dataclass
+class ExportResult:
+    """What an export wrote and how it compares with the run's encoder.
+
+    Attributes:
+        path: the export folder.
+        format: one of ``FORMATS``.
+        items: the items compared.
+        max_abs_diff: the largest absolute difference of the embeddings.
+        data: where the items came from.
+        eager_items_per_second: the run's encoder in PyTorch on that batch.
+        export_items_per_second: the export (onnxruntime, TorchScript...) on that batch.
+    """
+
+    path: Path
+    format: str
+    items: int
+    max_abs_diff: float
+    data: str
+    eager_items_per_second: float
+    export_items_per_second: float | None = None
+
+    def describe(self) -> str:
+        """One line for people."""
+        speed = f"PyTorch {self.eager_items_per_second:,.0f} items/s"
+        if self.export_items_per_second is not None:
+            engine = "onnxruntime" if self.format == "onnx" else self.format
+            speed = f"{engine} {self.export_items_per_second:,.0f} items/s vs " + speed
+        return (
+            f"exported {self.format} to {self.path}: max abs difference {self.max_abs_diff:.2e} "
+            f"on {self.items} items of {self.data} (limit {PARITY:g}); {speed}"
+        )
+
+
+def check_items(run: Run, data: str | None, items: int = CHECK_ITEMS) -> tuple[torch.Tensor, str]:
+    """A batch of real items as the encoder takes them (after ``prepare_input``) and where
+    they came from: ``data``, else the run's training data.
+
+    Raises:
+        ValueError: no data to check with (the run's data cannot be opened here).
+    """
+    spec = data or run.config.get("data")
+    if not spec:
+        raise ValueError("give --data: items to check the export with")
+    try:
+        source = run.open(spec)
+    except (FileNotFoundError, ValueError, TypeError) as err:
+        raise ValueError(
+            f"cannot open {spec} to check the export with ({err}); give --data"
+        ) from None
+    batch = source.read_batch(list(range(min(len(source), 4 * items))))
+    if len(batch.indices) == 0:
+        raise ValueError(f"{spec}: no readable item to check the export with")
+    x = batch.items[:items]
+    encoder = run.encoder
+    x = get_modality(encoder.modality).prepare_input(x, encoder.spec or {})
+    return x.contiguous(), str(spec)
+
+
+def _items_per_second(function: Any, x: Any, n: int, repeats: int = 3) -> float:
+    function(x)  # warm up
+    begun = time.perf_counter()
+    for _ in range(repeats):
+        function(x)
+    return n * repeats / (time.perf_counter() - begun)
+
+
+def export_run(
+    run: Run, fmt: str, out: str | os.PathLike, data: str | None = None, overwrite: bool = False
+) -> ExportResult:
+    """Export ``run``'s encoder as ``fmt`` into the folder ``out`` (see the module).
+
+    Raises:
+        ValueError: an unknown format, ``hf`` for a backbone that is not a transformers
+            model, an existing ``out`` without ``overwrite``, or an export that does not
+            match the encoder (the figure is in the message; nothing is left at ``out``).
+    """
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ValueError(f"{out}: exists and is not empty; give another --out or --overwrite")
+    encoder = run.encoder.float().cpu().eval()
+    if fmt == "hf" and not isinstance(encoder.backbone, (HFTextBackbone, HFImageBackbone)):
+        raise ValueError(
+            f"--format hf needs a run whose backbone is a transformers model (--backbone hf:...)"
+            f"; {run.path} has {(encoder.spec or {}).get('backbone', 'a custom module')}: "
+            "export it as onnx, torchscript or safetensors"
+        )
+    x, source = check_items(run, data)
+    with torch.no_grad():
+        expected = encoder(x).numpy()
+    eager = _items_per_second(lambda b: encoder(b), x, len(x))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        got, speed = _WRITERS[fmt](run, encoder, x, work)
+        diff = float(np.abs(got - expected).max())
+        if not diff <= PARITY:
+            raise ValueError(
+                f"the {fmt} export differs from the run's encoder by up to {diff:.2e} on "
+                f"{len(x)} items of {source} (limit {PARITY:g}); nothing was written"
+            )
+        result = ExportResult(out, fmt, len(x), diff, source, eager, speed)
+        write_text(work / "README.md", model_card(run, result))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(work, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def _ship_tokenizer(run: Run, folder: Path) -> None:
+    """The run's tokenizer files beside a text export (what turns texts into its inputs)."""
+    for name in ("tokenizer.json", "tokenizer_ids.json"):
+        if (run.path / name).exists():
+            shutil.copy2(run.path / name, folder / name)
+
+
+def _onnx(run: Run, encoder: Encoder, x: torch.Tensor, folder: Path) -> tuple[np.ndarray, float]:
+    import onnxruntime
+
+    path = folder / "encoder.onnx"
+    batch = torch.export.Dim("batch", min=1)
+    dims: dict[int, Any] = {0: batch}
+    if encoder.modality == "text":
+        dims[1] = torch.export.Dim("tokens", min=1, max=int((encoder.spec or {})["max_length"]))
+    program = torch.onnx.export(
+        encoder, (x,), dynamic_shapes=({**dims},), input_names=["input"],
+        output_names=["embedding"], dynamo=True, verbose=False, optimize=True,
+    )  # fmt: skip
+    program.save(str(path))
+    _ship_tokenizer(run, folder)
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    feed = x.numpy()
+
+    def infer(b: np.ndarray) -> np.ndarray:
+        return session.run(["embedding"], {"input": b})[0]
+
+    return infer(feed), _items_per_second(infer, feed, len(x))
+
+
+def _torchscript(
+    run: Run, encoder: Encoder, x: torch.Tensor, folder: Path
+) -> tuple[np.ndarray, float]:
+    path = folder / "encoder.pt"
+    with torch.no_grad():
+        traced = torch.jit.trace(encoder, (x,), strict=False, check_trace=False)
+    traced.save(str(path))
+    _ship_tokenizer(run, folder)
+    loaded = torch.jit.load(str(path)).eval()
+    with torch.no_grad():
+        got = loaded(x).numpy()
+        speed = _items_per_second(lambda b: loaded(b), x, len(x))
+    return got, speed
+
+
+def _safetensors(
+    run: Run, encoder: Encoder, x: torch.Tensor, folder: Path
+) -> tuple[np.ndarray, float]:
+    from selfsup.modalities import load_encoder
+
+    encoder.save(folder)
+    _ship_tokenizer(run, folder)
+    again = load_encoder(folder).eval()
+    with torch.no_grad():
+        return again(x).numpy(), _items_per_second(lambda b: again(b), x, len(x))
+
+
+def _hf(run: Run, encoder: Encoder, x: torch.Tensor, folder: Path) -> tuple[np.ndarray, float]:
+    from transformers import AutoModel
+
+    backbone = encoder.backbone
+    backbone.model.save_pretrained(folder, safe_serialization=True)
+    if isinstance(backbone, HFTextBackbone):
+        _hf_text_files(run, backbone, folder)
+    else:
+        _hf_image_files(encoder, folder)
+    reloaded = AutoModel.from_pretrained(folder, local_files_only=True, use_safetensors=True)
+    reloaded.eval()
+    if isinstance(backbone, HFTextBackbone):
+        head: torch.nn.Module = HFTextBackbone(
+            reloaded, backbone.to_model, backbone.pooling, backbone.max_length, backbone.normalize
+        )
+    else:
+        head = HFImageBackbone(reloaded, backbone.pooling, backbone.image_size)
+    again = Encoder(
+        head, encoder.feature_dim, encoder.mean.flatten().tolist(), encoder.std.flatten().tolist(),
+        modality=encoder.modality, stat_dims=get_modality(encoder.modality).stat_dims,
+        normalize=encoder.normalizes_input,
+    ).eval()  # fmt: skip
+    with torch.no_grad():
+        return again(x).numpy(), _items_per_second(lambda b: again(b), x, len(x))
+
+
+def _hf_text_files(run: Run, backbone: HFTextBackbone, folder: Path) -> None:
+    """The tokenizer in transformers' layout and sentence-transformers' pooling files."""
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    from selfsup.data.tokenizer import TextTokenizer
+
+    tokenizer = TextTokenizer.load(run.path)
+    pad, unk, mask = tokenizer.special_ids or (0, 1, 2)
+    raw = Tokenizer.from_str(tokenizer.tokenizer.to_str())
+    raw.no_truncation()
+    names = {"pad_token": pad, "unk_token": unk, "mask_token": mask}
+    tokens = {key: raw.id_to_token(i) for key, i in names.items()}
+    for key, token in (("cls_token", "[CLS]"), ("sep_token", "[SEP]")):
+        if raw.token_to_id(token) is not None:
+            tokens[key] = token
+    PreTrainedTokenizerFast(
+        tokenizer_object=raw, model_max_length=backbone.max_length, **tokens
+    ).save_pretrained(folder)
+    modules = [
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling",
+         "type": "sentence_transformers.models.Pooling"},
+    ]  # fmt: skip
+    if backbone.normalize:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize",
+                        "type": "sentence_transformers.models.Normalize"})  # fmt: skip
+        (folder / "2_Normalize").mkdir()
+    write_json(folder / "modules.json", modules)
+    write_json(folder / "sentence_bert_config.json", {"max_seq_length": backbone.max_length})
+    write_json(
+        folder / "1_Pooling" / "config.json",
+        {
+            "word_embedding_dimension": backbone.feature_dim,
+            "pooling_mode_cls_token": backbone.pooling == "cls",
+            "pooling_mode_mean_tokens": backbone.pooling == "mean",
+            "pooling_mode_max_tokens": False,
+            "pooling_mode_mean_sqrt_len_tokens": False,
+        },
+    )
+
+
+def _hf_image_files(encoder: Encoder, folder: Path) -> None:
+    """``preprocessor_config.json``: the size and normalization the encoder reads with."""
+    spec = encoder.spec or {}
+    side = int(spec.get("image_size") or encoder.backbone.image_size)
+    write_json(
+        folder / "preprocessor_config.json",
+        {
+            "do_resize": True,
+            "size": {"shortest_edge": side},
+            "do_center_crop": True,
+            "crop_size": {"height": side, "width": side},
+            "do_normalize": True,
+            "image_mean": encoder.mean.flatten().tolist(),
+            "image_std": encoder.std.flatten().tolist(),
+            "do_rescale": True,
+            "rescale_factor": 1 / 255,
+        },
+    )
+
+
+_WRITERS = {"onnx": _onnx, "torchscript": _torchscript, "safetensors": _safetensors, "hf": _hf}
+
+
+def model_card(run: Run, result: ExportResult) -> str:
+    """The export's ``README.md``: what it is, its data, method, training, metrics and the
+    parity check."""
+    config, summary = run.config, run.summary
+    spec = run.encoder.spec or {}
+    pretrained = spec.get("pretrained") or {}
+    evaluations = sorted(run.path.glob("evaluation*.json"))
+    lines = [
+        f"# selfsup encoder: {config.get('method') or 'frozen'} on {config.get('data')}",
+        "",
+        f"Exported as {result.format} from the run `{run.path}` with `selfsup export`.",
+        "",
+        "| | |",
+        "| --- | --- |",
+        f"| modality | {config.get('modality')} |",
+        f"| backbone | {spec.get('backbone')} ({spec.get('options') or {}}) |",
+        f"| embedding size | {run.encoder.feature_dim} |",
+        f"| parameters | {run.encoder.describe()['parameters']:,} |",
+        f"| method | {config.get('method')} ({summary.get('method_options') or {}}) |",
+        f"| data | {config.get('data')} |",
+        f"| training | {summary.get('steps', 0)} steps, {summary.get('epochs', 0)} epochs, "
+        f"{summary.get('train_seconds', 0.0) / 60:.1f} minutes, "
+        f"{summary.get('precision', 'fp32')} |",
+    ]
+    if pretrained:
+        lines.append(
+            f"| started from | {pretrained.get('source')} (sha256 {pretrained.get('sha256')}) |"
+        )
+    lines += [
+        f"| parity | max abs difference {result.max_abs_diff:.2e} on {result.items} items of "
+        f"{result.data} (limit {PARITY:g}) |",
+        "",
+        "Inputs: " + _inputs_note(run),
+    ]
+    if evaluations:
+        lines += ["", "## Metrics", ""]
+        for path in evaluations:
+            lines += [f"`{path.name}`:", "", "```json", path.read_text().strip()[:4000], "```", ""]
+    return "\n".join(lines) + "\n"
+
+
+def _inputs_note(run: Run) -> str:
+    spec = run.encoder.spec or {}
+    modality = run.config.get("modality")
+    if modality == "image":
+        return (
+            f"float32 images (batch, {spec.get('in_channels')}, {spec.get('image_size')}, "
+            f"{spec.get('image_size')}) with values in [0, 1]; the normalization is inside."
+        )
+    if modality == "text":
+        return (
+            "int64 token ids (batch, tokens), 0 for padding, from `tokenizer.json` (ids "
+            "renumbered as `tokenizer_ids.json` says, for a pretrained vocabulary: see "
+            "selfsup.data.tokenizer)."
+        )
+    return f"float32 {modality} items as selfsup reads them; the normalization is inside."
+
+
+def describe_formats() -> str:
+    """The formats, for ``--help``."""
+    return json.dumps(FORMATS)
