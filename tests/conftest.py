@@ -38,3 +38,12 @@ def clusters_npz(tmp_path: Path) -> Path:
     path = tmp_path / "clusters.npz"
     np.savez(path, X=x, y=y)
     return path
+
+
+@pytest.fixture(scope="module")
+def clusters_npz_module(tmp_path_factory) -> Path:
+    """``clusters_npz``, made once for a module (for runs several tests share)."""
+    x, y = make_clusters()
+    path = tmp_path_factory.mktemp("clusters") / "clusters.npz"
+    np.savez(path, X=x, y=y)
+    return path

@@ -30,7 +30,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -153,7 +152,7 @@ def export_run(
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        got, speed = _WRITERS[fmt](run, encoder, x, work)
+        got, speed = write_export(encoder, fmt, x, work, run.path)
         diff = float(np.abs(got - expected).max())
         if not diff <= PARITY:
             raise ValueError(
@@ -170,14 +169,35 @@ def export_run(
     return result
 
 
-def _ship_tokenizer(run: Run, folder: Path) -> None:
+def write_export(
+    encoder: Encoder, fmt: str, x: torch.Tensor, folder: Path, run_dir: Path | None = None
+) -> tuple[np.ndarray, float]:
+    """Write ``encoder`` as ``fmt`` into ``folder`` (with the tokenizer files of ``run_dir``
+    for text), read the export back, and return its embeddings of ``x`` and its items per
+    second on them.
+
+    Example:
+        >>> import tempfile
+        >>> from selfsup.modalities.image import build_image_encoder
+        >>> enc = build_image_encoder("small-cnn", 1, 8, width=4).eval()
+        >>> x = torch.rand(3, 1, 8, 8)
+        >>> got, _ = write_export(enc, "torchscript", x, Path(tempfile.mkdtemp()))
+        >>> bool(np.abs(got - enc(x).detach().numpy()).max() <= PARITY)
+        True
+    """
+    return _WRITERS[fmt](encoder, x, folder, run_dir)
+
+
+def _ship_tokenizer(run_dir: Path | None, folder: Path) -> None:
     """The run's tokenizer files beside a text export (what turns texts into its inputs)."""
     for name in ("tokenizer.json", "tokenizer_ids.json"):
-        if (run.path / name).exists():
-            shutil.copy2(run.path / name, folder / name)
+        if run_dir is not None and (run_dir / name).exists():
+            shutil.copy2(run_dir / name, folder / name)
 
 
-def _onnx(run: Run, encoder: Encoder, x: torch.Tensor, folder: Path) -> tuple[np.ndarray, float]:
+def _onnx(
+    encoder: Encoder, x: torch.Tensor, folder: Path, run_dir: Path | None
+) -> tuple[np.ndarray, float]:
     import onnxruntime
 
     path = folder / "encoder.onnx"
@@ -190,7 +210,7 @@ def _onnx(run: Run, encoder: Encoder, x: torch.Tensor, folder: Path) -> tuple[np
         output_names=["embedding"], dynamo=True, verbose=False, optimize=True,
     )  # fmt: skip
     program.save(str(path))
-    _ship_tokenizer(run, folder)
+    _ship_tokenizer(run_dir, folder)
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -203,13 +223,13 @@ def _onnx(run: Run, encoder: Encoder, x: torch.Tensor, folder: Path) -> tuple[np
 
 
 def _torchscript(
-    run: Run, encoder: Encoder, x: torch.Tensor, folder: Path
+    encoder: Encoder, x: torch.Tensor, folder: Path, run_dir: Path | None
 ) -> tuple[np.ndarray, float]:
     path = folder / "encoder.pt"
     with torch.no_grad():
         traced = torch.jit.trace(encoder, (x,), strict=False, check_trace=False)
     traced.save(str(path))
-    _ship_tokenizer(run, folder)
+    _ship_tokenizer(run_dir, folder)
     loaded = torch.jit.load(str(path)).eval()
     with torch.no_grad():
         got = loaded(x).numpy()
@@ -218,24 +238,28 @@ def _torchscript(
 
 
 def _safetensors(
-    run: Run, encoder: Encoder, x: torch.Tensor, folder: Path
+    encoder: Encoder, x: torch.Tensor, folder: Path, run_dir: Path | None
 ) -> tuple[np.ndarray, float]:
     from selfsup.modalities import load_encoder
 
     encoder.save(folder)
-    _ship_tokenizer(run, folder)
+    _ship_tokenizer(run_dir, folder)
     again = load_encoder(folder).eval()
     with torch.no_grad():
         return again(x).numpy(), _items_per_second(lambda b: again(b), x, len(x))
 
 
-def _hf(run: Run, encoder: Encoder, x: torch.Tensor, folder: Path) -> tuple[np.ndarray, float]:
+def _hf(
+    encoder: Encoder, x: torch.Tensor, folder: Path, run_dir: Path | None
+) -> tuple[np.ndarray, float]:
     from transformers import AutoModel
 
     backbone = encoder.backbone
     backbone.model.save_pretrained(folder, safe_serialization=True)
     if isinstance(backbone, HFTextBackbone):
-        _hf_text_files(run, backbone, folder)
+        if run_dir is None:
+            raise ValueError("a text model's hf export needs its run folder (the tokenizer)")
+        _hf_text_files(run_dir, backbone, folder)
     else:
         _hf_image_files(encoder, folder)
     reloaded = AutoModel.from_pretrained(folder, local_files_only=True, use_safetensors=True)
@@ -255,14 +279,14 @@ def _hf(run: Run, encoder: Encoder, x: torch.Tensor, folder: Path) -> tuple[np.n
         return again(x).numpy(), _items_per_second(lambda b: again(b), x, len(x))
 
 
-def _hf_text_files(run: Run, backbone: HFTextBackbone, folder: Path) -> None:
+def _hf_text_files(run_dir: Path, backbone: HFTextBackbone, folder: Path) -> None:
     """The tokenizer in transformers' layout and sentence-transformers' pooling files."""
     from tokenizers import Tokenizer
     from transformers import PreTrainedTokenizerFast
 
     from selfsup.data.tokenizer import TextTokenizer
 
-    tokenizer = TextTokenizer.load(run.path)
+    tokenizer = TextTokenizer.load(run_dir)
     pad, unk, mask = tokenizer.special_ids or (0, 1, 2)
     raw = Tokenizer.from_str(tokenizer.tokenizer.to_str())
     raw.no_truncation()
@@ -376,8 +400,3 @@ def _inputs_note(run: Run) -> str:
             "selfsup.data.tokenizer)."
         )
     return f"float32 {modality} items as selfsup reads them; the normalization is inside."
-
-
-def describe_formats() -> str:
-    """The formats, for ``--help``."""
-    return json.dumps(FORMATS)

@@ -142,3 +142,20 @@ def test_folders_that_cannot_be_read_are_named(tmp_path) -> None:
     (tmp_path / "audio" / "config.json").write_text('{"model_type": "wav2vec2"}')
     with pytest.raises(ValueError, match="model type 'wav2vec2' is not read here"):
         load_pretrained(f"hf:{tmp_path / 'audio'}")
+
+
+def test_an_image_run_from_a_pretrained_vit_trains_and_loads_without_its_folder(
+    tmp_path, clusters_npz
+) -> None:
+    cls, config, _, _ = _image_models()["vit"]
+    torch.manual_seed(0)
+    cls(config).save_pretrained(tmp_path / "vit")
+    run = selfsup.pretrain(
+        clusters_npz, backbone=f"hf:{tmp_path / 'vit'}", method="byol", steps=3,
+        batch_size=32, out=tmp_path / "run", show_progress=False, monitor_items=0,
+        layer_decay=0.75,
+    )  # fmt: skip
+    assert run.config["image_size"] == 32  # the model's own side, not the data's 12 pixels
+    before = run.embed(clusters_npz)
+    shutil.rmtree(tmp_path / "vit")
+    np.testing.assert_allclose(selfsup.load(run.path).embed(clusters_npz), before, atol=1e-5)

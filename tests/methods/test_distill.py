@@ -103,3 +103,23 @@ def test_init_starts_from_a_run_and_frozen_blocks_do_not_move(tmp_path, clusters
         # Weights and batch-norm statistics alike.
         same = all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in kept)
         assert same == (k < 2), f"block {k}"
+
+
+def test_a_text_teachers_embeddings_are_computed_once_per_text(tmp_path) -> None:
+    from selfsup.data.tokenizer import TextTokenizer
+    from selfsup.modalities.text import build_pretrained_text_encoder, build_text_encoder
+
+    folder = save_tiny_bert(tmp_path / "bert")
+    tokenizer = TextTokenizer.from_pretrained(folder, max_length=16)
+    teacher = build_pretrained_text_encoder(f"hf:{folder}", tokenizer)
+    student = build_text_encoder("text-bag", tokenizer.vocab_size, 16, dim=16)
+    method = build_method("distill", student, teacher=teacher)
+    seen = []
+    teacher.register_forward_hook(lambda module, args, out: seen.append(len(args[0])))
+    ids = torch.from_numpy(tokenizer.encode(TEXTS[:8]))
+    first = method.targets(ids)
+    shuffled = method.targets(torch.nn.functional.pad(torch.cat([ids[4:], ids[:4]]), (0, 2)))
+    assert seen == [8]  # the second batch, reordered and padded wider, came from the cache
+    torch.testing.assert_close(shuffled, torch.cat([first[4:], first[:4]]))
+    uncached = build_method("distill", student, teacher=teacher, cache_targets=0)
+    torch.testing.assert_close(uncached.targets(ids), first)

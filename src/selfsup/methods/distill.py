@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -61,6 +62,11 @@ class Distill(Method):
             mode and never trains.
         init_tokens: start a text student's token vectors from the teacher's, when both
             have a token table of the same shape.
+        cache_targets: keep the teacher's embedding of up to this many distinct token-id
+            inputs (texts, which their views leave as they are), so a large teacher runs once
+            per text rather than once per epoch; 0 turns it off. The teacher is frozen and
+            deterministic, so a kept embedding is what it would compute again. Float inputs
+            (images' random crops, which never repeat) are not kept.
     """
 
     name: ClassVar[str] = "distill"
@@ -73,7 +79,11 @@ class Distill(Method):
     backbones: ClassVar[dict[str, str]] = {"text": "text-bag"}
 
     def __init__(
-        self, encoder: Encoder, teacher: Encoder | None = None, init_tokens: bool = True
+        self,
+        encoder: Encoder,
+        teacher: Encoder | None = None,
+        init_tokens: bool = True,
+        cache_targets: int = 200_000,
     ) -> None:
         super().__init__(encoder)
         if teacher is None:
@@ -88,6 +98,8 @@ class Distill(Method):
             p.requires_grad_(False)
         self.projection = nn.Linear(encoder.feature_dim, teacher.feature_dim)
         self.init_tokens = init_tokens and copy_token_vectors(encoder.backbone, teacher.backbone)
+        self.cache_targets = int(cache_targets)
+        self._kept: dict[bytes, torch.Tensor] = {}
 
     def train(self, mode: bool = True) -> Distill:
         """Train the student and its projection; the teacher stays in eval mode."""
@@ -97,7 +109,25 @@ class Distill(Method):
 
     @torch.no_grad()
     def targets(self, x: torch.Tensor) -> torch.Tensor:
-        """The teacher's embeddings of a batch of views, read as its inputs need."""
+        """The teacher's embeddings of a batch of views, read as its inputs need (token ids
+        seen before: the kept embeddings, see ``cache_targets``)."""
+        if self.cache_targets <= 0 or x.is_floating_point():
+            return self._teach(x)
+        rows = x.cpu().numpy()
+        keys = [_row_key(row) for row in rows]
+        missing = [i for i, key in enumerate(keys) if key not in self._kept]
+        if missing:
+            fresh = self._teach(x[missing])
+            for i, vector in zip(missing, fresh, strict=True):
+                if len(self._kept) < self.cache_targets:
+                    self._kept[keys[i]] = vector.cpu()
+            found = {i: vector for i, vector in zip(missing, fresh, strict=True)}
+        else:
+            found = {}
+        out = [found[i] if i in found else self._kept[keys[i]].to(x.device) for i in range(len(x))]
+        return torch.stack(out)
+
+    def _teach(self, x: torch.Tensor) -> torch.Tensor:
         from selfsup.modalities import get_modality
 
         ready = get_modality(self.teacher.modality).prepare_input(x, self.teacher.spec or {})
@@ -114,7 +144,14 @@ class Distill(Method):
             "teacher": spec.get("backbone"),
             "teacher_dim": self.teacher.feature_dim,
             "init_tokens": self.init_tokens,
+            "cache_targets": self.cache_targets,
         }
+
+
+def _row_key(row: np.ndarray) -> bytes:
+    """One input's ids without the padding after it, as bytes (a batch pads to its longest)."""
+    nonzero = np.flatnonzero(row)
+    return row[: nonzero[-1] + 1].tobytes() if len(nonzero) else b""
 
 
 @torch.no_grad()

@@ -1,0 +1,142 @@
+"""Exports: ONNX parity for every built-in backbone, and runs exported end to end in each
+format, from the command line too, with a model card; a pretrained model to a folder
+transformers loads."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from tests.hf_models import TEXTS, save_tiny_bert
+
+import selfsup
+from selfsup.backbones import audio_backbone_names, backbone_names, series_backbone_names
+from selfsup.backbones.text import _TEXT_BUILDERS
+from selfsup.export import PARITY, export_run, write_export
+from selfsup.modalities.audio import build_audio_encoder
+from selfsup.modalities.image import build_image_encoder
+from selfsup.modalities.series import build_series_encoder
+from selfsup.modalities.tabular import build_tabular_encoder
+from selfsup.modalities.text import build_text_encoder
+
+VIT = {"patch_size": 4, "dim": 16, "depth": 1, "heads": 2}
+TEXT = {"dim": 16, "depth": 1, "heads": 2}
+
+
+def _case(kind: str, name: str) -> tuple[torch.nn.Module, torch.Tensor]:
+    """A small encoder of a built-in backbone and a batch of its inputs."""
+    torch.manual_seed(0)
+    if kind == "image":
+        options = VIT if name.startswith("vit") else {"width": 8}
+        return build_image_encoder(name, 3, 16, **options), torch.rand(3, 3, 16, 16)
+    if kind == "series":
+        options = {"hidden": 8, "out_dim": 8, "depth": 2} if name == "ts2vec" else {
+            "patch_len": 4, "dim": 16, "depth": 1, "heads": 2}  # fmt: skip
+        return build_series_encoder(name, 2, **options), torch.randn(3, 2, 24)
+    if kind == "text":
+        options = {"dim": 16} if name == "text-bag" else TEXT
+        ids = torch.tensor([[5, 6, 7, 8, 0, 0], [9, 10, 0, 0, 0, 0], [11, 12, 13, 14, 15, 16]])
+        return build_text_encoder(name, 40, 8, **options), ids
+    if kind == "audio":
+        options = {"feature_dim": 16, "width": 8} if name == "byola-cnn" else {
+            "patch_mels": 8, "patch_frames": 8, "dim": 16, "depth": 1, "heads": 2}  # fmt: skip
+        return build_audio_encoder(name, 16, 32, **options), torch.randn(3, 1, 16, 32)
+    encoder = build_tabular_encoder(numeric=3, cardinalities=[4], hidden=16, depth=1)
+    return encoder, torch.tensor([[0.1, -1.0, 2.0, 1.0], [0.0, 0.5, -0.5, 3.0], [1, 1, 1, 0.0]])
+
+
+BUILT_IN = (
+    [("image", name) for name in backbone_names()]
+    + [("series", name) for name in series_backbone_names()]
+    + [("text", name) for name in _TEXT_BUILDERS]
+    + [("audio", name) for name in audio_backbone_names()]
+    + [("tabular", "mlp")]
+)
+
+
+@pytest.mark.parametrize("kind, name", BUILT_IN)
+def test_onnx_matches_pytorch_for_every_built_in_backbone(tmp_path, kind, name) -> None:
+    encoder, x = _case(kind, name)
+    encoder.eval()
+    with torch.no_grad():
+        expected = encoder(x).numpy()
+    got, speed = write_export(encoder, "onnx", x, tmp_path)
+    assert np.abs(got - expected).max() <= PARITY, (kind, name)
+    assert speed > 0 and (tmp_path / "encoder.onnx").stat().st_size > 0
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory, clusters_npz_module):
+    out = tmp_path_factory.mktemp("runs") / "image"
+    return selfsup.pretrain(
+        clusters_npz_module, epochs=1, batch_size=32, out=out, show_progress=False,
+        backbone="small-cnn", backbone_options={"width": 8}, monitor_items=0,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript", "safetensors"])
+def test_a_run_exports_with_its_normalization_and_a_model_card(tmp_path, image_run, fmt) -> None:
+    result = export_run(image_run, fmt, tmp_path / fmt)
+    assert result.max_abs_diff <= PARITY and result.items == 64
+    card = (tmp_path / fmt / "README.md").read_text()
+    assert "simclr" in card and "parity" in card and "[0, 1]" in card
+    with pytest.raises(ValueError, match="exists and is not empty"):
+        export_run(image_run, fmt, tmp_path / fmt)
+
+
+def test_the_onnx_model_embeds_the_rows_selfsup_embed_writes(tmp_path, image_run) -> None:
+    import onnxruntime
+
+    export_run(image_run, "onnx", tmp_path / "onnx")
+    data = np.load(image_run.config["data"])
+    session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "encoder.onnx"))
+    images = torch.from_numpy(data["X"][:40]).float().div(255).unsqueeze(1).numpy()
+    got = session.run(None, {"input": images})[0]
+    np.testing.assert_allclose(got, image_run.embed(image_run.config["data"])[:40], atol=1e-4)
+
+
+def test_hf_export_needs_a_transformers_backbone(tmp_path, image_run) -> None:
+    with pytest.raises(ValueError, match="needs a run whose backbone is a transformers model"):
+        export_run(image_run, "hf", tmp_path / "hf")
+
+
+def test_a_pretrained_text_run_exports_a_folder_transformers_loads(tmp_path) -> None:
+    from transformers import AutoModel, AutoTokenizer
+
+    folder = save_tiny_bert(tmp_path / "bert")
+    texts = tmp_path / "reviews.txt"
+    texts.write_text("\n".join(TEXTS) + "\n")
+    run = selfsup.pretrain(
+        texts, backbone=f"hf:{folder}", steps=2, batch_size=8, out=tmp_path / "run",
+        show_progress=False, monitor_items=0,
+    )  # fmt: skip
+    result = export_run(run, "hf", tmp_path / "hf")
+    assert result.max_abs_diff <= PARITY
+    model = AutoModel.from_pretrained(tmp_path / "hf")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "hf")
+    batch = tokenizer(TEXTS[:4], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**batch).last_hidden_state
+    mask = batch["attention_mask"].unsqueeze(-1).float()
+    by_hand = ((hidden * mask).sum(1) / mask.sum(1)).numpy()  # the declared mean pooling
+    np.testing.assert_allclose(by_hand, run.embed(texts)[:4], atol=1e-4)
+    assert (tmp_path / "hf" / "1_Pooling" / "config.json").exists()
+    onnx = export_run(run, "onnx", tmp_path / "onnx")  # text: ids in, any length
+    assert onnx.max_abs_diff <= PARITY
+    assert (tmp_path / "onnx" / "tokenizer_ids.json").exists()
+
+
+def test_export_from_the_command_line(tmp_path, image_run) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "selfsup", "export", str(image_run.path), "--format",
+         "torchscript", "--out", str(tmp_path / "ts")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "exported torchscript" in out.stdout and "max abs difference" in out.stdout
+    again = subprocess.run(
+        [sys.executable, "-m", "selfsup", "export", str(image_run.path), "--format", "nope"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert again.returncode == 2 and "unknown export format 'nope'" in again.stdout
