@@ -10,7 +10,8 @@ encoder in PyTorch, fp32: the largest absolute difference must be at most ``PARI
 eager PyTorch on the same batch.
 
 - ``onnx``: ``encoder.onnx`` (``torch.onnx.export``, the batch dimension and, for text, the
-  sequence dimension dynamic), input ``input``, output ``embedding``;
+  sequence dimension dynamic), input ``input``, output ``embeddings`` (``embedding`` names
+  the token-embedding nodes of text graphs);
 - ``torchscript``: ``encoder.pt`` (``torch.jit.trace``; ``torch.jit.load`` reads it);
 - ``safetensors``: ``encoder.safetensors`` + ``encoder.json``, what ``selfsup.load`` reads;
 - ``hf``: for ``hf:`` backbones, a folder ``transformers.AutoModel.from_pretrained`` loads
@@ -30,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -205,9 +207,12 @@ def _onnx(
     dims: dict[int, Any] = {0: batch}
     if encoder.modality == "text":
         dims[1] = torch.export.Dim("tokens", min=1, max=int((encoder.spec or {})["max_length"]))
+    # Quiet: the exporter warns once per torchvision operator it cannot register.
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    # Unoptimized (onnxruntime optimizes the graph when it loads it): half the export time.
     program = torch.onnx.export(
         encoder, (x,), dynamic_shapes=({**dims},), input_names=["input"],
-        output_names=["embedding"], dynamo=True, verbose=False, optimize=True,
+        output_names=["embeddings"], dynamo=True, verbose=False, optimize=False,
     )  # fmt: skip
     program.save(str(path))
     _ship_tokenizer(run_dir, folder)
@@ -217,7 +222,7 @@ def _onnx(
     feed = x.numpy()
 
     def infer(b: np.ndarray) -> np.ndarray:
-        return session.run(["embedding"], {"input": b})[0]
+        return session.run(["embeddings"], {"input": b})[0]
 
     return infer(feed), _items_per_second(infer, feed, len(x))
 
