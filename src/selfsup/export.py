@@ -205,7 +205,7 @@ def _onnx(
     path = folder / "encoder.onnx"
     batch = torch.export.Dim("batch", min=1)
     dims: dict[int, Any] = {0: batch}
-    if encoder.modality == "text":
+    if not x.is_floating_point():  # token ids: any number of them, up to the model's
         dims[1] = torch.export.Dim("tokens", min=1, max=int((encoder.spec or {})["max_length"]))
     # Quiet: the exporter warns once per torchvision operator it cannot register.
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
@@ -391,17 +391,5 @@ def model_card(run: Run, result: ExportResult) -> str:
 
 
 def _inputs_note(run: Run) -> str:
-    spec = run.encoder.spec or {}
-    modality = run.config.get("modality")
-    if modality == "image":
-        return (
-            f"float32 images (batch, {spec.get('in_channels')}, {spec.get('image_size')}, "
-            f"{spec.get('image_size')}) with values in [0, 1]; the normalization is inside."
-        )
-    if modality == "text":
-        return (
-            "int64 token ids (batch, tokens), 0 for padding, from `tokenizer.json` (ids "
-            "renumbered as `tokenizer_ids.json` says, for a pretrained vocabulary: see "
-            "selfsup.data.tokenizer)."
-        )
-    return f"float32 {modality} items as selfsup reads them; the normalization is inside."
+    """What the exported encoder takes, as its modality says."""
+    return get_modality(run.encoder.modality).describe_inputs(run.encoder.spec or {})

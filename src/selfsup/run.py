@@ -41,7 +41,6 @@ from selfsup.core.precision import resolve_precision
 from selfsup.data.base import Source
 from selfsup.data.folders import INDEX_FILE, FolderIndex
 from selfsup.data.splits import hold_out
-from selfsup.data.tokenizer import TextTokenizer
 from selfsup.embedding import EmbeddingFile, embed_source, embed_timestamps, write_embeddings
 from selfsup.encoder import Encoder
 from selfsup.engine.memory import measure_step, plan_batch
@@ -60,8 +59,6 @@ from selfsup.modalities import (
     resolve_config,
     train_test_sources,
 )
-from selfsup.modalities.image import build_pretrained_image_encoder
-from selfsup.modalities.text import PRETRAINED_MAX_LENGTH, build_pretrained_text_encoder
 
 CONFIG_FILE = "config.yaml"
 #: Config fields that describe how data is read (every modality's source options): a run
@@ -631,12 +628,7 @@ def load_frozen(name: str) -> Run:
     """
     folder = resolve_folder(name)
     kind = model_kind(read_json(folder / "config.json"), str(folder / "config.json"))
-    tokenizer = None
-    if kind == "text":
-        tokenizer = TextTokenizer.from_pretrained(folder, PRETRAINED_MAX_LENGTH)
-        encoder = build_pretrained_text_encoder(name, tokenizer)
-    else:
-        encoder = build_pretrained_image_encoder(name, in_channels=3)
+    encoder, save_artifacts = get_modality(kind).frozen_encoder(name)
     spec = encoder.spec or {}
     digest = spec["pretrained"]["sha256"]
     label = re.sub(r"[^A-Za-z0-9._-]+", "-", folder.resolve().name).strip("-") or "model"
@@ -657,7 +649,6 @@ def load_frozen(name: str) -> Run:
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / CONFIG_FILE, cfg.to_yaml())
         encoder.save(run_dir)
-        if tokenizer is not None:
-            tokenizer.save(run_dir)
+        save_artifacts(run_dir)  # a text model's tokenizer
         write_json(run_dir / TRAIN_FILE, summary)  # last: the folder is complete
     return Run(run_dir, encoder, cfg.model_dump(mode="json"), summary)

@@ -21,10 +21,12 @@ from selfsup.modalities import (
 from selfsup.run import pretrain
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "selfsup"
-#: A comparison of a modality with a literal name, as `x.modality == "text"` or `in ("series",`.
+#: A comparison of a modality with a literal name, as `x.modality == "text"` or `in ("series",`
+#: (two items' modalities compared with each other, `a.modality != b.modality`, name none).
 NAMED = "|".join(MODALITIES)
 COMPARISON = re.compile(
-    rf"""modality\W*\s*(==|!=|\bin\b|\bnot in\b)|["']({NAMED})["']\s*(==|!=|\bin\b)"""
+    rf"""modality\W*\s*(==|!=|\bin\b|\bnot in\b)(?!\s*\w+\.modality\b)"""
+    rf"""|["']({NAMED})["']\s*(==|!=|\bin\b)"""
     rf"""|(==|!=)\s*["']({NAMED})["']"""
 )
 

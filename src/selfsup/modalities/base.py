@@ -102,6 +102,19 @@ class Modality(ABC):
         """Save what later data needs to be read as the training data was (resumes too)."""
         return None
 
+    def frozen_encoder(self, name: str) -> tuple[Encoder, Callable[[Path], None]]:
+        """The encoder of a pretrained model ``hf:PATH_OR_ID`` as it is, and what writes
+        the files a run folder needs to read data for it (a tokenizer).
+
+        Raises:
+            ValueError: this modality reads no pretrained models.
+        """
+        raise ValueError(f"{name}: pretrained {self.name} models are not read yet")
+
+    def describe_inputs(self, spec: dict[str, Any]) -> str:
+        """What an exported encoder of this modality takes, for its model card."""
+        return f"float32 {self.name} items as selfsup reads them; the normalization is inside."
+
     def read_with(self, source: Source, options: dict[str, Any]) -> Source:
         """A source given in memory, read with ``options`` where they change how its items
         are read (text: another tokenizer); others are kept as they are."""

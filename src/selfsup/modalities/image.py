@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -150,6 +151,17 @@ class ImageModality(Modality):
 
     def statistics(self, source: Source) -> tuple[list[float], list[float]]:
         return channel_statistics(source, limit=STATISTICS_ITEMS)
+
+    def frozen_encoder(self, name: str) -> tuple[Encoder, Callable[[Path], None]]:
+        """The model as it is, reading color images at its own side."""
+        return build_pretrained_image_encoder(name, in_channels=3), lambda run_dir: None
+
+    def describe_inputs(self, spec: dict[str, Any]) -> str:
+        side, channels = spec.get("image_size"), spec.get("in_channels")
+        return (
+            f"float32 images (batch, {channels}, {side}, {side}) with values in [0, 1]; the "
+            "normalization is inside."
+        )
 
     def default_batch(self, cfg: PretrainConfig) -> int:
         """256, but 64 for images above ``SMALL_SIDE`` pixels on a CPU, where a ResNet-18

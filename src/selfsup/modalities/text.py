@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -142,6 +143,19 @@ class TextModality(Modality):
     def statistics(self, source: Source) -> tuple[list[float], list[float]]:
         """None: token ids pass unnormalized."""
         return [0.0], [1.0]
+
+    def frozen_encoder(self, name: str) -> tuple[Encoder, Callable[[Path], None]]:
+        """The model as it is, with its own tokenizer (saved into the run folder)."""
+        folder = resolve_folder(name)
+        tokenizer = TextTokenizer.from_pretrained(folder, PRETRAINED_MAX_LENGTH)
+        return build_pretrained_text_encoder(name, tokenizer), tokenizer.save
+
+    def describe_inputs(self, spec: dict[str, Any]) -> str:
+        return (
+            "int64 token ids (batch, tokens), 0 for padding, from `tokenizer.json` (ids "
+            "renumbered as `tokenizer_ids.json` says, for a pretrained vocabulary: see "
+            "selfsup.data.tokenizer)."
+        )
 
     def embed_batch_size(self, source: Source, batch_size: int) -> int:
         """At most ``TEXT_EMBED_BATCH``: on a CPU, smaller batches of texts of like length
