@@ -64,6 +64,17 @@ def test_onnx_matches_pytorch_for_every_built_in_backbone(tmp_path, kind, name) 
     got, speed = write_export(encoder, "onnx", x, tmp_path)
     assert np.abs(got - expected).max() <= PARITY, (kind, name)
     assert speed > 0 and (tmp_path / "encoder.onnx").stat().st_size > 0
+    # Another batch size (and, for text, another length) than the one it was exported with.
+    import onnxruntime
+
+    other = torch.cat([x, x[:2]])
+    if not x.is_floating_point():
+        other = torch.nn.functional.pad(other, (0, 2))
+        other[-1, -2:] = torch.tensor([17, 18])
+    session = onnxruntime.InferenceSession(str(tmp_path / "encoder.onnx"))
+    with torch.no_grad():
+        again = encoder(other).numpy()
+    np.testing.assert_allclose(session.run(None, {"input": other.numpy()})[0], again, atol=PARITY)
 
 
 @pytest.fixture(scope="module")

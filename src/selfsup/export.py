@@ -36,6 +36,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -203,18 +204,18 @@ def _onnx(
     import onnxruntime
 
     path = folder / "encoder.onnx"
-    batch = torch.export.Dim("batch", min=1)
-    dims: dict[int, Any] = {0: batch}
+    axes = {0: "batch"}
     if not x.is_floating_point():  # token ids: any number of them, up to the model's
-        dims[1] = torch.export.Dim("tokens", min=1, max=int((encoder.spec or {})["max_length"]))
-    # Quiet: the exporter warns once per torchvision operator it cannot register.
-    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
-    # Unoptimized (onnxruntime optimizes the graph when it loads it): half the export time.
-    program = torch.onnx.export(
-        encoder, (x,), dynamic_shapes=({**dims},), input_names=["input"],
-        output_names=["embeddings"], dynamo=True, verbose=False, optimize=False,
-    )  # fmt: skip
-    program.save(str(path))
+        axes[1] = "tokens"
+    try:  # TorchScript-based: a second or two where the dynamo exporter takes ten or more
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                encoder, (x,), str(path), input_names=["input"], output_names=["embeddings"],
+                dynamic_axes={"input": axes}, dynamo=False,
+            )  # fmt: skip
+    except Exception:  # an operator it cannot export (in-place masks of text models)
+        _onnx_dynamo(encoder, x, path)
     _ship_tokenizer(run_dir, folder)
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
@@ -225,6 +226,21 @@ def _onnx(
         return session.run(["embeddings"], {"input": b})[0]
 
     return infer(feed), _items_per_second(infer, feed, len(x))
+
+
+def _onnx_dynamo(encoder: Encoder, x: torch.Tensor, path: Path) -> None:
+    """``torch.onnx.export`` through ``torch.export``, optimized (the unoptimized graph can
+    name two values alike, which onnxruntime refuses)."""
+    batch = torch.export.Dim("batch", min=1)
+    dims: dict[int, Any] = {0: batch}
+    if not x.is_floating_point():
+        dims[1] = torch.export.Dim("tokens", min=1, max=int((encoder.spec or {})["max_length"]))
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # one line per torchvision op
+    program = torch.onnx.export(
+        encoder, (x,), dynamic_shapes=(dims,), input_names=["input"],
+        output_names=["embeddings"], dynamo=True, verbose=False, optimize=True,
+    )  # fmt: skip
+    program.save(str(path))
 
 
 def _torchscript(
