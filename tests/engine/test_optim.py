@@ -2,7 +2,6 @@
 
 import itertools
 
-import numpy as np
 import pytest
 import torch
 
@@ -61,23 +60,3 @@ def test_training_with_a_constant_schedule_logs_a_flat_learning_rate(
     )  # fmt: skip
     logged = pd.read_csv(run.path / "metrics.csv")["lr"]
     assert len(logged) > 3 and (logged == 0.01).all()
-
-
-def test_texts_are_batched_with_texts_of_like_length_in_a_seeded_order() -> None:
-    from selfsup.data.text import TextSource
-    from selfsup.engine.train import epoch_batches
-
-    rng = np.random.default_rng(0)
-    texts = ["word " * int(k) for k in rng.integers(1, 60, size=1000)]
-    source = TextSource(texts, vocab_size=300)
-    batches = epoch_batches(source, 16, 1, 0, seed=3, epoch=2)
-    used = np.concatenate(batches)
-    assert len(used) == 992 and len(set(used.tolist())) == 992  # each item at most once
-    again = epoch_batches(source, 16, 1, 0, seed=3, epoch=2)
-    assert all((a == b).all() for a, b in zip(batches, again, strict=True))  # resumable
-    lengths = np.array([len(t) for t in texts])
-    spread = np.mean([np.ptp(lengths[b]) for b in batches])
-    unsorted = epoch_batches(1000, 16, 1, 0, seed=3, epoch=2)  # plain shuffle: no keys
-    assert spread < 0.2 * np.mean([np.ptp(lengths[b]) for b in unsorted])
-    firsts = [int(lengths[b].min()) for b in batches[:50]]
-    assert firsts != sorted(firsts)  # the steps of a window are shuffled, not short to long

@@ -67,8 +67,6 @@ EPOCH_CHECKPOINT_GAP = 60.0
 DEFAULT_EPOCHS = 100
 # Steps between two plans of a time budget once the first ones are made.
 _REPLAN_EVERY = 50
-#: Steps whose items are sorted by length together in an epoch (see ``epoch_batches``).
-BUCKET_WINDOW = 50
 #: A pretrained ``hf:`` backbone's default learning rate, as a share of the optimizer's base
 #: rate (5e-5 for AdamW at batch 256): a full rate would wash out what it learned.
 PRETRAINED_LR_SCALE = 1 / 40
@@ -129,36 +127,16 @@ def epoch_batches(
     """This process's batches of indices for ``epoch``: a seeded shuffle (the source's
     ``epoch_order`` when a source is given), sharded by rank.
 
-    Items of varying length (text: ``length_keys``) are bucketed: within windows of
-    ``BUCKET_WINDOW`` steps of the shuffled order, items are sorted by length, cut into
-    steps, and the steps shuffled again, so a batch pads little (a batch of review snippets
-    padded to its longest was 2-3 times the tokens of its texts) while the data stays in
-    random order at the scale of windows.
-
     The order depends only on (seed, epoch), so a resumed run sees the same batches.
     """
-    keys = None
     if isinstance(n, Source):
-        source = n
-        order = source.epoch_order(seed, epoch)
+        order = n.epoch_order(seed, epoch)
         n = len(order)
     else:
-        source, order = None, np.random.default_rng([seed, epoch]).permutation(n)
+        order = np.random.default_rng([seed, epoch]).permutation(n)
     per_step = batch_size * world_size
     steps = n // per_step
-    order = order[: steps * per_step].copy()
-    if source is not None and steps > 1:
-        keys = source.length_keys(order)
-    if keys is not None:
-        rng = np.random.default_rng([seed, epoch, 1])
-        window = per_step * BUCKET_WINDOW
-        for start in range(0, len(order), window):
-            part = order[start : start + window][
-                np.argsort(keys[start : start + window], kind="stable")
-            ]
-            chunks = part.reshape(-1, per_step)
-            order[start : start + window] = chunks[rng.permutation(len(chunks))].ravel()
-    mine = order.reshape(steps, world_size, batch_size)[:, rank]
+    mine = order[: steps * per_step].reshape(steps, world_size, batch_size)[:, rank]
     return list(mine)
 
 
