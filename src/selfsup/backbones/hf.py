@@ -389,30 +389,28 @@ def _image_feature_dim(config: Any) -> int:
     return int(config.hidden_size)
 
 
-def _layers(model: nn.Module) -> list[nn.Module]:
-    """The repeated blocks of a transformers model, input to output."""
-    for path in ("encoder.layer", "encoder.layers", "transformer.layer", "encoder.stages",
-                 "vision_model.encoder.layers", "layer", "layers"):  # fmt: skip
+def _first(model: nn.Module, paths: tuple[str, ...], kind: type) -> Any:
+    """The first attribute at one of the dotted ``paths`` of ``model`` that is a ``kind``."""
+    for path in paths:
         found: Any = model
         for part in path.split("."):
             found = getattr(found, part, None)
-            if found is None:
-                break
-        if isinstance(found, nn.ModuleList) and len(found):
-            return list(found)
-    return []
+        if isinstance(found, kind) and (kind is not nn.ModuleList or len(found)):
+            return found
+    return None
+
+
+def _layers(model: nn.Module) -> list[nn.Module]:
+    """The repeated blocks of a transformers model, input to output."""
+    paths = ("encoder.layer", "encoder.layers", "transformer.layer", "encoder.stages",
+             "vision_model.encoder.layers", "layer", "layers")  # fmt: skip
+    return list(_first(model, paths, nn.ModuleList) or [])
 
 
 def _stem(model: nn.Module) -> list[nn.Module]:
-    for path in ("embeddings", "embedder", "vision_model.embeddings"):
-        found: Any = model
-        for part in path.split("."):
-            found = getattr(found, part, None)
-            if found is None:
-                break
-        if isinstance(found, nn.Module):
-            return [found]
-    return []
+    """The embeddings (patch or pixel stem) of a transformers vision model."""
+    found = _first(model, ("embeddings", "embedder", "vision_model.embeddings"), nn.Module)
+    return [] if found is None else [found]
 
 
 def image_preprocessing(

@@ -181,14 +181,12 @@ class TextTokenizer:
         """
         encoded = self.tokenizer.encode_batch(list(texts))
         width = max([1, *(len(e.ids) for e in encoded)])
-        ids = np.zeros((len(encoded), width), dtype=np.int64)
+        # A pretrained vocabulary is padded with its own padding id, renumbered to 0 below.
+        pad = PAD_ID if self.special_ids is None else self.special_ids[0]
+        ids = np.full((len(encoded), width), pad, dtype=np.int64)
         for row, e in enumerate(encoded):
             ids[row, : len(e.ids)] = e.ids
-        if self._from_model is not None:  # a pretrained vocabulary, renumbered; 0 stays padding
-            ids = np.where(ids == 0, 0, self._from_model[ids]) if len(ids) else ids
-            for row, e in enumerate(encoded):
-                ids[row, len(e.ids) :] = 0
-        return ids
+        return ids if self._from_model is None else self._from_model[ids]
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
         """The text of one row of ids; special tokens (padding, masks) are left out.

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from selfsup.backbones.hf import is_hf_backbone
 from selfsup.data.base import EmptySourceError, Source
 from selfsup.encoder import Encoder
 from selfsup.methods import METHODS
@@ -240,10 +241,11 @@ class Modality(ABC):
     ) -> tuple[Encoder, dict[str, Any]]:
         """The encoder to train on ``source`` (``custom`` wrapped, else the config's backbone
         or the default one) and the config fields it chose (backbone, image size...)."""
-        mean, std = self.statistics(source)
         if custom is not None:
-            return self.wrap(custom, feature_dim, mean, std), {}
+            return self.wrap(custom, feature_dim, *self.statistics(source)), {}
         name = cfg.backbone or self.default_backbone(str(cfg.method), source, cfg)
+        # A pretrained model normalizes as it was trained: the data's statistics go unused.
+        mean, std = ([], []) if is_hf_backbone(name) else self.statistics(source)
         encoder, chosen = self.build_named(name, cfg, source, mean, std)
         return encoder, {"backbone": name, **chosen}
 
