@@ -133,6 +133,9 @@ class PretrainConfig(BaseModel):
         hop_length: audio: samples between frames (default 160).
         f_min: audio: lowest mel band edge in Hz (default 60).
         f_max: audio: highest mel band edge in Hz (default min(7800, sample_rate / 2)).
+        audio_input: audio: what the encoder reads, ``logmel`` spectrograms (built-in
+            backbones) or ``waveform`` clips (pretrained wav2vec2, HuBERT and AST models,
+            which compute their own features); chosen with the backbone.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -193,6 +196,7 @@ class PretrainConfig(BaseModel):
     hop_length: int | None = None
     f_min: float | None = None
     f_max: float | None = None
+    audio_input: Literal["logmel", "waveform"] | None = None
 
     @field_validator("batch_size", "devices", "num_nodes", "log_every", "steps")
     @classmethod

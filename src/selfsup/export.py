@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from selfsup.backbones.hf import HFImageBackbone, HFTextBackbone
+from selfsup.backbones.hf import HFAudioBackbone, HFImageBackbone, HFTextBackbone
 from selfsup.core.files import write_json, write_text
 from selfsup.encoder import Encoder
 from selfsup.modalities import get_modality
@@ -57,6 +57,9 @@ FORMATS = ("onnx", "torchscript", "safetensors", "hf")
 PARITY = 1e-4
 #: Items the parity check and the timing run on.
 CHECK_ITEMS = 64
+
+#: Backbones that are transformers models (``--format hf`` writes their folder).
+HF_BACKBONES = (HFTextBackbone, HFImageBackbone, HFAudioBackbone)
 
 
 @dataclass
@@ -142,7 +145,7 @@ def export_run(
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ValueError(f"{out}: exists and is not empty; give another --out or --overwrite")
     encoder = run.encoder.float().cpu().eval()
-    if fmt == "hf" and not isinstance(encoder.backbone, (HFTextBackbone, HFImageBackbone)):
+    if fmt == "hf" and not isinstance(encoder.backbone, HF_BACKBONES):
         raise ValueError(
             f"--format hf needs a run whose backbone is a transformers model (--backbone hf:...)"
             f"; {run.path} has {(encoder.spec or {}).get('backbone', 'a custom module')}: "
@@ -281,6 +284,8 @@ def _hf(
         if run_dir is None:
             raise ValueError("a text model's hf export needs its run folder (the tokenizer)")
         _hf_text_files(run_dir, backbone, folder)
+    elif isinstance(backbone, HFAudioBackbone):
+        _hf_audio_files(backbone, folder)
     else:
         _hf_image_files(encoder, folder)
     reloaded = AutoModel.from_pretrained(folder, local_files_only=True, use_safetensors=True)
@@ -289,6 +294,8 @@ def _hf(
         head: torch.nn.Module = HFTextBackbone(
             reloaded, backbone.to_model, backbone.pooling, backbone.max_length, backbone.normalize
         )
+    elif isinstance(backbone, HFAudioBackbone):
+        head = HFAudioBackbone(reloaded, backbone.pooling, backbone.preprocessing)
     else:
         head = HFImageBackbone(reloaded, backbone.pooling, backbone.image_size)
     again = Encoder(
@@ -360,6 +367,25 @@ def _hf_image_files(encoder: Encoder, folder: Path) -> None:
             "rescale_factor": 1 / 255,
         },
     )
+
+
+def _hf_audio_files(backbone: HFAudioBackbone, folder: Path) -> None:
+    """``preprocessor_config.json``: the model's feature extractor, as the encoder reads."""
+    p = backbone.preprocessing
+    if backbone.fbank is not None:
+        from transformers import ASTFeatureExtractor
+
+        extractor: Any = ASTFeatureExtractor(
+            sampling_rate=p.sample_rate, num_mel_bins=p.num_mel_bins, max_length=p.max_length,
+            do_normalize=p.do_normalize, mean=p.mean, std=p.std,
+        )  # fmt: skip
+    else:
+        from transformers import Wav2Vec2FeatureExtractor
+
+        extractor = Wav2Vec2FeatureExtractor(
+            sampling_rate=p.sample_rate, do_normalize=p.do_normalize
+        )
+    extractor.save_pretrained(folder)
 
 
 _WRITERS = {"onnx": _onnx, "torchscript": _torchscript, "safetensors": _safetensors, "hf": _hf}

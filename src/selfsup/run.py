@@ -609,6 +609,11 @@ def load(path: str | os.PathLike, backbone: nn.Module | None = None) -> Run:
     return Run(path, load_encoder(path, backbone), config, summary)
 
 
+#: Fields of a pretrained encoder's spec that say how data is read for it (a frozen run's
+#: config keeps them).
+_FROZEN_FIELDS = ("image_size", "max_length", "sample_rate", "clip_seconds", "audio_input")
+
+
 def frozen_home() -> Path:
     """The folder that holds the run folders of frozen pretrained models."""
     return Path(os.environ.get("SELFSUP_CACHE", "~/.cache/selfsup")).expanduser() / "frozen"
@@ -633,9 +638,9 @@ def load_frozen(name: str) -> Run:
     digest = spec["pretrained"]["sha256"]
     label = re.sub(r"[^A-Za-z0-9._-]+", "-", folder.resolve().name).strip("-") or "model"
     run_dir = frozen_home() / f"{label}-{digest[:12]}"
+    read_as = {k: spec.get(k) for k in _FROZEN_FIELDS}  # how later data is read for it
     cfg = PretrainConfig(
-        data=str(folder), modality=kind, backbone=name, image_size=spec.get("image_size"),
-        max_length=spec.get("max_length"), out=str(run_dir),
+        data=str(folder), modality=kind, backbone=name, out=str(run_dir), **read_as
     )  # fmt: skip
     summary = {
         "frozen": True,

@@ -19,6 +19,14 @@ Two kinds of models are read, each with its own preprocessing and a documented p
   ``pooler`` for the others (global average pooling for ResNet and ConvNeXt, the projection-
   free pooled output for CLIP and SigLIP), or ``mean`` over the patch tokens.
 
+- **audio**: wav2vec2, HuBERT, WavLM and data2vec-audio on waveforms at the model's sampling
+  rate, each clip made zero-mean and unit-variance where ``preprocessor_config.json`` says
+  ``do_normalize`` (``Wav2Vec2FeatureExtractor``); the Audio Spectrogram Transformer (AST) on
+  Kaldi filterbank features computed inside the encoder as ``ASTFeatureExtractor`` computes
+  them (``selfsup.data.logmel.KaldiFilterbank``). Pooling ``mean`` over the frames for the
+  waveform models (they have neither a class token nor a pooler), ``pooler`` for AST (the mean
+  of its class and distillation tokens), or ``cls`` (AST's first token).
+
 A run keeps the model's config in ``encoder.json`` and its weights in ``encoder.safetensors``,
 with where they came from (``source``) and the SHA-256 of the weights file (``sha256``), so
 ``selfsup.load(RUN)`` needs neither the original folder nor a network.
@@ -60,10 +68,11 @@ IMAGE_POOLING = {
     "clip_vision_model": "pooler",
     "siglip_vision_model": "pooler",
 }
-#: Audio model types: not read yet (their waveform or filterbank inputs are not built here).
-AUDIO_TYPES = {
-    "wav2vec2", "hubert", "wavlm", "data2vec-audio", "whisper", "audio-spectrogram-transformer"
-}  # fmt: skip
+#: Audio model types read on waveforms, and the one read on Kaldi filterbank features (AST).
+WAVEFORM_TYPES = {"wav2vec2", "hubert", "wavlm", "data2vec-audio"}
+FILTERBANK_TYPES = {"audio-spectrogram-transformer"}
+#: Audio model types that are not read: encoder-decoders whose encoder is not a clip encoder.
+UNREAD_AUDIO_TYPES = {"whisper", "speech_to_text", "speecht5", "seamless_m4t"}
 #: Multimodal models whose vision tower is read as the image encoder.
 VISION_TOWERS = {"clip": "clip_vision_model", "siglip": "siglip_vision_model"}
 POOLINGS = ("mean", "cls", "pooler")
@@ -137,7 +146,7 @@ class Pretrained:
 
     Attributes:
         module: the transformers model (``PreTrainedModel``), weights loaded.
-        kind: ``text`` or ``image``.
+        kind: ``text``, ``image`` or ``audio``.
         config: the model's config as a dict (``to_dict``), enough to rebuild it.
         source: the folder or id it was read from.
         sha256: the SHA-256 of its weights file.
@@ -170,31 +179,35 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def model_kind(config: dict[str, Any], path: str = "config.json") -> str:
-    """``image`` for the image model types of ``IMAGE_POOLING`` (and CLIP/SigLIP), else
-    ``text`` for encoders with a vocabulary.
+    """``image`` for the image model types of ``IMAGE_POOLING`` (and CLIP/SigLIP), ``audio``
+    for ``WAVEFORM_TYPES`` and ``FILTERBANK_TYPES``, else ``text`` for encoders with a
+    vocabulary.
 
     Raises:
-        ValueError: a model type that is neither (audio models and decoders are not read).
+        ValueError: a model type that is none of these (decoders, encoder-decoders).
 
     Example:
         >>> bert = {"model_type": "bert", "vocab_size": 9}
-        >>> model_kind({"model_type": "dinov2"}), model_kind(bert)
-        ('image', 'text')
+        >>> hubert = {"model_type": "hubert"}
+        >>> model_kind({"model_type": "dinov2"}), model_kind(bert), model_kind(hubert)
+        ('image', 'text', 'audio')
     """
     kind = config.get("model_type")
-    if kind in AUDIO_TYPES:
+    if kind in UNREAD_AUDIO_TYPES:
         raise ValueError(
-            f"{path}: model type {kind!r} is not read here: audio models (wav2vec2, HuBERT, AST) "
-            "are not supported as hf: backbones yet; hf: backbones are text encoders (BERT "
-            "family) or image models"
+            f"{path}: model type {kind!r} is not read here: it is an encoder-decoder; audio "
+            f"hf: backbones are {', '.join(sorted(WAVEFORM_TYPES | FILTERBANK_TYPES))}"
         )
     if kind in IMAGE_POOLING or kind in VISION_TOWERS:
         return "image"
+    if kind in WAVEFORM_TYPES or kind in FILTERBANK_TYPES:
+        return "audio"
     if "vocab_size" in config and not config.get("is_decoder", False):
         return "text"
     raise ValueError(
         f"{path}: model type {kind!r} is not read here; hf: backbones are text encoders "
-        f"(BERT family) or image models ({', '.join(sorted(IMAGE_POOLING))}, clip, siglip)"
+        f"(BERT family), image models ({', '.join(sorted(IMAGE_POOLING))}, clip, siglip) or "
+        f"audio models ({', '.join(sorted(WAVEFORM_TYPES | FILTERBANK_TYPES))})"
     )
 
 
@@ -380,6 +393,134 @@ class HFImageBackbone(nn.Module):
         if self.pooling == "cls":
             return hidden[:, 0]
         return hidden[:, 1:].mean(dim=1)  # the patch tokens
+
+
+@dataclass(frozen=True)
+class AudioPreprocessing:
+    """How a pretrained audio model reads a clip (its ``preprocessor_config.json``).
+
+    Attributes:
+        sample_rate: the rate the model was trained at.
+        do_normalize: waveform models: make each clip zero-mean and unit-variance.
+        num_mel_bins: AST: mel bands of its filterbank features.
+        max_length: AST: frames its features are padded or cut to.
+        mean: AST: the mean its features are normalized with.
+        std: AST: the standard deviation they are normalized with.
+    """
+
+    sample_rate: int = 16000
+    do_normalize: bool = True
+    num_mel_bins: int = 128
+    max_length: int = 1024
+    mean: float = -4.2677393
+    std: float = 4.5689974
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as plain data (kept in a run's ``encoder.json``)."""
+        return dict(self.__dict__)
+
+    def clip_seconds(self, kind: str) -> float | None:
+        """The clip length that fills AST's ``max_length`` frames, None for waveform models.
+
+        Example:
+            >>> round(AudioPreprocessing().clip_seconds("audio-spectrogram-transformer"), 3)
+            10.255
+        """
+        if kind not in FILTERBANK_TYPES:
+            return None
+        return (0.015 + self.max_length * 0.010) if self.max_length else None
+
+
+def audio_preprocessing(folder: Path, config: dict[str, Any]) -> AudioPreprocessing:
+    """The model's :class:`AudioPreprocessing` from ``preprocessor_config.json`` (the feature
+    extractor's defaults where a value, or the file, is absent).
+
+    Example:
+        >>> audio_preprocessing(Path("/nonexistent"), {"model_type": "hubert"}).sample_rate
+        16000
+    """
+    pre = read_json(folder / "preprocessor_config.json")
+    defaults = AudioPreprocessing()
+    try:
+        found = AudioPreprocessing(
+            sample_rate=int(pre.get("sampling_rate", defaults.sample_rate)),
+            do_normalize=bool(pre.get("do_normalize", defaults.do_normalize)),
+            num_mel_bins=int(pre.get("num_mel_bins", config.get("num_mel_bins", 128))),
+            max_length=int(pre.get("max_length", config.get("max_length", 1024))),
+            mean=float(pre.get("mean", defaults.mean)),
+            std=float(pre.get("std", defaults.std)),
+        )
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{folder / 'preprocessor_config.json'}: {err}") from None
+    if found.sample_rate < 1000 or found.num_mel_bins < 1 or found.max_length < 1 or found.std <= 0:
+        raise ValueError(f"{folder / 'preprocessor_config.json'}: settings out of range: {found}")
+    return found
+
+
+def default_audio_pooling(config: dict[str, Any]) -> str:
+    """``pooler`` for AST (its class and distillation tokens), ``mean`` for waveform models.
+
+    Example:
+        >>> default_audio_pooling({"model_type": "wav2vec2"})
+        'mean'
+    """
+    return "pooler" if config.get("model_type") in FILTERBANK_TYPES else "mean"
+
+
+class HFAudioBackbone(nn.Module):
+    """A pretrained audio model over waveforms ``(n, 1, samples)`` (or ``(n, samples)``) at its
+    sampling rate, computing the model's own input features (see the module).
+
+    Args:
+        model: the transformers audio model.
+        pooling: ``mean``, ``cls`` or ``pooler`` (AST only for the last two).
+        preprocessing: how the model reads a clip.
+    """
+
+    def __init__(self, model: nn.Module, pooling: str, preprocessing: AudioPreprocessing) -> None:
+        super().__init__()
+        from selfsup.data.logmel import KaldiFilterbank
+
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
+        self.model_type = model.config.model_type
+        if pooling != "mean" and self.model_type not in FILTERBANK_TYPES:
+            raise ValueError(
+                f"pooling {pooling!r}: a {self.model_type} model has no class token or pooler; "
+                "use mean"
+            )
+        self.model = model
+        self.pooling = pooling
+        self.preprocessing = preprocessing
+        self.feature_dim = int(model.config.hidden_size)
+        self.fbank = None
+        if self.model_type in FILTERBANK_TYPES:
+            p = preprocessing
+            self.fbank = KaldiFilterbank(
+                p.sample_rate, p.num_mel_bins, p.max_length, p.mean if p.do_normalize else None,
+                p.std,
+            )  # fmt: skip
+
+    def block_list(self) -> list[nn.Module]:
+        """The convolutional feature encoder or patch embedding, then each transformer layer,
+        input to output."""
+        first = _first(self.model, ("feature_extractor", "embeddings"), nn.Module)
+        return [*([] if first is None else [first]), *_layers(self.model)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Clip embeddings ``(n, feature_dim)``."""
+        wave = x.reshape(x.shape[0], -1).float()
+        if self.fbank is not None:
+            out = self.model(input_values=self.fbank(wave))
+        else:
+            if self.preprocessing.do_normalize:
+                mean = wave.mean(dim=1, keepdim=True)
+                var = wave.var(dim=1, unbiased=False, keepdim=True)
+                wave = (wave - mean) / torch.sqrt(var + 1e-7)
+            out = self.model(input_values=wave)
+        if self.pooling == "pooler":
+            return out.pooler_output
+        return _pool(out.last_hidden_state, None, self.pooling)
 
 
 def _image_feature_dim(config: Any) -> int:

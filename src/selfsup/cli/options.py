@@ -41,7 +41,7 @@ PANELS = {
         "modality", "image_size", "id_column", "time_column", "label_column",
         "categorical_columns", "numeric_columns", "drop_columns", "text_column", "max_length",
         "vocab_size", "sample_rate", "clip_seconds", "n_mels", "n_fft", "hop_length", "f_min",
-        "f_max", "strict", "num_workers",
+        "f_max", "audio_input", "strict", "num_workers",
     ),
     "Method and model": ("method", "backbone", "backbone_options", "method_options", "views"),
     "Schedule": (

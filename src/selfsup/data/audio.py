@@ -1,10 +1,12 @@
-"""Audio files in a folder tree (wav, flac, ogg), read as log-mel spectrograms.
+"""Audio files in a folder tree (wav, flac, ogg), read as log-mel spectrograms (or as
+waveforms, for pretrained models that compute their own features).
 
 Each file is decoded with soundfile, mixed down to mono, resampled to ``sample_rate``
 (polyphase, ``scipy.signal.resample_poly``), centre-cropped or zero-padded (equally on both
 sides) to ``clip_seconds`` and turned into a log-mel spectrogram (see
 :mod:`selfsup.data.logmel`). Items are float32 tensors (1, n_mels, frames): image-like, so
 embedding, the evaluation protocols and the tools built on embeddings take them as they are.
+With ``audio_input="waveform"`` items are the clips themselves, (1, samples).
 Random crops in time are a view (``selfsup.views.audio``), not a reading step.
 
 Example:
@@ -41,6 +43,8 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
 #: Log-mels of a folder are kept in memory after their first reading when all of them fit
 #: in this many bytes; larger folders are decoded again every epoch.
 CACHE_BYTES = 1 << 30
+#: What an audio source's items are: log-mel spectrograms, or the waveforms themselves.
+AUDIO_INPUTS = ("logmel", "waveform")
 #: Clips turned into log-mels at once; bounds the memory of the short-time spectra
 #: (about 0.4 MB per 0.95 s clip at the default settings).
 LOG_MEL_CHUNK = 256
@@ -112,7 +116,7 @@ def is_audio_folder(path: str | os.PathLike) -> bool:
 
 class AudioFolderSource(Source):
     """Every audio file under a folder, found recursively and sorted by relative path, as
-    log-mel spectrograms (1, n_mels, frames).
+    log-mel spectrograms (1, n_mels, frames) or waveforms (1, samples).
 
     Files with the suffixes in ``AUDIO_EXTENSIONS`` (any case) are read; hidden files and
     folders are left out. When every file lies in a subfolder and there are at least two
@@ -129,6 +133,8 @@ class AudioFolderSource(Source):
         hop_length: samples between frames.
         f_min: lowest mel band edge in Hz.
         f_max: highest mel band edge in Hz (default ``min(7800, sample_rate / 2)``).
+        audio_input: ``logmel`` (the default) or ``waveform``: the clips as they are, for
+            pretrained models that compute their own features (wav2vec2, HuBERT, AST).
         index: where a saved list of the folder's files may be (a run's
             ``data_index.json``; see :class:`selfsup.data.folders.IndexCache`); by default
             the folder is scanned.
@@ -153,6 +159,7 @@ class AudioFolderSource(Source):
         hop_length: int = 160,
         f_min: float = 60.0,
         f_max: float | None = None,
+        audio_input: str = "logmel",
         index: IndexCache | None = None,
     ) -> None:
         self.root = Path(root)
@@ -162,6 +169,10 @@ class AudioFolderSource(Source):
             raise NotADirectoryError(f"not a folder: {self.root}")
         if clip_seconds <= 0:
             raise ValueError(f"clip_seconds must be positive, got {clip_seconds}")
+        if audio_input not in AUDIO_INPUTS:
+            choices = ", ".join(AUDIO_INPUTS)
+            raise ValueError(f"audio_input must be one of {choices}, got {audio_input!r}")
+        self.audio_input = audio_input
         self.settings = LogMelSettings(sample_rate, n_fft, hop_length, n_mels, f_min, f_max)
         self.clip_seconds = float(clip_seconds)
         self.clip_samples = clip_samples(sample_rate, clip_seconds)
@@ -180,14 +191,16 @@ class AudioFolderSource(Source):
         if found is not None:
             self.classes, self.labels = found
         self._logmel = LogMelSpectrogram(self.settings)
-        item_bytes = 4 * n_mels * self.settings.frames(self.clip_samples)
+        item_bytes = 4 * int(np.prod(self.item_shape))
         self._cache: dict[int, torch.Tensor] | None = (
             {} if item_bytes * len(self._ids) <= CACHE_BYTES else None
         )
 
     @property
-    def item_shape(self) -> tuple[int, int, int]:
-        """The shape (1, n_mels, frames) of every item."""
+    def item_shape(self) -> tuple[int, ...]:
+        """The shape (1, n_mels, frames) of every item; (1, samples) for waveforms."""
+        if self.audio_input == "waveform":
+            return (1, self.clip_samples)
         return (1, self.settings.n_mels, self.settings.frames(self.clip_samples))
 
     def __len__(self) -> int:
@@ -212,7 +225,8 @@ class AudioFolderSource(Source):
         return fit_clip(samples, self.clip_samples)
 
     def read(self, index: int) -> torch.Tensor:
-        """File ``index`` as a log-mel spectrogram, float32 (1, n_mels, frames)."""
+        """File ``index`` as a log-mel spectrogram, float32 (1, n_mels, frames) (a waveform
+        (1, samples) with ``audio_input="waveform"``)."""
         batch = self.read_batch([index])
         if batch.skipped:
             item = batch.skipped[0]
@@ -238,8 +252,11 @@ class AudioFolderSource(Source):
         fresh: dict[int, torch.Tensor] = {}
         for start in range(0, len(clips), LOG_MEL_CHUNK):
             chunk = torch.from_numpy(np.stack(clips[start : start + LOG_MEL_CHUNK]))
-            with torch.no_grad():
-                mels = self._logmel(chunk)[:, None]
+            if self.audio_input == "waveform":
+                mels = chunk[:, None]
+            else:
+                with torch.no_grad():
+                    mels = self._logmel(chunk)[:, None]
             fresh.update(zip(decoded[start : start + LOG_MEL_CHUNK], mels, strict=True))
         if self._cache is not None:
             self._cache.update(fresh)

@@ -28,6 +28,8 @@ from torch import nn
 
 #: The floor added to the mel power before the log (float32's machine epsilon, as BYOL-A).
 LOG_FLOOR = float(torch.finfo(torch.float32).eps)
+#: Kaldi's pre-emphasis coefficient (``KaldiFilterbank``).
+PREEMPHASIS = 0.97
 
 
 @dataclass(frozen=True)
@@ -176,3 +178,88 @@ def clip_samples(sample_rate: int, seconds: float) -> int:
         15200
     """
     return max(1, math.floor(sample_rate * seconds + 0.5))
+
+
+class KaldiFilterbank(nn.Module):
+    """Kaldi-style log mel filterbank features, as the Audio Spectrogram Transformer's feature
+    extractor computes them (``ASTFeatureExtractor``, after ``torchaudio.compliance.kaldi``):
+    frames of 25 ms every 10 ms without padding (Kaldi's ``snip_edges``), each with its mean
+    removed, pre-emphasis 0.97, a symmetric Hann window, zero-padded to 512 samples, power
+    spectrum, Kaldi's mel filters (1127 ln(1 + f / 700), triangles in mel from 20 Hz to the
+    Nyquist frequency), natural log with a floor of float32's epsilon; then padded with zeros
+    or cut to ``max_length`` frames and, with ``mean`` and ``std``, normalized as AST was
+    trained: ``(x - mean) / (2 std)``.
+
+    The spectrum is two matrix products with a precomputed discrete Fourier basis rather than
+    an FFT, so the module exports to ONNX as it is.
+
+    Args:
+        sample_rate: samples per second (the model's).
+        num_mel_bins: mel bands.
+        max_length: frames of the output.
+        mean: normalization mean, or None for none.
+        std: normalization standard deviation.
+
+    Example:
+        >>> fbank = KaldiFilterbank(16000, num_mel_bins=32, max_length=100)
+        >>> fbank(torch.zeros(2, 16000)).shape
+        torch.Size([2, 100, 32])
+    """
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        num_mel_bins: int = 128,
+        max_length: int = 1024,
+        mean: float | None = None,
+        std: float = 1.0,
+    ) -> None:
+        super().__init__()
+        from transformers.audio_utils import mel_filter_bank
+
+        self.frame_length = round(0.025 * sample_rate)
+        self.hop_length = round(0.010 * sample_rate)
+        fft_length = 1 << (self.frame_length - 1).bit_length()  # Kaldi rounds to a power of 2
+        self.max_length = int(max_length)
+        self.mean, self.std = mean, float(std)
+        filters = mel_filter_bank(
+            num_frequency_bins=fft_length // 2 + 1,
+            num_mel_filters=num_mel_bins,
+            min_frequency=20,
+            max_frequency=sample_rate // 2,
+            sampling_rate=sample_rate,
+            norm=None,
+            mel_scale="kaldi",
+            triangularize_in_mel_space=True,
+        )
+        n = torch.arange(self.frame_length, dtype=torch.float64)
+        window = 0.5 - 0.5 * torch.cos(2 * math.pi * n / (self.frame_length - 1))
+        k = torch.arange(fft_length // 2 + 1, dtype=torch.float64)
+        angle = 2 * math.pi * n[:, None] * k[None, :] / fft_length  # the padding adds nothing
+        basis = torch.cat([torch.cos(angle), torch.sin(angle)], dim=1) * window[:, None]
+        self.bins = fft_length // 2 + 1
+        self.register_buffer("basis", basis.float(), persistent=False)
+        self.register_buffer("filters", torch.from_numpy(filters).float(), persistent=False)
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        """Waveforms (n, samples) to features (n, max_length, num_mel_bins)."""
+        x = waveform.float()
+        if x.shape[-1] < self.frame_length:
+            x = nn.functional.pad(x, (0, self.frame_length - x.shape[-1]))
+        count = (x.shape[-1] - self.frame_length) // self.hop_length + 1
+        starts = torch.arange(count, device=x.device) * self.hop_length
+        offsets = torch.arange(self.frame_length, device=x.device)
+        frames = x[:, starts[:, None] + offsets[None, :]]  # (n, T, frame_length)
+        frames = frames - frames.mean(dim=-1, keepdim=True)
+        first = frames[..., :1] * (1 - PREEMPHASIS)
+        frames = torch.cat([first, frames[..., 1:] - PREEMPHASIS * frames[..., :-1]], dim=-1)
+        spectrum = torch.matmul(frames, self.basis)  # real and imaginary parts
+        power = spectrum[..., : self.bins] ** 2 + spectrum[..., self.bins :] ** 2
+        fbank = torch.log(torch.clamp(torch.matmul(power, self.filters), min=LOG_FLOOR))
+        missing = self.max_length - fbank.shape[1]
+        if missing > 0:
+            fbank = nn.functional.pad(fbank, (0, 0, 0, missing))
+        fbank = fbank[:, : self.max_length]
+        if self.mean is None:
+            return fbank
+        return (fbank - self.mean) / (2 * self.std)

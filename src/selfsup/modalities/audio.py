@@ -5,28 +5,50 @@ into a 64-band log-mel (1, n_mels, frames). The default objective is BYOL-A with
 AudioNTT2020 CNN; the encoder normalizes with the dataset's log-mel mean and std (BYOL-A's
 pre-normalization); the raw-input baseline is the log-mel itself.
 
+Pretrained Hugging Face audio models (``--backbone hf:PATH``: wav2vec2, HuBERT, WavLM,
+data2vec-audio, AST) read the clips as waveforms (1, samples) at their own sampling rate and
+compute their own features inside the encoder (``selfsup.backbones.hf``); the raw-input
+baseline is then the default log-mel of those waveforms.
+
 Example:
     >>> AUDIO.default_method, sorted(AUDIO.source_options)[:3]
-    ('byola', ['clip_seconds', 'f_max', 'f_min'])
+    ('byola', ['audio_input', 'clip_seconds', 'f_max'])
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+import torch
+
 from selfsup.backbones import build_audio_backbone
+from selfsup.backbones.hf import (
+    HFAudioBackbone,
+    audio_preprocessing,
+    default_audio_pooling,
+    is_hf_backbone,
+    load_pretrained,
+    model_from_config,
+    read_json,
+    resolve_folder,
+)
 from selfsup.config import PretrainConfig
 from selfsup.data.audio import AudioFolderSource, is_audio_folder
 from selfsup.data.base import Source
 from selfsup.data.folders import INDEX_FILE, IndexCache
+from selfsup.data.logmel import LogMelSettings, LogMelSpectrogram
 from selfsup.encoder import Encoder
 from selfsup.modalities.base import Modality
 from selfsup.views.audio import AudioViews, audio_recipe
 
 #: The config fields that set how audio files become log-mels (the audio source's options).
-AUDIO_OPTIONS = ("sample_rate", "clip_seconds", "n_mels", "n_fft", "hop_length", "f_min", "f_max")
+AUDIO_OPTIONS = (
+    "sample_rate", "clip_seconds", "n_mels", "n_fft", "hop_length", "f_min", "f_max",
+    "audio_input",
+)  # fmt: skip
 
 
 class AudioModality(Modality):
@@ -60,14 +82,56 @@ class AudioModality(Modality):
         """A resumed run reads the files it started on (its positions in an epoch hold)."""
         return {"index": IndexCache(run_dir / INDEX_FILE, pinned=True)}
 
+    def backbone_source_options(self, cfg: PretrainConfig) -> dict[str, Any]:
+        """A pretrained model's clips: waveforms at its sampling rate; for AST, as long as
+        its ``max_length`` frames unless ``--clip-seconds`` says otherwise."""
+        if not is_hf_backbone(cfg.backbone):
+            return {}
+        return pretrained_audio_options(str(cfg.backbone), cfg.sample_rate, cfg.clip_seconds)
+
+    def frozen_encoder(self, name: str) -> tuple[Encoder, Callable[[Path], None]]:
+        """The model as it is, reading waveforms at its own sampling rate."""
+        options = pretrained_audio_options(name)
+        return build_pretrained_audio_encoder(name, options["clip_seconds"]), lambda _: None
+
+    def describe_inputs(self, spec: dict[str, Any]) -> str:
+        if spec.get("audio_input") == "waveform":
+            return (
+                f"float32 mono waveforms (batch, 1, samples) at {spec['sample_rate']} Hz, "
+                "values in [-1, 1]; the model's own features and normalization are inside."
+            )
+        return (
+            f"float32 log-mel spectrograms (batch, 1, {spec.get('n_mels')}, frames) as selfsup "
+            "reads audio files (selfsup.data.logmel); the normalization is inside."
+        )
+
     def build_named(
         self, name: str, cfg: PretrainConfig, source: Source, mean: list[float], std: list[float]
     ) -> tuple[Encoder, dict[str, Any]]:
+        if is_hf_backbone(name):
+            clip = float(getattr(source, "clip_seconds", None) or cfg.clip_seconds or 1.0)
+            encoder = build_pretrained_audio_encoder(name, clip, **cfg.backbone_options)
+            chosen = {k: encoder.spec[k] for k in ("sample_rate", "clip_seconds", "audio_input")}
+            return encoder, chosen
+        if source.first_item().ndim == 3:  # (1, 1, samples): waveforms
+            raise ValueError(
+                f"--backbone {name} reads log-mel spectrograms, and the data is read as "
+                "waveforms (--audio-input waveform is for pretrained hf: models)"
+            )
         n_mels, frames = (int(v) for v in source.first_item().shape[-2:])
         options = cfg.backbone_options
         return build_audio_encoder(name, n_mels, frames, mean[0], std[0], **options), {}
 
+    def raw_batch(self, x: torch.Tensor, source: Source) -> torch.Tensor:
+        """Log-mels as they are; waveforms as the default log-mel of their clip."""
+        if x.ndim != 3:
+            return x
+        rate = int(getattr(source, "settings", LogMelSettings()).sample_rate)
+        return LogMelSpectrogram(LogMelSettings(sample_rate=rate))(x[:, 0])
+
     def rebuild_encoder(self, spec: dict[str, Any]) -> Encoder:
+        if is_hf_backbone(spec["backbone"]):
+            return rebuild_pretrained_audio_encoder(spec)
         return build_audio_encoder(
             spec["backbone"],
             spec["n_mels"],
@@ -99,6 +163,80 @@ def build_audio_encoder(
         "options": options,
     }
     return AUDIO.wrap(module, None, [float(mean)], [float(std)], spec)
+
+
+def pretrained_audio_options(
+    name: str, sample_rate: int | None = None, clip_seconds: float | None = None
+) -> dict[str, Any]:
+    """How the data is read for the pretrained audio model ``hf:PATH_OR_ID``: waveforms at its
+    sampling rate (another ``sample_rate`` is refused), clips of ``clip_seconds`` (by default
+    what fills AST's ``max_length`` frames; 0.95 s, the audio default, for waveform models).
+
+    Raises:
+        ValueError: ``sample_rate`` is not the model's.
+    """
+    folder = resolve_folder(name)
+    config = read_json(folder / "config.json")
+    pre = audio_preprocessing(folder, config)
+    if sample_rate is not None and int(sample_rate) != pre.sample_rate:
+        raise ValueError(
+            f"--sample-rate {sample_rate}: {name} was trained on {pre.sample_rate} Hz audio; "
+            "leave --sample-rate out (files are resampled to the model's rate)"
+        )
+    clip = clip_seconds or pre.clip_seconds(str(config.get("model_type"))) or 0.95
+    return {"audio_input": "waveform", "sample_rate": pre.sample_rate, "clip_seconds": clip}
+
+
+def build_pretrained_audio_encoder(
+    name: str, clip_seconds: float, pooling: str | None = None
+) -> Encoder:
+    """The encoder of a pretrained audio model ``hf:PATH_OR_ID`` (weights loaded) over
+    waveforms (n, 1, samples) at the model's sampling rate, its own feature extraction inside.
+
+    Args:
+        name: ``hf:`` and a folder or model id.
+        clip_seconds: the length of the clips it reads (kept in its spec, for later data).
+        pooling: ``mean``, ``cls`` or ``pooler``; by default ``mean`` for waveform models and
+            ``pooler`` for AST (see ``selfsup.backbones.hf``).
+    """
+    model = load_pretrained(name)
+    if model.kind != "audio":
+        raise ValueError(f"{name}: a {model.kind} model, not an audio model")
+    pre = audio_preprocessing(model.folder, model.config)
+    pooling = pooling or default_audio_pooling(model.config)
+    module = HFAudioBackbone(model.module, pooling, pre)
+    spec = {
+        "modality": "audio",
+        "backbone": name,
+        "audio_input": "waveform",
+        "sample_rate": pre.sample_rate,
+        "clip_seconds": float(clip_seconds),
+        "options": {"pooling": pooling},
+        "pretrained": {
+            "source": model.source,
+            "sha256": model.sha256,
+            "config": model.config,
+            "preprocessing": pre.to_dict(),
+        },
+    }
+    return _wrap_waveform_encoder(module, spec)
+
+
+def rebuild_pretrained_audio_encoder(spec: dict[str, Any]) -> Encoder:
+    """A pretrained audio encoder as ``encoder.json``'s ``spec`` describes it, with random
+    weights (a run's ``encoder.safetensors`` holds its own); the original folder is not read."""
+    from selfsup.backbones.hf import AudioPreprocessing
+
+    saved = spec["pretrained"]
+    model = model_from_config(saved["config"])
+    pre = AudioPreprocessing(**saved["preprocessing"])
+    module = HFAudioBackbone(model, spec["options"]["pooling"], pre)
+    return _wrap_waveform_encoder(module, dict(spec))
+
+
+def _wrap_waveform_encoder(module: HFAudioBackbone, spec: dict[str, Any]) -> Encoder:
+    """An encoder that passes waveforms to the model unchanged (it normalizes them itself)."""
+    return Encoder(module, None, [0.0], [1.0], spec, modality="audio", normalize=False)
 
 
 AUDIO = AudioModality()

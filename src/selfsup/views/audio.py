@@ -24,6 +24,13 @@ each drawn independently per item and per view:
   ``time_masks`` spans of random width (up to ``freq_mask_width`` / ``time_mask_width`` of the
   axis) set to the clip's mean.
 
+Waveforms (n, 1, samples), which pretrained wav2vec2, HuBERT and AST models read, get the same
+recipe in the time domain (:func:`waveform_view`): mixup and noise add amplitudes, gain
+multiplies them, the resize crop resamples a random span of a canvas of silence (speed and
+pitch change together, as the crop's time stretch does on a spectrogram; the frequency scale
+has no separate meaning here), the crop in time keeps a span of samples and SpecAugment's time
+masks silence spans (its frequency masks are left out).
+
 Example:
     >>> import torch
     >>> views = AudioViews(audio_recipe("audio"), num_views=2)
@@ -256,6 +263,79 @@ def spec_augment(
     return torch.where(hidden, _clip_mean(x), x)
 
 
+def _partners(n: int, like: torch.Tensor) -> torch.Tensor:
+    """Another item of the batch for each (a shift by 1..n-1 never picks the item itself)."""
+    shift = torch.randint(1, n, (n,), device=like.device)
+    return (torch.arange(n, device=like.device) + shift) % n
+
+
+def waveform_view(x: torch.Tensor, r: AudioViewRecipe) -> torch.Tensor:
+    """One augmented view of waveforms ``x`` (n, 1, samples) by the recipe ``r`` (see the
+    module).
+
+    Example:
+        >>> x = torch.randn(4, 1, 800)
+        >>> waveform_view(x, audio_recipe("audio")).shape
+        torch.Size([4, 1, 800])
+        >>> torch.equal(waveform_view(x, audio_recipe("none")), x)
+        True
+    """
+    if r.identity:
+        return x
+    n, _, length = x.shape
+    if r.mixup > 0 and n >= 2:
+        weight = _uniform(n, (0.0, r.mixup), x).view(n, 1, 1)
+        x = (1 - weight) * x + weight * x[_partners(n, x)]
+    if r.noise_p > 0:
+        rms = x.pow(2).mean(dim=(1, 2), keepdim=True).sqrt()
+        level = rms * 10 ** (-_uniform(n, r.noise_snr_db, x).view(n, 1, 1) / 20)
+        chosen = (torch.rand(n, device=x.device) < r.noise_p).view(n, 1, 1)
+        x = torch.where(chosen, x + level * torch.randn_like(x), x)
+    if r.gain_db > 0:
+        x = x * 10 ** (_uniform(n, (-r.gain_db, r.gain_db), x).view(n, 1, 1) / 20)
+    if r.resize_crop:
+        x = waveform_resize_crop(x, r.virtual_crop_scale[1], r.time_scale)
+    keep = max(1, round(r.time_crop * length))
+    if keep < length:
+        start = torch.randint(0, length - keep + 1, (n,), device=x.device)
+        x = x.gather(2, (start[:, None] + torch.arange(keep, device=x.device)).view(n, 1, keep))
+    for _ in range(r.time_masks):
+        size = x.shape[-1]
+        span = (torch.rand(n, device=x.device) * (r.time_mask_width * size + 1)).floor()
+        begin = (torch.rand(n, device=x.device) * (size - span + 1)).floor()
+        steps = torch.arange(size, device=x.device)[None]
+        inside = (steps >= begin[:, None]) & (steps < (begin + span)[:, None])
+        x = x.masked_fill(inside.view(n, 1, size), 0.0)
+    return x
+
+
+def waveform_resize_crop(
+    x: torch.Tensor, canvas_scale: float, scale: tuple[float, float]
+) -> torch.Tensor:
+    """The resize crop in time of waveforms (n, 1, samples): a span of ``U(scale)`` times the
+    clip, at a random place of a canvas ``canvas_scale`` times as long (silence around the
+    clip), resampled (linearly) to the clip's length.
+
+    Example:
+        >>> x = torch.randn(2, 1, 50)
+        >>> torch.allclose(waveform_resize_crop(x, 1.0, (1.0, 1.0)), x, atol=1e-5)
+        True
+    """
+    n, _, length = x.shape
+    canvas = length * canvas_scale
+    crop = (_uniform(n, scale, x) * length).clamp(1.0, canvas)
+    left = torch.rand_like(crop) * (canvas - crop) - (canvas - length) / 2
+    where = left[:, None] + torch.linspace(0, 1, length, device=x.device) * (crop[:, None] - 1)
+    below = where.floor()
+    frac = (where - below).unsqueeze(1)
+    padded = F.pad(x, (1, 1))  # silence at both ends; index 0 is sample -1
+    low = (below.long() + 1).clamp(0, length + 1).unsqueeze(1)
+    high = (below.long() + 2).clamp(0, length + 1).unsqueeze(1)
+    outside = ((where < -1) | (where > length)).unsqueeze(1)
+    out = padded.gather(2, low) * (1 - frac) + padded.gather(2, high) * frac
+    return out.masked_fill(outside, 0.0)
+
+
 class AudioViews(IndependentViews):
     """Makes ``num_views`` independently augmented views of a batch of log-mels.
 
@@ -267,10 +347,13 @@ class AudioViews(IndependentViews):
     recipe: AudioViewRecipe
 
     def view(self, x: torch.Tensor) -> torch.Tensor:
-        """One augmented view of ``x`` (n, 1, n_mels, frames)."""
+        """One augmented view of ``x`` (n, 1, n_mels, frames), or of waveforms (n, 1,
+        samples)."""
         r = self.recipe
         if r.identity:
             return x
+        if x.ndim == 3:
+            return waveform_view(x, r)
         x = log_mixup_exp(x, r.mixup)
         x = background_noise(x, r.noise_p, r.noise_snr_db)
         x = random_gain(x, r.gain_db)

@@ -104,3 +104,28 @@ def test_views_follow_the_methods_recipe(logmels):
         AUDIO.method_views(SimCLR, {"crop_scale": (0.2, 1.0)})
     with pytest.raises(ValueError, match="time_crop"):
         audio_recipe("audio").with_options(time_crop=0.0)
+
+
+def test_waveform_views_keep_the_length_and_change_the_clip_as_the_recipe_says() -> None:
+    from selfsup.views.audio import waveform_resize_crop, waveform_view
+
+    torch.manual_seed(0)
+    t = torch.arange(1600) / 16000
+    x = torch.sin(2 * torch.pi * 440 * t).repeat(4, 1, 1)  # (4, 1, 1600)
+    views = AudioViews(audio_recipe("audio"), num_views=2)(x)
+    assert [tuple(v.shape) for v in views] == [(4, 1, 1600)] * 2
+    assert not torch.allclose(views[0], views[1])
+    # Gain alone: a clip scaled by at most +-6 dB, its shape unchanged.
+    gain = audio_recipe("none").with_options(identity=False, mixup=0.0, resize_crop=False,
+                                             gain_db=6.0)  # fmt: skip
+    ratio = waveform_view(x, gain)[:, 0, 100] / x[:, 0, 100]
+    assert ((ratio >= 10 ** (-6 / 20) - 1e-5) & (ratio <= 10 ** (6 / 20) + 1e-5)).all()
+    # A crop half the clip's length, resampled to the full length: half the pitch.
+    slow = waveform_resize_crop(x, 1.0, (0.5, 0.5))
+    crossings = ((slow[0, 0, 1:] > 0) != (slow[0, 0, :-1] > 0)).sum()
+    assert 40 <= int(crossings) <= 48  # 440 Hz over 0.1 s has 88 crossings; at half, 44
+    masks = audio_recipe("none").with_options(
+        identity=False, mixup=0.0, resize_crop=False, time_masks=2, time_mask_width=0.2
+    )
+    masked = waveform_view(x, masks)
+    assert (masked == 0).sum() > (x == 0).sum()
