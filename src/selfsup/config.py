@@ -54,6 +54,11 @@ class PretrainConfig(BaseModel):
             do).
         freeze_blocks: keep the first this many blocks of the backbone (embeddings first)
             as they are; they do not train.
+        lora: train low-rank adapters of this rank (LoRA, Hu et al. 2021, through peft) in
+            every linear layer of a pretrained ``hf:`` backbone, which itself stays frozen;
+            the run's encoder file holds the adapters merged into the weights. 0 is off.
+        lora_alpha: LoRA's scale numerator: the adapters' update is scaled by
+            ``lora_alpha / lora`` (default ``lora``, a scale of 1).
         backbone_options: extra keyword arguments of the backbone (``width``, ``patch_size``...).
         method_options: hyperparameters of the method (``temperature``, ``projection_dim``...).
         views: overrides of the method's augmentation recipe (``crop_scale``, ``blur_p``...).
@@ -149,6 +154,8 @@ class PretrainConfig(BaseModel):
     teacher: str | None = None
     layer_decay: float | None = Field(default=None, gt=0, le=1)
     freeze_blocks: int = Field(default=0, ge=0)
+    lora: int = Field(default=0, ge=0, le=1024)
+    lora_alpha: float | None = Field(default=None, gt=0)
     method_options: dict[str, Any] = Field(default_factory=dict)
     views: dict[str, Any] = Field(default_factory=dict)
     image_size: int | None = None

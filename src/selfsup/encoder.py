@@ -114,9 +114,13 @@ class Encoder(nn.Module):
         }
 
     def save(self, folder: str | os.PathLike) -> None:
-        """Write ``encoder.safetensors`` and ``encoder.json`` into ``folder`` atomically."""
+        """Write ``encoder.safetensors`` and ``encoder.json`` into ``folder`` atomically (LoRA
+        adapters merged into the weights, so the file is the plain model)."""
         folder = Path(folder)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+        from selfsup.backbones.hf import without_adapters
+
+        plain = without_adapters(self)  # LoRA adapters merged into the weights
+        state = {k: v.detach().contiguous().cpu() for k, v in plain.state_dict().items()}
         with atomic_path(folder / WEIGHTS_FILE) as tmp:
             save_file(state, str(tmp), metadata={"format": "pt"})
         write_json(folder / SPEC_FILE, self.describe())

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from selfsup.backbones.hf import HFAudioBackbone, HFImageBackbone, HFTextBackbone
+from selfsup.backbones.hf import HF_BACKBONES, HFAudioBackbone, HFImageBackbone, HFTextBackbone
 from selfsup.core.files import write_json, write_text
 from selfsup.encoder import Encoder
 from selfsup.modalities import get_modality
@@ -57,9 +57,6 @@ FORMATS = ("onnx", "torchscript", "safetensors", "hf")
 PARITY = 1e-4
 #: Items the parity check and the timing run on.
 CHECK_ITEMS = 64
-
-#: Backbones that are transformers models (``--format hf`` writes their folder).
-HF_BACKBONES = (HFTextBackbone, HFImageBackbone, HFAudioBackbone)
 
 
 @dataclass

@@ -33,7 +33,13 @@ import torch
 import yaml
 from torch import nn
 
-from selfsup.backbones.hf import is_hf_backbone, model_kind, read_json, resolve_folder
+from selfsup.backbones.hf import (
+    add_lora,
+    is_hf_backbone,
+    model_kind,
+    read_json,
+    resolve_folder,
+)
 from selfsup.config import ConfigError, PretrainConfig, load_config
 from selfsup.console import console
 from selfsup.core.files import write_json, write_text
@@ -497,6 +503,14 @@ def pretrain(
             f"encoder: {cfg.backbone or 'custom'}{side}, {cfg.method}; input statistics in "
             f"{time.perf_counter() - started:.1f} s"
         )
+    if cfg.lora:  # before the method copies the encoder (momentum teachers) and on resume
+        added = add_lora(encoder.backbone, cfg.lora, cfg.lora_alpha)
+        encoder.spec = {**(encoder.spec or {}), "lora": {**added, "merged": True}}
+        if resume is None:
+            say(
+                f"LoRA: rank {added['rank']}, alpha {added['alpha']:g}, in every linear layer; "
+                f"{added['trainable']:,} of the backbone's parameters train"
+            )
     if cfg.num_workers is None:
         cfg = cfg.model_copy(update={"num_workers": modality.default_workers(source)})
     # A batch never asks for more items than one process's share of the data, and a default

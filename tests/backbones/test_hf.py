@@ -152,6 +152,67 @@ def test_an_image_run_from_a_pretrained_vit_trains_and_loads_without_its_folder(
         layer_decay=0.75,
     )  # fmt: skip
     assert run.config["image_size"] == 32  # the model's own side, not the data's 12 pixels
+    # LoRA with a momentum teacher (BYOL's copy of the encoder holds the adapters too).
+    adapted = selfsup.pretrain(
+        clusters_npz, backbone=f"hf:{tmp_path / 'vit'}", method="byol", steps=2, lora=2,
+        batch_size=32, out=tmp_path / "lora", show_progress=False, monitor_items=0,
+    )  # fmt: skip
     before = run.embed(clusters_npz)
+    lora_before = adapted.embed(clusters_npz)
     shutil.rmtree(tmp_path / "vit")
     np.testing.assert_allclose(selfsup.load(run.path).embed(clusters_npz), before, atol=1e-5)
+    again = selfsup.load(adapted.path).embed(clusters_npz)
+    np.testing.assert_allclose(again, lora_before, atol=1e-5)
+
+
+def test_lora_trains_adapters_only_merges_them_into_the_encoder_file_and_resumes(
+    tmp_path, monkeypatch
+) -> None:
+    from safetensors.torch import load_file
+
+    import selfsup.engine.train as train_module
+
+    folder = save_tiny_bert(tmp_path / "bert")
+    texts = tmp_path / "reviews.txt"
+    texts.write_text("\n".join(TEXTS) + "\n")
+    options = {"backbone": f"hf:{folder}", "batch_size": 8, "lr": 1e-2, "lora": 4,
+               "show_progress": False, "monitor_items": 0}  # fmt: skip
+    whole = selfsup.pretrain(texts, steps=4, out=tmp_path / "whole", **options)
+    assert whole.encoder.spec["lora"]["rank"] == 4 and whole.encoder.spec["lora"]["merged"]
+    saved = load_file(tmp_path / "whole" / "encoder.safetensors")
+    assert not any("lora" in key or "base_layer" in key for key in saved)  # plain weights
+    embedded = whole.embed(texts)
+    reloaded = selfsup.load(whole.path)  # without peft's wrappers
+    np.testing.assert_allclose(reloaded.embed(texts), embedded, atol=1e-5)
+    assert not np.allclose(embedded, selfsup.load(f"hf:{folder}").embed(texts), atol=1e-4)
+    # The frozen base: only the adapters (and the method's heads) changed.
+    base = load_pretrained(f"hf:{folder}").module.state_dict()
+    ckpt = torch.load(tmp_path / "whole" / "checkpoints" / "last.ckpt", weights_only=True)
+    adapted = {k: v for k, v in ckpt["method"].items() if "lora_" in k}
+    assert adapted and any(v.abs().sum() > 0 for k, v in adapted.items() if "lora_B" in k)
+    key = next(k for k in ckpt["method"] if k.endswith("embeddings.word_embeddings.weight"))
+    torch.testing.assert_close(ckpt["method"][key], base["embeddings.word_embeddings.weight"])
+    # Stopped at step 2 of 4 (checkpoints every step) and resumed: as the run that went
+    # through, so the checkpoint's adapters were put back into a rebuilt, adapted encoder.
+    real_step = train_module.training_step
+
+    def dies_at_step_2(t, items, lr, fabric, state):
+        if state.step == 2:
+            raise KeyboardInterrupt
+        return real_step(t, items, lr, fabric, state)
+
+    monkeypatch.setattr(train_module, "training_step", dies_at_step_2)
+    with pytest.raises(KeyboardInterrupt):
+        selfsup.pretrain(texts, steps=4, out=tmp_path / "part", checkpoint_every=1e-6, **options)
+    monkeypatch.setattr(train_module, "training_step", real_step)
+    resumed = selfsup.pretrain(resume=tmp_path / "part", show_progress=False)
+    assert resumed.summary["steps"] == 4
+    np.testing.assert_allclose(resumed.embed(texts), embedded, atol=1e-5)
+
+
+def test_lora_is_refused_for_a_built_in_backbone(tmp_path) -> None:
+    texts = tmp_path / "t.txt"
+    texts.write_text("\n".join(TEXTS) + "\n")
+    with pytest.raises(ValueError, match="--lora adapts a pretrained model"):
+        selfsup.pretrain(texts, backbone="text-bag", lora=4, steps=1, show_progress=False,
+                         out=tmp_path / "run", monitor_items=0)  # fmt: skip

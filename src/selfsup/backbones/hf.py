@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -617,3 +618,79 @@ def default_image_pooling(config: dict[str, Any]) -> str:
     """The pooling of ``IMAGE_POOLING`` for a model type (a CLIP/SigLIP tower's for those)."""
     kind = config.get("model_type", "")
     return IMAGE_POOLING.get(VISION_TOWERS.get(kind, kind), "pooler")
+
+
+#: The backbones that wrap a transformers model (``model``), which ``--lora`` adapts.
+HF_BACKBONES = (HFTextBackbone, HFImageBackbone, HFAudioBackbone)
+
+
+def add_lora(backbone: nn.Module, rank: int, alpha: float | None = None) -> dict[str, Any]:
+    """Low-rank adapters (LoRA, Hu et al. 2021, https://arxiv.org/abs/2106.09685) of ``rank``
+    in every linear layer of a pretrained backbone's transformers model, through peft: the
+    model's own weights are frozen and each linear layer ``W`` becomes ``W + (alpha / rank)
+    B A`` with ``A`` random and ``B`` zero at the start (so training starts from the model
+    as it is). All linear layers rather than the attention's query and value alone, as
+    Dettmers et al. 2023 (QLoRA) found that needed to match full fine-tuning.
+
+    Returns:
+        What was added, for the encoder's spec: rank, alpha, trainable parameters.
+
+    Raises:
+        ValueError: a backbone that is not a pretrained ``hf:`` model, or one without linear
+            layers (a ResNet).
+
+    Example:
+        >>> from transformers import BertConfig, BertModel
+        >>> bert = BertModel(BertConfig(vocab_size=20, hidden_size=8, num_hidden_layers=1,
+        ...                             num_attention_heads=2, intermediate_size=16))
+        >>> backbone = HFTextBackbone(bert, torch.arange(20), "mean", 16)
+        >>> added = add_lora(backbone, rank=2)
+        >>> added["rank"], added["trainable"] > 0, backbone(torch.tensor([[3, 4, 0]])).shape
+        (2, True, torch.Size([1, 8]))
+    """
+    if not isinstance(backbone, HF_BACKBONES):
+        raise ValueError(
+            "--lora adapts a pretrained model (--backbone hf:PATH); built-in backbones train "
+            "all their weights (use --freeze-blocks or --layer-decay to keep some)"
+        )
+    from peft import LoraConfig, get_peft_model
+
+    alpha = float(alpha or rank)
+    config = LoraConfig(
+        r=int(rank), lora_alpha=alpha, target_modules="all-linear", lora_dropout=0.0, bias="none"
+    )
+    try:
+        with warnings.catch_warnings():  # peft calls a transformers method deprecated in v5
+            warnings.simplefilter("ignore", FutureWarning)
+            backbone.model = get_peft_model(backbone.model, config)
+    except ValueError as err:
+        raise ValueError(f"--lora {rank}: peft cannot adapt this model: {err}") from None
+    trainable = sum(p.numel() for p in backbone.model.parameters() if p.requires_grad)
+    return {"rank": int(rank), "alpha": alpha, "trainable": int(trainable)}
+
+
+def without_adapters(module: nn.Module) -> nn.Module:
+    """``module`` itself, or, where it holds LoRA adapters (:func:`add_lora`), a copy with
+    the adapters merged into the weights: plain transformers weights that load without peft.
+
+    Example:
+        >>> lin = nn.Linear(2, 2)
+        >>> without_adapters(lin) is lin
+        True
+    """
+    import sys
+
+    if "peft" not in sys.modules:  # nothing was adapted in this process
+        return module
+    from peft import PeftModel
+
+    if not any(isinstance(getattr(m, "model", None), PeftModel) for m in module.modules()):
+        return module
+    import copy
+
+    merged = copy.deepcopy(module)
+    for holder in list(merged.modules()):
+        inner = getattr(holder, "model", None)
+        if isinstance(inner, PeftModel):
+            holder.model = inner.merge_and_unload()
+    return merged
