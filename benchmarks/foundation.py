@@ -70,6 +70,13 @@ verb.stative verb.weather adj.ppl"""
 TFIDF = "TF-IDF + logistic regression"
 FROZEN = "frozen MiniLM"
 ADAPTED = "adapted MiniLM (SimCSE)"
+
+
+def lora_label(rank: int) -> str:
+    """The column of MiniLM adapted with LoRA adapters of ``rank``."""
+    return f"adapted MiniLM (SimCSE, LoRA r={rank})"
+
+
 STUDENT = "student distilled from MiniLM (text-bag)"
 SENT2VEC = "Sent2Vec from scratch"
 
@@ -113,6 +120,19 @@ def texts_per_second(run, texts: list[str]) -> float:
     return len(texts) / (time.perf_counter() - begun)
 
 
+def trained(corpus, out: Path, reuse: bool, **options):
+    """``pretrain(corpus, out=out, **options)``, or, with ``reuse``, the finished run already
+    at ``out`` when it was trained with these options (the other encoders of a rerun that
+    tries another adaptation are not trained again)."""
+    if reuse and (out / "train.json").exists():
+        run = load(out)
+        if all(run.config.get(k) == json.loads(json.dumps(v)) for k, v in options.items()):
+            print(f"{out.name}: reused (trained with the same options)", flush=True)
+            return run
+    pretrain(corpus, out=out, show_progress=False, monitor_items=0, overwrite=True, **options)
+    return load(out)  # as saved (LoRA adapters merged), as a user later loads it
+
+
 def encoders(name: str, train, test, args, minilm: str) -> tuple[dict, dict]:
     """Every encoder's (train, test) embeddings, and its facts (texts/s, training)."""
     corpus = TextSource(texts_of(train), name=f"{name}-train-texts")
@@ -120,22 +140,28 @@ def encoders(name: str, train, test, args, minilm: str) -> tuple[dict, dict]:
     features, facts = {}, {}
     frozen = load(minilm)
     runs = {FROZEN: frozen}
-    common = {"show_progress": False, "monitor_items": 0, "overwrite": True}
-    runs[ADAPTED] = pretrain(
-        corpus, backbone=minilm, method="simcse", time_budget=args.adapt_minutes,
-        out=RUNS / "foundation" / f"{name}-adapted", **common,
+    folder = Path(args.runs)
+    runs[ADAPTED] = trained(
+        corpus, folder / f"{name}-adapted", args.reuse, backbone=minilm, method="simcse",
+        time_budget=args.adapt_minutes,
     )  # fmt: skip
     print(f"{name}: adapted", flush=True)
-    runs[STUDENT] = pretrain(
-        corpus, method="distill", teacher=minilm, backbone="text-bag",
-        backbone_options={"dim": 384}, batch_size=256, lr=3e-3,
-        time_budget=args.distill_minutes, out=RUNS / "foundation" / f"{name}-student", **common,
+    if args.adapt_lora:
+        runs[lora_label(args.adapt_lora)] = trained(
+            corpus, folder / f"{name}-adapted-lora", args.reuse, backbone=minilm,
+            method="simcse", time_budget=args.adapt_minutes, lora=args.adapt_lora,
+            lr=args.adapt_lora_lr,
+        )  # fmt: skip
+        print(f"{name}: adapted with LoRA", flush=True)
+    runs[STUDENT] = trained(
+        corpus, folder / f"{name}-student", args.reuse, method="distill", teacher=minilm,
+        backbone="text-bag", backbone_options={"dim": 384}, batch_size=256, lr=3e-3,
+        time_budget=args.distill_minutes,
     )  # fmt: skip
     print(f"{name}: distilled", flush=True)
-    runs[SENT2VEC] = pretrain(
-        corpus, method="sent2vec", backbone="text-bag", batch_size=256, lr=3e-3,
-        time_budget=args.sent2vec_minutes, out=RUNS / "foundation" / f"{name}-sent2vec",
-        **common,
+    runs[SENT2VEC] = trained(
+        corpus, folder / f"{name}-sent2vec", args.reuse, method="sent2vec", backbone="text-bag",
+        batch_size=256, lr=3e-3, time_budget=args.sent2vec_minutes,
     )  # fmt: skip
     print(f"{name}: sent2vec", flush=True)
     for label, run in runs.items():
@@ -206,6 +232,12 @@ def probe_all(features: dict, train, test, draws: int) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--adapt-minutes", type=float, default=8.0)
+    parser.add_argument("--adapt-lora", type=int, default=0,
+                        help="also adapt with LoRA of this rank (0: not)")  # fmt: skip
+    parser.add_argument("--adapt-lora-lr", type=float, default=2e-4)
+    parser.add_argument("--runs", default=str(RUNS / "foundation"))
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep finished runs trained with the same options")  # fmt: skip
     parser.add_argument("--distill-minutes", type=float, default=5.0)
     parser.add_argument("--sent2vec-minutes", type=float, default=3.0)
     parser.add_argument("--wordnet-items", type=int, default=10000)
@@ -235,7 +267,7 @@ def main() -> None:
         "machine": _machine(), "load_before": load_before, "load_after": load_average(),
         "minutes": (time.time() - started) / 60, "sets": sets, "args": vars(args),
     }  # fmt: skip
-    out = RUNS / "foundation" / "foundation.json"
+    out = Path(args.runs) / "foundation.json"
     out.write_text(json.dumps(summary, indent=2))
     text = render(summary)
     print(text)
@@ -251,14 +283,24 @@ def render(summary: dict) -> str:
         "(benchmarks/foundation.py)",
         "",
         f"Machine: {summary['machine']}; load before {summary['load_before']}, after "
-        f"{summary['load_after']}; {summary['minutes']:.0f} minutes in all. Adaptation: SimCSE "
-        f"on the unlabelled train texts for {args['adapt_minutes']:g} minutes from "
-        f"`hf:<all-MiniLM-L6-v2 folder>`; student: text-bag distilled for "
+        f"{summary['load_after']}; {summary['minutes']:.0f} minutes in this invocation"
+        f"{' (finished runs with the same options reused)' if args.get('reuse') else ''}. "
+        f"Adaptation: SimCSE on the unlabelled train texts for {args['adapt_minutes']:g} "
+        f"minutes from `hf:<all-MiniLM-L6-v2 folder>`, all weights at lr 3e-5"
+        + (
+            f", and with LoRA adapters of rank {args['adapt_lora']} in every linear layer "
+            f"(the model frozen) at lr {args['adapt_lora_lr']:g}"
+            if args.get("adapt_lora")
+            else ""
+        )
+        + f"; student: text-bag distilled for "
         f"{args['distill_minutes']:g} minutes; Sent2Vec: {args['sent2vec_minutes']:g} minutes. "
         f"Linear probes with 1%, 10% and 100% of the train labels ({args['draws']} draws below "
         f"100%, mean ± std). Reproduce: `python benchmarks/foundation.py --adapt-minutes "
         f"{args['adapt_minutes']:g} --distill-minutes {args['distill_minutes']:g} "
-        f"--sent2vec-minutes {args['sent2vec_minutes']:g} --draws {args['draws']}`.",
+        f"--sent2vec-minutes {args['sent2vec_minutes']:g} --draws {args['draws']}"
+        + (f" --adapt-lora {args['adapt_lora']}" if args.get("adapt_lora") else "")
+        + "`.",
     ]
     for name, part in summary["sets"].items():
         facts = part["facts"]
@@ -290,14 +332,17 @@ def targets(part: dict) -> list[str]:
     acc = {(r["model"], r["fraction"]): r["accuracy"] for r in part["results"]}
     speed = {m: f["texts_per_second"] for m, f in part["facts"].items()}
     lines = []
-    for fraction in (0.01, 0.1):
-        gain = acc[ADAPTED, fraction] - acc[FROZEN, fraction]
+    for adapted in [m for m in part["facts"] if m.startswith("adapted")]:
+        for fraction in (0.01, 0.1):
+            gain = acc[adapted, fraction] - acc[FROZEN, fraction]
+            lines.append(
+                f"- {adapted} - frozen at {fraction:.0%}: {gain:+.3f} (target >= +0.010: "
+                f"{'met' if gain >= 0.01 else 'missed'})"
+            )
+        above = all(acc[adapted, f] > acc[TFIDF, f] for f in FRACTIONS)
         lines.append(
-            f"- adapted - frozen at {fraction:.0%}: {gain:+.3f} (target >= +0.010: "
-            f"{'met' if gain >= 0.01 else 'missed'})"
+            f"- {adapted} above TF-IDF at 1%, 10% and 100%: {'met' if above else 'missed'}"
         )
-    above = all(acc[ADAPTED, f] > acc[TFIDF, f] for f in FRACTIONS)
-    lines.append(f"- adapted above TF-IDF at 1%, 10% and 100%: {'met' if above else 'missed'}")
     kept = acc[STUDENT, 0.1] / acc[FROZEN, 0.1]
     faster = speed[STUDENT] / speed[FROZEN]
     met = kept >= 0.95 and faster >= 10
