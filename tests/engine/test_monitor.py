@@ -62,3 +62,22 @@ def test_select_by_rankme_keeps_the_best_epoch(tmp_path, clusters_npz) -> None:
     assert all(torch.equal(kept[k], reloaded[k]) for k in kept)
     # The starting point (epoch 0) and the four epochs.
     assert len(list((tmp_path / "run" / "checkpoints").glob("epoch-*.safetensors"))) == 5
+
+
+def test_nan_embeddings_are_named_in_one_line_not_a_linear_algebra_traceback(
+    tmp_path, clusters_npz
+) -> None:
+    from selfsup.data.arrays import load_array_file
+    from selfsup.engine.monitor import EpochMonitor
+    from selfsup.methods import build_method
+    from selfsup.modalities.image import build_image_encoder, method_views
+
+    source = load_array_file(clusters_npz)
+    encoder = build_image_encoder("small-cnn", 1, 12, width=8)
+    method = build_method("simclr", encoder, hidden_dim=16, projection_dim=8)
+    with torch.no_grad():  # weights that diverged
+        encoder.backbone.features[0].weight[0, 0, 0, 0] = float("nan")
+    views, _ = method_views(method, 12, 1)
+    monitor = EpochMonitor(source, views, tmp_path, items=64, precision="fp32")
+    with pytest.raises(FloatingPointError, match="NaN or infinite embeddings for 64 of 64"):
+        monitor.measure(method)

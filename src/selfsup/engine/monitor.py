@@ -153,6 +153,14 @@ class EpochMonitor:
             self.seed,
             precision=self.precision,
         )
+        for name, part in (("", emb.clean), ("augmented ", emb.view1), ("augmented ", emb.view2)):
+            bad = int((~torch.isfinite(part).all(dim=1)).sum())
+            if bad:
+                raise FloatingPointError(
+                    f"the encoder gives NaN or infinite embeddings for {bad} of {len(part)} "
+                    f"{name}held-out items (precision {self.precision}): its weights diverged; "
+                    "try --precision fp32 or a lower --lr"
+                )
         metrics = label_free_metrics(emb.clean, emb.view1, emb.view2)
         values = {k: float(v) for k, v in metrics.to_dict().items() if k not in ("items", "dim")}
         method.eval()
