@@ -115,7 +115,8 @@ def render(results: list[dict], args: argparse.Namespace, seconds: float) -> str
         f"Machine: {_machine()}; load before each run: "
         + "; ".join(f"{r['label']} {r['load_before']}" for r in results)
         + f". This invocation: {seconds / 60:.0f} minutes (cached runs are not retrained). "
-        "Nothing else ran.",
+        "The load average counts the benchmark's own 2 threads: above 2, other work shared "
+        "the CPU.",
         "",
         f"Reproduce: `python benchmarks/distill_images.py --teacher-minutes "
         f"{args.teacher_minutes:g} --minutes {args.minutes:g}`.",
