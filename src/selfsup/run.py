@@ -490,9 +490,8 @@ def pretrain(
         spec = encoder.spec or {}
         if spec.get("image_size"):
             source.read_at(int(spec["image_size"]))
-        cfg = cfg.model_copy(
-            update={"backbone": spec.get("backbone"), "image_size": spec.get("image_size")}
-        )
+        read_as = {k: spec[k] for k in _FROZEN_FIELDS if spec.get(k) is not None}
+        cfg = cfg.model_copy(update={"backbone": spec.get("backbone"), **read_as})
         say(f"encoder: {cfg.backbone} from {cfg.init}, {cfg.method}")
     else:
         started = time.perf_counter()
@@ -623,8 +622,8 @@ def load(path: str | os.PathLike, backbone: nn.Module | None = None) -> Run:
     return Run(path, load_encoder(path, backbone), config, summary)
 
 
-#: Fields of a pretrained encoder's spec that say how data is read for it (a frozen run's
-#: config keeps them).
+#: Fields of a pretrained encoder's spec that say how data is read for it (the config of a
+#: frozen run, or of a run started with ``--init``, keeps them).
 _FROZEN_FIELDS = ("image_size", "max_length", "sample_rate", "clip_seconds", "audio_input")
 
 

@@ -96,6 +96,15 @@ def test_an_audio_run_from_a_pretrained_model_trains_loads_alone_and_exports(
     shutil.rmtree(tmp_path / kind)
     again = selfsup.load(run.path)
     np.testing.assert_allclose(again.embed(tones), before, atol=1e-5)
+    # --init reads the clips as the run did (waveforms at its rate), with another objective.
+    onward = selfsup.pretrain(
+        tones, init=run.path, method="simclr", steps=1, batch_size=8, out=tmp_path / "onward",
+        show_progress=False, monitor_items=0,
+    )  # fmt: skip
+    assert onward.config["audio_input"] == "waveform" and onward.embed(tones).shape == (16, 32)
+    with pytest.raises(ValueError, match="reads waveforms and a built-in audio student"):
+        selfsup.pretrain(tones, method="distill", teacher=str(run.path), steps=1,
+                         show_progress=False, out=tmp_path / "student")  # fmt: skip
     result = export_run(again, "onnx", tmp_path / "onnx", data=str(tones))
     assert result.max_abs_diff <= PARITY
     from transformers import AutoModel

@@ -32,6 +32,7 @@ from selfsup.backbones.hf import (
     is_hf_backbone,
     load_pretrained,
     model_from_config,
+    model_kind,
     read_json,
     resolve_folder,
 )
@@ -84,7 +85,20 @@ class AudioModality(Modality):
 
     def backbone_source_options(self, cfg: PretrainConfig) -> dict[str, Any]:
         """A pretrained model's clips: waveforms at its sampling rate; for AST, as long as
-        its ``max_length`` frames unless ``--clip-seconds`` says otherwise."""
+        its ``max_length`` frames unless ``--clip-seconds`` says otherwise. ``--init RUN``
+        reads the clips as that run did. A waveform teacher cannot teach a log-mel student
+        (they would read different items)."""
+        teacher = cfg.teacher if cfg.method == "distill" else None
+        if teacher is not None and _reads_waveforms(str(teacher)):
+            raise ValueError(
+                f"--teacher {teacher} reads waveforms and a built-in audio student reads "
+                "log-mels; distill from a run or model that reads log-mels"
+            )
+        if cfg.init is not None:
+            spec = read_json(Path(cfg.init) / "encoder.json")
+            if spec.get("audio_input") != "waveform":
+                return {}
+            return {k: spec[k] for k in ("audio_input", "sample_rate", "clip_seconds")}
         if not is_hf_backbone(cfg.backbone):
             return {}
         return pretrained_audio_options(str(cfg.backbone), cfg.sample_rate, cfg.clip_seconds)
@@ -163,6 +177,14 @@ def build_audio_encoder(
         "options": options,
     }
     return AUDIO.wrap(module, None, [float(mean)], [float(std)], spec)
+
+
+def _reads_waveforms(name: str) -> bool:
+    """Whether a run folder's or an ``hf:`` model's encoder reads waveforms."""
+    if is_hf_backbone(name):
+        folder = resolve_folder(name)
+        return model_kind(read_json(folder / "config.json")) == "audio"
+    return read_json(Path(name) / "encoder.json").get("audio_input") == "waveform"
 
 
 def pretrained_audio_options(
