@@ -1,5 +1,8 @@
 """Few-shot adaptation: the heads, temperature scaling, saving, fine-tuning."""
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -174,3 +177,32 @@ def test_adapt_works_on_a_table_run(tmp_path) -> None:
     rows = run.open(frame).read_batch(range(5)).items
     with torch.no_grad():
         assert np.allclose(model.module()(rows).double().numpy(), probs[:5], atol=1e-5)
+
+
+def test_a_tampered_model_file_is_named_in_one_line(clusters_run, clusters_data, tmp_path) -> None:
+    import json
+
+    train, _ = clusters_data
+    adapt(clusters_run, str(train), shots=8, head="linear", seed=1).save(tmp_path / "model")
+    path = tmp_path / "model" / "model.json"
+    good = json.loads(path.read_text())
+    cases = {
+        "temperature": (0, "temperature: Input should be greater than 0"),
+        "classes": (["0"], "classes: List should have at least 2 items"),
+        "head": ("knn", "head: Input should be 'prototype', 'linear' or 'propagation'"),
+        "shots": (-3, "shots: Input should be greater than or equal to 1"),
+    }
+    for key, (value, message) in cases.items():
+        path.write_text(json.dumps({**good, key: value}))
+        with pytest.raises(ValueError, match=message):
+            AdaptedModel.load(tmp_path / "model")
+    path.write_text(json.dumps({**good, "classes": ["0", "1", "2"]}))  # the head has 4
+    with pytest.raises(ValueError, match="does not match the 3 classes"):
+        AdaptedModel.load(tmp_path / "model")
+    path.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        AdaptedModel.load(tmp_path / "model")
+    # A relative run path is the model folder's, wherever the command runs.
+    relative = Path(os.path.relpath(clusters_run.path.resolve(), (tmp_path / "model").resolve()))
+    path.write_text(json.dumps({**good, "run": str(relative)}))
+    assert AdaptedModel.load(tmp_path / "model").run_path == clusters_run.path.resolve()

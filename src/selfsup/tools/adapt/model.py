@@ -7,11 +7,12 @@ import json
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
@@ -26,6 +27,43 @@ from selfsup.tools.adapt.heads import EmbeddingHead, _argmax_or_missing
 MODEL_FILE = "model.json"
 HEAD_FILE = "head.safetensors"
 ENCODER_FILE = "encoder.safetensors"
+
+
+class ModelFile(BaseModel):
+    """What ``model.json`` may hold, with bounds: checked before anything is built from it.
+
+    Example:
+        >>> ModelFile(run="../run", head="linear", classes=["a", "b"], temperature=1.5).head
+        'linear'
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    run: str = Field(min_length=1)
+    head: Literal["prototype", "linear", "propagation"]
+    classes: list[str] = Field(min_length=2, max_length=100_000)
+    temperature: float = Field(gt=0, le=1e4, allow_inf_nan=False)
+    shots: int | None = Field(default=None, ge=1)
+    finetuned: bool = False
+    metrics: dict[str, Any] | None = None
+
+
+def read_model_file(path: Path) -> ModelFile:
+    """``model.json`` at ``path``, validated.
+
+    Raises:
+        ValueError: not JSON, or a key missing, unknown or out of range (named with the file).
+    """
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    try:
+        return ModelFile.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the file"
+        raise ValueError(f"{path}: {where}: {first['msg']}") from None
 
 
 class CalibratedClassifier(nn.Module):
@@ -147,7 +185,7 @@ class AdaptedModel:
         elif (folder / ENCODER_FILE).exists():
             (folder / ENCODER_FILE).unlink()  # a stale fine-tuned encoder would be reloaded
         description = {
-            "run": str(self.run_path),
+            "run": str(Path(self.run_path).resolve()),  # not relative to where it ran
             "head": self.head_kind,
             "classes": self.classes,
             "temperature": self.temperature,
@@ -167,30 +205,32 @@ class AdaptedModel:
         folder = Path(path)
         if not (folder / MODEL_FILE).exists():
             raise FileNotFoundError(f"{folder}: not an adapted model folder (no {MODEL_FILE})")
-        description = json.loads((folder / MODEL_FILE).read_text())
-        run_path = Path(description["run"])
+        d = read_model_file(folder / MODEL_FILE)
+        run_path = (folder / d.run).resolve()  # a relative run path is the model folder's
         if not run_path.exists():
             raise FileNotFoundError(
                 f"{folder / MODEL_FILE}: its run folder {run_path} does not exist any more"
             )
         state = load_file(str(folder / HEAD_FILE))
+        shapes = {k: tuple(v.shape) for k, v in state.items()}
+        weight = shapes.get("linear.weight", ())
+        if (
+            len(weight) != 2
+            or weight[0] != len(d.classes)
+            or shapes.get("linear.bias") != (weight[0],)
+        ):
+            raise ValueError(
+                f"{folder / HEAD_FILE}: the head ({weight}) does not match the {len(d.classes)} "
+                f"classes of {folder / MODEL_FILE}"
+            )
         head = EmbeddingHead(
             state["mean"], state["std"], state["linear.weight"], state["linear.bias"]
         )
         encoder = None
-        if description.get("finetuned"):
+        if d.finetuned:
             encoder = load_encoder(run_path)
             encoder.load_state_dict(load_file(str(folder / ENCODER_FILE)))
-        return cls(
-            run_path,
-            description["classes"],
-            description["head"],
-            head,
-            description["temperature"],
-            description.get("shots"),
-            description.get("metrics"),
-            encoder,
-        )
+        return cls(run_path, d.classes, d.head, head, d.temperature, d.shots, d.metrics, encoder)
 
 
 def write_predictions(
