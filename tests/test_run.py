@@ -74,3 +74,24 @@ def test_a_folder_holding_a_run_is_refused_unless_overwrite(tmp_path) -> None:
     run = pretrain("digits", out=str(out), method="vicreg", overwrite=True, **options)
     assert run.config["method"] == "vicreg" and run.config["overwrite"] is False
     assert not (out / "evaluation-old.json").exists()
+
+
+def test_a_tampered_run_config_is_named_in_one_line(tmp_path, clusters_npz) -> None:
+    from selfsup.run import load, pretrain
+
+    run = pretrain(clusters_npz, epochs=1, batch_size=32, out=tmp_path / "run",
+                   backbone_options={"width": 8}, show_progress=False, monitor_items=0)  # fmt: skip
+    config = run.path / "config.yaml"
+    good = config.read_text()
+    cases = {
+        "modality: ../../x\n": "modality: unknown modality",
+        "batch_size: -3\n": "batch_size",
+        "lr: !!python/object/apply:os.system ['echo hacked']\n": "not a run's config",
+        "surprise: 1\n": "surprise: Extra inputs are not permitted",
+    }
+    for line, message in cases.items():
+        config.write_text(good + line)
+        with pytest.raises(ValueError, match=message):
+            load(run.path)
+    config.write_text(good)
+    assert load(run.path).config == run.config

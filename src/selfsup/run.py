@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
+from pydantic import ValidationError
 from torch import nn
 
 from selfsup.backbones.hf import (
@@ -616,10 +617,39 @@ def load(path: str | os.PathLike, backbone: nn.Module | None = None) -> Run:
     path = Path(path)
     if not (path / CONFIG_FILE).exists():
         raise FileNotFoundError(f"{path}: not a run folder (no {CONFIG_FILE})")
-    config = yaml.safe_load((path / CONFIG_FILE).read_text())
+    config = read_run_config(path / CONFIG_FILE)
     summary_file = path / TRAIN_FILE
     summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
     return Run(path, load_encoder(path, backbone), config, summary)
+
+
+def read_run_config(path: Path) -> dict[str, Any]:
+    """A run's ``config.yaml``, validated as the options of ``pretrain`` (types, bounds, a
+    known modality) before anything is built from it.
+
+    Raises:
+        ValueError: not YAML, a tag that is not plain data, or an option missing, unknown or
+            out of range; named with the file and the option.
+    """
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ValueError(f"{path}: not a run's config ({problem})") from None
+    if not isinstance(config, dict):
+        raise ValueError(f"{path}: not a run's config (expected a mapping of option: value)")
+    try:  # a run on data given in memory may name none
+        checked = PretrainConfig.model_validate({"data": "", **config})
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "the file"
+        raise ValueError(f"{path}: {where}: {first['msg']}") from None
+    if checked.modality is not None:
+        try:
+            get_modality(checked.modality)
+        except ConfigError as err:
+            raise ValueError(f"{path}: modality: {err}") from None
+    return config
 
 
 #: Fields of a pretrained encoder's spec that say how data is read for it (the config of a
