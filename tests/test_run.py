@@ -95,3 +95,20 @@ def test_a_tampered_run_config_is_named_in_one_line(tmp_path, clusters_npz) -> N
             load(run.path)
     config.write_text(good)
     assert load(run.path).config == run.config
+
+
+def test_an_encoder_spec_that_does_not_fit_its_weights_is_refused_before_allocating(
+    tmp_path, clusters_npz
+) -> None:
+    import json
+
+    from selfsup.run import load, pretrain
+
+    run = pretrain(clusters_npz, epochs=1, batch_size=32, out=tmp_path / "run",
+                   backbone_options={"width": 8}, show_progress=False, monitor_items=0)  # fmt: skip
+    spec_path = run.path / "encoder.json"
+    spec = json.loads(spec_path.read_text())
+    spec["options"]["width"] = 200_000  # about 2.9 TB of weights if it were built
+    spec_path.write_text(json.dumps(spec))
+    with pytest.raises(ValueError, match="the spec does not belong to these weights"):
+        load(run.path)

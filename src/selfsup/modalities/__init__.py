@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -235,6 +236,31 @@ def load_encoder(folder: str | os.PathLike, backbone: nn.Module | None = None) -
             )
         encoder = modality.wrap(backbone, spec["feature_dim"], spec["mean"], spec["std"])
     else:
+        _check_size(spec_path, folder / WEIGHTS_FILE, lambda: modality.rebuild_encoder(spec))
         encoder = modality.rebuild_encoder(spec)
     encoder.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
     return encoder
+
+
+def _check_size(spec_path: Path, weights: Path, build: Any) -> None:
+    """Refuse a spec that describes another model than the weights file holds (an edited
+    ``"width": 200000`` would otherwise allocate terabytes): the encoder is first built on
+    PyTorch's meta device, which allocates nothing, and its values counted against the
+    tensors the safetensors header lists."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), "pt") as f:
+            stored = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())  # noqa: SIM118
+    except Exception as err:  # a damaged or missing file: named when it is read
+        raise ValueError(f"{weights}: not a readable safetensors file ({err})") from None
+    try:
+        with torch.device("meta"):
+            described = sum(t.numel() for t in build().state_dict().values())
+    except Exception:  # a builder that cannot run on the meta device: checked by loading
+        return
+    if described != stored:
+        raise ValueError(
+            f"{spec_path}: describes an encoder of {described:,} values, but {weights.name} "
+            f"holds {stored:,}: the spec does not belong to these weights"
+        )
