@@ -74,6 +74,19 @@ def pretrain_options(method: str) -> dict[str, Any]:
     return {**options, **METHOD_OPTIONS[method]}
 
 
+def protocol_cells(evaluation: dict[str, Any], column: str = "selfsup") -> list[str]:
+    """Linear probe, kNN and 10-shot (± its 95% CI) of a saved evaluation
+    (``Run.evaluate(...).to_dict()``), for the encoder (``selfsup``) or raw inputs (``raw``),
+    as table cells."""
+    rows = {row["protocol"]: row for row in evaluation["rows"]}
+    shot = rows["fewshot-10"]
+    return [
+        f"{rows['linear'][column]:.4f}",
+        f"{rows['knn'][column]:.4f}",
+        f"{shot[column]:.4f} ± {shot['detail'][f'ci95_{column}']:.4f}",
+    ]
+
+
 def write_section(name: str, text: str, path: Path = BENCHMARKS_MD) -> None:
     """Replace (or append) the section ``name`` of BENCHMARKS.md with ``text``."""
     begin, end = f"<!-- begin {name} -->", f"<!-- end {name} -->"

@@ -29,7 +29,7 @@ import shutil
 import time
 from pathlib import Path
 
-from common import RUNS, load_average, pretrain_options, write_section
+from common import RUNS, load_average, pretrain_options, protocol_cells, write_section
 from selfsup.run import _machine, load, pretrain
 
 TEACHER, STUDENT, SCRATCH = "teacher (SimCLR)", "student (distilled)", "scratch (SimCLR)"
@@ -84,22 +84,15 @@ def render(results: list[dict], args: argparse.Namespace, seconds: float) -> str
         "| encoder | minutes | linear probe | kNN | 10-shot | epochs | images/s |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
-    raw = None
     for r in results:
-        rows = {row["protocol"]: row for row in r["evaluation"]["rows"]}
-        raw = raw or rows
-        s, shot = r["summary"], rows["fewshot-10"]
+        s = r["summary"]
         lines.append(
-            f"| {r['label']} | {s['train_seconds'] / 60:.1f} | {rows['linear']['selfsup']:.4f} "
-            f"| {rows['knn']['selfsup']:.4f} | {shot['selfsup']:.4f} ± "
-            f"{shot['detail']['ci95_selfsup']:.4f} | {s['items_seen'] / s['items']:.1f} "
-            f"| {s['items_per_second']:.0f} |"
+            f"| {r['label']} | {s['train_seconds'] / 60:.1f} | "
+            + " | ".join(protocol_cells(r["evaluation"]))
+            + f" | {s['items_seen'] / s['items']:.1f} | {s['items_per_second']:.0f} |"
         )
-    shot = raw["fewshot-10"]
-    lines.append(
-        f"| raw pixels | | {raw['linear']['raw']:.4f} | {raw['knn']['raw']:.4f} | "
-        f"{shot['raw']:.4f} ± {shot['detail']['ci95_raw']:.4f} | | |"
-    )
+    raw = protocol_cells(results[0]["evaluation"], "raw")
+    lines.append("| raw pixels | | " + " | ".join(raw) + " | | |")
     by = {r["label"]: {row["protocol"]: row["selfsup"] for row in r["evaluation"]["rows"]}
           for r in results}  # fmt: skip
     gains = ", ".join(

@@ -23,7 +23,14 @@ from pathlib import Path
 
 import torch
 
-from common import ALL_METHODS, RUNS, load_average, pretrain_options, write_section
+from common import (
+    ALL_METHODS,
+    RUNS,
+    load_average,
+    pretrain_options,
+    protocol_cells,
+    write_section,
+)
 from selfsup.methods import build_method
 from selfsup.modalities.image import build_image_encoder, method_views
 from selfsup.run import _machine, pretrain
@@ -123,24 +130,21 @@ def table(results: list[dict], minutes: float, data: str, seconds: float) -> str
         "| images/s in run | images/s fp32 | images/s bf16 |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    raw = None
     for r in results:
         rows = {row["protocol"]: row for row in r["evaluation"]["rows"]}
-        raw = raw or rows
-        s, shot = r["summary"], rows["fewshot-10"]
+        s = r["summary"]
         lines.append(
-            f"| {r['method']} | {rows['linear']['selfsup']:.4f} | {rows['knn']['selfsup']:.4f} "
-            f"| {shot['selfsup']:.4f} ± {shot['detail']['ci95_selfsup']:.4f} "
-            f"| {'yes' if rows['linear']['selfsup'] > rows['linear']['raw'] else 'NO'} "
+            f"| {r['method']} | " + " | ".join(protocol_cells(r["evaluation"]))
+            + f" | {'yes' if rows['linear']['selfsup'] > rows['linear']['raw'] else 'NO'} "
             f"| {s['items_seen'] / s['items']:.1f} | {s['train_seconds']:.0f} "
             f"| {s['items_per_second']:.0f} | {r['speed']['fp32']:.0f} "
             f"| {r['speed']['bf16']:.0f} |"
-        )
-    shot = raw["fewshot-10"]
+        )  # fmt: skip
     work = sum(r["summary"]["train_seconds"] + r["evaluation"]["seconds"] for r in results)
     lines += [
-        f"| raw pixels | {raw['linear']['raw']:.4f} | {raw['knn']['raw']:.4f} | "
-        f"{shot['raw']:.4f} ± {shot['detail']['ci95_raw']:.4f} | | | | | | |",
+        "| raw pixels | "
+        + " | ".join(protocol_cells(results[0]["evaluation"], "raw"))
+        + " | | | | | | |",
         "",
         "images/s counts training images (each seen as two or more views) through "
         "augmentation, forward, backward and optimizer step; the fp32/bf16 columns time 10 "

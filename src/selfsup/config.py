@@ -268,7 +268,17 @@ def load_config(path: str | os.PathLike | None = None, **overrides: Any) -> Pret
     try:
         return PretrainConfig(**values)
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors()
-        )
-        raise ConfigError(f"{source}: invalid config: {problems}") from None
+        raise ConfigError(f"{source}: invalid config: {validation_problems(err)}") from None
+
+
+def validation_problems(err: ValidationError) -> str:
+    """Each problem of a pydantic validation as ``option: message``, joined by "; ".
+
+    Example:
+        >>> try:
+        ...     PretrainConfig(data="x", lora=-1)
+        ... except ValidationError as err:
+        ...     print(validation_problems(err))
+        lora: Input should be greater than or equal to 0
+    """
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in err.errors())

@@ -41,7 +41,7 @@ from selfsup.backbones.hf import (
     read_json,
     resolve_folder,
 )
-from selfsup.config import ConfigError, PretrainConfig, load_config
+from selfsup.config import ConfigError, PretrainConfig, load_config, validation_problems
 from selfsup.console import console
 from selfsup.core.files import write_json, write_text
 from selfsup.core.precision import resolve_precision
@@ -641,9 +641,7 @@ def read_run_config(path: Path) -> dict[str, Any]:
     try:  # a run on data given in memory may name none
         checked = PretrainConfig.model_validate({"data": "", **config})
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the file"
-        raise ValueError(f"{path}: {where}: {first['msg']}") from None
+        raise ValueError(f"{path}: {validation_problems(err)}") from None
     if checked.modality is not None:
         try:
             get_modality(checked.modality)

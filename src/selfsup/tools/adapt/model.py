@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from selfsup.config import validation_problems
 from selfsup.core.files import atomic_path, write_json
 from selfsup.data.base import Source
 from selfsup.embedding import embed_source
@@ -61,9 +62,7 @@ def read_model_file(path: Path) -> ModelFile:
     try:
         return ModelFile.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "the file"
-        raise ValueError(f"{path}: {where}: {first['msg']}") from None
+        raise ValueError(f"{path}: {validation_problems(err)}") from None
 
 
 class CalibratedClassifier(nn.Module):
