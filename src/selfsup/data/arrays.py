@@ -262,6 +262,34 @@ def load_array_file(path: str | os.PathLike) -> ArraySource:
         >>> load_array_file(f).classes
         ['a', 'b']
     """
+    images, labels = read_array_file(path)
+    try:
+        return ArraySource(images, labels, name=str(path))
+    except ValueError as err:
+        if str(path) in str(err):
+            raise
+        raise type(err)(f"{path}: {err}") from err
+
+
+def read_array_file(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray | None]:
+    """The array of a ``.npy`` file (memory-mapped) or the ``X`` (or single) array and ``y``
+    labels (or None) of a ``.npz`` file, never unpickling anything.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: another suffix, a file that is not of its suffix's type, a truncated file,
+            or an array of Python objects; every message names the file.
+
+    Example:
+        >>> import tempfile
+        >>> f = Path(tempfile.mkdtemp()) / "x.npy"
+        >>> np.save(f, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+        >>> try:
+        ...     read_array_file(f)
+        ... except ValueError as err:
+        ...     print(str(err).split(": ", 1)[1])
+        holds Python objects, which selfsup never unpickles; save a numeric array instead
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such array file: {path}")
@@ -275,15 +303,24 @@ def load_array_file(path: str | os.PathLike) -> ArraySource:
         raise ValueError(f"{path}: not a {suffix} file (it does not start with {_MAGIC[suffix]!r})")
     try:
         if suffix == ".npy":
-            images, labels = np.load(path, mmap_mode="r", allow_pickle=False), None
-        else:
-            images, labels = _read_npz(path)
-        return ArraySource(images, labels, name=str(path))
+            return np.load(path, mmap_mode="r", allow_pickle=False), None
+        return _read_npz(path)
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
         if str(path) in str(err):
             raise
-        error_type = type(err) if isinstance(err, ValueError) else ValueError
-        raise error_type(f"{path}: {err}") from err
+        raise ValueError(f"{path}: {_array_problem(err)}") from err
+
+
+def _array_problem(err: Exception) -> str:
+    """What numpy's error says, in words that do not suggest unpickling."""
+    text = str(err)
+    if "object" in text.lower() and ("pickle" in text or "Python objects" in text):
+        return "holds Python objects, which selfsup never unpickles; save a numeric array instead"
+    if "mmap length is greater than file size" in text or "Failed to read all data" in text:
+        return "the file is shorter than its header says (truncated, or still being written)"
+    if isinstance(err, zipfile.BadZipFile):
+        return f"not a readable .npz archive ({text}; truncated?)"
+    return text
 
 
 def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray | None]:

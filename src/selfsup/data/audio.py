@@ -57,7 +57,7 @@ def read_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
 
     Raises:
         soundfile.LibsndfileError, RuntimeError: the file cannot be decoded.
-        ValueError: the file holds no sample.
+        ValueError: the file holds no sample, or NaN or infinite samples (float WAVs can).
 
     Example:
         >>> import tempfile, soundfile
@@ -69,6 +69,10 @@ def read_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
     samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     if samples.shape[0] == 0:
         raise ValueError("the file holds no audio samples")
+    finite = np.isfinite(samples)
+    if not finite.all():
+        frame = int(np.flatnonzero(~finite.all(axis=1))[0])
+        raise ValueError(f"sample {frame} ({frame / rate:.3f} s) is NaN or infinite")
     mono = samples.mean(axis=1)
     if rate != sample_rate:
         common = math.gcd(int(rate), int(sample_rate))

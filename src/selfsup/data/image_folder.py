@@ -30,9 +30,11 @@ from selfsup.data.folders import IndexCache, find_files, index_folder, subfolder
 #: File suffixes read as images, compared case-insensitively.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 # PIL modes of one gray channel. Wider-than-8-bit ones (16-bit PNG and TIFF) are divided by
-# 65535: PIL's own conversion to "L" would clip them at 255.
+# 65535: PIL's own conversion to "L" would clip them at 255. Float images (TIFFs of mode "F")
+# in [0, 1] are read as they are, other float images are scaled from their own range; PIL's
+# conversion would read [0, 1] as black.
 _WIDE_GRAY_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
-GRAY_MODES = {"1", "L", "LA", *_WIDE_GRAY_MODES}
+GRAY_MODES = {"1", "L", "LA", "F", *_WIDE_GRAY_MODES}
 #: Files whose headers give the folder's default size and channels.
 SIZE_SAMPLE = 64
 # Large photos are expected and read at a reduced size; PIL still refuses images above twice
@@ -176,7 +178,12 @@ class ImageFolderSource(Source):
 def decode_image(image: Image.Image, size: int, channels: int) -> np.ndarray:
     """Decode, convert, resize and crop one opened image to a float32 (H, W[, C]) array in
     [0, 1] of side ``size``: JPEGs decode at reduced scale when larger (draft mode), EXIF
-    rotation applies, wide gray modes are scaled by 65535, the centre square is kept."""
+    rotation applies, wide gray modes are scaled by 65535 and float images by their range (see
+    :func:`value_range`), the centre square is kept.
+
+    Raises:
+        ValueError: a float image holding NaN or infinite pixels.
+    """
     short = min(image.size)
     if short > size:
         # JPEG can decode at 1/2, 1/4 or 1/8 scale directly; the result stays >= size.
@@ -185,9 +192,11 @@ def decode_image(image: Image.Image, size: int, channels: int) -> np.ndarray:
         image.draft(image.mode, draft_size)
     image.load()  # Image.open is lazy: decoding (and a truncation error) happens here
     ImageOps.exif_transpose(image, in_place=True)
-    wide_gray = image.mode in _WIDE_GRAY_MODES
+    wide_gray = image.mode in _WIDE_GRAY_MODES or image.mode == "F"
+    low = 0.0
     if wide_gray:
-        image, peak = image.convert("F"), 65535.0
+        mode, image = image.mode, image.convert("F")
+        low, peak = value_range(np.asarray(image), mode)
     elif channels == 1:
         image, peak = image.convert("L"), 255.0
     else:
@@ -200,10 +209,32 @@ def decode_image(image: Image.Image, size: int, channels: int) -> np.ndarray:
         left, top = (image.width - side) / 2, (image.height - side) / 2
         box = (left, top, left + side, top + side)
         image = image.resize((size, size), Image.Resampling.BILINEAR, box=box)
-    pixels = (np.asarray(image, dtype=np.float32) / peak).clip(0.0, 1.0)
+    pixels = ((np.asarray(image, dtype=np.float32) - low) / peak).clip(0.0, 1.0)
     if wide_gray and channels == 3:
         pixels = np.repeat(pixels[:, :, None], 3, axis=2)
     return pixels
+
+
+def value_range(pixels: np.ndarray, mode: str) -> tuple[float, float]:
+    """The offset and span that bring a wide image's pixels to [0, 1]: 16-bit images (and
+    32-bit ones within 16 bits) span 0..65535, float images in [0, 1] are kept, any other
+    image spans its own minimum to maximum.
+
+    Raises:
+        ValueError: NaN or infinite pixels.
+
+    Example:
+        >>> value_range(np.array([[0.2, 0.9]]), "F"), value_range(np.array([[-3.0, 5.0]]), "F")
+        ((0.0, 1.0), (-3.0, 8.0))
+    """
+    if not np.isfinite(pixels).all():
+        raise ValueError("the image holds NaN or infinite pixels")
+    low, high = float(pixels.min()), float(pixels.max())
+    if mode == "F" and low >= 0.0 and high <= 1.0:
+        return 0.0, 1.0
+    if mode != "F" and low >= 0.0 and high <= 65535.0:
+        return 0.0, 65535.0
+    return low, (high - low) if high > low else 1.0
 
 
 def find_image_files(root: Path) -> list[str]:

@@ -22,13 +22,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from selfsup.data.arrays import encode_labels
+from selfsup.core.text_files import text_lines
+from selfsup.data.arrays import encode_labels, read_array_file
 from selfsup.data.base import EmptySourceError, InMemorySource
+from selfsup.data.table_files import LARGEST, TABLE_SUFFIXES, numeric_cells, read_table
 
 #: Environment variable naming extra folders (``:``-separated) that hold UCR/UEA sets laid
 #: out as the archive is (``NAME/NAME_TRAIN.ts``, ``NAME/NAME_TEST.ts``).
 UCR_DIR_ENV = "SELFSUP_UCR_DIR"
-TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 
 
 def pad_series(items: Sequence[np.ndarray], name: str = "series") -> np.ndarray:
@@ -189,58 +190,72 @@ def read_ts_file(path: str | os.PathLike) -> tuple[list[np.ndarray], list[str] |
     labels: list[str] = []
     in_data = False
     has_labels = has_target = False
+    declared: list[str] = []
     targets: list[float] = []
-    with path.open(encoding="utf-8", errors="replace") as handle:
-        for number, raw in enumerate(handle, start=1):
-            line = raw.strip()
-            if not line or line.startswith(("#", "%")):  # comments (both styles occur)
-                continue
-            if not in_data:
-                if not line.startswith("@"):
-                    raise ValueError(f"{path}:{number}: expected a @header line, got {line[:40]!r}")
-                key, _, value = line[1:].partition(" ")
-                key = key.lower()
-                if key == "data":
-                    in_data = True
-                    has_labels = header.get("classlabel", "false").split()[0].lower() == "true"
-                    # Regression sets end each row with a numeric target: kept aside.
-                    has_target = header.get("targetlabel", "false").split()[0].lower() == "true"
-                    if header.get("timestamps", "false").lower() == "true":
-                        raise ValueError(
-                            f"{path}:{number}: .ts files with @timeStamps true are not supported"
-                        )
-                else:
-                    header[key] = value.strip()
-                continue
-            fields = line.split(":")
-            if has_target:
-                targets.append(float(fields[-1]) if fields[-1].strip() not in ("?", "") else np.nan)
-                fields = fields[:-1]
-            if has_labels:
-                if len(fields) < 2:
-                    raise ValueError(f"{path}:{number}: a labelled row needs 'values:label'")
-                labels.append(fields[-1].strip())
-                fields = fields[:-1]
-            try:
-                channels = [
-                    [
-                        np.nan if v.strip() in ("?", "", "NaN", "nan") else float(v)
-                        for v in f.split(",")
-                    ]
-                    for f in fields
-                ]
-            except ValueError as err:
-                raise ValueError(f"{path}:{number}: {err}") from None
-            width = max(len(c) for c in channels)
-            row = np.full((len(channels), width), np.nan, dtype=np.float32)
-            for c, values in enumerate(channels):
-                row[c, : len(values)] = values
-            if series and row.shape[0] != series[0].shape[0]:
+    for number, raw in text_lines(path):
+        line = raw.strip()
+        if not line or line.startswith(("#", "%")):  # comments (both styles occur)
+            continue
+        if not in_data:
+            if not line.startswith("@"):
+                raise ValueError(f"{path}:{number}: expected a @header line, got {line[:40]!r}")
+            key, _, value = line[1:].partition(" ")
+            key = key.lower()
+            if key == "data":
+                in_data = True
+                class_label = header.get("classlabel", "false").split()
+                has_labels = class_label[0].lower() == "true"
+                declared = class_label[1:]
+                # Regression sets end each row with a numeric target: kept aside.
+                has_target = header.get("targetlabel", "false").split()[0].lower() == "true"
+                if header.get("timestamps", "false").lower() == "true":
+                    raise ValueError(
+                        f"{path}:{number}: .ts files with @timeStamps true are not supported"
+                    )
+            else:
+                header[key] = value.strip()
+            continue
+        fields = line.split(":")
+        if has_target:
+            targets.append(float(fields[-1]) if fields[-1].strip() not in ("?", "") else np.nan)
+            fields = fields[:-1]
+        if has_labels:
+            if len(fields) < 2:
+                raise ValueError(f"{path}:{number}: a labelled row needs 'values:label'")
+            label = fields[-1].strip()
+            if declared and label not in declared:
                 raise ValueError(
-                    f"{path}:{number}: {row.shape[0]} channels, earlier rows have "
-                    f"{series[0].shape[0]}"
+                    f"{path}:{number}: label {label!r} is not among those @classLabel declares "
+                    f"({' '.join(declared)})"
                 )
-            series.append(row)
+            labels.append(label)
+            fields = fields[:-1]
+        try:
+            channels = [
+                [
+                    np.nan if v.strip() in ("?", "", "NaN", "nan") else float(v)
+                    for v in f.split(",")
+                ]
+                for f in fields
+            ]
+        except ValueError as err:
+            raise ValueError(f"{path}:{number}: {err}") from None
+        huge = [v for c in channels for v in c if abs(v) > LARGEST]
+        if huge:
+            what = "infinite" if np.isinf(huge[0]) else "beyond float32's range"
+            raise ValueError(
+                f"{path}:{number}: a value is {what} ({huge[0]}); write ? for a missing value"
+            )
+        width = max(len(c) for c in channels)
+        row = np.full((len(channels), width), np.nan, dtype=np.float32)
+        for c, values in enumerate(channels):
+            row[c, : len(values)] = values
+        if series and row.shape[0] != series[0].shape[0]:
+            raise ValueError(
+                f"{path}:{number}: {row.shape[0]} channels, earlier rows have "
+                f"{series[0].shape[0]}"
+            )
+        series.append(row)
     if not in_data:
         raise ValueError(f"{path}: no @data section; is this a .ts file?")
     if not series:
@@ -316,32 +331,6 @@ def open_ucr(spec: str) -> SeriesSource:
 # --- CSV / Parquet tables --------------------------------------------------------------------
 
 
-def read_table(path: str | os.PathLike) -> pd.DataFrame:
-    """Read a CSV, TSV or Parquet file into a DataFrame, naming the file on failure."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    try:
-        if suffix in (".parquet", ".pq"):
-            return pd.read_parquet(path)
-        return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
-    except Exception as err:  # pandas raises many kinds; the user needs the file name
-        raise ValueError(f"{path}: cannot read the table ({err})") from err
-
-
-def _numeric(frame: pd.DataFrame, columns: Sequence[str], name: str) -> np.ndarray:
-    for column in columns:
-        if not pd.api.types.is_numeric_dtype(frame[column]):
-            converted = pd.to_numeric(frame[column], errors="coerce")
-            bad = converted.isna() & frame[column].notna()
-            if bad.any():
-                row = int(np.flatnonzero(bad.to_numpy())[0])
-                raise ValueError(
-                    f"{name}: row {row}, column {column!r}: {frame[column].iloc[row]!r} is "
-                    f"not a number"
-                )
-    return frame[list(columns)].apply(pd.to_numeric, errors="coerce").to_numpy(np.float32)
-
-
 def series_from_frame(
     frame: pd.DataFrame,
     *,
@@ -378,7 +367,7 @@ def series_from_frame(
     if not value_columns:
         raise ValueError(f"{name}: no numeric value column")
     if id_column is None:
-        values = _numeric(frame, value_columns, name)
+        values = numeric_cells(frame, value_columns, name).astype(np.float32)
         labels = None if label_column is None else frame[label_column].to_numpy()
         if labels is not None and pd.isna(labels).any():
             row = int(np.flatnonzero(pd.isna(labels))[0])
@@ -388,7 +377,7 @@ def series_from_frame(
     for key, part in frame.groupby(id_column, sort=False):  # series in order of first row
         if time_column is not None:
             part = part.sort_values(time_column, kind="stable")
-        series.append(_numeric(part, value_columns, f"{name} (id {key})").T)
+        series.append(numeric_cells(part, value_columns, f"{name} (id {key})").astype(np.float32).T)
         ids.append(str(key))
         if label_column is not None:
             distinct = part[label_column].dropna().unique()
@@ -422,9 +411,7 @@ def load_series_file(path: str | os.PathLike, **options: Any) -> SeriesSource:
     if suffix == ".ts":
         return load_ts(path)
     if suffix in (".npy", ".npz"):
-        from selfsup.data.arrays import _read_npz
-
-        array, labels = (np.load(path), None) if suffix == ".npy" else _read_npz(path)
+        array, labels = read_array_file(path)
         return SeriesSource(series_array(array, str(path)), labels, name=str(path))
     if suffix in TABLE_SUFFIXES:
         return series_from_frame(read_table(path), name=str(path), **options)

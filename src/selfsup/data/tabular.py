@@ -39,8 +39,11 @@ from selfsup.core.files import write_json
 from selfsup.data.arrays import encode_labels
 from selfsup.data.base import EmptySourceError, InMemorySource, check_unique_ids, column_ids
 from selfsup.data.splits import stratified_split
+from selfsup.data.table_files import numeric_cells, read_table
 
 PREPROCESSOR_FILE = "preprocess.json"
+# Said of a numeric column that holds text.
+_CATEGORICAL_HINT = " (declare the column categorical if it is one)"
 
 
 def _is_categorical(series: pd.Series) -> bool:
@@ -101,7 +104,7 @@ class TablePreprocessor:
             if c in forced_cat or (c not in forced_num and _is_categorical(frame[c]))
         ]
         numeric = [c for c in features if c not in categorical]
-        values = _numbers(frame, numeric, name)
+        values = numeric_cells(frame, numeric, name, _CATEGORICAL_HINT)
         with np.errstate(all="ignore"):
             means = np.nanmean(values, axis=0) if numeric else np.zeros(0)
             stds = np.nanstd(values, axis=0) if numeric else np.zeros(0)
@@ -145,7 +148,7 @@ class TablePreprocessor:
             raise ValueError(
                 f"{name}: columns {missing} are missing (the encoder was fitted on them)"
             )
-        values = _numbers(frame, self.numeric, name)
+        values = numeric_cells(frame, self.numeric, name, _CATEGORICAL_HINT)
         absent = np.isnan(values)
         scaled = (values - np.asarray(self.means)) / np.asarray(self.stds)
         scaled[absent] = 0.0
@@ -189,23 +192,6 @@ class TablePreprocessor:
     def load_if_saved(cls, folder: str | os.PathLike) -> TablePreprocessor | None:
         """The encoding saved in a run folder, or None when the run is not a table run."""
         return cls.load(folder) if (Path(folder) / PREPROCESSOR_FILE).exists() else None
-
-
-def _numbers(frame: pd.DataFrame, columns: Sequence[str], name: str) -> np.ndarray:
-    """The columns as float64, NaN where missing; text in a numeric column is an error."""
-    out = np.empty((len(frame), len(columns)), dtype=np.float64)
-    for j, column in enumerate(columns):
-        cells = frame[column]
-        converted = pd.to_numeric(cells, errors="coerce")
-        bad = converted.isna().to_numpy() & cells.notna().to_numpy()
-        if bad.any():
-            row = int(np.flatnonzero(bad)[0])
-            raise ValueError(
-                f"{name}: row {row}, column {column!r}: {cells.iloc[row]!r} is not a number "
-                f"(declare the column categorical if it is one)"
-            )
-        out[:, j] = converted.to_numpy(dtype=np.float64, na_value=np.nan)
-    return out
 
 
 class TabularSource(InMemorySource):
@@ -395,6 +381,4 @@ def load_table_file(path: str | os.PathLike | pd.DataFrame, **options: Any) -> T
     :class:`TabularSource`."""
     if isinstance(path, pd.DataFrame):
         return TabularSource(path, **{"name": "DataFrame", **options})
-    from selfsup.data.series import read_table
-
     return TabularSource(read_table(path), name=str(path), **options)

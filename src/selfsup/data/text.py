@@ -35,12 +35,13 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import numpy as np
 import pandas as pd
 import torch
 
+from selfsup.core.text_files import read_text, text_lines
 from selfsup.data.arrays import encode_labels
 from selfsup.data.base import (
     Batch,
@@ -53,6 +54,7 @@ from selfsup.data.base import (
 )
 from selfsup.data.named import DatasetNotInstalledError
 from selfsup.data.splits import stratified_split
+from selfsup.data.table_files import read_table
 from selfsup.data.tokenizer import DEFAULT_MAX_LENGTH, DEFAULT_VOCAB_SIZE, TextTokenizer
 
 #: File suffixes read as text without ``--modality text``.
@@ -140,12 +142,10 @@ def read_text_lines(path: Path, **options: Any) -> TextSource:
     """One document per non-blank line of a plain-text file; its line number (from 0: row ids
     count from 0 everywhere) is its id."""
     texts, ids = [], []
-    with _open_text(path) as f:
-        for number, line in enumerate(f):
-            line = line.rstrip("\r\n")
-            if line.strip():
-                texts.append(line)
-                ids.append(str(number))
+    for number, line in text_lines(path):
+        if line.strip():
+            texts.append(line)
+            ids.append(str(number - 1))
     if not texts:
         raise EmptySourceError(f"{path}: no non-blank line")
     return TextSource(texts, name=str(path), ids=ids, **options)
@@ -153,17 +153,33 @@ def read_text_lines(path: Path, **options: Any) -> TextSource:
 
 def read_text_folder(folder: Path, **options: Any) -> TextSource:
     """One document per ``.txt`` file under ``folder`` (sorted paths); when every file lies
-    in a subfolder, its first subfolder is its label."""
+    in a subfolder, its first subfolder is its label. Files of binary data or not in UTF-8
+    are left out and listed in the source's ``unreadable``.
+
+    Raises:
+        EmptySourceError: no ``.txt`` file, or none readable.
+    """
     files = sorted(p for p in folder.rglob("*.txt") if p.is_file())
     if not files:
         raise EmptySourceError(f"{folder}: no .txt file in this folder")
     relative = [p.relative_to(folder) for p in files]
-    labels = [r.parts[0] for r in relative] if all(len(r.parts) > 1 for r in relative) else None
-    texts = []
-    for path in files:
-        with _open_text(path) as f:
-            texts.append(f.read().strip())
-    return TextSource(texts, labels, name=str(folder), ids=[str(r) for r in relative], **options)
+    labelled = all(len(r.parts) > 1 for r in relative)
+    texts, labels, ids, unreadable = [], [], [], {}
+    for path, rel in zip(files, relative, strict=True):
+        try:
+            texts.append(read_text(path).strip())
+        except (ValueError, OSError) as err:
+            unreadable[rel.as_posix()] = str(err).removeprefix(f"{path}: ")
+            continue
+        labels.append(rel.parts[0])
+        ids.append(rel.as_posix())
+    if not texts:
+        first = next(iter(unreadable.items()))
+        raise EmptySourceError(f"{folder}: none of the {len(files)} .txt files can be read "
+                               f"({first[0]}: {first[1]})")
+    source = TextSource(texts, labels if labelled else None, name=str(folder), ids=ids, **options)
+    source.unreadable.update(unreadable)
+    return source
 
 
 def read_jsonl(
@@ -186,42 +202,41 @@ def read_jsonl(
     """
     texts, labels, ids = [], [], []
     explicit_id = id_column is not None
-    with _open_text(path) as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ValueError(f"{path}: line {number}: not valid JSON ({err.msg})") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}: line {number}: expected a JSON object")
-            text = record.get(text_column)
-            if not isinstance(text, str):
-                problem = "has no" if text is None else "has a non-text"
-                raise ValueError(
-                    f"{path}: line {number} {problem} {text_column!r} field (the text column; "
-                    f"set it with --text-column); fields: {sorted(record)}"
-                )
-            if not require_label and not labels and label_column not in record:
-                label_column = None  # a run's later data, without its labels
-            if not texts and not explicit_id and "id" in record:
-                id_column = "id"
-            if not texts and id_column is not None and id_column not in record:
-                if explicit_id and require_label:
-                    raise ValueError(f"{path}: line {number} has no id field {id_column!r}")
-                id_column = None  # a run's later data, without its ids
-            if label_column is not None:
-                if record.get(label_column) is None:
-                    raise ValueError(f"{path}: line {number} has no label {label_column!r}")
-                labels.append(record[label_column])
-            texts.append(text)
-            if id_column is None:
-                ids.append(str(number - 1))
-            elif record.get(id_column) is None:
+    for number, line in text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: line {number}: not valid JSON ({err.msg})") from None
+        if not isinstance(record, dict):
+            raise ValueError(f"{path}: line {number}: expected a JSON object")
+        text = record.get(text_column)
+        if not isinstance(text, str):
+            problem = "has no" if text is None else "has a non-text"
+            raise ValueError(
+                f"{path}: line {number} {problem} {text_column!r} field (the text column; "
+                f"set it with --text-column); fields: {sorted(record)}"
+            )
+        if not require_label and not labels and label_column not in record:
+            label_column = None  # a run's later data, without its labels
+        if not texts and not explicit_id and "id" in record:
+            id_column = "id"
+        if not texts and id_column is not None and id_column not in record:
+            if explicit_id and require_label:
                 raise ValueError(f"{path}: line {number} has no id field {id_column!r}")
-            else:
-                ids.append(str(record[id_column]))
+            id_column = None  # a run's later data, without its ids
+        if label_column is not None:
+            if record.get(label_column) is None:
+                raise ValueError(f"{path}: line {number} has no label {label_column!r}")
+            labels.append(record[label_column])
+        texts.append(text)
+        if id_column is None:
+            ids.append(str(number - 1))
+        elif record.get(id_column) is None:
+            raise ValueError(f"{path}: line {number} has no id field {id_column!r}")
+        else:
+            ids.append(str(record[id_column]))
     if not texts:
         raise EmptySourceError(f"{path}: no JSON line")
     check_unique_ids(ids, str(path), "line", offset=1)
@@ -249,8 +264,7 @@ def read_text_table(
     if isinstance(path, pd.DataFrame):
         frame, name = path, name or "DataFrame"
     else:
-        sep = "\t" if path.suffix.lower() == ".tsv" else ","
-        frame, name = pd.read_csv(path, sep=sep), name or str(path)
+        frame, name = read_table(path), name or str(path)
     if not require_label and label_column not in frame.columns:
         label_column = None
     if not require_label and id_column not in frame.columns:
@@ -272,10 +286,6 @@ def read_text_table(
         labels = frame[label_column].tolist()
     ids = column_ids(frame, id_column, name)
     return TextSource(texts.tolist(), labels, name=name, ids=ids, **options)
-
-
-def _open_text(path: Path):
-    return open(path, encoding="utf-8", errors="replace")
 
 
 def load_text_file(path: str | os.PathLike | pd.DataFrame, **options: Any) -> TextSource:
@@ -390,7 +400,7 @@ def wordnet_glosses(folder: Path = WORDNET_DIR, **options: Any) -> TextSource:
         )
     texts, ids = [], []
     for path in files:
-        with _open_text(path) as f:
+        with _open_package_text(path) as f:
             for line in f:
                 if line.startswith("  ") or " | " not in line:  # the licence header
                     continue
@@ -411,7 +421,7 @@ def fortunes(folder: Path = FORTUNES_DIR, **options: Any) -> TextSource:
         raise DatasetNotInstalledError(f"fortunes needs {folder}/*: apt-get install fortunes")
     texts, ids = [], []
     for path in files:
-        with _open_text(path) as f:
+        with _open_package_text(path) as f:
             entries = f.read().split("\n%\n")
         for number, entry in enumerate(entries):
             entry = entry.strip().strip("%").strip()
@@ -419,6 +429,12 @@ def fortunes(folder: Path = FORTUNES_DIR, **options: Any) -> TextSource:
                 texts.append(entry)
                 ids.append(f"{path.name}:{number}")
     return TextSource(texts, name="fortunes", ids=ids, **options)
+
+
+def _open_package_text(path: Path) -> TextIO:
+    # Files of Debian packages, not a user's: a stray byte that is not UTF-8 is replaced, as
+    # these corpora have always been read (benchmarks compare with earlier figures).
+    return open(path, encoding="utf-8", errors="replace")
 
 
 def open_text_corpus(spec: str, **options: Any) -> TextSource:

@@ -24,7 +24,7 @@ import torch
 from selfsup.backbones import TabularMLP
 from selfsup.config import PretrainConfig
 from selfsup.data.base import Source
-from selfsup.data.series import TABLE_SUFFIXES
+from selfsup.data.table_files import TABLE_SUFFIXES
 from selfsup.data.tabular import (
     TablePreprocessor,
     is_tabular_spec,

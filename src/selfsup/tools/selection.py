@@ -41,7 +41,9 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
 from selfsup.core.neighbours import euclidean_topk
+from selfsup.core.text_files import text_lines
 from selfsup.data.base import Source
+from selfsup.data.table_files import read_table
 from selfsup.embedding import embed_source
 from selfsup.evaluation.fewshot import FEW_SHOT_WEIGHT_DECAY
 from selfsup.evaluation.linear import fit_logistic_regression, standardize
@@ -313,12 +315,12 @@ def read_labelled(
     path = Path(labeled)
     table = None
     if path.suffix.lower() == ".txt" and path.is_file():
-        ids = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        ids = [line.strip() for _, line in text_lines(path) if line.strip()]
         table = pd.DataFrame({"id": ids})
     elif path.suffix.lower() == ".csv" and path.is_file():
-        head = pd.read_csv(path, nrows=0)
+        head = read_table(path, rows=0)
         if "id" in head.columns and set(head.columns) <= {"id", "label"}:
-            table = pd.read_csv(path, dtype=str)
+            table = read_table(path, as_text=True)
     if table is None:
         source = run.open(labeled)
         return LabelledItems(run.embed(source), source.labels, None)

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from selfsup.embedding import embed_source
 from selfsup.run import Run
@@ -83,7 +82,9 @@ def read_groups_file(path: str | os.PathLike, ids: Sequence[str]) -> np.ndarray:
         ValueError: the columns are missing, or some items have no row (the message names a
             few of them).
     """
-    frame = pd.read_csv(path, dtype=str)
+    from selfsup.data.table_files import read_table
+
+    frame = read_table(path, as_text=True)
     for column in ("id", "group"):
         if column not in frame.columns:
             raise ValueError(f"{path}: no column {column!r}; columns are {list(frame.columns)}")
@@ -99,7 +100,7 @@ def read_groups_file(path: str | os.PathLike, ids: Sequence[str]) -> np.ndarray:
 
 def _group_column(data: str | os.PathLike, column: str) -> np.ndarray:
     """The values of ``column`` of a CSV/TSV/Parquet file, as text."""
-    from selfsup.data.series import read_table
+    from selfsup.data.table_files import read_table
 
     if not Path(data).is_file():
         raise ValueError(
