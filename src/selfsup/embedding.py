@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from selfsup.core.files import atomic_path
+from selfsup.core.files import atomic_path, check_writable
 from selfsup.core.precision import cpu_has_fast_bf16
 from selfsup.core.progress import TrainingProgress
 from selfsup.data.base import SkippedItem, Source
@@ -166,6 +166,11 @@ def ids_file(out: str | os.PathLike) -> Path:
     return out.with_name(out.stem + ".ids.txt")
 
 
+def _embeddings_bytes(n: int, dim: int) -> int:
+    """About the bytes of ``n`` float32 embeddings of ``dim`` values with their ids."""
+    return n * (4 * dim + 64)
+
+
 def write_embeddings(
     encoder: Encoder,
     source: Source,
@@ -177,19 +182,22 @@ def write_embeddings(
     """Write one embedding per item to ``.npy``, ``.npz`` or ``.parquet``, in input order,
     with the items' ids.
 
-    ``.npy`` is a float32 (n, D) array written through a memory map, its ids one a line in
+    ``.npy`` is a float32 (n, D) array written as a stream, its ids one a line in
     ``NAME.ids.txt`` beside it (:func:`ids_file`); ``.npz`` holds ``embeddings`` and ``ids``
     (a text array, read without pickle); ``.parquet`` has columns ``id``, ``label`` (when the
     source has labels), ``readable`` and ``embedding`` (a list of floats), written one row
     group per batch. Rows of unreadable items are NaN (``readable`` false) and the items are
     returned in ``skipped``. Memory stays bounded by the batch size, whatever the dataset
-    size (``.npz``: one copy of the array while it is packed).
+    size (``.npz``: one copy of the array while it is packed). A folder that cannot be
+    written, or a disk without room for the result, is found before anything is embedded.
     """
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in (".npy", ".npz", ".parquet"):
         raise ValueError(f"{out}: embeddings are written as .npy, .npz or .parquet, not {suffix!r}")
     if suffix == ".npz":
+        # Room for the packed copy too, before anything is embedded.
+        check_writable(out, 2 * _embeddings_bytes(len(source), encoder.feature_dim))
         inner = write_embeddings(
             encoder, source, out.with_suffix(".npy"), batch_size, precision, show_progress
         )
@@ -209,17 +217,20 @@ def write_embeddings(
     skipped: list[SkippedItem] = []
     batch_size = modality_of(source).embed_batch_size(source, batch_size)  # as iter_embeddings
     batches = iter_embeddings(encoder, source, batch_size, precision, show_progress)
+    check_writable(out, _embeddings_bytes(n, dim))  # before the first item is embedded
     with atomic_path(out) as tmp:
         if suffix == ".npy":
-            array = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, dim))
-            for start in range(0, n, batch_size):
-                indices, emb, bad = next(batches)
-                block = np.full((min(batch_size, n - start), dim), np.nan, dtype=np.float32)
-                block[np.asarray(indices, dtype=int) - start] = emb
-                array[start : start + len(block)] = block
-                skipped += bad
-            array.flush()
-            del array
+            # Written as a stream, not through a memory map: a disk that fills up then raises
+            # an error that names the file, where a memory map dies of SIGBUS without a word.
+            with tmp.open("wb") as f:
+                header = {"descr": "<f4", "fortran_order": False, "shape": (n, dim)}
+                np.lib.format.write_array_header_1_0(f, header)
+                for start in range(0, n, batch_size):
+                    indices, emb, bad = next(batches)
+                    block = np.full((min(batch_size, n - start), dim), np.nan, dtype="<f4")
+                    block[np.asarray(indices, dtype=int) - start] = emb
+                    f.write(block.tobytes())
+                    skipped += bad
             with atomic_path(ids_file(out)) as ids_tmp:
                 ids_tmp.write_text("".join(f"{item_id}\n" for item_id in ids))
         else:

@@ -20,10 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from safetensors.torch import save_file
 from torch import nn
 
-from selfsup.core.files import atomic_path, write_json
+from selfsup.core.files import atomic_path, read_json_object, write_json
 
 WEIGHTS_FILE = "encoder.safetensors"
 SPEC_FILE = "encoder.json"
@@ -124,3 +125,43 @@ class Encoder(nn.Module):
         with atomic_path(folder / WEIGHTS_FILE) as tmp:
             save_file(state, str(tmp), metadata={"format": "pt"})
         write_json(folder / SPEC_FILE, self.describe())
+
+
+class EncoderSpec(BaseModel):
+    """The fields every ``encoder.json`` holds, with bounds, checked before an encoder is built
+    from it; the backbone's own fields (sizes, options) are checked by building it.
+
+    Example:
+        >>> EncoderSpec(modality="image", backbone="small-cnn", feature_dim=8, mean=[0.5],
+        ...             std=[0.2]).feature_dim
+        8
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    modality: str = Field(min_length=1, max_length=32)
+    backbone: str = Field(min_length=1)
+    feature_dim: int = Field(ge=1, le=1_000_000)
+    mean: list[float] = Field(max_length=100_000)
+    std: list[float] = Field(max_length=100_000)
+
+
+def read_encoder_spec(path: str | os.PathLike) -> dict[str, Any]:
+    """``encoder.json`` at ``path``, checked against :class:`EncoderSpec` (finite mean, std
+    above 0).
+
+    Raises:
+        FileNotFoundError: no file.
+        ValueError: not JSON, or a field missing or out of range (named with the file).
+    """
+    from selfsup.config import validation_problems
+
+    data = read_json_object(path, "an encoder spec")
+    try:
+        spec = EncoderSpec.model_validate(data)
+    except ValidationError as err:
+        raise ValueError(f"{path}: {validation_problems(err)}") from None
+    values = torch.tensor([*spec.mean, *spec.std], dtype=torch.float64)
+    if not torch.isfinite(values).all() or any(v <= 0 for v in spec.std):
+        raise ValueError(f"{path}: mean and std must be finite numbers, std above 0")
+    return data

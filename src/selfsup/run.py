@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import re
@@ -38,18 +37,24 @@ from selfsup.backbones.hf import (
     add_lora,
     is_hf_backbone,
     model_kind,
-    read_json,
     resolve_folder,
 )
 from selfsup.config import ConfigError, PretrainConfig, load_config, validation_problems
 from selfsup.console import console
-from selfsup.core.files import write_json, write_text
+from selfsup.core.files import (
+    check_writable,
+    read_json_object,
+    remove_stale_temporaries,
+    write_json,
+    write_text,
+)
 from selfsup.core.precision import resolve_precision
 from selfsup.data.base import Source
 from selfsup.data.folders import INDEX_FILE, FolderIndex
 from selfsup.data.splits import hold_out
 from selfsup.embedding import EmbeddingFile, embed_source, embed_timestamps, write_embeddings
 from selfsup.encoder import Encoder
+from selfsup.engine.checkpoint import checkpoint_bytes, module_bytes
 from selfsup.engine.memory import measure_step, plan_batch
 from selfsup.engine.monitor import BEST_WEIGHTS, EpochMonitor, load_encoder_weights
 from selfsup.engine.train import fit
@@ -188,8 +193,21 @@ class Run:
         )
         result = evaluate_encoder(self.encoder, train, held_out, protocols, **options)
         if save:
-            result.save(self.path / f"evaluation-{_slug(train.name)}.json")
+            result.save(self.evaluation_file(result.train_data))
         return result
+
+    def evaluation_file(self, data_name: str) -> Path:
+        """Where an evaluation on the data named ``data_name`` is saved in the run folder.
+
+        Example:
+            >>> Run(Path("runs/r"), None, {}, {}).evaluation_file("/data/photos/")
+            PosixPath('runs/r/evaluation-photos.json')
+        """
+        return self.path / f"evaluation-{_slug(data_name)}.json"
+
+    def label_free_file(self, data_name: str) -> Path:
+        """Where label-free metrics on the data named ``data_name`` are saved."""
+        return self.path / f"label-free-{_slug(data_name)}.json"
 
     def evaluate_label_free(
         self,
@@ -215,8 +233,7 @@ class Run:
         )
         result = measure_label_free(self.encoder, source, views, items, seed)
         if save:
-            path = self.path / f"label-free-{_slug(source.name)}.json"
-            write_json(path, result.to_dict())
+            write_json(self.label_free_file(source.name), result.to_dict())
         return result
 
 
@@ -422,6 +439,8 @@ def pretrain(
     if resume is not None:
         run_dir = Path(resume)
         saved = _resumable(run_dir, data, options)
+        if _first_process():  # what a killed run was writing when it died
+            remove_stale_temporaries(run_dir)
         cfg = resolve_config(load_config(None, **{**saved, **options}))
     else:
         cfg = load_config(config, data=None if data is None else str(data), **options)
@@ -437,6 +456,8 @@ def pretrain(
             f"{run_dir}: holds a run already (its {CONFIG_FILE}); give --overwrite to replace "
             "it, --resume to continue it, or another --out"
         )
+    if _first_process():
+        check_writable(run_dir)  # a read-only or missing place, before the data is opened
     # A run's saved config never asks to replace a run: reusing it as --config must not.
     cfg = cfg.model_copy(update={"overwrite": False})
     # Processes started by Fabric's launcher inherit the environment, so they find this folder.
@@ -530,6 +551,8 @@ def pretrain(
         say(note)
 
     if fabric.global_rank == 0:
+        # Room for two checkpoints (the last and the one replacing it) and the encoder.
+        check_writable(run_dir, 2 * checkpoint_bytes(method) + module_bytes(encoder))
         run_dir.mkdir(parents=True, exist_ok=True)
         write_text(run_dir / CONFIG_FILE, cfg.to_yaml())
         if resume is None:
@@ -619,7 +642,7 @@ def load(path: str | os.PathLike, backbone: nn.Module | None = None) -> Run:
         raise FileNotFoundError(f"{path}: not a run folder (no {CONFIG_FILE})")
     config = read_run_config(path / CONFIG_FILE)
     summary_file = path / TRAIN_FILE
-    summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+    summary = read_json_object(summary_file, "a run summary", missing_ok=True)
     return Run(path, load_encoder(path, backbone), config, summary)
 
 
@@ -673,7 +696,9 @@ def load_frozen(name: str) -> Run:
         ValueError: a model that is neither a text encoder nor an image model.
     """
     folder = resolve_folder(name)
-    kind = model_kind(read_json(folder / "config.json"), str(folder / "config.json"))
+    kind = model_kind(
+        read_json_object(folder / "config.json", missing_ok=True), str(folder / "config.json")
+    )
     encoder, save_artifacts = get_modality(kind).frozen_encoder(name)
     spec = encoder.spec or {}
     digest = spec["pretrained"]["sha256"]

@@ -1,6 +1,7 @@
 """An interrupted and resumed run ends with exactly the weights of an uninterrupted one, and
 ``--resume`` extends a finished run or refuses what it cannot do."""
 
+import random
 import signal
 import subprocess
 import sys
@@ -62,6 +63,40 @@ def test_killed_then_resumed_run_equals_uninterrupted_run(tmp_path, clusters_npz
     # The metrics of the interrupted epoch were rewritten, not duplicated.
     steps = (interrupted / "metrics.csv").read_text().splitlines()[1:]
     assert len(steps) == len({row.split(",")[0] for row in steps})
+
+
+def test_run_killed_again_and_again_equals_uninterrupted_run(tmp_path, clusters_npz) -> None:
+    """kill -9 at random moments (mid-step, mid-checkpoint-write), three times in a row, each
+    time resuming from whatever the last kill left: the end is the uninterrupted run."""
+    (tmp_path / "width.yaml").write_text("backbone_options: {width: 4}\n")
+    out = tmp_path / "killed"
+    checkpoint = out / "checkpoints" / "last.ckpt"
+    rng = random.Random(7)
+    steps_at_kill = []
+    for attempt in range(3):
+        resume = [sys.executable, "-m", "selfsup", "pretrain", "--resume", str(out)]
+        args = _cli_args(clusters_npz, out) if attempt == 0 else resume
+        before = checkpoint.stat().st_mtime_ns if checkpoint.exists() else None
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 120
+        while time.time() < deadline and proc.poll() is None:  # until a new checkpoint
+            if checkpoint.exists() and checkpoint.stat().st_mtime_ns != before:
+                break
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.2))  # anywhere in the steps and writes that follow
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()
+        state = load_checkpoint(checkpoint)["state"]  # never a damaged checkpoint
+        steps_at_kill.append(state["step"])
+        assert state["step"] < state["total_steps"], "the run finished before the kill"
+    assert steps_at_kill == sorted(steps_at_kill) and steps_at_kill[0] < steps_at_kill[-1]
+
+    resumed = pretrain(resume=out, show_progress=False)
+    assert not list(out.rglob(".*.tmp*")), "a killed writer's temporary file was left"
+    straight = pretrain(clusters_npz, out=tmp_path / "straight", show_progress=False, **OPTIONS)
+    assert resumed.summary["steps"] == straight.summary["steps"]
+    assert _same_weights(resumed, straight)
 
 
 def test_run_stopped_mid_epoch_resumes_exactly(tmp_path, clusters_npz, monkeypatch) -> None:

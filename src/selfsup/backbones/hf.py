@@ -45,7 +45,6 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +52,8 @@ from typing import Any
 
 import torch
 from torch import nn
+
+from selfsup.core.files import read_json, read_json_object
 
 #: How a backbone name says "a pretrained Hugging Face model".
 HF_PREFIX = "hf:"
@@ -162,23 +163,6 @@ class Pretrained:
     folder: Path
 
 
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from ``path``, or {} when the file is absent.
-
-    Raises:
-        ValueError: the file is not a JSON object.
-    """
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object")
-    return data
-
-
 def model_kind(config: dict[str, Any], path: str = "config.json") -> str:
     """``image`` for the image model types of ``IMAGE_POOLING`` (and CLIP/SigLIP), ``audio``
     for ``WAVEFORM_TYPES`` and ``FILTERBANK_TYPES``, else ``text`` for encoders with a
@@ -223,7 +207,7 @@ def load_pretrained(name: str) -> Pretrained:
 
     folder = resolve_folder(name)
     config_path = folder / "config.json"
-    config = read_json(config_path)
+    config = read_json_object(config_path, missing_ok=True)
     if not config:
         raise FileNotFoundError(f"{name}: no config.json in {folder} (not a Hugging Face folder)")
     kind = model_kind(config, str(config_path))
@@ -440,7 +424,7 @@ def audio_preprocessing(folder: Path, config: dict[str, Any]) -> AudioPreprocess
         >>> audio_preprocessing(Path("/nonexistent"), {"model_type": "hubert"}).sample_rate
         16000
     """
-    pre = read_json(folder / "preprocessor_config.json")
+    pre = read_json_object(folder / "preprocessor_config.json", missing_ok=True)
     defaults = AudioPreprocessing()
     try:
         found = AudioPreprocessing(
@@ -566,7 +550,7 @@ def image_preprocessing(
         >>> image_preprocessing(Path("/nonexistent"), {"image_size": 32})
         (32, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
     """
-    pre = read_json(folder / "preprocessor_config.json")
+    pre = read_json_object(folder / "preprocessor_config.json", missing_ok=True)
     side = None
     for key in ("crop_size", "size"):
         value = pre.get(key)
@@ -590,7 +574,7 @@ def text_pooling(folder: Path) -> str:
         >>> text_pooling(Path("/nonexistent"))
         'mean'
     """
-    pooling = read_json(folder / "1_Pooling" / "config.json")
+    pooling = read_json_object(folder / "1_Pooling" / "config.json", missing_ok=True)
     return "cls" if pooling.get("pooling_mode_cls_token") else "mean"
 
 
@@ -605,10 +589,7 @@ def declares_normalize(folder: Path) -> bool:
     path = folder / "modules.json"
     if not path.is_file():
         return False
-    try:
-        modules = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    modules = read_json(path)
     return isinstance(modules, list) and any(
         isinstance(m, dict) and str(m.get("type", "")).endswith("Normalize") for m in modules
     )

@@ -6,9 +6,10 @@
   ``report``;
 - ``datasets.py``: ``datasets list``, ``show`` and ``make``.
 
-Expected errors (bad input, a missing file, a refused checkpoint...) print one line and exit
-with status 2; ``--traceback`` (or ``SELFSUP_TRACEBACK=1``) shows the whole traceback instead,
-for a bug report.
+Expected errors (bad input, a missing file, a refused checkpoint, a read-only folder or a full
+disk...) print one line and exit with status 2; anything else is a bug in selfsup, also told in
+one line (status 1) that asks for a report; ``--traceback`` (or ``SELFSUP_TRACEBACK=1``) shows
+the whole traceback instead, for a bug report.
 
 Example:
     $ selfsup pretrain digits --method simclr --epochs 5
@@ -25,6 +26,7 @@ from rich.markup import escape
 from selfsup.cli import datasets, results, tools, train  # noqa: F401 - they register commands
 from selfsup.cli.app import app
 from selfsup.console import console
+from selfsup.core.errors import one_line
 
 __all__ = ["app", "main"]
 #: Set to 1 to see the whole traceback of an expected error.
@@ -46,14 +48,27 @@ def main() -> None:
         ConfigError,
         EmptySourceError,
         ItemReadError,
-        FileNotFoundError,
+        OSError,
         ValueError,
         TypeError,
         FloatingPointError,
         CollapseError,
+        MemoryError,
     ) as err:
         if show_traceback:
             raise
-        message = escape(str(err))  # a message's [brackets] are text, not markup
-        console.print(f"[bold red]error:[/bold red] {message}", soft_wrap=True, highlight=False)
+        _error_line(one_line(err) if isinstance(err, OSError | MemoryError) else str(err).strip())
         raise SystemExit(2) from None
+    except Exception as err:  # a bug: still one line, with how to report it
+        if show_traceback:
+            raise
+        _error_line(
+            f"unexpected {type(err).__name__}: {one_line(err)} (a bug in selfsup: rerun with "
+            f"--traceback and report what it prints)"
+        )
+        raise SystemExit(1) from None
+
+
+def _error_line(message: str) -> None:
+    # A message's [brackets] are text, not markup.
+    console.print(f"[bold red]error:[/bold red] {escape(message)}", soft_wrap=True, highlight=False)

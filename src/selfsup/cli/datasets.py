@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -18,6 +18,9 @@ from rich.table import Table
 from selfsup.cli.app import datasets_app
 from selfsup.cli.options import parse_list as _comma_list
 from selfsup.console import console
+
+if TYPE_CHECKING:
+    from selfsup.data.base import Source
 
 
 @datasets_app.command("list")
@@ -84,26 +87,59 @@ def datasets_list() -> None:
         )
 
 
-@datasets_app.command("show", epilog="Example: `selfsup datasets show fashion-mnist:test`")
+@datasets_app.command(
+    "show",
+    epilog="Examples: `selfsup datasets show fashion-mnist:test`; `selfsup datasets show ./photos "
+    "--check` (reads every item first, as a long run would)",
+)
 def datasets_show(
     data: Annotated[str, typer.Argument(help="Dataset name, folder or file.")],
     modality: Annotated[
-        str | None, typer.Option(help="image, series or tabular (default: inferred).")
+        str | None,
+        typer.Option(help="image, series, tabular, text or audio (default: inferred)."),
     ] = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Read every item, as training would, and list those that cannot be read "
+            "(and why) before a long run meets them.",
+        ),
+    ] = False,
 ) -> None:
-    """Describe a dataset: size, item shape, classes and counts."""
+    """Describe a dataset: size, item shape, classes and counts; with --check, read every
+    item and list the unreadable ones."""
     import numpy as np
 
     from selfsup.modalities import open_source
 
     source = open_source(data, modality)
     first = source.first_item()
-    info = {"name": source.name, "items": len(source), "item_shape": list(first.shape[1:])}
+    info: dict = {"name": source.name, "items": len(source), "item_shape": list(first.shape[1:])}
     if source.labels is not None:
         counts = np.bincount(source.labels)
         names = source.classes or [str(i) for i in range(len(counts))]
         info["classes"] = {names[i]: int(c) for i, c in enumerate(counts)}
+    if check:
+        unreadable = read_every_item(source)
+        info["readable"] = len(source) - len(unreadable)
+        info["unreadable"] = unreadable
     console.print_json(json.dumps(info))
+
+
+def read_every_item(source: Source, batch_size: int = 256) -> dict[str, str]:
+    """Read every item of ``source`` in batches (with a progress bar) and return those that
+    cannot be read, id -> reason; items a reader left out when it opened the data (a text
+    folder's binary files) are among them."""
+    from selfsup.core.progress import TrainingProgress
+
+    n = len(source)
+    steps = -(-n // batch_size)
+    with TrainingProgress(steps, f"reading {source.name}", enabled=True) as bar:
+        for start in range(0, n, batch_size):
+            batch = source.read_batch(list(range(start, min(n, start + batch_size))))
+            bar.advance(1, len(batch.indices))
+    return dict(sorted(source.unreadable.items()))
 
 
 class MadeDataset(str, Enum):

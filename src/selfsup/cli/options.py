@@ -215,6 +215,25 @@ def reads_data(function: Any) -> Any:
     return with_parameters(function, data_options())
 
 
+def can_save_in(folder: str | os.PathLike) -> bool:
+    """Whether results can be saved in ``folder`` (checked before the work that makes them);
+    when not (read-only, full), one line says they will be printed and not saved."""
+    from selfsup.console import console
+    from selfsup.core.files import check_writable
+
+    try:
+        check_writable(folder)
+    except OSError as err:
+        reason = (err.strerror or str(err)).lower()
+        console.print(
+            f"[yellow]note[/yellow]: {folder}: {reason}; the results are printed, not saved",
+            soft_wrap=True,
+            highlight=False,
+        )
+        return False
+    return True
+
+
 def open_run(path: str | os.PathLike, options: dict[str, Any]) -> Run:
     """The run in ``path``, reading data with the command line's data options over its own;
     a warning line when it did not finish training."""

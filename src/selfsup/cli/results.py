@@ -17,10 +17,10 @@ from typing import Annotated, Any
 import typer
 
 from selfsup.cli.app import app
+from selfsup.cli.options import can_save_in, reads_data
 from selfsup.cli.options import open_run as _open_run
-from selfsup.cli.options import reads_data
 from selfsup.console import console, print_evaluation, print_label_free
-from selfsup.core.files import atomic_path
+from selfsup.core.files import atomic_path, check_writable
 
 
 @app.command(epilog="Example: `selfsup embed runs/my-run ./photos --out embeddings.parquet`")
@@ -49,6 +49,7 @@ def embed(
     """Write one embedding per item (input order kept) to .npy or .parquet."""
     import numpy as np
 
+    check_writable(out)  # before the data is opened and embedded
     if per_timestamp:
         if out.suffix != ".npy":
             raise typer.BadParameter("--per-timestamp writes a .npy file", param_hint="--out")
@@ -100,17 +101,24 @@ def evaluate(
 ) -> None:
     """Evaluate a run with kNN, linear probe and few-shot next to raw inputs, or without
     labels (--label-free); saves JSON in the run folder."""
+    from selfsup.core.files import write_json
+
+    opened = _open_run(run, options)
+    save = can_save_in(opened.path)  # a read-only run folder is told before the work
     if label_free:
-        metrics = _open_run(run, options).evaluate_label_free(data, items=items, seed=seed)
+        source = opened.open(data)
+        metrics = opened.evaluate_label_free(source, items=items, seed=seed, save=False)
         print_label_free(metrics, f"{run} on {data}: label-free metrics")
+        if save:
+            write_json(opened.label_free_file(source.name), metrics.to_dict())
         return
     protocols = (
         None if protocol is None else tuple(p.strip() for p in protocol.split(",") if p.strip())
     )
-    result = _open_run(run, options).evaluate(
-        data, test, protocols, shots=shots, draws=draws, seed=seed
-    )
+    result = opened.evaluate(data, test, protocols, shots=shots, draws=draws, seed=seed, save=False)
     print_evaluation(result, f"{run} on {data}")
+    if save:  # printed first: a disk that fills up now loses no result
+        result.save(opened.evaluation_file(result.train_data))
 
 
 @app.command(epilog="Example: `selfsup export runs/my-run --format onnx --out my-encoder`")
@@ -139,5 +147,6 @@ def export(
     opened = _open_run(run, options)
     default = Path(f"{opened.path.name}-{format}") if opened.summary.get("frozen") else None
     target = out or default or opened.path / f"export-{format}"
+    check_writable(target)  # before the export is built and checked
     result = export_run(opened, format, target, data=data, overwrite=overwrite)
     console.print(result.describe(), soft_wrap=True, highlight=False)

@@ -19,11 +19,11 @@ import typer
 from rich.table import Table
 
 from selfsup.cli.app import app
+from selfsup.cli.options import can_save_in, reads_data, to_config_values
 from selfsup.cli.options import open_run as _open_run
 from selfsup.cli.options import parse_list as _comma_list
-from selfsup.cli.options import reads_data, to_config_values
 from selfsup.console import console
-from selfsup.core.files import atomic_path
+from selfsup.core.files import atomic_path, check_writable
 
 
 class AdaptHead(str, Enum):
@@ -80,6 +80,7 @@ def adapt(
     """Fit a calibrated classifier (head on the run's embeddings) from a few labels."""
     from selfsup.tools.adapt import adapt as adapt_model
 
+    check_writable(out)  # before the labels are read and the head fitted
     model = adapt_model(
         _open_run(run, options),
         labeled,
@@ -119,6 +120,7 @@ def predict(
 
     from selfsup.tools.adapt import AdaptedModel, write_predictions
 
+    check_writable(out)
     adapted = AdaptedModel.load(model)
     adapted.run = adapted.run.with_data_options(**to_config_values(options))
     table = write_predictions(adapted, data, out, show_progress=True)
@@ -169,6 +171,7 @@ def select_items(
     """Rank which unlabeled items to label next (writes rank, id, score)."""
     from selfsup.tools.selection import select_for_run
 
+    check_writable(out)
     table = select_for_run(
         _open_run(run, options),
         data,
@@ -219,6 +222,7 @@ def anomalies(
     a target false-positive rate; AUROC and AUPRC when DATA's labels tell the anomalies."""
     from selfsup.tools.anomalies import score_for_run
 
+    check_writable(out)
     report = score_for_run(
         _open_run(run, options),
         data,
@@ -277,9 +281,11 @@ def audit(
     separates the groups, and the largest gaps in plain words; saves audit.json and audit.png."""
     from selfsup.tools.audit import audit_run
 
+    opened = _open_run(run, options)
+    save = can_save_in(opened.path)
     result = audit_run(
-        _open_run(run, options), data, group_column=group, groups_file=groups, model=model,
-        k=k, seed=seed, show_progress=True,
+        opened, data, group_column=group, groups_file=groups, model=model, k=k, seed=seed,
+        show_progress=True, save=False,
     )  # fmt: skip
     table = Table(title=f"{run} on {data}: by group")
     table.add_column("metric")
@@ -296,7 +302,9 @@ def audit(
         console.print(f"[dim]{note}[/dim]")
     for sentence in result.summary():
         console.print(("[bold red]large gap:[/bold red] " if result.large_gaps else "") + sentence)
-    console.print(f"saved {run / 'audit.json'} and {run / 'audit.png'}")
+    if save:  # printed first: a disk that fills up now loses no result
+        result.save(opened.path)
+        console.print(f"saved {run / 'audit.json'} and {run / 'audit.png'}")
 
 
 @app.command(
@@ -342,6 +350,7 @@ def explain(
     in the training data, as PNG files."""
     from selfsup.tools.explain import explain_item
 
+    check_writable(out or run / "explain")
     result = explain_item(
         _open_run(run, options), item, data=data, model=model, target=target, method=method,
         reference=reference, neighbours=neighbours, out=out, show_progress=True,

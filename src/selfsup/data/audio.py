@@ -35,7 +35,6 @@ from scipy.signal import resample_poly
 
 from selfsup.data.base import Batch, EmptySourceError, ItemReadError, SkippedItem, Source
 from selfsup.data.folders import IndexCache, index_folder, subfolder_labels
-from selfsup.data.image_folder import IMAGE_EXTENSIONS
 from selfsup.data.logmel import LogMelSettings, LogMelSpectrogram, clip_samples
 
 #: File suffixes read as audio, compared case-insensitively.
@@ -93,29 +92,6 @@ def fit_clip(samples: np.ndarray, length: int) -> np.ndarray:
         return samples[start : start + length]
     before = (length - len(samples)) // 2
     return np.pad(samples, (before, length - len(samples) - before))
-
-
-def is_audio_folder(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a folder whose first media file found (audio or image) is audio.
-
-    The walk stops at the first such file, so large image folders answer quickly.
-
-    Example:
-        >>> is_audio_folder("/nonexistent")
-        False
-    """
-    root = Path(path)
-    if not root.is_dir():
-        return False
-    for _folder, subfolders, files in os.walk(root):
-        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
-        for file in sorted(files):
-            name = file.lower()
-            if name.endswith(AUDIO_EXTENSIONS):
-                return True
-            if name.endswith(IMAGE_EXTENSIONS):
-                return False
-    return False
 
 
 class AudioFolderSource(Source):
@@ -253,6 +229,7 @@ class AudioFolderSource(Source):
                 decoded.append(i)
             except ItemReadError as err:
                 skipped.append(SkippedItem(i, err.item_id, err.reason))
+                self.unreadable[err.item_id] = err.reason
         fresh: dict[int, torch.Tensor] = {}
         for start in range(0, len(clips), LOG_MEL_CHUNK):
             chunk = torch.from_numpy(np.stack(clips[start : start + LOG_MEL_CHUNK]))

@@ -136,6 +136,34 @@ def checked_rows(indices: Sequence[int], n: int, name: str) -> np.ndarray:
     return rows
 
 
+def require_classes(labels: np.ndarray, name: str, purpose: str) -> None:
+    """Refuse labels of fewer than two classes where a classifier is fitted on them: a probe
+    of one class scores 1.0 whatever the encoder, and a model of one class predicts it for
+    everything.
+
+    Args:
+        labels: the integer class codes.
+        name: the data's name, for the message.
+        purpose: what needs the classes ("evaluation", "adaptation"...).
+
+    Raises:
+        ValueError: fewer than two distinct classes; the message names the data.
+
+    Example:
+        >>> try:
+        ...     require_classes(np.zeros(5, dtype=int), "reviews.csv", "evaluation")
+        ... except ValueError as err:
+        ...     print(str(err).split(";")[0])
+        reviews.csv: evaluation needs labels of two classes or more
+    """
+    distinct = np.unique(np.asarray(labels))
+    if distinct.size < 2:
+        raise ValueError(
+            f"{name}: {purpose} needs labels of two classes or more; all {len(labels)} items "
+            f"have the same label"
+        )
+
+
 class Source(abc.ABC):
     """A finite, indexable collection of items of one modality.
 

@@ -289,3 +289,27 @@ def subfolder_labels(rel_paths: Sequence[str]) -> tuple[list[str], np.ndarray] |
         return None
     code = {name: i for i, name in enumerate(names)}
     return names, np.array([code[f] for f in folders], dtype=np.int64)
+
+
+def first_media(root: str | os.PathLike, kinds: dict[str, tuple[str, ...]]) -> str | None:
+    """The kind (a key of ``kinds``) of the first file under ``root`` whose suffix one of
+    ``kinds`` lists, in sorted order with hidden names left out; None when there is none or
+    ``root`` is not a folder. The walk stops at that file, so large folders answer quickly.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> _ = (root / "notes.txt").write_text("hello")
+        >>> first_media(root, {"image": (".png",), "text": (".txt",)})
+        'text'
+    """
+    root = Path(root)
+    if not root.is_dir():
+        return None
+    for _folder, subfolders, files in os.walk(root):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        for file in sorted(f for f in files if not f.startswith(".")):
+            for kind, suffixes in kinds.items():
+                if file.lower().endswith(suffixes):
+                    return kind
+    return None

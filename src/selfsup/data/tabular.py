@@ -35,7 +35,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from selfsup.core.files import write_json
+from selfsup.core.errors import one_line
+from selfsup.core.files import read_json_object, write_json
 from selfsup.data.arrays import encode_labels
 from selfsup.data.base import EmptySourceError, InMemorySource, check_unique_ids, column_ids
 from selfsup.data.splits import stratified_split
@@ -186,7 +187,12 @@ class TablePreprocessor:
     @classmethod
     def load(cls, folder: str | os.PathLike) -> TablePreprocessor:
         """Read ``preprocess.json`` from a run folder."""
-        return cls(**json.loads((Path(folder) / PREPROCESSOR_FILE).read_text()))
+        path = Path(folder) / PREPROCESSOR_FILE
+        data = read_json_object(path, "a table encoding")
+        try:
+            return cls(**data)
+        except TypeError as err:
+            raise ValueError(f"{path}: not a table encoding ({one_line(err)})") from None
 
     @classmethod
     def load_if_saved(cls, folder: str | os.PathLike) -> TablePreprocessor | None:

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
-from selfsup.core.files import atomic_path, write_json
+from selfsup.core.files import atomic_path, read_json_object, write_json
 
 TOKENIZER_FILE = "tokenizer.json"
 #: The model's ids of the padding, unknown and mask tokens of a pretrained tokenizer.
@@ -245,7 +245,7 @@ class TextTokenizer:
         special = path.with_name(SPECIAL_IDS_FILE)
         special_ids = None
         if special.is_file():
-            saved = json.loads(special.read_text())
+            saved = read_json_object(special)
             special_ids = [saved.get(key) for key in ("pad", "unk", "mask")]
             if not all(type(i) is int for i in special_ids):
                 raise ValueError(f"{special}: expected integer ids pad, unk and mask")

@@ -16,12 +16,15 @@ Example:
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
+import shutil
 from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from selfsup.core.files import atomic_path
 
@@ -34,9 +37,57 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """Save ``state`` to ``path`` atomically (``selfsup.core.files.atomic_path``).
 
     On any failure the temporary file is removed and the previous checkpoint stays as it was.
+
+    Raises:
+        OSError: the disk is full (PyTorch's writer says only "unexpected pos"), read-only...
     """
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(state, tmp)
+    except RuntimeError as err:
+        free = shutil.disk_usage(path.parent).free
+        if free < module_bytes(state):
+            raise OSError(
+                errno.ENOSPC,
+                "No space left on device (the previous checkpoint is kept: free some space, "
+                "then --resume)",
+                str(path),
+            ) from err
+        raise
+
+
+def module_bytes(state: nn.Module | dict[str, Any]) -> int:
+    """The bytes of the tensors in a module's state (or in a checkpoint's nested state).
+
+    Example:
+        >>> module_bytes(nn.Linear(3, 2))  # 6 weights and 2 biases, float32
+        32
+    """
+    if isinstance(state, nn.Module):
+        state = state.state_dict()
+    total, stack = 0, [state]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, torch.Tensor):
+            total += value.numel() * value.element_size()
+        elif isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend(value)
+    return total
+
+
+def checkpoint_bytes(model: nn.Module) -> int:
+    """About the size of a checkpoint of ``model``: its weights and buffers, plus two
+    optimizer moments per trainable weight (Adam's; LARS and SGD keep fewer).
+
+    Example:
+        >>> checkpoint_bytes(nn.Linear(3, 2))
+        96
+    """
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    return module_bytes(model) + 2 * trainable
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
 from selfsup.core.files import atomic_path
+from selfsup.core.weights import load_weights_into
 from selfsup.data.base import Source
 from selfsup.data.splits import SubsetSource
 from selfsup.embedding import embed_source
@@ -89,7 +90,7 @@ def save_encoder_weights(encoder: Encoder, path: Path) -> None:
 
 def load_encoder_weights(encoder: Encoder, path: Path) -> None:
     """Load weights written by :func:`save_encoder_weights` into ``encoder``."""
-    encoder.load_state_dict(load_file(str(path)))
+    load_weights_into(encoder, path)
 
 
 class EpochMonitor:

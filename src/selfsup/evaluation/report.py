@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from selfsup.core.files import write_json
-from selfsup.data.base import Source
+from selfsup.data.base import Source, require_classes
 from selfsup.embedding import embed_source
 from selfsup.encoder import Encoder
 from selfsup.evaluation.fewshot import few_shot
@@ -121,6 +121,7 @@ def evaluate_encoder(
     for split in (train, test):
         if split.labels is None:
             raise ValueError(f"{split.name}: evaluation with these protocols needs labels")
+    require_classes(train.labels, train.name, "evaluation")
     started = time.perf_counter()
     features = {
         "selfsup": (embed_source(encoder, train), embed_source(encoder, test)),

@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -25,13 +24,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from safetensors.torch import load_file
 from torch import nn
 
 from selfsup.config import ConfigError, PretrainConfig
+from selfsup.core.errors import one_line
+from selfsup.core.weights import load_weights_into
 from selfsup.data.base import Source
 from selfsup.data.splits import SubsetSource, stratified_split
-from selfsup.encoder import SPEC_FILE, WEIGHTS_FILE, Encoder
+from selfsup.encoder import SPEC_FILE, WEIGHTS_FILE, Encoder, read_encoder_spec
 from selfsup.modalities.audio import AUDIO
 from selfsup.modalities.base import Modality, channel_statistics
 from selfsup.modalities.image import IMAGE
@@ -83,9 +83,9 @@ def infer_modality(spec: str | os.PathLike | pd.DataFrame) -> str:
     corpora (``rotten-tomatoes``...) are text; CSV/TSV/Parquet files, DataFrames and the named
     tables (``breast-cancer``, ``islp:Default``) are tabular (a CSV is text only with
     ``--modality text`` or a ``text_column``); a folder whose first media file is a
-    .wav/.flac/.ogg is audio; everything else (folders, arrays, the image datasets) is read
-    as images. Arrays in memory: 2-d ones are table rows, the others images (pass
-    ``modality="series"`` for series).
+    .wav/.flac/.ogg is audio, one whose first is a .txt is text; everything else (folders,
+    arrays, the image datasets) is read as images. Arrays in memory: 2-d ones are table
+    rows, the others images (pass ``modality="series"`` for series).
     """
     if isinstance(spec, pd.DataFrame):
         return TABULAR.name
@@ -226,8 +226,11 @@ def load_encoder(folder: str | os.PathLike, backbone: nn.Module | None = None) -
     spec_path = folder / SPEC_FILE
     if not spec_path.exists():
         raise FileNotFoundError(f"{spec_path}: no encoder spec here (is this a run folder?)")
-    spec = json.loads(spec_path.read_text())
-    modality = get_modality(spec.get("modality", IMAGE.name))
+    spec = read_encoder_spec(spec_path)
+    try:
+        modality = get_modality(spec["modality"])
+    except ConfigError as err:
+        raise ValueError(f"{spec_path}: modality: {err}") from None
     if spec["backbone"] == "custom":
         if backbone is None:
             raise ValueError(
@@ -237,8 +240,13 @@ def load_encoder(folder: str | os.PathLike, backbone: nn.Module | None = None) -
         encoder = modality.wrap(backbone, spec["feature_dim"], spec["mean"], spec["std"])
     else:
         _check_size(spec_path, folder / WEIGHTS_FILE, lambda: modality.rebuild_encoder(spec))
-        encoder = modality.rebuild_encoder(spec)
-    encoder.load_state_dict(load_file(str(folder / WEIGHTS_FILE)))
+        try:
+            encoder = modality.rebuild_encoder(spec)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise ValueError(
+                f"{spec_path}: describes no encoder this version builds ({one_line(err)})"
+            ) from None
+    load_weights_into(encoder, folder / WEIGHTS_FILE)
     return encoder
 
 

@@ -37,12 +37,12 @@ from selfsup.backbones.hf import (
     resolve_folder,
 )
 from selfsup.config import PretrainConfig
-from selfsup.data.audio import AudioFolderSource, is_audio_folder
+from selfsup.data.audio import AudioFolderSource
 from selfsup.data.base import Source
 from selfsup.data.folders import INDEX_FILE, IndexCache
 from selfsup.data.logmel import LogMelSettings, LogMelSpectrogram
 from selfsup.encoder import Encoder
-from selfsup.modalities.base import Modality
+from selfsup.modalities.base import Modality, folder_media
 from selfsup.views.audio import AudioViews, audio_recipe
 
 #: The config fields that set how audio files become log-mels (the audio source's options).
@@ -66,7 +66,7 @@ class AudioModality(Modality):
     recipe = staticmethod(audio_recipe)
 
     def claims(self, spec: str) -> bool:
-        return is_audio_folder(spec)
+        return folder_media(spec) == "audio"
 
     def open(self, spec: str | os.PathLike | Any, options: dict[str, Any]) -> Source:
         path = Path(spec).expanduser()

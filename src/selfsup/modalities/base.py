@@ -25,7 +25,10 @@ import torch
 from torch import nn
 
 from selfsup.backbones.hf import is_hf_backbone
+from selfsup.data.audio import AUDIO_EXTENSIONS
 from selfsup.data.base import EmptySourceError, Source
+from selfsup.data.folders import first_media
+from selfsup.data.image_folder import IMAGE_EXTENSIONS
 from selfsup.encoder import Encoder
 from selfsup.methods import METHODS
 from selfsup.views.recipe import ViewRecipe
@@ -35,6 +38,21 @@ if TYPE_CHECKING:
 
 #: Batches of this many items are read at once for the raw-input baseline.
 RAW_BATCH = 1024
+
+
+#: What a folder of files holds, by the suffix of the first media file found in it.
+FOLDER_MEDIA = {"audio": AUDIO_EXTENSIONS, "image": IMAGE_EXTENSIONS, "text": (".txt",)}
+
+
+def folder_media(path: str | os.PathLike) -> str | None:
+    """``audio``, ``image`` or ``text``: what the first media file in the folder ``path`` is
+    (None when ``path`` is no folder, or holds none).
+
+    Example:
+        >>> folder_media("/nonexistent") is None
+        True
+    """
+    return first_media(path, FOLDER_MEDIA)
 
 
 class Modality(ABC):

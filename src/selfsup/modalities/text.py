@@ -46,7 +46,7 @@ from selfsup.data.text import (
 )
 from selfsup.data.tokenizer import TextTokenizer, id_permutation
 from selfsup.encoder import Encoder
-from selfsup.modalities.base import Modality
+from selfsup.modalities.base import Modality, folder_media
 from selfsup.views.text import TextViews, text_recipe
 
 #: Tokens read per text by a pretrained model's tokenizer unless ``--max-length`` says.
@@ -84,7 +84,11 @@ class TextModality(Modality):
     items_are_text = True
 
     def claims(self, spec: str) -> bool:
-        return is_text_spec(spec) or Path(spec).suffix.lower() in TEXT_SUFFIXES
+        return (
+            is_text_spec(spec)
+            or Path(spec).suffix.lower() in TEXT_SUFFIXES
+            or folder_media(spec) == "text"
+        )
 
     def claims_config(self, cfg: PretrainConfig) -> bool:
         """A text column makes any data text (a CSV is read as text, not as a table)."""

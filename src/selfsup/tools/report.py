@@ -33,19 +33,19 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from selfsup.core.files import write_text
-from selfsup.run import Run
+from selfsup.core.errors import one_line
+from selfsup.core.files import check_writable, read_json, write_text
+from selfsup.data.table_files import read_table
+from selfsup.run import CONFIG_FILE, TRAIN_FILE, Run, read_run_config
 from selfsup.tools.figures import pyplot, save_png
 
 REPORT_FILE = "report.html"
@@ -82,11 +82,9 @@ def _number(value: Any) -> str:
 def overview_section(run_dir: Path) -> Section:
     """The run's method, backbone, data and training summary."""
     section = Section("Run")
-    config = yaml.safe_load((run_dir / "config.yaml").read_text()) if (
-        run_dir / "config.yaml"
-    ).exists() else {}  # fmt: skip
-    summary_file = run_dir / "train.json"
-    summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+    config = read_run_config(run_dir / CONFIG_FILE) if (run_dir / CONFIG_FILE).exists() else {}
+    summary_file = run_dir / TRAIN_FILE
+    summary = read_json(summary_file) if summary_file.exists() else {}
     keys = ("method", "modality", "backbone", "data", "epochs", "batch_size", "lr", "seed")
     rows = [(k, _number(config[k])) for k in keys if config.get(k) is not None]
     for key in ("items", "steps", "epochs", "train_seconds", "items_per_second", "precision",
@@ -109,7 +107,7 @@ def training_section(run_dir: Path, figures: Path) -> Section:
     if not path.exists() or path.stat().st_size == 0:
         section.notes.append("no metrics.csv: nothing was logged (fewer steps than --log-every?)")
         return section
-    frame = pd.read_csv(path)
+    frame = read_table(path)
     columns = [c for c in ("loss", "lr", "items_per_s") if c in frame.columns]
     plt = pyplot()
     fig, axes = plt.subplots(1, len(columns), figsize=(4 * len(columns), 3), squeeze=False)
@@ -133,7 +131,7 @@ def label_free_section(run_dir: Path, figures: Path) -> Section:
     section = Section("Label-free metrics")
     path = run_dir / "epochs.csv"
     if path.exists() and path.stat().st_size > 0:
-        frame = pd.read_csv(path)
+        frame = read_table(path)
         columns = [
             c
             for c in frame.columns
@@ -156,7 +154,7 @@ def label_free_section(run_dir: Path, figures: Path) -> Section:
     else:
         section.notes.append("no epochs.csv: training ran without monitoring (--monitor-items 0)")
     for file in sorted(run_dir.glob("label-free-*.json")):
-        values = json.loads(file.read_text())
+        values = read_json(file)
         rows = [(k, _number(v)) for k, v in values.items()]
         section.html += f"<h3>{html.escape(file.stem)}</h3>" + _table(rows, ("metric", "value"))
     return section
@@ -173,7 +171,7 @@ def evaluation_section(run_dir: Path, figures: Path) -> Section:
         return section
     plt = pyplot()
     for file in files:
-        data = json.loads(file.read_text())
+        data = read_json(file)
         result = Evaluation(**{**data, "rows": [ProtocolRow(**r) for r in data["rows"]]})
         rows = []
         for row in result.rows:
@@ -485,6 +483,16 @@ def _default_data(config: dict[str, Any]) -> str | None:
     return text if Path(text).exists() else None
 
 
+def _guarded(title: str, build: Callable[..., Section], *args: Any) -> Section:
+    """The section ``build`` makes from the run folder's files, or, when one of them is
+    damaged (edited, cut short), the section with a note that names it: one broken file
+    costs its section, not the report."""
+    try:
+        return build(*args)
+    except (ValueError, KeyError, TypeError, OSError) as err:
+        return Section(title, notes=[f"could not be read: {one_line(err)}"])
+
+
 def build_report(
     run_dir: str | os.PathLike,
     data: str | os.PathLike | None = None,
@@ -513,12 +521,14 @@ def build_report(
     if not run_dir.is_dir():
         raise FileNotFoundError(f"{run_dir}: no such run folder")
     figures = run_dir / REPORT_DIR
-    figures.mkdir(parents=True, exist_ok=True)
+    page = Path(out) if out is not None else run_dir / REPORT_FILE
+    check_writable(figures)  # a read-only run folder is found before any work
+    check_writable(page)
     sections = [
-        overview_section(run_dir),
-        training_section(run_dir, figures),
-        label_free_section(run_dir, figures),
-        evaluation_section(run_dir, figures),
+        _guarded("Overview", overview_section, run_dir),
+        _guarded("Training curves", training_section, run_dir, figures),
+        _guarded("Label-free metrics", label_free_section, run_dir, figures),
+        _guarded("Evaluations", evaluation_section, run_dir, figures),
     ]
     run, sample = None, None
     map_note = None
@@ -541,7 +551,6 @@ def build_report(
         sections += [Section("Embedding map", notes=[map_note or "no data"]),
                      Section("Nearest neighbours", notes=[map_note or "no data"])]  # fmt: skip
     sections.append(attribution_section(run, run_dir, sample, figures))
-    sections.append(audit_section(run_dir))
-    page = Path(out) if out is not None else run_dir / REPORT_FILE
+    sections.append(_guarded("Bias audit", audit_section, run_dir))
     write_text(page, render_html(f"selfsup report: {run_dir.name}", sections, run_dir))
     return page

@@ -42,7 +42,7 @@ from sklearn.cluster import KMeans, MiniBatchKMeans
 
 from selfsup.core.neighbours import euclidean_topk
 from selfsup.core.text_files import text_lines
-from selfsup.data.base import Source
+from selfsup.data.base import Source, require_classes
 from selfsup.data.table_files import read_table
 from selfsup.embedding import embed_source
 from selfsup.evaluation.fewshot import FEW_SHOT_WEIGHT_DECAY
@@ -279,6 +279,7 @@ def select(
             raise ValueError(
                 "uncertainty sampling needs labelled items: give labelled data with --labeled"
             )
+        require_classes(labels, "the labelled items (--labeled)", "uncertainty sampling")
         picks, scores = uncertainty(candidates, budget, labelled, labels, measure)
     else:
         picks = np.random.default_rng(seed).permutation(len(candidates))[:budget]

@@ -3,7 +3,6 @@ probabilities and predictions, and the module that maps raw items to probabiliti
 
 from __future__ import annotations
 
-import json
 import os
 from functools import cached_property
 from pathlib import Path
@@ -13,11 +12,12 @@ import numpy as np
 import pandas as pd
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from selfsup.config import validation_problems
-from selfsup.core.files import atomic_path, write_json
+from selfsup.core.files import atomic_path, read_json_object, write_json
+from selfsup.core.weights import load_weights, load_weights_into
 from selfsup.data.base import Source
 from selfsup.embedding import embed_source
 from selfsup.encoder import Encoder
@@ -55,10 +55,7 @@ def read_model_file(path: Path) -> ModelFile:
     Raises:
         ValueError: not JSON, or a key missing, unknown or out of range (named with the file).
     """
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
+    data = read_json_object(path, "an adapted model")
     try:
         return ModelFile.model_validate(data)
     except ValidationError as err:
@@ -210,7 +207,7 @@ class AdaptedModel:
             raise FileNotFoundError(
                 f"{folder / MODEL_FILE}: its run folder {run_path} does not exist any more"
             )
-        state = load_file(str(folder / HEAD_FILE))
+        state = load_weights(folder / HEAD_FILE)
         shapes = {k: tuple(v.shape) for k, v in state.items()}
         weight = shapes.get("linear.weight", ())
         if (
@@ -228,7 +225,7 @@ class AdaptedModel:
         encoder = None
         if d.finetuned:
             encoder = load_encoder(run_path)
-            encoder.load_state_dict(load_file(str(folder / ENCODER_FILE)))
+            load_weights_into(encoder, folder / ENCODER_FILE)
         return cls(run_path, d.classes, d.head, head, d.temperature, d.shots, d.metrics, encoder)
 
 

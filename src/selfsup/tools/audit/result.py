@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -10,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from selfsup.core.files import write_json
+from selfsup.core.errors import one_line
+from selfsup.core.files import read_json_object, write_json
 from selfsup.tools.audit.metrics import _NAMES, Gap
 from selfsup.tools.figures import pyplot, save_png
 
@@ -69,10 +69,14 @@ class AuditResult:
     def load(cls, path: str | os.PathLike) -> AuditResult:
         """Read an ``audit.json`` (or the run folder holding one)."""
         path = Path(path)
-        data = json.loads((path / AUDIT_FILE if path.is_dir() else path).read_text())
-        data.pop("summary", None)
-        data["gaps"] = [Gap(**gap) for gap in data["gaps"]]
-        return cls(**data)
+        file = path / AUDIT_FILE if path.is_dir() else path
+        data = read_json_object(file, "an audit result")
+        try:
+            data.pop("summary", None)
+            data["gaps"] = [Gap(**gap) for gap in data["gaps"]]
+            return cls(**data)
+        except (AttributeError, KeyError, TypeError) as err:
+            raise ValueError(f"{file}: not an audit result ({one_line(err)})") from None
 
 
 def plot_audit(result: AuditResult, path: str | os.PathLike) -> Path:

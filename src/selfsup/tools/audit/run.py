@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from selfsup.data.base import require_classes
 from selfsup.embedding import embed_source
 from selfsup.run import Run
 from selfsup.tools.audit.metrics import (
@@ -188,6 +189,7 @@ def audit_run(
         proba = np.asarray(adapted.predict_proba(source))[keep]
         notes.insert(0, f"predictions of the adapted model {model}")
     elif source.labels is not None:
+        require_classes(source.labels, str(data), "an audit without --model")
         proba = cross_validated_proba(embeddings[keep], source.labels[keep], seed=seed)
         y_true = source.labels[keep]
         notes.insert(
