@@ -27,6 +27,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import struct
 import sys
@@ -84,6 +85,44 @@ class Case:
 CASES: list[Case] = []
 
 
+def make_fixtures(folder: Path) -> Fixtures:
+    """A finished small run (4 steps) on 128 labelled 12x12 images, and a model adapted on
+    it, in ``folder``."""
+    from tests.conftest import make_clusters
+
+    from selfsup.run import pretrain
+    from selfsup.tools.adapt import adapt
+
+    images, labels = make_clusters(n_per_class=32, size=12)
+    data = folder / "clusters.npz"
+    np.savez(data, X=images, y=labels)
+    run = pretrain(str(data), steps=4, batch_size=32, out=folder / "run", monitor_items=0,
+                   backbone_options={"width": 8}, show_progress=False)  # fmt: skip
+    adapt(run, str(data), shots=8).save(folder / "model")
+    return Fixtures(run.path, folder / "model", data)
+
+
+def check_outcome(case: Case, status: int, output: str) -> None:
+    """Assert the documented outcome of ``case`` from a command's exit status and output."""
+    assert "Traceback" not in output, output
+    if case.outcome == "error":
+        lines = [line for line in output.splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("error:")]
+        assert status == 2, output
+        assert len(errors) == 1 and errors[0] == lines[-1], output
+        assert "unexpected" not in errors[0], output  # a bug, not a documented outcome
+        assert re.search(case.expect, errors[0]), (case.expect, errors[0])
+        return
+    assert status == 0, output
+    if case.outcome == "skipped":
+        info = json.loads(output[output.index("{") :])
+        reasons = [f"{item}: {why}" for item, why in info["unreadable"].items()]
+        assert len(reasons) == 1 and re.search(case.expect, reasons[0]), (case.expect, reasons)
+        assert info["readable"] == info["items"] - 1
+    else:
+        assert re.search(case.expect, output), (case.expect, output)
+
+
 def run_cli(args: list[str]) -> tuple[int, str]:
     """Run ``selfsup ARGS`` in this process as the console script would; its exit status and
     everything it printed (to a pipe: plain text)."""
@@ -114,6 +153,7 @@ def case(reader: str, name: str, outcome: str, expect: str):
 
 IMAGES, ARRAYS, TABLES, TS = "image folder", ".npy/.npz arrays", "CSV/Parquet tables", ".ts series"
 TEXT, AUDIO, RUNS, MODELS = "text and JSONL", "WAV audio folder", "run folder", "model folder"
+LABELS = "labels"
 
 # --- makers of valid files, damaged below -----------------------------------------------------
 
@@ -945,3 +985,43 @@ def _(d: Path, f: Fixtures) -> list[str]:
     model = _model(d, f)
     _edit_model(model, run="../gone")
     return _predict(model, f, d)
+
+
+# --- labels -----------------------------------------------------------------------------------
+
+
+def _one_class(d: Path, f: Fixtures) -> Path:
+    """The fixture data with every label the same."""
+    with np.load(f.data) as data:
+        images = data["X"]
+    path = file_in(d, "one.npz")
+    np.savez(path, X=images, y=np.zeros(len(images), dtype=int))
+    return path
+
+
+@case(
+    LABELS, "one class to evaluate on", "error", r"one\.npz\[fit\]: evaluation needs labels of two"
+)
+def _(d: Path, f: Fixtures) -> list[str]:
+    return ["evaluate", str(f.run), str(_one_class(d, f))]
+
+
+@case(LABELS, "one class to adapt to", "error", r"one\.npz: adaptation needs labels of two")
+def _(d: Path, f: Fixtures) -> list[str]:
+    return ["adapt", str(f.run), str(_one_class(d, f)), "--out", str(d / "m")]
+
+
+@case(LABELS, "one class for uncertainty sampling", "error", r"uncertainty sampling needs labels")
+def _(d: Path, f: Fixtures) -> list[str]:
+    one = _one_class(d, f)
+    return ["select", str(f.run), str(f.data), "--labeled", str(one), "--strategy", "uncertainty",
+            "--budget", "5", "--out", str(d / "r.csv")]  # fmt: skip
+
+
+@case(LABELS, "no labels to evaluate on", "error", r"evaluation needs labels")
+def _(d: Path, f: Fixtures) -> list[str]:
+    with np.load(f.data) as data:
+        images = data["X"]
+    path = file_in(d, "unlabelled.npy")
+    np.save(path, images)
+    return ["evaluate", str(f.run), str(path)]

@@ -87,3 +87,45 @@ def test_a_failed_write_leaves_no_temporary_file(tmp_path) -> None:
     with pytest.raises(Exception):  # noqa: B017 - pickling a lambda fails mid-write
         save_checkpoint(path, {"bad": lambda: None})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_disk_filling_up_mid_checkpoint_is_told_as_a_full_disk(tmp_path, monkeypatch) -> None:
+    """PyTorch's writer says only "unexpected pos" when the disk fills up; the error names
+    the checkpoint and the full disk, and the previous checkpoint stays whole."""
+    import errno
+    import shutil
+
+    import torch
+
+    path = tmp_path / "last.ckpt"
+    save_checkpoint(path, {"step": 1, "w": torch.zeros(1000)})
+
+    def full_disk(obj, f, *args, **kwargs):
+        with open(f, "wb") as handle:
+            handle.write(b"PK partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 8")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=10))
+    with pytest.raises(OSError) as info:
+        save_checkpoint(path, {"step": 2, "w": torch.zeros(1000)})
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)
+    assert "previous checkpoint is kept" in info.value.strerror
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.ckpt"]
+
+
+def test_stale_temporaries_of_killed_writers_are_removed(tmp_path) -> None:
+    import os
+
+    from selfsup.core.files import remove_stale_temporaries
+
+    (tmp_path / "checkpoints").mkdir()
+    dead = tmp_path / "checkpoints" / ".last.ckpt.tmp999999999"
+    alive = tmp_path / f".config.yaml.tmp{os.getpid()}"  # this process still writes it
+    dead.write_bytes(b"half")
+    alive.write_bytes(b"half")
+    assert remove_stale_temporaries(tmp_path) == [dead]
+    assert alive.exists() and not dead.exists()
