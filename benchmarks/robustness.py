@@ -45,6 +45,8 @@ from common import load_average, write_section  # noqa: E402
 from selfsup.engine.checkpoint import load_checkpoint  # noqa: E402
 from selfsup.run import _machine, load, read_run_config  # noqa: E402
 
+#: Where each finished part's result is kept (``--reuse`` skips those parts).
+PARTS = Path(tempfile.gettempdir()) / "selfsup-robustness-parts.json"
 #: The run that is killed: small enough to finish in about a minute on 2 cores.
 KILLED_RUN = ["digits", "--method", "simclr", "--epochs", "12", "--batch-size", "64",
               "--precision", "fp32", "--seed", "5", "--checkpoint-every", "0.002"]  # fmt: skip
@@ -86,15 +88,17 @@ def disk_faults(work: Path) -> dict:
                str(fixtures.run), str(fixtures.data)]  # fmt: skip
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    met = sum(
-        r["status"] == EXPECTED[r["name"]][0]
-        and re.search(EXPECTED[r["name"]][1], r["output"].strip().splitlines()[-1]) is not None
-        and not r["left"]
+    missed = [
+        f"{r['name']}: {r['output'].strip().splitlines()[-1]}"
         for r in results
-    )
+        if r["status"] != EXPECTED[r["name"]][0]
+        or re.search(EXPECTED[r["name"]][1], r["output"].strip().splitlines()[-1]) is None
+        or r["left"]
+    ]
     return {
         "commands": len(results),
-        "met": met,
+        "met": len(results) - len(missed),
+        "missed": missed,
         "tracebacks": sum("Traceback" in r["output"] for r in results),
         "left": sum(len(r["left"]) for r in results),
     }
@@ -133,7 +137,7 @@ def kills(work: Path, count: int, seed: int) -> dict:
     rng = random.Random(seed)
     run = work / "killed"
     checkpoint = run / "checkpoints" / "last.ckpt"
-    survived, lost, steps, stale = 0, 0, [], 0
+    survived, lost, steps, stale, tracebacks = 0, 0, [], 0, 0
     for attempt in range(count):
         args = [*KILLED_RUN, "--out", str(run)] if attempt == 0 else ["--resume", str(run)]
         before = checkpoint.stat().st_mtime_ns if checkpoint.exists() else None
@@ -151,6 +155,7 @@ def kills(work: Path, count: int, seed: int) -> dict:
             break
         proc.send_signal(signal.SIGKILL)
         proc.wait()
+        tracebacks += "Traceback" in proc.stderr.read().decode(errors="replace")
         stale += len(list(run.rglob(".*.tmp*")))  # a kill in the middle of a write
         lost += unreadable_bytes(run, finished)
         state = load_checkpoint(checkpoint)["state"]
@@ -169,6 +174,8 @@ def kills(work: Path, count: int, seed: int) -> dict:
         "steps_at_kills": steps,
         "mid_write_kills": stale,
         "bytes_lost": lost,
+        "tracebacks": sum("Traceback" in r.stdout + r.stderr for r in (final, straight))
+        + tracebacks,
         "final_status": final.returncode,
         "straight_status": straight.returncode,
         "equal": equal,
@@ -197,7 +204,8 @@ def render(inputs: dict, disks: dict, killed: dict, args, load_before: str, minu
         )
     lines.append(
         f"| kill -9 at random moments, resumed each time | {killed['kills']} | "
-        f"{'equal to the uninterrupted run' if killed['equal'] else 'NOT EQUAL'} | 0 | "
+        f"{'equal to the uninterrupted run' if killed['equal'] else 'NOT EQUAL'} | "
+        f"{killed['tracebacks']} | "
         f"{killed['bytes_lost']} bytes |"
     )
     lines += [
@@ -207,8 +215,9 @@ def render(inputs: dict, disks: dict, killed: dict, args, load_before: str, minu
         f"{killed['stale_left']} left at the end). The run: `selfsup pretrain "
         f"{' '.join(KILLED_RUN)}`.",
     ]
-    if inputs["failures"]:
-        lines += ["", "Missed:", *(f"- {f}" for f in inputs["failures"])]
+    missed = inputs["failures"] + disks.get("missed", [])
+    if missed:
+        lines += ["", "Missed:", *(f"- {f}" for f in missed)]
     lines += [
         "",
         f"Machine: {_machine()}; load before {load_before}; {minutes:.1f} minutes. Reproduce: "
@@ -222,17 +231,26 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--reuse", action="store_true", help=f"reuse the parts done ({PARTS})")
     args = parser.parse_args()
-    started, load_before = time.time(), load_average()
-    with tempfile.TemporaryDirectory(prefix="robustness-") as folder:
-        work = Path(folder)
-        (work / "inputs").mkdir()
-        (work / "disks").mkdir()
-        (work / "kills").mkdir()
-        inputs = broken_inputs(work / "inputs")
-        disks = disk_faults(work / "disks")
-        killed = kills(work / "kills", args.kills, args.seed)
-    text = render(inputs, disks, killed, args, load_before, (time.time() - started) / 60)
+    load_before = load_average()
+    # Each part's result is kept as soon as it is done: a failure later costs only that part.
+    done = json.loads(PARTS.read_text()) if args.reuse and PARTS.exists() else {}
+    parts = {
+        "inputs": lambda work: broken_inputs(work),
+        "disks": lambda work: disk_faults(work),
+        "kills": lambda work: kills(work, args.kills, args.seed),
+    }
+    for name, part in parts.items():
+        if name in done:
+            print(f"{name}: reused from {PARTS}", flush=True)
+            continue
+        begun = time.time()
+        with tempfile.TemporaryDirectory(prefix=f"robustness-{name}-") as folder:
+            done[name] = {**part(Path(folder)), "minutes": (time.time() - begun) / 60}
+        PARTS.write_text(json.dumps(done))
+    minutes = sum(part["minutes"] for part in done.values())
+    text = render(done["inputs"], done["disks"], done["kills"], args, load_before, minutes)
     print(text)
     if not args.no_write:
         write_section("robustness", text)

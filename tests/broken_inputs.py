@@ -93,6 +93,7 @@ def make_fixtures(folder: Path) -> Fixtures:
     from selfsup.run import pretrain
     from selfsup.tools.adapt import adapt
 
+    folder.mkdir(parents=True, exist_ok=True)
     images, labels = make_clusters(n_per_class=32, size=12)
     data = folder / "clusters.npz"
     np.savez(data, X=images, y=labels)

@@ -112,3 +112,15 @@ def test_an_encoder_spec_that_does_not_fit_its_weights_is_refused_before_allocat
     spec_path.write_text(json.dumps(spec))
     with pytest.raises(ValueError, match="the spec does not belong to these weights"):
         load(run.path)
+
+
+def test_a_relative_data_path_is_kept_absolute_so_resume_works_from_elsewhere(
+    tmp_path, clusters_npz, monkeypatch
+) -> None:
+    monkeypatch.chdir(clusters_npz.parent)
+    run = selfsup.pretrain(clusters_npz.name, steps=2, batch_size=32, out=tmp_path / "run",
+                   backbone_options={"width": 8}, monitor_items=0, show_progress=False)  # fmt: skip
+    assert run.config["data"] == str(clusters_npz.resolve())
+    monkeypatch.chdir(tmp_path)  # elsewhere: the relative name means nothing here
+    resumed = selfsup.pretrain(resume=tmp_path / "run", steps=4, show_progress=False)
+    assert resumed.summary["steps"] == 4

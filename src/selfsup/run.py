@@ -258,6 +258,19 @@ def _first_process() -> bool:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
 
 
+def data_spec(data: str | os.PathLike) -> str:
+    """How a run's config keeps its data: a path that exists as an absolute path, so that
+    ``--resume``, ``report`` and ``load(RUN).open`` find it from any working directory; a
+    dataset name as it is.
+
+    Example:
+        >>> data_spec("digits"), data_spec("/tmp") == str(Path("/tmp").resolve())
+        ('digits', True)
+    """
+    text = str(data)
+    return str(Path(text).expanduser().resolve()) if Path(text).expanduser().exists() else text
+
+
 def _default_out(cfg: PretrainConfig) -> Path:
     return Path("runs") / f"{cfg.method}-{_slug(str(cfg.data))}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -312,7 +325,7 @@ def _resumable(run_dir: Path, data: Any, options: dict[str, Any]) -> dict[str, A
         raise ConfigError(f"{run_dir}: no run to resume (no {CONFIG_FILE})")
     saved = load_config(run_dir / CONFIG_FILE).model_dump(mode="json")
     given = dict(options)
-    if data is not None and str(data) != str(saved["data"]):
+    if data is not None and data_spec(data) != data_spec(saved["data"]):
         given["data"] = str(data)
     changed = sorted(
         name
@@ -443,7 +456,7 @@ def pretrain(
             remove_stale_temporaries(run_dir)
         cfg = resolve_config(load_config(None, **{**saved, **options}))
     else:
-        cfg = load_config(config, data=None if data is None else str(data), **options)
+        cfg = load_config(config, data=None if data is None else data_spec(data), **options)
         batch_given = cfg.batch_size is not None
         cfg = resolve_config(cfg)
         # Processes launched for other ranks take the folder their rank 0 chose.
