@@ -76,7 +76,14 @@ class PretrainConfig(BaseModel):
             epoch has several steps, and lowered (to a power of two) when the step's
             estimated peak memory would not fit in the memory available; a batch size given
             that does not fit stops the run with the numbers.
-        lr: peak learning rate; by default the optimizer's base rate times batch_size / 256
+        accumulate: gradient accumulation: each optimizer step sums the gradients of this many
+            batches of ``batch_size`` (a step's batch is ``batch_size x accumulate`` items per
+            process; the learning rate, steps and epochs follow it), so a large batch trains
+            in the memory of a small one. Objectives whose loss couples the items of a batch
+            (contrastive negatives, batch statistics, batch norm) see each batch of
+            ``batch_size`` on its own: accumulation changes them (each method says so).
+        lr: peak learning rate; by default the optimizer's base rate times the items of an
+            optimizer step (batch_size x accumulate x processes) / 256
             for images (a fortieth of it for a pretrained ``hf:`` backbone, which a full rate
             would make forget), 0.001 for series (TS2Vec's), 5e-4 for text (3e-5 from a
             pretrained model, SimCSE's).
@@ -88,7 +95,7 @@ class PretrainConfig(BaseModel):
         precision: ``bf16`` (autocast), ``fp32``, or ``auto`` (bf16 where the CPU/GPU has it).
         devices: processes per machine (DDP through Lightning Fabric when more than one).
         num_nodes: machines.
-        accelerator: ``cpu``, ``gpu`` or ``auto``.
+        accelerator: ``auto`` (a GPU when one is present, else the CPU), ``cpu`` or ``gpu``.
         seed: seed of initialization, data order and augmentations.
         out: the run folder; by default ``runs/<method>-<data>-<time>``. A folder that holds a
             run already is refused unless ``overwrite`` is set.
@@ -163,6 +170,7 @@ class PretrainConfig(BaseModel):
     steps: int | None = None
     time_budget: float | None = None
     batch_size: int | None = None
+    accumulate: int = 1
     lr: float | None = None
     optimizer: Literal["adamw", "sgd", "lars"] = "adamw"
     weight_decay: float | None = None
@@ -171,7 +179,7 @@ class PretrainConfig(BaseModel):
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     devices: int = 1
     num_nodes: int = 1
-    accelerator: Literal["auto", "cpu", "gpu"] = "cpu"
+    accelerator: Literal["auto", "cpu", "gpu"] = "auto"
     seed: int = 0
     out: str | None = None
     overwrite: bool = False
@@ -205,7 +213,7 @@ class PretrainConfig(BaseModel):
     f_max: float | None = None
     audio_input: Literal["logmel", "waveform"] | None = None
 
-    @field_validator("batch_size", "devices", "num_nodes", "log_every", "steps")
+    @field_validator("batch_size", "accumulate", "devices", "num_nodes", "log_every", "steps")
     @classmethod
     def _positive(cls, v: int | None) -> int | None:
         if v is not None and v < 1:

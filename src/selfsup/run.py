@@ -271,6 +271,26 @@ def data_spec(data: str | os.PathLike) -> str:
     return str(Path(text).expanduser().resolve()) if Path(text).expanduser().exists() else text
 
 
+def build_fabric(cfg: PretrainConfig) -> lightning.Fabric:
+    """The Lightning Fabric a run trains with: its accelerator (a GPU when present, by
+    default), processes and precision. Under SLURM (``srun``), torchrun or Fabric's own
+    launcher, Fabric takes ranks and the master address from their environment variables,
+    and checks ``--devices``/``--num-nodes`` against SLURM's tasks per node and nodes.
+
+    Example:
+        >>> build_fabric(PretrainConfig(data="digits", accelerator="cpu")).world_size
+        1
+    """
+    multi = cfg.devices * cfg.num_nodes > 1
+    return lightning.Fabric(
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy="ddp" if multi else "auto",
+        precision=resolve_precision(cfg.precision, cfg.accelerator),
+    )
+
+
 def _default_out(cfg: PretrainConfig) -> Path:
     return Path("runs") / f"{cfg.method}-{_slug(str(cfg.data))}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -476,14 +496,7 @@ def pretrain(
     # Processes started by Fabric's launcher inherit the environment, so they find this folder.
     os.environ[_RUN_DIR_ENV] = str(run_dir)
 
-    multi = cfg.devices * cfg.num_nodes > 1
-    fabric = lightning.Fabric(
-        accelerator=cfg.accelerator,
-        devices=cfg.devices,
-        num_nodes=cfg.num_nodes,
-        strategy="ddp" if multi else "auto",
-        precision=resolve_precision(cfg.precision, cfg.accelerator),
-    )
+    fabric = build_fabric(cfg)
     fabric.launch()
     run_dir = Path(fabric.broadcast(str(run_dir), src=0))  # torchrun ranks agree on the folder
     if replace and fabric.global_rank == 0:  # --overwrite: nothing of the old run is left
@@ -562,6 +575,17 @@ def pretrain(
         batch, note = _plan_memory(cfg, method, views, source, fabric, batch_given)
         cfg = cfg.model_copy(update={"batch_size": batch})
         say(note)
+    if cfg.accumulate > 1 and resume is None:
+        coupling = type(method).batch_coupling
+        say(
+            f"accumulation: {cfg.accumulate} batches of {cfg.batch_size} per optimizer step "
+            f"({cfg.accumulate * cfg.batch_size} items)"
+            + (
+                f"; {cfg.method}: {coupling}, so it sees each batch of {cfg.batch_size} on its own"
+                if coupling
+                else ""
+            )
+        )
 
     if fabric.global_rank == 0:
         # Room for two checkpoints (the last and the one replacing it) and the encoder.

@@ -196,10 +196,10 @@ def test_lora_trains_adapters_only_merges_them_into_the_encoder_file_and_resumes
     # through, so the checkpoint's adapters were put back into a rebuilt, adapted encoder.
     real_step = train_module.training_step
 
-    def dies_at_step_2(t, items, lr, fabric, state):
+    def dies_at_step_2(t, items, lr, fabric, state, labels=None):
         if state.step == 2:
             raise KeyboardInterrupt
-        return real_step(t, items, lr, fabric, state)
+        return real_step(t, items, lr, fabric, state, labels)
 
     monkeypatch.setattr(train_module, "training_step", dies_at_step_2)
     with pytest.raises(KeyboardInterrupt):

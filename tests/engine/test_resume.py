@@ -104,10 +104,10 @@ def test_run_stopped_mid_epoch_resumes_exactly(tmp_path, clusters_npz, monkeypat
     batch, with the random generators as they were, to an uninterrupted run's weights."""
     real_step = train_module.training_step
 
-    def dies_at_step_11(t, items, lr, fabric, state):
+    def dies_at_step_11(t, items, lr, fabric, state, labels=None):
         if state.step == 11:  # the 5th batch of the 2nd epoch (7 steps per epoch)
             raise KeyboardInterrupt
-        return real_step(t, items, lr, fabric, state)
+        return real_step(t, items, lr, fabric, state, labels)
 
     monkeypatch.setattr(train_module, "training_step", dies_at_step_11)
     out = tmp_path / "stopped"

@@ -322,6 +322,8 @@ class Training:
     epoch_log: MetricsLog | None = None
     warmup_steps: int = 0
     last_checkpoint: float = 0.0
+    #: Batches whose gradients one optimizer step sums (``--accumulate``).
+    accumulate: int = 1
 
     def replan(self, state: TrainState, total: int) -> None:
         """Set the planned total steps; the warmup is at most a tenth of them."""
@@ -337,23 +339,43 @@ class Training:
 
 
 def training_step(
-    t: Training, items: torch.Tensor, lr: float, fabric: lightning.Fabric, state: TrainState
+    t: Training,
+    items: torch.Tensor,
+    lr: float,
+    fabric: lightning.Fabric,
+    state: TrainState,
+    labels: torch.Tensor | None = None,
 ) -> float:
-    """One optimizer step on a batch of items: views, loss, backward, step; the loss."""
+    """One optimizer step on a batch of items: views, loss, backward, step; the loss.
+
+    With ``t.accumulate`` above 1 the batch is cut into that many parts, each seen and
+    back-propagated on its own (its loss divided by the parts, so the summed gradient is the
+    mean's), and processes synchronize their gradients only after the last part. The online
+    probe (given the items' ``labels``) trains on each part's features.
+    """
     for group in t.optimizer.param_groups:
         group["lr"] = lr * group.get("lr_scale", 1.0)
-    inputs = t.views(items.to(fabric.device))
-    loss = t.model([channels_last(v) for v in inputs])
-    if not torch.isfinite(loss):
-        raise FloatingPointError(
-            f"the loss became {loss.item()} at step {state.step} (epoch {state.epoch}); try a "
-            "lower --lr, or --precision fp32"
-        )
     t.optimizer.zero_grad(set_to_none=True)
-    fabric.backward(loss)
+    parts = items.chunk(t.accumulate)
+    label_parts = labels.chunk(t.accumulate) if labels is not None else [None] * len(parts)
+    total = 0.0
+    for number, (part, part_labels) in enumerate(zip(parts, label_parts, strict=True)):
+        inputs = t.views(part.to(fabric.device, non_blocking=True))
+        last = number == len(parts) - 1
+        with fabric.no_backward_sync(t.model, enabled=not last):
+            loss = t.model([channels_last(v) for v in inputs])
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"the loss became {loss.item()} at step {state.step} (epoch "
+                    f"{state.epoch}); try a lower --lr, or --precision fp32"
+                )
+            fabric.backward(loss / len(parts))
+        total += loss.item() / len(parts)
+        if t.probe is not None and part_labels is not None:
+            t.probe.step(part_labels)
     t.optimizer.step()
     t.method.on_step_end(state.step / max(1, state.total_steps))
-    return loss.item()
+    return total
 
 
 def setup(
@@ -369,12 +391,13 @@ def setup(
 ) -> tuple[Training, TrainState]:
     """Optimizer, schedule, probe, logs and progress; the state restored on resume."""
     world, rank = fabric.world_size, fabric.global_rank
-    per_step = cfg.batch_size * world
+    per_step = cfg.batch_size * cfg.accumulate * world
     steps_per_epoch = len(source) // per_step
     if steps_per_epoch == 0:
         raise ValueError(
             f"{source.name}: {len(source)} items are fewer than one step of {cfg.batch_size} "
-            f"items x {world} processes; lower --batch-size"
+            f"items x {cfg.accumulate} accumulated x {world} processes; lower --batch-size "
+            f"or --accumulate"
         )
     lr = cfg.lr
     if lr is None:
@@ -453,6 +476,7 @@ def setup(
         monitor=monitor,
         log=log,
         epoch_log=epoch_log,
+        accumulate=cfg.accumulate,
     )
     training.warmup_steps = min(training.warmup_wanted, state.total_steps // 10)
     training.last_checkpoint = time.perf_counter()
@@ -518,7 +542,8 @@ def train_one_epoch(
         # Seeding from (seed, epoch, rank) makes augmentations repeat exactly on --resume;
         # a mid-epoch checkpoint restored the generators' states instead.
         torch.manual_seed(cfg.seed * 1_000_003 + state.epoch * 1009 + rank)
-    batches = epoch_batches(source, cfg.batch_size, world, rank, cfg.seed, state.epoch)
+    step_items = cfg.batch_size * cfg.accumulate  # one optimizer step's items, this process
+    batches = epoch_batches(source, step_items, world, rank, cfg.seed, state.epoch)
     loader = DataLoader(
         _EpochBatches(source, batches[state.batch_in_epoch :]),
         batch_size=None,
@@ -545,9 +570,10 @@ def train_one_epoch(
         _record_skipped(run_dir, source, batch, cfg.strict)
         if len(batch.indices) < 2:  # batch norm needs two items
             continue
-        last_loss = training_step(t, batch.items, t.lr_at(state), fabric, state)
+        labels = None
         if t.probe is not None:
-            t.probe.step(torch.as_tensor(source.labels[batch.indices], dtype=torch.long))
+            labels = torch.as_tensor(source.labels[batch.indices], dtype=torch.long)
+        last_loss = training_step(t, batch.items, t.lr_at(state), fabric, state, labels)
         now = time.perf_counter()
         state.train_seconds += now - ready
         ready = now

@@ -61,6 +61,7 @@ class BarlowTwins(Method):
     """
 
     name = "barlowtwins"
+    batch_coupling: ClassVar[str] = "its cross-correlation matrix is a statistic over the batch"
     paper = "Zbontar et al. 2021, https://arxiv.org/abs/2103.03230"
     view_recipes: ClassVar[dict[str, str]] = {"image": "byol"}
 

@@ -44,6 +44,10 @@ class Method(nn.Module, abc.ABC):
         num_local_views: how many extra small (local) multi-crop views it takes by default
             (SwAV, DINO); they follow the global views in the list passed to ``loss``.
         modalities: the kinds of items the objective works on.
+        batch_coupling: how the loss couples the items of a batch (negatives drawn from it,
+            statistics over it), or "" when it is a mean of per-item terms. Such a loss sees
+            each batch of ``--batch-size`` on its own: gradient accumulation does not give it
+            the larger batch, and under DDP each process's batch is its own.
     """
 
     name: ClassVar[str]
@@ -53,6 +57,7 @@ class Method(nn.Module, abc.ABC):
     num_views: ClassVar[int] = 2
     num_local_views: ClassVar[int] = 0
     modalities: ClassVar[tuple[str, ...]] = ("image", "series", "tabular", "text", "audio")
+    batch_coupling: ClassVar[str] = ""
 
     def __init__(self, encoder: Encoder) -> None:
         super().__init__()

@@ -124,6 +124,7 @@ class DINO(Method):
     """
 
     name = "dino"
+    batch_coupling: ClassVar[str] = "its teacher's centre is updated from each batch"
     paper = "Caron et al. 2021, https://arxiv.org/abs/2104.14294"
     view_recipes: ClassVar[dict[str, str]] = {"image": "dino"}
     num_local_views = 6

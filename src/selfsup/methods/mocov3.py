@@ -67,6 +67,7 @@ class MoCoV3(Method):
     """
 
     name = "mocov3"
+    batch_coupling: ClassVar[str] = "its negatives are the other items' keys in the batch"
     paper = "Chen, Xie, He 2021, https://arxiv.org/abs/2104.02057"
     # The paper follows BYOL's asymmetric augmentations.
     view_recipes: ClassVar[dict[str, str]] = {"image": "byol"}

@@ -73,6 +73,7 @@ class NNCLR(Method):
     """
 
     name = "nnclr"
+    batch_coupling: ClassVar[str] = "its negatives are the other items of the batch"
     paper = "Dwibedi et al. 2021, https://arxiv.org/abs/2104.14548"
     # The paper uses BYOL's asymmetric augmentations.
     view_recipes: ClassVar[dict[str, str]] = {"image": "byol"}

@@ -61,6 +61,7 @@ class SCARF(Method):
     """
 
     name: ClassVar[str] = "scarf"
+    batch_coupling: ClassVar[str] = "its negatives are the other rows of the batch"
     paper: ClassVar[str] = "Bahri et al. 2022, https://arxiv.org/abs/2106.15147"
     modalities: ClassVar[tuple[str, ...]] = ("tabular",)
     view_recipes: ClassVar[dict[str, str]] = {"tabular": "scarf"}

@@ -54,6 +54,7 @@ class SimCLR(Method):
     """
 
     name = "simclr"
+    batch_coupling: ClassVar[str] = "its negatives are the other items of the batch"
     paper = "Chen et al. 2020, https://arxiv.org/abs/2002.05709"
     view_recipes: ClassVar[dict[str, str]] = {"image": "simclr"}
 

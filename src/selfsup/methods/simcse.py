@@ -60,6 +60,7 @@ class SimCSE(Method):
     """
 
     name: ClassVar[str] = "simcse"
+    batch_coupling: ClassVar[str] = "its negatives are the other texts of the batch"
     paper: ClassVar[str] = "Gao et al. 2021, https://arxiv.org/abs/2104.08821"
     num_views: ClassVar[int] = 1
     modalities: ClassVar[tuple[str, ...]] = ("text",)

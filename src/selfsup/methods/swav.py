@@ -139,6 +139,7 @@ class SwAV(Method):
     """
 
     name = "swav"
+    batch_coupling: ClassVar[str] = "Sinkhorn-Knopp spreads the batch evenly over the prototypes"
     paper = "Caron et al. 2020, https://arxiv.org/abs/2006.09882"
     view_recipes: ClassVar[dict[str, str]] = {"image": "swav"}
     num_local_views = 6

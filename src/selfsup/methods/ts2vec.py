@@ -130,6 +130,7 @@ class TS2Vec(Method):
     """
 
     name: ClassVar[str] = "ts2vec"
+    batch_coupling: ClassVar[str] = "its instance-wise negatives are the other series of the batch"
     paper: ClassVar[str] = (
         "Yue et al. 2022, TS2Vec: Towards Universal Representation of Time Series"
     )

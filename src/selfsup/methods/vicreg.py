@@ -82,6 +82,7 @@ class VICReg(Method):
     """
 
     name = "vicreg"
+    batch_coupling: ClassVar[str] = "its variance and covariance are statistics over the batch"
     paper = "Bardes et al. 2022, https://arxiv.org/abs/2105.04906"
     view_recipes: ClassVar[dict[str, str]] = {"image": "byol"}
 

@@ -35,6 +35,7 @@ from selfsup.backbones.hf import (
     resolve_folder,
 )
 from selfsup.config import PretrainConfig
+from selfsup.core.precision import uses_gpu
 from selfsup.data.arrays import ArraySource, load_array_file
 from selfsup.data.base import Source
 from selfsup.data.folders import INDEX_FILE, IndexCache
@@ -59,10 +60,6 @@ SMALL_SIDE = 64
 STATISTICS_ITEMS = 1024
 
 
-def _on_gpu(accelerator: str) -> bool:
-    return accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available())
-
-
 def training_side(native: int, accelerator: str) -> int:
     """The side a run trains at by default: the data's own (the median shorter side of a
     sample of files), at most ``TRAINING_SIDE`` for the accelerator.
@@ -71,7 +68,7 @@ def training_side(native: int, accelerator: str) -> int:
         >>> training_side(480, "cpu"), training_side(480, "gpu"), training_side(28, "cpu")
         (128, 224, 28)
     """
-    return min(native, TRAINING_SIDE["gpu" if _on_gpu(accelerator) else "cpu"])
+    return min(native, TRAINING_SIDE["gpu" if uses_gpu(accelerator) else "cpu"])
 
 
 _ARRAY_SUFFIXES = (".npy", ".npz")
@@ -167,7 +164,7 @@ class ImageModality(Modality):
         """256, but 64 for images above ``SMALL_SIDE`` pixels on a CPU, where a ResNet-18
         step on 256 photos at 128 pixels takes over half a minute and 5 GB
         (``benchmarks/photos.py``)."""
-        large = (cfg.image_size or 0) > SMALL_SIDE and not _on_gpu(cfg.accelerator)
+        large = (cfg.image_size or 0) > SMALL_SIDE and not uses_gpu(cfg.accelerator)
         return CPU_PHOTO_BATCH if large else int(cfg.batch_size or 256)
 
     def build_encoder(
