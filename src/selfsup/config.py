@@ -82,6 +82,10 @@ class PretrainConfig(BaseModel):
             in the memory of a small one. Objectives whose loss couples the items of a batch
             (contrastive negatives, batch statistics, batch norm) see each batch of
             ``batch_size`` on its own: accumulation changes them (each method says so).
+        sync_batchnorm: under DDP, batch norm over the batch of every process together
+            (``selfsup.methods.distributed.SyncBatchNorm``, CPU or GPU) instead of each
+            process's own: with it, SimCLR, MoCo v3, VICReg and Barlow Twins on two processes
+            of B items train as one process of 2B.
         lr: peak learning rate; by default the optimizer's base rate times the items of an
             optimizer step (batch_size x accumulate x processes) / 256
             for images (a fortieth of it for a pretrained ``hf:`` backbone, which a full rate
@@ -171,6 +175,7 @@ class PretrainConfig(BaseModel):
     time_budget: float | None = None
     batch_size: int | None = None
     accumulate: int = 1
+    sync_batchnorm: bool = False
     lr: float | None = None
     optimizer: Literal["adamw", "sgd", "lars"] = "adamw"
     weight_decay: float | None = None

@@ -61,6 +61,7 @@ from selfsup.engine.train import fit
 from selfsup.evaluation.labelfree import LabelFreeMetrics, measure_label_free
 from selfsup.evaluation.report import Evaluation, evaluate_encoder
 from selfsup.methods import METHODS, build_method
+from selfsup.methods.distributed import sync_batch_norm
 from selfsup.modalities import (
     MODALITIES,
     Modality,
@@ -570,6 +571,8 @@ def pretrain(
         cfg = cfg.model_copy(update={"batch_size": share})
     teacher = {} if cfg.method != "distill" else {"teacher": load(str(cfg.teacher)).encoder}
     method = build_method(cfg.method, encoder, **cfg.method_options, **teacher)
+    if cfg.sync_batchnorm:  # batch statistics over every process's batch (DDP)
+        sync_batch_norm(method)
     views, recipe, watch = modality.training_views(method, cfg.views, source)
     if resume is None and custom is None:
         batch, note = _plan_memory(cfg, method, views, source, fabric, batch_given)

@@ -48,7 +48,7 @@ PANELS = {
         "epochs", "steps", "time_budget", "batch_size", "accumulate", "lr", "optimizer",
         "weight_decay", "warmup_epochs", "schedule", "seed",
     ),
-    "Hardware": ("precision", "devices", "num_nodes", "accelerator", "compile"),
+    "Hardware": ("precision", "devices", "num_nodes", "accelerator", "sync_batchnorm", "compile"),
     "Monitoring and output": (
         "out", "overwrite", "log_every", "monitor_items", "stop_on_collapse", "select_by",
         "online_probe", "keep_checkpoints",

@@ -7,6 +7,10 @@ Eq. (1): L = sum_i (1 - C_ii)^2 + lambda * sum_i sum_{j != i} C_ij^2, where
 Eq. (2): C_ij = sum_b z1_bi z2_bj / (sqrt(sum_b z1_bi^2) sqrt(sum_b z2_bj^2)), on embeddings
 standardized along the batch; lambda = 5.1e-3 in the paper.
 
+Under DDP the projector's outputs of every process are gathered (with gradients) before the
+loss: the cross-correlation is the global batch's (the official code all-reduces it); with
+``--sync-batchnorm`` two processes of B items train exactly as one of 2B.
+
 Example:
     >>> import torch
     >>> z = torch.randn(256, 4)
@@ -22,6 +26,7 @@ import torch
 
 from selfsup.encoder import Encoder
 from selfsup.methods.base import Method
+from selfsup.methods.distributed import gather
 from selfsup.methods.heads import ProjectionHead
 
 
@@ -88,7 +93,8 @@ class BarlowTwins(Method):
     def loss(self, views: list[torch.Tensor]) -> torch.Tensor:
         n = views[0].shape[0]
         z = self.projection(self.encoder(torch.cat(views[:2])))
-        return barlow_twins_loss(z[:n], z[n:], self.lambda_offdiag)
+        # Under DDP the cross-correlation is the global batch's (gathered with gradients).
+        return barlow_twins_loss(gather(z[:n]), gather(z[n:]), self.lambda_offdiag)
 
     def options(self) -> dict[str, Any]:
         return dict(self._options)

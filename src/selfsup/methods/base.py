@@ -46,8 +46,10 @@ class Method(nn.Module, abc.ABC):
         modalities: the kinds of items the objective works on.
         batch_coupling: how the loss couples the items of a batch (negatives drawn from it,
             statistics over it), or "" when it is a mean of per-item terms. Such a loss sees
-            each batch of ``--batch-size`` on its own: gradient accumulation does not give it
-            the larger batch, and under DDP each process's batch is its own.
+            each batch of ``--batch-size`` on its own under gradient accumulation; under DDP,
+            SimCLR, MoCo v3, VICReg and Barlow Twins gather the projections of every process
+            (``selfsup.methods.distributed``) and see the global batch, the others each
+            process's own batch.
     """
 
     name: ClassVar[str]

@@ -12,9 +12,9 @@ cross-entropy by 2T (``ctr``) and symmetrizes it: ``loss = ctr(q1, k2) + ctr(q2,
 momentum encoder (backbone + projector, no predictor) follows the online one by EMA with a
 momentum rising from 0.99 to 1 on a cosine schedule.
 
-Keys come from this process's batch only: under DDP they are not all-gathered (the official
-code gathers them), so the negatives per query are the local batch size minus one, as for
-SimCLR's NT-Xent here.
+Under DDP the queries and keys of every process are gathered (the queries with gradients)
+before the loss, as the official code gathers the keys: the negatives are the global batch's,
+and with ``--sync-batchnorm`` two processes of B items train exactly as one of 2B.
 
 Example:
     >>> import torch
@@ -33,6 +33,7 @@ from torch import nn
 
 from selfsup.encoder import Encoder
 from selfsup.methods.base import Method
+from selfsup.methods.distributed import gather
 from selfsup.methods.heads import PredictionHead, ProjectionHead
 from selfsup.methods.momentum import cosine_momentum, ema_update, momentum_copy
 
@@ -103,10 +104,9 @@ class MoCoV3(Method):
         q = self.prediction(self.projection(self.encoder(both)))
         with torch.no_grad():
             k = self.momentum_encoder(both)
+        q1, q2, k1, k2 = gather(q[:n]), gather(q[n:]), gather(k[:n]), gather(k[n:])
         # Symmetrized: each view's query is contrasted with the other view's keys.
-        return mocov3_loss(q[:n], k[n:], self.temperature) + mocov3_loss(
-            q[n:], k[:n], self.temperature
-        )
+        return mocov3_loss(q1, k2, self.temperature) + mocov3_loss(q2, k1, self.temperature)
 
     def on_step_end(self, progress: float) -> None:
         momentum = cosine_momentum(progress, self.base_momentum)

@@ -7,6 +7,10 @@ For a positive pair (i, j) among the 2N views of a batch, Eq. (1):
     l(i, j) = -log( exp(sim(z_i, z_j) / T) / sum_{k != i} exp(sim(z_i, z_k) / T) )
 and the loss is the mean of l over all 2N ordered positive pairs.
 
+Under DDP the projections of every process are gathered (with gradients) before the loss,
+so the negatives are those of the global batch, as in the paper's TPU implementation; with
+``--sync-batchnorm`` two processes of B items train exactly as one of 2B.
+
 Example:
     >>> import torch
     >>> z = torch.randn(4, 8)
@@ -23,6 +27,7 @@ import torch.nn.functional as F
 
 from selfsup.encoder import Encoder
 from selfsup.methods.base import Method
+from selfsup.methods.distributed import gather
 from selfsup.methods.heads import ProjectionHead
 
 
@@ -77,7 +82,8 @@ class SimCLR(Method):
     def loss(self, views: list[torch.Tensor]) -> torch.Tensor:
         n = views[0].shape[0]
         z = self.projection(self.encoder(torch.cat(views[:2])))
-        return nt_xent_loss(z[:n], z[n:], self.temperature)
+        # Under DDP the negatives are the global batch's (gathered with gradients).
+        return nt_xent_loss(gather(z[:n]), gather(z[n:]), self.temperature)
 
     def options(self) -> dict[str, Any]:
         return dict(self._options)

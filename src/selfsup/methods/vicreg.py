@@ -8,6 +8,10 @@ Eq. (6): l(Z, Z') = lambda * s(Z, Z') + mu * [v(Z) + v(Z')] + nu * [c(Z) + c(Z')
   v(Z) = (1/d) sum_j max(0, gamma - sqrt(Var(z_j) + eps))  (Eq. 1, gamma = 1),
   c(Z) = (1/d) sum_{i != j} C(Z)_{ij}^2 with C the covariance matrix (Eq. 3-4).
 
+Under DDP the expander's outputs of every process are gathered (with gradients) before the
+loss, as the official ``FullGatherLayer`` does: variance and covariance are the global batch's;
+with ``--sync-batchnorm`` two processes of B items train exactly as one of 2B.
+
 Example:
     >>> import torch
     >>> z = torch.randn(64, 16)
@@ -24,6 +28,7 @@ import torch.nn.functional as F
 
 from selfsup.encoder import Encoder
 from selfsup.methods.base import Method
+from selfsup.methods.distributed import gather
 from selfsup.methods.heads import ProjectionHead
 
 
@@ -113,7 +118,8 @@ class VICReg(Method):
         n = views[0].shape[0]
         z = self.projection(self.encoder(torch.cat(views[:2])))
         weights = {k: v for k, v in self._options.items() if k.endswith("_weight")}
-        return vicreg_loss(z[:n], z[n:], **weights)
+        # Under DDP the statistics are the global batch's (gathered with gradients).
+        return vicreg_loss(gather(z[:n]), gather(z[n:]), **weights)
 
     def options(self) -> dict[str, Any]:
         return dict(self._options)
