@@ -1,6 +1,6 @@
 """Two processes with batch B train as one process with batch 2B: the same loss and, after a
-few steps, the same weights, for the objectives that gather across processes (with
-``SyncBatchNorm`` for the batch norms). Real DDP: two processes on gloo, the views fixed."""
+few steps, the same weights (with ``SyncBatchNorm`` for the batch norms), for every image
+method where it should hold. Real DDP: two processes on gloo, the views fixed."""
 
 import os
 import tempfile
@@ -17,15 +17,29 @@ from selfsup.encoder import Encoder
 from selfsup.methods import build_method
 from selfsup.methods.distributed import sync_batch_norm
 
-#: Items per process, steps, and the objectives that gather across processes.
+#: Items per process and steps.
 BATCH, STEPS = 8, 3
-GATHERING = ["simclr", "mocov3", "vicreg", "barlowtwins"]
+#: Each method with small heads: those that gather across processes (SimCLR, MoCo v3, VICReg,
+#: Barlow Twins), those that all-reduce what couples the batch (SwAV's Sinkhorn sums, DINO's
+#: centre), and those whose loss is a mean of per-item terms (BYOL, SimSiam). NNCLR is left
+#: out: each process keeps its own support queue of past projections, so its nearest
+#: neighbours differ from one process's with the whole batch.
+METHODS = {
+    "simclr": {"projection_dim": 16, "hidden_dim": 32},
+    "mocov3": {"projection_dim": 16, "hidden_dim": 32},
+    "vicreg": {"projection_dim": 16, "hidden_dim": 32},
+    "barlowtwins": {"projection_dim": 16, "hidden_dim": 32},
+    "swav": {"projection_dim": 16, "hidden_dim": 32, "num_prototypes": 10},
+    "dino": {"hidden_dim": 32, "bottleneck_dim": 16, "out_dim": 20},
+    "byol": {"projection_dim": 16, "hidden_dim": 32},
+    "simsiam": {"projection_dim": 16, "hidden_dim": 32},
+}
 
 
 def make_method(name: str) -> torch.nn.Module:
     torch.manual_seed(0)
     encoder = Encoder(build_backbone("small-cnn", in_channels=1, image_size=12, width=8))
-    return build_method(name, encoder, projection_dim=16, hidden_dim=32)
+    return build_method(name, encoder, **METHODS[name])
 
 
 def fixed_views(items: int) -> list[torch.Tensor]:
@@ -41,7 +55,12 @@ def train(model: torch.nn.Module, views: list[torch.Tensor]) -> list[float]:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        (model.module if hasattr(model, "module") else model).on_step_end(0.5)  # EMA updates
         losses.append(loss.item())
+    if dist.is_initialized():  # the mean of the processes' losses: a per-item loss is local
+        mean = torch.tensor(losses)
+        dist.all_reduce(mean)
+        losses = (mean / dist.get_world_size()).tolist()
     return losses
 
 
@@ -54,11 +73,12 @@ def worker(rank: int, name: str, init_file: str, out: str) -> None:
         losses = train(model, mine)
         if rank == 0:
             torch.save({"losses": losses, "state": model.module.state_dict()}, out)
+        dist.barrier()  # neither process leaves (closing its connections) before the other
     finally:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("name", GATHERING)
+@pytest.mark.parametrize("name", sorted(METHODS))
 def test_two_processes_of_b_train_as_one_process_of_2b(name, tmp_path: Path) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     out = tmp_path / "ddp.pt"

@@ -151,7 +151,9 @@ def _inside(rel: Any, allow_root: bool = False) -> bool:
     if rel == "":
         return allow_root
     parts = rel.split("/")
-    return not rel.startswith("/") and "\\" not in rel and all(p not in ("", ".", "..") for p in parts)
+    return (
+        not rel.startswith("/") and "\\" not in rel and all(p not in ("", ".", "..") for p in parts)
+    )
 
 
 def scan_folder(root: str | os.PathLike, suffixes: Sequence[str]) -> FolderIndex:
@@ -260,7 +262,9 @@ def index_folder(
     )
     if index.unlisted:
         first, reason = next(iter(index.unlisted.items()))
-        note += f"; {len(index.unlisted):,} could not be listed and were left out ({first}: {reason})"
+        note += (
+            f"; {len(index.unlisted):,} could not be listed and were left out ({first}: {reason})"
+        )
     return index, note
 
 

@@ -232,10 +232,7 @@ def read_ts_file(path: str | os.PathLike) -> tuple[list[np.ndarray], list[str] |
             fields = fields[:-1]
         try:
             channels = [
-                [
-                    np.nan if v.strip() in ("?", "", "NaN", "nan") else float(v)
-                    for v in f.split(",")
-                ]
+                [np.nan if v.strip() in ("?", "", "NaN", "nan") else float(v) for v in f.split(",")]
                 for f in fields
             ]
         except ValueError as err:
@@ -252,8 +249,7 @@ def read_ts_file(path: str | os.PathLike) -> tuple[list[np.ndarray], list[str] |
             row[c, : len(values)] = values
         if series and row.shape[0] != series[0].shape[0]:
             raise ValueError(
-                f"{path}:{number}: {row.shape[0]} channels, earlier rows have "
-                f"{series[0].shape[0]}"
+                f"{path}:{number}: {row.shape[0]} channels, earlier rows have {series[0].shape[0]}"
             )
         series.append(row)
     if not in_data:

@@ -24,7 +24,6 @@ Example:
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field

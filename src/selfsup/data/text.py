@@ -46,8 +46,8 @@ from selfsup.data.arrays import encode_labels
 from selfsup.data.base import (
     Batch,
     EmptySourceError,
-    Source,
     RowIds,
+    Source,
     check_unique_ids,
     checked_rows,
     column_ids,
@@ -175,8 +175,9 @@ def read_text_folder(folder: Path, **options: Any) -> TextSource:
         ids.append(rel.as_posix())
     if not texts:
         first = next(iter(unreadable.items()))
-        raise EmptySourceError(f"{folder}: none of the {len(files)} .txt files can be read "
-                               f"({first[0]}: {first[1]})")
+        raise EmptySourceError(
+            f"{folder}: none of the {len(files)} .txt files can be read ({first[0]}: {first[1]})"
+        )
     source = TextSource(texts, labels if labelled else None, name=str(folder), ids=ids, **options)
     source.unreadable.update(unreadable)
     return source

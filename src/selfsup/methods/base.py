@@ -48,8 +48,8 @@ class Method(nn.Module, abc.ABC):
             statistics over it), or "" when it is a mean of per-item terms. Such a loss sees
             each batch of ``--batch-size`` on its own under gradient accumulation; under DDP,
             SimCLR, MoCo v3, VICReg and Barlow Twins gather the projections of every process
-            (``selfsup.methods.distributed``) and see the global batch, the others each
-            process's own batch.
+            (``selfsup.methods.distributed``), SwAV and DINO all-reduce their batch sums, so
+            they see the global batch; NNCLR's support queue is each process's own.
     """
 
     name: ClassVar[str]

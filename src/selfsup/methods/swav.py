@@ -198,7 +198,10 @@ class SwAV(Method):
         z = F.normalize(self.projection(torch.cat(features)).float(), dim=1)
         weight = self.prototypes.weight
         if self.prototypes_frozen():
-            weight = weight.detach()
+            # In the graph with a zero gradient rather than detached: DDP needs every
+            # parameter to take part in the loss (the renormalization after each step undoes
+            # the optimizer's weight decay on the frozen prototypes).
+            weight = weight.detach() + 0.0 * weight
         # The codes divide the scores by epsilon = 0.05: keep them in float32 under autocast.
         with torch.autocast(z.device.type, enabled=False):
             scores = (z @ weight.float().T).split(n)

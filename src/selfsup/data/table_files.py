@@ -1,0 +1,179 @@
+"""Reading CSV, TSV and Parquet tables a user supplies, and their numeric cells, truthfully.
+
+One reader for every table selfsup takes (tabular data, series in long or wide form, texts
+in a column, labels for audits and selection): a CSV must be UTF-8 text (binary data and
+Latin-1 exports are named with their line, see :mod:`selfsup.core.text_files`), a file pandas
+cannot parse is named with pandas' reason, and a numeric cell that holds text, infinity or a
+value beyond float32's range is named with its row and column where it is read, instead of
+ending, much later, as a NaN loss.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "t.csv"
+    >>> _ = path.write_text("a,b\\n1,2\\n3,inf\\n")
+    >>> frame = read_table(path)
+    >>> try:
+    ...     numeric_cells(frame, ["a", "b"], str(path.name))
+    ... except ValueError as err:
+    ...     print(str(err).split(";")[0])
+    t.csv: row 1, column 'b': inf is infinite
+    >>> numeric_cells(frame, ["a"], "t.csv").ravel().tolist()
+    [1.0, 3.0]
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from selfsup.core.errors import one_line
+from selfsup.core.text_files import SNIFF_BYTES, check_text, not_utf8
+
+#: The suffixes read as tables.
+TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
+#: The largest magnitude a value may have: float32's (the precision everything trains in).
+LARGEST = float(np.finfo(np.float32).max)
+#: Bytes decoded at a time when a CSV is checked for UTF-8.
+_BLOCK = 1 << 20
+
+
+def _check_utf8(path: Path) -> None:
+    """Refuse binary data, and name the first line that is not UTF-8, reading ``path`` in
+    blocks (constant memory whatever its size)."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    with path.open("rb") as f:
+        check_text(path, f.read(SNIFF_BYTES))
+        f.seek(0)
+        offset = 0
+        while True:
+            block = f.read(_BLOCK)
+            try:
+                decoder.decode(block, final=not block)
+            except UnicodeDecodeError as err:
+                # err.object is what the decoder held back from the last block, then this one.
+                at = offset - (len(err.object) - len(block)) + err.start
+                reason = err.reason
+                break
+            if not block:
+                return
+            offset += len(block)
+        f.seek(0)
+        number, start, position = 1, 0, 0
+        while position < at:  # count the lines before the bad byte, block by block
+            block = f.read(min(_BLOCK, at - position))
+            number += block.count(b"\n")
+            last = block.rfind(b"\n")
+            if last >= 0:
+                start = position + last + 1
+            position += len(block)
+        f.seek(start)
+        raw = f.readline()
+    inner = UnicodeDecodeError("utf-8", raw, at - start, at - start + 1, reason)
+    raise ValueError(not_utf8(path, number, raw, inner))
+
+
+def read_table(
+    path: str | os.PathLike, *, as_text: bool = False, rows: int | None = None
+) -> pd.DataFrame:
+    """Read a CSV, TSV or Parquet file into a DataFrame, naming the file on any failure.
+
+    Args:
+        path: a ``.csv``, ``.tsv`` (tab-separated) or ``.parquet``/``.pq`` file.
+        as_text: every cell as text (missing cells stay missing), as ids and labels are read.
+        rows: read only the header and this many rows (``0``: the column names alone).
+
+    Returns:
+        The table.
+
+    Raises:
+        ValueError: a file that is not UTF-8 text, cannot be parsed, or holds no row (the
+            message names the file and, where known, the line).
+        OSError: the file cannot be opened.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> path = pathlib.Path(tempfile.mkdtemp()) / "ids.csv"
+        >>> _ = path.write_text("id,label\\n007,cat\\n")
+        >>> read_table(path, as_text=True)["id"].tolist()
+        ['007']
+    """
+    path = Path(path)
+    parquet = path.suffix.lower() in (".parquet", ".pq")
+    if not parquet:
+        _check_utf8(path)
+    try:
+        if parquet:
+            frame = pd.read_parquet(path)
+            if rows is not None:
+                frame = frame.head(rows)
+            if as_text:
+                frame = frame.astype(object).where(frame.notna(), None)
+                frame = frame.map(lambda v: v if v is None else str(v))
+        else:
+            frame = pd.read_csv(
+                path,
+                sep="\t" if path.suffix.lower() == ".tsv" else ",",
+                dtype=str if as_text else None,
+                nrows=rows,
+                encoding="utf-8-sig",
+            )
+    except (OSError, MemoryError):
+        raise
+    except Exception as err:  # pandas and pyarrow raise many kinds; the user needs the file
+        raise ValueError(f"{path}: cannot read the table ({one_line(err)})") from None
+    if rows is None and frame.empty and len(frame.columns):
+        raise ValueError(f"{path}: the table has no row, only the column names")
+    return frame
+
+
+def numeric_cells(
+    frame: pd.DataFrame, columns: Sequence[str], name: str, hint: str = ""
+) -> np.ndarray:
+    """The given columns as float64 ``(rows, columns)``, NaN where a cell is missing.
+
+    Args:
+        frame: the table.
+        columns: the columns that must hold numbers.
+        name: the table's name in messages (its file).
+        hint: said after a text cell's message (what else the column could be).
+
+    Raises:
+        ValueError: a cell holding text, infinity, or a value beyond float32's range; the
+            message names the row (from 0, as pandas counts) and the column.
+
+    Example:
+        >>> frame = pd.DataFrame({"a": [1, None], "b": ["2", "x"]})
+        >>> try:
+        ...     numeric_cells(frame, ["a", "b"], "t.csv")
+        ... except ValueError as err:
+        ...     print(err)
+        t.csv: row 1, column 'b': 'x' is not a number
+    """
+    out = np.empty((len(frame), len(columns)), dtype=np.float64)
+    for j, column in enumerate(columns):
+        cells = frame[column]
+        converted = pd.to_numeric(cells, errors="coerce")
+        bad = converted.isna().to_numpy() & cells.notna().to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{name}: row {row}, column {column!r}: {cells.iloc[row]!r} is not a number{hint}"
+            )
+        values = converted.to_numpy(dtype=np.float64, na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            huge = np.abs(values) > LARGEST
+        if huge.any():
+            row = int(np.flatnonzero(huge)[0])
+            value = values[row]
+            what = "infinite" if np.isinf(value) else "beyond float32's range"
+            raise ValueError(
+                f"{name}: row {row}, column {column!r}: {value:g} is {what}; leave the cell "
+                f"empty for a missing value"
+            )
+        out[:, j] = values
+    return out
