@@ -61,8 +61,9 @@ test: setup system
 # stop), then time series (about 20 minutes), tables (about 10 minutes), audio (synthetic
 # spoken words, about 10 minutes; needs espeak-ng), text (Rotten Tomatoes, about 20 minutes),
 # label efficiency with adapt and select (a 25-epoch SimCLR run, about 35 minutes when it is
-# not cached), anomalies (about 20 minutes), 10,000 photos of 640x480 (about 20 minutes) and a
-# million-item shard source (about 15 minutes).
+# not cached), anomalies (about 20 minutes), 10,000 photos of 640x480 (about 20 minutes), a
+# million-item shard source (about 15 minutes), and neighbour searches among a million embeddings
+# (about 60 minutes, 32 of them embedding the million).
 bench: setup datasets system
 	$(PY) benchmarks/methods.py
 	$(PY) benchmarks/labelfree.py
@@ -76,6 +77,7 @@ bench: setup datasets system
 	$(PY) benchmarks/photos.py
 	$(PY) benchmarks/shards.py --embed-minutes 2
 	$(PY) benchmarks/folder_index.py
+	$(PY) benchmarks/neighbours.py
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks

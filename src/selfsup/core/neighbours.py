@@ -2,9 +2,21 @@
 
 kNN evaluation, the label-free neighbour agreement, the audit's group purity, explanations'
 neighbours, anomaly scores, label propagation and typicality all ask for the ``k`` nearest
-keys of each query, by cosine similarity or by Euclidean distance. The search is exact, by
-chunks of queries, so memory is ``chunk x keys`` floats whatever the number of queries; an
-index for millions of keys (faiss) plugs in here.
+keys of each query, by cosine similarity or by Euclidean distance.
+
+How a search is made depends on the number of keys:
+
+* up to :data:`EXACT_KEYS` keys, exactly: every query compared with every key, by chunks of
+  queries, so memory is ``chunk x keys`` floats whatever the number of queries;
+* above it, with an inverted-file index (faiss ``IndexIVFFlat``): the keys are grouped
+  around ``4 sqrt(n)`` k-means centres (trained on a sample of 64 keys per centre) and each
+  query compares itself with the keys of its :data:`PROBES` nearest groups only. The
+  vectors are kept whole (no compression), so a key found is scored exactly; what can be
+  missed is a true neighbour in a group not probed. ``benchmarks/neighbours.py`` measures
+  recall@20 against exact search on a million embeddings (BENCHMARKS.md).
+
+``SELFSUP_NEIGHBOURS=exact`` (or ``approximate``) in the environment forces one way at any
+size; ``exact=`` does so per call.
 
 Example:
     >>> import torch
@@ -15,15 +27,192 @@ Example:
     >>> distance, index = euclidean_topk(torch.tensor([[0.9, 0.0]]), keys, k=2)
     >>> index.tolist(), [round(d, 2) for d in distance[0].tolist()]
     ([[0, 1]], [0.1, 0.22])
+    >>> # Forced through the index (searches above EXACT_KEYS keys take this path):
+    >>> cosine_topk(keys, keys, k=1, exclude_self=True, exact=False)[1].flatten().tolist()
+    [1, 0, 1]
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
+import os
+
+import numpy as np
 import torch
-import torch.nn.functional as F
 
 #: Queries compared with all keys at once (memory: this many times the number of keys).
 CHUNK = 1024
+#: Scores an exact search holds at once (float32: 512 MB), whatever the chunk asked.
+SCORES_AT_ONCE = 2**27
+#: Searches among more keys than this go through the inverted-file index.
+EXACT_KEYS = 100_000
+#: Groups of keys each query of the index compares itself with.
+PROBES = 6
+#: Keys sampled per k-means centre to train the index.
+TRAIN_PER_CENTRE = 39
+#: Queries searched in the index at once (bounds the memory of their partial answers).
+INDEX_CHUNK = 131_072
+
+
+def use_exact(keys: int, exact: bool | None = None) -> bool:
+    """Whether a search among ``keys`` keys is exact: ``exact`` when given, else
+    ``SELFSUP_NEIGHBOURS`` (``exact`` or ``approximate``) when set, else up to
+    :data:`EXACT_KEYS` keys.
+
+    Example:
+        >>> use_exact(1000), use_exact(10_000_000), use_exact(10_000_000, exact=True)
+        (True, False, True)
+    """
+    if exact is not None:
+        return exact
+    forced = os.environ.get("SELFSUP_NEIGHBOURS", "").strip().lower()
+    if forced in ("exact", "approximate"):
+        return forced == "exact"
+    if forced:
+        raise ValueError(f"SELFSUP_NEIGHBOURS must be exact or approximate, got {forced!r}")
+    return keys <= EXACT_KEYS
+
+
+def _nearest_groups(
+    x: torch.Tensor, centres: torch.Tensor, probes: int, cosine: bool
+) -> torch.Tensor:
+    """The ``probes`` centres nearest to each row of ``x``, nearest first ``(n, probes)``."""
+    out = []
+    for start in range(0, len(x), INDEX_CHUNK):
+        block = x[start : start + INDEX_CHUNK]
+        scores = block @ centres.T if cosine else torch.cdist(block, centres)
+        out.append(scores.topk(probes, dim=1, largest=cosine).indices)
+    return torch.cat(out)
+
+
+#: The index of the last keys searched: their digest, centres, members and group starts
+#: (a few MB for a million keys; a detector scores its calibration and its new items with it).
+_BUILT: list = []
+
+
+def _digest(keys: torch.Tensor, cosine: bool) -> bytes:
+    """A digest of the keys' values (BLAKE2b, about a second per GB)."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{tuple(keys.shape)} {cosine} {PROBES}".encode())
+    h.update(memoryview(keys.contiguous().numpy()).cast("B"))
+    return h.digest()
+
+
+def _centres(keys: torch.Tensor, count: int, cosine: bool) -> torch.Tensor:
+    """``count`` k-means centres of a sample of the keys (faiss), seeded."""
+    import faiss  # here: only large searches need it
+
+    faiss.omp_set_num_threads(max(1, torch.get_num_threads()))
+    n, d = keys.shape
+    sample = np.random.default_rng(0).choice(n, min(n, TRAIN_PER_CENTRE * count), replace=False)
+    kmeans = faiss.Kmeans(d, count, niter=20, seed=0, spherical=cosine,
+                          max_points_per_centroid=TRAIN_PER_CENTRE)  # fmt: skip
+    kmeans.train(np.ascontiguousarray(keys[torch.from_numpy(np.sort(sample))].numpy()))
+    return torch.from_numpy(kmeans.centroids.copy())
+
+
+def _index_search(
+    queries: torch.Tensor, keys: torch.Tensor, k: int, cosine: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` best keys of each query from an inverted-file index of ``keys``;
+    similarities (cosine) or distances, and indices, ``-1`` where fewer were found.
+
+    The keys are grouped around k-means centres (faiss's k-means); each query probes the
+    groups of its :data:`PROBES` nearest centres. The search runs group by group: all the
+    queries that probe a group are compared with its keys as one matrix product (scored
+    exactly, at the speed of a matrix product rather than of a scan query by query), and
+    each query keeps the best ``k`` of all it was compared with.
+    """
+    n = len(keys)
+    count = max(1, min(round(math.sqrt(n)), n // TRAIN_PER_CENTRE))
+    probes = min(PROBES, count)
+    same = queries is keys
+    digest = _digest(keys, cosine)
+    probed_all = None
+    if _BUILT and _BUILT[0] == digest:  # the same keys as the last search (anomaly scores)
+        centres, members, starts = _BUILT[1:]
+    else:
+        centres = _centres(keys, count, cosine)
+        probed_all = _nearest_groups(queries, centres, probes, cosine) if same else None
+        group = probed_all[:, 0] if same else _nearest_groups(keys, centres, 1, cosine)[:, 0]
+        members = torch.argsort(group, stable=True)  # the keys of group g: members[starts[g]:]
+        starts = torch.zeros(count + 1, dtype=torch.long)
+        starts[1:] = torch.bincount(group, minlength=count).cumsum(0)
+        _BUILT[:] = [digest, centres, members, starts]
+    worst = -torch.inf if cosine else torch.inf
+    values, indices = [], []
+    for begin in range(0, len(queries), INDEX_CHUNK):
+        block = queries[begin : begin + INDEX_CHUNK]
+        probed = (
+            probed_all[begin : begin + INDEX_CHUNK]
+            if probed_all is not None
+            else _nearest_groups(block, centres, probes, cosine)
+        )
+        # The best k of each (query, probed group) pair, then of each query.
+        found = torch.full((len(block), probes, k), worst)
+        where = torch.full((len(block), probes, k), -1, dtype=torch.long)
+        pairs = torch.argsort(probed.flatten(), stable=True)
+        seen = torch.zeros(count + 1, dtype=torch.long)
+        seen[1:] = torch.bincount(probed.flatten(), minlength=count).cumsum(0)
+        for group in torch.nonzero(seen[1:] > seen[:-1]).flatten().tolist():
+            ids = members[starts[group] : starts[group + 1]]
+            if not len(ids):
+                continue
+            pair = pairs[seen[group] : seen[group + 1]]
+            rows, slot = pair // probes, pair % probes
+            part = block.index_select(0, rows)
+            group_keys = keys.index_select(0, ids)
+            scores = part @ group_keys.T if cosine else torch.cdist(part, group_keys)
+            top = scores.topk(min(k, len(ids)), dim=1, largest=cosine)
+            found[rows, slot, : top.values.shape[1]] = top.values
+            where[rows, slot, : top.values.shape[1]] = ids[top.indices]
+        best = found.flatten(1).topk(k, dim=1, largest=cosine)
+        values.append(best.values)
+        indices.append(where.flatten(1).gather(1, best.indices))
+    return torch.cat(values), torch.cat(indices)
+
+
+def _approximate(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    k: int,
+    score: str,
+    exclude_self: bool,
+    allowed: torch.Tensor | None,
+    chunk: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    cosine = score == "cosine"
+    wanted = k + int(exclude_self)
+    if allowed is None:  # the keys themselves (no copy; queries that are the keys stay so)
+        values, indices = _index_search(queries, keys, min(wanted, len(keys)), cosine)
+    else:
+        ids = torch.nonzero(allowed).flatten()
+        values, found = _index_search(queries, keys[ids], min(wanted, len(ids)), cosine)
+        indices = torch.where(found >= 0, ids[found.clamp_min(0)], -1)
+    if exclude_self:  # drop each query's own key, or its last answer when it is not found
+        own = indices == torch.arange(len(queries))[:, None]
+        if indices.shape[1] > k:
+            own[~own.any(dim=1), -1] = True
+            values = values[~own].reshape(len(queries), k)
+            indices = indices[~own].reshape(len(queries), k)
+        else:  # no room for one more answer: a row that found itself is searched exactly
+            indices[own] = -1
+    short = (indices < 0).any(dim=1)
+    if short.any():  # a query whose probed groups hold fewer than k keys: searched exactly
+        rows = torch.nonzero(short).flatten()
+        if exclude_self:
+            # Its own key must still be left out: mask it among the allowed keys per row.
+            for row in rows.tolist():
+                mask = torch.ones(len(keys), dtype=torch.bool) if allowed is None else allowed
+                mask = mask.clone()
+                mask[row] = False
+                v, i = _exact(queries[row : row + 1], keys, k, score, False, mask, chunk)
+                values[row], indices[row] = v[0], i[0]
+        else:
+            v, i = _exact(queries[rows], keys, k, score, False, allowed, chunk)
+            values[rows], indices[rows] = v, i
+    return values, indices
 
 
 def _search(
@@ -34,6 +223,7 @@ def _search(
     exclude_self: bool,
     allowed: torch.Tensor | None,
     chunk: int,
+    exact: bool | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     if exclude_self and len(queries) != len(keys):
         raise ValueError("exclude_self needs the queries to be the keys")
@@ -42,8 +232,24 @@ def _search(
         available = min(available, int(allowed.sum()))
     if not 1 <= k <= available:
         raise ValueError(f"k must be in [1, {available}] (the keys available), got {k}")
+    searched = len(keys) if allowed is None else int(allowed.sum())
+    if not use_exact(searched, exact):
+        return _approximate(queries, keys, k, score, exclude_self, allowed, chunk)
+    return _exact(queries, keys, k, score, exclude_self, allowed, chunk)
+
+
+def _exact(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    k: int,
+    score: str,
+    exclude_self: bool,
+    allowed: torch.Tensor | None,
+    chunk: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
     largest = score == "cosine"
     worst = -float("inf") if largest else float("inf")
+    chunk = max(1, min(chunk, SCORES_AT_ONCE // max(1, len(keys))))  # at most 512 MB of scores
     values, indices = [], []
     for start in range(0, len(queries), chunk):
         block = queries[start : start + chunk]
@@ -59,6 +265,22 @@ def _search(
     return torch.cat(values), torch.cat(indices)
 
 
+def unit_rows(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32 with rows of norm 1: ``x`` itself when they are already (no copy of
+    a million embeddings normalized by the caller), else a normalized copy.
+
+    Example:
+        >>> x = torch.tensor([[3.0, 4.0]])
+        >>> unit_rows(x).tolist(), unit_rows(unit_rows(x)) is not x
+        ([[0.6000000238418579, 0.800000011920929]], True)
+    """
+    x = x.float()
+    norms = torch.linalg.vector_norm(x, dim=1)
+    if len(x) and bool(((norms - 1).abs() <= 1e-6).all()):
+        return x
+    return x / norms.clamp_min(1e-12)[:, None]
+
+
 def cosine_topk(
     queries: torch.Tensor,
     keys: torch.Tensor,
@@ -67,6 +289,7 @@ def cosine_topk(
     exclude_self: bool = False,
     allowed: torch.Tensor | None = None,
     chunk: int = CHUNK,
+    exact: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` keys most cosine-similar to each query: similarities and indices ``(n, k)``,
     most similar first.
@@ -77,14 +300,16 @@ def cosine_topk(
         k: neighbours per query, at most the keys available.
         exclude_self: the queries are the keys; row ``i`` never returns key ``i``.
         allowed: optional boolean ``(m,)``; keys where it is False are never returned.
-        chunk: queries compared at once.
+        chunk: queries compared at once (exact search).
+        exact: exact search (True) or the index (False) whatever the size; by default as
+            :func:`use_exact` decides.
 
     Raises:
         ValueError: ``k`` out of range, or ``exclude_self`` with other queries than keys.
     """
-    q = F.normalize(queries.float(), dim=1)
-    z = q if exclude_self and queries is keys else F.normalize(keys.float(), dim=1)
-    return _search(q, z, k, "cosine", exclude_self, allowed, chunk)
+    q = unit_rows(queries)
+    z = q if queries is keys else unit_rows(keys)
+    return _search(q, z, k, "cosine", exclude_self, allowed, chunk, exact)
 
 
 def euclidean_topk(
@@ -95,7 +320,10 @@ def euclidean_topk(
     exclude_self: bool = False,
     allowed: torch.Tensor | None = None,
     chunk: int = CHUNK,
+    exact: bool | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` keys nearest to each query in Euclidean distance: distances and indices
     ``(n, k)``, nearest first. Arguments as :func:`cosine_topk`."""
-    return _search(queries.float(), keys.float(), k, "euclidean", exclude_self, allowed, chunk)
+    return _search(
+        queries.float(), keys.float(), k, "euclidean", exclude_self, allowed, chunk, exact
+    )

@@ -25,17 +25,17 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from sklearn.covariance import LedoitWolf
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from selfsup.core.neighbours import euclidean_topk
+from selfsup.core.neighbours import euclidean_topk, unit_rows
 from selfsup.data.base import Source
 from selfsup.data.splits import held_out_rows
 from selfsup.embedding import embed_source
@@ -44,6 +44,14 @@ from selfsup.run import Run, as_run
 SCORERS = ("knn", "mahalanobis")
 #: The share of the normal data held out to set the threshold.
 THRESHOLD_FRACTION = 0.2
+
+
+def _tensor(z: np.ndarray) -> torch.Tensor:
+    """Embeddings as a float32 tensor, without a copy where they are float32 already (a
+    read-only memory map of a saved file included: nothing here writes to them)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.as_tensor(np.asarray(z), dtype=torch.float32)
 
 
 def knn_distance(
@@ -71,10 +79,11 @@ def knn_distance(
         >>> knn_distance(ref, ref, k=1, leave_one_out=True, normalize=False).tolist()
         [1.0, 1.0, 1.0]
     """
-    ref = torch.as_tensor(np.asarray(reference), dtype=torch.float32)
-    x = torch.as_tensor(np.asarray(query), dtype=torch.float32)
-    if normalize:
-        ref, x = F.normalize(ref, dim=1), F.normalize(x, dim=1)
+    ref = _tensor(reference)
+    x = ref if query is reference else _tensor(query)
+    if normalize:  # one normalized copy each (one in all when the query is the reference)
+        ref = unit_rows(ref)
+        x = ref if query is reference else unit_rows(x)
     k = max(1, min(k, len(ref) - int(leave_one_out)))
     distances, _ = euclidean_topk(x, ref, k, exclude_self=leave_one_out, chunk=batch_size)
     return distances[:, -1].numpy().astype(np.float64)
@@ -123,14 +132,25 @@ class AnomalyDetector:
         """Anomaly scores ``(n,)`` of embeddings (higher = more anomalous; NaN rows NaN)."""
         z = np.asarray(z, dtype=np.float32)
         out = np.full(len(z), np.nan)
-        readable = ~np.isnan(z).any(axis=1)
-        if readable.any():
+        readable = _readable_rows(z)
+        if readable.all():  # no copy of a million embeddings when every row is readable
+            out[:] = _score(self, z)
+        elif readable.any():
             out[readable] = _score(self, z[readable])
         return out
 
     def flag(self, z: np.ndarray) -> np.ndarray:
         """Whether each embedding scores above the threshold."""
         return self.score(z) > self.threshold
+
+
+def _readable_rows(z: np.ndarray) -> np.ndarray:
+    """Rows without NaN (an unreadable item's embedding), checked block by block so a
+    million rows need no boolean matrix of their size."""
+    out = np.empty(len(z), dtype=bool)
+    for start in range(0, len(z), 65_536):
+        out[start : start + 65_536] = ~np.isnan(z[start : start + 65_536]).any(axis=1)
+    return out
 
 
 def _score(detector: AnomalyDetector, z: np.ndarray) -> np.ndarray:
@@ -179,7 +199,7 @@ def fit_detector(
     if not 0 < fpr < 1:
         raise ValueError(f"the false-positive rate must be in (0, 1), got {fpr}")
     normal = np.asarray(normal, dtype=np.float32)
-    readable = ~np.isnan(normal).any(axis=1)
+    readable = _readable_rows(normal)
     if readable.sum() < 10:
         raise ValueError(f"anomaly scores need at least 10 normal items, got {readable.sum()}")
     if calibrate_rows is not None:
@@ -208,10 +228,9 @@ def self_scores(z: np.ndarray, k: int = 5, normalize: bool = True) -> np.ndarray
     """
     z = np.asarray(z, dtype=np.float32)
     out = np.full(len(z), np.nan)
-    readable = ~np.isnan(z).any(axis=1)
-    out[readable] = knn_distance(
-        z[readable], z[readable], k, leave_one_out=True, normalize=normalize
-    )
+    readable = _readable_rows(z)
+    kept = z if readable.all() else z[readable]
+    out[readable] = knn_distance(kept, kept, k, leave_one_out=True, normalize=normalize)
     return out
 
 

