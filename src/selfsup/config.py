@@ -84,8 +84,8 @@ class PretrainConfig(BaseModel):
             ``batch_size`` on its own: accumulation changes them (each method says so).
         sync_batchnorm: under DDP, batch norm over the batch of every process together
             (``selfsup.methods.distributed.SyncBatchNorm``, CPU or GPU) instead of each
-            process's own: with it, SimCLR, MoCo v3, VICReg, Barlow Twins, SwAV, DINO, BYOL
-            and SimSiam on two processes of B items train as one process of 2B.
+            process's own: with it, SimCLR, MoCo v3, VICReg, Barlow Twins, NNCLR, SwAV, DINO,
+            BYOL and SimSiam on two processes of B items train as one process of 2B.
         lr: peak learning rate; by default the optimizer's base rate times the items of an
             optimizer step (batch_size x accumulate x processes) / 256
             for images (a fortieth of it for a pretrained ``hf:`` backbone, which a full rate

@@ -21,9 +21,8 @@ from selfsup.methods.distributed import sync_batch_norm
 BATCH, STEPS = 8, 3
 #: Each method with small heads: those that gather across processes (SimCLR, MoCo v3, VICReg,
 #: Barlow Twins), those that all-reduce what couples the batch (SwAV's Sinkhorn sums, DINO's
-#: centre), and those whose loss is a mean of per-item terms (BYOL, SimSiam). NNCLR is left
-#: out: each process keeps its own support queue of past projections, so its nearest
-#: neighbours differ from one process's with the whole batch.
+#: centre), those whose loss is a mean of per-item terms (BYOL, SimSiam), and NNCLR, whose
+#: support queue every process fills with the gathered projections of all.
 METHODS = {
     "simclr": {"projection_dim": 16, "hidden_dim": 32},
     "mocov3": {"projection_dim": 16, "hidden_dim": 32},
@@ -33,6 +32,7 @@ METHODS = {
     "dino": {"hidden_dim": 32, "bottleneck_dim": 16, "out_dim": 20},
     "byol": {"projection_dim": 16, "hidden_dim": 32},
     "simsiam": {"projection_dim": 16, "hidden_dim": 32},
+    "nnclr": {"projection_dim": 16, "hidden_dim": 32, "queue_size": 24},  # wraps in 3 steps
 }
 
 

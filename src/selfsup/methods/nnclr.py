@@ -17,9 +17,11 @@ a resumed run looks up the same neighbours as an uninterrupted one. Before the q
 only its filled part is searched; on the very first step, with an empty queue, each
 projection stands in for its own neighbour (which makes that step SimCLR with a predictor).
 
-Under DDP the projections are not all-gathered into the queue: DDP broadcasts buffers from
-rank 0 before every forward pass, so all processes search the same support set, made of
-rank 0's projections only (each process's own enqueue is overwritten at the next step).
+Under DDP the loss is the global batch's: each process looks up its own items' neighbours in
+the support set, then the neighbours and the predictions of every process are gathered
+(:func:`~selfsup.methods.distributed.gather`, with gradients) before the loss, and every
+process enqueues the first-view projections of every process, in rank order. All processes
+thus keep the same support set, and two processes of B items train as one of 2B.
 
 Example:
     >>> import torch
@@ -37,6 +39,7 @@ import torch.nn.functional as F
 
 from selfsup.encoder import Encoder
 from selfsup.methods.base import Method
+from selfsup.methods.distributed import gather
 from selfsup.methods.heads import PredictionHead, ProjectionHead
 
 
@@ -133,11 +136,12 @@ class NNCLR(Method):
         z = self.projection(self.encoder(torch.cat(views[:2])))
         p = self.prediction(z)
         neighbours = self.nearest_neighbours(z)
+        # The global batch under DDP: every process's items, in rank order (one process: as is).
         loss = (
-            nnclr_loss(neighbours[:n], p[n:], self.temperature)
-            + nnclr_loss(neighbours[n:], p[:n], self.temperature)
+            nnclr_loss(gather(neighbours[:n]), gather(p[n:]), self.temperature)
+            + nnclr_loss(gather(neighbours[n:]), gather(p[:n]), self.temperature)
         ) / 2
-        self.enqueue(z[:n])
+        self.enqueue(gather(z[:n].detach()))
         return loss
 
     def options(self) -> dict[str, Any]:
