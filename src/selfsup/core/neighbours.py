@@ -112,6 +112,14 @@ def _centres(keys: torch.Tensor, count: int, cosine: bool) -> torch.Tensor:
     return torch.from_numpy(kmeans.centroids.copy())
 
 
+def _buckets(labels: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Positions sorted by their label in ``[0, count)``, and where each label's run starts:
+    the positions labelled ``g`` are ``order[starts[g] : starts[g + 1]]``."""
+    starts = torch.zeros(count + 1, dtype=torch.long)
+    starts[1:] = torch.bincount(labels, minlength=count).cumsum(0)
+    return torch.argsort(labels, stable=True), starts
+
+
 def _index_search(
     queries: torch.Tensor, keys: torch.Tensor, k: int, cosine: bool
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -136,9 +144,7 @@ def _index_search(
         centres = _centres(keys, count, cosine)
         probed_all = _nearest_groups(queries, centres, probes, cosine) if same else None
         group = probed_all[:, 0] if same else _nearest_groups(keys, centres, 1, cosine)[:, 0]
-        members = torch.argsort(group, stable=True)  # the keys of group g: members[starts[g]:]
-        starts = torch.zeros(count + 1, dtype=torch.long)
-        starts[1:] = torch.bincount(group, minlength=count).cumsum(0)
+        members, starts = _buckets(group, count)  # the keys of group g: members[starts[g]:]
         _BUILT[:] = [digest, centres, members, starts]
     worst = -torch.inf if cosine else torch.inf
     values, indices = [], []
@@ -152,9 +158,7 @@ def _index_search(
         # The best k of each (query, probed group) pair, then of each query.
         found = torch.full((len(block), probes, k), worst)
         where = torch.full((len(block), probes, k), -1, dtype=torch.long)
-        pairs = torch.argsort(probed.flatten(), stable=True)
-        seen = torch.zeros(count + 1, dtype=torch.long)
-        seen[1:] = torch.bincount(probed.flatten(), minlength=count).cumsum(0)
+        pairs, seen = _buckets(probed.flatten(), count)
         for group in torch.nonzero(seen[1:] > seen[:-1]).flatten().tolist():
             ids = members[starts[group] : starts[group + 1]]
             if not len(ids):
@@ -227,12 +231,10 @@ def _search(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     if exclude_self and len(queries) != len(keys):
         raise ValueError("exclude_self needs the queries to be the keys")
-    available = len(keys) - int(exclude_self)
-    if allowed is not None:
-        available = min(available, int(allowed.sum()))
+    searched = len(keys) if allowed is None else int(allowed.sum())
+    available = min(len(keys) - int(exclude_self), searched)
     if not 1 <= k <= available:
         raise ValueError(f"k must be in [1, {available}] (the keys available), got {k}")
-    searched = len(keys) if allowed is None else int(allowed.sum())
     if not use_exact(searched, exact):
         return _approximate(queries, keys, k, score, exclude_self, allowed, chunk)
     return _exact(queries, keys, k, score, exclude_self, allowed, chunk)
