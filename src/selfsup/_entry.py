@@ -8,9 +8,11 @@ or a pipe is never silent for long. This module imports nothing heavy.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
+from pathlib import Path
 
 EVERY = 5.0
 #: Set while the libraries load; the command clears it when it shows its own progress.
@@ -27,8 +29,34 @@ def _tick(started: float) -> None:
 _stop = threading.Event()
 
 
+def missing_data(argv: list[str]) -> str | None:
+    """The one-line error for ``selfsup pretrain PATH ...`` whose PATH is plainly a path (it
+    has a folder separator or a file suffix, and no ``name:`` prefix of a named set) and does
+    not exist, so a typo is answered at once instead of after the libraries load; else None.
+
+    Example:
+        >>> missing_data(["pretrain", "/no/such/photos", "--epochs", "1"])
+        'error: /no/such/photos: no such file or folder'
+        >>> missing_data(["pretrain", "digits"]) is None, missing_data(["pretrain", "ucr:X"])
+        (True, None)
+    """
+    if len(argv) < 2 or argv[0] != "pretrain" or "--traceback" in argv:
+        return None
+    spec = argv[1]
+    if spec.startswith("-") or ":" in spec.split(os.sep, 1)[0]:
+        return None
+    path = Path(spec).expanduser()
+    if (os.sep in spec or path.suffix) and not path.exists():
+        return f"error: {spec}: no such file or folder"
+    return None
+
+
 def main() -> None:
     """Announce ``pretrain``, then run the command line."""
+    error = missing_data(sys.argv[1:])
+    if error is not None:
+        print(error, flush=True)
+        sys.exit(2)
     if sys.argv[1:2] == ["pretrain"] and not {"--help", "-h"} & set(sys.argv):
         print("selfsup pretrain: loading libraries", flush=True)
         loading.set()

@@ -47,9 +47,9 @@ class Method(nn.Module, abc.ABC):
         batch_coupling: how the loss couples the items of a batch (negatives drawn from it,
             statistics over it), or "" when it is a mean of per-item terms. Such a loss sees
             each batch of ``--batch-size`` on its own under gradient accumulation; under DDP,
-            SimCLR, MoCo v3, VICReg, Barlow Twins and NNCLR gather the projections of every
-            process (``selfsup.methods.distributed``), SwAV and DINO all-reduce their batch
-            sums, so they see the global batch.
+            SimCLR, MoCo v3, VICReg, Barlow Twins, NNCLR, SimCSE and SCARF gather the
+            projections of every process (``selfsup.methods.distributed``), SwAV and DINO
+            all-reduce their batch sums, so they see the global batch.
     """
 
     name: ClassVar[str]

@@ -12,6 +12,9 @@ log-mixup-exp with another clip (ratio 0.4) and a random resize crop (``byola`` 
 AudioNTT2020 CNN (``byola-cnn``) with a 256-d projection through a 4096-unit MLP and EMA
 decay 0.99 (the paper's section 4.1).
 
+The loss is a mean of per-clip terms and mixup is part of the views, so under DDP two
+processes of B clips train as one of 2B (``tests/methods/test_ddp_equivalence.py``).
+
 Example:
     >>> import torch
     >>> from selfsup.encoder import Encoder

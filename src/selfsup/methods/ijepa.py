@@ -22,7 +22,8 @@ Masks follow the official collator: block sizes are drawn once per batch, positi
 and every context is cut to the batch's shortest one, which keeps the tensors rectangular. In
 10-minute Fashion-MNIST runs this beat masks shared by the whole batch (10k-image probe 0.824
 against 0.813), with 38% more steps (the cut contexts are shorter). Each DDP process draws its
-own masks.
+own masks, so two processes of B do not train exactly as one of 2B: the block sizes and the
+shortest context are per batch.
 
 The ViT here keeps its cls token (the official I-JEPA ViT has none): it is encoded with the
 context and passed to the predictor, so the feature used downstream, ``encoder(x)``, takes part

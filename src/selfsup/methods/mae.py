@@ -14,6 +14,8 @@ masked patches only, against targets normalized by each patch's own mean and var
 
 where M is the set of masked patches and k runs over a patch's pixels. The encoder keeps the
 cls token the ViT prepends; the representation used downstream is ``encoder(x)``, that cls token.
+Every image has the same number of masked patches, so the loss is a mean over images and two
+DDP processes of B train as one of 2B (with the same masks; each process draws its own).
 MAE's encoder has fixed sin-cos position embeddings too: build the ViT with
 ``backbone_options={"pos_embed": "sincos"}`` for the paper's encoder (the default ViT learns its
 own, as ViT and DINO do).

@@ -11,6 +11,10 @@ the original tokens there:
 
     L = -1 / |M| * sum_{i in M} log softmax(head(h_i))[x_i]
 
+Under DDP each process chooses its own tokens and averages over them; the mean of the
+processes' means weights a chosen token by its process's count, which differs from one
+process's mean over all tokens by the spread of those counts (a fraction of a percent).
+
 where M is the set of chosen positions. Each non-empty text has at least one chosen position,
 so short texts (a few tokens) take part too.
 

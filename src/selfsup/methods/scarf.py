@@ -10,6 +10,9 @@ away from the other rows' copies in the batch:
 
     loss = mean_i -log( exp(cos(z_i, c_i) / tau) / sum_k exp(cos(z_i, c_k) / tau) )
 
+Under DDP the projections of every process are gathered (with gradients) before the loss, so
+the other rows are the global batch's: two processes of B rows train as one of 2B.
+
 Example:
     >>> import torch
     >>> from selfsup.encoder import Encoder
@@ -31,6 +34,7 @@ import torch.nn.functional as F
 
 from selfsup.encoder import Encoder
 from selfsup.methods.base import Method
+from selfsup.methods.distributed import gather
 from selfsup.methods.heads import ProjectionHead
 
 
@@ -76,7 +80,8 @@ class SCARF(Method):
         """InfoNCE between the rows (first view) and their corrupted copies (second view)."""
         n = views[0].shape[0]
         z = self.projection(self.encoder(torch.cat(views[:2])))
-        return scarf_loss(z[:n], z[n:], self.temperature)
+        # Under DDP the negatives are the global batch's (gathered with gradients).
+        return scarf_loss(gather(z[:n]), gather(z[n:]), self.temperature)
 
     def options(self) -> dict[str, Any]:
         return {"head_dim": self.head_dim, "temperature": self.temperature}

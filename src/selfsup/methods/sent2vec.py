@@ -17,6 +17,9 @@ subsampled, threshold t) and negatives are drawn with probability proportional t
 The frequencies f_w are counted over the training batches seen so far (a buffer saved with
 checkpoints), so no pass over the corpus is needed before training. Departures: the
 tokens are the run's BPE tokens, without the paper's extra word bigrams or their dropout.
+Under DDP each process draws its own targets and negatives and counts the frequencies of its
+own batches (a mean of per-token terms: the processes average the same objective, not bit for
+bit).
 
 Because the trained quantity is the mean of token vectors, the sentence embedding is learned
 directly: the tokens of texts that share words end up near each other, which carries topic

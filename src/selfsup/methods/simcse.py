@@ -15,6 +15,10 @@ that is used in training only. ``mlm_weight`` adds masked language modelling as 
 loss, ``loss + mlm_weight * mlm`` (the paper's Appendix, lambda = 0.1; see
 :mod:`selfsup.methods.mlm`).
 
+Under DDP the embeddings of every process are gathered (with gradients) before the loss, so
+the negatives are the global batch's: two processes of B texts train as one of 2B (each
+process draws its own dropout masks, as one process draws one per row).
+
 Example:
     >>> import torch
     >>> h = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
@@ -32,6 +36,7 @@ from torch import nn
 
 from selfsup.encoder import Encoder
 from selfsup.methods.base import Method
+from selfsup.methods.distributed import gather
 from selfsup.methods.mlm import MaskedTokenHead, masked_lm_loss, text_backbone
 
 
@@ -94,7 +99,8 @@ class SimCSE(Method):
         h = self.encoder(torch.cat([ids, ids]))
         if self.projection is not None:
             h = self.projection(h)
-        loss = simcse_loss(h[:n], h[n:], self.temperature)
+        # Under DDP the negatives are the global batch's (gathered with gradients).
+        loss = simcse_loss(gather(h[:n]), gather(h[n:]), self.temperature)
         if self.mlm_head is not None:
             mlm = masked_lm_loss(self.encoder.backbone, self.mlm_head, ids, self.mask_rate)
             loss = loss + self.mlm_weight * mlm

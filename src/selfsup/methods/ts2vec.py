@@ -15,6 +15,10 @@ are contrasted at every scale of a max-pooling pyramid (window 2, until one step
 The loss is ``alpha`` times the instance term plus ``1 - alpha`` times the temporal term,
 averaged over the scales; the temporal term starts at scale ``temporal_unit``.
 
+Under DDP each process draws its own crop length and offsets and contrasts its own series
+(the instance-wise negatives are the process's batch, not gathered): the crops are drawn per
+batch, so two processes of B cannot train exactly as one of 2B anyway.
+
 Example:
     >>> import torch
     >>> from selfsup.encoder import Encoder

@@ -10,6 +10,10 @@ and a feature estimator reconstructs the original row: squared error on the nume
 cross-entropy on each categorical column's code. The loss is
 ``mask loss + alpha * reconstruction loss``.
 
+Under DDP each process corrupts its rows with donors from its own batch; the loss is a mean of
+per-entry terms, so processes average the same objective (not bit for bit: the donors and masks
+are drawn per process).
+
 Example:
     >>> import torch
     >>> from selfsup.encoder import Encoder
