@@ -62,8 +62,9 @@ test: setup system
 # spoken words, about 10 minutes; needs espeak-ng), text (Rotten Tomatoes, about 20 minutes),
 # label efficiency with adapt and select (a 25-epoch SimCLR run, about 35 minutes when it is
 # not cached), anomalies (about 20 minutes), 10,000 photos of 640x480 (about 20 minutes), a
-# million-item shard source (about 15 minutes), and neighbour searches among a million embeddings
-# (about 60 minutes, 32 of them embedding the million).
+# million-item shard source (about 15 minutes), neighbour searches among a million embeddings
+# (about 60 minutes, 32 of them embedding the million), and training speed next to plain
+# PyTorch loops (about 25 minutes). benchmarks/gpu.py runs on a machine with a GPU only.
 bench: setup datasets system
 	$(PY) benchmarks/methods.py
 	$(PY) benchmarks/labelfree.py
@@ -78,6 +79,7 @@ bench: setup datasets system
 	$(PY) benchmarks/shards.py --embed-minutes 2
 	$(PY) benchmarks/folder_index.py
 	$(PY) benchmarks/neighbours.py
+	$(PY) benchmarks/throughput.py
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks

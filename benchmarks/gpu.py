@@ -1,0 +1,251 @@
+"""Benchmark: the GPU path end to end, and how fast it trains (at most 8 minutes on one GPU).
+
+1. **Speed**: ``selfsup.pretrain`` with its defaults on the GPU (``--accelerator auto``, bf16
+   autocast where the GPU has it, pinned memory, non-blocking copies) for SimCLR with
+   ResNet-18 at 32 pixels (Fashion-MNIST, batch 256), ResNet-18 at 224 and ViT-S/16 at 224
+   (crops of scikit-learn's two sample photos, batch 128); items/s after the first steps, read
+   from the run's ``metrics.csv`` as in ``benchmarks/throughput.py``, the model's FLOPs per
+   item (``torch.utils.flop_counter``) and its FLOP/s as a share of a bf16 8192x8192 matrix
+   product timed in the same run.
+2. **End to end**, each step a command-line process as a user runs it: ``selfsup pretrain
+   fashion-mnist --time-budget 1``, ``selfsup embed`` of the 10,000 test images,
+   ``selfsup evaluate`` (linear probe, kNN, few-shot) and ``selfsup export --format onnx``,
+   each with its wall time.
+
+Fashion-MNIST is read from ``$SELFSUP_DATA/fashion-mnist`` (or Debian's
+``/usr/share/datasets/fashion-mnist``): on a machine without it, copy the four ``.gz`` files
+(30 MB) there first. ``--smoke`` runs the same steps tiny on the CPU, to check the script.
+
+Usage:
+    python benchmarks/gpu.py             # on a machine with a CUDA GPU; writes BENCHMARKS.md
+    python benchmarks/gpu.py --smoke     # a minute on the CPU, writes nothing
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.flop_counter import FlopCounterMode
+
+from common import RUNS, load_average, write_section
+from selfsup.methods import build_method
+from selfsup.modalities.image import build_image_encoder, method_views
+
+#: (name, backbone, backbone options, side, batch) of the speed step.
+MODELS = (
+    ("resnet18@32", "resnet18", {}, 32, 256),
+    ("resnet18@224", "resnet18", {}, 224, 128),
+    ("vit-s/16@224", "vit-small", {"patch_size": 16}, 224, 128),
+)
+WARMUP = 5
+
+
+def photos(n: int, side: int, seed: int = 0) -> np.ndarray:
+    """``n`` square crops of scikit-learn's two sample photos at ``side`` pixels, uint8."""
+    from sklearn.datasets import load_sample_images
+
+    sources = [Image.fromarray(a) for a in load_sample_images().images]
+    rng = np.random.default_rng(seed)
+    out = np.empty((n, side, side, 3), np.uint8)
+    for i in range(n):
+        image = sources[i % len(sources)]
+        w, h = image.size
+        crop = int(min(w, h) * rng.uniform(0.3, 1.0))
+        left, top = int(rng.integers(0, w - crop + 1)), int(rng.integers(0, h - crop + 1))
+        box = (left, top, left + crop, top + crop)
+        out[i] = np.asarray(image.crop(box).resize((side, side), Image.Resampling.BILINEAR))
+    return out
+
+
+def fashion(n: int) -> np.ndarray:
+    """The first ``n`` Fashion-MNIST training images."""
+    from selfsup.data.named import _load_fashion_mnist
+
+    return _load_fashion_mnist("train")[0][:n]
+
+
+def flops_per_item(backbone: str, options: dict, side: int, channels: int, device: str) -> float:
+    """FLOPs of one item's training step (forward and backward of its two views)."""
+    encoder = build_image_encoder(backbone, channels, side, **options).to(device)
+    method = build_method("simclr", encoder).to(device)
+    views, _ = method_views(method, side, channels)
+    x = views.to(device)(torch.rand(4, channels, side, side, device=device))
+    with FlopCounterMode(display=False) as counter:
+        method(x).backward()
+    return counter.get_total_flops() / 4
+
+
+def matmul_peak(device: str, side: int) -> float:
+    """FLOP/s of a bf16 ``side`` x ``side`` matrix product."""
+    a = torch.randn(side, side, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ a
+    _sync(device)
+    started, n = time.perf_counter(), 10
+    for _ in range(n):
+        a @ a
+    _sync(device)
+    return n * 2 * side**3 / (time.perf_counter() - started)
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def speed(args: argparse.Namespace, device: str) -> list[dict]:
+    """Items/s of the engine for each model."""
+    import csv
+
+    import selfsup
+
+    results = []
+    for name, backbone, options, side, batch in MODELS:
+        if args.smoke:
+            side, batch = min(side, 32), 16
+            options = {**options, "patch_size": 8} if "patch_size" in options else options
+        steps = args.steps
+        n = 2048 + batch * (WARMUP + steps + 1)  # 2048 held out to monitor training
+        data = fashion(n) if side == 32 and not args.smoke else photos(n, side)
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(dir=RUNS) as tmp:
+            run = selfsup.pretrain(
+                data,
+                method="simclr",
+                backbone=backbone,
+                backbone_options=options,
+                image_size=side,
+                batch_size=batch,
+                steps=WARMUP + steps,
+                log_every=1,
+                accelerator=args.accelerator,
+                out=str(Path(tmp) / "run"),
+                show_progress=False,
+            )
+            with (Path(tmp) / "run" / "metrics.csv").open() as f:
+                rows = [r for r in csv.DictReader(f) if r.get("train_seconds")]
+        seconds = float(rows[-1]["train_seconds"]) - float(rows[WARMUP - 1]["train_seconds"])
+        timed = int(rows[-1]["step"]) - int(rows[WARMUP - 1]["step"])
+        channels = data.shape[-1] if data.ndim == 4 else 1
+        flops = flops_per_item(backbone, options, side, channels, device)
+        rate = timed * batch / seconds
+        results.append(
+            {
+                "model": name,
+                "batch": batch,
+                "items_per_s": rate,
+                "gflop_per_item": flops / 1e9,
+                "tflops": rate * flops / 1e12,
+                "precision": run.summary["precision"],
+                "wall_s": time.perf_counter() - started,
+            }
+        )
+        print(f"  {name}: {rate:,.0f} items/s ({run.summary['precision']})", flush=True)
+    return results
+
+
+def cli(*command: str) -> float:
+    """Run ``selfsup COMMAND`` as a user would; its wall seconds (exit on failure)."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "selfsup", *command], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        sys.exit(f"failed: selfsup {' '.join(command)}\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
+    return time.perf_counter() - started
+
+
+def end_to_end(args: argparse.Namespace, folder: Path) -> dict:
+    """pretrain, embed, evaluate, export as command-line processes; their seconds."""
+    run = folder / "run"
+    data = "digits" if args.smoke else "fashion-mnist"
+    minutes = "0.1" if args.smoke else "1"
+    hardware = ["--accelerator", args.accelerator]
+    train = ["pretrain", data, "--time-budget", minutes, "--out", str(run), "--overwrite"]
+    seconds = {
+        "pretrain": cli(*train, *hardware),
+        "embed": cli("embed", str(run), f"{data}:test", "--out", str(folder / "test.npy")),
+        "evaluate": cli("evaluate", str(run), data, "--protocol", "linear,knn"),
+        "export": cli("export", str(run), "--format", "onnx", "--out", str(folder / "onnx")),
+    }
+    evaluation = json.loads((run / f"evaluation-{data}.json").read_text())
+    rows = {row["protocol"]: row for row in evaluation["rows"]}
+    return {
+        "data": data,
+        "seconds": seconds,
+        "linear": rows["linear"]["selfsup"],
+        "knn": rows["knn"]["selfsup"],
+        "train": json.loads((run / "train.json").read_text()),
+    }
+
+
+def report(device_name: str, peak: float, results: list[dict], e2e: dict, meta: dict) -> str:
+    """The BENCHMARKS.md section."""
+    lines = [
+        "## The GPU path",
+        "",
+        f"`python benchmarks/gpu.py` on {device_name}, torch {torch.__version__}, "
+        f"{meta['minutes']:.1f} minutes in all; bf16 matrix product (8192x8192) "
+        f"{peak / 1e12:.0f} TFLOP/s in the same run. SimCLR with the engine's defaults; items/s "
+        f"after {WARMUP} steps.",
+        "",
+        "| model (batch) | GFLOP/item | items/s | TFLOP/s (% of the matmul peak) | precision |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['model']} ({r['batch']}) | {r['gflop_per_item']:.2f} | "
+            f"{r['items_per_s']:,.0f} | {r['tflops']:.1f} ({100 * r['tflops'] * 1e12 / peak:.0f}%)"
+            f" | {r['precision']} |"
+        )
+    s = e2e["seconds"]
+    lines += [
+        "",
+        f"End to end on {e2e['data']}, each a command-line process: `pretrain --time-budget 1` "
+        f"{s['pretrain']:.0f} s ({e2e['train']['items_per_second']:,.0f} images/s, "
+        f"{e2e['train']['epochs']} epochs), `embed` of the test images {s['embed']:.0f} s, "
+        f"`evaluate` {s['evaluate']:.0f} s (linear probe {e2e['linear']:.4f}, kNN "
+        f"{e2e['knn']:.4f}), `export --format onnx` {s['export']:.0f} s.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny, on the CPU, writes nothing")
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per model")
+    args = parser.parse_args()
+    if args.smoke:
+        args.accelerator, args.steps, device = "cpu", 2, "cpu"
+        device_name = "the CPU (smoke run)"
+    elif not torch.cuda.is_available():
+        sys.exit("no CUDA GPU here: run on a machine with one, or --smoke to check the script")
+    else:
+        args.accelerator, device = "gpu", "cuda"
+        device_name = torch.cuda.get_device_name(0)
+    RUNS.mkdir(parents=True, exist_ok=True)
+    load, started = load_average(), time.perf_counter()
+    peak = matmul_peak(device, 512 if args.smoke else 8192)
+    print(f"{device_name}: bf16 matmul {peak / 1e12:.1f} TFLOP/s", flush=True)
+    results = speed(args, device)
+    with tempfile.TemporaryDirectory(dir=RUNS) as tmp:
+        e2e = end_to_end(args, Path(tmp))
+    meta = {"minutes": (time.perf_counter() - started) / 60, "load": load}
+    text = report(device_name, peak, results, e2e, meta)
+    print(text)
+    if not args.smoke:
+        (RUNS / "gpu.json").write_text(json.dumps({"results": results, "e2e": e2e, **meta}))
+        write_section("gpu", text)
+
+
+if __name__ == "__main__":
+    main()
