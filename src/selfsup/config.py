@@ -111,7 +111,10 @@ class PretrainConfig(BaseModel):
         compile: use ``torch.compile`` on the training step (about 30 s of compiling first,
             not counted in the pace a time budget is planned with). It pays when every batch
             has the same shapes; I-JEPA, whose context length changes with each batch's
-            masks, recompiles and was not faster with it in a short trial.
+            masks, recompiles and was not faster with it in a short trial. On a 2-core CPU
+            it was within the noise of the defaults for SimCLR with the small CNN,
+            ResNet-18 and ViT-Tiny (0.84-1.10x, ``benchmarks/throughput.py``), so it is off
+            by default.
         log_every: steps between two rows of metrics.
         monitor_items: training items held out to measure label-free metrics after every
             epoch (RankMe, alpha-ReQ...); 0 turns monitoring off.
