@@ -11,10 +11,10 @@ Where it cannot hold exactly, and why (each method's docstring says the same):
 - VIME, MLM and Sent2Vec are means of per-item (per-token) terms, but their masks and
   negatives are drawn at random inside the loss, per process.
 
-MAE's loss is a mean over items (a constant number of masked patches each); the test gives
-every item the same mask so that both runs draw it alike. SimCSE's augmentation is dropout,
-drawn per process; the test turns it off to compare the rest exactly (and BYOL-A's, whose
-mixup and crops are views, fixed here).
+Distillation's loss is a mean over items, and so is MAE's (a constant number of masked
+patches each); the test gives every MAE item the same mask so that both runs draw it alike.
+SimCSE's augmentation is dropout, drawn per process; the test turns it off to compare the rest
+exactly (and BYOL-A's, whose mixup and crops are views, fixed here).
 """
 
 import os
@@ -76,6 +76,12 @@ def _simcse() -> torch.nn.Module:
     return build_method("simcse", encoder)
 
 
+def _distill() -> torch.nn.Module:
+    teacher = Encoder(build_backbone("small-cnn", in_channels=1, image_size=12, width=4))
+    student = Encoder(build_backbone("small-cnn", in_channels=1, image_size=12, width=8))
+    return build_method("distill", student, teacher=teacher)
+
+
 def _byola() -> torch.nn.Module:
     encoder = build_audio_encoder("byola-cnn", 16, 24, feature_dim=16, width=4, dropout=0.0)
     return build_method("byola", encoder, projection_dim=8, hidden_dim=16)
@@ -108,6 +114,7 @@ CASES: dict[str, tuple[Callable[[], torch.nn.Module], Callable[[int], list[torch
     **{name: ((lambda n=name: _image(n)), _images) for name in IMAGE_METHODS},
     "mae": (_mae, _images),
     "byola": (_byola, _spectrograms),
+    "distill": (_distill, _images),
     "scarf": (_scarf, _rows),
     "simcse": (_simcse, _texts),
 }
@@ -198,7 +205,8 @@ def test_sync_batch_norm_on_one_process_is_batch_norm() -> None:
     synced = sync_batch_norm(torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.BatchNorm1d(4)))
     synced.load_state_dict(plain.state_dict())
     x = torch.randn(16, 5)
-    frozen = sync_batch_norm(torch.nn.BatchNorm1d(4).requires_grad_(False))
+    frozen = sync_batch_norm(torch.nn.BatchNorm1d(4).requires_grad_(False).eval())
     assert not any(p.requires_grad for p in frozen.parameters())  # a momentum copy's
+    assert not frozen.training  # a frozen teacher's stays in evaluation mode
     torch.testing.assert_close(synced(x), plain(x))
     torch.testing.assert_close(synced[1].running_var, plain[1].running_var)

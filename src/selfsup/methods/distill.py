@@ -17,7 +17,8 @@ squared distance between the two embeddings made unit length,
 
 which, unlike raw MSE, does not depend on the scale of the teacher's features (what
 LightlyTrain's distillation also normalizes away). The projection is used in training only;
-the student's own features are what is kept.
+the student's own features are what is kept. The loss is a mean over items, so two DDP
+processes of B train as one of 2B (``tests/methods/test_ddp_equivalence.py``).
 
 The teacher reads each view as its own inputs need: images are resized and converted to its
 side and channels; text must be tokenized with the teacher's tokenizer, which the run does

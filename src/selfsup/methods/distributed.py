@@ -138,6 +138,7 @@ def sync_batch_norm(module: nn.Module) -> nn.Module:
         synced.load_state_dict(module.state_dict())
         for name, parameter in module.named_parameters(recurse=False):
             getattr(synced, name).requires_grad_(parameter.requires_grad)  # frozen stay frozen
+        synced.train(module.training)  # a frozen teacher's layers stay in evaluation mode
         return synced.to(next(iter(module.state_dict().values()), torch.empty(0)).device)
     for name, child in module.named_children():
         setattr(module, name, sync_batch_norm(child))
