@@ -375,7 +375,14 @@ def report(results: list[dict], peaks: dict[str, float], meta: dict) -> str:
             + (f" ({eng['precision']})" if eng else "")
             + f" | {_cell(r, 'engine_compile')} | {ratio_fp32} | {ratio_best} | {flops} | {best} |"
         )
-    lines += ["", *verdict(results, best_peak)]
+    lines += [
+        "",
+        "The same configuration measured up to a quarter faster or slower from one run to the "
+        "next on this shared machine (the fp32 peak readings above drift as much): read the "
+        "ratios within one run.",
+        "",
+        *verdict(results, best_peak),
+    ]
     return "\n".join(lines) + "\n"
 
 
