@@ -128,16 +128,20 @@ def to_float(batch: np.ndarray) -> torch.Tensor:
 
 
 def plain_step(
-    method: torch.nn.Module, views: torch.nn.Module, opt: torch.optim.Optimizer, fast: bool
+    method: torch.nn.Module,
+    views: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    bf16: bool = False,
+    channels_last: bool = False,
 ) -> Callable[[np.ndarray], float]:
-    """One step of the plain loop: views, loss, backward, AdamW; bf16 + channels-last when
-    ``fast``."""
+    """One step of the plain loop: views, loss, backward, AdamW; under bf16 autocast and
+    with channels-last views as asked."""
 
     def step(batch: np.ndarray) -> float:
         inputs = views(to_float(batch))
-        if fast:
+        if channels_last:
             inputs = [v.contiguous(memory_format=torch.channels_last) for v in inputs]
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = method(inputs)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -256,7 +260,8 @@ def measure(model: Model, seconds: float, skip: set[str]) -> dict:
         if fast:
             method = method.to(memory_format=torch.channels_last)
         data = images(model, 4 * model.batch, seed=1)
-        rate, steps = time_loop(plain_step(method, views, opt, fast), data, model.batch, seconds)
+        step = plain_step(method, views, opt, bf16=fast, channels_last=fast)
+        rate, steps = time_loop(step, data, model.batch, seconds)
         result[name] = {"items_per_s": rate, "steps": steps}
         print(f"  {model.name} {name}: {rate:.1f} items/s ({steps} steps)", flush=True)
     fp32 = result.get("plain_fp32", {}).get("items_per_s")
@@ -286,7 +291,7 @@ def profile(model: Model) -> dict[str, float]:
 
     method, views, opt = build(model)
     method = method.to(memory_format=torch.channels_last)
-    step = plain_step_cl(method, views, opt)
+    step = plain_step(method, views, opt, channels_last=True)
     data = images(model, model.batch, seed=1)
     for _ in range(WARMUP):
         step(data)
@@ -305,22 +310,6 @@ def profile(model: Model) -> dict[str, float]:
         kind = next((k for k, names in kinds.items() if any(n in event.key for n in names)), None)
         shares[kind or "other"] += event.self_cpu_time_total
     return {k: v / total for k, v in shares.items()}
-
-
-def plain_step_cl(
-    method: torch.nn.Module, views: torch.nn.Module, opt: torch.optim.Optimizer
-) -> Callable[[np.ndarray], float]:
-    """The fp32 loop with channels-last views (what the engine runs where bf16 is emulated)."""
-
-    def step(batch: np.ndarray) -> float:
-        inputs = [v.contiguous(memory_format=torch.channels_last) for v in views(to_float(batch))]
-        loss = method(inputs)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return loss.item()
-
-    return step
 
 
 def _share(variant: dict, peak: float) -> str:
@@ -474,7 +463,6 @@ def main() -> None:
     started = time.perf_counter()
     (bf16, bf16_side), (fp32, _) = matmul_peak(torch.bfloat16), matmul_peak(torch.float32)
     peaks = {"bf16": bf16, "fp32": fp32}
-    meta_side = bf16_side
     print(
         f"matmul peak: bf16 {peaks['bf16'] / 1e12:.3f}, fp32 {peaks['fp32'] / 1e12:.3f} TFLOP/s",
         flush=True,
@@ -486,7 +474,7 @@ def main() -> None:
         "capability": torch.backends.cpu.get_cpu_capability(),
         "load": load,
         "minutes": (time.perf_counter() - started) / 60,
-        "bf16_side": meta_side,
+        "bf16_side": bf16_side,
     }
     out = RUNS / "throughput.json"
     out.write_text(json.dumps({"peaks": peaks, "results": results, **meta}, indent=1))
