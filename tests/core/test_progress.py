@@ -77,3 +77,27 @@ def test_a_pause_for_measuring_is_named_and_left_out_of_the_rate() -> None:
     paused = [line for line in lines if "run: measuring 2,048 held-out items (0:00:0" in line]
     assert len(paused) >= 2 and "after step 1/4" in paused[0], lines
     assert 120 < rate < 260, rate  # would be below 40 with the pause counted
+
+
+def test_the_preparing_ticker_stays_quiet_through_a_nested_display() -> None:
+    """The held-out measurement's display ends inside training's: the ticker must not read
+    that as training having ended (it printed 'preparing (30 s)' mid-training)."""
+    import time
+
+    from selfsup.core.progress import Preparing
+
+    screen = io.StringIO()
+    console = Console(file=screen)
+    with Preparing(console, "pretrain", every=0.02):
+        time.sleep(0.1)
+        before = screen.getvalue().count("preparing (")
+        with TrainingProgress(5, "train", enabled=False, console=console):
+            with TrainingProgress(3, "held-out", enabled=False, console=console):
+                pass
+            time.sleep(0.2)
+            during = screen.getvalue().count("pretrain: ")
+        time.sleep(0.1)
+    text = screen.getvalue()
+    assert before >= 1 and during == before
+    assert "pretrain: working (" in text  # after the display: not "preparing" any more
+    assert text.count("preparing (") == before

@@ -43,14 +43,36 @@ PLAIN_EVERY = 5.0
 ROUTINE_EVERY = 15.0
 
 
-#: Set while a progress display runs (a :class:`Preparing` ticker stays quiet meanwhile).
-_ACTIVE = threading.Event()
+class _Displays:
+    """How many progress displays run now, nested ones included (a :class:`Preparing` ticker
+    stays quiet while any does). A count, not a flag: the held-out measurement's display
+    inside training's must not make the ticker speak up when it ends."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def enter(self) -> None:
+        with self._lock:
+            self._count += 1
+
+    def leave(self) -> None:
+        with self._lock:
+            self._count = max(0, self._count - 1)
+
+    def any(self) -> bool:
+        with self._lock:
+            return self._count > 0
+
+
+_DISPLAYS = _Displays()
 
 
 class Preparing:
     """Lines while a command prepares (loading libraries, reading image headers, measuring
     memory) and no progress display runs: ``preparing (N s)`` every ``every`` seconds, so
-    output to a pipe never goes silent for long before training starts.
+    output to a pipe never goes silent for long before training starts (``working (N s)``
+    once a display has run and ended, as while a run is saved).
 
     Example:
         >>> with Preparing(Console(file=open(os.devnull, "w")), "pretrain"):
@@ -64,12 +86,16 @@ class Preparing:
         self._start = time.perf_counter()
 
     def _tick(self) -> None:
+        shown = False  # a progress display has run: what follows is no longer preparation
         while not self._stop.wait(self.every):
-            if not _ACTIVE.is_set():
-                elapsed = time.perf_counter() - self._start
-                self.console.print(
-                    f"{self.what}: preparing ({elapsed:.0f} s)", highlight=False, markup=False
-                )
+            if _DISPLAYS.any():
+                shown = True
+                continue
+            elapsed = time.perf_counter() - self._start
+            doing = "working" if shown else "preparing"
+            self.console.print(
+                f"{self.what}: {doing} ({elapsed:.0f} s)", highlight=False, markup=False
+            )
 
     def __enter__(self) -> Preparing:
         self._thread.start()
@@ -172,7 +198,7 @@ class TrainingProgress:
             self._log = open(log_file, "a", buffering=1)  # noqa: SIM115 - closed in __exit__
 
     def __enter__(self) -> TrainingProgress:
-        _ACTIVE.set()
+        _DISPLAYS.enter()
         self._progress.start()
         self._start = self._last_plain = time.perf_counter()
         if self.enabled or self._log is not None:
@@ -194,7 +220,7 @@ class TrainingProgress:
         tb: TracebackType | None,
     ) -> None:
         self._stop.set()
-        _ACTIVE.clear()
+        _DISPLAYS.leave()
         if self._heartbeat is not None:
             self._heartbeat.join()
         self._progress.stop()
