@@ -101,3 +101,18 @@ def test_the_preparing_ticker_stays_quiet_through_a_nested_display() -> None:
     assert before >= 1 and during == before
     assert "pretrain: working (" in text  # after the display: not "preparing" any more
     assert text.count("preparing (") == before
+
+
+def test_the_closing_line_does_not_repeat_the_last_one() -> None:
+    screen = io.StringIO()
+    with TrainingProgress(4, "demo", console=Console(file=screen), plain_every=0.0) as bar:
+        for _ in range(4):
+            bar.advance(1, items=2, loss=0.5)
+    lines = screen.getvalue().splitlines()
+    assert sum("step 4/4 (100%)" in line for line in lines) == 1, lines
+    screen = io.StringIO()  # a note after the last line: the closing line sums up again
+    with TrainingProgress(4, "demo", console=Console(file=screen), plain_every=0.0) as bar:
+        bar.advance(4, items=8, loss=0.5)
+        bar.note("epoch 1")
+    lines = screen.getvalue().splitlines()
+    assert lines[-2] == "epoch 1" and "step 4/4 (100%)" in lines[-1], lines

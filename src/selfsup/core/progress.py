@@ -190,6 +190,8 @@ class TrainingProgress:
         #: Whether the last routine note reached the screen (its follow-ups go with it).
         self.shown_last = False
         self._log = None
+        #: The step of the last progress line on screen (None: another line came after it).
+        self._screen_step: int | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
@@ -224,12 +226,17 @@ class TrainingProgress:
         if self._heartbeat is not None:
             self._heartbeat.join()
         self._progress.stop()
-        if self.done > self._first:
+        if self.done > self._first and not self._last_line_current():
             self._plain(force_screen=False)
         with self._lock:
             if self._log is not None:
                 self._log.close()
                 self._log = None
+
+    def _last_line_current(self) -> bool:
+        """Whether the last line on screen is a progress line at the current step, so a
+        closing line would repeat it."""
+        return self._screen_step == self.done
 
     def set_total(self, total: int) -> None:
         """Change the expected number of steps (time-budgeted runs refine it as they go)."""
@@ -250,6 +257,7 @@ class TrainingProgress:
         """Print a line (above the bar on a terminal) and write it to the log file."""
         if self.enabled:
             self.console.print(text, soft_wrap=True, highlight=False)
+            self._screen_step = None
         self._write_log(text)
 
     def routine(self, text: str, always: bool = False) -> None:
@@ -312,6 +320,7 @@ class TrainingProgress:
             )
         if self.enabled and (not self.bar or force_screen):
             self.console.print(line, soft_wrap=True, highlight=False, markup=False)
+            self._screen_step = self.done if self._phase is None else None
         self._write_log(line)
 
     def advance(self, steps: int, items: int, loss: float | None = None) -> float:
