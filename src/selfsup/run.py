@@ -48,7 +48,7 @@ from selfsup.core.files import (
     write_json,
     write_text,
 )
-from selfsup.core.precision import resolve_precision
+from selfsup.core.precision import embedding_device, resolve_precision
 from selfsup.data.base import Source
 from selfsup.data.folders import INDEX_FILE, FolderIndex
 from selfsup.data.splits import hold_out
@@ -278,10 +278,21 @@ def build_fabric(cfg: PretrainConfig) -> lightning.Fabric:
     launcher, Fabric takes ranks and the master address from their environment variables,
     and checks ``--devices``/``--num-nodes`` against SLURM's tasks per node and nodes.
 
+    Raises:
+        ConfigError: ``accelerator="gpu"`` where PyTorch sees no GPU.
+
     Example:
         >>> build_fabric(PretrainConfig(data="digits", accelerator="cpu")).world_size
         1
     """
+    if cfg.accelerator == "gpu" and not (
+        torch.cuda.is_available() or torch.backends.mps.is_available()
+    ):
+        build = "a CPU-only build" if "+cpu" in torch.__version__ else "this build"
+        raise ConfigError(
+            f"--accelerator gpu: PyTorch sees no GPU here (torch {torch.__version__}, {build}); "
+            "give --accelerator auto (a GPU when one is present) or cpu"
+        )
     multi = cfg.devices * cfg.num_nodes > 1
     return lightning.Fabric(
         accelerator=cfg.accelerator,
@@ -671,19 +682,37 @@ def as_run(run: Run | str | os.PathLike) -> Run:
     return run if isinstance(run, Run) else load(run)
 
 
-def load(path: str | os.PathLike, backbone: nn.Module | None = None) -> Run:
+def load(
+    path: str | os.PathLike,
+    backbone: nn.Module | None = None,
+    device: str | torch.device = "cpu",
+) -> Run:
     """Rebuild a run from its folder alone (``backbone`` only for custom-module encoders), or
     a pretrained model ``hf:PATH_OR_ID`` as a run that trained nothing (see
-    :func:`load_frozen`)."""
+    :func:`load_frozen`).
+
+    ``device`` is where the encoder's weights go, and so where ``embed`` and ``evaluate``
+    compute: ``cpu`` (the default), ``auto`` (the GPU when one is present: what
+    ``selfsup embed`` and ``selfsup evaluate`` ask for) or a torch device such as ``cuda:1``.
+
+    Example:
+        >>> load("digits-run-that-is-not-there")
+        Traceback (most recent call last):
+        ...
+        FileNotFoundError: digits-run-that-is-not-there: not a run folder (no config.yaml)
+    """
     if is_hf_backbone(str(path)):
-        return load_frozen(str(path))
-    path = Path(path)
-    if not (path / CONFIG_FILE).exists():
-        raise FileNotFoundError(f"{path}: not a run folder (no {CONFIG_FILE})")
-    config = read_run_config(path / CONFIG_FILE)
-    summary_file = path / TRAIN_FILE
-    summary = read_json_object(summary_file, "a run summary", missing_ok=True)
-    return Run(path, load_encoder(path, backbone), config, summary)
+        run = load_frozen(str(path))
+    else:
+        path = Path(path)
+        if not (path / CONFIG_FILE).exists():
+            raise FileNotFoundError(f"{path}: not a run folder (no {CONFIG_FILE})")
+        config = read_run_config(path / CONFIG_FILE)
+        summary_file = path / TRAIN_FILE
+        summary = read_json_object(summary_file, "a run summary", missing_ok=True)
+        run = Run(path, load_encoder(path, backbone), config, summary)
+    run.encoder.to(embedding_device(device))
+    return run
 
 
 def read_run_config(path: Path) -> dict[str, Any]:

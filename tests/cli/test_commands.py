@@ -64,6 +64,32 @@ def test_embed_writes_npy_and_parquet_in_input_order(digits_run, tmp_path) -> No
     np.testing.assert_allclose(np.stack(table["embedding"]), array, rtol=1e-5, atol=1e-5)
 
 
+def test_embed_and_evaluate_ask_for_the_gpu_when_one_is_present(
+    digits_run, tmp_path, monkeypatch
+) -> None:
+    """Where CUDA is present, ``embed`` and ``evaluate`` load the encoder onto it (``auto``);
+    here the CPU stands in for it, the request is what is checked."""
+    import torch
+
+    import selfsup.core.precision as precision
+    import selfsup.run
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert precision.embedding_device("auto") == torch.device("cuda")
+    asked: list[str] = []
+
+    def place(device: str = "auto") -> torch.device:
+        asked.append(str(device))
+        return torch.device("cpu")
+
+    monkeypatch.setattr(selfsup.run, "embedding_device", place)
+    out, _ = digits_run
+    _invoke("embed", str(out), "digits:test", "--out", str(tmp_path / "e.npy"))
+    _invoke("evaluate", str(out), "digits", "--protocol", "knn")
+    _invoke("export", str(out), "--format", "safetensors", "--out", str(tmp_path / "x"))
+    assert asked == ["auto", "auto", "cpu"]  # export checks parity against the CPU
+
+
 def test_evaluate_label_free_reads_no_labels(digits_run, tmp_path) -> None:
     out, _ = digits_run
     unlabeled = tmp_path / "unlabeled.npy"

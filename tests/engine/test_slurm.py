@@ -65,3 +65,14 @@ def test_auto_is_the_default_accelerator_and_picks_the_gpu_precision(monkeypatch
     assert uses_gpu("auto") and resolve_precision("auto", "auto") == "16-mixed"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert not uses_gpu("auto") and resolve_precision("fp32", "auto") == "32-true"
+
+
+def test_a_gpu_asked_for_where_there_is_none_is_one_line(monkeypatch) -> None:
+    import torch
+
+    from selfsup.config import ConfigError
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"--accelerator gpu: PyTorch sees no GPU.*auto"):
+        build_fabric(PretrainConfig(data="digits", accelerator="gpu"))

@@ -234,13 +234,14 @@ def can_save_in(folder: str | os.PathLike) -> bool:
     return True
 
 
-def open_run(path: str | os.PathLike, options: dict[str, Any]) -> Run:
-    """The run in ``path``, reading data with the command line's data options over its own;
-    a warning line when it did not finish training."""
+def open_run(path: str | os.PathLike, options: dict[str, Any], device: str = "cpu") -> Run:
+    """The run in ``path`` with its encoder on ``device`` (``auto``: the GPU when present),
+    reading data with the command line's data options over its own; a warning line when it
+    did not finish training."""
     from selfsup.console import console
     from selfsup.run import TRAIN_FILE, load
 
-    run = load(path).with_data_options(**to_config_values(options))
+    run = load(path, device=device).with_data_options(**to_config_values(options))
     if not run.finished:
         console.print(
             f"[bold red]warning[/bold red]: {path} did not finish training (no {TRAIN_FILE}): "

@@ -53,12 +53,12 @@ def embed(
     if per_timestamp:
         if out.suffix != ".npy":
             raise typer.BadParameter("--per-timestamp writes a .npy file", param_hint="--out")
-        steps = _open_run(run, options).embed_timestamps(data)
+        steps = _open_run(run, options, device="auto").embed_timestamps(data)
         with atomic_path(out) as tmp, tmp.open("wb") as f:
             np.save(f, steps)
         console.print(f"wrote embeddings per time step, shape {steps.shape}, to {out}")
         return
-    result = _open_run(run, options).embed_to_file(data, out, batch_size)
+    result = _open_run(run, options, device="auto").embed_to_file(data, out, batch_size)
     console.print(
         f"wrote {result.rows} embeddings of size {result.dim} to {result.path}"
         + (f" (ids in {result.ids_path})" if result.ids_path else "")
@@ -103,7 +103,8 @@ def evaluate(
     labels (--label-free); saves JSON in the run folder."""
     from selfsup.core.files import write_json
 
-    opened = _open_run(run, options)
+    # Embedding for the probes runs on the GPU when one is present; label-free views on the CPU.
+    opened = _open_run(run, options, device="cpu" if label_free else "auto")
     save = can_save_in(opened.path)  # a read-only run folder is told before the work
     if label_free:
         source = opened.open(data)

@@ -30,6 +30,19 @@ def uses_gpu(accelerator: str) -> bool:
     return accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available())
 
 
+def embedding_device(device: str | torch.device = "auto") -> torch.device:
+    """The device to embed on: ``auto`` is the first CUDA GPU when one is present, else the
+    CPU; any other value is taken as a torch device.
+
+    Example:
+        >>> embedding_device("cpu")
+        device(type='cpu')
+    """
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
 def resolve_precision(precision: str, accelerator: str) -> str:
     """Map ``auto``/``bf16``/``fp32`` to a Lightning Fabric precision string: ``auto`` is bf16
     autocast on a GPU that has bf16 (fp16 with loss scaling on older ones) and on a CPU with
