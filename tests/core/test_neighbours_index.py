@@ -82,8 +82,8 @@ def test_rows_the_index_cannot_fill_are_searched_exactly(monkeypatch) -> None:
     # A query whose probed groups hold fewer keys than asked (-1 answers) is searched exactly.
     real = neighbours._index_search
 
-    def starved(queries, keys, k, cosine):
-        values, indices = real(queries, keys, k, cosine)
+    def starved(queries, keys, k, cosine, key_scale=None):
+        values, indices = real(queries, keys, k, cosine, key_scale)
         indices[::7, -1] = -1
         return values, indices
 
@@ -142,3 +142,21 @@ def test_the_index_of_the_same_keys_is_built_once(monkeypatch) -> None:
     changed[0, 0] += 1.0
     euclidean_topk(keys[:100], changed, 5, exact=False)
     assert len(built) == 2
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_cosine_of_rows_of_any_norm_without_normalized_copies(exact) -> None:
+    """Rows of any norm (a zero row too) give the similarities of their unit rows: the search
+    scales products by norms instead of normalizing copies of a million embeddings."""
+    keys = clustered(3000) * torch.rand(3000, 1) * 10
+    keys[5] = 0.0
+    queries = clustered(300, seed=1) * 7
+    similarity, index = cosine_topk(queries, keys, 10, exact=exact)
+    unit = neighbours.unit_rows
+    want = unit(queries) @ unit(keys).T
+    torch.testing.assert_close(similarity, want.gather(1, index), rtol=0, atol=1e-5)
+    if exact:
+        assert torch.equal(index, want.topk(10, dim=1).indices)
+    own, index = cosine_topk(keys, keys, 3, exclude_self=True, exact=exact)
+    assert not (index == torch.arange(3000)[:, None]).any()
+    assert torch.equal(own[5], torch.zeros(3))  # a zero row is similar to nothing

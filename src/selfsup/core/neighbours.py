@@ -108,7 +108,10 @@ def _centres(keys: torch.Tensor, count: int, cosine: bool) -> torch.Tensor:
     sample = np.random.default_rng(0).choice(n, min(n, TRAIN_PER_CENTRE * count), replace=False)
     kmeans = faiss.Kmeans(d, count, niter=20, seed=0, spherical=cosine,
                           max_points_per_centroid=TRAIN_PER_CENTRE)  # fmt: skip
-    kmeans.train(np.ascontiguousarray(keys[torch.from_numpy(np.sort(sample))].numpy()))
+    points = keys[torch.from_numpy(np.sort(sample))]
+    if cosine:  # a sample's copy: the keys themselves are never normalized
+        points = points / torch.linalg.vector_norm(points, dim=1, keepdim=True).clamp_min(1e-12)
+    kmeans.train(np.ascontiguousarray(points.numpy()))
     return torch.from_numpy(kmeans.centroids.copy())
 
 
@@ -121,7 +124,11 @@ def _buckets(labels: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tens
 
 
 def _index_search(
-    queries: torch.Tensor, keys: torch.Tensor, k: int, cosine: bool
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    k: int,
+    cosine: bool,
+    key_scale: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` best keys of each query from an inverted-file index of ``keys``;
     similarities (cosine) or distances, and indices, ``-1`` where fewer were found.
@@ -130,7 +137,9 @@ def _index_search(
     groups of its :data:`PROBES` nearest centres. The search runs group by group: all the
     queries that probe a group are compared with its keys as one matrix product (scored
     exactly, at the speed of a matrix product rather than of a scan query by query), and
-    each query keeps the best ``k`` of all it was compared with.
+    each query keeps the best ``k`` of all it was compared with. With ``key_scale`` (cosine:
+    one over each key's norm) the products are scaled per key; a query's own norm changes
+    neither its groups nor the order of its keys, so it is left to the caller.
     """
     n = len(keys)
     count = max(1, min(round(math.sqrt(n)), n // TRAIN_PER_CENTRE))
@@ -168,6 +177,8 @@ def _index_search(
             part = block.index_select(0, rows)
             group_keys = keys.index_select(0, ids)
             scores = part @ group_keys.T if cosine else torch.cdist(part, group_keys)
+            if key_scale is not None:
+                scores *= key_scale.index_select(0, ids)[None, :]
             top = scores.topk(min(k, len(ids)), dim=1, largest=cosine)
             found[rows, slot, : top.values.shape[1]] = top.values
             where[rows, slot, : top.values.shape[1]] = ids[top.indices]
@@ -185,14 +196,16 @@ def _approximate(
     exclude_self: bool,
     allowed: torch.Tensor | None,
     chunk: int,
+    key_scale: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     cosine = score == "cosine"
     wanted = k + int(exclude_self)
     if allowed is None:  # the keys themselves (no copy; queries that are the keys stay so)
-        values, indices = _index_search(queries, keys, min(wanted, len(keys)), cosine)
+        values, indices = _index_search(queries, keys, min(wanted, len(keys)), cosine, key_scale)
     else:
         ids = torch.nonzero(allowed).flatten()
-        values, found = _index_search(queries, keys[ids], min(wanted, len(ids)), cosine)
+        scale = None if key_scale is None else key_scale[ids]
+        values, found = _index_search(queries, keys[ids], min(wanted, len(ids)), cosine, scale)
         indices = torch.where(found >= 0, ids[found.clamp_min(0)], -1)
     if exclude_self:  # drop each query's own key, or its last answer when it is not found
         own = indices == torch.arange(len(queries))[:, None]
@@ -211,10 +224,10 @@ def _approximate(
                 mask = torch.ones(len(keys), dtype=torch.bool) if allowed is None else allowed
                 mask = mask.clone()
                 mask[row] = False
-                v, i = _exact(queries[row : row + 1], keys, k, score, False, mask, chunk)
+                v, i = _exact(queries[row : row + 1], keys, k, score, False, mask, chunk, key_scale)
                 values[row], indices[row] = v[0], i[0]
         else:
-            v, i = _exact(queries[rows], keys, k, score, False, allowed, chunk)
+            v, i = _exact(queries[rows], keys, k, score, False, allowed, chunk, key_scale)
             values[rows], indices[rows] = v, i
     return values, indices
 
@@ -228,6 +241,7 @@ def _search(
     allowed: torch.Tensor | None,
     chunk: int,
     exact: bool | None,
+    key_scale: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     if exclude_self and len(queries) != len(keys):
         raise ValueError("exclude_self needs the queries to be the keys")
@@ -236,8 +250,8 @@ def _search(
     if not 1 <= k <= available:
         raise ValueError(f"k must be in [1, {available}] (the keys available), got {k}")
     if not use_exact(searched, exact):
-        return _approximate(queries, keys, k, score, exclude_self, allowed, chunk)
-    return _exact(queries, keys, k, score, exclude_self, allowed, chunk)
+        return _approximate(queries, keys, k, score, exclude_self, allowed, chunk, key_scale)
+    return _exact(queries, keys, k, score, exclude_self, allowed, chunk, key_scale)
 
 
 def _exact(
@@ -248,6 +262,7 @@ def _exact(
     exclude_self: bool,
     allowed: torch.Tensor | None,
     chunk: int,
+    key_scale: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     largest = score == "cosine"
     worst = -float("inf") if largest else float("inf")
@@ -256,6 +271,8 @@ def _exact(
     for start in range(0, len(queries), chunk):
         block = queries[start : start + chunk]
         scores = block @ keys.T if largest else torch.cdist(block, keys)
+        if key_scale is not None:
+            scores *= key_scale[None, :]
         if exclude_self:
             rows = torch.arange(len(block))
             scores[rows, rows + start] = worst  # an item is not its own neighbour
@@ -265,6 +282,13 @@ def _exact(
         values.append(top.values)
         indices.append(top.indices)
     return torch.cat(values), torch.cat(indices)
+
+
+def _inverse_norms(x: torch.Tensor) -> torch.Tensor:
+    """One over each row's norm (a zero row: 0, so its similarities are 0, as for a zero
+    row of :func:`unit_rows`)."""
+    norms = torch.linalg.vector_norm(x, dim=1)
+    return torch.where(norms > 0, 1 / norms.clamp_min(1e-12), torch.zeros_like(norms))
 
 
 def unit_rows(x: torch.Tensor) -> torch.Tensor:
@@ -309,9 +333,17 @@ def cosine_topk(
     Raises:
         ValueError: ``k`` out of range, or ``exclude_self`` with other queries than keys.
     """
-    q = unit_rows(queries)
-    z = q if queries is keys else unit_rows(keys)
-    return _search(q, z, k, "cosine", exclude_self, allowed, chunk, exact)
+    # No normalized copies (two of a million embeddings are 4 GB): the products are scaled
+    # by one over each key's norm, and the similarities found by one over each query's.
+    q = queries.float()
+    z = q if queries is keys else keys.float()
+    query_scale = _inverse_norms(q)
+    key_scale = query_scale if z is q else _inverse_norms(z)
+    unit = bool(((1 / key_scale - 1).abs() <= 1e-6).all()) if len(z) else True
+    values, indices = _search(
+        q, z, k, "cosine", exclude_self, allowed, chunk, exact, None if unit else key_scale
+    )
+    return values * query_scale[:, None], indices
 
 
 def euclidean_topk(

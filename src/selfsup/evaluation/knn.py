@@ -17,7 +17,6 @@ Example:
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from selfsup.core.neighbours import cosine_topk
 from selfsup.evaluation.inputs import ArrayLike, as_embeddings, as_labels, count_classes
@@ -58,8 +57,9 @@ def knn_predict(
         >>> knn_predict(train, torch.tensor([0, 0, 1]), torch.tensor([[0.2, 1.0]]), k=3)
         tensor([1])
     """
-    train = F.normalize(as_embeddings(train_emb, "train_emb"), dim=1)
-    test = F.normalize(as_embeddings(test_emb, "test_emb"), dim=1)
+    # Not normalized here: the search scales by the norms (no copies of large embeddings).
+    train = as_embeddings(train_emb, "train_emb")
+    test = as_embeddings(test_emb, "test_emb")
     labels = as_labels(train_labels, len(train), "train_labels")
     if train.shape[1] != test.shape[1]:
         raise ValueError(f"train_emb has dimension {train.shape[1]}, test_emb {test.shape[1]}")

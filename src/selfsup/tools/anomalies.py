@@ -35,7 +35,7 @@ import torch
 from sklearn.covariance import LedoitWolf
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from selfsup.core.neighbours import euclidean_topk, unit_rows
+from selfsup.core.neighbours import cosine_topk, euclidean_topk
 from selfsup.data.base import Source
 from selfsup.data.splits import held_out_rows
 from selfsup.embedding import embed_source
@@ -69,7 +69,8 @@ def knn_distance(
         query: embeddings to score ``(n, d)``.
         k: which neighbour, ``1 <= k``; capped at the reference size.
         leave_one_out: ``query`` is ``reference``: skip each row's own match.
-        normalize: L2-normalize both first (distance of unit vectors, monotone in cosine).
+        normalize: the distance of the rows made unit length, ``sqrt(2 - 2 cos)`` (monotone
+            in cosine; a zero row is orthogonal to every row), computed without copies.
         batch_size: query rows compared at once (memory ``batch_size x m``).
 
     Example:
@@ -81,10 +82,11 @@ def knn_distance(
     """
     ref = _tensor(reference)
     x = ref if query is reference else _tensor(query)
-    if normalize:  # one normalized copy each (one in all when the query is the reference)
-        ref = unit_rows(ref)
-        x = ref if query is reference else unit_rows(x)
     k = max(1, min(k, len(ref) - int(leave_one_out)))
+    if normalize:  # |a - b| = sqrt(2 - 2 cos) for unit rows: no normalized copies
+        similarity, _ = cosine_topk(x, ref, k, exclude_self=leave_one_out, chunk=batch_size)
+        cos = similarity[:, -1].double()
+        return torch.sqrt((2 - 2 * cos).clamp_min(0)).numpy()
     distances, _ = euclidean_topk(x, ref, k, exclude_self=leave_one_out, chunk=batch_size)
     return distances[:, -1].numpy().astype(np.float64)
 

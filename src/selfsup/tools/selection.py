@@ -73,6 +73,14 @@ class Selection:
     strategy: str
 
 
+def _nan_rows(z: np.ndarray, chunk: int = 65_536) -> np.ndarray:
+    """Rows holding a NaN, tested by chunks (no ``z``-sized temporary of booleans)."""
+    return np.concatenate(
+        [np.isnan(z[s : s + chunk]).any(axis=1) for s in range(0, len(z), chunk)]
+        or [np.zeros(0, dtype=bool)]
+    )
+
+
 def _normalized(z: np.ndarray) -> torch.Tensor:
     return F.normalize(torch.as_tensor(np.asarray(z), dtype=torch.float32), dim=1)
 
@@ -160,7 +168,7 @@ def typiclust(
     """
     x = _normalized(z)
     known = _normalized(labelled) if labelled is not None and len(labelled) else x[:0]
-    everything = torch.cat([x, known]).numpy()
+    everything = torch.cat([x, known]).numpy() if len(known) else x.numpy()  # no copy
     clusters = min(len(known) + budget, len(everything))
     kind = KMeans if clusters <= FULL_KMEANS_MAX_CLUSTERS else MiniBatchKMeans
     kmeans = kind(n_clusters=clusters, n_init=3, random_state=seed)
@@ -273,9 +281,9 @@ def select(
     if budget < 1:
         raise ValueError(f"the budget must be at least 1, got {budget}")
     z = np.asarray(z, dtype=np.float32)
-    readable = np.flatnonzero(~np.isnan(z).any(axis=1))
+    readable = np.flatnonzero(~_nan_rows(z))
     budget = min(budget, len(readable))
-    candidates = z[readable]
+    candidates = z if len(readable) == len(z) else z[readable]  # a copy only to drop rows
     if strategy == "kcenter":
         picks, scores = kcenter_greedy(candidates, budget, labelled)
     elif strategy == "typiclust":
