@@ -21,8 +21,10 @@ from rich.table import Table
 from selfsup.evaluation.labelfree import LabelFreeMetrics
 from selfsup.evaluation.report import Evaluation
 
-#: The console every command prints to (rich on a terminal, plain text to a pipe).
-console = Console()
+#: The console every command prints to (rich on a terminal, plain text to a pipe). Lines are
+#: never broken by it (``soft_wrap``): to a pipe, rich would break them at 80 columns, in the
+#: middle of a path a script or a user copies; a terminal wraps them itself.
+console = Console(soft_wrap=True)
 
 
 def print_evaluation(result: Evaluation, title: str) -> None:

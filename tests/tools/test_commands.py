@@ -46,5 +46,7 @@ def test_select_and_anomalies_write_their_tables(clusters_run, clusters_data, tm
                      "--scorer", "mahalanobis", "--anomaly-label", "2",
                      "--out", tmp_path / "s.csv")  # fmt: skip
     assert "AUROC" in result.output
+    # Output to a pipe: lines are not broken at 80 columns, in the middle of the path.
+    assert f"written to {tmp_path / 's.csv'};" in result.output
     scores = pd.read_csv(tmp_path / "s.csv")
     assert list(scores.columns) == ["id", "score", "flagged"] and len(scores) == 64
