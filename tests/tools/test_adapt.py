@@ -138,7 +138,9 @@ def test_fine_tuning_an_unknown_backbone_is_a_clear_error() -> None:
 def test_unlabelled_data_is_refused(clusters_run, tmp_path) -> None:
     path = tmp_path / "unlabelled.npy"
     np.save(path, np.zeros((8, 12, 12), dtype=np.uint8))
-    with pytest.raises(ValueError, match=r"unlabelled\.npy.*needs labelled data"):
+    with pytest.raises(
+        ValueError, match=r"unlabelled\.npy.*adaptation needs labels.*--label-column"
+    ):
         adapt(clusters_run, str(path))
 
 

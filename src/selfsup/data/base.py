@@ -136,6 +136,28 @@ def checked_rows(indices: Sequence[int], n: int, name: str) -> np.ndarray:
     return rows
 
 
+def require_labels(source: Source, purpose: str) -> np.ndarray:
+    """The source's labels, or a one-line refusal that says where labels come from.
+
+    Example:
+        >>> class Unlabelled:
+        ...     name, labels = "reviews.jsonl", None
+        >>> require_labels(Unlabelled(), "evaluation")
+        Traceback (most recent call last):
+        ...
+        ValueError: reviews.jsonl: evaluation needs labels, and this data has none (a folder's \
+labels are its first-level subfolders; a JSONL, CSV or table file names its field of labels \
+with --label-column)
+    """
+    if source.labels is None:
+        raise ValueError(
+            f"{source.name}: {purpose} needs labels, and this data has none (a folder's labels "
+            "are its first-level subfolders; a JSONL, CSV or table file names its field of "
+            "labels with --label-column)"
+        )
+    return source.labels
+
+
 def require_classes(labels: np.ndarray, name: str, purpose: str) -> None:
     """Refuse labels of fewer than two classes where a classifier is fitted on them: a probe
     of one class scores 1.0 whatever the encoder, and a model of one class predicts it for

@@ -29,7 +29,7 @@ from torch import nn
 from selfsup.config import ConfigError, PretrainConfig
 from selfsup.core.errors import one_line
 from selfsup.core.weights import load_weights_into
-from selfsup.data.base import Source
+from selfsup.data.base import Source, require_labels
 from selfsup.data.splits import SubsetSource, stratified_split
 from selfsup.encoder import SPEC_FILE, WEIGHTS_FILE, Encoder, read_encoder_spec
 from selfsup.modalities.audio import AUDIO
@@ -171,9 +171,7 @@ def train_test_sources(
     if test is not None:
         return opened(data), opened(test)
     source = opened(data)
-    if source.labels is None:
-        raise ValueError(f"{source.name}: evaluation needs labels, and this data has none")
-    fit, held_out = stratified_split(source.labels, test_fraction)
+    fit, held_out = stratified_split(require_labels(source, "evaluation"), test_fraction)
     return (
         SubsetSource(source, fit, f"{source.name}[fit]"),
         SubsetSource(source, held_out, f"{source.name}[test]"),

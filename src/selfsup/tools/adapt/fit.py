@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from selfsup.data.base import Source, require_classes
+from selfsup.data.base import Source, require_classes, require_labels
 from selfsup.data.splits import SubsetSource, stratified_split
 from selfsup.embedding import embed_source
 from selfsup.evaluation.fewshot import FEW_SHOT_WEIGHT_DECAY
@@ -37,9 +37,7 @@ from selfsup.tools.calibration import (
 
 def _labelled_source(run: Run, data: str | os.PathLike | Source) -> tuple[Source, list[str]]:
     source = run.open(data)
-    if source.labels is None:
-        raise ValueError(f"{source.name}: adaptation needs labelled data, and this data has none")
-    require_classes(source.labels, source.name, "adaptation")
+    require_classes(require_labels(source, "adaptation"), source.name, "adaptation")
     classes = source.classes or [str(c) for c in range(int(source.labels.max()) + 1)]
     return source, [str(c) for c in classes]
 
