@@ -541,6 +541,8 @@ def pretrain(
         + f" (opened in {time.perf_counter() - started:.1f} s"
         + (f"; {opened.index_note})" if opened.index_note else ")")
     )
+    if opened.warning:
+        say(f"warning: {opened.warning}")
     if cfg.epochs is None and cfg.steps is None and cfg.time_budget is None:
         cfg = cfg.model_copy(update={"steps": modality.default_steps(source)})
     if resume is not None:  # the encoder as the run folder describes it

@@ -205,6 +205,8 @@ class Source(abc.ABC):
     classes: list[str] | None = None
     #: How a folder's file list was found (scanned, or a run's saved index), for people.
     index_note: str | None = None
+    #: What a person should know before training on it (printed with the data line).
+    warning: str | None = None
 
     @abc.abstractmethod
     def __len__(self) -> int:

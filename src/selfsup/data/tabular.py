@@ -199,6 +199,11 @@ class TablePreprocessor:
         return cls.load(folder) if (Path(folder) / PREPROCESSOR_FILE).exists() else None
 
 
+#: Column names that usually hold labels: read as features only when no label column is
+#: given, with a warning (an encoder that reads the labels makes every evaluation perfect).
+LABEL_LIKE = frozenset({"label", "labels", "target", "class", "y"})
+
+
 class TabularSource(InMemorySource):
     """Rows of a table, encoded by a :class:`TablePreprocessor`, with optional labels.
 
@@ -250,6 +255,15 @@ class TabularSource(InMemorySource):
         for column in exclude:
             if column not in frame.columns:
                 raise ValueError(f"{name}: no column {column!r}; columns are {list(frame.columns)}")
+        if preprocessor is not None and label_column is not None:
+            inputs = [*preprocessor.numeric, *preprocessor.categorical]
+            if label_column in inputs:  # the encoder would read the labels it is judged on
+                raise ValueError(
+                    f"{name}: column {label_column!r} holds the labels here, but the run's "
+                    f"encoder reads it as an input feature (it was pretrained without "
+                    f"--label-column {label_column}): its embeddings would see the labels. "
+                    f"Pretrain again with --label-column {label_column}"
+                )
         if preprocessor is None:
             preprocessor = TablePreprocessor.fit(
                 frame,
@@ -258,6 +272,14 @@ class TabularSource(InMemorySource):
                 numeric_columns=numeric_columns,
                 name=name,
             )
+            if label_column is None:
+                named = [c for c in frame.columns if str(c).lower() in LABEL_LIKE]
+                inputs = {*preprocessor.numeric, *preprocessor.categorical}
+                for column in (c for c in named if c in inputs):
+                    self.warning = (
+                        f"column {column!r} looks like labels but is read as an input feature; "
+                        f"if it holds labels, give --label-column {column}"
+                    )
         self.preprocessor = preprocessor
         self.values = torch.from_numpy(preprocessor.transform(frame, name))
         self.name = name

@@ -64,3 +64,24 @@ def test_csv_from_the_cli_with_vime(tmp_path):
     result = CliRunner().invoke(app, ["embed", str(out), str(path), "--out", str(embeddings)])
     assert result.exit_code == 0, result.output
     assert np.load(embeddings).shape == (120, 256)
+
+
+def test_a_label_column_read_as_a_feature_is_warned_and_never_evaluated(tmp_path):
+    """Pretrained without --label-column, a column named y is an input: pretrain warns, and
+    evaluating with y as the labels is refused (the encoder reads them: accuracy 1.0)."""
+    path = tmp_path / "table.csv"
+    make_table(n=120).to_csv(path, index=False)
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        app, ["pretrain", str(path), "--epochs", "1", "--batch-size", "32", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "warning: column 'y' looks like labels but is read as an input feature" in (
+        result.output
+    )
+    with_labels = ["evaluate", str(out), str(path), "--label-column", "y"]
+    result = CliRunner().invoke(app, with_labels)  # main() turns it into one line, exit 2
+    assert isinstance(result.exception, ValueError)
+    assert "'y' holds the labels here, but the run's encoder reads it as an input" in str(
+        result.exception
+    )
