@@ -25,7 +25,13 @@ import pandas as pd
 from selfsup.core.text_files import text_lines
 from selfsup.data.arrays import encode_labels, read_array_file
 from selfsup.data.base import EmptySourceError, InMemorySource
-from selfsup.data.table_files import LARGEST, TABLE_SUFFIXES, numeric_cells, read_table
+from selfsup.data.table_files import (
+    LARGEST,
+    TABLE_SUFFIXES,
+    label_like_warning,
+    numeric_cells,
+    read_table,
+)
 
 #: Environment variable naming extra folders (``:``-separated) that hold UCR/UEA sets laid
 #: out as the archive is (``NAME/NAME_TRAIN.ts``, ``NAME/NAME_TEST.ts``).
@@ -368,7 +374,9 @@ def series_from_frame(
         if labels is not None and pd.isna(labels).any():
             row = int(np.flatnonzero(pd.isna(labels))[0])
             raise ValueError(f"{name}: row {row} has no value in label column {label_column!r}")
-        return SeriesSource(values[:, None, :], _label_values(labels), name=name)
+        source = SeriesSource(values[:, None, :], _label_values(labels), name=name)
+        source.warning = None if label_column else label_like_warning(value_columns)
+        return source
     series, ids, labels = [], [], []
     for key, part in frame.groupby(id_column, sort=False):  # series in order of first row
         if time_column is not None:
@@ -383,7 +391,11 @@ def series_from_frame(
                     f"{label_column!r}; a series needs exactly one"
                 )
             labels.append(distinct[0])
-    return SeriesSource(series, _label_values(labels) if label_column else None, name=name, ids=ids)
+    source = SeriesSource(
+        series, _label_values(labels) if label_column else None, name=name, ids=ids
+    )
+    source.warning = None if label_column else label_like_warning(value_columns)
+    return source
 
 
 def _label_values(labels: Any) -> np.ndarray | None:

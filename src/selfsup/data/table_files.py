@@ -27,6 +27,7 @@ import codecs
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -40,6 +41,29 @@ TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
 LARGEST = float(np.finfo(np.float32).max)
 #: Bytes decoded at a time when a CSV is checked for UTF-8.
 _BLOCK = 1 << 20
+
+
+#: Column names that usually hold labels: read as input only when no label column is given,
+#: with a warning (an encoder that reads the labels makes every evaluation perfect).
+LABEL_LIKE = frozenset({"label", "labels", "target", "class", "y"})
+
+
+def label_like_warning(inputs: Sequence[Any]) -> str | None:
+    """A warning when one of the columns read as input is named as labels usually are.
+
+    Example:
+        >>> label_like_warning(["a", "b"]) is None
+        True
+        >>> label_like_warning(["a", "Label"])
+        "column 'Label' looks like labels but is read as input; if it holds labels, give --label-column Label"
+    """  # noqa: E501
+    for column in inputs:
+        if str(column).lower() in LABEL_LIKE:
+            return (
+                f"column {column!r} looks like labels but is read as input; if it holds "
+                f"labels, give --label-column {column}"
+            )
+    return None
 
 
 def _check_utf8(path: Path) -> None:

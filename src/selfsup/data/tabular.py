@@ -39,7 +39,7 @@ from selfsup.core.files import read_json_object, write_json
 from selfsup.data.arrays import encode_labels
 from selfsup.data.base import EmptySourceError, InMemorySource, check_unique_ids, column_ids
 from selfsup.data.splits import stratified_split
-from selfsup.data.table_files import numeric_cells, read_table
+from selfsup.data.table_files import label_like_warning, numeric_cells, read_table
 
 PREPROCESSOR_FILE = "preprocess.json"
 # Said of a numeric column that holds text.
@@ -199,11 +199,6 @@ class TablePreprocessor:
         return cls.load(folder) if (Path(folder) / PREPROCESSOR_FILE).exists() else None
 
 
-#: Column names that usually hold labels: read as features only when no label column is
-#: given, with a warning (an encoder that reads the labels makes every evaluation perfect).
-LABEL_LIKE = frozenset({"label", "labels", "target", "class", "y"})
-
-
 class TabularSource(InMemorySource):
     """Rows of a table, encoded by a :class:`TablePreprocessor`, with optional labels.
 
@@ -273,13 +268,9 @@ class TabularSource(InMemorySource):
                 name=name,
             )
             if label_column is None:
-                named = [c for c in frame.columns if str(c).lower() in LABEL_LIKE]
-                inputs = {*preprocessor.numeric, *preprocessor.categorical}
-                for column in (c for c in named if c in inputs):
-                    self.warning = (
-                        f"column {column!r} looks like labels but is read as an input feature; "
-                        f"if it holds labels, give --label-column {column}"
-                    )
+                self.warning = label_like_warning(
+                    [*preprocessor.numeric, *preprocessor.categorical]
+                )
         self.preprocessor = preprocessor
         self.values = torch.from_numpy(preprocessor.transform(frame, name))
         self.name = name

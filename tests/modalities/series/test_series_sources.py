@@ -120,3 +120,12 @@ def test_ts_regression_targets_percent_comments_and_variant_lookup(tmp_path, mon
     monkeypatch.setenv("SELFSUP_UCR_DIR", str(tmp_path))
     src = open_source("ucr:Parent_eq:test")
     assert src.name == "ucr:Parent_eq:test" and src.item_shape == (2, 2)
+
+
+def test_a_label_like_column_read_as_values_is_warned() -> None:
+    wide = pd.DataFrame({"t0": [1.0, 2.0], "t1": [3.0, 4.0], "target": [0, 1]})
+    assert "column 'target' looks like labels" in series_from_frame(wide).warning
+    assert series_from_frame(wide, label_column="target").warning is None
+    long = pd.DataFrame({"id": [1, 1, 2], "v": [0.0, 1.0, 2.0], "class": [0, 0, 1]})
+    assert "--label-column class" in series_from_frame(long, id_column="id").warning
+    assert series_from_frame(long, id_column="id", label_column="class").warning is None
