@@ -76,7 +76,7 @@ def test_a_label_column_read_as_a_feature_is_warned_and_never_evaluated(tmp_path
         app, ["pretrain", str(path), "--epochs", "1", "--batch-size", "32", "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
-    assert "warning: column 'y' looks like labels but is read as input;" in (result.output)
+    assert "warning: column 'y' looks like labels but is read as input;" in result.output
     with_labels = ["evaluate", str(out), str(path), "--label-column", "y"]
     result = CliRunner().invoke(app, with_labels)  # main() turns it into one line, exit 2
     assert isinstance(result.exception, ValueError)
