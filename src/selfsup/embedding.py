@@ -123,6 +123,20 @@ def embed_source(
     return out
 
 
+def readable_rows(z: np.ndarray, block: int = 65_536) -> np.ndarray:
+    """Rows without NaN (an unreadable item's embedding), checked block by block so a
+    million rows need no boolean matrix of their size.
+
+    Example:
+        >>> readable_rows(np.array([[1.0, 2.0], [np.nan, 0.0]])).tolist()
+        [True, False]
+    """
+    out = np.empty(len(z), dtype=bool)
+    for start in range(0, len(z), block):
+        out[start : start + block] = ~np.isnan(z[start : start + block]).any(axis=1)
+    return out
+
+
 def embed_timestamps(encoder: Encoder, source: Source, batch_size: int = 512) -> np.ndarray:
     """Embeddings per time step ``(n, length, D)`` of series, NaN at steps where every
     channel is absent (the padding of shorter series), computed in fp32.

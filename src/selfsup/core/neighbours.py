@@ -284,10 +284,9 @@ def _exact(
     return torch.cat(values), torch.cat(indices)
 
 
-def _inverse_norms(x: torch.Tensor) -> torch.Tensor:
-    """One over each row's norm (a zero row: 0, so its similarities are 0, as for a zero
-    row of :func:`unit_rows`)."""
-    norms = torch.linalg.vector_norm(x, dim=1)
+def _inverse(norms: torch.Tensor) -> torch.Tensor:
+    """One over each norm (a zero row's: 0, so its similarities are 0, as for a zero row of
+    :func:`unit_rows`)."""
     return torch.where(norms > 0, 1 / norms.clamp_min(1e-12), torch.zeros_like(norms))
 
 
@@ -337,13 +336,14 @@ def cosine_topk(
     # by one over each key's norm, and the similarities found by one over each query's.
     q = queries.float()
     z = q if queries is keys else keys.float()
-    query_scale = _inverse_norms(q)
-    key_scale = query_scale if z is q else _inverse_norms(z)
-    unit = bool(((1 / key_scale - 1).abs() <= 1e-6).all()) if len(z) else True
+    query_norms = torch.linalg.vector_norm(q, dim=1)
+    key_norms = query_norms if z is q else torch.linalg.vector_norm(z, dim=1)
+    unit = bool(((key_norms - 1).abs() <= 1e-6).all())
     values, indices = _search(
-        q, z, k, "cosine", exclude_self, allowed, chunk, exact, None if unit else key_scale
-    )
-    return values * query_scale[:, None], indices
+        q, z, k, "cosine", exclude_self, allowed, chunk, exact,
+        None if unit else _inverse(key_norms),
+    )  # fmt: skip
+    return values * _inverse(query_norms)[:, None], indices
 
 
 def euclidean_topk(

@@ -39,7 +39,7 @@ def embedding_device(device: str | torch.device = "auto") -> torch.device:
         device(type='cpu')
     """
     if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if uses_gpu("auto") else "cpu")
     return torch.device(device)
 
 

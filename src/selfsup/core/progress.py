@@ -226,17 +226,13 @@ class TrainingProgress:
         if self._heartbeat is not None:
             self._heartbeat.join()
         self._progress.stop()
-        if self.done > self._first and not self._last_line_current():
+        # Not when the last line on screen already shows this step (it would repeat).
+        if self.done > self._first and self._screen_step != self.done:
             self._plain(force_screen=False)
         with self._lock:
             if self._log is not None:
                 self._log.close()
                 self._log = None
-
-    def _last_line_current(self) -> bool:
-        """Whether the last line on screen is a progress line at the current step, so a
-        closing line would repeat it."""
-        return self._screen_step == self.done
 
     def set_total(self, total: int) -> None:
         """Change the expected number of steps (time-budgeted runs refine it as they go)."""

@@ -368,6 +368,7 @@ def series_from_frame(
         value_columns = [c for c in frame.columns if c not in reserved]
     if not value_columns:
         raise ValueError(f"{name}: no numeric value column")
+    warning = None if label_column else label_like_warning(value_columns)
     if id_column is None:
         values = numeric_cells(frame, value_columns, name).astype(np.float32)
         labels = None if label_column is None else frame[label_column].to_numpy()
@@ -375,7 +376,7 @@ def series_from_frame(
             row = int(np.flatnonzero(pd.isna(labels))[0])
             raise ValueError(f"{name}: row {row} has no value in label column {label_column!r}")
         source = SeriesSource(values[:, None, :], _label_values(labels), name=name)
-        source.warning = None if label_column else label_like_warning(value_columns)
+        source.warning = warning
         return source
     series, ids, labels = [], [], []
     for key, part in frame.groupby(id_column, sort=False):  # series in order of first row
@@ -394,7 +395,7 @@ def series_from_frame(
     source = SeriesSource(
         series, _label_values(labels) if label_column else None, name=name, ids=ids
     )
-    source.warning = None if label_column else label_like_warning(value_columns)
+    source.warning = warning
     return source
 
 

@@ -132,6 +132,11 @@ class TablePreprocessor:
         return [len(self.categories[c]) + 1 for c in self.categorical]
 
     @property
+    def inputs(self) -> list[str]:
+        """The table's columns it reads as input: numeric, then categorical."""
+        return [*self.numeric, *self.categorical]
+
+    @property
     def feature_names(self) -> list[str]:
         """The names of the encoded columns, in order."""
         return [*self.numeric, *(f"{c} (missing)" for c in self.indicators), *self.categorical]
@@ -250,15 +255,14 @@ class TabularSource(InMemorySource):
         for column in exclude:
             if column not in frame.columns:
                 raise ValueError(f"{name}: no column {column!r}; columns are {list(frame.columns)}")
-        if preprocessor is not None and label_column is not None:
-            inputs = [*preprocessor.numeric, *preprocessor.categorical]
-            if label_column in inputs:  # the encoder would read the labels it is judged on
-                raise ValueError(
-                    f"{name}: column {label_column!r} holds the labels here, but the run's "
-                    f"encoder reads it as an input feature (it was pretrained without "
-                    f"--label-column {label_column}): its embeddings would see the labels. "
-                    f"Pretrain again with --label-column {label_column}"
-                )
+        if preprocessor is not None and label_column in preprocessor.inputs:
+            # The encoder would read the labels it is judged on.
+            raise ValueError(
+                f"{name}: column {label_column!r} holds the labels here, but the run's "
+                f"encoder reads it as an input feature (it was pretrained without "
+                f"--label-column {label_column}): its embeddings would see the labels. "
+                f"Pretrain again with --label-column {label_column}"
+            )
         if preprocessor is None:
             preprocessor = TablePreprocessor.fit(
                 frame,
@@ -268,9 +272,7 @@ class TabularSource(InMemorySource):
                 name=name,
             )
             if label_column is None:
-                self.warning = label_like_warning(
-                    [*preprocessor.numeric, *preprocessor.categorical]
-                )
+                self.warning = label_like_warning(preprocessor.inputs)
         self.preprocessor = preprocessor
         self.values = torch.from_numpy(preprocessor.transform(frame, name))
         self.name = name

@@ -38,7 +38,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from selfsup.core.neighbours import cosine_topk, euclidean_topk
 from selfsup.data.base import Source
 from selfsup.data.splits import held_out_rows
-from selfsup.embedding import embed_source
+from selfsup.embedding import embed_source, readable_rows
 from selfsup.run import Run, as_run
 
 SCORERS = ("knn", "mahalanobis")
@@ -134,7 +134,7 @@ class AnomalyDetector:
         """Anomaly scores ``(n,)`` of embeddings (higher = more anomalous; NaN rows NaN)."""
         z = np.asarray(z, dtype=np.float32)
         out = np.full(len(z), np.nan)
-        readable = _readable_rows(z)
+        readable = readable_rows(z)
         if readable.all():  # no copy of a million embeddings when every row is readable
             out[:] = _score(self, z)
         elif readable.any():
@@ -144,15 +144,6 @@ class AnomalyDetector:
     def flag(self, z: np.ndarray) -> np.ndarray:
         """Whether each embedding scores above the threshold."""
         return self.score(z) > self.threshold
-
-
-def _readable_rows(z: np.ndarray) -> np.ndarray:
-    """Rows without NaN (an unreadable item's embedding), checked block by block so a
-    million rows need no boolean matrix of their size."""
-    out = np.empty(len(z), dtype=bool)
-    for start in range(0, len(z), 65_536):
-        out[start : start + 65_536] = ~np.isnan(z[start : start + 65_536]).any(axis=1)
-    return out
 
 
 def _score(detector: AnomalyDetector, z: np.ndarray) -> np.ndarray:
@@ -201,7 +192,7 @@ def fit_detector(
     if not 0 < fpr < 1:
         raise ValueError(f"the false-positive rate must be in (0, 1), got {fpr}")
     normal = np.asarray(normal, dtype=np.float32)
-    readable = _readable_rows(normal)
+    readable = readable_rows(normal)
     if readable.sum() < 10:
         raise ValueError(f"anomaly scores need at least 10 normal items, got {readable.sum()}")
     if calibrate_rows is not None:
@@ -230,7 +221,7 @@ def self_scores(z: np.ndarray, k: int = 5, normalize: bool = True) -> np.ndarray
     """
     z = np.asarray(z, dtype=np.float32)
     out = np.full(len(z), np.nan)
-    readable = _readable_rows(z)
+    readable = readable_rows(z)
     kept = z if readable.all() else z[readable]
     out[readable] = knn_distance(kept, kept, k, leave_one_out=True, normalize=normalize)
     return out

@@ -44,7 +44,7 @@ from selfsup.core.neighbours import euclidean_topk
 from selfsup.core.text_files import text_lines
 from selfsup.data.base import Source, require_classes
 from selfsup.data.table_files import read_table
-from selfsup.embedding import embed_source
+from selfsup.embedding import embed_source, readable_rows
 from selfsup.evaluation.fewshot import FEW_SHOT_WEIGHT_DECAY
 from selfsup.evaluation.linear import fit_logistic_regression, standardize
 from selfsup.run import Run, as_run
@@ -71,14 +71,6 @@ class Selection:
     indices: np.ndarray
     scores: np.ndarray
     strategy: str
-
-
-def _nan_rows(z: np.ndarray, chunk: int = 65_536) -> np.ndarray:
-    """Rows holding a NaN, tested by chunks (no ``z``-sized temporary of booleans)."""
-    return np.concatenate(
-        [np.isnan(z[s : s + chunk]).any(axis=1) for s in range(0, len(z), chunk)]
-        or [np.zeros(0, dtype=bool)]
-    )
 
 
 def _normalized(z: np.ndarray) -> torch.Tensor:
@@ -281,7 +273,7 @@ def select(
     if budget < 1:
         raise ValueError(f"the budget must be at least 1, got {budget}")
     z = np.asarray(z, dtype=np.float32)
-    readable = np.flatnonzero(~_nan_rows(z))
+    readable = np.flatnonzero(readable_rows(z))
     budget = min(budget, len(readable))
     candidates = z if len(readable) == len(z) else z[readable]  # a copy only to drop rows
     if strategy == "kcenter":
