@@ -1,7 +1,8 @@
 """The ``selfsup`` console script: says a long command has started before the libraries load.
 
 Loading PyTorch and Lightning takes 10 s or more on a small machine; ``selfsup pretrain``
-says so at once and every ``EVERY`` seconds until the command takes over
+and the other commands that read data (``ANNOUNCED``) say so at once and every ``EVERY``
+seconds until the command takes over
 (:class:`selfsup.core.progress.Preparing`, then the training progress), so output to a file
 or a pipe is never silent for long. This module imports nothing heavy.
 """
@@ -19,11 +20,29 @@ EVERY = 5.0
 loading = threading.Event()
 
 
-def _tick(started: float) -> None:
+#: Commands that load PyTorch and read data: they say so at once.
+ANNOUNCED = frozenset(
+    {
+        "pretrain",
+        "embed",
+        "evaluate",
+        "export",
+        "adapt",
+        "predict",
+        "select",
+        "anomalies",
+        "audit",
+        "explain",
+        "report",
+    }
+)
+
+
+def _tick(command: str, started: float) -> None:
     while not _stop.wait(EVERY):
         if loading.is_set():
             elapsed = time.perf_counter() - started
-            print(f"selfsup pretrain: loading libraries ({elapsed:.0f} s)", flush=True)
+            print(f"selfsup {command}: loading libraries ({elapsed:.0f} s)", flush=True)
 
 
 _stop = threading.Event()
@@ -52,15 +71,16 @@ def missing_data(argv: list[str]) -> str | None:
 
 
 def main() -> None:
-    """Announce ``pretrain``, then run the command line."""
+    """Announce a command that loads the libraries, then run the command line."""
     error = missing_data(sys.argv[1:])
     if error is not None:
         print(error, flush=True)
         sys.exit(2)
-    if sys.argv[1:2] == ["pretrain"] and not {"--help", "-h"} & set(sys.argv):
-        print("selfsup pretrain: loading libraries", flush=True)
+    command = sys.argv[1] if len(sys.argv) > 1 else ""
+    if command in ANNOUNCED and not {"--help", "-h"} & set(sys.argv):
+        print(f"selfsup {command}: loading libraries", flush=True)
         loading.set()
-        threading.Thread(target=_tick, args=(time.perf_counter(),), daemon=True).start()
+        threading.Thread(target=_tick, args=(command, time.perf_counter()), daemon=True).start()
     from selfsup.cli import main as cli_main
 
     try:

@@ -42,8 +42,8 @@ def print_evaluation(result: Evaluation, title: str) -> None:
         )
     console.print(table)
     console.print(
-        f"fitted on {result.train_data} ({result.train_items} items), scored on "
-        f"{result.test_data} ({result.test_items} items) in {result.seconds:.0f} s",
+        f"fitted on {result.train_data} ({result.train_items:,} items), scored on "
+        f"{result.test_data} ({result.test_items:,} items) in {result.seconds:.0f} s",
         markup=False,  # names such as photos[fit] are not markup
     )
 

@@ -179,12 +179,14 @@ class Run:
         test: str | os.PathLike | Source | None = None,
         protocols: tuple[str, ...] | None = None,
         save: bool = True,
+        show_progress: bool = False,
         **options: Any,
     ) -> Evaluation:
         """Evaluate on labelled ``data`` next to raw inputs; see ``selfsup.evaluation``.
 
         ``data`` is split into fit and test parts: a named dataset uses its official test
         split, otherwise ``test`` must be given or a stratified 80/20 split is made.
+        ``show_progress`` shows the embedding's progress.
         """
         train, held_out = train_test_sources(
             self.open(data) if isinstance(data, Source) else data,
@@ -192,7 +194,9 @@ class Run:
             modality=self.modality.name,
             **self.data_options,
         )
-        result = evaluate_encoder(self.encoder, train, held_out, protocols, **options)
+        result = evaluate_encoder(
+            self.encoder, train, held_out, protocols, show_progress=show_progress, **options
+        )
         if save:
             result.save(self.evaluation_file(result.train_data))
         return result

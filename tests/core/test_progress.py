@@ -116,3 +116,21 @@ def test_the_closing_line_does_not_repeat_the_last_one() -> None:
         bar.note("epoch 1")
     lines = screen.getvalue().splitlines()
     assert lines[-2] == "epoch 1" and "step 4/4 (100%)" in lines[-1], lines
+
+
+def test_the_ticker_names_the_activity_under_way() -> None:
+    """A silent step (a probe fitted on 800,000 rows) is named by the ticker, not 'working'."""
+    import time
+
+    from selfsup.core.progress import Preparing, activity
+
+    screen = io.StringIO()
+    with Preparing(Console(file=screen), "evaluate t.csv", every=0.02):
+        with activity("linear on raw input, 8 + 2 items"):
+            time.sleep(0.1)
+        time.sleep(0.1)
+    lines = screen.getvalue().splitlines()
+    assert any(
+        line.startswith("evaluate t.csv: linear on raw input, 8 + 2 items (") for line in lines
+    )
+    assert lines[-1].startswith("evaluate t.csv: preparing (")  # the activity ended

@@ -23,7 +23,7 @@ import re
 import types
 import typing
 from enum import Enum
-from functools import cache
+from functools import cache, wraps
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -211,8 +211,24 @@ def with_parameters(function: Any, extra: dict[str, inspect.Parameter]) -> Any:
 
 
 def reads_data(function: Any) -> Any:
-    """Decorator: the command takes the data options of ``selfsup pretrain`` in ``**options``."""
-    return with_parameters(function, data_options())
+    """Decorator: the command takes the data options of ``selfsup pretrain`` in ``**options``,
+    and says every few seconds what it is doing while no progress bar does (a
+    :class:`~selfsup.core.progress.Preparing` ticker), so its output is never silent for long.
+    """
+    command = function.__name__.split("_")[0]
+
+    @wraps(function)
+    def speaking(*args: Any, **kwargs: Any) -> Any:
+        from selfsup import _entry
+        from selfsup.console import console
+        from selfsup.core.progress import Preparing
+
+        _entry.loading.clear()  # the libraries are loaded: the ticker speaks from here
+        subject = kwargs.get("data") or kwargs.get("run") or ""
+        with Preparing(console, f"{command} {subject}".strip()):
+            return function(*args, **kwargs)
+
+    return with_parameters(speaking, data_options())
 
 
 def can_save_in(folder: str | os.PathLike) -> bool:

@@ -60,7 +60,7 @@ def embed(
         return
     result = _open_run(run, options, device="auto").embed_to_file(data, out, batch_size)
     console.print(
-        f"wrote {result.rows} embeddings of size {result.dim} to {result.path}"
+        f"wrote {result.rows:,} embeddings of size {result.dim} to {result.path}"
         + (f" (ids in {result.ids_path})" if result.ids_path else "")
     )
     if result.skipped:
@@ -116,7 +116,9 @@ def evaluate(
     protocols = (
         None if protocol is None else tuple(p.strip() for p in protocol.split(",") if p.strip())
     )
-    result = opened.evaluate(data, test, protocols, shots=shots, draws=draws, seed=seed, save=False)
+    result = opened.evaluate(
+        data, test, protocols, shots=shots, draws=draws, seed=seed, save=False, show_progress=True
+    )
     print_evaluation(result, f"{run} on {data}")
     if save:  # printed first: a disk that fills up now loses no result
         result.save(opened.evaluation_file(result.train_data))

@@ -6,11 +6,16 @@ data) and saved with the run, so later data is encoded exactly the same way:
 - numeric columns are standardized with the fitted mean and standard deviation; a missing
   value becomes 0 (the mean), and columns that had missing values at fit time get a 0/1
   "was missing" indicator;
-- categorical columns become integer codes 1..K in the order of the fitted categories; code 0
-  means missing or unseen. The backbone embeds them.
+- date and time columns (a datetime type, or text in ISO 8601 such as ``2025-11-07T11:28:05``)
+  become numeric features: the days since 1970 and the position in the day, the week and the
+  year as sine and cosine (UTC), standardized like numbers; a missing time gets an indicator;
+- categorical columns become integer codes 1..K in the order of the fitted categories (the
+  most frequent first); code 0 means missing or unseen. The backbone embeds them.
 
 Column types are inferred (text, category and boolean columns are categorical, the rest
-numeric) and can be overridden.
+numeric) and can be overridden. A text column whose value differs in almost every row (an id,
+a timestamp in another format, free text) is not read: its codes would name rows, not
+categories; a warning names it, and ``categorical_columns`` reads it anyway.
 
 Example:
     >>> frame = pd.DataFrame({"age": [30, 40, None], "city": ["a", "b", "a"], "y": [0, 1, 0]})
@@ -19,12 +24,16 @@ Example:
     (['age'], ['city'], ['age', 'age (missing)', 'city'])
     >>> src.read_batch([0, 2]).items.tolist()
     [[-1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]
+    >>> times = pd.DataFrame({"t": ["2025-01-01T06:00", "2025-01-02T18:00"], "x": [1, 2]})
+    >>> TablePreprocessor.fit(times).feature_names[1:4]
+    ['t (days since 1970)', 't (day sin)', 't (day cos)']
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,8 +55,116 @@ PREPROCESSOR_FILE = "preprocess.json"
 _CATEGORICAL_HINT = " (declare the column categorical if it is one)"
 
 
+#: What a date and time column becomes: its days since 1970 and its place in three cycles.
+DATETIME_PARTS = (
+    "days since 1970",
+    "day sin",
+    "day cos",
+    "week sin",
+    "week cos",
+    "year sin",
+    "year cos",
+)
+#: Text read as a date and time: ISO 8601, a date with an optional time and offset.
+_ISO_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?"
+)
+#: Cells looked at to decide whether a text column holds dates.
+_TIME_SAMPLE = 200
+#: A categorical column with more distinct values than this share of its filled cells (and
+#: more than ``_ID_LIKE_MIN`` of them) names rows rather than categories.
+_ID_LIKE_SHARE = 0.5
+_ID_LIKE_MIN = 100
+#: One-hot columns per categorical column in the raw-input baseline (the rarest share one).
+ONE_HOT_MOST = 64
+
+
 def _is_categorical(series: pd.Series) -> bool:
     return not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
+
+
+def _by_frequency(cells: pd.Series) -> list[str]:
+    """A column's distinct values as text, the most frequent first (ties in text order).
+
+    Example:
+        >>> _by_frequency(pd.Series(["b", "a", "b", None, "c", "a", "b"]))
+        ['b', 'a', 'c']
+    """
+    counts = cells.dropna().astype(str).value_counts()
+    order = sorted(zip(counts.index, counts.to_numpy(), strict=True), key=lambda p: (-p[1], p[0]))
+    return [str(value) for value, _ in order]
+
+
+def _is_datetime(series: pd.Series) -> bool:
+    """A datetime type, or text whose first filled cells all read as ISO 8601 dates."""
+    if pd.api.types.is_datetime64_any_dtype(series):
+        return True
+    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return False
+    sample = series.dropna().head(_TIME_SAMPLE)
+    return len(sample) > 0 and all(
+        isinstance(v, str) and _ISO_TIME.fullmatch(v.strip()) for v in sample
+    )
+
+
+def ignored_warning(frame: pd.DataFrame, columns: Sequence[str]) -> str:
+    """What a person should know of text columns left out for naming rows.
+
+    Example:
+        >>> frame = pd.DataFrame({"ref": [f"r{i}" for i in range(300)]})
+        >>> ignored_warning(frame, ["ref"])
+        "column 'ref' is not read: 300 different values in 300 rows, like ids or free text (give --categorical-columns ref to read it as categories, --id-column ref if it names the rows)"
+    """  # noqa: E501
+    first = columns[0]
+    counts = (
+        f"{frame[first].nunique():,} different values in {int(frame[first].notna().sum()):,} rows"
+    )
+    names = ", ".join(repr(str(c)) for c in columns)
+    listed = ",".join(str(c) for c in columns)
+    return (
+        f"column{'s' if len(columns) > 1 else ''} {names} {'are' if len(columns) > 1 else 'is'} "
+        f"not read: {counts if len(columns) == 1 else f'{first!r}: {counts}'}, like ids or free "
+        f"text (give --categorical-columns {listed} to read {'them' if len(columns) > 1 else 'it'} "
+        f"as categories, --id-column {first} if it names the rows)"
+    )
+
+
+def datetime_features(frame: pd.DataFrame, column: str, name: str) -> np.ndarray:
+    """A date and time column as float64 ``(rows, 7)``, the parts of ``DATETIME_PARTS``
+    (times with an offset are taken in UTC, times without one as they are); NaN rows where a
+    cell is missing.
+
+    Raises:
+        ValueError: a filled cell that is not a date; the message names the row and column.
+
+    Example:
+        >>> frame = pd.DataFrame({"t": ["1970-01-02T06:00:00", None]})
+        >>> datetime_features(frame, "t", "t.csv")[0, :3].round(3).tolist()
+        [1.25, 1.0, 0.0]
+    """
+    cells = frame[column]
+    if pd.api.types.is_datetime64_any_dtype(cells):
+        times = pd.to_datetime(cells, utc=True)
+    else:
+        times = pd.to_datetime(cells, format="ISO8601", utc=True, errors="coerce")
+        bad = times.isna().to_numpy() & cells.notna().to_numpy()
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{name}: row {row}, column {column!r}: {cells.iloc[row]!r} is not a date and "
+                f"time (the column holds ISO 8601 times such as 2025-11-07T11:28:05)"
+            )
+    seconds = (times - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(np.float64)
+    days = seconds / 86400.0
+    angles = [
+        2 * np.pi * np.mod(days, 1.0),  # the time of day
+        2 * np.pi * np.mod(days + 3.0, 7.0) / 7.0,  # the day of the week (1970-01-01: Thursday)
+        2 * np.pi * np.mod(days, 365.2425) / 365.2425,  # the time of year
+    ]
+    parts = [days]
+    for angle in angles:
+        parts += [np.sin(angle), np.cos(angle)]
+    return np.stack(parts, axis=1)
 
 
 @dataclass
@@ -60,8 +177,11 @@ class TablePreprocessor:
         means: fitted mean per numeric column.
         stds: fitted standard deviation per numeric column (1 where constant).
         indicators: numeric columns that get a "was missing" indicator.
-        categories: the fitted categories (as text) per categorical column; code i + 1 is
-            ``categories[column][i]``.
+        categories: the fitted categories (as text) per categorical column, the most frequent
+            first; code i + 1 is ``categories[column][i]``.
+        datetimes: date and time columns, each read as the numeric features of
+            ``DATETIME_PARTS`` after the numeric columns (``means`` and ``stds`` cover both).
+        ignored: text columns not read because nearly every row holds another value.
     """
 
     numeric: list[str]
@@ -70,6 +190,8 @@ class TablePreprocessor:
     stds: list[float] = field(default_factory=list)
     indicators: list[str] = field(default_factory=list)
     categories: dict[str, list[str]] = field(default_factory=dict)
+    datetimes: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
 
     @classmethod
     def fit(
@@ -98,33 +220,70 @@ class TablePreprocessor:
         features = [c for c in frame.columns if c not in set(exclude)]
         if not features:
             raise ValueError(f"{name}: no feature column left")
+        free = [c for c in features if c not in forced_cat and c not in forced_num]
+        datetimes = [c for c in free if _is_datetime(frame[c])]
         categorical = [
             c
             for c in features
-            if c in forced_cat or (c not in forced_num and _is_categorical(frame[c]))
+            if c in forced_cat or (c in free and c not in datetimes and _is_categorical(frame[c]))
         ]
-        numeric = [c for c in features if c not in categorical]
-        values = numeric_cells(frame, numeric, name, _CATEGORICAL_HINT)
-        with np.errstate(all="ignore"):
-            means = np.nanmean(values, axis=0) if numeric else np.zeros(0)
-            stds = np.nanstd(values, axis=0) if numeric else np.zeros(0)
-        means = np.nan_to_num(means)
-        stds = np.where(np.isfinite(stds) & (stds > 1e-12), stds, 1.0)
-        indicators = [c for i, c in enumerate(numeric) if np.isnan(values[:, i]).any()]
-        categories = {c: sorted({str(v) for v in frame[c].dropna().unique()}) for c in categorical}
-        return cls(
+        numeric = [c for c in features if c not in categorical and c not in datetimes]
+        categories = {c: _by_frequency(frame[c]) for c in categorical}
+        ignored = [
+            c
+            for c in categorical
+            if c not in forced_cat
+            and len(categories[c]) > max(_ID_LIKE_MIN, _ID_LIKE_SHARE * frame[c].notna().sum())
+        ]
+        categorical = [c for c in categorical if c not in ignored]
+        if not numeric and not categorical and not datetimes:
+            raise ValueError(
+                f"{name}: no feature column left: {ignored} hold another value in nearly "
+                f"every row (give them as categorical columns to read them anyway)"
+            )
+        encoding = cls(
             [str(c) for c in numeric],
             [str(c) for c in categorical],
-            means.tolist(),
-            stds.tolist(),
-            [str(c) for c in indicators],
-            categories,
+            categories={str(c): categories[c] for c in categorical},
+            datetimes=[str(c) for c in datetimes],
+            ignored=[str(c) for c in ignored],
         )
+        values = encoding.numeric_values(frame, name)
+        with np.errstate(all="ignore"):
+            means = np.nanmean(values, axis=0) if values.shape[1] else np.zeros(0)
+            stds = np.nanstd(values, axis=0) if values.shape[1] else np.zeros(0)
+        encoding.means = np.nan_to_num(means).tolist()
+        encoding.stds = np.where(np.isfinite(stds) & (stds > 1e-12), stds, 1.0).tolist()
+        # A missing time leaves all its parts missing: one indicator, on its first part.
+        second_parts = {f"{c} ({p})" for c in datetimes for p in DATETIME_PARTS[1:]}
+        encoding.indicators = [
+            c
+            for i, c in enumerate(encoding.numeric_names)
+            if c not in second_parts and np.isnan(values[:, i]).any()
+        ]
+        return encoding
+
+    @property
+    def numeric_names(self) -> list[str]:
+        """The standardized features, in order: numeric columns, then each time's parts."""
+        return [*self.numeric, *(f"{c} ({p})" for c in self.datetimes for p in DATETIME_PARTS)]
+
+    def numeric_values(self, frame: pd.DataFrame, name: str = "table") -> np.ndarray:
+        """The standardized features of ``frame`` before standardizing: float64, NaN where
+        missing.
+
+        Raises:
+            ValueError: a numeric cell holding text or a time cell that is not a date (the
+                message names the row and column).
+        """
+        parts = [numeric_cells(frame, self.numeric, name, _CATEGORICAL_HINT)]
+        parts += [datetime_features(frame, c, name) for c in self.datetimes]
+        return np.concatenate(parts, axis=1)
 
     @property
     def numeric_width(self) -> int:
-        """Numeric inputs: standardized columns plus missing indicators."""
-        return len(self.numeric) + len(self.indicators)
+        """Numeric inputs: standardized features plus missing indicators."""
+        return len(self.numeric_names) + len(self.indicators)
 
     @property
     def cardinalities(self) -> list[int]:
@@ -133,13 +292,14 @@ class TablePreprocessor:
 
     @property
     def inputs(self) -> list[str]:
-        """The table's columns it reads as input: numeric, then categorical."""
-        return [*self.numeric, *self.categorical]
+        """The table's columns it reads as input: numeric, categorical, then times."""
+        return [*self.numeric, *self.categorical, *self.datetimes]
 
     @property
     def feature_names(self) -> list[str]:
         """The names of the encoded columns, in order."""
-        return [*self.numeric, *(f"{c} (missing)" for c in self.indicators), *self.categorical]
+        missing = (f"{c} (missing)" for c in self.indicators)
+        return [*self.numeric_names, *missing, *self.categorical]
 
     def transform(self, frame: pd.DataFrame, name: str = "table") -> np.ndarray:
         """Encode ``frame`` as float32 ``(n, numeric_width + categorical columns)``.
@@ -148,36 +308,47 @@ class TablePreprocessor:
             ValueError: a fitted column is absent, or a numeric cell holds text (the message
                 names the row and column).
         """
-        missing = [c for c in (*self.numeric, *self.categorical) if c not in frame.columns]
+        missing = [c for c in self.inputs if c not in frame.columns]
         if missing:
             raise ValueError(
                 f"{name}: columns {missing} are missing (the encoder was fitted on them)"
             )
-        values = numeric_cells(frame, self.numeric, name, _CATEGORICAL_HINT)
+        values = self.numeric_values(frame, name)
         absent = np.isnan(values)
         scaled = (values - np.asarray(self.means)) / np.asarray(self.stds)
         scaled[absent] = 0.0
-        flags = [absent[:, self.numeric.index(c)].astype(np.float32) for c in self.indicators]
+        names = self.numeric_names
+        flags = [absent[:, names.index(c)].astype(np.float32) for c in self.indicators]
         codes = []
         for column in self.categorical:
-            lookup = {v: i + 1 for i, v in enumerate(self.categories[column])}
             cells = frame[column]
-            codes.append(
-                np.array(
-                    [0 if pd.isna(v) else lookup.get(str(v), 0) for v in cells], dtype=np.float32
-                )
-            )
+            found = pd.Index(self.categories[column]).get_indexer(cells.astype(str))
+            found[cells.isna().to_numpy()] = -1
+            codes.append((found + 1).astype(np.float32))  # -1 (missing or unseen): code 0
         parts = [scaled.astype(np.float32), *(f[:, None] for f in flags)]
         parts += [c[:, None] for c in codes]
         return np.concatenate(parts, axis=1) if parts else np.zeros((len(frame), 0), np.float32)
 
-    def one_hot(self, encoded: np.ndarray) -> np.ndarray:
+    def one_hot(self, encoded: np.ndarray, most: int = ONE_HOT_MOST) -> np.ndarray:
         """The encoded matrix with each categorical code expanded to one-hot columns (for
-        linear baselines on raw features)."""
+        linear baselines on raw features): at most ``most`` columns per categorical column,
+        the last shared by its rarer categories (codes follow the fitted frequency), so 40,000
+        merchants make 64 columns, not a 40,000-wide matrix.
+
+        Example:
+            >>> pre = TablePreprocessor(["x"], ["c"], [0.0], [1.0], categories={"c": list("abc")})
+            >>> pre.one_hot(np.array([[0.5, 1.0], [0.5, 3.0], [0.5, 0.0]]), most=3).tolist()
+            [[0.5, 0.0, 1.0, 0.0], [0.5, 0.0, 0.0, 1.0], [0.5, 1.0, 0.0, 0.0]]
+        """
         width = self.numeric_width
-        parts = [encoded[:, :width]]
+        parts = [encoded[:, :width].astype(np.float32)]
+        rows = np.arange(len(encoded))
         for j, k in enumerate(self.cardinalities):
-            parts.append(np.eye(k, dtype=np.float32)[encoded[:, width + j].astype(int)])
+            columns = min(k, most)
+            block = np.zeros((len(encoded), columns), dtype=np.float32)
+            codes = encoded[:, width + j].round().astype(np.int64).clip(0, columns - 1)
+            block[rows, codes] = 1.0
+            parts.append(block)
         return np.concatenate(parts, axis=1)
 
     def to_dict(self) -> dict[str, Any]:
@@ -271,8 +442,10 @@ class TabularSource(InMemorySource):
                 numeric_columns=numeric_columns,
                 name=name,
             )
-            if label_column is None:
-                self.warning = label_like_warning(preprocessor.inputs)
+            notes = [label_like_warning(preprocessor.inputs) if label_column is None else None]
+            if preprocessor.ignored:
+                notes.append(ignored_warning(frame, preprocessor.ignored))
+            self.warning = "; ".join(n for n in notes if n) or None
         self.preprocessor = preprocessor
         self.values = torch.from_numpy(preprocessor.transform(frame, name))
         self.name = name

@@ -76,6 +76,11 @@ PRETRAINED_LR_SCALE = 1 / 40
 MONITOR_SHARE = 0.1
 #: A run planned with fewer optimizer steps than this is told so before it starts.
 FEW_STEPS = 50
+#: A run planned to take longer than this (seconds, at the measured pace) without a time
+#: budget says so once its pace is known, with how to make it shorter.
+LONG_RUN = 3600.0
+#: Training seconds measured before the length of a run is estimated.
+_LENGTH_PACE_SECONDS = 20.0
 #: Steps of each process not counted in the pace of a time budget: they hold torch.compile's
 #: compilation (tens of seconds) and the first, slower oneDNN calls.
 _PACE_SKIP_STEPS = 2
@@ -206,6 +211,45 @@ class TimeBudget:
         self.fabric = fabric
         self.first_step = first_step
         self.pace_from: tuple[int, float] | None = None
+        self.length_told = cfg.time_budget is not None
+
+    def length_note(self, state: TrainState) -> str | None:
+        """Once, when the pace is known: what a run without a time budget will take, when
+        that is more than ``LONG_RUN`` seconds, and how to shorten it.
+
+        Example:
+            >>> cfg = PretrainConfig(data="x")
+            >>> budget = TimeBudget(cfg, 1000, None, first_step=0)
+            >>> budget.pace_from = (2, 1.0)
+            >>> state = TrainState(step=102, total_steps=100_000, train_seconds=31.0)
+            >>> budget.length_note(state)[:62]
+            'note: 100,000 steps planned (the default 100 epochs) take abou'
+            >>> budget.length_note(state) is None  # said once
+            True
+        """
+        if self.length_told or self.pace_from is None:
+            return None
+        step, seconds = self.pace_from
+        if state.train_seconds - seconds < _LENGTH_PACE_SECONDS or state.step <= step:
+            return None
+        self.length_told = True
+        left = (state.total_steps - state.step) * (state.train_seconds - seconds)
+        left /= state.step - step
+        if left < LONG_RUN:
+            return None
+        if self.cfg.steps is not None:
+            why = "--steps"
+        elif self.cfg.epochs is not None:
+            why = f"{self.cfg.epochs} epochs"
+        else:
+            why = f"the default {DEFAULT_EPOCHS} epochs"
+        hours, minutes = divmod(round(left / 60), 60)
+        return (
+            f"note: {state.total_steps:,} steps planned ({why}) take about {hours} h "
+            f"{minutes:02d} min more at this pace; --time-budget MINUTES or --epochs N makes "
+            f"a shorter run (a checkpoint is kept every {self.cfg.checkpoint_every:g} min, and "
+            f"`--resume` continues a stopped run)"
+        )
 
     def after_step(self, state: TrainState) -> int | None:
         """Record the pace's start; the new plan after the steps that refine it (else None).
@@ -586,6 +630,9 @@ def train_one_epoch(
         planned = t.budget.after_step(state)
         if planned is not None:
             t.replan(state, planned)
+        length = t.budget.length_note(state) if rank == 0 else None
+        if length is not None:
+            t.progress.note(length)
         if t.log is not None and state.step % cfg.log_every == 0:
             now = time.perf_counter()
             t.log.write(

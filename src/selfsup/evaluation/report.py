@@ -29,12 +29,13 @@ from typing import Any
 import numpy as np
 
 from selfsup.core.files import write_json
+from selfsup.core.progress import activity
 from selfsup.data.base import Source, require_classes
 from selfsup.embedding import embed_source
 from selfsup.encoder import Encoder
 from selfsup.evaluation.fewshot import few_shot
 from selfsup.evaluation.knn import knn_accuracy
-from selfsup.evaluation.linear import linear_probe
+from selfsup.evaluation.linear import LinearProbeResult, linear_probe
 from selfsup.evaluation.svm import svm_accuracy
 from selfsup.modalities import modality_of
 
@@ -98,6 +99,7 @@ def evaluate_encoder(
     shots: int = 10,
     draws: int = 5,
     seed: int = 0,
+    show_progress: bool = False,
 ) -> Evaluation:
     """Evaluate ``encoder`` with labelled ``train`` (to fit) and ``test`` (to score) splits.
 
@@ -111,6 +113,8 @@ def evaluate_encoder(
         shots: labels per class for few-shot.
         draws: random draws of the few-shot labels.
         seed: seed of the validation split and the few-shot draws.
+        show_progress: show the embedding's progress; each step after it is named for a
+            :class:`~selfsup.core.progress.Preparing` ticker either way.
     """
     modality = modality_of(train)
     if protocols is None:
@@ -123,38 +127,42 @@ def evaluate_encoder(
             raise ValueError(f"{split.name}: evaluation with these protocols needs labels")
     require_classes(train.labels, train.name, "evaluation")
     started = time.perf_counter()
-    features = {
-        "selfsup": (embed_source(encoder, train), embed_source(encoder, test)),
-        "raw": modality.raw_baseline(train, test),
-    }
+    embedded = tuple(embed_source(encoder, s, show_progress=show_progress) for s in (train, test))
+    with activity(f"reading the raw inputs of {len(train) + len(test):,} items"):
+        features = {"selfsup": embedded, "raw": modality.raw_baseline(train, test)}
     rows = []
+    probes: dict[str, LinearProbeResult] = {}  # linear and auroc read one fitted probe
     for protocol in protocols:
         scores: dict[str, float] = {}
         detail: dict[str, Any] = {}
         for kind, (f_train, f_test) in features.items():
             x_train, y_train = _labelled(f_train, train.labels)
             x_test, y_test = _labelled(f_test, test.labels)
-            if protocol == "knn":
-                scores[kind] = knn_accuracy(
-                    x_train, y_train, x_test, y_test, k=min(k, len(y_train))
-                )
-                detail["k"] = k
-            elif protocol == "svm":
-                scores[kind] = svm_accuracy(x_train, y_train, x_test, y_test, seed=seed)
-            elif protocol in ("linear", "auroc"):
-                result = linear_probe(x_train, y_train, x_test, y_test, seed=seed)
-                if protocol == "auroc":
-                    scores[kind] = float("nan") if result.auroc is None else result.auroc
+            what = "selfsup embeddings" if kind == "selfsup" else "raw input"
+            with activity(f"{protocol} on {what}, {len(y_train):,} + {len(y_test):,} items"):
+                if protocol == "knn":
+                    scores[kind] = knn_accuracy(
+                        x_train, y_train, x_test, y_test, k=min(k, len(y_train))
+                    )
+                    detail["k"] = k
+                elif protocol == "svm":
+                    scores[kind] = svm_accuracy(x_train, y_train, x_test, y_test, seed=seed)
+                elif protocol in ("linear", "auroc"):
+                    if kind not in probes:
+                        probes[kind] = linear_probe(x_train, y_train, x_test, y_test, seed=seed)
+                    result = probes[kind]
+                    if protocol == "auroc":
+                        scores[kind] = float("nan") if result.auroc is None else result.auroc
+                    else:
+                        scores[kind] = result.accuracy
+                    detail[f"weight_decay_{kind}"] = result.weight_decay
                 else:
-                    scores[kind] = result.accuracy
-                detail[f"weight_decay_{kind}"] = result.weight_decay
-            else:
-                result = few_shot(
-                    x_train, y_train, x_test, y_test, shots=shots, draws=draws, seed=seed
-                )
-                scores[kind] = result.mean
-                detail[f"ci95_{kind}"] = result.ci95
-                detail["shots"], detail["draws"] = shots, draws
+                    shot = few_shot(
+                        x_train, y_train, x_test, y_test, shots=shots, draws=draws, seed=seed
+                    )
+                    scores[kind] = shot.mean
+                    detail[f"ci95_{kind}"] = shot.ci95
+                    detail["shots"], detail["draws"] = shots, draws
         name = f"fewshot-{shots}" if protocol == "fewshot" else protocol
         rows.append(ProtocolRow(name, scores["selfsup"], scores["raw"], detail))
     return Evaluation(

@@ -10,7 +10,7 @@ import selfsup
 from selfsup.cli import app
 
 
-def test_dataframe_pretrain_evaluate_and_reload(tmp_path):
+def test_dataframe_pretrain_evaluate_and_reload(tmp_path, monkeypatch):
     frame = make_table(n=200)
     run = selfsup.pretrain(
         frame,
@@ -25,8 +25,14 @@ def test_dataframe_pretrain_evaluate_and_reload(tmp_path):
     assert (run.path / "preprocess.json").exists()
     again = selfsup.load(run.path)
     np.testing.assert_allclose(again.embed(frame), run.embed(frame), atol=1e-5)
+    import selfsup.evaluation.report as report
+
+    fitted = []
+    probe = report.linear_probe
+    monkeypatch.setattr(report, "linear_probe", lambda *a, **k: fitted.append(1) or probe(*a, **k))
     result = run.evaluate(frame)
     assert [r.protocol for r in result.rows] == ["linear", "auroc", "knn"]
+    assert len(fitted) == 2  # one probe per feature kind serves linear and auroc
     metrics = run.evaluate_label_free(frame.drop(columns=["y"]), items=100)
     assert 1 <= metrics.rankme <= 16
     assert all(0 <= r.selfsup <= 1 and 0 <= r.raw <= 1 for r in result.rows)

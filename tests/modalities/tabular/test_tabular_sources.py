@@ -62,3 +62,73 @@ def test_csv_and_parquet_files_and_named_tables(tmp_path):
     train, test = open_source("breast-cancer"), open_source("breast-cancer:test")
     assert (len(train), len(test)) == (456, 113) and train.item_shape == (30,)
     assert train.preprocessor.means == test.preprocessor.means
+
+
+def test_times_become_days_and_cycles_and_bad_times_name_the_row(tmp_path):
+    frame = pd.DataFrame(
+        {
+            "t": ["2025-01-01T06:00:00", "2025-01-02T18:00:00", None, "2025-07-01 00:00"],
+            "x": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    src = open_source(tmp_path / "t.csv")
+    pre = src.preprocessor
+    assert pre.datetimes == ["t"] and pre.categorical == [] and pre.inputs == ["x", "t"]
+    assert pre.indicators == ["t (days since 1970)"]
+    x = src.values.numpy()
+    assert x.shape == (4, 1 + 7 + 1) and np.isfinite(x).all()
+    raw = pre.numeric_values(frame)
+    np.testing.assert_allclose(raw[0, 1], 20089.25)  # 2025-01-01 is day 20089; 6 am a quarter
+    np.testing.assert_allclose(raw[[0, 1], 2], [1.0, -1.0], atol=1e-9)  # day sin: 6 am, 6 pm
+    np.testing.assert_array_equal(x[:, -1], [0, 0, 1, 0])  # the missing time's indicator
+    # A datetime type (Parquet) reads the same as ISO text; later data through the saved encoding.
+    typed = frame.assign(t=pd.to_datetime(frame["t"], format="ISO8601"))
+    typed.to_parquet(tmp_path / "t.parquet")
+    pre.save(tmp_path)
+    again = open_source(tmp_path / "t.parquet", preprocessor=TablePreprocessor.load(tmp_path))
+    np.testing.assert_allclose(again.values.numpy(), x, atol=1e-5)
+    with pytest.raises(ValueError, match=r"row 1, column 't': 'soon' is not a date"):
+        TabularSource(frame.assign(t=["2025-01-01", "soon", None, None]), preprocessor=pre)
+    dates = TabularSource(pd.DataFrame({"d": ["03/11/2025", "04/11/2025"], "x": [1, 2]}))
+    assert dates.preprocessor.categorical == ["d"]  # only ISO 8601 reads as a time
+
+
+def test_columns_with_a_value_per_row_are_not_read_unless_asked():
+    n = 400
+    frame = pd.DataFrame(
+        {
+            "ref": [f"tx-{i}" for i in range(n)],
+            "shop": np.array(["a", "b", "c"])[np.arange(n) % 3],
+            "x": np.arange(n, dtype=float),
+        }
+    )
+    src = TabularSource(frame)
+    assert src.preprocessor.categorical == ["shop"] and src.preprocessor.ignored == ["ref"]
+    assert src.feature_names == ["x", "shop"]
+    assert src.warning is not None and "'ref' is not read: 400 different values" in src.warning
+    kept = TabularSource(frame, categorical_columns=["ref"])
+    assert kept.preprocessor.categorical == ["ref", "shop"] and kept.warning is None
+    with pytest.raises(ValueError, match=r"no feature column left: \['ref'\]"):
+        TabularSource(frame[["ref"]])
+
+
+def test_categories_by_frequency_and_a_bounded_raw_baseline():
+    """40,000 merchants once made a 40,000-wide one-hot per batch (and np.eye(40,001)): the
+    raw baseline of a 100,000-row table was killed at 24 GB."""
+    from selfsup.data.tabular import ONE_HOT_MOST
+    from selfsup.modalities import modality_of
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    shop = np.where(
+        rng.random(n) < 0.5, "big", np.char.add("s", rng.integers(0, 1000, n).astype(str))
+    )
+    frame = pd.DataFrame({"shop": shop, "x": rng.normal(size=n)})
+    src = TabularSource(frame, categorical_columns=["shop"])
+    assert src.preprocessor.categories["shop"][0] == "big"  # the most frequent is code 1
+    raw = modality_of(src).raw_features(src)
+    assert raw.shape == (n, 1 + ONE_HOT_MOST)
+    big = shop == "big"
+    assert (raw[big, 2] == 1).all() and (raw[~big, 2] == 0).all()
+    np.testing.assert_array_equal(raw[:, 1:].sum(axis=1), 1.0)  # one column each, rare ones shared

@@ -159,7 +159,7 @@ def audit_run(
     if group_column is not None:
         groups = _group_column(data, group_column)
         encoding = getattr(source, "preprocessor", None)  # a table's fitted column encoding
-        if encoding is not None and group_column in (*encoding.numeric, *encoding.categorical):
+        if encoding is not None and group_column in encoding.inputs:
             notes.append(
                 f"the encoder was trained with {group_column!r} as an input feature, so it can "
                 "tell the groups apart by construction"
