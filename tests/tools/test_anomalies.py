@@ -87,6 +87,9 @@ def test_score_for_run_holds_out_one_class(clusters_run, clusters_data, tmp_path
     assert list(report.table.columns) == ["id", "score", "flagged"]
     assert report.quality is not None and report.quality.anomalies == 16  # class 3 of the test
     assert report.quality.auroc > 0.5
+    # Normal here means "of a class the normal data holds": the note says so, and how else.
+    told = [n for n in report.notes if "normal items (normal: of a class" in n]
+    assert len(told) == 1 and "normal.npz holds; --anomaly-label CLASS" in told[0], report.notes
     alone = score_for_run(clusters_run, str(clusters_data[1]), anomaly_labels=["3"], fpr=0.25)
     assert alone.table["flagged"].sum() == 16  # the top quarter of 64 items
     with pytest.raises(ValueError, match="needs normal data"):

@@ -238,15 +238,14 @@ def anomalies(
         report.table.to_csv(tmp, index=False)
     flagged = int(report.table["flagged"].sum())
     console.print(
-        f"scores ({report.reference}) written to {out}; {flagged} of {len(report.table)} "
+        f"scores ({report.reference}) written to {out}; {flagged:,} of {len(report.table):,} "
         f"flagged above {report.threshold:.4g}"
     )
     q = report.quality
-    if q is not None:
+    if q is not None:  # the normal items' flagged share follows in a note
         console.print(
-            f"AUROC {q.auroc:.4f}, AUPRC {q.auprc:.4f} ({q.anomalies} anomalies of {q.items}); "
-            f"flagged: {q.flagged_fpr:.3f} of normal items (expected {report.fpr}), "
-            f"{q.flagged_recall:.3f} of anomalies"
+            f"AUROC {q.auroc:.4f}, AUPRC {q.auprc:.4f} ({q.anomalies:,} anomalies of "
+            f"{q.items:,}); flagged: {q.flagged_recall:.3f} of anomalies"
         )
     for note in report.notes:
         console.print(note.replace("warning:", "[bold red]warning:[/bold red]", 1), soft_wrap=True)

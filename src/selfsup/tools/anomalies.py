@@ -394,7 +394,7 @@ def score_for_run(
                 )
         detector = fit_detector(normal_z, scorer, k, fpr, seed, calibrate_rows=calibrate)
         scores, threshold = detector.score(z), detector.threshold
-        reference = f"{scorer} against {normal_source.name} ({len(normal_source)} items)"
+        reference = f"{scorer} against {normal_source.name} ({len(normal_source):,} items)"
     else:
         if scorer != "knn":
             raise ValueError(f"the {scorer} scorer needs normal data: give --normal")
@@ -414,7 +414,15 @@ def score_for_run(
             quality = detection_quality(scores, is_anomaly, flagged)
     if measured is not None:
         rate, normal_count = measured
-        notes.append(f"flagged {rate:.3f} of the {normal_count} normal items (expected {fpr})")
+        told = ""
+        if not anomaly_labels and normal_source is not None:  # normal: the classes it holds
+            told = (
+                f" (normal: of a class {normal_source.name} holds; --anomaly-label CLASS says "
+                "which classes are anomalies)"
+            )
+        notes.append(
+            f"flagged {rate:.3f} of the {normal_count:,} normal items{told} (expected {fpr})"
+        )
         # Three binomial standard deviations around the target: beyond, it does not hold.
         spread = 3 * np.sqrt(fpr * (1 - fpr) / max(1, normal_count))
         if abs(rate - fpr) > spread:
