@@ -139,7 +139,8 @@ class PretrainConfig(BaseModel):
         label_column: tables and series tables: the column of class labels (not a feature).
         categorical_columns: tables: columns to treat as categorical whatever their type.
         numeric_columns: tables: columns to treat as numeric whatever their type.
-        drop_columns: tables: columns that are neither features nor labels (ids, free text).
+        drop_columns: tables and series tables: columns that are neither features nor
+            labels (ids, free text, a per-step state).
         text_column: text in JSONL/CSV files: the field holding the documents (default
             ``text``); setting it reads a CSV as text rather than as a table.
         max_length: text: the most tokens kept per document (default 64).

@@ -341,6 +341,8 @@ def series_from_frame(
     time_column: str | None = None,
     value_columns: Sequence[str] | None = None,
     label_column: str | None = None,
+    drop_columns: Sequence[str] = (),
+    require_label: bool = True,
 ) -> SeriesSource:
     """Series from a table, in wide or long form.
 
@@ -349,8 +351,10 @@ def series_from_frame(
     in empty cells. Long form (``id_column`` given): one row per time step of a series, rows of
     a series sorted by ``time_column`` when given, one channel per value column. A
     ``label_column`` gives each series its class (in long form it must be the same on every
-    row of a series). Every other column must hold numbers; the first cell that does not is
-    named in the error.
+    row of a series). ``drop_columns`` are left out (a per-step state, a note). Every other
+    column must hold numbers; the first cell that does not is named in the error. With
+    ``require_label`` False (a run's later data), an absent label or dropped column is no
+    error: the series are unlabelled.
 
     Example:
         >>> long = pd.DataFrame({"id": [1, 1, 2], "t": [1, 0, 0], "v": [5.0, 4.0, 9.0]})
@@ -358,19 +362,24 @@ def series_from_frame(
         >>> src.values[:, 0].tolist(), list(src.ids)
         ([[4.0, 5.0], [9.0, nan]], ['1', '2'])
     """
-    for column in (id_column, time_column, label_column, *(value_columns or ())):
+    if not require_label:  # a run's later data: its labels and dropped columns may be gone
+        if label_column not in frame.columns:
+            label_column = None
+        drop_columns = [c for c in drop_columns if c in frame.columns]
+    for column in (id_column, time_column, label_column, *(value_columns or ()), *drop_columns):
         if column is not None and column not in frame.columns:
             raise ValueError(
                 f"{name}: no column {column!r}; columns are {', '.join(map(str, frame.columns))}"
             )
-    reserved = {c for c in (id_column, time_column, label_column) if c is not None}
+    reserved = {c for c in (id_column, time_column, label_column, *drop_columns) if c is not None}
     if value_columns is None:  # every other column holds values; text in one is an error
         value_columns = [c for c in frame.columns if c not in reserved]
     if not value_columns:
         raise ValueError(f"{name}: no numeric value column")
+    hint = " (give --drop-columns COLUMN to leave a column out)"
     warning = None if label_column else label_like_warning(value_columns)
     if id_column is None:
-        values = numeric_cells(frame, value_columns, name).astype(np.float32)
+        values = numeric_cells(frame, value_columns, name, hint).astype(np.float32)
         labels = None if label_column is None else frame[label_column].to_numpy()
         if labels is not None and pd.isna(labels).any():
             row = int(np.flatnonzero(pd.isna(labels))[0])
@@ -382,7 +391,8 @@ def series_from_frame(
     for key, part in frame.groupby(id_column, sort=False):  # series in order of first row
         if time_column is not None:
             part = part.sort_values(time_column, kind="stable")
-        series.append(numeric_cells(part, value_columns, f"{name} (id {key})").astype(np.float32).T)
+        cells = numeric_cells(part, value_columns, f"{name} (id {key})", hint)
+        series.append(cells.astype(np.float32).T)
         ids.append(str(key))
         if label_column is not None:
             distinct = part[label_column].dropna().unique()

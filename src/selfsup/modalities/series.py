@@ -38,7 +38,14 @@ class SeriesModality(Modality):
 
     name = "series"
     source_options: ClassVar[frozenset[str]] = frozenset(
-        {"id_column", "time_column", "value_columns", "label_column"}
+        {
+            "id_column",
+            "time_column",
+            "value_columns",
+            "label_column",
+            "drop_columns",
+            "require_label",
+        }
     )
     stat_dims = 1
     default_method = "ts2vec"
@@ -67,6 +74,10 @@ class SeriesModality(Modality):
 
     def official_test(self, spec: str) -> str | None:
         return f"{spec}:test" if spec.startswith("ucr:") and spec.count(":") == 1 else None
+
+    def run_source_options(self, run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
+        """Later data may come without the label column (or a dropped one)."""
+        return {"require_label": False}
 
     def config_defaults(self, cfg: PretrainConfig) -> dict[str, Any]:
         """TS2Vec's batch 8 and lr 0.001; fp32 where the precision is ``auto``: series

@@ -9,6 +9,7 @@ from typer.testing import CliRunner
 
 import selfsup
 from selfsup.cli import app
+from selfsup.modalities import open_source
 
 SMALL = {"hidden": 16, "out_dim": 32, "depth": 3}
 
@@ -61,7 +62,14 @@ def test_image_only_method_on_series_is_refused(ucr_waves, tmp_path):
 def test_simclr_on_a_long_form_csv_from_the_cli(tmp_path):
     x, y = make_waves(n_per_class=20, length=30, channels=2)
     rows = [
-        {"unit": f"u{i}", "step": t, "a": s[0, t], "b": s[1, t], "kind": int(label)}
+        {
+            "unit": f"u{i}",
+            "step": t,
+            "a": s[0, t],
+            "b": s[1, t],
+            "kind": int(label),
+            "note": "ok" if t % 7 else "check",  # a per-step state: text, dropped
+        }
         for i, (s, label) in enumerate(zip(x, y, strict=True))
         for t in range(30)
     ]
@@ -81,6 +89,8 @@ def test_simclr_on_a_long_form_csv_from_the_cli(tmp_path):
         "step",
         "--label-column",
         "kind",
+        "--drop-columns",
+        "note",
         "--method",
         "simclr",
         "--epochs",
@@ -98,3 +108,10 @@ def test_simclr_on_a_long_form_csv_from_the_cli(tmp_path):
     assert result.exit_code == 0, result.output
     saved = json.loads(next(out.glob("evaluation-*.json")).read_text())
     assert [r["protocol"] for r in saved["rows"]] == ["svm", "knn", "linear"]
+    # Later logs come without the labels and the dropped column.
+    new = tmp_path / "new.csv"
+    pd.read_csv(path).drop(columns=["kind", "note"]).to_csv(new, index=False)
+    assert selfsup.load(out).embed(new).shape == (len(x), 320)
+    # Without --drop-columns, the text column is named with the way out.
+    with pytest.raises(ValueError, match=r"column 'note': '\w+' is not a number \(give --drop"):
+        open_source(path, modality="series", id_column="unit", time_column="step")
