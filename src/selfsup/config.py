@@ -136,6 +136,11 @@ class PretrainConfig(BaseModel):
             table: the column naming each row's series. Without one, row ids are row numbers
             counted from 0 (header excluded) in every modality.
         time_column: series in a long-form table: the column ordering a series' rows.
+        window: series: cut every series into windows of this many steps, the items every
+            command reads (ids ``ID@START``; in a long-form table a window's label is its
+            rows' most common one), e.g. a day of a year-long sensor log.
+        window_stride: series: steps between two windows' starts (default: the window, no
+            overlap); the last window ends with its series.
         label_column: tables and series tables: the column of class labels (not a feature).
         categorical_columns: tables: columns to treat as categorical whatever their type.
         numeric_columns: tables: columns to treat as numeric whatever their type.
@@ -206,6 +211,8 @@ class PretrainConfig(BaseModel):
     keep_checkpoints: bool = False
     id_column: str | None = None
     time_column: str | None = None
+    window: int | None = Field(default=None, ge=2)
+    window_stride: int | None = Field(default=None, ge=1)
     label_column: str | None = None
     categorical_columns: list[str] | None = None
     numeric_columns: list[str] | None = None

@@ -537,6 +537,7 @@ def pretrain(
         opened = modality.read_with(in_memory, resumed)
     else:
         opened = _open_training_data(cfg, in_memory, resumed)
+    opened, cut = modality.training_source(opened, cfg)
     source, held_out = hold_out(opened, cfg.monitor_items, cfg.seed)
     say(
         f"data: {opened.name}: {len(opened):,} {modality.name} items"
@@ -547,6 +548,8 @@ def pretrain(
     )
     if opened.warning:
         say(f"warning: {opened.warning}")
+    if cut:
+        say(f"note: {cut}")
     if cfg.epochs is None and cfg.steps is None and cfg.time_budget is None:
         cfg = cfg.model_copy(update={"steps": modality.default_steps(source)})
     if resume is not None:  # the encoder as the run folder describes it

@@ -343,6 +343,8 @@ def series_from_frame(
     label_column: str | None = None,
     drop_columns: Sequence[str] = (),
     require_label: bool = True,
+    window: int | None = None,
+    window_stride: int | None = None,
 ) -> SeriesSource:
     """Series from a table, in wide or long form.
 
@@ -354,7 +356,9 @@ def series_from_frame(
     row of a series). ``drop_columns`` are left out (a per-step state, a note). Every other
     column must hold numbers; the first cell that does not is named in the error. With
     ``require_label`` False (a run's later data), an absent label or dropped column is no
-    error: the series are unlabelled.
+    error: the series are unlabelled. With ``window``, each series is cut into windows (see
+    :func:`cut_windows`); in long form a window's label is its rows' most common one, so a
+    label may change along a series (a machine's state).
 
     Example:
         >>> long = pd.DataFrame({"id": [1, 1, 2], "t": [1, 0, 0], "v": [5.0, 4.0, 9.0]})
@@ -386,27 +390,124 @@ def series_from_frame(
             raise ValueError(f"{name}: row {row} has no value in label column {label_column!r}")
         source = SeriesSource(values[:, None, :], _label_values(labels), name=name)
         source.warning = warning
-        return source
-    series, ids, labels = [], [], []
+        return source if window is None else windowed(source, window, window_stride)
+    series, ids, labels, steps = [], [], [], []
     for key, part in frame.groupby(id_column, sort=False):  # series in order of first row
         if time_column is not None:
             part = part.sort_values(time_column, kind="stable")
         cells = numeric_cells(part, value_columns, f"{name} (id {key})", hint)
         series.append(cells.astype(np.float32).T)
         ids.append(str(key))
-        if label_column is not None:
+        if label_column is not None and window is not None:
+            steps.append(part[label_column].to_numpy())
+        elif label_column is not None:
             distinct = part[label_column].dropna().unique()
             if len(distinct) != 1:
                 raise ValueError(
                     f"{name}: series {key!r} has {len(distinct)} distinct labels in "
-                    f"{label_column!r}; a series needs exactly one"
+                    f"{label_column!r}; a series needs exactly one, or give --window N to "
+                    "cut it into windows labelled by their steps' most common label"
                 )
             labels.append(distinct[0])
+    if window is not None:
+        series, ids, step_labels, skipped = cut_windows(
+            series, ids, window, window_stride, steps if label_column else None, name
+        )
+        labels = [_most_common(w) for w in step_labels] if step_labels is not None else []
+        warning = "; ".join(w for w in (warning, skipped) if w) or None
     source = SeriesSource(
         series, _label_values(labels) if label_column else None, name=name, ids=ids
     )
     source.warning = warning
     return source
+
+
+def cut_windows(
+    series: Sequence[np.ndarray],
+    ids: Sequence[str],
+    window: int,
+    stride: int | None = None,
+    step_labels: Sequence[np.ndarray] | None = None,
+    name: str = "series",
+) -> tuple[list[np.ndarray], list[str], list[np.ndarray] | None, str | None]:
+    """Cut series ``(channels, length)`` into windows of ``window`` steps, ``stride`` steps
+    apart (default: ``window``, no overlap), the last one ending with the series so no step
+    is left out; a series shorter than the window is one window. A window's id is
+    ``ID@START``. Windows without any value (an outage) are left out, and counted in a note.
+
+    Returns:
+        The windows, their ids, their steps' labels (when ``step_labels`` is given) and the
+        note (None when nothing was left out).
+
+    Raises:
+        ValueError: a window whose steps have no label (named by its id).
+
+    Example:
+        >>> x = np.arange(10, dtype=np.float32)[None]
+        >>> windows, ids, _, note = cut_windows([x], ["a"], 4)
+        >>> ids, windows[-1].tolist(), note
+        (['a@0', 'a@4', 'a@6'], [[6.0, 7.0, 8.0, 9.0]], None)
+    """
+    stride = stride or window
+    out, out_ids, out_labels, empty = [], [], [] if step_labels is not None else None, 0
+    for i, (values, key) in enumerate(zip(series, ids, strict=True)):
+        length = values.shape[-1]
+        starts = list(range(0, max(length - window, 0) + 1, stride))
+        if starts[-1] + window < length:
+            starts.append(length - window)
+        for start in starts:
+            piece = values[:, start : start + window]
+            if np.isnan(piece).all():
+                empty += 1
+                continue
+            out.append(piece)
+            out_ids.append(f"{key}@{start}")
+            if out_labels is not None:
+                labels = step_labels[i][start : start + window]
+                if pd.isna(labels).all():
+                    raise ValueError(
+                        f"{name}: window {key}@{start} has no label on any of its steps"
+                    )
+                out_labels.append(labels)
+    if not out:
+        raise EmptySourceError(f"{name}: every window of {window} steps is empty")
+    note = f"{empty:,} windows without any value left out" if empty else None
+    return out, out_ids, out_labels, note
+
+
+def _most_common(labels: np.ndarray) -> Any:
+    """The most frequent label of a window's steps (missing ones aside; ties: the first).
+
+    Example:
+        >>> _most_common(np.array(["ok", "fault", "fault", None], dtype=object))
+        'fault'
+    """
+    counts = pd.Series(labels).dropna().value_counts(sort=True)
+    return counts.index[0]
+
+
+def windowed(source: SeriesSource, window: int, stride: int | None = None) -> SeriesSource:
+    """``source`` with every series cut into windows (:func:`cut_windows`), each window
+    labelled as its series.
+
+    Example:
+        >>> src = windowed(SeriesSource(np.zeros((2, 10)), ["a", "b"]), 5)
+        >>> len(src), list(src.ids)[:2], src.classes, src.labels.tolist()
+        (4, ['0@0', '0@5'], ['a', 'b'], [0, 0, 1, 1])
+    """
+    series = [source.values[i][:, : source.lengths[i]] for i in range(len(source))]
+    steps = None
+    if source.labels is not None:
+        steps = [np.full(source.lengths[i], source.labels[i]) for i in range(len(source))]
+    pieces, ids, labels, note = cut_windows(
+        series, list(source.ids), window, stride, steps, source.name
+    )
+    names = None
+    if labels is not None and source.classes is not None:
+        names = [source.classes[int(w[0])] for w in labels]
+    out = SeriesSource(pieces, names, name=source.name, ids=ids, classes=source.classes)
+    out.warning = "; ".join(w for w in (source.warning, note) if w) or None
+    return out
 
 
 def _label_values(labels: Any) -> np.ndarray | None:
@@ -423,18 +524,22 @@ def load_series_file(path: str | os.PathLike, **options: Any) -> SeriesSource:
 
     Args:
         path: the file.
-        **options: for tables, the column options of :func:`series_from_frame`.
+        **options: for tables, the column options of :func:`series_from_frame`; for every
+            file, ``window`` and ``window_stride`` (:func:`windowed`).
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix == ".ts":
-        return load_ts(path)
-    if suffix in (".npy", ".npz"):
-        array, labels = read_array_file(path)
-        return SeriesSource(series_array(array, str(path)), labels, name=str(path))
     if suffix in TABLE_SUFFIXES:
         return series_from_frame(read_table(path), name=str(path), **options)
-    raise ValueError(
-        f"{path}: cannot read {suffix or 'suffix-less'} files as series; expected .ts, "
-        f".npy/.npz, .csv/.tsv or .parquet"
-    )
+    if suffix == ".ts":
+        source = load_ts(path)
+    elif suffix in (".npy", ".npz"):
+        array, labels = read_array_file(path)
+        source = SeriesSource(series_array(array, str(path)), labels, name=str(path))
+    else:
+        raise ValueError(
+            f"{path}: cannot read {suffix or 'suffix-less'} files as series; expected .ts, "
+            f".npy/.npz, .csv/.tsv or .parquet"
+        )
+    window = options.get("window")
+    return source if window is None else windowed(source, window, options.get("window_stride"))

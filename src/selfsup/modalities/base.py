@@ -175,6 +175,11 @@ class Modality(ABC):
                 f"{', '.join(usable)}"
             )
 
+    def training_source(self, source: Source, cfg: PretrainConfig) -> tuple[Source, str | None]:
+        """The items pretraining reads from the opened data, and a note when they differ
+        from it (series: long series in windows); the data as it is by default."""
+        return source, None
+
     def default_steps(self, source: Source) -> int | None:
         """Optimizer steps when neither ``--epochs``, ``--steps`` nor ``--time-budget`` is
         given; None: the engine's ``DEFAULT_EPOCHS`` epochs."""

@@ -22,7 +22,7 @@ import torch
 from selfsup.backbones import build_series_backbone
 from selfsup.config import PretrainConfig
 from selfsup.data.base import Source
-from selfsup.data.series import SeriesSource, load_series_file, open_ucr
+from selfsup.data.series import SeriesSource, load_series_file, open_ucr, windowed
 from selfsup.encoder import Encoder
 from selfsup.modalities.base import Modality
 from selfsup.views.series import SeriesViews, series_recipe
@@ -31,6 +31,9 @@ from selfsup.views.series import SeriesViews, series_recipe
 SERIES_STEPS_PER_BATCH = 2**18
 #: TS2Vec trains 200 iterations on data of at most this many values, 600 above.
 TS2VEC_SMALL_DATA = 100_000
+#: TS2Vec's ``max_train_length``: pretraining cuts series at least twice as long into windows
+#: of this many steps (its recipe), unless ``--window`` cuts them for every command.
+TS2VEC_MAX_TRAIN_LENGTH = 3000
 
 
 class SeriesModality(Modality):
@@ -45,6 +48,8 @@ class SeriesModality(Modality):
             "label_column",
             "drop_columns",
             "require_label",
+            "window",
+            "window_stride",
         }
     )
     stat_dims = 1
@@ -62,11 +67,14 @@ class SeriesModality(Modality):
         """``ucr:NAME[:test]``, a ``.ts``/``.npy``/``.npz``/table file, or series in memory:
         an array (n, length) or (n, channels, length), NaN where absent, or a list of
         (channels, length_i) arrays."""
+        window, stride = options.get("window"), options.get("window_stride")
         if isinstance(spec, (np.ndarray, torch.Tensor, list)):
             items = spec if isinstance(spec, list) else np.asarray(spec)
-            return SeriesSource(items, name="array")
+            source = SeriesSource(items, name="array")
+            return source if window is None else windowed(source, window, stride)
         if isinstance(spec, str) and spec.startswith("ucr:"):
-            return open_ucr(spec)
+            source = open_ucr(spec)
+            return source if window is None else windowed(source, window, stride)
         path = Path(spec).expanduser()
         if path.is_file():
             return load_series_file(path, **options)
@@ -98,6 +106,30 @@ class SeriesModality(Modality):
     def rebuild_encoder(self, spec: dict[str, Any]) -> Encoder:
         return build_series_encoder(
             spec["backbone"], spec["in_channels"], spec["mean"], spec["std"], **spec["options"]
+        )
+
+    def training_source(self, source: Source, cfg: PretrainConfig) -> tuple[Source, str | None]:
+        """Series of at least twice ``TS2VEC_MAX_TRAIN_LENGTH`` steps are trained on in
+        windows of that length, as TS2Vec's code splits them: an epoch of 20 three-month
+        logs then holds 880 items instead of 20, and every objective's memory is bounded,
+        not only TS2Vec's (whose own crop to ``max_length`` stays as a fallback). The
+        encoder still reads series of any length.
+
+        Example:
+            >>> src = SeriesSource(np.zeros((2, 7000)))
+            >>> cut, note = SeriesModality().training_source(src, PretrainConfig(data="-"))
+            >>> len(cut), note.split(",")[1][:40]
+            (6, '000 steps: trained on 6 windows of 3,000')
+        """
+        if cfg.window is not None or not isinstance(source, SeriesSource):
+            return source, None
+        if source.length < 2 * TS2VEC_MAX_TRAIN_LENGTH:
+            return source, None
+        cut = windowed(source, TS2VEC_MAX_TRAIN_LENGTH)
+        return cut, (
+            f"series of up to {source.length:,} steps: trained on {len(cut):,} windows of "
+            f"{TS2VEC_MAX_TRAIN_LENGTH:,} steps, as TS2Vec does; --window N makes windows "
+            "the items of every command (embed, evaluate)"
         )
 
     def default_steps(self, source: Source) -> int | None:

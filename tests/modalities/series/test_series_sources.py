@@ -129,3 +129,46 @@ def test_a_label_like_column_read_as_values_is_warned() -> None:
     long = pd.DataFrame({"id": [1, 1, 2], "v": [0.0, 1.0, 2.0], "class": [0, 0, 1]})
     assert "--label-column class" in series_from_frame(long, id_column="id").warning
     assert series_from_frame(long, id_column="id", label_column="class").warning is None
+
+
+def test_windows_of_a_long_log_with_a_changing_state(tmp_path):
+    """A machine's log: the state changes along the series, so each window is an item
+    labelled by its most common state; an outage's empty window is left out and counted."""
+    t = np.arange(10)
+    frame = pd.DataFrame(
+        {
+            "unit": ["p1"] * 10 + ["p2"] * 3,
+            "t": np.concatenate([t, np.arange(3)]),
+            "v": np.concatenate([t.astype(float), [7.0, 8.0, 9.0]]),
+            "state": ["ok"] * 3 + ["fault"] * 7 + ["ok"] * 3,
+        }
+    )
+    frame.loc[4:7, "v"] = np.nan  # an outage: the window 4..7 has no value
+    path = tmp_path / "log.csv"
+    frame.to_csv(path, index=False)
+    options = {"id_column": "unit", "time_column": "t", "label_column": "state", "window": 4}
+    src = open_source(path, "series", **options)
+    # p1's 10 steps: windows at 0, 4 (empty: left out) and 6, the last ending with p1.
+    assert list(src.ids) == ["p1@0", "p1@6", "p2@0"]
+    assert [src.classes[c] for c in src.labels] == ["ok", "fault", "ok"]  # 0..3: 3 ok, 1 fault
+    assert "1 windows without any value left out" in src.warning
+    np.testing.assert_array_equal(src.values[2, 0, :3], [7.0, 8.0, 9.0])
+    assert np.isnan(src.values[2, 0, 3])  # p2 is shorter than the window: one, padded
+    # Arrays and .ts files are cut the same way, each window labelled as its series.
+    np.savez(tmp_path / "x.npz", X=np.arange(20.0).reshape(2, 10), y=np.array(["a", "b"]))
+    cut = open_source(tmp_path / "x.npz", "series", window=5, window_stride=5)
+    assert list(cut.ids) == ["0@0", "0@5", "1@0", "1@5"] and cut.labels.tolist() == [0, 0, 1, 1]
+
+
+def test_pretraining_cuts_series_twice_as_long_as_ts2vec_trains_on(tmp_path):
+    from selfsup.config import PretrainConfig
+    from selfsup.modalities import get_modality
+
+    modality = get_modality("series")
+    long = open_source(np.random.default_rng(0).normal(size=(2, 3, 6500)), "series")
+    cut, note = modality.training_source(long, PretrainConfig(data="-"))
+    assert len(cut) == 6 and cut.item_shape == (3, 3000) and "6,500 steps" in note
+    same, none = modality.training_source(long, PretrainConfig(data="-", window=100))
+    assert same is long and none is None  # --window already chose the items
+    short = open_source(np.zeros((2, 5999)), "series")
+    assert modality.training_source(short, PretrainConfig(data="-"))[0] is short
