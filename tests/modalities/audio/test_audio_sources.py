@@ -161,3 +161,33 @@ def test_audio_folders_are_inferred_and_errors_are_clear(tones, tmp_path):
         AudioFolderSource(tones, clip_seconds=0.01)
     with pytest.raises(FileNotFoundError, match="no such folder"):
         open_source(tmp_path / "missing", "audio")
+
+
+def test_a_long_file_is_read_around_its_centre_with_the_same_clip(tmp_path, monkeypatch):
+    """The centre 0.95 s of a 2-minute recording once decoded and resampled all of it."""
+    import soundfile
+
+    from selfsup.data.audio import clip_samples, fit_clip, read_audio, read_clip
+
+    rng = np.random.default_rng(0)
+    for rate, seconds in ((44100, 60.0), (48000, 3.0), (16000, 2.5), (8000, 0.5)):
+        path = tmp_path / f"{rate}.wav"
+        samples = rng.normal(0, 0.3, (int(rate * seconds) + 7, 2)).astype(np.float32)
+        soundfile.write(path, samples, rate, subtype="FLOAT")
+        for target in (16000, 22050):
+            length = clip_samples(target, 0.95)
+            np.testing.assert_allclose(
+                read_clip(path, target, length), fit_clip(read_audio(path, target), length),
+                atol=1e-6,
+            )  # fmt: skip
+    frames_read = []
+    read = soundfile.SoundFile.read
+
+    def counting(self, frames=-1, *args, **kwargs):
+        out = read(self, frames, *args, **kwargs)
+        frames_read.append(len(out))
+        return out
+
+    monkeypatch.setattr(soundfile.SoundFile, "read", counting)
+    read_clip(tmp_path / "44100.wav", 16000, clip_samples(16000, 0.95))
+    assert frames_read and sum(frames_read) < 1.1 * 44100  # 0.95 s and margins, not 60 s
