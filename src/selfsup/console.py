@@ -15,16 +15,24 @@ Example:
 
 from __future__ import annotations
 
+import os
+
 from rich.console import Console
 from rich.table import Table
 
 from selfsup.evaluation.labelfree import LabelFreeMetrics
 from selfsup.evaluation.report import Evaluation
 
+#: The width of tables printed to a pipe or a file (``$COLUMNS`` overrides it).
+PIPE_WIDTH = 200
 #: The console every command prints to (rich on a terminal, plain text to a pipe). Lines are
 #: never broken by it (``soft_wrap``): to a pipe, rich would break them at 80 columns, in the
 #: middle of a path a script or a user copies; a terminal wraps them itself.
 console = Console(soft_wrap=True)
+if not console.is_terminal and "COLUMNS" not in os.environ:
+    # Tables to a pipe or a file: as wide as their cells (an audit's eight groups), not cut
+    # to rich's default 80 columns with an ellipsis in every cell.
+    console.width = PIPE_WIDTH
 
 
 def print_evaluation(result: Evaluation, title: str) -> None:

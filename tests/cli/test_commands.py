@@ -129,3 +129,17 @@ def test_help_shows_an_example() -> None:
     for command in ("pretrain", "embed", "evaluate", "demo"):
         result = _invoke(command, "--help")
         assert "Example" in result.output
+
+
+def test_tables_to_a_pipe_are_not_cut_to_80_columns() -> None:
+    """An audit's eight groups were printed as 'accur…' and '(1248…' to a pipe."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    code = "from selfsup.console import console, PIPE_WIDTH; print(console.width == PIPE_WIDTH)"
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert found.stdout.strip() == "True"

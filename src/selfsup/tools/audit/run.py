@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from selfsup.core.progress import activity
 from selfsup.data.base import require_classes
 from selfsup.embedding import embed_source
 from selfsup.run import Run
@@ -99,8 +100,14 @@ def read_groups_file(path: str | os.PathLike, ids: Sequence[str]) -> np.ndarray:
     return np.asarray([lookup[item] for item in ids], dtype=str)
 
 
-def _group_column(data: str | os.PathLike, column: str) -> np.ndarray:
-    """The values of ``column`` of a CSV/TSV/Parquet file, as text."""
+#: The group of rows without a value in the group column: missing values are audited too
+#: (whether a field is filled can itself go with the outcome).
+MISSING_GROUP = "(missing)"
+
+
+def _group_column(data: str | os.PathLike, column: str) -> tuple[np.ndarray, int]:
+    """The values of ``column`` of a CSV/TSV/Parquet file, as text (``MISSING_GROUP`` where
+    empty), and how many were empty."""
     from selfsup.data.table_files import read_table
 
     if not Path(data).is_file():
@@ -112,10 +119,8 @@ def _group_column(data: str | os.PathLike, column: str) -> np.ndarray:
     if column not in frame.columns:
         raise ValueError(f"{data}: no column {column!r}; columns are {list(frame.columns)}")
     values = frame[column]
-    if values.isna().any():
-        row = int(np.flatnonzero(values.isna().to_numpy())[0])
-        raise ValueError(f"{data}: row {row} has no value in group column {column!r}")
-    return values.astype(str).to_numpy()
+    empty = values.isna().to_numpy()
+    return np.where(empty, MISSING_GROUP, values.astype(str).to_numpy()), int(empty.sum())
 
 
 def audit_run(
@@ -157,7 +162,11 @@ def audit_run(
     source = run.open(data)
     notes: list[str] = []
     if group_column is not None:
-        groups = _group_column(data, group_column)
+        groups, empty = _group_column(data, group_column)
+        if empty:
+            notes.append(
+                f"{empty:,} rows without a value in {group_column!r} form the group {MISSING_GROUP}"
+            )
         encoding = getattr(source, "preprocessor", None)  # a table's fitted column encoding
         if encoding is not None and group_column in encoding.inputs:
             notes.append(
@@ -190,7 +199,8 @@ def audit_run(
         notes.insert(0, f"predictions of the adapted model {model}")
     elif source.labels is not None:
         require_classes(source.labels, str(data), "an audit without --model")
-        proba = cross_validated_proba(embeddings[keep], source.labels[keep], seed=seed)
+        with activity(f"cross-validating a classifier on {int(keep.sum()):,} embeddings"):
+            proba = cross_validated_proba(embeddings[keep], source.labels[keep], seed=seed)
         y_true = source.labels[keep]
         notes.insert(
             0,
@@ -201,9 +211,10 @@ def audit_run(
         notes.insert(0, f"{data} has no labels: only the label-free checks of the embedding")
     if proba is not None:
         y_pred = np.asarray(proba).argmax(axis=1)
-    result = audit_arrays(
-        y_true, y_pred, proba, groups[keep], embeddings[keep], k=k, n_boot=n_boot, seed=seed
-    )
+    with activity(f"checking {len(np.unique(groups[keep])):,} groups"):
+        result = audit_arrays(
+            y_true, y_pred, proba, groups[keep], embeddings[keep], k=k, n_boot=n_boot, seed=seed
+        )
     result.notes = notes + result.notes
     if save:
         result.save(run.path)
