@@ -116,6 +116,12 @@ def test_the_threshold_is_set_on_rows_the_encoder_never_trained_on(
     # A run that held nothing out cannot do this, and says what follows.
     report = score_for_run(clusters_run, test, train)
     assert any("trained on and the run held no items out" in n for n in report.notes)
+    # Nor can one that read the data as other items (long series cut into windows): its
+    # held-out rows are not rows of the data as opened now.
+    run.summary = {**run.summary, "items": 1000}
+    report = score_for_run(run, test, train)
+    assert any("read then as 1,025 items" in n for n in report.notes), report.notes
+    assert not any("never trained on" in n for n in report.notes)
 
 
 def test_a_measured_false_positive_rate_far_from_the_target_is_reported() -> None:

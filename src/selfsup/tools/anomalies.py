@@ -376,11 +376,21 @@ def score_for_run(
         normal_z = embed_source(run.encoder, normal_source, show_progress=show_progress)
         calibrate = None
         if _is_training_data(run, normal, normal_source):
+            trained = run.summary.get("items", 0) + run.summary.get("held_out_items", 0)
             calibrate = held_out_rows(
                 len(normal_source), int(run.config.get("monitor_items", 0)),
                 int(run.config.get("seed", 0)),
             )  # fmt: skip
-            if calibrate is None:
+            if trained and trained != len(normal_source):  # it trained on windows of them
+                calibrate = None
+                notes.append(
+                    f"warning: {normal_source.name} is the data the encoder trained on, read "
+                    f"then as {trained:,} items (windows of long series, or the data "
+                    f"changed), not {len(normal_source):,}: the threshold is set on items it "
+                    f"trained on, so new normal items will be flagged more often than {fpr}; "
+                    "give normal data the run did not train on"
+                )
+            elif calibrate is None:
                 notes.append(
                     f"warning: {normal_source.name} is the data the encoder trained on and the "
                     "run held no items out (--monitor-items 0): the threshold is set on items "
