@@ -64,7 +64,10 @@ def embed(
         + (f" (ids in {result.ids_path})" if result.ids_path else "")
     )
     if result.skipped:
-        console.print(f"[yellow]{len(result.skipped)} unreadable items (NaN rows):[/yellow]")
+        count = len(result.skipped)
+        console.print(
+            f"[yellow]{count:,} unreadable item{'s' if count > 1 else ''} (NaN rows):[/yellow]"
+        )
         for item in result.skipped[:10]:
             console.print(f"  {item.item_id}: {item.reason}")
 
