@@ -153,6 +153,9 @@ class PretrainConfig(BaseModel):
         sample_rate: audio: the rate files are resampled to (default 16000).
         clip_seconds: audio: the length clips are centre-cropped or zero-padded to (default
             0.95, BYOL-A's).
+        clip_hop: audio: cut every file into clips of ``clip_seconds``, one every this many
+            seconds (the last ending with the file), the items of every command (ids
+            ``FILE@START s``); without it each file gives its centre clip.
         n_mels: audio: mel bands of the log-mel spectrograms (default 64).
         n_fft: audio: window length in samples (default 1024).
         hop_length: audio: samples between frames (default 160).
@@ -222,6 +225,7 @@ class PretrainConfig(BaseModel):
     vocab_size: int | None = None
     sample_rate: int | None = None
     clip_seconds: float | None = None
+    clip_hop: float | None = Field(default=None, gt=0)
     n_mels: int | None = None
     n_fft: int | None = None
     hop_length: int | None = None

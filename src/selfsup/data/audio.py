@@ -82,13 +82,16 @@ def read_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
     return mono.astype(np.float32, copy=False)
 
 
-def read_clip(path: str | os.PathLike, sample_rate: int, length: int) -> np.ndarray:
+def read_clip(
+    path: str | os.PathLike, sample_rate: int, length: int, start: int | None = None
+) -> np.ndarray:
     """``fit_clip(read_audio(path, sample_rate), length)``, reading only what it needs: a
     file longer than the clip is read around its centre (``READ_MARGIN`` on each side holds
     resampling's filter edges, and the first sample read is a multiple of the resampling
     period), so the clip is the same within float error and the centre clip of an hour-long
     recording costs what a short file's does (a 2-minute 44.1 kHz stereo WAV: 5 ms, not
-    460 ms).
+    460 ms). With ``start``, the clip is the one that starts at that sample (at
+    ``sample_rate``) instead of the centre one; zero-padded where it passes the end.
 
     Raises:
         As :func:`read_audio`; a NaN or infinite sample outside the part read is not seen.
@@ -106,9 +109,12 @@ def read_clip(path: str | os.PathLike, sample_rate: int, length: int) -> np.ndar
         common = math.gcd(rate, int(sample_rate))
         up, down = int(sample_rate) // common, rate // common
         total = -(-frames * up // down)  # resample_poly's output length
-        if total <= length or not audio.seekable():
+        if start is None and (total <= length or not audio.seekable()):
             return fit_clip(read_audio(path, sample_rate), length)
-        centre = (total - length) // 2  # the clip's first output sample
+        if start is not None and not audio.seekable():
+            whole = read_audio(path, sample_rate)[start : start + length]
+            return np.pad(whole, (0, length - len(whole)))
+        centre = (total - length) // 2 if start is None else start  # the clip's first sample
         margin = math.ceil(READ_MARGIN * rate)
         first = max(0, (centre * down // up - margin) // down * down)
         last = min(frames, -(-(centre + length) * down // up) + margin)
@@ -122,7 +128,34 @@ def read_clip(path: str | os.PathLike, sample_rate: int, length: int) -> np.ndar
     if rate != sample_rate:
         mono = resample_poly(mono, up, down)
     offset = centre - first * up // down
-    return mono[offset : offset + length].astype(np.float32, copy=False)
+    clip = mono[offset : offset + length]
+    return np.pad(clip, (0, length - len(clip))).astype(np.float32, copy=False)
+
+
+def clip_starts(path: str | os.PathLike, sample_rate: int, length: int, hop: int) -> list[int]:
+    """Where the clips of ``length`` samples, one every ``hop``, start in a file (samples at
+    ``sample_rate``, read from its header): the last one ends with the file; a file shorter
+    than a clip, or one whose header cannot be read (it is skipped when read), has one at 0.
+
+    Example:
+        >>> import tempfile, soundfile
+        >>> path = Path(tempfile.mkdtemp()) / "a.wav"
+        >>> soundfile.write(path, np.zeros(10_000, np.float32), 1000)
+        >>> clip_starts(path, 1000, 4000, 4000)
+        [0, 4000, 6000]
+    """
+    try:
+        info = soundfile.info(str(path))
+        common = math.gcd(int(info.samplerate), int(sample_rate))
+        total = -(
+            -int(info.frames) * (int(sample_rate) // common) // (int(info.samplerate) // common)
+        )
+    except Exception:  # an unreadable file: one item, skipped with its reason when read
+        return [0]
+    starts = list(range(0, max(total - length, 0) + 1, hop))
+    if starts[-1] + length < total:
+        starts.append(total - length)
+    return starts
 
 
 def fit_clip(samples: np.ndarray, length: int) -> np.ndarray:
@@ -161,6 +194,9 @@ class AudioFolderSource(Source):
         f_max: highest mel band edge in Hz (default ``min(7800, sample_rate / 2)``).
         audio_input: ``logmel`` (the default) or ``waveform``: the clips as they are, for
             pretrained models that compute their own features (wav2vec2, HuBERT, AST).
+        clip_hop: cut every file into clips of ``clip_seconds``, one every ``clip_hop``
+            seconds (the last ending with the file), each an item with the id
+            ``FILE@START s`` and the file's label; None: each file's centre clip.
         index: where a saved list of the folder's files may be (a run's
             ``data_index.json``; see :class:`selfsup.data.folders.IndexCache`); by default
             the folder is scanned.
@@ -186,6 +222,7 @@ class AudioFolderSource(Source):
         f_min: float = 60.0,
         f_max: float | None = None,
         audio_input: str = "logmel",
+        clip_hop: float | None = None,
         index: IndexCache | None = None,
     ) -> None:
         self.root = Path(root)
@@ -216,10 +253,25 @@ class AudioFolderSource(Source):
         found = subfolder_labels(self._ids)
         if found is not None:
             self.classes, self.labels = found
+        # Clips of long files: (file, first sample) per item; None: one centre clip a file.
+        self._clips: list[tuple[int, int]] | None = None
+        if clip_hop is not None:
+            if clip_hop <= 0:
+                raise ValueError(f"clip_hop must be positive, got {clip_hop}")
+            hop = max(1, round(clip_hop * sample_rate))
+            self._clips = [
+                (f, start)
+                for f, rel in enumerate(self._ids)
+                for start in clip_starts(self.root / rel, sample_rate, self.clip_samples, hop)
+            ]
+            self._files = self._ids
+            self._ids = [f"{self._files[f]}@{s / sample_rate:.2f}s" for f, s in self._clips]
+            if self.labels is not None:
+                self.labels = self.labels[[f for f, _ in self._clips]]
         self._logmel = LogMelSpectrogram(self.settings)
         item_bytes = 4 * int(np.prod(self.item_shape))
         self._cache: dict[int, torch.Tensor] | None = (
-            {} if item_bytes * len(self._ids) <= CACHE_BYTES else None
+            {} if item_bytes * len(self) <= CACHE_BYTES else None
         )
 
     @property
@@ -234,7 +286,8 @@ class AudioFolderSource(Source):
 
     @property
     def ids(self) -> Sequence[str]:
-        """The paths relative to the root, with "/" separators."""
+        """The paths relative to the root, with "/" separators (``PATH@START s`` for the
+        clips of ``clip_hop``)."""
         return self._ids
 
     def read_samples(self, index: int) -> np.ndarray:
@@ -243,11 +296,14 @@ class AudioFolderSource(Source):
         Raises:
             ItemReadError: the file cannot be decoded.
         """
-        rel = self._ids[index]
+        item, rate, length = self._ids[index], self.settings.sample_rate, self.clip_samples
         try:
-            return read_clip(self.root / rel, self.settings.sample_rate, self.clip_samples)
+            if self._clips is None:
+                return read_clip(self.root / item, rate, length)
+            file, start = self._clips[index]
+            return read_clip(self.root / self._files[file], rate, length, start)
         except Exception as err:  # a bad file can fail in any of the ways libsndfile can fail
-            raise ItemReadError(rel, f"cannot read audio: {type(err).__name__}: {err}") from err
+            raise ItemReadError(item, f"cannot read audio: {type(err).__name__}: {err}") from err
 
     def read(self, index: int) -> torch.Tensor:
         """File ``index`` as a log-mel spectrogram, float32 (1, n_mels, frames) (a waveform

@@ -12,7 +12,7 @@ baseline is then the default log-mel of those waveforms.
 
 Example:
     >>> AUDIO.default_method, sorted(AUDIO.source_options)[:3]
-    ('byola', ['audio_input', 'clip_seconds', 'f_max'])
+    ('byola', ['audio_input', 'clip_hop', 'clip_seconds'])
 """
 
 from __future__ import annotations
@@ -47,8 +47,8 @@ from selfsup.views.audio import AudioViews, audio_recipe
 
 #: The config fields that set how audio files become log-mels (the audio source's options).
 AUDIO_OPTIONS = (
-    "sample_rate", "clip_seconds", "n_mels", "n_fft", "hop_length", "f_min", "f_max",
-    "audio_input",
+    "sample_rate", "clip_seconds", "clip_hop", "n_mels", "n_fft", "hop_length", "f_min",
+    "f_max", "audio_input",
 )  # fmt: skip
 
 

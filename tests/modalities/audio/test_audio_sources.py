@@ -191,3 +191,30 @@ def test_a_long_file_is_read_around_its_centre_with_the_same_clip(tmp_path, monk
     monkeypatch.setattr(soundfile.SoundFile, "read", counting)
     read_clip(tmp_path / "44100.wav", 16000, clip_samples(16000, 0.95))
     assert frames_read and sum(frames_read) < 1.1 * 44100  # 0.95 s and margins, not 60 s
+
+
+def test_clip_hop_cuts_every_file_into_clips_that_are_items(tmp_path):
+    """A long recording gave one item, its centre 0.95 s; with --clip-hop it gives all of it."""
+    import soundfile
+
+    from selfsup.data.audio import AudioFolderSource, read_audio
+
+    rng = np.random.default_rng(0)
+    for label, seconds in (("dog", 2.5), ("cat", 0.5)):
+        (tmp_path / label).mkdir()
+        samples = rng.normal(0, 0.3, int(22050 * seconds)).astype(np.float32)
+        soundfile.write(tmp_path / label / "a.wav", samples, 22050, subtype="FLOAT")
+    (tmp_path / "cat" / "broken.wav").write_bytes(b"RIFF\0\0\0\0WAVEfmt ")
+    src = AudioFolderSource(tmp_path, clip_seconds=1.0, clip_hop=1.0, audio_input="waveform")
+    assert list(src.ids) == [
+        "cat/a.wav@0.00s", "cat/broken.wav@0.00s", "dog/a.wav@0.00s", "dog/a.wav@1.00s",
+        "dog/a.wav@1.50s",
+    ]  # fmt: skip
+    assert [src.classes[c] for c in src.labels] == ["cat", "cat", "dog", "dog", "dog"]
+    whole = read_audio(tmp_path / "dog" / "a.wav", 16000)  # 40,000 samples at 16 kHz
+    batch = src.read_batch(range(len(src)))
+    assert [s.item_id for s in batch.skipped] == ["cat/broken.wav@0.00s"]
+    clips = batch.items[:, 0].numpy()
+    np.testing.assert_allclose(clips[1], whole[:16000], atol=1e-6)
+    np.testing.assert_allclose(clips[3], whole[-16000:], atol=1e-6)  # the last ends with it
+    assert np.abs(clips[0][8000:]).max() == 0  # the short file: one clip, zero-padded
