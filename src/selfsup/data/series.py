@@ -471,7 +471,9 @@ def cut_windows(
                 out_labels.append(labels)
     if not out:
         raise EmptySourceError(f"{name}: every window of {window} steps is empty")
-    note = f"{empty:,} windows without any value left out" if empty else None
+    note = (
+        f"{empty:,} window{'s' if empty > 1 else ''} without any value left out" if empty else None
+    )
     return out, out_ids, out_labels, note
 
 

@@ -113,19 +113,15 @@ def ignored_warning(frame: pd.DataFrame, columns: Sequence[str]) -> str:
     Example:
         >>> frame = pd.DataFrame({"ref": [f"r{i}" for i in range(300)]})
         >>> ignored_warning(frame, ["ref"])
-        "column 'ref' is not read: 300 different values in 300 rows, like ids or free text (give --categorical-columns ref to read it as categories, --id-column ref if it names the rows)"
+        "not read, a different value in nearly every row (ids or free text): 'ref' (300 values in 300 rows); --categorical-columns COLUMN reads one as categories"
     """  # noqa: E501
-    first = columns[0]
-    counts = (
-        f"{frame[first].nunique():,} different values in {int(frame[first].notna().sum()):,} rows"
+    counts = ", ".join(
+        f"{str(c)!r} ({frame[c].nunique():,} values in {int(frame[c].notna().sum()):,} rows)"
+        for c in columns
     )
-    names = ", ".join(repr(str(c)) for c in columns)
-    listed = ",".join(str(c) for c in columns)
     return (
-        f"column{'s' if len(columns) > 1 else ''} {names} {'are' if len(columns) > 1 else 'is'} "
-        f"not read: {counts if len(columns) == 1 else f'{first!r}: {counts}'}, like ids or free "
-        f"text (give --categorical-columns {listed} to read {'them' if len(columns) > 1 else 'it'} "
-        f"as categories, --id-column {first} if it names the rows)"
+        f"not read, a different value in nearly every row (ids or free text): {counts}; "
+        "--categorical-columns COLUMN reads one as categories"
     )
 
 

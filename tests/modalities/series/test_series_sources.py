@@ -151,7 +151,7 @@ def test_windows_of_a_long_log_with_a_changing_state(tmp_path):
     # p1's 10 steps: windows at 0, 4 (empty: left out) and 6, the last ending with p1.
     assert list(src.ids) == ["p1@0", "p1@6", "p2@0"]
     assert [src.classes[c] for c in src.labels] == ["ok", "fault", "ok"]  # 0..3: 3 ok, 1 fault
-    assert "1 windows without any value left out" in src.warning
+    assert "1 window without any value left out" in src.warning
     np.testing.assert_array_equal(src.values[2, 0, :3], [7.0, 8.0, 9.0])
     assert np.isnan(src.values[2, 0, 3])  # p2 is shorter than the window: one, padded
     # Arrays and .ts files are cut the same way, each window labelled as its series.
