@@ -71,15 +71,35 @@ def read_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
     samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     if samples.shape[0] == 0:
         raise ValueError("the file holds no audio samples")
+    return _mono(samples, rate, sample_rate)
+
+
+def _mono(samples: np.ndarray, rate: int, sample_rate: int, first: int = 0) -> np.ndarray:
+    """Decoded ``(frames, channels)`` samples, the file's from sample ``first`` on, checked
+    for NaN and infinity (named by their place in the file), averaged over channels and
+    resampled from ``rate`` to ``sample_rate``."""
     finite = np.isfinite(samples)
     if not finite.all():
-        frame = int(np.flatnonzero(~finite.all(axis=1))[0])
+        frame = first + int(np.flatnonzero(~finite.all(axis=1))[0])
         raise ValueError(f"sample {frame} ({frame / rate:.3f} s) is NaN or infinite")
     mono = samples.mean(axis=1)
     if rate != sample_rate:
-        common = math.gcd(int(rate), int(sample_rate))
-        mono = resample_poly(mono, sample_rate // common, int(rate) // common)
+        up, down, _ = _resampling(len(mono), rate, sample_rate)
+        mono = resample_poly(mono, up, down)
     return mono.astype(np.float32, copy=False)
+
+
+def _resampling(frames: int, rate: int, sample_rate: int) -> tuple[int, int, int]:
+    """``resample_poly``'s factors from ``rate`` to ``sample_rate`` and the length it gives
+    ``frames`` samples: ``(up, down, length)``.
+
+    Example:
+        >>> _resampling(44100, 44100, 16000)
+        (160, 441, 16000)
+    """
+    common = math.gcd(int(rate), int(sample_rate))
+    up, down = int(sample_rate) // common, int(rate) // common
+    return up, down, -(-int(frames) * up // down)
 
 
 def read_clip(
@@ -106,9 +126,7 @@ def read_clip(
     """
     with soundfile.SoundFile(str(path)) as audio:
         rate, frames = int(audio.samplerate), int(audio.frames)
-        common = math.gcd(rate, int(sample_rate))
-        up, down = int(sample_rate) // common, rate // common
-        total = -(-frames * up // down)  # resample_poly's output length
+        up, down, total = _resampling(frames, rate, sample_rate)
         if start is None and (total <= length or not audio.seekable()):
             return fit_clip(read_audio(path, sample_rate), length)
         if start is not None and not audio.seekable():
@@ -120,16 +138,10 @@ def read_clip(
         last = min(frames, -(-(centre + length) * down // up) + margin)
         audio.seek(first)
         samples = audio.read(frames=last - first, dtype="float32", always_2d=True)
-    finite = np.isfinite(samples)
-    if not finite.all():
-        frame = first + int(np.flatnonzero(~finite.all(axis=1))[0])
-        raise ValueError(f"sample {frame} ({frame / rate:.3f} s) is NaN or infinite")
-    mono = samples.mean(axis=1)
-    if rate != sample_rate:
-        mono = resample_poly(mono, up, down)
+    mono = _mono(samples, rate, sample_rate, first)
     offset = centre - first * up // down
     clip = mono[offset : offset + length]
-    return np.pad(clip, (0, length - len(clip))).astype(np.float32, copy=False)
+    return np.pad(clip, (0, length - len(clip)))
 
 
 def clip_starts(path: str | os.PathLike, sample_rate: int, length: int, hop: int) -> list[int]:
@@ -146,10 +158,7 @@ def clip_starts(path: str | os.PathLike, sample_rate: int, length: int, hop: int
     """
     try:
         info = soundfile.info(str(path))
-        common = math.gcd(int(info.samplerate), int(sample_rate))
-        total = -(
-            -int(info.frames) * (int(sample_rate) // common) // (int(info.samplerate) // common)
-        )
+        total = _resampling(info.frames, info.samplerate, sample_rate)[2]
     except Exception:  # an unreadable file: one item, skipped with its reason when read
         return [0]
     starts = list(range(0, max(total - length, 0) + 1, hop))
