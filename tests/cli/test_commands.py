@@ -111,6 +111,16 @@ def test_evaluate_prints_the_table_and_saves_json(digits_run) -> None:
     assert all(0 < r["selfsup"] <= 1 and 0 < r["raw"] <= 1 for r in saved["rows"])
 
 
+def test_a_data_option_of_another_modality_is_refused_not_ignored(digits_run, tmp_path) -> None:
+    """`--window 5` on a table (or images) was silently ignored."""
+    out, _ = digits_run
+    result = runner.invoke(app, ["embed", str(out), "digits", "--window", "5", "--out",
+                                 str(tmp_path / "e.npy")])  # fmt: skip
+    assert result.exit_code != 0 and not (tmp_path / "e.npy").exists()
+    message = str(result.exception)
+    assert message.startswith("--window: not read by image data") and "--image-size" in message
+
+
 def test_bad_input_gets_a_one_line_error_naming_it(tmp_path) -> None:
     empty = tmp_path / "empty-folder"
     empty.mkdir()

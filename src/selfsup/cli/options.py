@@ -258,7 +258,21 @@ def open_run(path: str | os.PathLike, options: dict[str, Any], device: str = "cp
     from selfsup.console import console
     from selfsup.run import TRAIN_FILE, load
 
-    run = load(path, device=device).with_data_options(**to_config_values(options))
+    given = to_config_values(options)
+    run = load(path, device=device)
+    foreign = sorted(name for name in given if name not in run.modality.source_options)
+    if foreign:  # a series option on a table, say: refused, not silently ignored
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in foreign)
+        raise ValueError(
+            f"{flags}: not read by {run.modality.name} data, which {path} reads; its data "
+            "options: "
+            + ", ".join(
+                f"--{name.replace('_', '-')}"
+                for name in DATA_FIELDS
+                if name in run.modality.source_options
+            )
+        )
+    run = run.with_data_options(**given)
     if not run.finished:
         console.print(
             f"[bold red]warning[/bold red]: {path} did not finish training (no {TRAIN_FILE}): "
