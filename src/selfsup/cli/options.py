@@ -17,11 +17,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import re
 import types
 import typing
+from collections.abc import Iterator
 from enum import Enum
 from functools import cache, wraps
 from typing import TYPE_CHECKING, Annotated, Any
@@ -220,16 +222,25 @@ def reads_data(function: Any) -> Any:
 
     @wraps(function)
     def speaking(*args: Any, **kwargs: Any) -> Any:
-        from selfsup import _entry
-        from selfsup.console import console
-        from selfsup.core.progress import Preparing
-
-        _entry.loading.clear()  # the libraries are loaded: the ticker speaks from here
         subject = kwargs.get("data") or kwargs.get("run") or ""
-        with Preparing(console, f"{command} {subject}".strip()):
+        with ticking(f"{command} {subject}".strip()):
             return function(*args, **kwargs)
 
     return with_parameters(speaking, data_options())
+
+
+@contextlib.contextmanager
+def ticking(what: str) -> Iterator[None]:
+    """A command's work after its libraries loaded: the console script's "loading
+    libraries" lines stop, and a :class:`~selfsup.core.progress.Preparing` ticker says
+    ``WHAT: preparing (N s)`` (or the step under way) while no progress bar runs."""
+    from selfsup import _entry
+    from selfsup.console import console
+    from selfsup.core.progress import Preparing
+
+    _entry.loading.clear()
+    with Preparing(console, what):
+        yield
 
 
 def can_save_in(folder: str | os.PathLike) -> bool:

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from selfsup.cli.app import app
-from selfsup.cli.options import config_options, to_config_values, with_parameters
+from selfsup.cli.options import config_options, ticking, to_config_values, with_parameters
 from selfsup.console import console
 
 
@@ -43,13 +43,8 @@ def pretrain(
     """
     if data is None and config is None and resume is None:
         raise typer.BadParameter("give DATA, --config FILE or --resume RUN")
-    from selfsup import _entry
-    from selfsup.core.progress import Preparing
-
-    _entry.loading.clear()  # the libraries are loaded: Preparing speaks from here
-
     # Loading PyTorch Lightning alone takes 10 s or more on a small machine: say so.
-    with Preparing(console, f"pretrain {data or resume or config}"):
+    with ticking(f"pretrain {data or resume or config}"):
         from selfsup.run import pretrain as run_pretrain
 
         run = run_pretrain(data, config=config, resume=resume, **to_config_values(options))

@@ -390,7 +390,7 @@ def series_from_frame(
             raise ValueError(f"{name}: row {row} has no value in label column {label_column!r}")
         source = SeriesSource(values[:, None, :], _label_values(labels), name=name)
         source.warning = warning
-        return source if window is None else windowed(source, window, window_stride)
+        return windowed(source, window, window_stride)
     series, ids, labels, steps = [], [], [], []
     for key, part in frame.groupby(id_column, sort=False):  # series in order of first row
         if time_column is not None:
@@ -488,15 +488,17 @@ def _most_common(labels: np.ndarray) -> Any:
     return counts.index[0]
 
 
-def windowed(source: SeriesSource, window: int, stride: int | None = None) -> SeriesSource:
+def windowed(source: SeriesSource, window: int | None, stride: int | None = None) -> SeriesSource:
     """``source`` with every series cut into windows (:func:`cut_windows`), each window
-    labelled as its series.
+    labelled as its series; ``source`` itself when ``window`` is None.
 
     Example:
         >>> src = windowed(SeriesSource(np.zeros((2, 10)), ["a", "b"]), 5)
         >>> len(src), list(src.ids)[:2], src.classes, src.labels.tolist()
         (4, ['0@0', '0@5'], ['a', 'b'], [0, 0, 1, 1])
     """
+    if window is None:
+        return source
     series = [source.values[i][:, : source.lengths[i]] for i in range(len(source))]
     steps = None
     if source.labels is not None:
@@ -543,5 +545,4 @@ def load_series_file(path: str | os.PathLike, **options: Any) -> SeriesSource:
             f"{path}: cannot read {suffix or 'suffix-less'} files as series; expected .ts, "
             f".npy/.npz, .csv/.tsv or .parquet"
         )
-    window = options.get("window")
-    return source if window is None else windowed(source, window, options.get("window_stride"))
+    return windowed(source, options.get("window"), options.get("window_stride"))

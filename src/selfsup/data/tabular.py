@@ -224,14 +224,14 @@ class TablePreprocessor:
             if c in forced_cat or (c in free and c not in datetimes and _is_categorical(frame[c]))
         ]
         numeric = [c for c in features if c not in categorical and c not in datetimes]
-        categories = {c: _by_frequency(frame[c]) for c in categorical}
-        ignored = [
+        ignored = [  # counted before any category list is made: an id has a million
             c
             for c in categorical
             if c not in forced_cat
-            and len(categories[c]) > max(_ID_LIKE_MIN, _ID_LIKE_SHARE * frame[c].notna().sum())
+            and frame[c].nunique() > max(_ID_LIKE_MIN, _ID_LIKE_SHARE * frame[c].notna().sum())
         ]
         categorical = [c for c in categorical if c not in ignored]
+        categories = {c: _by_frequency(frame[c]) for c in categorical}
         if not numeric and not categorical and not datetimes:
             raise ValueError(
                 f"{name}: no feature column left: {ignored} hold another value in nearly "
@@ -240,7 +240,7 @@ class TablePreprocessor:
         encoding = cls(
             [str(c) for c in numeric],
             [str(c) for c in categorical],
-            categories={str(c): categories[c] for c in categorical},
+            categories={str(c): v for c, v in categories.items()},
             datetimes=[str(c) for c in datetimes],
             ignored=[str(c) for c in ignored],
         )

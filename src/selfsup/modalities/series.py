@@ -70,11 +70,9 @@ class SeriesModality(Modality):
         window, stride = options.get("window"), options.get("window_stride")
         if isinstance(spec, (np.ndarray, torch.Tensor, list)):
             items = spec if isinstance(spec, list) else np.asarray(spec)
-            source = SeriesSource(items, name="array")
-            return source if window is None else windowed(source, window, stride)
+            return windowed(SeriesSource(items, name="array"), window, stride)
         if isinstance(spec, str) and spec.startswith("ucr:"):
-            source = open_ucr(spec)
-            return source if window is None else windowed(source, window, stride)
+            return windowed(open_ucr(spec), window, stride)
         path = Path(spec).expanduser()
         if path.is_file():
             return load_series_file(path, **options)

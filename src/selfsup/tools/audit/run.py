@@ -10,7 +10,7 @@ import numpy as np
 
 from selfsup.core.progress import activity
 from selfsup.data.base import require_classes
-from selfsup.embedding import embed_source
+from selfsup.embedding import embed_source, readable_rows
 from selfsup.run import Run
 from selfsup.tools.audit.metrics import (
     Gap,
@@ -178,7 +178,7 @@ def audit_run(
     if len(groups) != len(source):
         raise ValueError(f"{data}: {len(groups)} group values for {len(source)} items")
     embeddings = embed_source(run.encoder, source, show_progress=show_progress)
-    keep = ~np.isnan(embeddings).any(axis=1)
+    keep = readable_rows(embeddings)
     if not keep.all():
         notes.append(f"{int((~keep).sum())} unreadable items left out")
 
