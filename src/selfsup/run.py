@@ -419,6 +419,26 @@ def _check_starting_points(cfg: PretrainConfig) -> None:
             raise ConfigError("--init starts from that run's encoder: leave out --backbone")
 
 
+def planning_items(source: Source) -> torch.Tensor:
+    """Two to four items to measure a training step on: the longest where lengths differ (a
+    text batch is padded to its longest document, so a batch holding it costs the most),
+    else the first readable ones.
+
+    Example:
+        >>> from selfsup.data.text import TextSource
+        >>> texts = ["short text"] * 30 + ["a much longer text, of many more words"]
+        >>> planning_items(TextSource(texts)).shape[1] > TextSource(texts).read(0).shape[0]
+        True
+    """
+    keys = source.length_keys(np.arange(len(source)))
+    rows = list(range(min(len(source), 16))) if keys is None else np.argsort(keys)[-4:].tolist()
+    readable = source.read_batch(rows).items[:4]
+    if len(readable) < 2:
+        first = source.first_item()
+        readable = first.expand(2, *first.shape[1:])
+    return readable
+
+
 def _plan_memory(
     cfg: PretrainConfig,
     method: nn.Module,
@@ -426,18 +446,16 @@ def _plan_memory(
     source: Source,
     fabric: lightning.Fabric,
     given: bool,
+    remedy: str,
 ) -> tuple[int, str]:
     """The batch that fits in memory (see ``selfsup.engine.memory``) and the line saying so."""
-    readable = source.read_batch(list(range(min(len(source), 16)))).items[:4]
-    if len(readable) < 2:
-        first = source.first_item()
-        readable = first.expand(2, *first.shape[1:])
+    readable = planning_items(source)
     in_flight = 2 * max(1, cfg.num_workers) + 1
     plan = measure_step(method.to(fabric.device), views.to(fabric.device), readable, fabric,
                         in_flight)  # fmt: skip
     side = f" at {cfg.image_size} px" if cfg.image_size else ""
     what = f"{cfg.backbone}{side}, {cfg.method}, {fabric.strategy.precision.precision}"
-    return plan_batch(plan, int(cfg.batch_size), given, what)
+    return plan_batch(plan, int(cfg.batch_size), given, what, remedy)
 
 
 def _open_training_data(
@@ -595,7 +613,9 @@ def pretrain(
         sync_batch_norm(method)
     views, recipe, watch = modality.training_views(method, cfg.views, source)
     if resume is None and custom is None:
-        batch, note = _plan_memory(cfg, method, views, source, fabric, batch_given)
+        batch, note = _plan_memory(
+            cfg, method, views, source, fabric, batch_given, modality.memory_remedy
+        )
         cfg = cfg.model_copy(update={"batch_size": batch})
         say(note)
     if cfg.accumulate > 1 and resume is None:

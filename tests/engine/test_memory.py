@@ -38,17 +38,17 @@ def test_the_measured_activations_grow_with_the_side_and_leave_the_model_as_it_w
 
 
 def test_a_default_batch_is_lowered_to_fit_and_a_given_one_is_refused() -> None:
-    plan = MemoryPlan(fixed=100 * 2**20, per_item=40 * 2**20, loader_per_item=0,
+    plan = MemoryPlan(fixed=100 * 2**20, per_item=48 * 2**20, loader_per_item=0,
                       available=8 * 2**30)  # fmt: skip
     assert plan_batch(plan, 64, given=True, what="step")[0] == 64
     batch, line = plan_batch(plan, 256, given=False, what="resnet18 at 224 px")
     assert batch == 64 and "lowered from 256 to 64" in line
     assert plan.fits(batch) and not plan.fits(2 * batch)
-    with pytest.raises(ConfigError, match=r"needs about 13\.1 GB at batch 256.*--batch-size 64"):
+    with pytest.raises(ConfigError, match=r"needs about 13\.3 GB at batch 256.*--batch-size 64"):
         plan_batch(plan, 256, given=True, what="resnet18 at 224 px")
     tiny = MemoryPlan(fixed=0, per_item=2**30, loader_per_item=0, available=2**30)
-    with pytest.raises(ConfigError, match="smaller --image-size"):
-        plan_batch(tiny, 256, given=False, what="step")
+    with pytest.raises(ConfigError, match=r"give --precision bf16, or a shorter --window$"):
+        plan_batch(tiny, 256, given=False, what="step", remedy="a shorter --window")
 
 
 def test_the_default_training_side_follows_the_accelerator() -> None:
@@ -72,3 +72,44 @@ def test_photos_train_at_the_cpu_side_with_a_batch_that_leaves_several_steps(tmp
     assert cfg["num_workers"] >= 1
     log = (tmp_path / "run" / "train.log").read_text()
     assert "memory plan: resnet18 at 128 px" in log
+
+
+class _Whole(torch.nn.Module):
+    """Series views of the ``none`` recipe: the batch as it is."""
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [x]
+
+
+def test_a_ts2vec_plan_covers_its_largest_random_crop_and_the_backward_pass() -> None:
+    from selfsup.engine.memory import PeakTracker
+    from selfsup.modalities.series import build_series_encoder
+
+    torch.manual_seed(0)
+    method = build_method("ts2vec", build_series_encoder("ts2vec", in_channels=2, hidden=8,
+                                                         out_dim=16, depth=3))  # fmt: skip
+    fabric = lightning.Fabric(accelerator="cpu", devices=1, precision="32-true")
+    items = torch.randn(4, 2, 600)
+    plan = measure_step(method, _Whole(), items[:2], fabric)
+    assert all(p.grad is None for p in method.parameters())
+    # Real steps (random crops, forward and backward) on a batch of 4 stay within the plan;
+    # their (2T x 2T) temporal similarities are most of it, so the full crop is needed.
+    peaks = []
+    for _ in range(6):
+        with PeakTracker([*method.parameters(), items]) as tracker:
+            method([items]).backward()
+        peaks.append(tracker.peak)
+        method.zero_grad(set_to_none=True)
+    assert max(peaks) <= plan.per_item * 4, (max(peaks), plan.per_item)
+    assert plan.per_item * 4 > 2 * 4 * (2 * 600) ** 2 * 4  # two similarity copies at least
+    half = measure_step(method, _Whole(), items[:2, :, :300], fabric)
+    assert plan.per_item / half.per_item > 3.0  # quadratic in the length
+
+
+def test_text_is_planned_on_its_longest_documents() -> None:
+    from selfsup.data.text import TextSource
+    from selfsup.run import planning_items
+
+    texts = [f"note {i}" for i in range(50)] + ["a long " * 40]
+    items = planning_items(TextSource(texts, max_length=64))
+    assert items.shape[0] >= 2 and items.shape[1] == 64

@@ -28,15 +28,24 @@ def test_a_budget_with_a_sliver_of_an_epoch_left_ends_now_instead_of_opening_one
     done = TrainState(step=100, epoch=1, train_seconds=59.0)
     assert _fit_to_budget(cfg, done, steps_per_epoch=100, fabric=fabric) == 100
     # Inside an epoch under way they are trained.
-    inside = TrainState(step=118, epoch=1, train_seconds=59.0)
+    inside = TrainState(step=118, epoch=1, train_seconds=59.0, batch_in_epoch=18)
     assert _fit_to_budget(cfg, inside, steps_per_epoch=100, fabric=fabric) == 120
     # A huge epoch (a million items) is cut where the budget ends: 44 steps at 2.7 s a step.
-    big = TrainState(step=1, epoch=0, train_seconds=2.7)
+    big = TrainState(step=1, epoch=0, train_seconds=2.7, batch_in_epoch=1)
     big_cfg = PretrainConfig(data="-", time_budget=2.0)
     assert _fit_to_budget(big_cfg, big, steps_per_epoch=3898, fabric=fabric) == 1 + 43
     # 10 s left is 20 steps, a fifth of an epoch: training goes on.
     going = TrainState(step=100, epoch=1, train_seconds=50.0)
     assert _fit_to_budget(cfg, going, steps_per_epoch=100, fabric=fabric) == 120
+    # An epoch the budget cut at step 14 of 99; at 7.5 s a step 2 more steps fit in the 2
+    # minutes: the next epoch starts at 14, so they are a sliver of it and are not begun.
+    cut = TrainState(step=14, epoch=1, train_seconds=105.0)
+    assert _fit_to_budget(big_cfg, cut, steps_per_epoch=99, fabric=fabric) == 14
+    # Steps that take less time than one measurement of the monitor are a sliver too: 20
+    # steps fit (0.4 s each), a fifth of an epoch, but one measurement takes 12 s.
+    slow = TrainState(step=100, epoch=1, train_seconds=40.0, monitor_seconds=12.0,
+                      measures=1)  # fmt: skip
+    assert _fit_to_budget(cfg, slow, steps_per_epoch=100, fabric=fabric) == 100
 
 
 def test_slow_first_steps_such_as_compilation_do_not_set_the_pace() -> None:

@@ -96,6 +96,8 @@ class TrainState:
     train_seconds: float = 0.0
     items_seen: int = 0
     monitor_seconds: float = 0.0
+    #: Times the label-free monitor measured (``monitor_seconds`` is their sum).
+    measures: int = 0
     checkpoint_seconds: float = 0.0
     #: Batches of the current epoch already consumed: a resumed run continues from the next.
     batch_in_epoch: int = 0
@@ -304,9 +306,14 @@ def _fit_to_budget(
     )
     steps = state.step + max(0, math.floor(left / seconds_per_step))
     # A sliver of an epoch not begun yet is not begun: its monitoring and checkpoint would
-    # cost more than its few steps bring.
-    last_start = steps // steps_per_epoch * steps_per_epoch
-    if steps - last_start < steps_per_epoch / 20 and last_start >= state.step:
+    # cost more than its few steps bring. Epochs start every steps_per_epoch from this
+    # one's start (an epoch the budget cut short ended early), and a sliver is under a
+    # twentieth of an epoch or under the steps one measurement of the monitor takes.
+    epoch_start = state.step - min(state.batch_in_epoch, state.step)
+    last_start = epoch_start + (steps - epoch_start) // steps_per_epoch * steps_per_epoch
+    measuring = state.monitor_seconds / state.measures if state.measures else 0.0
+    sliver = max(steps_per_epoch / 20, measuring / seconds_per_step)
+    if steps - last_start < sliver and last_start >= state.step:
         steps = last_start
     # Every process must agree on the schedule: rank 0's estimate wins.
     return int(fabric.broadcast(min(cap, steps), src=0))
@@ -676,6 +683,7 @@ def _measure(t: Training, state: TrainState, log: MetricsLog) -> str | None:
         if probe is not None:
             probe.discard()
         state.monitor_seconds += time.perf_counter() - started
+        state.measures += 1
         progress.routine(
             always=progress.shown_last,
             text=f"  held-out: RankMe {metrics.rankme:.1f}/{metrics.dim}, alpha-ReQ "

@@ -19,6 +19,8 @@ Example:
 from __future__ import annotations
 
 import abc
+import contextlib
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import torch
@@ -89,6 +91,13 @@ class Method(nn.Module, abc.ABC):
 
     def on_step_end(self, progress: float) -> None:
         """Called after each optimizer step with the fraction of training done (EMA updates)."""
+
+    @contextlib.contextmanager
+    def largest_step(self) -> Iterator[None]:
+        """While open, the sizes a step draws at random (TS2Vec's crop length) take their
+        largest values, so that the memory plan measures the most a step can need. Methods
+        whose steps are all one size keep this default, which changes nothing."""
+        yield
 
     def options(self) -> dict[str, Any]:
         """The method's hyperparameters, saved with the run."""

@@ -31,6 +31,8 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import torch
@@ -157,6 +159,7 @@ class TS2Vec(Method):
         self.mask_p = mask_p
         self.max_length = max_length
         self.average = average
+        self._full_crop = False
         if average:
             self.averaged = momentum_copy(encoder)
             self.register_buffer("averaged_steps", torch.zeros((), dtype=torch.long))
@@ -180,6 +183,16 @@ class TS2Vec(Method):
             return int(torch.randint(low, high, (1,)).item())
         return torch.randint(low, high, (size,)).to(device)
 
+    @contextlib.contextmanager
+    def largest_step(self) -> Iterator[None]:
+        """While open, the common segment is the whole series: the temporal contrast's
+        (2T x 2T) similarities, quadratic in the crop, are then the largest a step makes."""
+        self._full_crop = True
+        try:
+            yield
+        finally:
+            self._full_crop = False
+
     def _mask(self, x: torch.Tensor) -> torch.Tensor:
         return torch.rand(x.shape[0], x.shape[2], device=x.device) < self.mask_p
 
@@ -195,7 +208,7 @@ class TS2Vec(Method):
             raise ValueError(f"TS2Vec needs series of at least {shortest} steps, got {t}")
         # The paper's cropping: a common segment [left, right) inside two windows
         # [e_left, right) and [left, e_right), shifted together by a per-row offset.
-        crop = self._randint(shortest, t + 1)
+        crop = t if self._full_crop else self._randint(shortest, t + 1)
         left = self._randint(0, t - crop + 1)
         right = left + crop
         e_left = self._randint(0, left + 1)

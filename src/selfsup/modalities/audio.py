@@ -56,6 +56,7 @@ class AudioModality(Modality):
     """Audio clips as log-mel spectrograms (1, n_mels, frames)."""
 
     name = "audio"
+    memory_remedy = "a shorter --clip-seconds or a smaller --backbone"
     source_options: ClassVar[frozenset[str]] = frozenset({*AUDIO_OPTIONS, "index"})
     stat_dims = 2
     default_method = "byola"

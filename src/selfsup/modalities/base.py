@@ -73,6 +73,8 @@ class Modality(ABC):
         fallback_backbone: the backbone of a method that names none for this modality.
         views_class: the module that makes views of a batch from a recipe and a count.
         recipe: the named view recipes of this modality (a function of the name).
+        memory_remedy: what makes this modality's training step smaller, for the memory
+            plan's message when even its smallest batch does not fit.
     """
 
     name: ClassVar[str]
@@ -86,6 +88,7 @@ class Modality(ABC):
     fallback_backbone: ClassVar[str]
     views_class: ClassVar[Callable[[Any, int], nn.Module]]
     recipe: ClassVar[Callable[[str], ViewRecipe]]
+    memory_remedy: ClassVar[str] = "a smaller --backbone"
 
     def __repr__(self) -> str:
         return f"<modality {self.name}>"

@@ -99,6 +99,7 @@ class ImageModality(Modality):
     """Images: named sets, folders (labels from first-level subfolders) and arrays."""
 
     name = "image"
+    memory_remedy = "a smaller --image-size or --backbone"
     source_options: ClassVar[frozenset[str]] = frozenset({"image_size", "channels", "index"})
     stat_dims = 2
     default_method = "simclr"

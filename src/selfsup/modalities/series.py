@@ -40,6 +40,7 @@ class SeriesModality(Modality):
     """Series: UCR/UEA sets, ``.ts``/``.npy``/``.npz`` files, wide or long tables."""
 
     name = "series"
+    memory_remedy = "a shorter --window or a smaller --backbone"
     source_options: ClassVar[frozenset[str]] = frozenset(
         {
             "id_column",

@@ -63,6 +63,7 @@ class TextModality(Modality):
     """Text: documents as token ids of the run's own tokenizer."""
 
     name = "text"
+    memory_remedy = "a smaller --max-length or --backbone"
     source_options: ClassVar[frozenset[str]] = frozenset(
         {
             "text_column",
