@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 from collections.abc import Sequence
@@ -264,24 +265,66 @@ class AudioFolderSource(Source):
             self.classes, self.labels = found
         # Clips of long files: (file, first sample) per item; None: one centre clip a file.
         self._clips: list[tuple[int, int]] | None = None
-        if clip_hop is not None:
-            if clip_hop <= 0:
-                raise ValueError(f"clip_hop must be positive, got {clip_hop}")
-            hop = max(1, round(clip_hop * sample_rate))
-            self._clips = [
-                (f, start)
-                for f, rel in enumerate(self._ids)
-                for start in clip_starts(self.root / rel, sample_rate, self.clip_samples, hop)
-            ]
-            self._files = self._ids
-            self._ids = [f"{self._files[f]}@{s / sample_rate:.2f}s" for f, s in self._clips]
-            if self.labels is not None:
-                self.labels = self.labels[[f for f, _ in self._clips]]
         self._logmel = LogMelSpectrogram(self.settings)
+        if clip_hop is not None:
+            self._cut(clip_hop)
+        self._start_cache()
+
+    def _cut(self, hop_seconds: float) -> None:
+        """Make the items clips of every file, one every ``hop_seconds``."""
+        if hop_seconds <= 0:
+            raise ValueError(f"clip_hop must be positive, got {hop_seconds}")
+        rate = self.settings.sample_rate
+        hop = max(1, round(hop_seconds * rate))
+        self._clips = [
+            (f, start)
+            for f, rel in enumerate(self._ids)
+            for start in clip_starts(self.root / rel, rate, self.clip_samples, hop)
+        ]
+        self._files = self._ids
+        self._ids = [f"{self._files[f]}@{s / rate:.2f}s" for f, s in self._clips]
+        if self.labels is not None:
+            self.labels = self.labels[[f for f, _ in self._clips]]
+
+    def _start_cache(self) -> None:
+        """Keep the items read in memory when all of them fit in ``CACHE_BYTES``."""
         item_bytes = 4 * int(np.prod(self.item_shape))
         self._cache: dict[int, torch.Tensor] | None = (
             {} if item_bytes * len(self) <= CACHE_BYTES else None
         )
+
+    @property
+    def cut_into_clips(self) -> bool:
+        """Whether the items are clips of the files (``clip_hop``), not one per file."""
+        return self._clips is not None
+
+    def clipped(self, hop_seconds: float) -> AudioFolderSource:
+        """The same files cut into clips of ``clip_seconds``, one every ``hop_seconds``, as
+        ``clip_hop`` cuts them (this source is left as it is).
+
+        Raises:
+            ValueError: the items are clips already.
+        """
+        if self.cut_into_clips:
+            raise ValueError(f"{self.name}: its items are clips already")
+        cut = copy.copy(self)
+        cut.__dict__.pop("_unreadable", None)  # each source lists what it failed to read
+        cut._cut(hop_seconds)
+        cut._start_cache()
+        return cut
+
+    def durations(self, rows: Sequence[int]) -> np.ndarray:
+        """The length in seconds of files ``rows`` (numbered as sorted, before any cut into
+        clips), read from their headers; NaN for a file whose header cannot be read."""
+        files = self._ids if self._clips is None else self._files
+        seconds = []
+        for row in rows:
+            try:
+                info = soundfile.info(str(self.root / files[int(row)]))
+                seconds.append(info.frames / info.samplerate)
+            except Exception:  # read and reported as unreadable when its items are read
+                seconds.append(math.nan)
+        return np.array(seconds)
 
     @property
     def item_shape(self) -> tuple[int, ...]:

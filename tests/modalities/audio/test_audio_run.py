@@ -100,3 +100,32 @@ def test_cli_pretrains_and_embeds_audio(tones, tmp_path):
     result = runner.invoke(app, ["embed", str(out), str(tones), "--out", str(emb)])
     assert result.exit_code == 0, result.output
     assert np.load(emb).shape == (64, 2048)
+
+
+def test_long_recordings_are_pretrained_on_all_their_clips_and_embedded_one_row_a_file(
+    tmp_path,
+):
+    """Four 10-second recordings (20 clips of 0.5 s each): pretraining reads all 80 clips,
+    not the four centre clips; later commands still read one item a file."""
+    long = write_tones(tmp_path / "long", per_class=1, seconds=10.0)
+    run = selfsup.pretrain(
+        long,
+        epochs=1,
+        batch_size=16,
+        out=tmp_path / "run",
+        backbone_options=SMALL_CNN,
+        method_options=SMALL_HEADS,
+        monitor_items=0,
+        show_progress=False,
+        **AUDIO,
+    )
+    assert run.summary["items"] == 4 * 20
+    log = (run.path / "train.log").read_text()
+    assert "files of 10 s (the median): trained on 80 clips of 0.5 s" in log
+    assert run.embed(long).shape == (4, 64)
+    # A folder of short clips (speech commands, sound events) stays one item a file.
+    short = write_tones(tmp_path / "short", per_class=4, seconds=2.0)
+    again = selfsup.pretrain(short, epochs=1, batch_size=8, out=tmp_path / "short-run",
+                             backbone_options=SMALL_CNN, method_options=SMALL_HEADS,
+                             monitor_items=0, show_progress=False, **AUDIO)  # fmt: skip
+    assert again.summary["items"] == 16
