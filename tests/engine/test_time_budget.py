@@ -68,3 +68,28 @@ def test_the_monitor_is_bounded_by_time_not_paid_after_every_epoch() -> None:
     assert monitor_due(spent)
     assert monitor_due(TrainState(step=10, epoch=1, total_steps=100, monitor_seconds=99.0))
     assert monitor_due(TrainState(step=100, epoch=9, total_steps=100, monitor_seconds=99.0))
+
+
+def test_a_budget_that_fits_few_steps_says_so_at_the_end(tmp_path, clusters_npz,
+                                                         monkeypatch) -> None:  # fmt: skip
+    import time
+
+    from selfsup.engine import train
+
+    real_step = train.training_step
+
+    def slow_step(*args, **kwargs):  # BYOL-A on 2 cores: 21 s a step of 256 clips
+        time.sleep(0.5)
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train, "training_step", slow_step)
+    run = pretrain(
+        clusters_npz, method="vicreg", time_budget=0.05, batch_size=32,
+        backbone_options={"width": 4}, out=tmp_path / "run", show_progress=False,
+        method_options={"projection_dim": 64, "hidden_dim": 64}, monitor_items=0,
+    )  # fmt: skip
+    steps = run.summary["steps"]
+    assert 0 < steps < 10
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert f"only {steps} optimizer steps fit in the 0.05-minute --time-budget" in log
+    assert "a smaller --batch-size gives it more steps" in log

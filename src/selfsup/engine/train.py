@@ -333,6 +333,24 @@ def few_steps_warning(steps: int, items: int, batch_size: int) -> str:
     )
 
 
+def budget_steps_warning(state: TrainState, cfg: PretrainConfig) -> str:
+    """What a time-budgeted run that ended after fewer than ``FEW_STEPS`` optimizer steps
+    says: its steps were too slow for its budget.
+
+    Example:
+        >>> state = TrainState(step=2, train_seconds=42.0)
+        >>> cfg = PretrainConfig(data="-", time_budget=1.0, batch_size=256)
+        >>> budget_steps_warning(state, cfg)[:75]
+        '[bold red]warning[/bold red]: only 2 optimizer steps fit in the 1-minute --'
+    """
+    return (
+        f"[bold red]warning[/bold red]: only {state.step} optimizer steps fit in the "
+        f"{cfg.time_budget:g}-minute --time-budget ({state.train_seconds / state.step:.0f} s "
+        f"a step of {cfg.batch_size} items): the encoder barely changed; a longer "
+        "--time-budget or a smaller --batch-size gives it more steps"
+    )
+
+
 def monitor_due(state: TrainState) -> bool:
     """Whether the label-free monitor measures after the epoch just ended: after the first
     and the last, and in between while its time stays under ``MONITOR_SHARE`` of training's.
@@ -793,6 +811,8 @@ def fit(
         while state.step < state.total_steps:
             last_loss = train_one_epoch(t, state, source, cfg, run_dir, fabric)
             end_epoch(t, state, cfg, run_dir, fabric, last_loss)
+        if cfg.time_budget is not None and 0 < state.step < FEW_STEPS:
+            t.progress.note(budget_steps_warning(state, cfg))
     if t.probe is not None:
         t.probe.remove()
     if t.log is not None:
