@@ -21,6 +21,7 @@ import platform
 import re
 import shutil
 import time
+import warnings
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ from selfsup.core.files import (
     write_text,
 )
 from selfsup.core.precision import embedding_device, resolve_precision
-from selfsup.data.base import Source
+from selfsup.data.base import DataWarning, Source
 from selfsup.data.folders import INDEX_FILE, FolderIndex
 from selfsup.data.splits import hold_out
 from selfsup.embedding import EmbeddingFile, embed_source, embed_timestamps, write_embeddings
@@ -154,7 +155,10 @@ class Run:
         if isinstance(data, Source):
             return self.modality.adopt(data, self.path)
         merged = {**self.data_options, **{k: v for k, v in options.items() if v is not None}}
-        return open_source(data, self.modality.name, **merged)
+        source = open_source(data, self.modality.name, **merged)
+        if source.warning:
+            warnings.warn(f"{source.name}: {source.warning}", DataWarning, stacklevel=2)
+        return source
 
     def embed(self, data: str | os.PathLike | Source, batch_size: int = 512) -> np.ndarray:
         """Embeddings (n, D) of ``data`` (a path, dataset name or Source), in input order."""

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
+from typing import TextIO
 
 from rich.markup import escape
 
@@ -42,6 +44,7 @@ def main() -> None:
     show_traceback = "--traceback" in sys.argv or os.environ.get(TRACEBACK_ENV) == "1"
     if "--traceback" in sys.argv:
         sys.argv.remove("--traceback")
+    warnings.showwarning = _warning_line
     try:
         app()
     except (
@@ -67,6 +70,29 @@ def main() -> None:
             f"--traceback and report what it prints)"
         )
         raise SystemExit(1) from None
+
+
+def _warning_line(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """Data warnings (:class:`~selfsup.data.base.DataWarning`) as one ``warning:`` line;
+    others as Python prints them."""
+    from selfsup.data.base import DataWarning
+
+    if not issubclass(category, DataWarning):
+        _python_warning(message, category, filename, lineno, file, line)
+        return
+    console.print(
+        f"[bold red]warning:[/bold red] {escape(str(message))}", soft_wrap=True, highlight=False
+    )
+
+
+_python_warning = warnings.showwarning
 
 
 def _error_line(message: str) -> None:

@@ -313,6 +313,15 @@ class AudioFolderSource(Source):
         cut._start_cache()
         return cut
 
+    def median_seconds(self, limit: int = 100) -> float:
+        """The median length in seconds of up to ``limit`` files spread over the folder, read
+        from their headers (0 when none can be read)."""
+        files = len(self._ids if self._clips is None else self._files)
+        rows = np.unique(np.linspace(0, files - 1, min(limit, files)).astype(int))
+        lengths = self.durations(rows)
+        known = lengths[~np.isnan(lengths)]  # unreadable files are reported when read
+        return float(np.median(known)) if known.size else 0.0
+
     def durations(self, rows: Sequence[int]) -> np.ndarray:
         """The length in seconds of files ``rows`` (numbered as sorted, before any cut into
         clips), read from their headers; NaN for a file whose header cannot be read."""

@@ -36,6 +36,12 @@ class ItemReadError(Exception):
         self.reason = reason
 
 
+class DataWarning(UserWarning):
+    """What a person should know about data a run opens (a source's ``warning``: columns not
+    read, windows left out, recordings read by their centre clip); the command line prints
+    it as one ``warning:`` line."""
+
+
 class EmptySourceError(ValueError):
     """A source holds no readable item at all (an empty folder, an empty array)."""
 
@@ -205,7 +211,8 @@ class Source(abc.ABC):
     classes: list[str] | None = None
     #: How a folder's file list was found (scanned, or a run's saved index), for people.
     index_note: str | None = None
-    #: What a person should know before training on it (printed with the data line).
+    #: What a person should know before using it: printed with pretrain's data line, and by
+    #: ``Run.open`` (every command that reads data) as a :class:`DataWarning`.
     warning: str | None = None
 
     @abc.abstractmethod

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
 import torch
 
 from selfsup.backbones import build_audio_backbone
@@ -79,7 +78,16 @@ class AudioModality(Modality):
     def open(self, spec: str | os.PathLike | Any, options: dict[str, Any]) -> Source:
         path = Path(spec).expanduser()
         if path.is_dir():
-            return AudioFolderSource(path, **options)
+            source = AudioFolderSource(path, **options)
+            if not source.cut_into_clips:
+                seconds = source.median_seconds()
+                if seconds >= LONG_RECORDING_CLIPS * source.clip_seconds:
+                    source.warning = (
+                        f"files of {seconds:,.0f} s (the median) are each read as their "
+                        f"centre {source.clip_seconds:g} s; --clip-hop {source.clip_seconds:g} "
+                        "reads every clip of them, each an item"
+                    )
+            return source
         raise FileNotFoundError(f"{spec}: no such folder (audio is read from a folder of files)")
 
     def run_source_options(self, run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
@@ -126,7 +134,7 @@ class AudioModality(Modality):
         item a file. Other commands read a file as its centre clip unless ``--clip-hop``.
 
         Example:
-            >>> import tempfile, soundfile
+            >>> import tempfile, numpy as np, soundfile
             >>> folder = Path(tempfile.mkdtemp())
             >>> soundfile.write(folder / "a.wav", np.zeros(32_000, np.float32), 1000)
             >>> src = AudioFolderSource(folder, sample_rate=1000, n_fft=64, hop_length=16)
@@ -138,12 +146,11 @@ class AudioModality(Modality):
             return source, None
         if source.cut_into_clips:
             return source, None
-        lengths = source.durations(source.sample_rows(100))
-        known = lengths[~np.isnan(lengths)]  # unreadable files are reported when read
-        seconds = float(np.median(known)) if known.size else 0.0
+        seconds = source.median_seconds()
         if seconds < LONG_RECORDING_CLIPS * source.clip_seconds:
             return source, None
         cut = source.clipped(source.clip_seconds)
+        cut.warning = None  # that they are read by their centre clip: not in training
         return cut, (
             f"files of {seconds:,.0f} s (the median): trained on {len(cut):,} clips of "
             f"{source.clip_seconds:g} s, one after another, not on each file's centre clip; "

@@ -1,12 +1,15 @@
 """Pretrain on a folder of audio, reload, embed and evaluate, from Python and the CLI."""
 
+import warnings
+
 import numpy as np
 import pytest
 from tests.modalities.audio.conftest import write_tones
 from typer.testing import CliRunner
 
 import selfsup
-from selfsup.cli import app
+from selfsup.cli import _warning_line, app
+from selfsup.data.base import DataWarning
 from selfsup.engine.monitor import load_encoder_weights
 from selfsup.evaluation.knn import knn_accuracy
 
@@ -122,7 +125,22 @@ def test_long_recordings_are_pretrained_on_all_their_clips_and_embedded_one_row_
     assert run.summary["items"] == 4 * 20
     log = (run.path / "train.log").read_text()
     assert "files of 10 s (the median): trained on 80 clips of 0.5 s" in log
-    assert run.embed(long).shape == (4, 64)
+    assert "read as their centre" not in log  # training reads every clip
+    # Later commands read a file as its centre clip, and say so.
+    with pytest.warns(DataWarning, match=r"files of 10 s .* centre 0.5 s; --clip-hop 0.5"):
+        opened = run.open(long)
+    assert len(opened) == 4 and run.embed(long).shape == (4, 64)
+    with warnings.catch_warnings():  # the command line's one line, as its main() prints it
+        warnings.simplefilter("always")
+        warnings.showwarning = _warning_line
+        result = CliRunner().invoke(app, ["embed", str(run.path), str(long),
+                                          "--out", str(tmp_path / "e.npy")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert lines == [
+        f"warning: {long}: files of 10 s (the median) are each read as their centre 0.5 s; "
+        "--clip-hop 0.5 reads every clip of them, each an item"
+    ]
     # A folder of short clips (speech commands, sound events) stays one item a file.
     short = write_tones(tmp_path / "short", per_class=4, seconds=2.0)
     again = selfsup.pretrain(short, epochs=1, batch_size=8, out=tmp_path / "short-run",
