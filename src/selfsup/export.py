@@ -31,12 +31,15 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +48,7 @@ import numpy as np
 import torch
 
 from selfsup.backbones.hf import HF_BACKBONES, HFAudioBackbone, HFImageBackbone, HFTextBackbone
+from selfsup.config import load_config
 from selfsup.core.files import write_json, write_text
 from selfsup.encoder import Encoder
 from selfsup.modalities import get_modality
@@ -109,21 +113,34 @@ def check_items(run: Run, data: str | None, items: int = CHECK_ITEMS) -> tuple[t
         raise ValueError(
             f"cannot open {spec} to check the export with ({err}); give --data"
         ) from None
+    # Items the size training read (windows of long series, clips of long recordings):
+    # three months of sensor readings at once took 24 GB and five minutes, then were killed.
+    modality = get_modality(run.encoder.modality)
+    read_as = load_config(None, data=str(spec), window=run.config.get("window"),
+                          clip_hop=run.config.get("clip_hop"))  # fmt: skip
+    source = modality.training_source(source, read_as)[0]
+    items = min(items, modality.embed_batch_size(source, items))
     batch = source.read_batch(list(range(min(len(source), 4 * items))))
     if len(batch.indices) == 0:
         raise ValueError(f"{spec}: no readable item to check the export with")
     x = batch.items[:items]
     encoder = run.encoder
-    x = get_modality(encoder.modality).prepare_input(x, encoder.spec or {})
+    x = modality.prepare_input(x, encoder.spec or {})
     return x.contiguous(), str(spec)
 
 
-def _items_per_second(function: Any, x: Any, n: int, repeats: int = 3) -> float:
+def _items_per_second(
+    function: Any, x: Any, n: int, repeats: int = 3, seconds: float = 5.0
+) -> float:
+    """Items per second of ``function`` on the batch ``x`` of ``n`` items, after a warm-up
+    call: ``repeats`` calls, or fewer (at least one) once ``seconds`` have passed."""
     function(x)  # warm up
     begun = time.perf_counter()
-    for _ in range(repeats):
+    done = 0
+    while done < repeats and (done == 0 or time.perf_counter() - begun < seconds):
         function(x)
-    return n * repeats / (time.perf_counter() - begun)
+        done += 1
+    return n * done / (time.perf_counter() - begun)
 
 
 def export_run(
@@ -207,15 +224,16 @@ def _onnx(
     axes = {0: "batch"}
     if not x.is_floating_point():  # token ids: any number of them, up to the model's
         axes[1] = "tokens"
-    try:  # TorchScript-based: a second or two where the dynamo exporter takes ten or more
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                encoder, (x,), str(path), input_names=["input"], output_names=["embeddings"],
-                dynamic_axes={"input": axes}, dynamo=False,
-            )  # fmt: skip
-    except Exception:  # an operator it cannot export (in-place masks of text models)
-        _onnx_dynamo(encoder, x, path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:  # TorchScript-based: a second or two where the dynamo exporter takes ten or more
+            with _native_output_discarded():  # its whole graph, when an operator fails
+                torch.onnx.export(
+                    encoder, (x,), str(path), input_names=["input"], output_names=["embeddings"],
+                    dynamic_axes={"input": axes}, dynamo=False,
+                )  # fmt: skip
+        except Exception:  # an operator it cannot export (in-place masks of text models)
+            _onnx_dynamo(encoder, x, path)
     _ship_tokenizer(run_dir, folder)
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
@@ -226,6 +244,25 @@ def _onnx(
         return session.run(["embeddings"], {"input": b})[0]
 
     return infer(feed), _items_per_second(infer, feed, len(x))
+
+
+@contextlib.contextmanager
+def _native_output_discarded() -> Iterator[None]:
+    """Discard what native code writes to the process's standard output and error meanwhile
+    (a second or two): the TorchScript exporter prints its whole graph (hundreds of lines)
+    before it raises, whatever its verbosity."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    try:
+        with open(os.devnull, "w") as null:
+            for fd in saved:
+                os.dup2(null.fileno(), fd)
+            yield
+    finally:
+        for fd, copy in saved.items():
+            os.dup2(copy, fd)
+            os.close(copy)
 
 
 def _onnx_dynamo(encoder: Encoder, x: torch.Tensor, path: Path) -> None:
