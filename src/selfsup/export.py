@@ -48,7 +48,6 @@ import numpy as np
 import torch
 
 from selfsup.backbones.hf import HF_BACKBONES, HFAudioBackbone, HFImageBackbone, HFTextBackbone
-from selfsup.config import load_config
 from selfsup.core.files import write_json, write_text
 from selfsup.encoder import Encoder
 from selfsup.modalities import get_modality
@@ -107,18 +106,13 @@ def check_items(run: Run, data: str | None, items: int = CHECK_ITEMS) -> tuple[t
     spec = data or run.config.get("data")
     if not spec:
         raise ValueError("give --data: items to check the export with")
-    try:
-        source = run.open(spec)
+    try:  # three months of sensor readings as one item took 24 GB and 5 minutes: killed
+        source = run.open_as_trained(spec)
     except (FileNotFoundError, ValueError, TypeError) as err:
         raise ValueError(
             f"cannot open {spec} to check the export with ({err}); give --data"
         ) from None
-    # Items the size training read (windows of long series, clips of long recordings):
-    # three months of sensor readings at once took 24 GB and five minutes, then were killed.
     modality = get_modality(run.encoder.modality)
-    read_as = load_config(None, data=str(spec), window=run.config.get("window"),
-                          clip_hop=run.config.get("clip_hop"))  # fmt: skip
-    source = modality.training_source(source, read_as)[0]
     items = min(items, modality.embed_batch_size(source, items))
     batch = source.read_batch(list(range(min(len(source), 4 * items))))
     if len(batch.indices) == 0:

@@ -84,6 +84,14 @@ TRAIN_FILE = "train.json"
 _RUN_DIR_ENV = "SELFSUP_RUN_DIR"
 
 
+def _warned(source: Source) -> Source:
+    """``source``, its warning (if any) given as a :class:`DataWarning` (the command line
+    prints it as one line)."""
+    if source.warning:
+        warnings.warn(f"{source.name}: {source.warning}", DataWarning, stacklevel=3)
+    return source
+
+
 class Run:
     """A trained run: its folder, config, encoder and training summary.
 
@@ -152,13 +160,35 @@ class Run:
             >>> run.open("digits:test").describe()
             'digits:test: 359 image items, 10 classes'
         """
+        return _warned(self._open(data, options))
+
+    def open_as_trained(self, data: str | os.PathLike | Source | Any, **options: Any) -> Source:
+        """``data`` opened as :meth:`open` opens it, in the items training read: series of
+        6,000 steps or more in windows of 3,000, folders of long recordings in clips (see
+        ``Modality.training_source``); other data as it is. For work whose cost grows with an
+        item's size and that needs no item of the data as such (checking an export,
+        the report's pictures): three months of readings as one item do not fit in memory.
+
+        Example:
+            >>> import tempfile
+            >>> run = pretrain(np.zeros((2, 7000), np.float32), modality="series", steps=1,
+            ...                out=tempfile.mkdtemp(), show_progress=False, monitor_items=0,
+            ...                backbone_options={"hidden": 4, "out_dim": 8, "depth": 1})
+            >>> run.open_as_trained(np.zeros((2, 7000), np.float32)).item_shape
+            (1, 3000)
+        """
+        source = self._open(data, options)
+        read_as = load_config(
+            None, data=source.name, window=self.config.get("window"),
+            clip_hop=self.config.get("clip_hop"),
+        )  # fmt: skip
+        return _warned(self.modality.training_source(source, read_as)[0])
+
+    def _open(self, data: str | os.PathLike | Source | Any, options: dict[str, Any]) -> Source:
         if isinstance(data, Source):
             return self.modality.adopt(data, self.path)
         merged = {**self.data_options, **{k: v for k, v in options.items() if v is not None}}
-        source = open_source(data, self.modality.name, **merged)
-        if source.warning:
-            warnings.warn(f"{source.name}: {source.warning}", DataWarning, stacklevel=2)
-        return source
+        return open_source(data, self.modality.name, **merged)
 
     def embed(self, data: str | os.PathLike | Source, batch_size: int = 512) -> np.ndarray:
         """Embeddings (n, D) of ``data`` (a path, dataset name or Source), in input order."""

@@ -235,11 +235,14 @@ class EmbeddingSample:
 def sample_embeddings(
     run: Run, data: str | os.PathLike, items: int, groups_file: str | os.PathLike | None
 ) -> EmbeddingSample:
-    """Embed up to ``items`` evenly spaced items of ``data``; colour by group or label."""
+    """Embed up to ``items`` evenly spaced items of ``data``, in the items training read
+    (windows of long series, clips of long recordings: their attributions are pictures one
+    can read, and fit in memory) unless groups are given by item id; colour by group or
+    label."""
     from selfsup.data.splits import SubsetSource
     from selfsup.tools.audit import read_groups_file
 
-    source = run.open(data)
+    source = run.open(data) if groups_file is not None else run.open_as_trained(data)
     rows = np.unique(np.linspace(0, len(source) - 1, min(items, len(source))).astype(int))
     subset = SubsetSource(source, rows, source.name)
     embeddings = run.embed(subset)
