@@ -82,6 +82,30 @@ def test_integrated_gradients_add_up_to_the_change_of_the_output(patch_classifie
     assert values.sum() == pytest.approx(change, abs=0.03)
 
 
+def test_integrated_gradients_of_a_large_item_run_a_few_steps_at_a_time(
+    patch_classifier, monkeypatch
+) -> None:
+    """Three months of readings: not all steps' copies of the item at once; same values."""
+    from selfsup.tools.explain import attribution
+
+    _, model = patch_classifier
+    x, _, _ = planted_patches(2, seed=2)
+    baseline = torch.full_like(x[1], 0.35)
+    forward = probability_forward(model, 1)
+    whole = attribute(forward, x[1], baseline, "ig", steps=16)
+    batches = []
+    real = forward
+
+    def counting(batch: torch.Tensor) -> torch.Tensor:
+        batches.append(len(batch))
+        return real(batch)
+
+    monkeypatch.setattr(attribution, "IG_BATCH_VALUES", 3 * SIZE * SIZE)  # 3 steps a batch
+    few = attribute(counting, x[1], baseline, "ig", steps=16)
+    assert max(batches) == 3
+    np.testing.assert_allclose(few, whole, atol=1e-5)
+
+
 def test_explain_item_writes_maps_and_neighbours_into_the_run(patch_classifier, tmp_path) -> None:
     encoder, _ = patch_classifier
     x, y, corners = planted_patches(40, seed=3)
