@@ -49,6 +49,7 @@ import torch
 
 from selfsup.backbones.hf import HF_BACKBONES, HFAudioBackbone, HFImageBackbone, HFTextBackbone
 from selfsup.core.files import write_json, write_text
+from selfsup.core.progress import activity
 from selfsup.encoder import Encoder
 from selfsup.modalities import get_modality
 
@@ -159,14 +160,16 @@ def export_run(
             f"; {run.path} has {(encoder.spec or {}).get('backbone', 'a custom module')}: "
             "export it as onnx, torchscript or safetensors"
         )
-    x, source = check_items(run, data)
-    with torch.no_grad():
+    with activity(f"reading items of {data or run.config.get('data')} to check the export on"):
+        x, source = check_items(run, data)
+    with activity(f"embedding and timing {len(x)} items in PyTorch"), torch.no_grad():
         expected = encoder(x).numpy()
-    eager = _items_per_second(lambda b: encoder(b), x, len(x))
+        eager = _items_per_second(lambda b: encoder(b), x, len(x))
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        got, speed = write_export(encoder, fmt, x, work, run.path)
+        with activity(f"writing {fmt}, then embedding and timing {len(x)} items with it"):
+            got, speed = write_export(encoder, fmt, x, work, run.path)
         diff = float(np.abs(got - expected).max())
         if not diff <= PARITY:
             raise ValueError(

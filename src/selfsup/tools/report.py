@@ -44,6 +44,7 @@ import pandas as pd
 
 from selfsup.core.errors import one_line
 from selfsup.core.files import check_writable, read_json, write_text
+from selfsup.core.progress import activity
 from selfsup.data.table_files import read_table
 from selfsup.run import CONFIG_FILE, TRAIN_FILE, Run, read_run_config
 from selfsup.tools.figures import pyplot, save_png
@@ -546,14 +547,17 @@ def build_report(
         if data is None:
             map_note = "no data to map: give --data (the run was trained on in-memory data)"
         else:
-            sample = sample_embeddings(run, data, items, groups_file)
+            with activity(f"embedding up to {items:,} items of {data}"):
+                sample = sample_embeddings(run, data, items, groups_file)
     if sample is not None:
-        sections.append(map_section(sample, figures, use_umap, seed))
-        sections.append(neighbours_section(run, sample, figures))
+        with activity("drawing the map and the nearest neighbours"):
+            sections.append(map_section(sample, figures, use_umap, seed))
+            sections.append(neighbours_section(run, sample, figures))
     else:
         sections += [Section("Embedding map", notes=[map_note or "no data"]),
                      Section("Nearest neighbours", notes=[map_note or "no data"])]  # fmt: skip
-    sections.append(attribution_section(run, run_dir, sample, figures))
+    with activity("attributing a few items (integrated gradients)"):
+        sections.append(attribution_section(run, run_dir, sample, figures))
     sections.append(_guarded("Bias audit", audit_section, run_dir))
     write_text(page, render_html(f"selfsup report: {run_dir.name}", sections, run_dir))
     return page
