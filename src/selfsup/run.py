@@ -172,8 +172,9 @@ class Run:
         Example:
             >>> import tempfile
             >>> run = pretrain(np.zeros((2, 7000), np.float32), modality="series", steps=1,
-            ...                out=tempfile.mkdtemp(), show_progress=False, monitor_items=0,
-            ...                backbone_options={"hidden": 4, "out_dim": 8, "depth": 1})
+            ...                method="simclr", out=tempfile.mkdtemp(), show_progress=False,
+            ...                monitor_items=0, backbone_options={"hidden": 4, "out_dim": 8,
+            ...                "depth": 1}, method_options={"projection_dim": 8, "hidden_dim": 8})
             >>> run.open_as_trained(np.zeros((2, 7000), np.float32)).item_shape
             (1, 3000)
         """
