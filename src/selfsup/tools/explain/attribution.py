@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.core.neighbours import cosine_topk
+from selfsup.core.progress import activity
 
 METHODS = ("ig", "occlusion")
 #: Steps of the integrated-gradients path (the error of its Riemann sum shrinks as 1/steps).
@@ -84,10 +85,13 @@ def attribute(
     if method == "ig":
         explainer = IntegratedGradients(forward)
         batch = max(1, min(steps, IG_BATCH_VALUES // max(1, item.numel())))
-        values = explainer.attribute(x, baselines=base, n_steps=steps, internal_batch_size=batch)
+        with activity(f"integrated gradients, {steps} steps, {batch} at a time"):
+            values = explainer.attribute(
+                x, baselines=base, n_steps=steps, internal_batch_size=batch
+            )
     else:
         window, strides = occlusion_window(tuple(item.shape))
-        with torch.no_grad():
+        with activity("occlusion, one window at a time"), torch.no_grad():
             values = Occlusion(forward).attribute(
                 x, sliding_window_shapes=window, strides=strides, baselines=base
             )
