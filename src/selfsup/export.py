@@ -107,15 +107,16 @@ def check_items(run: Run, data: str | None, items: int = CHECK_ITEMS) -> tuple[t
     spec = data or run.config.get("data")
     if not spec:
         raise ValueError("give --data: items to check the export with")
-    try:  # three months of sensor readings as one item took 24 GB and 5 minutes: killed
-        source = run.open_as_trained(spec)
-    except (FileNotFoundError, ValueError, TypeError) as err:
-        raise ValueError(
-            f"cannot open {spec} to check the export with ({err}); give --data"
-        ) from None
-    modality = get_modality(run.encoder.modality)
-    items = min(items, modality.embed_batch_size(source, items))
-    batch = source.read_batch(list(range(min(len(source), 4 * items))))
+    with activity(f"reading items of {spec} to check the export on"):
+        try:  # three months of sensor readings as one item took 24 GB and 5 minutes: killed
+            source = run.open_as_trained(spec)
+        except (FileNotFoundError, ValueError, TypeError) as err:
+            raise ValueError(
+                f"cannot open {spec} to check the export with ({err}); give --data"
+            ) from None
+        modality = get_modality(run.encoder.modality)
+        items = min(items, modality.embed_batch_size(source, items))
+        batch = source.read_batch(list(range(min(len(source), 4 * items))))
     if len(batch.indices) == 0:
         raise ValueError(f"{spec}: no readable item to check the export with")
     x = batch.items[:items]
@@ -160,8 +161,7 @@ def export_run(
             f"; {run.path} has {(encoder.spec or {}).get('backbone', 'a custom module')}: "
             "export it as onnx, torchscript or safetensors"
         )
-    with activity(f"reading items of {data or run.config.get('data')} to check the export on"):
-        x, source = check_items(run, data)
+    x, source = check_items(run, data)
     with activity(f"embedding and timing {len(x)} items in PyTorch"), torch.no_grad():
         expected = encoder(x).numpy()
         eager = _items_per_second(lambda b: encoder(b), x, len(x))

@@ -27,6 +27,7 @@ import copy
 import math
 import os
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +49,8 @@ AUDIO_INPUTS = ("logmel", "waveform")
 #: Seconds read on each side of the centre clip of a long file (:func:`read_clip`):
 #: resampling's filter edges fall in them, outside the clip.
 READ_MARGIN = 0.05
+#: Files whose headers give a folder's median length (``AudioFolderSource.median_seconds``).
+MEDIAN_FILES = 100
 #: Clips turned into log-mels at once; bounds the memory of the short-time spectra
 #: (about 0.4 MB per 0.95 s clip at the default settings).
 LOG_MEL_CHUNK = 256
@@ -313,27 +316,25 @@ class AudioFolderSource(Source):
         cut._start_cache()
         return cut
 
-    def median_seconds(self, limit: int = 100) -> float:
-        """The median length in seconds of up to ``limit`` files spread over the folder, read
-        from their headers (0 when none can be read)."""
-        files = len(self._ids if self._clips is None else self._files)
-        rows = np.unique(np.linspace(0, files - 1, min(limit, files)).astype(int))
-        lengths = self.durations(rows)
-        known = lengths[~np.isnan(lengths)]  # unreadable files are reported when read
-        return float(np.median(known)) if known.size else 0.0
+    @property
+    def files(self) -> list[str]:
+        """The files' paths relative to the root, one per file (before any cut into clips)."""
+        return self._ids if self._clips is None else self._files
 
-    def durations(self, rows: Sequence[int]) -> np.ndarray:
-        """The length in seconds of files ``rows`` (numbered as sorted, before any cut into
-        clips), read from their headers; NaN for a file whose header cannot be read."""
-        files = self._ids if self._clips is None else self._files
+    @cached_property
+    def median_seconds(self) -> float:
+        """The median length in seconds of up to ``MEDIAN_FILES`` files spread over the
+        folder, read from their headers once (0 when none can be read)."""
+        count = len(self.files)
+        rows = np.unique(np.linspace(0, count - 1, min(MEDIAN_FILES, count)).astype(int))
         seconds = []
         for row in rows:
             try:
-                info = soundfile.info(str(self.root / files[int(row)]))
+                info = soundfile.info(str(self.root / self.files[int(row)]))
                 seconds.append(info.frames / info.samplerate)
             except Exception:  # read and reported as unreadable when its items are read
-                seconds.append(math.nan)
-        return np.array(seconds)
+                continue
+        return float(np.median(seconds)) if seconds else 0.0
 
     @property
     def item_shape(self) -> tuple[int, ...]:

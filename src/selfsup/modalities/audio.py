@@ -45,13 +45,13 @@ from selfsup.encoder import Encoder
 from selfsup.modalities.base import Modality, channel_statistics, folder_media
 from selfsup.views.audio import AudioViews, audio_recipe
 
-#: The config fields that set how audio files become log-mels (the audio source's options).
 #: Clips read for the encoder's input statistics.
 STATISTICS_CLIPS = 1024
 #: Pretraining reads every file as clips, one after another, when the median file holds at
 #: least this many clips (15.2 s at the default 0.95 s clips).
 LONG_RECORDING_CLIPS = 16
 
+#: The config fields that set how audio files become log-mels (the audio source's options).
 AUDIO_OPTIONS = (
     "sample_rate", "clip_seconds", "clip_hop", "n_mels", "n_fft", "hop_length", "f_min",
     "f_max", "audio_input",
@@ -79,14 +79,12 @@ class AudioModality(Modality):
         path = Path(spec).expanduser()
         if path.is_dir():
             source = AudioFolderSource(path, **options)
-            if not source.cut_into_clips:
-                seconds = source.median_seconds()
-                if seconds >= LONG_RECORDING_CLIPS * source.clip_seconds:
-                    source.warning = (
-                        f"files of {seconds:,.0f} s (the median) are each read as their "
-                        f"centre {source.clip_seconds:g} s; --clip-hop {source.clip_seconds:g} "
-                        "reads every clip of them, each an item"
-                    )
+            if _long_recordings(source):
+                source.warning = (
+                    f"files of {source.median_seconds:,.0f} s (the median) are each read as "
+                    f"their centre {source.clip_seconds:g} s; --clip-hop "
+                    f"{source.clip_seconds:g} reads every clip of them, each an item"
+                )
             return source
         raise FileNotFoundError(f"{spec}: no such folder (audio is read from a folder of files)")
 
@@ -142,19 +140,14 @@ class AudioModality(Modality):
             >>> len(src), len(cut), note.startswith("files of 32 s")
             (1, 34, True)
         """
-        if cfg.clip_hop is not None or not isinstance(source, AudioFolderSource):
-            return source, None
-        if source.cut_into_clips:
-            return source, None
-        seconds = source.median_seconds()
-        if seconds < LONG_RECORDING_CLIPS * source.clip_seconds:
+        if cfg.clip_hop is not None or not _long_recordings(source):
             return source, None
         cut = source.clipped(source.clip_seconds)
         cut.warning = None  # that they are read by their centre clip: not in training
         return cut, (
-            f"files of {seconds:,.0f} s (the median): trained on {len(cut):,} clips of "
-            f"{source.clip_seconds:g} s, one after another, not on each file's centre clip; "
-            "--clip-hop SECONDS makes clips the items of every command (embed, evaluate)"
+            f"files of {source.median_seconds:,.0f} s (the median): trained on {len(cut):,} "
+            f"clips of {source.clip_seconds:g} s, one after another, not on each file's centre "
+            "clip; --clip-hop SECONDS makes clips the items of every command (embed, evaluate)"
         )
 
     def frozen_encoder(self, name: str) -> tuple[Encoder, Callable[[Path], None]]:
@@ -313,6 +306,16 @@ def rebuild_pretrained_audio_encoder(spec: dict[str, Any]) -> Encoder:
 def _wrap_waveform_encoder(module: HFAudioBackbone, spec: dict[str, Any]) -> Encoder:
     """An encoder that passes waveforms to the model unchanged (it normalizes them itself)."""
     return Encoder(module, None, [0.0], [1.0], spec, modality="audio", normalize=False)
+
+
+def _long_recordings(source: Source) -> bool:
+    """Whether ``source`` is a folder read one centre clip a file whose median file holds at
+    least ``LONG_RECORDING_CLIPS`` clips (its headers are read once, whoever asks first)."""
+    return (
+        isinstance(source, AudioFolderSource)
+        and not source.cut_into_clips
+        and source.median_seconds >= LONG_RECORDING_CLIPS * source.clip_seconds
+    )
 
 
 AUDIO = AudioModality()

@@ -556,8 +556,7 @@ def build_report(
     else:
         sections += [Section("Embedding map", notes=[map_note or "no data"]),
                      Section("Nearest neighbours", notes=[map_note or "no data"])]  # fmt: skip
-    with activity("attributing a few items (integrated gradients)"):
-        sections.append(attribution_section(run, run_dir, sample, figures))
+    sections.append(attribution_section(run, run_dir, sample, figures))  # names itself
     sections.append(_guarded("Bias audit", audit_section, run_dir))
     write_text(page, render_html(f"selfsup report: {run_dir.name}", sections, run_dir))
     return page
