@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,8 +62,19 @@ def iter_embeddings(
 
     Items of varying length (text) are embedded in batches of like length, sorted within
     windows of ``SORT_WINDOW`` batches, and yielded in source order again: a batch pads to
-    its longest item, so mixing long and short ones wastes most of the work.
+    its longest item, so mixing long and short ones wastes most of the work. Items embedded
+    by their parts (``source.parts()``: long recordings) get the mean of their parts'
+    embeddings (see :func:`pooled_embeddings`).
     """
+    parts = source.parts()
+    if parts is not None:
+        yield from pooled_embeddings(
+            iter_embeddings(encoder, parts.source, batch_size, precision, show_progress),
+            source,
+            parts.owner,
+            encoder.feature_dim,
+        )
+        return
     spec = encoder.spec or {}
     modality = modality_of(source)
     encoder.eval()
@@ -99,6 +110,76 @@ def iter_embeddings(
                     else np.zeros((0, encoder.feature_dim), dtype=np.float32)
                 )
                 yield kept, emb, [skipped[i] for i in part if i in skipped]
+
+
+def pooled_embeddings(
+    embedded: Iterator[tuple[list[int], np.ndarray, list[SkippedItem]]],
+    source: Source,
+    owner: np.ndarray,
+    dim: int,
+) -> Iterator[tuple[list[int], np.ndarray, list[SkippedItem]]]:
+    """Items' embeddings as the mean of their parts', from the parts' embeddings as
+    :func:`iter_embeddings` yields them (in order): each item is yielded once its last part
+    was, so only the items under way are held. An item none of whose parts can be read is
+    skipped with the first part's reason, and listed in ``source.unreadable``.
+
+    Args:
+        embedded: the parts' (rows, embeddings, skipped), in part order.
+        source: the whole items' source (ids, and where unreadable items are listed).
+        owner: each part's item, nondecreasing.
+        dim: the embedding width.
+
+    Example:
+        >>> from selfsup.data.arrays import ArraySource
+        >>> src = ArraySource(np.zeros((2, 4, 4), np.uint8))
+        >>> parts = [([0, 1], np.array([[1.0], [3.0]]), []), ([2], np.array([[5.0]]), [])]
+        >>> [(rows, z.tolist()) for rows, z, _ in pooled_embeddings(
+        ...     iter(parts), src, np.array([0, 0, 1]), 1)]
+        [([0], [[2.0]]), ([1], [[5.0]])]
+    """
+    ends = np.searchsorted(owner, np.arange(len(source)), side="right")
+    sums: dict[int, np.ndarray] = {}
+    counts: dict[int, int] = {}
+    reasons: dict[int, str] = {}
+    ids = source.ids
+    done = 0  # items before this one were yielded
+    for rows, emb, skipped in embedded:
+        for row, vector in zip(rows, emb, strict=True):
+            item = int(owner[row])
+            sums[item] = sums.get(item, 0.0) + vector.astype(np.float64)
+            counts[item] = counts.get(item, 0) + 1
+        for part in skipped:
+            reasons.setdefault(int(owner[part.index]), part.reason)
+        seen = 1 + max([*rows, *(part.index for part in skipped)], default=-1)
+        complete = int(np.searchsorted(ends, seen, side="right"))
+        if complete > done:
+            yield _pooled_block(range(done, complete), sums, counts, reasons, ids, dim, source)
+            done = complete
+    if done < len(source):
+        yield _pooled_block(range(done, len(source)), sums, counts, reasons, ids, dim, source)
+
+
+def _pooled_block(
+    items: range,
+    sums: dict[int, np.ndarray],
+    counts: dict[int, int],
+    reasons: dict[int, str],
+    ids: Sequence[str],
+    dim: int,
+    source: Source,
+) -> tuple[list[int], np.ndarray, list[SkippedItem]]:
+    """The finished ``items``' mean embeddings and skipped items (taken out of the dicts)."""
+    kept = [i for i in items if counts.get(i)]
+    emb = np.zeros((len(kept), dim), dtype=np.float32)
+    for k, i in enumerate(kept):
+        emb[k] = sums.pop(i) / counts.pop(i)
+    skipped, pooled = [], set(kept)
+    for i in items:
+        if i in reasons and i not in pooled:
+            skipped.append(SkippedItem(i, str(ids[i]), reasons[i]))
+            source.unreadable[str(ids[i])] = reasons[i]
+        reasons.pop(i, None)
+    return kept, emb, skipped
 
 
 def _skipped_rows(chunk: list[int], batch: Any) -> list[tuple[int, SkippedItem]]:

@@ -2,13 +2,14 @@
 
 import json
 import time
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from selfsup.cli import app
+from selfsup.cli import _warning_line, app
 
 runner = CliRunner()
 
@@ -153,3 +154,25 @@ def test_tables_to_a_pipe_are_not_cut_to_80_columns() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
     assert found.stdout.strip() == "True"
+
+
+def test_every_command_prints_the_datas_warning_as_one_line(tmp_path) -> None:
+    """A warning about the data (here a window of a sensor log without any value, left out)
+    is printed by embed as by pretrain: one line, as main() prints a DataWarning."""
+    values = np.arange(40.0)
+    values[25:30] = np.nan  # unit p2's second window
+    log = pd.DataFrame({"unit": ["p1"] * 20 + ["p2"] * 20, "t": list(range(20)) * 2,
+                        "v": values})  # fmt: skip
+    path = tmp_path / "log.csv"
+    log.to_csv(path, index=False)
+    run = str(tmp_path / "run")
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = _warning_line
+        _invoke("pretrain", str(path), "--modality", "series", "--id-column", "unit",
+                "--time-column", "t", "--window", "5", "--steps", "1", "--batch-size", "4",
+                "--out", run)  # fmt: skip
+        result = _invoke("embed", run, str(path), "--out", str(tmp_path / "e.npy"))
+    lines = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert lines == [f"warning: {path}: 1 window without any value left out"]
+    assert np.load(tmp_path / "e.npy").shape[0] == 7

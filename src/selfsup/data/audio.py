@@ -26,7 +26,7 @@ from __future__ import annotations
 import copy
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 
@@ -35,7 +35,14 @@ import soundfile
 import torch
 from scipy.signal import resample_poly
 
-from selfsup.data.base import Batch, EmptySourceError, ItemReadError, SkippedItem, Source
+from selfsup.data.base import (
+    Batch,
+    EmptySourceError,
+    ItemReadError,
+    Parts,
+    SkippedItem,
+    Source,
+)
 from selfsup.data.folders import IndexCache, index_folder, subfolder_labels
 from selfsup.data.logmel import LogMelSettings, LogMelSpectrogram, clip_samples
 
@@ -51,6 +58,9 @@ AUDIO_INPUTS = ("logmel", "waveform")
 READ_MARGIN = 0.05
 #: Files whose headers give a folder's median length (``AudioFolderSource.median_seconds``).
 MEDIAN_FILES = 100
+#: Clips a file is embedded by when its source is ``pooled``, spread evenly over it
+#: (:meth:`AudioFolderSource.parts`): 32 cost 32 centre clips' reading and embedding.
+POOLED_CLIPS = 32
 #: Clips turned into log-mels at once; bounds the memory of the short-time spectra
 #: (about 0.4 MB per 0.95 s clip at the default settings).
 LOG_MEL_CHUNK = 256
@@ -171,6 +181,30 @@ def clip_starts(path: str | os.PathLike, sample_rate: int, length: int, hop: int
     return starts
 
 
+def spread_starts(
+    path: str | os.PathLike, sample_rate: int, length: int, most: int
+) -> list[int | None]:
+    """Where up to ``most`` clips of ``length`` samples spread evenly over a file start, the
+    first at its start and the last ending with it, one clip apart where the file holds
+    fewer: :func:`clip_starts` with a hop of one clip, thinned evenly. A file of one clip or
+    less (or an unreadable header) gives ``[None]``: its centre clip, as it is read alone.
+
+    Example:
+        >>> import tempfile, soundfile
+        >>> path = Path(tempfile.mkdtemp()) / "a.wav"
+        >>> soundfile.write(path, np.zeros(10_000, np.float32), 1000)
+        >>> spread_starts(path, 1000, 1000, 4), spread_starts(path, 1000, 20_000, 4)
+        ([0, 3000, 6000, 9000], [None])
+    """
+    starts = clip_starts(path, sample_rate, length, length)
+    if len(starts) == 1:
+        return [None]
+    if len(starts) <= most:
+        return list(starts)
+    total = starts[-1]  # the last clip ends with the file
+    return [round(k * total / (most - 1)) for k in range(most)]
+
+
 def fit_clip(samples: np.ndarray, length: int) -> np.ndarray:
     """``samples`` centre-cropped or zero-padded (as equally as possible on both sides) to
     ``length``.
@@ -210,6 +244,9 @@ class AudioFolderSource(Source):
         clip_hop: cut every file into clips of ``clip_seconds``, one every ``clip_hop``
             seconds (the last ending with the file), each an item with the id
             ``FILE@START s`` and the file's label; None: each file's centre clip.
+        pooled: each file is embedded as the mean of up to ``POOLED_CLIPS`` clips spread
+            over it (:meth:`parts`), not by its centre clip; reading an item still gives
+            the centre clip. Long recordings are opened so (``selfsup.modalities.audio``).
         index: where a saved list of the folder's files may be (a run's
             ``data_index.json``; see :class:`selfsup.data.folders.IndexCache`); by default
             the folder is scanned.
@@ -236,6 +273,7 @@ class AudioFolderSource(Source):
         f_max: float | None = None,
         audio_input: str = "logmel",
         clip_hop: float | None = None,
+        pooled: bool = False,
         index: IndexCache | None = None,
     ) -> None:
         self.root = Path(root)
@@ -266,8 +304,10 @@ class AudioFolderSource(Source):
         found = subfolder_labels(self._ids)
         if found is not None:
             self.classes, self.labels = found
-        # Clips of long files: (file, first sample) per item; None: one centre clip a file.
-        self._clips: list[tuple[int, int]] | None = None
+        # Clips of long files: (file, first sample, None: its centre) per item; None: one
+        # centre clip a file.
+        self._clips: list[tuple[int, int | None]] | None = None
+        self.pooled = pooled
         self._logmel = LogMelSpectrogram(self.settings)
         if clip_hop is not None:
             self._cut(clip_hop)
@@ -279,13 +319,18 @@ class AudioFolderSource(Source):
             raise ValueError(f"clip_hop must be positive, got {hop_seconds}")
         rate = self.settings.sample_rate
         hop = max(1, round(hop_seconds * rate))
-        self._clips = [
-            (f, start)
-            for f, rel in enumerate(self._ids)
-            for start in clip_starts(self.root / rel, rate, self.clip_samples, hop)
-        ]
+        self._set_clips(lambda path: clip_starts(path, rate, self.clip_samples, hop))
+
+    def _set_clips(self, starts: Callable[[Path], Sequence[int | None]]) -> None:
+        """Make the items the clips of every file that start where ``starts(path)`` says
+        (None: the file's centre clip, with the file's own id)."""
+        rate = self.settings.sample_rate
+        self._clips = [(f, s) for f, rel in enumerate(self._ids) for s in starts(self.root / rel)]
         self._files = self._ids
-        self._ids = [f"{self._files[f]}@{s / rate:.2f}s" for f, s in self._clips]
+        self._ids = [
+            self._files[f] if s is None else f"{self._files[f]}@{s / rate:.2f}s"
+            for f, s in self._clips
+        ]
         if self.labels is not None:
             self.labels = self.labels[[f for f, _ in self._clips]]
 
@@ -308,13 +353,45 @@ class AudioFolderSource(Source):
         Raises:
             ValueError: the items are clips already.
         """
+        return self._copy_with(lambda cut: cut._cut(hop_seconds))
+
+    def _copy_with(self, cut_up: Callable[[AudioFolderSource], None]) -> AudioFolderSource:
+        """A copy of this source of whole files whose items ``cut_up`` makes clips."""
         if self.cut_into_clips:
             raise ValueError(f"{self.name}: its items are clips already")
         cut = copy.copy(self)
-        cut.__dict__.pop("_unreadable", None)  # each source lists what it failed to read
-        cut._cut(hop_seconds)
+        for own in ("_unreadable", "parts_cache"):  # each source lists what it failed to read
+            cut.__dict__.pop(own, None)
+        cut_up(cut)
         cut._start_cache()
         return cut
+
+    def parts(self) -> Parts | None:
+        """A ``pooled`` source's files as up to ``POOLED_CLIPS`` clips each, spread evenly
+        over the file (:func:`spread_starts`); the headers are read once. None otherwise.
+
+        Example:
+            >>> import tempfile, soundfile
+            >>> folder = Path(tempfile.mkdtemp())
+            >>> for name, seconds in (("a.wav", 3), ("b.wav", 40)):
+            ...     soundfile.write(folder / name, np.zeros(seconds * 1000, np.float32), 1000)
+            >>> src = AudioFolderSource(folder, sample_rate=1000, n_fft=64, hop_length=16,
+            ...                         pooled=True)
+            >>> parts = src.parts()
+            >>> len(parts.source), parts.owner.tolist().count(1), parts.source.ids[:2]
+            (36, 32, ['a.wav@0.00s', 'a.wav@0.95s'])
+        """
+        if not self.pooled or self.cut_into_clips:
+            return None
+        if "parts_cache" not in self.__dict__:
+            rate, length = self.settings.sample_rate, self.clip_samples
+            cut = self._copy_with(
+                lambda c: c._set_clips(lambda p: spread_starts(p, rate, length, POOLED_CLIPS))
+            )
+            cut.name = f"{self.name} ({len(cut):,} clips of {len(self):,} files)"
+            owner = np.array([f for f, _ in cut._clips or []], dtype=np.int64)
+            self.parts_cache = Parts(cut, owner)
+        return self.parts_cache
 
     @property
     def files(self) -> list[str]:

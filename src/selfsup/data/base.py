@@ -38,8 +38,8 @@ class ItemReadError(Exception):
 
 class DataWarning(UserWarning):
     """What a person should know about data a run opens (a source's ``warning``: columns not
-    read, windows left out, recordings read by their centre clip); the command line prints
-    it as one ``warning:`` line."""
+    read, windows left out, labels that look like features); the command line prints it as
+    one ``warning:`` line."""
 
 
 class EmptySourceError(ValueError):
@@ -68,6 +68,21 @@ class Batch:
     items: torch.Tensor
     indices: list[int]
     skipped: list[SkippedItem] = field(default_factory=list)
+
+
+@dataclass
+class Parts:
+    """The parts an item is embedded by, where one read of it would not stand for all of it
+    (a long recording: clips spread over it): an item's embedding is the mean of its parts'.
+
+    Attributes:
+        source: the parts, as items of the same shape as the whole source's.
+        owner: each part's item (row of the whole source), nondecreasing: an item's parts
+            are consecutive.
+    """
+
+    source: Source
+    owner: np.ndarray
 
 
 class RowIds(Sequence[str]):
@@ -243,6 +258,17 @@ class Source(abc.ABC):
 
         Example:
             >>> Source.length_keys(None, np.arange(3)) is None  # images, tables...
+            True
+        """
+        return None
+
+    def parts(self) -> Parts | None:
+        """The parts each item is embedded by (see :class:`Parts`); None (the default):
+        every item is embedded as it is read.
+
+        Example:
+            >>> from selfsup.data.arrays import ArraySource
+            >>> ArraySource(np.zeros((2, 4, 4), np.uint8)).parts() is None
             True
         """
         return None

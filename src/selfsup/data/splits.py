@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from selfsup.data.base import Batch, Source
+from selfsup.data.base import Batch, Parts, Source
 
 #: The seed of the named datasets' train/test splits.
 SPLIT_SEED = 0
@@ -97,6 +97,20 @@ class SubsetSource(Source):
 
     def length_keys(self, indices: np.ndarray) -> np.ndarray | None:
         return self.source.length_keys(self.indices[np.asarray(indices)])
+
+    def parts(self) -> Parts | None:
+        """The base source's parts of this subset's items, in this subset's order."""
+        whole = self.source.parts()
+        if whole is None:
+            return None
+        first = np.searchsorted(whole.owner, self.indices, side="left")
+        end = np.searchsorted(whole.owner, self.indices, side="right")
+        counts = end - first
+        # Each item's run of parts, item after item: starts repeated, plus 0, 1, ... within.
+        within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        rows = np.repeat(first, counts) + within
+        owner = np.repeat(np.arange(len(self.indices)), counts)
+        return Parts(SubsetSource(whole.source, rows, whole.source.name), owner)
 
     @property
     def unreadable(self) -> dict[str, str]:

@@ -10,6 +10,11 @@ data2vec-audio, AST) read the clips as waveforms (1, samples) at their own sampl
 compute their own features inside the encoder (``selfsup.backbones.hf``); the raw-input
 baseline is then the default log-mel of those waveforms.
 
+A folder of long recordings (the median file holds ``LONG_RECORDING_CLIPS`` clips or more)
+is pretrained on every clip of every file (``training_source``); the other commands keep one
+item a file and embed it as the mean of clips spread over it (``AudioFolderSource.parts``),
+as BYOL-A pools a whole recording, so a two-minute file is not judged by its middle second.
+
 Example:
     >>> AUDIO.default_method, sorted(AUDIO.source_options)[:3]
     ('byola', ['audio_input', 'clip_hop', 'clip_seconds'])
@@ -79,12 +84,7 @@ class AudioModality(Modality):
         path = Path(spec).expanduser()
         if path.is_dir():
             source = AudioFolderSource(path, **options)
-            if _long_recordings(source):
-                source.warning = (
-                    f"files of {source.median_seconds:,.0f} s (the median) are each read as "
-                    f"their centre {source.clip_seconds:g} s; --clip-hop "
-                    f"{source.clip_seconds:g} reads every clip of them, each an item"
-                )
+            source.pooled = _long_recordings(source)
             return source
         raise FileNotFoundError(f"{spec}: no such folder (audio is read from a folder of files)")
 
@@ -129,7 +129,8 @@ class AudioModality(Modality):
         every file as clips of ``--clip-seconds``, one after another, instead of each
         file's centre clip (which is less than a tenth of a 15-second file). Collections of
         short clips (speech commands, 5-second sound events, AudioSet's 10 seconds) stay one
-        item a file. Other commands read a file as its centre clip unless ``--clip-hop``.
+        item a file. The other commands keep one item a file (unless ``--clip-hop``), and
+        embed it as the mean of up to ``POOLED_CLIPS`` clips spread over it (``pooled``).
 
         Example:
             >>> import tempfile, numpy as np, soundfile
@@ -143,7 +144,6 @@ class AudioModality(Modality):
         if cfg.clip_hop is not None or not _long_recordings(source):
             return source, None
         cut = source.clipped(source.clip_seconds)
-        cut.warning = None  # that they are read by their centre clip: not in training
         return cut, (
             f"files of {source.median_seconds:,.0f} s (the median): trained on {len(cut):,} "
             f"clips of {source.clip_seconds:g} s, one after another, not on each file's centre "

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -320,16 +320,35 @@ class Modality(ABC):
         return _same_width(self.raw_features(train), self.raw_features(test))
 
     def raw_features(self, source: Source, batch_size: int = RAW_BATCH) -> np.ndarray:
-        """Flattened raw inputs of ``source`` as :meth:`raw_batch` makes them."""
-        chunks = []
+        """Flattened raw inputs of ``source`` as :meth:`raw_batch` makes them; for items
+        embedded by their parts (long recordings), the mean of their parts' (NaN where no
+        part can be read), as their embeddings are."""
+        parts = source.parts()
+        if parts is None:
+            return np.concatenate(list(self._raw_blocks(source, batch_size)))
+        total = count = None
+        start = 0
+        for block in self._raw_blocks(parts.source, batch_size):
+            if total is None:
+                total = np.zeros((len(source), block.shape[1]))
+                count = np.zeros(len(source))
+            owner = parts.owner[start : start + len(block)]
+            read = ~np.isnan(block).any(axis=1)
+            np.add.at(total, owner[read], block[read])
+            np.add.at(count, owner[read], 1)
+            start += len(block)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (total / count[:, None]).astype(np.float32)
+
+    def _raw_blocks(self, source: Source, batch_size: int) -> Iterator[np.ndarray]:
+        """:meth:`raw_features` of ``source`` block by block (NaN rows: unreadable)."""
         n = len(source)
         for start in range(0, n, batch_size):
             batch = source.read_batch(list(range(start, min(n, start + batch_size))))
             x = self.raw_batch(batch.items, source)
             block = torch.full((min(batch_size, n - start), *x.shape[1:]), float("nan"))
             block[torch.as_tensor(batch.indices) - start] = x
-            chunks.append(block.flatten(1).numpy())
-        return np.concatenate(chunks)
+            yield block.flatten(1).numpy()
 
     # --- presentation ---------------------------------------------------------------------
     #: Items read best as text (reports show them as a table of texts, not as pictures).

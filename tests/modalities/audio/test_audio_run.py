@@ -8,8 +8,7 @@ from tests.modalities.audio.conftest import write_tones
 from typer.testing import CliRunner
 
 import selfsup
-from selfsup.cli import _warning_line, app
-from selfsup.data.base import DataWarning
+from selfsup.cli import app
 from selfsup.engine.monitor import load_encoder_weights
 from selfsup.evaluation.knn import knn_accuracy
 
@@ -105,11 +104,12 @@ def test_cli_pretrains_and_embeds_audio(tones, tmp_path):
     assert np.load(emb).shape == (64, 2048)
 
 
-def test_long_recordings_are_pretrained_on_all_their_clips_and_embedded_one_row_a_file(
+def test_long_recordings_are_pretrained_on_all_their_clips_and_embedded_as_their_mean(
     tmp_path,
 ):
     """Four 10-second recordings (20 clips of 0.5 s each): pretraining reads all 80 clips,
-    not the four centre clips; later commands still read one item a file."""
+    not the four centre clips; later commands keep one item a file, embedded as the mean of
+    its clips' embeddings (here all 20 of them), not as its centre clip's."""
     long = write_tones(tmp_path / "long", per_class=1, seconds=10.0)
     run = selfsup.pretrain(
         long,
@@ -125,22 +125,26 @@ def test_long_recordings_are_pretrained_on_all_their_clips_and_embedded_one_row_
     assert run.summary["items"] == 4 * 20
     log = (run.path / "train.log").read_text()
     assert "files of 10 s (the median): trained on 80 clips of 0.5 s" in log
-    assert "read as their centre" not in log  # training reads every clip
-    # Later commands read a file as its centre clip, and say so.
-    with pytest.warns(DataWarning, match=r"files of 10 s .* centre 0.5 s; --clip-hop 0.5"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to warn about
         opened = run.open(long)
-    assert len(opened) == 4 and run.embed(long).shape == (4, 64)
-    with warnings.catch_warnings():  # the command line's one line, as its main() prints it
-        warnings.simplefilter("always")
-        warnings.showwarning = _warning_line
-        result = CliRunner().invoke(app, ["embed", str(run.path), str(long),
-                                          "--out", str(tmp_path / "e.npy")])  # fmt: skip
+    pooled = run.embed(long)
+    clips = run.open(long, clip_hop=0.5)  # every clip an item, file after file
+    assert len(opened) == 4 and len(clips) == 80 and pooled.shape == (4, 64)
+    by_clip = run.embed(clips).reshape(4, 20, 64)
+    np.testing.assert_allclose(pooled, by_clip.mean(axis=1), rtol=1e-4, atol=1e-5)
+    centre = run.encoder(opened.read_batch(range(4)).items).detach().numpy()
+    assert np.abs(pooled - centre).max() > 10 * np.abs(pooled - by_clip.mean(axis=1)).max()
+    # The raw-input baseline is pooled the same way; from the command line, one row a file.
+    raw = run.modality.raw_features(opened)
+    np.testing.assert_allclose(
+        raw, run.modality.raw_features(clips).reshape(4, 20, -1).mean(axis=1), atol=1e-6
+    )
+    result = CliRunner().invoke(app, ["embed", str(run.path), str(long),
+                                      "--out", str(tmp_path / "e.npy")])  # fmt: skip
     assert result.exit_code == 0, result.output
-    lines = [line for line in result.output.splitlines() if line.startswith("warning:")]
-    assert lines == [
-        f"warning: {long}: files of 10 s (the median) are each read as their centre 0.5 s; "
-        "--clip-hop 0.5 reads every clip of them, each an item"
-    ]
+    assert "warning" not in result.output
+    np.testing.assert_allclose(np.load(tmp_path / "e.npy"), pooled, rtol=1e-4, atol=1e-5)
     # A folder of short clips (speech commands, sound events) stays one item a file.
     short = write_tones(tmp_path / "short", per_class=4, seconds=2.0)
     again = selfsup.pretrain(short, epochs=1, batch_size=8, out=tmp_path / "short-run",

@@ -218,3 +218,53 @@ def test_clip_hop_cuts_every_file_into_clips_that_are_items(tmp_path):
     np.testing.assert_allclose(clips[1], whole[:16000], atol=1e-6)
     np.testing.assert_allclose(clips[3], whole[-16000:], atol=1e-6)  # the last ends with it
     assert np.abs(clips[0][8000:]).max() == 0  # the short file: one clip, zero-padded
+
+
+def test_long_recordings_are_embedded_by_clips_spread_over_each_file(tmp_path):
+    """A pooled folder: a long file's parts are up to POOLED_CLIPS clips from its start to its
+    end, a short file's its centre clip; a file none of whose clips can be read is skipped
+    under its own name; a subset (an evaluation split) keeps its items' parts in its order."""
+    from selfsup.data.audio import POOLED_CLIPS, spread_starts
+    from selfsup.data.splits import SubsetSource
+    from selfsup.embedding import iter_embeddings
+    from selfsup.encoder import Encoder
+
+    rng = np.random.default_rng(0)
+    for name, seconds in (("a.wav", 60.0), ("b.wav", 0.5), ("c.wav", 3.0)):
+        soundfile.write(tmp_path / name, rng.normal(0, 0.3, int(8000 * seconds)), 8000)
+    (tmp_path / "d.wav").write_bytes(b"RIFF\0\0\0\0WAVEfmt ")
+    src = AudioFolderSource(tmp_path, sample_rate=8000, clip_seconds=1.0, audio_input="waveform",
+                            pooled=True)  # fmt: skip
+    parts = src.parts()
+    assert parts.owner.tolist() == [0] * POOLED_CLIPS + [1] + [2] * 3 + [3]
+    starts = spread_starts(tmp_path / "a.wav", 8000, 8000, POOLED_CLIPS)
+    assert starts[0] == 0 and starts[-1] == 59 * 8000 and len(set(starts)) == POOLED_CLIPS
+    clips = parts.source.read_batch(range(len(parts.source)))
+    whole = read_audio(tmp_path / "a.wav", 8000)
+    np.testing.assert_allclose(clips.items[POOLED_CLIPS - 1, 0], whole[-8000:], atol=1e-6)
+    np.testing.assert_allclose(clips.items[POOLED_CLIPS, 0], fit_clip(read_audio(
+        tmp_path / "b.wav", 8000), 8000), atol=1e-6)  # fmt: skip
+    assert src.read(0).shape == (1, 8000)  # an item read alone is still its centre clip
+
+    # An "encoder" that gives a clip's mean and its first sample: the pooled value is known.
+    class Summary(torch.nn.Module):
+        feature_dim = 2
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.stack([x.flatten(1).mean(1), x.flatten(1)[:, 0]], dim=1)
+
+    encoder = Encoder(Summary(), None, [0.0], [1.0], {}, modality="audio", normalize=False)
+    rows, found, skipped = zip(*iter_embeddings(encoder, src, batch_size=8), strict=True)
+    kept = [r for block in rows for r in block]
+    emb = np.concatenate(found)
+    assert kept == [0, 1, 2] and [s.item_id for b in skipped for s in b] == ["d.wav"]
+    assert "d.wav" in src.unreadable
+    first = clips.items[:POOLED_CLIPS, 0]
+    np.testing.assert_allclose(emb[0], [first.mean(), first[:, 0].mean()], atol=1e-6)
+    subset = SubsetSource(src, [2, 0], "split")
+    split = subset.parts()
+    assert split.owner.tolist() == [0] * 3 + [1] * POOLED_CLIPS
+    assert list(split.source.ids[:4]) == ["c.wav@0.00s", "c.wav@1.00s", "c.wav@2.00s",
+                                          "a.wav@0.00s"]  # fmt: skip
+    z = np.concatenate([z for _, z, _ in iter_embeddings(encoder, subset, batch_size=8)])
+    np.testing.assert_allclose(z, emb[[2, 0]], atol=1e-6)
