@@ -709,6 +709,20 @@ def _(d: Path, f: Fixtures) -> list[str]:
     return show(path, "text")
 
 
+@case(TEXT, "CSV row with an empty text cell", "skipped", r"^1: no text")
+def _(d: Path, f: Fixtures) -> list[str]:
+    path = file_in(d, "t.csv")
+    path.write_text('text,y\n"a fine row",a\n,b\n"another",b\n')
+    return show(path, "text")
+
+
+@case(TEXT, "JSONL line with a null text", "skipped", r"^1: no text")
+def _(d: Path, f: Fixtures) -> list[str]:
+    path = file_in(d, "t.jsonl")
+    path.write_text('{"text": "a"}\n{"text": null}\n{"text": "b"}\n')
+    return show(path)
+
+
 # --- WAV audio --------------------------------------------------------------------------------
 
 

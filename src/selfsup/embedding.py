@@ -182,6 +182,35 @@ def _pooled_block(
     return kept, emb, skipped
 
 
+def row_blocks(
+    batches: Iterator[tuple[list[int], np.ndarray, list[SkippedItem]]], n: int, dim: int
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, list[SkippedItem]]]:
+    """:func:`iter_embeddings`' batches as consecutive blocks of rows, to be written one
+    after another: ``(first row, float32 embeddings with NaN rows for unreadable items,
+    readable mask, skipped items)``. A batch covers the rows from the end of the last one to
+    its last row, whatever its size (whole items pooled from parts come a few at a time).
+
+    Example:
+        >>> batches = [([0, 2], np.ones((2, 1)), [SkippedItem(1, "b", "bad")]), ([3], np.ones((1, 1)), [])]
+        >>> [(start, block[:, 0].tolist(), ok.tolist()) for start, block, ok, _ in row_blocks(
+        ...     iter(batches), 5, 1)]
+        [(0, [1.0, nan, 1.0], [True, False, True]), (3, [1.0], [True]), (4, [nan], [False])]
+    """  # noqa: E501
+    start = 0
+    for indices, emb, bad in batches:
+        end = 1 + max([*indices, *(item.index for item in bad)], default=start - 1)
+        if end <= start:
+            continue
+        block = np.full((end - start, dim), np.nan, dtype=np.float32)
+        readable = np.zeros(end - start, dtype=bool)
+        block[np.asarray(indices, dtype=int) - start] = emb
+        readable[np.asarray(indices, dtype=int) - start] = True
+        yield start, block, readable, bad
+        start = end
+    if start < n:
+        yield start, np.full((n - start, dim), np.nan, np.float32), np.zeros(n - start, bool), []
+
+
 def _skipped_rows(chunk: list[int], batch: Any) -> list[tuple[int, SkippedItem]]:
     """The positions in ``chunk`` of a batch's skipped items (matched by order of the rows
     left out)."""
@@ -320,11 +349,8 @@ def write_embeddings(
             with tmp.open("wb") as f:
                 header = {"descr": "<f4", "fortran_order": False, "shape": (n, dim)}
                 np.lib.format.write_array_header_1_0(f, header)
-                for start in range(0, n, batch_size):
-                    indices, emb, bad = next(batches)
-                    block = np.full((min(batch_size, n - start), dim), np.nan, dtype="<f4")
-                    block[np.asarray(indices, dtype=int) - start] = emb
-                    f.write(block.tobytes())
+                for _, block, _, bad in row_blocks(batches, n, dim):
+                    f.write(block.astype("<f4", copy=False).tobytes())
                     skipped += bad
             with atomic_path(ids_file(out)) as ids_tmp:
                 ids_tmp.write_text("".join(f"{item_id}\n" for item_id in ids))
@@ -339,19 +365,14 @@ def write_embeddings(
             fields.append(pa.field("embedding", pa.list_(pa.float32(), dim)))
             schema = pa.schema(fields)
             with pq.ParquetWriter(tmp, schema) as writer:
-                for start in range(0, n, batch_size):
-                    indices, emb, bad = next(batches)
-                    rows = list(range(start, min(n, start + batch_size)))
-                    block = np.full((len(rows), dim), np.nan, dtype=np.float32)
-                    block[np.asarray(indices, dtype=int) - start] = emb
+                for start, block, readable, bad in row_blocks(batches, n, dim):
+                    rows = list(range(start, start + len(block)))
                     columns = {"id": [ids[i] for i in rows]}
                     if source.labels is not None:
                         codes = source.labels[rows]
                         columns["label"] = (
                             [source.classes[c] for c in codes] if source.classes else codes.tolist()
                         )
-                    readable = np.zeros(len(rows), dtype=bool)
-                    readable[np.asarray(indices, dtype=int) - start] = True
                     columns["readable"] = readable.tolist()
                     columns["embedding"] = list(block)
                     writer.write_table(pa.table(columns, schema=schema))

@@ -108,21 +108,45 @@ def _is_datetime(series: pd.Series) -> bool:
 
 
 def ignored_warning(frame: pd.DataFrame, columns: Sequence[str]) -> str:
-    """What a person should know of text columns left out for naming rows.
+    """What a person should know of text columns left out for naming rows; where one holds
+    free text (sentences, not codes), how to read it as text instead of the table.
 
     Example:
-        >>> frame = pd.DataFrame({"ref": [f"r{i}" for i in range(300)]})
-        >>> ignored_warning(frame, ["ref"])
-        "not read, a different value in nearly every row (ids or free text): 'ref' (300 values in 300 rows); --categorical-columns COLUMN reads one as categories"
+        >>> frame = pd.DataFrame({"ref": [f"r{i}" for i in range(300)],
+        ...                       "note": [f"the printer {i} is slow" for i in range(300)]})
+        >>> print(ignored_warning(frame, ["ref"]))
+        not read, a different value in nearly every row (ids or free text): 'ref' (300 values in 300 rows); --categorical-columns COLUMN reads one as categories
+        >>> print(ignored_warning(frame, ["ref", "note"]).split("; ", 1)[1])
+        'note' holds free text: --modality text --text-column note reads it as text (a table reads no text); --categorical-columns COLUMN reads one as categories
     """  # noqa: E501
     counts = ", ".join(
         f"{str(c)!r} ({frame[c].nunique():,} values in {int(frame[c].notna().sum()):,} rows)"
         for c in columns
     )
+    prose = next((c for c in columns if _holds_prose(frame[c])), None)
+    text = (
+        ""
+        if prose is None
+        else f"{str(prose)!r} holds free text: --modality text --text-column {prose} reads it "
+        "as text (a table reads no text); "
+    )
     return (
         f"not read, a different value in nearly every row (ids or free text): {counts}; "
-        "--categorical-columns COLUMN reads one as categories"
+        f"{text}--categorical-columns COLUMN reads one as categories"
     )
+
+
+def _holds_prose(cells: pd.Series, sample: int = 1000) -> bool:
+    """Whether a column's cells are mostly sentences: the median of a sample of its filled
+    cells has four words or more (ids, codes and names have fewer).
+
+    Example:
+        >>> _holds_prose(pd.Series(["my card was charged twice", None])), _holds_prose(
+        ...     pd.Series(["AB-12", "Jane Doe"]))
+        (True, False)
+    """
+    filled = cells.dropna().head(sample).astype(str)
+    return len(filled) > 0 and float(filled.str.split().str.len().median()) >= 4
 
 
 def datetime_features(frame: pd.DataFrame, column: str, name: str) -> np.ndarray:

@@ -46,7 +46,9 @@ from selfsup.data.arrays import encode_labels
 from selfsup.data.base import (
     Batch,
     EmptySourceError,
+    ItemReadError,
     RowIds,
+    SkippedItem,
     Source,
     check_unique_ids,
     checked_rows,
@@ -60,13 +62,16 @@ from selfsup.data.tokenizer import DEFAULT_MAX_LENGTH, DEFAULT_VOCAB_SIZE, TextT
 #: File suffixes read as text without ``--modality text``.
 TEXT_SUFFIXES = (".txt", ".jsonl")
 _TABLE_TEXT_SUFFIXES = (".csv", ".tsv")
+#: Why a row without text is skipped (an empty cell, a JSON null or blank string).
+NO_TEXT = "no text"
 
 
 class TextSource(Source):
     """Documents as strings, read as token ids.
 
     Args:
-        texts: the documents.
+        texts: the documents; None for a row without text (an empty cell of a CSV), which
+            is kept in its place and skipped when read, as an unreadable file is.
         labels: a class label per document (any hashable values), or None.
         name: a short name for messages and reports.
         ids: one id per document (line numbers, paths); the positions when None.
@@ -83,7 +88,7 @@ class TextSource(Source):
 
     def __init__(
         self,
-        texts: Sequence[str],
+        texts: Sequence[str | None],
         labels: Sequence[Any] | np.ndarray | None = None,
         *,
         name: str = "texts",
@@ -95,7 +100,7 @@ class TextSource(Source):
     ) -> None:
         if len(texts) == 0:
             raise EmptySourceError(f"{name}: no text document")
-        self.texts = [str(t) for t in texts]
+        self.texts: list[str | None] = [None if t is None else str(t) for t in texts]
         self.name = name
         self._ids = None if ids is None else [str(i) for i in ids]
         self._tokenizer = tokenizer
@@ -109,7 +114,8 @@ class TextSource(Source):
         """The tokenizer items are read with (trained on this source's texts if none was
         given)."""
         if self._tokenizer is None:
-            self._tokenizer = TextTokenizer.train(self.texts, self.vocab_size, self.max_length)
+            present = [t for t in self.texts if t is not None]
+            self._tokenizer = TextTokenizer.train(present, self.vocab_size, self.max_length)
         return self._tokenizer
 
     def __len__(self) -> int:
@@ -122,17 +128,35 @@ class TextSource(Source):
 
     def length_keys(self, indices: np.ndarray) -> np.ndarray:
         """The documents' lengths in characters (a guess of their lengths in tokens)."""
-        return np.array([len(self.texts[int(i)]) for i in indices])
+        return np.array([len(self.texts[int(i)] or "") for i in indices])
 
     def read(self, index: int) -> torch.Tensor:
-        """The token ids of document ``index`` (no padding)."""
-        return self.read_batch([index]).items[0]
+        """The token ids of document ``index`` (no padding).
+
+        Raises:
+            ItemReadError: the row has no text.
+        """
+        batch = self.read_batch([index])
+        if batch.skipped:
+            raise ItemReadError(batch.skipped[0].item_id, batch.skipped[0].reason)
+        return batch.items[0]
 
     def read_batch(self, indices: Sequence[int]) -> Batch:
-        """Token ids ``(n, L)`` int64, padded with 0 to the longest document of the batch."""
+        """Token ids ``(n, L)`` int64, padded with 0 to the longest document of the batch;
+        rows without text are skipped and reported."""
         rows = checked_rows(indices, len(self), self.name)
-        ids = self.tokenizer.encode([self.texts[i] for i in rows])
-        return Batch(torch.from_numpy(ids), rows.tolist(), [])
+        kept = [int(i) for i in rows if self.texts[i] is not None]
+        skipped = []
+        if len(kept) < len(rows):
+            ids = self.ids
+            for i in rows:
+                if self.texts[i] is None:
+                    skipped.append(SkippedItem(int(i), str(ids[i]), NO_TEXT))
+                    self.unreadable[str(ids[i])] = NO_TEXT
+        if not kept:
+            return Batch(torch.empty(0, 0, dtype=torch.int64), [], skipped)
+        tokens = self.tokenizer.encode([self.texts[i] for i in kept])  # type: ignore[misc]
+        return Batch(torch.from_numpy(tokens), kept, skipped)
 
 
 # --- files -----------------------------------------------------------------------------------
@@ -213,12 +237,15 @@ def read_jsonl(
         if not isinstance(record, dict):
             raise ValueError(f"{path}: line {number}: expected a JSON object")
         text = record.get(text_column)
-        if not isinstance(text, str):
+        if (text is None and not texts and text_column not in record) or not isinstance(
+            text, (str, type(None))
+        ):  # the first line without it: another column holds the text
             problem = "has no" if text is None else "has a non-text"
             raise ValueError(
                 f"{path}: line {number} {problem} {text_column!r} field (the text column; "
                 f"set it with --text-column); fields: {sorted(record)}"
             )
+        text = _present(text)
         if not require_label and not labels and label_column not in record:
             label_column = None  # a run's later data, without its labels
         if not texts and not explicit_id and "id" in record:
@@ -242,7 +269,9 @@ def read_jsonl(
         raise EmptySourceError(f"{path}: no JSON line")
     check_unique_ids(ids, str(path), "line", offset=1)
     labelled = labels if label_column is not None else None
-    return TextSource(texts, labelled, name=str(path), ids=ids, **options)
+    source = TextSource(texts, labelled, name=str(path), ids=ids, **options)
+    source.warning = absent_warning(texts, ids, text_column)
+    return source
 
 
 def read_text_table(
@@ -273,11 +302,7 @@ def read_text_table(
     for column in (text_column, label_column, id_column):
         if column is not None and column not in frame.columns:
             raise ValueError(f"{name}: no column {column!r}; columns are {list(frame.columns)}")
-    texts = frame[text_column]
-    bad = texts.isna().to_numpy() | ~texts.map(lambda t: isinstance(t, str)).to_numpy()
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{name}: row {row} has no text in column {text_column!r}")
+    texts = [_present(t) for t in frame[text_column].tolist()]
     labels = None
     if label_column is not None:
         missing = frame[label_column].isna().to_numpy()
@@ -286,7 +311,43 @@ def read_text_table(
             raise ValueError(f"{name}: row {row} has no label in column {label_column!r}")
         labels = frame[label_column].tolist()
     ids = column_ids(frame, id_column, name)
-    return TextSource(texts.tolist(), labels, name=name, ids=ids, **options)
+    source = TextSource(texts, labels, name=name, ids=ids, **options)
+    source.warning = absent_warning(texts, source.ids, text_column)
+    return source
+
+
+def _present(cell: Any) -> str | None:
+    """A cell's text; None for an empty cell (NaN, None or blank). Numbers read as text.
+
+    Example:
+        >>> _present(float("nan")), _present("  "), _present(42), _present("ok")
+        (None, None, '42', 'ok')
+    """
+    if cell is None or (isinstance(cell, float) and np.isnan(cell)):
+        return None
+    text = str(cell)
+    return text if text.strip() else None
+
+
+def absent_warning(texts: Sequence[str | None], ids: Sequence[str], column: str) -> str | None:
+    """What to say of the rows without text, which are skipped as unreadable items (named by
+    their ids, as ``skipped.txt`` and embeddings name them); None when every row has text.
+
+    Example:
+        >>> absent_warning(["a", None, "b", None], ["0", "1", "2", "3"], "body")
+        "2 rows have no text in column 'body' (ids 1, 3): skipped as unreadable items"
+        >>> absent_warning(["a"], ["0"], "body") is None
+        True
+    """
+    rows = [str(ids[i]) for i, t in enumerate(texts) if t is None]
+    if not rows:
+        return None
+    shown = ", ".join(rows[:5]) + (", ..." if len(rows) > 5 else "")
+    many = len(rows) > 1
+    return (
+        f"{len(rows):,} row{'s' if many else ''} {'have' if many else 'has'} no text in "
+        f"column {column!r} (id{'s' if many else ''} {shown}): skipped as unreadable items"
+    )
 
 
 def load_text_file(path: str | os.PathLike | pd.DataFrame, **options: Any) -> TextSource:

@@ -221,21 +221,29 @@ class TextModality(Modality):
 def tfidf_features(train: Source, test: Source) -> tuple[np.ndarray, np.ndarray]:
     """TF-IDF vectors of the raw documents of two text splits (the text baseline): word
     unigrams and bigrams with sublinear term frequency, the ``TFIDF_MAX_TERMS`` most frequent
-    terms of ``train``, fitted on ``train``; dense float32.
+    terms of ``train``, fitted on ``train``; dense float32, NaN rows for rows without text
+    (as their embeddings are).
 
     Example:
         >>> from selfsup.data.text import TextSource
-        >>> a, b = tfidf_features(TextSource(["good film", "bad film"]), TextSource(["good"]))
-        >>> a.shape, b.shape
-        ((2, 5), (1, 5))
+        >>> a, b = tfidf_features(TextSource(["good film", "bad film"]), TextSource(["good", None]))
+        >>> a.shape, b.shape, bool(np.isnan(b[1]).all())
+        ((2, 5), (2, 5), True)
     """
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     vectorizer = TfidfVectorizer(
         ngram_range=(1, 2), sublinear_tf=True, max_features=TFIDF_MAX_TERMS, dtype=np.float32
     )
-    fitted = vectorizer.fit_transform(texts_of(train)).toarray()
-    return fitted, vectorizer.transform(texts_of(test)).toarray()
+    train_texts, test_texts = texts_of(train), texts_of(test)
+    vectorizer.fit([t for t in train_texts if t is not None])
+    out = []
+    for texts in (train_texts, test_texts):
+        absent = np.array([t is None for t in texts])
+        rows = vectorizer.transform([t or "" for t in texts]).toarray()
+        rows[absent] = np.nan
+        out.append(rows)
+    return out[0], out[1]
 
 
 def build_text_encoder(backbone: str, vocab_size: int, max_length: int, **options: Any) -> Encoder:

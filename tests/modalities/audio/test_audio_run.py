@@ -3,6 +3,7 @@
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from tests.modalities.audio.conftest import write_tones
 from typer.testing import CliRunner
@@ -140,11 +141,15 @@ def test_long_recordings_are_pretrained_on_all_their_clips_and_embedded_as_their
     np.testing.assert_allclose(
         raw, run.modality.raw_features(clips).reshape(4, 20, -1).mean(axis=1), atol=1e-6
     )
-    result = CliRunner().invoke(app, ["embed", str(run.path), str(long),
-                                      "--out", str(tmp_path / "e.npy")])  # fmt: skip
-    assert result.exit_code == 0, result.output
-    assert "warning" not in result.output
+    for out in ("e.npy", "e.parquet"):  # batches of 16 clips: a file's clips span batches
+        result = CliRunner().invoke(app, ["embed", str(run.path), str(long), "--out",
+                                          str(tmp_path / out), "--batch-size", "16"])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert "warning" not in result.output
     np.testing.assert_allclose(np.load(tmp_path / "e.npy"), pooled, rtol=1e-4, atol=1e-5)
+    table = pd.read_parquet(tmp_path / "e.parquet")
+    assert table["id"].tolist() == list(opened.ids) and table["readable"].all()
+    np.testing.assert_allclose(np.stack(table["embedding"]), pooled, rtol=1e-4, atol=1e-5)
     # A folder of short clips (speech commands, sound events) stays one item a file.
     short = write_tones(tmp_path / "short", per_class=4, seconds=2.0)
     again = selfsup.pretrain(short, epochs=1, batch_size=8, out=tmp_path / "short-run",

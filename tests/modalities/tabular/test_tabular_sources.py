@@ -109,6 +109,12 @@ def test_columns_with_a_value_per_row_are_not_read_unless_asked():
     assert (
         src.warning is not None
         and "(ids or free text): 'ref' (400 values in 400 rows)" in src.warning
+        and "--modality text" not in src.warning  # tx-17 is an id, not text
+    )
+    # Support tickets read as a table: the warning says how to read their text as text.
+    tickets = frame.assign(body=[f"my card {i} was charged twice" for i in range(n)])
+    assert "'body' holds free text: --modality text --text-column body reads it as text" in (
+        TabularSource(tickets).warning
     )
     kept = TabularSource(frame, categorical_columns=["ref"])
     assert kept.preprocessor.categorical == ["ref", "shop"] and kept.warning is None

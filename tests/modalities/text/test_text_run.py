@@ -71,3 +71,30 @@ def test_generic_objective_and_resume_on_text(tmp_path):
     assert resumed.embed(path).shape == run.embed(path).shape
     metrics = resumed.evaluate_label_free(path, items=64)
     assert 1 <= metrics.rankme <= 16
+
+
+def test_rows_without_text_are_skipped_in_training_and_nan_in_embeddings(tmp_path):
+    """An export of support tickets has some empty text cells: training skips them and lists
+    them in skipped.txt; embed keeps their rows, NaN and not readable; evaluate leaves them
+    out of both the encoder's and TF-IDF's rows."""
+    texts, labels = make_texts(120)
+    frame = pd.DataFrame({"text": texts, "y": labels})
+    frame.loc[[3, 50], "text"] = None
+    path = tmp_path / "tickets.csv"
+    frame.to_csv(path, index=False)
+    run = selfsup.pretrain(path, modality="text", text_column="text", epochs=1, batch_size=16,
+                           vocab_size=300, max_length=12, backbone_options=TINY,
+                           show_progress=False, monitor_items=0, out=tmp_path / "run")  # fmt: skip
+    assert (run.path / "skipped.txt").read_text().splitlines() == ["3\tno text", "50\tno text"]
+    result = CliRunner().invoke(app, ["embed", str(run.path), str(path), "--out",
+                                      str(tmp_path / "e.parquet")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "2 unreadable items (NaN rows):\n  3: no text\n  50: no text" in result.output
+    table = pd.read_parquet(tmp_path / "e.parquet")
+    assert len(table) == 120 and np.flatnonzero(~table["readable"]).tolist() == [3, 50]
+    assert np.isnan(table["embedding"][3]).all() and not np.isnan(table["embedding"][4]).any()
+    from selfsup.modalities.text import tfidf_features
+
+    opened = run.open(path, label_column="y")
+    train, _ = tfidf_features(opened, opened)
+    assert np.isnan(train[[3, 50]]).all() and not np.isnan(np.delete(train, [3, 50], 0)).any()

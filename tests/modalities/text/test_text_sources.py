@@ -79,9 +79,17 @@ def test_jsonl_with_columns_and_bad_lines(tmp_path):
     path.write_text(json.dumps(rows[0]) + "\n{not json\n")
     with pytest.raises(ValueError, match=r"reviews.jsonl: line 2: not valid JSON"):
         open_source(path, text_column="body")
-    path.write_text(json.dumps(rows[0]) + "\n" + json.dumps({"title": "x"}) + "\n")
-    with pytest.raises(ValueError, match=r"reviews.jsonl: line 2 has no 'body' field"):
-        open_source(path, text_column="body")
+    path.write_text(json.dumps({"title": "x"}) + "\n" + json.dumps(rows[0]) + "\n")
+    with pytest.raises(ValueError, match=r"reviews.jsonl: line 1 has no 'body' field"):
+        open_source(path, text_column="body")  # the first line tells the column is wrong
+    # Later lines without the text (left out, null, blank) are rows without text.
+    lines = [rows[0], {"title": "x"}, {"body": None}, {"body": "  "}, rows[1]]
+    path.write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    src = open_source(path, text_column="body")
+    assert src.texts == ["fine", None, None, None, "poor"]
+    assert src.warning == (
+        "3 rows have no text in column 'body' (ids 1, 2, 3): skipped as unreadable items"
+    )
 
 
 def test_csv_is_a_table_unless_text_is_asked_for(tmp_path):
@@ -91,9 +99,19 @@ def test_csv_is_a_table_unless_text_is_asked_for(tmp_path):
     assert resolve_config(PretrainConfig(data=str(path), text_column="review")).modality == "text"
     src = open_source(path, "text", text_column="review", label_column="y")
     assert src.texts == ["nice", "dull", "fun"] and src.labels.tolist() == [0, 1, 0]
-    pd.DataFrame({"review": ["nice", None]}).to_csv(path, index=False)
-    with pytest.raises(ValueError, match=r"reviews.csv: row 1 has no text in column 'review'"):
-        open_source(path, "text", text_column="review")
+    # A row without text keeps its place and is skipped when read, as a broken file is.
+    pd.DataFrame({"review": ["nice", None, 7, "fun"]}).to_csv(path, index=False)
+    src = open_source(path, "text", text_column="review")
+    assert src.texts == ["nice", None, "7", "fun"]
+    assert src.warning == (
+        "1 row has no text in column 'review' (id 1): skipped as unreadable items"
+    )
+    batch = src.read_batch([0, 1, 2])
+    assert batch.indices == [0, 2] and [(s.index, s.reason) for s in batch.skipped] == [
+        (1, "no text")
+    ]
+    assert src.unreadable == {"1": "no text"}
+    assert len(src.tokenizer.encode(["nice"])[0]) > 0  # trained on the rows with text
     with pytest.raises(ValueError, match=r"no column 'text'"):
         open_source(path, "text")
 
