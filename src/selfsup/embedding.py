@@ -13,8 +13,12 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
-from collections.abc import Iterator, Sequence
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,10 +26,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from selfsup.core.files import atomic_path, check_writable
+from selfsup.core.files import atomic_path, check_writable, write_json
 from selfsup.core.precision import cpu_has_fast_bf16
 from selfsup.core.progress import TrainingProgress
 from selfsup.data.base import SkippedItem, Source
+from selfsup.data.splits import SubsetSource
 from selfsup.encoder import Encoder
 from selfsup.modalities import modality_of
 
@@ -49,6 +54,11 @@ def autocast(
 
 #: Batches whose items are sorted by length together (see ``iter_embeddings``).
 SORT_WINDOW = 16
+#: Seconds between saves of the rows of an embedding file being written (``NAME.partial``):
+#: the most of its work an interruption, a kill or a lost machine costs.
+SAVE_EVERY = 30.0
+#: Rows per Parquet row group of an embedding file.
+PARQUET_ROWS = 16_384
 
 
 def iter_embeddings(
@@ -83,7 +93,9 @@ def iter_embeddings(
         precision = modality.embed_precision
     batch_size = modality.embed_batch_size(source, batch_size)
     steps = (n + batch_size - 1) // batch_size
-    window = batch_size * SORT_WINDOW
+    # Items of one size are yielded batch by batch; others after each window they sort.
+    sorts = source.length_keys(np.arange(min(n, 1))) is not None
+    window = batch_size * (SORT_WINDOW if sorts else 1)
     with TrainingProgress(steps, f"embedding {source.name}", enabled=show_progress) as bar:
         for first in range(0, n, window):
             rows = np.arange(first, min(n, first + window))
@@ -277,6 +289,8 @@ class EmbeddingFile:
     skipped: list[SkippedItem] = field(default_factory=list)
     #: The file of ids beside a ``.npy`` (one id a line, in row order); None otherwise.
     ids_path: Path | None = None
+    #: Rows an interrupted write had saved, which this one did not embed again.
+    resumed_from: int = 0
 
 
 def ids_file(out: str | os.PathLike) -> Path:
@@ -302,79 +316,251 @@ def write_embeddings(
     batch_size: int = 512,
     precision: str = "auto",
     show_progress: bool = True,
+    say: Callable[[str], None] | None = None,
 ) -> EmbeddingFile:
     """Write one embedding per item to ``.npy``, ``.npz`` or ``.parquet``, in input order,
-    with the items' ids.
+    with the items' ids; an interrupted write goes on where it stopped.
 
-    ``.npy`` is a float32 (n, D) array written as a stream, its ids one a line in
-    ``NAME.ids.txt`` beside it (:func:`ids_file`); ``.npz`` holds ``embeddings`` and ``ids``
-    (a text array, read without pickle); ``.parquet`` has columns ``id``, ``label`` (when the
-    source has labels), ``readable`` and ``embedding`` (a list of floats), written one row
-    group per batch. Rows of unreadable items are NaN (``readable`` false) and the items are
-    returned in ``skipped``. Memory stays bounded by the batch size, whatever the dataset
-    size (``.npz``: one copy of the array while it is packed). A folder that cannot be
-    written, or a disk without room for the result, is found before anything is embedded.
+    ``.npy`` is a float32 (n, D) array, its ids one a line in ``NAME.ids.txt`` beside it
+    (:func:`ids_file`); ``.npz`` holds ``embeddings`` and ``ids`` (a text array, read
+    without pickle); ``.parquet`` has columns ``id``, ``label`` (when the source has labels),
+    ``readable`` and ``embedding`` (a list of floats). Rows of unreadable items are NaN
+    (``readable`` false) and the items are returned in ``skipped``. Memory stays bounded by
+    the batch size, whatever the dataset size. A folder that cannot be written, or a disk
+    without room for the result, is found before anything is embedded.
+
+    The rows are streamed to ``NAME.partial`` (:func:`partial_folder`) and saved every
+    ``SAVE_EVERY`` seconds and when the write is interrupted (Ctrl-C, an error); the file
+    is made from them at the end. The same call after an interruption, a kill or a lost
+    machine (the same encoder weights, the same items) embeds only the rows not saved yet,
+    and says so through ``say``: a million texts take an hour on two cores, and no more
+    than ``SAVE_EVERY`` seconds of it are lost.
     """
     out = Path(out)
     suffix = out.suffix.lower()
     if suffix not in (".npy", ".npz", ".parquet"):
         raise ValueError(f"{out}: embeddings are written as .npy, .npz or .parquet, not {suffix!r}")
-    if suffix == ".npz":
-        # Room for the packed copy too, before anything is embedded.
-        check_writable(out, 2 * _embeddings_bytes(len(source), encoder.feature_dim))
-        inner = write_embeddings(
-            encoder, source, out.with_suffix(".npy"), batch_size, precision, show_progress
-        )
-        try:
-            array = np.load(inner.path, mmap_mode="r")
-            ids = np.asarray([str(i) for i in source.ids])
-            with atomic_path(out) as tmp, tmp.open("wb") as f:
-                np.savez(f, embeddings=array, ids=ids)
-            del array
-        finally:
-            inner.path.unlink(missing_ok=True)
-            if inner.ids_path is not None:
-                inner.ids_path.unlink(missing_ok=True)
-        return EmbeddingFile(out, inner.rows, inner.dim, inner.skipped)
     dim, n = encoder.feature_dim, len(source)
+    # Room for the rows and, where they are packed into another format, for the copy too.
+    check_writable(out, _embeddings_bytes(n, dim) * (1 if suffix == ".npy" else 2))
+    stream = EmbeddingStream(partial_folder(out), _embedding_key(encoder, source))
+    first = stream.open(n, dim)
+    if first and say is not None:
+        say(
+            f"going on with {out}: {first:,} of {n:,} rows were embedded before an "
+            f"interruption (kept in {stream.folder})"
+        )
+    todo = source if first == 0 else SubsetSource(source, np.arange(first, n), source.name)
+    with stream:
+        if first < n:
+            batches = iter_embeddings(encoder, todo, batch_size, precision, show_progress)
+            for _, block, _, bad in row_blocks(batches, n - first, dim):
+                moved = [SkippedItem(first + item.index, item.item_id, item.reason) for item in bad]
+                stream.append(block, moved)
+    skipped = stream.skipped
+    rows = stream.folder / EmbeddingStream.ROWS
+    if suffix == ".npy":
+        with atomic_path(out) as tmp:
+            os.replace(rows, tmp)
+        with atomic_path(ids_file(out)) as ids_tmp:
+            ids_tmp.write_text("".join(f"{item_id}\n" for item_id in source.ids))
+    elif suffix == ".npz":
+        array = np.load(rows, mmap_mode="r")
+        ids = np.asarray([str(i) for i in source.ids])
+        with atomic_path(out) as tmp, tmp.open("wb") as f:
+            np.savez(f, embeddings=array, ids=ids)
+        del array
+    else:
+        _write_parquet(np.load(rows, mmap_mode="r"), source, skipped, out)
+    shutil.rmtree(stream.folder, ignore_errors=True)
+    return EmbeddingFile(
+        out, n, dim, skipped, ids_file(out) if suffix == ".npy" else None, resumed_from=first
+    )
+
+
+def _write_parquet(
+    array: np.ndarray, source: Source, skipped: list[SkippedItem], out: Path
+) -> None:
+    """The rows of ``array`` as a Parquet file of ``id``, ``label`` (when the source has
+    labels), ``readable`` and ``embedding`` columns, ``PARQUET_ROWS`` rows a row group."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    n, dim = array.shape
     ids = source.ids
-    skipped: list[SkippedItem] = []
-    batch_size = modality_of(source).embed_batch_size(source, batch_size)  # as iter_embeddings
-    batches = iter_embeddings(encoder, source, batch_size, precision, show_progress)
-    check_writable(out, _embeddings_bytes(n, dim))  # before the first item is embedded
-    with atomic_path(out) as tmp:
-        if suffix == ".npy":
-            # Written as a stream, not through a memory map: a disk that fills up then raises
-            # an error that names the file, where a memory map dies of SIGBUS without a word.
-            with tmp.open("wb") as f:
+    readable = np.ones(n, dtype=bool)
+    readable[[item.index for item in skipped]] = False
+    fields = [pa.field("id", pa.string())]
+    if source.labels is not None:
+        fields.append(pa.field("label", pa.string() if source.classes else pa.int64()))
+    fields.append(pa.field("readable", pa.bool_()))
+    fields.append(pa.field("embedding", pa.list_(pa.float32(), dim)))
+    schema = pa.schema(fields)
+    with atomic_path(out) as tmp, pq.ParquetWriter(tmp, schema) as writer:
+        for start in range(0, n, PARQUET_ROWS):
+            rows = range(start, min(n, start + PARQUET_ROWS))
+            columns: dict[str, Any] = {"id": [str(ids[i]) for i in rows]}
+            if source.labels is not None:
+                codes = source.labels[start : rows.stop]
+                columns["label"] = (
+                    [source.classes[c] for c in codes] if source.classes else codes.tolist()
+                )
+            columns["readable"] = readable[start : rows.stop]
+            block = np.ascontiguousarray(array[start : rows.stop], dtype=np.float32)
+            columns["embedding"] = pa.FixedSizeListArray.from_arrays(block.reshape(-1), dim)
+            writer.write_table(pa.table(columns, schema=schema))
+
+
+def partial_folder(out: str | os.PathLike) -> Path:
+    """Where the rows of an embedding file are kept while it is written: ``NAME.partial``
+    beside it (see :func:`write_embeddings`).
+
+    Example:
+        >>> partial_folder("out/emb.parquet").as_posix()
+        'out/emb.parquet.partial'
+    """
+    out = Path(out)
+    return out.with_name(out.name + ".partial")
+
+
+def saved_rows(out: str | os.PathLike) -> int | None:
+    """How many rows of ``out`` an interrupted :func:`write_embeddings` saved (None: none).
+
+    Example:
+        >>> saved_rows("/nonexistent/emb.npy") is None
+        True
+    """
+    progress = partial_folder(out) / EmbeddingStream.PROGRESS
+    try:
+        return int(json.loads(progress.read_text())["rows"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _embedding_key(encoder: Encoder, source: Source) -> dict[str, Any]:
+    """What saved rows must have been embedded from to be reused: the encoder's weights and
+    the items (their count, ids, and the values of 8 spread over them: a file of the same
+    rows edited, or another of as many rows, is embedded afresh), as digests."""
+    weights = hashlib.sha256()
+    for name, tensor in sorted(encoder.state_dict().items()):
+        weights.update(name.encode())
+        weights.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy())
+    items = hashlib.sha256()
+    ids = source.ids
+    for start in range(0, len(ids), 65_536):
+        part = ids[start : start + 65_536]
+        items.update("\n".join(str(i) for i in part).encode() + b"\n")
+    batch = source.read_batch(source.sample_rows(8).tolist())
+    items.update(str(batch.indices).encode())
+    if batch.indices:
+        items.update(batch.items.contiguous().reshape(-1).view(torch.uint8).numpy())
+    return {
+        "encoder": weights.hexdigest()[:32],
+        "items": len(source),
+        "dim": int(encoder.feature_dim),
+        "ids": items.hexdigest()[:32],
+    }
+
+
+class EmbeddingStream:
+    """The rows of an embedding file being written, kept in a folder and saved every
+    ``SAVE_EVERY`` seconds and on leaving (even by an exception): ``rows.npy`` (a float32
+    ``.npy`` of all ``n`` rows, filled from the start), ``skipped.jsonl`` (unreadable items)
+    and ``progress.json`` (the rows saved, and what they are embeddings of).
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp()) / "e.npy.partial"
+        >>> stream = EmbeddingStream(folder, {"encoder": "w"})
+        >>> with stream:
+        ...     stream.open(3, 2)
+        ...     stream.append(np.ones((2, 2), np.float32), [])
+        0
+        >>> EmbeddingStream(folder, {"encoder": "w"}).open(3, 2), EmbeddingStream(
+        ...     folder, {"encoder": "other"}).open(3, 2)
+        (2, 0)
+    """
+
+    ROWS = "rows.npy"
+    SKIPPED = "skipped.jsonl"
+    PROGRESS = "progress.json"
+
+    def __init__(self, folder: Path, key: dict[str, Any]) -> None:
+        self.folder = folder
+        self.key = key
+        self.rows = 0
+        self.skipped: list[SkippedItem] = []
+        self._file: Any = None
+        self._skipped_file: Any = None
+        self._saved_at = time.monotonic()
+
+    def open(self, n: int, dim: int) -> int:
+        """Open the folder for ``n`` rows of ``dim`` values; the rows already saved there for
+        the same key (0 when none, and a folder of other rows is started afresh)."""
+        saved = None
+        with contextlib.suppress(OSError, ValueError):
+            saved = json.loads((self.folder / self.PROGRESS).read_text())
+        rows_file = self.folder / self.ROWS
+        if not isinstance(saved, dict) or saved.get("key") != self.key or not rows_file.exists():
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder.mkdir(parents=True)
+            with rows_file.open("wb") as f:
                 header = {"descr": "<f4", "fortran_order": False, "shape": (n, dim)}
                 np.lib.format.write_array_header_1_0(f, header)
-                for _, block, _, bad in row_blocks(batches, n, dim):
-                    f.write(block.astype("<f4", copy=False).tobytes())
-                    skipped += bad
-            with atomic_path(ids_file(out)) as ids_tmp:
-                ids_tmp.write_text("".join(f"{item_id}\n" for item_id in ids))
-        else:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
+            saved = {"rows": 0}
+        with rows_file.open("rb") as f:
+            np.lib.format.read_magic(f)
+            np.lib.format.read_array_header_1_0(f)
+            self._header = f.tell()
+        self.rows = int(saved["rows"])
+        self._row_bytes = 4 * dim
+        self._file = rows_file.open("r+b")
+        self._file.truncate(self._header + self.rows * self._row_bytes)  # a half-written block
+        self._file.seek(0, os.SEEK_END)
+        skipped_file = self.folder / self.SKIPPED
+        lines = skipped_file.read_text().splitlines() if skipped_file.exists() else []
+        records = [json.loads(line) for line in lines if line.strip()]
+        self.skipped = [
+            SkippedItem(int(r["index"]), str(r["id"]), str(r["reason"]))
+            for r in records
+            if int(r["index"]) < self.rows
+        ]
+        self._skipped_file = skipped_file.open("w")
+        self._write_skipped(self.skipped)
+        self._save()
+        return self.rows
 
-            fields = [pa.field("id", pa.string())]
-            if source.labels is not None:
-                fields.append(pa.field("label", pa.string() if source.classes else pa.int64()))
-            fields.append(pa.field("readable", pa.bool_()))
-            fields.append(pa.field("embedding", pa.list_(pa.float32(), dim)))
-            schema = pa.schema(fields)
-            with pq.ParquetWriter(tmp, schema) as writer:
-                for start, block, readable, bad in row_blocks(batches, n, dim):
-                    rows = list(range(start, start + len(block)))
-                    columns = {"id": [ids[i] for i in rows]}
-                    if source.labels is not None:
-                        codes = source.labels[rows]
-                        columns["label"] = (
-                            [source.classes[c] for c in codes] if source.classes else codes.tolist()
-                        )
-                    columns["readable"] = readable.tolist()
-                    columns["embedding"] = list(block)
-                    writer.write_table(pa.table(columns, schema=schema))
-                    skipped += bad
-    return EmbeddingFile(out, n, dim, skipped, ids_file(out) if suffix == ".npy" else None)
+    def append(self, block: np.ndarray, skipped: list[SkippedItem]) -> None:
+        """Add the next rows (and their unreadable items); save when ``SAVE_EVERY`` passed."""
+        self._file.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
+        self._write_skipped(skipped)
+        self.skipped += skipped
+        self.rows += len(block)
+        if time.monotonic() - self._saved_at >= SAVE_EVERY:
+            self._save()
+
+    def _write_skipped(self, skipped: list[SkippedItem]) -> None:
+        for item in skipped:
+            record = {"index": item.index, "id": item.item_id, "reason": item.reason}
+            self._skipped_file.write(json.dumps(record) + "\n")
+
+    def _save(self) -> None:
+        """Make the rows so far durable, then record how many there are."""
+        for handle in (self._file, self._skipped_file):
+            handle.flush()
+            os.fsync(handle.fileno())
+        write_json(self.folder / self.PROGRESS, {"rows": self.rows, "key": self.key})
+        self._saved_at = time.monotonic()
+
+    def __enter__(self) -> EmbeddingStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._file is None:
+            return
+        try:
+            self._save()
+        finally:
+            self._file.close()
+            self._skipped_file.close()
+            self._file = self._skipped_file = None

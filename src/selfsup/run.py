@@ -22,6 +22,7 @@ import re
 import shutil
 import time
 import warnings
+from collections.abc import Callable
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -203,10 +204,16 @@ class Run:
         return embed_timestamps(self.encoder, self.open(data), batch_size)
 
     def embed_to_file(
-        self, data: str | os.PathLike | Source, out: str | os.PathLike, batch_size: int = 512
+        self,
+        data: str | os.PathLike | Source,
+        out: str | os.PathLike,
+        batch_size: int = 512,
+        say: Callable[[str], None] | None = None,
     ) -> EmbeddingFile:
-        """Write embeddings of ``data`` to ``.npy`` or ``.parquet`` with bounded memory."""
-        return write_embeddings(self.encoder, self.open(data), out, batch_size)
+        """Write embeddings of ``data`` to ``.npy``, ``.npz`` or ``.parquet`` with bounded
+        memory; the same call after an interruption goes on where it stopped (``say`` is
+        told so). See ``selfsup.embedding.write_embeddings``."""
+        return write_embeddings(self.encoder, self.open(data), out, batch_size, say=say)
 
     def evaluate(
         self,

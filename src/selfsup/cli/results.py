@@ -49,6 +49,8 @@ def embed(
     """Write one embedding per item (input order kept) to .npy or .parquet."""
     import numpy as np
 
+    from selfsup.embedding import partial_folder, saved_rows
+
     check_writable(out)  # before the data is opened and embedded
     if per_timestamp:
         if out.suffix != ".npy":
@@ -58,7 +60,17 @@ def embed(
             np.save(f, steps)
         console.print(f"wrote embeddings per time step, shape {steps.shape}, to {out}")
         return
-    result = _open_run(run, options, device="auto").embed_to_file(data, out, batch_size)
+    opened = _open_run(run, options, device="auto")
+    try:
+        result = opened.embed_to_file(data, out, batch_size, say=console.print)
+    except KeyboardInterrupt:
+        kept = saved_rows(out)
+        if kept:
+            console.print(
+                f"interrupted: {kept:,} rows are kept in {partial_folder(out)}; the same "
+                "command goes on from there"
+            )
+        raise typer.Exit(130) from None
     console.print(
         f"wrote {result.rows:,} embeddings of size {result.dim} to {result.path}"
         + (f" (ids in {result.ids_path})" if result.ids_path else "")

@@ -1,0 +1,135 @@
+"""Embedding files: every format, unreadable rows, and a write that is interrupted and goes on
+where it stopped instead of starting over (a million texts take an hour on two cores)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from selfsup import embedding
+from selfsup.data.arrays import ArraySource
+from selfsup.data.base import Batch, SkippedItem
+from selfsup.embedding import EmbeddingStream, partial_folder, saved_rows, write_embeddings
+from selfsup.encoder import Encoder
+
+
+class Flat(torch.nn.Module):
+    """An encoder body that flattens a (1, 2, 2) item into its four values."""
+
+    feature_dim = 4
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)
+
+
+def encoder(scale: float = 1.0) -> Encoder:
+    module = Flat()
+    module.register_buffer("scale", torch.tensor(scale))
+    return Encoder(module, None, [0.0], [1.0], {}, modality="image", normalize=False)
+
+
+class Counting(ArraySource):
+    """Items 0..n-1 of value i (reversed: n-1..0); row 5 unreadable; Ctrl-C after ``stop``
+    rows embedded. The first read is the 8 items a write samples to know the data again."""
+
+    def __init__(self, n: int, stop: int | None = None, reverse: bool = False) -> None:
+        values = np.arange(n, dtype=np.float32)[:, None, None].repeat(2, 1).repeat(2, 2)
+        super().__init__(values[::-1].copy() if reverse else values, name="counting")
+        self.calls: list[list[int]] = []
+        self.stop = stop
+
+    @property
+    def read_rows(self) -> list[int]:
+        """The rows read to be embedded (after the first read, the sample)."""
+        return [i for call in self.calls[1:] for i in call]
+
+    def read_batch(self, indices):
+        if self.stop is not None and len(self.read_rows) >= self.stop:
+            raise KeyboardInterrupt
+        self.calls.append([int(i) for i in indices])
+        batch = super().read_batch(indices)
+        keep = [k for k, i in enumerate(batch.indices) if i != 5]
+        bad = [SkippedItem(5, "5", "damaged")] if 5 in batch.indices else []
+        return Batch(batch.items[keep], [batch.indices[k] for k in keep], bad)
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".npz", ".parquet"])
+def test_an_interrupted_write_goes_on_where_it_stopped(tmp_path, monkeypatch, suffix) -> None:
+    monkeypatch.setattr(embedding, "SAVE_EVERY", 0.0)  # save after every batch
+    out = tmp_path / f"e{suffix}"
+    source = Counting(100, stop=40)
+    with pytest.raises(KeyboardInterrupt):
+        write_embeddings(encoder(), source, out, batch_size=10, show_progress=False)
+    assert not out.exists() and saved_rows(out) == 40
+    told = []
+    again = Counting(100)
+    result = write_embeddings(encoder(), again, out, batch_size=10, show_progress=False,
+                              say=told.append)  # fmt: skip
+    assert sorted(again.read_rows) == list(range(40, 100))  # the first 40 not read again
+    assert result.resumed_from == 40 and "40 of 100 rows were embedded before" in told[0]
+    assert not partial_folder(out).exists() and saved_rows(out) is None
+    assert [(s.index, s.item_id) for s in result.skipped] == [(5, "5")]
+    if suffix == ".npy":
+        rows = np.load(out)
+        assert (tmp_path / "e.ids.txt").read_text().splitlines()[99] == "99"
+    elif suffix == ".npz":
+        with np.load(out) as packed:
+            rows, ids = packed["embeddings"], packed["ids"]
+        assert ids[99] == "99"
+    else:
+        table = pd.read_parquet(out)
+        rows = np.stack(table["embedding"])
+        assert np.flatnonzero(~table["readable"]).tolist() == [5] and table["id"][99] == "99"
+    whole = write_embeddings(encoder(), Counting(100), tmp_path / "whole.npy", batch_size=10,
+                             show_progress=False)  # fmt: skip
+    expected = np.load(whole.path)
+    assert np.isnan(expected[5]).all() and np.unique(expected[:5, 0]).size == 5
+    np.testing.assert_array_equal(rows, expected)
+
+
+def test_saved_rows_of_other_weights_or_items_are_not_reused(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(embedding, "SAVE_EVERY", 0.0)
+    out = tmp_path / "e.npy"
+    with pytest.raises(KeyboardInterrupt):
+        write_embeddings(encoder(), Counting(50, stop=20), out, batch_size=10, show_progress=False)
+    told = []
+    other = Counting(50)
+    write_embeddings(encoder(scale=2.0), other, out, batch_size=10, show_progress=False,
+                     say=told.append)  # fmt: skip
+    assert sorted(other.read_rows) == list(range(50)) and not told  # started afresh
+    with pytest.raises(KeyboardInterrupt):
+        write_embeddings(encoder(), Counting(50, stop=20), out, batch_size=10, show_progress=False)
+    more = Counting(60)  # other items
+    write_embeddings(encoder(), more, out, batch_size=10, show_progress=False)
+    assert sorted(more.read_rows) == list(range(60))
+
+
+def test_a_killed_write_keeps_what_it_saved_and_drops_a_half_written_block(tmp_path) -> None:
+    """A process killed (no exception, no cleanup) between saves: the rows written after the
+    last save are dropped, whole or half written, and those before it kept."""
+    folder = tmp_path / "e.npy.partial"
+    stream = EmbeddingStream(folder, {"encoder": "w"})
+    assert stream.open(10, 2) == 0
+    stream.append(np.ones((4, 2), np.float32), [SkippedItem(1, "1", "bad")])
+    stream._save()
+    stream.append(np.full((3, 2), 7, np.float32), [SkippedItem(5, "5", "bad")])  # not saved
+    stream._file.write(b"\x01\x02")  # cut off mid-row by the kill
+    stream._file.flush()
+    stream._skipped_file.flush()
+    again = EmbeddingStream(folder, {"encoder": "w"})
+    assert again.open(10, 2) == 4 and [s.index for s in again.skipped] == [1]
+    again.append(np.full((6, 2), 3, np.float32), [])
+    again.__exit__(None, None, None)
+    rows = np.load(folder / EmbeddingStream.ROWS)
+    assert rows.shape == (10, 2) and rows[:4].min() == 1 and rows[4:].min() == 3
+
+
+def test_saved_rows_of_an_edited_file_are_not_reused(tmp_path, monkeypatch) -> None:
+    """Rows ids (0, 1, ...) and count alike: the values tell an edited file apart."""
+    monkeypatch.setattr(embedding, "SAVE_EVERY", 0.0)
+    out = tmp_path / "e.npy"
+    with pytest.raises(KeyboardInterrupt):
+        write_embeddings(encoder(), Counting(50, stop=20), out, batch_size=10, show_progress=False)
+    edited = Counting(50, reverse=True)
+    write_embeddings(encoder(), edited, out, batch_size=10, show_progress=False)
+    assert sorted(edited.read_rows) == list(range(50))
