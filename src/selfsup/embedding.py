@@ -59,6 +59,9 @@ SORT_WINDOW = 16
 SAVE_EVERY = 30.0
 #: Rows per Parquet row group of an embedding file.
 PARQUET_ROWS = 16_384
+#: Data read from files of at least this many items has its embeddings kept in the run folder
+#: (:func:`cached_embeddings`) for the next command on the same files with the same weights.
+CACHE_ITEMS = 10_000
 
 
 def iter_embeddings(
@@ -317,6 +320,7 @@ def write_embeddings(
     precision: str = "auto",
     show_progress: bool = True,
     say: Callable[[str], None] | None = None,
+    key: dict[str, Any] | None = None,
 ) -> EmbeddingFile:
     """Write one embedding per item to ``.npy``, ``.npz`` or ``.parquet``, in input order,
     with the items' ids; an interrupted write goes on where it stopped.
@@ -334,7 +338,8 @@ def write_embeddings(
     is made from them at the end. The same call after an interruption, a kill or a lost
     machine (the same encoder weights, the same items) embeds only the rows not saved yet,
     and says so through ``say``: a million texts take an hour on two cores, and no more
-    than ``SAVE_EVERY`` seconds of it are lost.
+    than ``SAVE_EVERY`` seconds of it are lost. ``key`` (default: the weights' and the
+    items' digests) is what saved rows must match.
     """
     out = Path(out)
     suffix = out.suffix.lower()
@@ -343,7 +348,7 @@ def write_embeddings(
     dim, n = encoder.feature_dim, len(source)
     # Room for the rows and, where they are packed into another format, for the copy too.
     check_writable(out, _embeddings_bytes(n, dim) * (1 if suffix == ".npy" else 2))
-    stream = EmbeddingStream(partial_folder(out), _embedding_key(encoder, source))
+    stream = EmbeddingStream(partial_folder(out), key or embedding_key(encoder, source))
     first = stream.open(n, dim)
     if first and say is not None:
         say(
@@ -411,6 +416,88 @@ def _write_parquet(
             writer.write_table(pa.table(columns, schema=schema))
 
 
+def cached_embeddings(
+    encoder: Encoder,
+    source: Source,
+    folder: Path,
+    show_progress: bool = False,
+    say: Callable[[str], None] | None = None,
+) -> np.ndarray:
+    """:func:`embed_source`, kept in ``folder`` (a run's ``embeddings``) for data read from
+    files of at least ``CACHE_ITEMS`` items: the next command on the same files (by name,
+    size and modification time: :func:`data_stamp`), the same items and the same weights
+    reads them back instead of embedding again, an hour for a million texts on two cores;
+    unreadable items are listed in ``source.unreadable`` as the embedding listed them. The
+    file is written as ``embed`` writes, so an interrupted command's rows are reused too.
+
+    Example:
+        >>> import tempfile
+        >>> from selfsup.data.arrays import ArraySource
+        >>> from selfsup.modalities.image import build_image_encoder
+        >>> enc = build_image_encoder("small-cnn", in_channels=1, image_size=8, width=4)
+        >>> cached_embeddings(enc, ArraySource(np.zeros((5, 8, 8))), Path(tempfile.mkdtemp())).shape
+        (5, 32)
+    """
+    stamp = data_stamp(source) if len(source) >= CACHE_ITEMS else None
+    if stamp is None:
+        return embed_source(encoder, source, show_progress=show_progress)
+    key = {**embedding_key(encoder, source), "files": stamp}
+    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    path, about = folder / f"{name}.npy", folder / f"{name}.json"
+    saved = None
+    with contextlib.suppress(OSError, ValueError):
+        saved = json.loads(about.read_text())
+    if path.exists() and isinstance(saved, dict) and saved.get("key") == key:
+        if say is not None:
+            say(f"embeddings of {source.name} read from {path} (same files, same weights)")
+        for item in saved.get("skipped", []):
+            source.unreadable[str(item["id"])] = str(item["reason"])
+        return np.load(path)
+    result = write_embeddings(encoder, source, path, show_progress=show_progress, say=say, key=key)
+    skipped = [{"id": item.item_id, "reason": item.reason} for item in result.skipped]
+    write_json(about, {"data": source.name, "key": key, "skipped": skipped})
+    if say is not None:
+        say(f"embeddings of {source.name} kept in {path} for the next command on the same files")
+    return np.load(path)
+
+
+def data_stamp(source: Source) -> str | None:
+    """A digest of the names, sizes and modification times of the files ``source`` (or the
+    source under a subset) reads: the file, or every file under the folder; None for data
+    not read from a path (arrays, DataFrames, named datasets).
+
+    Example:
+        >>> import tempfile
+        >>> from selfsup.data.text import TextSource
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / "a.txt").write_text("one")
+        >>> first = data_stamp(TextSource(["one"], name=str(folder / "a.txt")))
+        >>> _ = (folder / "a.txt").write_text("one, edited")
+        >>> data_stamp(TextSource(["one"], name=str(folder / "a.txt"))) == first, data_stamp(
+        ...     TextSource(["one"], name="in memory"))
+        (False, None)
+    """
+    root = source
+    while getattr(root, "source", None) is not None:
+        root = root.source  # type: ignore[attr-defined]
+    path = Path(str(root.name)).expanduser()
+    digest = hashlib.sha256()
+    if path.is_file():
+        found = path.stat()
+        digest.update(f"{path.resolve()}\t{found.st_size}\t{found.st_mtime_ns}".encode())
+    elif path.is_dir():
+        for folder, subfolders, files in os.walk(path):
+            subfolders.sort()
+            for name in sorted(files):
+                with contextlib.suppress(OSError):  # gone since: it is not read either
+                    found = os.stat(os.path.join(folder, name))
+                    relative = os.path.relpath(os.path.join(folder, name), path)
+                    digest.update(f"{relative}\t{found.st_size}\t{found.st_mtime_ns}\n".encode())
+    else:
+        return None
+    return digest.hexdigest()[:32]
+
+
 def partial_folder(out: str | os.PathLike) -> Path:
     """Where the rows of an embedding file are kept while it is written: ``NAME.partial``
     beside it (see :func:`write_embeddings`).
@@ -437,7 +524,7 @@ def saved_rows(out: str | os.PathLike) -> int | None:
         return None
 
 
-def _embedding_key(encoder: Encoder, source: Source) -> dict[str, Any]:
+def embedding_key(encoder: Encoder, source: Source) -> dict[str, Any]:
     """What saved rows must have been embedded from to be reused: the encoder's weights and
     the items (their count, ids, and the values of 8 spread over them: a file of the same
     rows edited, or another of as many rows, is embedded afresh), as digests."""

@@ -54,7 +54,13 @@ from selfsup.core.precision import embedding_device, resolve_precision
 from selfsup.data.base import DataWarning, Source
 from selfsup.data.folders import INDEX_FILE, FolderIndex
 from selfsup.data.splits import hold_out
-from selfsup.embedding import EmbeddingFile, embed_source, embed_timestamps, write_embeddings
+from selfsup.embedding import (
+    EmbeddingFile,
+    cached_embeddings,
+    embed_source,
+    embed_timestamps,
+    write_embeddings,
+)
 from selfsup.encoder import Encoder
 from selfsup.engine.checkpoint import checkpoint_bytes, module_bytes
 from selfsup.engine.memory import measure_step, plan_batch
@@ -82,6 +88,8 @@ _DATA_FIELDS = sorted(
     set().union(*(m.source_options for m in MODALITIES.values())) & set(PretrainConfig.model_fields)
 )
 TRAIN_FILE = "train.json"
+#: Where a run keeps the embeddings of large data its commands read (``Run.embeddings``).
+EMBEDDINGS_DIR = "embeddings"
 _RUN_DIR_ENV = "SELFSUP_RUN_DIR"
 
 
@@ -196,6 +204,23 @@ class Run:
         """Embeddings (n, D) of ``data`` (a path, dataset name or Source), in input order."""
         return embed_source(self.encoder, self.open(data), batch_size)
 
+    def embeddings(self, source: Source, show_progress: bool = False) -> np.ndarray:
+        """Embeddings (n, D) of an opened ``source`` (NaN rows: unreadable items), kept in
+        ``RUN/embeddings`` for large data read from files, so the next command on the same
+        files reads them back (see ``selfsup.embedding.cached_embeddings``); what the tools
+        (anomalies, select, audit, explain) and ``evaluate`` embed with.
+
+        Example:
+            >>> import tempfile
+            >>> run = pretrain("digits", epochs=1, out=tempfile.mkdtemp(), show_progress=False,
+            ...                backbone_options={"width": 4}, monitor_items=0)
+            >>> run.embeddings(run.open("digits:test")).shape
+            (359, 32)
+        """
+        say = (lambda line: console.print(line, highlight=False)) if show_progress else None
+        folder = self.path / EMBEDDINGS_DIR
+        return cached_embeddings(self.encoder, source, folder, show_progress, say)
+
     def embed_timestamps(
         self, data: str | os.PathLike | Source, batch_size: int = 512
     ) -> np.ndarray:
@@ -237,7 +262,13 @@ class Run:
             **self.data_options,
         )
         result = evaluate_encoder(
-            self.encoder, train, held_out, protocols, show_progress=show_progress, **options
+            self.encoder,
+            train,
+            held_out,
+            protocols,
+            show_progress=show_progress,
+            embed=lambda split: self.embeddings(split, show_progress),
+            **options,
         )
         if save:
             result.save(self.evaluation_file(result.train_data))
@@ -628,8 +659,8 @@ def pretrain(
         cfg = cfg.model_copy(update=chosen)
         side = f" at {cfg.image_size} px" if cfg.image_size else ""
         say(
-            f"encoder: {cfg.backbone or 'custom'}{side}, {cfg.method}; input statistics in "
-            f"{time.perf_counter() - started:.1f} s"
+            f"encoder: {cfg.backbone or 'custom'}{side}, {cfg.method}; "
+            f"{modality.preparation(cfg)} in {time.perf_counter() - started:.1f} s"
         )
     if cfg.lora:  # before the method copies the encoder (momentum teachers) and on resume
         added = add_lora(encoder.backbone, cfg.lora, cfg.lora_alpha)

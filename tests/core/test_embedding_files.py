@@ -133,3 +133,32 @@ def test_saved_rows_of_an_edited_file_are_not_reused(tmp_path, monkeypatch) -> N
     edited = Counting(50, reverse=True)
     write_embeddings(encoder(), edited, out, batch_size=10, show_progress=False)
     assert sorted(edited.read_rows) == list(range(50))
+
+
+def test_a_runs_commands_embed_large_data_from_files_once(tmp_path, monkeypatch) -> None:
+    """select after anomalies on the same file reads the embeddings back; an edited file, or
+    data not read from a file, is embedded again."""
+    import selfsup
+
+    monkeypatch.setattr(embedding, "CACHE_ITEMS", 50)  # as for 10,000 items and more
+    rng = np.random.default_rng(0)
+    path = tmp_path / "rows.csv"
+    rows = pd.DataFrame({"a": rng.normal(size=80), "b": rng.normal(size=80)})
+    rows.to_csv(path, index=False)
+    run = selfsup.pretrain(path, steps=2, batch_size=16, out=tmp_path / "run",
+                           show_progress=False, monitor_items=0)  # fmt: skip
+    calls = []
+    forward = run.encoder.forward
+    monkeypatch.setattr(run.encoder, "forward", lambda x: calls.append(len(x)) or forward(x))
+    first = run.embeddings(run.open(path))
+    assert sum(calls) == 80 and len(list((run.path / "embeddings").glob("*.npy"))) == 1
+    lines = []
+    monkeypatch.setattr("selfsup.run.console.print", lambda line, **_: lines.append(line))
+    again = run.embeddings(run.open(path), show_progress=True)
+    assert sum(calls) == 80 and "read from" in lines[-1]  # not embedded again
+    np.testing.assert_array_equal(first, again)
+    rows.assign(a=rows["a"] + 1).to_csv(path, index=False)  # the file edited
+    edited = run.embeddings(run.open(path))
+    assert sum(calls) == 160 and not np.allclose(edited, first)
+    run.embeddings(run.open(rows))  # a DataFrame: not kept
+    assert sum(calls) == 240 and len(list((run.path / "embeddings").glob("*.npy"))) == 2

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -100,6 +101,7 @@ def evaluate_encoder(
     draws: int = 5,
     seed: int = 0,
     show_progress: bool = False,
+    embed: Callable[[Source], np.ndarray] | None = None,
 ) -> Evaluation:
     """Evaluate ``encoder`` with labelled ``train`` (to fit) and ``test`` (to score) splits.
 
@@ -115,6 +117,8 @@ def evaluate_encoder(
         seed: seed of the validation split and the few-shot draws.
         show_progress: show the embedding's progress; each step after it is named for a
             :class:`~selfsup.core.progress.Preparing` ticker either way.
+        embed: what embeds a split (a run's ``Run.embeddings``, which keeps them); by
+            default :func:`~selfsup.embedding.embed_source` with ``encoder``.
     """
     modality = modality_of(train)
     if protocols is None:
@@ -127,7 +131,9 @@ def evaluate_encoder(
             raise ValueError(f"{split.name}: evaluation with these protocols needs labels")
     require_classes(train.labels, train.name, "evaluation")
     started = time.perf_counter()
-    embedded = tuple(embed_source(encoder, s, show_progress=show_progress) for s in (train, test))
+    if embed is None:
+        embed = partial(embed_source, encoder, show_progress=show_progress)
+    embedded = tuple(embed(s) for s in (train, test))
     with activity(f"reading the raw inputs of {len(train) + len(test):,} items"):
         features = {"selfsup": embedded, "raw": modality.raw_baseline(train, test)}
     rows = []

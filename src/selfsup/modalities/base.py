@@ -93,6 +93,10 @@ class Modality(ABC):
     def __repr__(self) -> str:
         return f"<modality {self.name}>"
 
+    def preparation(self, cfg: PretrainConfig) -> str:
+        """What building the encoder computes from the data, printed with the time it took."""
+        return "input statistics"
+
     # --- data -----------------------------------------------------------------------------
     def claims(self, spec: str) -> bool:
         """Whether a ``DATA`` argument is of this modality when ``--modality`` is not given."""

@@ -38,7 +38,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from selfsup.core.neighbours import cosine_topk, euclidean_topk
 from selfsup.data.base import Source
 from selfsup.data.splits import held_out_rows
-from selfsup.embedding import embed_source, readable_rows
+from selfsup.embedding import readable_rows
 from selfsup.run import Run, as_run
 
 SCORERS = ("knn", "mahalanobis")
@@ -368,12 +368,12 @@ def score_for_run(
     """
     run = as_run(run)
     source = run.open(data)
-    z = embed_source(run.encoder, source, show_progress=show_progress)
+    z = run.embeddings(source, show_progress=show_progress)
     normal_source = None
     notes: list[str] = []
     if normal is not None:
         normal_source = run.open(normal)
-        normal_z = embed_source(run.encoder, normal_source, show_progress=show_progress)
+        normal_z = run.embeddings(normal_source, show_progress=show_progress)
         calibrate = None
         if _is_training_data(run, normal, normal_source):
             trained = run.summary.get("items", 0) + run.summary.get("held_out_items", 0)

@@ -44,7 +44,7 @@ from selfsup.core.neighbours import euclidean_topk
 from selfsup.core.text_files import text_lines
 from selfsup.data.base import Source, require_classes
 from selfsup.data.table_files import read_table
-from selfsup.embedding import embed_source, readable_rows
+from selfsup.embedding import readable_rows
 from selfsup.evaluation.fewshot import FEW_SHOT_WEIGHT_DECAY
 from selfsup.evaluation.linear import fit_logistic_regression, standardize
 from selfsup.run import Run, as_run
@@ -372,7 +372,7 @@ def select_for_run(
     """
     run = as_run(run)
     source = run.open(data)
-    z = embed_source(run.encoder, source, show_progress=show_progress)
+    z = run.embeddings(source, show_progress=show_progress)
     known = read_labelled(run, source, z, labeled) if labeled is not None else None
     pool = z
     if known is not None and known.positions is not None:

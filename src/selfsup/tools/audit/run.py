@@ -10,7 +10,7 @@ import numpy as np
 
 from selfsup.core.progress import activity
 from selfsup.data.base import require_classes
-from selfsup.embedding import embed_source, readable_rows
+from selfsup.embedding import readable_rows
 from selfsup.run import Run
 from selfsup.tools.audit.metrics import (
     Gap,
@@ -177,7 +177,7 @@ def audit_run(
         groups = read_groups_file(groups_file, list(source.ids))
     if len(groups) != len(source):
         raise ValueError(f"{data}: {len(groups)} group values for {len(source)} items")
-    embeddings = embed_source(run.encoder, source, show_progress=show_progress)
+    embeddings = run.embeddings(source, show_progress=show_progress)
     keep = readable_rows(embeddings)
     if not keep.all():
         notes.append(f"{int((~keep).sum())} unreadable items left out")

@@ -86,8 +86,6 @@ def explain_item(
         out: the folder for the files (default ``RUN/explain``).
         show_progress: draw a progress bar while embedding the training data.
     """
-    from selfsup.embedding import embed_source
-
     if method not in METHODS:
         raise ValueError(f"unknown attribution method {method!r}; choose {' or '.join(METHODS)}")
     raw, item_id, own_source, row = resolve_item(run, item)
@@ -98,7 +96,7 @@ def explain_item(
     own_row = row if data is None and own_source is not None else _row_of_file(item, train_source)
     train = None
     if train_source is not None:
-        train = embed_source(encoder, train_source, show_progress=show_progress)
+        train = run.embeddings(train_source, show_progress=show_progress)
     with torch.no_grad():
         own = encoder(x[None])[0].float()
 
