@@ -36,6 +36,7 @@ from sklearn.covariance import LedoitWolf
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from selfsup.core.neighbours import cosine_topk, euclidean_topk
+from selfsup.core.progress import activity
 from selfsup.data.base import Source
 from selfsup.data.splits import held_out_rows
 from selfsup.embedding import readable_rows
@@ -402,13 +403,16 @@ def score_for_run(
                     f"threshold set on the {len(calibrate)} items of {normal_source.name} the "
                     "encoder never trained on (the run's held-out monitor items)"
                 )
-        detector = fit_detector(normal_z, scorer, k, fpr, seed, calibrate_rows=calibrate)
-        scores, threshold = detector.score(z), detector.threshold
+        with activity(f"fitting the {scorer} scorer on {len(normal_z):,} normal items"):
+            detector = fit_detector(normal_z, scorer, k, fpr, seed, calibrate_rows=calibrate)
+        with activity(f"scoring {len(z):,} items"):
+            scores, threshold = detector.score(z), detector.threshold
         reference = f"{scorer} against {normal_source.name} ({len(normal_source):,} items)"
     else:
         if scorer != "knn":
             raise ValueError(f"the {scorer} scorer needs normal data: give --normal")
-        scores = self_scores(z, k)
+        with activity(f"scoring {len(z):,} items by their {k}th neighbour among them"):
+            scores = self_scores(z, k)
         threshold = float(np.nanquantile(scores, 1 - fpr))
         reference = f"leave-one-out knn within {source.name} (no normal data given)"
     flagged = scores > threshold
