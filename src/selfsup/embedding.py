@@ -13,6 +13,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import hashlib
 import json
 import os
@@ -348,6 +350,50 @@ def write_embeddings(
     dim, n = encoder.feature_dim, len(source)
     # Room for the rows and, where they are packed into another format, for the copy too.
     check_writable(out, _embeddings_bytes(n, dim) * (1 if suffix == ".npy" else 2))
+    with _only_writer(out):
+        return _write_embeddings(
+            encoder, source, out, batch_size, precision, show_progress, say, key
+        )
+
+
+@contextlib.contextmanager
+def _only_writer(out: Path) -> Iterator[None]:
+    """Hold a lock on writing ``out`` (``.NAME.lock`` beside it) while the block runs.
+
+    Raises:
+        BlockingIOError: another process is writing it (two commands on the same large data
+            keep its embeddings in the same run file).
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock = out.with_name(f".{out.name}.lock")
+    with lock.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BlockingIOError(
+                errno.EBUSY,
+                "another selfsup process is writing it; run this again once it is done",
+                str(out),
+            ) from None
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+
+
+def _write_embeddings(
+    encoder: Encoder,
+    source: Source,
+    out: Path,
+    batch_size: int,
+    precision: str,
+    show_progress: bool,
+    say: Callable[[str], None] | None,
+    key: dict[str, Any] | None,
+) -> EmbeddingFile:
+    """:func:`write_embeddings`, with the lock on ``out`` held."""
+    suffix = out.suffix.lower()
+    dim, n = encoder.feature_dim, len(source)
     stream = EmbeddingStream(partial_folder(out), key or embedding_key(encoder, source))
     first = stream.open(n, dim)
     if first and say is not None:

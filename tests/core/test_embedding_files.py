@@ -162,3 +162,19 @@ def test_a_runs_commands_embed_large_data_from_files_once(tmp_path, monkeypatch)
     assert sum(calls) == 160 and not np.allclose(edited, first)
     run.embeddings(run.open(rows))  # a DataFrame: not kept
     assert sum(calls) == 240 and len(list((run.path / "embeddings").glob("*.npy"))) == 2
+
+
+def test_two_processes_do_not_write_one_embedding_file(tmp_path) -> None:
+    """Another process holding the file's lock (two commands on the same large data): the
+    second is refused with the file named, and the first's rows are left alone."""
+    import fcntl
+
+    out = tmp_path / "e.npy"
+    with (tmp_path / ".e.npy.lock").open("a") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(BlockingIOError, match=r"another selfsup process is writing it"):
+            write_embeddings(encoder(), Counting(20), out, show_progress=False)
+        fcntl.flock(other, fcntl.LOCK_UN)
+    assert not out.exists()
+    write_embeddings(encoder(), Counting(20), out, show_progress=False)
+    assert np.load(out).shape == (20, 4) and not (tmp_path / ".e.npy.lock").exists()
