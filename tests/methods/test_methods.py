@@ -224,6 +224,38 @@ def test_ijepa_loss_gives_each_image_its_own_masks() -> None:
     assert batched == pytest.approx(total / targets.numel(), rel=1e-4)
 
 
+def test_ijepa_largest_step_draws_its_largest_blocks_for_the_memory_plan(monkeypatch) -> None:
+    """The memory plan measures a step with the largest context block and the smallest
+    targets (which take fewer patches from it): the most tokens the context encoder and the
+    predictor see (block sizes are drawn per batch)."""
+    from selfsup.methods import ijepa
+
+    method = build_method("ijepa", _case("ijepa", size=24)[0], **TINY["ijepa"][1])
+    drawn = []
+    real = ijepa.sample_block_masks
+
+    def recording(*args, **kwargs):
+        context, targets = real(*args, **kwargs)
+        drawn.append((context.shape[1], targets.shape[2]))
+        return context, targets
+
+    monkeypatch.setattr(ijepa, "sample_block_masks", recording)
+    images = torch.rand(4, 1, 24, 24)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for _ in range(30):
+            method.loss([images])
+        normal, drawn[:] = list(drawn), []
+        with method.largest_step():
+            for _ in range(5):
+                method.loss([images])
+    assert method.mask_options["target_scale"] == (0.15, 0.2)  # the ranges are back
+    assert len({t for _, t in drawn}) == 1  # one target size: the smallest
+    assert drawn[0][1] == min(t for _, t in normal) < max(t for _, t in normal)
+    contexts = [c for c, _ in normal]
+    assert min(c for c, _ in drawn) >= np.quantile(contexts, 0.75) > min(contexts)
+
+
 def test_ijepa_exports_the_target_encoder_unless_asked_for_the_context_one() -> None:
     encoder, options = _case("ijepa")
     assert build_method("ijepa", encoder, **options).export_encoder() is not encoder

@@ -41,8 +41,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import torch
@@ -298,6 +299,26 @@ class IJEPA(Method):
             "base_momentum": base_momentum,
             "export": export,
         }
+
+    @contextlib.contextmanager
+    def largest_step(self) -> Iterator[None]:
+        """While open, the context block takes the largest area of its range and the target
+        blocks the smallest of theirs, which leaves the context the most patches: the
+        context encoder's tokens, and the predictor's (each of the M sequences is the context
+        and one block), which a step's memory follows, are then the most a step draws (up to
+        how much the targets happen to overlap)."""
+        drawn = self.mask_options
+        low, high = drawn["target_aspect_ratio"]
+        largest = {
+            "context_scale": (max(drawn["context_scale"]),) * 2,
+            "target_scale": (min(drawn["target_scale"]),) * 2,
+            "target_aspect_ratio": (min(max(1.0, low), high),) * 2,  # square where it may be
+        }
+        self.mask_options = {**drawn, **largest}
+        try:
+            yield
+        finally:
+            self.mask_options = drawn
 
     def loss(self, views: list[torch.Tensor]) -> torch.Tensor:
         images = (views[0] - self.encoder.mean) / self.encoder.std
