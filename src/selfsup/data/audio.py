@@ -390,7 +390,7 @@ class AudioFolderSource(Source):
             )
             cut.name = f"{self.name} ({len(cut):,} clips of {len(self):,} files)"
             owner = np.array([f for f, _ in cut._clips or []], dtype=np.int64)
-            self.parts_cache = Parts(cut, owner)
+            self.parts_cache = Parts(cut, owner, ("clips", "files"))
         return self.parts_cache
 
     @property

@@ -79,10 +79,12 @@ class Parts:
         source: the parts, as items of the same shape as the whole source's.
         owner: each part's item (row of the whole source), nondecreasing: an item's parts
             are consecutive.
+        words: what a part and an item are called in progress lines (``clips``, ``files``).
     """
 
     source: Source
     owner: np.ndarray
+    words: tuple[str, str] = ("parts", "items")
 
 
 class RowIds(Sequence[str]):

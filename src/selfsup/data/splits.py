@@ -110,7 +110,9 @@ class SubsetSource(Source):
         within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
         rows = np.repeat(first, counts) + within
         owner = np.repeat(np.arange(len(self.indices)), counts)
-        return Parts(SubsetSource(whole.source, rows, whole.source.name), owner)
+        part, item = whole.words
+        name = f"{self.name} ({len(rows):,} {part} of {len(self):,} {item})"
+        return Parts(SubsetSource(whole.source, rows, name), owner, whole.words)
 
     @property
     def unreadable(self) -> dict[str, str]:

@@ -264,6 +264,7 @@ def test_long_recordings_are_embedded_by_clips_spread_over_each_file(tmp_path):
     subset = SubsetSource(src, [2, 0], "split")
     split = subset.parts()
     assert split.owner.tolist() == [0] * 3 + [1] * POOLED_CLIPS
+    assert split.source.name == f"split ({3 + POOLED_CLIPS} clips of 2 files)"
     assert list(split.source.ids[:4]) == ["c.wav@0.00s", "c.wav@1.00s", "c.wav@2.00s",
                                           "a.wav@0.00s"]  # fmt: skip
     z = np.concatenate([z for _, z, _ in iter_embeddings(encoder, subset, batch_size=8)])
