@@ -716,6 +716,13 @@ def _(d: Path, f: Fixtures) -> list[str]:
     return show(path, "text")
 
 
+@case(TEXT, "CSV whose text cells are all empty", "error", r"t\.csv: no row has text in column")
+def _(d: Path, f: Fixtures) -> list[str]:
+    path = file_in(d, "t.csv")
+    path.write_text('text,y\n,a\n"  ",b\n')
+    return show(path, "text")
+
+
 @case(TEXT, "JSONL line with a null text", "skipped", r"^1: no text")
 def _(d: Path, f: Fixtures) -> list[str]:
     path = file_in(d, "t.jsonl")

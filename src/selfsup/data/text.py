@@ -269,6 +269,8 @@ def read_jsonl(
         raise EmptySourceError(f"{path}: no JSON line")
     check_unique_ids(ids, str(path), "line", offset=1)
     labelled = labels if label_column is not None else None
+    if all(t is None for t in texts):
+        raise EmptySourceError(f"{path}: no line has text in field {text_column!r}")
     source = TextSource(texts, labelled, name=str(path), ids=ids, **options)
     source.warning = absent_warning(texts, ids, text_column)
     return source
@@ -311,6 +313,8 @@ def read_text_table(
             raise ValueError(f"{name}: row {row} has no label in column {label_column!r}")
         labels = frame[label_column].tolist()
     ids = column_ids(frame, id_column, name)
+    if all(t is None for t in texts):
+        raise EmptySourceError(f"{name}: no row has text in column {text_column!r}")
     source = TextSource(texts, labels, name=name, ids=ids, **options)
     source.warning = absent_warning(texts, source.ids, text_column)
     return source
