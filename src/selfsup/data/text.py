@@ -321,13 +321,14 @@ def read_text_table(
 
 
 def _present(cell: Any) -> str | None:
-    """A cell's text; None for an empty cell (NaN, None or blank). Numbers read as text.
+    """A cell's text; None for an empty cell (NaN, pandas' NA, None or blank). Numbers read
+    as text.
 
     Example:
-        >>> _present(float("nan")), _present("  "), _present(42), _present("ok")
-        (None, None, '42', 'ok')
+        >>> _present(float("nan")), _present(pd.NA), _present("  "), _present(42), _present("ok")
+        (None, None, None, '42', 'ok')
     """
-    if cell is None or (isinstance(cell, float) and np.isnan(cell)):
+    if cell is None or (not isinstance(cell, str) and np.ndim(cell) == 0 and bool(pd.isna(cell))):
         return None
     text = str(cell)
     return text if text.strip() else None
