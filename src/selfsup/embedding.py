@@ -344,9 +344,7 @@ def write_embeddings(
     items' digests) is what saved rows must match.
     """
     out = Path(out)
-    suffix = out.suffix.lower()
-    if suffix not in (".npy", ".npz", ".parquet"):
-        raise ValueError(f"{out}: embeddings are written as .npy, .npz or .parquet, not {suffix!r}")
+    suffix = _embedding_suffix(out)
     dim, n = encoder.feature_dim, len(source)
     # Room for the rows and, where they are packed into another format, for the copy too.
     check_writable(out, _embeddings_bytes(n, dim) * (1 if suffix == ".npy" else 2))
@@ -392,7 +390,6 @@ def _write_embeddings(
     key: dict[str, Any] | None,
 ) -> EmbeddingFile:
     """:func:`write_embeddings`, with the lock on ``out`` held."""
-    suffix = out.suffix.lower()
     dim, n = encoder.feature_dim, len(source)
     stream = EmbeddingStream(partial_folder(out), key or embedding_key(encoder, source))
     first = stream.open(n, dim)
@@ -408,25 +405,61 @@ def _write_embeddings(
             for _, block, _, bad in row_blocks(batches, n - first, dim):
                 moved = [SkippedItem(first + item.index, item.item_id, item.reason) for item in bad]
                 stream.append(block, moved)
-    skipped = stream.skipped
     rows = stream.folder / EmbeddingStream.ROWS
+    written = write_embedding_rows(rows, source, stream.skipped, out, move=True)
+    shutil.rmtree(stream.folder, ignore_errors=True)
+    written.resumed_from = first
+    return written
+
+
+def write_embedding_rows(
+    rows: Path, source: Source, skipped: list[SkippedItem], out: Path, move: bool = False
+) -> EmbeddingFile:
+    """Write the embeddings in the ``.npy`` file ``rows`` (one row per item of ``source``)
+    as ``out`` in its format, as :func:`write_embeddings` does; ``move`` lets a ``.npy``
+    output take the file itself instead of a copy.
+
+    Example:
+        >>> import tempfile
+        >>> from selfsup.data.arrays import ArraySource
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> np.save(folder / "rows.npy", np.ones((2, 3), np.float32))
+        >>> written = write_embedding_rows(folder / "rows.npy", ArraySource(np.zeros((2, 4, 4))),
+        ...                                [], folder / "e.parquet")
+        >>> written.rows, written.dim, written.path.name
+        (2, 3, 'e.parquet')
+    """
+    suffix = _embedding_suffix(out)
+    array = np.load(rows, mmap_mode="r")
+    n, dim = array.shape
     if suffix == ".npy":
         with atomic_path(out) as tmp:
-            os.replace(rows, tmp)
+            if move:
+                os.replace(rows, tmp)
+            else:
+                shutil.copyfile(rows, tmp)
         with atomic_path(ids_file(out)) as ids_tmp:
             ids_tmp.write_text("".join(f"{item_id}\n" for item_id in source.ids))
     elif suffix == ".npz":
-        array = np.load(rows, mmap_mode="r")
         ids = np.asarray([str(i) for i in source.ids])
         with atomic_path(out) as tmp, tmp.open("wb") as f:
             np.savez(f, embeddings=array, ids=ids)
-        del array
     else:
-        _write_parquet(np.load(rows, mmap_mode="r"), source, skipped, out)
-    shutil.rmtree(stream.folder, ignore_errors=True)
-    return EmbeddingFile(
-        out, n, dim, skipped, ids_file(out) if suffix == ".npy" else None, resumed_from=first
-    )
+        _write_parquet(array, source, skipped, out)
+    del array
+    return EmbeddingFile(out, n, dim, skipped, ids_file(out) if suffix == ".npy" else None)
+
+
+def _embedding_suffix(out: Path) -> str:
+    """The format ``out`` names, lower case.
+
+    Raises:
+        ValueError: not ``.npy``, ``.npz`` or ``.parquet``.
+    """
+    suffix = out.suffix.lower()
+    if suffix not in (".npy", ".npz", ".parquet"):
+        raise ValueError(f"{out}: embeddings are written as .npy, .npz or .parquet, not {suffix!r}")
+    return suffix
 
 
 def _write_parquet(
@@ -484,27 +517,74 @@ def cached_embeddings(
         >>> cached_embeddings(enc, ArraySource(np.zeros((5, 8, 8))), Path(tempfile.mkdtemp())).shape
         (5, 32)
     """
-    stamp = data_stamp(source) if len(source) >= CACHE_ITEMS else None
-    if stamp is None:
+    key = _cache_key(encoder, source)
+    if key is None:
         return embed_source(encoder, source, show_progress=show_progress)
-    key = {**embedding_key(encoder, source), "files": stamp}
-    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
-    path, about = folder / f"{name}.npy", folder / f"{name}.json"
-    saved = None
-    with contextlib.suppress(OSError, ValueError):
-        saved = json.loads(about.read_text())
-    if path.exists() and isinstance(saved, dict) and saved.get("key") == key:
-        if say is not None:
-            say(f"embeddings of {source.name} read from {path} (same files, same weights)")
-        for item in saved.get("skipped", []):
-            source.unreadable[str(item["id"])] = str(item["reason"])
-        return np.load(path)
+    found = kept_embeddings(encoder, source, folder, key, say)
+    if found is not None:
+        return np.load(found[0])
+    path, about = _cache_files(folder, key)
     result = write_embeddings(encoder, source, path, show_progress=show_progress, say=say, key=key)
-    skipped = [{"id": item.item_id, "reason": item.reason} for item in result.skipped]
+    skipped = [
+        {"index": item.index, "id": item.item_id, "reason": item.reason} for item in result.skipped
+    ]
     write_json(about, {"data": source.name, "key": key, "skipped": skipped})
     if say is not None:
         say(f"embeddings of {source.name} kept in {path} for the next command on the same files")
     return np.load(path)
+
+
+def kept_embeddings(
+    encoder: Encoder,
+    source: Source,
+    folder: Path,
+    key: dict[str, Any] | None = None,
+    say: Callable[[str], None] | None = None,
+) -> tuple[Path, list[SkippedItem]] | None:
+    """The ``.npy`` file in ``folder`` that :func:`cached_embeddings` kept for ``source``
+    embedded by ``encoder`` (the same files, items and weights), with the items it could
+    not read (listed in ``source.unreadable`` again); None when there is none.
+
+    Example:
+        >>> import tempfile
+        >>> from selfsup.data.arrays import ArraySource
+        >>> from selfsup.modalities.image import build_image_encoder
+        >>> enc = build_image_encoder("small-cnn", in_channels=1, image_size=8, width=4)
+        >>> kept_embeddings(enc, ArraySource(np.zeros((5, 8, 8))), Path(tempfile.mkdtemp()))
+    """
+    key = key or _cache_key(encoder, source)
+    if key is None:
+        return None
+    path, about = _cache_files(folder, key)
+    saved = None
+    with contextlib.suppress(OSError, ValueError):
+        saved = json.loads(about.read_text())
+    if not path.exists() or not isinstance(saved, dict) or saved.get("key") != key:
+        return None
+    try:
+        skipped = [
+            SkippedItem(int(item["index"]), str(item["id"]), str(item["reason"]))
+            for item in saved.get("skipped", [])
+        ]
+    except (KeyError, TypeError, ValueError):  # not as this version writes it: embed again
+        return None
+    if say is not None:
+        say(f"embeddings of {source.name} read from {path} (same files, same weights)")
+    source.unreadable.update({item.item_id: item.reason for item in skipped})
+    return path, skipped
+
+
+def _cache_key(encoder: Encoder, source: Source) -> dict[str, Any] | None:
+    """What kept embeddings of ``source`` are found by; None where they are not kept (fewer
+    than ``CACHE_ITEMS`` items, or data not read from files)."""
+    stamp = data_stamp(source) if len(source) >= CACHE_ITEMS else None
+    return None if stamp is None else {**embedding_key(encoder, source), "files": stamp}
+
+
+def _cache_files(folder: Path, key: dict[str, Any]) -> tuple[Path, Path]:
+    """The embeddings kept for ``key`` in ``folder`` and the JSON that says what they are."""
+    name = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return folder / f"{name}.npy", folder / f"{name}.json"
 
 
 def data_stamp(source: Source) -> str | None:

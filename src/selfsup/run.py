@@ -59,6 +59,8 @@ from selfsup.embedding import (
     cached_embeddings,
     embed_source,
     embed_timestamps,
+    kept_embeddings,
+    write_embedding_rows,
     write_embeddings,
 )
 from selfsup.encoder import Encoder
@@ -237,8 +239,14 @@ class Run:
     ) -> EmbeddingFile:
         """Write embeddings of ``data`` to ``.npy``, ``.npz`` or ``.parquet`` with bounded
         memory; the same call after an interruption goes on where it stopped (``say`` is
-        told so). See ``selfsup.embedding.write_embeddings``."""
-        return write_embeddings(self.encoder, self.open(data), out, batch_size, say=say)
+        told so). Embeddings another command kept (:meth:`embeddings`) are written as they
+        are, without embedding again. See ``selfsup.embedding.write_embeddings``."""
+        source = self.open(data)
+        kept = kept_embeddings(self.encoder, source, self.path / EMBEDDINGS_DIR, say=say)
+        if kept is not None:
+            check_writable(out, kept[0].stat().st_size)
+            return write_embedding_rows(kept[0], source, kept[1], Path(out))
+        return write_embeddings(self.encoder, source, out, batch_size, say=say)
 
     def evaluate(
         self,

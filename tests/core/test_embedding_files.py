@@ -157,6 +157,9 @@ def test_a_runs_commands_embed_large_data_from_files_once(tmp_path, monkeypatch)
     again = run.embeddings(run.open(path), show_progress=True)
     assert sum(calls) == 80 and "read from" in lines[-1]  # not embedded again
     np.testing.assert_array_equal(first, again)
+    written = run.embed_to_file(path, tmp_path / "e.parquet")  # embed writes them as they are
+    assert sum(calls) == 80 and written.rows == 80
+    np.testing.assert_array_equal(np.stack(pd.read_parquet(written.path)["embedding"]), first)
     rows.assign(a=rows["a"] + 1).to_csv(path, index=False)  # the file edited
     edited = run.embeddings(run.open(path))
     assert sum(calls) == 160 and not np.allclose(edited, first)
