@@ -517,10 +517,10 @@ def cached_embeddings(
         >>> cached_embeddings(enc, ArraySource(np.zeros((5, 8, 8))), Path(tempfile.mkdtemp())).shape
         (5, 32)
     """
-    key = _cache_key(encoder, source)
+    key = cache_key(encoder, source)
     if key is None:
         return embed_source(encoder, source, show_progress=show_progress)
-    found = kept_embeddings(encoder, source, folder, key, say)
+    found = kept_embeddings(source, folder, key, say)
     if found is not None:
         return np.load(found[0])
     path, about = _cache_files(folder, key)
@@ -535,24 +535,25 @@ def cached_embeddings(
 
 
 def kept_embeddings(
-    encoder: Encoder,
     source: Source,
     folder: Path,
-    key: dict[str, Any] | None = None,
+    key: dict[str, Any] | None,
     say: Callable[[str], None] | None = None,
 ) -> tuple[Path, list[SkippedItem]] | None:
     """The ``.npy`` file in ``folder`` that :func:`cached_embeddings` kept for ``source``
-    embedded by ``encoder`` (the same files, items and weights), with the items it could
-    not read (listed in ``source.unreadable`` again); None when there is none.
+    under ``key`` (:func:`cache_key`: the same files, items and weights), with the items it
+    could not read (listed in ``source.unreadable`` again); None when there is none, or no
+    key (data whose embeddings are not kept).
 
     Example:
         >>> import tempfile
         >>> from selfsup.data.arrays import ArraySource
         >>> from selfsup.modalities.image import build_image_encoder
         >>> enc = build_image_encoder("small-cnn", in_channels=1, image_size=8, width=4)
-        >>> kept_embeddings(enc, ArraySource(np.zeros((5, 8, 8))), Path(tempfile.mkdtemp()))
+        >>> source = ArraySource(np.zeros((5, 8, 8)))
+        >>> kept_embeddings(source, Path(tempfile.mkdtemp()), cache_key(enc, source)) is None
+        True
     """
-    key = key or _cache_key(encoder, source)
     if key is None:
         return None
     path, about = _cache_files(folder, key)
@@ -574,7 +575,7 @@ def kept_embeddings(
     return path, skipped
 
 
-def _cache_key(encoder: Encoder, source: Source) -> dict[str, Any] | None:
+def cache_key(encoder: Encoder, source: Source) -> dict[str, Any] | None:
     """What kept embeddings of ``source`` are found by; None where they are not kept (fewer
     than ``CACHE_ITEMS`` items, or data not read from files)."""
     stamp = data_stamp(source) if len(source) >= CACHE_ITEMS else None

@@ -56,6 +56,7 @@ from selfsup.data.folders import INDEX_FILE, FolderIndex
 from selfsup.data.splits import hold_out
 from selfsup.embedding import (
     EmbeddingFile,
+    cache_key,
     cached_embeddings,
     embed_source,
     embed_timestamps,
@@ -242,11 +243,12 @@ class Run:
         told so). Embeddings another command kept (:meth:`embeddings`) are written as they
         are, without embedding again. See ``selfsup.embedding.write_embeddings``."""
         source = self.open(data)
-        kept = kept_embeddings(self.encoder, source, self.path / EMBEDDINGS_DIR, say=say)
+        key = cache_key(self.encoder, source)  # also what an interrupted write's rows match
+        kept = kept_embeddings(source, self.path / EMBEDDINGS_DIR, key, say)
         if kept is not None:
             check_writable(out, kept[0].stat().st_size)
             return write_embedding_rows(kept[0], source, kept[1], Path(out))
-        return write_embeddings(self.encoder, source, out, batch_size, say=say)
+        return write_embeddings(self.encoder, source, out, batch_size, say=say, key=key)
 
     def evaluate(
         self,
