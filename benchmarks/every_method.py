@@ -3,9 +3,9 @@ reports finite label-free metrics (issue 19: SwAV's NaN embeddings once crashed 
 
 Each method runs as a user runs it, ``selfsup pretrain digits --method M --epochs 1 --out
 RUNS/M`` (``--precision`` as given, the machine's default otherwise), output to a pipe. The
-distillation student's teacher is the SimCLR run made first. A row per method: exit status,
-the held-out label-free metrics of the epoch (``epochs.csv``), whether all are finite, and the
-seconds the command took.
+distillation student's teacher, and MSF's starting point (``--init``), is the SimCLR run
+made first. A row per method: exit status, the held-out label-free metrics of the epoch
+(``epochs.csv``), whether all are finite, and the seconds the command took.
 
 Usage:
     python benchmarks/every_method.py                     # about 5 minutes on 2 cores
@@ -41,6 +41,8 @@ def check(method: str, runs: Path, precision: str | None, teacher: Path | None) 
         command += ["--precision", precision]
     if method == "distill":
         command += ["--teacher", str(teacher)]
+    if METHODS[method].needs_pretrained:  # MSF adapts an encoder: the SimCLR run's
+        command += ["--init", str(teacher)]
     begun = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True)
     seconds = time.perf_counter() - begun

@@ -481,9 +481,11 @@ def _resumable(run_dir: Path, data: Any, options: dict[str, Any]) -> dict[str, A
     return saved
 
 
-def _check_starting_points(cfg: PretrainConfig) -> None:
-    """Refuse a teacher without distillation (and the reverse), an ``--init`` that is not a
-    run folder, and ``--init`` with ``--backbone``, before any data is read.
+def _check_starting_points(cfg: PretrainConfig, custom: bool = False) -> None:
+    """Refuse a teacher without distillation (and the reverse), a method that adapts a
+    pretrained encoder without one (``custom``: a module of the user's, taken as one), an
+    ``--init`` that is not a run folder, and ``--init`` with ``--backbone``, before any data
+    is read.
 
     Raises:
         ConfigError: the message names the option.
@@ -492,6 +494,13 @@ def _check_starting_points(cfg: PretrainConfig) -> None:
         raise ConfigError("--method distill needs --teacher (a run folder or hf:PATH_OR_ID)")
     if cfg.teacher and cfg.method != "distill":
         raise ConfigError(f"--teacher is for --method distill, not {cfg.method}")
+    method = METHODS.get(cfg.method)
+    pretrained = cfg.init is not None or is_hf_backbone(cfg.backbone) or custom
+    if method is not None and method.needs_pretrained and not pretrained:
+        raise ConfigError(
+            f"--method {cfg.method} adapts a pretrained encoder and learns nothing from "
+            "random weights: give --backbone hf:PATH_OR_ID or --init RUN"
+        )
     if cfg.init is not None:
         if not (Path(cfg.init) / CONFIG_FILE).is_file():
             raise ConfigError(f"--init {cfg.init}: not a run folder (no {CONFIG_FILE})")
@@ -599,7 +608,7 @@ def pretrain(
         # Processes launched for other ranks take the folder their rank 0 chose.
         inherited = None if _first_process() else os.environ.get(_RUN_DIR_ENV)
         run_dir = Path(cfg.out or inherited or _default_out(cfg))
-    _check_starting_points(cfg)
+    _check_starting_points(cfg, custom is not None)
     replace = resume is None and _holds_run(run_dir) and _first_process()
     if replace and not cfg.overwrite:
         raise ConfigError(

@@ -11,7 +11,8 @@ Where it cannot hold exactly, and why (each method's docstring says the same):
 - VIME, MLM and Sent2Vec are means of per-item (per-token) terms, but their masks and
   negatives are drawn at random inside the loss, per process.
 
-Distillation's loss is a mean over items, and so is MAE's (a constant number of masked
+Distillation's loss is a mean over items, and so is MAE's and MSF's (its memory bank gets
+the targets of every process, in rank order) (a constant number of masked
 patches each); the test gives every MAE item the same mask so that both runs draw it alike.
 SimCSE's augmentation is dropout, drawn per process; the test turns it off to compare the rest
 exactly (and BYOL-A's, whose mixup and crops are views, fixed here).
@@ -82,6 +83,12 @@ def _distill() -> torch.nn.Module:
     return build_method("distill", student, teacher=teacher)
 
 
+def _msf() -> torch.nn.Module:
+    # A bank of 24 wraps in the third step of 16 items: the FIFO is compared too.
+    encoder = Encoder(build_backbone("small-cnn", in_channels=1, image_size=12, width=8))
+    return build_method("msf", encoder, k=3, bank_size=24)
+
+
 def _byola() -> torch.nn.Module:
     encoder = build_audio_encoder("byola-cnn", 16, 24, feature_dim=16, width=4, dropout=0.0)
     return build_method("byola", encoder, projection_dim=8, hidden_dim=16)
@@ -115,6 +122,7 @@ CASES: dict[str, tuple[Callable[[], torch.nn.Module], Callable[[int], list[torch
     "mae": (_mae, _images),
     "byola": (_byola, _spectrograms),
     "distill": (_distill, _images),
+    "msf": (_msf, _images),
     "scarf": (_scarf, _rows),
     "simcse": (_simcse, _texts),
 }

@@ -55,9 +55,12 @@ def _views(method, n: int = 8, size: int = 12) -> list[torch.Tensor]:
 
 # Image objectives; TS2Vec, SCARF, VIME and BYOL-A have their own tests under
 # tests/modalities/{series,tabular,audio} (hand-computed losses, gradients, short runs).
-# Distillation needs a teacher: tests/methods/test_distill.py.
+# Distillation needs a teacher (tests/methods/test_distill.py) and MSF a pretrained start
+# (tests/methods/test_msf.py).
 IMAGE_METHODS = sorted(
-    name for name, cls in METHODS.items() if "image" in cls.modalities and name != "distill"
+    name
+    for name, cls in METHODS.items()
+    if "image" in cls.modalities and name != "distill" and not cls.needs_pretrained
 )
 
 
@@ -72,6 +75,7 @@ def test_every_method_has_a_tiny_case() -> None:
         "sent2vec",
         "byola",
         "distill",
+        "msf",
     }
 
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -766,6 +766,42 @@ def end_epoch(
     fabric.barrier()
 
 
+def fill_method(
+    t: Training, state: TrainState, source: Source, cfg: PretrainConfig, fabric: lightning.Fabric
+) -> None:
+    """Before the first step, give the method the views of the items it asks for (MSF's
+    memory bank: the first epoch's first items); the time counts as training time, so a
+    time budget includes it."""
+    wanted = t.method.fill_items()
+    if wanted <= 0:
+        return
+    batches = epoch_batches(
+        source, cfg.batch_size, fabric.world_size, fabric.global_rank, cfg.seed, 0
+    )
+    per_step = cfg.batch_size * fabric.world_size
+    needed = min(len(batches), -(-wanted // per_step))
+
+    def views() -> Iterator[torch.Tensor]:
+        for rows in batches[:needed]:
+            batch = source.read_batch(rows.tolist())
+            if len(batch.indices):
+                yield t.views(batch.items.to(fabric.device))[-1]
+
+    begun = time.perf_counter()
+    what = f"{t.method.name}: embedding up to {needed * per_step:,} items to start from"
+    with t.progress.phase(what):
+        t.method.eval()
+        with fabric.autocast():  # the precision the steps compute their targets in
+            read = t.method.fill(views())
+        t.method.train()
+    seconds = time.perf_counter() - begun
+    state.train_seconds += seconds
+    t.progress.note(
+        f"{t.method.name}: memory bank filled with the target's embeddings of {read:,} items "
+        f"in {seconds:.0f} s"
+    )
+
+
 def fit(
     method: Method,
     source: Source,
@@ -808,6 +844,8 @@ def fit(
             t.progress.log(line)
         if not resume and state.total_steps < FEW_STEPS:
             t.progress.note(few_steps_warning(state.total_steps, len(source), cfg.batch_size))
+        if not resume:
+            fill_method(t, state, source, cfg, fabric)
         while state.step < state.total_steps:
             last_loss = train_one_epoch(t, state, source, cfg, run_dir, fabric)
             end_epoch(t, state, cfg, run_dir, fabric, last_loss)

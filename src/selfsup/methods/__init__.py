@@ -3,7 +3,7 @@
 Example:
     >>> sorted(METHODS)  # doctest: +NORMALIZE_WHITESPACE
     ['barlowtwins', 'byol', 'byola', 'dino', 'distill', 'ijepa', 'mae', 'mlm', 'mocov3',
-     'nnclr', 'scarf', 'sent2vec', 'simclr', 'simcse', 'simsiam', 'swav', 'ts2vec', 'vicreg',
+     'msf', 'nnclr', 'scarf', 'sent2vec', 'simclr', 'simcse', 'simsiam', 'swav', 'ts2vec', 'vicreg',
      'vime']
 """
 
@@ -23,6 +23,7 @@ from selfsup.methods.ijepa import IJEPA, ijepa_loss
 from selfsup.methods.mae import MAE, mae_loss
 from selfsup.methods.mlm import MLM, mlm_loss
 from selfsup.methods.mocov3 import MoCoV3, mocov3_loss
+from selfsup.methods.msf import MeanShift, mean_shift_targets
 from selfsup.methods.nnclr import NNCLR, nnclr_loss
 from selfsup.methods.scarf import SCARF, scarf_loss
 from selfsup.methods.sent2vec import Sent2Vec, sent2vec_loss
@@ -56,6 +57,7 @@ METHODS: dict[str, type[Method]] = {
         MLM,
         Sent2Vec,
         Distill,
+        MeanShift,
     )
 }
 
@@ -81,6 +83,7 @@ __all__ = [
     "VIME",
     "BarlowTwins",
     "Distill",
+    "MeanShift",
     "Method",
     "MoCoV3",
     "Sent2Vec",
@@ -98,6 +101,7 @@ __all__ = [
     "hierarchical_contrastive_loss",
     "ijepa_loss",
     "mae_loss",
+    "mean_shift_targets",
     "mlm_loss",
     "mocov3_loss",
     "nnclr_loss",

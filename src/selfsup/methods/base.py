@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
 import torch
@@ -42,6 +42,9 @@ class Method(nn.Module, abc.ABC):
         backbones: the backbone the objective needs on a modality when ``--backbone`` is not
             given (MAE and I-JEPA: a ViT; Sent2Vec: ``text-bag``); a modality left out picks
             its own default.
+        needs_pretrained: the objective adapts a pretrained encoder and learns nothing from
+            random weights (MSF with its frozen target): a run needs ``--backbone hf:...``,
+            ``--init RUN`` or a module of the user's.
         num_views: how many full-size (global) views of each item the objective consumes.
         num_local_views: how many extra small (local) multi-crop views it takes by default
             (SwAV, DINO); they follow the global views in the list passed to ``loss``.
@@ -59,6 +62,7 @@ class Method(nn.Module, abc.ABC):
     view_recipes: ClassVar[dict[str, str]] = {}
     backbones: ClassVar[dict[str, str]] = {}
     num_views: ClassVar[int] = 2
+    needs_pretrained: ClassVar[bool] = False
     num_local_views: ClassVar[int] = 0
     modalities: ClassVar[tuple[str, ...]] = ("image", "series", "tabular", "text", "audio")
     batch_coupling: ClassVar[str] = ""
@@ -88,6 +92,15 @@ class Method(nn.Module, abc.ABC):
         """The encoder kept after training: the online one, or a momentum teacher for
         methods whose papers evaluate the teacher (DINO, I-JEPA)."""
         return self.encoder
+
+    def fill_items(self) -> int:
+        """Items whose views the method wants to read before the first step (MSF fills its
+        memory bank with them); 0 for most methods."""
+        return 0
+
+    def fill(self, batches: Iterable[torch.Tensor]) -> int:
+        """Read views of items before the first step (see ``fill_items``); the items read."""
+        return 0
 
     def on_step_end(self, progress: float) -> None:
         """Called after each optimizer step with the fraction of training done (EMA updates)."""

@@ -35,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -100,7 +101,7 @@ class Distill(Method):
         self.projection = nn.Linear(encoder.feature_dim, teacher.feature_dim)
         self.init_tokens = init_tokens and copy_token_vectors(encoder.backbone, teacher.backbone)
         self.cache_targets = int(cache_targets)
-        self._kept: dict[bytes, torch.Tensor] = {}
+        self.kept = KeptTargets(self._teach, self.cache_targets)
 
     def train(self, mode: bool = True) -> Distill:
         """Train the student and its projection; the teacher stays in eval mode."""
@@ -108,31 +109,13 @@ class Distill(Method):
         self.teacher.eval()
         return self
 
-    @torch.no_grad()
     def targets(self, x: torch.Tensor) -> torch.Tensor:
         """The teacher's embeddings of a batch of views, read as its inputs need (token ids
         seen before: the kept embeddings, see ``cache_targets``)."""
-        if self.cache_targets <= 0 or x.is_floating_point():
-            return self._teach(x)
-        rows = x.cpu().numpy()
-        keys = [_row_key(row) for row in rows]
-        missing = [i for i, key in enumerate(keys) if key not in self._kept]
-        if missing:
-            fresh = self._teach(x[missing])
-            for i, vector in zip(missing, fresh, strict=True):
-                if len(self._kept) < self.cache_targets:
-                    self._kept[keys[i]] = vector.cpu()
-            found = {i: vector for i, vector in zip(missing, fresh, strict=True)}
-        else:
-            found = {}
-        out = [found[i] if i in found else self._kept[keys[i]].to(x.device) for i in range(len(x))]
-        return torch.stack(out)
+        return self.kept(x)
 
     def _teach(self, x: torch.Tensor) -> torch.Tensor:
-        from selfsup.modalities import get_modality
-
-        ready = get_modality(self.teacher.modality).prepare_input(x, self.teacher.spec or {})
-        return self.teacher(ready).float()
+        return teach(self.teacher, x)
 
     def loss(self, views: list[torch.Tensor]) -> torch.Tensor:
         """Distance between the projected student and the teacher on the same view."""
@@ -149,7 +132,55 @@ class Distill(Method):
         }
 
 
-def _row_key(row: np.ndarray) -> bytes:
+def teach(teacher: Encoder, x: torch.Tensor) -> torch.Tensor:
+    """A frozen encoder's fp32 embeddings of a batch of views, read as its inputs need
+    (images resized and converted to its side and channels)."""
+    from selfsup.modalities import get_modality
+
+    ready = get_modality(teacher.modality).prepare_input(x, teacher.spec or {})
+    return teacher(ready).float()
+
+
+class KeptTargets:
+    """A frozen, deterministic encoder's embeddings of up to ``limit`` distinct token-id
+    inputs, kept so that it runs once per text rather than once per epoch; float inputs
+    (random crops, which never repeat) are computed every time.
+
+    Args:
+        compute: the embeddings of a batch of inputs (no gradients are needed).
+        limit: the most inputs kept; 0 keeps none.
+
+    Example:
+        >>> calls = []
+        >>> kept = KeptTargets(lambda x: calls.append(len(x)) or x.float(), limit=10)
+        >>> ids = torch.tensor([[5, 6, 0], [7, 0, 0]])
+        >>> torch.equal(kept(ids), kept(ids)), calls  # the second call computes nothing
+        (True, [2])
+    """
+
+    def __init__(self, compute: Callable[[torch.Tensor], torch.Tensor], limit: int) -> None:
+        self.compute = compute
+        self.limit = int(limit)
+        self.kept: dict[bytes, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The embeddings of the rows of ``x``."""
+        if self.limit <= 0 or x.is_floating_point():
+            return self.compute(x)
+        keys = [row_key(row) for row in x.cpu().numpy()]
+        missing = [i for i, key in enumerate(keys) if key not in self.kept]
+        found: dict[int, torch.Tensor] = {}
+        if missing:
+            for i, vector in zip(missing, self.compute(x[missing]), strict=True):
+                found[i] = vector
+                if len(self.kept) < self.limit:
+                    self.kept[keys[i]] = vector.cpu()
+        out = [found[i] if i in found else self.kept[keys[i]].to(x.device) for i in range(len(x))]
+        return torch.stack(out)
+
+
+def row_key(row: np.ndarray) -> bytes:
     """One input's ids without the padding after it, as bytes (a batch pads to its longest)."""
     nonzero = np.flatnonzero(row)
     return row[: nonzero[-1] + 1].tobytes() if len(nonzero) else b""
