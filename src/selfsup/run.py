@@ -770,6 +770,7 @@ def pretrain(
         "items": len(source),
         "held_out_items": 0 if held_out is None else len(held_out),
         "monitor_seconds": round(state.monitor_seconds, 2),
+        "fill_seconds": round(state.fill_seconds, 2),
         "steps": state.step,
         "epochs": state.epoch,
         "items_seen": state.items_seen,

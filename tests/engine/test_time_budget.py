@@ -93,3 +93,12 @@ def test_a_budget_that_fits_few_steps_says_so_at_the_end(tmp_path, clusters_npz,
     log = (tmp_path / "run" / "train.log").read_text()
     assert f"only {steps} optimizer steps fit in the 0.05-minute --time-budget" in log
     assert "a smaller --batch-size gives it more steps" in log
+
+
+def test_a_methods_fill_is_paid_from_the_budget_but_does_not_set_the_pace() -> None:
+    cfg = PretrainConfig(data="-", time_budget=1.5)  # 90 seconds
+    fabric = lightning.Fabric(accelerator="cpu", devices=1)
+    # MSF filled its bank in 39 s, then one step took 4 s: 47 s left, 11 more steps. Taken
+    # for the pace, the fill would leave one 43-second step and nothing more.
+    state = TrainState(step=1, epoch=0, train_seconds=4.0, fill_seconds=39.0, batch_in_epoch=1)
+    assert _fit_to_budget(cfg, state, steps_per_epoch=21, fabric=fabric) == 1 + 11

@@ -96,6 +96,9 @@ class TrainState:
     train_seconds: float = 0.0
     items_seen: int = 0
     monitor_seconds: float = 0.0
+    #: Seconds the method took to read items before its first step (MSF's memory bank):
+    #: paid from the time budget, but not part of the steps' pace.
+    fill_seconds: float = 0.0
     #: Times the label-free monitor measured (``monitor_seconds`` is their sum).
     measures: int = 0
     checkpoint_seconds: float = 0.0
@@ -297,12 +300,13 @@ def _fit_to_budget(
         seconds_per_step = (state.train_seconds - pace_from[1]) / (state.step - pace_from[0])
     else:
         seconds_per_step = state.train_seconds / state.step
-    # Monitoring and checkpoints are paid from the same budget as training.
+    # Monitoring, checkpoints and a method's fill are paid from the same budget as training.
     left = (
         cfg.time_budget * 60
         - state.train_seconds
         - state.monitor_seconds
         - state.checkpoint_seconds
+        - state.fill_seconds
     )
     steps = state.step + max(0, math.floor(left / seconds_per_step))
     # A sliver of an epoch not begun yet is not begun: its monitoring and checkpoint would
@@ -770,8 +774,8 @@ def fill_method(
     t: Training, state: TrainState, source: Source, cfg: PretrainConfig, fabric: lightning.Fabric
 ) -> None:
     """Before the first step, give the method the views of the items it asks for (MSF's
-    memory bank: the first epoch's first items); the time counts as training time, so a
-    time budget includes it."""
+    memory bank: the first epoch's first items); a time budget pays for it, but the pace of
+    the steps (which plans how many fit) leaves it out."""
     wanted = t.method.fill_items()
     if wanted <= 0:
         return
@@ -795,7 +799,7 @@ def fill_method(
             read = t.method.fill(views())
         t.method.train()
     seconds = time.perf_counter() - begun
-    state.train_seconds += seconds
+    state.fill_seconds += seconds
     t.progress.note(
         f"{t.method.name}: memory bank filled with the target's embeddings of {read:,} items "
         f"in {seconds:.0f} s"
