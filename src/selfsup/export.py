@@ -308,7 +308,9 @@ def _hf(
     encoder: Encoder, x: torch.Tensor, folder: Path, run_dir: Path | None
 ) -> tuple[np.ndarray, float]:
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()  # "Writing model shards" bars, in a pipe too
     backbone = encoder.backbone
     backbone.model.save_pretrained(folder, safe_serialization=True)
     if isinstance(backbone, HFTextBackbone):
