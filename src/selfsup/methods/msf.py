@@ -144,19 +144,18 @@ class MeanShift(Method):
         return self
 
     @torch.no_grad()
-    def enqueue(self, targets: torch.Tensor, inputs: torch.Tensor) -> None:
-        """Write unit-length ``targets`` over the oldest entries of the bank; rows of token
-        ids the bank holds already (the same text seen again) are left out."""
-        keys = _input_keys(inputs).to(targets.device)
-        if not inputs.is_floating_point():
-            known = set(self.bank_keys[: int(self.bank_filled)].tolist())
-            keep: list[int] = []
-            for i, key in enumerate(keys.tolist()):
-                if key not in known:
-                    known.add(key)  # a text twice in one batch enters once
-                    keep.append(i)
-            index = torch.tensor(keep, dtype=torch.long, device=targets.device)
-            targets, keys = targets[index], keys[index]
+    def enqueue(self, targets: torch.Tensor, keys: torch.Tensor) -> None:
+        """Write unit-length ``targets`` over the oldest entries of the bank; rows whose key
+        (a text's hash, see ``input_keys``; -1 for images) the bank holds already are left
+        out, so a text seen again does not enter twice."""
+        known = set(self.bank_keys[: int(self.bank_filled)].tolist())
+        keep: list[int] = []
+        for i, key in enumerate(keys.tolist()):
+            if key < 0 or key not in known:
+                known.add(key)  # a text twice in one batch enters once
+                keep.append(i)
+        index = torch.tensor(keep, dtype=torch.long, device=targets.device)
+        targets, keys = targets[index], keys.to(targets.device)[index]
         size = self.bank.shape[0]
         targets, keys = targets[-size:], keys[-size:]
         slots = (self.bank_pointer + torch.arange(len(targets), device=targets.device)) % size
@@ -167,10 +166,11 @@ class MeanShift(Method):
 
     @torch.no_grad()
     def shifted_targets(self, target_view: torch.Tensor) -> torch.Tensor:
-        """Enqueue the target's embeddings of a batch (every process's), then shift each
+        """Enqueue the target's embeddings of a batch (every process's, with their keys:
+        texts padded to other widths on other processes gather as keys), then shift each
         towards its neighbours' mean in the bank."""
         v = F.normalize(self.kept(target_view), dim=1)
-        self.enqueue(gather(v), gather(target_view))
+        self.enqueue(gather(v), gather(input_keys(target_view).to(v.device)))
         bank = self.bank[: int(self.bank_filled)]
         return mean_shift_targets(v, bank, self.k, self.self_weight)
 
@@ -190,7 +190,7 @@ class MeanShift(Method):
         read = 0
         for view in batches:
             v = F.normalize(self.kept(view), dim=1)
-            self.enqueue(gather(v), gather(view))
+            self.enqueue(gather(v), gather(input_keys(view).to(v.device)))
             read += len(view)
             if self.fill_items() == 0:
                 break
@@ -200,9 +200,16 @@ class MeanShift(Method):
         return dict(self._options)
 
 
-def _input_keys(inputs: torch.Tensor) -> torch.Tensor:
+def input_keys(inputs: torch.Tensor) -> torch.Tensor:
     """A 63-bit hash of each row of token ids (padding after it left out); -1 for float rows,
-    which never repeat."""
+    which never repeat.
+
+    Example:
+        >>> ids = torch.tensor([[5, 6, 0, 0], [5, 6, 0, 0]])
+        >>> keys = input_keys(ids)
+        >>> bool(keys[0] == keys[1] == input_keys(ids[:, :2])[0]), input_keys(torch.rand(1, 3))
+        (True, tensor([-1]))
+    """
     if inputs.is_floating_point():
         return torch.full((len(inputs),), -1, dtype=torch.long)
     keys = [
