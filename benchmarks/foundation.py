@@ -25,7 +25,8 @@ item per class; ``--draws`` draws below 100%, mean ± std), scored on the test t
    the top 2 layers trained at lr 1e-4) for as long;
 4. **distilled student**: ``--method distill --teacher hf:MINILM --backbone text-bag`` (the
    mean of 384-d token vectors over MiniLM's own vocabulary, started from MiniLM's token
-   vectors) for ``--distill-minutes``;
+   vectors) for ``--distill-minutes``; 2,048 of the train texts held out, and the epoch
+   closest to MiniLM on them kept (distillation's default ``--select-by``);
 5. **Sent2Vec from scratch**: ``--method sent2vec`` (selfsup's own BPE and bag of tokens) for
    ``--sent2vec-minutes``.
 
@@ -86,6 +87,8 @@ def lora_label(rank: int) -> str:
 
 
 STUDENT = "student distilled from MiniLM (text-bag)"
+#: Train texts the student holds out to keep its best epoch (distillation's --select-by).
+STUDENT_HELD_OUT = 2048
 SENT2VEC = "Sent2Vec from scratch"
 
 
@@ -137,7 +140,8 @@ def trained(corpus, out: Path, reuse: bool, **options):
         if all(run.config.get(k) == json.loads(json.dumps(v)) for k, v in options.items()):
             print(f"{out.name}: reused (trained with the same options)", flush=True)
             return run
-    pretrain(corpus, out=out, show_progress=False, monitor_items=0, overwrite=True, **options)
+    options = {"monitor_items": 0, **options}  # no label-free monitor unless asked
+    pretrain(corpus, out=out, show_progress=False, overwrite=True, **options)
     return load(out)  # as saved (LoRA adapters merged), as a user later loads it
 
 
@@ -169,7 +173,7 @@ def encoders(name: str, train, test, args, minilm: str) -> tuple[dict, dict]:
     runs[STUDENT] = trained(
         corpus, folder / f"{name}-student", args.reuse, method="distill", teacher=minilm,
         backbone="text-bag", backbone_options={"dim": 384}, batch_size=256, lr=3e-3,
-        time_budget=args.distill_minutes,
+        time_budget=args.distill_minutes, monitor_items=STUDENT_HELD_OUT,
     )  # fmt: skip
     print(f"{name}: distilled", flush=True)
     runs[SENT2VEC] = trained(
@@ -188,6 +192,7 @@ def encoders(name: str, train, test, args, minilm: str) -> tuple[dict, dict]:
             "epochs": summary.get("epochs", 0),
             "batch_size": run.config.get("batch_size"),
             "lr": run.config.get("lr"),
+            "selected_epoch": (summary.get("selected") or {}).get("epoch"),
         }
         print(f"{name}: {label}: {json.dumps(facts[label])}", flush=True)
     begun = time.perf_counter()
@@ -309,7 +314,9 @@ def render(summary: dict) -> str:
             else ""
         )
         + f"; student: text-bag distilled for "
-        f"{args['distill_minutes']:g} minutes; Sent2Vec: {args['sent2vec_minutes']:g} minutes. "
+        f"{args['distill_minutes']:g} minutes, the epoch with the lowest distillation loss on "
+        f"{STUDENT_HELD_OUT:,} held-out train texts kept ({students(summary)}); "
+        f"Sent2Vec: {args['sent2vec_minutes']:g} minutes. "
         f"Linear probes with 1%, 10% and 100% of the train labels ({args['draws']} draws below "
         f"100%, mean ± std). Reproduce: `python benchmarks/foundation.py --adapt-minutes "
         f"{args['adapt_minutes']:g} --distill-minutes {args['distill_minutes']:g} "
@@ -340,6 +347,15 @@ def render(summary: dict) -> str:
         lines.append("| texts/s | " + " | ".join(speed) + " |")
         lines += ["", *targets(part)]
     return "\n".join(lines)
+
+
+def students(summary: dict) -> str:
+    """Which epoch of how many each set's student kept, in words."""
+    kept = []
+    for name, part in summary["sets"].items():
+        facts = part["facts"][STUDENT]
+        kept.append(f"{name}: epoch {facts.get('selected_epoch')} of {facts['epochs']}")
+    return "; ".join(kept)
 
 
 def targets(part: dict) -> list[str]:

@@ -122,7 +122,13 @@ class PretrainConfig(BaseModel):
             of warning.
         select_by: keep the encoder of the epoch with the best value of this monitored
             number (``rankme``, ``alpha_req``, ``neighbour_agreement``, ``uniformity``,
-            ``online_probe``) instead of the ``last`` one.
+            ``online_probe``, or ``heldout_loss``, the objective's loss on the held-out
+            items where it has one) instead of the ``last`` one. ``auto`` takes the method's
+            choice: ``heldout_loss`` for distillation (a student overfits its training texts
+            over many epochs), ``last`` for the others; ``last`` without monitoring.
+        patience: stop training when the ``--select-by`` number has not improved for this
+            many measured epochs (early stopping; the best epoch's encoder is kept); off when
+            not given.
         online_probe: train a linear probe on detached features when the data has labels.
         checkpoint_every: minutes between two checkpoints inside an epoch (a killed run
             loses at most this much work and resumes exactly where the checkpoint was); an
@@ -207,8 +213,16 @@ class PretrainConfig(BaseModel):
     monitor_items: int = 2048
     stop_on_collapse: bool = False
     select_by: Literal[
-        "last", "rankme", "alpha_req", "neighbour_agreement", "uniformity", "online_probe"
-    ] = "last"
+        "auto",
+        "last",
+        "rankme",
+        "alpha_req",
+        "neighbour_agreement",
+        "uniformity",
+        "online_probe",
+        "heldout_loss",
+    ] = "auto"
+    patience: int | None = Field(default=None, ge=1)
     online_probe: bool = True
     checkpoint_every: float = Field(default=5.0, gt=0)
     keep_checkpoints: bool = False

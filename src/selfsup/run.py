@@ -67,7 +67,12 @@ from selfsup.embedding import (
 from selfsup.encoder import Encoder
 from selfsup.engine.checkpoint import checkpoint_bytes, module_bytes
 from selfsup.engine.memory import measure_step, plan_batch
-from selfsup.engine.monitor import BEST_WEIGHTS, EpochMonitor, load_encoder_weights
+from selfsup.engine.monitor import (
+    BEST_WEIGHTS,
+    EpochMonitor,
+    has_heldout_loss,
+    load_encoder_weights,
+)
 from selfsup.engine.train import fit
 from selfsup.evaluation.labelfree import LabelFreeMetrics, measure_label_free
 from selfsup.evaluation.report import Evaluation, evaluate_encoder
@@ -483,9 +488,9 @@ def _resumable(run_dir: Path, data: Any, options: dict[str, Any]) -> dict[str, A
 
 def _check_starting_points(cfg: PretrainConfig, custom: bool = False) -> None:
     """Refuse a teacher without distillation (and the reverse), a method that adapts a
-    pretrained encoder without one (``custom``: a module of the user's, taken as one), an
-    ``--init`` that is not a run folder, and ``--init`` with ``--backbone``, before any data
-    is read.
+    pretrained encoder without one (``custom``: a module of the user's, taken as one), a
+    ``--select-by`` that cannot be measured, an ``--init`` that is not a run folder, and
+    ``--init`` with ``--backbone``, before any data is read.
 
     Raises:
         ConfigError: the message names the option.
@@ -500,6 +505,25 @@ def _check_starting_points(cfg: PretrainConfig, custom: bool = False) -> None:
         raise ConfigError(
             f"--method {cfg.method} adapts a pretrained encoder and learns nothing from "
             "random weights: give --backbone hf:PATH_OR_ID or --init RUN"
+        )
+    if cfg.select_by not in ("auto", "last") and cfg.monitor_items == 0:
+        raise ConfigError(f"--select-by {cfg.select_by} needs monitoring (--monitor-items > 0)")
+    if cfg.patience is not None:
+        keeps = cfg.select_by
+        if keeps == "auto":
+            keeps = method.select_by if method is not None else "last"
+        if keeps == "last" or cfg.monitor_items == 0:
+            raise ConfigError(
+                f"--patience stops when the --select-by number stops improving, but this run "
+                f"keeps the last epoch (--select-by {cfg.select_by} with --method "
+                f"{cfg.method}{', --monitor-items 0' if cfg.monitor_items == 0 else ''}): "
+                "give --select-by rankme (or another monitored number) and --monitor-items > 0"
+            )
+    if cfg.select_by == "heldout_loss" and method is not None and not has_heldout_loss(method):
+        having = sorted(k for k, m in METHODS.items() if has_heldout_loss(m))
+        raise ConfigError(
+            f"--select-by heldout_loss: --method {cfg.method} has no loss that means "
+            f"something on held-out items (those that have: {', '.join(having)})"
         )
     if cfg.init is not None:
         if not (Path(cfg.init) / CONFIG_FILE).is_file():
@@ -701,6 +725,9 @@ def pretrain(
         cfg = cfg.model_copy(update={"batch_size": share})
     teacher = {} if cfg.method != "distill" else {"teacher": load(str(cfg.teacher)).encoder}
     method = build_method(cfg.method, encoder, **cfg.method_options, **teacher)
+    if cfg.select_by == "auto":  # the method's choice; the last epoch without monitoring
+        chosen = type(method).select_by if held_out is not None else "last"
+        cfg = cfg.model_copy(update={"select_by": chosen})
     if cfg.sync_batchnorm:  # batch statistics over every process's batch (DDP)
         sync_batch_norm(method)
     views, recipe, watch = modality.training_views(method, cfg.views, source)
@@ -745,9 +772,9 @@ def pretrain(
             items=cfg.monitor_items,
             seed=cfg.seed,
             precision=cfg.precision,
+            loss_views=views if has_heldout_loss(method) else None,
+            patience=cfg.patience,
         )
-    elif cfg.select_by != "last":
-        raise ValueError(f"--select-by {cfg.select_by} needs monitoring (--monitor-items > 0)")
     state = fit(
         method,
         source,
@@ -792,6 +819,8 @@ def pretrain(
             "epoch": monitor.best_epoch,
             "value": monitor.best,
         }
+    if monitor is not None and monitor.start_loss is not None:
+        summary["heldout_loss_start"] = monitor.start_loss
     if fabric.global_rank == 0:
         encoder.save(run_dir)
         write_json(run_dir / TRAIN_FILE, summary)

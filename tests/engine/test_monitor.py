@@ -81,3 +81,48 @@ def test_nan_embeddings_are_named_in_one_line_not_a_linear_algebra_traceback(
     monitor = EpochMonitor(source, views, tmp_path, items=64, precision="fp32")
     with pytest.raises(FloatingPointError, match="NaN or infinite embeddings for 64 of 64"):
         monitor.measure(method)
+
+
+def test_patience_stops_after_that_many_epochs_without_a_better_number(
+    tmp_path, clusters_npz, monkeypatch
+) -> None:
+    from selfsup.engine import monitor as monitor_module
+    from selfsup.engine import train as train_module
+
+    scripted = iter([2.0, 1.0, 0.5, 0.6, 0.55, 0.4, 0.3])  # the start, then epochs 1, 2, ...
+    monkeypatch.setattr(monitor_module, "measure_heldout_loss", lambda *a, **k: next(scripted))
+    monkeypatch.setattr(train_module, "monitor_due", lambda state: True)  # every epoch
+    teacher = pretrain(
+        clusters_npz, epochs=1, batch_size=32, backbone_options={"width": 4},
+        out=str(tmp_path / "teacher"), show_progress=False,
+    )  # fmt: skip
+    run = pretrain(
+        clusters_npz, method="distill", teacher=str(teacher.path), epochs=10, batch_size=32,
+        backbone_options={"width": 4}, monitor_items=32, patience=2,
+        out=str(tmp_path / "student"), show_progress=False,
+    )  # fmt: skip
+    # Epoch 2 is the best (0.5); epochs 3 and 4 are not better: it stops after epoch 4.
+    assert run.summary["epochs"] == 4
+    assert run.summary["selected"] == {"by": "heldout_loss", "epoch": 2, "value": 0.5}
+    assert run.summary["heldout_loss_start"] == 2.0
+    assert pd.read_csv(tmp_path / "student" / "epochs.csv")["heldout_loss"].tolist() == [
+        1.0, 0.5, 0.6, 0.55
+    ]  # fmt: skip
+    log = (tmp_path / "student" / "train.log").read_text()
+    assert "stopped early after epoch 4" in log and "since epoch 2 (--patience 2)" in log
+
+
+def test_selection_options_that_cannot_be_measured_are_refused_before_reading(
+    tmp_path,
+) -> None:
+    from selfsup.config import ConfigError
+
+    def refused(match: str, **options) -> None:
+        with pytest.raises(ConfigError, match=match):
+            pretrain("no-such-data", out=str(tmp_path / "run"), show_progress=False, **options)
+
+    refused("needs monitoring", select_by="rankme", monitor_items=0)
+    refused("simclr has no loss that means something on held-out items .*distill",
+            select_by="heldout_loss")  # fmt: skip
+    refused("--patience stops when .* keeps the last epoch", patience=3)
+    refused("--patience", method="distill", teacher="x", patience=3, monitor_items=0)

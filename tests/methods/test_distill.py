@@ -123,3 +123,49 @@ def test_a_text_teachers_embeddings_are_computed_once_per_text(tmp_path) -> None
     torch.testing.assert_close(shuffled, torch.cat([first[4:], first[:4]]))
     uncached = build_method("distill", student, teacher=teacher, cache_targets=0)
     torch.testing.assert_close(uncached.targets(ids), first)
+
+
+def test_the_held_out_loss_is_the_mean_loss_over_all_held_out_items(clusters_npz) -> None:
+    from selfsup.data.arrays import load_array_file
+    from selfsup.engine.monitor import measure_heldout_loss
+    from selfsup.methods.distill import teach
+
+    torch.manual_seed(0)
+    source = load_array_file(clusters_npz)
+    teacher = build_image_encoder("small-cnn", 1, 12, width=8)
+    method = build_method("distill", build_image_encoder("small-cnn", 1, 12, width=4),
+                          teacher=teacher)  # fmt: skip
+    measured = measure_heldout_loss(
+        method, source, lambda x: [x], items=len(source), batch_size=50, precision="fp32"
+    )  # 6 batches, the last of 6 items: a mean over items, not over batches
+    x = source.read_batch(list(range(len(source)))).items
+    with torch.no_grad():
+        expected = distill_loss(method.projection(method.encoder(x)), teach(teacher, x))
+    assert measured == pytest.approx(expected.item(), rel=1e-5)
+    assert measure_heldout_loss(build_method("simclr", teacher), source, lambda x: [x, x]) is None
+
+
+def test_a_student_keeps_the_epoch_closest_to_its_teacher_on_held_out_items(
+    tmp_path, clusters_npz
+) -> None:
+    teacher = selfsup.pretrain(
+        clusters_npz, epochs=1, batch_size=32, out=tmp_path / "teacher", show_progress=False,
+        **SMALL,
+    )  # fmt: skip
+    student = selfsup.pretrain(
+        clusters_npz, method="distill", teacher=str(teacher.path), epochs=5, batch_size=32,
+        lr=3e-3, backbone="small-cnn", backbone_options={"width": 4}, monitor_items=64,
+        keep_checkpoints=True, out=tmp_path / "student", show_progress=False,
+    )  # fmt: skip
+    assert student.config["select_by"] == "heldout_loss"  # --select-by auto, for distill
+    epochs = pd.read_csv(student.path / "epochs.csv")
+    best = int(epochs.loc[epochs["heldout_loss"].idxmin(), "epoch"])
+    assert student.summary["selected"]["by"] == "heldout_loss"
+    assert student.summary["selected"]["epoch"] == best
+    assert student.summary["selected"]["value"] == pytest.approx(epochs["heldout_loss"].min())
+    assert student.summary["heldout_loss_start"] > epochs["heldout_loss"].min()  # it learned
+    from safetensors.torch import load_file
+
+    weights = load_file(str(student.path / "checkpoints" / f"epoch-{best:04d}.safetensors"))
+    reloaded = selfsup.load(student.path).encoder.state_dict()
+    assert all(torch.equal(weights[k], reloaded[k]) for k in weights)

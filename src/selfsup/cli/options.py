@@ -54,7 +54,7 @@ PANELS = {
     "Hardware": ("precision", "devices", "num_nodes", "accelerator", "sync_batchnorm", "compile"),
     "Monitoring and output": (
         "out", "overwrite", "log_every", "monitor_items", "stop_on_collapse", "select_by",
-        "online_probe", "keep_checkpoints",
+        "patience", "online_probe", "keep_checkpoints",
     ),
 }  # fmt: skip
 #: Config fields that describe how data is read: options of every command that reads data.

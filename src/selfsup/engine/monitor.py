@@ -4,8 +4,13 @@
   agreement) on a held-out subset of the training data, see
   :mod:`selfsup.evaluation.labelfree`.
 - A collapse alarm: a warning, or a :class:`CollapseError` under ``--stop-on-collapse``.
+- The objective's own loss on the held-out items, for objectives that have one
+  (``Method.heldout_loss``: distillation's distance from the teacher), measured once before
+  training too.
 - Checkpoint selection by one of these numbers (``--select-by rankme``): the encoder weights of
   the best epoch are kept in ``checkpoints/best.safetensors`` and become the run's encoder.
+  ``--select-by auto`` (the default) takes the method's choice (``Method.select_by``): the
+  lowest held-out loss for distillation, the last epoch for the others.
 
 Example:
     >>> SELECTION["rankme"].better(30.0, 20.0), SELECTION["alpha_req"].better(1.1, 0.5)
@@ -20,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import save_file
 
@@ -27,7 +33,7 @@ from selfsup.core.files import atomic_path
 from selfsup.core.weights import load_weights_into
 from selfsup.data.base import Source
 from selfsup.data.splits import SubsetSource
-from selfsup.embedding import embed_source
+from selfsup.embedding import autocast, embed_source
 from selfsup.encoder import Encoder
 from selfsup.engine.online_probe import OnlineProbe
 from selfsup.evaluation.labelfree import (
@@ -78,7 +84,60 @@ SELECTION: dict[str, Selection] = {
     "neighbour_agreement": Selection("neighbour_agreement", lambda v: v),
     "uniformity": Selection("uniformity", lambda v: -v),
     "online_probe": Selection("online_probe", lambda v: v),
+    "heldout_loss": Selection("heldout_loss", lambda v: -v),
 }
+
+
+def has_heldout_loss(method: Method | type[Method]) -> bool:
+    """Whether a method (or method class) defines a loss on held-out items
+    (``Method.heldout_loss``).
+
+    Example:
+        >>> from selfsup.methods import METHODS
+        >>> has_heldout_loss(METHODS["distill"]), has_heldout_loss(METHODS["simclr"])
+        (True, False)
+    """
+    kind = method if isinstance(method, type) else type(method)
+    return kind.heldout_loss is not Method.heldout_loss
+
+
+@torch.no_grad()
+def measure_heldout_loss(
+    method: Method,
+    source: Source,
+    views: Callable[[torch.Tensor], list[torch.Tensor]],
+    items: int = 2048,
+    seed: int = 0,
+    batch_size: int = 256,
+    precision: str = "auto",
+) -> float | None:
+    """The method's mean loss on up to ``items`` held-out items, each seen through the
+    training ``views`` drawn from ``seed`` (without touching the global random state); None
+    when the method has no held-out loss.
+
+    The items are the ones :func:`~selfsup.evaluation.labelfree.embed_views` measures (same
+    seed), so every epoch is measured on the same items and views.
+    """
+    if not has_heldout_loss(method):
+        return None
+    device = method.export_encoder().device
+    chosen = np.sort(
+        np.random.default_rng(seed).choice(len(source), size=min(items, len(source)),
+                                           replace=False)
+    )  # fmt: skip
+    total, count = 0.0, 0
+    method.eval()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        for start in range(0, len(chosen), batch_size):
+            batch = source.read_batch(chosen[start : start + batch_size].tolist())
+            if not batch.indices:
+                continue
+            with autocast(precision, device):
+                loss = method.heldout_loss(views(batch.items.to(device)))
+            total += float(loss) * len(batch.indices)
+            count += len(batch.indices)
+    return total / count if count else None
 
 
 def save_encoder_weights(encoder: Encoder, path: Path) -> None:
@@ -105,6 +164,10 @@ class EpochMonitor:
         items: how many held-out items to measure.
         seed: seed of the measured views.
         precision: precision of the forward passes.
+        loss_views: the training views, through which the method's held-out loss is
+            measured (``Method.heldout_loss``); None leaves it out.
+        patience: measured epochs without a better ``select_by`` number after which
+            :meth:`exhausted` says to stop (early stopping); None never does.
     """
 
     def __init__(
@@ -117,6 +180,8 @@ class EpochMonitor:
         items: int = 2048,
         seed: int = 0,
         precision: str = "auto",
+        loss_views: Callable[[torch.Tensor], list[torch.Tensor]] | None = None,
+        patience: int | None = None,
     ) -> None:
         if select_by != "last" and select_by not in SELECTION:
             raise ValueError(
@@ -130,8 +195,23 @@ class EpochMonitor:
         self.items = items
         self.seed = seed
         self.precision = precision
+        self.loss_views = loss_views
+        self.patience = patience
+        #: Measured epochs since the best one.
+        self.stale = 0
         self.best: float | None = None
         self.best_epoch: int | None = None
+        #: The held-out loss of the starting weights (set before the first step).
+        self.start_loss: float | None = None
+
+    def heldout_loss(self, method: Method) -> float | None:
+        """The method's loss on the held-out items through the training views, or None (no
+        such loss, or no training views given)."""
+        if self.loss_views is None:
+            return None
+        return measure_heldout_loss(
+            method, self.source, self.loss_views, self.items, self.seed, precision=self.precision
+        )
 
     def measure(
         self, method: Method, probe: OnlineProbe | None = None
@@ -174,6 +254,9 @@ class EpochMonitor:
             values["projection_normalized_std"] = normalized_std(projected)
             if values["projection_normalized_std"] < COLLAPSE_STD:
                 values["collapsed"] = 1.0
+        loss = self.heldout_loss(method)
+        if loss is not None:
+            values["heldout_loss"] = loss
         if probe is not None and probe.steps and self.source.labels is not None:
             labels = torch.as_tensor(self.source.labels[emb.indices], dtype=torch.long)
             features = emb.clean
@@ -221,16 +304,29 @@ class EpochMonitor:
             return False
         selection = SELECTION[self.select_by]
         value = values.get(selection.metric)
-        if not selection.better(value, self.best):
+        if value is None:
             return False
-        self.best, self.best_epoch = value, epoch
+        if not selection.better(value, self.best):
+            self.stale += 1
+            return False
+        self.best, self.best_epoch, self.stale = value, epoch, 0
         save_encoder_weights(encoder, self.run_dir / BEST_WEIGHTS)
         return True
 
+    @property
+    def what(self) -> str:
+        """The selected number in words (``loss`` for ``heldout_loss``)."""
+        return "loss" if self.select_by == "heldout_loss" else self.select_by
+
+    def exhausted(self) -> bool:
+        """Whether ``patience`` measured epochs passed without a better number (stop now)."""
+        return self.patience is not None and self.stale >= self.patience
+
     def state_dict(self) -> dict:
         """The best value and epoch so far, saved in the training checkpoint."""
-        return {"best": self.best, "best_epoch": self.best_epoch}
+        return {"best": self.best, "best_epoch": self.best_epoch, "stale": self.stale}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` saved (on ``--resume``)."""
         self.best, self.best_epoch = state.get("best"), state.get("best_epoch")
+        self.stale = int(state.get("stale", 0))

@@ -45,7 +45,12 @@ from selfsup.core.progress import TrainingProgress
 from selfsup.data.base import Batch, ItemReadError, Source
 from selfsup.engine.checkpoint import load_checkpoint, save_checkpoint
 from selfsup.engine.metrics import EPOCHS_FILE, MetricsLog
-from selfsup.engine.monitor import CollapseError, EpochMonitor, save_encoder_weights
+from selfsup.engine.monitor import (
+    CollapseError,
+    EpochMonitor,
+    has_heldout_loss,
+    save_encoder_weights,
+)
 from selfsup.engine.online_probe import OnlineProbe
 from selfsup.engine.optim import (
     BASE_LR,
@@ -711,11 +716,12 @@ def _measure(t: Training, state: TrainState, log: MetricsLog) -> str | None:
             text=f"  held-out: RankMe {metrics.rankme:.1f}/{metrics.dim}, alpha-ReQ "
             f"{metrics.alpha_req:.2f}, normalized std {metrics.normalized_std:.2f}, neighbour "
             f"agreement {metrics.neighbour_agreement:.2f}"
-            + (f", online probe {values['online_probe']:.3f}" if "online_probe" in values else ""),
+            + (f", online probe {values['online_probe']:.3f}" if "online_probe" in values else "")
+            + (f", loss {values['heldout_loss']:.4f}" if "heldout_loss" in values else ""),
         )
         if monitor.consider(method.export_encoder(), values, state.epoch):
             progress.routine(
-                f"  best {monitor.select_by} so far: kept epoch {state.epoch}",
+                f"  best {monitor.what} so far: kept epoch {state.epoch}",
                 always=progress.shown_last,
             )
         try:
@@ -755,8 +761,20 @@ def end_epoch(
         always=state.epoch == 1 or done,
     )
     collapse = None
+    stop = False
     if fabric.global_rank == 0 and monitor_due(state):
         collapse = _measure(t, state, t.epoch_log)
+        stop = t.monitor is not None and t.monitor.exhausted()
+    if fabric.broadcast(stop, src=0) and not done:  # early stopping (--patience)
+        monitor = t.monitor
+        if monitor is not None:  # rank 0 says why
+            t.progress.note(
+                f"stopped early after epoch {state.epoch}: the {monitor.what} on the held-out "
+                f"items has not improved for {monitor.stale} measured epochs since epoch "
+                f"{monitor.best_epoch} (--patience {monitor.patience}), whose encoder is kept"
+            )
+        t.replan(state, state.step)
+        done = True
     if fabric.global_rank == 0:
         if cfg.keep_checkpoints:
             path = run_dir / "checkpoints" / _epoch_file(state.epoch)
@@ -806,6 +824,26 @@ def fill_method(
     )
 
 
+def measure_start(t: Training, state: TrainState, monitor: EpochMonitor) -> None:
+    """Before the first step, the method's loss on the held-out items (where it has one):
+    the figure later epochs compare with, and the teacher's targets of those items computed
+    once (distillation keeps them), so that each epoch's measurement costs only the
+    student's forward passes. Paid from a time budget like a fill, left out of the pace."""
+    if monitor.loss_views is None or not has_heldout_loss(t.method):
+        return
+    begun = time.perf_counter()
+    with t.progress.phase("measuring the held-out loss of the starting weights"):
+        monitor.start_loss = monitor.heldout_loss(t.method)
+    t.method.train()
+    seconds = time.perf_counter() - begun
+    state.fill_seconds += seconds
+    if monitor.start_loss is not None:
+        t.progress.note(
+            f"held-out loss before training: {monitor.start_loss:.4f} "
+            f"({min(monitor.items, len(monitor.source)):,} items, {seconds:.0f} s)"
+        )
+
+
 def fit(
     method: Method,
     source: Source,
@@ -850,6 +888,9 @@ def fit(
             t.progress.note(few_steps_warning(state.total_steps, len(source), cfg.batch_size))
         if not resume:
             fill_method(t, state, source, cfg, fabric)
+        if monitor is not None and fabric.global_rank == 0:
+            measure_start(t, state, monitor)
+        fabric.barrier()
         while state.step < state.total_steps:
             last_loss = train_one_epoch(t, state, source, cfg, run_dir, fabric)
             end_epoch(t, state, cfg, run_dir, fabric, last_loss)

@@ -55,6 +55,9 @@ class Method(nn.Module, abc.ABC):
             SimCLR, MoCo v3, VICReg, Barlow Twins, NNCLR, SimCSE and SCARF gather the
             projections of every process (``selfsup.methods.distributed``), SwAV and DINO
             all-reduce their batch sums, so they see the global batch.
+        select_by: the epoch a run keeps when ``--select-by`` is ``auto``: ``last``, or
+            ``heldout_loss`` for objectives whose loss on held-out items says how well the
+            encoder generalizes (distillation: the student's distance from its teacher).
     """
 
     name: ClassVar[str]
@@ -66,6 +69,7 @@ class Method(nn.Module, abc.ABC):
     num_local_views: ClassVar[int] = 0
     modalities: ClassVar[tuple[str, ...]] = ("image", "series", "tabular", "text", "audio")
     batch_coupling: ClassVar[str] = ""
+    select_by: ClassVar[str] = "last"
 
     def __init__(self, encoder: Encoder) -> None:
         super().__init__()
@@ -87,6 +91,12 @@ class Method(nn.Module, abc.ABC):
         """
         head = getattr(self, "projection", None)
         return None if head is None else head(features)
+
+    def heldout_loss(self, views: list[torch.Tensor]) -> torch.Tensor | None:
+        """The objective on views of held-out items, leaving the method as it was (no queue,
+        bank or centre updated); None where it has no such loss (the default): a loss over
+        random negatives or a moving target says little about the encoder on its own."""
+        return None
 
     def export_encoder(self) -> Encoder:
         """The encoder kept after training: the online one, or a momentum teacher for

@@ -153,9 +153,13 @@ class TextModality(Modality):
             >>> TEXT.preparation(PretrainConfig(data="-")), TEXT.preparation(
             ...     PretrainConfig(data="-", backbone="hf:minilm"))
             ('tokenizer trained on the texts', "the model's tokenizer read")
+            >>> TEXT.preparation(PretrainConfig(data="-", method="distill", teacher="hf:m"))
+            "the teacher's tokenizer read"
         """
         if cfg.backbone is not None and is_hf_backbone(cfg.backbone):
             return "the model's tokenizer read"
+        if cfg.method == "distill" and cfg.teacher:
+            return "the teacher's tokenizer read"
         return "tokenizer trained on the texts"
 
     def statistics(self, source: Source) -> tuple[list[float], list[float]]:
