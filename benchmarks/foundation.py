@@ -20,9 +20,9 @@ item per class; ``--draws`` draws below 100%, mean ± std), scored on the test t
    sentence-transformers folder declares; equal to sentence-transformers' output);
 3. **adapted MiniLM**: ``selfsup pretrain TRAIN_TEXTS --backbone hf:MINILM --method simcse``
    for ``--adapt-minutes`` (at most 10) on the unlabelled train texts, lr 3e-5 (SimCSE's);
-   and with ``--method msf --freeze-blocks 5`` (mean shift: each text's embedding pulled
-   towards the mean of the frozen MiniLM's embeddings of it and its 30 nearest train texts,
-   the top 2 layers trained at lr 1e-4) for as long;
+   and with ``--method msf`` (mean shift: each text's embedding pulled towards the mean of
+   the frozen MiniLM's embeddings of it and its 30 nearest train texts; its defaults: every
+   layer at lr 3e-5, batches of 64) for as long;
 4. **distilled student**: ``--method distill --teacher hf:MINILM --backbone text-bag`` (the
    mean of 384-d token vectors over MiniLM's own vocabulary, started from MiniLM's token
    vectors) for ``--distill-minutes``; 2,048 of the train texts held out, and the epoch
@@ -74,11 +74,10 @@ verb.stative verb.weather adj.ppl"""
 TFIDF = "TF-IDF + logistic regression"
 FROZEN = "frozen MiniLM"
 ADAPTED = "adapted MiniLM (SimCSE)"
-MSF = "adapted MiniLM (MSF, top 2 layers)"
-#: MSF's adaptation: the top 2 of MiniLM's 6 layers train (the embeddings and 4 layers stay
-#: frozen), AdamW at 1e-4, batches of 128 texts.
-MSF_OPTIONS = {"method": "msf", "freeze_blocks": 5, "lr": 1e-4, "batch_size": 128,
-               "weight_decay": 0.01}  # fmt: skip
+MSF = "adapted MiniLM (MSF)"
+#: MSF's adaptation as a user gets it from ``--method msf`` alone: every layer trains, AdamW
+#: at the pretrained text rate (3e-5), batches of 64 texts.
+MSF_OPTIONS = {"method": "msf"}
 
 
 def lora_label(rank: int) -> str:
@@ -306,7 +305,7 @@ def render(summary: dict) -> str:
         f"Adaptation: SimCSE on the unlabelled train texts for {args['adapt_minutes']:g} "
         f"minutes from `hf:<all-MiniLM-L6-v2 folder>`, all weights at lr 3e-5; MSF "
         f"(mean shift towards the frozen MiniLM's 30 nearest train texts, "
-        f"`--method msf --freeze-blocks 5`) for as long, the top 2 layers at lr 1e-4"
+        f"`--method msf` with its defaults: every layer at lr 3e-5, batches of 64) for as long"
         + (
             f", and with LoRA adapters of rank {args['adapt_lora']} in every linear layer "
             f"(the model frozen) at lr {args['adapt_lora_lr']:g}"

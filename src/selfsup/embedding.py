@@ -31,7 +31,7 @@ import torch
 from selfsup.core.files import atomic_path, check_writable, write_json
 from selfsup.core.precision import cpu_has_fast_bf16
 from selfsup.core.progress import TrainingProgress
-from selfsup.data.base import SkippedItem, Source
+from selfsup.data.base import SkippedItem, Source, by_length
 from selfsup.data.splits import SubsetSource
 from selfsup.encoder import Encoder
 from selfsup.modalities import modality_of
@@ -104,8 +104,7 @@ def iter_embeddings(
     with TrainingProgress(steps, f"embedding {source.name}", enabled=show_progress) as bar:
         for first in range(0, n, window):
             rows = np.arange(first, min(n, first + window))
-            keys = source.length_keys(rows)
-            order = rows if keys is None else rows[np.argsort(keys, kind="stable")]
+            order = by_length(source, rows)
             found: dict[int, np.ndarray] = {}
             skipped: dict[int, SkippedItem] = {}
             for start in range(0, len(order), batch_size):

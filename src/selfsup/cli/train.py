@@ -50,9 +50,10 @@ def pretrain(
         run = run_pretrain(data, config=config, resume=resume, **to_config_values(options))
     if run.summary and _is_rank_zero():
         s = run.summary
+        steps = f"{s['steps']} step{'s' if s['steps'] != 1 else ''}"
         epochs = f"{s['epochs']} epoch{'s' if s['epochs'] != 1 else ''}"
         console.print(
-            f"trained {s['steps']} steps ({epochs}) in {s['train_seconds']:.0f} s, "
+            f"trained {steps} ({epochs}) in {s['train_seconds']:.0f} s, "
             f"{s['items_per_second']:.0f} items/s, {s['precision']}"
         )
         console.print(f"run folder: [bold]{run.path}[/bold]")

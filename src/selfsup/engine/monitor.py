@@ -31,7 +31,7 @@ from safetensors.torch import save_file
 
 from selfsup.core.files import atomic_path
 from selfsup.core.weights import load_weights_into
-from selfsup.data.base import Source
+from selfsup.data.base import Source, by_length
 from selfsup.data.splits import SubsetSource
 from selfsup.embedding import autocast, embed_source
 from selfsup.encoder import Encoder
@@ -125,6 +125,7 @@ def measure_heldout_loss(
         np.random.default_rng(seed).choice(len(source), size=min(items, len(source)),
                                            replace=False)
     )  # fmt: skip
+    chosen = by_length(source, chosen)  # a teacher's texts of like length pad little
     total, count = 0.0, 0
     method.eval()
     with torch.random.fork_rng():

@@ -42,7 +42,7 @@ from selfsup.backbones.hf import is_hf_backbone
 from selfsup.config import PretrainConfig
 from selfsup.core.files import write_text
 from selfsup.core.progress import TrainingProgress
-from selfsup.data.base import Batch, ItemReadError, Source
+from selfsup.data.base import Batch, ItemReadError, Source, by_length
 from selfsup.engine.checkpoint import load_checkpoint, save_checkpoint
 from selfsup.engine.metrics import EPOCHS_FILE, MetricsLog
 from selfsup.engine.monitor import (
@@ -803,9 +803,13 @@ def fill_method(
     per_step = cfg.batch_size * fabric.world_size
     needed = min(len(batches), -(-wanted // per_step))
 
+    # The same items, read in batches of like length (texts pad less: a teacher reads them
+    # faster); which batch an item is read in changes nothing of what is kept.
+    rows = by_length(source, np.concatenate(batches[:needed])) if needed else []
+
     def views() -> Iterator[torch.Tensor]:
-        for rows in batches[:needed]:
-            batch = source.read_batch(rows.tolist())
+        for start in range(0, len(rows), cfg.batch_size):
+            batch = source.read_batch(rows[start : start + cfg.batch_size].tolist())
             if len(batch.indices):
                 yield t.views(batch.items.to(fabric.device))[-1]
 

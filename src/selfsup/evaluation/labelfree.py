@@ -40,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from selfsup.core.neighbours import cosine_topk
-from selfsup.data.base import Source
+from selfsup.data.base import Source, by_length
 from selfsup.embedding import autocast
 from selfsup.encoder import Encoder
 from selfsup.evaluation.inputs import ArrayLike, as_embeddings
@@ -308,6 +308,7 @@ def embed_views(
     spec = encoder.spec or {}
     rng = np.random.default_rng(seed)
     chosen = np.sort(rng.choice(len(source), size=min(items, len(source)), replace=False))
+    chosen = by_length(source, chosen)  # texts of like length share a batch: less padding
     encoder.eval()
     parts: list[list[torch.Tensor]] = [[], [], []]
     indices: list[int] = []
