@@ -366,7 +366,7 @@ def targets(part: dict) -> list[str]:
         for fraction in (0.01, 0.1):
             gain = acc[adapted, fraction] - acc[FROZEN, fraction]
             lines.append(
-                f"- {adapted} - frozen at {fraction:.0%}: {gain:+.3f} (target >= +0.010: "
+                f"- {adapted} - frozen at {fraction:.0%}: {gain:+.4f} (target >= +0.010: "
                 f"{'met' if gain >= 0.01 else 'missed'})"
             )
         above = all(acc[adapted, f] > acc[TFIDF, f] for f in FRACTIONS)

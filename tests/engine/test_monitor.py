@@ -126,3 +126,27 @@ def test_selection_options_that_cannot_be_measured_are_refused_before_reading(
             select_by="heldout_loss")  # fmt: skip
     refused("--patience stops when .* keeps the last epoch", patience=3)
     refused("--patience", method="distill", teacher="x", patience=3, monitor_items=0)
+
+
+def test_a_resumed_run_keeps_its_starting_loss_and_its_best_epoch(
+    tmp_path, clusters_npz, monkeypatch
+) -> None:
+    from selfsup.engine import monitor as monitor_module
+    from selfsup.engine import train as train_module
+
+    scripted = iter([2.0, 1.0, 0.5, 0.7, 0.3])  # the start, epochs 1-2, then resumed: 3-4
+    monkeypatch.setattr(monitor_module, "measure_heldout_loss", lambda *a, **k: next(scripted))
+    monkeypatch.setattr(train_module, "monitor_due", lambda state: True)
+    teacher = pretrain(
+        clusters_npz, epochs=1, batch_size=32, backbone_options={"width": 4},
+        out=str(tmp_path / "teacher"), show_progress=False,
+    )  # fmt: skip
+    first = pretrain(
+        clusters_npz, method="distill", teacher=str(teacher.path), epochs=2, batch_size=32,
+        backbone_options={"width": 4}, monitor_items=32, out=str(tmp_path / "student"),
+        show_progress=False,
+    )  # fmt: skip
+    assert first.summary["selected"]["epoch"] == 2
+    resumed = pretrain(resume=tmp_path / "student", epochs=4, show_progress=False)
+    assert resumed.summary["heldout_loss_start"] == 2.0  # measured once, before epoch 1
+    assert resumed.summary["selected"] == {"by": "heldout_loss", "epoch": 4, "value": 0.3}

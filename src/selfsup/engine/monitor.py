@@ -324,10 +324,17 @@ class EpochMonitor:
         return self.patience is not None and self.stale >= self.patience
 
     def state_dict(self) -> dict:
-        """The best value and epoch so far, saved in the training checkpoint."""
-        return {"best": self.best, "best_epoch": self.best_epoch, "stale": self.stale}
+        """The best value and epoch so far, the epochs since, and the held-out loss before
+        training, saved in the training checkpoint."""
+        return {
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "stale": self.stale,
+            "start_loss": self.start_loss,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore what :meth:`state_dict` saved (on ``--resume``)."""
         self.best, self.best_epoch = state.get("best"), state.get("best_epoch")
         self.stale = int(state.get("stale", 0))
+        self.start_loss = state.get("start_loss")

@@ -892,7 +892,7 @@ def fit(
             t.progress.note(few_steps_warning(state.total_steps, len(source), cfg.batch_size))
         if not resume:
             fill_method(t, state, source, cfg, fabric)
-        if monitor is not None and fabric.global_rank == 0:
+        if not resume and monitor is not None and fabric.global_rank == 0:
             measure_start(t, state, monitor)
         fabric.barrier()
         while state.step < state.total_steps:
