@@ -673,6 +673,16 @@ def pretrain(
         opened = _open_training_data(cfg, in_memory, resumed)
     opened, cut = modality.training_source(opened, cfg)
     source, held_out = hold_out(opened, cfg.monitor_items, cfg.seed)
+    if (
+        held_out is None
+        and cfg.monitor_items
+        and (cfg.select_by not in ("auto", "last") or cfg.patience is not None)
+    ):
+        wanted = f"--select-by {cfg.select_by}" if cfg.patience is None else "--patience"
+        raise ConfigError(
+            f"{wanted} measures held-out items, but {opened.name} has {len(opened):,} items, "
+            "too few to hold out 16 (at most a tenth): give more data, or leave it out"
+        )
     say(
         f"data: {opened.name}: {len(opened):,} {modality.name} items"
         + (f" in {len(opened.classes)} classes" if opened.classes else "")

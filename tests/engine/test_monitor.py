@@ -150,3 +150,13 @@ def test_a_resumed_run_keeps_its_starting_loss_and_its_best_epoch(
     resumed = pretrain(resume=tmp_path / "student", epochs=4, show_progress=False)
     assert resumed.summary["heldout_loss_start"] == 2.0  # measured once, before epoch 1
     assert resumed.summary["selected"] == {"by": "heldout_loss", "epoch": 4, "value": 0.3}
+
+
+def test_selection_on_data_too_small_to_hold_out_is_refused(tmp_path) -> None:
+    from selfsup.config import ConfigError
+
+    texts = tmp_path / "few.txt"
+    texts.write_text("\n".join(f"text number {i}" for i in range(100)) + "\n")
+    with pytest.raises(ConfigError, match="has 100 items, too few to hold out 16"):
+        pretrain(texts, select_by="rankme", steps=1, out=str(tmp_path / "run"),
+                 show_progress=False)  # fmt: skip
