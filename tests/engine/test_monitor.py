@@ -83,24 +83,36 @@ def test_nan_embeddings_are_named_in_one_line_not_a_linear_algebra_traceback(
         monitor.measure(method)
 
 
-def test_patience_stops_after_that_many_epochs_without_a_better_number(
-    tmp_path, clusters_npz, monkeypatch
-) -> None:
+def _scripted_student(tmp_path, clusters_npz, monkeypatch, losses):
+    """A function training a student distilled from a small teacher run into
+    ``tmp_path/student``, whose held-out losses are ``losses`` in turn (before training, then
+    after every epoch, each epoch measured)."""
     from selfsup.engine import monitor as monitor_module
     from selfsup.engine import train as train_module
 
-    scripted = iter([2.0, 1.0, 0.5, 0.6, 0.55, 0.4, 0.3])  # the start, then epochs 1, 2, ...
+    scripted = iter(losses)
     monkeypatch.setattr(monitor_module, "measure_heldout_loss", lambda *a, **k: next(scripted))
     monkeypatch.setattr(train_module, "monitor_due", lambda state: True)  # every epoch
     teacher = pretrain(
         clusters_npz, epochs=1, batch_size=32, backbone_options={"width": 4},
         out=str(tmp_path / "teacher"), show_progress=False,
     )  # fmt: skip
-    run = pretrain(
-        clusters_npz, method="distill", teacher=str(teacher.path), epochs=10, batch_size=32,
-        backbone_options={"width": 4}, monitor_items=32, patience=2,
-        out=str(tmp_path / "student"), show_progress=False,
-    )  # fmt: skip
+
+    def distill(**options):
+        return pretrain(
+            clusters_npz, method="distill", teacher=str(teacher.path), batch_size=32,
+            backbone_options={"width": 4}, monitor_items=32, out=str(tmp_path / "student"),
+            show_progress=False, **options,
+        )  # fmt: skip
+
+    return distill
+
+
+def test_patience_stops_after_that_many_epochs_without_a_better_number(
+    tmp_path, clusters_npz, monkeypatch
+) -> None:
+    losses = [2.0, 1.0, 0.5, 0.6, 0.55, 0.4]  # the start, then epochs 1, 2, ...
+    run = _scripted_student(tmp_path, clusters_npz, monkeypatch, losses)(epochs=10, patience=2)
     # Epoch 2 is the best (0.5); epochs 3 and 4 are not better: it stops after epoch 4.
     assert run.summary["epochs"] == 4
     assert run.summary["selected"] == {"by": "heldout_loss", "epoch": 2, "value": 0.5}
@@ -131,21 +143,10 @@ def test_selection_options_that_cannot_be_measured_are_refused_before_reading(
 def test_a_resumed_run_keeps_its_starting_loss_and_its_best_epoch(
     tmp_path, clusters_npz, monkeypatch
 ) -> None:
-    from selfsup.engine import monitor as monitor_module
-    from selfsup.engine import train as train_module
-
-    scripted = iter([2.0, 1.0, 0.5, 0.7, 0.3])  # the start, epochs 1-2, then resumed: 3-4
-    monkeypatch.setattr(monitor_module, "measure_heldout_loss", lambda *a, **k: next(scripted))
-    monkeypatch.setattr(train_module, "monitor_due", lambda state: True)
-    teacher = pretrain(
-        clusters_npz, epochs=1, batch_size=32, backbone_options={"width": 4},
-        out=str(tmp_path / "teacher"), show_progress=False,
-    )  # fmt: skip
-    first = pretrain(
-        clusters_npz, method="distill", teacher=str(teacher.path), epochs=2, batch_size=32,
-        backbone_options={"width": 4}, monitor_items=32, out=str(tmp_path / "student"),
-        show_progress=False,
-    )  # fmt: skip
+    # The start, epochs 1-2, then resumed: 3-4.
+    first = _scripted_student(tmp_path, clusters_npz, monkeypatch, [2.0, 1.0, 0.5, 0.7, 0.3])(
+        epochs=2
+    )
     assert first.summary["selected"]["epoch"] == 2
     resumed = pretrain(resume=tmp_path / "student", epochs=4, show_progress=False)
     assert resumed.summary["heldout_loss_start"] == 2.0  # measured once, before epoch 1

@@ -25,13 +25,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import save_file
 
 from selfsup.core.files import atomic_path
 from selfsup.core.weights import load_weights_into
-from selfsup.data.base import Source, by_length
+from selfsup.data.base import Source
 from selfsup.data.splits import SubsetSource
 from selfsup.embedding import autocast, embed_source
 from selfsup.encoder import Encoder
@@ -41,6 +40,7 @@ from selfsup.evaluation.labelfree import (
     LabelFreeMetrics,
     embed_views,
     label_free_metrics,
+    measured_items,
     normalized_std,
     rankme,
 )
@@ -121,11 +121,7 @@ def measure_heldout_loss(
     if not has_heldout_loss(method):
         return None
     device = method.export_encoder().device
-    chosen = np.sort(
-        np.random.default_rng(seed).choice(len(source), size=min(items, len(source)),
-                                           replace=False)
-    )  # fmt: skip
-    chosen = by_length(source, chosen)  # a teacher's texts of like length pad little
+    chosen = measured_items(source, items, seed)
     total, count = 0.0, 0
     method.eval()
     with torch.random.fork_rng():

@@ -45,12 +45,7 @@ from selfsup.core.progress import TrainingProgress
 from selfsup.data.base import Batch, ItemReadError, Source, by_length
 from selfsup.engine.checkpoint import load_checkpoint, save_checkpoint
 from selfsup.engine.metrics import EPOCHS_FILE, MetricsLog
-from selfsup.engine.monitor import (
-    CollapseError,
-    EpochMonitor,
-    has_heldout_loss,
-    save_encoder_weights,
-)
+from selfsup.engine.monitor import CollapseError, EpochMonitor, save_encoder_weights
 from selfsup.engine.online_probe import OnlineProbe
 from selfsup.engine.optim import (
     BASE_LR,
@@ -833,7 +828,7 @@ def measure_start(t: Training, state: TrainState, monitor: EpochMonitor) -> None
     the figure later epochs compare with, and the teacher's targets of those items computed
     once (distillation keeps them), so that each epoch's measurement costs only the
     student's forward passes. Paid from a time budget like a fill, left out of the pace."""
-    if monitor.loss_views is None or not has_heldout_loss(t.method):
+    if monitor.loss_views is None:  # given only for methods that have a held-out loss
         return
     begun = time.perf_counter()
     with t.progress.phase("measuring the held-out loss of the starting weights"):

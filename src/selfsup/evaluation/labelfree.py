@@ -280,6 +280,20 @@ class ViewEmbeddings:
     view2: torch.Tensor
 
 
+def measured_items(source: Source, items: int, seed: int) -> np.ndarray:
+    """The rows of up to ``items`` items of ``source`` drawn from ``seed``, the same at every
+    call, in order of length (texts of like length share a batch and pad less).
+
+    Example:
+        >>> from selfsup.data.text import TextSource
+        >>> measured_items(TextSource(["a long text", "tiny", "a middling"]), 2, seed=0)
+        array([1, 2])
+    """
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(len(source), size=min(items, len(source)), replace=False))
+    return by_length(source, chosen)
+
+
 def embed_views(
     encoder: Encoder,
     source: Source,
@@ -306,9 +320,7 @@ def embed_views(
         precision: ``auto``, ``bf16`` or ``fp32`` for the forward passes.
     """
     spec = encoder.spec or {}
-    rng = np.random.default_rng(seed)
-    chosen = np.sort(rng.choice(len(source), size=min(items, len(source)), replace=False))
-    chosen = by_length(source, chosen)  # texts of like length share a batch: less padding
+    chosen = measured_items(source, items, seed)
     encoder.eval()
     parts: list[list[torch.Tensor]] = [[], [], []]
     indices: list[int] = []
