@@ -76,6 +76,15 @@ class PretrainConfig(BaseModel):
             epoch has several steps, and lowered (to a power of two) when the step's
             estimated peak memory would not fit in the memory available; a batch size given
             that does not fit stops the run with the numbers.
+        group_by_length: text: each step's items are of like length, so that they pad
+            little (the items of every 50 steps, drawn at random, are sorted by length with a
+            little random jitter, cut into steps, and the steps shuffled: Hugging Face's
+            ``group_by_length``); on texts of mixed lengths (WordNet's glosses) a
+            transformer's step costs under half (37 -> 81 texts/s). By default on for texts
+            read by a transformer (the encoder or a teacher), off for a ``text-bag`` trained
+            alone, which pays nothing for padding (3,254 -> 3,320 texts/s).
+            ``--no-group-by-length``: plain shuffled batches (as runs saved before this
+            option have, which resume so).
         accumulate: gradient accumulation: each optimizer step sums the gradients of this many
             batches of ``batch_size`` (a step's batch is ``batch_size x accumulate`` items per
             process; the learning rate, steps and epochs follow it), so a large batch trains
@@ -192,6 +201,7 @@ class PretrainConfig(BaseModel):
     steps: int | None = None
     time_budget: float | None = None
     batch_size: int | None = None
+    group_by_length: bool | None = None
     accumulate: int = 1
     sync_batchnorm: bool = False
     lr: float | None = None

@@ -448,6 +448,8 @@ def _resumable(run_dir: Path, data: Any, options: dict[str, Any]) -> dict[str, A
     if not _holds_run(run_dir):
         raise ConfigError(f"{run_dir}: no run to resume (no {CONFIG_FILE})")
     saved = load_config(run_dir / CONFIG_FILE).model_dump(mode="json")
+    if "group_by_length" not in (yaml.safe_load((run_dir / CONFIG_FILE).read_text()) or {}):
+        saved["group_by_length"] = False  # saved before the option: plain shuffled batches
     given = dict(options)
     if data is not None and data_spec(data) != data_spec(saved["data"]):
         given["data"] = str(data)
@@ -738,6 +740,10 @@ def pretrain(
     if cfg.select_by == "auto":  # the method's choice; the last epoch without monitoring
         chosen = type(method).select_by if held_out is not None else "last"
         cfg = cfg.model_copy(update={"select_by": chosen})
+    if cfg.group_by_length is None:  # texts, unless only a bag of tokens reads them
+        lengths = len(source) > 0 and source.length_keys(np.arange(1)) is not None
+        padding_costs = cfg.backbone != "text-bag" or cfg.teacher is not None
+        cfg = cfg.model_copy(update={"group_by_length": lengths and padding_costs})
     if cfg.sync_batchnorm:  # batch statistics over every process's batch (DDP)
         sync_batch_norm(method)
     views, recipe, watch = modality.training_views(method, cfg.views, source)

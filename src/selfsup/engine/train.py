@@ -42,7 +42,7 @@ from selfsup.backbones.hf import is_hf_backbone
 from selfsup.config import PretrainConfig
 from selfsup.core.files import write_text
 from selfsup.core.progress import TrainingProgress
-from selfsup.data.base import Batch, ItemReadError, Source, by_length
+from selfsup.data.base import Batch, ItemReadError, Source, by_length, grouped_by_length
 from selfsup.engine.checkpoint import load_checkpoint, save_checkpoint
 from selfsup.engine.metrics import EPOCHS_FILE, MetricsLog
 from selfsup.engine.monitor import CollapseError, EpochMonitor, save_encoder_weights
@@ -132,21 +132,37 @@ def _no_collate(batch: Batch) -> Batch:
 
 
 def epoch_batches(
-    n: int | Source, batch_size: int, world_size: int, rank: int, seed: int, epoch: int
+    n: int | Source,
+    batch_size: int,
+    world_size: int,
+    rank: int,
+    seed: int,
+    epoch: int,
+    group_by_length: bool = False,
 ) -> list[np.ndarray]:
     """This process's batches of indices for ``epoch``: a seeded shuffle (the source's
-    ``epoch_order`` when a source is given), sharded by rank.
+    ``epoch_order`` when a source is given), sharded by rank; with ``group_by_length``, each
+    step's items are of like length (``grouped_by_length``) where the source's items have
+    lengths (texts).
 
     The order depends only on (seed, epoch), so a resumed run sees the same batches.
+
+    Example:
+        >>> [b.tolist() for b in epoch_batches(6, 2, 1, 0, seed=0, epoch=0)]
+        [[3, 2], [5, 4], [0, 1]]
     """
-    if isinstance(n, Source):
-        order = n.epoch_order(seed, epoch)
+    source = n if isinstance(n, Source) else None
+    if source is not None:
+        order = source.epoch_order(seed, epoch)
         n = len(order)
     else:
         order = np.random.default_rng([seed, epoch]).permutation(n)
     per_step = batch_size * world_size
     steps = n // per_step
-    mine = order[: steps * per_step].reshape(steps, world_size, batch_size)[:, rank]
+    order = order[: steps * per_step]
+    if group_by_length and source is not None:
+        order = grouped_by_length(source, order, per_step, np.random.default_rng([seed, epoch, 1]))
+    mine = order.reshape(steps, world_size, batch_size)[:, rank]
     return list(mine)
 
 
@@ -616,7 +632,9 @@ def train_one_epoch(
         # a mid-epoch checkpoint restored the generators' states instead.
         torch.manual_seed(cfg.seed * 1_000_003 + state.epoch * 1009 + rank)
     step_items = cfg.batch_size * cfg.accumulate  # one optimizer step's items, this process
-    batches = epoch_batches(source, step_items, world, rank, cfg.seed, state.epoch)
+    batches = epoch_batches(
+        source, step_items, world, rank, cfg.seed, state.epoch, bool(cfg.group_by_length)
+    )
     loader = DataLoader(
         _EpochBatches(source, batches[state.batch_in_epoch :]),
         batch_size=None,
@@ -792,10 +810,17 @@ def fill_method(
     wanted = t.method.fill_items()
     if wanted <= 0:
         return
+    step_items = cfg.batch_size * cfg.accumulate  # as train_one_epoch cuts the first epoch
     batches = epoch_batches(
-        source, cfg.batch_size, fabric.world_size, fabric.global_rank, cfg.seed, 0
+        source,
+        step_items,
+        fabric.world_size,
+        fabric.global_rank,
+        cfg.seed,
+        0,
+        bool(cfg.group_by_length),
     )
-    per_step = cfg.batch_size * fabric.world_size
+    per_step = step_items * fabric.world_size
     needed = min(len(batches), -(-wanted // per_step))
 
     # The same items, read in batches of like length (texts pad less: a teacher reads them
