@@ -80,7 +80,7 @@ class PretrainConfig(BaseModel):
             little (the items of every 50 steps, drawn at random, are sorted by length with a
             little random jitter, cut into steps, and the steps shuffled: Hugging Face's
             ``group_by_length``); on texts of mixed lengths (WordNet's glosses) a
-            transformer's step costs under half (37 -> 81 texts/s). By default on for texts
+            transformer's step costs under half (37 -> 84 texts/s). By default on for texts
             read by a transformer (the encoder or a teacher), off for a ``text-bag`` trained
             alone, which pays nothing for padding (3,254 -> 3,320 texts/s).
             ``--no-group-by-length``: plain shuffled batches (as runs saved before this

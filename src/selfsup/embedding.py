@@ -527,10 +527,70 @@ def cached_embeddings(
     skipped = [
         {"index": item.index, "id": item.item_id, "reason": item.reason} for item in result.skipped
     ]
-    write_json(about, {"data": source.name, "key": key, "skipped": skipped})
+    place = data_place(source)
+    write_json(about, {"data": source.name, "place": place, "key": key, "skipped": skipped})
     if say is not None:
         say(f"embeddings of {source.name} kept in {path} for the next command on the same files")
+    freed = drop_superseded(folder, place, keep=path)
+    if freed and say is not None:
+        say(
+            f"removed {freed[0]} kept embedding file(s) of {source.name} as it was before "
+            f"(other files or weights), {freed[1] / 1e6:,.0f} MB"
+        )
     return np.load(path)
+
+
+def data_place(source: Source) -> str:
+    """Where kept embeddings of ``source`` come from: the resolved path of the files it
+    reads and its name (a split or subset of them is a place of its own).
+
+    Example:
+        >>> from selfsup.data.text import TextSource
+        >>> data_place(TextSource(["one"], name="/data/a.txt"))
+        '/data/a.txt\\t/data/a.txt'
+    """
+    root = source
+    while getattr(root, "source", None) is not None:
+        root = root.source  # type: ignore[attr-defined]
+    return f"{Path(str(root.name)).expanduser().resolve()}\t{source.name}"
+
+
+def drop_superseded(folder: Path, place: str, keep: Path) -> tuple[int, int] | None:
+    """Delete the embeddings kept in ``folder`` for ``place`` (:func:`data_place`) other
+    than ``keep``: they were made of the same place's files as they were before, or by the
+    run's earlier weights, and would never be read again (a folder of photos that grows every
+    day would otherwise add a file of all its embeddings every day). The number of files
+    and their bytes; None when there were none.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> for stem in ("old", "new"):
+        ...     _ = (folder / f"{stem}.npy").write_bytes(b"x" * 10)
+        ...     _ = (folder / f"{stem}.json").write_text(json.dumps({"place": "p"}))
+        >>> drop_superseded(folder, "p", keep=folder / "new.npy"), sorted(
+        ...     f.name for f in folder.iterdir())
+        ((1, 10), ['new.json', 'new.npy'])
+    """
+    count = size = 0
+    for about in folder.glob("*.json"):
+        if about.stem == keep.stem:
+            continue
+        try:
+            saved = json.loads(about.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(saved, dict) or saved.get("place") != place:
+            continue
+        rows = about.with_suffix(".npy")
+        with contextlib.suppress(OSError):
+            size += rows.stat().st_size
+        for stale in (rows, rows.with_name(rows.stem + ".ids.txt"), about):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+        shutil.rmtree(partial_folder(rows), ignore_errors=True)
+        count += 1
+    return (count, size) if count else None
 
 
 def kept_embeddings(

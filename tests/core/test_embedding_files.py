@@ -161,10 +161,18 @@ def test_a_runs_commands_embed_large_data_from_files_once(tmp_path, monkeypatch)
     assert sum(calls) == 80 and written.rows == 80
     np.testing.assert_array_equal(np.stack(pd.read_parquet(written.path)["embedding"]), first)
     rows.assign(a=rows["a"] + 1).to_csv(path, index=False)  # the file edited
-    edited = run.embeddings(run.open(path))
+    edited = run.embeddings(run.open(path), show_progress=True)
     assert sum(calls) == 160 and not np.allclose(edited, first)
+    # The file as it was is gone: its embeddings would never be read again.
+    kept = lambda: sorted((run.path / "embeddings").glob("*.npy"))  # noqa: E731
+    assert len(kept()) == 1 and "removed 1 kept embedding file(s) of" in lines[-1]
+    assert not list((run.path / "embeddings").glob("*.ids.txt"))[1:]
+    other = tmp_path / "other.csv"
+    rows.to_csv(other, index=False)
+    run.embeddings(run.open(other))  # another file: kept beside the first
+    assert sum(calls) == 240 and len(kept()) == 2
     run.embeddings(run.open(rows))  # a DataFrame: not kept
-    assert sum(calls) == 240 and len(list((run.path / "embeddings").glob("*.npy"))) == 2
+    assert sum(calls) == 320 and len(kept()) == 2
 
 
 def test_two_processes_do_not_write_one_embedding_file(tmp_path) -> None:

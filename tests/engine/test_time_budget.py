@@ -102,3 +102,68 @@ def test_a_methods_fill_is_paid_from_the_budget_but_does_not_set_the_pace() -> N
     # for the pace, the fill would leave one 43-second step and nothing more.
     state = TrainState(step=1, epoch=0, train_seconds=4.0, fill_seconds=39.0, batch_in_epoch=1)
     assert _fit_to_budget(cfg, state, steps_per_epoch=21, fabric=fabric) == 1 + 11
+
+
+def test_a_teachers_first_epoch_is_not_taken_for_the_pace_of_the_next() -> None:
+    """Distillation computes its teacher's targets in the first epoch and keeps them: after
+    20 of 100 steps of 8 items at 0.25 s of student and 1 s of teacher a step, the other 80
+    steps of the first epoch cost 1.25 s each and every later step 0.25 s."""
+    from selfsup.engine.train import TimeBudget
+    from selfsup.methods.base import OnceWork
+
+    fabric = lightning.Fabric(accelerator="cpu", devices=1)
+    state = TrainState(step=20, epoch=0, train_seconds=25.0, batch_in_epoch=20)
+
+    def budget_after_20_steps(minutes: float, limit: int = 10**6) -> TimeBudget:
+        work = [OnceWork(seconds=0.0, items=0, limit=limit)]  # as training starts
+        cfg = PretrainConfig(data="-", time_budget=minutes)
+        budget = TimeBudget(cfg, 100, fabric, 0, lambda: work[0], epoch_items=800)
+        work[0] = OnceWork(seconds=2.0, items=16, limit=limit)
+        budget.after_step(TrainState(step=2, train_seconds=2.5))  # the pace starts here
+        work[0] = OnceWork(seconds=20.0, items=160, limit=limit)
+        return budget
+
+    # 275 s left: 80 steps at 1.25 s (100 s), then 700 steps at 0.25 s.
+    assert budget_after_20_steps(5.0).plan(state) == 20 + 80 + 700
+    # Taken for every step's pace, the teacher would plan 220 more steps in all.
+    five_minutes = PretrainConfig(data="-", time_budget=5.0)
+    assert _fit_to_budget(five_minutes, state, 100, fabric, pace_from=(2, 2.5)) == 20 + 220
+    # A budget that ends inside the first epoch: 35 s left at 1.25 s a step.
+    assert budget_after_20_steps(1.0).plan(state) == 20 + 28
+    # Beyond the limit of kept items, the teacher runs on every visit: part of each step.
+    assert budget_after_20_steps(5.0, limit=160).once_left() == (0.0, 0)
+
+
+def test_a_long_distillation_is_told_at_the_pace_of_its_later_epochs() -> None:
+    """Without a time budget, the note of how long a run takes counts the teacher's first
+    epoch once: 39,970 steps at 0.25 s plus 70 s of teacher, 2 h 48 min (not 13.9 h at the
+    first epoch's 1.25 s a step)."""
+    from selfsup.engine.train import TimeBudget
+    from selfsup.methods.base import OnceWork
+
+    work = [OnceWork(seconds=0.0, items=0, limit=10**6)]
+    cfg = PretrainConfig(data="-", epochs=400)
+    budget = TimeBudget(cfg, 100, None, 0, lambda: work[0], epoch_items=800)
+    work[0] = OnceWork(seconds=2.0, items=16, limit=10**6)
+    budget.after_step(TrainState(step=2, train_seconds=2.5, total_steps=40_000))
+    work[0] = OnceWork(seconds=30.0, items=240, limit=10**6)
+    state = TrainState(step=30, train_seconds=37.5, total_steps=40_000)
+    note = budget.length_note(state)
+    assert note is not None and "take about 2 h 48 min more" in note
+    # The progress's ETA says the same: 39,970 x 0.25 s + 560 texts x 0.125 s.
+    assert budget.remaining(state) == 39_970 * 0.25 + 70.0
+
+
+def test_the_progress_eta_takes_an_estimate_that_knows_better(tmp_path) -> None:
+    from selfsup.core.progress import TrainingProgress
+
+    log = tmp_path / "train.log"
+    with TrainingProgress(total=100, description="distill", enabled=False, log_file=log) as bar:
+        bar.advance(10, 80, 1.0)
+        bar.remaining = lambda: 3725.0
+        bar._plain()
+        bar.remaining = lambda: None  # not known yet: the mean pace of the steps so far
+        bar._plain()
+    lines = [line for line in log.read_text().splitlines() if "ETA" in line]
+    assert lines[0].endswith("ETA 1:02:05")
+    assert not any(line.endswith("ETA 1:02:05") for line in lines[1:])

@@ -169,3 +169,35 @@ def test_a_student_keeps_the_epoch_closest_to_its_teacher_on_held_out_items(
     weights = load_file(str(student.path / "checkpoints" / f"epoch-{best:04d}.safetensors"))
     reloaded = selfsup.load(student.path).encoder.state_dict()
     assert all(torch.equal(weights[k], reloaded[k]) for k in weights)
+
+
+def test_the_teachers_work_on_new_texts_is_counted_in_training_only(tmp_path) -> None:
+    """``once_work``: the seconds and texts of the teacher's kept targets in training (the
+    pace of a time budget leaves them out); texts met again, held-out measurements (eval
+    mode) and texts beyond ``cache_targets`` add nothing."""
+    from selfsup.data.tokenizer import TextTokenizer
+    from selfsup.modalities.text import build_pretrained_text_encoder, build_text_encoder
+
+    folder = save_tiny_bert(tmp_path / "bert")
+    tokenizer = TextTokenizer.from_pretrained(folder, max_length=16)
+    teacher = build_pretrained_text_encoder(f"hf:{folder}", tokenizer)
+    student = build_text_encoder("text-bag", tokenizer.vocab_size, 16, dim=16)
+    method = build_method("distill", student, teacher=teacher, cache_targets=6).train()
+    ids = torch.from_numpy(tokenizer.encode(TEXTS[:8]))
+    assert method.once_work() is None  # nothing read yet
+    method.loss([ids[:4]])
+    first = method.once_work()
+    assert first.items == 4 and first.seconds > 0 and first.limit == 6
+    method.loss([ids[:4]])  # met again: kept
+    assert method.once_work() == first
+    method.loss([ids[4:]])  # 2 of these 4 are kept, the limit reached
+    third = method.once_work()
+    assert third.items == 6 and third.seconds > first.seconds
+    method.eval()
+    method.heldout_loss([torch.from_numpy(tokenizer.encode(TEXTS[8:10]))])
+    assert method.once_work() == third
+    image_teacher = build_image_encoder("small-cnn", 1, 12, width=4)
+    crops = build_method("distill", build_image_encoder("small-cnn", 1, 12, width=4),
+                         teacher=image_teacher).train()  # fmt: skip
+    crops.loss([torch.rand(4, 1, 12, 12)])
+    assert crops.once_work() is None  # random crops never repeat: nothing kept

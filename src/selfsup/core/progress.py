@@ -22,7 +22,7 @@ import datetime
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 
@@ -33,7 +33,6 @@ from rich.progress import (
     Progress,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.text import Text
 
@@ -188,13 +187,12 @@ class TrainingProgress:
             MofNCompleteColumn(),
             TextColumn("{task.fields[stats]}"),
             TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
+            TextColumn("ETA {task.fields[eta]}"),
             console=self.console,
             disable=not self.bar,
         )
         self._task = self._progress.add_task(
-            description, total=total, completed=completed, stats=""
+            description, total=total, completed=completed, stats="", eta="-:--:--"
         )
         self.description = description
         self.total = total
@@ -209,6 +207,9 @@ class TrainingProgress:
         self._phase: str | None = None
         self._phase_start = 0.0
         self._paused = 0.0  # seconds spent in phases, left out of items/s and the ETA
+        #: What the work left will take, where the caller knows better than the mean pace of
+        #: the steps so far (a distillation's first epoch pays its teacher; None: not known).
+        self.remaining: Callable[[], float | None] | None = None
         #: Whether the last routine note reached the screen (its follow-ups go with it).
         self.shown_last = False
         self._log = None
@@ -324,15 +325,14 @@ class TrainingProgress:
 
     def _plain(self, force_screen: bool = False) -> None:
         self._last_plain = now = time.perf_counter()
-        elapsed, here = now - self._start, self.done - self._first
+        elapsed = now - self._start
         if self._phase is not None:
             line = (
                 f"{self.description}: {self._phase} ({_clock(now - self._phase_start)} so "
                 f"far), after step {self.done}/{self.total}, {_clock(elapsed)} elapsed"
             )
         else:
-            active = self._active_seconds(now)
-            eta = active / here * max(0, self.total - self.done) if here else None
+            eta = self._eta(now)
             line = plain_line(
                 self.description, self.done, self.total, self._loss, self.rate(), elapsed, eta
             )
@@ -340,6 +340,15 @@ class TrainingProgress:
             self.console.print(line, soft_wrap=True, highlight=False, markup=False)
             self._screen_step = self.done if self._phase is None else None
         self._write_log(line)
+
+    def _eta(self, now: float) -> float | None:
+        """Seconds the planned steps left will take: ``remaining``'s estimate where it has
+        one, else the mean pace of the steps so far (phases left out)."""
+        known = self.remaining() if self.remaining is not None else None
+        if known is not None:
+            return known
+        here = self.done - self._first
+        return self._active_seconds(now) / here * max(0, self.total - self.done) if here else None
 
     def advance(self, steps: int, items: int, loss: float | None = None) -> float:
         """Advance by ``steps`` that consumed ``items`` items; return items per second so far."""
@@ -352,7 +361,9 @@ class TrainingProgress:
             stats = f"{rate:,.0f} items/s"
             if loss is not None:
                 stats = f"loss {loss:.4f}  " + stats
-            self._progress.update(self._task, advance=steps, stats=stats)
+            eta = self._eta(time.perf_counter())
+            clock = "-:--:--" if eta is None else _clock(eta)
+            self._progress.update(self._task, advance=steps, stats=stats, eta=clock)
         if time.perf_counter() - self._last_plain >= self.plain_every:
             self._plain()
         return rate

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -54,7 +54,7 @@ from selfsup.engine.optim import (
     layer_scales,
     warmup_cosine,
 )
-from selfsup.methods.base import Method
+from selfsup.methods.base import Method, OnceWork
 
 CHECKPOINT = Path("checkpoints") / "last.ckpt"
 SKIPPED_FILE = "skipped.txt"
@@ -217,22 +217,88 @@ class TimeBudget:
     8... steps, every ``_REPLAN_EVERY`` steps and at the end of every epoch; rank 0's
     estimate wins, so every process keeps the same schedule.
 
+    A method's work done once per item and kept (``Method.once_work``: a distillation
+    teacher's targets, computed in the first epoch) is left out of the pace and planned on
+    its own, for the items still to meet: the first epoch's pace is not taken for the next.
+
     Args:
         cfg: the run's configuration (its ``time_budget`` in minutes; None: no budget).
         steps_per_epoch: steps of one epoch.
         fabric: broadcasts rank 0's plan.
         first_step: the step this process starts at (a resumed run's).
+        once: the method's ``once_work`` (None: every step costs alike).
+        epoch_items: this process's items in an epoch (what ``once`` work is still to do).
     """
 
     def __init__(
-        self, cfg: PretrainConfig, steps_per_epoch: int, fabric: lightning.Fabric, first_step: int
+        self,
+        cfg: PretrainConfig,
+        steps_per_epoch: int,
+        fabric: lightning.Fabric,
+        first_step: int,
+        once: Callable[[], OnceWork | None] | None = None,
+        epoch_items: int = 0,
     ) -> None:
         self.cfg = cfg
         self.steps_per_epoch = steps_per_epoch
         self.fabric = fabric
         self.first_step = first_step
+        self.once = once
+        self.epoch_items = epoch_items
+        self.once_start = self._once_seconds()
+        #: The step and the steps' own seconds (``step_seconds``) the pace is measured from.
         self.pace_from: tuple[int, float] | None = None
+        self.pace_from_training = 0.0
         self.length_told = cfg.time_budget is not None
+
+    def _once_seconds(self) -> float:
+        work = self.once() if self.once is not None else None
+        return work.seconds if work is not None else 0.0
+
+    def step_seconds(self, state: TrainState) -> float:
+        """Training seconds less the once-per-item work this process's steps did."""
+        return state.train_seconds - (self._once_seconds() - self.once_start)
+
+    def once_left(self) -> tuple[float, int]:
+        """The once-per-item work still to do: its seconds, at the cost per item so far, and
+        the steps that will do it (the items of an epoch not met yet, up to the method's
+        limit); (0, 0) when there is none.
+
+        Example:
+            >>> from selfsup.methods.base import OnceWork
+            >>> work = OnceWork(seconds=10.0, items=1000, limit=200_000)
+            >>> budget = TimeBudget(PretrainConfig(data="x"), 100, None, 0, lambda: work, 3000)
+            >>> budget.once_left()
+            (20.0, 67)
+        """
+        work = self.once() if self.once is not None else None
+        if work is None or not work.items or not self.epoch_items:
+            return 0.0, 0
+        items = max(0, min(self.epoch_items, work.limit) - work.items)
+        per_step = self.epoch_items / self.steps_per_epoch
+        return items * work.per_item, math.ceil(items / per_step)
+
+    def _seconds_left(self, state: TrainState) -> float:
+        """The planned steps left at the steps' pace since ``pace_from``, plus the
+        once-per-item work still to come within them."""
+        assert self.pace_from is not None and state.step > self.pace_from[0]
+        step, seconds = self.pace_from
+        steps_left = max(0, state.total_steps - state.step)
+        left = steps_left * (self.step_seconds(state) - seconds) / (state.step - step)
+        once_seconds, once_steps = self.once_left()
+        if once_steps:
+            left += once_seconds * min(1.0, steps_left / once_steps)
+        return left
+
+    def remaining(self, state: TrainState) -> float | None:
+        """The progress's ETA where a method does work once per item (the mean pace of a
+        distillation's first epoch, teacher included, would take hours for minutes); None
+        for the others and before the pace is known."""
+        if self.once is None or self.once() is None:
+            return None
+        if self.pace_from is None or state.step <= self.pace_from[0]:
+            return None
+        return self._seconds_left(state)
 
     def length_note(self, state: TrainState) -> str | None:
         """Once, when the pace is known: what a run without a time budget will take, when
@@ -250,12 +316,12 @@ class TimeBudget:
         """
         if self.length_told or self.pace_from is None:
             return None
-        step, seconds = self.pace_from
-        if state.train_seconds - seconds < _LENGTH_PACE_SECONDS or state.step <= step:
+        step = self.pace_from[0]
+        measured = state.train_seconds - self.pace_from_training
+        if measured < _LENGTH_PACE_SECONDS or state.step <= step:
             return None
         self.length_told = True
-        left = (state.total_steps - state.step) * (state.train_seconds - seconds)
-        left /= state.step - step
+        left = self._seconds_left(state)
         if left < LONG_RUN:
             return None
         if self.cfg.steps is not None:
@@ -282,7 +348,8 @@ class TimeBudget:
         """
         done = state.step - self.first_step
         if done == _PACE_SKIP_STEPS:
-            self.pace_from = (state.step, state.train_seconds)
+            self.pace_from = (state.step, self.step_seconds(state))
+            self.pace_from_training = state.train_seconds
         if self.cfg.time_budget is None:
             return None
         if (done & (done - 1)) == 0 or done % _REPLAN_EVERY == 0:
@@ -291,7 +358,36 @@ class TimeBudget:
 
     def plan(self, state: TrainState) -> int:
         """The steps that fit; see :func:`_fit_to_budget`."""
-        return _fit_to_budget(self.cfg, state, self.steps_per_epoch, self.fabric, self.pace_from)
+        return _fit_to_budget(
+            self.cfg,
+            state,
+            self.steps_per_epoch,
+            self.fabric,
+            self.pace_from,
+            self.step_seconds(state),
+            self.once_left(),
+        )
+
+
+def _steps_in(left: float, per_step: float, once_seconds: float, once_steps: int) -> int:
+    """Steps that fit in ``left`` seconds at ``per_step`` each, when the next
+    ``once_steps`` of them also share ``once_seconds`` of once-per-item work.
+
+    Example:
+        >>> _steps_in(100.0, 1.0, 0.0, 0), _steps_in(100.0, 1.0, 50.0, 10)
+        (100, 50)
+        >>> _steps_in(30.0, 1.0, 50.0, 10)  # the budget ends within the first epoch
+        5
+    """
+    if left <= 0:
+        return 0
+    per_step = max(per_step, 1e-9)
+    if once_steps:
+        first = per_step + once_seconds / once_steps
+        if left < once_steps * first:
+            return math.floor(left / first)
+        return once_steps + math.floor((left - once_steps * first) / per_step)
+    return math.floor(left / per_step)
 
 
 def _fit_to_budget(
@@ -300,22 +396,29 @@ def _fit_to_budget(
     steps_per_epoch: int,
     fabric: lightning.Fabric,
     pace_from: tuple[int, float] | None = None,
+    step_seconds: float | None = None,
+    once_left: tuple[float, int] = (0.0, 0),
 ) -> int:
     """Steps that fit in what is left of the time budget at the pace measured so far.
 
-    The pace is measured from ``pace_from`` (a step and the training seconds at it) when it
+    The pace is measured from ``pace_from`` (a step and the steps' own seconds at it) when it
     is given and behind the current step, so that compilation in the first steps is not
-    taken for the speed of every step; else over all steps. Less than a twentieth of an epoch
-    that has not begun is not begun (its monitoring and checkpoint would cost more than its
-    few steps bring); a long epoch under way is cut wherever the budget ends.
+    taken for the speed of every step; else over all steps. ``step_seconds`` are the steps'
+    own seconds (the training seconds less a method's once-per-item work, ``once_left``
+    seconds of which are still to come over as many steps; see ``TimeBudget``). Less than a
+    twentieth of an epoch that has not begun is not begun (its monitoring and checkpoint
+    would cost more than its few steps bring); a long epoch under way is cut wherever the
+    budget ends.
     """
     cap = planned_steps(cfg, steps_per_epoch)
     if cfg.time_budget is None or state.step == 0:
         return cap
+    trained = state.train_seconds if step_seconds is None else step_seconds
     if pace_from is not None and state.step > pace_from[0]:
-        seconds_per_step = (state.train_seconds - pace_from[1]) / (state.step - pace_from[0])
+        seconds_per_step = (trained - pace_from[1]) / (state.step - pace_from[0])
     else:
-        seconds_per_step = state.train_seconds / state.step
+        seconds_per_step = trained / state.step
+    seconds_per_step = max(seconds_per_step, 1e-9)
     # Monitoring, checkpoints and a method's fill are paid from the same budget as training.
     left = (
         cfg.time_budget * 60
@@ -324,7 +427,7 @@ def _fit_to_budget(
         - state.checkpoint_seconds
         - state.fill_seconds
     )
-    steps = state.step + max(0, math.floor(left / seconds_per_step))
+    steps = state.step + _steps_in(left, seconds_per_step, *once_left)
     # A sliver of an epoch not begun yet is not begun: its monitoring and checkpoint would
     # cost more than its few steps bring. Epochs start every steps_per_epoch from this
     # one's start (an epoch the budget cut short ended early), and a sliver is under a
@@ -516,7 +619,8 @@ def setup(
             method.encoder, method.encoder.feature_dim, num_classes, device=fabric.device
         )
     state = TrainState(total_steps=planned_steps(cfg, steps_per_epoch))
-    budget = TimeBudget(cfg, steps_per_epoch, fabric, first_step=0)
+    epoch_items = steps_per_epoch * cfg.batch_size * cfg.accumulate
+    budget = TimeBudget(cfg, steps_per_epoch, fabric, 0, method.once_work, epoch_items)
     extension = None
     if resume:
         ckpt = load_checkpoint(run_dir / CHECKPOINT)
@@ -531,7 +635,7 @@ def setup(
             _restore_rng(ckpt["rng"])
         # The plan follows the options now given (a larger --epochs or --time-budget
         # extends the run); a time budget is planned at the pace the run had.
-        budget = TimeBudget(cfg, steps_per_epoch, fabric, first_step=state.step)
+        budget = TimeBudget(cfg, steps_per_epoch, fabric, state.step, method.once_work, epoch_items)
         planned = budget.plan(state)
         if planned > state.total_steps and state.step >= state.total_steps:
             extension = (state.total_steps, planned)
@@ -550,6 +654,7 @@ def setup(
         completed=state.step,
         log_file=run_dir / LOG_FILE if rank == 0 else None,
     )
+    progress.remaining = lambda: budget.remaining(state)
     training = Training(
         method=method,
         model=model,

@@ -21,12 +21,37 @@ from __future__ import annotations
 import abc
 import contextlib
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
 from selfsup.encoder import Encoder
+
+
+@dataclass(frozen=True)
+class OnceWork:
+    """Work a method's training steps do once per item and keep (``Method.once_work``).
+
+    Attributes:
+        seconds: time spent on it by the training steps so far (part of their time).
+        items: items it was done for (now kept).
+        limit: the most items it is kept for; items beyond cost it on every visit.
+
+    Example:
+        >>> OnceWork(seconds=12.0, items=3000, limit=200_000).per_item
+        0.004
+    """
+
+    seconds: float
+    items: int
+    limit: int
+
+    @property
+    def per_item(self) -> float:
+        """Seconds per item done so far (0 before any)."""
+        return self.seconds / self.items if self.items else 0.0
 
 
 class Method(nn.Module, abc.ABC):
@@ -102,6 +127,12 @@ class Method(nn.Module, abc.ABC):
         """The encoder kept after training: the online one, or a momentum teacher for
         methods whose papers evaluate the teacher (DINO, I-JEPA)."""
         return self.encoder
+
+    def once_work(self) -> OnceWork | None:
+        """What training steps spent so far on work done once per item and then kept
+        (a distillation teacher's targets of texts), so the pace of later steps is not taken
+        for that of the first epoch's; None (the default): every step costs alike."""
+        return None
 
     def fill_items(self) -> int:
         """Items whose views the method wants to read before the first step (MSF fills its

@@ -35,6 +35,7 @@ Example:
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -44,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.encoder import Encoder
-from selfsup.methods.base import Method
+from selfsup.methods.base import Method, OnceWork
 
 
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
@@ -105,6 +106,7 @@ class Distill(Method):
         self.init_tokens = init_tokens and copy_token_vectors(encoder.backbone, teacher.backbone)
         self.cache_targets = int(cache_targets)
         self.kept = KeptTargets(self._teach, self.cache_targets)
+        self._once_seconds, self._once_items = 0.0, 0
 
     def train(self, mode: bool = True) -> Distill:
         """Train the student and its projection; the teacher stays in eval mode."""
@@ -114,8 +116,32 @@ class Distill(Method):
 
     def targets(self, x: torch.Tensor) -> torch.Tensor:
         """The teacher's embeddings of a batch of views, read as its inputs need (token ids
-        seen before: the kept embeddings, see ``cache_targets``)."""
-        return self.kept(x)
+        seen before: the kept embeddings, see ``cache_targets``); in training, the time and
+        items of the newly kept ones add up in ``once_work``."""
+        if not self.training:
+            return self.kept(x)
+        seconds, items = self.kept.seconds, len(self.kept.kept)
+        targets = self.kept(x)
+        self._once_seconds += self.kept.seconds - seconds
+        self._once_items += len(self.kept.kept) - items
+        return targets
+
+    def once_work(self) -> OnceWork | None:
+        """The teacher's work on the texts the training steps met first (each kept, up to
+        ``cache_targets``); None for float inputs (crops), which are never kept.
+
+        Example:
+            >>> from selfsup.modalities.text import build_text_encoder
+            >>> teacher = build_text_encoder("text-transformer", 50, 8, dim=8, depth=1, heads=2)
+            >>> method = Distill(build_text_encoder("text-bag", 50, 8, dim=4), teacher)
+            >>> _ = method.train().loss([torch.tensor([[5, 6], [7, 0]])])
+            >>> work = method.once_work()
+            >>> work.items, work.limit, work.seconds > 0
+            (2, 200000, True)
+        """
+        if self.cache_targets <= 0 or not self.kept.keeps_any:
+            return None
+        return OnceWork(self._once_seconds, self._once_items, self.cache_targets)
 
     def _teach(self, x: torch.Tensor) -> torch.Tensor:
         return teach(self.teacher, x)
@@ -180,20 +206,31 @@ class KeptTargets:
         self.compute = compute
         self.limit = int(limit)
         self.kept: dict[bytes, torch.Tensor] = {}
+        #: Seconds spent computing the rows now kept.
+        self.seconds = 0.0
+        #: Whether any input so far could be kept (token ids, not float crops).
+        self.keeps_any = False
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """The embeddings of the rows of ``x``."""
         if self.limit <= 0 or x.is_floating_point():
             return self.compute(x)
+        self.keeps_any = True
         keys = [row_key(row) for row in x.cpu().numpy()]
         missing = [i for i, key in enumerate(keys) if key not in self.kept]
         found: dict[int, torch.Tensor] = {}
         if missing:
-            for i, vector in zip(missing, self.compute(x[missing]), strict=True):
+            before = len(self.kept)
+            begun = time.perf_counter()
+            computed = self.compute(x[missing])
+            elapsed = time.perf_counter() - begun
+            for i, vector in zip(missing, computed, strict=True):
                 found[i] = vector
                 if len(self.kept) < self.limit:
                     self.kept[keys[i]] = vector.cpu()
+            # The share spent on the rows now kept (rows beyond the limit cost it every time).
+            self.seconds += elapsed * (len(self.kept) - before) / len(missing)
         out = [found[i] if i in found else self.kept[keys[i]].to(x.device) for i in range(len(x))]
         return torch.stack(out)
 
