@@ -80,9 +80,10 @@ class PretrainConfig(BaseModel):
             little (the items of every 50 steps, drawn at random, are sorted by length with a
             little random jitter, cut into steps, and the steps shuffled: Hugging Face's
             ``group_by_length``); on texts of mixed lengths (WordNet's glosses) a
-            transformer's step costs under half (37 -> 84 texts/s). By default on for texts
-            read by a transformer (the encoder or a teacher), off for a ``text-bag`` trained
-            alone, which pays nothing for padding (3,254 -> 3,320 texts/s).
+            transformer's step costs under half (44 -> 94 texts/s,
+            ``benchmarks/text_batches.py``). By default on for texts read by a transformer
+            (the encoder or a teacher), off for a ``text-bag`` trained alone, which pays
+            little for padding (4,663 -> 5,323 texts/s).
             ``--no-group-by-length``: plain shuffled batches (as runs saved before this
             option have, which resume so).
         accumulate: gradient accumulation: each optimizer step sums the gradients of this many
