@@ -251,8 +251,11 @@ class TimeBudget:
         self.pace_from_training = 0.0
         self.length_told = cfg.time_budget is not None
 
+    def _work(self) -> OnceWork | None:
+        return self.once() if self.once is not None else None
+
     def _once_seconds(self) -> float:
-        work = self.once() if self.once is not None else None
+        work = self._work()
         return work.seconds if work is not None else 0.0
 
     def step_seconds(self, state: TrainState) -> float:
@@ -271,7 +274,7 @@ class TimeBudget:
             >>> budget.once_left()
             (20.0, 67)
         """
-        work = self.once() if self.once is not None else None
+        work = self._work()
         if work is None or not work.items or not self.epoch_items:
             return 0.0, 0
         items = max(0, min(self.epoch_items, work.limit) - work.items)
@@ -294,7 +297,7 @@ class TimeBudget:
         """The progress's ETA where a method does work once per item (the mean pace of a
         distillation's first epoch, teacher included, would take hours for minutes); None
         for the others and before the pace is known."""
-        if self.once is None or self.once() is None:
+        if self._work() is None:
             return None
         if self.pace_from is None or state.step <= self.pace_from[0]:
             return None
@@ -635,7 +638,7 @@ def setup(
             _restore_rng(ckpt["rng"])
         # The plan follows the options now given (a larger --epochs or --time-budget
         # extends the run); a time budget is planned at the pace the run had.
-        budget = TimeBudget(cfg, steps_per_epoch, fabric, state.step, method.once_work, epoch_items)
+        budget.first_step = state.step
         planned = budget.plan(state)
         if planned > state.total_steps and state.step >= state.total_steps:
             extension = (state.total_steps, planned)
