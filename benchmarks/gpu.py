@@ -161,7 +161,9 @@ def cli(*command: str) -> float:
     )
     if done.returncode != 0:
         sys.exit(f"failed: selfsup {' '.join(command)}\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    return time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    print(f"  selfsup {command[0]}: {seconds:.0f} s", flush=True)
+    return seconds
 
 
 def end_to_end(args: argparse.Namespace, folder: Path) -> dict:
@@ -237,13 +239,17 @@ def main() -> None:
     peak = matmul_peak(device, 512 if args.smoke else 8192)
     print(f"{device_name}: bf16 matmul {peak / 1e12:.1f} TFLOP/s", flush=True)
     results = speed(args, device)
+    if not args.smoke:  # kept at once: a failure in the next step leaves the speed figures
+        (RUNS / "gpu.json").write_text(json.dumps({"results": results, "peak": peak}))
     with tempfile.TemporaryDirectory(dir=RUNS) as tmp:
         e2e = end_to_end(args, Path(tmp))
     meta = {"minutes": (time.perf_counter() - started) / 60, "load": load}
     text = report(device_name, peak, results, e2e, meta)
     print(text)
     if not args.smoke:
-        (RUNS / "gpu.json").write_text(json.dumps({"results": results, "e2e": e2e, **meta}))
+        (RUNS / "gpu.json").write_text(
+            json.dumps({"results": results, "peak": peak, "e2e": e2e, **meta})
+        )
         write_section("gpu", text)
 
 
