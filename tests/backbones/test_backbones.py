@@ -349,3 +349,28 @@ def test_every_built_in_backbone_lists_all_its_parameters_as_blocks() -> None:
         loose = [n for n, p in encoder.backbone.named_parameters() if id(p) not in listed]
         assert all("pos" in n or "cls" in n or "position" in n for n in loose), loose
         assert listed <= owned
+
+
+def test_strided_shortcuts_give_the_plain_gradients_in_channels_last_with_few_channels() -> None:
+    """oneDNN issue 6035: its strided 1x1 kernel on channels-last input with fewer channels
+    than its block crashed the process or gave wrong weight gradients (width 8 at 64 px)."""
+    from selfsup.backbones.resnet import ResNet, StridedPointwise
+
+    torch.manual_seed(0)
+    net = ResNet(depth=18, in_channels=3, width=8, small_stem=True)
+    convs = [m for m in net.modules() if isinstance(m, StridedPointwise)]
+    assert len(convs) == 3 and convs[0].in_channels == 8  # the shortcuts of stages 2-4
+    x = torch.rand(4, 3, 64, 64)
+    grads = {}
+    for layout in (torch.contiguous_format, torch.channels_last):
+        net.zero_grad()
+        net.to(memory_format=layout)(x.contiguous(memory_format=layout)).square().sum().backward()
+        grads[layout] = [c.weight.grad.clone() for c in convs]
+    for plain, last in zip(grads[torch.contiguous_format], grads[torch.channels_last], strict=True):
+        torch.testing.assert_close(last, plain, rtol=1e-4, atol=1e-4)
+    # The same outputs and state dict as torch's own strided 1x1 convolution.
+    conv = convs[0]
+    reference = torch.nn.Conv2d(8, conv.out_channels, 1, 2, bias=False)
+    reference.load_state_dict(conv.state_dict())
+    y = torch.rand(2, 8, 9, 9)
+    torch.testing.assert_close(conv(y), reference(y))

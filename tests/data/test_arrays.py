@@ -200,3 +200,37 @@ def test_bad_array_files_name_the_file(tmp_path, name, match):
 def test_missing_array_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"gone\.npy"):
         load_array_file(tmp_path / "gone.npy")
+
+
+@pytest.mark.parametrize("layout", ["nhw", "nhwc", "nchw"])
+def test_training_batches_of_8_bit_images_are_the_same_floats_sent_as_uint8(layout):
+    from selfsup.data.base import unit_items
+    from selfsup.data.splits import SubsetSource
+
+    images = np.random.default_rng(0).integers(0, 256, (6, 3, 4, 5), dtype=np.uint8)
+    array = {
+        "nhw": images[:, 0],
+        "nhwc": np.ascontiguousarray(images.transpose(0, 2, 3, 1)),
+        "nchw": images,
+    }[layout]
+    source = ArraySource(array)
+    training = source.read_training_batch([4, 1, 2])
+    assert training.items.dtype == torch.uint8  # a quarter of the bytes to pin and send
+    assert training.items.is_contiguous()
+    assert training.indices == [4, 1, 2]
+    assert torch.equal(unit_items(training.items), source.read_batch([4, 1, 2]).items)
+    subset = SubsetSource(source, [5, 4, 3], "part")  # the held-out split's training part
+    sent = subset.read_training_batch([2, 0])
+    assert sent.items.dtype == torch.uint8 and sent.indices == [2, 0]
+    assert torch.equal(unit_items(sent.items), source.read_batch([3, 5]).items)
+
+
+def test_training_batches_of_other_arrays_are_read_as_floats():
+    from selfsup.data.base import unit_items
+
+    floats = np.random.default_rng(1).random((4, 6, 6)).astype(np.float32) * 7 - 2
+    source = ArraySource(floats)
+    items = source.read_training_batch([0, 3]).items
+    assert items.dtype == torch.float32
+    assert unit_items(items) is items
+    assert torch.equal(items, source.read_batch([0, 3]).items)

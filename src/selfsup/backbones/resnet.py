@@ -98,12 +98,40 @@ class Bottleneck(nn.Module):
         return self.relu(out + self.shortcut(x))
 
 
+class StridedPointwise(nn.Conv2d):
+    """A 1x1 convolution with a stride, computed as every ``stride``-th pixel convolved
+    with stride 1: the same outputs, parameters and state dict as ``nn.Conv2d(in, out, 1,
+    stride)``.
+
+    oneDNN's own strided 1x1 kernel on channels-last input (the engine's layout on the CPU)
+    computes the weights' gradient wrongly, or writes past its buffer and crashes the process,
+    when the input has fewer channels than its block (16 with AVX-512, 8 with AVX2): oneDNN
+    issue 6035, seen here as ``free(): invalid next size`` in a ResNet-18 of width 8 at 64
+    pixels under torch 2.13. Subsampling first never takes that path.
+
+    Example:
+        >>> import torch
+        >>> conv = StridedPointwise(8, 16, stride=2, bias=False)
+        >>> x = torch.rand(2, 8, 7, 7)
+        >>> plain = torch.nn.functional.conv2d(x, conv.weight, stride=2)
+        >>> torch.allclose(conv(x), plain), tuple(conv(x).shape)
+        (True, (2, 16, 4, 4))
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, bias: bool) -> None:
+        super().__init__(in_channels, out_channels, 1, stride, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        step = self.stride
+        return nn.functional.conv2d(x[:, :, :: step[0], :: step[1]], self.weight, self.bias)
+
+
 def _shortcut(in_channels: int, out_channels: int, stride: int) -> nn.Module:
     """Identity when shapes match, else a strided 1x1 conv with BatchNorm."""
     if stride == 1 and in_channels == out_channels:
         return nn.Identity()
     return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+        StridedPointwise(in_channels, out_channels, stride, bias=False),
         nn.BatchNorm2d(out_channels),
     )
 

@@ -203,12 +203,7 @@ class ArraySource(Source):
 
     def read_batch(self, indices: Sequence[int]) -> Batch:
         """Images at ``indices`` as one float32 tensor (n, C, H, W); nothing is ever skipped."""
-        rows = checked_rows(indices, len(self), self.name)
-        chunk = self._array[rows]
-        if self._layout == "nhw":
-            chunk = chunk[:, None]
-        elif self._layout == "nhwc":
-            chunk = chunk.transpose(0, 3, 1, 2)
+        rows, chunk = self._rows(indices)
         # Converted in numpy, single-threaded: torch's thread pool costs more than it saves on
         # a batch this small, and much more when a training job keeps the other cores busy.
         items = np.empty((len(rows), *self.item_shape), dtype=np.float32)
@@ -220,6 +215,24 @@ class ArraySource(Source):
         elif self._span != 1.0:
             items /= self._span
         return Batch(torch.from_numpy(items), rows.tolist(), [])
+
+    def read_training_batch(self, indices: Sequence[int]) -> Batch:
+        """As :meth:`read_batch`, but 8-bit images stay uint8 (n, C, H, W): a quarter of the
+        bytes to copy and send to a GPU, made floats there (``unit_items``)."""
+        if self._array.dtype != np.uint8:
+            return self.read_batch(indices)
+        rows, chunk = self._rows(indices)
+        return Batch(torch.from_numpy(np.ascontiguousarray(chunk)), rows.tolist(), [])
+
+    def _rows(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The checked rows and their images, an (n, C, H, W) view of the array's dtype."""
+        rows = checked_rows(indices, len(self), self.name)
+        chunk = self._array[rows]
+        if self._layout == "nhw":
+            chunk = chunk[:, None]
+        elif self._layout == "nhwc":
+            chunk = chunk.transpose(0, 3, 1, 2)
+        return rows, chunk
 
 
 def _value_range(array: np.ndarray) -> tuple[float, float]:

@@ -70,6 +70,20 @@ class Batch:
     skipped: list[SkippedItem] = field(default_factory=list)
 
 
+def unit_items(items: torch.Tensor) -> torch.Tensor:
+    """Items of :meth:`Source.read_training_batch` as :meth:`Source.read_batch` gives them:
+    uint8 images become float32 in [0, 1] (the same values as reading them as floats);
+    anything else is returned as it is.
+
+    Example:
+        >>> unit_items(torch.tensor([0, 51, 255], dtype=torch.uint8)).tolist()
+        [0.0, 0.20000000298023224, 1.0]
+    """
+    if items.dtype != torch.uint8:
+        return items
+    return items.float().div_(255.0)
+
+
 @dataclass
 class Parts:
     """The parts an item is embedded by, where one read of it would not stand for all of it
@@ -307,6 +321,20 @@ class Source(abc.ABC):
                 self.unreadable[err.item_id] = err.reason
         stacked = torch.stack(items) if items else torch.empty(0)
         return Batch(stacked, kept, skipped)
+
+    def read_training_batch(self, indices: Sequence[int]) -> Batch:
+        """Read several items as training moves them to its device: as :meth:`read_batch`,
+        except that 8-bit images may come as uint8 (0..255 standing for [0, 1]), a quarter of
+        the bytes to copy, pin and send; :func:`unit_items` turns them into floats there.
+
+        Example:
+            >>> from selfsup.data.arrays import ArraySource
+            >>> source = ArraySource(np.full((2, 4, 4), 255, np.uint8))
+            >>> items = source.read_training_batch([0, 1]).items
+            >>> items.dtype, unit_items(items).max().item()
+            (torch.uint8, 1.0)
+        """
+        return self.read_batch(indices)
 
     @property
     def unreadable(self) -> dict[str, str]:

@@ -10,7 +10,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -143,8 +143,15 @@ class SubsetSource(Source):
         return super().sample_rows(limit)
 
     def read_batch(self, indices: Sequence[int]) -> Batch:
+        return self._renumbered(indices, self.source.read_batch)
+
+    def read_training_batch(self, indices: Sequence[int]) -> Batch:
+        return self._renumbered(indices, self.source.read_training_batch)
+
+    def _renumbered(self, indices: Sequence[int], read: Callable[[list[int]], Batch]) -> Batch:
+        """The base source's batch of these items (``read``), numbered as in this subset."""
         positions = {int(self.indices[i]): int(i) for i in indices}
-        batch = self.source.read_batch([int(self.indices[i]) for i in indices])
+        batch = read([int(self.indices[i]) for i in indices])
         for item in batch.skipped:
             item.index = positions[item.index]
         return Batch(batch.items, [positions[i] for i in batch.indices], batch.skipped)

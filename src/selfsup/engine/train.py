@@ -42,7 +42,14 @@ from selfsup.backbones.hf import is_hf_backbone
 from selfsup.config import PretrainConfig
 from selfsup.core.files import write_text
 from selfsup.core.progress import TrainingProgress
-from selfsup.data.base import Batch, ItemReadError, Source, by_length, grouped_by_length
+from selfsup.data.base import (
+    Batch,
+    ItemReadError,
+    Source,
+    by_length,
+    grouped_by_length,
+    unit_items,
+)
 from selfsup.engine.checkpoint import load_checkpoint, save_checkpoint
 from selfsup.engine.metrics import EPOCHS_FILE, MetricsLog
 from selfsup.engine.monitor import CollapseError, EpochMonitor, save_encoder_weights
@@ -119,7 +126,7 @@ class _EpochBatches(Dataset):
         return len(self.batches)
 
     def __getitem__(self, i: int) -> Batch:
-        return self.source.read_batch(self.batches[i].tolist())
+        return self.source.read_training_batch(self.batches[i].tolist())
 
 
 def channels_last(x: torch.Tensor) -> torch.Tensor:
@@ -555,7 +562,7 @@ def training_step(
     label_parts = labels.chunk(t.accumulate) if labels is not None else [None] * len(parts)
     total = 0.0
     for number, (part, part_labels) in enumerate(zip(parts, label_parts, strict=True)):
-        inputs = t.views(part.to(fabric.device, non_blocking=True))
+        inputs = t.views(unit_items(part.to(fabric.device, non_blocking=True)))
         last = number == len(parts) - 1
         with fabric.no_backward_sync(t.model, enabled=not last):
             loss = t.model([channels_last(v) for v in inputs])
