@@ -7,7 +7,16 @@
    from the run's ``metrics.csv`` as in ``benchmarks/throughput.py``, the model's FLOPs per
    item (``torch.utils.flop_counter``) and its FLOP/s as a share of a bf16 8192x8192 matrix
    product timed in the same run.
-2. **End to end**, each step a command-line process as a user runs it: ``selfsup pretrain
+2. **Where a step's time goes**, for the two 224-pixel models: milliseconds per batch of
+   each part of a training step, each timed alone and synchronized (reading the batch as
+   float32 and as the uint8 the engine reads, sending it and making floats of it on the GPU,
+   the two views and each augmentation of one, the model's bf16 step), and the whole step.
+3. **Before and after** the engine's uint8 batches and subsample-then-convolve shortcuts, in
+   one process, alternated twice: ``selfsup.pretrain`` of ResNet-18 at 32 pixels
+   (Fashion-MNIST, batch 256) and at 224 (photos, batch 128), once as it is and once with
+   batches read as float32 (``Source.read_batch``) and torch's strided 1x1 convolution in the
+   shortcuts, as the engine did until 2026-12-04.
+4. **End to end**, each step a command-line process as a user runs it: ``selfsup pretrain
    fashion-mnist --time-budget 1``, ``selfsup embed`` of the 10,000 test images,
    ``selfsup evaluate`` (linear probe, kNN, few-shot) and ``selfsup export --format onnx``,
    each with its wall time.
@@ -29,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +47,10 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
 from common import RUNS, load_average, write_section
+from selfsup.backbones.resnet import StridedPointwise
+from selfsup.data.arrays import ArraySource
+from selfsup.data.base import unit_items
+from selfsup.engine.train import channels_last
 from selfsup.methods import build_method
 from selfsup.modalities.image import build_image_encoder, method_views
 
@@ -153,6 +167,119 @@ def speed(args: argparse.Namespace, device: str) -> list[dict]:
     return results
 
 
+def _ms(fn: Callable[[], object], device: str, repeats: int = 10) -> float:
+    """Milliseconds per call of ``fn`` after 3 untimed calls, synchronized."""
+    for _ in range(3):
+        fn()
+    _sync(device)
+    started = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - started) / repeats * 1000
+
+
+def breakdown(args: argparse.Namespace, device: str) -> list[dict]:
+    """Milliseconds per batch of each part of a training step of the 224-pixel models."""
+    out = []
+    for name, backbone, options, side, batch in MODELS[1:]:
+        if args.smoke:
+            side, batch, options = 32, 16, {**options, "patch_size": 8} if options else options
+        parts = step_parts(backbone, options, side, batch, device)
+        out.append({"model": name, "batch": batch, "ms": parts})
+        print(f"  {name}: " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()), flush=True)
+    return out
+
+
+def step_parts(backbone: str, options: dict, side: int, batch: int, device: str) -> dict:
+    """Milliseconds per batch of each part of one model's training step, timed alone."""
+    source = ArraySource(photos(3 * batch, side))
+    rows = list(range(0, 3 * batch, 3))
+    parts = {
+        "read as float32": _ms(lambda: source.read_batch(rows), device),
+        "read as uint8": _ms(lambda: source.read_training_batch(rows), device),
+    }
+    raw = source.read_training_batch(rows).items
+    if device == "cuda":
+        raw = raw.pin_memory()
+    parts["send, make floats"] = _ms(lambda: unit_items(raw.to(device, non_blocking=True)), device)
+    encoder = build_image_encoder(backbone, 3, side, **options)
+    method = build_method("simclr", encoder).to(device).to(memory_format=torch.channels_last)
+    views = method_views(method, side, 3)[0].to(device)
+    x = unit_items(raw.to(device))
+    parts["views (2)"] = _ms(lambda: views(x), device)
+    for op in views.pipelines[0]:
+        parts[f"- {type(op).__name__} (1 view)"] = _ms(lambda op=op: op(x), device)
+    inputs = [channels_last(v) for v in views(x)]
+    optimizer = torch.optim.SGD(method.parameters(), lr=0.01, momentum=0.9)
+
+    def step(inputs: list[torch.Tensor]) -> torch.Tensor:
+        with torch.autocast(device, dtype=torch.bfloat16):
+            loss = method(inputs)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss
+
+    parts["model step (bf16)"] = _ms(lambda: step(inputs), device)
+
+    def whole() -> float:
+        items = source.read_training_batch(rows).items
+        items = items.pin_memory() if device == "cuda" else items
+        sent = unit_items(items.to(device, non_blocking=True))
+        return step([channels_last(v) for v in views(sent)]).item()
+
+    parts["whole step, synchronized"] = _ms(whole, device)
+    return parts
+
+
+def _engine_rate(data: np.ndarray, side: int, batch: int, steps: int, accelerator: str) -> float:
+    """Items/s of ``selfsup.pretrain`` (SimCLR, ResNet-18) after the first 5 steps."""
+    import csv
+
+    import selfsup
+
+    with tempfile.TemporaryDirectory(dir=RUNS) as tmp:
+        selfsup.pretrain(
+            data, method="simclr", backbone="resnet18", image_size=side, batch_size=batch,
+            steps=WARMUP + steps, log_every=1, accelerator=accelerator,
+            out=str(Path(tmp) / "run"), show_progress=False, monitor_items=0,
+        )  # fmt: skip
+        with (Path(tmp) / "run" / "metrics.csv").open() as f:
+            rows = [r for r in csv.DictReader(f) if r.get("train_seconds")]
+    seconds = float(rows[-1]["train_seconds"]) - float(rows[WARMUP - 1]["train_seconds"])
+    return (int(rows[-1]["step"]) - int(rows[WARMUP - 1]["step"])) * batch / seconds
+
+
+def before_after(args: argparse.Namespace) -> list[dict]:
+    """Engine items/s as it is and as it was before uint8 batches and subsampled shortcuts
+    (float32 batches, torch's strided 1x1 convolution), alternated twice in this process."""
+    after_read = ArraySource.read_training_batch
+    after_conv = StridedPointwise.forward
+    cases = [("resnet18@32", 32, 256, 150), ("resnet18@224", 224, 128, 60)]
+    if args.smoke:
+        cases = [("resnet18@32", 32, 16, 2), ("resnet18@64", 64, 16, 2)]
+    out = []
+    for name, side, batch, steps in cases:
+        n = batch * (WARMUP + steps + 2)
+        data = fashion(n) if side == 32 and not args.smoke else photos(n, side)
+        rates: dict[str, list[float]] = {"before": [], "after": []}
+        try:
+            for now in ("before", "after", "before", "after"):
+                ArraySource.read_training_batch = (
+                    after_read if now == "after" else ArraySource.read_batch
+                )
+                StridedPointwise.forward = after_conv if now == "after" else torch.nn.Conv2d.forward
+                rates[now].append(_engine_rate(data, side, batch, steps, args.accelerator))
+        finally:
+            ArraySource.read_training_batch = after_read
+            StridedPointwise.forward = after_conv
+        ratio = sum(rates["after"]) / sum(rates["before"])
+        out.append({"model": name, "batch": batch, **rates, "ratio": ratio})
+        print(f"  {name}: before {rates['before']}, after {rates['after']}", flush=True)
+    return out
+
+
 def cli(*command: str) -> float:
     """Run ``selfsup COMMAND`` as a user would; its wall seconds (exit on failure)."""
     started = time.perf_counter()
@@ -190,12 +317,20 @@ def end_to_end(args: argparse.Namespace, folder: Path) -> dict:
     }
 
 
-def report(device_name: str, peak: float, results: list[dict], e2e: dict, meta: dict) -> str:
+def report(
+    device_name: str,
+    peak: float,
+    results: list[dict],
+    parts: list[dict],
+    changes: list[dict],
+    e2e: dict,
+    meta: dict,
+) -> str:
     """The BENCHMARKS.md section."""
     lines = [
         "## The GPU path",
         "",
-        f"`python benchmarks/gpu.py` on {device_name}, torch {torch.__version__}, "
+        f"`python benchmarks/gpu.py` on {device_name}, torch {meta['torch']}, "
         f"{meta['minutes']:.1f} minutes in all; bf16 matrix product (8192x8192) "
         f"{peak / 1e12:.0f} TFLOP/s in the same run. SimCLR with the engine's defaults; items/s "
         f"after {WARMUP} steps.",
@@ -217,7 +352,27 @@ def report(device_name: str, peak: float, results: list[dict], e2e: dict, meta: 
         f"{e2e['train']['epochs']} epochs), `embed` of the test images {s['embed']:.0f} s, "
         f"`evaluate` {s['evaluate']:.0f} s (linear probe {e2e['linear']:.4f}, kNN "
         f"{e2e['knn']:.4f}), `export --format onnx` {s['export']:.0f} s.",
+        "",
+        "Where a training step's time goes: milliseconds per batch, each part timed alone "
+        "and synchronized.",
+        "",
+        "| part | " + " | ".join(f"{p['model']} ({p['batch']})" for p in parts) + " |",
+        "| --- |" + " --- |" * len(parts),
     ]
+    for key in parts[0]["ms"] if parts else []:
+        lines.append(f"| {key} | " + " | ".join(f"{p['ms'][key]:.1f}" for p in parts) + " |")
+    lines += [
+        "",
+        "Before and after uint8 batches and subsample-then-convolve shortcuts, engine items/s "
+        "in one process, alternated twice:",
+        "",
+        "| model (batch) | before | after | after / before |",
+        "| --- | --- | --- | --- |",
+    ]
+    for c in changes:
+        before = " / ".join(f"{r:,.0f}" for r in c["before"])
+        after = " / ".join(f"{r:,.0f}" for r in c["after"])
+        lines.append(f"| {c['model']} ({c['batch']}) | {before} | {after} | {c['ratio']:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -238,18 +393,26 @@ def main() -> None:
     load, started = load_average(), time.perf_counter()
     peak = matmul_peak(device, 512 if args.smoke else 8192)
     print(f"{device_name}: bf16 matmul {peak / 1e12:.1f} TFLOP/s", flush=True)
-    results = speed(args, device)
-    if not args.smoke:  # kept at once: a failure in the next step leaves the speed figures
-        (RUNS / "gpu.json").write_text(json.dumps({"results": results, "peak": peak}))
+    found: dict = {"peak": peak}
+
+    def keep(**more: object) -> None:  # at once: a failure later leaves what was measured
+        found.update(more)
+        if not args.smoke:
+            (RUNS / "gpu.json").write_text(json.dumps(found))
+
+    keep(results=speed(args, device))
+    print("where a step's time goes (ms per batch):", flush=True)
+    keep(parts=breakdown(args, device))
+    print("before and after uint8 batches and subsampled shortcuts (items/s):", flush=True)
+    keep(changes=before_after(args))
     with tempfile.TemporaryDirectory(dir=RUNS) as tmp:
-        e2e = end_to_end(args, Path(tmp))
-    meta = {"minutes": (time.perf_counter() - started) / 60, "load": load}
-    text = report(device_name, peak, results, e2e, meta)
+        keep(e2e=end_to_end(args, Path(tmp)))
+    keep(minutes=(time.perf_counter() - started) / 60, load=load, torch=torch.__version__)
+    text = report(
+        device_name, peak, found["results"], found["parts"], found["changes"], found["e2e"], found
+    )
     print(text)
     if not args.smoke:
-        (RUNS / "gpu.json").write_text(
-            json.dumps({"results": results, "peak": peak, "e2e": e2e, **meta})
-        )
         write_section("gpu", text)
 
 

@@ -216,7 +216,9 @@ def test_training_batches_of_8_bit_images_are_the_same_floats_sent_as_uint8(layo
     source = ArraySource(array)
     training = source.read_training_batch([4, 1, 2])
     assert training.items.dtype == torch.uint8  # a quarter of the bytes to pin and send
-    assert training.items.is_contiguous()
+    # As stored: channels-last memory for (n, H, W, C) arrays, no transposing copy.
+    memory = torch.channels_last if layout == "nhwc" else torch.contiguous_format
+    assert training.items.is_contiguous(memory_format=memory)
     assert training.indices == [4, 1, 2]
     assert torch.equal(unit_items(training.items), source.read_batch([4, 1, 2]).items)
     subset = SubsetSource(source, [5, 4, 3], "part")  # the held-out split's training part

@@ -203,7 +203,12 @@ class ArraySource(Source):
 
     def read_batch(self, indices: Sequence[int]) -> Batch:
         """Images at ``indices`` as one float32 tensor (n, C, H, W); nothing is ever skipped."""
-        rows, chunk = self._rows(indices)
+        rows = checked_rows(indices, len(self), self.name)
+        chunk = self._array[rows]
+        if self._layout == "nhw":
+            chunk = chunk[:, None]
+        elif self._layout == "nhwc":
+            chunk = chunk.transpose(0, 3, 1, 2)
         # Converted in numpy, single-threaded: torch's thread pool costs more than it saves on
         # a batch this small, and much more when a training job keeps the other cores busy.
         items = np.empty((len(rows), *self.item_shape), dtype=np.float32)
@@ -218,21 +223,18 @@ class ArraySource(Source):
 
     def read_training_batch(self, indices: Sequence[int]) -> Batch:
         """As :meth:`read_batch`, but 8-bit images stay uint8 (n, C, H, W): a quarter of the
-        bytes to copy and send to a GPU, made floats there (``unit_items``)."""
+        bytes to copy and send to a GPU, made floats there (``unit_items``). Images stored
+        (n, H, W, C) come in channels-last memory, as stored: no transposing copy here, which
+        is most of the time reading a batch of large color images takes."""
         if self._array.dtype != np.uint8:
             return self.read_batch(indices)
-        rows, chunk = self._rows(indices)
-        return Batch(torch.from_numpy(np.ascontiguousarray(chunk)), rows.tolist(), [])
-
-    def _rows(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-        """The checked rows and their images, an (n, C, H, W) view of the array's dtype."""
         rows = checked_rows(indices, len(self), self.name)
-        chunk = self._array[rows]
+        chunk = torch.from_numpy(np.ascontiguousarray(self._array[rows]))
         if self._layout == "nhw":
-            chunk = chunk[:, None]
-        elif self._layout == "nhwc":
-            chunk = chunk.transpose(0, 3, 1, 2)
-        return rows, chunk
+            return Batch(chunk[:, None], rows.tolist(), [])
+        if self._layout == "nhwc":
+            return Batch(chunk.permute(0, 3, 1, 2), rows.tolist(), [])
+        return Batch(chunk, rows.tolist(), [])
 
 
 def _value_range(array: np.ndarray) -> tuple[float, float]:

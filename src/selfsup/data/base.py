@@ -69,6 +69,11 @@ class Batch:
     indices: list[int]
     skipped: list[SkippedItem] = field(default_factory=list)
 
+    def pin_memory(self) -> Batch:
+        """The batch with its items in page-locked memory, which a GPU copies from while
+        the processor goes on (a ``DataLoader`` with ``pin_memory=True`` calls this)."""
+        return Batch(self.items.pin_memory(), self.indices, self.skipped)
+
 
 def unit_items(items: torch.Tensor) -> torch.Tensor:
     """Items of :meth:`Source.read_training_batch` as :meth:`Source.read_batch` gives them:
