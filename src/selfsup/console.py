@@ -54,6 +54,8 @@ def print_evaluation(result: Evaluation, title: str) -> None:
         f"{result.test_data} ({result.test_items:,} items) in {result.seconds:.0f} s",
         markup=False,  # names such as photos[fit] are not markup
     )
+    if result.note is not None:
+        console.print(f"note: {result.note}", markup=False)
 
 
 def print_label_free(metrics: LabelFreeMetrics, title: str) -> None:

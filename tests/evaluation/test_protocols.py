@@ -213,3 +213,33 @@ def test_linear_probe_folds_choose_the_penalty_by_cross_validation_as_by_hand() 
     assert capped.val_accuracy is not None
     with pytest.raises(ValueError, match="folds"):
         linear_probe(x, y, xt, yt, folds=0)
+
+
+def test_a_raw_baseline_too_large_for_memory_is_fitted_on_a_stratified_sample(
+    monkeypatch, capsys
+) -> None:
+    """Memory is planned: where the raw features of every train item would not fit, the raw
+    baseline is fitted on a stratified sample that does, the encoder's on every item, and
+    the result says so; where they fit, both are fitted on every item."""
+    import selfsup.engine.memory as memory
+    from selfsup.console import print_evaluation
+    from selfsup.data.arrays import ArraySource
+    from selfsup.evaluation.report import RAW_COPIES, evaluate_encoder
+    from selfsup.modalities.image import build_image_encoder
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(600) % 3
+    images = (rng.random((600, 8, 8)) * 60).astype(np.uint8)
+    images[:, :, :4] += (labels * 90).astype(np.uint8)[:, None, None]  # classes by brightness
+    train, test = ArraySource(images[:500], labels[:500]), ArraySource(images[500:], labels[500:])
+    encoder = build_image_encoder("small-cnn", in_channels=1, image_size=8, width=4)
+    per_item = 64 * 4 * RAW_COPIES  # 64 raw values an 8x8 gray image
+    monkeypatch.setattr(memory, "available_memory", lambda device: 2 * 300 * per_item)
+    result = evaluate_encoder(encoder, train, test, protocols=("linear",))
+    assert result.note is not None and "fitted on 200 of 500 train items" in result.note
+    assert result.train_items == 500 and result.rows[0].raw > 0.9  # the sample still learns
+    print_evaluation(result, "t")
+    assert "note: raw baseline fitted on 200 of 500" in capsys.readouterr().out
+    assert result.to_dict()["note"] == result.note
+    monkeypatch.setattr(memory, "available_memory", lambda device: 2**34)
+    assert evaluate_encoder(encoder, train, test, protocols=("linear",)).note is None

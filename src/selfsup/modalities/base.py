@@ -323,6 +323,18 @@ class Modality(ABC):
         NaN), of equal width."""
         return _same_width(self.raw_features(train), self.raw_features(test))
 
+    def raw_width(self, source: Source) -> int:
+        """Values an item of the raw-input baseline holds (what its memory is planned by).
+
+        Example:
+            >>> from selfsup.data.arrays import ArraySource
+            >>> from selfsup.modalities import get_modality
+            >>> get_modality("image").raw_width(ArraySource(np.zeros((4, 8, 8), np.uint8)))
+            64
+        """
+        first = source.first_item()
+        return int(self.raw_batch(first, source).flatten(1).shape[1])
+
     def raw_features(self, source: Source, batch_size: int = RAW_BATCH) -> np.ndarray:
         """Flattened raw inputs of ``source`` as :meth:`raw_batch` makes them; for items
         embedded by their parts (long recordings), the mean of their parts' (NaN where no

@@ -234,6 +234,10 @@ class TextModality(Modality):
         """TF-IDF of the raw documents (see :func:`tfidf_features`)."""
         return tfidf_features(train, test)
 
+    def raw_width(self, source: Source) -> int:
+        """At most :data:`TFIDF_MAX_TERMS` TF-IDF values a text."""
+        return TFIDF_MAX_TERMS
+
 
 def tfidf_features(train: Source, test: Source) -> tuple[np.ndarray, np.ndarray]:
     """TF-IDF vectors of the raw documents of two text splits (the text baseline): word
