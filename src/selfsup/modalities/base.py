@@ -332,8 +332,9 @@ class Modality(ABC):
             >>> get_modality("image").raw_width(ArraySource(np.zeros((4, 8, 8), np.uint8)))
             64
         """
-        first = source.first_item()
-        return int(self.raw_batch(first, source).flatten(1).shape[1])
+        parts = source.parts()  # long recordings: a part's width, as raw_features reads
+        read = source if parts is None else parts.source
+        return int(self.raw_batch(read.first_item(), read).flatten(1).shape[1])
 
     def raw_features(self, source: Source, batch_size: int = RAW_BATCH) -> np.ndarray:
         """Flattened raw inputs of ``source`` as :meth:`raw_batch` makes them; for items
