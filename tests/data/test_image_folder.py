@@ -188,3 +188,28 @@ def test_one_huge_file_does_not_set_the_size_and_jpegs_decode_at_reduced_scale(t
     finally:
         JpegImagePlugin.JpegImageFile.draft = real_draft
     assert opened == [(86, 64)]  # asked to decode near 64 px, not at 640 x 480
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_training_batches_of_8_bit_files_are_the_same_floats_sent_as_uint8(tmp_path, channels):
+    from selfsup.data.base import unit_items
+
+    rng = np.random.default_rng(0)
+    for i in range(3):  # noise, so a wrong axis or scale shows
+        pixels = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / f"rgb{i}.png")
+    Image.fromarray(rng.integers(0, 256, (24, 24), dtype=np.uint8)).save(tmp_path / "gray.png")
+    wide = rng.integers(0, 65536, (24, 24), dtype=np.uint16)
+    Image.fromarray(wide).save(tmp_path / "wide.png")  # 16-bit gray
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG not really")
+    src = ImageFolderSource(tmp_path, image_size=16, channels=channels)
+    ids = list(src.ids)
+    narrow = [ids.index(n) for n in ("broken.png", "gray.png", "rgb0.png", "rgb2.png")]
+    sent = src.read_training_batch(narrow)
+    assert sent.items.dtype == torch.uint8 and sent.items.shape[1:] == (channels, 16, 16)
+    assert sent.indices == narrow[1:] and [s.item_id for s in sent.skipped] == ["broken.png"]
+    assert torch.equal(unit_items(sent.items), src.read_batch(narrow).items)
+    every = list(range(len(ids)))  # the 16-bit file makes the whole batch float
+    floats = src.read_training_batch(every)
+    assert floats.items.dtype == torch.float32
+    assert torch.equal(floats.items, src.read_batch(every).items)

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from selfsup.data.base import EmptySourceError, ItemReadError, Source
+from selfsup.data.base import Batch, EmptySourceError, ItemReadError, SkippedItem, Source
 from selfsup.data.folders import IndexCache, find_files, index_folder, subfolder_labels
 
 #: File suffixes read as images, compared case-insensitively.
@@ -161,25 +161,75 @@ class ImageFolderSource(Source):
 
     def read(self, index: int) -> torch.Tensor:
         """Image ``index`` as a float32 tensor (C, image_size, image_size) in [0, 1]."""
+        return _channels_first(unit_pixels(self._pixels(index)))
+
+    def read_training_batch(self, indices: Sequence[int]) -> Batch:
+        """As :meth:`read_batch`, but a batch of 8-bit images comes as uint8 (n, C, H, W) in
+        channels-last memory: a quarter of the bytes a loader worker hands over and a GPU is
+        sent, made the same floats there (``unit_items``); a batch holding a wider image
+        (16-bit, float) comes as float32."""
+        pixels, kept, skipped = [], [], []
+        for i in indices:
+            try:
+                pixels.append(self._pixels(int(i)))
+                kept.append(int(i))
+            except ItemReadError as err:
+                skipped.append(SkippedItem(int(i), err.item_id, err.reason))
+                self.unreadable[err.item_id] = err.reason
+        if not pixels:
+            return Batch(torch.empty(0), kept, skipped)
+        if any(p.dtype != np.uint8 for p in pixels):
+            items = torch.stack([_channels_first(unit_pixels(p)) for p in pixels])
+            return Batch(items, kept, skipped)
+        stacked = torch.from_numpy(np.stack(pixels))
+        items = stacked[:, None] if stacked.ndim == 3 else stacked.permute(0, 3, 1, 2)
+        return Batch(items, kept, skipped)
+
+    def _pixels(self, index: int) -> np.ndarray:
+        """Image ``index`` as :func:`decode_pixels` gives it (uint8 or float32, (H, W[, C]))."""
         rel = self._ids[index]
         try:
             with Image.open(self.root / rel) as image:
-                pixels = self._decode(image)
+                return decode_pixels(image, self.image_size, self.channels)
         except Exception as err:  # a bad file can fail in any of the ways PIL can fail
             raise ItemReadError(rel, f"cannot read image: {type(err).__name__}: {err}") from err
-        tensor = torch.from_numpy(pixels)
-        tensor = tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
-        return tensor
 
-    def _decode(self, image: Image.Image) -> np.ndarray:
-        return decode_image(image, self.image_size, self.channels)
+
+def _channels_first(pixels: np.ndarray) -> torch.Tensor:
+    """An (H, W[, C]) array as a (C, H, W) tensor."""
+    tensor = torch.from_numpy(pixels)
+    return tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
+
+
+def unit_pixels(pixels: np.ndarray) -> np.ndarray:
+    """:func:`decode_pixels`' array as float32 in [0, 1] (uint8 divided by 255, the same
+    values ``unit_items`` gives on a device).
+
+    Example:
+        >>> unit_pixels(np.array([0, 51, 255], np.uint8)).tolist()
+        [0.0, 0.20000000298023224, 1.0]
+    """
+    if pixels.dtype != np.uint8:
+        return pixels
+    return np.asarray(pixels, dtype=np.float32) / np.float32(255.0)
 
 
 def decode_image(image: Image.Image, size: int, channels: int) -> np.ndarray:
     """Decode, convert, resize and crop one opened image to a float32 (H, W[, C]) array in
-    [0, 1] of side ``size``: JPEGs decode at reduced scale when larger (draft mode), EXIF
-    rotation applies, wide gray modes are scaled by 65535 and float images by their range (see
-    :func:`value_range`), the centre square is kept.
+    [0, 1] of side ``size``, as :func:`decode_pixels` describes.
+
+    Raises:
+        ValueError: a float image holding NaN or infinite pixels.
+    """
+    return unit_pixels(decode_pixels(image, size, channels))
+
+
+def decode_pixels(image: Image.Image, size: int, channels: int) -> np.ndarray:
+    """Decode, convert, resize and crop one opened image to an (H, W[, C]) array of side
+    ``size``: uint8 for 8-bit images (0..255 for [0, 1]), float32 in [0, 1] for wider ones.
+    JPEGs decode at reduced scale when larger (draft mode), EXIF rotation applies, wide gray
+    modes are scaled by 65535 and float images by their range (see :func:`value_range`), the
+    centre square is kept.
 
     Raises:
         ValueError: a float image holding NaN or infinite pixels.
@@ -198,19 +248,21 @@ def decode_image(image: Image.Image, size: int, channels: int) -> np.ndarray:
         mode, image = image.mode, image.convert("F")
         low, peak = value_range(np.asarray(image), mode)
     elif channels == 1:
-        image, peak = image.convert("L"), 255.0
+        image = image.convert("L")
     else:
         if image.mode == "P" and "transparency" in image.info:
             image = image.convert("RGBA")  # avoids PIL's warning for such palettes
-        image, peak = image.convert("RGB"), 255.0
+        image = image.convert("RGB")
     if image.size != (size, size):
         # Resize the central square straight to size: shorter side to size, then crop.
         side = min(image.size)
         left, top = (image.width - side) / 2, (image.height - side) / 2
         box = (left, top, left + side, top + side)
         image = image.resize((size, size), Image.Resampling.BILINEAR, box=box)
+    if not wide_gray:
+        return np.asarray(image, dtype=np.uint8)
     pixels = ((np.asarray(image, dtype=np.float32) - low) / peak).clip(0.0, 1.0)
-    if wide_gray and channels == 3:
+    if channels == 3:
         pixels = np.repeat(pixels[:, :, None], 3, axis=2)
     return pixels
 
