@@ -14,12 +14,15 @@ Example:
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
+
+#: What a source's per-item reader returns (a tensor, or an image's pixels).
+T = TypeVar("T")
 
 
 class ItemReadError(Exception):
@@ -316,16 +319,24 @@ class Source(abc.ABC):
 
     def read_batch(self, indices: Sequence[int]) -> Batch:
         """Read several items, skipping (and reporting) those that cannot be read."""
+        items, kept, skipped = self.read_each(indices, self.read)
+        stacked = torch.stack(items) if items else torch.empty(0)
+        return Batch(stacked, kept, skipped)
+
+    def read_each(
+        self, indices: Sequence[int], read: Callable[[int], T]
+    ) -> tuple[list[T], list[int], list[SkippedItem]]:
+        """``read`` of each item that can be read, their indices, and the items that cannot
+        be (each also kept in :attr:`unreadable`)."""
         items, kept, skipped = [], [], []
         for i in indices:
             try:
-                items.append(self.read(int(i)))
+                items.append(read(int(i)))
                 kept.append(int(i))
             except ItemReadError as err:
                 skipped.append(SkippedItem(int(i), err.item_id, err.reason))
                 self.unreadable[err.item_id] = err.reason
-        stacked = torch.stack(items) if items else torch.empty(0)
-        return Batch(stacked, kept, skipped)
+        return items, kept, skipped
 
     def read_training_batch(self, indices: Sequence[int]) -> Batch:
         """Read several items as training moves them to its device: as :meth:`read_batch`,

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from selfsup.data.base import Batch, EmptySourceError, ItemReadError, SkippedItem, Source
+from selfsup.data.base import Batch, EmptySourceError, ItemReadError, Source
 from selfsup.data.folders import IndexCache, find_files, index_folder, subfolder_labels
 
 #: File suffixes read as images, compared case-insensitively.
@@ -168,14 +168,7 @@ class ImageFolderSource(Source):
         channels-last memory: a quarter of the bytes a loader worker hands over and a GPU is
         sent, made the same floats there (``unit_items``); a batch holding a wider image
         (16-bit, float) comes as float32."""
-        pixels, kept, skipped = [], [], []
-        for i in indices:
-            try:
-                pixels.append(self._pixels(int(i)))
-                kept.append(int(i))
-            except ItemReadError as err:
-                skipped.append(SkippedItem(int(i), err.item_id, err.reason))
-                self.unreadable[err.item_id] = err.reason
+        pixels, kept, skipped = self.read_each(indices, self._pixels)
         if not pixels:
             return Batch(torch.empty(0), kept, skipped)
         if any(p.dtype != np.uint8 for p in pixels):
