@@ -3,10 +3,11 @@
 1. **Speed**: ``selfsup.pretrain`` with its defaults on the GPU (``--accelerator auto``, bf16
    autocast where the GPU has it, pinned memory, non-blocking copies) for SimCLR with
    ResNet-18 at 32 pixels (Fashion-MNIST, batch 256), ResNet-18 at 224 and ViT-S/16 at 224
-   (crops of scikit-learn's two sample photos, batch 128); items/s after the first steps, read
-   from the run's ``metrics.csv`` as in ``benchmarks/throughput.py``, the model's FLOPs per
-   item (``torch.utils.flop_counter``) and its FLOP/s as a share of a bf16 8192x8192 matrix
-   product timed in the same run.
+   (crops of scikit-learn's two sample photos, batch 128), and ResNet-18 at 224 read from a
+   folder of 640x480 JPEGs (decoded by the loader's workers, as a user's photos are); items/s
+   after the first steps, read from the run's ``metrics.csv`` as in
+   ``benchmarks/throughput.py``, the model's FLOPs per item (``torch.utils.flop_counter``) and
+   its FLOP/s as a share of a bf16 8192x8192 matrix product timed in the same run.
 2. **Where a step's time goes**, for the two 224-pixel models: milliseconds per batch of
    each part of a training step, each timed alone and synchronized (reading the batch as
    float32 and as the uint8 the engine reads, sending it and making floats of it on the GPU,
@@ -60,6 +61,8 @@ MODELS = (
     ("resnet18@224", "resnet18", {}, 224, 128),
     ("vit-s/16@224", "vit-small", {"patch_size": 16}, 224, 128),
 )
+#: The user's usual data: a folder of 640x480 JPEGs, decoded by the loader's workers.
+FOLDER_MODEL = ("resnet18@224, 640x480 JPEG folder", "resnet18", {}, 224, 128)
 WARMUP = 5
 
 
@@ -78,6 +81,33 @@ def photos(n: int, side: int, seed: int = 0) -> np.ndarray:
         box = (left, top, left + crop, top + crop)
         out[i] = np.asarray(image.crop(box).resize((side, side), Image.Resampling.BILINEAR))
     return out
+
+
+def jpeg_folder(folder: Path, n: int, seed: int = 0) -> Path:
+    """``folder`` filled with ``n`` 640x480 JPEGs: 4:3 crops of scikit-learn's two sample
+    photos, written by 8 threads (PIL encodes without the GIL)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from sklearn.datasets import load_sample_images
+
+    sources = [Image.fromarray(a) for a in load_sample_images().images]
+    rng = np.random.default_rng(seed)
+    boxes = []
+    for i in range(n):
+        w, h = sources[i % len(sources)].size
+        cw = int(min(w, h * 4 / 3) * rng.uniform(0.5, 1.0))
+        ch = cw * 3 // 4
+        left, top = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        boxes.append((left, top, left + cw, top + ch))
+
+    def write(i: int) -> None:
+        crop = sources[i % len(sources)].crop(boxes[i]).resize((640, 480))
+        crop.save(folder / f"{i:05d}.jpg", quality=90)
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(write, range(n)))
+    return folder
 
 
 def fashion(n: int) -> np.ndarray:
@@ -117,54 +147,74 @@ def _sync(device: str) -> None:
 
 
 def speed(args: argparse.Namespace, device: str) -> list[dict]:
-    """Items/s of the engine for each model."""
-    import csv
-
-    import selfsup
-
+    """Items/s of the engine for each model, then from a folder of JPEGs."""
     results = []
     for name, backbone, options, side, batch in MODELS:
         if args.smoke:
             side, batch = min(side, 32), 16
             options = {**options, "patch_size": 8} if "patch_size" in options else options
-        steps = args.steps
-        n = 2048 + batch * (WARMUP + steps + 1)  # 2048 held out to monitor training
+        n = 2048 + batch * (WARMUP + args.steps + 1)  # 2048 held out to monitor training
         data = fashion(n) if side == 32 and not args.smoke else photos(n, side)
-        started = time.perf_counter()
-        with tempfile.TemporaryDirectory(dir=RUNS) as tmp:
-            run = selfsup.pretrain(
-                data,
-                method="simclr",
-                backbone=backbone,
-                backbone_options=options,
-                image_size=side,
-                batch_size=batch,
-                steps=WARMUP + steps,
-                log_every=1,
-                accelerator=args.accelerator,
-                out=str(Path(tmp) / "run"),
-                show_progress=False,
-            )
-            with (Path(tmp) / "run" / "metrics.csv").open() as f:
-                rows = [r for r in csv.DictReader(f) if r.get("train_seconds")]
-        seconds = float(rows[-1]["train_seconds"]) - float(rows[WARMUP - 1]["train_seconds"])
-        timed = int(rows[-1]["step"]) - int(rows[WARMUP - 1]["step"])
         channels = data.shape[-1] if data.ndim == 4 else 1
-        flops = flops_per_item(backbone, options, side, channels, device)
-        rate = timed * batch / seconds
-        results.append(
-            {
-                "model": name,
-                "batch": batch,
-                "items_per_s": rate,
-                "gflop_per_item": flops / 1e9,
-                "tflops": rate * flops / 1e12,
-                "precision": run.summary["precision"],
-                "wall_s": time.perf_counter() - started,
-            }
-        )
-        print(f"  {name}: {rate:,.0f} items/s ({run.summary['precision']})", flush=True)
+        results.append(_speed(args, device, name, backbone, options, side, batch, data, channels))
+    name, backbone, options, side, batch = FOLDER_MODEL
+    if args.smoke:
+        side, batch = 32, 16
+    with tempfile.TemporaryDirectory(dir=RUNS) as tmp:
+        n = batch * (WARMUP + args.steps + 1)  # nothing held out: every file is read once
+        folder = jpeg_folder(Path(tmp) / "photos", n)
+        results.append(_speed(args, device, name, backbone, options, side, batch, folder, 3))
     return results
+
+
+def _speed(
+    args: argparse.Namespace,
+    device: str,
+    name: str,
+    backbone: str,
+    options: dict,
+    side: int,
+    batch: int,
+    data: np.ndarray | Path,
+    channels: int,
+) -> dict:
+    """Items/s of the engine on ``data`` after the first steps, and its FLOP/s."""
+    import csv
+
+    import selfsup
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(dir=RUNS) as tmp:
+        run = selfsup.pretrain(
+            data if isinstance(data, np.ndarray) else str(data),
+            method="simclr",
+            backbone=backbone,
+            backbone_options=options,
+            image_size=side,
+            batch_size=batch,
+            steps=WARMUP + args.steps,
+            log_every=1,
+            accelerator=args.accelerator,
+            out=str(Path(tmp) / "run"),
+            show_progress=False,
+            monitor_items=2048 if isinstance(data, np.ndarray) else 0,
+        )
+        with (Path(tmp) / "run" / "metrics.csv").open() as f:
+            rows = [r for r in csv.DictReader(f) if r.get("train_seconds")]
+    seconds = float(rows[-1]["train_seconds"]) - float(rows[WARMUP - 1]["train_seconds"])
+    timed = int(rows[-1]["step"]) - int(rows[WARMUP - 1]["step"])
+    flops = flops_per_item(backbone, options, side, channels, device)
+    rate = timed * batch / seconds
+    print(f"  {name}: {rate:,.0f} items/s ({run.summary['precision']})", flush=True)
+    return {
+        "model": name,
+        "batch": batch,
+        "items_per_s": rate,
+        "gflop_per_item": flops / 1e9,
+        "tflops": rate * flops / 1e12,
+        "precision": run.summary["precision"],
+        "wall_s": time.perf_counter() - started,
+    }
 
 
 def _ms(fn: Callable[[], object], device: str, repeats: int = 10) -> float:
