@@ -179,42 +179,52 @@ def _speed(
     channels: int,
 ) -> dict:
     """Items/s of the engine on ``data`` after the first steps, and its FLOP/s."""
-    import csv
-
-    import selfsup
-
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(dir=RUNS) as tmp:
-        run = selfsup.pretrain(
-            data if isinstance(data, np.ndarray) else str(data),
-            method="simclr",
-            backbone=backbone,
-            backbone_options=options,
-            image_size=side,
-            batch_size=batch,
-            steps=WARMUP + args.steps,
-            log_every=1,
-            accelerator=args.accelerator,
-            out=str(Path(tmp) / "run"),
-            show_progress=False,
-            monitor_items=2048 if isinstance(data, np.ndarray) else 0,
-        )
-        with (Path(tmp) / "run" / "metrics.csv").open() as f:
-            rows = [r for r in csv.DictReader(f) if r.get("train_seconds")]
-    seconds = float(rows[-1]["train_seconds"]) - float(rows[WARMUP - 1]["train_seconds"])
-    timed = int(rows[-1]["step"]) - int(rows[WARMUP - 1]["step"])
+    monitor = 2048 if isinstance(data, np.ndarray) else 0
+    rate, precision = _engine_rate(
+        data, backbone, options, side, batch, args.steps, args.accelerator, monitor
+    )
     flops = flops_per_item(backbone, options, side, channels, device)
-    rate = timed * batch / seconds
-    print(f"  {name}: {rate:,.0f} items/s ({run.summary['precision']})", flush=True)
+    print(f"  {name}: {rate:,.0f} items/s ({precision})", flush=True)
     return {
         "model": name,
         "batch": batch,
         "items_per_s": rate,
         "gflop_per_item": flops / 1e9,
         "tflops": rate * flops / 1e12,
-        "precision": run.summary["precision"],
+        "precision": precision,
         "wall_s": time.perf_counter() - started,
     }
+
+
+def _engine_rate(
+    data: np.ndarray | Path,
+    backbone: str,
+    options: dict,
+    side: int,
+    batch: int,
+    steps: int,
+    accelerator: str,
+    monitor_items: int = 0,
+) -> tuple[float, str]:
+    """Items/s of ``selfsup.pretrain`` (SimCLR) after the first steps, read from the run's
+    ``metrics.csv`` (training seconds only), and the precision it trained in."""
+    import csv
+
+    import selfsup
+
+    with tempfile.TemporaryDirectory(dir=RUNS) as tmp:
+        run = selfsup.pretrain(
+            data if isinstance(data, np.ndarray) else str(data), method="simclr",
+            backbone=backbone, backbone_options=options, image_size=side, batch_size=batch,
+            steps=WARMUP + steps, log_every=1, accelerator=accelerator,
+            out=str(Path(tmp) / "run"), show_progress=False, monitor_items=monitor_items,
+        )  # fmt: skip
+        with (Path(tmp) / "run" / "metrics.csv").open() as f:
+            rows = [r for r in csv.DictReader(f) if r.get("train_seconds")]
+    seconds = float(rows[-1]["train_seconds"]) - float(rows[WARMUP - 1]["train_seconds"])
+    timed = int(rows[-1]["step"]) - int(rows[WARMUP - 1]["step"])
+    return timed * batch / seconds, run.summary["precision"]
 
 
 def _ms(fn: Callable[[], object], device: str, repeats: int = 10) -> float:
@@ -283,24 +293,6 @@ def step_parts(backbone: str, options: dict, side: int, batch: int, device: str)
     return parts
 
 
-def _engine_rate(data: np.ndarray, side: int, batch: int, steps: int, accelerator: str) -> float:
-    """Items/s of ``selfsup.pretrain`` (SimCLR, ResNet-18) after the first 5 steps."""
-    import csv
-
-    import selfsup
-
-    with tempfile.TemporaryDirectory(dir=RUNS) as tmp:
-        selfsup.pretrain(
-            data, method="simclr", backbone="resnet18", image_size=side, batch_size=batch,
-            steps=WARMUP + steps, log_every=1, accelerator=accelerator,
-            out=str(Path(tmp) / "run"), show_progress=False, monitor_items=0,
-        )  # fmt: skip
-        with (Path(tmp) / "run" / "metrics.csv").open() as f:
-            rows = [r for r in csv.DictReader(f) if r.get("train_seconds")]
-    seconds = float(rows[-1]["train_seconds"]) - float(rows[WARMUP - 1]["train_seconds"])
-    return (int(rows[-1]["step"]) - int(rows[WARMUP - 1]["step"])) * batch / seconds
-
-
 def before_after(args: argparse.Namespace) -> list[dict]:
     """Engine items/s as it is and as it was before uint8 batches and subsampled shortcuts
     (float32 batches, torch's strided 1x1 convolution), alternated twice in this process."""
@@ -320,7 +312,8 @@ def before_after(args: argparse.Namespace) -> list[dict]:
                     after_read if now == "after" else ArraySource.read_batch
                 )
                 StridedPointwise.forward = after_conv if now == "after" else torch.nn.Conv2d.forward
-                rates[now].append(_engine_rate(data, side, batch, steps, args.accelerator))
+                rate, _ = _engine_rate(data, "resnet18", {}, side, batch, steps, args.accelerator)
+                rates[now].append(rate)
         finally:
             ArraySource.read_training_batch = after_read
             StridedPointwise.forward = after_conv

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from selfsup.data.base import Batch, EmptySourceError, ItemReadError, Source
+from selfsup.data.base import Batch, EmptySourceError, ItemReadError, Source, unit_items
 from selfsup.data.folders import IndexCache, find_files, index_folder, subfolder_labels
 
 #: File suffixes read as images, compared case-insensitively.
@@ -161,7 +161,7 @@ class ImageFolderSource(Source):
 
     def read(self, index: int) -> torch.Tensor:
         """Image ``index`` as a float32 tensor (C, image_size, image_size) in [0, 1]."""
-        return _channels_first(unit_pixels(self._pixels(index)))
+        return item_tensor(self._pixels(index))
 
     def read_training_batch(self, indices: Sequence[int]) -> Batch:
         """As :meth:`read_batch`, but a batch of 8-bit images comes as uint8 (n, C, H, W) in
@@ -172,7 +172,7 @@ class ImageFolderSource(Source):
         if not pixels:
             return Batch(torch.empty(0), kept, skipped)
         if any(p.dtype != np.uint8 for p in pixels):
-            items = torch.stack([_channels_first(unit_pixels(p)) for p in pixels])
+            items = torch.stack([item_tensor(p) for p in pixels])
             return Batch(items, kept, skipped)
         stacked = torch.from_numpy(np.stack(pixels))
         items = stacked[:, None] if stacked.ndim == 3 else stacked.permute(0, 3, 1, 2)
@@ -188,33 +188,17 @@ class ImageFolderSource(Source):
             raise ItemReadError(rel, f"cannot read image: {type(err).__name__}: {err}") from err
 
 
-def _channels_first(pixels: np.ndarray) -> torch.Tensor:
-    """An (H, W[, C]) array as a (C, H, W) tensor."""
-    tensor = torch.from_numpy(pixels)
-    return tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
-
-
-def unit_pixels(pixels: np.ndarray) -> np.ndarray:
-    """:func:`decode_pixels`' array as float32 in [0, 1] (uint8 divided by 255, the same
-    values ``unit_items`` gives on a device).
+def item_tensor(pixels: np.ndarray) -> torch.Tensor:
+    """An (H, W[, C]) array of :func:`decode_pixels` as the float32 (C, H, W) item in [0, 1]
+    that ``read`` gives (uint8 divided by 255, as ``unit_items`` does on a device).
 
     Example:
-        >>> unit_pixels(np.array([0, 51, 255], np.uint8)).tolist()
-        [0.0, 0.20000000298023224, 1.0]
+        >>> item_tensor(np.array([[0, 51], [255, 0]], np.uint8)).flatten().tolist()
+        [0.0, 0.20000000298023224, 1.0, 0.0]
     """
-    if pixels.dtype != np.uint8:
-        return pixels
-    return np.asarray(pixels, dtype=np.float32) / np.float32(255.0)
-
-
-def decode_image(image: Image.Image, size: int, channels: int) -> np.ndarray:
-    """Decode, convert, resize and crop one opened image to a float32 (H, W[, C]) array in
-    [0, 1] of side ``size``, as :func:`decode_pixels` describes.
-
-    Raises:
-        ValueError: a float image holding NaN or infinite pixels.
-    """
-    return unit_pixels(decode_pixels(image, size, channels))
+    tensor = torch.from_numpy(pixels)
+    tensor = tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
+    return unit_items(tensor)
 
 
 def decode_pixels(image: Image.Image, size: int, channels: int) -> np.ndarray:
@@ -253,7 +237,7 @@ def decode_pixels(image: Image.Image, size: int, channels: int) -> np.ndarray:
         box = (left, top, left + side, top + side)
         image = image.resize((size, size), Image.Resampling.BILINEAR, box=box)
     if not wide_gray:
-        return np.asarray(image, dtype=np.uint8)
+        return np.array(image, dtype=np.uint8)  # writable: torch shares it
     pixels = ((np.asarray(image, dtype=np.float32) - low) / peak).clip(0.0, 1.0)
     if channels == 3:
         pixels = np.repeat(pixels[:, :, None], 3, axis=2)

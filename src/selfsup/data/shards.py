@@ -43,7 +43,12 @@ from PIL import Image
 
 from selfsup.core.files import write_json
 from selfsup.data.base import Batch, EmptySourceError, ItemReadError, SkippedItem, Source
-from selfsup.data.image_folder import GRAY_MODES, ImageFolderSource, decode_image
+from selfsup.data.image_folder import (
+    GRAY_MODES,
+    ImageFolderSource,
+    decode_pixels,
+    item_tensor,
+)
 
 INDEX_FILE = "index.json"
 FORMAT = "selfsup-shards/1"
@@ -295,12 +300,11 @@ class ShardSource(Source):
         ids, _, blobs = self.group(group)
         try:
             with Image.open(io.BytesIO(blobs[offset])) as image:
-                pixels = decode_image(image, self.image_size, self.channels)
+                pixels = decode_pixels(image, self.image_size, self.channels)
         except Exception as err:
             reason = f"cannot read image: {type(err).__name__}: {err}"
             raise ItemReadError(ids[offset], reason) from err
-        tensor = torch.from_numpy(pixels)
-        return tensor[None] if tensor.ndim == 2 else tensor.permute(2, 0, 1).contiguous()
+        return item_tensor(pixels)
 
     def read_batch(self, indices: Sequence[int]) -> Batch:
         # Items in row-group order, so each group is read once for the batch.
