@@ -11,12 +11,13 @@
 2. **Where a step's time goes**, for the two 224-pixel models: milliseconds per batch of
    each part of a training step, each timed alone and synchronized (reading the batch as
    float32 and as the uint8 the engine reads, sending it and making floats of it on the GPU,
-   the two views and each augmentation of one, the model's bf16 step), and the whole step.
-3. **Before and after** the engine's uint8 batches and subsample-then-convolve shortcuts, in
-   one process, alternated twice: ``selfsup.pretrain`` of ResNet-18 at 32 pixels
-   (Fashion-MNIST, batch 256) and at 224 (photos, batch 128), once as it is and once with
-   batches read as float32 (``Source.read_batch``) and torch's strided 1x1 convolution in the
-   shortcuts, as the engine did until 2026-12-04.
+   the two views and each augmentation of one, the same two views by kornia's augmentations,
+   the model's bf16 step), the whole step, and whether the views ran without making the host
+   wait for the GPU (``torch.cuda.set_sync_debug_mode("error")``).
+3. **Before and after** the engine's batched views and unread losses, in one process,
+   alternated twice: ``selfsup.pretrain`` of ResNet-18 at 32 pixels (Fashion-MNIST, batch 256)
+   and at 224 (photos, batch 128), once as it is and once as it was until 2026-12-04: kornia's
+   augmentations for the views (``kornia_pipeline``) and the loss read back after every step.
 4. **End to end**, each step a command-line process as a user runs it: ``selfsup pretrain
    fashion-mnist --time-budget 1``, ``selfsup embed`` of the 10,000 test images,
    ``selfsup evaluate`` (linear probe, kNN, few-shot) and ``selfsup export --format onnx``,
@@ -34,12 +35,13 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -48,12 +50,14 @@ from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
 from common import RUNS, load_average, write_section
-from selfsup.backbones.resnet import StridedPointwise
 from selfsup.data.arrays import ArraySource
 from selfsup.data.base import unit_items
+from selfsup.engine import train
 from selfsup.engine.train import channels_last
 from selfsup.methods import build_method
 from selfsup.modalities.image import build_image_encoder, method_views
+from selfsup.views import image as image_views
+from selfsup.views.image import ImageViewRecipe
 
 #: (name, backbone, backbone options, side, batch) of the speed step.
 MODELS = (
@@ -245,14 +249,18 @@ def breakdown(args: argparse.Namespace, device: str) -> list[dict]:
     for name, backbone, options, side, batch in MODELS[1:]:
         if args.smoke:
             side, batch, options = 32, 16, {**options, "patch_size": 8} if options else options
-        parts = step_parts(backbone, options, side, batch, device)
-        out.append({"model": name, "batch": batch, "ms": parts})
+        parts, wait_free = step_parts(backbone, options, side, batch, device)
+        out.append({"model": name, "batch": batch, "ms": parts, "views_wait_free": wait_free})
         print(f"  {name}: " + ", ".join(f"{k} {v:.1f}" for k, v in parts.items()), flush=True)
+        print(f"  views without waiting for the GPU: {wait_free}", flush=True)
     return out
 
 
-def step_parts(backbone: str, options: dict, side: int, batch: int, device: str) -> dict:
-    """Milliseconds per batch of each part of one model's training step, timed alone."""
+def step_parts(
+    backbone: str, options: dict, side: int, batch: int, device: str
+) -> tuple[dict, bool | None]:
+    """Milliseconds per batch of each part of one model's training step, timed alone; whether
+    the views ran without waiting for the GPU."""
     source = ArraySource(photos(3 * batch, side))
     rows = list(range(0, 3 * batch, 3))
     parts = {
@@ -270,6 +278,9 @@ def step_parts(backbone: str, options: dict, side: int, batch: int, device: str)
     parts["views (2)"] = _ms(lambda: views(x), device)
     for op in views.pipelines[0]:
         parts[f"- {type(op).__name__} (1 view)"] = _ms(lambda op=op: op(x), device)
+    with as_before():
+        kornia_views = method_views(method, side, 3)[0].to(device)
+    parts["views (2), kornia's as before"] = _ms(lambda: kornia_views(x), device)
     inputs = [channels_last(v) for v in views(x)]
     optimizer = torch.optim.SGD(method.parameters(), lr=0.01, momentum=0.9)
 
@@ -290,14 +301,73 @@ def step_parts(backbone: str, options: dict, side: int, batch: int, device: str)
         return step([channels_last(v) for v in views(sent)]).item()
 
     parts["whole step, synchronized"] = _ms(whole, device)
-    return parts
+    return parts, views_wait_free(views, x, device)
+
+
+def views_wait_free(views: torch.nn.Module, x: torch.Tensor, device: str) -> bool | None:
+    """Whether making the views never made the host wait for the GPU (None on a CPU)."""
+    if device != "cuda":
+        return None
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        views(x)
+        return True
+    except RuntimeError as err:
+        print(f"  the views waited for the GPU: {str(err).splitlines()[0]}", flush=True)
+        return False
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def kornia_pipeline(
+    recipe: ImageViewRecipe,
+    image_size: int,
+    channels: int,
+    crop_scale: tuple[float, float] | None = None,
+) -> torch.nn.Sequential:
+    """One view's augmentations as the engine made them until 2026-12-04, from kornia."""
+    import kornia.augmentation as K
+
+    scale = crop_scale or recipe.crop_scale
+    ops: list[torch.nn.Module] = [K.RandomResizedCrop((image_size, image_size), scale=scale)]
+    if recipe.flip_p > 0:
+        ops.append(K.RandomHorizontalFlip(p=recipe.flip_p))
+    brightness, contrast, saturation, hue = recipe.jitter
+    if recipe.jitter_p > 0 and any(recipe.jitter):
+        if channels == 3:
+            ops.append(K.ColorJitter(brightness, contrast, saturation, hue, p=recipe.jitter_p))
+        else:
+            ops.append(K.ColorJitter(brightness, contrast, p=recipe.jitter_p))
+    if channels == 3 and recipe.grayscale_p > 0:
+        ops.append(K.RandomGrayscale(p=recipe.grayscale_p))
+    if recipe.blur_p > 0:
+        kernel = max(3, (image_size // 10) | 1)
+        ops.append(K.RandomGaussianBlur((kernel, kernel), (0.1, 2.0), p=recipe.blur_p))
+    if recipe.solarize_p > 0:
+        ops.append(K.RandomSolarize(thresholds=0.0, additions=0.0, p=recipe.solarize_p))
+    return torch.nn.Sequential(*ops)
+
+
+@contextlib.contextmanager
+def as_before() -> Iterator[None]:
+    """While open, the engine makes kornia's views and reads each step's loss at once."""
+    batched, step = image_views._pipeline, train.training_step
+
+    def read_at_once(*args: object, **kwargs: object) -> torch.Tensor:
+        loss = step(*args, **kwargs)
+        loss.item()  # the host waits for the step, as the loop's checks did
+        return loss
+
+    image_views._pipeline, train.training_step = kornia_pipeline, read_at_once
+    try:
+        yield
+    finally:
+        image_views._pipeline, train.training_step = batched, step
 
 
 def before_after(args: argparse.Namespace) -> list[dict]:
-    """Engine items/s as it is and as it was before uint8 batches and subsampled shortcuts
-    (float32 batches, torch's strided 1x1 convolution), alternated twice in this process."""
-    after_read = ArraySource.read_training_batch
-    after_conv = StridedPointwise.forward
+    """Engine items/s as it is and as it was before batched views and unread losses
+    (``as_before``), alternated twice in this process."""
     cases = [("resnet18@32", 32, 256, 150), ("resnet18@224", 224, 128, 60)]
     if args.smoke:
         cases = [("resnet18@32", 32, 16, 2), ("resnet18@64", 64, 16, 2)]
@@ -306,17 +376,10 @@ def before_after(args: argparse.Namespace) -> list[dict]:
         n = batch * (WARMUP + steps + 2)
         data = fashion(n) if side == 32 and not args.smoke else photos(n, side)
         rates: dict[str, list[float]] = {"before": [], "after": []}
-        try:
-            for now in ("before", "after", "before", "after"):
-                ArraySource.read_training_batch = (
-                    after_read if now == "after" else ArraySource.read_batch
-                )
-                StridedPointwise.forward = after_conv if now == "after" else torch.nn.Conv2d.forward
+        for now in ("before", "after", "before", "after"):
+            with as_before() if now == "before" else contextlib.nullcontext():
                 rate, _ = _engine_rate(data, "resnet18", {}, side, batch, steps, args.accelerator)
-                rates[now].append(rate)
-        finally:
-            ArraySource.read_training_batch = after_read
-            StridedPointwise.forward = after_conv
+            rates[now].append(rate)
         ratio = sum(rates["after"]) / sum(rates["before"])
         out.append({"model": name, "batch": batch, **rates, "ratio": ratio})
         print(f"  {name}: before {rates['before']}, after {rates['after']}", flush=True)
@@ -404,10 +467,15 @@ def report(
     ]
     for key in parts[0]["ms"] if parts else []:
         lines.append(f"| {key} | " + " | ".join(f"{p['ms'][key]:.1f}" for p in parts) + " |")
+    free = {p["model"]: p.get("views_wait_free") for p in parts}
     lines += [
         "",
-        "Before and after uint8 batches and subsample-then-convolve shortcuts, engine items/s "
-        "in one process, alternated twice:",
+        "Views made without the host waiting for the GPU (`torch.cuda.set_sync_debug_mode`): "
+        + ", ".join(f"{model} {answer}" for model, answer in free.items())
+        + ".",
+        "",
+        "Before and after batched views and unread losses (before: kornia's augmentations and "
+        "the loss read after every step), engine items/s in one process, alternated twice:",
         "",
         "| model (batch) | before | after | after / before |",
         "| --- | --- | --- | --- |",
@@ -446,7 +514,7 @@ def main() -> None:
     keep(results=speed(args, device))
     print("where a step's time goes (ms per batch):", flush=True)
     keep(parts=breakdown(args, device))
-    print("before and after uint8 batches and subsampled shortcuts (items/s):", flush=True)
+    print("before and after batched views and unread losses (items/s):", flush=True)
     keep(changes=before_after(args))
     with tempfile.TemporaryDirectory(dir=RUNS) as tmp:
         keep(e2e=end_to_end(args, Path(tmp)))

@@ -26,7 +26,7 @@ class ItemwiseLoss(nn.Module):
         pass
 
 
-def one_step(items: torch.Tensor, accumulate: int) -> torch.Tensor:
+def one_step(items: torch.Tensor, accumulate: int) -> tuple[torch.Tensor, float]:
     torch.manual_seed(0)
     model = ItemwiseLoss()
     fabric = lightning.Fabric(accelerator="cpu", devices=1)
@@ -36,7 +36,7 @@ def one_step(items: torch.Tensor, accumulate: int) -> torch.Tensor:
         optimizer=optimizer, accumulate=accumulate,
     )  # fmt: skip
     loss = training_step(t, items, 0.5, fabric, TrainState(total_steps=1))
-    return torch.cat([p.detach().flatten() for p in model.parameters()]), loss
+    return torch.cat([p.detach().flatten() for p in model.parameters()]), loss.item()
 
 
 @pytest.mark.parametrize("accumulate", [2, 4])

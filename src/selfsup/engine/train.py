@@ -547,8 +547,12 @@ def training_step(
     fabric: lightning.Fabric,
     state: TrainState,
     labels: torch.Tensor | None = None,
-) -> float:
-    """One optimizer step on a batch of items: views, loss, backward, step; the loss.
+) -> torch.Tensor:
+    """One optimizer step on a batch of items: views, loss, backward, step; the loss, unread.
+
+    The loss comes back as a tensor on the device, not a number: reading it makes the host
+    wait for the step to finish, so the loop reads it only after queueing the next step
+    (``finite_loss``) and a GPU never idles while the host prepares a batch's views.
 
     With ``t.accumulate`` above 1 the batch is cut into that many parts, each seen and
     back-propagated on its own (its loss divided by the parts, so the summed gradient is the
@@ -560,24 +564,38 @@ def training_step(
     t.optimizer.zero_grad(set_to_none=True)
     parts = items.chunk(t.accumulate)
     label_parts = labels.chunk(t.accumulate) if labels is not None else [None] * len(parts)
-    total = 0.0
+    total = torch.zeros((), device=fabric.device)
     for number, (part, part_labels) in enumerate(zip(parts, label_parts, strict=True)):
         inputs = t.views(unit_items(part.to(fabric.device, non_blocking=True)))
         last = number == len(parts) - 1
         with fabric.no_backward_sync(t.model, enabled=not last):
             loss = t.model([channels_last(v) for v in inputs])
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"the loss became {loss.item()} at step {state.step} (epoch "
-                    f"{state.epoch}); try a lower --lr, or --precision fp32"
-                )
             fabric.backward(loss / len(parts))
-        total += loss.item() / len(parts)
+        total += loss.detach().float() / len(parts)
         if t.probe is not None and part_labels is not None:
             t.probe.step(part_labels)
     t.optimizer.step()
     t.method.on_step_end(state.step / max(1, state.total_steps))
     return total
+
+
+def finite_loss(loss: torch.Tensor, step: int, epoch: int) -> float:
+    """The value of step ``step``'s loss; a FloatingPointError when it is NaN or infinite.
+
+    Read one step late (see ``training_step``): by then the bad step has updated the weights,
+    which the error stops before anything saves them; the last checkpoint is from before it.
+
+    Example:
+        >>> finite_loss(torch.tensor(0.5), 3, 1)
+        0.5
+    """
+    value = loss.item()
+    if not math.isfinite(value):
+        raise FloatingPointError(
+            f"the loss became {value} at step {step} (epoch {epoch}); try a lower --lr, or "
+            "--precision fp32"
+        )
+    return value
 
 
 def setup(
@@ -766,9 +784,24 @@ def train_one_epoch(
     window_loss, window_steps, window_items = 0.0, 0, 0
     window_start = time.perf_counter()
     last_loss = float("nan")
+    # The step whose loss is not read yet (its tensor, step, epoch and items): read after
+    # the next step is queued, so the device never waits for the host in between.
+    unread: tuple[torch.Tensor, int, int, int] | None = None
     checkpoint_every = cfg.checkpoint_every * 60
     # Training time runs from one step's end to the next: the wait for a batch is part of it.
     ready = time.perf_counter()
+
+    def read_loss() -> None:
+        nonlocal unread, last_loss, window_loss, window_steps, window_items
+        if unread is None:
+            return
+        loss, step, epoch, items = unread
+        unread = None
+        last_loss = finite_loss(loss, step, epoch)
+        window_loss, window_steps = window_loss + last_loss, window_steps + 1
+        window_items += items
+        t.progress.advance(1, items, last_loss)
+
     for batch in loader:
         if state.step >= state.total_steps:
             break
@@ -779,16 +812,15 @@ def train_one_epoch(
         labels = None
         if t.probe is not None:
             labels = torch.as_tensor(source.labels[batch.indices], dtype=torch.long)
-        last_loss = training_step(t, batch.items, t.lr_at(state), fabric, state, labels)
+        loss = training_step(t, batch.items, t.lr_at(state), fabric, state, labels)
+        read_loss()
         now = time.perf_counter()
         state.train_seconds += now - ready
         ready = now
         state.step += 1
         items = len(batch.indices) * world
         state.items_seen += items
-        window_loss, window_steps = window_loss + last_loss, window_steps + 1
-        window_items += items
-        t.progress.advance(1, items, last_loss)
+        unread = (loss, state.step - 1, state.epoch, items)
         planned = t.budget.after_step(state)
         if planned is not None:
             t.replan(state, planned)
@@ -796,6 +828,7 @@ def train_one_epoch(
         if length is not None:
             t.progress.note(length)
         if t.log is not None and state.step % cfg.log_every == 0:
+            read_loss()
             now = time.perf_counter()
             t.log.write(
                 state.step,
@@ -811,8 +844,10 @@ def train_one_epoch(
             and state.step < state.total_steps
             and time.perf_counter() - t.last_checkpoint >= checkpoint_every
         ):
+            read_loss()  # a checkpoint keeps only weights a finite loss made
             save_training(t, state, run_dir)
             ready = time.perf_counter()
+    read_loss()
     return last_loss
 
 

@@ -1,7 +1,8 @@
-"""Batched image augmentations (kornia) and the per-method recipes that combine them.
+"""The per-method recipes of image augmentations, and the views they make of a batch.
 
-Augmentations run on whole batches of float tensors (n, C, H, W) in [0, 1], so they cost one
-vectorized call per batch instead of one Python call per image.
+Augmentations (``image_ops``) run on whole batches of float tensors (n, C, H, W) in [0, 1], so
+they cost a few vectorized calls per batch instead of one Python call per image, and never make
+a GPU wait for the host.
 
 Multi-crop (Caron et al. 2020, SwAV, https://arxiv.org/abs/2006.09882): besides the full-size
 global views, a method may ask for extra small local views, each a crop of a small part of the
@@ -22,9 +23,10 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-import kornia.augmentation as K
 import torch
 from torch import nn
+
+from selfsup.views.image_ops import ColorJitter, GaussianBlur, Grayscale, ResizedCrop, Solarize
 
 
 @dataclass(frozen=True)
@@ -133,25 +135,18 @@ def _pipeline(
     channels: int,
     crop_scale: tuple[float, float] | None = None,
 ) -> nn.Sequential:
-    scale = crop_scale or recipe.crop_scale
-    ops: list[nn.Module] = [K.RandomResizedCrop((image_size, image_size), scale=scale)]
-    if recipe.flip_p > 0:
-        ops.append(K.RandomHorizontalFlip(p=recipe.flip_p))
-    brightness, contrast, saturation, hue = recipe.jitter
+    ops: list[nn.Module] = [ResizedCrop(image_size, crop_scale or recipe.crop_scale, recipe.flip_p)]
     if recipe.jitter_p > 0 and any(recipe.jitter):
-        if channels == 3:
-            ops.append(K.ColorJitter(brightness, contrast, saturation, hue, p=recipe.jitter_p))
-        else:
-            # Saturation and hue are undefined for one channel: jitter what a gray image has.
-            ops.append(K.ColorJitter(brightness, contrast, p=recipe.jitter_p))
+        # Saturation and hue are undefined for one channel: ColorJitter skips them for gray.
+        ops.append(ColorJitter(recipe.jitter, recipe.jitter_p))
     if channels == 3 and recipe.grayscale_p > 0:
-        ops.append(K.RandomGrayscale(p=recipe.grayscale_p))
+        ops.append(Grayscale(recipe.grayscale_p))
     if recipe.blur_p > 0:
         # Kernel about a tenth of the image side (SimCLR), odd, at least 3.
         kernel = max(3, (image_size // 10) | 1)
-        ops.append(K.RandomGaussianBlur((kernel, kernel), (0.1, 2.0), p=recipe.blur_p))
+        ops.append(GaussianBlur(kernel, (0.1, 2.0), recipe.blur_p))
     if recipe.solarize_p > 0:
-        ops.append(K.RandomSolarize(thresholds=0.0, additions=0.0, p=recipe.solarize_p))
+        ops.append(Solarize(recipe.solarize_p))
     return nn.Sequential(*ops)
 
 
