@@ -18,7 +18,9 @@
    alternated twice: ``selfsup.pretrain`` of ResNet-18 at 32 pixels (Fashion-MNIST, batch 256)
    and at 224 (photos, batch 128), once as it is and once as it was until 2026-12-04: kornia's
    augmentations for the views (``kornia_pipeline``) and the loss read back after every step.
-4. **End to end**, each step a command-line process as a user runs it: ``selfsup pretrain
+4. **Decoding workers**: ResNet-18 at 224 from the folder of JPEGs with 4, 8 and the default
+   number of loader workers, alternated twice.
+5. **End to end**, each step a command-line process as a user runs it: ``selfsup pretrain
    fashion-mnist --time-budget 1``, ``selfsup embed`` of the 10,000 test images,
    ``selfsup evaluate`` (linear probe, kNN, few-shot) and ``selfsup export --format onnx``,
    each with its wall time.
@@ -210,9 +212,11 @@ def _engine_rate(
     steps: int,
     accelerator: str,
     monitor_items: int = 0,
+    **more: object,
 ) -> tuple[float, str]:
     """Items/s of ``selfsup.pretrain`` (SimCLR) after the first steps, read from the run's
-    ``metrics.csv`` (training seconds only), and the precision it trained in."""
+    ``metrics.csv`` (training seconds only), and the precision it trained in; ``more`` are
+    further options of ``pretrain``."""
     import csv
 
     import selfsup
@@ -222,13 +226,41 @@ def _engine_rate(
             data if isinstance(data, np.ndarray) else str(data), method="simclr",
             backbone=backbone, backbone_options=options, image_size=side, batch_size=batch,
             steps=WARMUP + steps, log_every=1, accelerator=accelerator,
-            out=str(Path(tmp) / "run"), show_progress=False, monitor_items=monitor_items,
+            out=str(Path(tmp) / "run"), show_progress=False, monitor_items=monitor_items, **more,
         )  # fmt: skip
         with (Path(tmp) / "run" / "metrics.csv").open() as f:
             rows = [r for r in csv.DictReader(f) if r.get("train_seconds")]
     seconds = float(rows[-1]["train_seconds"]) - float(rows[WARMUP - 1]["train_seconds"])
     timed = int(rows[-1]["step"]) - int(rows[WARMUP - 1]["step"])
     return timed * batch / seconds, run.summary["precision"]
+
+
+def folder_workers(args: argparse.Namespace) -> list[dict]:
+    """Items/s of ResNet-18 at 224 from the JPEG folder with 4, 8 and the default number of
+    decoding workers (all cores but two on a GPU), alternated twice."""
+    from selfsup.data.image_folder import ImageFolderSource
+    from selfsup.modalities import get_modality
+
+    _, backbone, options, side, batch = FOLDER_MODEL
+    steps = args.steps
+    if args.smoke:
+        side, batch = 32, 16
+    with tempfile.TemporaryDirectory(dir=RUNS) as tmp:
+        folder = jpeg_folder(Path(tmp) / "photos", batch * (WARMUP + steps + 1))
+        default = get_modality("image").default_workers(
+            ImageFolderSource(folder), args.accelerator != "cpu"
+        )
+        counts = sorted({4, 8, default})
+        rates: dict[int, list[float]] = {count: [] for count in counts}
+        for count in counts * 2:
+            rate, _ = _engine_rate(
+                folder, backbone, options, side, batch, steps, args.accelerator, num_workers=count
+            )
+            rates[count].append(rate)
+    out = [{"workers": c, "default": c == default, "items_per_s": r} for c, r in rates.items()]
+    for row in out:
+        print(f"  {row['workers']} workers: {row['items_per_s']}", flush=True)
+    return out
 
 
 def _ms(fn: Callable[[], object], device: str, repeats: int = 10) -> float:
@@ -423,16 +455,9 @@ def end_to_end(args: argparse.Namespace, folder: Path) -> dict:
     }
 
 
-def report(
-    device_name: str,
-    peak: float,
-    results: list[dict],
-    parts: list[dict],
-    changes: list[dict],
-    e2e: dict,
-    meta: dict,
-) -> str:
-    """The BENCHMARKS.md section."""
+def report(device_name: str, peak: float, meta: dict) -> str:
+    """The BENCHMARKS.md section from what the steps found (``meta``)."""
+    results, parts, changes, e2e = meta["results"], meta["parts"], meta["changes"], meta["e2e"]
     lines = [
         "## The GPU path",
         "",
@@ -484,6 +509,18 @@ def report(
         before = " / ".join(f"{r:,.0f}" for r in c["before"])
         after = " / ".join(f"{r:,.0f}" for r in c["after"])
         lines.append(f"| {c['model']} ({c['batch']}) | {before} | {after} | {c['ratio']:.2f} |")
+    if meta.get("workers"):
+        lines += [
+            "",
+            "ResNet-18 at 224 from the folder of 640x480 JPEGs, items/s by decoding workers "
+            "(alternated twice): "
+            + ", ".join(
+                f"{w['workers']}{' (default)' if w['default'] else ''}: "
+                + " / ".join(f"{r:,.0f}" for r in w["items_per_s"])
+                for w in meta["workers"]
+            )
+            + ".",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -516,12 +553,12 @@ def main() -> None:
     keep(parts=breakdown(args, device))
     print("before and after batched views and unread losses (items/s):", flush=True)
     keep(changes=before_after(args))
+    print("decoding workers for a folder of JPEGs (items/s):", flush=True)
+    keep(workers=folder_workers(args))
     with tempfile.TemporaryDirectory(dir=RUNS) as tmp:
         keep(e2e=end_to_end(args, Path(tmp)))
     keep(minutes=(time.perf_counter() - started) / 60, load=load, torch=torch.__version__)
-    text = report(
-        device_name, peak, found["results"], found["parts"], found["changes"], found["e2e"], found
-    )
+    text = report(device_name, peak, found)
     print(text)
     if not args.smoke:
         write_section("gpu", text)

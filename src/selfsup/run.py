@@ -733,7 +733,8 @@ def pretrain(
                 f"{added['trainable']:,} of the backbone's parameters train"
             )
     if cfg.num_workers is None:
-        cfg = cfg.model_copy(update={"num_workers": modality.default_workers(source)})
+        workers = modality.default_workers(source, fabric.device.type != "cpu")
+        cfg = cfg.model_copy(update={"num_workers": workers})
     # A batch never asks for more items than one process's share of the data, and a default
     # one leaves an epoch several steps.
     share = max(2, len(source) // (cfg.devices * cfg.num_nodes))

@@ -113,3 +113,19 @@ def test_text_is_planned_on_its_longest_documents() -> None:
     texts = [f"note {i}" for i in range(50)] + ["a long " * 40]
     items = planning_items(TextSource(texts, max_length=64))
     assert items.shape[0] >= 2 and items.shape[1] == 64
+
+
+def test_folders_get_more_decoding_workers_when_a_gpu_trains(tmp_path, monkeypatch) -> None:
+    from PIL import Image
+
+    from selfsup.data.arrays import ArraySource
+    from selfsup.data.image_folder import ImageFolderSource
+    from selfsup.modalities import get_modality
+
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.jpg")
+    folder, image = ImageFolderSource(tmp_path), get_modality("image")
+    for cores, on_cpu, on_gpu in [(2, 1, 1), (8, 4, 6), (16, 4, 14), (64, 4, 16)]:
+        monkeypatch.setattr("os.cpu_count", lambda cores=cores: cores)
+        assert image.default_workers(folder) == on_cpu
+        assert image.default_workers(folder, accelerated=True) == on_gpu
+    assert image.default_workers(ArraySource(np.zeros((4, 8, 8))), accelerated=True) == 0

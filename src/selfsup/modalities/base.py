@@ -295,9 +295,12 @@ class Modality(ABC):
         channels)."""
         return x
 
-    def default_workers(self, source: Source) -> int:
-        """Data-loading processes for ``source`` by default: for files to decode, half the
-        CPU cores (at least 1, at most 4); none for data in memory.
+    def default_workers(self, source: Source, accelerated: bool = False) -> int:
+        """Data-loading processes for ``source`` by default: none for data in memory; for
+        files to decode, half the CPU cores (at least 1, at most 4) when the CPU trains too,
+        and all cores but two (at least 1, at most 16) when a GPU trains (``accelerated``),
+        whose steps decoding cannot keep up with otherwise (BENCHMARKS.md, "The GPU path":
+        4, 8 and 14 workers fed a ResNet-18 about 1,600, 2,700 and 3,900 JPEGs/s).
 
         Example:
             >>> from selfsup.data.arrays import ArraySource
@@ -307,7 +310,10 @@ class Modality(ABC):
         """
         if not source.reads_files:
             return 0
-        return min(4, max(1, (os.cpu_count() or 2) // 2))
+        cores = os.cpu_count() or 2
+        if accelerated:
+            return min(16, max(1, cores - 2))
+        return min(4, max(1, cores // 2))
 
     def embed_batch_size(self, source: Source, batch_size: int) -> int:
         """The batch size ``embed`` uses on ``source`` (lower where items are large)."""

@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -147,22 +148,33 @@ class ResizedCrop(nn.Module):
 
 
 def _gray(images: torch.Tensor) -> torch.Tensor:
-    """Luma of (n, 3, H, W) images, shape (n, 1, H, W)."""
-    weights = torch.tensor(GRAY_WEIGHTS, dtype=images.dtype, device=images.device)
-    return (images * weights.view(1, 3, 1, 1)).sum(1, keepdim=True)
+    """Luma of (n, 3, H, W) images (or of (n, 3) channel values), with a channel axis of 1.
+
+    The weights are Python numbers: a weight tensor would be copied to the device on every
+    call, and a blocking copy makes the host wait for the GPU.
+    """
+    red, green, blue = images[:, 0:1], images[:, 1:2], images[:, 2:3]
+    return GRAY_WEIGHTS[0] * red + GRAY_WEIGHTS[1] * green + GRAY_WEIGHTS[2] * blue
+
+
+@functools.cache
+def _hue_basis(device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(3, 3, 3) matrices A, B, C with hue rotation by angle t = A + B cos t + C sin t,
+    copied to each device once."""
+    to_yiq, to_rgb = _RGB_TO_YIQ, _YIQ_TO_RGB
+    keep, cos, sin = torch.zeros(3, 3, 3, dtype=torch.float64).unbind(0)
+    keep[0, 0] = 1.0  # luma stays
+    cos[1, 1] = cos[2, 2] = 1.0  # I and Q turn
+    sin[1, 2], sin[2, 1] = -1.0, 1.0
+    basis = torch.stack([to_rgb @ part @ to_yiq for part in (keep, cos, sin)])
+    return basis.to(device, dtype)
 
 
 def _hue_matrices(turns: torch.Tensor) -> torch.Tensor:
     """(n, 3, 3) RGB matrices rotating the hue by ``turns`` of the colour circle (YIQ)."""
-    to_yiq = _RGB_TO_YIQ.to(turns.device, turns.dtype)
-    to_rgb = _YIQ_TO_RGB.to(turns.device, turns.dtype)
-    angle = 2 * math.pi * turns
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    rotate = torch.zeros(len(turns), 3, 3, dtype=turns.dtype, device=turns.device)
-    rotate[:, 0, 0] = 1.0
-    rotate[:, 1, 1], rotate[:, 1, 2] = cos, -sin
-    rotate[:, 2, 1], rotate[:, 2, 2] = sin, cos
-    return to_rgb @ rotate @ to_yiq
+    keep, cos, sin = _hue_basis(turns.device, turns.dtype)
+    angle = (2 * math.pi * turns).view(-1, 1, 1)
+    return keep + torch.cos(angle) * cos + torch.sin(angle) * sin
 
 
 class ColorJitter(nn.Module):
@@ -215,11 +227,8 @@ class ColorJitter(nn.Module):
         else:
             if index == 1:  # the blend target: the image's mean luma
                 channel_means = images.mean((2, 3))
-                if images.shape[1] == 3:
-                    weights = torch.tensor(GRAY_WEIGHTS, dtype=images.dtype, device=images.device)
-                    target = _per_image(channel_means @ weights)
-                else:
-                    target = _per_image(channel_means[:, 0])
+                color = images.shape[1] == 3
+                target = _per_image(_gray(channel_means) if color else channel_means)
             else:  # saturation blends each pixel with its own luma
                 target = _gray(images)
             factor = _per_image(factor)
@@ -273,7 +282,7 @@ def blur(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     """
     n, channels, height, width = images.shape
     size = kernels.shape[1]
-    weights = kernels.to(images.dtype).repeat_interleave(channels, 0)  # (n * C, k)
+    weights = kernels.to(images.dtype)[:, None].expand(n, channels, size).reshape(-1, size)
     flat = images.reshape(1, n * channels, height, width)
     flat = F.pad(flat, (size // 2,) * 4, mode="reflect")
     flat = F.conv2d(flat, weights.view(-1, 1, size, 1), groups=n * channels)
