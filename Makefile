@@ -81,6 +81,7 @@ bench: setup datasets system
 	$(PY) benchmarks/folder_index.py
 	$(PY) benchmarks/neighbours.py
 	$(PY) benchmarks/throughput.py
+	$(PY) benchmarks/views.py
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks

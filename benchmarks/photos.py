@@ -16,7 +16,10 @@ data-loading workers) is sampled twice a second:
 3. **in memory**: the same images decoded once at the same side into an array in memory,
    pretrained with the same backbone, side and batch for ``--memory-minutes``: the images per
    second the folder run is compared with (target: >= 85%).
-4. **robustness**: the folder (hard links) plus a corrupt JPEG that sorts first and a
+4. **embed**: ``Run.embed`` of the whole folder with the folder run's encoder, files read
+   ahead by the default loader workers, then read in the embedding process itself (as before
+   2026-12-04), each a separate process: images/s and peak memory.
+5. **robustness**: the folder (hard links) plus a corrupt JPEG that sorts first and a
    12000x12000 PNG, ``--time-budget 1`` with output to a pipe: wall time (target: < 5 min) and
    the longest gap between two output lines (target: <= 10 s).
 
@@ -111,6 +114,19 @@ run = selfsup.pretrain(x, backbone="resnet18", image_size=int(side), batch_size=
 print(json.dumps(run.summary))
 """
 
+_EMBED = """
+import sys, time, numpy as np, selfsup
+from selfsup.modalities.image import ImageModality
+folder, run, workers = sys.argv[1:4]
+if workers != "default":
+    ImageModality.default_workers = lambda self, source, accelerated=False: int(workers)
+run = selfsup.load(run)
+started = time.perf_counter()
+z = run.embed(folder)
+seconds = time.perf_counter() - started
+print(f"embedded {len(z)} images in {seconds:.1f} s: {len(z) / seconds:.1f} images/s", flush=True)
+"""
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -166,6 +182,15 @@ def main() -> None:
     results["folder_over_memory"] = round(ratio, 3)
     print(json.dumps(results["in_memory"]), flush=True)
 
+    results["embed"] = {}
+    for workers in ("default", "0"):
+        command = [sys.executable, "-c", _EMBED, str(args.data), str(folder_run), workers]
+        watched = watch(command, args.runs / f"embed-{workers}.log")
+        line = (args.runs / f"embed-{workers}.log").read_text().strip().splitlines()[-1]
+        watched["images_per_s"] = float(line.split(": ")[-1].split()[0])
+        results["embed"][workers] = watched
+        print(json.dumps(watched), flush=True)
+
     if not args.skip_robustness:
         robust = args.runs / "photos-plus-broken"
         for label in ("a", "b"):
@@ -214,6 +239,14 @@ def report(r: dict, args: argparse.Namespace) -> str:
         f"| folder / in memory | {r['folder_over_memory']:.0%} | >= 85% |",
         f"| longest silence in the folder run's output | {f['longest_gap_s']} s | |",
     ]
+    if "embed" in r:
+        ahead, alone = r["embed"]["default"], r["embed"]["0"]
+        lines += [
+            f"| embed the folder: images/s, read ahead by {f['workers']} worker(s) / in the "
+            f"embedding process | {ahead['images_per_s']:.1f} / {alone['images_per_s']:.1f} | |",
+            f"| ... peak memory (PSS, workers included) | {ahead['peak_pss_gb']} / "
+            f"{alone['peak_pss_gb']} GB | |",
+        ]
     if "robustness" in r:
         b = r["robustness"]
         lines += [

@@ -4,12 +4,14 @@
    224 pixels, by the engine's batched views (``selfsup.views.image_ops``) and by kornia's
    augmentations as the engine used them until 2026-12-04 (``gpu.kornia_pipeline``), timed in
    turn in this process.
-2. **What they teach**: SimCLR with the small CNN on Fashion-MNIST for ``--minutes`` with
+2. **Training speed**: the engine's items/s (SimCLR) with each, alternated twice in this
+   process, for the small CNN at 28 pixels (Fashion-MNIST) and ResNet-18 at 96 (photos).
+3. **What they teach**: SimCLR with the small CNN on Fashion-MNIST for ``--minutes`` with
    each, every other option the same (seed included), then the linear probe and kNN on the
    official test split, next to raw pixels.
 
 Usage:
-    python benchmarks/views.py              # about 12 minutes on 2 cores; writes BENCHMARKS.md
+    python benchmarks/views.py              # about 15 minutes on 2 cores; writes BENCHMARKS.md
     python benchmarks/views.py --smoke      # a minute, writes nothing
 """
 
@@ -23,7 +25,7 @@ from pathlib import Path
 import torch
 
 from common import RUNS, load_average, write_section
-from gpu import kornia_pipeline
+from gpu import _engine_rate, fashion, kornia_pipeline, photos
 from selfsup.run import _machine
 from selfsup.views import image as image_views
 from selfsup.views.image import ImageViews, image_recipe
@@ -65,6 +67,29 @@ def speed(args: argparse.Namespace) -> list[dict]:
     return out
 
 
+def training_speed(args: argparse.Namespace) -> list[dict]:
+    cases = [("small-cnn", 28, 256, 40), ("resnet18", 96, 64, 15)]
+    if args.smoke:
+        cases = [("small-cnn", 28, 32, 2)]
+    out = []
+    for backbone, side, batch, steps in cases:
+        n = batch * (steps + 8)
+        data = fashion(n) if side == 28 and not args.smoke else photos(n, side)
+        rates: dict[str, list[float]] = {"batched": [], "kornia": []}
+        for kind in ("batched", "kornia", "batched", "kornia"):
+            batched = image_views._pipeline
+            if kind == "kornia":
+                image_views._pipeline = kornia_pipeline
+            try:
+                rate, _ = _engine_rate(data, backbone, {}, side, batch, steps, "cpu")
+            finally:
+                image_views._pipeline = batched
+            rates[kind].append(rate)
+        out.append({"model": f"{backbone}@{side}", "batch": batch, **rates})
+        print(f"  {backbone}@{side}: {rates}", flush=True)
+    return out
+
+
 def teach(args: argparse.Namespace) -> dict:
     import selfsup
 
@@ -94,7 +119,7 @@ def teach(args: argparse.Namespace) -> dict:
     return out
 
 
-def report(speeds: list[dict], taught: dict, meta: dict) -> str:
+def report(speeds: list[dict], rates: list[dict], taught: dict, meta: dict) -> str:
     lines = [
         "## Image views: batched operations next to kornia's (benchmarks/views.py)",
         "",
@@ -112,11 +137,27 @@ def report(speeds: list[dict], taught: dict, meta: dict) -> str:
             f"| {r['recipe']} | {r['side']} ({r['batch']}) | {r['batched']:.1f} | "
             f"{r['kornia']:.1f} | {r['kornia'] / r['batched']:.2f} |"
         )
+    lines += [
+        "",
+        "Engine items/s (SimCLR), each way twice, alternated in one process:",
+        "",
+        "| model (batch) | batched | kornia's | batched / kornia's |",
+        "| --- | --- | --- | --- |",
+    ]
+    for r in rates:
+        lines.append(
+            f"| {r['model']} ({r['batch']}) | "
+            + " / ".join(f"{v:,.1f}" for v in r["batched"])
+            + " | "
+            + " / ".join(f"{v:,.1f}" for v in r["kornia"])
+            + f" | {sum(r['batched']) / sum(r['kornia']):.2f} |"
+        )
     b, k = taught["batched"], taught["kornia"]
     lines += [
         "",
-        f"SimCLR, small CNN, {meta['data']}, {meta['args_minutes']:g} minutes each, seed 0 "
-        "(test split accuracy):",
+        f"SimCLR, small CNN, {meta['data']}, {meta['args_minutes']:g} minutes each, seed 0, one "
+        "after the other (their images/s differ by the machine's drift as much as by the "
+        "views: the table above is the speed comparison), test split accuracy:",
         "",
         "| views | images/s | epochs | linear probe | kNN |",
         "| --- | --- | --- | --- | --- |",
@@ -139,6 +180,7 @@ def main() -> None:
     RUNS.mkdir(parents=True, exist_ok=True)
     load, started = load_average(), time.perf_counter()
     speeds = speed(args)
+    rates = training_speed(args)
     taught = teach(args)
     meta = {
         "machine": _machine(),
@@ -148,7 +190,7 @@ def main() -> None:
         "args_minutes": args.minutes,
         "data": "digits" if args.smoke else "Fashion-MNIST",
     }
-    text = report(speeds, taught, meta)
+    text = report(speeds, rates, taught, meta)
     print(text)
     if not args.smoke:
         write_section("views", text)

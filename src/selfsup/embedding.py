@@ -27,11 +27,12 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader, Dataset
 
 from selfsup.core.files import atomic_path, check_writable, write_json
 from selfsup.core.precision import cpu_has_fast_bf16
 from selfsup.core.progress import TrainingProgress
-from selfsup.data.base import SkippedItem, Source, by_length
+from selfsup.data.base import Batch, SkippedItem, Source, by_length, unit_items
 from selfsup.data.splits import SubsetSource
 from selfsup.encoder import Encoder
 from selfsup.modalities import modality_of
@@ -101,6 +102,9 @@ def iter_embeddings(
     # Items of one size are yielded batch by batch; others after each window they sort.
     sorts = source.length_keys(np.arange(min(n, 1))) is not None
     window = batch_size * (SORT_WINDOW if sorts else 1)
+    # Files to decode are read ahead by worker processes, in order, while this one embeds.
+    workers = 0 if sorts else modality.default_workers(source, encoder.device.type != "cpu")
+    ahead = read_ahead(source, batch_size, workers, encoder.device) if workers else None
     with TrainingProgress(steps, f"embedding {source.name}", enabled=show_progress) as bar:
         for first in range(0, n, window):
             rows = np.arange(first, min(n, first + window))
@@ -109,9 +113,10 @@ def iter_embeddings(
             skipped: dict[int, SkippedItem] = {}
             for start in range(0, len(order), batch_size):
                 chunk = [int(i) for i in order[start : start + batch_size]]
-                batch = source.read_batch(chunk)
+                batch = next(ahead) if ahead is not None else source.read_batch(chunk)
                 if batch.indices:
-                    x = modality.prepare_input(batch.items.to(encoder.device), spec)
+                    items = unit_items(batch.items.to(encoder.device, non_blocking=True))
+                    x = modality.prepare_input(items, spec)
                     with torch.no_grad(), autocast(precision, encoder.device):
                         emb = encoder(x).float().cpu().numpy()
                     found.update(zip(batch.indices, emb, strict=True))
@@ -126,6 +131,53 @@ def iter_embeddings(
                     else np.zeros((0, encoder.feature_dim), dtype=np.float32)
                 )
                 yield kept, emb, [skipped[i] for i in part if i in skipped]
+
+
+class _Batches(Dataset):
+    """Batch k of a source read in order: rows [k * size, (k + 1) * size), read for a device
+    (8-bit images as uint8: :meth:`Source.read_training_batch`)."""
+
+    def __init__(self, source: Source, size: int) -> None:
+        self.source, self.size = source, size
+
+    def __len__(self) -> int:
+        return (len(self.source) + self.size - 1) // self.size
+
+    def __getitem__(self, k: int) -> Batch:
+        rows = range(k * self.size, min(len(self.source), (k + 1) * self.size))
+        return self.source.read_training_batch(list(rows))
+
+
+def read_ahead(
+    source: Source, batch_size: int, workers: int, device: torch.device | None = None
+) -> Iterator[Batch]:
+    """The source's batches in order, read by ``workers`` processes two batches ahead each.
+
+    Items a worker could not read are recorded in ``source.unreadable`` here too, as a
+    reading in this process would have (the worker's record stays in the worker).
+
+    Example:
+        >>> from selfsup.data.arrays import ArraySource
+        >>> batches = read_ahead(ArraySource(np.zeros((5, 4, 4), np.uint8)), 2, workers=0)
+        >>> [b.indices for b in batches]
+        [[0, 1], [2, 3], [4]]
+    """
+    loader = DataLoader(
+        _Batches(source, batch_size),
+        batch_size=None,
+        num_workers=workers,
+        collate_fn=_as_read,
+        prefetch_factor=2 if workers else None,
+        pin_memory=device is not None and device.type == "cuda",
+    )
+    for batch in loader:
+        for item in batch.skipped:
+            source.unreadable.setdefault(item.item_id, item.reason)
+        yield batch
+
+
+def _as_read(batch: Batch) -> Batch:
+    return batch
 
 
 def pooled_embeddings(
