@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 # Tiny tests run fastest on one thread, and subprocesses (DDP, the killed run) inherit this, so
 # two processes do not oversubscribe two cores; the resumed-run test relies on equal threads.
@@ -47,3 +48,16 @@ def clusters_npz_module(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("clusters") / "clusters.npz"
     np.savez(path, X=x, y=y)
     return path
+
+
+@pytest.fixture
+def folder_with_corrupt_image(tmp_path: Path) -> Path:
+    """A folder of 40 small PNGs in two class folders and one corrupt ``dogs/broken.png``."""
+    rng = np.random.default_rng(0)
+    for label in ("cats", "dogs"):
+        (tmp_path / "images" / label).mkdir(parents=True)
+        for i in range(20):
+            pixels = rng.integers(0, 255, (10, 10, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "images" / label / f"{i:02d}.png")
+    (tmp_path / "images" / "dogs" / "broken.png").write_bytes(b"\x89PNG not really")
+    return tmp_path / "images"

@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from selfsup.core.files import atomic_path, check_writable, write_json
+from selfsup.core.memory import available_memory
 from selfsup.core.precision import cpu_has_fast_bf16
 from selfsup.core.progress import TrainingProgress
 from selfsup.data.base import Batch, SkippedItem, Source, by_length, unit_items
@@ -103,7 +104,7 @@ def iter_embeddings(
     sorts = source.length_keys(np.arange(min(n, 1))) is not None
     window = batch_size * (SORT_WINDOW if sorts else 1)
     # Files to decode are read ahead by worker processes, in order, while this one embeds.
-    workers = 0 if sorts else modality.default_workers(source, encoder.device.type != "cpu")
+    workers = 0 if sorts else read_ahead_workers(source, batch_size, encoder.device)
     ahead = read_ahead(source, batch_size, workers, encoder.device) if workers else None
     with TrainingProgress(steps, f"embedding {source.name}", enabled=show_progress) as bar:
         for first in range(0, n, window):
@@ -146,6 +147,29 @@ class _Batches(Dataset):
     def __getitem__(self, k: int) -> Batch:
         rows = range(k * self.size, min(len(self.source), (k + 1) * self.size))
         return self.source.read_training_batch(list(rows))
+
+
+#: The share of available memory the batches read ahead may hold.
+READ_AHEAD_MEMORY_SHARE = 0.25
+
+
+def read_ahead_workers(source: Source, batch_size: int, device: torch.device) -> int:
+    """Worker processes to read ``source`` ahead with: the modality's default for training
+    on ``device`` (none for data in memory), fewer where their batches in flight (two per
+    worker and the one embedded, counted as float32) would pass a quarter of the memory
+    available.
+
+    Example:
+        >>> from selfsup.data.arrays import ArraySource
+        >>> read_ahead_workers(ArraySource(np.zeros((4, 8, 8))), 2, torch.device("cpu"))
+        0
+    """
+    workers = modality_of(source).default_workers(source, device.type != "cpu")
+    if workers == 0:
+        return 0
+    batch_bytes = 4 * source.first_item().numel() * batch_size
+    fits = int(READ_AHEAD_MEMORY_SHARE * available_memory(torch.device("cpu")) // batch_bytes)
+    return max(0, min(workers, (fits - 1) // 2))
 
 
 def read_ahead(

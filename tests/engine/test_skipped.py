@@ -9,19 +9,6 @@ from selfsup.embedding import embed_source
 from selfsup.modalities import open_source
 from selfsup.run import pretrain
 
-
-@pytest.fixture
-def folder_with_corrupt_image(tmp_path):
-    rng = np.random.default_rng(0)
-    for label in ("cats", "dogs"):
-        (tmp_path / "images" / label).mkdir(parents=True)
-        for i in range(20):
-            pixels = rng.integers(0, 255, (10, 10, 3), dtype=np.uint8)
-            Image.fromarray(pixels).save(tmp_path / "images" / label / f"{i:02d}.png")
-    (tmp_path / "images" / "dogs" / "broken.png").write_bytes(b"\x89PNG not really")
-    return tmp_path / "images"
-
-
 OPTIONS = {"epochs": 2, "batch_size": 8, "backbone_options": {"width": 4}, "show_progress": False}
 
 
@@ -67,20 +54,3 @@ def test_every_unreadable_item_is_listed_once_and_counted(tmp_path, capsys) -> N
     assert run.summary["skipped_items"] == 10
     shown = capsys.readouterr().out
     assert "10 unreadable items skipped" in shown and "skipped.txt" in shown
-
-
-def test_folders_embed_read_ahead_by_workers_the_same_rows(
-    folder_with_corrupt_image, tmp_path, monkeypatch
-) -> None:
-    from selfsup.modalities.image import ImageModality
-
-    run = pretrain(folder_with_corrupt_image, out=tmp_path / "run", **OPTIONS)
-    embedded = {}
-    for workers in (0, 2):
-        monkeypatch.setattr(ImageModality, "default_workers", lambda *a, w=workers, **k: w)
-        source = open_source(folder_with_corrupt_image)
-        embedded[workers] = embed_source(run.encoder, source, batch_size=8, precision="fp32")
-        # A worker's unreadable file is recorded here too, as reading it here would.
-        assert list(source.unreadable) == ["dogs/broken.png"]
-    np.testing.assert_allclose(embedded[2], embedded[0], atol=1e-6, equal_nan=True)
-    assert np.isnan(embedded[2]).any(axis=1).sum() == 1

@@ -221,7 +221,7 @@ def test_a_raw_baseline_too_large_for_memory_is_fitted_on_a_stratified_sample(
     """Memory is planned: where the raw features of every train item would not fit, the raw
     baseline is fitted on a stratified sample that does, the encoder's on every item, and
     the result says so; where they fit, both are fitted on every item."""
-    import selfsup.engine.memory as memory
+    import selfsup.core.memory as memory
     from selfsup.console import print_evaluation
     from selfsup.data.arrays import ArraySource
     from selfsup.evaluation.report import RAW_COPIES, evaluate_encoder

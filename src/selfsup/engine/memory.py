@@ -18,11 +18,9 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import os
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import lightning
@@ -32,6 +30,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from selfsup.config import ConfigError
+from selfsup.core.memory import available_memory
 from selfsup.engine.train import channels_last
 
 #: Share of the available memory a step may plan to use.
@@ -42,26 +41,6 @@ MARGIN = 1.1
 #: The smallest batch lowered to before the run is stopped instead.
 SMALLEST_BATCH = 8
 _GB = 2**30
-
-
-def available_memory(device: torch.device) -> int:
-    """Bytes this process can still use: free GPU memory, or on a CPU the smaller of the
-    kernel's MemAvailable and what the cgroup (container) limit leaves."""
-    if device.type == "cuda":
-        return int(torch.cuda.mem_get_info(device)[0])
-    free = None
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                free = int(line.split()[1]) * 1024
-    with contextlib.suppress(OSError, ValueError):
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        used = int(Path("/sys/fs/cgroup/memory.current").read_text())
-        if limit != "max":
-            free = min(free or 2**62, int(limit) - used)
-    if free is None:  # not Linux: all physical memory
-        free = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return int(free)
 
 
 class PeakTracker(TorchDispatchMode):

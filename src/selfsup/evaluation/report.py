@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from selfsup.core import memory
 from selfsup.core.files import write_json
 from selfsup.core.progress import activity
 from selfsup.data.base import Source, require_classes
@@ -177,9 +178,7 @@ def evaluate_encoder(
     if embed is None:
         embed = partial(embed_source, encoder, show_progress=show_progress)
     embedded = tuple(embed(s) for s in (train, test))
-    from selfsup.engine.memory import available_memory  # the engine imports evaluation
-
-    available = available_memory(torch.device("cpu"))
+    available = memory.available_memory(torch.device("cpu"))
     raw_train, note = raw_train_items(train, test, modality.raw_width(train), available, seed)
     with activity(f"reading the raw inputs of {len(raw_train) + len(test):,} items"):
         features = {"selfsup": embedded, "raw": modality.raw_baseline(raw_train, test)}
