@@ -13,13 +13,15 @@ data-loading workers) is sampled twice a second:
 2. **folder**: ``selfsup pretrain FOLDER --time-budget M`` with every other option left at
    its default: peak memory, images per second (wall time of the training loop, data
    loading included), the chosen side, backbone, batch and workers.
-3. **in memory**: the same images decoded once at the same side into an array in memory,
+3. **folder, workers at normal priority**: the same pretraining with the decoding worker at
+   the training process's priority (as before 2026-12-04; ``yield_to_training`` off).
+4. **in memory**: the same images decoded once at the same side into an array in memory,
    pretrained with the same backbone, side and batch for ``--memory-minutes``: the images per
    second the folder run is compared with (target: >= 85%).
-4. **embed**: ``Run.embed`` of the whole folder with the folder run's encoder, files read
+5. **embed**: ``Run.embed`` of the whole folder with the folder run's encoder, files read
    ahead by the default loader workers, then read in the embedding process itself (as before
    2026-12-04), each a separate process: images/s and peak memory.
-5. **robustness**: the folder (hard links) plus a corrupt JPEG that sorts first and a
+6. **robustness**: the folder (hard links) plus a corrupt JPEG that sorts first and a
    12000x12000 PNG, ``--time-budget 1`` with output to a pipe: wall time (target: < 5 min) and
    the longest gap between two output lines (target: <= 10 s).
 
@@ -114,6 +116,14 @@ run = selfsup.pretrain(x, backbone="resnet18", image_size=int(side), batch_size=
 print(json.dumps(run.summary))
 """
 
+_NORMAL_PRIORITY = """
+import sys, selfsup
+from selfsup.engine import train
+folder, minutes, out = sys.argv[1:4]
+train.yield_to_training = None  # the loader's workers keep this process's priority
+run = selfsup.pretrain(folder, time_budget=float(minutes), out=out)
+"""
+
 _EMBED = """
 import sys, time, numpy as np, selfsup
 from selfsup.modalities.image import ImageModality
@@ -171,6 +181,14 @@ def main() -> None:
         precision=summary["precision"],
     )
     print(json.dumps(results["folder"]), flush=True)
+
+    normal_run = args.runs / "folder-normal-priority"
+    command = [sys.executable, "-c", _NORMAL_PRIORITY, str(args.data), str(args.minutes),
+               str(normal_run)]  # fmt: skip
+    results["folder_normal_priority"] = watch(command, args.runs / "folder-normal-priority.log")
+    normal = json.loads((normal_run / "train.json").read_text())["items_per_second"]
+    results["folder_normal_priority"]["images_per_s"] = normal
+    print(json.dumps(results["folder_normal_priority"]), flush=True)
 
     memory_run = args.runs / "in-memory"
     command = [sys.executable, "-c", _IN_MEMORY, str(args.data), str(cfg["image_size"]),
@@ -235,6 +253,8 @@ def report(r: dict, args: argparse.Namespace) -> str:
         f"{f['batch']}, {f['workers']}, {f['precision']} | |",
         f"| peak memory, folder run (PSS, workers included) | {f['peak_pss_gb']} GB | <= 4 GB |",
         f"| images/s from the folder | {f['images_per_s']:.1f} | |",
+        f"| ... with the decoding worker at the trainer's priority (before) | "
+        f"{r['folder_normal_priority']['images_per_s']:.1f} | |",
         f"| images/s from an in-memory array, same side and batch | {m['images_per_s']:.1f} | |",
         f"| folder / in memory | {r['folder_over_memory']:.0%} | >= 85% |",
         f"| longest silence in the folder run's output | {f['longest_gap_s']} s | |",

@@ -34,6 +34,7 @@ from selfsup.core.memory import available_memory
 from selfsup.core.precision import cpu_has_fast_bf16
 from selfsup.core.progress import TrainingProgress
 from selfsup.data.base import Batch, SkippedItem, Source, by_length, unit_items
+from selfsup.data.loading import keep_batch, yield_to_training
 from selfsup.data.splits import SubsetSource
 from selfsup.encoder import Encoder
 from selfsup.modalities import modality_of
@@ -190,18 +191,15 @@ def read_ahead(
         _Batches(source, batch_size),
         batch_size=None,
         num_workers=workers,
-        collate_fn=_as_read,
+        collate_fn=keep_batch,
         prefetch_factor=2 if workers else None,
         pin_memory=device is not None and device.type == "cuda",
+        worker_init_fn=yield_to_training if device is None or device.type == "cpu" else None,
     )
     for batch in loader:
         for item in batch.skipped:
             source.unreadable.setdefault(item.item_id, item.reason)
         yield batch
-
-
-def _as_read(batch: Batch) -> Batch:
-    return batch
 
 
 def pooled_embeddings(

@@ -88,27 +88,27 @@ def test_resized_crop_covers_the_requested_share_of_a_marked_image() -> None:
 def test_jitter_steps_equal_kornias_functions_for_the_same_factors() -> None:
     images = torch.rand(4, 3, 6, 6)
     factor = torch.tensor([0.5, 1.0, 1.3, 1.7])
-    contrast = ColorJitter._adjust(images.clone(), 1, factor)
+    contrast = ColorJitter.adjust(images.clone(), 1, factor)
     expected = kornia.enhance.adjust_contrast_with_mean_subtraction(images, factor)
     assert torch.allclose(contrast, expected.clamp(0, 1), atol=1e-5)
-    saturation = ColorJitter._adjust(images.clone(), 2, factor)
+    saturation = ColorJitter.adjust(images.clone(), 2, factor)
     expected = kornia.enhance.adjust_saturation_with_gray_subtraction(images, factor)
     assert torch.allclose(saturation, expected.clamp(0, 1), atol=1e-5)
-    brightness = ColorJitter._adjust(images.clone(), 0, factor)
+    brightness = ColorJitter.adjust(images.clone(), 0, factor)
     assert torch.allclose(brightness, (images * factor.view(-1, 1, 1, 1)).clamp(0, 1))
 
 
 def test_hue_turns_colours_about_the_gray_axis() -> None:
     images = torch.rand(3, 3, 5, 5) * 0.5 + 0.25  # away from the clamp
     turns = torch.tensor([0.0, 0.1, -0.07])
-    out = ColorJitter._adjust(images.clone(), 3, turns)
+    out = ColorJitter.adjust(images.clone(), 3, turns)
     assert torch.allclose(out[0], images[0], atol=1e-6)  # no turn, no change
     assert not torch.allclose(out[1], images[1], atol=1e-2)
     luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
     assert torch.allclose((out * luma).sum(1), (images * luma).sum(1), atol=1e-5)
     gray = torch.full((3, 3, 4, 4), 0.4)
-    assert torch.allclose(ColorJitter._adjust(gray.clone(), 3, turns), gray, atol=1e-6)
-    back = ColorJitter._adjust(out.clone(), 3, -turns)
+    assert torch.allclose(ColorJitter.adjust(gray.clone(), 3, turns), gray, atol=1e-6)
+    back = ColorJitter.adjust(out.clone(), 3, -turns)
     assert torch.allclose(back, images, atol=1e-5)
 
 

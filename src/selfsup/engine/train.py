@@ -50,6 +50,7 @@ from selfsup.data.base import (
     grouped_by_length,
     unit_items,
 )
+from selfsup.data.loading import keep_batch, yield_to_training
 from selfsup.engine.checkpoint import load_checkpoint, save_checkpoint
 from selfsup.engine.metrics import EPOCHS_FILE, MetricsLog
 from selfsup.engine.monitor import CollapseError, EpochMonitor, save_encoder_weights
@@ -132,10 +133,6 @@ class _EpochBatches(Dataset):
 def channels_last(x: torch.Tensor) -> torch.Tensor:
     """Images (4-d) in channels-last memory, which oneDNN convolves faster; series as they are."""
     return x.contiguous(memory_format=torch.channels_last) if x.ndim == 4 else x
-
-
-def _no_collate(batch: Batch) -> Batch:
-    return batch
 
 
 def epoch_batches(
@@ -749,6 +746,18 @@ def save_training(t: Training, state: TrainState, run_dir: Path) -> None:
     state.checkpoint_seconds += t.last_checkpoint - started
 
 
+@dataclass
+class _UnreadStep:
+    """A step whose loss the loop has not read yet, and what its row of metrics says."""
+
+    loss: torch.Tensor
+    step: int
+    epoch: int
+    items: int
+    lr: float
+    train_seconds: float
+
+
 def train_one_epoch(
     t: Training,
     state: TrainState,
@@ -772,7 +781,8 @@ def train_one_epoch(
         _EpochBatches(source, batches[state.batch_in_epoch :]),
         batch_size=None,
         num_workers=cfg.num_workers or 0,
-        collate_fn=_no_collate,
+        collate_fn=keep_batch,
+        worker_init_fn=yield_to_training if fabric.device.type == "cpu" else None,
         prefetch_factor=2 if cfg.num_workers else None,
         persistent_workers=False,
         pin_memory=fabric.device.type == "cuda",
@@ -784,23 +794,34 @@ def train_one_epoch(
     window_loss, window_steps, window_items = 0.0, 0, 0
     window_start = time.perf_counter()
     last_loss = float("nan")
-    # The step whose loss is not read yet (its tensor, step, epoch and items): read after
-    # the next step is queued, so the device never waits for the host in between.
-    unread: tuple[torch.Tensor, int, int, int] | None = None
+    # The last step's loss, not read yet, with what its row of metrics needs: read once the
+    # next step is queued, so the device never waits for the host in between.
+    unread: _UnreadStep | None = None
     checkpoint_every = cfg.checkpoint_every * 60
     # Training time runs from one step's end to the next: the wait for a batch is part of it.
     ready = time.perf_counter()
 
     def read_loss() -> None:
-        nonlocal unread, last_loss, window_loss, window_steps, window_items
+        """Read the unread step's loss; count it, and write its row of metrics if due."""
+        nonlocal unread, last_loss, window_loss, window_steps, window_items, window_start
         if unread is None:
             return
-        loss, step, epoch, items = unread
-        unread = None
-        last_loss = finite_loss(loss, step, epoch)
+        done, unread = unread, None
+        last_loss = finite_loss(done.loss, done.step, done.epoch)
         window_loss, window_steps = window_loss + last_loss, window_steps + 1
-        window_items += items
-        t.progress.advance(1, items, last_loss)
+        window_items += done.items
+        t.progress.advance(1, done.items, last_loss)
+        if t.log is not None and (done.step + 1) % cfg.log_every == 0:
+            now = time.perf_counter()
+            t.log.write(
+                done.step + 1,
+                epoch=done.epoch,
+                loss=window_loss / window_steps,
+                lr=done.lr,
+                items_per_s=window_items / (now - window_start),
+                train_seconds=done.train_seconds,
+            )
+            window_loss, window_steps, window_items, window_start = 0.0, 0, 0, now
 
     for batch in loader:
         if state.step >= state.total_steps:
@@ -813,6 +834,7 @@ def train_one_epoch(
         if t.probe is not None:
             labels = torch.as_tensor(source.labels[batch.indices], dtype=torch.long)
         loss = training_step(t, batch.items, t.lr_at(state), fabric, state, labels)
+        lr = t.optimizer.param_groups[0]["lr"]  # as the step set it, for its row of metrics
         read_loss()
         now = time.perf_counter()
         state.train_seconds += now - ready
@@ -820,25 +842,13 @@ def train_one_epoch(
         state.step += 1
         items = len(batch.indices) * world
         state.items_seen += items
-        unread = (loss, state.step - 1, state.epoch, items)
+        unread = _UnreadStep(loss, state.step - 1, state.epoch, items, lr, state.train_seconds)
         planned = t.budget.after_step(state)
         if planned is not None:
             t.replan(state, planned)
         length = t.budget.length_note(state) if rank == 0 else None
         if length is not None:
             t.progress.note(length)
-        if t.log is not None and state.step % cfg.log_every == 0:
-            read_loss()
-            now = time.perf_counter()
-            t.log.write(
-                state.step,
-                epoch=state.epoch,
-                loss=window_loss / window_steps,
-                lr=t.optimizer.param_groups[0]["lr"],
-                items_per_s=window_items / (now - window_start),
-                train_seconds=state.train_seconds,
-            )
-            window_loss, window_steps, window_items, window_start = 0.0, 0, 0, now
         if (
             rank == 0
             and state.step < state.total_steps

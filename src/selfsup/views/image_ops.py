@@ -214,11 +214,18 @@ class ColorJitter(nn.Module):
         for index in torch.randperm(4).tolist():
             if self.strengths[index] == 0 or (index >= 2 and not color):
                 continue
-            images = self._adjust(images, index, factors[index])
+            images = self.adjust(images, index, factors[index])
         return images
 
     @staticmethod
-    def _adjust(images: torch.Tensor, index: int, factor: torch.Tensor) -> torch.Tensor:
+    def adjust(images: torch.Tensor, index: int, factor: torch.Tensor) -> torch.Tensor:
+        """Step ``index`` (0 brightness, 1 contrast, 2 saturation, 3 hue) with one factor
+        per image (hue: turns), then a clamp to [0, 1].
+
+        Example:
+            >>> ColorJitter.adjust(torch.full((1, 1, 2, 2), 0.4), 0, torch.tensor([2.0])).max()
+            tensor(0.8000)
+        """
         if index == 3:
             matrices = _hue_matrices(factor).to(images.dtype)
             images = torch.einsum("nij,njhw->nihw", matrices, images)
