@@ -244,7 +244,8 @@ def report(r: dict, args: argparse.Namespace) -> str:
         "scikit-learn's sample photos), pretrained with every option at its default "
         f"(`selfsup pretrain FOLDER --time-budget {args.minutes:g}`). Machine: {r['machine']}; "
         f"load before {r['load_before']}, after {r['load_after']}. Reproduce: "
-        f"`python benchmarks/photos.py --images {args.images} --minutes {args.minutes:g}`.",
+        f"`python benchmarks/photos.py --images {args.images} --minutes {args.minutes:g} "
+        f"--memory-minutes {args.memory_minutes:g}`.",
         "",
         "| measure | value | target |",
         "| --- | --- | --- |",
