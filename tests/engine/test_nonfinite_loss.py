@@ -1,7 +1,8 @@
 """A loss that turns NaN stops the run with the step named, and no checkpoint keeps its weights.
 
-The loop reads each step's loss only after queueing the next (so a GPU never waits for the
-host), so the error comes one step later than the bad step; it must still name that step.
+On a GPU the loop reads each step's loss only after queueing the next (so the GPU never waits
+for the host), so the error comes one step later than the bad step; it must still name that
+step. On a CPU it reads the loss at once; both are tested here.
 """
 
 import re
@@ -14,7 +15,12 @@ from selfsup.engine.checkpoint import load_checkpoint
 from selfsup.methods.simclr import SimCLR
 
 
-def test_a_nan_loss_names_its_step_and_is_never_checkpointed(clusters_npz, tmp_path, monkeypatch):
+@pytest.mark.parametrize("read_late", [False, True])
+def test_a_nan_loss_names_its_step_and_is_never_checkpointed(
+    read_late: bool, clusters_npz, tmp_path, monkeypatch
+) -> None:
+    if read_late:  # as on a GPU: each loss read after the next step is queued
+        monkeypatch.setattr("selfsup.engine.train.READ_AT_ONCE", frozenset())
     loss = SimCLR.loss
     calls = {"n": 0}
 

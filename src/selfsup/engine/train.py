@@ -548,8 +548,9 @@ def training_step(
     """One optimizer step on a batch of items: views, loss, backward, step; the loss, unread.
 
     The loss comes back as a tensor on the device, not a number: reading it makes the host
-    wait for the step to finish, so the loop reads it only after queueing the next step
-    (``finite_loss``) and a GPU never idles while the host prepares a batch's views.
+    wait for the step to finish, so on a GPU the loop reads it only after queueing the next
+    step (``finite_loss``, ``READ_AT_ONCE``) and the GPU never idles while the host prepares
+    a batch's views.
 
     With ``t.accumulate`` above 1 the batch is cut into that many parts, each seen and
     back-propagated on its own (its loss divided by the parts, so the summed gradient is the
@@ -746,6 +747,12 @@ def save_training(t: Training, state: TrainState, run_dir: Path) -> None:
     state.checkpoint_seconds += t.last_checkpoint - started
 
 
+#: Devices whose steps' losses the loop reads at once: a CPU runs each operation as it is
+#: called, so reading later overlaps nothing and would only delay the progress line and a NaN
+#: by a step. Elsewhere the loss is read after the next step is queued.
+READ_AT_ONCE = frozenset({"cpu"})
+
+
 @dataclass
 class _UnreadStep:
     """A step whose loss the loop has not read yet, and what its row of metrics says."""
@@ -794,8 +801,8 @@ def train_one_epoch(
     window_loss, window_steps, window_items = 0.0, 0, 0
     window_start = time.perf_counter()
     last_loss = float("nan")
-    # The last step's loss, not read yet, with what its row of metrics needs: read once the
-    # next step is queued, so the device never waits for the host in between.
+    # The last step's loss, not read yet, with what its row of metrics needs: on a GPU read
+    # once the next step is queued, so the device never waits for the host in between.
     unread: _UnreadStep | None = None
     checkpoint_every = cfg.checkpoint_every * 60
     # Training time runs from one step's end to the next: the wait for a batch is part of it.
@@ -843,6 +850,8 @@ def train_one_epoch(
         items = len(batch.indices) * world
         state.items_seen += items
         unread = _UnreadStep(loss, state.step - 1, state.epoch, items, lr, state.train_seconds)
+        if fabric.device.type in READ_AT_ONCE:
+            read_loss()
         planned = t.budget.after_step(state)
         if planned is not None:
             t.replan(state, planned)
