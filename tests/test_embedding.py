@@ -1,10 +1,11 @@
 """Embedding a folder of files reads it ahead in worker processes: the same rows, the same
-unreadable files recorded, and no more batches in flight than a quarter of the memory holds."""
+unreadable files recorded, and no more batches in flight than a quarter of the memory holds;
+the raw-input baseline reads the same way."""
 
 import numpy as np
-import torch
 
-from selfsup.embedding import embed_source, read_ahead_workers
+from selfsup.data.loading import affordable_workers
+from selfsup.embedding import embed_source
 from selfsup.modalities import open_source
 from selfsup.modalities.image import ImageModality
 from selfsup.run import pretrain
@@ -31,11 +32,23 @@ def test_read_ahead_keeps_its_batches_within_a_quarter_of_the_memory(
     folder_with_corrupt_image, monkeypatch
 ) -> None:
     source = open_source(folder_with_corrupt_image)
-    monkeypatch.setattr(ImageModality, "default_workers", lambda *a, **k: 6)
     batch_bytes = 4 * source.first_item().numel() * 100
-    cpu = torch.device("cpu")
     for batches, workers in [(100, 6), (4 * 9, 4), (4 * 3, 1), (4 * 2, 0)]:
         monkeypatch.setattr(
-            "selfsup.embedding.available_memory", lambda device, b=batches: b * batch_bytes
+            "selfsup.data.loading.available_memory", lambda device, b=batches: b * batch_bytes
         )
-        assert read_ahead_workers(source, 100, cpu) == workers
+        assert affordable_workers(source, 100, 6) == workers
+
+
+def test_raw_inputs_read_ahead_by_workers_are_the_same(
+    folder_with_corrupt_image, monkeypatch
+) -> None:
+    image = ImageModality()
+    found = {}
+    for workers in (0, 2):
+        monkeypatch.setattr(ImageModality, "default_workers", lambda *a, w=workers, **k: w)
+        source = open_source(folder_with_corrupt_image)
+        found[workers] = image.raw_features(source, batch_size=8)
+        assert list(source.unreadable) == ["dogs/broken.png"]
+    np.testing.assert_array_equal(found[2], found[0])
+    assert np.isnan(found[2]).any(axis=1).sum() == 1

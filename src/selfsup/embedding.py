@@ -27,14 +27,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 from selfsup.core.files import atomic_path, check_writable, write_json
-from selfsup.core.memory import available_memory
 from selfsup.core.precision import cpu_has_fast_bf16
 from selfsup.core.progress import TrainingProgress
-from selfsup.data.base import Batch, SkippedItem, Source, by_length, unit_items
-from selfsup.data.loading import keep_batch, yield_to_training
+from selfsup.data.base import SkippedItem, Source, by_length, unit_items
+from selfsup.data.loading import affordable_workers, read_ahead
 from selfsup.data.splits import SubsetSource
 from selfsup.encoder import Encoder
 from selfsup.modalities import modality_of
@@ -105,7 +103,10 @@ def iter_embeddings(
     sorts = source.length_keys(np.arange(min(n, 1))) is not None
     window = batch_size * (SORT_WINDOW if sorts else 1)
     # Files to decode are read ahead by worker processes, in order, while this one embeds.
-    workers = 0 if sorts else read_ahead_workers(source, batch_size, encoder.device)
+    workers = 0
+    if not sorts:
+        wanted = modality.default_workers(source, encoder.device.type != "cpu")
+        workers = affordable_workers(source, batch_size, wanted)
     ahead = read_ahead(source, batch_size, workers, encoder.device) if workers else None
     with TrainingProgress(steps, f"embedding {source.name}", enabled=show_progress) as bar:
         for first in range(0, n, window):
@@ -133,73 +134,6 @@ def iter_embeddings(
                     else np.zeros((0, encoder.feature_dim), dtype=np.float32)
                 )
                 yield kept, emb, [skipped[i] for i in part if i in skipped]
-
-
-class _Batches(Dataset):
-    """Batch k of a source read in order: rows [k * size, (k + 1) * size), read for a device
-    (8-bit images as uint8: :meth:`Source.read_training_batch`)."""
-
-    def __init__(self, source: Source, size: int) -> None:
-        self.source, self.size = source, size
-
-    def __len__(self) -> int:
-        return (len(self.source) + self.size - 1) // self.size
-
-    def __getitem__(self, k: int) -> Batch:
-        rows = range(k * self.size, min(len(self.source), (k + 1) * self.size))
-        return self.source.read_training_batch(list(rows))
-
-
-#: The share of available memory the batches read ahead may hold.
-READ_AHEAD_MEMORY_SHARE = 0.25
-
-
-def read_ahead_workers(source: Source, batch_size: int, device: torch.device) -> int:
-    """Worker processes to read ``source`` ahead with: the modality's default for training
-    on ``device`` (none for data in memory), fewer where their batches in flight (two per
-    worker and the one embedded, counted as float32) would pass a quarter of the memory
-    available.
-
-    Example:
-        >>> from selfsup.data.arrays import ArraySource
-        >>> read_ahead_workers(ArraySource(np.zeros((4, 8, 8))), 2, torch.device("cpu"))
-        0
-    """
-    workers = modality_of(source).default_workers(source, device.type != "cpu")
-    if workers == 0:
-        return 0
-    batch_bytes = 4 * source.first_item().numel() * batch_size
-    fits = int(READ_AHEAD_MEMORY_SHARE * available_memory(torch.device("cpu")) // batch_bytes)
-    return max(0, min(workers, (fits - 1) // 2))
-
-
-def read_ahead(
-    source: Source, batch_size: int, workers: int, device: torch.device | None = None
-) -> Iterator[Batch]:
-    """The source's batches in order, read by ``workers`` processes two batches ahead each.
-
-    Items a worker could not read are recorded in ``source.unreadable`` here too, as a
-    reading in this process would have (the worker's record stays in the worker).
-
-    Example:
-        >>> from selfsup.data.arrays import ArraySource
-        >>> batches = read_ahead(ArraySource(np.zeros((5, 4, 4), np.uint8)), 2, workers=0)
-        >>> [b.indices for b in batches]
-        [[0, 1], [2, 3], [4]]
-    """
-    loader = DataLoader(
-        _Batches(source, batch_size),
-        batch_size=None,
-        num_workers=workers,
-        collate_fn=keep_batch,
-        prefetch_factor=2 if workers else None,
-        pin_memory=device is not None and device.type == "cuda",
-        worker_init_fn=yield_to_training if device is None or device.type == "cpu" else None,
-    )
-    for batch in loader:
-        for item in batch.skipped:
-            source.unreadable.setdefault(item.item_id, item.reason)
-        yield batch
 
 
 def pooled_embeddings(

@@ -1,4 +1,4 @@
-"""What the ``DataLoader`` worker processes that read batches ahead share (training, embedding).
+"""Reading batches ahead in ``DataLoader`` worker processes (training, embedding, raw inputs).
 
 A source reads a whole batch at a time (``Source.read_batch``), so a loader hands each
 ``Batch`` over as it is (``keep_batch``). On a CPU the workers share the cores with the
@@ -17,7 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from typing import TypeVar
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from selfsup.core.memory import available_memory
+from selfsup.data.base import Batch, Source
 
 T = TypeVar("T")
 
@@ -32,3 +39,70 @@ def yield_to_training(worker_id: int) -> None:
     ``benchmarks/photos.py`` times training from a folder with and without it."""
     with contextlib.suppress(OSError, AttributeError):  # no os.nice on Windows
         os.nice(19)
+
+
+class _Batches(Dataset):
+    """Batch k of a source read in order: rows [k * size, (k + 1) * size), read for a device
+    (8-bit images as uint8: :meth:`Source.read_training_batch`)."""
+
+    def __init__(self, source: Source, size: int) -> None:
+        self.source, self.size = source, size
+
+    def __len__(self) -> int:
+        return (len(self.source) + self.size - 1) // self.size
+
+    def __getitem__(self, k: int) -> Batch:
+        rows = range(k * self.size, min(len(self.source), (k + 1) * self.size))
+        return self.source.read_training_batch(list(rows))
+
+
+#: The share of available memory the batches read ahead may hold.
+READ_AHEAD_MEMORY_SHARE = 0.25
+
+
+def affordable_workers(source: Source, batch_size: int, workers: int) -> int:
+    """At most ``workers`` processes to read ``source`` ahead with (``read_ahead``): fewer
+    where their batches in flight (two per worker and the one in use, counted as float32)
+    would pass a quarter of the memory available.
+
+    Example:
+        >>> import numpy as np
+        >>> from selfsup.data.arrays import ArraySource
+        >>> affordable_workers(ArraySource(np.zeros((4, 8, 8))), 2, workers=3)
+        3
+    """
+    if workers == 0:
+        return 0
+    batch_bytes = 4 * source.first_item().numel() * batch_size
+    fits = int(READ_AHEAD_MEMORY_SHARE * available_memory(torch.device("cpu")) // batch_bytes)
+    return max(0, min(workers, (fits - 1) // 2))
+
+
+def read_ahead(
+    source: Source, batch_size: int, workers: int, device: torch.device | None = None
+) -> Iterator[Batch]:
+    """The source's batches in order, read by ``workers`` processes two batches ahead each.
+
+    Items a worker could not read are recorded in ``source.unreadable`` here too, as a
+    reading in this process would have (the worker's record stays in the worker).
+
+    Example:
+        >>> import numpy as np
+        >>> from selfsup.data.arrays import ArraySource
+        >>> batches = read_ahead(ArraySource(np.zeros((5, 4, 4), np.uint8)), 2, workers=0)
+        >>> [b.indices for b in batches]
+        [[0, 1], [2, 3], [4]]
+    """
+    loader = DataLoader(
+        _Batches(source, batch_size),
+        batch_size=None,
+        num_workers=workers,
+        collate_fn=keep_batch,
+        prefetch_factor=2 if workers else None,
+        pin_memory=device is not None and device.type == "cuda",
+        worker_init_fn=yield_to_training if device is None or device.type == "cpu" else None,
+    )
+    for batch in loader:
+        for item in batch.skipped:
+            source.unreadable.setdefault(item.item_id, item.reason)
+        yield batch

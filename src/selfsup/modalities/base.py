@@ -26,9 +26,10 @@ from torch import nn
 
 from selfsup.backbones.hf import is_hf_backbone
 from selfsup.data.audio import AUDIO_EXTENSIONS
-from selfsup.data.base import EmptySourceError, Source
+from selfsup.data.base import EmptySourceError, Source, unit_items
 from selfsup.data.folders import first_media
 from selfsup.data.image_folder import IMAGE_EXTENSIONS
+from selfsup.data.loading import affordable_workers, read_ahead
 from selfsup.encoder import Encoder
 from selfsup.methods import METHODS
 from selfsup.views.recipe import ViewRecipe
@@ -366,11 +367,17 @@ class Modality(ABC):
     def _raw_blocks(self, source: Source, batch_size: int) -> Iterator[np.ndarray]:
         """:meth:`raw_features` of ``source`` block by block (NaN rows: unreadable)."""
         n = len(source)
-        for start in range(0, n, batch_size):
-            batch = source.read_batch(list(range(start, min(n, start + batch_size))))
-            x = self.raw_batch(batch.items, source)
-            block = torch.full((min(batch_size, n - start), *x.shape[1:]), float("nan"))
-            block[torch.as_tensor(batch.indices) - start] = x
+        # Files to decode are read ahead by worker processes, as embedding reads them.
+        workers = affordable_workers(source, batch_size, self.default_workers(source))
+        batches = read_ahead(source, batch_size, workers)
+        for start, batch in zip(range(0, n, batch_size), batches, strict=True):
+            rows = min(batch_size, n - start)
+            if not batch.indices:  # every item of the batch unreadable
+                yield np.full((rows, self.raw_width(source)), np.nan, dtype=np.float32)
+                continue
+            x = self.raw_batch(unit_items(batch.items), source)
+            block = torch.full((rows, *x.shape[1:]), float("nan"))
+            block[torch.as_tensor(batch.indices, dtype=torch.long) - start] = x
             yield block.flatten(1).numpy()
 
     # --- presentation ---------------------------------------------------------------------
