@@ -64,7 +64,8 @@ test: setup system
 # not cached), anomalies (about 20 minutes), 10,000 photos of 640x480 (about 20 minutes), a
 # million-item shard source (about 15 minutes), neighbour searches among a million embeddings
 # (about 60 minutes, 32 of them embedding the million), and training speed next to plain
-# PyTorch loops (about 25 minutes). benchmarks/gpu.py runs on a machine with a GPU only.
+# PyTorch loops (about 25 minutes), image views next to kornia's (about 15 minutes).
+# benchmarks/gpu.py runs on a machine with a GPU only.
 bench: setup datasets system
 	$(PY) benchmarks/methods.py
 	$(PY) benchmarks/labelfree.py

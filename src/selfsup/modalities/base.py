@@ -300,8 +300,8 @@ class Modality(ABC):
         """Data-loading processes for ``source`` by default: none for data in memory; for
         files to decode, half the CPU cores (at least 1, at most 4) when the CPU trains too,
         and all cores but two (at least 1, at most 16) when a GPU trains (``accelerated``),
-        whose steps decoding cannot keep up with otherwise (BENCHMARKS.md, "The GPU path":
-        4, 8 and 14 workers fed a ResNet-18 about 1,600, 2,700 and 3,900 JPEGs/s).
+        whose steps decoding cannot keep up with otherwise (BENCHMARKS.md, "The GPU path",
+        times a folder by worker count).
 
         Example:
             >>> from selfsup.data.arrays import ArraySource
