@@ -310,9 +310,9 @@ def step_parts(
     parts["views (2)"] = _ms(lambda: views(x), device)
     for op in views.pipelines[0]:
         parts[f"- {type(op).__name__} (1 view)"] = _ms(lambda op=op: op(x), device)
-    with as_before():
-        kornia_views = method_views(method, side, 3)[0].to(device)
-    parts["views (2), kornia's as before"] = _ms(lambda: kornia_views(x), device)
+    with kornia_views():
+        before = method_views(method, side, 3)[0].to(device)
+    parts["views (2), kornia's as before"] = _ms(lambda: before(x), device)
     inputs = [channels_last(v) for v in views(x)]
     optimizer = torch.optim.SGD(method.parameters(), lr=0.01, momentum=0.9)
 
@@ -381,20 +381,33 @@ def kornia_pipeline(
 
 
 @contextlib.contextmanager
+def kornia_views(enabled: bool = True) -> Iterator[None]:
+    """While open (and ``enabled``), image views are built from kornia's augmentations."""
+    batched = image_views._pipeline
+    if enabled:
+        image_views._pipeline = kornia_pipeline
+    try:
+        yield
+    finally:
+        image_views._pipeline = batched
+
+
+@contextlib.contextmanager
 def as_before() -> Iterator[None]:
     """While open, the engine makes kornia's views and reads each step's loss at once."""
-    batched, step = image_views._pipeline, train.training_step
+    step = train.training_step
 
     def read_at_once(*args: object, **kwargs: object) -> torch.Tensor:
         loss = step(*args, **kwargs)
         loss.item()  # the host waits for the step, as the loop's checks did
         return loss
 
-    image_views._pipeline, train.training_step = kornia_pipeline, read_at_once
+    train.training_step = read_at_once
     try:
-        yield
+        with kornia_views():
+            yield
     finally:
-        image_views._pipeline, train.training_step = batched, step
+        train.training_step = step
 
 
 def before_after(args: argparse.Namespace) -> list[dict]:

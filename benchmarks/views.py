@@ -2,7 +2,7 @@
 
 1. **Speed**: milliseconds per batch of two views (SimCLR's and BYOL's recipes) at 28, 96 and
    224 pixels, by the engine's batched views (``selfsup.views.image_ops``) and by kornia's
-   augmentations as the engine used them until 2026-12-04 (``gpu.kornia_pipeline``), timed in
+   augmentations as the engine used them until 2026-12-04 (``gpu.kornia_views``), timed in
    turn in this process.
 2. **Training speed**: the engine's items/s (SimCLR) with each, alternated twice in this
    process, for the small CNN at 28 pixels (Fashion-MNIST) and ResNet-18 at 96 (photos).
@@ -25,9 +25,8 @@ from pathlib import Path
 import torch
 
 from common import RUNS, load_average, write_section
-from gpu import _engine_rate, fashion, kornia_pipeline, photos
+from gpu import _engine_rate, fashion, kornia_views, photos
 from selfsup.run import _machine
-from selfsup.views import image as image_views
 from selfsup.views.image import ImageViews, image_recipe
 
 CASES = ((28, 1, 256), (96, 3, 64), (224, 3, 32))  # (side, channels, batch)
@@ -35,13 +34,8 @@ CASES = ((28, 1, 256), (96, 3, 64), (224, 3, 32))  # (side, channels, batch)
 
 def views_of(kind: str, recipe: str, side: int, channels: int) -> ImageViews:
     """Two views of ``recipe``, built by the batched operations or by kornia's."""
-    batched = image_views._pipeline
-    if kind == "kornia":
-        image_views._pipeline = kornia_pipeline
-    try:
+    with kornia_views(kind == "kornia"):
         return ImageViews(image_recipe(recipe), side, channels)
-    finally:
-        image_views._pipeline = batched
 
 
 def ms_per_batch(views: ImageViews, images: torch.Tensor, repeats: int) -> float:
@@ -77,13 +71,8 @@ def training_speed(args: argparse.Namespace) -> list[dict]:
         data = fashion(n) if side == 28 and not args.smoke else photos(n, side)
         rates: dict[str, list[float]] = {"batched": [], "kornia": []}
         for kind in ("batched", "kornia", "batched", "kornia"):
-            batched = image_views._pipeline
-            if kind == "kornia":
-                image_views._pipeline = kornia_pipeline
-            try:
+            with kornia_views(kind == "kornia"):
                 rate, _ = _engine_rate(data, backbone, {}, side, batch, steps, "cpu")
-            finally:
-                image_views._pipeline = batched
             rates[kind].append(rate)
         out.append({"model": f"{backbone}@{side}", "batch": batch, **rates})
         print(f"  {backbone}@{side}: {rates}", flush=True)
@@ -96,17 +85,12 @@ def teach(args: argparse.Namespace) -> dict:
     out = {}
     data = "digits" if args.smoke else "fashion-mnist"
     for kind in ("batched", "kornia"):
-        batched = image_views._pipeline
-        if kind == "kornia":
-            image_views._pipeline = kornia_pipeline
         with tempfile.TemporaryDirectory(dir=RUNS) as tmp:
-            try:
+            with kornia_views(kind == "kornia"):
                 run = selfsup.pretrain(
                     data, method="simclr", time_budget=args.minutes, seed=0,
                     out=str(Path(tmp) / "run"), show_progress=False,
                 )  # fmt: skip
-            finally:
-                image_views._pipeline = batched
             result = run.evaluate(data, protocols=("linear", "knn"), save=False)
         rows = {row.protocol: row for row in result.rows}
         out[kind] = {

@@ -203,12 +203,7 @@ class ArraySource(Source):
 
     def read_batch(self, indices: Sequence[int]) -> Batch:
         """Images at ``indices`` as one float32 tensor (n, C, H, W); nothing is ever skipped."""
-        rows = checked_rows(indices, len(self), self.name)
-        chunk = self._array[rows]
-        if self._layout == "nhw":
-            chunk = chunk[:, None]
-        elif self._layout == "nhwc":
-            chunk = chunk.transpose(0, 3, 1, 2)
+        rows, chunk = self._rows(indices)
         # Converted in numpy, single-threaded: torch's thread pool costs more than it saves on
         # a batch this small, and much more when a training job keeps the other cores busy.
         items = np.empty((len(rows), *self.item_shape), dtype=np.float32)
@@ -228,13 +223,19 @@ class ArraySource(Source):
         is most of the time reading a batch of large color images takes."""
         if self._array.dtype != np.uint8:
             return self.read_batch(indices)
+        rows, chunk = self._rows(indices)
+        return Batch(torch.from_numpy(chunk), rows.tolist(), [])
+
+    def _rows(self, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The checked rows and their images: a copy of the rows as stored, seen as
+        (n, C, H, W) without copying again ((n, H, W, C) storage stays channels-last)."""
         rows = checked_rows(indices, len(self), self.name)
-        chunk = torch.from_numpy(np.ascontiguousarray(self._array[rows]))
+        chunk = np.asarray(self._array[rows])
         if self._layout == "nhw":
-            return Batch(chunk[:, None], rows.tolist(), [])
+            return rows, chunk[:, None]
         if self._layout == "nhwc":
-            return Batch(chunk.permute(0, 3, 1, 2), rows.tolist(), [])
-        return Batch(chunk, rows.tolist(), [])
+            return rows, chunk.transpose(0, 3, 1, 2)
+        return rows, chunk
 
 
 def _value_range(array: np.ndarray) -> tuple[float, float]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
 import torch
@@ -41,19 +41,26 @@ def yield_to_training(worker_id: int) -> None:
         os.nice(19)
 
 
-class _Batches(Dataset):
-    """Batch k of a source read in order: rows [k * size, (k + 1) * size), read for a device
-    (8-bit images as uint8: :meth:`Source.read_training_batch`)."""
+class BatchesAt(Dataset):
+    """A dataset whose item i is the whole ``Batch`` of the rows ``batches[i]``, read for a
+    device (8-bit images as uint8: :meth:`Source.read_training_batch`); a loader given it
+    needs ``batch_size=None`` and ``collate_fn=keep_batch``.
 
-    def __init__(self, source: Source, size: int) -> None:
-        self.source, self.size = source, size
+    Example:
+        >>> import numpy as np
+        >>> from selfsup.data.arrays import ArraySource
+        >>> BatchesAt(ArraySource(np.zeros((5, 4, 4), np.uint8)), [[4, 0]])[0].indices
+        [4, 0]
+    """
+
+    def __init__(self, source: Source, batches: Sequence[Sequence[int]]) -> None:
+        self.source, self.batches = source, batches
 
     def __len__(self) -> int:
-        return (len(self.source) + self.size - 1) // self.size
+        return len(self.batches)
 
-    def __getitem__(self, k: int) -> Batch:
-        rows = range(k * self.size, min(len(self.source), (k + 1) * self.size))
-        return self.source.read_training_batch(list(rows))
+    def __getitem__(self, i: int) -> Batch:
+        return self.source.read_training_batch([int(k) for k in self.batches[i]])
 
 
 #: The share of available memory the batches read ahead may hold.
@@ -93,8 +100,9 @@ def read_ahead(
         >>> [b.indices for b in batches]
         [[0, 1], [2, 3], [4]]
     """
+    n = len(source)
     loader = DataLoader(
-        _Batches(source, batch_size),
+        BatchesAt(source, [range(k, min(n, k + batch_size)) for k in range(0, n, batch_size)]),
         batch_size=None,
         num_workers=workers,
         collate_fn=keep_batch,

@@ -35,7 +35,7 @@ import lightning
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
 from selfsup.backbones import backbone_blocks
 from selfsup.backbones.hf import is_hf_backbone
@@ -50,7 +50,7 @@ from selfsup.data.base import (
     grouped_by_length,
     unit_items,
 )
-from selfsup.data.loading import keep_batch, yield_to_training
+from selfsup.data.loading import BatchesAt, keep_batch, yield_to_training
 from selfsup.engine.checkpoint import load_checkpoint, save_checkpoint
 from selfsup.engine.metrics import EPOCHS_FILE, MetricsLog
 from selfsup.engine.monitor import CollapseError, EpochMonitor, save_encoder_weights
@@ -114,20 +114,6 @@ class TrainState:
     batch_in_epoch: int = 0
     #: Unreadable items met and listed in skipped.txt (known at the end).
     skipped: int = 0
-
-
-class _EpochBatches(Dataset):
-    """The batches of one epoch for one process: item i is a whole ``Batch``."""
-
-    def __init__(self, source: Source, batches: list[np.ndarray]) -> None:
-        self.source = source
-        self.batches = batches
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, i: int) -> Batch:
-        return self.source.read_training_batch(self.batches[i].tolist())
 
 
 def channels_last(x: torch.Tensor) -> torch.Tensor:
@@ -785,7 +771,7 @@ def train_one_epoch(
         source, step_items, world, rank, cfg.seed, state.epoch, bool(cfg.group_by_length)
     )
     loader = DataLoader(
-        _EpochBatches(source, batches[state.batch_in_epoch :]),
+        BatchesAt(source, batches[state.batch_in_epoch :]),
         batch_size=None,
         num_workers=cfg.num_workers or 0,
         collate_fn=keep_batch,
