@@ -31,7 +31,7 @@ import torch
 from selfsup.core.files import atomic_path, check_writable, write_json
 from selfsup.core.precision import cpu_has_fast_bf16
 from selfsup.core.progress import TrainingProgress
-from selfsup.data.base import SkippedItem, Source, by_length, unit_items
+from selfsup.data.base import SkippedItem, Source, by_length, item_labels, unit_items
 from selfsup.data.loading import affordable_workers, read_ahead
 from selfsup.data.splits import SubsetSource
 from selfsup.encoder import Encoder
@@ -336,11 +336,12 @@ def write_embeddings(
 
     ``.npy`` is a float32 (n, D) array, its ids one a line in ``NAME.ids.txt`` beside it
     (:func:`ids_file`); ``.npz`` holds ``embeddings`` and ``ids`` (a text array, read
-    without pickle); ``.parquet`` has columns ``id``, ``label`` (when the source has labels),
-    ``readable`` and ``embedding`` (a list of floats). Rows of unreadable items are NaN
-    (``readable`` false) and the items are returned in ``skipped``. Memory stays bounded by
-    the batch size, whatever the dataset size. A folder that cannot be written, or a disk
-    without room for the result, is found before anything is embedded.
+    without pickle); ``.parquet`` has columns ``id``, ``label`` (when the source has labels;
+    null where an item has none), ``readable`` and ``embedding`` (a list of floats). Rows of
+    unreadable items are NaN (``readable`` false) and the items are returned in
+    ``skipped``. Memory stays bounded by the batch size, whatever the dataset size. A folder
+    that cannot be written, or a disk without room for the result, is found before anything
+    is embedded.
 
     The rows are streamed to ``NAME.partial`` (:func:`partial_folder`) and saved every
     ``SAVE_EVERY`` seconds and when the write is interrupted (Ctrl-C, an error); the file
@@ -472,8 +473,9 @@ def _embedding_suffix(out: Path) -> str:
 def _write_parquet(
     array: np.ndarray, source: Source, skipped: list[SkippedItem], out: Path
 ) -> None:
-    """The rows of ``array`` as a Parquet file of ``id``, ``label`` (when the source has
-    labels), ``readable`` and ``embedding`` columns, ``PARQUET_ROWS`` rows a row group."""
+    """The rows of ``array`` as a Parquet file of ``id``, ``label`` (class names, when the
+    source has labels; null for items without one), ``readable`` and ``embedding`` columns,
+    ``PARQUET_ROWS`` rows a row group."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -482,8 +484,9 @@ def _write_parquet(
     readable = np.ones(n, dtype=bool)
     readable[[item.index for item in skipped]] = False
     fields = [pa.field("id", pa.string())]
-    if source.labels is not None:
-        fields.append(pa.field("label", pa.string() if source.classes else pa.int64()))
+    labels = item_labels(source)  # class names; None for items without one
+    if labels is not None:
+        fields.append(pa.field("label", pa.string()))
     fields.append(pa.field("readable", pa.bool_()))
     fields.append(pa.field("embedding", pa.list_(pa.float32(), dim)))
     schema = pa.schema(fields)
@@ -491,11 +494,8 @@ def _write_parquet(
         for start in range(0, n, PARQUET_ROWS):
             rows = range(start, min(n, start + PARQUET_ROWS))
             columns: dict[str, Any] = {"id": [str(ids[i]) for i in rows]}
-            if source.labels is not None:
-                codes = source.labels[start : rows.stop]
-                columns["label"] = (
-                    [source.classes[c] for c in codes] if source.classes else codes.tolist()
-                )
+            if labels is not None:
+                columns["label"] = labels[start : rows.stop]
             columns["readable"] = readable[start : rows.stop]
             block = np.ascontiguousarray(array[start : rows.stop], dtype=np.float32)
             columns["embedding"] = pa.FixedSizeListArray.from_arrays(block.reshape(-1), dim)

@@ -695,6 +695,11 @@ def pretrain(
     say(
         f"data: {opened.name}: {len(opened):,} {modality.name} items"
         + (f" in {len(opened.classes)} classes" if opened.classes else "")
+        + (
+            f", {len(partial.rows):,} of them labelled in {len(partial.classes)} classes"
+            if (partial := opened.partial_labels) is not None
+            else ""
+        )
         + (f", {len(held_out):,} held out to monitor training" if held_out is not None else "")
         + f" (opened in {time.perf_counter() - started:.1f} s"
         + (f"; {opened.index_note})" if opened.index_note else ")")

@@ -13,11 +13,19 @@ import os
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from selfsup.data.base import Batch, EmptySourceError, RowIds, Source, checked_rows
+from selfsup.data.base import (
+    Batch,
+    EmptySourceError,
+    PartialLabels,
+    RowIds,
+    Source,
+    checked_rows,
+)
 
 # The first bytes of each array file type (a .npz is a zip archive).
 _MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK"}
@@ -74,6 +82,46 @@ def encode_labels(
     if unknown:
         raise ValueError(f"labels {unknown[:5]} are not among the classes {names}")
     return np.array([lookup[str(v)] for v in values], dtype=np.int64), names
+
+
+def present_labels(
+    values: Sequence | np.ndarray, column: str, classes: Sequence[str] | None = None
+) -> tuple[np.ndarray | None, list[str] | None, PartialLabels | None]:
+    """The labels of a column in which some cells may be empty (None, NaN, pandas' NA).
+
+    Returns ``(codes, classes, None)`` when every item has a label, ``(None, None, partial)``
+    when only some do (see :class:`selfsup.data.base.PartialLabels`), and ``(None, None,
+    None)`` when none does (a run's later data, without its labels). Labels are read as text,
+    so ``4`` and ``"4"`` are one class.
+
+    Example:
+        >>> present_labels(["pos", None, "neg", float("nan")], "y")[2].rows.tolist()
+        [0, 2]
+        >>> present_labels(["pos", "neg"], "y")[:2]
+        (array([1, 0]), ['neg', 'pos'])
+    """
+    import pandas as pd
+
+    missing = pd.isna(pd.Series(list(values), dtype=object)).to_numpy()
+    if missing.all():
+        return None, None, None
+    text = np.array([_label_text(v, m) for v, m in zip(values, missing, strict=True)])
+    if not missing.any():
+        codes, names = encode_labels(text, classes)
+        return codes, names, None
+    rows = np.flatnonzero(~missing)
+    codes, names = encode_labels(text[rows], classes)
+    return None, None, PartialLabels(rows, codes, names, column)
+
+
+def _label_text(value: Any, missing: bool) -> str:
+    """A label cell as text: ``4.0`` (an integer column that pandas made float to hold its
+    empty cells) reads as ``4``."""
+    if missing:
+        return ""
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def image_layout(shape: tuple[int, ...]) -> str:

@@ -109,6 +109,43 @@ class Parts:
     words: tuple[str, str] = ("parts", "items")
 
 
+@dataclass
+class PartialLabels:
+    """The labels of a source whose label column is empty on some rows (far more raw data
+    than labels). Such a source is unlabelled (``labels`` is None), so pretraining,
+    embedding and the label-free tools read every row; ``labelled_part`` in
+    ``selfsup.data.splits`` gives the labelled rows as a labelled source, which evaluation
+    and adaptation use.
+
+    Attributes:
+        rows: the positions of the labelled items, increasing.
+        codes: their class codes, indexing ``classes``.
+        classes: the class names of the labelled rows.
+        column: the label column, for messages.
+
+    Example:
+        >>> part = PartialLabels(np.array([0, 3]), np.array([1, 0]), ["bad", "good"], "stars")
+        >>> part.note(5)
+        "3 of 5 rows have no label in 'stars': all rows are read to pretrain and embed, the 2 \
+labelled ones to evaluate and adapt"
+    """
+
+    rows: np.ndarray
+    codes: np.ndarray
+    classes: list[str]
+    column: str
+
+    def note(self, total: int) -> str:
+        """What a person should know of these labels, for a source of ``total`` rows."""
+        missing = total - len(self.rows)
+        return (
+            f"{missing:,} of {total:,} rows {'has' if missing == 1 else 'have'} no label in "
+            f"{self.column!r}: all rows are read to pretrain and embed, the "
+            f"{len(self.rows):,} labelled one{'s' if len(self.rows) != 1 else ''} to "
+            "evaluate and adapt"
+        )
+
+
 class RowIds(Sequence[str]):
     """The ids ``"0" .. "n-1"`` of an in-memory source, made on demand instead of stored."""
 
@@ -181,6 +218,27 @@ def checked_rows(indices: Sequence[int], n: int, name: str) -> np.ndarray:
     return rows
 
 
+def item_labels(source: Source) -> list[str | None] | None:
+    """Each item's class name (None for an item without one, in a partially labelled
+    source), or None when the source has no labels.
+
+    Example:
+        >>> from selfsup.data.text import TextSource
+        >>> item_labels(TextSource(["a", "b", "c"], ["pos", None, "neg"]))
+        ['pos', None, 'neg']
+    """
+    partial = source.partial_labels
+    if source.labels is not None:
+        classes = source.classes or [str(c) for c in range(int(source.labels.max()) + 1)]
+        return [classes[int(c)] for c in source.labels]
+    if partial is None:
+        return None
+    names: list[str | None] = [None] * len(source)
+    for row, code in zip(partial.rows, partial.codes, strict=True):
+        names[int(row)] = partial.classes[int(code)]
+    return names
+
+
 def require_labels(source: Source, purpose: str) -> np.ndarray:
     """The source's labels, or a one-line refusal that says where labels come from.
 
@@ -248,6 +306,8 @@ class Source(abc.ABC):
     labels: np.ndarray | None = None
     #: Class names indexed by label code, or None when unlabeled.
     classes: list[str] | None = None
+    #: Labels of only some items (a label column with empty cells; ``labels`` is then None).
+    partial_labels: PartialLabels | None = None
     #: How a folder's file list was found (scanned, or a run's saved index), for people.
     index_note: str | None = None
     #: What a person should know before using it: printed with pretrain's data line, and by

@@ -69,15 +69,26 @@ class SubsetSource(Source):
         source: the full source.
         indices: the positions to keep.
         name: the subset's name.
+        labels: the subset's label codes and class names, where they are not the source's
+            (the labelled rows of a partially labelled source: :func:`labelled_part`).
     """
 
-    def __init__(self, source: Source, indices: Sequence[int], name: str) -> None:
+    def __init__(
+        self,
+        source: Source,
+        indices: Sequence[int],
+        name: str,
+        labels: tuple[np.ndarray, list[str]] | None = None,
+    ) -> None:
         self.source = source
         self.indices = np.asarray(indices, dtype=np.int64)
         self.name = name
         self.modality = source.modality
-        self.classes = source.classes
-        self.labels = None if source.labels is None else source.labels[self.indices]
+        if labels is not None:
+            self.labels, self.classes = labels
+        else:
+            self.classes = source.classes
+            self.labels = None if source.labels is None else source.labels[self.indices]
         self.preprocessor = getattr(source, "preprocessor", None)  # tables: their encoding
         self.reads_files = source.reads_files
 
@@ -196,3 +207,21 @@ def hold_out(source: Source, items: int, seed: int = 0) -> tuple[Source, Source 
         SubsetSource(source, rest, source.name),
         SubsetSource(source, held, f"{source.name} (held out)"),
     )
+
+
+def labelled_part(source: Source) -> Source:
+    """The items of ``source`` that have labels, as a labelled source: ``source`` itself
+    when all do or none does (then whatever needs labels refuses it), else its labelled rows
+    (see :class:`selfsup.data.base.PartialLabels`), named ``NAME[labelled]``.
+
+    Example:
+        >>> from selfsup.data.text import TextSource
+        >>> part = labelled_part(TextSource(["a", "b", "c"], ["pos", None, "neg"]))
+        >>> part.name, len(part), part.labels.tolist(), part.classes
+        ('texts[labelled]', 2, [1, 0], ['neg', 'pos'])
+    """
+    partial = source.partial_labels
+    if source.labels is not None or partial is None:
+        return source
+    labels = (partial.codes, partial.classes)
+    return SubsetSource(source, partial.rows, f"{source.name}[labelled]", labels=labels)

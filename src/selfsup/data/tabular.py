@@ -46,7 +46,13 @@ import torch
 from selfsup.core.errors import one_line
 from selfsup.core.files import read_json_object, write_json
 from selfsup.data.arrays import encode_labels
-from selfsup.data.base import EmptySourceError, InMemorySource, check_unique_ids, column_ids
+from selfsup.data.base import (
+    EmptySourceError,
+    InMemorySource,
+    PartialLabels,
+    check_unique_ids,
+    column_ids,
+)
 from selfsup.data.splits import stratified_split
 from selfsup.data.table_files import label_like_warning, numeric_cells, read_table
 
@@ -415,7 +421,10 @@ class TabularSource(InMemorySource):
 
     Raises:
         EmptySourceError: a table with no row.
-        ValueError: bad columns or cells (the message names them), or rows without a label.
+        ValueError: bad columns or cells (the message names them).
+
+    Rows without a label (an empty cell of ``label_column``) are unlabelled items: see
+    :class:`selfsup.data.base.PartialLabels`.
     """
 
     modality = "tabular"
@@ -476,13 +485,21 @@ class TabularSource(InMemorySource):
             self._ids = column_ids(frame, id_column, name) if id_column is not None else None
         if label_column is not None:
             labels = frame[label_column]
-            if labels.isna().any():
-                row = int(np.flatnonzero(labels.isna().to_numpy())[0])
-                raise ValueError(f"{name}: row {row} has no value in label column {label_column!r}")
+            present = np.flatnonzero(labels.notna().to_numpy())
+            if len(present) < len(labels):  # labels of some rows only
+                labels = labels.iloc[present]
+                if pd.api.types.is_float_dtype(labels) and (labels % 1 == 0).all():
+                    labels = labels.astype(np.int64)  # integers made float by the empty cells
             raw = labels.to_numpy()
             if raw.dtype == object or pd.api.types.is_bool_dtype(labels):
                 raw = raw.astype(str)
-            self.labels, self.classes = encode_labels(raw, classes)
+            if len(present) == len(frame):
+                self.labels, self.classes = encode_labels(raw, classes)
+            elif len(present):
+                codes, names = encode_labels(raw, classes)
+                self.partial_labels = PartialLabels(present, codes, names, label_column)
+                note = self.partial_labels.note(len(frame))
+                self.warning = "; ".join(n for n in (self.warning, note) if n)
 
     @property
     def feature_names(self) -> list[str]:

@@ -42,7 +42,7 @@ import pandas as pd
 import torch
 
 from selfsup.core.text_files import read_text, text_lines
-from selfsup.data.arrays import encode_labels
+from selfsup.data.arrays import present_labels
 from selfsup.data.base import (
     Batch,
     EmptySourceError,
@@ -53,6 +53,7 @@ from selfsup.data.base import (
     check_unique_ids,
     checked_rows,
     column_ids,
+    item_labels,
 )
 from selfsup.data.named import DatasetNotInstalledError
 from selfsup.data.splits import stratified_split
@@ -72,13 +73,17 @@ class TextSource(Source):
     Args:
         texts: the documents; None for a row without text (an empty cell of a CSV), which
             is kept in its place and skipped when read, as an unreadable file is.
-        labels: a class label per document (any hashable values), or None.
+        labels: a class label per document (any hashable values; None or NaN where a
+            document has none: see :class:`selfsup.data.base.PartialLabels`), or None.
         name: a short name for messages and reports.
         ids: one id per document (line numbers, paths); the positions when None.
         classes: class names indexed by label code (to share a coding between splits).
         tokenizer: the tokenizer to read with (a run's); trained on ``texts`` when None.
         max_length: most tokens per document, for a tokenizer trained here.
         vocab_size: vocabulary of a tokenizer trained here.
+        label_column: where the labels came from, for messages.
+        reasons: why a row without text has none, by position (a line that is not valid
+            JSON), where it is not an empty cell.
 
     Raises:
         EmptySourceError: no document.
@@ -97,6 +102,8 @@ class TextSource(Source):
         tokenizer: TextTokenizer | None = None,
         max_length: int = DEFAULT_MAX_LENGTH,
         vocab_size: int = DEFAULT_VOCAB_SIZE,
+        label_column: str = "label",
+        reasons: dict[int, str] | None = None,
     ) -> None:
         if len(texts) == 0:
             raise EmptySourceError(f"{name}: no text document")
@@ -106,8 +113,11 @@ class TextSource(Source):
         self._tokenizer = tokenizer
         self.max_length = max_length
         self.vocab_size = vocab_size
+        self.reasons = dict(reasons or {})
         if labels is not None:
-            self.labels, self.classes = encode_labels(np.asarray(labels).astype(str), classes)
+            self.labels, self.classes, self.partial_labels = present_labels(
+                labels, label_column, classes
+            )
 
     @property
     def tokenizer(self) -> TextTokenizer:
@@ -151,8 +161,9 @@ class TextSource(Source):
             ids = self.ids
             for i in rows:
                 if self.texts[i] is None:
-                    skipped.append(SkippedItem(int(i), str(ids[i]), NO_TEXT))
-                    self.unreadable[str(ids[i])] = NO_TEXT
+                    reason = self.reasons.get(int(i), NO_TEXT)
+                    skipped.append(SkippedItem(int(i), str(ids[i]), reason))
+                    self.unreadable[str(ids[i])] = reason
         if not kept:
             return Batch(torch.empty(0, 0, dtype=torch.int64), [], skipped)
         tokens = self.tokenizer.encode([self.texts[i] for i in kept])  # type: ignore[misc]
@@ -216,63 +227,90 @@ def read_jsonl(
     **options: Any,
 ) -> TextSource:
     """One JSON object per non-blank line, the text in ``text_column``; with
-    ``require_label`` off, a file whose first line has no ``label_column`` is read as
+    ``require_label`` off, a file in which no object has ``label_column`` is read as
     unlabeled (a run's later data). Ids come from ``id_column`` (by default the ``id`` field
     when the first object has one), else the line number from 0.
 
+    A line that is not a JSON object (a log cut off mid-line, a stray edit) keeps its place
+    and is skipped as an unreadable item, with its reason (``line N: not valid JSON``) and id
+    ``line N``; so is an object without text. Objects without a label are unlabelled items
+    (see :class:`selfsup.data.base.PartialLabels`).
+
     Raises:
-        ValueError: a line that is not a JSON object, or lacks the text (the label, the id),
-            or repeats an id; the message names the file and the line (from 1, as editors
-            count).
+        ValueError: the first object lacks the text field (or holds a non-text value), no
+            object has the label field, an object lacks its id, ids repeat, or no line is a
+            JSON object; the message names the file and the line (from 1, as editors count).
     """
-    texts, labels, ids = [], [], []
+    texts: list[str | None] = []
+    labels: list[Any] = []
+    ids: list[str] = []
+    reasons: dict[int, str] = {}
     explicit_id = id_column is not None
+    first = True  # no JSON object read yet: the first one settles the fields
+    first_line, first_fields = 0, []
     for number, line in text_lines(path):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}: line {number}: not valid JSON ({err.msg})") from None
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}: line {number}: expected a JSON object")
+            where = f"{err.msg.removesuffix(' at')} at column {err.colno}"
+            record, problem = None, f"not valid JSON ({where})"
+        else:
+            problem = None if isinstance(record, dict) else "not a JSON object"
+        if problem is not None:
+            reasons[len(texts)] = problem
+            texts.append(None)
+            labels.append(None)
+            ids.append(f"line {number}")
+            continue
         text = record.get(text_column)
-        if (text is None and not texts and text_column not in record) or not isinstance(
+        if (text is None and first and text_column not in record) or not isinstance(
             text, (str, type(None))
-        ):  # the first line without it: another column holds the text
+        ):  # the first object without it: another column holds the text
             problem = "has no" if text is None else "has a non-text"
             raise ValueError(
                 f"{path}: line {number} {problem} {text_column!r} field (the text column; "
                 f"set it with --text-column); fields: {sorted(record)}"
             )
-        text = _present(text)
-        if not require_label and not labels and label_column not in record:
-            label_column = None  # a run's later data, without its labels
-        if not texts and not explicit_id and "id" in record:
-            id_column = "id"
-        if not texts and id_column is not None and id_column not in record:
-            if explicit_id and require_label:
-                raise ValueError(f"{path}: line {number} has no id field {id_column!r}")
-            id_column = None  # a run's later data, without its ids
-        if label_column is not None:
-            if record.get(label_column) is None:
-                raise ValueError(f"{path}: line {number} has no label {label_column!r}")
-            labels.append(record[label_column])
-        texts.append(text)
+        if first:
+            if not explicit_id and "id" in record:
+                id_column = "id"
+            if id_column is not None and id_column not in record:
+                if explicit_id and require_label:
+                    raise ValueError(f"{path}: line {number} has no id field {id_column!r}")
+                id_column = None  # a run's later data, without its ids
+            first, first_line, first_fields = False, number, sorted(record)
+        texts.append(_present(text))
+        labels.append(None if label_column is None else record.get(label_column))
         if id_column is None:
             ids.append(str(number - 1))
         elif record.get(id_column) is None:
             raise ValueError(f"{path}: line {number} has no id field {id_column!r}")
         else:
             ids.append(str(record[id_column]))
-    if not texts:
-        raise EmptySourceError(f"{path}: no JSON line")
+    if first:
+        raise EmptySourceError(f"{path}: no JSON object on any line")
     check_unique_ids(ids, str(path), "line", offset=1)
-    labelled = labels if label_column is not None else None
     if all(t is None for t in texts):
         raise EmptySourceError(f"{path}: no line has text in field {text_column!r}")
-    source = TextSource(texts, labelled, name=str(path), ids=ids, **options)
-    source.warning = absent_warning(texts, ids, text_column)
+    if label_column is not None and all(v is None for v in labels):
+        if require_label:
+            raise ValueError(
+                f"{path}: no line has a label in field {label_column!r} (--label-column); "
+                f"fields of line {first_line}: {first_fields}"
+            )
+        label_column = None  # a run's later data, without its labels
+    source = TextSource(
+        texts,
+        labels if label_column is not None else None,
+        name=str(path),
+        ids=ids,
+        label_column=label_column or "label",
+        reasons=reasons,
+        **options,
+    )
+    source.warning = text_warnings(source, text_column)
     return source
 
 
@@ -287,11 +325,13 @@ def read_text_table(
 ) -> TextSource:
     """Documents from a column of a CSV/TSV file (or a DataFrame); the ``id_column``'s values,
     else row numbers (from 0, header excluded), as ids; with ``require_label`` off, a table
-    without ``label_column`` (or ``id_column``) is read as unlabeled (with row ids).
+    without ``label_column`` (or ``id_column``) is read as unlabeled (with row ids). Rows
+    without text are skipped as unreadable items, rows without a label are unlabelled items
+    (see :class:`selfsup.data.base.PartialLabels`).
 
     Raises:
-        ValueError: no such column, or a row without text (or label); the message names the
-            file and the row.
+        ValueError: no such column, or a row without an id; the message names the file and
+            the row.
     """
     if isinstance(path, pd.DataFrame):
         frame, name = path, name or "DataFrame"
@@ -305,18 +345,14 @@ def read_text_table(
         if column is not None and column not in frame.columns:
             raise ValueError(f"{name}: no column {column!r}; columns are {list(frame.columns)}")
     texts = [_present(t) for t in frame[text_column].tolist()]
-    labels = None
-    if label_column is not None:
-        missing = frame[label_column].isna().to_numpy()
-        if missing.any():
-            row = int(np.flatnonzero(missing)[0])
-            raise ValueError(f"{name}: row {row} has no label in column {label_column!r}")
-        labels = frame[label_column].tolist()
+    labels = None if label_column is None else frame[label_column].tolist()
     ids = column_ids(frame, id_column, name)
     if all(t is None for t in texts):
         raise EmptySourceError(f"{name}: no row has text in column {text_column!r}")
-    source = TextSource(texts, labels, name=name, ids=ids, **options)
-    source.warning = absent_warning(texts, source.ids, text_column)
+    source = TextSource(
+        texts, labels, name=name, ids=ids, label_column=label_column or "label", **options
+    )
+    source.warning = text_warnings(source, text_column)
     return source
 
 
@@ -353,6 +389,36 @@ def absent_warning(texts: Sequence[str | None], ids: Sequence[str], column: str)
         f"{len(rows):,} row{'s' if many else ''} {'have' if many else 'has'} no text in "
         f"column {column!r} (id{'s' if many else ''} {shown}): skipped as unreadable items"
     )
+
+
+def text_warnings(source: TextSource, column: str) -> str | None:
+    """Everything to say of a text file's rows: those without text, lines that are not JSON
+    objects (each skipped as an unreadable item), and rows without a label.
+
+    Example:
+        >>> src = TextSource(["ok", None, None], ["a", None, "b"], label_column="y",
+        ...                  ids=["0", "1", "line 3"], reasons={2: "not valid JSON"})
+        >>> for note in text_warnings(src, "text").split("; "):
+        ...     print(note)
+        1 row has no text in column 'text' (id 1): skipped as unreadable items
+        1 line is not a JSON object (line 3: not valid JSON): skipped as unreadable items
+        1 of 3 rows has no label in 'y': all rows are read to pretrain and embed, the 2 \
+labelled ones to evaluate and adapt
+    """
+    empty = [t if i not in source.reasons else "" for i, t in enumerate(source.texts)]
+    notes = [absent_warning(empty, source.ids, column)]
+    if source.reasons:
+        ids = source.ids
+        broken = [f"{ids[i]}: {why}" for i, why in source.reasons.items()]
+        many = len(broken) > 1
+        notes.append(
+            f"{len(broken):,} line{'s are' if many else ' is'} not a JSON object "
+            f"({'; '.join(broken[:3])}{'; ...' if len(broken) > 3 else ''}): skipped as "
+            "unreadable items"
+        )
+    if source.partial_labels is not None:
+        notes.append(source.partial_labels.note(len(source)))
+    return "; ".join(n for n in notes if n) or None
 
 
 def load_text_file(path: str | os.PathLike | pd.DataFrame, **options: Any) -> TextSource:
@@ -602,15 +668,17 @@ def with_tokenizer(source: Source, tokenizer: TextTokenizer) -> TextSource:
     """
     if isinstance(source, TextSource) and source._tokenizer is tokenizer:
         return source
-    labels = None
-    if source.labels is not None:
-        classes = source.classes or [str(c) for c in range(int(source.labels.max()) + 1)]
-        labels = [classes[c] for c in source.labels]
-    return TextSource(
+    partial = source.partial_labels
+    adopted = TextSource(
         texts_of(source),
-        labels,
+        item_labels(source),
         name=source.name,
         ids=list(source.ids),
-        classes=source.classes,
+        classes=source.classes if partial is None else partial.classes,
         tokenizer=tokenizer,
+        label_column=partial.column if partial is not None else "label",
+        reasons=source.reasons if isinstance(source, TextSource) else None,
     )
+    adopted.warning = source.warning
+    adopted.unreadable.update(source.unreadable)
+    return adopted

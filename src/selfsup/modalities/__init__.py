@@ -30,7 +30,7 @@ from selfsup.config import ConfigError, PretrainConfig
 from selfsup.core.errors import one_line
 from selfsup.core.weights import load_weights_into
 from selfsup.data.base import Source, require_labels
-from selfsup.data.splits import SubsetSource, stratified_split
+from selfsup.data.splits import SubsetSource, labelled_part, stratified_split
 from selfsup.encoder import SPEC_FILE, WEIGHTS_FILE, Encoder, read_encoder_spec
 from selfsup.modalities.audio import AUDIO
 from selfsup.modalities.base import Modality, channel_statistics
@@ -160,11 +160,12 @@ def train_test_sources(
 
     ``test`` when given; else a named dataset's official test split (``fashion-mnist`` pairs
     with ``fashion-mnist:test``, ``ucr:GunPoint`` with ``ucr:GunPoint:test``); else a
-    deterministic stratified split of ``data``. ``options`` go to :func:`open_source`.
+    deterministic stratified split of ``data``. ``options`` go to :func:`open_source`. Of
+    data whose label column is empty on some rows, the labelled rows (``labelled_part``).
     """
 
     def opened(spec: str | os.PathLike | Source) -> Source:
-        return spec if isinstance(spec, Source) else open_source(spec, **options)
+        return labelled_part(spec if isinstance(spec, Source) else open_source(spec, **options))
 
     if test is None and isinstance(data, str):
         test = official_test(data)

@@ -76,9 +76,10 @@ def test_jsonl_with_columns_and_bad_lines(tmp_path):
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     src = open_source(path, text_column="body", label_column="stars")
     assert src.texts == ["fine", "poor"] and src.classes == ["1", "5"]
-    path.write_text(json.dumps(rows[0]) + "\n{not json\n")
-    with pytest.raises(ValueError, match=r"reviews.jsonl: line 2: not valid JSON"):
-        open_source(path, text_column="body")
+    path.write_text(json.dumps(rows[0]) + "\n{not json\n")  # kept in place, skipped
+    src = open_source(path, text_column="body")
+    assert src.texts == ["fine", None] and list(src.ids) == ["0", "line 2"]
+    assert src.read_batch([1]).skipped[0].reason.startswith("not valid JSON (Expecting")
     path.write_text(json.dumps({"title": "x"}) + "\n" + json.dumps(rows[0]) + "\n")
     with pytest.raises(ValueError, match=r"reviews.jsonl: line 1 has no 'body' field"):
         open_source(path, text_column="body")  # the first line tells the column is wrong

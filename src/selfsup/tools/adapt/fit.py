@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from selfsup.data.base import Source, require_classes, require_labels
-from selfsup.data.splits import SubsetSource, stratified_split
+from selfsup.data.splits import SubsetSource, labelled_part, stratified_split
 from selfsup.embedding import embed_source
 from selfsup.evaluation.fewshot import FEW_SHOT_WEIGHT_DECAY
 from selfsup.run import Run, as_run
@@ -36,7 +36,7 @@ from selfsup.tools.calibration import (
 
 
 def _labelled_source(run: Run, data: str | os.PathLike | Source) -> tuple[Source, list[str]]:
-    source = run.open(data)
+    source = labelled_part(run.open(data))  # of a file labelled on some rows, those rows
     require_classes(require_labels(source, "adaptation"), source.name, "adaptation")
     classes = source.classes or [str(c) for c in range(int(source.labels.max()) + 1)]
     return source, [str(c) for c in classes]

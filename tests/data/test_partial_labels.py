@@ -1,0 +1,107 @@
+"""Files labelled on some rows only (far more raw data than labels): every row trains and is
+embedded, the labelled rows are evaluated and adapted on; broken JSON lines are skipped."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from tests.modalities.tabular.conftest import make_table
+from typer.testing import CliRunner
+
+import selfsup
+from selfsup.cli import app
+from selfsup.data.base import item_labels
+from selfsup.data.splits import SubsetSource, labelled_part
+from selfsup.modalities import open_source, train_test_sources
+from selfsup.tools.adapt import adapt
+
+
+def write_jsonl(path, rows, broken_after=None):
+    lines = [json.dumps(r) for r in rows]
+    if broken_after is not None:
+        lines.insert(broken_after, '{"body": "cut off mid-li')
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_jsonl_labelled_on_some_lines_with_a_broken_line(tmp_path):
+    path = tmp_path / "reviews.jsonl"
+    rows = [{"body": f"text {i}"} for i in range(6)]
+    rows[1]["stars"], rows[4]["stars"], rows[5]["stars"] = 5, 1, 5
+    write_jsonl(path, rows, broken_after=3)  # line 4 cut off
+    src = open_source(path, text_column="body", label_column="stars")
+    assert src.labels is None and src.classes is None  # pretraining reads every row
+    assert src.partial_labels.rows.tolist() == [1, 5, 6] and src.partial_labels.classes == [
+        "1",
+        "5",
+    ]
+    assert list(src.ids)[3] == "line 4" and src.texts[3] is None
+    assert item_labels(src) == [None, "5", None, None, None, "1", "5"]
+    assert "1 line is not a JSON object (line 4: not valid JSON (Unterminated string" in (
+        src.warning
+    )
+    assert "4 of 7 rows have no label in 'stars'" in src.warning
+    batch = src.read_batch(range(7))
+    assert batch.indices == [0, 1, 2, 4, 5, 6]
+    assert [(s.item_id, s.reason) for s in batch.skipped] == [
+        ("line 4", "not valid JSON (Unterminated string starting at column 10)")
+    ]
+    part = labelled_part(src)
+    assert isinstance(part, SubsetSource) and part.name.endswith("[labelled]")
+    assert [part.classes[c] for c in part.labels] == ["5", "1", "5"]
+    assert [src.texts[i] for i in part.indices] == ["text 1", "text 4", "text 5"]
+    unlabelled = open_source(path, text_column="body")
+    assert labelled_part(unlabelled) is unlabelled  # evaluation then refuses it, as before
+
+
+def test_a_label_field_no_line_has_is_an_error_unless_it_is_later_data(tmp_path):
+    path = tmp_path / "reviews.jsonl"
+    write_jsonl(path, [{"body": "a", "stars": 1}, {"body": "b", "stars": 2}])
+    with pytest.raises(ValueError, match=r"no line has a label in field 'star' .*'body', 'stars'"):
+        open_source(path, text_column="body", label_column="star")
+    later = open_source(path, text_column="body", label_column="star", require_label=False)
+    assert later.labels is None and later.partial_labels is None
+
+
+def test_csv_text_and_table_labels_with_empty_cells(tmp_path):
+    path = tmp_path / "reviews.csv"
+    pd.DataFrame({"review": ["nice", "dull", "fun", "ok"], "y": [4, None, 2, None]}).to_csv(
+        path, index=False
+    )
+    text = open_source(path, "text", text_column="review", label_column="y")
+    assert text.labels is None and text.partial_labels.classes == ["2", "4"]  # not "4.0"
+    assert item_labels(text) == ["4", None, "2", None]
+    frame = make_table(n=60).assign(y=lambda f: f["y"].where(np.arange(60) % 3 == 0))
+    table = open_source(frame, "tabular", label_column="y")
+    assert table.labels is None and len(table.partial_labels.rows) == 20
+    assert "40 of 60 rows have no label in 'y'" in table.warning
+    fit, test = train_test_sources(table)  # the labelled rows, split 80/20
+    assert len(fit) + len(test) == 20 and fit.name == "DataFrame[labelled][fit]"
+    codes = [int(c) for c in np.concatenate([fit.labels, test.labels])]
+    assert sorted(fit.classes[c] for c in codes) == sorted(frame["y"].dropna().astype(str).tolist())
+
+
+def test_a_partially_labelled_table_trains_on_all_rows_evaluates_and_adapts_on_labels(
+    tmp_path,
+):
+    frame = make_table(n=200).assign(y=lambda f: f["y"].where(np.arange(200) % 4 == 0))
+    path = tmp_path / "records.csv"
+    frame.to_csv(path, index=False)
+    out = tmp_path / "run"
+    args = ["pretrain", str(path), "--label-column", "y", "--epochs", "1", "--batch-size", "32",
+            "--out", str(out), "--monitor-items", "0"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "200 tabular items, 50 of them labelled in 3 classes" in result.output
+    run = selfsup.load(out)
+    assert run.summary["items"] == 200
+    evaluation = run.evaluate(str(path), save=False)
+    assert evaluation.train_items + evaluation.test_items == 50
+    model = adapt(run, str(path), head="prototype")
+    assert model.metrics["labelled"] == 50 and sorted(model.classes) == ["x", "y", "z"]
+    embeddings = tmp_path / "e.parquet"
+    result = CliRunner().invoke(app, ["embed", str(out), str(path), "--out", str(embeddings)])
+    assert result.exit_code == 0, result.output
+    labels = pq.read_table(embeddings).column("label").to_pylist()
+    assert len(labels) == 200 and labels[0] == frame["y"][0] and labels[1] is None
