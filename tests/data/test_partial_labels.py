@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 import selfsup
 from selfsup.cli import app
 from selfsup.data.base import item_labels
+from selfsup.data.series import series_from_frame, windowed
 from selfsup.data.splits import SubsetSource, labelled_part
 from selfsup.modalities import open_source, train_test_sources
 from selfsup.tools.adapt import adapt
@@ -105,3 +106,35 @@ def test_a_partially_labelled_table_trains_on_all_rows_evaluates_and_adapts_on_l
     assert result.exit_code == 0, result.output
     labels = pq.read_table(embeddings).column("label").to_pylist()
     assert len(labels) == 200 and labels[0] == frame["y"][0] and labels[1] is None
+
+
+def test_sensor_logs_labelled_on_some_periods(tmp_path):
+    # Two units logged for 12 steps; the machine state was noted on unit a's first half only.
+    frame = pd.DataFrame(
+        {
+            "unit": ["a"] * 12 + ["b"] * 12,
+            "t": list(range(12)) * 2,
+            "x": np.arange(24, dtype=float),
+            "state": ["ok"] * 3 + ["fault"] * 3 + [None] * 18,
+        }
+    )
+    windows = series_from_frame(
+        frame, id_column="unit", time_column="t", label_column="state", window=3
+    )
+    assert list(windows.ids) == ["a@0", "a@3", "a@6", "a@9", "b@0", "b@3", "b@6", "b@9"]
+    assert windows.labels is None and item_labels(windows)[:3] == ["ok", "fault", None]
+    assert windows.warning == (
+        "6 of 8 items have no label in 'state': all rows are read to pretrain and embed, the "
+        "2 labelled ones to evaluate and adapt"
+    )
+    once = frame.assign(state=["ok"] * 3 + [None] * 21)  # a series' label on some steps
+    whole = series_from_frame(once, id_column="unit", time_column="t", label_column="state")
+    assert item_labels(whole) == ["ok", None]
+    wide = series_from_frame(
+        pd.DataFrame({"t0": [1.0, 2.0, 3.0], "t1": [4.0, 5.0, 6.0], "y": [1, None, 0]}),
+        label_column="y",
+    )
+    assert item_labels(wide) == ["1", None, "0"]
+    cut = windowed(wide, 1)  # windows labelled as their series, the note counts windows
+    assert item_labels(cut) == ["1", "1", None, None, "0", "0"]
+    assert cut.warning.startswith("2 of 6 items have no label in 'y'")

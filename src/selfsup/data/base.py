@@ -135,11 +135,11 @@ labelled ones to evaluate and adapt"
     classes: list[str]
     column: str
 
-    def note(self, total: int) -> str:
-        """What a person should know of these labels, for a source of ``total`` rows."""
+    def note(self, total: int, unit: str = "rows") -> str:
+        """What a person should know of these labels, for a source of ``total`` ``unit``."""
         missing = total - len(self.rows)
         return (
-            f"{missing:,} of {total:,} rows {'has' if missing == 1 else 'have'} no label in "
+            f"{missing:,} of {total:,} {unit} {'has' if missing == 1 else 'have'} no label in "
             f"{self.column!r}: all rows are read to pretrain and embed, the "
             f"{len(self.rows):,} labelled one{'s' if len(self.rows) != 1 else ''} to "
             "evaluate and adapt"

@@ -24,7 +24,7 @@ import pandas as pd
 
 from selfsup.core.text_files import text_lines
 from selfsup.data.arrays import encode_labels, read_array_file
-from selfsup.data.base import EmptySourceError, InMemorySource
+from selfsup.data.base import EmptySourceError, InMemorySource, PartialLabels, item_labels
 from selfsup.data.table_files import (
     LARGEST,
     TABLE_SUFFIXES,
@@ -77,10 +77,12 @@ class SeriesSource(InMemorySource):
     Args:
         series: an array ``(n, channels, length)`` or ``(n, length)``, or a list of series
             ``(channels, length_i)`` of any lengths (padded with NaN).
-        labels: optional labels per series, ints or strings (see ``encode_labels``).
+        labels: optional labels per series, ints or strings (see ``encode_labels``); None or
+            NaN for a series without one (see :class:`selfsup.data.base.PartialLabels`).
         name: a short name for messages and reports.
         classes: optional class names indexed by label code.
         ids: optional id per series (the row number as text by default).
+        label_column: where the labels came from, for messages.
 
     Raises:
         ValueError: a bad shape, infinite values, or labels of the wrong length.
@@ -102,6 +104,7 @@ class SeriesSource(InMemorySource):
         name: str = "series",
         classes: Sequence[str] | None = None,
         ids: Sequence[str] | None = None,
+        label_column: str = "label",
     ) -> None:
         if isinstance(series, np.ndarray) and series.dtype != object:
             values = series_array(series, name)
@@ -124,10 +127,17 @@ class SeriesSource(InMemorySource):
             if classes is not None:
                 raise ValueError("classes were given without labels")
         else:
-            codes, self.classes = encode_labels(labels, classes)
-            if len(codes) != len(values):
-                raise ValueError(f"{name}: {len(codes)} labels for {len(values)} series")
-            self.labels = codes
+            if len(labels) != len(values):
+                raise ValueError(f"{name}: {len(labels)} labels for {len(values)} series")
+            missing = pd.isna(pd.Series(list(labels), dtype=object)).to_numpy()
+            if not missing.any():
+                self.labels, self.classes = encode_labels(labels, classes)
+            elif not missing.all():  # labels of some series (windows) only
+                rows = np.flatnonzero(~missing)
+                kept = _label_values([labels[i] for i in rows])
+                codes, names = encode_labels(kept, classes)
+                self.partial_labels = PartialLabels(rows, codes, names, label_column)
+                self.warning = self.partial_labels.note(len(values), "items")
 
     @property
     def channels(self) -> int:
@@ -385,11 +395,10 @@ def series_from_frame(
     if id_column is None:
         values = numeric_cells(frame, value_columns, name, hint).astype(np.float32)
         labels = None if label_column is None else frame[label_column].to_numpy()
-        if labels is not None and pd.isna(labels).any():
-            row = int(np.flatnonzero(pd.isna(labels))[0])
-            raise ValueError(f"{name}: row {row} has no value in label column {label_column!r}")
-        source = SeriesSource(values[:, None, :], _label_values(labels), name=name)
-        source.warning = warning
+        source = SeriesSource(
+            values[:, None, :], _label_values(labels), name=name, label_column=str(label_column)
+        )
+        source.warning = _joined(warning, source.warning)
         return windowed(source, window, window_stride)
     series, ids, labels, steps = [], [], [], []
     for key, part in frame.groupby(id_column, sort=False):  # series in order of first row
@@ -402,13 +411,13 @@ def series_from_frame(
             steps.append(part[label_column].to_numpy())
         elif label_column is not None:
             distinct = part[label_column].dropna().unique()
-            if len(distinct) != 1:
+            if len(distinct) > 1:
                 raise ValueError(
                     f"{name}: series {key!r} has {len(distinct)} distinct labels in "
                     f"{label_column!r}; a series needs exactly one, or give --window N to "
                     "cut it into windows labelled by their steps' most common label"
                 )
-            labels.append(distinct[0])
+            labels.append(distinct[0] if len(distinct) else None)  # None: unlabelled
     if window is not None:
         series, ids, step_labels, skipped = cut_windows(
             series, ids, window, window_stride, steps if label_column else None, name
@@ -416,9 +425,13 @@ def series_from_frame(
         labels = [_most_common(w) for w in step_labels] if step_labels is not None else []
         warning = "; ".join(w for w in (warning, skipped) if w) or None
     source = SeriesSource(
-        series, _label_values(labels) if label_column else None, name=name, ids=ids
+        series,
+        _label_values(labels) if label_column else None,
+        name=name,
+        ids=ids,
+        label_column=str(label_column),
     )
-    source.warning = warning
+    source.warning = _joined(warning, source.warning)
     return source
 
 
@@ -439,8 +452,7 @@ def cut_windows(
         The windows, their ids, their steps' labels (when ``step_labels`` is given) and the
         note (None when nothing was left out).
 
-    Raises:
-        ValueError: a window whose steps have no label (named by its id).
+    A window none of whose steps has a label is an unlabelled window.
 
     Example:
         >>> x = np.arange(10, dtype=np.float32)[None]
@@ -463,12 +475,7 @@ def cut_windows(
             out.append(piece)
             out_ids.append(f"{key}@{start}")
             if out_labels is not None:
-                labels = step_labels[i][start : start + window]
-                if pd.isna(labels).all():
-                    raise ValueError(
-                        f"{name}: window {key}@{start} has no label on any of its steps"
-                    )
-                out_labels.append(labels)
+                out_labels.append(step_labels[i][start : start + window])
     if not out:
         raise EmptySourceError(f"{name}: every window of {window} steps is empty")
     note = (
@@ -478,14 +485,17 @@ def cut_windows(
 
 
 def _most_common(labels: np.ndarray) -> Any:
-    """The most frequent label of a window's steps (missing ones aside; ties: the first).
+    """The most frequent label of a window's steps (missing ones aside; ties: the first);
+    None when no step has one.
 
     Example:
         >>> _most_common(np.array(["ok", "fault", "fault", None], dtype=object))
         'fault'
+        >>> _most_common(np.array([None, np.nan], dtype=object)) is None
+        True
     """
     counts = pd.Series(labels).dropna().value_counts(sort=True)
-    return counts.index[0]
+    return counts.index[0] if len(counts) else None
 
 
 def windowed(source: SeriesSource, window: int | None, stride: int | None = None) -> SeriesSource:
@@ -500,26 +510,50 @@ def windowed(source: SeriesSource, window: int | None, stride: int | None = None
     if window is None:
         return source
     series = [source.values[i][:, : source.lengths[i]] for i in range(len(source))]
+    names = item_labels(source)  # a series' class name, None where it has none
     steps = None
-    if source.labels is not None:
-        steps = [np.full(source.lengths[i], source.labels[i]) for i in range(len(source))]
+    if names is not None:
+        steps = [np.full(source.lengths[i], names[i], dtype=object) for i in range(len(source))]
     pieces, ids, labels, note = cut_windows(
         series, list(source.ids), window, stride, steps, source.name
     )
-    names = None
-    if labels is not None and source.classes is not None:
-        names = [source.classes[int(w[0])] for w in labels]
-    out = SeriesSource(pieces, names, name=source.name, ids=ids, classes=source.classes)
-    out.warning = "; ".join(w for w in (source.warning, note) if w) or None
+    partial = source.partial_labels
+    out = SeriesSource(
+        pieces,
+        None if labels is None else [w[0] for w in labels],
+        name=source.name,
+        ids=ids,
+        classes=source.classes or (partial.classes if partial is not None else None),
+        label_column=partial.column if partial is not None else "label",
+    )
+    # The series' note on their labels gives way to the windows' own.
+    base = source.partial_labels.note(len(source), "items") if partial is not None else None
+    kept = [w for w in (source.warning or "").split("; ") if w and w != base]
+    out.warning = _joined(*kept, note, out.warning)
     return out
 
 
+def _joined(*notes: str | None) -> str | None:
+    """Notes in one ``warning:`` line (None when there is none).
+
+    Example:
+        >>> _joined("a", None, "b"), _joined(None)
+        ('a; b', None)
+    """
+    return "; ".join(n for n in notes if n) or None
+
+
 def _label_values(labels: Any) -> np.ndarray | None:
+    """Labels as an array encode_labels takes: objects as text, missing ones kept missing
+    (None); numbers as they are (NaN where missing)."""
     if labels is None:
         return None
     values = np.asarray(labels)
     if values.dtype == object:
-        values = values.astype(str)
+        missing = pd.isna(pd.Series(list(values), dtype=object)).to_numpy()
+        text = np.array([str(v) for v in values], dtype=object)
+        text[missing] = None
+        return text if missing.any() else text.astype(str)
     return values
 
 
