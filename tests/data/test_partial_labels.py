@@ -17,6 +17,7 @@ from selfsup.data.series import series_from_frame, windowed
 from selfsup.data.splits import SubsetSource, labelled_part
 from selfsup.modalities import open_source, train_test_sources
 from selfsup.tools.adapt import adapt
+from selfsup.tools.selection import select_for_run
 
 
 def write_jsonl(path, rows, broken_after=None):
@@ -106,6 +107,10 @@ def test_a_partially_labelled_table_trains_on_all_rows_evaluates_and_adapts_on_l
     assert result.exit_code == 0, result.output
     labels = pq.read_table(embeddings).column("label").to_pylist()
     assert len(labels) == 200 and labels[0] == frame["y"][0] and labels[1] is None
+    # What to label next: never a labelled row; uncertainty fits on the labelled rows.
+    for strategy in ("typiclust", "uncertainty"):
+        picks = select_for_run(run, str(path), budget=30, strategy=strategy)
+        assert len(picks) == 30 and all(int(i) % 4 != 0 for i in picks["id"])
 
 
 def test_sensor_logs_labelled_on_some_periods(tmp_path):

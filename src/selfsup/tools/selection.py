@@ -42,7 +42,7 @@ from sklearn.cluster import KMeans, MiniBatchKMeans
 
 from selfsup.core.neighbours import euclidean_topk
 from selfsup.core.text_files import text_lines
-from selfsup.data.base import Source, require_classes
+from selfsup.data.base import PartialLabels, Source, require_classes
 from selfsup.data.table_files import read_table
 from selfsup.embedding import readable_rows
 from selfsup.evaluation.fewshot import FEW_SHOT_WEIGHT_DECAY
@@ -345,6 +345,23 @@ def read_labelled(
     return LabelledItems(candidate_z[positions], labels, positions)
 
 
+def labelled_rows(partial: PartialLabels, z: np.ndarray) -> LabelledItems:
+    """The labelled rows of data labelled on some rows only, as items labelled already:
+    never chosen again, and the labels uncertainty sampling fits its head on (rows that could
+    not be read, NaN in ``z``, left out).
+
+    Example:
+        >>> part = PartialLabels(np.array([0, 2]), np.array([1, 0]), ["a", "b"], "y")
+        >>> z = np.array([[1.0, 0.0], [0.0, 1.0], [np.nan, np.nan]])
+        >>> known = labelled_rows(part, z)
+        >>> known.positions.tolist(), known.labels.tolist()
+        ([0], [1])
+    """
+    readable = ~np.isnan(z[partial.rows]).any(axis=1)
+    rows = partial.rows[readable]
+    return LabelledItems(z[rows], partial.codes[readable], rows)
+
+
 def select_for_run(
     run: Run | str | os.PathLike,
     data: str | os.PathLike | Source,
@@ -362,7 +379,9 @@ def select_for_run(
         data: the unlabeled pool (anything the run reads).
         budget: how many items to choose.
         strategy: ``kcenter``, ``typiclust``, ``uncertainty`` or ``random``.
-        labeled: the items labelled already (see :func:`read_labelled`), or None.
+        labeled: the items labelled already (see :func:`read_labelled`), or None: then
+            the labelled rows of data labelled on some rows only (see
+            :class:`selfsup.data.base.PartialLabels`), if any.
         seed: seeds k-means and ``random``.
         measure: ``margin`` or ``entropy`` for ``uncertainty``.
         show_progress: draw a progress bar while embedding.
@@ -374,6 +393,8 @@ def select_for_run(
     source = run.open(data)
     z = run.embeddings(source, show_progress=show_progress)
     known = read_labelled(run, source, z, labeled) if labeled is not None else None
+    if known is None and source.partial_labels is not None:
+        known = labelled_rows(source.partial_labels, z)  # a file labelled on some rows
     pool = z
     if known is not None and known.positions is not None:
         pool = z.copy()
