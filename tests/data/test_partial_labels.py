@@ -17,6 +17,7 @@ from selfsup.data.series import series_from_frame, windowed
 from selfsup.data.splits import SubsetSource, labelled_part
 from selfsup.modalities import open_source, train_test_sources
 from selfsup.tools.adapt import adapt
+from selfsup.tools.anomalies import score_for_run
 from selfsup.tools.selection import select_for_run
 
 
@@ -143,3 +144,20 @@ def test_sensor_logs_labelled_on_some_periods(tmp_path):
     cut = windowed(wide, 1)  # windows labelled as their series, the note counts windows
     assert item_labels(cut) == ["1", "1", None, None, "0", "0"]
     assert cut.warning.startswith("2 of 6 items have no label in 'y'")
+
+
+def test_anomaly_scores_of_a_partially_labelled_table_are_judged_on_its_labelled_rows(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 400
+    fraud = rng.random(n) < 0.1
+    spread = np.where(fraud, 8.0, 1.0)  # anomalies scattered far from the normal cloud
+    frame = pd.DataFrame({f"v{k}": rng.normal(0, 1, n) * spread for k in range(4)})
+    frame["fraud"] = np.where(fraud, "yes", "no").astype(object)
+    frame.loc[np.arange(n) % 2 == 1, "fraud"] = None  # half the rows looked at
+    run = selfsup.pretrain(frame, label_column="fraud", epochs=1, batch_size=64,
+                           out=tmp_path / "run", monitor_items=0, show_progress=False,
+                           backbone_options={"hidden": 16, "depth": 1})  # fmt: skip
+    report = score_for_run(run, frame, anomaly_labels=["yes"])
+    assert len(report.table) == n
+    assert report.quality is not None and report.quality.items == n // 2
+    assert report.quality.anomalies == int(fraud[::2].sum()) and report.quality.auroc > 0.9

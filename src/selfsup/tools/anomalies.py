@@ -38,7 +38,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from selfsup.core.neighbours import cosine_topk, euclidean_topk
 from selfsup.core.progress import activity
 from selfsup.data.base import Source
-from selfsup.data.splits import held_out_rows
+from selfsup.data.splits import held_out_rows, labelled_part
 from selfsup.embedding import readable_rows
 from selfsup.run import Run, as_run
 
@@ -417,15 +417,22 @@ def score_for_run(
         reference = f"leave-one-out knn within {source.name} (no normal data given)"
     flagged = scores > threshold
     table = pd.DataFrame({"id": list(source.ids), "score": scores, "flagged": flagged})
-    is_anomaly = anomalous_items(source, anomaly_labels, normal_source)
+    # Of data labelled on some rows only (a fraud column filled for the cases looked at),
+    # the labelled rows tell the anomalies.
+    labelled = labelled_part(source)
+    partial = source.partial_labels if labelled is not source else None
+    rows = partial.rows if partial is not None else np.arange(len(source))
+    normal_labelled = None if normal_source is None else labelled_part(normal_source)
+    is_anomaly = anomalous_items(labelled, anomaly_labels, normal_labelled)
     quality, measured = None, None
     if is_anomaly is not None:
-        scored = ~np.isnan(scores)
+        judged_scores, judged_flags = scores[rows], flagged[rows]
+        scored = ~np.isnan(judged_scores)
         normal_rows = scored & ~is_anomaly
         if normal_rows.any():
-            measured = (float(flagged[normal_rows].mean()), int(normal_rows.sum()))
+            measured = (float(judged_flags[normal_rows].mean()), int(normal_rows.sum()))
         if 0 < is_anomaly[scored].sum() < scored.sum():
-            quality = detection_quality(scores, is_anomaly, flagged)
+            quality = detection_quality(judged_scores, is_anomaly, judged_flags)
     if measured is not None:
         rate, normal_count = measured
         told = ""
