@@ -69,9 +69,14 @@ def test_a_label_field_no_line_has_is_an_error_unless_it_is_later_data(tmp_path)
 
 def test_csv_text_and_table_labels_with_empty_cells(tmp_path):
     path = tmp_path / "reviews.csv"
-    pd.DataFrame({"review": ["nice", "dull", "fun", "ok"], "y": [4, None, 2, None]}).to_csv(
-        path, index=False
+    frame = pd.DataFrame(
+        {"review": ["nice", "dull", "fun", "ok"], "y": [4, None, 2, None], "z": [None] * 4}
     )
+    frame.to_csv(path, index=False)
+    with pytest.raises(ValueError, match=r"no row has a label in column 'z'"):
+        open_source(path, "text", text_column="review", label_column="z")
+    with pytest.raises(ValueError, match=r"no row has a label in column 'z'"):
+        open_source(frame.drop(columns="review"), "tabular", label_column="z")
     text = open_source(path, "text", text_column="review", label_column="y")
     assert text.labels is None and text.partial_labels.classes == ["2", "4"]  # not "4.0"
     assert item_labels(text) == ["4", None, "2", None]

@@ -363,7 +363,9 @@ def series_from_frame(
     in empty cells. Long form (``id_column`` given): one row per time step of a series, rows of
     a series sorted by ``time_column`` when given, one channel per value column. A
     ``label_column`` gives each series its class (in long form it must be the same on every
-    row of a series). ``drop_columns`` are left out (a per-step state, a note). Every other
+    row of a series; empty label cells are unlabelled rows, see
+    :class:`selfsup.data.base.PartialLabels`). ``drop_columns`` are left out (a per-step
+    state, a note). Every other
     column must hold numbers; the first cell that does not is named in the error. With
     ``require_label`` False (a run's later data), an absent label or dropped column is no
     error: the series are unlabelled. With ``window``, each series is cut into windows (see
@@ -385,6 +387,8 @@ def series_from_frame(
             raise ValueError(
                 f"{name}: no column {column!r}; columns are {', '.join(map(str, frame.columns))}"
             )
+    if label_column is not None and require_label and frame[label_column].isna().all():
+        raise ValueError(f"{name}: no row has a label in column {label_column!r}")
     reserved = {c for c in (id_column, time_column, label_column, *drop_columns) if c is not None}
     if value_columns is None:  # every other column holds values; text in one is an error
         value_columns = [c for c in frame.columns if c not in reserved]
@@ -396,7 +400,10 @@ def series_from_frame(
         values = numeric_cells(frame, value_columns, name, hint).astype(np.float32)
         labels = None if label_column is None else frame[label_column].to_numpy()
         source = SeriesSource(
-            values[:, None, :], _label_values(labels), name=name, label_column=str(label_column)
+            values[:, None, :],
+            _label_values(labels),
+            name=name,
+            label_column=label_column or "label",
         )
         source.warning = _joined(warning, source.warning)
         return windowed(source, window, window_stride)
@@ -429,7 +436,7 @@ def series_from_frame(
         _label_values(labels) if label_column else None,
         name=name,
         ids=ids,
-        label_column=str(label_column),
+        label_column=label_column or "label",
     )
     source.warning = _joined(warning, source.warning)
     return source

@@ -486,6 +486,8 @@ class TabularSource(InMemorySource):
         if label_column is not None:
             labels = frame[label_column]
             present = np.flatnonzero(labels.notna().to_numpy())
+            if not len(present) and require_label:
+                raise ValueError(f"{name}: no row has a label in column {label_column!r}")
             if len(present) < len(labels):  # labels of some rows only
                 labels = labels.iloc[present]
                 if pd.api.types.is_float_dtype(labels) and (labels % 1 == 0).all():

@@ -330,8 +330,8 @@ def read_text_table(
     (see :class:`selfsup.data.base.PartialLabels`).
 
     Raises:
-        ValueError: no such column, or a row without an id; the message names the file and
-            the row.
+        ValueError: no such column, a label column empty on every row, or a row without an
+            id; the message names the file and the row.
     """
     if isinstance(path, pd.DataFrame):
         frame, name = path, name or "DataFrame"
@@ -346,6 +346,8 @@ def read_text_table(
             raise ValueError(f"{name}: no column {column!r}; columns are {list(frame.columns)}")
     texts = [_present(t) for t in frame[text_column].tolist()]
     labels = None if label_column is None else frame[label_column].tolist()
+    if label_column is not None and require_label and frame[label_column].isna().all():
+        raise ValueError(f"{name}: no row has a label in column {label_column!r}")
     ids = column_ids(frame, id_column, name)
     if all(t is None for t in texts):
         raise EmptySourceError(f"{name}: no row has text in column {text_column!r}")
