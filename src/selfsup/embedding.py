@@ -65,6 +65,10 @@ PARQUET_ROWS = 16_384
 #: Data read from files of at least this many items has its embeddings kept in the run folder
 #: (:func:`cached_embeddings`) for the next command on the same files with the same weights.
 CACHE_ITEMS = 10_000
+#: A split holding at least this share of the file it is drawn from (evaluation's 80% to fit
+#: on) is embedded by way of the whole file's kept embeddings: its other splits and every
+#: later command on the whole file then read them instead of embedding again.
+WHOLE_SHARE = 0.5
 
 
 def iter_embeddings(
@@ -514,7 +518,10 @@ def cached_embeddings(
     size and modification time: :func:`data_stamp`), the same items and the same weights
     reads them back instead of embedding again, an hour for a million texts on two cores;
     unreadable items are listed in ``source.unreadable`` as the embedding listed them. The
-    file is written as ``embed`` writes, so an interrupted command's rows are reused too.
+    file is written as ``embed`` writes, so an interrupted command's rows are reused too. A
+    split of a file is served from the whole file's kept embeddings when there are some, and
+    one of at least ``WHOLE_SHARE`` of it keeps them first, so that evaluating on a file and
+    then embedding it, or scoring it, embeds it once.
 
     Example:
         >>> import tempfile
@@ -524,12 +531,56 @@ def cached_embeddings(
         >>> cached_embeddings(enc, ArraySource(np.zeros((5, 8, 8))), Path(tempfile.mkdtemp())).shape
         (5, 32)
     """
+    root, rows = root_rows(source)
+    if rows is not None:  # a split: its rows of the whole file's, kept already or now
+        large = len(rows) >= WHOLE_SHARE * len(root)
+        whole = _kept(encoder, root, folder, show_progress, say, make=large)
+        if whole is not None:
+            return np.asarray(np.load(whole, mmap_mode="r")[rows])
+    path = _kept(encoder, source, folder, show_progress, say)
+    if path is None:
+        return embed_source(encoder, source, show_progress=show_progress)
+    return np.load(path)
+
+
+def root_rows(source: Source) -> tuple[Source, np.ndarray | None]:
+    """The data a subset (of a subset...) is drawn from, and the subset's rows in it; None
+    for rows when ``source`` is no subset.
+
+    Example:
+        >>> from selfsup.data.text import TextSource
+        >>> texts = TextSource(["a", "b", "c", "d"])
+        >>> inner = SubsetSource(SubsetSource(texts, [3, 1, 2], "s"), [2, 0], "t")
+        >>> root, rows = root_rows(inner)
+        >>> root is texts, rows.tolist()
+        (True, [2, 3])
+    """
+    root, rows = source, None
+    while isinstance(root, SubsetSource):
+        rows = root.indices if rows is None else root.indices[rows]
+        root = root.source
+    return root, rows
+
+
+def _kept(
+    encoder: Encoder,
+    source: Source,
+    folder: Path,
+    show_progress: bool,
+    say: Callable[[str], None] | None,
+    make: bool = True,
+) -> Path | None:
+    """The ``.npy`` of ``source``'s embeddings kept in ``folder``, embedded and kept first
+    when none is (with ``make``); None for data whose embeddings are not kept (see
+    :func:`cache_key`), or not kept yet without ``make``."""
     key = cache_key(encoder, source)
     if key is None:
-        return embed_source(encoder, source, show_progress=show_progress)
+        return None
     found = kept_embeddings(source, folder, key, say)
     if found is not None:
-        return np.load(found[0])
+        return found[0]
+    if not make:
+        return None
     path, about = _cache_files(folder, key)
     result = write_embeddings(encoder, source, path, show_progress=show_progress, say=say, key=key)
     skipped = [
@@ -545,7 +596,7 @@ def cached_embeddings(
             f"removed {freed[0]} kept embedding file(s) of {source.name} as it was before "
             f"(other files or weights), {freed[1] / 1e6:,.0f} MB"
         )
-    return np.load(path)
+    return path
 
 
 def data_place(source: Source) -> str:

@@ -189,3 +189,36 @@ def test_two_processes_do_not_write_one_embedding_file(tmp_path) -> None:
     assert not out.exists()
     write_embeddings(encoder(), Counting(20), out, show_progress=False)
     assert np.load(out).shape == (20, 4) and not (tmp_path / ".e.npy.lock").exists()
+
+
+def test_evaluating_a_file_then_embedding_it_embeds_it_once(tmp_path, monkeypatch) -> None:
+    """evaluate's splits (80% to fit, 20% to test) are served from the whole file's kept
+    embeddings, which embed and the tools then read; a small split is embedded alone."""
+    import selfsup
+    from selfsup.data.splits import SubsetSource
+
+    monkeypatch.setattr(embedding, "CACHE_ITEMS", 50)  # as for 10,000 items and more
+    rng = np.random.default_rng(0)
+    path = tmp_path / "rows.csv"
+    rows = pd.DataFrame({"a": rng.normal(size=100), "b": rng.normal(size=100)})
+    rows.assign(y=np.arange(100) % 2).to_csv(path, index=False)
+    run = selfsup.pretrain(path, label_column="y", steps=2, batch_size=16,
+                           out=tmp_path / "run", show_progress=False, monitor_items=0)  # fmt: skip
+    calls = []
+    forward = run.encoder.forward
+    monkeypatch.setattr(run.encoder, "forward", lambda x: calls.append(len(x)) or forward(x))
+    run.evaluate(path, protocols=("knn",), save=False)
+    assert sum(calls) == 100  # the file once, not its splits each
+    whole = run.embeddings(run.open(path))
+    written = run.embed_to_file(path, tmp_path / "e.npy")
+    assert sum(calls) == 100 and written.rows == 100
+    np.testing.assert_array_equal(np.load(tmp_path / "e.npy"), whole)
+    source = run.open(path)
+    split = SubsetSource(SubsetSource(source, np.arange(99, -1, -1), "reversed"), [5, 70], "two")
+    np.testing.assert_array_equal(run.embeddings(split), whole[[94, 29]])
+    assert sum(calls) == 100  # any split of the file: its rows of the kept embeddings
+    other = tmp_path / "other.csv"
+    rows.to_csv(other, index=False)
+    few = SubsetSource(run.open(other), [5, 70], "two")
+    np.testing.assert_allclose(run.embeddings(few), whole[[5, 70]], atol=1e-5)
+    assert sum(calls) == 102  # two rows of a file not embedded yet: those two alone
