@@ -18,6 +18,7 @@ from selfsup.data.splits import SubsetSource, labelled_part
 from selfsup.modalities import open_source, train_test_sources
 from selfsup.tools.adapt import adapt
 from selfsup.tools.anomalies import score_for_run
+from selfsup.tools.report import sample_embeddings
 from selfsup.tools.selection import select_for_run
 
 
@@ -117,6 +118,10 @@ def test_a_partially_labelled_table_trains_on_all_rows_evaluates_and_adapts_on_l
     for strategy in ("typiclust", "uncertainty"):
         picks = select_for_run(run, str(path), budget=30, strategy=strategy)
         assert len(picks) == 30 and all(int(i) % 4 != 0 for i in picks["id"])
+    # The report's map colours labelled rows by class and the others as "(no label)".
+    sample = sample_embeddings(run, str(path), 40, None)
+    assert sample.colour_by == "label"
+    assert sample.colours == [frame["y"][i] if i % 4 == 0 else "(no label)" for i in sample.rows]
 
 
 def test_sensor_logs_labelled_on_some_periods(tmp_path):

@@ -156,6 +156,13 @@ def test_audit_command_on_a_table_with_a_group_column(tmp_path) -> None:
     assert result.exit_code == 0, result.output
     assert "50 rows without a value in 'site' form the group (missing)" in result.output
     assert AuditResult.load(out).counts["(missing)"] == 50
+    # Labels on some rows only (every third): the audit is of the labelled rows.
+    frame["y"] = frame["y"].where(np.arange(len(frame)) % 3 == 0)
+    frame.to_csv(data, index=False)
+    result = runner.invoke(app, ["audit", str(out), str(data), "--group", "site"])
+    assert result.exit_code == 0, result.output
+    assert "audited the 134 labelled rows of 400" in result.output
+    assert sum(AuditResult.load(out).counts.values()) == 134
 
 
 def test_audit_of_an_adapted_model_uses_its_predictions(tmp_path, monkeypatch) -> None:

@@ -240,6 +240,7 @@ def sample_embeddings(
     (windows of long series, clips of long recordings: their attributions are pictures one
     can read, and fit in memory) unless groups are given by item id; colour by group or
     label."""
+    from selfsup.data.base import item_labels
     from selfsup.data.splits import SubsetSource
     from selfsup.tools.audit import read_groups_file
 
@@ -250,9 +251,8 @@ def sample_embeddings(
     colour_by, colours = None, None
     if groups_file is not None:
         colour_by, colours = "group", read_groups_file(groups_file, list(subset.ids)).tolist()
-    elif subset.labels is not None:
-        names = subset.classes or [str(c) for c in range(int(subset.labels.max()) + 1)]
-        colour_by, colours = "label", [names[c] for c in subset.labels]
+    elif (names := item_labels(source)) is not None:  # "(no label)" for unlabelled rows
+        colour_by, colours = "label", [names[i] or "(no label)" for i in rows]
     return EmbeddingSample(subset, rows, embeddings, colour_by, colours)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 
 from selfsup.core.progress import activity
 from selfsup.data.base import require_classes
+from selfsup.data.splits import labelled_part
 from selfsup.embedding import readable_rows
 from selfsup.run import Run
 from selfsup.tools.audit.metrics import (
@@ -178,6 +179,14 @@ def audit_run(
     if len(groups) != len(source):
         raise ValueError(f"{data}: {len(groups)} group values for {len(source)} items")
     embeddings = run.embeddings(source, show_progress=show_progress)
+    partial = source.partial_labels if source.labels is None else None
+    if partial is not None:  # a file labelled on some rows: the audit is of those rows
+        notes.append(
+            f"audited the {len(partial.rows):,} labelled rows of {len(source):,} (the others "
+            f"have no label in {partial.column!r})"
+        )
+        source = labelled_part(source)
+        groups, embeddings = groups[partial.rows], embeddings[partial.rows]
     keep = readable_rows(embeddings)
     if not keep.all():
         notes.append(f"{int((~keep).sum())} unreadable items left out")
