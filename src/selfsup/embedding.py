@@ -33,7 +33,7 @@ from selfsup.core.precision import cpu_has_fast_bf16
 from selfsup.core.progress import TrainingProgress
 from selfsup.data.base import SkippedItem, Source, by_length, item_labels, unit_items
 from selfsup.data.loading import affordable_workers, read_ahead
-from selfsup.data.splits import SubsetSource
+from selfsup.data.splits import SubsetSource, root_rows
 from selfsup.encoder import Encoder
 from selfsup.modalities import modality_of
 
@@ -541,25 +541,6 @@ def cached_embeddings(
     if path is None:
         return embed_source(encoder, source, show_progress=show_progress)
     return np.load(path)
-
-
-def root_rows(source: Source) -> tuple[Source, np.ndarray | None]:
-    """The data a subset (of a subset...) is drawn from, and the subset's rows in it; None
-    for rows when ``source`` is no subset.
-
-    Example:
-        >>> from selfsup.data.text import TextSource
-        >>> texts = TextSource(["a", "b", "c", "d"])
-        >>> inner = SubsetSource(SubsetSource(texts, [3, 1, 2], "s"), [2, 0], "t")
-        >>> root, rows = root_rows(inner)
-        >>> root is texts, rows.tolist()
-        (True, [2, 3])
-    """
-    root, rows = source, None
-    while isinstance(root, SubsetSource):
-        rows = root.indices if rows is None else root.indices[rows]
-        root = root.source
-    return root, rows
 
 
 def _kept(

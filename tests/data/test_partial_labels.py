@@ -171,3 +171,13 @@ def test_anomaly_scores_of_a_partially_labelled_table_are_judged_on_its_labelled
     assert len(report.table) == n
     assert report.quality is not None and report.quality.items == n // 2
     assert report.quality.anomalies == int(fraud[::2].sum()) and report.quality.auroc > 0.9
+
+
+def test_pretraining_reports_an_online_probe_on_the_labelled_rows(tmp_path):
+    frame = make_table(n=400, missing=0.0)
+    frame["y"] = frame["y"].where(np.arange(400) % 2 == 0)  # half the rows labelled
+    run = selfsup.pretrain(frame, label_column="y", epochs=3, batch_size=32,
+                           out=tmp_path / "run", monitor_items=64, show_progress=False,
+                           backbone_options={"hidden": 16, "depth": 1})  # fmt: skip
+    epochs = pd.read_csv(run.path / "epochs.csv")
+    assert epochs["online_probe"].notna().all() and epochs["online_probe"].iloc[-1] > 0.5

@@ -27,6 +27,29 @@ def test_online_probe_learns_separable_features_and_leaves_the_encoder_alone() -
     assert torch.allclose(encoder.bias.grad, torch.full((4,), 64.0 * 60))
 
 
+def test_items_without_a_label_are_left_out_of_training_and_scoring() -> None:
+    """Labels -1 (data labelled on some rows): the probe learns from the others alone."""
+    torch.manual_seed(0)
+    encoder = nn.Linear(2, 4)
+    probe = OnlineProbe(encoder, feature_dim=4, num_classes=2, lr=0.05)
+    centers = torch.tensor([[3.0, 0.0], [-3.0, 0.0]])
+    for _ in range(60):
+        labels = torch.randint(0, 2, (32,))
+        with torch.no_grad():
+            encoder(centers[labels] + torch.randn(32, 2))
+        hidden = labels.clone()
+        hidden[4:] = -1  # four labelled items a batch; a -1 would be an index error if used
+        probe.step(hidden)
+    assert probe.steps == 60
+    labels = torch.randint(0, 2, (200,))
+    with torch.no_grad():
+        features = encoder(centers[labels] + torch.randn(200, 2))
+    scored = labels.clone()
+    scored[100:] = -1
+    assert probe.accuracy(features, scored) > 0.95
+    assert torch.isnan(torch.tensor(probe.accuracy(features, torch.full((200,), -1))))
+
+
 def test_features_of_other_batch_sizes_are_ignored() -> None:
     encoder = nn.Linear(2, 3)
     probe = OnlineProbe(encoder, feature_dim=3, num_classes=2)

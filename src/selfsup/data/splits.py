@@ -225,3 +225,44 @@ def labelled_part(source: Source) -> Source:
         return source
     labels = (partial.codes, partial.classes)
     return SubsetSource(source, partial.rows, f"{source.name}[labelled]", labels=labels)
+
+
+def root_rows(source: Source) -> tuple[Source, np.ndarray | None]:
+    """The data a subset (of a subset...) is drawn from, and the subset's rows in it; None
+    for rows when ``source`` is no subset.
+
+    Example:
+        >>> from selfsup.data.text import TextSource
+        >>> texts = TextSource(["a", "b", "c", "d"])
+        >>> inner = SubsetSource(SubsetSource(texts, [3, 1, 2], "s"), [2, 0], "t")
+        >>> root, rows = root_rows(inner)
+        >>> root is texts, rows.tolist()
+        (True, [2, 3])
+    """
+    root, rows = source, None
+    while isinstance(root, SubsetSource):
+        rows = root.indices if rows is None else root.indices[rows]
+        root = root.source
+    return root, rows
+
+
+def item_codes(source: Source) -> np.ndarray | None:
+    """Each item's class code, -1 for an item without one (data labelled on some rows only,
+    or a subset of it); None when neither ``source`` nor the data it is drawn from has
+    labels.
+
+    Example:
+        >>> from selfsup.data.text import TextSource
+        >>> texts = TextSource(["a", "b", "c"], ["pos", None, "neg"])
+        >>> item_codes(texts).tolist(), item_codes(SubsetSource(texts, [2, 1], "s")).tolist()
+        ([1, -1, 0], [0, -1])
+    """
+    if source.labels is not None:
+        return source.labels
+    root, rows = root_rows(source)
+    partial = root.partial_labels if root.labels is None else None
+    if partial is None:
+        return None
+    codes = np.full(len(root), -1, dtype=np.int64)
+    codes[partial.rows] = partial.codes
+    return codes if rows is None else codes[rows]

@@ -31,7 +31,7 @@ from safetensors.torch import save_file
 from selfsup.core.files import atomic_path
 from selfsup.core.weights import load_weights_into
 from selfsup.data.base import Source
-from selfsup.data.splits import SubsetSource
+from selfsup.data.splits import SubsetSource, item_codes
 from selfsup.embedding import autocast, embed_source
 from selfsup.encoder import Encoder
 from selfsup.engine.online_probe import OnlineProbe
@@ -254,8 +254,14 @@ class EpochMonitor:
         loss = self.heldout_loss(method)
         if loss is not None:
             values["heldout_loss"] = loss
-        if probe is not None and probe.steps and self.source.labels is not None:
-            labels = torch.as_tensor(self.source.labels[emb.indices], dtype=torch.long)
+        codes = item_codes(self.source)  # -1: an item without a label
+        if (
+            probe is not None
+            and probe.steps
+            and codes is not None
+            and codes[emb.indices].max() >= 0
+        ):
+            labels = torch.as_tensor(codes[emb.indices], dtype=torch.long)
             features = emb.clean
             if method.export_encoder() is not method.encoder:
                 # The probe learned on the online encoder's features (DINO's student, not its

@@ -65,13 +65,18 @@ class OnlineProbe:
             self._captured.append(output.detach().float())
 
     def step(self, labels: torch.Tensor) -> None:
-        """Train on every captured feature batch whose rows are views of ``labels``' items."""
+        """Train on every captured feature batch whose rows are views of ``labels``' items;
+        items labelled -1 (without a label, in data labelled on some rows) are left out."""
         features = [f for f in self._captured if len(f) % len(labels) == 0 and len(f) > 0]
         self._captured.clear()
         if not features:
             return
         x = torch.cat(features)
         y = labels.to(x.device).repeat(len(x) // len(labels))
+        known = y >= 0
+        if int(known.sum()) < 2:  # batch norm needs two rows
+            return
+        x, y = x[known], y[known]
         self.head.train()
         with torch.enable_grad():
             logits = self.head(x)
@@ -91,11 +96,16 @@ class OnlineProbe:
 
     @torch.no_grad()
     def accuracy(self, features: torch.Tensor, labels: torch.Tensor) -> float:
-        """Accuracy of the probe on given features (the held-out items)."""
+        """Accuracy of the probe on given features (the held-out items), over the items with
+        a label (not -1); NaN when none has one."""
         self.head.eval()
         device = next(self.head.parameters()).device
-        predicted = self.head(features.to(device).float()).argmax(dim=1)
-        return float((predicted == labels.to(device)).float().mean())
+        labels = labels.to(device)
+        known = labels >= 0
+        if not bool(known.any()):
+            return float("nan")
+        predicted = self.head(features.to(device).float()[known]).argmax(dim=1)
+        return float((predicted == labels[known]).float().mean())
 
     def discard(self) -> None:
         """Drop features captured outside a training step (e.g. by monitoring)."""

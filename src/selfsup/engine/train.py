@@ -51,6 +51,7 @@ from selfsup.data.base import (
     unit_items,
 )
 from selfsup.data.loading import BatchesAt, keep_batch, yield_to_training
+from selfsup.data.splits import item_codes
 from selfsup.engine.checkpoint import load_checkpoint, save_checkpoint
 from selfsup.engine.metrics import EPOCHS_FILE, MetricsLog
 from selfsup.engine.monitor import CollapseError, EpochMonitor, save_encoder_weights
@@ -625,8 +626,9 @@ def setup(
     scales = layer_scales(blocks, cfg.layer_decay) if cfg.layer_decay else None
     optimizer = build_optimizer(cfg.optimizer, method, lr, weight_decay, scales)
     probe = None
-    if cfg.online_probe and source.labels is not None:
-        num_classes = int(np.max(source.labels)) + 1
+    codes = item_codes(source)  # -1: an item without a label (a file labelled on some rows)
+    if cfg.online_probe and codes is not None and codes.max(initial=-1) >= 0:
+        num_classes = int(codes.max()) + 1
         probe = OnlineProbe(
             method.encoder, method.encoder.feature_dim, num_classes, device=fabric.device
         )
@@ -762,6 +764,7 @@ def train_one_epoch(
     """Train on this process's batches of ``state.epoch`` until it ends or the planned steps
     are done; return the last loss."""
     world, rank = fabric.world_size, fabric.global_rank
+    codes = item_codes(source) if t.probe is not None else None  # the online probe's labels
     if state.batch_in_epoch == 0:
         # Seeding from (seed, epoch, rank) makes augmentations repeat exactly on --resume;
         # a mid-epoch checkpoint restored the generators' states instead.
@@ -824,8 +827,8 @@ def train_one_epoch(
         if len(batch.indices) < 2:  # batch norm needs two items
             continue
         labels = None
-        if t.probe is not None:
-            labels = torch.as_tensor(source.labels[batch.indices], dtype=torch.long)
+        if t.probe is not None and codes is not None:
+            labels = torch.as_tensor(codes[batch.indices], dtype=torch.long)
         loss = training_step(t, batch.items, t.lr_at(state), fabric, state, labels)
         lr = t.optimizer.param_groups[0]["lr"]  # as the step set it, for its row of metrics
         read_loss()
