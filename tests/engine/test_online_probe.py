@@ -6,22 +6,34 @@ from torch import nn
 from selfsup.engine.online_probe import OnlineProbe
 from selfsup.modalities.image import build_image_encoder
 
+#: Two well separated classes of 2-D points.
+CENTERS = torch.tensor([[3.0, 0.0], [-3.0, 0.0]])
 
-def test_online_probe_learns_separable_features_and_leaves_the_encoder_alone() -> None:
+
+def linear_encoder_and_probe() -> tuple[nn.Linear, OnlineProbe]:
+    """A seeded linear encoder of the points, and a probe on its outputs."""
     torch.manual_seed(0)
     encoder = nn.Linear(2, 4)
-    probe = OnlineProbe(encoder, feature_dim=4, num_classes=2, lr=0.05)
-    centers = torch.tensor([[3.0, 0.0], [-3.0, 0.0]])
+    return encoder, OnlineProbe(encoder, feature_dim=4, num_classes=2, lr=0.05)
+
+
+def held_out_features(encoder: nn.Linear) -> tuple[torch.Tensor, torch.Tensor]:
+    """200 new points' features and labels."""
+    labels = torch.randint(0, 2, (200,))
+    with torch.no_grad():
+        return encoder(CENTERS[labels] + torch.randn(200, 2)), labels
+
+
+def test_online_probe_learns_separable_features_and_leaves_the_encoder_alone() -> None:
+    encoder, probe = linear_encoder_and_probe()
     for _ in range(60):
         labels = torch.randint(0, 2, (32,))
-        x = centers[labels] + torch.randn(32, 2)
+        x = CENTERS[labels] + torch.randn(32, 2)
         two_views = encoder(torch.cat([x, x + 0.1 * torch.randn_like(x)]))  # 2 views: 64 rows
         two_views.sum().backward()  # stands in for the method's loss
         probe.step(labels)
     assert probe.train_accuracy() > 0.9
-    labels = torch.randint(0, 2, (200,))
-    with torch.no_grad():
-        features = encoder(centers[labels] + torch.randn(200, 2))
+    features, labels = held_out_features(encoder)
     assert probe.accuracy(features, labels) > 0.95
     # The encoder's gradient is the stand-in loss's alone: the probe's loss did not reach it.
     assert torch.allclose(encoder.bias.grad, torch.full((4,), 64.0 * 60))
@@ -29,21 +41,16 @@ def test_online_probe_learns_separable_features_and_leaves_the_encoder_alone() -
 
 def test_items_without_a_label_are_left_out_of_training_and_scoring() -> None:
     """Labels -1 (data labelled on some rows): the probe learns from the others alone."""
-    torch.manual_seed(0)
-    encoder = nn.Linear(2, 4)
-    probe = OnlineProbe(encoder, feature_dim=4, num_classes=2, lr=0.05)
-    centers = torch.tensor([[3.0, 0.0], [-3.0, 0.0]])
+    encoder, probe = linear_encoder_and_probe()
     for _ in range(60):
         labels = torch.randint(0, 2, (32,))
         with torch.no_grad():
-            encoder(centers[labels] + torch.randn(32, 2))
+            encoder(CENTERS[labels] + torch.randn(32, 2))
         hidden = labels.clone()
         hidden[4:] = -1  # four labelled items a batch; a -1 would be an index error if used
         probe.step(hidden)
     assert probe.steps == 60
-    labels = torch.randint(0, 2, (200,))
-    with torch.no_grad():
-        features = encoder(centers[labels] + torch.randn(200, 2))
+    features, labels = held_out_features(encoder)
     scored = labels.clone()
     scored[100:] = -1
     assert probe.accuracy(features, scored) > 0.95
