@@ -181,3 +181,5 @@ def test_pretraining_reports_an_online_probe_on_the_labelled_rows(tmp_path):
                            backbone_options={"hidden": 16, "depth": 1})  # fmt: skip
     epochs = pd.read_csv(run.path / "epochs.csv")
     assert epochs["online_probe"].notna().all() and epochs["online_probe"].iloc[-1] > 0.5
+    held_out = run.summary["held_out_items"]
+    assert 0 < epochs["online_probe_items"].iloc[-1] < held_out  # its labelled items only

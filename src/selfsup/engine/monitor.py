@@ -270,6 +270,8 @@ class EpochMonitor:
                 online = embed_source(method.encoder, items, precision=self.precision)
                 features = torch.from_numpy(online)
             values["online_probe"] = probe.accuracy(features, labels)
+            if bool((labels < 0).any()):  # data labelled on some rows: scored on those
+                values["online_probe_items"] = float((labels >= 0).sum())
         return metrics, values
 
     def alarm(self, values: dict[str, float], epoch: int) -> str | None:

@@ -888,6 +888,11 @@ def _measure(t: Training, state: TrainState, log: MetricsLog) -> str | None:
             f"{metrics.alpha_req:.2f}, normalized std {metrics.normalized_std:.2f}, neighbour "
             f"agreement {metrics.neighbour_agreement:.2f}"
             + (f", online probe {values['online_probe']:.3f}" if "online_probe" in values else "")
+            + (
+                f" (on its {values['online_probe_items']:.0f} labelled items)"
+                if "online_probe_items" in values
+                else ""
+            )
             + (f", loss {values['heldout_loss']:.4f}" if "heldout_loss" in values else ""),
         )
         if monitor.consider(method.export_encoder(), values, state.epoch):
