@@ -232,8 +232,8 @@ def read_jsonl(
     when the first object has one), else the line number from 0.
 
     A line that is not a JSON object (a log cut off mid-line, a stray edit) keeps its place
-    and is skipped as an unreadable item, with its reason (``line N: not valid JSON``) and id
-    ``line N``; so is an object without text. Objects without a label are unlabelled items
+    and is skipped as an unreadable item, with the id ``line N`` and its reason (``not valid
+    JSON (...)``); so is an object without text. Objects without a label are unlabelled items
     (see :class:`selfsup.data.base.PartialLabels`).
 
     Raises:
