@@ -183,3 +183,16 @@ def test_pretraining_reports_an_online_probe_on_the_labelled_rows(tmp_path):
     assert epochs["online_probe"].notna().all() and epochs["online_probe"].iloc[-1] > 0.5
     held_out = run.summary["held_out_items"]
     assert 0 < epochs["online_probe_items"].iloc[-1] < held_out  # its labelled items only
+
+
+def test_datasets_show_counts_the_labelled_rows_of_a_file(tmp_path):
+    path = tmp_path / "reviews.jsonl"
+    rows = [{"body": f"text {i}"} for i in range(6)]
+    rows[0]["stars"], rows[2]["stars"], rows[3]["stars"] = 5, 1, 5
+    write_jsonl(path, rows)
+    args = ["datasets", "show", str(path), "--text-column", "body", "--label-column", "stars"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output[result.output.index("{") :])
+    assert shown["items"] == 6 and shown["classes"] == {"1": 1, "5": 2}
+    assert shown["without_label"] == 3 and "3 of 6 rows have no label" in shown["warning"]

@@ -10,12 +10,18 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from selfsup.cli.app import datasets_app
+from selfsup.cli.options import (
+    DATA_FIELDS,
+    config_options,
+    to_config_values,
+    with_parameters,
+)
 from selfsup.cli.options import parse_list as _comma_list
 from selfsup.console import console
 
@@ -87,11 +93,6 @@ def datasets_list() -> None:
         )
 
 
-@datasets_app.command(
-    "show",
-    epilog="Examples: `selfsup datasets show fashion-mnist:test`; `selfsup datasets show ./photos "
-    "--check` (reads every item first, as a long run would)",
-)
 def datasets_show(
     data: Annotated[str, typer.Argument(help="Dataset name, folder or file.")],
     modality: Annotated[
@@ -106,25 +107,42 @@ def datasets_show(
             "(and why) before a long run meets them.",
         ),
     ] = False,
+    **options: Any,
 ) -> None:
-    """Describe a dataset: size, item shape, classes and counts; with --check, read every
-    item and list the unreadable ones."""
+    """Describe a dataset: size, item shape, classes and counts (of the labelled items, and
+    how many have no label, when only some do); with --check, read every item and list the
+    unreadable ones. The data options are those of ``selfsup pretrain`` (``--label-column``,
+    ``--text-column``...)."""
     import numpy as np
 
+    from selfsup.data.splits import labelled_part
     from selfsup.modalities import open_source
 
-    source = open_source(data, modality)
+    source = open_source(data, modality, **to_config_values(options))
     first = source.first_item()
     info: dict = {"name": source.name, "items": len(source), "item_shape": list(first.shape[1:])}
-    if source.labels is not None:
-        counts = np.bincount(source.labels)
-        names = source.classes or [str(i) for i in range(len(counts))]
+    labelled = labelled_part(source)
+    if labelled.labels is not None:
+        counts = np.bincount(labelled.labels)
+        names = labelled.classes or [str(i) for i in range(len(counts))]
         info["classes"] = {names[i]: int(c) for i, c in enumerate(counts)}
+        if labelled is not source:
+            info["without_label"] = len(source) - len(labelled)
+    if source.warning:
+        info["warning"] = source.warning
     if check:
         unreadable = read_every_item(source)
         info["readable"] = len(source) - len(unreadable)
         info["unreadable"] = unreadable
     console.print_json(json.dumps(info))
+
+
+datasets_app.command(
+    "show",
+    epilog="Examples: `selfsup datasets show fashion-mnist:test`; `selfsup datasets show ./photos "
+    "--check` (reads every item first, as a long run would); `selfsup datasets show tx.csv "
+    "--label-column fraud` (classes of the labelled rows, and how many have none)",
+)(with_parameters(datasets_show, config_options(DATA_FIELDS, "inferred")))
 
 
 def read_every_item(source: Source, batch_size: int = 256) -> dict[str, str]:
