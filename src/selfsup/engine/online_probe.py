@@ -72,11 +72,12 @@ class OnlineProbe:
         if not features:
             return
         x = torch.cat(features)
-        y = labels.to(x.device).repeat(len(x) // len(labels))
-        known = y >= 0
+        known = (labels >= 0).repeat(len(x) // len(labels))  # on the host: no device sync
         if int(known.sum()) < 2:  # batch norm needs two rows
             return
-        x, y = x[known], y[known]
+        y = labels.repeat(len(x) // len(labels)).to(x.device)
+        if not bool(known.all()):
+            x, y = x[known.to(x.device)], y[known.to(x.device)]
         self.head.train()
         with torch.enable_grad():
             logits = self.head(x)
