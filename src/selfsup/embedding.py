@@ -31,9 +31,9 @@ import torch
 from selfsup.core.files import atomic_path, check_writable, write_json
 from selfsup.core.precision import cpu_has_fast_bf16
 from selfsup.core.progress import TrainingProgress
-from selfsup.data.base import SkippedItem, Source, by_length, item_labels, unit_items
+from selfsup.data.base import SkippedItem, Source, by_length, unit_items
 from selfsup.data.loading import affordable_workers, read_ahead
-from selfsup.data.splits import SubsetSource, root_rows
+from selfsup.data.splits import SubsetSource, item_labels, root_rows
 from selfsup.encoder import Encoder
 from selfsup.modalities import modality_of
 

@@ -12,9 +12,8 @@ from typer.testing import CliRunner
 
 import selfsup
 from selfsup.cli import app
-from selfsup.data.base import item_labels
 from selfsup.data.series import series_from_frame, windowed
-from selfsup.data.splits import SubsetSource, labelled_part
+from selfsup.data.splits import SubsetSource, item_labels, labelled_part
 from selfsup.modalities import open_source, train_test_sources
 from selfsup.tools.adapt import adapt
 from selfsup.tools.anomalies import score_for_run

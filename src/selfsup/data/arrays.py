@@ -85,40 +85,50 @@ def encode_labels(
 
 
 def present_labels(
-    values: Sequence | np.ndarray, column: str, classes: Sequence[str] | None = None
+    values: Sequence | np.ndarray,
+    column: str,
+    classes: Sequence[str] | None = None,
+    as_text: bool = True,
 ) -> tuple[np.ndarray | None, list[str] | None, PartialLabels | None]:
     """The labels of a column in which some cells may be empty (None, NaN, pandas' NA).
 
     Returns ``(codes, classes, None)`` when every item has a label, ``(None, None, partial)``
     when only some do (see :class:`selfsup.data.base.PartialLabels`), and ``(None, None,
-    None)`` when none does (a run's later data, without its labels). Labels are read as text,
-    so ``4`` and ``"4"`` are one class.
+    None)`` when none does (a run's later data, without its labels). With ``as_text`` labels
+    are read as text, so ``4`` and ``"4"`` are one class; else numbers stay numbers (classes
+    in numeric order) and other values are text. Either way an integer column that pandas
+    made float to hold its empty cells (``4.0``) reads as integers.
 
     Example:
         >>> present_labels(["pos", None, "neg", float("nan")], "y")[2].rows.tolist()
         [0, 2]
         >>> present_labels(["pos", "neg"], "y")[:2]
         (array([1, 0]), ['neg', 'pos'])
+        >>> present_labels([10.0, None, 9.0], "y", as_text=False)[2].classes
+        ['9', '10']
     """
     import pandas as pd
 
     missing = pd.isna(pd.Series(list(values), dtype=object)).to_numpy()
     if missing.all():
         return None, None, None
-    text = np.array([_label_text(v, m) for v, m in zip(values, missing, strict=True)])
-    if not missing.any():
-        codes, names = encode_labels(text, classes)
-        return codes, names, None
     rows = np.flatnonzero(~missing)
-    codes, names = encode_labels(text[rows], classes)
+    kept = [values[i] for i in rows]
+    if as_text:
+        present = np.array([_label_text(v) for v in kept])
+    else:
+        present = np.asarray(kept)
+        if present.dtype == object or present.dtype.kind == "b":
+            present = present.astype(str)
+    codes, names = encode_labels(present, classes)
+    if len(rows) == len(missing):
+        return codes, names, None
     return None, None, PartialLabels(rows, codes, names, column)
 
 
-def _label_text(value: Any, missing: bool) -> str:
+def _label_text(value: Any) -> str:
     """A label cell as text: ``4.0`` (an integer column that pandas made float to hold its
     empty cells) reads as ``4``."""
-    if missing:
-        return ""
     if isinstance(value, (float, np.floating)) and float(value).is_integer():
         return str(int(value))
     return str(value)

@@ -218,27 +218,6 @@ def checked_rows(indices: Sequence[int], n: int, name: str) -> np.ndarray:
     return rows
 
 
-def item_labels(source: Source) -> list[str | None] | None:
-    """Each item's class name (None for an item without one, in a partially labelled
-    source), or None when the source has no labels.
-
-    Example:
-        >>> from selfsup.data.text import TextSource
-        >>> item_labels(TextSource(["a", "b", "c"], ["pos", None, "neg"]))
-        ['pos', None, 'neg']
-    """
-    partial = source.partial_labels
-    if source.labels is not None:
-        classes = source.classes or [str(c) for c in range(int(source.labels.max()) + 1)]
-        return [classes[int(c)] for c in source.labels]
-    if partial is None:
-        return None
-    names: list[str | None] = [None] * len(source)
-    for row, code in zip(partial.rows, partial.codes, strict=True):
-        names[int(row)] = partial.classes[int(code)]
-    return names
-
-
 def require_labels(source: Source, purpose: str) -> np.ndarray:
     """The source's labels, or a one-line refusal that says where labels come from.
 

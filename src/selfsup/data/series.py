@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 
 from selfsup.core.text_files import text_lines
-from selfsup.data.arrays import encode_labels, read_array_file
-from selfsup.data.base import EmptySourceError, InMemorySource, PartialLabels, item_labels
+from selfsup.data.arrays import present_labels, read_array_file
+from selfsup.data.base import EmptySourceError, InMemorySource
+from selfsup.data.splits import item_labels
 from selfsup.data.table_files import (
     LARGEST,
     TABLE_SUFFIXES,
@@ -129,14 +130,10 @@ class SeriesSource(InMemorySource):
         else:
             if len(labels) != len(values):
                 raise ValueError(f"{name}: {len(labels)} labels for {len(values)} series")
-            missing = pd.isna(pd.Series(list(labels), dtype=object)).to_numpy()
-            if not missing.any():
-                self.labels, self.classes = encode_labels(labels, classes)
-            elif not missing.all():  # labels of some series (windows) only
-                rows = np.flatnonzero(~missing)
-                kept = _label_values([labels[i] for i in rows])
-                codes, names = encode_labels(kept, classes)
-                self.partial_labels = PartialLabels(rows, codes, names, label_column)
+            self.labels, self.classes, self.partial_labels = present_labels(
+                labels, label_column, classes, as_text=False
+            )
+            if self.partial_labels is not None:  # labels of some series (windows) only
                 self.warning = self.partial_labels.note(len(values), "items")
 
     @property
@@ -401,7 +398,7 @@ def series_from_frame(
         labels = None if label_column is None else frame[label_column].to_numpy()
         source = SeriesSource(
             values[:, None, :],
-            _label_values(labels),
+            labels,
             name=name,
             label_column=label_column or "label",
         )
@@ -433,7 +430,7 @@ def series_from_frame(
         warning = "; ".join(w for w in (warning, skipped) if w) or None
     source = SeriesSource(
         series,
-        _label_values(labels) if label_column else None,
+        labels if label_column else None,
         name=name,
         ids=ids,
         label_column=label_column or "label",
@@ -548,20 +545,6 @@ def _joined(*notes: str | None) -> str | None:
         ('a; b', None)
     """
     return "; ".join(n for n in notes if n) or None
-
-
-def _label_values(labels: Any) -> np.ndarray | None:
-    """Labels as an array encode_labels takes: objects as text, missing ones kept missing
-    (None); numbers as they are (NaN where missing)."""
-    if labels is None:
-        return None
-    values = np.asarray(labels)
-    if values.dtype == object:
-        missing = pd.isna(pd.Series(list(values), dtype=object)).to_numpy()
-        text = np.array([str(v) for v in values], dtype=object)
-        text[missing] = None
-        return text if missing.any() else text.astype(str)
-    return values
 
 
 def load_series_file(path: str | os.PathLike, **options: Any) -> SeriesSource:

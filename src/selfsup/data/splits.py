@@ -266,3 +266,22 @@ def item_codes(source: Source) -> np.ndarray | None:
     codes = np.full(len(root), -1, dtype=np.int64)
     codes[partial.rows] = partial.codes
     return codes if rows is None else codes[rows]
+
+
+def item_labels(source: Source) -> list[str | None] | None:
+    """Each item's class name (None for an item without one, in data labelled on some rows
+    only, or a subset of it), or None when there are no labels (see :func:`item_codes`).
+
+    Example:
+        >>> from selfsup.data.text import TextSource
+        >>> item_labels(TextSource(["a", "b", "c"], ["pos", None, "neg"]))
+        ['pos', None, 'neg']
+    """
+    codes = item_codes(source)
+    if codes is None:
+        return None
+    if source.labels is not None:
+        classes = source.classes or [str(c) for c in range(int(codes.max()) + 1)]
+    else:
+        classes = root_rows(source)[0].partial_labels.classes  # type: ignore[union-attr]
+    return [classes[int(c)] if c >= 0 else None for c in codes]

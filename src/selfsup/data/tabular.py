@@ -45,11 +45,10 @@ import torch
 
 from selfsup.core.errors import one_line
 from selfsup.core.files import read_json_object, write_json
-from selfsup.data.arrays import encode_labels
+from selfsup.data.arrays import encode_labels, present_labels
 from selfsup.data.base import (
     EmptySourceError,
     InMemorySource,
-    PartialLabels,
     check_unique_ids,
     column_ids,
 )
@@ -484,22 +483,12 @@ class TabularSource(InMemorySource):
         else:
             self._ids = column_ids(frame, id_column, name) if id_column is not None else None
         if label_column is not None:
-            labels = frame[label_column]
-            present = np.flatnonzero(labels.notna().to_numpy())
-            if not len(present) and require_label:
+            if frame[label_column].isna().all() and require_label:
                 raise ValueError(f"{name}: no row has a label in column {label_column!r}")
-            if len(present) < len(labels):  # labels of some rows only
-                labels = labels.iloc[present]
-                if pd.api.types.is_float_dtype(labels) and (labels % 1 == 0).all():
-                    labels = labels.astype(np.int64)  # integers made float by the empty cells
-            raw = labels.to_numpy()
-            if raw.dtype == object or pd.api.types.is_bool_dtype(labels):
-                raw = raw.astype(str)
-            if len(present) == len(frame):
-                self.labels, self.classes = encode_labels(raw, classes)
-            elif len(present):
-                codes, names = encode_labels(raw, classes)
-                self.partial_labels = PartialLabels(present, codes, names, label_column)
+            self.labels, self.classes, self.partial_labels = present_labels(
+                frame[label_column].tolist(), label_column, classes, as_text=False
+            )
+            if self.partial_labels is not None:  # labels of some rows only
                 note = self.partial_labels.note(len(frame))
                 self.warning = "; ".join(n for n in (self.warning, note) if n)
 

@@ -53,10 +53,9 @@ from selfsup.data.base import (
     check_unique_ids,
     checked_rows,
     column_ids,
-    item_labels,
 )
 from selfsup.data.named import DatasetNotInstalledError
-from selfsup.data.splits import stratified_split
+from selfsup.data.splits import item_labels, stratified_split
 from selfsup.data.table_files import read_table
 from selfsup.data.tokenizer import DEFAULT_MAX_LENGTH, DEFAULT_VOCAB_SIZE, TextTokenizer
 

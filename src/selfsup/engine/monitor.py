@@ -185,6 +185,8 @@ class EpochMonitor:
                 f"unknown --select-by {select_by!r}; choose last or one of {sorted(SELECTION)}"
             )
         self.source = source
+        #: The held-out items' labels for the online probe (-1: none; None: unlabelled).
+        self.codes = item_codes(source)
         self.views = views
         self.run_dir = Path(run_dir)
         self.select_by = select_by
@@ -254,7 +256,7 @@ class EpochMonitor:
         loss = self.heldout_loss(method)
         if loss is not None:
             values["heldout_loss"] = loss
-        codes = item_codes(self.source)  # -1: an item without a label
+        codes = self.codes
         if (
             probe is not None
             and probe.steps

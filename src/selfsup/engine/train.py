@@ -503,6 +503,8 @@ class Training:
     budget: TimeBudget
     progress: TrainingProgress
     probe: OnlineProbe | None = None
+    #: The online probe's label of each training item (-1: none; see ``item_codes``).
+    probe_labels: np.ndarray | None = None
     monitor: EpochMonitor | None = None
     log: MetricsLog | None = None
     epoch_log: MetricsLog | None = None
@@ -681,6 +683,7 @@ def setup(
         budget=budget,
         progress=progress,
         probe=probe,
+        probe_labels=codes if probe is not None else None,
         monitor=monitor,
         log=log,
         epoch_log=epoch_log,
@@ -764,7 +767,6 @@ def train_one_epoch(
     """Train on this process's batches of ``state.epoch`` until it ends or the planned steps
     are done; return the last loss."""
     world, rank = fabric.world_size, fabric.global_rank
-    codes = item_codes(source) if t.probe is not None else None  # the online probe's labels
     if state.batch_in_epoch == 0:
         # Seeding from (seed, epoch, rank) makes augmentations repeat exactly on --resume;
         # a mid-epoch checkpoint restored the generators' states instead.
@@ -827,8 +829,8 @@ def train_one_epoch(
         if len(batch.indices) < 2:  # batch norm needs two items
             continue
         labels = None
-        if t.probe is not None and codes is not None:
-            labels = torch.as_tensor(codes[batch.indices], dtype=torch.long)
+        if t.probe_labels is not None:
+            labels = torch.as_tensor(t.probe_labels[batch.indices], dtype=torch.long)
         loss = training_step(t, batch.items, t.lr_at(state), fabric, state, labels)
         lr = t.optimizer.param_groups[0]["lr"]  # as the step set it, for its row of metrics
         read_loss()

@@ -240,8 +240,7 @@ def sample_embeddings(
     (windows of long series, clips of long recordings: their attributions are pictures one
     can read, and fit in memory) unless groups are given by item id; colour by group or
     label."""
-    from selfsup.data.base import item_labels
-    from selfsup.data.splits import SubsetSource
+    from selfsup.data.splits import SubsetSource, item_labels
     from selfsup.tools.audit import read_groups_file
 
     source = run.open(data) if groups_file is not None else run.open_as_trained(data)
