@@ -151,14 +151,21 @@ class PretrainConfig(BaseModel):
         id_column: the column (JSONL: field) of item ids in tables and text files, used in
             every output (a JSONL ``id`` field is used without it); series in a long-form
             table: the column naming each row's series. Without one, row ids are row numbers
-            counted from 0 (header excluded) in every modality.
+            counted from 0 (header excluded) in every modality. A ``--labels`` table: its
+            column of file names.
         time_column: series in a long-form table: the column ordering a series' rows.
         window: series: cut every series into windows of this many steps, the items every
             command reads (ids ``ID@START``; in a long-form table a window's label is its
             rows' most common one), e.g. a day of a year-long sensor log.
         window_stride: series: steps between two windows' starts (default: the window, no
             overlap); the last window ends with its series.
-        label_column: tables and series tables: the column of class labels (not a feature).
+        label_column: tables and series tables: the column of class labels (not a feature);
+            a ``--labels`` table: its label column (default ``label``).
+        labels: image and audio folders: a CSV, TSV, Parquet or JSONL table labelling the
+            files, one row per file: a column of file names (relative to the folder;
+            ``file_name`` as in Hugging Face's metadata.csv, ``file``, ``path``, or
+            ``--id-column``) and ``--label-column``; files it does not label are unlabelled
+            items. A ``metadata.csv`` at the folder's top is read without it.
         categorical_columns: tables: columns to treat as categorical whatever their type.
         numeric_columns: tables: columns to treat as numeric whatever their type.
         drop_columns: tables and series tables: columns that are neither features nor
@@ -243,6 +250,7 @@ class PretrainConfig(BaseModel):
     window: int | None = Field(default=None, ge=2)
     window_stride: int | None = Field(default=None, ge=1)
     label_column: str | None = None
+    labels: str | None = None
     categorical_columns: list[str] | None = None
     numeric_columns: list[str] | None = None
     drop_columns: list[str] = Field(default_factory=list)

@@ -126,6 +126,8 @@ class Run:
         self.encoder = encoder
         self.config = config
         self.summary = summary
+        #: Data options given for later data (``with_data_options``), not the run's own.
+        self.given_options: set[str] = set()
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, method={self.config.get('method')!r})"
@@ -164,6 +166,7 @@ class Run:
             return self
         other = Run(self.path, self.encoder, self.config, self.summary)
         other.__dict__["data_options"] = {**self.data_options, **given}
+        other.given_options = self.given_options | set(given)
         return other
 
     def open(self, data: str | os.PathLike | Source | Any, **options: Any) -> Source:
@@ -205,8 +208,17 @@ class Run:
     def _open(self, data: str | os.PathLike | Source | Any, options: dict[str, Any]) -> Source:
         if isinstance(data, Source):
             return self.modality.adopt(data, self.path)
-        merged = {**self.data_options, **{k: v for k, v in options.items() if v is not None}}
+        given = {k: v for k, v in options.items() if v is not None}
+        merged = {**self.data_options, **given}
+        if "labels" not in self.given_options | set(given) and not self._is_training_data(data):
+            merged.pop("labels", None)  # the run's labels table names its own folder's files
         return open_source(data, self.modality.name, **merged)
+
+    def _is_training_data(self, data: Any) -> bool:
+        """Whether ``data`` names the folder or file the run trained on."""
+        if not isinstance(data, (str, os.PathLike)):
+            return False
+        return os.path.realpath(data) == os.path.realpath(self.config.get("data") or "")
 
     def embed(
         self, data: str | os.PathLike | Source, batch_size: int = 512, precision: str = "auto"

@@ -139,7 +139,7 @@ def test_sensor_logs_labelled_on_some_periods(tmp_path):
     assert list(windows.ids) == ["a@0", "a@3", "a@6", "a@9", "b@0", "b@3", "b@6", "b@9"]
     assert windows.labels is None and item_labels(windows)[:3] == ["ok", "fault", None]
     assert windows.warning == (
-        "6 of 8 items have no label in 'state': all rows are read to pretrain and embed, the "
+        "6 of 8 items have no label in 'state': all items are read to pretrain and embed, the "
         "2 labelled ones to evaluate and adapt"
     )
     once = frame.assign(state=["ok"] * 3 + [None] * 21)  # a series' label on some steps

@@ -43,7 +43,8 @@ from selfsup.data.base import (
     SkippedItem,
     Source,
 )
-from selfsup.data.folders import IndexCache, index_folder, subfolder_labels
+from selfsup.data.file_labels import folder_labels
+from selfsup.data.folders import IndexCache, index_folder
 from selfsup.data.logmel import LogMelSettings, LogMelSpectrogram, clip_samples
 
 #: File suffixes read as audio, compared case-insensitively.
@@ -226,7 +227,8 @@ class AudioFolderSource(Source):
 
     Files with the suffixes in ``AUDIO_EXTENSIONS`` (any case) are read; hidden files and
     folders are left out. When every file lies in a subfolder and there are at least two
-    first-level subfolders, their names are the classes. A file that cannot be decoded raises
+    first-level subfolders, their names are the classes; a labels table (``labels_file``, or a
+    ``metadata.csv`` at the top) labels them instead. A file that cannot be decoded raises
     :class:`ItemReadError` on ``read`` and is reported in ``read_batch(...).skipped``.
 
     Args:
@@ -250,6 +252,9 @@ class AudioFolderSource(Source):
         index: where a saved list of the folder's files may be (a run's
             ``data_index.json``; see :class:`selfsup.data.folders.IndexCache`); by default
             the folder is scanned.
+        labels_file, label_column, id_column: a table labelling the files, its label
+            column and its column of file names, as
+            :class:`selfsup.data.image_folder.ImageFolderSource` reads them.
 
     Raises:
         FileNotFoundError: ``root`` does not exist.
@@ -275,6 +280,9 @@ class AudioFolderSource(Source):
         clip_hop: float | None = None,
         pooled: bool = False,
         index: IndexCache | None = None,
+        labels_file: str | os.PathLike | None = None,
+        label_column: str | None = None,
+        id_column: str | None = None,
     ) -> None:
         self.root = Path(root)
         if not self.root.exists():
@@ -301,9 +309,9 @@ class AudioFolderSource(Source):
         self._ids = self.index.files
         if not self._ids:
             raise EmptySourceError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in {self.root}")
-        found = subfolder_labels(self._ids)
-        if found is not None:
-            self.classes, self.labels = found
+        found = folder_labels(self.root, self._ids, labels_file, label_column, id_column)
+        self.labels, self.classes, self.partial_labels = found.labels, found.classes, found.partial
+        self.labels_note, self.warning = found.note, found.warning
         # Clips of long files: (file, first sample, None: its centre) per item; None: one
         # centre clip a file.
         self._clips: list[tuple[int, int | None]] | None = None
@@ -331,8 +339,11 @@ class AudioFolderSource(Source):
             self._files[f] if s is None else f"{self._files[f]}@{s / rate:.2f}s"
             for f, s in self._clips
         ]
+        owner = np.array([f for f, _ in self._clips], dtype=np.int64)
         if self.labels is not None:
-            self.labels = self.labels[[f for f, _ in self._clips]]
+            self.labels = self.labels[owner]
+        if self.partial_labels is not None:
+            self.partial_labels = self.partial_labels.of_parts(owner)
 
     def _start_cache(self) -> None:
         """Keep the items read in memory when all of them fit in ``CACHE_BYTES``."""

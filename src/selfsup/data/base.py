@@ -135,12 +135,28 @@ labelled ones to evaluate and adapt"
     classes: list[str]
     column: str
 
+    def of_parts(self, owner: np.ndarray) -> PartialLabels:
+        """The labels of parts of the items (a file's clips) whose items are ``owner``
+        (nondecreasing): each part of a labelled item has its label.
+
+        Example:
+            >>> part = PartialLabels(np.array([1]), np.array([0]), ["dog"], "label")
+            >>> part.of_parts(np.array([0, 0, 1, 1, 2])).rows.tolist()
+            [2, 3]
+        """
+        code = np.full(int(owner.max()) + 1 if len(owner) else 0, -1, dtype=np.int64)
+        inside = self.rows < len(code)
+        code[self.rows[inside]] = self.codes[inside]
+        parts = code[owner]
+        rows = np.flatnonzero(parts >= 0)
+        return PartialLabels(rows, parts[rows], self.classes, self.column)
+
     def note(self, total: int, unit: str = "rows") -> str:
         """What a person should know of these labels, for a source of ``total`` ``unit``."""
         missing = total - len(self.rows)
         return (
             f"{missing:,} of {total:,} {unit} {'has' if missing == 1 else 'have'} no label in "
-            f"{self.column!r}: all rows are read to pretrain and embed, the "
+            f"{self.column!r}: all {unit} are read to pretrain and embed, the "
             f"{len(self.rows):,} labelled one{'s' if len(self.rows) != 1 else ''} to "
             "evaluate and adapt"
         )

@@ -1,4 +1,4 @@
-"""Images stored as files in a folder tree, labelled by their first-level subfolder.
+"""Images stored as files in a folder tree, labelled by their first-level subfolder or a table.
 
 Example:
     >>> import tempfile
@@ -25,7 +25,8 @@ import torch
 from PIL import Image, ImageOps
 
 from selfsup.data.base import Batch, EmptySourceError, ItemReadError, Source, unit_items
-from selfsup.data.folders import IndexCache, find_files, index_folder, subfolder_labels
+from selfsup.data.file_labels import folder_labels
+from selfsup.data.folders import IndexCache, find_files, index_folder
 
 #: File suffixes read as images, compared case-insensitively.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -48,7 +49,8 @@ class ImageFolderSource(Source):
     Files with the suffixes in ``IMAGE_EXTENSIONS`` (any case) are read; hidden files and
     folders (names starting with ".") are left out. When every image lies in a subfolder and
     there are at least two first-level subfolders, their names are the classes (sorted) and
-    each image is labelled by the one it lies in; otherwise the source is unlabeled.
+    each image is labelled by the one it lies in; a labels table (``labels_file``, or a
+    ``metadata.csv`` at the top) labels them instead; otherwise the source is unlabeled.
 
     Every item has the same shape (channels, image_size, image_size): each image is converted
     to gray ("L") or "RGB" (alpha dropped, EXIF rotation applied), its shorter side resized to
@@ -70,6 +72,12 @@ class ImageFolderSource(Source):
         index: where a saved list of the folder's files may be (a run's
             ``data_index.json``; see :class:`selfsup.data.folders.IndexCache`); by default
             the folder is scanned.
+        labels_file: a table labelling the files (``--labels``; see
+            :mod:`selfsup.data.file_labels`), instead of their subfolders; files it does not
+            label are unlabelled items. A ``metadata.csv`` at the top of ``root`` is read
+            without it.
+        label_column: the table's label column (default ``label``).
+        id_column: the table's column of file names (default ``file_name``, ``file``...).
 
     Raises:
         FileNotFoundError: ``root`` does not exist.
@@ -86,6 +94,9 @@ class ImageFolderSource(Source):
         image_size: int | None = None,
         channels: int | None = None,
         index: IndexCache | None = None,
+        labels_file: str | os.PathLike | None = None,
+        label_column: str | None = None,
+        id_column: str | None = None,
     ) -> None:
         self.root = Path(root)
         if not self.root.exists():
@@ -102,7 +113,7 @@ class ImageFolderSource(Source):
         self._ids = self.index.files
         if not self._ids:
             raise EmptySourceError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {self.root}")
-        self._label_from_subfolders()
+        self._find_labels(labels_file, label_column, id_column)
         if image_size is None or channels is None:
             sides, gray = self._sample_headers()
             if image_size is None:
@@ -116,11 +127,16 @@ class ImageFolderSource(Source):
         """Read items at ``side`` pixels from now on (training reads at its own side)."""
         self.image_size = int(side)
 
-    def _label_from_subfolders(self) -> None:
-        """Label each image by its first-level folder, when all lie in two or more of them."""
-        found = subfolder_labels(self._ids)
-        if found is not None:
-            self.classes, self.labels = found
+    def _find_labels(
+        self,
+        labels_file: str | os.PathLike | None,
+        label_column: str | None,
+        id_column: str | None,
+    ) -> None:
+        """Label the images from a table or their first-level folders (:func:`folder_labels`)."""
+        found = folder_labels(self.root, self._ids, labels_file, label_column, id_column)
+        self.labels, self.classes, self.partial_labels = found.labels, found.classes, found.partial
+        self.labels_note, self.warning = found.note, found.warning
 
     def _sample_headers(self) -> tuple[list[int], int]:
         """Shorter sides of a sample of files spread over the folder, and how many are gray;

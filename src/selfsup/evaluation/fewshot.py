@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,6 +54,35 @@ class FewShotResult:
     mean: float
     ci95: float
     accuracies: list[float]
+
+
+def affordable_shots(
+    train_labels: Sequence[np.ndarray], test_labels: np.ndarray, shots: int, classes: Sequence[str]
+) -> tuple[int, str | None]:
+    """The shots per class a few-shot evaluation can draw: ``shots``, or fewer where a class
+    has fewer train items in one of ``train_labels`` (data with a few labels); 0 where a
+    class of the test labels has none. With a note for people when it is not ``shots``.
+
+    Example:
+        >>> affordable_shots([np.array([0, 0, 0, 1, 1])], np.array([0, 1]), 10, ["a", "b"])
+        (2, 'few-shot with 2 labels per class, not 10: class b has 2 fit items')
+    """
+    present = np.unique(np.concatenate([*train_labels, test_labels])).tolist()
+    fewest, which = shots, None
+    for labels in train_labels:
+        counts = np.bincount(labels, minlength=max(present) + 1)
+        for code in present:
+            if counts[code] < fewest:
+                fewest, which = int(counts[code]), code
+    if which is None:
+        return shots, None
+    name = classes[which] if which < len(classes) else str(which)
+    if fewest == 0:
+        return 0, f"no few-shot row: class {name} has no fit item"
+    return fewest, (
+        f"few-shot with {fewest} label{'s' if fewest > 1 else ''} per class, not {shots}: "
+        f"class {name} has {fewest} fit item{'s' if fewest > 1 else ''}"
+    )
 
 
 def few_shot(

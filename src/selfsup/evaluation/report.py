@@ -37,7 +37,7 @@ from selfsup.data.base import Source, require_classes
 from selfsup.data.splits import SubsetSource, stratified_split
 from selfsup.embedding import embed_source
 from selfsup.encoder import Encoder
-from selfsup.evaluation.fewshot import few_shot
+from selfsup.evaluation.fewshot import affordable_shots, few_shot
 from selfsup.evaluation.knn import knn_accuracy
 from selfsup.evaluation.linear import LinearProbeResult, linear_probe
 from selfsup.evaluation.svm import svm_accuracy
@@ -183,6 +183,12 @@ def evaluate_encoder(
     with activity(f"reading the raw inputs of {len(raw_train) + len(test):,} items"):
         features = {"selfsup": embedded, "raw": modality.raw_baseline(raw_train, test)}
     fitted_on = {"selfsup": train.labels, "raw": raw_train.labels}
+    notes = [note]
+    if "fewshot" in protocols:
+        labels = [train.labels, raw_train.labels]
+        shots, fewer = affordable_shots(labels, test.labels, shots, train.classes or [])
+        notes.append(fewer)
+        protocols = [p for p in protocols if p != "fewshot" or shots > 0]
     rows = []
     probes: dict[str, LinearProbeResult] = {}  # linear and auroc read one fitted probe
     for protocol in protocols:
@@ -219,5 +225,11 @@ def evaluate_encoder(
         name = f"fewshot-{shots}" if protocol == "fewshot" else protocol
         rows.append(ProtocolRow(name, scores["selfsup"], scores["raw"], detail))
     return Evaluation(
-        train.name, test.name, len(train), len(test), rows, time.perf_counter() - started, note
+        train.name,
+        test.name,
+        len(train),
+        len(test),
+        rows,
+        time.perf_counter() - started,
+        "; ".join(n for n in notes if n) or None,
     )

@@ -44,6 +44,7 @@ from selfsup.backbones.hf import (
 from selfsup.config import PretrainConfig
 from selfsup.data.audio import AudioFolderSource
 from selfsup.data.base import Source
+from selfsup.data.file_labels import LABEL_OPTIONS, folder_options
 from selfsup.data.folders import INDEX_FILE, IndexCache
 from selfsup.data.logmel import LogMelSettings, LogMelSpectrogram
 from selfsup.encoder import Encoder
@@ -68,7 +69,7 @@ class AudioModality(Modality):
 
     name = "audio"
     memory_remedy = "a shorter --clip-seconds or a smaller --backbone"
-    source_options: ClassVar[frozenset[str]] = frozenset({*AUDIO_OPTIONS, "index"})
+    source_options: ClassVar[frozenset[str]] = frozenset({*AUDIO_OPTIONS, "index", *LABEL_OPTIONS})
     stat_dims = 2
     default_method = "byola"
     default_protocols = ("knn", "linear", "fewshot")
@@ -83,7 +84,7 @@ class AudioModality(Modality):
     def open(self, spec: str | os.PathLike | Any, options: dict[str, Any]) -> Source:
         path = Path(spec).expanduser()
         if path.is_dir():
-            source = AudioFolderSource(path, **options)
+            source = AudioFolderSource(path, **folder_options(options))
             source.pooled = _long_recordings(source)
             return source
         raise FileNotFoundError(f"{spec}: no such folder (audio is read from a folder of files)")

@@ -38,6 +38,7 @@ from selfsup.config import PretrainConfig
 from selfsup.core.precision import uses_gpu
 from selfsup.data.arrays import ArraySource, load_array_file
 from selfsup.data.base import Source
+from selfsup.data.file_labels import LABEL_OPTIONS, folder_options
 from selfsup.data.folders import INDEX_FILE, IndexCache
 from selfsup.data.image_folder import ImageFolderSource
 from selfsup.data.named import is_named_spec, named_dataset_names, named_splits, open_named
@@ -100,7 +101,9 @@ class ImageModality(Modality):
 
     name = "image"
     memory_remedy = "a smaller --image-size or --backbone"
-    source_options: ClassVar[frozenset[str]] = frozenset({"image_size", "channels", "index"})
+    source_options: ClassVar[frozenset[str]] = frozenset(
+        {"image_size", "channels", "index", *LABEL_OPTIONS}
+    )
     stat_dims = 2
     default_method = "simclr"
     default_protocols = ("knn", "linear", "fewshot")
@@ -119,9 +122,15 @@ class ImageModality(Modality):
             return open_named(spec)
         path = Path(spec).expanduser()
         if path.is_dir() and is_shard_folder(path):
-            return ShardSource(path, **{k: v for k, v in options.items() if k != "index"})
+            if options.get("labels") is not None:
+                raise ValueError(
+                    f"{spec}: packed shards keep the labels they were packed with; --labels "
+                    "labels a folder's files (pack the folder with them)"
+                )
+            shard_options = ("image_size", "channels")
+            return ShardSource(path, **{k: v for k, v in options.items() if k in shard_options})
         if path.is_dir():
-            return ImageFolderSource(path, **options)
+            return ImageFolderSource(path, **folder_options(options))
         if path.is_file() and path.suffix.lower() in _ARRAY_SUFFIXES:
             return load_array_file(path)
         if path.is_file():
