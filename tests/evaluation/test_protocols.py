@@ -243,3 +243,28 @@ def test_a_raw_baseline_too_large_for_memory_is_fitted_on_a_stratified_sample(
     assert result.to_dict()["note"] == result.note
     monkeypatch.setattr(memory, "available_memory", lambda device: 2**34)
     assert evaluate_encoder(encoder, train, test, protocols=("linear",)).note is None
+
+
+def test_few_labels_draw_as_many_shots_as_the_rarest_class_has() -> None:
+    """300 labels among many items: a class with 4 fit items gives a few-shot row of 4 labels
+    per class, named and explained, instead of stopping the evaluation after kNN and linear;
+    a class with no fit item drops the row, with the reason."""
+    from selfsup.data.arrays import ArraySource
+    from selfsup.evaluation.report import evaluate_encoder
+    from selfsup.modalities.image import build_image_encoder
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0] * 30 + [1] * 4 + [0] * 10 + [1] * 5)
+    images = (rng.random((len(labels), 8, 8)) * 60).astype(np.uint8)
+    train = ArraySource(images[:34], labels[:34])
+    test = ArraySource(images[34:], labels[34:])
+    encoder = build_image_encoder("small-cnn", in_channels=1, image_size=8, width=4)
+    result = evaluate_encoder(encoder, train, test, protocols=("knn", "fewshot"), k=3)
+    assert [row.protocol for row in result.rows] == ["knn", "fewshot-4"]
+    assert result.note == "few-shot with 4 labels per class, not 10: class 1 has 4 fit items"
+    names = ["0", "1", "2"]
+    train = ArraySource(images[:34], labels[:34].astype(str), classes=names)
+    new_class = ArraySource(images[34:], ["0"] * 10 + ["2"] * 5, classes=names)  # no fit 2
+    result = evaluate_encoder(encoder, train, new_class, protocols=("knn", "fewshot"), k=3)
+    assert [row.protocol for row in result.rows] == ["knn"]
+    assert result.note == "no few-shot row: class 2 has no fit item"

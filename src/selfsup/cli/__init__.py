@@ -87,12 +87,17 @@ def _warning_line(
     if not issubclass(category, DataWarning):
         _python_warning(message, category, filename, lineno, file, line)
         return
+    if str(message) in _warned:  # the same data opened twice by one command (adapt's parts)
+        return
+    _warned.add(str(message))
     console.print(
         f"[bold red]warning:[/bold red] {escape(str(message))}", soft_wrap=True, highlight=False
     )
 
 
 _python_warning = warnings.showwarning
+#: The data warnings this process printed: each is said once.
+_warned: set[str] = set()
 
 
 def _error_line(message: str) -> None:

@@ -97,7 +97,7 @@ def adapt(
     console.print(
         f"{model.head_kind} head on {m['labelled']} labels of {len(model.classes)} classes; "
         f"temperature {model.temperature:.3f} ({m['calibration']}): NLL "
-        f"{m['nll_before']:.3f} -> {m['nll_after']:.3f}, ECE {m['ece_before']:.3f} -> "
+        f"{abs(m['nll_before']):.3f} -> {abs(m['nll_after']):.3f}, ECE {m['ece_before']:.3f} -> "
         f"{m['ece_after']:.3f} on the calibration labels"
     )
     console.print(f"model folder: [bold]{out}[/bold]")

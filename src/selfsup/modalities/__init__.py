@@ -197,10 +197,31 @@ def resolve_config(cfg: PretrainConfig) -> PretrainConfig:
         claimed = [m.name for m in MODALITIES.values() if m.claims_config(cfg)]
         name = claimed[0] if claimed else infer_modality(cfg.data)
     modality = get_modality(name)
+    _refuse_foreign_options(cfg, modality)
     method = cfg.method or modality.default_method
     modality.check_method(method)
     with_method = cfg.model_copy(update={"modality": name, "method": method})
     return with_method.model_copy(update=modality.config_defaults(with_method))
+
+
+def _refuse_foreign_options(cfg: PretrainConfig, modality: Modality) -> None:
+    """Stop where ``cfg`` sets a data option that ``modality``'s data does not read
+    (``--window`` on a table, ``--labels`` on a JSONL file): ignoring it would train on data
+    read otherwise than the user asked."""
+    every = set().union(*(m.source_options for m in MODALITIES.values()))
+    foreign = [
+        name
+        for name in type(cfg).model_fields
+        if name in every and name not in modality.source_options and getattr(cfg, name)
+    ]
+    if foreign:
+        flags = ", ".join(f"--{name.replace('_', '-')}" for name in foreign)
+        own = ", ".join(
+            f"--{name.replace('_', '-')}"
+            for name in type(cfg).model_fields
+            if name in modality.source_options
+        )
+        raise ConfigError(f"{flags}: not read by {modality.name} data; its data options: {own}")
 
 
 def load_encoder(folder: str | os.PathLike, backbone: nn.Module | None = None) -> Encoder:

@@ -51,6 +51,9 @@ from selfsup.tools.figures import pyplot, save_png
 
 REPORT_FILE = "report.html"
 REPORT_DIR = "report"
+#: The map's name for the items of partially labelled data that have no label.
+NO_LABEL = "(no label)"
+
 #: Columns of ``epochs.csv`` that are not metrics to plot.
 _NOT_PLOTTED = {"step", "epoch", "collapsed"}
 
@@ -251,7 +254,7 @@ def sample_embeddings(
     if groups_file is not None:
         colour_by, colours = "group", read_groups_file(groups_file, list(subset.ids)).tolist()
     elif (names := item_labels(source)) is not None:  # "(no label)" for unlabelled rows
-        colour_by, colours = "label", [names[i] or "(no label)" for i in rows]
+        colour_by, colours = "label", [names[i] or NO_LABEL for i in rows]
     return EmbeddingSample(subset, rows, embeddings, colour_by, colours)
 
 
@@ -292,7 +295,10 @@ def map_section(sample: EmbeddingSample, figures: Path, use_umap: bool, seed: in
         ax.scatter(points[:, 0], points[:, 1], s=8, color="tab:blue", alpha=0.7)
     else:
         colours = np.asarray(sample.colours)[keep]
-        names = sorted(set(colours))
+        if (colours == NO_LABEL).any():  # the many unlabelled items: grey, beneath the labels
+            unlabelled = points[colours == NO_LABEL]
+            ax.scatter(*unlabelled.T, s=5, alpha=0.35, color="0.6", label=NO_LABEL)
+        names = sorted(set(colours) - {NO_LABEL})
         palette = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
         for i, name in enumerate(names[:20]):
             members = colours == name
