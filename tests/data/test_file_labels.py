@@ -188,3 +188,18 @@ def test_cli_pretrain_evaluate_with_labels_and_other_folders(tmp_path, monkeypat
     labels = pd.read_parquet(tmp_path / "l2.parquet")["label"]
     assert labels.isna().tolist() == [False, True, False]
     assert labels.dropna().tolist() == ["light", "dark"]
+
+
+def test_pretrain_refuses_a_data_option_its_data_does_not_read(tmp_path):
+    """--labels on a table (or --window on photos) is refused in one line, not ignored."""
+    from selfsup.config import ConfigError, PretrainConfig
+    from selfsup.modalities import resolve_config
+
+    table = tmp_path / "t.csv"
+    table.write_text("a,b,y\n1,2,x\n3,4,z\n")
+    with pytest.raises(ConfigError, match="--labels: not read by tabular data; its data options"):
+        resolve_config(PretrainConfig(data=str(table), labels="labels.csv"))
+    root = photo_folder(tmp_path / "photos", n=2)
+    with pytest.raises(ConfigError, match="--window: not read by image data"):
+        resolve_config(PretrainConfig(data=str(root), window=10))
+    assert resolve_config(PretrainConfig(data=str(root), labels="l.csv")).modality == "image"
