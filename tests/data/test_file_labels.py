@@ -203,3 +203,18 @@ def test_pretrain_refuses_a_data_option_its_data_does_not_read(tmp_path):
     with pytest.raises(ConfigError, match="--window: not read by image data"):
         resolve_config(PretrainConfig(data=str(root), window=10))
     assert resolve_config(PretrainConfig(data=str(root), labels="l.csv")).modality == "image"
+
+
+def test_packed_shards_keep_a_tables_labels_and_the_unlabelled_files(tmp_path):
+    from selfsup.data.shards import ShardSource, pack_image_folder
+
+    root = photo_folder(tmp_path / "photos", n=6)
+    (tmp_path / "l.csv").write_text("file,label\nIMG_0001.jpg,dark\nIMG_0004.jpg,light\n")
+    pack_image_folder(root, tmp_path / "shards", labels_file=tmp_path / "l.csv")
+    packed = ShardSource(tmp_path / "shards")
+    assert item_labels(packed) == [None, "dark", None, None, "light", None]
+    assert packed.labels is None and "4 of 6 items have no label" in packed.warning
+    assert labelled_part(packed).classes == ["dark", "light"]
+    dated = photo_folder(tmp_path / "dated", n=12)  # two subfolders: labelled by them
+    pack_image_folder(dated, tmp_path / "plain")
+    assert ShardSource(tmp_path / "plain").classes == ["2024-01", "2024-02"]

@@ -209,14 +209,28 @@ def datasets_pack(
     rows_per_group: Annotated[
         int, typer.Option(help="Items per Parquet row group (the unit of reading).")
     ] = 256,
+    labels: Annotated[
+        Path | None,
+        typer.Option(help="A table labelling the files (see `selfsup pretrain --help`)."),
+    ] = None,
+    label_column: Annotated[str | None, typer.Option(help="Its label column.")] = None,
+    id_column: Annotated[str | None, typer.Option(help="Its column of file names.")] = None,
 ) -> None:
     """Pack an image folder into Parquet shards that train and embed with bounded memory
     (files copied as they are, read row group by row group, shuffled in blocks); give OUT
-    wherever a folder of images is accepted."""
+    wherever a folder of images is accepted. Labels from class subfolders or ``--labels``
+    are packed with the files (those without one unlabelled)."""
     import time
 
     from selfsup.data.shards import pack_image_folder
 
     started = time.perf_counter()
-    count = pack_image_folder(folder, out, rows_per_group)
+    count = pack_image_folder(
+        folder,
+        out,
+        rows_per_group,
+        labels_file=labels,
+        label_column=label_column,
+        id_column=id_column,
+    )
     console.print(f"packed {count:,} images into {out} in {time.perf_counter() - started:.0f} s")

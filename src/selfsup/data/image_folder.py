@@ -19,17 +19,19 @@ import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 
 from selfsup.data.base import Batch, EmptySourceError, ItemReadError, Source, unit_items
+from selfsup.data.dicom import DICOM_EXTENSIONS, dicom_header, is_dicom, read_dicom
 from selfsup.data.file_labels import folder_labels
 from selfsup.data.folders import IndexCache, find_files, index_folder
 
 #: File suffixes read as images, compared case-insensitively.
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", *DICOM_EXTENSIONS)
 # PIL modes of one gray channel. Wider-than-8-bit ones (16-bit PNG and TIFF) are divided by
 # 65535: PIL's own conversion to "L" would clip them at 255. Float images (TIFFs of mode "F")
 # in [0, 1] are read as they are, other float images are scaled from their own range; PIL's
@@ -155,11 +157,11 @@ class ImageFolderSource(Source):
         sides, gray = [], 0
         for i in positions:
             try:
-                with Image.open(self.root / self._ids[i]) as image:
-                    sides.append(min(image.size))
-                    gray += image.mode in GRAY_MODES
+                side, is_gray = image_header(self.root / self._ids[i])
             except Exception:  # any unreadable file is passed over here, and skipped on read
                 continue
+            sides.append(side)
+            gray += is_gray
         return sides, gray
 
     @property
@@ -198,10 +200,35 @@ class ImageFolderSource(Source):
         """Image ``index`` as :func:`decode_pixels` gives it (uint8 or float32, (H, W[, C]))."""
         rel = self._ids[index]
         try:
-            with Image.open(self.root / rel) as image:
+            with open_image(self.root / rel) as image:
                 return decode_pixels(image, self.image_size, self.channels)
         except Exception as err:  # a bad file can fail in any of the ways PIL can fail
             raise ItemReadError(rel, f"cannot read image: {type(err).__name__}: {err}") from err
+
+
+def open_image(file: str | os.PathLike | BinaryIO) -> Image.Image:
+    """The image in ``file`` (a path or a binary stream), not decoded yet where the format
+    allows: DICOM (:mod:`selfsup.data.dicom`) decoded to [0, 1], any other format as PIL
+    opens it.
+
+    Example:
+        >>> import io
+        >>> stream = io.BytesIO()
+        >>> Image.new("L", (3, 2)).save(stream, "PNG")
+        >>> open_image(stream).size
+        (3, 2)
+    """
+    if is_dicom(file):
+        return read_dicom(file)
+    return Image.open(file)
+
+
+def image_header(file: str | os.PathLike | BinaryIO) -> tuple[int, bool]:
+    """The shorter side of the image in ``file`` and whether it is gray, from its header."""
+    if is_dicom(file):
+        return dicom_header(file)
+    with Image.open(file) as image:
+        return min(image.size), image.mode in GRAY_MODES
 
 
 def item_tensor(pixels: np.ndarray) -> torch.Tensor:

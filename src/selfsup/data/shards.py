@@ -36,19 +36,28 @@ import os
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
 from selfsup.core.files import write_json
-from selfsup.data.base import Batch, EmptySourceError, ItemReadError, SkippedItem, Source
+from selfsup.data.base import (
+    Batch,
+    EmptySourceError,
+    ItemReadError,
+    PartialLabels,
+    SkippedItem,
+    Source,
+)
 from selfsup.data.image_folder import (
-    GRAY_MODES,
     ImageFolderSource,
     decode_pixels,
+    image_header,
     item_tensor,
+    open_image,
 )
+from selfsup.data.splits import item_labels
 
 INDEX_FILE = "index.json"
 FORMAT = "selfsup-shards/1"
@@ -145,17 +154,20 @@ def write_shards(
 
 
 def pack_image_folder(
-    folder: str | os.PathLike, out: str | os.PathLike, rows_per_group: int = ROWS_PER_GROUP
+    folder: str | os.PathLike,
+    out: str | os.PathLike,
+    rows_per_group: int = ROWS_PER_GROUP,
+    **label_options: Any,
 ) -> int:
-    """Pack every image file of ``folder`` (labels from first-level subfolders, as
-    :class:`ImageFolderSource` finds them) into shards in ``out``; files are copied as they
-    are, not decoded. The number of items."""
-    source = ImageFolderSource(folder, image_size=1, channels=3)  # sizes are not read here
-    labels = source.labels
+    """Pack every image file of ``folder`` (labels as :class:`ImageFolderSource` finds them:
+    first-level subfolders, or a table given by ``labels_file``, ``label_column`` and
+    ``id_column``; files without one are packed unlabelled) into shards in ``out``; files
+    are copied as they are, not decoded. The number of items."""
+    source = ImageFolderSource(folder, image_size=1, channels=3, **label_options)  # no sizes
+    labels = item_labels(source) or [None] * len(source)
 
     def items() -> Iterator[tuple[str, str | None, bytes]]:
-        for i, rel in enumerate(source.ids):
-            label = None if labels is None else source.classes[int(labels[i])]
+        for rel, label in zip(source.ids, labels, strict=True):
             yield rel, label, (source.root / rel).read_bytes()
 
     return write_shards(items(), out, rows_per_group)
@@ -214,7 +226,8 @@ class ShardSource(Source):
         )
         self._handles: dict[int, object] = {}
         self._pid = os.getpid()
-        self.labels = self._read_labels() if self.classes else None
+        if self.classes:
+            self._read_labels()
         if image_size is None or channels is None:
             sides, gray = self._sample_headers()
             image_size = image_size or int(np.median(sides))
@@ -222,31 +235,37 @@ class ShardSource(Source):
         self.image_size = int(image_size)
         self.channels = int(channels)
 
-    def _read_labels(self) -> np.ndarray:
-        """Label codes of every item (the label column only: 8 bytes an item)."""
+    def _read_labels(self) -> None:
+        """Label codes of every item (the label column only: 8 bytes an item); items packed
+        without a label make the labels partial (:class:`PartialLabels`)."""
         import pyarrow.parquet as pq
 
-        code = {name: i for i, name in enumerate(self.classes)}
+        code = {name: i for i, name in enumerate(self.classes or [])}
+        code[None] = -1
         labels = np.empty(self._n, dtype=np.int64)
         start = 0
         for file in self._files:
             column = pq.read_table(self.root / file, columns=["label"])["label"].to_pylist()
-            if any(value is None for value in column):
-                raise ValueError(f"{self.root / file}: some items have a label and some none")
             labels[start : start + len(column)] = [code[v] for v in column]
             start += len(column)
-        return labels
+        if (labels >= 0).all():
+            self.labels = labels
+            return
+        rows = np.flatnonzero(labels >= 0)
+        self.classes = None
+        self.partial_labels = PartialLabels(rows, labels[rows], list(code)[:-1], "label")
+        self.warning = self.partial_labels.note(self._n, "items")
 
     def _sample_headers(self) -> tuple[list[int], int]:
         sides, gray = [], 0
         for g in np.unique(np.linspace(0, len(self._groups) - 1, 8).astype(int)):
             for data in self.group(int(g))[2][:8]:
                 try:
-                    with Image.open(io.BytesIO(data)) as image:
-                        sides.append(min(image.size))
-                        gray += image.mode in GRAY_MODES
+                    side, is_gray = image_header(io.BytesIO(data))
                 except Exception:  # unreadable items are skipped when read
                     continue
+                sides.append(side)
+                gray += is_gray
         if not sides:
             raise EmptySourceError(f"{self.root}: none of the sampled items can be read")
         return sides, gray
@@ -299,7 +318,7 @@ class ShardSource(Source):
         group, offset = self.locate(index)
         ids, _, blobs = self.group(group)
         try:
-            with Image.open(io.BytesIO(blobs[offset])) as image:
+            with open_image(io.BytesIO(blobs[offset])) as image:
                 pixels = decode_pixels(image, self.image_size, self.channels)
         except Exception as err:
             reason = f"cannot read image: {type(err).__name__}: {err}"

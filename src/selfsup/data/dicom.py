@@ -1,0 +1,176 @@
+"""DICOM files (CT, MR, X-ray, ultrasound, mammography) as images, through pydicom.
+
+A scan's pixels are not a photo's: a CT slice holds 12-bit values that become Hounsfield units
+through the file's rescale slope and intercept, and a radiologist looks at them through a
+window (centre and width: -600 and 1500 for lungs). An image read here goes through the
+file's modality transform (``RescaleSlope``/``RescaleIntercept``), then its first window
+(``WindowCenter``/``WindowWidth``) when it has one, else the 0.5th to 99.5th percentile of its
+own values, to [0, 1]; ``MONOCHROME1`` images (X-rays stored with white as 0) are inverted so
+that bone is bright in every file. Colour images (RGB, YBR, palette colour) come as 8-bit
+RGB. Of a multi-frame file (a cine loop, an enhanced CT volume) the middle frame is read.
+Compressed transfer syntaxes decode as far as pydicom's installed plugins go (RLE always,
+JPEG and JPEG 2000 through Pillow); a file none can decode is unreadable, with pydicom's
+reason.
+
+Example:
+    >>> from pydicom.data import get_testdata_file
+    >>> path = get_testdata_file("CT_small.dcm")
+    >>> is_dicom(path), dicom_header(path)
+    (True, (128, True))
+    >>> image = read_dicom(path)
+    >>> image.mode, image.size, 0.0 <= min(image.getextrema()) <= max(image.getextrema()) <= 1.0
+    ('F', (128, 128), True)
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, BinaryIO
+
+import numpy as np
+from PIL import Image
+
+#: File suffixes of DICOM files, compared case-insensitively (files with the "DICM" marker
+#: are read as DICOM whatever their suffix).
+DICOM_EXTENSIONS = (".dcm", ".dicom")
+#: The percentiles that map a scan without a window of its own to [0, 1].
+PERCENTILES = (0.5, 99.5)
+_MARKER_AT = 128  # the 128-byte preamble, then "DICM"
+
+
+def is_dicom(file: str | os.PathLike | BinaryIO) -> bool:
+    """Whether ``file`` (a path or a binary stream, left where it was) is DICOM: its name ends
+    with a DICOM suffix or its bytes 128-131 are ``DICM``.
+
+    Example:
+        >>> import io
+        >>> is_dicom(io.BytesIO(b"\\x89PNG" + bytes(200)))
+        False
+    """
+    if isinstance(file, (str, os.PathLike)):
+        if str(file).lower().endswith(DICOM_EXTENSIONS):
+            return True
+        with open(file, "rb") as stream:
+            return _marked(stream)
+    return _marked(file)
+
+
+def _marked(stream: BinaryIO) -> bool:
+    start = stream.tell()
+    try:
+        stream.seek(_MARKER_AT)
+        return stream.read(4) == b"DICM"
+    finally:
+        stream.seek(start)
+
+
+def _read(file: str | os.PathLike | BinaryIO, header_only: bool = False) -> Any:
+    """The dataset in ``file``; a file without the DICOM preamble is still tried (old
+    ACR-NEMA exports), and one that is not DICOM raises ValueError with pydicom's reason."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        return pydicom.dcmread(file, stop_before_pixels=header_only)
+    except InvalidDicomError:
+        pass  # no "DICM" marker: an old export without one, or not DICOM at all
+    except Exception as err:  # pydicom raises many kinds on damaged files
+        raise ValueError(f"not a readable DICOM file ({_one_line(err)})") from None
+    if not isinstance(file, (str, os.PathLike)):
+        file.seek(0)
+    try:
+        data = pydicom.dcmread(file, stop_before_pixels=header_only, force=True)
+    except Exception:
+        data = None
+    if data is None or "Rows" not in data:
+        raise ValueError("not a DICOM file (no 'DICM' marker at byte 128, and no image header)")
+    return data
+
+
+def dicom_header(file: str | os.PathLike | BinaryIO) -> tuple[int, bool]:
+    """The shorter side of the image in ``file`` and whether it is gray, from its header.
+
+    Raises:
+        ValueError: not DICOM, or a DICOM object without an image (a report, a plan).
+    """
+    data = _read(file, header_only=True)
+    rows, columns = data.get("Rows"), data.get("Columns")
+    if not rows or not columns:
+        raise ValueError(f"a DICOM {_what(data)} without an image")
+    gray = int(data.get("SamplesPerPixel", 1) or 1) == 1 and not _palette(data)
+    return min(int(rows), int(columns)), gray
+
+
+def read_dicom(file: str | os.PathLike | BinaryIO) -> Image.Image:
+    """The image in ``file``: gray as a PIL image of mode "F" in [0, 1] (modality transform,
+    then the file's window or its percentiles; ``MONOCHROME1`` inverted), colour as "RGB".
+
+    Raises:
+        ValueError: not DICOM, no image in it, pixel data that cannot be decoded (the
+            reason says which plugin is missing), or values that are not finite.
+    """
+    from pydicom.pixels import apply_color_lut, apply_modality_lut, pixel_array
+
+    data = _read(file)
+    if not any(tag in data for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        raise ValueError(f"a DICOM {_what(data)} without an image")
+    frames = int(data.get("NumberOfFrames", 1) or 1)
+    try:
+        pixels = pixel_array(data, index=frames // 2 if frames > 1 else None)
+    except Exception as err:  # a missing decoder plugin, damaged pixel data
+        raise ValueError(f"cannot decode its pixel data ({_one_line(err)})") from None
+    if _palette(data):
+        pixels = apply_color_lut(pixels, data)
+    if pixels.ndim == 3:  # colour (pydicom gives YBR as RGB)
+        return Image.fromarray(_as_uint8(pixels, data), "RGB")
+    values = np.asarray(apply_modality_lut(pixels, data), dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError("the image holds NaN or infinite pixels")
+    low, high = _window(data, values)
+    scaled = np.clip((values - low) / (high - low), 0.0, 1.0).astype(np.float32)
+    if str(data.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1":
+        scaled = 1.0 - scaled
+    return Image.fromarray(scaled, "F")
+
+
+def _window(data: Any, values: np.ndarray) -> tuple[float, float]:
+    """The lowest and highest value shown: the file's first window, else percentiles."""
+    centre, width = data.get("WindowCenter"), data.get("WindowWidth")
+    first = [(v[0] if _many(v) else v) for v in (centre, width)]
+    if first[0] is not None and first[1] is not None and float(first[1]) > 0:
+        c, w = float(first[0]), float(first[1])
+        return c - w / 2, c + w / 2
+    low, high = (float(v) for v in np.percentile(values, PERCENTILES))
+    return (low, high) if high > low else (low, low + 1.0)
+
+
+def _as_uint8(pixels: np.ndarray, data: Any) -> np.ndarray:
+    """Colour pixels of any bit depth as 8 bits."""
+    if pixels.dtype == np.uint8:
+        return pixels
+    bits = int(data.get("BitsStored", 16) or 16)
+    if "RedPaletteColorLookupTableDescriptor" in data:  # palette entries are 16 bits
+        bits = 16 if pixels.max() > 255 else 8
+    top = float(2**bits - 1)
+    return np.clip(pixels.astype(np.float64) / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _palette(data: Any) -> bool:
+    return str(data.get("PhotometricInterpretation", "")).strip() == "PALETTE COLOR"
+
+
+def _many(value: Any) -> bool:
+    """Whether a DICOM value holds several values (pydicom's MultiValue)."""
+    return not isinstance(value, (str, bytes)) and hasattr(value, "__len__")
+
+
+def _what(data: Any) -> str:
+    """What a DICOM object is, for messages: its modality, else "object"."""
+    modality = str(data.get("Modality", "") or "").strip()
+    return f"{modality} object" if modality else "object"
+
+
+def _one_line(err: BaseException) -> str:
+    """An exception's message on one line (pydicom's decoder errors span several)."""
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__

@@ -1,0 +1,141 @@
+"""DICOM scans as images: Hounsfield units through the file's window, inverted MONOCHROME1,
+colour and multi-frame files, broken and image-less files skipped with their reason."""
+
+import shutil
+
+import numpy as np
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from typer.testing import CliRunner
+
+from selfsup.cli import app
+from selfsup.data.dicom import read_dicom
+from selfsup.data.image_folder import ImageFolderSource
+from selfsup.data.shards import ShardSource, pack_image_folder
+
+
+def write_dicom(path, pixels, photometric="MONOCHROME2", bits=12, modality="CT", **fields):
+    """A DICOM file of ``pixels`` (rows, columns[, 3]) or (frames, rows, columns[, 3])."""
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    data = Dataset()
+    data.file_meta = meta
+    data.SOPClassUID, data.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+    data.Modality = modality
+    if pixels is not None:
+        data.set_pixel_data(pixels, photometric_interpretation=photometric, bits_stored=bits)
+    for name, value in fields.items():
+        setattr(data, name, value)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data.save_as(path, enforce_file_format=True)
+    return path
+
+
+def ct_slice(rng, rows=40, columns=48):
+    """Stored values of a CT slice: air around a soft-tissue disc (HU = stored - 1024)."""
+    y, x = np.mgrid[:rows, :columns]
+    disc = (y - rows / 2) ** 2 + (x - columns / 2) ** 2 < (rows / 3) ** 2
+    hu = np.where(disc, 40, -1000) + rng.normal(0, 5, (rows, columns))
+    return np.clip(hu + 1024, 0, 4095).astype(np.uint16)
+
+
+def test_a_ct_slice_is_seen_through_its_window_in_hounsfield_units(tmp_path):
+    stored = np.array([[864, 1064, 1264, 0]], dtype=np.uint16)  # HU -160, 40, 240, -1024
+    path = write_dicom(
+        tmp_path / "ct.dcm",
+        stored,
+        RescaleSlope=1,
+        RescaleIntercept=-1024,
+        WindowCenter=40,
+        WindowWidth=400,  # soft tissue: -160 .. 240 HU
+    )
+    image = read_dicom(path)
+    assert image.mode == "F" and np.asarray(image).tolist() == [[0.0, 0.5, 1.0, 0.0]]
+    # Without a window: the image's own 0.5th to 99.5th percentiles.
+    ramp = np.arange(1000, dtype=np.uint16).reshape(10, 100)
+    values = np.asarray(read_dicom(write_dicom(tmp_path / "ramp.dcm", ramp)))
+    low, high = np.percentile(np.arange(1000.0), [0.5, 99.5])
+    np.testing.assert_allclose(values[5, 50], (550 - low) / (high - low), rtol=1e-6)
+    assert values.min() == 0.0 and values.max() == 1.0
+    # MONOCHROME1 (an X-ray with white as 0): inverted, so that bone is bright.
+    xray = write_dicom(
+        tmp_path / "cr.dcm", stored, "MONOCHROME1", modality="CR", WindowCenter=1064,
+        WindowWidth=400,
+    )  # fmt: skip
+    assert np.asarray(read_dicom(xray)).tolist() == [[1.0, 0.5, 0.0, 1.0]]
+
+
+def test_colour_and_multi_frame_files(tmp_path):
+    rgb = np.random.default_rng(0).integers(0, 256, (3, 20, 30, 3), dtype=np.uint8)
+    cine = write_dicom(tmp_path / "us.dcm", rgb, "RGB", bits=8, modality="US")
+    image = read_dicom(cine)
+    assert image.mode == "RGB" and np.array_equal(np.asarray(image), rgb[1])  # middle frame
+    frames = (np.arange(3)[:, None, None] * 100 + np.zeros((3, 8, 8))).astype(np.uint16)
+    volume = write_dicom(tmp_path / "vol.dcm", frames, WindowCenter=100, WindowWidth=100)
+    assert np.asarray(read_dicom(volume)).mean() == 0.5  # frame 1 of 0, 1, 2: value 100
+
+
+def test_a_folder_of_scans_with_broken_and_imageless_files(tmp_path):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "scans"
+    for i in range(3):
+        write_dicom(
+            root / f"patient{i}" / f"slice{i}.dcm", ct_slice(rng), RescaleSlope=1,
+            RescaleIntercept=-1024, WindowCenter=40, WindowWidth=400,
+        )  # fmt: skip
+    shutil.copy(get_testdata_file("CT_small.dcm"), root / "patient0" / "real.DCM")  # a real CT
+    write_dicom(root / "patient1" / "report.dcm", None, modality="SR")  # no image
+    cut = (root / "patient0" / "slice0.dcm").read_bytes()
+    (root / "patient2" / "cut.dcm").write_bytes(cut[: len(cut) // 2])  # copied halfway
+    (root / "patient2" / "notes.dcm").write_text("not a scan")
+    src = ImageFolderSource(root)
+    assert src.channels == 1 and src.image_size == 40  # the scans' median shorter side
+    assert src.classes == ["patient0", "patient1", "patient2"]
+    batch = src.read_batch(range(len(src)))
+    reasons = {item.item_id: item.reason for item in batch.skipped}
+    assert sorted(reasons) == ["patient1/report.dcm", "patient2/cut.dcm", "patient2/notes.dcm"]
+    assert "a DICOM SR object without an image" in reasons["patient1/report.dcm"]
+    assert "cannot decode its pixel data" in reasons["patient2/cut.dcm"]
+    assert "not a DICOM file (no 'DICM' marker" in reasons["patient2/notes.dcm"]
+    read = dict(zip([src.ids[i] for i in batch.indices], batch.items, strict=True))
+    assert read["patient0/slice0.dcm"].shape == (1, 40, 40)
+    centre, corner = read["patient0/slice0.dcm"][0, 20, 20], read["patient0/slice0.dcm"][0, 0, 0]
+    assert abs(centre - 0.5) < 0.05 and corner == 0.0  # tissue at 40 HU mid-window, air black
+    assert 0.0 <= read["patient0/real.DCM"].min() <= read["patient0/real.DCM"].max() <= 1.0
+    # Packed into shards, the scans read the same.
+    pack_image_folder(root, tmp_path / "shards")
+    packed = ShardSource(tmp_path / "shards")
+    again = packed.read_batch(range(len(packed)))
+    assert again.indices == batch.indices
+    assert np.allclose(again.items.numpy(), batch.items.numpy())
+
+
+def test_pretrain_and_embed_a_folder_of_scans(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(1)
+    for i in range(12):
+        write_dicom(
+            tmp_path / "scans" / f"{i:03d}.dcm", ct_slice(rng), RescaleSlope=1,
+            RescaleIntercept=-1024,
+        )  # fmt: skip
+    runner = CliRunner()
+    options = ["--steps", "2", "--batch-size", "4", "--backbone", "small-cnn"]
+    result = runner.invoke(app, ["pretrain", "scans", *options, "--out", "runs/ct"])
+    assert result.exit_code == 0, result.output
+    assert "12 image items" in result.output
+    result = runner.invoke(app, ["embed", "runs/ct", "scans", "--out", "ct.npy"])
+    assert result.exit_code == 0, result.output
+    embeddings = np.load(tmp_path / "ct.npy")
+    assert embeddings.shape[0] == 12 and np.isfinite(embeddings).all()
+
+
+def test_a_real_compressed_mr_reads_as_its_uncompressed_copy():
+    """pydicom's MR_small in RLE Lossless and uncompressed: the same image, through its own
+    window (600 +- 800)."""
+    plain = np.asarray(read_dicom(get_testdata_file("MR_small.dcm")))
+    rle = np.asarray(read_dicom(get_testdata_file("MR_small_RLE.dcm")))
+    assert plain.shape == (64, 64) and np.array_equal(plain, rle)
+    assert 0.0 <= plain.min() < plain.max() <= 1.0
