@@ -139,3 +139,15 @@ def test_a_real_compressed_mr_reads_as_its_uncompressed_copy():
     rle = np.asarray(read_dicom(get_testdata_file("MR_small_RLE.dcm")))
     assert plain.shape == (64, 64) and np.array_equal(plain, rle)
     assert 0.0 <= plain.min() < plain.max() <= 1.0
+
+
+def test_a_file_cut_after_its_marker_is_one_reason_without_pydicom_warnings(tmp_path):
+    import warnings
+
+    path = tmp_path / "cut.dcm"
+    path.write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00" * 10)  # a copy that stopped early
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with np.testing.assert_raises(ValueError):
+            read_dicom(path)
+    assert caught == []

@@ -167,3 +167,20 @@ def test_the_progress_eta_takes_an_estimate_that_knows_better(tmp_path) -> None:
     lines = [line for line in log.read_text().splitlines() if "ETA" in line]
     assert lines[0].endswith("ETA 1:02:05")
     assert not any(line.endswith("ETA 1:02:05") for line in lines[1:])
+
+
+def test_an_epoch_the_budget_cut_short_ends_the_run(tmp_path, clusters_npz, monkeypatch) -> None:
+    """A hospital's run planned 105 steps, cut epoch 8 at 104 when a plan said 104, then
+    opened a ninth epoch of one step when the next plan said 105 again: a cut epoch ends it."""
+    from selfsup.engine import train
+
+    def noisy(cfg, state, steps_per_epoch, *args, **kwargs):  # 8 steps an epoch
+        return 14 if state.step >= 13 and not state.batch_in_epoch else 13  # 14 at 13's end
+
+    monkeypatch.setattr(train, "_fit_to_budget", noisy)
+    run = pretrain(
+        clusters_npz, method="vicreg", time_budget=5.0, batch_size=32, steps=100,
+        backbone_options={"width": 4}, out=tmp_path / "run", show_progress=False,
+        method_options={"projection_dim": 16, "hidden_dim": 16}, monitor_items=0,
+    )  # fmt: skip
+    assert (run.summary["steps"], run.summary["epochs"]) == (13, 2)

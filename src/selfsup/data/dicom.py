@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -66,7 +67,15 @@ def _marked(stream: BinaryIO) -> bool:
 
 def _read(file: str | os.PathLike | BinaryIO, header_only: bool = False) -> Any:
     """The dataset in ``file``; a file without the DICOM preamble is still tried (old
-    ACR-NEMA exports), and one that is not DICOM raises ValueError with pydicom's reason."""
+    ACR-NEMA exports), and one that is not DICOM raises ValueError with pydicom's reason.
+    pydicom's warnings on odd files (several lines each) are left out: a file that cannot
+    be read is skipped with one reason."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _read_quietly(file, header_only)
+
+
+def _read_quietly(file: str | os.PathLike | BinaryIO, header_only: bool) -> Any:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -116,7 +125,9 @@ def read_dicom(file: str | os.PathLike | BinaryIO) -> Image.Image:
         raise ValueError(f"a DICOM {_what(data)} without an image")
     frames = int(data.get("NumberOfFrames", 1) or 1)
     try:
-        pixels = pixel_array(data, index=frames // 2 if frames > 1 else None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            pixels = pixel_array(data, index=frames // 2 if frames > 1 else None)
     except Exception as err:  # a missing decoder plugin, damaged pixel data
         raise ValueError(f"cannot decode its pixel data ({_one_line(err)})") from None
     if _palette(data):

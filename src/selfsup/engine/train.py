@@ -928,9 +928,12 @@ def end_epoch(
     Raises:
         CollapseError: the embeddings collapsed and ``cfg.stop_on_collapse`` is set.
     """
+    # An epoch the plan cut short ends the run: a later plan a step longer (the pace's noise)
+    # would open an epoch of a step or two, each with its own measurement and checkpoint.
+    cut_short = state.step >= state.total_steps and state.batch_in_epoch < t.budget.steps_per_epoch
     state.epoch += 1
     state.batch_in_epoch = 0
-    t.replan(state, t.budget.plan(state))
+    t.replan(state, state.step if cut_short else t.budget.plan(state))
     done = state.step >= state.total_steps
     t.progress.routine(
         f"epoch {state.epoch}: step {state.step}/{state.total_steps}, loss {last_loss:.4f}, "
