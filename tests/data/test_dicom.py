@@ -151,3 +151,22 @@ def test_a_file_cut_after_its_marker_is_one_reason_without_pydicom_warnings(tmp_
         with np.testing.assert_raises(ValueError):
             read_dicom(path)
     assert caught == []
+
+
+def test_a_pacs_export_without_suffixes_is_found_by_the_dicom_marker(tmp_path):
+    """A CD export: DICOM/ST000000/SE000000/IM000000, files named by UID, a DICOMDIR."""
+    rng = np.random.default_rng(2)
+    series = tmp_path / "export" / "DICOM" / "ST000000" / "SE000000"
+    for name in ("IM000000", "IM000001", "1.2.840.113619.2.55.3.7"):
+        write_dicom(series / name, ct_slice(rng), RescaleIntercept=-1024, RescaleSlope=1)
+    shutil.copy(series / "IM000000", tmp_path / "export" / "DICOMDIR")  # its table of contents
+    (series / "README").write_text("burned by the PACS viewer")  # no suffix, not DICOM
+    (series / "IM000002").write_bytes(b"")  # an empty file
+    src = ImageFolderSource(tmp_path / "export")
+    assert list(src.ids) == [
+        "DICOM/ST000000/SE000000/1.2.840.113619.2.55.3.7",
+        "DICOM/ST000000/SE000000/IM000000",
+        "DICOM/ST000000/SE000000/IM000001",
+    ]
+    batch = src.read_batch(range(3))
+    assert batch.indices == [0, 1, 2] and batch.items.shape == (3, 1, 40, 40)

@@ -31,12 +31,16 @@ from typing import Any, BinaryIO
 import numpy as np
 from PIL import Image
 
+from selfsup.data.folders import marker_suffix
+
 #: File suffixes of DICOM files, compared case-insensitively (files with the "DICM" marker
 #: are read as DICOM whatever their suffix).
 DICOM_EXTENSIONS = (".dcm", ".dicom")
 #: The percentiles that map a scan without a window of its own to [0, 1].
 PERCENTILES = (0.5, 99.5)
 _MARKER_AT = 128  # the 128-byte preamble, then "DICM"
+#: Files without a suffix that hold the DICOM marker are DICOM too (a PACS export's IM000001).
+DICOM_MARKER = marker_suffix(_MARKER_AT, b"DICM")
 
 
 def is_dicom(file: str | os.PathLike | BinaryIO) -> bool:

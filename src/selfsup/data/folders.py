@@ -156,10 +156,47 @@ def _inside(rel: Any, allow_root: bool = False) -> bool:
     )
 
 
+def marker_suffix(offset: int, magic: bytes) -> str:
+    """A pseudo-suffix for :func:`scan_folder`: files without a suffix whose bytes at
+    ``offset`` are ``magic`` (DICOM files of a PACS export are named ``IM000001``).
+
+    Example:
+        >>> marker_suffix(128, b"DICM")
+        '@128:4449434d'
+    """
+    return f"@{offset}:{magic.hex()}"
+
+
+def _markers(endings: Sequence[str]) -> list[tuple[int, bytes]]:
+    """The (offset, magic) of the pseudo-suffixes among ``endings``."""
+    found = []
+    for ending in endings:
+        if ending.startswith("@"):
+            offset, magic = ending[1:].split(":")
+            found.append((int(offset), bytes.fromhex(magic)))
+    return found
+
+
+def _marked(path: str, markers: list[tuple[int, bytes]]) -> bool:
+    """Whether the file at ``path`` holds one of the ``markers``."""
+    try:
+        with open(path, "rb") as f:
+            for offset, magic in markers:
+                f.seek(offset)
+                if f.read(len(magic)) == magic:
+                    return True
+    except OSError:
+        return False
+    return False
+
+
 def scan_folder(root: str | os.PathLike, suffixes: Sequence[str]) -> FolderIndex:
     """One scan of the tree under ``root``: the files whose names end with one of
     ``suffixes`` (any case), hidden files and folders (".") left out, symbolic links to
-    folders not followed.
+    folders not followed. A suffix made by :func:`marker_suffix` adds the files without a
+    suffix (no "." in the name, or digits after the last one: ``IM000001``,
+    ``1.2.840.113619.2.55.3.7``; ``DICOMDIR``, a DICOM export's table of contents, left out)
+    that hold its marker.
 
     Example:
         >>> import tempfile
@@ -172,6 +209,8 @@ def scan_folder(root: str | os.PathLike, suffixes: Sequence[str]) -> FolderIndex
     """
     top = os.path.realpath(root)
     endings = tuple(s.lower() for s in suffixes)
+    markers = _markers(endings)
+    real = tuple(e for e in endings if not e.startswith("@"))
     started = time.time_ns()
     files: list[str] = []
     folders: dict[str, int] = {}
@@ -194,7 +233,12 @@ def scan_folder(root: str | os.PathLike, suffixes: Sequence[str]) -> FolderIndex
                     if is_dir:
                         if not entry.is_symlink():
                             pending.append(prefix + name)
-                    elif name.lower().endswith(endings):
+                    elif name.lower().endswith(real) or (
+                        markers
+                        and ("." not in name or name.rsplit(".", 1)[1].isdigit())
+                        and name != "DICOMDIR"
+                        and _marked(entry.path, markers)
+                    ):
                         files.append(prefix + name)
         except OSError as err:
             folders.pop(rel, None)

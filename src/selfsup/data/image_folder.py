@@ -26,12 +26,21 @@ import torch
 from PIL import Image, ImageOps
 
 from selfsup.data.base import Batch, EmptySourceError, ItemReadError, Source, unit_items
-from selfsup.data.dicom import DICOM_EXTENSIONS, dicom_header, is_dicom, read_dicom
+from selfsup.data.dicom import (
+    DICOM_EXTENSIONS,
+    DICOM_MARKER,
+    dicom_header,
+    is_dicom,
+    read_dicom,
+)
 from selfsup.data.file_labels import folder_labels
 from selfsup.data.folders import IndexCache, find_files, index_folder
 
 #: File suffixes read as images, compared case-insensitively.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", *DICOM_EXTENSIONS)
+#: What a folder scan lists as images: those suffixes, and DICOM files without one (a PACS
+#: export's ``IM000001``), found by their marker.
+IMAGE_FILES = (*IMAGE_EXTENSIONS, DICOM_MARKER)
 # PIL modes of one gray channel. Wider-than-8-bit ones (16-bit PNG and TIFF) are divided by
 # 65535: PIL's own conversion to "L" would clip them at 255. Float images (TIFFs of mode "F")
 # in [0, 1] are read as they are, other float images are scaled from their own range; PIL's
@@ -111,7 +120,7 @@ class ImageFolderSource(Source):
             raise ValueError(f"channels must be 1 or 3, got {channels}")
         self.name = str(self.root)
         self.reads_files = True
-        self.index, self.index_note = index_folder(self.root, IMAGE_EXTENSIONS, index)
+        self.index, self.index_note = index_folder(self.root, IMAGE_FILES, index)
         self._ids = self.index.files
         if not self._ids:
             raise EmptySourceError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {self.root}")
@@ -316,4 +325,4 @@ def find_image_files(root: Path) -> list[str]:
         >>> find_image_files(Path("/nonexistent"))
         []
     """
-    return find_files(root, IMAGE_EXTENSIONS)
+    return find_files(root, IMAGE_FILES)
