@@ -108,6 +108,10 @@ def test_a_partially_labelled_table_trains_on_all_rows_evaluates_and_adapts_on_l
     assert evaluation.train_items + evaluation.test_items == 50
     model = adapt(run, str(path), head="prototype")
     assert model.metrics["labelled"] == 50 and sorted(model.classes) == ["x", "y", "z"]
+    # Label propagation spreads the 10 shots over the other labelled rows and the 150
+    # unlabelled rows of the same file, with no --unlabeled.
+    spread = adapt(run, str(path), head="propagation", shots=10).metrics["propagation"]
+    assert spread["unlabelled"] == 20 + 150
     embeddings = tmp_path / "e.parquet"
     result = CliRunner().invoke(app, ["embed", str(out), str(path), "--out", str(embeddings)])
     assert result.exit_code == 0, result.output

@@ -227,6 +227,23 @@ def labelled_part(source: Source) -> Source:
     return SubsetSource(source, partial.rows, f"{source.name}[labelled]", labels=labels)
 
 
+def unlabelled_part(source: Source) -> Source | None:
+    """The items of a partially labelled ``source`` that have no label, named
+    ``NAME[unlabelled]``; None when its labels are not partial.
+
+    Example:
+        >>> from selfsup.data.text import TextSource
+        >>> part = unlabelled_part(TextSource(["a", "b", "c"], ["pos", None, "neg"]))
+        >>> part.name, part.indices.tolist(), part.labels
+        ('texts[unlabelled]', [1], None)
+    """
+    partial = source.partial_labels
+    if source.labels is not None or partial is None:
+        return None
+    rows = np.setdiff1d(np.arange(len(source)), partial.rows)
+    return SubsetSource(source, rows, f"{source.name}[unlabelled]")
+
+
 def root_rows(source: Source) -> tuple[Source, np.ndarray | None]:
     """The data a subset (of a subset...) is drawn from, and the subset's rows in it; None
     for rows when ``source`` is no subset.

@@ -9,7 +9,12 @@ import numpy as np
 import torch
 
 from selfsup.data.base import Source, require_classes, require_labels
-from selfsup.data.splits import SubsetSource, labelled_part, stratified_split
+from selfsup.data.splits import (
+    SubsetSource,
+    labelled_part,
+    stratified_split,
+    unlabelled_part,
+)
 from selfsup.embedding import embed_source
 from selfsup.evaluation.fewshot import FEW_SHOT_WEIGHT_DECAY
 from selfsup.run import Run, as_run
@@ -35,11 +40,16 @@ from selfsup.tools.calibration import (
 )
 
 
-def _labelled_source(run: Run, data: str | os.PathLike | Source) -> tuple[Source, list[str]]:
-    source = labelled_part(run.open(data))  # of a file labelled on some rows, those rows
+def _labelled_source(
+    run: Run, data: str | os.PathLike | Source
+) -> tuple[Source, list[str], Source | None]:
+    """The labelled items of ``data``, their class names, and its unlabelled items where
+    it is labelled on some rows only (the propagation head reads them)."""
+    opened = run.open(data)
+    source = labelled_part(opened)  # of a file labelled on some rows, those rows
     require_classes(require_labels(source, "adaptation"), source.name, "adaptation")
     classes = source.classes or [str(c) for c in range(int(source.labels.max()) + 1)]
-    return source, [str(c) for c in classes]
+    return source, [str(c) for c in classes], unlabelled_part(opened)
 
 
 def adapt(
@@ -86,6 +96,8 @@ def adapt(
         unlabeled: more unlabelled data for the ``propagation`` head (any data the run reads;
             labels in it are ignored). Its unlabelled items are the items of ``labeled``
             outside the drawn shots plus these, at most 100,000 (a seeded random subset).
+            By default, where ``labeled`` is labelled on some items only (a file with empty
+            label cells, a folder with a ``--labels`` table), its unlabelled items.
         unlabeled_embeddings: the run's embeddings of ``unlabeled``, as for ``embeddings``.
 
     Returns:
@@ -108,7 +120,9 @@ def adapt(
         raise ValueError(
             "fine-tuning is calibrated on held-out labels: use --calibration temperature"
         )
-    source, classes = _labelled_source(run, labeled)
+    source, classes, rest = _labelled_source(run, labeled)
+    if head == "propagation" and unlabeled is None and unlabeled_embeddings is None:
+        unlabeled = rest  # a file or folder labelled on some items: the others
     num_classes = len(classes)
     if embeddings is None:
         embeddings = embed_source(
