@@ -268,3 +268,23 @@ def test_few_labels_draw_as_many_shots_as_the_rarest_class_has() -> None:
     result = evaluate_encoder(encoder, train, new_class, protocols=("knn", "fewshot"), k=3)
     assert [row.protocol for row in result.rows] == ["knn"]
     assert result.note == "no few-shot row: class 2 has no fit item"
+
+
+def test_two_classes_are_also_ranked_by_auroc_by_default() -> None:
+    """18 nodules among 194 scans: accuracy alone says little, so binary labels add AUROC."""
+    from selfsup.data.arrays import ArraySource
+    from selfsup.evaluation.report import evaluate_encoder
+    from selfsup.modalities.image import build_image_encoder
+
+    rng = np.random.default_rng(0)
+    labels = np.array(([0] * 9 + [1]) * 6)
+    images = (rng.random((len(labels), 8, 8)) * 60).astype(np.uint8)
+    images[labels == 1] += 100
+    train, test = ArraySource(images[:40], labels[:40]), ArraySource(images[40:], labels[40:])
+    encoder = build_image_encoder("small-cnn", in_channels=1, image_size=8, width=4)
+    rows = evaluate_encoder(encoder, train, test, k=3).rows
+    assert [row.protocol for row in rows] == ["knn", "linear", "fewshot-4", "auroc"]
+    assert rows[-1].raw > 0.9  # the bright ones are ranked first from raw pixels
+    three = ArraySource(images[:40], np.arange(40) % 3)
+    rows = evaluate_encoder(encoder, three, ArraySource(images[40:], np.arange(20) % 3)).rows
+    assert "auroc" not in [row.protocol for row in rows]

@@ -154,7 +154,7 @@ def evaluate_encoder(
         train: labelled items the probes are fitted on.
         test: labelled items the probes are scored on.
         protocols: any of ``knn``, ``linear``, ``fewshot``, ``svm``, ``auroc``; by default
-            the ``default_protocols`` of the data's modality.
+            the ``default_protocols`` of the data's modality, and ``auroc`` for two classes.
         k: neighbours for kNN.
         shots: labels per class for few-shot.
         draws: random draws of the few-shot labels.
@@ -167,6 +167,9 @@ def evaluate_encoder(
     modality = modality_of(train)
     if protocols is None:
         protocols = modality.default_protocols
+        binary = train.labels is not None and len(np.unique(train.labels)) == 2
+        if binary and "auroc" not in protocols:  # 18 nodules among 194 scans: accuracy
+            protocols = (*protocols, "auroc")  # alone says little; AUROC ranks them
     unknown = set(protocols) - set(PROTOCOLS)
     if unknown:
         raise ValueError(f"unknown protocol(s) {sorted(unknown)}; available: {list(PROTOCOLS)}")
