@@ -39,17 +39,22 @@ def test_a_table_labels_some_files_the_rest_are_unlabelled(tmp_path):
         "IMG_0001.jpg,dark\n"  # a bare file name, the only one so named
         f"{root / '2024-02' / 'IMG_0007.jpg'},dark\n"  # an absolute path
         "photos/2024-02/IMG_0006.jpg,light\n"  # relative to the table's folder
+        "/home/ann/export/2024-01/IMG_0002.jpg,dark\n"  # the annotator's machine
+        "C:\\Users\\ann\\IMG_0004.jpg,light\n"  # another machine, a unique file name
         "IMG_0003.jpg,\n"  # an empty label: unlabelled
         "IMG_0099.jpg,dark\n"  # no such file
     )
     src = ImageFolderSource(root, labels_file=table)
     assert src.labels is None and src.classes is None  # every file is pretrained on
-    assert item_labels(src) == ["light", "dark"] + [None] * 4 + ["light", "dark"] + [None] * 4
-    assert "8 of 12 files have no label in 'label'" in src.warning
+    assert (
+        item_labels(src)
+        == ["light", "dark", "dark", None, "light", None] + ["light", "dark"] + [None] * 4
+    )
+    assert "6 of 12 files have no label in 'label'" in src.warning
     assert "1 row(s) of labels.csv name no file" in src.warning
     assert "'IMG_0099.jpg'" in src.warning
     part = labelled_part(src)
-    assert part.indices.tolist() == [0, 1, 6, 7] and part.classes == ["dark", "light"]
+    assert part.indices.tolist() == [0, 1, 2, 4, 6, 7] and part.classes == ["dark", "light"]
     # Every file labelled: an ordinary labelled source.
     full = tmp_path / "all.csv"
     pd.DataFrame(

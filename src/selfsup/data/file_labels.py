@@ -99,8 +99,10 @@ def folder_labels(
             whose other one holds the file names needs none).
         id_column: the table's column of file names (default: the first of
             ``FILE_COLUMNS`` it has). A name is the file's path relative to ``root``
-            ("cats/a.jpg"), relative to the table's own folder or the working directory, an
-            absolute path, or a bare file name where no other file in the folder has it.
+            ("cats/a.jpg"), relative to the table's own folder or the working directory, or
+            absolute; a path on another machine (an annotation tool's
+            "/home/ann/photos/cats/a.jpg") is matched by its last folders ("cats/a.jpg"),
+            and any name by its file name where no other file in the folder has it.
 
     Raises:
         ValueError: the table cannot be read, lacks a column (the message lists those it
@@ -276,9 +278,12 @@ class _FilePlaces:
             rel = os.path.relpath(full, self.top).replace(os.sep, "/")
             if not rel.startswith("../") and rel in self.position:
                 return self.position[rel]
-        if "/" not in key:
-            return self._names().get(key)
-        return None
+        parts = key.split("/")
+        for start in range(1, len(parts) - 1):  # a path on another machine: its last folders
+            tail = "/".join(parts[start:])
+            if tail in self.position:
+                return self.position[tail]
+        return self._names().get(parts[-1])
 
     def _names(self) -> dict[str, int | None]:
         """Each file name (without folders) and its position; None where several share it."""
