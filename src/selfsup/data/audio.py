@@ -44,11 +44,13 @@ from selfsup.data.base import (
     Source,
 )
 from selfsup.data.file_labels import folder_labels
-from selfsup.data.folders import IndexCache, index_folder
+from selfsup.data.folders import IndexCache, find_files, index_folder
 from selfsup.data.logmel import LogMelSettings, LogMelSpectrogram, clip_samples
 
-#: File suffixes read as audio, compared case-insensitively.
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg")
+#: File suffixes read as audio (by libsndfile, through soundfile), compared case-insensitively.
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
+#: Audio formats libsndfile cannot decode, named when a folder holds only them.
+UNREAD_AUDIO = (".m4a", ".aac", ".wma", ".amr")
 #: Log-mels of a folder are kept in memory after their first reading when all of them fit
 #: in this many bytes; larger folders are decoded again every epoch.
 CACHE_BYTES = 1 << 30
@@ -308,7 +310,16 @@ class AudioFolderSource(Source):
         self.index, self.index_note = index_folder(self.root, AUDIO_EXTENSIONS, index)
         self._ids = self.index.files
         if not self._ids:
-            raise EmptySourceError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in {self.root}")
+            others = find_files(self.root, UNREAD_AUDIO)
+            hint = (
+                f"; its {len(others):,} {others[0].rsplit('.', 1)[-1]} (and like) files are "
+                "not read: convert them, e.g. `ffmpeg -i a.m4a a.flac`"
+                if others
+                else ""
+            )
+            raise EmptySourceError(
+                f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in {self.root}{hint}"
+            )
         found = folder_labels(self.root, self._ids, labels_file, label_column, id_column)
         self.labels, self.classes, self.partial_labels = found.labels, found.classes, found.partial
         self.labels_note, self.warning = found.note, found.warning

@@ -269,3 +269,27 @@ def test_long_recordings_are_embedded_by_clips_spread_over_each_file(tmp_path):
                                           "a.wav@0.00s"]  # fmt: skip
     z = np.concatenate([z for _, z, _ in iter_embeddings(encoder, subset, batch_size=8)])
     np.testing.assert_allclose(z, emb[[2, 0]], atol=1e-6)
+
+
+def test_mp3_opus_and_aiff_recordings_read_as_the_same_tone(tmp_path):
+    """Phone and field recordings come as MP3, Opus or AIFF: libsndfile decodes them; a folder
+    of only .m4a is audio that says to convert it, not an empty image folder."""
+    root = tmp_path / "calls"
+    root.mkdir()
+    tone_44k = sine(1000, 2.0, 44100, channels=2)
+    soundfile.write(root / "call.mp3", tone_44k, 44100, format="MP3")
+    soundfile.write(root / "memo.opus", sine(1000, 2.0, 48000), 48000, format="OGG",
+                    subtype="OPUS")  # fmt: skip
+    soundfile.write(root / "take.AIF", sine(1000, 2.0, 44100), 44100, format="AIFF")
+    src = open_source(root, sample_rate=16000, clip_seconds=1.0)
+    assert isinstance(src, AudioFolderSource)
+    assert list(src.ids) == ["call.mp3", "memo.opus", "take.AIF"]
+    batch = src.read_batch(range(3))
+    assert batch.skipped == [] and batch.items.shape == (3, 1, 64, 101)
+    loudest = batch.items[:, 0, :, 50].argmax(dim=1).tolist()
+    assert max(loudest) - min(loudest) <= 1  # the 1 kHz band in all three
+    voice = tmp_path / "voice"
+    voice.mkdir()
+    (voice / "a.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A ")
+    with pytest.raises(EmptySourceError, match=r"its 1 m4a \(and like\) files are not read"):
+        open_source(voice)
