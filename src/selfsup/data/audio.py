@@ -23,10 +23,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import os
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 
@@ -69,6 +71,46 @@ POOLED_CLIPS = 32
 LOG_MEL_CHUNK = 256
 
 
+def _reason(err: Exception, path: Path) -> str:
+    """Why the file at ``path`` could not be decoded. libsndfile says a file it cannot parse
+    "does not exist or is not a regular file"; where the file is there, it is not one it
+    decodes.
+
+    Example:
+        >>> _reason(RuntimeError("Error opening 'a.mp3': File does not exist or is not a "
+        ...                      "regular file (possibly a pipe?)."), Path(__file__))
+        'not audio that libsndfile decodes (damaged, or another format under its suffix)'
+    """
+    text = str(err)
+    if "does not exist or is not a regular file" in text and path.is_file():
+        return "not audio that libsndfile decodes (damaged, or another format under its suffix)"
+    return f"{type(err).__name__}: {text}"
+
+
+@contextlib.contextmanager
+def quiet_decoder(path: str | os.PathLike) -> Iterator[None]:
+    """Around decoding ``path``: for an MP3, the process's standard error is closed to
+    libmpg123, which prints its complaints about a damaged file there (lines a person cannot
+    place, several per reading); the file's one reason is reported instead.
+
+    Example:
+        >>> with quiet_decoder("a.wav"):
+        ...     pass
+    """
+    if not str(path).lower().endswith(".mp3"):
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def read_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
     """The file's samples as float32 mono at ``sample_rate``.
 
@@ -85,7 +127,8 @@ def read_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
         >>> read_audio(path, 16000).shape
         (160,)
     """
-    samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    with quiet_decoder(path):
+        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     if samples.shape[0] == 0:
         raise ValueError("the file holds no audio samples")
     return _mono(samples, rate, sample_rate)
@@ -141,7 +184,7 @@ def read_clip(
         >>> float(np.abs(read_clip(path, 16000, 15200) - whole).max()) < 1e-5
         True
     """
-    with soundfile.SoundFile(str(path)) as audio:
+    with quiet_decoder(path), soundfile.SoundFile(str(path)) as audio:
         rate, frames = int(audio.samplerate), int(audio.frames)
         up, down, total = _resampling(frames, rate, sample_rate)
         if start is None and (total <= length or not audio.seekable()):
@@ -174,7 +217,8 @@ def clip_starts(path: str | os.PathLike, sample_rate: int, length: int, hop: int
         [0, 4000, 6000]
     """
     try:
-        info = soundfile.info(str(path))
+        with quiet_decoder(path):
+            info = soundfile.info(str(path))
         total = _resampling(info.frames, info.samplerate, sample_rate)[2]
     except Exception:  # an unreadable file: one item, skipped with its reason when read
         return [0]
@@ -429,7 +473,9 @@ class AudioFolderSource(Source):
         seconds = []
         for row in rows:
             try:
-                info = soundfile.info(str(self.root / self.files[int(row)]))
+                path = self.root / self.files[int(row)]
+                with quiet_decoder(path):
+                    info = soundfile.info(str(path))
                 seconds.append(info.frames / info.samplerate)
             except Exception:  # read and reported as unreadable when its items are read
                 continue
@@ -464,7 +510,8 @@ class AudioFolderSource(Source):
             file, start = self._clips[index]
             return read_clip(self.root / self._files[file], rate, length, start)
         except Exception as err:  # a bad file can fail in any of the ways libsndfile can fail
-            raise ItemReadError(item, f"cannot read audio: {type(err).__name__}: {err}") from err
+            path = self.root / (item if self._clips is None else self._files[self._clips[index][0]])
+            raise ItemReadError(item, f"cannot read audio: {_reason(err, path)}") from err
 
     def read(self, index: int) -> torch.Tensor:
         """File ``index`` as a log-mel spectrogram, float32 (1, n_mels, frames) (a waveform

@@ -293,3 +293,16 @@ def test_mp3_opus_and_aiff_recordings_read_as_the_same_tone(tmp_path):
     (voice / "a.m4a").write_bytes(b"\x00\x00\x00\x20ftypM4A ")
     with pytest.raises(EmptySourceError, match=r"its 1 m4a \(and like\) files are not read"):
         open_source(voice)
+
+
+def test_a_damaged_mp3_is_one_reason_not_decoder_chatter(tmp_path, capfd):
+    soundfile.write(tmp_path / "good.mp3", sine(1000, 1.0, 16000), 16000, format="MP3")
+    (tmp_path / "cut.mp3").write_bytes(b"ID3\x03\x00\x00\x00" + bytes(50))  # a copy cut short
+    src = AudioFolderSource(tmp_path)
+    batch = src.read_batch(range(2))
+    assert [(s.item_id, s.reason) for s in batch.skipped] == [
+        ("cut.mp3", "cannot read audio: not audio that libsndfile decodes (damaged, or another "
+         "format under its suffix)")
+    ]  # fmt: skip
+    err = capfd.readouterr().err
+    assert "mpg123" not in err and "resync" not in err
