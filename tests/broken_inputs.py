@@ -338,6 +338,48 @@ def _(d: Path, f: Fixtures) -> list[str]:
     return show(d)
 
 
+def dicom_bytes(pixels: np.ndarray | None, modality: str = "CT") -> bytes:
+    """A DICOM file of 12-bit ``pixels`` (None: an object without an image, such as a report)."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = CTImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    data = Dataset()
+    data.file_meta = meta
+    data.SOPClassUID, data.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
+    data.Modality = modality
+    if pixels is not None:
+        data.set_pixel_data(pixels, photometric_interpretation="MONOCHROME2", bits_stored=12)
+    out = io.BytesIO()
+    data.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+@case(IMAGES, "DICOM cut short", "skipped", r"cut\.dcm.*cannot decode its pixel data")
+def _(d: Path, f: Fixtures) -> list[str]:
+    image_folder(d)
+    whole = dicom_bytes(RNG.integers(0, 4096, (32, 32)).astype(np.uint16))
+    (d / "cut.dcm").write_bytes(whole[: len(whole) - 900])
+    return show(d)
+
+
+@case(IMAGES, "DICOM without an image (a report)", "skipped", r"sr\.dcm.*DICOM SR object without")
+def _(d: Path, f: Fixtures) -> list[str]:
+    image_folder(d)
+    (d / "sr.dcm").write_bytes(dicom_bytes(None, modality="SR"))
+    return show(d)
+
+
+@case(IMAGES, "text named .dcm", "skipped", r"notes\.dcm.*not a DICOM file")
+def _(d: Path, f: Fixtures) -> list[str]:
+    image_folder(d)
+    (d / "notes.dcm").write_text("patient notes, not a scan")
+    return show(d)
+
+
 # --- arrays -----------------------------------------------------------------------------------
 
 
@@ -747,6 +789,13 @@ def _(d: Path, f: Fixtures) -> list[str]:
 def _(d: Path, f: Fixtures) -> list[str]:
     audio_folder(d)
     (d / "t.wav").write_bytes(wav_bytes(RNG.normal(0, 0.2, 4000))[:30])
+    return show(d)
+
+
+@case(AUDIO, "damaged MP3", "skipped", r"cut\.mp3.*not audio that libsndfile decodes")
+def _(d: Path, f: Fixtures) -> list[str]:
+    audio_folder(d)
+    (d / "cut.mp3").write_bytes(b"ID3\x03\x00\x00\x00" + bytes(50))
     return show(d)
 
 
