@@ -54,8 +54,9 @@ KILLED_RUN = ["digits", "--method", "simclr", "--epochs", "12", "--batch-size", 
 
 def selfsup(args: list[str], cwd: Path, **popen: object) -> subprocess.CompletedProcess:
     """``selfsup ARGS`` as its own process, output captured (a pipe)."""
+    streams = popen or {"capture_output": True}
     return subprocess.run([sys.executable, "-m", "selfsup", *args], cwd=cwd, text=True,
-                          capture_output=True, **popen)  # fmt: skip
+                          **streams)  # fmt: skip
 
 
 def broken_inputs(work: Path) -> dict:
@@ -65,8 +66,10 @@ def broken_inputs(work: Path) -> dict:
     for number, case in enumerate(CASES):
         folder = work / f"case-{number}"
         args = case.make(folder / "input", fixtures)
-        done = selfsup(args, cwd=folder)
-        output = done.stdout + done.stderr
+        # Standard output and error merged in the order written, as `2>&1 | cat` shows them:
+        # the error line must come last there, where a person reads it.
+        done = selfsup(args, cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        output = done.stdout
         tracebacks += "Traceback" in output
         try:
             check_outcome(case, done.returncode, output)

@@ -714,7 +714,8 @@ def pretrain(
         )
         + (f", {len(held_out):,} held out to monitor training" if held_out is not None else "")
         + f" (opened in {time.perf_counter() - started:.1f} s"
-        + (f"; {opened.index_note})" if opened.index_note else ")")
+        + "".join(f"; {note}" for note in (opened.index_note, opened.labels_note) if note)
+        + ")"
     )
     if opened.warning:
         say(f"warning: {opened.warning}")

@@ -167,6 +167,7 @@ def test_cli_pretrain_evaluate_with_labels_and_other_folders(tmp_path, monkeypat
     shown = runner.invoke(app, ["datasets", "show", "photos", "--labels", "labels.csv"])
     assert shown.exit_code == 0, shown.output
     assert '"light": 12' in shown.output and '"without_label": 2' in shown.output
+    assert '"labels_from": "labels of 22 files from labels.csv' in shown.output
     common = ["--steps", "2", "--batch-size", "8", "--backbone", "small-cnn"]
     common += ["--monitor-items", "0"]
     result = runner.invoke(
@@ -174,6 +175,7 @@ def test_cli_pretrain_evaluate_with_labels_and_other_folders(tmp_path, monkeypat
     )
     assert result.exit_code == 0, result.output
     assert "24 image items, 22 of them labelled in 2 classes" in result.output
+    assert "labels of 22 files from labels.csv (columns 'file', 'label'))" in result.output
     # The run reads its labels table again on its own folder...
     evaluated = runner.invoke(app, ["evaluate", "runs/p", "photos", "--protocol", "knn"])
     assert evaluated.exit_code == 0, evaluated.output

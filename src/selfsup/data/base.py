@@ -305,6 +305,8 @@ class Source(abc.ABC):
     partial_labels: PartialLabels | None = None
     #: How a folder's file list was found (scanned, or a run's saved index), for people.
     index_note: str | None = None
+    #: Where a folder's labels came from when a table gave them (``--labels``, metadata.csv).
+    labels_note: str | None = None
     #: What a person should know before using it: printed with pretrain's data line, and by
     #: ``Run.open`` (every command that reads data) as a :class:`DataWarning`.
     warning: str | None = None
