@@ -648,6 +648,8 @@ def pretrain(
         cfg = resolve_config(load_config(None, **{**saved, **options}))
     else:
         cfg = load_config(config, data=None if data is None else data_spec(data), **options)
+        if cfg.labels is not None:  # later commands read it from wherever they run
+            cfg = cfg.model_copy(update={"labels": data_spec(cfg.labels)})
         batch_given = cfg.batch_size is not None
         cfg = resolve_config(cfg)
         # Processes launched for other ranks take the folder their rank 0 chose.

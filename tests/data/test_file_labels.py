@@ -175,11 +175,18 @@ def test_cli_pretrain_evaluate_with_labels_and_other_folders(tmp_path, monkeypat
     )
     assert result.exit_code == 0, result.output
     assert "24 image items, 22 of them labelled in 2 classes" in result.output
-    assert "labels of 22 files from labels.csv (columns 'file', 'label'))" in result.output
+    labels_from = f"labels of 22 files from {tmp_path / 'labels.csv'} (columns 'file', 'label'))"
+    assert labels_from in result.output  # the run keeps the table's absolute path
     # The run reads its labels table again on its own folder...
     evaluated = runner.invoke(app, ["evaluate", "runs/p", "photos", "--protocol", "knn"])
     assert evaluated.exit_code == 0, evaluated.output
     assert "photos[labelled][fit]" in evaluated.output
+    # ...from wherever it runs (the run keeps the table's absolute path)...
+    monkeypatch.chdir(tmp_path / "runs")
+    evaluated = runner.invoke(app, ["evaluate", "p", "../photos", "--protocol", "knn"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "photos[labelled][fit]" in evaluated.output
+    monkeypatch.chdir(tmp_path)
     # ...not on another folder, whose files it does not name.
     photo_folder(tmp_path / "later", n=3)
     (tmp_path / "later" / "2024-01" / "IMG_0000.jpg").rename(tmp_path / "later" / "new.jpg")
