@@ -47,7 +47,7 @@ from selfsup.core.files import check_writable, read_json, write_text
 from selfsup.core.progress import activity
 from selfsup.data.table_files import read_table
 from selfsup.run import CONFIG_FILE, TRAIN_FILE, Run, read_run_config
-from selfsup.tools.figures import pyplot, save_png
+from selfsup.tools.figures import pyplot, save_png, short_id
 
 REPORT_FILE = "report.html"
 REPORT_DIR = "report"
@@ -333,7 +333,7 @@ def neighbours_section(
     ids = list(sample.source.ids)
 
     def caption(i: int, similarity: float | None = None) -> str:
-        text = ids[i][-14:] + (f"\n{sample.colours[i]}" if sample.colours else "")
+        text = short_id(ids[i]) + (f"\n{sample.colours[i]}" if sample.colours else "")
         return text + (f" {similarity:.2f}" if similarity is not None else "")
 
     if run.modality.items_are_text:  # texts read best as text: a table

@@ -13,7 +13,7 @@ import torch
 
 from selfsup.core.files import write_json
 from selfsup.tools.explain.attribution import positive_mass_share
-from selfsup.tools.figures import pyplot, save_png
+from selfsup.tools.figures import pyplot, save_png, short_id
 
 EXPLAIN_DIR = "explain"
 
@@ -213,12 +213,13 @@ def save_explanation(explanation: Explanation, folder: str | os.PathLike) -> lis
         files.append(plot_text_lines(lines, path))
     elif explanation.neighbour_items:
         titles = [
-            f"{n.item_id[-14:]}\n{n.label or ''} {n.similarity:.2f}" for n in explanation.neighbours
+            f"{short_id(n.item_id)}\n{n.label or ''} {n.similarity:.2f}"
+            for n in explanation.neighbours
         ]
         files.append(
             plot_neighbours(
                 explanation.item,
-                explanation.item_id[-14:],
+                short_id(explanation.item_id),
                 explanation.neighbour_items,
                 titles,
                 folder / f"{_slug(explanation.item_id)}-neighbours.png",
