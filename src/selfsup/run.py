@@ -84,6 +84,7 @@ from selfsup.modalities import (
     get_modality,
     infer_modality,
     load_encoder,
+    official_test,
     open_source,
     resolve_config,
     train_test_sources,
@@ -289,11 +290,11 @@ class Run:
         split, otherwise ``test`` must be given or a stratified 80/20 split is made.
         ``show_progress`` shows the embedding's progress.
         """
+        if test is None and isinstance(data, str):
+            test = official_test(data)  # fashion-mnist pairs with fashion-mnist:test
+        # Opened as the run reads later data (its --labels table only on its own folder).
         train, held_out = train_test_sources(
-            self.open(data) if isinstance(data, Source) else data,
-            self.open(test) if isinstance(test, Source) else test,
-            modality=self.modality.name,
-            **self.data_options,
+            self.open(data), None if test is None else self.open(test)
         )
         result = evaluate_encoder(
             self.encoder,

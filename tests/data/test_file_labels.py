@@ -187,7 +187,15 @@ def test_cli_pretrain_evaluate_with_labels_and_other_folders(tmp_path, monkeypat
     assert evaluated.exit_code == 0, evaluated.output
     assert "photos[labelled][fit]" in evaluated.output
     monkeypatch.chdir(tmp_path)
-    # ...not on another folder, whose files it does not name.
+    # ...not on another folder, whose files it does not name: evaluated by its subfolders.
+    for i, kind in enumerate(["dark", "light"] * 5):
+        shade = 40 if kind == "dark" else 200
+        path = tmp_path / "sorted" / kind / f"{i}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((24, 32, 3), shade, np.uint8)).save(path)
+    evaluated = runner.invoke(app, ["evaluate", "runs/p", "sorted", "--protocol", "knn"])
+    assert evaluated.exit_code == 0, evaluated.output
+    assert "sorted[fit] (8 items)" in evaluated.output
     photo_folder(tmp_path / "later", n=3)
     (tmp_path / "later" / "2024-01" / "IMG_0000.jpg").rename(tmp_path / "later" / "new.jpg")
     embedded = runner.invoke(app, ["embed", "runs/p", "later", "--out", "later.parquet"])
