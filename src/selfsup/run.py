@@ -282,19 +282,21 @@ class Run:
         protocols: tuple[str, ...] | None = None,
         save: bool = True,
         show_progress: bool = False,
+        split_by: str = "item",
         **options: Any,
     ) -> Evaluation:
         """Evaluate on labelled ``data`` next to raw inputs; see ``selfsup.evaluation``.
 
         ``data`` is split into fit and test parts: a named dataset uses its official test
-        split, otherwise ``test`` must be given or a stratified 80/20 split is made.
+        split, otherwise ``test`` must be given or a stratified 80/20 split is made, of
+        items or (``split_by="folder"``) of first folders, such as a hospital's patients.
         ``show_progress`` shows the embedding's progress.
         """
         if test is None and isinstance(data, str):
             test = official_test(data)  # fashion-mnist pairs with fashion-mnist:test
         # Opened as the run reads later data (its --labels table only on its own folder).
         train, held_out = train_test_sources(
-            self.open(data), None if test is None else self.open(test)
+            self.open(data), None if test is None else self.open(test), split_by=split_by
         )
         result = evaluate_encoder(
             self.encoder,

@@ -107,6 +107,13 @@ def evaluate(
     shots: Annotated[int, typer.Option(help="Labels per class for few-shot.")] = 10,
     draws: Annotated[int, typer.Option(help="Random draws for few-shot.")] = 5,
     seed: Annotated[int, typer.Option(help="Seed of splits and draws.")] = 0,
+    split_by: Annotated[
+        str,
+        typer.Option(
+            help="Without --test: split the data's items (item), or its first folders "
+            "(folder: a patient's scans, a day's photos, all on one side)."
+        ),
+    ] = "item",
     label_free: Annotated[
         bool,
         typer.Option("--label-free", help="Label-free metrics only (RankMe, alpha-ReQ...)."),
@@ -132,8 +139,9 @@ def evaluate(
         None if protocol is None else tuple(p.strip() for p in protocol.split(",") if p.strip())
     )
     result = opened.evaluate(
-        data, test, protocols, shots=shots, draws=draws, seed=seed, save=False, show_progress=True
-    )
+        data, test, protocols, shots=shots, draws=draws, seed=seed, save=False,
+        show_progress=True, split_by=split_by,
+    )  # fmt: skip
     print_evaluation(result, f"{run} on {data}")
     if save:  # printed first: a disk that fills up now loses no result
         result.save(opened.evaluation_file(result.train_data))

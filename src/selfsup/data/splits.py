@@ -62,6 +62,62 @@ def stratified_split(
     return np.setdiff1d(np.arange(len(labels)), held), held
 
 
+def folder_groups(ids: Sequence[str], name: str) -> np.ndarray:
+    """Each item's group for a split by folder: the first folder of its path (a patient of
+    a hospital export, a day of photos), ``UNIT`` of a window ``UNIT@START``.
+
+    Raises:
+        ValueError: an item in no folder (the message names it and the data).
+
+    Example:
+        >>> folder_groups(["P1/a.dcm", "P1/b.dcm", "P2/c.dcm", "u7@1440"], "scans").tolist()
+        ['P1', 'P1', 'P2', 'u7']
+    """
+    groups = []
+    for item_id in ids:
+        if "/" in item_id:
+            groups.append(item_id.split("/", 1)[0])
+        elif "@" in item_id:
+            groups.append(item_id.rsplit("@", 1)[0])
+        else:
+            raise ValueError(
+                f"{name}: {item_id!r} lies in no folder; a split by folder needs every file "
+                "in one (a patient's, a day's)"
+            )
+    return np.array(groups, dtype=object)
+
+
+def stratified_group_split(
+    labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int = SPLIT_SEED
+) -> tuple[np.ndarray, np.ndarray]:
+    """A split in which every group (a patient, a recording) lies on one side, the second
+    part about ``fraction`` of the items with the classes' shares kept as far as the groups
+    allow (scikit-learn's ``StratifiedGroupKFold``, its first fold).
+
+    Raises:
+        ValueError: fewer groups than the split needs (``1 / fraction``, at least 2).
+
+    Example:
+        >>> labels = np.array([0, 0, 1, 1, 0, 0, 1, 1, 0, 1])
+        >>> groups = np.array(list("aabbccddee"))
+        >>> first, second = stratified_group_split(labels, groups, 0.2)
+        >>> set(groups[first]) & set(groups[second]), len(second)
+        (set(), 2)
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    folds = max(2, round(1 / fraction))
+    distinct = len(set(groups.tolist()))
+    if distinct < folds:
+        raise ValueError(
+            f"{distinct} group(s) for a split by folder that holds out 1 in {folds}: give "
+            "more folders, or --test"
+        )
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    first, second = next(splitter.split(np.zeros(len(labels)), labels, groups))
+    return np.sort(first), np.sort(second)
+
+
 class SubsetSource(Source):
     """The items of ``source`` at ``indices``, in that order.
 

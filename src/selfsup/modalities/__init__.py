@@ -30,7 +30,13 @@ from selfsup.config import ConfigError, PretrainConfig
 from selfsup.core.errors import one_line
 from selfsup.core.weights import load_weights_into
 from selfsup.data.base import Source, require_labels
-from selfsup.data.splits import SubsetSource, labelled_part, stratified_split
+from selfsup.data.splits import (
+    SubsetSource,
+    folder_groups,
+    labelled_part,
+    stratified_group_split,
+    stratified_split,
+)
 from selfsup.encoder import SPEC_FILE, WEIGHTS_FILE, Encoder, read_encoder_spec
 from selfsup.modalities.audio import AUDIO
 from selfsup.modalities.base import Modality, channel_statistics
@@ -154,14 +160,19 @@ def train_test_sources(
     data: str | os.PathLike | Source,
     test: str | os.PathLike | Source | None = None,
     test_fraction: float = 0.2,
+    split_by: str = "item",
     **options: Any,
 ) -> tuple[Source, Source]:
     """The split to fit probes on and the split to score them on.
 
     ``test`` when given; else a named dataset's official test split (``fashion-mnist`` pairs
     with ``fashion-mnist:test``, ``ucr:GunPoint`` with ``ucr:GunPoint:test``); else a
-    deterministic stratified split of ``data``. ``options`` go to :func:`open_source`. Of
-    data whose label column is empty on some rows, the labelled rows (``labelled_part``).
+    deterministic stratified split of ``data``: of its items, or with ``split_by="folder"``
+    of its first folders (a hospital export's patients: the slices of one patient are near
+    copies, and on both sides they would make the score a measure of memory), see
+    :func:`selfsup.data.splits.stratified_group_split`. ``options`` go to
+    :func:`open_source`. Of data whose label column is empty on some rows, the labelled rows
+    (``labelled_part``).
     """
 
     def opened(spec: str | os.PathLike | Source) -> Source:
@@ -172,7 +183,14 @@ def train_test_sources(
     if test is not None:
         return opened(data), opened(test)
     source = opened(data)
-    fit, held_out = stratified_split(require_labels(source, "evaluation"), test_fraction)
+    labels = require_labels(source, "evaluation")
+    if split_by == "folder":
+        groups = folder_groups(source.ids, source.name)
+        fit, held_out = stratified_group_split(labels, groups, test_fraction)
+    elif split_by == "item":
+        fit, held_out = stratified_split(labels, test_fraction)
+    else:
+        raise ValueError(f"unknown split {split_by!r}; known: item, folder")
     return (
         SubsetSource(source, fit, f"{source.name}[fit]"),
         SubsetSource(source, held_out, f"{source.name}[test]"),
