@@ -43,3 +43,5 @@ def test_a_split_by_folder_keeps_each_patient_on_one_side(tmp_path):
     loose = ArraySource(np.zeros((10, 4, 4), dtype=np.uint8), labels=np.arange(10) % 2)
     with pytest.raises(ValueError, match="'0' lies in no folder"):
         train_test_sources(loose, split_by="folder")
+    with pytest.raises(ValueError, match="--split-by folder splits the data when no test"):
+        train_test_sources(source, loose, split_by="folder")

@@ -181,6 +181,11 @@ def train_test_sources(
     if test is None and isinstance(data, str):
         test = official_test(data)
     if test is not None:
+        if split_by != "item":
+            raise ValueError(
+                f"--split-by {split_by} splits the data when no test data is given, but "
+                f"{getattr(test, 'name', test)} is its test data: leave one of them out"
+            )
         return opened(data), opened(test)
     source = opened(data)
     labels = require_labels(source, "evaluation")
