@@ -338,8 +338,15 @@ def _(d: Path, f: Fixtures) -> list[str]:
     return show(d)
 
 
-def dicom_bytes(pixels: np.ndarray | None, modality: str = "CT") -> bytes:
-    """A DICOM file of 12-bit ``pixels`` (None: an object without an image, such as a report)."""
+def dicom_bytes(
+    pixels: np.ndarray | None,
+    photometric: str = "MONOCHROME2",
+    bits: int = 12,
+    modality: str = "CT",
+    **fields: object,
+) -> bytes:
+    """A DICOM file of ``pixels`` ((rows, columns[, 3]) or (frames, rows, columns[, 3]);
+    None: an object without an image, such as a report), with more ``fields``."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
@@ -352,7 +359,9 @@ def dicom_bytes(pixels: np.ndarray | None, modality: str = "CT") -> bytes:
     data.SOPClassUID, data.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
     data.Modality = modality
     if pixels is not None:
-        data.set_pixel_data(pixels, photometric_interpretation="MONOCHROME2", bits_stored=12)
+        data.set_pixel_data(pixels, photometric_interpretation=photometric, bits_stored=bits)
+    for name, value in fields.items():
+        setattr(data, name, value)
     out = io.BytesIO()
     data.save_as(out, enforce_file_format=True)
     return out.getvalue()

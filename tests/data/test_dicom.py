@@ -5,8 +5,7 @@ import shutil
 
 import numpy as np
 from pydicom.data import get_testdata_file
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+from tests.broken_inputs import dicom_bytes
 from typer.testing import CliRunner
 
 from selfsup.cli import app
@@ -17,20 +16,8 @@ from selfsup.data.shards import ShardSource, pack_image_folder
 
 def write_dicom(path, pixels, photometric="MONOCHROME2", bits=12, modality="CT", **fields):
     """A DICOM file of ``pixels`` (rows, columns[, 3]) or (frames, rows, columns[, 3])."""
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = CTImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    data = Dataset()
-    data.file_meta = meta
-    data.SOPClassUID, data.SOPInstanceUID = CTImageStorage, meta.MediaStorageSOPInstanceUID
-    data.Modality = modality
-    if pixels is not None:
-        data.set_pixel_data(pixels, photometric_interpretation=photometric, bits_stored=bits)
-    for name, value in fields.items():
-        setattr(data, name, value)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data.save_as(path, enforce_file_format=True)
+    path.write_bytes(dicom_bytes(pixels, photometric, bits, modality, **fields))
     return path
 
 

@@ -32,7 +32,7 @@ import typer
 import yaml
 
 from selfsup.config import PretrainConfig
-from selfsup.modalities import MODALITIES
+from selfsup.modalities import MODALITIES, foreign_options
 
 if TYPE_CHECKING:
     from selfsup.run import Run
@@ -271,18 +271,9 @@ def open_run(path: str | os.PathLike, options: dict[str, Any], device: str = "cp
 
     given = to_config_values(options)
     run = load(path, device=device)
-    foreign = sorted(name for name in given if name not in run.modality.source_options)
+    foreign = foreign_options(given, run.modality, f", which {path} reads")
     if foreign:  # a series option on a table, say: refused, not silently ignored
-        flags = ", ".join(f"--{name.replace('_', '-')}" for name in foreign)
-        raise ValueError(
-            f"{flags}: not read by {run.modality.name} data, which {path} reads; its data "
-            "options: "
-            + ", ".join(
-                f"--{name.replace('_', '-')}"
-                for name in DATA_FIELDS
-                if name in run.modality.source_options
-            )
-        )
+        raise ValueError(foreign)
     run = run.with_data_options(**given)
     if not run.finished:
         console.print(

@@ -504,13 +504,14 @@ class AudioFolderSource(Source):
             ItemReadError: the file cannot be decoded.
         """
         item, rate, length = self._ids[index], self.settings.sample_rate, self.clip_samples
-        try:
-            if self._clips is None:
-                return read_clip(self.root / item, rate, length)
+        if self._clips is None:
+            path, start = self.root / item, None
+        else:
             file, start = self._clips[index]
-            return read_clip(self.root / self._files[file], rate, length, start)
+            path = self.root / self._files[file]
+        try:
+            return read_clip(path, rate, length, start)
         except Exception as err:  # a bad file can fail in any of the ways libsndfile can fail
-            path = self.root / (item if self._clips is None else self._files[self._clips[index][0]])
             raise ItemReadError(item, f"cannot read audio: {_reason(err, path)}") from err
 
     def read(self, index: int) -> torch.Tensor:

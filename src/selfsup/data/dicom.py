@@ -45,16 +45,21 @@ DICOM_MARKER = marker_suffix(_MARKER_AT, b"DICM")
 
 def is_dicom(file: str | os.PathLike | BinaryIO) -> bool:
     """Whether ``file`` (a path or a binary stream, left where it was) is DICOM: its name ends
-    with a DICOM suffix or its bytes 128-131 are ``DICM``.
+    with a DICOM suffix, or it has no other suffix (``IM000001``, a UID) and its bytes
+    128-131 are ``DICM``; a stream by its bytes. A file named as another format
+    (``a.jpg``) is not opened here: reading a folder of photos costs no extra open.
 
     Example:
         >>> import io
-        >>> is_dicom(io.BytesIO(b"\\x89PNG" + bytes(200)))
-        False
+        >>> is_dicom(io.BytesIO(b"\\x89PNG" + bytes(200))), is_dicom("photo.JPG")
+        (False, False)
     """
     if isinstance(file, (str, os.PathLike)):
-        if str(file).lower().endswith(DICOM_EXTENSIONS):
+        name = os.path.basename(file).lower()
+        if name.endswith(DICOM_EXTENSIONS):
             return True
+        if "." in name and not name.rsplit(".", 1)[1].isdigit():
+            return False
         with open(file, "rb") as stream:
             return _marked(stream)
     return _marked(file)

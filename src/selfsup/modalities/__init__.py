@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -232,19 +233,29 @@ def _refuse_foreign_options(cfg: PretrainConfig, modality: Modality) -> None:
     (``--window`` on a table, ``--labels`` on a JSONL file): ignoring it would train on data
     read otherwise than the user asked."""
     every = set().union(*(m.source_options for m in MODALITIES.values()))
-    foreign = [
-        name
-        for name in type(cfg).model_fields
-        if name in every and name not in modality.source_options and getattr(cfg, name)
-    ]
-    if foreign:
-        flags = ", ".join(f"--{name.replace('_', '-')}" for name in foreign)
-        own = ", ".join(
-            f"--{name.replace('_', '-')}"
-            for name in type(cfg).model_fields
-            if name in modality.source_options
-        )
-        raise ConfigError(f"{flags}: not read by {modality.name} data; its data options: {own}")
+    message = foreign_options([n for n in every if getattr(cfg, n, None)], modality)
+    if message:
+        raise ConfigError(message)
+
+
+def foreign_options(given: Iterable[str], modality: Modality, whose: str = "") -> str | None:
+    """The message refusing the data options among ``given`` that ``modality``'s data does
+    not read (``whose``: what follows the modality's name), or None when it reads them all.
+
+    Example:
+        >>> foreign_options(["window", "image_size"], get_modality("image"))[:41]
+        '--window: not read by image data; its dat'
+    """
+    foreign = sorted(name for name in given if name not in modality.source_options)
+    if not foreign:
+        return None
+    flags = ", ".join(f"--{name.replace('_', '-')}" for name in foreign)
+    own = ", ".join(
+        f"--{name.replace('_', '-')}"
+        for name in PretrainConfig.model_fields
+        if name in modality.source_options
+    )
+    return f"{flags}: not read by {modality.name} data{whose}; its data options: {own}"
 
 
 def load_encoder(folder: str | os.PathLike, backbone: nn.Module | None = None) -> Encoder:
