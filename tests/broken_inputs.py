@@ -610,6 +610,54 @@ def _(d: Path, f: Fixtures) -> list[str]:
     return show(path)
 
 
+# --- sensor logs: a folder of a historian's exports, a maintenance log ------------------------
+
+
+def log_folder(d: Path, days: int = 3) -> Path:
+    """``d/logs/pump-1/2025-01-0D.csv``: hourly readings of one pump."""
+    for day in range(1, days + 1):
+        times = pd.date_range(f"2025-01-0{day}", periods=24, freq="h")
+        frame = pd.DataFrame({"timestamp": times, "temp": RNG.normal(60, 1, 24)})
+        frame.to_csv(file_in(d / "logs" / "pump-1", f"2025-01-0{day}.csv"), index=False)
+    return d / "logs"
+
+
+@case(TS, "a log file with a bad time", "error", r"2025-01-02\.csv: row 4: the time '31/02/25 9h'")
+def _(d: Path, f: Fixtures) -> list[str]:
+    logs = log_folder(d)
+    path = logs / "pump-1" / "2025-01-02.csv"
+    lines = path.read_text().splitlines()
+    lines[4] = "31/02/25 9h," + lines[4].split(",")[1]
+    path.write_text("\n".join(lines) + "\n")
+    return show(logs)
+
+
+@case(TS, "a log file with other columns", "error", r"2025-01-03\.csv: its columns differ .*: has")
+def _(d: Path, f: Fixtures) -> list[str]:
+    logs = log_folder(d)
+    (logs / "pump-1" / "2025-01-03.csv").write_text("timestamp,temp,flow\n2025-01-03,1,2\n")
+    return show(logs)
+
+
+@case(TS, "an event that ends before it starts", "error", r"events\.csv: row 2: the event ends")
+def _(d: Path, f: Fixtures) -> list[str]:
+    logs = log_folder(d)
+    events = file_in(d, "events.csv")
+    events.write_text(
+        "unit,start,end,event\npump-1,2025-01-01 03:00,2025-01-01 05:00,leak\n"
+        "pump-1,2025-01-02 05:00,2025-01-02 03:00,leak\n"
+    )
+    return [*show(logs), "--labels", str(events), "--window", "24"]
+
+
+@case(TS, "an events table without a start column", "error", r"events\.csv: no start column")
+def _(d: Path, f: Fixtures) -> list[str]:
+    logs = log_folder(d)
+    events = file_in(d, "events.csv")
+    events.write_text("unit,when,event\npump-1,2025-01-01 03:00,leak\n")
+    return [*show(logs), "--labels", str(events), "--window", "24"]
+
+
 # --- .ts series -------------------------------------------------------------------------------
 
 

@@ -153,7 +153,10 @@ class PretrainConfig(BaseModel):
             table: the column naming each row's series. Without one, row ids are row numbers
             counted from 0 (header excluded) in every modality. A ``--labels`` table: its
             column of file names.
-        time_column: series in a long-form table: the column ordering a series' rows.
+        time_column: series in a long-form table: the column ordering a series' rows
+            (default: one named ``timestamp``, ``time``, ``date``... or of datetime type);
+            rows with datetimes are placed on their regular step, missing rows as absent
+            steps. A table or folder of logs with one but no ``--id-column`` is one machine.
         window: series: cut every series into windows of this many steps, the items every
             command reads (ids ``ID@START``; in a long-form table a window's label is its
             rows' most common one), e.g. a day of a year-long sensor log.
@@ -165,7 +168,13 @@ class PretrainConfig(BaseModel):
             files, one row per file: a column of file names (relative to the folder;
             ``file_name`` as in Hugging Face's metadata.csv, ``file``, ``path``, or
             ``--id-column``) and ``--label-column``; files it does not label are unlabelled
-            items. A ``metadata.csv`` at the folder's top is read without it.
+            items. A ``metadata.csv`` at the folder's top is read without it. Sensor logs
+            (series with a time column): an events table (a maintenance log), one row per
+            event with a unit (the data's ``--id-column``, ``unit``, ``asset``, ``machine``...),
+            ``start``, ``end`` and ``--label-column``; a window takes the label of the event
+            covering most of it (needs ``--window``).
+        outside_label: series labelled by a ``--labels`` events table: the label of windows
+            that overlap no event (default ``normal``; ``''``: they are unlabelled items).
         categorical_columns: tables: columns to treat as categorical whatever their type.
         numeric_columns: tables: columns to treat as numeric whatever their type.
         drop_columns: tables and series tables: columns that are neither features nor
@@ -251,6 +260,7 @@ class PretrainConfig(BaseModel):
     window_stride: int | None = Field(default=None, ge=1)
     label_column: str | None = None
     labels: str | None = None
+    outside_label: str | None = None
     categorical_columns: list[str] | None = None
     numeric_columns: list[str] | None = None
     drop_columns: list[str] = Field(default_factory=list)

@@ -261,13 +261,16 @@ def test_few_labels_draw_as_many_shots_as_the_rarest_class_has() -> None:
     encoder = build_image_encoder("small-cnn", in_channels=1, image_size=8, width=4)
     result = evaluate_encoder(encoder, train, test, protocols=("knn", "fewshot"), k=3)
     assert [row.protocol for row in result.rows] == ["knn", "fewshot-4"]
-    assert result.note == "few-shot with 4 labels per class, not 10: class 1 has 4 fit items"
+    assert result.note == (
+        "67% of the test items are of class '0': predicting it alone scores 0.667; "
+        "few-shot with 4 labels per class, not 10: class 1 has 4 fit items"
+    )
     names = ["0", "1", "2"]
     train = ArraySource(images[:34], labels[:34].astype(str), classes=names)
     new_class = ArraySource(images[34:], ["0"] * 10 + ["2"] * 5, classes=names)  # no fit 2
     result = evaluate_encoder(encoder, train, new_class, protocols=("knn", "fewshot"), k=3)
     assert [row.protocol for row in result.rows] == ["knn"]
-    assert result.note == "no few-shot row: class 2 has no fit item"
+    assert result.note.endswith("; no few-shot row: class 2 has no fit item")
 
 
 def test_two_classes_are_also_ranked_by_auroc_by_default() -> None:

@@ -128,6 +128,8 @@ def datasets_show(
         info["classes"] = {names[i]: int(c) for i, c in enumerate(counts)}
         if labelled is not source:
             info["without_label"] = len(source) - len(labelled)
+    if source.index_note:
+        info["files"] = source.index_note
     if source.labels_note:
         info["labels_from"] = source.labels_note
     if source.warning:

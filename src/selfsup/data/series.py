@@ -25,6 +25,18 @@ import pandas as pd
 from selfsup.core.text_files import text_lines
 from selfsup.data.arrays import present_labels, read_array_file
 from selfsup.data.base import EmptySourceError, InMemorySource
+from selfsup.data.sensor_logs import (
+    OUTSIDE_LABEL,
+    Events,
+    LogGaps,
+    TimeGrid,
+    event_steps,
+    find_time_column,
+    parse_times,
+    read_events,
+    read_log_folder,
+    time_grid,
+)
 from selfsup.data.splits import item_labels
 from selfsup.data.table_files import (
     LARGEST,
@@ -37,6 +49,8 @@ from selfsup.data.table_files import (
 #: Environment variable naming extra folders (``:``-separated) that hold UCR/UEA sets laid
 #: out as the archive is (``NAME/NAME_TRAIN.ts``, ``NAME/NAME_TEST.ts``).
 UCR_DIR_ENV = "SELFSUP_UCR_DIR"
+#: The series column of a one-machine log read without ``--id-column``.
+ONE_UNIT = "_unit"
 
 
 def pad_series(items: Sequence[np.ndarray], name: str = "series") -> np.ndarray:
@@ -352,6 +366,8 @@ def series_from_frame(
     require_label: bool = True,
     window: int | None = None,
     window_stride: int | None = None,
+    events: Events | None = None,
+    outside_label: str | None = OUTSIDE_LABEL,
 ) -> SeriesSource:
     """Series from a table, in wide or long form.
 
@@ -368,6 +384,18 @@ def series_from_frame(
     error: the series are unlabelled. With ``window``, each series is cut into windows (see
     :func:`cut_windows`); in long form a window's label is its rows' most common one, so a
     label may change along a series (a machine's state).
+
+    Time: without ``time_column``, a column named as :data:`~selfsup.data.sensor_logs.TIME_COLUMNS`
+    lists (``timestamp``, ``time``, ``date``...) or of datetime type is the time column, and a
+    table with one but without ``id_column`` is one machine's log (one series), not one series
+    per row. Text times are parsed; datetimes put rows on their regular step
+    (:func:`~selfsup.data.sensor_logs.time_grid`), so rows missing from a log are absent
+    steps (NaN) and windows name their start time (``pump-07@2025-03-01T00:00:00``).
+
+    ``events`` (from a ``--labels`` events table, :func:`~selfsup.data.sensor_logs.read_events`)
+    label windows instead of a label column: a window takes the label of the event covering
+    most of its steps, and windows that no event touches ``outside_label`` (None: they are
+    unlabelled items).
 
     Example:
         >>> long = pd.DataFrame({"id": [1, 1, 2], "t": [1, 0, 0], "v": [5.0, 4.0, 9.0]})
@@ -386,13 +414,29 @@ def series_from_frame(
             )
     if label_column is not None and require_label and frame[label_column].isna().all():
         raise ValueError(f"{name}: no row has a label in column {label_column!r}")
+    notes: list[str | None] = []
+    if time_column is None and value_columns is None:
+        time_column = find_time_column(list(frame.columns), frame)
+        if time_column is not None:
+            notes.append(f"rows ordered by {time_column!r}")
+    if time_column is not None:
+        frame = frame.copy(deep=False)
+        frame[time_column] = parse_times(frame[time_column], name)
+        if id_column is None:  # one machine's log: one series, not a series per row
+            id_column = ONE_UNIT
+            frame[id_column] = Path(name).stem
+    if events is not None and (id_column is None or window is None):
+        raise ValueError(
+            f"{events.path}: an events table labels windows of a log: give the log's time "
+            "column (--time-column) and --window N"
+        )
     reserved = {c for c in (id_column, time_column, label_column, *drop_columns) if c is not None}
     if value_columns is None:  # every other column holds values; text in one is an error
         value_columns = [c for c in frame.columns if c not in reserved]
     if not value_columns:
         raise ValueError(f"{name}: no numeric value column")
     hint = " (give --drop-columns COLUMN to leave a column out)"
-    warning = None if label_column else label_like_warning(value_columns)
+    notes.append(None if label_column else label_like_warning(value_columns))
     if id_column is None:
         values = numeric_cells(frame, value_columns, name, hint).astype(np.float32)
         labels = None if label_column is None else frame[label_column].to_numpy()
@@ -402,40 +446,64 @@ def series_from_frame(
             name=name,
             label_column=label_column or "label",
         )
-        source.warning = _joined(warning, source.warning)
+        source.warning = _joined(*notes, source.warning)
         return windowed(source, window, window_stride)
-    series, ids, labels, steps = [], [], [], []
-    for key, part in frame.groupby(id_column, sort=False):  # series in order of first row
+    series, ids, labels, steps, grids = [], [], [], [], []
+    gaps = LogGaps()
+    units = frame[id_column]
+    several = units.nunique() > 1
+    for key, part in frame.groupby(id_column, sort=False, observed=True):  # order of first row
+        grid = None
         if time_column is not None:
             part = part.sort_values(time_column, kind="stable")
+            times = part[time_column].to_numpy()
+            if np.issubdtype(times.dtype, np.datetime64):
+                grid = time_grid(times)
         cells = numeric_cells(part, value_columns, f"{name} (id {key})", hint)
-        series.append(cells.astype(np.float32).T)
+        cells = cells.astype(np.float32).T
+        row_labels = part[label_column].to_numpy() if label_column is not None else None
+        if grid is not None:
+            cells, row_labels = gaps.place(str(key), grid, cells, row_labels)
+        if events is not None:
+            times = grid.times() if grid is not None else part[time_column].to_numpy()
+            row_labels = event_steps(events, str(key), times, several_units=several)
+        series.append(cells)
         ids.append(str(key))
-        if label_column is not None and window is not None:
-            steps.append(part[label_column].to_numpy())
+        grids.append(grid)
+        if row_labels is not None and window is not None:
+            steps.append(row_labels)
         elif label_column is not None:
             distinct = part[label_column].dropna().unique()
             if len(distinct) > 1:
                 raise ValueError(
                     f"{name}: series {key!r} has {len(distinct)} distinct labels in "
                     f"{label_column!r}; a series needs exactly one, or give --window N to "
-                    "cut it into windows labelled by their steps' most common label"
+                    "cut it into windows labelled by their steps' most common one"
                 )
             labels.append(distinct[0] if len(distinct) else None)  # None: unlabelled
+    notes.append(gaps.note())
+    labelled = label_column is not None or events is not None
+    if events is not None:
+        unknown = events.unknown_units(ids)
+        if unknown:
+            shown = ", ".join(unknown[:3]) + (", ..." if len(unknown) > 3 else "")
+            notes.append(f"{events.path}: events of {len(unknown)} units not in the data ({shown})")
     if window is not None:
         series, ids, step_labels, skipped = cut_windows(
-            series, ids, window, window_stride, steps if label_column else None, name
+            series, ids, window, window_stride, steps if labelled else None, name, grids
         )
-        labels = [_most_common(w) for w in step_labels] if step_labels is not None else []
-        warning = "; ".join(w for w in (warning, skipped) if w) or None
+        fallback = outside_label if events is not None else None
+        if step_labels is not None:
+            labels = [_most_common(w, fallback) for w in step_labels]
+        notes.append(skipped)
     source = SeriesSource(
         series,
-        labels if label_column else None,
+        labels if labelled else None,
         name=name,
         ids=ids,
-        label_column=label_column or "label",
+        label_column=(events.column if events is not None else label_column) or "label",
     )
-    source.warning = _joined(warning, source.warning)
+    source.warning = _joined(*notes, source.warning)
     return source
 
 
@@ -446,11 +514,13 @@ def cut_windows(
     stride: int | None = None,
     step_labels: Sequence[np.ndarray] | None = None,
     name: str = "series",
+    grids: Sequence[TimeGrid | None] | None = None,
 ) -> tuple[list[np.ndarray], list[str], list[np.ndarray] | None, str | None]:
     """Cut series ``(channels, length)`` into windows of ``window`` steps, ``stride`` steps
     apart (default: ``window``, no overlap), the last one ending with the series so no step
     is left out; a series shorter than the window is one window. A window's id is
-    ``ID@START``. Windows without any value (an outage) are left out, and counted in a note.
+    ``ID@START``: its first step, or its first step's time where the series has a time grid
+    (``grids``). Windows without any value (an outage) are left out, and counted in a note.
 
     Returns:
         The windows, their ids, their steps' labels (when ``step_labels`` is given) and the
@@ -477,7 +547,8 @@ def cut_windows(
                 empty += 1
                 continue
             out.append(piece)
-            out_ids.append(f"{key}@{start}")
+            grid = grids[i] if grids is not None else None
+            out_ids.append(f"{key}@{grid.time(start) if grid is not None else start}")
             if out_labels is not None:
                 out_labels.append(step_labels[i][start : start + window])
     if not out:
@@ -488,9 +559,9 @@ def cut_windows(
     return out, out_ids, out_labels, note
 
 
-def _most_common(labels: np.ndarray) -> Any:
+def _most_common(labels: np.ndarray, fallback: Any = None) -> Any:
     """The most frequent label of a window's steps (missing ones aside; ties: the first);
-    None when no step has one.
+    ``fallback`` when no step has one.
 
     Example:
         >>> _most_common(np.array(["ok", "fault", "fault", None], dtype=object))
@@ -499,7 +570,7 @@ def _most_common(labels: np.ndarray) -> Any:
         True
     """
     counts = pd.Series(labels).dropna().value_counts(sort=True)
-    return counts.index[0] if len(counts) else None
+    return counts.index[0] if len(counts) else fallback
 
 
 def windowed(source: SeriesSource, window: int | None, stride: int | None = None) -> SeriesSource:
@@ -548,17 +619,57 @@ def _joined(*notes: str | None) -> str | None:
 
 
 def load_series_file(path: str | os.PathLike, **options: Any) -> SeriesSource:
-    """A series source from a ``.ts``, ``.npy``/``.npz``, CSV/TSV or Parquet file.
+    """A series source from a ``.ts``, ``.npy``/``.npz``, CSV/TSV or Parquet file, or a folder
+    of CSV/TSV/Parquet logs (:func:`~selfsup.data.sensor_logs.read_log_folder`: one series
+    per ``--id-column`` value, else per machine named by the file paths).
 
     Args:
-        path: the file.
-        **options: for tables, the column options of :func:`series_from_frame`; for every
-            file, ``window`` and ``window_stride`` (:func:`windowed`).
+        path: the file or folder.
+        **options: for tables, the column options of :func:`series_from_frame`; ``labels``,
+            an events table (:func:`~selfsup.data.sensor_logs.read_events`) labelling the
+            windows, and ``outside_label``; for every file, ``window`` and ``window_stride``
+            (:func:`windowed`).
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix in TABLE_SUFFIXES:
-        return series_from_frame(read_table(path), name=str(path), **options)
+    events_file = options.pop("labels", None)
+    outside = options.pop("outside_label", None)
+    if path.is_dir() or suffix in TABLE_SUFFIXES:
+        read_note = None
+        if path.is_dir():
+            frame, options["id_column"], options["time_column"], read_note = read_log_folder(
+                path, id_column=options.get("id_column"), time_column=options.get("time_column")
+            )
+        else:
+            frame = read_table(path)
+        events = None
+        if events_file is not None:
+            events = read_events(
+                events_file,
+                label_column=options.pop("label_column", None),
+                unit_column=options.get("id_column"),
+            )
+            options.pop("require_label", None)
+        source = series_from_frame(
+            frame,
+            name=str(path),
+            events=events,
+            outside_label=OUTSIDE_LABEL if outside is None else (outside or None),
+            **options,
+        )
+        if events is not None:
+            between = "unlabelled" if outside == "" else f"'{outside or OUTSIDE_LABEL}'"
+            source.labels_note = (
+                f"labels from the {events.count:,} events of {events.path} "
+                f"(windows without an event: {between})"
+            )
+        source.index_note = read_note
+        return source
+    if events_file is not None:
+        raise ValueError(
+            f"{events_file}: an events table labels windows of a log (a CSV/Parquet table or a "
+            f"folder of them, with a time column), not of {path}"
+        )
     if suffix == ".ts":
         source = load_ts(path)
     elif suffix in (".npy", ".npz"):

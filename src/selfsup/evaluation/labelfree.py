@@ -316,11 +316,13 @@ def embed_views(
             are used, and a single-view pipeline is called twice.
         items: how many items to use (all when the source is smaller).
         seed: seed of the item sample and of the augmentations.
-        batch_size: items per forward pass.
+        batch_size: items per forward pass (at most; lowered as ``embed`` lowers it where
+            items are large, such as a day of minute readings).
         precision: ``auto``, ``bf16`` or ``fp32`` for the forward passes.
     """
     spec = encoder.spec or {}
     chosen = measured_items(source, items, seed)
+    batch_size = get_modality(encoder.modality).embed_batch_size(source, batch_size)
     encoder.eval()
     parts: list[list[torch.Tensor]] = [[], [], []]
     indices: list[int] = []

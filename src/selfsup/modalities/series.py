@@ -22,7 +22,9 @@ import torch
 from selfsup.backbones import build_series_backbone
 from selfsup.config import PretrainConfig
 from selfsup.data.base import Source
+from selfsup.data.sensor_logs import is_log_folder
 from selfsup.data.series import SeriesSource, load_series_file, open_ucr, windowed
+from selfsup.data.table_files import TABLE_SUFFIXES
 from selfsup.encoder import Encoder
 from selfsup.modalities.base import Modality
 from selfsup.views.series import SeriesViews, series_recipe
@@ -51,6 +53,8 @@ class SeriesModality(Modality):
             "require_label",
             "window",
             "window_stride",
+            "labels",
+            "outside_label",
         }
     )
     stat_dims = 1
@@ -62,7 +66,18 @@ class SeriesModality(Modality):
     recipe = staticmethod(series_recipe)
 
     def claims(self, spec: str) -> bool:
-        return spec.startswith("ucr:") or Path(spec).suffix.lower() == ".ts"
+        """``ucr:NAME``, ``.ts`` files, and folders of tables with a time column (sensor
+        logs, :func:`~selfsup.data.sensor_logs.is_log_folder`); a single table is a table
+        unless a series option (``--time-column``, ``--window``) or ``--modality`` says so."""
+        return spec.startswith("ucr:") or Path(spec).suffix.lower() == ".ts" or is_log_folder(spec)
+
+    def claims_config(self, cfg: PretrainConfig) -> bool:
+        """Options only series read (``--time-column``, ``--window``...) make a table file
+        series (a machine's log), not rows; on other data they are refused, not obeyed."""
+        return Path(str(cfg.data)).suffix.lower() in TABLE_SUFFIXES and any(
+            getattr(cfg, name) is not None
+            for name in ("time_column", "window", "window_stride", "outside_label")
+        )
 
     def open(self, spec: str | os.PathLike | Any, options: dict[str, Any]) -> Source:
         """``ucr:NAME[:test]``, a ``.ts``/``.npy``/``.npz``/table file, or series in memory:
@@ -75,9 +90,9 @@ class SeriesModality(Modality):
         if isinstance(spec, str) and spec.startswith("ucr:"):
             return windowed(open_ucr(spec), window, stride)
         path = Path(spec).expanduser()
-        if path.is_file():
+        if path.is_file() or path.is_dir():
             return load_series_file(path, **options)
-        raise FileNotFoundError(f"{spec}: no such file, and not a ucr:NAME set")
+        raise FileNotFoundError(f"{spec}: no such file or folder, and not a ucr:NAME set")
 
     def official_test(self, spec: str) -> str | None:
         return f"{spec}:test" if spec.startswith("ucr:") and spec.count(":") == 1 else None

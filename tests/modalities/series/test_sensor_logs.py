@@ -1,0 +1,190 @@
+"""Sensor logs as an industrial team has them: a folder of a historian's CSV exports (one
+per machine and day), rows missing where it was down, and a maintenance log of events."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+import selfsup
+from selfsup.cli import app
+from selfsup.config import PretrainConfig
+from selfsup.data.sensor_logs import path_unit, read_events
+from selfsup.data.splits import item_labels
+from selfsup.modalities import open_source, resolve_config
+
+STEP = pd.Timedelta(minutes=10)
+DAY = 144  # steps of 10 minutes
+
+
+def pump_logs(root, pumps=("pump-a", "pump-b"), days=3, gap=True):
+    """``root/PUMP/2025-01-0D.csv``: 10-minute readings (time, temp, vib); pump-a's vibration
+    high on day 2 from 10:00 to 14:00; pump-b's rows 30..41 of day 2 missing (an outage)."""
+    rng = np.random.default_rng(0)
+    for p, pump in enumerate(pumps):
+        for d in range(days):
+            times = pd.date_range(f"2025-01-0{d + 1}", periods=DAY, freq=STEP)
+            frame = pd.DataFrame(
+                {
+                    "timestamp": times.strftime("%Y-%m-%d %H:%M:%S"),
+                    "temp": 60 + p + rng.normal(0, 0.5, DAY),
+                    "vib": 0.3 + rng.normal(0, 0.02, DAY),
+                }
+            )
+            if pump == "pump-a" and d == 1:
+                frame.loc[60:83, "vib"] += 2.0
+            if gap and pump == "pump-b" and d == 1:
+                frame = frame.drop(range(30, 42))
+            path = root / pump / f"2025-01-0{d + 1}.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            frame.to_csv(path, index=False)
+    return root
+
+
+def events_table(path, rows="pump-a,2025-01-02 10:00,2025-01-02 14:00,bearing failure\n"):
+    path.write_text("asset,start,end,event\n" + rows)
+    return path
+
+
+def test_unit_names_come_from_paths_without_their_dates():
+    assert path_unit("pump-07/2025-03.csv") == "pump-07"
+    assert path_unit("2025/03/31/pump-07.parquet") == "pump-07"
+    assert path_unit("site-a/pump-2001/2025-03-31T00-00.csv") == "site-a/pump-2001"
+    assert path_unit("pump_20250331.csv") == "pump"
+    assert path_unit("units/17.csv") == "units/17"  # no year: 17 is a unit, not a day
+    assert path_unit("2025-03-31.csv") == ""  # one machine's log split by day
+
+
+def test_a_folder_of_daily_exports_is_one_series_per_pump_on_its_time_grid(tmp_path):
+    root = pump_logs(tmp_path / "logs")
+    src = open_source(root, window=DAY)
+    assert src.modality == "series"  # a folder of tables with a time column: logs
+    assert src.channels == 2 and src.index_note == "2 units from the file paths, 6 files"
+    # Windows are days, named by their start time; pump-b's missing rows are absent steps,
+    # so its day 2 still starts at midnight and its day 3 is not shifted by 12 rows.
+    assert list(src.ids) == [f"{p}@2025-01-0{d}T00:00:00" for p in ("pump-a", "pump-b")
+                             for d in (1, 2, 3)]  # fmt: skip
+    day2 = src.values[4]
+    assert np.isnan(day2[:, 30:42]).all() and np.isfinite(day2[:, :30]).all()
+    assert "pump-b: 12 steps without a row (an outage) kept as absent, at 10 min" in src.warning
+    assert src.labels is None and src.partial_labels is None
+
+
+def test_a_maintenance_log_labels_the_windows_its_events_cover(tmp_path):
+    root = pump_logs(tmp_path / "logs")
+    events = events_table(
+        tmp_path / "maintenance.csv",
+        "pump-a,2025-01-02 10:00,2025-01-02 14:00,bearing failure\n"
+        "pump-b,2025-01-03 23:50,,inspection\n"  # an instant: the step it falls in
+        "pump-z,2025-01-01 00:00,2025-01-02 00:00,leak\n",  # a pump not in the data
+    )
+    src = open_source(root, labels=str(events), window=DAY // 2)  # half days
+    labels = item_labels(src)
+    assert labels[src.ids.index("pump-a@2025-01-01T12:00:00")] == "normal"
+    # Both half days the failure touches (10:00 to 14:00) take its label.
+    assert labels[src.ids.index("pump-a@2025-01-02T00:00:00")] == "bearing failure"
+    assert labels[src.ids.index("pump-a@2025-01-02T12:00:00")] == "bearing failure"
+    assert labels[src.ids.index("pump-b@2025-01-03T12:00:00")] == "inspection"
+    assert labels.count("normal") == len(src) - 3
+    assert src.classes == ["bearing failure", "inspection", "normal"]
+    assert "events of 1 units not in the data (pump-z)" in src.warning
+    assert "3 events of" in src.labels_note and "'normal'" in src.labels_note
+    # Windows between events left unlabelled: only the event windows are labelled.
+    bare = open_source(root, labels=str(events), window=DAY // 2, outside_label="")
+    assert bare.labels is None and bare.partial_labels.rows.size == 3
+    # A window takes the event that covers most of it.
+    long = events_table(
+        tmp_path / "long.csv", "pump-a,2025-01-01 11:00,2025-01-02 00:00,overload\n"
+    )
+    src = open_source(root, labels=str(long), window=DAY)
+    assert item_labels(src)[:2] == ["overload", "normal"]
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ("asset,from,end,event\np,x,2025-01-02,a\n", "row 1: the time 'x' is not a date or time"),
+        ("asset,start,end,event\np,2025-01-02,2025-01-01,a\n", "row 1: the event ends before"),
+        ("asset,start,event\np,2025-01-02,a\n", "no end column"),
+        ("asset,start,end,event\np,2025-01-02,2025-01-03,\n", "row 1: the event has no label"),
+        ("asset,start,end,event,who\np,2025-01-02,2025-01-03,a,ann\n", "no label column 'label'"),
+    ],
+)
+def test_a_broken_events_table_is_named_with_its_row(tmp_path, table, message):
+    path = tmp_path / "events.csv"
+    path.write_text(table)
+    with pytest.raises(ValueError, match=message) as caught:
+        read_events(path)
+    assert str(path) in str(caught.value)
+
+
+def test_broken_logs_are_named_with_their_file_and_row(tmp_path):
+    root = pump_logs(tmp_path / "logs", pumps=("pump-a",), days=2)
+    events = events_table(tmp_path / "events.csv")
+    with pytest.raises(ValueError, match="an events table labels windows of a log"):
+        open_source(root, labels=str(events))  # no --window
+    both = events_table(tmp_path / "any.csv", "").read_text().replace("asset,", "")
+    (tmp_path / "any.csv").write_text(both + "2025-01-01,2025-01-02,x\n")
+    two = pump_logs(tmp_path / "two")
+    with pytest.raises(ValueError, match=r"names no unit .* while the data holds several"):
+        open_source(two, labels=str(tmp_path / "any.csv"), window=DAY)
+    bad = root / "pump-a" / "2025-01-02.csv"
+    text = bad.read_text().splitlines()
+    text[5] = "not a time" + text[5][19:]
+    bad.write_text("\n".join(text) + "\n")
+    with pytest.raises(ValueError, match=r"2025-01-02.csv: row 5: the time 'not a time' is not"):
+        open_source(root, window=DAY)
+    other = root / "pump-a" / "2025-01-03.csv"
+    other.write_text("timestamp,temp\n2025-01-03 00:00:00,1\n")
+    bad.unlink()
+    with pytest.raises(ValueError, match=r"2025-01-03.csv: its columns differ .*: lacks vib"):
+        open_source(root, window=DAY)
+
+
+def test_one_machines_log_file_with_a_time_column_is_one_series(tmp_path):
+    root = pump_logs(tmp_path / "logs", pumps=("pump-a",), days=2, gap=False)
+    frame = pd.concat(pd.read_csv(f) for f in sorted(root.glob("*/*.csv")))
+    path = tmp_path / "pump-a.csv"
+    frame.sample(frac=1.0, random_state=0).to_csv(path, index=False)  # rows in any order
+    # --window, a series option, makes a CSV series (else a table of rows).
+    cfg = resolve_config(PretrainConfig(data=str(path), window=DAY))
+    assert cfg.modality == "series"
+    src = open_source(path, "series", window=DAY)
+    assert list(src.ids) == ["pump-a@2025-01-01T00:00:00", "pump-a@2025-01-02T00:00:00"]
+    assert "rows ordered by 'timestamp'" in src.warning
+    np.testing.assert_allclose(src.values[1, 1, 60:84].mean(), 2.3, atol=0.05)  # in order
+
+
+def test_pretrain_and_evaluate_pumps_by_their_maintenance_log_from_the_cli(tmp_path):
+    pumps = [f"pump-{c}" for c in "abcde"]
+    root = pump_logs(tmp_path / "logs", pumps=pumps, days=2)
+    events = events_table(
+        tmp_path / "maintenance.csv",
+        "".join(
+            f"{p},2025-01-0{d} {h:02d}:00,2025-01-0{d} {h + 2:02d}:00,failure\n"
+            for p in pumps
+            for d, h in ((1, 4), (2, 16))
+        ),
+    )
+    out = tmp_path / "run"
+    runner = CliRunner()
+    result = runner.invoke(
+        app,
+        ["pretrain", str(root), "--labels", str(events), "--window", "12", "--steps", "3",
+         "--backbone-options", "hidden=8,out_dim=16,depth=2", "--out", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "5 units from the file paths, 10 files" in result.output
+    run = selfsup.load(out)
+    assert run.config["labels"] == str(events.resolve())  # read again from anywhere
+    src = run.open(str(root))
+    assert src.classes == ["failure", "normal"] and len(src) == 5 * 2 * DAY // 12
+    result = runner.invoke(
+        app, ["evaluate", str(out), str(root), "--split-by", "folder", "--protocol", "knn"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "of class 'normal': predicting it alone scores" in result.output
+    (saved,) = (json.loads(f.read_text()) for f in out.glob("evaluation-*.json"))
+    assert saved["test_items"] == 2 * DAY // 12  # one pump held out, all its windows
