@@ -158,14 +158,16 @@ class PretrainConfig(BaseModel):
             rows with datetimes are placed on their regular step, missing rows as absent
             steps. A table or folder of logs with one but no ``--id-column`` is one machine.
         window: series: cut every series into windows of this many steps, the items every
-            command reads (ids ``ID@START``; in a long-form table a window's label is its
-            rows' most common one), e.g. a day of a year-long sensor log.
+            command reads (ids ``ID@START``, START the first step's time where rows have
+            datetimes; in a long-form table a window's label is its rows' most common one),
+            e.g. a day of a year-long sensor log.
         window_stride: series: steps between two windows' starts (default: the window, no
             overlap); the last window ends with its series.
         label_column: tables and series tables: the column of class labels (not a feature);
             a ``--labels`` table: its label column (default ``label``).
-        labels: image and audio folders: a CSV, TSV, Parquet or JSONL table labelling the
-            files, one row per file: a column of file names (relative to the folder;
+        labels: image and audio folders (sensor logs: below): a CSV, TSV, Parquet or JSONL
+            table labelling the files, one row per file: a column of file names (relative
+            to the folder;
             ``file_name`` as in Hugging Face's metadata.csv, ``file``, ``path``, or
             ``--id-column``) and ``--label-column``; files it does not label are unlabelled
             items. A ``metadata.csv`` at the folder's top is read without it. Sensor logs

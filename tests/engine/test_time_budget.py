@@ -48,6 +48,24 @@ def test_a_budget_with_a_sliver_of_an_epoch_left_ends_now_instead_of_opening_one
     assert _fit_to_budget(cfg, slow, steps_per_epoch=100, fabric=fabric) == 100
 
 
+def test_the_monitors_last_measurement_is_paid_from_the_budget_before_it_is_made() -> None:
+    """A year of minute logs: TS2Vec trains 8 windows of a day in 1.4 s a step, and the
+    monitor's 438 held-out days then took 40 s past a 3-minute budget (3:41 in all)."""
+    cfg = PretrainConfig(data="-", time_budget=3.0, batch_size=8)
+    fabric = lightning.Fabric(accelerator="cpu", devices=1)
+    state = TrainState(step=10, epoch=0, train_seconds=14.0, batch_in_epoch=10)
+    unplanned = _fit_to_budget(cfg, state, 490, fabric)
+    assert unplanned == 10 + 118  # 166 s left at 1.4 s a step
+    # Not measured yet: 438 items at half a step's seconds per item (0.0875 s) = 38 s.
+    planned = _fit_to_budget(cfg, state, 490, fabric, measure_items=438)
+    assert planned == 10 + 91
+    # Once measured (30 s), that cost is known and the last measurement is planned at it:
+    # 180 - 14 - 30 (made) - 30 (to come) = 106 s left, 75 steps.
+    measured = TrainState(step=10, epoch=2, train_seconds=14.0, monitor_seconds=30.0,
+                          measures=1, batch_in_epoch=0)  # fmt: skip
+    assert _fit_to_budget(cfg, measured, 5, fabric, measure_items=438) == 10 + 75
+
+
 def test_slow_first_steps_such_as_compilation_do_not_set_the_pace() -> None:
     cfg = PretrainConfig(data="-", time_budget=1.0)  # 60 seconds
     fabric = lightning.Fabric(accelerator="cpu", devices=1)

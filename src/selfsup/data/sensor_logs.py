@@ -34,9 +34,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from selfsup.data.base import EmptySourceError
-from selfsup.data.folders import find_files, first_media
-from selfsup.data.table_files import TABLE_SUFFIXES, read_table
+from selfsup.data.folders import first_media
+from selfsup.data.table_files import TABLE_SUFFIXES, read_table, read_table_folder
 
 #: Column names taken as a log's time column when ``--time-column`` is not given.
 TIME_COLUMNS = ("timestamp", "time", "datetime", "date_time", "date", "time_stamp", "ts")
@@ -203,33 +202,23 @@ def read_log_folder(
         (['pump-1', 'pump-1'], 'time', 'one unit from the file paths, 2 files')
     """
     root = Path(root)
-    files = find_files(root, TABLE_SUFFIXES)
-    if not files:
-        raise EmptySourceError(f"{root}: no table files ({', '.join(TABLE_SUFFIXES)})")
-    frames, columns = [], None
     unit = id_column or PATH_UNIT
-    for rel in files:
-        frame = read_table(root / rel)
-        if columns is None:
-            columns = list(frame.columns)
-            if id_column is None and PATH_UNIT in columns:
-                unit = "_" + PATH_UNIT
-            time_column = time_column or find_time_column(columns, frame)
-        elif set(frame.columns) != set(columns):
-            extra = sorted(map(str, set(frame.columns) - set(columns)))
-            missing = sorted(map(str, set(columns) - set(frame.columns)))
-            said = "; ".join(
-                f"{what} {', '.join(names)}"
-                for what, names in (("has", extra), ("lacks", missing))
-                if names
+    found: dict[str, str | None] = {}
+
+    def prepare(frame: pd.DataFrame, rel: str) -> pd.DataFrame:
+        if "time" not in found:  # the first file: its time column, and a free unit name
+            found["time"] = time_column or find_time_column(list(frame.columns), frame)
+            found["unit"] = "_" + PATH_UNIT if PATH_UNIT in frame.columns else unit
+        if found["time"] is not None and found["time"] in frame.columns:
+            frame = frame.assign(
+                **{found["time"]: parse_times(frame[found["time"]], str(root / rel))}
             )
-            raise ValueError(f"{root / rel}: its columns differ from {root / files[0]}'s: {said}")
-        if time_column is not None and time_column in frame.columns:
-            frame[time_column] = parse_times(frame[time_column], str(root / rel))
         if id_column is None:
-            frame[unit] = path_unit(rel) or root.resolve().name
-        frames.append(frame[[*columns, *([unit] if id_column is None else [])]])
-    table = pd.concat(frames, ignore_index=True)
+            frame = frame.assign(**{found["unit"]: path_unit(rel) or root.resolve().name})
+        return frame
+
+    table, files = read_table_folder(root, prepare)
+    unit = found["unit"] or unit
     if id_column is None:
         table[unit] = table[unit].astype("category")
         count = table[unit].nunique()
@@ -237,7 +226,7 @@ def read_log_folder(
         note = f"{units} from the file paths, {len(files):,} files"
     else:
         note = f"{len(files):,} files"
-    return table, unit, time_column, note
+    return table, unit, found["time"], note
 
 
 @dataclass

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import codecs
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,8 @@ import pandas as pd
 
 from selfsup.core.errors import one_line
 from selfsup.core.text_files import SNIFF_BYTES, check_text, not_utf8
+from selfsup.data.base import EmptySourceError
+from selfsup.data.folders import find_files
 
 #: The suffixes read as tables.
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq")
@@ -201,3 +203,56 @@ def numeric_cells(
             )
         out[:, j] = values
     return out
+
+
+def read_table_folder(
+    root: str | os.PathLike,
+    prepare: Callable[[pd.DataFrame, str], pd.DataFrame] | None = None,
+) -> tuple[pd.DataFrame, list[str]]:
+    """Every CSV/TSV/Parquet file under ``root`` (sorted; hidden ones left out) as one table,
+    as a month's exports of transactions or a historian's logs come.
+
+    Each file must have the first file's columns, in any order (they take the first's).
+    ``prepare(table, relative_path)`` changes each file's table before it joins the others
+    (its time column parsed, its machine added, its rows given ids as its index), so an
+    error there can name the file.
+
+    Returns:
+        The table and the files, as ``/``-separated paths relative to ``root``.
+
+    Raises:
+        EmptySourceError: no table file under ``root``.
+        ValueError: a file that cannot be read, or whose columns differ from the first's.
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> _ = (root / "2025-01.csv").write_text("amount,shop\\n5,a\\n")
+        >>> _ = (root / "2025-02.csv").write_text("shop,amount\\nb,7\\n")
+        >>> table, files = read_table_folder(root)
+        >>> table.values.tolist(), files
+        ([[5, 'a'], [7, 'b']], ['2025-01.csv', '2025-02.csv'])
+    """
+    root = Path(root)
+    files = find_files(root, TABLE_SUFFIXES)
+    if not files:
+        raise EmptySourceError(f"{root}: no table files ({', '.join(TABLE_SUFFIXES)})")
+    frames: list[pd.DataFrame] = []
+    columns: list[Any] = []
+    for rel in files:
+        frame = read_table(root / rel)
+        if not frames:
+            columns = list(frame.columns)
+        elif set(frame.columns) != set(columns):
+            extra = sorted(map(str, set(frame.columns) - set(columns)))
+            missing = sorted(map(str, set(columns) - set(frame.columns)))
+            said = "; ".join(
+                f"{what} {', '.join(names)}"
+                for what, names in (("has", extra), ("lacks", missing))
+                if names
+            )
+            raise ValueError(f"{root / rel}: its columns differ from {root / files[0]}'s: {said}")
+        frame = frame[columns]
+        frames.append(prepare(frame, rel) if prepare is not None else frame)
+    named = all(not isinstance(f.index, pd.RangeIndex) for f in frames)  # rows given ids
+    return pd.concat(frames, ignore_index=not named), files

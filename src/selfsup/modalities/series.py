@@ -26,7 +26,7 @@ from selfsup.data.sensor_logs import is_log_folder
 from selfsup.data.series import SeriesSource, load_series_file, open_ucr, windowed
 from selfsup.data.table_files import TABLE_SUFFIXES
 from selfsup.encoder import Encoder
-from selfsup.modalities.base import Modality
+from selfsup.modalities.base import Modality, folder_media
 from selfsup.views.series import SeriesViews, series_recipe
 
 #: ``embed`` holds a batch's per-step features (B x T x D): at most this many time steps a batch.
@@ -69,7 +69,10 @@ class SeriesModality(Modality):
         """``ucr:NAME``, ``.ts`` files, and folders of tables with a time column (sensor
         logs, :func:`~selfsup.data.sensor_logs.is_log_folder`); a single table is a table
         unless a series option (``--time-column``, ``--window``) or ``--modality`` says so."""
-        return spec.startswith("ucr:") or Path(spec).suffix.lower() == ".ts" or is_log_folder(spec)
+        if spec.startswith("ucr:") or Path(spec).suffix.lower() == ".ts":
+            return True
+        # A photo folder with an annotation export holding dates is photos, not logs.
+        return folder_media(spec) is None and is_log_folder(spec)
 
     def claims_config(self, cfg: PretrainConfig) -> bool:
         """Options only series read (``--time-column``, ``--window``...) make a table file

@@ -24,7 +24,8 @@ import torch
 from selfsup.backbones import TabularMLP
 from selfsup.config import PretrainConfig
 from selfsup.data.base import Source
-from selfsup.data.table_files import TABLE_SUFFIXES
+from selfsup.data.folders import first_media
+from selfsup.data.table_files import TABLE_SUFFIXES, read_table_folder
 from selfsup.data.tabular import (
     TablePreprocessor,
     is_tabular_spec,
@@ -33,7 +34,7 @@ from selfsup.data.tabular import (
     tabular_names,
 )
 from selfsup.encoder import Encoder
-from selfsup.modalities.base import Modality
+from selfsup.modalities.base import Modality, folder_media
 from selfsup.views.tabular import TabularViews, tabular_recipe
 
 
@@ -61,7 +62,11 @@ class TabularModality(Modality):
     recipe = staticmethod(tabular_recipe)
 
     def claims(self, spec: str) -> bool:
-        return is_tabular_spec(spec) or Path(spec).suffix.lower() in TABLE_SUFFIXES
+        """Named tables, table files, and folders of table files alone (a month's exports
+        each; a photo folder with its labels table is photos)."""
+        if is_tabular_spec(spec) or Path(spec).suffix.lower() in TABLE_SUFFIXES:
+            return True
+        return folder_media(spec) is None and first_media(spec, {"t": TABLE_SUFFIXES}) is not None
 
     def open(self, spec: str | os.PathLike | Any, options: dict[str, Any]) -> Source:
         """A named table, a CSV/TSV/Parquet file, a DataFrame or a 2-d array of rows (its
@@ -75,6 +80,11 @@ class TabularModality(Modality):
         path = Path(spec).expanduser()
         if path.is_file():
             return load_table_file(path, **options)
+        if path.is_dir():  # the files' rows in order, each named FILE:ROW without --id-column
+            frame, files = read_table_folder(path, None if options.get("id_column") else _row_ids)
+            source = load_table_file(frame, **{"name": str(path), **options})
+            source.index_note = f"{len(files):,} files"
+            return source
         raise FileNotFoundError(
             f"{spec}: no such file, and not a named table (known: {', '.join(tabular_names())})"
         )
@@ -169,3 +179,14 @@ def build_tabular_encoder(
 
 
 TABULAR = TabularModality()
+
+
+def _row_ids(frame: pd.DataFrame, rel: str) -> pd.DataFrame:
+    """A folder's file's rows, indexed ``FILE:ROW`` (rows counted from 0 after the header),
+    the ids every output gives them.
+
+    Example:
+        >>> _row_ids(pd.DataFrame({"a": [1, 2]}), "2025-01.csv").index.tolist()
+        ['2025-01.csv:0', '2025-01.csv:1']
+    """
+    return frame.set_axis([f"{rel}:{i}" for i in range(len(frame))], axis=0)

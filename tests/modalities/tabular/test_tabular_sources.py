@@ -6,7 +6,7 @@ import pytest
 from tests.modalities.tabular.conftest import make_table
 
 from selfsup.data import EmptySourceError, TablePreprocessor, TabularSource
-from selfsup.modalities import open_source
+from selfsup.modalities import infer_modality, open_source
 
 
 def test_dataframe_with_nans_and_a_categorical_column():
@@ -141,3 +141,30 @@ def test_categories_by_frequency_and_a_bounded_raw_baseline():
     big = shop == "big"
     assert (raw[big, 2] == 1).all() and (raw[~big, 2] == 0).all()
     np.testing.assert_array_equal(raw[:, 1:].sum(axis=1), 1.0)  # one column each, rare ones shared
+
+
+def test_a_folder_of_monthly_exports_is_one_table_its_rows_named_by_file(tmp_path):
+    """A fraud team's transactions, one CSV or Parquet export a month: one table of their
+    rows; a photo folder with its labels table stays photos."""
+    from PIL import Image
+
+    root = tmp_path / "tx"
+    root.mkdir()
+    pd.DataFrame({"amount": [5.0, 7.5], "shop": ["a", "b"], "fraud": [0, 1]}).to_csv(
+        root / "2025-01.csv", index=False
+    )
+    pd.DataFrame({"shop": ["c"], "fraud": [0], "amount": [9.0]}).to_parquet(
+        root / "2025-02.parquet"
+    )
+    assert infer_modality(str(root)) == "tabular"
+    src = open_source(root, label_column="fraud")
+    assert list(src.ids) == ["2025-01.csv:0", "2025-01.csv:1", "2025-02.parquet:0"]
+    assert src.labels.tolist() == [0, 1, 0] and src.index_note == "2 files"
+    (root / "2025-03.csv").write_text("amount,shop\n1,a\n")
+    with pytest.raises(ValueError, match=r"2025-03\.csv: its columns differ .*: lacks fraud"):
+        open_source(root, label_column="fraud")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "labels.csv").write_text("file_name,label,date\na.png,cat,2025-01-01\n")
+    Image.new("RGB", (8, 8)).save(photos / "a.png")
+    assert infer_modality(str(photos)) == "image"
