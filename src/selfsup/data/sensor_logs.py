@@ -188,8 +188,8 @@ def read_log_folder(
         saying how many files and units it read.
 
     Raises:
-        EmptySourceError: no table file under ``root``.
-        ValueError: a file that cannot be read, or whose columns differ from the first's.
+        EmptySourceError, ValueError: as :func:`~selfsup.data.table_files.read_table_folder`
+            does, and a time that is none (:func:`parse_times`).
 
     Example:
         >>> import tempfile
