@@ -157,12 +157,13 @@ class PretrainConfig(BaseModel):
             (default: one named ``timestamp``, ``time``, ``date``... or of datetime type);
             rows with datetimes are placed on their regular step, missing rows as absent
             steps. A table or folder of logs with one but no ``--id-column`` is one machine.
-        window: series: cut every series into windows of this many steps, the items every
+        window: series: cut every series into windows of this many steps (or of a duration,
+            ``1d``, ``6h``, ``30min``, where rows have datetimes), the items every
             command reads (ids ``ID@START``, START the first step's time where rows have
             datetimes; in a long-form table a window's label is its rows' most common one),
             e.g. a day of a year-long sensor log.
-        window_stride: series: steps between two windows' starts (default: the window, no
-            overlap); the last window ends with its series.
+        window_stride: series: steps (or a duration) between two windows' starts (default:
+            the window, no overlap); the last window ends with its series.
         label_column: tables and series tables: the column of class labels (not a feature);
             a ``--labels`` table: its label column (default ``label``).
         labels: image and audio folders (sensor logs: below): a CSV, TSV, Parquet or JSONL
@@ -258,8 +259,8 @@ class PretrainConfig(BaseModel):
     keep_checkpoints: bool = False
     id_column: str | None = None
     time_column: str | None = None
-    window: int | None = Field(default=None, ge=2)
-    window_stride: int | None = Field(default=None, ge=1)
+    window: int | str | None = None
+    window_stride: int | str | None = None
     label_column: str | None = None
     labels: str | None = None
     outside_label: str | None = None
@@ -285,6 +286,30 @@ class PretrainConfig(BaseModel):
         if v is not None and v < 1:
             raise ValueError("must be at least 1")
         return v
+
+    @field_validator("window", "window_stride", mode="before")
+    @classmethod
+    def _steps_or_duration(cls, v: Any, info: Any) -> int | str | None:
+        """Steps (``1440``) or a duration of a log with datetimes (``1d``, ``6h``, ``30min``)."""
+        if v is None:
+            return None
+        least = 2 if info.field_name == "window" else 1
+        if isinstance(v, str) and v.strip().isdigit():
+            v = int(v)
+        if isinstance(v, int) and not isinstance(v, bool):
+            if v < least:
+                raise ValueError(f"must be at least {least} steps")
+            return v
+        if isinstance(v, str):
+            import pandas as pd
+
+            try:
+                span = pd.Timedelta(v.strip())
+            except ValueError:
+                span = None
+            if span is not None and span > pd.Timedelta(0):
+                return v.strip()
+        raise ValueError(f"{v!r} is neither steps (1440) nor a duration (1d, 6h, 30min)")
 
     @field_validator("monitor_items")
     @classmethod

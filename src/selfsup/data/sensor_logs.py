@@ -254,6 +254,43 @@ class TimeGrid:
         return self.start + np.arange(self.length) * self.step
 
 
+def steps_of(
+    span: int | str | None, grids: Sequence[TimeGrid | None], name: str, what: str = "--window"
+) -> int | None:
+    """A window (or stride) as steps: steps as they are; a duration (``1d``, ``6h``,
+    ``30min``) divided by the series' common time step (:func:`time_grid`).
+
+    Raises:
+        ValueError: a duration where some series have no datetimes, series of different
+            steps, or a duration that is not a whole number of steps (the window: at least 2).
+
+    Example:
+        >>> t = pd.date_range("2025-01-01", periods=3, freq="min").to_numpy()
+        >>> steps_of("1d", [time_grid(t)], "logs"), steps_of(60, [], "logs")
+        (1440, 60)
+    """
+    if span is None or isinstance(span, int):
+        return span
+    steps = {g.step for g in grids if g is not None}
+    if not grids or len(steps) == 0 or any(g is None for g in grids):
+        raise ValueError(
+            f"{name}: {what} {span} is a duration, but the series have no datetimes (a time "
+            "column of dates and times); give it in steps"
+        )
+    if len(steps) > 1:
+        said = ", ".join(sorted(_span(s) for s in steps))
+        raise ValueError(f"{name}: {what} {span}: the series have time steps of {said}; give steps")
+    step = steps.pop()
+    count = pd.Timedelta(span) / pd.Timedelta(step)
+    least = 2 if what == "--window" else 1
+    if count != int(count) or count < least:
+        raise ValueError(
+            f"{name}: {what} {span} is not a whole number of steps of {_span(step)}"
+            + (f" (at least {least})" if count < least else "")
+        )
+    return int(count)
+
+
 class LogGaps:
     """Rows placed on their time grids, and what that found, for one note: steps no row
     fills (a logger or historian outage), rows that share a time with another (the later

@@ -35,6 +35,7 @@ from selfsup.data.sensor_logs import (
     parse_times,
     read_events,
     read_log_folder,
+    steps_of,
     time_grid,
 )
 from selfsup.data.splits import item_labels
@@ -364,8 +365,8 @@ def series_from_frame(
     label_column: str | None = None,
     drop_columns: Sequence[str] = (),
     require_label: bool = True,
-    window: int | None = None,
-    window_stride: int | None = None,
+    window: int | str | None = None,
+    window_stride: int | str | None = None,
     events: Events | None = None,
     outside_label: str | None = OUTSIDE_LABEL,
 ) -> SeriesSource:
@@ -390,7 +391,9 @@ def series_from_frame(
     table with one but without ``id_column`` is one machine's log (one series), not one series
     per row. Text times are parsed; datetimes put rows on their regular step
     (:func:`~selfsup.data.sensor_logs.time_grid`), so rows missing from a log are absent
-    steps (NaN) and windows name their start time (``pump-07@2025-03-01T00:00:00``).
+    steps (NaN) and windows name their start time (``pump-07@2025-03-01T00:00:00``);
+    ``window`` and ``window_stride`` may then be durations (``1d``, ``6h``: see
+    :func:`~selfsup.data.sensor_logs.steps_of`).
 
     ``events`` (from a ``--labels`` events table, :func:`~selfsup.data.sensor_logs.read_events`)
     label windows instead of a label column: a window takes the label of the event covering
@@ -488,6 +491,8 @@ def series_from_frame(
         if unknown:
             shown = ", ".join(unknown[:3]) + (", ..." if len(unknown) > 3 else "")
             notes.append(f"{events.path}: events of {len(unknown)} units not in the data ({shown})")
+    window = steps_of(window, grids, name)
+    window_stride = steps_of(window_stride, grids, name, "--window-stride")
     if window is not None:
         series, ids, step_labels, skipped = cut_windows(
             series, ids, window, window_stride, steps if labelled else None, name, grids
@@ -573,7 +578,9 @@ def _most_common(labels: np.ndarray, fallback: Any = None) -> Any:
     return counts.index[0] if len(counts) else fallback
 
 
-def windowed(source: SeriesSource, window: int | None, stride: int | None = None) -> SeriesSource:
+def windowed(
+    source: SeriesSource, window: int | str | None, stride: int | str | None = None
+) -> SeriesSource:
     """``source`` with every series cut into windows (:func:`cut_windows`), each window
     labelled as its series; ``source`` itself when ``window`` is None.
 
@@ -584,6 +591,8 @@ def windowed(source: SeriesSource, window: int | None, stride: int | None = None
     """
     if window is None:
         return source
+    window = steps_of(window, [], source.name)  # a duration needs datetimes: refused
+    stride = steps_of(stride, [], source.name, "--window-stride")
     series = [source.values[i][:, : source.lengths[i]] for i in range(len(source))]
     names = item_labels(source)  # a series' class name, None where it has none
     steps = None

@@ -12,6 +12,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -42,19 +43,38 @@ def save_png(fig: Any, path: str | os.PathLike, dpi: int = 100) -> Path:
 CAPTION_CHARS = 18
 
 
+#: The start of a log's window in its id: ``2025-03-04T06:00:00``.
+_ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
+
+
 def short_id(item_id: str, width: int = CAPTION_CHARS) -> str:
     """An item id cut to ``width`` characters for a caption, keeping what tells items
     apart: a path's first folder (a patient, a day) and its file name, else its file name,
     else its end.
+
+    A window of a log (``pump-07@2025-03-04T06:00:00``) keeps its machine and its start,
+    without a midnight's or a whole minute's zeros.
 
     Example:
         >>> short_id("P000/CT_CHEST/IM0000.dcm"), short_id("2024-05-01/IMG_00012.JPG")
         ('P000/…/IM0000.dcm', '…/IMG_00012.JPG')
         >>> short_id("a/b.png"), short_id("0123456789" * 3)
         ('a/b.png', '…34567890123456789')
+        >>> short_id("pump-07@2025-03-04T00:00:00"), short_id("pump-07@2025-03-04T06:30:00")
+        ('pump-07@2025-03-04', '…mp-07@03-04 06:30')
     """
     if len(item_id) <= width:
         return item_id
+    unit, at, start = item_id.rpartition("@")
+    if at and _ISO_TIME.match(start):
+        day, _, clock = start.partition("T")
+        clock = clock.removesuffix(":00")
+        whole = clock == "00:00"  # a day's window: its date says it
+        shorter = f"{unit}@{day[5:]}" if whole else f"{unit}@{day[5:]} {clock}"
+        for candidate in (f"{unit}@{day}" if whole else f"{unit}@{day} {clock}", shorter):
+            if len(candidate) <= width:
+                return candidate
+        return "…" + shorter[-(width - 1) :]
     parts = item_id.split("/")
     if len(parts) > 1:
         for candidate in (f"{parts[0]}/…/{parts[-1]}", f"…/{parts[-1]}"):

@@ -188,3 +188,21 @@ def test_pretrain_and_evaluate_pumps_by_their_maintenance_log_from_the_cli(tmp_p
     assert "of class 'normal': predicting it alone scores" in result.output
     (saved,) = (json.loads(f.read_text()) for f in out.glob("evaluation-*.json"))
     assert saved["test_items"] == 2 * DAY // 12  # one pump held out, all its windows
+
+
+def test_windows_and_strides_given_as_durations(tmp_path):
+    root = pump_logs(tmp_path / "logs", pumps=("pump-a",), days=2, gap=False)
+    by_steps = open_source(root, window=DAY, window_stride=DAY // 4)
+    by_time = open_source(root, window="1d", window_stride="6h")
+    assert (
+        list(by_time.ids) == list(by_steps.ids) and by_time.ids[1] == "pump-a@2025-01-01T06:00:00"
+    )
+    np.testing.assert_array_equal(by_time.values, by_steps.values)
+    cfg = PretrainConfig(data=str(root), window="1440", window_stride="30min")
+    assert (cfg.window, cfg.window_stride) == (1440, "30min")  # digits from the CLI are steps
+    with pytest.raises(ValueError, match=r"neither steps .* nor a duration"):
+        PretrainConfig(data=str(root), window="a day")
+    with pytest.raises(ValueError, match="--window 25min is not a whole number of steps of 10 min"):
+        open_source(root, window="25min")
+    with pytest.raises(ValueError, match="--window 1d is a duration, but the series have no date"):
+        open_source(np.zeros((2, 50)), "series", window="1d")
