@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from selfsup.data.folders import first_media
-from selfsup.data.table_files import TABLE_SUFFIXES, read_table, read_table_folder
+from selfsup.data.table_files import TABLE_SUFFIXES, files_note, read_table, read_table_folder
 
 #: Column names taken as a log's time column when ``--time-column`` is not given.
 TIME_COLUMNS = ("timestamp", "time", "datetime", "date_time", "date", "time_stamp", "ts")
@@ -217,15 +217,14 @@ def read_log_folder(
             frame = frame.assign(**{found["unit"]: path_unit(rel) or root.resolve().name})
         return frame
 
-    table, files = read_table_folder(root, prepare)
+    table, files, empty = read_table_folder(root, prepare)
     unit = found["unit"] or unit
+    note = files_note(files, empty)
     if id_column is None:
         table[unit] = table[unit].astype("category")
         count = table[unit].nunique()
         units = "one unit" if count == 1 else f"{count:,} units"
-        note = f"{units} from the file paths, {len(files):,} files"
-    else:
-        note = f"{len(files):,} files"
+        note = f"{units} from the file paths, {note}"
     return table, unit, found["time"], note
 
 

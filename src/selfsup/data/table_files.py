@@ -104,7 +104,11 @@ def _check_utf8(path: Path) -> None:
 
 
 def read_table(
-    path: str | os.PathLike, *, as_text: bool = False, rows: int | None = None
+    path: str | os.PathLike,
+    *,
+    as_text: bool = False,
+    rows: int | None = None,
+    empty_ok: bool = False,
 ) -> pd.DataFrame:
     """Read a CSV, TSV or Parquet file into a DataFrame, naming the file on any failure.
 
@@ -112,6 +116,8 @@ def read_table(
         path: a ``.csv``, ``.tsv`` (tab-separated) or ``.parquet``/``.pq`` file.
         as_text: every cell as text (missing cells stay missing), as ids and labels are read.
         rows: read only the header and this many rows (``0``: the column names alone).
+        empty_ok: a table of column names alone is returned, not refused (a month's export
+            of a machine that did not run, among others).
 
     Returns:
         The table.
@@ -152,7 +158,7 @@ def read_table(
         raise
     except Exception as err:  # pandas and pyarrow raise many kinds; the user needs the file
         raise ValueError(f"{path}: cannot read the table ({one_line(err)})") from None
-    if rows is None and frame.empty and len(frame.columns):
+    if rows is None and frame.empty and len(frame.columns) and not empty_ok:
         raise ValueError(f"{path}: the table has no row, only the column names")
     return frame
 
@@ -208,17 +214,19 @@ def numeric_cells(
 def read_table_folder(
     root: str | os.PathLike,
     prepare: Callable[[pd.DataFrame, str], pd.DataFrame] | None = None,
-) -> tuple[pd.DataFrame, list[str]]:
+) -> tuple[pd.DataFrame, list[str], list[str]]:
     """Every CSV/TSV/Parquet file under ``root`` (sorted; hidden ones left out) as one table,
     as a month's exports of transactions or a historian's logs come.
 
     Each file must have the first file's columns, in any order (they take the first's).
+    Files of column names alone (a month a machine did not run) add no row and are counted.
     ``prepare(table, relative_path)`` changes each file's table before it joins the others
     (its time column parsed, its machine added, its rows given ids as its index), so an
     error there can name the file.
 
     Returns:
-        The table and the files, as ``/``-separated paths relative to ``root``.
+        The table, the files read and those of column names alone, as ``/``-separated paths
+        relative to ``root``.
 
     Raises:
         EmptySourceError: no table file under ``root``.
@@ -229,9 +237,10 @@ def read_table_folder(
         >>> root = Path(tempfile.mkdtemp())
         >>> _ = (root / "2025-01.csv").write_text("amount,shop\\n5,a\\n")
         >>> _ = (root / "2025-02.csv").write_text("shop,amount\\nb,7\\n")
-        >>> table, files = read_table_folder(root)
-        >>> table.values.tolist(), files
-        ([[5, 'a'], [7, 'b']], ['2025-01.csv', '2025-02.csv'])
+        >>> _ = (root / "2025-03.csv").write_text("amount,shop\\n")
+        >>> table, files, empty = read_table_folder(root)
+        >>> table.values.tolist(), files, empty
+        ([[5, 'a'], [7, 'b']], ['2025-01.csv', '2025-02.csv', '2025-03.csv'], ['2025-03.csv'])
     """
     root = Path(root)
     files = find_files(root, TABLE_SUFFIXES)
@@ -239,8 +248,12 @@ def read_table_folder(
         raise EmptySourceError(f"{root}: no table files ({', '.join(TABLE_SUFFIXES)})")
     frames: list[pd.DataFrame] = []
     columns: list[Any] = []
+    empty: list[str] = []
     for rel in files:
-        frame = read_table(root / rel)
+        frame = read_table(root / rel, empty_ok=True)
+        if frame.empty:
+            empty.append(rel)
+            continue
         if not frames:
             columns = list(frame.columns)
         elif set(frame.columns) != set(columns):
@@ -254,5 +267,21 @@ def read_table_folder(
             raise ValueError(f"{root / rel}: its columns differ from {root / files[0]}'s: {said}")
         frame = frame[columns]
         frames.append(prepare(frame, rel) if prepare is not None else frame)
+    if not frames:
+        raise EmptySourceError(f"{root}: its {len(files):,} table files hold no row")
     named = all(not isinstance(f.index, pd.RangeIndex) for f in frames)  # rows given ids
-    return pd.concat(frames, ignore_index=not named), files
+    return pd.concat(frames, ignore_index=not named), files, empty
+
+
+def files_note(files: Sequence[str], empty: Sequence[str]) -> str:
+    """``144 files`` or ``145 files (1 of column names alone: pump-03/2026-01.csv)``.
+
+    Example:
+        >>> files_note(["a.csv", "b.csv"], ["b.csv"])
+        '2 files (1 of column names alone: b.csv)'
+    """
+    note = f"{len(files):,} files"
+    if empty:
+        shown = ", ".join(empty[:3]) + (", ..." if len(empty) > 3 else "")
+        note += f" ({len(empty):,} of column names alone: {shown})"
+    return note

@@ -25,7 +25,7 @@ from selfsup.backbones import TabularMLP
 from selfsup.config import PretrainConfig
 from selfsup.data.base import Source
 from selfsup.data.folders import first_media
-from selfsup.data.table_files import TABLE_SUFFIXES, read_table_folder
+from selfsup.data.table_files import TABLE_SUFFIXES, files_note, read_table_folder
 from selfsup.data.tabular import (
     TablePreprocessor,
     is_tabular_spec,
@@ -81,9 +81,11 @@ class TabularModality(Modality):
         if path.is_file():
             return load_table_file(path, **options)
         if path.is_dir():  # the files' rows in order, each named FILE:ROW without --id-column
-            frame, files = read_table_folder(path, None if options.get("id_column") else _row_ids)
+            frame, files, empty = read_table_folder(
+                path, None if options.get("id_column") else _row_ids
+            )
             source = load_table_file(frame, **{"name": str(path), **options})
-            source.index_note = f"{len(files):,} files"
+            source.index_note = files_note(files, empty)
             return source
         raise FileNotFoundError(
             f"{spec}: no such file, and not a named table (known: {', '.join(tabular_names())})"

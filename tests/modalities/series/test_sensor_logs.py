@@ -59,9 +59,12 @@ def test_unit_names_come_from_paths_without_their_dates():
 
 def test_a_folder_of_daily_exports_is_one_series_per_pump_on_its_time_grid(tmp_path):
     root = pump_logs(tmp_path / "logs")
+    (root / "pump-b" / "2025-01-04.csv").write_text("timestamp,temp,vib\n")  # it did not run
     src = open_source(root, window=DAY)
     assert src.modality == "series"  # a folder of tables with a time column: logs
-    assert src.channels == 2 and src.index_note == "2 units from the file paths, 6 files"
+    assert src.channels == 2 and src.index_note == (
+        "2 units from the file paths, 7 files (1 of column names alone: pump-b/2025-01-04.csv)"
+    )
     # Windows are days, named by their start time; pump-b's missing rows are absent steps,
     # so its day 2 still starts at midnight and its day 3 is not shifted by 12 rows.
     assert list(src.ids) == [f"{p}@2025-01-0{d}T00:00:00" for p in ("pump-a", "pump-b")
