@@ -34,7 +34,7 @@ def one_line(err: BaseException) -> str:
         >>> one_line(MemoryError())
         'out of memory: lower --batch-size, or use a machine with more memory'
     """
-    if isinstance(err, MemoryError):
+    if isinstance(err, MemoryError) and not str(err).strip():  # a plan's own says more
         return "out of memory: lower --batch-size, or use a machine with more memory"
     if isinstance(err, OSError) and err.strerror:
         where = f"{err.filename}: " if err.filename is not None else ""

@@ -206,5 +206,18 @@ def check_writable(path: str | os.PathLike, need_bytes: int = 0) -> None:
         )
 
 
+def size_text(n: float) -> str:
+    """A size in bytes for people: ``5.1 GB``, ``332 MB``, ``28 kB`` (powers of 1024).
+
+    Example:
+        >>> size_text(5.1 * 2**30), size_text(332 * 2**20), size_text(28_000)
+        ('5.1 GB', '332 MB', '27 kB')
+    """
+    for unit, size in (("GB", 2**30), ("MB", 2**20)):
+        if n >= size:
+            return f"{n / size:.1f} {unit}" if unit == "GB" else f"{n / size:,.0f} {unit}"
+    return f"{n / 2**10:,.0f} kB"
+
+
 def _megabytes(n: int) -> str:
     return f"{n / 1e6:,.0f} MB" if n >= 1e6 else f"{n / 1e3:,.1f} kB"

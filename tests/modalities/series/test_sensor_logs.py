@@ -209,3 +209,21 @@ def test_windows_and_strides_given_as_durations(tmp_path):
         open_source(root, window="25min")
     with pytest.raises(ValueError, match="--window 1d is a duration, but the series have no date"):
         open_source(np.zeros((2, 50)), "series", window="1d")
+
+
+def test_a_folder_too_large_for_memory_is_refused_before_it_is_read(tmp_path, monkeypatch, capsys):
+    """Planned from its first file, not discovered by the kernel's out-of-memory killer."""
+    import sys
+
+    import selfsup.core.memory
+    from selfsup.cli import main
+
+    root = pump_logs(tmp_path / "logs", days=2)
+    monkeypatch.setattr(selfsup.core.memory, "available_memory", lambda device: 10_000)
+    monkeypatch.setattr(sys, "argv", ["selfsup", "datasets", "show", str(root)])
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    said = " ".join("".join(capsys.readouterr()).split())
+    assert stopped.value.code == 2 and "Traceback" not in said
+    assert f"{root}: its 4 table files (" in said
+    assert "kB of memory to read, and 10 kB is available: give a part of it" in said
