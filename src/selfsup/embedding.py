@@ -17,6 +17,7 @@ import errno
 import fcntl
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -277,22 +278,72 @@ def readable_rows(z: np.ndarray, block: int = 65_536) -> np.ndarray:
 
 def embed_timestamps(encoder: Encoder, source: Source, batch_size: int = 512) -> np.ndarray:
     """Embeddings per time step ``(n, length, D)`` of series, NaN at steps where every
-    channel is absent (the padding of shorter series), computed in fp32.
+    channel is absent (the padding of shorter series), computed in fp32. They take ``n x
+    length x D x 4`` bytes (a year of days of minutes: 8 GB); :func:`write_timestamps`
+    writes them to a file in constant memory.
 
     Raises:
         TypeError: the encoder gives no features per time step (only series backbones do).
     """
+    return np.concatenate([block for _, block in _timestamp_blocks(encoder, source, batch_size)])
+
+
+def write_timestamps(
+    encoder: Encoder,
+    source: Source,
+    out: str | os.PathLike,
+    batch_size: int = 512,
+    show_progress: bool = True,
+) -> tuple[int, int, int]:
+    """Write :func:`embed_timestamps` of ``source`` to the ``.npy`` file ``out`` batch by
+    batch, rows in order after the array's header, so memory stays that of a batch whatever
+    the array's size;
+    the disk's room for it is checked first, and ``out`` appears only when complete.
+
+    Returns:
+        The array's shape ``(n, length, D)``.
+
+    Example:
+        >>> import tempfile
+        >>> from selfsup.data.series import SeriesSource
+        >>> from selfsup.modalities.series import build_series_encoder
+        >>> enc = build_series_encoder("ts2vec", in_channels=1, out_dim=4, hidden=4, depth=1)
+        >>> out = Path(tempfile.mkdtemp()) / "steps.npy"
+        >>> write_timestamps(enc, SeriesSource(np.ones((3, 1, 6))), out, show_progress=False)
+        (3, 6, 4)
+    """
+    out = Path(out)
+    shape = (len(source), int(source.item_shape[-1]), encoder.feature_dim)
+    check_writable(out, 4 * math.prod(shape))
+    steps = math.ceil(len(source) / modality_of(source).embed_batch_size(source, batch_size))
+    header = {"descr": "<f4", "fortran_order": False, "shape": shape}
+    with (
+        atomic_path(out) as tmp,
+        tmp.open("wb") as f,
+        TrainingProgress(
+            steps, f"embedding {source.name} per time step", enabled=show_progress
+        ) as bar,
+    ):
+        np.lib.format.write_array_header_2_0(f, header)
+        for _, block in _timestamp_blocks(encoder, source, batch_size):
+            f.write(np.ascontiguousarray(block, dtype="<f4").tobytes())
+            bar.advance(1, len(block))
+    return shape
+
+
+def _timestamp_blocks(
+    encoder: Encoder, source: Source, batch_size: int
+) -> Iterator[tuple[int, np.ndarray]]:
+    """(first row, per-step embeddings) of each batch of ``source``, in order."""
     encoder.eval()
     batch_size = modality_of(source).embed_batch_size(source, batch_size)
-    parts = []
     with torch.no_grad():
         for start in range(0, len(source), batch_size):
             rows = list(range(start, min(len(source), start + batch_size)))
             x = source.read_batch(rows).items.to(encoder.device)
             steps = encoder.timestamps(x).float()
             absent = torch.isnan(x).all(dim=1)
-            parts.append(steps.masked_fill(absent[..., None], float("nan")).cpu().numpy())
-    return np.concatenate(parts)
+            yield start, steps.masked_fill(absent[..., None], float("nan")).cpu().numpy()
 
 
 @dataclass

@@ -20,7 +20,7 @@ from selfsup.cli.app import app
 from selfsup.cli.options import can_save_in, reads_data
 from selfsup.cli.options import open_run as _open_run
 from selfsup.console import console, print_evaluation, print_label_free
-from selfsup.core.files import atomic_path, check_writable
+from selfsup.core.files import check_writable
 
 
 @app.command(epilog="Example: `selfsup embed runs/my-run ./photos --out embeddings.parquet`")
@@ -47,18 +47,16 @@ def embed(
     **options: Any,
 ) -> None:
     """Write one embedding per item (input order kept) to .npy or .parquet."""
-    import numpy as np
 
-    from selfsup.embedding import partial_folder, saved_rows
+    from selfsup.embedding import partial_folder, saved_rows, write_timestamps
 
     check_writable(out)  # before the data is opened and embedded
     if per_timestamp:
         if out.suffix != ".npy":
             raise typer.BadParameter("--per-timestamp writes a .npy file", param_hint="--out")
-        steps = _open_run(run, options, device="auto").embed_timestamps(data)
-        with atomic_path(out) as tmp, tmp.open("wb") as f:
-            np.save(f, steps)
-        console.print(f"wrote embeddings per time step, shape {steps.shape}, to {out}")
+        opened = _open_run(run, options, device="auto")
+        shape = write_timestamps(opened.encoder, opened.open(data), out, batch_size)
+        console.print(f"wrote embeddings per time step, shape {shape}, to {out}")
         return
     opened = _open_run(run, options, device="auto")
     try:
