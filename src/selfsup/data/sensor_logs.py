@@ -42,6 +42,9 @@ TIME_COLUMNS = ("timestamp", "time", "datetime", "date_time", "date", "time_stam
 #: An events table's column naming the unit (machine) of each event, when the data's
 #: ``--id-column`` is not one of its columns.
 UNIT_COLUMNS = ("unit", "asset", "machine", "equipment", "device", "tag", "id", "series")
+#: A log's column naming each row's machine, when ``--id-column`` is not given (names too
+#: generic for a log's rows, ``id`` and ``tag``, are left out).
+LOG_UNIT_COLUMNS = ("unit", "asset", "machine", "equipment", "device")
 #: An events table's start and end columns (the first present of each).
 START_COLUMNS = ("start", "start_time", "begin", "from", "started", "start_date")
 END_COLUMNS = ("end", "end_time", "stop", "to", "finish", "ended", "end_date")
@@ -128,6 +131,25 @@ def find_time_column(columns: Sequence[str], frame: pd.DataFrame | None = None) 
     return None
 
 
+def find_unit_column(frame: pd.DataFrame) -> str | None:
+    """The column of a log naming each row's machine when ``--id-column`` is not given: one
+    of :data:`LOG_UNIT_COLUMNS` (any case) whose values repeat (at most one per two rows),
+    else None.
+
+    Example:
+        >>> find_unit_column(pd.DataFrame({"Asset": ["p1", "p1", "p2", "p2"], "v": range(4)}))
+        'Asset'
+        >>> find_unit_column(pd.DataFrame({"unit": ["a", "b"], "v": [1, 2]})) is None
+        True
+    """
+    by_name = {str(c).lower(): c for c in frame.columns}
+    for name in LOG_UNIT_COLUMNS:
+        column = by_name.get(name)
+        if column is not None and 2 * frame[column].nunique() <= len(frame):
+            return column
+    return None
+
+
 def parse_times(column: pd.Series, where: str) -> pd.Series:
     """A time column's cells as numbers (steps, kept as they are) or as datetimes (text
     parsed; time zones converted to UTC), so rows sort in time.
@@ -178,9 +200,10 @@ def read_log_folder(
 ) -> tuple[pd.DataFrame, str, str | None, str]:
     """Every CSV/TSV/Parquet file under ``root`` (sorted; hidden ones left out) as one table.
 
-    Each file must have the columns of the first (in any order). Without ``id_column``, rows
-    get a ``unit`` column from their file's :func:`path_unit` (the folder's name where only
-    dates remain). The time column (``time_column``, else :func:`find_time_column`) is parsed
+    Each file must have the columns of the first (in any order). Without ``id_column``, a
+    column naming machines (:func:`find_unit_column`) is the unit column, else rows get a
+    ``unit`` column from their file's :func:`path_unit` (the folder's name where only dates
+    remain). The time column (``time_column``, else :func:`find_time_column`) is parsed
     file by file, so a bad cell is named with its file and row.
 
     Returns:
@@ -202,29 +225,33 @@ def read_log_folder(
         (['pump-1', 'pump-1'], 'time', 'one unit from the file paths, 2 files')
     """
     root = Path(root)
-    unit = id_column or PATH_UNIT
     found: dict[str, str | None] = {}
 
     def prepare(frame: pd.DataFrame, rel: str) -> pd.DataFrame:
-        if "time" not in found:  # the first file: its time column, and a free unit name
+        if "time" not in found:  # the first file: its time and unit columns
             found["time"] = time_column or find_time_column(list(frame.columns), frame)
-            found["unit"] = "_" + PATH_UNIT if PATH_UNIT in frame.columns else unit
+            found["column"] = id_column or find_unit_column(frame)
+            free = "_" + PATH_UNIT if PATH_UNIT in frame.columns else PATH_UNIT
+            found["unit"] = found["column"] or free
         if found["time"] is not None and found["time"] in frame.columns:
             frame = frame.assign(
                 **{found["time"]: parse_times(frame[found["time"]], str(root / rel))}
             )
-        if id_column is None:
+        if found["column"] is None:  # each file's machine from its path
             frame = frame.assign(**{found["unit"]: path_unit(rel) or root.resolve().name})
         return frame
 
     table, files, empty = read_table_folder(root, prepare)
-    unit = found["unit"] or unit
+    unit = str(found["unit"])
     note = files_note(files, empty)
     if id_column is None:
-        table[unit] = table[unit].astype("category")
         count = table[unit].nunique()
         units = "one unit" if count == 1 else f"{count:,} units"
-        note = f"{units} from the file paths, {note}"
+        if found["column"] is None:
+            table[unit] = table[unit].astype("category")
+            note = f"{units} from the file paths, {note}"
+        else:
+            note = f"{units} from column {unit!r}, {note}"
     return table, unit, found["time"], note
 
 

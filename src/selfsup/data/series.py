@@ -32,6 +32,7 @@ from selfsup.data.sensor_logs import (
     TimeGrid,
     event_steps,
     find_time_column,
+    find_unit_column,
     parse_times,
     read_events,
     read_log_folder,
@@ -425,9 +426,13 @@ def series_from_frame(
     if time_column is not None:
         frame = frame.copy(deep=False)
         frame[time_column] = parse_times(frame[time_column], name)
-        if id_column is None:  # one machine's log: one series, not a series per row
-            id_column = ONE_UNIT
-            frame[id_column] = Path(name).stem
+        if id_column is None:  # a column naming machines, else one machine's log
+            id_column = find_unit_column(frame)
+            if id_column is not None:
+                notes.append(f"a series per value of {id_column!r}")
+            else:  # one series, not a series per row
+                id_column = ONE_UNIT
+                frame[id_column] = Path(name).stem
     if events is not None and (id_column is None or window is None):
         raise ValueError(
             f"{events.path}: an events table labels windows of a log: give the log's time "

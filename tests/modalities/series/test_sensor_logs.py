@@ -227,3 +227,27 @@ def test_a_folder_too_large_for_memory_is_refused_before_it_is_read(tmp_path, mo
     assert stopped.value.code == 2 and "Traceback" not in said
     assert f"{root}: its 4 table files (" in said
     assert "kB of memory to read, and 10 kB is available: give a part of it" in said
+
+
+def test_daily_exports_of_every_machine_name_them_in_a_column(tmp_path):
+    """A plant's daily export holds every pump, named in an ``asset`` column."""
+    root = pump_logs(tmp_path / "by-pump", days=2, gap=False)
+    daily = tmp_path / "daily"
+    daily.mkdir()
+    frames = {
+        day: pd.concat(
+            pd.read_csv(root / pump / f"2025-01-0{day}.csv").assign(asset=pump)
+            for pump in ("pump-a", "pump-b")
+        )
+        for day in (1, 2)
+    }
+    for day, frame in frames.items():
+        frame.to_csv(daily / f"2025-01-0{day}.csv", index=False)
+    src = open_source(daily, window="1d")
+    assert src.index_note == "2 units from column 'asset', 2 files"
+    assert list(src.ids) == list(open_source(root, window="1d").ids)
+    one_file = tmp_path / "plant.csv"
+    pd.concat(frames.values()).to_csv(one_file, index=False)
+    single = open_source(one_file, "series", window="1d")
+    assert list(single.ids) == list(src.ids) and "a series per value of 'asset'" in single.warning
+    np.testing.assert_array_equal(single.values, src.values)
