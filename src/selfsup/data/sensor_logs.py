@@ -6,8 +6,9 @@ down. Their labels are a maintenance log: one row per event, a machine, a start,
 what happened. This module reads both for :mod:`selfsup.data.series`:
 
 - :func:`read_log_folder`: every CSV/TSV/Parquet file under a folder as one long-form table,
-  each row's series (unit) from ``--id-column`` or else from its file's path with its dates
-  left out (``pump-07/2025-03.csv`` and ``2025/03/pump-07.csv`` are both ``pump-07``).
+  each row's series (unit) from ``--id-column``, a column naming machines (``asset``...),
+  or else its file's path with its dates left out (``pump-07/2025-03.csv`` and
+  ``2025/03/pump-07.csv`` are both ``pump-07``), its memory planned from the first file.
 - :func:`find_time_column` and :func:`parse_times`: the time column (``timestamp``, ``time``,
   ``date``... or a datetime column) and its cells as datetimes, a bad cell named.
 - :func:`time_grid`: rows placed on their regular time step, so a missing hour is an hour of
@@ -54,7 +55,6 @@ OUTSIDE_LABEL = "normal"
 PATH_UNIT = "unit"
 #: A regular time grid may hold at most this many times the rows (else rows stay in order).
 _MOST_GRID_PER_ROW = 4
-#: Dates inside a file or folder name: 2025, 2025-03, 2025_03_31, 20250331, 2025-03-31T12.
 #: A year alone as a folder or file name: 2025.
 _YEAR = re.compile(r"^(19|20)\d\d$")
 #: A date inside a name: 2025-03, 2025_03_31, 20250331, 2025-03-31T12-00 (a year and a month at
