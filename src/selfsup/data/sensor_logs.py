@@ -437,12 +437,14 @@ class Events:
         path: the table's file, for messages.
         count: how many events it holds.
         column: its label column.
+        dated: whether its times are dates (else numbers: steps of a numeric time column).
     """
 
     by_unit: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
     path: str
     count: int
     column: str
+    dated: bool = True
 
     def unknown_units(self, units: Sequence[str]) -> list[str]:
         """The table's units that are not among ``units`` (their events label nothing)."""
@@ -526,7 +528,8 @@ def read_events(
             end_ns[rows],
             labels[rows].astype(str).to_numpy(dtype=object),
         )
-    return Events(by_unit, str(path), len(table), str(label_column))
+    dated = pd.api.types.is_datetime64_any_dtype(starts)
+    return Events(by_unit, str(path), len(table), str(label_column), dated)
 
 
 def _as_ns(times: pd.Series) -> np.ndarray:
@@ -546,7 +549,7 @@ def event_steps(events: Events, unit: str, times: np.ndarray, *, several_units: 
 
     Example:
         >>> ev = Events({"": (np.array([2]), np.array([4]), np.array(["on"], dtype=object))},
-        ...             "e.csv", 1, "label")
+        ...             "e.csv", 1, "label", dated=False)  # steps of a numeric time
         >>> event_steps(ev, "a", np.arange(6), several_units=False).tolist()
         [None, None, 'on', 'on', None, None]
     """
@@ -554,6 +557,12 @@ def event_steps(events: Events, unit: str, times: np.ndarray, *, several_units: 
         raise ValueError(
             f"{events.path}: names no unit (a column {', '.join(UNIT_COLUMNS[:4])}... or "
             "the data's --id-column) while the data holds several"
+        )
+    dated = np.issubdtype(times.dtype, np.datetime64)
+    if dated != events.dated:
+        kinds = ("dates", "numbers") if dated else ("numbers", "dates")
+        raise ValueError(
+            f"{events.path}: its times are {kinds[1]}, the log's are {kinds[0]}: give both alike"
         )
     out = np.full(len(times), None, dtype=object)
     found = events.by_unit.get(unit) or events.by_unit.get("")

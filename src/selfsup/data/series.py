@@ -433,10 +433,10 @@ def series_from_frame(
             else:  # one series, not a series per row
                 id_column = ONE_UNIT
                 frame[id_column] = Path(name).stem
-    if events is not None and (id_column is None or window is None):
+    if events is not None and (time_column is None or window is None):
+        missing = "--window (1d, say)" if time_column else "its time column (--time-column)"
         raise ValueError(
-            f"{events.path}: an events table labels windows of a log: give the log's time "
-            "column (--time-column) and --window N"
+            f"{events.path}: an events table labels windows of a log by time: give {missing}"
         )
     reserved = {c for c in (id_column, time_column, label_column, *drop_columns) if c is not None}
     if value_columns is None:  # every other column holds values; text in one is an error

@@ -126,13 +126,16 @@ def test_a_broken_events_table_is_named_with_its_row(tmp_path, table, message):
 def test_broken_logs_are_named_with_their_file_and_row(tmp_path):
     root = pump_logs(tmp_path / "logs", pumps=("pump-a",), days=2)
     events = events_table(tmp_path / "events.csv")
-    with pytest.raises(ValueError, match="an events table labels windows of a log"):
+    with pytest.raises(ValueError, match=r"labels windows of a log by time: give --window \(1d"):
         open_source(root, labels=str(events))  # no --window
     both = events_table(tmp_path / "any.csv", "").read_text().replace("asset,", "")
     (tmp_path / "any.csv").write_text(both + "2025-01-01,2025-01-02,x\n")
     two = pump_logs(tmp_path / "two")
     with pytest.raises(ValueError, match=r"names no unit .* while the data holds several"):
         open_source(two, labels=str(tmp_path / "any.csv"), window=DAY)
+    steps = events_table(tmp_path / "steps.csv", "pump-a,10,20,leak\n")  # numbers, not dates
+    with pytest.raises(ValueError, match="its times are numbers, the log's are dates"):
+        open_source(root, labels=str(steps), window=DAY)
     bad = root / "pump-a" / "2025-01-02.csv"
     text = bad.read_text().splitlines()
     text[5] = "not a time" + text[5][19:]
