@@ -351,13 +351,28 @@ def first_media(root: str | os.PathLike, kinds: dict[str, tuple[str, ...]]) -> s
         >>> first_media(root, {"image": (".png",), "text": (".txt",)})
         'text'
     """
+    found = first_file(root, tuple(s for suffixes in kinds.values() for s in suffixes))
+    if found is None:
+        return None
+    name = found.name.lower()
+    return next(kind for kind, suffixes in kinds.items() if name.endswith(suffixes))
+
+
+def first_file(root: str | os.PathLike, suffixes: tuple[str, ...]) -> Path | None:
+    """The first file under ``root`` whose name ends with one of ``suffixes`` (any case), in
+    sorted order with hidden names left out; None when there is none or ``root`` is not a
+    folder. The walk stops at that file.
+
+    Example:
+        >>> first_file("/nonexistent", (".csv",)) is None
+        True
+    """
     root = Path(root)
     if not root.is_dir():
         return None
-    for _folder, subfolders, files in os.walk(root):
+    for folder, subfolders, files in os.walk(root):
         subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
         for file in sorted(f for f in files if not f.startswith(".")):
-            for kind, suffixes in kinds.items():
-                if file.lower().endswith(suffixes):
-                    return kind
+            if file.lower().endswith(suffixes):
+                return Path(folder) / file
     return None

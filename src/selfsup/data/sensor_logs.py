@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from selfsup.data.folders import first_media
+from selfsup.data.folders import first_file
 from selfsup.data.table_files import TABLE_SUFFIXES, files_note, read_table, read_table_folder
 
 #: Column names taken as a log's time column when ``--time-column`` is not given.
@@ -97,19 +97,14 @@ def is_log_folder(spec: str | os.PathLike) -> bool:
         >>> is_log_folder("/nonexistent")
         False
     """
-    root = Path(spec)
-    if not root.is_dir() or first_media(root, {"table": TABLE_SUFFIXES}) is None:
+    first = first_file(spec, TABLE_SUFFIXES)
+    if first is None:
         return False
-    for folder, subfolders, files in os.walk(root):
-        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
-        for file in sorted(f for f in files if not f.startswith(".")):
-            if file.lower().endswith(TABLE_SUFFIXES):
-                try:
-                    head = read_table(Path(folder) / file, rows=5)
-                except (OSError, ValueError):
-                    return False
-                return find_time_column(list(head.columns), head) is not None
-    return False
+    try:
+        head = read_table(first, rows=5)
+    except (OSError, ValueError):
+        return False
+    return find_time_column(list(head.columns), head) is not None
 
 
 def find_time_column(columns: Sequence[str], frame: pd.DataFrame | None = None) -> str | None:
@@ -162,25 +157,20 @@ def parse_times(column: pd.Series, where: str) -> pd.Series:
         >>> parse_times(pd.Series(["2025-01-01 00:01", "2025-01-01"]), "x.csv").dt.minute.tolist()
         [1, 0]
     """
-    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
-        bad = column.isna()
+    numbers = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+    if numbers or pd.api.types.is_datetime64_any_dtype(column):
         times = column
     else:
-        if pd.api.types.is_datetime64_any_dtype(column):
-            times = column
-        else:
-            text = column.astype("string").str.strip()
-            zone = _has_zone(text)
-            # The format of the first cell, fast; cells in another format one by one.
-            times = pd.to_datetime(text, errors="coerce", utc=zone)
-            other = times.isna() & text.notna()
-            if other.any():
-                times[other] = pd.to_datetime(
-                    text[other], errors="coerce", utc=zone, format="mixed"
-                )
-        if getattr(times.dt, "tz", None) is not None:
-            times = times.dt.tz_convert("UTC").dt.tz_localize(None)
-        bad = times.isna()
+        text = column.astype("string").str.strip()
+        zone = _has_zone(text)
+        # The format of the first cell, fast; cells in another format one by one.
+        times = pd.to_datetime(text, errors="coerce", utc=zone)
+        other = times.isna() & text.notna()
+        if other.any():
+            times[other] = pd.to_datetime(text[other], errors="coerce", utc=zone, format="mixed")
+    if isinstance(times.dtype, pd.DatetimeTZDtype):
+        times = times.dt.tz_convert("UTC").dt.tz_localize(None)
+    bad = times.isna()
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
         cell = column.iloc[row]
@@ -298,7 +288,7 @@ def steps_of(
     if span is None or isinstance(span, int):
         return span
     steps = {g.step for g in grids if g is not None}
-    if not grids or len(steps) == 0 or any(g is None for g in grids):
+    if not grids or any(g is None for g in grids):
         raise ValueError(
             f"{name}: {what} {span} is a duration, but the series have no datetimes (a time "
             "column of dates and times); give it in steps"
@@ -378,7 +368,7 @@ class LogGaps:
 
 
 def _worst(counts: dict[str, int]) -> str:
-    """``p1: `` for one unit, ``12 units (most: p3, 40): `` for several."""
+    """``p1: `` for one series, ``12 series (most: p3, 40): `` for several."""
     if len(counts) == 1:
         return f"{next(iter(counts))}: "
     unit = max(counts, key=counts.get)

@@ -458,8 +458,7 @@ def series_from_frame(
         return windowed(source, window, window_stride)
     series, ids, labels, steps, grids = [], [], [], [], []
     gaps = LogGaps()
-    units = frame[id_column]
-    several = units.nunique() > 1
+    several = events is not None and frame[id_column].nunique() > 1  # events name units
     for key, part in frame.groupby(id_column, sort=False, observed=True):  # order of first row
         grid = None
         if time_column is not None:

@@ -24,7 +24,7 @@ import torch
 from selfsup.backbones import TabularMLP
 from selfsup.config import PretrainConfig
 from selfsup.data.base import Source
-from selfsup.data.folders import first_media
+from selfsup.data.folders import first_file
 from selfsup.data.table_files import TABLE_SUFFIXES, files_note, read_table_folder
 from selfsup.data.tabular import (
     TablePreprocessor,
@@ -66,7 +66,7 @@ class TabularModality(Modality):
         each; a photo folder with its labels table is photos)."""
         if is_tabular_spec(spec) or Path(spec).suffix.lower() in TABLE_SUFFIXES:
             return True
-        return folder_media(spec) is None and first_media(spec, {"t": TABLE_SUFFIXES}) is not None
+        return folder_media(spec) is None and first_file(spec, TABLE_SUFFIXES) is not None
 
     def open(self, spec: str | os.PathLike | Any, options: dict[str, Any]) -> Source:
         """A named table, a CSV/TSV/Parquet file, a DataFrame or a 2-d array of rows (its
