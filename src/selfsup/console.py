@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -77,3 +78,25 @@ def print_label_free(metrics: LabelFreeMetrics, title: str) -> None:
     console.print(table)
     state = "[bold red]collapsed[/bold red]" if metrics.collapsed else "not collapsed"
     console.print(f"{metrics.items} items, embeddings {state}")
+
+
+def training_in_words(summary: dict[str, Any]) -> str:
+    """How long a run trained, from its ``train.json``: its steps, and whole epochs or the
+    share of one that a time budget cut short (a large corpus is rarely read once in 10
+    minutes).
+
+    Example:
+        >>> training_in_words({"steps": 47, "epochs": 1, "items_seen": 12032, "items": 297952})
+        '47 steps (4% of one epoch)'
+        >>> training_in_words({"steps": 1, "epochs": 3, "items_seen": 2900, "items": 1000})
+        '1 step (3 epochs)'
+    """
+    steps = int(summary.get("steps", 0))
+    epochs = int(summary.get("epochs", 0))
+    seen, items = summary.get("items_seen"), summary.get("items")
+    if epochs <= 1 and seen and items and seen < 0.995 * items:
+        share = seen / items
+        read = f"{share:.0%} of one epoch" if share >= 0.01 else f"{share:.1%} of one epoch"
+    else:
+        read = f"{epochs} epoch{'s' if epochs != 1 else ''}"
+    return f"{steps} step{'s' if steps != 1 else ''} ({read})"

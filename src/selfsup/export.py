@@ -48,6 +48,7 @@ import numpy as np
 import torch
 
 from selfsup.backbones.hf import HF_BACKBONES, HFAudioBackbone, HFImageBackbone, HFTextBackbone
+from selfsup.console import training_in_words
 from selfsup.core.files import write_json, write_text
 from selfsup.core.progress import activity
 from selfsup.encoder import Encoder
@@ -444,7 +445,7 @@ def model_card(run: Run, result: ExportResult) -> str:
         f"| parameters | {run.encoder.describe()['parameters']:,} |",
         f"| method | {config.get('method')} ({summary.get('method_options') or {}}) |",
         f"| data | {config.get('data')} |",
-        f"| training | {summary.get('steps', 0)} steps, {summary.get('epochs', 0)} epochs, "
+        f"| training | {training_in_words(summary)}, "
         f"{summary.get('train_seconds', 0.0) / 60:.1f} minutes, "
         f"{summary.get('precision', 'fp32')} |",
     ]

@@ -65,6 +65,26 @@ def test_a_table_labels_some_files_the_rest_are_unlabelled(tmp_path):
     assert src.partial_labels is None and src.warning is None
 
 
+def test_folders_named_by_date_or_camera_are_not_classes(tmp_path):
+    """A phone's DCIM export (2024-05-01/, 2024-05-02/, ...) was taken for 28 classes of
+    dates: the online probe and neighbour agreement of a pretraining scored days."""
+    src = ImageFolderSource(photo_folder(tmp_path / "dated"))
+    assert src.labels is None and src.classes is None and len(src) == 12
+    for names in (["100CANON", "101CANON"], ["2023", "2024"], ["20240501", "20240502"]):
+        root = tmp_path / names[0]
+        for name in names:
+            (root / name).mkdir(parents=True)
+            Image.new("RGB", (8, 8)).save(root / name / "a.png")
+        assert ImageFolderSource(root).classes is None, names
+    # Folders of other names still are classes, digits included (MNIST's 0 to 9).
+    for names in (["0", "1"], ["cat", "dog"], ["2024-05-01", "cats"]):
+        root = tmp_path / "-".join(names)
+        for name in names:
+            (root / name).mkdir(parents=True)
+            Image.new("RGB", (8, 8)).save(root / name / "a.png")
+        assert ImageFolderSource(root).classes == names, names
+
+
 def test_table_formats_and_columns(tmp_path):
     root = photo_folder(tmp_path / "photos", n=4)
     files = ["2024-01/IMG_0000.jpg", "2024-01/IMG_0001.jpg", "2024-01/IMG_0002.jpg"]
@@ -237,6 +257,13 @@ def test_packed_shards_keep_a_tables_labels_and_the_unlabelled_files(tmp_path):
     assert item_labels(packed) == [None, "dark", None, None, "light", None]
     assert packed.labels is None and "4 of 6 items have no label" in packed.warning
     assert labelled_part(packed).classes == ["dark", "light"]
-    dated = photo_folder(tmp_path / "dated", n=12)  # two subfolders: labelled by them
+    dated = photo_folder(tmp_path / "dated", n=12)  # dated subfolders: no classes
     pack_image_folder(dated, tmp_path / "plain")
-    assert ShardSource(tmp_path / "plain").classes == ["2024-01", "2024-02"]
+    assert ShardSource(tmp_path / "plain").classes is None
+    for i, path in enumerate(sorted(dated.rglob("*.jpg"))):  # two named subfolders: classes
+        (dated / ("light", "dark")[i % 2]).mkdir(exist_ok=True)
+        path.rename(dated / ("light", "dark")[i % 2] / path.name)
+    for folder in ("2024-01", "2024-02"):
+        (dated / folder).rmdir()
+    pack_image_folder(dated, tmp_path / "named")
+    assert ShardSource(tmp_path / "named").classes == ["dark", "light"]

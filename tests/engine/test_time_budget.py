@@ -1,5 +1,7 @@
 """A time budget is turned into a number of steps that ends training within it."""
 
+import time
+
 import lightning
 
 from selfsup.config import PretrainConfig
@@ -56,14 +58,61 @@ def test_the_monitors_last_measurement_is_paid_from_the_budget_before_it_is_made
     state = TrainState(step=10, epoch=0, train_seconds=14.0, batch_in_epoch=10)
     unplanned = _fit_to_budget(cfg, state, 490, fabric)
     assert unplanned == 10 + 118  # 166 s left at 1.4 s a step
-    # Not measured yet: 438 items at half a step's seconds per item (0.0875 s) = 38 s.
-    planned = _fit_to_budget(cfg, state, 490, fabric, measure_items=438)
+    # Not measured yet, estimated at 38 s: 128 s left, 91 steps.
+    planned = _fit_to_budget(cfg, state, 490, fabric, measure_seconds=38.0)
     assert planned == 10 + 91
     # Once measured (30 s), that cost is known and the last measurement is planned at it:
     # 180 - 14 - 30 (made) - 30 (to come) = 106 s left, 75 steps.
     measured = TrainState(step=10, epoch=2, train_seconds=14.0, monitor_seconds=30.0,
                           measures=1, batch_in_epoch=0)  # fmt: skip
-    assert _fit_to_budget(cfg, measured, 5, fabric, measure_items=438) == 10 + 75
+    assert _fit_to_budget(cfg, measured, 5, fabric, measure_seconds=38.0) == 10 + 75
+
+
+def test_the_measurement_is_timed_on_a_few_held_out_items_and_scaled(monkeypatch) -> None:
+    """DINO adapting a ViT-S on photos: 68 s a step of 64, and 200 held-out photos measured
+    in 50 s; half a step's seconds per item (the former guess) said 106 s and left out the
+    second step of a 4-minute budget. The measurement is timed instead."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from selfsup.data.arrays import ArraySource
+    from selfsup.engine.monitor import EpochMonitor
+
+    met = []
+
+    def measure(self, method, probe=None):  # 10 ms an item
+        met.append(self.items)
+        time.sleep(0.01 * self.items)
+        return None, {}
+
+    monkeypatch.setattr(EpochMonitor, "measure", measure)
+    held_out = ArraySource(np.zeros((300, 4, 4), dtype="float32"))
+    monitor = EpochMonitor(held_out, lambda x: [x, x], Path("."), items=200)
+    estimate = monitor.estimate_seconds(method=None)
+    assert met == [16] and monitor.items == 200  # the monitor itself is unchanged
+    assert 1.8 < estimate < 3.0  # 200 items at 10 ms
+
+
+def test_a_budget_run_plans_the_measurement_it_timed_before_its_first_step(
+    tmp_path, clusters_npz, monkeypatch
+) -> None:
+    from selfsup.engine.monitor import EpochMonitor
+
+    timed = []
+
+    def estimate(self, method, sample=16):  # a measurement that would take the whole budget
+        timed.append(self.items)
+        return 3.0
+
+    monkeypatch.setattr(EpochMonitor, "estimate_seconds", estimate)
+    options = dict(method="vicreg", time_budget=0.05, batch_size=32, show_progress=False,
+                   backbone_options={"width": 4},
+                   method_options={"projection_dim": 64, "hidden_dim": 64})  # fmt: skip
+    run = pretrain(clusters_npz, out=tmp_path / "run", **options)
+    assert timed and run.summary["steps"] == 1  # no time left after the first step
+    unmeasured = pretrain(clusters_npz, out=tmp_path / "free", monitor_items=0, **options)
+    assert len(timed) == 1 and unmeasured.summary["steps"] > 1  # no monitor, nothing timed
 
 
 def test_slow_first_steps_such_as_compilation_do_not_set_the_pace() -> None:

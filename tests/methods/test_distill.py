@@ -59,6 +59,42 @@ def test_an_image_student_learns_to_reproduce_a_teacher_run(tmp_path, clusters_n
     np.testing.assert_allclose(again.embed(clusters_npz), student.embed(clusters_npz), atol=1e-5)
 
 
+def test_a_photo_student_learns_from_a_pretrained_vision_teacher_at_its_own_side(
+    tmp_path,
+) -> None:
+    """LightlyTrain's recipe on a folder of photos: a DINOv2 teacher (224 px) and a ResNet-18
+    student at the CPU's 128 px. The student's bf16 views were resized for the teacher by an
+    antialiased resize PyTorch has no bf16 kernel for: the run stopped at its first step."""
+    from PIL import Image
+    from transformers import Dinov2Config, Dinov2Model
+
+    from selfsup.methods.distill import teach
+    from selfsup.modalities.image import build_pretrained_image_encoder
+
+    torch.manual_seed(0)
+    tower = {"image_size": 32, "patch_size": 8, "hidden_size": 16, "num_hidden_layers": 1,
+             "num_attention_heads": 2, "mlp_ratio": 2}  # fmt: skip
+    Dinov2Model(Dinov2Config(**tower)).save_pretrained(tmp_path / "dinov2")
+    teacher = build_pretrained_image_encoder(f"hf:{tmp_path / 'dinov2'}", in_channels=3)
+    views = torch.rand(4, 3, 20, 20)
+    with torch.no_grad():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = teach(teacher, views.bfloat16())  # views made under autocast
+        wide = teach(teacher, views)
+    assert low.dtype == torch.float32 and low.shape == (4, 16)
+    np.testing.assert_allclose(low, wide, atol=0.1)
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        pixels = rng.integers(0, 255, (30, 40, 3), dtype=np.uint8)
+        (tmp_path / "photos").mkdir(exist_ok=True)
+        Image.fromarray(pixels).save(tmp_path / "photos" / f"IMG_{i:04d}.jpg")
+    student = selfsup.pretrain(
+        tmp_path / "photos", method="distill", teacher=f"hf:{tmp_path / 'dinov2'}", epochs=1,
+        batch_size=8, image_size=20, out=tmp_path / "student", show_progress=False, **SMALL,
+    )  # fmt: skip
+    assert student.summary["steps"] > 0 and student.embed(tmp_path / "photos").shape == (24, 64)
+
+
 def test_a_text_bag_student_reads_the_pretrained_teachers_tokenizer(tmp_path) -> None:
     folder = save_tiny_bert(tmp_path / "bert")
     texts = tmp_path / "reviews.txt"

@@ -15,7 +15,7 @@ import typer
 
 from selfsup.cli.app import app
 from selfsup.cli.options import config_options, ticking, to_config_values, with_parameters
-from selfsup.console import console
+from selfsup.console import console, training_in_words
 
 
 def pretrain(
@@ -50,10 +50,8 @@ def pretrain(
         run = run_pretrain(data, config=config, resume=resume, **to_config_values(options))
     if run.summary and _is_rank_zero():
         s = run.summary
-        steps = f"{s['steps']} step{'s' if s['steps'] != 1 else ''}"
-        epochs = epochs_in_words(s)
         console.print(
-            f"trained {steps} ({epochs}) in {s['train_seconds']:.0f} s, "
+            f"trained {training_in_words(s)} in {s['train_seconds']:.0f} s, "
             f"{s['items_per_second']:.0f} items/s, {s['precision']}"
         )
         console.print(f"run folder: [bold]{run.path}[/bold]")
@@ -62,24 +60,6 @@ def pretrain(
 app.command(
     epilog="Example: `selfsup pretrain ./photos --method byol --time-budget 30 --out runs/photos`"
 )(with_parameters(pretrain, config_options()))
-
-
-def epochs_in_words(summary: dict[str, Any]) -> str:
-    """How much of the data a run read, from its ``train.json``: whole epochs, or the share
-    of one that a time budget cut short (a large corpus is rarely read once in 10 minutes).
-
-    Example:
-        >>> epochs_in_words({"epochs": 1, "items_seen": 12032, "items": 297952})
-        '4% of one epoch'
-        >>> epochs_in_words({"epochs": 3, "items_seen": 2900, "items": 1000})
-        '3 epochs'
-    """
-    epochs = int(summary.get("epochs", 0))
-    seen, items = summary.get("items_seen"), summary.get("items")
-    if epochs <= 1 and seen and items and seen < 0.995 * items:
-        share = seen / items
-        return f"{share:.0%} of one epoch" if share >= 0.01 else f"{share:.1%} of one epoch"
-    return f"{epochs} epoch{'s' if epochs != 1 else ''}"
 
 
 def _is_rank_zero() -> bool:

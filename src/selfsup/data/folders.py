@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,6 +22,16 @@ from typing import Any
 import numpy as np
 
 from selfsup.core.files import write_text
+
+#: A year alone as a folder or file name: 2025.
+YEAR_NAME = re.compile(r"^(19|20)\d\d$")
+#: A date inside a name: 2025-03, 2025_03_31, 20250331, 2025-03-31T12-00 (a year and a month at
+#: least, so the 2001 of ``pump-2001`` is no date).
+DATE_IN_NAME = re.compile(
+    r"(?<!\d)(19|20)\d\d[-_.]?(0[1-9]|1[0-2])([-_.]?\d\d)?([T_ -]?\d\d([-:_.]?\d\d){0,2})?(?!\d)"
+)
+#: A digital camera's folder (DCF): 100CANON, 101APPLE, 100_FUJI, 100MSDCF.
+_CAMERA_FOLDER = re.compile(r"^[1-9]\d\d[A-Za-z0-9_]{5}$")
 
 #: The file in a run folder that keeps the file list of its training folder.
 INDEX_FILE = "data_index.json"
@@ -326,17 +337,37 @@ def find_files(root: Path, suffixes: Sequence[str]) -> list[str]:
 def subfolder_labels(rel_paths: Sequence[str]) -> tuple[list[str], np.ndarray] | None:
     """Class names (sorted) and int64 codes per file from each file's first-level folder,
     when every file lies in a subfolder and there are at least two of them; else None.
+    Folders that are all named by dates (a phone's ``2024-05-01``, a scanner's ``20240501``,
+    a year's ``2024``) or are a camera's own (``100CANON``, ``101CANON``) are where files
+    were put by when or by what took them, not classes: None too.
 
     Example:
         >>> subfolder_labels(["a.wav", "dog/b.wav"]) is None
         True
+        >>> subfolder_labels(["2024-05-01/a.jpg", "2024-05-02/b.jpg"]) is None
+        True
+        >>> subfolder_labels(["100CANON/a.jpg", "101CANON/b.jpg"]) is None
+        True
     """
     folders = [rel.split("/", 1)[0] if "/" in rel else None for rel in rel_paths]
     names = sorted(set(folders) - {None})
-    if None in folders or len(names) < 2:
+    if None in folders or len(names) < 2 or all(map(is_filing_name, names)):
         return None
     code = {name: i for i, name in enumerate(names)}
     return names, np.array([code[f] for f in folders], dtype=np.int64)
+
+
+def is_filing_name(name: str) -> bool:
+    """Whether a folder's name says when or by what its files were made rather than what
+    they are: a date (a year and a month at least), a year, or a camera's folder (DCF).
+
+    Example:
+        >>> [is_filing_name(n) for n in ("2024-05-01", "20240501", "2024", "100CANON", "cat")]
+        [True, True, True, True, False]
+        >>> is_filing_name("0"), is_filing_name("class-2024")  # digits are MNIST's classes
+        (False, False)
+    """
+    return bool(YEAR_NAME.match(name) or DATE_IN_NAME.fullmatch(name) or _CAMERA_FOLDER.match(name))
 
 
 def first_media(root: str | os.PathLike, kinds: dict[str, tuple[str, ...]]) -> str | None:

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from selfsup.data.folders import first_file
+from selfsup.data.folders import DATE_IN_NAME, YEAR_NAME, first_file
 from selfsup.data.table_files import TABLE_SUFFIXES, files_note, read_table, read_table_folder
 
 #: Column names taken as a log's time column when ``--time-column`` is not given.
@@ -55,13 +55,6 @@ OUTSIDE_LABEL = "normal"
 PATH_UNIT = "unit"
 #: A regular time grid may hold at most this many times the rows (else rows stay in order).
 _MOST_GRID_PER_ROW = 4
-#: A year alone as a folder or file name: 2025.
-_YEAR = re.compile(r"^(19|20)\d\d$")
-#: A date inside a name: 2025-03, 2025_03_31, 20250331, 2025-03-31T12-00 (a year and a month at
-#: least, so the 2001 of ``pump-2001`` is no date).
-_DATE = re.compile(
-    r"(?<!\d)(19|20)\d\d[-_.]?(0[1-9]|1[0-2])([-_.]?\d\d)?([T_ -]?\d\d([-:_.]?\d\d){0,2})?(?!\d)"
-)
 #: A month or a day as a folder or file name inside a year's folder: 03, 31.
 _TWO_DIGITS = re.compile(r"^\d\d?$")
 
@@ -81,7 +74,7 @@ def path_unit(rel_path: str) -> str:
     parts[-1] = parts[-1].rsplit(".", 1)[0]
     kept, dated = [], False
     for part in parts:
-        stripped = "" if _YEAR.match(part) else _DATE.sub("", part).strip("-_. ")
+        stripped = "" if YEAR_NAME.match(part) else DATE_IN_NAME.sub("", part).strip("-_. ")
         dated = dated or stripped != part
         if stripped and not (dated and _TWO_DIGITS.match(stripped)):
             kept.append(stripped)

@@ -19,7 +19,9 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import math
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +49,9 @@ from selfsup.evaluation.labelfree import (
 from selfsup.methods.base import Method
 
 BEST_WEIGHTS = Path("checkpoints") / "best.safetensors"
+#: Held-out items a run with a time budget measures before its first step, to plan what the
+#: measurement of all of them will take (:meth:`EpochMonitor.estimate_seconds`).
+ESTIMATE_ITEMS = 16
 
 
 class CollapseError(RuntimeError):
@@ -211,6 +216,27 @@ class EpochMonitor:
         return measure_heldout_loss(
             method, self.source, self.loss_views, self.items, self.seed, precision=self.precision
         )
+
+    def estimate_seconds(self, method: Method, sample: int = ESTIMATE_ITEMS) -> float:
+        """What one :meth:`measure` will take, timed on ``sample`` of the held-out items (their
+        reading, views, forward passes and held-out loss) and scaled to all it measures.
+
+        Example:
+            >>> from selfsup.data.arrays import ArraySource
+            >>> from selfsup.methods import build_method
+            >>> from selfsup.modalities.image import build_image_encoder
+            >>> method = build_method("simclr", build_image_encoder("small-cnn", 1, 8, width=4))
+            >>> held_out = ArraySource(torch.rand(40, 8, 8).numpy())
+            >>> monitor = EpochMonitor(held_out, lambda x: [x, x], Path("."), items=32)
+            >>> monitor.estimate_seconds(method) > 0
+            True
+        """
+        measured = min(self.items, len(self.source))
+        part = copy.copy(self)
+        part.items = min(sample, measured)
+        begun = time.perf_counter()
+        part.measure(method)
+        return (time.perf_counter() - begun) * measured / max(part.items, 1)
 
     def measure(
         self, method: Method, probe: OnlineProbe | None = None

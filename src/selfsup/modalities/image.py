@@ -83,6 +83,8 @@ def conform_images(images: torch.Tensor, channels: int, size: int) -> torch.Tens
     Example:
         >>> conform_images(torch.rand(2, 3, 10, 10), 1, 4).shape
         torch.Size([2, 1, 4, 4])
+        >>> conform_images(torch.rand(2, 3, 10, 10, dtype=torch.bfloat16), 3, 14).dtype
+        torch.bfloat16
     """
     if images.shape[1] != channels:
         if channels == 1:
@@ -92,7 +94,11 @@ def conform_images(images: torch.Tensor, channels: int, size: int) -> torch.Tens
         else:
             raise ValueError(f"cannot convert {images.shape[1]}-channel images to {channels}")
     if images.shape[-2:] != (size, size):
-        images = F.interpolate(images, size=(size, size), mode="bilinear", antialias=True)
+        # PyTorch's antialiased resize has no bfloat16 or float16 kernel on the CPU: views
+        # made under autocast are resized in float32 and given back in their own type
+        wide = images.float()
+        resized = F.interpolate(wide, size=(size, size), mode="bilinear", antialias=True)
+        images = resized.to(images.dtype)
     return images
 
 
