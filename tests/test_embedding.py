@@ -52,3 +52,27 @@ def test_raw_inputs_read_ahead_by_workers_are_the_same(
         assert list(source.unreadable) == ["dogs/broken.png"]
     np.testing.assert_array_equal(found[2], found[0])
     assert np.isnan(found[2]).any(axis=1).sum() == 1
+
+
+def test_the_embedding_batch_is_lowered_to_what_memory_allows(monkeypatch) -> None:
+    """512 clips of two-minute recordings through a wav2vec2-base took 8.8 GB in one batch:
+    the batch is planned from the measured memory of an item's forward pass."""
+    import selfsup.embedding as embedding
+    from selfsup.data.arrays import ArraySource
+    from selfsup.modalities.image import build_image_encoder
+
+    encoder = build_image_encoder("small-cnn", 1, 32, width=16)
+    source = ArraySource(np.random.default_rng(0).integers(0, 255, (40, 32, 32), np.uint8))
+    assert embedding.embed_batch(encoder, source, precision="fp32") == 512  # well within
+    everything = embed_source(encoder, source, precision="fp32")
+    # The first convolution's output alone holds 16 x 32 x 32 floats (64 kB) an item.
+    monkeypatch.setattr(embedding, "EMBED_BATCH_BYTES", 10 * 64 * 1024)
+    lowered = embedding.embed_batch(encoder, source, precision="fp32")
+    assert 1 <= lowered < 10
+    calls = []
+    real = encoder.forward
+    monkeypatch.setattr(encoder, "forward", lambda x: calls.append(len(x)) or real(x))
+    np.testing.assert_allclose(
+        embed_source(encoder, source, precision="fp32"), everything, atol=1e-5
+    )
+    assert max(calls) == lowered

@@ -82,7 +82,7 @@ class _Whole(torch.nn.Module):
 
 
 def test_a_ts2vec_plan_covers_its_largest_random_crop_and_the_backward_pass() -> None:
-    from selfsup.engine.memory import PeakTracker
+    from selfsup.core.memory import PeakTracker
     from selfsup.modalities.series import build_series_encoder
 
     torch.manual_seed(0)

@@ -18,19 +18,14 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import weakref
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import lightning
 import torch
 from torch import nn
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 
 from selfsup.config import ConfigError
-from selfsup.core.memory import available_memory
+from selfsup.core.memory import PeakTracker, available_memory
 from selfsup.engine.train import channels_last
 
 #: Share of the available memory a step may plan to use.
@@ -41,58 +36,6 @@ MARGIN = 1.1
 #: The smallest batch lowered to before the run is stopped instead.
 SMALLEST_BATCH = 8
 _GB = 2**30
-
-
-class PeakTracker(TorchDispatchMode):
-    """Counts the bytes of the tensors made while it is open (every operator's outputs, in
-    both passes), less those freed, and keeps the peak. Storages that existed before (weights,
-    the input items), and views of them, are not counted.
-
-    Example:
-        >>> x = torch.zeros(1000)
-        >>> with PeakTracker([x]) as tracker:
-        ...     y = x + 1  # 4,000 bytes
-        ...     z = (y * 2).sum()  # 4,000 more at the peak, freed at once
-        ...     del y
-        >>> tracker.peak, tracker.live
-        (8004, 4)
-    """
-
-    def __init__(self, existing: Iterable[torch.Tensor] = ()) -> None:
-        super().__init__()
-        self.live = 0
-        self.peak = 0
-        self._held: dict[int, int] = {}
-        self._existing = {_address(t) for t in existing}
-
-    def __torch_dispatch__(
-        self, func: Callable[..., Any], types: Any, args: tuple = (), kwargs: dict | None = None
-    ) -> Any:
-        out = func(*args, **(kwargs or {}))
-        for t in tree_leaves(out):
-            if isinstance(t, torch.Tensor):
-                self._count(t)
-        self.peak = max(self.peak, self.live)
-        return out
-
-    def _count(self, t: torch.Tensor) -> None:
-        try:
-            storage = t.untyped_storage()
-        except (RuntimeError, NotImplementedError):  # tensors without storage
-            return
-        address, size = storage.data_ptr(), storage.nbytes()
-        if size == 0 or address in self._held or address in self._existing:
-            return
-        self._held[address] = size
-        self.live += size
-        weakref.finalize(storage, self._free, address)
-
-    def _free(self, address: int) -> None:
-        self.live -= self._held.pop(address, 0)
-
-
-def _address(t: torch.Tensor) -> int:
-    return t.untyped_storage().data_ptr()
 
 
 @dataclass

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 
 from selfsup.core.neighbours import cosine_topk
 from selfsup.data.base import Source, by_length
-from selfsup.embedding import autocast
+from selfsup.embedding import autocast, embed_batch
 from selfsup.encoder import Encoder
 from selfsup.evaluation.inputs import ArrayLike, as_embeddings
 from selfsup.modalities import get_modality
@@ -317,12 +317,12 @@ def embed_views(
         items: how many items to use (all when the source is smaller).
         seed: seed of the item sample and of the augmentations.
         batch_size: items per forward pass (at most; lowered as ``embed`` lowers it where
-            items are large, such as a day of minute readings).
+            items are large, such as a day of minute readings: :func:`embed_batch`).
         precision: ``auto``, ``bf16`` or ``fp32`` for the forward passes.
     """
     spec = encoder.spec or {}
     chosen = measured_items(source, items, seed)
-    batch_size = get_modality(encoder.modality).embed_batch_size(source, batch_size)
+    batch_size = embed_batch(encoder, source, batch_size, precision)
     encoder.eval()
     parts: list[list[torch.Tensor]] = [[], [], []]
     indices: list[int] = []
