@@ -282,7 +282,9 @@ def _torchscript(
     encoder: Encoder, x: torch.Tensor, folder: Path, run_dir: Path | None
 ) -> tuple[np.ndarray, float]:
     path = folder / "encoder.pt"
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        # A check of an input's size is traced as a constant: said with its source line
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(encoder, (x,), strict=False, check_trace=False)
     traced.save(str(path))
     _ship_tokenizer(run_dir, folder)

@@ -5,6 +5,7 @@ from the run folder alone and exported."""
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from tests.modalities.audio.conftest import write_tones
@@ -102,9 +103,6 @@ def test_an_audio_run_from_a_pretrained_model_trains_loads_alone_and_exports(
         show_progress=False, monitor_items=0,
     )  # fmt: skip
     assert onward.config["audio_input"] == "waveform" and onward.embed(tones).shape == (16, 32)
-    with pytest.raises(ValueError, match="reads waveforms and a built-in audio student"):
-        selfsup.pretrain(tones, method="distill", teacher=str(run.path), steps=1,
-                         show_progress=False, out=tmp_path / "student")  # fmt: skip
     result = export_run(again, "onnx", tmp_path / "onnx", data=str(tones))
     assert result.max_abs_diff <= PARITY
     from transformers import AutoModel
@@ -121,3 +119,34 @@ def test_audio_models_that_are_not_clip_encoders_are_refused(tmp_path) -> None:
     (tmp_path / "whisper" / "config.json").write_text('{"model_type": "whisper"}')
     with pytest.raises(ValueError, match="'whisper' is not read here: it is an encoder-decoder"):
         load_pretrained(f"hf:{tmp_path / 'whisper'}")
+
+
+def test_a_small_log_mel_student_learns_from_a_waveform_teacher(tmp_path) -> None:
+    """A speech team's wav2vec2 distilled into BYOL-A's small CNN (was refused: the teacher
+    reads waveforms, the student log-mels). The student reads the teacher's clips and makes
+    its log-mels inside, from the data's log-mel statistics; it loads and exports alone."""
+    from selfsup.data.logmel import LogMelSettings, LogMelSpectrogram
+
+    tones = write_tones(tmp_path / "tones", per_class=4)  # 8 kHz files
+    teacher = save_audio_model("wav2vec2", tmp_path / "wav2vec2")
+    student = selfsup.pretrain(
+        tones, method="distill", teacher=teacher, epochs=4, batch_size=8, lr=3e-3,
+        backbone_options={"feature_dim": 32, "width": 8}, out=tmp_path / "student",
+        show_progress=False, monitor_items=0, log_every=1,
+    )  # fmt: skip
+    spec = student.encoder.spec
+    assert spec["backbone"] == "byola-cnn" and spec["audio_input"] == "waveform"
+    assert spec["sample_rate"] == 16000 and student.config["clip_seconds"] == 0.95
+    # Its normalization is the data's log-mel mean (about -9 on quiet tones), not the
+    # waveforms' (about 0).
+    waves = student.open(tones).read_batch(list(range(16))).items
+    mels = LogMelSpectrogram(LogMelSettings(sample_rate=16000))(waves[:, 0])
+    assert abs(spec["logmel_mean"] - float(mels.mean())) < 0.5 * float(mels.std())
+    losses = pd.read_csv(student.path / "metrics.csv")["loss"].dropna()
+    assert losses.iloc[-2:].mean() < losses.iloc[:2].mean(), losses.tolist()
+    embedded = student.embed(tones)
+    shutil.rmtree(tmp_path / "wav2vec2")  # the student needs no teacher
+    again = selfsup.load(student.path)
+    np.testing.assert_allclose(again.embed(tones), embedded, atol=1e-5)
+    for kind in ("onnx", "torchscript"):
+        assert export_run(again, kind, tmp_path / kind, data=str(tones)).max_abs_diff <= PARITY

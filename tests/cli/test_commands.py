@@ -176,3 +176,21 @@ def test_every_command_prints_the_datas_warning_as_one_line(tmp_path) -> None:
     lines = [line for line in result.output.splitlines() if line.startswith("warning:")]
     assert lines == [f"warning: {path}: 1 window without any value left out"]
     assert np.load(tmp_path / "e.npy").shape[0] == 7
+
+
+def test_a_collapse_is_said_once_by_training_not_again_as_a_python_warning(
+    capsys, monkeypatch
+) -> None:
+    """Distilling a teacher whose embeddings barely vary: the collapse was printed as
+    training's warning line, then again with the source file and line of the warning."""
+    import selfsup.cli
+    from selfsup.engine.monitor import CollapseWarning
+
+    passed_on = []
+    monkeypatch.setattr(selfsup.cli, "_python_warning", lambda *args: passed_on.append(args))
+    _warning_line(CollapseWarning("the embeddings collapsed at epoch 1"), CollapseWarning,
+                  "/src/selfsup/engine/train.py", 919)  # fmt: skip
+    _warning_line(UserWarning("something else"), UserWarning, "/x.py", 3)
+    printed = capsys.readouterr()
+    assert "collapsed" not in printed.out + printed.err
+    assert [str(args[0]) for args in passed_on] == ["something else"]

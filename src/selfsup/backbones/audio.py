@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from selfsup.backbones.vit import Block
+from selfsup.data.logmel import LogMelSettings, LogMelSpectrogram
 
 
 def _conv_block(in_channels: int, out_channels: int) -> list[nn.Module]:
@@ -174,3 +175,34 @@ class SpectrogramTransformer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Map log-mels (B, 1, n_mels, frames) to features (B, dim), the mean patch token."""
         return self.forward_tokens(x).mean(dim=1)
+
+
+class LogMelFront(nn.Module):
+    """A log-mel backbone that reads waveforms: each clip's log-mel (``settings``), normalized
+    by the data's log-mel ``mean`` and ``std``, then ``backbone``. A student distilled from a
+    waveform model (wav2vec2, HuBERT) reads what its teacher reads, and ships as one model
+    from waveform to embedding.
+
+    Example:
+        >>> settings = LogMelSettings(sample_rate=8000, n_fft=128, hop_length=64, n_mels=32)
+        >>> net = LogMelFront(settings, -6.0, 4.0, AudioNTT2020(32, feature_dim=16, width=8))
+        >>> net(torch.zeros(2, 1, 8000)).shape
+        torch.Size([2, 16])
+    """
+
+    def __init__(
+        self, settings: LogMelSettings, mean: float, std: float, backbone: nn.Module
+    ) -> None:
+        super().__init__()
+        self.logmel = LogMelSpectrogram(settings)
+        self.mean, self.std = float(mean), float(std)
+        self.backbone = backbone
+        self.feature_dim: int = backbone.feature_dim
+
+    def block_list(self) -> list[nn.Module]:
+        return self.backbone.block_list()
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        """Map waveforms (B, 1, samples) to features (B, feature_dim)."""
+        mel = self.logmel(waveforms[:, 0]).unsqueeze(1)
+        return self.backbone((mel - self.mean) / self.std)

@@ -81,9 +81,12 @@ def _warning_line(
     line: str | None = None,
 ) -> None:
     """Data warnings (:class:`~selfsup.data.base.DataWarning`) as one ``warning:`` line;
-    others as Python prints them."""
+    a collapse's not again (training printed it as one); others as Python prints them."""
     from selfsup.data.base import DataWarning
 
+    monitor = sys.modules.get("selfsup.engine.monitor")  # not loaded: not a collapse
+    if monitor is not None and issubclass(category, monitor.CollapseWarning):
+        return
     if not issubclass(category, DataWarning):
         _python_warning(message, category, filename, lineno, file, line)
         return

@@ -8,7 +8,9 @@ pre-normalization); the raw-input baseline is the log-mel itself.
 Pretrained Hugging Face audio models (``--backbone hf:PATH``: wav2vec2, HuBERT, WavLM,
 data2vec-audio, AST) read the clips as waveforms (1, samples) at their own sampling rate and
 compute their own features inside the encoder (``selfsup.backbones.hf``); the raw-input
-baseline is then the default log-mel of those waveforms.
+baseline is then the default log-mel of those waveforms. A built-in backbone on waveforms
+(a student distilled from such a model, which reads what its teacher reads, or
+``--audio-input waveform``) computes its log-mels inside too (``LogMelFront``).
 
 A folder of long recordings (the median file holds ``LONG_RECORDING_CLIPS`` clips or more)
 is pretrained on every clip of every file (``training_source``); the other commands keep one
@@ -30,6 +32,7 @@ from typing import Any, ClassVar
 import torch
 
 from selfsup.backbones import build_audio_backbone
+from selfsup.backbones.audio import LogMelFront
 from selfsup.backbones.hf import (
     HFAudioBackbone,
     audio_preprocessing,
@@ -101,28 +104,27 @@ class AudioModality(Modality):
     def backbone_source_options(self, cfg: PretrainConfig) -> dict[str, Any]:
         """A pretrained model's clips: waveforms at its sampling rate; for AST, as long as
         its ``max_length`` frames unless ``--clip-seconds`` says otherwise. ``--init RUN``
-        reads the clips as that run did. A waveform teacher cannot teach a log-mel student
-        (they would read different items)."""
+        reads the clips as that run did. A student reads the clips as its teacher does: a
+        waveform teacher's clips at its rate (the student computes its log-mels inside)."""
         teacher = cfg.teacher if cfg.method == "distill" else None
-        if teacher is not None and _reads_waveforms(str(teacher)):
-            raise ValueError(
-                f"--teacher {teacher} reads waveforms and a built-in audio student reads "
-                "log-mels; distill from a run or model that reads log-mels"
-            )
         if cfg.init is not None:
-            spec = read_json(Path(cfg.init) / "encoder.json")
-            if spec.get("audio_input") != "waveform":
-                return {}
-            return {k: spec[k] for k in ("audio_input", "sample_rate", "clip_seconds")}
-        if not is_hf_backbone(cfg.backbone):
-            return {}
-        return pretrained_audio_options(str(cfg.backbone), cfg.sample_rate, cfg.clip_seconds)
+            return _waveform_options(str(cfg.init), cfg)
+        if is_hf_backbone(cfg.backbone):
+            return pretrained_audio_options(str(cfg.backbone), cfg.sample_rate, cfg.clip_seconds)
+        if teacher is not None:
+            return _waveform_options(str(teacher), cfg)
+        return {}
 
     def statistics(self, source: Source) -> tuple[list[float], list[float]]:
         """The log-mel mean and std over up to ``STATISTICS_CLIPS`` clips spread over the
         data: one channel, whose two numbers more clips would not move (4,096 clips of long
         recordings took 26 s to read)."""
-        return channel_statistics(source, limit=STATISTICS_CLIPS)
+        if source.first_item().ndim != 3:
+            return channel_statistics(source, limit=STATISTICS_CLIPS)
+        logmel = LogMelSpectrogram(_settings(source))  # waveforms: of the log-mels inside
+        return channel_statistics(
+            source, limit=STATISTICS_CLIPS, transform=lambda x: logmel(x[:, 0]).unsqueeze(1)
+        )
 
     def training_source(self, source: Source, cfg: PretrainConfig) -> tuple[Source, str | None]:
         """Long recordings are trained on whole: when the median file (of up to 100 spread
@@ -175,13 +177,15 @@ class AudioModality(Modality):
             encoder = build_pretrained_audio_encoder(name, clip, **cfg.backbone_options)
             chosen = {k: encoder.spec[k] for k in ("sample_rate", "clip_seconds", "audio_input")}
             return encoder, chosen
-        if source.first_item().ndim == 3:  # (1, 1, samples): waveforms
-            raise ValueError(
-                f"--backbone {name} reads log-mel spectrograms, and the data is read as "
-                "waveforms (--audio-input waveform is for pretrained hf: models)"
-            )
-        n_mels, frames = (int(v) for v in source.first_item().shape[-2:])
+        first = source.first_item()
         options = cfg.backbone_options
+        if first.ndim == 3:  # (1, 1, samples): waveforms, whose log-mels the encoder makes
+            settings = _settings(source)
+            clip = int(first.shape[-1]) / settings.sample_rate
+            encoder = build_waveform_audio_encoder(name, settings, clip, mean[0], std[0], **options)
+            chosen = {k: encoder.spec[k] for k in ("sample_rate", "clip_seconds", "audio_input")}
+            return encoder, chosen
+        n_mels, frames = (int(v) for v in first.shape[-2:])
         return build_audio_encoder(name, n_mels, frames, mean[0], std[0], **options), {}
 
     def raw_batch(self, x: torch.Tensor, source: Source) -> torch.Tensor:
@@ -194,6 +198,15 @@ class AudioModality(Modality):
     def rebuild_encoder(self, spec: dict[str, Any]) -> Encoder:
         if is_hf_backbone(spec["backbone"]):
             return rebuild_pretrained_audio_encoder(spec)
+        if spec.get("audio_input") == "waveform":
+            return build_waveform_audio_encoder(
+                spec["backbone"],
+                LogMelSettings(**spec["logmel"]),
+                spec["clip_seconds"],
+                spec["logmel_mean"],
+                spec["logmel_std"],
+                **spec["options"],
+            )
         return build_audio_encoder(
             spec["backbone"],
             spec["n_mels"],
@@ -227,12 +240,63 @@ def build_audio_encoder(
     return AUDIO.wrap(module, None, [float(mean)], [float(std)], spec)
 
 
-def _reads_waveforms(name: str) -> bool:
-    """Whether a run folder's or an ``hf:`` model's encoder reads waveforms."""
+def build_waveform_audio_encoder(
+    backbone: str,
+    settings: LogMelSettings,
+    clip_seconds: float,
+    mean: float = 0.0,
+    std: float = 1.0,
+    **options: Any,
+) -> Encoder:
+    """A built-in audio backbone reading waveforms (n, 1, samples) at ``settings``' rate: their
+    log-mels are computed inside and normalized with the data's log-mel ``mean`` and ``std``
+    (:class:`LogMelFront`).
+
+    Example:
+        >>> import torch
+        >>> settings = LogMelSettings(sample_rate=8000, n_fft=128, hop_length=64, n_mels=32)
+        >>> enc = build_waveform_audio_encoder("byola-cnn", settings, 1.0, -6.0, 4.0,
+        ...                                    feature_dim=16, width=8)
+        >>> enc(torch.zeros(2, 1, 8000)).shape, enc.spec["audio_input"]
+        (torch.Size([2, 16]), 'waveform')
+    """
+    frames = settings.frames(round(clip_seconds * settings.sample_rate))
+    module = build_audio_backbone(backbone, settings.n_mels, frames, **options)
+    spec = {
+        "modality": "audio",
+        "backbone": backbone,
+        "n_mels": settings.n_mels,
+        "frames": frames,
+        "options": options,
+        "audio_input": "waveform",
+        "sample_rate": settings.sample_rate,
+        "clip_seconds": clip_seconds,
+        "logmel": settings.to_dict(),
+        # the encoder's own normalization (mean, std) is none: the log-mels' is inside
+        "logmel_mean": float(mean),
+        "logmel_std": float(std),
+    }
+    front = LogMelFront(settings, mean, std, module)
+    return Encoder(front, None, [0.0], [1.0], spec, modality="audio", normalize=False)
+
+
+def _settings(source: Source) -> LogMelSettings:
+    """The log-mel settings an audio source reads with (its sampling rate: a waveform
+    teacher's)."""
+    return getattr(source, "settings", None) or LogMelSettings()
+
+
+def _waveform_options(name: str, cfg: PretrainConfig) -> dict[str, Any]:
+    """How the data is read for a run's or an ``hf:`` model's encoder when it reads
+    waveforms (a teacher, or the run ``--init`` starts from); nothing for log-mel ones."""
     if is_hf_backbone(name):
-        folder = resolve_folder(name)
-        return model_kind(read_json(folder / "config.json")) == "audio"
-    return read_json(Path(name) / "encoder.json").get("audio_input") == "waveform"
+        if model_kind(read_json(resolve_folder(name) / "config.json")) != "audio":
+            return {}
+        return pretrained_audio_options(name, cfg.sample_rate, cfg.clip_seconds)
+    spec = read_json(Path(name) / "encoder.json")
+    if spec.get("audio_input") != "waveform":
+        return {}
+    return {k: spec[k] for k in ("audio_input", "sample_rate", "clip_seconds")}
 
 
 def pretrained_audio_options(

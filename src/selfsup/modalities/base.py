@@ -402,11 +402,15 @@ def _same_width(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def channel_statistics(
-    source: Source, limit: int = 4096, chunk: int = 128
+    source: Source,
+    limit: int = 4096,
+    chunk: int = 128,
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[list[float], list[float]]:
     """Per-channel mean and std over an evenly spaced sample of up to ``limit`` items
     (images or series; NaN values of series are left out), read ``chunk`` items at a time
-    so memory stays that of one chunk whatever the items' size.
+    so memory stays that of one chunk whatever the items' size; of ``transform`` of each
+    chunk where it is given (waveforms' log-mels).
 
     Example:
         >>> from selfsup.data.arrays import ArraySource
@@ -421,6 +425,8 @@ def channel_statistics(
         x = source.read_batch(indices[start : start + chunk]).items
         if x.shape[0] == 0:
             continue
+        if transform is not None:
+            x = transform(x)
         per_channel = x.transpose(0, 1).reshape(x.shape[1], -1)
         present = ~torch.isnan(per_channel)
         if shift is None:
