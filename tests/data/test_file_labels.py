@@ -82,7 +82,9 @@ def test_folders_named_by_date_or_camera_are_not_classes(tmp_path):
         for name in names:
             (root / name).mkdir(parents=True)
             Image.new("RGB", (8, 8)).save(root / name / "a.png")
-        assert ImageFolderSource(root).classes == names, names
+        source = ImageFolderSource(root)
+        assert source.classes == names, names
+        assert source.labels_note.startswith("classes from the first-level folder names")
 
 
 def test_table_formats_and_columns(tmp_path):

@@ -55,7 +55,7 @@ class FolderLabels:
         labels: int64 codes per file when every file has a label, else None.
         classes: their class names (sorted), else None.
         partial: the labels of some files only, else None.
-        note: where the labels came from, for people (None: from no table).
+        note: where the labels came from, for people (None: there are none).
         warning: what a person should know (files without a label, rows naming no file).
     """
 
@@ -116,7 +116,8 @@ def folder_labels(
         subfolders = subfolder_labels(files)
         if subfolders is None:
             return FolderLabels()
-        return FolderLabels(labels=subfolders[1], classes=subfolders[0])
+        note = "classes from the first-level folder names; --labels FILE for others"
+        return FolderLabels(labels=subfolders[1], classes=subfolders[0], note=note)
     return _from_table(Path(root), files, Path(labels_file), label_column, id_column)
 
 
