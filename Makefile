@@ -83,6 +83,7 @@ bench: setup datasets system
 	$(PY) benchmarks/neighbours.py
 	$(PY) benchmarks/throughput.py
 	$(PY) benchmarks/views.py
+	$(PY) benchmarks/embed_batch.py
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
