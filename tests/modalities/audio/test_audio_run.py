@@ -156,3 +156,19 @@ def test_long_recordings_are_pretrained_on_all_their_clips_and_embedded_as_their
                              backbone_options=SMALL_CNN, method_options=SMALL_HEADS,
                              monitor_items=0, show_progress=False, **AUDIO)  # fmt: skip
     assert again.summary["items"] == 16
+
+
+def test_a_built_in_backbone_on_waveforms_makes_its_log_mels_inside(tones, tmp_path):
+    """--audio-input waveform with BYOL-A's CNN was refused ('for pretrained hf: models'):
+    the encoder now reads waveforms and computes its log-mels itself, so it ships as one
+    model from waveform to embedding."""
+    run = selfsup.pretrain(
+        tones, audio_input="waveform", steps=3, batch_size=8, out=tmp_path / "run",
+        show_progress=False, monitor_items=0, backbone_options={"feature_dim": 32, "width": 8},
+    )  # fmt: skip
+    spec = run.encoder.spec
+    assert (spec["backbone"], spec["audio_input"]) == ("byola-cnn", "waveform")
+    assert run.open(tones).first_item().ndim == 3  # (1, 1, samples)
+    embedded = run.embed(tones)
+    np.testing.assert_allclose(selfsup.load(run.path).embed(tones), embedded, atol=1e-5)
+    assert run.evaluate(str(tones), protocols=["knn"]).rows[0].selfsup > 0.5
