@@ -150,3 +150,16 @@ def test_a_small_log_mel_student_learns_from_a_waveform_teacher(tmp_path) -> Non
     np.testing.assert_allclose(again.embed(tones), embedded, atol=1e-5)
     for kind in ("onnx", "torchscript"):
         assert export_run(again, kind, tmp_path / kind, data=str(tones)).max_abs_diff <= PARITY
+
+
+def test_a_teacher_and_a_pretrained_student_of_other_rates_are_refused(tmp_path) -> None:
+    """Both read the same clips: a teacher at 8 kHz and a student at 16 kHz cannot."""
+    from transformers import Wav2Vec2FeatureExtractor
+
+    tones = write_tones(tmp_path / "tones", per_class=2)
+    teacher = save_audio_model("wav2vec2", tmp_path / "teacher")
+    Wav2Vec2FeatureExtractor(sampling_rate=8000).save_pretrained(tmp_path / "teacher")
+    student = save_audio_model("hubert", tmp_path / "student")
+    with pytest.raises(ValueError, match="reads audio at 8000 Hz and the student at 16000"):
+        selfsup.pretrain(tones, method="distill", teacher=teacher, backbone=student, steps=1,
+                         show_progress=False, out=tmp_path / "run")  # fmt: skip

@@ -107,13 +107,21 @@ class AudioModality(Modality):
         reads the clips as that run did. A student reads the clips as its teacher does: a
         waveform teacher's clips at its rate (the student computes its log-mels inside)."""
         teacher = cfg.teacher if cfg.method == "distill" else None
+        taught = _waveform_options(str(teacher), cfg) if teacher is not None else {}
         if cfg.init is not None:
-            return _waveform_options(str(cfg.init), cfg)
-        if is_hf_backbone(cfg.backbone):
-            return pretrained_audio_options(str(cfg.backbone), cfg.sample_rate, cfg.clip_seconds)
-        if teacher is not None:
-            return _waveform_options(str(teacher), cfg)
-        return {}
+            own = _waveform_options(str(cfg.init), cfg)
+        elif is_hf_backbone(cfg.backbone):
+            own = pretrained_audio_options(str(cfg.backbone), cfg.sample_rate, cfg.clip_seconds)
+        else:
+            return taught  # a built-in student reads what its teacher reads
+        if taught and own.get("sample_rate") != taught["sample_rate"]:
+            raise ValueError(
+                f"--teacher {teacher} reads audio at {taught['sample_rate']} Hz and the student "
+                f"at {own.get('sample_rate') or 'its log-mels'}: both must read the same clips; "
+                "distill into a built-in backbone (it reads what its teacher reads) or a "
+                "model of the teacher's rate"
+            )
+        return own
 
     def statistics(self, source: Source) -> tuple[list[float], list[float]]:
         """The log-mel mean and std over up to ``STATISTICS_CLIPS`` clips spread over the
