@@ -54,6 +54,8 @@ from selfsup.encoder import Encoder
 from selfsup.modalities.base import Modality, channel_statistics, folder_media
 from selfsup.views.audio import AudioViews, audio_recipe
 
+#: The config fields that say how an encoder reading waveforms reads the files.
+WAVEFORM_READING = ("audio_input", "sample_rate", "clip_seconds")
 #: Clips read for the encoder's input statistics.
 STATISTICS_CLIPS = 1024
 #: Pretraining reads every file as clips, one after another, when the median file holds at
@@ -180,21 +182,19 @@ class AudioModality(Modality):
     def build_named(
         self, name: str, cfg: PretrainConfig, source: Source, mean: list[float], std: list[float]
     ) -> tuple[Encoder, dict[str, Any]]:
-        if is_hf_backbone(name):
-            clip = float(getattr(source, "clip_seconds", None) or cfg.clip_seconds or 1.0)
-            encoder = build_pretrained_audio_encoder(name, clip, **cfg.backbone_options)
-            chosen = {k: encoder.spec[k] for k in ("sample_rate", "clip_seconds", "audio_input")}
-            return encoder, chosen
-        first = source.first_item()
         options = cfg.backbone_options
-        if first.ndim == 3:  # (1, 1, samples): waveforms, whose log-mels the encoder makes
+        first = None if is_hf_backbone(name) else source.first_item()
+        if first is None:
+            clip = float(getattr(source, "clip_seconds", None) or cfg.clip_seconds or 1.0)
+            encoder = build_pretrained_audio_encoder(name, clip, **options)
+        elif first.ndim == 3:  # (1, 1, samples): waveforms, whose log-mels the encoder makes
             settings = _settings(source)
             clip = int(first.shape[-1]) / settings.sample_rate
             encoder = build_waveform_audio_encoder(name, settings, clip, mean[0], std[0], **options)
-            chosen = {k: encoder.spec[k] for k in ("sample_rate", "clip_seconds", "audio_input")}
-            return encoder, chosen
-        n_mels, frames = (int(v) for v in first.shape[-2:])
-        return build_audio_encoder(name, n_mels, frames, mean[0], std[0], **options), {}
+        else:
+            n_mels, frames = (int(v) for v in first.shape[-2:])
+            return build_audio_encoder(name, n_mels, frames, mean[0], std[0], **options), {}
+        return encoder, {k: encoder.spec[k] for k in WAVEFORM_READING}
 
     def raw_batch(self, x: torch.Tensor, source: Source) -> torch.Tensor:
         """Log-mels as they are; waveforms as the default log-mel of their clip."""
@@ -304,7 +304,7 @@ def _waveform_options(name: str, cfg: PretrainConfig) -> dict[str, Any]:
     spec = read_json(Path(name) / "encoder.json")
     if spec.get("audio_input") != "waveform":
         return {}
-    return {k: spec[k] for k in ("audio_input", "sample_rate", "clip_seconds")}
+    return {k: spec[k] for k in WAVEFORM_READING}
 
 
 def pretrained_audio_options(
