@@ -35,6 +35,7 @@ from selfsup.data.dicom import (
 )
 from selfsup.data.file_labels import folder_labels
 from selfsup.data.folders import IndexCache, find_files, index_folder
+from selfsup.data.tiff import TiffForPillow, is_tiff, read_tiff, tiff_header
 
 #: File suffixes read as images, compared case-insensitively.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", *DICOM_EXTENSIONS)
@@ -63,13 +64,15 @@ class ImageFolderSource(Source):
     each image is labelled by the one it lies in; a labels table (``labels_file``, or a
     ``metadata.csv`` at the top) labels them instead; otherwise the source is unlabeled.
 
-    Every item has the same shape (channels, image_size, image_size): each image is converted
-    to gray ("L") or "RGB" (alpha dropped, EXIF rotation applied), its shorter side resized to
-    ``image_size`` and its center cropped square. JPEGs larger than that are decoded at 1/2,
-    1/4 or 1/8 scale directly (PIL's draft mode), which makes them several times faster to
-    read. Images above PIL's decompression-bomb limit (about 179 million pixels) are refused
-    as unreadable rather than decoded. A file that cannot be opened or decoded (not
-    an image, truncated) raises :class:`ItemReadError` on ``read`` and is reported in
+    Every item has the same shape (channels, image_size, image_size): each image is converted to
+    gray ("L") or "RGB" (alpha dropped, EXIF rotation applied), its shorter side resized to
+    ``image_size`` and its center cropped square. TIFFs are read through
+    :mod:`selfsup.data.tiff` (any bit depth, any number of channels, the middle plane of a
+    stack), DICOM files through :mod:`selfsup.data.dicom`. JPEGs larger than that are decoded at
+    1/2, 1/4 or 1/8 scale directly (PIL's draft mode), which makes them several times faster to
+    read. Images above PIL's decompression-bomb limit (about 179 million pixels) are refused as
+    unreadable rather than decoded. A file that cannot be opened or decoded (not an image,
+    truncated) raises :class:`ItemReadError` on ``read`` and is reported in
     ``read_batch(...).skipped``.
 
     Args:
@@ -78,8 +81,10 @@ class ImageFolderSource(Source):
             sample of ``SIZE_SAMPLE`` files spread over the folder (only their headers are
             read), so one huge or tiny file does not set it. Training chooses its own side
             (see ``selfsup.modalities.image.training_side``) and sets it with ``read_at``.
-        channels: 1 (gray) or 3 (RGB); by default 1 when most sampled images are gray
-            (modes "1", "L", "I;16", ...), else 3.
+        channels: 1 (gray), 3 (RGB) or a TIFF's own count (five fluorescence channels,
+            thirteen spectral bands); by default as :func:`default_channels` takes it from
+            the sampled headers. Gray and colour images convert into each other; an image
+            with another count is skipped as unreadable, with its count.
         index: where a saved list of the folder's files may be (a run's
             ``data_index.json``; see :class:`selfsup.data.folders.IndexCache`); by default
             the folder is scanned.
@@ -95,7 +100,7 @@ class ImageFolderSource(Source):
         NotADirectoryError: ``root`` is a file.
         EmptySourceError: no image file under ``root``, or none that can be read when a
             default has to be taken from one.
-        ValueError: ``image_size`` below 1 or ``channels`` other than 1 or 3.
+        ValueError: ``image_size`` or ``channels`` below 1.
     """
 
     def __init__(
@@ -116,8 +121,8 @@ class ImageFolderSource(Source):
             raise NotADirectoryError(f"not a folder: {self.root}")
         if image_size is not None and image_size < 1:
             raise ValueError(f"image_size must be at least 1, got {image_size}")
-        if channels not in (None, 1, 3):
-            raise ValueError(f"channels must be 1 or 3, got {channels}")
+        if channels is not None and channels < 1:
+            raise ValueError(f"channels must be at least 1, got {channels}")
         self.name = str(self.root)
         self.reads_files = True
         self.index, self.index_note = index_folder(self.root, IMAGE_FILES, index)
@@ -126,11 +131,11 @@ class ImageFolderSource(Source):
             raise EmptySourceError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {self.root}")
         self._find_labels(labels_file, label_column, id_column)
         if image_size is None or channels is None:
-            sides, gray = self._sample_headers()
+            sides, counts = self._sample_headers()
             if image_size is None:
                 image_size = int(np.median(sides))
             if channels is None:
-                channels = 1 if 2 * gray > len(sides) else 3
+                channels = default_channels(counts)
         self.image_size: int = image_size
         self.channels: int = channels
 
@@ -149,29 +154,29 @@ class ImageFolderSource(Source):
         self.labels, self.classes, self.partial_labels = found.labels, found.classes, found.partial
         self.labels_note, self.warning = found.note, found.warning
 
-    def _sample_headers(self) -> tuple[list[int], int]:
-        """Shorter sides of a sample of files spread over the folder, and how many are gray;
-        only headers are read. Unreadable files are passed over here (and skipped on read);
-        when the whole sample is unreadable, every file is tried in turn."""
+    def _sample_headers(self) -> tuple[list[int], list[int]]:
+        """Shorter sides and channels of a sample of files spread over the folder; only
+        headers are read. Unreadable files are passed over here (and skipped on read); when
+        the whole sample is unreadable, every file is tried in turn."""
         n = len(self._ids)
         picks = np.unique(np.linspace(0, n - 1, min(SIZE_SAMPLE, n)).astype(int)).tolist()
-        sides, gray = self._headers(picks)
+        sides, counts = self._headers(picks)
         if not sides:
-            sides, gray = self._headers(range(n))
+            sides, counts = self._headers(range(n))
         if not sides:
             raise EmptySourceError(f"none of the {n} image files in {self.root} can be read")
-        return sides, gray
+        return sides, counts
 
-    def _headers(self, positions: Sequence[int]) -> tuple[list[int], int]:
-        sides, gray = [], 0
+    def _headers(self, positions: Sequence[int]) -> tuple[list[int], list[int]]:
+        sides, counts = [], []
         for i in positions:
             try:
-                side, is_gray = image_header(self.root / self._ids[i])
+                side, channels = image_header(self.root / self._ids[i])
             except Exception:  # any unreadable file is passed over here, and skipped on read
                 continue
             sides.append(side)
-            gray += is_gray
-        return sides, gray
+            counts.append(channels)
+        return sides, counts
 
     @property
     def item_shape(self) -> tuple[int, int, int]:
@@ -206,12 +211,11 @@ class ImageFolderSource(Source):
         return Batch(items, kept, skipped)
 
     def _pixels(self, index: int) -> np.ndarray:
-        """Image ``index`` as :func:`decode_pixels` gives it (uint8 or float32, (H, W[, C]))."""
+        """Image ``index`` as :func:`read_pixels` gives it (uint8 or float32, (H, W[, C]))."""
         rel = self._ids[index]
         try:
-            with open_image(self.root / rel) as image:
-                return decode_pixels(image, self.image_size, self.channels)
-        except Exception as err:  # a bad file can fail in any of the ways PIL can fail
+            return read_pixels(self.root / rel, self.image_size, self.channels)
+        except Exception as err:  # a bad file can fail in any of the ways a decoder can fail
             raise ItemReadError(rel, f"cannot read image: {type(err).__name__}: {err}") from err
 
 
@@ -232,12 +236,86 @@ def open_image(file: str | os.PathLike | BinaryIO) -> Image.Image:
     return Image.open(file)
 
 
-def image_header(file: str | os.PathLike | BinaryIO) -> tuple[int, bool]:
-    """The shorter side of the image in ``file`` and whether it is gray, from its header."""
+def image_header(file: str | os.PathLike | BinaryIO) -> tuple[int, int]:
+    """The shorter side of the image in ``file`` and its channels (1 for gray, 3 for colour,
+    a TIFF's own count), from its header.
+
+    Example:
+        >>> import io
+        >>> stream = io.BytesIO()
+        >>> Image.new("RGBA", (30, 20)).save(stream, "PNG")
+        >>> image_header(stream)
+        (20, 3)
+    """
     if is_dicom(file):
-        return dicom_header(file)
+        side, gray = dicom_header(file)
+        return side, 1 if gray else 3
+    if is_tiff(file):
+        try:
+            return tiff_header(file)
+        except TiffForPillow:
+            pass
     with Image.open(file) as image:
-        return min(image.size), image.mode in GRAY_MODES
+        return min(image.size), 1 if image.mode in GRAY_MODES else 3
+
+
+def default_channels(counts: Sequence[int]) -> int:
+    """The channels a folder's images are read with, from those of a sample of them: the
+    most frequent count where some have neither 1 nor 3 (a microscope's 5), else 1 when most
+    are gray, else 3.
+
+    Example:
+        >>> default_channels([1, 1, 3]), default_channels([1, 3, 3]), default_channels([5, 5, 3])
+        (1, 3, 5)
+    """
+    if any(c not in (1, 3) for c in counts):
+        values, frequency = np.unique(np.asarray(counts), return_counts=True)
+        return int(values[np.argmax(frequency)])
+    return 1 if 2 * sum(c == 1 for c in counts) > len(counts) else 3
+
+
+def read_pixels(file: str | os.PathLike | BinaryIO, size: int, channels: int) -> np.ndarray:
+    """The image in ``file`` (a path or a binary stream) as an (H, W[, C]) array of side
+    ``size`` with ``channels`` channels: TIFFs through :mod:`selfsup.data.tiff` (float32),
+    DICOM and other formats through :func:`decode_pixels`. Gray and colour convert into
+    each other; other counts must match.
+
+    Raises:
+        ValueError: an image whose channels cannot become ``channels``, or any reason the
+            decoder gives.
+
+    Example:
+        >>> import io
+        >>> stream = io.BytesIO()
+        >>> Image.new("RGB", (40, 30), "red").save(stream, "PNG")
+        >>> read_pixels(stream, 10, 1).shape
+        (10, 10)
+    """
+    if is_tiff(file) and not is_dicom(file):  # a DICOM preamble may hold a TIFF header
+        try:
+            return _conform_channels(read_tiff(file, size), channels)
+        except TiffForPillow:
+            pass
+    with open_image(file) as image:
+        if channels not in (1, 3):
+            kind = "a gray" if image.mode in GRAY_MODES else "a colour"
+            raise ValueError(f"{kind} image where the data's images have {channels} channels")
+        return decode_pixels(image, size, channels)
+
+
+def _conform_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
+    """A float (H, W, C) array as (H, W) for one channel, (H, W, channels) otherwise; gray
+    is repeated to colour, colour becomes its luma (PIL's "L" weights)."""
+    have = pixels.shape[2]
+    if have == channels:
+        return pixels[:, :, 0] if channels == 1 else pixels
+    if have == 3 and channels == 1:
+        return pixels @ np.asarray([0.299, 0.587, 0.114], dtype=np.float32)
+    if have == 1 and channels == 3:
+        return np.repeat(pixels, 3, axis=2)
+    raise ValueError(
+        f"{have} channel{'s' * (have != 1)} where the data's images have {channels}"
+    )
 
 
 def item_tensor(pixels: np.ndarray) -> torch.Tensor:

@@ -52,10 +52,10 @@ from selfsup.data.base import (
 )
 from selfsup.data.image_folder import (
     ImageFolderSource,
-    decode_pixels,
+    default_channels,
     image_header,
     item_tensor,
-    open_image,
+    read_pixels,
 )
 from selfsup.data.splits import item_labels
 
@@ -196,7 +196,7 @@ class ShardSource(Source):
         root: the shard folder.
         image_size: the side items are decoded to; by default the median shorter side of a
             sample of items.
-        channels: 1 or 3; by default 1 when most sampled items are gray.
+        channels: as for :class:`ImageFolderSource` (by default :func:`default_channels`).
     """
 
     modality = "image"
@@ -229,9 +229,9 @@ class ShardSource(Source):
         if self.classes:
             self._read_labels()
         if image_size is None or channels is None:
-            sides, gray = self._sample_headers()
+            sides, counts = self._sample_headers()
             image_size = image_size or int(np.median(sides))
-            channels = channels or (1 if 2 * gray > len(sides) else 3)
+            channels = channels or default_channels(counts)
         self.image_size = int(image_size)
         self.channels = int(channels)
 
@@ -256,19 +256,19 @@ class ShardSource(Source):
         self.partial_labels = PartialLabels(rows, labels[rows], list(code)[:-1], "label")
         self.warning = self.partial_labels.note(self._n, "items")
 
-    def _sample_headers(self) -> tuple[list[int], int]:
-        sides, gray = [], 0
+    def _sample_headers(self) -> tuple[list[int], list[int]]:
+        sides, counts = [], []
         for g in np.unique(np.linspace(0, len(self._groups) - 1, 8).astype(int)):
             for data in self.group(int(g))[2][:8]:
                 try:
-                    side, is_gray = image_header(io.BytesIO(data))
+                    side, channels = image_header(io.BytesIO(data))
                 except Exception:  # unreadable items are skipped when read
                     continue
                 sides.append(side)
-                gray += is_gray
+                counts.append(channels)
         if not sides:
             raise EmptySourceError(f"{self.root}: none of the sampled items can be read")
-        return sides, gray
+        return sides, counts
 
     def __len__(self) -> int:
         return self._n
@@ -318,8 +318,7 @@ class ShardSource(Source):
         group, offset = self.locate(index)
         ids, _, blobs = self.group(group)
         try:
-            with open_image(io.BytesIO(blobs[offset])) as image:
-                pixels = decode_pixels(image, self.image_size, self.channels)
+            pixels = read_pixels(io.BytesIO(blobs[offset]), self.image_size, self.channels)
         except Exception as err:
             reason = f"cannot read image: {type(err).__name__}: {err}"
             raise ItemReadError(ids[offset], reason) from err

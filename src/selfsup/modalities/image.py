@@ -87,12 +87,12 @@ def conform_images(images: torch.Tensor, channels: int, size: int) -> torch.Tens
         torch.bfloat16
     """
     if images.shape[1] != channels:
+        if {images.shape[1], channels} != {1, 3}:  # a microscope's 5 channels are not colour
+            raise ValueError(f"cannot read {images.shape[1]}-channel images as {channels}-channel")
         if channels == 1:
             images = images.mean(dim=1, keepdim=True)
-        elif images.shape[1] == 1:
-            images = images.expand(-1, channels, -1, -1)
         else:
-            raise ValueError(f"cannot convert {images.shape[1]}-channel images to {channels}")
+            images = images.expand(-1, channels, -1, -1)
     if images.shape[-2:] != (size, size):
         # PyTorch's antialiased resize has no bfloat16 or float16 kernel on the CPU: views
         # made under autocast are resized in float32 and given back in their own type
@@ -279,10 +279,30 @@ class ImageModality(Modality):
     def prepare_input(self, x: torch.Tensor, spec: dict[str, Any]) -> torch.Tensor:
         if "image_size" not in spec:  # a custom backbone takes the data as it is
             return x
+        _check_channels(spec["backbone"], spec["in_channels"], x.shape[1])
         return conform_images(x, spec["in_channels"], spec["image_size"])
 
     def raw_batch(self, x: torch.Tensor, source: Source) -> torch.Tensor:
         return conform_images(x, x.shape[1], RAW_MAX_SIDE) if x.shape[-1] > RAW_MAX_SIDE else x
+
+
+def _check_channels(backbone: str, reads: int, given: int) -> None:
+    """Refuse images an encoder cannot read in one line naming it: only gray and colour
+    convert into each other.
+
+    Example:
+        >>> _check_channels("hf:dinov2-small", 3, 1)
+        >>> _check_channels("hf:dinov2-small", 3, 5)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: hf:dinov2-small reads 3-channel images and these have 5 channels; ...
+    """
+    if given != reads and {given, reads} != {1, 3}:
+        raise ValueError(
+            f"{backbone} reads {reads}-channel images and these have {given} channels; a "
+            "built-in backbone (--backbone resnet18, vit-small, small-cnn) learns from any "
+            "number of channels"
+        )
 
 
 def _patch_size(method: Any) -> int:
@@ -362,7 +382,7 @@ def build_pretrained_image_encoder(
 
     Args:
         name: ``hf:`` and a folder or model id.
-        in_channels: channels of the data (1 or 3).
+        in_channels: channels of the data (1 or 3; others are refused).
         image_size: the side it reads; the model's own by default.
         pooling: ``cls``, ``pooler`` or ``mean``; by default the model type's (see
             ``selfsup.backbones.hf``).
@@ -370,6 +390,7 @@ def build_pretrained_image_encoder(
     model = load_pretrained(name)
     if model.kind != "image":
         raise ValueError(f"{name}: a {model.kind} model, not an image model")
+    _check_channels(name, int(getattr(model.config, "num_channels", 3)), in_channels)
     native, mean, std = image_preprocessing(model.folder, model.config)
     pooling = pooling or default_image_pooling(model.config)
     module = HFImageBackbone(model.module, pooling, native)

@@ -183,8 +183,9 @@ class ColorJitter(nn.Module):
     As torchvision's ``ColorJitter``: brightness scales the image by a factor in
     [max(0, 1 - b), 1 + b], contrast blends it with its mean luma, saturation with its own
     luma, and hue turns it by up to ``h`` of the colour circle; each step clamps to [0, 1].
-    The order is drawn once per batch (as kornia does). Gray (one-channel) images get
-    brightness and contrast only.
+    The order is drawn once per batch (as kornia does). Images without colour (gray, or
+    a microscope's five channels) get brightness and contrast only, each channel blended
+    with its own mean.
 
     Args:
         strengths: (brightness, contrast, saturation, hue).
@@ -232,10 +233,11 @@ class ColorJitter(nn.Module):
         elif index == 0:
             images = images * _per_image(factor)
         else:
-            if index == 1:  # the blend target: the image's mean luma
-                channel_means = images.mean((2, 3))
+            if index == 1:  # the blend target: the image's mean luma (each channel's own
+                # mean where there is no colour: gray, or a microscope's five channels)
+                channel_means = images.mean((2, 3), keepdim=True)
                 color = images.shape[1] == 3
-                target = _per_image(_gray(channel_means) if color else channel_means)
+                target = _gray(channel_means) if color else channel_means
             else:  # saturation blends each pixel with its own luma
                 target = _gray(images)
             factor = _per_image(factor)

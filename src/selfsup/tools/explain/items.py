@@ -4,25 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from selfsup.data.base import Source
-from selfsup.data.image_folder import IMAGE_EXTENSIONS
+from selfsup.data.image_folder import IMAGE_EXTENSIONS, image_header, item_tensor, read_pixels
 from selfsup.modalities.image import conform_images
 from selfsup.run import Run
 
 # --- reading the item -------------------------------------------------------------------------
-
-
-def _read_image_file(path: Path, channels: int) -> torch.Tensor:
-    from PIL import Image
-
-    with Image.open(path) as image:
-        array = np.asarray(image.convert("L" if channels == 1 else "RGB"), dtype=np.float32)
-    array = array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
-    return torch.from_numpy(array / 255.0)
 
 
 def resolve_item(run: Run, spec: str) -> tuple[torch.Tensor, str, Source | None, int | None]:
@@ -56,9 +46,15 @@ def resolve_item(run: Run, spec: str) -> tuple[torch.Tensor, str, Source | None,
     if not path.is_file():
         raise FileNotFoundError(f"{spec}: no such file; give a file or DATA#KEY")
     if path.suffix.lower() in IMAGE_EXTENSIONS:
-        channels = (run.encoder.spec or {}).get("in_channels", 1)
-        # The whole path is the id: two photos named 0027.png in two folders stay apart.
-        return _read_image_file(path, channels), path.as_posix(), None, None
+        wanted = run.encoder.spec or {}
+        # Read as a folder's images are (16-bit, DICOM, a TIFF's channels), at the encoder's
+        # side; the whole path is the id: two photos named 0027.png in two folders stay apart.
+        try:
+            side = wanted.get("image_size") or image_header(path)[0]
+            pixels = read_pixels(path, side, wanted.get("in_channels", 1))
+        except Exception as err:  # a bad file can fail in any of the ways a decoder can fail
+            raise ValueError(f"{spec}: cannot read image: {err}") from err
+        return item_tensor(pixels), path.as_posix(), None, None
     source = run.open(path.parent)
     ids = list(source.ids)
     if path.name not in ids:

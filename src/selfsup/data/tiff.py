@@ -1,0 +1,259 @@
+"""TIFF files of science (microscopy, remote sensing) as images, through tifffile.
+
+A microscope or a satellite writes TIFFs a photo library never does: 12- and 16-bit samples,
+float32 reflectances, five fluorescence channels as five pages, thirteen spectral bands as
+thirteen samples per pixel, z-stacks, OME and ImageJ hyperstacks, tiled pyramids. PIL opens
+few of these and reads most of the rest wrong without a word (the first of five channels as a
+gray image). Every TIFF is read here instead, by what its file says:
+
+- **Channels** are the file's samples per pixel (``S``: RGB, or 13 bands) or its channel
+  axis (``C`` of an OME or ImageJ file); pages without such metadata (axis ``Q``, five pages
+  written one after another) are channels too. An alpha sample of an RGB image is dropped.
+- **Stacks** (a depth ``Z``, a time ``T`` or any other axis of an OME or ImageJ file) give
+  their middle plane, as a DICOM cine loop gives its middle frame; only that plane's pages
+  are read.
+- **Values** go to [0, 1]: unsigned integers by their bit depth (``BitsPerSample``: 12-bit
+  data stored as 12 bits by 4095, 16-bit by 65535), floats in [0, 1] as they are, signed
+  integers and other floats from their own minimum to maximum. ``MinIsWhite`` images are
+  inverted.
+- **Size**: of a pyramid (levels, sub-IFDs), the smallest level still at least the size asked
+  for is read. An image of more than twice PIL's decompression-bomb limit of samples is
+  refused, as PIL refuses such a photo.
+
+Files tifffile cannot decode without an optional codec (LZW and JPEG compression need
+``imagecodecs``) and palette, YCbCr or CMYK images are left to PIL (:class:`TiffForPillow`),
+which reads those as gray or RGB.
+
+Example:
+    >>> import io, tifffile
+    >>> stream = io.BytesIO()
+    >>> tifffile.imwrite(stream, np.full((5, 40, 60), 4095, np.uint16))  # five 12-bit channels
+    >>> _ = stream.seek(0)
+    >>> tiff_header(stream)
+    (40, 5)
+    >>> pixels = read_tiff(stream, 20)
+    >>> pixels.shape, pixels.dtype, round(float(pixels.max()) * 65535)
+    ((20, 20, 5), dtype('float32'), 4095)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+import numpy as np
+import torch
+from PIL import Image
+
+#: File suffixes of TIFF files, compared case-insensitively.
+TIFF_EXTENSIONS = (".tif", ".tiff")
+# TIFF's photometric interpretations read here; the others go to PIL.
+_MIN_IS_WHITE, _MIN_IS_BLACK, _RGB = 0, 1, 2
+_ALPHA = (1, 2)  # ExtraSamples: associated and unassociated alpha
+# Axes of a tifffile series holding channels: samples per pixel, channels, and pages without
+# metadata (tifffile's "Q"). Y and X are the image; every other axis is a stack.
+_CHANNEL_AXES = "SCQ"
+
+
+class TiffForPillow(Exception):  # noqa: N818 (not an error: a hand-over)
+    """A TIFF this module leaves to PIL: a compression without its codec, or a palette,
+    YCbCr or CMYK image."""
+
+
+def is_tiff(file: str | os.PathLike | BinaryIO) -> bool:
+    """Whether ``file`` is a TIFF: a path by its suffix, a stream by its first bytes (left
+    where it was).
+
+    Example:
+        >>> import io
+        >>> is_tiff("scan.TIF"), is_tiff(io.BytesIO(b"II*\\x00" + bytes(8))), is_tiff("a.png")
+        (True, True, False)
+    """
+    if isinstance(file, (str, os.PathLike)):
+        return os.fspath(file).lower().endswith(TIFF_EXTENSIONS)
+    start = file.tell()
+    try:
+        head = file.read(4)
+    finally:
+        file.seek(start)
+    # Little- and big-endian classic TIFF (42) and BigTIFF (43).
+    return head in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+
+
+def tiff_header(file: str | os.PathLike | BinaryIO) -> tuple[int, int]:
+    """The shorter side and the number of channels of the TIFF in ``file``, from its tags.
+
+    Raises:
+        TiffForPillow: a TIFF left to PIL.
+        ValueError: not a TIFF tifffile can parse.
+    """
+    with _opened(file) as tiff:
+        series = tiff.series[0]
+        _check_photometric(series.keyframe)
+        layout = _layout(series)
+        return min(layout["height"], layout["width"]), layout["channels"]
+
+
+def read_tiff(file: str | os.PathLike | BinaryIO, size: int) -> np.ndarray:
+    """The TIFF in ``file`` as a float32 (size, size, channels) array in [0, 1]: its centre
+    square resized to ``size`` (bilinear, antialiased as PIL resizes).
+
+    Raises:
+        TiffForPillow: a TIFF left to PIL.
+        ValueError: more samples than the decompression-bomb limit, NaN or infinite values,
+            or a file tifffile cannot parse or decode.
+    """
+    with _opened(file) as tiff:
+        series = tiff.series[0]
+        _check_photometric(series.keyframe)
+        series = _level(series, size)
+        layout = _layout(series)
+        samples = layout["height"] * layout["width"] * layout["channels"]
+        if samples > 2 * Image.MAX_IMAGE_PIXELS:
+            raise ValueError(
+                f"{layout['height']}x{layout['width']} pixels of {layout['channels']} "
+                f"channels is above the decompression-bomb limit of "
+                f"{2 * Image.MAX_IMAGE_PIXELS:,} samples"
+            )
+        try:
+            pixels = _plane(series, layout)
+        except ValueError as err:
+            if "imagecodecs" in str(err):
+                raise TiffForPillow(str(err)) from err
+            raise
+        keyframe = series.keyframe
+    pixels = _to_unit(pixels, keyframe.bitspersample)
+    if keyframe.photometric == _MIN_IS_WHITE:
+        pixels = 1.0 - pixels
+    return _resize_square(pixels, size)
+
+
+@contextlib.contextmanager
+def _opened(file: str | os.PathLike | BinaryIO) -> Iterator[Any]:
+    """tifffile's view of ``file``; a stream is left where it was (tifffile reads a stream
+    from where it stands, and moves it)."""
+    import tifffile
+
+    start = None if isinstance(file, (str, os.PathLike)) else file.tell()
+    try:
+        with tifffile.TiffFile(file) as tiff:
+            yield tiff
+    finally:
+        if start is not None:
+            file.seek(start)  # type: ignore[union-attr]
+
+
+def _check_photometric(keyframe: Any) -> None:
+    if keyframe.photometric not in (_MIN_IS_WHITE, _MIN_IS_BLACK, _RGB):
+        raise TiffForPillow(f"photometric interpretation {keyframe.photometric}")
+
+
+def _level(series: Any, size: int) -> Any:
+    """Of a pyramid's levels (largest first), the smallest whose shorter side is >= size."""
+    chosen = series
+    for level in series.levels[1:]:
+        height, width = _yx(level)
+        if min(height, width) < size:
+            break
+        chosen = level
+    return chosen
+
+
+def _yx(series: Any) -> tuple[int, int]:
+    sizes = dict(zip(series.axes, series.shape, strict=True))
+    return sizes["Y"], sizes["X"]
+
+
+def _layout(series: Any) -> dict[str, Any]:
+    """Where a series keeps its image, channels and stack axes, and which of its entries
+    are read: every channel, the middle of every stack axis.
+
+    Raises:
+        ValueError: a series without Y and X axes, or holding channels on two axes.
+    """
+    axes, shape = series.axes, series.shape
+    if "Y" not in axes or "X" not in axes:
+        raise ValueError(f"no image in the file's axes {axes} of shape {shape}")
+    channel_axes = [a for a, n in zip(axes, shape, strict=True) if a in _CHANNEL_AXES and n > 1]
+    if len(channel_axes) > 1:
+        raise ValueError(
+            f"channels on two axes ({', '.join(channel_axes)} of {axes}, shape {shape}); "
+            "save one channel axis per file"
+        )
+    sizes = dict(zip(axes, shape, strict=True))
+    channels = sizes[channel_axes[0]] if channel_axes else 1
+    alpha = _has_alpha(series.keyframe) and channels in (2, 4)
+    return {
+        "height": sizes["Y"],
+        "width": sizes["X"],
+        "channel_axis": channel_axes[0] if channel_axes else None,
+        "channels": channels - alpha,
+        "alpha": alpha,
+    }
+
+
+def _has_alpha(keyframe: Any) -> bool:
+    return any(int(extra) in _ALPHA for extra in keyframe.extrasamples)
+
+
+def _plane(series: Any, layout: dict[str, Any]) -> np.ndarray:
+    """The (Y, X, channels) array the layout names. Of a series stored as one page per entry
+    of its leading axes (five channels, a z-stack), only the pages of every channel at the
+    middle of every other axis are read."""
+    axes, shape, page_axes = series.axes, series.shape, series.keyframe.axes
+    lead = len(axes) - len(page_axes)
+    if lead > 0 and axes.endswith(page_axes):
+        ranges = [
+            range(n) if a == layout["channel_axis"] else [n // 2]
+            for a, n in zip(axes[:lead], shape[:lead], strict=True)
+        ]
+        # Pages follow the leading axes in C order (tifffile's series, OME's and ImageJ's).
+        flat = [int(np.ravel_multi_index(k, shape[:lead])) for k in itertools.product(*ranges)]
+        array = np.stack([series.pages[i].asarray() for i in flat])
+        if layout["channel_axis"] in axes[:lead]:
+            array_axes = layout["channel_axis"] + page_axes
+        else:
+            array, array_axes = array[0], page_axes
+    else:
+        array, array_axes = series.asarray(), axes
+    for axis in [a for a in array_axes if a not in "YX" and a != layout["channel_axis"]]:
+        where = array_axes.index(axis)  # a stack axis inside the pages: its middle
+        array = np.take(array, array.shape[where] // 2, axis=where)
+        array_axes = array_axes.replace(axis, "")
+    if layout["channel_axis"] is None:
+        array, array_axes = array[..., None], array_axes + "C"
+    channel = next(i for i, a in enumerate(array_axes) if a not in "YX")
+    array = np.transpose(array, (array_axes.index("Y"), array_axes.index("X"), channel))
+    return array[..., : layout["channels"]] if layout["alpha"] else array
+
+
+def _to_unit(pixels: np.ndarray, bits: int) -> np.ndarray:
+    """Values to [0, 1]: unsigned integers by their bit depth, others by their own range."""
+    from selfsup.data.image_folder import value_range
+
+    if pixels.dtype == np.bool_:
+        return pixels.astype(np.float32)
+    if pixels.dtype.kind == "u":
+        bits = min(int(bits), pixels.dtype.itemsize * 8)
+        return pixels.astype(np.float32) / float(2**bits - 1)
+    pixels = pixels.astype(np.float32)
+    low, span = value_range(pixels, "F")
+    return ((pixels - low) / span).clip(0.0, 1.0)
+
+
+def _resize_square(pixels: np.ndarray, size: int) -> np.ndarray:
+    """The centre square of an (H, W, C) array, resized to (size, size, C)."""
+    height, width = pixels.shape[:2]
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    square = pixels[top : top + side, left : left + side]
+    if side == size:
+        return np.ascontiguousarray(square, dtype=np.float32)
+    tensor = torch.from_numpy(np.ascontiguousarray(square)).permute(2, 0, 1)[None]
+    resized = torch.nn.functional.interpolate(
+        tensor, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )
+    return resized[0].permute(1, 2, 0).clamp_(0.0, 1.0).contiguous().numpy()
