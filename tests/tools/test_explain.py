@@ -244,3 +244,18 @@ def test_attribution_pictures_for_every_kind_of_item(tmp_path, shape, extra) -> 
     with Image.open(path) as picture:
         pixels = np.asarray(picture.convert("RGB")).reshape(-1, 3)
     assert picture.width > 500 and len(np.unique(pixels, axis=0)) > 50
+
+
+def test_pictures_show_dark_scans_stretched_stains_in_colours_and_photos_as_they_are():
+    from selfsup.tools.explain.result import display_image
+
+    photo = np.random.default_rng(0).random((3, 8, 8)).astype(np.float32)
+    assert np.array_equal(display_image(photo), photo.transpose(1, 2, 0))
+    dark = photo[:1] * 4095 / 65535  # 12-bit values in a 16-bit file
+    shown = display_image(dark)
+    assert shown.shape == (8, 8) and shown.max() == 1.0 and shown.min() == 0.0
+    stains = np.zeros((5, 8, 8), np.float32)
+    stains[0, :4] = 0.05  # a dim first stain in the top half
+    stains[4, 4:] = 0.01  # a dimmer fifth in the bottom half
+    composite = display_image(stains)
+    assert np.allclose(composite[0, 0], [1, 0, 0]) and np.allclose(composite[7, 0], [1, 0, 1])

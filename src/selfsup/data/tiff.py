@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 from collections.abc import Iterator
 from typing import Any, BinaryIO
@@ -138,10 +139,15 @@ def _opened(file: str | os.PathLike | BinaryIO) -> Iterator[Any]:
     import tifffile
 
     start = None if isinstance(file, (str, os.PathLike)) else file.tell()
+    # tifffile logs what it finds wrong in a file (a page offset past its end) and then
+    # raises; the reason reaches the user once, with the file's name, not as its log lines.
+    log = logging.getLogger("tifffile")
+    was_disabled, log.disabled = log.disabled, True
     try:
         with tifffile.TiffFile(file) as tiff:
             yield tiff
     finally:
+        log.disabled = was_disabled
         if start is not None:
             file.seek(start)  # type: ignore[union-attr]
 

@@ -87,17 +87,56 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-") or "item"
 
 
+# The colours of a composite of more or fewer channels than three, as a fluorescence viewer
+# (ImageJ's composite mode) gives them: red, green, blue, then cyan, magenta, yellow, gray.
+COMPOSITE_COLOURS = np.array(
+    [[1, 0, 0], [0, 1, 0], [0, 0, 1], [0, 1, 1], [1, 0, 1], [1, 1, 0], [0.5, 0.5, 0.5]],
+    dtype=np.float32,
+)
+#: Percentiles an image is stretched between when shown (where it needs it, see below).
+STRETCH_PERCENTILES = (0.5, 99.5)
+
+
+def display_image(values: np.ndarray) -> np.ndarray:
+    """A (C, H, W) image in [0, 1] as a picture shows it: gray for one channel, RGB for three,
+    and for any other count a composite of every channel in its own colour (red, green, blue,
+    cyan, magenta, yellow, gray), each stretched between its own percentiles, as a
+    fluorescence viewer shows five stains. A gray or colour image whose values span less than
+    half of [0, 1] (12-bit data in a 16-bit file: black as it is) is stretched between its
+    0.5th and 99.5th percentiles; a photo is shown as it is.
+
+    Example:
+        >>> dark = np.linspace(0, 4095 / 65535, 16, dtype=np.float32).reshape(1, 4, 4)
+        >>> float(display_image(dark).max())  # stretched
+        1.0
+        >>> display_image(np.zeros((5, 4, 4), np.float32)).shape
+        (4, 4, 3)
+    """
+    channels = values.shape[0]
+    if channels not in (1, 3):
+        low, high = np.percentile(values, STRETCH_PERCENTILES, axis=(1, 2))
+        span = np.where(high > low, high - low, 1.0)[:, None, None]
+        stretched = ((values - low[:, None, None]) / span).clip(0, 1)
+        colours = COMPOSITE_COLOURS[np.arange(channels) % len(COMPOSITE_COLOURS)]
+        return np.einsum("chw,ck->hwk", stretched, colours).clip(0, 1)
+    image = values[0] if channels == 1 else values.transpose(1, 2, 0)
+    low, high = np.percentile(image, STRETCH_PERCENTILES)
+    if high - low < 0.5 and high > low:
+        image = (image - low) / (high - low)
+    return np.clip(image, 0, 1)
+
+
 def show_item(ax: Any, item: torch.Tensor, feature_names: Sequence[str] | None = None) -> None:
-    """Draw one item on a matplotlib axis: an image (a spectrogram, low frequencies at the
-    bottom, when its values leave [0, 1]), lines for a series, bars for a table row."""
+    """Draw one item on a matplotlib axis: an image as :func:`display_image` shows it (a
+    spectrogram, low frequencies at the bottom, when its values leave [0, 1]), lines for a
+    series, bars for a table row."""
     values = item.detach().float().cpu().numpy()
     if values.ndim == 3 and (values.min() < 0 or values.max() > 1):  # a log-mel spectrogram
         ax.imshow(values[0], cmap="magma", origin="lower", aspect="auto")
         ax.set_xticks([])
         ax.set_yticks([])
     elif values.ndim == 3:
-        image = values[0] if values.shape[0] != 3 else values.transpose(1, 2, 0)
-        ax.imshow(np.clip(image, 0, 1), cmap="gray", vmin=0, vmax=1)
+        ax.imshow(display_image(values), cmap="gray", vmin=0, vmax=1)
         ax.set_xticks([])
         ax.set_yticks([])
     elif values.ndim == 2:
