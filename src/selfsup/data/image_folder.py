@@ -313,9 +313,7 @@ def _conform_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
         return pixels @ np.asarray([0.299, 0.587, 0.114], dtype=np.float32)
     if have == 1 and channels == 3:
         return np.repeat(pixels, 3, axis=2)
-    raise ValueError(
-        f"{have} channel{'s' * (have != 1)} where the data's images have {channels}"
-    )
+    raise ValueError(f"{have} channel{'s' * (have != 1)} where the data's images have {channels}")
 
 
 def item_tensor(pixels: np.ndarray) -> torch.Tensor:
