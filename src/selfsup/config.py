@@ -178,6 +178,10 @@ class PretrainConfig(BaseModel):
             covering most of it (needs ``--window``).
         outside_label: series labelled by a ``--labels`` events table: the label of windows
             that overlap no event (default ``normal``; ``''``: they are unlabelled items).
+        event_lead: series labelled by a ``--labels`` events table: the time before events
+            labelled ``before LABEL`` too, the warning signs predictive maintenance looks
+            for: ``3d`` before every event, or ``'bearing failure=3d,seal leak=36h'`` before
+            those alone (steps where the logs are timed by numbers).
         categorical_columns: tables: columns to treat as categorical whatever their type.
         numeric_columns: tables: columns to treat as numeric whatever their type.
         drop_columns: tables and series tables: columns that are neither features nor
@@ -264,6 +268,7 @@ class PretrainConfig(BaseModel):
     label_column: str | None = None
     labels: str | None = None
     outside_label: str | None = None
+    event_lead: str | None = None
     categorical_columns: list[str] | None = None
     numeric_columns: list[str] | None = None
     drop_columns: list[str] = Field(default_factory=list)

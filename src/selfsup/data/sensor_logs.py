@@ -421,6 +421,7 @@ class Events:
         count: how many events it holds.
         column: its label column.
         dated: whether its times are dates (else numbers: steps of a numeric time column).
+        lead_note: which events have a lead before them (``--event-lead``), in words.
     """
 
     by_unit: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]
@@ -428,6 +429,7 @@ class Events:
     count: int
     column: str
     dated: bool = True
+    lead_note: str | None = None
 
     def unknown_units(self, units: Sequence[str]) -> list[str]:
         """The table's units that are not among ``units`` (their events label nothing)."""
@@ -439,9 +441,16 @@ def read_events(
     *,
     label_column: str | None = None,
     unit_column: str | None = None,
+    lead: str | None = None,
 ) -> Events:
     """An events table (CSV, TSV or Parquet): one row per event with a start, an end (empty:
     an instant), a label and, when the data has several units, the unit.
+
+    ``lead`` (``--event-lead``) labels the time before events too, as predictive maintenance
+    needs: ``3d`` gives every event a lead of three days before its start, labelled
+    ``before LABEL``; ``bearing failure=3d,seal leak=36h`` gives those events alone theirs
+    (planned maintenance has no warning signs to learn). Where a lead overlaps an event, the
+    event keeps its label. Logs timed by numbers take leads in steps (``120``).
 
     Columns: the start and end are the first of :data:`START_COLUMNS` and
     :data:`END_COLUMNS` present (any case); the unit is ``unit_column`` (the data's
@@ -450,7 +459,8 @@ def read_events(
 
     Raises:
         ValueError: no such file, a missing column, a time that is not one, an end before
-            its start; the message names the table and the row.
+            its start (the message names the table and the row); a lead that is not a
+            duration, or that names a label no event has.
 
     Example:
         >>> import tempfile
@@ -512,7 +522,85 @@ def read_events(
             labels[rows].astype(str).to_numpy(dtype=object),
         )
     dated = pd.api.types.is_datetime64_any_dtype(starts)
-    return Events(by_unit, str(path), len(table), str(label_column), dated)
+    events = Events(by_unit, str(path), len(table), str(label_column), dated)
+    if lead:
+        add_leads(events, lead)
+    return events
+
+
+def add_leads(events: Events, lead: str) -> None:
+    """Put a ``before LABEL`` event ahead of each event ``lead`` names (see
+    :func:`read_events`), first in its unit's rows, so that the events themselves (later
+    rows) win where they overlap.
+
+    Raises:
+        ValueError: a lead that is not a duration (steps for logs timed by numbers), or a
+            label no event has.
+
+    Example:
+        >>> ev = Events({"p1": (np.array([10.0]), np.array([12.0]), np.array(["leak"], object))},
+        ...             "log.csv", 1, "event", dated=False)
+        >>> add_leads(ev, "leak=4")
+        >>> ev.by_unit["p1"][0].tolist(), ev.by_unit["p1"][2].tolist(), ev.lead_note
+        ([6.0, 10.0], ['before leak', 'leak'], "4 steps before 'leak': 'before leak'")
+    """
+    spans = _parse_leads(lead, events.path, events.dated)
+    labels = set().union(*(set(found[2]) for found in events.by_unit.values()))
+    unknown = sorted(set(spans) - labels - {None})
+    if unknown:
+        raise ValueError(
+            f"{events.path}: --event-lead names {unknown[0]!r}, which no event is labelled; "
+            f"the labels are {', '.join(repr(x) for x in sorted(labels))}"
+        )
+    every = spans.get(None, ("", 0.0))[1]
+    for unit, (starts, ends, names) in events.by_unit.items():
+        span = np.array([spans.get(name, ("", every))[1] for name in names], dtype=np.float64)
+        chosen = span > 0
+        lead_starts = (starts[chosen] - span[chosen]).astype(starts.dtype)
+        lead_names = np.array([f"before {name}" for name in names[chosen]], dtype=object)
+        events.by_unit[unit] = (
+            np.concatenate([lead_starts, starts]),
+            np.concatenate([starts[chosen], ends]),
+            np.concatenate([lead_names, names]),
+        )
+    steps = "" if events.dated else " steps"
+    said = ", ".join(
+        f"{text}{steps} before " + ("each event" if name is None else repr(name))
+        for name, (text, _) in spans.items()
+    )
+    only = next(iter(spans)) if len(spans) == 1 else None
+    events.lead_note = f"{said}: 'before {only if only is not None else 'LABEL'}'"
+
+
+def _parse_leads(lead: str, path: str, dated: bool) -> dict[str | None, tuple[str, float]]:
+    """``3d`` -> {None: ("3d", 3 days)}; ``bearing failure=3d,seal leak=36h`` -> each
+    label's text and span (nanoseconds for dated events, steps otherwise)."""
+
+    def span(text: str) -> tuple[str, float]:
+        text = text.strip()
+        try:
+            if dated and text.replace(".", "", 1).isdigit():  # Timedelta reads "3" as 3 ns
+                raise ValueError(text)
+            value = float(pd.Timedelta(text).value) if dated else float(text)
+        except ValueError:
+            kind = "a duration (3d, 36h, 90min)" if dated else "a number of steps"
+            raise ValueError(f"{path}: --event-lead {text!r} is not {kind}") from None
+        if value <= 0:
+            raise ValueError(f"{path}: --event-lead {text!r} must be above 0")
+        return text, value
+
+    if "=" not in lead:
+        return {None: span(lead)}
+    spans: dict[str | None, tuple[str, float]] = {}
+    for part in lead.split(","):
+        name, sep, value = part.rpartition("=")
+        if not sep or not name.strip():
+            raise ValueError(
+                f"{path}: --event-lead {part.strip()!r}: give LABEL=DURATION, or one "
+                "DURATION for every event"
+            )
+        spans[name.strip()] = span(value)
+    return spans
 
 
 def _as_ns(times: pd.Series) -> np.ndarray:

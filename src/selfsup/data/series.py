@@ -640,13 +640,17 @@ def load_series_file(path: str | os.PathLike, **options: Any) -> SeriesSource:
         path: the file or folder.
         **options: for tables, the column options of :func:`series_from_frame`; ``labels``,
             an events table (:func:`~selfsup.data.sensor_logs.read_events`) labelling the
-            windows, and ``outside_label``; for every file, ``window`` and ``window_stride``
+            windows, ``outside_label`` and ``event_lead``; for every file, ``window`` and
+            ``window_stride``
             (:func:`windowed`).
     """
     path = Path(path)
     suffix = path.suffix.lower()
     events_file = options.pop("labels", None)
     outside = options.pop("outside_label", None)
+    lead = options.pop("event_lead", None)
+    if lead is not None and events_file is None:
+        raise ValueError(f"{path}: --event-lead needs an events table (--labels) to lead up to")
     if path.is_dir() or suffix in TABLE_SUFFIXES:
         read_note = None
         if path.is_dir():
@@ -661,6 +665,7 @@ def load_series_file(path: str | os.PathLike, **options: Any) -> SeriesSource:
                 events_file,
                 label_column=options.pop("label_column", None),
                 unit_column=options.get("id_column"),
+                lead=lead,
             )
             options.pop("require_label", None)
         source = series_from_frame(
@@ -672,9 +677,10 @@ def load_series_file(path: str | os.PathLike, **options: Any) -> SeriesSource:
         )
         if events is not None:
             between = "unlabelled" if outside == "" else f"'{outside or OUTSIDE_LABEL}'"
+            leads = f"; {events.lead_note}" if events.lead_note else ""
             source.labels_note = (
                 f"labels from the {events.count:,} events of {events.path} "
-                f"(windows without an event: {between})"
+                f"(windows without an event: {between}{leads})"
             )
         source.index_note = read_note
         return source

@@ -55,6 +55,7 @@ class SeriesModality(Modality):
             "window_stride",
             "labels",
             "outside_label",
+            "event_lead",
         }
     )
     stat_dims = 1
@@ -79,7 +80,7 @@ class SeriesModality(Modality):
         series (a machine's log), not rows; on other data they are refused, not obeyed."""
         return Path(str(cfg.data)).suffix.lower() in TABLE_SUFFIXES and any(
             getattr(cfg, name) is not None
-            for name in ("time_column", "window", "window_stride", "outside_label")
+            for name in ("time_column", "window", "window_stride", "outside_label", "event_lead")
         )
 
     def open(self, spec: str | os.PathLike | Any, options: dict[str, Any]) -> Source:

@@ -105,6 +105,42 @@ def test_a_maintenance_log_labels_the_windows_its_events_cover(tmp_path):
     assert item_labels(src)[:2] == ["overload", "normal"]
 
 
+def test_an_event_lead_labels_the_warning_time_before_failures(tmp_path):
+    root = pump_logs(tmp_path / "logs", days=3)
+    events = events_table(
+        tmp_path / "maintenance.csv",
+        "pump-a,2025-01-03 06:00,2025-01-03 08:00,bearing failure\n"
+        "pump-b,2025-01-02 12:00,2025-01-02 13:00,inspection\n"
+        "pump-b,2025-01-03 12:00,2025-01-03 13:00,seal leak\n",
+    )
+    half = DAY // 2
+    src = open_source(root, labels=str(events), window=half, event_lead="bearing failure=1d")
+    labels = dict(zip(src.ids, item_labels(src), strict=True))
+    # The day before the failure (06:00 to 06:00) covers most of two half days.
+    assert labels["pump-a@2025-01-02T00:00:00"] == "before bearing failure"
+    assert labels["pump-a@2025-01-02T12:00:00"] == "before bearing failure"
+    assert labels["pump-a@2025-01-01T12:00:00"] == "normal"
+    assert labels["pump-a@2025-01-03T00:00:00"] == "before bearing failure"  # 6 h of 12 before
+    assert labels["pump-b@2025-01-02T12:00:00"] == "inspection"  # no lead asked for it
+    assert "1d before 'bearing failure': 'before bearing failure'" in src.labels_note
+    # One duration leads every event; an event keeps its own steps where a lead overlaps it.
+    every = open_source(root, labels=str(events), window=half, event_lead="30h")
+    labels = dict(zip(every.ids, item_labels(every), strict=True))
+    assert labels["pump-b@2025-01-02T12:00:00"] == "before seal leak"  # 1 h inspection, 11 h lead
+    assert labels["pump-b@2025-01-02T00:00:00"] == "before inspection"
+    assert labels["pump-b@2025-01-03T12:00:00"] == "seal leak"
+    for lead, message in [
+        ("3", "--event-lead '3' is not a duration"),
+        ("bearing failur=1d", "--event-lead names 'bearing failur', which no event is labelled"),
+        ("=1d", "give LABEL=DURATION"),
+        ("-1d", "must be above 0"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            open_source(root, labels=str(events), window=half, event_lead=lead)
+    with pytest.raises(ValueError, match="--event-lead needs an events table"):
+        open_source(root, window=half, event_lead="1d")
+
+
 @pytest.mark.parametrize(
     ("table", "message"),
     [
