@@ -43,7 +43,9 @@ def test_pretrain_writes_a_complete_run_folder_in_seconds(digits_run) -> None:
     assert summary["held_out_items"] == 143
     assert summary["steps"] == 3 * ((1438 - 143) // 128)
     epochs = pd.read_csv(out / "epochs.csv")
-    assert list(epochs["epoch"]) == [1, 2, 3]
+    # The monitor measures after the first and the last epoch; the one between while its
+    # time stays under MONITOR_SHARE of training's, which a loaded machine can tip.
+    assert list(epochs["epoch"]) in ([1, 2, 3], [1, 3])
     assert {"rankme", "alpha_req", "online_probe", "online_probe_train"} <= set(epochs.columns)
     assert epochs["online_probe"].iloc[-1] > 0.3  # ten classes: chance is 0.1
     assert (out / "skipped.txt").read_text() == ""
