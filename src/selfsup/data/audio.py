@@ -1,7 +1,8 @@
-"""Audio files in a folder tree (wav, flac, ogg), read as log-mel spectrograms (or as
-waveforms, for pretrained models that compute their own features).
+"""Audio files in a folder tree (wav, flac, ogg, mp3, m4a...), read as log-mel spectrograms
+(or as waveforms, for pretrained models that compute their own features).
 
-Each file is decoded with soundfile, mixed down to mono, resampled to ``sample_rate``
+Each file is decoded with soundfile (AAC, WMA and AMR with FFmpeg, see
+:mod:`selfsup.data.ffmpeg_audio`), mixed down to mono, resampled to ``sample_rate``
 (polyphase, ``scipy.signal.resample_poly``), centre-cropped or zero-padded (equally on both
 sides) to ``clip_seconds`` and turned into a log-mel spectrogram (see
 :mod:`selfsup.data.logmel`). Items are float32 tensors (1, n_mels, frames): image-like, so
@@ -45,14 +46,14 @@ from selfsup.data.base import (
     SkippedItem,
     Source,
 )
+from selfsup.data.ffmpeg_audio import FFMPEG_AUDIO, ffmpeg_header, is_ffmpeg_audio, read_ffmpeg
 from selfsup.data.file_labels import folder_labels
-from selfsup.data.folders import IndexCache, find_files, index_folder
+from selfsup.data.folders import IndexCache, index_folder
 from selfsup.data.logmel import LogMelSettings, LogMelSpectrogram, clip_samples
 
-#: File suffixes read as audio (by libsndfile, through soundfile), compared case-insensitively.
-AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
-#: Audio formats libsndfile cannot decode, named when a folder holds only them.
-UNREAD_AUDIO = (".m4a", ".aac", ".wma", ".amr")
+#: File suffixes read as audio, compared case-insensitively: by libsndfile (through
+#: soundfile), and AAC, WMA and AMR by FFmpeg (:mod:`selfsup.data.ffmpeg_audio`).
+AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", *FFMPEG_AUDIO)
 #: Log-mels of a folder are kept in memory after their first reading when all of them fit
 #: in this many bytes; larger folders are decoded again every epoch.
 CACHE_BYTES = 1 << 30
@@ -118,7 +119,8 @@ def read_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
 
     Raises:
         soundfile.LibsndfileError, RuntimeError: the file cannot be decoded.
-        ValueError: the file holds no sample, or NaN or infinite samples (float WAVs can).
+        ValueError: the file holds no sample, or NaN or infinite samples (float WAVs can);
+            FFmpeg cannot decode it.
 
     Example:
         >>> import tempfile, soundfile
@@ -127,8 +129,11 @@ def read_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
         >>> read_audio(path, 16000).shape
         (160,)
     """
-    with quiet_decoder(path):
-        samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+    if is_ffmpeg_audio(path):
+        samples, rate = read_ffmpeg(path)
+    else:
+        with quiet_decoder(path):
+            samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
     if samples.shape[0] == 0:
         raise ValueError("the file holds no audio samples")
     return _mono(samples, rate, sample_rate)
@@ -184,24 +189,48 @@ def read_clip(
         >>> float(np.abs(read_clip(path, 16000, 15200) - whole).max()) < 1e-5
         True
     """
-    with quiet_decoder(path), soundfile.SoundFile(str(path)) as audio:
-        rate, frames = int(audio.samplerate), int(audio.frames)
-        up, down, total = _resampling(frames, rate, sample_rate)
-        if start is None and (total <= length or not audio.seekable()):
-            return fit_clip(read_audio(path, sample_rate), length)
-        if start is not None and not audio.seekable():
-            whole = read_audio(path, sample_rate)[start : start + length]
-            return np.pad(whole, (0, length - len(whole)))
-        centre = (total - length) // 2 if start is None else start  # the clip's first sample
-        margin = math.ceil(READ_MARGIN * rate)
-        first = max(0, (centre * down // up - margin) // down * down)
-        last = min(frames, -(-(centre + length) * down // up) + margin)
-        audio.seek(first)
-        samples = audio.read(frames=last - first, dtype="float32", always_2d=True)
+    frames, rate, seekable = audio_header(path)
+    up, down, total = _resampling(frames, rate, sample_rate)
+    if start is None and (total <= length or not seekable):
+        return fit_clip(read_audio(path, sample_rate), length)
+    if start is not None and not seekable:
+        whole = read_audio(path, sample_rate)[start : start + length]
+        return np.pad(whole, (0, length - len(whole)))
+    centre = (total - length) // 2 if start is None else start  # the clip's first sample
+    margin = math.ceil(READ_MARGIN * rate)
+    first = max(0, (centre * down // up - margin) // down * down)
+    last = min(frames, -(-(centre + length) * down // up) + margin)
+    samples = _read_part(path, first, last - first)
     mono = _mono(samples, rate, sample_rate, first)
     offset = centre - first * up // down
     clip = mono[offset : offset + length]
     return np.pad(clip, (0, length - len(clip)))
+
+
+def audio_header(path: str | os.PathLike) -> tuple[int, int, bool]:
+    """A file's length in samples, its rate, and whether a part of it can be read alone,
+    from its header.
+
+    Example:
+        >>> import tempfile, soundfile
+        >>> path = Path(tempfile.mkdtemp()) / "a.wav"
+        >>> soundfile.write(path, np.zeros(500, np.float32), 1000)
+        >>> audio_header(path)
+        (500, 1000, True)
+    """
+    if is_ffmpeg_audio(path):
+        return (*ffmpeg_header(path), True)
+    with quiet_decoder(path), soundfile.SoundFile(str(path)) as audio:
+        return int(audio.frames), int(audio.samplerate), bool(audio.seekable())
+
+
+def _read_part(path: str | os.PathLike, first: int, count: int) -> np.ndarray:
+    """Samples ``first`` to ``first + count`` of a file, float32 (frames, channels)."""
+    if is_ffmpeg_audio(path):
+        return read_ffmpeg(path, first, count)[0]
+    with quiet_decoder(path), soundfile.SoundFile(str(path)) as audio:
+        audio.seek(first)
+        return audio.read(frames=count, dtype="float32", always_2d=True)
 
 
 def clip_starts(path: str | os.PathLike, sample_rate: int, length: int, hop: int) -> list[int]:
@@ -217,9 +246,8 @@ def clip_starts(path: str | os.PathLike, sample_rate: int, length: int, hop: int
         [0, 4000, 6000]
     """
     try:
-        with quiet_decoder(path):
-            info = soundfile.info(str(path))
-        total = _resampling(info.frames, info.samplerate, sample_rate)[2]
+        frames, rate, _ = audio_header(path)
+        total = _resampling(frames, rate, sample_rate)[2]
     except Exception:  # an unreadable file: one item, skipped with its reason when read
         return [0]
     starts = list(range(0, max(total - length, 0) + 1, hop))
@@ -354,16 +382,7 @@ class AudioFolderSource(Source):
         self.index, self.index_note = index_folder(self.root, AUDIO_EXTENSIONS, index)
         self._ids = self.index.files
         if not self._ids:
-            others = find_files(self.root, UNREAD_AUDIO)
-            hint = (
-                f"; its {len(others):,} {others[0].rsplit('.', 1)[-1]} (and like) files are "
-                "not read: convert them, e.g. `ffmpeg -i a.m4a a.flac`"
-                if others
-                else ""
-            )
-            raise EmptySourceError(
-                f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in {self.root}{hint}"
-            )
+            raise EmptySourceError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in {self.root}")
         found = folder_labels(self.root, self._ids, labels_file, label_column, id_column)
         self.labels, self.classes, self.partial_labels = found.labels, found.classes, found.partial
         self.labels_note, self.warning = found.note, found.warning
@@ -473,10 +492,8 @@ class AudioFolderSource(Source):
         seconds = []
         for row in rows:
             try:
-                path = self.root / self.files[int(row)]
-                with quiet_decoder(path):
-                    info = soundfile.info(str(path))
-                seconds.append(info.frames / info.samplerate)
+                frames, rate, _ = audio_header(self.root / self.files[int(row)])
+                seconds.append(frames / rate)
             except Exception:  # read and reported as unreadable when its items are read
                 continue
         return float(np.median(seconds)) if seconds else 0.0

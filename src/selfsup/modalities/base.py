@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from selfsup.backbones.hf import is_hf_backbone
-from selfsup.data.audio import AUDIO_EXTENSIONS, UNREAD_AUDIO
+from selfsup.data.audio import AUDIO_EXTENSIONS
 from selfsup.data.base import EmptySourceError, Source, unit_items
 from selfsup.data.folders import first_media
 from selfsup.data.image_folder import IMAGE_EXTENSIONS
@@ -43,7 +43,7 @@ RAW_BATCH = 1024
 
 #: What a folder of files holds, by the suffix of the first media file found in it.
 FOLDER_MEDIA = {
-    "audio": (*AUDIO_EXTENSIONS, *UNREAD_AUDIO),  # a folder of .m4a is audio, told to convert
+    "audio": AUDIO_EXTENSIONS,
     "image": IMAGE_EXTENSIONS,
     "text": (".txt",),
 }
