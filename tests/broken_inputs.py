@@ -338,6 +338,33 @@ def _(d: Path, f: Fixtures) -> list[str]:
     return show(d)
 
 
+@case(IMAGES, "TIFF cut short", "skipped", r"cut\.tif.*cannot read image")
+def _(d: Path, f: Fixtures) -> list[str]:
+    import tifffile
+
+    image_folder(d)
+    tifffile.imwrite(d / "whole.tif", RNG.integers(0, 4096, (16, 16), dtype=np.uint16))
+    (d / "cut.tif").write_bytes((d / "whole.tif").read_bytes()[:700])
+    (d / "whole.tif").unlink()
+    return show(d)
+
+
+@case(IMAGES, "five-channel TIFF among colour photos", "skipped", r"stains\.tif.*5 channels where")
+def _(d: Path, f: Fixtures) -> list[str]:
+    import tifffile
+
+    image_folder(d)
+    tifffile.imwrite(d / "stains.tif", RNG.integers(0, 4096, (5, 16, 16), dtype=np.uint16))
+    return show(d)
+
+
+@case(IMAGES, "text named .tif", "skipped", r"notes\.tif.*not a TIFF file")
+def _(d: Path, f: Fixtures) -> list[str]:
+    image_folder(d)
+    (d / "notes.tif").write_text("not a micrograph")
+    return show(d)
+
+
 def dicom_bytes(
     pixels: np.ndarray | None,
     photometric: str = "MONOCHROME2",
@@ -853,6 +880,17 @@ def _(d: Path, f: Fixtures) -> list[str]:
 def _(d: Path, f: Fixtures) -> list[str]:
     audio_folder(d)
     (d / "cut.mp3").write_bytes(b"ID3\x03\x00\x00\x00" + bytes(50))
+    return show(d)
+
+
+@case(AUDIO, "M4A cut short", "skipped", r"cut\.m4a.*not audio that FFmpeg decodes")
+def _(d: Path, f: Fixtures) -> list[str]:
+    from selfsup.data.ffmpeg_audio import write_aac
+
+    audio_folder(d)
+    write_aac(d / "whole.m4a", RNG.normal(0, 0.2, (16000, 1)).astype(np.float32), 16000)
+    (d / "cut.m4a").write_bytes((d / "whole.m4a").read_bytes()[:400])
+    (d / "whole.m4a").unlink()
     return show(d)
 
 
