@@ -178,6 +178,10 @@ class PretrainConfig(BaseModel):
             covering most of it (needs ``--window``).
         outside_label: series labelled by a ``--labels`` events table: the label of windows
             that overlap no event (default ``normal``; ``''``: they are unlabelled items).
+        channel_pattern: image folders stored one file per channel (a plate reader's
+            ``r01c01f01-ch1.tiff`` to ``-ch5.tiff``): a regular expression whose group is
+            the channel in a file's name (``-ch([0-9]+)``, ``_w([0-9])``); the files differing
+            only there are one image of as many channels.
         event_lead: series labelled by a ``--labels`` events table: the time before events
             labelled ``before LABEL`` too, the warning signs predictive maintenance looks
             for: ``3d`` before every event, or ``'bearing failure=3d,seal leak=36h'`` before
@@ -269,6 +273,7 @@ class PretrainConfig(BaseModel):
     labels: str | None = None
     outside_label: str | None = None
     event_lead: str | None = None
+    channel_pattern: str | None = None
     categorical_columns: list[str] | None = None
     numeric_columns: list[str] | None = None
     drop_columns: list[str] = Field(default_factory=list)

@@ -197,3 +197,60 @@ def test_a_pretrained_colour_model_refuses_five_channels_in_one_line(tmp_path, m
     ):  # fmt: skip
         result = runner.invoke(app, command)
         assert result.exit_code != 0 and refusal in str(result.exception), command
+
+
+def test_a_plate_readers_file_per_channel_export_is_one_image_of_its_channels(tmp_path):
+    root = tmp_path / "plate"
+    (root / "p1").mkdir(parents=True)
+    channels = ["1", "2", "10"]  # ch10 after ch2: numbers in their order
+    for well in ("r01c01", "r01c02"):
+        for k, channel in enumerate(channels):
+            value = 1000 * k + (well == "r01c02") * 7
+            plane = np.full((12, 16), value, np.uint16)
+            tifffile.imwrite(root / "p1" / f"{well}f01-ch{channel}sk1.tiff", plane)
+    (root / "p1" / "r01c02f01-ch2sk1.tiff").unlink()  # a channel the export lost
+    Image.new("L", (16, 12)).save(root / "p1" / "overview.png")
+    (tmp_path / "labels.csv").write_text("file_name,label\np1/r01c01f01-ch1sk1.tiff,ctrl\n")
+    src = ImageFolderSource(root, channel_pattern=r"-ch(\d+)", labels_file=tmp_path / "labels.csv")
+    assert list(src.ids) == ["p1/r01c01f01-ch*sk1.tiff", "p1/r01c02f01-ch*sk1.tiff"]
+    assert src.channels == 3 and src.item_shape == (3, 12, 12)
+    assert "2 images of 3 channel files each (channels 1, 2, 10" in src.index_note
+    assert "1 file without a channel in their name left out (p1/overview.png)" in src.index_note
+    batch = src.read_batch([0, 1])
+    assert np.allclose(batch.items[0, :, 0, 0] * 65535, [0, 1000, 2000])
+    assert batch.skipped[0].reason.endswith("2 of 3 channel files: none for channel 2")
+    assert src.partial_labels.rows.tolist() == [0]  # the table names the item by its ch1 file
+    with pytest.raises(ValueError, match="no file name holds a channel matching"):
+        ImageFolderSource(root, channel_pattern=r"_w(\d)")
+    with pytest.raises(ValueError, match="not a regular expression"):
+        ImageFolderSource(root, channel_pattern=r"-ch(\d+")
+
+
+def test_a_run_on_channel_files_reads_later_data_the_same_way(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(3)
+    (tmp_path / "plate").mkdir()
+    for well in range(10):
+        for channel in (1, 2, 3, 4):
+            plane = rng.integers(0, 4096, (20, 20), dtype=np.uint16)
+            tifffile.imwrite(tmp_path / "plate" / f"A{well:02d}_s1_w{channel}.tif", plane)
+    runner = CliRunner()
+    options = ["--steps", "2", "--batch-size", "4", "--backbone", "small-cnn"]
+    result = runner.invoke(
+        app, ["pretrain", "plate", "--channel-pattern", "_w([0-9])", *options, "--out", "runs/w"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "10 image items" in result.output
+    result = runner.invoke(app, ["embed", "runs/w", "plate", "--out", "wells.parquet"])
+    assert result.exit_code == 0, result.output
+    import pandas as pd
+
+    wells = pd.read_parquet(tmp_path / "wells.parquet")
+    assert wells["id"].tolist()[:2] == ["A00_s1_w*.tif", "A01_s1_w*.tif"]
+    # Packed into shards (a folder of Parquet files), they are still images, not a table.
+    from selfsup.modalities import infer_modality, open_source
+
+    pack_image_folder(tmp_path / "plate", tmp_path / "shards")
+    assert infer_modality(str(tmp_path / "shards")) == "image"
+    with pytest.raises(ValueError, match="--channel-pattern is for a folder's files"):
+        open_source(tmp_path / "shards", channel_pattern="_w([0-9])")

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -113,6 +115,7 @@ class ImageFolderSource(Source):
         labels_file: str | os.PathLike | None = None,
         label_column: str | None = None,
         id_column: str | None = None,
+        channel_pattern: str | None = None,
     ) -> None:
         self.root = Path(root)
         if not self.root.exists():
@@ -129,6 +132,13 @@ class ImageFolderSource(Source):
         self._ids = self.index.files
         if not self._ids:
             raise EmptySourceError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in {self.root}")
+        # One file per channel (a plate reader's stains): the files of an item by channel.
+        self.channel_files: ChannelFiles | None = None
+        if channel_pattern:
+            self.channel_files = ChannelFiles.group(self._ids, channel_pattern, self.name)
+            self._ids = self.channel_files.ids
+            channels = len(self.channel_files.channels)
+            self.index_note = "; ".join(filter(None, [self.index_note, self.channel_files.note()]))
         self._find_labels(labels_file, label_column, id_column)
         if image_size is None or channels is None:
             sides, counts = self._sample_headers()
@@ -150,7 +160,9 @@ class ImageFolderSource(Source):
         id_column: str | None,
     ) -> None:
         """Label the images from a table or their first-level folders (:func:`folder_labels`)."""
-        found = folder_labels(self.root, self._ids, labels_file, label_column, id_column)
+        # A table names an item of several channel files by any of them (its first here).
+        named = self._ids if self.channel_files is None else self.channel_files.first_files
+        found = folder_labels(self.root, named, labels_file, label_column, id_column)
         self.labels, self.classes, self.partial_labels = found.labels, found.classes, found.partial
         self.labels_note, self.warning = found.note, found.warning
 
@@ -171,7 +183,9 @@ class ImageFolderSource(Source):
         sides, counts = [], []
         for i in positions:
             try:
-                side, channels = image_header(self.root / self._ids[i])
+                grouped = self.channel_files
+                first = self._ids[i] if grouped is None else grouped.first_files[i]
+                side, channels = image_header(self.root / first)
             except Exception:  # any unreadable file is passed over here, and skipped on read
                 continue
             sides.append(side)
@@ -214,9 +228,114 @@ class ImageFolderSource(Source):
         """Image ``index`` as :func:`read_pixels` gives it (uint8 or float32, (H, W[, C]))."""
         rel = self._ids[index]
         try:
+            if self.channel_files is not None:
+                return self.channel_files.read(self.root, index, self.image_size)
             return read_pixels(self.root / rel, self.image_size, self.channels)
         except Exception as err:  # a bad file can fail in any of the ways a decoder can fail
             raise ItemReadError(rel, f"cannot read image: {type(err).__name__}: {err}") from err
+
+
+@dataclass
+class ChannelFiles:
+    r"""Images stored one file per channel (a plate reader's ``r01c01f01-ch1.tiff`` to
+    ``-ch5.tiff``, an ImageXpress's ``A01_s1_w1.tif`` to ``_w4``), grouped into items of
+    several channels by a pattern: a regular expression whose first group (else its whole
+    match) is the channel in a file's name. The files that differ only there are one item,
+    named by its files' path with the channel as ``*`` (``r01c01f01-ch*.tiff``), its channels
+    in the order of their names (numbers as numbers).
+
+    Attributes:
+        ids: the items' names.
+        channels: the channel names, in order.
+        files: per item, its file for each channel (None where it has none).
+        pattern: the regular expression.
+        left_out: files whose names hold no channel.
+
+    Example:
+        >>> files = ["a-ch2.tif", "a-ch1.tif", "b-ch1.tif", "b-ch2.tif", "plan.png"]
+        >>> grouped = ChannelFiles.group(files, r"-ch(\d+)", "plate")
+        >>> grouped.ids, grouped.channels, grouped.files[0], grouped.left_out
+        (['a-ch*.tif', 'b-ch*.tif'], ['1', '2'], ['a-ch1.tif', 'a-ch2.tif'], ['plan.png'])
+    """
+
+    ids: list[str]
+    channels: list[str]
+    files: list[list[str | None]]
+    pattern: str
+    left_out: list[str]
+
+    @classmethod
+    def group(cls, files: Sequence[str], pattern: str, name: str) -> ChannelFiles:
+        """Group ``files`` (paths relative to the folder ``name``) by ``pattern``.
+
+        Raises:
+            ValueError: a pattern that is not a regular expression, or one no file matches.
+        """
+        try:
+            compiled = re.compile(pattern)
+        except re.error as err:
+            raise ValueError(
+                f"--channel-pattern {pattern!r}: not a regular expression: {err}"
+            ) from None
+        found: dict[str, dict[str, str]] = {}
+        left_out = []
+        for file in files:
+            base = file.rsplit("/", 1)[-1]
+            match = compiled.search(base)
+            if match is None:
+                left_out.append(file)
+                continue
+            group = 1 if compiled.groups else 0
+            start, end = match.span(group)
+            item = file[: len(file) - len(base)] + base[:start] + "*" + base[end:]
+            found.setdefault(item, {})[match.group(group)] = file
+        if not found:
+            raise ValueError(
+                f"{name}: no file name holds a channel matching --channel-pattern {pattern!r} "
+                f"(e.g. {files[0].rsplit('/', 1)[-1]!r})"
+            )
+        channels = sorted({c for by in found.values() for c in by}, key=_natural)
+        ids = sorted(found)
+        grouped = [[found[i].get(c) for c in channels] for i in ids]
+        return cls(ids, channels, grouped, pattern, left_out)
+
+    def __post_init__(self) -> None:
+        #: Each item's first file (that of the lowest channel it has).
+        self.first_files = [next(f for f in files if f is not None) for files in self.files]
+
+    def read(self, root: Path, index: int, size: int) -> np.ndarray:
+        """Item ``index`` as (size, size, channels): each file read as gray, stacked.
+
+        Raises:
+            ValueError: a channel without its file.
+        """
+        missing = [c for c, f in zip(self.channels, self.files[index], strict=True) if f is None]
+        if missing:
+            have = len(self.channels) - len(missing)
+            raise ValueError(
+                f"{have} of {len(self.channels)} channel files: none for channel "
+                f"{', '.join(missing)}"
+            )
+        planes = [read_pixels(root / f, size, 1) for f in self.files[index] if f is not None]
+        if any(p.dtype != np.uint8 for p in planes):
+            planes = [p.astype(np.float32) / 255 if p.dtype == np.uint8 else p for p in planes]
+        return np.stack(planes, axis=-1)
+
+    def note(self) -> str:
+        """What the grouping found, in words."""
+        said = f"{len(self.ids):,} images of {len(self.channels)} channel files each"
+        said += f" (channels {', '.join(self.channels)} of --channel-pattern {self.pattern!r})"
+        if self.left_out:
+            shown = ", ".join(self.left_out[:3]) + (", ..." if len(self.left_out) > 3 else "")
+            count = len(self.left_out)
+            files = "file" if count == 1 else "files"
+            said += f"; {count:,} {files} without a channel in their name left out ({shown})"
+        return said
+
+
+def _natural(name: str) -> tuple[int, int | str]:
+    """Channel names in order: numbers as numbers (2 before 10), then the others."""
+    return (0, int(name)) if name.isdigit() else (1, name)
 
 
 def open_image(file: str | os.PathLike | BinaryIO) -> Image.Image:

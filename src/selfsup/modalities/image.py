@@ -108,7 +108,7 @@ class ImageModality(Modality):
     name = "image"
     memory_remedy = "a smaller --image-size or --backbone"
     source_options: ClassVar[frozenset[str]] = frozenset(
-        {"image_size", "channels", "index", *LABEL_OPTIONS}
+        {"image_size", "channels", "index", "channel_pattern", *LABEL_OPTIONS}
     )
     stat_dims = 2
     default_method = "simclr"
@@ -128,11 +128,12 @@ class ImageModality(Modality):
             return open_named(spec)
         path = Path(spec).expanduser()
         if path.is_dir() and is_shard_folder(path):
-            if options.get("labels") is not None:
-                raise ValueError(
-                    f"{spec}: packed shards keep the labels they were packed with; --labels "
-                    "labels a folder's files (pack the folder with them)"
-                )
+            for option in ("labels", "channel_pattern"):
+                if options.get(option) is not None:
+                    raise ValueError(
+                        f"{spec}: packed shards keep the labels and channels they were packed "
+                        f"with; --{option.replace('_', '-')} is for a folder's files"
+                    )
             shard_options = ("image_size", "channels")
             return ShardSource(path, **{k: v for k, v in options.items() if k in shard_options})
         if path.is_dir():
