@@ -160,7 +160,7 @@ class ImageFolderSource(Source):
         id_column: str | None,
     ) -> None:
         """Label the images from a table or their first-level folders (:func:`folder_labels`)."""
-        # A table names an item of several channel files by any of them (its first here).
+        # A table names an item of several channel files by its first channel's file.
         named = self._ids if self.channel_files is None else self.channel_files.first_files
         found = folder_labels(self.root, named, labels_file, label_column, id_column)
         self.labels, self.classes, self.partial_labels = found.labels, found.classes, found.partial
