@@ -9,6 +9,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+import selfsup
 from selfsup.cli import app
 from selfsup.data.image_folder import ImageFolderSource, image_header, read_pixels
 from selfsup.data.shards import ShardSource, pack_image_folder
@@ -247,6 +248,13 @@ def test_a_run_on_channel_files_reads_later_data_the_same_way(tmp_path, monkeypa
 
     wells = pd.read_parquet(tmp_path / "wells.parquet")
     assert wells["id"].tolist()[:2] == ["A00_s1_w*.tif", "A01_s1_w*.tif"]
+    # One channel's file names its image: explain attributes all four channels.
+    from selfsup.tools.explain.items import resolve_item
+
+    item, key, _, row = resolve_item(selfsup.load("runs/w"), "plate/A03_s1_w2.tif")
+    assert key == "A03_s1_w*.tif" and row == 3 and item.shape[0] == 4
+    result = runner.invoke(app, ["explain", "runs/w", "plate/A03_s1_w2.tif"])
+    assert result.exit_code == 0, result.output
     # Packed into shards (a folder of Parquet files), they are still images, not a table.
     from selfsup.modalities import infer_modality, open_source
 

@@ -19,7 +19,8 @@ def resolve_item(run: Run, spec: str) -> tuple[torch.Tensor, str, Source | None,
     """The item an ``ITEM`` argument names: ``(item, id, source, row)``.
 
     ``DATA#KEY`` is item ``KEY`` (an id, else a row number) of ``DATA``; an existing image
-    file is read alone; another file (audio) is looked up by name in its folder.
+    file is read alone; another file (audio, or one channel's file of a run on channel files,
+    ``--channel-pattern``) is looked up by name in its folder: its item there.
 
     Raises:
         ValueError: no item with that key (the message gives the ids' form).
@@ -45,7 +46,8 @@ def resolve_item(run: Run, spec: str) -> tuple[torch.Tensor, str, Source | None,
     path = Path(spec)
     if not path.is_file():
         raise FileNotFoundError(f"{spec}: no such file; give a file or DATA#KEY")
-    if path.suffix.lower() in IMAGE_EXTENSIONS:
+    channel_files = run.data_options.get("channel_pattern")
+    if path.suffix.lower() in IMAGE_EXTENSIONS and not channel_files:
         wanted = run.encoder.spec or {}
         # Read as a folder's images are (16-bit, DICOM, a TIFF's channels), at the encoder's
         # side; the whole path is the id: two photos named 0027.png in two folders stay apart.
@@ -55,12 +57,20 @@ def resolve_item(run: Run, spec: str) -> tuple[torch.Tensor, str, Source | None,
         except Exception as err:  # a bad file can fail in any of the ways a decoder can fail
             raise ValueError(f"{spec}: cannot read image: {err}") from err
         return item_tensor(pixels), path.as_posix(), None, None
+    # An audio file, or one channel's file of a run on channel files: its item in its folder.
     source = run.open(path.parent)
     ids = list(source.ids)
-    if path.name not in ids:
+    grouped = getattr(source, "channel_files", None)
+    key = path.name
+    if grouped is not None:  # the image whose channel files hold this one
+        key = next((i for i, files in zip(ids, grouped.files, strict=True) if key in files), key)
+    if key not in ids:
         raise ValueError(f"{spec}: not found among the items of {path.parent}")
-    row = ids.index(path.name)
-    return source.read_batch([row]).items[0], path.name, source, row
+    row = ids.index(key)
+    batch = source.read_batch([row])
+    if not batch.indices:
+        raise ValueError(f"{spec}: {batch.skipped[0].reason}")
+    return batch.items[0], key, source, row
 
 
 def encoder_input(encoder: nn.Module, item: torch.Tensor) -> torch.Tensor:
