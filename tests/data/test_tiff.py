@@ -69,6 +69,20 @@ def test_floats_and_signed_values_and_alpha(tmp_path):
         read_tiff(tmp_path / "nan.tif", 4)
 
 
+def test_a_geotiffs_pixels_without_data_are_black_and_out_of_the_range(tmp_path):
+    heights = np.linspace(500, 600, 16, dtype=np.float32).reshape(4, 4)
+    for name, fill in (("dem.tif", "-9999"), ("dem-nan.tif", "nan")):
+        tile = heights.copy()
+        tile[0] = float(fill)  # the tile's edge outside the survey
+        nodata = [(42113, "s", 0, fill, True)]  # GDAL_NODATA
+        tifffile.imwrite(tmp_path / name, tile, extratags=nodata)
+        pixels = read_tiff(tmp_path / name, 4)[..., 0]
+        assert (pixels[0] == 0).all()
+        # The range is that of the heights left: 525.3..600 spans [0, 1].
+        left = heights[1:]
+        assert np.allclose(pixels[1:], (left - left.min()) / (600 - left.min()))
+
+
 def test_a_stack_gives_its_middle_plane_reading_only_its_pages(tmp_path, monkeypatch):
     z, c = 5, 2
     planes = [[np.full((8, 8), 1000 * k + ch) for ch in range(c)] for k in range(z)]

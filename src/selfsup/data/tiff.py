@@ -15,7 +15,9 @@ gray image). Every TIFF is read here instead, by what its file says:
 - **Values** go to [0, 1]: unsigned integers by their bit depth (``BitsPerSample``: 12-bit
   data stored as 12 bits by 4095, 16-bit by 65535), floats in [0, 1] as they are, signed
   integers and other floats from their own minimum to maximum. ``MinIsWhite`` images are
-  inverted.
+  inverted. A GeoTIFF's pixels without data (its ``GDAL_NODATA`` value, ``-9999`` or
+  ``nan``: the edges of a satellite tile, the sea of an elevation model) are 0 and left out
+  of the range; NaN in a file that does not declare it stays an unreadable file.
 - **Size**: of a pyramid (levels, sub-IFDs), the smallest level still at least the size asked
   for is read. An image of more than twice PIL's decompression-bomb limit of samples is
   refused, as PIL refuses such a photo.
@@ -126,7 +128,7 @@ def read_tiff(file: str | os.PathLike | BinaryIO, size: int) -> np.ndarray:
                 raise TiffForPillow(str(err)) from err
             raise
         keyframe = series.keyframe
-    pixels = _to_unit(_centre_square(pixels), keyframe.bitspersample)
+    pixels = _to_unit(_centre_square(pixels), keyframe.bitspersample, _nodata(keyframe))
     if keyframe.photometric == _MIN_IS_WHITE:
         pixels = 1.0 - pixels
     return _resize_square(pixels, size)
@@ -237,18 +239,46 @@ def _plane(series: Any, layout: dict[str, Any]) -> np.ndarray:
     return array[: layout["channels"]] if layout["alpha"] else array
 
 
-def _to_unit(pixels: np.ndarray, bits: int) -> np.ndarray:
-    """Values to [0, 1]: unsigned integers by their bit depth, others by their own range."""
+def _to_unit(pixels: np.ndarray, bits: int, nodata: float | None = None) -> np.ndarray:
+    """Values to [0, 1]: unsigned integers by their bit depth, others by the range of their
+    valid values; pixels holding ``nodata`` (a GeoTIFF's ``GDAL_NODATA``, NaN included)
+    become 0 and take no part in the range.
+
+    Example:
+        >>> _to_unit(np.array([-9999.0, 500.0, 600.0]), 32, nodata=-9999.0).tolist()
+        [0.0, 0.0, 1.0]
+    """
     from selfsup.data.image_folder import value_range
 
+    missing = None
+    if nodata is not None:
+        missing = np.isnan(pixels) if np.isnan(nodata) else pixels == nodata
     if pixels.dtype == np.bool_:
-        return pixels.astype(np.float32)
-    if pixels.dtype.kind == "u":
+        unit = pixels.astype(np.float32)
+    elif pixels.dtype.kind == "u":
         bits = min(int(bits), pixels.dtype.itemsize * 8)
-        return pixels.astype(np.float32) / float(2**bits - 1)
-    pixels = pixels.astype(np.float32)
-    low, span = value_range(pixels, "F")
-    return ((pixels - low) / span).clip(0.0, 1.0)
+        unit = pixels.astype(np.float32) / float(2**bits - 1)
+    else:
+        unit = pixels.astype(np.float32)
+        valid = unit if missing is None else unit[~missing]
+        low, span = value_range(valid, "F") if valid.size else (0.0, 1.0)
+        unit = ((np.where(missing, low, unit) if missing is not None else unit) - low) / span
+        unit = unit.clip(0.0, 1.0)
+    if missing is not None:
+        unit[missing] = 0.0
+    return unit
+
+
+def _nodata(keyframe: Any) -> float | None:
+    """A GeoTIFF's value for pixels without data (``GDAL_NODATA``: ``-9999``, ``nan``);
+    None where the file has no such tag."""
+    tag = keyframe.tags.get("GDAL_NODATA")
+    if tag is None:
+        return None
+    try:
+        return float(str(tag.value).strip())
+    except ValueError:
+        return None
 
 
 def _centre_square(pixels: np.ndarray) -> np.ndarray:
