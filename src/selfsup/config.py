@@ -182,6 +182,11 @@ class PretrainConfig(BaseModel):
             ``r01c01f01-ch1.tiff`` to ``-ch5.tiff``): a regular expression whose group is
             the channel in a file's name (``-ch([0-9]+)``, ``_w([0-9])``); the files differing
             only there are one image of as many channels.
+        pixel_bits: images: the significant bits of integer pixels stored in more (a
+            microscope camera's or a scanner's 12 bits in 16-bit TIFFs and PNGs), which are
+            divided by ``2**bits - 1`` instead of 65535; by default the even count that holds
+            the largest value a sample of 16 files stores. The run keeps it, so later data
+            is read on the same scale.
         event_lead: series labelled by a ``--labels`` events table: the time before events
             labelled ``before LABEL`` too, the warning signs predictive maintenance looks
             for: ``3d`` before every event, or ``'bearing failure=3d,seal leak=36h'`` before
@@ -274,6 +279,7 @@ class PretrainConfig(BaseModel):
     outside_label: str | None = None
     event_lead: str | None = None
     channel_pattern: str | None = None
+    pixel_bits: int | None = Field(default=None, ge=1, le=16)
     categorical_columns: list[str] | None = None
     numeric_columns: list[str] | None = None
     drop_columns: list[str] = Field(default_factory=list)

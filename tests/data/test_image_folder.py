@@ -213,3 +213,68 @@ def test_training_batches_of_8_bit_files_are_the_same_floats_sent_as_uint8(tmp_p
     floats = src.read_training_batch(every)
     assert floats.items.dtype == torch.float32
     assert torch.equal(floats.items, src.read_batch(every).items)
+
+
+def _wide_png(path, peak, shape=(12, 16), seed=0):
+    """A 16-bit gray PNG of noise up to ``peak`` (reached at its corner)."""
+    values = np.random.default_rng(seed).integers(0, peak + 1, shape).astype(np.uint16)
+    values[0, 0] = peak
+    Image.fromarray(values).save(path)
+
+
+def test_a_cameras_12_bit_values_in_16_bit_files_span_zero_to_one(tmp_path):
+    import tifffile
+
+    for k in range(3):
+        _wide_png(tmp_path / f"a{k}.png", 4000, seed=k)
+    tifffile.imwrite(tmp_path / "b.tif", np.full((12, 16), 4095, np.uint16))
+    src = ImageFolderSource(tmp_path, image_size=12)
+    assert src.pixel_bits == 12
+    assert "12-bit values in wider files (at most 4,095 in 4 sampled)" in src.index_note
+    assert float(src.read(3).max()) == pytest.approx(1.0)  # was 4095 / 65535: 6% of [0, 1]
+    assert float(src.read(0).max()) <= 4000 / 4095 + 1e-6
+    told = ImageFolderSource(tmp_path, image_size=12, pixel_bits=16)  # --pixel-bits 16
+    assert float(told.read(3).max()) == pytest.approx(4095 / 65535)
+    assert float(told.read(0).max()) <= 4000 / 65535 + 1e-6
+    # values above the bits said are clipped at 1, in TIFFs and PNGs alike
+    ten = ImageFolderSource(tmp_path, image_size=12, pixel_bits=10)
+    assert float(ten.read(3).max()) == 1.0 and float(ten.read(0).max()) == 1.0
+
+
+def test_full_16_bit_8_bit_and_dim_folders_get_their_own_scale(tmp_path):
+    for name in ("deep", "photos", "dim"):
+        (tmp_path / name).mkdir()
+    _wide_png(tmp_path / "deep" / "a.png", 60000)
+    deep = ImageFolderSource(tmp_path / "deep")
+    assert deep.pixel_bits == 16 and "bit values" not in (deep.index_note or "")
+    _save(tmp_path / "photos" / "a.png")
+    photos = ImageFolderSource(tmp_path / "photos")
+    assert photos.pixel_bits is None and "bit values" not in (photos.index_note or "")
+    _wide_png(tmp_path / "dim" / "a.png", 1000)  # a 10-bit sensor
+    assert ImageFolderSource(tmp_path / "dim").pixel_bits == 10
+
+
+def test_a_run_reads_later_files_on_its_training_datas_scale(tmp_path):
+    from selfsup.run import Run, pretrain
+
+    folder, later = tmp_path / "cells", tmp_path / "later"
+    folder.mkdir()
+    later.mkdir()
+    for k in range(24):
+        _wide_png(folder / f"{k:02d}.png", 4095, seed=k)
+    _wide_png(later / "dim.png", 1000)  # alone, a 10-bit file
+    run = pretrain(str(folder), steps=1, batch_size=8, backbone="small-cnn",
+                   backbone_options={"width": 4}, out=str(tmp_path / "run"),
+                   show_progress=False, monitor_items=0)  # fmt: skip
+    assert run.config["pixel_bits"] == 12
+    opened = run.open(later)
+    assert opened.pixel_bits == 12
+    assert float(opened.read(0).max()) == pytest.approx(1000 / 4095, abs=0.01)
+    # a run saved before runs kept the scale read its data by 65535, as it was trained
+    config = {k: v for k, v in run.config.items() if k != "pixel_bits"}
+    assert Run(run.path, run.encoder, config, run.summary).open(later).pixel_bits == 16
+    # an image file explained alone is read on the run's scale too
+    from selfsup.tools.explain.items import resolve_item
+
+    item = resolve_item(run, str(later / "dim.png"))[0]
+    assert float(item.max()) == pytest.approx(1000 / 4095, abs=0.01)

@@ -232,7 +232,8 @@ def test_a_plate_readers_file_per_channel_export_is_one_image_of_its_channels(tm
     assert "2 images of 3 channel files each (channels 1, 2, 10" in src.index_note
     assert "1 file without a channel in their name left out (p1/overview.png)" in src.index_note
     batch = src.read_batch([0, 1])
-    assert np.allclose(batch.items[0, :, 0, 0] * 65535, [0, 1000, 2000])
+    assert "12-bit values in wider files (at most 2,007 in 5 sampled)" in src.index_note
+    assert np.allclose(batch.items[0, :, 0, 0] * 4095, [0, 1000, 2000])
     assert batch.skipped[0].reason.endswith("2 of 3 channel files: none for channel 2")
     assert src.partial_labels.rows.tolist() == [0]  # the table names the item by its ch1 file
     with pytest.raises(ValueError, match="no file name holds a channel matching"):
@@ -276,3 +277,17 @@ def test_a_run_on_channel_files_reads_later_data_the_same_way(tmp_path, monkeypa
     assert infer_modality(str(tmp_path / "shards")) == "image"
     with pytest.raises(ValueError, match="--channel-pattern is for a folder's files"):
         open_source(tmp_path / "shards", channel_pattern="_w([0-9])")
+
+
+def test_packed_shards_of_12_bit_tiffs_read_on_the_folders_scale(tmp_path):
+    root = tmp_path / "cells"
+    root.mkdir()
+    for k in range(6):
+        tifffile.imwrite(root / f"{k}.tif", channel_ramp(2) + np.uint16(2000 + 300 * k))
+    folder = ImageFolderSource(root)
+    pack_image_folder(root, tmp_path / "shards")
+    packed = ShardSource(tmp_path / "shards")
+    assert folder.pixel_bits == packed.pixel_bits == 12  # at most 3,615
+    assert "12-bit values in wider files (at most 3,615" in packed.index_note
+    assert torch.equal(packed.read(5), folder.read(5))
+    assert float(packed.read(5).max()) == pytest.approx(3615 / 4095, abs=2e-3)

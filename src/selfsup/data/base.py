@@ -307,6 +307,9 @@ class Source(abc.ABC):
     index_note: str | None = None
     #: Where a folder's labels came from when a table gave them (``--labels``, metadata.csv).
     labels_note: str | None = None
+    #: Images: the significant bits its integer pixels wider than 8 bits are read with (12
+    #: for a camera's 12-bit values in 16-bit files); None where it has none such.
+    pixel_bits: int | None = None
     #: What a person should know before using it: printed with pretrain's data line, and by
     #: ``Run.open`` (every command that reads data) as a :class:`DataWarning`.
     warning: str | None = None

@@ -37,7 +37,13 @@ from selfsup.data.dicom import (
 )
 from selfsup.data.file_labels import folder_labels
 from selfsup.data.folders import IndexCache, find_files, index_folder
-from selfsup.data.tiff import TiffForPillow, is_tiff, read_tiff, tiff_header
+from selfsup.data.tiff import (
+    TiffForPillow,
+    is_tiff,
+    read_tiff,
+    tiff_header,
+    tiff_stored_maximum,
+)
 
 #: File suffixes read as images, compared case-insensitively.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", *DICOM_EXTENSIONS)
@@ -52,6 +58,9 @@ _WIDE_GRAY_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
 GRAY_MODES = {"1", "L", "LA", "F", *_WIDE_GRAY_MODES}
 #: Files whose headers give the folder's default size and channels.
 SIZE_SAMPLE = 64
+#: Files whose largest stored values give the significant bits of a folder's wide integer
+#: pixels (:func:`significant_bits`); each is read whole once.
+BITS_SAMPLE = 16
 # Large photos are expected and read at a reduced size; PIL still refuses images above twice
 # this limit (a decompression bomb), which are then skipped as unreadable.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
@@ -96,6 +105,13 @@ class ImageFolderSource(Source):
             without it.
         label_column: the table's label column (default ``label``).
         id_column: the table's column of file names (default ``file_name``, ``file``...).
+        channel_pattern: one file per channel (see :class:`ChannelFiles`).
+        pixel_bits: the significant bits of the folder's integer pixels wider than 8 bits: a
+            camera's 12-bit values in 16-bit files are divided by 4095, not 65535, so they
+            span [0, 1] rather than its first 6%. By default :func:`significant_bits` of the
+            largest values ``BITS_SAMPLE`` files spread over the folder store (said in
+            ``index_note``); None where it has no such files. 8-bit, float and DICOM images
+            (windowed by their own tags) are read as they are.
 
     Raises:
         FileNotFoundError: ``root`` does not exist.
@@ -116,6 +132,7 @@ class ImageFolderSource(Source):
         label_column: str | None = None,
         id_column: str | None = None,
         channel_pattern: str | None = None,
+        pixel_bits: int | None = None,
     ) -> None:
         self.root = Path(root)
         if not self.root.exists():
@@ -148,6 +165,10 @@ class ImageFolderSource(Source):
                 channels = default_channels(counts)
         self.image_size: int = image_size
         self.channels: int = channels
+        if pixel_bits is None:
+            pixel_bits, note = self._sample_bits()
+            self.index_note = "; ".join(filter(None, [self.index_note, note]))
+        self.pixel_bits = pixel_bits
 
     def read_at(self, side: int) -> None:
         """Read items at ``side`` pixels from now on (training reads at its own side)."""
@@ -178,6 +199,19 @@ class ImageFolderSource(Source):
         if not sides:
             raise EmptySourceError(f"none of the {n} image files in {self.root} can be read")
         return sides, counts
+
+    def _sample_bits(self) -> tuple[int | None, str | None]:
+        """The significant bits of the wide integer pixels of ``BITS_SAMPLE`` files spread
+        over the folder (every channel file of a grouped item), and what they are in words
+        where fewer than the files' own."""
+        n = len(self._ids)
+        picks = np.unique(np.linspace(0, n - 1, min(BITS_SAMPLE, n)).astype(int)).tolist()
+        files = []
+        for i in picks:
+            grouped = self.channel_files
+            named = [self._ids[i]] if grouped is None else grouped.files[i]
+            files += [self.root / f for f in named if f is not None]
+        return bits_of(files)
 
     def _headers(self, positions: Sequence[int]) -> tuple[list[int], list[int]]:
         sides, counts = [], []
@@ -229,8 +263,8 @@ class ImageFolderSource(Source):
         rel = self._ids[index]
         try:
             if self.channel_files is not None:
-                return self.channel_files.read(self.root, index, self.image_size)
-            return read_pixels(self.root / rel, self.image_size, self.channels)
+                return self.channel_files.read(self.root, index, self.image_size, self.pixel_bits)
+            return read_pixels(self.root / rel, self.image_size, self.channels, self.pixel_bits)
         except Exception as err:  # a bad file can fail in any of the ways a decoder can fail
             raise ItemReadError(rel, f"cannot read image: {type(err).__name__}: {err}") from err
 
@@ -303,8 +337,9 @@ class ChannelFiles:
         #: Each item's first file (that of the lowest channel it has).
         self.first_files = [next(f for f in files if f is not None) for files in self.files]
 
-    def read(self, root: Path, index: int, size: int) -> np.ndarray:
-        """Item ``index`` as (size, size, channels): each file read as gray, stacked.
+    def read(self, root: Path, index: int, size: int, bits: int | None = None) -> np.ndarray:
+        """Item ``index`` as (size, size, channels): each file read as gray (wide integer
+        pixels by their significant ``bits``, see :func:`read_pixels`), stacked.
 
         Raises:
             ValueError: a channel without its file.
@@ -316,7 +351,7 @@ class ChannelFiles:
                 f"{have} of {len(self.channels)} channel files: none for channel "
                 f"{', '.join(missing)}"
             )
-        planes = [read_pixels(root / f, size, 1) for f in self.files[index] if f is not None]
+        planes = [read_pixels(root / f, size, 1, bits) for f in self.files[index] if f]
         if any(p.dtype != np.uint8 for p in planes):
             planes = [p.astype(np.float32) / 255 if p.dtype == np.uint8 else p for p in planes]
         return np.stack(planes, axis=-1)
@@ -393,11 +428,15 @@ def default_channels(counts: Sequence[int]) -> int:
     return 1 if 2 * sum(c == 1 for c in counts) > len(counts) else 3
 
 
-def read_pixels(file: str | os.PathLike | BinaryIO, size: int, channels: int) -> np.ndarray:
+def read_pixels(
+    file: str | os.PathLike | BinaryIO, size: int, channels: int, bits: int | None = None
+) -> np.ndarray:
     """The image in ``file`` (a path or a binary stream) as an (H, W[, C]) array of side
     ``size`` with ``channels`` channels: TIFFs through :mod:`selfsup.data.tiff` (float32),
     DICOM and other formats through :func:`decode_pixels`. Gray and colour convert into
-    each other; other counts must match.
+    each other; other counts must match. Integer pixels wider than 8 bits are divided by
+    ``2**bits - 1`` where ``bits`` (their significant bits, :func:`significant_bits`) is
+    given, else by their file's bit depth.
 
     Raises:
         ValueError: an image whose channels cannot become ``channels``, or any reason the
@@ -412,14 +451,78 @@ def read_pixels(file: str | os.PathLike | BinaryIO, size: int, channels: int) ->
     """
     if is_tiff(file) and not is_dicom(file):  # a DICOM preamble may hold a TIFF header
         try:
-            return _conform_channels(read_tiff(file, size), channels)
+            return _conform_channels(read_tiff(file, size, bits), channels)
         except TiffForPillow:
             pass
     with open_image(file) as image:
         if channels not in (1, 3):
             kind = "a gray" if image.mode in GRAY_MODES else "a colour"
             raise ValueError(f"{kind} image where the data's images have {channels} channels")
-        return decode_pixels(image, size, channels)
+        return decode_pixels(image, size, channels, bits)
+
+
+def stored_maximum(file: str | os.PathLike | BinaryIO) -> int | None:
+    """The largest value the image in ``file`` stores where its pixels are integers wider
+    than 8 bits (16-bit PNGs and TIFFs, a camera's 12 bits in 16); None for any other image
+    (8-bit, float, signed, DICOM: windowed by its own tags), read from its header alone.
+
+    Example:
+        >>> import io
+        >>> stream = io.BytesIO()
+        >>> Image.fromarray(np.array([[5, 3000]], np.uint16)).save(stream, "PNG")
+        >>> stored_maximum(stream)
+        3000
+    """
+    if is_dicom(file):
+        return None
+    if is_tiff(file):
+        try:
+            return tiff_stored_maximum(file)
+        except TiffForPillow:
+            pass
+    with Image.open(file) as image:
+        if image.mode not in _WIDE_GRAY_MODES:
+            return None
+        values = np.asarray(image)
+    low, high = int(values.min()), int(values.max())
+    return high if low >= 0 and high <= 65535 else None  # others span their own range
+
+
+def significant_bits(maxima: Sequence[int]) -> int | None:
+    """The bits a folder's integer pixels wider than 8 bits use, from the largest values a
+    sample of its files store: the even count (8, 10, 12, 14 or 16, as a camera's
+    converter gives) that holds the largest; None without such files.
+
+    Example:
+        >>> significant_bits([3870, 4095]), significant_bits([4096]), significant_bits([60000])
+        (12, 14, 16)
+        >>> significant_bits([200]), significant_bits([])
+        (8, None)
+    """
+    if not maxima:
+        return None
+    bits = max(8, int(max(maxima)).bit_length())
+    return min(16, bits + bits % 2)
+
+
+def bits_of(files: Sequence[str | os.PathLike]) -> tuple[int | None, str | None]:
+    """:func:`significant_bits` of ``files`` (unreadable ones passed over), and where they are
+    fewer than 16, a note saying so."""
+    maxima = []
+    for file in files:
+        try:
+            found = stored_maximum(file)
+        except Exception:  # an unreadable file is passed over here, and skipped on read
+            continue
+        if found is not None:
+            maxima.append(found)
+    bits = significant_bits(maxima)
+    if bits is None or bits == 16:
+        return bits, None
+    return bits, (
+        f"{bits}-bit values in wider files (at most {max(maxima):,} in {len(maxima)} sampled): "
+        f"0..{2**bits - 1:,} read as [0, 1] (--pixel-bits to change)"
+    )
 
 
 def _conform_channels(pixels: np.ndarray, channels: int) -> np.ndarray:
@@ -448,12 +551,14 @@ def item_tensor(pixels: np.ndarray) -> torch.Tensor:
     return unit_items(tensor)
 
 
-def decode_pixels(image: Image.Image, size: int, channels: int) -> np.ndarray:
+def decode_pixels(
+    image: Image.Image, size: int, channels: int, bits: int | None = None
+) -> np.ndarray:
     """Decode, convert, resize and crop one opened image to an (H, W[, C]) array of side
     ``size``: uint8 for 8-bit images (0..255 for [0, 1]), float32 in [0, 1] for wider ones.
     JPEGs decode at reduced scale when larger (draft mode), EXIF rotation applies, wide gray
-    modes are scaled by 65535 and float images by their range (see :func:`value_range`), the
-    centre square is kept.
+    modes are scaled by 65535 (``2**bits - 1`` where their significant ``bits`` are given)
+    and float images by their range (see :func:`value_range`), the centre square is kept.
 
     Raises:
         ValueError: a float image holding NaN or infinite pixels.
@@ -470,7 +575,7 @@ def decode_pixels(image: Image.Image, size: int, channels: int) -> np.ndarray:
     low = 0.0
     if wide_gray:
         mode, image = image.mode, image.convert("F")
-        low, peak = value_range(np.asarray(image), mode)
+        low, peak = value_range(np.asarray(image), mode, bits)
     elif channels == 1:
         image = image.convert("L")
     else:
@@ -491,10 +596,11 @@ def decode_pixels(image: Image.Image, size: int, channels: int) -> np.ndarray:
     return pixels
 
 
-def value_range(pixels: np.ndarray, mode: str) -> tuple[float, float]:
+def value_range(pixels: np.ndarray, mode: str, bits: int | None = None) -> tuple[float, float]:
     """The offset and span that bring a wide image's pixels to [0, 1]: 16-bit images (and
-    32-bit ones within 16 bits) span 0..65535, float images in [0, 1] are kept, any other
-    image spans its own minimum to maximum.
+    32-bit ones within 16 bits) span 0..65535 (0..``2**bits - 1`` where their significant
+    ``bits`` are given; larger values are clipped after), float images in [0, 1] are kept,
+    any other image spans its own minimum to maximum.
 
     Raises:
         ValueError: NaN or infinite pixels.
@@ -509,7 +615,7 @@ def value_range(pixels: np.ndarray, mode: str) -> tuple[float, float]:
     if mode == "F" and low >= 0.0 and high <= 1.0:
         return 0.0, 1.0
     if mode != "F" and low >= 0.0 and high <= 65535.0:
-        return 0.0, 65535.0
+        return 0.0, float(2 ** min(bits or 16, 16) - 1)
     return low, (high - low) if high > low else 1.0
 
 

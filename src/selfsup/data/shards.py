@@ -51,7 +51,9 @@ from selfsup.data.base import (
     Source,
 )
 from selfsup.data.image_folder import (
+    BITS_SAMPLE,
     ImageFolderSource,
+    bits_of,
     default_channels,
     image_header,
     item_tensor,
@@ -197,6 +199,7 @@ class ShardSource(Source):
         image_size: the side items are decoded to; by default the median shorter side of a
             sample of items.
         channels: as for :class:`ImageFolderSource` (by default :func:`default_channels`).
+        pixel_bits: as for :class:`ImageFolderSource` (by default from a sample of items).
     """
 
     modality = "image"
@@ -208,6 +211,7 @@ class ShardSource(Source):
         *,
         image_size: int | None = None,
         channels: int | None = None,
+        pixel_bits: int | None = None,
     ) -> None:
         self.root = Path(root)
         if not is_shard_folder(self.root):
@@ -234,6 +238,11 @@ class ShardSource(Source):
             channels = channels or default_channels(counts)
         self.image_size = int(image_size)
         self.channels = int(channels)
+        if pixel_bits is None:
+            sample = self._sampled()
+            sample = sample[:: max(1, len(sample) // BITS_SAMPLE)]  # each one read whole
+            pixel_bits, self.index_note = bits_of([io.BytesIO(b) for b in sample])
+        self.pixel_bits = pixel_bits
 
     def _read_labels(self) -> None:
         """Label codes of every item (the label column only: 8 bytes an item); items packed
@@ -256,16 +265,20 @@ class ShardSource(Source):
         self.partial_labels = PartialLabels(rows, labels[rows], list(code)[:-1], "label")
         self.warning = self.partial_labels.note(self._n, "items")
 
+    def _sampled(self) -> list[bytes]:
+        """The bytes of up to 64 items: the first 8 of 8 row groups spread over the shards."""
+        groups = np.unique(np.linspace(0, len(self._groups) - 1, 8).astype(int))
+        return [data for g in groups for data in self.group(int(g))[2][:8]]
+
     def _sample_headers(self) -> tuple[list[int], list[int]]:
         sides, counts = [], []
-        for g in np.unique(np.linspace(0, len(self._groups) - 1, 8).astype(int)):
-            for data in self.group(int(g))[2][:8]:
-                try:
-                    side, channels = image_header(io.BytesIO(data))
-                except Exception:  # unreadable items are skipped when read
-                    continue
-                sides.append(side)
-                counts.append(channels)
+        for data in self._sampled():
+            try:
+                side, channels = image_header(io.BytesIO(data))
+            except Exception:  # unreadable items are skipped when read
+                continue
+            sides.append(side)
+            counts.append(channels)
         if not sides:
             raise EmptySourceError(f"{self.root}: none of the sampled items can be read")
         return sides, counts
@@ -318,7 +331,8 @@ class ShardSource(Source):
         group, offset = self.locate(index)
         ids, _, blobs = self.group(group)
         try:
-            pixels = read_pixels(io.BytesIO(blobs[offset]), self.image_size, self.channels)
+            stream = io.BytesIO(blobs[offset])
+            pixels = read_pixels(stream, self.image_size, self.channels, self.pixel_bits)
         except Exception as err:
             reason = f"cannot read image: {type(err).__name__}: {err}"
             raise ItemReadError(ids[offset], reason) from err

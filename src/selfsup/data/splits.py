@@ -146,6 +146,7 @@ class SubsetSource(Source):
             self.classes = source.classes
             self.labels = None if source.labels is None else source.labels[self.indices]
         self.preprocessor = getattr(source, "preprocessor", None)  # tables: their encoding
+        self.pixel_bits = source.pixel_bits
         self.reads_files = source.reads_files
 
     def __len__(self) -> int:

@@ -13,7 +13,9 @@ gray image). Every TIFF is read here instead, by what its file says:
   their middle plane, as a DICOM cine loop gives its middle frame; only that plane's pages
   are read.
 - **Values** go to [0, 1]: unsigned integers by their bit depth (``BitsPerSample``: 12-bit
-  data stored as 12 bits by 4095, 16-bit by 65535), floats in [0, 1] as they are, signed
+  data stored as 12 bits by 4095, 16-bit by 65535; a camera's 12-bit values in 16-bit
+  samples by 4095 when the folder's reader says so, see
+  :func:`selfsup.data.image_folder.significant_bits`), floats in [0, 1] as they are, signed
   integers and other floats from their own minimum to maximum. ``MinIsWhite`` images are
   inverted. A GeoTIFF's pixels without data (its ``GDAL_NODATA`` value, ``-9999`` or
   ``nan``: the edges of a satellite tile, the sea of an elevation model) are 0 and left out
@@ -100,15 +102,57 @@ def tiff_header(file: str | os.PathLike | BinaryIO) -> tuple[int, int]:
         return min(layout["height"], layout["width"]), layout["channels"]
 
 
-def read_tiff(file: str | os.PathLike | BinaryIO, size: int) -> np.ndarray:
+def read_tiff(file: str | os.PathLike | BinaryIO, size: int, bits: int | None = None) -> np.ndarray:
     """The TIFF in ``file`` as a float32 (size, size, channels) array in [0, 1]: its centre
     square resized to ``size`` (bilinear, antialiased as PIL resizes).
+
+    Args:
+        file: a path or a binary stream.
+        size: the side of the square read.
+        bits: the significant bits of unsigned samples stored in more (12-bit values in a
+            16-bit file, see :func:`selfsup.data.image_folder.significant_bits`): they are
+            divided by ``2**bits - 1`` instead of their ``BitsPerSample``'s, larger ones
+            clipped at 1.
 
     Raises:
         TiffForPillow: a TIFF left to PIL.
         ValueError: more samples than the decompression-bomb limit, NaN or infinite values,
             or a file tifffile cannot parse or decode.
     """
+    pixels, keyframe = _read_plane(file, size)
+    depth = keyframe.bitspersample if bits is None else min(keyframe.bitspersample, bits)
+    pixels = _to_unit(_centre_square(pixels), depth, _nodata(keyframe))
+    if keyframe.photometric == _MIN_IS_WHITE:
+        pixels = 1.0 - pixels
+    return _resize_square(pixels, size)
+
+
+def tiff_stored_maximum(file: str | os.PathLike | BinaryIO, size: int = 256) -> int | None:
+    """The largest value a TIFF of unsigned samples wider than 8 bits stores (read at a
+    pyramid's level of at least ``size``, where it has levels); None for 8-bit, signed and
+    float TIFFs.
+
+    Raises:
+        TiffForPillow: a TIFF left to PIL.
+        ValueError: a file tifffile cannot parse or decode.
+
+    Example:
+        >>> import io, tifffile
+        >>> stream = io.BytesIO()
+        >>> tifffile.imwrite(stream, np.array([[7, 4000]], np.uint16))
+        >>> _ = stream.seek(0)
+        >>> tiff_stored_maximum(stream)
+        4000
+    """
+    pixels, keyframe = _read_plane(file, size)
+    if pixels.dtype.kind != "u" or pixels.dtype.itemsize == 1 or keyframe.bitspersample <= 8:
+        return None
+    return int(pixels.max()) if pixels.size else None
+
+
+def _read_plane(file: str | os.PathLike | BinaryIO, size: int) -> tuple[np.ndarray, Any]:
+    """The (channels, Y, X) samples of the plane :func:`read_tiff` reads (of the pyramid
+    level for ``size``), as stored, and the keyframe describing them."""
     with _opened(file) as tiff:
         series = tiff.series[0]
         _check_photometric(series.keyframe)
@@ -127,11 +171,7 @@ def read_tiff(file: str | os.PathLike | BinaryIO, size: int) -> np.ndarray:
             if "imagecodecs" in str(err):
                 raise TiffForPillow(str(err)) from err
             raise
-        keyframe = series.keyframe
-    pixels = _to_unit(_centre_square(pixels), keyframe.bitspersample, _nodata(keyframe))
-    if keyframe.photometric == _MIN_IS_WHITE:
-        pixels = 1.0 - pixels
-    return _resize_square(pixels, size)
+        return pixels, series.keyframe
 
 
 @contextlib.contextmanager
@@ -258,6 +298,7 @@ def _to_unit(pixels: np.ndarray, bits: int, nodata: float | None = None) -> np.n
     elif pixels.dtype.kind == "u":
         bits = min(int(bits), pixels.dtype.itemsize * 8)
         unit = pixels.astype(np.float32) / float(2**bits - 1)
+        np.minimum(unit, 1.0, out=unit)  # values above the significant bits said
     else:
         unit = pixels.astype(np.float32)
         valid = unit if missing is None else unit[~missing]

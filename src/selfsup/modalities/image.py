@@ -108,7 +108,7 @@ class ImageModality(Modality):
     name = "image"
     memory_remedy = "a smaller --image-size or --backbone"
     source_options: ClassVar[frozenset[str]] = frozenset(
-        {"image_size", "channels", "index", "channel_pattern", *LABEL_OPTIONS}
+        {"image_size", "channels", "index", "channel_pattern", "pixel_bits", *LABEL_OPTIONS}
     )
     stat_dims = 2
     default_method = "simclr"
@@ -134,7 +134,7 @@ class ImageModality(Modality):
                         f"{spec}: packed shards keep the labels and channels they were packed "
                         f"with; --{option.replace('_', '-')} is for a folder's files"
                     )
-            shard_options = ("image_size", "channels")
+            shard_options = ("image_size", "channels", "pixel_bits")
             return ShardSource(path, **{k: v for k, v in options.items() if k in shard_options})
         if path.is_dir():
             return ImageFolderSource(path, **folder_options(options))
@@ -156,8 +156,16 @@ class ImageModality(Modality):
 
     def run_source_options(self, run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
         """Later image folders are read at the run's side (reading a photo at the side the
-        encoder takes is what resizing it after would give, and faster)."""
-        return {"image_size": config.get("image_size"), "index": IndexCache(run_dir / INDEX_FILE)}
+        encoder takes is what resizing it after would give, and faster) and with the
+        significant bits its data's wide pixels had (runs saved before runs kept them read
+        16-bit files by 65535, as they were trained)."""
+        options = {
+            "image_size": config.get("image_size"),
+            "index": IndexCache(run_dir / INDEX_FILE),
+        }
+        if "pixel_bits" not in config:
+            options["pixel_bits"] = 16
+        return options
 
     def resume_options(self, run_dir: Path) -> dict[str, Any]:
         """A resumed run reads the files it started on (its positions in an epoch hold)."""
@@ -206,6 +214,8 @@ class ImageModality(Modality):
             source.read_at(side)
             cfg = cfg.model_copy(update={"image_size": side})
             chosen["image_size"] = side
+        if source.pixel_bits is not None:  # later data is read on the same scale
+            chosen["pixel_bits"] = source.pixel_bits
         encoder, more = super().build_encoder(cfg, source, custom, feature_dim)
         return encoder, {**chosen, **more}
 

@@ -8,7 +8,13 @@ import torch
 from torch import nn
 
 from selfsup.data.base import Source
-from selfsup.data.image_folder import IMAGE_EXTENSIONS, image_header, item_tensor, read_pixels
+from selfsup.data.image_folder import (
+    IMAGE_EXTENSIONS,
+    bits_of,
+    image_header,
+    item_tensor,
+    read_pixels,
+)
 from selfsup.modalities.image import conform_images
 from selfsup.run import Run
 
@@ -49,11 +55,13 @@ def resolve_item(run: Run, spec: str) -> tuple[torch.Tensor, str, Source | None,
     channel_files = run.data_options.get("channel_pattern")
     if path.suffix.lower() in IMAGE_EXTENSIONS and not channel_files:
         wanted = run.encoder.spec or {}
-        # Read as a folder's images are (16-bit, DICOM, a TIFF's channels), at the encoder's
-        # side; the whole path is the id: two photos named 0027.png in two folders stay apart.
+        # Read as a folder's images are (16-bit on the run's scale, DICOM, a TIFF's
+        # channels), at the encoder's side; the whole path is the id: two photos named
+        # 0027.png in two folders stay apart.
         try:
             side = wanted.get("image_size") or image_header(path)[0]
-            pixels = read_pixels(path, side, wanted.get("in_channels", 1))
+            bits = run.data_options.get("pixel_bits") or bits_of([path])[0]
+            pixels = read_pixels(path, side, wanted.get("in_channels", 1), bits)
         except Exception as err:  # a bad file can fail in any of the ways a decoder can fail
             raise ValueError(f"{spec}: cannot read image: {err}") from err
         return item_tensor(pixels), path.as_posix(), None, None
