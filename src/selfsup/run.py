@@ -282,14 +282,16 @@ class Run:
         protocols: tuple[str, ...] | None = None,
         save: bool = True,
         show_progress: bool = False,
-        split_by: str = "item",
+        split_by: str = "auto",
         **options: Any,
     ) -> Evaluation:
         """Evaluate on labelled ``data`` next to raw inputs; see ``selfsup.evaluation``.
 
         ``data`` is split into fit and test parts: a named dataset uses its official test
         split, otherwise ``test`` must be given or a stratified 80/20 split is made, of
-        items or (``split_by="folder"``) of first folders, such as a hospital's patients.
+        items or (``split_by="folder"``) of first folders, such as a hospital's patients
+        (``"auto"``: by folder where the data's folders are patients, DICOM files with one
+        PatientID per folder, else by item).
         ``show_progress`` shows the embedding's progress.
         """
         if test is None and isinstance(data, str):

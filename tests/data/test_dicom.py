@@ -157,3 +157,51 @@ def test_a_pacs_export_without_suffixes_is_found_by_the_dicom_marker(tmp_path):
     ]
     batch = src.read_batch(range(3))
     assert batch.indices == [0, 1, 2] and batch.items.shape == (3, 1, 40, 40)
+
+
+def test_a_hospitals_patient_folders_are_not_classes(tmp_path):
+    rng = np.random.default_rng(2)
+    patients = tmp_path / "export"
+    for i in range(4):  # P000/CT/IM0001.dcm ...: a folder per patient
+        for k in range(3):
+            write_dicom(patients / f"P{i:03d}" / "CT" / f"IM{k:04d}.dcm", ct_slice(rng),
+                        PatientID=f"ANON{i:04d}")  # fmt: skip
+    src = ImageFolderSource(patients)
+    assert src.classes is None and src.labels is None
+    assert "no classes: the 4 first-level folders are patients" in src.labels_note
+    # findings sorted into folders hold several patients each: classes
+    findings = tmp_path / "findings"
+    for c, name in enumerate(("mass", "nodule", "normal")):
+        for k in range(4):
+            write_dicom(findings / name / f"{k}.dcm", ct_slice(rng), PatientID=f"ANON{c}{k % 2}")
+    assert ImageFolderSource(findings).classes == ["mass", "nodule", "normal"]
+    # the annotated few label the scans of the patient folders
+    table = tmp_path / "annotations.csv"
+    table.write_text("file_name,finding\nP000/CT/IM0000.dcm,nodule\nP001/CT/IM0002.dcm,normal\n")
+    labelled = ImageFolderSource(patients, labels_file=table, label_column="finding")
+    assert labelled.partial_labels.classes == ["nodule", "normal"]
+    assert src.split_groups == labelled.split_groups == "patients"
+    assert ImageFolderSource(findings).split_groups is None
+
+
+def test_evaluation_splits_a_hospitals_scans_by_patient_unless_told(tmp_path):
+    from selfsup.modalities import train_test_sources
+
+    rng = np.random.default_rng(3)
+    root = tmp_path / "export"
+    rows = ["file_name,finding"]
+    for i in range(10):
+        for k in range(4):
+            write_dicom(root / f"P{i:02d}" / f"{k}.dcm", ct_slice(rng, 8, 8), PatientID=f"X{i}")
+            rows.append(f"P{i:02d}/{k}.dcm,{'nodule' if i % 2 else 'normal'}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    source = ImageFolderSource(root, labels_file=tmp_path / "labels.csv", label_column="finding")
+    fit, test = train_test_sources(source)
+    fit_patients = {i.split("/")[0] for i in fit.ids}
+    test_patients = {i.split("/")[0] for i in test.ids}
+    assert fit_patients and test_patients and not fit_patients & test_patients
+    assert fit.name.endswith(f"[fit, {len(fit_patients)} patients]")
+    assert test.name.endswith(f"[test, {len(test_patients)} patients]")
+    fit, test = train_test_sources(source, split_by="item")  # told: slices split freely
+    assert {i.split("/")[0] for i in fit.ids} & {i.split("/")[0] for i in test.ids}
+    assert (fit.name, test.name) == (f"{source.name}[fit]", f"{source.name}[test]")

@@ -109,9 +109,10 @@ def evaluate(
         str,
         typer.Option(
             help="Without --test: split the data's items (item), or its first folders "
-            "(folder: a patient's scans, a day's photos, all on one side)."
+            "(folder: a patient's scans, a day's photos, all on one side); auto: folder where "
+            "the folders are patients (DICOM files of one PatientID per folder), else item."
         ),
-    ] = "item",
+    ] = "auto",
     label_free: Annotated[
         bool,
         typer.Option("--label-free", help="Label-free metrics only (RankMe, alpha-ReQ...)."),

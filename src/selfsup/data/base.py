@@ -244,15 +244,17 @@ def require_labels(source: Source, purpose: str) -> np.ndarray:
         Traceback (most recent call last):
         ...
         ValueError: reviews.jsonl: evaluation needs labels, and this data has none (a folder's \
-labels are its first-level subfolders; a JSONL, CSV or table file names its field of labels \
-with --label-column)
+labels are its first-level subfolders or a --labels table; a JSONL, CSV or table file names its \
+field of labels with --label-column)
     """
     if source.labels is None:
-        raise ValueError(
-            f"{source.name}: {purpose} needs labels, and this data has none (a folder's labels "
-            "are its first-level subfolders; a JSONL, CSV or table file names its field of "
-            "labels with --label-column)"
-        )
+        why = getattr(source, "labels_note", None)  # a folder's own reason: patient folders
+        if not (why or "").startswith("no classes"):
+            why = (
+                "a folder's labels are its first-level subfolders or a --labels table; a "
+                "JSONL, CSV or table file names its field of labels with --label-column"
+            )
+        raise ValueError(f"{source.name}: {purpose} needs labels, and this data has none ({why})")
     return source.labels
 
 
@@ -310,6 +312,10 @@ class Source(abc.ABC):
     #: Images: the significant bits its integer pixels wider than 8 bits are read with (12
     #: for a camera's 12-bit values in 16-bit files); None where it has none such.
     pixel_bits: int | None = None
+    #: What a source's first-level folders are where items in one must stay on one side of
+    #: a split (``"patients"``: a hospital's slices of one patient are near copies);
+    #: evaluation splits by them unless told otherwise. None: items split freely.
+    split_groups: str | None = None
     #: What a person should know before using it: printed with pretrain's data line, and by
     #: ``Run.open`` (every command that reads data) as a :class:`DataWarning`.
     warning: str | None = None

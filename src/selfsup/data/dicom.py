@@ -119,6 +119,16 @@ def dicom_header(file: str | os.PathLike | BinaryIO) -> tuple[int, bool]:
     return min(int(rows), int(columns)), gray
 
 
+def dicom_patient(file: str | os.PathLike | BinaryIO) -> str | None:
+    """The ``PatientID`` of the DICOM file ``file`` (from its header), None where it has none.
+
+    Raises:
+        ValueError: not DICOM.
+    """
+    value = _read(file, header_only=True).get("PatientID")
+    return (str(value).strip() or None) if value is not None else None
+
+
 def read_dicom(file: str | os.PathLike | BinaryIO) -> Image.Image:
     """The image in ``file``: gray as a PIL image of mode "F" in [0, 1] (modality transform,
     then the file's window or its percentiles; ``MONOCHROME1`` inverted), colour as "RGB".

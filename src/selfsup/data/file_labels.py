@@ -66,6 +66,10 @@ class FolderLabels:
     warning: str | None = None
 
 
+#: How a folder's labels note begins when its first-level folders are its classes.
+SUBFOLDER_NOTE = "classes from the first-level folder names"
+
+
 def metadata_file(root: str | os.PathLike) -> Path | None:
     """The Hugging Face style metadata table at the top of ``root``, if there is one.
 
@@ -116,7 +120,7 @@ def folder_labels(
         subfolders = subfolder_labels(files)
         if subfolders is None:
             return FolderLabels()
-        note = "classes from the first-level folder names; --labels FILE for others"
+        note = f"{SUBFOLDER_NOTE}; --labels FILE for others"
         return FolderLabels(labels=subfolders[1], classes=subfolders[0], note=note)
     return _from_table(Path(root), files, Path(labels_file), label_column, id_column)
 

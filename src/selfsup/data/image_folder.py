@@ -32,11 +32,12 @@ from selfsup.data.dicom import (
     DICOM_EXTENSIONS,
     DICOM_MARKER,
     dicom_header,
+    dicom_patient,
     is_dicom,
     read_dicom,
 )
-from selfsup.data.file_labels import folder_labels
-from selfsup.data.folders import IndexCache, find_files, index_folder
+from selfsup.data.file_labels import SUBFOLDER_NOTE, FolderLabels, folder_labels
+from selfsup.data.folders import IndexCache, find_files, index_folder, subfolder_labels
 from selfsup.data.tiff import (
     TiffForPillow,
     is_tiff,
@@ -58,6 +59,9 @@ _WIDE_GRAY_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N"}
 GRAY_MODES = {"1", "L", "LA", "F", *_WIDE_GRAY_MODES}
 #: Files whose headers give the folder's default size and channels.
 SIZE_SAMPLE = 64
+#: First-level folders, and DICOM files in each, whose patients tell a hospital's patient
+#: folders from classes (:func:`patient_folders`).
+PATIENT_SAMPLE = (16, 4)
 #: Files whose largest stored values give the significant bits of a folder's wide integer
 #: pixels (:func:`significant_bits`); each is read whole once.
 BITS_SAMPLE = 16
@@ -184,6 +188,12 @@ class ImageFolderSource(Source):
         # A table names an item of several channel files by its first channel's file.
         named = self._ids if self.channel_files is None else self.channel_files.first_files
         found = folder_labels(self.root, named, labels_file, label_column, id_column)
+        folders = subfolder_labels(named)
+        patients = None if folders is None else patient_folders(self.root, named, folders[1])
+        if patients is not None:  # a hospital's export: a folder per patient
+            self.split_groups = "patients"
+            if found.note is not None and found.note.startswith(SUBFOLDER_NOTE):
+                found = FolderLabels(note=patients)
         self.labels, self.classes, self.partial_labels = found.labels, found.classes, found.partial
         self.labels_note, self.warning = found.note, found.warning
 
@@ -366,6 +376,43 @@ class ChannelFiles:
             files = "file" if count == 1 else "files"
             said += f"; {count:,} {files} without a channel in their name left out ({shown})"
         return said
+
+
+def patient_folders(root: Path, files: Sequence[str], codes: np.ndarray) -> str | None:
+    """Why the first-level folders of ``files`` (coded by ``codes``) are not classes where
+    they are a hospital's patient folders: the DICOM files sampled in each (up to
+    ``PATIENT_SAMPLE``) have one ``PatientID`` per folder, another in each, over three
+    folders at least; else None. Classes (``normal/``, ``nodule/``) hold many patients each.
+
+    Example:
+        >>> patient_folders(Path("."), ["cat/a.png", "dog/b.png"], np.array([0, 1])) is None
+        True
+    """
+    folders, per_folder = PATIENT_SAMPLE
+    present = np.unique(codes)
+    patients: dict[int, set[str]] = {}
+    for code in present[np.unique(np.linspace(0, len(present) - 1, folders).astype(int))]:
+        members = np.flatnonzero(codes == code)
+        picks = members[np.unique(np.linspace(0, len(members) - 1, per_folder).astype(int))]
+        found = set()
+        for i in picks:
+            path = root / files[i]
+            try:
+                patient = dicom_patient(path) if is_dicom(path) else None
+            except (OSError, ValueError):  # unreadable: skipped when read
+                continue
+            if patient is not None:
+                found.add(patient)
+        if found:
+            patients[int(code)] = found
+    ids = [next(iter(p)) for p in patients.values() if len(p) == 1]
+    if len(patients) < 3 or len(ids) < len(patients) or len(set(ids)) < len(ids):
+        return None
+    return (
+        f"no classes: the {len(present):,} first-level folders are patients (each sampled "
+        "folder's DICOM files have one PatientID, another in each; evaluation splits by "
+        "them); --labels FILE labels the scans"
+    )
 
 
 def _natural(name: str) -> tuple[int, int | str]:

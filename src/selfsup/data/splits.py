@@ -147,6 +147,7 @@ class SubsetSource(Source):
             self.labels = None if source.labels is None else source.labels[self.indices]
         self.preprocessor = getattr(source, "preprocessor", None)  # tables: their encoding
         self.pixel_bits = source.pixel_bits
+        self.split_groups = source.split_groups
         self.reads_files = source.reads_files
 
     def __len__(self) -> int:

@@ -161,7 +161,7 @@ def train_test_sources(
     data: str | os.PathLike | Source,
     test: str | os.PathLike | Source | None = None,
     test_fraction: float = 0.2,
-    split_by: str = "item",
+    split_by: str = "auto",
     **options: Any,
 ) -> tuple[Source, Source]:
     """The split to fit probes on and the split to score them on.
@@ -171,9 +171,10 @@ def train_test_sources(
     deterministic stratified split of ``data``: of its items, or with ``split_by="folder"``
     of its first folders (a hospital export's patients: the slices of one patient are near
     copies, and on both sides they would make the score a measure of memory), see
-    :func:`selfsup.data.splits.stratified_group_split`. ``options`` go to
-    :func:`open_source`. Of data whose label column is empty on some rows, the labelled rows
-    (``labelled_part``).
+    :func:`selfsup.data.splits.stratified_group_split`; ``"auto"`` splits by folder where
+    the source knows its folders are such groups (``Source.split_groups``), else by item.
+    ``options`` go to :func:`open_source`. Of data whose label column is empty on some rows,
+    the labelled rows (``labelled_part``).
     """
 
     def opened(spec: str | os.PathLike | Source) -> Source:
@@ -182,7 +183,7 @@ def train_test_sources(
     if test is None and isinstance(data, str):
         test = official_test(data)
     if test is not None:
-        if split_by != "item":
+        if split_by not in ("item", "auto"):
             raise ValueError(
                 f"--split-by {split_by} splits the data when no test data is given, but "
                 f"{getattr(test, 'name', test)} is its test data: leave one of them out"
@@ -190,16 +191,21 @@ def train_test_sources(
         return opened(data), opened(test)
     source = opened(data)
     labels = require_labels(source, "evaluation")
+    if split_by == "auto":
+        split_by = "folder" if source.split_groups else "item"
     if split_by == "folder":
         groups = folder_groups(source.ids, source.name)
         fit, held_out = stratified_group_split(labels, groups, test_fraction)
+        what = source.split_groups or "folders"
+        sides = [f"{len(set(groups[part])):,} {what}" for part in (fit, held_out)]
     elif split_by == "item":
         fit, held_out = stratified_split(labels, test_fraction)
+        sides = ["", ""]
     else:
-        raise ValueError(f"unknown split {split_by!r}; known: item, folder")
+        raise ValueError(f"unknown split {split_by!r}; known: auto, item, folder")
     return (
-        SubsetSource(source, fit, f"{source.name}[fit]"),
-        SubsetSource(source, held_out, f"{source.name}[test]"),
+        SubsetSource(source, fit, f"{source.name}[fit{', ' * bool(sides[0])}{sides[0]}]"),
+        SubsetSource(source, held_out, f"{source.name}[test{', ' * bool(sides[1])}{sides[1]}]"),
     )
 
 
