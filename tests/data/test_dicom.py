@@ -205,3 +205,24 @@ def test_evaluation_splits_a_hospitals_scans_by_patient_unless_told(tmp_path):
     fit, test = train_test_sources(source, split_by="item")  # told: slices split freely
     assert {i.split("/")[0] for i in fit.ids} & {i.split("/")[0] for i in test.ids}
     assert (fit.name, test.name) == (f"{source.name}[fit]", f"{source.name}[test]")
+
+
+def test_adapt_calibrates_on_whole_patients(tmp_path):
+    from selfsup.run import pretrain
+    from selfsup.tools.adapt import adapt
+
+    rng = np.random.default_rng(4)
+    root = tmp_path / "export"
+    rows = ["file_name,finding"]
+    for i in range(10):
+        for k in range(4):
+            write_dicom(root / f"P{i:02d}" / f"{k}.dcm", ct_slice(rng, 8, 8), PatientID=f"X{i}")
+            rows.append(f"P{i:02d}/{k}.dcm,{'nodule' if i % 2 else 'normal'}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    run = pretrain(str(root), steps=1, batch_size=8, backbone="small-cnn",
+                   backbone_options={"width": 4}, out=str(tmp_path / "run"),
+                   show_progress=False, monitor_items=0)  # fmt: skip
+    labelled = run.with_data_options(labels=str(tmp_path / "labels.csv"), label_column="finding")
+    for calibration in ("cv", "temperature"):
+        model = adapt(labelled, str(root), calibration=calibration)
+        assert model.metrics["calibration_groups"] == "10 patients"

@@ -99,6 +99,11 @@ def adapt(
         f"temperature {model.temperature:.3f} ({m['calibration']}): NLL "
         f"{abs(m['nll_before']):.3f} -> {abs(m['nll_after']):.3f}, ECE {m['ece_before']:.3f} -> "
         f"{m['ece_after']:.3f} on the calibration labels"
+        + (
+            f" (each of {m['calibration_groups']} on one side)"
+            if m.get("calibration_groups")
+            else ""
+        )
     )
     console.print(f"model folder: [bold]{out}[/bold]")
 

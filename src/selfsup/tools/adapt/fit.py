@@ -11,7 +11,9 @@ import torch
 from selfsup.data.base import Source, require_classes, require_labels
 from selfsup.data.splits import (
     SubsetSource,
+    folder_groups,
     labelled_part,
+    stratified_group_split,
     stratified_split,
     unlabelled_part,
 )
@@ -38,6 +40,46 @@ from selfsup.tools.calibration import (
     fit_temperature,
     negative_log_likelihood,
 )
+
+
+def calibration_groups(
+    source: Source, chosen: np.ndarray, labels: np.ndarray, num_classes: int
+) -> np.ndarray | None:
+    """The first folders of the ``chosen`` items where the source's folders are groups that
+    must stay on one side of a split (``Source.split_groups``: a hospital's patients), and
+    every class has labels in two of them at least (calibration holds some out); else None.
+
+    Example:
+        >>> from selfsup.data.text import TextSource
+        >>> calibration_groups(TextSource(["a", "b"], ["x", "y"]), np.arange(2), None, 2) is None
+        True
+    """
+    if not source.split_groups:
+        return None
+    ids = source.ids
+    groups = folder_groups([ids[int(i)] for i in chosen], source.name)
+    for c in range(num_classes):
+        if len(set(groups[labels == c].tolist())) < 2:
+            return None
+    return groups
+
+
+def _held_out(
+    labels: np.ndarray, groups: np.ndarray | None, num_classes: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The labelled rows fitted on and those held out to calibrate: whole groups held out
+    (a patient's slices on one side, so the held-out scores hold no memory) where every
+    class keeps labels on both sides, else a stratified split of the rows."""
+    if groups is not None:
+        try:
+            fit, held = stratified_group_split(labels, groups, HELD_OUT_FRACTION, seed)
+        except ValueError:  # fewer groups than the split needs
+            fit, held = np.arange(0), np.arange(0)
+        have = [np.bincount(labels[part], minlength=num_classes) for part in (fit, held)]
+        if len(fit) and all(h.min() > 0 for h in have):
+            return fit, held
+    rng = np.random.default_rng(seed)
+    return stratified_split(labels, HELD_OUT_FRACTION, rng, at_least_one=True)
 
 
 def _labelled_source(
@@ -174,13 +216,17 @@ def adapt(
             return fit_head(z[rows], y[rows], num_classes, head, statistics, weight_decay)
 
     encoder = None
+    groups = calibration_groups(source, chosen, labels, num_classes)
+    grouped = False
     if calibration == "cv":
-        calibration_logits = out_of_fold_logits(z, labels, num_classes, fit_on, seed)
+        calibration_logits, grouped = out_of_fold_logits(
+            z, labels, num_classes, fit_on, seed, groups
+        )
         fitted = fit_on(np.arange(len(labels)))  # last, so the metrics describe this fit
         calibration_labels = labels
     else:
-        rng = np.random.default_rng(seed)
-        fit, held = stratified_split(labels, HELD_OUT_FRACTION, rng, at_least_one=True)
+        fit, held = _held_out(labels, groups, num_classes, seed)
+        grouped = groups is not None and not set(groups[fit].tolist()) & set(groups[held].tolist())
         fitted = fit_on(fit)
         if finetune_blocks:
             encoder, fitted = finetune_encoder(
@@ -200,6 +246,8 @@ def adapt(
             calibration_logits = fitted(torch.from_numpy(held_embeddings)).double().numpy()
         calibration_labels = labels[held]
         metrics.update(fit_labels=len(fit), held_out_labels=len(held))
+    if grouped:  # each patient's labels on one side of the calibration's split
+        metrics["calibration_groups"] = f"{len(set(groups.tolist())):,} {source.split_groups}"
     temperature = fit_temperature(calibration_logits, calibration_labels)
     before = torch.softmax(torch.from_numpy(calibration_logits), dim=1).numpy()
     after = torch.softmax(torch.from_numpy(calibration_logits / temperature), dim=1).numpy()

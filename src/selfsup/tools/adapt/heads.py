@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from torch import nn
 
 from selfsup.evaluation.fewshot import FEW_SHOT_WEIGHT_DECAY
@@ -146,17 +146,30 @@ def out_of_fold_logits(
     num_classes: int,
     fit_on: Callable[[np.ndarray], EmbeddingHead],
     seed: int,
-) -> np.ndarray:
+    groups: np.ndarray | None = None,
+) -> tuple[np.ndarray, bool]:
     """Logits of each labelled item from ``fit_on(rows)``, a head fitted on the rows outside
-    its fold (stratified k-fold, ``k`` = min(5, smallest class count))."""
+    its fold (stratified k-fold, ``k`` = min(5, smallest class count)), and whether the folds
+    kept ``groups`` whole (a hospital's patients: each in one fold, where every fold still
+    fits on every class; else the rows are split freely)."""
     folds = min(5, int(np.bincount(labels, minlength=num_classes).min()))
-    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+    rows = np.zeros(len(labels))
+    splits = []
+    if groups is not None and len(set(groups.tolist())) >= folds:
+        grouped = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+        splits = list(grouped.split(rows, labels, groups))
+        if any(len(np.unique(labels[fit])) < num_classes for fit, _ in splits):
+            splits = []  # a fold would hold every patient of a class
+    kept_groups = bool(splits)
+    if not splits:
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
+        splits = list(splitter.split(rows, labels))
     logits = np.zeros((len(labels), num_classes))
-    for fit, held in splitter.split(np.zeros(len(labels)), labels):
+    for fit, held in splits:
         head = fit_on(fit)
         with torch.no_grad():
             logits[held] = head(embeddings[held]).double().numpy()
-    return logits
+    return logits, kept_groups
 
 
 def propagation_fitter(
