@@ -29,6 +29,20 @@ def ct_slice(rng, rows=40, columns=48):
     return np.clip(hu + 1024, 0, 4095).astype(np.uint16)
 
 
+def patient_export(tmp_path):
+    """A hospital's export of 10 patients' folders (P00 to P09, 4 slices each, one PatientID
+    per folder) and ``labels.csv`` labelling every slice by its patient's finding."""
+    rng = np.random.default_rng(3)
+    root = tmp_path / "export"
+    rows = ["file_name,finding"]
+    for i in range(10):
+        for k in range(4):
+            write_dicom(root / f"P{i:02d}" / f"{k}.dcm", ct_slice(rng, 8, 8), PatientID=f"X{i}")
+            rows.append(f"P{i:02d}/{k}.dcm,{'nodule' if i % 2 else 'normal'}")
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
 def test_a_ct_slice_is_seen_through_its_window_in_hounsfield_units(tmp_path):
     stored = np.array([[864, 1064, 1264, 0]], dtype=np.uint16)  # HU -160, 40, 240, -1024
     path = write_dicom(
@@ -187,14 +201,7 @@ def test_a_hospitals_patient_folders_are_not_classes(tmp_path):
 def test_evaluation_splits_a_hospitals_scans_by_patient_unless_told(tmp_path):
     from selfsup.modalities import train_test_sources
 
-    rng = np.random.default_rng(3)
-    root = tmp_path / "export"
-    rows = ["file_name,finding"]
-    for i in range(10):
-        for k in range(4):
-            write_dicom(root / f"P{i:02d}" / f"{k}.dcm", ct_slice(rng, 8, 8), PatientID=f"X{i}")
-            rows.append(f"P{i:02d}/{k}.dcm,{'nodule' if i % 2 else 'normal'}")
-    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    root = patient_export(tmp_path)
     source = ImageFolderSource(root, labels_file=tmp_path / "labels.csv", label_column="finding")
     fit, test = train_test_sources(source)
     fit_patients = {i.split("/")[0] for i in fit.ids}
@@ -211,14 +218,7 @@ def test_adapt_calibrates_on_whole_patients(tmp_path):
     from selfsup.run import pretrain
     from selfsup.tools.adapt import adapt
 
-    rng = np.random.default_rng(4)
-    root = tmp_path / "export"
-    rows = ["file_name,finding"]
-    for i in range(10):
-        for k in range(4):
-            write_dicom(root / f"P{i:02d}" / f"{k}.dcm", ct_slice(rng, 8, 8), PatientID=f"X{i}")
-            rows.append(f"P{i:02d}/{k}.dcm,{'nodule' if i % 2 else 'normal'}")
-    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    root = patient_export(tmp_path)
     run = pretrain(str(root), steps=1, batch_size=8, backbone="small-cnn",
                    backbone_options={"width": 4}, out=str(tmp_path / "run"),
                    show_progress=False, monitor_items=0)  # fmt: skip
