@@ -3,8 +3,7 @@
 For each model, in one process and one after the other (nothing else running):
 
 1. **plain fp32**: a loop a PyTorch user would write: the same SimCLR model (encoder,
-   projection head, loss), the same kornia views and AdamW as PyTorch builds it by default
-   (the engine's is fused), fp32, eager;
+   projection head, loss), the same kornia views and the same AdamW, fp32, eager;
 2. **plain bf16 + channels-last**: the same loop under ``torch.autocast(bfloat16)`` with the
    model and views in channels-last memory;
 3. **engine**: ``selfsup.pretrain`` with its defaults (precision ``auto``: bf16 where the
@@ -112,16 +111,13 @@ def images(model: Model, n: int, seed: int = 0) -> np.ndarray:
 
 
 def build(model: Model) -> tuple[torch.nn.Module, torch.nn.Module, torch.optim.Optimizer]:
-    """SimCLR around the model, its views and its optimizer, as the engine builds them but
-    for AdamW's implementation: PyTorch's default (a loop over the parameters on a CPU), as
-    a plain loop builds it; the engine's is fused."""
+    """SimCLR around the model, its views and its optimizer, as the engine builds them."""
     torch.manual_seed(0)
     encoder = build_image_encoder(model.backbone, model.channels, model.side)
     method = build_method("simclr", encoder)
     views, _ = method_views(method, model.side, model.channels)
     lr = BASE_LR["adamw"] * model.batch / 256
-    weight_decay = BASE_WEIGHT_DECAY["adamw"]
-    return method, views, build_optimizer("adamw", method, lr, weight_decay, fused=False)
+    return method, views, build_optimizer("adamw", method, lr, BASE_WEIGHT_DECAY["adamw"])
 
 
 def to_float(batch: np.ndarray) -> torch.Tensor:

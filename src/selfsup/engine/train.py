@@ -639,7 +639,8 @@ def setup(
             if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
                 layer.momentum = 0.0
     scales = layer_scales(blocks, cfg.layer_decay) if cfg.layer_decay else None
-    optimizer = build_optimizer(cfg.optimizer, method, lr, weight_decay, scales)
+    gpu = fabric.device.type == "cuda"  # fused AdamW: one kernel (see build_optimizer)
+    optimizer = build_optimizer(cfg.optimizer, method, lr, weight_decay, scales, fused=gpu)
     probe = None
     codes = item_codes(source)  # -1: an item without a label (a file labelled on some rows)
     if cfg.online_probe and codes is not None and codes.max(initial=-1) >= 0:
