@@ -43,11 +43,60 @@ from selfsup.methods.base import Method
 from selfsup.methods.momentum import ema_update, momentum_copy
 
 
-def _off_diagonal_log_softmax(sim: torch.Tensor) -> torch.Tensor:
-    """For similarities (G, M, M): the negative log-softmax over each row without its
-    diagonal entry, as (G, M, M - 1) (column j >= i is shifted left by one)."""
-    logits = torch.tril(sim, diagonal=-1)[:, :, :-1] + torch.triu(sim, diagonal=1)[:, :, 1:]
-    return -F.log_softmax(logits, dim=-1)
+class _PairedNLL(torch.autograd.Function):
+    """``_paired_nll`` with a hand-written backward that keeps one (G, 2n, 2n) matrix, the
+    softmax, instead of autograd's several: with the diagonal left out, the gradient of
+    ``logsumexp - positive`` with respect to the similarities is ``softmax - onehot``, and
+    with respect to ``z`` (similarities ``z z^T``) it is ``(S + S^T) z``."""
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(z.device.type, enabled=False):
+            groups, m = z.shape[0], z.shape[1]
+            sim = torch.bmm(z, z.transpose(1, 2))
+            sim.diagonal(dim1=1, dim2=2).fill_(float("-inf"))
+            rest = torch.logsumexp(sim, dim=-1, keepdim=True)  # (G, 2n, 1)
+            pair = _pairs(m, z.device).expand(groups, m, 1)
+            loss = (rest - sim.gather(2, pair)).mean()
+            probabilities = sim.sub_(rest).exp_()  # in place: the softmax, diagonal 0
+        ctx.save_for_backward(z, probabilities)
+        return loss
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        z, probabilities = ctx.saved_tensors
+        with torch.autocast(z.device.type, enabled=False):
+            groups, m = z.shape[0], z.shape[1]
+            both = probabilities + probabilities.transpose(1, 2)
+            # Row r's one-hot at its pair p(r) and, transposed, row p(r)'s at r: pairing is
+            # its own inverse, so both fall on (r, p(r)).
+            pair = _pairs(m, z.device).expand(groups, m, 1)
+            both.scatter_add_(2, pair, torch.full(pair.shape, -2.0, dtype=z.dtype, device=z.device))
+            both.mul_(grad / (groups * m))
+            return torch.bmm(both, z)
+
+
+def _pairs(m: int, device: torch.device) -> torch.Tensor:
+    """(1, m, 1): the pair of each of m = 2n rows, n + i for row i and i for row n + i."""
+    n = m // 2
+    half = torch.arange(n, device=device)
+    return torch.cat([half + n, half])[None, :, None]
+
+
+def _paired_nll(z: torch.Tensor) -> torch.Tensor:
+    """For G groups of 2n vectors (G, 2n, D) where vector i and vector n + i are a pair: the
+    mean over every vector of the negative log-softmax of its pair's similarity among its
+    similarities to the other 2n - 1 (the diagonal left out). TS2Vec's code builds shifted
+    lower and upper triangles and a log-softmax of them, and autograd keeps several such
+    (G, 2n, 2n) matrices; :class:`_PairedNLL` gives the same values and gradients from one
+    (the temporal term of day windows of minutes, 2n = 2,880, is most of a step).
+
+    Example:
+        >>> z = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]])
+        >>> round(_paired_nll(z).item(), 4)  # -log(e / (e + 1 + 1)) for every vector
+        0.5514
+    """
+    return _PairedNLL.apply(z)
 
 
 def instance_contrastive_loss(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
@@ -58,24 +107,16 @@ def instance_contrastive_loss(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tenso
         >>> round(instance_contrastive_loss(z, z).item(), 4)  # -log(e / (e + 1 + 1))
         0.5514
     """
-    b = z1.shape[0]
-    if b == 1:
+    if z1.shape[0] == 1:
         return z1.sum() * 0.0
-    z = torch.cat([z1, z2], dim=0).transpose(0, 1)  # (T, 2B, D)
-    nll = _off_diagonal_log_softmax(z @ z.transpose(1, 2))
-    i = torch.arange(b, device=z.device)
-    return (nll[:, i, b + i - 1].mean() + nll[:, b + i, i].mean()) / 2
+    return _paired_nll(torch.cat([z1, z2], dim=0).transpose(0, 1))  # (T, 2B, D)
 
 
 def temporal_contrastive_loss(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     """Within each series, each time step's two views against the other steps (B, T, D)."""
-    t = z1.shape[1]
-    if t == 1:
+    if z1.shape[1] == 1:
         return z1.sum() * 0.0
-    z = torch.cat([z1, z2], dim=1)  # (B, 2T, D)
-    nll = _off_diagonal_log_softmax(z @ z.transpose(1, 2))
-    s = torch.arange(t, device=z.device)
-    return (nll[:, s, t + s - 1].mean() + nll[:, t + s, s].mean()) / 2
+    return _paired_nll(torch.cat([z1, z2], dim=1))  # (B, 2T, D)
 
 
 def hierarchical_contrastive_loss(

@@ -51,6 +51,28 @@ def test_instance_and_temporal_losses_match_a_hand_computation():
     assert temporal_contrastive_loss(z1, z2).item() == pytest.approx(expected, rel=1e-5)
 
 
+def test_the_hand_written_gradient_of_the_paired_loss_is_autograds():
+    from selfsup.methods.ts2vec import _paired_nll
+
+    torch.manual_seed(2)
+    z = torch.randn(3, 6, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(_paired_nll, (z,))
+    # the same gradient as autograd through a plain log-softmax over the other rows
+    n = 3
+    sim = z @ z.transpose(1, 2)
+    off = sim.masked_fill(torch.eye(2 * n, dtype=torch.bool), float("-inf"))
+    pairs = torch.cat([torch.arange(n) + n, torch.arange(n)])
+    plain = -off.log_softmax(-1)[:, torch.arange(2 * n), pairs].mean()
+    (expected,) = torch.autograd.grad(plain, z)
+    (got,) = torch.autograd.grad(_paired_nll(z), z)
+    assert torch.allclose(got, expected, atol=1e-12)
+    # under bf16 autocast the similarities stay fp32 (dot products of unnormalized features)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        value = _paired_nll(z.detach().float())
+    assert value.dtype == torch.float32
+    assert value.item() == pytest.approx(plain.item(), rel=1e-5)
+
+
 def test_hierarchical_loss_averages_the_scales():
     torch.manual_seed(1)
     z1, z2 = torch.randn(2, 4, 3), torch.randn(2, 4, 3)
