@@ -226,3 +226,21 @@ def test_adapt_calibrates_on_whole_patients(tmp_path):
     for calibration in ("cv", "temperature"):
         model = adapt(labelled, str(root), calibration=calibration)
         assert model.metrics["calibration_groups"] == "10 patients"
+
+
+def test_select_spreads_its_picks_over_patients(tmp_path):
+    from selfsup.run import pretrain
+    from selfsup.tools.selection import select_for_run
+
+    root = patient_export(tmp_path)
+    rows = (tmp_path / "labels.csv").read_text().splitlines()
+    (tmp_path / "some.csv").write_text("\n".join(rows[:17]) + "\n")  # P00 to P03 labelled
+    run = pretrain(str(root), steps=1, batch_size=8, backbone="small-cnn",
+                   backbone_options={"width": 4}, out=str(tmp_path / "run"),
+                   show_progress=False, monitor_items=0)  # fmt: skip
+    labelled = run.with_data_options(labels=str(tmp_path / "some.csv"), label_column="finding")
+    for strategy, budget in (("uncertainty", 6), ("kcenter", 6), ("random", 12)):
+        table = select_for_run(labelled, str(root), budget, strategy)
+        patients = [i.split("/")[0] for i in table["id"]]
+        assert len(table) == budget and len(set(patients)) == 6, (strategy, patients)
+        assert not {"P00", "P01", "P02", "P03"} & set(patients)  # labelled already

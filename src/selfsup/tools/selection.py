@@ -43,6 +43,7 @@ from sklearn.cluster import KMeans, MiniBatchKMeans
 from selfsup.core.neighbours import euclidean_topk
 from selfsup.core.text_files import text_lines
 from selfsup.data.base import PartialLabels, Source, require_classes
+from selfsup.data.splits import folder_groups
 from selfsup.data.table_files import read_table
 from selfsup.embedding import readable_rows
 from selfsup.evaluation.fewshot import FEW_SHOT_WEIGHT_DECAY
@@ -52,6 +53,9 @@ from selfsup.run import Run, as_run
 STRATEGIES = ("kcenter", "typiclust", "uncertainty", "random")
 #: TypiClust's neighbourhood for typicality (the paper's 20).
 TYPICALITY_NEIGHBOURS = 20
+#: Where the data's folders are patients, ``kcenter`` ranks this many times the budget (the
+#: others rank every item), of which :func:`spread_over` keeps the budget.
+SPREAD_RANKED = 4
 #: Clusters larger than this measure typicality on a random sample of this many members.
 TYPICALITY_SAMPLE = 5000
 #: Above this many clusters k-means runs in mini-batches, as in the TypiClust code.
@@ -386,6 +390,13 @@ def select_for_run(
         measure: ``margin`` or ``entropy`` for ``uncertainty``.
         show_progress: draw a progress bar while embedding.
 
+    Where the data's first folders are patients (``Source.split_groups``: a hospital's
+    export, whose slices of one patient are near copies), ``kcenter``, ``uncertainty`` and
+    ``random`` take at most ``ceil(budget / patients)`` items of a patient before another
+    gets more (:func:`spread_over`): uncertainty sampling's 20 picks on the trial's 40
+    patients came from 8 of them, 4 from one; now from 20. TypiClust's picks spread by its
+    clusters.
+
     Returns:
         A table with columns ``rank`` (1 = label first), ``id`` and ``score``.
     """
@@ -399,20 +410,49 @@ def select_for_run(
     if known is not None and known.positions is not None:
         pool = z.copy()
         pool[known.positions] = np.nan  # never chosen again
+    ids = source.ids
+    groups = None
+    if source.split_groups and strategy != "typiclust":  # TypiClust spreads by its clusters
+        groups = folder_groups(list(ids), source.name)
+    ranked = budget
+    if groups is not None:  # ranking them all is a sort, but k-center greedy is a step each
+        ranked = min(len(pool), SPREAD_RANKED * budget) if strategy == "kcenter" else len(pool)
     chosen = select(
         pool,
-        budget,
+        ranked,
         strategy,
         None if known is None else known.embeddings,
         None if known is None else known.labels,
         seed,
         measure,
     )
-    ids = source.ids
+    order = np.arange(len(chosen.indices))
+    if groups is not None:  # a hospital's patients: their slices are near copies
+        order = spread_over(groups[chosen.indices], budget)
     return pd.DataFrame(
         {
-            "rank": np.arange(1, len(chosen.indices) + 1),
-            "id": [ids[i] for i in chosen.indices],
-            "score": chosen.scores,
+            "rank": np.arange(1, len(order) + 1),
+            "id": [ids[i] for i in chosen.indices[order]],
+            "score": chosen.scores[order],
         }
     )
+
+
+def spread_over(groups: np.ndarray, budget: int) -> np.ndarray:
+    """Of items ranked best first with their ``groups`` (patients), the positions of
+    ``budget`` of them taking at most ``ceil(budget / groups)`` of a group before any group
+    gets more: every group's best items first, in rank order, then their next ones.
+
+    Example:
+        >>> spread_over(np.array(["a", "a", "a", "b", "c"]), 3).tolist()  # one of each
+        [0, 3, 4]
+        >>> spread_over(np.array(["a", "a", "a", "b"]), 4).tolist()  # two each, then more
+        [0, 1, 3, 2]
+    """
+    cap = -(-budget // len(set(groups.tolist())))
+    seen: dict[str, int] = {}
+    occurrence = np.empty(len(groups), dtype=np.int64)
+    for k, group in enumerate(groups.tolist()):
+        occurrence[k] = seen.get(group, 0)
+        seen[group] = occurrence[k] + 1
+    return np.lexsort((np.arange(len(groups)), occurrence // cap))[:budget]
