@@ -416,6 +416,28 @@ def _(d: Path, f: Fixtures) -> list[str]:
     return show(d)
 
 
+@case(IMAGES, "16-bit PNG cut short among 12-bit ones", "skipped", r"cut\.png.*cannot read image")
+def _(d: Path, f: Fixtures) -> list[str]:
+    d.mkdir(parents=True, exist_ok=True)
+    for i in range(4):  # a camera's 12 bits in 16-bit PNGs: the scale is sampled from them
+        (d / f"ok{i}.png").write_bytes(png_bytes(RNG.integers(0, 4096, (16, 16), np.uint16)))
+    whole = png_bytes(RNG.integers(0, 4096, (64, 64), np.uint16))
+    (d / "cut.png").write_bytes(whole[: len(whole) // 2])
+    return show(d)
+
+
+@case(IMAGES, "patient folders, a DICOM cut short", "skipped", r"cut\.dcm.*cannot decode")
+def _(d: Path, f: Fixtures) -> list[str]:
+    for p in range(3):  # patient folders are found from their files' PatientID
+        for k in range(2):
+            pixels = RNG.integers(0, 4096, (32, 32)).astype(np.uint16)
+            (d / f"P{p}").mkdir(parents=True, exist_ok=True)
+            (d / f"P{p}" / f"{k}.dcm").write_bytes(dicom_bytes(pixels, PatientID=f"X{p}"))
+    whole = (d / "P1" / "1.dcm").read_bytes()
+    (d / "P1" / "cut.dcm").write_bytes(whole[: len(whole) - 900])
+    return show(d)
+
+
 # --- arrays -----------------------------------------------------------------------------------
 
 
