@@ -510,8 +510,9 @@ def read_pixels(
 
 def stored_maximum(file: str | os.PathLike | BinaryIO) -> int | None:
     """The largest value the image in ``file`` stores where its pixels are integers wider
-    than 8 bits (16-bit PNGs and TIFFs, a camera's 12 bits in 16); None for any other image
-    (8-bit, float, signed, DICOM: windowed by its own tags), read from its header alone.
+    than 8 bits (16-bit PNGs and TIFFs, a camera's 12 bits in 16), its pixels decoded whole;
+    None for any other image (8-bit, float, signed, DICOM: windowed by its own tags), which
+    only its header tells.
 
     Example:
         >>> import io
@@ -552,7 +553,9 @@ def significant_bits(maxima: Sequence[int]) -> int | None:
     return min(16, bits + bits % 2)
 
 
-def bits_of(files: Sequence[str | os.PathLike]) -> tuple[int | None, str | None]:
+def bits_of(
+    files: Sequence[str | os.PathLike | BinaryIO],
+) -> tuple[int | None, str | None]:
     """:func:`significant_bits` of ``files`` (unreadable ones passed over), and where they are
     fewer than 16, a note saying so."""
     maxima = []
