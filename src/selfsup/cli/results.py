@@ -110,7 +110,8 @@ def evaluate(
         typer.Option(
             help="Without --test: split the data's items (item), or its first folders "
             "(folder: a patient's scans, a day's photos, all on one side); auto: folder where "
-            "the folders are patients (DICOM files of one PatientID per folder), else item."
+            "the folders are patients (DICOM files of one PatientID per folder) or the units "
+            "of sensor logs cut into --window windows, else item."
         ),
     ] = "auto",
     label_free: Annotated[

@@ -172,7 +172,8 @@ def train_test_sources(
     of its first folders (a hospital export's patients: the slices of one patient are near
     copies, and on both sides they would make the score a measure of memory), see
     :func:`selfsup.data.splits.stratified_group_split`; ``"auto"`` splits by folder where
-    the source knows its folders are such groups (``Source.split_groups``), else by item.
+    the source knows its folders are such groups (``Source.split_groups``: patients, a
+    machine's windows) and has enough to hold out ``test_fraction`` of them, else by item.
     ``options`` go to :func:`open_source`. Of data whose label column is empty on some rows,
     the labelled rows (``labelled_part``).
     """
@@ -191,13 +192,16 @@ def train_test_sources(
         return opened(data), opened(test)
     source = opened(data)
     labels = require_labels(source, "evaluation")
-    if split_by == "auto":
-        split_by = "folder" if source.split_groups else "item"
+    if split_by == "auto":  # by group where there are groups enough to hold some out
+        folds = max(2, round(1 / test_fraction))
+        enough = source.split_groups and len(set(folder_groups(source.ids, source.name))) >= folds
+        split_by = "folder" if enough else "item"
     if split_by == "folder":
         groups = folder_groups(source.ids, source.name)
         fit, held_out = stratified_group_split(labels, groups, test_fraction)
         what = source.split_groups or "folders"
-        sides = [f"{len(set(groups[part])):,} {what}" for part in (fit, held_out)]
+        counts = [len(set(groups[part])) for part in (fit, held_out)]
+        sides = [f"{n:,} {what[:-1] if n == 1 else what}" for n in counts]  # 1 unit
     elif split_by == "item":
         fit, held_out = stratified_split(labels, test_fraction)
         sides = ["", ""]

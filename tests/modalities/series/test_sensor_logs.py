@@ -75,6 +75,19 @@ def test_a_folder_of_daily_exports_is_one_series_per_pump_on_its_time_grid(tmp_p
     assert src.labels is None and src.partial_labels is None
 
 
+def test_two_pumps_windows_are_too_few_units_to_hold_one_out_and_split_by_item(tmp_path):
+    from selfsup.modalities import train_test_sources
+
+    root = pump_logs(tmp_path / "logs")
+    events = events_table(tmp_path / "events.csv")
+    src = open_source(root, labels=str(events), window=DAY // 4)
+    assert src.split_groups == "units"
+    fit, test = train_test_sources(src)  # 2 units: a fifth cannot be held out
+    assert (fit.name, test.name) == (f"{src.name}[fit]", f"{src.name}[test]")
+    one = pump_logs(tmp_path / "one", pumps=("pump-a",))
+    assert open_source(one, window=DAY).split_groups is None  # one pump: no groups at all
+
+
 def test_a_maintenance_log_labels_the_windows_its_events_cover(tmp_path):
     root = pump_logs(tmp_path / "logs")
     events = events_table(
@@ -223,11 +236,11 @@ def test_pretrain_and_evaluate_pumps_by_their_maintenance_log_from_the_cli(tmp_p
     assert run.config["labels"] == str(events.resolve())  # read again from anywhere
     src = run.open(str(root))
     assert src.classes == ["failure", "normal"] and len(src) == 5 * 2 * DAY // 12
-    result = runner.invoke(
-        app, ["evaluate", str(out), str(root), "--split-by", "folder", "--protocol", "knn"]
-    )
+    assert src.split_groups == "units"  # a pump's windows are held out together by default
+    result = runner.invoke(app, ["evaluate", str(out), str(root), "--protocol", "knn"])
     assert result.exit_code == 0, result.output
     assert "of class 'normal': predicting it alone scores" in result.output
+    assert "[fit, 4 units]" in result.output and "[test, 1 unit]" in result.output
     (saved,) = (json.loads(f.read_text()) for f in out.glob("evaluation-*.json"))
     assert saved["test_items"] == 2 * DAY // 12  # one pump held out, all its windows
 
