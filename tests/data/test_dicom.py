@@ -196,6 +196,10 @@ def test_a_hospitals_patient_folders_are_not_classes(tmp_path):
     assert labelled.partial_labels.classes == ["nodule", "normal"]
     assert src.split_groups == labelled.split_groups == "patients"
     assert ImageFolderSource(findings).split_groups is None
+    pack_image_folder(patients, tmp_path / "shards")  # packed, they are patients still
+    assert ShardSource(tmp_path / "shards").split_groups == "patients"
+    pack_image_folder(findings, tmp_path / "findings-shards")
+    assert ShardSource(tmp_path / "findings-shards").split_groups is None
 
 
 def test_evaluation_splits_a_hospitals_scans_by_patient_unless_told(tmp_path):

@@ -89,10 +89,12 @@ def write_shards(
     out: str | os.PathLike,
     rows_per_group: int = ROWS_PER_GROUP,
     rows_per_shard: int = ROWS_PER_SHARD,
+    split_groups: str | None = None,
 ) -> int:
     """Write ``(id, label or None, encoded bytes)`` items as Parquet shards and an index into
     ``out`` (which must not hold shards already); the number of items. Memory holds one row
-    group.
+    group. ``split_groups`` (the folder's ``Source.split_groups``: patients) is kept in the
+    index, so evaluation splits the shards as it splits the folder.
 
     Raises:
         FileExistsError: ``out`` holds files already.
@@ -148,10 +150,10 @@ def write_shards(
     close_shard()
     if rows == 0:
         raise EmptySourceError(f"{out}: no item to pack")
-    write_json(
-        out / INDEX_FILE,
-        {"format": FORMAT, "items": rows, "classes": sorted(classes), "shards": shards},
-    )
+    index = {"format": FORMAT, "items": rows, "classes": sorted(classes), "shards": shards}
+    if split_groups:
+        index["split_groups"] = split_groups
+    write_json(out / INDEX_FILE, index)
     return rows
 
 
@@ -172,7 +174,7 @@ def pack_image_folder(
         for rel, label in zip(source.ids, labels, strict=True):
             yield rel, label, (source.root / rel).read_bytes()
 
-    return write_shards(items(), out, rows_per_group)
+    return write_shards(items(), out, rows_per_group, split_groups=source.split_groups)
 
 
 class _GroupIds(Sequence[str]):
@@ -219,6 +221,7 @@ class ShardSource(Source):
         index = json.loads((self.root / INDEX_FILE).read_text())
         self.name = str(self.root)
         self.classes = index["classes"] or None
+        self.split_groups = index.get("split_groups")  # a hospital's patients, as packed
         self._files = [shard["file"] for shard in index["shards"]]
         sizes = [(s, g, n) for s, shard in enumerate(index["shards"])
                  for g, n in enumerate(shard["groups"])]  # fmt: skip
