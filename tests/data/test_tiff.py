@@ -236,6 +236,13 @@ def test_a_plate_readers_file_per_channel_export_is_one_image_of_its_channels(tm
     assert np.allclose(batch.items[0, :, 0, 0] * 4095, [0, 1000, 2000])
     assert batch.skipped[0].reason.endswith("2 of 3 channel files: none for channel 2")
     assert src.partial_labels.rows.tolist() == [0]  # the table names the item by its ch1 file
+    # a table may name an item by any of its channel files, or by its id
+    for name in ("r01c02f01-ch10sk1.tiff", "p1/r01c02f01-ch*sk1.tiff"):
+        (tmp_path / "two.csv").write_text(
+            f"file,label\np1/r01c01f01-ch2sk1.tiff,ctrl\n{name},drug\n"
+        )
+        two = ImageFolderSource(root, channel_pattern=r"-ch(\d+)", labels_file=tmp_path / "two.csv")
+        assert two.classes == ["ctrl", "drug"] and two.labels.tolist() == [0, 1], name
     with pytest.raises(ValueError, match="no file name holds a channel matching"):
         ImageFolderSource(root, channel_pattern=r"_w(\d)")
     with pytest.raises(ValueError, match="not a regular expression"):

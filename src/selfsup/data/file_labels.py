@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,6 +90,7 @@ def folder_labels(
     labels_file: str | os.PathLike | None = None,
     label_column: str | None = None,
     id_column: str | None = None,
+    aliases: Mapping[str, int] | None = None,
 ) -> FolderLabels:
     """The labels of ``files`` (paths relative to ``root``): from ``labels_file`` when given,
     else from a ``metadata.csv`` at the top of ``root`` that has a file-name and a label
@@ -107,6 +108,8 @@ def folder_labels(
             absolute; a path on another machine (an annotation tool's
             "/home/ann/photos/cats/a.jpg") is matched by its last folders ("cats/a.jpg"),
             and any name by its file name where no other file in the folder has it.
+        aliases: other names of the files, by position (an image of five channel files is
+            named by any of them, and by its id ``r01c01f01-ch*.tiff``).
 
     Raises:
         ValueError: the table cannot be read, lacks a column (the message lists those it
@@ -116,13 +119,17 @@ def folder_labels(
     if labels_file is None:
         found = metadata_file(root)
         if found is not None and _has_columns(found, label_column, id_column):
-            return _from_table(Path(root), files, found, label_column, id_column, guess=False)
+            return _from_table(
+                Path(root), files, found, label_column, id_column, guess=False, aliases=aliases
+            )
         subfolders = subfolder_labels(files)
         if subfolders is None:
             return FolderLabels()
         note = f"{SUBFOLDER_NOTE}; --labels FILE for others"
         return FolderLabels(labels=subfolders[1], classes=subfolders[0], note=note)
-    return _from_table(Path(root), files, Path(labels_file), label_column, id_column)
+    return _from_table(
+        Path(root), files, Path(labels_file), label_column, id_column, aliases=aliases
+    )
 
 
 def _read(path: Path, rows: int | None = None) -> pd.DataFrame:
@@ -204,10 +211,11 @@ def _from_table(
     label_column: str | None,
     id_column: str | None,
     guess: bool = True,
+    aliases: Mapping[str, int] | None = None,
 ) -> FolderLabels:
     table = _read(path)
     name_column, label_column = _columns(path, list(table.columns), label_column, id_column, guess)
-    place = _FilePlaces(root, files, path.parent)
+    place = _FilePlaces(root, files, path.parent, aliases)
     values: list[str | None] = [None] * len(files)
     row_of: dict[int, int] = {}  # each labelled file's row
     named: set[int] = set()
@@ -264,8 +272,14 @@ def _from_table(
 class _FilePlaces:
     """Finds a file of the folder from the way a table names it."""
 
-    def __init__(self, root: Path, files: Sequence[str], table_dir: Path) -> None:
-        self.position = {rel: i for i, rel in enumerate(files)}
+    def __init__(
+        self,
+        root: Path,
+        files: Sequence[str],
+        table_dir: Path,
+        aliases: Mapping[str, int] | None = None,
+    ) -> None:
+        self.position = {**(aliases or {}), **{rel: i for i, rel in enumerate(files)}}
         self.files = files
         self.top = os.path.realpath(root)
         self.bases = [os.path.realpath(table_dir), os.getcwd()]
@@ -294,9 +308,9 @@ class _FilePlaces:
         """Each file name (without folders) and its position; None where several share it."""
         if self._by_name is None:
             self._by_name = {}
-            for i, rel in enumerate(self.files):
+            for rel, i in self.position.items():
                 base = rel.rsplit("/", 1)[-1]
-                self._by_name[base] = None if base in self._by_name else i
+                self._by_name[base] = None if self._by_name.get(base, i) != i else i
         return self._by_name
 
 

@@ -185,9 +185,14 @@ class ImageFolderSource(Source):
         id_column: str | None,
     ) -> None:
         """Label the images from a table or their first-level folders (:func:`folder_labels`)."""
-        # A table names an item of several channel files by its first channel's file.
-        named = self._ids if self.channel_files is None else self.channel_files.first_files
-        found = folder_labels(self.root, named, labels_file, label_column, id_column)
+        # A table names an item of several channel files by any of its files, or its id.
+        grouped = self.channel_files
+        named = self._ids if grouped is None else grouped.first_files
+        aliases = None
+        if grouped is not None:
+            aliases = {f: i for i, files in enumerate(grouped.files) for f in files if f}
+            aliases.update({item: i for i, item in enumerate(grouped.ids)})
+        found = folder_labels(self.root, named, labels_file, label_column, id_column, aliases)
         folders = subfolder_labels(named)
         patients = None if folders is None else patient_folders(self.root, named, folders[1])
         if patients is not None:  # a hospital's export: a folder per patient
