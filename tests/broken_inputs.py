@@ -343,9 +343,8 @@ def _(d: Path, f: Fixtures) -> list[str]:
     import tifffile
 
     image_folder(d)
-    tifffile.imwrite(d / "whole.tif", RNG.integers(0, 4096, (16, 16), dtype=np.uint16))
-    (d / "cut.tif").write_bytes((d / "whole.tif").read_bytes()[:700])
-    (d / "whole.tif").unlink()
+    tifffile.imwrite(d / "cut.tif", RNG.integers(0, 4096, (16, 16), dtype=np.uint16))
+    (d / "cut.tif").write_bytes((d / "cut.tif").read_bytes()[:700])
     return show(d)
 
 
@@ -910,9 +909,8 @@ def _(d: Path, f: Fixtures) -> list[str]:
     from selfsup.data.ffmpeg_audio import write_aac
 
     audio_folder(d)
-    write_aac(d / "whole.m4a", RNG.normal(0, 0.2, (16000, 1)).astype(np.float32), 16000)
-    (d / "cut.m4a").write_bytes((d / "whole.m4a").read_bytes()[:400])
-    (d / "whole.m4a").unlink()
+    write_aac(d / "cut.m4a", RNG.normal(0, 0.2, (16000, 1)).astype(np.float32), 16000)
+    (d / "cut.m4a").write_bytes((d / "cut.m4a").read_bytes()[:400])
     return show(d)
 
 

@@ -18,10 +18,10 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import numpy as np
 import torch
@@ -46,6 +46,7 @@ from selfsup.data.tiff import (
     tiff_stored_maximum,
 )
 
+T = TypeVar("T")
 #: File suffixes read as images, compared case-insensitively.
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", *DICOM_EXTENSIONS)
 #: What a folder scan lists as images: those suffixes, and DICOM files without one (a PACS
@@ -193,11 +194,12 @@ class ImageFolderSource(Source):
             aliases = {f: i for i, files in enumerate(grouped.files) for f in files if f}
             aliases.update({item: i for i, item in enumerate(grouped.ids)})
         found = folder_labels(self.root, named, labels_file, label_column, id_column, aliases)
-        folders = subfolder_labels(named)
-        patients = None if folders is None else patient_folders(self.root, named, folders[1])
+        by_folder = found.note is not None and found.note.startswith(SUBFOLDER_NOTE)
+        folders = found.labels if by_folder else (subfolder_labels(named) or (None, None))[1]
+        patients = None if folders is None else patient_folders(self.root, named, folders)
         if patients is not None:  # a hospital's export: a folder per patient
             self.split_groups = "patients"
-            if found.note is not None and found.note.startswith(SUBFOLDER_NOTE):
+            if by_folder:
                 found = FolderLabels(note=patients)
         self.labels, self.classes, self.partial_labels = found.labels, found.classes, found.partial
         self.labels_note, self.warning = found.note, found.warning
@@ -425,23 +427,6 @@ def _natural(name: str) -> tuple[int, int | str]:
     return (0, int(name)) if name.isdigit() else (1, name)
 
 
-def open_image(file: str | os.PathLike | BinaryIO) -> Image.Image:
-    """The image in ``file`` (a path or a binary stream), not decoded yet where the format
-    allows: DICOM (:mod:`selfsup.data.dicom`) decoded to [0, 1], any other format as PIL
-    opens it.
-
-    Example:
-        >>> import io
-        >>> stream = io.BytesIO()
-        >>> Image.new("L", (3, 2)).save(stream, "PNG")
-        >>> open_image(stream).size
-        (3, 2)
-    """
-    if is_dicom(file):
-        return read_dicom(file)
-    return Image.open(file)
-
-
 def image_header(file: str | os.PathLike | BinaryIO) -> tuple[int, int]:
     """The shorter side of the image in ``file`` and its channels (1 for gray, 3 for colour,
     a TIFF's own count), from its header.
@@ -453,16 +438,40 @@ def image_header(file: str | os.PathLike | BinaryIO) -> tuple[int, int]:
         >>> image_header(stream)
         (20, 3)
     """
-    if is_dicom(file):
+
+    def dicom(file: str | os.PathLike | BinaryIO) -> tuple[int, int]:
         side, gray = dicom_header(file)
         return side, 1 if gray else 3
+
+    def pillow(file: str | os.PathLike | BinaryIO) -> tuple[int, int]:
+        with Image.open(file) as image:
+            return min(image.size), 1 if image.mode in GRAY_MODES else 3
+
+    return by_format(file, dicom, tiff_header, pillow)
+
+
+def by_format(
+    file: str | os.PathLike | BinaryIO,
+    dicom: Callable[[Any], T],
+    tiff: Callable[[Any], T],
+    pillow: Callable[[Any], T],
+) -> T:
+    """``dicom(file)`` for a DICOM file (its preamble may hold a TIFF header), ``tiff(file)``
+    for a TIFF unless it is one :mod:`selfsup.data.tiff` leaves to PIL
+    (:class:`TiffForPillow`), else ``pillow(file)``: the one place a reader picks its format.
+
+    Example:
+        >>> by_format("a.png", str.upper, str.lower, len)
+        5
+    """
+    if is_dicom(file):
+        return dicom(file)
     if is_tiff(file):
         try:
-            return tiff_header(file)
+            return tiff(file)
         except TiffForPillow:
             pass
-    with Image.open(file) as image:
-        return min(image.size), 1 if image.mode in GRAY_MODES else 3
+    return pillow(file)
 
 
 def default_channels(counts: Sequence[int]) -> int:
@@ -501,16 +510,20 @@ def read_pixels(
         >>> read_pixels(stream, 10, 1).shape
         (10, 10)
     """
-    if is_tiff(file) and not is_dicom(file):  # a DICOM preamble may hold a TIFF header
-        try:
-            return _conform_channels(read_tiff(file, size, bits), channels)
-        except TiffForPillow:
-            pass
-    with open_image(file) as image:
-        if channels not in (1, 3):
-            kind = "a gray" if image.mode in GRAY_MODES else "a colour"
-            raise ValueError(f"{kind} image where the data's images have {channels} channels")
-        return decode_pixels(image, size, channels, bits)
+
+    def decoded(image: Image.Image) -> np.ndarray:
+        with image:
+            if channels not in (1, 3):
+                kind = "a gray" if image.mode in GRAY_MODES else "a colour"
+                raise ValueError(f"{kind} image where the data's images have {channels} channels")
+            return decode_pixels(image, size, channels, bits)
+
+    return by_format(
+        file,
+        lambda f: decoded(read_dicom(f)),  # decoded to [0, 1] by the file's window
+        lambda f: _conform_channels(read_tiff(f, size, bits), channels),
+        lambda f: decoded(Image.open(f)),
+    )
 
 
 def stored_maximum(file: str | os.PathLike | BinaryIO) -> int | None:
@@ -526,19 +539,16 @@ def stored_maximum(file: str | os.PathLike | BinaryIO) -> int | None:
         >>> stored_maximum(stream)
         3000
     """
-    if is_dicom(file):
-        return None
-    if is_tiff(file):
-        try:
-            return tiff_stored_maximum(file)
-        except TiffForPillow:
-            pass
-    with Image.open(file) as image:
-        if image.mode not in _WIDE_GRAY_MODES:
-            return None
-        values = np.asarray(image)
-    low, high = int(values.min()), int(values.max())
-    return high if low >= 0 and high <= 65535 else None  # others span their own range
+
+    def pillow(file: str | os.PathLike | BinaryIO) -> int | None:
+        with Image.open(file) as image:
+            if image.mode not in _WIDE_GRAY_MODES:
+                return None
+            values = np.asarray(image)
+        low, high = int(values.min()), int(values.max())
+        return high if low >= 0 and high <= 65535 else None  # others span their own range
+
+    return by_format(file, lambda _: None, tiff_stored_maximum, pillow)
 
 
 def significant_bits(maxima: Sequence[int]) -> int | None:

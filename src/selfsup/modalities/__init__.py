@@ -192,12 +192,13 @@ def train_test_sources(
         return opened(data), opened(test)
     source = opened(data)
     labels = require_labels(source, "evaluation")
-    if split_by == "auto":  # by group where there are groups enough to hold some out
-        folds = max(2, round(1 / test_fraction))
-        enough = source.split_groups and len(set(folder_groups(source.ids, source.name))) >= folds
-        split_by = "folder" if enough else "item"
-    if split_by == "folder":
+    groups = None
+    if split_by == "folder" or (split_by == "auto" and source.split_groups):
         groups = folder_groups(source.ids, source.name)
+    if split_by == "auto":  # by group where there are groups enough to hold some out
+        enough = groups is not None and len(set(groups)) >= max(2, round(1 / test_fraction))
+        split_by = "folder" if enough else "item"
+    if split_by == "folder" and groups is not None:
         fit, held_out = stratified_group_split(labels, groups, test_fraction)
         what = source.split_groups or "folders"
         counts = [len(set(groups[part])) for part in (fit, held_out)]
