@@ -34,6 +34,12 @@ def test_adapt_then_predict_writes_probabilities(clusters_run, clusters_data, tm
                      "--head", "propagation", "--unlabeled", train)  # fmt: skip
     assert "propagation head on 64 labels" in result.output
     assert json.loads((tmp_path / "spread" / "model.json").read_text())["head"] == "propagation"
+    # an adapted model's folder is not replaced unasked
+    again = runner.invoke(app, ["adapt", str(clusters_run.path), str(train), "--out", str(model)])
+    assert again.exit_code != 0 and "holds an adapted model already" in str(again.exception)
+    assert json.loads((model / "model.json").read_text())["head"] == "prototype"
+    _invoke("adapt", clusters_run.path, train, "--out", model, "--overwrite")
+    assert json.loads((model / "model.json").read_text())["head"] == "linear"
 
 
 def test_select_and_anomalies_write_their_tables(clusters_run, clusters_data, tmp_path) -> None:

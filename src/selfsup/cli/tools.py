@@ -75,11 +75,20 @@ def adapt(
         ),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the draw, splits and fine-tuning.")] = 0,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace a model folder written before.")
+    ] = False,
     **options: Any,
 ) -> None:
     """Fit a calibrated classifier (head on the run's embeddings) from a few labels."""
     from selfsup.tools.adapt import adapt as adapt_model
+    from selfsup.tools.adapt.model import MODEL_FILE
 
+    if (out / MODEL_FILE).exists() and not overwrite:  # never another model's folder, unasked
+        raise ValueError(
+            f"{out}: holds an adapted model already ({MODEL_FILE}); give --overwrite to "
+            "replace it, or another --out"
+        )
     check_writable(out)  # before the labels are read and the head fitted
     model = adapt_model(
         _open_run(run, options),
