@@ -128,6 +128,16 @@ def datasets_show(
         info["classes"] = {names[i]: int(c) for i, c in enumerate(counts)}
         if labelled is not source:
             info["without_label"] = len(source) - len(labelled)
+    sampled = getattr(source, "sampled_tokens", None)  # text: how much of a document a read holds
+    if sampled is not None:
+        lengths, read = sampled(), source.tokenizer.window_tokens  # type: ignore[attr-defined]
+        info["tokens"] = {
+            "documents_sampled": len(lengths),
+            "median": int(np.median(lengths)),
+            "longest": int(lengths.max()),
+            "read_at_once": read,
+            "longer_than_a_read": int((lengths > read).sum()),
+        }
     if source.index_note:
         info["files"] = source.index_note
     if source.labels_note:

@@ -475,7 +475,9 @@ class AudioFolderSource(Source):
             )
             cut.name = f"{self.name} ({len(cut):,} clips of {len(self):,} files)"
             owner = np.array([f for f, _ in cut._clips or []], dtype=np.int64)
-            self.parts_cache = Parts(cut, owner, ("clips", "files"))
+            self.parts_cache = Parts(
+                cut, owner, ("clips", "files"), f"its centre clip of {self.clip_seconds:g} s"
+            )
         return self.parts_cache
 
     @property

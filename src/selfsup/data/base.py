@@ -102,11 +102,14 @@ class Parts:
         owner: each part's item (row of the whole source), nondecreasing: an item's parts
             are consecutive.
         words: what a part and an item are called in progress lines (``clips``, ``files``).
+        single: what one read of an item holds, where a tool reads it whole (``explain``):
+            "its centre clip of 0.95 s", "its first 126 tokens".
     """
 
     source: Source
     owner: np.ndarray
     words: tuple[str, str] = ("parts", "items")
+    single: str = "one part"
 
 
 @dataclass

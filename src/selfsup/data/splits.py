@@ -181,7 +181,7 @@ class SubsetSource(Source):
         owner = np.repeat(np.arange(len(self.indices)), counts)
         part, item = whole.words
         name = f"{self.name} ({len(rows):,} {part} of {len(self):,} {item})"
-        return Parts(SubsetSource(whole.source, rows, name), owner, whole.words)
+        return Parts(SubsetSource(whole.source, rows, name), owner, whole.words, whole.single)
 
     @property
     def unreadable(self) -> dict[str, str]:

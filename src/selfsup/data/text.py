@@ -40,6 +40,7 @@ from typing import Any, TextIO
 import numpy as np
 import pandas as pd
 import torch
+from tokenizers import Tokenizer
 
 from selfsup.core.text_files import read_text, text_lines
 from selfsup.data.arrays import present_labels
@@ -47,6 +48,7 @@ from selfsup.data.base import (
     Batch,
     EmptySourceError,
     ItemReadError,
+    Parts,
     RowIds,
     SkippedItem,
     Source,
@@ -54,6 +56,7 @@ from selfsup.data.base import (
     checked_rows,
     column_ids,
 )
+from selfsup.data.file_labels import folder_labels
 from selfsup.data.named import DatasetNotInstalledError
 from selfsup.data.splits import item_labels, stratified_split
 from selfsup.data.table_files import read_table
@@ -64,6 +67,10 @@ TEXT_SUFFIXES = (".txt", ".jsonl")
 _TABLE_TEXT_SUFFIXES = (".csv", ".tsv")
 #: Why a row without text is skipped (an empty cell, a JSON null or blank string).
 NO_TEXT = "no text"
+#: The most windows a long document is embedded by (their mean), spread over it.
+POOLED_WINDOWS = 32
+#: Documents whose lengths in tokens are sampled for notes (spread over the source).
+SAMPLED_DOCUMENTS = 100
 
 
 class TextSource(Source):
@@ -113,6 +120,9 @@ class TextSource(Source):
         self.max_length = max_length
         self.vocab_size = vocab_size
         self.reasons = dict(reasons or {})
+        #: Whether a document longer than one read is embedded as the mean of windows spread
+        #: over it (:meth:`parts`); off for a source of windows.
+        self.pooled = True
         if labels is not None:
             self.labels, self.classes, self.partial_labels = present_labels(
                 labels, label_column, classes
@@ -150,6 +160,110 @@ class TextSource(Source):
             raise ItemReadError(batch.skipped[0].item_id, batch.skipped[0].reason)
         return batch.items[0]
 
+    def windows(self, spread: int | None = None) -> tuple[TextSource, np.ndarray]:
+        """The documents cut into windows of one read each (``tokenizer.window_tokens``
+        tokens, see :meth:`TextTokenizer.window_spans`): all of them, or up to ``spread`` a
+        document spread evenly from its first to its last. The windows are a text source of
+        their own (ids ``ID@TOKEN``, the window's first token; a document of one window keeps
+        its id; each window has its document's label), and the owner of each window: its
+        document's row. A row without text stays one unreadable row.
+
+        Example:
+            >>> tok = TextTokenizer.train(["one two three"] * 5, 300, max_length=2)
+            >>> src = TextSource(["one two three one", "two"], ["a", "b"], tokenizer=tok)
+            >>> cut, owner = src.windows()
+            >>> cut.texts, list(cut.ids), owner.tolist(), cut.labels.tolist()
+            (['one two', ' three one', 'two'], ['0@0', '0@2', '1'], [0, 0, 1], [0, 0, 1])
+            >>> src.windows(spread=1)[0].texts
+            ['one two', 'two']
+        """
+        present = [t for t in self.texts if t is not None]
+        found = iter(self.tokenizer.window_spans(present))
+        size = self.tokenizer.window_tokens
+        texts: list[str | None] = []
+        ids: list[str] = []
+        owner: list[int] = []
+        reasons: dict[int, str] = {}
+        for row, (text, name) in enumerate(zip(self.texts, self.ids, strict=True)):
+            if text is None:
+                reasons[len(texts)] = self.reasons.get(row, NO_TEXT)
+                texts.append(None)
+                ids.append(str(name))
+                owner.append(row)
+                continue
+            spans = next(found)
+            numbers = range(len(spans))
+            if spread is not None and len(spans) > spread:
+                numbers = np.unique(np.linspace(0, len(spans) - 1, spread).round().astype(int))
+            for k in numbers:
+                start, end = spans[k]
+                texts.append(text[start:end])
+                ids.append(str(name) if len(spans) == 1 else f"{name}@{k * size}")
+                owner.append(row)
+        rows = np.array(owner, dtype=np.int64)
+        cut = TextSource(
+            texts,
+            name=f"{self.name} ({len(texts):,} windows of {len(self):,} documents)",
+            ids=ids,
+            tokenizer=self.tokenizer,
+            max_length=self.max_length,
+            vocab_size=self.vocab_size,
+            reasons=reasons,
+        )
+        cut.pooled = False
+        if self.labels is not None:
+            cut.labels, cut.classes = self.labels[rows], self.classes
+        if self.partial_labels is not None:
+            cut.partial_labels = self.partial_labels.of_parts(rows)
+            cut.classes = self.classes
+        cut.warning = self.warning
+        return cut, rows
+
+    def parts(self) -> Parts | None:
+        """Documents longer than one read as up to ``POOLED_WINDOWS`` windows each, spread
+        evenly over them (:meth:`windows`), so that a long report is not judged by its first
+        lines; None when every document fits in one read (or the source is not ``pooled``).
+
+        Example:
+            >>> tok = TextTokenizer.train(["one two three"] * 5, 300, max_length=2)
+            >>> TextSource(["one two", "three"], tokenizer=tok).parts() is None
+            True
+            >>> parts = TextSource(["one two three", "two"], tokenizer=tok).parts()
+            >>> parts.owner.tolist(), parts.words, parts.single
+            ([0, 0, 1], ('windows', 'documents'), 'its first 2 tokens')
+        """
+        if not self.pooled:
+            return None
+        if "parts_cache" not in self.__dict__:
+            cut, owner = self.windows(POOLED_WINDOWS)
+            self.parts_cache = (
+                None
+                if len(cut) == len(self)
+                else Parts(
+                    cut,
+                    owner,
+                    ("windows", "documents"),
+                    f"its first {self.tokenizer.window_tokens} tokens",
+                )
+            )
+        return self.parts_cache
+
+    def sampled_tokens(self, count: int = SAMPLED_DOCUMENTS) -> np.ndarray:
+        """The lengths in tokens (without special tokens) of up to ``count`` documents
+        spread over the source, for notes on how much of them one read holds.
+
+        Example:
+            >>> tok = TextTokenizer.train(["one two three"] * 5, 300, max_length=2)
+            >>> TextSource(["one two three", "two", None], tokenizer=tok).sampled_tokens().tolist()
+            [3, 1]
+        """
+        present = [t for t in self.texts if t is not None]
+        rows = np.unique(np.linspace(0, len(present) - 1, min(count, len(present))).astype(int))
+        whole = Tokenizer.from_str(self.tokenizer.tokenizer.to_str())
+        whole.no_truncation()
+        encoded = whole.encode_batch([present[i] for i in rows], add_special_tokens=False)
+        return np.array([len(e.ids) for e in encoded], dtype=np.int64)
+
     def read_batch(self, indices: Sequence[int]) -> Batch:
         """Token ids ``(n, L)`` int64, padded with 0 to the longest document of the batch;
         rows without text are skipped and reported."""
@@ -185,34 +299,55 @@ def read_text_lines(path: Path, **options: Any) -> TextSource:
     return TextSource(texts, name=str(path), ids=ids, **options)
 
 
-def read_text_folder(folder: Path, **options: Any) -> TextSource:
-    """One document per ``.txt`` file under ``folder`` (sorted paths); when every file lies
-    in a subfolder, its first subfolder is its label. Files of binary data or not in UTF-8
-    are left out and listed in the source's ``unreadable``.
+def read_text_folder(
+    folder: Path,
+    labels_file: str | os.PathLike | None = None,
+    label_column: str | None = None,
+    id_column: str | None = None,
+    **options: Any,
+) -> TextSource:
+    """One document per ``.txt`` file under ``folder`` (sorted paths), labelled as image and
+    audio folders are (:func:`~selfsup.data.file_labels.folder_labels`): by a labels table
+    (``labels_file``, ``--labels``: a row per file, its name and label), a ``metadata.csv``
+    at the top, or the first subfolder when every file lies in one. Files of binary data or
+    not in UTF-8 are left out and listed in the source's ``unreadable``.
+
+    Example:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> for name, text in (("a.txt", "a contract"), ("b.txt", "a lease")):
+        ...     _ = (folder / name).write_text(text)
+        >>> _ = (folder / "kinds.csv").write_text("file_name,kind\\na.txt,sale\\n")
+        >>> src = read_text_folder(folder, folder / "kinds.csv", "kind")
+        >>> src.partial_labels.rows.tolist(), src.partial_labels.classes
+        ([0], ['sale'])
 
     Raises:
         EmptySourceError: no ``.txt`` file, or none readable.
+        ValueError: the labels table cannot be read or names no file of the folder.
     """
     files = sorted(p for p in folder.rglob("*.txt") if p.is_file())
     if not files:
         raise EmptySourceError(f"{folder}: no .txt file in this folder")
-    relative = [p.relative_to(folder) for p in files]
-    labelled = all(len(r.parts) > 1 for r in relative)
-    texts, labels, ids, unreadable = [], [], [], {}
-    for path, rel in zip(files, relative, strict=True):
+    texts, ids, unreadable = [], [], {}
+    for path in files:
+        rel = path.relative_to(folder).as_posix()
         try:
             texts.append(read_text(path).strip())
         except (ValueError, OSError) as err:
-            unreadable[rel.as_posix()] = str(err).removeprefix(f"{path}: ")
+            unreadable[rel] = str(err).removeprefix(f"{path}: ")
             continue
-        labels.append(rel.parts[0])
-        ids.append(rel.as_posix())
+        ids.append(rel)
     if not texts:
         first = next(iter(unreadable.items()))
         raise EmptySourceError(
             f"{folder}: none of the {len(files)} .txt files can be read ({first[0]}: {first[1]})"
         )
-    source = TextSource(texts, labels if labelled else None, name=str(folder), ids=ids, **options)
+    source = TextSource(texts, name=str(folder), ids=ids, **options)
+    found = folder_labels(folder, ids, labels_file, label_column, id_column)
+    source.labels, source.classes = found.labels, found.classes
+    source.partial_labels = found.partial
+    source.labels_note, source.warning = found.note, found.warning
     source.unreadable.update(unreadable)
     return source
 
@@ -435,12 +570,21 @@ def load_text_file(path: str | os.PathLike | pd.DataFrame, **options: Any) -> Te
     Raises:
         ValueError: a file of another type, or bad lines and rows.
     """
+    if options.get("labels") is not None and not (
+        isinstance(path, (str, os.PathLike)) and Path(path).expanduser().is_dir()
+    ):
+        raise ValueError(
+            "--labels labels the files of a folder of .txt files; the documents of a file "
+            "take their labels from its --label-column"
+        )
+    options = {k: v for k, v in options.items() if k != "labels" or v is not None}
     if isinstance(path, pd.DataFrame):
         return read_text_table(path, **_columns(options))
     path = Path(path).expanduser()
     suffix = path.suffix.lower()
     if path.is_dir():
-        return read_text_folder(path, **_without_columns(options))
+        labels = {k: options.get(k) for k in ("label_column", "id_column")}
+        return read_text_folder(path, options.get("labels"), **labels, **_without_columns(options))
     if suffix == ".txt":
         return read_text_lines(path, **_without_columns(options))
     if suffix == ".jsonl":
@@ -458,7 +602,7 @@ def _columns(options: dict[str, Any]) -> dict[str, Any]:
 
 
 def _without_columns(options: dict[str, Any]) -> dict[str, Any]:
-    columns = ("text_column", "label_column", "require_label", "id_column")
+    columns = ("text_column", "label_column", "require_label", "id_column", "labels")
     return {k: v for k, v in options.items() if k not in columns}
 
 
@@ -640,12 +784,17 @@ def texts_of(source: Source) -> list[str]:
 
 def tokenizer_of(source: Source) -> TextTokenizer:
     """The tokenizer of a text source, or of the text source under a subset."""
+    return _text_source(source).tokenizer
+
+
+def _text_source(source: Source) -> TextSource:
+    """The text source itself, or the one under a subset."""
     while not isinstance(source, TextSource):
         inner = getattr(source, "source", None)
         if inner is None:
             raise TypeError(f"{source.name}: not text data")
         source = inner
-    return source.tokenizer
+    return source
 
 
 def has_test_split(spec: str) -> bool:
@@ -682,4 +831,5 @@ def with_tokenizer(source: Source, tokenizer: TextTokenizer) -> TextSource:
     )
     adopted.warning = source.warning
     adopted.unreadable.update(source.unreadable)
+    adopted.pooled = _text_source(source).pooled
     return adopted

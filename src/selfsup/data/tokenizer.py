@@ -161,6 +161,46 @@ class TextTokenizer:
         return cls(tokenizer, max_length)
 
     @property
+    def window_tokens(self) -> int:
+        """The tokens of a text one read holds: ``max_length`` less the special tokens the
+        tokenizer adds around every text (a BERT model's ``[CLS]`` and ``[SEP]``).
+
+        Example:
+            >>> TextTokenizer.train(["a b"] * 5, vocab_size=270, max_length=16).window_tokens
+            16
+        """
+        return max(1, self.max_length - self.tokenizer.num_special_tokens_to_add(False))
+
+    def window_spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        """Each text cut into consecutive windows of :attr:`window_tokens` tokens, as
+        character spans ``(start, end)``: the first starts at 0, the last ends with the text,
+        and each read alone encodes to (about) its tokens. A text that fits in one read is one
+        window; only longer ones are tokenized whole (a few MB at a time, so memory stays
+        bounded: a 2 MB file is 0.8 million tokens, tokenized in about 2 s).
+
+        Example:
+            >>> tok = TextTokenizer.train(["one two three four five six"] * 5, 300, max_length=3)
+            >>> text = "one two three four five six two"
+            >>> [text[a:b] for a, b in tok.window_spans([text, "one"])[0]]
+            ['one two three', ' four five six', ' two']
+            >>> tok.window_spans(["", "one"])
+            [[(0, 0)], [(0, 3)]]
+        """
+        size = self.window_tokens
+        spans: list[list[tuple[int, int]]] = [[(0, len(t))] for t in texts]
+        # Every token covers at least one byte of the text (and the space put in front).
+        long = [i for i, t in enumerate(texts) if len(t.encode("utf-8")) + 1 > size]
+        whole = Tokenizer.from_str(self.tokenizer.to_str())
+        whole.no_truncation()
+        for block in _blocks_of(long, [len(texts[i]) for i in long], WINDOW_BLOCK_CHARS):
+            encoded = whole.encode_batch([texts[i] for i in block], add_special_tokens=False)
+            for i, e in zip(block, encoded, strict=True):
+                offsets = e.offsets  # a new list at every access
+                starts = [0] + [offsets[k][0] for k in range(size, len(offsets), size)]
+                spans[i] = list(zip(starts, [*starts[1:], len(texts[i])], strict=True))
+        return spans
+
+    @property
     def vocab_size(self) -> int:
         """Tokens in the vocabulary, special and added tokens included."""
         return self.tokenizer.get_vocab_size(with_added_tokens=True)
@@ -255,3 +295,27 @@ class TextTokenizer:
     def load_if_saved(cls, folder: str | os.PathLike) -> TextTokenizer | None:
         """The tokenizer saved in a run folder, or None when the run is not a text run."""
         return cls.load(folder) if (Path(folder) / TOKENIZER_FILE).exists() else None
+
+
+#: Characters of long texts tokenized whole at once when they are cut into windows.
+WINDOW_BLOCK_CHARS = 8_000_000
+
+
+def _blocks_of(rows: list[int], sizes: list[int], limit: int) -> Iterable[list[int]]:
+    """``rows`` in consecutive blocks whose ``sizes`` add up to at most ``limit`` (a row
+    larger than it alone).
+
+    Example:
+        >>> list(_blocks_of([4, 7, 9], [5, 5, 20], 10))
+        [[4, 7], [9]]
+    """
+    block: list[int] = []
+    total = 0
+    for row, size in zip(rows, sizes, strict=True):
+        if block and total + size > limit:
+            yield block
+            block, total = [], 0
+        block.append(row)
+        total += size
+    if block:
+        yield block

@@ -130,9 +130,9 @@ def test_short_training_learns_its_objective_and_keeps_topics_apart(
     measured over seeds and data orders, the untrained encoder 0.54): it must stay well above
     chance (1/3); its lift is measured on real text by benchmarks/text.py."""
     texts, labels = make_texts(300, topic_words=2, filler=10)
-    source = TextSource(texts, vocab_size=300, max_length=16)
+    source = TextSource(texts, vocab_size=300, max_length=40)  # each text in one read
     torch.manual_seed(0)
-    untrained = build_text_encoder("text-transformer", source.tokenizer.vocab_size, 16, **TINY)
+    untrained = build_text_encoder("text-transformer", source.tokenizer.vocab_size, 40, **TINY)
     before = embed_source(untrained, source)
     run = selfsup.pretrain(
         source,

@@ -105,10 +105,11 @@ def explain_item(
     else:
         ref, what = _reference(run, reference, own, train, train_source, own_row)
         forward, described = similarity_forward(encoder, ref), f"cosine similarity to {what}"
-    if own_source is not None and own_source.parts() is not None:  # a long recording
+    parts = own_source.parts() if own_source is not None else None
+    if parts is not None:  # a long recording or document
+        part, _ = parts.words
         described += (
-            f", on its centre clip of {getattr(own_source, 'clip_seconds', 0):g} s (other "
-            "commands embed it as the mean of clips spread over it)"
+            f", on {parts.single} (other commands embed it as the mean of {part} spread over it)"
         )
 
     tokenizer = None

@@ -1,0 +1,135 @@
+"""Documents longer than one read (contracts, reports): trained on as windows, embedded as the
+mean of windows spread over them, labelled from a table like other folders."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from tests.hf_models import save_tiny_bert
+from typer.testing import CliRunner
+
+import selfsup
+from selfsup.cli import app
+from selfsup.config import PretrainConfig
+from selfsup.data.text import POOLED_WINDOWS, TextSource
+from selfsup.data.tokenizer import TextTokenizer
+from selfsup.modalities import open_source
+from selfsup.modalities.text import TEXT
+
+TINY = {"dim": 16, "depth": 1, "heads": 2}
+WORDS = ["alpha", "beta", "gamma", "delta", "omega"]
+
+
+def _tokenizer(max_length: int = 8) -> TextTokenizer:
+    return TextTokenizer.train([" ".join(WORDS)] * 20, vocab_size=300, max_length=max_length)
+
+
+def test_windows_cover_each_document_once_and_keep_its_label_and_id():
+    rng = np.random.default_rng(0)
+    long = " ".join(rng.choice(WORDS, 100))
+    src = TextSource([long, "alpha beta", None], ["x", "y", "x"], tokenizer=_tokenizer())
+    cut, owner = src.windows()
+    first = owner == 0
+    assert "".join(np.array(cut.texts, dtype=object)[first]) == long  # nothing lost or repeated
+    assert first.sum() == -(-100 // 8)  # one read of 8 tokens a window
+    assert all(len(ids) <= 8 for ids in src.tokenizer.encode(list(np.array(cut.texts)[first])))
+    assert list(cut.ids)[:2] == ["0@0", "0@8"] and list(cut.ids)[-2:] == ["1", "2"]
+    assert cut.labels.tolist() == [0] * first.sum() + [1, 0] and cut.classes == ["x", "y"]
+    assert cut.texts[-1] is None and cut.read_batch([len(cut) - 1]).skipped  # still unreadable
+    spread, spread_owner = src.windows(spread=4)
+    assert (spread_owner == 0).sum() == 4
+    assert spread.texts[0] == cut.texts[0] and spread.texts[3] == cut.texts[first.sum() - 1]
+    assert cut.parts() is None  # windows are not cut again
+
+
+def test_a_pretrained_tokenizer_keeps_room_for_its_special_tokens(tmp_path):
+    save_tiny_bert(tmp_path)
+    tok = TextTokenizer.from_pretrained(tmp_path, 6)
+    assert tok.window_tokens == 4  # [CLS] and [SEP] around every read
+    text = "the cat sat on the mat and the dog sat on the log"
+    src = TextSource([text], tokenizer=tok)
+    cut, _ = src.windows()
+    ids = tok.encode(cut.texts)
+    assert ids.shape[1] <= 6 and "".join(cut.texts) == text
+    assert src.parts().single == "its first 4 tokens"
+
+
+def test_training_reads_long_documents_as_windows_and_short_ones_whole():
+    tok = _tokenizer()
+    short = TextSource(["alpha beta"] * 9 + [" ".join(WORDS * 4)], tokenizer=tok)
+    same, note = TEXT.training_source(short, PretrainConfig(data="-"))
+    assert same is short and note.startswith("1 of 10 documents sampled are longer than a read")
+    assert (
+        TEXT.training_source(TextSource(["alpha"] * 3, tokenizer=tok), PretrainConfig(data="-"))[1]
+        is None
+    )
+    long = TextSource([" ".join(WORDS * 4)] * 3, tokenizer=tok)
+    cut, note = TEXT.training_source(long, PretrainConfig(data="-"))
+    assert len(cut) == 9 and note.startswith("documents of 20 tokens (the median of 3): trained")
+
+
+def _documents(folder, n=24):
+    """Documents whose topic word comes only after a long run of filler, so the first read
+    of a document never sees it; the topic is the label."""
+    rng = np.random.default_rng(1)
+    folder.mkdir()
+    rows = []
+    for i in range(n):
+        topic = ["apple pear plum", "engine wheel gear"][i % 2]
+        filler = " ".join(rng.choice(WORDS, 60))
+        (folder / f"doc{i:02d}.txt").write_text(f"{filler} {topic} {topic}\n")
+        rows.append((f"doc{i:02d}.txt", ["fruit", "car"][i % 2]))
+    return rows
+
+
+def test_a_folder_of_long_documents_end_to_end(tmp_path):
+    rows = _documents(tmp_path / "docs")
+    pd.DataFrame(rows[:20], columns=["file_name", "topic"]).to_csv(tmp_path / "t.csv", index=False)
+    (tmp_path / "tiny.yaml").write_text(f"backbone_options: {json.dumps(TINY)}\n")
+    out = tmp_path / "run"
+    args = ["pretrain", str(tmp_path / "docs"), "--steps", "2", "--batch-size", "16",
+            "--vocab-size", "300", "--max-length", "16", "--monitor-items", "0",
+            "--config", str(tmp_path / "tiny.yaml"), "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "trained on 120 windows of 16 tokens" in " ".join(result.output.split())
+    run = selfsup.load(out)
+    source = run.open(tmp_path / "docs")
+    parts = source.parts()
+    assert parts is not None and len(parts.source) == 120 and parts.words[1] == "documents"
+    embedded = run.embed(tmp_path / "docs")
+    assert embedded.shape == (24, 16)
+    with torch.no_grad():  # a document's row is the mean of its windows' embeddings
+        windows = run.encoder(parts.source.read_batch(list(range(5))).items.to(torch.long))
+    np.testing.assert_allclose(embedded[0], windows.float().mean(0).numpy(), atol=2e-2)
+    args = ["evaluate", str(out), str(tmp_path / "docs"), "--labels", str(tmp_path / "t.csv"),
+            "--protocol", "knn"]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    saved = json.loads(next(out.glob("evaluation-*.json")).read_text())
+    assert saved["rows"][0]["protocol"] == "knn"
+    # TF-IDF reads whole documents: the topic words decide it.
+    assert saved["rows"][0]["raw"] == 1.0
+
+
+def test_a_labels_table_labels_a_text_folder_and_is_refused_for_a_file(tmp_path):
+    rows = _documents(tmp_path / "docs", n=6)
+    pd.DataFrame(rows[:4], columns=["file_name", "topic"]).to_csv(tmp_path / "t.csv", index=False)
+    src = open_source(tmp_path / "docs", "text", labels=tmp_path / "t.csv")
+    assert src.labels is None and src.partial_labels.rows.tolist() == [0, 1, 2, 3]
+    assert src.labels_note.startswith(f"labels of 4 files from {tmp_path / 't.csv'}")
+    lines = tmp_path / "d.jsonl"
+    lines.write_text(json.dumps({"text": "alpha"}) + "\n")
+    with pytest.raises(ValueError, match=r"--labels labels the files of a folder of \.txt files"):
+        open_source(lines, labels=tmp_path / "t.csv")
+    result = CliRunner().invoke(app, ["datasets", "show", str(tmp_path / "docs")])
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    assert shown["tokens"]["documents_sampled"] == 6 and shown["tokens"]["longer_than_a_read"] == 6
+
+
+def test_pooling_reads_at_most_the_set_number_of_windows():
+    src = TextSource([" ".join(WORDS * 200)], tokenizer=_tokenizer())
+    assert len(src.parts().source) == POOLED_WINDOWS
