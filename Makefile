@@ -75,6 +75,7 @@ bench: setup datasets system
 	$(PY) benchmarks/audio.py
 	$(PY) benchmarks/text.py --objectives simcse,simcse+mlm --minutes 8
 	$(PY) benchmarks/text_batches.py
+	$(PY) benchmarks/long_documents.py
 	$(PY) benchmarks/adapt.py --run runs/bench/simclr-25ep --epochs 25
 	$(PY) benchmarks/anomalies.py --minutes-per-class 1
 	$(PY) benchmarks/photos.py

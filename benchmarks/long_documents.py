@@ -113,7 +113,7 @@ def main() -> None:
         "",
         f"Machine: {_machine()}; load before {load_before}, after {load_average()}; "
         f"{minutes:.0f} minutes in this invocation. {files} Debian copyright files of this "
-        f"machine (tokens of 100 sampled, MiniLM's own count differs little: median "
+        f"machine (tokens of 100 sampled, by the scratch run's tokenizer: median "
         f"{int(sorted(lengths)[len(lengths) // 2]):,}, longest {int(max(lengths)):,}), "
         f"{sum(kept.values())} labelled by licence in {len(kept)} classes "
         f"({', '.join(f'{k} {v}' for k, v in kept.most_common())}); one stratified 80/20 "

@@ -310,7 +310,8 @@ def read_text_folder(
     audio folders are (:func:`~selfsup.data.file_labels.folder_labels`): by a labels table
     (``labels_file``, ``--labels``: a row per file, its name and label), a ``metadata.csv``
     at the top, or the first subfolder when every file lies in one. Files of binary data or
-    not in UTF-8 are left out and listed in the source's ``unreadable``.
+    not in UTF-8 keep their place as rows without text (skipped as unreadable items: NaN rows
+    of ``embed``, listed in ``skipped.txt``) and are named in the source's ``warning``.
 
     Example:
         >>> import tempfile
@@ -329,26 +330,29 @@ def read_text_folder(
     files = sorted(p for p in folder.rglob("*.txt") if p.is_file())
     if not files:
         raise EmptySourceError(f"{folder}: no .txt file in this folder")
-    texts, ids, unreadable = [], [], {}
+    texts: list[str | None] = []
+    ids, reasons = [], {}
     for path in files:
-        rel = path.relative_to(folder).as_posix()
+        ids.append(path.relative_to(folder).as_posix())
         try:
             texts.append(read_text(path).strip())
         except (ValueError, OSError) as err:
-            unreadable[rel] = str(err).removeprefix(f"{path}: ")
-            continue
-        ids.append(rel)
-    if not texts:
-        first = next(iter(unreadable.items()))
+            reasons[len(texts)] = str(err).removeprefix(f"{path}: ")
+            texts.append(None)
+    if len(reasons) == len(texts):
+        first = ids[0], reasons[0]
         raise EmptySourceError(
             f"{folder}: none of the {len(files)} .txt files can be read ({first[0]}: {first[1]})"
         )
-    source = TextSource(texts, name=str(folder), ids=ids, **options)
+    source = TextSource(texts, name=str(folder), ids=ids, reasons=reasons, **options)
     found = folder_labels(folder, ids, labels_file, label_column, id_column)
     source.labels, source.classes = found.labels, found.classes
     source.partial_labels = found.partial
     source.labels_note, source.warning = found.note, found.warning
-    source.unreadable.update(unreadable)
+    if reasons:
+        names = ", ".join(ids[i] for i in list(reasons)[:3]) + (", ..." if len(reasons) > 3 else "")
+        unread = f"{len(reasons)} of {len(files)} files cannot be read as text ({names}): skipped"
+        source.warning = f"{source.warning}; {unread}" if source.warning else unread
     return source
 
 

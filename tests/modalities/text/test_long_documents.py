@@ -130,6 +130,17 @@ def test_a_labels_table_labels_a_text_folder_and_is_refused_for_a_file(tmp_path)
     assert shown["tokens"]["documents_sampled"] == 6 and shown["tokens"]["longer_than_a_read"] == 6
 
 
+def test_a_binary_file_in_a_text_folder_keeps_its_row_and_is_named(tmp_path):
+    _documents(tmp_path / "docs", n=4)
+    (tmp_path / "docs" / "doc02.txt").write_bytes(b"\x00\x01binary")
+    src = open_source(tmp_path / "docs", "text", max_length=16)
+    assert len(src) == 4 and src.texts[2] is None
+    assert src.warning.startswith("1 of 4 files cannot be read as text (doc02.txt): skipped")
+    assert src.read_batch([2]).skipped[0].reason.startswith("holds binary data")
+    parts = src.parts()  # a row without text stays one unreadable part
+    assert parts.owner.tolist().count(2) == 1
+
+
 def test_pooling_reads_at_most_the_set_number_of_windows():
     src = TextSource([" ".join(WORDS * 200)], tokenizer=_tokenizer())
     assert len(src.parts().source) == POOLED_WINDOWS
