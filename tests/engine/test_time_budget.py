@@ -137,6 +137,29 @@ def test_the_monitor_is_bounded_by_time_not_paid_after_every_epoch() -> None:
     assert monitor_due(TrainState(step=100, epoch=9, total_steps=100, monitor_seconds=99.0))
 
 
+def test_a_measurement_too_long_for_the_budget_reads_fewer_held_out_items(
+    tmp_path, clusters_npz, monkeypatch
+) -> None:
+    """MiniLM on windows of long documents: 2,048 held-out windows took 75 s a measurement
+    and left a 2-minute run one step. Beyond its share of the budget fewer items are measured
+    (never fewer than MIN_MEASURED), said in a note and kept for a resumed run."""
+    import torch
+
+    from selfsup.engine import train
+    from selfsup.engine.monitor import EpochMonitor
+
+    monkeypatch.setattr(train, "MIN_MEASURED", 8)
+    monkeypatch.setattr(EpochMonitor, "estimate_seconds", lambda self, method: 0.1 * self.items)
+    options = dict(method="vicreg", time_budget=0.05, batch_size=32, show_progress=False,
+                   backbone_options={"width": 4}, monitor_items=24,
+                   method_options={"projection_dim": 64, "hidden_dim": 64})  # fmt: skip
+    run = pretrain(clusters_npz, out=tmp_path / "run", **options)
+    log = (run.path / "train.log").read_text()
+    assert "held-out measurement: 8 of the 24 items held out, as all would take about 2 s" in log
+    state = torch.load(run.path / "checkpoints" / "last.ckpt", weights_only=True)["state"]
+    assert state["measured_items"] == 8
+
+
 def test_a_budget_that_fits_few_steps_says_so_at_the_end(tmp_path, clusters_npz,
                                                          monkeypatch) -> None:  # fmt: skip
     import time

@@ -95,3 +95,21 @@ def test_a_text_run_fills_its_bank_first_and_adapts_a_pretrained_model(tmp_path)
 def test_random_weights_are_refused_before_the_data_is_read(tmp_path) -> None:
     with pytest.raises(ConfigError, match="adapts a pretrained encoder"):
         selfsup.pretrain("digits", method="msf", out=tmp_path / "a", show_progress=False)
+
+
+def test_a_time_budget_bounds_the_fill_before_the_first_step(tmp_path, monkeypatch) -> None:
+    """The fill stops at its share of the budget (here none: one batch) and the bank goes on
+    filling with each step's targets."""
+    from selfsup.engine import train as engine
+
+    monkeypatch.setattr(engine, "FILL_SHARE", 0.0)
+    folder = save_tiny_bert(tmp_path / "bert")
+    texts = tmp_path / "reviews.txt"
+    texts.write_text("\n".join(TEXTS * 4) + "\n")
+    run = selfsup.pretrain(
+        texts, backbone=f"hf:{folder}", method="msf", time_budget=0.05, batch_size=16,
+        out=tmp_path / "run", show_progress=False, monitor_items=0, log_every=1,
+    )  # fmt: skip
+    log = (run.path / "train.log").read_text()
+    assert "memory bank filled with the target's embeddings of 16 items" in log
+    assert "(a 0% share of the 0.05-minute --time-budget; each step's targets go on" in log
