@@ -317,8 +317,10 @@ class Source(abc.ABC):
     pixel_bits: int | None = None
     #: What a source's first-level folders are where items in one must stay on one side of
     #: a split (``"patients"``: a hospital's slices of one patient are near copies;
-    #: ``"units"``: the windows ``UNIT@START`` of one machine's logs); evaluation splits by
-    #: them unless told otherwise. None: items split freely.
+    #: ``"units"``: the windows ``UNIT@START`` of one machine's logs; ``"periods"``: the
+    #: windows of a single machine, split by stretches of time, see
+    #: ``selfsup.data.splits.period_groups``); evaluation splits by them unless told
+    #: otherwise. None: items split freely.
     split_groups: str | None = None
     #: What a person should know before using it: printed with pretrain's data line, and by
     #: ``Run.open`` (every command that reads data) as a :class:`DataWarning`.

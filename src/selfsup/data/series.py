@@ -512,8 +512,8 @@ def series_from_frame(
         ids=ids,
         label_column=(events.column if events is not None else label_column) or "label",
     )
-    if window is not None and len(grids) > 1:  # a pump's days are alike: held out together
-        source.split_groups = "units"
+    if window is not None:  # a pump's days are alike: held out together, or by time
+        source.split_groups = "units" if len(grids) > 1 else "periods"
     source.warning = _joined(*notes, source.warning)
     return source
 

@@ -87,6 +87,47 @@ def folder_groups(ids: Sequence[str], name: str) -> np.ndarray:
     return np.array(groups, dtype=object)
 
 
+#: Contiguous stretches of time the windows of a sensor log are split by, where there is
+#: one machine (or too few to hold some out): neighbouring windows overlap or nearly repeat,
+#: and on both sides of a split they would make the score a measure of memory.
+PERIODS = 20
+
+
+def period_groups(ids: Sequence[str], periods: int = PERIODS) -> np.ndarray:
+    """Each window's stretch of time, for a split by time: the windows ``UNIT@START`` ranked
+    by their start (numbers as numbers, times as ISO text sorts them) and cut into
+    ``periods`` runs of about equal count; windows of several units at one time share a
+    period.
+
+    Example:
+        >>> period_groups(["p@3", "p@1", "p@2", "p@10"], periods=2).tolist()
+        ['period 2', 'period 1', 'period 1', 'period 2']
+        >>> period_groups(["a@2025-01-02", "b@2025-01-01", "a@2025-01-01"], periods=2).tolist()
+        ['period 2', 'period 1', 'period 1']
+    """
+    starts = [item_id.rsplit("@", 1)[-1] for item_id in ids]
+    try:
+        keys: np.ndarray = np.array([float(start) for start in starts])
+    except ValueError:
+        keys = np.array(starts, dtype=object)
+    order = np.argsort(keys, kind="stable")
+    rank = np.searchsorted(keys[order], keys, side="left")  # windows of one time: one rank
+    count = max(1, min(periods, len(order)))
+    return np.array([f"period {r * count // len(order) + 1}" for r in rank], dtype=object)
+
+
+def split_group_ids(ids: Sequence[str], name: str, kind: str | None) -> np.ndarray:
+    """Each item's group for a split that keeps groups whole (``Source.split_groups``):
+    its stretch of time for ``periods`` (:func:`period_groups`), else its first folder or
+    unit (:func:`folder_groups`).
+
+    Example:
+        >>> split_group_ids(["P1/a.dcm", "P2/b.dcm"], "scans", "patients").tolist()
+        ['P1', 'P2']
+    """
+    return period_groups(ids) if kind == "periods" else folder_groups(ids, name)
+
+
 def stratified_group_split(
     labels: np.ndarray, groups: np.ndarray, fraction: float, seed: int = SPLIT_SEED
 ) -> tuple[np.ndarray, np.ndarray]:

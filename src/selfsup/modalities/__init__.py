@@ -33,8 +33,9 @@ from selfsup.core.weights import load_weights_into
 from selfsup.data.base import Source, require_labels
 from selfsup.data.splits import (
     SubsetSource,
-    folder_groups,
     labelled_part,
+    period_groups,
+    split_group_ids,
     stratified_group_split,
     stratified_split,
 )
@@ -193,14 +194,18 @@ def train_test_sources(
     source = opened(data)
     labels = require_labels(source, "evaluation")
     groups = None
+    what = source.split_groups or "folders"
     if split_by == "folder" or (split_by == "auto" and source.split_groups):
-        groups = folder_groups(source.ids, source.name)
+        groups = split_group_ids(source.ids, source.name, source.split_groups)
     if split_by == "auto":  # by group where there are groups enough to hold some out
-        enough = groups is not None and len(set(groups)) >= max(2, round(1 / test_fraction))
+        least = max(2, round(1 / test_fraction))
+        enough = groups is not None and len(set(groups)) >= least
+        if not enough and source.split_groups == "units":  # too few machines: split by time
+            groups, what = period_groups(source.ids), "periods"
+            enough = len(set(groups)) >= least
         split_by = "folder" if enough else "item"
     if split_by == "folder" and groups is not None:
         fit, held_out = stratified_group_split(labels, groups, test_fraction)
-        what = source.split_groups or "folders"
         counts = [len(set(groups[part])) for part in (fit, held_out)]
         sides = [f"{n:,} {what[:-1] if n == 1 else what}" for n in counts]  # 1 unit
     elif split_by == "item":

@@ -43,7 +43,7 @@ from sklearn.cluster import KMeans, MiniBatchKMeans
 from selfsup.core.neighbours import euclidean_topk
 from selfsup.core.text_files import text_lines
 from selfsup.data.base import PartialLabels, Source, require_classes
-from selfsup.data.splits import folder_groups
+from selfsup.data.splits import split_group_ids
 from selfsup.data.table_files import read_table
 from selfsup.embedding import readable_rows
 from selfsup.evaluation.fewshot import FEW_SHOT_WEIGHT_DECAY
@@ -413,7 +413,7 @@ def select_for_run(
     ids = source.ids
     groups = None
     if source.split_groups and strategy != "typiclust":  # TypiClust spreads by its clusters
-        groups = folder_groups(list(ids), source.name)
+        groups = split_group_ids(list(ids), source.name, source.split_groups)
     ranked = budget
     if groups is not None:  # ranking them all is a sort, but k-center greedy is a step each
         ranked = min(len(pool), SPREAD_RANKED * budget) if strategy == "kcenter" else len(pool)

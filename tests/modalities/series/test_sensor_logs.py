@@ -2,6 +2,7 @@
 per machine and day), rows missing where it was down, and a maintenance log of events."""
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -75,17 +76,25 @@ def test_a_folder_of_daily_exports_is_one_series_per_pump_on_its_time_grid(tmp_p
     assert src.labels is None and src.partial_labels is None
 
 
-def test_two_pumps_windows_are_too_few_units_to_hold_one_out_and_split_by_item(tmp_path):
+def test_windows_of_too_few_pumps_to_hold_one_out_are_split_by_time(tmp_path):
     from selfsup.modalities import train_test_sources
 
     root = pump_logs(tmp_path / "logs")
     events = events_table(tmp_path / "events.csv")
     src = open_source(root, labels=str(events), window=DAY // 4)
     assert src.split_groups == "units"
-    fit, test = train_test_sources(src)  # 2 units: a fifth cannot be held out
-    assert (fit.name, test.name) == (f"{src.name}[fit]", f"{src.name}[test]")
-    one = pump_logs(tmp_path / "one", pumps=("pump-a",))
-    assert open_source(one, window=DAY).split_groups is None  # one pump: no groups at all
+    fit, test = train_test_sources(src)  # 2 units: a fifth cannot be held out, so by time
+    assert re.fullmatch(r".*\[fit, \d+ periods\]", fit.name), fit.name
+    assert re.fullmatch(r".*\[test, \d+ periods\]", test.name), test.name
+    starts = lambda part: {i.rsplit("@", 1)[1] for i in part.ids}  # noqa: E731
+    assert not starts(fit) & starts(test)  # the pumps' windows of one time on one side
+    one = pump_logs(tmp_path / "one", pumps=("pump-a",), days=6)
+    alone = open_source(one, labels=str(events), window=DAY // 4)
+    assert alone.split_groups == "periods"  # one pump: its windows split by time
+    fit, test = train_test_sources(alone)
+    assert test.name.endswith("[test, 4 periods]") and len(fit) + len(test) == len(alone)
+    held = np.sort(test.indices)  # 4 whole stretches of 20: at most 4 runs of windows
+    assert 1 + int((np.diff(held) > 1).sum()) <= 4 and len(held) >= 4
 
 
 def test_a_maintenance_log_labels_the_windows_its_events_cover(tmp_path):

@@ -11,8 +11,8 @@ import torch
 from selfsup.data.base import Source, require_classes, require_labels
 from selfsup.data.splits import (
     SubsetSource,
-    folder_groups,
     labelled_part,
+    split_group_ids,
     stratified_group_split,
     stratified_split,
     unlabelled_part,
@@ -57,7 +57,7 @@ def calibration_groups(
     if not source.split_groups:
         return None
     ids = source.ids
-    groups = folder_groups([ids[int(i)] for i in chosen], source.name)
+    groups = split_group_ids([ids[int(i)] for i in chosen], source.name, source.split_groups)
     for c in range(num_classes):
         if len(set(groups[labels == c].tolist())) < 2:
             return None
