@@ -738,6 +738,8 @@ def pretrain(
         if spec.get("image_size"):
             source.read_at(int(spec["image_size"]))
         read_as = {k: spec[k] for k in _FROZEN_FIELDS if spec.get(k) is not None}
+        if source.pixel_bits is not None:  # the earlier run's scale, kept for later data
+            read_as["pixel_bits"] = source.pixel_bits
         cfg = cfg.model_copy(update={"backbone": spec.get("backbone"), **read_as})
         say(f"encoder: {cfg.backbone} from {cfg.init}, {cfg.method}")
     else:

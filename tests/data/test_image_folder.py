@@ -278,3 +278,12 @@ def test_a_run_reads_later_files_on_its_training_datas_scale(tmp_path):
 
     item = resolve_item(run, str(later / "dim.png"))[0]
     assert float(item.max()) == pytest.approx(1000 / 4095, abs=0.01)
+    # --init RUN trains on the later files on the earlier run's scale, and keeps it
+    for k in range(24):
+        _wide_png(later / f"{k:02d}.png", 1000, seed=k)
+    options = dict(steps=1, batch_size=8, show_progress=False, monitor_items=0)
+    again = pretrain(str(later), init=str(run.path), out=str(tmp_path / "again"), **options)
+    assert again.config["pixel_bits"] == 12 and again.open(later).pixel_bits == 12
+    alone = pretrain(str(later), backbone="small-cnn", backbone_options={"width": 4},
+                     out=str(tmp_path / "alone"), **options)  # fmt: skip
+    assert alone.config["pixel_bits"] == 10  # its own data's scale without --init

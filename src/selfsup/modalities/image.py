@@ -34,7 +34,7 @@ from selfsup.backbones.hf import (
     read_json,
     resolve_folder,
 )
-from selfsup.config import PretrainConfig
+from selfsup.config import PretrainConfig, load_config
 from selfsup.core.precision import uses_gpu
 from selfsup.data.arrays import ArraySource, load_array_file
 from selfsup.data.base import Source
@@ -170,6 +170,20 @@ class ImageModality(Modality):
     def resume_options(self, run_dir: Path) -> dict[str, Any]:
         """A resumed run reads the files it started on (its positions in an epoch hold)."""
         return {"index": IndexCache(run_dir / INDEX_FILE, pinned=True)}
+
+    def backbone_source_options(self, cfg: PretrainConfig) -> dict[str, Any]:
+        """``--init RUN`` reads wide pixels on that run's scale, which its encoder learned
+        (a run saved before runs kept it: 16 bits), unless ``--pixel-bits`` says otherwise.
+
+        Example:
+            >>> IMAGE.backbone_source_options(PretrainConfig(data="-"))
+            {}
+        """
+        if cfg.init is None or cfg.pixel_bits is not None:
+            return {}
+        saved = load_config(Path(cfg.init) / "config.yaml")
+        bits = saved.pixel_bits if "pixel_bits" in saved.model_fields_set else 16
+        return {} if bits is None else {"pixel_bits": bits}
 
     def statistics(self, source: Source) -> tuple[list[float], list[float]]:
         return channel_statistics(source, limit=STATISTICS_ITEMS)
