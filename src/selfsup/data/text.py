@@ -40,7 +40,6 @@ from typing import Any, TextIO
 import numpy as np
 import pandas as pd
 import torch
-from tokenizers import Tokenizer
 
 from selfsup.core.text_files import read_text, text_lines
 from selfsup.data.arrays import present_labels
@@ -210,13 +209,11 @@ class TextSource(Source):
             vocab_size=self.vocab_size,
             reasons=reasons,
         )
-        cut.pooled = False
+        cut.pooled, cut.classes, cut.warning = False, self.classes, self.warning
         if self.labels is not None:
-            cut.labels, cut.classes = self.labels[rows], self.classes
+            cut.labels = self.labels[rows]
         if self.partial_labels is not None:
             cut.partial_labels = self.partial_labels.of_parts(rows)
-            cut.classes = self.classes
-        cut.warning = self.warning
         return cut, rows
 
     def parts(self) -> Parts | None:
@@ -259,10 +256,7 @@ class TextSource(Source):
         """
         present = [t for t in self.texts if t is not None]
         rows = np.unique(np.linspace(0, len(present) - 1, min(count, len(present))).astype(int))
-        whole = Tokenizer.from_str(self.tokenizer.tokenizer.to_str())
-        whole.no_truncation()
-        encoded = whole.encode_batch([present[i] for i in rows], add_special_tokens=False)
-        return np.array([len(e.ids) for e in encoded], dtype=np.int64)
+        return self.tokenizer.lengths([present[i] for i in rows])
 
     def read_batch(self, indices: Sequence[int]) -> Batch:
         """Token ids ``(n, L)`` int64, padded with 0 to the longest document of the batch;

@@ -190,8 +190,7 @@ class TextTokenizer:
         spans: list[list[tuple[int, int]]] = [[(0, len(t))] for t in texts]
         # Every token covers at least one byte of the text (and the space put in front).
         long = [i for i, t in enumerate(texts) if len(t.encode("utf-8")) + 1 > size]
-        whole = Tokenizer.from_str(self.tokenizer.to_str())
-        whole.no_truncation()
+        whole = self._untruncated()
         for block in _blocks_of(long, [len(texts[i]) for i in long], WINDOW_BLOCK_CHARS):
             encoded = whole.encode_batch([texts[i] for i in block], add_special_tokens=False)
             for i, e in zip(block, encoded, strict=True):
@@ -199,6 +198,23 @@ class TextTokenizer:
                 starts = [0] + [offsets[k][0] for k in range(size, len(offsets), size)]
                 spans[i] = list(zip(starts, [*starts[1:], len(texts[i])], strict=True))
         return spans
+
+    def lengths(self, texts: Sequence[str]) -> np.ndarray:
+        """Each text's length in tokens, uncut and without special tokens.
+
+        Example:
+            >>> tok = TextTokenizer.train(["one two three"] * 5, 300, max_length=2)
+            >>> tok.lengths(["one two three", ""]).tolist()
+            [3, 0]
+        """
+        encoded = self._untruncated().encode_batch(list(texts), add_special_tokens=False)
+        return np.array([len(e.ids) for e in encoded], dtype=np.int64)
+
+    def _untruncated(self) -> Tokenizer:
+        """A copy of the tokenizer that keeps every token of a text."""
+        whole = Tokenizer.from_str(self.tokenizer.to_str())
+        whole.no_truncation()
+        return whole
 
     @property
     def vocab_size(self) -> int:
