@@ -34,7 +34,7 @@ from selfsup.backbones.hf import (
     read_json,
     resolve_folder,
 )
-from selfsup.config import PretrainConfig, load_config
+from selfsup.config import PretrainConfig
 from selfsup.core.precision import uses_gpu
 from selfsup.data.arrays import ArraySource, load_array_file
 from selfsup.data.base import Source
@@ -181,8 +181,9 @@ class ImageModality(Modality):
         """
         if cfg.init is None or cfg.pixel_bits is not None:
             return {}
-        saved = load_config(Path(cfg.init) / "config.yaml")
-        bits = saved.pixel_bits if "pixel_bits" in saved.model_fields_set else 16
+        from selfsup.run import CONFIG_FILE, read_run_config  # the run module imports this one
+
+        bits = read_run_config(Path(cfg.init) / CONFIG_FILE).get("pixel_bits", 16)
         return {} if bits is None else {"pixel_bits": bits}
 
     def statistics(self, source: Source) -> tuple[list[float], list[float]]:
