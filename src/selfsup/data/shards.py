@@ -8,9 +8,9 @@ decodes items at the side training asks for (as image folders do); memory holds 
 groups at a time (``CACHED_GROUPS``), whatever the number of items.
 
 Training shuffles in blocks: each epoch permutes the row groups, then shuffles items within
-windows of ``WINDOW_GROUPS`` consecutive row groups, so a batch touches a few row groups and
-each is read about once per epoch (the usual trade of streaming loaders such as WebDataset
-and LitData: a local shuffle instead of a global one).
+windows of ``WINDOW_GROUPS`` consecutive row groups (fewer where they are large), so a batch
+touches a few row groups and each is read about once per epoch (the usual trade of streaming
+loaders such as WebDataset and LitData: a local shuffle instead of a global one).
 
 Example:
     >>> import io, tempfile
@@ -67,8 +67,10 @@ FORMAT = "selfsup-shards/1"
 ROWS_PER_GROUP = 256
 #: Items per shard file.
 ROWS_PER_SHARD = 100_000
-#: Row groups a process keeps decoded-ready in memory.
+#: Row groups a process keeps decoded-ready in memory, and the bytes they may hold (photos of
+#: 5 MB make a row group of 1.3 GB; each worker process keeps its own).
 CACHED_GROUPS = 12
+CACHED_BYTES = 512 * 2**20
 #: Row groups whose items are shuffled together in training.
 WINDOW_GROUPS = 8
 
@@ -177,6 +179,11 @@ def pack_image_folder(
     return write_shards(items(), out, rows_per_group, split_groups=source.split_groups)
 
 
+def _blob_bytes(blobs: list[bytes | str]) -> int:
+    """The bytes a row group's items hold."""
+    return sum(len(b) for b in blobs)
+
+
 class _GroupIds(Sequence[str]):
     """The ids of a shard source, read row group by row group when asked for."""
 
@@ -225,16 +232,29 @@ class ShardSource(Source):
         self._files = [shard["file"] for shard in index["shards"]]
         sizes = [(s, g, n) for s, shard in enumerate(index["shards"])
                  for g, n in enumerate(shard["groups"])]  # fmt: skip
-        self._groups = [(s, g) for s, g, _ in sizes]
-        self._starts = np.cumsum([0] + [n for _, _, n in sizes])
-        self._n = int(self._starts[-1])
-        self._cache: OrderedDict[int, tuple[list[str], list[str | None], list[bytes]]] = (
-            OrderedDict()
-        )
-        self._handles: dict[int, object] = {}
-        self._pid = os.getpid()
+        self._layout([(s, g) for s, g, _ in sizes], [n for _, _, n in sizes])
         if self.classes:
             self._read_labels()
+        self._sizes_and_bits(image_size, channels, pixel_bits)
+
+    def _layout(self, groups: list[tuple[int, ...]], counts: list[int]) -> None:
+        """Set the row groups (where each lies, how a subclass reads it) and their item
+        counts; empty caches."""
+        self._groups = groups
+        self._starts = np.cumsum([0, *counts])
+        self._n = int(self._starts[-1])
+        self._cache: OrderedDict[int, tuple[list[str], list[str | None], list[bytes | str]]] = (
+            OrderedDict()
+        )
+        self._cached_bytes = 0
+        self._handles: dict[int, object] = {}
+        self._pid = os.getpid()
+
+    def _sizes_and_bits(
+        self, image_size: int | None, channels: int | None, pixel_bits: int | None
+    ) -> None:
+        """The side, channels and significant bits items are read with: given, else from a
+        sample of items."""
         if image_size is None or channels is None:
             sides, counts = self._sample_headers()
             image_size = image_size or int(np.median(sides))
@@ -244,7 +264,8 @@ class ShardSource(Source):
         if pixel_bits is None:
             sample = self._sampled()
             sample = sample[:: max(1, len(sample) // BITS_SAMPLE)]  # each one read whole
-            pixel_bits, self.index_note = bits_of([io.BytesIO(b) for b in sample])
+            pixel_bits, note = bits_of([io.BytesIO(b) for b in sample])
+            self.index_note = "; ".join(n for n in (self.index_note, note) if n) or None
         self.pixel_bits = pixel_bits
 
     def _read_labels(self) -> None:
@@ -269,9 +290,11 @@ class ShardSource(Source):
         self.warning = self.partial_labels.note(self._n, "items")
 
     def _sampled(self) -> list[bytes]:
-        """The bytes of up to 64 items: the first 8 of 8 row groups spread over the shards."""
+        """The bytes of up to 64 items: the first 8 of 8 row groups spread over the shards
+        (items without bytes left out)."""
         groups = np.unique(np.linspace(0, len(self._groups) - 1, 8).astype(int))
-        return [data for g in groups for data in self.group(int(g))[2][:8]]
+        blobs = [data for g in groups for data in self.group(int(g))[2][:8]]
+        return [data for data in blobs if isinstance(data, bytes)]
 
     def _sample_headers(self) -> tuple[list[int], list[int]]:
         sides, counts = [], []
@@ -307,32 +330,45 @@ class ShardSource(Source):
         group = int(np.searchsorted(self._starts, index, side="right")) - 1
         return group, index - int(self._starts[group])
 
-    def group(self, group: int) -> tuple[list[str], list[str | None], list[bytes]]:
-        """Row group ``group``'s ids, labels and bytes (cached, at most ``CACHED_GROUPS``)."""
+    def group(self, group: int) -> tuple[list[str], list[str | None], list[bytes | str]]:
+        """Row group ``group``'s ids, labels and bytes (an item without bytes: the reason),
+        cached: the last ``CACHED_GROUPS`` groups read, at most ``CACHED_BYTES`` of them
+        (the one asked for whatever its size)."""
         if self._pid != os.getpid():  # a forked worker opens its own files
             self._handles, self._cache, self._pid = {}, OrderedDict(), os.getpid()
+            self._cached_bytes = 0
         if group in self._cache:
             self._cache.move_to_end(group)
             return self._cache[group]
+        rows = self._read_group(group)
+        self._cache[group] = rows
+        self._cached_bytes += _blob_bytes(rows[2])
+        while len(self._cache) > 1 and (
+            len(self._cache) > CACHED_GROUPS or self._cached_bytes > CACHED_BYTES
+        ):
+            _, dropped = self._cache.popitem(last=False)
+            self._cached_bytes -= _blob_bytes(dropped[2])
+        return rows
+
+    def _read_group(self, group: int) -> tuple[list[str], list[str | None], list[bytes | str]]:
+        """Row group ``group`` read from its shard."""
         import pyarrow.parquet as pq
 
         shard, within = self._groups[group]
         if shard not in self._handles:
             self._handles[shard] = pq.ParquetFile(self.root / self._files[shard])
         table = self._handles[shard].read_row_group(within)  # type: ignore[attr-defined]
-        rows = (
+        return (
             table["id"].to_pylist(),
             table["label"].to_pylist(),
             table["bytes"].to_pylist(),
         )
-        self._cache[group] = rows
-        if len(self._cache) > CACHED_GROUPS:
-            self._cache.popitem(last=False)
-        return rows
 
     def read(self, index: int) -> torch.Tensor:
         group, offset = self.locate(index)
         ids, _, blobs = self.group(group)
+        if isinstance(blobs[offset], str):
+            raise ItemReadError(ids[offset], blobs[offset])
         try:
             stream = io.BytesIO(blobs[offset])
             pixels = read_pixels(stream, self.image_size, self.channels, self.pixel_bits)
@@ -357,18 +393,23 @@ class ShardSource(Source):
         stacked = torch.stack([items[k] for k in kept]) if kept else torch.empty(0)
         return Batch(stacked, [int(indices[k]) for k in kept], skipped)
 
+    def window_groups(self) -> int:
+        """Row groups whose items are shuffled together: ``WINDOW_GROUPS``, fewer where
+        that many (as large as the first) would pass ``CACHED_BYTES`` (then each would be
+        read again for every batch), at least one."""
+        first = _blob_bytes(self.group(0)[2])
+        return int(max(1, min(WINDOW_GROUPS, CACHED_BYTES // max(1, first))))
+
     def epoch_order(self, seed: int, epoch: int) -> np.ndarray:
         """Row groups in a random order, items shuffled within windows of
-        ``WINDOW_GROUPS`` of them."""
+        :meth:`window_groups` of them."""
         rng = np.random.default_rng([seed, epoch])
         groups = rng.permutation(len(self._groups))
         parts = []
-        for w in range(0, len(groups), WINDOW_GROUPS):
+        size = self.window_groups()
+        for w in range(0, len(groups), size):
             window = np.concatenate(
-                [
-                    np.arange(self._starts[g], self._starts[g + 1])
-                    for g in groups[w : w + WINDOW_GROUPS]
-                ]
+                [np.arange(self._starts[g], self._starts[g + 1]) for g in groups[w : w + size]]
             )
             parts.append(rng.permutation(window))
         return np.concatenate(parts)

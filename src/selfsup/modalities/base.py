@@ -28,6 +28,7 @@ from selfsup.backbones.hf import is_hf_backbone
 from selfsup.data.audio import AUDIO_EXTENSIONS
 from selfsup.data.base import EmptySourceError, Source, unit_items
 from selfsup.data.folders import first_media
+from selfsup.data.hub import hub_files
 from selfsup.data.image_folder import IMAGE_EXTENSIONS
 from selfsup.data.loading import affordable_workers, read_ahead
 from selfsup.encoder import Encoder
@@ -51,13 +52,17 @@ FOLDER_MEDIA = {
 
 def folder_media(path: str | os.PathLike) -> str | None:
     """``audio``, ``image`` or ``text``: what the first media file in the folder ``path`` is
-    (None when ``path`` is no folder, or holds none).
+    (None when ``path`` is no folder, or holds none); ``image`` for a Hugging Face dataset
+    of images (Parquet or Arrow files with a column of images).
 
     Example:
         >>> folder_media("/nonexistent") is None
         True
     """
-    return first_media(path, FOLDER_MEDIA)
+    media = first_media(path, FOLDER_MEDIA)
+    if media is None and Path(path).is_dir() and hub_files(path) is not None:
+        return "image"
+    return media
 
 
 class Modality(ABC):

@@ -40,6 +40,7 @@ from selfsup.data.arrays import ArraySource, load_array_file
 from selfsup.data.base import Source
 from selfsup.data.file_labels import LABEL_OPTIONS, folder_options
 from selfsup.data.folders import INDEX_FILE, IndexCache
+from selfsup.data.hub import HubImageSource, hub_files, hub_test_split, split_spec
 from selfsup.data.image_folder import ImageFolderSource
 from selfsup.data.named import is_named_spec, named_dataset_names, named_splits, open_named
 from selfsup.data.shards import ShardSource, is_shard_folder
@@ -120,12 +121,22 @@ class ImageModality(Modality):
     embed_precision = "auto"
 
     def open(self, spec: str | os.PathLike | Any, options: dict[str, Any]) -> Source:
-        """A named dataset, a folder of images, a ``.npy``/``.npz`` array file, or an array
-        in memory ((n, h, w), (n, h, w, c) or (n, c, h, w), uint8 or float)."""
+        """A named dataset, a folder of images, packed shards, a Hugging Face dataset of
+        images (``PATH[:SPLIT]``), a ``.npy``/``.npz`` array file, or an array in memory
+        ((n, h, w), (n, h, w, c) or (n, c, h, w), uint8 or float)."""
         if isinstance(spec, (np.ndarray, torch.Tensor)):
             return ArraySource(np.asarray(spec))
         if isinstance(spec, str) and is_named_spec(spec):
             return open_named(spec)
+        hub = hub_files(spec)
+        if hub is not None:
+            if options.get("labels") is not None:
+                raise ValueError(
+                    f"{spec}: a Hugging Face dataset's labels are its columns; --labels is for "
+                    "a folder's files (name the column with --label-column)"
+                )
+            hub_options = ("image_size", "channels", "pixel_bits", "label_column", "id_column")
+            return HubImageSource(spec, **{k: v for k, v in options.items() if k in hub_options})
         path = Path(spec).expanduser()
         if path.is_dir() and is_shard_folder(path):
             for option in ("labels", "channel_pattern"):
@@ -140,6 +151,13 @@ class ImageModality(Modality):
             return ImageFolderSource(path, **folder_options(options))
         if path.is_file() and path.suffix.lower() in _ARRAY_SUFFIXES:
             return load_array_file(path)
+        base, split = split_spec(spec)
+        known = hub_files(base) if split is not None else None
+        if known is not None:
+            raise ValueError(
+                f"{spec}: {base} has no split {split!r} (splits: "
+                f"{', '.join(known.splits) or 'none: its files name no split'})"
+            )
         if path.is_file():
             raise ValueError(
                 f"{spec}: cannot read {path.suffix or 'suffix-less'} files as images; "
@@ -151,8 +169,12 @@ class ImageModality(Modality):
         )
 
     def official_test(self, spec: str) -> str | None:
-        named = is_named_spec(spec) and ":" not in spec
-        return f"{spec}:test" if named and "test" in named_splits(spec) else None
+        """A named set's ``:test``; a Hugging Face dataset's labelled test (else
+        validation) split when its train split is read."""
+        if is_named_spec(spec):
+            named = ":" not in spec
+            return f"{spec}:test" if named and "test" in named_splits(spec) else None
+        return hub_test_split(spec)
 
     def run_source_options(self, run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
         """Later image folders are read at the run's side (reading a photo at the side the

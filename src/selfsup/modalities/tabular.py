@@ -25,6 +25,7 @@ from selfsup.backbones import TabularMLP
 from selfsup.config import PretrainConfig
 from selfsup.data.base import Source
 from selfsup.data.folders import first_file
+from selfsup.data.hub import hub_files
 from selfsup.data.shards import is_shard_folder
 from selfsup.data.table_files import TABLE_SUFFIXES, files_note, read_table_folder
 from selfsup.data.tabular import (
@@ -65,11 +66,14 @@ class TabularModality(Modality):
     def claims(self, spec: str) -> bool:
         """Named tables, table files, and folders of table files alone (a month's exports
         each; a photo folder with its labels table is photos; images packed into Parquet
-        shards by ``datasets pack`` are images)."""
-        if is_tabular_spec(spec) or Path(spec).suffix.lower() in TABLE_SUFFIXES:
+        shards by ``datasets pack`` and a Hugging Face dataset's Parquet files with a column
+        of images are images)."""
+        if is_tabular_spec(spec):
             return True
-        if is_shard_folder(spec):
+        if is_shard_folder(spec) or hub_files(spec) is not None:  # images in Parquet
             return False
+        if Path(spec).suffix.lower() in TABLE_SUFFIXES:
+            return True
         return folder_media(spec) is None and first_file(spec, TABLE_SUFFIXES) is not None
 
     def open(self, spec: str | os.PathLike | Any, options: dict[str, Any]) -> Source:

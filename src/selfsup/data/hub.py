@@ -1,0 +1,603 @@
+"""Hugging Face datasets of images as the Hub and ``datasets`` write them, read without it.
+
+A dataset downloaded from the Hugging Face Hub (``huggingface-cli download --repo-type
+dataset``) is a folder of Parquet files, one or more per split
+(``data/train-00000-of-00004.parquet``, ``data/test-00000-of-00001.parquet``, or
+``train/0000.parquet``); ``Dataset.save_to_disk``
+writes Arrow files with a ``state.json`` (a ``DatasetDict``: a folder per split and a
+``dataset_dict.json``); ``Dataset.to_parquet`` one Parquet file. In all of them an image is a
+column of ``{bytes, path}`` records (the encoded file, or where it lies when ``bytes`` is
+empty), and the ``huggingface`` entry of the schema's metadata names the features: which
+column is the ``Image``, and the class names of a ``ClassLabel`` column (its rows hold codes;
+``-1`` is "no label", as in the unlabelled test splits of many benchmarks).
+
+:func:`hub_files` finds the files of one split cheaply (it reads schemas only);
+:class:`HubImageSource` reads them as :class:`~selfsup.data.shards.ShardSource` reads packed
+shards: row group by row group (Arrow record batches cut to ``ROWS_PER_GROUP``), decoded
+at the side training asks for, with bounded memory. A ``DATA`` argument ``PATH:SPLIT``
+(``photos:test``) names a split; ``PATH`` alone the ``train`` split where there is one.
+
+Example:
+    >>> import io, json, tempfile
+    >>> import pyarrow as pa, pyarrow.parquet as pq
+    >>> from PIL import Image
+    >>> def png(value):
+    ...     out = io.BytesIO()
+    ...     Image.new("RGB", (8, 8), (value, 0, 0)).save(out, format="PNG")
+    ...     return out.getvalue()
+    >>> features = {"image": {"_type": "Image"},
+    ...             "label": {"_type": "ClassLabel", "names": ["cat", "dog"]}}
+    >>> meta = {"huggingface": json.dumps({"info": {"features": features}})}
+    >>> rows = [{"image": {"bytes": png(i), "path": None}, "label": i % 2} for i in range(6)]
+    >>> folder = Path(tempfile.mkdtemp())
+    >>> table = pa.Table.from_pylist(rows).replace_schema_metadata(meta)
+    >>> pq.write_table(table, folder / "train-00000-of-00001.parquet")
+    >>> pq.write_table(table.slice(0, 2), folder / "test-00000-of-00001.parquet")
+    >>> source = HubImageSource(str(folder))
+    >>> len(source), source.classes, source.ids[5], source.read(1).shape
+    (6, ['cat', 'dog'], '5', torch.Size([3, 8, 8]))
+    >>> len(HubImageSource(f"{folder}:test"))
+    2
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from selfsup.data.base import PartialLabels, check_unique_ids
+from selfsup.data.shards import ROWS_PER_GROUP, ShardSource
+
+#: The files a Hugging Face dataset is written in.
+HUB_SUFFIXES = (".parquet", ".arrow")
+#: The words a split's files or folder are named by, as ``datasets`` resolves data files.
+SPLIT_WORDS = {
+    "train": "train",
+    "training": "train",
+    "validation": "validation",
+    "valid": "validation",
+    "val": "validation",
+    "dev": "validation",
+    "test": "test",
+    "testing": "test",
+    "eval": "test",
+    "evaluation": "test",
+}
+#: The order splits are preferred in: the one read when none is named first.
+SPLIT_ORDER = ("train", "validation", "test")
+#: Columns that hold encoded images without a ``datasets`` feature saying so (a WebDataset
+#: or an export written to Parquet by hand).
+IMAGE_COLUMN_NAMES = ("image", "img", "jpg", "jpeg", "png", "webp")
+#: Columns read as labels when the features name no ``ClassLabel`` and none is given.
+LABEL_COLUMN_NAMES = ("label", "labels")
+#: A row group larger than this share of the memory available is refused (it is read whole).
+GROUP_MEMORY_SHARE = 0.125
+
+
+@dataclass(frozen=True)
+class HubFiles:
+    """The files of one split of a Hugging Face dataset, and what its features say.
+
+    Attributes:
+        path: the file or folder the ``DATA`` argument names (without ``:SPLIT``).
+        split: the split read (None: the files name no split).
+        files: its files, in order (their rows, one after another, are the split's rows).
+        splits: every split found and its number of files.
+        features: the ``datasets`` features mapping (empty when the files carry none).
+        media: the column of encoded images.
+        arrow: Arrow files (``save_to_disk``) rather than Parquet.
+    """
+
+    path: Path
+    split: str | None
+    files: tuple[Path, ...]
+    splits: dict[str, int] = field(default_factory=dict)
+    features: dict[str, Any] = field(default_factory=dict)
+    media: str = "image"
+    arrow: bool = False
+
+    def class_names(self, column: str) -> list[str] | None:
+        """The names of a ``ClassLabel`` column's codes, or None for another column."""
+        feature = self.features.get(column)
+        if not isinstance(feature, dict) or feature.get("_type") != "ClassLabel":
+            return None
+        names = feature.get("names")
+        if isinstance(names, list) and names:
+            return [str(n) for n in names]
+        count = feature.get("num_classes")
+        return [str(i) for i in range(int(count))] if isinstance(count, int) else None
+
+    def class_label_columns(self) -> list[str]:
+        """The ``ClassLabel`` columns, in the features' order."""
+        return [c for c in self.features if self.class_names(c) is not None]
+
+    def others(self) -> list[str]:
+        """The splits not read, in order."""
+        return [s for s in self.splits if s != self.split]
+
+
+def split_spec(spec: str | os.PathLike) -> tuple[Path, str | None]:
+    """``PATH:SPLIT`` as the path and the split; a path that exists as it is has no split.
+
+    Example:
+        >>> split_spec("/tmp:test"), split_spec("/tmp")
+        ((PosixPath('/tmp'), 'test'), (PosixPath('/tmp'), None))
+    """
+    path = Path(spec).expanduser()
+    text = str(spec)
+    if path.exists() or ":" not in text:
+        return path, None
+    head, _, split = text.rpartition(":")
+    base = Path(head).expanduser()
+    return (base, split) if base.exists() and split else (path, None)
+
+
+def split_of(relative: Path) -> str | None:
+    """The split a file is named for: a folder of a split's name on its path, or the first
+    word of its name (``train-00000-of-00004.parquet``, ``test.parquet``).
+
+    Example:
+        >>> split_of(Path("data/train-00000-of-00004.parquet")), split_of(Path("valid/0.parquet"))
+        ('train', 'validation')
+        >>> split_of(Path("photos.parquet")) is None
+        True
+    """
+    for part in relative.parts[:-1]:
+        if part.lower() in SPLIT_WORDS:
+            return SPLIT_WORDS[part.lower()]
+    word = re.split(r"[-._ ]", relative.name.lower(), maxsplit=1)[0]
+    return SPLIT_WORDS.get(word)
+
+
+def _schema(file: Path) -> Any:
+    """The Arrow schema of a Parquet or Arrow (IPC stream or file) file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if file.suffix.lower() == ".parquet":
+        return pq.read_schema(file)
+    with pa.memory_map(str(file)) as source:
+        try:
+            return pa.ipc.open_stream(source).schema
+        except pa.ArrowInvalid:
+            return pa.ipc.open_file(source).schema
+
+
+def _features(schema: Any, info: Path | None = None) -> dict[str, Any]:
+    """The ``datasets`` features of a file: its schema's ``huggingface`` metadata, else a
+    ``dataset_info.json`` beside it."""
+    meta = schema.metadata or {}
+    try:
+        if b"huggingface" in meta:
+            found = json.loads(meta[b"huggingface"]).get("info", {}).get("features")
+            if isinstance(found, dict):
+                return found
+        if info is not None and info.is_file():
+            found = json.loads(info.read_text()).get("features")
+            if isinstance(found, dict):
+                return found
+    except (ValueError, AttributeError):  # metadata of another tool: no features
+        pass
+    return {}
+
+
+def _media_column(schema: Any, features: dict[str, Any]) -> str | None:
+    """The column of encoded images: the features' ``Image``, else a ``{bytes, path}``
+    record column or a binary column named as images are (``image``, ``jpg``...)."""
+    import pyarrow as pa
+
+    for name, feature in features.items():
+        if isinstance(feature, dict) and feature.get("_type") == "Image" and name in schema.names:
+            return name
+    if any(isinstance(f, dict) and f.get("_type") == "Audio" for f in features.values()):
+        return None  # sounds, not images
+    for column in schema:
+        kind = column.type
+        fields = (
+            {kind.field(i).name for i in range(kind.num_fields)}
+            if pa.types.is_struct(kind)
+            else set()
+        )
+        if {"bytes", "path"} <= fields and "audio" not in column.name.lower():
+            return column.name
+        is_blob = pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
+        if is_blob and column.name.lower() in IMAGE_COLUMN_NAMES:
+            return column.name
+    return None
+
+
+def _saved_files(folder: Path) -> list[Path] | None:
+    """The Arrow files ``save_to_disk`` lists in a folder's ``state.json``, or None."""
+    state = folder / "state.json"
+    if not state.is_file():
+        return None
+    try:
+        names = [entry["filename"] for entry in json.loads(state.read_text())["_data_files"]]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return [folder / name for name in names]
+
+
+def _split_files(path: Path) -> dict[str | None, list[Path]]:
+    """A dataset's files by split: a ``DatasetDict`` folder, a ``save_to_disk`` folder, a
+    folder of Parquet files (split by their names), or one file."""
+    if path.is_file():
+        return {None: [path]} if path.suffix.lower() in HUB_SUFFIXES else {}
+    if not path.is_dir():
+        return {}
+    listing = path / "dataset_dict.json"
+    if listing.is_file():
+        try:
+            names = json.loads(listing.read_text())["splits"]
+        except (ValueError, KeyError, TypeError):
+            return {}
+        found = {str(n): _saved_files(path / str(n)) for n in names}
+        return {k: v for k, v in found.items() if v}
+    saved = _saved_files(path)
+    if saved:
+        return {None: saved}
+    files = sorted(
+        Path(folder, name)
+        for folder, subfolders, names in os.walk(path)
+        if not any(p.startswith(".") for p in Path(folder).relative_to(path).parts)
+        for name in names
+        if name.lower().endswith(".parquet") and not name.startswith(".")
+    )
+    if not files:
+        return {}
+    splits = [split_of(f.relative_to(path)) for f in files]
+    if None in splits:  # files of no split's name: one set of rows
+        return {None: files}
+    by_split: dict[str | None, list[Path]] = {}
+    for file, split in zip(files, splits, strict=True):
+        by_split.setdefault(split, []).append(file)
+    return by_split
+
+
+@functools.lru_cache(maxsize=64)
+def _hub_files(text: str, stamp: float) -> HubFiles | None:
+    path, split = split_spec(text)
+    by_split = _split_files(path)
+    if not by_split:
+        return None
+    named = [s for s in by_split if s is not None]
+    if split is None and named:
+        split = min(named, key=lambda s: (*SPLIT_ORDER, s).index(s))
+    if split is not None and split not in by_split:
+        return None
+    files = by_split[split]
+    try:
+        schema = _schema(files[0])
+    except Exception:  # not a readable Parquet or Arrow file: the table readers say why
+        return None
+    features = _features(schema, files[0].parent / "dataset_info.json")
+    media = _media_column(schema, features)
+    if media is None:
+        return None
+    order = sorted(named, key=lambda s: (*SPLIT_ORDER, s).index(s))
+    return HubFiles(
+        path=path,
+        split=split,
+        files=tuple(files),
+        splits={s: len(by_split[s]) for s in order},
+        features=features,
+        media=media,
+        arrow=files[0].suffix.lower() == ".arrow",
+    )
+
+
+def hub_files(spec: str | os.PathLike) -> HubFiles | None:
+    """The files of the split ``spec`` names (``PATH`` or ``PATH:SPLIT``) when they hold a
+    column of encoded images, else None. Reads file names and the first file's schema.
+
+    Example:
+        >>> hub_files("/nonexistent") is None
+        True
+    """
+    path, _ = split_spec(spec)
+    try:
+        stamp = path.stat().st_mtime
+    except OSError:
+        return None
+    return _hub_files(str(spec), stamp)
+
+
+def _labelled(layout: HubFiles) -> bool:
+    """Whether a split has a label on any row (benchmarks' test splits often hold ``-1``)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    names = _schema(layout.files[0]).names
+    found = [c for c in layout.class_label_columns() if c in names]
+    column = (found or [c for c in LABEL_COLUMN_NAMES if c in names] or [None])[0]
+    if column is None:
+        return False
+    for file in layout.files:
+        if layout.arrow:
+            values = pa.chunked_array(
+                [b.column(b.schema.get_field_index(column)) for b in _arrow_batches(file)]
+            )
+        else:
+            values = pq.read_table(file, columns=[column]).column(0)
+        if pa.types.is_integer(values.type):
+            values = pc.if_else(pc.equal(values, -1), None, values)
+        if values.null_count < len(values):
+            return True
+    return False
+
+
+def hub_test_split(spec: str | os.PathLike) -> str | None:
+    """``PATH:test`` (else ``PATH:validation``) when ``spec`` reads a Hugging Face dataset's
+    train split and that split has labels, as evaluation's test data; else None.
+
+    Example:
+        >>> hub_test_split("/nonexistent") is None
+        True
+    """
+    layout = hub_files(spec)
+    if layout is None or layout.split != "train":
+        return None
+    for split in ("test", "validation"):
+        if split in layout.splits:
+            other = hub_files(f"{layout.path}:{split}")
+            if other is not None and _labelled(other):
+                return f"{layout.path}:{split}"
+    return None
+
+
+def _parquet_groups(file: Path) -> list[tuple[int, int, int]]:
+    """``(row group, 0, rows)`` of each row group of a Parquet file."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(file).metadata
+    return [(g, 0, meta.row_group(g).num_rows) for g in range(meta.num_row_groups)]
+
+
+def _arrow_batches(file: Path) -> list[Any]:
+    """The record batches of an Arrow file, memory-mapped (nothing read until used)."""
+    import pyarrow as pa
+
+    source = pa.memory_map(str(file))
+    try:
+        return list(pa.ipc.open_stream(source))
+    except pa.ArrowInvalid:
+        reader = pa.ipc.open_file(source)
+        return [reader.get_batch(i) for i in range(reader.num_record_batches)]
+
+
+def _arrow_groups(file: Path) -> list[tuple[int, int, int]]:
+    """``(batch, offset, rows)``: each record batch of an Arrow file cut into groups of at
+    most ``ROWS_PER_GROUP`` rows (slicing a mapped batch reads nothing)."""
+    return [
+        (b, start, min(ROWS_PER_GROUP, batch.num_rows - start))
+        for b, batch in enumerate(_arrow_batches(file))
+        for start in range(0, batch.num_rows, ROWS_PER_GROUP)
+    ]
+
+
+class HubImageSource(ShardSource):
+    """Images of a Hugging Face dataset's split (Parquet from the Hub or ``to_parquet``,
+    Arrow from ``save_to_disk``), read row group by row group.
+
+    Ids are the images' file names where every row has its own (``image.path``), else the
+    rows' numbers in the split from 0 (``dataset[i]``), or the values of ``id_column``.
+    Labels come from ``label_column``, else the features' ``ClassLabel`` column (its
+    class names), else a column named ``label``; ``-1`` and empty cells are no label.
+
+    Args:
+        spec: ``PATH`` or ``PATH:SPLIT`` (see :func:`hub_files`).
+        image_size, channels, pixel_bits: as for :class:`ShardSource`.
+        label_column: the column of labels.
+        id_column: the column of ids.
+
+    Raises:
+        ValueError: no column of images, or a named column the split does not have.
+    """
+
+    def __init__(
+        self,
+        spec: str | os.PathLike,
+        *,
+        image_size: int | None = None,
+        channels: int | None = None,
+        pixel_bits: int | None = None,
+        label_column: str | None = None,
+        id_column: str | None = None,
+    ) -> None:
+        layout = hub_files(spec)
+        if layout is None:
+            raise ValueError(f"{spec}: no Hugging Face dataset of images (no column of images)")
+        self.layout = layout
+        self.name = str(spec)
+        self.root = layout.path if layout.path.is_dir() else layout.path.parent
+        self._columns = list(_schema(layout.files[0]).names)
+        for option, column in (("--label-column", label_column), ("--id-column", id_column)):
+            if column is not None and column not in self._columns:
+                raise ValueError(
+                    f"{spec}: {option} {column!r} is not a column of "
+                    f"{layout.files[0].name} (columns: {', '.join(self._columns)})"
+                )
+        sizes = [
+            (f, *group)
+            for f, file in enumerate(layout.files)
+            for group in (_arrow_groups(file) if layout.arrow else _parquet_groups(file))
+        ]
+        self._layout([(f, g, offset) for f, g, offset, _ in sizes], [n for *_, n in sizes])
+        self._files = [str(file) for file in layout.files]
+        self._check_group_memory()
+        self._ids = self._read_ids(id_column)
+        self._read_hub_labels(label_column)
+        self.index_note = self._note()
+        self._sizes_and_bits(image_size, channels, pixel_bits)
+
+    def _note(self) -> str:
+        layout = self.layout
+        kind = "Arrow (save_to_disk)" if layout.arrow else "Parquet"
+        files = f"{len(layout.files)} {kind} file{'s' if len(layout.files) != 1 else ''}"
+        if layout.split is None:
+            return f"a Hugging Face dataset: {files}"
+        note = f"split {layout.split} of a Hugging Face dataset: {files}"
+        others = layout.others()
+        if others:
+            note += f"; also {', '.join(others)} (read one as {layout.path}:{others[0]})"
+        return note
+
+    def _column(self, name: str) -> list[Any]:
+        """Every value of a column (a record's field as ``column.field``), file after file."""
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        values: list[Any] = []
+        head, _, part = name.partition(".")
+        for file in self.layout.files:
+            if self.layout.arrow:
+                for batch in _arrow_batches(file):
+                    column = batch.column(batch.schema.get_field_index(head))
+                    values.extend((pc.struct_field(column, part) if part else column).to_pylist())
+            else:
+                values.extend(pq.read_table(file, columns=[name]).column(0).to_pylist())
+        return values
+
+    def _read_ids(self, id_column: str | None) -> list[str]:
+        if id_column is not None:
+            values = self._column(id_column)
+            missing = [i for i, v in enumerate(values) if v is None]
+            if missing:
+                raise ValueError(f"{self.name}: row {missing[0]} has no id in {id_column!r}")
+            ids = [str(v) for v in values]
+            check_unique_ids(ids, self.name)
+            return ids
+        import pyarrow as pa
+
+        kind = _schema(self.layout.files[0]).field(self.layout.media).type
+        if pa.types.is_struct(kind):
+            paths = self._column(f"{self.layout.media}.path")
+            names = [os.path.basename(p) if isinstance(p, str) else None for p in paths]
+            if None not in names and len(set(names)) == len(names):
+                return names
+            if None not in paths and len(set(paths)) == len(paths):
+                return [str(p) for p in paths]
+        return [str(i) for i in range(self._n)]
+
+    def _read_hub_labels(self, label_column: str | None) -> None:
+        """Labels of every row (the label column only): class names of a ``ClassLabel``,
+        values of another column; rows without one make the labels partial."""
+        layout = self.layout
+        column = label_column
+        if column is None:
+            found = [c for c in layout.class_label_columns() if c in self._columns]
+            named = [c for c in LABEL_COLUMN_NAMES if c in self._columns]
+            preferred = [c for c in found if c in LABEL_COLUMN_NAMES]
+            column = (preferred or found or named or [None])[0]
+            if len(found) > 1:
+                self.warning = (
+                    f"{self.name}: class labels in {', '.join(found)}; read {column!r} "
+                    "(--label-column names another)"
+                )
+        if column is None:
+            return
+        values = self._column(column)
+        names = layout.class_names(column)
+        if names is not None:
+            given = [
+                names[v] if isinstance(v, int) and 0 <= v < len(names) else None for v in values
+            ]
+        else:
+            given = [None if v is None or v == "" or v == -1 else str(v) for v in values]
+        used = {v for v in given if v is not None}
+        classes = [n for n in names if n in used] if names else sorted(used, key=_natural)
+        if not classes:
+            return
+        code = {name: i for i, name in enumerate(classes)}
+        labels = np.array([code.get(v, -1) for v in given], dtype=np.int64)  # type: ignore[arg-type]
+        if (labels >= 0).all():
+            self.labels, self.classes = labels, classes
+            return
+        rows = np.flatnonzero(labels >= 0)
+        self.partial_labels = PartialLabels(rows, labels[rows], classes, column)
+        self.warning = self.partial_labels.note(self._n, "items")
+
+    def _check_group_memory(self) -> None:
+        """Refuse row groups so large that reading one would crowd the memory out."""
+        import pyarrow.parquet as pq
+
+        from selfsup.core.memory import available_memory
+
+        if self.layout.arrow:
+            return  # record batches are mapped and read in slices
+        largest, where = 0, ""
+        for file in self.layout.files:
+            meta = pq.ParquetFile(file).metadata
+            for g in range(meta.num_row_groups):
+                size = meta.row_group(g).total_byte_size
+                if size > largest:
+                    largest, where = size, f"{file.name}'s row group {g}"
+        import torch
+
+        allowed = GROUP_MEMORY_SHARE * available_memory(torch.device("cpu"))
+        if largest > allowed:
+            raise ValueError(
+                f"{self.name}: {where} holds {largest / 2**30:.1f} GiB, read whole for any of "
+                f"its images (more than {allowed / 2**30:.1f} GiB, an eighth of the memory "
+                "available); write the file with smaller row groups (pyarrow's "
+                "row_group_size=100, as the Hub's are) or pack it: selfsup datasets pack"
+            )
+
+    @property
+    def ids(self) -> Sequence[str]:
+        return self._ids
+
+    def _read_group(self, group: int) -> tuple[list[str], list[str | None], list[bytes | str]]:
+        import pyarrow.parquet as pq
+
+        file, unit, offset = self._groups[group]
+        start, stop = int(self._starts[group]), int(self._starts[group + 1])
+        if self.layout.arrow:
+            if file not in self._handles:
+                self._handles[file] = _arrow_batches(self.layout.files[file])
+            batch = self._handles[file][unit].slice(offset, stop - start)  # type: ignore[index]
+            records = batch.column(batch.schema.get_field_index(self.layout.media)).to_pylist()
+        else:
+            if file not in self._handles:
+                self._handles[file] = pq.ParquetFile(self.layout.files[file])
+            handle = self._handles[file]
+            table = handle.read_row_group(unit, columns=[self.layout.media])  # type: ignore[attr-defined]
+            records = table.column(0).to_pylist()
+        ids = list(self._ids[start:stop])
+        blobs = [self._bytes_of(record, file) for record in records]
+        return ids, [None] * len(ids), blobs
+
+    def _bytes_of(self, record: Any, file: int) -> bytes | str:
+        """The encoded image of a row: its bytes, else the file its ``path`` names
+        (absolute, or beside the dataset's file); else why there is none (the item is
+        then unreadable, with that reason)."""
+        if isinstance(record, (bytes, bytearray)) and record:
+            return bytes(record)
+        if not isinstance(record, dict):
+            return "no image in the row"
+        if record.get("bytes"):
+            return bytes(record["bytes"])
+        path = record.get("path")
+        if not path:
+            return "no image in the row (neither bytes nor a path)"
+        for candidate in (Path(path), self.layout.files[file].parent / path):
+            if candidate.is_file():
+                try:
+                    return candidate.read_bytes()
+                except OSError as err:
+                    return f"cannot read the image's file {path}: {err.strerror}"
+        return f"the image's file {path} does not exist"
+
+
+def _natural(name: str) -> tuple[int, int | str]:
+    """Numbers in numeric order before words (``2`` before ``10``)."""
+    return (0, int(name)) if name.lstrip("-").isdigit() else (1, name)

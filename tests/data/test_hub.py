@@ -1,0 +1,136 @@
+"""Hugging Face datasets of images: Hub Parquet folders, ``to_parquet`` files and
+``save_to_disk`` folders, read as image data by every command."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hub_datasets import image_rows, write_parquet, write_saved
+from selfsup.data import hub
+from selfsup.data.hub import HubImageSource, hub_files, hub_test_split
+from selfsup.modalities import infer_modality, open_source, train_test_sources
+
+
+def value_of(source, index):
+    """The gray value an item was written with (its pixels, read back)."""
+    return round(float(source.read(index).mean()) * 255)
+
+
+@pytest.fixture
+def hub_folder(tmp_path):
+    """A Hub download: two train files (one sorted by class, as imagefolder exports are) and
+    a test file, each in row groups of 4."""
+    root = tmp_path / "photos"
+    write_parquet(
+        root / "data/train-00000-of-00002.parquet", image_rows([10, 20, 30, 40, 50], [0] * 5)
+    )
+    write_parquet(root / "data/train-00001-of-00002.parquet", image_rows([60, 70, 80], [1] * 3))
+    write_parquet(
+        root / "data/test-00000-of-00001.parquet", image_rows([90, 100, 110, 120], [0, 1, 0, 1])
+    )
+    (root / "README.md").write_text("---\nlicense: cc\n---\n")
+    return root
+
+
+def test_a_hub_folder_reads_its_train_split_with_class_names_and_file_names(hub_folder):
+    assert infer_modality(str(hub_folder)) == "image"
+    source = open_source(str(hub_folder))
+    assert isinstance(source, HubImageSource) and len(source) == 8
+    assert source.classes == ["cat", "dog"] and source.labels.tolist() == [0] * 5 + [1] * 3
+    assert list(source.ids) == [f"img_{v:03d}.png" for v in (10, 20, 30, 40, 50, 60, 70, 80)]
+    assert [value_of(source, i) for i in (0, 4, 5, 7)] == [10, 50, 60, 80]  # across groups
+    assert "split train" in source.index_note and f"{hub_folder}:test" in source.index_note
+    test = open_source(f"{hub_folder}:test")
+    assert len(test) == 4 and value_of(test, 3) == 120 and test.labels.tolist() == [0, 1, 0, 1]
+
+
+def test_evaluation_scores_on_the_datasets_own_test_split(hub_folder):
+    fit, test = train_test_sources(str(hub_folder))
+    assert (len(fit), len(test), test.name) == (8, 4, f"{hub_folder}:test")
+
+
+def test_a_test_split_without_labels_is_not_the_evaluation_split(tmp_path):
+    rows = image_rows(list(range(10, 90, 10)), [0, 1] * 4)
+    unlabelled = image_rows([5, 6, 7], [-1, -1, -1])  # as GLUE-style test splits hold them
+    root = write_saved(tmp_path / "saved", {"train": rows, "test": unlabelled})
+    assert hub_test_split(str(root)) is None
+    test = open_source(f"{root}:test")
+    assert test.labels is None and test.partial_labels is None  # no label at all
+    fit, held = train_test_sources(str(root))  # a stratified split of train instead
+    assert len(fit) + len(held) == 8 and held.name != f"{root}:test"
+
+
+def test_save_to_disk_folders_and_single_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(hub, "ROWS_PER_GROUP", 2)  # record batches of 5 cut into groups of 2
+    rows = image_rows([10, 20, 30, 40, 50, 60, 70], [0, 1, 0, 1, -1, 0, 1], paths=False)
+    saved = write_saved(tmp_path / "dd", {"train": rows})
+    source = open_source(str(saved))
+    assert len(source) == 7 and list(source.ids) == [str(i) for i in range(7)]  # no paths
+    assert [value_of(source, i) for i in range(7)] == [10, 20, 30, 40, 50, 60, 70]
+    assert source.labels is None and source.partial_labels.rows.tolist() == [0, 1, 2, 3, 5, 6]
+    assert "1 of 7 items has no label" in source.warning
+    single = write_parquet(tmp_path / "photos.parquet", rows[:3], names=None)
+    assert infer_modality(str(single)) == "image"
+    one = open_source(str(single))
+    assert len(one) == 3 and one.labels is None and one.index_note.startswith("a Hugging Face")
+
+
+def test_rows_without_a_readable_image_are_skipped_with_their_reason(tmp_path):
+    rows = image_rows([10, 20, 30, 40, 50], [0, 1, 0, 1, 0])
+    rows[1]["image"] = {"bytes": rows[1]["image"]["bytes"][:40], "path": "cut.png"}
+    rows[2]["image"] = None
+    rows[3]["image"] = {"bytes": None, "path": "gone/x.png"}
+    (tmp_path / "beside").mkdir()
+    (tmp_path / "beside/y.png").write_bytes(image_rows([77])[0]["image"]["bytes"])
+    rows[4]["image"] = {"bytes": None, "path": "beside/y.png"}  # beside the dataset's file
+    source = open_source(str(write_parquet(tmp_path / "train.parquet", rows)))
+    batch = source.read_batch(range(5))
+    assert batch.indices == [0, 4] and value_of(source, 4) == 77
+    reasons = {s.item_id: s.reason for s in batch.skipped}  # a row without a path: row ids
+    assert reasons["1"].startswith("cannot read image")
+    assert reasons["2"] == "no image in the row"
+    assert reasons["3"] == "the image's file gone/x.png does not exist"
+
+
+def test_options_and_splits_a_dataset_cannot_take_are_refused_in_one_line(hub_folder):
+    with pytest.raises(
+        ValueError, match=r"photos:valid: .*photos has no split 'valid' \(splits: train, test\)"
+    ):
+        open_source(f"{hub_folder}:valid")
+    with pytest.raises(ValueError, match="--labels is for a folder's files"):
+        open_source(str(hub_folder), labels="labels.csv")
+    with pytest.raises(
+        ValueError, match=r"--label-column 'stars' is not a column of .*\(columns: image, label\)"
+    ):
+        open_source(str(hub_folder), label_column="stars")
+
+
+def test_a_row_group_too_large_to_read_is_refused_before_reading(hub_folder, monkeypatch):
+    monkeypatch.setattr(hub, "GROUP_MEMORY_SHARE", 1e-9)
+    with pytest.raises(
+        ValueError, match=r"row group 0 holds .* GiB, read whole .* row_group_size=100"
+    ):
+        HubImageSource(str(hub_folder))
+
+
+def test_tables_with_a_binary_column_are_not_taken_for_images(tmp_path):
+    import pandas as pd
+
+    frame = pd.DataFrame({"amount": [1.0, 2.0], "blob": [b"x", b"y"], "label": [0, 1]})
+    frame.to_parquet(tmp_path / "tx.parquet")
+    assert hub_files(tmp_path / "tx.parquet") is None
+    assert infer_modality(str(tmp_path / "tx.parquet")) == "tabular"
+
+
+def test_a_run_trains_evaluates_and_embeds_a_hub_dataset(hub_folder, tmp_path):
+    import selfsup
+
+    run = selfsup.pretrain(
+        str(hub_folder), method="simclr", backbone="small-cnn", steps=2, batch_size=4,
+        image_size=12, out=str(tmp_path / "run"),
+    )  # fmt: skip
+    result = run.evaluate(str(hub_folder), protocols=["knn"])
+    assert result.test_data == f"{hub_folder}:test"
+    embeddings = selfsup.load(tmp_path / "run").embed(f"{hub_folder}:test")
+    assert embeddings.shape[0] == 4 and np.isfinite(embeddings).all()
