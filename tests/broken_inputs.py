@@ -153,6 +153,7 @@ def case(reader: str, name: str, outcome: str, expect: str):
 
 
 IMAGES, ARRAYS, TABLES, TS = "image folder", ".npy/.npz arrays", "CSV/Parquet tables", ".ts series"
+HUB = "Hugging Face dataset"
 TEXT, AUDIO, RUNS, MODELS = "text and JSONL", "WAV audio folder", "run folder", "model folder"
 LABELS = "labels"
 
@@ -435,6 +436,36 @@ def _(d: Path, f: Fixtures) -> list[str]:
     whole = (d / "P1" / "1.dcm").read_bytes()
     (d / "P1" / "cut.dcm").write_bytes(whole[: len(whole) - 900])
     return show(d)
+
+
+# --- Hugging Face datasets --------------------------------------------------------------------
+
+
+@case(HUB, "a row's image cut short", "skipped", r"img_020\.png.*cannot read image")
+def _(d: Path, f: Fixtures) -> list[str]:
+    from tests.hub_datasets import image_rows, write_parquet
+
+    rows = image_rows([10, 20, 30, 40], [0, 1, 0, 1])
+    rows[1]["image"]["bytes"] = rows[1]["image"]["bytes"][:30]
+    write_parquet(d / "photos/data/train-00000-of-00001.parquet", rows)
+    return show(d / "photos")
+
+
+@case(HUB, "a row naming an image file that is not there", "skipped", r"does not exist")
+def _(d: Path, f: Fixtures) -> list[str]:
+    from tests.hub_datasets import image_rows, write_saved
+
+    rows = image_rows([10, 20, 30, 40], [0, 1, 0, 1])
+    rows[2]["image"] = {"bytes": None, "path": "/gone/img_030.png"}
+    return show(write_saved(d / "saved", {"train": rows}))
+
+
+@case(HUB, "a split the dataset does not have", "error", r"has no split 'valid' \(splits: train\)")
+def _(d: Path, f: Fixtures) -> list[str]:
+    from tests.hub_datasets import image_rows, write_parquet
+
+    write_parquet(d / "photos/train-00000-of-00001.parquet", image_rows([10, 20], [0, 1]))
+    return show(Path(f"{d / 'photos'}:valid"))
 
 
 # --- arrays -----------------------------------------------------------------------------------

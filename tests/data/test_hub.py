@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from tests.hub_datasets import image_rows, write_parquet, write_saved
 
-from hub_datasets import image_rows, write_parquet, write_saved
 from selfsup.data import hub
 from selfsup.data.hub import HubImageSource, hub_files, hub_test_split
 from selfsup.modalities import infer_modality, open_source, train_test_sources
@@ -134,3 +134,67 @@ def test_a_run_trains_evaluates_and_embeds_a_hub_dataset(hub_folder, tmp_path):
     assert result.test_data == f"{hub_folder}:test"
     embeddings = selfsup.load(tmp_path / "run").embed(f"{hub_folder}:test")
     assert embeddings.shape[0] == 4 and np.isfinite(embeddings).all()
+
+
+def _write_frame(path, frame, features):
+    """A DataFrame as a Parquet file of a Hugging Face dataset with ``features``."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    meta = {"huggingface": json.dumps({"info": {"features": features}})}
+    pq.write_table(table.replace_schema_metadata(meta), path)
+
+
+SENTIMENT = {
+    "idx": {"dtype": "int32", "_type": "Value"},
+    "sentence": {"dtype": "string", "_type": "Value"},
+    "label": {"names": ["negative", "positive"], "_type": "ClassLabel"},
+}
+
+
+def test_a_hub_dataset_of_texts_is_text_with_its_class_names_and_test_split(tmp_path):
+    import pandas as pd
+
+    words = ["good fine film", "bad dull plot", "great acting", "awful pacing"] * 5
+    train = pd.DataFrame({"idx": range(20), "sentence": words, "label": [1, 0, 1, 0] * 5})
+    root = tmp_path / "sst2"
+    _write_frame(root / "data/train-00000-of-00001.parquet", train, SENTIMENT)
+    _write_frame(root / "data/validation-00000-of-00001.parquet", train[:8], SENTIMENT)
+    unlabelled = train[:6].assign(label=-1)  # GLUE's test split: -1 everywhere
+    _write_frame(root / "data/test-00000-of-00001.parquet", unlabelled, SENTIMENT)
+    assert infer_modality(str(root)) == "text"
+    source = open_source(str(root))
+    assert len(source) == 20 and source.classes == ["negative", "positive"]
+    assert "split train" in source.index_note
+    test = open_source(f"{root}:test")
+    assert len(test) == 6 and test.labels is None  # unlabelled, not an error
+    fit, held = train_test_sources(str(root))  # the labelled validation split, not test
+    assert (len(fit), len(held), held.name) == (20, 8, f"{root}:validation")
+
+
+def test_hub_tables_and_split_named_parquet_files_are_tables_by_split(tmp_path):
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=30), "y": rng.normal(size=30)})
+    features = {
+        "x": {"dtype": "float64", "_type": "Value"},
+        "y": {"dtype": "float64", "_type": "Value"},
+        "target": {"names": ["ok", "fault"], "_type": "ClassLabel"},
+    }
+    _write_frame(tmp_path / "hub/train.parquet", frame.assign(target=[0, 1, -1] * 10), features)
+    assert infer_modality(str(tmp_path / "hub")) == "tabular"
+    table = open_source(str(tmp_path / "hub"))
+    assert table.labels is None and table.partial_labels.classes == ["fault", "ok"]
+    assert len(table.partial_labels.rows) == 20 and table.item_shape == (2,)
+    plain = tmp_path / "plain"  # pandas' own files, named by split: no features
+    plain.mkdir()
+    frame.assign(label=["a", "b"] * 15).to_parquet(plain / "train.parquet")
+    frame[:10].assign(label=["a", "b"] * 5).to_parquet(plain / "test.parquet")
+    assert len(open_source(str(plain), label_column="label")) == 30
+    fit, held = train_test_sources(str(plain), label_column="label")
+    assert (len(fit), len(held), held.name) == (30, 10, f"{plain}:test")

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from selfsup.data.base import PartialLabels, check_unique_ids
 from selfsup.data.shards import ROWS_PER_GROUP, ShardSource
@@ -263,7 +264,7 @@ def _split_files(path: Path) -> dict[str | None, list[Path]]:
 
 
 @functools.lru_cache(maxsize=64)
-def _hub_files(text: str, stamp: float) -> HubFiles | None:
+def _hub_layout(text: str, stamp: float) -> HubFiles | None:
     path, split = split_spec(text)
     by_split = _split_files(path)
     if not by_split:
@@ -280,8 +281,9 @@ def _hub_files(text: str, stamp: float) -> HubFiles | None:
         return None
     features = _features(schema, files[0].parent / "dataset_info.json")
     media = _media_column(schema, features)
-    if media is None:
-        return None
+    arrow = files[0].suffix.lower() == ".arrow"
+    if media is None and not (features or arrow or named):
+        return None  # a table of the user's own: the table readers read it
     order = sorted(named, key=lambda s: (*SPLIT_ORDER, s).index(s))
     return HubFiles(
         path=path,
@@ -290,16 +292,17 @@ def _hub_files(text: str, stamp: float) -> HubFiles | None:
         splits={s: len(by_split[s]) for s in order},
         features=features,
         media=media,
-        arrow=files[0].suffix.lower() == ".arrow",
+        arrow=arrow,
     )
 
 
-def hub_files(spec: str | os.PathLike) -> HubFiles | None:
-    """The files of the split ``spec`` names (``PATH`` or ``PATH:SPLIT``) when they hold a
-    column of encoded images, else None. Reads file names and the first file's schema.
+def hub_layout(spec: str | os.PathLike) -> HubFiles | None:
+    """The files of the split ``spec`` names (``PATH`` or ``PATH:SPLIT``) of a Hugging Face
+    dataset (files with ``datasets`` features, ``save_to_disk`` Arrow files, or Parquet
+    files named by their splits), else None. Reads file names and the first file's schema.
 
     Example:
-        >>> hub_files("/nonexistent") is None
+        >>> hub_layout("/nonexistent") is None
         True
     """
     path, _ = split_spec(spec)
@@ -307,7 +310,121 @@ def hub_files(spec: str | os.PathLike) -> HubFiles | None:
         stamp = path.stat().st_mtime
     except OSError:
         return None
-    return _hub_files(str(spec), stamp)
+    return _hub_layout(str(spec), stamp)
+
+
+def hub_files(spec: str | os.PathLike) -> HubFiles | None:
+    """:func:`hub_layout` where its files hold a column of encoded images, else None.
+
+    Example:
+        >>> hub_files("/nonexistent") is None
+        True
+    """
+    layout = hub_layout(spec)
+    return layout if layout is not None and layout.media is not None else None
+
+
+def layout_note(layout: HubFiles) -> str:
+    """Which split of which files a source reads, and the other splits, for its data line.
+
+    Example:
+        >>> layout_note(HubFiles(Path("reviews"), "train", (Path("a.parquet"),), {"train": 1,
+        ...     "test": 1}))
+        'split train of a Hugging Face dataset: 1 Parquet file; also test (read one as reviews:test)'
+    """  # noqa: E501
+    kind = "Arrow (save_to_disk)" if layout.arrow else "Parquet"
+    files = f"{len(layout.files)} {kind} file{'s' if len(layout.files) != 1 else ''}"
+    if layout.split is None:
+        return f"a Hugging Face dataset: {files}"
+    note = f"split {layout.split} of a Hugging Face dataset: {files}"
+    others = layout.others()
+    if others:
+        note += f"; also {', '.join(others)} (read one as {layout.path}:{others[0]})"
+    return note
+
+
+def hub_table(layout: HubFiles) -> Any:
+    """The split's rows as one Arrow table, file after file (a ``datasets`` table)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parts = [
+        pa.Table.from_batches(_arrow_batches(f)) if layout.arrow else pq.read_table(f)
+        for f in layout.files
+    ]
+    return pa.concat_tables(parts, promote_options="permissive") if len(parts) > 1 else parts[0]
+
+
+def hub_frame(layout: HubFiles) -> tuple[pd.DataFrame, str | None]:
+    """The split's rows as a DataFrame, ``ClassLabel`` codes as their class names (``-1``
+    as an empty cell), and the column of labels the features name (a ``ClassLabel`` named
+    ``label`` or ``labels``, else the first), or None (also where no row has a label).
+    Columns of lists or records (token lists, nested annotations) are left out: no table or
+    text reader takes them.
+
+    Example:
+        >>> import pyarrow as pa
+        >>> layout = HubFiles(Path("x"), None, (), features={"y": {"_type": "ClassLabel",
+        ...     "names": ["no", "yes"]}})
+        >>> frame = _named_classes(pa.table({"a": [1.5, 2.5], "y": [1, -1]}), layout)
+        >>> frame["y"].tolist(), default_label_column(layout, list(frame.columns))
+        (['yes', None], 'y')
+    """
+    import pyarrow as pa
+
+    table = hub_table(layout)
+    nested = [f.name for f in table.schema if pa.types.is_nested(f.type) or f.name == layout.media]
+    frame = _named_classes(table.drop_columns(nested), layout)
+    column = default_label_column(layout, list(frame.columns))
+    if column is not None and frame[column].isna().all():
+        column = None  # a test split of -1 everywhere: unlabelled rows, not an error
+    return frame, column
+
+
+def _named_classes(table: Any, layout: HubFiles) -> pd.DataFrame:
+    frame = table.to_pandas()
+    for column in frame.columns:
+        names = layout.class_names(column)
+        if names is not None:
+            named = [
+                names[int(v)] if pd.notna(v) and 0 <= int(v) < len(names) else None
+                for v in frame[column]
+            ]
+            frame[column] = pd.Series(named, index=frame.index, dtype=object)
+    return frame
+
+
+def default_label_column(layout: HubFiles, columns: list[str]) -> str | None:
+    """The ``ClassLabel`` column read as labels when none is given: one named ``label`` or
+    ``labels``, else the first; None when the features name none."""
+    found = [c for c in layout.class_label_columns() if c in columns]
+    preferred = [c for c in found if c in LABEL_COLUMN_NAMES]
+    return (preferred or found or [None])[0]
+
+
+def hub_text_column(spec: str | os.PathLike) -> str | None:
+    """The column of texts of a Hugging Face dataset of texts: the one string column its
+    features name, where the others are class labels or numbers (an ``idx``); None for
+    any other data (two text columns, a table with a text column, images).
+
+    Example:
+        >>> hub_text_column("/nonexistent") is None
+        True
+    """
+    layout = hub_layout(spec)
+    if layout is None or layout.media is not None or not layout.features:
+        return None
+    texts, others = [], []
+    for name, feature in layout.features.items():
+        kind = feature.get("_type") if isinstance(feature, dict) else None
+        dtype = feature.get("dtype") if isinstance(feature, dict) else None
+        if kind == "Value" and dtype in ("string", "large_string"):
+            texts.append(name)
+        elif kind == "ClassLabel" or (kind == "Value" and str(dtype).startswith(("int", "uint"))):
+            continue
+        else:
+            others.append(name)
+    return texts[0] if len(texts) == 1 and not others else None
 
 
 def _labelled(layout: HubFiles) -> bool:
@@ -317,8 +434,8 @@ def _labelled(layout: HubFiles) -> bool:
     import pyarrow.parquet as pq
 
     names = _schema(layout.files[0]).names
-    found = [c for c in layout.class_label_columns() if c in names]
-    column = (found or [c for c in LABEL_COLUMN_NAMES if c in names] or [None])[0]
+    column = default_label_column(layout, names)
+    column = column or next((c for c in LABEL_COLUMN_NAMES if c in names), None)
     if column is None:
         return False
     for file in layout.files:
@@ -337,18 +454,19 @@ def _labelled(layout: HubFiles) -> bool:
 
 def hub_test_split(spec: str | os.PathLike) -> str | None:
     """``PATH:test`` (else ``PATH:validation``) when ``spec`` reads a Hugging Face dataset's
-    train split and that split has labels, as evaluation's test data; else None.
+    train split and that split has labels (its ``ClassLabel`` column, else ``label``), as
+    evaluation's test data; else None.
 
     Example:
         >>> hub_test_split("/nonexistent") is None
         True
     """
-    layout = hub_files(spec)
+    layout = hub_layout(spec)
     if layout is None or layout.split != "train":
         return None
     for split in ("test", "validation"):
         if split in layout.splits:
-            other = hub_files(f"{layout.path}:{split}")
+            other = hub_layout(f"{layout.path}:{split}")
             if other is not None and _labelled(other):
                 return f"{layout.path}:{split}"
     return None
@@ -436,20 +554,8 @@ class HubImageSource(ShardSource):
         self._check_group_memory()
         self._ids = self._read_ids(id_column)
         self._read_hub_labels(label_column)
-        self.index_note = self._note()
+        self.index_note = layout_note(layout)
         self._sizes_and_bits(image_size, channels, pixel_bits)
-
-    def _note(self) -> str:
-        layout = self.layout
-        kind = "Arrow (save_to_disk)" if layout.arrow else "Parquet"
-        files = f"{len(layout.files)} {kind} file{'s' if len(layout.files) != 1 else ''}"
-        if layout.split is None:
-            return f"a Hugging Face dataset: {files}"
-        note = f"split {layout.split} of a Hugging Face dataset: {files}"
-        others = layout.others()
-        if others:
-            note += f"; also {', '.join(others)} (read one as {layout.path}:{others[0]})"
-        return note
 
     def _column(self, name: str) -> list[Any]:
         """Every value of a column (a record's field as ``column.field``), file after file."""

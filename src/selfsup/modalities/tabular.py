@@ -25,7 +25,7 @@ from selfsup.backbones import TabularMLP
 from selfsup.config import PretrainConfig
 from selfsup.data.base import Source
 from selfsup.data.folders import first_file
-from selfsup.data.hub import hub_files
+from selfsup.data.hub import hub_files, hub_frame, hub_layout, hub_test_split, layout_note
 from selfsup.data.shards import is_shard_folder
 from selfsup.data.table_files import TABLE_SUFFIXES, files_note, read_table_folder
 from selfsup.data.tabular import (
@@ -72,6 +72,8 @@ class TabularModality(Modality):
             return True
         if is_shard_folder(spec) or hub_files(spec) is not None:  # images in Parquet
             return False
+        if hub_layout(spec) is not None:  # a Hugging Face dataset's split (:SPLIT)
+            return True
         if Path(spec).suffix.lower() in TABLE_SUFFIXES:
             return True
         return folder_media(spec) is None and first_file(spec, TABLE_SUFFIXES) is not None
@@ -85,6 +87,13 @@ class TabularModality(Modality):
             return load_table_file(spec, **options)
         if isinstance(spec, str) and is_tabular_spec(spec):
             return open_table(spec, options.get("preprocessor"))
+        layout = hub_layout(spec)
+        if layout is not None and layout.media is None:  # a Hugging Face dataset's split
+            frame, label_column = hub_frame(layout)
+            given = {"label_column": label_column, **options, "name": str(spec)}
+            source = load_table_file(frame, **given)
+            source.index_note = layout_note(layout)
+            return source
         path = Path(spec).expanduser()
         if path.is_file():
             return load_table_file(path, **options)
@@ -102,7 +111,7 @@ class TabularModality(Modality):
     def official_test(self, spec: str) -> str | None:
         if is_tabular_spec(spec) and not spec.endswith(":test"):
             return f"{spec.removesuffix(':train')}:test"
-        return None
+        return hub_test_split(spec)
 
     def run_source_options(self, run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
         """The run's fitted encoding; later data may come without its labels."""

@@ -33,6 +33,7 @@ from selfsup.backbones.hf import (
 )
 from selfsup.config import PretrainConfig
 from selfsup.data.base import Source
+from selfsup.data.hub import hub_frame, hub_layout, hub_test_split, hub_text_column, layout_note
 from selfsup.data.text import (
     POOLED_WINDOWS,
     TEXT_SUFFIXES,
@@ -92,6 +93,7 @@ class TextModality(Modality):
             is_text_spec(spec)
             or Path(spec).suffix.lower() in TEXT_SUFFIXES
             or folder_media(spec) == "text"
+            or hub_text_column(spec) is not None
         )
 
     def claims_config(self, cfg: PretrainConfig) -> bool:
@@ -106,6 +108,14 @@ class TextModality(Modality):
             return open_text_corpus(spec, **{k: v for k, v in options.items() if k not in columns})
         if isinstance(spec, pd.DataFrame):
             return load_text_file(spec, **options)
+        layout = hub_layout(spec) if isinstance(spec, (str, os.PathLike)) else None
+        if layout is not None and layout.media is None:  # a Hugging Face dataset's split
+            frame, label_column = hub_frame(layout)
+            found = {"text_column": hub_text_column(spec), "label_column": label_column}
+            given = {k: v for k, v in options.items() if k != "labels"}
+            source = load_text_file(frame, name=str(spec), **{**found, **given})
+            source.index_note = layout_note(layout)
+            return source
         path = Path(spec).expanduser()
         if path.exists():
             return load_text_file(path, **options)
@@ -115,7 +125,9 @@ class TextModality(Modality):
         )
 
     def official_test(self, spec: str) -> str | None:
-        return f"{spec.removesuffix(':train')}:test" if has_test_split(spec) else None
+        if has_test_split(spec):
+            return f"{spec.removesuffix(':train')}:test"
+        return hub_test_split(spec)
 
     def run_source_options(self, run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
         """The run's tokenizer and text column; later data may come without its labels."""
