@@ -35,6 +35,7 @@ from selfsup.core.memory import PeakTracker, available_memory
 from selfsup.core.precision import cpu_has_fast_bf16
 from selfsup.core.progress import TrainingProgress
 from selfsup.data.base import SkippedItem, Source, by_length, unit_items
+from selfsup.data.hub import split_spec
 from selfsup.data.loading import affordable_workers, read_ahead
 from selfsup.data.splits import SubsetSource, item_labels, root_rows
 from selfsup.encoder import Encoder
@@ -810,8 +811,9 @@ def _cache_files(folder: Path, key: dict[str, Any]) -> tuple[Path, Path]:
 
 def data_stamp(source: Source) -> str | None:
     """A digest of the names, sizes and modification times of the files ``source`` (or the
-    source under a subset) reads: the file, or every file under the folder; None for data
-    not read from a path (arrays, DataFrames, named datasets).
+    source under a subset) reads: the file, or every file under the folder (of a split
+    ``PATH:SPLIT``, under ``PATH``); None for data not read from a path (arrays, DataFrames,
+    named datasets).
 
     Example:
         >>> import tempfile
@@ -827,7 +829,7 @@ def data_stamp(source: Source) -> str | None:
     root = source
     while getattr(root, "source", None) is not None:
         root = root.source  # type: ignore[attr-defined]
-    path = Path(str(root.name)).expanduser()
+    path = split_spec(str(root.name))[0]  # a dataset's split PATH:SPLIT: its folder's files
     digest = hashlib.sha256()
     if path.is_file():
         found = path.stat()

@@ -749,7 +749,8 @@ def pretrain(
         side = f" at {cfg.image_size} px" if cfg.image_size else ""
         say(
             f"encoder: {cfg.backbone or 'custom'}{side}, {cfg.method}; "
-            f"{modality.preparation(cfg)} in {time.perf_counter() - started:.1f} s"
+            f"{modality.preparation(cfg)} in "
+            f"{modality.preparation_seconds(cfg, source, time.perf_counter() - started):.1f} s"
         )
     if cfg.lora:  # before the method copies the encoder (momentum teachers) and on resume
         added = add_lora(encoder.backbone, cfg.lora, cfg.lora_alpha)

@@ -28,6 +28,7 @@ Example:
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -88,6 +89,8 @@ class TextTokenizer:
         if max_length < 1:
             raise ValueError(f"max_length must be at least 1, got {max_length}")
         self.tokenizer = tokenizer
+        #: How long learning the merges took, for a tokenizer trained here (else None).
+        self.trained_seconds: float | None = None
         self.max_length = int(max_length)
         self.special_ids = None if special_ids is None else tuple(int(i) for i in special_ids)
         self.to_model: np.ndarray | None = None
@@ -157,8 +160,11 @@ class TextTokenizer:
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
             show_progress=False,
         )
+        started = time.perf_counter()
         tokenizer.train_from_iterator(texts, trainer)
-        return cls(tokenizer, max_length)
+        trained = cls(tokenizer, max_length)
+        trained.trained_seconds = time.perf_counter() - started
+        return trained
 
     @property
     def window_tokens(self) -> int:

@@ -107,6 +107,12 @@ class Modality(ABC):
         """What building the encoder computes from the data, printed with the time it took."""
         return "input statistics"
 
+    def preparation_seconds(self, cfg: PretrainConfig, source: Source, seconds: float) -> float:
+        """The time :meth:`preparation` took: ``seconds``, measured around building the
+        encoder, unless the work was done before (a tokenizer trained when the data was
+        opened)."""
+        return seconds
+
     # --- data -----------------------------------------------------------------------------
     def claims(self, spec: str) -> bool:
         """Whether a ``DATA`` argument is of this modality when ``--modality`` is not given."""

@@ -177,6 +177,22 @@ class TextModality(Modality):
             return "the teacher's tokenizer read"
         return "tokenizer trained on the texts"
 
+    def preparation_seconds(self, cfg: PretrainConfig, source: Source, seconds: float) -> float:
+        """A tokenizer trained while the data was opened (to measure long documents in
+        tokens) took its own time, not the encoder's.
+
+        Example:
+            >>> tok = TextTokenizer.train(["one two three"] * 5, 300)
+            >>> tok.trained_seconds = 12.5
+            >>> TEXT.preparation_seconds(PretrainConfig(data="-"), TextSource(["a"],
+            ...     tokenizer=tok), 0.1)
+            12.5
+        """
+        trained = tokenizer_of(source).trained_seconds
+        if self.preparation(cfg).startswith("tokenizer trained") and trained is not None:
+            return max(seconds, trained)
+        return seconds
+
     def training_source(self, source: Source, cfg: PretrainConfig) -> tuple[Source, str | None]:
         """Long documents are trained on whole: when the median document (of up to
         ``SAMPLED_DOCUMENTS`` spread over the data) is longer than one read
