@@ -268,6 +268,9 @@ class Run:
         told so). Embeddings another command kept (:meth:`embeddings`) are written as they
         are, without embedding again. See ``selfsup.embedding.write_embeddings``."""
         source = self.open(data)
+        notes = [n for n in (source.index_note, source.labels_note) if n]
+        if say is not None and notes:  # which files, which split: what was embedded
+            say(f"data: {source.name}: {len(source):,} items ({'; '.join(notes)})")
         key = cache_key(self.encoder, source)  # also what an interrupted write's rows match
         kept = kept_embeddings(source, self.path / EMBEDDINGS_DIR, key, say)
         if kept is not None:

@@ -26,12 +26,15 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import io
 import math
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import soundfile
@@ -72,6 +75,52 @@ POOLED_CLIPS = 32
 LOG_MEL_CHUNK = 256
 
 
+#: The first bytes of the containers a file without a suffix may be, and the suffix that
+#: picks its decoder.
+_MAGIC = ((b"RIFF", ".wav"), (b"fLaC", ".flac"), (b"OggS", ".ogg"), (b"ID3", ".mp3"),
+          (b"\xff\xfb", ".mp3"), (b"\xff\xf3", ".mp3"), (b"FORM", ".aiff"),
+          (b"#!AMR", ".amr"), (b"0&\xb2u", ".wma"))  # fmt: skip
+
+
+class AudioBytes:
+    """An encoded audio file held in memory (a row of a Hugging Face dataset), read as a
+    file on disk is: ``os.fspath`` gives its name for its suffix, which picks the decoder
+    (a name without an audio suffix gets one from the file's first bytes).
+
+    Example:
+        >>> import io, soundfile
+        >>> out = io.BytesIO()
+        >>> soundfile.write(out, np.zeros(800, np.float32), 8000, format="WAV")
+        >>> clip = AudioBytes("17", out.getvalue())
+        >>> os.fspath(clip), audio_header(clip)
+        ('17.wav', (800, 8000, True))
+    """
+
+    def __init__(self, name: str, data: bytes) -> None:
+        self.name, self.data = name, data
+        if not name.lower().endswith(AUDIO_EXTENSIONS):
+            head = data[:12]
+            found = [suffix for magic, suffix in _MAGIC if head.startswith(magic)]
+            self.name = name + (".m4a" if head[4:8] == b"ftyp" else (found or [""])[0])
+
+    def __fspath__(self) -> str:
+        return self.name
+
+    def __str__(self) -> str:
+        return self.name
+
+    def is_file(self) -> bool:
+        return True
+
+    def open(self) -> io.BytesIO:
+        return io.BytesIO(self.data)
+
+
+def _input(path: str | os.PathLike) -> Any:
+    """What a decoder opens: the file's path, or the bytes of one held in memory."""
+    return path.open() if isinstance(path, AudioBytes) else str(path)
+
+
 def _reason(err: Exception, path: Path) -> str:
     """Why the file at ``path`` could not be decoded. libsndfile says a file it cannot parse
     "does not exist or is not a regular file"; where the file is there, it is not one it
@@ -82,7 +131,7 @@ def _reason(err: Exception, path: Path) -> str:
         ...                      "regular file (possibly a pipe?)."), Path(__file__))
         'not audio that libsndfile decodes (damaged, or another format under its suffix)'
     """
-    text = str(err)
+    text = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", f"'{path}'", str(err))  # in memory
     if "does not exist or is not a regular file" in text and path.is_file():
         return "not audio that libsndfile decodes (damaged, or another format under its suffix)"
     return f"{type(err).__name__}: {text}"
@@ -130,10 +179,10 @@ def read_audio(path: str | os.PathLike, sample_rate: int) -> np.ndarray:
         (160,)
     """
     if is_ffmpeg_audio(path):
-        samples, rate = read_ffmpeg(path)
+        samples, rate = read_ffmpeg(_input(path))
     else:
         with quiet_decoder(path):
-            samples, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+            samples, rate = soundfile.read(_input(path), dtype="float32", always_2d=True)
     if samples.shape[0] == 0:
         raise ValueError("the file holds no audio samples")
     return _mono(samples, rate, sample_rate)
@@ -219,16 +268,16 @@ def audio_header(path: str | os.PathLike) -> tuple[int, int, bool]:
         (500, 1000, True)
     """
     if is_ffmpeg_audio(path):
-        return (*ffmpeg_header(path), True)
-    with quiet_decoder(path), soundfile.SoundFile(str(path)) as audio:
+        return (*ffmpeg_header(_input(path)), True)
+    with quiet_decoder(path), soundfile.SoundFile(_input(path)) as audio:
         return int(audio.frames), int(audio.samplerate), bool(audio.seekable())
 
 
 def _read_part(path: str | os.PathLike, first: int, count: int) -> np.ndarray:
     """Samples ``first`` to ``first + count`` of a file, float32 (frames, channels)."""
     if is_ffmpeg_audio(path):
-        return read_ffmpeg(path, first, count)[0]
-    with quiet_decoder(path), soundfile.SoundFile(str(path)) as audio:
+        return read_ffmpeg(_input(path), first, count)[0]
+    with quiet_decoder(path), soundfile.SoundFile(_input(path)) as audio:
         audio.seek(first)
         return audio.read(frames=count, dtype="float32", always_2d=True)
 
@@ -363,6 +412,31 @@ class AudioFolderSource(Source):
             raise FileNotFoundError(f"no such folder: {self.root}")
         if not self.root.is_dir():
             raise NotADirectoryError(f"not a folder: {self.root}")
+        self._settings(
+            sample_rate, clip_seconds, n_mels, n_fft, hop_length, f_min, f_max, audio_input
+        )
+        self.name = str(self.root)
+        self.index, self.index_note = index_folder(self.root, AUDIO_EXTENSIONS, index)
+        self._ids = self.index.files
+        if not self._ids:
+            raise EmptySourceError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in {self.root}")
+        found = folder_labels(self.root, self._ids, labels_file, label_column, id_column)
+        self.labels, self.classes, self.partial_labels = found.labels, found.classes, found.partial
+        self.labels_note, self.warning = found.note, found.warning
+        self._items(clip_hop, pooled)
+
+    def _settings(
+        self,
+        sample_rate: int = 16000,
+        clip_seconds: float = 0.95,
+        n_mels: int = 64,
+        n_fft: int = 1024,
+        hop_length: int = 160,
+        f_min: float = 60.0,
+        f_max: float | None = None,
+        audio_input: str = "logmel",
+    ) -> None:
+        """Check and keep how files become items (see the class's arguments)."""
         if clip_seconds <= 0:
             raise ValueError(f"clip_seconds must be positive, got {clip_seconds}")
         if audio_input not in AUDIO_INPUTS:
@@ -377,15 +451,10 @@ class AudioFolderSource(Source):
                 f"clip_seconds={clip_seconds} gives {self.clip_samples} samples, too few for "
                 f"a window of {n_fft}; use clips longer than {n_fft / 2 / sample_rate:.3f} s"
             )
-        self.name = str(self.root)
         self.reads_files = True
-        self.index, self.index_note = index_folder(self.root, AUDIO_EXTENSIONS, index)
-        self._ids = self.index.files
-        if not self._ids:
-            raise EmptySourceError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in {self.root}")
-        found = folder_labels(self.root, self._ids, labels_file, label_column, id_column)
-        self.labels, self.classes, self.partial_labels = found.labels, found.classes, found.partial
-        self.labels_note, self.warning = found.note, found.warning
+
+    def _items(self, clip_hop: float | None, pooled: bool) -> None:
+        """Make the items: each file's centre clip, or every file's clips (``clip_hop``)."""
         # Clips of long files: (file, first sample, None: its centre) per item; None: one
         # centre clip a file.
         self._clips: list[tuple[int, int | None]] | None = None
@@ -403,11 +472,17 @@ class AudioFolderSource(Source):
         hop = max(1, round(hop_seconds * rate))
         self._set_clips(lambda path: clip_starts(path, rate, self.clip_samples, hop))
 
+    def _file_path(self, relative: str, file: int) -> Path | AudioBytes:
+        """Where file number ``file`` (``relative`` to the root) is read from."""
+        return self.root / relative
+
     def _set_clips(self, starts: Callable[[Path], Sequence[int | None]]) -> None:
         """Make the items the clips of every file that start where ``starts(path)`` says
         (None: the file's centre clip, with the file's own id)."""
         rate = self.settings.sample_rate
-        self._clips = [(f, s) for f, rel in enumerate(self._ids) for s in starts(self.root / rel)]
+        self._clips = [
+            (f, s) for f, rel in enumerate(self._ids) for s in starts(self._file_path(rel, f))
+        ]
         self._files = self._ids
         self._ids = [
             self._files[f] if s is None else f"{self._files[f]}@{s / rate:.2f}s"
@@ -494,7 +569,7 @@ class AudioFolderSource(Source):
         seconds = []
         for row in rows:
             try:
-                frames, rate, _ = audio_header(self.root / self.files[int(row)])
+                frames, rate, _ = audio_header(self._file_path(self.files[int(row)], int(row)))
                 seconds.append(frames / rate)
             except Exception:  # read and reported as unreadable when its items are read
                 continue
@@ -523,13 +598,13 @@ class AudioFolderSource(Source):
             ItemReadError: the file cannot be decoded.
         """
         item, rate, length = self._ids[index], self.settings.sample_rate, self.clip_samples
-        if self._clips is None:
-            path, start = self.root / item, None
-        else:
-            file, start = self._clips[index]
-            path = self.root / self._files[file]
+        file, start = (index, None) if self._clips is None else self._clips[index]
+        path: Path | AudioBytes = self.root / self.files[file]
         try:
+            path = self._file_path(self.files[file], file)
             return read_clip(path, rate, length, start)
+        except ItemReadError:  # a row of a dataset without a sound: its own reason
+            raise
         except Exception as err:  # a bad file can fail in any of the ways libsndfile can fail
             raise ItemReadError(item, f"cannot read audio: {_reason(err, path)}") from err
 

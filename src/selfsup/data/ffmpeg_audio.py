@@ -145,11 +145,12 @@ def write_aac(path: str | os.PathLike, samples: np.ndarray, rate: int) -> None:
 
 @contextlib.contextmanager
 def _opened(path: str | os.PathLike) -> Iterator[Any]:
-    """``av.open`` of an audio file; its failure as a ValueError with FFmpeg's reason."""
+    """``av.open`` of an audio file (or of one held in memory, a file object); its failure
+    as a ValueError with FFmpeg's reason."""
     import av
 
     try:
-        container = av.open(os.fspath(path))
+        container = av.open(path if hasattr(path, "read") else os.fspath(path))
     except Exception as err:  # av.error.* (invalid data, unknown format...)
         # FFmpeg's reason alone: its errors add their number and the path to it.
         reason = getattr(err, "strerror", None) or str(err)

@@ -46,6 +46,7 @@ import functools
 import json
 import os
 import re
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,8 +55,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from selfsup.data.base import PartialLabels, check_unique_ids
-from selfsup.data.shards import ROWS_PER_GROUP, ShardSource
+from selfsup.data.audio import AudioBytes, AudioFolderSource
+from selfsup.data.base import ItemReadError, PartialLabels, check_unique_ids
+from selfsup.data.shards import (
+    CACHED_BYTES,
+    CACHED_GROUPS,
+    ROWS_PER_GROUP,
+    WINDOW_GROUPS,
+    ShardSource,
+    blob_bytes,
+    block_order,
+)
 
 #: The files a Hugging Face dataset is written in.
 HUB_SUFFIXES = (".parquet", ".arrow")
@@ -77,6 +87,10 @@ SPLIT_ORDER = ("train", "validation", "test")
 #: Columns that hold encoded images without a ``datasets`` feature saying so (a WebDataset
 #: or an export written to Parquet by hand).
 IMAGE_COLUMN_NAMES = ("image", "img", "jpg", "jpeg", "png", "webp")
+#: Words that name a column of ``{bytes, path}`` records as sounds without features saying so.
+SOUND_COLUMN_WORDS = ("audio", "sound", "speech", "wav")
+#: What a column of encoded files holds, as ``datasets`` names its features.
+IMAGE, AUDIO = "Image", "Audio"
 #: Columns read as labels when the features name no ``ClassLabel`` and none is given.
 LABEL_COLUMN_NAMES = ("label", "labels")
 #: A row group larger than this share of the memory available is refused (it is read whole).
@@ -93,7 +107,8 @@ class HubFiles:
         files: its files, in order (their rows, one after another, are the split's rows).
         splits: every split found and its number of files.
         features: the ``datasets`` features mapping (empty when the files carry none).
-        media: the column of encoded images.
+        media: the column of encoded images or sounds (None: a dataset of texts or tables).
+        kind: what that column holds, the ``datasets`` feature: ``Image`` or ``Audio``.
         arrow: Arrow files (``save_to_disk``) rather than Parquet.
     """
 
@@ -102,7 +117,8 @@ class HubFiles:
     files: tuple[Path, ...]
     splits: dict[str, int] = field(default_factory=dict)
     features: dict[str, Any] = field(default_factory=dict)
-    media: str = "image"
+    media: str | None = "image"
+    kind: str = IMAGE
     arrow: bool = False
 
     def class_names(self, column: str) -> list[str] | None:
@@ -190,16 +206,16 @@ def _features(schema: Any, info: Path | None = None) -> dict[str, Any]:
     return {}
 
 
-def _media_column(schema: Any, features: dict[str, Any]) -> str | None:
-    """The column of encoded images: the features' ``Image``, else a ``{bytes, path}``
-    record column or a binary column named as images are (``image``, ``jpg``...)."""
+def _media_column(schema: Any, features: dict[str, Any]) -> tuple[str, str] | None:
+    """The column of encoded files and what they are (``image`` or ``audio``): the
+    features' ``Image`` or ``Audio``, else a ``{bytes, path}`` record column (sounds where
+    its name says ``audio``) or a binary column named as images are (``image``, ``jpg``...)."""
     import pyarrow as pa
 
     for name, feature in features.items():
-        if isinstance(feature, dict) and feature.get("_type") == "Image" and name in schema.names:
-            return name
-    if any(isinstance(f, dict) and f.get("_type") == "Audio" for f in features.values()):
-        return None  # sounds, not images
+        kind = feature.get("_type") if isinstance(feature, dict) else None
+        if kind in (IMAGE, AUDIO) and name in schema.names:
+            return name, kind
     for column in schema:
         kind = column.type
         fields = (
@@ -207,11 +223,12 @@ def _media_column(schema: Any, features: dict[str, Any]) -> str | None:
             if pa.types.is_struct(kind)
             else set()
         )
-        if {"bytes", "path"} <= fields and "audio" not in column.name.lower():
-            return column.name
+        if {"bytes", "path"} <= fields:
+            sound = any(word in column.name.lower() for word in SOUND_COLUMN_WORDS)
+            return column.name, AUDIO if sound else IMAGE
         is_blob = pa.types.is_binary(kind) or pa.types.is_large_binary(kind)
         if is_blob and column.name.lower() in IMAGE_COLUMN_NAMES:
-            return column.name
+            return column.name, IMAGE
     return None
 
 
@@ -280,7 +297,7 @@ def _hub_layout(text: str, stamp: float) -> HubFiles | None:
     except Exception:  # not a readable Parquet or Arrow file: the table readers say why
         return None
     features = _features(schema, files[0].parent / "dataset_info.json")
-    media = _media_column(schema, features)
+    media, kind = _media_column(schema, features) or (None, "table")
     arrow = files[0].suffix.lower() == ".arrow"
     if media is None and not (features or arrow or named):
         return None  # a table of the user's own: the table readers read it
@@ -292,6 +309,7 @@ def _hub_layout(text: str, stamp: float) -> HubFiles | None:
         splits={s: len(by_split[s]) for s in order},
         features=features,
         media=media,
+        kind=kind,
         arrow=arrow,
     )
 
@@ -313,15 +331,16 @@ def hub_layout(spec: str | os.PathLike) -> HubFiles | None:
     return _hub_layout(str(spec), stamp)
 
 
-def hub_files(spec: str | os.PathLike) -> HubFiles | None:
-    """:func:`hub_layout` where its files hold a column of encoded images, else None.
+def hub_files(spec: str | os.PathLike, kind: str = IMAGE) -> HubFiles | None:
+    """:func:`hub_layout` where its files hold a column of encoded images (``kind``
+    ``Audio``: sounds), else None.
 
     Example:
         >>> hub_files("/nonexistent") is None
         True
     """
     layout = hub_layout(spec)
-    return layout if layout is not None and layout.media is not None else None
+    return layout if layout is not None and layout.media and layout.kind == kind else None
 
 
 def layout_note(layout: HubFiles) -> str:
@@ -502,60 +521,60 @@ def _arrow_groups(file: Path) -> list[tuple[int, int, int]]:
     ]
 
 
-class HubImageSource(ShardSource):
-    """Images of a Hugging Face dataset's split (Parquet from the Hub or ``to_parquet``,
-    Arrow from ``save_to_disk``), read row group by row group.
+class HubRows:
+    """The rows of a Hugging Face dataset's split with encoded files (images or sounds):
+    their groups (Parquet row groups, Arrow record batches cut to ``ROWS_PER_GROUP``), ids
+    and labels, and each group's encoded files read when asked for.
 
-    Ids are the images' file names where every row has its own (``image.path``), else the
-    rows' numbers in the split from 0 (``dataset[i]``), or the values of ``id_column``.
-    Labels come from ``label_column``, else the features' ``ClassLabel`` column (its
-    class names), else a column named ``label``; ``-1`` and empty cells are no label.
-
-    Args:
-        spec: ``PATH`` or ``PATH:SPLIT`` (see :func:`hub_files`).
-        image_size, channels, pixel_bits: as for :class:`ShardSource`.
-        label_column: the column of labels.
-        id_column: the column of ids.
+    Ids are the files' names where every row has its own (``image.path``), else the rows'
+    numbers in the split from 0 (``dataset[i]``), or the values of ``id_column``. Labels
+    come from ``label_column``, else the features' ``ClassLabel`` column (its class names),
+    else a column named ``label``; ``-1`` and empty cells are no label.
 
     Raises:
-        ValueError: no column of images, or a named column the split does not have.
+        ValueError: no column of files of ``kind``, a named column the split does not
+            have, or row groups too large to read.
     """
 
     def __init__(
         self,
         spec: str | os.PathLike,
-        *,
-        image_size: int | None = None,
-        channels: int | None = None,
-        pixel_bits: int | None = None,
+        kind: str,
         label_column: str | None = None,
         id_column: str | None = None,
     ) -> None:
-        layout = hub_files(spec)
+        layout = hub_files(spec, kind)
         if layout is None:
-            raise ValueError(f"{spec}: no Hugging Face dataset of images (no column of images)")
-        self.layout = layout
-        self.name = str(spec)
-        self.root = layout.path if layout.path.is_dir() else layout.path.parent
-        self._columns = list(_schema(layout.files[0]).names)
+            raise ValueError(f"{spec}: no Hugging Face dataset with a column of {kind} files")
+        self.layout, self.name, self.kind = layout, str(spec), kind
+        self.columns = list(_schema(layout.files[0]).names)
         for option, column in (("--label-column", label_column), ("--id-column", id_column)):
-            if column is not None and column not in self._columns:
+            if column is not None and column not in self.columns:
                 raise ValueError(
                     f"{spec}: {option} {column!r} is not a column of "
-                    f"{layout.files[0].name} (columns: {', '.join(self._columns)})"
+                    f"{layout.files[0].name} (columns: {', '.join(self.columns)})"
                 )
         sizes = [
             (f, *group)
             for f, file in enumerate(layout.files)
             for group in (_arrow_groups(file) if layout.arrow else _parquet_groups(file))
         ]
-        self._layout([(f, g, offset) for f, g, offset, _ in sizes], [n for *_, n in sizes])
-        self._files = [str(file) for file in layout.files]
+        self.groups = [(f, g, offset) for f, g, offset, _ in sizes]
+        self.counts = [n for *_, n in sizes]
+        self.starts = np.cumsum([0, *self.counts])
         self._check_group_memory()
-        self._ids = self._read_ids(id_column)
-        self._read_hub_labels(label_column)
-        self.index_note = layout_note(layout)
-        self._sizes_and_bits(image_size, channels, pixel_bits)
+        self.ids = self._read_ids(id_column)
+        self.labels: np.ndarray | None = None
+        self.classes: list[str] | None = None
+        self.partial_labels: PartialLabels | None = None
+        self.warning: str | None = None
+        self._read_labels(label_column)
+        self.note = layout_note(layout)
+        self._handles: dict[int, Any] = {}
+        self._pid = os.getpid()
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
 
     def _column(self, name: str) -> list[Any]:
         """Every value of a column (a record's field as ``column.field``), file after file."""
@@ -584,26 +603,25 @@ class HubImageSource(ShardSource):
             return ids
         import pyarrow as pa
 
-        kind = _schema(self.layout.files[0]).field(self.layout.media).type
-        if pa.types.is_struct(kind):
-            paths = self._column(f"{self.layout.media}.path")
+        media = self.layout.media or ""
+        if pa.types.is_struct(_schema(self.layout.files[0]).field(media).type):
+            paths = self._column(f"{media}.path")
             names = [os.path.basename(p) if isinstance(p, str) else None for p in paths]
             if None not in names and len(set(names)) == len(names):
-                return names
+                return names  # type: ignore[return-value]
             if None not in paths and len(set(paths)) == len(paths):
                 return [str(p) for p in paths]
-        return [str(i) for i in range(self._n)]
+        return [str(i) for i in range(len(self))]
 
-    def _read_hub_labels(self, label_column: str | None) -> None:
+    def _read_labels(self, label_column: str | None) -> None:
         """Labels of every row (the label column only): class names of a ``ClassLabel``,
         values of another column; rows without one make the labels partial."""
         layout = self.layout
         column = label_column
         if column is None:
-            found = [c for c in layout.class_label_columns() if c in self._columns]
-            named = [c for c in LABEL_COLUMN_NAMES if c in self._columns]
-            preferred = [c for c in found if c in LABEL_COLUMN_NAMES]
-            column = (preferred or found or named or [None])[0]
+            found = [c for c in layout.class_label_columns() if c in self.columns]
+            named = [c for c in LABEL_COLUMN_NAMES if c in self.columns]
+            column = default_label_column(layout, self.columns) or (named or [None])[0]
             if len(found) > 1:
                 self.warning = (
                     f"{self.name}: class labels in {', '.join(found)}; read {column!r} "
@@ -630,11 +648,12 @@ class HubImageSource(ShardSource):
             return
         rows = np.flatnonzero(labels >= 0)
         self.partial_labels = PartialLabels(rows, labels[rows], classes, column)
-        self.warning = self.partial_labels.note(self._n, "items")
+        self.warning = self.partial_labels.note(len(self), "items")
 
     def _check_group_memory(self) -> None:
         """Refuse row groups so large that reading one would crowd the memory out."""
         import pyarrow.parquet as pq
+        import torch
 
         from selfsup.core.memory import available_memory
 
@@ -647,61 +666,190 @@ class HubImageSource(ShardSource):
                 size = meta.row_group(g).total_byte_size
                 if size > largest:
                     largest, where = size, f"{file.name}'s row group {g}"
-        import torch
-
         allowed = GROUP_MEMORY_SHARE * available_memory(torch.device("cpu"))
         if largest > allowed:
             raise ValueError(
                 f"{self.name}: {where} holds {largest / 2**30:.1f} GiB, read whole for any of "
-                f"its images (more than {allowed / 2**30:.1f} GiB, an eighth of the memory "
-                "available); write the file with smaller row groups (pyarrow's "
-                "row_group_size=100, as the Hub's are) or pack it: selfsup datasets pack"
+                f"its rows (more than {allowed / 2**30:.1f} GiB, an eighth of the memory "
+                "available); write the file again with smaller row groups (pyarrow's "
+                "row_group_size=100, as the Hub's files have)"
             )
 
-    @property
-    def ids(self) -> Sequence[str]:
-        return self._ids
+    def locate(self, index: int) -> tuple[int, int]:
+        """The group holding row ``index`` and its offset there."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"{self.name}: no item {index} (there are {len(self)})")
+        group = int(np.searchsorted(self.starts, index, side="right")) - 1
+        return group, index - int(self.starts[group])
 
-    def _read_group(self, group: int) -> tuple[list[str], list[str | None], list[bytes | str]]:
+    def read_group(self, group: int) -> list[bytes | str]:
+        """The encoded files of group ``group``'s rows (a row without one: the reason)."""
         import pyarrow.parquet as pq
 
-        file, unit, offset = self._groups[group]
-        start, stop = int(self._starts[group]), int(self._starts[group + 1])
+        if self._pid != os.getpid():  # a forked worker opens its own files
+            self._handles, self._pid = {}, os.getpid()
+        file, unit, offset = self.groups[group]
+        media = self.layout.media
         if self.layout.arrow:
             if file not in self._handles:
                 self._handles[file] = _arrow_batches(self.layout.files[file])
-            batch = self._handles[file][unit].slice(offset, stop - start)  # type: ignore[index]
-            records = batch.column(batch.schema.get_field_index(self.layout.media)).to_pylist()
+            batch = self._handles[file][unit].slice(offset, self.counts[group])
+            records = batch.column(batch.schema.get_field_index(media)).to_pylist()
         else:
             if file not in self._handles:
                 self._handles[file] = pq.ParquetFile(self.layout.files[file])
-            handle = self._handles[file]
-            table = handle.read_row_group(unit, columns=[self.layout.media])  # type: ignore[attr-defined]
+            table = self._handles[file].read_row_group(unit, columns=[media])
             records = table.column(0).to_pylist()
-        ids = list(self._ids[start:stop])
-        blobs = [self._bytes_of(record, file) for record in records]
-        return ids, [None] * len(ids), blobs
+        return [self._bytes_of(record, file) for record in records]
 
     def _bytes_of(self, record: Any, file: int) -> bytes | str:
-        """The encoded image of a row: its bytes, else the file its ``path`` names
+        """The encoded file of a row: its bytes, else the file its ``path`` names
         (absolute, or beside the dataset's file); else why there is none (the item is
         then unreadable, with that reason)."""
+        noun = "image" if self.kind == IMAGE else "sound"
         if isinstance(record, (bytes, bytearray)) and record:
             return bytes(record)
         if not isinstance(record, dict):
-            return "no image in the row"
+            return f"no {noun} in the row"
         if record.get("bytes"):
             return bytes(record["bytes"])
         path = record.get("path")
         if not path:
-            return "no image in the row (neither bytes nor a path)"
+            return f"no {noun} in the row (neither bytes nor a path)"
         for candidate in (Path(path), self.layout.files[file].parent / path):
             if candidate.is_file():
                 try:
                     return candidate.read_bytes()
                 except OSError as err:
-                    return f"cannot read the image's file {path}: {err.strerror}"
-        return f"the image's file {path} does not exist"
+                    return f"cannot read the {noun} file {path}: {err.strerror}"
+        return f"the {noun} file {path} does not exist"
+
+
+class HubImageSource(ShardSource):
+    """Images of a Hugging Face dataset's split (Parquet from the Hub or ``to_parquet``,
+    Arrow from ``save_to_disk``), read row group by row group as packed shards are; ids and
+    labels as :class:`HubRows` finds them.
+
+    Args:
+        spec: ``PATH`` or ``PATH:SPLIT`` (see :func:`hub_files`).
+        image_size, channels, pixel_bits: as for :class:`ShardSource`.
+        label_column: the column of labels.
+        id_column: the column of ids.
+
+    Raises:
+        ValueError: as :class:`HubRows`.
+    """
+
+    def __init__(
+        self,
+        spec: str | os.PathLike,
+        *,
+        image_size: int | None = None,
+        channels: int | None = None,
+        pixel_bits: int | None = None,
+        label_column: str | None = None,
+        id_column: str | None = None,
+    ) -> None:
+        self.rows = HubRows(spec, IMAGE, label_column, id_column)
+        self.layout = self.rows.layout
+        self.name = str(spec)
+        self.root = self.layout.path if self.layout.path.is_dir() else self.layout.path.parent
+        self._layout(list(self.rows.groups), self.rows.counts)
+        self._files = [str(file) for file in self.layout.files]
+        self.labels, self.classes = self.rows.labels, self.rows.classes
+        self.partial_labels, self.warning = self.rows.partial_labels, self.rows.warning
+        self.index_note = self.rows.note
+        self._sizes_and_bits(image_size, channels, pixel_bits)
+
+    @property
+    def ids(self) -> Sequence[str]:
+        return self.rows.ids
+
+    def _read_group(self, group: int) -> tuple[list[str], list[str | None], list[bytes | str]]:
+        start, stop = int(self._starts[group]), int(self._starts[group + 1])
+        ids = list(self.rows.ids[start:stop])
+        return ids, [None] * len(ids), self.rows.read_group(group)
+
+
+class HubAudioSource(AudioFolderSource):
+    """Sounds of a Hugging Face dataset's split (its ``Audio`` column: Speech Commands,
+    ESC-50 and the like as the Hub holds them), read as a folder of audio files is (clips,
+    log-mels, long recordings pooled or cut with ``clip_hop``), each row's file decoded
+    from the bytes in the dataset's file. Ids and labels as :class:`HubRows` finds them.
+
+    Args:
+        spec: ``PATH`` or ``PATH:SPLIT`` (see :func:`hub_files`).
+        label_column, id_column: as for :class:`HubImageSource`.
+        clip_hop, pooled, **settings: as :class:`~selfsup.data.audio.AudioFolderSource`
+            reads files (``sample_rate``, ``clip_seconds``, ``n_mels``...).
+
+    Example:
+        >>> import io, json, tempfile, soundfile
+        >>> import pyarrow as pa, pyarrow.parquet as pq
+        >>> def wav(seconds):
+        ...     out = io.BytesIO()
+        ...     soundfile.write(out, np.zeros(int(seconds * 8000), np.float32), 8000,
+        ...                     format="WAV")
+        ...     return out.getvalue()
+        >>> features = {"audio": {"_type": "Audio", "sampling_rate": 8000}}
+        >>> rows = [{"audio": {"bytes": wav(s), "path": f"call{s}.wav"}} for s in (0.5, 2)]
+        >>> table = pa.Table.from_pylist(rows).replace_schema_metadata(
+        ...     {"huggingface": json.dumps({"info": {"features": features}})})
+        >>> path = Path(tempfile.mkdtemp()) / "calls.parquet"
+        >>> pq.write_table(table, path)
+        >>> source = HubAudioSource(str(path), sample_rate=8000, clip_seconds=1.0, clip_hop=1.0)
+        >>> source.ids, tuple(source.read(2).shape)
+        (['call0.5.wav@0.00s', 'call2.wav@0.00s', 'call2.wav@1.00s'], (1, 64, 51))
+    """
+
+    def __init__(
+        self,
+        spec: str | os.PathLike,
+        *,
+        label_column: str | None = None,
+        id_column: str | None = None,
+        clip_hop: float | None = None,
+        pooled: bool = False,
+        **settings: Any,
+    ) -> None:
+        self.rows = HubRows(spec, AUDIO, label_column, id_column)
+        self.layout = self.rows.layout
+        self.root = self.layout.path if self.layout.path.is_dir() else self.layout.path.parent
+        self._settings(**settings)
+        self.name = str(spec)
+        self._ids = list(self.rows.ids)
+        self.labels, self.classes = self.rows.labels, self.rows.classes
+        self.partial_labels, self.warning = self.rows.partial_labels, self.rows.warning
+        self.index_note = self.rows.note
+        self._groups: OrderedDict[int, list[bytes | str]] = OrderedDict()
+        self._pid = os.getpid()
+        self._items(clip_hop, pooled)
+
+    def _file_path(self, relative: str, file: int) -> AudioBytes:
+        """Row ``file``'s sound, from its row group (the last few are kept)."""
+        if self._pid != os.getpid():  # a forked worker keeps its own groups
+            self._groups, self._pid = OrderedDict(), os.getpid()
+        group, offset = self.rows.locate(file)
+        if group in self._groups:
+            self._groups.move_to_end(group)
+        else:
+            self._groups[group] = self.rows.read_group(group)
+            while len(self._groups) > 1 and (
+                len(self._groups) > CACHED_GROUPS
+                or sum(blob_bytes(g) for g in self._groups.values()) > CACHED_BYTES
+            ):
+                self._groups.popitem(last=False)
+        blob = self._groups[group][offset]
+        if isinstance(blob, str):
+            raise ItemReadError(relative, blob)
+        return AudioBytes(relative, blob)
+
+    def epoch_order(self, seed: int, epoch: int) -> np.ndarray:
+        """Items shuffled in blocks of ``WINDOW_GROUPS`` row groups (clips by their file's
+        group), as packed shards are: a batch reads a few groups, not one per item."""
+        files = np.array([f for f, _ in self._clips]) if self._clips else np.arange(len(self))
+        group_of = np.searchsorted(self.rows.starts, files, side="right") - 1
+        return block_order(group_of, WINDOW_GROUPS, seed, epoch)
 
 
 def _natural(name: str) -> tuple[int, int | str]:

@@ -179,7 +179,27 @@ def pack_image_folder(
     return write_shards(items(), out, rows_per_group, split_groups=source.split_groups)
 
 
-def _blob_bytes(blobs: list[bytes | str]) -> int:
+def block_order(group_of: np.ndarray, window: int, seed: int, epoch: int) -> np.ndarray:
+    """An epoch's order of items read in blocks (``group_of[i]``: item i's row group): the
+    groups in a random order, and the items of each ``window`` consecutive ones shuffled
+    together, so a batch touches a few groups and each is read about once an epoch.
+
+    Example:
+        >>> order = block_order(np.array([0, 0, 1, 1, 2, 2]), 1, seed=0, epoch=0)
+        >>> sorted(order.tolist()), [set((order[k : k + 2] // 2).tolist()) for k in (0, 2, 4)]
+        ([0, 1, 2, 3, 4, 5], [{2}, {0}, {1}])
+    """
+    rng = np.random.default_rng([seed, epoch])
+    groups = rng.permutation(int(group_of.max()) + 1 if len(group_of) else 0)
+    members = np.split(np.argsort(group_of, kind="stable"), np.cumsum(np.bincount(group_of))[:-1])
+    parts = [
+        rng.permutation(np.concatenate([members[g] for g in groups[w : w + window]]))
+        for w in range(0, len(groups), window)
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def blob_bytes(blobs: list[bytes | str]) -> int:
     """The bytes a row group's items hold."""
     return sum(len(b) for b in blobs)
 
@@ -342,12 +362,12 @@ class ShardSource(Source):
             return self._cache[group]
         rows = self._read_group(group)
         self._cache[group] = rows
-        self._cached_bytes += _blob_bytes(rows[2])
+        self._cached_bytes += blob_bytes(rows[2])
         while len(self._cache) > 1 and (
             len(self._cache) > CACHED_GROUPS or self._cached_bytes > CACHED_BYTES
         ):
             _, dropped = self._cache.popitem(last=False)
-            self._cached_bytes -= _blob_bytes(dropped[2])
+            self._cached_bytes -= blob_bytes(dropped[2])
         return rows
 
     def _read_group(self, group: int) -> tuple[list[str], list[str | None], list[bytes | str]]:
@@ -397,22 +417,14 @@ class ShardSource(Source):
         """Row groups whose items are shuffled together: ``WINDOW_GROUPS``, fewer where
         that many (as large as the first) would pass ``CACHED_BYTES`` (then each would be
         read again for every batch), at least one."""
-        first = _blob_bytes(self.group(0)[2])
+        first = blob_bytes(self.group(0)[2])
         return int(max(1, min(WINDOW_GROUPS, CACHED_BYTES // max(1, first))))
 
     def epoch_order(self, seed: int, epoch: int) -> np.ndarray:
         """Row groups in a random order, items shuffled within windows of
         :meth:`window_groups` of them."""
-        rng = np.random.default_rng([seed, epoch])
-        groups = rng.permutation(len(self._groups))
-        parts = []
-        size = self.window_groups()
-        for w in range(0, len(groups), size):
-            window = np.concatenate(
-                [np.arange(self._starts[g], self._starts[g + 1]) for g in groups[w : w + size]]
-            )
-            parts.append(rng.permutation(window))
-        return np.concatenate(parts)
+        owner = np.repeat(np.arange(len(self._groups)), np.diff(self._starts))
+        return block_order(owner, self.window_groups(), seed, epoch)
 
     def sample_rows(self, limit: int) -> np.ndarray:
         """Up to ``limit`` rows from evenly spaced row groups, whole groups at a time (cheap

@@ -49,6 +49,8 @@ from selfsup.data.audio import AudioFolderSource
 from selfsup.data.base import Source
 from selfsup.data.file_labels import LABEL_OPTIONS, folder_options
 from selfsup.data.folders import INDEX_FILE, IndexCache
+from selfsup.data.hub import AUDIO as HUB_AUDIO
+from selfsup.data.hub import HubAudioSource, hub_files, hub_test_split
 from selfsup.data.logmel import LogMelSettings, LogMelSpectrogram
 from selfsup.encoder import Encoder
 from selfsup.modalities.base import Modality, channel_statistics, folder_media
@@ -84,15 +86,31 @@ class AudioModality(Modality):
     recipe = staticmethod(audio_recipe)
 
     def claims(self, spec: str) -> bool:
-        return folder_media(spec) == "audio"
+        return folder_media(spec) == "audio" or hub_files(spec, HUB_AUDIO) is not None
 
     def open(self, spec: str | os.PathLike | Any, options: dict[str, Any]) -> Source:
+        """A folder of audio files, or a Hugging Face dataset's split of sounds
+        (``PATH[:SPLIT]``, :class:`~selfsup.data.hub.HubAudioSource`)."""
+        if hub_files(spec, HUB_AUDIO) is not None:
+            if options.get("labels") is not None:
+                raise ValueError(
+                    f"{spec}: a Hugging Face dataset's labels are its columns; --labels is for "
+                    "a folder's files (name the column with --label-column)"
+                )
+            kept = {k: v for k, v in options.items() if k not in ("labels", "index")}
+            source: Source = HubAudioSource(str(spec), **kept)
+            source.pooled = _long_recordings(source)
+            return source
         path = Path(spec).expanduser()
         if path.is_dir():
             source = AudioFolderSource(path, **folder_options(options))
             source.pooled = _long_recordings(source)
             return source
         raise FileNotFoundError(f"{spec}: no such folder (audio is read from a folder of files)")
+
+    def official_test(self, spec: str) -> str | None:
+        """A Hugging Face dataset's labelled test (else validation) split."""
+        return hub_test_split(spec)
 
     def run_source_options(self, run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
         """Later clips become log-mels with the run's settings."""

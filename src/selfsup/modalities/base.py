@@ -28,7 +28,9 @@ from selfsup.backbones.hf import is_hf_backbone
 from selfsup.data.audio import AUDIO_EXTENSIONS
 from selfsup.data.base import EmptySourceError, Source, unit_items
 from selfsup.data.folders import first_media
-from selfsup.data.hub import hub_files
+from selfsup.data.hub import AUDIO as HUB_AUDIO
+from selfsup.data.hub import IMAGE as HUB_IMAGE
+from selfsup.data.hub import hub_layout
 from selfsup.data.image_folder import IMAGE_EXTENSIONS
 from selfsup.data.loading import affordable_workers, read_ahead
 from selfsup.encoder import Encoder
@@ -52,16 +54,18 @@ FOLDER_MEDIA = {
 
 def folder_media(path: str | os.PathLike) -> str | None:
     """``audio``, ``image`` or ``text``: what the first media file in the folder ``path`` is
-    (None when ``path`` is no folder, or holds none); ``image`` for a Hugging Face dataset
-    of images (Parquet or Arrow files with a column of images).
+    (None when ``path`` is no folder, or holds none); ``image`` or ``audio`` for a Hugging
+    Face dataset of images or sounds (Parquet or Arrow files with a column of them).
 
     Example:
         >>> folder_media("/nonexistent") is None
         True
     """
     media = first_media(path, FOLDER_MEDIA)
-    if media is None and Path(path).is_dir() and hub_files(path) is not None:
-        return "image"
+    if media is None and Path(path).is_dir():
+        layout = hub_layout(path)
+        media_of = {HUB_IMAGE: "image", HUB_AUDIO: "audio"}
+        return media_of.get(layout.kind) if layout is not None and layout.media else None
     return media
 
 

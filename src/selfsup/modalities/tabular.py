@@ -25,7 +25,7 @@ from selfsup.backbones import TabularMLP
 from selfsup.config import PretrainConfig
 from selfsup.data.base import Source
 from selfsup.data.folders import first_file
-from selfsup.data.hub import hub_files, hub_frame, hub_layout, hub_test_split, layout_note
+from selfsup.data.hub import hub_frame, hub_layout, hub_test_split, layout_note
 from selfsup.data.shards import is_shard_folder
 from selfsup.data.table_files import TABLE_SUFFIXES, files_note, read_table_folder
 from selfsup.data.tabular import (
@@ -70,8 +70,8 @@ class TabularModality(Modality):
         of images are images)."""
         if is_tabular_spec(spec):
             return True
-        if is_shard_folder(spec) or hub_files(spec) is not None:  # images in Parquet
-            return False
+        if is_shard_folder(spec) or ((hub := hub_layout(spec)) is not None and hub.media):
+            return False  # images or sounds in Parquet
         if hub_layout(spec) is not None:  # a Hugging Face dataset's split (:SPLIT)
             return True
         if Path(spec).suffix.lower() in TABLE_SUFFIXES:
