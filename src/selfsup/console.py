@@ -90,11 +90,13 @@ def training_in_words(summary: dict[str, Any]) -> str:
         '47 steps (4% of one epoch)'
         >>> training_in_words({"steps": 1, "epochs": 3, "items_seen": 2900, "items": 1000})
         '1 step (3 epochs)'
+        >>> training_in_words({"steps": 5, "epochs": 2, "items_seen": 160, "items": 3360})
+        '5 steps (5% of one epoch)'
     """
     steps = int(summary.get("steps", 0))
     epochs = int(summary.get("epochs", 0))
     seen, items = summary.get("items_seen"), summary.get("items")
-    if epochs <= 1 and seen and items and seen < 0.995 * items:
+    if seen and items and seen < 0.995 * items:  # also a cut epoch continued by a resume
         share = seen / items
         read = f"{share:.0%} of one epoch" if share >= 0.01 else f"{share:.1%} of one epoch"
     else:
