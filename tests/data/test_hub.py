@@ -276,3 +276,25 @@ def test_sounds_are_read_in_blocks_of_row_groups(tmp_path, monkeypatch):
     windows = [set((order[k : k + 6] // 3).tolist()) for k in range(0, 30, 6)]
     assert all(len(groups) == 2 for groups in windows)  # each window reads two groups
     assert shards.block_order(np.zeros(0, dtype=np.int64), 2, 0, 0).size == 0
+
+
+def test_a_bug_in_reading_is_raised_not_reported_as_unreadable_items(tmp_path, monkeypatch):
+    from selfsup.data import audio, image_folder
+
+    rows = [{"audio": {"bytes": _wav(0.2, 300), "path": f"c{i}.wav"}, "label": 0} for i in range(3)]
+    _write_sounds(tmp_path / "s.parquet", rows)
+    sounds = open_source(str(tmp_path / "s.parquet"), sample_rate=8000)
+
+    def broken(*args, **kwargs):
+        return undefined_name  # noqa: F821  # a bug of ours, not a damaged file
+
+    monkeypatch.setattr(audio, "read_clip", broken)
+    with pytest.raises(NameError):
+        sounds.read_batch([0, 1])
+    monkeypatch.setattr(image_folder, "read_pixels", broken)
+    from selfsup.data import shards
+
+    monkeypatch.setattr(shards, "read_pixels", broken)
+    images = open_source(str(write_parquet(tmp_path / "p.parquet", image_rows([10, 20], [0, 1]))))
+    with pytest.raises(NameError):
+        images.read_batch([0])

@@ -42,6 +42,7 @@ import torch
 from scipy.signal import resample_poly
 
 from selfsup.data.base import (
+    CODE_ERRORS,
     Batch,
     EmptySourceError,
     ItemReadError,
@@ -603,7 +604,7 @@ class AudioFolderSource(Source):
         try:
             path = self._file_path(self.files[file], file)
             return read_clip(path, rate, length, start)
-        except ItemReadError:  # a row of a dataset without a sound: its own reason
+        except (ItemReadError, *CODE_ERRORS):  # a row without a sound: its own reason
             raise
         except Exception as err:  # a bad file can fail in any of the ways libsndfile can fail
             raise ItemReadError(item, f"cannot read audio: {_reason(err, path)}") from err

@@ -25,6 +25,12 @@ import torch
 T = TypeVar("T")
 
 
+#: What a reader's catch-all around decoding one file lets through: errors of selfsup's own
+#: code (a name it lacks, a module it cannot import), not of a damaged file; skipped as
+#: unreadable items they would drop every item without a word about the bug.
+CODE_ERRORS = (NameError, ImportError, RecursionError)
+
+
 class ItemReadError(Exception):
     """One item could not be read (a corrupt or unreadable file).
 

@@ -27,7 +27,14 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from selfsup.data.base import Batch, EmptySourceError, ItemReadError, Source, unit_items
+from selfsup.data.base import (
+    CODE_ERRORS,
+    Batch,
+    EmptySourceError,
+    ItemReadError,
+    Source,
+    unit_items,
+)
 from selfsup.data.dicom import (
     DICOM_EXTENSIONS,
     DICOM_MARKER,
@@ -282,6 +289,8 @@ class ImageFolderSource(Source):
             if self.channel_files is not None:
                 return self.channel_files.read(self.root, index, self.image_size, self.pixel_bits)
             return read_pixels(self.root / rel, self.image_size, self.channels, self.pixel_bits)
+        except CODE_ERRORS:
+            raise
         except Exception as err:  # a bad file can fail in any of the ways a decoder can fail
             raise ItemReadError(rel, f"cannot read image: {type(err).__name__}: {err}") from err
 

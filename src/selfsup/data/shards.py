@@ -43,6 +43,7 @@ import torch
 
 from selfsup.core.files import write_json
 from selfsup.data.base import (
+    CODE_ERRORS,
     Batch,
     EmptySourceError,
     ItemReadError,
@@ -392,6 +393,8 @@ class ShardSource(Source):
         try:
             stream = io.BytesIO(blobs[offset])
             pixels = read_pixels(stream, self.image_size, self.channels, self.pixel_bits)
+        except CODE_ERRORS:
+            raise
         except Exception as err:
             reason = f"cannot read image: {type(err).__name__}: {err}"
             raise ItemReadError(ids[offset], reason) from err
