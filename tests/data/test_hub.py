@@ -298,3 +298,47 @@ def test_a_bug_in_reading_is_raised_not_reported_as_unreadable_items(tmp_path, m
     images = open_source(str(write_parquet(tmp_path / "p.parquet", image_rows([10, 20], [0, 1]))))
     with pytest.raises(NameError):
         images.read_batch([0])
+
+
+def test_columns_of_lists_are_named_as_left_out_and_labels_tables_refused(tmp_path):
+    import pandas as pd
+
+    frame = pd.DataFrame({"text": ["a b", "c d"] * 4, "tokens": [["a", "b"], ["c", "d"]] * 4})
+    features = {
+        "text": {"dtype": "string", "_type": "Value"},
+        "tokens": {"feature": {"dtype": "string", "_type": "Value"}, "_type": "Sequence"},
+        "label": {"names": ["x", "y"], "_type": "ClassLabel"},
+    }
+    _write_frame(tmp_path / "ner/train.parquet", frame.assign(label=[0, 1] * 4), features)
+    source = open_source(str(tmp_path / "ner"))  # a table: the features hold a Sequence
+    assert source.modality == "tabular"
+    assert source.index_note.endswith("not read: tokens (lists or records)")
+    with pytest.raises(ValueError, match="labels are its columns; --labels is for a folder"):
+        open_source(str(tmp_path / "ner"), modality="text", text_column="text", labels="l.csv")
+
+
+def test_a_photo_folder_with_a_datasets_metadata_table_stays_photos(tmp_path):
+    import json
+
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from tests.hub_datasets import png
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    for i in range(4):
+        (root / f"p{i}.png").write_bytes(png(40 * i))
+    frame = pd.DataFrame({"file_name": [f"p{i}.png" for i in range(4)], "label": [0, 1, 0, 1]})
+    features = {"file_name": {"dtype": "string", "_type": "Value"},
+                "label": {"names": ["a", "b"], "_type": "ClassLabel"}}  # fmt: skip
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    meta = {"huggingface": json.dumps({"info": {"features": features}})}
+    pq.write_table(table.replace_schema_metadata(meta), root / "metadata.parquet")
+    assert infer_modality(str(root)) == "image"
+    many = tmp_path / "many"  # more files than a dataset download holds: not walked through
+    many.mkdir()
+    for i in range(hub.MAX_OTHER_FILES + 1):
+        (many / f"{i:05d}.txt").write_text("x")
+    pq.write_table(table.replace_schema_metadata(meta), many / "zz.parquet")
+    assert hub.hub_layout(many) is None

@@ -93,6 +93,10 @@ SOUND_COLUMN_WORDS = ("audio", "sound", "speech", "wav")
 IMAGE, AUDIO = "Image", "Audio"
 #: Columns read as labels when the features name no ``ClassLabel`` and none is given.
 LABEL_COLUMN_NAMES = ("label", "labels")
+#: Files of other kinds a folder may hold beside a dataset's Parquet files (its card, its
+#: `.gitattributes`, a preview): a folder with more is not a dataset download, and the
+#: search for Parquet files stops there (a folder of a million photos is not walked).
+MAX_OTHER_FILES = 1000
 #: A row group larger than this share of the memory available is refused (it is read whole).
 GROUP_MEMORY_SHARE = 0.125
 
@@ -262,13 +266,17 @@ def _split_files(path: Path) -> dict[str | None, list[Path]]:
     saved = _saved_files(path)
     if saved:
         return {None: saved}
-    files = sorted(
-        Path(folder, name)
-        for folder, subfolders, names in os.walk(path)
-        if not any(p.startswith(".") for p in Path(folder).relative_to(path).parts)
-        for name in names
-        if name.lower().endswith(".parquet") and not name.startswith(".")
-    )
+    files, others = [], 0
+    for folder, subfolders, names in os.walk(path):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        for name in names:
+            if name.lower().endswith(".parquet") and not name.startswith("."):
+                files.append(Path(folder, name))
+            else:
+                others += 1
+        if others > MAX_OTHER_FILES:  # a folder of photos or texts (perhaps with a table)
+            return {}
+    files.sort()
     if not files:
         return {}
     splits = [split_of(f.relative_to(path)) for f in files]
@@ -343,6 +351,37 @@ def hub_files(spec: str | os.PathLike, kind: str = IMAGE) -> HubFiles | None:
     return layout if layout is not None and layout.media and layout.kind == kind else None
 
 
+def refuse_labels_table(spec: str | os.PathLike, options: dict[str, Any]) -> None:
+    """Refuse a ``--labels`` table for a Hugging Face dataset: its labels are a column.
+
+    Example:
+        >>> refuse_labels_table("photos", {"labels": "l.csv"})
+        Traceback (most recent call last):
+        ...
+        ValueError: photos: a Hugging Face dataset's labels are its columns; --labels is for \
+a folder's files (name the column with --label-column)
+    """
+    if options.get("labels") is not None:
+        raise ValueError(
+            f"{spec}: a Hugging Face dataset's labels are its columns; --labels is for a "
+            "folder's files (name the column with --label-column)"
+        )
+
+
+def frame_note(layout: HubFiles, frame: pd.DataFrame) -> str:
+    """:func:`layout_note`, and the columns :func:`hub_frame` left out.
+
+    Example:
+        >>> frame = pd.DataFrame({"a": [1]})
+        >>> frame.attrs["left_out"] = ["tokens"]
+        >>> frame_note(HubFiles(Path("ner"), None, (Path("a.parquet"),)), frame)
+        'a Hugging Face dataset: 1 Parquet file; not read: tokens (lists or records)'
+    """
+    left_out = frame.attrs.get("left_out")
+    note = layout_note(layout)
+    return f"{note}; not read: {', '.join(left_out)} (lists or records)" if left_out else note
+
+
 def layout_note(layout: HubFiles) -> str:
     """Which split of which files a source reads, and the other splits, for its data line.
 
@@ -394,6 +433,8 @@ def hub_frame(layout: HubFiles) -> tuple[pd.DataFrame, str | None]:
     table = hub_table(layout)
     nested = [f.name for f in table.schema if pa.types.is_nested(f.type) or f.name == layout.media]
     frame = _named_classes(table.drop_columns(nested), layout)
+    if nested:  # said on the data line, with the split
+        frame.attrs["left_out"] = nested
     column = default_label_column(layout, list(frame.columns))
     if column is not None and frame[column].isna().all():
         column = None  # a test split of -1 everywhere: unlabelled rows, not an error

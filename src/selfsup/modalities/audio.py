@@ -50,7 +50,7 @@ from selfsup.data.base import Source
 from selfsup.data.file_labels import LABEL_OPTIONS, folder_options
 from selfsup.data.folders import INDEX_FILE, IndexCache
 from selfsup.data.hub import AUDIO as HUB_AUDIO
-from selfsup.data.hub import HubAudioSource, hub_files, hub_test_split
+from selfsup.data.hub import HubAudioSource, hub_files, hub_test_split, refuse_labels_table
 from selfsup.data.logmel import LogMelSettings, LogMelSpectrogram
 from selfsup.encoder import Encoder
 from selfsup.modalities.base import Modality, channel_statistics, folder_media
@@ -86,17 +86,15 @@ class AudioModality(Modality):
     recipe = staticmethod(audio_recipe)
 
     def claims(self, spec: str) -> bool:
-        return folder_media(spec) == "audio" or hub_files(spec, HUB_AUDIO) is not None
+        return folder_media(spec) == "audio" or (
+            not Path(spec).is_dir() and hub_files(spec, HUB_AUDIO) is not None
+        )  # a folder's kind is its folder_media; a file or PATH:SPLIT is looked at
 
     def open(self, spec: str | os.PathLike | Any, options: dict[str, Any]) -> Source:
         """A folder of audio files, or a Hugging Face dataset's split of sounds
         (``PATH[:SPLIT]``, :class:`~selfsup.data.hub.HubAudioSource`)."""
         if hub_files(spec, HUB_AUDIO) is not None:
-            if options.get("labels") is not None:
-                raise ValueError(
-                    f"{spec}: a Hugging Face dataset's labels are its columns; --labels is for "
-                    "a folder's files (name the column with --label-column)"
-                )
+            refuse_labels_table(spec, options)
             kept = {k: v for k, v in options.items() if k not in ("labels", "index")}
             source: Source = HubAudioSource(str(spec), **kept)
             source.pooled = _long_recordings(source)

@@ -61,12 +61,11 @@ def folder_media(path: str | os.PathLike) -> str | None:
         >>> folder_media("/nonexistent") is None
         True
     """
-    media = first_media(path, FOLDER_MEDIA)
-    if media is None and Path(path).is_dir():
+    if Path(path).is_dir():  # a dataset download may hold a preview image beside its files
         layout = hub_layout(path)
-        media_of = {HUB_IMAGE: "image", HUB_AUDIO: "audio"}
-        return media_of.get(layout.kind) if layout is not None and layout.media else None
-    return media
+        if layout is not None and layout.media:
+            return {HUB_IMAGE: "image", HUB_AUDIO: "audio"}.get(layout.kind)
+    return first_media(path, FOLDER_MEDIA)
 
 
 class Modality(ABC):

@@ -40,7 +40,13 @@ from selfsup.data.arrays import ArraySource, load_array_file
 from selfsup.data.base import Source
 from selfsup.data.file_labels import LABEL_OPTIONS, folder_options
 from selfsup.data.folders import INDEX_FILE, IndexCache
-from selfsup.data.hub import HubImageSource, hub_files, hub_test_split, split_spec
+from selfsup.data.hub import (
+    HubImageSource,
+    hub_files,
+    hub_test_split,
+    refuse_labels_table,
+    split_spec,
+)
 from selfsup.data.image_folder import ImageFolderSource
 from selfsup.data.named import is_named_spec, named_dataset_names, named_splits, open_named
 from selfsup.data.shards import ShardSource, is_shard_folder
@@ -130,11 +136,7 @@ class ImageModality(Modality):
             return open_named(spec)
         hub = hub_files(spec)
         if hub is not None:
-            if options.get("labels") is not None:
-                raise ValueError(
-                    f"{spec}: a Hugging Face dataset's labels are its columns; --labels is for "
-                    "a folder's files (name the column with --label-column)"
-                )
+            refuse_labels_table(spec, options)
             hub_options = ("image_size", "channels", "pixel_bits", "label_column", "id_column")
             return HubImageSource(spec, **{k: v for k, v in options.items() if k in hub_options})
         path = Path(spec).expanduser()

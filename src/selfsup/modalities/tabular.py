@@ -25,7 +25,7 @@ from selfsup.backbones import TabularMLP
 from selfsup.config import PretrainConfig
 from selfsup.data.base import Source
 from selfsup.data.folders import first_file
-from selfsup.data.hub import hub_frame, hub_layout, hub_test_split, layout_note
+from selfsup.data.hub import frame_note, hub_frame, hub_layout, hub_test_split
 from selfsup.data.shards import is_shard_folder
 from selfsup.data.table_files import TABLE_SUFFIXES, files_note, read_table_folder
 from selfsup.data.tabular import (
@@ -70,13 +70,14 @@ class TabularModality(Modality):
         of images are images)."""
         if is_tabular_spec(spec):
             return True
-        if is_shard_folder(spec) or ((hub := hub_layout(spec)) is not None and hub.media):
-            return False  # images or sounds in Parquet
-        if hub_layout(spec) is not None:  # a Hugging Face dataset's split (:SPLIT)
-            return True
+        if is_shard_folder(spec) or folder_media(spec) is not None:
+            return False  # photos with their labels table; images or sounds in Parquet
+        hub = hub_layout(spec)
+        if hub is not None:  # a Hugging Face dataset's split (PATH:SPLIT)
+            return hub.media is None
         if Path(spec).suffix.lower() in TABLE_SUFFIXES:
             return True
-        return folder_media(spec) is None and first_file(spec, TABLE_SUFFIXES) is not None
+        return first_file(spec, TABLE_SUFFIXES) is not None
 
     def open(self, spec: str | os.PathLike | Any, options: dict[str, Any]) -> Source:
         """A named table, a CSV/TSV/Parquet file, a DataFrame or a 2-d array of rows (its
@@ -92,7 +93,7 @@ class TabularModality(Modality):
             frame, label_column = hub_frame(layout)
             given = {"label_column": label_column, **options, "name": str(spec)}
             source = load_table_file(frame, **given)
-            source.index_note = layout_note(layout)
+            source.index_note = frame_note(layout, frame)
             return source
         path = Path(spec).expanduser()
         if path.is_file():

@@ -33,7 +33,14 @@ from selfsup.backbones.hf import (
 )
 from selfsup.config import PretrainConfig
 from selfsup.data.base import Source
-from selfsup.data.hub import hub_frame, hub_layout, hub_test_split, hub_text_column, layout_note
+from selfsup.data.hub import (
+    frame_note,
+    hub_frame,
+    hub_layout,
+    hub_test_split,
+    hub_text_column,
+    refuse_labels_table,
+)
 from selfsup.data.text import (
     POOLED_WINDOWS,
     TEXT_SUFFIXES,
@@ -92,8 +99,8 @@ class TextModality(Modality):
         return (
             is_text_spec(spec)
             or Path(spec).suffix.lower() in TEXT_SUFFIXES
-            or folder_media(spec) == "text"
-            or hub_text_column(spec) is not None
+            or (media := folder_media(spec)) == "text"
+            or (media is None and hub_text_column(spec) is not None)  # photos + metadata table
         )
 
     def claims_config(self, cfg: PretrainConfig) -> bool:
@@ -110,11 +117,12 @@ class TextModality(Modality):
             return load_text_file(spec, **options)
         layout = hub_layout(spec) if isinstance(spec, (str, os.PathLike)) else None
         if layout is not None and layout.media is None:  # a Hugging Face dataset's split
+            refuse_labels_table(spec, options)
             frame, label_column = hub_frame(layout)
             found = {"text_column": hub_text_column(spec), "label_column": label_column}
             given = {k: v for k, v in options.items() if k != "labels"}
             source = load_text_file(frame, name=str(spec), **{**found, **given})
-            source.index_note = layout_note(layout)
+            source.index_note = frame_note(layout, frame)
             return source
         path = Path(spec).expanduser()
         if path.exists():
