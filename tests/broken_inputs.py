@@ -153,7 +153,7 @@ def case(reader: str, name: str, outcome: str, expect: str):
 
 
 IMAGES, ARRAYS, TABLES, TS = "image folder", ".npy/.npz arrays", "CSV/Parquet tables", ".ts series"
-HUB = "Hugging Face dataset"
+HUB, WDS = "Hugging Face dataset", "WebDataset shards"
 TEXT, AUDIO, RUNS, MODELS = "text and JSONL", "WAV audio folder", "run folder", "model folder"
 LABELS = "labels"
 
@@ -466,6 +466,26 @@ def _(d: Path, f: Fixtures) -> list[str]:
 
     write_parquet(d / "photos/train-00000-of-00001.parquet", image_rows([10, 20], [0, 1]))
     return show(Path(f"{d / 'photos'}:valid"))
+
+
+@case(WDS, "a shard cut short in its last image", "skipped", r"0002.*cannot read image")
+def _(d: Path, f: Fixtures) -> list[str]:
+    import tarfile
+
+    from tests.hub_datasets import png
+
+    shard = d / "wds" / "shard-000000.tar"
+    shard.parent.mkdir(parents=True)
+    with tarfile.open(shard, "w") as tar:
+        for key in range(3):
+            data = png(40 * key)
+            member = tarfile.TarInfo(f"{key:04d}.png")
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    with tarfile.open(shard, "r:") as tar:
+        last = tar.getmember("0002.png")
+    shard.write_bytes(shard.read_bytes()[: last.offset_data + 20])  # a copy that stopped
+    return show(d / "wds")
 
 
 # --- arrays -----------------------------------------------------------------------------------

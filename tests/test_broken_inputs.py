@@ -31,7 +31,7 @@ def test_the_corpus_covers_every_reader_and_kind_of_damage() -> None:
     assert readers == {
         "image folder", ".npy/.npz arrays", "CSV/Parquet tables", ".ts series",
         "text and JSONL", "WAV audio folder", "run folder", "model folder", "labels",
-        "Hugging Face dataset",
+        "Hugging Face dataset", "WebDataset shards",
     }  # fmt: skip
     names = " ".join(case.name for case in CASES).lower()
     for damage in ("zero-byte", "truncated", "wrong extension", "huge header", "wrong dtype",

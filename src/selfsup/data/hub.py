@@ -55,8 +55,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from selfsup.data.arrays import present_labels
 from selfsup.data.audio import AudioBytes, AudioFolderSource
 from selfsup.data.base import ItemReadError, PartialLabels, check_unique_ids
+from selfsup.data.image_folder import natural_order
 from selfsup.data.shards import (
     CACHED_BYTES,
     CACHED_GROUPS,
@@ -679,17 +681,10 @@ class HubRows:
         else:
             given = [None if v is None or v == "" or v == -1 else str(v) for v in values]
         used = {v for v in given if v is not None}
-        classes = [n for n in names if n in used] if names else sorted(used, key=_natural)
-        if not classes:
-            return
-        code = {name: i for i, name in enumerate(classes)}
-        labels = np.array([code.get(v, -1) for v in given], dtype=np.int64)  # type: ignore[arg-type]
-        if (labels >= 0).all():
-            self.labels, self.classes = labels, classes
-            return
-        rows = np.flatnonzero(labels >= 0)
-        self.partial_labels = PartialLabels(rows, labels[rows], classes, column)
-        self.warning = self.partial_labels.note(len(self), "items")
+        classes = [n for n in names if n in used] if names else sorted(used, key=natural_order)
+        self.labels, self.classes, self.partial_labels = present_labels(given, column, classes)
+        if self.partial_labels is not None:
+            self.warning = self.partial_labels.note(len(self), "items")
 
     def _check_group_memory(self) -> None:
         """Refuse row groups so large that reading one would crowd the memory out."""
@@ -891,8 +886,3 @@ class HubAudioSource(AudioFolderSource):
         files = np.array([f for f, _ in self._clips]) if self._clips else np.arange(len(self))
         group_of = np.searchsorted(self.rows.starts, files, side="right") - 1
         return block_order(group_of, WINDOW_GROUPS, seed, epoch)
-
-
-def _natural(name: str) -> tuple[int, int | str]:
-    """Numbers in numeric order before words (``2`` before ``10``)."""
-    return (0, int(name)) if name.lstrip("-").isdigit() else (1, name)

@@ -354,7 +354,7 @@ class ChannelFiles:
                 f"{name}: no file name holds a channel matching --channel-pattern {pattern!r} "
                 f"(e.g. {files[0].rsplit('/', 1)[-1]!r})"
             )
-        channels = sorted({c for by in found.values() for c in by}, key=_natural)
+        channels = sorted({c for by in found.values() for c in by}, key=natural_order)
         ids = sorted(found)
         grouped = [[found[i].get(c) for c in channels] for i in ids]
         return cls(ids, channels, grouped, pattern, left_out)
@@ -431,9 +431,15 @@ def patient_folders(root: Path, files: Sequence[str], codes: np.ndarray) -> str 
     )
 
 
-def _natural(name: str) -> tuple[int, int | str]:
-    """Channel names in order: numbers as numbers (2 before 10), then the others."""
-    return (0, int(name)) if name.isdigit() else (1, name)
+def natural_order(name: str) -> tuple[int, int | str]:
+    """A sort key: numbers in numeric order before words (``2`` before ``10``): channels,
+    class names.
+
+    Example:
+        >>> sorted(["10", "b", "2", "-1"], key=natural_order)
+        ['-1', '2', '10', 'b']
+    """
+    return (0, int(name)) if name.lstrip("-").isdigit() else (1, name)
 
 
 def image_header(file: str | os.PathLike | BinaryIO) -> tuple[int, int]:

@@ -50,6 +50,7 @@ from selfsup.data.hub import (
 from selfsup.data.image_folder import ImageFolderSource
 from selfsup.data.named import is_named_spec, named_dataset_names, named_splits, open_named
 from selfsup.data.shards import ShardSource, is_shard_folder
+from selfsup.data.webdataset import WebDatasetSource, is_webdataset
 from selfsup.encoder import Encoder
 from selfsup.methods import METHODS
 from selfsup.modalities.base import Modality, channel_statistics
@@ -140,6 +141,17 @@ class ImageModality(Modality):
             hub_options = ("image_size", "channels", "pixel_bits", "label_column", "id_column")
             return HubImageSource(spec, **{k: v for k, v in options.items() if k in hub_options})
         path = Path(spec).expanduser()
+        if is_webdataset(path):
+            for option in ("labels", "channel_pattern"):
+                if options.get(option) is not None:
+                    raise ValueError(
+                        f"{spec}: WebDataset shards keep their labels in .cls members; "
+                        f"--{option.replace('_', '-')} is for a folder's files"
+                    )
+            shard_options = ("image_size", "channels", "pixel_bits")
+            return WebDatasetSource(
+                path, **{k: v for k, v in options.items() if k in shard_options}
+            )
         if path.is_dir() and is_shard_folder(path):
             for option in ("labels", "channel_pattern"):
                 if options.get(option) is not None:

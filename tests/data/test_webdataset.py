@@ -1,0 +1,69 @@
+"""WebDataset tar shards of images, read by their tar headers and seeks."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+
+import pytest
+from tests.hub_datasets import png
+
+from selfsup.data.webdataset import WebDatasetSource
+from selfsup.modalities import infer_modality, open_source
+
+
+def write_shard(path, items):
+    """A shard of ``(key, {ext: bytes})`` items, members in key order as ShardWriter writes."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w") as tar:
+        for key, members in items:
+            for ext, data in members.items():
+                member = tarfile.TarInfo(f"{key}.{ext}")
+                member.size = len(data)
+                tar.addfile(member, io.BytesIO(data))
+    return path
+
+
+def value_of(source, index):
+    return round(float(source.read(index).mean()) * 255)
+
+
+def test_shards_are_items_by_key_with_their_cls_labels(tmp_path):
+    root = tmp_path / "wds"
+    write_shard(root / "train-000000.tar", [
+        (f"{k:04d}", {"png": png(10 * k), "cls": str(k % 2).encode(), "json": b"{}"})
+        for k in range(5)
+    ])  # fmt: skip
+    write_shard(root / "train-000001.tar", [
+        ("0005", {"png": png(50)}),  # no label: an unlabelled item
+        ("0006", {"json": b"{}"}),  # no image: not an item
+        ("0007", {"jpg": png(70), "cls": b"1"}),
+    ])  # fmt: skip
+    assert infer_modality(str(root)) == "image"
+    source = open_source(str(root))
+    assert isinstance(source, WebDatasetSource) and len(source) == 7
+    assert source.ids[5] == "train-000001/0005" and source.ids[6] == "train-000001/0007"
+    assert [value_of(source, i) for i in (0, 4, 5, 6)] == [0, 40, 50, 70]
+    assert source.labels is None and source.partial_labels.classes == ["0", "1"]
+    assert source.partial_labels.rows.tolist() == [0, 1, 2, 3, 4, 6]
+    assert source.index_note == "WebDataset: 2 tar shards, 7 images"
+    assert sorted(source.epoch_order(0, 0).tolist()) == list(range(7))
+    one = open_source(str(root / "train-000000.tar"))  # a single shard
+    assert len(one) == 5 and one.classes == ["0", "1"]
+    with pytest.raises(ValueError, match=r"\.cls members; --labels is for a folder's files"):
+        open_source(str(root), labels="labels.csv")
+
+
+def test_a_shard_cut_short_is_read_to_its_last_whole_member(tmp_path):
+    whole = write_shard(tmp_path / "full.tar", [
+        (f"{k:04d}", {"png": png(20 * k), "cls": b"0"}) for k in range(4)
+    ])  # fmt: skip
+    data = whole.read_bytes()
+    cut = tmp_path / "cut" / "shard.tar"
+    cut.parent.mkdir()
+    cut.write_bytes(data[: len(data) // 2 + 100])  # a copy that stopped
+    source = WebDatasetSource(cut.parent)
+    assert "shard.tar: cut short" in source.warning
+    batch = source.read_batch(range(len(source)))
+    assert 1 <= len(batch.indices) < 4 and value_of(source, 0) == 0
+    assert all("cannot read image" in s.reason for s in batch.skipped)
