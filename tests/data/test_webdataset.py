@@ -67,3 +67,14 @@ def test_a_shard_cut_short_is_read_to_its_last_whole_member(tmp_path):
     batch = source.read_batch(range(len(source)))
     assert 1 <= len(batch.indices) < 4 and value_of(source, 0) == 0
     assert all("cannot read image" in s.reason for s in batch.skipped)
+
+
+def test_a_large_folder_without_shards_is_not_walked_through(tmp_path):
+    from selfsup.data import hub
+    from selfsup.data.webdataset import tar_shards
+
+    for i in range(hub.MAX_OTHER_FILES + 1):
+        (tmp_path / f"{i:05d}.jpg").write_bytes(b"x")
+    write_shard(tmp_path / "zz" / "late.tar", [("0", {"png": png(1)})])
+    assert tar_shards(tmp_path) == []
+    assert tar_shards(tmp_path / "zz") == [tmp_path / "zz" / "late.tar"]

@@ -38,6 +38,7 @@ import numpy as np
 
 from selfsup.data.arrays import present_labels
 from selfsup.data.base import EmptySourceError
+from selfsup.data.hub import MAX_OTHER_FILES
 from selfsup.data.image_folder import IMAGE_EXTENSIONS, natural_order
 from selfsup.data.shards import ROWS_PER_GROUP, ShardSource
 
@@ -49,7 +50,9 @@ LABEL_BYTES = 256
 
 def tar_shards(path: str | os.PathLike) -> list[Path]:
     """The ``.tar`` shards a path names: the file, or every ``.tar`` under the folder (in
-    sorted order, hidden ones left out); empty for anything else.
+    sorted order, hidden ones left out); empty for anything else, and for a folder whose
+    first ``MAX_OTHER_FILES`` files hold no shard (img2dataset's ``.parquet`` and
+    ``_stats.json`` beside each shard are fine).
 
     Example:
         >>> tar_shards("/nonexistent")
@@ -60,13 +63,17 @@ def tar_shards(path: str | os.PathLike) -> list[Path]:
         return [path] if path.suffix.lower() == ".tar" else []
     if not path.is_dir():
         return []
-    return sorted(
-        Path(folder, name)
-        for folder, subfolders, names in os.walk(path)
-        if not any(p.startswith(".") for p in Path(folder).relative_to(path).parts)
-        for name in names
-        if name.lower().endswith(".tar") and not name.startswith(".")
-    )
+    shards, others = [], 0
+    for folder, subfolders, names in os.walk(path):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        for name in sorted(names):
+            if name.lower().endswith(".tar") and not name.startswith("."):
+                shards.append(Path(folder, name))
+            else:
+                others += 1
+        if not shards and others > MAX_OTHER_FILES:  # a folder of photos: not walked through
+            return []
+    return sorted(shards)
 
 
 def is_webdataset(path: str | os.PathLike) -> bool:
