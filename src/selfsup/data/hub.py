@@ -590,7 +590,8 @@ class HubRows:
         if layout is None:
             raise ValueError(f"{spec}: no Hugging Face dataset with a column of {kind} files")
         self.layout, self.name, self.kind = layout, str(spec), kind
-        self.columns = list(_schema(layout.files[0]).names)
+        self.schema = _schema(layout.files[0])  # the footer, read once
+        self.columns = list(self.schema.names)
         for option, column in (("--label-column", label_column), ("--id-column", id_column)):
             if column is not None and column not in self.columns:
                 raise ValueError(
@@ -647,7 +648,7 @@ class HubRows:
         import pyarrow as pa
 
         media = self.layout.media or ""
-        if pa.types.is_struct(_schema(self.layout.files[0]).field(media).type):
+        if pa.types.is_struct(self.schema.field(media).type):
             paths = self._column(f"{media}.path")
             names = [os.path.basename(p) if isinstance(p, str) else None for p in paths]
             if None not in names and len(set(names)) == len(names):

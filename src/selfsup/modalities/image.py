@@ -141,26 +141,21 @@ class ImageModality(Modality):
             hub_options = ("image_size", "channels", "pixel_bits", "label_column", "id_column")
             return HubImageSource(spec, **{k: v for k, v in options.items() if k in hub_options})
         path = Path(spec).expanduser()
-        if is_webdataset(path):
+        packed = (
+            (WebDatasetSource, "WebDataset shards keep their labels in .cls members")
+            if is_webdataset(path)
+            else (ShardSource, "packed shards keep the labels and channels they were packed with")
+            if path.is_dir() and is_shard_folder(path)
+            else None
+        )
+        if packed is not None:  # shards of encoded files: read as they were written
+            kind, keeps = packed
             for option in ("labels", "channel_pattern"):
                 if options.get(option) is not None:
-                    raise ValueError(
-                        f"{spec}: WebDataset shards keep their labels in .cls members; "
-                        f"--{option.replace('_', '-')} is for a folder's files"
-                    )
+                    flag = option.replace("_", "-")
+                    raise ValueError(f"{spec}: {keeps}; --{flag} is for a folder's files")
             shard_options = ("image_size", "channels", "pixel_bits")
-            return WebDatasetSource(
-                path, **{k: v for k, v in options.items() if k in shard_options}
-            )
-        if path.is_dir() and is_shard_folder(path):
-            for option in ("labels", "channel_pattern"):
-                if options.get(option) is not None:
-                    raise ValueError(
-                        f"{spec}: packed shards keep the labels and channels they were packed "
-                        f"with; --{option.replace('_', '-')} is for a folder's files"
-                    )
-            shard_options = ("image_size", "channels", "pixel_bits")
-            return ShardSource(path, **{k: v for k, v in options.items() if k in shard_options})
+            return kind(path, **{k: v for k, v in options.items() if k in shard_options})
         if path.is_dir():
             return ImageFolderSource(path, **folder_options(options))
         if path.is_file() and path.suffix.lower() in _ARRAY_SUFFIXES:
