@@ -727,6 +727,8 @@ def pretrain(
         + "".join(f"; {note}" for note in (opened.index_note, opened.labels_note) if note)
         + ")"
     )
+    if opened.inputs_note:
+        say(opened.inputs_note)
     if opened.warning:
         say(f"warning: {opened.warning}")
     if cut:

@@ -291,3 +291,35 @@ def test_two_classes_are_also_ranked_by_auroc_by_default() -> None:
     three = ArraySource(images[:40], np.arange(40) % 3)
     rows = evaluate_encoder(encoder, three, ArraySource(images[40:], np.arange(20) % 3)).rows
     assert "auroc" not in [row.protocol for row in rows]
+
+
+def test_millions_of_labels_fit_probes_on_a_planned_sample(monkeypatch) -> None:
+    """2.4 million labelled transactions: the penalty sweep and the probe ran on every row
+    (six minutes, 16 GB). The penalty is chosen on a sample, the probe fitted on a stratified
+    sample that keeps the rare class, and the result says so."""
+    import selfsup.evaluation.linear as linear
+    import selfsup.evaluation.report as report
+    from selfsup.data.arrays import ArraySource
+    from selfsup.modalities.image import build_image_encoder
+
+    sizes: list[int] = []
+    sweep = linear._select_weight_decay
+    monkeypatch.setattr(
+        linear, "_select_weight_decay", lambda fit, *a: sizes.append(len(fit[1])) or sweep(fit, *a)
+    )
+    x, y = clusters(200, seed=0, classes=2)
+    sampled = linear_probe(x[:300], y[:300], x[300:], y[300:], sweep_most=100)
+    assert sizes == [90] and sampled.accuracy > 0.95  # 90 fit + 10 validation of 100
+    assert linear_probe(x[:300], y[:300], x[300:], y[300:]).accuracy > 0.95 and sizes[1] == 270
+
+    rng = np.random.default_rng(0)
+    labels = (np.arange(700) % 20 == 0).astype(int)  # 5% positive, as fraud is rare
+    images = (rng.random((700, 8, 8)) * 60).astype(np.uint8)
+    images[labels == 1] += 120
+    train, test = ArraySource(images[:500], labels[:500]), ArraySource(images[500:], labels[500:])
+    encoder = build_image_encoder("small-cnn", in_channels=1, image_size=8, width=4)
+    monkeypatch.setattr(report, "PROBE_MOST", 200)
+    result = report.evaluate_encoder(encoder, train, test, protocols=("linear", "auroc"))
+    assert "linear probes fitted on a stratified sample of 200 train items (of 500" in result.note
+    assert all(row.detail["probe_items_selfsup"] == 200 for row in result.rows)
+    assert result.rows[1].raw > 0.95  # the sample keeps the 10 positives among its 200

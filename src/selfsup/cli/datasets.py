@@ -142,6 +142,8 @@ def datasets_show(
         info["files"] = source.index_note
     if source.labels_note:
         info["labels_from"] = source.labels_note
+    if source.inputs_note:
+        info["inputs"] = source.inputs_note
     if source.warning:
         info["warning"] = source.warning
     if check:

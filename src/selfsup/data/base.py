@@ -318,6 +318,9 @@ class Source(abc.ABC):
     index_note: str | None = None
     #: Where a folder's labels came from when a table gave them (``--labels``, metadata.csv).
     labels_note: str | None = None
+    #: What of each item the encoder reads where the data decided it (a table's columns:
+    #: which are numbers, categories or times, which are not read), for people; None else.
+    inputs_note: str | None = None
     #: Images: the significant bits its integer pixels wider than 8 bits are read with (12
     #: for a camera's 12-bit values in 16-bit files); None where it has none such.
     pixel_bits: int | None = None

@@ -10,12 +10,17 @@ data) and saved with the run, so later data is encoded exactly the same way:
   become numeric features: the days since 1970 and the position in the day, the week and the
   year as sine and cosine (UTC), standardized like numbers; a missing time gets an indicator;
 - categorical columns become integer codes 1..K in the order of the fitted categories (the
-  most frequent first); code 0 means missing or unseen. The backbone embeds them.
+  most frequent first); code 0 means missing or unseen. The backbone embeds them. A category
+  held by fewer than :data:`CATEGORY_MIN_ROWS` rows (a thousandth of the rows in tables under
+  20,000) has too few to learn an embedding from: such categories, and those beyond the
+  :data:`MOST_CATEGORIES` most frequent, share one "other" code, 1, with the values met later
+  that the fit data did not hold, and the fitted categories follow from 2.
 
 Column types are inferred (text, category and boolean columns are categorical, the rest
-numeric) and can be overridden. A text column whose value differs in almost every row (an id,
-a timestamp in another format, free text) is not read: its codes would name rows, not
-categories; a warning names it, and ``categorical_columns`` reads it anyway.
+numeric) and can be overridden. A text column whose rows mostly hold a value too rare to learn
+from (an id, a card number seen a dozen times in three million transactions, a timestamp in
+another format, free text) is not read: its codes would name rows, not categories; a warning
+names it, and ``categorical_columns`` reads it anyway.
 
 Example:
     >>> frame = pd.DataFrame({"age": [30, 40, None], "city": ["a", "b", "a"], "y": [0, 1, 0]})
@@ -77,9 +82,15 @@ _ISO_TIME = re.compile(
 #: Cells looked at to decide whether a text column holds dates.
 _TIME_SAMPLE = 200
 #: A categorical column with more distinct values than this share of its filled cells (and
-#: more than ``_ID_LIKE_MIN`` of them) names rows rather than categories.
+#: more than ``_ID_LIKE_MIN`` of them), or whose categories with a code of their own hold
+#: less than this share of them, names rows rather than categories.
 _ID_LIKE_SHARE = 0.5
 _ID_LIKE_MIN = 100
+#: Rows a category needs for a code of its own (a thousandth of the rows where that is less):
+#: rarer ones share the column's "other" code.
+CATEGORY_MIN_ROWS = 20
+#: The most categories of one column with codes of their own (the most frequent ones).
+MOST_CATEGORIES = 10_000
 #: One-hot columns per categorical column in the raw-input baseline (the rarest share one).
 ONE_HOT_MOST = 64
 
@@ -88,16 +99,51 @@ def _is_categorical(series: pd.Series) -> bool:
     return not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
 
 
-def _by_frequency(cells: pd.Series) -> list[str]:
-    """A column's distinct values as text, the most frequent first (ties in text order).
+def _by_frequency(cells: pd.Series) -> list[tuple[str, int]]:
+    """A column's distinct values as text and their rows, the most frequent first (ties in
+    text order).
 
     Example:
         >>> _by_frequency(pd.Series(["b", "a", "b", None, "c", "a", "b"]))
-        ['b', 'a', 'c']
+        [('b', 3), ('a', 2), ('c', 1)]
     """
     counts = cells.dropna().astype(str).value_counts()
     order = sorted(zip(counts.index, counts.to_numpy(), strict=True), key=lambda p: (-p[1], p[0]))
-    return [str(value) for value, _ in order]
+    return [(str(value), int(rows)) for value, rows in order]
+
+
+def category_min_rows(rows: int) -> int:
+    """Rows a category needs for a code of its own in a table of ``rows`` rows.
+
+    Example:
+        >>> category_min_rows(400), category_min_rows(10_000), category_min_rows(3_000_000)
+        (1, 10, 20)
+    """
+    return max(1, min(CATEGORY_MIN_ROWS, rows // 1000))
+
+
+@dataclass
+class _Column:
+    """What fitting found of one categorical column: its coded categories, how many distinct
+    values it held, and the share of its filled cells the coded ones hold."""
+
+    coded: list[str]
+    values: int
+    covered: float
+
+    @classmethod
+    def fit(cls, cells: pd.Series, min_rows: int) -> _Column:
+        """Categories of ``cells`` with at least ``min_rows`` rows, the most frequent first
+        and at most :data:`MOST_CATEGORIES`.
+
+        Example:
+            >>> _Column.fit(pd.Series(list("aaabbc")), 2)
+            _Column(coded=['a', 'b'], values=3, covered=0.8333333333333334)
+        """
+        counts = _by_frequency(cells)
+        coded = [(v, n) for v, n in counts if n >= min_rows][:MOST_CATEGORIES]
+        filled = sum(n for _, n in counts)
+        return cls([v for v, _ in coded], len(counts), sum(n for _, n in coded) / max(filled, 1))
 
 
 def _is_datetime(series: pd.Series) -> bool:
@@ -120,14 +166,26 @@ def ignored_warning(frame: pd.DataFrame, columns: Sequence[str]) -> str:
         >>> frame = pd.DataFrame({"ref": [f"r{i}" for i in range(300)],
         ...                       "note": [f"the printer {i} is slow" for i in range(300)]})
         >>> print(ignored_warning(frame, ["ref"]))
-        not read, a different value in nearly every row (ids or free text): 'ref' (300 values in 300 rows); --categorical-columns COLUMN reads one as categories
+        not read, most rows hold a value too rare to learn from (ids or free text): 'ref' (300 values in 300 rows); --categorical-columns COLUMN reads one as categories
         >>> print(ignored_warning(frame, ["ref", "note"]).split("; ", 1)[1])
         'note' holds free text: --modality text --text-column note reads it as text (a table reads no text); --categorical-columns COLUMN reads one as categories
+        >>> cards = pd.DataFrame({"card": [f"c{i % 5000}" for i in range(60_000)]})
+        >>> print(ignored_warning(cards, ["card"]).split(" (ids or free text): ")[1])
+        'card' (5,000 values in 60,000 rows, 100% of them in values of fewer than 20 rows); --categorical-columns COLUMN reads one as categories
     """  # noqa: E501
-    counts = ", ".join(
-        f"{str(c)!r} ({frame[c].nunique():,} values in {int(frame[c].notna().sum()):,} rows)"
-        for c in columns
-    )
+    min_rows = category_min_rows(len(frame))
+
+    def counts_of(column: Any) -> str:
+        found = _Column.fit(frame[column], min_rows)
+        filled = int(frame[column].notna().sum())
+        rare = (
+            f", {1 - found.covered:.0%} of them in values of fewer than {min_rows} rows"
+            if min_rows > 1
+            else ""
+        )
+        return f"{str(column)!r} ({found.values:,} values in {filled:,} rows{rare})"
+
+    counts = ", ".join(counts_of(c) for c in columns)
     prose = next((c for c in columns if _holds_prose(frame[c])), None)
     text = (
         ""
@@ -136,7 +194,7 @@ def ignored_warning(frame: pd.DataFrame, columns: Sequence[str]) -> str:
         "as text (a table reads no text); "
     )
     return (
-        f"not read, a different value in nearly every row (ids or free text): {counts}; "
+        f"not read, most rows hold a value too rare to learn from (ids or free text): {counts}; "
         f"{text}--categorical-columns COLUMN reads one as categories"
     )
 
@@ -203,10 +261,13 @@ class TablePreprocessor:
         stds: fitted standard deviation per numeric column (1 where constant).
         indicators: numeric columns that get a "was missing" indicator.
         categories: the fitted categories (as text) per categorical column, the most frequent
-            first; code i + 1 is ``categories[column][i]``.
+            first; code i + 1 is ``categories[column][i]`` (i + 2 in ``other`` columns).
         datetimes: date and time columns, each read as the numeric features of
             ``DATETIME_PARTS`` after the numeric columns (``means`` and ``stds`` cover both).
-        ignored: text columns not read because nearly every row holds another value.
+        ignored: text columns not read because most rows hold a value too rare to learn from.
+        other: categorical columns with an "other" code (1) shared by their rare categories
+            and unseen values; their fitted categories have codes from 2.
+        values: the distinct values each categorical column held at fit time.
     """
 
     numeric: list[str]
@@ -217,6 +278,8 @@ class TablePreprocessor:
     categories: dict[str, list[str]] = field(default_factory=dict)
     datetimes: list[str] = field(default_factory=list)
     ignored: list[str] = field(default_factory=list)
+    other: list[str] = field(default_factory=list)
+    values: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def fit(
@@ -259,8 +322,19 @@ class TablePreprocessor:
             if c not in forced_cat
             and frame[c].nunique() > max(_ID_LIKE_MIN, _ID_LIKE_SHARE * frame[c].notna().sum())
         ]
+        min_rows = category_min_rows(len(frame))
+        found = {
+            c: _Column.fit(frame[c], 1 if c in forced_cat else min_rows)
+            for c in categorical
+            if c not in ignored
+        }
+        ignored += [  # a card number seen a dozen times: most rows would share "other"
+            c
+            for c, f in found.items()
+            if c not in forced_cat and f.values > _ID_LIKE_MIN and f.covered < _ID_LIKE_SHARE
+        ]
         categorical = [c for c in categorical if c not in ignored]
-        categories = {c: _by_frequency(frame[c]) for c in categorical}
+        categories = {c: found[c].coded for c in categorical}
         if not numeric and not categorical and not datetimes:
             raise ValueError(
                 f"{name}: no feature column left: {ignored} hold another value in nearly "
@@ -272,6 +346,8 @@ class TablePreprocessor:
             categories={str(c): v for c, v in categories.items()},
             datetimes=[str(c) for c in datetimes],
             ignored=[str(c) for c in ignored],
+            other=[str(c) for c in categorical if found[c].covered < 1],
+            values={str(c): found[c].values for c in categorical},
         )
         values = encoding.numeric_values(frame, name)
         with np.errstate(all="ignore"):
@@ -287,6 +363,55 @@ class TablePreprocessor:
             if c not in second_parts and np.isnan(values[:, i]).any()
         ]
         return encoding
+
+    def summary(self) -> dict[str, Any]:
+        """How each column is read, for people: numbers, categories (with their codes), times,
+        and the columns left out.
+
+        Example:
+            >>> frame = pd.DataFrame({"amount": [1.0, 2.0, 3.0], "shop": ["a", "b", "a"]})
+            >>> TablePreprocessor.fit(frame).summary()
+            {'numeric': ['amount'], 'categorical': {'shop': '2 values'}}
+        """
+        categorical = {}
+        for c in self.categorical:
+            coded, held = len(self.categories[c]), self.values.get(c, len(self.categories[c]))
+            categorical[c] = (
+                f"{coded:,} of {held:,} values coded, the rarer sharing one"
+                if c in self.other
+                else f"{held:,} values"
+            )
+        found: dict[str, Any] = {"numeric": self.numeric, "categorical": categorical}
+        found["times"] = self.datetimes
+        found["not_read"] = self.ignored
+        return {k: v for k, v in found.items() if v}
+
+    def describe(self, most: int = 12) -> str:
+        """:meth:`summary` as one line (at most ``most`` columns named per kind).
+
+        Example:
+            >>> frame = pd.DataFrame({"amount": [1.0, 2.0], "t": ["2025-01-01", "2025-01-02"]})
+            >>> TablePreprocessor.fit(frame).describe()
+            'columns: 1 numeric (amount); 1 time (t)'
+        """
+        summary = self.summary()
+
+        def listed(names: list[str]) -> str:
+            more = f" and {len(names) - most:,} more" if len(names) > most else ""
+            return ", ".join(names[:most]) + more
+
+        parts = []
+        if "numeric" in summary:
+            parts.append(f"{len(self.numeric)} numeric ({listed(self.numeric)})")
+        if "categorical" in summary:
+            named = [f"{c}: {v}" for c, v in summary["categorical"].items()]
+            parts.append(f"{len(named)} categorical ({listed(named)})")
+        if "times" in summary:
+            times = self.datetimes
+            parts.append(f"{len(times)} time{'s' * (len(times) > 1)} ({listed(times)})")
+        if "not_read" in summary:
+            parts.append(f"not read: {listed(self.ignored)}")
+        return "columns: " + "; ".join(parts)
 
     @property
     def numeric_names(self) -> list[str]:
@@ -312,8 +437,9 @@ class TablePreprocessor:
 
     @property
     def cardinalities(self) -> list[int]:
-        """Codes per categorical column, including code 0 (missing or unseen)."""
-        return [len(self.categories[c]) + 1 for c in self.categorical]
+        """Codes per categorical column, including code 0 (missing, and unseen where the
+        column has no "other" code) and the "other" code."""
+        return [len(self.categories[c]) + 1 + (c in self.other) for c in self.categorical]
 
     @property
     def inputs(self) -> list[str]:
@@ -347,9 +473,11 @@ class TablePreprocessor:
         codes = []
         for column in self.categorical:
             cells = frame[column]
-            found = pd.Index(self.categories[column]).get_indexer(cells.astype(str))
-            found[cells.isna().to_numpy()] = -1
-            codes.append((found + 1).astype(np.float32))  # -1 (missing or unseen): code 0
+            found = pd.Index(self.categories[column]).get_indexer(cells.astype(str)) + 1
+            if column in self.other:  # rare or unseen: 1, the fitted categories from 2
+                found = np.where(found > 0, found + 1, 1)
+            found[cells.isna().to_numpy()] = 0
+            codes.append(found.astype(np.float32))
         parts = [scaled.astype(np.float32), *(f[:, None] for f in flags)]
         parts += [c[:, None] for c in codes]
         return np.concatenate(parts, axis=1) if parts else np.zeros((len(frame), 0), np.float32)
@@ -474,6 +602,7 @@ class TabularSource(InMemorySource):
             if preprocessor.ignored:
                 notes.append(ignored_warning(frame, preprocessor.ignored))
             self.warning = "; ".join(n for n in notes if n) or None
+            self.inputs_note = preprocessor.describe()
         self.preprocessor = preprocessor
         self.values = torch.from_numpy(preprocessor.transform(frame, name))
         self.name = name

@@ -300,6 +300,9 @@ class EpochMonitor:
             values["online_probe"] = probe.accuracy(features, labels)
             if bool((labels < 0).any()):  # data labelled on some rows: scored on those
                 values["online_probe_items"] = float((labels >= 0).sum())
+            counts = torch.bincount(labels[labels >= 0])
+            if counts.max() >= 0.5 * counts.sum():  # 99% of transactions are not fraud
+                values["online_probe_majority"] = float(counts.max() / counts.sum())
         return metrics, values
 
     def alarm(self, values: dict[str, float], epoch: int) -> str | None:

@@ -919,6 +919,11 @@ def _measure(t: Training, state: TrainState, log: MetricsLog) -> str | None:
                 if "online_probe_items" in values
                 else ""
             )
+            + (
+                f" (the most common class alone: {values['online_probe_majority']:.3f})"
+                if "online_probe_majority" in values
+                else ""
+            )
             + (f", loss {values['heldout_loss']:.4f}" if "heldout_loss" in values else ""),
         )
         if monitor.consider(method.export_encoder(), values, state.epoch):

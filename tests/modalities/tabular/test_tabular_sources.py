@@ -168,3 +168,63 @@ def test_a_folder_of_monthly_exports_is_one_table_its_rows_named_by_file(tmp_pat
     (photos / "labels.csv").write_text("file_name,label,date\na.png,cat,2025-01-01\n")
     Image.new("RGB", (8, 8)).save(photos / "a.png")
     assert infer_modality(str(photos)) == "image"
+
+
+def test_rare_categories_share_one_code_and_card_numbers_are_not_read(tmp_path):
+    """Three million transactions of 250,000 cards: every card got its own embedding (12 rows
+    each to learn it from, 8 MB of a 10 MB encoder), and 56,000 merchants as many. A category
+    held by fewer than 20 rows now shares an "other" code with the values met later; a column
+    most of whose rows hold such values is not read, and says why."""
+    rng = np.random.default_rng(0)
+    n = 30_000
+    rare = rng.random(n) < 0.3
+    merchant = np.where(
+        rare,
+        np.char.add("m", (np.cumsum(rare) % 5_000).astype(str)),  # 5,000 of ~2 rows
+        np.char.add("big", rng.integers(0, 10, n).astype(str)),  # 10 merchants of ~2,100 rows
+    )
+    frame = pd.DataFrame(
+        {
+            "card": np.char.add("c", rng.permutation(np.arange(n) % 6_000).astype(str)),  # 5 rows
+            "merchant": merchant,
+            "x": rng.normal(size=n),
+        }
+    )
+    frame.loc[:9, "merchant"] = None
+    src = TabularSource(frame)
+    pre = src.preprocessor
+    assert pre.ignored == ["card"] and pre.categorical == ["merchant"]
+    assert "'card' (6,000 values in 30,000 rows, 100% of them in values of fewer than 20 rows)" in (
+        src.warning
+    )
+    assert sorted(pre.categories["merchant"]) == [f"big{i}" for i in range(10)]
+    assert pre.other == ["merchant"] and pre.cardinalities == [12]  # missing, other, 10
+    assert src.inputs_note == (
+        "columns: 1 numeric (x); 1 categorical (merchant: 10 of 5,010 values coded, the rarer "
+        "sharing one); not read: card"
+    )
+    codes = src.values[:, -1].numpy()
+    big = frame["merchant"].str.startswith("big", na=False).to_numpy()
+    assert (codes[:10] == 0).all() and (codes[big] >= 2).all()
+    assert (codes[~big & frame["merchant"].notna().to_numpy()] == 1).all()
+    pre.save(tmp_path)
+    later = pd.DataFrame({"card": ["c1", "new"], "merchant": ["never seen", "big3"], "x": [0, 1]})
+    again = TabularSource(later, preprocessor=TablePreprocessor.load(tmp_path))
+    assert again.values[:, -1].tolist() == [1.0, 2.0 + pre.categories["merchant"].index("big3")]
+    assert again.inputs_note is None  # a run's encoding: said when it was fitted
+    # Asked for, card numbers are read, each its own code.
+    kept = TabularSource(frame, categorical_columns=["card"]).preprocessor
+    assert kept.cardinalities[0] == 6_001 and "card" not in kept.other
+
+
+def test_an_encoding_saved_before_other_codes_reads_as_it_did(tmp_path):
+    """preprocess.json files of earlier runs have no "other" codes: unseen values stay 0."""
+    import json
+
+    (tmp_path / "preprocess.json").write_text(
+        json.dumps({"numeric": [], "categorical": ["c"], "categories": {"c": ["a", "b"]}})
+    )
+    pre = TablePreprocessor.load(tmp_path)
+    assert pre.cardinalities == [3]
+    frame = pd.DataFrame({"c": ["b", "zz", None]})
+    assert pre.transform(frame).ravel().tolist() == [2.0, 0.0, 0.0]
