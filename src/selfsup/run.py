@@ -50,7 +50,7 @@ from selfsup.core.files import (
     write_json,
     write_text,
 )
-from selfsup.core.precision import embedding_device, resolve_precision
+from selfsup.core.precision import embedding_device, resolve_precision, uses_gpu
 from selfsup.data.base import DataWarning, Source
 from selfsup.data.folders import INDEX_FILE, FolderIndex
 from selfsup.data.splits import hold_out
@@ -391,6 +391,41 @@ def data_spec(data: str | os.PathLike) -> str:
     return str(Path(text).expanduser().resolve()) if Path(text).expanduser().exists() else text
 
 
+class AutocastPrecision(lightning.fabric.plugins.MixedPrecision):
+    """Lightning's mixed precision without its cast of the model's inputs: autocast alone
+    decides what runs in bf16 (or fp16). Lightning casts every floating input to bf16 first,
+    and a table's category codes are floats that bf16 rounds above 256 (merchant 3,737 read
+    as 3,744): the embeddings trained were not those embedding later reads, and VIME's
+    reconstruction targets fell outside their classes.
+
+    Example:
+        >>> plugin = AutocastPrecision("bf16-mixed", "cpu")
+        >>> plugin.convert_input(torch.tensor([3737.0])).item()
+        3737.0
+    """
+
+    def convert_input(self, data: Any) -> Any:
+        """The inputs as they are."""
+        return data
+
+
+def fabric_precision(cfg: PretrainConfig) -> dict[str, Any]:
+    """The precision argument of the Fabric a run trains with: ``32-true``, or a mixed
+    precision plugin that leaves the inputs as they are (:class:`AutocastPrecision`).
+
+    Example:
+        >>> fabric_precision(PretrainConfig(data="digits", precision="fp32"))
+        {'precision': '32-true'}
+    """
+    name = resolve_precision(cfg.precision, cfg.accelerator)
+    if name == "32-true":
+        return {"precision": name}
+    device = "cpu"
+    if uses_gpu(cfg.accelerator):
+        device = "cuda" if torch.cuda.is_available() else "mps"
+    return {"plugins": [AutocastPrecision(name, device)]}
+
+
 def build_fabric(cfg: PretrainConfig) -> lightning.Fabric:
     """The Lightning Fabric a run trains with: its accelerator (a GPU when present, by
     default), processes and precision. Under SLURM (``srun``), torchrun or Fabric's own
@@ -418,7 +453,7 @@ def build_fabric(cfg: PretrainConfig) -> lightning.Fabric:
         devices=cfg.devices,
         num_nodes=cfg.num_nodes,
         strategy="ddp" if multi else "auto",
-        precision=resolve_precision(cfg.precision, cfg.accelerator),
+        **fabric_precision(cfg),
     )
 
 

@@ -276,9 +276,15 @@ def open_run(path: str | os.PathLike, options: dict[str, Any], device: str = "cp
         raise ValueError(foreign)
     run = run.with_data_options(**given)
     if not run.finished:
+        saved = any((run.path / "checkpoints").glob("*"))  # none: it stopped before step 1
         console.print(
             f"[bold red]warning[/bold red]: {path} did not finish training (no {TRAIN_FILE}): "
-            "its encoder is its last checkpoint's; `selfsup pretrain --resume` continues it",
+            + (
+                "its encoder is its last checkpoint's"
+                if saved
+                else "its encoder is the one it started from (no checkpoint was written)"
+            )
+            + "; `selfsup pretrain --resume` continues it",
             soft_wrap=True,
         )
     return run

@@ -109,7 +109,9 @@ def evaluate(
         str,
         typer.Option(
             help="Without --test: split the data's items (item), or its first folders "
-            "(folder: a patient's scans, a day's photos, all on one side); auto: folder where "
+            "(folder: a patient's scans, a day's photos, all on one side), or a table's rows "
+            "by its first date and time column (time: the latest fifth scored, as a fraud "
+            "team scores last month with what it learned before); auto: folder where "
             "the folders are patients (DICOM files of one PatientID per folder) or the units "
             "of sensor logs cut into --window windows, else item."
         ),

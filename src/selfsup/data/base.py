@@ -367,6 +367,17 @@ class Source(abc.ABC):
         """
         return None
 
+    def times(self) -> tuple[str, np.ndarray] | None:
+        """Where items carry a time (a table's first date and time column): its name and each
+        item's time in days since 1970, NaN where missing; None (the default) where they do
+        not. Evaluation splits by it with ``--split-by time``.
+
+        Example:
+            >>> Source.times(None) is None  # images, texts...
+            True
+        """
+        return None
+
     def parts(self) -> Parts | None:
         """The parts each item is embedded by (see :class:`Parts`); None (the default):
         every item is embedded as it is read.

@@ -93,6 +93,33 @@ def folder_groups(ids: Sequence[str], name: str) -> np.ndarray:
 PERIODS = 20
 
 
+def time_split(days: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray, str]:
+    """Items before a time and items from it, the later ones about ``fraction`` of the items
+    with a time: a model is scored on what came after what it was fitted on, as a fraud team
+    scores last month's transactions with what it learned before. Items without a time are
+    fitted on. Returns both parts' indices (sorted) and the time, ISO 8601.
+
+    Raises:
+        ValueError: no item has a time, or all share the cut's time (nothing before it).
+
+    Example:
+        >>> days = np.array([20089.0, 20089.5, 20090.0, np.nan, 20091.0])  # 2025-01-01...
+        >>> fit, test, cut = time_split(days, 0.25)
+        >>> fit.tolist(), test.tolist(), cut
+        ([0, 1, 2, 3], [4], '2025-01-03T00:00:00')
+    """
+    timed = np.flatnonzero(~np.isnan(days))
+    if len(timed) == 0:
+        raise ValueError("--split-by time: no item has a time")
+    ranked = np.sort(days[timed])
+    cut = ranked[min(len(ranked) - 1, int(np.ceil(len(ranked) * (1 - fraction))))]
+    later = ~np.isnan(days) & (days >= cut)
+    if later.all() or not later.any():
+        raise ValueError("--split-by time: every item has the same time, none is before another")
+    when = str(np.datetime64(round(float(cut) * 86400), "s"))
+    return np.flatnonzero(~later), np.flatnonzero(later), when
+
+
 def period_groups(ids: Sequence[str], periods: int = PERIODS) -> np.ndarray:
     """Each window's stretch of time, for a split by time: the windows ``UNIT@START`` ranked
     by their start (numbers as numbers, times as ISO text sorts them) and cut into
@@ -207,6 +234,10 @@ class SubsetSource(Source):
 
     def length_keys(self, indices: np.ndarray) -> np.ndarray | None:
         return self.source.length_keys(self.indices[np.asarray(indices)])
+
+    def times(self) -> tuple[str, np.ndarray] | None:
+        whole = self.source.times()
+        return None if whole is None else (whole[0], whole[1][self.indices])
 
     def parts(self) -> Parts | None:
         """The base source's parts of this subset's items, in this subset's order."""

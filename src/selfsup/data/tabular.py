@@ -626,6 +626,27 @@ class TabularSource(InMemorySource):
         """The encoded columns' names."""
         return self.preprocessor.feature_names
 
+    def times(self) -> tuple[str, np.ndarray] | None:
+        """The first date and time column's name and its days since 1970 per row (NaN where
+        missing), from the encoded rows (to a second); None without one.
+
+        Example:
+            >>> src = TabularSource(pd.DataFrame({"t": ["2025-01-01T12:00", None], "x": [1, 2]}))
+            >>> name, days = src.times()
+            >>> name, days.round(3).tolist()
+            ('t', [20089.5, nan])
+        """
+        pre = self.preprocessor
+        if not pre.datetimes:
+            return None
+        name = f"{pre.datetimes[0]} ({DATETIME_PARTS[0]})"
+        j = pre.numeric_names.index(name)
+        days = self.values[:, j].double().numpy() * pre.stds[j] + pre.means[j]
+        if name in pre.indicators:
+            flags = self.values[:, len(pre.numeric_names) + pre.indicators.index(name)]
+            days[flags.numpy() > 0.5] = np.nan
+        return pre.datetimes[0], days
+
     @property
     def item_shape(self) -> tuple[int]:
         """(encoded columns,)."""

@@ -38,6 +38,7 @@ from selfsup.data.splits import (
     split_group_ids,
     stratified_group_split,
     stratified_split,
+    time_split,
 )
 from selfsup.encoder import SPEC_FILE, WEIGHTS_FILE, Encoder, read_encoder_spec
 from selfsup.modalities.audio import AUDIO
@@ -211,8 +212,16 @@ def train_test_sources(
     elif split_by == "item":
         fit, held_out = stratified_split(labels, test_fraction)
         sides = ["", ""]
+    elif split_by == "time":
+        found = source.times()
+        if found is None:
+            raise ValueError(
+                f"--split-by time: {source.name} has no date and time column to split by"
+            )
+        fit, held_out, cut = time_split(found[1], test_fraction)
+        sides = [f"{found[0]} before {cut}", f"{found[0]} from {cut}"]
     else:
-        raise ValueError(f"unknown split {split_by!r}; known: auto, item, folder")
+        raise ValueError(f"unknown split {split_by!r}; known: auto, item, folder, time")
     return (
         SubsetSource(source, fit, f"{source.name}[fit{', ' * bool(sides[0])}{sides[0]}]"),
         SubsetSource(source, held_out, f"{source.name}[test{', ' * bool(sides[1])}{sides[1]}]"),

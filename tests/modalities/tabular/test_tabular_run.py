@@ -89,3 +89,38 @@ def test_a_label_column_read_as_a_feature_is_warned_and_never_evaluated(tmp_path
     assert "'y' holds the labels here, but the run's encoder reads it as an input" in str(
         result.exception
     )
+
+
+def test_category_codes_reach_the_encoder_exactly_under_bf16(tmp_path):
+    """Lightning cast the inputs to bf16 before the objective saw them: code 597 of a 599-shop
+    column reached the embedding as 596, and VIME's targets 598 and 599 became 600, outside
+    its 600 classes (IndexError after 46 s on 3 million transactions)."""
+    import pandas as pd
+
+    from selfsup.backbones.mlp import TabularMLP
+
+    n = 1_198
+    frame = pd.DataFrame({"shop": [f"s{i % 599}" for i in range(n)], "x": np.arange(n) / n})
+    seen: list[float] = []
+    forward = TabularMLP.forward
+
+    def spy(self, x):
+        seen.extend(x[:, self.numeric :].flatten().tolist())
+        return forward(self, x)
+
+    TabularMLP.forward = spy
+    try:
+        for method in ("scarf", "vime"):
+            selfsup.pretrain(
+                frame,
+                method=method,
+                steps=3,
+                batch_size=1_198,
+                precision="bf16",
+                out=tmp_path / method,
+                backbone_options={"hidden": 16, "depth": 1},
+                show_progress=False,
+            )
+    finally:
+        TabularMLP.forward = forward
+    assert {597.0, 598.0, 599.0} <= set(seen)  # bf16 has 596 and 600 alone there

@@ -228,3 +228,27 @@ def test_an_encoding_saved_before_other_codes_reads_as_it_did(tmp_path):
     assert pre.cardinalities == [3]
     frame = pd.DataFrame({"c": ["b", "zz", None]})
     assert pre.transform(frame).ravel().tolist() == [2.0, 0.0, 0.0]
+
+
+def test_a_split_by_time_scores_the_latest_rows_with_what_came_before():
+    """A fraud team judges a model on last month's transactions, not on rows drawn from every
+    month: ``--split-by time`` fits on the earlier rows of the first time column and scores
+    the latest fifth; rows without a time are fitted on, unlabelled rows left out."""
+    from selfsup.modalities import train_test_sources
+
+    n = 200
+    stamps = pd.date_range("2025-01-01", periods=n, freq="6h").strftime("%Y-%m-%dT%H:%M:%S")
+    fraud = (np.arange(n) % 4 == 0).astype(float)
+    frame = pd.DataFrame({"t": list(stamps), "amount": np.arange(n, dtype=float), "fraud": fraud})
+    frame.loc[3, "t"] = None
+    frame.loc[5, "fraud"] = None
+    fit, test = train_test_sources(TabularSource(frame, "fraud", name="tx"), split_by="time")
+    # 199 labelled rows, 198 with a time: the last 39 of those (a fifth) are scored
+    assert test.name == "tx[labelled][test, t from 2025-02-10T06:00:00]" and len(test) == 39
+    assert fit.name == "tx[labelled][fit, t before 2025-02-10T06:00:00]" and len(fit) == 160
+    fit_days, test_days = fit.times()[1], test.times()[1]
+    assert np.nanmax(fit_days) < test_days.min() and np.isnan(fit_days).sum() == 1
+    assert "5" not in [*fit.ids, *test.ids] and "3" in fit.ids  # 5 has no label, 3 no time
+    untimed = TabularSource(frame[["amount", "fraud"]], "fraud", name="tx")
+    with pytest.raises(ValueError, match=r"tx\[labelled\] has no date and time column to split"):
+        train_test_sources(untimed, split_by="time")
