@@ -72,6 +72,7 @@ bench: setup datasets system
 	$(PY) benchmarks/transfer.py
 	$(PY) benchmarks/series.py
 	$(PY) benchmarks/tabular.py
+	$(PY) benchmarks/transactions.py
 	$(PY) benchmarks/audio.py
 	$(PY) benchmarks/text.py --objectives simcse,simcse+mlm --minutes 8
 	$(PY) benchmarks/text_batches.py

@@ -41,7 +41,7 @@ class SelfSupervisedEncoder(TransformerMixin, BaseEstimator):
         modality: ``tabular`` (a DataFrame or a 2-d array of rows) or ``series`` (an array
             ``(n, length)`` or ``(n, channels, length)``, NaN where absent, or a list of
             ``(channels, length_i)`` arrays of different lengths).
-        method: the objective (default ``scarf`` for tables, ``ts2vec`` for series).
+        method: the objective (default ``vime`` for tables, ``ts2vec`` for series).
         backbone: the backbone name (default ``mlp`` / ``ts2vec``).
         backbone_options: options of the backbone (``hidden``, ``depth``, ``out_dim``...).
         method_options: hyperparameters of the method.

@@ -21,7 +21,7 @@ def test_dataframe_pretrain_evaluate_and_reload(tmp_path, monkeypatch):
         backbone_options={"hidden": 16, "depth": 2},
         show_progress=False,
     )
-    assert run.config["method"] == "scarf" and run.config["modality"] == "tabular"
+    assert run.config["method"] == "vime" and run.config["modality"] == "tabular"
     assert (run.path / "preprocess.json").exists()
     again = selfsup.load(run.path)
     np.testing.assert_allclose(again.embed(frame), run.embed(frame), atol=1e-5)
