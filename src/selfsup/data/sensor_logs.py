@@ -83,8 +83,10 @@ def path_unit(rel_path: str) -> str:
 
 def is_log_folder(spec: str | os.PathLike) -> bool:
     """Whether ``spec`` is a folder whose first table file (CSV/TSV/Parquet, in sorted
-    order) has a time column (:func:`find_time_column`): sensor logs, read as series. Only
-    that file's first rows are read.
+    order) has a time column (:func:`find_time_column`) and readings: as many number columns
+    as text ones, besides the time (sensor logs, read as series). A fraud team's monthly
+    exports have a time too, but mostly text (cards, merchants, countries): a table. Only
+    that file's first rows are read; ``--modality series`` reads any such folder as logs.
 
     Example:
         >>> is_log_folder("/nonexistent")
@@ -97,7 +99,12 @@ def is_log_folder(spec: str | os.PathLike) -> bool:
         head = read_table(first, rows=5)
     except (OSError, ValueError):
         return False
-    return find_time_column(list(head.columns), head) is not None
+    time = find_time_column(list(head.columns), head)
+    if time is None:
+        return False
+    others = [c for c in head.columns if c != time]
+    text = [c for c in others if not pd.api.types.is_numeric_dtype(head[c])]
+    return len(others) - len(text) >= len(text)
 
 
 def find_time_column(columns: Sequence[str], frame: pd.DataFrame | None = None) -> str | None:

@@ -168,6 +168,17 @@ def read_table(
     return frame
 
 
+def row_name(frame: pd.DataFrame, row: int) -> str:
+    """Row ``row`` (from 0) as messages name it: its number, or its label where the rows
+    have their own (a folder's ``FILE:ROW``).
+
+    Example:
+        >>> row_name(pd.DataFrame({"a": [1, 2]}, index=["m.csv:0", "m.csv:1"]), 1)
+        'm.csv:1'
+    """
+    return str(row) if isinstance(frame.index, pd.RangeIndex) else str(frame.index[row])
+
+
 def numeric_cells(
     frame: pd.DataFrame, columns: Sequence[str], name: str, hint: str = ""
 ) -> np.ndarray:
@@ -199,7 +210,8 @@ def numeric_cells(
         if bad.any():
             row = int(np.flatnonzero(bad)[0])
             raise ValueError(
-                f"{name}: row {row}, column {column!r}: {cells.iloc[row]!r} is not a number{hint}"
+                f"{name}: row {row_name(frame, row)}, column {column!r}: {cells.iloc[row]!r} is "
+                f"not a number{hint}"
             )
         values = converted.to_numpy(dtype=np.float64, na_value=np.nan)
         with np.errstate(invalid="ignore"):

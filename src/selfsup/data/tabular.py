@@ -96,7 +96,33 @@ ONE_HOT_MOST = 64
 
 
 def _is_categorical(series: pd.Series) -> bool:
-    return not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
+    return (
+        not pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series)
+    ) and not _numbers_with_typos(series)
+
+
+def _numbers_with_typos(cells: pd.Series, sample: int = 1000) -> bool:
+    """Whether a text column holds numbers but for a few cells (``12,50`` among 3 million
+    amounts made the whole column text): at least 99% of a sample of its filled cells read
+    as numbers, none zero-padded as codes are (``01001``). Read as numbers, the cells that
+    are not get an error naming their row instead of a silent change of the column's type.
+
+    Example:
+        >>> _numbers_with_typos(pd.Series(["40.08", "12,50"] + ["3.5"] * 200))
+        True
+        >>> _numbers_with_typos(pd.Series(["01001", "75002"] * 100)), _numbers_with_typos(
+        ...     pd.Series(["a", "b"]))
+        (False, False)
+    """
+    if pd.api.types.is_numeric_dtype(cells) or pd.api.types.is_bool_dtype(cells):
+        return False
+    filled = cells.dropna().head(sample)
+    if len(filled) == 0 or filled.map(lambda v: isinstance(v, bool)).any():
+        return False
+    text = filled.astype(str).str.strip()
+    if text.str.match(r"0\d").any():  # zero-padded codes: postcodes, account numbers
+        return False
+    return bool(pd.to_numeric(text, errors="coerce").notna().mean() >= 0.99)
 
 
 def _by_frequency(cells: pd.Series) -> list[tuple[str, int]]:

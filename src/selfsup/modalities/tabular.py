@@ -101,7 +101,8 @@ class TabularModality(Modality):
             return load_table_file(path, **options)
         if path.is_dir():  # the files' rows in order, each named FILE:ROW without --id-column
             frame, files, empty = read_table_folder(
-                path, None if options.get("id_column") else _row_ids
+                path,
+                _row_ids,  # rows named FILE:ROW in messages, and as ids without an id column
             )
             source = load_table_file(frame, **{"name": str(path), **options})
             source.index_note = files_note(files, empty)

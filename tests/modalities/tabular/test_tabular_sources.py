@@ -252,3 +252,33 @@ def test_a_split_by_time_scores_the_latest_rows_with_what_came_before():
     untimed = TabularSource(frame[["amount", "fraud"]], "fraud", name="tx")
     with pytest.raises(ValueError, match=r"tx\[labelled\] has no date and time column to split"):
         train_test_sources(untimed, split_by="time")
+
+
+def test_timed_exports_are_a_table_and_a_typo_in_a_number_names_its_file_and_row(tmp_path):
+    """A fraud team's monthly exports have a timestamp: they were read as sensor logs and
+    refused with "column 'card_id': 'C236226' is not a number". One amount typed ``12,50``
+    made the whole column text, read as categories without a word."""
+    root = tmp_path / "exports"
+    root.mkdir()
+    n = 300
+    month = pd.DataFrame(
+        {
+            "timestamp": pd.date_range("2025-01-01", periods=n, freq="h").strftime("%FT%T"),
+            "card_id": [f"C{i % 7}" for i in range(n)],
+            "merchant": [f"M{i % 3}" for i in range(n)],
+            "country": ["FR", "DE", "IT"] * (n // 3),
+            "amount": np.arange(n) + 0.5,
+            "fraud": np.arange(n) % 2,
+        }
+    )
+    month.to_parquet(root / "2025-01.parquet")
+    assert infer_modality(str(root)) == "tabular"
+    month.iloc[:2].assign(amount=["7", "12,50"]).to_csv(root / "2025-02.csv", index=False)
+    with pytest.raises(ValueError, match=r"row 2025-02.csv:1, column 'amount': '12,50' is not"):
+        open_source(root, label_column="fraud")
+    readings = tmp_path / "logs"
+    readings.mkdir()
+    pd.DataFrame(
+        {"timestamp": month["timestamp"][:2], "unit": ["p1"] * 2, "temp": [1.0, 2.0], "bar": [3, 4]}
+    ).to_csv(readings / "p1.csv", index=False)
+    assert infer_modality(str(readings)) == "series"  # readings: sensor logs
