@@ -104,15 +104,16 @@ def _is_categorical(series: pd.Series) -> bool:
 def _numbers_with_typos(cells: pd.Series, sample: int = 1000) -> bool:
     """Whether a text column holds numbers but for a few cells (``12,50`` among 3 million
     amounts made the whole column text): at least 99% of a sample of its filled cells read
-    as numbers, none zero-padded as codes are (``01001``). Read as numbers, the cells that
-    are not get an error naming their row instead of a silent change of the column's type.
+    as numbers, none zero-padded as codes are (``01001``), and some cell does not. Read as
+    numbers, those cells get an error naming their row instead of a silent change of the
+    column's type; a column of digits alone stays text (account numbers stored as text).
 
     Example:
         >>> _numbers_with_typos(pd.Series(["40.08", "12,50"] + ["3.5"] * 200))
         True
         >>> _numbers_with_typos(pd.Series(["01001", "75002"] * 100)), _numbers_with_typos(
-        ...     pd.Series(["a", "b"]))
-        (False, False)
+        ...     pd.Series(["a", "b"])), _numbers_with_typos(pd.Series(["583921", "77"] * 100))
+        (False, False, False)
     """
     if pd.api.types.is_numeric_dtype(cells) or pd.api.types.is_bool_dtype(cells):
         return False
@@ -122,7 +123,10 @@ def _numbers_with_typos(cells: pd.Series, sample: int = 1000) -> bool:
     text = filled.astype(str).str.strip()
     if text.str.match(r"0\d").any():  # zero-padded codes: postcodes, account numbers
         return False
-    return bool(pd.to_numeric(text, errors="coerce").notna().mean() >= 0.99)
+    if pd.to_numeric(text, errors="coerce").notna().mean() < 0.99:
+        return False
+    every = pd.to_numeric(cells.dropna().astype(str).str.strip(), errors="coerce")
+    return bool(every.isna().any())  # a typo somewhere; digits alone are text on purpose
 
 
 def _by_frequency(cells: pd.Series) -> list[tuple[str, int]]:
