@@ -133,10 +133,12 @@ class PretrainConfig(BaseModel):
             of warning.
         select_by: keep the encoder of the epoch with the best value of this monitored
             number (``rankme``, ``alpha_req``, ``neighbour_agreement``, ``uniformity``,
-            ``online_probe``, or ``heldout_loss``, the objective's loss on the held-out
-            items where it has one) instead of the ``last`` one. ``auto`` takes the method's
-            choice: ``heldout_loss`` for distillation (a student overfits its training texts
-            over many epochs), ``last`` for the others; ``last`` without monitoring.
+            ``online_probe``, ``labelled_knn`` (data labelled on a few items: a kNN vote of
+            each labelled training item from the others), or ``heldout_loss``, the
+            objective's loss on the held-out items where it has one) instead of the
+            ``last`` one. ``auto`` takes the method's choice: ``heldout_loss`` for
+            distillation (a student overfits its training texts over many epochs), ``last``
+            for the others; ``last`` without monitoring.
         patience: stop training when the ``--select-by`` number has not improved for this
             many measured epochs (early stopping; the best epoch's encoder is kept); off when
             not given.
@@ -264,6 +266,7 @@ class PretrainConfig(BaseModel):
         "neighbour_agreement",
         "uniformity",
         "online_probe",
+        "labelled_knn",
         "heldout_loss",
     ] = "auto"
     patience: int | None = Field(default=None, ge=1)

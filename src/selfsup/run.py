@@ -71,6 +71,7 @@ from selfsup.engine.monitor import (
     BEST_WEIGHTS,
     EpochMonitor,
     has_heldout_loss,
+    labelled_monitor_items,
     load_encoder_weights,
 )
 from selfsup.engine.train import fit
@@ -866,6 +867,7 @@ def pretrain(
             precision=cfg.precision,
             loss_views=views if has_heldout_loss(method) else None,
             patience=cfg.patience,
+            labelled=labelled_monitor_items(source, cfg.seed),
         )
     state = fit(
         method,

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 import selfsup
 from selfsup.cli import app
 from selfsup.data.series import series_from_frame, windowed
-from selfsup.data.splits import SubsetSource, item_labels, labelled_part
+from selfsup.data.splits import SubsetSource, held_out_rows, item_labels, labelled_part
 from selfsup.modalities import open_source, train_test_sources
 from selfsup.tools.adapt import adapt
 from selfsup.tools.anomalies import score_for_run
@@ -199,3 +199,26 @@ def test_datasets_show_counts_the_labelled_rows_of_a_file(tmp_path):
     shown = json.loads(result.output[result.output.index("{") :])
     assert shown["items"] == 6 and shown["classes"] == {"1": 1, "5": 2}
     assert shown["without_label"] == 3 and "3 of 6 rows have no label" in shown["warning"]
+
+
+def test_a_few_labels_among_many_rows_are_voted_by_knn_at_each_measurement(tmp_path):
+    frame = make_table(n=800, missing=0.0)
+    labelled = np.arange(800) % 20 == 0  # 40 labelled rows: one in 20
+    frame["y"] = frame["y"].where(labelled)
+    run = selfsup.pretrain(frame, label_column="y", epochs=2, batch_size=32,
+                           out=tmp_path / "run", monitor_items=64, show_progress=False,
+                           select_by="labelled_knn",
+                           backbone_options={"hidden": 16, "depth": 1})  # fmt: skip
+    epochs = pd.read_csv(run.path / "epochs.csv")
+    held_out = held_out_rows(800, 64)
+    trained_on = int(labelled.sum() - labelled[held_out].sum())
+    assert labelled[held_out].sum() < 10  # too few for the online probe's held-out accuracy
+    assert "online_probe" not in epochs or epochs["online_probe"].isna().all()
+    assert (epochs["labelled_knn_items"] == trained_on).all()
+    assert epochs["labelled_knn"].between(0.5, 1.0).all()  # three clusters: well above 1/3
+    log = (run.path / "train.log").read_text()
+    assert f"on the {trained_on} labelled training items (each voted by the others)" in log
+    best = epochs.loc[epochs["labelled_knn"].idxmax(), "epoch"]
+    selected = run.summary["selected"]
+    assert selected["by"] == "labelled_knn" and selected["epoch"] == best
+    assert selected["value"] == pytest.approx(epochs["labelled_knn"].max())

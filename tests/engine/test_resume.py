@@ -142,6 +142,37 @@ def test_resume_with_more_epochs_extends_a_finished_run(tmp_path, clusters_npz) 
     assert "extending the finished run from 14 to 28 steps" in (out / "train.log").read_text()
 
 
+def test_a_run_extended_after_its_end_cut_an_epoch_finishes_that_epoch_first(
+    tmp_path, clusters_npz, monkeypatch
+) -> None:
+    """200,000 photos trained 30 minutes at a time: each extension goes on through the
+    epoch the last one cut, instead of drawing a new order and meeting some photos twice
+    before others once."""
+    real_step = train_module.training_step
+    seen: dict[str, dict[int, torch.Tensor]] = {"cut": {}, "straight": {}}
+    run = "cut"
+
+    def records(t, items, lr, fabric, state, labels=None):
+        seen[run][state.step] = items.clone()
+        return real_step(t, items, lr, fabric, state, labels)
+
+    monkeypatch.setattr(train_module, "training_step", records)
+    options = {k: v for k, v in OPTIONS.items() if k != "epochs"}  # 7 steps an epoch
+    out = tmp_path / "cut"
+    pretrain(clusters_npz, out=out, steps=4, show_progress=False, **options)
+    state = load_checkpoint(out / "checkpoints" / "last.ckpt")["state"]
+    assert (state["step"], state["epoch"], state["batch_in_epoch"]) == (4, 1, 0)
+    extended = pretrain(resume=out, steps=7, show_progress=False)
+    assert extended.summary["steps"] == 7 and extended.summary["epochs"] == 1
+    log = (out / "train.log").read_text()
+    assert "epoch 1 goes on from batch 5 of 7, where the run's end cut it" in log
+    run = "straight"
+    pretrain(clusters_npz, out=tmp_path / "straight", steps=7, show_progress=False, **options)
+    assert sorted(seen["cut"]) == sorted(seen["straight"]) == list(range(7))
+    for step in range(7):  # the same items in the same batches: one epoch's order
+        assert torch.equal(seen["cut"][step], seen["straight"][step])
+
+
 def test_resume_refuses_options_that_change_the_run(tmp_path, clusters_npz) -> None:
     out = tmp_path / "run"
     pretrain(clusters_npz, out=out, show_progress=False, **{**OPTIONS, "epochs": 1})

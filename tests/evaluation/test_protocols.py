@@ -15,6 +15,7 @@ from selfsup.evaluation import (
     few_shot,
     fit_logistic_regression,
     knn_accuracy,
+    knn_leave_one_out,
     knn_predict,
     linear_probe,
     standardize,
@@ -323,3 +324,24 @@ def test_millions_of_labels_fit_probes_on_a_planned_sample(monkeypatch) -> None:
     assert "linear probes fitted on a stratified sample of 200 train items (of 500" in result.note
     assert all(row.detail["probe_items_selfsup"] == 200 for row in result.rows)
     assert result.rows[1].raw > 0.95  # the sample keeps the 10 positives among its 200
+
+
+def _left_out_by_hand(x: torch.Tensor, y: torch.Tensor, k: int) -> float:
+    right = []
+    for i in range(len(x)):
+        rest = torch.arange(len(x)) != i
+        predicted = knn_predict(x[rest], y[rest], x[i : i + 1], k=min(k, len(x) - 1))
+        right.append(int(predicted[0]) == int(y[i]))
+    return float(np.mean(right))
+
+
+def test_knn_leave_one_out_is_knn_of_each_item_on_all_the_others() -> None:
+    rng = np.random.default_rng(3)
+    x = torch.from_numpy(rng.normal(size=(60, 8))).float()
+    y = torch.from_numpy(rng.integers(0, 3, 60))
+    x[5] = x[9]  # a copy elsewhere still votes for its twin
+    assert knn_leave_one_out(x, y, k=7) == pytest.approx(_left_out_by_hand(x, y, 7))
+    few = knn_leave_one_out(x[:3], y[:3], k=20)  # k lowered to the items but one
+    assert few == pytest.approx(_left_out_by_hand(x[:3], y[:3], 20))
+    with pytest.raises(ValueError, match="two items"):
+        knn_leave_one_out(x[:1], y[:1])

@@ -4,6 +4,9 @@
   agreement) on a held-out subset of the training data, see
   :mod:`selfsup.evaluation.labelfree`.
 - A collapse alarm: a warning, or a :class:`CollapseError` under ``--stop-on-collapse``.
+- With a few labels among many items (300 labelled photos of 200,000), a kNN vote among the
+  labelled training items, each predicted from the others (``labelled_knn``): the online
+  probe, which learns from the labelled items of each batch, meets one every few steps.
 - The objective's own loss on the held-out items, for objectives that have one
   (``Method.heldout_loss``: distillation's distance from the teacher), measured once before
   training too.
@@ -27,16 +30,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import save_file
 
 from selfsup.core.files import atomic_path
 from selfsup.core.weights import load_weights_into
 from selfsup.data.base import Source
-from selfsup.data.splits import SubsetSource, item_codes
+from selfsup.data.splits import SubsetSource, item_codes, root_rows, stratified_split
 from selfsup.embedding import autocast, embed_source
 from selfsup.encoder import Encoder
 from selfsup.engine.online_probe import OnlineProbe
+from selfsup.evaluation.knn import knn_leave_one_out
 from selfsup.evaluation.labelfree import (
     COLLAPSE_STD,
     LabelFreeMetrics,
@@ -52,6 +57,11 @@ BEST_WEIGHTS = Path("checkpoints") / "best.safetensors"
 #: Held-out items a run with a time budget measures before its first step, to plan what the
 #: measurement of all of them will take (:meth:`EpochMonitor.estimate_seconds`).
 ESTIMATE_ITEMS = 16
+#: Labelled held-out items the online probe's accuracy needs to be shown: data labelled on
+#: a few rows holds about one among 2,048 random held-out items (300 labels in 200,000).
+ONLINE_PROBE_MIN_ITEMS = 10
+#: Labelled training items the monitor's kNN vote embeds at most (a stratified sample).
+LABELLED_KNN_MOST = 1000
 
 
 class CollapseError(RuntimeError):
@@ -89,6 +99,7 @@ SELECTION: dict[str, Selection] = {
     "neighbour_agreement": Selection("neighbour_agreement", lambda v: v),
     "uniformity": Selection("uniformity", lambda v: -v),
     "online_probe": Selection("online_probe", lambda v: v),
+    "labelled_knn": Selection("labelled_knn", lambda v: v),
     "heldout_loss": Selection("heldout_loss", lambda v: -v),
 }
 
@@ -170,6 +181,9 @@ class EpochMonitor:
             measured (``Method.heldout_loss``); None leaves it out.
         patience: measured epochs without a better ``select_by`` number after which
             :meth:`exhausted` says to stop (early stopping); None never does.
+        labelled: labelled training items (see :func:`labelled_monitor_items`), each
+            predicted by a kNN vote of the others at every measurement (``labelled_knn``);
+            None leaves it out.
     """
 
     def __init__(
@@ -184,6 +198,7 @@ class EpochMonitor:
         precision: str = "auto",
         loss_views: Callable[[torch.Tensor], list[torch.Tensor]] | None = None,
         patience: int | None = None,
+        labelled: Source | None = None,
     ) -> None:
         if select_by != "last" and select_by not in SELECTION:
             raise ValueError(
@@ -201,6 +216,7 @@ class EpochMonitor:
         self.precision = precision
         self.loss_views = loss_views
         self.patience = patience
+        self.labelled = labelled
         #: Measured epochs since the best one.
         self.stale = 0
         self.best: float | None = None
@@ -234,9 +250,16 @@ class EpochMonitor:
         measured = min(self.items, len(self.source))
         part = copy.copy(self)
         part.items = min(sample, measured)
+        part.labelled = None
         begun = time.perf_counter()
         part.measure(method)
-        return (time.perf_counter() - begun) * measured / max(part.items, 1)
+        seconds = (time.perf_counter() - begun) * measured / max(part.items, 1)
+        if self.labelled is not None:  # its forward passes, one view each
+            few = SubsetSource(self.labelled, range(min(sample, len(self.labelled))), "")
+            begun = time.perf_counter()
+            embed_source(method.export_encoder(), few, precision=self.precision)
+            seconds += (time.perf_counter() - begun) * len(self.labelled) / max(len(few), 1)
+        return seconds
 
     def measure(
         self, method: Method, probe: OnlineProbe | None = None
@@ -248,8 +271,10 @@ class EpochMonitor:
         ``projection_normalized_std``), where a collapse shows first: a loss that no longer
         needs the encoder can be satisfied by a constant projection while the encoder's own
         features still vary. With an online ``probe`` that has trained and labelled held-out
-        items, they include the probe's held-out accuracy as ``online_probe``. ``collapsed`` is
-        1 when either the features or the projection collapsed.
+        items (:data:`ONLINE_PROBE_MIN_ITEMS` at least), they include the probe's held-out
+        accuracy as ``online_probe``; with ``labelled`` items, their kNN vote's accuracy as
+        ``labelled_knn`` (and their count, ``labelled_knn_items``). ``collapsed`` is 1 when
+        either the features or the projection collapsed.
         """
         emb = embed_views(
             method.export_encoder(),
@@ -287,7 +312,7 @@ class EpochMonitor:
             probe is not None
             and probe.steps
             and codes is not None
-            and codes[emb.indices].max() >= 0
+            and int((codes[emb.indices] >= 0).sum()) >= ONLINE_PROBE_MIN_ITEMS
         ):
             labels = torch.as_tensor(codes[emb.indices], dtype=torch.long)
             features = emb.clean
@@ -303,6 +328,15 @@ class EpochMonitor:
             counts = torch.bincount(labels[labels >= 0])
             if counts.max() >= 0.5 * counts.sum():  # 99% of transactions are not fraud
                 values["online_probe_majority"] = float(counts.max() / counts.sum())
+        if self.labelled is not None:
+            encoder = method.export_encoder()
+            labelled = embed_source(encoder, self.labelled, precision=self.precision)
+            known = ~np.isnan(labelled).any(axis=1)  # unreadable items are left out
+            if int(known.sum()) >= 2:
+                values["labelled_knn"] = knn_leave_one_out(
+                    labelled[known], self.labelled.labels[known]
+                )
+                values["labelled_knn_items"] = float(known.sum())
         return metrics, values
 
     def alarm(self, values: dict[str, float], epoch: int) -> str | None:
@@ -373,3 +407,30 @@ class EpochMonitor:
         self.best, self.best_epoch = state.get("best"), state.get("best_epoch")
         self.stale = int(state.get("stale", 0))
         self.start_loss = state.get("start_loss")
+
+
+def labelled_monitor_items(source: Source, seed: int = 0) -> Source | None:
+    """The labelled items of training data labelled on a few of its items (300 photos among
+    200,000) that the monitor's kNN vote embeds: all, or a stratified sample of
+    :data:`LABELLED_KNN_MOST`; None where every item has a label (the online probe learns
+    from each batch) or none does, or fewer than two are labelled.
+
+    Example:
+        >>> from selfsup.data.text import TextSource
+        >>> texts = TextSource(["a", "b", "c", "d"], ["pos", None, "neg", None])
+        >>> part = labelled_monitor_items(texts)
+        >>> part.name, part.indices.tolist(), part.labels.tolist(), part.classes
+        ('texts[labelled]', [0, 2], [1, 0], ['neg', 'pos'])
+    """
+    codes = item_codes(source)
+    if codes is None or source.labels is not None:
+        return None
+    rows = np.flatnonzero(codes >= 0)
+    if len(rows) < 2:
+        return None
+    if len(rows) > LABELLED_KNN_MOST:
+        _, kept = stratified_split(codes[rows], LABELLED_KNN_MOST / len(rows), seed)
+        rows = rows[kept]
+    root, _ = root_rows(source)
+    classes = list(root.partial_labels.classes)  # type: ignore[union-attr]
+    return SubsetSource(source, rows, f"{source.name}[labelled]", labels=(codes[rows], classes))

@@ -120,6 +120,10 @@ class TrainState:
     checkpoint_seconds: float = 0.0
     #: Batches of the current epoch already consumed: a resumed run continues from the next.
     batch_in_epoch: int = 0
+    #: The batch at which the run's planned end (``--time-budget``, ``--steps``) cut its last
+    #: epoch short (0: it was not cut): a run extended later finishes that epoch first, so
+    #: 200,000 photos trained 30 minutes at a time are all met before any is met twice.
+    cut_at: int = 0
     #: Unreadable items met and listed in skipped.txt (known at the end).
     skipped: int = 0
     #: Held-out items each measurement reads, where a time budget made them fewer than
@@ -671,14 +675,18 @@ def setup(
             probe.load_state_dict(ckpt["probe"])
         if monitor is not None and "monitor" in ckpt:
             monitor.load_state_dict(ckpt["monitor"])
-        if "rng" in ckpt and state.batch_in_epoch > 0:  # a mid-epoch checkpoint
-            _restore_rng(ckpt["rng"])
         # The plan follows the options now given (a larger --epochs or --time-budget
         # extends the run); a time budget is planned at the pace the run had.
         budget.first_step = state.step
         planned = budget.plan(state)
         if planned > state.total_steps and state.step >= state.total_steps:
             extension = (state.total_steps, planned)
+            if state.cut_at:  # the epoch the end cut short goes on where it stopped
+                state.epoch, state.batch_in_epoch = state.epoch - 1, state.cut_at
+                state.cut_at = 0
+                planned = budget.plan(state)
+        if "rng" in ckpt and state.batch_in_epoch > 0:  # a mid-epoch checkpoint
+            _restore_rng(ckpt["rng"])
         state.total_steps = planned
     # Channels-last memory runs convolutions about a third faster on CPU (oneDNN).
     method = method.to(memory_format=torch.channels_last)
@@ -716,11 +724,17 @@ def setup(
     training.warmup_steps = min(training.warmup_wanted, state.total_steps // 10)
     training.last_checkpoint = time.perf_counter()
     if extension is not None:
+        where = (
+            f"; epoch {state.epoch + 1} goes on from batch {state.batch_in_epoch + 1:,} of "
+            f"{steps_per_epoch:,}, where the run's end cut it"
+            if state.batch_in_epoch
+            else ""
+        )
         progress.note(
-            f"extending the finished run from {extension[0]} to {extension[1]} steps: the "
-            f"{cfg.schedule} schedule is recomputed over {extension[1]} steps, so the learning "
-            f"rate goes from its end value to {training.lr_at(state):.3g} at step {state.step} "
-            "(no new warmup)"
+            f"extending the finished run from {extension[0]} to {state.total_steps} steps: the "
+            f"{cfg.schedule} schedule is recomputed over {state.total_steps} steps, so the "
+            f"learning rate goes from its end value to {training.lr_at(state):.3g} at step "
+            f"{state.step} (no new warmup){where}"
         )
     return training, state
 
@@ -924,6 +938,12 @@ def _measure(t: Training, state: TrainState, log: MetricsLog) -> str | None:
                 if "online_probe_majority" in values
                 else ""
             )
+            + (
+                f", kNN {values['labelled_knn']:.3f} on the {values['labelled_knn_items']:,.0f} "
+                "labelled training items (each voted by the others)"
+                if "labelled_knn" in values
+                else ""
+            )
             + (f", loss {values['heldout_loss']:.4f}" if "heldout_loss" in values else ""),
         )
         if monitor.consider(method.export_encoder(), values, state.epoch):
@@ -960,6 +980,7 @@ def end_epoch(
     # An epoch the plan cut short ends the run: a later plan a step longer (the pace's noise)
     # would open an epoch of a step or two, each with its own measurement and checkpoint.
     cut_short = state.step >= state.total_steps and state.batch_in_epoch < t.budget.steps_per_epoch
+    state.cut_at = state.batch_in_epoch if cut_short else 0
     state.epoch += 1
     state.batch_in_epoch = 0
     t.replan(state, state.step if cut_short else t.budget.plan(state))

@@ -12,7 +12,7 @@ Example:
 """
 
 from selfsup.evaluation.fewshot import FEW_SHOT_WEIGHT_DECAY, FewShotResult, few_shot
-from selfsup.evaluation.knn import knn_accuracy, knn_predict
+from selfsup.evaluation.knn import knn_accuracy, knn_leave_one_out, knn_predict
 from selfsup.evaluation.labelfree import (
     LabelFreeMetrics,
     alignment,
@@ -41,6 +41,7 @@ __all__ = [
     "few_shot",
     "fit_logistic_regression",
     "knn_accuracy",
+    "knn_leave_one_out",
     "knn_predict",
     "label_free_metrics",
     "linear_probe",

@@ -116,3 +116,33 @@ def knn_accuracy(
     predicted = knn_predict(train_emb, train_labels, test_emb, k, temperature, batch_size)
     labels = as_labels(test_labels, len(predicted), "test_labels")
     return (predicted == labels).float().mean().item()
+
+
+def knn_leave_one_out(
+    emb: ArrayLike, labels: ArrayLike, k: int = 20, temperature: float = 0.07
+) -> float:
+    """The accuracy of the weighted kNN vote (:func:`knn_predict`) predicting each item from
+    all the others: the score a few labelled items give without a split of their own
+    (``k`` is lowered to the items but one).
+
+    An item is left out by its row, not by its similarity: a copy of it elsewhere among the
+    items still votes, as it would for a new item.
+
+    Raises:
+        ValueError: fewer than two items, or the inputs have the wrong shapes.
+
+    Example:
+        >>> emb = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [0.8, 0.3]])
+        >>> round(knn_leave_one_out(emb, torch.tensor([0, 0, 1, 1, 1]), k=1), 4)
+        0.8
+    """
+    items = as_embeddings(emb, "emb")
+    codes = as_labels(labels, len(items), "labels")
+    if len(items) < 2:
+        raise ValueError(f"leave-one-out needs two items at least, got {len(items)}")
+    k = min(k, len(items) - 1)
+    top_sim, top_idx = cosine_topk(items, items, k, exclude_self=True)
+    weights = ((top_sim - top_sim[:, :1]) / temperature).exp()
+    votes = torch.zeros(len(items), count_classes(codes))
+    votes.scatter_add_(1, codes[top_idx], weights)
+    return (votes.argmax(dim=1) == codes).float().mean().item()
