@@ -442,7 +442,7 @@ def ids_file(out: str | os.PathLike) -> Path:
     return out.with_name(out.stem + ".ids.txt")
 
 
-def _embeddings_bytes(n: int, dim: int) -> int:
+def embeddings_bytes(n: int, dim: int) -> int:
     """About the bytes of ``n`` float32 embeddings of ``dim`` values with their ids."""
     return n * (4 * dim + 64)
 
@@ -481,7 +481,7 @@ def write_embeddings(
     suffix = _embedding_suffix(out)
     dim, n = encoder.feature_dim, len(source)
     # Room for the rows and, where they are packed into another format, for the copy too.
-    check_writable(out, _embeddings_bytes(n, dim) * (1 if suffix == ".npy" else 2))
+    check_writable(out, embeddings_bytes(n, dim) * (1 if suffix == ".npy" else 2))
     with _only_writer(out):
         return _write_embeddings(
             encoder, source, out, batch_size, precision, show_progress, say, key
@@ -533,12 +533,17 @@ def _write_embeddings(
             f"interruption (kept in {stream.folder})"
         )
     todo = source if first == 0 else SubsetSource(source, np.arange(first, n), source.name)
-    with stream:
-        if first < n:
-            batches = iter_embeddings(encoder, todo, batch_size, precision, show_progress)
-            for _, block, _, bad in row_blocks(batches, n - first, dim):
-                moved = [SkippedItem(first + item.index, item.item_id, item.reason) for item in bad]
-                stream.append(block, moved)
+    try:
+        with stream:
+            if first < n:
+                batches = iter_embeddings(encoder, todo, batch_size, precision, show_progress)
+                for _, block, _, bad in row_blocks(batches, n - first, dim):
+                    moved = [
+                        SkippedItem(first + item.index, item.item_id, item.reason) for item in bad
+                    ]
+                    stream.append(block, moved)
+    except KeyboardInterrupt:
+        raise EmbeddingInterrupted(stream.rows, stream.folder) from None
     rows = stream.folder / EmbeddingStream.ROWS
     written = write_embedding_rows(rows, source, stream.skipped, out, move=True)
     shutil.rmtree(stream.folder, ignore_errors=True)
@@ -656,26 +661,27 @@ def cached_embeddings(
     root, rows = root_rows(source)
     if rows is not None:  # a split: its rows of the whole file's, kept already or now
         large = len(rows) >= WHOLE_SHARE * len(root)
-        whole = _kept(encoder, root, folder, show_progress, say, make=large)
+        whole = keep_embeddings(encoder, root, folder, show_progress, say, make=large)
         if whole is not None:
             return np.asarray(np.load(whole, mmap_mode="r")[rows])
-    path = _kept(encoder, source, folder, show_progress, say)
+    path = keep_embeddings(encoder, source, folder, show_progress, say)
     if path is None:
         return embed_source(encoder, source, show_progress=show_progress)
     return np.load(path)
 
 
-def _kept(
+def keep_embeddings(
     encoder: Encoder,
     source: Source,
     folder: Path,
     show_progress: bool,
     say: Callable[[str], None] | None,
     make: bool = True,
+    batch_size: int = 512,
 ) -> Path | None:
     """The ``.npy`` of ``source``'s embeddings kept in ``folder``, embedded and kept first
-    when none is (with ``make``); None for data whose embeddings are not kept (see
-    :func:`cache_key`), or not kept yet without ``make``."""
+    when none is (with ``make``, in batches of at most ``batch_size``); None for data whose
+    embeddings are not kept (see :func:`cache_key`), or not kept yet without ``make``."""
     key = cache_key(encoder, source)
     if key is None:
         return None
@@ -685,7 +691,9 @@ def _kept(
     if not make:
         return None
     path, about = _cache_files(folder, key)
-    result = write_embeddings(encoder, source, path, show_progress=show_progress, say=say, key=key)
+    result = write_embeddings(
+        encoder, source, path, batch_size, show_progress=show_progress, say=say, key=key
+    )
     skipped = [
         {"index": item.index, "id": item.item_id, "reason": item.reason} for item in result.skipped
     ]
@@ -896,6 +904,22 @@ def embedding_key(encoder: Encoder, source: Source) -> dict[str, Any]:
         "dim": int(encoder.feature_dim),
         "ids": items.hexdigest()[:32],
     }
+
+
+class EmbeddingInterrupted(KeyboardInterrupt):
+    """An embedding interrupted (Ctrl-C): ``rows`` rows are saved in ``folder``, and the same
+    command goes on from there.
+
+    Example:
+        >>> stop = EmbeddingInterrupted(33_579, Path("runs/p/embeddings/a.npy.partial"))
+        >>> isinstance(stop, KeyboardInterrupt), stop.rows
+        (True, 33579)
+    """
+
+    def __init__(self, rows: int, folder: Path) -> None:
+        super().__init__(f"{rows} rows saved in {folder}")
+        self.rows = rows
+        self.folder = folder
 
 
 class EmbeddingStream:

@@ -48,7 +48,7 @@ def embed(
 ) -> None:
     """Write one embedding per item (input order kept) to .npy or .parquet."""
 
-    from selfsup.embedding import partial_folder, saved_rows, write_timestamps
+    from selfsup.embedding import EmbeddingInterrupted, write_timestamps
 
     check_writable(out)  # before the data is opened and embedded
     if per_timestamp:
@@ -61,11 +61,10 @@ def embed(
     opened = _open_run(run, options, device="auto")
     try:
         result = opened.embed_to_file(data, out, batch_size, say=console.print)
-    except KeyboardInterrupt:
-        kept = saved_rows(out)
-        if kept:
+    except EmbeddingInterrupted as stop:
+        if stop.rows:
             console.print(
-                f"interrupted: {kept:,} rows are kept in {partial_folder(out)}; the same "
+                f"interrupted: {stop.rows:,} rows are kept in {stop.folder}; the same "
                 "command goes on from there"
             )
         raise typer.Exit(130) from None
