@@ -274,3 +274,37 @@ def test_an_epoch_the_budget_cut_short_ends_the_run(tmp_path, clusters_npz, monk
         method_options={"projection_dim": 16, "hidden_dim": 16}, monitor_items=0,
     )  # fmt: skip
     assert (run.summary["steps"], run.summary["epochs"]) == (13, 2)
+
+
+def test_a_longer_budget_goes_on_with_the_epoch_the_last_one_cut(
+    tmp_path, clusters_npz, monkeypatch
+) -> None:
+    """200,000 photos, 3 minutes then --time-budget 5: the 2 minutes more were a sliver of a
+    new epoch and trained nothing, without a word; they go on with the epoch the first
+    run cut, and a budget too short to train says so."""
+    from selfsup.engine import train
+
+    target = {"steps": 3}
+
+    def plan(cfg, state, steps_per_epoch, *args, **kwargs):  # 8 steps an epoch
+        # As the real plan: the steps that fit, but none in an epoch not begun (a sliver).
+        begun = state.batch_in_epoch or state.step == 0
+        return target["steps"] if begun else min(target["steps"], state.step)
+
+    monkeypatch.setattr(train, "_fit_to_budget", plan)
+    options = {"method": "vicreg", "batch_size": 32, "backbone_options": {"width": 4},
+               "show_progress": False, "monitor_items": 0,
+               "method_options": {"projection_dim": 16, "hidden_dim": 16}}  # fmt: skip
+    out = tmp_path / "run"
+    first = pretrain(clusters_npz, time_budget=3.0, out=out, **options)
+    assert (first.summary["steps"], first.summary["epochs"]) == (3, 1)
+    target["steps"] = 5
+    longer = pretrain(resume=out, time_budget=5.0, show_progress=False)
+    assert (longer.summary["steps"], longer.summary["epochs"]) == (5, 1)
+    log = (out / "train.log").read_text()
+    assert "extending the finished run from 3 to 5 steps" in log
+    assert "epoch 1 goes on from batch 4 of 8, where the run's end cut it" in log
+    again = pretrain(resume=out, time_budget=5.5, show_progress=False)
+    assert again.summary["steps"] == 5
+    log = (out / "train.log").read_text()
+    assert "the finished run is not extended: what --time-budget 5.5 leaves" in log

@@ -463,6 +463,26 @@ def _fit_to_budget(
     return int(fabric.broadcast(min(cap, steps), src=0))
 
 
+def unextended_warning(cfg: PretrainConfig, state: TrainState, steps_per_epoch: int) -> str:
+    """Why a finished run resumed with a longer ``--time-budget`` trains no step: what it
+    leaves would begin an epoch for fewer steps than a twentieth of one (see
+    :func:`_fit_to_budget`).
+
+    Example:
+        >>> cfg = PretrainConfig(data="photos", time_budget=5)
+        >>> unextended_warning(cfg, TrainState(step=73, train_seconds=152.0), 3093)
+        'the finished run is not extended: what --time-budget 5 leaves after its 2.5 minutes of training is too short to begin another epoch (a twentieth of one: 155 steps, about 5.4 minutes at its pace); give a longer --time-budget'
+    """  # noqa: E501
+    per_step = state.train_seconds / max(state.step, 1)
+    sliver = math.ceil(steps_per_epoch / 20)
+    return (
+        f"the finished run is not extended: what --time-budget {cfg.time_budget:g} leaves "
+        f"after its {state.train_seconds / 60:.1f} minutes of training is too short to begin "
+        f"another epoch (a twentieth of one: {sliver:,} steps, about "
+        f"{sliver * per_step / 60:.1f} minutes at its pace); give a longer --time-budget"
+    )
+
+
 def few_steps_warning(steps: int, items: int, batch_size: int) -> str:
     """What a run of fewer than ``FEW_STEPS`` optimizer steps says before it starts.
 
@@ -666,6 +686,7 @@ def setup(
     epoch_items = steps_per_epoch * cfg.batch_size * cfg.accumulate
     budget = TimeBudget(cfg, steps_per_epoch, fabric, 0, method.once_work, epoch_items)
     extension = None
+    too_short = None
     if resume:
         ckpt = load_checkpoint(run_dir / CHECKPOINT)
         method.load_state_dict(ckpt["method"])
@@ -678,13 +699,18 @@ def setup(
         # The plan follows the options now given (a larger --epochs or --time-budget
         # extends the run); a time budget is planned at the pace the run had.
         budget.first_step = state.step
+        finished = state.step >= state.total_steps
+        cut = state.cut_at if finished else 0
+        if cut:  # planned as going on with the epoch the end cut short, where it stopped
+            state.epoch, state.batch_in_epoch = state.epoch - 1, cut
         planned = budget.plan(state)
-        if planned > state.total_steps and state.step >= state.total_steps:
+        if finished and planned > state.total_steps:
             extension = (state.total_steps, planned)
-            if state.cut_at:  # the epoch the end cut short goes on where it stopped
-                state.epoch, state.batch_in_epoch = state.epoch - 1, state.cut_at
-                state.cut_at = 0
-                planned = budget.plan(state)
+            state.cut_at = 0
+        elif cut:  # not extended: the run stays as it ended
+            state.epoch, state.batch_in_epoch = state.epoch + 1, 0
+        if finished and extension is None and cfg.time_budget is not None:
+            too_short = unextended_warning(cfg, state, steps_per_epoch)
         if "rng" in ckpt and state.batch_in_epoch > 0:  # a mid-epoch checkpoint
             _restore_rng(ckpt["rng"])
         state.total_steps = planned
@@ -723,6 +749,8 @@ def setup(
     )
     training.warmup_steps = min(training.warmup_wanted, state.total_steps // 10)
     training.last_checkpoint = time.perf_counter()
+    if too_short is not None:
+        progress.note(f"[bold red]warning[/bold red]: {too_short}")
     if extension is not None:
         where = (
             f"; epoch {state.epoch + 1} goes on from batch {state.batch_in_epoch + 1:,} of "
