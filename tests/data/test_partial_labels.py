@@ -121,10 +121,12 @@ def test_a_partially_labelled_table_trains_on_all_rows_evaluates_and_adapts_on_l
     for strategy in ("typiclust", "uncertainty"):
         picks = select_for_run(run, str(path), budget=30, strategy=strategy)
         assert len(picks) == 30 and all(int(i) % 4 != 0 for i in picks["id"])
-    # The report's map colours labelled rows by class and the others as "(no label)".
+    # The report's map colours labelled rows by class and the others as "(no label)"; its
+    # 40 items hold 20 labelled rows first (half), not the 10 of 40 evenly spaced rows.
     sample = sample_embeddings(run, str(path), 40, None)
-    assert sample.colour_by == "label"
+    assert sample.colour_by == "label" and len(sample.rows) == 40
     assert sample.colours == [frame["y"][i] if i % 4 == 0 else "(no label)" for i in sample.rows]
+    assert sum(colour != "(no label)" for colour in sample.colours) >= 20
 
 
 def test_sensor_logs_labelled_on_some_periods(tmp_path):

@@ -55,7 +55,16 @@ REPORT_DIR = "report"
 NO_LABEL = "(no label)"
 
 #: Columns of ``epochs.csv`` that are not metrics to plot.
-_NOT_PLOTTED = {"step", "epoch", "collapsed"}
+#: Columns of epochs.csv that are not measurements of the encoder: counts of the items a
+#: number was measured on, the share of the most common class (told beside the probe).
+_NOT_PLOTTED = {
+    "step",
+    "epoch",
+    "collapsed",
+    "online_probe_items",
+    "online_probe_majority",
+    "labelled_knn_items",
+}
 
 
 @dataclass
@@ -149,6 +158,7 @@ def label_free_section(run_dir: Path, figures: Path) -> Section:
             ax.plot(frame["epoch"], frame[column], marker="o", color="tab:orange", linewidth=1.5)
             ax.set_title(column.replace("_", " "), fontsize=9)
             ax.set_xlabel("epoch", fontsize=8)
+            ax.xaxis.get_major_locator().set_params(integer=True)  # epochs, not 0.95 to 1.05
             ax.grid(alpha=0.3)
         for ax in list(axes.flat)[len(columns) :]:
             ax.axis("off")
@@ -236,6 +246,33 @@ class EmbeddingSample:
     colours: list[str] | None
 
 
+def map_rows(codes: np.ndarray | None, n: int, items: int) -> np.ndarray:
+    """The rows of ``n`` items the map shows, at most ``items``, evenly spaced; of data
+    labelled on a few items (``codes`` -1 where an item has none), its labelled items first
+    (up to half the map; the rest evenly spaced over all the others), so that 300 labels
+    among 200,000 photos colour more than the three an even spacing meets.
+
+    Example:
+        >>> codes = np.full(1000, -1)
+        >>> codes[[3, 500, 998]] = 0
+        >>> rows = map_rows(codes, 1000, 10)
+        >>> rows.tolist()
+        [0, 3, 167, 333, 499, 500, 666, 832, 998, 999]
+        >>> map_rows(None, 1000, 4).tolist()
+        [0, 333, 666, 999]
+    """
+
+    def spread(pool: np.ndarray, count: int) -> np.ndarray:
+        return pool[np.unique(np.linspace(0, len(pool) - 1, min(count, len(pool))).astype(int))]
+
+    everything = np.arange(n)
+    if codes is None or not (codes >= 0).any():
+        return spread(everything, items)
+    labelled = spread(np.flatnonzero(codes >= 0), max(items // 2, 1))
+    others = spread(np.setdiff1d(everything, labelled), items - len(labelled))
+    return np.sort(np.concatenate([labelled, others]))
+
+
 def sample_embeddings(
     run: Run, data: str | os.PathLike, items: int, groups_file: str | os.PathLike | None
 ) -> EmbeddingSample:
@@ -243,11 +280,11 @@ def sample_embeddings(
     (windows of long series, clips of long recordings: their attributions are pictures one
     can read, and fit in memory) unless groups are given by item id; colour by group or
     label."""
-    from selfsup.data.splits import SubsetSource, item_labels
+    from selfsup.data.splits import SubsetSource, item_codes, item_labels
     from selfsup.tools.audit import read_groups_file
 
     source = run.open(data) if groups_file is not None else run.open_as_trained(data)
-    rows = np.unique(np.linspace(0, len(source) - 1, min(items, len(source))).astype(int))
+    rows = map_rows(item_codes(source) if source.labels is None else None, len(source), items)
     subset = SubsetSource(source, rows, source.name)
     embeddings = run.embed(subset)
     colour_by, colours = None, None
