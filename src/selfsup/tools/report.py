@@ -150,19 +150,25 @@ def label_free_section(run_dir: Path, figures: Path) -> Section:
             for c in frame.columns
             if c not in _NOT_PLOTTED and pd.api.types.is_numeric_dtype(frame[c])
         ]
+        from matplotlib.ticker import MaxNLocator
+
         plt = pyplot()
         per_row = 4
         rows = (len(columns) + per_row - 1) // per_row
         fig, axes = plt.subplots(rows, per_row, figsize=(3.3 * per_row, 2.6 * rows), squeeze=False)
         for ax, column in zip(axes.flat, columns, strict=False):
-            ax.plot(frame["epoch"], frame[column], marker="o", color="tab:orange", linewidth=1.5)
+            # By step: an epoch of 200,000 photos is measured again when a longer run goes
+            # on with it, and a run of one measurement is a point on a whole step.
+            ax.plot(frame["step"], frame[column], marker="o", color="tab:orange", linewidth=1.5)
             ax.set_title(column.replace("_", " "), fontsize=9)
-            ax.set_xlabel("epoch", fontsize=8)
-            ax.xaxis.get_major_locator().set_params(integer=True)  # epochs, not 0.95 to 1.05
+            ax.set_xlabel("step", fontsize=8)
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=4, integer=True))
             ax.grid(alpha=0.3)
         for ax in list(axes.flat)[len(columns) :]:
             ax.axis("off")
-        section.figures.append((save_png(fig, figures / "label-free-curves.png"), "per epoch"))
+        section.figures.append(
+            (save_png(fig, figures / "label-free-curves.png"), "after each epoch, by step")
+        )
         if frame.get("collapsed", pd.Series(dtype=float)).fillna(0).any():
             section.notes.append("the collapse alarm went off during training")
     else:
