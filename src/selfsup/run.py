@@ -926,6 +926,8 @@ def pretrain(
         }
     if monitor is not None and monitor.start_loss is not None:
         summary["heldout_loss_start"] = monitor.start_loss
+    if monitor is not None and monitor.start_knn is not None:
+        summary["labelled_knn_start"] = monitor.start_knn
     if fabric.global_rank == 0:
         encoder.save(run_dir)
         write_json(run_dir / TRAIN_FILE, summary)

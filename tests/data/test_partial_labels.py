@@ -219,7 +219,9 @@ def test_a_few_labels_among_many_rows_are_voted_by_knn_at_each_measurement(tmp_p
     assert (epochs["labelled_knn_items"] == trained_on).all()
     assert epochs["labelled_knn"].between(0.5, 1.0).all()  # three clusters: well above 1/3
     log = (run.path / "train.log").read_text()
-    assert f"on the {trained_on} labelled training items (each voted by the others)" in log
+    start = run.summary["labelled_knn_start"]  # the starting weights': what to read against
+    assert f"kNN before training: {start:.3f} on the {trained_on} labelled training" in log
+    assert f"({start:.3f} before training) on the {trained_on} labelled training items" in log
     best = epochs.loc[epochs["labelled_knn"].idxmax(), "epoch"]
     selected = run.summary["selected"]
     assert selected["by"] == "labelled_knn" and selected["epoch"] == best

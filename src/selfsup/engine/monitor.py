@@ -223,6 +223,8 @@ class EpochMonitor:
         self.best_epoch: int | None = None
         #: The held-out loss of the starting weights (set before the first step).
         self.start_loss: float | None = None
+        #: The labelled items' kNN vote with the starting weights (set before the first step).
+        self.start_knn: float | None = None
 
     def heldout_loss(self, method: Method) -> float | None:
         """The method's loss on the held-out items through the training views, or None (no
@@ -328,16 +330,23 @@ class EpochMonitor:
             counts = torch.bincount(labels[labels >= 0])
             if counts.max() >= 0.5 * counts.sum():  # 99% of transactions are not fraud
                 values["online_probe_majority"] = float(counts.max() / counts.sum())
-        if self.labelled is not None:
-            encoder = method.export_encoder()
-            labelled = embed_source(encoder, self.labelled, precision=self.precision)
-            known = ~np.isnan(labelled).any(axis=1)  # unreadable items are left out
-            if int(known.sum()) >= 2:
-                values["labelled_knn"] = knn_leave_one_out(
-                    labelled[known], self.labelled.labels[known]
-                )
-                values["labelled_knn_items"] = float(known.sum())
+        voted = self.labelled_knn(method)
+        if voted is not None:
+            values["labelled_knn"], values["labelled_knn_items"] = voted
         return metrics, values
+
+    def labelled_knn(self, method: Method) -> tuple[float, float] | None:
+        """The kNN vote's accuracy on the ``labelled`` items (each voted by the others) and
+        how many were read; None without labelled items or with fewer than two readable."""
+        if self.labelled is None:
+            return None
+        encoder = method.export_encoder()
+        labelled = embed_source(encoder, self.labelled, precision=self.precision)
+        known = ~np.isnan(labelled).any(axis=1)  # unreadable items are left out
+        if int(known.sum()) < 2:
+            return None
+        accuracy = knn_leave_one_out(labelled[known], self.labelled.labels[known])
+        return accuracy, float(known.sum())
 
     def alarm(self, values: dict[str, float], epoch: int) -> str | None:
         """Warn (:class:`CollapseWarning`) when the embeddings collapsed and return the message;
@@ -400,6 +409,7 @@ class EpochMonitor:
             "best_epoch": self.best_epoch,
             "stale": self.stale,
             "start_loss": self.start_loss,
+            "start_knn": self.start_knn,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -407,6 +417,7 @@ class EpochMonitor:
         self.best, self.best_epoch = state.get("best"), state.get("best_epoch")
         self.stale = int(state.get("stale", 0))
         self.start_loss = state.get("start_loss")
+        self.start_knn = state.get("start_knn")
 
 
 def labelled_monitor_items(source: Source, seed: int = 0) -> Source | None:

@@ -967,8 +967,14 @@ def _measure(t: Training, state: TrainState, log: MetricsLog) -> str | None:
                 else ""
             )
             + (
-                f", kNN {values['labelled_knn']:.3f} on the {values['labelled_knn_items']:,.0f} "
-                "labelled training items (each voted by the others)"
+                f", kNN {values['labelled_knn']:.3f}"
+                + (
+                    f" ({monitor.start_knn:.3f} before training)"
+                    if monitor.start_knn is not None
+                    else ""
+                )
+                + f" on the {values['labelled_knn_items']:,.0f} labelled training items (each "
+                "voted by the others)"
                 if "labelled_knn" in values
                 else ""
             )
@@ -1116,7 +1122,21 @@ def measure_start(t: Training, state: TrainState, monitor: EpochMonitor) -> None
     """Before the first step, the method's loss on the held-out items (where it has one):
     the figure later epochs compare with, and the teacher's targets of those items computed
     once (distillation keeps them), so that each epoch's measurement costs only the
-    student's forward passes. Paid from a time budget like a fill, left out of the pace."""
+    student's forward passes. Paid from a time budget like a fill, left out of the pace.
+    With a few labelled items, their kNN vote with the starting weights too: what the later
+    ones are read against."""
+    if monitor.labelled is not None:
+        begun = time.perf_counter()
+        with t.progress.phase("voting the labelled items with the starting weights"):
+            voted = monitor.labelled_knn(t.method)
+        t.method.train()
+        state.fill_seconds += time.perf_counter() - begun
+        if voted is not None:
+            monitor.start_knn = voted[0]
+            t.progress.note(
+                f"kNN before training: {voted[0]:.3f} on the {voted[1]:,.0f} labelled "
+                "training items (each voted by the others)"
+            )
     if monitor.loss_views is None:  # given only for methods that have a held-out loss
         return
     begun = time.perf_counter()
