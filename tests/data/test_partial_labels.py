@@ -226,3 +226,12 @@ def test_a_few_labels_among_many_rows_are_voted_by_knn_at_each_measurement(tmp_p
     selected = run.summary["selected"]
     assert selected["by"] == "labelled_knn" and selected["epoch"] == best
     assert selected["value"] == pytest.approx(epochs["labelled_knn"].max())
+    assert epochs["online_probe_train"].notna().all()  # 1.6 labelled rows a batch of 32
+    # One labelled row in 40 and batches of 16: a batch holds 0.4, and the online probe,
+    # which would learn from a row every few steps, is left out for the kNN vote.
+    frame["y"] = frame["y"].where(np.arange(800) % 40 == 0)
+    rare = selfsup.pretrain(frame, label_column="y", epochs=1, batch_size=16,
+                            out=tmp_path / "rare", monitor_items=64, show_progress=False,
+                            backbone_options={"hidden": 16, "depth": 1})  # fmt: skip
+    epochs = pd.read_csv(rare.path / "epochs.csv")
+    assert "online_probe_train" not in epochs and epochs["labelled_knn"].notna().all()

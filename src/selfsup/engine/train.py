@@ -677,7 +677,15 @@ def setup(
     optimizer = build_optimizer(cfg.optimizer, method, lr, weight_decay, scales, fused=gpu)
     probe = None
     codes = item_codes(source)  # -1: an item without a label (a file labelled on some rows)
-    if cfg.online_probe and codes is not None and codes.max(initial=-1) >= 0:
+    # Labels too rare for a batch to hold one (300 among 200,000 photos: one every ten
+    # batches of 64) leave the probe at chance; the monitor's kNN vote reads them instead.
+    rare = (
+        codes is not None
+        and monitor is not None
+        and monitor.labelled is not None
+        and float((codes >= 0).mean()) * cfg.batch_size < 1
+    )
+    if cfg.online_probe and codes is not None and codes.max(initial=-1) >= 0 and not rare:
         num_classes = int(codes.max()) + 1
         probe = OnlineProbe(
             method.encoder, method.encoder.feature_dim, num_classes, device=fabric.device
