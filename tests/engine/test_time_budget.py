@@ -289,7 +289,8 @@ def test_a_longer_budget_goes_on_with_the_epoch_the_last_one_cut(
     def plan(cfg, state, steps_per_epoch, *args, **kwargs):  # 8 steps an epoch
         # As the real plan: the steps that fit, but none in an epoch not begun (a sliver).
         begun = state.batch_in_epoch or state.step == 0
-        return target["steps"] if begun else min(target["steps"], state.step)
+        steps = target["steps"] if begun else min(target["steps"], state.step)
+        return min(steps, train.planned_steps(cfg, steps_per_epoch))  # --epochs, --steps
 
     monkeypatch.setattr(train, "_fit_to_budget", plan)
     options = {"method": "vicreg", "batch_size": 32, "backbone_options": {"width": 4},
@@ -308,3 +309,10 @@ def test_a_longer_budget_goes_on_with_the_epoch_the_last_one_cut(
     assert again.summary["steps"] == 5
     log = (out / "train.log").read_text()
     assert "the finished run is not extended: what --time-budget 5.5 leaves" in log
+    # A run that ended at its --epochs: a longer budget is not what stops it, and no word
+    # blames the budget.
+    target["steps"] = 100
+    capped = tmp_path / "capped"
+    pretrain(clusters_npz, time_budget=3.0, epochs=1, out=capped, **options)
+    pretrain(resume=capped, time_budget=5.0, show_progress=False)
+    assert "is not extended" not in (capped / "train.log").read_text()

@@ -717,7 +717,8 @@ def setup(
             state.cut_at = 0
         elif cut:  # not extended: the run stays as it ended
             state.epoch, state.batch_in_epoch = state.epoch + 1, 0
-        if finished and extension is None and cfg.time_budget is not None:
+        capped = planned_steps(cfg, steps_per_epoch) <= state.total_steps  # --epochs, --steps
+        if finished and extension is None and cfg.time_budget is not None and not capped:
             too_short = unextended_warning(cfg, state, steps_per_epoch)
         if "rng" in ckpt and state.batch_in_epoch > 0:  # a mid-epoch checkpoint
             _restore_rng(ckpt["rng"])
