@@ -68,6 +68,8 @@ def embed(
                 "command goes on from there"
             )
         raise typer.Exit(130) from None
+    except KeyboardInterrupt:  # before any row was embedded (opening the data)
+        raise typer.Exit(130) from None
     console.print(
         f"wrote {result.rows:,} embeddings of size {result.dim} to {result.path}"
         + (f" (ids in {result.ids_path})" if result.ids_path else "")
