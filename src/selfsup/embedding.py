@@ -681,7 +681,17 @@ def keep_embeddings(
 ) -> Path | None:
     """The ``.npy`` of ``source``'s embeddings kept in ``folder``, embedded and kept first
     when none is (with ``make``, in batches of at most ``batch_size``); None for data whose
-    embeddings are not kept (see :func:`cache_key`), or not kept yet without ``make``."""
+    embeddings are not kept (see :func:`cache_key`), or not kept yet without ``make``.
+
+    Example:
+        >>> import tempfile
+        >>> from selfsup.data.arrays import ArraySource
+        >>> from selfsup.modalities.image import build_image_encoder
+        >>> enc = build_image_encoder("small-cnn", in_channels=1, image_size=8, width=4)
+        >>> array = ArraySource(np.zeros((5, 8, 8)))  # in memory, not files: not kept
+        >>> keep_embeddings(enc, array, Path(tempfile.mkdtemp()), False, None) is None
+        True
+    """
     key = cache_key(encoder, source)
     if key is None:
         return None
