@@ -70,11 +70,18 @@ def knn_predict(
     num_classes = count_classes(labels)
 
     top_sim, top_idx = cosine_topk(test, train, k, chunk=batch_size)
+    return _vote(top_sim, labels[top_idx], num_classes, temperature)
+
+
+def _vote(
+    top_sim: torch.Tensor, top_labels: torch.Tensor, num_classes: int, temperature: float
+) -> torch.Tensor:
+    """Each row's class by the weights ``exp(s / T)`` of its neighbours' labels summed."""
     # Subtracting each row's largest similarity scales that row's weights by one constant,
     # so the vote is unchanged while exp() cannot overflow at small T.
     weights = ((top_sim - top_sim[:, :1]) / temperature).exp()
     votes = torch.zeros(len(top_sim), num_classes)
-    votes.scatter_add_(1, labels[top_idx], weights)
+    votes.scatter_add_(1, top_labels, weights)
     return votes.argmax(dim=1)
 
 
@@ -142,7 +149,5 @@ def knn_leave_one_out(
         raise ValueError(f"leave-one-out needs two items at least, got {len(items)}")
     k = min(k, len(items) - 1)
     top_sim, top_idx = cosine_topk(items, items, k, exclude_self=True)
-    weights = ((top_sim - top_sim[:, :1]) / temperature).exp()
-    votes = torch.zeros(len(items), count_classes(codes))
-    votes.scatter_add_(1, codes[top_idx], weights)
-    return (votes.argmax(dim=1) == codes).float().mean().item()
+    predicted = _vote(top_sim, codes[top_idx], count_classes(codes), temperature)
+    return (predicted == codes).float().mean().item()
