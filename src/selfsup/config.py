@@ -129,6 +129,11 @@ class PretrainConfig(BaseModel):
         log_every: steps between two rows of metrics.
         monitor_items: training items held out to measure label-free metrics after every
             epoch (RankMe, alpha-ReQ...); 0 turns monitoring off.
+        measure_every: minutes of training between two measurements of the held-out items
+            inside an epoch, for epochs that take longer (200,000 photos: 2 hours an epoch
+            on 2 cores); the monitor's time stays under a tenth of training's, and none is
+            made when the epoch's or the run's end is under half this away. 0: at epoch
+            ends only.
         stop_on_collapse: stop the run with an error when the embeddings collapse, instead
             of warning.
         select_by: keep the encoder of the epoch with the best value of this monitored
@@ -140,8 +145,8 @@ class PretrainConfig(BaseModel):
             distillation (a student overfits its training texts over many epochs), ``last``
             for the others; ``last`` without monitoring.
         patience: stop training when the ``--select-by`` number has not improved for this
-            many measured epochs (early stopping; the best epoch's encoder is kept); off when
-            not given.
+            many measurements (early stopping; the best one's encoder is kept): one per
+            epoch, and those inside long epochs (``--measure-every``); off when not given.
         online_probe: train a linear probe on detached features when the data has labels.
         checkpoint_every: minutes between two checkpoints inside an epoch (a killed run
             loses at most this much work and resumes exactly where the checkpoint was); an
@@ -257,6 +262,7 @@ class PretrainConfig(BaseModel):
     compile: bool = False
     log_every: int = 20
     monitor_items: int = 2048
+    measure_every: float = Field(default=5.0, ge=0)
     stop_on_collapse: bool = False
     select_by: Literal[
         "auto",

@@ -7,7 +7,9 @@ import sys
 
 def test_two_process_ddp_run_ends_with_equal_weights(tmp_path, clusters_npz) -> None:
     out = tmp_path / "ddp"
-    (tmp_path / "small.yaml").write_text("backbone_options: {width: 4}\nlog_every: 2\n")
+    (tmp_path / "small.yaml").write_text(
+        "backbone_options: {width: 4}\nlog_every: 2\nmeasure_every: 0.0001\n"
+    )
     cmd = [
         sys.executable, "-m", "selfsup", "pretrain", str(clusters_npz), "--method", "vicreg",
         "--devices", "2", "--epochs", "2", "--batch-size", "32", "--precision", "fp32",
@@ -23,4 +25,8 @@ def test_two_process_ddp_run_ends_with_equal_weights(tmp_path, clusters_npz) -> 
     assert summary["steps"] == 6
     first, second = summary["replica_checksums"]
     assert first == second
+    # Measured inside the first epoch too (rank 0 decides, both processes go on together):
+    # after step 2 of its 3, then at the epochs' ends.
+    epochs = [line.split(",")[1] for line in (out / "epochs.csv").read_text().splitlines()]
+    assert epochs[:3] == ["epoch", "0.667", "1"], epochs
     assert (out / "encoder.safetensors").exists()

@@ -161,3 +161,59 @@ def test_selection_on_data_too_small_to_hold_out_is_refused(tmp_path) -> None:
     with pytest.raises(ConfigError, match="has 100 items, too few to hold out 16"):
         pretrain(texts, select_by="rankme", steps=1, out=str(tmp_path / "run"),
                  show_progress=False)  # fmt: skip
+
+
+def _long_epochs(monkeypatch) -> None:
+    """Measure inside every epoch at every step: no minimum gap, no share of training."""
+    from selfsup.engine import train as train_module
+
+    monkeypatch.setattr(train_module, "MONITOR_SHARE", 1e9)
+
+
+def test_a_long_epoch_is_measured_inside_without_changing_what_is_trained(
+    tmp_path, clusters_npz, monkeypatch
+) -> None:
+    plain = _train(clusters_npz, tmp_path / "plain", HEALTHY, 0.01, epochs=2, measure_every=0)
+    _long_epochs(monkeypatch)
+    inside = _train(clusters_npz, tmp_path / "inside", HEALTHY, 0.01, epochs=2,
+                    measure_every=1e-6)  # fmt: skip
+    per_epoch = plain.summary["steps"] // 2
+    assert per_epoch >= 3 and inside.summary["steps"] == plain.summary["steps"]
+    rows = pd.read_csv(tmp_path / "inside" / "epochs.csv")
+    # Every step but each epoch's last is measured inside, as epochs done; the epoch's end
+    # at its last step, as before.
+    steps = list(range(1, 2 * per_epoch + 1))
+    assert rows["step"].tolist() == steps
+    assert rows["epoch"].tolist() == pytest.approx([round(s / per_epoch, 3) for s in steps])
+    assert pd.read_csv(tmp_path / "plain" / "epochs.csv")["step"].tolist() == [
+        per_epoch, 2 * per_epoch
+    ]  # fmt: skip
+    # Measuring draws no random number training draws, nor moves its batch norm statistics.
+    trained, measured = plain.encoder.state_dict(), inside.encoder.state_dict()
+    assert all(torch.equal(trained[k], measured[k]) for k in trained)
+    log = (tmp_path / "inside" / "train.log").read_text()
+    assert f"step 1 (epoch {1 / per_epoch:.2f}): held-out: RankMe" in log
+
+
+def test_patience_stops_inside_a_long_epoch_where_a_longer_run_would_go_on(
+    tmp_path, clusters_npz, monkeypatch
+) -> None:
+    _long_epochs(monkeypatch)
+    # The start, then after steps 1, 2, 3, 4: step 2 is the best, 3 and 4 are not better.
+    losses = [2.0, 1.0, 0.5, 0.6, 0.55] + [0.9] * 100
+    distill = _scripted_student(tmp_path, clusters_npz, monkeypatch, losses)
+    run = distill(epochs=3, patience=2, measure_every=1e-6)
+    assert run.summary["steps"] == 4 and run.summary["epochs"] == 1
+    per_epoch = 7  # 256 items less 25 held out, batches of 32 (the last, 7 items, kept)
+    assert run.summary["selected"] == {
+        "by": "heldout_loss", "epoch": round(2 / per_epoch, 3), "value": 0.5
+    }  # fmt: skip
+    rows = pd.read_csv(tmp_path / "student" / "epochs.csv")
+    assert rows["heldout_loss"].tolist() == [1.0, 0.5, 0.6, 0.55]  # not measured again at 4
+    log = (tmp_path / "student" / "train.log").read_text()
+    assert "stopped early at step 4: the loss on the held-out items has not improved for 2 " in log
+    # The epoch was cut at its fourth batch: a run extended later finishes it first.
+    from selfsup.engine.checkpoint import load_checkpoint
+
+    state = load_checkpoint(tmp_path / "student" / "checkpoints" / "last.ckpt")["state"]
+    assert state["cut_at"] == 4 and state["measured_step"] == 4

@@ -53,7 +53,8 @@ PANELS = {
     ),
     "Hardware": ("precision", "devices", "num_nodes", "accelerator", "sync_batchnorm", "compile"),
     "Monitoring and output": (
-        "out", "overwrite", "log_every", "monitor_items", "stop_on_collapse", "select_by",
+        "out", "overwrite", "log_every", "monitor_items", "measure_every", "stop_on_collapse",
+        "select_by",
         "patience", "online_probe", "keep_checkpoints",
     ),
 }  # fmt: skip

@@ -28,7 +28,8 @@ class MetricsLog:
         resume_step: when resuming, rows after this step are dropped (they belong to the
             interrupted epoch, which is trained again).
         tensorboard: also write TensorBoard events.
-        filename: the CSV file's name (``epochs.csv`` holds the end-of-epoch measurements).
+        filename: the CSV file's name (``epochs.csv`` holds the monitor's measurements, after
+            epochs and inside long ones).
     """
 
     def __init__(

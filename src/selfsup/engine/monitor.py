@@ -1,4 +1,5 @@
-"""What the training loop measures at the end of every epoch, without labels or with a few.
+"""What the training loop measures at the end of every epoch (and every ``--measure-every``
+minutes inside a long one), without labels or with a few.
 
 - Label-free metrics (RankMe, alpha-ReQ, alignment, uniformity, normalized std, neighbour
   agreement) on a held-out subset of the training data, see
@@ -166,7 +167,8 @@ def load_encoder_weights(encoder: Encoder, path: Path) -> None:
 
 
 class EpochMonitor:
-    """Measures the encoder after each epoch; raises the collapse alarm; tracks the best epoch.
+    """Measures the encoder after each epoch (or inside a long one); raises the collapse
+    alarm; tracks the best measurement (its epoch: 1.25 a quarter into the second).
 
     Args:
         source: the held-out items the label-free metrics are computed on.
@@ -179,7 +181,7 @@ class EpochMonitor:
         precision: precision of the forward passes.
         loss_views: the training views, through which the method's held-out loss is
             measured (``Method.heldout_loss``); None leaves it out.
-        patience: measured epochs without a better ``select_by`` number after which
+        patience: measurements without a better ``select_by`` number after which
             :meth:`exhausted` says to stop (early stopping); None never does.
         labelled: labelled training items (see :func:`labelled_monitor_items`), each
             predicted by a kNN vote of the others at every measurement (``labelled_knn``);
@@ -220,7 +222,7 @@ class EpochMonitor:
         #: Measured epochs since the best one.
         self.stale = 0
         self.best: float | None = None
-        self.best_epoch: int | None = None
+        self.best_epoch: float | None = None
         #: The held-out loss of the starting weights (set before the first step).
         self.start_loss: float | None = None
         #: The labelled items' kNN vote with the starting weights (set before the first step).
@@ -348,13 +350,13 @@ class EpochMonitor:
         accuracy = knn_leave_one_out(labelled[known], self.labelled.labels[known])
         return accuracy, float(known.sum())
 
-    def alarm(self, values: dict[str, float], epoch: int) -> str | None:
+    def alarm(self, values: dict[str, float], epoch: float) -> str | None:
         """Warn (:class:`CollapseWarning`) when the embeddings collapsed and return the message;
         raise :class:`CollapseError` instead under ``stop_on_collapse``.
 
         Args:
             values: the numbers :meth:`measure` returned.
-            epoch: the epoch just finished, for the message.
+            epoch: the epochs done (1.25 inside the second), for the message.
         """
         if not values.get("collapsed"):
             return None
@@ -377,8 +379,9 @@ class EpochMonitor:
         warnings.warn(message, CollapseWarning, stacklevel=2)
         return message
 
-    def consider(self, encoder: Encoder, values: dict[str, float], epoch: int) -> bool:
-        """Keep ``encoder``'s weights when this epoch is the best so far; True if it was."""
+    def consider(self, encoder: Encoder, values: dict[str, float], epoch: float) -> bool:
+        """Keep ``encoder``'s weights when this measurement is the best so far (at ``epoch``
+        epochs done); True if it was."""
         if self.select_by == "last":
             return False
         selection = SELECTION[self.select_by]
@@ -398,7 +401,7 @@ class EpochMonitor:
         return "loss" if self.select_by == "heldout_loss" else self.select_by
 
     def exhausted(self) -> bool:
-        """Whether ``patience`` measured epochs passed without a better number (stop now)."""
+        """Whether ``patience`` measurements passed without a better number (stop now)."""
         return self.patience is not None and self.stale >= self.patience
 
     def state_dict(self) -> dict:

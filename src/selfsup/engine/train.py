@@ -29,6 +29,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import lightning
@@ -129,6 +130,13 @@ class TrainState:
     #: Held-out items each measurement reads, where a time budget made them fewer than
     #: those held out (0: all), so that a resumed run measures the same ones.
     measured_items: int = 0
+    #: Training seconds at the monitor's last measurement: inside a long epoch the next one
+    #: comes ``--measure-every`` minutes of training later.
+    measured_at: float = 0.0
+    #: The step of the monitor's last measurement (-1: none yet): an epoch's end at the step
+    #: of one inside it (stopped there by ``--patience``) does not measure the same weights
+    #: again.
+    measured_step: int = -1
 
 
 def channels_last(x: torch.Tensor) -> torch.Tensor:
@@ -528,6 +536,39 @@ def monitor_due(state: TrainState) -> bool:
     """
     first, last = state.epoch == 1, state.step >= state.total_steps
     return first or last or state.monitor_seconds <= MONITOR_SHARE * state.train_seconds
+
+
+def measure_due_inside(
+    state: TrainState, cfg: PretrainConfig, steps_per_epoch: int, cost: float
+) -> bool:
+    """Whether the label-free monitor measures now, inside an epoch: ``cfg.measure_every``
+    minutes of training after its last measurement, unless the end of the epoch or of the
+    run (where it measures anyway) is under half that away, and while the monitor's time,
+    this measurement's ``cost`` (seconds) included, stays under ``MONITOR_SHARE`` of
+    training's. An epoch of 200,000 photos takes 2 hours on 2 cores: measured at its end
+    only, a 30-minute run would show one point and a collapse would go unseen for hours.
+
+    Example:
+        >>> cfg = PretrainConfig(data="x", measure_every=5)
+        >>> state = TrainState(step=130, total_steps=3000, batch_in_epoch=130,
+        ...                    train_seconds=310.0)
+        >>> measure_due_inside(state, cfg, 3093, cost=25.0)
+        True
+        >>> measure_due_inside(state, cfg, 3093, cost=40.0)  # over a tenth of training
+        False
+        >>> measure_due_inside(state, cfg, 180, cost=25.0)  # the epoch ends in 2 minutes
+        False
+    """
+    if not cfg.measure_every or state.step == 0:
+        return False
+    gap = cfg.measure_every * 60
+    if state.train_seconds - state.measured_at < gap:
+        return False
+    per_step = state.train_seconds / state.step
+    left = min(state.total_steps - state.step, steps_per_epoch - state.batch_in_epoch)
+    if left * per_step < gap / 2:
+        return False
+    return state.monitor_seconds + cost <= MONITOR_SHARE * state.train_seconds
 
 
 def _epoch_file(epoch: int) -> str:
@@ -930,19 +971,32 @@ def train_one_epoch(
             and time.perf_counter() - t.last_checkpoint >= checkpoint_every
         ):
             read_loss()  # a checkpoint keeps only weights a finite loss made
+            paused = time.perf_counter()
             save_training(t, state, run_dir)
             ready = time.perf_counter()
+            window_start += ready - paused
+        if state.step < state.total_steps and inside_due(t, state, cfg, fabric):
+            read_loss()
+            paused = time.perf_counter()
+            measure_inside(t, state, cfg, run_dir, fabric)
+            ready = time.perf_counter()
+            window_start += ready - paused
     read_loss()
     return last_loss
 
 
-def _measure(t: Training, state: TrainState, log: MetricsLog) -> str | None:
-    """Measure, log and judge the encoder after an epoch; a message when it must stop."""
+def _measure(t: Training, state: TrainState, log: MetricsLog, inside: bool = False) -> str | None:
+    """Measure, log and judge the encoder after an epoch, or ``inside`` one (see
+    :func:`measure_due_inside`); a message when it must stop."""
     method, monitor, probe, progress = t.method, t.monitor, t.probe, t.progress
     values: dict[str, float] = {}
+    # Epochs done: 1.25 a quarter into the second epoch (epochs.csv's ``epoch``).
+    epoch: float = state.epoch
+    if inside:
+        epoch = round(state.epoch + state.batch_in_epoch / t.budget.steps_per_epoch, 3)
     if probe is not None and probe.steps:
         values["online_probe_train"] = probe.train_accuracy()
-    elif probe is not None and state.epoch == 1:
+    elif probe is not None and state.epoch == 1 and not inside:
         progress.note(
             f"[bold red]warning[/bold red]: no online probe: {method.name} never runs its "
             "encoder on whole items while training, so the probe has nothing to learn from "
@@ -959,9 +1013,12 @@ def _measure(t: Training, state: TrainState, log: MetricsLog) -> str | None:
             probe.discard()
         state.monitor_seconds += time.perf_counter() - started
         state.measures += 1
-        progress.routine(
-            always=progress.shown_last,
-            text=f"  held-out: RankMe {metrics.rankme:.1f}/{metrics.dim}, alpha-ReQ "
+        state.measured_at, state.measured_step = state.train_seconds, state.step
+        # Inside an epoch no epoch line comes first: the line says where it stands.
+        where = f"step {state.step:,} (epoch {epoch:.2f}): " if inside else "  "
+        show = progress.note if inside else partial(progress.routine, always=progress.shown_last)
+        show(
+            f"{where}held-out: RankMe {metrics.rankme:.1f}/{metrics.dim}, alpha-ReQ "
             f"{metrics.alpha_req:.2f}, normalized std {metrics.normalized_std:.2f}, neighbour "
             f"agreement {metrics.neighbour_agreement:.2f}"
             + (f", online probe {values['online_probe']:.3f}" if "online_probe" in values else "")
@@ -989,21 +1046,73 @@ def _measure(t: Training, state: TrainState, log: MetricsLog) -> str | None:
             )
             + (f", loss {values['heldout_loss']:.4f}" if "heldout_loss" in values else ""),
         )
-        if monitor.consider(method.export_encoder(), values, state.epoch):
-            progress.routine(
-                f"  best {monitor.what} so far: kept epoch {state.epoch}",
-                always=progress.shown_last,
-            )
+        if monitor.consider(method.export_encoder(), values, epoch):
+            kept = f"step {state.step:,} (epoch {epoch:.2f})" if inside else f"epoch {epoch}"
+            show(f"  best {monitor.what} so far: kept {kept}")
         try:
-            warning = monitor.alarm(values, state.epoch)
+            warning = monitor.alarm(values, epoch)
         except CollapseError as err:
-            log.write(state.step, epoch=state.epoch, **values)
+            log.write(state.step, epoch=epoch, **values)
             return str(err)
         if warning:
             progress.note(f"[bold red]warning[/bold red]: {warning}")
     if values:
-        log.write(state.step, epoch=state.epoch, **values)
+        log.write(state.step, epoch=epoch, **values)
     return None
+
+
+def measure_inside(
+    t: Training, state: TrainState, cfg: PretrainConfig, run_dir: Path, fabric: lightning.Fabric
+) -> None:
+    """Measure the encoder inside a long epoch (rank 0), as :func:`end_epoch` does after
+    one: log it, keep the best weights, raise the collapse alarm, stop early (``--patience``,
+    the epoch is cut here) on every process together; a time budget is planned again with
+    the time it took.
+
+    Raises:
+        CollapseError: the embeddings collapsed and ``cfg.stop_on_collapse`` is set.
+    """
+    collapse, stop = None, False
+    if fabric.global_rank == 0:
+        collapse = _measure(t, state, t.epoch_log, inside=True)
+        stop = t.monitor is not None and t.monitor.exhausted()
+        if collapse is not None:
+            save_training(t, state, run_dir)
+    t.model.train()
+    collapse = fabric.broadcast(collapse, src=0)
+    if collapse is not None:
+        raise CollapseError(collapse)
+    if fabric.broadcast(stop, src=0):
+        monitor = t.monitor
+        if monitor is not None:
+            t.progress.note(
+                f"stopped early at step {state.step:,}: the {monitor.what} on the held-out "
+                f"items has not improved for {monitor.stale} measurements since epoch "
+                f"{monitor.best_epoch} (--patience {monitor.patience}), whose encoder is kept"
+            )
+        t.replan(state, state.step)
+    elif cfg.time_budget is not None:
+        t.replan(state, t.budget.plan(state))
+
+
+def inside_due(
+    t: Training, state: TrainState, cfg: PretrainConfig, fabric: lightning.Fabric
+) -> bool:
+    """Whether to measure now inside the epoch (:func:`measure_due_inside`), the same on
+    every process: rank 0 decides, every ``log_every`` steps under DDP (a broadcast)."""
+    if t.monitor is None or not cfg.measure_every:
+        return False
+    if fabric.world_size > 1 and state.step % cfg.log_every:
+        return False
+    due = False
+    if fabric.global_rank == 0:
+        cost = (
+            state.monitor_seconds / state.measures if state.measures else t.budget.measure_seconds
+        )
+        due = measure_due_inside(state, cfg, t.budget.steps_per_epoch, cost)
+    if fabric.world_size > 1:
+        due = bool(fabric.broadcast(due, src=0))
+    return due
 
 
 def end_epoch(
@@ -1036,7 +1145,8 @@ def end_epoch(
     )
     collapse = None
     stop = False
-    if fabric.global_rank == 0 and monitor_due(state):
+    # Not again where a measurement inside the epoch was made at its last step (--patience).
+    if fabric.global_rank == 0 and state.measured_step != state.step and monitor_due(state):
         collapse = _measure(t, state, t.epoch_log)
         stop = t.monitor is not None and t.monitor.exhausted()
     if fabric.broadcast(stop, src=0) and not done:  # early stopping (--patience)
@@ -1044,7 +1154,7 @@ def end_epoch(
         if monitor is not None:  # rank 0 says why
             t.progress.note(
                 f"stopped early after epoch {state.epoch}: the {monitor.what} on the held-out "
-                f"items has not improved for {monitor.stale} measured epochs since epoch "
+                f"items has not improved for {monitor.stale} measurements since epoch "
                 f"{monitor.best_epoch} (--patience {monitor.patience}), whose encoder is kept"
             )
         t.replan(state, state.step)
@@ -1214,7 +1324,8 @@ def fit(
         fabric: a launched Fabric (single process, DDP, or multi-node).
         resume: continue from ``run_dir/checkpoints/last.ckpt``.
         show_progress: draw the progress bar on rank 0.
-        monitor: measures label-free metrics after every epoch on held-out items (rank 0),
+        monitor: measures label-free metrics after every epoch (and inside long ones,
+            ``cfg.measure_every``) on held-out items (rank 0),
             raises the collapse alarm and keeps the best epoch's encoder.
         notes: lines shown already (opening the data, the memory plan), for the log.
 

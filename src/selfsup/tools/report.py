@@ -167,7 +167,7 @@ def label_free_section(run_dir: Path, figures: Path) -> Section:
         for ax in list(axes.flat)[len(columns) :]:
             ax.axis("off")
         section.figures.append(
-            (save_png(fig, figures / "label-free-curves.png"), "after each epoch, by step")
+            (save_png(fig, figures / "label-free-curves.png"), "at each measurement, by step")
         )
         if frame.get("collapsed", pd.Series(dtype=float)).fillna(0).any():
             section.notes.append("the collapse alarm went off during training")
