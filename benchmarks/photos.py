@@ -21,7 +21,10 @@ data-loading workers) is sampled twice a second:
 5. **embed**: ``Run.embed`` of the whole folder with the folder run's encoder, files read
    ahead by the default loader workers, then read in the embedding process itself (as before
    2026-12-04), each a separate process: images/s and peak memory.
-6. **robustness**: the folder (hard links) plus a corrupt JPEG that sorts first and a
+6. **check**: ``selfsup datasets show FOLDER --check``'s reading of every file, by one
+   worker process per core (its default), then in one process (as before 2026-12-06):
+   images/s and peak memory.
+7. **robustness**: the folder (hard links) plus a corrupt JPEG that sorts first and a
    12000x12000 PNG, ``--time-budget 1`` with output to a pipe: wall time (target: < 5 min) and
    the longest gap between two output lines (target: <= 10 s).
 
@@ -124,6 +127,19 @@ train.yield_to_training = None  # the loader's workers keep this process's prior
 run = selfsup.pretrain(folder, time_budget=float(minutes), out=out)
 """
 
+_CHECK = """
+import sys, time
+from selfsup.cli.datasets import read_every_item
+from selfsup.modalities import open_source
+folder, workers = sys.argv[1:3]
+source = open_source(folder, None)
+started = time.perf_counter()
+bad = read_every_item(source, None if workers == "default" else int(workers))
+seconds = time.perf_counter() - started
+print(f"checked {len(source)} images in {seconds:.1f} s, {len(bad)} unreadable: "
+      f"{len(source) / seconds:.1f} images/s", flush=True)
+"""
+
 _EMBED = """
 import sys, time, numpy as np, selfsup
 from selfsup.modalities.image import ImageModality
@@ -209,6 +225,15 @@ def main() -> None:
         results["embed"][workers] = watched
         print(json.dumps(watched), flush=True)
 
+    results["check"] = {}
+    for workers in ("default", "0"):
+        command = [sys.executable, "-c", _CHECK, str(args.data), workers]
+        watched = watch(command, args.runs / f"check-{workers}.log")
+        line = (args.runs / f"check-{workers}.log").read_text().strip().splitlines()[-1]
+        watched["images_per_s"] = float(line.split(": ")[-1].split()[0])
+        results["check"][workers] = watched
+        print(json.dumps(watched), flush=True)
+
     if not args.skip_robustness:
         robust = args.runs / "photos-plus-broken"
         for label in ("a", "b"):
@@ -265,6 +290,14 @@ def report(r: dict, args: argparse.Namespace) -> str:
         lines += [
             f"| embed the folder: images/s, read ahead by {f['workers']} worker(s) / in the "
             f"embedding process | {ahead['images_per_s']:.1f} / {alone['images_per_s']:.1f} | |",
+            f"| ... peak memory (PSS, workers included) | {ahead['peak_pss_gb']} / "
+            f"{alone['peak_pss_gb']} GB | |",
+        ]
+    if "check" in r:
+        ahead, alone = r["check"]["default"], r["check"]["0"]
+        lines += [
+            f"| `datasets show --check`: images/s, one worker per core / in one process | "
+            f"{ahead['images_per_s']:.1f} / {alone['images_per_s']:.1f} | |",
             f"| ... peak memory (PSS, workers included) | {ahead['peak_pss_gb']} / "
             f"{alone['peak_pss_gb']} GB | |",
         ]
