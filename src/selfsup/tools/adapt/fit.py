@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from selfsup.core.progress import activity
 from selfsup.data.base import Source, require_classes, require_labels
 from selfsup.data.splits import (
     SubsetSource,
@@ -31,6 +32,7 @@ from selfsup.tools.adapt.heads import (
     draw_shots,
     embedding_statistics,
     fit_head,
+    fold_count,
     out_of_fold_logits,
     propagation_fitter,
 )
@@ -133,7 +135,7 @@ def adapt(
         finetune_lr: learning rate of the fine-tuned blocks (the head's is ten times it).
         show_progress: draw progress bars.
         embeddings: the run's embeddings of all of ``labeled`` (as
-            ``embed_source(run.encoder, source, precision="fp32")`` gives them), to adapt
+            ``run.embeddings(source)`` gives them), to adapt
             many times without embedding again; None embeds here.
         unlabeled: more unlabelled data for the ``propagation`` head (any data the run reads;
             labels in it are ignored). Its unlabelled items are the items of ``labeled``
@@ -167,9 +169,7 @@ def adapt(
         unlabeled = rest  # a file or folder labelled on some items: the others
     num_classes = len(classes)
     if embeddings is None:
-        embeddings = embed_source(
-            run.encoder, source, precision="fp32", show_progress=show_progress
-        )
+        embeddings = run.embeddings(source, show_progress)
     all_embeddings = embeddings
     if len(all_embeddings) != len(source):
         raise ValueError(f"{len(all_embeddings)} embeddings given for {len(source)} items")
@@ -206,9 +206,12 @@ def adapt(
         pool = _unlabelled_pool(
             run, all_embeddings[others], unlabeled, unlabeled_embeddings, seed, show_progress
         )
-        fit_on, spread = propagation_fitter(
-            z.numpy(), labels, pool, num_classes, statistics, weight_decay
-        )
+        with activity(
+            f"the nearest-neighbour graph of {len(z):,} labelled and {len(pool):,} unlabelled items"
+        ):
+            fit_on, spread = propagation_fitter(
+                z.numpy(), labels, pool, num_classes, statistics, weight_decay
+            )
         metrics["propagation"] = spread
     else:
 
@@ -219,10 +222,13 @@ def adapt(
     groups = calibration_groups(source, chosen, labels, num_classes)
     grouped = False
     if calibration == "cv":
-        calibration_logits, grouped = out_of_fold_logits(
-            z, labels, num_classes, fit_on, seed, groups
-        )
-        fitted = fit_on(np.arange(len(labels)))  # last, so the metrics describe this fit
+        folds = fold_count(labels, num_classes)
+        with activity(f"calibrating: the {head} head fitted {folds} times, a fold left out each"):
+            calibration_logits, grouped = out_of_fold_logits(
+                z, labels, num_classes, fit_on, seed, groups
+            )
+        with activity(f"fitting the {head} head on {len(labels):,} labels"):
+            fitted = fit_on(np.arange(len(labels)))  # last, so the metrics describe this fit
         calibration_labels = labels
     else:
         fit, held = _held_out(labels, groups, num_classes, seed)
@@ -234,7 +240,7 @@ def adapt(
                 finetune_epochs, finetune_lr, seed=seed, show_progress=show_progress,
             )  # fmt: skip
             held_out = SubsetSource(source, chosen[held], f"{source.name}[held out]")
-            held_embeddings = embed_source(encoder, held_out, precision="fp32")
+            held_embeddings = embed_source(encoder, held_out)
             metrics["finetune"] = {
                 "blocks": finetune_blocks,
                 "epochs": finetune_epochs,
@@ -273,11 +279,8 @@ def _unlabelled_pool(
     shots, then ``unlabeled``'s readable items; at most :data:`MAX_UNLABELLED`."""
     parts = [outside_shots]
     if unlabeled is not None or unlabeled_embeddings is not None:
-        if unlabeled_embeddings is None:
-            extra_source = run.open(unlabeled)
-            unlabeled_embeddings = embed_source(
-                run.encoder, extra_source, precision="fp32", show_progress=show_progress
-            )
+        if unlabeled_embeddings is None:  # kept in the run for large data: predict reads them
+            unlabeled_embeddings = run.embeddings(run.open(unlabeled), show_progress)
         parts.append(unlabeled_embeddings[~np.isnan(unlabeled_embeddings).any(axis=1)])
     pool = np.concatenate(parts)
     if len(pool) == 0:

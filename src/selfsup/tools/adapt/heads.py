@@ -140,6 +140,16 @@ def draw_shots(labels: np.ndarray, shots: int, seed: int, classes: list[str]) ->
     return np.sort(np.concatenate(picks))
 
 
+def fold_count(labels: np.ndarray, num_classes: int) -> int:
+    """The folds of :func:`out_of_fold_logits`: 5, or fewer where a class has fewer labels.
+
+    Example:
+        >>> fold_count(np.array([0, 0, 0, 1, 1, 1, 1, 1, 1]), 2)
+        3
+    """
+    return min(5, int(np.bincount(labels, minlength=num_classes).min()))
+
+
 def out_of_fold_logits(
     embeddings: torch.Tensor,
     labels: np.ndarray,
@@ -152,7 +162,7 @@ def out_of_fold_logits(
     its fold (stratified k-fold, ``k`` = min(5, smallest class count)), and whether the folds
     kept ``groups`` whole (a hospital's patients: each in one fold, where every fold still
     fits on every class; else the rows are split freely)."""
-    folds = min(5, int(np.bincount(labels, minlength=num_classes).min()))
+    folds = fold_count(labels, num_classes)
     rows = np.zeros(len(labels))
     splits = []
     if groups is not None and len(set(groups.tolist())) >= folds:

@@ -136,9 +136,14 @@ class AdaptedModel:
         return self.run.encoder
 
     def embed(self, data: str | os.PathLike | Source, show_progress: bool = False) -> np.ndarray:
-        """Embeddings of ``data`` in fp32 (so predictions do not depend on the CPU's bf16)."""
+        """Embeddings of ``data``: the run's (:meth:`selfsup.run.Run.embeddings`, kept in
+        the run for large data read from files, so predicting 200,000 photos after ``embed``,
+        ``select`` or ``adapt`` on them reads them back instead of embedding them again), or
+        the fine-tuned encoder's."""
         source = self.run.open(data)
-        return embed_source(self.encoder, source, precision="fp32", show_progress=show_progress)
+        if self.finetuned_encoder is None:
+            return self.run.embeddings(source, show_progress)
+        return embed_source(self.encoder, source, show_progress=show_progress)
 
     def predict_proba_embeddings(self, z: np.ndarray) -> np.ndarray:
         """Calibrated probabilities ``(n, classes)`` of precomputed embeddings (NaN rows stay NaN).
