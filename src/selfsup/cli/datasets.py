@@ -175,7 +175,8 @@ def read_every_item(source: Source, workers: int | None = None) -> dict[str, str
 
     Example:
         >>> from selfsup.data.text import TextSource
-        >>> read_every_item(TextSource(["a b", "c"]))
+        >>> read_every_item(TextSource(["a b", "c"]))  # doctest: +ELLIPSIS
+        reading texts: step 1/1 (100%), ...
         {}
     """
     from selfsup.core.progress import TrainingProgress
