@@ -174,3 +174,45 @@ def test_a_run_on_long_series_is_checked_on_windows_of_what_it_trained_on(
     assert x.shape == (6, 1, 300)  # windows at 0, 300 and 400 of each series
     result = export_run(run, "onnx", tmp_path / "onnx")
     assert result.max_abs_diff <= PARITY
+
+
+def test_the_model_card_says_how_to_make_a_photo_into_the_inputs_selfsup_embeds(
+    tmp_path,
+) -> None:
+    """The card's Pillow code, run on photo files (large JPEGs read in draft mode, an EXIF
+    rotation, a portrait, a gray PNG), gives the pixels selfsup reads, and the ONNX model on
+    them the rows ``embed`` writes: a user resizing otherwise gets other embeddings."""
+    import onnxruntime
+    from PIL import Image
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    grid = np.linspace(0, 1, 120)
+    for i, (w, h) in enumerate([(120, 90), (90, 120), (120, 90), (40, 30), (120, 90)] * 4):
+        base = np.outer(grid[:h] * rng.uniform(50, 200), grid[:w])
+        pixels = (base[..., None] + rng.uniform(0, 60, (1, 1, 3))).clip(0, 255).astype(np.uint8)
+        image = Image.fromarray(pixels)
+        if i % 5 == 4:
+            image.convert("L").save(folder / f"{i:02d}.png")
+            continue
+        exif = Image.Exif()
+        if i % 5 == 2:
+            exif[0x0112] = 6  # taken turned: rotated 90 degrees when read
+        image.save(folder / f"{i:02d}.jpg", quality=90, exif=exif)
+    run = selfsup.pretrain(folder, image_size=16, steps=2, batch_size=8, backbone="small-cnn",
+                           backbone_options={"width": 4}, out=tmp_path / "run",
+                           show_progress=False, monitor_items=0)  # fmt: skip
+    export_run(run, "onnx", tmp_path / "onnx", data=str(folder))
+    card = (tmp_path / "onnx" / "README.md").read_text()
+    code = card.split("```python\n", 1)[1].split("```", 1)[0]
+    namespace: dict = {}
+    exec(code, namespace)  # the card's own example
+    source = run.open(str(folder))
+    files = [folder / item for item in source.ids]
+    made = np.concatenate([namespace["selfsup_input"](path) for path in files])
+    read = source.read_batch(range(len(source))).items.numpy()
+    np.testing.assert_array_equal(made, read)
+    session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "encoder.onnx"))
+    got = session.run(None, {"input": made})[0]
+    np.testing.assert_allclose(got, run.embed(str(folder), precision="fp32"), atol=1e-4)

@@ -225,11 +225,49 @@ class ImageModality(Modality):
         return build_pretrained_image_encoder(name, in_channels=3), lambda run_dir: None
 
     def describe_inputs(self, spec: dict[str, Any]) -> str:
+        """The exported encoder's inputs, and how selfsup makes them from a picture file
+        (:func:`~selfsup.data.image_folder.decode_pixels`) as Pillow code a user runs to get
+        the same embeddings: a photo resized otherwise (squashed, cropped elsewhere) gives
+        other ones.
+
+        Example:
+            >>> from selfsup.modalities import get_modality
+            >>> note = get_modality("image").describe_inputs({"image_size": 8, "in_channels": 3})
+            >>> note.splitlines()[0]
+            'float32 images (batch, 3, 8, 8) with values in [0, 1]; the normalization is inside.'
+        """
         side, channels = spec.get("image_size"), spec.get("in_channels")
-        return (
-            f"float32 images (batch, {channels}, {side}, {side}) with values in [0, 1]; the "
-            "normalization is inside."
-        )
+        mode = "RGB" if channels == 3 else "L"
+        layout = ".transpose(2, 0, 1)[None]" if channels == 3 else "[None, None]"
+        return f"""float32 images (batch, {channels}, {side}, {side}) with values in [0, 1]; \
+the normalization is inside.
+
+selfsup reads a picture file into that shape so (do the same to get the same embeddings):
+large JPEGs decoded at reduced scale (Pillow's draft mode), EXIF rotation applied, converted
+to {mode}, the central square (its side the picture's shorter side) resized to {side}x{side}
+(bilinear), pixel values divided by 255 (16-bit images: by 65535). With Pillow and NumPy:
+
+```python
+import math
+import numpy as np
+from PIL import Image, ImageOps
+
+def selfsup_input(path):
+    image = Image.open(path)
+    if min(image.size) > {side}:
+        scale = {side} / min(image.size)
+        image.draft(image.mode, (math.ceil(image.width * scale), math.ceil(image.height * scale)))
+    image = ImageOps.exif_transpose(image).convert("{mode}")
+    side = min(image.size)
+    left, top = (image.width - side) / 2, (image.height - side) / 2
+    box = (left, top, left + side, top + side)
+    image = image.resize(({side}, {side}), Image.Resampling.BILINEAR, box=box)
+    return (np.asarray(image, dtype=np.float32) / 255){layout}
+```
+
+The exported model's rows match `selfsup.load(RUN).embed(DATA, precision="fp32")` to 1e-4;
+`selfsup embed` computes images in bf16 where the processor has bf16 matrix instructions,
+(about three significant digits), so its rows differ from these from about the third digit."""
 
     def default_batch(self, cfg: PretrainConfig) -> int:
         """256, but 64 for images above ``SMALL_SIDE`` pixels on a CPU, where a ResNet-18
