@@ -216,3 +216,35 @@ def test_the_model_card_says_how_to_make_a_photo_into_the_inputs_selfsup_embeds(
     session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "encoder.onnx"))
     got = session.run(None, {"input": made})[0]
     np.testing.assert_allclose(got, run.embed(str(folder), precision="fp32"), atol=1e-4)
+
+
+def test_a_table_export_ships_its_column_encoding_and_says_how_rows_are_encoded(
+    tmp_path,
+) -> None:
+    """A fraud team's service feeds the ONNX encoder rows it encodes itself: the export
+    ships ``preprocess.json``, and the card's code with it gives the rows ``embed`` writes."""
+    import onnxruntime
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({
+        "amount": np.where(rng.random(300) < 0.1, np.nan, rng.lognormal(3, 1, 300)),
+        "shop": rng.choice(["grocer", "fuel", "online", "travel"], 300),
+        "when": pd.date_range("2025-01-01", periods=300, freq="37min").astype(str),
+    })  # fmt: skip
+    path = tmp_path / "tx.csv"
+    frame.to_csv(path, index=False)
+    run = selfsup.pretrain(path, steps=2, batch_size=32, out=tmp_path / "run",
+                           show_progress=False, monitor_items=0)  # fmt: skip
+    export_run(run, "onnx", tmp_path / "onnx")
+    assert (tmp_path / "onnx" / "preprocess.json").exists()
+    card = (tmp_path / "onnx" / "README.md").read_text()
+    assert "amount (missing)" in card and "`indicators`" in card
+    code = card.split("```python\n", 1)[1].split("```", 1)[0]
+    code = code.replace("EXPORT_FOLDER", repr(str(tmp_path / "onnx")))
+    code = code.replace('"new.csv"', repr(str(path)))
+    namespace: dict = {}
+    exec(code, namespace)  # the card's own example
+    session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "encoder.onnx"))
+    got = session.run(None, {"input": namespace["rows"]})[0]
+    np.testing.assert_allclose(got, run.embed(path, precision="fp32"), atol=1e-4)

@@ -2,7 +2,8 @@
 
 Every export is a folder holding the encoder *with its input normalization* (images in
 [0, 1] in, embeddings out; text: token ids of the tokenizer shipped beside it in, embeddings
-out), the tokenizer files for text, and a model card (``README.md``: data, method, training
+out; tables: encoded rows in), the tokenizer files for text or the column encoding for
+tables (``preprocess.json``), and a model card (``README.md``: data, method, training
 time, metrics). Before it is written out for good, the exported encoder is run on real items
 (the run's training data unless ``data`` says otherwise) and compared with the run's own
 encoder in PyTorch, fp32: the largest absolute difference must be at most ``PARITY``
@@ -51,6 +52,7 @@ from selfsup.backbones.hf import HF_BACKBONES, HFAudioBackbone, HFImageBackbone,
 from selfsup.console import training_in_words
 from selfsup.core.files import write_json, write_text
 from selfsup.core.progress import activity
+from selfsup.data.tabular import PREPROCESSOR_FILE
 from selfsup.encoder import Encoder
 from selfsup.modalities import get_modality
 
@@ -190,9 +192,9 @@ def export_run(
 def write_export(
     encoder: Encoder, fmt: str, x: torch.Tensor, folder: Path, run_dir: Path | None = None
 ) -> tuple[np.ndarray, float]:
-    """Write ``encoder`` as ``fmt`` into ``folder`` (with the tokenizer files of ``run_dir``
-    for text), read the export back, and return its embeddings of ``x`` and its items per
-    second on them.
+    """Write ``encoder`` as ``fmt`` into ``folder`` (with the files of ``run_dir`` that
+    turn data into its inputs: ``INPUT_FILES``), read the export back, and return its
+    embeddings of ``x`` and its items per second on them.
 
     Example:
         >>> import tempfile
@@ -206,9 +208,14 @@ def write_export(
     return _WRITERS[fmt](encoder, x, folder, run_dir)
 
 
-def _ship_tokenizer(run_dir: Path | None, folder: Path) -> None:
-    """The run's tokenizer files beside a text export (what turns texts into its inputs)."""
-    for name in ("tokenizer.json", "tokenizer_ids.json"):
+#: The run's files that turn data into an export's inputs: a text run's tokenizer, a table
+#: run's column encoding.
+INPUT_FILES = ("tokenizer.json", "tokenizer_ids.json", PREPROCESSOR_FILE)
+
+
+def _ship_inputs(run_dir: Path | None, folder: Path) -> None:
+    """The run's files beside an export that turn data into its inputs (``INPUT_FILES``)."""
+    for name in INPUT_FILES:
         if run_dir is not None and (run_dir / name).exists():
             shutil.copy2(run_dir / name, folder / name)
 
@@ -244,7 +251,7 @@ def _onnx(
                 )  # fmt: skip
         except Exception:  # an operator it cannot export (in-place masks of text models)
             _onnx_dynamo(encoder, _example(x), path)
-    _ship_tokenizer(run_dir, folder)
+    _ship_inputs(run_dir, folder)
     options = onnxruntime.SessionOptions()
     options.log_severity_level = 3
     session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
@@ -299,7 +306,7 @@ def _torchscript(
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(encoder, (_example(x),), strict=False, check_trace=False)
     traced.save(str(path))
-    _ship_tokenizer(run_dir, folder)
+    _ship_inputs(run_dir, folder)
     loaded = torch.jit.load(str(path)).eval()
     with torch.no_grad():
         got = loaded(x).numpy()
@@ -313,7 +320,7 @@ def _safetensors(
     from selfsup.modalities import load_encoder
 
     encoder.save(folder)
-    _ship_tokenizer(run_dir, folder)
+    _ship_inputs(run_dir, folder)
     again = load_encoder(folder).eval()
     with torch.no_grad():
         return again(x).numpy(), _items_per_second(lambda b: again(b), x, len(x))
@@ -482,4 +489,4 @@ def model_card(run: Run, result: ExportResult) -> str:
 
 def _inputs_note(run: Run) -> str:
     """What the exported encoder takes, as its modality says."""
-    return get_modality(run.encoder.modality).describe_inputs(run.encoder.spec or {})
+    return get_modality(run.encoder.modality).describe_inputs(run.encoder.spec or {}, run.path)

@@ -184,7 +184,7 @@ class AudioModality(Modality):
         options = pretrained_audio_options(name)
         return build_pretrained_audio_encoder(name, options["clip_seconds"]), lambda _: None
 
-    def describe_inputs(self, spec: dict[str, Any]) -> str:
+    def describe_inputs(self, spec: dict[str, Any], run_dir: Path | None = None) -> str:
         if spec.get("audio_input") == "waveform":
             return (
                 f"float32 mono waveforms (batch, 1, samples) at {spec['sample_rate']} Hz, "

@@ -156,8 +156,9 @@ class Modality(ABC):
         """
         raise ValueError(f"{name}: pretrained {self.name} models are not read yet")
 
-    def describe_inputs(self, spec: dict[str, Any]) -> str:
-        """What an exported encoder of this modality takes, for its model card."""
+    def describe_inputs(self, spec: dict[str, Any], run_dir: Path | None = None) -> str:
+        """What an exported encoder of this modality takes, for its model card (``run_dir``:
+        the run folder, whose saved encoding of the data some modalities describe)."""
         return f"float32 {self.name} items as selfsup reads them; the normalization is inside."
 
     def read_with(self, source: Source, options: dict[str, Any]) -> Source:

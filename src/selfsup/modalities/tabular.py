@@ -30,6 +30,7 @@ from selfsup.data.hub import frame_note, hub_frame, hub_layout, hub_test_split
 from selfsup.data.shards import is_shard_folder
 from selfsup.data.table_files import TABLE_SUFFIXES, files_note, read_table_folder
 from selfsup.data.tabular import (
+    PREPROCESSOR_FILE,
     TablePreprocessor,
     is_tabular_spec,
     load_table_file,
@@ -136,6 +137,45 @@ class TabularModality(Modality):
         preprocessor = getattr(source, "preprocessor", None)
         if preprocessor is not None:
             preprocessor.save(run_dir)
+
+    def describe_inputs(self, spec: dict[str, Any], run_dir: Path | None = None) -> str:
+        """The encoded rows an exported table encoder takes: which column is which, how
+        ``preprocess.json`` (shipped beside it) encodes them, and the Python line that does.
+
+        Example:
+            >>> import tempfile
+            >>> frame = pd.DataFrame({"amount": [3.0, None, 9.0], "shop": ["a", "b", "a"]})
+            >>> folder = Path(tempfile.mkdtemp())
+            >>> TablePreprocessor.fit(frame).save(folder)
+            >>> TabularModality().describe_inputs({}, folder).splitlines()[0][:56]
+            'float32 rows (batch, 3): amount, amount (missing), shop,'
+        """
+        pre = TablePreprocessor.load_if_saved(run_dir) if run_dir is not None else None
+        if pre is None:
+            return super().describe_inputs(spec, run_dir)
+        names = pre.feature_names
+        return f"""float32 rows (batch, {len(names)}): {", ".join(names)}, as \
+`{PREPROCESSOR_FILE}` encodes a table:
+
+- numeric columns (`numeric`): (value - `means`) / `stds`, 0 where missing;
+- date and time columns (`datetimes`): days since 1970 and the position in the day, the week
+  and the year as sine and cosine (UTC), each standardized like a number (their `means` and
+  `stds` come after the numeric columns');
+- a 0/1 column for each of `indicators`: 1 where its value is missing;
+- categorical columns (`categorical`): 1 + the value's place in `categories` (as text), 0
+  where missing or not among them; in the columns of `other`, 2 + that place, and 1 for
+  values not among them.
+
+With selfsup installed, in Python:
+
+```python
+import pandas as pd
+from selfsup.data.tabular import TablePreprocessor
+
+rows = TablePreprocessor.load(EXPORT_FOLDER).transform(pd.read_csv("new.csv"))
+```
+
+(`EXPORT_FOLDER`: this folder.)"""
 
     def statistics(self, source: Source) -> tuple[list[float], list[float]]:
         """Zeros and ones: the preprocessor has standardized the columns already."""

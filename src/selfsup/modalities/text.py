@@ -251,7 +251,7 @@ class TextModality(Modality):
         tokenizer = TextTokenizer.from_pretrained(folder, PRETRAINED_MAX_LENGTH)
         return build_pretrained_text_encoder(name, tokenizer), tokenizer.save
 
-    def describe_inputs(self, spec: dict[str, Any]) -> str:
+    def describe_inputs(self, spec: dict[str, Any], run_dir: Path | None = None) -> str:
         return (
             "int64 token ids (batch, tokens), 0 for padding, from `tokenizer.json` (ids "
             "renumbered as `tokenizer_ids.json` says, for a pretrained vocabulary: see "
