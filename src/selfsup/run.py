@@ -562,6 +562,21 @@ def _resumable(run_dir: Path, data: Any, options: dict[str, Any]) -> dict[str, A
     return saved
 
 
+def _finished_as(run_dir: Path) -> tuple[str, int] | None:
+    """A finished run's config (as text) and its steps, put back when a resume given a
+    longer plan trains nothing; None for a run that has not finished.
+
+    Example:
+        >>> _finished_as(Path("no-such-run")) is None
+        True
+    """
+    try:
+        steps = int(read_json_object(run_dir / TRAIN_FILE, "a run summary")["steps"])
+        return (run_dir / CONFIG_FILE).read_text(), steps
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _check_starting_points(cfg: PretrainConfig, custom: bool = False) -> None:
     """Refuse a teacher without distillation (and the reverse), a method that adapts a
     pretrained encoder without one (``custom``: a module of the user's, taken as one), a
@@ -695,8 +710,10 @@ def pretrain(
         options.setdefault("modality", infer_modality(in_memory))
         data = type(in_memory).__name__
     batch_given = True  # a resumed run keeps its batch
+    finished_as = None
     if resume is not None:
         run_dir = Path(resume)
+        finished_as = _finished_as(run_dir)
         saved = _resumable(run_dir, data, options)
         if _first_process():  # what a killed run was writing when it died
             remove_stale_temporaries(run_dir)
@@ -892,6 +909,10 @@ def pretrain(
         monitor,
         notes=notes,
     )
+    if finished_as is not None and state.step == finished_as[1] and fabric.global_rank == 0:
+        # A longer --time-budget that trained nothing (too short to begin another epoch):
+        # the run stays as it finished, its config too, so a later --resume plans as before.
+        write_text(run_dir / CONFIG_FILE, finished_as[0])
     if method.export_encoder() is not encoder:  # DINO, I-JEPA: keep the teacher's weights
         encoder.load_state_dict(method.export_encoder().state_dict())
     # Every process's weights, reduced to one number each: DDP keeps them equal.

@@ -3,6 +3,7 @@
 import time
 
 import lightning
+import yaml
 
 from selfsup.config import PretrainConfig
 from selfsup.engine.train import TrainState, _fit_to_budget
@@ -309,6 +310,8 @@ def test_a_longer_budget_goes_on_with_the_epoch_the_last_one_cut(
     assert again.summary["steps"] == 5
     log = (out / "train.log").read_text()
     assert "the finished run is not extended: what --time-budget 5.5 leaves" in log
+    # Not extended, the run stays as it finished: its config keeps the budget it trained by.
+    assert yaml.safe_load((out / "config.yaml").read_text())["time_budget"] == 5.0
     # A run that ended at its --epochs: a longer budget is not what stops it, and no word
     # blames the budget.
     target["steps"] = 100
