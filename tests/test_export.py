@@ -248,3 +248,28 @@ def test_a_table_export_ships_its_column_encoding_and_says_how_rows_are_encoded(
     session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "encoder.onnx"))
     got = session.run(None, {"input": namespace["rows"]})[0]
     np.testing.assert_allclose(got, run.embed(path, precision="fp32"), atol=1e-4)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_a_series_export_takes_series_of_any_length_with_gaps(tmp_path, fmt) -> None:
+    """Sensor windows of another length than the checked ones, NaN in a gap: the ONNX
+    export fixed the length at the checked windows' (128 steps) and refused 300."""
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "logs.npy", rng.normal(size=(40, 2, 128)).astype(np.float32))
+    run = selfsup.pretrain(tmp_path / "logs.npy", modality="series", steps=2, batch_size=8,
+                           out=tmp_path / "run", show_progress=False, monitor_items=0)  # fmt: skip
+    export_run(run, fmt, tmp_path / fmt)
+    assert "(batch, 2, steps)" in (tmp_path / fmt / "README.md").read_text()
+    longer = rng.normal(size=(3, 2, 300)).astype(np.float32)
+    longer[0, :, 250:], longer[1, 0, 10:20] = np.nan, np.nan
+    with torch.no_grad():
+        expected = run.encoder.eval()(torch.from_numpy(longer)).numpy()
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(tmp_path / fmt / "encoder.onnx"))
+        got = session.run(None, {"input": longer})[0]
+    else:
+        got = torch.jit.load(str(tmp_path / fmt / "encoder.pt"))(torch.from_numpy(longer))
+        got = got.detach().numpy()
+    np.testing.assert_allclose(got, expected, atol=PARITY)

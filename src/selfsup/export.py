@@ -10,9 +10,9 @@ encoder in PyTorch, fp32: the largest absolute difference must be at most ``PARI
 (1e-4), else the export fails with the figure. ONNX exports are timed in onnxruntime next to
 eager PyTorch on the same batch.
 
-- ``onnx``: ``encoder.onnx`` (``torch.onnx.export``, the batch dimension and, for text, the
-  sequence dimension dynamic), input ``input``, output ``embeddings`` (``embedding`` names
-  the token-embedding nodes of text graphs);
+- ``onnx``: ``encoder.onnx`` (``torch.onnx.export``, the batch dimension and, for text and
+  series, the sequence dimension dynamic), input ``input``, output ``embeddings``
+  (``embedding`` names the token-embedding nodes of text graphs);
 - ``torchscript``: ``encoder.pt`` (``torch.jit.trace``; ``torch.jit.load`` reads it);
 - ``safetensors``: ``encoder.safetensors`` + ``encoder.json``, what ``selfsup.load`` reads;
 - ``hf``: for ``hf:`` backbones, a folder ``transformers.AutoModel.from_pretrained`` loads
@@ -241,6 +241,8 @@ def _onnx(
     axes = {0: "batch"}
     if not x.is_floating_point():  # token ids: any number of them, up to the model's
         axes[1] = "tokens"
+    elif encoder.modality == "series":  # any number of steps, not only the checked windows'
+        axes[2] = "steps"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:  # TorchScript-based: a second or two where the dynamo exporter takes ten or more

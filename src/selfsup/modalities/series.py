@@ -160,6 +160,33 @@ class SeriesModality(Modality):
         length = int(source.first_item().shape[-1])
         return max(1, min(batch_size, SERIES_STEPS_PER_BATCH // max(length, 1)))
 
+    def describe_inputs(self, spec: dict[str, Any], run_dir: Path | None = None) -> str:
+        """The series an exported encoder takes: any number of steps (the export's length
+        axis is free), raw values, NaN where a step is absent.
+
+        Example:
+            >>> SERIES.describe_inputs({"in_channels": 3})[:46]
+            'float32 series (batch, 3, steps) of the values'
+        """
+        channels = spec.get("in_channels")
+        window = None
+        if run_dir is not None and (run_dir / "config.yaml").exists():
+            from selfsup.run import read_run_config  # the run module imports this one
+
+            window = read_run_config(run_dir / "config.yaml").get("window")
+        steps = " steps" if isinstance(window, int) else ""
+        cut = (
+            f"the run reads windows of {window}{steps} (`--window`): cut the same to get its rows"
+            if window
+            else "the run embeds each series whole"
+        )
+        return (
+            f"float32 series (batch, {channels}, steps) of the values as the data holds them, "
+            "channels in the order selfsup reads them (each channel's normalization is "
+            "inside), NaN where a step is absent (a gap in a log, the end of a shorter series "
+            f"in the batch); any number of steps: {cut}."
+        )
+
     def raw_batch(self, x: torch.Tensor, source: Source) -> torch.Tensor:
         return torch.nan_to_num(x, nan=0.0)
 
