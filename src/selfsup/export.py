@@ -238,11 +238,7 @@ def _onnx(
     import onnxruntime
 
     path = folder / "encoder.onnx"
-    axes = {0: "batch"}
-    if not x.is_floating_point():  # token ids: any number of them, up to the model's
-        axes[1] = "tokens"
-    elif encoder.modality == "series":  # any number of steps, not only the checked windows'
-        axes[2] = "steps"
+    axes = dict(get_modality(encoder.modality).free_axes)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:  # TorchScript-based: a second or two where the dynamo exporter takes ten or more

@@ -156,6 +156,10 @@ class Modality(ABC):
         """
         raise ValueError(f"{name}: pretrained {self.name} models are not read yet")
 
+    #: The axes of an exported encoder's input that take any size (ONNX's dynamic axes):
+    #: the batch, and the tokens of texts or the steps of series.
+    free_axes: ClassVar[dict[int, str]] = {0: "batch"}
+
     def describe_inputs(self, spec: dict[str, Any], run_dir: Path | None = None) -> str:
         """What an exported encoder of this modality takes, for its model card (``run_dir``:
         the run folder, whose saved encoding of the data some modalities describe)."""

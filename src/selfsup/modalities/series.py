@@ -160,6 +160,9 @@ class SeriesModality(Modality):
         length = int(source.first_item().shape[-1])
         return max(1, min(batch_size, SERIES_STEPS_PER_BATCH // max(length, 1)))
 
+    #: Series of any number of steps, not only as long as the windows an export is checked on.
+    free_axes: ClassVar[dict[int, str]] = {0: "batch", 2: "steps"}
+
     def describe_inputs(self, spec: dict[str, Any], run_dir: Path | None = None) -> str:
         """The series an exported encoder takes: any number of steps (the export's length
         axis is free), raw values, NaN where a step is absent.

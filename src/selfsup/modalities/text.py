@@ -251,6 +251,9 @@ class TextModality(Modality):
         tokenizer = TextTokenizer.from_pretrained(folder, PRETRAINED_MAX_LENGTH)
         return build_pretrained_text_encoder(name, tokenizer), tokenizer.save
 
+    #: Any number of token ids, up to the model's.
+    free_axes: ClassVar[dict[int, str]] = {0: "batch", 1: "tokens"}
+
     def describe_inputs(self, spec: dict[str, Any], run_dir: Path | None = None) -> str:
         return (
             "int64 token ids (batch, tokens), 0 for padding, from `tokenizer.json` (ids "
