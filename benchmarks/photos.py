@@ -216,23 +216,8 @@ def main() -> None:
     results["folder_over_memory"] = round(ratio, 3)
     print(json.dumps(results["in_memory"]), flush=True)
 
-    results["embed"] = {}
-    for workers in ("default", "0"):
-        command = [sys.executable, "-c", _EMBED, str(args.data), str(folder_run), workers]
-        watched = watch(command, args.runs / f"embed-{workers}.log")
-        line = (args.runs / f"embed-{workers}.log").read_text().strip().splitlines()[-1]
-        watched["images_per_s"] = float(line.split(": ")[-1].split()[0])
-        results["embed"][workers] = watched
-        print(json.dumps(watched), flush=True)
-
-    results["check"] = {}
-    for workers in ("default", "0"):
-        command = [sys.executable, "-c", _CHECK, str(args.data), workers]
-        watched = watch(command, args.runs / f"check-{workers}.log")
-        line = (args.runs / f"check-{workers}.log").read_text().strip().splitlines()[-1]
-        watched["images_per_s"] = float(line.split(": ")[-1].split()[0])
-        results["check"][workers] = watched
-        print(json.dumps(watched), flush=True)
+    results["embed"] = _by_workers("embed", _EMBED, [str(args.data), str(folder_run)], args.runs)
+    results["check"] = _by_workers("check", _CHECK, [str(args.data)], args.runs)
 
     if not args.skip_robustness:
         robust = args.runs / "photos-plus-broken"
@@ -258,6 +243,30 @@ def main() -> None:
     (args.runs / "photos.json").write_text(json.dumps(results, indent=2))
     write_section("photos", report(results, args))
     print(json.dumps(results, indent=2))
+
+
+def _by_workers(name: str, script: str, arguments: list[str], runs: Path) -> dict:
+    """``script`` run with its loader's default workers, then with none (reading in its own
+    process), each watched: its last line ends ``: N images/s``."""
+    results = {}
+    for workers in ("default", "0"):
+        command = [sys.executable, "-c", script, *arguments, workers]
+        watched = watch(command, runs / f"{name}-{workers}.log")
+        line = (runs / f"{name}-{workers}.log").read_text().strip().splitlines()[-1]
+        watched["images_per_s"] = float(line.split(": ")[-1].split()[0])
+        results[workers] = watched
+        print(json.dumps(watched), flush=True)
+    return results
+
+
+def _by_workers_rows(result: dict, what: str) -> list[str]:
+    """Two rows of the table for a :func:`_by_workers` result: images/s, peak memory."""
+    ahead, alone = result["default"], result["0"]
+    return [
+        f"| {what} | {ahead['images_per_s']:.1f} / {alone['images_per_s']:.1f} | |",
+        f"| ... peak memory (PSS, workers included) | {ahead['peak_pss_gb']} / "
+        f"{alone['peak_pss_gb']} GB | |",
+    ]
 
 
 def report(r: dict, args: argparse.Namespace) -> str:
@@ -286,21 +295,16 @@ def report(r: dict, args: argparse.Namespace) -> str:
         f"| longest silence in the folder run's output | {f['longest_gap_s']} s | |",
     ]
     if "embed" in r:
-        ahead, alone = r["embed"]["default"], r["embed"]["0"]
-        lines += [
-            f"| embed the folder: images/s, read ahead by {f['workers']} worker(s) / in the "
-            f"embedding process | {ahead['images_per_s']:.1f} / {alone['images_per_s']:.1f} | |",
-            f"| ... peak memory (PSS, workers included) | {ahead['peak_pss_gb']} / "
-            f"{alone['peak_pss_gb']} GB | |",
-        ]
+        lines += _by_workers_rows(
+            r["embed"],
+            f"embed the folder: images/s, read ahead by {f['workers']} worker(s) / in the "
+            "embedding process",
+        )
     if "check" in r:
-        ahead, alone = r["check"]["default"], r["check"]["0"]
-        lines += [
-            f"| `datasets show --check`: images/s, one worker per core / in one process | "
-            f"{ahead['images_per_s']:.1f} / {alone['images_per_s']:.1f} | |",
-            f"| ... peak memory (PSS, workers included) | {ahead['peak_pss_gb']} / "
-            f"{alone['peak_pss_gb']} GB | |",
-        ]
+        lines += _by_workers_rows(
+            r["check"],
+            "`datasets show --check`: images/s, one worker per core / in one process",
+        )
     if "robustness" in r:
         b = r["robustness"]
         lines += [
