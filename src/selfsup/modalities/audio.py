@@ -45,13 +45,13 @@ from selfsup.backbones.hf import (
     resolve_folder,
 )
 from selfsup.config import PretrainConfig
-from selfsup.data.audio import AudioFolderSource
+from selfsup.data.audio import POOLED_CLIPS, AudioFolderSource
 from selfsup.data.base import Source
 from selfsup.data.file_labels import LABEL_OPTIONS, folder_options
 from selfsup.data.folders import INDEX_FILE, IndexCache
 from selfsup.data.hub import AUDIO as HUB_AUDIO
 from selfsup.data.hub import HubAudioSource, hub_files, hub_test_split, refuse_labels_table
-from selfsup.data.logmel import LogMelSettings, LogMelSpectrogram
+from selfsup.data.logmel import LOG_FLOOR, LogMelSettings, LogMelSpectrogram
 from selfsup.encoder import Encoder
 from selfsup.modalities.base import Modality, channel_statistics, folder_media
 from selfsup.views.audio import AudioViews, audio_recipe
@@ -190,10 +190,12 @@ class AudioModality(Modality):
                 f"float32 mono waveforms (batch, 1, samples) at {spec['sample_rate']} Hz, "
                 "values in [-1, 1]; the model's own features and normalization are inside."
             )
-        return (
-            f"float32 log-mel spectrograms (batch, 1, {spec.get('n_mels')}, frames) as selfsup "
-            "reads audio files (selfsup.data.logmel); the normalization is inside."
-        )
+        config: dict[str, Any] = {}
+        if run_dir is not None and (run_dir / "config.yaml").exists():
+            from selfsup.run import read_run_config  # the run module imports this one
+
+            config = read_run_config(run_dir / "config.yaml")
+        return logmel_inputs_note(spec, config)
 
     def build_named(
         self, name: str, cfg: PretrainConfig, source: Source, mean: list[float], std: list[float]
@@ -408,3 +410,59 @@ def _long_recordings(source: Source) -> bool:
 
 
 AUDIO = AudioModality()
+
+
+def logmel_inputs_note(spec: dict[str, Any], config: dict[str, Any]) -> str:
+    """What an exported log-mel encoder takes and how selfsup makes it from an audio file
+    (:mod:`selfsup.data.audio`, :mod:`selfsup.data.logmel`), with the log-mel as plain
+    PyTorch code a user runs to get the same embeddings; ``config`` is the run's.
+
+    Example:
+        >>> note = logmel_inputs_note({"n_mels": 64, "frames": 96}, {})
+        >>> note.splitlines()[0]
+        'float32 log-mel spectrograms (batch, 1, 64, 96); the normalization is inside.'
+    """
+    defaults = LogMelSettings()
+    settings = LogMelSettings(
+        **{
+            k: config.get(k) if config.get(k) is not None else getattr(defaults, k)
+            for k in ("sample_rate", "n_fft", "hop_length", "n_mels", "f_min", "f_max")
+        }
+    )
+    s, seconds = settings, config.get("clip_seconds") or 0.95
+    clips = (
+        f"every file is cut into clips of {seconds:g} s, one every {config['clip_hop']:g} s "
+        "(each an item)"
+        if config.get("clip_hop")
+        else f"each file's centre {seconds:g} s (zero-padded equally on both sides when shorter)"
+    )
+    return f"""float32 log-mel spectrograms (batch, 1, {spec.get("n_mels")}, \
+{spec.get("frames")}); the normalization is inside.
+
+selfsup reads an audio file into that shape so (do the same to get the same embeddings):
+decoded, mixed down to mono (the channels' mean), resampled to {s.sample_rate} Hz (polyphase,
+`scipy.signal.resample_poly`), {clips}; then the log-mel of each clip: a centred STFT
+(reflect padding) with a {s.n_fft}-sample Hann window every {s.hop_length} samples, its
+power, {s.n_mels} triangular mel filters (HTK mel scale, peak 1) from {s.f_min:g} to \
+{s.top_frequency:g} Hz, the natural log of the filtered power plus {LOG_FLOOR:.6g}. A long
+recording that selfsup embeds whole gets the mean of its clips' embeddings (up to \
+{POOLED_CLIPS} clips spread over it). The log-mel in PyTorch:
+
+```python
+import torch
+
+def selfsup_input(clip):  # float32 tensor (samples,): one mono clip at {s.sample_rate} Hz
+    spectrum = torch.stft(clip, {s.n_fft}, {s.hop_length}, window=torch.hann_window({s.n_fft}),
+                          center=True, pad_mode="reflect", return_complex=True)
+    power = spectrum.real**2 + spectrum.imag**2  # (bins, frames)
+    mel = lambda hz: 2595 * torch.log10(1 + hz / 700)
+    bins = torch.linspace(0, {s.sample_rate / 2!r}, {s.n_fft // 2 + 1}, dtype=torch.float64)
+    edges = torch.tensor([{float(s.f_min)!r}, {float(s.top_frequency)!r}], dtype=torch.float64)
+    steps = torch.linspace(*mel(edges).tolist(), {s.n_mels + 2}, dtype=torch.float64)
+    corners = 700 * (10 ** (steps / 2595) - 1)
+    offsets = corners[None, :] - bins[:, None]
+    rising = -offsets[:, :-2] / corners.diff()[:-1]
+    falling = offsets[:, 2:] / corners.diff()[1:]
+    filters = torch.clamp(torch.minimum(rising, falling), min=0.0).float()
+    return torch.log(filters.T @ power + {LOG_FLOOR!r})[None, None]
+```"""

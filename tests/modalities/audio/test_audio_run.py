@@ -5,6 +5,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from tests.modalities.audio.conftest import write_tones
 from typer.testing import CliRunner
 
@@ -172,3 +173,38 @@ def test_a_built_in_backbone_on_waveforms_makes_its_log_mels_inside(tones, tmp_p
     embedded = run.embed(tones)
     np.testing.assert_allclose(selfsup.load(run.path).embed(tones), embedded, atol=1e-5)
     assert run.evaluate(str(tones), protocols=["knn"]).rows[0].selfsup > 0.5
+
+
+def test_an_audio_export_card_makes_the_log_mels_selfsup_embeds(tmp_path):
+    """The card's PyTorch code, on the clip made as the card says (8 kHz files resampled to
+    16 kHz, centre 0.95 s padded), gives the log-mel selfsup reads, and the ONNX model on
+    it the rows ``embed`` writes."""
+    import onnxruntime
+    import soundfile
+    from scipy.signal import resample_poly
+
+    from selfsup.export import export_run
+
+    tones = write_tones(tmp_path / "tones", per_class=4)
+    run = selfsup.pretrain(tones, steps=2, batch_size=8, out=tmp_path / "run",
+                           backbone_options=SMALL_CNN, method_options=SMALL_HEADS,
+                           monitor_items=0, show_progress=False)  # fmt: skip
+    export_run(run, "onnx", tmp_path / "onnx")
+    card = (tmp_path / "onnx" / "README.md").read_text()
+    assert "resampled to 16000 Hz" in card and "centre 0.95 s" in card
+    namespace: dict = {}
+    exec(card.split("```python\n", 1)[1].split("```", 1)[0], namespace)  # the card's code
+    source = run.open(str(tones))
+    made = []
+    for item in source.ids:
+        wave, rate = soundfile.read(tones / item, dtype="float32")
+        wave = resample_poly(wave, 16000 // np.gcd(16000, rate), rate // np.gcd(16000, rate))
+        padded = np.zeros(15200, np.float32)  # 0.95 s: the 0.5 s tone in the middle
+        start = (15200 - len(wave)) // 2
+        padded[start : start + len(wave)] = wave
+        made.append(namespace["selfsup_input"](torch.from_numpy(padded)))
+    made = torch.cat(made).numpy()
+    np.testing.assert_allclose(made, source.read_batch(range(len(source))).items, atol=1e-4)
+    session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "encoder.onnx"))
+    got = session.run(None, {"input": made})[0]
+    np.testing.assert_allclose(got, run.embed(str(tones), precision="fp32"), atol=1e-4)
