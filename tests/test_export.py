@@ -273,3 +273,28 @@ def test_a_series_export_takes_series_of_any_length_with_gaps(tmp_path, fmt) -> 
         got = torch.jit.load(str(tmp_path / fmt / "encoder.pt"))(torch.from_numpy(longer))
         got = got.detach().numpy()
     np.testing.assert_allclose(got, expected, atol=PARITY)
+
+
+@pytest.mark.parametrize("backbone", ["own", "pretrained"])
+def test_a_text_export_card_turns_texts_into_the_ids_it_takes(tmp_path, backbone) -> None:
+    """The card's ``tokenizers`` code (renumbering a pretrained vocabulary's special ids)
+    gives the ids selfsup reads, and the ONNX model on them the rows ``embed`` writes."""
+    import onnxruntime
+
+    texts = tmp_path / "reviews.txt"
+    texts.write_text("\n".join(TEXTS) + "\n")
+    options = {} if backbone == "own" else {"backbone": f"hf:{save_tiny_bert(tmp_path / 'b')}"}
+    run = selfsup.pretrain(texts, steps=2, batch_size=8, out=tmp_path / "run",
+                           show_progress=False, monitor_items=0, **options)  # fmt: skip
+    export_run(run, "onnx", tmp_path / "onnx")
+    card = (tmp_path / "onnx" / "README.md").read_text()
+    code = card.split("```python\n", 1)[1].split("```", 1)[0]
+    code = code.replace('"tokenizer.json"', repr(str(tmp_path / "onnx" / "tokenizer.json")))
+    namespace: dict = {}
+    exec(code, namespace)  # the card's own example
+    ids = namespace["selfsup_input"](TEXTS[:5])
+    source = run.open(str(texts))
+    np.testing.assert_array_equal(ids, source.tokenizer.encode(TEXTS[:5]))
+    session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "encoder.onnx"))
+    got = session.run(None, {"input": ids})[0]
+    np.testing.assert_allclose(got, run.embed(texts, precision="fp32")[:5], atol=1e-4)

@@ -255,11 +255,52 @@ class TextModality(Modality):
     free_axes: ClassVar[dict[int, str]] = {0: "batch", 1: "tokens"}
 
     def describe_inputs(self, spec: dict[str, Any], run_dir: Path | None = None) -> str:
-        return (
-            "int64 token ids (batch, tokens), 0 for padding, from `tokenizer.json` (ids "
-            "renumbered as `tokenizer_ids.json` says, for a pretrained vocabulary: see "
-            "selfsup.data.tokenizer)."
+        """The token ids an exported text encoder takes, and the code that makes them from
+        texts with the shipped ``tokenizer.json`` (renumbered where a pretrained vocabulary's
+        padding, unknown and mask tokens are not at 0, 1 and 2, as ``tokenizer_ids.json``
+        says).
+
+        Example:
+            >>> TEXT.describe_inputs({}).splitlines()[0][:44]
+            'int64 token ids (batch, tokens), 0 for paddi'
+        """
+        tokenizer = TextTokenizer.load_if_saved(run_dir) if run_dir is not None else None
+        first = "int64 token ids (batch, tokens), 0 for padding (the attention mask is ids != 0)."
+        if tokenizer is None:
+            return first
+        special = tokenizer.special_ids
+        renumber = (
+            f"""
+    # A pretrained vocabulary, its [PAD], [UNK] and [MASK] ids {special} moved to 0, 1, 2:
+    to_model = np.arange(tokenizer.get_vocab_size())
+    for slot, model_id in enumerate({special}):
+        where = int(np.flatnonzero(to_model == model_id)[0])
+        to_model[slot], to_model[where] = to_model[where], to_model[slot]
+    ids = np.argsort(to_model)[ids]"""
+            if special is not None
+            else ""
         )
+        pad = special[0] if special is not None else 0
+        return f"""{first}
+
+`tokenizer.json` (beside the model) turns texts into them: at most {tokenizer.max_length} \
+tokens a text (longer ones are cut; selfsup embeds a long document read whole as the mean \
+of up to {POOLED_WINDOWS} windows spread over it), a batch padded to its longest text. With \
+the `tokenizers` library:
+
+```python
+import numpy as np
+from tokenizers import Tokenizer
+
+tokenizer = Tokenizer.from_file("tokenizer.json")  # from this folder
+
+def selfsup_input(texts):
+    encoded = tokenizer.encode_batch(list(texts))
+    ids = np.full((len(encoded), max([1, *(len(e.ids) for e in encoded)])), {pad})
+    for row, e in enumerate(encoded):
+        ids[row, : len(e.ids)] = e.ids{renumber}
+    return ids.astype(np.int64)
+```"""
 
     def embed_batch_size(self, source: Source, batch_size: int) -> int:
         """At most ``TEXT_EMBED_BATCH``: on a CPU, smaller batches of texts of like length
