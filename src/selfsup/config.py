@@ -131,9 +131,10 @@ class PretrainConfig(BaseModel):
             epoch (RankMe, alpha-ReQ...); 0 turns monitoring off.
         measure_every: minutes of training between two measurements of the held-out items
             inside an epoch, for epochs that take longer (200,000 photos: 2 hours an epoch
-            on 2 cores); the monitor's time stays under a tenth of training's, and none is
-            made when the epoch's or the run's end is under half this away. 0: at epoch
-            ends only.
+            on 2 cores); none is made when the epoch's or the run's end is under half this
+            away. By default every 5 minutes while the monitor's time stays under a tenth
+            of training's; a number given is kept to whatever the measurements cost (they
+            are paid from a time budget); 0: at epoch ends only.
         stop_on_collapse: stop the run with an error when the embeddings collapse, instead
             of warning.
         select_by: keep the encoder of the epoch with the best value of this monitored
@@ -262,7 +263,7 @@ class PretrainConfig(BaseModel):
     compile: bool = False
     log_every: int = 20
     monitor_items: int = 2048
-    measure_every: float = Field(default=5.0, ge=0)
+    measure_every: float | None = Field(default=None, ge=0)
     stop_on_collapse: bool = False
     select_by: Literal[
         "auto",

@@ -84,6 +84,9 @@ PRETRAINED_LR_SCALE = 1 / 40
 #: of the training time (and always after the first and the last epoch), so tiny epochs do not
 #: pay for it every time.
 MONITOR_SHARE = 0.1
+#: Minutes of training between two measurements inside a long epoch, by default (see
+#: :func:`measure_due_inside`).
+MEASURE_EVERY = 5.0
 #: The most of a time budget a method's fill before the first step may take (MSF's memory
 #: bank; it goes on filling with each step's targets).
 FILL_SHARE = 0.25
@@ -543,31 +546,36 @@ def measure_due_inside(
 ) -> bool:
     """Whether the label-free monitor measures now, inside an epoch: ``cfg.measure_every``
     minutes of training after its last measurement, unless the end of the epoch or of the
-    run (where it measures anyway) is under half that away, and while the monitor's time,
-    this measurement's ``cost`` (seconds) included, stays under ``MONITOR_SHARE`` of
-    training's. An epoch of 200,000 photos takes 2 hours on 2 cores: measured at its end
-    only, a 30-minute run would show one point and a collapse would go unseen for hours.
+    run (where it measures anyway) is under half that away. By default (no
+    ``measure_every``) every ``MEASURE_EVERY`` minutes while the monitor's time, this
+    measurement's ``cost`` (seconds) included, stays under ``MONITOR_SHARE`` of training's;
+    a gap given is kept whatever the measurements cost. An epoch of 200,000 photos takes 2
+    hours on 2 cores: measured at its end only, a 30-minute run would show one point and a
+    collapse would go unseen for hours.
 
     Example:
-        >>> cfg = PretrainConfig(data="x", measure_every=5)
         >>> state = TrainState(step=130, total_steps=3000, batch_in_epoch=130,
         ...                    train_seconds=310.0)
-        >>> measure_due_inside(state, cfg, 3093, cost=25.0)
+        >>> measure_due_inside(state, PretrainConfig(data="x"), 3093, cost=25.0)
         True
-        >>> measure_due_inside(state, cfg, 3093, cost=40.0)  # over a tenth of training
+        >>> measure_due_inside(state, PretrainConfig(data="x"), 3093, cost=40.0)  # over 10%
         False
-        >>> measure_due_inside(state, cfg, 180, cost=25.0)  # the epoch ends in 2 minutes
+        >>> measure_due_inside(state, PretrainConfig(data="x", measure_every=5), 3093, 40.0)
+        True
+        >>> measure_due_inside(state, PretrainConfig(data="x"), 180, 25.0)  # ends in 2 min
         False
     """
-    if not cfg.measure_every or state.step == 0:
+    if cfg.measure_every == 0 or state.step == 0:
         return False
-    gap = cfg.measure_every * 60
+    gap = (cfg.measure_every or MEASURE_EVERY) * 60
     if state.train_seconds - state.measured_at < gap:
         return False
     per_step = state.train_seconds / state.step
     left = min(state.total_steps - state.step, steps_per_epoch - state.batch_in_epoch)
     if left * per_step < gap / 2:
         return False
+    if cfg.measure_every is not None:  # asked for: kept to
+        return True
     return state.monitor_seconds + cost <= MONITOR_SHARE * state.train_seconds
 
 
@@ -1100,7 +1108,7 @@ def inside_due(
 ) -> bool:
     """Whether to measure now inside the epoch (:func:`measure_due_inside`), the same on
     every process: rank 0 decides, every ``log_every`` steps under DDP (a broadcast)."""
-    if t.monitor is None or not cfg.measure_every:
+    if t.monitor is None or cfg.measure_every == 0:
         return False
     if fabric.world_size > 1 and state.step % cfg.log_every:
         return False
