@@ -125,6 +125,10 @@ def _base_type(annotation: Any) -> Any:
     return annotation
 
 
+#: What the help shows as the default of options whose unset value is not taken from the data.
+_UNSET_SHOWN = {"measure_every": "5, under a tenth of training", "patience": "off"}
+
+
 def _option(name: str, field: Any, panel: str | None, unset: str | None = None) -> tuple[Any, Any]:
     """The annotation and default of the generated parameter for one config field; ``unset``
     is what the help shows as the default, when given."""
@@ -133,6 +137,8 @@ def _option(name: str, field: Any, panel: str | None, unset: str | None = None) 
     described = field_help().get(name, "")
     if unset is not None:
         shown: Any = unset
+    elif default is None and name in _UNSET_SHOWN:
+        shown = _UNSET_SHOWN[name]
     elif default is None or default in ([], {}):
         shown: Any = "from the data" if default is None else "none"
     else:
