@@ -53,6 +53,7 @@ from selfsup.console import training_in_words
 from selfsup.core.files import write_json, write_text
 from selfsup.core.progress import activity
 from selfsup.data.tabular import PREPROCESSOR_FILE
+from selfsup.data.tokenizer import SPECIAL_IDS_FILE, TOKENIZER_FILE
 from selfsup.encoder import Encoder
 from selfsup.modalities import get_modality
 
@@ -210,7 +211,7 @@ def write_export(
 
 #: The run's files that turn data into an export's inputs: a text run's tokenizer, a table
 #: run's column encoding.
-INPUT_FILES = ("tokenizer.json", "tokenizer_ids.json", PREPROCESSOR_FILE)
+INPUT_FILES = (TOKENIZER_FILE, SPECIAL_IDS_FILE, PREPROCESSOR_FILE)
 
 
 def _ship_inputs(run_dir: Path | None, folder: Path) -> None:
@@ -487,4 +488,5 @@ def model_card(run: Run, result: ExportResult) -> str:
 
 def _inputs_note(run: Run) -> str:
     """What the exported encoder takes, as its modality says."""
-    return get_modality(run.encoder.modality).describe_inputs(run.encoder.spec or {}, run.path)
+    modality = get_modality(run.encoder.modality)
+    return modality.describe_inputs(run.encoder.spec or {}, run.path, run.config)

@@ -184,18 +184,18 @@ class AudioModality(Modality):
         options = pretrained_audio_options(name)
         return build_pretrained_audio_encoder(name, options["clip_seconds"]), lambda _: None
 
-    def describe_inputs(self, spec: dict[str, Any], run_dir: Path | None = None) -> str:
+    def describe_inputs(
+        self,
+        spec: dict[str, Any],
+        run_dir: Path | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> str:
         if spec.get("audio_input") == "waveform":
             return (
                 f"float32 mono waveforms (batch, 1, samples) at {spec['sample_rate']} Hz, "
                 "values in [-1, 1]; the model's own features and normalization are inside."
             )
-        config: dict[str, Any] = {}
-        if run_dir is not None and (run_dir / "config.yaml").exists():
-            from selfsup.run import read_run_config  # the run module imports this one
-
-            config = read_run_config(run_dir / "config.yaml")
-        return logmel_inputs_note(spec, config)
+        return logmel_inputs_note(spec, config or {})
 
     def build_named(
         self, name: str, cfg: PretrainConfig, source: Source, mean: list[float], std: list[float]

@@ -160,9 +160,15 @@ class Modality(ABC):
     #: the batch, and the tokens of texts or the steps of series.
     free_axes: ClassVar[dict[int, str]] = {0: "batch"}
 
-    def describe_inputs(self, spec: dict[str, Any], run_dir: Path | None = None) -> str:
+    def describe_inputs(
+        self,
+        spec: dict[str, Any],
+        run_dir: Path | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> str:
         """What an exported encoder of this modality takes, for its model card (``run_dir``:
-        the run folder, whose saved encoding of the data some modalities describe)."""
+        the run folder, whose saved encoding of the data some modalities describe;
+        ``config``: the run's configuration, how it reads data)."""
         return f"float32 {self.name} items as selfsup reads them; the normalization is inside."
 
     def read_with(self, source: Source, options: dict[str, Any]) -> Source:

@@ -224,7 +224,12 @@ class ImageModality(Modality):
         """The model as it is, reading color images at its own side."""
         return build_pretrained_image_encoder(name, in_channels=3), lambda run_dir: None
 
-    def describe_inputs(self, spec: dict[str, Any], run_dir: Path | None = None) -> str:
+    def describe_inputs(
+        self,
+        spec: dict[str, Any],
+        run_dir: Path | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> str:
         """The exported encoder's inputs, and how selfsup makes them from a picture file
         (:func:`~selfsup.data.image_folder.decode_pixels`) as Pillow code a user runs to get
         the same embeddings: a photo resized otherwise (squashed, cropped elsewhere) gives

@@ -163,7 +163,12 @@ class SeriesModality(Modality):
     #: Series of any number of steps, not only as long as the windows an export is checked on.
     free_axes: ClassVar[dict[int, str]] = {0: "batch", 2: "steps"}
 
-    def describe_inputs(self, spec: dict[str, Any], run_dir: Path | None = None) -> str:
+    def describe_inputs(
+        self,
+        spec: dict[str, Any],
+        run_dir: Path | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> str:
         """The series an exported encoder takes: any number of steps (the export's length
         axis is free), raw values, NaN where a step is absent.
 
@@ -172,11 +177,7 @@ class SeriesModality(Modality):
             'float32 series (batch, 3, steps) of the values'
         """
         channels = spec.get("in_channels")
-        window = None
-        if run_dir is not None and (run_dir / "config.yaml").exists():
-            from selfsup.run import read_run_config  # the run module imports this one
-
-            window = read_run_config(run_dir / "config.yaml").get("window")
+        window = (config or {}).get("window")
         steps = " steps" if isinstance(window, int) else ""
         cut = (
             f"the run reads windows of {window}{steps} (`--window`): cut the same to get its rows"

@@ -138,7 +138,12 @@ class TabularModality(Modality):
         if preprocessor is not None:
             preprocessor.save(run_dir)
 
-    def describe_inputs(self, spec: dict[str, Any], run_dir: Path | None = None) -> str:
+    def describe_inputs(
+        self,
+        spec: dict[str, Any],
+        run_dir: Path | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> str:
         """The encoded rows an exported table encoder takes: which column is which, how
         ``preprocess.json`` (shipped beside it) encodes them, and the Python line that does.
 
@@ -152,7 +157,7 @@ class TabularModality(Modality):
         """
         pre = TablePreprocessor.load_if_saved(run_dir) if run_dir is not None else None
         if pre is None:
-            return super().describe_inputs(spec, run_dir)
+            return super().describe_inputs(spec, run_dir, config)
         names = pre.feature_names
         return f"""float32 rows (batch, {len(names)}): {", ".join(names)}, as \
 `{PREPROCESSOR_FILE}` encodes a table:

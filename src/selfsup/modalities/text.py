@@ -254,7 +254,12 @@ class TextModality(Modality):
     #: Any number of token ids, up to the model's.
     free_axes: ClassVar[dict[int, str]] = {0: "batch", 1: "tokens"}
 
-    def describe_inputs(self, spec: dict[str, Any], run_dir: Path | None = None) -> str:
+    def describe_inputs(
+        self,
+        spec: dict[str, Any],
+        run_dir: Path | None = None,
+        config: dict[str, Any] | None = None,
+    ) -> str:
         """The token ids an exported text encoder takes, and the code that makes them from
         texts with the shipped ``tokenizer.json`` (renumbered where a pretrained vocabulary's
         padding, unknown and mask tokens are not at 0, 1 and 2, as ``tokenizer_ids.json``
