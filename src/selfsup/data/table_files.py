@@ -148,6 +148,7 @@ def read_table(
             frame = pd.read_parquet(path)
             if rows is not None:
                 frame = frame.head(rows)
+            frame = blank_as_missing(frame)
             if as_text:
                 frame = frame.astype(object).where(frame.notna(), None)
                 frame = frame.map(lambda v: v if v is None else str(v))
@@ -165,6 +166,24 @@ def read_table(
         raise ValueError(f"{path}: cannot read the table ({one_line(err)})") from None
     if rows is None and frame.empty and len(frame.columns) and not empty_ok:
         raise ValueError(f"{path}: the table has no row, only the column names")
+    return frame
+
+
+def blank_as_missing(frame: pd.DataFrame) -> pd.DataFrame:
+    """Empty text cells as missing ones, as pandas reads an empty CSV cell: a Parquet export
+    that writes ``""`` for "no device" must encode as the CSV export of the same rows does,
+    or a run trained on one reads the other's rows differently.
+
+    Example:
+        >>> blank_as_missing(pd.DataFrame({"d": ["ios", ""], "n": [1, 2]}))["d"].isna().tolist()
+        [False, True]
+    """
+    for column in frame.columns:
+        cells = frame[column]
+        if pd.api.types.is_object_dtype(cells) or pd.api.types.is_string_dtype(cells):
+            empty = cells.eq("").fillna(False).to_numpy(bool)
+            if empty.any():
+                frame[column] = cells.where(~empty, None)
     return frame
 
 

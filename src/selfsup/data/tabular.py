@@ -229,6 +229,108 @@ def ignored_warning(frame: pd.DataFrame, columns: Sequence[str]) -> str:
     )
 
 
+#: Words of a column's name that say its integers name things rather than count them.
+_CODE_WORDS = frozenset(
+    "code codes id ids zip zipcode postcode postal mcc naics sic icd type category class "  # noqa: SIM905
+    "status region branch store sku".split()
+)
+#: Cells looked at to show what a column holds.
+_SHOWN = 3
+
+
+def _name_words(column: str) -> list[str]:
+    """The lower-case words of a column name, split at non-letters and camel case.
+
+    Example:
+        >>> _name_words("merchantCode"), _name_words("card_ID"), _name_words("mcc")
+        (['merchant', 'code'], ['card', 'id'], ['mcc'])
+    """
+    return [w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])", str(column))]
+
+
+def _integer_kind(cells: pd.Series) -> str | None:
+    """How a numeric column's integers look like names rather than quantities: ``"ids"``
+    (its name says ids, and most rows hold another one), ``"codes"`` (its name says codes,
+    or sparse numbers of one width, such as merchant category codes), None for quantities
+    (counts, amounts, years, a row counter).
+
+    Example:
+        >>> mcc = pd.Series([5411, 5812, 5541, 7995] * 50)
+        >>> _integer_kind(mcc), _integer_kind(pd.Series(range(1000, 1300), name="user_id"))
+        ('codes', 'ids')
+        >>> counts = pd.Series([0, 1, 2, 3, 12, 140] * 40)
+        >>> years = pd.Series([2019, 2020, 2023, 2024] * 50)
+        >>> _integer_kind(counts), _integer_kind(years), _integer_kind(pd.Series(range(300)))
+        (None, None, None)
+        >>> _integer_kind(pd.Series([1, 2, 3] * 40, name="store_type"))
+        'codes'
+    """
+    if pd.api.types.is_bool_dtype(cells) or not pd.api.types.is_numeric_dtype(cells):
+        return None
+    values = cells.dropna().to_numpy()
+    if len(values) < _ID_LIKE_MIN or not np.isfinite(values).all():
+        return None
+    if not (np.mod(values, 1) == 0).all():
+        return None
+    distinct = np.unique(values)
+    if len(distinct) < 3:
+        return None  # flags and yes/no columns read as numbers lose nothing
+    words = set(_name_words(str(cells.name)))
+    if words & {"id", "ids"} and len(distinct) > max(_ID_LIKE_MIN, _ID_LIKE_SHARE * len(values)):
+        return "ids"
+    if words & _CODE_WORDS:
+        return "codes"
+    low, high = float(distinct[0]), float(distinct[-1])
+    one_width = len(str(int(low))) == len(str(int(high)))
+    years = low >= 1800 and high <= 2100
+    sparse = len(distinct) <= (high - low + 1) / 2
+    return "codes" if low >= 100 and one_width and sparse and not years else None
+
+
+def integers_warning(frame: pd.DataFrame, numeric: Sequence[str]) -> str | None:
+    """What a person should know of integer columns read as quantities that look like
+    names: codes (a merchant category code of 5999 is not 'more' than 5411) or ids; None
+    where there is none.
+
+    Example:
+        >>> frame = pd.DataFrame({"mcc": [5411, 5812, 5541, 7995] * 50,
+        ...                       "amount": [3.5, 12.0, 80.25, 7.0] * 50})
+        >>> print(integers_warning(frame, ["mcc", "amount"]))
+        read as quantities, though their integers look like codes: 'mcc' (4 values: 5411, 5541, 5812, ...); --categorical-columns mcc reads them as categories
+        >>> integers_warning(frame, ["amount"]) is None
+        True
+    """  # noqa: E501
+    kinds: dict[str, list[Any]] = {"codes": [], "ids": []}
+    named = {str(c) for c in numeric}
+    for column in (c for c in frame.columns if str(c) in named):
+        kind = _integer_kind(frame[column])
+        if kind is not None:
+            kinds[kind].append(column)
+    said = []
+    if kinds["codes"]:
+        shown = []
+        for column in kinds["codes"]:
+            distinct = np.unique(frame[column].dropna().to_numpy())
+            examples = ", ".join(str(int(v)) for v in distinct[:_SHOWN])
+            more = ", ..." if len(distinct) > _SHOWN else ""
+            shown.append(f"{str(column)!r} ({len(distinct):,} values: {examples}{more})")
+        said.append(
+            f"read as quantities, though their integers look like codes: {', '.join(shown)}; "
+            f"--categorical-columns {','.join(map(str, kinds['codes']))} reads them as categories"
+        )
+    if kinds["ids"]:
+        shown = [
+            f"{str(c)!r} ({frame[c].nunique():,} values in {frame[c].notna().sum():,} rows)"
+            for c in kinds["ids"]
+        ]
+        said.append(
+            f"read as quantities, though their integers look like ids: {', '.join(shown)}; "
+            f"--drop-columns {','.join(map(str, kinds['ids']))} leaves them out (--id-column names "
+            "the rows by one)"
+        )
+    return "; ".join(said) or None
+
+
 def _holds_prose(cells: pd.Series, sample: int = 1000) -> bool:
     """Whether a column's cells are mostly sentences: the median of a sample of its filled
     cells has four words or more (ids, codes and names have fewer).
@@ -631,6 +733,8 @@ class TabularSource(InMemorySource):
             notes = [label_like_warning(preprocessor.inputs) if label_column is None else None]
             if preprocessor.ignored:
                 notes.append(ignored_warning(frame, preprocessor.ignored))
+            unsaid = [c for c in preprocessor.numeric if c not in set(numeric_columns or ())]
+            notes.append(integers_warning(frame, unsaid))
             self.warning = "; ".join(n for n in notes if n) or None
             self.inputs_note = preprocessor.describe()
         self.preprocessor = preprocessor

@@ -282,3 +282,56 @@ def test_timed_exports_are_a_table_and_a_typo_in_a_number_names_its_file_and_row
         {"timestamp": month["timestamp"][:2], "unit": ["p1"] * 2, "temp": [1.0, 2.0], "bar": [3, 4]}
     ).to_csv(readings / "p1.csv", index=False)
     assert infer_modality(str(readings)) == "series"  # readings: sensor logs
+
+
+def test_integer_codes_and_ids_read_as_quantities_are_named_with_the_option_that_reads_them():
+    """A fraud team's merchant category codes (5411 groceries, 7995 betting) are integers:
+    read as quantities, 7995 is 'more' than 5411 and no linear model can single out the
+    risky codes. The warning names them (and integer ids), not counts, amounts or years."""
+    n = 400
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "mcc": rng.choice([5411, 5812, 5541, 7995, 4829], n),
+            "user_id": 10_000 + rng.permutation(n),
+            "tx_last_24h": rng.poisson(2.0, n),
+            "year": rng.choice([2019, 2021, 2024], n),
+            "amount": rng.gamma(2.0, 30.0, n).round(2),
+            "row": np.arange(n, dtype=float),
+        }
+    )
+    warning = TabularSource(frame).warning
+    assert warning is not None
+    assert (
+        "though their integers look like codes: 'mcc' (5 values: 4829, 5411, 5541, ...); "
+        "--categorical-columns mcc reads them as categories" in warning
+    )
+    assert "look like ids: 'user_id' (400 values in 400 rows); --drop-columns user_id" in warning
+    for quantity in ("tx_last_24h", "year", "amount", "'row'"):
+        assert quantity not in warning
+    declared = TabularSource(frame, categorical_columns=["mcc"], drop_columns=["user_id"])
+    assert declared.warning is None and "mcc" in declared.preprocessor.categorical
+    assert TabularSource(frame[["mcc", "amount"]], numeric_columns=["mcc"]).warning is None
+
+
+def test_empty_text_in_parquet_is_missing_as_an_empty_csv_cell_is(tmp_path):
+    """A Parquet export writes "" where the CSV export of the same rows leaves a cell empty
+    (no device on a card-present payment; no label yet): both read the same, so a run trained
+    on one format encodes the other's rows as it did its own."""
+    frame = pd.DataFrame(
+        {
+            "device": ["ios", "", "web", ""] * 30,
+            "amount": np.arange(120) / 7,
+            "fraud": (["0", "1", "", "0"] * 30),
+        }
+    )
+    frame.to_csv(tmp_path / "tx.csv", index=False)
+    frame.to_parquet(tmp_path / "tx.parquet")
+    csv = open_source(tmp_path / "tx.csv", label_column="fraud")
+    pq = open_source(tmp_path / "tx.parquet", label_column="fraud")
+    assert csv.preprocessor.categories == pq.preprocessor.categories == {"device": ["ios", "web"]}
+    np.testing.assert_array_equal(csv.values.numpy(), pq.values.numpy())
+    assert csv.partial_labels.classes == pq.partial_labels.classes
+    assert csv.partial_labels is not None and pq.partial_labels is not None
+    np.testing.assert_array_equal(csv.partial_labels.rows, pq.partial_labels.rows)
+    assert len(csv.partial_labels.rows) == 90
