@@ -266,6 +266,48 @@ def test_a_raw_baseline_too_large_for_memory_is_fitted_on_a_stratified_sample(
     assert evaluate_encoder(encoder, train, test, protocols=("linear",)).note is None
 
 
+def test_a_split_above_the_most_items_is_evaluated_on_a_stratified_sample_never_embedded_whole(
+    monkeypatch,
+) -> None:
+    """Ten million transactions: the protocols read a stratified sample of the fit and test
+    items (the rare class kept in proportion), planned before any embedding, so only the
+    sample is embedded and held; the result keeps the splits' sizes and says so."""
+    import selfsup.evaluation.report as report
+    from selfsup.data.arrays import ArraySource
+    from selfsup.modalities.image import build_image_encoder
+
+    rng = np.random.default_rng(0)
+    labels = (np.arange(700) % 25 == 0).astype(int)  # 4% positive
+    images = (rng.random((700, 8, 8)) * 60).astype(np.uint8)
+    images[labels == 1, :, :4] += 150
+    train, test = ArraySource(images[:500], labels[:500]), ArraySource(images[500:], labels[500:])
+    encoder = build_image_encoder("small-cnn", in_channels=1, image_size=8, width=4)
+    embedded: list[int] = []
+
+    def embed(split):
+        embedded.append(len(split))
+        return report.embed_source(encoder, split)
+
+    monkeypatch.setattr(report, "FIT_MOST", 100)
+    monkeypatch.setattr(report, "TEST_MOST", 50)
+    result = report.evaluate_encoder(
+        encoder, train, test, protocols=("knn", "auroc"), k=5, embed=embed
+    )
+    assert embedded == [100, 50]
+    assert (result.train_items, result.test_items) == (500, 200)
+    assert result.note.startswith(
+        "evaluated on a stratified sample of 100 of 500 fit items and 50 of 200 test items"
+    )
+    fit, scored, _ = report.evaluation_samples(train, test, 0, 100, 50)
+    assert (int(fit.labels.sum()), int(scored.labels.sum())) == (4, 2)  # 4% of each
+    assert fit.name == train.name  # the evaluation file keeps its name
+    monkeypatch.setattr(report, "FIT_MOST", 10**6)
+    monkeypatch.setattr(report, "TEST_MOST", 10**6)
+    embedded.clear()
+    whole = report.evaluate_encoder(encoder, train, test, protocols=("knn",), k=5, embed=embed)
+    assert embedded == [500, 200] and "sample" not in (whole.note or "")
+
+
 def test_few_labels_draw_as_many_shots_as_the_rarest_class_has() -> None:
     """300 labels among many items: a class with 4 fit items gives a few-shot row of 4 labels
     per class, named and explained, instead of stopping the evaluation after kNN and linear;

@@ -202,17 +202,23 @@ def ignored_warning(frame: pd.DataFrame, columns: Sequence[str]) -> str:
         >>> cards = pd.DataFrame({"card": [f"c{i % 5000}" for i in range(60_000)]})
         >>> print(ignored_warning(cards, ["card"]).split(" (ids or free text): ")[1])
         'card' (5,000 values in 60,000 rows, 100% of them in values of fewer than 20 rows); --categorical-columns COLUMN reads one as categories
+        >>> cards = pd.DataFrame({"card": [f"c{i % 20_000}" for i in range(400_000)]})
+        >>> print(ignored_warning(cards, ["card"]).split(" (ids or free text): ")[1])
+        'card' (20,000 values in 400,000 rows, 50% of them beyond the 10,000 most frequent values or in values of fewer than 20 rows); --categorical-columns COLUMN reads one as categories
     """  # noqa: E501
     min_rows = category_min_rows(len(frame))
 
     def counts_of(column: Any) -> str:
         found = _Column.fit(frame[column], min_rows)
         filled = int(frame[column].notna().sum())
-        rare = (
-            f", {1 - found.covered:.0%} of them in values of fewer than {min_rows} rows"
-            if min_rows > 1
-            else ""
+        capped = len(found.coded) == MOST_CATEGORIES < found.values
+        where = (
+            f"beyond the {MOST_CATEGORIES:,} most frequent values or in values of fewer "
+            f"than {min_rows} rows"
+            if capped
+            else f"in values of fewer than {min_rows} rows"
         )
+        rare = f", {1 - found.covered:.0%} of them {where}" if min_rows > 1 or capped else ""
         return f"{str(column)!r} ({found.values:,} values in {filled:,} rows{rare})"
 
     counts = ", ".join(counts_of(c) for c in columns)

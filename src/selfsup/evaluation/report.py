@@ -51,6 +51,11 @@ PROTOCOLS = ("knn", "linear", "fewshot", "svm", "auroc")
 RAW_COPIES = 4
 #: The share of the available memory the raw baseline may plan to take.
 RAW_MEMORY_SHARE = 0.5
+#: The most fit and test items the protocols read (stratified samples of them above it): kNN
+#: among a million embeddings moves little with ten times more, and ten million
+#: transactions' embeddings, fit and test, would hold 10 GB before a protocol copied them.
+FIT_MOST = 1_000_000
+TEST_MOST = 250_000
 #: The most train items a linear probe is fitted on (a stratified sample of them above it):
 #: more moves its accuracy little, and 2.4 million transactions took six minutes and 16 GB.
 PROBE_MOST = 500_000
@@ -72,6 +77,47 @@ def probe_rows(labels: np.ndarray, seed: int, most: int | None = None) -> np.nda
     if len(labels) <= most:
         return None
     return stratified_split(np.asarray(labels), most / len(labels), seed, at_least_one=True)[1]
+
+
+def evaluation_samples(
+    train: Source,
+    test: Source,
+    seed: int = 0,
+    fit_most: int | None = None,
+    test_most: int | None = None,
+) -> tuple[Source, Source, str | None]:
+    """The fit and test items the protocols read: all of them up to ``fit_most`` and
+    ``test_most`` (by default :data:`FIT_MOST` and :data:`TEST_MOST`), else a stratified sample of that many (every class keeps one at least,
+    under the split's own name), and a note saying so; what is planned before anything is
+    embedded, so the embeddings of the rest are never made or held.
+
+    Example:
+        >>> from selfsup.data.arrays import ArraySource
+        >>> train = ArraySource(np.zeros((1000, 4, 4), np.uint8), np.arange(1000) % 50 == 0)
+        >>> test = ArraySource(np.zeros((100, 4, 4), np.uint8), np.arange(100) % 2)
+        >>> fit, scored, note = evaluation_samples(train, test, fit_most=200)
+        >>> len(fit), int(fit.labels.sum()), scored is test
+        (200, 4, True)
+        >>> print(note)
+        evaluated on a stratified sample of 200 of 1,000 fit items (more moves the figures little and costs minutes and memory)
+    """  # noqa: E501
+    fit_most = FIT_MOST if fit_most is None else fit_most
+    test_most = TEST_MOST if test_most is None else test_most
+    said, out = [], []
+    for split, most, what in ((train, fit_most, "fit"), (test, test_most, "test")):
+        if len(split) <= most:
+            out.append(split)
+            continue
+        _, kept = stratified_split(split.labels, most / len(split), seed, at_least_one=True)
+        out.append(SubsetSource(split, kept, split.name))
+        said.append(f"{len(kept):,} of {len(split):,} {what} items")
+    note = (
+        f"evaluated on a stratified sample of {' and '.join(said)} (more moves the figures "
+        "little and costs minutes and memory)"
+        if said
+        else None
+    )
+    return out[0], out[1], note
 
 
 def raw_train_items(
@@ -235,6 +281,8 @@ def evaluate_encoder(
             raise ValueError(f"{split.name}: evaluation with these protocols needs labels")
     require_classes(train.labels, train.name, "evaluation")
     started = time.perf_counter()
+    sizes = len(train), len(test)
+    train, test, sampled_note = evaluation_samples(train, test, seed)
     if embed is None:
         embed = partial(embed_source, encoder, show_progress=show_progress)
     embedded = tuple(embed(s) for s in (train, test))
@@ -243,7 +291,7 @@ def evaluate_encoder(
     with activity(f"reading the raw inputs of {len(raw_train) + len(test):,} items"):
         features = {"selfsup": embedded, "raw": modality.raw_baseline(raw_train, test)}
     fitted_on = {"selfsup": train.labels, "raw": raw_train.labels}
-    notes = [note, majority_note(test)]
+    notes = [sampled_note, note, majority_note(test)]
     if "fewshot" in protocols:
         labels = [train.labels, raw_train.labels]
         shots, fewer = affordable_shots(labels, test.labels, shots, train.classes or [])
@@ -299,8 +347,7 @@ def evaluate_encoder(
     return Evaluation(
         train.name,
         test.name,
-        len(train),
-        len(test),
+        *sizes,
         rows,
         time.perf_counter() - started,
         "; ".join(n for n in notes if n) or None,
