@@ -87,9 +87,10 @@ def evaluation_samples(
     test_most: int | None = None,
 ) -> tuple[Source, Source, str | None]:
     """The fit and test items the protocols read: all of them up to ``fit_most`` and
-    ``test_most`` (by default :data:`FIT_MOST` and :data:`TEST_MOST`), else a stratified sample of that many (every class keeps one at least,
-    under the split's own name), and a note saying so; what is planned before anything is
-    embedded, so the embeddings of the rest are never made or held.
+    ``test_most`` (by default :data:`FIT_MOST` and :data:`TEST_MOST`), else a stratified
+    sample of that many (every class keeps one at least, under the split's own name), and a
+    note saying so; planned before anything is embedded, so the embeddings of the rest are
+    never made or held.
 
     Example:
         >>> from selfsup.data.arrays import ArraySource
@@ -252,6 +253,9 @@ def evaluate_encoder(
     embed: Callable[[Source], np.ndarray] | None = None,
 ) -> Evaluation:
     """Evaluate ``encoder`` with labelled ``train`` (to fit) and ``test`` (to score) splits.
+
+    Splits larger than :data:`FIT_MOST` and :data:`TEST_MOST` items are read as stratified
+    samples of that many (:func:`evaluation_samples`), drawn before anything is embedded.
 
     Args:
         encoder: the frozen encoder.
