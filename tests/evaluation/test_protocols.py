@@ -262,6 +262,14 @@ def test_a_raw_baseline_too_large_for_memory_is_fitted_on_a_stratified_sample(
     print_evaluation(result, "t")
     assert "note: raw baseline fitted on 200 of 500" in capsys.readouterr().out
     assert result.to_dict()["note"] == result.note
+    # Room for 120 items where the test alone holds 100: the raw baseline was fitted on 20
+    # (6 at 2 a class, had it been less); now both splits are sampled in proportion.
+    monkeypatch.setattr(memory, "available_memory", lambda device: 2 * 120 * per_item)
+    tight = evaluate_encoder(encoder, train, test, protocols=("linear",))
+    assert tight.note.startswith(
+        "raw baseline fitted on 99 of 500 train items and scored on 21 of 100 test items"
+    )
+    assert tight.rows[0].raw > 0.9 and tight.test_items == 100
     monkeypatch.setattr(memory, "available_memory", lambda device: 2**34)
     assert evaluate_encoder(encoder, train, test, protocols=("linear",)).note is None
 

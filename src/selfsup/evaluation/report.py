@@ -121,37 +121,55 @@ def evaluation_samples(
     return out[0], out[1], note
 
 
-def raw_train_items(
+def raw_items(
     train: Source, test: Source, width: int, available: int, seed: int = 0
-) -> tuple[Source, str | None]:
-    """The train items the raw baseline is fitted on: all of them where its features (``width``
-    float32 values an item, :data:`RAW_COPIES` times over) fit in :data:`RAW_MEMORY_SHARE` of
-    ``available`` bytes, else a stratified sample of them that does, and a note saying so.
+) -> tuple[Source, Source, str | None]:
+    """The train and test items the raw baseline reads: all of them where their features
+    (``width`` float32 values an item, :data:`RAW_COPIES` times over) fit in
+    :data:`RAW_MEMORY_SHARE` of ``available`` bytes; else stratified samples that do, and a
+    note saying so. The test items stay whole while the train items that fit beside them
+    are at least as many; otherwise both are sampled in their own proportion, so the raw
+    baseline is never fitted on a handful of items for the test's sake.
 
     Example:
         >>> from selfsup.data.arrays import ArraySource
         >>> train = ArraySource(np.zeros((1000, 4, 4), np.uint8), np.arange(1000) % 2)
         >>> test = ArraySource(np.zeros((100, 4, 4), np.uint8), np.arange(100) % 2)
-        >>> raw_train_items(train, test, 16, available=2**30)[0] is train
+        >>> fit, scored, note = raw_items(train, test, 16, available=2**30)
+        >>> fit is train and scored is test and note is None
         True
-        >>> sample, note = raw_train_items(train, test, 16, available=2 * 200 * 16 * 4 * 4)
-        >>> len(sample), note.split(":")[0]
-        (100, 'raw baseline fitted on 100 of 1,000 train items')
-    """
+        >>> item = 16 * 4 * RAW_COPIES  # bytes the raw baseline holds an item
+        >>> fit, scored, note = raw_items(train, test, 16, available=2 * 300 * item)
+        >>> len(fit), scored is test, note.split(":")[0]
+        (200, True, 'raw baseline fitted on 200 of 1,000 train items')
+        >>> fit, scored, note = raw_items(train, test, 16, available=2 * 110 * item)
+        >>> len(fit), len(scored), note.split(":")[0]
+        (100, 10, 'raw baseline fitted on 100 of 1,000 train items and scored on 10 of 100 test items')
+    """  # noqa: E501
     per_item = width * 4 * RAW_COPIES
-    fits = int(available * RAW_MEMORY_SHARE // per_item) - len(test)
-    if fits >= len(train):
-        return train, None
-    classes = len(np.unique(train.labels))
-    wanted = max(fits, 2 * classes)
-    _, kept = stratified_split(train.labels, wanted / len(train), seed, at_least_one=True)
-    needed = (len(train) + len(test)) * per_item
+    budget = int(available * RAW_MEMORY_SHARE // per_item)
+    total = len(train) + len(test)
+    if budget >= total:
+        return train, test, None
+    least = 2 * len(np.unique(train.labels))  # a stratified sample keeps every class
+    test_kept = len(test) if budget - len(test) >= len(test) else round(budget * len(test) / total)
+    test_kept = min(len(test), max(test_kept, least))
+    train_kept = min(len(train), max(budget - test_kept, least))
+    said, out = [], []
+    plan = ((train, train_kept, "train", "fitted"), (test, test_kept, "test", "scored"))
+    for split, kept, what, verb in plan:
+        if kept >= len(split):
+            out.append(split)
+            continue
+        _, rows = stratified_split(split.labels, kept / len(split), seed, at_least_one=True)
+        out.append(SubsetSource(split, rows, f"{split.name} (raw sample)"))
+        said.append(f"{verb} on {len(rows):,} of {len(split):,} {what} items")
     note = (
-        f"raw baseline fitted on {len(kept):,} of {len(train):,} train items: all of them "
-        f"would hold about {needed / 2**30:.1f} GB ({width:,} values an item), more than "
-        f"half of the {available / 2**30:.1f} GB available"
+        f"raw baseline {' and '.join(said)}: all of them would hold about "
+        f"{total * per_item / 2**30:.1f} GB ({width:,} values an item), more than half of the "
+        f"{available / 2**30:.1f} GB available"
     )
-    return SubsetSource(train, kept, f"{train.name} (raw sample)"), note
+    return out[0], out[1], note
 
 
 @dataclass
@@ -291,10 +309,12 @@ def evaluate_encoder(
         embed = partial(embed_source, encoder, show_progress=show_progress)
     embedded = tuple(embed(s) for s in (train, test))
     available = memory.available_memory(torch.device("cpu"))
-    raw_train, note = raw_train_items(train, test, modality.raw_width(train), available, seed)
-    with activity(f"reading the raw inputs of {len(raw_train) + len(test):,} items"):
-        features = {"selfsup": embedded, "raw": modality.raw_baseline(raw_train, test)}
+    width = modality.raw_width(train)
+    raw_train, raw_test, note = raw_items(train, test, width, available, seed)
+    with activity(f"reading the raw inputs of {len(raw_train) + len(raw_test):,} items"):
+        features = {"selfsup": embedded, "raw": modality.raw_baseline(raw_train, raw_test)}
     fitted_on = {"selfsup": train.labels, "raw": raw_train.labels}
+    scored_on = {"selfsup": test.labels, "raw": raw_test.labels}
     notes = [sampled_note, note, majority_note(test)]
     if "fewshot" in protocols:
         labels = [train.labels, raw_train.labels]
@@ -309,7 +329,7 @@ def evaluate_encoder(
         detail: dict[str, Any] = {}
         for kind, (f_train, f_test) in features.items():
             x_train, y_train = _labelled(f_train, fitted_on[kind])
-            x_test, y_test = _labelled(f_test, test.labels)
+            x_test, y_test = _labelled(f_test, scored_on[kind])
             what = "selfsup embeddings" if kind == "selfsup" else "raw input"
             with activity(f"{protocol} on {what}, {len(y_train):,} + {len(y_test):,} items"):
                 if protocol == "knn":
