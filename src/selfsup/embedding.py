@@ -663,11 +663,38 @@ def cached_embeddings(
         large = len(rows) >= WHOLE_SHARE * len(root)
         whole = keep_embeddings(encoder, root, folder, show_progress, say, make=large)
         if whole is not None:
-            return np.asarray(np.load(whole, mmap_mode="r")[rows])
+            return kept_rows(whole, rows)
     path = keep_embeddings(encoder, source, folder, show_progress, say)
     if path is None:
         return embed_source(encoder, source, show_progress=show_progress)
     return np.load(path)
+
+
+#: Rows of a kept file read through one mapping of it (then unmapped, see :func:`kept_rows`).
+ROWS_AT_ONCE = 65_536
+
+
+def kept_rows(path: Path, rows: np.ndarray, at_once: int = ROWS_AT_ONCE) -> np.ndarray:
+    """Rows ``rows`` of a kept ``.npy``, read ``at_once`` at a time through a mapping of the
+    file closed after each: a million rows spread over ten million (10 GB of 256-d
+    embeddings) left the whole file mapped and counted in the command's memory (15 GB at
+    its peak); now only the rows read are held.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "e.npy"
+        >>> np.save(path, np.arange(20, dtype=np.float32).reshape(10, 2))
+        >>> kept_rows(path, np.array([1, 4, 9]), at_once=2).tolist()
+        [[2.0, 3.0], [8.0, 9.0], [18.0, 19.0]]
+    """
+    mapped = np.load(path, mmap_mode="r")
+    out = np.empty((len(rows), *mapped.shape[1:]), mapped.dtype)
+    del mapped
+    for start in range(0, len(rows), at_once):
+        mapped = np.load(path, mmap_mode="r")
+        out[start : start + at_once] = mapped[rows[start : start + at_once]]
+        del mapped  # unmapped: its pages leave this process (the page cache may keep them)
+    return out
 
 
 def keep_embeddings(
