@@ -949,4 +949,4 @@ def load_table_file(path: str | os.PathLike | pd.DataFrame, **options: Any) -> T
     :class:`TabularSource`."""
     if isinstance(path, pd.DataFrame):
         return TabularSource(path, **{"name": "DataFrame", **options})
-    return TabularSource(read_table(path), name=str(path), **options)
+    return TabularSource(read_table(path, typed_times=True), name=str(path), **options)

@@ -335,3 +335,44 @@ def test_empty_text_in_parquet_is_missing_as_an_empty_csv_cell_is(tmp_path):
     assert csv.partial_labels is not None and pq.partial_labels is not None
     np.testing.assert_array_equal(csv.partial_labels.rows, pq.partial_labels.rows)
     assert len(csv.partial_labels.rows) == 90
+
+
+def test_a_csv_read_by_arrow_encodes_as_pandas_c_parser_reads_it(tmp_path):
+    """Tables are read by Arrow's CSV reader (ten million transactions in 8 s instead of 33),
+    which types ISO times and dates as datetimes: each row encodes as the C parser's text
+    did, times with and without an offset, dates, flags, codes with leading zeros, empty
+    cells; a file Arrow refuses is read by the C parser, which names what is wrong."""
+    rng = np.random.default_rng(0)
+    n = 300
+    seconds = np.sort(rng.integers(0, 90 * 86400, n)).astype("m8[s]")
+    times = (np.datetime64("2025-01-01T00:00:00") + seconds).astype(str)
+    frame = pd.DataFrame(
+        {
+            "at": times,
+            "at_utc": [f"{t}Z" if i % 2 else f"{t}+02:00" for i, t in enumerate(times)],
+            "day": [t[:10] for t in times],
+            "flag": rng.choice(["true", "false"], n),
+            "count": np.where(rng.random(n) < 0.1, np.nan, rng.integers(0, 9, n)),
+            "branch": rng.choice(["007", "012", "100"], n),
+            "device": rng.choice(["ios", "", "web"], n),
+            "amount": rng.gamma(2.0, 20.0, n).round(2),
+            "y": rng.choice(["a", "b"], n),
+        }
+    )
+    frame.to_csv(tmp_path / "t.csv", index=False)
+    from selfsup.data.table_files import read_table
+
+    typed = read_table(tmp_path / "t.csv", typed_times=True)
+    assert [str(typed[c].dtype) for c in ("at", "at_utc", "day")] == [
+        "datetime64[s]",
+        "datetime64[s, UTC]",
+        "datetime64[s]",
+    ]
+    by_arrow = open_source(tmp_path / "t.csv", label_column="y")
+    assert by_arrow.preprocessor.datetimes == ["at", "at_utc", "day"]
+    by_c = TabularSource(pd.read_csv(tmp_path / "t.csv"), "y")
+    assert by_arrow.preprocessor.summary() == by_c.preprocessor.summary()
+    np.testing.assert_allclose(by_arrow.values.numpy(), by_c.values.numpy(), atol=1e-6)
+    (tmp_path / "bad.csv").write_text("a,b\n1,2\n3,4,5\n")
+    with pytest.raises(ValueError, match=r"bad.csv: cannot read the table .*line 3"):
+        open_source(tmp_path / "bad.csv")
