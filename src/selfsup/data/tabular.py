@@ -479,8 +479,8 @@ class TablePreprocessor:
         name: str = "table",
     ) -> tuple[TablePreprocessor, np.ndarray]:
         """:meth:`fit`, and the numeric values it fitted on (:meth:`numeric_values`), which
-        :meth:`transform` of the same frame takes instead of reading them again (parsing ten
-        million times took 25 s).
+        :meth:`transform` of the same frame takes instead of reading them again (with
+        :func:`category_codes`, ten million transactions encode in 44 s instead of 65).
 
         Example:
             >>> frame = pd.DataFrame({"t": ["2025-01-01T06:00", None], "x": [1.0, 3.0]})
