@@ -212,20 +212,60 @@ def fit_detector(
     return detector
 
 
-def self_scores(z: np.ndarray, k: int = 5, normalize: bool = True) -> np.ndarray:
+#: Items a leave-one-out kNN score compares each item with at most: above it, a random
+#: sample of this many. Sugiyama and Borgwardt ("Rapid distance-based outlier detection via
+#: sampling", NeurIPS 2013) find that distances to one small random sample rank outliers as
+#: well as distances to all items; the search among all grows as n^1.5 (3,000,000
+#: transactions: 5 minutes), among a sample as n.
+SELF_REFERENCE_MOST = 1_000_000
+
+
+def self_scores(
+    z: np.ndarray,
+    k: int = 5,
+    normalize: bool = True,
+    most: int | None = None,
+    seed: int = 0,
+) -> np.ndarray:
     """Leave-one-out kNN scores of data that is its own reference (no separate normal
-    data); unreadable (NaN) rows score NaN.
+    data): each item's distance to its ``k``-th nearest other item, among all of them up to
+    ``most`` (by default :data:`SELF_REFERENCE_MOST`), else among a random sample of
+    ``most`` of them (seeded; a sampled item's own row is left out, so every item is
+    compared with as many others); unreadable (NaN) rows score NaN.
 
     Example:
         >>> self_scores(np.array([[0.0], [1.0], [2.0], [9.0]]), k=1, normalize=False).tolist()
         [1.0, 1.0, 1.0, 7.0]
+        >>> far = self_scores(np.r_[np.arange(100.0), 500.0][:, None], 2, False, most=50)
+        >>> int(np.argmax(far)), bool(far[:100].max() < 10)
+        (100, True)
     """
     z = np.asarray(z, dtype=np.float32)
     out = np.full(len(z), np.nan)
     readable = readable_rows(z)
     kept = z if readable.all() else z[readable]
-    out[readable] = knn_distance(kept, kept, k, leave_one_out=True, normalize=normalize)
+    most = SELF_REFERENCE_MOST if most is None else most
+    if len(kept) <= most:
+        out[readable] = knn_distance(kept, kept, k, leave_one_out=True, normalize=normalize)
+    else:
+        out[readable] = _kth_among_sample(kept, k, normalize, most, seed)
     return out
+
+
+def _kth_among_sample(z: np.ndarray, k: int, normalize: bool, most: int, seed: int) -> np.ndarray:
+    """Each row's distance to its ``k``-th nearest row of a random sample of ``most`` rows,
+    its own row left out where it is one of them (its (k+1)-th, the first being itself at
+    distance 0, or a copy of it: the same distance either way)."""
+    sample = np.sort(np.random.default_rng(seed).choice(len(z), most, replace=False))
+    reference, rows = _tensor(z[sample]), _tensor(z)
+    if normalize:
+        similarity, _ = cosine_topk(rows, reference, k + 1)
+        nearest = torch.sqrt((2 - 2 * similarity.double()).clamp_min(0))
+    else:
+        nearest = euclidean_topk(rows, reference, k + 1)[0].double()
+    column = np.full(len(z), k - 1)
+    column[sample] = k  # a sampled row's first neighbour is itself
+    return nearest.gather(1, torch.from_numpy(column)[:, None]).flatten().numpy()
 
 
 @dataclass
@@ -411,10 +451,17 @@ def score_for_run(
     else:
         if scorer != "knn":
             raise ValueError(f"the {scorer} scorer needs normal data: give --normal")
-        with activity(f"scoring {len(z):,} items by their {k}th neighbour among them"):
-            scores = self_scores(z, k)
+        among = (
+            "them"
+            if len(z) <= SELF_REFERENCE_MOST
+            else f"a random sample of {SELF_REFERENCE_MOST:,} of them"
+        )
+        with activity(f"scoring {len(z):,} items by their {k}th neighbour among {among}"):
+            scores = self_scores(z, k, seed=seed)
         threshold = float(np.nanquantile(scores, 1 - fpr))
         reference = f"leave-one-out knn within {source.name} (no normal data given)"
+        if len(z) > SELF_REFERENCE_MOST:
+            reference += f", each item's {k}th neighbour among {among}"
     flagged = scores > threshold
     table = pd.DataFrame({"id": list(source.ids), "score": scores, "flagged": flagged})
     # Of data labelled on some rows only (a fraud column filled for the cases looked at),
