@@ -62,9 +62,9 @@ PROBE_MOST = 500_000
 
 
 def probe_rows(labels: np.ndarray, seed: int, most: int | None = None) -> np.ndarray | None:
-    """The train rows a linear probe is fitted on when there are more than ``most`` (by
-    default :data:`PROBE_MOST`): a stratified sample of ``most`` (every class keeps one at
-    least); None when all are.
+    """A stratified sample of ``most`` rows of ``labels`` (by default :data:`PROBE_MOST`,
+    the train rows a linear probe is fitted on; also the samples :func:`evaluation_samples`
+    and :func:`raw_items` draw), every class keeping one at least; None when all fit.
 
     Example:
         >>> rows = probe_rows(np.arange(1000) % 10 == 0, seed=0, most=100)
@@ -106,10 +106,10 @@ def evaluation_samples(
     test_most = TEST_MOST if test_most is None else test_most
     said, out = [], []
     for split, most, what in ((train, fit_most, "fit"), (test, test_most, "test")):
-        if len(split) <= most:
+        kept = probe_rows(split.labels, seed, most)
+        if kept is None:
             out.append(split)
             continue
-        _, kept = stratified_split(split.labels, most / len(split), seed, at_least_one=True)
         out.append(SubsetSource(split, kept, split.name))
         said.append(f"{len(kept):,} of {len(split):,} {what} items")
     note = (
@@ -158,10 +158,10 @@ def raw_items(
     said, out = [], []
     plan = ((train, train_kept, "train", "fitted"), (test, test_kept, "test", "scored"))
     for split, kept, what, verb in plan:
-        if kept >= len(split):
+        rows = probe_rows(split.labels, seed, kept)
+        if rows is None:
             out.append(split)
             continue
-        _, rows = stratified_split(split.labels, kept / len(split), seed, at_least_one=True)
         out.append(SubsetSource(split, rows, f"{split.name} (raw sample)"))
         said.append(f"{verb} on {len(rows):,} of {len(split):,} {what} items")
     note = (
