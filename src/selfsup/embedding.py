@@ -21,6 +21,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -329,6 +330,20 @@ def embed_source(
     for indices, emb, _ in iter_embeddings(encoder, source, batch_size, precision, show_progress):
         out[indices] = emb
     return out
+
+
+def embeddings_tensor(z: np.ndarray) -> torch.Tensor:
+    """Embeddings as a float32 tensor, without a copy where they are float32 already (a
+    read-only memory map of a kept file included: the tools that take it never write to it,
+    so PyTorch's warning about non-writable arrays is silenced).
+
+    Example:
+        >>> embeddings_tensor(np.ones((2, 3), dtype=np.float32)).shape
+        torch.Size([2, 3])
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.as_tensor(np.asarray(z), dtype=torch.float32)
 
 
 def readable_rows(z: np.ndarray, block: int = 65_536) -> np.ndarray:

@@ -107,3 +107,51 @@ def test_select_for_run_ranks_ids_and_skips_those_labelled(clusters_run, cluster
     bad.write_text("0\nnot-an-id\n")
     with pytest.raises(ValueError, match=r"bad\.txt: id 'not-an-id' is not an item"):
         select_for_run(clusters_run, train, 3, "kcenter", labeled=bad)
+
+
+def test_select_reads_a_read_only_pool_and_never_picks_excluded_or_unreadable_rows(
+    tmp_path, monkeypatch
+) -> None:
+    """A kept embeddings file mapped read-only: no strategy writes to it or copies it whole
+    (they read it a block at a time: blocks of 7 rows here give the same picks as one block)."""
+    import selfsup.tools.selection as selection
+
+    z, cluster, _ = _blobs()
+    z[[5, 100]] = np.nan
+    np.save(tmp_path / "z.npy", z.astype(np.float32))
+    pool = np.load(tmp_path / "z.npy", mmap_mode="r")
+    rng = np.random.default_rng(1)
+    labelled = np.concatenate(
+        [rng.normal(-3, 0.5, (10, z.shape[1])), rng.normal(3, 0.5, (10, z.shape[1]))]
+    )
+    labels = np.repeat([0, 1], 10)
+    excluded = np.flatnonzero(cluster == 1)[:20]
+    whole = {}
+    for block in (selection.BLOCK, 7):
+        monkeypatch.setattr(selection, "BLOCK", block)
+        for strategy in ("kcenter", "typiclust", "uncertainty", "random"):
+            chosen = select(pool, 50, strategy, labelled, labels, excluded=excluded)
+            picked = set(chosen.indices.tolist())
+            assert len(picked) == 50 and not picked & {5, 100, *excluded.tolist()}, strategy
+            if block == 7:
+                assert chosen.indices.tolist() == whole[strategy].indices.tolist(), strategy
+                np.testing.assert_allclose(chosen.scores, whole[strategy].scores, rtol=1e-5)
+            whole[strategy] = chosen
+
+
+def test_typiclust_above_the_kmeans_sample_fits_on_a_sample_and_still_covers(monkeypatch) -> None:
+    import selfsup.tools.selection as selection
+
+    z, cluster, _ = _blobs(sizes=(400, 300, 200, 150, 100))
+    monkeypatch.setattr(selection, "KMEANS_FIT_MOST", 100)
+    monkeypatch.setattr(selection, "KMEANS_PER_CLUSTER", 4)
+    fitted = []
+    fit = selection.KMeans.fit
+    monkeypatch.setattr(
+        selection.KMeans,
+        "fit",
+        lambda self, x, *a, **k: fitted.append(len(x)) or fit(self, x, *a, **k),
+    )
+    picks, _ = typiclust(z, 5, labelled=z[cluster == 4][:2], seed=0)
+    assert fitted == [100]  # a sample of the 1,152 items, labelled ones among them
+    assert sorted(cluster[picks]) == [0, 0, 1, 2, 3]  # cluster 4 is covered by the labels

@@ -25,7 +25,6 @@ Example:
 from __future__ import annotations
 
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,20 +38,12 @@ from selfsup.core.neighbours import cosine_topk, euclidean_topk
 from selfsup.core.progress import activity
 from selfsup.data.base import Source
 from selfsup.data.splits import held_out_rows, labelled_part
-from selfsup.embedding import readable_rows
+from selfsup.embedding import embeddings_tensor, readable_rows
 from selfsup.run import Run, as_run
 
 SCORERS = ("knn", "mahalanobis")
 #: The share of the normal data held out to set the threshold.
 THRESHOLD_FRACTION = 0.2
-
-
-def _tensor(z: np.ndarray) -> torch.Tensor:
-    """Embeddings as a float32 tensor, without a copy where they are float32 already (a
-    read-only memory map of a saved file included: nothing here writes to them)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        return torch.as_tensor(np.asarray(z), dtype=torch.float32)
 
 
 def knn_distance(
@@ -81,8 +72,8 @@ def knn_distance(
         >>> knn_distance(ref, ref, k=1, leave_one_out=True, normalize=False).tolist()
         [1.0, 1.0, 1.0]
     """
-    ref = _tensor(reference)
-    x = ref if query is reference else _tensor(query)
+    ref = embeddings_tensor(reference)
+    x = ref if query is reference else embeddings_tensor(query)
     k = max(1, min(k, len(ref) - int(leave_one_out)))
     if normalize:  # |a - b| = sqrt(2 - 2 cos) for unit rows: no normalized copies
         similarity, _ = cosine_topk(x, ref, k, exclude_self=leave_one_out, chunk=batch_size)
@@ -257,7 +248,7 @@ def _kth_among_sample(z: np.ndarray, k: int, normalize: bool, most: int, seed: i
     its own row left out where it is one of them (its (k+1)-th, the first being itself at
     distance 0, or a copy of it: the same distance either way)."""
     sample = np.sort(np.random.default_rng(seed).choice(len(z), most, replace=False))
-    reference, rows = _tensor(z[sample]), _tensor(z)
+    reference, rows = embeddings_tensor(z[sample]), embeddings_tensor(z)
     if normalize:
         similarity, _ = cosine_topk(rows, reference, k + 1)
         nearest = torch.sqrt((2 - 2 * similarity.double()).clamp_min(0))

@@ -31,6 +31,7 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,13 +42,14 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
 from selfsup.core.neighbours import euclidean_topk
+from selfsup.core.progress import activity
 from selfsup.core.text_files import text_lines
 from selfsup.data.base import PartialLabels, Source, require_classes
 from selfsup.data.splits import split_group_ids
 from selfsup.data.table_files import read_table
-from selfsup.embedding import readable_rows
+from selfsup.embedding import embeddings_tensor, readable_rows
 from selfsup.evaluation.fewshot import FEW_SHOT_WEIGHT_DECAY
-from selfsup.evaluation.linear import fit_logistic_regression, standardize
+from selfsup.evaluation.linear import fit_logistic_regression
 from selfsup.run import Run, as_run
 
 STRATEGIES = ("kcenter", "typiclust", "uncertainty", "random")
@@ -60,6 +62,16 @@ SPREAD_RANKED = 4
 TYPICALITY_SAMPLE = 5000
 #: Above this many clusters k-means runs in mini-batches, as in the TypiClust code.
 FULL_KMEANS_MAX_CLUSTERS = 50
+#: TypiClust's k-means is fitted on at most this many items (or ``KMEANS_PER_CLUSTER`` per
+#: cluster, if more), a random sample of a larger pool, whose items are then each assigned
+#: to the nearest centre: ten million transactions' embeddings, clustered whole, held the
+#: 10 GB pool twice and ran out of 24 GB in k-means.
+KMEANS_FIT_MOST = 200_000
+#: Items per cluster of a sampled k-means fit, at least.
+KMEANS_PER_CLUSTER = 40
+#: Rows of the pool normalized and compared at once by every strategy's pass over it: the
+#: pool is never copied whole (a copy of ten million 256-d embeddings is 10 GB).
+BLOCK = 65_536
 
 
 @dataclass
@@ -78,7 +90,18 @@ class Selection:
 
 
 def _normalized(z: np.ndarray) -> torch.Tensor:
-    return F.normalize(torch.as_tensor(np.asarray(z), dtype=torch.float32), dim=1)
+    return F.normalize(embeddings_tensor(z), dim=1)
+
+
+def _blocks(n: int) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` of the blocks of :data:`BLOCK` rows of ``n``."""
+    for start in range(0, n, BLOCK):
+        yield start, min(n, start + BLOCK)
+
+
+def _usable(z: np.ndarray, usable: np.ndarray | None) -> np.ndarray:
+    """The rows that may be chosen: ``usable``, else the readable rows (no NaN)."""
+    return readable_rows(z) if usable is None else np.asarray(usable, dtype=bool)
 
 
 def _distances(x: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
@@ -87,44 +110,87 @@ def _distances(x: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
     return (1.0 - 2.0 * (x @ centre) + centre @ centre).clamp_min(0.0).sqrt()
 
 
+def _inverse_norms(z: np.ndarray) -> torch.Tensor:
+    """One over each row's norm (0 for a zero row, whose normalized row is 0 too), read a
+    block at a time."""
+    norms = torch.cat([torch.linalg.vector_norm(embeddings_tensor(z[a:b]), dim=1)
+                       for a, b in _blocks(len(z))])  # fmt: skip
+    return torch.where(norms > 0, 1 / norms.clamp_min(1e-12), torch.zeros_like(norms))
+
+
+def _unit_distances(
+    z: np.ndarray, centre: torch.Tensor, inverse: torch.Tensor, out: torch.Tensor | None = None
+) -> torch.Tensor:
+    """:func:`_distances` of the normalized rows of ``z`` (``inverse``: one over their norms)
+    to ``centre``, a block of rows at a time: one pass over ``z``, no normalized copy; with
+    ``out``, the smaller of ``out`` and the distances, in place."""
+    out_ = torch.empty(len(z)) if out is None else out
+    square = centre @ centre
+    for a, b in _blocks(len(z)):
+        products = (embeddings_tensor(z[a:b]) @ centre) * inverse[a:b]
+        d = (1.0 - 2.0 * products + square).clamp_min(0.0).sqrt()
+        out_[a:b] = d if out is None else torch.minimum(out_[a:b], d)
+    return out_
+
+
 def kcenter_greedy(
-    z: np.ndarray, budget: int, labelled: np.ndarray | None = None
+    z: np.ndarray,
+    budget: int,
+    labelled: np.ndarray | None = None,
+    usable: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """k-center greedy: ``budget`` picks, each the item farthest from all centres so far.
 
+    The pool is read a block of :data:`BLOCK` rows at a time for each pick (ten million
+    256-d embeddings: about a second a pick on two cores), never copied.
+
     Args:
         z: candidate embeddings ``(n, d)``.
-        budget: how many to pick.
+        budget: how many to pick, at most the usable rows.
         labelled: embeddings ``(m, d)`` of already labelled items, the first centres.
+        usable: boolean ``(n,)``, the rows that may be picked; by default those without NaN.
 
     Returns:
-        ``(indices, distances)``: the picks in order and each one's distance to the nearest
-        earlier centre when picked (the first pick without labels: its distance to the mean).
+        ``(indices, distances)``: the picks in order (positions in ``z``) and each one's
+        distance to the nearest earlier centre when picked (the first pick without labels:
+        its distance to the mean).
 
     Example:
         >>> z = np.array([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0]])
         >>> kcenter_greedy(z, 2)[0].tolist()
         [1, 2]
+        >>> kcenter_greedy(z, 2, usable=np.array([True, False, True]))[0].tolist()
+        [0, 2]
     """
-    x = _normalized(z)
-    nearest = torch.full((len(x),), float("inf"))
+    blocked = torch.from_numpy(~_usable(z, usable))
+    inverse = _inverse_norms(z)
+    nearest = torch.full((len(z),), float("inf"))
     picks, scores = [], []
     if labelled is not None and len(labelled):
         centres = _normalized(labelled)
-        for start in range(0, len(centres), 1024):
-            block = torch.cdist(x, centres[start : start + 1024]).min(dim=1).values
-            nearest = torch.minimum(nearest, block)
+        for a, b in _blocks(len(z)):
+            x = _normalized(z[a:b])
+            for start in range(0, len(centres), 1024):
+                block = torch.cdist(x, centres[start : start + 1024]).min(dim=1).values
+                nearest[a:b] = torch.minimum(nearest[a:b], block)
     else:
-        to_mean = _distances(x, x.mean(dim=0))
+        total = torch.zeros(z.shape[1], dtype=torch.float64)
+        for a, b in _blocks(len(z)):
+            x = _normalized(z[a:b])[~blocked[a:b]]
+            total += x.sum(dim=0, dtype=torch.float64)
+        mean = (total / max(1, int((~blocked).sum()))).float()
+        to_mean = _unit_distances(z, mean, inverse).masked_fill_(blocked, float("inf"))
         first = int(to_mean.argmin())
         picks.append(first)
         scores.append(float(to_mean[first]))
-        nearest = _distances(x, x[first])
+        nearest = _unit_distances(z, _normalized(z[first : first + 1])[0], inverse)
+    nearest.masked_fill_(blocked, -float("inf"))  # never picked (NaN rows included)
     while len(picks) < budget:
         pick = int(nearest.argmax())
         picks.append(pick)
         scores.append(float(nearest[pick]))
-        nearest = torch.minimum(nearest, _distances(x, x[pick]))
+        _unit_distances(z, _normalized(z[pick : pick + 1])[0], inverse, out=nearest)
+        nearest.masked_fill_(blocked, -float("inf"))
     return np.asarray(picks, dtype=np.int64), np.asarray(scores)
 
 
@@ -142,52 +208,91 @@ def typicality(z: torch.Tensor, neighbours: int = TYPICALITY_NEIGHBOURS) -> torc
     return 1.0 / mean.clamp_min(1e-12)
 
 
+def _clusters(
+    z: np.ndarray, rows: np.ndarray, known: torch.Tensor, clusters: int, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """k-means clusters of the normalized candidate ``rows`` of ``z`` and the ``known``
+    (normalized labelled) items: each candidate's cluster (``-1`` for other rows of ``z``)
+    and each known item's. Fitted on all of them up to :data:`KMEANS_FIT_MOST` (or
+    :data:`KMEANS_PER_CLUSTER` per cluster), else on a random sample, every item then
+    assigned to its nearest centre a block at a time."""
+    kind = KMeans if clusters <= FULL_KMEANS_MAX_CLUSTERS else MiniBatchKMeans
+    kmeans = kind(n_clusters=clusters, n_init=3, random_state=seed)
+    cluster = np.full(len(z), -1, dtype=np.int64)
+    items = len(rows) + len(known)
+    fit_most = max(KMEANS_FIT_MOST, KMEANS_PER_CLUSTER * clusters)
+    if items <= fit_most:
+        x = _normalized(z[rows])
+        everything = torch.cat([x, known]).numpy() if len(known) else x.numpy()
+        assignment = kmeans.fit_predict(everything)
+        cluster[rows] = assignment[: len(rows)]
+        return cluster, assignment[len(rows) :]
+    sample = np.sort(np.random.default_rng(seed).choice(items, fit_most, replace=False))
+    from_pool = sample[sample < len(rows)]
+    fitted = [_normalized(z[rows[from_pool]]), known[sample[len(from_pool) :] - len(rows)]]
+    kmeans.fit(torch.cat(fitted).numpy())
+    centres = torch.from_numpy(kmeans.cluster_centers_).float()
+    half_norms = 0.5 * (centres * centres).sum(dim=1)
+
+    def nearest(x: torch.Tensor) -> np.ndarray:  # the nearest centre, as KMeans.predict
+        return (x @ centres.T - half_norms).argmax(dim=1).numpy()
+
+    for a, b in _blocks(len(rows)):
+        cluster[rows[a:b]] = nearest(_normalized(z[rows[a:b]]))
+    return cluster, np.concatenate([nearest(known[a:b]) for a, b in _blocks(len(known))] or [[]])
+
+
 def typiclust(
-    z: np.ndarray, budget: int, labelled: np.ndarray | None = None, seed: int = 0
+    z: np.ndarray,
+    budget: int,
+    labelled: np.ndarray | None = None,
+    seed: int = 0,
+    usable: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """TypiClust: the most typical item of each of the largest uncovered k-means clusters.
 
     Args:
         z: candidate embeddings ``(n, d)``.
-        budget: how many to pick (at most ``n``).
+        budget: how many to pick (at most the usable rows).
         labelled: embeddings of already labelled items; they are clustered with the
             candidates and count as covering their clusters.
         seed: seeds k-means and the typicality sample of large clusters.
+        usable: boolean ``(n,)``, the rows that may be picked; by default those without NaN.
+
+    Above :data:`KMEANS_FIT_MOST` items, k-means is fitted on a random sample of them (see
+    :func:`_clusters`): ten million 256-d embeddings are clustered in bounded memory.
 
     Returns:
-        ``(indices, typicalities)`` of the picks, in order.
+        ``(indices, typicalities)`` of the picks (positions in ``z``), in order.
 
     Example:
         >>> z = np.array([[0.0, 1.0], [0.1, 1.0], [-0.1, 1.0], [1.0, 0.0], [1.0, 0.1]])
         >>> sorted(typiclust(z, 2)[0].tolist())  # the middle of the larger cluster, and one
         [0, 3]
     """
-    x = _normalized(z)
-    known = _normalized(labelled) if labelled is not None and len(labelled) else x[:0]
-    everything = torch.cat([x, known]).numpy() if len(known) else x.numpy()  # no copy
-    clusters = min(len(known) + budget, len(everything))
-    kind = KMeans if clusters <= FULL_KMEANS_MAX_CLUSTERS else MiniBatchKMeans
-    kmeans = kind(n_clusters=clusters, n_init=3, random_state=seed)
-    assignment = kmeans.fit_predict(everything)
-    candidate_cluster = assignment[: len(x)]
-    size = np.bincount(candidate_cluster, minlength=clusters)
-    covered = np.bincount(assignment[len(x) :], minlength=clusters)
+    rows = np.flatnonzero(_usable(z, usable))
+    known = torch.zeros((0, z.shape[1]))
+    if labelled is not None and len(labelled):
+        known = _normalized(labelled)
+    clusters = min(len(known) + budget, len(rows) + len(known))
+    candidate_cluster, known_cluster = _clusters(z, rows, known, clusters, seed)
+    size = np.bincount(candidate_cluster[rows], minlength=clusters)
+    covered = np.bincount(known_cluster.astype(np.int64), minlength=clusters)
     rng = np.random.default_rng(seed)
-    taken = np.zeros(len(x), dtype=bool)
     available = size.copy()
     picks, scores = [], []
     while len(picks) < budget:
         # The fewest labelled or chosen items first, then the largest cluster (the paper's order).
         order = np.lexsort((-size, covered))
         cluster = next(c for c in order if available[c] > 0)
-        members = np.flatnonzero((candidate_cluster == cluster) & ~taken)
+        members = np.flatnonzero(candidate_cluster == cluster)
         if len(members) > TYPICALITY_SAMPLE:
             members = np.sort(rng.choice(members, TYPICALITY_SAMPLE, replace=False))
-        values = typicality(x[members])
+        values = typicality(_normalized(z[members]))
         best = int(values.argmax())
         picks.append(int(members[best]))
         scores.append(float(values[best]))
-        taken[members[best]] = True
+        candidate_cluster[members[best]] = -1  # taken
         available[cluster] -= 1
         covered[cluster] += 1
     return np.asarray(picks, dtype=np.int64), np.asarray(scores)
@@ -199,19 +304,22 @@ def uncertainty(
     labelled: np.ndarray,
     labels: np.ndarray,
     measure: str = "margin",
+    usable: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Uncertainty sampling with a logistic-regression head fitted on the labelled items.
 
     Args:
-        z: candidate embeddings ``(n, d)``.
+        z: candidate embeddings ``(n, d)``, scored a block of :data:`BLOCK` rows at a time.
         budget: how many to pick.
         labelled: embeddings ``(m, d)`` of the labelled items.
         labels: their integer labels ``(m,)``, at least two classes.
         measure: ``margin`` (smallest gap between the two most probable classes first) or
             ``entropy`` (highest entropy first).
+        usable: boolean ``(n,)``, the rows that may be picked; by default those without NaN.
 
     Returns:
-        ``(indices, scores)``: ``1 - margin`` or the entropy of each pick, highest first.
+        ``(indices, scores)``: the picks (positions in ``z``) and ``1 - margin`` or the
+        entropy of each, highest first.
 
     Example:
         >>> labelled = np.array([[-2.0, 0.0], [-1.0, 0.0], [1.0, 0.0], [2.0, 0.0]])
@@ -224,20 +332,24 @@ def uncertainty(
     labels = np.asarray(labels, dtype=np.int64)
     if len(np.unique(labels)) < 2:
         raise ValueError("uncertainty sampling needs labelled items of at least two classes")
-    fit, candidates = standardize(
-        torch.as_tensor(np.asarray(labelled), dtype=torch.float32),
-        torch.as_tensor(np.asarray(z), dtype=torch.float32),
-    )
+    fit = torch.as_tensor(np.asarray(labelled), dtype=torch.float32)
+    mean, std = fit.mean(dim=0), fit.std(dim=0)
+    std = torch.where(std > 0, std, torch.ones_like(std))  # as standardize() scales
     head = fit_logistic_regression(
-        fit, torch.from_numpy(labels), int(labels.max()) + 1, FEW_SHOT_WEIGHT_DECAY
-    )
+        (fit - mean) / std, torch.from_numpy(labels), int(labels.max()) + 1,
+        FEW_SHOT_WEIGHT_DECAY,
+    )  # fmt: skip
+    score = torch.empty(len(z), dtype=torch.float64)
     with torch.no_grad():
-        probs = torch.softmax(head(candidates).double(), dim=1)
-    if measure == "margin":
-        top = probs.topk(2, dim=1).values
-        score = 1.0 - (top[:, 0] - top[:, 1])
-    else:
-        score = -(probs * probs.clamp_min(1e-300).log()).sum(dim=1)
+        for a, b in _blocks(len(z)):
+            x = (embeddings_tensor(z[a:b]) - mean) / std
+            probs = torch.softmax(head(x).double(), dim=1)
+            if measure == "margin":
+                top = probs.topk(2, dim=1).values
+                score[a:b] = 1.0 - (top[:, 0] - top[:, 1])
+            else:
+                score[a:b] = -(probs * probs.clamp_min(1e-300).log()).sum(dim=1)
+    score.masked_fill_(torch.from_numpy(~_usable(z, usable)), -float("inf"))
     order = torch.argsort(score, descending=True, stable=True)[:budget]
     return order.numpy().astype(np.int64), score[order].numpy()
 
@@ -250,8 +362,12 @@ def select(
     labels: np.ndarray | None = None,
     seed: int = 0,
     measure: str = "margin",
+    excluded: np.ndarray | None = None,
 ) -> Selection:
     """Choose ``budget`` of the candidate embeddings ``z`` to label next.
+
+    The pool is read a block at a time, never copied: ten million 256-d embeddings (10 GB)
+    need little memory beside them.
 
     Args:
         z: candidate (unlabeled) embeddings ``(n, d)``; rows with NaN are never chosen.
@@ -261,6 +377,7 @@ def select(
         labels: their labels (needed by ``uncertainty``).
         seed: seeds k-means and ``random``.
         measure: ``margin`` or ``entropy`` for ``uncertainty``.
+        excluded: positions in ``z`` never chosen (items labelled already).
 
     Returns:
         The chosen positions in ``z``, best first, with their scores.
@@ -271,30 +388,34 @@ def select(
     Example:
         >>> select(np.eye(4), 2, "random", seed=0).indices.shape
         (2,)
+        >>> select(np.eye(4), 4, "kcenter", excluded=np.array([0, 2])).indices.tolist()
+        [1, 3]
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}")
     if budget < 1:
         raise ValueError(f"the budget must be at least 1, got {budget}")
-    z = np.asarray(z, dtype=np.float32)
-    readable = np.flatnonzero(readable_rows(z))
-    budget = min(budget, len(readable))
-    candidates = z if len(readable) == len(z) else z[readable]  # a copy only to drop rows
+    z = z if isinstance(z, np.ndarray) and z.dtype == np.float32 else np.asarray(z, np.float32)
+    usable = readable_rows(z)
+    if excluded is not None:
+        usable[np.asarray(excluded, dtype=np.int64)] = False
+    budget = min(budget, int(usable.sum()))
     if strategy == "kcenter":
-        picks, scores = kcenter_greedy(candidates, budget, labelled)
+        picks, scores = kcenter_greedy(z, budget, labelled, usable)
     elif strategy == "typiclust":
-        picks, scores = typiclust(candidates, budget, labelled, seed)
+        picks, scores = typiclust(z, budget, labelled, seed, usable)
     elif strategy == "uncertainty":
         if labelled is None or labels is None or len(labelled) == 0:
             raise ValueError(
                 "uncertainty sampling needs labelled items: give labelled data with --labeled"
             )
         require_classes(labels, "the labelled items (--labeled)", "uncertainty sampling")
-        picks, scores = uncertainty(candidates, budget, labelled, labels, measure)
+        picks, scores = uncertainty(z, budget, labelled, labels, measure, usable)
     else:
-        picks = np.random.default_rng(seed).permutation(len(candidates))[:budget]
+        rows = np.flatnonzero(usable)
+        picks = rows[np.random.default_rng(seed).permutation(len(rows))[:budget]]
         scores = np.zeros(budget)
-    return Selection(readable[picks], np.asarray(scores, dtype=np.float64), strategy)
+    return Selection(np.asarray(picks, dtype=np.int64), np.asarray(scores, np.float64), strategy)
 
 
 @dataclass
@@ -406,26 +527,25 @@ def select_for_run(
     known = read_labelled(run, source, z, labeled) if labeled is not None else None
     if known is None and source.partial_labels is not None:
         known = labelled_rows(source.partial_labels, z)  # a file labelled on some rows
-    pool = z
-    if known is not None and known.positions is not None:
-        pool = z.copy()
-        pool[known.positions] = np.nan  # never chosen again
+    excluded = None if known is None else known.positions  # never chosen again
     ids = source.ids
     groups = None
     if source.split_groups and strategy != "typiclust":  # TypiClust spreads by its clusters
         groups = split_group_ids(list(ids), source.name, source.split_groups)
     ranked = budget
     if groups is not None:  # ranking them all is a sort, but k-center greedy is a step each
-        ranked = min(len(pool), SPREAD_RANKED * budget) if strategy == "kcenter" else len(pool)
-    chosen = select(
-        pool,
-        ranked,
-        strategy,
-        None if known is None else known.embeddings,
-        None if known is None else known.labels,
-        seed,
-        measure,
-    )
+        ranked = min(len(z), SPREAD_RANKED * budget) if strategy == "kcenter" else len(z)
+    with activity(f"choosing {min(budget, len(z)):,} of {len(z):,} items ({strategy})"):
+        chosen = select(
+            z,
+            ranked,
+            strategy,
+            None if known is None else known.embeddings,
+            None if known is None else known.labels,
+            seed,
+            measure,
+            excluded,
+        )
     order = np.arange(len(chosen.indices))
     if groups is not None:  # a hospital's patients: their slices are near copies
         order = spread_over(groups[chosen.indices], budget)
