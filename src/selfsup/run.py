@@ -238,8 +238,9 @@ class Run:
     def embeddings(self, source: Source, show_progress: bool = False) -> np.ndarray:
         """Embeddings (n, D) of an opened ``source`` (NaN rows: unreadable items), kept in
         ``RUN/embeddings`` for large data read from files, so the next command on the same
-        files reads them back (see ``selfsup.embedding.cached_embeddings``); what the tools
-        (anomalies, select, audit, explain) and ``evaluate`` embed with.
+        files reads them back as a read-only memory map (see
+        ``selfsup.embedding.cached_embeddings``); what the tools (anomalies, select, audit,
+        explain) and ``evaluate`` embed with.
 
         Example:
             >>> import tempfile

@@ -164,6 +164,8 @@ def test_a_runs_commands_embed_large_data_from_files_once(tmp_path, monkeypatch)
     again = run.embeddings(run.open(path), show_progress=True)
     assert sum(calls) == 80 and "read from" in lines[-1]  # not embedded again
     np.testing.assert_array_equal(first, again)
+    # Mapped, not read into memory (ten million rows are 10 GB), and never written to.
+    assert isinstance(again, np.memmap) and not again.flags.writeable
     written = run.embed_to_file(path, tmp_path / "e.parquet")  # embed writes them as they are
     assert sum(calls) == 80 and written.rows == 80
     np.testing.assert_array_equal(np.stack(pd.read_parquet(written.path)["embedding"]), first)
