@@ -165,6 +165,38 @@ def test_audit_command_on_a_table_with_a_group_column(tmp_path) -> None:
     assert sum(AuditResult.load(out).counts.values()) == 134
 
 
+def test_an_audit_above_its_most_items_reads_a_sample_stratified_by_group_and_class(
+    tmp_path, monkeypatch
+) -> None:
+    """Ten million rows are audited on a million: here 400 on 100, each site and class
+    keeping its share, and the note says so."""
+    import selfsup.tools.audit.run as audit_module
+
+    frame = make_table(n=400, missing=0.0)
+    frame["site"] = np.where(np.arange(len(frame)) % 4 == 0, "north", "south")
+    data = tmp_path / "records.csv"
+    frame.to_csv(data, index=False)
+    out = tmp_path / "run"
+    runner = CliRunner()
+    pretrain = ["pretrain", str(data), "--label-column", "y", "--drop-columns", "site",
+                "--epochs", "1", "--batch-size", "32", "--out", str(out)]  # fmt: skip
+    assert runner.invoke(app, pretrain).exit_code == 0
+    monkeypatch.setattr(audit_module, "AUDIT_MOST", 100)
+    result = runner.invoke(app, ["audit", str(out), str(data), "--group", "site"])
+    assert result.exit_code == 0, result.output
+    assert "audited a random sample of 100 of the 400 items" in " ".join(result.output.split())
+    assert AuditResult.load(out).counts == {"north": 25, "south": 75}
+    site, label = frame["site"].to_numpy(), pd.factorize(frame["y"])[0]
+    rows = audit_module.audited_rows(np.ones(400, bool), site, label, most=100)
+    assert len(rows) == 100 and np.all(np.diff(rows) > 0)
+    for name in ("north", "south"):  # each class keeps its share within each site
+        for code in range(3):
+            share = np.mean(label[site == name] == code)
+            assert np.mean(label[rows][site[rows] == name] == code) == pytest.approx(
+                share, abs=0.03
+            )
+
+
 def test_audit_of_an_adapted_model_uses_its_predictions(tmp_path, monkeypatch) -> None:
     import torch
     from tests.tools.adapted_stand_in import install
@@ -194,6 +226,17 @@ def test_audit_of_an_adapted_model_uses_its_predictions(tmp_path, monkeypatch) -
         expected = float((predicted[rows] == y[rows]).mean())
         assert result.by_group["accuracy"][name] == pytest.approx(expected)
     assert (tmp_path / "run" / "audit.json").exists()
+    # Above AUDIT_MOST items, the model predicts the sampled items only, and they are scored.
+    import selfsup.tools.audit.run as audit_module
+
+    monkeypatch.setattr(audit_module, "AUDIT_MOST", 40)
+    result = audit_run(run, data, groups_file=groups, model="m", n_boot=20)
+    rows = audit_module.audited_rows(np.ones(120, bool), np.repeat(["u", "v"], 60), y, most=40)
+    assert sum(result.counts.values()) == 40
+    for name in ("u", "v"):
+        mine = rows[(rows < 60) == (name == "u")]
+        expected = float((predicted[mine] == y[mine]).mean())
+        assert result.by_group["accuracy"][name] == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("num_classes", [2, 3])
@@ -238,3 +281,38 @@ def test_counted_metrics_and_bootstrap_agree_with_fairlearn(num_classes):
         # Two bootstraps of 300 resamples: their 95% bounds agree to about a point.
         mine = intervals["accuracy"][name]
         assert mine == pytest.approx([low["accuracy"][name], high["accuracy"][name]], abs=0.015)
+
+
+def test_separability_is_cross_validated_on_a_sample_stratified_by_group(monkeypatch) -> None:
+    import selfsup.tools.audit.metrics as metrics
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(["a", "b", "rare"], [600, 394, 6])
+    z = rng.normal(0, 0.05, (1000, 3)) + np.eye(3)[pd.factorize(groups)[0]]
+    seen = []
+    real = metrics.cross_validated_proba
+    monkeypatch.setattr(
+        metrics,
+        "cross_validated_proba",
+        lambda x, y, *a, **k: seen.append(len(x)) or real(x, y, *a, **k),
+    )
+    score, recall = metrics.group_separability(z, groups, most=100)
+    assert seen == [104]  # 60 + 39 + 5 of the rare group's 6 (at least 5 where it has them)
+    assert score == 1.0 and recall == {"a": 1.0, "b": 1.0, "rare": 1.0}
+
+
+def test_the_picture_of_sixty_groups_lies_its_bars_down_in_taller_panels(tmp_path) -> None:
+    from PIL import Image
+
+    from selfsup.tools.audit.result import plot_audit
+
+    def picture(count: int) -> tuple[int, int]:
+        names = [f"country {i}" for i in range(count)]
+        values = {g: 0.5 for g in names}
+        result = AuditResult(
+            names, dict.fromkeys(names, 10), {"accuracy": values, "purity": values}
+        )
+        return Image.open(plot_audit(result, tmp_path / f"{count}.png")).size
+
+    few, many = picture(3), picture(60)
+    assert many[1] > 3 * few[1]  # a row per group, named

@@ -300,12 +300,18 @@ def audit(
         opened, data, group_column=group, groups_file=groups, model=model, k=k, seed=seed,
         show_progress=True, save=False,
     )  # fmt: skip
+    # One row per group (sixty countries as columns were sixty empty columns on 80 characters).
     table = Table(title=f"{run} on {data}: by group")
-    table.add_column("metric")
+    table.add_column("group")
+    table.add_column("items", justify="right")
+    for metric in result.by_group:
+        table.add_column(metric, justify="right")
     for name in result.groups:
-        table.add_column(f"{name} ({result.counts[name]})", justify="right")
-    for metric, values in result.by_group.items():
-        table.add_row(metric, *(f"{values.get(g, float('nan')):.3f}" for g in result.groups))
+        table.add_row(
+            name,
+            f"{result.counts[name]:,}",
+            *(f"{values.get(name, float('nan')):.3f}" for values in result.by_group.values()),
+        )
     console.print(table)
     console.print(
         "[dim]purity: neighbours in the same group above chance (0 to 1); separability: share "

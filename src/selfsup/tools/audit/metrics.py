@@ -332,10 +332,44 @@ def cross_validated_proba(
     return proba
 
 
+#: Items the group probe of :func:`group_separability` is cross-validated on at most: a
+#: sample stratified by group above it. A million transactions of 60 countries took 385 s
+#: (five multinomial fits of 200 L-BFGS steps); a recall per group needs far fewer.
+SEPARABILITY_MOST = 100_000
+
+
+def group_sample(codes: np.ndarray, most: int, seed: int = 0, floor: int = 5) -> np.ndarray:
+    """Positions of a random sample of about ``most`` items stratified by ``codes`` (each
+    group keeping its share, and ``floor`` items at least where it has them, so a rare group
+    is still cross-validated), in order; all of them when there are at most ``most``.
+
+    Example:
+        >>> codes = np.repeat([0, 1], [990, 10])
+        >>> rows = group_sample(codes, 100)
+        >>> len(rows), int((codes[rows] == 1).sum())
+        (104, 5)
+    """
+    if len(codes) <= most:
+        return np.arange(len(codes))
+    rng = np.random.default_rng(seed)
+    share = most / len(codes)
+    parts = []
+    for code in np.unique(codes):
+        members = np.flatnonzero(codes == code)
+        take = min(len(members), max(floor, round(share * len(members))))
+        parts.append(rng.choice(members, take, replace=False))
+    return np.sort(np.concatenate(parts))
+
+
 def group_separability(
-    embeddings: np.ndarray, groups: np.ndarray, folds: int = 5, seed: int = 0
+    embeddings: np.ndarray,
+    groups: np.ndarray,
+    folds: int = 5,
+    seed: int = 0,
+    most: int | None = None,
 ) -> tuple[float, dict[str, float]]:
-    """How well a linear probe tells the groups apart from the embedding alone.
+    """How well a linear probe tells the groups apart from the embedding alone, on at most
+    ``most`` items (by default :data:`SEPARABILITY_MOST`; see :func:`group_sample`).
 
     Returns:
         ``(normalized balanced accuracy, recall per group)``: the cross-validated balanced
@@ -350,6 +384,9 @@ def group_separability(
         (1.0, {'a': 1.0, 'b': 1.0})
     """
     names, codes = np.unique(np.asarray(groups).astype(str), return_inverse=True)
+    rows = group_sample(codes, SEPARABILITY_MOST if most is None else most, seed)
+    if len(rows) < len(codes):
+        embeddings, codes = np.asarray(embeddings)[rows], codes[rows]
     predicted = cross_validated_proba(embeddings, codes, folds, seed=seed).argmax(axis=1)
     recall = {str(n): float((predicted[codes == i] == i).mean()) for i, n in enumerate(names)}
     chance = 1.0 / len(names)

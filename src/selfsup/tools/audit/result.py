@@ -79,14 +79,22 @@ class AuditResult:
             raise ValueError(f"{file}: not an audit result ({one_line(err)})") from None
 
 
+#: Above this many groups the bars lie horizontally, one row per group named on the left
+#: (sixty countries' names under vertical bars overlapped into one black line).
+UPRIGHT_GROUPS = 10
+
+
 def plot_audit(result: AuditResult, path: str | os.PathLike) -> Path:
-    """A bar chart per metric, one bar per group (95% intervals where known), as PNG."""
+    """A bar chart per metric, one bar per group (95% intervals where known), as PNG; above
+    :data:`UPRIGHT_GROUPS` groups, horizontal bars in panels as tall as the groups need."""
     plt = pyplot()
 
     metrics = list(result.by_group)
     columns = min(4, len(metrics))
     rows = (len(metrics) + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 2.8 * rows), squeeze=False)
+    many = len(result.groups) > UPRIGHT_GROUPS
+    height = max(2.8, 0.16 * len(result.groups) + 1.0) if many else 2.8
+    fig, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, height * rows), squeeze=False)
     colours = plt.get_cmap("tab10").colors
     large = {gap.check for gap in result.large_gaps}
     for ax, metric in zip(axes.flat, metrics, strict=False):
@@ -100,12 +108,17 @@ def plot_audit(result: AuditResult, path: str | os.PathLike) -> Path:
                 [[max(0.0, values[g] - spans[g][0]) for g in names],
                  [max(0.0, spans[g][1] - values[g]) for g in names]]
             )  # fmt: skip
-        ax.bar(names, heights, yerr=errors, color=colours[: len(names)], capsize=3)
+        if many:
+            ax.barh(names, heights, xerr=errors, color=colours[0], capsize=1.5)
+            ax.invert_yaxis()  # the first group on top, as in the table
+            ax.tick_params(axis="y", labelsize=6)
+        else:
+            ax.bar(names, heights, yerr=errors, color=colours[: len(names)], capsize=3)
         title = {"separability": "group probe recall", "purity": "kNN group purity"}.get(
             metric, _NAMES.get(metric, metric)
         )
         ax.set_title(title + (" (large gap)" if metric in large else ""), fontsize=9)
-        ax.tick_params(labelsize=8)
+        ax.tick_params(labelsize=8 if not many else 6)
     for ax in list(axes.flat)[len(metrics) :]:
         ax.axis("off")
     return save_png(fig, path)

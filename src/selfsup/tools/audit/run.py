@@ -7,11 +7,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from selfsup.core.progress import activity
 from selfsup.data.base import require_classes
-from selfsup.data.splits import labelled_part
+from selfsup.data.splits import SubsetSource, labelled_part
 from selfsup.embedding import readable_rows
+from selfsup.evaluation.report import probe_rows
 from selfsup.run import Run
 from selfsup.tools.audit.metrics import (
     Gap,
@@ -116,12 +118,47 @@ def _group_column(data: str | os.PathLike, column: str) -> tuple[np.ndarray, int
             f"{data}: --group COLUMN reads a column of a CSV or Parquet file; for other data "
             "give --groups FILE.csv (columns id,group)"
         )
-    frame = read_table(data)
-    if column not in frame.columns:
-        raise ValueError(f"{data}: no column {column!r}; columns are {list(frame.columns)}")
-    values = frame[column]
+    names = list(read_table(data, rows=0).columns)
+    if column not in names:
+        raise ValueError(f"{data}: no column {column!r}; columns are {names}")
+    values = read_table(data, columns=[column])[column]  # not the whole table again
     empty = values.isna().to_numpy()
     return np.where(empty, MISSING_GROUP, values.astype(str).to_numpy()), int(empty.sum())
+
+
+#: Items an audit reads at most: above it, a random sample of this many, each group and
+#: class keeping its share. The checks are statistics of the items (rates, purity, ranks),
+#: which a million estimate to a few thousandths; ten million transactions audited whole
+#: held their embeddings twice and searched the neighbours of each among all.
+AUDIT_MOST = 1_000_000
+
+
+def audited_rows(
+    keep: np.ndarray,
+    groups: np.ndarray,
+    labels: np.ndarray | None,
+    seed: int = 0,
+    most: int | None = None,
+) -> np.ndarray:
+    """The rows an audit reads: those ``keep`` marks (readable), or above ``most`` (by
+    default :data:`AUDIT_MOST`) a random sample of them stratified by group and label (every
+    pair keeping one at least), in order.
+
+    Example:
+        >>> groups = np.array(["a"] * 90 + ["b"] * 10)
+        >>> rows = audited_rows(np.ones(100, bool), groups, np.arange(100) % 2, most=20)
+        >>> len(rows), int((groups[rows] == "b").sum())
+        (20, 2)
+    """
+    readable = np.flatnonzero(keep)
+    most = AUDIT_MOST if most is None else most
+    if len(readable) <= most:
+        return readable
+    strata = pd.factorize(np.asarray(groups)[readable])[0].astype(np.int64)
+    if labels is not None:
+        strata = strata * (int(np.max(labels)) + 1) + np.asarray(labels)[readable]
+    chosen = probe_rows(pd.factorize(strata)[0], seed, most)
+    return readable if chosen is None else readable[np.sort(chosen)]
 
 
 def audit_run(
@@ -179,6 +216,7 @@ def audit_run(
     if len(groups) != len(source):
         raise ValueError(f"{data}: {len(groups)} group values for {len(source)} items")
     embeddings = run.embeddings(source, show_progress=show_progress)
+    positions = np.arange(len(source))  # the rows of ``embeddings`` audited
     partial = source.partial_labels if source.labels is None else None
     if partial is not None:  # a file labelled on some rows: the audit is of those rows
         notes.append(
@@ -186,10 +224,18 @@ def audit_run(
             f"have no label in {partial.column!r})"
         )
         source = labelled_part(source)
-        groups, embeddings = groups[partial.rows], embeddings[partial.rows]
-    keep = readable_rows(embeddings)
+        positions, groups = partial.rows, groups[partial.rows]
+    keep = readable_rows(embeddings)[positions]
     if not keep.all():
         notes.append(f"{int((~keep).sum())} unreadable items left out")
+    audited = audited_rows(keep, groups, source.labels, seed)
+    if len(audited) < keep.sum():
+        notes.append(
+            f"audited a random sample of {len(audited):,} of the {int(keep.sum()):,} items, "
+            "each group and class keeping its share (the intervals are the sample's)"
+        )
+    sampled = len(audited) < keep.sum()
+    groups, embeddings = groups[audited], embeddings[positions[audited]]  # no more are read
 
     y_true = y_pred = proba = None
     if model is not None:
@@ -202,15 +248,19 @@ def audit_run(
         unknown = sorted(set(names) - set(adapted.classes))
         if unknown:
             raise ValueError(f"{data}: classes {unknown} are not among the model's classes")
-        y_true = np.array([adapted.classes.index(names[c]) for c in source.labels])[keep]
-        # The model embeds with its own run's encoder (fine-tuned or not): ask it directly.
-        proba = np.asarray(adapted.predict_proba(source))[keep]
+        y_true = np.array([adapted.classes.index(names[c]) for c in source.labels[audited]])
+        # The model embeds with its own run's encoder (fine-tuned or not): ask it directly,
+        # for the audited items only.
+        if sampled:
+            proba = np.asarray(adapted.predict_proba(SubsetSource(source, audited, source.name)))
+        else:
+            proba = np.asarray(adapted.predict_proba(source))[audited]
         notes.insert(0, f"predictions of the adapted model {model}")
     elif source.labels is not None:
         require_classes(source.labels, str(data), "an audit without --model")
-        with activity(f"cross-validating a classifier on {int(keep.sum()):,} embeddings"):
-            proba = cross_validated_proba(embeddings[keep], source.labels[keep], seed=seed)
-        y_true = source.labels[keep]
+        with activity(f"cross-validating a classifier on {len(audited):,} embeddings"):
+            proba = cross_validated_proba(embeddings, source.labels[audited], seed=seed)
+        y_true = source.labels[audited]
         notes.insert(
             0,
             "no --model: predictions of a logistic regression on the embeddings, "
@@ -220,9 +270,9 @@ def audit_run(
         notes.insert(0, f"{data} has no labels: only the label-free checks of the embedding")
     if proba is not None:
         y_pred = np.asarray(proba).argmax(axis=1)
-    with activity(f"checking {len(np.unique(groups[keep])):,} groups"):
+    with activity(f"checking {len(np.unique(groups)):,} groups"):
         result = audit_arrays(
-            y_true, y_pred, proba, groups[keep], embeddings[keep], k=k, n_boot=n_boot, seed=seed
+            y_true, y_pred, proba, groups, embeddings, k=k, n_boot=n_boot, seed=seed
         )
     result.notes = notes + result.notes
     if save:
