@@ -105,31 +105,41 @@ def load_average() -> str:
     return ", ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def process_pss(pid: int) -> int:
+def process_memory(pid: int) -> tuple[int, int]:
     """Proportional set size in bytes of ``pid`` and all its descendants (shared pages split,
-    so forked workers are not counted twice)."""
-    total, stack = 0, [pid]
+    so forked workers are not counted twice), and its anonymous part: the memory the system
+    cannot take back, without the pages of mapped files (kept embeddings a tool reads in
+    place), which it reclaims under pressure."""
+    total, anonymous, stack = 0, 0, [pid]
     while stack:
         p = stack.pop()
         try:
             for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
                 if line.startswith("Pss:"):
                     total += int(line.split()[1]) * 1024
+                elif line.startswith("Pss_Anon:"):
+                    anonymous += int(line.split()[1]) * 1024
             for task in Path(f"/proc/{p}/task").iterdir():
                 children = (task / "children").read_text().split()
                 stack.extend(int(c) for c in children)
         except (OSError, ValueError):
             continue
-    return total
+    return total, anonymous
+
+
+def process_pss(pid: int) -> int:
+    """Proportional set size in bytes of ``pid`` and all its descendants (see
+    :func:`process_memory`)."""
+    return process_memory(pid)[0]
 
 
 def watch(command: list[str], log: Path, limit: float | None = None) -> dict:
-    """Run ``command`` with output to a pipe; its wall time, peak PSS and the longest gap
-    between two output lines (from the start). After ``limit`` seconds it is stopped
-    (``stopped`` is then true)."""
+    """Run ``command`` with output to a pipe; its wall time, peak PSS (and of it, anonymous
+    memory) and the longest gap between two output lines (from the start). After ``limit``
+    seconds it is stopped (``stopped`` is then true)."""
     started = time.perf_counter()
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    peak, stamps, lines = 0, [], []
+    peak, peak_anonymous, stamps, lines = 0, 0, [], []
 
     def read() -> None:
         for line in proc.stdout:
@@ -140,7 +150,8 @@ def watch(command: list[str], log: Path, limit: float | None = None) -> dict:
     reader.start()
     stopped = False
     while proc.poll() is None:
-        peak = max(peak, process_pss(proc.pid))
+        total, anonymous = process_memory(proc.pid)
+        peak, peak_anonymous = max(peak, total), max(peak_anonymous, anonymous)
         time.sleep(0.5)
         if limit is not None and time.perf_counter() - started > limit:
             proc.terminate()
@@ -155,6 +166,7 @@ def watch(command: list[str], log: Path, limit: float | None = None) -> dict:
     return {
         "wall_s": round(wall, 1),
         "peak_pss_gb": round(peak / 2**30, 2),
+        "peak_anonymous_gb": round(peak_anonymous / 2**30, 2),
         "lines": len(lines),
         "longest_gap_s": round(float(gaps.max()), 1),
         "first_line_s": round(float(gaps[0]), 1),

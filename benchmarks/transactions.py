@@ -13,7 +13,9 @@ with its peak memory (PSS, workers included), as a user runs them.
 
 The merchant category codes are integers; ``selfsup`` warns that they look like codes and
 names ``--categorical-columns mcc``, so a third row follows the warning's advice (VIME, mcc
-read as categories).
+read as categories). Then ``select`` (TypiClust and k-center greedy, 100 items),
+``anomalies`` (scored against the fraud label) and ``audit`` (by country) run on the first
+method's run over all the rows, each timed with its peak memory.
 
 Usage: python benchmarks/transactions.py [--rows 3000000] [--minutes 3]
     [--methods vime,scarf,vime+mcc]
@@ -96,6 +98,53 @@ def write_transactions(path: Path, rows: int, seed: int = 7) -> float:
     return float(fraud.mean())
 
 
+#: The tools on the first method's run, what a fraud team asks of its embeddings next, and
+#: the starts of the output lines that tell what each found.
+TOOLS = {
+    "select (typiclust)": (["select", "--budget", "100", "--out", "{out}/typiclust.csv"],
+                           "wrote"),
+    "select (kcenter)": (["select", "--budget", "100", "--strategy", "kcenter", "--out",
+                          "{out}/kcenter.csv"], "wrote"),
+    "anomalies": (["anomalies", "--anomaly-label", "1", "--out", "{out}/anomalies"], "AUROC"),
+    "audit by country": (["audit", "--group", "country"], "audited", "large gap"),
+}  # fmt: skip
+
+
+def tool_rows(run: Path, data: Path, folder: Path) -> list[str]:
+    """``select``, ``anomalies`` and ``audit`` on ``run`` over all of ``data``, each timed
+    with its peak memory as a user runs it; the lines of their table."""
+    out = folder / f"{run.name}-tools"
+    out.mkdir(exist_ok=True)
+    rows = []
+    for name, (options, *telling) in TOOLS.items():
+        command = [*SELFSUP, options[0], str(run), str(data),
+                   *(o.format(out=out) for o in options[1:])]  # fmt: skip
+        log = out / f"{name.split()[0]}-{len(rows)}.log"
+        measured = watch(command, log)
+        said = " / ".join(
+            line.split(" to /")[0]  # not the output's path
+            for line in log.read_text().splitlines()
+            if line.startswith(tuple(telling))
+        )
+        print(name, measured, said, flush=True)
+        rows.append(
+            f"| {name} | {measured['wall_s']:.0f} s | {measured['peak_pss_gb']:.1f} GB "
+            f"({measured['peak_anonymous_gb']:.1f} GB) | {said} |"
+        )
+    return [
+        f"The tools on the {run.name.split('-')[0]} run, over all {data.name}'s rows "
+        "(`selfsup TOOL RUN tx.csv ...`; the file's embeddings, kept in the run by the first "
+        "command that makes them, are read in place, as a memory map): seconds and peak "
+        "memory (PSS; in brackets, its anonymous part, without the pages of the mapped "
+        "embeddings file, which the system reclaims under pressure), and what each said.",
+        "",
+        "| tool | seconds | peak memory (anonymous) | said |",
+        "| --- | --- | --- | --- |",
+        *rows,
+        "",
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=3_000_000)
@@ -110,7 +159,7 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     data = folder / f"tx-{args.rows}.csv"
     fraud = write_transactions(data, args.rows)
-    lines, machine = [], ""
+    lines, machine, first_run = [], "", None
     for row in args.methods.split(","):
         method, _, codes = row.partition("+")
         run = folder / f"{method}{'-mcc' if codes else ''}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -127,6 +176,7 @@ def main() -> None:
         )
         summary = json.loads((run / "train.json").read_text())
         machine = summary["machine"]
+        first_run = run if first_run is None else first_run
         evaluation = json.loads(next(run.glob("evaluation-*.json")).read_text())
         auroc = next(r for r in evaluation["rows"] if r["protocol"] == "auroc")
         print(row, auroc["selfsup"], auroc["raw"], flush=True)
@@ -136,6 +186,7 @@ def main() -> None:
             f"{auroc['raw']:.4f} | {train['wall_s']:.0f} s, {train['peak_pss_gb']:.1f} GB | "
             f"{scored['wall_s']:.0f} s, {scored['peak_pss_gb']:.1f} GB |"
         )
+    tools = tool_rows(first_run, data, folder) if first_run is not None else []
     text = "\n".join(
         [
             "## A fraud team's transactions at their real size (benchmarks/transactions.py)",
@@ -155,6 +206,7 @@ def main() -> None:
             "| --- | --- | --- | --- | --- | --- |",
             *lines,
             "",
+            *tools,
             f"{machine}; load before {load_before}; {(time.time() - started) / 60:.0f} minutes "
             "in all, the data written included.",
         ]

@@ -111,6 +111,7 @@ def plot_audit(result: AuditResult, path: str | os.PathLike) -> Path:
         if many:
             ax.barh(names, heights, xerr=errors, color=colours[0], capsize=1.5)
             ax.invert_yaxis()  # the first group on top, as in the table
+            ax.xaxis.set_major_locator(plt.MaxNLocator(3))  # small rates' labels overlapped
             ax.tick_params(axis="y", labelsize=6)
         else:
             ax.bar(names, heights, yerr=errors, color=colours[: len(names)], capsize=3)
