@@ -119,6 +119,10 @@ def test_score_for_run_holds_out_one_class(clusters_run, clusters_data, tmp_path
     assert len(told) == 1 and "normal.npz holds; --anomaly-label CLASS" in told[0], report.notes
     alone = score_for_run(clusters_run, str(clusters_data[1]), anomaly_labels=["3"], fpr=0.25)
     assert alone.table["flagged"].sum() == 16  # the top quarter of 64 items
+    # Without normal data no threshold was set on normal items: no warning that it fails.
+    assert not [n for n in alone.notes if n.startswith("warning")], alone.notes
+    assert any("the top 0.25 of all items are flagged, anomalies among them" in n
+               for n in alone.notes)  # fmt: skip
     with pytest.raises(ValueError, match="needs normal data"):
         score_for_run(clusters_run, str(clusters_data[1]), scorer="mahalanobis")
 

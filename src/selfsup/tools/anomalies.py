@@ -471,10 +471,21 @@ def score_for_run(
             measured = (float(judged_flags[normal_rows].mean()), int(normal_rows.sum()))
         if 0 < is_anomaly[scored].sum() < scored.sum():
             quality = detection_quality(judged_scores, is_anomaly, judged_flags)
-    if measured is not None:
+    if measured is not None and normal_source is None:
+        # The top fpr of all items are flagged, the anomalies among them: the normal items'
+        # share is below fpr by construction when the scores find anomalies, which says
+        # nothing of a threshold (3,000,000 transactions were warned that "the threshold does
+        # not hold", 0.049 for 0.05).
+        rate, normal_count = measured
+        notes.append(
+            f"flagged {rate:.3f} of the {normal_count:,} normal items: the top {fpr} of all "
+            "items are flagged, anomalies among them (--normal sets the threshold on normal "
+            "data instead)"
+        )
+    elif measured is not None:
         rate, normal_count = measured
         told = ""
-        if not anomaly_labels and normal_source is not None:  # normal: the classes it holds
+        if not anomaly_labels:  # normal: the classes the normal data holds
             told = (
                 f" (normal: of a class {normal_source.name} holds; --anomaly-label CLASS says "
                 "which classes are anomalies)"
@@ -486,7 +497,7 @@ def score_for_run(
         spread = 3 * np.sqrt(fpr * (1 - fpr) / max(1, normal_count))
         if abs(rate - fpr) > spread:
             notes.append(
-                f"warning: that is more than {spread:.3f} from the {fpr} asked: the threshold "
+                f"warning: that is more than {spread:.2g} from the {fpr} asked: the threshold "
                 "does not hold on this data; set it on normal data like it (--normal) that the "
                 "encoder did not train on"
             )
