@@ -53,17 +53,20 @@ def test_a_constructed_disparity_is_found_and_ranked_first() -> None:
 
     result = audit_arrays(y, pred, proba, groups, embeddings, n_boot=100)
 
-    top = result.gaps[0]
+    # The missed positives are ranked below B's negatives too: its AUROC drops as its FNR
+    # rises, and the two gaps lead.
+    assert {gap.check for gap in result.gaps[:2]} == {"fnr", "auroc"}
+    top = next(gap for gap in result.gaps if gap.check == "fnr")
     assert (top.check, top.worst, top.best, top.large) == ("fnr", "B", "A", True)
     assert top.value == pytest.approx(
         result.by_group["fnr"]["B"] - result.by_group["fnr"]["A"], abs=1e-12
     )
     assert 0.3 < top.value < 0.45
-    assert result.summary()[0].startswith("The false negative rate is 0.")
-    assert "group B" in result.summary()[0]
-    # Missing positives also costs accuracy and calibration for B: reported after the FNR.
+    told = [line for line in result.summary()[:2] if line.startswith("The false negative rate")]
+    assert len(told) == 1 and "group B" in told[0]
+    # Missing positives also costs accuracy and calibration for B: reported after them.
     large = [gap.check for gap in result.large_gaps]
-    assert large[:3] == ["fnr", "ece", "accuracy"] or large[:3] == ["fnr", "accuracy", "ece"]
+    assert set(large[:4]) == {"fnr", "auroc", "ece", "accuracy"}
     assert "fpr" not in large  # no negative of B was touched
     # The embedding is the same for both groups: none of its checks is large.
     assert not {"purity", "separability", "rankme"} & set(large)
@@ -76,7 +79,7 @@ def test_a_balanced_population_has_no_large_gap() -> None:
     assert result.large_gaps == []
     assert result.summary()[0].startswith("No large gap between the groups.")
     assert {gap.check for gap in result.gaps} == {
-        "accuracy", "ece", "fpr", "fnr", "purity", "separability", "rankme",
+        "accuracy", "ece", "fpr", "fnr", "auroc", "purity", "separability", "rankme",
     }  # fmt: skip
     assert all(gap.value < gap.threshold for gap in result.gaps)
 
@@ -316,3 +319,39 @@ def test_the_picture_of_sixty_groups_lies_its_bars_down_in_taller_panels(tmp_pat
 
     few, many = picture(3), picture(60)
     assert many[1] > 3 * few[1]  # a row per group, named
+
+
+def test_group_auroc_equals_sklearns_with_weights_and_ties() -> None:
+    from sklearn.metrics import roc_auc_score
+
+    from selfsup.tools.audit.metrics import GroupAUROC
+
+    rng = np.random.default_rng(0)
+    codes = rng.integers(0, 4, 3000)
+    positive = rng.random(3000) < np.where(codes == 3, 0.0, 0.05)  # group 3: no positive
+    score = np.round(rng.random(3000) + 0.3 * positive * (codes + 1), 1)  # many ties
+    weights = np.bincount(rng.integers(0, 3000, 3000), minlength=3000)  # a bootstrap resample
+    got = GroupAUROC(codes, 4, positive, score)(weights)
+    for g in range(3):
+        rows = codes == g
+        expected = roc_auc_score(positive[rows], score[rows], sample_weight=weights[rows])
+        assert got[g] == pytest.approx(expected, abs=1e-12)
+    assert np.isnan(got[3])
+
+
+def test_a_rare_class_is_audited_by_its_auroc_per_group() -> None:
+    """1% positives: nothing is predicted positive, so every group's false negative rate is
+    1.0 and tells the groups apart no more; group B's scores rank its positives worse."""
+    rng = np.random.default_rng(0)
+    n = 20_000
+    groups = np.repeat(["A", "B"], n // 2)
+    y = (rng.random(n) < 0.01).astype(int)
+    signal = np.where(groups == "A", 2.0, 0.5)
+    score = 1 / (1 + np.exp(-(rng.normal(size=n) + signal * y - 5)))
+    proba = np.c_[1 - score, score]
+    result = audit_arrays(y, proba.argmax(1), proba, groups, n_boot=50)
+    assert result.by_group["fnr"] == {"A": 1.0, "B": 1.0}
+    assert result.by_group["auroc"]["A"] > 0.85 > 0.7 > result.by_group["auroc"]["B"]
+    assert result.intervals["auroc"]["A"][0] > result.intervals["auroc"]["B"][1]
+    gap = next(g for g in result.gaps if g.check == "auroc")
+    assert gap.large and gap.worst == "B" and "AUROC" in gap.sentence
