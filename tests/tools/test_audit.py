@@ -121,6 +121,19 @@ def test_groups_file_must_cover_every_item(tmp_path) -> None:
         read_groups_file(path, ["a.png"])
 
 
+def _pretrained_on(frame: pd.DataFrame, tmp_path, epochs: int):
+    """``frame`` written to ``records.csv`` and a run pretrained on it from the command line
+    (label ``y``, the ``site`` column dropped): the file, the run folder and the runner."""
+    data = tmp_path / "records.csv"
+    frame.to_csv(data, index=False)
+    out = tmp_path / "run"
+    runner = CliRunner()
+    pretrain = ["pretrain", str(data), "--label-column", "y", "--drop-columns", "site",
+                "--epochs", str(epochs), "--batch-size", "32", "--out", str(out)]  # fmt: skip
+    assert runner.invoke(app, pretrain).exit_code == 0
+    return data, out, runner
+
+
 def test_audit_command_on_a_table_with_a_group_column(tmp_path) -> None:
     rng = np.random.default_rng(0)
     frame = make_table(n=400, missing=0.0)
@@ -130,13 +143,7 @@ def test_audit_command_on_a_table_with_a_group_column(tmp_path) -> None:
     frame.loc[south, "a"] += rng.normal(0, 250, south.sum())
     frame.loc[south, "b"] += rng.normal(0, 2.5, south.sum())
     frame.loc[south, "color"] = rng.choice(["red", "green", "blue"], south.sum())
-    data = tmp_path / "records.csv"
-    frame.to_csv(data, index=False)
-    out = tmp_path / "run"
-    runner = CliRunner()
-    pretrain = ["pretrain", str(data), "--label-column", "y", "--drop-columns", "site",
-                "--epochs", "2", "--batch-size", "32", "--out", str(out)]  # fmt: skip
-    assert runner.invoke(app, pretrain).exit_code == 0
+    data, out, runner = _pretrained_on(frame, tmp_path, epochs=2)
 
     result = runner.invoke(app, ["audit", str(out), str(data), "--group", "site"])
     assert result.exit_code == 0, result.output
@@ -177,13 +184,7 @@ def test_an_audit_above_its_most_items_reads_a_sample_stratified_by_group_and_cl
 
     frame = make_table(n=400, missing=0.0)
     frame["site"] = np.where(np.arange(len(frame)) % 4 == 0, "north", "south")
-    data = tmp_path / "records.csv"
-    frame.to_csv(data, index=False)
-    out = tmp_path / "run"
-    runner = CliRunner()
-    pretrain = ["pretrain", str(data), "--label-column", "y", "--drop-columns", "site",
-                "--epochs", "1", "--batch-size", "32", "--out", str(out)]  # fmt: skip
-    assert runner.invoke(app, pretrain).exit_code == 0
+    data, out, runner = _pretrained_on(frame, tmp_path, epochs=1)
     monkeypatch.setattr(audit_module, "AUDIT_MOST", 100)
     result = runner.invoke(app, ["audit", str(out), str(data), "--group", "site"])
     assert result.exit_code == 0, result.output
