@@ -78,6 +78,30 @@ def test_above_the_most_items_each_is_scored_among_a_random_sample_of_the_others
     np.testing.assert_allclose(whole, exact)
 
 
+def test_a_detector_of_more_normal_items_is_fitted_on_a_sample_and_keeps_its_rate(
+    tmp_path, monkeypatch
+) -> None:
+    """Ten million normal transactions: the reference is a random sample (here 1,000 of
+    8,000), the threshold is set on held-out items scored against the same sample (here 500
+    of 2,000), read from a read-only memory map, and new normal items keep the rate asked."""
+    import selfsup.tools.anomalies as anomalies
+
+    normal, outliers = _normal_and_outliers(normal_items=14000)
+    np.save(tmp_path / "normal.npy", normal[:10000].astype(np.float32))
+    mapped = np.load(tmp_path / "normal.npy", mmap_mode="r")
+    monkeypatch.setattr(anomalies, "CALIBRATE_MOST", 500)
+    for scorer in ("knn", "mahalanobis"):
+        detector = fit_detector(mapped, scorer, fpr=0.1, reference_most=1000)
+        assert detector.reference.shape == (1000, 6), scorer
+        assert detector.calibration_items == 500  # the threshold's own sampling error
+        assert set(map(tuple, detector.reference)) <= set(map(tuple, mapped[:]))
+        new_normal = detector.flag(normal[10000:]).mean()
+        assert abs(new_normal - 0.1) < 3 * np.sqrt(0.1 * 0.9 / 500) + 0.02, (scorer, new_normal)
+        assert detector.flag(outliers).mean() > 0.9, scorer
+    whole = fit_detector(normal[:1000], "knn", fpr=0.1)  # below the most: all of them
+    assert len(whole.reference) == 800
+
+
 def test_mahalanobis_uses_the_covariance() -> None:
     rng = np.random.default_rng(0)
     normal = rng.normal(size=(4000, 2)) * np.array([10.0, 1.0])  # wide along x, narrow along y
