@@ -105,6 +105,7 @@ def test_searches_above_the_exact_limit_go_through_the_index(monkeypatch) -> Non
 
     monkeypatch.setattr(neighbours, "_index_search", spy)
     monkeypatch.setattr(neighbours, "EXACT_KEYS", 1000)
+    monkeypatch.setattr(neighbours, "EXACT_PAIRS", 0)  # however few the queries
     keys = clustered(2000)
     cosine_topk(keys[:10], keys[:1000], 3)
     assert calls == []
@@ -160,3 +161,24 @@ def test_cosine_of_rows_of_any_norm_without_normalized_copies(exact) -> None:
     own, index = cosine_topk(keys, keys, 3, exclude_self=True, exact=exact)
     assert not (index == torch.arange(3000)[:, None]).any()
     assert torch.equal(own[5], torch.zeros(3))  # a zero row is similar to nothing
+
+
+def test_a_few_queries_among_many_keys_are_searched_exactly(monkeypatch) -> None:
+    """One item explained among ten million: comparing it with every key costs less than
+    building the index; more queries than EXACT_PAIRS allows go through the index."""
+    calls = []
+    real = neighbours._index_search
+    monkeypatch.setattr(neighbours, "_index_search",
+                        lambda *a, **k: calls.append(len(a[0])) or real(*a, **k))  # fmt: skip
+    monkeypatch.setattr(neighbours, "EXACT_KEYS", 1000)
+    monkeypatch.setattr(neighbours, "EXACT_PAIRS", 20 * 2000)
+    keys = clustered(2000)
+    nan_keys = keys.clone()
+    nan_keys[5] = float("nan")
+    allowed = ~torch.isnan(nan_keys).any(dim=1)
+    _, found = cosine_topk(keys[:20], nan_keys, 3, allowed=allowed)
+    assert calls == [] and 5 not in found  # exact, the unreadable key never found
+    exact = cosine_topk(keys[:20], keys, 3, exact=True)[1]
+    assert torch.equal(cosine_topk(keys[:20], keys, 3)[1], exact)
+    cosine_topk(keys[:21], keys, 3)
+    assert calls == [21]

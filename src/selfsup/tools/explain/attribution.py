@@ -12,6 +12,7 @@ from torch import nn
 
 from selfsup.core.neighbours import cosine_topk
 from selfsup.core.progress import activity
+from selfsup.embedding import embeddings_tensor, readable_rows
 
 METHODS = ("ig", "occlusion")
 #: Steps of the integrated-gradients path (the error of its Riemann sum shrinks as 1/steps).
@@ -158,10 +159,11 @@ def nearest_neighbours(
         >>> idx.tolist(), sim.round(2).tolist()
         ([1, 2], [1.0, 1.0])
     """
-    allowed = torch.as_tensor(~np.isnan(embeddings).any(axis=1))
+    # No copy of the embeddings (ten million are 10 GB): unreadable rows are masked.
+    allowed = torch.from_numpy(readable_rows(embeddings))
     if exclude is not None:
         allowed[exclude] = False
-    z = torch.as_tensor(np.nan_to_num(embeddings, nan=0.0))
-    q = torch.as_tensor(query).reshape(1, -1)
+    z = embeddings_tensor(embeddings)
+    q = torch.as_tensor(query, dtype=torch.float32).reshape(1, -1)
     similarity, index = cosine_topk(q, z, min(k, int(allowed.sum())), allowed=allowed)
     return index[0].numpy(), similarity[0].numpy()
