@@ -74,12 +74,23 @@ def standardize(reference: torch.Tensor, *others: torch.Tensor) -> list[torch.Te
         tensor([[-0.7071,  0.0000],
                 [ 0.7071,  0.0000]])
     """
+    mean, std = standardization(reference)
+    return [(x - mean) / std for x in (reference, *others)]
+
+
+def standardization(reference: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-feature mean and scale :func:`standardize` applies (to apply them a block of
+    rows at a time, without a standardized copy of millions of rows).
+
+    Example:
+        >>> standardization(torch.tensor([[0.0, 5.0], [2.0, 5.0]]))
+        (tensor([1., 5.]), tensor([1.4142, 1.0000]))
+    """
     mean = reference.mean(dim=0)
     std = reference.std(dim=0)
     # A constant feature keeps scale 1: its mean is only exact to rounding, so dividing the
     # leftover by a tiny std would blow it up.
-    std = torch.where(std > 0, std, torch.ones_like(std))
-    return [(x - mean) / std for x in (reference, *others)]
+    return mean, torch.where(std > 0, std, torch.ones_like(std))
 
 
 def fit_logistic_regression(

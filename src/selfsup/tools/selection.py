@@ -49,7 +49,7 @@ from selfsup.data.splits import split_group_ids
 from selfsup.data.table_files import read_table
 from selfsup.embedding import embeddings_tensor, readable_rows
 from selfsup.evaluation.fewshot import FEW_SHOT_WEIGHT_DECAY
-from selfsup.evaluation.linear import fit_logistic_regression
+from selfsup.evaluation.linear import fit_logistic_regression, standardization
 from selfsup.run import Run, as_run
 
 STRATEGIES = ("kcenter", "typiclust", "uncertainty", "random")
@@ -333,8 +333,7 @@ def uncertainty(
     if len(np.unique(labels)) < 2:
         raise ValueError("uncertainty sampling needs labelled items of at least two classes")
     fit = torch.as_tensor(np.asarray(labelled), dtype=torch.float32)
-    mean, std = fit.mean(dim=0), fit.std(dim=0)
-    std = torch.where(std > 0, std, torch.ones_like(std))  # as standardize() scales
+    mean, std = standardization(fit)
     head = fit_logistic_regression(
         (fit - mean) / std, torch.from_numpy(labels), int(labels.max()) + 1,
         FEW_SHOT_WEIGHT_DECAY,

@@ -229,12 +229,12 @@ def audit_run(
     if not keep.all():
         notes.append(f"{int((~keep).sum())} unreadable items left out")
     audited = audited_rows(keep, groups, source.labels, seed)
-    if len(audited) < keep.sum():
+    sampled = len(audited) < keep.sum()
+    if sampled:
         notes.append(
             f"audited a random sample of {len(audited):,} of the {int(keep.sum()):,} items, "
             "each group and class keeping its share (the intervals are the sample's)"
         )
-    sampled = len(audited) < keep.sum()
     groups, embeddings = groups[audited], embeddings[positions[audited]]  # no more are read
 
     y_true = y_pred = proba = None
