@@ -114,7 +114,7 @@ def iter_embeddings(
     encoder.eval()
     n = len(source)
     if precision == "auto":
-        precision = modality.embed_precision
+        precision = modality.embed_precision_of(encoder)
     batch_size = embed_batch(encoder, source, batch_size, precision)
     steps = (n + batch_size - 1) // batch_size
     # Items of one size are yielded batch by batch; others after each window they sort.
@@ -178,7 +178,7 @@ def embed_batch(
     if batch_size <= 2 or len(source) <= 2 or source.length_keys(np.arange(1)) is not None:
         return batch_size
     if precision == "auto":
-        precision = modality.embed_precision
+        precision = modality.embed_precision_of(encoder)
     # Planned once for a source and an encoder (the monitor embeds the same items each epoch)
     plans = source.__dict__.setdefault("_embed_batches", {})
     key = (id(encoder), precision, batch_size)

@@ -22,7 +22,7 @@ import re
 import shutil
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -174,8 +174,9 @@ class Run:
         return other
 
     def open(self, data: str | os.PathLike | Source | Any, **options: Any) -> Source:
-        """Open ``data`` (a path, dataset name, Source or DataFrame) as the run's training
-        data was read; ``options`` (``text_column``, ``label_column``...) override the run's.
+        """Open ``data`` (a path, dataset name, Source or DataFrame; for a text run, a list of
+        texts too) as the run's training data was read; ``options`` (``text_column``,
+        ``label_column``...) override the run's.
 
         Example:
             >>> import tempfile
@@ -225,13 +226,17 @@ class Run:
         return os.path.realpath(data) == os.path.realpath(self.config.get("data") or "")
 
     def embed(
-        self, data: str | os.PathLike | Source, batch_size: int = 512, precision: str = "auto"
+        self,
+        data: str | os.PathLike | Source | Sequence[str],
+        batch_size: int = 512,
+        precision: str = "auto",
     ) -> np.ndarray:
-        """Embeddings (n, D) of ``data`` (a path, dataset name or Source), in input order.
+        """Embeddings (n, D) of ``data`` (a path, dataset name or Source; for a text run, a
+        list of texts as well), in input order.
 
-        ``precision="auto"`` computes images in bf16 where the processor has bf16 matrix
-        instructions (AVX512-BF16, AMX, a GPU), which moves values by about 1e-3; ``"fp32"``
-        gives the same rows on every machine (an exported model's, to 1e-4).
+        ``precision="auto"`` computes images and texts in bf16 where the processor has bf16
+        matrix instructions (AVX512-BF16, AMX, a GPU), which moves values by about 1e-3;
+        ``"fp32"`` gives the same rows on every machine (an exported model's, to 1e-4).
         """
         return embed_source(self.encoder, self.open(data), batch_size, precision)
 

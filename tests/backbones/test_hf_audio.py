@@ -71,6 +71,8 @@ def test_a_frozen_audio_model_embeds_a_folder_at_its_own_rate(tmp_path, monkeypa
     assert run.config["audio_input"] == "waveform" and run.config["sample_rate"] == 16000
     embedded = run.embed(tones)
     assert embedded.shape == (16, 32) and np.isfinite(embedded).all()
+    # A pretrained transformer embeds in bf16 where the processor runs it fast.
+    assert run.modality.embed_precision_of(run.encoder) == "auto"
     result = run.evaluate(str(tones), protocols=["knn"])
     assert 0 <= result.rows[0].selfsup <= 1
     with pytest.raises(ValueError, match="trained on 16000 Hz audio"):

@@ -95,6 +95,7 @@ class TextTokenizer:
         self.special_ids = None if special_ids is None else tuple(int(i) for i in special_ids)
         self.to_model: np.ndarray | None = None
         self._from_model: np.ndarray | None = None
+        self._whole: Tokenizer | None = None
         if self.special_ids is not None:
             self.to_model = id_permutation(self.vocab_size, self.special_ids)
             self._from_model = np.argsort(self.to_model)
@@ -217,10 +218,12 @@ class TextTokenizer:
         return np.array([len(e.ids) for e in encoded], dtype=np.int64)
 
     def _untruncated(self) -> Tokenizer:
-        """A copy of the tokenizer that keeps every token of a text."""
-        whole = Tokenizer.from_str(self.tokenizer.to_str())
-        whole.no_truncation()
-        return whole
+        """A copy of the tokenizer that keeps every token of a text (made once: a pretrained
+        model's vocabulary takes 20-30 ms to copy)."""
+        if self._whole is None:
+            self._whole = Tokenizer.from_str(self.tokenizer.to_str())
+            self._whole.no_truncation()
+        return self._whole
 
     @property
     def vocab_size(self) -> int:
@@ -296,14 +299,34 @@ class TextTokenizer:
 
     @classmethod
     def load(cls, folder: str | os.PathLike) -> TextTokenizer:
-        """Read ``tokenizer.json`` from a run folder (or the file itself)."""
+        """Read ``tokenizer.json`` from a run folder (or the file itself). A file read before
+        and unchanged since (same size and modification time, its special ids' file too)
+        gives the tokenizer read then, which is never modified: parsing a pretrained model's
+        vocabulary takes 20-30 ms, which every ``Run.embed`` of a few texts paid.
+
+        Example:
+            >>> import tempfile
+            >>> folder = tempfile.mkdtemp()
+            >>> TextTokenizer.train(["a b"] * 5, vocab_size=270).save(folder)
+            >>> TextTokenizer.load(folder) is TextTokenizer.load(folder)
+            True
+        """
         path = Path(folder)
         path = path / TOKENIZER_FILE if path.is_dir() else path
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no tokenizer here (is this a text run's folder?)")
+        special = path.with_name(SPECIAL_IDS_FILE)
+        key = (str(path.resolve()), *_file_state(path), *_file_state(special))
+        if key not in _LOADED:
+            if len(_LOADED) >= LOADED_TOKENIZERS:
+                _LOADED.pop(next(iter(_LOADED)))  # the oldest
+            _LOADED[key] = cls._read(path, special)
+        return _LOADED[key]
+
+    @classmethod
+    def _read(cls, path: Path, special: Path) -> TextTokenizer:
         tokenizer = Tokenizer.from_file(str(path))
         truncation = tokenizer.truncation or {}
-        special = path.with_name(SPECIAL_IDS_FILE)
         special_ids = None
         if special.is_file():
             saved = read_json_object(special)
@@ -317,6 +340,20 @@ class TextTokenizer:
     def load_if_saved(cls, folder: str | os.PathLike) -> TextTokenizer | None:
         """The tokenizer saved in a run folder, or None when the run is not a text run."""
         return cls.load(folder) if (Path(folder) / TOKENIZER_FILE).exists() else None
+
+
+#: Tokenizers read from files and kept (:meth:`TextTokenizer.load`), by path and file state.
+LOADED_TOKENIZERS = 8
+_LOADED: dict[tuple, TextTokenizer] = {}
+
+
+def _file_state(path: Path) -> tuple[int, int]:
+    """(size, modification time in ns) of ``path``; (-1, -1) where it does not exist."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return (-1, -1)
+    return (stat.st_size, stat.st_mtime_ns)
 
 
 #: Characters of long texts tokenized whole at once when they are cut into windows.

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 from tests.modalities.text.conftest import make_texts
 from typer.testing import CliRunner
 
@@ -98,3 +99,33 @@ def test_rows_without_text_are_skipped_in_training_and_nan_in_embeddings(tmp_pat
     opened = run.open(path, label_column="y")
     train, _ = tfidf_features(opened, opened)
     assert np.isnan(train[[3, 50]]).all() and not np.isnan(np.delete(train, [3, 50], 0)).any()
+
+
+def test_texts_embed_in_bf16_where_the_processor_runs_it_fast(tmp_path, monkeypatch):
+    import selfsup.embedding as embedding
+
+    texts, _ = make_texts(40)
+    texts = TextSource(texts, vocab_size=280, max_length=12)
+    run = selfsup.pretrain(texts, steps=1,
+                           batch_size=16, backbone_options=TINY, precision="fp32",
+                           monitor_items=0, show_progress=False, out=tmp_path / "run")  # fmt: skip
+    fp32, bf16 = run.embed(texts, precision="fp32"), run.embed(texts, precision="bf16")
+    assert not np.allclose(fp32, bf16, atol=1e-6)  # bf16 rounds the transformer's products
+    cosine = (fp32 * bf16).sum(1) / np.linalg.norm(fp32, axis=1) / np.linalg.norm(bf16, axis=1)
+    assert cosine.min() > 0.99
+    monkeypatch.setattr(embedding, "cpu_has_fast_bf16", lambda: True)
+    np.testing.assert_array_equal(run.embed(texts), bf16)
+    monkeypatch.setattr(embedding, "cpu_has_fast_bf16", lambda: False)
+    np.testing.assert_array_equal(run.embed(texts), fp32)
+
+
+def test_a_text_run_embeds_texts_in_a_list(tmp_path):
+    texts, _ = make_texts(30)
+    run = selfsup.pretrain(TextSource(texts, vocab_size=280, max_length=12), steps=1,
+                           batch_size=16, backbone_options=TINY, precision="fp32",
+                           monitor_items=0, show_progress=False, out=tmp_path / "run")  # fmt: skip
+    listed = selfsup.load(run.path).embed(texts[:3], precision="fp32")
+    np.testing.assert_array_equal(listed, run.embed(TextSource(texts[:3]), precision="fp32"))
+    assert run.embed(("one query",)).shape == (1, 16)
+    with pytest.raises(TypeError, match=r"item 1 \(7\) is not"):
+        run.embed(["a text", 7])

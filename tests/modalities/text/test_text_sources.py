@@ -44,6 +44,19 @@ def test_tokenizer_pads_truncates_and_names_tokens(tmp_path):
     assert again.max_length == 5 and np.array_equal(again.encode(["a good film"]), ids[:1, :3])
 
 
+def test_a_tokenizer_file_is_read_once_until_it_changes(tmp_path, monkeypatch):
+    reads = []
+    real = TextTokenizer._read.__func__
+    monkeypatch.setattr(TextTokenizer, "_read", classmethod(
+        lambda cls, *a: reads.append(a) or real(cls, *a)))  # fmt: skip
+    TextTokenizer.train(CORPUS, vocab_size=300, max_length=5).save(tmp_path)
+    first = TextTokenizer.load(tmp_path)
+    assert TextTokenizer.load(tmp_path / "tokenizer.json") is first and len(reads) == 1
+    TextTokenizer.train(CORPUS[:2] * 5, vocab_size=280, max_length=7).save(tmp_path)
+    second = TextTokenizer.load(tmp_path)  # another file now: read again
+    assert len(reads) == 2 and second.max_length == 7 and first.max_length == 5
+
+
 def test_text_source_reads_padded_token_ids_with_labels():
     src = TextSource(["good good film", "bad"], labels=["pos", "neg"], vocab_size=300)
     batch = src.read_batch([1, 0])
