@@ -146,9 +146,10 @@ class AudioModality(Modality):
 
     def embed_precision_of(self, encoder: Encoder) -> str:
         """bf16 where the hardware runs it fast (``auto``) for pretrained transformers, whose
-        products it speeds up (a wav2vec2-base: 9-10 clips/s -> 20-24 in bf16 on AVX512-BF16,
-        10-second clips); fp32 for selfsup's small ``byola-cnn`` and ``spectrogram-vit``,
-        which it did not speed up (100-126 and 181-237 clips/s either way).
+        products it speeds up (a wav2vec2-base on 11-second spoken clips: 9-10 clips/s -> 20-24
+        in bf16 on AVX512-BF16); fp32 for selfsup's small ``byola-cnn`` and
+        ``spectrogram-vit``, which it did not speed up (100-126 and 181-237 clips/s either
+        way).
 
         Example:
             >>> enc = build_audio_encoder("byola-cnn", 64, 96, -6.0, 4.0, feature_dim=32)
