@@ -161,6 +161,10 @@ def train(model: torch.nn.Module, views: list[torch.Tensor]) -> list[float]:
     return losses
 
 
+#: The file rank 0 writes once both processes have trained every case (after a barrier).
+TRAINED = "trained"
+
+
 def worker(rank: int, names: list[str], init_file: str, out: str) -> None:
     torch.set_num_threads(1)
     mae_module.random_masking = same_mask_for_every_item
@@ -175,6 +179,8 @@ def worker(rank: int, names: list[str], init_file: str, out: str) -> None:
                 state = model.module.state_dict()
                 torch.save({"losses": losses, "state": state}, Path(out) / f"{name}.pt")
         dist.barrier()  # neither process leaves (closing its connections) before the other
+        if rank == 0:  # both trained every case and rank 0 saved them all
+            (Path(out) / TRAINED).touch()
     finally:
         dist.destroy_process_group()
 
@@ -186,7 +192,14 @@ def two_processes(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ddp")
     with tempfile.NamedTemporaryFile(dir=out, delete=True) as rendezvous:
         init_file = rendezvous.name
-    mp.spawn(worker, args=(sorted(CASES), init_file, str(out)), nprocs=2, join=True)
+    try:
+        mp.spawn(worker, args=(sorted(CASES), init_file, str(out)), nprocs=2, join=True)
+    except mp.ProcessExitedException as error:
+        # About one pair in 30 aborts in gloo's teardown ("terminate called without an
+        # active exception") after the barrier that follows the training: its results
+        # stand. A process lost before the barrier leaves no mark and fails the tests.
+        if error.signal_name != "SIGABRT" or not (out / TRAINED).exists():
+            raise
     return out
 
 
