@@ -84,9 +84,6 @@ class AudioModality(Modality):
     fallback_backbone = "byola-cnn"
     views_class = AudioViews
     recipe = staticmethod(audio_recipe)
-    #: Backbones that embed in bf16 where the hardware runs it fast (``auto``): pretrained
-    #: transformers (wav2vec2, HuBERT, AST).
-    BF16_BACKBONES: ClassVar[tuple[str, ...]] = ("hf:",)
 
     def claims(self, spec: str) -> bool:
         return folder_media(spec) == "audio" or (
@@ -156,8 +153,7 @@ class AudioModality(Modality):
             >>> AudioModality().embed_precision_of(enc)
             'fp32'
         """
-        backbone = str((encoder.spec or {}).get("backbone", ""))
-        return "auto" if backbone.startswith(self.BF16_BACKBONES) else "fp32"
+        return "auto" if is_hf_backbone((encoder.spec or {}).get("backbone")) else "fp32"
 
     def statistics(self, source: Source) -> tuple[list[float], list[float]]:
         """The log-mel mean and std over up to ``STATISTICS_CLIPS`` clips spread over the
