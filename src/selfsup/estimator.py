@@ -2,8 +2,15 @@
 
 ``SelfSupervisedEncoder`` follows scikit-learn's conventions (parameters stored as given in
 ``__init__``, learned state in attributes ending in ``_``), so it works with ``clone``,
-``get_params``/``set_params``, ``Pipeline`` and grid search. ``fit`` ignores ``y``: the encoder
-learns from the inputs alone, and a downstream estimator in the pipeline uses the labels.
+``get_params``/``set_params``, ``Pipeline``, grid search and ``set_output``. ``fit`` ignores
+``y``: the encoder learns from the inputs alone, and a downstream estimator in the pipeline uses
+the labels.
+
+``fit`` prints what the command line prints (the data read, columns left out, progress with its
+ETA) unless ``show_progress=False``; a warning about the data (a column of ids not read, codes
+read as quantities) then comes as a :class:`~selfsup.data.base.DataWarning`. A fitted estimator
+pickles whole (its run's table encoding travels with it), and :meth:`from_run` rebuilds one from
+a run folder without pickle: from ``out=`` or a run trained by ``selfsup pretrain``.
 
 Example:
     >>> import numpy as np
@@ -12,7 +19,7 @@ Example:
     >>> rng = np.random.default_rng(0)
     >>> X, y = rng.normal(size=(64, 5)), rng.integers(0, 2, 64)
     >>> model = make_pipeline(
-    ...     SelfSupervisedEncoder("tabular", epochs=1, batch_size=32,
+    ...     SelfSupervisedEncoder("tabular", epochs=1, batch_size=32, show_progress=False,
     ...                           backbone_options={"hidden": 16, "depth": 2}),
     ...     LogisticRegression(),
     ... )
@@ -22,23 +29,24 @@ Example:
 
 from __future__ import annotations
 
+import os
 import tempfile
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.utils.validation import check_is_fitted
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from selfsup.data.base import Source
 from selfsup.modalities import open_source
 
 
-class SelfSupervisedEncoder(TransformerMixin, BaseEstimator):
+class SelfSupervisedEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """Pretrain a self-supervised encoder on ``X`` and transform inputs to embeddings.
 
     Args:
-        modality: ``tabular`` (a DataFrame or a 2-d array of rows) or ``series`` (an array
+        modality: ``tabular`` (a DataFrame, a 2-d array or a list of rows) or ``series`` (an array
             ``(n, length)`` or ``(n, channels, length)``, NaN where absent, or a list of
             ``(channels, length_i)`` arrays of different lengths).
         method: the objective (default ``vime`` for tables, ``ts2vec`` for series).
@@ -51,12 +59,16 @@ class SelfSupervisedEncoder(TransformerMixin, BaseEstimator):
         lr: peak learning rate.
         categorical_columns: table columns to treat as categorical.
         seed: random seed.
-        out: the run folder (a fresh temporary folder by default).
-        show_progress: draw a progress bar while fitting.
+        out: the run folder (a fresh temporary folder by default); it must not hold a run.
+        show_progress: print the data read, progress and its ETA while fitting, as
+            ``selfsup pretrain`` does (a bar on a terminal, a line every few seconds in a
+            notebook, a pipe or a log).
 
     Attributes:
         run_: the fitted :class:`selfsup.run.Run` (its folder holds the encoder).
-        n_features_in_: columns (tables) or time steps (series) seen in ``fit``.
+        n_features_in_: columns of the tables (time steps of the series) seen in ``fit``.
+        feature_names_in_: the columns of a DataFrame seen in ``fit``; later DataFrames are
+            read by these names, in any order, other columns ignored.
     """
 
     def __init__(
@@ -73,7 +85,7 @@ class SelfSupervisedEncoder(TransformerMixin, BaseEstimator):
         categorical_columns: list[str] | None = None,
         seed: int = 0,
         out: str | None = None,
-        show_progress: bool = False,
+        show_progress: bool = True,
     ) -> None:
         self.modality = modality
         self.method = method
@@ -92,10 +104,33 @@ class SelfSupervisedEncoder(TransformerMixin, BaseEstimator):
     def _source(self, X: Any, fitted: bool) -> Source:
         if isinstance(X, Source):
             return X
+        if self.modality == "tabular":
+            X = self._rows(X, fitted)
         data = X if isinstance(X, (pd.DataFrame, list)) else np.asarray(X)
         if fitted:  # read as in training (a table's fitted encoding)
             return self.run_.open(data)
         return open_source(data, self.modality, categorical_columns=self.categorical_columns)
+
+    def _rows(self, X: Any, fitted: bool) -> pd.DataFrame | np.ndarray:
+        """A table as scikit-learn reads one: a list of rows is an array; ``fit`` notes its
+        columns; ``transform`` reads a DataFrame's columns by name (in any order, others
+        ignored) and rows without names positionally, as the columns ``fit`` saw."""
+        if isinstance(X, list):
+            X = np.asarray(X, dtype=object)
+        if not fitted:
+            validate_data(self, X, reset=True, skip_check_array=True)
+            return X
+        names = getattr(self, "feature_names_in_", None)
+        if names is None or isinstance(X, pd.DataFrame):
+            return X
+        X = np.asarray(X, dtype=object)
+        if X.ndim != 2 or X.shape[1] != len(names):
+            shown = ", ".join(map(str, names[:4])) + (", ..." if len(names) > 4 else "")
+            raise ValueError(
+                f"rows of shape {X.shape[1:]}, but the encoder was fitted on a DataFrame of "
+                f"{len(names)} columns ({shown}): give a DataFrame with those columns"
+            )
+        return pd.DataFrame(X, columns=names).infer_objects()
 
     def fit(self, X: Any, y: Any = None) -> SelfSupervisedEncoder:
         """Pretrain on ``X`` (``y`` is ignored: the encoder learns without labels)."""
@@ -120,10 +155,40 @@ class SelfSupervisedEncoder(TransformerMixin, BaseEstimator):
             show_progress=self.show_progress,
             **{k: v for k, v in options.items() if v is not None},
         )
-        self.n_features_in_ = int(source.first_item().shape[-1])
+        _ = self.run_.data_options  # read now, so a pickle of the estimator carries it
+        if self.modality != "tabular":
+            self.n_features_in_ = int(source.first_item().shape[-1])
+        self._n_features_out = self.run_.encoder.feature_dim
         return self
 
     def transform(self, X: Any) -> np.ndarray:
-        """Embeddings ``(n, feature_dim)`` of ``X``, in input order."""
+        """Embeddings ``(n, feature_dim)`` of ``X``, in input order (no rows: ``(0,
+        feature_dim)``)."""
         check_is_fitted(self, "run_")
+        if len(X) == 0:
+            return np.zeros((0, self._n_features_out), np.float32)
         return self.run_.embed(self._source(X, fitted=True))
+
+    @classmethod
+    def from_run(cls, path: str | os.PathLike) -> SelfSupervisedEncoder:
+        """A fitted estimator from a run folder (``out=`` of an earlier fit, or a run of
+        ``selfsup pretrain``), read without pickle; ``transform`` reads data as the run did.
+        In cross-validation, wrap it in ``sklearn.frozen.FrozenEstimator``: a refit would
+        write a new run into ``path``, which holds one already, and stops with that.
+
+        Example:
+            >>> import tempfile
+            >>> rows = np.random.default_rng(0).normal(size=(64, 3))
+            >>> fitted = SelfSupervisedEncoder("tabular", epochs=1, show_progress=False,
+            ...                                out=tempfile.mkdtemp() + "/run").fit(rows)
+            >>> again = SelfSupervisedEncoder.from_run(fitted.run_.path)
+            >>> bool(np.allclose(again.transform(rows), fitted.transform(rows), atol=1e-6))
+            True
+        """
+        from selfsup.run import load
+
+        run = load(path)
+        estimator = cls(run.modality.name, method=run.config.get("method"), out=str(path))
+        estimator.run_ = run
+        estimator._n_features_out = run.encoder.feature_dim
+        return estimator

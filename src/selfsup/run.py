@@ -701,7 +701,8 @@ def pretrain(
             ``epochs`` and ``time_budget`` may be raised).
         backbone: a backbone name, or any ``nn.Module`` mapping a batch of images to feature
             vectors (it needs a ``feature_dim`` attribute, or pass ``feature_dim=`` in options).
-        show_progress: draw a progress bar.
+        show_progress: print the data read, progress and notes (``False``: the run's log
+            file has them; a warning about the data still comes as a ``DataWarning``).
         **options: any field of ``PretrainConfig`` (``method``, ``epochs``, ``time_budget``...).
     """
     custom = backbone if isinstance(backbone, nn.Module) else None
@@ -801,6 +802,8 @@ def pretrain(
         say(opened.inputs_note)
     if opened.warning:
         say(f"warning: {opened.warning}")
+        if not show_progress:  # said nowhere else: Python's warnings show it
+            warnings.warn(f"{opened.name}: {opened.warning}", DataWarning, stacklevel=2)
     if cut:
         say(f"note: {cut}")
     if cfg.epochs is None and cfg.steps is None and cfg.time_budget is None:

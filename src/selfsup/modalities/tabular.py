@@ -118,10 +118,19 @@ class TabularModality(Modality):
         return hub_test_split(spec)
 
     def run_source_options(self, run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
-        """The run's fitted encoding; later data may come without its labels."""
+        """The run's fitted encoding; later data may come without its labels.
+
+        Raises:
+            FileNotFoundError: the run folder lost its encoding (a table fitted anew would
+                give the encoder other scales and codes: wrong embeddings, said nowhere).
+        """
         preprocessor = TablePreprocessor.load_if_saved(run_dir)
         if preprocessor is None:
-            return {}
+            raise FileNotFoundError(
+                f"{run_dir}: {PREPROCESSOR_FILE} is missing: the table encoding this encoder "
+                "was trained with (column types, scales, categories) is lost, so no table can "
+                "be read as its training data was; copy the whole run folder"
+            )
         return {
             "preprocessor": preprocessor,
             "drop_columns": config.get("drop_columns"),
@@ -209,15 +218,19 @@ rows = TablePreprocessor.load(EXPORT_FOLDER).transform(pd.read_csv("new.csv"))
 
 
 def _frame(array: np.ndarray) -> pd.DataFrame:
-    """A 2-d array of rows as a DataFrame with columns ``x0``, ``x1``...
+    """A 2-d array of rows as a DataFrame with columns ``x0``, ``x1``...; in an array of
+    objects (mixed rows), a column of numbers is numeric.
 
     Example:
         >>> list(_frame(np.zeros((2, 3))).columns)
         ['x0', 'x1', 'x2']
+        >>> _frame(np.array([[1.5, "pos"], [2.0, "atm"]], dtype=object)).dtypes["x0"]
+        dtype('float64')
     """
     if array.ndim != 2:
         raise ValueError(f"table rows must be a 2-d array (rows, columns), got shape {array.shape}")
-    return pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
+    columns = [f"x{i}" for i in range(array.shape[1])]
+    return pd.DataFrame(array, columns=columns).infer_objects()
 
 
 def build_tabular_encoder(

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from tests.modalities.tabular.conftest import make_table
 from typer.testing import CliRunner
 
@@ -36,6 +37,9 @@ def test_dataframe_pretrain_evaluate_and_reload(tmp_path, monkeypatch):
     metrics = run.evaluate_label_free(frame.drop(columns=["y"]), items=100)
     assert 1 <= metrics.rankme <= 16
     assert all(0 <= r.selfsup <= 1 and 0 <= r.raw <= 1 for r in result.rows)
+    (run.path / "preprocess.json").unlink()  # a run folder copied without its encoding
+    with pytest.raises(FileNotFoundError, match=r"preprocess\.json is missing"):
+        selfsup.load(run.path).embed(frame)  # not a table encoded anew, with other scales
 
 
 def test_csv_from_the_cli_with_vime(tmp_path):
