@@ -130,6 +130,33 @@ def test_a_frozen_model_is_a_run_that_trained_nothing(tmp_path, monkeypatch) -> 
     assert reread.spec["backbone"] == f"hf:{folder}"
 
 
+def test_a_model_id_is_found_in_the_hugging_face_cache_as_the_hub_lays_it_out(
+    tmp_path, monkeypatch
+) -> None:
+    import huggingface_hub.constants as hub
+
+    folder = save_tiny_bert(tmp_path / "bert")
+    repo = tmp_path / "hub" / "models--org--tiny-bert"  # as huggingface_hub writes a download
+    snapshot = repo / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (repo / "blobs").mkdir()
+    for i, file in enumerate(sorted(folder.iterdir())):
+        blob = repo / "blobs" / f"blob{i}"
+        shutil.copy(file, blob)
+        (snapshot / file.name).symlink_to(f"../../blobs/blob{i}")
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0123abcd")
+    monkeypatch.setattr(hub, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(hub, "HF_HUB_OFFLINE", True)  # no network: the cache alone
+    monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))
+    run = selfsup.load("hf:org/tiny-bert")
+    by_folder = selfsup.load(f"hf:{folder}")
+    texts = selfsup.data.text.TextSource(TEXTS)
+    np.testing.assert_allclose(run.embed(texts), by_folder.embed(texts), atol=1e-6)
+    with pytest.raises(FileNotFoundError, match="not in the Hugging Face cache"):
+        load_pretrained("hf:org/not-downloaded")
+
+
 def test_folders_that_cannot_be_read_are_named(tmp_path) -> None:
     with pytest.raises(FileNotFoundError, match="no such folder"):
         load_pretrained(f"hf:{tmp_path / 'missing' / 'deeper' / 'x'}")
