@@ -34,7 +34,7 @@ import torch
 from selfsup.core.files import atomic_path, check_writable, write_json
 from selfsup.core.memory import PeakTracker, available_memory
 from selfsup.core.precision import cpu_has_fast_bf16
-from selfsup.core.progress import TrainingProgress
+from selfsup.core.progress import ShowProgress, TrainingProgress
 from selfsup.data.base import SkippedItem, Source, by_length, unit_items
 from selfsup.data.hub import split_spec
 from selfsup.data.loading import affordable_workers, read_ahead
@@ -90,7 +90,7 @@ def iter_embeddings(
     source: Source,
     batch_size: int = 512,
     precision: str = "auto",
-    show_progress: bool = False,
+    show_progress: ShowProgress = False,
 ) -> Iterator[tuple[list[int], np.ndarray, list[SkippedItem]]]:
     """Yield (indices, float32 embeddings, skipped items) batch by batch, in source order.
 
@@ -323,7 +323,7 @@ def embed_source(
     source: Source,
     batch_size: int = 512,
     precision: str = "auto",
-    show_progress: bool = False,
+    show_progress: ShowProgress = False,
 ) -> np.ndarray:
     """All embeddings as one (n, D) float32 array; rows of unreadable items are NaN."""
     out = np.full((len(source), encoder.feature_dim), np.nan, dtype=np.float32)
@@ -378,7 +378,7 @@ def write_timestamps(
     source: Source,
     out: str | os.PathLike,
     batch_size: int = 512,
-    show_progress: bool = True,
+    show_progress: ShowProgress = True,
 ) -> tuple[int, int, int]:
     """Write :func:`embed_timestamps` of ``source`` to the ``.npy`` file ``out`` batch by
     batch, rows in order after the array's header, so memory stays that of a batch whatever
@@ -468,7 +468,7 @@ def write_embeddings(
     out: str | os.PathLike,
     batch_size: int = 512,
     precision: str = "auto",
-    show_progress: bool = True,
+    show_progress: ShowProgress = True,
     say: Callable[[str], None] | None = None,
     key: dict[str, Any] | None = None,
 ) -> EmbeddingFile:
@@ -654,7 +654,7 @@ def cached_embeddings(
     encoder: Encoder,
     source: Source,
     folder: Path,
-    show_progress: bool = False,
+    show_progress: ShowProgress = False,
     say: Callable[[str], None] | None = None,
 ) -> np.ndarray:
     """:func:`embed_source`, kept in ``folder`` (a run's ``embeddings``) for data read from
@@ -723,7 +723,7 @@ def keep_embeddings(
     encoder: Encoder,
     source: Source,
     folder: Path,
-    show_progress: bool,
+    show_progress: ShowProgress,
     say: Callable[[str], None] | None,
     make: bool = True,
     batch_size: int = 512,

@@ -167,7 +167,8 @@ class SelfSupervisedEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, B
         check_is_fitted(self, "run_")
         if len(X) == 0:
             return np.zeros((0, self._n_features_out), np.float32)
-        return self.run_.embed(self._source(X, fitted=True))
+        shown = "auto" if self.show_progress else False  # a long embedding is not silent
+        return self.run_.embed(self._source(X, fitted=True), show_progress=shown)
 
     @classmethod
     def from_run(cls, path: str | os.PathLike) -> SelfSupervisedEncoder:

@@ -51,6 +51,7 @@ from selfsup.core.files import (
     write_text,
 )
 from selfsup.core.precision import embedding_device, resolve_precision, uses_gpu
+from selfsup.core.progress import ShowProgress
 from selfsup.data.base import DataWarning, Source
 from selfsup.data.folders import INDEX_FILE, FolderIndex
 from selfsup.data.splits import hold_out
@@ -230,6 +231,7 @@ class Run:
         data: str | os.PathLike | Source | Sequence[str],
         batch_size: int = 512,
         precision: str = "auto",
+        show_progress: ShowProgress = "auto",
     ) -> np.ndarray:
         """Embeddings (n, D) of ``data`` (a path, dataset name or Source; for a text run, a
         list of texts as well), in input order.
@@ -237,10 +239,13 @@ class Run:
         ``precision="auto"`` computes images and texts in bf16 where the processor has bf16
         matrix instructions (AVX512-BF16, AMX, a GPU), which moves values by about 1e-3;
         ``"fp32"`` gives the same rows on every machine (an exported model's, to 1e-4).
+        ``show_progress="auto"`` shows progress once embedding has taken a few seconds (a
+        folder of photos: yes; a few texts in a loop: nothing printed).
         """
-        return embed_source(self.encoder, self.open(data), batch_size, precision)
+        source = self.open(data)
+        return embed_source(self.encoder, source, batch_size, precision, show_progress)
 
-    def embeddings(self, source: Source, show_progress: bool = False) -> np.ndarray:
+    def embeddings(self, source: Source, show_progress: ShowProgress = False) -> np.ndarray:
         """Embeddings (n, D) of an opened ``source`` (NaN rows: unreadable items), kept in
         ``RUN/embeddings`` for large data read from files, so the next command on the same
         files reads them back as a read-only memory map (see
@@ -302,7 +307,7 @@ class Run:
         test: str | os.PathLike | Source | None = None,
         protocols: tuple[str, ...] | None = None,
         save: bool = True,
-        show_progress: bool = False,
+        show_progress: ShowProgress = "auto",
         split_by: str = "auto",
         **options: Any,
     ) -> Evaluation:
@@ -313,7 +318,8 @@ class Run:
         items or (``split_by="folder"``) of first folders, such as a hospital's patients
         (``"auto"``: by folder where the data's folders are patients, DICOM files with one
         PatientID per folder, else by item).
-        ``show_progress`` shows the embedding's progress.
+        ``show_progress`` shows the embedding's progress (``"auto"``: once it has taken a
+        few seconds).
         """
         if test is None and isinstance(data, str):
             test = official_test(data)  # fashion-mnist pairs with fashion-mnist:test

@@ -134,3 +134,28 @@ def test_the_ticker_names_the_activity_under_way() -> None:
         line.startswith("evaluate t.csv: linear on raw input, 8 + 2 items (") for line in lines
     )
     assert lines[-1].startswith("evaluate t.csv: preparing (")  # the activity ended
+
+
+def test_auto_progress_shows_long_work_only_and_a_bar_from_the_right_step(monkeypatch) -> None:
+    import time
+
+    import selfsup.core.progress as progress
+
+    monkeypatch.setattr(progress, "AUTO_AFTER", 0.5)
+    for terminal in (False, True):
+        quick, slow = io.StringIO(), io.StringIO()
+        screen = {"force_terminal": terminal, "width": 200}
+        with TrainingProgress(
+            3, "quick", enabled="auto", console=Console(file=quick, **screen), plain_every=0.1
+        ) as bar:
+            for _ in range(3):
+                bar.advance(1, items=1)  # one text embedded in a loop: nothing to show
+        assert quick.getvalue() == "", quick.getvalue()
+        with TrainingProgress(
+            8, "slow", enabled="auto", console=Console(file=slow, **screen), plain_every=0.1
+        ) as bar:
+            for _ in range(8):
+                bar.advance(1, items=1)
+                time.sleep(0.1)
+        assert "slow" in slow.getvalue() and "8/8" in slow.getvalue(), slow.getvalue()
+        assert ("\x1b[" in slow.getvalue()) == terminal  # a bar on a terminal, lines elsewhere

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
+from typing import Literal
 
 from rich.console import Console
 from rich.progress import (
@@ -40,6 +41,11 @@ from rich.text import Text
 PLAIN_EVERY = 5.0
 #: Seconds between two routine notes (one per epoch) on screen; the log file gets them all.
 ROUTINE_EVERY = 15.0
+#: Progress on screen: always, never, or ``"auto"``: once the work has taken ``AUTO_AFTER``
+#: seconds, so a call that ends sooner (one text embedded in a loop) prints nothing and one
+#: that takes ten minutes (a folder of photos embedded from a notebook) is not silent.
+ShowProgress = bool | Literal["auto"]
+AUTO_AFTER = PLAIN_EVERY
 
 
 class _Displays:
@@ -160,7 +166,8 @@ class TrainingProgress:
     Args:
         total: number of steps expected (may be updated with ``set_total``).
         description: the label on the left.
-        enabled: show progress on screen (False on non-zero ranks and in quiet runs).
+        enabled: show progress on screen (False on non-zero ranks and in quiet runs;
+            ``"auto"``: from ``AUTO_AFTER`` seconds on, nothing for shorter work).
         completed: steps already done (when resuming).
         log_file: a file that gets the plain progress lines and every note (appended).
         console: where to print; by default standard output. A bar is drawn only when it is
@@ -172,15 +179,17 @@ class TrainingProgress:
         self,
         total: int,
         description: str,
-        enabled: bool = True,
+        enabled: ShowProgress = True,
         completed: int = 0,
         log_file: str | os.PathLike | None = None,
         console: Console | None = None,
         plain_every: float = PLAIN_EVERY,
     ) -> None:
         self.console = console or Console()
-        self.enabled = enabled
-        self.bar = enabled and self.console.is_terminal
+        self.enabled = bool(enabled)
+        self.bar = self.enabled and self.console.is_terminal
+        self._hidden_for = AUTO_AFTER if enabled == "auto" else 0.0
+        self._bar_started = False
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -224,8 +233,8 @@ class TrainingProgress:
 
     def __enter__(self) -> TrainingProgress:
         _DISPLAYS.enter()
-        self._progress.start()
         self._start = self._last_plain = time.perf_counter()
+        self._shown(self._start)
         if self.enabled or self._log is not None:
             self._heartbeat = threading.Thread(target=self._beat, daemon=True)
             self._heartbeat.start()
@@ -251,11 +260,22 @@ class TrainingProgress:
         self._progress.stop()
         # Not when the last line on screen already shows this step (it would repeat).
         if self.done > self._first and self._screen_step != self.done:
-            self._plain(force_screen=False)
+            self._plain(force_screen=False)  # nothing on screen for short "auto" work
         with self._lock:
             if self._log is not None:
                 self._log.close()
                 self._log = None
+
+    def _shown(self, now: float) -> bool:
+        """Whether progress is on screen by ``now``: from the start, or (``"auto"``) once the
+        work has taken ``AUTO_AFTER`` seconds, when a terminal's bar starts."""
+        shown = self.enabled and now - self._start >= self._hidden_for
+        if shown and self.bar and not self._bar_started:
+            with self._lock:  # the heartbeat's thread may get here at the same time
+                if not self._bar_started:
+                    self._bar_started = True
+                    self._progress.start()
+        return shown
 
     def set_total(self, total: int) -> None:
         """Change the expected number of steps (time-budgeted runs refine it as they go)."""
@@ -336,7 +356,7 @@ class TrainingProgress:
             line = plain_line(
                 self.description, self.done, self.total, self._loss, self.rate(), elapsed, eta
             )
-        if self.enabled and (not self.bar or force_screen):
+        if self._shown(now) and (not self.bar or force_screen):
             self.console.print(line, soft_wrap=True, highlight=False, markup=False)
             self._screen_step = self.done if self._phase is None else None
         self._write_log(line)
@@ -357,7 +377,8 @@ class TrainingProgress:
         if loss is not None:
             self._loss = loss
         rate = self.rate()
-        if self.bar:
+        if self.bar:  # counted before it shows ("auto"), so it starts at the right step
+            self._shown(time.perf_counter())
             stats = f"{rate:,.0f} items/s"
             if loss is not None:
                 stats = f"loss {loss:.4f}  " + stats

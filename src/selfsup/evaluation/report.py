@@ -32,7 +32,7 @@ import torch
 
 from selfsup.core import memory
 from selfsup.core.files import write_json
-from selfsup.core.progress import activity
+from selfsup.core.progress import ShowProgress, activity
 from selfsup.data.base import Source, require_classes
 from selfsup.data.splits import SubsetSource, stratified_split
 from selfsup.embedding import embed_source
@@ -267,7 +267,7 @@ def evaluate_encoder(
     shots: int = 10,
     draws: int = 5,
     seed: int = 0,
-    show_progress: bool = False,
+    show_progress: ShowProgress = False,
     embed: Callable[[Source], np.ndarray] | None = None,
 ) -> Evaluation:
     """Evaluate ``encoder`` with labelled ``train`` (to fit) and ``test`` (to score) splits.
