@@ -39,7 +39,7 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Transfo
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from selfsup.data.base import Source
-from selfsup.modalities import open_source
+from selfsup.modalities import get_modality, open_source
 
 
 class SelfSupervisedEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -104,7 +104,7 @@ class SelfSupervisedEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, B
     def _source(self, X: Any, fitted: bool) -> Source:
         if isinstance(X, Source):
             return X
-        if self.modality == "tabular":
+        if get_modality(self.modality).items_are_rows:
             X = self._rows(X, fitted)
         data = X if isinstance(X, (pd.DataFrame, list)) else np.asarray(X)
         if fitted:  # read as in training (a table's fitted encoding)
@@ -156,7 +156,7 @@ class SelfSupervisedEncoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, B
             **{k: v for k, v in options.items() if v is not None},
         )
         _ = self.run_.data_options  # read now, so a pickle of the estimator carries it
-        if self.modality != "tabular":
+        if not get_modality(self.modality).items_are_rows:  # series: their length
             self.n_features_in_ = int(source.first_item().shape[-1])
         self._n_features_out = self.run_.encoder.feature_dim
         return self

@@ -419,6 +419,9 @@ class Modality(ABC):
     # --- presentation ---------------------------------------------------------------------
     #: Items read best as text (reports show them as a table of texts, not as pictures).
     items_are_text: ClassVar[bool] = False
+    #: Items are the rows of a table of named columns (scikit-learn's estimator counts and
+    #: names the columns, and reads rows without names as those columns).
+    items_are_rows: ClassVar[bool] = False
 
 
 def _same_width(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -62,6 +62,7 @@ class TabularModality(Modality):
     default_protocols = ("linear", "auroc", "knn")
     default_recipe = "tabular"
     fallback_backbone = "mlp"
+    items_are_rows = True
     views_class = TabularViews
     recipe = staticmethod(tabular_recipe)
 
