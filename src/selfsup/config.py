@@ -71,8 +71,8 @@ class PretrainConfig(BaseModel):
         steps: optimizer steps in all (TS2Vec's ``n_iters``); with ``epochs`` the smaller wins.
         time_budget: minutes of training; the schedule is fitted to end within it.
         batch_size: items per step and process; default 256, but 64 for images above 64
-            pixels on a CPU, and 8 for series
-            (TS2Vec's), at most an eighth of the items (a power of two, at least 16) so an
+            pixels on a CPU, 8 for series (TS2Vec's), and 64 for text (256 for a
+            ``text-bag``), at most an eighth of the items (a power of two, at least 16) so an
             epoch has several steps, and lowered (to a power of two) when the step's
             estimated peak memory would not fit in the memory available; a batch size given
             that does not fit stops the run with the numbers.
@@ -100,7 +100,7 @@ class PretrainConfig(BaseModel):
             optimizer step (batch_size x accumulate x processes) / 256
             for images (a fortieth of it for a pretrained ``hf:`` backbone, which a full rate
             would make forget), 0.001 for series (TS2Vec's), 5e-4 for text (3e-5 from a
-            pretrained model, SimCSE's).
+            pretrained model, SimCSE's; 3e-3 for a ``text-bag``, at batch 256).
         optimizer: ``adamw``, ``sgd`` or ``lars``.
         weight_decay: by default the optimizer's usual value.
         warmup_epochs: linear warmup length (capped at a tenth of training).

@@ -814,6 +814,7 @@ def pretrain(
         say(f"note: {cut}")
     if cfg.epochs is None and cfg.steps is None and cfg.time_budget is None:
         cfg = cfg.model_copy(update={"steps": modality.default_steps(source)})
+    teacher = load(str(cfg.teacher)).encoder if cfg.method == "distill" else None
     if resume is not None:  # the encoder as the run folder describes it
         encoder = load_encoder(run_dir, custom)
     elif cfg.init is not None:  # an earlier run's encoder, trained on from here
@@ -828,6 +829,9 @@ def pretrain(
         say(f"encoder: {cfg.backbone} from {cfg.init}, {cfg.method}")
     else:
         started = time.perf_counter()
+        if teacher is not None:  # what the student takes from it (a text bag: its width)
+            taken = modality.student_options(cfg, teacher)
+            cfg = cfg.model_copy(update={"backbone_options": {**taken, **cfg.backbone_options}})
         encoder, chosen = modality.build_encoder(cfg, source, custom, feature_dim)
         cfg = cfg.model_copy(update=chosen)
         side = f" at {cfg.image_size} px" if cfg.image_size else ""
@@ -855,8 +859,8 @@ def pretrain(
         share = min(share, max(16, 1 << max(0, (len(source) // 8).bit_length() - 1)))
     if cfg.batch_size > share:
         cfg = cfg.model_copy(update={"batch_size": share})
-    teacher = {} if cfg.method != "distill" else {"teacher": load(str(cfg.teacher)).encoder}
-    method = build_method(cfg.method, encoder, **cfg.method_options, **teacher)
+    taught = {} if teacher is None else {"teacher": teacher}
+    method = build_method(cfg.method, encoder, **cfg.method_options, **taught)
     if cfg.select_by == "auto":  # the method's choice; the last epoch without monitoring
         chosen = type(method).select_by if held_out is not None else "last"
         cfg = cfg.model_copy(update={"select_by": chosen})

@@ -196,3 +196,29 @@ def test_a_collapse_is_said_once_by_training_not_again_as_a_python_warning(
     printed = capsys.readouterr()
     assert "collapsed" not in printed.out + printed.err
     assert [str(args[0]) for args in passed_on] == ["something else"]
+
+
+def test_embed_through_a_pretrained_model_suggests_a_student_when_it_will_take_long(
+    digits_run, tmp_path, monkeypatch
+) -> None:
+    from tests.hf_models import TEXTS, save_tiny_bert
+
+    import selfsup.cli.results as results
+    import selfsup.core.progress as progress
+
+    monkeypatch.setenv("SELFSUP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(progress, "HINT_AFTER", 0.0)
+    monkeypatch.setattr(results, "DISTILL_HINT_SECONDS", 0.0)  # every embedding is long here
+    bert = save_tiny_bert(tmp_path / "bert")
+    pd.DataFrame({"body": TEXTS}).to_csv(tmp_path / "t.csv", index=False)
+    said = _invoke("embed", f"hf:{bert}", str(tmp_path / "t.csv"), "--text-column", "body",
+                   "--out", str(tmp_path / "t.npy")).output  # fmt: skip
+    command = (
+        f"selfsup pretrain {tmp_path / 't.csv'} --text-column body --method distill --teacher "
+        f"hf:{bert} --time-budget 10 --out runs/student"
+    )
+    assert said.count("a smaller student distilled from this model") == 1, said
+    assert command in " ".join(said.split()), said  # the line may wrap
+    out, _ = digits_run  # a small model of selfsup's own: nothing to suggest
+    said = _invoke("embed", str(out), "digits:test", "--out", str(tmp_path / "d.npy")).output
+    assert "distilled" not in said

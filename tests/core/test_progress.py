@@ -159,3 +159,26 @@ def test_auto_progress_shows_long_work_only_and_a_bar_from_the_right_step(monkey
                 time.sleep(0.1)
         assert "slow" in slow.getvalue() and "8/8" in slow.getvalue(), slow.getvalue()
         assert ("\x1b[" in slow.getvalue()) == terminal  # a bar on a terminal, lines elsewhere
+
+
+def test_a_hint_is_given_once_to_work_that_will_outlast_its_limit(monkeypatch) -> None:
+    import time
+
+    import selfsup.core.progress as progress
+
+    monkeypatch.setattr(progress, "HINT_AFTER", 0.2)
+
+    def run(limit: float) -> str:
+        screen = io.StringIO()
+        with progress.hint_when_longer(limit, "note: {eta} to go; try the student"):
+            bar = TrainingProgress(40, "embedding", console=Console(file=screen), plain_every=0.1)
+            with bar:
+                for _ in range(8):  # 8 of 40 steps in 0.4 s: about 1.6 s to go
+                    bar.advance(1, items=1)
+                    time.sleep(0.05)
+        return screen.getvalue()
+
+    slow = run(limit=1.0)
+    assert slow.count("try the student") == 1 and "note: 0:00:01 to go" in slow, slow
+    assert "try the student" not in run(limit=60.0)
+    assert progress._HINTS == []  # the block's hint ends with it

@@ -11,6 +11,8 @@ Example:
 
 from __future__ import annotations
 
+import shlex
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,6 +23,7 @@ from selfsup.cli.options import can_save_in, reads_data
 from selfsup.cli.options import open_run as _open_run
 from selfsup.console import console, print_evaluation, print_label_free
 from selfsup.core.files import check_writable
+from selfsup.core.progress import hint_when_longer
 
 
 @app.command(epilog="Example: `selfsup embed runs/my-run ./photos --out embeddings.parquet`")
@@ -59,8 +62,10 @@ def embed(
         console.print(f"wrote embeddings per time step, shape {shape}, to {out}")
         return
     opened = _open_run(run, options, device="auto")
+    hint = _distill_hint(str(run), data, opened.encoder.spec or {}, options)
     try:
-        result = opened.embed_to_file(data, out, batch_size, say=console.print)
+        with hint_when_longer(DISTILL_HINT_SECONDS, hint) if hint else nullcontext():
+            result = opened.embed_to_file(data, out, batch_size, say=console.print)
     except EmbeddingInterrupted as stop:
         if stop.rows:
             console.print(
@@ -81,6 +86,45 @@ def embed(
         )
         for item in result.skipped[:10]:
             console.print(f"  {item.item_id}: {item.reason}")
+
+
+#: Seconds of embedding through a pretrained model beyond which ``embed`` suggests a student.
+DISTILL_HINT_SECONDS = 15 * 60
+
+
+def _distill_hint(
+    model: str, data: str, spec: dict[str, Any], options: dict[str, Any]
+) -> str | None:
+    """What ``embed`` says when embedding through a pretrained (``hf:``) model, or a run
+    adapted from one, will take long: the command that distills a smaller student from it
+    (``{eta}``: the time left), with the data options given; None for other encoders.
+
+    Example:
+        >>> hint = _distill_hint("hf:minilm", "t.jsonl", {"backbone": "hf:minilm"},
+        ...                      {"text_column": "body", "id_column": None})
+        >>> print(hint.split(": ", 2)[2])  # doctest: +ELLIPSIS
+        selfsup pretrain t.jsonl --text-column body --method distill --teacher hf:minilm ...
+    """
+    from selfsup.backbones.hf import is_hf_backbone
+
+    if not is_hf_backbone(spec.get("backbone")):
+        return None
+    given = " ".join(
+        f"--{name.replace('_', '-')} {shlex.quote(str(getattr(value, 'value', value)))}"
+        for name, value in options.items()
+        if value is not None and not isinstance(value, bool)
+    )
+    pretrain = " ".join(
+        part
+        for part in ("selfsup pretrain", shlex.quote(data), given, "--method distill --teacher",
+                     shlex.quote(model), "--time-budget 10 --out runs/student")
+        if part
+    )  # fmt: skip
+    return (
+        "note: {eta} to go; a smaller student distilled from this model embeds several times "
+        f"faster and keeps most of its accuracy (BENCHMARKS.md, distillation): {pretrain}, "
+        f"then selfsup embed runs/student {shlex.quote(data)}"
+    )
 
 
 @app.command(epilog="Example: `selfsup evaluate runs/my-run fashion-mnist --protocol knn,linear`")

@@ -73,6 +73,11 @@ class _Displays:
 _DISPLAYS = _Displays()
 #: What the command does now, said by a :class:`Preparing` ticker (see :func:`activity`).
 _ACTIVITY: list[str] = []
+#: (seconds, text) of :func:`hint_when_longer` blocks under way, the innermost last.
+_HINTS: list[tuple[float, str]] = []
+#: Seconds of work before a display judges from its ETA whether to give the hint: the first
+#: seconds' pace (loading, warming up) says little about the rest.
+HINT_AFTER = 10.0
 
 
 @contextlib.contextmanager
@@ -91,6 +96,25 @@ def activity(text: str) -> Iterator[None]:
         yield
     finally:
         _ACTIVITY.remove(text)
+
+
+@contextlib.contextmanager
+def hint_when_longer(seconds: float, text: str) -> Iterator[None]:
+    """Have a progress display inside the block print ``text`` once, when its work will take
+    more than ``seconds`` in all (judged from its ETA after ``HINT_AFTER`` seconds):
+    a faster way, said while it can still save the hour. ``{eta}`` in ``text`` becomes the
+    time left.
+
+    Example:
+        >>> with hint_when_longer(900, "note: {eta} to go; a distilled student is faster"):
+        ...     _HINTS[-1][0]
+        900
+    """
+    _HINTS.append((seconds, text))
+    try:
+        yield
+    finally:
+        _HINTS.remove((seconds, text))
 
 
 class Preparing:
@@ -190,6 +214,7 @@ class TrainingProgress:
         self.bar = self.enabled and self.console.is_terminal
         self._hidden_for = AUTO_AFTER if enabled == "auto" else 0.0
         self._bar_started = False
+        self._hinted = False
         self._progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -346,6 +371,7 @@ class TrainingProgress:
     def _plain(self, force_screen: bool = False) -> None:
         self._last_plain = now = time.perf_counter()
         elapsed = now - self._start
+        eta = None
         if self._phase is not None:
             line = (
                 f"{self.description}: {self._phase} ({_clock(now - self._phase_start)} so "
@@ -360,6 +386,17 @@ class TrainingProgress:
             self.console.print(line, soft_wrap=True, highlight=False, markup=False)
             self._screen_step = self.done if self._phase is None else None
         self._write_log(line)
+        self._hint(now, eta)  # after the line whose ETA it repeats
+
+    def _hint(self, now: float, eta: float | None) -> None:
+        """The innermost :func:`hint_when_longer` text, once, if this work will outlast it."""
+        if self._hinted or not _HINTS or eta is None or not self._shown(now):
+            return
+        seconds, text = _HINTS[-1]
+        elapsed = now - self._start
+        if elapsed >= HINT_AFTER and elapsed + eta > seconds:
+            self._hinted = True
+            self.note(text.replace("{eta}", _clock(eta)))
 
     def _eta(self, now: float) -> float | None:
         """Seconds the planned steps left will take: ``remaining``'s estimate where it has

@@ -389,6 +389,31 @@ class Source(abc.ABC):
         """
         return None
 
+    def parts_of(self, rows: np.ndarray, name: str) -> Parts | None:
+        """The parts of the items at ``rows`` (a subset's, named ``name``), each owned by its
+        position in ``rows``; by default cut from :meth:`parts` of every item.
+
+        Example:
+            >>> from selfsup.data.arrays import ArraySource
+            >>> ArraySource(np.zeros((2, 4, 4), np.uint8)).parts_of(np.array([1]), "x") is None
+            True
+        """
+        whole = self.parts()
+        if whole is None:
+            return None
+        from selfsup.data.splits import SubsetSource
+
+        first = np.searchsorted(whole.owner, rows, side="left")
+        end = np.searchsorted(whole.owner, rows, side="right")
+        counts = end - first
+        # Each item's run of parts, item after item: starts repeated, plus 0, 1, ... within.
+        within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+        found = np.repeat(first, counts) + within
+        owner = np.repeat(np.arange(len(rows)), counts)
+        part, item = whole.words
+        named = f"{name} ({len(found):,} {part} of {len(rows):,} {item})"
+        return Parts(SubsetSource(whole.source, found, named), owner, whole.words, whole.single)
+
     def read_at(self, side: int) -> None:
         """Read items at ``side`` pixels a side from now on, where the source decodes at any
         size (image folders); the others keep their items as they are."""

@@ -241,19 +241,12 @@ class SubsetSource(Source):
 
     def parts(self) -> Parts | None:
         """The base source's parts of this subset's items, in this subset's order."""
-        whole = self.source.parts()
-        if whole is None:
-            return None
-        first = np.searchsorted(whole.owner, self.indices, side="left")
-        end = np.searchsorted(whole.owner, self.indices, side="right")
-        counts = end - first
-        # Each item's run of parts, item after item: starts repeated, plus 0, 1, ... within.
-        within = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
-        rows = np.repeat(first, counts) + within
-        owner = np.repeat(np.arange(len(self.indices)), counts)
-        part, item = whole.words
-        name = f"{self.name} ({len(rows):,} {part} of {len(self):,} {item})"
-        return Parts(SubsetSource(whole.source, rows, name), owner, whole.words, whole.single)
+        return self.source.parts_of(self.indices, self.name)
+
+    def parts_of(self, rows: np.ndarray, name: str) -> Parts | None:
+        """The base source's parts of the items at ``rows`` here (a subset of a subset asks
+        the base for its few items, not for every item of this one)."""
+        return self.source.parts_of(self.indices[np.asarray(rows, dtype=np.int64)], name)
 
     @property
     def unreadable(self) -> dict[str, str]:

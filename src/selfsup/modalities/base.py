@@ -192,6 +192,11 @@ class Modality(ABC):
         """Fields of ``cfg`` filled in for this modality (batch size, learning rate...)."""
         return {"batch_size": cfg.batch_size or 256}
 
+    def student_options(self, cfg: PretrainConfig, teacher: Encoder) -> dict[str, Any]:
+        """Backbone options a distilled student (``--method distill``) takes from its
+        ``teacher`` where they are not given; none unless the modality knows some."""
+        return {}
+
     def default_batch(self, cfg: PretrainConfig) -> int:
         """The default batch once the encoder is chosen (``cfg`` holds its choices); the
         configured default unless the modality knows better (images: smaller for photos on
@@ -224,9 +229,10 @@ class Modality(ABC):
         given; None: the engine's ``DEFAULT_EPOCHS`` epochs."""
         return None
 
-    def default_backbone(self, method: str, source: Source, cfg: PretrainConfig) -> str:
+    def default_backbone(self, method: str, source: Source | None, cfg: PretrainConfig) -> str:
         """The backbone ``method`` trains when ``--backbone`` is not given: the method's own
-        choice for this modality, else ``fallback_backbone``."""
+        choice for this modality, else ``fallback_backbone`` (``source`` None: before the
+        data is read, for the defaults that follow the backbone)."""
         return dict(METHODS[method].backbones).get(self.name, self.fallback_backbone)
 
     # --- views ----------------------------------------------------------------------------

@@ -144,3 +144,30 @@ def test_a_binary_file_in_a_text_folder_keeps_its_row_and_is_named(tmp_path):
 def test_pooling_reads_at_most_the_set_number_of_windows():
     src = TextSource([" ".join(WORDS * 200)], tokenizer=_tokenizer())
     assert len(src.parts().source) == POOLED_WINDOWS
+
+
+def test_a_few_documents_of_many_are_cut_alone_and_embed_as_among_all():
+    from selfsup.data.splits import SubsetSource
+    from selfsup.embedding import embed_source
+    from selfsup.modalities.text import build_text_encoder
+
+    rng = np.random.default_rng(0)
+    texts = [" ".join(rng.choice(WORDS, int(n))) for n in rng.integers(1, 40, 300)]
+    texts[7] = None  # an empty row keeps its place and its reason
+    labels = rng.choice(["x", "y"], 300)
+    src = TextSource(texts, labels, tokenizer=_tokenizer(), reasons={7: "no text"})
+    rows = np.array([250, 7, 3, 120, 3])  # any order, a row twice: a held-out draw
+    fit = SubsetSource(src, np.arange(1, 300), "fit")  # all but one: as training's split
+    few = SubsetSource(fit, rows - 1, "held out")  # drawn from that split
+    parts = few.parts()
+    assert "parts_cache" not in src.__dict__  # the 300 documents were not cut for these 5
+    assert parts.owner.tolist() == sorted(parts.owner.tolist()) and set(parts.owner) == {
+        0, 1, 2, 3, 4
+    }  # fmt: skip
+    assert parts.source.labels.tolist() == [src.labels[rows[k]] for k in parts.owner]
+    torch.manual_seed(0)
+    encoder = build_text_encoder("text-bag", 300, 8, dim=8)
+    alone = embed_source(encoder, few)
+    among_all = embed_source(encoder, src)[rows]
+    np.testing.assert_allclose(alone, among_all, atol=1e-5)
+    assert np.isnan(alone[1]).all() and not np.isnan(alone[[0, 2, 3, 4]]).any()

@@ -168,3 +168,27 @@ def test_the_encoder_output_is_centred_on_the_running_mean_sentence_vector():
         torch.testing.assert_close(encoder(ids[:2]), plain - bag.center)
     # The centre is saved with the encoder: a reloaded run embeds the same way.
     assert "backbone.center" in encoder.state_dict()
+
+
+def test_the_predicted_tokens_are_padded_to_a_few_sizes_that_do_not_count(monkeypatch):
+    import selfsup.methods.sent2vec as s2v
+
+    rng = torch.Generator().manual_seed(0)
+    context, positive = torch.randn(5, 4, generator=rng), torch.randn(5, 4, generator=rng)
+    negatives = torch.randn(5, 3, 4, generator=rng)
+    padded = [torch.cat([t, t[:1].expand(2, *t.shape[1:])]) for t in (context, positive, negatives)]
+    assert torch.allclose(
+        s2v.sent2vec_loss(*padded, count=5), s2v.sent2vec_loss(context, positive, negatives)
+    )
+    sizes = []
+    loss = s2v.sent2vec_loss
+    monkeypatch.setattr(
+        s2v, "sent2vec_loss", lambda c, p, n, k: sizes.append((len(n), k)) or loss(c, p, n, k)
+    )
+    method = s2v.Sent2Vec(build_text_encoder("text-bag", 60, 16, dim=8))
+    for length in (3, 9, 16):  # a different number of tokens to predict each step
+        ids = torch.randint(5, 60, (12, 16), generator=rng)
+        ids[:, length:] = 0
+        method([ids]).backward()
+    assert all(m % s2v.TARGETS_BUCKET == 0 and 0 < k <= m for m, k in sizes), sizes
+    assert len({k for _, k in sizes}) == 3 and len({m for m, _ in sizes}) == 1
