@@ -113,8 +113,16 @@ def keep_probability(counts: torch.Tensor, threshold: float) -> torch.Tensor:
     return (ratio.sqrt() + ratio).clamp(max=1.0)
 
 
-#: The number of predicted tokens of a step is padded to a multiple of this (see ``loss``).
-TARGETS_BUCKET = 1024
+def padded_count(count: int) -> int:
+    """``count`` rounded up to a multiple of an eighth of its octave's start (1, 2, ... 8,
+    9, 10, ... 16, 18, ... 32, 36...): at most an eighth more, eight sizes an octave.
+
+    Example:
+        >>> [padded_count(n) for n in (5, 17, 1000, 1025, 3000)]
+        [5, 18, 1024, 1152, 3072]
+    """
+    step = 1 << max(0, count.bit_length() - 4)
+    return -(-count // step) * step
 
 
 class Sent2Vec(Method):
@@ -194,14 +202,14 @@ class Sent2Vec(Method):
                 backbone.center.lerp_(mean, 1.0 - self.center_momentum)
         if not chosen.any():  # no text of two tokens in the batch: nothing to predict
             return vectors.sum() * 0.0
-        # The predicted tokens, their count rounded up to a multiple of TARGETS_BUCKET by
-        # repeating the first one with no weight: a step's largest tensors (m x K x D
-        # negatives) take one of a few sizes, which the allocator reuses, instead of a new
-        # size every step, which left 14 GB of freed blocks held after 500 steps of batches
-        # of 256 (a million support tickets).
+        # The predicted tokens, their count rounded up (by at most an eighth) to one of
+        # eight sizes an octave by repeating the first one with no weight: a step's largest
+        # tensors (m x K x D negatives) take one of a few sizes, which the allocator reuses,
+        # instead of a new size every step, which left 14 GB of freed blocks held after 500
+        # steps of batches of 256 (a million support tickets).
         where = chosen.flatten().nonzero().squeeze(1)
         count = len(where)
-        padded = -(-count // TARGETS_BUCKET) * TARGETS_BUCKET
+        padded = padded_count(count)
         where = torch.cat([where, where[:1].expand(padded - count)])
         context = leave_one_out_means(vectors, present).flatten(0, 1)[where]
         targets = ids.flatten()[where]
