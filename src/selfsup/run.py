@@ -809,7 +809,7 @@ def pretrain(
     if opened.warning:
         say(f"warning: {opened.warning}")
         if not show_progress:  # said nowhere else: Python's warnings show it
-            warnings.warn(f"{opened.name}: {opened.warning}", DataWarning, stacklevel=2)
+            _warned(opened)
     if cut:
         say(f"note: {cut}")
     if cfg.epochs is None and cfg.steps is None and cfg.time_budget is None:

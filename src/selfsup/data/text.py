@@ -209,12 +209,18 @@ class TextSource(Source):
             vocab_size=self.vocab_size,
             reasons=reasons,
         )
-        cut.pooled, cut.classes, cut.warning = False, self.classes, self.warning
+        cut.pooled = False
+        return self._labelled_as(cut, rows), rows
+
+    def _labelled_as(self, other: TextSource, rows: np.ndarray) -> TextSource:
+        """``other``, whose items come from the documents at ``rows`` here (windows, a
+        subset), given their labels, classes and warning."""
+        other.classes, other.warning = self.classes, self.warning
         if self.labels is not None:
-            cut.labels = self.labels[rows]
+            other.labels = self.labels[rows]
         if self.partial_labels is not None:
-            cut.partial_labels = self.partial_labels.of_parts(rows)
-        return cut, rows
+            other.partial_labels = self.partial_labels.of_parts(rows)
+        return other
 
     def parts(self) -> Parts | None:
         """Documents longer than one read as up to ``POOLED_WINDOWS`` windows each, spread
@@ -272,12 +278,7 @@ class TextSource(Source):
             vocab_size=self.vocab_size,
             reasons={k: self.reasons[i] for k, i in enumerate(at) if i in self.reasons},
         )
-        few.classes, few.warning = self.classes, self.warning
-        if self.labels is not None:
-            few.labels = self.labels[np.asarray(at, dtype=np.int64)]
-        if self.partial_labels is not None:
-            few.partial_labels = self.partial_labels.of_parts(np.asarray(at, dtype=np.int64))
-        return few.parts()
+        return self._labelled_as(few, np.asarray(at, dtype=np.int64)).parts()
 
     def sampled_tokens(self, count: int = SAMPLED_DOCUMENTS) -> np.ndarray:
         """The lengths in tokens (without special tokens) of up to ``count`` documents

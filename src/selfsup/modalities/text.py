@@ -197,7 +197,7 @@ class TextModality(Modality):
             >>> TEXT.config_defaults(PretrainConfig(data="-", method="sent2vec"))
             {'batch_size': 256, 'lr': 0.003}
         """
-        backbone = cfg.backbone or self.default_backbone(str(cfg.method), None, cfg)
+        backbone = self._backbone(cfg)
         if is_hf_backbone(backbone):
             batch, lr = 64, PRETRAINED_LR
         elif backbone == "text-bag":
@@ -209,11 +209,14 @@ class TextModality(Modality):
     def student_options(self, cfg: PretrainConfig, teacher: Encoder) -> dict[str, Any]:
         """A ``text-bag`` student as wide as its teacher's token vectors, so it starts from
         them (``Distill``'s ``init_tokens``) rather than from random ones."""
-        backbone = cfg.backbone or self.default_backbone(str(cfg.method), None, cfg)
         tokens = getattr(teacher.backbone, "token_embedding", None)
-        if backbone != "text-bag" or not isinstance(tokens, torch.nn.Embedding):
+        if self._backbone(cfg) != "text-bag" or not isinstance(tokens, torch.nn.Embedding):
             return {}
         return {"dim": tokens.embedding_dim}
+
+    def _backbone(self, cfg: PretrainConfig) -> str:
+        """The backbone the run will train, given or the method's (before the data is read)."""
+        return cfg.backbone or self.default_backbone(str(cfg.method), None, cfg)
 
     def preparation(self, cfg: PretrainConfig) -> str:
         """Token ids need no statistics: the time goes into the tokenizer (a BPE trained on
