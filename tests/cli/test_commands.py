@@ -67,6 +67,18 @@ def test_embed_writes_npy_and_parquet_in_input_order(digits_run, tmp_path) -> No
     np.testing.assert_allclose(np.stack(table["embedding"]), array, rtol=1e-5, atol=1e-5)
 
 
+def test_embed_does_not_replace_an_existing_file_unasked(digits_run, tmp_path) -> None:
+    out, _ = digits_run
+    target = tmp_path / "e.npy"
+    np.save(target, np.zeros((2, 3), np.float32))  # another model's embeddings
+    refused = runner.invoke(app, ["embed", str(out), "digits:test", "--out", str(target)])
+    assert refused.exit_code != 0 and isinstance(refused.exception, FileExistsError)
+    assert "give --overwrite" in str(refused.exception)
+    assert np.load(target).shape == (2, 3)  # untouched
+    _invoke("embed", str(out), "digits:test", "--out", str(target), "--overwrite")
+    assert np.load(target).shape == (359, 64)
+
+
 def test_embed_and_evaluate_ask_for_the_gpu_when_one_is_present(
     digits_run, tmp_path, monkeypatch
 ) -> None:

@@ -56,3 +56,18 @@ def test_select_and_anomalies_write_their_tables(clusters_run, clusters_data, tm
     assert f"written to {tmp_path / 's.csv'};" in result.output
     scores = pd.read_csv(tmp_path / "s.csv")
     assert list(scores.columns) == ["id", "score", "flagged"] and len(scores) == 64
+
+
+def test_tables_written_before_are_not_replaced_unasked(
+    clusters_run, clusters_data, tmp_path
+) -> None:
+    train, test = clusters_data
+    for command in (["select", clusters_run.path, train, "--budget", "6"],
+                    ["anomalies", clusters_run.path, test]):  # fmt: skip
+        out = tmp_path / f"{command[0]}.csv"
+        out.write_text("sent to the annotators\n")
+        refused = runner.invoke(app, [str(a) for a in [*command, "--out", out]])
+        assert refused.exit_code != 0 and isinstance(refused.exception, FileExistsError)
+        assert out.read_text() == "sent to the annotators\n"
+        _invoke(*command, "--out", out, "--overwrite")
+        assert len(pd.read_csv(out)) > 1

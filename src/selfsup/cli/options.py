@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import errno
 import inspect
 import os
 import re
@@ -26,6 +27,7 @@ import typing
 from collections.abc import Iterator
 from enum import Enum
 from functools import cache, wraps
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -248,6 +250,50 @@ def ticking(what: str) -> Iterator[None]:
     _entry.loading.clear()
     with Preparing(console, what):
         yield
+
+
+#: ``--overwrite`` of the commands that write a file the user names (``--out``).
+Overwrite = Annotated[
+    bool, typer.Option("--overwrite", help="Replace the --out file if it exists already.")
+]
+
+
+def new_output(out: str | os.PathLike, overwrite: bool) -> None:
+    """Check, before any work, that ``out`` can be written and replaces no earlier result
+    unasked: a file there already (the embeddings of another model, the items sent to the
+    annotators last week) is refused unless ``overwrite``.
+
+    Raises:
+        FileExistsError: ``out`` exists and ``overwrite`` is false (the line names it, its size
+            and when it was written).
+        OSError: ``out`` cannot be written (see :func:`~selfsup.core.files.check_writable`).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> out = pathlib.Path(tempfile.mkdtemp()) / "scores.csv"
+        >>> new_output(out, overwrite=False)
+        >>> _ = out.write_text("id,score\\n")
+        >>> new_output(out, overwrite=True)
+        >>> new_output(out, overwrite=False)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        FileExistsError: [Errno 17] exists already (0 kB, written ...
+    """
+    import datetime
+
+    from selfsup.core.files import check_writable, size_text
+
+    path = Path(out)
+    if path.exists() and not overwrite:
+        stat = path.stat()
+        written = datetime.datetime.fromtimestamp(stat.st_mtime).strftime("%Y-%m-%d %H:%M")
+        raise FileExistsError(
+            errno.EEXIST,
+            f"exists already ({size_text(stat.st_size)}, written {written}); give "
+            "--overwrite to replace it, or another --out",
+            str(path),
+        )
+    check_writable(path)
 
 
 def can_save_in(folder: str | os.PathLike) -> bool:

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 import typer
 
 from selfsup.cli.app import app
-from selfsup.cli.options import can_save_in, reads_data
+from selfsup.cli.options import Overwrite, can_save_in, new_output, reads_data
 from selfsup.cli.options import open_run as _open_run
 from selfsup.console import console, print_evaluation, print_label_free
 from selfsup.core.files import check_writable
@@ -47,13 +47,14 @@ def embed(
             "--per-timestamp", help="Series: one embedding per time step, (n, length, D) .npy."
         ),
     ] = False,
+    overwrite: Overwrite = False,
     **options: Any,
 ) -> None:
     """Write one embedding per item (input order kept) to .npy or .parquet."""
 
     from selfsup.embedding import EmbeddingInterrupted, write_timestamps
 
-    check_writable(out)  # before the data is opened and embedded
+    new_output(out, overwrite)  # before the data is opened and embedded
     if per_timestamp:
         if out.suffix != ".npy":
             raise typer.BadParameter("--per-timestamp writes a .npy file", param_hint="--out")

@@ -19,7 +19,7 @@ import typer
 from rich.table import Table
 
 from selfsup.cli.app import app
-from selfsup.cli.options import can_save_in, reads_data, to_config_values
+from selfsup.cli.options import Overwrite, can_save_in, new_output, reads_data, to_config_values
 from selfsup.cli.options import open_run as _open_run
 from selfsup.cli.options import parse_list as _comma_list
 from selfsup.console import console
@@ -127,6 +127,7 @@ def predict(
     out: Annotated[Path, typer.Option(help="CSV: id, predicted, one p_<class> per class.")] = Path(
         "predictions.csv"
     ),
+    overwrite: Overwrite = False,
     **options: Any,
 ) -> None:
     """Predict classes with calibrated probabilities; accuracy is printed when DATA has labels."""
@@ -134,7 +135,7 @@ def predict(
 
     from selfsup.tools.adapt import AdaptedModel, write_predictions
 
-    check_writable(out)
+    new_output(out, overwrite)
     adapted = AdaptedModel.load(model)
     adapted.run = adapted.run.with_data_options(**to_config_values(options))
     table = write_predictions(adapted, data, out, show_progress=True)
@@ -180,12 +181,13 @@ def select_items(
     measure: Annotated[
         str, typer.Option(help="uncertainty: margin (top two classes) or entropy.")
     ] = "margin",
+    overwrite: Overwrite = False,
     **options: Any,
 ) -> None:
     """Rank which unlabeled items to label next (writes rank, id, score)."""
     from selfsup.tools.selection import select_for_run
 
-    check_writable(out)
+    new_output(out, overwrite)
     table = select_for_run(
         _open_run(run, options),
         data,
@@ -230,13 +232,14 @@ def anomalies(
     ] = None,
     out: Annotated[Path, typer.Option(help="CSV: id, score, flagged.")] = Path("scores.csv"),
     seed: Annotated[int, typer.Option(help="Seed of the threshold's held-out split.")] = 0,
+    overwrite: Overwrite = False,
     **options: Any,
 ) -> None:
     """Score items for anomaly from their embeddings; flag those above a threshold set for
     a target false-positive rate; AUROC and AUPRC when DATA's labels tell the anomalies."""
     from selfsup.tools.anomalies import score_for_run
 
-    check_writable(out)
+    new_output(out, overwrite)
     report = score_for_run(
         _open_run(run, options),
         data,
