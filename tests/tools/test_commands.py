@@ -1,4 +1,5 @@
-"""The tools' commands end to end: adapt, predict, select, anomalies."""
+"""The tools end to end: adapt, predict, select, anomalies, from the command line and as
+Python calls."""
 
 import json
 
@@ -71,3 +72,30 @@ def test_tables_written_before_are_not_replaced_unasked(
         assert out.read_text() == "sent to the annotators\n"
         _invoke(*command, "--out", out, "--overwrite")
         assert len(pd.read_csv(out)) > 1
+
+
+def test_python_tools_show_the_progress_of_long_work_only(
+    clusters_run, clusters_data, monkeypatch, capsys
+) -> None:
+    """From Python, as from the command line, embedding that takes a while is not silent
+    (``show_progress="auto"``), and quick calls print nothing."""
+    import selfsup.core.progress as progress
+    from selfsup.tools.adapt import adapt
+    from selfsup.tools.anomalies import score_for_run
+    from selfsup.tools.selection import select_for_run
+
+    train, test = clusters_data
+    calls = {
+        "select": lambda: select_for_run(clusters_run, train, 4, "kcenter"),
+        "anomalies": lambda: score_for_run(clusters_run, test),
+        "adapt": lambda: adapt(clusters_run, train, shots=5),
+    }
+    for name, call in calls.items():
+        monkeypatch.setattr(progress, "AUTO_AFTER", 60.0)
+        call()
+        assert capsys.readouterr().out == "", name
+        monkeypatch.setattr(progress, "AUTO_AFTER", 0.0)  # any work counts as long
+        model = call()
+        assert "embedding" in capsys.readouterr().out, name
+    model.predict_proba(test)
+    assert "embedding" in capsys.readouterr().out

@@ -35,7 +35,7 @@ from sklearn.covariance import LedoitWolf
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from selfsup.core.neighbours import cosine_topk, euclidean_topk
-from selfsup.core.progress import activity
+from selfsup.core.progress import ShowProgress, activity
 from selfsup.data.base import Source
 from selfsup.data.splits import held_out_rows, labelled_part
 from selfsup.embedding import embeddings_tensor, readable_rows
@@ -405,7 +405,7 @@ def score_for_run(
     fpr: float = 0.05,
     anomaly_labels: list[str] | None = None,
     seed: int = 0,
-    show_progress: bool = False,
+    show_progress: ShowProgress = "auto",
 ) -> AnomalyReport:
     """Anomaly scores of ``data`` from a run's embeddings.
 
@@ -426,7 +426,8 @@ def score_for_run(
         fpr: the target false-positive rate.
         anomaly_labels: class names of ``data`` that are anomalies, for AUROC and AUPRC.
         seed: seeds the held-out split of the normal data.
-        show_progress: draw progress bars while embedding.
+        show_progress: draw progress bars while embedding (``"auto"``: once it has taken
+            a few seconds).
     """
     run = as_run(run)
     source = run.open(data)

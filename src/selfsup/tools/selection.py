@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
 from selfsup.core.neighbours import euclidean_topk
-from selfsup.core.progress import activity
+from selfsup.core.progress import ShowProgress, activity
 from selfsup.core.text_files import text_lines
 from selfsup.data.base import PartialLabels, Source, require_classes
 from selfsup.data.splits import split_group_ids
@@ -494,7 +494,7 @@ def select_for_run(
     labeled: str | os.PathLike | None = None,
     seed: int = 0,
     measure: str = "margin",
-    show_progress: bool = False,
+    show_progress: ShowProgress = "auto",
 ) -> pd.DataFrame:
     """Rank ``budget`` items of ``data`` to label next with a run's embeddings.
 
@@ -508,7 +508,8 @@ def select_for_run(
             :class:`selfsup.data.base.PartialLabels`), if any.
         seed: seeds k-means and ``random``.
         measure: ``margin`` or ``entropy`` for ``uncertainty``.
-        show_progress: draw a progress bar while embedding.
+        show_progress: draw a progress bar while embedding (``"auto"``: once it has taken
+            a few seconds).
 
     Where the data's first folders are patients (``Source.split_groups``: a hospital's
     export, whose slices of one patient are near copies), ``kcenter``, ``uncertainty`` and

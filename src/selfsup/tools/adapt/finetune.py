@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from selfsup.backbones import backbone_blocks
-from selfsup.core.progress import TrainingProgress
+from selfsup.core.progress import ShowProgress, TrainingProgress
 from selfsup.data.base import Source
 from selfsup.encoder import Encoder
 from selfsup.tools.adapt.heads import EmbeddingHead
@@ -27,7 +27,7 @@ def finetune_encoder(
     lr: float = 1e-4,
     batch_size: int = 64,
     seed: int = 0,
-    show_progress: bool = False,
+    show_progress: ShowProgress = "auto",
 ) -> tuple[Encoder, EmbeddingHead]:
     """Fine-tune the last ``blocks`` blocks of an image encoder together with the head.
 

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from selfsup.core.progress import activity
+from selfsup.core.progress import ShowProgress, activity
 from selfsup.data.base import Source, require_classes, require_labels
 from selfsup.data.splits import (
     SubsetSource,
@@ -108,7 +108,7 @@ def adapt(
     weight_decay: float = FEW_SHOT_WEIGHT_DECAY,
     finetune_epochs: int = 30,
     finetune_lr: float = 1e-4,
-    show_progress: bool = False,
+    show_progress: ShowProgress = "auto",
     embeddings: np.ndarray | None = None,
     unlabeled: str | os.PathLike | Source | None = None,
     unlabeled_embeddings: np.ndarray | None = None,
@@ -133,7 +133,8 @@ def adapt(
         weight_decay: L2 penalty of the linear head.
         finetune_epochs: passes over the labelled items when fine-tuning.
         finetune_lr: learning rate of the fine-tuned blocks (the head's is ten times it).
-        show_progress: draw progress bars.
+        show_progress: draw progress bars (``"auto"``: once the work has taken a few
+            seconds).
         embeddings: the run's embeddings of all of ``labeled`` (as
             ``run.embeddings(source)`` gives them), to adapt
             many times without embedding again; None embeds here.
@@ -273,7 +274,7 @@ def _unlabelled_pool(
     unlabeled: str | os.PathLike | Source | None,
     unlabeled_embeddings: np.ndarray | None,
     seed: int,
-    show_progress: bool,
+    show_progress: ShowProgress,
 ) -> np.ndarray:
     """The propagation head's unlabelled embeddings: the labelled data's items outside the
     shots, then ``unlabeled``'s readable items; at most :data:`MAX_UNLABELLED`."""

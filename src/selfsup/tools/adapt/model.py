@@ -17,6 +17,7 @@ from torch import nn
 
 from selfsup.config import validation_problems
 from selfsup.core.files import atomic_path, read_json_object, write_json
+from selfsup.core.progress import ShowProgress
 from selfsup.core.weights import load_weights, load_weights_into
 from selfsup.data.base import Source
 from selfsup.embedding import embed_source
@@ -135,7 +136,9 @@ class AdaptedModel:
         """The encoder the head reads (the fine-tuned one when there is one)."""
         return self.run.encoder
 
-    def embed(self, data: str | os.PathLike | Source, show_progress: bool = False) -> np.ndarray:
+    def embed(
+        self, data: str | os.PathLike | Source, show_progress: ShowProgress = "auto"
+    ) -> np.ndarray:
         """Embeddings of ``data``: the run's (:meth:`selfsup.run.Run.embeddings`, kept in
         the run for large data read from files, so predicting 200,000 photos after ``embed``,
         ``select`` or ``adapt`` on them reads them back instead of embedding them again), or
@@ -238,7 +241,7 @@ def write_predictions(
     model: AdaptedModel,
     data: str | os.PathLike | Source,
     out: str | os.PathLike,
-    show_progress: bool = False,
+    show_progress: ShowProgress = "auto",
 ) -> pd.DataFrame:
     """Write ``id``, ``predicted`` (class name) and one ``p_<class>`` column per class to CSV.
 

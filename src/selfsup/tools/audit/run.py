@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from selfsup.core.progress import activity
+from selfsup.core.progress import ShowProgress, activity
 from selfsup.data.base import require_classes
 from selfsup.data.splits import SubsetSource, labelled_part
 from selfsup.embedding import readable_rows
@@ -172,7 +172,7 @@ def audit_run(
     n_boot: int = 200,
     seed: int = 0,
     save: bool = True,
-    show_progress: bool = False,
+    show_progress: ShowProgress = "auto",
 ) -> AuditResult:
     """Audit a run on labelled ``data`` split into groups; saves ``audit.json`` and
     ``audit.png`` into the run folder.
@@ -189,7 +189,8 @@ def audit_run(
         n_boot: bootstrap resamples of the intervals.
         seed: seed of the folds, bootstrap and samples.
         save: write the results into the run folder.
-        show_progress: draw a progress bar while embedding.
+        show_progress: draw a progress bar while embedding (``"auto"``: once it has taken
+            a few seconds).
 
     Raises:
         ValueError: neither or both of ``group_column`` and ``groups_file``, a missing column,

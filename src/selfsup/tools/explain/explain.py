@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from selfsup.core.progress import ShowProgress
 from selfsup.data.base import Source
 from selfsup.run import Run
 from selfsup.tools.explain.attribution import (
@@ -68,7 +69,7 @@ def explain_item(
     reference: str = "self",
     neighbours: int = 8,
     out: str | os.PathLike | None = None,
-    show_progress: bool = False,
+    show_progress: ShowProgress = "auto",
 ) -> Explanation:
     """Explain one item of a run: attribution map, nearest neighbours, PNGs and JSON.
 
@@ -84,7 +85,8 @@ def explain_item(
             ``data``, or another ``ITEM``.
         neighbours: how many nearest neighbours to show.
         out: the folder for the files (default ``RUN/explain``).
-        show_progress: draw a progress bar while embedding the training data.
+        show_progress: draw a progress bar while embedding the training data (``"auto"``:
+            once it has taken a few seconds).
     """
     if method not in METHODS:
         raise ValueError(f"unknown attribution method {method!r}; choose {' or '.join(METHODS)}")
