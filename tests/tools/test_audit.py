@@ -356,3 +356,34 @@ def test_a_rare_class_is_audited_by_its_auroc_per_group() -> None:
     assert result.intervals["auroc"]["A"][0] > result.intervals["auroc"]["B"][1]
     gap = next(g for g in result.gaps if g.check == "auroc")
     assert gap.large and gap.worst == "B" and "AUROC" in gap.sentence
+
+
+def test_more_classes_are_audited_by_their_mean_one_vs_rest_auroc(monkeypatch) -> None:
+    """Four classes: each group's AUROC is sklearn's one-vs-rest macro mean, and a group whose
+    scores rank its items worse shows a large gap, with intervals from fewer resamples where
+    the bootstrap's work would be long."""
+    from sklearn.metrics import roc_auc_score
+
+    import selfsup.tools.audit.metrics as metrics
+
+    rng = np.random.default_rng(0)
+    n = 6000
+    groups = np.repeat(["A", "B", "C"], n // 3)
+    y = rng.integers(0, 4, n)
+    logits = rng.normal(size=(n, 4))
+    logits[np.arange(n), y] += np.where(groups == "C", 0.5, 2.0)
+    proba = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    monkeypatch.setattr(metrics, "AUROC_WORK", 4 * n * 30)  # 30 resamples' work: the minimum
+    monkeypatch.setattr(metrics, "MIN_AUROC_BOOT", 20)
+    calls, call = [], metrics.MacroAUROC.__call__
+    monkeypatch.setattr(metrics.MacroAUROC, "__call__", lambda *a: calls.append(1) or call(*a))
+    result = audit_arrays(y, proba.argmax(1), proba, groups, n_boot=40)
+    assert len(calls) == 2 + 30  # the values by group and overall, then 30 of 40 resamples
+    for name in "ABC":
+        rows = groups == name
+        expected = roc_auc_score(y[rows], proba[rows], multi_class="ovr", average="macro")
+        assert result.by_group["auroc"][name] == pytest.approx(expected, abs=1e-12)
+        low, high = result.intervals["auroc"][name]
+        assert low < result.by_group["auroc"][name] < high
+    gap = next(g for g in result.gaps if g.check == "auroc")
+    assert gap.large and gap.worst == "C"

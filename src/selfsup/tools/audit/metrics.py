@@ -27,6 +27,10 @@ LARGE_GAP = {
     "purity": 0.2,
     "rankme": 0.25,
 }
+#: Items x classes x resamples of the AUROC's bootstrap (about 30 s on two cores): more
+#: classes or items get fewer resamples of it, not fewer than MIN_AUROC_BOOT.
+AUROC_WORK = 1_000_000_000
+MIN_AUROC_BOOT = 50
 #: The classifier's metrics and whether a higher value is worse.
 PREDICTION_METRICS = {"accuracy": False, "ece": True, "fpr": True, "fnr": True, "auroc": False}
 _NAMES = {
@@ -164,28 +168,75 @@ class GroupAUROC:
         self.order = np.lexsort((score, codes))
         c, s = codes[self.order], score[self.order]
         new = np.r_[True, (c[1:] != c[:-1]) | (s[1:] != s[:-1])]
-        self.block = np.cumsum(new) - 1  # items of one group and one score
-        blocks = int(self.block[-1]) + 1 if len(self.block) else 0
-        self.block_group = np.zeros(blocks, dtype=np.int64)
-        self.block_group[self.block] = c
-        self.first_block = np.searchsorted(self.block_group, np.arange(groups))
-        self.codes, self.groups = codes, groups
+        block = np.cumsum(new) - 1  # items of one group and one score
+        blocks = int(block[-1]) + 1 if len(block) else 0
+        block_group = np.zeros(blocks, dtype=np.int64)
+        block_group[block] = c
+        # Each group's blocks, first to last + 1: groups are sorted, so a group's sums are
+        # differences of running sums, with no per-group pass.
+        self.edges = np.r_[np.searchsorted(block_group, np.arange(groups)), blocks]
+        self.block = None if blocks == len(block) else block  # None: no ties, one item a block
+        self.blocks = blocks
         self.positive = np.asarray(positive, dtype=bool)[self.order]
 
     def __call__(self, weights: np.ndarray) -> np.ndarray:
         w = np.asarray(weights, dtype=np.float64)[self.order]
-        blocks = len(self.block_group)
-        wp = np.bincount(self.block, w * self.positive, minlength=blocks)
-        wn = np.bincount(self.block, w * ~self.positive, minlength=blocks)
-        below = np.cumsum(wn) - wn  # negatives of lower scores, from the first group on
-        start = np.r_[below, 0.0][np.minimum(self.first_block, blocks)]
-        below -= start[self.block_group]  # ... within the block's group
-        ranked = np.bincount(self.block_group, wp * (below + 0.5 * wn), minlength=self.groups)
-        pairs = np.bincount(self.block_group, wp, minlength=self.groups) * np.bincount(
-            self.block_group, wn, minlength=self.groups
-        )
+        wp = w * self.positive
+        wn = w - wp
+        if self.block is not None:
+            wp = np.bincount(self.block, wp, minlength=self.blocks)
+            wn = np.bincount(self.block, wn, minlength=self.blocks)
+        first, after = self.edges[:-1], self.edges[1:]
+        negatives_to = _running_sum(wn)  # negatives of lower blocks, from the first group on
+        positives_to = _running_sum(wp)
+        # Each positive beats the negatives below it in its group (half of a tie): those
+        # below it from the first group on, less those of the groups before its own.
+        ranked_to = _running_sum(wp * (negatives_to[:-1] + 0.5 * wn))
+        positives = positives_to[after] - positives_to[first]
+        ranked = ranked_to[after] - ranked_to[first] - negatives_to[first] * positives
+        pairs = positives * (negatives_to[after] - negatives_to[first])
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(pairs > 0, ranked / pairs, np.nan)
+
+
+def _running_sum(x: np.ndarray) -> np.ndarray:
+    """``[0, x0, x0 + x1, ...]``: ``n + 1`` running sums of ``x``.
+
+    Example:
+        >>> _running_sum(np.array([1.0, 2.0, 3.0])).tolist()
+        [0.0, 1.0, 3.0, 6.0]
+    """
+    out = np.empty(len(x) + 1)
+    out[0] = 0.0
+    np.cumsum(x, out=out[1:])
+    return out
+
+
+class MacroAUROC:
+    """Per group, the mean over classes of each class's AUROC against the rest (its
+    probability ranking its items above the others'; sklearn's ``multi_class="ovr"``,
+    ``average="macro"``): one :class:`GroupAUROC` per class, for any weights of the items. A
+    class without items, or with every item, in a group is left out of its mean; a group
+    with none left is NaN. For two classes it is the second class's AUROC (the first's is
+    the same).
+
+    Example:
+        >>> y = np.array([0, 1, 2, 0, 1, 2])
+        >>> proba = np.eye(3)[[0, 1, 2, 1, 0, 2]] * 0.8 + 0.1
+        >>> MacroAUROC(np.array([0, 0, 0, 1, 1, 1]), 2, y, proba)(np.ones(6)).tolist()
+        [1.0, 0.5]
+    """
+
+    def __init__(self, codes: np.ndarray, groups: int, y_true: np.ndarray, proba: np.ndarray):
+        proba = np.asarray(proba, dtype=np.float64)
+        classes = [1] if proba.shape[1] == 2 else range(proba.shape[1])
+        self.parts = [GroupAUROC(codes, groups, y_true == c, proba[:, c]) for c in classes]
+
+    def __call__(self, weights: np.ndarray) -> np.ndarray:
+        values = np.stack([part(weights) for part in self.parts])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # a group without any: NaN
+            return np.nanmean(values, axis=0)
 
 
 def prediction_metrics(
@@ -196,8 +247,9 @@ def prediction_metrics(
     n_boot: int = 200,
     seed: int = 0,
 ) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, list[float]]], dict[str, float]]:
-    """Accuracy, ECE, FPR and FNR per group with bootstrap 95% intervals (fairlearn), and
-    for two classes the AUROC of the second class's probability (:class:`GroupAUROC`).
+    """Accuracy, ECE, FPR, FNR and AUROC per group with bootstrap 95% intervals (fairlearn's
+    bootstrap); the AUROC of the second class's probability for two classes, the mean of
+    each class's against the rest for more (:class:`MacroAUROC`).
 
     Args:
         y_true: integer labels ``(n,)``.
@@ -243,25 +295,24 @@ def prediction_metrics(
     # pandas groupbys of Python functions (108 s for 20,000 items; now under a second).
     order = [str(g) for g in frame.by_group.index]
     codes = pd.Categorical(names, categories=order).codes.astype(np.int64)
-    auroc = None
-    if num_classes == 2:
-        score = np.asarray(proba, dtype=np.float64)[:, 1]
-        auroc = GroupAUROC(codes, len(order), y_true == 1, score)
-        by_group["auroc"] = dict(zip(order, auroc(np.ones(len(codes))).tolist(), strict=True))
-        overall["auroc"] = float(
-            GroupAUROC(codes * 0, 1, y_true == 1, score)(np.ones(len(codes)))[0]
-        )
+    auroc = MacroAUROC(codes, len(order), y_true, proba)
+    by_group["auroc"] = dict(zip(order, auroc(np.ones(len(codes))).tolist(), strict=True))
+    overall["auroc"] = float(MacroAUROC(codes * 0, 1, y_true, proba)(np.ones(len(codes)))[0])
     rng = np.random.default_rng(seed)
     n = len(y_true)
+    # A resample's AUROC costs a pass over the items per class: the first resamples only,
+    # where classes x items x resamples would pass AUROC_WORK.
+    auroc_boot = min(n_boot, max(MIN_AUROC_BOOT, AUROC_WORK // (len(auroc.parts) * n)))
     draws = {m: np.empty((n_boot, len(order))) for m in by_group}
+    draws["auroc"] = draws["auroc"][:auroc_boot]
     for b in range(n_boot):
         counts = np.bincount(rng.integers(0, n, n), minlength=n)
         found = weighted_group_metrics(
             codes, len(order), y_true, y_pred, confidence, num_classes, counts
         )
-        if auroc is not None:
+        if b < auroc_boot:
             found["auroc"] = auroc(counts)
-        for m in by_group:
+        for m in found:
             draws[m][b] = found[m]
     intervals = {}
     with warnings.catch_warnings():
