@@ -266,6 +266,7 @@ def new_output(out: str | os.PathLike, overwrite: bool) -> None:
     Raises:
         FileExistsError: ``out`` exists and ``overwrite`` is false (the line names it, its size
             and when it was written).
+        IsADirectoryError: a folder is in the way of the file (whatever ``overwrite``).
         OSError: ``out`` cannot be written (see :func:`~selfsup.core.files.check_writable`).
 
     Example:
@@ -284,6 +285,8 @@ def new_output(out: str | os.PathLike, overwrite: bool) -> None:
     from selfsup.core.files import check_writable, size_text
 
     path = Path(out)
+    if path.is_dir():  # said now, not once the work is done and the file is written
+        raise IsADirectoryError(errno.EISDIR, "a folder is in the way of the file", str(path))
     if path.exists() and not overwrite:
         stat = path.stat()
         written = datetime.datetime.fromtimestamp(stat.st_mtime).strftime("%Y-%m-%d %H:%M")
