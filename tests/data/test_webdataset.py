@@ -78,3 +78,56 @@ def test_a_large_folder_without_shards_is_not_walked_through(tmp_path):
     write_shard(tmp_path / "zz" / "late.tar", [("0", {"png": png(1)})])
     assert tar_shards(tmp_path) == []
     assert tar_shards(tmp_path / "zz") == [tmp_path / "zz" / "late.tar"]
+
+
+def _sound(seconds: float, hz: float, fmt: str = "FLAC") -> bytes:
+    import numpy as np
+    import soundfile
+
+    t = np.arange(int(seconds * 8000)) / 8000
+    out = io.BytesIO()
+    soundfile.write(out, (0.3 * np.sin(2 * np.pi * hz * t)).astype(np.float32), 8000, format=fmt)
+    return out.getvalue()
+
+
+def test_shards_of_sounds_are_audio_read_from_their_members(tmp_path):
+    """A folder of .tar shards of FLAC/WAV members (as a team packs its recordings) is
+    audio: keys with a sound are items, labels from .cls, a damaged member skipped with its
+    reason, a long recording cut into clips, training reads in blocks."""
+    import numpy as np
+
+    from selfsup.data.webdataset import WebDatasetAudioSource
+    from selfsup.run import pretrain
+
+    root = tmp_path / "calls"
+    write_shard(root / "calls-000000.tar", [
+        (f"{k:04d}", {"flac": _sound(1.0, 200 + 600 * (k % 2)), "cls": str(k % 2).encode(),
+                      "json": b'{"speaker": 3}'})
+        for k in range(6)
+    ])  # fmt: skip
+    write_shard(root / "calls-000001.tar", [
+        ("0006", {"wav": _sound(3.0, 300, "WAV")}),  # no label: an unlabelled item
+        ("0007", {"json": b"{}"}),  # no sound: not an item
+        ("0008", {"flac": _sound(1.0, 800)[:40], "cls": b"1"}),  # damaged
+    ])  # fmt: skip
+    assert infer_modality(str(root)) == "audio"
+    assert infer_modality(str(root / "calls-000001.tar")) == "audio"
+    source = open_source(str(root), sample_rate=8000)
+    assert isinstance(source, WebDatasetAudioSource) and len(source) == 8
+    assert source.ids[6:] == ["calls-000001/0006", "calls-000001/0008"]
+    assert source.index_note == "WebDataset: 2 tar shards, 8 sounds"
+    assert source.partial_labels.rows.tolist() == [0, 1, 2, 3, 4, 5, 7]
+    batch = source.read_batch(range(8))
+    assert batch.indices == [0, 1, 2, 3, 4, 5, 6] and batch.items.shape[1:] == (1, 64, 48)
+    (skipped,) = batch.skipped
+    assert skipped.item_id == "calls-000001/0008" and "cannot read audio" in skipped.reason
+    low, high = batch.items[0], batch.items[1]  # 200 Hz and 800 Hz: different bands lit
+    assert int(low.mean(dim=-1).argmax()) < int(high.mean(dim=-1).argmax())
+    clips = open_source(str(root), sample_rate=8000, clip_hop=0.95)
+    assert "calls-000001/0006@1.90s" in clips.ids  # the 3-second recording in clips
+    assert sorted(clips.epoch_order(0, 0).tolist()) == list(range(len(clips)))
+    with pytest.raises(ValueError, match=r"\.cls members; --labels is for a folder's files"):
+        open_source(str(root), labels="labels.csv")
+    run = pretrain(str(root), method="byola", steps=2, batch_size=4, out=str(tmp_path / "run"),
+                   sample_rate=8000, monitor_items=0, show_progress=False)  # fmt: skip
+    assert run.embed(str(root)).shape[0] == 8 and np.isnan(run.embed(str(root))[7]).all()

@@ -1,6 +1,6 @@
-"""Images in WebDataset shards: tar files whose members are grouped by key
-(``000123.jpg``, ``000123.cls``), as ``webdataset``'s ``ShardWriter``, ``img2dataset`` and
-LAION-style exports write them.
+"""Images and sounds in WebDataset shards: tar files whose members are grouped by key
+(``000123.jpg``, ``000123.cls``; ``000123.flac``, ``000123.json``), as ``webdataset``'s
+``ShardWriter``, ``img2dataset`` and LAION-style exports write them.
 
 Opening a folder of ``.tar`` shards (or one ``.tar``) reads the tar headers once (a header
 a member: the image bytes are skipped, not read) and the small label members (``.cls``,
@@ -9,6 +9,8 @@ later by seeking to them. Items are read as packed shards are
 (:class:`~selfsup.data.shards.ShardSource`): 256 consecutive items of a shard to a group,
 decoded at the side training asks for, groups shuffled in blocks, bounded memory. A shard
 cut short (a copy that stopped) is read up to its last whole member, with a warning.
+Sounds (:class:`WebDatasetAudioSource`) are read as a folder of audio files is, each key's
+sound member decoded from its bytes.
 
 Example:
     >>> import io, tarfile, tempfile
@@ -32,15 +34,18 @@ from __future__ import annotations
 import os
 import tarfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from selfsup.data.arrays import present_labels
+from selfsup.data.audio import AUDIO_EXTENSIONS, AudioBytes, AudioFolderSource
 from selfsup.data.base import EmptySourceError
 from selfsup.data.hub import MAX_OTHER_FILES
 from selfsup.data.image_folder import IMAGE_EXTENSIONS, natural_order
-from selfsup.data.shards import ROWS_PER_GROUP, ShardSource
+from selfsup.data.shards import ROWS_PER_GROUP, WINDOW_GROUPS, ShardSource, block_order
 
 #: Members read as an item's label (the class index or name as text).
 LABEL_EXTENSIONS = ("cls", "label")
@@ -76,28 +81,32 @@ def tar_shards(path: str | os.PathLike) -> list[Path]:
     return sorted(shards)
 
 
-def is_webdataset(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is WebDataset shards of images: its first shard's first members
-    include an image (read from the first few headers only).
+def webdataset_media(path: str | os.PathLike) -> str | None:
+    """``image`` or ``audio``: what the first media member of the first shard ``path`` names
+    is (read from its first few headers only); None where ``path`` is no WebDataset shards.
 
     Example:
-        >>> is_webdataset("/nonexistent")
-        False
+        >>> webdataset_media("/nonexistent") is None
+        True
     """
     shards = tar_shards(path)
     if not shards:
-        return False
+        return None
     try:
         with tarfile.open(shards[0], "r:") as tar:
             for _, member in zip(range(16), tar, strict=False):
-                if member.isfile() and _split(member.name)[1] in _IMAGE_EXTS:
-                    return True
+                ext = _split(member.name)[1]
+                kind = next((k for k, exts in MEDIA.items() if ext in exts), None)
+                if member.isfile() and kind is not None:
+                    return kind
     except (tarfile.TarError, OSError):
-        return False
-    return False
+        return None
+    return None
 
 
 _IMAGE_EXTS = {ext.lstrip(".") for ext in IMAGE_EXTENSIONS}
+#: The member extensions of each kind of item.
+MEDIA = {"image": _IMAGE_EXTS, "audio": {ext.lstrip(".") for ext in AUDIO_EXTENSIONS}}
 
 
 def _split(name: str) -> tuple[str, str]:
@@ -106,6 +115,65 @@ def _split(name: str) -> tuple[str, str]:
     folder, _, base = name.rpartition("/")
     stem, _, ext = base.partition(".")
     return (f"{folder}/{stem}" if folder else stem), ext.lower()
+
+
+@dataclass
+class _Members:
+    """What the tar headers of a root's shards say (:func:`_scan`): the shards, and for
+    each item (a key with a member of the kind asked for) its id ``SHARD/KEY``, where its
+    bytes are (shard number, data offset, size), its member's extension, its label (None:
+    no label member), and a warning for shards cut short."""
+
+    shards: list[Path]
+    ids: list[str]
+    places: list[tuple[int, int, int]]
+    extensions: list[str]
+    labels: list[str | None]
+    warning: str | None
+
+    @property
+    def note(self) -> str:
+        """``WebDataset: N tar shards``."""
+        return f"WebDataset: {len(self.shards)} tar shard{'s' if len(self.shards) != 1 else ''}"
+
+    def classes_and_labels(self) -> tuple[Any, list[str] | None, Any, str | None]:
+        """Labels from the ``.cls`` members, classes in numeric order; keys without one
+        make them partial: ``(labels, classes, partial_labels, warning)``."""
+        used = sorted({v for v in self.labels if v is not None}, key=natural_order)
+        labels, classes, partial = present_labels(self.labels, "cls", used)
+        notes = [n for n in (self.warning, partial and partial.note(len(self.ids), "items")) if n]
+        return labels, classes, partial, "; ".join(notes) or None
+
+
+def _scan(root: Path, kind: str) -> _Members:
+    """Read the tar headers of the shards under ``root`` for members of ``kind``
+    (``image`` or ``audio``: :data:`MEDIA`).
+
+    Raises:
+        EmptySourceError: no member of ``kind`` in any shard.
+    """
+    shards = tar_shards(root)
+    base = root if root.is_dir() else root.parent
+    found = _Members(shards, [], [], [], [], None)
+    cut: list[str] = []
+    for s, shard in enumerate(shards):
+        name = str(shard.relative_to(base).with_suffix(""))
+        members, complete = _index(shard, MEDIA[kind])
+        if not complete:
+            cut.append(shard.name)
+        for key, (offset, size, ext, label) in members.items():
+            found.ids.append(f"{name}/{key}")
+            found.places.append((s, offset, size))
+            found.extensions.append(ext)
+            found.labels.append(label)
+    if not found.ids:
+        raise EmptySourceError(f"{root}: no {kind} member in its {len(shards)} tar shard(s)")
+    if cut:
+        found.warning = (
+            f"{', '.join(cut)}: cut short (read up to its last whole member); copy the "
+            "shard again to read the rest"
+        )
+    return found
 
 
 class WebDatasetSource(ShardSource):
@@ -130,50 +198,20 @@ class WebDatasetSource(ShardSource):
     ) -> None:
         self.root = Path(root)
         self.name = str(root)
-        shards = tar_shards(self.root)
-        base = self.root if self.root.is_dir() else self.root.parent
-        self._files = [str(shard) for shard in shards]
-        ids: list[str] = []
-        places: list[tuple[int, int, int]] = []  # (shard, data offset, size) of each image
-        labels: list[str | None] = []
-        cut: list[str] = []
-        for s, shard in enumerate(shards):
-            name = str(shard.relative_to(base).with_suffix(""))
-            found, complete = _index(shard)
-            if not complete:
-                cut.append(shard.name)
-            for key, (offset, size, label) in found.items():
-                ids.append(f"{name}/{key}")
-                places.append((s, offset, size))
-                labels.append(label)
-        if not ids:
-            raise EmptySourceError(f"{root}: no image member in its {len(shards)} tar shard(s)")
-        self._ids, self._places = ids, places
+        found = _scan(self.root, "image")
+        self._files = [str(shard) for shard in found.shards]
+        self._ids, self._places = found.ids, found.places
+        places = found.places
         starts = [
             k
-            for k in range(len(ids))
+            for k in range(len(places))
             if k % ROWS_PER_GROUP == 0 or places[k][0] != places[k - 1][0]
         ]
-        bounds = [*starts, len(ids)]
+        bounds = [*starts, len(places)]
         self._layout([(places[k][0], k) for k in starts], list(np.diff(bounds)))
-        self._set_labels(labels)
-        count = f"{len(shards)} tar shard{'s' if len(shards) != 1 else ''}"
-        self.index_note = f"WebDataset: {count}, {len(ids):,} images"
-        if cut:
-            said = (
-                f"{', '.join(cut)}: cut short (read up to its last whole member); copy the "
-                "shard again to read the rest"
-            )
-            self.warning = f"{said}; {self.warning}" if self.warning else said
+        self.labels, self.classes, self.partial_labels, self.warning = found.classes_and_labels()
+        self.index_note = f"{found.note}, {len(self._ids):,} images"
         self._sizes_and_bits(image_size, channels, pixel_bits)
-
-    def _set_labels(self, given: list[str | None]) -> None:
-        """Labels from the ``.cls`` members, classes in numeric order; keys without one make
-        them partial."""
-        used = sorted({v for v in given if v is not None}, key=natural_order)
-        self.labels, self.classes, self.partial_labels = present_labels(given, "cls", used)
-        if self.partial_labels is not None:
-            self.warning = self.partial_labels.note(len(given), "items")
 
     @property
     def ids(self) -> Sequence[str]:
@@ -193,8 +231,90 @@ class WebDatasetSource(ShardSource):
         return self._ids[start:stop], [None] * (stop - start), blobs
 
 
-def _index(shard: Path) -> tuple[dict[str, tuple[int, int, str | None]], bool]:
-    """Each key's image member (where its bytes start, their size) and label, from the
+class WebDatasetAudioSource(AudioFolderSource):
+    """Sounds of WebDataset tar shards (``.flac``, ``.wav``, ``.mp3``... members; see the
+    module), read as :class:`~selfsup.data.audio.AudioFolderSource` reads a folder's files:
+    labels from ``.cls`` members, ids ``SHARD/KEY`` (``SHARD/KEY@START s`` for clips).
+    Training reads the items in blocks of ``ROWS_PER_GROUP`` consecutive ones, shuffled
+    within ``WINDOW_GROUPS`` blocks, as packed shards are.
+
+    Args:
+        root: a folder of ``.tar`` shards, or one shard.
+        clip_hop, pooled, **settings: as for :class:`~selfsup.data.audio.AudioFolderSource`
+            (``sample_rate``, ``clip_seconds``, ``n_mels``...).
+
+    Raises:
+        EmptySourceError: no sound member in any shard.
+
+    Example:
+        >>> import io, tarfile, tempfile, soundfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> with tarfile.open(folder / "calls-0000.tar", "w") as tar:
+        ...     for key, seconds in enumerate((0.5, 2.0)):
+        ...         sound = io.BytesIO()
+        ...         soundfile.write(sound, np.zeros(int(seconds * 8000), np.float32), 8000,
+        ...                         format="FLAC")
+        ...         for ext, data in (("flac", sound.getvalue()), ("cls", b"7")):
+        ...             member = tarfile.TarInfo(f"{key:06d}.{ext}")
+        ...             member.size = len(data)
+        ...             tar.addfile(member, io.BytesIO(data))
+        >>> source = WebDatasetAudioSource(folder, sample_rate=8000, clip_seconds=1.0,
+        ...                                clip_hop=1.0)
+        >>> source.ids[1:], source.classes, tuple(source.read(2).shape)
+        (['calls-0000/000001@0.00s', 'calls-0000/000001@1.00s'], ['7'], (1, 64, 51))
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        *,
+        clip_hop: float | None = None,
+        pooled: bool = False,
+        **settings: Any,
+    ) -> None:
+        self.root = Path(root)
+        self._settings(**settings)
+        self.name = str(root)
+        found = _scan(self.root, "audio")
+        self._shards = [str(shard) for shard in found.shards]
+        self._places, self._extensions = found.places, found.extensions
+        self._ids = found.ids
+        self.labels, self.classes, self.partial_labels, self.warning = found.classes_and_labels()
+        self.labels_note = None
+        self.index_note = f"{found.note}, {len(self._ids):,} sounds"
+        self._handles: dict[int, Any] = {}
+        self._pid = os.getpid()
+        self._items(clip_hop, pooled)
+
+    def _file_path(self, relative: str, file: int) -> AudioBytes:
+        """Key ``file``'s sound member, read from its shard (the member's extension picks
+        the decoder)."""
+        if self._pid != os.getpid():  # a forked worker opens its own files
+            self._handles, self._pid = {}, os.getpid()
+        shard, offset, size = self._places[file]
+        if shard not in self._handles:
+            self._handles[shard] = open(self._shards[shard], "rb")  # noqa: SIM115  # kept open
+        handle = self._handles[shard]
+        handle.seek(offset)
+        return AudioBytes(f"{relative}.{self._extensions[file]}", handle.read(size))
+
+    def epoch_order(self, seed: int, epoch: int) -> np.ndarray:
+        """Items shuffled in blocks of ``WINDOW_GROUPS`` groups of ``ROWS_PER_GROUP``
+        consecutive keys (clips by their key's), as packed shards are: a batch reads a few
+        stretches of the shards, not one place per item."""
+        files = np.array([f for f, _ in self._clips]) if self._clips else np.arange(len(self))
+        return block_order(files // ROWS_PER_GROUP, WINDOW_GROUPS, seed, epoch)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Without the open shard files (a worker process opens its own)."""
+        return {**self.__dict__, "_handles": {}}
+
+
+def _index(
+    shard: Path, extensions: set[str]
+) -> tuple[dict[str, tuple[int, int, str, str | None]], bool]:
+    """Each key's member of one of ``extensions`` (where its bytes start, their size, its
+    extension) and label, from the
     tar headers; whether the shard is whole (it ends as a tar ends, and every member's
     bytes are in it)."""
     found: dict[str, list] = {}
@@ -210,13 +330,13 @@ def _index(shard: Path) -> tuple[dict[str, tuple[int, int, str | None]], bool]:
                 if member.offset_data + member.size > end:  # its bytes stop at the cut
                     complete = False
                 key, ext = _split(member.name)
-                entry = found.setdefault(key, [None, None, None])
-                if ext in _IMAGE_EXTS and entry[0] is None:
-                    entry[0], entry[1] = member.offset_data, member.size
+                entry = found.setdefault(key, [None, None, None, None])
+                if ext in extensions and entry[0] is None:
+                    entry[0], entry[1], entry[2] = member.offset_data, member.size, ext
                 elif ext in LABEL_EXTENSIONS and member.size <= LABEL_BYTES:
                     data = tar.extractfile(member)
                     text = data.read().decode("utf-8", "replace").strip() if data else ""
-                    entry[2] = text or None
+                    entry[3] = text or None
     except (tarfile.ReadError, EOFError, OSError):  # cut short: what was read is kept
         complete = False
-    return {k: (v[0], v[1], v[2]) for k, v in found.items() if v[0] is not None}, complete
+    return {k: (v[0], v[1], v[2], v[3]) for k, v in found.items() if v[0] is not None}, complete

@@ -52,6 +52,7 @@ from selfsup.data.folders import INDEX_FILE, IndexCache
 from selfsup.data.hub import AUDIO as HUB_AUDIO
 from selfsup.data.hub import HubAudioSource, hub_files, hub_test_split, refuse_labels_table
 from selfsup.data.logmel import LOG_FLOOR, LogMelSettings, LogMelSpectrogram
+from selfsup.data.webdataset import WebDatasetAudioSource, webdataset_media
 from selfsup.encoder import Encoder
 from selfsup.modalities.base import Modality, channel_statistics, folder_media
 from selfsup.views.audio import AudioViews, audio_recipe
@@ -91,8 +92,9 @@ class AudioModality(Modality):
         )  # a folder's kind is its folder_media; a file or PATH:SPLIT is looked at
 
     def open(self, spec: str | os.PathLike | Any, options: dict[str, Any]) -> Source:
-        """A folder of audio files, or a Hugging Face dataset's split of sounds
-        (``PATH[:SPLIT]``, :class:`~selfsup.data.hub.HubAudioSource`)."""
+        """A folder of audio files, a Hugging Face dataset's split of sounds
+        (``PATH[:SPLIT]``, :class:`~selfsup.data.hub.HubAudioSource`), or WebDataset shards
+        of sounds (:class:`~selfsup.data.webdataset.WebDatasetAudioSource`)."""
         if hub_files(spec, HUB_AUDIO) is not None:
             refuse_labels_table(spec, options)
             kept = {k: v for k, v in options.items() if k not in ("labels", "index")}
@@ -100,11 +102,25 @@ class AudioModality(Modality):
             source.pooled = _long_recordings(source)
             return source
         path = Path(spec).expanduser()
+        if webdataset_media(path) == self.name:
+            if options.get("labels") is not None:
+                raise ValueError(
+                    f"{spec}: WebDataset shards keep their labels in .cls members; --labels "
+                    "is for a folder's files"
+                )
+            unused = ("labels", "index", "label_column", "id_column")
+            source = WebDatasetAudioSource(
+                path, **{k: v for k, v in options.items() if k not in unused}
+            )
+            source.pooled = _long_recordings(source)
+            return source
         if path.is_dir():
             source = AudioFolderSource(path, **folder_options(options))
             source.pooled = _long_recordings(source)
             return source
-        raise FileNotFoundError(f"{spec}: no such folder (audio is read from a folder of files)")
+        raise FileNotFoundError(
+            f"{spec}: no such folder (audio is read from a folder of files or of .tar shards)"
+        )
 
     def official_test(self, spec: str) -> str | None:
         """A Hugging Face dataset's labelled test (else validation) split."""

@@ -33,6 +33,7 @@ from selfsup.data.hub import IMAGE as HUB_IMAGE
 from selfsup.data.hub import hub_layout
 from selfsup.data.image_folder import IMAGE_EXTENSIONS
 from selfsup.data.loading import affordable_workers, read_ahead
+from selfsup.data.webdataset import webdataset_media
 from selfsup.encoder import Encoder
 from selfsup.methods import METHODS
 from selfsup.views.recipe import ViewRecipe
@@ -55,7 +56,8 @@ FOLDER_MEDIA = {
 def folder_media(path: str | os.PathLike) -> str | None:
     """``audio``, ``image`` or ``text``: what the first media file in the folder ``path`` is
     (None when ``path`` is no folder, or holds none); ``image`` or ``audio`` for a Hugging
-    Face dataset of images or sounds (Parquet or Arrow files with a column of them).
+    Face dataset of images or sounds (Parquet or Arrow files with a column of them), and for
+    WebDataset shards of them (a folder of ``.tar`` files, or one).
 
     Example:
         >>> folder_media("/nonexistent") is None
@@ -65,7 +67,8 @@ def folder_media(path: str | os.PathLike) -> str | None:
         layout = hub_layout(path)
         if layout is not None and layout.media:
             return {HUB_IMAGE: "image", HUB_AUDIO: "audio"}.get(layout.kind)
-    return first_media(path, FOLDER_MEDIA)
+    # WebDataset shards (a folder of .tar files, or one): their members say.
+    return first_media(path, FOLDER_MEDIA) or webdataset_media(path)
 
 
 class Modality(ABC):

@@ -50,7 +50,7 @@ from selfsup.data.hub import (
 from selfsup.data.image_folder import ImageFolderSource
 from selfsup.data.named import is_named_spec, named_dataset_names, named_splits, open_named
 from selfsup.data.shards import ShardSource, is_shard_folder
-from selfsup.data.webdataset import WebDatasetSource, is_webdataset
+from selfsup.data.webdataset import WebDatasetSource, webdataset_media
 from selfsup.encoder import Encoder
 from selfsup.methods import METHODS
 from selfsup.modalities.base import Modality, channel_statistics
@@ -143,7 +143,7 @@ class ImageModality(Modality):
         path = Path(spec).expanduser()
         packed = (
             (WebDatasetSource, "WebDataset shards keep their labels in .cls members")
-            if is_webdataset(path)
+            if webdataset_media(path) == self.name
             else (ShardSource, "packed shards keep the labels and channels they were packed with")
             if path.is_dir() and is_shard_folder(path)
             else None
