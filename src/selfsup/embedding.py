@@ -332,6 +332,41 @@ def embed_source(
     return out
 
 
+#: Items whose embeddings are averaged into an encoder's center (:func:`mean_embedding`).
+CENTER_ITEMS = 10_000
+
+
+def mean_embedding(
+    encoder: Encoder, source: Source, items: int = CENTER_ITEMS
+) -> tuple[np.ndarray, int]:
+    """The mean embedding of up to ``items`` items of ``source`` spread evenly over it
+    (unreadable ones left out, the encoder's own center not subtracted), and how many
+    were averaged: what ``Encoder.set_center`` subtracts.
+
+    Raises:
+        ValueError: no item could be read.
+
+    Example:
+        >>> from selfsup.data.series import SeriesSource
+        >>> from selfsup.modalities.series import build_series_encoder
+        >>> enc = build_series_encoder("ts2vec", 1, depth=1, hidden=4, out_dim=8)
+        >>> center, counted = mean_embedding(enc, SeriesSource(np.ones((5, 1, 12))))
+        >>> center.shape, counted
+        ((8,), 5)
+    """
+    rows = np.unique(np.linspace(0, len(source) - 1, min(items, len(source))).astype(np.int64))
+    chosen = source if len(rows) == len(source) else SubsetSource(source, rows, source.name)
+    kept, encoder.center = encoder.center, None
+    try:
+        z = embed_source(encoder, chosen)
+    finally:
+        encoder.center = kept
+    readable = z[~np.isnan(z).any(axis=1)]
+    if len(readable) == 0:
+        raise ValueError(f"{source.name}: no item could be read to center the embeddings")
+    return readable.astype(np.float64).mean(axis=0).astype(np.float32), len(readable)
+
+
 def embeddings_tensor(z: np.ndarray) -> torch.Tensor:
     """Embeddings as a float32 tensor, without a copy where they are float32 already (a
     read-only memory map of a kept file included: the tools that take it never write to it,

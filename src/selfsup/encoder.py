@@ -66,6 +66,9 @@ class Encoder(nn.Module):
         shape = (1, -1) + (1,) * stat_dims
         self.register_buffer("mean", torch.tensor(list(mean)).view(shape))
         self.register_buffer("std", torch.tensor(list(std)).view(shape))
+        # The embedding subtracted from every output (set_center): kept in encoder.json,
+        # not among the weights, so runs saved without one load as they were.
+        self.register_buffer("center", None, persistent=False)
         self.spec = spec
 
     @property
@@ -86,8 +89,35 @@ class Encoder(nn.Module):
         return (x - self.mean) / self.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Features (n, D) of a batch of raw inputs."""
-        return self.backbone(self.normalize(x))
+        """Features (n, D) of a batch of raw inputs (less the center, where one is set)."""
+        features = self.backbone(self.normalize(x))
+        return features if self.center is None else features - self.center.to(features.dtype)
+
+    def set_center(self, center: Sequence[float] | torch.Tensor | None) -> None:
+        """Subtract ``center`` (D values: the mean embedding of the training items) from
+        every embedding from now on; None removes it. Embeddings that all point one way
+        (every cosine similarity near 1) then spread around the origin, and cosine neighbours
+        are told apart by what differs between items (see
+        ``selfsup.modalities.base.Modality.centers_embeddings``).
+
+        Raises:
+            ValueError: not D finite values.
+
+        Example:
+            >>> enc = Encoder(nn.Flatten(), feature_dim=2, stat_dims=0, normalize=False)
+            >>> enc.set_center([1.0, 1.0])
+            >>> enc(torch.tensor([[1.0, 3.0]])), enc.describe()["center"]
+            (tensor([[0., 2.]]), [1.0, 1.0])
+        """
+        if center is None:
+            self.center = None
+            return
+        values = torch.as_tensor(center, dtype=torch.float32).detach().reshape(-1)
+        if len(values) != self.feature_dim or not torch.isfinite(values).all():
+            raise ValueError(
+                f"the center must be {self.feature_dim} finite values, got {len(values)}"
+            )
+        self.center = values.to(self.device).view(1, -1)
 
     def timestamps(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Features per time step (n, length, D) of series, for backbones that have them.
@@ -106,12 +136,14 @@ class Encoder(nn.Module):
 
     def describe(self) -> dict[str, Any]:
         """The JSON spec: the backbone's recipe, normalization and feature size."""
+        spec = self.spec or {"backbone": "custom", "modality": self.modality}
         return {
-            **(self.spec or {"backbone": "custom", "modality": self.modality}),
+            **{k: v for k, v in spec.items() if k != "center"},  # the center set now, if any
             "feature_dim": self.feature_dim,
             "mean": self.mean.flatten().tolist(),
             "std": self.std.flatten().tolist(),
             "parameters": sum(p.numel() for p in self.parameters()),
+            **({} if self.center is None else {"center": self.center.flatten().tolist()}),
         }
 
     def save(self, folder: str | os.PathLike) -> None:

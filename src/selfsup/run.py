@@ -51,7 +51,7 @@ from selfsup.core.files import (
     write_text,
 )
 from selfsup.core.precision import embedding_device, resolve_precision, uses_gpu
-from selfsup.core.progress import ShowProgress
+from selfsup.core.progress import ShowProgress, activity
 from selfsup.data.base import DataWarning, Source
 from selfsup.data.folders import INDEX_FILE, FolderIndex
 from selfsup.data.splits import hold_out
@@ -64,6 +64,7 @@ from selfsup.embedding import (
     embeddings_bytes,
     keep_embeddings,
     kept_embeddings,
+    mean_embedding,
     write_embedding_rows,
     write_embeddings,
 )
@@ -840,6 +841,7 @@ def pretrain(
             f"{modality.preparation(cfg)} in "
             f"{modality.preparation_seconds(cfg, source, time.perf_counter() - started):.1f} s"
         )
+    encoder.set_center(None)  # trained on what the backbone gives; centered again at the end
     if cfg.lora:  # before the method copies the encoder (momentum teachers) and on resume
         added = add_lora(encoder.backbone, cfg.lora, cfg.lora_alpha)
         encoder.spec = {**(encoder.spec or {}), "lora": {**added, "merged": True}}
@@ -964,6 +966,12 @@ def pretrain(
             "epoch": monitor.best_epoch,
             "value": monitor.best,
         }
+    if modality.centers_embeddings:
+        with activity("measuring the mean embedding of the training items"):
+            center, counted = mean_embedding(encoder, source)
+        encoder.set_center(center)
+        summary["center_items"] = counted
+        say(f"embeddings centered: the mean of {counted:,} training items is subtracted")
     if monitor is not None and monitor.start_loss is not None:
         summary["heldout_loss_start"] = monitor.start_loss
     if monitor is not None and monitor.start_knn is not None:

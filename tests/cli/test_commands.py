@@ -49,6 +49,8 @@ def test_pretrain_writes_a_complete_run_folder_in_seconds(digits_run) -> None:
     assert {"rankme", "alpha_req", "online_probe", "online_probe_train"} <= set(epochs.columns)
     assert epochs["online_probe"].iloc[-1] > 0.3  # ten classes: chance is 0.1
     assert (out / "skipped.txt").read_text() == ""
+    spec = json.loads((out / "encoder.json").read_text())
+    assert "center" not in spec and "center_items" not in summary  # series only
 
 
 def test_embed_writes_npy_and_parquet_in_input_order(digits_run, tmp_path) -> None:

@@ -326,6 +326,10 @@ def load_encoder(folder: str | os.PathLike, backbone: nn.Module | None = None) -
                 f"{spec_path}: describes no encoder this version builds ({one_line(err)})"
             ) from None
     load_weights_into(encoder, folder / WEIGHTS_FILE)
+    try:
+        encoder.set_center(spec.get("center"))
+    except ValueError as err:
+        raise ValueError(f"{spec_path}: center: {err}") from None
     return encoder
 
 

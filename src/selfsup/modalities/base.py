@@ -431,6 +431,10 @@ class Modality(ABC):
     #: Items are the rows of a table of named columns (scikit-learn's estimator counts and
     #: names the columns, and reads rows without names as those columns).
     items_are_rows: ClassVar[bool] = False
+    #: A trained encoder subtracts the mean embedding of its training items from every
+    #: embedding (``Encoder.set_center``), where its embeddings all point one way and cosine
+    #: neighbours (kNN, anomalies, propagation) then see little but that direction.
+    centers_embeddings: ClassVar[bool] = False
 
 
 def _same_width(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

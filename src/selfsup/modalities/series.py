@@ -61,6 +61,12 @@ class SeriesModality(Modality):
     stat_dims = 1
     default_method = "ts2vec"
     default_protocols = ("svm", "knn", "linear")
+    # TS2Vec's embeddings (max-pooled over time) share one direction: mean cosine similarity
+    # 0.81-0.97 on GunPoint, ArrowHead, ItalyPowerDemand, PickupGestureWiimoteZ; centered,
+    # kNN rose from 0.660 / 0.531 / 0.905 / 0.780 to 0.873 / 0.749 / 0.954 / 0.900 (SVM and the
+    # linear probe standardize: unchanged). Images, text and audio measured no better centered
+    # (Fashion-MNIST 0.853 / 0.851, Rotten Tomatoes 0.652 / 0.650, spoken words 0.857 / 0.819).
+    centers_embeddings = True
     default_recipe = "series"
     fallback_backbone = "ts2vec"
     views_class = SeriesViews

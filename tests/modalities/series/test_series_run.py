@@ -55,6 +55,29 @@ def test_ts2vec_pretrain_evaluate_and_reload(ucr_waves, tmp_path):
     np.testing.assert_allclose(np.load(out), stamps, atol=1e-5)
 
 
+def test_series_embeddings_are_centered_on_the_training_items(ucr_waves, tmp_path):
+    """TS2Vec's max-pooled embeddings all point one way; a trained series encoder subtracts
+    its training items' mean embedding, kept in encoder.json, so cosine neighbours see what
+    differs between series. Training itself (and a resumed run) sees the backbone's output."""
+    run = selfsup.pretrain(
+        ucr_waves, epochs=2, out=tmp_path / "run", backbone_options=SMALL, show_progress=False
+    )
+    assert run.summary["center_items"] == 60
+    center = np.asarray(json.loads((run.path / "encoder.json").read_text())["center"])
+    z = run.embed(ucr_waves)
+    np.testing.assert_allclose(z.mean(axis=0), 0, atol=1e-4)  # every training item averaged
+    raw = z + center  # the backbone's own output: one direction
+    cosine = lambda a: (a / np.linalg.norm(a, axis=1, keepdims=True)) @ (  # noqa: E731
+        a / np.linalg.norm(a, axis=1, keepdims=True)
+    ).T
+    assert cosine(raw).mean() > 0.5 > abs(cosine(z).mean())
+    again = selfsup.load(run.path)
+    np.testing.assert_allclose(again.embed(ucr_waves), z, atol=1e-5)
+    longer = selfsup.pretrain(ucr_waves, resume=run.path, epochs=3, show_progress=False)
+    assert longer.summary["steps"] > run.summary["steps"]
+    np.testing.assert_allclose(longer.embed(ucr_waves).mean(axis=0), 0, atol=1e-4)
+
+
 def test_image_only_method_on_series_is_refused(ucr_waves, tmp_path):
     with pytest.raises(ValueError, match="mae does not work on series data; methods that do"):
         selfsup.pretrain(ucr_waves, method="mae", epochs=1, out=tmp_path / "r", show_progress=False)
