@@ -67,10 +67,8 @@ def test_series_embeddings_are_centered_on_the_training_items(ucr_waves, tmp_pat
     z = run.embed(ucr_waves)
     np.testing.assert_allclose(z.mean(axis=0), 0, atol=1e-4)  # every training item averaged
     raw = z + center  # the backbone's own output: one direction
-    cosine = lambda a: (a / np.linalg.norm(a, axis=1, keepdims=True)) @ (  # noqa: E731
-        a / np.linalg.norm(a, axis=1, keepdims=True)
-    ).T
-    assert cosine(raw).mean() > 0.5 > abs(cosine(z).mean())
+    unit, unit_raw = (a / np.linalg.norm(a, axis=1, keepdims=True) for a in (z, raw))
+    assert (unit_raw @ unit_raw.T).mean() > 0.5 > abs((unit @ unit.T).mean())
     again = selfsup.load(run.path)
     np.testing.assert_allclose(again.embed(ucr_waves), z, atol=1e-5)
     longer = selfsup.pretrain(ucr_waves, resume=run.path, epochs=3, show_progress=False)
