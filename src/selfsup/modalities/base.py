@@ -433,7 +433,9 @@ class Modality(ABC):
     items_are_rows: ClassVar[bool] = False
     #: A trained encoder subtracts the mean embedding of its training items from every
     #: embedding (``Encoder.set_center``), where its embeddings all point one way and cosine
-    #: neighbours (kNN, anomalies, propagation) then see little but that direction.
+    #: neighbours (kNN, anomalies, propagation) then see little but that direction. The center
+    #: is measured when training ends: the training monitor (``epochs.csv``: RankMe, neighbour
+    #: agreement) reads the backbone's output as it is.
     centers_embeddings: ClassVar[bool] = False
 
 
