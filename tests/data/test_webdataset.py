@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import tarfile
 
+import numpy as np
 import pytest
 from tests.hub_datasets import png
 
@@ -131,3 +132,41 @@ def test_shards_of_sounds_are_audio_read_from_their_members(tmp_path):
     run = pretrain(str(root), method="byola", steps=2, batch_size=4, out=str(tmp_path / "run"),
                    sample_rate=8000, monitor_items=0, show_progress=False)  # fmt: skip
     assert run.embed(str(root)).shape[0] == 8 and np.isnan(run.embed(str(root))[7]).all()
+
+
+def test_shards_of_texts_are_text_and_captions_leave_images_images(tmp_path):
+    """.txt members alone are documents (ids SHARD/KEY, .cls labels, a member not in UTF-8
+    skipped with its reason); beside an image they are its caption, whichever comes first."""
+    from selfsup.run import pretrain
+
+    root = tmp_path / "tickets"
+    teams = ["billing", "tech", "billing", "tech", "sales", "tech"]
+    write_shard(root / "t-000000.tar", [
+        (f"{k:05d}", {"txt": f"ticket {k}: please help with my {t} issue".encode(),
+                      "cls": t.encode(), "json": b"{}"})
+        for k, t in enumerate(teams)
+    ])  # fmt: skip
+    write_shard(root / "t-000001.tar", [
+        ("00006", {"txt": "caf\xe9 order lost".encode("latin-1"), "cls": b"sales"}),
+        ("00007", {"txt": b"no label on this one"}),
+    ])  # fmt: skip
+    assert infer_modality(str(root)) == "text"
+    source = open_source(str(root))
+    assert source.texts[1] == "ticket 1: please help with my tech issue"
+    assert source.ids[7] == "t-000001/00007" and source.labels is None  # partly labelled
+    assert source.partial_labels.classes == ["billing", "sales", "tech"]
+    assert source.index_note == "WebDataset: 2 tar shards, 8 texts"
+    assert "t-000001/00006" in source.warning and "not UTF-8" in source.warning
+    assert source.partial_labels.rows.tolist() == [0, 1, 2, 3, 4, 5, 6]
+    run = pretrain(str(root), method="sent2vec", steps=2, batch_size=4, out=str(tmp_path / "r"),
+                   monitor_items=0, show_progress=False)  # fmt: skip
+    z = run.embed(str(root))
+    assert z.shape[0] == 8 and np.isnan(z[6]).all() and np.isfinite(z[7]).all()
+    captioned = tmp_path / "captioned" / "c-000000.tar"  # members sorted: .txt before .webp
+    from PIL import Image
+
+    picture = io.BytesIO()
+    Image.new("RGB", (8, 8), (200, 0, 0)).save(picture, format="WEBP")
+    write_shard(captioned, [("0000", {"txt": b"a red square", "webp": picture.getvalue()})])
+    assert infer_modality(str(captioned.parent)) == "image"
+    assert len(open_source(str(captioned.parent))) == 1

@@ -1,4 +1,4 @@
-"""Images and sounds in WebDataset shards: tar files whose members are grouped by key
+"""Images, sounds and texts in WebDataset shards: tar files whose members are grouped by key
 (``000123.jpg``, ``000123.cls``; ``000123.flac``, ``000123.json``), as ``webdataset``'s
 ``ShardWriter``, ``img2dataset`` and LAION-style exports write them.
 
@@ -10,7 +10,8 @@ later by seeking to them. Items are read as packed shards are
 decoded at the side training asks for, groups shuffled in blocks, bounded memory. A shard
 cut short (a copy that stopped) is read up to its last whole member, with a warning.
 Sounds (:class:`WebDatasetAudioSource`) are read as a folder of audio files is, each key's
-sound member decoded from its bytes.
+sound member decoded from its bytes; texts (``.txt`` members alone, not as the captions of
+images: :func:`read_webdataset_texts`) as a folder of ``.txt`` files is.
 
 Example:
     >>> import io, tarfile, tempfile
@@ -46,6 +47,7 @@ from selfsup.data.base import EmptySourceError
 from selfsup.data.hub import MAX_OTHER_FILES
 from selfsup.data.image_folder import IMAGE_EXTENSIONS, natural_order
 from selfsup.data.shards import ROWS_PER_GROUP, WINDOW_GROUPS, ShardSource, block_order
+from selfsup.data.text import TextSource
 
 #: Members read as an item's label (the class index or name as text).
 LABEL_EXTENSIONS = ("cls", "label")
@@ -82,8 +84,10 @@ def tar_shards(path: str | os.PathLike) -> list[Path]:
 
 
 def webdataset_media(path: str | os.PathLike) -> str | None:
-    """``image`` or ``audio``: what the first media member of the first shard ``path`` names
-    is (read from its first few headers only); None where ``path`` is no WebDataset shards.
+    """``image``, ``audio`` or ``text``: what the items of the WebDataset shards ``path``
+    names are, from the first shard's first few headers: images or sounds where a member is
+    one (a ``.txt`` beside them is a caption), texts where ``.txt`` members come alone; None
+    where ``path`` is no WebDataset shards.
 
     Example:
         >>> webdataset_media("/nonexistent") is None
@@ -92,21 +96,26 @@ def webdataset_media(path: str | os.PathLike) -> str | None:
     shards = tar_shards(path)
     if not shards:
         return None
+    found = set()
     try:
         with tarfile.open(shards[0], "r:") as tar:
             for _, member in zip(range(16), tar, strict=False):
                 ext = _split(member.name)[1]
-                kind = next((k for k, exts in MEDIA.items() if ext in exts), None)
-                if member.isfile() and kind is not None:
-                    return kind
+                if member.isfile():
+                    found.update(k for k, exts in MEDIA.items() if ext in exts)
     except (tarfile.TarError, OSError):
         return None
-    return None
+    return next((kind for kind in MEDIA if kind in found), None)  # MEDIA's order: text last
 
 
 _IMAGE_EXTS = {ext.lstrip(".") for ext in IMAGE_EXTENSIONS}
-#: The member extensions of each kind of item.
-MEDIA = {"image": _IMAGE_EXTS, "audio": {ext.lstrip(".") for ext in AUDIO_EXTENSIONS}}
+#: The member extensions of each kind of item, in the order a shard holding several is
+#: read as (an image's ``.txt`` member is its caption).
+MEDIA = {
+    "image": _IMAGE_EXTS,
+    "audio": {ext.lstrip(".") for ext in AUDIO_EXTENSIONS},
+    "text": {"txt"},
+}
 
 
 def _split(name: str) -> tuple[str, str]:
@@ -308,6 +317,65 @@ class WebDatasetAudioSource(AudioFolderSource):
     def __getstate__(self) -> dict[str, Any]:
         """Without the open shard files (a worker process opens its own)."""
         return {**self.__dict__, "_handles": {}}
+
+
+def read_webdataset_texts(root: str | os.PathLike, **options: Any) -> TextSource:
+    """The ``.txt`` members of WebDataset shards as documents (see the module): ids
+    ``SHARD/KEY``, labels from ``.cls`` members, held in memory as a folder of ``.txt``
+    files is; a member that is not UTF-8 keeps its place as a row without text (skipped as
+    an unreadable item) and is named in the warning.
+
+    Args:
+        root: a folder of ``.tar`` shards, or one shard.
+        **options: those of :class:`~selfsup.data.text.TextSource` (``tokenizer``,
+            ``max_length``, ``vocab_size``).
+
+    Raises:
+        EmptySourceError: no ``.txt`` member in any shard.
+
+    Example:
+        >>> import io, tarfile, tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> with tarfile.open(folder / "tickets-0000.tar", "w") as tar:
+        ...     for key, (text, team) in enumerate((("refund please", b"billing"),
+        ...                                         ("app crashes", b"tech"))):
+        ...         for ext, data in (("txt", text.encode()), ("cls", team)):
+        ...             member = tarfile.TarInfo(f"{key:06d}.{ext}")
+        ...             member.size = len(data)
+        ...             tar.addfile(member, io.BytesIO(data))
+        >>> source = read_webdataset_texts(folder)
+        >>> source.texts, source.ids[1], source.classes
+        (['refund please', 'app crashes'], 'tickets-0000/000001', ['billing', 'tech'])
+    """
+    root = Path(root)
+    found = _scan(root, "text")
+    texts: list[str | None] = []
+    reasons: dict[int, str] = {}
+    handles: dict[int, Any] = {}
+    try:
+        for k, (shard, offset, size) in enumerate(found.places):
+            if shard not in handles:
+                handles[shard] = open(found.shards[shard], "rb")  # noqa: SIM115  # closed below
+            handles[shard].seek(offset)
+            raw = handles[shard].read(size)
+            try:
+                texts.append(raw.decode("utf-8").strip())
+            except UnicodeDecodeError as err:
+                reasons[k] = f"not UTF-8 text (byte 0x{raw[err.start]:02x} at {err.start})"
+                texts.append(None)
+    finally:
+        for handle in handles.values():
+            handle.close()
+    source = TextSource(texts, name=str(root), ids=found.ids, reasons=reasons, **options)
+    source.labels, source.classes, source.partial_labels, source.warning = (
+        found.classes_and_labels()
+    )
+    source.index_note = f"{found.note}, {len(texts):,} texts"
+    if reasons:
+        names = ", ".join(found.ids[i] for i in list(reasons)[:3])
+        unread = f"{len(reasons)} of {len(texts)} members are not UTF-8 text ({names}): skipped"
+        source.warning = f"{source.warning}; {unread}" if source.warning else unread
+    return source
 
 
 def _index(

@@ -56,6 +56,7 @@ from selfsup.data.text import (
     with_tokenizer,
 )
 from selfsup.data.tokenizer import TextTokenizer, id_permutation
+from selfsup.data.webdataset import read_webdataset_texts, webdataset_media
 from selfsup.encoder import Encoder
 from selfsup.modalities.base import Modality, folder_media
 from selfsup.views.text import TextViews, text_recipe
@@ -149,6 +150,14 @@ class TextModality(Modality):
             source.index_note = frame_note(layout, frame)
             return source
         path = Path(spec).expanduser()
+        if webdataset_media(path) == self.name:
+            if options.get("labels") is not None:
+                raise ValueError(
+                    f"{spec}: WebDataset shards keep their labels in .cls members; --labels "
+                    "is for a folder's files"
+                )
+            own = ("tokenizer", "max_length", "vocab_size")
+            return read_webdataset_texts(path, **{k: options[k] for k in own if k in options})
         if path.exists():
             return load_text_file(path, **options)
         raise FileNotFoundError(
