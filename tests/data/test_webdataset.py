@@ -156,7 +156,14 @@ def test_shards_of_texts_are_text_and_captions_leave_images_images(tmp_path):
     assert source.ids[7] == "t-000001/00007" and source.labels is None  # partly labelled
     assert source.partial_labels.classes == ["billing", "sales", "tech"]
     assert source.index_note == "WebDataset: 2 tar shards, 8 texts"
-    assert "t-000001/00006" in source.warning and "not UTF-8" in source.warning
+    assert "t-000001/00006" in source.warning and "cannot be read as text" in source.warning
+    assert source.reasons[6].startswith("not UTF-8 text")
+    data = (root / "t-000001.tar").read_bytes()  # a copy that stopped inside the last text
+    cut = tmp_path / "cut" / "t-000001.tar"
+    cut.parent.mkdir()
+    cut.write_bytes(data[: data.index(b"no label on this one") + 5])
+    copied = open_source(str(cut.parent), modality="text")
+    assert copied.texts[1] is None and copied.reasons[1].startswith("cut short")
     assert source.partial_labels.rows.tolist() == [0, 1, 2, 3, 4, 5, 6]
     run = pretrain(str(root), method="sent2vec", steps=2, batch_size=4, out=str(tmp_path / "r"),
                    monitor_items=0, show_progress=False)  # fmt: skip

@@ -104,7 +104,7 @@ def webdataset_media(path: str | os.PathLike) -> str | None:
                 if member.isfile():
                     found.update(k for k, exts in MEDIA.items() if ext in exts)
     except (tarfile.TarError, OSError):
-        return None
+        pass  # a shard cut short (or no tar): the members read before say
     return next((kind for kind in MEDIA if kind in found), None)  # MEDIA's order: text last
 
 
@@ -156,7 +156,7 @@ class _Members:
 
 def _scan(root: Path, kind: str) -> _Members:
     """Read the tar headers of the shards under ``root`` for members of ``kind``
-    (``image`` or ``audio``: :data:`MEDIA`).
+    (``image``, ``audio`` or ``text``: :data:`MEDIA`).
 
     Raises:
         EmptySourceError: no member of ``kind`` in any shard.
@@ -359,9 +359,14 @@ def read_webdataset_texts(root: str | os.PathLike, **options: Any) -> TextSource
             handles[shard].seek(offset)
             raw = handles[shard].read(size)
             try:
+                if len(raw) < size:  # a shard cut short inside the member: not half a text
+                    raise ValueError("cut short: its shard ends inside it")
                 texts.append(raw.decode("utf-8").strip())
             except UnicodeDecodeError as err:
                 reasons[k] = f"not UTF-8 text (byte 0x{raw[err.start]:02x} at {err.start})"
+                texts.append(None)
+            except ValueError as err:
+                reasons[k] = str(err)
                 texts.append(None)
     finally:
         for handle in handles.values():
@@ -373,7 +378,7 @@ def read_webdataset_texts(root: str | os.PathLike, **options: Any) -> TextSource
     source.index_note = f"{found.note}, {len(texts):,} texts"
     if reasons:
         names = ", ".join(found.ids[i] for i in list(reasons)[:3])
-        unread = f"{len(reasons)} of {len(texts)} members are not UTF-8 text ({names}): skipped"
+        unread = f"{len(reasons)} of {len(texts)} members cannot be read as text ({names}): skipped"
         source.warning = f"{source.warning}; {unread}" if source.warning else unread
     return source
 
