@@ -56,8 +56,8 @@ FOLDER_MEDIA = {
 def folder_media(path: str | os.PathLike) -> str | None:
     """``audio``, ``image`` or ``text``: what the first media file in the folder ``path`` is
     (None when ``path`` is no folder, or holds none); ``image`` or ``audio`` for a Hugging
-    Face dataset of images or sounds (Parquet or Arrow files with a column of them), and for
-    WebDataset shards of them (a folder of ``.tar`` files, or one).
+    Face dataset of images or sounds (Parquet or Arrow files with a column of them); what
+    WebDataset shards hold (a folder of ``.tar`` files, or one: images, sounds or texts).
 
     Example:
         >>> folder_media("/nonexistent") is None
