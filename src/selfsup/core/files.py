@@ -207,16 +207,17 @@ def check_writable(path: str | os.PathLike, need_bytes: int = 0) -> None:
 
 
 def size_text(n: float) -> str:
-    """A size in bytes for people: ``5.1 GB``, ``332 MB``, ``28 kB`` (powers of 1024).
+    """A size in bytes for people: ``5.1 GB``, ``332 MB``, ``28 kB``, ``9 bytes`` (powers
+    of 1024).
 
     Example:
-        >>> size_text(5.1 * 2**30), size_text(332 * 2**20), size_text(28_000)
-        ('5.1 GB', '332 MB', '27 kB')
+        >>> size_text(5.1 * 2**30), size_text(332 * 2**20), size_text(28_000), size_text(9)
+        ('5.1 GB', '332 MB', '27 kB', '9 bytes')
     """
     for unit, size in (("GB", 2**30), ("MB", 2**20)):
         if n >= size:
             return f"{n / size:.1f} {unit}" if unit == "GB" else f"{n / size:,.0f} {unit}"
-    return f"{n / 2**10:,.0f} kB"
+    return f"{n / 2**10:,.0f} kB" if n >= 2**10 else f"{n:,.0f} bytes"
 
 
 def _megabytes(n: int) -> str:
