@@ -120,7 +120,8 @@ class Encoder(nn.Module):
         self.center = values.to(self.device).view(1, -1)
 
     def timestamps(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Features per time step (n, length, D) of series, for backbones that have them.
+        """Features per time step (n, length, D) of series, for backbones that have them
+        (the backbone's own: the center is of whole-series embeddings, not of steps).
 
         Args:
             x: series (n, channels, length), NaN where absent.
