@@ -1155,6 +1155,13 @@ def _(d: Path, f: Fixtures) -> list[str]:
     return _embed(f.run, f, d)
 
 
+@case(RUNS, "another model's embeddings at --out", "error", r"e\.npy: exists already .*--overwrite")
+def _(d: Path, f: Fixtures) -> list[str]:
+    d.mkdir(parents=True)
+    np.save(d / "e.npy", np.zeros((3, 4), np.float32))  # written by another run: kept
+    return _embed(f.run, f, d)
+
+
 @case(RUNS, "an existing run as --out", "error", r"holds a run already .*--overwrite")
 def _(d: Path, f: Fixtures) -> list[str]:
     run = _run(d, f)
