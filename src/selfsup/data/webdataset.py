@@ -32,6 +32,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tarfile
 from collections.abc import Sequence
@@ -97,14 +98,12 @@ def webdataset_media(path: str | os.PathLike) -> str | None:
     if not shards:
         return None
     found = set()
-    try:
-        with tarfile.open(shards[0], "r:") as tar:
-            for _, member in zip(range(16), tar, strict=False):
-                ext = _split(member.name)[1]
-                if member.isfile():
-                    found.update(k for k, exts in MEDIA.items() if ext in exts)
-    except (tarfile.TarError, OSError):
-        pass  # a shard cut short (or no tar): the members read before say
+    # A shard cut short (or no tar at all): the members read before the error say.
+    with contextlib.suppress(tarfile.TarError, OSError), tarfile.open(shards[0], "r:") as tar:
+        for _, member in zip(range(16), tar, strict=False):
+            ext = _split(member.name)[1]
+            if member.isfile():
+                found.update(k for k, exts in MEDIA.items() if ext in exts)
     return next((kind for kind in MEDIA if kind in found), None)  # MEDIA's order: text last
 
 
@@ -228,15 +227,9 @@ class WebDatasetSource(ShardSource):
 
     def _read_group(self, group: int) -> tuple[list[str], list[str | None], list[bytes | str]]:
         start, stop = int(self._starts[group]), int(self._starts[group + 1])
-        shard = self._groups[group][0]
-        if shard not in self._handles:
-            self._handles[shard] = open(self._files[shard], "rb")  # noqa: SIM115  # kept open
-        handle = self._handles[shard]
-        blobs: list[bytes | str] = []
-        for k in range(start, stop):
-            _, offset, size = self._places[k]
-            handle.seek(offset)  # type: ignore[attr-defined]
-            blobs.append(handle.read(size))  # type: ignore[attr-defined]
+        blobs: list[bytes | str] = [
+            _member(self._handles, self._files, self._places[k]) for k in range(start, stop)
+        ]
         return self._ids[start:stop], [None] * (stop - start), blobs
 
 
@@ -300,12 +293,8 @@ class WebDatasetAudioSource(AudioFolderSource):
         the decoder)."""
         if self._pid != os.getpid():  # a forked worker opens its own files
             self._handles, self._pid = {}, os.getpid()
-        shard, offset, size = self._places[file]
-        if shard not in self._handles:
-            self._handles[shard] = open(self._shards[shard], "rb")  # noqa: SIM115  # kept open
-        handle = self._handles[shard]
-        handle.seek(offset)
-        return AudioBytes(f"{relative}.{self._extensions[file]}", handle.read(size))
+        data = _member(self._handles, self._shards, self._places[file])
+        return AudioBytes(f"{relative}.{self._extensions[file]}", data)
 
     def epoch_order(self, seed: int, epoch: int) -> np.ndarray:
         """Items shuffled in blocks of ``WINDOW_GROUPS`` groups of ``ROWS_PER_GROUP``
@@ -353,21 +342,17 @@ def read_webdataset_texts(root: str | os.PathLike, **options: Any) -> TextSource
     reasons: dict[int, str] = {}
     handles: dict[int, Any] = {}
     try:
-        for k, (shard, offset, size) in enumerate(found.places):
-            if shard not in handles:
-                handles[shard] = open(found.shards[shard], "rb")  # noqa: SIM115  # closed below
-            handles[shard].seek(offset)
-            raw = handles[shard].read(size)
-            try:
-                if len(raw) < size:  # a shard cut short inside the member: not half a text
-                    raise ValueError("cut short: its shard ends inside it")
-                texts.append(raw.decode("utf-8").strip())
-            except UnicodeDecodeError as err:
-                reasons[k] = f"not UTF-8 text (byte 0x{raw[err.start]:02x} at {err.start})"
-                texts.append(None)
-            except ValueError as err:
-                reasons[k] = str(err)
-                texts.append(None)
+        for k, place in enumerate(found.places):
+            raw = _member(handles, found.shards, place)
+            text = None
+            if len(raw) < place[2]:  # a shard cut short inside the member: not half a text
+                reasons[k] = "cut short: its shard ends inside it"
+            else:
+                try:
+                    text = raw.decode("utf-8").strip()
+                except UnicodeDecodeError as err:
+                    reasons[k] = f"not UTF-8 text (byte 0x{raw[err.start]:02x} at {err.start})"
+            texts.append(text)
     finally:
         for handle in handles.values():
             handle.close()
@@ -381,6 +366,19 @@ def read_webdataset_texts(root: str | os.PathLike, **options: Any) -> TextSource
         unread = f"{len(reasons)} of {len(texts)} members cannot be read as text ({names}): skipped"
         source.warning = f"{source.warning}; {unread}" if source.warning else unread
     return source
+
+
+def _member(
+    handles: dict[int, Any], shards: Sequence[str | Path], place: tuple[int, int, int]
+) -> bytes:
+    """The bytes of the member at ``place`` (shard number, data offset, size), its shard
+    opened once into ``handles`` and kept open there (fewer bytes where the shard is cut)."""
+    shard, offset, size = place
+    if shard not in handles:
+        handles[shard] = open(shards[shard], "rb")  # noqa: SIM115  # kept open in handles
+    handle = handles[shard]
+    handle.seek(offset)
+    return handle.read(size)
 
 
 def _index(

@@ -73,6 +73,11 @@ BAG_BATCH, BAG_LR = 256, 3e-3
 TFIDF_MAX_TERMS = 2048
 
 
+#: The options of a text source of its own (texts in a list, WebDataset shards): how it
+#: tokenizes, not which columns it reads.
+_OWN_OPTIONS = ("tokenizer", "max_length", "vocab_size")
+
+
 class TextModality(Modality):
     """Text: documents as token ids of the run's own tokenizer."""
 
@@ -132,8 +137,7 @@ class TextModality(Modality):
                     f"texts in a list must be strings: item {wrong} "
                     f"({reprlib.repr(spec[wrong])}) is not"
                 )
-            own = ("tokenizer", "max_length", "vocab_size")
-            kept = {k: options[k] for k in own if k in options}
+            kept = {k: options[k] for k in _OWN_OPTIONS if k in options}
             return TextSource(list(spec), **kept)
         if isinstance(spec, str) and is_text_spec(spec):
             columns = ("text_column", "label_column", "require_label", "id_column")
@@ -156,8 +160,8 @@ class TextModality(Modality):
                     f"{spec}: WebDataset shards keep their labels in .cls members; --labels "
                     "is for a folder's files"
                 )
-            own = ("tokenizer", "max_length", "vocab_size")
-            return read_webdataset_texts(path, **{k: options[k] for k in own if k in options})
+            own = {k: options[k] for k in _OWN_OPTIONS if k in options}
+            return read_webdataset_texts(path, **own)
         if path.exists():
             return load_text_file(path, **options)
         raise FileNotFoundError(
