@@ -287,3 +287,79 @@ def test_a_run_reads_later_files_on_its_training_datas_scale(tmp_path):
     alone = pretrain(str(later), backbone="small-cnn", backbone_options={"width": 4},
                      out=str(tmp_path / "alone"), **options)  # fmt: skip
     assert alone.config["pixel_bits"] == 10  # its own data's scale without --init
+
+
+def _heic(path, pixels, orientation=None, thumbnails=()):
+    """A HEIC photo as a phone writes it: its EXIF rotation, embedded thumbnails."""
+    exif = Image.Exif()
+    if orientation:
+        exif[0x0112] = orientation
+    Image.fromarray(pixels).save(path, quality=90, thumbnails=list(thumbnails), exif=exif.tobytes())
+
+
+def test_a_phones_heic_photos_are_read_upright_and_what_is_left_out_is_said(tmp_path):
+    """HEIC, a phone's default, is read (it was left out without a word); a photo its phone
+    held sideways (EXIF orientation 6) is read upright; the videos and edit files beside the
+    photos are counted in the note, and a folder of nothing else says what it holds."""
+    pixels = np.zeros((48, 96, 3), np.uint8)
+    pixels[:, :48] = 255  # the left half white: upright, the top half
+    phone = tmp_path / "phone"
+    phone.mkdir()
+    _heic(phone / "IMG_0001.HEIC", pixels, orientation=6)
+    _heic(phone / "IMG_0002.heic", pixels)
+    (phone / "IMG_0001.MOV").write_bytes(b"\0" * 64)  # a live photo's video
+    (phone / "IMG_0002.AAE").write_text("<plist/>")  # an edit's sidecar
+    src = ImageFolderSource(phone, image_size=32)
+    assert list(src.ids) == ["IMG_0001.HEIC", "IMG_0002.heic"]
+    assert src.index_note.endswith("; 2 other files (.aae 1, .mov 1) left out")
+    upright, plain = src.read(0)[0], src.read(1)[0]
+    assert upright[:8].mean() > 0.9 and upright[-8:].mean() < 0.1
+    assert plain[:, :8].mean() > 0.9 and plain[:, -8:].mean() < 0.1
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    (videos / "a.mov").write_bytes(b"\0")
+    with pytest.raises(EmptySourceError, match=r"it holds 1 other file \(\.mov\)$"):
+        ImageFolderSource(videos)
+
+
+def test_a_large_heic_decodes_its_embedded_thumbnail(tmp_path):
+    """As a large JPEG decodes at a reduced scale, a large HEIC decodes the thumbnail it
+    embeds when that is at least the side asked for (a 12-megapixel photo's 320x240 decodes
+    about 40 times faster than the photo), and gives the same picture."""
+    from pillow_heif.as_plugin import HeifImageFile
+
+    pixels = np.zeros((384, 512, 3), np.uint8)
+    pixels[:, :256] = 255
+    _heic(tmp_path / "IMG_0003.HEIC", pixels, thumbnails=[128])
+    chosen = []
+    real_draft = HeifImageFile.draft
+
+    def draft(image, mode, size):
+        chosen.append(real_draft(image, mode, size))
+        return chosen[-1]
+
+    HeifImageFile.draft = draft
+    try:
+        read = ImageFolderSource(tmp_path, image_size=32).read(0)[0]
+    finally:
+        HeifImageFile.draft = real_draft
+    assert chosen == [("RGB", (0, 0, 128, 96))]  # the thumbnail, not the photo
+    assert read[:, :12].mean() > 0.9 and read[:, -12:].mean() < 0.1
+
+
+def test_the_first_item_is_read_alone_and_check_reads_at_the_training_side(tmp_path):
+    """Learning the items' shape reads one photo, not eight (eight 12-megapixel photos as
+    floats held 2.2 GB); ``datasets show --check`` reads every photo at the side a run on a
+    CPU trains at, not at their own."""
+    from selfsup.modalities import get_modality
+
+    for i in range(10):
+        _save(tmp_path / f"{i}.png", (300, 200))
+    (tmp_path / "0.png").write_bytes(b"")
+    src = ImageFolderSource(tmp_path)
+    reads = []
+    real_read = src.read
+    src.read = lambda index: reads.append(index) or real_read(index)
+    assert src.first_item().shape == (1, 3, 200, 200) and reads == [0, 1]
+    get_modality("image").read_as_trained(src, "cpu")
+    assert src.read(1).shape == (3, 128, 128)

@@ -52,7 +52,7 @@ from selfsup.data.base import (
 )
 from selfsup.data.ffmpeg_audio import FFMPEG_AUDIO, ffmpeg_header, is_ffmpeg_audio, read_ffmpeg
 from selfsup.data.file_labels import folder_labels
-from selfsup.data.folders import IndexCache, index_folder
+from selfsup.data.folders import IndexCache, index_folder, others_note
 from selfsup.data.logmel import LogMelSettings, LogMelSpectrogram, clip_samples
 
 #: File suffixes read as audio, compared case-insensitively: by libsndfile (through
@@ -420,7 +420,10 @@ class AudioFolderSource(Source):
         self.index, self.index_note = index_folder(self.root, AUDIO_EXTENSIONS, index)
         self._ids = self.index.files
         if not self._ids:
-            raise EmptySourceError(f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in {self.root}")
+            left = f"; it holds {others_note(self.index.others)}" if self.index.others else ""
+            raise EmptySourceError(
+                f"no audio files ({', '.join(AUDIO_EXTENSIONS)}) in {self.root}{left}"
+            )
         found = folder_labels(self.root, self._ids, labels_file, label_column, id_column)
         self.labels, self.classes, self.partial_labels = found.labels, found.classes, found.partial
         self.labels_note, self.warning = found.note, found.warning

@@ -63,6 +63,9 @@ class FolderIndex:
     folders: dict[str, int]
     scanned_ns: int
     unlisted: dict[str, str] = field(default_factory=dict)
+    #: Files of other kinds the scan left out, counted by suffix (lowercase, "" for none):
+    #: what a user is told was not read (a phone's videos, a camera's raw files). Not saved.
+    others: dict[str, int] = field(default_factory=dict)
 
     def changed(self) -> list[str]:
         """The folders that were modified since the scan, disappeared or were listed too
@@ -226,6 +229,7 @@ def scan_folder(root: str | os.PathLike, suffixes: Sequence[str]) -> FolderIndex
     files: list[str] = []
     folders: dict[str, int] = {}
     unlisted: dict[str, str] = {}
+    others: dict[str, int] = {}
     pending = [""]
     while pending:
         rel = pending.pop()
@@ -251,11 +255,37 @@ def scan_folder(root: str | os.PathLike, suffixes: Sequence[str]) -> FolderIndex
                         and _marked(entry.path, markers)
                     ):
                         files.append(prefix + name)
+                    else:
+                        suffix = os.path.splitext(name)[1].lower()
+                        others[suffix] = others.get(suffix, 0) + 1
         except OSError as err:
             folders.pop(rel, None)
             unlisted[rel or "."] = err.strerror or type(err).__name__
     files.sort()
-    return FolderIndex(top, endings, files, folders, started, unlisted)
+    return FolderIndex(top, endings, files, folders, started, unlisted, others)
+
+
+def others_note(others: dict[str, int], shown: int = 3) -> str:
+    """The files a scan left out, for people: their count and most frequent suffixes.
+
+    Example:
+        >>> others_note({".mov": 212, ".aae": 40, "": 1, ".csv": 1, ".db": 1})
+        '255 other files (.mov 212, .aae 40, 1 without a suffix, 2 more)'
+        >>> others_note({".txt": 1})
+        '1 other file (.txt)'
+    """
+    total = sum(others.values())
+    ranked = sorted(others.items(), key=lambda kv: (-kv[1], kv[0]))
+    parts = [
+        (f"{count:,} without a suffix" if not suffix else f"{suffix} {count:,}")
+        if total > 1
+        else (suffix or "without a suffix")
+        for suffix, count in ranked[:shown]
+    ]
+    rest = sum(count for _, count in ranked[shown:])
+    if rest:
+        parts.append(f"{rest:,} more")
+    return f"{total:,} other file{'s' if total > 1 else ''} ({', '.join(parts)})"
 
 
 @dataclass(frozen=True)
@@ -320,6 +350,8 @@ def index_folder(
         note += (
             f"; {len(index.unlisted):,} could not be listed and were left out ({first}: {reason})"
         )
+    if index.others:
+        note += f"; {others_note(index.others)} left out"
     return index, note
 
 

@@ -336,6 +336,18 @@ class Modality(ABC):
         channels)."""
         return x
 
+    def read_as_trained(self, source: Source, accelerator: str = "auto") -> None:
+        """Set ``source`` to read its items as a run with default options trains on them
+        (``datasets show --check`` reads every item so): image folders at the training side;
+        the other sources read as they are.
+
+        Example:
+            >>> from selfsup.data.arrays import ArraySource
+            >>> from selfsup.modalities import get_modality
+            >>> get_modality("series").read_as_trained(ArraySource(np.zeros((4, 8))))
+        """
+        return None
+
     def default_workers(self, source: Source, accelerated: bool = False) -> int:
         """Data-loading processes for ``source`` by default: none for data in memory; for
         files to decode, half the CPU cores (at least 1, at most 4) when the CPU trains too,

@@ -248,7 +248,8 @@ class ImageModality(Modality):
 the normalization is inside.
 
 selfsup reads a picture file into that shape so (do the same to get the same embeddings):
-large JPEGs decoded at reduced scale (Pillow's draft mode), EXIF rotation applied, converted
+large JPEGs decoded at reduced scale and large HEICs from their embedded thumbnail (Pillow's
+draft mode; HEIC needs `pillow_heif.register_heif_opener()`), EXIF rotation applied, converted
 to {mode}, the central square (its side the picture's shorter side) resized to {side}x{side}
 (bilinear), pixel values divided by 255 (16-bit images: by 65535). With Pillow and NumPy:
 
@@ -280,6 +281,12 @@ The exported model's rows match `selfsup.load(RUN).embed(DATA, precision="fp32")
         (``benchmarks/photos.py``)."""
         large = (cfg.image_size or 0) > SMALL_SIDE and not uses_gpu(cfg.accelerator)
         return CPU_PHOTO_BATCH if large else int(cfg.batch_size or 256)
+
+    def read_as_trained(self, source: Source, accelerator: str = "auto") -> None:
+        """Image folders read at :func:`training_side` from now on (a phone's 12-megapixel
+        photos at 128 pixels on a CPU: JPEGs decoded at a reduced scale, HEICs from their
+        thumbnail), as a run with default options trains on them."""
+        source.read_at(training_side(int(source.first_item().shape[-1]), accelerator))
 
     def build_encoder(
         self,
