@@ -342,9 +342,9 @@ class Modality(ABC):
         the other sources read as they are.
 
         Example:
-            >>> from selfsup.data.arrays import ArraySource
+            >>> from selfsup.data.text import TextSource
             >>> from selfsup.modalities import get_modality
-            >>> get_modality("series").read_as_trained(ArraySource(np.zeros((4, 8))))
+            >>> get_modality("text").read_as_trained(TextSource(["a b", "c"]))
         """
         return None
 
