@@ -117,9 +117,10 @@ def datasets_show(
     import numpy as np
 
     from selfsup.data.splits import labelled_part
-    from selfsup.modalities import get_modality, infer_modality, open_source
+    from selfsup.modalities import claimed_modality, get_modality, open_source
 
-    source = open_source(data, modality, **to_config_values(options))
+    values = to_config_values(options)
+    source = open_source(data, modality, **values)
     first = source.first_item()
     info: dict = {"name": source.name, "items": len(source), "item_shape": list(first.shape[1:])}
     labelled = labelled_part(source)
@@ -149,7 +150,7 @@ def datasets_show(
         info["warning"] = source.warning
     if check:
         # As training reads them: 12-megapixel photos at 128 pixels on a CPU, 40 times faster.
-        get_modality(modality or infer_modality(data)).read_as_trained(source)
+        get_modality(modality or claimed_modality(data, values)).read_as_trained(source)
         unreadable = read_every_item(source)
         info["readable"] = len(source) - len(unreadable)
         info["unreadable"] = unreadable

@@ -24,9 +24,13 @@ Example:
 from __future__ import annotations
 
 import codecs
+import csv
 import datetime
+import io
 import os
+import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +113,163 @@ def _check_utf8(path: Path) -> None:
     raise ValueError(not_utf8(path, number, raw, inner))
 
 
+#: Column separators a CSV file may use, in the order a tie is settled: Excel writes ";"
+#: where the decimal mark is a comma (most of Europe); tabs and "|" come from databases.
+SEPARATORS = (",", ";", "\t", "|")
+#: Bytes of a CSV file's start its format is told from.
+_FORMAT_BYTES = 1 << 16
+#: A number written with a decimal comma, its thousands grouped by points or not.
+_COMMA_NUMBER = re.compile(r"[+-]?(?:\d{1,3}(?:\.\d{3})+|\d+)(?:,\d+)?")
+_GROUPED = re.compile(r"[+-]?\d{1,3}(?:\.\d{3})+(?:,\d+)?")
+
+
+@dataclass(frozen=True)
+class CsvFormat:
+    """How a CSV file is written: its column separator, decimal mark, thousands separator
+    (None: numbers are not grouped) and lines before its header (Excel's ``sep=;`` line).
+
+    Example:
+        >>> CsvFormat()
+        CsvFormat(sep=',', decimal='.', thousands=None, skip=0)
+    """
+
+    sep: str = ","
+    decimal: str = "."
+    thousands: str | None = None
+    skip: int = 0
+
+
+def csv_format(path: str | os.PathLike) -> CsvFormat:
+    """The format of the CSV file at ``path``, told from its first 64 kB: the separator
+    (:data:`SEPARATORS`) that splits the header and the rows below it into the same number of
+    columns, two at least (else a comma); where it is not a comma, a decimal comma when some
+    column's cells are all numbers written with one (``21,5``; ``1.013,25`` groups
+    thousands by points), as a German or French Excel writes ``Temperatur;Druck`` and
+    ``21,5;1,013``. An Excel ``sep=;`` first line gives the separator itself.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "t.csv"
+        >>> _ = path.write_text("Zeit;Temperatur;Druck\\n01.03.2025 00:00;21,5;1.013,2\\n")
+        >>> csv_format(path)
+        CsvFormat(sep=';', decimal=',', thousands='.', skip=0)
+        >>> _ = path.write_text("text\\nhello, world\\n")
+        >>> csv_format(path).sep
+        ','
+    """
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as f:
+        head = f.read(_FORMAT_BYTES)
+    if len(head) == _FORMAT_BYTES:  # the last line may be cut
+        head = head[: head.rfind("\n") + 1] or head
+    skip, given = 0, re.match(r"sep=(.)\r?\n", head)
+    if given:
+        skip, head = 1, head[given.end() :]
+
+    def split(sep: str) -> list[list[str]]:
+        try:
+            return [row for row in csv.reader(io.StringIO(head), delimiter=sep) if row][:200]
+        except csv.Error:
+            return []
+
+    def fit(rows: list[list[str]]) -> int:
+        """How many rows split like the header, or -1 where the header is one column."""
+        if not rows or len(rows[0]) < 2:
+            return -1
+        return sum(len(row) == len(rows[0]) for row in rows[1:])
+
+    if given:
+        sep = given.group(1)
+    else:
+        fits = {sep: fit(split(sep)) for sep in SEPARATORS}
+        sep = max(SEPARATORS, key=lambda s: (fits[s], -SEPARATORS.index(s)))
+        if fits[sep] < 0:
+            sep = ","
+    if sep == ",":
+        return CsvFormat(skip=skip)
+    body = [row for row in split(sep)[1:] if len(row) > 1]
+    decimal, grouped = ".", False
+    for column in zip(*body, strict=False):
+        cells = [c.strip() for c in column if c.strip()]
+        if cells and all(_COMMA_NUMBER.fullmatch(c) for c in cells):
+            if any("," in c for c in cells):
+                decimal = ","
+            grouped = grouped or any(_GROUPED.fullmatch(c) for c in cells)
+    thousands = "." if decimal == "," and grouped else None
+    return CsvFormat(sep, decimal, thousands, skip)
+
+
+#: Dates written day or month first, as spreadsheets outside ISO 8601 write them:
+#: ``31.03.2025``, ``31/03/2025 14:05``, ``3/31/2025 2:05:09``.
+_LOCAL_DATE = re.compile(
+    r"(\d{1,2})([./])(\d{1,2})\2(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(\.\d+)?)?)?"
+)
+#: Cells of a column whose form decides whether it holds dates.
+_DATE_SAMPLE = 200
+
+
+def _local_date_form(cells: pd.Series) -> str | None:
+    """The ``strptime`` form of a column's cells where a sample of them (200 spread over
+    it, the missing ones left out) are all dates written day or month first in one form
+    (see :func:`local_times`), else None.
+
+    Example:
+        >>> _local_date_form(pd.Series(["31/03/2025 14:05", "1/4/2025 09:00"]))
+        '%d/%m/%Y %H:%M'
+        >>> _local_date_form(pd.Series(["3/4/2025"])) is None  # day or month first?
+        True
+    """
+    sample = cells.iloc[:: max(1, len(cells) // _DATE_SAMPLE)].dropna()
+    found = [_LOCAL_DATE.fullmatch(str(v).strip()) for v in sample]
+    matches = [m for m in found if m is not None]
+    if not found or len(matches) < len(found) or len({m.group(5) is None for m in matches}) > 1:
+        return None  # not all dates, or some with a time and some without
+    one = matches[0]
+    first = max(int(m.group(1)) for m in matches)
+    second = max(int(m.group(3)) for m in matches)
+    if one.group(2) == "." or first > 12 >= second:
+        form = "%d{0}%m{0}%Y"
+    elif second > 12 >= first:
+        form = "%m{0}%d{0}%Y"
+    else:
+        return None
+    form = form.format(one.group(2))
+    if one.group(5) is not None:
+        form += " %H:%M" + (":%S" if one.group(7) is not None else "")
+        form += ".%f" if one.group(8) else ""
+    return form
+
+
+def local_times(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its text columns of dates written day or month first typed as
+    datetimes (no time zone), so that a German export's ``01.03.2025 00:00:00`` is the first
+    of March, not the third of January as a guess reads it. Which comes first: day first
+    where the parts are separated by points (``dd.mm.yyyy``, as in Germany, Russia or
+    Norway); with slashes, whichever the cells show, where a first part above 12 is a day
+    (``31/03/2025``) and a second part above 12 a month's day (``3/31/2025``). A column of
+    slashed dates that does not show it (every part 12 or below, in a sample of 200 cells
+    spread over it) or whose cells do not all read in one form is left as text.
+
+    Example:
+        >>> frame = pd.DataFrame({"t": ["01.03.2025 00:00:00", "02.03.2025 12:30:00"],
+        ...                       "us": ["3/31/2025", "4/1/2025"], "x": ["a", "b"]})
+        >>> typed = local_times(frame)
+        >>> typed["t"].dt.month.tolist(), typed["us"].dt.day.tolist(), typed["x"].tolist()
+        ([3, 3], [31, 1], ['a', 'b'])
+    """
+    for column in frame.columns:
+        cells = frame[column]
+        if not (pd.api.types.is_object_dtype(cells) or pd.api.types.is_string_dtype(cells)):
+            continue
+        form = _local_date_form(cells)
+        if form is None:
+            continue
+        text = cells.astype("string").str.strip().str.replace("T", " ", regex=False)
+        times = pd.to_datetime(text, format=form, errors="coerce")
+        if not (times.isna() & cells.notna()).any():  # a cell in another form: left as text
+            frame[column] = times if form.endswith("%f") else times.astype("datetime64[s]")
+    return frame
+
+
 def read_table(
     path: str | os.PathLike,
     *,
@@ -162,19 +323,24 @@ def read_table(
                 frame = frame.astype(object).where(frame.notna(), None)
                 frame = frame.map(lambda v: v if v is None else str(v))
         else:
-            sep = "\t" if path.suffix.lower() == ".tsv" else ","
+            form = CsvFormat("\t") if path.suffix.lower() == ".tsv" else csv_format(path)
             frame = None
             if typed_times and not as_text and rows is None and columns is None:
-                frame = _read_csv_by_arrow(path, sep)
+                frame = _read_csv_by_arrow(path, form)
             if frame is None:
                 frame = pd.read_csv(
                     path,
-                    sep=sep,
+                    sep=form.sep,
+                    decimal=form.decimal,
+                    thousands=form.thousands,
+                    skiprows=form.skip,
                     dtype=str if as_text else None,
                     nrows=rows,
                     encoding="utf-8-sig",
                     usecols=None if columns is None else list(columns),
                 )
+            if not as_text:
+                frame = local_times(frame)
     except (OSError, MemoryError):
         raise
     except Exception as err:  # pandas and pyarrow raise many kinds; the user needs the file
@@ -184,19 +350,29 @@ def read_table(
     return frame
 
 
-def _read_csv_by_arrow(path: Path, sep: str) -> pd.DataFrame | None:
+def _read_csv_by_arrow(path: Path, form: CsvFormat) -> pd.DataFrame | None:
     """A CSV read by pandas' Arrow engine, its dates (``2025-11-07``, read as Python dates)
-    typed as datetimes like its times; None where Arrow cannot read it.
+    typed as datetimes like its times; None where Arrow cannot read it (or its numbers
+    group thousands, which Arrow does not read).
 
     Example:
         >>> import tempfile
         >>> path = Path(tempfile.mkdtemp()) / "t.csv"
         >>> _ = path.write_text("day,at,n\\n2025-11-07,2025-11-07T11:28:05Z,1\\n")
-        >>> _read_csv_by_arrow(path, ",").dtypes.astype(str).tolist()
+        >>> _read_csv_by_arrow(path, CsvFormat()).dtypes.astype(str).tolist()
         ['datetime64[s]', 'datetime64[s, UTC]', 'int64']
     """
+    if form.thousands is not None:
+        return None
     try:
-        frame = pd.read_csv(path, sep=sep, engine="pyarrow", encoding="utf-8-sig")
+        frame = pd.read_csv(
+            path,
+            sep=form.sep,
+            decimal=form.decimal,
+            skiprows=form.skip,
+            engine="pyarrow",
+            encoding="utf-8-sig",
+        )
     except Exception:  # stricter than pandas' C parser (quoted newlines, ragged rows), which
         return None  # reads the file or names what is wrong with it
     for column in frame.columns:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +107,20 @@ def infer_modality(spec: str | os.PathLike | pd.DataFrame) -> str:
     return _FALLBACK.name
 
 
+def claimed_modality(spec: Any, options: Mapping[str, Any]) -> str:
+    """The modality of ``spec`` read with ``options``: the one an option claims it for
+    (``--window`` makes a CSV file a machine's log, ``--text-column`` texts), else
+    :func:`infer_modality`'s, so that ``datasets show``, ``pretrain`` and the tools read a
+    file alike.
+
+    Example:
+        >>> claimed_modality("log.csv", {"window": 60}), claimed_modality("log.csv", {})
+        ('series', 'tabular')
+    """
+    claimed = [m.name for m in MODALITIES.values() if m.claims_by_options(spec, options)]
+    return claimed[0] if claimed else infer_modality(spec)
+
+
 def open_source(
     spec: str | os.PathLike | pd.DataFrame, modality: str | None = None, **options: Any
 ) -> Source:
@@ -134,7 +148,7 @@ def open_source(
         >>> open_source("digits").item_shape
         (1, 8, 8)
     """
-    kind = get_modality(modality or infer_modality(spec))
+    kind = get_modality(modality or claimed_modality(spec, options))
     every = set().union(*(m.source_options for m in MODALITIES.values()))
     unknown = sorted(set(options) - every)
     if unknown:
@@ -243,8 +257,7 @@ def resolve_config(cfg: PretrainConfig) -> PretrainConfig:
     """
     name = cfg.modality
     if name is None:
-        claimed = [m.name for m in MODALITIES.values() if m.claims_config(cfg)]
-        name = claimed[0] if claimed else infer_modality(cfg.data)
+        name = claimed_modality(cfg.data, dict(cfg))
     modality = get_modality(name)
     _refuse_foreign_options(cfg, modality)
     method = cfg.method or modality.default_method

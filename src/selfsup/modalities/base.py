@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -126,8 +126,9 @@ class Modality(ABC):
         """Whether a ``DATA`` argument is of this modality when ``--modality`` is not given."""
         return False
 
-    def claims_config(self, cfg: PretrainConfig) -> bool:
-        """Whether options of ``cfg`` make its data of this modality, whatever its name."""
+    def claims_by_options(self, data: Any, options: Mapping[str, Any]) -> bool:
+        """Whether ``options`` (a config's or a command's data options) make ``data`` of this
+        modality, whatever its name."""
         return False
 
     @abstractmethod

@@ -13,6 +13,7 @@ Example:
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -81,11 +82,11 @@ class SeriesModality(Modality):
         # A photo folder with an annotation export holding dates is photos, not logs.
         return folder_media(spec) is None and is_log_folder(spec)
 
-    def claims_config(self, cfg: PretrainConfig) -> bool:
+    def claims_by_options(self, data: Any, options: Mapping[str, Any]) -> bool:
         """Options only series read (``--time-column``, ``--window``...) make a table file
         series (a machine's log), not rows; on other data they are refused, not obeyed."""
-        return Path(str(cfg.data)).suffix.lower() in TABLE_SUFFIXES and any(
-            getattr(cfg, name) is not None
+        return Path(str(data)).suffix.lower() in TABLE_SUFFIXES and any(
+            options.get(name) is not None
             for name in ("time_column", "window", "window_stride", "outside_label", "event_lead")
         )
 

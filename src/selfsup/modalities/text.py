@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import reprlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -116,9 +116,9 @@ class TextModality(Modality):
             or (media is None and hub_text_column(spec) is not None)  # photos + metadata table
         )
 
-    def claims_config(self, cfg: PretrainConfig) -> bool:
+    def claims_by_options(self, data: Any, options: Mapping[str, Any]) -> bool:
         """A text column makes any data text (a CSV is read as text, not as a table)."""
-        return cfg.text_column is not None
+        return options.get("text_column") is not None
 
     def open(self, spec: str | os.PathLike | Any, options: dict[str, Any]) -> Source:
         """A named corpus, a file or folder of texts, a Hugging Face dataset, a DataFrame,

@@ -1,0 +1,69 @@
+"""CSV files as spreadsheets outside the English-speaking world write them: a German or
+French Excel's ";" columns and decimal commas, day-first dates, Excel's ``sep=`` line."""
+
+import pandas as pd
+import pytest
+
+from selfsup.data.table_files import CsvFormat, csv_format, read_table
+from selfsup.modalities import claimed_modality, open_source
+
+
+def _german_log(path, days=3):
+    """A pump's minutes as a German Excel exports them."""
+    times = pd.date_range("2025-03-01", periods=days * 1440, freq="min")
+    lines = ["Zeitstempel;Temperatur [°C];Druck [mbar];Zustand"]
+    for i, t in enumerate(times):
+        pressure = f"1.{i % 1000:03d},{i % 10}"  # 1.013,2: thousands grouped by points
+        lines.append(f"{t:%d.%m.%Y %H:%M:%S};{20 + i % 7},{i % 10};{pressure};läuft")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def test_a_german_excel_export_is_read_as_its_columns_numbers_and_days(tmp_path):
+    """Semicolons, decimal commas, thousands points and dd.mm.yyyy times: each column is
+    read as what it holds (the file was one column of text; a day-first date read month
+    first puts the 1st of March on the 3rd of January)."""
+    path = _german_log(tmp_path / "pumpe.csv")
+    assert csv_format(path) == CsvFormat(";", ",", ".")
+    frame = read_table(path)
+    assert frame.columns.tolist() == ["Zeitstempel", "Temperatur [°C]", "Druck [mbar]", "Zustand"]
+    assert frame["Temperatur [°C]"].iloc[:2].tolist() == [20.0, 21.1]
+    assert frame["Druck [mbar]"].iloc[1] == pytest.approx(1001.1)
+    assert frame["Zeitstempel"].iloc[1440] == pd.Timestamp("2025-03-02 00:00:00")
+    assert read_table(path, typed_times=True)["Zeitstempel"].dt.day.iloc[-1] == 3
+    days = open_source(str(path), window="1d", drop_columns=["Zustand"])
+    assert list(days.ids) == [f"pumpe@2025-03-0{d}T00:00:00" for d in (1, 2, 3)]
+    assert days.item_shape == (2, 1440)
+    rows = open_source(str(path))
+    assert "1 time (Zeitstempel)" in rows.inputs_note and "2 numeric" in rows.inputs_note
+
+
+def test_excels_sep_line_slashed_dates_and_files_read_as_before(tmp_path):
+    """Excel's ``sep=;`` first line names the separator; slashed dates are read day or
+    month first where the cells show which, and stay text where they do not; comma files
+    whose text holds semicolons, and TSV files, are read as before."""
+    path = tmp_path / "sep.csv"
+    path.write_text("sep=;\nday;amount\n31/03/2025;1,5\n01/04/2025;2,25\n")
+    frame = read_table(path)
+    assert frame["amount"].tolist() == [1.5, 2.25]
+    assert frame["day"].dt.month.tolist() == [3, 4]
+    us = tmp_path / "us.csv"
+    us.write_text("when,n\n3/31/2025 14:05,1\n4/1/2025 09:00,2\n")
+    assert read_table(us)["when"].dt.day.tolist() == [31, 1]
+    unsure = tmp_path / "unsure.csv"
+    unsure.write_text("when,n\n3/4/2025,1\n4/3/2025,2\n")
+    assert read_table(unsure)["when"].tolist() == ["3/4/2025", "4/3/2025"]
+    notes = tmp_path / "notes.csv"
+    notes.write_text("id,note,price\n1,a;b,1.5\n2,c;d,2.5\n")
+    assert csv_format(notes) == CsvFormat() and read_table(notes)["price"].tolist() == [1.5, 2.5]
+    tsv = tmp_path / "t.tsv"
+    tsv.write_text("a\tb\n1,5\t2\n")
+    assert read_table(tsv)["a"].tolist() == ["1,5"]
+
+
+def test_a_series_option_makes_a_table_file_a_log_for_every_command(tmp_path):
+    """``datasets show log.csv --window 1d`` shows the days ``pretrain`` trains on (it
+    showed the rows of a table)."""
+    assert claimed_modality("log.csv", {"window": "1d"}) == "series"
+    assert claimed_modality("log.csv", {"window": None}) == "tabular"
+    assert claimed_modality("notes.csv", {"text_column": "body"}) == "text"
