@@ -683,6 +683,14 @@ def _(d: Path, f: Fixtures) -> list[str]:
     return show(path)
 
 
+@case(TABLES, "German Excel export (';', decimal commas, dd.mm.yyyy)", "read", r"3 numeric.*1 time")
+def _(d: Path, f: Fixtures) -> list[str]:
+    path = file_in(d, "t.csv")  # was one column of text: "no feature column left"
+    rows = [f"{1 + i % 28:02d}.03.2025 08:00;{i},5;1.0{i % 10}3,25;{i % 3}" for i in range(40)]
+    path.write_text("Datum;Menge;Betrag;Klasse\n" + "\n".join(rows) + "\n")
+    return show(path)
+
+
 @case(TABLES, "ragged rows", "error", r"t\.csv: cannot read the table .*Expected 2 fields")
 def _(d: Path, f: Fixtures) -> list[str]:
     path = file_in(d, "t.csv")
