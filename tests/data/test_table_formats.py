@@ -67,3 +67,46 @@ def test_a_series_option_makes_a_table_file_a_log_for_every_command(tmp_path):
     assert claimed_modality("log.csv", {"window": "1d"}) == "series"
     assert claimed_modality("log.csv", {"window": None}) == "tabular"
     assert claimed_modality("notes.csv", {"text_column": "body"}) == "text"
+
+
+def test_workbooks_are_tables_labels_and_texts(tmp_path):
+    """An Excel workbook's first sheet is a table like a CSV (numbers, dates, text codes),
+    a labels table for a folder of photos, and a column of texts: the spreadsheet a
+    hospital's 300 labels or a survey's answers come in (it was refused by its suffix)."""
+    import datetime
+
+    import numpy as np
+    from PIL import Image
+
+    from selfsup.data.image_folder import ImageFolderSource
+
+    rows = pd.DataFrame(
+        {
+            "amount": [12.5, 3.0, 7.25, 1.0],
+            "visit": [datetime.datetime(2025, 3, d, 9) for d in (1, 2, 3, 4)],
+            "ward": ["A", "B", "A", None],
+            "note": ["pain in the knee", "follow-up", "fever", "all well"],
+        }
+    )
+    book = tmp_path / "visits.xlsx"
+    with pd.ExcelWriter(book) as writer:
+        rows.to_excel(writer, sheet_name="Visits", index=False)
+        rows.head(1).to_excel(writer, sheet_name="Summary", index=False)
+    frame = read_table(book)
+    assert frame["amount"].tolist() == [12.5, 3.0, 7.25, 1.0] and len(frame) == 4
+    assert frame["visit"].dt.day.tolist() == [1, 2, 3, 4] and frame["ward"].isna().tolist()[3]
+    table = open_source(str(book), drop_columns=["note"])
+    assert "1 time (visit)" in table.inputs_note and len(table) == 4
+    texts = open_source(str(book), text_column="note")
+    assert texts.texts[0] == "pain in the knee"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("001.png", "002.png", "003.png"):
+        Image.fromarray(np.full((8, 8), 9, np.uint8)).save(photos / name)
+    labels = tmp_path / "labels.xlsx"
+    pd.DataFrame({"file_name": ["001.png", "003.png"], "label": ["ok", "bad"]}).to_excel(
+        labels, index=False
+    )
+    source = ImageFolderSource(photos, labels_file=labels)
+    assert source.partial_labels.rows.tolist() == [0, 2]
+    assert source.partial_labels.classes == ["bad", "ok"]

@@ -36,7 +36,7 @@ from selfsup.core.text_files import text_lines
 from selfsup.data.arrays import present_labels
 from selfsup.data.base import PartialLabels
 from selfsup.data.folders import subfolder_labels
-from selfsup.data.table_files import read_table
+from selfsup.data.table_files import TABLE_SUFFIXES, read_table
 
 #: Tables at a folder's top read as its labels without ``--labels`` (Hugging Face's names).
 METADATA_FILES = ("metadata.csv", "metadata.jsonl", "metadata.parquet")
@@ -44,7 +44,7 @@ METADATA_FILES = ("metadata.csv", "metadata.jsonl", "metadata.parquet")
 FILE_COLUMNS = ("file_name", "file", "filename", "path", "image", "id")
 #: The label column without ``--label-column``.
 LABEL_COLUMN = "label"
-_TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", ".jsonl")
+_TABLE_SUFFIXES = (*TABLE_SUFFIXES, ".jsonl")
 
 
 @dataclass

@@ -481,7 +481,7 @@ def read_events(
     if not path.is_file():
         raise ValueError(f"{path}: no such events file")
     if path.suffix.lower() not in TABLE_SUFFIXES:
-        raise ValueError(f"{path}: an events table is a .csv, .tsv or .parquet file")
+        raise ValueError(f"{path}: an events table is a {', '.join(TABLE_SUFFIXES)} file")
     table = read_table(path)
     lower = {str(c).lower(): c for c in table.columns}
 

@@ -699,6 +699,6 @@ def load_series_file(path: str | os.PathLike, **options: Any) -> SeriesSource:
     else:
         raise ValueError(
             f"{path}: cannot read {suffix or 'suffix-less'} files as series; expected .ts, "
-            f".npy/.npz, .csv/.tsv or .parquet"
+            f".npy/.npz or a table ({', '.join(TABLE_SUFFIXES)})"
         )
     return windowed(source, options.get("window"), options.get("window_stride"))

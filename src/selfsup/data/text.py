@@ -58,12 +58,12 @@ from selfsup.data.base import (
 from selfsup.data.file_labels import folder_labels
 from selfsup.data.named import DatasetNotInstalledError
 from selfsup.data.splits import item_labels, stratified_split
-from selfsup.data.table_files import read_table
+from selfsup.data.table_files import WORKBOOK_SUFFIXES, read_table
 from selfsup.data.tokenizer import DEFAULT_MAX_LENGTH, DEFAULT_VOCAB_SIZE, TextTokenizer
 
 #: File suffixes read as text without ``--modality text``.
 TEXT_SUFFIXES = (".txt", ".jsonl")
-_TABLE_TEXT_SUFFIXES = (".csv", ".tsv")
+_TABLE_TEXT_SUFFIXES = (".csv", ".tsv", *WORKBOOK_SUFFIXES)
 #: Why a row without text is skipped (an empty cell, a JSON null or blank string).
 NO_TEXT = "no text"
 #: The most windows a long document is embedded by (their mean), spread over it.
@@ -626,7 +626,8 @@ def load_text_file(path: str | os.PathLike | pd.DataFrame, **options: Any) -> Te
         return read_text_table(path, **_columns(options))
     raise ValueError(
         f"{path}: cannot read {suffix or 'suffix-less'} files as text; expected .txt (one "
-        f"document per line), .jsonl, .csv, .tsv, or a folder of .txt files"
+        f"document per line), .jsonl, .csv, .tsv, a workbook ({', '.join(WORKBOOK_SUFFIXES)}) "
+        "or a folder of .txt files"
     )
 
 
