@@ -363,3 +363,16 @@ def test_the_first_item_is_read_alone_and_check_reads_at_the_training_side(tmp_p
     assert src.first_item().shape == (1, 3, 200, 200) and reads == [0, 1]
     get_modality("image").read_as_trained(src, "cpu")
     assert src.read(1).shape == (3, 128, 128)
+
+
+def test_gifs_and_jfif_jpegs_from_the_web_are_read(tmp_path):
+    """A scraped folder's GIFs (their first frame, a palette made RGB) and the JPEGs a
+    browser saves as ``.jfif`` are images (they were left out without a word)."""
+    frames = [Image.new("P", (24, 18), 3), Image.new("P", (24, 18), 7)]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:])
+    Image.new("RGB", (30, 20), (0, 0, 255)).save(tmp_path / "b.jfif", "JPEG")
+    src = ImageFolderSource(tmp_path)
+    assert list(src.ids) == ["a.gif", "b.jfif"] and src.index_note.startswith("found 2 files")
+    batch = src.read_batch([0, 1])
+    assert batch.skipped == [] and batch.items.shape == (2, 3, 19, 19)  # the median side
+    assert batch.items[1, 2].mean() > 0.9  # blue

@@ -66,12 +66,12 @@ T = TypeVar("T")
 # draft mode decodes the file's embedded thumbnail where it is at least the size asked for
 # (a 12-megapixel photo's 320x240: 40 times faster), as JPEG's decodes at a reduced scale;
 # it applies the file's rotation and resets its EXIF orientation, so nothing turns it twice.
-# AVIF is Pillow's own.
+# AVIF is Pillow's own; a GIF gives its first frame; .jfif is a JPEG as browsers save it.
 pillow_heif.register_heif_opener()
 #: File suffixes read as images, compared case-insensitively.
 IMAGE_EXTENSIONS = (
-    ".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".heic", ".heif", ".avif",
-    *DICOM_EXTENSIONS,
+    ".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".heic",
+    ".heif", ".avif", *DICOM_EXTENSIONS,
 )  # fmt: skip
 #: What a folder scan lists as images: those suffixes, and DICOM files without one (a PACS
 #: export's ``IM000001``), found by their marker.
