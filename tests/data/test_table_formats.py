@@ -110,3 +110,16 @@ def test_workbooks_are_tables_labels_and_texts(tmp_path):
     source = ImageFolderSource(photos, labels_file=labels)
     assert source.partial_labels.rows.tolist() == [0, 2]
     assert source.partial_labels.classes == ["bad", "ok"]
+
+
+def test_a_log_orders_its_rows_by_an_iso_time_column_of_any_name(tmp_path):
+    """A log whose ISO 8601 times sit in a column of another language's name is ordered by
+    it (``'2025-03-01T00:00:00' is not a number`` stopped it)."""
+    path = tmp_path / "pompe.csv"
+    times = pd.date_range("2025-03-01", periods=96, freq="h")
+    path.write_text(
+        "horodatage,pression\n"
+        + "".join(f"{t:%Y-%m-%dT%H:%M:%S},{i}\n" for i, t in enumerate(times))
+    )
+    days = open_source(str(path), window="1d")
+    assert list(days.ids)[1] == "pompe@2025-03-02T00:00:00" and days.item_shape == (1, 24)

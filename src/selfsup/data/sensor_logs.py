@@ -36,7 +36,13 @@ import numpy as np
 import pandas as pd
 
 from selfsup.data.folders import DATE_IN_NAME, YEAR_NAME, first_file
-from selfsup.data.table_files import TABLE_SUFFIXES, files_note, read_table, read_table_folder
+from selfsup.data.table_files import (
+    TABLE_SUFFIXES,
+    files_note,
+    is_time_column,
+    read_table,
+    read_table_folder,
+)
 
 #: Column names taken as a log's time column when ``--time-column`` is not given.
 TIME_COLUMNS = ("timestamp", "time", "datetime", "date_time", "date", "time_stamp", "ts")
@@ -109,7 +115,8 @@ def is_log_folder(spec: str | os.PathLike) -> bool:
 
 def find_time_column(columns: Sequence[str], frame: pd.DataFrame | None = None) -> str | None:
     """The column a log's rows are ordered by when ``--time-column`` is not given: one of
-    :data:`TIME_COLUMNS` (any case), else the first column of datetime type; None when none.
+    :data:`TIME_COLUMNS` (any case), else the first column of datetime type or of ISO 8601
+    text (a German export's ``Zeitstempel``); None when none.
 
     Example:
         >>> find_time_column(["Timestamp", "temp"]), find_time_column(["a", "b"])
@@ -121,7 +128,7 @@ def find_time_column(columns: Sequence[str], frame: pd.DataFrame | None = None) 
             return by_name[name]
     if frame is not None:
         for column in columns:
-            if pd.api.types.is_datetime64_any_dtype(frame[column]):
+            if is_time_column(frame[column]):
                 return column
     return None
 

@@ -272,6 +272,32 @@ def local_times(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+#: ISO 8601 dates and times as text (``2025-11-07``, ``2025-11-07T11:28:05Z``).
+_ISO_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?"
+)
+#: Cells looked at to decide whether a text column holds dates.
+_TIME_SAMPLE = 200
+
+
+def is_time_column(cells: pd.Series) -> bool:
+    """A datetime type, or text whose first filled cells all read as ISO 8601 dates.
+
+    Example:
+        >>> is_time_column(pd.Series(["2025-11-07T11:28:05Z", None])), is_time_column(
+        ...     pd.Series(["07/11/2025"]))
+        (True, False)
+    """
+    if pd.api.types.is_datetime64_any_dtype(cells):
+        return True
+    if pd.api.types.is_numeric_dtype(cells) or pd.api.types.is_bool_dtype(cells):
+        return False
+    sample = cells.dropna().head(_TIME_SAMPLE)
+    return len(sample) > 0 and all(
+        isinstance(v, str) and _ISO_TIME.fullmatch(v.strip()) for v in sample
+    )
+
+
 def read_table(
     path: str | os.PathLike,
     *,

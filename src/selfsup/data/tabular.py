@@ -58,7 +58,12 @@ from selfsup.data.base import (
     column_ids,
 )
 from selfsup.data.splits import stratified_split
-from selfsup.data.table_files import label_like_warning, numeric_cells, read_table
+from selfsup.data.table_files import (
+    is_time_column,
+    label_like_warning,
+    numeric_cells,
+    read_table,
+)
 
 PREPROCESSOR_FILE = "preprocess.json"
 # Said of a numeric column that holds text.
@@ -75,12 +80,6 @@ DATETIME_PARTS = (
     "year sin",
     "year cos",
 )
-#: Text read as a date and time: ISO 8601, a date with an optional time and offset.
-_ISO_TIME = re.compile(
-    r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}(:?\d{2})?)?"
-)
-#: Cells looked at to decide whether a text column holds dates.
-_TIME_SAMPLE = 200
 #: A categorical column with more distinct values than this share of its filled cells (and
 #: more than ``_ID_LIKE_MIN`` of them), or whose categories with a code of their own hold
 #: less than this share of them, names rows rather than categories.
@@ -174,18 +173,6 @@ class _Column:
         coded = [(v, n) for v, n in counts if n >= min_rows][:MOST_CATEGORIES]
         filled = sum(n for _, n in counts)
         return cls([v for v, _ in coded], len(counts), sum(n for _, n in coded) / max(filled, 1))
-
-
-def _is_datetime(series: pd.Series) -> bool:
-    """A datetime type, or text whose first filled cells all read as ISO 8601 dates."""
-    if pd.api.types.is_datetime64_any_dtype(series):
-        return True
-    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
-        return False
-    sample = series.dropna().head(_TIME_SAMPLE)
-    return len(sample) > 0 and all(
-        isinstance(v, str) and _ISO_TIME.fullmatch(v.strip()) for v in sample
-    )
 
 
 def ignored_warning(frame: pd.DataFrame, columns: Sequence[str]) -> str:
@@ -500,7 +487,7 @@ class TablePreprocessor:
         if not features:
             raise ValueError(f"{name}: no feature column left")
         free = [c for c in features if c not in forced_cat and c not in forced_num]
-        datetimes = [c for c in free if _is_datetime(frame[c])]
+        datetimes = [c for c in free if is_time_column(frame[c])]
         categorical = [
             c
             for c in features
