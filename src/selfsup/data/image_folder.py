@@ -312,11 +312,7 @@ class ImageFolderSource(Source):
         except CODE_ERRORS:
             raise
         except Exception as err:  # a bad file can fail in any of the ways a decoder can fail
-            reason = f"{type(err).__name__}: {err}"
-            with contextlib.suppress(OSError):
-                if self.channel_files is None and (self.root / rel).stat().st_size == 0:
-                    reason = "the file is empty (0 bytes)"
-            raise ItemReadError(rel, f"cannot read image: {reason}") from err
+            raise ItemReadError(rel, f"cannot read image: {type(err).__name__}: {err}") from err
 
 
 @dataclass
@@ -557,12 +553,25 @@ def read_pixels(
                 raise ValueError(f"{kind} image where the data's images have {channels} channels")
             return decode_pixels(image, size, channels, bits)
 
+    if _empty(file):  # every decoder says it in its own words, or names a stream object
+        raise ValueError("the file is empty (0 bytes)")
     return by_format(
         file,
         lambda f: decoded(read_dicom(f)),  # decoded to [0, 1] by the file's window
         lambda f: _conform_channels(read_tiff(f, size, bits), channels),
         lambda f: decoded(whole(Image.open(f), f)),
     )
+
+
+def _empty(file: str | os.PathLike | BinaryIO) -> bool:
+    """Whether ``file`` (a path or a binary stream) holds no byte."""
+    if hasattr(file, "read"):
+        stream: BinaryIO = file  # type: ignore[assignment]
+        here = stream.tell()
+        end = stream.seek(0, os.SEEK_END)
+        stream.seek(here)
+        return end == 0
+    return os.path.getsize(file) == 0
 
 
 #: Formats kept in ISO base media boxes, whose decoders read a file cut short without a word.
