@@ -123,3 +123,24 @@ def test_a_log_orders_its_rows_by_an_iso_time_column_of_any_name(tmp_path):
     )
     days = open_source(str(path), window="1d")
     assert list(days.ids)[1] == "pompe@2025-03-02T00:00:00" and days.item_shape == (1, 24)
+
+
+def test_amounts_and_percentages_formatted_for_people_are_numbers(tmp_path):
+    """A spreadsheet's amounts (``$1,467.45``, an accountant's ``(12.00)``, ``1.234,50 €``)
+    and percentages (``8.6%``) are numbers: a fraud team's amounts were left out as ids and
+    its discounts read as 299 categories. Two currencies in one column stay text."""
+    orders = tmp_path / "orders.csv"
+    orders.write_text(
+        'id,amount,discount,refund,note\n1,"$1,467.45",8.6%,($12.00),$5\n'
+        '2,$12.50,10%,$0.00,€5\n3,"$2,000",0.5%,(1.50),$7\n'
+    )
+    frame = read_table(orders)
+    assert frame["amount"].tolist() == [1467.45, 12.5, 2000.0]
+    assert frame["discount"].tolist() == [8.6, 10.0, 0.5]
+    assert frame["refund"].tolist() == [-12.0, 0.0, -1.5]
+    assert frame["note"].tolist() == ["$5", "€5", "$7"]
+    table = open_source(str(orders), id_column="id", drop_columns=["note"])
+    assert table.inputs_note.startswith("columns: 3 numeric (amount, discount, refund)")
+    euros = tmp_path / "euro.csv"
+    euros.write_text("Betrag;Anteil\n1.234,50 €;12,5 %\n17,00 €;3 %\n")
+    assert read_table(euros).to_numpy().tolist() == [[1234.5, 12.5], [17.0, 3.0]]
