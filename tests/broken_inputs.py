@@ -862,7 +862,7 @@ def _(d: Path, f: Fixtures) -> list[str]:
     return show(path)
 
 
-@case(TEXT, "Latin-1 .txt", "error", r"t\.txt: line 2 is not UTF-8 text .*iconv -f latin1")
+@case(TEXT, "Latin-1 .txt", "error", r"t\.txt: line 2 is not UTF-8 text .*iconv -f cp1252")
 def _(d: Path, f: Fixtures) -> list[str]:
     path = file_in(d, "t.txt")
     path.write_bytes("plain line\ncaf\xe9 au lait\n".encode("latin-1"))

@@ -106,8 +106,9 @@ def not_utf8(path: Path, number: int, raw: bytes, err: UnicodeDecodeError) -> st
     """The message for line ``number`` of ``path`` that failed to decode as UTF-8."""
     bad = raw[err.start]
     converted = f"{path.stem}.utf8{path.suffix}"
+    excel = "Excel: Save As 'CSV UTF-8'; " if path.suffix.lower() in (".csv", ".tsv") else ""
     return (
         f"{path}: line {number} is not UTF-8 text (byte 0x{bad:02x} at column {err.start + 1});"
-        f" save the file as UTF-8 (from Latin-1: iconv -f latin1 -t utf-8 {path.name} > "
-        f"{converted})"
+        f" save the file as UTF-8 ({excel}from Windows' Western encoding, Latin-1 with €: "
+        f"iconv -f cp1252 -t utf-8 {path.name} > {converted})"
     )
