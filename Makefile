@@ -62,6 +62,7 @@ test: setup system
 # spoken words, about 10 minutes; needs espeak-ng), text (Rotten Tomatoes, about 20 minutes),
 # label efficiency with adapt and select (a 25-epoch SimCLR run, about 35 minutes when it is
 # not cached), anomalies (about 20 minutes), 10,000 photos of 640x480 (about 20 minutes), a
+# phone's HEIC and JPEG photos read (about 4 minutes), a
 # million-item shard source (about 15 minutes), neighbour searches among a million embeddings
 # (about 60 minutes, 32 of them embedding the million), and training speed next to plain
 # PyTorch loops (about 25 minutes), image views next to kornia's (about 15 minutes).
@@ -80,6 +81,7 @@ bench: setup datasets system
 	$(PY) benchmarks/adapt.py --run runs/bench/simclr-25ep --epochs 25
 	$(PY) benchmarks/anomalies.py --minutes-per-class 1
 	$(PY) benchmarks/photos.py
+	$(PY) benchmarks/phone_photos.py
 	$(PY) benchmarks/shards.py --embed-minutes 2
 	$(PY) benchmarks/folder_index.py
 	$(PY) benchmarks/neighbours.py
