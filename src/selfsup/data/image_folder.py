@@ -64,8 +64,9 @@ from selfsup.data.tiff import (
 T = TypeVar("T")
 # HEIC and HEIF photos (what phones save by default) open in Pillow through pillow-heif, whose
 # draft mode decodes the file's embedded thumbnail where it is at least the size asked for
-# (a 12-megapixel photo's 320x240: 40 times faster), as JPEG's decodes at a reduced scale;
-# it applies the file's rotation and resets its EXIF orientation, so nothing turns it twice.
+# (a 12-megapixel photo's 320x240: 45 times faster, benchmarks/phone_photos.py), as JPEG's
+# decodes at a reduced scale; it applies the file's rotation and resets its EXIF
+# orientation, so nothing turns it twice.
 # AVIF is Pillow's own; a GIF gives its first frame; .jfif is a JPEG as browsers save it.
 pillow_heif.register_heif_opener()
 #: File suffixes read as images, compared case-insensitively.
