@@ -368,8 +368,9 @@ class LogGaps:
             total = sum(self.shared.values())
             parts.append(
                 f"{_worst(self.shared)}{total:,} row{'s' if total > 1 else ''} at a time another "
-                "row of the same series has (the later kept; if files of several machines "
-                "became one series, give --id-column)"
+                "row of the same series has (the later kept; a clock set back for daylight "
+                "saving time repeats an hour: give the times with their zone, +02:00 or Z; if "
+                "files of several machines became one series, give --id-column)"
             )
         return "; ".join(parts) or None
 
