@@ -376,3 +376,28 @@ def test_gifs_and_jfif_jpegs_from_the_web_are_read(tmp_path):
     batch = src.read_batch([0, 1])
     assert batch.skipped == [] and batch.items.shape == (2, 3, 19, 19)  # the median side
     assert batch.items[1, 2].mean() > 0.9  # blue
+
+
+def test_packing_shows_progress_and_packed_heics_read_as_files_do(tmp_path, monkeypatch, capsys):
+    """``datasets pack`` shows its progress once it takes long (a phone's library is
+    hundreds of GB to copy; it said nothing until it ended), and the HEICs it packs read
+    as the folder's do: upright, a cut one and an empty one skipped with their reasons."""
+    from selfsup.core import progress
+    from selfsup.data.shards import ShardSource, pack_image_folder
+
+    pixels = np.zeros((48, 96, 3), np.uint8)
+    pixels[:, :48] = 255
+    phone = tmp_path / "phone"
+    phone.mkdir()
+    _heic(phone / "IMG_0001.HEIC", pixels, orientation=6)
+    data = (phone / "IMG_0001.HEIC").read_bytes()
+    (phone / "IMG_0002.HEIC").write_bytes(data[: len(data) // 2])
+    (phone / "IMG_0003.HEIC").write_bytes(b"")
+    monkeypatch.setattr(progress, "AUTO_AFTER", 0.0)
+    assert pack_image_folder(phone, tmp_path / "shards") == 3
+    assert "packing" in capsys.readouterr().out
+    shards = ShardSource(tmp_path / "shards", image_size=32)
+    batch = shards.read_batch([0, 1, 2])
+    assert batch.indices == [0] and batch.items[0, 0, :8].mean() > 0.9
+    reasons = sorted(s.reason for s in batch.skipped)
+    assert "the file is cut short" in reasons[0] and "the file is empty" in reasons[1]

@@ -27,7 +27,7 @@ from typing import Any, BinaryIO, TypeVar
 import numpy as np
 import pillow_heif
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from selfsup.data.base import (
     CODE_ERRORS,
@@ -560,7 +560,7 @@ def read_pixels(
         file,
         lambda f: decoded(read_dicom(f)),  # decoded to [0, 1] by the file's window
         lambda f: _conform_channels(read_tiff(f, size, bits), channels),
-        lambda f: decoded(whole(Image.open(f), f)),
+        lambda f: decoded(open_whole(f)),
     )
 
 
@@ -579,30 +579,57 @@ def _empty(file: str | os.PathLike | BinaryIO) -> bool:
 _BOX_FORMATS = {"HEIF", "AVIF"}
 
 
-def whole(image: Image.Image, file: str | os.PathLike | BinaryIO) -> Image.Image:
-    """``image``, opened from ``file``, unless it is a HEIF or AVIF file cut short (a copy
-    from a phone that stopped): libheif decodes what is there, its thumbnail and the first
-    part of the photo, without an error, so the boxes the file declares are checked against
-    its length. Other formats' decoders say it themselves.
+def open_whole(file: str | os.PathLike | BinaryIO) -> Image.Image:
+    """The image in ``file`` opened by Pillow, unless it is a HEIF or AVIF file cut short (a
+    copy from a phone that stopped): libheif decodes what is there, its thumbnail and the
+    first part of the photo, without an error, so the boxes such a file declares are checked
+    against its length. Other formats' decoders say it themselves.
 
     Raises:
-        ValueError: the file is cut short (``image`` is closed).
+        ValueError: the file is cut short, or no installed decoder identifies it (said
+            without the stream object a packed shard's item is read from).
 
     Example:
         >>> import io
         >>> stream = io.BytesIO()
         >>> Image.new("RGB", (8, 8)).save(stream, "PNG")
-        >>> whole(Image.open(stream), stream).size
+        >>> open_whole(stream).size
         (8, 8)
+        >>> open_whole(io.BytesIO(b"notes"))
+        Traceback (most recent call last):
+        ...
+        ValueError: cannot identify image file: not an image any installed decoder reads
     """
-    if image.format in _BOX_FORMATS:
-        missing = missing_box_bytes(file)
-        if missing:
+    try:
+        image = Image.open(file)
+    except UnidentifiedImageError:
+        image = None
+    boxes = image.format in _BOX_FORMATS if image is not None else _has_boxes(file)
+    missing = missing_box_bytes(file) if boxes else 0
+    if missing:
+        if image is not None:
             image.close()
-            raise ValueError(
-                f"the file is cut short: {missing:,} bytes of its {image.format} boxes are missing"
-            )
+        kind = image.format if image is not None else "HEIF/AVIF"
+        raise ValueError(
+            f"the file is cut short: {missing:,} bytes of its {kind} boxes are missing"
+        )
+    if image is None:
+        raise ValueError("cannot identify image file: not an image any installed decoder reads")
     return image
+
+
+def _has_boxes(file: str | os.PathLike | BinaryIO) -> bool:
+    """Whether ``file`` begins as an ISO base media file does (an ``ftyp`` box)."""
+    if hasattr(file, "read"):
+        stream: BinaryIO = file  # type: ignore[assignment]
+        here = stream.tell()
+        stream.seek(0)
+        head = stream.read(8)
+        stream.seek(here)
+    else:
+        with open(file, "rb") as f:
+            head = f.read(8)
+    return head[4:8] == b"ftyp"
 
 
 def missing_box_bytes(file: str | os.PathLike | BinaryIO) -> int:
