@@ -418,18 +418,19 @@ def series_from_frame(
             )
     if label_column is not None and require_label and frame[label_column].isna().all():
         raise ValueError(f"{name}: no row has a label in column {label_column!r}")
-    notes: list[str | None] = []
+    notes: list[str | None] = []  # warnings
+    found: list[str] = []  # what was chosen for the user, said on the data line
     if time_column is None and value_columns is None:
         time_column = find_time_column(list(frame.columns), frame)
         if time_column is not None:
-            notes.append(f"rows ordered by {time_column!r}")
+            found.append(f"rows ordered by {time_column!r}")
     if time_column is not None:
         frame = frame.copy(deep=False)
         frame[time_column] = parse_times(frame[time_column], name)
         if id_column is None:  # a column naming machines, else one machine's log
             id_column = find_unit_column(frame)
             if id_column is not None:
-                notes.append(f"a series per value of {id_column!r}")
+                found.append(f"a series per value of {id_column!r}")
             else:  # one series, not a series per row
                 id_column = ONE_UNIT
                 frame[id_column] = Path(name).stem
@@ -455,7 +456,9 @@ def series_from_frame(
             label_column=label_column or "label",
         )
         source.warning = _joined(*notes, source.warning)
-        return windowed(source, window, window_stride)
+        out = windowed(source, window, window_stride)
+        out.index_note = _joined(*found)
+        return out
     series, ids, labels, steps, grids = [], [], [], [], []
     gaps = LogGaps()
     several = events is not None and frame[id_column].nunique() > 1  # events name units
@@ -515,6 +518,7 @@ def series_from_frame(
     if window is not None:  # a pump's days are alike: held out together, or by time
         source.split_groups = "units" if len(grids) > 1 else "periods"
     source.warning = _joined(*notes, source.warning)
+    source.index_note = _joined(*found)
     return source
 
 
@@ -624,7 +628,7 @@ def windowed(
 
 
 def _joined(*notes: str | None) -> str | None:
-    """Notes in one ``warning:`` line (None when there is none).
+    """Notes in one line (None when there is none).
 
     Example:
         >>> _joined("a", None, "b"), _joined(None)
@@ -684,7 +688,7 @@ def load_series_file(path: str | os.PathLike, **options: Any) -> SeriesSource:
                 f"labels from the {events.count:,} events of {events.path} "
                 f"(windows without an event: {between}{leads})"
             )
-        source.index_note = read_note
+        source.index_note = _joined(read_note, source.index_note)
         return source
     if events_file is not None:
         raise ValueError(

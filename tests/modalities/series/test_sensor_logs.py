@@ -217,7 +217,7 @@ def test_one_machines_log_file_with_a_time_column_is_one_series(tmp_path):
     assert cfg.modality == "series"
     src = open_source(path, "series", window=DAY)
     assert list(src.ids) == ["pump-a@2025-01-01T00:00:00", "pump-a@2025-01-02T00:00:00"]
-    assert "rows ordered by 'timestamp'" in src.warning
+    assert "rows ordered by 'timestamp'" in src.index_note
     np.testing.assert_allclose(src.values[1, 1, 60:84].mean(), 2.3, atol=0.05)  # in order
 
 
@@ -310,5 +310,6 @@ def test_daily_exports_of_every_machine_name_them_in_a_column(tmp_path):
     one_file = tmp_path / "plant.csv"
     pd.concat(frames.values()).to_csv(one_file, index=False)
     single = open_source(one_file, "series", window="1d")
-    assert list(single.ids) == list(src.ids) and "a series per value of 'asset'" in single.warning
+    assert list(single.ids) == list(src.ids)
+    assert "a series per value of 'asset'" in single.index_note
     np.testing.assert_array_equal(single.values, src.values)
