@@ -144,3 +144,36 @@ def test_amounts_and_percentages_formatted_for_people_are_numbers(tmp_path):
     euros = tmp_path / "euro.csv"
     euros.write_text("Betrag;Anteil\n1.234,50 €;12,5 %\n17,00 €;3 %\n")
     assert read_table(euros).to_numpy().tolist() == [[1234.5, 12.5], [17.0, 3.0]]
+
+
+def test_a_workbook_of_several_sheets_says_which_it_reads(tmp_path):
+    """A workbook's first sheet is read; where it has several, the data line says which,
+    and a labels table whose columns sit on another sheet names the sheets in its error."""
+    import numpy as np
+    from PIL import Image
+
+    from selfsup.data.image_folder import ImageFolderSource
+
+    book = tmp_path / "visits.xlsx"
+    with pd.ExcelWriter(book) as writer:
+        pd.DataFrame({"amount": [1.0, 2.0, 3.0], "ward": ["A", "B", "A"]}).to_excel(
+            writer, sheet_name="Visits", index=False
+        )
+        pd.DataFrame({"total": [6.0]}).to_excel(writer, sheet_name="Summary", index=False)
+    assert open_source(str(book)).index_note.startswith(
+        "sheet 'Visits', the first of 2 ('Visits', 'Summary'"
+    )
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for name in ("001.png", "002.png"):
+        Image.fromarray(np.full((8, 8), 9, np.uint8)).save(photos / name)
+    labels = tmp_path / "labels.xlsx"
+    with pd.ExcelWriter(labels) as writer:
+        pd.DataFrame({"how to label": ["one row per photo"]}).to_excel(
+            writer, sheet_name="Instructions", index=False
+        )
+        pd.DataFrame({"file_name": ["001.png"], "label": ["ok"]}).to_excel(
+            writer, sheet_name="Labels", index=False
+        )
+    with pytest.raises(ValueError, match="sheet 'Instructions', the first of 2"):
+        ImageFolderSource(photos, labels_file=labels)

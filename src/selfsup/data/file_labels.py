@@ -36,7 +36,7 @@ from selfsup.core.text_files import text_lines
 from selfsup.data.arrays import present_labels
 from selfsup.data.base import PartialLabels
 from selfsup.data.folders import subfolder_labels
-from selfsup.data.table_files import TABLE_SUFFIXES, read_table
+from selfsup.data.table_files import TABLE_SUFFIXES, read_table, sheet_note
 
 #: Tables at a folder's top read as its labels without ``--labels`` (Hugging Face's names).
 METADATA_FILES = ("metadata.csv", "metadata.jsonl", "metadata.parquet")
@@ -184,6 +184,9 @@ def _columns(
     """The table's file-name and label columns; with ``guess``, the other column of a table
     of two is the labels (not so in a metadata table, whose other column may be captions)."""
     have = ", ".join(map(repr, columns))
+    sheet = sheet_note(path)
+    if sheet is not None:  # the labels may sit on another sheet
+        have += f" ({sheet})"
     if id_column is not None:
         if id_column not in columns:
             raise ValueError(f"{path}: no column {id_column!r} of file names; it has {have}")
@@ -259,12 +262,13 @@ def _from_table(
             f"(first: {unknown[0]!r})"
         )
     labelled = len(files) if partial is None else len(partial.rows)
+    sheet = sheet_note(path)
     return FolderLabels(
         labels=codes,
         classes=classes,
         partial=partial,
         note=f"labels of {labelled:,} files from {path} (columns {name_column!r}, "
-        f"{label_column!r})",
+        f"{label_column!r}{'; ' + sheet if sheet else ''})",
         warning="; ".join(notes) or None,
     )
 

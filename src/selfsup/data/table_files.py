@@ -115,6 +115,30 @@ def _check_utf8(path: Path) -> None:
     raise ValueError(not_utf8(path, number, raw, inner))
 
 
+def sheet_note(path: str | os.PathLike) -> str | None:
+    """Which sheet of a workbook of several :func:`read_table` reads (the first), for
+    people; None for a workbook of one sheet and for other files.
+
+    Example:
+        >>> sheet_note("visits.csv") is None
+        True
+    """
+    path = Path(path)
+    if path.suffix.lower() not in WORKBOOK_SUFFIXES:
+        return None
+    try:
+        names = pd.ExcelFile(path, engine="calamine").sheet_names
+    except Exception:  # a broken workbook: read_table says what is wrong with it
+        return None
+    if len(names) < 2:
+        return None
+    shown = ", ".join(map(repr, names[:6])) + (", ..." if len(names) > 6 else "")
+    return (
+        f"sheet {names[0]!r}, the first of {len(names)} ({shown}; another is read once it "
+        "is moved first or saved as its own file)"
+    )
+
+
 #: Column separators a CSV file may use, in the order a tie is settled: Excel writes ";"
 #: where the decimal mark is a comma (most of Europe); tabs and "|" come from databases.
 SEPARATORS = (",", ";", "\t", "|")

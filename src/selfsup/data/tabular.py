@@ -63,6 +63,7 @@ from selfsup.data.table_files import (
     label_like_warning,
     numeric_cells,
     read_table,
+    sheet_note,
 )
 
 PREPROCESSOR_FILE = "preprocess.json"
@@ -936,4 +937,6 @@ def load_table_file(path: str | os.PathLike | pd.DataFrame, **options: Any) -> T
     :class:`TabularSource`."""
     if isinstance(path, pd.DataFrame):
         return TabularSource(path, **{"name": "DataFrame", **options})
-    return TabularSource(read_table(path, typed_times=True), name=str(path), **options)
+    source = TabularSource(read_table(path, typed_times=True), name=str(path), **options)
+    source.index_note = sheet_note(path)
+    return source
