@@ -401,3 +401,30 @@ def test_packing_shows_progress_and_packed_heics_read_as_files_do(tmp_path, monk
     assert batch.indices == [0] and batch.items[0, 0, :8].mean() > 0.9
     reasons = sorted(s.reason for s in batch.skipped)
     assert "the file is cut short" in reasons[0] and "the file is empty" in reasons[1]
+
+
+def test_a_phones_date_folders_are_held_out_whole_days(tmp_path):
+    """A phone's import filed by day (``2024-05-01/``...) keeps a day's photos (a burst,
+    copies of one scene) on one side of an evaluation's split, as a hospital's patients
+    are; class folders do not."""
+    from selfsup.modalities import train_test_sources
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for day in range(1, 11):
+        for shot in range(4):
+            rel = f"2024-05-{day:02d}/IMG_{day}{shot}.png"
+            (tmp_path / "phone" / rel).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray((rng.random((8, 8)) * 255).astype(np.uint8)).save(
+                tmp_path / "phone" / rel
+            )
+            rows.append(f"{rel},{'cat' if (day + shot) % 2 else 'dog'}")
+    (tmp_path / "labels.csv").write_text("file_name,label\n" + "\n".join(rows) + "\n")
+    phone = ImageFolderSource(tmp_path / "phone", labels_file=tmp_path / "labels.csv")
+    assert phone.split_groups == "days"
+    fit, test = train_test_sources(phone)
+    days = [{i.split("/")[0] for i in part.ids} for part in (fit, test)]
+    assert not days[0] & days[1] and len(days[1]) == 2 and "2 days" in test.name
+    _save(tmp_path / "pets" / "cat" / "a.png")
+    _save(tmp_path / "pets" / "dog" / "b.png")
+    assert ImageFolderSource(tmp_path / "pets").split_groups is None

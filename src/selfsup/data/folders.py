@@ -402,6 +402,26 @@ def is_filing_name(name: str) -> bool:
     return bool(YEAR_NAME.match(name) or DATE_IN_NAME.fullmatch(name) or _CAMERA_FOLDER.match(name))
 
 
+def dated_folders(rel_paths: Sequence[str]) -> bool:
+    """Whether every file lies in a first-level folder named by a date (a phone's or a
+    camera's import, ``2024-05-01/IMG_1000.HEIC``), of two folders at least: the photos of
+    one day are a burst, a scene, a copy of one another, held out together as a hospital's
+    patients are (``Source.split_groups``).
+
+    Example:
+        >>> dated_folders(["2024-05-01/a.jpg", "2024-05-02/b.jpg"])
+        True
+        >>> dated_folders(["2024-05-01/a.jpg", "b.jpg"]), dated_folders(["cat/a.jpg", "dog/b.jpg"])
+        (False, False)
+    """
+    folders = {rel.split("/", 1)[0] if "/" in rel else None for rel in rel_paths}
+    return (
+        None not in folders
+        and len(folders) >= 2
+        and all(DATE_IN_NAME.fullmatch(f) for f in folders)  # type: ignore[arg-type]
+    )
+
+
 def first_media(root: str | os.PathLike, kinds: dict[str, tuple[str, ...]]) -> str | None:
     """The kind (a key of ``kinds``) of the first file under ``root`` whose suffix one of
     ``kinds`` lists, in sorted order with hidden names left out; None when there is none or

@@ -48,6 +48,7 @@ from selfsup.data.dicom import (
 from selfsup.data.file_labels import SUBFOLDER_NOTE, FolderLabels, folder_labels
 from selfsup.data.folders import (
     IndexCache,
+    dated_folders,
     find_files,
     index_folder,
     others_note,
@@ -229,6 +230,8 @@ class ImageFolderSource(Source):
             self.split_groups = "patients"
             if by_folder:
                 found = FolderLabels(note=patients)
+        elif dated_folders(named):  # a phone's import: a day's photos are near copies
+            self.split_groups = "days"
         self.labels, self.classes, self.partial_labels = found.labels, found.classes, found.partial
         self.labels_note, self.warning = found.note, found.warning
 
