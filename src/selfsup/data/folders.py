@@ -402,24 +402,26 @@ def is_filing_name(name: str) -> bool:
     return bool(YEAR_NAME.match(name) or DATE_IN_NAME.fullmatch(name) or _CAMERA_FOLDER.match(name))
 
 
-def dated_folders(rel_paths: Sequence[str]) -> bool:
-    """Whether every file lies in a first-level folder named by a date (a phone's or a
-    camera's import, ``2024-05-01/IMG_1000.HEIC``), of two folders at least: the photos of
-    one day are a burst, a scene, a copy of one another, held out together as a hospital's
-    patients are (``Source.split_groups``).
+def dated_folders(rel_paths: Sequence[str]) -> str | None:
+    """``"days"`` (or ``"months"``) where every file lies in a first-level folder named by a
+    day (a month), as a phone's or a camera's import is filed (``2024-05-01/IMG_1000.HEIC``),
+    of two folders at least: the photos of one day are a burst, a scene, copies of one
+    another, held out together as a hospital's patients are (``Source.split_groups``);
+    else None.
 
     Example:
-        >>> dated_folders(["2024-05-01/a.jpg", "2024-05-02/b.jpg"])
-        True
-        >>> dated_folders(["2024-05-01/a.jpg", "b.jpg"]), dated_folders(["cat/a.jpg", "dog/b.jpg"])
-        (False, False)
+        >>> dated_folders(["2024-05-01/a.jpg", "2024-05-02/b.jpg"]), dated_folders(["2024-05/a"])
+        ('days', None)
+        >>> dated_folders(["2024-05/a.jpg", "2024-06/b.jpg"]), dated_folders(["cat/a", "dog/b"])
+        ('months', None)
     """
     folders = {rel.split("/", 1)[0] if "/" in rel else None for rel in rel_paths}
-    return (
-        None not in folders
-        and len(folders) >= 2
-        and all(DATE_IN_NAME.fullmatch(f) for f in folders)  # type: ignore[arg-type]
-    )
+    if None in folders or len(folders) < 2:
+        return None
+    dates = [DATE_IN_NAME.fullmatch(f) for f in folders]  # type: ignore[arg-type]
+    if not all(dates):
+        return None
+    return "days" if all(d.group(3) for d in dates if d) else "months"
 
 
 def first_media(root: str | os.PathLike, kinds: dict[str, tuple[str, ...]]) -> str | None:

@@ -230,8 +230,8 @@ class ImageFolderSource(Source):
             self.split_groups = "patients"
             if by_folder:
                 found = FolderLabels(note=patients)
-        elif dated_folders(named):  # a phone's import: a day's photos are near copies
-            self.split_groups = "days"
+        else:  # a phone's import by day: a day's photos are near copies of one another
+            self.split_groups = dated_folders(named)
         self.labels, self.classes, self.partial_labels = found.labels, found.classes, found.partial
         self.labels_note, self.warning = found.note, found.warning
 
