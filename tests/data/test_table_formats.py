@@ -177,3 +177,15 @@ def test_a_workbook_of_several_sheets_says_which_it_reads(tmp_path):
         )
     with pytest.raises(ValueError, match="sheet 'Instructions', the first of 2"):
         ImageFolderSource(photos, labels_file=labels)
+
+
+def test_a_log_of_dates_that_read_either_way_says_how_it_read_them(tmp_path):
+    """Slashed dates whose parts are all 12 or below read day first or month first alike;
+    a log of them is read month first and says so (it said only an outage of a month)."""
+    path = tmp_path / "amb.csv"
+    path.write_text("time,v\n03/04/2025 00:00,1\n03/04/2025 01:00,2\n04/04/2025 00:00,3\n")
+    log = open_source(str(path), time_column="time", modality="series")
+    assert log.warning.startswith("times such as '03/04/2025 00:00' read month first")
+    days = tmp_path / "days.csv"
+    days.write_text("time,v\n31/03/2025 00:00,1\n31/03/2025 01:00,2\n")
+    assert open_source(str(days), time_column="time", modality="series").warning is None

@@ -46,6 +46,7 @@ from selfsup.data.table_files import (
     label_like_warning,
     numeric_cells,
     read_table,
+    unsure_dates,
 )
 
 #: Environment variable naming extra folders (``:``-separated) that hold UCR/UEA sets laid
@@ -425,6 +426,12 @@ def series_from_frame(
         if time_column is not None:
             found.append(f"rows ordered by {time_column!r}")
     if time_column is not None:
+        unsure = unsure_dates(frame[time_column])
+        if unsure is not None:
+            notes.append(
+                f"times such as {unsure!r} read month first (as in the US); if they are day "
+                "first, write them as ISO dates (2025-04-03)"
+            )
         frame = frame.copy(deep=False)
         frame[time_column] = parse_times(frame[time_column], name)
         if id_column is None:  # a column naming machines, else one machine's log

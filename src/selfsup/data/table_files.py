@@ -265,6 +265,26 @@ def _local_date_form(cells: pd.Series) -> str | None:
     return form
 
 
+def unsure_dates(cells: pd.Series) -> str | None:
+    """A cell of a column of slashed dates that read day first and month first alike
+    (``03/04/2025``: every part 12 or below in a sample of 200), which :func:`local_times`
+    leaves as text and a guess reads month first; None for any other column.
+
+    Example:
+        >>> unsure_dates(pd.Series(["03/04/2025", "04/04/2025"]))
+        '03/04/2025'
+        >>> unsure_dates(pd.Series(["31/03/2025"])) is None, unsure_dates(pd.Series([1.0])) is None
+        (True, True)
+    """
+    if not (pd.api.types.is_object_dtype(cells) or pd.api.types.is_string_dtype(cells)):
+        return None
+    sample = cells.iloc[:: max(1, len(cells) // _DATE_SAMPLE)].dropna()
+    found = [_LOCAL_DATE.fullmatch(str(v).strip()) for v in sample]
+    if not found or not all(m is not None and m.group(2) == "/" for m in found):
+        return None
+    return str(sample.iloc[0]).strip() if _local_date_form(cells) is None else None
+
+
 def local_times(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` with its text columns of dates written day or month first typed as
     datetimes (no time zone), so that a German export's ``01.03.2025 00:00:00`` is the first
