@@ -117,10 +117,9 @@ def datasets_show(
     import numpy as np
 
     from selfsup.data.splits import labelled_part
-    from selfsup.modalities import claimed_modality, get_modality, open_source
+    from selfsup.modalities import get_modality, open_source
 
-    values = to_config_values(options)
-    source = open_source(data, modality, **values)
+    source = open_source(data, modality, **to_config_values(options))
     first = source.first_item()
     info: dict = {"name": source.name, "items": len(source), "item_shape": list(first.shape[1:])}
     labelled = labelled_part(source)
@@ -151,7 +150,7 @@ def datasets_show(
     if check:
         # As training reads them: a phone's 12-megapixel photos at 128 pixels on a CPU (400
         # HEICs from their thumbnails in 7.6 s instead of 60 s at their own size).
-        get_modality(modality or claimed_modality(data, values)).read_as_trained(source)
+        get_modality(source.modality).read_as_trained(source)
         unreadable = read_every_item(source)
         info["readable"] = len(source) - len(unreadable)
         info["unreadable"] = unreadable

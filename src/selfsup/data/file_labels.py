@@ -183,27 +183,29 @@ def _columns(
 ) -> tuple[str, str]:
     """The table's file-name and label columns; with ``guess``, the other column of a table
     of two is the labels (not so in a metadata table, whose other column may be captions)."""
-    have = ", ".join(map(repr, columns))
-    sheet = sheet_note(path)
-    if sheet is not None:  # the labels may sit on another sheet
-        have += f" ({sheet})"
+
+    def have() -> str:
+        """The columns, and the sheet read where the labels may sit on another."""
+        sheet = sheet_note(path)
+        return ", ".join(map(repr, columns)) + (f" ({sheet})" if sheet else "")
+
     if id_column is not None:
         if id_column not in columns:
-            raise ValueError(f"{path}: no column {id_column!r} of file names; it has {have}")
+            raise ValueError(f"{path}: no column {id_column!r} of file names; it has {have()}")
         name = id_column
     else:
         name = next((c for c in FILE_COLUMNS if c in columns), None)
         if name is None:
             raise ValueError(
                 f"{path}: no column of file names ({', '.join(FILE_COLUMNS)}, or give "
-                f"--id-column); it has {have}"
+                f"--id-column); it has {have()}"
             )
     label = label_column or LABEL_COLUMN
     if label not in columns:
         others = [c for c in columns if c != name]
         if guess and label_column is None and len(others) == 1:
             return name, others[0]
-        raise ValueError(f"{path}: no label column {label!r} (--label-column); it has {have}")
+        raise ValueError(f"{path}: no label column {label!r} (--label-column); it has {have()}")
     return name, label
 
 

@@ -19,7 +19,7 @@ import math
 import os
 import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -567,15 +567,26 @@ def read_pixels(
     )
 
 
+@contextlib.contextmanager
+def _bytes_of(file: str | os.PathLike | BinaryIO) -> Iterator[BinaryIO]:
+    """``file`` as a binary stream to seek in: a path opened (and closed after), a stream
+    as it is, put back where it was after."""
+    if not hasattr(file, "read"):
+        with open(file, "rb") as opened:
+            yield opened
+        return
+    stream: BinaryIO = file  # type: ignore[assignment]
+    here = stream.tell()
+    try:
+        yield stream
+    finally:
+        stream.seek(here)
+
+
 def _empty(file: str | os.PathLike | BinaryIO) -> bool:
     """Whether ``file`` (a path or a binary stream) holds no byte."""
-    if hasattr(file, "read"):
-        stream: BinaryIO = file  # type: ignore[assignment]
-        here = stream.tell()
-        end = stream.seek(0, os.SEEK_END)
-        stream.seek(here)
-        return end == 0
-    return os.path.getsize(file) == 0
+    with _bytes_of(file) as stream:
+        return stream.seek(0, os.SEEK_END) == 0
 
 
 #: Formats kept in ISO base media boxes, whose decoders read a file cut short without a word.
@@ -623,16 +634,9 @@ def open_whole(file: str | os.PathLike | BinaryIO) -> Image.Image:
 
 def _has_boxes(file: str | os.PathLike | BinaryIO) -> bool:
     """Whether ``file`` begins as an ISO base media file does (an ``ftyp`` box)."""
-    if hasattr(file, "read"):
-        stream: BinaryIO = file  # type: ignore[assignment]
-        here = stream.tell()
+    with _bytes_of(file) as stream:
         stream.seek(0)
-        head = stream.read(8)
-        stream.seek(here)
-    else:
-        with open(file, "rb") as f:
-            head = f.read(8)
-    return head[4:8] == b"ftyp"
+        return stream.read(8)[4:8] == b"ftyp"
 
 
 def missing_box_bytes(file: str | os.PathLike | BinaryIO) -> int:
@@ -646,11 +650,7 @@ def missing_box_bytes(file: str | os.PathLike | BinaryIO) -> int:
         >>> missing_box_bytes(io.BytesIO(box)), missing_box_bytes(io.BytesIO(box[:10]))
         (0, 6)
     """
-    with contextlib.ExitStack() as stack:
-        stream: BinaryIO = (
-            file if hasattr(file, "read") else stack.enter_context(open(file, "rb"))  # type: ignore[arg-type]
-        )
-        start = stream.tell() if file is stream else 0
+    with _bytes_of(file) as stream:
         end = stream.seek(0, os.SEEK_END)
         offset = 0
         while offset + 8 <= end:
@@ -665,7 +665,6 @@ def missing_box_bytes(file: str | os.PathLike | BinaryIO) -> int:
                 offset = end  # not boxes: the decoder says what is wrong
                 break
             offset += size
-        stream.seek(start)
         return max(0, offset - end)
 
 

@@ -229,26 +229,43 @@ def csv_format(path: str | os.PathLike) -> CsvFormat:
 _LOCAL_DATE = re.compile(
     r"(\d{1,2})([./])(\d{1,2})\2(\d{4})(?:[ T](\d{1,2}):(\d{2})(?::(\d{2})(\.\d+)?)?)?"
 )
-#: Cells of a column whose form decides whether it holds dates.
-_DATE_SAMPLE = 200
+#: Cells of a column whose form decides whether it holds dates or formatted numbers.
+_SAMPLE = 200
 
 
-def _local_date_form(cells: pd.Series) -> str | None:
-    """The ``strptime`` form of a column's cells where a sample of them (200 spread over
-    it, the missing ones left out) are all dates written day or month first in one form
-    (see :func:`local_times`), else None.
+def _sampled_text(cells: pd.Series) -> list[str]:
+    """Up to 200 filled cells spread over a text column, stripped; none for other columns.
 
     Example:
-        >>> _local_date_form(pd.Series(["31/03/2025 14:05", "1/4/2025 09:00"]))
-        '%d/%m/%Y %H:%M'
-        >>> _local_date_form(pd.Series(["3/4/2025"])) is None  # day or month first?
-        True
+        >>> _sampled_text(pd.Series([" a ", None, "b"])), _sampled_text(pd.Series([1.0]))
+        (['a', 'b'], [])
     """
-    sample = cells.iloc[:: max(1, len(cells) // _DATE_SAMPLE)].dropna()
-    found = [_LOCAL_DATE.fullmatch(str(v).strip()) for v in sample]
+    if not (pd.api.types.is_object_dtype(cells) or pd.api.types.is_string_dtype(cells)):
+        return []
+    return [str(v).strip() for v in cells.iloc[:: max(1, len(cells) // _SAMPLE)].dropna()]
+
+
+def _local_dates(cells: pd.Series) -> list[re.Match[str]] | None:
+    """The sampled cells of a column (:func:`_sampled_text`) read as dates written day or
+    month first, all with a time or all without; None where one is not such a date."""
+    found = [_LOCAL_DATE.fullmatch(v) for v in _sampled_text(cells)]
     matches = [m for m in found if m is not None]
     if not found or len(matches) < len(found) or len({m.group(5) is None for m in matches}) > 1:
-        return None  # not all dates, or some with a time and some without
+        return None
+    return matches
+
+
+def _local_date_form(matches: list[re.Match[str]]) -> str | None:
+    """The ``strptime`` form of dates sampled by :func:`_local_dates` (see
+    :func:`local_times`), None where they do not show whether the day or the month comes
+    first.
+
+    Example:
+        >>> _local_date_form(_local_dates(pd.Series(["31/03/2025 14:05", "1/4/2025 09:00"])))
+        '%d/%m/%Y %H:%M'
+        >>> _local_date_form(_local_dates(pd.Series(["3/4/2025"]))) is None  # which first?
+        True
+    """
     one = matches[0]
     first = max(int(m.group(1)) for m in matches)
     second = max(int(m.group(3)) for m in matches)
@@ -276,13 +293,10 @@ def unsure_dates(cells: pd.Series) -> str | None:
         >>> unsure_dates(pd.Series(["31/03/2025"])) is None, unsure_dates(pd.Series([1.0])) is None
         (True, True)
     """
-    if not (pd.api.types.is_object_dtype(cells) or pd.api.types.is_string_dtype(cells)):
+    matches = _local_dates(cells)
+    if matches is None or any(m.group(2) != "/" for m in matches):
         return None
-    sample = cells.iloc[:: max(1, len(cells) // _DATE_SAMPLE)].dropna()
-    found = [_LOCAL_DATE.fullmatch(str(v).strip()) for v in sample]
-    if not found or not all(m is not None and m.group(2) == "/" for m in found):
-        return None
-    return str(sample.iloc[0]).strip() if _local_date_form(cells) is None else None
+    return matches[0].group(0) if _local_date_form(matches) is None else None
 
 
 def local_times(frame: pd.DataFrame) -> pd.DataFrame:
@@ -304,9 +318,8 @@ def local_times(frame: pd.DataFrame) -> pd.DataFrame:
     """
     for column in frame.columns:
         cells = frame[column]
-        if not (pd.api.types.is_object_dtype(cells) or pd.api.types.is_string_dtype(cells)):
-            continue
-        form = _local_date_form(cells)
+        matches = _local_dates(cells)
+        form = None if matches is None else _local_date_form(matches)
         if form is None:
             continue
         text = cells.astype("string").str.strip().str.replace("T", " ", regex=False)
@@ -361,24 +374,14 @@ def formatted_numbers(frame: pd.DataFrame, decimal: str = ".") -> pd.DataFrame:
     grouped = set(",") if decimal == "." else set(". \u00a0\u202f")
     for column in frame.columns:
         cells = frame[column]
-        if not (pd.api.types.is_object_dtype(cells) or pd.api.types.is_string_dtype(cells)):
-            continue
-        sample = cells.iloc[:: max(1, len(cells) // _DATE_SAMPLE)].dropna()
-        found = [pattern.fullmatch(str(v).strip()) for v in sample]
+        found = [pattern.fullmatch(v) for v in _sampled_text(cells)]
         if not found or not all(found):
             continue
-        symbols = {m.group(1) for m in found if m} | {
-            c for m in found if m for c in m.group(0) if c in _CURRENCY
-        }
-        formatted = any(
-            set(m.group(0)) & set(_CURRENCY)
-            or m.group(3)
-            or "(" in m.group(0)
-            or set(m.group(2)) & grouped
-            for m in found
-            if m
+        symbols = {c for m in found if m for c in m.group(0) if c in _CURRENCY}
+        formatted = bool(symbols) or any(
+            m.group(3) or "(" in m.group(0) or set(m.group(2)) & grouped for m in found if m
         )
-        if len(symbols - {""}) > 1 or not formatted:
+        if len(symbols) > 1 or not formatted:
             continue
         text = cells.astype("string").str.strip()
         negative = text.str.startswith("(") & text.str.endswith(")")
