@@ -195,6 +195,11 @@ class PretrainConfig(BaseModel):
             divided by ``2**bits - 1`` instead of 65535; by default the even count that holds
             the largest value a sample of 16 files stores. The run keeps it, so later data
             is read on the same scale.
+        tile: image folders of large images (satellite scenes, pathology slides, an
+            inspection camera's frames): cut each into squares of this many pixels at its full
+            size, each an item named ``FILE@xLEFT_yTOP`` and read at the training side (a
+            TIFF's from the part of the file under it alone); labels of files label their
+            tiles, and evaluation holds an image's tiles out together. The run keeps it.
         event_lead: series labelled by a ``--labels`` events table: the time before events
             labelled ``before LABEL`` too, the warning signs predictive maintenance looks
             for: ``3d`` before every event, or ``'bearing failure=3d,seal leak=36h'`` before
@@ -290,6 +295,7 @@ class PretrainConfig(BaseModel):
     event_lead: str | None = None
     channel_pattern: str | None = None
     pixel_bits: int | None = Field(default=None, ge=1, le=16)
+    tile: int | None = Field(default=None, ge=16)
     categorical_columns: list[str] | None = None
     numeric_columns: list[str] | None = None
     drop_columns: list[str] = Field(default_factory=list)

@@ -32,9 +32,9 @@ def test_samples_and_pages_are_channels_scaled_by_their_bit_depth(tmp_path):
     tifffile.imwrite(tmp_path / "bands.tif", bands, photometric="minisblack", planarconfig=1)
     expected = pixels.transpose(1, 2, 0)[:, 2:14] / 65535  # the centre square, kept at 12
     for name in ("contig", "planar"):
-        assert tiff_header(tmp_path / f"{name}.tif") == (12, 3)
+        assert tiff_header(tmp_path / f"{name}.tif") == (16, 12, 3)
         assert np.allclose(read_tiff(tmp_path / f"{name}.tif", 12), expected, atol=1e-6)
-    assert tiff_header(tmp_path / "pages.tif") == (12, 5)
+    assert tiff_header(tmp_path / "pages.tif") == (16, 12, 5)
     five = read_tiff(tmp_path / "pages.tif", 12)
     assert five.shape == (12, 12, 5)
     assert np.allclose(five[0, 0] * 65535, [2, 102, 202, 302, 402], atol=0.01)
@@ -61,7 +61,7 @@ def test_floats_and_signed_values_and_alpha(tmp_path):
     assert np.allclose(read_tiff(tmp_path / "signed.tif", 2)[..., 0], [[0, 0.5], [0.75, 1]])
     rgba = np.concatenate([(rgb * 255).astype(np.uint8), np.zeros((10, 10, 1), np.uint8)], 2)
     tifffile.imwrite(tmp_path / "rgba.tif", rgba, photometric="rgb", extrasamples=["unassalpha"])
-    assert tiff_header(tmp_path / "rgba.tif") == (10, 3)
+    assert tiff_header(tmp_path / "rgba.tif") == (10, 10, 3)
     assert np.allclose(read_tiff(tmp_path / "rgba.tif", 10), rgba[..., :3] / 255)
     nan = np.full((4, 4), np.nan, np.float32)
     tifffile.imwrite(tmp_path / "nan.tif", nan)

@@ -42,9 +42,10 @@ if TYPE_CHECKING:
 #: Help panels of ``selfsup pretrain --help``: which fields go under which heading.
 PANELS = {
     "Data": (
-        "modality", "image_size", "channel_pattern", "pixel_bits", "id_column", "time_column",
-        "window", "window_stride", "label_column", "labels", "outside_label", "event_lead",
-        "categorical_columns", "numeric_columns", "drop_columns", "text_column", "max_length",
+        "modality", "image_size", "tile", "channel_pattern", "pixel_bits", "id_column",
+        "time_column", "window", "window_stride", "label_column", "labels", "outside_label",
+        "event_lead", "categorical_columns", "numeric_columns", "drop_columns", "text_column",
+        "max_length",
         "vocab_size", "sample_rate", "clip_seconds", "clip_hop", "n_mels", "n_fft",
         "hop_length", "f_min", "f_max", "audio_input", "strict", "num_workers",
     ),

@@ -328,8 +328,8 @@ class Source(abc.ABC):
     #: a split (``"patients"``: a hospital's slices of one patient are near copies;
     #: ``"units"``: the windows ``UNIT@START`` of one machine's logs; ``"periods"``: the
     #: windows of a single machine, split by stretches of time, see
-    #: ``selfsup.data.splits.period_groups``); evaluation splits by them unless told
-    #: otherwise. None: items split freely.
+    #: ``selfsup.data.splits.period_groups``; ``"images"``: the tiles ``FILE@xLEFT_yTOP`` of
+    #: one image); evaluation splits by them unless told otherwise. None: items split freely.
     split_groups: str | None = None
     #: What a person should know before using it: printed with pretrain's data line, and by
     #: ``Run.open`` (every command that reads data) as a :class:`DataWarning`.
@@ -428,12 +428,15 @@ class Source(abc.ABC):
         Raises:
             EmptySourceError: none of the first ``tries`` items can be read.
         """
+        reasons = []
         for index in range(min(len(self), tries)):
             batch = self.read_batch([index])
             if batch.indices:
                 return batch.items
+            reasons += [f"{s.item_id}: {s.reason}" for s in batch.skipped]
+        first = f" (the first: {reasons[0]})" if reasons else ""
         raise EmptySourceError(
-            f"{self.name}: none of the first {min(len(self), tries)} items can be read"
+            f"{self.name}: none of the first {min(len(self), tries)} items can be read{first}"
         )
 
     def read_batch(self, indices: Sequence[int]) -> Batch:

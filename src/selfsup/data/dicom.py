@@ -105,8 +105,8 @@ def _read_quietly(file: str | os.PathLike | BinaryIO, header_only: bool) -> Any:
     return data
 
 
-def dicom_header(file: str | os.PathLike | BinaryIO) -> tuple[int, bool]:
-    """The shorter side of the image in ``file`` and whether it is gray, from its header.
+def dicom_header(file: str | os.PathLike | BinaryIO) -> tuple[int, int, bool]:
+    """The width and height of the image in ``file`` and whether it is gray, from its header.
 
     Raises:
         ValueError: not DICOM, or a DICOM object without an image (a report, a plan).
@@ -116,7 +116,7 @@ def dicom_header(file: str | os.PathLike | BinaryIO) -> tuple[int, bool]:
     if not rows or not columns:
         raise ValueError(f"a DICOM {_what(data)} without an image")
     gray = int(data.get("SamplesPerPixel", 1) or 1) == 1 and not _palette(data)
-    return min(int(rows), int(columns)), gray
+    return int(columns), int(rows), gray
 
 
 def dicom_patient(file: str | os.PathLike | BinaryIO) -> str | None:

@@ -45,7 +45,12 @@ from selfsup.data.dicom import (
     is_dicom,
     read_dicom,
 )
-from selfsup.data.file_labels import SUBFOLDER_NOTE, FolderLabels, folder_labels
+from selfsup.data.file_labels import (
+    SUBFOLDER_NOTE,
+    FolderLabels,
+    folder_labels,
+    metadata_file,
+)
 from selfsup.data.folders import (
     IndexCache,
     dated_folders,
@@ -55,6 +60,7 @@ from selfsup.data.folders import (
     subfolder_labels,
 )
 from selfsup.data.tiff import (
+    Region,
     TiffForPillow,
     is_tiff,
     read_tiff,
@@ -89,6 +95,8 @@ SIZE_SAMPLE = 64
 #: First-level folders, and DICOM files in each, whose patients tell a hospital's patient
 #: folders from classes (:func:`patient_folders`).
 PATIENT_SAMPLE = (16, 4)
+#: The smallest tile (``--tile``) in pixels.
+MIN_TILE = 16
 #: Files whose largest stored values give the significant bits of a folder's wide integer
 #: pixels (:func:`significant_bits`); each is read whole once.
 BITS_SAMPLE = 16
@@ -143,6 +151,19 @@ class ImageFolderSource(Source):
             largest values ``BITS_SAMPLE`` files spread over the folder store (said in
             ``index_note``); None where it has no such files. 8-bit, float and DICOM images
             (windowed by their own tags) are read as they are.
+        tile: cut every image into squares of this many pixels at its full size, each an
+            item (``--tile``: a satellite scene, a pathology slide, an inspection camera's
+            frame, where the centre square at ``image_size`` would keep a few pixels of
+            what matters). An image's tiles spread evenly over it, the last ones ending at
+            its edges (neighbours overlap by less than a tile where its side is no multiple
+            of the tile); they are named ``FILE@xLEFT_yTOP`` (in pixels of the upright image)
+            and read at ``image_size`` (by default the tile). A TIFF's tile is read from the
+            strips or tiles of the file under it alone; other formats decode the whole image
+            for each tile (a JPEG at the reduced scale the tile needs). An image smaller
+            than a tile is one item, its centre square. A label of a file (its folder, a
+            table naming files) is the label of each of its tiles; a table naming tiles
+            (``scene.tif@x512_y1024``: what ``select`` picks) labels tiles. Tiles of one image
+            are held out together in ``evaluate``'s split (``split_groups`` "images").
 
     Raises:
         FileNotFoundError: ``root`` does not exist.
@@ -164,6 +185,7 @@ class ImageFolderSource(Source):
         id_column: str | None = None,
         channel_pattern: str | None = None,
         pixel_bits: int | None = None,
+        tile: int | None = None,
     ) -> None:
         self.root = Path(root)
         if not self.root.exists():
@@ -174,6 +196,13 @@ class ImageFolderSource(Source):
             raise ValueError(f"image_size must be at least 1, got {image_size}")
         if channels is not None and channels < 1:
             raise ValueError(f"channels must be at least 1, got {channels}")
+        if tile is not None and tile < MIN_TILE:
+            raise ValueError(f"--tile must be at least {MIN_TILE} pixels, got {tile}")
+        if tile is not None and channel_pattern:
+            raise ValueError(
+                "--tile cuts image files into squares; an image of one file per channel "
+                "(--channel-pattern) cannot be cut: leave one of them out"
+            )
         self.name = str(self.root)
         self.reads_files = True
         self.index, self.index_note = index_folder(self.root, IMAGE_FILES, index)
@@ -190,6 +219,13 @@ class ImageFolderSource(Source):
             self._ids = self.channel_files.ids
             channels = len(self.channel_files.channels)
             self.index_note = "; ".join(filter(None, [self.index_note, self.channel_files.note()]))
+        #: Of tiles (``tile``): each item's file (a position in ``files``) and its square
+        #: (top, left, side); None where items are whole files.
+        self.tiles: tuple[np.ndarray, np.ndarray] | None = None
+        self.files: list[str] = list(self._ids)
+        if tile is not None:
+            self._cut(tile)
+            image_size = tile if image_size is None else image_size
         self._find_labels(labels_file, label_column, id_column)
         if image_size is None or channels is None:
             sides, counts = self._sample_headers()
@@ -208,6 +244,59 @@ class ImageFolderSource(Source):
         """Read items at ``side`` pixels from now on (training reads at its own side)."""
         self.image_size = int(side)
 
+    def _cut(self, tile: int) -> None:
+        """Make the items tiles of ``tile`` pixels (:func:`tile_grid`), from every file's
+        header; a file whose header cannot be read is one item, skipped as unreadable when
+        read."""
+        owners, squares, ids = [], [], []
+        small = cut = 0
+        for position, rel in enumerate(self.files):
+            try:
+                width, height, _ = image_dimensions(self.root / rel)
+            except Exception:  # an unreadable file is passed over here, and skipped on read
+                width = height = 0
+            grid = tile_grid(width, height, tile)
+            small += bool(width and not grid)
+            cut += bool(grid)
+            if not grid:  # smaller than a tile, or unreadable: the whole file
+                owners.append(position)
+                squares.append((0, 0, 0))
+                ids.append(rel)
+                continue
+            owners += [position] * len(grid)
+            squares += [(top, left, tile) for top, left in grid]
+            ids += [f"{rel}@x{left}_y{top}" for top, left in grid]
+        self.tiles = (np.asarray(owners, np.int64), np.asarray(squares, np.int64).reshape(-1, 3))
+        self._ids = ids
+        note = (
+            f"{cut:,} image(s) cut into {len(ids) - len(self.files) + cut:,} tiles of {tile} pixels"
+        )
+        if small:
+            note += f"; {small:,} smaller than a tile read whole (their centre square)"
+        self.index_note = "; ".join(filter(None, [self.index_note, note]))
+
+    def _tile_labels(
+        self,
+        labels_file: str | os.PathLike | None,
+        label_column: str | None,
+        id_column: str | None,
+    ) -> FolderLabels | None:
+        """The labels of a table naming tiles (``scene.tif@x512_y1024``, as ``select`` picks
+        them); None where the items are not tiles, no table is given, or it names files."""
+        if self.tiles is None or (labels_file is None and metadata_file(self.root) is None):
+            return None
+        try:
+            found = folder_labels(self.root, self._ids, labels_file, label_column, id_column)
+        except ValueError as err:
+            if "name none of the" in str(err):
+                return None  # it names files: their tiles take their labels
+            raise
+        if found.note is not None and found.note.startswith(SUBFOLDER_NOTE):
+            return None  # no table after all: the folders label the files
+        if found.note is not None:
+            found.note = found.note.replace(" files from ", " tiles from ", 1)
+        return found
+
     def _find_labels(
         self,
         labels_file: str | os.PathLike | None,
@@ -217,12 +306,15 @@ class ImageFolderSource(Source):
         """Label the images from a table or their first-level folders (:func:`folder_labels`)."""
         # A table names an item of several channel files by any of its files, or its id.
         grouped = self.channel_files
-        named = self._ids if grouped is None else grouped.first_files
+        named = self.files if grouped is None else grouped.first_files
         aliases = None
         if grouped is not None:
             aliases = {f: i for i, files in enumerate(grouped.files) for f in files if f}
             aliases.update({item: i for i, item in enumerate(grouped.ids)})
-        found = folder_labels(self.root, named, labels_file, label_column, id_column, aliases)
+        tiled = self._tile_labels(labels_file, label_column, id_column)
+        found = tiled or folder_labels(
+            self.root, named, labels_file, label_column, id_column, aliases
+        )
         by_folder = found.note is not None and found.note.startswith(SUBFOLDER_NOTE)
         folders = found.labels if by_folder else (subfolder_labels(named) or (None, None))[1]
         patients = None if folders is None else patient_folders(self.root, named, folders)
@@ -232,6 +324,10 @@ class ImageFolderSource(Source):
                 found = FolderLabels(note=patients)
         else:  # a phone's import by day: a day's photos are near copies of one another
             self.split_groups = dated_folders(named)
+        if self.tiles is not None:
+            self.split_groups = self.split_groups or "images"  # an image's tiles: one scene
+            if tiled is None:  # the labels of files: those of their tiles
+                found = _of_tiles(found, self.tiles[0])
         self.labels, self.classes, self.partial_labels = found.labels, found.classes, found.partial
         self.labels_note, self.warning = found.note, found.warning
 
@@ -239,7 +335,7 @@ class ImageFolderSource(Source):
         """Shorter sides and channels of a sample of files spread over the folder; only
         headers are read. Unreadable files are passed over here (and skipped on read); when
         the whole sample is unreadable, every file is tried in turn."""
-        n = len(self._ids)
+        n = len(self.files)
         picks = np.unique(np.linspace(0, n - 1, min(SIZE_SAMPLE, n)).astype(int)).tolist()
         sides, counts = self._headers(picks)
         if not sides:
@@ -252,12 +348,12 @@ class ImageFolderSource(Source):
         """The significant bits of the wide integer pixels of ``BITS_SAMPLE`` files spread
         over the folder (every channel file of a grouped item), and what they are in words
         where fewer than the files' own."""
-        n = len(self._ids)
+        n = len(self.files)
         picks = np.unique(np.linspace(0, n - 1, min(BITS_SAMPLE, n)).astype(int)).tolist()
         files = []
         for i in picks:
             grouped = self.channel_files
-            named = [self._ids[i]] if grouped is None else grouped.files[i]
+            named = [self.files[i]] if grouped is None else grouped.files[i]
             files += [self.root / f for f in named if f is not None]
         return bits_of(files)
 
@@ -266,7 +362,7 @@ class ImageFolderSource(Source):
         for i in positions:
             try:
                 grouped = self.channel_files
-                first = self._ids[i] if grouped is None else grouped.first_files[i]
+                first = self.files[i] if grouped is None else grouped.first_files[i]
                 side, channels = image_header(self.root / first)
             except Exception:  # any unreadable file is passed over here, and skipped on read
                 continue
@@ -308,11 +404,17 @@ class ImageFolderSource(Source):
 
     def _pixels(self, index: int) -> np.ndarray:
         """Image ``index`` as :func:`read_pixels` gives it (uint8 or float32, (H, W[, C]))."""
-        rel = self._ids[index]
+        rel, region = self._ids[index], None
         try:
             if self.channel_files is not None:
                 return self.channel_files.read(self.root, index, self.image_size, self.pixel_bits)
-            return read_pixels(self.root / rel, self.image_size, self.channels, self.pixel_bits)
+            if self.tiles is not None:
+                owner, squares = self.tiles
+                top, left, side = (int(v) for v in squares[index])
+                rel, region = self.files[owner[index]], (top, left, side) if side else None
+            return read_pixels(
+                self.root / rel, self.image_size, self.channels, self.pixel_bits, region
+            )
         except CODE_ERRORS:
             raise
         except Exception as err:  # a bad file can fail in any of the ways a decoder can fail
@@ -455,6 +557,37 @@ def patient_folders(root: Path, files: Sequence[str], codes: np.ndarray) -> str 
     )
 
 
+def tile_grid(width: int, height: int, tile: int) -> list[tuple[int, int]]:
+    """The (top, left) corners of the tiles of ``tile`` pixels covering a ``width`` x
+    ``height`` image: on each axis as few as cover it, spread evenly, the first at 0 and the
+    last ending at the edge (neighbours overlap by less than a tile where the side is no
+    multiple of it); none where the image is smaller than a tile.
+
+    Example:
+        >>> tile_grid(512, 256, 256)
+        [(0, 0), (0, 256)]
+        >>> tile_grid(600, 256, 256)  # three tiles across, overlapping by 84 pixels
+        [(0, 0), (0, 172), (0, 344)]
+        >>> tile_grid(200, 900, 256)
+        []
+    """
+    if width < tile or height < tile:
+        return []
+    tops = np.round(np.linspace(0, height - tile, math.ceil(height / tile))).astype(int)
+    lefts = np.round(np.linspace(0, width - tile, math.ceil(width / tile))).astype(int)
+    return [(int(top), int(left)) for top in tops for left in lefts]
+
+
+def _of_tiles(found: FolderLabels, owner: np.ndarray) -> FolderLabels:
+    """The labels of files (``found``) as labels of their tiles (``owner``: each tile's
+    file, nondecreasing)."""
+    if found.labels is not None:
+        found.labels = found.labels[owner]
+    if found.partial is not None:
+        found.partial = found.partial.of_parts(owner)
+    return found
+
+
 def natural_order(name: str) -> tuple[int, int | str]:
     """A sort key: numbers in numeric order before words (``2`` before ``10``): channels,
     class names.
@@ -477,14 +610,39 @@ def image_header(file: str | os.PathLike | BinaryIO) -> tuple[int, int]:
         >>> image_header(stream)
         (20, 3)
     """
+    width, height, channels = image_dimensions(file)
+    return min(width, height), channels
 
-    def dicom(file: str | os.PathLike | BinaryIO) -> tuple[int, int]:
-        side, gray = dicom_header(file)
-        return side, 1 if gray else 3
 
-    def pillow(file: str | os.PathLike | BinaryIO) -> tuple[int, int]:
+#: EXIF orientations that turn an image a quarter: its width is the upright image's height.
+_QUARTER_TURNS = {5, 6, 7, 8}
+
+
+def image_dimensions(file: str | os.PathLike | BinaryIO) -> tuple[int, int, int]:
+    """The width and height of the image in ``file`` as it is shown (upright, where its EXIF
+    orientation turns it a quarter) and its channels (1 for gray, 3 for colour, a TIFF's
+    own count), from its header.
+
+    Example:
+        >>> import io
+        >>> stream = io.BytesIO()
+        >>> exif = Image.Exif()
+        >>> exif[0x0112] = 6  # held sideways: shown turned a quarter
+        >>> Image.new("RGB", (30, 20)).save(stream, "JPEG", exif=exif)
+        >>> image_dimensions(stream)
+        (20, 30, 3)
+    """
+
+    def dicom(file: str | os.PathLike | BinaryIO) -> tuple[int, int, int]:
+        width, height, gray = dicom_header(file)
+        return width, height, 1 if gray else 3
+
+    def pillow(file: str | os.PathLike | BinaryIO) -> tuple[int, int, int]:
         with Image.open(file) as image:
-            return min(image.size), 1 if image.mode in GRAY_MODES else 3
+            width, height = image.size
+            if image.getexif().get(0x0112) in _QUARTER_TURNS:
+                width, height = height, width
+            return width, height, 1 if image.mode in GRAY_MODES else 3
 
     return by_format(file, dicom, tiff_header, pillow)
 
@@ -529,10 +687,16 @@ def default_channels(counts: Sequence[int]) -> int:
 
 
 def read_pixels(
-    file: str | os.PathLike | BinaryIO, size: int, channels: int, bits: int | None = None
+    file: str | os.PathLike | BinaryIO,
+    size: int,
+    channels: int,
+    bits: int | None = None,
+    region: Region | None = None,
 ) -> np.ndarray:
     """The image in ``file`` (a path or a binary stream) as an (H, W[, C]) array of side
-    ``size`` with ``channels`` channels: TIFFs through :mod:`selfsup.data.tiff` (float32),
+    ``size`` with ``channels`` channels: its centre square, or the square ``region`` (top,
+    left, side in pixels of the upright image at full size: a tile). TIFFs are read through
+    :mod:`selfsup.data.tiff` (float32; of a region, only the strips or tiles under it),
     DICOM and other formats through :func:`decode_pixels`. Gray and colour convert into
     each other; other counts must match. Integer pixels wider than 8 bits are divided by
     ``2**bits - 1`` where ``bits`` (their significant bits, :func:`significant_bits`) is
@@ -555,14 +719,14 @@ def read_pixels(
             if channels not in (1, 3):
                 kind = "a gray" if image.mode in GRAY_MODES else "a colour"
                 raise ValueError(f"{kind} image where the data's images have {channels} channels")
-            return decode_pixels(image, size, channels, bits)
+            return decode_pixels(image, size, channels, bits, region)
 
     if _empty(file):  # every decoder says it in its own words, or names a stream object
         raise ValueError("the file is empty (0 bytes)")
     return by_format(
         file,
         lambda f: decoded(read_dicom(f)),  # decoded to [0, 1] by the file's window
-        lambda f: _conform_channels(read_tiff(f, size, bits), channels),
+        lambda f: _conform_channels(read_tiff(f, size, bits, region), channels),
         lambda f: decoded(open_whole(f)),
     )
 
@@ -759,21 +923,34 @@ def item_tensor(pixels: np.ndarray) -> torch.Tensor:
 
 
 def decode_pixels(
-    image: Image.Image, size: int, channels: int, bits: int | None = None
+    image: Image.Image,
+    size: int,
+    channels: int,
+    bits: int | None = None,
+    region: Region | None = None,
 ) -> np.ndarray:
     """Decode, convert, resize and crop one opened image to an (H, W[, C]) array of side
     ``size``: uint8 for 8-bit images (0..255 for [0, 1]), float32 in [0, 1] for wider ones.
     JPEGs decode at reduced scale when larger (draft mode), EXIF rotation applies, wide gray
     modes are scaled by 65535 (``2**bits - 1`` where their significant ``bits`` are given)
-    and float images by their range (see :func:`value_range`), the centre square is kept.
+    and float images by their range (see :func:`value_range`), the centre square is kept,
+    or ``region`` (top, left, side in pixels of the upright image at full size).
 
     Raises:
         ValueError: a float image holding NaN or infinite pixels.
+
+    Example:
+        >>> image = Image.new("L", (64, 32))
+        >>> image.paste(255, (48, 0, 64, 16))  # a white square at the top right
+        >>> tile = decode_pixels(image, 4, 1, region=(0, 48, 16))
+        >>> bool(tile.mean() > 200), bool(decode_pixels(image, 4, 1).mean() < 50)
+        (True, True)
     """
-    short = min(image.size)
-    if short > size:
-        # JPEG can decode at 1/2, 1/4 or 1/8 scale directly; the result stays >= size.
-        scale = size / short
+    full = min(image.size)
+    crop = full if region is None else region[2]
+    if crop > size:
+        # JPEG can decode at 1/2, 1/4 or 1/8 scale directly; the crop stays >= size.
+        scale = size / crop
         draft_size = (math.ceil(image.width * scale), math.ceil(image.height * scale))
         image.draft(image.mode, draft_size)
     image.load()  # Image.open is lazy: decoding (and a truncation error) happens here
@@ -789,7 +966,12 @@ def decode_pixels(
         if image.mode == "P" and "transparency" in image.info:
             image = image.convert("RGBA")  # avoids PIL's warning for such palettes
         image = image.convert("RGB")
-    if image.size != (size, size):
+    if region is not None:  # the region, in pixels of the image as decoded (a draft's scale)
+        scale = min(image.size) / full
+        top, left, side = (value * scale for value in region)
+        box = (left, top, left + side, top + side)
+        image = image.resize((size, size), Image.Resampling.BILINEAR, box=box)
+    elif image.size != (size, size):
         # Resize the central square straight to size: shorter side to size, then crop.
         side = min(image.size)
         left, top = (image.width - side) / 2, (image.height - side) / 2

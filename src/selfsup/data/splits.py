@@ -145,13 +145,15 @@ def period_groups(ids: Sequence[str], periods: int = PERIODS) -> np.ndarray:
 
 def split_group_ids(ids: Sequence[str], name: str, kind: str | None) -> np.ndarray:
     """Each item's group for a split that keeps groups whole (``Source.split_groups``):
-    its stretch of time for ``periods`` (:func:`period_groups`), else its first folder or
-    unit (:func:`folder_groups`).
+    its stretch of time for ``periods`` (:func:`period_groups`), its image for the tiles of
+    ``images``, else its first folder or unit (:func:`folder_groups`).
 
     Example:
         >>> split_group_ids(["P1/a.dcm", "P2/b.dcm"], "scans", "patients").tolist()
         ['P1', 'P2']
     """
+    if kind == "images":  # tiles (scene.tif@x512_y1024): their image
+        return np.array([item.rsplit("@", 1)[0] for item in ids], dtype=object)
     return period_groups(ids) if kind == "periods" else folder_groups(ids, name)
 
 

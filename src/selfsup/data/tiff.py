@@ -23,6 +23,10 @@ gray image). Every TIFF is read here instead, by what its file says:
 - **Size**: of a pyramid (levels, sub-IFDs), the smallest level still at least the size asked
   for is read. An image of more than twice PIL's decompression-bomb limit of samples is
   refused, as PIL refuses such a photo.
+- **Regions**: a square region of the image (a tile of a satellite scene or a slide, see
+  ``--tile``) is read from the strips or tiles of the file it lies in, and nothing else: a
+  256-pixel tile of a 10980x10980 scene reads a few of its 512-pixel tiles, not its 480
+  million samples.
 
 Files tifffile cannot decode without an optional codec (LZW and JPEG compression need
 ``imagecodecs``) and palette, YCbCr or CMYK images are left to PIL (:class:`TiffForPillow`),
@@ -34,10 +38,12 @@ Example:
     >>> tifffile.imwrite(stream, np.full((5, 40, 60), 4095, np.uint16))  # five 12-bit channels
     >>> _ = stream.seek(0)
     >>> tiff_header(stream)
-    (40, 5)
+    (60, 40, 5)
     >>> pixels = read_tiff(stream, 20)
     >>> pixels.shape, pixels.dtype, round(float(pixels.max()) * 65535)
     ((20, 20, 5), dtype('float32'), 4095)
+    >>> read_tiff(stream, 8, region=(10, 20, 16)).shape  # 16 pixels from row 10, column 20
+    (8, 8, 5)
 """
 
 from __future__ import annotations
@@ -45,6 +51,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
 import os
 from collections.abc import Iterator
 from typing import Any, BinaryIO
@@ -61,6 +68,14 @@ _ALPHA = (1, 2)  # ExtraSamples: associated and unassociated alpha
 # Axes of a tifffile series holding channels: samples per pixel, channels, and pages without
 # metadata (tifffile's "Q"). Y and X are the image; every other axis is a stack.
 _CHANNEL_AXES = "SCQ"
+#: The side of the centre square whose values give a TIFF's significant bits: a 10980-pixel
+#: satellite scene is read there only (32 MB of four 16-bit bands, not 964 MB).
+MAXIMUM_SIDE = 2048
+#: A square region of an image in pixels of its full size: its top row, its left column and
+#: its side (a tile, see :class:`selfsup.data.image_folder.ImageFolderSource`).
+Region = tuple[int, int, int]
+# A region of a page: its top row, left column, height and width at the level read.
+_Window = tuple[int, int, int, int]
 
 
 class TiffForPillow(Exception):  # noqa: N818 (not an error: a hand-over)
@@ -88,8 +103,8 @@ def is_tiff(file: str | os.PathLike | BinaryIO) -> bool:
     return head in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
-def tiff_header(file: str | os.PathLike | BinaryIO) -> tuple[int, int]:
-    """The shorter side and the number of channels of the TIFF in ``file``, from its tags.
+def tiff_header(file: str | os.PathLike | BinaryIO) -> tuple[int, int, int]:
+    """The width, height and number of channels of the TIFF in ``file``, from its tags.
 
     Raises:
         TiffForPillow: a TIFF left to PIL.
@@ -99,12 +114,17 @@ def tiff_header(file: str | os.PathLike | BinaryIO) -> tuple[int, int]:
         series = tiff.series[0]
         _check_photometric(series.keyframe)
         layout = _layout(series)
-        return min(layout["height"], layout["width"]), layout["channels"]
+        return layout["width"], layout["height"], layout["channels"]
 
 
-def read_tiff(file: str | os.PathLike | BinaryIO, size: int, bits: int | None = None) -> np.ndarray:
+def read_tiff(
+    file: str | os.PathLike | BinaryIO,
+    size: int,
+    bits: int | None = None,
+    region: Region | None = None,
+) -> np.ndarray:
     """The TIFF in ``file`` as a float32 (size, size, channels) array in [0, 1]: its centre
-    square resized to ``size`` (bilinear, antialiased as PIL resizes).
+    square, or ``region`` of it, resized to ``size`` (bilinear, antialiased as PIL resizes).
 
     Args:
         file: a path or a binary stream.
@@ -113,15 +133,18 @@ def read_tiff(file: str | os.PathLike | BinaryIO, size: int, bits: int | None = 
             16-bit file, see :func:`selfsup.data.image_folder.significant_bits`): they are
             divided by ``2**bits - 1`` instead of their ``BitsPerSample``'s, larger ones
             clipped at 1.
+        region: a square of the image at full size (top, left, side) read instead of its
+            centre square; only the file's strips or tiles under it are read.
 
     Raises:
         TiffForPillow: a TIFF left to PIL.
         ValueError: more samples than the decompression-bomb limit, NaN or infinite values,
             or a file tifffile cannot parse or decode.
     """
-    pixels, keyframe = _read_plane(file, size)
+    pixels, keyframe = _read_plane(file, size, region)
     depth = keyframe.bitspersample if bits is None else min(keyframe.bitspersample, bits)
-    pixels = _to_unit(_centre_square(pixels), depth, _nodata(keyframe))
+    square = pixels if region is not None else _centre_square(pixels)
+    pixels = _to_unit(square, depth, _nodata(keyframe))
     if keyframe.photometric == _MIN_IS_WHITE:
         pixels = 1.0 - pixels
     return _resize_square(pixels, size)
@@ -129,8 +152,9 @@ def read_tiff(file: str | os.PathLike | BinaryIO, size: int, bits: int | None = 
 
 def tiff_stored_maximum(file: str | os.PathLike | BinaryIO, size: int = 256) -> int | None:
     """The largest value a TIFF of unsigned samples wider than 8 bits stores (read at a
-    pyramid's level of at least ``size``, where it has levels); None for 8-bit, signed and
-    float TIFFs.
+    pyramid's level of at least ``size``, where it has levels; of an image of more than
+    ``MAXIMUM_SIDE`` squared pixels, in its centre square of that side); None for 8-bit,
+    signed and float TIFFs.
 
     Raises:
         TiffForPillow: a TIFF left to PIL.
@@ -144,34 +168,64 @@ def tiff_stored_maximum(file: str | os.PathLike | BinaryIO, size: int = 256) -> 
         >>> tiff_stored_maximum(stream)
         4000
     """
-    pixels, keyframe = _read_plane(file, size)
+    with _opened(file) as tiff:
+        height, width = _yx(_level(tiff.series[0], size))
+    region = None
+    if height * width > MAXIMUM_SIDE**2:  # a satellite scene without a pyramid: its centre
+        side = min(height, width, MAXIMUM_SIDE)
+        region = ((height - side) // 2, (width - side) // 2, side)
+    pixels, keyframe = _read_plane(file, size if region is None else side, region)
     if pixels.dtype.kind != "u" or pixels.dtype.itemsize == 1 or keyframe.bitspersample <= 8:
         return None
     return int(pixels.max()) if pixels.size else None
 
 
-def _read_plane(file: str | os.PathLike | BinaryIO, size: int) -> tuple[np.ndarray, Any]:
+def _read_plane(
+    file: str | os.PathLike | BinaryIO, size: int, region: Region | None = None
+) -> tuple[np.ndarray, Any]:
     """The (channels, Y, X) samples of the plane :func:`read_tiff` reads (of the pyramid
-    level for ``size``), as stored, and the keyframe describing them."""
+    level for ``size``; of ``region`` only where given), as stored, and the keyframe
+    describing them."""
     with _opened(file) as tiff:
         series = tiff.series[0]
         _check_photometric(series.keyframe)
+        full = _yx(series)
+        if region is not None:  # the level where the region is still at least size
+            size = math.ceil(size * min(full) / max(1, region[2]))
         series = _level(series, size)
         layout = _layout(series)
-        samples = layout["height"] * layout["width"] * layout["channels"]
+        window = None if region is None else _window(region, full, _yx(series))
+        height, width = (layout["height"], layout["width"]) if window is None else window[2:]
+        samples = height * width * layout["channels"]
         if samples > 2 * Image.MAX_IMAGE_PIXELS:
             raise ValueError(
-                f"{layout['height']}x{layout['width']} pixels of {layout['channels']} "
+                f"{height}x{width} pixels of {layout['channels']} "
                 f"channels is above the decompression-bomb limit of "
                 f"{2 * Image.MAX_IMAGE_PIXELS:,} samples"
             )
         try:
-            pixels = _plane(series, layout)
+            pixels = _plane(series, layout, window)
         except ValueError as err:
             if "imagecodecs" in str(err):
                 raise TiffForPillow(str(err)) from err
             raise
         return pixels, series.keyframe
+
+
+def _window(region: Region, full: tuple[int, int], level: tuple[int, int]) -> _Window:
+    """A region of the full image (top, left, side) in pixels of a level of its pyramid
+    (top, left, height, width), kept inside the level.
+
+    Example:
+        >>> _window((100, 200, 50), (1000, 2000), (500, 1000))
+        (50, 100, 25, 25)
+    """
+    top, left, side = region
+    scale_y, scale_x = level[0] / full[0], level[1] / full[1]
+    row, column = min(int(top * scale_y), level[0] - 1), min(int(left * scale_x), level[1] - 1)
+    height = max(1, min(round(side * scale_y), level[0] - row))
+    width = max(1, min(round(side * scale_x), level[1] - column))
+    return row, column, height, width
 
 
 @contextlib.contextmanager
@@ -247,12 +301,17 @@ def _has_alpha(keyframe: Any) -> bool:
     return any(int(extra) in _ALPHA for extra in keyframe.extrasamples)
 
 
-def _plane(series: Any, layout: dict[str, Any]) -> np.ndarray:
-    """The (channels, Y, X) array the layout names. Of a series stored as one page per entry
-    of its leading axes (five channels, a z-stack), only the pages of every channel at the
-    middle of every other axis are read."""
+def _plane(series: Any, layout: dict[str, Any], window: _Window | None = None) -> np.ndarray:
+    """The (channels, Y, X) array the layout names (of ``window`` only, where given). Of a
+    series stored as one page per entry of its leading axes (five channels, a z-stack), only
+    the pages of every channel at the middle of every other axis are read."""
     axes, shape, page_axes = series.axes, series.shape, series.keyframe.axes
     lead = len(axes) - len(page_axes)
+
+    def page(index: int) -> np.ndarray:
+        read = series.pages[index]
+        return read.asarray() if window is None else _page_window(read, window)
+
     if lead > 0 and axes.endswith(page_axes):
         ranges = [
             range(n) if a == layout["channel_axis"] else [n // 2]
@@ -260,13 +319,17 @@ def _plane(series: Any, layout: dict[str, Any]) -> np.ndarray:
         ]
         # Pages follow the leading axes in C order (tifffile's series, OME's and ImageJ's).
         flat = [int(np.ravel_multi_index(k, shape[:lead])) for k in itertools.product(*ranges)]
-        array = np.stack([series.pages[i].asarray() for i in flat])
+        array = np.stack([page(i) for i in flat])
         if layout["channel_axis"] in axes[:lead]:
             array_axes = layout["channel_axis"] + page_axes
         else:
             array, array_axes = array[0], page_axes
+    elif window is not None and lead == 0 and len(series.pages) == 1:
+        array, array_axes = page(0), page_axes
     else:
         array, array_axes = series.asarray(), axes
+        if window is not None:
+            array = _cropped(array, array_axes, window)
     for axis in [a for a in array_axes if a not in "YX" and a != layout["channel_axis"]]:
         where = array_axes.index(axis)  # a stack axis inside the pages: its middle
         array = np.take(array, array.shape[where] // 2, axis=where)
@@ -277,6 +340,66 @@ def _plane(series: Any, layout: dict[str, Any]) -> np.ndarray:
     # Channels first: pages stack that way, and the resize runs on contiguous planes.
     array = np.transpose(array, (channel, array_axes.index("Y"), array_axes.index("X")))
     return array[: layout["channels"]] if layout["alpha"] else array
+
+
+def _page_window(page: Any, window: _Window) -> np.ndarray:
+    """``window`` of one page, as ``page.asarray()`` would give it cropped: only the strips
+    or tiles under the window are read and decoded. Pages of a depth (SGI volumes) are read
+    whole and cropped."""
+    key = page.keyframe
+    top, left, height, width = window
+    separate, _, full_height, full_width, contig = key.shaped
+    if key.imagedepth > 1 or page.axes not in ("YX", "YXS", "SYX"):
+        return _cropped(page.asarray(), page.axes, window)
+    if key.is_tiled:
+        across = math.ceil(full_width / key.tilewidth)
+        down = math.ceil(full_height / key.tilelength)
+        rows = range(top // key.tilelength, (top + height - 1) // key.tilelength + 1)
+        columns = range(left // key.tilewidth, (left + width - 1) // key.tilewidth + 1)
+        per_plane = across * down
+        wanted = [r * across + c for r in rows for c in columns]
+    else:
+        strip = min(key.rowsperstrip or full_height, full_height)
+        per_plane = math.ceil(full_height / strip)
+        wanted = list(range(top // strip, (top + height - 1) // strip + 1))
+    out = np.full((separate, height, width, contig), key.nodata, dtype=key.dtype)
+    handle, offsets, counts = page.parent.filehandle, page.dataoffsets, page.databytecounts
+    for index in (p * per_plane + w for p in range(separate) for w in wanted):
+        if not offsets[index] or not counts[index]:  # a segment never written: no data
+            continue
+        handle.seek(offsets[index])
+        segment, (plane, _, row, column, _), _ = key.decode(
+            handle.read(counts[index]), index, jpegtables=key.jpegtables
+        )
+        if segment is None:
+            continue
+        segment = segment[0]  # (rows, columns, samples) of its first (only) depth
+        rows_in = slice(max(row, top), min(row + segment.shape[0], top + height))
+        cols_in = slice(max(column, left), min(column + segment.shape[1], left + width))
+        out[
+            plane,
+            rows_in.start - top : rows_in.stop - top,
+            cols_in.start - left : cols_in.stop - left,
+        ] = segment[
+            rows_in.start - row : rows_in.stop - row, cols_in.start - column : cols_in.stop - column
+        ]
+    if page.axes == "SYX":
+        return out[..., 0]
+    return out[0] if page.axes == "YXS" else out[0, ..., 0]
+
+
+def _cropped(array: np.ndarray, axes: str, window: _Window) -> np.ndarray:
+    """``window`` of an array whose axes ``axes`` name Y and X (a view).
+
+    Example:
+        >>> _cropped(np.zeros((3, 10, 20)), "SYX", (2, 4, 5, 6)).shape
+        (3, 5, 6)
+    """
+    top, left, height, width = window
+    index = [slice(None)] * array.ndim
+    index[axes.index("Y")] = slice(top, top + height)
+    index[axes.index("X")] = slice(left, left + width)
+    return array[tuple(index)]
 
 
 def _to_unit(pixels: np.ndarray, bits: int, nodata: float | None = None) -> np.ndarray:

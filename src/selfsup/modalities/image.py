@@ -116,7 +116,15 @@ class ImageModality(Modality):
     name = "image"
     memory_remedy = "a smaller --image-size or --backbone"
     source_options: ClassVar[frozenset[str]] = frozenset(
-        {"image_size", "channels", "index", "channel_pattern", "pixel_bits", *LABEL_OPTIONS}
+        {
+            "image_size",
+            "channels",
+            "index",
+            "channel_pattern",
+            "pixel_bits",
+            "tile",
+            *LABEL_OPTIONS,
+        }
     )
     stat_dims = 2
     default_method = "simclr"
@@ -138,6 +146,8 @@ class ImageModality(Modality):
         hub = hub_files(spec)
         if hub is not None:
             refuse_labels_table(spec, options)
+            if options.get("tile") is not None:
+                raise ValueError(f"{spec}: --tile cuts the image files of a folder")
             hub_options = ("image_size", "channels", "pixel_bits", "label_column", "id_column")
             return HubImageSource(spec, **{k: v for k, v in options.items() if k in hub_options})
         path = Path(spec).expanduser()
@@ -150,7 +160,7 @@ class ImageModality(Modality):
         )
         if packed is not None:  # shards of encoded files: read as they were written
             kind, keeps = packed
-            for option in ("labels", "channel_pattern"):
+            for option in ("labels", "channel_pattern", "tile"):
                 if options.get(option) is not None:
                     flag = option.replace("_", "-")
                     raise ValueError(f"{spec}: {keeps}; --{flag} is for a folder's files")

@@ -26,7 +26,8 @@ def resolve_item(run: Run, spec: str) -> tuple[torch.Tensor, str, Source | None,
 
     ``DATA#KEY`` is item ``KEY`` (an id, else a row number) of ``DATA``; an existing image
     file is read alone; another file (audio, or one channel's file of a run on channel files,
-    ``--channel-pattern``) is looked up by name in its folder: its item there.
+    ``--channel-pattern``) and a tile of a run on tiles (``scene.tif@x512_y1024``, ``--tile``)
+    are looked up by name in their folder: their item there.
 
     Raises:
         ValueError: no item with that key (the message gives the ids' form).
@@ -50,9 +51,18 @@ def resolve_item(run: Run, spec: str) -> tuple[torch.Tensor, str, Source | None,
             raise ValueError(f"{spec}: {batch.skipped[0].reason}")
         return batch.items[0], str(ids[row]), source, row
     path = Path(spec)
+    tiled = run.data_options.get("tile")
+    tile_of = path.parent / path.name.rsplit("@", 1)[0]
+    if tiled and not path.exists() and "@" in path.name and tile_of.is_file():
+        return _item_in_folder(spec, run, path)  # a tile, FILE@xLEFT_yTOP
     if not path.is_file():
         raise FileNotFoundError(f"{spec}: no such file; give a file or DATA#KEY")
     channel_files = run.data_options.get("channel_pattern")
+    if tiled and path.suffix.lower() in IMAGE_EXTENSIONS:
+        raise ValueError(
+            f"{spec}: the run reads images as tiles of {tiled} pixels (--tile); name one as "
+            f"{spec}@xLEFT_yTOP, as embed and select name them"
+        )
     if path.suffix.lower() in IMAGE_EXTENSIONS and not channel_files:
         wanted = run.encoder.spec or {}
         # Read as a folder's images are (16-bit on the run's scale, DICOM, a TIFF's
@@ -65,7 +75,14 @@ def resolve_item(run: Run, spec: str) -> tuple[torch.Tensor, str, Source | None,
         except Exception as err:  # a bad file can fail in any of the ways a decoder can fail
             raise ValueError(f"{spec}: cannot read image: {err}") from err
         return item_tensor(pixels), path.as_posix(), None, None
-    # An audio file, or one channel's file of a run on channel files: its item in its folder.
+    return _item_in_folder(spec, run, path)
+
+
+def _item_in_folder(
+    spec: str, run: Run, path: Path
+) -> tuple[torch.Tensor, str, Source | None, int | None]:
+    """The item ``path`` names in its folder: an audio file, one channel's file of a run on
+    channel files, or a tile (``scene.tif@x512_y1024``)."""
     source = run.open(path.parent)
     ids = list(source.ids)
     grouped = getattr(source, "channel_files", None)

@@ -1,0 +1,215 @@
+"""Large images cut into tiles (``--tile``): a satellite scene, a slide, an inspection frame.
+A TIFF's tile is read from the segments under it alone; other formats crop their decoded
+image; labels of files label their tiles; an image's tiles are held out together."""
+
+import io
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+from typer.testing import CliRunner
+
+from selfsup.cli import app
+from selfsup.data import tiff
+from selfsup.data.image_folder import (
+    ImageFolderSource,
+    image_dimensions,
+    read_pixels,
+    tile_grid,
+)
+from selfsup.data.splits import split_group_ids
+from selfsup.data.tiff import _read_plane, read_tiff
+
+
+def whole_plane(stream):
+    """The (channels, Y, X) plane read whole, as the reference a region is cut from."""
+    stream.seek(0)
+    with tiff._opened(stream) as opened:
+        series = opened.series[0]
+        return tiff._plane(series, tiff._layout(series))
+
+
+LAYOUTS = {
+    "tiles": ((300, 260, 4), {"tile": (64, 64), "compression": "zlib"}),
+    "strips": ((300, 260, 4), {"rowsperstrip": 7}),
+    "planar tiles": ((4, 300, 260), {"planarconfig": "separate", "tile": (32, 48)}),
+    "planar strips": ((4, 300, 260), {"planarconfig": "separate", "rowsperstrip": 13}),
+    "pages": ((5, 300, 260), {"photometric": "minisblack", "tile": (64, 64)}),
+    "one strip": ((300, 260), {}),
+    "hyperstack": ((3, 5, 300, 260), {"imagej": True, "metadata": {"axes": "ZCYX"}}),
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_a_region_of_every_tiff_layout_is_the_whole_plane_cropped(layout):
+    shape, options = LAYOUTS[layout]
+    pixels = np.random.default_rng(0).integers(0, 4096, shape, dtype=np.uint16)
+    stream = io.BytesIO()
+    tifffile.imwrite(stream, pixels, **options)
+    whole = whole_plane(stream)
+    height, width = whole.shape[1:]
+    for top, left in [(0, 0), (37, 51), (height - 70, width - 70)]:
+        stream.seek(0)
+        region, _ = _read_plane(stream, 70, (top, left, 70))
+        assert np.array_equal(region, whole[:, top : top + 70, left : left + 70])
+
+
+def test_a_scene_above_the_bomb_limit_reads_its_tiles_decoding_only_those_under_them(
+    monkeypatch,
+):
+    scene = np.random.default_rng(1).integers(0, 4096, (512, 512, 4), dtype=np.uint16)
+    stream = io.BytesIO()
+    tifffile.imwrite(
+        stream,
+        scene,
+        tile=(64, 64),
+        compression="zlib",
+        photometric="minisblack",
+        planarconfig="contig",
+    )
+    stream.seek(0)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100_000)  # the scene's 1M samples: a bomb
+    with pytest.raises(ValueError, match="decompression-bomb"):
+        read_tiff(stream, 32)
+    decoded = []
+    real = tifffile.TiffPage.decode
+
+    def counting(page):
+        decode = real.__get__(page)  # cached_property: the function for this page
+
+        def spy(data, index, **kwargs):
+            decoded.append(index)
+            return decode(data, index, **kwargs)
+
+        return spy
+
+    monkeypatch.setattr(tifffile.TiffPage, "decode", property(counting))
+    tile = read_tiff(stream, 64, bits=12, region=(64, 128, 64))
+    assert decoded == [1 * 8 + 2]  # one 64-pixel tile of the file: row 1, column 2
+    assert np.allclose(tile, scene[64:128, 128:192] / 4095, atol=1e-6)
+
+
+def test_a_pyramid_reads_a_tile_at_the_smallest_level_still_large_enough():
+    base = np.random.default_rng(2).integers(0, 255, (1024, 768, 3), dtype=np.uint8)
+    stream = io.BytesIO()
+    with tifffile.TiffWriter(stream) as writer:
+        writer.write(base, tile=(128, 128), subifds=2, photometric="rgb")
+        for step in (2, 4):
+            writer.write(base[::step, ::step], tile=(128, 128), subfiletype=1, photometric="rgb")
+    stream.seek(0)
+    region, _ = _read_plane(stream, 64, (512, 256, 256))  # a quarter level holds 64 of it
+    assert np.array_equal(region, np.moveaxis(base[::4, ::4][128:192, 64:128], 2, 0))
+    stream.seek(0)
+    region, _ = _read_plane(stream, 200, (512, 256, 256))
+    assert np.array_equal(region, np.moveaxis(base[512:768, 256:512], 2, 0))
+
+
+def test_a_photo_held_sideways_is_cut_upright_and_a_jpeg_decodes_at_the_tiles_scale():
+    upright = np.zeros((600, 400, 3), np.uint8)  # 400 wide, 600 high as shown
+    upright[:200, 200:] = 255  # white at the top right
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned: the camera's rotation shows it upright
+    stream = io.BytesIO()
+    Image.fromarray(np.rot90(upright, 1)).save(stream, "JPEG", exif=exif, quality=95)
+    assert image_dimensions(stream) == (400, 600, 3)
+    white = read_pixels(stream, 50, 3, region=(0, 200, 200))
+    black = read_pixels(stream, 50, 3, region=(400, 0, 200))
+    assert white[10:40, 10:40].min() > 200 and black[10:40, 10:40].max() < 50
+
+
+def make_scenes(root, size=320):
+    """Two classes of scenes: a 12-bit three-band TIFF and a JPEG each, a small PNG, a
+    broken file."""
+    rng = np.random.default_rng(3)
+    for label, level in (("fields", 900), ("forest", 3000)):
+        (root / label).mkdir(parents=True)
+        bands = rng.normal(level, 50, (size, size, 3)).clip(0, 4095).astype(np.uint16)
+        tifffile.imwrite(
+            root / label / "scene.tif",
+            bands,
+            tile=(64, 64),
+            compression="zlib",
+            photometric="minisblack",
+            planarconfig="contig",
+        )
+        photo = rng.integers(0, 255, (size, size + 100, 3), dtype=np.uint8)
+        Image.fromarray(photo).save(root / label / "photo.jpg")
+    Image.new("RGB", (60, 60)).save(root / "fields" / "small.png")
+    (root / "forest" / "broken.tif").write_bytes(b"II*\x00" + bytes(20))
+
+
+def test_a_folder_cut_into_tiles_names_reads_labels_and_groups_them(tmp_path):
+    make_scenes(tmp_path / "land")
+    source = ImageFolderSource(tmp_path / "land", tile=128)
+    grid = tile_grid(320, 320, 128)
+    assert len(grid) == 9 and grid[4] == (96, 96)
+    ids = list(source.ids)
+    assert ids[:3] == [
+        "fields/photo.jpg@x0_y0",
+        "fields/photo.jpg@x97_y0",
+        "fields/photo.jpg@x195_y0",
+    ]
+    assert "fields/small.png" in ids and "forest/broken.tif" in ids  # whole files
+    assert len(ids) == 2 * 9 + 2 * 12 + 2
+    assert "4 image(s) cut into 42 tiles of 128 pixels" in source.index_note
+    assert "1 smaller than a tile read whole" in source.index_note
+    assert source.item_shape == (3, 128, 128)
+    assert source.pixel_bits == 12
+    row = ids.index("forest/scene.tif@x96_y192")
+    expected = tifffile.imread(tmp_path / "land/forest/scene.tif")[192:320, 96:224] / 4095
+    assert np.allclose(source.read(row).permute(1, 2, 0).numpy(), expected, atol=1e-6)
+    labels = dict(zip(ids, (source.classes[c] for c in source.labels), strict=True))
+    assert labels["forest/scene.tif@x96_y192"] == "forest"
+    assert labels["fields/photo.jpg@x97_y0"] == "fields"
+    assert source.split_groups == "images"
+    groups = split_group_ids(ids, source.name, "images")
+    assert groups[row] == "forest/scene.tif" and len(set(groups)) == 6
+    batch = source.read_batch(range(len(ids)))
+    assert [s.item_id for s in batch.skipped] == ["forest/broken.tif"]
+
+
+def test_a_labels_table_names_tiles_or_files(tmp_path):
+    root = tmp_path / "scenes"
+    root.mkdir()
+    for name in ("a.tif", "b.tif"):
+        tifffile.imwrite(root / name, np.zeros((256, 256), np.uint8))
+    (tmp_path / "tiles.csv").write_text("file_name,label\na.tif@x128_y0,roof\nb.tif@x0_y128,road\n")
+    source = ImageFolderSource(root, tile=128, labels_file=tmp_path / "tiles.csv")
+    assert source.labels is None and source.partial_labels is not None
+    labelled = [source.ids[r] for r in source.partial_labels.rows]
+    assert labelled == ["a.tif@x128_y0", "b.tif@x0_y128"]
+    assert "labels of 2 tiles from" in source.labels_note
+    (tmp_path / "files.csv").write_text("file_name,label\na.tif,harbour\nb.tif,farm\n")
+    source = ImageFolderSource(root, tile=128, labels_file=tmp_path / "files.csv")
+    assert [source.classes[c] for c in source.labels] == ["harbour"] * 4 + ["farm"] * 4
+    assert source.split_groups == "images"
+
+
+def test_tiles_are_refused_where_there_are_no_files_to_cut(tmp_path):
+    with pytest.raises(ValueError, match="at least 16"):
+        ImageFolderSource(tmp_path, tile=8)
+    with pytest.raises(ValueError, match="cannot be cut"):
+        ImageFolderSource(tmp_path, tile=64, channel_pattern="-ch([0-9])")
+
+
+def test_pretrain_embed_evaluate_and_explain_tiles(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_scenes(tmp_path / "land", size=192)
+    runner = CliRunner()
+    options = ["--steps", "2", "--batch-size", "4", "--backbone", "small-cnn", "--tile", "64"]
+    result = runner.invoke(app, ["pretrain", "land", *options, "--out", "runs/land"])
+    assert result.exit_code == 0, result.output
+    assert "4 image(s) cut into 48 tiles of 64 pixels" in result.output
+    result = runner.invoke(app, ["embed", "runs/land", "land", "--out", "land.npz"])
+    assert result.exit_code == 0, result.output
+    saved = np.load(tmp_path / "land.npz")
+    assert len(saved["ids"]) == 50 and saved["ids"][0] == "fields/photo.jpg@x0_y0"
+    result = runner.invoke(app, ["evaluate", "runs/land", "land", "--protocol", "knn"])
+    assert result.exit_code == 0, result.output
+    assert "images]" in result.output  # the split holds whole images out
+    result = runner.invoke(app, ["explain", "runs/land", "land/forest/scene.tif@x64_y128"])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["explain", "runs/land", "land/forest/scene.tif"])
+    assert result.exit_code != 0
+    assert "name one as land/forest/scene.tif@xLEFT_yTOP" in str(result.exception)
