@@ -121,11 +121,26 @@ def test_too_many_samples_are_refused_as_a_photo_bomb_is(tmp_path, monkeypatch):
         read_tiff(tmp_path / "slide.tif", 8)
 
 
-def test_compressions_without_their_codec_are_read_by_pil(tmp_path):
+def test_compressions_of_gdal_and_slide_scanners_are_read_and_their_tiles_too(tmp_path):
     data = (np.arange(64 * 64).reshape(64, 64) % 60000).astype(np.uint16)
-    Image.fromarray(data).save(tmp_path / "lzw.tif", compression="tiff_lzw")  # imagecodecs' codec
+    Image.fromarray(data).save(tmp_path / "lzw.tif", compression="tiff_lzw")
     pixels = read_pixels(tmp_path / "lzw.tif", 64, 1)
     assert np.allclose(pixels * 65535, data, atol=0.02)
+    # GDAL's LZW on four 16-bit bands (PIL reads no such image), a scanner's JPEG tiles
+    bands = np.random.default_rng(0).integers(0, 65535, (300, 200, 4), dtype=np.uint16)
+    options = {"photometric": "minisblack", "planarconfig": "contig", "tile": (64, 64)}
+    tifffile.imwrite(tmp_path / "bands.tif", bands, compression="lzw", **options)
+    region = read_tiff(tmp_path / "bands.tif", 50, region=(100, 60, 50))
+    assert np.allclose(region * 65535, bands[100:150, 60:110], atol=0.02)
+    slide = np.zeros((256, 256, 3), np.uint8)
+    slide[128:, 128:] = 200
+    tifffile.imwrite(
+        tmp_path / "slide.tif", slide, compression="jpeg", photometric="rgb", tile=(64, 64)
+    )
+    assert (
+        abs(float(read_tiff(tmp_path / "slide.tif", 32, region=(160, 160, 64)).mean()) - 200 / 255)
+        < 0.02
+    )
     palette = Image.new("P", (20, 20))
     palette.putpalette([255, 0, 0] * 256)
     palette.save(tmp_path / "palette.tif")

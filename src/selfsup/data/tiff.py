@@ -28,9 +28,10 @@ gray image). Every TIFF is read here instead, by what its file says:
   256-pixel tile of a 10980x10980 scene reads a few of its 512-pixel tiles, not its 480
   million samples.
 
-Files tifffile cannot decode without an optional codec (LZW and JPEG compression need
-``imagecodecs``) and palette, YCbCr or CMYK images are left to PIL (:class:`TiffForPillow`),
-which reads those as gray or RGB.
+Compressions are decoded by ``imagecodecs`` (LZW, Deflate and Zstandard of GDAL's
+GeoTIFFs, JPEG tiles of a slide scanner, JPEG 2000); a compression it lacks and palette,
+YCbCr (other than JPEG's) or CMYK images are left to PIL (:class:`TiffForPillow`), which
+reads those as gray or RGB.
 
 Example:
     >>> import io, tifffile
@@ -63,7 +64,8 @@ from PIL import Image
 #: File suffixes of TIFF files, compared case-insensitively.
 TIFF_EXTENSIONS = (".tif", ".tiff")
 # TIFF's photometric interpretations read here; the others go to PIL.
-_MIN_IS_WHITE, _MIN_IS_BLACK, _RGB = 0, 1, 2
+_MIN_IS_WHITE, _MIN_IS_BLACK, _RGB, _YCBCR = 0, 1, 2, 6
+_JPEG = 7  # a compression whose decoder gives RGB of YCbCr (a slide scanner's tiles)
 _ALPHA = (1, 2)  # ExtraSamples: associated and unassociated alpha
 # Axes of a tifffile series holding channels: samples per pixel, channels, and pages without
 # metadata (tifffile's "Q"). Y and X are the image; every other axis is a stack.
@@ -249,6 +251,8 @@ def _opened(file: str | os.PathLike | BinaryIO) -> Iterator[Any]:
 
 
 def _check_photometric(keyframe: Any) -> None:
+    if keyframe.photometric == _YCBCR and keyframe.compression == _JPEG:
+        return  # JPEG's decoder gives RGB
     if keyframe.photometric not in (_MIN_IS_WHITE, _MIN_IS_BLACK, _RGB):
         raise TiffForPillow(f"photometric interpretation {keyframe.photometric}")
 
@@ -364,13 +368,13 @@ def _page_window(page: Any, window: _Window) -> np.ndarray:
         wanted = list(range(top // strip, (top + height - 1) // strip + 1))
     out = np.full((separate, height, width, contig), key.nodata, dtype=key.dtype)
     handle, offsets, counts = page.parent.filehandle, page.dataoffsets, page.databytecounts
+    decode = key.decode  # made on first use, which may read the file: before seeking
     for index in (p * per_plane + w for p in range(separate) for w in wanted):
         if not offsets[index] or not counts[index]:  # a segment never written: no data
             continue
         handle.seek(offsets[index])
-        segment, (plane, _, row, column, _), _ = key.decode(
-            handle.read(counts[index]), index, jpegtables=key.jpegtables
-        )
+        data = handle.read(counts[index])
+        segment, (plane, _, row, column, _), _ = decode(data, index, jpegtables=key.jpegtables)
         if segment is None:
             continue
         segment = segment[0]  # (rows, columns, samples) of its first (only) depth
