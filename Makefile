@@ -82,6 +82,7 @@ bench: setup datasets system
 	$(PY) benchmarks/anomalies.py --minutes-per-class 1
 	$(PY) benchmarks/photos.py
 	$(PY) benchmarks/phone_photos.py
+	$(PY) benchmarks/tiles.py
 	$(PY) benchmarks/shards.py --embed-minutes 2
 	$(PY) benchmarks/folder_index.py
 	$(PY) benchmarks/neighbours.py

@@ -213,3 +213,7 @@ def test_pretrain_embed_evaluate_and_explain_tiles(tmp_path, monkeypatch):
     result = runner.invoke(app, ["explain", "runs/land", "land/forest/scene.tif"])
     assert result.exit_code != 0
     assert "name one as land/forest/scene.tif@xLEFT_yTOP" in str(result.exception)
+    result = runner.invoke(app, ["explain", "runs/land", "land/forest/scene.tif@x60_y128"])
+    assert result.exit_code != 0
+    message = "no such tile; scene.tif's 9 tiles are scene.tif@x0_y0, scene.tif@x64_y0..."
+    assert message in str(result.exception)

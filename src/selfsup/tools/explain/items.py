@@ -90,6 +90,13 @@ def _item_in_folder(
     if grouped is not None:  # the image whose channel files hold this one
         key = next((i for i, files in zip(ids, grouped.files, strict=True) if key in files), key)
     if key not in ids:
+        file = key.rsplit("@", 1)[0]
+        tiles = [i for i in ids if i.startswith(f"{file}@")]
+        if tiles:  # a tile off the image's grid
+            raise ValueError(
+                f"{spec}: no such tile; {file}'s {len(tiles):,} tiles are {tiles[0]}, "
+                f"{tiles[1] if len(tiles) > 1 else ''}... {tiles[-1]} (embed writes them all)"
+            )
         raise ValueError(f"{spec}: not found among the items of {path.parent}")
     row = ids.index(key)
     batch = source.read_batch([row])
