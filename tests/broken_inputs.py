@@ -361,6 +361,19 @@ def _(d: Path, f: Fixtures) -> list[str]:
     return show(d)
 
 
+@case(IMAGES, "scene cut short, read as tiles", "skipped", r"cut\.tif@x64_y64.*file is cut short")
+def _(d: Path, f: Fixtures) -> list[str]:
+    import tifffile
+
+    d.mkdir(parents=True, exist_ok=True)
+    scene = RNG.integers(0, 4096, (128, 128, 4), dtype=np.uint16)  # a copy of a scene stopped
+    options = {"tile": (32, 32), "photometric": "minisblack", "planarconfig": "contig"}
+    tifffile.imwrite(d / "whole.tif", scene, **options)
+    tifffile.imwrite(d / "cut.tif", scene, **options)
+    (d / "cut.tif").write_bytes((d / "cut.tif").read_bytes()[:-100])  # in its last tile
+    return [*show(d), "--tile", "64"]
+
+
 @case(IMAGES, "five-channel TIFF among colour photos", "skipped", r"stains\.tif.*5 channels where")
 def _(d: Path, f: Fixtures) -> list[str]:
     import tifffile

@@ -404,21 +404,22 @@ class ImageFolderSource(Source):
 
     def _pixels(self, index: int) -> np.ndarray:
         """Image ``index`` as :func:`read_pixels` gives it (uint8 or float32, (H, W[, C]))."""
-        rel, region = self._ids[index], None
+        item, region = self._ids[index], None
         try:
             if self.channel_files is not None:
                 return self.channel_files.read(self.root, index, self.image_size, self.pixel_bits)
+            file = item
             if self.tiles is not None:
                 owner, squares = self.tiles
                 top, left, side = (int(v) for v in squares[index])
-                rel, region = self.files[owner[index]], (top, left, side) if side else None
+                file, region = self.files[owner[index]], (top, left, side) if side else None
             return read_pixels(
-                self.root / rel, self.image_size, self.channels, self.pixel_bits, region
+                self.root / file, self.image_size, self.channels, self.pixel_bits, region
             )
         except CODE_ERRORS:
             raise
         except Exception as err:  # a bad file can fail in any of the ways a decoder can fail
-            raise ItemReadError(rel, f"cannot read image: {type(err).__name__}: {err}") from err
+            raise ItemReadError(item, f"cannot read image: {type(err).__name__}: {err}") from err
 
 
 @dataclass

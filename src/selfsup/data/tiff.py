@@ -314,7 +314,10 @@ def _plane(series: Any, layout: dict[str, Any], window: _Window | None = None) -
 
     def page(index: int) -> np.ndarray:
         read = series.pages[index]
-        return read.asarray() if window is None else _page_window(read, window)
+        if window is not None:
+            return _page_window(read, window)
+        _check_length(read)
+        return read.asarray()
 
     if lead > 0 and axes.endswith(page_axes):
         ranges = [
@@ -331,6 +334,8 @@ def _plane(series: Any, layout: dict[str, Any], window: _Window | None = None) -
     elif window is not None and lead == 0 and len(series.pages) == 1:
         array, array_axes = page(0), page_axes
     else:
+        for read in series.pages:
+            _check_length(read)
         array, array_axes = series.asarray(), axes
         if window is not None:
             array = _cropped(array, array_axes, window)
@@ -344,6 +349,24 @@ def _plane(series: Any, layout: dict[str, Any], window: _Window | None = None) -
     # Channels first: pages stack that way, and the resize runs on contiguous planes.
     array = np.transpose(array, (channel, array_axes.index("Y"), array_axes.index("X")))
     return array[: layout["channels"]] if layout["alpha"] else array
+
+
+def _check_length(page: Any) -> None:
+    """Raise where the file ends before a page's data does (a copy that stopped: tifffile
+    decodes what is there, zeros for the rest where it is not compressed, or a codec's
+    error that does not say why).
+
+    Raises:
+        ValueError: the file is cut short.
+    """
+    if page is None or not len(page.dataoffsets):
+        return
+    end = max(o + c for o, c in zip(page.dataoffsets, page.databytecounts, strict=True))
+    size = page.parent.filehandle.size
+    if end > size:
+        raise ValueError(
+            f"the file is cut short: it ends at {size:,} bytes and its image's data at {end:,}"
+        )
 
 
 def _page_window(page: Any, window: _Window) -> np.ndarray:
@@ -374,6 +397,11 @@ def _page_window(page: Any, window: _Window) -> np.ndarray:
             continue
         handle.seek(offsets[index])
         data = handle.read(counts[index])
+        if len(data) < counts[index]:  # a copy that stopped: read as zeros without a word
+            raise ValueError(
+                f"the file is cut short: it ends at {handle.size:,} bytes, and the image's "
+                f"data under this region runs to {offsets[index] + counts[index]:,}"
+            )
         segment, (plane, _, row, column, _), _ = decode(data, index, jpegtables=key.jpegtables)
         if segment is None:
             continue
