@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from selfsup.cli import app
 from selfsup.data import tiff
+from selfsup.data.base import EmptySourceError
 from selfsup.data.image_folder import (
     ImageFolderSource,
     image_dimensions,
@@ -217,3 +218,21 @@ def test_pretrain_embed_evaluate_and_explain_tiles(tmp_path, monkeypatch):
     assert result.exit_code != 0
     message = "no such tile; scene.tif's 9 tiles are scene.tif@x0_y0, scene.tif@x64_y0..."
     assert message in str(result.exception)
+
+
+def test_an_image_too_large_to_read_whole_points_to_tiles(tmp_path, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20_000)  # 40,000 samples read whole at most
+    bands = np.zeros((200, 200, 4), np.uint16)
+    options = {"photometric": "minisblack", "planarconfig": "contig", "tile": (64, 64)}
+    tifffile.imwrite(tmp_path / "scene.tif", bands, **options)
+    source = ImageFolderSource(tmp_path, channels=4, image_size=32)
+    reason = source.read_batch([0]).skipped[0].reason
+    assert "decompression-bomb" in reason and "--tile SIZE reads a large image" in reason
+    assert not ImageFolderSource(tmp_path, channels=4, tile=64).read_batch([0]).skipped
+    (tmp_path / "scene.tif").unlink()
+    Image.new("RGB", (300, 300)).save(tmp_path / "mosaic.png")  # 90,000 pixels: a bomb
+    with pytest.raises(EmptySourceError, match=r"\(the first, mosaic.png: DecompressionBomb"):
+        ImageFolderSource(tmp_path, tile=64)
+    Image.new("RGB", (100, 100)).save(tmp_path / "photo.png")
+    reason = ImageFolderSource(tmp_path, tile=64).read_batch([0]).skipped[0].reason
+    assert "DecompressionBombError" in reason and "saved as a tiled TIFF" in reason

@@ -341,7 +341,13 @@ class ImageFolderSource(Source):
         if not sides:
             sides, counts = self._headers(range(n))
         if not sides:
-            raise EmptySourceError(f"none of the {n} image files in {self.root} can be read")
+            first = self.files[0] if self.channel_files is None else self.channel_files.ids[0]
+            try:
+                image_header(self.root / first)
+                why = ""
+            except Exception as err:  # any reason a decoder gives: the first file's, said
+                why = f" (the first, {first}: {type(err).__name__}: {err})"
+            raise EmptySourceError(f"none of the {n} image files in {self.root} can be read{why}")
         return sides, counts
 
     def _sample_bits(self) -> tuple[int | None, str | None]:
@@ -419,7 +425,19 @@ class ImageFolderSource(Source):
         except CODE_ERRORS:
             raise
         except Exception as err:  # a bad file can fail in any of the ways a decoder can fail
-            raise ItemReadError(item, f"cannot read image: {type(err).__name__}: {err}") from err
+            reason = f"cannot read image: {type(err).__name__}: {err}"
+            if isinstance(err, Image.DecompressionBombError) or _BOMB in str(err):
+                reason += _TILES_HINT if self.tiles is None else _TILED_TIFF_HINT
+            raise ItemReadError(item, reason) from err
+
+
+#: What PIL's and tifffile's readers say of an image too large to decode whole.
+_BOMB = "decompression-bomb"
+_TILES_HINT = "; --tile SIZE reads a large image in squares of SIZE pixels"
+_TILED_TIFF_HINT = (
+    "; saved as a tiled TIFF (gdal_translate -co TILED=YES, vips tiffsave --tile), its "
+    "tiles are read alone"
+)
 
 
 @dataclass
