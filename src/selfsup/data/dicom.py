@@ -16,7 +16,7 @@ Example:
     >>> from pydicom.data import get_testdata_file
     >>> path = get_testdata_file("CT_small.dcm")
     >>> is_dicom(path), dicom_header(path)
-    (True, (128, True))
+    (True, (128, 128, True))
     >>> image = read_dicom(path)
     >>> image.mode, image.size, 0.0 <= min(image.getextrema()) <= max(image.getextrema()) <= 1.0
     ('F', (128, 128), True)
