@@ -83,6 +83,7 @@ bench: setup datasets system
 	$(PY) benchmarks/photos.py
 	$(PY) benchmarks/phone_photos.py
 	$(PY) benchmarks/tiles.py
+	$(PY) benchmarks/small_defects.py
 	$(PY) benchmarks/shards.py --embed-minutes 2
 	$(PY) benchmarks/folder_index.py
 	$(PY) benchmarks/neighbours.py

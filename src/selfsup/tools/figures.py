@@ -43,6 +43,8 @@ def save_png(fig: Any, path: str | os.PathLike, dpi: int = 100) -> Path:
 CAPTION_CHARS = 18
 
 
+#: The place of a tile in its id: ``x512_y1024``.
+_TILE = re.compile(r"^x\d+_y\d+$")
 #: The start of a log's window in its id: ``2025-03-04T06:00:00``.
 _ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
 
@@ -53,7 +55,8 @@ def short_id(item_id: str, width: int = CAPTION_CHARS) -> str:
     else its end.
 
     A window of a log (``pump-07@2025-03-04T06:00:00``) keeps its machine and its start,
-    without a midnight's or a whole minute's zeros.
+    without a midnight's or a whole minute's zeros; a tile (``scenes/T31UDQ.tif@x512_y1024``)
+    keeps its place and as much of its file's name as fits, without folders or suffix.
 
     Example:
         >>> short_id("P000/CT_CHEST/IM0000.dcm"), short_id("2024-05-01/IMG_00012.JPG")
@@ -62,10 +65,18 @@ def short_id(item_id: str, width: int = CAPTION_CHARS) -> str:
         ('a/b.png', '…34567890123456789')
         >>> short_id("pump-07@2025-03-04T00:00:00"), short_id("pump-07@2025-03-04T06:30:00")
         ('pump-07@2025-03-04', '…mp-07@03-04 06:30')
+        >>> short_id("scene3.tif@x512_y256"), short_id("s2/T31UDQ_B04.tif@x10240_y512")
+        ('scene3@x512_y256', '…Q_B04@x10240_y512')
     """
     if len(item_id) <= width:
         return item_id
     unit, at, start = item_id.rpartition("@")
+    if at and _TILE.match(start):
+        stem = unit.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+        room = width - len(start) - 1
+        if len(stem) <= room:
+            return f"{stem}@{start}"
+        return f"…{stem[-(room - 1) :] if room > 1 else ''}@{start}"
     if at and _ISO_TIME.match(start):
         day, _, clock = start.partition("T")
         clock = clock.removesuffix(":00")
