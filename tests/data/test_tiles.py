@@ -3,6 +3,7 @@ A TIFF's tile is read from the segments under it alone; other formats crop their
 image; labels of files label their tiles; an image's tiles are held out together."""
 
 import io
+import re
 
 import numpy as np
 import pytest
@@ -209,6 +210,9 @@ def test_pretrain_embed_evaluate_and_explain_tiles(tmp_path, monkeypatch):
     result = runner.invoke(app, ["evaluate", "runs/land", "land", "--protocol", "knn"])
     assert result.exit_code == 0, result.output
     assert "images]" in result.output  # the split holds whole images out
+    result = runner.invoke(app, ["anomalies", "runs/land", "land", "--fpr", "0.1"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"flagged above \S+, in \d+ of 6 images", result.output), result.output
     result = runner.invoke(app, ["explain", "runs/land", "land/forest/scene.tif@x64_y128"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["explain", "runs/land", "land/forest/scene.tif"])

@@ -237,6 +237,7 @@ def anomalies(
 ) -> None:
     """Score items for anomaly from their embeddings; flag those above a threshold set for
     a target false-positive rate; AUROC and AUPRC when DATA's labels tell the anomalies."""
+    from selfsup.data.folders import tile_images
     from selfsup.tools.anomalies import score_for_run
 
     new_output(out, overwrite)
@@ -254,9 +255,14 @@ def anomalies(
     with atomic_path(out) as tmp:
         report.table.to_csv(tmp, index=False)
     flagged = int(report.table["flagged"].sum())
+    images = tile_images(report.table["id"].tolist())  # tiles (--tile): in how many images
+    where = ""
+    if images is not None:
+        hit = set(images[report.table["flagged"].to_numpy(bool)].tolist())
+        where = f", in {len(hit):,} of {len(set(images.tolist())):,} images"
     console.print(
         f"scores ({report.reference}) written to {out}; {flagged:,} of {len(report.table):,} "
-        f"flagged above {report.threshold:.4g}"
+        f"flagged above {report.threshold:.4g}{where}"
     )
     q = report.quality
     if q is not None:  # the normal items' flagged share follows in a note

@@ -461,3 +461,23 @@ def first_file(root: str | os.PathLike, suffixes: tuple[str, ...]) -> Path | Non
             if file.lower().endswith(suffixes):
                 return Path(folder) / file
     return None
+
+
+#: The place of a tile at the end of its id (``scene.tif@x512_y1024``: left 512, top 1024).
+TILE_PLACE = re.compile(r"@x(\d+)_y(\d+)$")
+
+
+def tile_images(ids: Sequence[str]) -> np.ndarray | None:
+    """The image of each tile id (``scene.tif@x512_y1024`` -> ``scene.tif``); None where
+    the ids are not all tiles (or an image read whole, smaller than a tile).
+
+    Example:
+        >>> tile_images(["a.tif@x0_y0", "a.tif@x256_y0", "small.png"]).tolist()
+        ['a.tif', 'a.tif', 'small.png']
+        >>> tile_images(["a.png", "b.png"]) is None
+        True
+    """
+    images = [TILE_PLACE.sub("", item) for item in ids]
+    if not any(image != item for image, item in zip(images, ids, strict=True)):
+        return None
+    return np.asarray(images, dtype=object)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from selfsup.core.files import atomic_path
+from selfsup.data.folders import TILE_PLACE
 
 
 def pyplot() -> Any:
@@ -43,8 +44,6 @@ def save_png(fig: Any, path: str | os.PathLike, dpi: int = 100) -> Path:
 CAPTION_CHARS = 18
 
 
-#: The place of a tile in its id: ``x512_y1024``.
-_TILE = re.compile(r"^x\d+_y\d+$")
 #: The start of a log's window in its id: ``2025-03-04T06:00:00``.
 _ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d")
 
@@ -71,7 +70,7 @@ def short_id(item_id: str, width: int = CAPTION_CHARS) -> str:
     if len(item_id) <= width:
         return item_id
     unit, at, start = item_id.rpartition("@")
-    if at and _TILE.match(start):
+    if at and TILE_PLACE.search(item_id):
         stem = unit.rsplit("/", 1)[-1].rsplit(".", 1)[0]
         room = width - len(start) - 1
         if len(stem) <= room:
