@@ -468,8 +468,8 @@ TILE_PLACE = re.compile(r"@x(\d+)_y(\d+)$")
 
 
 def tile_images(ids: Sequence[str]) -> np.ndarray | None:
-    """The image of each tile id (``scene.tif@x512_y1024`` -> ``scene.tif``); None where
-    the ids are not all tiles (or an image read whole, smaller than a tile).
+    """The image of each tile id (``scene.tif@x512_y1024`` -> ``scene.tif``; an image read
+    whole, smaller than a tile, is its own); None where no id is a tile.
 
     Example:
         >>> tile_images(["a.tif@x0_y0", "a.tif@x256_y0", "small.png"]).tolist()

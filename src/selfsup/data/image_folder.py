@@ -341,7 +341,8 @@ class ImageFolderSource(Source):
         if not sides:
             sides, counts = self._headers(range(n))
         if not sides:
-            first = self.files[0] if self.channel_files is None else self.channel_files.ids[0]
+            grouped = self.channel_files
+            first = self.files[0] if grouped is None else grouped.first_files[0]
             try:
                 image_header(self.root / first)
                 why = ""

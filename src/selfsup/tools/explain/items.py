@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from selfsup.data.base import Source
+from selfsup.data.folders import TILE_PLACE
 from selfsup.data.image_folder import (
     IMAGE_EXTENSIONS,
     bits_of,
@@ -52,8 +53,8 @@ def resolve_item(run: Run, spec: str) -> tuple[torch.Tensor, str, Source | None,
         return batch.items[0], str(ids[row]), source, row
     path = Path(spec)
     tiled = run.data_options.get("tile")
-    tile_of = path.parent / path.name.rsplit("@", 1)[0]
-    if tiled and not path.exists() and "@" in path.name and tile_of.is_file():
+    image = path.parent / TILE_PLACE.sub("", path.name)
+    if tiled and not path.exists() and image != path and image.is_file():
         return _item_in_folder(spec, run, path)  # a tile, FILE@xLEFT_yTOP
     if not path.is_file():
         raise FileNotFoundError(f"{spec}: no such file; give a file or DATA#KEY")
@@ -90,8 +91,8 @@ def _item_in_folder(
     if grouped is not None:  # the image whose channel files hold this one
         key = next((i for i, files in zip(ids, grouped.files, strict=True) if key in files), key)
     if key not in ids:
-        file = key.rsplit("@", 1)[0]
-        tiles = [i for i in ids if i.startswith(f"{file}@")]
+        file = TILE_PLACE.sub("", key)
+        tiles = [i for i in ids if i != file and TILE_PLACE.sub("", i) == file]
         if tiles:  # a tile off the image's grid
             raise ValueError(
                 f"{spec}: no such tile; {file}'s {len(tiles):,} tiles are {tiles[0]}, "
