@@ -240,3 +240,26 @@ def test_an_image_too_large_to_read_whole_points_to_tiles(tmp_path, monkeypatch)
     Image.new("RGB", (100, 100)).save(tmp_path / "photo.png")
     reason = ImageFolderSource(tmp_path, tile=64).read_batch([0]).skipped[0].reason
     assert "DecompressionBombError" in reason and "saved as a tiled TIFF" in reason
+
+
+def test_reading_the_sizes_of_many_images_is_said_while_it_lasts(tmp_path, monkeypatch):
+    import time
+
+    from rich.console import Console
+
+    from selfsup.core.progress import Preparing
+    from selfsup.data import image_folder
+
+    for k in range(4):
+        Image.new("RGB", (128, 128)).save(tmp_path / f"{k}.png")
+    real = image_folder.image_dimensions
+
+    def slow(file):
+        time.sleep(0.1)  # a phone's HEIC header, many times over
+        return real(file)
+
+    monkeypatch.setattr(image_folder, "image_dimensions", slow)
+    out = io.StringIO()
+    with Preparing(Console(file=out), "pretrain photos", every=0.05):
+        ImageFolderSource(tmp_path, tile=64)
+    assert "pretrain photos: reading the sizes of 4 images to cut them into tiles" in out.getvalue()

@@ -29,6 +29,7 @@ import pillow_heif
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from selfsup.core.progress import activity
 from selfsup.data.base import (
     CODE_ERRORS,
     Batch,
@@ -250,11 +251,15 @@ class ImageFolderSource(Source):
         read."""
         owners, squares, ids = [], [], []
         small = cut = 0
-        for position, rel in enumerate(self.files):
-            try:
-                width, height, _ = image_dimensions(self.root / rel)
-            except Exception:  # an unreadable file is passed over here, and skipped on read
-                width = height = 0
+        sizes = []
+        # A phone's HEIC header takes 13 ms: a library of 200,000 is 40 minutes to cut, said.
+        with activity(f"reading the sizes of {len(self.files):,} images to cut them into tiles"):
+            for rel in self.files:
+                try:
+                    sizes.append(image_dimensions(self.root / rel)[:2])
+                except Exception:  # an unreadable file is passed over, and skipped on read
+                    sizes.append((0, 0))
+        for position, (rel, (width, height)) in enumerate(zip(self.files, sizes, strict=True)):
             grid = tile_grid(width, height, tile)
             small += bool(width and not grid)
             cut += bool(grid)
