@@ -263,3 +263,38 @@ def test_reading_the_sizes_of_many_images_is_said_while_it_lasts(tmp_path, monke
     with Preparing(Console(file=out), "pretrain photos", every=0.05):
         ImageFolderSource(tmp_path, tile=64)
     assert "pretrain photos: reading the sizes of 4 images to cut them into tiles" in out.getvalue()
+
+
+def write_cog(path, scene, nodata=0):
+    """``scene`` as GDAL writes a cloud-optimized GeoTIFF: a no-data value and levels of
+    1/2 and 1/4 (tifffile's SubIFDs)."""
+    tag = [(42113, "s", 0, str(nodata), False)]
+    with tifffile.TiffWriter(path) as writer:
+        writer.write(scene, tile=(64, 64), subifds=2, extratags=tag, photometric="minisblack")
+        for step in (2, 4):
+            level = scene[::step, ::step]
+            writer.write(
+                level, tile=(32, 32), subfiletype=1, extratags=tag, photometric="minisblack"
+            )
+
+
+def test_tiles_without_data_of_a_geotiff_with_levels_are_left_out(tmp_path):
+    scene = np.random.default_rng(4).integers(1, 4096, (512, 512), dtype=np.uint16)
+    scene[:, :200] = 0  # a swath's edge: no data in the left 200 columns
+    write_cog(tmp_path / "edge.tif", scene)
+    write_cog(tmp_path / "night.tif", np.zeros((256, 256), np.uint16))  # no data at all
+    flat = scene.copy()
+    tifffile.imwrite(tmp_path / "flat.tif", flat, extratags=[(42113, "s", 0, "0", False)])
+    source = ImageFolderSource(tmp_path, tile=128)
+    ids = list(source.ids)
+    edge = [i for i in ids if i.startswith("edge.tif")]
+    assert len(edge) == 4 * 3  # the tiles at column 0 hold no data; from 128 (to 256) on do
+    assert "edge.tif@x0_y0" not in ids and "edge.tif@x128_y0" in ids
+    assert not [i for i in ids if i.startswith("night.tif")]
+    assert len([i for i in ids if i.startswith("flat.tif")]) == 16  # no levels: not known
+    assert "2 image(s) cut into 28 tiles of 128 pixels" in source.index_note
+    assert "8 tiles without data (GDAL_NODATA) left out" in source.index_note
+    (tmp_path / "edge.tif").unlink()
+    (tmp_path / "flat.tif").unlink()
+    with pytest.raises(EmptySourceError, match="every tile of its images is without data"):
+        ImageFolderSource(tmp_path, tile=128)

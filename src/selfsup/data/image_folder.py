@@ -65,6 +65,7 @@ from selfsup.data.tiff import (
     TiffForPillow,
     is_tiff,
     read_tiff,
+    tiff_data_overview,
     tiff_header,
     tiff_stored_maximum,
 )
@@ -248,10 +249,12 @@ class ImageFolderSource(Source):
     def _cut(self, tile: int) -> None:
         """Make the items tiles of ``tile`` pixels (:func:`tile_grid`), from every file's
         header; a file whose header cannot be read is one item, skipped as unreadable when
-        read."""
+        read. Of a GeoTIFF with a pyramid and a no-data value (a satellite scene's edges),
+        tiles without any data on its small level are left out (:func:`tiff_data_overview`).
+        """
         owners, squares, ids = [], [], []
-        small = cut = 0
-        sizes = []
+        small = cut = empty = 0
+        sizes, overviews = [], []
         # A phone's HEIC header takes 13 ms: a library of 200,000 is 40 minutes to cut, said.
         with activity(f"reading the sizes of {len(self.files):,} images to cut them into tiles"):
             for rel in self.files:
@@ -259,9 +262,17 @@ class ImageFolderSource(Source):
                     sizes.append(image_dimensions(self.root / rel)[:2])
                 except Exception:  # an unreadable file is passed over, and skipped on read
                     sizes.append((0, 0))
-        for position, (rel, (width, height)) in enumerate(zip(self.files, sizes, strict=True)):
+                overviews.append(_data_overview(self.root / rel, tile))
+        for position, rel in enumerate(self.files):
+            (width, height), overview = sizes[position], overviews[position]
             grid = tile_grid(width, height, tile)
             small += bool(width and not grid)
+            if grid and overview is not None:
+                kept = [corner for corner in grid if _holds_data(overview, corner, tile)]
+                empty += len(grid) - len(kept)
+                if not kept:
+                    continue  # no data anywhere: nothing to learn from
+                grid = kept
             cut += bool(grid)
             if not grid:  # smaller than a tile, or unreadable: the whole file
                 owners.append(position)
@@ -273,12 +284,15 @@ class ImageFolderSource(Source):
             ids += [f"{rel}@x{left}_y{top}" for top, left in grid]
         self.tiles = (np.asarray(owners, np.int64), np.asarray(squares, np.int64).reshape(-1, 3))
         self._ids = ids
-        note = (
-            f"{cut:,} image(s) cut into {len(ids) - len(self.files) + cut:,} tiles of {tile} pixels"
-        )
+        whole = len(owners) - int((self.tiles[1][:, 2] > 0).sum())
+        note = f"{cut:,} image(s) cut into {len(ids) - whole:,} tiles of {tile} pixels"
         if small:
             note += f"; {small:,} smaller than a tile read whole (their centre square)"
+        if empty:
+            note += f"; {empty:,} tiles without data (GDAL_NODATA) left out"
         self.index_note = "; ".join(filter(None, [self.index_note, note]))
+        if not ids:
+            raise EmptySourceError(f"{self.root}: every tile of its images is without data")
 
     def _tile_labels(
         self,
@@ -601,6 +615,38 @@ def tile_grid(width: int, height: int, tile: int) -> list[tuple[int, int]]:
     tops = np.round(np.linspace(0, height - tile, math.ceil(height / tile))).astype(int)
     lefts = np.round(np.linspace(0, width - tile, math.ceil(width / tile))).astype(int)
     return [(int(top), int(left)) for top in tops for left in lefts]
+
+
+def _data_overview(path: Path, tile: int) -> tuple[np.ndarray, tuple[float, float]] | None:
+    """Where the TIFF at ``path`` holds data (:func:`tiff_data_overview`); None for other
+    files, and where it cannot tell cheaply or cannot be read."""
+    if not is_tiff(path):
+        return None
+    try:
+        return tiff_data_overview(path, tile)
+    except Exception:  # an unreadable file is passed over here, and skipped on read
+        return None
+
+
+def _holds_data(
+    overview: tuple[np.ndarray, tuple[float, float]], corner: tuple[int, int], tile: int
+) -> bool:
+    """Whether the tile at ``corner`` (top, left) shows any data on the overview.
+
+    Example:
+        >>> mask = np.zeros((8, 8), bool)
+        >>> mask[6, 6] = True
+        >>> overview = (mask, (0.25, 0.25))  # a level of a quarter of the image's side
+        >>> _holds_data(overview, (0, 0), 16), _holds_data(overview, (16, 16), 16)
+        (False, True)
+    """
+    mask, (scale_y, scale_x) = overview
+    top, left = corner
+    rows = slice(int(top * scale_y), max(int(top * scale_y) + 1, math.ceil((top + tile) * scale_y)))
+    cols = slice(
+        int(left * scale_x), max(int(left * scale_x) + 1, math.ceil((left + tile) * scale_x))
+    )
+    return bool(mask[rows, cols].any())
 
 
 def _of_tiles(found: FolderLabels, owner: np.ndarray) -> FolderLabels:

@@ -73,6 +73,8 @@ _CHANNEL_AXES = "SCQ"
 #: The side of the centre square whose values give a TIFF's significant bits: a 10980-pixel
 #: satellite scene is read there only (32 MB of four 16-bit bands, not 964 MB).
 MAXIMUM_SIDE = 2048
+#: The pixels a tile spans at least on the pyramid level that tells whether it holds data.
+OVERVIEW_PIXELS = 4
 #: A square region of an image in pixels of its full size: its top row, its left column and
 #: its side (a tile, see :class:`selfsup.data.image_folder.ImageFolderSource`).
 Region = tuple[int, int, int]
@@ -180,6 +182,49 @@ def tiff_stored_maximum(file: str | os.PathLike | BinaryIO, size: int = 256) -> 
     if pixels.dtype.kind != "u" or pixels.dtype.itemsize == 1 or keyframe.bitspersample <= 8:
         return None
     return int(pixels.max()) if pixels.size else None
+
+
+def tiff_data_overview(
+    file: str | os.PathLike | BinaryIO, tile: int
+) -> tuple[np.ndarray, tuple[float, float]] | None:
+    """Where a GeoTIFF with a pyramid holds data, seen at its smallest level on which a tile
+    of ``tile`` pixels still spans ``OVERVIEW_PIXELS`` pixels: a boolean (Y, X) array (True
+    where any channel is not the file's ``GDAL_NODATA`` value) and the level's scale (rows,
+    columns) against the full image. None for a TIFF without a no-data value or without a
+    level that small (reading it whole to know would cost what tiles save).
+
+    Example:
+        >>> import io, tifffile
+        >>> scene = np.ones((512, 512), np.uint16)
+        >>> scene[:256] = 0  # the top half has no data
+        >>> stream = io.BytesIO()
+        >>> with tifffile.TiffWriter(stream) as writer:  # levels of 1/2 and 1/4, as a COG's
+        ...     nodata = [(42113, "s", 0, "0", False)]
+        ...     writer.write(scene, tile=(64, 64), subifds=2, extratags=nodata)
+        ...     for step in (2, 4):
+        ...         level = scene[::step, ::step]
+        ...         writer.write(level, tile=(32, 32), subfiletype=1, extratags=nodata)
+        >>> _ = stream.seek(0)
+        >>> mask, scale = tiff_data_overview(stream, 128)
+        >>> mask.shape, scale, bool(mask[:64].any()), bool(mask[64:].all())
+        ((128, 128), (0.25, 0.25), False, True)
+    """
+    with _opened(file) as tiff:
+        series = tiff.series[0]
+        nodata = _nodata(series.keyframe)
+        if nodata is None or len(series.levels) < 2:
+            return None
+        full = _yx(series)
+        level = _level(series, math.ceil(OVERVIEW_PIXELS * min(full) / tile))
+        if level is series:
+            return None
+        layout = _layout(level)
+        if layout["height"] * layout["width"] * layout["channels"] > 2 * Image.MAX_IMAGE_PIXELS:
+            return None
+        pixels = _plane(level, layout)
+        empty = np.isnan(pixels) if np.isnan(nodata) else pixels == nodata
+        height, width = _yx(level)
+        return ~empty.all(axis=0), (height / full[0], width / full[1])
 
 
 def _read_plane(
