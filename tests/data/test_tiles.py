@@ -298,3 +298,12 @@ def test_tiles_without_data_of_a_geotiff_with_levels_are_left_out(tmp_path):
     (tmp_path / "flat.tif").unlink()
     with pytest.raises(EmptySourceError, match="every tile of its images is without data"):
         ImageFolderSource(tmp_path, tile=128)
+
+
+def test_datasets_show_refuses_an_option_its_data_does_not_read(tmp_path):
+    (tmp_path / "orders.csv").write_text("amount,country\n1.5,DE\n2.5,FR\n")
+    result = CliRunner().invoke(
+        app, ["datasets", "show", str(tmp_path / "orders.csv"), "--tile", "256"]
+    )
+    assert result.exit_code != 0  # it described the table as if the option were not given
+    assert "--tile: not read by tabular data" in str(result.exception) + result.output

@@ -117,9 +117,16 @@ def datasets_show(
     import numpy as np
 
     from selfsup.data.splits import labelled_part
-    from selfsup.modalities import get_modality, open_source
+    from selfsup.modalities import (
+        claimed_modality,
+        get_modality,
+        open_source,
+        refuse_foreign_options,
+    )
 
-    source = open_source(data, modality, **to_config_values(options))
+    values = to_config_values(options)  # an option the data does not read is refused
+    refuse_foreign_options(values, get_modality(modality or claimed_modality(data, values)))
+    source = open_source(data, modality, **values)
     first = source.first_item()
     info: dict = {"name": source.name, "items": len(source), "item_shape": list(first.shape[1:])}
     labelled = labelled_part(source)

@@ -270,8 +270,25 @@ def _refuse_foreign_options(cfg: PretrainConfig, modality: Modality) -> None:
     """Stop where ``cfg`` sets a data option that ``modality``'s data does not read
     (``--window`` on a table, ``--labels`` on a JSONL file): ignoring it would train on data
     read otherwise than the user asked."""
+    refuse_foreign_options(dict(cfg), modality)
+
+
+def refuse_foreign_options(options: Mapping[str, Any], modality: Modality) -> None:
+    """Stop where ``options`` set a data option that ``modality``'s data does not read
+    (``--window`` on a table, ``--tile`` on a CSV file): ignored, it would describe or train
+    on data read otherwise than the user asked.
+
+    Raises:
+        ConfigError: the option(s) and the data options the modality reads.
+
+    Example:
+        >>> refuse_foreign_options({"tile": 256}, get_modality("tabular"))
+        Traceback (most recent call last):
+        ...
+        selfsup.config.ConfigError: --tile: not read by tabular data; its data options: --id-column, --label-column, --categorical-columns, --numeric-columns, --drop-columns
+    """  # noqa: E501 (a doctest's line is the error's line)
     every = set().union(*(m.source_options for m in MODALITIES.values()))
-    message = foreign_options([n for n in every if getattr(cfg, n, None)], modality)
+    message = foreign_options([n for n in every if options.get(n)], modality)
     if message:
         raise ConfigError(message)
 
