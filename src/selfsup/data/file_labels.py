@@ -47,6 +47,11 @@ LABEL_COLUMN = "label"
 _TABLE_SUFFIXES = (*TABLE_SUFFIXES, ".jsonl")
 
 
+class NoFileNamedError(ValueError):
+    """A labels table none of whose rows names a file of the folder (it may name items of
+    another kind: the tiles of its images)."""
+
+
 @dataclass
 class FolderLabels:
     """The labels of a folder's files.
@@ -245,7 +250,7 @@ def _from_table(
         named.add(at)
     if not named:
         first = next((str(n) for n in names if n is not None), None)
-        raise ValueError(
+        raise NoFileNamedError(
             f"{path}: its {len(table):,} rows name none of the {len(files):,} files in {root} "
             f"(its first name {first!r}; the folder's first file {files[0]!r}); names are "
             "paths relative to the folder, or bare file names"

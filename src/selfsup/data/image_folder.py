@@ -49,6 +49,7 @@ from selfsup.data.dicom import (
 from selfsup.data.file_labels import (
     SUBFOLDER_NOTE,
     FolderLabels,
+    NoFileNamedError,
     folder_labels,
     metadata_file,
 )
@@ -306,10 +307,8 @@ class ImageFolderSource(Source):
             return None
         try:
             found = folder_labels(self.root, self._ids, labels_file, label_column, id_column)
-        except ValueError as err:
-            if "name none of the" in str(err):
-                return None  # it names files: their tiles take their labels
-            raise
+        except NoFileNamedError:
+            return None  # it names files: their tiles take their labels
         if found.note is not None and found.note.startswith(SUBFOLDER_NOTE):
             return None  # no table after all: the folders label the files
         if found.note is not None:
@@ -356,18 +355,13 @@ class ImageFolderSource(Source):
         the whole sample is unreadable, every file is tried in turn."""
         n = len(self.files)
         picks = np.unique(np.linspace(0, n - 1, min(SIZE_SAMPLE, n)).astype(int)).tolist()
-        sides, counts = self._headers(picks)
+        sides, counts, _ = self._headers(picks)
         if not sides:
-            sides, counts = self._headers(range(n))
-        if not sides:
-            grouped = self.channel_files
-            first = self.files[0] if grouped is None else grouped.first_files[0]
-            try:
-                image_header(self.root / first)
-                why = ""
-            except Exception as err:  # any reason a decoder gives: the first file's, said
-                why = f" (the first, {first}: {type(err).__name__}: {err})"
-            raise EmptySourceError(f"none of the {n} image files in {self.root} can be read{why}")
+            sides, counts, why = self._headers(range(n))
+            if not sides:
+                raise EmptySourceError(
+                    f"none of the {n} image files in {self.root} can be read (the first, {why})"
+                )
         return sides, counts
 
     def _sample_bits(self) -> tuple[int | None, str | None]:
@@ -383,18 +377,21 @@ class ImageFolderSource(Source):
             files += [self.root / f for f in named if f is not None]
         return bits_of(files)
 
-    def _headers(self, positions: Sequence[int]) -> tuple[list[int], list[int]]:
-        sides, counts = [], []
+    def _headers(self, positions: Sequence[int]) -> tuple[list[int], list[int], str | None]:
+        """Shorter sides and channels of the readable files at ``positions``, and why the
+        first unreadable one is (``FILE: Error: reason``; None where all are readable)."""
+        sides, counts, why = [], [], None
         for i in positions:
+            grouped = self.channel_files
+            first = self.files[i] if grouped is None else grouped.first_files[i]
             try:
-                grouped = self.channel_files
-                first = self.files[i] if grouped is None else grouped.first_files[i]
                 side, channels = image_header(self.root / first)
-            except Exception:  # any unreadable file is passed over here, and skipped on read
+            except Exception as err:  # an unreadable file is passed over here, skipped on read
+                why = why or f"{first}: {type(err).__name__}: {err}"
                 continue
             sides.append(side)
             counts.append(channels)
-        return sides, counts
+        return sides, counts, why
 
     @property
     def item_shape(self) -> tuple[int, int, int]:
@@ -1040,12 +1037,10 @@ def decode_pixels(
     if region is not None:  # the region, in pixels of the image as decoded (a draft's scale)
         scale = min(image.size) / full
         top, left, side = (value * scale for value in region)
-        box = (left, top, left + side, top + side)
-        image = image.resize((size, size), Image.Resampling.BILINEAR, box=box)
-    elif image.size != (size, size):
-        # Resize the central square straight to size: shorter side to size, then crop.
+    else:  # the centre square, resized straight to size
         side = min(image.size)
         left, top = (image.width - side) / 2, (image.height - side) / 2
+    if region is not None or image.size != (size, size):
         box = (left, top, left + side, top + side)
         image = image.resize((size, size), Image.Resampling.BILINEAR, box=box)
     if not wide_gray:

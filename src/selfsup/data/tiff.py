@@ -448,8 +448,6 @@ def _page_window(page: Any, window: _Window) -> np.ndarray:
                 f"data under this region runs to {offsets[index] + counts[index]:,}"
             )
         segment, (plane, _, row, column, _), _ = decode(data, index, jpegtables=key.jpegtables)
-        if segment is None:
-            continue
         segment = segment[0]  # (rows, columns, samples) of its first (only) depth
         rows_in = slice(max(row, top), min(row + segment.shape[0], top + height))
         cols_in = slice(max(column, left), min(column + segment.shape[1], left + width))
