@@ -200,6 +200,11 @@ class PretrainConfig(BaseModel):
             size, each an item named ``FILE@xLEFT_yTOP`` and read at the training side (a
             TIFF's from the part of the file under it alone); labels of files label their
             tiles, and evaluation holds an image's tiles out together. The run keeps it.
+        scan_window: images: scans (DICOM, NIfTI) shown through this window of their values,
+            ``LOW,HIGH`` in the scan's units (a CT's Hounsfield units: ``-160,240`` for soft
+            tissue, ``-1000,400`` for lungs; a radiologist's level 40 and width 400 is
+            ``-160,240``), instead of each DICOM file's own window or each volume's
+            percentiles. The run keeps it.
         event_lead: series labelled by a ``--labels`` events table: the time before events
             labelled ``before LABEL`` too, the warning signs predictive maintenance looks
             for: ``3d`` before every event, or ``'bearing failure=3d,seal leak=36h'`` before
@@ -296,6 +301,7 @@ class PretrainConfig(BaseModel):
     channel_pattern: str | None = None
     pixel_bits: int | None = Field(default=None, ge=1, le=16)
     tile: int | None = Field(default=None, ge=16)
+    scan_window: str | None = None
     categorical_columns: list[str] | None = None
     numeric_columns: list[str] | None = None
     drop_columns: list[str] = Field(default_factory=list)
@@ -318,6 +324,16 @@ class PretrainConfig(BaseModel):
         if v is not None and v < 1:
             raise ValueError("must be at least 1")
         return v
+
+    @field_validator("scan_window")
+    @classmethod
+    def _scan_window(cls, v: str | None) -> str | None:
+        from selfsup.data.volumes import parse_window
+
+        if v is None:
+            return None
+        low, high = parse_window(v)
+        return f"{low:g},{high:g}"
 
     @field_validator("window", "window_stride", mode="before")
     @classmethod

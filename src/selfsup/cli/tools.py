@@ -259,7 +259,9 @@ def anomalies(
     where = ""
     if images is not None:
         hit = set(images[report.table["flagged"].to_numpy(bool)].tolist())
-        where = f", in {len(hit):,} of {len(set(images.tolist())):,} images"
+        slices = report.table["id"].astype(str).str.contains(r"@z\d+$").any()
+        kind = "volumes" if slices else "images"
+        where = f", in {len(hit):,} of {len(set(images.tolist())):,} {kind}"
     console.print(
         f"scores ({report.reference}) written to {out}; {flagged:,} of {len(report.table):,} "
         f"flagged above {report.threshold:.4g}{where}"

@@ -577,3 +577,23 @@ def by_length(source: Source, rows: np.ndarray) -> np.ndarray:
     rows = np.asarray(rows)
     keys = source.length_keys(rows)
     return rows if keys is None else rows[np.argsort(keys, kind="stable")]
+
+
+def block_order(group_of: np.ndarray, window: int, seed: int, epoch: int) -> np.ndarray:
+    """An epoch's order of items read in blocks (``group_of[i]``: item i's row group): the
+    groups in a random order, and the items of each ``window`` consecutive ones shuffled
+    together, so a batch touches a few groups and each is read about once an epoch.
+
+    Example:
+        >>> order = block_order(np.array([0, 0, 1, 1, 2, 2]), 1, seed=0, epoch=0)
+        >>> sorted(order.tolist()), [set((order[k : k + 2] // 2).tolist()) for k in (0, 2, 4)]
+        ([0, 1, 2, 3, 4, 5], [{2}, {0}, {1}])
+    """
+    rng = np.random.default_rng([seed, epoch])
+    groups = rng.permutation(int(group_of.max()) + 1 if len(group_of) else 0)
+    members = np.split(np.argsort(group_of, kind="stable"), np.cumsum(np.bincount(group_of))[:-1])
+    parts = [
+        rng.permutation(np.concatenate([members[g] for g in groups[w : w + window]]))
+        for w in range(0, len(groups), window)
+    ]
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)

@@ -129,9 +129,12 @@ def dicom_patient(file: str | os.PathLike | BinaryIO) -> str | None:
     return (str(value).strip() or None) if value is not None else None
 
 
-def read_dicom(file: str | os.PathLike | BinaryIO) -> Image.Image:
+def read_dicom(
+    file: str | os.PathLike | BinaryIO, window: tuple[float, float] | None = None
+) -> Image.Image:
     """The image in ``file``: gray as a PIL image of mode "F" in [0, 1] (modality transform,
-    then the file's window or its percentiles; ``MONOCHROME1`` inverted), colour as "RGB".
+    then ``window`` (low, high: ``--scan-window``) where given, else the file's window or
+    its percentiles; ``MONOCHROME1`` inverted), colour as "RGB".
 
     Raises:
         ValueError: not DICOM, no image in it, pixel data that cannot be decoded (the
@@ -156,7 +159,7 @@ def read_dicom(file: str | os.PathLike | BinaryIO) -> Image.Image:
     values = np.asarray(apply_modality_lut(pixels, data), dtype=np.float64)
     if not np.isfinite(values).all():
         raise ValueError("the image holds NaN or infinite pixels")
-    low, high = _window(data, values)
+    low, high = window or _window(data, values)
     scaled = np.clip((values - low) / (high - low), 0.0, 1.0).astype(np.float32)
     if str(data.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1":
         scaled = 1.0 - scaled

@@ -463,21 +463,23 @@ def first_file(root: str | os.PathLike, suffixes: tuple[str, ...]) -> Path | Non
     return None
 
 
-#: The place of a tile at the end of its id (``scene.tif@x512_y1024``: left 512, top 1024).
-TILE_PLACE = re.compile(r"@x(\d+)_y(\d+)$")
+#: The place of a part of a file at the end of its id: a tile's (``scene.tif@x512_y1024``:
+#: left 512, top 1024), a volume's slice's (``ct.nii.gz@z40``).
+ITEM_PLACE = re.compile(r"@(?:x(\d+)_y(\d+)|z(\d+))$")
 
 
 def tile_images(ids: Sequence[str]) -> np.ndarray | None:
-    """The image of each tile id (``scene.tif@x512_y1024`` -> ``scene.tif``; an image read
-    whole, smaller than a tile, is its own); None where no id is a tile.
+    """The image of each tile or slice id (``scene.tif@x512_y1024`` -> ``scene.tif``,
+    ``ct.nii.gz@z40`` -> ``ct.nii.gz``; an image read whole, smaller than a tile, is its
+    own); None where no id is a part of a file.
 
     Example:
-        >>> tile_images(["a.tif@x0_y0", "a.tif@x256_y0", "small.png"]).tolist()
-        ['a.tif', 'a.tif', 'small.png']
+        >>> tile_images(["a.tif@x0_y0", "a.tif@x256_y0", "small.png", "ct.nii@z3"]).tolist()
+        ['a.tif', 'a.tif', 'small.png', 'ct.nii']
         >>> tile_images(["a.png", "b.png"]) is None
         True
     """
-    images = [TILE_PLACE.sub("", item) for item in ids]
+    images = [ITEM_PLACE.sub("", item) for item in ids]
     if not any(image != item for image, item in zip(images, ids, strict=True)):
         return None
     return np.asarray(images, dtype=object)

@@ -36,6 +36,7 @@ from selfsup.data.base import (
     EmptySourceError,
     ItemReadError,
     Source,
+    block_order,
     unit_items,
 )
 from selfsup.data.dicom import (
@@ -70,6 +71,15 @@ from selfsup.data.tiff import (
     tiff_header,
     tiff_stored_maximum,
 )
+from selfsup.data.volumes import (
+    CACHE_BYTES,
+    VOLUME_EXTENSIONS,
+    is_compressed,
+    is_volume,
+    parse_window,
+    read_plane,
+    volume_layout,
+)
 
 T = TypeVar("T")
 # HEIC and HEIF photos (what phones save by default) open in Pillow through pillow-heif, whose
@@ -82,7 +92,7 @@ pillow_heif.register_heif_opener()
 #: File suffixes read as images, compared case-insensitively.
 IMAGE_EXTENSIONS = (
     ".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".heic",
-    ".heif", ".avif", *DICOM_EXTENSIONS,
+    ".heif", ".avif", *DICOM_EXTENSIONS, *VOLUME_EXTENSIONS,
 )  # fmt: skip
 #: What a folder scan lists as images: those suffixes, and DICOM files without one (a PACS
 #: export's ``IM000001``), found by their marker.
@@ -167,6 +177,16 @@ class ImageFolderSource(Source):
             table naming files) is the label of each of its tiles; a table naming tiles
             (``scene.tif@x512_y1024``: what ``select`` picks) labels tiles. Tiles of one image
             are held out together in ``evaluate``'s split (``split_groups`` "images").
+        scan_window: show scans (DICOM, NIfTI) through this window of their values (``LOW,HIGH``
+            in their units, a CT's Hounsfield units; ``--scan-window``) instead of each
+            DICOM file's window or each volume's percentiles.
+
+    NIfTI volumes (``.nii``, ``.nii.gz``: a CT, an MR) are cut into their axial slices, each
+    an item named ``FILE@zK``, read as :mod:`selfsup.data.volumes` says (oriented as a
+    radiologist looks at them, one window per volume); labels of a volume label its slices,
+    a table naming slices labels slices, and a volume's slices are held out together. First-
+    level folders each holding one scan's volumes (a folder per patient) are not classes
+    (:func:`scan_folders`).
 
     Raises:
         FileNotFoundError: ``root`` does not exist.
@@ -189,6 +209,7 @@ class ImageFolderSource(Source):
         channel_pattern: str | None = None,
         pixel_bits: int | None = None,
         tile: int | None = None,
+        scan_window: str | tuple[float, float] | None = None,
     ) -> None:
         self.root = Path(root)
         if not self.root.exists():
@@ -208,6 +229,8 @@ class ImageFolderSource(Source):
             )
         self.name = str(self.root)
         self.reads_files = True
+        self.tile = tile
+        self.scan_window = None if scan_window is None else parse_window(scan_window)
         self.index, self.index_note = index_folder(self.root, IMAGE_FILES, index)
         self._ids = self.index.files
         if not self._ids:
@@ -222,13 +245,13 @@ class ImageFolderSource(Source):
             self._ids = self.channel_files.ids
             channels = len(self.channel_files.channels)
             self.index_note = "; ".join(filter(None, [self.index_note, self.channel_files.note()]))
-        #: Of tiles (``tile``): each item's file (a position in ``files``) and its square
-        #: (top, left, side); None where items are whole files.
-        self.tiles: tuple[np.ndarray, np.ndarray] | None = None
+        #: Where items are parts of files (slices of volumes, tiles): each one's file, slice
+        #: and square; None where every item is a whole file.
+        self.places: Places | None = None
         self.files: list[str] = list(self._ids)
-        if tile is not None:
-            self._cut(tile)
-            image_size = tile if image_size is None else image_size
+        if tile is not None or any(is_volume(rel) for rel in self.files):
+            self._split(tile)
+            image_size = tile if image_size is None and tile is not None else image_size
         self._find_labels(labels_file, label_column, id_column)
         if image_size is None or channels is None:
             sides, counts = self._sample_headers()
@@ -247,53 +270,93 @@ class ImageFolderSource(Source):
         """Read items at ``side`` pixels from now on (training reads at its own side)."""
         self.image_size = int(side)
 
-    def _cut(self, tile: int) -> None:
-        """Make the items tiles of ``tile`` pixels (:func:`tile_grid`), from every file's
-        header; a file whose header cannot be read is one item, skipped as unreadable when
-        read. Of a GeoTIFF with a pyramid and a no-data value (a satellite scene's edges),
-        tiles without any data on its small level are left out (:func:`tiff_data_overview`).
-        """
-        owners, squares, ids = [], [], []
-        small = cut = empty = 0
-        sizes, overviews = [], []
+    def _split(self, tile: int | None) -> None:
+        """Make the items the slices of every volume (:mod:`selfsup.data.volumes`) and, with
+        ``tile``, the tiles of ``tile`` pixels of every other image (:func:`tile_grid`),
+        from the files' headers; a file whose header cannot be read is one item, skipped as
+        unreadable when read. Of a GeoTIFF with a pyramid and a no-data value (a satellite
+        scene's edges), tiles without any data on its small level are left out
+        (:func:`tiff_data_overview`)."""
+        owners, planes, squares, ids = [], [], [], []
+        small = cut = empty = volumes = slices = 0
+        self._volume_bytes: dict[int, int] = {}  # a compressed volume's decompressed size
+        what = "cut them into slices" if tile is None else "cut them into tiles"
         # A phone's HEIC header takes 13 ms: a library of 200,000 is 40 minutes to cut, said.
-        with activity(f"reading the sizes of {len(self.files):,} images to cut them into tiles"):
-            for rel in self.files:
-                try:
-                    sizes.append(image_dimensions(self.root / rel)[:2])
-                except Exception:  # an unreadable file is passed over, and skipped on read
-                    sizes.append((0, 0))
-                overviews.append(_data_overview(self.root / rel, tile))
-        for position, rel in enumerate(self.files):
-            (width, height), overview = sizes[position], overviews[position]
-            grid = tile_grid(width, height, tile)
-            small += bool(width and not grid)
-            if grid and overview is not None:
-                kept = [corner for corner in grid if _holds_data(overview, corner, tile)]
-                empty += len(grid) - len(kept)
-                if not kept:
-                    continue  # no data anywhere: nothing to learn from
-                grid = kept
-            cut += bool(grid)
-            if not grid:  # smaller than a tile, or unreadable: the whole file
-                owners.append(position)
-                squares.append((0, 0, 0))
-                ids.append(rel)
-                continue
-            owners += [position] * len(grid)
-            squares += [(top, left, tile) for top, left in grid]
-            ids += [f"{rel}@x{left}_y{top}" for top, left in grid]
-        self.tiles = (np.asarray(owners, np.int64), np.asarray(squares, np.int64).reshape(-1, 3))
+        with activity(f"reading the sizes of {len(self.files):,} images to {what}"):
+            for position, rel in enumerate(self.files):
+                path = self.root / rel
+                if is_volume(rel):
+                    try:
+                        layout = volume_layout(path)
+                    except Exception:  # an unreadable file is passed over, skipped on read
+                        count = 1
+                    else:
+                        count = layout.planes
+                        if is_compressed(rel):
+                            self._volume_bytes[position] = layout.nbytes
+                    volumes += count > 1
+                    slices += count if count > 1 else 0
+                    owners += [position] * count
+                    planes += list(range(count)) if count > 1 else [0]
+                    squares += [(0, 0, 0)] * count
+                    ids += [f"{rel}@z{k}" for k in range(count)] if count > 1 else [rel]
+                    continue
+                grid: list[tuple[int, int]] = []
+                if tile is not None:
+                    try:
+                        width, height = image_dimensions(path)[:2]
+                    except Exception:  # an unreadable file is passed over, skipped on read
+                        width = height = 0
+                    grid = tile_grid(width, height, tile)
+                    small += bool(width and not grid)
+                    overview = _data_overview(path, tile) if grid else None
+                    if overview is not None:
+                        kept = [corner for corner in grid if _holds_data(overview, corner, tile)]
+                        empty += len(grid) - len(kept)
+                        if not kept:
+                            continue  # no data anywhere: nothing to learn from
+                        grid = kept
+                cut += bool(grid)
+                if not grid:  # not cut, smaller than a tile, or unreadable: the whole file
+                    grid, named = [(0, 0)], [rel]
+                    side = 0
+                else:
+                    named = [f"{rel}@x{left}_y{top}" for top, left in grid]
+                    side = tile or 0
+                owners += [position] * len(grid)
+                planes += [-1] * len(grid)
+                squares += [(top, left, side) for top, left in grid]
+                ids += named
+        self.places = Places(
+            np.asarray(owners, np.int64),
+            np.asarray(planes, np.int64),
+            np.asarray(squares, np.int64).reshape(-1, 3),
+        )
         self._ids = ids
-        whole = len(owners) - int((self.tiles[1][:, 2] > 0).sum())
-        note = f"{cut:,} image(s) cut into {len(ids) - whole:,} tiles of {tile} pixels"
+        notes = []
+        if volumes:
+            notes.append(f"{volumes:,} volume(s) cut into {slices:,} slices")
+        if tile is not None:
+            tiles = int((self.places.square[:, 2] > 0).sum())
+            notes.append(f"{cut:,} image(s) cut into {tiles:,} tiles of {tile} pixels")
         if small:
-            note += f"; {small:,} smaller than a tile read whole (their centre square)"
+            notes.append(f"{small:,} smaller than a tile read whole (their centre square)")
         if empty:
-            note += f"; {empty:,} tiles without data (GDAL_NODATA) left out"
-        self.index_note = "; ".join(filter(None, [self.index_note, note]))
+            notes.append(f"{empty:,} tiles without data (GDAL_NODATA) left out")
+        self.index_note = "; ".join(filter(None, [self.index_note, *notes]))
         if not ids:
             raise EmptySourceError(f"{self.root}: every tile of its images is without data")
+
+    def epoch_order(self, seed: int, epoch: int) -> np.ndarray:
+        """A seeded permutation; where compressed volumes are read (``.nii.gz``), the files
+        in a random order and the items of as many consecutive files as a process keeps
+        decompressed (``CACHE_BYTES``) shuffled together, so each volume is decompressed
+        about once an epoch (as packed shards are read)."""
+        if self.places is None or not getattr(self, "_volume_bytes", None):
+            return super().epoch_order(seed, epoch)
+        largest = max(self._volume_bytes.values())
+        window = int(max(1, CACHE_BYTES // max(1, largest)))
+        return block_order(self.places.owner, window, seed, epoch)
 
     def _tile_labels(
         self,
@@ -303,7 +366,7 @@ class ImageFolderSource(Source):
     ) -> FolderLabels | None:
         """The labels of a table naming tiles (``scene.tif@x512_y1024``, as ``select`` picks
         them); None where the items are not tiles, no table is given, or it names files."""
-        if self.tiles is None or (labels_file is None and metadata_file(self.root) is None):
+        if self.places is None or (labels_file is None and metadata_file(self.root) is None):
             return None
         try:
             found = folder_labels(self.root, self._ids, labels_file, label_column, id_column)
@@ -335,17 +398,19 @@ class ImageFolderSource(Source):
         )
         by_folder = found.note is not None and found.note.startswith(SUBFOLDER_NOTE)
         folders = found.labels if by_folder else (subfolder_labels(named) or (None, None))[1]
-        patients = None if folders is None else patient_folders(self.root, named, folders)
+        patients = None
+        if folders is not None:
+            patients = patient_folders(self.root, named, folders) or scan_folders(named, folders)
         if patients is not None:  # a hospital's export: a folder per patient
             self.split_groups = "patients"
             if by_folder:
                 found = FolderLabels(note=patients)
         else:  # a phone's import by day: a day's photos are near copies of one another
             self.split_groups = dated_folders(named)
-        if self.tiles is not None:
+        if self.places is not None:
             self.split_groups = self.split_groups or "images"  # an image's tiles: one scene
-            if tiled is None:  # the labels of files: those of their tiles
-                found = _of_tiles(found, self.tiles[0])
+            if tiled is None:  # the labels of files: those of their tiles and slices
+                found = _of_tiles(found, self.places.owner)
         self.labels, self.classes, self.partial_labels = found.labels, found.classes, found.partial
         self.labels_note, self.warning = found.note, found.warning
 
@@ -431,20 +496,27 @@ class ImageFolderSource(Source):
         try:
             if self.channel_files is not None:
                 return self.channel_files.read(self.root, index, self.image_size, self.pixel_bits)
-            file = item
-            if self.tiles is not None:
-                owner, squares = self.tiles
-                top, left, side = (int(v) for v in squares[index])
-                file, region = self.files[owner[index]], (top, left, side) if side else None
+            file, plane = item, None
+            if self.places is not None:
+                top, left, side = (int(v) for v in self.places.square[index])
+                file, region = self.files[self.places.owner[index]], (top, left, side)
+                region = region if side else None
+                plane = int(self.places.plane[index]) if self.places.plane[index] >= 0 else None
             return read_pixels(
-                self.root / file, self.image_size, self.channels, self.pixel_bits, region
+                self.root / file,
+                self.image_size,
+                self.channels,
+                self.pixel_bits,
+                region,
+                plane,
+                self.scan_window,
             )
         except CODE_ERRORS:
             raise
         except Exception as err:  # a bad file can fail in any of the ways a decoder can fail
             reason = f"cannot read image: {type(err).__name__}: {err}"
             if isinstance(err, Image.DecompressionBombError) or _BOMB in str(err):
-                reason += _TILES_HINT if self.tiles is None else _TILED_TIFF_HINT
+                reason += _TILES_HINT if self.tile is None else _TILED_TIFF_HINT
             raise ItemReadError(item, reason) from err
 
 
@@ -556,6 +628,35 @@ class ChannelFiles:
         return said
 
 
+def scan_folders(files: Sequence[str], codes: np.ndarray) -> str | None:
+    """Why the first-level folders of ``files`` (coded by ``codes``) are not classes where
+    they hold a scan's volumes each (a folder per patient or study): three folders at
+    least, every folder's files volumes, and either one in each or the same names in each
+    once the folder's own name is taken out of them (``ct.nii.gz``; BraTS's
+    ``CASE/CASE_flair.nii.gz``...); else None. A class of one volume teaches nothing.
+
+    Example:
+        >>> files = [f"p{i}/ct.nii.gz" for i in range(3)]
+        >>> scan_folders(files, np.array([0, 1, 2]))[:40]
+        'no classes: the 3 first-level folders ea'
+        >>> scan_folders(["a/1.nii", "a/2.nii", "b/3.nii", "c/4.nii"], np.array([0, 0, 1, 2]))
+    """
+    present = np.unique(codes)
+    if len(present) < 3 or not all(is_volume(f) for f in files):
+        return None
+    names: dict[int, set[str]] = {}
+    for file, code in zip(files, codes, strict=True):
+        folder, _, rest = file.partition("/")
+        names.setdefault(int(code), set()).add(rest.replace(folder, ""))
+    one_each = all(len(held) == 1 for held in names.values())
+    if not one_each and len({frozenset(held) for held in names.values()}) > 1:
+        return None
+    return (
+        f"no classes: the {len(present):,} first-level folders each hold one scan's volumes "
+        "(evaluation splits by them); --labels FILE labels the scans"
+    )
+
+
 def patient_folders(root: Path, files: Sequence[str], codes: np.ndarray) -> str | None:
     """Why the first-level folders of ``files`` (coded by ``codes``) are not classes where
     they are a hospital's patient folders: the DICOM files sampled in each (up to
@@ -646,9 +747,26 @@ def _holds_data(
     return bool(mask[rows, cols].any())
 
 
+@dataclass
+class Places:
+    """Where a source's items are parts of its files (the slices of volumes, the tiles of
+    ``--tile``), one row per item.
+
+    Attributes:
+        owner: each item's file (a position in the source's ``files``), nondecreasing.
+        plane: its slice of a volume; -1 for a 2-D image.
+        square: its square (top, left, side) in pixels of the upright image at full size;
+            side 0 for a whole image (its centre square) or a slice.
+    """
+
+    owner: np.ndarray
+    plane: np.ndarray
+    square: np.ndarray
+
+
 def _of_tiles(found: FolderLabels, owner: np.ndarray) -> FolderLabels:
-    """The labels of files (``found``) as labels of their tiles (``owner``: each tile's
-    file, nondecreasing)."""
+    """The labels of files (``found``) as labels of their tiles or slices (``owner``: each
+    item's file, nondecreasing)."""
     if found.labels is not None:
         found.labels = found.labels[owner]
     if found.partial is not None:
@@ -705,6 +823,9 @@ def image_dimensions(file: str | os.PathLike | BinaryIO) -> tuple[int, int, int]
         width, height, gray = dicom_header(file)
         return width, height, 1 if gray else 3
 
+    def volume(file: str | os.PathLike) -> tuple[int, int, int]:
+        return (*volume_layout(file).size, 1)
+
     def pillow(file: str | os.PathLike | BinaryIO) -> tuple[int, int, int]:
         with Image.open(file) as image:
             width, height = image.size
@@ -712,23 +833,29 @@ def image_dimensions(file: str | os.PathLike | BinaryIO) -> tuple[int, int, int]
                 width, height = height, width
             return width, height, 1 if image.mode in GRAY_MODES else 3
 
-    return by_format(file, dicom, tiff_header, pillow)
+    return by_format(file, dicom, tiff_header, volume, pillow)
 
 
 def by_format(
     file: str | os.PathLike | BinaryIO,
     dicom: Callable[[Any], T],
     tiff: Callable[[Any], T],
+    volume: Callable[[Any], T],
     pillow: Callable[[Any], T],
 ) -> T:
     """``dicom(file)`` for a DICOM file (its preamble may hold a TIFF header), ``tiff(file)``
     for a TIFF unless it is one :mod:`selfsup.data.tiff` leaves to PIL
-    (:class:`TiffForPillow`), else ``pillow(file)``: the one place a reader picks its format.
+    (:class:`TiffForPillow`), ``volume(file)`` for a NIfTI volume, else ``pillow(file)``: the
+    one place a reader picks its format.
 
     Example:
-        >>> by_format("a.png", str.upper, str.lower, len)
+        >>> by_format("a.png", str.upper, str.lower, str.title, len)
         5
+        >>> by_format("ct.nii.gz", str.upper, str.lower, str.title, len)
+        'Ct.Nii.Gz'
     """
+    if is_volume(file):
+        return volume(file)
     if is_dicom(file):
         return dicom(file)
     if is_tiff(file):
@@ -760,12 +887,17 @@ def read_pixels(
     channels: int,
     bits: int | None = None,
     region: Region | None = None,
+    plane: int | None = None,
+    window: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """The image in ``file`` (a path or a binary stream) as an (H, W[, C]) array of side
     ``size`` with ``channels`` channels: its centre square, or the square ``region`` (top,
     left, side in pixels of the upright image at full size: a tile). TIFFs are read through
     :mod:`selfsup.data.tiff` (float32; of a region, only the strips or tiles under it),
-    DICOM and other formats through :func:`decode_pixels`. Gray and colour convert into
+    DICOM and other formats through :func:`decode_pixels`; of a NIfTI volume, slice
+    ``plane`` (by default its middle one, :mod:`selfsup.data.volumes`). A scan's values
+    (DICOM, NIfTI) are shown through ``window`` (low, high in its units) where given, else
+    its own window or percentiles. Gray and colour convert into
     each other; other counts must match. Integer pixels wider than 8 bits are divided by
     ``2**bits - 1`` where ``bits`` (their significant bits, :func:`significant_bits`) is
     given, else by their file's bit depth.
@@ -793,8 +925,9 @@ def read_pixels(
         raise ValueError("the file is empty (0 bytes)")
     return by_format(
         file,
-        lambda f: decoded(read_dicom(f)),  # decoded to [0, 1] by the file's window
+        lambda f: decoded(read_dicom(f, window)),  # decoded to [0, 1] by its window
         lambda f: _conform_channels(read_tiff(f, size, bits, region), channels),
+        lambda f: decoded(read_plane(f, plane, window)),  # to [0, 1] over its volume
         lambda f: decoded(open_whole(f)),
     )
 
@@ -922,7 +1055,7 @@ def stored_maximum(file: str | os.PathLike | BinaryIO) -> int | None:
         low, high = int(values.min()), int(values.max())
         return high if low >= 0 and high <= 65535 else None  # others span their own range
 
-    return by_format(file, lambda _: None, tiff_stored_maximum, pillow)
+    return by_format(file, lambda _: None, tiff_stored_maximum, lambda _: None, pillow)
 
 
 def significant_bits(maxima: Sequence[int]) -> int | None:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from selfsup.data.base import Batch, Parts, Source
-from selfsup.data.folders import TILE_PLACE
+from selfsup.data.folders import ITEM_PLACE
 
 #: The seed of the named datasets' train/test splits.
 SPLIT_SEED = 0
@@ -154,7 +154,7 @@ def split_group_ids(ids: Sequence[str], name: str, kind: str | None) -> np.ndarr
         ['P1', 'P2']
     """
     if kind == "images":  # tiles (scene.tif@x512_y1024): their image
-        return np.array([TILE_PLACE.sub("", item) for item in ids], dtype=object)
+        return np.array([ITEM_PLACE.sub("", item) for item in ids], dtype=object)
     return period_groups(ids) if kind == "periods" else folder_groups(ids, name)
 
 

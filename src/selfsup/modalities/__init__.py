@@ -210,6 +210,7 @@ def train_test_sources(
     labels = require_labels(source, "evaluation")
     groups = None
     what = source.split_groups or "folders"
+    few = ""  # groups too few to hold some out whole: said where items are split instead
     if split_by == "folder" or (split_by == "auto" and source.split_groups):
         groups = split_group_ids(source.ids, source.name, source.split_groups)
     if split_by == "auto":  # by group where there are groups enough to hold some out
@@ -218,6 +219,8 @@ def train_test_sources(
         if not enough and source.split_groups == "units":  # too few machines: split by time
             groups, what = period_groups(source.ids), "periods"
             enough = len(set(groups)) >= least
+        if groups is not None and not enough:
+            few = f"too few {what} ({len(set(groups))}) to hold {what} out whole"
         split_by = "folder" if enough else "item"
     if split_by == "folder" and groups is not None:
         fit, held_out = stratified_group_split(labels, groups, test_fraction)
@@ -225,7 +228,7 @@ def train_test_sources(
         sides = [f"{n:,} {what[:-1] if n == 1 else what}" for n in counts]  # 1 unit
     elif split_by == "item":
         fit, held_out = stratified_split(labels, test_fraction)
-        sides = ["", ""]
+        sides = ["", f"items: {few}" if few else ""]
     elif split_by == "time":
         found = source.times()
         if found is None:

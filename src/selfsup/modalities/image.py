@@ -123,6 +123,7 @@ class ImageModality(Modality):
             "channel_pattern",
             "pixel_bits",
             "tile",
+            "scan_window",
             *LABEL_OPTIONS,
         }
     )
@@ -146,8 +147,10 @@ class ImageModality(Modality):
         hub = hub_files(spec)
         if hub is not None:
             refuse_labels_table(spec, options)
-            if options.get("tile") is not None:
-                raise ValueError(f"{spec}: --tile cuts the image files of a folder")
+            for option in ("tile", "scan_window"):
+                if options.get(option) is not None:
+                    flag = option.replace("_", "-")
+                    raise ValueError(f"{spec}: --{flag} is for the image files of a folder")
             hub_options = ("image_size", "channels", "pixel_bits", "label_column", "id_column")
             return HubImageSource(spec, **{k: v for k, v in options.items() if k in hub_options})
         path = Path(spec).expanduser()
@@ -160,7 +163,7 @@ class ImageModality(Modality):
         )
         if packed is not None:  # shards of encoded files: read as they were written
             kind, keeps = packed
-            for option in ("labels", "channel_pattern", "tile"):
+            for option in ("labels", "channel_pattern", "tile", "scan_window"):
                 if options.get(option) is not None:
                     flag = option.replace("_", "-")
                     raise ValueError(f"{spec}: {keeps}; --{flag} is for a folder's files")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from selfsup.core.files import atomic_path
-from selfsup.data.folders import TILE_PLACE
+from selfsup.data.folders import ITEM_PLACE
 
 
 def pyplot() -> Any:
@@ -66,13 +66,19 @@ def short_id(item_id: str, width: int = CAPTION_CHARS) -> str:
         ('pump-07@2025-03-04', '…mp-07@03-04 06:30')
         >>> short_id("scene3.tif@x512_y256"), short_id("s2/T31UDQ_B04.tif@x10240_y512")
         ('scene3@x512_y256', '…Q_B04@x10240_y512')
+        >>> short_id("scans/patient007/ct.nii.gz@z40")
+        'patient007/ct@z40'
     """
     if len(item_id) <= width:
         return item_id
     unit, at, start = item_id.rpartition("@")
-    if at and TILE_PLACE.search(item_id):
-        stem = unit.rsplit("/", 1)[-1].rsplit(".", 1)[0]
+    if at and ITEM_PLACE.search(item_id):
+        folders, _, name = unit.rpartition("/")
+        stem = name.removesuffix(".gz").rsplit(".", 1)[0]
         room = width - len(start) - 1
+        parent = folders.rsplit("/", 1)[-1]
+        if parent and len(parent) + 1 + len(stem) <= room:  # patient007/ct@z40
+            return f"{parent}/{stem}@{start}"
         if len(stem) <= room:
             return f"{stem}@{start}"
         return f"…{stem[-(room - 1) :] if room > 1 else ''}@{start}"

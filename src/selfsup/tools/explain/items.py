@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from selfsup.data.base import Source
-from selfsup.data.folders import TILE_PLACE
+from selfsup.data.folders import ITEM_PLACE
 from selfsup.data.image_folder import (
     IMAGE_EXTENSIONS,
     bits_of,
@@ -16,6 +16,7 @@ from selfsup.data.image_folder import (
     item_tensor,
     read_pixels,
 )
+from selfsup.data.volumes import is_volume, parse_window, volume_header
 from selfsup.modalities.image import conform_images
 from selfsup.run import Run
 
@@ -53,11 +54,22 @@ def resolve_item(run: Run, spec: str) -> tuple[torch.Tensor, str, Source | None,
         return batch.items[0], str(ids[row]), source, row
     path = Path(spec)
     tiled = run.data_options.get("tile")
-    image = path.parent / TILE_PLACE.sub("", path.name)
-    if tiled and not path.exists() and image != path and image.is_file():
-        return _item_in_folder(spec, run, path)  # a tile, FILE@xLEFT_yTOP
+    image = path.parent / ITEM_PLACE.sub("", path.name)
+    if not path.exists() and image != path and image.is_file():
+        return _item_in_folder(spec, run, path)  # a tile FILE@xLEFT_yTOP, a slice FILE@zK
     if not path.is_file():
         raise FileNotFoundError(f"{spec}: no such file; give a file or DATA#KEY")
+    if is_volume(path):
+        try:
+            planes = volume_header(path)[2]
+        except Exception as err:  # a bad file can fail in any of the ways a reader can fail
+            raise ValueError(f"{spec}: cannot read volume: {err}") from err
+        if planes > 1:
+            raise ValueError(
+                f"{spec}: a volume is read as its {planes:,} slices; name one as {spec}@zK "
+                f"(K from 0 to {planes - 1}), as embed and select name them"
+            )
+        return _item_in_folder(spec, run, path)
     channel_files = run.data_options.get("channel_pattern")
     if tiled and path.suffix.lower() in IMAGE_EXTENSIONS:
         raise ValueError(
@@ -72,7 +84,10 @@ def resolve_item(run: Run, spec: str) -> tuple[torch.Tensor, str, Source | None,
         try:
             side = wanted.get("image_size") or image_header(path)[0]
             bits = run.data_options.get("pixel_bits") or bits_of([path])[0]
-            pixels = read_pixels(path, side, wanted.get("in_channels", 1), bits)
+            window = run.data_options.get("scan_window")
+            window = None if window is None else parse_window(window)
+            channels = wanted.get("in_channels", 1)
+            pixels = read_pixels(path, side, channels, bits, window=window)
         except Exception as err:  # a bad file can fail in any of the ways a decoder can fail
             raise ValueError(f"{spec}: cannot read image: {err}") from err
         return item_tensor(pixels), path.as_posix(), None, None
@@ -83,7 +98,7 @@ def _item_in_folder(
     spec: str, run: Run, path: Path
 ) -> tuple[torch.Tensor, str, Source | None, int | None]:
     """The item ``path`` names in its folder: an audio file, one channel's file of a run on
-    channel files, or a tile (``scene.tif@x512_y1024``)."""
+    channel files, a tile (``scene.tif@x512_y1024``) or a volume's slice (``ct.nii@z40``)."""
     source = run.open(path.parent)
     ids = list(source.ids)
     grouped = getattr(source, "channel_files", None)
@@ -91,11 +106,12 @@ def _item_in_folder(
     if grouped is not None:  # the image whose channel files hold this one
         key = next((i for i, files in zip(ids, grouped.files, strict=True) if key in files), key)
     if key not in ids:
-        file = TILE_PLACE.sub("", key)
-        tiles = [i for i in ids if i != file and TILE_PLACE.sub("", i) == file]
-        if tiles:  # a tile off the image's grid
+        file = ITEM_PLACE.sub("", key)
+        tiles = [i for i in ids if i != file and ITEM_PLACE.sub("", i) == file]
+        if tiles:  # a tile off the image's grid, a slice past the volume's end
+            kind = "slice" if tiles[0].rpartition("@")[2].startswith("z") else "tile"
             raise ValueError(
-                f"{spec}: no such tile; {file}'s {len(tiles):,} tiles are {tiles[0]}, "
+                f"{spec}: no such {kind}; {file}'s {len(tiles):,} {kind}s are {tiles[0]}, "
                 f"{tiles[1] if len(tiles) > 1 else ''}... {tiles[-1]} (embed writes them all)"
             )
         raise ValueError(f"{spec}: not found among the items of {path.parent}")
