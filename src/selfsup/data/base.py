@@ -353,6 +353,27 @@ class Source(abc.ABC):
         (sources read in blocks, such as shards, shuffle block-wise instead)."""
         return np.random.default_rng([seed, epoch]).permutation(len(self))
 
+    def held_bytes(self) -> int:
+        """The bytes a process reading this source keeps besides the items it gives (the
+        decompressed volumes of a folder of scans), for the memory plan; 0 by default.
+
+        Example:
+            >>> Source.held_bytes(None)
+            0
+        """
+        return 0
+
+    def read_groups(self) -> np.ndarray | None:
+        """Each item's group of items read together cheaply and apart dearly (the slices of
+        a compressed volume: decompressing the volume is the cost), so that what is held
+        out to monitor training takes whole groups; None (the default): items read alone.
+
+        Example:
+            >>> Source.read_groups(None) is None
+            True
+        """
+        return None
+
     def sample_rows(self, limit: int) -> np.ndarray:
         """Up to ``limit`` evenly spaced rows, for statistics over the data."""
         return np.unique(np.linspace(0, len(self) - 1, min(limit, len(self))).astype(int))

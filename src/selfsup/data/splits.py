@@ -272,6 +272,13 @@ class SubsetSource(Source):
             return self._positions(self.source.epoch_order(seed, epoch))
         return super().epoch_order(seed, epoch)
 
+    def held_bytes(self) -> int:
+        return self.source.held_bytes()
+
+    def read_groups(self) -> np.ndarray | None:
+        whole = self.source.read_groups()
+        return None if whole is None else whole[self.indices]
+
     def sample_rows(self, limit: int) -> np.ndarray:
         if self._blocked("sample_rows"):
             rows = self._positions(self.source.sample_rows(limit))
@@ -294,18 +301,33 @@ class SubsetSource(Source):
         return Batch(batch.items, [positions[i] for i in batch.indices], batch.skipped)
 
 
-def held_out_rows(n: int, items: int, seed: int = 0) -> np.ndarray | None:
+def held_out_rows(
+    n: int, items: int, seed: int = 0, groups: np.ndarray | None = None
+) -> np.ndarray | None:
     """The sorted rows :func:`hold_out` holds out of ``n`` items (None: none held out); a
-    run's monitor items, which its encoder never trained on.
+    run's monitor items, which its encoder never trained on. Where items are read in
+    ``groups`` (:meth:`Source.read_groups`: the slices of a volume), whole groups are drawn
+    until they hold enough, and that many of their items are taken, spread evenly over them:
+    a measurement reads a few volumes, not a slice of each.
 
     Example:
         >>> held_out_rows(1000, 64)[:3].tolist(), held_out_rows(100, 64)
         ([13, 29, 68], None)
+        >>> volumes = np.repeat(np.arange(10), 100)  # ten volumes of 100 slices
+        >>> np.unique(volumes[held_out_rows(1000, 100, groups=volumes)]).size
+        1
     """
     count = min(items, n // 10)
     if count < 16:
         return None
-    return np.sort(np.random.default_rng([seed, 7919]).permutation(n)[:count])
+    rng = np.random.default_rng([seed, 7919])
+    if groups is None:
+        return np.sort(rng.permutation(n)[:count])
+    present, sizes = np.unique(groups, return_counts=True)
+    drawn = rng.permutation(len(present))
+    enough = int(np.searchsorted(np.cumsum(sizes[drawn]), count)) + 1
+    rows = np.flatnonzero(np.isin(groups, present[drawn[:enough]]))
+    return rows[np.unique(np.linspace(0, len(rows) - 1, count).astype(int))]
 
 
 def hold_out(source: Source, items: int, seed: int = 0) -> tuple[Source, Source | None]:
@@ -325,7 +347,7 @@ def hold_out(source: Source, items: int, seed: int = 0) -> tuple[Source, Source 
         >>> len(rest), len(held)
         (936, 64)
     """
-    held = held_out_rows(len(source), items, seed)
+    held = held_out_rows(len(source), items, seed, source.read_groups())
     if held is None:
         return source, None
     rest = np.setdiff1d(np.arange(len(source)), held)

@@ -236,6 +236,31 @@ def _window(image: Any, layout: VolumeLayout, sample: np.ndarray) -> tuple[float
     return (low, high) if high > low else (low, low + 1.0)
 
 
+def _stored_values(path: str | os.PathLike, image: Any, layout: VolumeLayout) -> np.ndarray:
+    """The stored values of the volume at ``path`` (nibabel's ``image`` of it): a compressed
+    one decompressed whole by libdeflate (through imagecodecs: 2 to 3 times as fast as the
+    zlib nibabel reads through), unless it declines the file (several gzip members, a
+    damaged stream), then by nibabel; an uncompressed one mapped.
+
+    Raises:
+        EOFError: the compressed data ends before the values do.
+    """
+    import imagecodecs
+
+    count = int(np.prod(layout.shape))
+    if is_compressed(path):
+        offset = int(image.dataobj.offset)  # where the values start (the header's own may say 0)
+        try:  # into the size the header gives (a file cut short would give its own)
+            data = imagecodecs.gzip_decode(Path(path).read_bytes(), out=offset + layout.nbytes)
+        except (imagecodecs.DeflateError, imagecodecs.GzipError, ValueError):
+            data = b""  # nibabel's reader says what is wrong
+        if len(data) >= offset + layout.nbytes:
+            dtype = image.header.get_data_dtype()
+            values = np.frombuffer(data, dtype, count=count, offset=offset)
+            return values.reshape(layout.shape, order="F")
+    return np.asanyarray(image.dataobj.get_unscaled()).reshape(layout.shape, order="A")
+
+
 def _open_volume(path: str | os.PathLike, cache_bytes: int) -> _Volume:
     """The volume at ``path`` ready to cut: a compressed one decompressed (unless larger
     than ``cache_bytes``), an uncompressed one mapped."""
@@ -258,7 +283,7 @@ def _open_volume(path: str | os.PathLike, cache_bytes: int) -> _Volume:
         sample = np.asarray(proxy[strided + (0,) * (len(proxy.shape) - 3)], dtype=np.float64)
     else:
         try:
-            stored = np.asanyarray(proxy.get_unscaled()).reshape(layout.shape, order="A")
+            stored = _stored_values(path, image, layout)
         except EOFError:
             raise VolumeError(
                 "the file is cut short: its compressed data ends before the volume's "

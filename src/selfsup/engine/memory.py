@@ -42,16 +42,20 @@ _GB = 2**30
 class MemoryPlan:
     """What a step needs: ``fixed`` bytes whatever the batch, ``per_item`` bytes of
     activations and ``loader_per_item`` bytes of loaded batches per item, and what is
-    ``available``."""
+    ``available``; ``data`` bytes the data's readers keep (decompressed volumes, in every
+    process that reads), said as ``data_words``."""
 
     fixed: int
     per_item: int
     loader_per_item: int
     available: int
+    data: int = 0
+    data_words: str = ""
 
     def peak(self, batch: int) -> int:
         """Estimated peak bytes of a step on ``batch`` items."""
-        return int(self.fixed + batch * (self.per_item * MARGIN + self.loader_per_item))
+        loaded = batch * (self.per_item * MARGIN + self.loader_per_item)
+        return int(self.fixed + self.data + loaded)
 
     def fits(self, batch: int) -> bool:
         return self.peak(batch) <= USABLE_SHARE * self.available
@@ -72,8 +76,9 @@ class MemoryPlan:
         return (
             f"about {size} at batch {batch} "
             f"({self.per_item * MARGIN / 2**20:.1f} MB per item, "
-            f"{self.fixed / 2**20:.0f} MB of weights and optimizer state); "
-            f"{self.available / _GB:.1f} GB available"
+            f"{self.fixed / 2**20:.0f} MB of weights and optimizer state"
+            + (f", {self.data / _GB:.1f} GB {self.data_words}" if self.data else "")
+            + f"); {self.available / _GB:.1f} GB available"
         )
 
 
