@@ -62,7 +62,8 @@ test: setup system
 # spoken words, about 10 minutes; needs espeak-ng), text (Rotten Tomatoes, about 20 minutes),
 # label efficiency with adapt and select (a 25-epoch SimCLR run, about 35 minutes when it is
 # not cached), anomalies (about 20 minutes), 10,000 photos of 640x480 (about 20 minutes), a
-# phone's HEIC and JPEG photos read (about 4 minutes), a
+# phone's HEIC and JPEG photos read (about 4 minutes), CT volumes read as slices (about 5
+# minutes), a
 # million-item shard source (about 15 minutes), neighbour searches among a million embeddings
 # (about 60 minutes, 32 of them embedding the million), and training speed next to plain
 # PyTorch loops (about 25 minutes), image views next to kornia's (about 15 minutes).
@@ -84,6 +85,7 @@ bench: setup datasets system
 	$(PY) benchmarks/phone_photos.py
 	$(PY) benchmarks/tiles.py
 	$(PY) benchmarks/small_defects.py
+	$(PY) benchmarks/volumes.py
 	$(PY) benchmarks/shards.py --embed-minutes 2
 	$(PY) benchmarks/folder_index.py
 	$(PY) benchmarks/neighbours.py

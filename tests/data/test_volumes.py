@@ -244,8 +244,11 @@ def test_pretrain_embed_evaluate_anomalies_and_explain_slices(tmp_path, monkeypa
     result = runner.invoke(app, ["anomalies", "runs/ct", "scans", "--fpr", "0.1"])
     assert result.exit_code == 0, result.output
     assert "of 6 volumes" in result.output
-    result = runner.invoke(app, ["explain", "runs/ct", "scans/p0/ct.nii.gz@z2"])
-    assert result.exit_code == 0, result.output
+    for patient in ("p0", "p1"):  # one file name in two folders: two explanations
+        result = runner.invoke(app, ["explain", "runs/ct", f"scans/{patient}/ct.nii.gz@z2"])
+        assert result.exit_code == 0, result.output
+    written = sorted(p.name for p in (tmp_path / "runs/ct/explain").glob("*-neighbours.png"))
+    assert written == [f"scans-{p}-ct.nii.gz-z2-neighbours.png" for p in ("p0", "p1")]
     result = runner.invoke(app, ["explain", "runs/ct", "scans/p0/ct.nii.gz"])
     assert result.exit_code != 0
     assert "name one as scans/p0/ct.nii.gz@zK (K from 0 to 5)" in str(result.exception)

@@ -119,7 +119,7 @@ def _item_in_folder(
     batch = source.read_batch([row])
     if not batch.indices:
         raise ValueError(f"{spec}: {batch.skipped[0].reason}")
-    return batch.items[0], key, source, row
+    return batch.items[0], (path.parent / key).as_posix(), source, row  # two folders apart
 
 
 def encoder_input(encoder: nn.Module, item: torch.Tensor) -> torch.Tensor:
