@@ -4,6 +4,7 @@ colour and multi-frame files, broken and image-less files skipped with their rea
 import shutil
 
 import numpy as np
+import pytest
 from pydicom.data import get_testdata_file
 from tests.broken_inputs import dicom_bytes
 from typer.testing import CliRunner
@@ -41,6 +42,25 @@ def patient_export(tmp_path):
             rows.append(f"P{i:02d}/{k}.dcm,{'nodule' if i % 2 else 'normal'}")
     (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
     return root
+
+
+def test_an_enhanced_ct_keeps_its_rescale_and_window_in_its_functional_groups(tmp_path):
+    from pydicom.dataset import Dataset
+
+    stored = np.array([[[864, 1064, 1264, 0]]] * 3, dtype=np.uint16)  # HU -160, 40, 240, -1024
+    transform, window, shared = Dataset(), Dataset(), Dataset()
+    transform.RescaleSlope, transform.RescaleIntercept = 1, -1024
+    window.WindowCenter, window.WindowWidth = 40, 400
+    shared.PixelValueTransformationSequence = [transform]
+    shared.FrameVOILUTSequence = [window]
+    path = write_dicom(
+        tmp_path / "enhanced.dcm", stored, NumberOfFrames=3, SharedFunctionalGroupsSequence=[shared]
+    )
+    assert np.asarray(read_dicom(path)).tolist() == [[0.0, 0.5, 1.0, 0.0]]
+    # --scan-window is in Hounsfield units, not the stored values
+    assert np.asarray(read_dicom(path, (-1024.0, 240.0))).tolist()[0][1] == pytest.approx(
+        1064 / 1264
+    )
 
 
 def test_a_ct_slice_is_seen_through_its_window_in_hounsfield_units(tmp_path):

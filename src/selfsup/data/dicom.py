@@ -4,8 +4,9 @@ A scan's pixels are not a photo's: a CT slice holds 12-bit values that become Ho
 through the file's rescale slope and intercept, and a radiologist looks at them through a
 window (centre and width: -600 and 1500 for lungs). An image read here goes through the
 file's modality transform (``RescaleSlope``/``RescaleIntercept``), then its first window
-(``WindowCenter``/``WindowWidth``) when it has one, else the 0.5th to 99.5th percentile of its
-own values, to [0, 1]; ``MONOCHROME1`` images (X-rays stored with white as 0) are inverted so
+(``WindowCenter``/``WindowWidth``) when it has one, else the 0.5th to 99.5th percentile of
+its own values (or ``--scan-window``), to [0, 1]; an enhanced CT or MR keeps both in its
+functional groups (the frame's own, else the shared ones), where they are read from; ``MONOCHROME1`` images (X-rays stored with white as 0) are inverted so
 that bone is bright in every file. Colour images (RGB, YBR, palette colour) come as 8-bit
 RGB. Of a multi-frame file (a cine loop, an enhanced CT volume) the middle frame is read.
 Compressed transfer syntaxes decode as far as pydicom's installed plugins go (RLE always,
@@ -156,19 +157,59 @@ def read_dicom(
         pixels = apply_color_lut(pixels, data)
     if pixels.ndim == 3:  # colour (pydicom gives YBR as RGB)
         return Image.fromarray(_as_uint8(pixels, data), "RGB")
+    frame = frames // 2 if frames > 1 else 0
     values = np.asarray(apply_modality_lut(pixels, data), dtype=np.float64)
+    if "RescaleSlope" not in data and "ModalityLUTSequence" not in data:
+        # An enhanced CT or MR keeps its rescale in its functional groups, not at the top.
+        slope = _frame_value(data, frame, "PixelValueTransformationSequence", "RescaleSlope")
+        intercept = _frame_value(
+            data, frame, "PixelValueTransformationSequence", "RescaleIntercept"
+        )
+        values = values * float(1.0 if slope is None else slope) + float(intercept or 0.0)
     if not np.isfinite(values).all():
         raise ValueError("the image holds NaN or infinite pixels")
-    low, high = window or _window(data, values)
+    low, high = window or _window(data, values, frame)
     scaled = np.clip((values - low) / (high - low), 0.0, 1.0).astype(np.float32)
     if str(data.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1":
         scaled = 1.0 - scaled
     return Image.fromarray(scaled, "F")
 
 
-def _window(data: Any, values: np.ndarray) -> tuple[float, float]:
-    """The lowest and highest value shown: the file's first window, else percentiles."""
+def _frame_value(data: Any, frame: int, sequence: str, keyword: str) -> Any:
+    """A value an enhanced (multi-frame) file keeps in its functional groups: ``keyword`` of
+    the first item of ``sequence`` in ``frame``'s own group, else in the shared one; None
+    where neither has it.
+
+    Example:
+        >>> from pydicom.dataset import Dataset
+        >>> transform, shared = Dataset(), Dataset()
+        >>> transform.RescaleIntercept = -1024
+        >>> shared.PixelValueTransformationSequence = [transform]
+        >>> data = Dataset()
+        >>> data.SharedFunctionalGroupsSequence = [shared]
+        >>> float(_frame_value(data, 3, "PixelValueTransformationSequence", "RescaleIntercept"))
+        -1024.0
+    """
+    for groups, index in (
+        ("PerFrameFunctionalGroupsSequence", frame),
+        ("SharedFunctionalGroupsSequence", 0),
+    ):
+        items = data.get(groups)
+        if items is None or len(items) <= index:
+            continue
+        inner = items[index].get(sequence)
+        if inner and keyword in inner[0]:
+            return inner[0].get(keyword)
+    return None
+
+
+def _window(data: Any, values: np.ndarray, frame: int = 0) -> tuple[float, float]:
+    """The lowest and highest value shown: the file's first window (an enhanced file's
+    frame's, in its functional groups), else percentiles."""
     centre, width = data.get("WindowCenter"), data.get("WindowWidth")
+    if centre is None or width is None:
+        centre = _frame_value(data, frame, "FrameVOILUTSequence", "WindowCenter")
+        width = _frame_value(data, frame, "FrameVOILUTSequence", "WindowWidth")
     first = [(v[0] if _many(v) else v) for v in (centre, width)]
     if first[0] is not None and first[1] is not None and float(first[1]) > 0:
         c, w = float(first[0]), float(first[1])
