@@ -6,8 +6,9 @@ window (centre and width: -600 and 1500 for lungs). An image read here goes thro
 file's modality transform (``RescaleSlope``/``RescaleIntercept``), then its first window
 (``WindowCenter``/``WindowWidth``) when it has one, else the 0.5th to 99.5th percentile of
 its own values (or ``--scan-window``), to [0, 1]; an enhanced CT or MR keeps both in its
-functional groups (the frame's own, else the shared ones), where they are read from; ``MONOCHROME1`` images (X-rays stored with white as 0) are inverted so
-that bone is bright in every file. Colour images (RGB, YBR, palette colour) come as 8-bit
+functional groups (the frame's own, else the shared ones), where they are read from;
+``MONOCHROME1`` images (X-rays stored with white as 0) are inverted so that bone is bright in
+every file. Colour images (RGB, YBR, palette colour) come as 8-bit
 RGB. Of a multi-frame file (a cine loop, an enhanced CT volume) the middle frame is read.
 Compressed transfer syntaxes decode as far as pydicom's installed plugins go (RLE always,
 JPEG and JPEG 2000 through Pillow); a file none can decode is unreadable, with pydicom's
