@@ -254,3 +254,29 @@ def test_pretrain_embed_evaluate_anomalies_and_explain_slices(tmp_path, monkeypa
     assert "name one as scans/p0/ct.nii.gz@zK (K from 0 to 5)" in str(result.exception)
     result = runner.invoke(app, ["explain", "runs/ct", "scans/p0/ct.nii.gz@z9"])
     assert "no such slice; ct.nii.gz's 6 slices are ct.nii.gz@z0" in str(result.exception)
+
+
+def test_a_multi_frame_dicom_file_is_a_volume_of_its_frames(tmp_path):
+    from pydicom.dataset import Dataset
+    from tests.data.test_dicom import write_dicom
+
+    transform, window, shared = Dataset(), Dataset(), Dataset()
+    transform.RescaleSlope, transform.RescaleIntercept = 1, -1024
+    window.WindowCenter, window.WindowWidth = 40, 400  # -160 .. 240 HU
+    shared.PixelValueTransformationSequence = [transform]
+    shared.FrameVOILUTSequence = [window]
+    frames = np.full((5, 8, 8), 1024, np.uint16) + np.arange(5, dtype=np.uint16)[:, None, None] * 50
+    for p in range(3):  # an enhanced CT per patient; a single slice in one more folder
+        write_dicom(
+            tmp_path / "scans" / f"p{p}" / "series.dcm", frames, NumberOfFrames=5,
+            SharedFunctionalGroupsSequence=[shared], PatientID=f"X{p}",
+        )  # fmt: skip
+    write_dicom(tmp_path / "scans" / "p3" / "one.dcm", frames[0], PatientID="X3")
+    source = ImageFolderSource(tmp_path / "scans")
+    assert len(source) == 16 and source.ids[:2] == ["p0/series.dcm@z0", "p0/series.dcm@z1"]
+    assert source.ids[-1] == "p3/one.dcm" and "3 volume(s) cut into 15 slices" in source.index_note
+    assert source.split_groups == "patients"
+    for k in range(5):  # HU 0, 50, ... through the file's window
+        expected = np.clip((50 * k + 160) / 400, 0, 1)
+        assert np.allclose(source.read(k).numpy(), expected, atol=1e-6)
+    assert source.read_groups() is not None  # decoded whole: read in blocks of files

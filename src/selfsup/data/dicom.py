@@ -9,7 +9,9 @@ its own values (or ``--scan-window``), to [0, 1]; an enhanced CT or MR keeps bot
 functional groups (the frame's own, else the shared ones), where they are read from;
 ``MONOCHROME1`` images (X-rays stored with white as 0) are inverted so that bone is bright in
 every file. Colour images (RGB, YBR, palette colour) come as 8-bit
-RGB. Of a multi-frame file (a cine loop, an enhanced CT volume) the middle frame is read.
+RGB. Of a multi-frame file (an enhanced CT volume, a cine loop) the middle frame is read
+here; an image folder reads each frame of a gray one as a slice
+(:func:`read_dicom_frames`, through :mod:`selfsup.data.volumes`).
 Compressed transfer syntaxes decode as far as pydicom's installed plugins go (RLE always,
 JPEG and JPEG 2000 through Pillow); a file none can decode is unreadable, with pydicom's
 reason.
@@ -28,6 +30,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -121,6 +124,71 @@ def dicom_header(file: str | os.PathLike | BinaryIO) -> tuple[int, int, bool]:
     return int(columns), int(rows), gray
 
 
+def dicom_frames(file: str | os.PathLike | BinaryIO) -> int:
+    """The frames of a gray multi-frame DICOM file (an enhanced CT or MR volume, a gray cine
+    loop), from its header; 1 for a single-frame file and for colour ones (of which the
+    middle frame is read).
+
+    Raises:
+        ValueError: not DICOM.
+    """
+    data = _read(file, header_only=True)
+    if int(data.get("SamplesPerPixel", 1) or 1) != 1 or _palette(data):
+        return 1
+    return max(1, int(data.get("NumberOfFrames", 1) or 1))
+
+
+@dataclass
+class DicomFrames:
+    """Every frame of a gray multi-frame DICOM file, as :func:`read_dicom_frames` gives them.
+
+    Attributes:
+        stored: the stored values, (frames, rows, columns).
+        slope, intercept: each frame's modality rescale, to the file's units (Hounsfield
+            units of a CT): top-level, else in its functional groups.
+        window: the file's own window (its middle frame's), None where it has none.
+        inverted: ``MONOCHROME1`` (white stored as 0): shown inverted.
+    """
+
+    stored: np.ndarray
+    slope: np.ndarray
+    intercept: np.ndarray
+    window: tuple[float, float] | None
+    inverted: bool
+
+
+def read_dicom_frames(file: str | os.PathLike) -> DicomFrames:
+    """All frames of the gray multi-frame DICOM file ``file``, decoded at once.
+
+    Raises:
+        ValueError: not DICOM, no image, colour, or pixel data that cannot be decoded.
+    """
+    from pydicom.pixels import pixel_array
+
+    data = _read(file)
+    if not any(tag in data for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        raise ValueError(f"a DICOM {_what(data)} without an image")
+    if int(data.get("SamplesPerPixel", 1) or 1) != 1 or _palette(data):
+        raise ValueError("a colour DICOM file: its frames are not read one by one")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            stored = pixel_array(data)
+    except Exception as err:  # a missing decoder plugin, damaged pixel data
+        raise ValueError(f"cannot decode its pixel data ({_one_line(err)})") from None
+    stored = stored.reshape(-1, *stored.shape[-2:])
+    frames = len(stored)
+    slope, intercept = np.ones(frames), np.zeros(frames)
+    if "RescaleSlope" in data or "RescaleIntercept" in data:
+        slope[:] = float(data.get("RescaleSlope", 1) or 1)
+        intercept[:] = float(data.get("RescaleIntercept", 0) or 0)
+    elif "ModalityLUTSequence" not in data:
+        for k in range(frames):
+            slope[k], intercept[k] = _group_rescale(data, k)
+    inverted = str(data.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1"
+    return DicomFrames(stored, slope, intercept, _own_window(data, frames // 2), inverted)
+
+
 def dicom_patient(file: str | os.PathLike | BinaryIO) -> str | None:
     """The ``PatientID`` of the DICOM file ``file`` (from its header), None where it has none.
 
@@ -161,12 +229,8 @@ def read_dicom(
     frame = frames // 2 if frames > 1 else 0
     values = np.asarray(apply_modality_lut(pixels, data), dtype=np.float64)
     if "RescaleSlope" not in data and "ModalityLUTSequence" not in data:
-        # An enhanced CT or MR keeps its rescale in its functional groups, not at the top.
-        slope = _frame_value(data, frame, "PixelValueTransformationSequence", "RescaleSlope")
-        intercept = _frame_value(
-            data, frame, "PixelValueTransformationSequence", "RescaleIntercept"
-        )
-        values = values * float(1.0 if slope is None else slope) + float(intercept or 0.0)
+        slope, intercept = _group_rescale(data, frame)
+        values = values * slope + intercept
     if not np.isfinite(values).all():
         raise ValueError("the image holds NaN or infinite pixels")
     low, high = window or _window(data, values, frame)
@@ -204,9 +268,18 @@ def _frame_value(data: Any, frame: int, sequence: str, keyword: str) -> Any:
     return None
 
 
-def _window(data: Any, values: np.ndarray, frame: int = 0) -> tuple[float, float]:
-    """The lowest and highest value shown: the file's first window (an enhanced file's
-    frame's, in its functional groups), else percentiles."""
+def _group_rescale(data: Any, frame: int) -> tuple[float, float]:
+    """The rescale slope and intercept an enhanced CT or MR keeps for ``frame`` in its
+    functional groups (1 and 0 where it keeps none)."""
+    group = "PixelValueTransformationSequence"
+    slope = _frame_value(data, frame, group, "RescaleSlope")
+    intercept = _frame_value(data, frame, group, "RescaleIntercept")
+    return float(1.0 if slope is None else slope), float(intercept or 0.0)
+
+
+def _own_window(data: Any, frame: int = 0) -> tuple[float, float] | None:
+    """The file's first window (an enhanced file's frame's, in its functional groups) as
+    its lowest and highest value shown; None where it has none."""
     centre, width = data.get("WindowCenter"), data.get("WindowWidth")
     if centre is None or width is None:
         centre = _frame_value(data, frame, "FrameVOILUTSequence", "WindowCenter")
@@ -215,6 +288,15 @@ def _window(data: Any, values: np.ndarray, frame: int = 0) -> tuple[float, float
     if first[0] is not None and first[1] is not None and float(first[1]) > 0:
         c, w = float(first[0]), float(first[1])
         return c - w / 2, c + w / 2
+    return None
+
+
+def _window(data: Any, values: np.ndarray, frame: int = 0) -> tuple[float, float]:
+    """The lowest and highest value shown: the file's first window (an enhanced file's
+    frame's, in its functional groups), else percentiles."""
+    own = _own_window(data, frame)
+    if own is not None:
+        return own
     low, high = (float(v) for v in np.percentile(values, PERCENTILES))
     return (low, high) if high > low else (low, low + 1.0)
 

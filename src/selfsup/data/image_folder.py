@@ -42,6 +42,7 @@ from selfsup.data.base import (
 from selfsup.data.dicom import (
     DICOM_EXTENSIONS,
     DICOM_MARKER,
+    dicom_frames,
     dicom_header,
     dicom_patient,
     is_dicom,
@@ -253,7 +254,8 @@ class ImageFolderSource(Source):
         #: and square; None where every item is a whole file.
         self.places: Places | None = None
         self.files: list[str] = list(self._ids)
-        if tile is not None or any(is_volume(rel) for rel in self.files):
+        self._frames = {} if self.channel_files else self._multi_frame()
+        if tile is not None or self._frames or any(is_volume(rel) for rel in self.files):
             self._split(tile)
             image_size = tile if image_size is None and tile is not None else image_size
         self._find_labels(labels_file, label_column, id_column)
@@ -274,6 +276,26 @@ class ImageFolderSource(Source):
         """Read items at ``side`` pixels from now on (training reads at its own side)."""
         self.image_size = int(side)
 
+    def _multi_frame(self) -> dict[int, int]:
+        """The positions in ``files`` of gray multi-frame DICOM files (an enhanced CT or MR
+        volume, a gray cine loop) and their frames. Only where one of ``SIZE_SAMPLE`` files
+        spread over the folder is one are all DICOM files' headers read (a folder of
+        single slices pays for the sample alone)."""
+        n = len(self.files)
+        picks = np.unique(np.linspace(0, n - 1, min(SIZE_SAMPLE, n)).astype(int)).tolist()
+
+        def frames(position: int) -> int:
+            path = self.root / self.files[position]
+            try:
+                return dicom_frames(path) if is_dicom(path) else 1
+            except (OSError, ValueError):  # unreadable: skipped when read
+                return 1
+
+        if all(frames(i) == 1 for i in picks):
+            return {}
+        found = {i: frames(i) for i in range(n) if not is_volume(self.files[i])}
+        return {i: count for i, count in found.items() if count > 1}
+
     def _split(self, tile: int | None) -> None:
         """Make the items the slices of every volume (:mod:`selfsup.data.volumes`) and, with
         ``tile``, the tiles of ``tile`` pixels of every other image (:func:`tile_grid`),
@@ -288,14 +310,14 @@ class ImageFolderSource(Source):
         with activity(f"reading the sizes of {len(self.files):,} images to {what}"):
             for position, rel in enumerate(self.files):
                 path = self.root / rel
-                if is_volume(rel):
+                if is_volume(rel) or position in self._frames:
                     try:
                         layout = volume_layout(path)
                     except Exception:  # an unreadable file is passed over, skipped on read
                         count = 1
                     else:
                         count = layout.planes
-                        if is_compressed(rel):
+                        if is_compressed(rel) or position in self._frames:  # decoded whole
                             self._volume_bytes[position] = layout.nbytes
                     volumes += count > 1
                     slices += count if count > 1 else 0
@@ -954,7 +976,8 @@ def read_pixels(
         raise ValueError("the file is empty (0 bytes)")
     return by_format(
         file,
-        lambda f: decoded(read_dicom(f, window)),  # decoded to [0, 1] by its window
+        # decoded to [0, 1] by its window; a frame of a multi-frame file as a volume's slice
+        lambda f: decoded(read_dicom(f, window) if plane is None else read_plane(f, plane, window)),
         lambda f: _conform_channels(read_tiff(f, size, bits, region), channels),
         lambda f: decoded(read_plane(f, plane, window)),  # to [0, 1] over its volume
         lambda f: decoded(open_whole(f)),

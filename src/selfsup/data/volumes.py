@@ -163,6 +163,20 @@ def _load(path: str | os.PathLike) -> Any:
         raise VolumeError(f"not a NIfTI file nibabel reads ({err})") from None
 
 
+def _dicom_layout(path: str | os.PathLike) -> VolumeLayout:
+    """A gray multi-frame DICOM file's frames as slices, in their stored order, shown as
+    stored, from its header."""
+    from selfsup.data.dicom import _read, dicom_frames
+
+    frames = dicom_frames(path)
+    data = _read(path, header_only=True)
+    rows, columns = int(data.get("Rows", 0) or 0), int(data.get("Columns", 0) or 0)
+    if not rows or not columns:
+        raise VolumeError("a DICOM object without an image")
+    nbytes = frames * rows * columns * max(1, int(data.get("BitsAllocated", 16) or 16) // 8)
+    return VolumeLayout((columns, rows, frames), 2, 1, False, False, nbytes)
+
+
 def volume_layout(path: str | os.PathLike) -> VolumeLayout:
     """How the volume at ``path`` is cut into slices and shown, from its header: the voxel
     axis nearest the body's long axis (superior-inferior, by its affine) is cut; of the
@@ -175,6 +189,10 @@ def volume_layout(path: str | os.PathLike) -> VolumeLayout:
     """
     import nibabel as nib
 
+    from selfsup.data.dicom import is_dicom
+
+    if is_dicom(path):
+        return _dicom_layout(path)
     image = _load(path)
     shape = tuple(int(s) for s in image.shape)
     while len(shape) > 3 and shape[-1] == 1:
@@ -217,10 +235,11 @@ class _Volume:
 
     layout: VolumeLayout
     values: Any
-    slope: float
-    inter: float
+    slope: float | np.ndarray  # one for the volume, or one for each slice (DICOM frames)
+    inter: float | np.ndarray
     window: tuple[float, float]
     nbytes: int  # what it holds in memory (0: mapped, or read a slice at a time)
+    inverted: bool = False  # MONOCHROME1: white stored as 0
 
 
 def _window(image: Any, layout: VolumeLayout, sample: np.ndarray) -> tuple[float, float]:
@@ -229,6 +248,11 @@ def _window(image: Any, layout: VolumeLayout, sample: np.ndarray) -> tuple[float
     low, high = float(image.header["cal_min"]), float(image.header["cal_max"])
     if np.isfinite([low, high]).all() and high > low:
         return low, high
+    return _percentiles(sample)
+
+
+def _percentiles(sample: np.ndarray) -> tuple[float, float]:
+    """The window of ``PERCENTILES`` of a volume's ``sample`` of values, NaN left out."""
     finite = sample[np.isfinite(sample)]
     if not finite.size:
         raise ValueError("the volume holds no finite value")
@@ -263,7 +287,19 @@ def _stored_values(path: str | os.PathLike, image: Any, layout: VolumeLayout) ->
 
 def _open_volume(path: str | os.PathLike, cache_bytes: int) -> _Volume:
     """The volume at ``path`` ready to cut: a compressed one decompressed (unless larger
-    than ``cache_bytes``), an uncompressed one mapped."""
+    than ``cache_bytes``), an uncompressed one mapped; a multi-frame DICOM file decoded."""
+    from selfsup.data.dicom import is_dicom, read_dicom_frames
+
+    if is_dicom(path):
+        frames = read_dicom_frames(path)
+        stored = frames.stored.transpose(2, 1, 0)  # (columns, rows, frames): x, y, z
+        layout = VolumeLayout(stored.shape, 2, 1, False, False, stored.nbytes)
+        step = max(1, round((stored.size / SAMPLE_VALUES) ** (1 / 3)))
+        picks = slice(None, None, step)
+        sample = stored[picks, picks, picks] * frames.slope[picks] + frames.intercept[picks]
+        window = frames.window or _percentiles(np.asarray(sample, np.float64))
+        slope, inter = frames.slope, frames.intercept
+        return _Volume(layout, stored, slope, inter, window, stored.nbytes, frames.inverted)
     layout = volume_layout(path)
     image = _load(path)
     proxy = image.dataobj
@@ -357,12 +393,18 @@ class VolumeCache:
             raise IndexError(f"no slice {index}: the volume has {planes} (0 to {planes - 1})")
         stored = volume.layout.plane(volume.values, index)
         if isinstance(volume.values, np.ndarray):  # stored values, mapped or decompressed
-            values = stored.astype(np.float32) * volume.slope + volume.inter
+            slope, inter = volume.slope, volume.inter
+            if isinstance(slope, np.ndarray):  # a DICOM file's frames: each its own
+                slope, inter = slope[index], inter[index]  # type: ignore[index]
+            values = stored.astype(np.float32) * slope + inter
         else:  # read through the proxy: already scaled
             values = stored.astype(np.float32)
         low, high = window or volume.window
         shown = np.nan_to_num((values - low) / (high - low), nan=0.0, posinf=1.0, neginf=0.0)
-        return Image.fromarray(np.ascontiguousarray(shown.clip(0.0, 1.0), np.float32), "F")
+        shown = shown.clip(0.0, 1.0)
+        if volume.inverted:
+            shown = 1.0 - shown
+        return Image.fromarray(np.ascontiguousarray(shown, np.float32), "F")
 
 
 #: The volumes this process has opened.

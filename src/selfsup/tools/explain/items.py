@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from selfsup.data.base import Source
+from selfsup.data.dicom import is_dicom
 from selfsup.data.folders import ITEM_PLACE
 from selfsup.data.image_folder import (
     IMAGE_EXTENSIONS,
@@ -59,17 +60,20 @@ def resolve_item(run: Run, spec: str) -> tuple[torch.Tensor, str, Source | None,
         return _item_in_folder(spec, run, path)  # a tile FILE@xLEFT_yTOP, a slice FILE@zK
     if not path.is_file():
         raise FileNotFoundError(f"{spec}: no such file; give a file or DATA#KEY")
-    if is_volume(path):
+    if is_volume(path) or is_dicom(path):  # a NIfTI volume, a multi-frame DICOM file
         try:
             planes = volume_header(path)[2]
         except Exception as err:  # a bad file can fail in any of the ways a reader can fail
-            raise ValueError(f"{spec}: cannot read volume: {err}") from err
+            if is_volume(path):
+                raise ValueError(f"{spec}: cannot read volume: {err}") from err
+            planes = 1  # a broken DICOM file: said as its image is read below
         if planes > 1:
             raise ValueError(
                 f"{spec}: a volume is read as its {planes:,} slices; name one as {spec}@zK "
                 f"(K from 0 to {planes - 1}), as embed and select name them"
             )
-        return _item_in_folder(spec, run, path)
+        if is_volume(path):
+            return _item_in_folder(spec, run, path)
     channel_files = run.data_options.get("channel_pattern")
     if tiled and path.suffix.lower() in IMAGE_EXTENSIONS:
         raise ValueError(
