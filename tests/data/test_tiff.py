@@ -289,7 +289,7 @@ def test_a_run_on_channel_files_reads_later_data_the_same_way(tmp_path, monkeypa
     from selfsup.tools.explain.items import resolve_item
 
     item, key, _, row = resolve_item(selfsup.load("runs/w"), "plate/A03_s1_w2.tif")
-    assert key == "A03_s1_w*.tif" and row == 3 and item.shape[0] == 4
+    assert key == "plate/A03_s1_w*.tif" and row == 3 and item.shape[0] == 4
     result = runner.invoke(app, ["explain", "runs/w", "plate/A03_s1_w2.tif"])
     assert result.exit_code == 0, result.output
     # Packed into shards (a folder of Parquet files), they are still images, not a table.
