@@ -361,6 +361,40 @@ def _(d: Path, f: Fixtures) -> list[str]:
     return show(d)
 
 
+def nifti_bytes(values: np.ndarray, compressed: bool = True) -> bytes:
+    """A NIfTI file of ``values`` (gzip-compressed as ``.nii.gz`` unless not ``compressed``)."""
+    import gzip
+
+    import nibabel as nib
+
+    raw = nib.Nifti1Image(values, np.eye(4)).to_bytes()
+    return gzip.compress(raw, compresslevel=1) if compressed else raw
+
+
+@case(IMAGES, "volume cut short", "skipped", r"cut\.nii\.gz: .*the file is cut short")
+def _(d: Path, f: Fixtures) -> list[str]:
+    image_folder(d)  # of one slice: one item (each slice of a volume is skipped alike)
+    whole = nifti_bytes(RNG.integers(-1000, 1000, (64, 64, 1)).astype(np.int16))
+    (d / "cut.nii.gz").write_bytes(whole[: len(whole) // 2])
+    return show(d)
+
+
+@case(IMAGES, "4-D volume (an fMRI run)", "skipped", r"bold\.nii.*a 4-D volume of 3 volumes")
+def _(d: Path, f: Fixtures) -> list[str]:
+    image_folder(d)
+    (d / "bold.nii").write_bytes(nifti_bytes(np.zeros((8, 8, 4, 3), np.int16), False))
+    return show(d)
+
+
+@case(IMAGES, "text named .nii.gz", "skipped", r"notes\.nii\.gz.*not a NIfTI file")
+def _(d: Path, f: Fixtures) -> list[str]:
+    import gzip
+
+    image_folder(d)
+    (d / "notes.nii.gz").write_bytes(gzip.compress(b"clinical notes, not a scan"))
+    return show(d)
+
+
 @case(IMAGES, "scene cut short, read as tiles", "skipped", r"cut\.tif@x64_y64.*file is cut short")
 def _(d: Path, f: Fixtures) -> list[str]:
     import tifffile
