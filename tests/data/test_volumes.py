@@ -280,3 +280,10 @@ def test_a_multi_frame_dicom_file_is_a_volume_of_its_frames(tmp_path):
         expected = np.clip((50 * k + 160) / 400, 0, 1)
         assert np.allclose(source.read(k).numpy(), expected, atol=1e-6)
     assert source.read_groups() is not None  # decoded whole: read in blocks of files
+
+
+def test_packing_volumes_into_shards_is_refused_in_one_line(tmp_path):
+    make_scans(tmp_path / "scans", patients=3)
+    result = CliRunner().invoke(app, ["datasets", "pack", str(tmp_path / "scans"), "out"])
+    assert result.exit_code != 0
+    assert "holds volumes (NIfTI, multi-frame DICOM) read slice by slice" in str(result.exception)

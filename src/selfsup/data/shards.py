@@ -175,6 +175,12 @@ def pack_image_folder(
     are copied as they are, not decoded, with progress once the work has taken 5 s (200,000
     photos of a few MB are hundreds of GB to copy). The number of items."""
     source = ImageFolderSource(folder, image_size=1, channels=3, **label_options)  # no sizes
+    places = source.places
+    if places is not None and bool((places.plane >= 0).any()):
+        raise ValueError(
+            f"{folder}: holds volumes (NIfTI, multi-frame DICOM) read slice by slice from their "
+            "files; shards hold whole files, read as one image each: train on the folder"
+        )
     labels = item_labels(source) or [None] * len(source)
     with TrainingProgress(len(source), f"packing {source.name}", show_progress) as bar:
 
