@@ -15,6 +15,7 @@ from selfsup.data.base import ItemReadError
 from selfsup.data.image_folder import ImageFolderSource
 from selfsup.data.splits import split_group_ids
 from selfsup.data.volumes import VolumeCache, VolumeError, parse_window, volume_header
+from selfsup.modalities import train_test_sources
 
 
 def world_volume(shape=(12, 10, 8), seed=0):
@@ -179,9 +180,14 @@ def test_a_folder_of_volumes_cut_into_slices_labelled_and_held_out_by_volume(tmp
     labelled = ImageFolderSource(tmp_path / "scans", labels_file=tmp_path / "slices.csv")
     assert labelled.classes == ["lesion", "none"]
     assert [labelled.classes[c] for c in labelled.labels[:4]] == ["none"] * 2 + ["lesion"] * 2
+    # four patients are too few to hold one in five out whole: said where slices are split
+    test = train_test_sources(labelled)[1]
+    assert test.name.endswith("[test, items: too few patients (4) to hold patients out whole]")
     (tmp_path / "patients.csv").write_text("file_name,label\np0/ct.nii.gz,a\np1/ct.nii.gz,b\n")
     by_volume = ImageFolderSource(tmp_path / "scans", labels_file=tmp_path / "patients.csv")
-    assert by_volume.partial_labels is not None or by_volume.labels is not None
+    partial = by_volume.partial_labels  # p2 and p3 unlabelled: the slices of p0 and p1 are
+    assert by_volume.labels is None and partial.rows.tolist() == list(range(12))
+    assert [partial.classes[c] for c in partial.codes] == ["a"] * 6 + ["b"] * 6
 
 
 def test_training_reads_compressed_volumes_in_blocks_that_fit_the_cache(tmp_path, monkeypatch):
@@ -229,6 +235,7 @@ def test_pretrain_embed_evaluate_anomalies_and_explain_slices(tmp_path, monkeypa
     result = runner.invoke(app, ["pretrain", "scans", *options, *window, "--out", "runs/ct"])
     assert result.exit_code == 0, result.output
     assert "6 volume(s) cut into 36 slices" in result.output
+    assert "of volumes kept decompressed by" in result.output  # the memory plan counts them
     result = runner.invoke(app, ["embed", "runs/ct", "scans", "--out", "ct.npz"])
     assert result.exit_code == 0, result.output
     saved = np.load(tmp_path / "ct.npz")
