@@ -100,6 +100,24 @@ def write_section(name: str, text: str, path: Path = BENCHMARKS_MD) -> None:
     path.write_text(current)
 
 
+def peak_mb() -> float:
+    """This process's peak resident memory so far, in MB (``VmHWM``: of its own memory
+    map, unlike ``ru_maxrss``, which a spawned process inherits from the one that forked
+    it)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise SystemExit("no VmHWM in /proc/self/status: a Linux kernel is needed")
+
+
+def in_process(function: Any, *args: Any) -> Any:
+    """``function(*args)`` in a fresh process, whose peak memory (:func:`peak_mb`) is its own."""
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        return pool.apply(function, args)
+
+
 def load_average() -> str:
     """The 1/5/15-minute load averages, to report the load a benchmark ran under."""
     return ", ".join(f"{x:.2f}" for x in os.getloadavg())

@@ -23,7 +23,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import tempfile
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from common import RUNS, load_average, write_section
+from common import RUNS, in_process, load_average, peak_mb, write_section
 from photos import _sources
 from selfsup.data.image_folder import ImageFolderSource, image_dimensions
 from selfsup.run import _machine
@@ -87,16 +86,6 @@ def write_slide(path: Path, shape: tuple[int, int]) -> None:
             writer.write(level, subfiletype=1, **options)
 
 
-def peak_mb() -> float:
-    """This process's peak resident memory so far, in MB (``VmHWM``: of its own memory
-    map, unlike ``ru_maxrss``, which a spawned process inherits from the one that forked
-    it)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise SystemExit("no VmHWM in /proc/self/status: a Linux kernel is needed")
-
-
 def read_tiles(folder: Path, tile: int, limit: int) -> tuple[int, int, float, float]:
     """Tiles of ``folder``, tiles read, tiles/s (``limit`` of them, in a shuffled order, at
     ``SIDE``) and the memory in MB the reads took (a fresh process's peak over its start)."""
@@ -126,12 +115,6 @@ def read_whole(path: Path) -> tuple[float, float]:
             array = np.asarray(image.convert("RGB"))
     del array
     return time.perf_counter() - started, peak_mb() - before
-
-
-def in_process(function, *args):
-    """``function(*args)`` in a fresh process, whose peak memory is its own."""
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(function, args)
 
 
 def main() -> None:

@@ -25,9 +25,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import multiprocessing
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +35,7 @@ import nibabel as nib
 import numpy as np
 from PIL import Image
 
-from common import ROOT, RUNS, load_average, write_section
+from common import RUNS, in_process, load_average, peak_mb, watch, write_section
 from selfsup.data.image_folder import ImageFolderSource
 from selfsup.data.volumes import CACHE_BYTES
 from selfsup.run import _machine
@@ -73,14 +71,6 @@ def write_volumes(folder: Path, count: int, side: int, slices: int) -> None:
         image.header.set_slope_inter(1.0, -1024.0)
         (folder / f"patient{v:03d}").mkdir(parents=True)
         nib.save(image, folder / f"patient{v:03d}" / "ct.nii.gz")
-
-
-def peak_mb() -> float:
-    """This process's peak resident memory so far, in MB (``VmHWM``)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    raise SystemExit("no VmHWM in /proc/self/status: a Linux kernel is needed")
 
 
 def read_selfsup(folder: Path, limit: int, blocks: bool) -> tuple[int, float, float]:
@@ -127,38 +117,17 @@ def read_whole(path: Path) -> tuple[float, float]:
     return time.perf_counter() - started, peak_mb() - before
 
 
-def in_process(function, *args):
-    """``function(*args)`` in a fresh process, whose peak memory is its own."""
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return pool.apply(function, args)
-
-
 def pretrain_rate(folder: Path, out: Path, minutes: float) -> tuple[float, float]:
     """Items/s of ``selfsup pretrain`` on ``folder`` for ``minutes``, and its peak memory in
-    MB (the process and its loader workers, which ``/usr/bin/time`` does not add up: the
-    largest sum of their proportional set sizes, pages shared by forked workers counted
-    once, sampled each second)."""
-    import psutil
-
+    MB (the proportional set sizes of the process and its loader workers, :func:`watch`)."""
     command = [sys.executable, "-m", "selfsup", "pretrain", str(folder), "--out", str(out)]
     command += ["--time-budget", str(minutes), "--num-workers", "2"]
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT
-    )
-    watched = psutil.Process(process.pid)
-    peak = 0.0
-    while process.poll() is None:
-        try:
-            family = [watched, *watched.children(recursive=True)]
-            peak = max(peak, sum(p.memory_full_info().pss for p in family) / 2**20)
-        except psutil.Error:
-            pass  # a worker ended between listing and reading it
-        time.sleep(1.0)
-    output = process.stdout.read() if process.stdout else ""
-    found = re.search(r"trained .* ([\d.,]+) items/s", output)
-    if process.returncode or found is None:
-        raise SystemExit(f"pretrain failed:\n{output[-2000:]}")
-    return float(found.group(1).replace(",", "")), peak
+    log = out.parent / "pretrain.log"
+    watched = watch(command, log)
+    found = re.search(r"trained .* ([\d.,]+) items/s", log.read_text())
+    if found is None:
+        raise SystemExit(f"pretrain said no rate:\n{log.read_text()[-2000:]}")
+    return float(found.group(1).replace(",", "")), watched["peak_pss_gb"] * 1024
 
 
 def main() -> None:
@@ -213,7 +182,7 @@ def main() -> None:
         f"`selfsup pretrain` on the folder (ResNet-18 at {SIDE}, SimCLR, 2 loader workers, "
         f"{'0.5' if args.smoke else '1'}-minute budget): {trained:.1f} items/s, "
         f"{train_mb:,.0f} MB at most (the proportional set sizes of the process and its "
-        "workers, sampled each second). Reading every volume whole up front would hold "
+        "workers, sampled twice a second). Reading every volume whole up front would hold "
         f"{count * side * side * slices * 8 / 2**30:.1f} GB of float64 (`get_fdata`).",
     ]
     text = "\n".join(lines) + "\n"
