@@ -294,3 +294,23 @@ def test_packing_volumes_into_shards_is_refused_in_one_line(tmp_path):
     result = CliRunner().invoke(app, ["datasets", "pack", str(tmp_path / "scans"), "out"])
     assert result.exit_code != 0
     assert "holds volumes (NIfTI, multi-frame DICOM) read slice by slice" in str(result.exception)
+
+
+def test_mr_sequences_one_file_each_are_the_channels_of_a_slice(tmp_path):
+    root = tmp_path / "brats"
+    rng = np.random.default_rng(4)
+    for p in range(3):  # BraTS: four files per patient, a segmentation among them
+        case = root / f"case{p}"
+        for sequence in ("t1", "t2", "flair"):
+            values = rng.normal(300, 50, (16, 16, 5)).astype(np.float32)
+            save(case / f"case{p}_{sequence}.nii.gz", values, np.eye(4))
+        save(case / f"case{p}_seg.nii.gz", np.zeros((16, 16, 5), np.uint8), np.eye(4))
+    source = ImageFolderSource(root, channel_pattern=r"_(t1|t2|flair)\.nii\.gz$")
+    assert len(source) == 15 and source.ids[1] == "case0/case0_*.nii.gz@z1"
+    assert "3 files without a channel in their name left out" in source.index_note
+    assert "3 volume(s) cut into 15 slices" in source.index_note
+    item = source.read(source.ids.index("case1/case1_*.nii.gz@z3"))
+    assert item.shape == (3, 16, 16)
+    flair = np.asarray(volumes.read_plane(root / "case1" / "case1_flair.nii.gz", 3))
+    assert np.allclose(item[0].numpy(), flair, atol=1e-6)  # channels in name order
+    assert source.read_groups() is not None

@@ -308,17 +308,20 @@ class ImageFolderSource(Source):
         what = "cut them into slices" if tile is None else "cut them into tiles"
         # A phone's HEIC header takes 13 ms: a library of 200,000 is 40 minutes to cut, said.
         with activity(f"reading the sizes of {len(self.files):,} images to {what}"):
+            grouped = self.channel_files
             for position, rel in enumerate(self.files):
                 path = self.root / rel
                 if is_volume(rel) or position in self._frames:
+                    first = path if grouped is None else self.root / grouped.first_files[position]
                     try:
-                        layout = volume_layout(path)
+                        layout = volume_layout(first)  # of channel files: the first one's
                     except Exception:  # an unreadable file is passed over, skipped on read
                         count = 1
                     else:
                         count = layout.planes
                         if is_compressed(rel) or position in self._frames:  # decoded whole
-                            self._volume_bytes[position] = layout.nbytes
+                            files = 1 if grouped is None else len(grouped.channels)
+                            self._volume_bytes[position] = layout.nbytes * files
                     volumes += count > 1
                     slices += count if count > 1 else 0
                     owners += [position] * count
@@ -546,7 +549,13 @@ class ImageFolderSource(Source):
         item, region = self._ids[index], None
         try:
             if self.channel_files is not None:
-                return self.channel_files.read(self.root, index, self.image_size, self.pixel_bits)
+                owner, plane = index, None
+                if self.places is not None:  # volumes of one file per channel (MR sequences)
+                    owner, plane = int(self.places.owner[index]), int(self.places.plane[index])
+                size, bits = self.image_size, self.pixel_bits
+                return self.channel_files.read(
+                    self.root, owner, size, bits, plane, self.scan_window
+                )
             file, plane = item, None
             if self.places is not None:
                 top, left, side = (int(v) for v in self.places.square[index])
@@ -648,9 +657,18 @@ class ChannelFiles:
         #: Each item's first file (that of the lowest channel it has).
         self.first_files = [next(f for f in files if f is not None) for files in self.files]
 
-    def read(self, root: Path, index: int, size: int, bits: int | None = None) -> np.ndarray:
+    def read(
+        self,
+        root: Path,
+        index: int,
+        size: int,
+        bits: int | None = None,
+        plane: int | None = None,
+        window: tuple[float, float] | None = None,
+    ) -> np.ndarray:
         """Item ``index`` as (size, size, channels): each file read as gray (wide integer
-        pixels by their significant ``bits``, see :func:`read_pixels`), stacked.
+        pixels by their significant ``bits``, see :func:`read_pixels`; of volumes, slice
+        ``plane`` of each, through ``window`` where given), stacked.
 
         Raises:
             ValueError: a channel without its file.
@@ -662,7 +680,8 @@ class ChannelFiles:
                 f"{have} of {len(self.channels)} channel files: none for channel "
                 f"{', '.join(missing)}"
             )
-        planes = [read_pixels(root / f, size, 1, bits) for f in self.files[index] if f]
+        files = [f for f in self.files[index] if f]
+        planes = [read_pixels(root / f, size, 1, bits, plane=plane, window=window) for f in files]
         if any(p.dtype != np.uint8 for p in planes):
             planes = [p.astype(np.float32) / 255 if p.dtype == np.uint8 else p for p in planes]
         return np.stack(planes, axis=-1)
@@ -691,6 +710,10 @@ def scan_folders(files: Sequence[str], codes: np.ndarray) -> str | None:
         >>> scan_folders(files, np.array([0, 1, 2]))[:40]
         'no classes: the 3 first-level folders ea'
         >>> scan_folders(["a/1.nii", "a/2.nii", "b/3.nii", "c/4.nii"], np.array([0, 0, 1, 2]))
+        >>> brats = [f"c{i}/c{i}_{s}.nii.gz" for i in range(3) for s in ("t1", "t2")]
+        >>> scan_folders(brats, np.repeat(np.arange(3), 2)).split("; ")[-1]
+        "each holds 2 (_t1.nii.gz, _t2.nii.gz): --channel-pattern '_(t1|t2|flair)' reads a \
+patient's sequences as the channels of one slice"
     """
     present = np.unique(codes)
     if len(present) < 3 or not all(is_volume(f) for f in files):
@@ -702,10 +725,18 @@ def scan_folders(files: Sequence[str], codes: np.ndarray) -> str | None:
     one_each = all(len(held) == 1 for held in names.values())
     if not one_each and len({frozenset(held) for held in names.values()}) > 1:
         return None
-    return (
+    note = (
         f"no classes: the {len(present):,} first-level folders each hold one scan's volumes "
         "(evaluation splits by them); --labels FILE labels the scans"
     )
+    if not one_each:  # MR sequences, one file each: the channels of one slice
+        shown = sorted(next(iter(names.values())))
+        note += (
+            f"; each holds {len(shown)} ({', '.join(shown[:5])}{', ...' if len(shown) > 5 else ''}"
+            "): --channel-pattern '_(t1|t2|flair)' reads a patient's sequences as the channels "
+            "of one slice"
+        )
+    return note
 
 
 def patient_folders(root: Path, files: Sequence[str], codes: np.ndarray) -> str | None:
