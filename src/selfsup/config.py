@@ -190,7 +190,7 @@ class PretrainConfig(BaseModel):
             ``r01c01f01-ch1.tiff`` to ``-ch5.tiff``): a regular expression whose group is
             the channel in a file's name (``-ch([0-9]+)``, ``_w([0-9])``); the files differing
             only there are one image of as many channels (of NIfTI volumes, an MR study's
-            sequences, ``_(t1|t2|flair)\.nii\.gz$``: the channels of each slice).
+            sequences, ``_(t1|t2|flair)``: the channels of each slice).
         pixel_bits: images: the significant bits of integer pixels stored in more (a
             microscope camera's or a scanner's 12 bits in 16-bit TIFFs and PNGs), which are
             divided by ``2**bits - 1`` instead of 65535; by default the even count that holds
