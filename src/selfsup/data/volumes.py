@@ -1,4 +1,5 @@
-"""Volumes (CT, MR, PET scans saved as NIfTI files) read as the images of their slices.
+"""Volumes (CT, MR, PET scans saved as NIfTI files or multi-frame DICOM) read as the images
+of their slices.
 
 A scan is a stack of slices, and a 2-D encoder learns from slices: every NIfTI file
 (``.nii``, ``.nii.gz``) in an image folder is cut into its axial slices, each an item named
@@ -11,7 +12,10 @@ through the file's scaling (``scl_slope``, ``scl_inter``: a CT's Hounsfield unit
 0.5th to 99.5th percentiles of the whole volume's values: one window for all its slices, so
 the air above a head stays dark instead of stretched noise. Values that are not numbers (NaN
 outside a mask) read as 0. A 4-D file (an fMRI run, a diffusion series) is not one volume and
-is refused with how to split it.
+is refused with how to split it. A gray multi-frame DICOM file (an enhanced CT or MR, a gray
+cine loop) is a volume of its frames in their stored order, each through its own rescale and
+the file's window (:func:`selfsup.data.dicom.read_dicom_frames`), decoded whole like a
+compressed volume (whatever its size: pydicom reads the file whole).
 
 Reading: a compressed volume (``.nii.gz``) cannot be read a slice at a time without
 decompressing all that lies before the slice, so a process decompresses a volume once and
@@ -242,7 +246,7 @@ class _Volume:
     inverted: bool = False  # MONOCHROME1: white stored as 0
 
 
-def _window(image: Any, layout: VolumeLayout, sample: np.ndarray) -> tuple[float, float]:
+def _window(image: Any, sample: np.ndarray) -> tuple[float, float]:
     """The lowest and highest value shown: the file's display range, else percentiles of
     ``sample`` (values in the file's units)."""
     low, high = float(image.header["cal_min"]), float(image.header["cal_max"])
@@ -327,7 +331,7 @@ def _open_volume(path: str | os.PathLike, cache_bytes: int) -> _Volume:
             ) from None
         values, held = stored, 0 if isinstance(stored, np.memmap) else stored.nbytes
         sample = np.asarray(stored[strided], dtype=np.float64) * slope + inter
-    return _Volume(layout, values, slope, inter, _window(image, layout, sample), held)
+    return _Volume(layout, values, slope, inter, _window(image, sample), held)
 
 
 class VolumeCache:
