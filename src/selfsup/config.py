@@ -206,6 +206,10 @@ class PretrainConfig(BaseModel):
             tissue, ``-1000,400`` for lungs; a radiologist's level 40 and width 400 is
             ``-160,240``), instead of each DICOM file's own window or each volume's
             percentiles. The run keeps it.
+        whole_files: images cut into slices (volumes) or tiles (``--tile``): every command but
+            pretrain takes each file as one item, embedded as the mean of its slices' or
+            tiles' embeddings (a study, a scene), labelled as a file; pretrain reads the
+            slices or tiles. The run keeps it.
         event_lead: series labelled by a ``--labels`` events table: the time before events
             labelled ``before LABEL`` too, the warning signs predictive maintenance looks
             for: ``3d`` before every event, or ``'bearing failure=3d,seal leak=36h'`` before
@@ -303,6 +307,7 @@ class PretrainConfig(BaseModel):
     pixel_bits: int | None = Field(default=None, ge=1, le=16)
     tile: int | None = Field(default=None, ge=16)
     scan_window: str | None = None
+    whole_files: bool = False
     categorical_columns: list[str] | None = None
     numeric_columns: list[str] | None = None
     drop_columns: list[str] = Field(default_factory=list)

@@ -7,12 +7,13 @@ import gzip
 import nibabel as nib
 import numpy as np
 import pytest
+from PIL import Image
 from typer.testing import CliRunner
 
 from selfsup.cli import app
 from selfsup.data import volumes
 from selfsup.data.base import ItemReadError
-from selfsup.data.image_folder import ImageFolderSource
+from selfsup.data.image_folder import ImageFolderSource, WholeFiles
 from selfsup.data.splits import split_group_ids
 from selfsup.data.volumes import VolumeCache, VolumeError, parse_window, volume_header
 from selfsup.modalities import train_test_sources
@@ -314,3 +315,40 @@ def test_mr_sequences_one_file_each_are_the_channels_of_a_slice(tmp_path):
     flair = np.asarray(volumes.read_plane(root / "case1" / "case1_flair.nii.gz", 3))
     assert np.allclose(item[0].numpy(), flair, atol=1e-6)  # channels in name order
     assert source.read_groups() is not None
+
+
+def test_whole_files_make_each_volume_one_item_the_mean_of_its_slices(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_scans(tmp_path / "scans", patients=10)
+    runner = CliRunner()
+    options = ["--steps", "2", "--batch-size", "4", "--backbone", "small-cnn", "--whole-files"]
+    result = runner.invoke(app, ["pretrain", "scans", *options, "--out", "runs/ct"])
+    assert result.exit_code == 0, result.output
+    assert "trained on the 60 slices of 10 volumes" in result.output
+    result = runner.invoke(app, ["embed", "runs/ct", "scans", "--out", "studies.npz"])
+    assert result.exit_code == 0, result.output  # the run keeps --whole-files
+    studies = np.load(tmp_path / "studies.npz")
+    assert studies["ids"].tolist() == [f"p{p}/ct.nii.gz" for p in range(10)]
+    result = runner.invoke(app, ["embed", "runs/ct", "scans", "--no-whole-files", "--out", "s.npz"])
+    assert result.exit_code == 0, result.output
+    slices = np.load(tmp_path / "s.npz")
+    assert np.allclose(studies["embeddings"][1], slices["embeddings"][6:12].mean(0), atol=1e-5)
+    rows = ["file_name,label"] + [
+        f"p{p}/ct.nii.gz,{'lesion' if p % 2 else 'clear'}" for p in range(10)
+    ]
+    (tmp_path / "studies.csv").write_text("\n".join(rows) + "\n")
+    evaluate = ["evaluate", "runs/ct", "scans", "--labels", "studies.csv", "--protocol", "knn"]
+    result = runner.invoke(app, evaluate)
+    assert result.exit_code == 0, result.output
+    assert "scored on scans[test, 2 patients] (2 items)" in result.output  # volumes, not slices
+    result = runner.invoke(app, ["explain", "runs/ct", "scans/p3/ct.nii.gz@z2"])
+    assert result.exit_code == 0, result.output  # a slice of a run taking volumes whole
+    # a table naming slices cannot label volumes; a folder of whole files needs no option
+    (tmp_path / "slices.csv").write_text("file_name,label\np0/ct.nii.gz@z0,a\np1/ct.nii.gz@z0,b\n")
+    with pytest.raises(ValueError, match="names slices or tiles; --whole-files takes labels of"):
+        WholeFiles(ImageFolderSource(tmp_path / "scans", labels_file=tmp_path / "slices.csv"))
+    (tmp_path / "photos").mkdir()
+    for i in range(2):
+        Image.new("L", (8, 8)).save(tmp_path / "photos" / f"{i}.png")
+    with pytest.raises(ValueError, match="its items are whole files already"):
+        WholeFiles(ImageFolderSource(tmp_path / "photos"))

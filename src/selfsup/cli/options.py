@@ -42,8 +42,8 @@ if TYPE_CHECKING:
 #: Help panels of ``selfsup pretrain --help``: which fields go under which heading.
 PANELS = {
     "Data": (
-        "modality", "image_size", "tile", "scan_window", "channel_pattern", "pixel_bits",
-        "id_column",
+        "modality", "image_size", "tile", "scan_window", "whole_files", "channel_pattern",
+        "pixel_bits", "id_column",
         "time_column", "window", "window_stride", "label_column", "labels", "outside_label",
         "event_lead", "categorical_columns", "numeric_columns", "drop_columns", "text_column",
         "max_length",

@@ -15,6 +15,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import math
 import os
 import re
@@ -35,6 +37,7 @@ from selfsup.data.base import (
     Batch,
     EmptySourceError,
     ItemReadError,
+    Parts,
     Source,
     block_order,
     unit_items,
@@ -461,6 +464,9 @@ class ImageFolderSource(Source):
                 found = FolderLabels(note=patients)
         else:  # a phone's import by day: a day's photos are near copies of one another
             self.split_groups = dated_folders(named)
+        #: The labels of the files (before they label their tiles or slices); None where a
+        #: table names tiles or slices (see :class:`WholeFiles`).
+        self.file_labels: FolderLabels | None = None if tiled else copy.copy(found)
         if self.places is not None:
             self.split_groups = self.split_groups or "images"  # an image's tiles: one scene
             if tiled is None:  # the labels of files: those of their tiles and slices
@@ -827,6 +833,86 @@ def _holds_data(
         int(left * scale_x), max(int(left * scale_x) + 1, math.ceil((left + tile) * scale_x))
     )
     return bool(mask[rows, cols].any())
+
+
+class WholeFiles(Source):
+    """The files of an image folder whose items are parts of files (the slices of volumes,
+    the tiles of ``--tile``) as items again (``--whole-files``): each file one item, embedded
+    as the mean of its parts' embeddings (:meth:`parts`, as a long recording is the mean of
+    its clips), so that ``embed``, ``evaluate``, ``select`` and ``anomalies`` see a study or
+    a scene, labelled as a file (its folder, a table naming files); read alone (``explain``,
+    statistics) it is its middle part. Pretraining reads the parts.
+
+    Raises:
+        ValueError: the folder's items are whole files already, or a table labels its
+            slices or tiles (not files).
+    """
+
+    def __init__(self, inner: ImageFolderSource) -> None:
+        if inner.places is None:
+            raise ValueError(
+                f"{inner.name}: --whole-files is for volumes and tiles; its items are whole "
+                "files already"
+            )
+        found = inner.file_labels
+        if found is None:
+            raise ValueError(
+                f"{inner.name}: its labels table names slices or tiles; --whole-files takes "
+                "labels of files (a table naming files, or folders)"
+            )
+        self.inner = inner
+        owner = inner.places.owner
+        self._files = np.unique(owner)  # the files with items (a scene of no data has none)
+        self._owner = np.searchsorted(self._files, owner)
+        self._ids = [inner.files[int(f)] for f in self._files]
+        self.name, self.reads_files, self.pixel_bits = inner.name, True, inner.pixel_bits
+        self.index_note, self.labels_note, self.warning = (
+            inner.index_note,
+            found.note,
+            found.warning,
+        )
+        self.split_groups = None if inner.split_groups == "images" else inner.split_groups
+        self.classes = found.classes
+        self.labels = None if found.labels is None else found.labels[self._files]
+        partial = found.partial
+        if partial is not None:
+            kept = np.isin(partial.rows, self._files)
+            rows = np.searchsorted(self._files, partial.rows[kept])
+            partial = dataclasses.replace(partial, rows=rows, codes=partial.codes[kept])
+        self.partial_labels = partial
+        volumes = bool((inner.places.plane >= 0).any())
+        self._words = ("slices", "volumes") if volumes else ("tiles", "images")
+
+    @property
+    def item_shape(self) -> tuple[int, int, int]:
+        return self.inner.item_shape
+
+    def read_at(self, side: int) -> None:
+        self.inner.read_at(side)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    @property
+    def ids(self) -> Sequence[str]:
+        """The files' paths relative to the folder."""
+        return self._ids
+
+    def _middle(self, index: int) -> int:
+        first, end = np.searchsorted(self._owner, [index, index + 1])
+        return int(first + (end - first) // 2)
+
+    def read(self, index: int) -> torch.Tensor:
+        """File ``index``'s middle slice or tile."""
+        try:
+            return self.inner.read(self._middle(index))
+        except ItemReadError as err:
+            raise ItemReadError(self._ids[index], err.reason) from err
+
+    def parts(self) -> Parts:
+        """Each file's slices or tiles, all of them (owner: the file's position here)."""
+        part = self._words[0]
+        return Parts(self.inner, self._owner, self._words, f"its middle {part[:-1]}")
 
 
 @dataclass

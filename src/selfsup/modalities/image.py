@@ -47,7 +47,7 @@ from selfsup.data.hub import (
     refuse_labels_table,
     split_spec,
 )
-from selfsup.data.image_folder import ImageFolderSource
+from selfsup.data.image_folder import ImageFolderSource, WholeFiles
 from selfsup.data.named import is_named_spec, named_dataset_names, named_splits, open_named
 from selfsup.data.shards import ShardSource, is_shard_folder
 from selfsup.data.webdataset import WebDatasetSource, webdataset_media
@@ -124,6 +124,7 @@ class ImageModality(Modality):
             "pixel_bits",
             "tile",
             "scan_window",
+            "whole_files",
             *LABEL_OPTIONS,
         }
     )
@@ -147,8 +148,8 @@ class ImageModality(Modality):
         hub = hub_files(spec)
         if hub is not None:
             refuse_labels_table(spec, options)
-            for option in ("tile", "scan_window"):
-                if options.get(option) is not None:
+            for option in ("tile", "scan_window", "whole_files"):
+                if options.get(option) not in (None, False):
                     flag = option.replace("_", "-")
                     raise ValueError(f"{spec}: --{flag} is for the image files of a folder")
             hub_options = ("image_size", "channels", "pixel_bits", "label_column", "id_column")
@@ -163,14 +164,17 @@ class ImageModality(Modality):
         )
         if packed is not None:  # shards of encoded files: read as they were written
             kind, keeps = packed
-            for option in ("labels", "channel_pattern", "tile", "scan_window"):
-                if options.get(option) is not None:
+            for option in ("labels", "channel_pattern", "tile", "scan_window", "whole_files"):
+                if options.get(option) not in (None, False):
                     flag = option.replace("_", "-")
                     raise ValueError(f"{spec}: {keeps}; --{flag} is for a folder's files")
             shard_options = ("image_size", "channels", "pixel_bits")
             return kind(path, **{k: v for k, v in options.items() if k in shard_options})
         if path.is_dir():
-            return ImageFolderSource(path, **folder_options(options))
+            whole = options.get("whole_files")
+            kept = {k: v for k, v in options.items() if k != "whole_files"}
+            folder = ImageFolderSource(path, **folder_options(kept))
+            return WholeFiles(folder) if whole else folder
         if path.is_file() and path.suffix.lower() in _ARRAY_SUFFIXES:
             return load_array_file(path)
         base, split = split_spec(spec)
@@ -197,6 +201,16 @@ class ImageModality(Modality):
             named = ":" not in spec
             return f"{spec}:test" if named and "test" in named_splits(spec) else None
         return hub_test_split(spec)
+
+    def training_source(self, source: Source, cfg: PretrainConfig) -> tuple[Source, str | None]:
+        """Files taken whole (``--whole-files``) are trained on as their slices or tiles."""
+        if not isinstance(source, WholeFiles):
+            return source, None
+        part, whole = source.parts().words
+        return source.inner, (
+            f"trained on the {len(source.inner):,} {part} of {len(source):,} {whole}; the "
+            f"other commands take each of the {whole} as one item (--whole-files)"
+        )
 
     def run_source_options(self, run_dir: Path, config: dict[str, Any]) -> dict[str, Any]:
         """Later image folders are read at the run's side (reading a photo at the side the

@@ -12,6 +12,7 @@ from selfsup.data.dicom import is_dicom
 from selfsup.data.folders import ITEM_PLACE
 from selfsup.data.image_folder import (
     IMAGE_EXTENSIONS,
+    WholeFiles,
     bits_of,
     image_header,
     item_tensor,
@@ -104,6 +105,8 @@ def _item_in_folder(
     """The item ``path`` names in its folder: an audio file, one channel's file of a run on
     channel files, a tile (``scene.tif@x512_y1024``) or a volume's slice (``ct.nii@z40``)."""
     source = run.open(path.parent)
+    if isinstance(source, WholeFiles):  # a slice or tile of a run taking files whole
+        source = source.inner
     ids = list(source.ids)
     grouped = getattr(source, "channel_files", None)
     key = path.name
