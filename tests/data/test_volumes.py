@@ -227,6 +227,17 @@ def test_a_broken_volume_is_skipped_slice_by_slice_with_its_reason(tmp_path):
     assert short in reasons["p4/ct.nii@z0"]
 
 
+def evaluate_studies(runner, table, patients):
+    """``evaluate runs/ct scans`` with ``table`` labelling each patient's volume (odd ones
+    ``lesion``); its result, checked to succeed."""
+    rows = [f"p{p}/ct.nii.gz,{'lesion' if p % 2 else 'clear'}" for p in range(patients)]
+    table.write_text("file_name,label\n" + "\n".join(rows) + "\n")
+    command = ["evaluate", "runs/ct", "scans", "--labels", str(table), "--protocol", "knn"]
+    result = runner.invoke(app, command)
+    assert result.exit_code == 0, result.output
+    return result
+
+
 def test_pretrain_embed_evaluate_anomalies_and_explain_slices(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     make_scans(tmp_path / "scans", patients=6)
@@ -241,13 +252,7 @@ def test_pretrain_embed_evaluate_anomalies_and_explain_slices(tmp_path, monkeypa
     assert result.exit_code == 0, result.output
     saved = np.load(tmp_path / "ct.npz")
     assert len(saved["ids"]) == 36 and saved["ids"][7] == "p1/ct.nii.gz@z1"
-    rows = ["file_name,label"] + [
-        f"p{p}/ct.nii.gz,{'lesion' if p % 2 else 'clear'}" for p in range(6)
-    ]
-    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
-    evaluate = ["evaluate", "runs/ct", "scans", "--labels", "labels.csv", "--protocol", "knn"]
-    result = runner.invoke(app, evaluate)
-    assert result.exit_code == 0, result.output
+    result = evaluate_studies(runner, tmp_path / "labels.csv", patients=6)
     assert "patients]" in result.output  # the split holds whole volumes out
     result = runner.invoke(app, ["anomalies", "runs/ct", "scans", "--fpr", "0.1"])
     assert result.exit_code == 0, result.output
@@ -333,13 +338,7 @@ def test_whole_files_make_each_volume_one_item_the_mean_of_its_slices(tmp_path, 
     assert result.exit_code == 0, result.output
     slices = np.load(tmp_path / "s.npz")
     assert np.allclose(studies["embeddings"][1], slices["embeddings"][6:12].mean(0), atol=1e-5)
-    rows = ["file_name,label"] + [
-        f"p{p}/ct.nii.gz,{'lesion' if p % 2 else 'clear'}" for p in range(10)
-    ]
-    (tmp_path / "studies.csv").write_text("\n".join(rows) + "\n")
-    evaluate = ["evaluate", "runs/ct", "scans", "--labels", "studies.csv", "--protocol", "knn"]
-    result = runner.invoke(app, evaluate)
-    assert result.exit_code == 0, result.output
+    result = evaluate_studies(runner, tmp_path / "studies.csv", patients=10)
     assert "scored on scans[test, 2 patients] (2 items)" in result.output  # volumes, not slices
     result = runner.invoke(app, ["explain", "runs/ct", "scans/p3/ct.nii.gz@z2"])
     assert result.exit_code == 0, result.output  # a slice of a run taking volumes whole
