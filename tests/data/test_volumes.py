@@ -346,7 +346,7 @@ def test_whole_files_make_each_volume_one_item_the_mean_of_its_slices(tmp_path, 
     rows = "".join(f"p{p}/ct.nii.gz,{'a' if p < 3 else 'b'}\n" for p in range(6))
     (tmp_path / "few.csv").write_text("file_name,label\n" + rows)  # three studies a class
     result = runner.invoke(app, few)
-    assert "the rarest class has 3 item(s), fewer than the 5" in str(result.exception)
+    assert "every class has fewer items (at most 3) than the 5" in str(result.exception)
     # a table naming slices cannot label volumes; a folder of whole files needs no option
     (tmp_path / "slices.csv").write_text("file_name,label\np0/ct.nii.gz@z0,a\np1/ct.nii.gz@z0,b\n")
     with pytest.raises(ValueError, match="names slices or tiles; --whole-files takes labels of"):

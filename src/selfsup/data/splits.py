@@ -167,7 +167,7 @@ def stratified_group_split(
 
     Raises:
         ValueError: fewer groups than the split needs (``1 / fraction``, at least 2), or
-            fewer items of a class.
+            fewer items in every class.
 
     Example:
         >>> labels = np.array([0, 0, 1, 1, 0, 0, 1, 1, 0, 1])
@@ -185,11 +185,11 @@ def stratified_group_split(
             f"{distinct} group(s) for a split by folder that holds out 1 in {folds}: give "
             "more folders, or --test"
         )
-    rarest = int(np.unique(labels, return_counts=True)[1].min()) if len(labels) else 0
-    if rarest < folds:  # scikit-learn's own words name neither the data nor a way out
+    largest = int(np.unique(labels, return_counts=True)[1].max()) if len(labels) else 0
+    if largest < folds:  # scikit-learn's own words name neither the data nor a way out
         raise ValueError(
-            f"the rarest class has {rarest} item(s), fewer than the {folds} a split by folder "
-            f"that holds out 1 in {folds} needs: label more, or give --test"
+            f"every class has fewer items (at most {largest}) than the {folds} a split by "
+            f"folder that holds out 1 in {folds} needs: label more, or give --test"
         )
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     first, second = next(splitter.split(np.zeros(len(labels)), labels, groups))
