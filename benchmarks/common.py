@@ -118,6 +118,26 @@ def in_process(function: Any, *args: Any) -> Any:
         return pool.apply(function, args)
 
 
+def read_rate(read: Any, order: np.ndarray, batch: int, name: str) -> float:
+    """Items/s of ``read`` (a source's ``read_batch`` or ``read_training_batch``) over the rows
+    ``order`` in batches of ``batch``; stops on an unreadable item of ``name``."""
+    started = time.perf_counter()
+    for start in range(0, len(order), batch):
+        found = read(order[start : start + batch].tolist())
+        if found.skipped:
+            raise SystemExit(f"{name}: {found.skipped[0]}")
+    return len(order) / (time.perf_counter() - started)
+
+
+def publish(name: str, lines: list[str], smoke: bool) -> None:
+    """Print a benchmark's section and, unless it was a smoke run, write it to BENCHMARKS.md
+    (:func:`write_section`)."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if not smoke:
+        write_section(name, text)
+
+
 def load_average() -> str:
     """The 1/5/15-minute load averages, to report the load a benchmark ran under."""
     return ", ".join(f"{x:.2f}" for x in os.getloadavg())

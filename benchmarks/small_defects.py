@@ -39,7 +39,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 from sklearn.metrics import roc_auc_score
 
-from common import RUNS, load_average, write_section
+from common import RUNS, load_average, publish
 from photos import WALLPAPERS
 from selfsup.data.image_folder import ImageFolderSource
 from selfsup.run import _machine, pretrain
@@ -189,10 +189,7 @@ def main() -> None:
     for name, (frame_auc, tile_auc) in rows.items():
         tile_text = "" if tile_auc is None else f"{tile_auc:.3f}"
         lines.append(f"| {name} | {frame_auc:.3f} | {tile_text} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.smoke:
-        write_section("small_defects", text)
+    publish("small_defects", lines, args.smoke)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from common import RUNS, in_process, load_average, peak_mb, write_section
+from common import RUNS, in_process, load_average, peak_mb, publish, read_rate
 from photos import _sources
 from selfsup.data.image_folder import ImageFolderSource, image_dimensions
 from selfsup.run import _machine
@@ -93,12 +93,7 @@ def read_tiles(folder: Path, tile: int, limit: int) -> tuple[int, int, float, fl
     source = ImageFolderSource(folder, tile=tile)
     source.read_at(SIDE)
     order = np.random.default_rng(0).permutation(len(source))[:limit]
-    started = time.perf_counter()
-    for start in range(0, len(order), 32):
-        batch = source.read_batch(order[start : start + 32].tolist())
-        if batch.skipped:
-            raise SystemExit(f"{folder}: {batch.skipped[0]}")
-    rate = len(order) / (time.perf_counter() - started)
+    rate = read_rate(source.read_batch, order, 32, str(folder))
     return len(source), len(order), rate, peak_mb() - before
 
 
@@ -189,10 +184,7 @@ def main() -> None:
         "had loaded). Reading the scene whole is what "
         "selfsup refused before tiles (above the decompression-bomb limit).",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.smoke:
-        write_section("tiles", text)
+    publish("tiles", lines, args.smoke)
 
 
 if __name__ == "__main__":

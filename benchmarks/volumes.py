@@ -35,7 +35,7 @@ import nibabel as nib
 import numpy as np
 from PIL import Image
 
-from common import RUNS, in_process, load_average, peak_mb, watch, write_section
+from common import RUNS, in_process, load_average, peak_mb, publish, read_rate, watch
 from selfsup.data.image_folder import ImageFolderSource
 from selfsup.data.volumes import CACHE_BYTES
 from selfsup.run import _machine
@@ -83,12 +83,7 @@ def read_selfsup(folder: Path, limit: int, blocks: bool) -> tuple[int, float, fl
         order = source.epoch_order(seed=0, epoch=0)[:limit]
     else:
         order = np.random.default_rng(0).permutation(len(source))[:limit]
-    started = time.perf_counter()
-    for start in range(0, len(order), 64):
-        batch = source.read_training_batch(order[start : start + 64].tolist())
-        if batch.skipped:
-            raise SystemExit(f"{folder}: {batch.skipped[0]}")
-    rate = len(order) / (time.perf_counter() - started)
+    rate = read_rate(source.read_training_batch, order, 64, str(folder))
     return len(source), rate, peak_mb() - before
 
 
@@ -185,10 +180,7 @@ def main() -> None:
         "workers, sampled twice a second). Reading every volume whole up front would hold "
         f"{count * side * side * slices * 8 / 2**30:.1f} GB of float64 (`get_fdata`).",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if not args.smoke:
-        write_section("volumes", text)
+    publish("volumes", lines, args.smoke)
 
 
 if __name__ == "__main__":

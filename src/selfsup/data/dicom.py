@@ -132,7 +132,11 @@ def dicom_frames(file: str | os.PathLike | BinaryIO) -> int:
     Raises:
         ValueError: not DICOM.
     """
-    data = _read(file, header_only=True)
+    return frame_count(_read(file, header_only=True))
+
+
+def frame_count(data: Any) -> int:
+    """:func:`dicom_frames` of a dataset already read."""
     if int(data.get("SamplesPerPixel", 1) or 1) != 1 or _palette(data):
         return 1
     return max(1, int(data.get("NumberOfFrames", 1) or 1))

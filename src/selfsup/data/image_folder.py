@@ -294,9 +294,10 @@ class ImageFolderSource(Source):
             except (OSError, ValueError):  # unreadable: skipped when read
                 return 1
 
-        if all(frames(i) == 1 for i in picks):
+        sampled = {i: frames(i) for i in picks}
+        if all(count == 1 for count in sampled.values()):
             return {}
-        found = {i: frames(i) for i in range(n) if not is_volume(self.files[i])}
+        found = {i: sampled.get(i) or frames(i) for i in range(n) if not is_volume(self.files[i])}
         return {i: count for i, count in found.items() if count > 1}
 
     def _split(self, tile: int | None) -> None:

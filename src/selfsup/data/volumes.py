@@ -170,10 +170,10 @@ def _load(path: str | os.PathLike) -> Any:
 def _dicom_layout(path: str | os.PathLike) -> VolumeLayout:
     """A gray multi-frame DICOM file's frames as slices, in their stored order, shown as
     stored, from its header."""
-    from selfsup.data.dicom import _read, dicom_frames
+    from selfsup.data.dicom import _read, frame_count
 
-    frames = dicom_frames(path)
     data = _read(path, header_only=True)
+    frames = frame_count(data)
     rows, columns = int(data.get("Rows", 0) or 0), int(data.get("Columns", 0) or 0)
     if not rows or not columns:
         raise VolumeError("a DICOM object without an image")
@@ -191,13 +191,15 @@ def volume_layout(path: str | os.PathLike) -> VolumeLayout:
     Raises:
         VolumeError: a 4-D file (several volumes), colour or complex values, or not NIfTI.
     """
-    import nibabel as nib
-
     from selfsup.data.dicom import is_dicom
 
-    if is_dicom(path):
-        return _dicom_layout(path)
-    image = _load(path)
+    return _dicom_layout(path) if is_dicom(path) else _nifti_layout(_load(path))
+
+
+def _nifti_layout(image: Any) -> VolumeLayout:
+    """:func:`volume_layout` of a NIfTI image already loaded (its header)."""
+    import nibabel as nib
+
     shape = tuple(int(s) for s in image.shape)
     while len(shape) > 3 and shape[-1] == 1:
         shape = shape[:-1]
@@ -304,8 +306,8 @@ def _open_volume(path: str | os.PathLike, cache_bytes: int) -> _Volume:
         window = frames.window or _percentiles(np.asarray(sample, np.float64))
         slope, inter = frames.slope, frames.intercept
         return _Volume(layout, stored, slope, inter, window, stored.nbytes, frames.inverted)
-    layout = volume_layout(path)
     image = _load(path)
+    layout = _nifti_layout(image)
     proxy = image.dataobj
     if not is_compressed(path):
         end = int(getattr(proxy, "offset", 0)) + layout.nbytes
