@@ -677,7 +677,7 @@ def _plan_memory(
     if held:  # each process reading keeps its own: the loader's workers and this one
         readers = max(0, cfg.num_workers or 0) + 1
         plan.data = held * readers
-        plan.data_words = f"of volumes kept decompressed by {readers} process(es)"
+        plan.data_words = f"of decoded files kept by {readers} process(es)"
     side = f" at {cfg.image_size} px" if cfg.image_size else ""
     what = f"{cfg.backbone}{side}, {cfg.method}, {fabric.strategy.precision.precision}"
     return plan_batch(plan, int(cfg.batch_size), given, what, remedy)

@@ -12,15 +12,19 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from selfsup.cli import app
-from selfsup.data import tiff
+from selfsup.data import image_folder, tiff
 from selfsup.data.base import EmptySourceError
+from selfsup.data.held import file_key
 from selfsup.data.image_folder import (
+    DECODED,
     ImageFolderSource,
+    decode_pixels,
     image_dimensions,
     read_pixels,
+    tile_decode_bytes,
     tile_grid,
 )
-from selfsup.data.splits import split_group_ids
+from selfsup.data.splits import hold_out, split_group_ids
 from selfsup.data.tiff import _read_plane, read_tiff
 
 
@@ -118,6 +122,74 @@ def test_a_photo_held_sideways_is_cut_upright_and_a_jpeg_decodes_at_the_tiles_sc
     white = read_pixels(stream, 50, 3, region=(0, 200, 200))
     black = read_pixels(stream, 50, 3, region=(400, 0, 200))
     assert white[10:40, 10:40].min() > 200 and black[10:40, 10:40].max() < 50
+
+
+def frames(root, count=3, size=(700, 500)):
+    """``count`` JPEG frames of ``size`` (width, height), each of its own noise."""
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(5)
+    for k in range(count):
+        noise = rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)
+        Image.fromarray(noise).save(root / f"frame{k}.jpg", quality=90)
+    return root
+
+
+def test_a_jpeg_is_decoded_once_for_all_its_tiles_and_they_are_as_read_alone(tmp_path, monkeypatch):
+    root = frames(tmp_path / "frames")
+    opened = []
+    real = image_folder.open_whole
+    monkeypatch.setattr(image_folder, "open_whole", lambda f: opened.append(f) or real(f))
+    source = ImageFolderSource(root, tile=200)
+    source.read_at(50)  # tiles of 200 read at 50: decoded at 1/4 scale
+    opened.clear()
+    batch = source.read_batch(range(len(source)))
+    assert len(batch.indices) == len(source) == 3 * 12 and len(opened) == 3
+    for row in (0, 13, 35):
+        top, left, side = (int(v) for v in source.places.square[row])
+        file = root / source.files[source.places.owner[row]]
+        with Image.open(file) as image:  # decoded for this tile alone, as before the cache
+            alone = decode_pixels(image, 50, 3, region=(top, left, side))
+        assert np.array_equal(source._pixels(row), alone)  # from the decoded frame kept
+    key = (*file_key(root / "frame0.jpg"), 50, 200, 3, None, None)
+    assert DECODED.get(key, lambda: None).image.size == (175, 125)  # 1/4 of 700x500
+    assert source.kept_bytes()[0] == tile_decode_bytes(700, 500, 200, 50, True, 4) == 175 * 125 * 4
+    source.read_at(200)  # read at full scale: a new decode, as large as the file
+    assert source.kept_bytes()[0] == 700 * 500 * 4
+    source.read(0)
+    assert len(opened) == 4
+
+
+def test_tiles_of_images_decoded_whole_are_read_and_held_out_by_image(tmp_path, monkeypatch):
+    root = frames(tmp_path / "frames", count=6)
+    source = ImageFolderSource(root, tile=100)
+    assert np.array_equal(source.read_groups(), np.repeat(np.arange(6), 35))
+    one = tile_decode_bytes(700, 500, 100, 100, True, 4)
+    monkeypatch.setattr("selfsup.data.image_folder.CACHE_BYTES", 2 * one)
+    owners = source.places.owner[source.epoch_order(seed=0, epoch=0)]
+    for block in range(3):  # two frames' tiles together, then the next two's
+        assert len(set(owners[70 * block : 70 * (block + 1)].tolist())) == 2
+    assert source.held_bytes() == 2 * one + 2 * one  # two kept, the largest as it decodes
+    _, held = hold_out(source, 16)
+    assert len(np.unique(source.places.owner[held.indices])) == 1  # a frame, not a tile of each
+    assert len(np.unique(source.places.owner[source.sample_rows(30)])) == 6
+    # a TIFF's tiles are read alone: nothing decoded whole, read in any order
+    tifffile.imwrite(root / "scene.tif", np.zeros((256, 256), np.uint8), tile=(64, 64))
+    mixed = ImageFolderSource(root, tile=128)
+    assert 6 not in mixed.kept_bytes() and len(mixed.kept_bytes()) == 6
+
+
+def test_a_broken_jpeg_fails_once_for_all_its_tiles(tmp_path, monkeypatch):
+    root = frames(tmp_path / "frames", count=2)
+    whole = (root / "frame1.jpg").read_bytes()
+    (root / "frame1.jpg").write_bytes(whole[: len(whole) // 3])
+    source = ImageFolderSource(root, tile=200)
+    opened = []
+    real = image_folder.open_whole
+    monkeypatch.setattr(image_folder, "open_whole", lambda f: opened.append(f) or real(f))
+    batch = source.read_batch(range(len(source)))
+    assert len(batch.indices) == 12 and len(batch.skipped) == 12
+    assert len({s.reason for s in batch.skipped}) == 1 and "truncated" in batch.skipped[0].reason
+    assert len(opened) == 2  # each file opened once, the broken one too
 
 
 def make_scenes(root, size=320):

@@ -66,6 +66,7 @@ from selfsup.data.folders import (
     others_note,
     subfolder_labels,
 )
+from selfsup.data.held import CACHE_BYTES, HeldCache, file_key
 from selfsup.data.tiff import (
     Region,
     TiffForPillow,
@@ -76,7 +77,6 @@ from selfsup.data.tiff import (
     tiff_stored_maximum,
 )
 from selfsup.data.volumes import (
-    CACHE_BYTES,
     VOLUME_EXTENSIONS,
     is_compressed,
     is_volume,
@@ -117,9 +117,12 @@ MIN_TILE = 16
 #: Files whose largest stored values give the significant bits of a folder's wide integer
 #: pixels (:func:`significant_bits`); each is read whole once.
 BITS_SAMPLE = 16
-#: Compressed volumes whose slices give statistics over a folder of them (each one read is
-#: decompressed whole: a CT of 300 slices, 0.4 s).
-SAMPLE_VOLUMES = 8
+#: Files decoded whole to read their parts (compressed volumes, images cut into tiles) whose
+#: parts give statistics over a folder of them (each one read is decoded whole: a CT of 300
+#: slices, 0.4 s; a drone's 20-megapixel JPEG at 1/4 scale, 0.1 s).
+SAMPLE_FILES = 8
+#: Suffixes of JPEG files, which decode at 1/2, 1/4 or 1/8 scale (draft mode).
+_JPEG = (".jpg", ".jpeg", ".jfif")
 # Large photos are expected and read at a reduced size; PIL still refuses images above twice
 # this limit (a decompression bomb), which are then skipped as unreadable.
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
@@ -238,6 +241,7 @@ class ImageFolderSource(Source):
         self.reads_files = True
         self.tile = tile
         self._volume_bytes: dict[int, int] = {}  # a compressed volume's decompressed size
+        self._tiled: dict[int, tuple[int, int, bool]] = {}  # decoded whole: width, height, JPEG
         self.scan_window = None if scan_window is None else parse_window(scan_window)
         self.index, self.index_note = index_folder(self.root, IMAGE_FILES, index)
         self._ids = self.index.files
@@ -349,6 +353,8 @@ class ImageFolderSource(Source):
                             continue  # no data anywhere: nothing to learn from
                         grid = kept
                 cut += bool(grid)
+                if grid and not is_tiff(path):  # decoded whole for its tiles, kept while read
+                    self._tiled[position] = (width, height, path.suffix.lower() in _JPEG)
                 if not grid:  # not cut, smaller than a tile, or unreadable: the whole file
                     grid, named = [(0, 0)], [rel]
                     side = 0
@@ -380,38 +386,58 @@ class ImageFolderSource(Source):
             raise EmptySourceError(f"{self.root}: every tile of its images is without data")
 
     def epoch_order(self, seed: int, epoch: int) -> np.ndarray:
-        """A seeded permutation; where compressed volumes are read (``.nii.gz``), the files
-        in a random order and the items of as many consecutive files as a process keeps
-        decompressed (``CACHE_BYTES``) shuffled together, so each volume is decompressed
-        about once an epoch (as packed shards are read)."""
-        groups = self.read_groups()
-        if groups is None:
+        """A seeded permutation; where files are decoded whole to read their parts
+        (:meth:`kept_bytes`: a ``.nii.gz`` volume's slices, a JPEG's tiles), the files in a
+        random order and the items of as many consecutive files as a process keeps decoded
+        (``CACHE_BYTES``) shuffled together, so each file is decoded about once an epoch (as
+        packed shards are read)."""
+        kept = self.kept_bytes()
+        if not kept:
             return super().epoch_order(seed, epoch)
-        largest = max(self._volume_bytes.values())
-        window = int(max(1, CACHE_BYTES // max(1, largest)))
-        return block_order(groups, window, seed, epoch)
+        window = int(max(1, CACHE_BYTES // max(1, max(kept.values()))))
+        return block_order(self.places.owner, window, seed, epoch)  # type: ignore[union-attr]
+
+    def kept_bytes(self) -> dict[int, int]:
+        """The files decoded whole while their parts are read, by position in ``files``, and
+        the bytes each keeps decoded: a compressed volume's values, an image cut into tiles
+        (other than TIFF, whose tiles are read alone) at the scale its tiles are read at
+        (:func:`tile_decode_bytes`)."""
+        kept = dict(self._volume_bytes)
+        if self._tiled:
+            gray = self.channels == 1 and (self.pixel_bits or 8) <= 8
+            for position, (width, height, jpeg) in self._tiled.items():
+                kept[position] = tile_decode_bytes(
+                    width, height, self.tile or 0, self.image_size, jpeg, 1 if gray else 4
+                )
+        return kept
 
     def held_bytes(self) -> int:
-        """Of compressed volumes: the decompressed ones a process keeps (``CACHE_BYTES`` at
-        most) and the largest as it is opened, with its compressed bytes; else 0."""
-        if not self._volume_bytes:
+        """Of files decoded whole to read their parts (:meth:`kept_bytes`): those a process
+        keeps (``CACHE_BYTES`` at most of volumes, as much of images) and the largest as
+        it is decoded; else 0."""
+        kept = self.kept_bytes()
+        if not kept:
             return 0
-        largest = max(self._volume_bytes.values())
-        return min(CACHE_BYTES, sum(self._volume_bytes.values())) + 2 * largest
+        volumes = sum(self._volume_bytes.values())
+        images = sum(size for position, size in kept.items() if position in self._tiled)
+        return min(CACHE_BYTES, volumes) + min(CACHE_BYTES, images) + 2 * max(kept.values())
 
     def read_groups(self) -> np.ndarray | None:
-        """Where compressed volumes are read, each item's file (a volume's slices are
-        read together once it is decompressed); else None."""
-        return self.places.owner if self.places is not None and self._volume_bytes else None
+        """Where files are decoded whole to read their parts (compressed volumes, images
+        cut into tiles), each item's file (read together once it is decoded); else None."""
+        if self.places is None or not (self._volume_bytes or self._tiled):
+            return None
+        return self.places.owner
 
     def sample_rows(self, limit: int) -> np.ndarray:
-        """Up to ``limit`` rows for statistics; of compressed volumes, spread evenly over
-        ``SAMPLE_VOLUMES`` volumes spread over the folder (each one read is decompressed)."""
+        """Up to ``limit`` rows for statistics; of files decoded whole to read their parts,
+        spread evenly over ``SAMPLE_FILES`` of them spread over the folder (each one read is
+        decoded whole)."""
         groups = self.read_groups()
         if groups is None:
             return super().sample_rows(limit)
         present = np.unique(groups)
-        count = min(SAMPLE_VOLUMES, len(present))
+        count = min(SAMPLE_FILES, len(present))
         chosen = present[np.unique(np.linspace(0, len(present) - 1, count).astype(int))]
         rows = np.flatnonzero(np.isin(groups, chosen))
         return rows[np.unique(np.linspace(0, len(rows) - 1, min(limit, len(rows))).astype(int))]
@@ -783,6 +809,28 @@ def patient_folders(root: Path, files: Sequence[str], codes: np.ndarray) -> str 
     )
 
 
+def tile_decode_bytes(
+    width: int, height: int, tile: int, side: int, jpeg: bool, pixel_bytes: int
+) -> int:
+    """The bytes an image of ``width`` x ``height`` holds decoded whole to read its tiles of
+    ``tile`` pixels at ``side`` (``pixel_bytes`` a pixel: 4 for colour, as Pillow keeps it):
+    a JPEG at the smallest of its draft scales (1/2, 1/4, 1/8) that still holds them, as
+    Pillow picks it; any other format at full size.
+
+    Example:
+        >>> tile_decode_bytes(5472, 3648, 512, 128, jpeg=True, pixel_bytes=4)  # at 1/4
+        4990464
+        >>> tile_decode_bytes(5472, 3648, 512, 128, jpeg=False, pixel_bytes=4)
+        79847424
+    """
+    reduce = 1
+    if jpeg and tile > side:
+        wanted = (math.ceil(width * side / tile), math.ceil(height * side / tile))
+        most = min(width // wanted[0], height // wanted[1])
+        reduce = max(r for r in (1, 2, 4, 8) if r <= most)
+    return math.ceil(width / reduce) * math.ceil(height / reduce) * pixel_bytes
+
+
 def tile_grid(width: int, height: int, tile: int) -> list[tuple[int, int]]:
     """The (top, left) corners of the tiles of ``tile`` pixels covering a ``width`` x
     ``height`` image: on each axis as few as cover it, spread evenly, the first at 0 and the
@@ -1083,23 +1131,40 @@ def read_pixels(
         (10, 10)
     """
 
-    def decoded(image: Image.Image) -> np.ndarray:
-        with image:
-            if channels not in (1, 3):
-                kind = "a gray" if image.mode in GRAY_MODES else "a colour"
-                raise ValueError(f"{kind} image where the data's images have {channels} channels")
-            return decode_pixels(image, size, channels, bits, region)
+    def decoded(opened: Callable[[], Image.Image]) -> np.ndarray:
+        def whole() -> Decoded:
+            with opened() as image:
+                if channels not in (1, 3):
+                    kind = "a gray" if image.mode in GRAY_MODES else "a colour"
+                    raise ValueError(
+                        f"{kind} image where the data's images have {channels} channels"
+                    )
+                crop = min(image.size) if region is None else region[2]
+                return decode_whole(image, size, crop, channels, bits)
+
+        if region is None or hasattr(file, "read"):
+            return cut_pixels(whole(), size, region)
+        # a tile: the file decoded once for all its tiles (at the scale they are read at)
+        key = (*file_key(file), size, region[2], channels, bits, window)
+        return cut_pixels(DECODED.get(key, whole), size, region)
 
     if _empty(file):  # every decoder says it in its own words, or names a stream object
         raise ValueError("the file is empty (0 bytes)")
     return by_format(
         file,
         # decoded to [0, 1] by its window; a frame of a multi-frame file as a volume's slice
-        lambda f: decoded(read_dicom(f, window) if plane is None else read_plane(f, plane, window)),
+        lambda f: decoded(
+            lambda: read_dicom(f, window) if plane is None else read_plane(f, plane, window)
+        ),
         lambda f: _conform_channels(read_tiff(f, size, bits, region), channels),
-        lambda f: decoded(read_plane(f, plane, window)),  # to [0, 1] over its volume
-        lambda f: decoded(open_whole(f)),
+        lambda f: decoded(lambda: read_plane(f, plane, window)),  # to [0, 1] over its volume
+        lambda f: decoded(lambda: open_whole(f)),
     )
+
+
+#: The images this process has decoded whole to read their tiles (a JPEG frame cannot be
+#: read a tile at a time), by file and the scale, channels and window their tiles are read at.
+DECODED: HeldCache[Decoded] = HeldCache(CACHE_BYTES, lambda decoded: decoded.nbytes)
 
 
 @contextlib.contextmanager
@@ -1305,7 +1370,8 @@ def decode_pixels(
     JPEGs decode at reduced scale when larger (draft mode), EXIF rotation applies, wide gray
     modes are scaled by 65535 (``2**bits - 1`` where their significant ``bits`` are given)
     and float images by their range (see :func:`value_range`), the centre square is kept,
-    or ``region`` (top, left, side in pixels of the upright image at full size).
+    or ``region`` (top, left, side in pixels of the upright image at full size). The same as
+    :func:`cut_pixels` of :func:`decode_whole`.
 
     Raises:
         ValueError: a float image holding NaN or infinite pixels.
@@ -1317,8 +1383,45 @@ def decode_pixels(
         >>> bool(tile.mean() > 200), bool(decode_pixels(image, 4, 1).mean() < 50)
         (True, True)
     """
+    crop = min(image.size) if region is None else region[2]
+    return cut_pixels(decode_whole(image, size, crop, channels, bits), size, region)
+
+
+@dataclass
+class Decoded:
+    """An image decoded as its squares are cut from it (:func:`decode_whole`): upright, in
+    the data's channels, at the scale of its JPEG draft, with the offset and span that bring
+    a wide image's pixels to [0, 1]."""
+
+    image: Image.Image  # mode "L", "RGB" or "F"
+    full: int  # the shorter side of the upright image at full size
+    channels: int  # what its squares are given in (a wide gray image's, repeated)
+    low: float = 0.0
+    peak: float = 1.0
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes it holds (Pillow keeps an RGB pixel in four)."""
+        return self.image.width * self.image.height * (1 if self.image.mode == "L" else 4)
+
+
+def decode_whole(
+    image: Image.Image, size: int, crop: int, channels: int, bits: int | None = None
+) -> Decoded:
+    """Decode one opened image whole for squares of ``crop`` pixels read at ``size``: a JPEG
+    larger than that needs at the reduced scale (draft mode) that still holds them, rotated
+    upright by its EXIF orientation, in ``channels`` channels (wide gray and float images as
+    floats, with their range, see :func:`decode_pixels`).
+
+    Raises:
+        ValueError: a float image holding NaN or infinite pixels.
+
+    Example:
+        >>> decoded = decode_whole(Image.new("RGB", (64, 32)), 8, 16, channels=1)
+        >>> decoded.image.mode, decoded.full, decoded.nbytes
+        ('L', 32, 2048)
+    """
     full = min(image.size)
-    crop = full if region is None else region[2]
     if crop > size:
         # JPEG can decode at 1/2, 1/4 or 1/8 scale directly; the crop stays >= size.
         scale = size / crop
@@ -1326,19 +1429,30 @@ def decode_pixels(
         image.draft(image.mode, draft_size)
     image.load()  # Image.open is lazy: decoding (and a truncation error) happens here
     ImageOps.exif_transpose(image, in_place=True)
-    wide_gray = image.mode in _WIDE_GRAY_MODES or image.mode == "F"
-    low = 0.0
-    if wide_gray:
+    if image.mode in _WIDE_GRAY_MODES or image.mode == "F":
         mode, image = image.mode, image.convert("F")
         low, peak = value_range(np.asarray(image), mode, bits)
-    elif channels == 1:
-        image = image.convert("L")
-    else:
-        if image.mode == "P" and "transparency" in image.info:
-            image = image.convert("RGBA")  # avoids PIL's warning for such palettes
-        image = image.convert("RGB")
+        return Decoded(image, full, channels, low, peak)
+    if channels == 1:
+        return Decoded(image.convert("L"), full, channels)
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")  # avoids PIL's warning for such palettes
+    return Decoded(image.convert("RGB"), full, channels)
+
+
+def cut_pixels(decoded: Decoded, size: int, region: Region | None = None) -> np.ndarray:
+    """The centre square of a :func:`decode_whole` image, or its square ``region`` (top,
+    left, side in pixels of the upright image at full size), resized to ``size``, as
+    :func:`decode_pixels` gives it; ``decoded`` is left as it is.
+
+    Example:
+        >>> decoded = decode_whole(Image.new("L", (64, 32), 255), 4, 16, channels=3)
+        >>> cut_pixels(decoded, 4, region=(0, 48, 16)).shape
+        (4, 4, 3)
+    """
+    image = decoded.image
     if region is not None:  # the region, in pixels of the image as decoded (a draft's scale)
-        scale = min(image.size) / full
+        scale = min(image.size) / decoded.full
         top, left, side = (value * scale for value in region)
     else:  # the centre square, resized straight to size
         side = min(image.size)
@@ -1346,12 +1460,11 @@ def decode_pixels(
     if region is not None or image.size != (size, size):
         box = (left, top, left + side, top + side)
         image = image.resize((size, size), Image.Resampling.BILINEAR, box=box)
-    if not wide_gray:
+    if image.mode != "F":
         return np.array(image, dtype=np.uint8)  # writable: torch shares it
-    pixels = ((np.asarray(image, dtype=np.float32) - low) / peak).clip(0.0, 1.0)
-    if channels == 3:
-        pixels = np.repeat(pixels[:, :, None], 3, axis=2)
-    return pixels
+    pixels = np.asarray(image, dtype=np.float32)
+    pixels = ((pixels - decoded.low) / decoded.peak).clip(0.0, 1.0)
+    return np.repeat(pixels[:, :, None], 3, axis=2) if decoded.channels == 3 else pixels
 
 
 def value_range(pixels: np.ndarray, mode: str, bits: int | None = None) -> tuple[float, float]:

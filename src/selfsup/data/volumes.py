@@ -41,8 +41,6 @@ Example:
 from __future__ import annotations
 
 import os
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,10 +48,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from selfsup.data.held import CACHE_BYTES, HeldCache, file_key
+
 #: File suffixes of volumes, compared case-insensitively.
 VOLUME_EXTENSIONS = (".nii", ".nii.gz")
-#: The bytes of decompressed volumes one process keeps (each loader worker keeps its own).
-CACHE_BYTES = 768 * 2**20
 #: The percentiles that map a volume without a display range of its own to [0, 1].
 PERCENTILES = (0.5, 99.5)
 #: Values sampled (evenly, over the whole volume) for its percentiles.
@@ -351,32 +349,10 @@ class VolumeCache:
 
     def __init__(self, limit: int = CACHE_BYTES) -> None:
         self.limit = limit
-        self._volumes: OrderedDict[str, _Volume | Exception] = OrderedDict()
-        self._lock = threading.Lock()  # read-ahead threads share a process's cache
+        self._held: HeldCache[_Volume] = HeldCache(limit, lambda volume: volume.nbytes)
 
     def _get(self, path: str | os.PathLike) -> _Volume:
-        key = os.path.abspath(path)
-        with self._lock:
-            found = self._volumes.get(key)
-            if found is not None:
-                self._volumes.move_to_end(key)
-        if found is None:
-            try:
-                found = _open_volume(path, self.limit)
-            except Exception as err:  # kept: every slice of a broken file fails alike
-                found = err
-            with self._lock:
-                self._volumes[key] = found
-                self._trim()
-        if isinstance(found, Exception):
-            raise found
-        return found
-
-    def _trim(self) -> None:
-        held = sum(v.nbytes for v in self._volumes.values() if isinstance(v, _Volume))
-        while held > self.limit and len(self._volumes) > 1:
-            _, dropped = self._volumes.popitem(last=False)
-            held -= dropped.nbytes if isinstance(dropped, _Volume) else 0
+        return self._held.get(file_key(path), lambda: _open_volume(path, self.limit))
 
     def plane(
         self,
