@@ -53,7 +53,7 @@ from selfsup.core.files import (
 from selfsup.core.precision import embedding_device, resolve_precision, uses_gpu
 from selfsup.core.progress import ShowProgress, activity
 from selfsup.data.base import DataWarning, Source
-from selfsup.data.folders import INDEX_FILE, FolderIndex
+from selfsup.data.folders import INDEX_FILE, FolderIndex, unreadable_lines
 from selfsup.data.splits import hold_out
 from selfsup.embedding import (
     EmbeddingFile,
@@ -262,7 +262,18 @@ class Run:
         """
         say = (lambda line: console.print(line, highlight=False)) if show_progress else None
         folder = self.path / EMBEDDINGS_DIR
-        return cached_embeddings(self.encoder, source, folder, show_progress, say)
+        emb = cached_embeddings(self.encoder, source, folder, show_progress, say)
+        said = source.__dict__.get("_unreadable_said", 0)  # each once, however often embedded
+        if say is not None and len(source.unreadable) > said:
+            count = len(source.unreadable)
+            console.print(
+                f"[yellow]{count:,} unreadable item{'s' if count > 1 else ''} of "
+                f"{source.name}, left out:[/yellow]"
+            )
+            for line in unreadable_lines(source.unreadable.items()):
+                say(line)
+            source.__dict__["_unreadable_said"] = count
+        return emb
 
     def embed_timestamps(
         self, data: str | os.PathLike | Source, batch_size: int = 512

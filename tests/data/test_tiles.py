@@ -282,9 +282,17 @@ def test_pretrain_embed_evaluate_and_explain_tiles(tmp_path, monkeypatch):
     result = runner.invoke(app, ["evaluate", "runs/land", "land", "--protocol", "knn"])
     assert result.exit_code == 0, result.output
     assert "images]" in result.output  # the split holds whole images out
+    photo = (tmp_path / "land/forest/photo.jpg").read_bytes()
+    (tmp_path / "land/forest/cut.jpg").write_bytes(photo[: len(photo) // 2])  # a copy that stopped
     result = runner.invoke(app, ["anomalies", "runs/land", "land", "--fpr", "0.1"])
     assert result.exit_code == 0, result.output
-    assert re.search(r"flagged above \S+, in \d+ of 6 images", result.output), result.output
+    assert re.search(r"flagged above \S+, in \d+ of 7 images", result.output), result.output
+    said = result.output.split("16 unreadable items of land, left out:")[1].splitlines()
+    assert said[1] == (  # once each
+        "  forest/broken.tif: cannot read image: ValueError: the TIFF holds no image: its "
+        "first page is missing (a file cut short?)"
+    )
+    assert said[2].startswith("  forest/cut.jpg (15 tiles): cannot read image: OSError: image")
     result = runner.invoke(app, ["explain", "runs/land", "land/forest/scene.tif@x64_y128"])
     assert result.exit_code == 0, result.output
     result = runner.invoke(app, ["explain", "runs/land", "land/forest/scene.tif"])

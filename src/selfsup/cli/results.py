@@ -52,6 +52,7 @@ def embed(
 ) -> None:
     """Write one embedding per item (input order kept) to .npy or .parquet."""
 
+    from selfsup.data.folders import unreadable_lines
     from selfsup.embedding import EmbeddingInterrupted, write_timestamps
 
     new_output(out, overwrite)  # before the data is opened and embedded
@@ -85,8 +86,8 @@ def embed(
         console.print(
             f"[yellow]{count:,} unreadable item{'s' if count > 1 else ''} (NaN rows):[/yellow]"
         )
-        for item in result.skipped[:10]:
-            console.print(f"  {item.item_id}: {item.reason}")
+        for line in unreadable_lines((item.item_id, item.reason) for item in result.skipped):
+            console.print(line, highlight=False)
 
 
 #: Seconds of embedding through a pretrained model beyond which ``embed`` suggests a student.

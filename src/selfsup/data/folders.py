@@ -14,7 +14,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -466,6 +466,32 @@ def first_file(root: str | os.PathLike, suffixes: tuple[str, ...]) -> Path | Non
 #: The place of a part of a file at the end of its id: a tile's (``scene.tif@x512_y1024``:
 #: left 512, top 1024), a volume's slice's (``ct.nii.gz@z40``).
 ITEM_PLACE = re.compile(r"@(?:x(\d+)_y(\d+)|z(\d+))$")
+
+
+def unreadable_lines(found: Iterable[tuple[str, str]], limit: int = 10) -> list[str]:
+    """Lines saying which items could not be read and why (``found``: id, reason), the
+    parts of one file (tiles, slices) that failed alike said once with their count, at most
+    ``limit`` lines and a count of the rest.
+
+    Example:
+        >>> found = [(f"a.jpg@x{k}_y0", "image file is truncated") for k in range(88)]
+        >>> print("\\n".join(unreadable_lines([*found, ("b.png", "the file is empty")])))
+          a.jpg (88 tiles): image file is truncated
+          b.png: the file is empty
+    """
+    groups: dict[tuple[str, str], list[str]] = {}
+    for item, reason in found:
+        groups.setdefault((ITEM_PLACE.sub("", item), reason), []).append(item)
+    lines = []
+    for (file, reason), items in list(groups.items())[:limit]:
+        if len(items) == 1:
+            lines.append(f"  {items[0]}: {reason}")
+            continue
+        kind = "slices" if re.search(r"@z\d+$", items[0]) else "tiles"
+        lines.append(f"  {file} ({len(items):,} {kind}): {reason}")
+    if len(groups) > limit:
+        lines.append(f"  and {len(groups) - limit:,} more")
+    return lines
 
 
 def tile_images(ids: Sequence[str]) -> np.ndarray | None:

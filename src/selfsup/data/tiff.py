@@ -288,6 +288,10 @@ def _opened(file: str | os.PathLike | BinaryIO) -> Iterator[Any]:
     was_disabled, log.disabled = log.disabled, True
     try:
         with tifffile.TiffFile(file) as tiff:
+            if not tiff.series:  # tifffile found no page: its series list is empty
+                raise ValueError(
+                    "the TIFF holds no image: its first page is missing (a file cut short?)"
+                )
             yield tiff
     finally:
         log.disabled = was_disabled
