@@ -854,7 +854,7 @@ def pretrain(
         side = f" at {cfg.image_size} px" if cfg.image_size else ""
         say(
             f"encoder: {cfg.backbone or 'custom'}{side}, {cfg.method}; "
-            f"{modality.preparation(cfg)} in "
+            f"{modality.preparation(cfg, source)} in "
             f"{modality.preparation_seconds(cfg, source, time.perf_counter() - started):.1f} s"
         )
     encoder.set_center(None)  # trained on what the backbone gives; centered again at the end

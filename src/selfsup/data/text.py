@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,6 +71,8 @@ NO_TEXT = "no text"
 POOLED_WINDOWS = 32
 #: Documents whose lengths in tokens are sampled for notes (spread over the source).
 SAMPLED_DOCUMENTS = 100
+#: The characters of text a tokenizer is trained on, at most (:func:`tokenizer_sample`).
+TOKENIZER_CHARACTERS = 64_000_000
 
 
 class TextSource(Source):
@@ -130,10 +133,14 @@ class TextSource(Source):
     @property
     def tokenizer(self) -> TextTokenizer:
         """The tokenizer items are read with (trained on this source's texts if none was
-        given)."""
+        given: on up to ``TOKENIZER_CHARACTERS`` of them, :func:`tokenizer_sample`)."""
         if self._tokenizer is None:
-            present = [t for t in self.texts if t is not None]
-            self._tokenizer = TextTokenizer.train(present, self.vocab_size, self.max_length)
+            sample = tokenizer_sample(self.texts)
+            trained = TextTokenizer.train(sample, self.vocab_size, self.max_length)
+            present = sum(t is not None for t in self.texts)
+            if len(sample) < present:
+                trained.trained_on = f"{len(sample):,} of the {present:,} texts"
+            self._tokenizer = trained
         return self._tokenizer
 
     def __len__(self) -> int:
@@ -313,6 +320,27 @@ class TextSource(Source):
 
 
 # --- files -----------------------------------------------------------------------------------
+
+
+def tokenizer_sample(texts: Sequence[str | None], characters: int | None = None) -> list[str]:
+    """The texts a tokenizer is trained on: all of them where they hold at most
+    ``characters`` (by default ``TOKENIZER_CHARACTERS``), else every k-th, spread over the
+    whole corpus, k such that they hold about that many (a BPE learns 8,000 merges from 64
+    million characters as well as from a billion, in seconds instead of minutes: 2,000,000
+    reviews of 470 MB took 33 s whole).
+
+    Example:
+        >>> len(tokenizer_sample(["ab", None, "cd"])), tokenizer_sample(["abcd"] * 10, 20)[:2]
+        (2, ['abcd', 'abcd'])
+        >>> len(tokenizer_sample(["abcd"] * 10, 20))
+        5
+    """
+    present = [t for t in texts if t is not None]
+    total = sum(map(len, present))
+    characters = TOKENIZER_CHARACTERS if characters is None else characters
+    if total <= characters:
+        return present
+    return present[:: math.ceil(total / characters)]
 
 
 def read_text_lines(path: Path, **options: Any) -> TextSource:

@@ -91,6 +91,9 @@ class TextTokenizer:
         self.tokenizer = tokenizer
         #: How long learning the merges took, for a tokenizer trained here (else None).
         self.trained_seconds: float | None = None
+        #: Of a tokenizer trained on a sample of the texts, which ("40,000 of the 2,000,000
+        #: texts"); else None.
+        self.trained_on: str | None = None
         self.max_length = int(max_length)
         self.special_ids = None if special_ids is None else tuple(int(i) for i in special_ids)
         self.to_model: np.ndarray | None = None

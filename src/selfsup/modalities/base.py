@@ -111,8 +111,9 @@ class Modality(ABC):
     def __repr__(self) -> str:
         return f"<modality {self.name}>"
 
-    def preparation(self, cfg: PretrainConfig) -> str:
-        """What building the encoder computes from the data, printed with the time it took."""
+    def preparation(self, cfg: PretrainConfig, source: Source | None = None) -> str:
+        """What building the encoder computes from the data (``source`` where it has been
+        read), printed with the time it took."""
         return "input statistics"
 
     def preparation_seconds(self, cfg: PretrainConfig, source: Source, seconds: float) -> float:

@@ -231,9 +231,10 @@ class TextModality(Modality):
         """The backbone the run will train, given or the method's (before the data is read)."""
         return cfg.backbone or self.default_backbone(str(cfg.method), None, cfg)
 
-    def preparation(self, cfg: PretrainConfig) -> str:
+    def preparation(self, cfg: PretrainConfig, source: Source | None = None) -> str:
         """Token ids need no statistics: the time goes into the tokenizer (a BPE trained on
-        a million texts takes most of a minute).
+        64 million characters of them, :func:`~selfsup.data.text.tokenizer_sample`, takes a
+        few seconds).
 
         Example:
             >>> TEXT.preparation(PretrainConfig(data="-")), TEXT.preparation(
@@ -246,6 +247,9 @@ class TextModality(Modality):
             return "the model's tokenizer read"
         if cfg.method == "distill" and cfg.teacher:
             return "the teacher's tokenizer read"
+        sampled = None if source is None else tokenizer_of(source).trained_on
+        if sampled:
+            return f"tokenizer trained on {sampled}, spread over them"
         return "tokenizer trained on the texts"
 
     def preparation_seconds(self, cfg: PretrainConfig, source: Source, seconds: float) -> float:

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 import selfsup
 from selfsup.cli import app
-from selfsup.data.text import TextSource
+from selfsup.data.text import TextSource, tokenizer_sample
 from selfsup.data.tokenizer import TextTokenizer
 
 TINY = {"dim": 16, "depth": 1, "heads": 2}
@@ -54,6 +54,24 @@ def test_jsonl_from_the_cli_then_embed_and_evaluate(tmp_path):
     saved = json.loads(next(out.glob("evaluation-*.json")).read_text())
     assert [r["protocol"] for r in saved["rows"]] == ["linear", "knn", "fewshot-10"]
     assert all(0 <= r["raw"] <= 1 for r in saved["rows"])  # the TF-IDF baseline
+
+
+def test_a_large_corpus_trains_its_tokenizer_on_texts_spread_over_it(tmp_path, monkeypatch):
+    texts, _ = make_texts(120)
+    characters = sum(map(len, texts))
+    monkeypatch.setattr("selfsup.data.text.TOKENIZER_CHARACTERS", -(-characters // 4))
+    sample = tokenizer_sample(texts)
+    assert sample == texts[::4] and sample[-1] == texts[116]  # to the end, not the first
+    path = tmp_path / "docs.txt"
+    path.write_text("\n".join(texts) + "\n")
+    (tmp_path / "tiny.yaml").write_text(f"backbone_options: {json.dumps(TINY)}\n")
+    args = ["pretrain", str(path), "--steps", "1", "--batch-size", "8", "--vocab-size", "300",
+            "--config", str(tmp_path / "tiny.yaml"), "--out", str(tmp_path / "run")]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "tokenizer trained on 30 of the 120 texts, spread over them in" in result.output
+    monkeypatch.setattr("selfsup.data.text.TOKENIZER_CHARACTERS", characters)
+    assert TextSource(texts).tokenizer.trained_on is None  # all of them
 
 
 def test_generic_objective_and_resume_on_text(tmp_path):
