@@ -376,8 +376,55 @@ def test_tiles_without_data_of_a_geotiff_with_levels_are_left_out(tmp_path):
     assert "8 tiles without data (GDAL_NODATA) left out" in source.index_note
     (tmp_path / "edge.tif").unlink()
     (tmp_path / "flat.tif").unlink()
-    with pytest.raises(EmptySourceError, match="every tile of its images is without data"):
+    left = r"every tile of its images was left out: 4 tiles without data \(GDAL_NODATA\)$"
+    with pytest.raises(EmptySourceError, match=left):
         ImageFolderSource(tmp_path, tile=128)
+
+
+def write_svs(path, pixels):
+    """An RGB slide as Aperio's scanners write it: a JPEG-tiled baseline, a thumbnail,
+    levels of 1/4 and 1/16, a label and a macro photo (tifffile reads it as ``is_svs``)."""
+    height, width = pixels.shape[:2]
+    head = "Aperio Image Library v12.0.15 \r\n"
+    tiled = {"tile": (128, 128), "compression": "jpeg", "photometric": "rgb", "metadata": None}
+    with tifffile.TiffWriter(path) as writer:
+        writer.write(pixels, description=f"{head}{width}x{height} (128x128) JPEG/RGB", **tiled)
+        small = np.ascontiguousarray(pixels[::32, ::32])
+        writer.write(small, description=f"{head}thumbnail", photometric="rgb", metadata=None)
+        for step in (4, 16):
+            level = np.ascontiguousarray(pixels[::step, ::step])
+            writer.write(level, description=f"{head}{width}x{height} -> level", **tiled)
+        for name in ("label", "macro"):
+            writer.write(np.full((64, 64, 3), 90, np.uint8), description=f"{head}{name}",
+                         photometric="rgb", subfiletype=1, metadata=None)  # fmt: skip
+
+
+def test_tiles_of_a_slides_glass_are_left_out_and_its_tissue_kept(tmp_path):
+    rng = np.random.default_rng(6)
+    pixels = (rng.integers(236, 250, (1024, 1536, 1)) + np.zeros((1, 1, 3))).astype(np.uint8)
+    stain = rng.normal([215, 140, 185], 12, (384, 512, 3)).clip(0, 255).astype(np.uint8)
+    pixels[256:640, 512:1024] = stain  # tissue: three rows, four columns of 128-pixel tiles
+    (tmp_path / "slides").mkdir()
+    write_svs(tmp_path / "slides" / "case1.svs", pixels)
+    source = ImageFolderSource(tmp_path / "slides", tile=128)
+    assert tifffile.TiffFile(tmp_path / "slides" / "case1.svs").is_svs
+    assert sorted(source.ids) == sorted(
+        f"case1.svs@x{left}_y{top}" for top in (256, 384, 512) for left in (512, 640, 768, 896)
+    )
+    assert "1 image(s) cut into 12 tiles of 128 pixels; 84 tiles of glass (no tissue) left out" in (
+        source.index_note
+    )
+    source.read_at(32)
+    tissue = source.read(0).numpy()
+    assert abs(tissue[0].mean() - 215 / 255) < 0.03 and abs(tissue[1].mean() - 140 / 255) < 0.03
+    # the same pixels as a plain pyramid (an aerial photo): gray roofs and roads are kept
+    with tifffile.TiffWriter(tmp_path / "aerial.tif") as writer:
+        writer.write(pixels, tile=(128, 128), subifds=2, photometric="rgb")
+        for step in (4, 16):
+            level = np.ascontiguousarray(pixels[::step, ::step])
+            writer.write(level, tile=(64, 64), subfiletype=1, photometric="rgb")
+    aerial = ImageFolderSource(tmp_path, tile=128)
+    assert len([i for i in aerial.ids if i.startswith("aerial.tif")]) == 8 * 12
 
 
 def test_datasets_show_refuses_an_option_its_data_does_not_read(tmp_path):

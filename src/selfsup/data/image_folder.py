@@ -68,6 +68,7 @@ from selfsup.data.folders import (
 )
 from selfsup.data.held import CACHE_BYTES, HeldCache, file_key
 from selfsup.data.tiff import (
+    DataOverview,
     Region,
     TiffForPillow,
     is_tiff,
@@ -96,7 +97,7 @@ pillow_heif.register_heif_opener()
 #: File suffixes read as images, compared case-insensitively.
 IMAGE_EXTENSIONS = (
     ".png", ".jpg", ".jpeg", ".jfif", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".heic",
-    ".heif", ".avif", *DICOM_EXTENSIONS, *VOLUME_EXTENSIONS,
+    ".heif", ".avif", ".svs", *DICOM_EXTENSIONS, *VOLUME_EXTENSIONS,
 )  # fmt: skip
 #: What a folder scan lists as images: those suffixes, and DICOM files without one (a PACS
 #: export's ``IM000001``), found by their marker.
@@ -309,10 +310,12 @@ class ImageFolderSource(Source):
         ``tile``, the tiles of ``tile`` pixels of every other image (:func:`tile_grid`),
         from the files' headers; a file whose header cannot be read is one item, skipped as
         unreadable when read. Of a GeoTIFF with a pyramid and a no-data value (a satellite
-        scene's edges), tiles without any data on its small level are left out
+        scene's edges), tiles without any data on its small level are left out, and of a
+        slide (``.svs``) those of glass, with less than a tenth tissue
         (:func:`tiff_data_overview`)."""
         owners, planes, squares, ids = [], [], [], []
-        small = cut = empty = volumes = slices = 0
+        small = cut = volumes = slices = 0
+        empty: dict[str, int] = {}  # tiles left out, by what they show
         what = "cut them into slices" if tile is None else "cut them into tiles"
         # A phone's HEIC header takes 13 ms: a library of 200,000 is 40 minutes to cut, said.
         with activity(f"reading the sizes of {len(self.files):,} images to {what}"):
@@ -347,8 +350,9 @@ class ImageFolderSource(Source):
                     small += bool(width and not grid)
                     overview = _data_overview(path, tile) if grid else None
                     if overview is not None:
-                        kept = [corner for corner in grid if _holds_data(overview, corner, tile)]
-                        empty += len(grid) - len(kept)
+                        kept = [corner for corner in grid if overview.holds(corner, tile)]
+                        left = len(grid) - len(kept)
+                        empty[overview.absent] = empty.get(overview.absent, 0) + left
                         if not kept:
                             continue  # no data anywhere: nothing to learn from
                         grid = kept
@@ -379,11 +383,15 @@ class ImageFolderSource(Source):
             notes.append(f"{cut:,} image(s) cut into {tiles:,} tiles of {tile} pixels")
         if small:
             notes.append(f"{small:,} smaller than a tile read whole (their centre square)")
-        if empty:
-            notes.append(f"{empty:,} tiles without data (GDAL_NODATA) left out")
+        for absent, count in empty.items():
+            if count:
+                notes.append(f"{count:,} tiles {absent} left out")
         self.index_note = "; ".join(filter(None, [self.index_note, *notes]))
         if not ids:
-            raise EmptySourceError(f"{self.root}: every tile of its images is without data")
+            raise EmptySourceError(
+                f"{self.root}: every tile of its images was left out: "
+                + ", ".join(f"{count:,} tiles {absent}" for absent, count in empty.items())
+            )
 
     def epoch_order(self, seed: int, epoch: int) -> np.ndarray:
         """A seeded permutation; where files are decoded whole to read their parts
@@ -852,36 +860,16 @@ def tile_grid(width: int, height: int, tile: int) -> list[tuple[int, int]]:
     return [(int(top), int(left)) for top in tops for left in lefts]
 
 
-def _data_overview(path: Path, tile: int) -> tuple[np.ndarray, tuple[float, float]] | None:
-    """Where the TIFF at ``path`` holds data (:func:`tiff_data_overview`); None for other
-    files, and where it cannot tell cheaply or cannot be read."""
+def _data_overview(path: Path, tile: int) -> DataOverview | None:
+    """Where the TIFF at ``path`` holds data (:func:`tiff_data_overview`: a GeoTIFF's
+    no-data, a slide's glass); None for other files, and where it cannot tell cheaply or
+    cannot be read."""
     if not is_tiff(path):
         return None
     try:
         return tiff_data_overview(path, tile)
     except Exception:  # an unreadable file is passed over here, and skipped on read
         return None
-
-
-def _holds_data(
-    overview: tuple[np.ndarray, tuple[float, float]], corner: tuple[int, int], tile: int
-) -> bool:
-    """Whether the tile at ``corner`` (top, left) shows any data on the overview.
-
-    Example:
-        >>> mask = np.zeros((8, 8), bool)
-        >>> mask[6, 6] = True
-        >>> overview = (mask, (0.25, 0.25))  # a level of a quarter of the image's side
-        >>> _holds_data(overview, (0, 0), 16), _holds_data(overview, (16, 16), 16)
-        (False, True)
-    """
-    mask, (scale_y, scale_x) = overview
-    top, left = corner
-    rows = slice(int(top * scale_y), max(int(top * scale_y) + 1, math.ceil((top + tile) * scale_y)))
-    cols = slice(
-        int(left * scale_x), max(int(left * scale_x) + 1, math.ceil((left + tile) * scale_x))
-    )
-    return bool(mask[rows, cols].any())
 
 
 class WholeFiles(Source):

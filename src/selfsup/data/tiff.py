@@ -55,14 +55,16 @@ import logging
 import math
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 from PIL import Image
 
-#: File suffixes of TIFF files, compared case-insensitively.
-TIFF_EXTENSIONS = (".tif", ".tiff")
+#: File suffixes of TIFF files, compared case-insensitively: Aperio's slides (``.svs``) are
+#: TIFFs of a pyramid, a thumbnail, a label and a macro photo (their first series is read).
+TIFF_EXTENSIONS = (".tif", ".tiff", ".svs")
 # TIFF's photometric interpretations read here; the others go to PIL.
 _MIN_IS_WHITE, _MIN_IS_BLACK, _RGB, _YCBCR = 0, 1, 2, 6
 _JPEG = 7  # a compression whose decoder gives RGB of YCbCr (a slide scanner's tiles)
@@ -75,6 +77,13 @@ _CHANNEL_AXES = "SCQ"
 MAXIMUM_SIDE = 2048
 #: The pixels a tile spans at least on the pyramid level that tells whether it holds data.
 OVERVIEW_PIXELS = 4
+#: A slide's tissue on its overview: pixels whose saturation ((max - min) / max of R, G and
+#: B) is at least this (stained tissue: 0.2 to 0.6; bright glass, 0.01 to 0.04) and which are
+#: not near black (a scanner's border).
+TISSUE_SATURATION = 0.07
+TISSUE_BRIGHTNESS = 40
+#: The share of a slide's tile that must be tissue on the overview for the tile to be kept.
+TISSUE_SHARE = 0.1
 #: A square region of an image in pixels of its full size: its top row, its left column and
 #: its side (a tile, see :class:`selfsup.data.image_folder.ImageFolderSource`).
 Region = tuple[int, int, int]
@@ -184,14 +193,49 @@ def tiff_stored_maximum(file: str | os.PathLike | BinaryIO, size: int = 256) -> 
     return int(pixels.max()) if pixels.size else None
 
 
-def tiff_data_overview(
-    file: str | os.PathLike | BinaryIO, tile: int
-) -> tuple[np.ndarray, tuple[float, float]] | None:
-    """Where a GeoTIFF with a pyramid holds data, seen at its smallest level on which a tile
-    of ``tile`` pixels still spans ``OVERVIEW_PIXELS`` pixels: a boolean (Y, X) array (True
-    where any channel is not the file's ``GDAL_NODATA`` value) and the level's scale (rows,
-    columns) against the full image. None for a TIFF without a no-data value or without a
-    level that small (reading it whole to know would cost what tiles save).
+@dataclass
+class DataOverview:
+    """Where an image holds data, seen on a small level of its pyramid: ``mask`` (Y, X), its
+    ``scale`` (rows, columns) against the full image, the ``share`` of a tile's area that
+    must be data for the tile to be kept (0: any of it), and ``absent``, what the tiles left
+    out show, for people."""
+
+    mask: np.ndarray
+    scale: tuple[float, float]
+    share: float
+    absent: str
+
+    def holds(self, corner: tuple[int, int], tile: int) -> bool:
+        """Whether the tile at ``corner`` (top, left) of ``tile`` pixels holds data.
+
+        Example:
+            >>> mask = np.zeros((8, 8), bool)
+            >>> mask[6, 6] = True
+            >>> overview = DataOverview(mask, (0.25, 0.25), 0.0, "")  # a quarter's side
+            >>> overview.holds((0, 0), 16), overview.holds((16, 16), 16)
+            (False, True)
+            >>> DataOverview(mask, (0.25, 0.25), 0.5, "").holds((16, 16), 16)  # 1 of 16
+            False
+        """
+        scale_y, scale_x = self.scale
+        top, left = corner
+        rows = slice(
+            int(top * scale_y), max(int(top * scale_y) + 1, math.ceil((top + tile) * scale_y))
+        )
+        cols = slice(
+            int(left * scale_x), max(int(left * scale_x) + 1, math.ceil((left + tile) * scale_x))
+        )
+        part = self.mask[rows, cols]
+        return bool(part.any()) if self.share <= 0 else float(part.mean()) >= self.share
+
+
+def tiff_data_overview(file: str | os.PathLike | BinaryIO, tile: int) -> DataOverview | None:
+    """Where a TIFF with a pyramid holds data, seen at its smallest level on which a tile
+    of ``tile`` pixels still spans ``OVERVIEW_PIXELS`` pixels: of a GeoTIFF with a no-data
+    value, where any channel is not the file's ``GDAL_NODATA`` value; of a slide (Aperio's
+    ``.svs``, 8-bit RGB), its tissue (:func:`tissue_mask`), a tile kept where at least
+    ``TISSUE_SHARE`` of it is. None for other TIFFs and one without a level that small
+    (reading it whole to know would cost what tiles save).
 
     Example:
         >>> import io, tifffile
@@ -205,14 +249,15 @@ def tiff_data_overview(
         ...         level = scene[::step, ::step]
         ...         writer.write(level, tile=(32, 32), subfiletype=1, extratags=nodata)
         >>> _ = stream.seek(0)
-        >>> mask, scale = tiff_data_overview(stream, 128)
-        >>> mask.shape, scale, bool(mask[:64].any()), bool(mask[64:].all())
-        ((128, 128), (0.25, 0.25), False, True)
+        >>> overview = tiff_data_overview(stream, 128)
+        >>> overview.mask.shape, overview.scale, bool(overview.mask[:64].any())
+        ((128, 128), (0.25, 0.25), False)
     """
     with _opened(file) as tiff:
         series = tiff.series[0]
         nodata = _nodata(series.keyframe)
-        if nodata is None or len(series.levels) < 2:
+        slide = bool(tiff.is_svs) and series.keyframe.photometric in (_RGB, _YCBCR)
+        if (nodata is None and not slide) or len(series.levels) < 2:
             return None
         full = _yx(series)
         level = _level(series, math.ceil(OVERVIEW_PIXELS * min(full) / tile))
@@ -222,9 +267,30 @@ def tiff_data_overview(
         if layout["height"] * layout["width"] * layout["channels"] > 2 * Image.MAX_IMAGE_PIXELS:
             return None
         pixels = _plane(level, layout)
-        empty = np.isnan(pixels) if np.isnan(nodata) else pixels == nodata
         height, width = _yx(level)
-        return ~empty.all(axis=0), (height / full[0], width / full[1])
+        scale = (height / full[0], width / full[1])
+        if slide:
+            if layout["channels"] != 3 or pixels.dtype != np.uint8:
+                return None
+            return DataOverview(tissue_mask(pixels), scale, TISSUE_SHARE, "of glass (no tissue)")
+        empty = np.isnan(pixels) if np.isnan(nodata) else pixels == nodata  # type: ignore[arg-type]
+        return DataOverview(~empty.all(axis=0), scale, 0.0, "without data (GDAL_NODATA)")
+
+
+def tissue_mask(pixels: np.ndarray) -> np.ndarray:
+    """Where a slide's (3, Y, X) uint8 RGB pixels show stained tissue: saturated
+    (``TISSUE_SATURATION``) and not near black (``TISSUE_BRIGHTNESS``), as a slide's glass,
+    bright and gray, is not.
+
+    Example:
+        >>> glass, tissue = [242, 240, 244], [220, 150, 190]  # H&E's pink
+        >>> tissue_mask(np.array([glass, tissue, [5, 0, 9]], np.uint8).T[:, None]).tolist()
+        [[False, True, False]]
+    """
+    high = pixels.max(axis=0).astype(np.float32)
+    low = pixels.min(axis=0).astype(np.float32)
+    saturation = (high - low) / np.maximum(high, 1.0)
+    return (saturation >= TISSUE_SATURATION) & (high >= TISSUE_BRIGHTNESS)
 
 
 def _read_plane(
