@@ -255,16 +255,17 @@ def anomalies(
     with atomic_path(out) as tmp:
         report.table.to_csv(tmp, index=False)
     flagged = int(report.table["flagged"].sum())
-    images = tile_images(report.table["id"].tolist())  # tiles (--tile): in how many images
+    scored = report.table[report.table["score"].notna()]  # unreadable items: said, no score
+    images = tile_images(scored["id"].tolist())  # tiles (--tile): in how many images
     where = ""
     if images is not None:
-        hit = set(images[report.table["flagged"].to_numpy(bool)].tolist())
-        slices = report.table["id"].astype(str).str.contains(r"@z\d+$").any()
+        hit = set(images[scored["flagged"].to_numpy(bool)].tolist())
+        slices = scored["id"].astype(str).str.contains(r"@z\d+$").any()
         kind = "volumes" if slices else "images"
         where = f", in {len(hit):,} of {len(set(images.tolist())):,} {kind}"
     console.print(
-        f"scores ({report.reference}) written to {out}; {flagged:,} of {len(report.table):,} "
-        f"flagged above {report.threshold:.4g}{where}"
+        f"scores ({report.reference}) written to {out}; {flagged:,} of {len(scored):,} "
+        f"scored flagged above {report.threshold:.4g}{where}"
     )
     q = report.quality
     if q is not None:  # the normal items' flagged share follows in a note
