@@ -10,7 +10,7 @@ from tests.broken_inputs import dicom_bytes
 from typer.testing import CliRunner
 
 from selfsup.cli import app
-from selfsup.data.dicom import read_dicom
+from selfsup.data.dicom import WHOLE_SLIDE, read_dicom
 from selfsup.data.image_folder import ImageFolderSource
 from selfsup.data.shards import ShardSource, pack_image_folder
 
@@ -97,6 +97,19 @@ def test_colour_and_multi_frame_files(tmp_path):
     frames = (np.arange(3)[:, None, None] * 100 + np.zeros((3, 8, 8))).astype(np.uint16)
     volume = write_dicom(tmp_path / "vol.dcm", frames, WindowCenter=100, WindowWidth=100)
     assert np.asarray(read_dicom(volume)).mean() == 0.5  # frame 1 of 0, 1, 2: value 100
+
+
+def test_a_whole_slide_dicom_is_refused_not_read_as_one_of_its_tiles(tmp_path):
+    tiles = np.random.default_rng(1).integers(0, 256, (4, 16, 16, 3), dtype=np.uint8)
+    slide = write_dicom(tmp_path / "level0.dcm", tiles, "RGB", bits=8, modality="SM",
+                        SOPClassUID=WHOLE_SLIDE,
+                        TotalPixelMatrixColumns=32, TotalPixelMatrixRows=32)  # fmt: skip
+    with pytest.raises(ValueError, match=r"whole-slide microscopy DICOM \(4 tiles of a 32x32 sli"):
+        read_dicom(slide)
+    fluorescence = write_dicom(tmp_path / "dapi" / "level0.dcm", tiles[..., 0], bits=8,
+                               modality="SM", SOPClassUID=WHOLE_SLIDE)  # fmt: skip
+    source = ImageFolderSource(fluorescence.parent)  # its gray tiles are not a volume
+    assert list(source.ids) == ["level0.dcm"] and source.read_batch([0]).skipped
 
 
 def test_a_folder_of_scans_with_broken_and_imageless_files(tmp_path):

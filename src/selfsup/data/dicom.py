@@ -124,10 +124,15 @@ def dicom_header(file: str | os.PathLike | BinaryIO) -> tuple[int, int, bool]:
     return int(columns), int(rows), gray
 
 
+#: The SOP class of a whole-slide microscopy image (a pathology slide as a DICOM file per
+#: pyramid level, its frames the level's tiles).
+WHOLE_SLIDE = "1.2.840.10008.5.1.4.1.1.77.1.6"
+
+
 def dicom_frames(file: str | os.PathLike | BinaryIO) -> int:
     """The frames of a gray multi-frame DICOM file (an enhanced CT or MR volume, a gray cine
-    loop), from its header; 1 for a single-frame file and for colour ones (of which the
-    middle frame is read).
+    loop), from its header; 1 for a single-frame file, for colour ones (of which the middle
+    frame is read) and for a whole-slide image (whose frames are tiles, refused on read).
 
     Raises:
         ValueError: not DICOM.
@@ -138,6 +143,8 @@ def dicom_frames(file: str | os.PathLike | BinaryIO) -> int:
 def frame_count(data: Any) -> int:
     """:func:`dicom_frames` of a dataset already read."""
     if int(data.get("SamplesPerPixel", 1) or 1) != 1 or _palette(data):
+        return 1
+    if str(data.get("SOPClassUID", "")) == WHOLE_SLIDE:  # tiles, not planes: refused on read
         return 1
     return max(1, int(data.get("NumberOfFrames", 1) or 1))
 
@@ -211,8 +218,9 @@ def read_dicom(
     its percentiles; ``MONOCHROME1`` inverted), colour as "RGB".
 
     Raises:
-        ValueError: not DICOM, no image in it, pixel data that cannot be decoded (the
-            reason says which plugin is missing), or values that are not finite.
+        ValueError: not DICOM, no image in it, a whole-slide image (tiles of a slide in its
+            frames), pixel data that cannot be decoded (the reason says which plugin is
+            missing), or values that are not finite.
     """
     from pydicom.pixels import apply_color_lut, apply_modality_lut, pixel_array
 
@@ -220,6 +228,14 @@ def read_dicom(
     if not any(tag in data for tag in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
         raise ValueError(f"a DICOM {_what(data)} without an image")
     frames = int(data.get("NumberOfFrames", 1) or 1)
+    if str(data.get("SOPClassUID", "")) == WHOLE_SLIDE:  # its frames are tiles, not one image
+        width, height = data.get("TotalPixelMatrixColumns"), data.get("TotalPixelMatrixRows")
+        slide = f" of a {width}x{height} slide" if width and height else ""
+        raise ValueError(
+            f"a whole-slide microscopy DICOM ({frames:,} tiles{slide}) is not read: save "
+            "the slide as a tiled pyramid TIFF (vips tiffsave FILE slide.tif --tile --pyramid "
+            "--compression jpeg, with OpenSlide 4) and read it with --tile"
+        )
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
