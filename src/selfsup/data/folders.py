@@ -487,7 +487,8 @@ def unreadable_lines(found: Iterable[tuple[str, str]], limit: int = 10) -> list[
         if len(items) == 1:
             lines.append(f"  {items[0]}: {reason}")
             continue
-        kind = "slices" if re.search(r"@z\d+$", items[0]) else "tiles"
+        place = ITEM_PLACE.search(items[0])
+        kind = "slices" if place is not None and place.group(3) else "tiles"
         lines.append(f"  {file} ({len(items):,} {kind}): {reason}")
     if len(groups) > limit:
         lines.append(f"  and {len(groups) - limit:,} more")

@@ -135,11 +135,11 @@ class TextSource(Source):
         """The tokenizer items are read with (trained on this source's texts if none was
         given: on up to ``TOKENIZER_CHARACTERS`` of them, :func:`tokenizer_sample`)."""
         if self._tokenizer is None:
-            sample = tokenizer_sample(self.texts)
+            present = [t for t in self.texts if t is not None]
+            sample = tokenizer_sample(present)
             trained = TextTokenizer.train(sample, self.vocab_size, self.max_length)
-            present = sum(t is not None for t in self.texts)
-            if len(sample) < present:
-                trained.trained_on = f"{len(sample):,} of the {present:,} texts"
+            if len(sample) < len(present):
+                trained.trained_on = f"{len(sample):,} of the {len(present):,} texts"
             self._tokenizer = trained
         return self._tokenizer
 
