@@ -332,8 +332,11 @@ def embed_source(
     return out
 
 
-#: Items whose embeddings are averaged into an encoder's center (:func:`mean_embedding`).
-CENTER_ITEMS = 10_000
+#: Items whose embeddings are averaged into an encoder's center (:func:`mean_embedding`): the
+#: mean of 2,048 differs from all items' by about 1/45 of each dimension's spread.
+CENTER_ITEMS = 2048
+#: Held-out items whose embeddings, measured after the last step, are enough for the center.
+CENTER_HELD_OUT = 500
 
 
 def mean_embedding(

@@ -227,6 +227,10 @@ class EpochMonitor:
         self.start_loss: float | None = None
         #: The labelled items' kNN vote with the starting weights (set before the first step).
         self.start_knn: float | None = None
+        #: The mean embedding of the held-out items at the last :meth:`measure` (without the
+        #: encoder's center) and how many they were: the run's center when no weights changed
+        #: since (:func:`selfsup.embedding.mean_embedding` needs no pass of its own then).
+        self.clean_mean: tuple[np.ndarray, int] | None = None
 
     def heldout_loss(self, method: Method) -> float | None:
         """The method's loss on the held-out items through the training views, or None (no
@@ -307,6 +311,11 @@ class EpochMonitor:
                     "try --precision fp32 or a lower --lr"
                 )
         metrics = label_free_metrics(emb.clean, emb.view1, emb.view2)
+        own = method.export_encoder().center  # a resumed run's: its outputs are less it
+        mean = emb.clean.double().mean(dim=0)
+        if own is not None:
+            mean += own.detach().double().cpu().reshape(-1)
+        self.clean_mean = (mean.float().numpy(), len(emb.clean))
         values = {k: float(v) for k, v in metrics.to_dict().items() if k not in ("items", "dim")}
         method.eval()
         with torch.no_grad():

@@ -137,3 +137,46 @@ def test_simclr_on_a_long_form_csv_from_the_cli(tmp_path):
     # Without --drop-columns, the text column is named with the way out.
     with pytest.raises(ValueError, match=r"column 'note': '\w+' is not a number \(give --drop"):
         open_source(path, modality="series", id_column="unit", time_column="step")
+
+
+def test_the_center_comes_from_the_held_out_items_measured_after_the_last_step(tmp_path):
+    """Where the monitor measured 500 held-out items or more after the last step, their mean
+    embedding is the center: no pass over the training items after the time budget. A run
+    that keeps an earlier epoch's weights (--select-by) embeds training items again."""
+    from selfsup.data.series import SeriesSource
+    from selfsup.embedding import CENTER_HELD_OUT, CENTER_ITEMS, embed_source
+
+    rng = np.random.default_rng(0)
+    waves = np.sin(np.linspace(0, 6, 12) * rng.uniform(0.5, 2, (6000, 1))).astype(np.float32)
+    data = SeriesSource(waves + rng.normal(0, 0.1, waves.shape).astype(np.float32))
+    tiny = {"hidden": 8, "out_dim": 8, "depth": 1}
+    run = selfsup.pretrain(
+        data,
+        steps=3,
+        batch_size=64,
+        out=tmp_path / "run",
+        backbone_options=tiny,
+        show_progress=False,
+        measure_every=0,
+    )
+    held = run.summary["held_out_items"]
+    assert held >= CENTER_HELD_OUT and run.summary["center_items"] == held
+    center = run.encoder.center.reshape(-1).numpy()
+    run.encoder.set_center(None)
+    raw = embed_source(run.encoder, data)
+    spread = raw.std(axis=0)
+    # The held-out items' mean is within a few standard errors of all items' mean ...
+    assert (np.abs(center - raw.mean(axis=0)) < 5 * spread / np.sqrt(held) + 1e-6).all()
+    # ... and it is theirs: no other 'held' items of the data have exactly that mean.
+    assert not np.allclose(center, raw[:held].mean(axis=0), atol=1e-6)
+    kept = selfsup.pretrain(
+        data,
+        steps=3,
+        batch_size=64,
+        out=tmp_path / "kept",
+        backbone_options=tiny,
+        show_progress=False,
+        measure_every=0,
+        select_by="rankme",
+    )
+    assert kept.summary["center_items"] == CENTER_ITEMS
