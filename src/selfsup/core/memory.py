@@ -10,6 +10,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import os
 import weakref
 from collections.abc import Callable, Iterable
@@ -19,6 +21,29 @@ from typing import Any
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None where the C library has none (macOS, musl)."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+def give_back_freed() -> bool:
+    """Hand the memory of freed arrays back to the system where the C library keeps it for
+    reuse (glibc's ``malloc_trim``): arrays of a few MB are carved from the C heap, and a
+    structure rebuilt from them piece by piece (a year of logs cut into windows) would hold
+    both at once in resident memory though the pieces are freed. Whether any was given.
+
+    Example:
+        >>> isinstance(give_back_freed(), bool)
+        True
+    """
+    trim = _malloc_trim()
+    return bool(trim(0)) if trim is not None else False
 
 
 def available_memory(device: torch.device) -> int:

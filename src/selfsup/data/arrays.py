@@ -51,20 +51,29 @@ def encode_labels(
     Raises:
         ValueError: labels that are not 1-D, or that do not match ``classes``.
 
+    Fractional numbers (a machine's states coded ``0.5``, ``1.5``) are classes in numeric
+    order, named as written.
+
     Example:
         >>> codes, names = encode_labels(["dog", "cat", "dog"])
         >>> codes.tolist(), names
         ([1, 0, 1], ['cat', 'dog'])
+        >>> encode_labels([1.5, 0.5, 10.5])[1]
+        ['0.5', '1.5', '10.5']
     """
     values = np.asarray(labels)
     if values.ndim == 2 and values.shape[1] == 1:
         values = values[:, 0]
     if values.ndim != 1:
         raise ValueError(f"labels must be 1-D, got shape {values.shape}")
-    if values.dtype.kind == "f" and np.all(np.isfinite(values)) and np.all(values % 1 == 0):
+    if values.dtype.kind == "f" and not np.all(np.isfinite(values)):
+        raise ValueError("labels must be integers, strings or finite numbers")
+    if values.dtype.kind == "f" and np.all(values % 1 == 0):
         values = values.astype(np.int64)  # integer labels saved as floats
-    if values.dtype.kind not in "iuUSb":
+    if values.dtype.kind not in "iufUSb":
         raise ValueError(f"labels must be integers or strings, got dtype {values.dtype}")
+    if values.dtype.kind == "f" and classes is not None:  # a run's classes name them as text
+        values = values.astype(str)
     if classes is None:
         uniques, codes = np.unique(values, return_inverse=True)
         return codes.astype(np.int64).reshape(-1), [str(u) for u in uniques]

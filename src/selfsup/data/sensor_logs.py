@@ -59,6 +59,11 @@ END_COLUMNS = ("end", "end_time", "stop", "to", "finish", "ended", "end_date")
 OUTSIDE_LABEL = "normal"
 #: The unit column a folder's rows get from their file paths.
 PATH_UNIT = "unit"
+#: Copies of a folder's rows (as float32) that reading it as series holds at once: the files'
+#: tables and their join, then the join, its machines' series and their windows (3.1
+#: measured on a year of 20 pumps' minute logs, 1.1 GB of CSV: 0.6 GB of rows, 2.25 GB at
+#: most with 0.39 GB of libraries), with a margin.
+LOG_READ_COPIES = 3.5
 #: A regular time grid may hold at most this many times the rows (else rows stay in order).
 _MOST_GRID_PER_ROW = 4
 #: A month or a day as a folder or file name inside a year's folder: 03, 31.
@@ -193,7 +198,11 @@ def _has_zone(text: pd.Series) -> bool:
 
 
 def read_log_folder(
-    root: str | os.PathLike, *, id_column: str | None = None, time_column: str | None = None
+    root: str | os.PathLike,
+    *,
+    id_column: str | None = None,
+    time_column: str | None = None,
+    keep: Sequence[str | None] = (),
 ) -> tuple[pd.DataFrame, str, str | None, str]:
     """Every CSV/TSV/Parquet file under ``root`` (sorted; hidden ones left out) as one table.
 
@@ -201,7 +210,10 @@ def read_log_folder(
     column naming machines (:func:`find_unit_column`) is the unit column, else rows get a
     ``unit`` column from their file's :func:`path_unit` (the folder's name where only dates
     remain). The time column (``time_column``, else :func:`find_time_column`) is parsed
-    file by file, so a bad cell is named with its file and row.
+    file by file, so a bad cell is named with its file and row. CSV files are read by
+    Arrow's reader where it can (ISO times typed as it reads), and each file's columns of
+    numbers are held as float32, the precision series are read at, but for the time and
+    unit columns and those in ``keep`` (a label column of numbers reads as it is written).
 
     Returns:
         The table, its unit column, its time column (None when it has none) and a note
@@ -236,9 +248,18 @@ def read_log_folder(
             )
         if found["column"] is None:  # each file's machine from its path
             frame = frame.assign(**{found["unit"]: path_unit(rel) or root.resolve().name})
-        return frame
+        readings = [  # numbers read as float32 anyway (not the time, unit or kept columns)
+            c
+            for c in frame.columns
+            if frame[c].dtype.kind in "fiu"
+            and frame[c].dtype != np.float32
+            and c not in kept
+            and c not in (found["column"], found["time"])
+        ]
+        return frame.astype(dict.fromkeys(readings, np.float32)) if readings else frame
 
-    table, files, empty = read_table_folder(root, prepare)
+    kept = {c for c in keep if c is not None}
+    table, files, empty = read_table_folder(root, prepare, typed_times=True, copies=LOG_READ_COPIES)
     unit = str(found["unit"])
     note = files_note(files, empty)
     if id_column is None:

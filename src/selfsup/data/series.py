@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from selfsup.core.memory import give_back_freed
 from selfsup.core.text_files import text_lines
 from selfsup.data.arrays import present_labels, read_array_file
 from selfsup.data.base import EmptySourceError, InMemorySource
@@ -54,6 +55,11 @@ from selfsup.data.table_files import (
 UCR_DIR_ENV = "SELFSUP_UCR_DIR"
 #: The series column of a one-machine log read without ``--id-column``.
 ONE_UNIT = "_unit"
+#: Series checked at a time for infinite and absent values (their flags held at once).
+_CHECKED_ROWS = 1024
+#: Bytes of series cut into windows between two hand-backs of freed memory (each walks the
+#: C heap: after every series of ten thousand machines' would take long).
+_TRIM_BYTES = 64 << 20
 
 
 def pad_series(items: Sequence[np.ndarray], name: str = "series") -> np.ndarray:
@@ -128,10 +134,14 @@ class SeriesSource(InMemorySource):
             values = series_array(series, name)
         else:
             values = pad_series(list(series), name)
-        if np.isinf(values).any():
-            row = int(np.argwhere(np.isinf(values))[0][0])
-            raise ValueError(f"{name}: series {row} holds an infinite value")
-        present = ~np.isnan(values).all(axis=1)  # (n, length): any channel observed
+        present = np.empty((len(values), values.shape[2]), dtype=bool)  # any channel observed
+        for low in range(0, len(values), _CHECKED_ROWS):  # a copy's worth of flags at most
+            part = values[low : low + _CHECKED_ROWS]
+            infinite = np.isinf(part).any(axis=(1, 2))
+            if infinite.any():
+                row = low + int(np.flatnonzero(infinite)[0])
+                raise ValueError(f"{name}: series {row} holds an infinite value")
+            present[low : low + _CHECKED_ROWS] = ~np.isnan(part).all(axis=1)
         empty = np.flatnonzero(~present.any(axis=1))
         if empty.size:
             raise EmptySourceError(f"{name}: series {int(empty[0])} has no value at all")
@@ -509,7 +519,14 @@ def series_from_frame(
     window_stride = steps_of(window_stride, grids, name, "--window-stride")
     if window is not None:
         series, ids, step_labels, skipped = cut_windows(
-            series, ids, window, window_stride, steps if labelled else None, name, grids
+            series,
+            ids,
+            window,
+            window_stride,
+            steps if labelled else None,
+            name,
+            grids,
+            consume=True,
         )
         fallback = outside_label if events is not None else None
         if step_labels is not None:
@@ -530,19 +547,26 @@ def series_from_frame(
 
 
 def cut_windows(
-    series: Sequence[np.ndarray],
+    series: list[np.ndarray | None],
     ids: Sequence[str],
     window: int,
     stride: int | None = None,
     step_labels: Sequence[np.ndarray] | None = None,
     name: str = "series",
     grids: Sequence[TimeGrid | None] | None = None,
-) -> tuple[list[np.ndarray], list[str], list[np.ndarray] | None, str | None]:
+    *,
+    consume: bool = False,
+) -> tuple[np.ndarray, list[str], list[np.ndarray] | None, str | None]:
     """Cut series ``(channels, length)`` into windows of ``window`` steps, ``stride`` steps
     apart (default: ``window``, no overlap), the last one ending with the series so no step
     is left out; a series shorter than the window is one window. A window's id is
     ``ID@START``: its first step, or its first step's time where the series has a time grid
     (``grids``). Windows without any value (an outage) are left out, and counted in a note.
+
+    The windows are copied into one float32 array ``(windows, channels, width)`` (the width
+    is the window, or the longest series where all are shorter; shorter windows end in
+    NaN); with ``consume``, each series is dropped from ``series`` once its windows are
+    copied, so a year of logs is held about once, not twice.
 
     Returns:
         The windows, their ids, their steps' labels (when ``step_labels`` is given) and the
@@ -553,28 +577,50 @@ def cut_windows(
     Example:
         >>> x = np.arange(10, dtype=np.float32)[None]
         >>> windows, ids, _, note = cut_windows([x], ["a"], 4)
-        >>> ids, windows[-1].tolist(), note
-        (['a@0', 'a@4', 'a@6'], [[6.0, 7.0, 8.0, 9.0]], None)
+        >>> ids, windows.shape, windows[-1].tolist(), note
+        (['a@0', 'a@4', 'a@6'], (3, 1, 4), [[6.0, 7.0, 8.0, 9.0]], None)
     """
     stride = stride or window
-    out, out_ids, out_labels, empty = [], [], [] if step_labels is not None else None, 0
+    kept: list[list[int]] = []  # each series' window starts holding a value
+    out_ids: list[str] = []
+    out_labels: list[np.ndarray] | None = [] if step_labels is not None else None
+    empty = width = 0
     for i, (values, key) in enumerate(zip(series, ids, strict=True)):
+        assert values is not None
         length = values.shape[-1]
         starts = list(range(0, max(length - window, 0) + 1, stride))
         if starts[-1] + window < length:
             starts.append(length - window)
-        for start in starts:
-            piece = values[:, start : start + window]
-            if np.isnan(piece).all():
-                empty += 1
-                continue
-            out.append(piece)
-            grid = grids[i] if grids is not None else None
-            out_ids.append(f"{key}@{grid.time(start) if grid is not None else start}")
-            if out_labels is not None:
-                out_labels.append(step_labels[i][start : start + window])
-    if not out:
+        # Steps with a value, counted up to each step: a window holds one where it grows.
+        seen = np.concatenate([[0], np.cumsum(~np.isnan(values).all(axis=0))])
+        held = [s for s in starts if seen[min(s + window, length)] > seen[s]]
+        empty += len(starts) - len(held)
+        kept.append(held)
+        width = max(width, min(window, length))
+        grid = grids[i] if grids is not None else None
+        out_ids += [f"{key}@{grid.time(s) if grid is not None else s}" for s in held]
+        if out_labels is not None and step_labels is not None:
+            out_labels += [step_labels[i][s : s + window] for s in held]
+    if not out_ids:
         raise EmptySourceError(f"{name}: every window of {window} steps is empty")
+    channels = next(v.shape[0] for v in series if v is not None)
+    # Pages taken as rows are written, while the series they come from are given back.
+    out = np.empty((len(out_ids), channels, width), dtype=np.float32)
+    row = freed = 0
+    for i, held in enumerate(kept):
+        values = series[i]
+        assert values is not None
+        for s in held:
+            piece = values[:, s : s + window]
+            out[row, :, : piece.shape[1]] = piece
+            out[row, :, piece.shape[1] :] = np.nan
+            row += 1
+        if consume:
+            series[i] = None
+            freed += values.nbytes
+            if freed >= _TRIM_BYTES:
+                give_back_freed()
+                freed = 0
     note = (
         f"{empty:,} window{'s' if empty > 1 else ''} without any value left out" if empty else None
     )
@@ -668,10 +714,13 @@ def load_series_file(path: str | os.PathLike, **options: Any) -> SeriesSource:
         read_note = None
         if path.is_dir():
             frame, options["id_column"], options["time_column"], read_note = read_log_folder(
-                path, id_column=options.get("id_column"), time_column=options.get("time_column")
+                path,
+                id_column=options.get("id_column"),
+                time_column=options.get("time_column"),
+                keep=(options.get("label_column"), *options.get("drop_columns", ())),
             )
         else:
-            frame = read_table(path)
+            frame = read_table(path, typed_times=True)
         events = None
         if events_file is not None:
             events = read_events(
@@ -696,6 +745,8 @@ def load_series_file(path: str | os.PathLike, **options: Any) -> SeriesSource:
                 f"(windows without an event: {between}{leads})"
             )
         source.index_note = _joined(read_note, source.index_note)
+        del frame  # the rows, joined and grouped: about three times the series, now freed
+        give_back_freed()
         return source
     if events_file is not None:
         raise ValueError(

@@ -635,6 +635,9 @@ def numeric_cells(
 def read_table_folder(
     root: str | os.PathLike,
     prepare: Callable[[pd.DataFrame, str], pd.DataFrame] | None = None,
+    *,
+    typed_times: bool = False,
+    copies: float = FOLDER_READ_COPIES,
 ) -> tuple[pd.DataFrame, list[str], list[str]]:
     """Every CSV/TSV/Parquet file under ``root`` (sorted; hidden ones left out) as one table,
     as a month's exports of transactions or a historian's logs come.
@@ -642,8 +645,10 @@ def read_table_folder(
     Each file must have the first file's columns, in any order (they take the first's).
     Files of column names alone (a month a machine did not run) add no row and are counted.
     ``prepare(table, relative_path)`` changes each file's table before it joins the others
-    (its time column parsed, its machine added, its rows given ids as its index), so an
-    error there can name the file.
+    (its time column parsed, its machine added, its rows given ids as its index, its numbers
+    held in fewer bytes), so an error there can name the file; the memory the folder takes
+    is planned from the first file prepared, as ``copies`` of the folder's rows
+    (:func:`plan_folder_memory`). ``typed_times``: as :func:`read_table` reads.
 
     Returns:
         The table, the files read and those of column names alone, as ``/``-separated paths
@@ -671,14 +676,17 @@ def read_table_folder(
     columns: list[Any] = []
     empty: list[str] = []
     for rel in files:
-        frame = read_table(root / rel, empty_ok=True)
+        frame = read_table(root / rel, empty_ok=True, typed_times=typed_times)
         if frame.empty:
             empty.append(rel)
             continue
         if not frames:
             columns = list(frame.columns)
-            plan_folder_memory(root, files, rel, frame)
-        elif set(frame.columns) != set(columns):
+            prepared = prepare(frame, rel) if prepare is not None else frame
+            plan_folder_memory(root, files, rel, prepared, copies=copies)
+            frames.append(prepared)
+            continue
+        if set(frame.columns) != set(columns):
             extra = sorted(map(str, set(frame.columns) - set(columns)))
             missing = sorted(map(str, set(columns) - set(frame.columns)))
             said = "; ".join(
@@ -696,11 +704,16 @@ def read_table_folder(
 
 
 def plan_folder_memory(
-    root: Path, files: Sequence[str], first: str, frame: pd.DataFrame, available: int | None = None
+    root: Path,
+    files: Sequence[str],
+    first: str,
+    frame: pd.DataFrame,
+    available: int | None = None,
+    copies: float = FOLDER_READ_COPIES,
 ) -> int:
     """The bytes reading the table files ``files`` under ``root`` will take, planned from the
     first one read (``first``, as ``frame``): its table's size per byte of file, times the
-    folder's bytes, times the copies reading holds at once (``FOLDER_READ_COPIES``).
+    folder's bytes, times the ``copies`` of its rows reading holds at once.
 
     Raises:
         MemoryError: the plan exceeds ``available`` (default: what this process can still
@@ -717,7 +730,7 @@ def plan_folder_memory(
 
     sizes = [(root / rel).stat().st_size for rel in files]
     per_byte = frame.memory_usage(deep=True).sum() / max((root / first).stat().st_size, 1)
-    planned = int(FOLDER_READ_COPIES * per_byte * sum(sizes))
+    planned = int(copies * per_byte * sum(sizes))
     if available is None:
         import torch
 

@@ -313,3 +313,45 @@ def test_daily_exports_of_every_machine_name_them_in_a_column(tmp_path):
     assert list(single.ids) == list(src.ids)
     assert "a series per value of 'asset'" in single.index_note
     np.testing.assert_array_equal(single.values, src.values)
+
+
+def test_a_folders_readings_are_held_as_float32_its_times_units_and_labels_as_written(tmp_path):
+    """A year of minute logs is held in half the bytes: readings are read as float32 in the
+    end, so each file's numbers are held so before the files are joined. The time (seconds
+    as fractions: float32 would merge them), the unit and a label column of numbers are not."""
+    from selfsup.data.sensor_logs import read_log_folder
+
+    for unit, states in (("pump-a", "0.5,1.5"), ("pump-b", ",1.5")):
+        first, second = states.split(",")
+        (tmp_path / unit).mkdir()
+        (tmp_path / unit / "2025-01.csv").write_text(
+            f"t,temp,count,state\n1735689600.25,60.1,3,{first}\n1735689600.5,,4,{second}\n"
+        )
+    frame, unit, time, _ = read_log_folder(tmp_path, time_column="t", keep=("state",))
+    types = frame.dtypes.astype(str).to_dict()
+    assert types == {"t": "float64", "temp": "float32", "count": "float32",
+                     "state": "float64", "unit": "category"}  # fmt: skip
+    assert frame["t"].nunique() == 2 and (unit, time) == ("unit", "t")
+    # Machine states coded as fractional numbers are classes, named as written.
+    src = open_source(tmp_path, modality="series", time_column="t", label_column="state", window=1)
+    assert src.partial_labels.classes == ["0.5", "1.5"] and len(src) == 4  # one unlabelled
+
+
+def test_windows_are_cut_into_one_array_dropping_each_series_once_copied():
+    from selfsup.data.series import cut_windows
+
+    series = [np.arange(10, dtype=np.float32)[None], np.full((1, 3), np.nan, np.float32)]
+    series[1][0, 2] = 7.0
+    windows, ids, _, note = cut_windows(series, ["a", "b"], 4, consume=True)
+    assert windows.shape == (4, 1, 4) and ids == ["a@0", "a@4", "a@6", "b@0"]
+    np.testing.assert_array_equal(windows[3, 0], [np.nan, np.nan, 7.0, np.nan])  # NaN padded
+    assert series == [None, None] and note is None
+    series = [np.full((2, 8), np.nan, np.float32), np.ones((2, 2), np.float32)]
+    series[0][1, 5] = 1.0  # one channel's value makes its window one
+    windows, ids, _, note = cut_windows(series, ["a", "b"], 4)
+    assert ids == ["a@4", "b@0"] and windows.shape == (2, 2, 4)
+    assert note == "1 window without any value left out" and series[0] is not None
+    # Every series shorter than the window: one window each, as wide as the longest.
+    windows, *_ = cut_windows([np.ones((1, 3), np.float32), np.ones((1, 2), np.float32)],
+                              ["a", "b"], 10)  # fmt: skip
+    assert windows.shape == (2, 1, 3) and np.isnan(windows[1, 0, 2])
