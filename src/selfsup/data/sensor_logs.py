@@ -31,6 +31,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -197,6 +198,41 @@ def _has_zone(text: pd.Series) -> bool:
     return bool(re.search(r"(Z|[+-]\d\d:?\d\d)$", first))
 
 
+def readings_as_float32(frame: pd.DataFrame, keep: Sequence[Any]) -> pd.DataFrame:
+    """``frame`` with its columns of numbers held as float32, the precision series are read
+    at (half a year of logs' bytes), but for those in ``keep`` (the time, the unit and the
+    label columns: a time in fractional seconds, or a machine numbered 7, must read as
+    written); ``frame`` itself where no column changes.
+
+    Example:
+        >>> frame = pd.DataFrame({"t": [0.25, 0.5], "unit": [7, 7], "v": [1.5, 2.0]})
+        >>> readings_as_float32(frame, ["t", "unit"]).dtypes.astype(str).tolist()
+        ['float64', 'int64', 'float32']
+    """
+    held = {c for c in keep if c is not None}
+    readings = [
+        c
+        for c in frame.columns
+        if frame[c].dtype.kind in "fiu" and frame[c].dtype != np.float32 and c not in held
+    ]
+    return frame.astype(dict.fromkeys(readings, np.float32)) if readings else frame
+
+
+def log_columns(frame: pd.DataFrame, options: dict[str, Any]) -> list[Any]:
+    """The columns of a log table that are not readings: the time (``time_column``, else
+    :func:`find_time_column`'s), the unit (``id_column``, else :func:`find_unit_column`'s),
+    the labels and those dropped, as ``series_from_frame`` will take them.
+
+    Example:
+        >>> frame = pd.DataFrame({"time": ["2025-01-01"] * 2, "asset": [3, 3], "v": [1, 2]})
+        >>> log_columns(frame, {"drop_columns": ["note"]})
+        ['time', 'asset', None, 'note']
+    """
+    time = options.get("time_column") or find_time_column(list(frame.columns), frame)
+    unit = options.get("id_column") or find_unit_column(frame)
+    return [time, unit, options.get("label_column"), *options.get("drop_columns", ())]
+
+
 def read_log_folder(
     root: str | os.PathLike,
     *,
@@ -248,17 +284,8 @@ def read_log_folder(
             )
         if found["column"] is None:  # each file's machine from its path
             frame = frame.assign(**{found["unit"]: path_unit(rel) or root.resolve().name})
-        readings = [  # numbers read as float32 anyway (not the time, unit or kept columns)
-            c
-            for c in frame.columns
-            if frame[c].dtype.kind in "fiu"
-            and frame[c].dtype != np.float32
-            and c not in kept
-            and c not in (found["column"], found["time"])
-        ]
-        return frame.astype(dict.fromkeys(readings, np.float32)) if readings else frame
+        return readings_as_float32(frame, [*keep, found["column"], found["time"]])
 
-    kept = {c for c in keep if c is not None}
     table, files, empty = read_table_folder(root, prepare, typed_times=True, copies=LOG_READ_COPIES)
     unit = str(found["unit"])
     note = files_note(files, empty)

@@ -27,6 +27,7 @@ from selfsup.core.text_files import text_lines
 from selfsup.data.arrays import present_labels, read_array_file
 from selfsup.data.base import EmptySourceError, InMemorySource
 from selfsup.data.sensor_logs import (
+    LOG_READ_COPIES,
     OUTSIDE_LABEL,
     Events,
     LogGaps,
@@ -34,9 +35,11 @@ from selfsup.data.sensor_logs import (
     event_steps,
     find_time_column,
     find_unit_column,
+    log_columns,
     parse_times,
     read_events,
     read_log_folder,
+    readings_as_float32,
     steps_of,
     time_grid,
 )
@@ -46,6 +49,7 @@ from selfsup.data.table_files import (
     TABLE_SUFFIXES,
     label_like_warning,
     numeric_cells,
+    plan_table_memory,
     read_table,
     unsure_dates,
 )
@@ -720,7 +724,12 @@ def load_series_file(path: str | os.PathLike, **options: Any) -> SeriesSource:
                 keep=(options.get("label_column"), *options.get("drop_columns", ())),
             )
         else:
-            frame = read_table(path, typed_times=True)
+
+            def held(rows: pd.DataFrame) -> pd.DataFrame:  # readings as float32
+                return readings_as_float32(rows, log_columns(rows, options))
+
+            plan_table_memory(path, LOG_READ_COPIES, held)  # from its first rows
+            frame = held(read_table(path, typed_times=True))
         events = None
         if events_file is not None:
             events = read_events(

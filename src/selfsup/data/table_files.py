@@ -51,6 +51,10 @@ TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", *WORKBOOK_SUFFIXES)
 #: tables joined, a series' or an encoding's copy of them, the items): 1.6 GB measured for a
 #: year of 12 pumps' minute logs (332 MB of CSV), planned at 1.3 GB (the libraries aside).
 FOLDER_READ_COPIES = 3
+#: A table file's rows sampled to plan the memory reading it takes (:func:`plan_table_memory`).
+PLAN_ROWS = 20_000
+#: A table file smaller than this is read without a plan.
+PLANNED_FILE_BYTES = 64 << 20
 #: The largest magnitude a value may have: float32's (the precision everything trains in).
 LARGEST = float(np.finfo(np.float32).max)
 #: Bytes decoded at a time when a CSV is checked for UTF-8.
@@ -742,6 +746,75 @@ def plan_folder_memory(
             "available: give a part of it (a subfolder: fewer machines or months)"
         )
     return planned
+
+
+def plan_table_memory(
+    path: str | os.PathLike,
+    copies: float,
+    prepare: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
+    available: int | None = None,
+) -> int:
+    """The bytes reading the table file ``path`` will take, planned from its first
+    :data:`PLAN_ROWS` rows (``prepare``: how each row is held) as :func:`plan_folder_memory`
+    plans a folder from its first file; 0 for a file under :data:`PLANNED_FILE_BYTES`
+    (read without a plan) or a workbook.
+
+    Raises:
+        MemoryError: the plan exceeds ``available`` (default: what this process can still
+            use), with what to give instead; nothing has been read beyond the sample.
+
+    Example:
+        >>> import tempfile
+        >>> path = Path(tempfile.mkdtemp()) / "log.csv"
+        >>> _ = path.write_text("t,v\\n" + "".join(f"{i:05},1.5\\n" for i in range(30_000)))
+        >>> planned = plan_table_memory(path, 2.0, available=10**9)
+        >>> round(planned / (2 * 16 * 30_000), 2)  # two copies of 16 bytes a row
+        1.0
+    """
+    from selfsup.core.memory import available_memory
+
+    path = Path(path)
+    size = path.stat().st_size
+    suffix = path.suffix.lower()
+    if suffix in WORKBOOK_SUFFIXES or (size < PLANNED_FILE_BYTES and available is None):
+        return 0
+    if suffix in (".parquet", ".pq"):
+        import pyarrow.parquet as pq
+
+        parquet = pq.ParquetFile(path)
+        rows = parquet.metadata.num_rows
+        if rows == 0 or parquet.metadata.num_row_groups == 0:
+            return 0
+        sample = parquet.read_row_group(0).to_pandas()
+        per_row = _held_bytes(sample, prepare) / max(len(sample), 1)
+        planned = int(copies * per_row * rows)
+    else:
+        sample = read_table(path, rows=PLAN_ROWS, empty_ok=True)
+        for column in sample.columns:  # ISO times held as datetimes, as Arrow reads them
+            if not pd.api.types.is_datetime64_any_dtype(sample[column]) and is_time_column(
+                sample[column]
+            ):
+                sample[column] = pd.to_datetime(sample[column], errors="coerce", utc=True)
+        with path.open("rb") as f:  # the sample's bytes: its header and lines
+            read = sum(len(line) for line, _ in zip(f, range(len(sample) + 1), strict=False))
+        planned = int(copies * _held_bytes(sample, prepare) / max(read, 1) * size)
+    if available is None:
+        import torch
+
+        available = available_memory(torch.device("cpu"))
+    if planned > available:
+        raise MemoryError(
+            f"{path}: its {size_text(size)} take about {size_text(planned)} of memory to "
+            f"read, and {size_text(available)} is available: give a part of its rows (a "
+            "machine or a span of time in a file of its own)"
+        )
+    return planned
+
+
+def _held_bytes(frame: pd.DataFrame, prepare: Callable[[pd.DataFrame], pd.DataFrame] | None) -> int:
+    """The bytes ``frame`` holds once ``prepare`` has changed it."""
+    held = prepare(frame) if prepare is not None else frame
+    return int(held.memory_usage(deep=True).sum())
 
 
 def files_note(files: Sequence[str], empty: Sequence[str]) -> str:

@@ -355,3 +355,35 @@ def test_windows_are_cut_into_one_array_dropping_each_series_once_copied():
     windows, *_ = cut_windows([np.ones((1, 3), np.float32), np.ones((1, 2), np.float32)],
                               ["a", "b"], 10)  # fmt: skip
     assert windows.shape == (2, 1, 3) and np.isnan(windows[1, 0, 2])
+
+
+def test_one_large_log_file_is_planned_from_its_first_rows_and_held_as_float32(
+    tmp_path, monkeypatch, capsys
+):
+    """One machine's year of seconds in one CSV: refused before it is read where it will not
+    fit (planned from a sample of rows, as a folder is from its first file); read, its
+    readings are float32 and its machine numbers stay whole."""
+    import sys
+
+    import selfsup.core.memory
+    import selfsup.data.table_files as table_files
+    from selfsup.cli import main
+    from selfsup.data.series import load_series_file
+
+    rows = 3000
+    times = pd.date_range("2025-01-01", periods=rows, freq="1s").strftime("%Y-%m-%d %H:%M:%S")
+    frame = pd.DataFrame({"time": times, "machine": [7, 8] * (rows // 2), "temp": 60.25})
+    path = tmp_path / "log.csv"
+    frame.to_csv(path, index=False)
+    src = load_series_file(path, window=100)
+    assert src.values.dtype == np.float32 and {i.split("@")[0] for i in src.ids} == {"7", "8"}
+    monkeypatch.setattr(table_files, "PLANNED_FILE_BYTES", 1000)  # a large file, that is
+    monkeypatch.setattr(selfsup.core.memory, "available_memory", lambda device: 51_200)
+    monkeypatch.setattr(sys, "argv", ["selfsup", "datasets", "show", str(path), "--window", "100"])
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    said = " ".join("".join(capsys.readouterr()).split())
+    assert stopped.value.code == 2 and "Traceback" not in said
+    assert f"{path}: its " in said and "of memory to read, and 50 kB is available" in said
+    monkeypatch.setattr(selfsup.core.memory, "available_memory", lambda device: 10**9)
+    assert len(load_series_file(path, window=100)) == len(src)  # planned, and it fits
