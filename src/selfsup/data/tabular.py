@@ -59,9 +59,11 @@ from selfsup.data.base import (
 )
 from selfsup.data.splits import stratified_split
 from selfsup.data.table_files import (
+    TABLE_READ_COPIES,
     is_time_column,
     label_like_warning,
     numeric_cells,
+    plan_table_memory,
     read_table,
     sheet_note,
 )
@@ -934,9 +936,15 @@ def open_table(spec: str, preprocessor: TablePreprocessor | None = None) -> Tabu
 
 def load_table_file(path: str | os.PathLike | pd.DataFrame, **options: Any) -> TabularSource:
     """A tabular source from a CSV/TSV/Parquet file or a DataFrame; ``options`` are those of
-    :class:`TabularSource`."""
+    :class:`TabularSource`.
+
+    Raises:
+        MemoryError: the file will not fit in memory (planned from its first rows, so a
+            fraud team's year of transactions is refused at once, not killed a minute in).
+    """
     if isinstance(path, pd.DataFrame):
         return TabularSource(path, **{"name": "DataFrame", **options})
+    plan_table_memory(path, TABLE_READ_COPIES)  # before its rows are read
     source = TabularSource(read_table(path, typed_times=True), name=str(path), **options)
     source.index_note = sheet_note(path)
     return source

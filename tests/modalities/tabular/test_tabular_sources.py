@@ -376,3 +376,40 @@ def test_a_csv_read_by_arrow_encodes_as_pandas_c_parser_reads_it(tmp_path):
     (tmp_path / "bad.csv").write_text("a,b\n1,2\n3,4,5\n")
     with pytest.raises(ValueError, match=r"bad.csv: cannot read the table .*line 3"):
         open_source(tmp_path / "bad.csv")
+
+
+def test_a_table_file_too_large_for_memory_is_refused_before_its_rows_are_read(
+    tmp_path, monkeypatch, capsys
+):
+    """A fraud team's year of transactions in one CSV: planned from its first rows, refused
+    at once with the memory it would take, not killed by the kernel a minute in."""
+    import sys
+
+    import selfsup.core.memory
+    import selfsup.data.table_files as table_files
+    from selfsup.cli import main
+
+    path = tmp_path / "tx.csv"
+    rows = 5000
+    pd.DataFrame(
+        {"amount": np.arange(rows) * 1.25, "shop": ["a", "b"] * (rows // 2), "fraud": [0] * rows}
+    ).to_csv(path, index=False)
+    monkeypatch.setattr(table_files, "PLANNED_FILE_BYTES", 1000)  # a large file, that is
+    read: list[int | None] = []
+    real_read = table_files.read_table
+    monkeypatch.setattr(
+        table_files, "read_table", lambda *a, **k: read.append(k.get("rows")) or real_read(*a, **k)
+    )
+    monkeypatch.setattr(selfsup.core.memory, "available_memory", lambda device: 51_200)
+    monkeypatch.setattr(sys, "argv", ["selfsup", "datasets", "show", str(path)])
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    said = " ".join("".join(capsys.readouterr()).split())
+    assert stopped.value.code == 2 and "Traceback" not in said
+    assert f"{path}: its " in said and "of memory to read, and 50 kB is available" in said
+    assert read == [table_files.PLAN_ROWS]  # its first rows only
+    monkeypatch.setattr(selfsup.core.memory, "available_memory", lambda device: 10**9)
+    monkeypatch.setattr(sys, "argv", ["selfsup", "datasets", "show", str(path)])
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code == 0 and '"items": 5000' in capsys.readouterr().out
