@@ -236,3 +236,28 @@ def test_training_batches_of_other_arrays_are_read_as_floats():
     assert items.dtype == torch.float32
     assert unit_items(items) is items
     assert torch.equal(items, source.read_batch([0, 3]).items)
+
+
+@pytest.mark.parametrize(
+    "column",
+    [
+        np.array([1, 0, 1, 1]),  # a fraud flag
+        np.array([1.0, np.nan, 0.0, 1.0]),  # the same with an empty cell (pandas' float)
+        np.array([0.5, 1.5, np.nan, 0.5]),  # states coded as fractions
+        np.array([np.nan, np.nan]),  # a run's later rows, without labels
+    ],
+)
+def test_a_column_of_numbers_is_read_as_its_cells_are(column):
+    """A table's label column comes as an array (ten million rows: no object per cell)
+    and reads as the same labels as its cells one by one."""
+    from selfsup.data.arrays import present_labels
+
+    fast = present_labels(column, "y", as_text=False)
+    cells = present_labels(column.tolist(), "y", as_text=False)
+    assert (fast[0] is None) == (cells[0] is None) and fast[1] == cells[1]
+    if fast[0] is not None:
+        np.testing.assert_array_equal(fast[0], cells[0])
+    if fast[2] is not None:
+        np.testing.assert_array_equal(fast[2].rows, cells[2].rows)
+        np.testing.assert_array_equal(fast[2].codes, cells[2].codes)
+        assert fast[2].classes == cells[2].classes

@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import functools
 import os
+import sys
 import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -33,15 +34,20 @@ def _malloc_trim() -> Callable[[int], int] | None:
 
 
 def give_back_freed() -> bool:
-    """Hand the memory of freed arrays back to the system where the C library keeps it for
-    reuse (glibc's ``malloc_trim``): arrays of a few MB are carved from the C heap, and a
-    structure rebuilt from them piece by piece (a year of logs cut into windows) would hold
-    both at once in resident memory though the pieces are freed. Whether any was given.
+    """Hand the memory of freed arrays back to the system where an allocator keeps it for
+    reuse: glibc's heap (``malloc_trim``: arrays of a few MB are carved from it, and a
+    structure rebuilt from them piece by piece, a year of logs cut into windows, would hold
+    both at once though the pieces are freed) and Arrow's pool where Arrow is loaded (its CSV
+    reader's buffers: 2.3 GB kept after reading 10,000,000 transactions of 1.6 GB). Whether
+    the C heap gave any.
 
     Example:
         >>> isinstance(give_back_freed(), bool)
         True
     """
+    arrow = sys.modules.get("pyarrow")
+    if arrow is not None:
+        arrow.default_memory_pool().release_unused()
     trim = _malloc_trim()
     return bool(trim(0)) if trim is not None else False
 

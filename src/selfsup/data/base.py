@@ -221,9 +221,14 @@ def column_ids(frame: Any, column: str | None, name: str) -> list[str]:
     if values.isna().any():
         row = int(np.flatnonzero(values.isna().to_numpy())[0])
         raise ValueError(f"{name}: row {row} has no id in column {column!r}")
-    ids = values.astype(str).tolist()
-    check_unique_ids(ids, name)
-    return ids
+    ids = values.astype(str)
+    if not ids.is_unique:  # hashed by pandas (ten million ids: no dict of them), then named
+        check_unique_ids(ids.tolist(), name)
+    if len(ids) > 1_000_000:
+        from selfsup.core.memory import give_back_freed
+
+        give_back_freed()  # the hash of them, kept by Arrow's allocator
+    return ids.tolist()
 
 
 def checked_rows(indices: Sequence[int], n: int, name: str) -> np.ndarray:

@@ -52,10 +52,10 @@ TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", *WORKBOOK_SUFFIXES)
 #: year of 12 pumps' minute logs (332 MB of CSV), planned at 1.3 GB (the libraries aside).
 FOLDER_READ_COPIES = 3
 #: Opening one table file (``selfsup datasets show``, the start of ``pretrain``) holds about
-#: this many copies of its rows as read (Arrow's table and pandas' copy of it, the encoded
-#: columns): 6.1 GB at most for 10,000,000 transactions of 1.6 GB (873 MB of CSV), with
-#: 0.4 GB of libraries, is 3.5.
-TABLE_READ_COPIES = 4
+#: this many copies of its rows as read (the CSV reader's buffers, then the rows beside
+#: their numbers in float64 and their encoding): 4.5 GB at most for 10,000,000 transactions
+#: of 1.6 GB (873 MB of CSV), with 0.4 GB of libraries, is 2.5.
+TABLE_READ_COPIES = 3
 #: A table file's rows sampled to plan the memory reading it takes (:func:`plan_table_memory`).
 PLAN_ROWS = 20_000
 #: A table file smaller than this is read without a plan.
@@ -523,6 +523,10 @@ def read_table(
         raise ValueError(f"{path}: cannot read the table ({one_line(err)})") from None
     if rows is None and frame.empty and len(frame.columns) and not empty_ok:
         raise ValueError(f"{path}: the table has no row, only the column names")
+    if rows is None and path.stat().st_size >= PLANNED_FILE_BYTES:
+        from selfsup.core.memory import give_back_freed  # (torch: not for a sample)
+
+        give_back_freed()  # the reader's buffers, kept by its allocator for reuse
     return frame
 
 
