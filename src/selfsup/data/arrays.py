@@ -39,7 +39,8 @@ def encode_labels(
     Without ``classes`` the class names are the sorted distinct label values as text, and the
     codes index them (labels ``[3, 1, 3]`` give codes ``[1, 0, 1]`` and classes ``["1", "3"]``).
     With ``classes``, integer labels are taken as codes into it and string labels are looked up
-    by name.
+    by name. Fractional numbers (a machine's states coded ``0.5``, ``1.5``) are classes in
+    numeric order, named as written.
 
     Args:
         labels: one label per item, a 1-D sequence of ints or strings.
@@ -50,9 +51,6 @@ def encode_labels(
 
     Raises:
         ValueError: labels that are not 1-D, or that do not match ``classes``.
-
-    Fractional numbers (a machine's states coded ``0.5``, ``1.5``) are classes in numeric
-    order, named as written.
 
     Example:
         >>> codes, names = encode_labels(["dog", "cat", "dog"])

@@ -47,9 +47,9 @@ from selfsup.data.folders import find_files
 WORKBOOK_SUFFIXES = (".xlsx", ".xlsm", ".xls", ".ods")
 #: The suffixes read as tables.
 TABLE_SUFFIXES = (".csv", ".tsv", ".parquet", ".pq", *WORKBOOK_SUFFIXES)
-#: Reading a folder of tables holds about this many copies of its rows at once (the files'
-#: tables joined, a series' or an encoding's copy of them, the items): 1.6 GB measured for a
-#: year of 12 pumps' minute logs (332 MB of CSV), planned at 1.3 GB (the libraries aside).
+#: Reading a folder of tables (a month's transactions a file) holds about this many copies
+#: of its rows at once: the files' tables and their join, then the join beside its encoding
+#: (as one file's, ``TABLE_READ_COPIES``). Logs have their own (``LOG_READ_COPIES``).
 FOLDER_READ_COPIES = 3
 #: Opening one table file (``selfsup datasets show``, the start of ``pretrain``) holds about
 #: this many copies of its rows as read (the CSV reader's buffers, then the rows beside
@@ -524,7 +524,7 @@ def read_table(
     if rows is None and frame.empty and len(frame.columns) and not empty_ok:
         raise ValueError(f"{path}: the table has no row, only the column names")
     if rows is None and path.stat().st_size >= PLANNED_FILE_BYTES:
-        from selfsup.core.memory import give_back_freed  # (torch: not for a sample)
+        from selfsup.core.memory import give_back_freed  # it loads torch: not for small ones
 
         give_back_freed()  # the reader's buffers, kept by its allocator for reuse
     return frame
@@ -739,22 +739,13 @@ def plan_folder_memory(
         >>> plan_folder_memory(root, ["a.csv"], "a.csv", read_table(root / "a.csv")) > 0
         True
     """
-    from selfsup.core.memory import available_memory
-
     sizes = [(root / rel).stat().st_size for rel in files]
     per_byte = frame.memory_usage(deep=True).sum() / max((root / first).stat().st_size, 1)
     planned = int(copies * per_byte * sum(sizes))
-    if available is None:
-        import torch
-
-        available = available_memory(torch.device("cpu"))
-    if planned > available:
-        raise MemoryError(
-            f"{root}: its {len(files):,} table files ({size_text(sum(sizes))}) take about "
-            f"{size_text(planned)} of memory to read, and {size_text(available)} is "
-            "available: give a part of it (a subfolder: fewer machines or months)"
-        )
-    return planned
+    what = f"its {len(files):,} table files ({size_text(sum(sizes))})"
+    return _fitting(
+        root, what, planned, available, "a part of it (a subfolder: fewer machines or months)"
+    )
 
 
 def plan_table_memory(
@@ -780,8 +771,6 @@ def plan_table_memory(
         >>> round(planned / (2 * 16 * 30_000), 2)  # two copies of 16 bytes a row
         1.0
     """
-    from selfsup.core.memory import available_memory
-
     path = Path(path)
     size = path.stat().st_size
     suffix = path.suffix.lower()
@@ -807,15 +796,27 @@ def plan_table_memory(
         with path.open("rb") as f:  # the sample's bytes: its header and lines
             read = sum(len(line) for line, _ in zip(f, range(len(sample) + 1), strict=False))
         planned = int(copies * _held_bytes(sample, prepare) / max(read, 1) * size)
+    rest = "a part of its rows in a file of its own (a span of time, some machines or cards)"
+    return _fitting(path, f"its {size_text(size)}", planned, available, rest)
+
+
+def _fitting(where: Path, what: str, planned: int, available: int | None, instead: str) -> int:
+    """``planned`` bytes, once they are found to fit in ``available`` (default: what this
+    process can still use).
+
+    Raises:
+        MemoryError: they do not; the message names ``where`` and says to give ``instead``.
+    """
+    from selfsup.core.memory import available_memory
+
     if available is None:
         import torch
 
         available = available_memory(torch.device("cpu"))
     if planned > available:
         raise MemoryError(
-            f"{path}: its {size_text(size)} take about {size_text(planned)} of memory to "
-            f"read, and {size_text(available)} is available: give a part of its rows in a "
-            "file of its own (a span of time, some machines or cards)"
+            f"{where}: {what} take about {size_text(planned)} of memory to read, and "
+            f"{size_text(available)} is available: give {instead}"
         )
     return planned
 

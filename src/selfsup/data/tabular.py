@@ -656,8 +656,8 @@ class TablePreprocessor:
         names = self.numeric_names
         # Written a column at a time into the result: ten million rows' float64 copies of
         # every column at once took 1.5 GB more than the result.
-        out = np.empty((len(frame), len(names) + len(self.indicators) + len(self.categorical)),
-                       dtype=np.float32)  # fmt: skip
+        width = len(names) + len(self.indicators) + len(self.categorical)
+        out = np.empty((len(frame), width), dtype=np.float32)
         for j in range(len(names)):
             column = values[:, j]
             scaled = (column - self.means[j]) / self.stds[j]
