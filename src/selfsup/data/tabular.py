@@ -133,19 +133,6 @@ def _numbers_with_typos(cells: pd.Series, sample: int = 1000) -> bool:
     return bool(every.isna().any())  # a typo somewhere; digits alone are text on purpose
 
 
-def _by_frequency(cells: pd.Series) -> list[tuple[str, int]]:
-    """A column's distinct values as text and their rows, the most frequent first (ties in
-    text order).
-
-    Example:
-        >>> _by_frequency(pd.Series(["b", "a", "b", None, "c", "a", "b"]))
-        [('b', 3), ('a', 2), ('c', 1)]
-    """
-    counts = cells.dropna().astype(str).value_counts()
-    order = sorted(zip(counts.index, counts.to_numpy(), strict=True), key=lambda p: (-p[1], p[0]))
-    return [(str(value), int(rows)) for value, rows in order]
-
-
 def category_min_rows(rows: int) -> int:
     """Rows a category needs for a code of its own in a table of ``rows`` rows.
 
@@ -173,11 +160,19 @@ class _Column:
         Example:
             >>> _Column.fit(pd.Series(list("aaabbc")), 2)
             _Column(coded=['a', 'b'], values=3, covered=0.8333333333333334)
+            >>> _Column.fit(pd.Series(["b", "a", "b", None, "c", "a"]), 1).coded  # ties: a, c
+            ['a', 'b', 'c']
         """
-        counts = _by_frequency(cells)
-        coded = [(v, n) for v, n in counts if n >= min_rows][:MOST_CATEGORIES]
-        filled = sum(n for _, n in counts)
-        return cls([v for v, _ in coded], len(counts), sum(n for _, n in coded) / max(filled, 1))
+        counts = cells.dropna().astype(str).value_counts()  # the most frequent first
+        kept = counts[counts.to_numpy() >= min_rows]
+        if len(kept) > MOST_CATEGORIES:  # those up to the last coded one's count, ties too
+            kept = kept[kept.to_numpy() >= kept.iloc[MOST_CATEGORIES - 1]]
+        # Ties in text order, sorted among the coded ones alone (ten million ids: none).
+        pairs = zip(kept.index, kept.to_numpy(), strict=True)
+        coded = sorted(pairs, key=lambda p: (-p[1], str(p[0])))[:MOST_CATEGORIES]
+        filled = int(counts.sum())
+        share = sum(int(n) for _, n in coded) / max(filled, 1)
+        return cls([str(v) for v, _ in coded], len(counts), share)
 
 
 def ignored_warning(frame: pd.DataFrame, columns: Sequence[str]) -> str:
@@ -804,7 +799,8 @@ class TabularSource(InMemorySource):
         self.name = name
         if id_column is None and not isinstance(frame.index, pd.RangeIndex):
             self._ids: list[str] | None = [str(i) for i in frame.index]  # a DataFrame's index
-            check_unique_ids(self._ids, name)
+            if not (frame.index.is_unique and frame.index.inferred_type == "string"):
+                check_unique_ids(self._ids, name)  # named (text ids: hashed by pandas first)
         else:
             self._ids = column_ids(frame, id_column, name) if id_column is not None else None
         if label_column is not None:

@@ -105,6 +105,7 @@ class TabularModality(Modality):
             frame, files, empty = read_table_folder(
                 path,
                 _row_ids,  # rows named FILE:ROW in messages, and as ids without an id column
+                typed_times=True,  # as one file's (Arrow's reader)
             )
             source = load_table_file(frame, **{"name": str(path), **options})
             source.index_note = files_note(files, empty)

@@ -413,3 +413,22 @@ def test_a_table_file_too_large_for_memory_is_refused_before_its_rows_are_read(
     with pytest.raises(SystemExit) as done:
         main()
     assert done.value.code == 0 and '"items": 5000' in capsys.readouterr().out
+
+
+def test_categories_are_the_most_frequent_with_ties_in_text_order_past_the_cap(monkeypatch):
+    """The coded categories, found without sorting every distinct value in Python (ten
+    million ids), are those of the full sort: the most frequent first, ties in text order,
+    at most MOST_CATEGORIES, each with min_rows rows at least."""
+    import selfsup.data.tabular as tabular
+
+    rng = np.random.default_rng(0)
+    cells = pd.Series(rng.choice([f"m{i}" for i in range(300)], 5000, p=None).tolist()
+                      + [None] * 7)  # fmt: skip
+    counts = cells.dropna().value_counts()
+    for cap, min_rows in ((10, 1), (25, 17), (1000, 1), (5, 40)):
+        monkeypatch.setattr(tabular, "MOST_CATEGORIES", cap)
+        found = tabular._Column.fit(cells, min_rows)
+        full = sorted(((v, n) for v, n in counts.items() if n >= min_rows),
+                      key=lambda p: (-p[1], p[0]))[:cap]  # fmt: skip
+        assert found.coded == [v for v, _ in full] and found.values == len(counts)
+        assert found.covered == pytest.approx(sum(n for _, n in full) / 5000)
