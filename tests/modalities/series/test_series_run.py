@@ -150,15 +150,8 @@ def test_the_center_comes_from_the_held_out_items_measured_after_the_last_step(t
     waves = np.sin(np.linspace(0, 6, 12) * rng.uniform(0.5, 2, (6000, 1))).astype(np.float32)
     data = SeriesSource(waves + rng.normal(0, 0.1, waves.shape).astype(np.float32))
     tiny = {"hidden": 8, "out_dim": 8, "depth": 1}
-    run = selfsup.pretrain(
-        data,
-        steps=3,
-        batch_size=64,
-        out=tmp_path / "run",
-        backbone_options=tiny,
-        show_progress=False,
-        measure_every=0,
-    )
+    options = {"steps": 3, "batch_size": 64, "backbone_options": tiny, "measure_every": 0}
+    run = selfsup.pretrain(data, out=tmp_path / "run", show_progress=False, **options)
     held = run.summary["held_out_items"]
     assert held >= CENTER_HELD_OUT and run.summary["center_items"] == held
     center = run.encoder.center.reshape(-1).numpy()
@@ -170,13 +163,6 @@ def test_the_center_comes_from_the_held_out_items_measured_after_the_last_step(t
     # ... and it is theirs: no other 'held' items of the data have exactly that mean.
     assert not np.allclose(center, raw[:held].mean(axis=0), atol=1e-6)
     kept = selfsup.pretrain(
-        data,
-        steps=3,
-        batch_size=64,
-        out=tmp_path / "kept",
-        backbone_options=tiny,
-        show_progress=False,
-        measure_every=0,
-        select_by="rankme",
+        data, out=tmp_path / "kept", show_progress=False, select_by="rankme", **options
     )
     assert kept.summary["center_items"] == CENTER_ITEMS
