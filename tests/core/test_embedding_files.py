@@ -299,3 +299,20 @@ def test_adapting_and_predicting_after_embed_read_the_kept_embeddings(
     probabilities = model.predict_proba(path)
     assert probabilities.shape == (200, 2) and sum(calls) == 200
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_few_long_items_read_from_files_have_their_embeddings_kept(tmp_path, monkeypatch):
+    """A year of 20 pumps' days is 7,320 windows, fewer than CACHE_ITEMS, but each is 17,280
+    values and they took 53 s to embed: kept by their values in all, as many small items are."""
+    from selfsup.data.series import load_series_file
+    from selfsup.modalities.series import build_series_encoder
+
+    monkeypatch.setattr(embedding, "CACHE_VALUES", 40 * 2 * 500)  # as for 50 million values
+    encoder = build_series_encoder("ts2vec", 2, depth=1, hidden=4, out_dim=8)
+    long, short = tmp_path / "long.npy", tmp_path / "short.npy"
+    np.save(long, np.ones((40, 2, 500), np.float32))
+    np.save(short, np.ones((40, 2, 499), np.float32))
+    assert embedding.cache_key(encoder, load_series_file(long)) is not None
+    assert embedding.cache_key(encoder, load_series_file(short)) is None
+    first = embedding.cached_embeddings(encoder, load_series_file(long), tmp_path / "kept")
+    assert isinstance(first, np.memmap) and len(list((tmp_path / "kept").glob("*.npy"))) == 1
