@@ -54,8 +54,10 @@ from selfsup.core.files import read_json_object, write_json
 from selfsup.core.memory import give_back_freed
 from selfsup.data.arrays import encode_labels, present_labels
 from selfsup.data.base import (
+    COMPACT_IDS,
     EmptySourceError,
     InMemorySource,
+    TextIds,
     check_unique_ids,
     column_ids,
 )
@@ -798,8 +800,12 @@ class TabularSource(InMemorySource):
         del numeric  # the fit's float64 columns (720 MB for ten million rows): freed now
         self.name = name
         if id_column is None and not isinstance(frame.index, pd.RangeIndex):
-            self._ids: list[str] | None = [str(i) for i in frame.index]  # a DataFrame's index
-            if not (frame.index.is_unique and frame.index.inferred_type == "string"):
+            index = frame.index  # a DataFrame's, or a folder's FILE:ROW
+            large = len(index) >= COMPACT_IDS
+            self._ids: Sequence[str] | None = (
+                TextIds(index.astype(str)) if large else [str(i) for i in index]
+            )
+            if not (index.is_unique and index.inferred_type == "string"):
                 check_unique_ids(self._ids, name)  # named (text ids: hashed by pandas first)
         else:
             self._ids = column_ids(frame, id_column, name) if id_column is not None else None
