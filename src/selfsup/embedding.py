@@ -924,10 +924,7 @@ def _worth_keeping(source: Source) -> bool:
     """
     if len(source) >= CACHE_ITEMS:
         return True
-    try:
-        shape = source.item_shape  # type: ignore[attr-defined]
-    except (AttributeError, NotImplementedError, TypeError):
-        return False
+    shape = getattr(source, "item_shape", None)  # texts have none
     return isinstance(shape, tuple) and len(source) * math.prod(shape) >= CACHE_VALUES
 
 
