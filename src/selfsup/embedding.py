@@ -101,8 +101,13 @@ def iter_embeddings(
     windows of ``SORT_WINDOW`` batches, and yielded in source order again: a batch pads to
     its longest item, so mixing long and short ones wastes most of the work. Items embedded
     by their parts (``source.parts()``: long recordings) get the mean of their parts'
-    embeddings (see :func:`pooled_embeddings`).
+    embeddings (see :func:`pooled_embeddings`); where the parts are found by reading the
+    items (documents' windows: ``source.parts_block``), a block of items at a time.
     """
+    block = source.parts_block
+    if block is not None and len(source) > block:
+        yield from _embedded_in_blocks(encoder, source, block, batch_size, precision, show_progress)
+        return
     parts = source.parts()
     if parts is not None:
         yield from pooled_embeddings(
@@ -112,14 +117,23 @@ def iter_embeddings(
             encoder.feature_dim,
         )
         return
+    if precision == "auto":
+        precision = modality_of(source).embed_precision_of(encoder)
+    batch_size = embed_batch(encoder, source, batch_size, precision)
+    steps = (len(source) + batch_size - 1) // batch_size
+    with TrainingProgress(steps, f"embedding {source.name}", enabled=show_progress) as bar:
+        yield from _embedded(encoder, source, batch_size, precision, bar)
+
+
+def _embedded(
+    encoder: Encoder, source: Source, batch_size: int, precision: str, bar: TrainingProgress
+) -> Iterator[tuple[list[int], np.ndarray, list[SkippedItem]]]:
+    """:func:`iter_embeddings` of items each embedded as it is read, in batches of
+    ``batch_size`` at ``precision``, each batch advancing ``bar`` by a step."""
     spec = encoder.spec or {}
     modality = modality_of(source)
     encoder.eval()
     n = len(source)
-    if precision == "auto":
-        precision = modality.embed_precision_of(encoder)
-    batch_size = embed_batch(encoder, source, batch_size, precision)
-    steps = (n + batch_size - 1) // batch_size
     # Items of one size are yielded batch by batch; others after each window they sort.
     sorts = source.length_keys(np.arange(min(n, 1))) is not None
     window = batch_size * (SORT_WINDOW if sorts else 1)
@@ -129,32 +143,71 @@ def iter_embeddings(
         wanted = modality.default_workers(source, encoder.device.type != "cpu")
         workers = affordable_workers(source, batch_size, wanted)
     ahead = read_ahead(source, batch_size, workers, encoder.device) if workers else None
-    with TrainingProgress(steps, f"embedding {source.name}", enabled=show_progress) as bar:
-        for first in range(0, n, window):
-            rows = np.arange(first, min(n, first + window))
-            order = by_length(source, rows)
-            found: dict[int, np.ndarray] = {}
-            skipped: dict[int, SkippedItem] = {}
-            for start in range(0, len(order), batch_size):
-                chunk = [int(i) for i in order[start : start + batch_size]]
-                batch = next(ahead) if ahead is not None else source.read_batch(chunk)
-                if batch.indices:
-                    items = unit_items(batch.items.to(encoder.device, non_blocking=True))
-                    x = modality.prepare_input(items, spec)
-                    with torch.no_grad(), autocast(precision, encoder.device):
-                        emb = encoder(x).float().cpu().numpy()
-                    found.update(zip(batch.indices, emb, strict=True))
-                skipped.update({int(chunk[k]): s for k, s in _skipped_rows(chunk, batch)})
-                bar.advance(1, len(batch.indices))
-            for start in range(0, len(rows), batch_size):
-                part = [int(i) for i in rows[start : start + batch_size]]
-                kept = [i for i in part if i in found]
-                emb = (
-                    np.stack([found[i] for i in kept])
-                    if kept
-                    else np.zeros((0, encoder.feature_dim), dtype=np.float32)
+    for first in range(0, n, window):
+        rows = np.arange(first, min(n, first + window))
+        order = by_length(source, rows)
+        found: dict[int, np.ndarray] = {}
+        skipped: dict[int, SkippedItem] = {}
+        for start in range(0, len(order), batch_size):
+            chunk = [int(i) for i in order[start : start + batch_size]]
+            batch = next(ahead) if ahead is not None else source.read_batch(chunk)
+            if batch.indices:
+                items = unit_items(batch.items.to(encoder.device, non_blocking=True))
+                x = modality.prepare_input(items, spec)
+                with torch.no_grad(), autocast(precision, encoder.device):
+                    emb = encoder(x).float().cpu().numpy()
+                found.update(zip(batch.indices, emb, strict=True))
+            skipped.update({int(chunk[k]): s for k, s in _skipped_rows(chunk, batch)})
+            bar.advance(1, len(batch.indices))
+        for start in range(0, len(rows), batch_size):
+            part = [int(i) for i in rows[start : start + batch_size]]
+            kept = [i for i in part if i in found]
+            emb = (
+                np.stack([found[i] for i in kept])
+                if kept
+                else np.zeros((0, encoder.feature_dim), dtype=np.float32)
+            )
+            yield kept, emb, [skipped[i] for i in part if i in skipped]
+
+
+def _embedded_in_blocks(
+    encoder: Encoder,
+    source: Source,
+    block: int,
+    batch_size: int,
+    precision: str,
+    show_progress: ShowProgress,
+) -> Iterator[tuple[list[int], np.ndarray, list[SkippedItem]]]:
+    """:func:`iter_embeddings` of items embedded by parts that are found by reading them
+    (documents' windows): ``block`` items at a time are cut into their parts, which are
+    embedded and pooled before the next block is cut, so that no time passes before the
+    first batch and only a block's parts are held. One progress bar counts the batches of
+    parts, its total estimated from the parts of the items cut so far."""
+    n = len(source)
+    if precision == "auto":
+        precision = modality_of(source).embed_precision_of(encoder)
+    parts_seen = 0
+    bar: TrainingProgress | None = None
+    with contextlib.ExitStack() as stack:
+        for first in range(0, n, block):
+            rows = np.arange(first, min(n, first + block))
+            items = SubsetSource(source, rows, f"{source.name} [{first:,}:{rows[-1] + 1:,}]")
+            parts = source.cut_parts(rows, items.name)
+            batch_size = embed_batch(encoder, parts.source, batch_size, precision)
+            parts_seen += len(parts.source)
+            expected = math.ceil(parts_seen / (first + len(rows)) * n / batch_size)
+            if bar is None:
+                part, whole = parts.words
+                described = f"embedding {source.name} ({n:,} {whole} by their {part})"
+                bar = stack.enter_context(
+                    TrainingProgress(expected, described, enabled=show_progress)
                 )
-                yield kept, emb, [skipped[i] for i in part if i in skipped]
+            bar.set_total(max(expected, bar.done))
+            embedded = _embedded(encoder, parts.source, batch_size, precision, bar)
+            pooled = pooled_embeddings(embedded, items, parts.owner, encoder.feature_dim)
+            for kept, emb, skipped in pooled:
+                moved = [SkippedItem(first + s.index, s.item_id, s.reason) for s in skipped]
+                yield [first + i for i in kept], emb, moved
 
 
 def embed_batch(

@@ -259,6 +259,15 @@ class SubsetSource(Source):
         return self.source.parts_of(self.indices[np.asarray(rows, dtype=np.int64)], name)
 
     @property
+    def parts_block(self) -> int | None:
+        return self.source.parts_block
+
+    def cut_parts(self, rows: np.ndarray, name: str) -> Parts:
+        """The base source's parts of the items at ``rows`` here (see
+        :meth:`Source.cut_parts`)."""
+        return self.source.cut_parts(self.indices[np.asarray(rows, dtype=np.int64)], name)
+
+    @property
     def unreadable(self) -> dict[str, str]:
         return self.source.unreadable
 

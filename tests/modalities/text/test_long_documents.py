@@ -171,3 +171,41 @@ def test_a_few_documents_of_many_are_cut_alone_and_embed_as_among_all():
     among_all = embed_source(encoder, src)[rows]
     np.testing.assert_allclose(alone, among_all, atol=1e-5)
     assert np.isnan(alone[1]).all() and not np.isnan(alone[[0, 2, 3, 4]]).any()
+
+
+def test_many_documents_are_cut_and_embedded_a_block_at_a_time(monkeypatch):
+    from selfsup.data import text as text_module
+    from selfsup.data.splits import SubsetSource
+    from selfsup.embedding import embed_source, iter_embeddings
+    from selfsup.modalities.text import build_text_encoder
+
+    rng = np.random.default_rng(2)
+    texts = [" ".join(rng.choice(WORDS, int(n))) for n in rng.integers(1, 60, 200)]
+    texts[45] = None
+    src = TextSource(texts, tokenizer=_tokenizer(), reasons={45: "line 46 is not JSON"})
+    torch.manual_seed(0)
+    encoder = build_text_encoder("text-bag", 300, 8, dim=8)
+    at_once = embed_source(encoder, src)
+    assert "parts_cache" in src.__dict__  # 200 documents, under a block: cut together
+
+    monkeypatch.setattr(text_module, "WINDOWS_BLOCK", 32)
+    blocks = TextSource(texts, tokenizer=_tokenizer(), reasons={45: "line 46 is not JSON"})
+    cuts = []
+    cut_parts = TextSource.cut_parts
+
+    def counted(self, rows, name):
+        cuts.append(len(rows))
+        return cut_parts(self, rows, name)
+
+    monkeypatch.setattr(TextSource, "cut_parts", counted)
+    batches = list(iter_embeddings(encoder, blocks, batch_size=16))
+    assert cuts == [32] * 6 + [8] and "parts_cache" not in blocks.__dict__
+    rows = [i for kept, _, _ in batches for i in kept]
+    assert rows == [i for i in range(200) if i != 45]  # in order, each once
+    skipped = [s for _, _, bad in batches for s in bad]
+    assert [(s.index, s.item_id, s.reason) for s in skipped] == [(45, "45", "line 46 is not JSON")]
+    assert blocks.unreadable == {"45": "line 46 is not JSON"}
+    np.testing.assert_allclose(embed_source(encoder, blocks), at_once, atol=1e-5)
+    # The rows after an interruption, as a resumed embed reads them: blocks of the subset.
+    rest = SubsetSource(blocks, np.arange(70, 200), "rest")
+    np.testing.assert_allclose(embed_source(encoder, rest), at_once[70:], atol=1e-5)
