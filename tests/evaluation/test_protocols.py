@@ -415,3 +415,22 @@ def test_knn_leave_one_out_is_knn_of_each_item_on_all_the_others() -> None:
     assert few == pytest.approx(_left_out_by_hand(x[:3], y[:3], 20))
     with pytest.raises(ValueError, match="two items"):
         knn_leave_one_out(x[:1], y[:1])
+
+
+def test_embeddings_mapped_read_only_are_evaluated_without_a_warning(tmp_path) -> None:
+    """A run's kept embeddings are memory-mapped read-only; torch warns once a process about
+    such arrays, so the check runs in a process of its own."""
+    import subprocess
+    import sys
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "e.npy", rng.normal(size=(40, 3)).astype(np.float32))
+    script = (
+        "import numpy as np; from selfsup.evaluation import knn_accuracy, linear_probe; "
+        f"z = np.load({str(tmp_path / 'e.npy')!r}, mmap_mode='r'); y = np.arange(40) % 2; "
+        "knn_accuracy(z[:30], y[:30], z[30:], y[30:], k=3); "
+        "linear_probe(z[:30], y[:30], z[30:], y[30:]); print(z.flags.writeable)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False" and "not writable" not in done.stderr
