@@ -182,11 +182,12 @@ def _embedded_in_blocks(
     (documents' windows): ``block`` items at a time are cut into their parts, which are
     embedded and pooled before the next block is cut, so that no time passes before the
     first batch and only a block's parts are held. One progress bar counts the batches of
-    parts, its total estimated from the parts of the items cut so far."""
+    parts, its total those of the blocks cut and, for the items left, as many parts an item
+    as so far."""
     n = len(source)
     if precision == "auto":
         precision = modality_of(source).embed_precision_of(encoder)
-    parts_seen = 0
+    parts_seen = steps_cut = 0
     bar: TrainingProgress | None = None
     with contextlib.ExitStack() as stack:
         for first in range(0, n, block):
@@ -195,7 +196,9 @@ def _embedded_in_blocks(
             parts = source.cut_parts(rows, items.name)
             batch_size = embed_batch(encoder, parts.source, batch_size, precision)
             parts_seen += len(parts.source)
-            expected = math.ceil(parts_seen / (first + len(rows)) * n / batch_size)
+            steps_cut += math.ceil(len(parts.source) / batch_size)
+            left = parts_seen / (first + len(rows)) * (n - first - len(rows))
+            expected = steps_cut + math.ceil(left / batch_size)
             if bar is None:
                 part, whole = parts.words
                 described = f"embedding {source.name} ({n:,} {whole} by their {part})"

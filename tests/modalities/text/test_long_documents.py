@@ -174,6 +174,7 @@ def test_a_few_documents_of_many_are_cut_alone_and_embed_as_among_all():
 
 
 def test_many_documents_are_cut_and_embedded_a_block_at_a_time(monkeypatch):
+    from selfsup import embedding
     from selfsup.data import text as text_module
     from selfsup.data.splits import SubsetSource
     from selfsup.embedding import embed_source, iter_embeddings
@@ -193,13 +194,26 @@ def test_many_documents_are_cut_and_embedded_a_block_at_a_time(monkeypatch):
     cuts = []
     cut_parts = TextSource.cut_parts
 
+    windows = []
+
     def counted(self, rows, name):
         cuts.append(len(rows))
-        return cut_parts(self, rows, name)
+        parts = cut_parts(self, rows, name)
+        windows.append(len(parts.source))
+        return parts
 
     monkeypatch.setattr(TextSource, "cut_parts", counted)
+    bars = []
+
+    class Kept(embedding.TrainingProgress):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    monkeypatch.setattr(embedding, "TrainingProgress", Kept)
     batches = list(iter_embeddings(encoder, blocks, batch_size=16))
     assert cuts == [32] * 6 + [8] and "parts_cache" not in blocks.__dict__
+    assert len(bars) == 1 and bars[0].done == bars[0].total == sum(-(-w // 16) for w in windows)
     rows = [i for kept, _, _ in batches for i in kept]
     assert rows == [i for i in range(200) if i != 45]  # in order, each once
     skipped = [s for _, _, bad in batches for s in bad]
