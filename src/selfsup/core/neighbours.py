@@ -10,11 +10,13 @@ How a search is made depends on the number of keys:
   among millions), exactly: every query compared with every key, by chunks of queries, so
   memory is ``chunk x keys`` floats whatever the number of queries;
 * above it, with an inverted-file index (faiss ``IndexIVFFlat``): the keys are grouped
-  around ``4 sqrt(n)`` k-means centres (trained on a sample of 64 keys per centre) and each
-  query compares itself with the keys of its :data:`PROBES` nearest groups only. The
-  vectors are kept whole (no compression), so a key found is scored exactly; what can be
-  missed is a true neighbour in a group not probed. ``benchmarks/neighbours.py`` measures
-  recall@20 against exact search on a million embeddings (BENCHMARKS.md).
+  around ``sqrt(n)`` k-means centres (trained on a sample of :data:`TRAIN_PER_CENTRE` keys
+  per centre) and each query compares itself with the keys of its :data:`PROBES` nearest
+  groups only. The vectors are kept whole (no compression), so a key found is scored
+  exactly; what can be missed is a true neighbour in a group not probed. A group's keys are
+  scored against the queries probing it :data:`SCORES_AT_ONCE` scores at a time, however
+  crowded it is (near duplicates). ``benchmarks/neighbours.py`` measures recall@20 against
+  exact search on a million embeddings (BENCHMARKS.md).
 
 ``SELFSUP_NEIGHBOURS=exact`` (or ``approximate``) in the environment forces one way at any
 size; ``exact=`` does so per call.
@@ -180,16 +182,22 @@ def _index_search(
             ids = members[starts[group] : starts[group + 1]]
             if not len(ids):
                 continue
-            pair = pairs[seen[group] : seen[group + 1]]
-            rows, slot = pair // probes, pair % probes
-            part = block.index_select(0, rows)
             group_keys = keys.index_select(0, ids)
-            scores = part @ group_keys.T if cosine else torch.cdist(part, group_keys)
-            if key_scale is not None:
-                scores *= key_scale.index_select(0, ids)[None, :]
-            top = scores.topk(min(k, len(ids)), dim=1, largest=cosine)
-            found[rows, slot, : top.values.shape[1]] = top.values
-            where[rows, slot, : top.values.shape[1]] = ids[top.indices]
+            scale = None if key_scale is None else key_scale.index_select(0, ids)[None, :]
+            probing = pairs[seen[group] : seen[group + 1]]
+            # A crowded group (a dense region of the keys) is compared with its queries a
+            # part at a time: 13,000 queries of a group of 47,803 keys were 2.5 GB of scores.
+            at_once = max(1, SCORES_AT_ONCE // len(ids))
+            for first in range(0, len(probing), at_once):
+                pair = probing[first : first + at_once]
+                rows, slot = pair // probes, pair % probes
+                part = block.index_select(0, rows)
+                scores = part @ group_keys.T if cosine else torch.cdist(part, group_keys)
+                if scale is not None:
+                    scores *= scale
+                top = scores.topk(min(k, len(ids)), dim=1, largest=cosine)
+                found[rows, slot, : top.values.shape[1]] = top.values
+                where[rows, slot, : top.values.shape[1]] = ids[top.indices]
         best = found.flatten(1).topk(k, dim=1, largest=cosine)
         values.append(best.values)
         indices.append(where.flatten(1).gather(1, best.indices))
