@@ -155,3 +155,24 @@ def test_typiclust_above_the_kmeans_sample_fits_on_a_sample_and_still_covers(mon
     picks, _ = typiclust(z, 5, labelled=z[cluster == 4][:2], seed=0)
     assert fitted == [100]  # a sample of the 1,152 items, labelled ones among them
     assert sorted(cluster[picks]) == [0, 0, 1, 2, 3]  # cluster 4 is covered by the labels
+
+
+def test_typiclust_clusters_are_capped_however_many_labels(monkeypatch) -> None:
+    """As the authors' code: labels and budget together ask for one cluster each, up to the
+    cap (20,002 clusters for 19,902 labelled reviews and a budget of 100 never finished)."""
+    import selfsup.tools.selection as selection
+
+    z, cluster, _ = _blobs()
+    monkeypatch.setattr(selection, "TYPICLUST_MAX_CLUSTERS", 5)
+    asked = []
+    fit_predict = selection.KMeans.fit_predict
+
+    def counted(self, x, *args, **kwargs):
+        asked.append(self.n_clusters)
+        return fit_predict(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(selection.KMeans, "fit_predict", counted)
+    labelled = np.concatenate([z[cluster == c][:8] for c in range(5)])  # 8 in every blob
+    picks, _ = typiclust(z, 5, labelled=labelled, seed=0)
+    assert asked == [5]  # not the 45 that labels and budget ask for
+    assert sorted(cluster[picks]) == [0, 1, 2, 3, 4]  # equally covered: one more in each
