@@ -176,3 +176,26 @@ def test_typiclust_clusters_are_capped_however_many_labels(monkeypatch) -> None:
     picks, _ = typiclust(z, 5, labelled=labelled, seed=0)
     assert asked == [5]  # not the 45 that labels and budget ask for
     assert sorted(cluster[picks]) == [0, 1, 2, 3, 4]  # equally covered: one more in each
+
+
+def test_kcenter_measures_a_large_pool_against_many_labels_through_the_index(monkeypatch) -> None:
+    """Two million reviews against 99,491 labelled ones took k-center over twenty minutes
+    of exact distances: past EXACT_WORK pairs the one neighbour index answers."""
+    from selfsup.core import neighbours
+
+    z, cluster, _ = _blobs(sizes=(400, 300, 200, 150, 100))
+    labelled = z[cluster <= 2][::10]
+    exact_picks, _ = kcenter_greedy(z, 4, labelled=labelled)
+    searched = []
+    index_search = neighbours._index_search
+
+    def spy(queries, keys, k, cosine, key_scale=None):
+        searched.append(len(keys))
+        return index_search(queries, keys, k, cosine, key_scale)
+
+    monkeypatch.setattr(neighbours, "_index_search", spy)
+    monkeypatch.setattr(neighbours, "EXACT_PAIRS", 0)
+    monkeypatch.setattr(neighbours, "EXACT_WORK", len(z) * len(labelled) - 1)
+    picks, _ = kcenter_greedy(z, 4, labelled=labelled)
+    assert searched == [len(labelled)]  # the pool's one block, through the index
+    assert sorted(cluster[picks[:2]]) == [3, 4] == sorted(cluster[exact_picks[:2]])

@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.cluster import KMeans, MiniBatchKMeans
 
-from selfsup.core.neighbours import euclidean_topk
+from selfsup.core.neighbours import euclidean_topk, use_exact
 from selfsup.core.progress import ShowProgress, activity
 from selfsup.core.text_files import text_lines
 from selfsup.data.base import PartialLabels, Source, require_classes
@@ -173,11 +173,10 @@ def kcenter_greedy(
     picks, scores = [], []
     if labelled is not None and len(labelled):
         centres = _normalized(labelled)
+        # Exact, or through the index when the pool times the labels is too much work.
+        exact = use_exact(len(centres), queries=len(z))
         for a, b in _blocks(len(z)):
-            x = _normalized(z[a:b])
-            for start in range(0, len(centres), 1024):
-                block = torch.cdist(x, centres[start : start + 1024]).min(dim=1).values
-                nearest[a:b] = torch.minimum(nearest[a:b], block)
+            nearest[a:b] = euclidean_topk(_normalized(z[a:b]), centres, 1, exact=exact)[0][:, 0]
     else:
         total = torch.zeros(z.shape[1], dtype=torch.float64)
         for a, b in _blocks(len(z)):
