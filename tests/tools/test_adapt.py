@@ -208,3 +208,36 @@ def test_a_tampered_model_file_is_named_in_one_line(clusters_run, clusters_data,
     relative = Path(os.path.relpath(clusters_run.path.resolve(), (tmp_path / "model").resolve()))
     path.write_text(json.dumps({**good, "run": str(relative)}))
     assert AdaptedModel.load(tmp_path / "model").run_path == clusters_run.path.resolve()
+
+
+def test_kept_embeddings_mapped_read_only_are_predicted_without_a_warning(tmp_path) -> None:
+    """``predict`` reads a run's kept embeddings as a read-only map; torch warns once a
+    process about such arrays, so the check runs in a process of its own."""
+    import subprocess
+    import sys
+
+    np.save(tmp_path / "e.npy", np.random.default_rng(0).normal(size=(40, 3)).astype(np.float32))
+    script = (
+        "import numpy as np, torch; from selfsup.tools.adapt.model import AdaptedModel, "
+        "EmbeddingHead; head = EmbeddingHead(torch.zeros(3), torch.ones(3), torch.ones(2, 3), "
+        "torch.zeros(2)); model = AdaptedModel('.', ['a', 'b'], 'linear', head, 1.0); "
+        f"z = np.load({str(tmp_path / 'e.npy')!r}, mmap_mode='r'); "
+        "p = model.predict_proba_embeddings(z); print(p.shape, z.flags.writeable)"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "(40, 2) False" and "not writable" not in done.stderr
+
+
+def test_predictions_are_made_a_block_of_rows_at_a_time(monkeypatch) -> None:
+    from selfsup.tools.adapt import model as adapted
+
+    torch.manual_seed(0)
+    head = adapted.EmbeddingHead(torch.randn(3), torch.rand(3) + 0.5, torch.randn(4, 3),
+                                 torch.randn(4))  # fmt: skip
+    model = adapted.AdaptedModel(".", list("abcd"), "linear", head, 1.5)
+    z = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)
+    whole = model.predict_proba_embeddings(z)
+    monkeypatch.setattr(adapted, "PREDICT_BLOCK", 7)
+    np.testing.assert_allclose(model.predict_proba_embeddings(z), whole, atol=1e-12)
+    assert model.predict_proba_embeddings(z[:0]).shape == (0, 4)

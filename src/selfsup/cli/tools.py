@@ -104,7 +104,7 @@ def adapt(
     model.save(out)
     m = model.metrics
     console.print(
-        f"{model.head_kind} head on {m['labelled']} labels of {len(model.classes)} classes; "
+        f"{model.head_kind} head on {m['labelled']:,} labels of {len(model.classes)} classes; "
         f"temperature {model.temperature:.3f} ({m['calibration']}): NLL "
         f"{abs(m['nll_before']):.3f} -> {abs(m['nll_after']):.3f}, ECE {m['ece_before']:.3f} -> "
         f"{m['ece_after']:.3f} on the calibration labels"
@@ -139,7 +139,7 @@ def predict(
     adapted = AdaptedModel.load(model)
     adapted.run = adapted.run.with_data_options(**to_config_values(options))
     table = write_predictions(adapted, data, out, show_progress=True)
-    console.print(f"wrote {len(table)} predictions to {out}")
+    console.print(f"wrote {len(table):,} predictions to {out}")
     source = adapted.run.open(data)
     if source.labels is not None and source.classes is not None:
         truth = np.asarray([str(c) for c in source.classes], dtype=object)[source.labels]
@@ -200,7 +200,7 @@ def select_items(
     )
     with atomic_path(out) as tmp:
         table.to_csv(tmp, index=False)
-    console.print(f"wrote {len(table)} items to label next ({strategy.value}) to {out}")
+    console.print(f"wrote {len(table):,} items to label next ({strategy.value}) to {out}")
 
 
 class Scorer(str, Enum):
