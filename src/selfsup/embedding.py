@@ -21,7 +21,6 @@ import math
 import os
 import shutil
 import time
-import warnings
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ import numpy as np
 import torch
 
 from selfsup.core.files import atomic_path, check_writable, write_json
-from selfsup.core.memory import PeakTracker, available_memory
+from selfsup.core.memory import PeakTracker, available_memory, in_place_tensor
 from selfsup.core.precision import cpu_has_fast_bf16
 from selfsup.core.progress import ShowProgress, TrainingProgress
 from selfsup.data.base import SkippedItem, Source, by_length, unit_items
@@ -438,9 +437,7 @@ def embeddings_tensor(z: np.ndarray) -> torch.Tensor:
         >>> embeddings_tensor(np.ones((2, 3), dtype=np.float32)).shape
         torch.Size([2, 3])
     """
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        return torch.as_tensor(np.asarray(z), dtype=torch.float32)
+    return in_place_tensor(np.asarray(z), torch.float32)
 
 
 def readable_rows(z: np.ndarray, block: int = 65_536) -> np.ndarray:

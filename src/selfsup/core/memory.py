@@ -14,6 +14,7 @@ import ctypes
 import functools
 import os
 import sys
+import warnings
 import weakref
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -122,3 +123,22 @@ class PeakTracker(TorchDispatchMode):
 
 def _address(t: torch.Tensor) -> int:
     return t.untyped_storage().data_ptr()
+
+
+def in_place_tensor(array: Any, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``array`` (a NumPy array or a tensor) as a tensor, without a copy where its dtype is
+    ``dtype`` already: a run's kept embeddings are a read-only memory map (two million 256-d
+    rows are 2 GB), read in place by callers that never write into them, so PyTorch's
+    warning that such a tensor must not be written is silenced.
+
+    Example:
+        >>> import numpy as np
+        >>> z = np.ones((2, 3), dtype=np.float32)
+        >>> z.flags.writeable = False
+        >>> t = in_place_tensor(z, torch.float32)
+        >>> t.shape, t.data_ptr() == z.ctypes.data
+        (torch.Size([2, 3]), True)
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+        return torch.as_tensor(array, dtype=dtype)

@@ -14,10 +14,10 @@ Example:
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
+
+from selfsup.core.memory import in_place_tensor
 
 ArrayLike = np.ndarray | torch.Tensor
 
@@ -39,12 +39,8 @@ def as_embeddings(embeddings: ArrayLike, name: str = "embeddings") -> torch.Tens
         >>> as_embeddings(torch.zeros(4, 3, dtype=torch.float64)).dtype
         torch.float32
     """
-    with warnings.catch_warnings():
-        # Embeddings a run keeps are mapped read-only and read in place (a million rows are
-        # 1.5 GB): no protocol writes into its inputs, so torch's warning that a tensor of
-        # them must not be written says nothing to a user.
-        warnings.filterwarnings("ignore", "The given NumPy array is not writable")
-        tensor = torch.as_tensor(embeddings).detach().to(device="cpu", dtype=torch.float32)
+    # A run's kept embeddings are mapped read-only; no protocol writes into its inputs.
+    tensor = in_place_tensor(embeddings).detach().to(device="cpu", dtype=torch.float32)
     if tensor.ndim != 2 or len(tensor) == 0:
         raise ValueError(f"{name} must be a non-empty 2-d array, got shape {tuple(tensor.shape)}")
     return tensor
