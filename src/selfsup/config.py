@@ -227,7 +227,7 @@ class PretrainConfig(BaseModel):
             0.95, BYOL-A's).
         clip_hop: audio: cut every file into clips of ``clip_seconds``, one every this many
             seconds (the last ending with the file), the items of every command (ids
-            ``FILE@START s``); without it each file gives its centre clip.
+            ``FILE@STARTs``); without it each file gives its centre clip.
         n_mels: audio: mel bands of the log-mel spectrograms (default 64).
         n_fft: audio: window length in samples (default 1024).
         hop_length: audio: samples between frames (default 160).

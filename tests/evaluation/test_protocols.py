@@ -417,6 +417,32 @@ def test_knn_leave_one_out_is_knn_of_each_item_on_all_the_others() -> None:
         knn_leave_one_out(x[:1], y[:1])
 
 
+def test_knn_leave_one_group_out_votes_with_other_groups_only() -> None:
+    """Clips of one recording are near copies: voted by their siblings, noise labelled by
+    recording scores 1.0; by other recordings' clips alone, it scores what kNN of each item
+    on the other groups' items gives (chance here)."""
+    rng = np.random.default_rng(4)
+    recordings = np.repeat(np.arange(30), 6)  # 30 recordings of 6 clips
+    centres = rng.normal(size=(30, 8))
+    x = torch.from_numpy(centres[recordings] + 0.01 * rng.normal(size=(180, 8))).float()
+    y = torch.from_numpy(rng.integers(0, 3, 30)[recordings])
+    assert knn_leave_one_out(x, y, k=5) == 1.0  # the memory of a recording
+    grouped = knn_leave_one_out(x, y, k=5, groups=[f"r{g}" for g in recordings])
+    right = []
+    for i in range(len(x)):
+        rest = torch.from_numpy(recordings != recordings[i])
+        predicted = knn_predict(x[rest], y[rest], x[i : i + 1], k=5)
+        right.append(int(predicted[0]) == int(y[i]))
+    assert grouped == pytest.approx(float(np.mean(right)))
+    assert grouped < 0.6
+    two = knn_leave_one_out(x[:12], y[:12], k=20, groups=recordings[:12])  # k lowered to 6
+    assert 0.0 <= two <= 1.0
+    with pytest.raises(ValueError, match="two groups"):
+        knn_leave_one_out(x[:6], y[:6], groups=recordings[:6])
+    with pytest.raises(ValueError, match="groups has 5 entries"):
+        knn_leave_one_out(x[:6], y[:6], groups=recordings[:5])
+
+
 def test_embeddings_mapped_read_only_are_evaluated_without_a_warning(tmp_path) -> None:
     """A run's kept embeddings are memory-mapped read-only; torch warns once a process about
     such arrays, so the check runs in a process of its own."""

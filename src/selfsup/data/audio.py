@@ -369,7 +369,7 @@ class AudioFolderSource(Source):
             pretrained models that compute their own features (wav2vec2, HuBERT, AST).
         clip_hop: cut every file into clips of ``clip_seconds``, one every ``clip_hop``
             seconds (the last ending with the file), each an item with the id
-            ``FILE@START s`` and the file's label; None: each file's centre clip.
+            ``FILE@STARTs`` and the file's label; None: each file's centre clip.
         pooled: each file is embedded as the mean of up to ``POOLED_CLIPS`` clips spread
             over it (:meth:`parts`), not by its centre clip; reading an item still gives
             the centre clip. Long recordings are opened so (``selfsup.modalities.audio``).
@@ -488,10 +488,13 @@ class AudioFolderSource(Source):
             (f, s) for f, rel in enumerate(self._ids) for s in starts(self._file_path(rel, f))
         ]
         self._files = self._ids
-        self._ids = [
+        self._ids = [  # the place as CLIP_PLACE reads it
             self._files[f] if s is None else f"{self._files[f]}@{s / rate:.2f}s"
             for f, s in self._clips
         ]
+        # A recording's clips are near copies of each other: evaluate holds out whole
+        # recordings, and a run's kNN vote counts other recordings' clips.
+        self.split_groups = "recordings"
         owner = np.array([f for f, _ in self._clips], dtype=np.int64)
         if self.labels is not None:
             self.labels = self.labels[owner]
@@ -591,7 +594,7 @@ class AudioFolderSource(Source):
 
     @property
     def ids(self) -> Sequence[str]:
-        """The paths relative to the root, with "/" separators (``PATH@START s`` for the
+        """The paths relative to the root, with "/" separators (``PATH@STARTs`` for the
         clips of ``clip_hop``)."""
         return self._ids
 

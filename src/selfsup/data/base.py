@@ -403,7 +403,9 @@ class Source(abc.ABC):
     #: ``"units"``: the windows ``UNIT@START`` of one machine's logs; ``"periods"``: the
     #: windows of a single machine, split by stretches of time, see
     #: ``selfsup.data.splits.period_groups``; ``"images"``: the tiles ``FILE@xLEFT_yTOP`` of
-    #: one image); evaluation splits by them unless told otherwise. None: items split freely.
+    #: one image; ``"recordings"``: the clips ``FILE@STARTs`` of one recording); evaluation
+    #: splits by them unless told otherwise, and a run's kNN vote of its labelled items
+    #: counts other groups' items only. None: items split freely.
     split_groups: str | None = None
     #: What a person should know before using it: printed with pretrain's data line, and by
     #: ``Run.open`` (every command that reads data) as a :class:`DataWarning`.

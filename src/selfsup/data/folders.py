@@ -206,9 +206,13 @@ def _marked(path: str, markers: list[tuple[int, bytes]]) -> bool:
 
 def scan_folder(root: str | os.PathLike, suffixes: Sequence[str]) -> FolderIndex:
     """One scan of the tree under ``root``: the files whose names end with one of
-    ``suffixes`` (any case), hidden files and folders (".") left out, symbolic links to
-    folders not followed. A suffix made by :func:`marker_suffix` adds the files without a
-    suffix (no "." in the name, or digits after the last one: ``IM000001``,
+    ``suffixes`` (any case), hidden files and folders (".") left out. Symbolic links to
+    folders outside the tree are followed, as PyTorch's ``ImageFolder`` follows them (a
+    cluster's dataset folder of links to the shares its recordings live on), each real
+    folder once (a link back to a folder already walked, a loop, is not); links to folders
+    inside the tree are not (their files are found there). A suffix made by
+    :func:`marker_suffix` adds the files without a suffix (no "." in the name, or digits
+    after the last one: ``IM000001``,
     ``1.2.840.113619.2.55.3.7``; ``DICOMDIR``, a DICOM export's table of contents, left out)
     that hold its marker.
 
@@ -220,6 +224,14 @@ def scan_folder(root: str | os.PathLike, suffixes: Sequence[str]) -> FolderIndex
         ...     _ = (root / name).write_text("")
         >>> scan_folder(root, (".wav",)).files
         ['a.wav', 'b/x.WAV']
+        >>> (root / "again").symlink_to(root / "b")  # a link inside the tree: not followed
+        >>> elsewhere = Path(tempfile.mkdtemp())
+        >>> _ = (elsewhere / "y.wav").write_text("")
+        >>> (elsewhere / "loop").symlink_to(elsewhere)  # a loop: walked once
+        >>> (elsewhere / "up").symlink_to(root.parent)  # above the tree: a loop too
+        >>> (root / "shared").symlink_to(elsewhere)
+        >>> scan_folder(root, (".wav",)).files
+        ['a.wav', 'b/x.WAV', 'shared/y.wav']
     """
     top = os.path.realpath(root)
     endings = tuple(s.lower() for s in suffixes)
@@ -231,6 +243,7 @@ def scan_folder(root: str | os.PathLike, suffixes: Sequence[str]) -> FolderIndex
     unlisted: dict[str, str] = {}
     others: dict[str, int] = {}
     pending = [""]
+    walked = {top}  # the real folders a link may lead to, walked once
     while pending:
         rel = pending.pop()
         prefix = rel + "/" if rel else ""
@@ -247,6 +260,16 @@ def scan_folder(root: str | os.PathLike, suffixes: Sequence[str]) -> FolderIndex
                         is_dir = False
                     if is_dir:
                         if not entry.is_symlink():
+                            pending.append(prefix + name)
+                            continue
+                        target = os.path.realpath(entry.path)
+                        if not any(  # outside the tree and every folder a link led to,
+                            target == w  # and above none of them (a loop)
+                            or target.startswith(w + os.sep)
+                            or w.startswith(target + os.sep)
+                            for w in walked
+                        ):
+                            walked.add(target)
                             pending.append(prefix + name)
                     elif name.lower().endswith(real) or (
                         markers
@@ -466,6 +489,9 @@ def first_file(root: str | os.PathLike, suffixes: tuple[str, ...]) -> Path | Non
 #: The place of a part of a file at the end of its id: a tile's (``scene.tif@x512_y1024``:
 #: left 512, top 1024), a volume's slice's (``ct.nii.gz@z40``).
 ITEM_PLACE = re.compile(r"@(?:x(\d+)_y(\d+)|z(\d+))$")
+#: The place of a clip of a recording at the end of its id (``call.wav@12.35s``: from
+#: 12.35 s; :class:`selfsup.data.audio.AudioFolderSource` cuts them).
+CLIP_PLACE = re.compile(r"@\d+(?:\.\d+)?s$")
 
 
 def unreadable_lines(found: Iterable[tuple[str, str]], limit: int = 10) -> list[str]:

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from selfsup.data.base import Batch, Parts, Source
-from selfsup.data.folders import ITEM_PLACE
+from selfsup.data.folders import CLIP_PLACE, ITEM_PLACE
 
 #: The seed of the named datasets' train/test splits.
 SPLIT_SEED = 0
@@ -147,14 +147,19 @@ def period_groups(ids: Sequence[str], periods: int = PERIODS) -> np.ndarray:
 def split_group_ids(ids: Sequence[str], name: str, kind: str | None) -> np.ndarray:
     """Each item's group for a split that keeps groups whole (``Source.split_groups``):
     its stretch of time for ``periods`` (:func:`period_groups`), its image for the tiles of
-    ``images``, else its first folder or unit (:func:`folder_groups`).
+    ``images``, its recording for the clips of ``recordings``, else its first folder or unit
+    (:func:`folder_groups`).
 
     Example:
         >>> split_group_ids(["P1/a.dcm", "P2/b.dcm"], "scans", "patients").tolist()
         ['P1', 'P2']
+        >>> split_group_ids(["d1/call.wav@0.00s", "d1/call.wav@9.50s"], "calls", "recordings")
+        array(['d1/call.wav', 'd1/call.wav'], dtype=object)
     """
     if kind == "images":  # tiles (scene.tif@x512_y1024): their image
         return np.array([ITEM_PLACE.sub("", item) for item in ids], dtype=object)
+    if kind == "recordings":  # clips (call.wav@12.35s): their file
+        return np.array([CLIP_PLACE.sub("", item) for item in ids], dtype=object)
     return period_groups(ids) if kind == "periods" else folder_groups(ids, name)
 
 

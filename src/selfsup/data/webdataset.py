@@ -236,7 +236,7 @@ class WebDatasetSource(ShardSource):
 class WebDatasetAudioSource(AudioFolderSource):
     """Sounds of WebDataset tar shards (``.flac``, ``.wav``, ``.mp3``... members; see the
     module), read as :class:`~selfsup.data.audio.AudioFolderSource` reads a folder's files:
-    labels from ``.cls`` members, ids ``SHARD/KEY`` (``SHARD/KEY@START s`` for clips).
+    labels from ``.cls`` members, ids ``SHARD/KEY`` (``SHARD/KEY@STARTs`` for clips).
     Training reads the items in blocks of ``ROWS_PER_GROUP`` consecutive ones, shuffled
     within ``WINDOW_GROUPS`` blocks, as packed shards are.
 

@@ -1047,8 +1047,8 @@ def _measure(t: Training, state: TrainState, log: MetricsLog, inside: bool = Fal
                     if monitor.start_knn is not None
                     else ""
                 )
-                + f" on the {values['labelled_knn_items']:,.0f} labelled training items (each "
-                "voted by the others)"
+                + f" on the {values['labelled_knn_items']:,.0f} labelled training items "
+                f"({monitor.voted_by})"
                 if "labelled_knn" in values
                 else ""
             )
@@ -1262,7 +1262,7 @@ def measure_start(t: Training, state: TrainState, monitor: EpochMonitor) -> None
             monitor.start_knn = voted[0]
             t.progress.note(
                 f"kNN before training: {voted[0]:.3f} on the {voted[1]:,.0f} labelled "
-                "training items (each voted by the others)"
+                f"training items ({monitor.voted_by})"
             )
     if monitor.loss_views is None:  # given only for methods that have a held-out loss
         return

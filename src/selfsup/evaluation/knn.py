@@ -16,6 +16,9 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import torch
 
 from selfsup.core.neighbours import cosine_topk
@@ -126,28 +129,64 @@ def knn_accuracy(
 
 
 def knn_leave_one_out(
-    emb: ArrayLike, labels: ArrayLike, k: int = 20, temperature: float = 0.07
+    emb: ArrayLike,
+    labels: ArrayLike,
+    k: int = 20,
+    temperature: float = 0.07,
+    groups: Sequence[object] | np.ndarray | None = None,
 ) -> float:
     """The accuracy of the weighted kNN vote (:func:`knn_predict`) predicting each item from
     all the others: the score a few labelled items give without a split of their own
     (``k`` is lowered to the items but one).
 
     An item is left out by its row, not by its similarity: a copy of it elsewhere among the
-    items still votes, as it would for a new item.
+    items still votes, as it would for a new item. With ``groups`` (each item's recording,
+    patient, image: ``Source.split_groups``), an item is voted by the items of other groups
+    only, as ``evaluate``'s split by group scores it: the other clips of a call are near
+    copies of it and would make the vote a measure of memory (``k`` is lowered to the items
+    outside the largest group).
 
     Raises:
-        ValueError: fewer than two items, or the inputs have the wrong shapes.
+        ValueError: fewer than two items, all of one group, or the inputs have the wrong
+            shapes.
 
     Example:
         >>> emb = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.0, 1.0], [0.1, 0.9], [0.8, 0.3]])
         >>> round(knn_leave_one_out(emb, torch.tensor([0, 0, 1, 1, 1]), k=1), 4)
         0.8
+        >>> round(knn_leave_one_out(emb, torch.tensor([0, 0, 1, 1, 1]), k=1,
+        ...                         groups=["a", "a", "b", "b", "c"]), 4)
+        0.4
     """
     items = as_embeddings(emb, "emb")
     codes = as_labels(labels, len(items), "labels")
     if len(items) < 2:
         raise ValueError(f"leave-one-out needs two items at least, got {len(items)}")
-    k = min(k, len(items) - 1)
-    top_sim, top_idx = cosine_topk(items, items, k, exclude_self=True)
+    if groups is None:
+        k = min(k, len(items) - 1)
+        top_sim, top_idx = cosine_topk(items, items, k, exclude_self=True)
+    else:
+        top_sim, top_idx = _other_groups_topk(items, np.asarray(groups, dtype=object), k)
     predicted = _vote(top_sim, codes[top_idx], count_classes(codes), temperature)
     return (predicted == codes).float().mean().item()
+
+
+def _other_groups_topk(
+    items: torch.Tensor, groups: np.ndarray, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each item's ``k`` most cosine-similar items of other groups (``k`` lowered to the
+    items outside the largest group): the search asks for as many more as the largest group
+    holds, and each row keeps the first ``k`` found outside its own group."""
+    if len(groups) != len(items):
+        raise ValueError(f"groups has {len(groups)} entries for {len(items)} items")
+    _, code, sizes = np.unique(groups.astype(str), return_inverse=True, return_counts=True)
+    if len(sizes) < 2:
+        raise ValueError("leave-one-out by group needs items of two groups at least")
+    k = min(k, len(items) - int(sizes.max()))
+    wanted = k + int(sizes.max()) - 1  # the rest of an item's group can come first
+    top_sim, top_idx = cosine_topk(items, items, wanted, exclude_self=True)
+    owner = torch.from_numpy(code.astype(np.int64))
+    same = owner[top_idx] == owner[:, None]
+    # A stable sort of "same group" keeps the others first, in the order of similarity.
+    order = torch.sort(same.to(torch.uint8), dim=1, stable=True).indices[:, :k]
+    return top_sim.gather(1, order), top_idx.gather(1, order)

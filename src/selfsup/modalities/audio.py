@@ -83,6 +83,11 @@ class AudioModality(Modality):
     default_protocols = ("knn", "linear", "fewshot")
     default_recipe = "audio"
     fallback_backbone = "byola-cnn"
+    # bf16 where the processor runs it fast: on 2 cores with AVX512-BF16, byola-cnn at its
+    # planned batch of 5 clips 250-350 -> 450-530 clips/s, spectrogram-vit 670-820 -> 950-
+    # 1,070 (batch 5) and 960-1,050 -> 2,140-2,260 (32); a call centre's clips (32 a call,
+    # read ahead by a worker) embedded 1.3x faster end to end; a wav2vec2-base 9-10 -> 20-24.
+    embed_precision = "auto"
     views_class = AudioViews
     recipe = staticmethod(audio_recipe)
 
@@ -156,20 +161,6 @@ class AudioModality(Modality):
                 "model of the teacher's rate"
             )
         return own
-
-    def embed_precision_of(self, encoder: Encoder) -> str:
-        """bf16 where the hardware runs it fast (``auto``) for pretrained transformers, whose
-        products it speeds up (a wav2vec2-base on 11-second spoken clips: 9-10 clips/s -> 20-24
-        in bf16 on AVX512-BF16); fp32 for selfsup's small ``byola-cnn`` and
-        ``spectrogram-vit``, which it did not speed up (100-126 and 181-237 clips/s either
-        way).
-
-        Example:
-            >>> enc = build_audio_encoder("byola-cnn", 64, 96, -6.0, 4.0, feature_dim=32)
-            >>> AudioModality().embed_precision_of(enc)
-            'fp32'
-        """
-        return "auto" if is_hf_backbone((encoder.spec or {}).get("backbone")) else "fp32"
 
     def statistics(self, source: Source) -> tuple[list[float], list[float]]:
         """The log-mel mean and std over up to ``STATISTICS_CLIPS`` clips spread over the

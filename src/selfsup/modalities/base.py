@@ -85,9 +85,9 @@ class Modality(ABC):
         default_protocols: the evaluation protocols when ``--protocol`` is not given.
         default_recipe: the view recipe of a method that names none for this modality.
         embed_precision: the precision of ``embed`` when ``auto`` is asked: ``auto`` (bf16
-            where the hardware runs it fast) for images and texts, whose convolutions and
-            transformers it speeds up 2x and more; ``fp32`` where bf16 saves no time (series
-            and table encoders) and costs digits.
+            where the hardware runs it fast) for images, texts and audio, whose convolutions
+            and transformers it speeds up 1.3-2x and more; ``fp32`` where bf16 saves no time
+            (series and table encoders) and costs digits.
         fallback_backbone: the backbone of a method that names none for this modality.
         views_class: the module that makes views of a batch from a recipe and a count.
         recipe: the named view recipes of this modality (a function of the name).

@@ -1,10 +1,12 @@
 """Pretrain on a folder of audio, reload, embed and evaluate, from Python and the CLI."""
 
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
+import soundfile
 import torch
 from tests.modalities.audio.conftest import write_tones
 from typer.testing import CliRunner
@@ -208,3 +210,51 @@ def test_an_audio_export_card_makes_the_log_mels_selfsup_embeds(tmp_path):
     session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "encoder.onnx"))
     got = session.run(None, {"input": made})[0]
     np.testing.assert_allclose(got, run.embed(str(tones), precision="fp32"), atol=1e-4)
+
+
+def test_clips_of_one_recording_are_never_scored_by_each_other(tmp_path):
+    """A call's clips are near copies of each other. ``evaluate`` on clips holds out whole
+    recordings (not clips of a recording on both sides of the split), and a run's kNN vote of
+    its labelled clips counts other recordings' clips only, and says so."""
+    from tests.modalities.audio.conftest import PITCHES, tone
+
+    from selfsup.data.splits import SubsetSource
+    from selfsup.engine.monitor import EpochMonitor, labelled_monitor_items
+    from selfsup.evaluation.knn import knn_leave_one_out
+    from selfsup.modalities import train_test_sources
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "calls"
+    folder.mkdir()
+    rows = ["file_name,pitch"]
+    for i in range(20):  # 20 recordings of 8 s, 12 labelled by their pitch
+        pitch = i % len(PITCHES)
+        soundfile.write(folder / f"call{i:02d}.wav", tone(PITCHES[pitch], 8.0, 8000, rng), 8000)
+        if i < 12:
+            rows.append(f"call{i:02d}.wav,p{pitch}")
+    (tmp_path / "pitch.csv").write_text("\n".join(rows) + "\n")
+    options = {**AUDIO, "labels": str(tmp_path / "pitch.csv"), "label_column": "pitch"}
+    run = selfsup.pretrain(folder, epochs=1, batch_size=32, out=tmp_path / "run",
+                           backbone_options=SMALL_CNN, method_options=SMALL_HEADS,
+                           show_progress=False, **options)  # fmt: skip
+    log = (run.path / "train.log").read_text()
+    assert "trained on 320 clips" in log
+    assert "labelled training items (each voted by those of other recordings)" in log
+    clips = run.open(folder, clip_hop=0.5)
+    assert clips.split_groups == "recordings"
+    fit, test = train_test_sources(clips, test_fraction=0.25)
+    files = [{i.split("@")[0] for i in part.ids} for part in (fit, test)]
+    assert not files[0] & files[1] and len(files[1]) == 3 and len(test) == 3 * 16
+    assert "recordings" in test.name
+    # The vote: each labelled clip by the clips of the other labelled recordings.
+    labelled = labelled_monitor_items(clips)
+    assert isinstance(labelled, SubsetSource) and len(labelled) == 12 * 16
+    monitor = EpochMonitor(clips, list, tmp_path, labelled=labelled)
+    groups = monitor.labelled_groups
+    assert groups is not None and groups.tolist() == [i.split("@")[0] for i in labelled.ids]
+    trained = SimpleNamespace(export_encoder=lambda: run.encoder)  # what the vote reads
+    accuracy, items = monitor.labelled_knn(trained)  # type: ignore[arg-type]
+    embedded = run.embed(labelled)
+    assert items == 192 and accuracy == pytest.approx(
+        knn_leave_one_out(embedded, labelled.labels, groups=groups), abs=1e-6
+    )
