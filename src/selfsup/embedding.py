@@ -967,7 +967,10 @@ def cache_key(encoder: Encoder, source: Source) -> dict[str, Any] | None:
 
 def _worth_keeping(source: Source) -> bool:
     """Whether ``source`` is large enough for its embeddings to be kept: ``CACHE_ITEMS``
-    items, or ``CACHE_VALUES`` input values (its items' shape, where it has one).
+    items, or ``CACHE_VALUES`` input values (its items' shape, where it has one); of items
+    embedded by their parts (a recording by 32 of its clips, a document by its windows),
+    the parts (cut once: the embedding reads the same cut): a call centre's 2,002 calls are
+    64,002 clips, four minutes of embedding that ``anomalies`` after ``embed`` paid again.
 
     Example:
         >>> from selfsup.data.series import SeriesSource
@@ -977,6 +980,9 @@ def _worth_keeping(source: Source) -> bool:
     """
     if len(source) >= CACHE_ITEMS:
         return True
+    parts = source.parts()
+    if parts is not None and len(parts.source) > len(source):
+        return _worth_keeping(parts.source)
     shape = getattr(source, "item_shape", None)  # texts have none
     return isinstance(shape, tuple) and len(source) * math.prod(shape) >= CACHE_VALUES
 

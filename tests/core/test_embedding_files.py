@@ -316,3 +316,39 @@ def test_few_long_items_read_from_files_have_their_embeddings_kept(tmp_path, mon
     assert embedding.cache_key(encoder, load_series_file(short)) is None
     first = embedding.cached_embeddings(encoder, load_series_file(long), tmp_path / "kept")
     assert isinstance(first, np.memmap) and len(list((tmp_path / "kept").glob("*.npy"))) == 1
+
+
+def test_few_files_embedded_by_many_parts_have_their_embeddings_kept(tmp_path, monkeypatch):
+    """A call centre's 2,002 calls are fewer than CACHE_ITEMS, but each is embedded as 32
+    clips (64,002 in all, four minutes): kept by their parts, so that ``anomalies`` after
+    ``embed`` reads them instead of embedding again. Files of one clip each are not."""
+    import soundfile
+
+    from selfsup.data.audio import AudioFolderSource
+    from selfsup.modalities.audio import build_audio_encoder
+
+    monkeypatch.setattr(embedding, "CACHE_ITEMS", 50)  # as for 10,000 items and more
+    settings = {"sample_rate": 1000, "n_fft": 64, "hop_length": 16, "n_mels": 8}
+    for name, seconds in (("long", 10), ("short", 1)):
+        (tmp_path / name).mkdir()
+        for i in range(4):  # 4 files: 11 clips of 0.95 s each (the last ends the file), or 2
+            samples = np.sin(np.arange(seconds * 1000) * (i + 1) / 10).astype(np.float32)
+            soundfile.write(tmp_path / name / f"{i}.wav", samples, 1000)
+    long = AudioFolderSource(tmp_path / "long", pooled=True, **settings)
+    short = AudioFolderSource(tmp_path / "short", pooled=True, **settings)
+    assert len(long.parts().source) == 44 and len(short.parts().source) == 8
+    encoder = build_audio_encoder("byola-cnn", 8, long.item_shape[-1], 0.0, 1.0, feature_dim=8)
+    assert embedding.cache_key(encoder, short) is None
+    assert embedding.cache_key(encoder, long) is None  # 44 clips: under 50
+    for i in range(4, 6):  # 6 files: 66 clips
+        soundfile.write(tmp_path / "long" / f"{i}.wav", np.zeros(10_000, np.float32), 1000)
+    long = AudioFolderSource(tmp_path / "long", pooled=True, **settings)
+    assert embedding.cache_key(encoder, long) is not None
+    first = embedding.cached_embeddings(encoder, long, tmp_path / "kept")
+    assert isinstance(first, np.memmap) and first.shape == (6, 8)
+    again = AudioFolderSource(tmp_path / "long", pooled=True, **settings)
+    calls = []
+    monkeypatch.setattr(embedding, "embed_source", lambda *a, **k: calls.append(a))
+    np.testing.assert_array_equal(embedding.cached_embeddings(encoder, again, tmp_path / "kept"),
+                                  first)  # fmt: skip
+    assert not calls
