@@ -1,10 +1,10 @@
-"""Loader workers on a CPU yield the cores to the training process."""
+"""Loader workers on a CPU yield the cores to the training process, and give freed memory back."""
 
 import os
 
 from torch.utils.data import DataLoader, Dataset
 
-from selfsup.data.loading import keep_batch, yield_to_training
+from selfsup.data.loading import keep_batch, reading_worker, yield_to_training
 
 
 class _Niceness(Dataset):
@@ -23,3 +23,50 @@ def test_a_worker_runs_at_the_lowest_priority_and_the_trainer_does_not() -> None
     )  # fmt: skip
     assert list(loader) == [min(19, before + 19)] * 2
     assert os.nice(0) == before
+
+
+class _Mapped(Dataset):
+    """Whether a 2 MB block is mapped on its own (and so given back when freed) after a
+    30 MB one was freed, which raises glibc's default threshold to 30 MB."""
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, i: int) -> bool:
+        import ctypes
+
+        import numpy as np
+
+        class Info(ctypes.Structure):
+            _fields_ = [(name, ctypes.c_size_t) for name in (
+                "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                "uordblks", "fordblks", "keepcost",
+            )]  # fmt: skip
+
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = Info
+        big = np.ones(30 << 20, np.uint8)
+        del big
+        before = libc.mallinfo2().hblks
+        block = np.ones(2 << 20, np.uint8)
+        mapped = libc.mallinfo2().hblks > before
+        del block
+        return mapped
+
+
+def test_a_reading_worker_gives_freed_memory_back() -> None:
+    """A worker reading a call centre's clips (64 log-mels a batch) grew from 0.5 to 2.5-3
+    GB: glibc kept freed blocks of up to 32 MB in a heap that fragmented. A reading worker
+    maps blocks of 1 MB and more on their own, which are unmapped when freed."""
+    import platform
+
+    import pytest
+
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        pytest.skip("glibc's malloc only")
+    plain = DataLoader(_Mapped(), batch_size=None, num_workers=1, collate_fn=keep_batch)
+    assert list(plain) == [False]  # the default: the freed 30 MB raised the threshold
+    for init in (yield_to_training, reading_worker):
+        loader = DataLoader(_Mapped(), batch_size=None, num_workers=1, collate_fn=keep_batch,
+                            worker_init_fn=init)  # fmt: skip
+        assert list(loader) == [True]

@@ -51,7 +51,7 @@ from selfsup.data.base import (
     grouped_by_length,
     unit_items,
 )
-from selfsup.data.loading import BatchesAt, keep_batch, yield_to_training
+from selfsup.data.loading import BatchesAt, keep_batch, reading_worker, yield_to_training
 from selfsup.data.splits import item_codes
 from selfsup.engine.checkpoint import load_checkpoint, save_checkpoint
 from selfsup.engine.metrics import EPOCHS_FILE, MetricsLog
@@ -904,7 +904,7 @@ def train_one_epoch(
         batch_size=None,
         num_workers=cfg.num_workers or 0,
         collate_fn=keep_batch,
-        worker_init_fn=yield_to_training if fabric.device.type == "cpu" else None,
+        worker_init_fn=yield_to_training if fabric.device.type == "cpu" else reading_worker,
         prefetch_factor=2 if cfg.num_workers else None,
         persistent_workers=False,
         pin_memory=fabric.device.type == "cuda",
