@@ -131,10 +131,19 @@ def _reason(err: Exception, path: Path) -> str:
         >>> _reason(RuntimeError("Error opening 'a.mp3': File does not exist or is not a "
         ...                      "regular file (possibly a pipe?)."), Path(__file__))
         'not audio that libsndfile decodes (damaged, or another format under its suffix)'
+        >>> import tempfile
+        >>> empty = Path(tempfile.mkdtemp()) / "call.wav"
+        >>> _ = empty.write_bytes(b"")
+        >>> _reason(RuntimeError("Error opening 'call.wav': Format not recognised."), empty)
+        'the file is empty (0 bytes)'
     """
     text = re.sub(r"<_io\.BytesIO object at 0x[0-9a-f]+>", f"'{path}'", str(err))  # in memory
+    if isinstance(path, Path) and path.is_file() and path.stat().st_size == 0:  # a failed copy
+        return "the file is empty (0 bytes)"
     if "does not exist or is not a regular file" in text and path.is_file():
         return "not audio that libsndfile decodes (damaged, or another format under its suffix)"
+    if "Format not recognised" in text and path.is_file():
+        return "not audio that libsndfile decodes (another format under its suffix, or damaged)"
     return f"{type(err).__name__}: {text}"
 
 
