@@ -35,6 +35,7 @@ from selfsup.core.memory import PeakTracker, available_memory, in_place_tensor
 from selfsup.core.precision import cpu_has_fast_bf16
 from selfsup.core.progress import ShowProgress, TrainingProgress
 from selfsup.data.base import SkippedItem, Source, by_length, unit_items
+from selfsup.data.folders import walk_folders
 from selfsup.data.hub import split_spec
 from selfsup.data.loading import affordable_workers, read_ahead
 from selfsup.data.splits import SubsetSource, item_labels, root_rows
@@ -1019,8 +1020,7 @@ def data_stamp(source: Source) -> str | None:
         found = path.stat()
         digest.update(f"{path.resolve()}\t{found.st_size}\t{found.st_mtime_ns}".encode())
     elif path.is_dir():
-        for folder, subfolders, files in os.walk(path):
-            subfolders.sort()
+        for folder, _, files in walk_folders(path):  # through links, as the folder is read
             for name in sorted(files):
                 with contextlib.suppress(OSError):  # gone since: it is not read either
                     found = os.stat(os.path.join(folder, name))

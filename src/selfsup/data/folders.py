@@ -14,7 +14,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,9 +208,9 @@ def scan_folder(root: str | os.PathLike, suffixes: Sequence[str]) -> FolderIndex
     """One scan of the tree under ``root``: the files whose names end with one of
     ``suffixes`` (any case), hidden files and folders (".") left out. Symbolic links to
     folders outside the tree are followed, as PyTorch's ``ImageFolder`` follows them (a
-    cluster's dataset folder of links to the shares its recordings live on), each real
-    folder once (a link back to a folder already walked, a loop, is not); links to folders
-    inside the tree are not (their files are found there). A suffix made by
+    cluster's dataset folder of links to the shares its recordings live on), in sorted
+    order, each real folder once (the first way to it by name); links to the tree's own
+    folders or above it (a loop) are not. A suffix made by
     :func:`marker_suffix` adds the files without a suffix (no "." in the name, or digits
     after the last one: ``IM000001``,
     ``1.2.840.113619.2.55.3.7``; ``DICOMDIR``, a DICOM export's table of contents, left out)
@@ -243,12 +243,18 @@ def scan_folder(root: str | os.PathLike, suffixes: Sequence[str]) -> FolderIndex
     unlisted: dict[str, str] = {}
     others: dict[str, int] = {}
     pending = [""]
-    walked = {top}  # the real folders a link may lead to, walked once
+    walked: set[str] = set()  # the real folders walked: each once, whatever the way to it
     while pending:
         rel = pending.pop()
         prefix = rel + "/" if rel else ""
+        real_folder = os.path.realpath(os.path.join(top, rel)) if rel else top
+        if real_folder in walked:
+            continue
+        walked.add(real_folder)
         try:
             folders[rel] = os.stat(os.path.join(top, rel) if rel else top).st_mtime_ns
+            subfolders: list[str] = []
+            links: list[tuple[str, str]] = []
             with os.scandir(os.path.join(top, rel) if rel else top) as entries:
                 for entry in entries:
                     name = entry.name
@@ -259,18 +265,10 @@ def scan_folder(root: str | os.PathLike, suffixes: Sequence[str]) -> FolderIndex
                     except OSError:
                         is_dir = False
                     if is_dir:
-                        if not entry.is_symlink():
-                            pending.append(prefix + name)
-                            continue
-                        target = os.path.realpath(entry.path)
-                        if not any(  # outside the tree and every folder a link led to,
-                            target == w  # and above none of them (a loop)
-                            or target.startswith(w + os.sep)
-                            or w.startswith(target + os.sep)
-                            for w in walked
-                        ):
-                            walked.add(target)
-                            pending.append(prefix + name)
+                        if entry.is_symlink():
+                            links.append((name, entry.path))
+                        else:
+                            subfolders.append(name)
                     elif name.lower().endswith(real) or (
                         markers
                         and ("." not in name or name.rsplit(".", 1)[1].isdigit())
@@ -281,6 +279,11 @@ def scan_folder(root: str | os.PathLike, suffixes: Sequence[str]) -> FolderIndex
                     else:
                         suffix = os.path.splitext(name)[1].lower()
                         others[suffix] = others.get(suffix, 0) + 1
+            for name, path in links:  # to a folder outside the tree, not above it (a loop)
+                target = os.path.realpath(path) + os.sep
+                if not target.startswith(top + os.sep) and not (top + os.sep).startswith(target):
+                    subfolders.append(name)
+            pending.extend(prefix + name for name in sorted(subfolders, reverse=True))
         except OSError as err:
             folders.pop(rel, None)
             unlisted[rel or "."] = err.strerror or type(err).__name__
@@ -466,6 +469,30 @@ def first_media(root: str | os.PathLike, kinds: dict[str, tuple[str, ...]]) -> s
     return next(kind for kind, suffixes in kinds.items() if name.endswith(suffixes))
 
 
+def walk_folders(root: str | os.PathLike) -> Iterator[tuple[str, list[str], list[str]]]:
+    """``os.walk`` of ``root`` in sorted order, hidden folders left out, through links to
+    folders as :func:`scan_folder` goes through them: each real folder once (a link back up,
+    a loop, or a second way to a folder already walked is not followed again).
+
+    Example:
+        >>> import tempfile
+        >>> root = Path(tempfile.mkdtemp())
+        >>> (root / "a").mkdir()
+        >>> (root / "a" / "up").symlink_to(root)  # a loop
+        >>> [os.path.relpath(folder, root) for folder, _, _ in walk_folders(root)]
+        ['.', 'a']
+    """
+    walked: set[str] = set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in walked:
+            subfolders[:] = []
+            continue
+        walked.add(real)
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        yield folder, subfolders, files
+
+
 def first_file(root: str | os.PathLike, suffixes: tuple[str, ...]) -> Path | None:
     """The first file under ``root`` whose name ends with one of ``suffixes`` (any case), in
     sorted order with hidden names left out; None when there is none or ``root`` is not a
@@ -478,8 +505,7 @@ def first_file(root: str | os.PathLike, suffixes: tuple[str, ...]) -> Path | Non
     root = Path(root)
     if not root.is_dir():
         return None
-    for folder, subfolders, files in os.walk(root):
-        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+    for folder, _, files in walk_folders(root):
         for file in sorted(f for f in files if not f.startswith(".")):
             if file.lower().endswith(suffixes):
                 return Path(folder) / file

@@ -57,6 +57,7 @@ from selfsup.data.base import (
     column_ids,
 )
 from selfsup.data.file_labels import folder_labels
+from selfsup.data.folders import find_files
 from selfsup.data.named import DatasetNotInstalledError
 from selfsup.data.splits import item_labels, stratified_split
 from selfsup.data.table_files import WORKBOOK_SUFFIXES, read_table
@@ -415,7 +416,7 @@ def read_text_folder(
         EmptySourceError: no ``.txt`` file, or none readable.
         ValueError: the labels table cannot be read or names no file of the folder.
     """
-    files = sorted(p for p in folder.rglob("*.txt") if p.is_file())
+    files = [folder / name for name in find_files(folder, (".txt",))]  # through links
     if not files:
         raise EmptySourceError(f"{folder}: no .txt file in this folder")
     texts: list[str | None] = []
