@@ -13,8 +13,8 @@ from selfsup.embedding import data_stamp
 
 
 def _linked(tmp_path: Path) -> tuple[Path, Path]:
-    """``share/2025-01-0D/call_K.wav`` and ``share/notes/D.txt``, and ``linked/`` holding
-    a link to each day and to the notes, plus a link back up (a loop)."""
+    """``share/2025-01-0D/call_K.wav``, and ``linked/`` holding a link to each day, plus a
+    link back from the share and one above the tree (loops)."""
     share, linked = tmp_path / "share", tmp_path / "linked"
     for day in (1, 2):
         (share / f"2025-01-0{day}").mkdir(parents=True)
@@ -24,6 +24,7 @@ def _linked(tmp_path: Path) -> tuple[Path, Path]:
         (linked / f"2025-01-0{day}").parent.mkdir(exist_ok=True)
         (linked / f"2025-01-0{day}").symlink_to(share / f"2025-01-0{day}")
     (share / "2025-01-01" / "back").symlink_to(linked)  # a loop through the share
+    (linked / "up").symlink_to(tmp_path)  # above the tree: not walked (the share twice)
     return share, linked
 
 
@@ -35,8 +36,11 @@ def test_a_folder_of_links_is_read_as_its_folders(tmp_path) -> None:
     assert first_media(linked, {"audio": (".wav",), "image": (".png",)}) == "audio"
     source = AudioFolderSource(linked, sample_rate=8000, n_fft=256, hop_length=80)
     assert list(source.ids) == expected and source.read_batch([0, 3]).items.shape[0] == 2
-    # The stamp kept embeddings are found by covers the files behind the links.
+    # The stamp kept embeddings are found by covers the files behind the links, and only
+    # those: not the other files above the tree.
     before = data_stamp(source)
+    (tmp_path / "elsewhere.txt").write_text("not the data")
+    assert data_stamp(source) == before
     soundfile.write(share / "2025-01-02" / "call_1.wav", np.zeros(4000, np.float32), 8000)
     assert data_stamp(source) != before
 

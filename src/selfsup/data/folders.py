@@ -210,11 +210,10 @@ def scan_folder(root: str | os.PathLike, suffixes: Sequence[str]) -> FolderIndex
     folders outside the tree are followed, as PyTorch's ``ImageFolder`` follows them (a
     cluster's dataset folder of links to the shares its recordings live on), in sorted
     order, each real folder once (the first way to it by name); links to the tree's own
-    folders or above it (a loop) are not. A suffix made by
-    :func:`marker_suffix` adds the files without a suffix (no "." in the name, or digits
-    after the last one: ``IM000001``,
-    ``1.2.840.113619.2.55.3.7``; ``DICOMDIR``, a DICOM export's table of contents, left out)
-    that hold its marker.
+    folders or above it (a loop) are not. A suffix made by :func:`marker_suffix` adds the
+    files without a suffix (no "." in the name, or digits after the last one:
+    ``IM000001``, ``1.2.840.113619.2.55.3.7``; ``DICOMDIR``, a DICOM export's table of
+    contents, left out) that hold its marker.
 
     Example:
         >>> import tempfile
@@ -279,10 +278,7 @@ def scan_folder(root: str | os.PathLike, suffixes: Sequence[str]) -> FolderIndex
                     else:
                         suffix = os.path.splitext(name)[1].lower()
                         others[suffix] = others.get(suffix, 0) + 1
-            for name, path in links:  # to a folder outside the tree, not above it (a loop)
-                target = os.path.realpath(path) + os.sep
-                if not target.startswith(top + os.sep) and not (top + os.sep).startswith(target):
-                    subfolders.append(name)
+            subfolders += [name for name, path in links if _followed(path, top)]
             pending.extend(prefix + name for name in sorted(subfolders, reverse=True))
         except OSError as err:
             folders.pop(rel, None)
@@ -469,19 +465,37 @@ def first_media(root: str | os.PathLike, kinds: dict[str, tuple[str, ...]]) -> s
     return next(kind for kind, suffixes in kinds.items() if name.endswith(suffixes))
 
 
+def _followed(link: str, top: str) -> bool:
+    """Whether a scan of the tree at ``top`` (a real path) goes through the link to a folder
+    at ``link``: where it leads outside the tree and not above it (a loop).
+
+    Example:
+        >>> import tempfile
+        >>> tree, share = os.path.realpath(tempfile.mkdtemp()), tempfile.mkdtemp()
+        >>> os.symlink(share, os.path.join(tree, "day"))  # a share's folder
+        >>> os.symlink(tree, os.path.join(tree, "self"))  # the tree itself: a loop
+        >>> _followed(os.path.join(tree, "day"), tree), _followed(os.path.join(tree, "self"), tree)
+        (True, False)
+    """
+    target = os.path.realpath(link) + os.sep
+    return not target.startswith(top + os.sep) and not (top + os.sep).startswith(target)
+
+
 def walk_folders(root: str | os.PathLike) -> Iterator[tuple[str, list[str], list[str]]]:
     """``os.walk`` of ``root`` in sorted order, hidden folders left out, through links to
-    folders as :func:`scan_folder` goes through them: each real folder once (a link back up,
-    a loop, or a second way to a folder already walked is not followed again).
+    folders as :func:`scan_folder` goes through them (outside the tree, not above it), each
+    real folder once.
 
     Example:
         >>> import tempfile
         >>> root = Path(tempfile.mkdtemp())
         >>> (root / "a").mkdir()
         >>> (root / "a" / "up").symlink_to(root)  # a loop
+        >>> (root / "a" / "again").symlink_to(root / "a")  # a second way to a folder
         >>> [os.path.relpath(folder, root) for folder, _, _ in walk_folders(root)]
         ['.', 'a']
     """
+    top = os.path.realpath(root)
     walked: set[str] = set()
     for folder, subfolders, files in os.walk(root, followlinks=True):
         real = os.path.realpath(folder)
@@ -489,7 +503,15 @@ def walk_folders(root: str | os.PathLike) -> Iterator[tuple[str, list[str], list
             subfolders[:] = []
             continue
         walked.add(real)
-        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        subfolders[:] = sorted(
+            d
+            for d in subfolders
+            if not d.startswith(".")
+            and (
+                not os.path.islink(os.path.join(folder, d))
+                or _followed(os.path.join(folder, d), top)
+            )
+        )
         yield folder, subfolders, files
 
 

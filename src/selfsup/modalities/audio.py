@@ -83,10 +83,11 @@ class AudioModality(Modality):
     default_protocols = ("knn", "linear", "fewshot")
     default_recipe = "audio"
     fallback_backbone = "byola-cnn"
-    # bf16 where the processor runs it fast: on 2 cores with AVX512-BF16, byola-cnn at its
-    # planned batch of 5 clips 250-350 -> 450-530 clips/s, spectrogram-vit 670-820 -> 950-
-    # 1,070 (batch 5) and 960-1,050 -> 2,140-2,260 (32); a call centre's clips (32 a call,
-    # read ahead by a worker) embedded 1.3x faster end to end; a wav2vec2-base 9-10 -> 20-24.
+    # bf16 where the processor runs it fast: on 2 cores with AVX512-BF16, the model alone,
+    # byola-cnn 250-350 -> 450-530 clips/s in batches of 5 and 175-195 -> 425-455 in 32,
+    # spectrogram-vit 670-820 -> 950-1,070 (5) and 960-1,050 -> 2,140-2,260 (32); a call
+    # centre's calls (32 clips each, read ahead by a worker) embedded 1.3x faster end to
+    # end, where reading then holds it back; a wav2vec2-base 9-10 -> 20-24.
     embed_precision = "auto"
     views_class = AudioViews
     recipe = staticmethod(audio_recipe)
