@@ -238,7 +238,7 @@ class Run:
         """Embeddings (n, D) of ``data`` (a path, dataset name or Source; for a text run, a
         list of texts as well), in input order.
 
-        ``precision="auto"`` computes images and texts in bf16 where the processor has bf16
+        ``precision="auto"`` computes images, texts and audio in bf16 where the processor has bf16
         matrix instructions (AVX512-BF16, AMX, a GPU), which moves values by about 1e-3;
         ``"fp32"`` gives the same rows on every machine (an exported model's, to 1e-4).
         ``show_progress="auto"`` shows progress once embedding has taken a few seconds (a
