@@ -972,6 +972,8 @@ def _worth_keeping(source: Source) -> bool:
     embedded by their parts (a recording by 32 of its clips, a document by its windows),
     the parts (cut once: the embedding reads the same cut): a call centre's 2,002 calls are
     64,002 clips, four minutes of embedding that ``anomalies`` after ``embed`` paid again.
+    Parts cut a block at a time as they are embedded (documents' windows,
+    ``Source.parts_block``) are not cut here, which would tokenize every document twice.
 
     Example:
         >>> from selfsup.data.series import SeriesSource
@@ -981,7 +983,7 @@ def _worth_keeping(source: Source) -> bool:
     """
     if len(source) >= CACHE_ITEMS:
         return True
-    parts = source.parts()
+    parts = source.parts() if source.parts_block is None else None
     if parts is not None and len(parts.source) > len(source):
         return _worth_keeping(parts.source)
     shape = getattr(source, "item_shape", None)  # texts have none

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import os
 from collections.abc import Iterator, Sequence
 from typing import TypeVar
@@ -55,9 +54,8 @@ def return_freed_memory(threshold: int = WORKER_MMAP_BYTES) -> bool:
         >>> isinstance(return_freed_memory(), bool)
         True
     """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(-3, int(threshold)))  # M_MMAP_THRESHOLD
+    try:  # the process's own symbols: glibc's where it runs on glibc
+        return bool(ctypes.CDLL(None).mallopt(-3, int(threshold)))  # M_MMAP_THRESHOLD
     except (OSError, AttributeError):  # not glibc: its own allocator, left as it is
         return False
 
