@@ -2,6 +2,7 @@
 finds most true neighbours, honours ``exclude_self`` and ``allowed``, and is taken above
 ``EXACT_KEYS`` keys (or when forced)."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -202,3 +203,79 @@ def test_a_crowded_group_is_scored_a_part_at_a_time(monkeypatch, cosine) -> None
     # Each (query, group) pair's best 5 (3,000 x 6 x 5 values and indices) and one part of
     # scores at a time, not the crowded group's thousands of queries times its keys.
     assert tracker.peak < 3000 * 6 * 5 * 12 * 2 + 4096 * 4 * 8
+
+
+def with_copies(n: int = 3000, seed: int = 0) -> torch.Tensor:
+    """Embeddings where a third of the rows are copies of a few popular ones (reviews that
+    are one popular sentence), shuffled among the others."""
+    g = torch.Generator().manual_seed(seed)
+    base = clustered(n, seed=seed)
+    popular = torch.randint(n, (5,), generator=g)
+    rows = torch.randperm(n, generator=g)[: n // 3]
+    base[rows] = base[popular[torch.randint(5, (len(rows),), generator=g)]]
+    return base
+
+
+@pytest.mark.parametrize("search", [cosine_topk, euclidean_topk])
+def test_copies_among_the_keys_are_searched_once_with_the_same_answers(monkeypatch, search):
+    """A third of two million reviews were copies of a few: the index searches the distinct
+    rows, and each copy found stands for all of them."""
+    keys = with_copies()
+    distinct = len(torch.unique(keys, dim=0))
+    searched = []
+    real = neighbours._index_search
+
+    def spy(queries, keys, k, cosine, key_scale=None):
+        searched.append((len(queries), len(keys), k))
+        return real(queries, keys, k, cosine, key_scale)
+
+    monkeypatch.setattr(neighbours, "_index_search", spy)
+    scores, found = search(keys, keys, 8, exclude_self=True, exact=False)
+    assert searched == [(distinct, distinct, 9)]
+    want_scores, want = search(keys, keys, 8, exclude_self=True, exact=True)
+    assert not (found == torch.arange(len(keys))[:, None]).any() and (found >= 0).all()
+    # A copy's neighbours are its other copies first, scored as equal (cosine 1, distance 0).
+    copies = (keys[:, None, :] == keys[found]).all(-1)
+    count = (keys[:, None, :] == keys[None, :, :]).all(-1).sum(1) - 1
+    assert torch.equal(copies.sum(1), count.clamp_max(8))
+    # Equal scores may come in another order than the exact search's: compare scores.
+    torch.testing.assert_close(scores[count >= 8], want_scores[count >= 8], atol=1e-5, rtol=0)
+    assert recall(found[count == 0], want[count == 0]) >= 0.9
+    best_first = (
+        scores[:, :-1] >= scores[:, 1:]
+        if search is cosine_topk
+        else (scores[:, :-1] <= scores[:, 1:])
+    )
+    assert best_first.all()
+
+
+def test_copies_among_queries_get_the_answers_of_their_first() -> None:
+    keys, queries = clustered(), with_copies(900, seed=2)
+    scores, found = cosine_topk(queries, keys, 5, exact=False)
+    first = {}
+    for row, value in enumerate(map(tuple, queries.tolist())):
+        first.setdefault(value, row)
+    firsts = torch.tensor([first[tuple(v)] for v in queries.tolist()])
+    assert torch.equal(found, found[firsts]) and torch.equal(scores, scores[firsts])
+    truth = cosine_topk(queries, keys, 5, exact=True)[1]
+    assert recall(found, truth) >= 0.9
+
+
+def test_copies_among_allowed_keys_only() -> None:
+    keys = with_copies(4000)
+    allowed = torch.rand(4000, generator=torch.Generator().manual_seed(3)) < 0.5
+    distances, found = euclidean_topk(keys, keys, 6, exclude_self=True, allowed=allowed,
+                                      exact=False)  # fmt: skip
+    assert allowed[found].all() and not (found == torch.arange(4000)[:, None]).any()
+    want = euclidean_topk(keys, keys, 6, exclude_self=True, allowed=allowed, exact=True)[0]
+    assert (distances[:, 0] - want[:, 0]).abs().max() < 1e-4  # the nearest always found
+
+
+def test_rows_that_share_a_hash_only_are_not_taken_for_copies(monkeypatch) -> None:
+    """Hashes of different rows that collide (forced: every weight 1, so rows of the same
+    words in another order share a hash) are checked against the rows: no copies made up."""
+    x = torch.tensor([[1.0, 2.0], [2.0, 1.0], [1.0, 2.0]])
+    assert neighbours._copies(x)[1].tolist() == [0, 1, 0]
+    ones = type("Rng", (), {"integers": lambda *a, **k: np.zeros(2, np.uint64)})()
+    monkeypatch.setattr(neighbours.np.random, "default_rng", lambda seed: ones)
+    assert neighbours._copies(x) is None

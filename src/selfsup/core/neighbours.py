@@ -215,6 +215,147 @@ def _index_search(
     return torch.cat(values), torch.cat(indices)
 
 
+#: Rows hashed at once to find exact copies (bounds the int64 copy a hash is made from).
+HASH_ROWS = 16_384
+#: Distinct queries copied out of the queries at once (at 256 dimensions: 256 MB).
+DISTINCT_AT_ONCE = 262_144
+#: Candidate answers expanded at once from copies (bounds that step's memory to about 400 MB).
+EXPANDED_AT_ONCE = 2**24
+
+
+def _copies(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """Where rows of ``x`` are exact copies of each other: the first row of each distinct
+    value and, for every row, which distinct value it is (``x[first][inverse]`` equals
+    ``x``); None when every row is distinct.
+
+    Rows are hashed by their bits (a multiply-add of each 32-bit word with a fixed odd
+    64-bit number, wrapping), the hashes sorted, and every row checked against the first of
+    its hash: rows that only share a hash (one chance in 2^64 a pair) are kept apart by
+    giving up (None). ``0.0`` and ``-0.0`` count as different values (fewer copies found,
+    never a wrong one).
+
+    Example:
+        >>> first, inverse = _copies(torch.tensor([[1.0, 2.0], [3.0, 4.0], [1.0, 2.0]]))
+        >>> first.tolist(), inverse.tolist()
+        ([0, 1], [0, 1, 0])
+        >>> _copies(torch.eye(3)) is None
+        True
+    """
+    n, d = x.shape
+    if n < 2:
+        return None
+    words = x.contiguous().view(torch.int32).numpy()
+    weights = np.random.default_rng(0).integers(1, 2**63, size=d, dtype=np.uint64) | np.uint64(1)
+    hashes = np.empty(n, np.uint64)
+    with np.errstate(over="ignore"):
+        for start in range(0, n, HASH_ROWS):
+            block = words[start : start + HASH_ROWS].astype(np.int64).view(np.uint64)
+            hashes[start : start + HASH_ROWS] = (block * weights).sum(axis=1, dtype=np.uint64)
+    unique, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    if len(unique) == n:
+        return None
+    order = np.argsort(first)  # distinct values in the order they first appear
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    first_t = torch.from_numpy(first[order])
+    inverse_t = torch.from_numpy(rank[inverse.reshape(-1)])
+    for start in range(0, n, HASH_ROWS):
+        block = x[start : start + HASH_ROWS]
+        if not torch.equal(block, x.index_select(0, first_t[inverse_t[start : start + HASH_ROWS]])):
+            return None
+    return first_t, inverse_t
+
+
+def _expand_copies(
+    values: torch.Tensor,
+    found: torch.Tensor,
+    members: torch.Tensor,
+    starts: torch.Tensor,
+    k: int,
+    worst: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Answers among distinct keys turned into the best ``k`` among all keys: each distinct
+    key found stands for all its copies (``members[starts[u]:starts[u + 1]]``, the same
+    score), in the order found; ``-1`` and ``worst`` where fewer than ``k`` are known.
+
+    Example:
+        >>> members, starts = torch.tensor([0, 2, 1]), torch.tensor([0, 2, 3])  # 0 = 2
+        >>> _expand_copies(torch.tensor([[0.9, 0.5]]), torch.tensor([[0, 1]]), members,
+        ...                starts, 3, float("-inf"))[1].tolist()
+        [[0, 2, 1]]
+    """
+    counts = (starts[1:] - starts[:-1]).clamp_max(k)
+    width = int(counts.max())
+    # Each distinct key's first copies (at most k), padded with -1: (distinct, width).
+    slot = torch.arange(width)
+    table = torch.where(
+        slot[None, :] < counts[:, None],
+        members[(starts[:-1, None] + slot[None, :]).clamp_max(len(members) - 1)],
+        -1,
+    )
+    out_values, out_indices = [], []
+    rows = max(1, EXPANDED_AT_ONCE // (found.shape[1] * width))
+    for begin in range(0, len(found), rows):
+        ids = found[begin : begin + rows]
+        candidates = torch.where(ids[:, :, None] >= 0, table[ids.clamp_min(0)], -1).flatten(1)
+        scores = values[begin : begin + rows, :, None].expand(-1, -1, width).flatten(1)
+        # The first k real candidates of each row, in order (a stable sort of "missing").
+        order = torch.argsort((candidates < 0).to(torch.int8), dim=1, stable=True)[:, :k]
+        picked = candidates.gather(1, order)
+        out_indices.append(picked)
+        out_values.append(torch.where(picked >= 0, scores.gather(1, order), worst))
+    return torch.cat(out_values), torch.cat(out_indices)
+
+
+def _distinct_search(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    k: int,
+    cosine: bool,
+    key_scale: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`_index_search` with exact copies among the keys and among the queries searched
+    once, at the cost of the distinct rows: a key found stands for all its copies (its
+    score theirs), a query's answers are those of its first copy. A third of two million
+    reviews were copies of a few popular ones, and every query near them compared itself
+    with each copy (``anomalies``: 263.6 s, now 156.8 s).
+
+    The index is built on the distinct keys, so its groups, and which true neighbours it
+    misses, are not those of an index of all keys; its recall is the same (0.8727 at 6
+    neighbours of 400,000 reviews among a million, either way)."""
+    key_copies = _copies(keys)
+    same = queries is keys
+    query_copies = key_copies if same else _copies(queries)
+    if key_copies is None and query_copies is None:
+        return _index_search(queries, keys, k, cosine, key_scale)
+    distinct_keys, distinct_scale = keys, key_scale
+    if key_copies is not None:
+        distinct_keys = keys.index_select(0, key_copies[0])
+        if key_scale is not None:
+            distinct_scale = key_scale.index_select(0, key_copies[0])
+    wanted = min(k, len(distinct_keys))
+    if same or query_copies is None:
+        distinct_queries = distinct_keys if same else queries
+        values, found = _index_search(
+            distinct_queries, distinct_keys, wanted, cosine, distinct_scale
+        )
+    else:  # copied a block at a time (1.35 million of two million reviews: 1.4 GB at once)
+        parts = []
+        for start in range(0, len(query_copies[0]), DISTINCT_AT_ONCE):
+            block = queries.index_select(0, query_copies[0][start : start + DISTINCT_AT_ONCE])
+            parts.append(_index_search(block, distinct_keys, wanted, cosine, distinct_scale))
+        values = torch.cat([p[0] for p in parts])
+        found = torch.cat([p[1] for p in parts])
+    if key_copies is not None:
+        members, starts = _buckets(key_copies[1], len(distinct_keys))
+        values, found = _expand_copies(
+            values, found, members, starts, k, -torch.inf if cosine else torch.inf
+        )
+    if query_copies is not None:
+        values, found = values[query_copies[1]], found[query_copies[1]]
+    return values, found
+
+
 def _approximate(
     queries: torch.Tensor,
     keys: torch.Tensor,
@@ -228,11 +369,11 @@ def _approximate(
     cosine = score == "cosine"
     wanted = k + int(exclude_self)
     if allowed is None:  # the keys themselves (no copy; queries that are the keys stay so)
-        values, indices = _index_search(queries, keys, min(wanted, len(keys)), cosine, key_scale)
+        values, indices = _distinct_search(queries, keys, min(wanted, len(keys)), cosine, key_scale)
     else:
         ids = torch.nonzero(allowed).flatten()
         scale = None if key_scale is None else key_scale[ids]
-        values, found = _index_search(queries, keys[ids], min(wanted, len(ids)), cosine, scale)
+        values, found = _distinct_search(queries, keys[ids], min(wanted, len(ids)), cosine, scale)
         indices = torch.where(found >= 0, ids[found.clamp_min(0)], -1)
     if exclude_self:  # drop each query's own key, or its last answer when it is not found
         own = indices == torch.arange(len(queries))[:, None]
