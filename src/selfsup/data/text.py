@@ -130,6 +130,10 @@ class TextSource(Source):
         #: Whether a document longer than one read is embedded as the mean of windows spread
         #: over it (:meth:`parts`); off for a source of windows.
         self.pooled = True
+        #: A source of windows: each window's token ids as the tokenizer gave them when the
+        #: documents were cut (None where it was not tokenized then), read without being
+        #: tokenized again (:meth:`read_batch`); None for other sources.
+        self.encoded: list[np.ndarray | None] | None = None
         if labels is not None:
             self.labels, self.classes, self.partial_labels = present_labels(
                 labels, label_column, classes
@@ -173,7 +177,7 @@ class TextSource(Source):
 
     def windows(self, spread: int | None = None) -> tuple[TextSource, np.ndarray]:
         """The documents cut into windows of one read each (``tokenizer.window_tokens``
-        tokens, see :meth:`TextTokenizer.window_spans`): all of them, or up to ``spread`` a
+        tokens, see :meth:`TextTokenizer.cut_windows`): all of them, or up to ``spread`` a
         document spread evenly from its first to its last. The windows are a text source of
         their own (ids ``ID@TOKEN``, the window's first token; a document of one window keeps
         its id; each window has its document's label), and the owner of each window: its
@@ -189,9 +193,10 @@ class TextSource(Source):
             ['one two', 'two']
         """
         present = [t for t in self.texts if t is not None]
-        found = iter(self.tokenizer.window_spans(present))
+        found = iter(self.tokenizer.cut_windows(present))
         size = self.tokenizer.window_tokens
         texts: list[str | None] = []
+        encoded: list[np.ndarray | None] = []
         ids: list[str] = []
         owner: list[int] = []
         reasons: dict[int, str] = {}
@@ -199,6 +204,7 @@ class TextSource(Source):
             if text is None:
                 reasons[len(texts)] = self.reasons.get(row, NO_TEXT)
                 texts.append(None)
+                encoded.append(None)
                 ids.append(str(name))
                 owner.append(row)
                 continue
@@ -207,8 +213,9 @@ class TextSource(Source):
             if spread is not None and len(spans) > spread:
                 numbers = np.unique(np.linspace(0, len(spans) - 1, spread).round().astype(int))
             for k in numbers:
-                start, end = spans[k]
+                start, end, tokens = spans[k]
                 texts.append(text[start:end])
+                encoded.append(tokens)
                 ids.append(str(name) if len(spans) == 1 else f"{name}@{k * size}")
                 owner.append(row)
         rows = np.array(owner, dtype=np.int64)
@@ -222,6 +229,7 @@ class TextSource(Source):
             reasons=reasons,
         )
         cut.pooled = False
+        cut.encoded = encoded
         return self._labelled_as(cut, rows), rows
 
     def _labelled_as(self, other: TextSource, rows: np.ndarray) -> TextSource:
@@ -347,8 +355,17 @@ class TextSource(Source):
                     self.unreadable[str(ids[i])] = reason
         if not kept:
             return Batch(torch.empty(0, 0, dtype=torch.int64), [], skipped)
-        tokens = self.tokenizer.encode([self.texts[i] for i in kept])  # type: ignore[misc]
-        return Batch(torch.from_numpy(tokens), kept, skipped)
+        if self.encoded is None:
+            tokens = self.tokenizer.encode([self.texts[i] for i in kept])  # type: ignore[misc]
+            return Batch(torch.from_numpy(tokens), kept, skipped)
+        # Windows: their ids kept from the cut, the few short ones not tokenized then now.
+        rows_ids: list = [self.encoded[i] for i in kept]
+        missing = [k for k, r in enumerate(rows_ids) if r is None]
+        if missing:
+            texts = [self.texts[kept[k]] for k in missing]
+            for k, e in zip(missing, self.tokenizer.tokenizer.encode_batch(texts), strict=True):
+                rows_ids[k] = e.ids
+        return Batch(torch.from_numpy(self.tokenizer.pad(rows_ids)), kept, skipped)
 
 
 # --- files -----------------------------------------------------------------------------------

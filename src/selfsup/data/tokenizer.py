@@ -181,33 +181,46 @@ class TextTokenizer:
         """
         return max(1, self.max_length - self.tokenizer.num_special_tokens_to_add(False))
 
-    def window_spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
-        """Each text cut into consecutive windows of :attr:`window_tokens` tokens, as
-        character spans ``(start, end)``: the first starts at 0, the last ends with the text,
-        and each read alone encodes to (about) its tokens. A text that fits in one read is one
-        window; only longer ones are tokenized whole (a few MB at a time, so memory stays
-        bounded: a 2 MB file is 0.8 million tokens, tokenized in about 2 s).
+    def cut_windows(self, texts: Sequence[str]) -> list[list[tuple[int, int, np.ndarray | None]]]:
+        """Each text cut into consecutive windows of :attr:`window_tokens` tokens: their
+        character spans ``(start, end)`` (the first starts at 0, the last ends with the
+        text) and their token ids as one read gives them (special tokens included, before
+        :meth:`pad`), so that no window is tokenized again to be read. A text of fewer
+        bytes than a window has tokens is one window, not tokenized here (None).
+
+        The windows are the tokenizer's own overflow of its truncation: a text is tokenized
+        once, a few MB at a time (a 2 MB file is 0.8 million tokens, about 2 s). Its windows
+        after the first begin with the space before their first word, as that token has it
+        in the text (re-encoding the window's text, as was done, gave that space a token of
+        its own and cut the window's last token).
 
         Example:
             >>> tok = TextTokenizer.train(["one two three four five six"] * 5, 300, max_length=3)
             >>> text = "one two three four five six two"
-            >>> [text[a:b] for a, b in tok.window_spans([text, "one"])[0]]
+            >>> cut = tok.cut_windows([text, "on", ""])
+            >>> [text[a:b] for a, b, _ in cut[0]]
             ['one two three', ' four five six', ' two']
-            >>> tok.window_spans(["", "one"])
-            [[(0, 0)], [(0, 3)]]
+            >>> [tok.tokens(ids) for _, _, ids in cut[0]][1], cut[1:]
+            ([' four', ' five', ' six'], [[(0, 2, None)], [(0, 0, None)]])
         """
         size = self.window_tokens
-        spans: list[list[tuple[int, int]]] = [[(0, len(t))] for t in texts]
+        out: list[list[tuple[int, int, np.ndarray | None]]] = [[(0, len(t), None)] for t in texts]
         # Every token covers at least one byte of the text (and the space put in front).
         long = [i for i, t in enumerate(texts) if len(t.encode("utf-8")) + 1 > size]
-        whole = self._untruncated()
         for block in _blocks_of(long, [len(texts[i]) for i in long], WINDOW_BLOCK_CHARS):
-            encoded = whole.encode_batch([texts[i] for i in block], add_special_tokens=False)
+            encoded = self.tokenizer.encode_batch([texts[i] for i in block])
             for i, e in zip(block, encoded, strict=True):
-                offsets = e.offsets  # a new list at every access
-                starts = [0] + [offsets[k][0] for k in range(size, len(offsets), size)]
-                spans[i] = list(zip(starts, [*starts[1:], len(texts[i])], strict=True))
-        return spans
+                parts = [e, *e.overflowing]
+                starts = [0]
+                for part in parts[1:]:
+                    first = part.special_tokens_mask.index(0)  # its first token of the text
+                    starts.append(part.offsets[first][0])
+                ends = [*starts[1:], len(texts[i])]
+                out[i] = [
+                    (a, b, np.asarray(part.ids, dtype=np.int64))
+                    for a, b, part in zip(starts, ends, parts, strict=True)
+                ]
+        return out
 
     def lengths(self, texts: Sequence[str]) -> np.ndarray:
         """Each text's length in tokens, uncut and without special tokens.
@@ -246,13 +259,23 @@ class TextTokenizer:
             >>> tok.encode(["", "hello"]).tolist()[0]
             [0]
         """
-        encoded = self.tokenizer.encode_batch(list(texts))
-        width = max([1, *(len(e.ids) for e in encoded)])
+        return self.pad([e.ids for e in self.tokenizer.encode_batch(list(texts))])
+
+    def pad(self, rows: Sequence[Sequence[int] | np.ndarray]) -> np.ndarray:
+        """Rows of token ids as the tokenizer gives them (:meth:`cut_windows`) as
+        :meth:`encode` returns them: ``(n, L)`` int64, padded with 0 to the longest.
+
+        Example:
+            >>> tok = TextTokenizer.train(["hello world"] * 10, vocab_size=270)
+            >>> tok.pad([[5, 6], [7]]).tolist()
+            [[5, 6], [7, 0]]
+        """
+        width = max([1, *(len(r) for r in rows)])
         # A pretrained vocabulary is padded with its own padding id, renumbered to 0 below.
         pad = PAD_ID if self.special_ids is None else self.special_ids[0]
-        ids = np.full((len(encoded), width), pad, dtype=np.int64)
-        for row, e in enumerate(encoded):
-            ids[row, : len(e.ids)] = e.ids
+        ids = np.full((len(rows), width), pad, dtype=np.int64)
+        for row, r in enumerate(rows):
+            ids[row, : len(r)] = r
         return ids if self._from_model is None else self._from_model[ids]
 
     def decode(self, ids: Sequence[int] | np.ndarray) -> str:
@@ -359,7 +382,7 @@ def _file_state(path: Path) -> tuple[int, int]:
     return (stat.st_size, stat.st_mtime_ns)
 
 
-#: Characters of long texts tokenized whole at once when they are cut into windows.
+#: Characters of long texts tokenized at once when they are cut into windows.
 WINDOW_BLOCK_CHARS = 8_000_000
 
 
