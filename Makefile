@@ -89,6 +89,7 @@ bench: setup datasets system
 	$(PY) benchmarks/shards.py --embed-minutes 2
 	$(PY) benchmarks/folder_index.py
 	$(PY) benchmarks/neighbours.py
+	$(PY) benchmarks/reviews.py
 	$(PY) benchmarks/throughput.py
 	$(PY) benchmarks/views.py
 	$(PY) benchmarks/embed_batch.py
