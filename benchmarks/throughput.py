@@ -1,6 +1,7 @@
 """Benchmark: how fast the engine trains, next to plain PyTorch loops of the same model.
 
-For each model, in one process and one after the other (nothing else running):
+For each model, one after the other (nothing else running; the plain loops in this process,
+each engine run in a fresh one, as a user's run is):
 
 1. **plain fp32**: a loop a PyTorch user would write: the same SimCLR model (encoder,
    projection head, loss), the same kornia views and the same AdamW, fp32, eager;
@@ -37,6 +38,7 @@ import argparse
 import csv
 import json
 import math
+import multiprocessing
 import sys
 import tempfile
 import time
@@ -209,9 +211,22 @@ def matmul_peak(dtype: torch.dtype, seconds: float = 3.0) -> tuple[float, int]:
 
 
 def engine(model: Model, data: np.ndarray, steps: int, compile: bool, out: Path) -> dict:
-    """Items/s of ``selfsup.pretrain`` (defaults but batch, steps) after its first steps."""
+    """Items/s of ``selfsup.pretrain`` (defaults but batch, steps) after its first steps, in
+    a process of its own: the engine tunes the C allocator (glibc's, see
+    :func:`selfsup.core.memory.steps_reuse_memory`), which the plain loops measured after it
+    in this process must not inherit."""
+    images_file = out.parent / "images.npy"
+    np.save(images_file, data)
+    spawn = multiprocessing.get_context("spawn")
+    with spawn.Pool(1) as pool:
+        return pool.apply(_engine_alone, (model, images_file, steps, compile, out))
+
+
+def _engine_alone(model: Model, images_file: Path, steps: int, compile: bool, out: Path) -> dict:
+    """:func:`engine`'s measure, in the spawned process."""
     import selfsup
 
+    data = np.load(images_file, allow_pickle=False)
     warm = COMPILE_WARMUP if compile else WARMUP
     run = selfsup.pretrain(
         data,

@@ -31,7 +31,12 @@ import numpy as np
 import torch
 
 from selfsup.core.files import atomic_path, check_writable, write_json
-from selfsup.core.memory import PeakTracker, available_memory, in_place_tensor
+from selfsup.core.memory import (
+    PeakTracker,
+    available_memory,
+    in_place_tensor,
+    steps_reuse_memory,
+)
 from selfsup.core.precision import cpu_has_fast_bf16
 from selfsup.core.progress import ShowProgress, TrainingProgress
 from selfsup.data.base import SkippedItem, Source, by_length, unit_items
@@ -143,31 +148,33 @@ def _embedded(
         wanted = modality.default_workers(source, encoder.device.type != "cpu")
         workers = affordable_workers(source, batch_size, wanted)
     ahead = read_ahead(source, batch_size, workers, encoder.device) if workers else None
-    for first in range(0, n, window):
-        rows = np.arange(first, min(n, first + window))
-        order = by_length(source, rows)
-        found: dict[int, np.ndarray] = {}
-        skipped: dict[int, SkippedItem] = {}
-        for start in range(0, len(order), batch_size):
-            chunk = [int(i) for i in order[start : start + batch_size]]
-            batch = next(ahead) if ahead is not None else source.read_batch(chunk)
-            if batch.indices:
-                items = unit_items(batch.items.to(encoder.device, non_blocking=True))
-                x = modality.prepare_input(items, spec)
-                with torch.no_grad(), autocast(precision, encoder.device):
-                    emb = encoder(x).float().cpu().numpy()
-                found.update(zip(batch.indices, emb, strict=True))
-            skipped.update({int(chunk[k]): s for k, s in _skipped_rows(chunk, batch)})
-            bar.advance(1, len(batch.indices))
-        for start in range(0, len(rows), batch_size):
-            part = [int(i) for i in rows[start : start + batch_size]]
-            kept = [i for i in part if i in found]
-            emb = (
-                np.stack([found[i] for i in kept])
-                if kept
-                else np.zeros((0, encoder.feature_dim), dtype=np.float32)
-            )
-            yield kept, emb, [skipped[i] for i in part if i in skipped]
+    with steps_reuse_memory(sizes_repeat=not sorts) as memory:
+        for first in range(0, n, window):
+            rows = np.arange(first, min(n, first + window))
+            order = by_length(source, rows)
+            found: dict[int, np.ndarray] = {}
+            skipped: dict[int, SkippedItem] = {}
+            for start in range(0, len(order), batch_size):
+                chunk = [int(i) for i in order[start : start + batch_size]]
+                batch = next(ahead) if ahead is not None else source.read_batch(chunk)
+                if batch.indices:
+                    items = unit_items(batch.items.to(encoder.device, non_blocking=True))
+                    x = modality.prepare_input(items, spec)
+                    with torch.no_grad(), autocast(precision, encoder.device):
+                        emb = encoder(x).float().cpu().numpy()
+                    found.update(zip(batch.indices, emb, strict=True))
+                skipped.update({int(chunk[k]): s for k, s in _skipped_rows(chunk, batch)})
+                bar.advance(1, len(batch.indices))
+                memory.after_step()
+            for start in range(0, len(rows), batch_size):
+                part = [int(i) for i in rows[start : start + batch_size]]
+                kept = [i for i in part if i in found]
+                emb = (
+                    np.stack([found[i] for i in kept])
+                    if kept
+                    else np.zeros((0, encoder.feature_dim), dtype=np.float32)
+                )
+                yield kept, emb, [skipped[i] for i in part if i in skipped]
 
 
 def _embedded_in_blocks(

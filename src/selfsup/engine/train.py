@@ -42,6 +42,7 @@ from selfsup.backbones import backbone_blocks
 from selfsup.backbones.hf import is_hf_backbone
 from selfsup.config import PretrainConfig
 from selfsup.core.files import write_text
+from selfsup.core.memory import StepMemory, steps_reuse_memory
 from selfsup.core.progress import TrainingProgress
 from selfsup.data.base import (
     Batch,
@@ -887,9 +888,11 @@ def train_one_epoch(
     cfg: PretrainConfig,
     run_dir: Path,
     fabric: lightning.Fabric,
+    memory: StepMemory | None = None,
 ) -> float:
     """Train on this process's batches of ``state.epoch`` until it ends or the planned steps
-    are done; return the last loss."""
+    are done; return the last loss. ``memory`` is told of each step (see
+    :func:`~selfsup.core.memory.steps_reuse_memory`)."""
     world, rank = fabric.world_size, fabric.global_rank
     if state.batch_in_epoch == 0:
         # Seeding from (seed, epoch, rank) makes augmentations repeat exactly on --resume;
@@ -956,6 +959,8 @@ def train_one_epoch(
         if t.probe_labels is not None:
             labels = torch.as_tensor(t.probe_labels[batch.indices], dtype=torch.long)
         loss = training_step(t, batch.items, t.lr_at(state), fabric, state, labels)
+        if memory is not None:
+            memory.after_step()
         lr = t.optimizer.param_groups[0]["lr"]  # as the step set it, for its row of metrics
         read_loss()
         now = time.perf_counter()
@@ -1347,7 +1352,9 @@ def fit(
     t, state = setup(method, source, views, cfg, run_dir, fabric, resume, show_progress, monitor)
     if cfg.keep_checkpoints and not resume and fabric.global_rank == 0:  # epoch 0: the start
         save_encoder_weights(method.export_encoder(), run_dir / "checkpoints" / _epoch_file(0))
-    with t.progress:
+    # Images, tables, windows: every batch the same size (texts vary: see the function).
+    sizes_repeat = len(source) == 0 or source.length_keys(np.arange(1)) is None
+    with t.progress, steps_reuse_memory(sizes_repeat) as memory:
         for line in notes:
             t.progress.log(line)
         if not resume and state.total_steps < FEW_STEPS:
@@ -1362,7 +1369,7 @@ def fit(
             measure_start(t, state, monitor)
         fabric.barrier()
         while state.step < state.total_steps:
-            last_loss = train_one_epoch(t, state, source, cfg, run_dir, fabric)
+            last_loss = train_one_epoch(t, state, source, cfg, run_dir, fabric, memory)
             end_epoch(t, state, cfg, run_dir, fabric, last_loss)
         if cfg.time_budget is not None and 0 < state.step < FEW_STEPS:
             t.progress.note(budget_steps_warning(state, cfg))

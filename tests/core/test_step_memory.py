@@ -1,0 +1,88 @@
+"""Memory freed and made again by repeated steps stays in the process (glibc), is given back
+where the process outgrows its first steps, and glibc's settings return afterwards."""
+
+import resource
+
+import numpy as np
+import pytest
+import torch
+
+import selfsup
+from selfsup.core import memory
+from selfsup.core.memory import StepMemory, steps_reuse_memory
+
+glibc = pytest.mark.skipif(memory._mallopt() is None, reason="the C library is not glibc")
+
+#: A buffer above glibc's largest mmap threshold (32 MB): mapped on its own by default.
+BIG = 64 * 2**20
+
+
+def _faults_making_big_buffers(times: int = 4) -> int:
+    """Page faults of making, filling and freeing a 64 MB buffer ``times`` times."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(times):
+        torch.ones(BIG // 4)
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+@glibc
+def test_a_buffer_freed_and_made_again_is_not_faulted_back_inside_the_steps() -> None:
+    pages = BIG // resource.getpagesize()
+    outside = _faults_making_big_buffers()
+    assert outside > 3 * pages  # each buffer mapped anew, its pages faulted in again
+    with steps_reuse_memory() as kept:
+        assert kept.kept
+        # The heap grows for the first few (the holes they leave are reused after that).
+        _faults_making_big_buffers(8)
+        inside = _faults_making_big_buffers()
+        with steps_reuse_memory():  # nested: the outer one restores
+            pass
+        after_inner = _faults_making_big_buffers()
+    assert inside < pages / 4, (inside, pages)
+    assert after_inner < pages / 4, (after_inner, pages)
+    # Left: glibc maps large buffers on their own again.
+    assert _faults_making_big_buffers() > 3 * pages
+
+
+def test_the_heap_is_given_back_when_a_step_ends_past_the_bar(monkeypatch) -> None:
+    held = iter([100, 120, 110, 125, 140, 100, 200, 200, 150])
+    monkeypatch.setattr(memory, "resident_bytes", lambda: next(held))
+    given = []
+    monkeypatch.setattr(memory, "give_back_freed", lambda: given.append(1) or True)
+    steps = StepMemory(kept=True)
+    for _ in range(3):  # 100, 120, 110: the bar is the most, 120
+        steps.after_step()
+    assert (steps.bar, steps.trims) == (120, 0)
+    steps.after_step()  # 125 <= 132: kept
+    assert steps.trims == 0
+    steps.after_step()  # 140 > 132: given back, 100 left
+    assert (steps.trims, steps.bar) == (1, 120)
+    steps.after_step()  # 200: given back, still 200 (live tensors): the bar rises
+    assert (steps.trims, steps.bar) == (2, 200)
+    steps.after_step()  # 150: under the new bar
+    assert steps.trims == 2 and len(given) == 2
+    idle = StepMemory(kept=False)
+    idle.after_step()
+    assert idle.steps == 0
+
+
+def test_training_and_embedding_report_each_step(tmp_path, monkeypatch) -> None:
+    counted = []
+    original = StepMemory.after_step
+    monkeypatch.setattr(StepMemory, "after_step", lambda self: counted.append(1) or original(self))
+    x = np.random.default_rng(0).standard_normal((96, 6)).astype(np.float32)
+    run = selfsup.pretrain(x, modality="tabular", steps=5, batch_size=32, monitor_items=0,
+                           show_progress=False, out=tmp_path / "run")  # fmt: skip
+    trained = len(counted) if memory._mallopt() is not None else 5
+    assert trained == 5, counted
+    run.embed(x, batch_size=32)
+    if memory._mallopt() is not None:
+        assert len(counted) == 5 + 3
+
+
+@glibc
+def test_steps_of_varying_sizes_leave_the_allocator_alone() -> None:
+    pages = BIG // resource.getpagesize()
+    with steps_reuse_memory(sizes_repeat=False) as memory:
+        assert not memory.kept
+        assert _faults_making_big_buffers() > 3 * pages
