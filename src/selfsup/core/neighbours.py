@@ -46,6 +46,8 @@ import os
 import numpy as np
 import torch
 
+from selfsup.core.memory import steps_reuse_memory
+
 #: Queries compared with all keys at once (memory: this many times the number of keys).
 CHUNK = 1024
 #: Scores an exact search holds at once (float32: 512 MB), whatever the chunk asked.
@@ -162,7 +164,10 @@ def _index_search(
     exactly, at the speed of a matrix product rather than of a scan query by query), and
     each query keeps the best ``k`` of all it was compared with. With ``key_scale`` (cosine:
     one over each key's norm) the products are scaled per key; a query's own norm changes
-    neither its groups nor the order of its keys, so it is left to the caller.
+    neither its groups nor the order of its keys, so it is left to the caller. Blocks of
+    queries reuse the memory of the blocks before them (``steps_reuse_memory``: anomaly
+    scores of a million reviews' embeddings in 51.0 s where glibc's mappings took 56.0 s,
+    page faults 1.1 million against 3.9, the same peak).
     """
     n = len(keys)
     count = max(1, min(round(math.sqrt(n)), n // TRAIN_PER_CENTRE))
@@ -180,40 +185,42 @@ def _index_search(
         _BUILT[:] = [digest, centres, members, starts]
     worst = -torch.inf if cosine else torch.inf
     values, indices = [], []
-    for begin in range(0, len(queries), INDEX_CHUNK):
-        block = queries[begin : begin + INDEX_CHUNK]
-        probed = (
-            probed_all[begin : begin + INDEX_CHUNK]
-            if probed_all is not None
-            else _nearest_groups(block, centres, probes, cosine)
-        )
-        # The best k of each (query, probed group) pair, then of each query.
-        found = torch.full((len(block), probes, k), worst)
-        where = torch.full((len(block), probes, k), -1, dtype=torch.long)
-        pairs, seen = _buckets(probed.flatten(), count)
-        for group in torch.nonzero(seen[1:] > seen[:-1]).flatten().tolist():
-            ids = members[starts[group] : starts[group + 1]]
-            if not len(ids):
-                continue
-            group_keys = keys.index_select(0, ids)
-            scale = None if key_scale is None else key_scale.index_select(0, ids)[None, :]
-            probing = pairs[seen[group] : seen[group + 1]]
-            # A crowded group (a dense region of the keys) is compared with its queries a
-            # part at a time: 13,000 queries of a group of 47,803 keys were 2.5 GB of scores.
-            at_once = max(1, SCORES_AT_ONCE // len(ids))
-            for first in range(0, len(probing), at_once):
-                pair = probing[first : first + at_once]
-                rows, slot = pair // probes, pair % probes
-                part = block.index_select(0, rows)
-                scores = part @ group_keys.T if cosine else torch.cdist(part, group_keys)
-                if scale is not None:
-                    scores *= scale
-                top = scores.topk(min(k, len(ids)), dim=1, largest=cosine)
-                found[rows, slot, : top.values.shape[1]] = top.values
-                where[rows, slot, : top.values.shape[1]] = ids[top.indices]
-        best = found.flatten(1).topk(k, dim=1, largest=cosine)
-        values.append(best.values)
-        indices.append(where.flatten(1).gather(1, best.indices))
+    with steps_reuse_memory() as memory:  # a block's scores reuse the last block's memory
+        for begin in range(0, len(queries), INDEX_CHUNK):
+            block = queries[begin : begin + INDEX_CHUNK]
+            probed = (
+                probed_all[begin : begin + INDEX_CHUNK]
+                if probed_all is not None
+                else _nearest_groups(block, centres, probes, cosine)
+            )
+            # The best k of each (query, probed group) pair, then of each query.
+            found = torch.full((len(block), probes, k), worst)
+            where = torch.full((len(block), probes, k), -1, dtype=torch.long)
+            pairs, seen = _buckets(probed.flatten(), count)
+            for group in torch.nonzero(seen[1:] > seen[:-1]).flatten().tolist():
+                ids = members[starts[group] : starts[group + 1]]
+                if not len(ids):
+                    continue
+                group_keys = keys.index_select(0, ids)
+                scale = None if key_scale is None else key_scale.index_select(0, ids)[None, :]
+                probing = pairs[seen[group] : seen[group + 1]]
+                # A crowded group (a dense region of the keys) is compared with its queries a
+                # part at a time: 13,000 queries of a group of 47,803 keys were 2.5 GB of scores.
+                at_once = max(1, SCORES_AT_ONCE // len(ids))
+                for first in range(0, len(probing), at_once):
+                    pair = probing[first : first + at_once]
+                    rows, slot = pair // probes, pair % probes
+                    part = block.index_select(0, rows)
+                    scores = part @ group_keys.T if cosine else torch.cdist(part, group_keys)
+                    if scale is not None:
+                        scores *= scale
+                    top = scores.topk(min(k, len(ids)), dim=1, largest=cosine)
+                    found[rows, slot, : top.values.shape[1]] = top.values
+                    where[rows, slot, : top.values.shape[1]] = ids[top.indices]
+            best = found.flatten(1).topk(k, dim=1, largest=cosine)
+            values.append(best.values)
+            indices.append(where.flatten(1).gather(1, best.indices))
+            memory.after_step()
     return torch.cat(values), torch.cat(indices)
 
 
