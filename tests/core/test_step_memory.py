@@ -1,15 +1,18 @@
 """Memory freed and made again by repeated steps stays in the process (glibc), is given back
 where the process outgrows its first steps, and glibc's settings return afterwards."""
 
+import json
+import os
 import resource
+import subprocess
+import sys
 
 import numpy as np
 import pytest
-import torch
 
 import selfsup
 from selfsup.core import memory
-from selfsup.core.memory import StepMemory, steps_reuse_memory
+from selfsup.core.memory import StepMemory
 
 glibc = pytest.mark.skipif(memory._mallopt() is None, reason="the C library is not glibc")
 
@@ -17,31 +20,48 @@ glibc = pytest.mark.skipif(memory._mallopt() is None, reason="the C library is n
 BIG = 64 * 2**20
 
 
-def _faults_making_big_buffers(times: int = 4) -> int:
-    """Page faults of making, filling and freeing a 64 MB buffer ``times`` times."""
+#: Run in a fresh process: what glibc does with a freed buffer depends on what the process
+#: made and freed before (earlier tests).
+FAULTS = """
+import json, resource, torch
+from selfsup.core.memory import steps_reuse_memory
+
+def faults(times=4):  # page faults of making, filling and freeing a 64 MB buffer
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(times):
-        torch.ones(BIG // 4)
+        torch.ones(2**24)
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+seen = {"outside": faults()}
+with steps_reuse_memory() as memory:
+    seen["kept"] = memory.kept
+    faults(8)  # the heap grows for the first few (their holes are reused after that)
+    seen["inside"] = faults()
+    with steps_reuse_memory():  # nested: the outer one restores
+        pass
+    seen["after_inner"] = faults()
+seen["left"] = faults()
+with steps_reuse_memory(sizes_repeat=False) as memory:
+    seen["varying_kept"] = memory.kept
+    seen["varying"] = faults()
+print(json.dumps(seen))
+"""
 
 
 @glibc
 def test_a_buffer_freed_and_made_again_is_not_faulted_back_inside_the_steps() -> None:
+    done = subprocess.run([sys.executable, "-c", FAULTS], capture_output=True, text=True,
+                          check=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})  # fmt: skip
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
     pages = BIG // resource.getpagesize()
-    outside = _faults_making_big_buffers()
-    assert outside > 3 * pages  # each buffer mapped anew, its pages faulted in again
-    with steps_reuse_memory() as kept:
-        assert kept.kept
-        # The heap grows for the first few (the holes they leave are reused after that).
-        _faults_making_big_buffers(8)
-        inside = _faults_making_big_buffers()
-        with steps_reuse_memory():  # nested: the outer one restores
-            pass
-        after_inner = _faults_making_big_buffers()
-    assert inside < pages / 4, (inside, pages)
-    assert after_inner < pages / 4, (after_inner, pages)
+    # Outside: each buffer mapped anew, its pages faulted in again.
+    assert seen["outside"] > 3 * pages, seen
+    assert seen["kept"] and seen["inside"] < pages / 4, seen
+    assert seen["after_inner"] < pages / 4, seen
     # Left: glibc maps large buffers on their own again.
-    assert _faults_making_big_buffers() > 3 * pages
+    assert seen["left"] > 3 * pages, seen
+    # Items of varying sizes leave the allocator alone.
+    assert not seen["varying_kept"] and seen["varying"] > 3 * pages, seen
 
 
 def test_the_heap_is_given_back_when_a_step_ends_past_the_bar(monkeypatch) -> None:
@@ -78,11 +98,3 @@ def test_training_and_embedding_report_each_step(tmp_path, monkeypatch) -> None:
     run.embed(x, batch_size=32)
     if memory._mallopt() is not None:
         assert len(counted) == 5 + 3
-
-
-@glibc
-def test_steps_of_varying_sizes_leave_the_allocator_alone() -> None:
-    pages = BIG // resource.getpagesize()
-    with steps_reuse_memory(sizes_repeat=False) as memory:
-        assert not memory.kept
-        assert _faults_making_big_buffers() > 3 * pages
