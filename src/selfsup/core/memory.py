@@ -99,9 +99,9 @@ class StepMemory:
     and :meth:`after_step`, which gives freed memory back where the heap outgrows its first
     steps.
 
-    Steps whose sizes vary (TS2Vec's random crops, texts of varying length) leave holes the
-    next sizes do not fit: a TS2Vec run on 3,000-step windows held 6.9 GB at its peak with the
-    heap kept, 5.1 GB without. After the first ``WARM_STEPS`` steps set the bar, a step that
+    Steps whose sizes vary (TS2Vec's random crops) leave holes the next sizes do not fit: a
+    TS2Vec run on 3,000-step windows held 6.9 GB at its peak with the heap kept, 5.1 GB
+    without, 4.6 GB with this rule. After the first ``WARM_STEPS`` steps set the bar, a step that
     ends with the process holding over ``GROWTH`` times it hands the freed memory back
     (``malloc_trim``); memory still held after that (live tensors) raises the bar instead.
 
@@ -150,7 +150,7 @@ def steps_reuse_memory(sizes_repeat: bool = True) -> Iterator[StepMemory]:
     time spent zeroing pages (3.4-3.6 s a step; 2.8 s with the buffers kept). Inside this
     context no buffer gets a mapping of its own: all come from the heap, which keeps up to
     2 GB of freed top. Where steps repeat their sizes the heap stops growing after the first
-    (the process held 5-13% more at its peak in the models measured); where they vary,
+    few (the process held 5-13% more at its peak in the models measured); where they vary,
     ``after_step`` gives freed memory back once the process outgrows its first steps. Where
     the items themselves vary in size (``sizes_repeat`` False: texts, batched by length)
     nothing changes: their batches grow and shrink all along, and giving memory back at
