@@ -140,7 +140,7 @@ def _embedded(
     encoder.eval()
     n = len(source)
     # Items of one size are yielded batch by batch; others after each window they sort.
-    sorts = source.length_keys(np.arange(min(n, 1))) is not None
+    sorts = source.varies_in_length()
     window = batch_size * (SORT_WINDOW if sorts else 1)
     # Files to decode are read ahead by worker processes, in order, while this one embeds.
     workers = 0
@@ -241,7 +241,7 @@ def embed_batch(
     """
     modality = modality_of(source)
     batch_size = modality.embed_batch_size(source, batch_size)
-    if batch_size <= 2 or len(source) <= 2 or source.length_keys(np.arange(1)) is not None:
+    if batch_size <= 2 or len(source) <= 2 or source.varies_in_length():
         return batch_size
     if precision == "auto":
         precision = modality.embed_precision_of(encoder)

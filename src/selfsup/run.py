@@ -910,7 +910,7 @@ def pretrain(
         chosen = type(method).select_by if held_out is not None else "last"
         cfg = cfg.model_copy(update={"select_by": chosen})
     if cfg.group_by_length is None:  # texts, unless only a bag of tokens reads them
-        lengths = len(source) > 0 and source.length_keys(np.arange(1)) is not None
+        lengths = source.varies_in_length()
         padding_costs = cfg.backbone != "text-bag" or cfg.teacher is not None
         cfg = cfg.model_copy(update={"group_by_length": lengths and padding_costs})
     if cfg.sync_batchnorm:  # batch statistics over every process's batch (DDP)

@@ -464,6 +464,17 @@ class Source(abc.ABC):
         """
         return None
 
+    def varies_in_length(self) -> bool:
+        """Whether items differ in size (texts: they have :meth:`length_keys`), so batches
+        are grouped by length and their sizes change from one to the next.
+
+        Example:
+            >>> from selfsup.data.arrays import ArraySource
+            >>> ArraySource(np.zeros((3, 4, 4), np.uint8)).varies_in_length()  # images
+            False
+        """
+        return len(self) > 0 and self.length_keys(np.arange(1)) is not None
+
     def times(self) -> tuple[str, np.ndarray] | None:
         """Where items carry a time (a table's first date and time column): its name and each
         item's time in days since 1970, NaN where missing; None (the default) where they do

@@ -1353,8 +1353,7 @@ def fit(
     if cfg.keep_checkpoints and not resume and fabric.global_rank == 0:  # epoch 0: the start
         save_encoder_weights(method.export_encoder(), run_dir / "checkpoints" / _epoch_file(0))
     # Images, tables, windows: every batch the same size (texts vary: see the function).
-    sizes_repeat = len(source) == 0 or source.length_keys(np.arange(1)) is None
-    with t.progress, steps_reuse_memory(sizes_repeat) as memory:
+    with t.progress, steps_reuse_memory(not source.varies_in_length()) as memory:
         for line in notes:
             t.progress.log(line)
         if not resume and state.total_steps < FEW_STEPS:
