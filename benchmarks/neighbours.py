@@ -154,7 +154,7 @@ def main() -> None:
              "--out", str(run)], work / "pretrain.log")  # fmt: skip
     out, measured = work / "embeddings.npy", work / "embed.json"
     results["embed_reused"] = out.exists() and measured.exists()
-    if not results["embed_reused"]:  # kept: embedding a million takes a while
+    if not results["embed_reused"]:  # kept: embedding a million takes minutes
         out.unlink(missing_ok=True)
         embedded = watch(
             [*selfsup, "embed", str(run), str(work / "data" / "items.npy"), "--out", str(out)],
@@ -162,6 +162,9 @@ def main() -> None:
         )
         measured.write_text(json.dumps({**embedded, "load_before": results["load_before"]}))
     results["embed"] = json.loads(measured.read_text())
+    log = (work / "embed.log").read_text().splitlines() if (work / "embed.log").exists() else []
+    progress = [line for line in log if "items/s" in line]  # the last line says where it wrote
+    results["embed"]["last_progress"] = progress[-1] if progress else results["embed"]["last_line"]
     print("embed", json.dumps(results["embed"]), flush=True)
     kept = work / "neighbours.json"
     if args.only and kept.exists():
@@ -197,8 +200,8 @@ def report(r: dict, args: argparse.Namespace) -> str:
         "| step | what | seconds | peak memory | result |",
         "| --- | --- | --- | --- | --- |",
         f"| embed | `selfsup embed RUN items.npy --out embeddings.npy`, {n} items streamed | "
-        f"{e['wall_s']} | {e['peak_pss_gb']} GB | {e['lines']} progress lines, the last: "
-        f"{e['last_line'].split(': ', 1)[-1]} |",
+        f"{e['wall_s']} | {e['peak_pss_gb']} GB | {e['lines']} lines of output, the last "
+        f"progress line: {e.get('last_progress', e['last_line']).split(': ', 1)[-1]} |",
         f"| kNN evaluation | {k['queries']:,} queries among {k['keys']:,} keys, k=20 | "
         f"{k['wall_s']} | {k['peak_pss_gb']} GB | accuracy {k['accuracy']:.4f} |",
         f"| anomaly scores | detector fitted on {a['keys']:,} normal items, {a['scored']:,} "
@@ -216,8 +219,8 @@ def report(r: dict, args: argparse.Namespace) -> str:
         "Seconds are the wall time of each process, loading the embeddings included."
         + (
             " The embed row was measured when the embeddings were first written, in an "
-            "earlier invocation (they are kept: embedding a million items takes half an "
-            "hour); every other step ran in this one."
+            "earlier invocation (they are kept between invocations); every other step ran in "
+            "this one."
             if r.get("embed_reused")
             else ""
         ),

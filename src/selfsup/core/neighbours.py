@@ -99,13 +99,29 @@ def use_exact(keys: int, exact: bool | None = None, queries: int | None = None) 
     return keys <= EXACT_KEYS and (pairs is None or pairs <= EXACT_WORK)
 
 
+def _rows_of(x: torch.Tensor, rows: torch.Tensor | None, start: int, stop: int) -> torch.Tensor:
+    """Rows ``start:stop`` of ``x``, or of ``x[rows]`` without copying the rest of it.
+
+    Example:
+        >>> x = torch.arange(6.0).reshape(3, 2)
+        >>> _rows_of(x, None, 1, 3).tolist(), _rows_of(x, torch.tensor([2, 0]), 0, 1).tolist()
+        ([[2.0, 3.0], [4.0, 5.0]], [[4.0, 5.0]])
+    """
+    return x[start:stop] if rows is None else x.index_select(0, rows[start:stop])
+
+
 def _nearest_groups(
-    x: torch.Tensor, centres: torch.Tensor, probes: int, cosine: bool
+    x: torch.Tensor,
+    centres: torch.Tensor,
+    probes: int,
+    cosine: bool,
+    rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The ``probes`` centres nearest to each row of ``x``, nearest first ``(n, probes)``."""
+    """The ``probes`` centres nearest to each row of ``x`` (of ``x[rows]``), nearest first
+    ``(n, probes)``."""
     out = []
-    for start in range(0, len(x), INDEX_CHUNK):
-        block = x[start : start + INDEX_CHUNK]
+    for start in range(0, len(x) if rows is None else len(rows), INDEX_CHUNK):
+        block = _rows_of(x, rows, start, start + INDEX_CHUNK)
         scores = block @ centres.T if cosine else torch.cdist(block, centres)
         out.append(scores.topk(probes, dim=1, largest=cosine).indices)
     return torch.cat(out)
@@ -116,24 +132,31 @@ def _nearest_groups(
 _BUILT: list = []
 
 
-def _digest(keys: torch.Tensor, cosine: bool) -> bytes:
-    """A digest of the keys' values (BLAKE2b, about a second per GB)."""
+def _digest(keys: torch.Tensor, cosine: bool, rows: torch.Tensor | None = None) -> bytes:
+    """A digest of the keys' values and of which ``rows`` are searched (BLAKE2b, about a
+    second per GB)."""
     h = hashlib.blake2b(digest_size=16)
-    h.update(f"{tuple(keys.shape)} {cosine} {PROBES}".encode())
+    h.update(f"{tuple(keys.shape)} {cosine} {PROBES} {rows is None}".encode())
     h.update(memoryview(keys.contiguous().numpy()).cast("B"))
+    if rows is not None:
+        h.update(memoryview(rows.contiguous().numpy()).cast("B"))
     return h.digest()
 
 
-def _centres(keys: torch.Tensor, count: int, cosine: bool) -> torch.Tensor:
-    """``count`` k-means centres of a sample of the keys (faiss), seeded."""
+def _centres(
+    keys: torch.Tensor, count: int, cosine: bool, rows: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``count`` k-means centres of a sample of the keys (of ``keys[rows]``; faiss),
+    seeded."""
     import faiss  # here: only large searches need it
 
     faiss.omp_set_num_threads(max(1, torch.get_num_threads()))
-    n, d = keys.shape
+    n, d = (keys.shape[0] if rows is None else len(rows)), keys.shape[1]
     sample = np.random.default_rng(0).choice(n, min(n, TRAIN_PER_CENTRE * count), replace=False)
     kmeans = faiss.Kmeans(d, count, niter=20, seed=0, spherical=cosine,
                           max_points_per_centroid=TRAIN_PER_CENTRE)  # fmt: skip
-    points = keys[torch.from_numpy(np.sort(sample))]
+    picked = torch.from_numpy(np.sort(sample))
+    points = keys[picked if rows is None else rows[picked]]
     if cosine:  # a sample's copy: the keys themselves are never normalized
         points = points / torch.linalg.vector_norm(points, dim=1, keepdim=True).clamp_min(1e-12)
     kmeans.train(np.ascontiguousarray(points.numpy()))
@@ -154,9 +177,16 @@ def _index_search(
     k: int,
     cosine: bool,
     key_scale: torch.Tensor | None = None,
+    key_rows: torch.Tensor | None = None,
+    query_rows: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` best keys of each query from an inverted-file index of ``keys``;
     similarities (cosine) or distances, and indices, ``-1`` where fewer were found.
+
+    With ``key_rows`` (``query_rows``) the keys (queries) are ``keys[key_rows]``
+    (``queries[query_rows]``), read a group (a block) at a time instead of copied whole:
+    the distinct rows of 860,000 keys were a 1.8 GB copy. Indices and ``key_scale`` then
+    count among those rows.
 
     The keys are grouped around k-means centres (faiss's k-means); each query probes the
     groups of its :data:`PROBES` nearest centres. The search runs group by group: all the
@@ -169,25 +199,28 @@ def _index_search(
     scores of a million reviews' embeddings in 51.0 s where glibc's mappings took 56.0 s,
     page faults 1.1 million against 3.9, the same peak).
     """
-    n = len(keys)
+    n = len(keys) if key_rows is None else len(key_rows)
+    queried = len(queries) if query_rows is None else len(query_rows)
     count = max(1, min(round(math.sqrt(n)), n // TRAIN_PER_CENTRE))
     probes = min(PROBES, count)
-    same = queries is keys
-    digest = _digest(keys, cosine)
+    same = queries is keys and query_rows is key_rows
+    digest = _digest(keys, cosine, key_rows)
     probed_all = None
     if _BUILT and _BUILT[0] == digest:  # the same keys as the last search (anomaly scores)
         centres, members, starts = _BUILT[1:]
     else:
-        centres = _centres(keys, count, cosine)
-        probed_all = _nearest_groups(queries, centres, probes, cosine) if same else None
-        group = probed_all[:, 0] if same else _nearest_groups(keys, centres, 1, cosine)[:, 0]
+        centres = _centres(keys, count, cosine, key_rows)
+        probed_all = _nearest_groups(queries, centres, probes, cosine, query_rows) if same else None
+        group = (
+            probed_all[:, 0] if same else _nearest_groups(keys, centres, 1, cosine, key_rows)[:, 0]
+        )
         members, starts = _buckets(group, count)  # the keys of group g: members[starts[g]:]
         _BUILT[:] = [digest, centres, members, starts]
     worst = -torch.inf if cosine else torch.inf
     values, indices = [], []
     with steps_reuse_memory() as memory:  # a block's scores reuse the last block's memory
-        for begin in range(0, len(queries), INDEX_CHUNK):
-            block = queries[begin : begin + INDEX_CHUNK]
+        for begin in range(0, queried, INDEX_CHUNK):
+            block = _rows_of(queries, query_rows, begin, begin + INDEX_CHUNK)
             probed = (
                 probed_all[begin : begin + INDEX_CHUNK]
                 if probed_all is not None
@@ -201,7 +234,7 @@ def _index_search(
                 ids = members[starts[group] : starts[group + 1]]
                 if not len(ids):
                     continue
-                group_keys = keys.index_select(0, ids)
+                group_keys = keys.index_select(0, ids if key_rows is None else key_rows[ids])
                 scale = None if key_scale is None else key_scale.index_select(0, ids)[None, :]
                 probing = pairs[seen[group] : seen[group + 1]]
                 # A crowded group (a dense region of the keys) is compared with its queries a
@@ -226,8 +259,6 @@ def _index_search(
 
 #: Rows hashed at once to find exact copies (bounds the int64 copy a hash is made from).
 HASH_ROWS = 16_384
-#: Distinct queries copied out of the queries at once (at 256 dimensions: 256 MB).
-DISTINCT_AT_ONCE = 262_144
 #: Candidate answers expanded at once from copies (bounds that step's memory to about 400 MB).
 EXPANDED_AT_ONCE = 2**24
 
@@ -331,32 +362,25 @@ def _distinct_search(
 
     The index is built on the distinct keys, so its groups, and which true neighbours it
     misses, are not those of an index of all keys; its answers are as good (there: 77.0% of
-    2,000 scores within 1e-4 of exact search's, 75.6% with an index of all keys)."""
+    2,000 scores within 1e-4 of exact search's, 75.6% with an index of all keys). The
+    distinct rows are read where they lie, a group or a block at a time: copied out whole,
+    the distinct 860,000 of ``benchmarks/neighbours.py``'s kNN keys (a few copies among
+    them) held 1.8 GB more than an index of all keys."""
     key_copies = _copies(keys)
     same = queries is keys
     query_copies = key_copies if same else _copies(queries)
     if key_copies is None and query_copies is None:
         return _index_search(queries, keys, k, cosine, key_scale)
-    distinct_keys, distinct_scale = keys, key_scale
+    key_rows = None if key_copies is None else key_copies[0]
+    query_rows = key_rows if same else (None if query_copies is None else query_copies[0])
+    if key_rows is not None and key_scale is not None:
+        key_scale = key_scale.index_select(0, key_rows)
+    distinct = len(keys) if key_rows is None else len(key_rows)
+    values, found = _index_search(
+        queries, keys, min(k, distinct), cosine, key_scale, key_rows, query_rows
+    )
     if key_copies is not None:
-        distinct_keys = keys.index_select(0, key_copies[0])
-        if key_scale is not None:
-            distinct_scale = key_scale.index_select(0, key_copies[0])
-    wanted = min(k, len(distinct_keys))
-    if same or query_copies is None:
-        distinct_queries = distinct_keys if same else queries
-        values, found = _index_search(
-            distinct_queries, distinct_keys, wanted, cosine, distinct_scale
-        )
-    else:  # copied a block at a time (1.35 million of two million reviews: 1.4 GB at once)
-        parts = []
-        for start in range(0, len(query_copies[0]), DISTINCT_AT_ONCE):
-            block = queries.index_select(0, query_copies[0][start : start + DISTINCT_AT_ONCE])
-            parts.append(_index_search(block, distinct_keys, wanted, cosine, distinct_scale))
-        values = torch.cat([p[0] for p in parts])
-        found = torch.cat([p[1] for p in parts])
-    if key_copies is not None:
-        members, starts = _buckets(key_copies[1], len(distinct_keys))
+        members, starts = _buckets(key_copies[1], distinct)
         values, found = _expand_copies(
             values, found, members, starts, k, -torch.inf if cosine else torch.inf
         )
