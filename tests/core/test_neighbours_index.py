@@ -262,6 +262,7 @@ def test_the_distinct_rows_are_searched_where_they_lie(monkeypatch, cosine) -> N
     queries = torch.cat([keys[:3000], keys[:10]])  # 10 queries copied too
     monkeypatch.setattr(neighbours, "INDEX_CHUNK", 2048)
     monkeypatch.setattr(neighbours, "HASH_ROWS", 2048)
+    monkeypatch.setattr(neighbours, "CENTRES_AT_ONCE", 2048)
     for q in (keys, queries):
         monkeypatch.setattr(neighbours, "_BUILT", [])
         search = cosine_topk if cosine else euclidean_topk

@@ -70,6 +70,8 @@ PROBES = 6
 TRAIN_PER_CENTRE = 39
 #: Queries searched in the index at once (bounds the memory of their partial answers).
 INDEX_CHUNK = 131_072
+#: Rows compared with the index's centres at once (a million keys' 1,000 centres: 64 MB).
+CENTRES_AT_ONCE = 16_384
 
 
 def use_exact(keys: int, exact: bool | None = None, queries: int | None = None) -> bool:
@@ -120,8 +122,8 @@ def _nearest_groups(
     """The ``probes`` centres nearest to each row of ``x`` (of ``x[rows]``), nearest first
     ``(n, probes)``."""
     out = []
-    for start in range(0, len(x) if rows is None else len(rows), INDEX_CHUNK):
-        block = _rows_of(x, rows, start, start + INDEX_CHUNK)
+    for start in range(0, len(x) if rows is None else len(rows), CENTRES_AT_ONCE):
+        block = _rows_of(x, rows, start, start + CENTRES_AT_ONCE)
         scores = block @ centres.T if cosine else torch.cdist(block, centres)
         out.append(scores.topk(probes, dim=1, largest=cosine).indices)
     return torch.cat(out)
@@ -220,15 +222,17 @@ def _index_search(
     values, indices = [], []
     with steps_reuse_memory() as memory:  # a block's scores reuse the last block's memory
         for begin in range(0, queried, INDEX_CHUNK):
-            block = _rows_of(queries, query_rows, begin, begin + INDEX_CHUNK)
+            end = min(queried, begin + INDEX_CHUNK)
+            # The block's queries, read a group's at a time (no copy of the block).
+            block_rows = torch.arange(begin, end) if query_rows is None else query_rows[begin:end]
             probed = (
-                probed_all[begin : begin + INDEX_CHUNK]
+                probed_all[begin:end]
                 if probed_all is not None
-                else _nearest_groups(block, centres, probes, cosine)
+                else _nearest_groups(queries, centres, probes, cosine, block_rows)
             )
             # The best k of each (query, probed group) pair, then of each query.
-            found = torch.full((len(block), probes, k), worst)
-            where = torch.full((len(block), probes, k), -1, dtype=torch.long)
+            found = torch.full((end - begin, probes, k), worst)
+            where = torch.full((end - begin, probes, k), -1, dtype=torch.long)
             pairs, seen = _buckets(probed.flatten(), count)
             for group in torch.nonzero(seen[1:] > seen[:-1]).flatten().tolist():
                 ids = members[starts[group] : starts[group + 1]]
@@ -243,7 +247,7 @@ def _index_search(
                 for first in range(0, len(probing), at_once):
                     pair = probing[first : first + at_once]
                     rows, slot = pair // probes, pair % probes
-                    part = block.index_select(0, rows)
+                    part = queries.index_select(0, block_rows[rows])
                     scores = part @ group_keys.T if cosine else torch.cdist(part, group_keys)
                     if scale is not None:
                         scores *= scale
