@@ -55,17 +55,17 @@ def give_back_freed() -> bool:
 
 
 #: glibc's ``mallopt`` parameters (``malloc.h``).
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_MMAP_MAX = -1, -3, -4
 #: What :func:`steps_reuse_memory` leaves once its steps are done: glibc's own settings once
 #: large buffers have come and gone (its mmap threshold rises to the largest freed buffer, up
 #: to 32 MB, and its trim threshold to twice that), and the default count of mapped buffers.
 _AFTER_STEPS = (
-    (_M_MMAP_MAX, 65_536),
-    (_M_MMAP_THRESHOLD, 32 * 2**20),
-    (_M_TRIM_THRESHOLD, 64 * 2**20),
+    (M_MMAP_MAX, 65_536),
+    (M_MMAP_THRESHOLD, 32 * 2**20),
+    (M_TRIM_THRESHOLD, 64 * 2**20),
 )
 #: While steps run: no buffer mapped on its own, and the heap's free top kept up to 2 GB.
-_DURING_STEPS = ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 2**31 - 1))
+_DURING_STEPS = ((M_MMAP_MAX, 0), (M_TRIM_THRESHOLD, 2**31 - 1))
 _steps_open = 0
 
 
@@ -78,6 +78,18 @@ def _mallopt() -> Callable[[int, int], int] | None:
         return ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return None
+
+
+def set_malloc(param: int, value: int) -> bool:
+    """Set glibc malloc's ``param`` (``mallopt``: ``M_MMAP_THRESHOLD`` and the others above)
+    in this process; whether it could (False where the C library is not glibc).
+
+    Example:
+        >>> isinstance(set_malloc(M_MMAP_THRESHOLD, 32 * 2**20), bool)
+        True
+    """
+    mallopt = _mallopt()
+    return bool(mallopt(param, value)) if mallopt is not None else False
 
 
 def resident_bytes() -> int | None:
@@ -169,13 +181,12 @@ def steps_reuse_memory(sizes_repeat: bool = True) -> Iterator[StepMemory]:
         True
     """
     global _steps_open
-    mallopt = _mallopt()
-    if mallopt is None or not sizes_repeat:
+    if _mallopt() is None or not sizes_repeat:
         yield StepMemory(kept=False)
         return
     if _steps_open == 0:
         for param, value in _DURING_STEPS:
-            mallopt(param, value)
+            set_malloc(param, value)
     _steps_open += 1
     try:
         yield StepMemory(kept=True)
@@ -183,7 +194,7 @@ def steps_reuse_memory(sizes_repeat: bool = True) -> Iterator[StepMemory]:
         _steps_open -= 1
         if _steps_open == 0:
             for param, value in _AFTER_STEPS:
-                mallopt(param, value)
+                set_malloc(param, value)
             give_back_freed()
 
 

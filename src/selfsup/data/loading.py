@@ -16,7 +16,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 from collections.abc import Iterator, Sequence
 from typing import TypeVar
@@ -24,7 +23,7 @@ from typing import TypeVar
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from selfsup.core.memory import available_memory
+from selfsup.core.memory import M_MMAP_THRESHOLD, available_memory, set_malloc
 from selfsup.data.base import Batch, Source
 
 T = TypeVar("T")
@@ -54,10 +53,7 @@ def return_freed_memory(threshold: int = WORKER_MMAP_BYTES) -> bool:
         >>> isinstance(return_freed_memory(), bool)
         True
     """
-    try:  # the process's own symbols: glibc's where it runs on glibc
-        return bool(ctypes.CDLL(None).mallopt(-3, int(threshold)))  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):  # not glibc: its own allocator, left as it is
-        return False
+    return set_malloc(M_MMAP_THRESHOLD, int(threshold))  # not glibc: its allocator left alone
 
 
 def yield_to_training(worker_id: int) -> None:
