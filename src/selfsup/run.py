@@ -980,7 +980,9 @@ def pretrain(
     if method.export_encoder() is not encoder:  # DINO, I-JEPA: keep the teacher's weights
         encoder.load_state_dict(method.export_encoder().state_dict())
     # Every process's weights, reduced to one number each: DDP keeps them equal.
-    checksums = fabric.all_gather(_checksum(method)).reshape(-1).tolist()
+    with warnings.catch_warnings():  # Lightning's own call of a gather torch deprecates
+        warnings.filterwarnings("ignore", message=".*all_gather is deprecated")
+        checksums = fabric.all_gather(_checksum(method)).reshape(-1).tolist()
     summary = {
         "method": cfg.method,
         "data": cfg.data,

@@ -72,3 +72,31 @@ def test_a_reading_worker_gives_freed_memory_back() -> None:
     assert list(plain) == [False]  # the default: the freed 30 MB raised the threshold
     for init in (yield_to_training, reading_worker):
         assert list(DataLoader(_Mapped(), worker_init_fn=init, **fresh)) == [True]
+
+
+class _SignalledSelf(Dataset):
+    """Sends SIGINT and SIGTERM to its own worker, then says it is still there."""
+
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, i: int) -> str:
+        import signal
+        import time
+
+        for number in (signal.SIGINT, signal.SIGTERM):
+            os.kill(os.getpid(), number)
+        time.sleep(0.2)  # a Python handler runs between two bytecodes
+        return "read"
+
+
+def test_a_reading_worker_outlives_ctrl_c_and_sigterm() -> None:
+    """A terminal's Ctrl-C reaches the loader's workers too: they leave it to the training
+    process, which ends its step first (and may need another batch to end it together
+    with the other DDP processes)."""
+    for init in (yield_to_training, reading_worker):
+        loader = DataLoader(
+            _SignalledSelf(), batch_size=None, num_workers=1, collate_fn=keep_batch,
+            worker_init_fn=init,
+        )  # fmt: skip
+        assert list(loader) == ["read"]

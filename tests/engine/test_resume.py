@@ -1,6 +1,7 @@
 """An interrupted and resumed run ends with exactly the weights of an uninterrupted one, and
 ``--resume`` extends a finished run or refuses what it cannot do."""
 
+import os
 import random
 import signal
 import subprocess
@@ -63,6 +64,46 @@ def test_killed_then_resumed_run_equals_uninterrupted_run(tmp_path, clusters_npz
     # The metrics of the interrupted epoch were rewritten, not duplicated.
     steps = (interrupted / "metrics.csv").read_text().splitlines()[1:]
     assert len(steps) == len({row.split(",")[0] for row in steps})
+
+
+def test_ctrl_c_stops_after_the_step_with_a_checkpoint_that_resumes_exactly(
+    tmp_path, clusters_npz
+) -> None:
+    """Ctrl-C reaches the whole process group (the loader's reading worker too, which must
+    not die of it): the run ends its step, writes a checkpoint, says how to go on and exits
+    with 130; resumed, it ends with the weights of a run never stopped."""
+    (tmp_path / "width.yaml").write_text("backbone_options: {width: 4}\nlog_every: 1\n")
+    out = tmp_path / "stopped"
+    args = [
+        sys.executable, "-m", "selfsup", "pretrain", str(clusters_npz), "--method", "byol",
+        "--epochs", "8", "--batch-size", "32", "--precision", "fp32", "--seed", "3",
+        "--out", str(out), "--config", str(tmp_path / "width.yaml"), "--num-workers", "1",
+    ]  # fmt: skip
+    proc = subprocess.Popen(
+        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.time() + 120
+    while not (out / "metrics.csv").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)  # metrics.csv: written at the first step (log_every: 1)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: every process of the group
+    stdout, stderr = proc.communicate(timeout=120)
+
+    assert proc.returncode == 130, stderr[-2000:]
+    state = load_checkpoint(out / "checkpoints" / "last.ckpt")["state"]
+    assert 0 < state["step"] < state["total_steps"], "the run finished before Ctrl-C"
+    assert "Ctrl-C: stopping after this step, with a checkpoint" in stderr
+    told = (
+        f"stopped by Ctrl-C after step {state['step']} of {state['total_steps']}; its "
+        f"checkpoint is in {out}: `selfsup pretrain --resume {out}` goes on from there"
+    )
+    assert stdout.strip().splitlines()[-1] == told
+    assert (out / "train.log").read_text().strip().endswith(told)
+    assert not (out / "train.json").exists()
+
+    resumed = pretrain(resume=out, show_progress=False)
+    straight = pretrain(clusters_npz, out=tmp_path / "straight", show_progress=False, **OPTIONS)
+    assert resumed.summary["steps"] == straight.summary["steps"]
+    assert _same_weights(resumed, straight)
 
 
 def test_run_killed_again_and_again_equals_uninterrupted_run(tmp_path, clusters_npz) -> None:

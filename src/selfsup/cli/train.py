@@ -45,9 +45,13 @@ def pretrain(
         raise typer.BadParameter("give DATA, --config FILE or --resume RUN")
     # Loading PyTorch Lightning alone takes 10 s or more on a small machine: say so.
     with ticking(f"pretrain {data or resume or config}"):
+        from selfsup.engine.interrupt import TrainingInterrupted
         from selfsup.run import pretrain as run_pretrain
 
-        run = run_pretrain(data, config=config, resume=resume, **to_config_values(options))
+        try:
+            run = run_pretrain(data, config=config, resume=resume, **to_config_values(options))
+        except TrainingInterrupted as stop:  # the loop said where it stopped
+            raise typer.Exit(stop.exit_status) from None
     if run.summary and _is_rank_zero():
         s = run.summary
         console.print(

@@ -249,6 +249,8 @@ class TrainingProgress:
         self._log = None
         #: The step of the last progress line on screen (None: another line came after it).
         self._screen_step: int | None = None
+        #: A note shown after the last progress line when the display closes (``last``).
+        self._last_note: str | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
@@ -286,6 +288,8 @@ class TrainingProgress:
         # Not when the last line on screen already shows this step (it would repeat).
         if self.done > self._first and self._screen_step != self.done:
             self._plain(force_screen=False)  # nothing on screen for short "auto" work
+        if self._last_note is not None:
+            self.note(self._last_note)
         with self._lock:
             if self._log is not None:
                 self._log.close()
@@ -323,6 +327,11 @@ class TrainingProgress:
             self.console.print(text, soft_wrap=True, highlight=False)
             self._screen_step = None
         self._write_log(text)
+
+    def last(self, text: str) -> None:
+        """A note for when the display closes, after its last progress line: how the work
+        ended (stopped by Ctrl-C, say), so it is the last line on screen and in the log."""
+        self._last_note = text
 
     def routine(self, text: str, always: bool = False) -> None:
         """A note that repeats (one per epoch): always in the log file, on screen at most

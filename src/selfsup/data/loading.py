@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
@@ -67,8 +68,12 @@ def yield_to_training(worker_id: int) -> None:
 
 def reading_worker(worker_id: int) -> None:
     """A loader's ``worker_init_fn`` on a GPU machine: the worker gives freed memory back
-    (:func:`return_freed_memory`)."""
+    (:func:`return_freed_memory`), and leaves Ctrl-C and SIGTERM to the process it reads
+    for, which stops at a step's end and stops its workers itself (a worker that died of
+    them would end training mid-step instead)."""
     return_freed_memory()
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_IGN)
 
 
 class BatchesAt(Dataset):

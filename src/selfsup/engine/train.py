@@ -28,7 +28,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -55,6 +55,7 @@ from selfsup.data.base import (
 from selfsup.data.loading import BatchesAt, keep_batch, reading_worker, yield_to_training
 from selfsup.data.splits import item_codes
 from selfsup.engine.checkpoint import load_checkpoint, save_checkpoint
+from selfsup.engine.interrupt import StopRequests, TrainingInterrupted
 from selfsup.engine.metrics import EPOCHS_FILE, MetricsLog
 from selfsup.engine.monitor import CollapseError, EpochMonitor, save_encoder_weights
 from selfsup.engine.online_probe import OnlineProbe
@@ -609,6 +610,9 @@ class Training:
     last_checkpoint: float = 0.0
     #: Batches whose gradients one optimizer step sums (``--accumulate``).
     accumulate: int = 1
+    #: Ctrl-C and SIGTERM, asked during the loop: it stops at a step's end (see
+    #: :mod:`selfsup.engine.interrupt`).
+    stop: StopRequests = field(default_factory=StopRequests)
 
     def replan(self, state: TrainState, total: int) -> None:
         """Set the planned total steps; the warmup is at most a tenth of them."""
@@ -805,6 +809,7 @@ def setup(
         log=log,
         epoch_log=epoch_log,
         accumulate=cfg.accumulate,
+        stop=StopRequests(announce=rank == 0),
     )
     training.warmup_steps = min(training.warmup_wanted, state.total_steps // 10)
     training.last_checkpoint = time.perf_counter()
@@ -994,6 +999,14 @@ def train_one_epoch(
             measure_inside(t, state, cfg, run_dir, fabric)
             ready = time.perf_counter()
             window_start += ready - paused
+        asked = t.stop.agreed(fabric)
+        if asked is not None:
+            read_loss()  # as a checkpoint on time: only weights a finite loss made
+            stop = TrainingInterrupted(state.step, state.total_steps, asked, run_dir)
+            if rank == 0:
+                save_training(t, state, run_dir)
+                t.progress.last(str(stop))
+            raise stop
     read_loss()
     return last_loss
 
@@ -1353,7 +1366,7 @@ def fit(
     if cfg.keep_checkpoints and not resume and fabric.global_rank == 0:  # epoch 0: the start
         save_encoder_weights(method.export_encoder(), run_dir / "checkpoints" / _epoch_file(0))
     # Images, tables, windows: every batch the same size (texts vary: see the function).
-    with t.progress, steps_reuse_memory(not source.varies_in_length()) as memory:
+    with t.progress, steps_reuse_memory(not source.varies_in_length()) as memory, t.stop:
         for line in notes:
             t.progress.log(line)
         if not resume and state.total_steps < FEW_STEPS:
