@@ -80,7 +80,14 @@ def test_ctrl_c_stops_after_the_step_with_a_checkpoint_that_resumes_exactly(
         "--out", str(out), "--config", str(tmp_path / "width.yaml"), "--num-workers", "1",
     ]  # fmt: skip
     proc = subprocess.Popen(
-        args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+        args,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        # Ctrl-C as in a terminal, where Python catches it: a suite started in the background
+        # of a script ignores SIGINT, and its children with it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 120
     while not (out / "metrics.csv").exists() and proc.poll() is None and time.time() < deadline:
