@@ -35,12 +35,20 @@ def _cli_args(data, out) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.fixture(scope="module")
+def straight(clusters_npz_module, tmp_path_factory):
+    """The run never interrupted, which every interrupted one must end as (its data: the
+    same 256 images as ``clusters_npz``, in another folder)."""
+    out = tmp_path_factory.mktemp("straight") / "run"
+    return pretrain(clusters_npz_module, out=out, show_progress=False, **OPTIONS)
+
+
 def _same_weights(a, b) -> bool:
     a, b = a.encoder.state_dict(), b.encoder.state_dict()
     return all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_killed_then_resumed_run_equals_uninterrupted_run(tmp_path, clusters_npz) -> None:
+def test_killed_then_resumed_run_equals_uninterrupted_run(tmp_path, clusters_npz, straight) -> None:
     (tmp_path / "width.yaml").write_text("backbone_options: {width: 4}\n")
     interrupted = tmp_path / "interrupted"
     args = _cli_args(clusters_npz, interrupted)
@@ -57,7 +65,6 @@ def test_killed_then_resumed_run_equals_uninterrupted_run(tmp_path, clusters_npz
     assert not (interrupted / "train.json").exists()
 
     resumed = pretrain(resume=interrupted, show_progress=False)
-    straight = pretrain(clusters_npz, out=tmp_path / "straight", show_progress=False, **OPTIONS)
 
     assert resumed.summary["steps"] == straight.summary["steps"]
     assert _same_weights(resumed, straight)
@@ -67,7 +74,7 @@ def test_killed_then_resumed_run_equals_uninterrupted_run(tmp_path, clusters_npz
 
 
 def test_ctrl_c_stops_after_the_step_with_a_checkpoint_that_resumes_exactly(
-    tmp_path, clusters_npz
+    tmp_path, clusters_npz, straight
 ) -> None:
     """Ctrl-C reaches the whole process group (the loader's reading worker too, which must
     not die of it): the run ends its step, writes a checkpoint, says how to go on and exits
@@ -108,12 +115,13 @@ def test_ctrl_c_stops_after_the_step_with_a_checkpoint_that_resumes_exactly(
     assert not (out / "train.json").exists()
 
     resumed = pretrain(resume=out, show_progress=False)
-    straight = pretrain(clusters_npz, out=tmp_path / "straight", show_progress=False, **OPTIONS)
     assert resumed.summary["steps"] == straight.summary["steps"]
     assert _same_weights(resumed, straight)
 
 
-def test_run_killed_again_and_again_equals_uninterrupted_run(tmp_path, clusters_npz) -> None:
+def test_run_killed_again_and_again_equals_uninterrupted_run(
+    tmp_path, clusters_npz, straight
+) -> None:
     """kill -9 at random moments (mid-step, mid-checkpoint-write), three times in a row, each
     time resuming from whatever the last kill left: the end is the uninterrupted run."""
     (tmp_path / "width.yaml").write_text("backbone_options: {width: 4}\n")
@@ -142,12 +150,13 @@ def test_run_killed_again_and_again_equals_uninterrupted_run(tmp_path, clusters_
 
     resumed = pretrain(resume=out, show_progress=False)
     assert not list(out.rglob(".*.tmp*")), "a killed writer's temporary file was left"
-    straight = pretrain(clusters_npz, out=tmp_path / "straight", show_progress=False, **OPTIONS)
     assert resumed.summary["steps"] == straight.summary["steps"]
     assert _same_weights(resumed, straight)
 
 
-def test_run_stopped_mid_epoch_resumes_exactly(tmp_path, clusters_npz, monkeypatch) -> None:
+def test_run_stopped_mid_epoch_resumes_exactly(
+    tmp_path, clusters_npz, monkeypatch, straight
+) -> None:
     """A run stopped in the middle of an epoch (checkpoints every step) resumes from that
     batch, with the random generators as they were, to an uninterrupted run's weights."""
     real_step = train_module.training_step
@@ -166,7 +175,6 @@ def test_run_stopped_mid_epoch_resumes_exactly(tmp_path, clusters_npz, monkeypat
     monkeypatch.setattr(train_module, "training_step", real_step)
 
     resumed = pretrain(resume=out, show_progress=False)
-    straight = pretrain(clusters_npz, out=tmp_path / "straight", show_progress=False, **OPTIONS)
     assert resumed.summary["steps"] == straight.summary["steps"] == 56
     assert _same_weights(resumed, straight)
 
