@@ -68,12 +68,12 @@ def yield_to_training(worker_id: int) -> None:
 
 def reading_worker(worker_id: int) -> None:
     """A loader's ``worker_init_fn`` on a GPU machine: the worker gives freed memory back
-    (:func:`return_freed_memory`), and leaves Ctrl-C and SIGTERM to the process it reads
-    for, which stops at a step's end and stops its workers itself (a worker that died of
-    them would end training mid-step instead)."""
+    (:func:`return_freed_memory`), and leaves Ctrl-C to the process it reads for, which
+    ends its step first (it may need another batch to stop with the other DDP processes).
+    SIGTERM still ends a worker: the loader sends it to a worker that does not stop when
+    asked, and one that ignored it would keep its process from ever exiting."""
     return_freed_memory()
-    for number in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(number, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class BatchesAt(Dataset):

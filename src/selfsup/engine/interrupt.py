@@ -129,9 +129,10 @@ class StopRequests:
 
     def agreed(self, fabric: Any) -> str | None:
         """The signal that asked any process to stop, or None: every process calls this
-        after the same steps and gets the same answer. Under DDP the answer is the exchange
-        made at the previous call, read once this one's is sent, so a GPU never waits for it
-        (one step later than asked; one process alone needs no exchange).
+        after the same steps and gets the same answer. Under DDP on GPUs the answer is the
+        exchange made at the previous call, read once this one's is sent, so a GPU never
+        waits for it (one step later than asked); on CPUs (gloo) the exchange is over when
+        sent, and one process alone needs none.
 
         Example:
             >>> import lightning
@@ -144,6 +145,9 @@ class StopRequests:
         sent = torch.full((1,), float(number), device=fabric.device)
         # torch's own all-reduce: Fabric's puts a barrier first, which waits for the GPU.
         dist.all_reduce(sent, op=dist.ReduceOp.MAX)
-        answer, self._exchange = self._exchange, sent
+        if fabric.device.type == "cpu":  # gloo's exchange is done already: no step later
+            answer = sent
+        else:
+            answer, self._exchange = self._exchange, sent
         agreed = int(answer.item()) if answer is not None else 0
         return signal.Signals(agreed).name if agreed else None
