@@ -118,7 +118,8 @@ class PretrainConfig(BaseModel):
         num_workers: data-loading worker processes; by default 0 for data in memory and,
             for folders of files to decode (images, audio), half the CPU cores (at least 1,
             at most 4) when training on the CPU and all cores but two (at most 16) on a GPU,
-            so decoding overlaps training.
+            so decoding overlaps training; they serve every epoch of the run
+            (:class:`~selfsup.data.loading.EpochReader`).
         compile: use ``torch.compile`` on the training step (about 30 s of compiling first,
             not counted in the pace a time budget is planned with). It pays when every batch
             has the same shapes; I-JEPA, whose context length changes with each batch's

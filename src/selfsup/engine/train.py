@@ -36,7 +36,6 @@ import lightning
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
 
 from selfsup.backbones import backbone_blocks
 from selfsup.backbones.hf import is_hf_backbone
@@ -52,7 +51,7 @@ from selfsup.data.base import (
     grouped_by_length,
     unit_items,
 )
-from selfsup.data.loading import BatchesAt, keep_batch, reading_worker, yield_to_training
+from selfsup.data.loading import EpochReader
 from selfsup.data.splits import item_codes
 from selfsup.engine.checkpoint import load_checkpoint, save_checkpoint
 from selfsup.engine.interrupt import StopRequests, TrainingInterrupted
@@ -893,11 +892,12 @@ def train_one_epoch(
     cfg: PretrainConfig,
     run_dir: Path,
     fabric: lightning.Fabric,
+    reader: EpochReader,
     memory: StepMemory | None = None,
 ) -> float:
-    """Train on this process's batches of ``state.epoch`` until it ends or the planned steps
-    are done; return the last loss. ``memory`` is told of each step (see
-    :func:`~selfsup.core.memory.steps_reuse_memory`)."""
+    """Train on this process's batches of ``state.epoch``, read by ``reader``, until it ends
+    or the planned steps are done; return the last loss. ``memory`` is told of each step
+    (see :func:`~selfsup.core.memory.steps_reuse_memory`)."""
     world, rank = fabric.world_size, fabric.global_rank
     if state.batch_in_epoch == 0:
         # Seeding from (seed, epoch, rank) makes augmentations repeat exactly on --resume;
@@ -907,19 +907,7 @@ def train_one_epoch(
     batches = epoch_batches(
         source, step_items, world, rank, cfg.seed, state.epoch, bool(cfg.group_by_length)
     )
-    loader = DataLoader(
-        BatchesAt(source, batches[state.batch_in_epoch :]),
-        batch_size=None,
-        num_workers=cfg.num_workers or 0,
-        collate_fn=keep_batch,
-        worker_init_fn=yield_to_training if fabric.device.type == "cpu" else reading_worker,
-        prefetch_factor=2 if cfg.num_workers else None,
-        persistent_workers=False,
-        pin_memory=fabric.device.type == "cuda",
-        # Its own generator: a loader draws a seed when iterated, which must not move the
-        # global one the augmentations draw from (a mid-epoch resume restores that one).
-        generator=torch.Generator().manual_seed(cfg.seed),
-    )
+    loader = reader.epoch(batches[state.batch_in_epoch :])
     t.model.train()
     window_loss, window_steps, window_items = 0.0, 0, 0
     window_start = time.perf_counter()
@@ -1366,7 +1354,12 @@ def fit(
     if cfg.keep_checkpoints and not resume and fabric.global_rank == 0:  # epoch 0: the start
         save_encoder_weights(method.export_encoder(), run_dir / "checkpoints" / _epoch_file(0))
     # Images, tables, windows: every batch the same size (texts vary: see the function).
-    with t.progress, steps_reuse_memory(not source.varies_in_length()) as memory, t.stop:
+    with (
+        t.progress,
+        steps_reuse_memory(not source.varies_in_length()) as memory,
+        t.stop,
+        EpochReader(source, cfg.num_workers or 0, fabric.device, cfg.seed) as reader,
+    ):
         for line in notes:
             t.progress.log(line)
         if not resume and state.total_steps < FEW_STEPS:
@@ -1381,7 +1374,7 @@ def fit(
             measure_start(t, state, monitor)
         fabric.barrier()
         while state.step < state.total_steps:
-            last_loss = train_one_epoch(t, state, source, cfg, run_dir, fabric, memory)
+            last_loss = train_one_epoch(t, state, source, cfg, run_dir, fabric, reader, memory)
             end_epoch(t, state, cfg, run_dir, fabric, last_loss)
         if cfg.time_budget is not None and 0 < state.step < FEW_STEPS:
             t.progress.note(budget_steps_warning(state, cfg))
