@@ -987,7 +987,8 @@ def train_one_epoch(
             measure_inside(t, state, cfg, run_dir, fabric)
             ready = time.perf_counter()
             window_start += ready - paused
-        asked = t.stop.agreed(fabric)
+        # After the last step the run ends anyway, measured and written as a finished one.
+        asked = t.stop.agreed(fabric) if state.step < state.total_steps else None
         if asked is not None:
             read_loss()  # as a checkpoint on time: only weights a finite loss made
             stop = TrainingInterrupted(state.step, state.total_steps, asked, run_dir)
