@@ -109,8 +109,8 @@ class _WhoReads:
 
 
 def test_one_reading_worker_serves_every_epoch_and_ends_with_the_run() -> None:
-    """A worker forked anew each epoch cost 300 photos (epochs of 4 steps) a third of their
-    speed: the training process's pages are faulted back after each fork."""
+    """A worker forked anew each epoch slows short epochs: the training process's pages are
+    faulted back after each fork."""
     import time
 
     import torch

@@ -34,8 +34,13 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-#: The signals asking a run to stop, and the exit status each gives (128 + the number).
-STOP_SIGNALS = {signal.SIGINT: 130, signal.SIGTERM: 143}
+#: The signals asking a run to stop.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _said(signal_name: str) -> str:
+    """How a user names the signal: Ctrl-C for SIGINT, else its own name."""
+    return "Ctrl-C" if signal_name == "SIGINT" else signal_name
 
 
 class TrainingInterrupted(KeyboardInterrupt):
@@ -62,20 +67,18 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, step: int, total_steps: int, signal_name: str, run_dir: Path) -> None:
         self.step, self.total_steps, self.signal_name = step, total_steps, signal_name
         self.run_dir = run_dir
-        self.exit_status = STOP_SIGNALS[signal.Signals[signal_name]]
-        asked = "Ctrl-C" if signal_name == "SIGINT" else signal_name
+        self.exit_status = 128 + signal.Signals[signal_name].value  # as a shell reports it
         super().__init__(
-            f"stopped by {asked} after step {step:,} of {total_steps:,}; its checkpoint is in "
-            f"{run_dir}: `selfsup pretrain --resume {run_dir}` goes on from there"
+            f"stopped by {_said(signal_name)} after step {step:,} of {total_steps:,}; its "
+            f"checkpoint is in {run_dir}: `selfsup pretrain --resume {run_dir}` goes on from there"
         )
 
 
 class StopRequests:
     """While active (a ``with`` block), SIGINT and SIGTERM set :attr:`signal_name` instead
     of stopping the process; the first one says on stderr that the run stops after its step
-    (where ``announce``).
-    A second SIGINT raises ``KeyboardInterrupt`` at once. Outside the main thread (signals
-    cannot be caught there) nothing is installed and nothing is ever asked.
+    (where ``announce``). A second SIGINT raises ``KeyboardInterrupt`` at once. Outside the
+    main thread (signals cannot be caught there) nothing is installed and nothing is asked.
 
     Example:
         >>> import lightning
@@ -117,7 +120,7 @@ class StopRequests:
         if not self.announce:
             return
         line = (
-            f"\n{'Ctrl-C' if number == signal.SIGINT else name}: stopping after this step, "
+            f"\n{_said(name)}: stopping after this step, "
             "with a checkpoint"
             + (" (Ctrl-C again: stop at once, without one)" if number == signal.SIGINT else "")
             + "\n"
@@ -139,9 +142,9 @@ class StopRequests:
             >>> StopRequests().agreed(lightning.Fabric(accelerator="cpu", devices=1)) is None
             True
         """
-        number = signal.Signals[self.signal_name].value if self.signal_name else 0
         if fabric.world_size == 1:
             return self.signal_name
+        number = signal.Signals[self.signal_name].value if self.signal_name else 0
         sent = torch.full((1,), float(number), device=fabric.device)
         # torch's own all-reduce: Fabric's puts a barrier first, which waits for the GPU.
         dist.all_reduce(sent, op=dist.ReduceOp.MAX)
