@@ -767,6 +767,7 @@ def pretrain(
         options.setdefault("modality", infer_modality(in_memory))
         data = type(in_memory).__name__
     batch_given = True  # a resumed run keeps its batch
+    method_given = True  # ... and its method
     finished_as = None
     if resume is not None:
         run_dir = Path(resume)
@@ -780,6 +781,7 @@ def pretrain(
         if cfg.labels is not None:  # later commands read it from wherever they run
             cfg = cfg.model_copy(update={"labels": data_spec(cfg.labels)})
         batch_given = cfg.batch_size is not None
+        method_given = cfg.method is not None
         cfg = resolve_config(cfg)
         # Processes launched for other ranks take the folder their rank 0 chose.
         inherited = None if _first_process() else os.environ.get(_RUN_DIR_ENV)
@@ -884,6 +886,9 @@ def pretrain(
             f"{modality.preparation(cfg, source)} in "
             f"{modality.preparation_seconds(cfg, source, time.perf_counter() - started):.1f} s"
         )
+        why = None if method_given else modality.default_method_note(cfg)
+        if why:
+            say(f"note: {why}")
     encoder.set_center(None)  # trained on what the backbone gives; centered again at the end
     if cfg.lora:  # before the method copies the encoder (momentum teachers) and on resume
         added = add_lora(encoder.backbone, cfg.lora, cfg.lora_alpha)

@@ -10,10 +10,11 @@ import torch.nn.functional as F
 from tests.hf_models import TEXTS, save_tiny_bert
 
 import selfsup
-from selfsup.config import ConfigError
+from selfsup.config import ConfigError, PretrainConfig
 from selfsup.methods import build_method
 from selfsup.methods.distill import distill_loss
 from selfsup.methods.msf import mean_shift_targets
+from selfsup.modalities import resolve_config
 from selfsup.modalities.image import build_image_encoder
 from selfsup.modalities.text import build_text_encoder
 
@@ -74,14 +75,23 @@ def test_texts_enter_the_bank_once_and_it_is_a_fifo_kept_in_the_state_dict() -> 
 
 
 def test_a_text_run_fills_its_bank_first_and_adapts_a_pretrained_model(tmp_path) -> None:
+    """MSF is also the method a sentence encoder gets when none is asked (a language model
+    gets SimCSE)."""
     folder = save_tiny_bert(tmp_path / "bert")
     texts = tmp_path / "reviews.txt"
     texts.write_text("\n".join(TEXTS * 4) + "\n")  # 72 distinct texts, 288 lines
+    language_model = PretrainConfig(data=str(texts), backbone=f"hf:{folder}")
+    assert resolve_config(language_model).method == "simcse"
+    (folder / "modules.json").write_text(
+        '[{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"}]'
+    )
     run = selfsup.pretrain(
-        texts, backbone=f"hf:{folder}", method="msf", steps=12, batch_size=16, lr=1e-3,
+        texts, backbone=f"hf:{folder}", steps=12, batch_size=16, lr=1e-3,
         out=tmp_path / "run", show_progress=False, monitor_items=0, log_every=1,
     )  # fmt: skip
     log = (run.path / "train.log").read_text()
+    assert run.config["method"] == "msf"
+    assert f"note: hf:{folder} is a sentence encoder: msf adapts it" in log
     assert "memory bank filled with the target's embeddings of 288 items" in log
     losses = pd.read_csv(run.path / "metrics.csv")["loss"].dropna()
     assert len(losses) == 12 and np.isfinite(losses).all() and losses.iloc[0] > 0

@@ -578,6 +578,18 @@ def text_pooling(folder: Path) -> str:
     return "cls" if pooling.get("pooling_mode_cls_token") else "mean"
 
 
+def is_sentence_encoder(folder: Path) -> bool:
+    """Whether ``folder`` holds a sentence encoder as sentence-transformers saves one
+    (``modules.json``: a transformer, then pooling), such as all-MiniLM-L6-v2, rather than
+    a language model (BERT as pretrained by masked language modelling).
+
+    Example:
+        >>> is_sentence_encoder(Path("/nonexistent"))
+        False
+    """
+    return (folder / "modules.json").is_file()
+
+
 def declares_normalize(folder: Path) -> bool:
     """Whether a sentence-transformers folder ends with a ``Normalize`` module
     (``modules.json``), as all-MiniLM-L6-v2 does.

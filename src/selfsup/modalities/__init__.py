@@ -263,7 +263,7 @@ def resolve_config(cfg: PretrainConfig) -> PretrainConfig:
         name = claimed_modality(cfg.data, dict(cfg))
     modality = get_modality(name)
     _refuse_foreign_options(cfg, modality)
-    method = cfg.method or modality.default_method
+    method = cfg.method or modality.default_method_for(cfg)
     modality.check_method(method)
     with_method = cfg.model_copy(update={"modality": name, "method": method})
     return with_method.model_copy(update=modality.config_defaults(with_method))

@@ -81,7 +81,8 @@ class Modality(ABC):
             (2 for (n, C, H, W) per channel, 1 for (n, C, length), 0 for (n, columns)).
         normalizes_input: whether the encoder subtracts mean and divides by std (token ids
             pass unchanged).
-        default_method: the objective when ``--method`` is not given.
+        default_method: the objective when ``--method`` is not given (see
+            :meth:`default_method_for`).
         default_protocols: the evaluation protocols when ``--protocol`` is not given.
         default_recipe: the view recipe of a method that names none for this modality.
         embed_precision: the precision of ``embed`` when ``auto`` is asked: ``auto`` (bf16
@@ -110,6 +111,23 @@ class Modality(ABC):
 
     def __repr__(self) -> str:
         return f"<modality {self.name}>"
+
+    def default_method_for(self, cfg: PretrainConfig) -> str:
+        """The objective of a run whose ``--method`` is not given: ``default_method``, unless
+        the modality has a better one for what ``cfg`` starts from.
+
+        Example:
+            >>> from selfsup.config import PretrainConfig
+            >>> from selfsup.modalities import get_modality
+            >>> get_modality("image").default_method_for(PretrainConfig(data="digits"))
+            'simclr'
+        """
+        return self.default_method
+
+    def default_method_note(self, cfg: PretrainConfig) -> str | None:
+        """Why :meth:`default_method_for` chose what it chose for ``cfg``, when it is not
+        ``default_method`` (said as the run starts); None otherwise."""
+        return None
 
     def preparation(self, cfg: PretrainConfig, source: Source | None = None) -> str:
         """What building the encoder computes from the data (``source`` where it has been

@@ -3,7 +3,8 @@
 Items are token ids (n, max_length) from a byte-level BPE tokenizer trained on the training
 texts and saved with the run (``tokenizer.json``). The default objective is SimCSE on a small
 transformer, batch 64 and lr 5e-4 (as suits a transformer trained from scratch; SimCSE's 3e-5
-is for fine-tuning a pretrained BERT). The raw-input baseline is TF-IDF.
+is for fine-tuning a pretrained BERT), and MSF for a pretrained sentence encoder
+(:meth:`TextModality.default_method_for`). The raw-input baseline is TF-IDF.
 
 Example:
     >>> TEXT.claims("reviews.jsonl"), TEXT.claims("rotten-tomatoes"), TEXT.claims("x.csv")
@@ -27,6 +28,7 @@ from selfsup.backbones.hf import (
     HFTextBackbone,
     declares_normalize,
     is_hf_backbone,
+    is_sentence_encoder,
     load_pretrained,
     model_from_config,
     resolve_folder,
@@ -197,6 +199,39 @@ class TextModality(Modality):
 
     def save_artifacts(self, source: Source, run_dir: Path) -> None:
         tokenizer_of(source).save(run_dir)  # trained on the training texts
+
+    def default_method_for(self, cfg: PretrainConfig) -> str:
+        """SimCSE, as from scratch, for a language model (``--backbone hf:`` BERT as
+        pretrained by masked language modelling: the SimCSE paper's start); MSF for a sentence
+        encoder (a sentence-transformers folder, such as all-MiniLM-L6-v2), which SimCSE makes
+        worse: eight minutes of it took all-MiniLM-L6-v2 from 0.366 to 0.275 on WordNet's
+        topics with 1% of the labels, where MSF took it to 0.400 (BENCHMARKS.md, foundation).
+
+        Example:
+            >>> import tempfile
+            >>> folder = Path(tempfile.mkdtemp())
+            >>> TEXT.default_method_for(PretrainConfig(data="-", backbone=f"hf:{folder}"))
+            'simcse'
+            >>> _ = (folder / "modules.json").write_text("[]")
+            >>> TEXT.default_method_for(PretrainConfig(data="-", backbone=f"hf:{folder}"))
+            'msf'
+        """
+        if is_hf_backbone(cfg.backbone):
+            try:
+                if is_sentence_encoder(resolve_folder(str(cfg.backbone))):
+                    return "msf"
+            except FileNotFoundError:  # said in one line when the backbone is built
+                pass
+        return self.default_method
+
+    def default_method_note(self, cfg: PretrainConfig) -> str | None:
+        if self.default_method_for(cfg) == self.default_method:
+            return None
+        return (
+            f"{cfg.backbone} is a sentence encoder: msf adapts it (each text pulled towards "
+            "its neighbours as the model embeds them); --method simcse would make it worse "
+            "(BENCHMARKS.md)"
+        )
 
     def config_defaults(self, cfg: PretrainConfig) -> dict[str, Any]:
         """Batch 64 and AdamW at 5e-4, as suits a small transformer trained from scratch;
