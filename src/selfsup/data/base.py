@@ -623,6 +623,19 @@ class Source(abc.ABC):
             self._unreadable: dict[str, str] = {}
         return self._unreadable
 
+    def known_unreadable(self) -> dict[str, str]:
+        """Items known to be unreadable without reading them, id -> reason: those found when
+        the data was opened and named in its warning (a text file's rows without text), of
+        the data a subset is drawn from as a whole. A run lists them in ``skipped.txt``
+        however few of them its steps met.
+
+        Example:
+            >>> from selfsup.data.text import TextSource
+            >>> TextSource(["a", None, "c"]).known_unreadable()
+            {'1': 'no text'}
+        """
+        return {}
+
     @property
     def has_labels(self) -> bool:
         """Whether every item carries a class label."""

@@ -276,6 +276,9 @@ class SubsetSource(Source):
     def unreadable(self) -> dict[str, str]:
         return self.source.unreadable
 
+    def known_unreadable(self) -> dict[str, str]:
+        return self.source.known_unreadable()
+
     def _positions(self, base_rows: np.ndarray) -> np.ndarray:
         """The positions here of the base source's rows that this subset holds, in order."""
         found = np.searchsorted(self.indices, base_rows)

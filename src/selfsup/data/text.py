@@ -340,6 +340,15 @@ class TextSource(Source):
         rows = np.unique(np.linspace(0, len(present) - 1, min(count, len(present))).astype(int))
         return self.tokenizer.lengths([present[i] for i in rows])
 
+    def known_unreadable(self) -> dict[str, str]:
+        """The rows without text (or not JSON objects), with their reasons."""
+        ids = self.ids
+        return {
+            str(ids[i]): self.reasons.get(i, NO_TEXT)
+            for i, text in enumerate(self.texts)
+            if text is None
+        }
+
     def read_batch(self, indices: Sequence[int]) -> Batch:
         """Token ids ``(n, L)`` int64, padded with 0 to the longest document of the batch;
         rows without text are skipped and reported."""

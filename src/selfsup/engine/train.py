@@ -1232,7 +1232,7 @@ def fill_method(
                 yield t.views(batch.items.to(fabric.device))[-1]
 
     begun = time.perf_counter()
-    what = f"{t.method.name}: embedding up to {needed * per_step:,} items to start from"
+    what = f"filling the memory bank: embedding up to {needed * per_step:,} items to start from"
     with t.progress.phase(what):
         t.method.eval()
         with fabric.autocast():  # the precision the steps compute their targets in
@@ -1384,7 +1384,11 @@ def fit(
     if t.log is not None:
         t.log.close()
         t.epoch_log.close()
-        met = {**source.unreadable, **(monitor.source.unreadable if monitor else {})}
+        met = {
+            **source.known_unreadable(),
+            **source.unreadable,
+            **(monitor.source.unreadable if monitor else {}),
+        }
         skipped = write_skipped(run_dir, met)
         if skipped and show_progress:
             t.progress.console.print(

@@ -94,14 +94,15 @@ def test_generic_objective_and_resume_on_text(tmp_path):
 
 def test_rows_without_text_are_skipped_in_training_and_nan_in_embeddings(tmp_path):
     """An export of support tickets has some empty text cells: training skips them and lists
-    them in skipped.txt; embed keeps their rows, NaN and not readable; evaluate leaves them
-    out of both the encoder's and TF-IDF's rows."""
+    them all in skipped.txt, as the data's warning named them, though its one step met
+    few of them; embed keeps their rows, NaN and not readable; evaluate leaves them out of
+    both the encoder's and TF-IDF's rows."""
     texts, labels = make_texts(120)
     frame = pd.DataFrame({"text": texts, "y": labels})
     frame.loc[[3, 50], "text"] = None
     path = tmp_path / "tickets.csv"
     frame.to_csv(path, index=False)
-    run = selfsup.pretrain(path, modality="text", text_column="text", epochs=1, batch_size=16,
+    run = selfsup.pretrain(path, modality="text", text_column="text", steps=1, batch_size=16,
                            vocab_size=300, max_length=12, backbone_options=TINY,
                            show_progress=False, monitor_items=0, out=tmp_path / "run")  # fmt: skip
     assert (run.path / "skipped.txt").read_text().splitlines() == ["3\tno text", "50\tno text"]
