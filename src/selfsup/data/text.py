@@ -68,6 +68,9 @@ TEXT_SUFFIXES = (".txt", ".jsonl")
 _TABLE_TEXT_SUFFIXES = (".csv", ".tsv", *WORKBOOK_SUFFIXES)
 #: Why a row without text is skipped (an empty cell, a JSON null or blank string).
 NO_TEXT = "no text"
+#: The field (JSONL) or column (CSV) of a text file read as its labels when
+#: ``--label-column`` names none, as Hugging Face datasets name theirs.
+LABEL_FIELD = "label"
 #: The most windows a long document is embedded by (their mean), spread over it.
 POOLED_WINDOWS = 32
 #: Documents cut into windows at a time when all of a source's are embedded: 16,384 reviews
@@ -479,10 +482,11 @@ def read_jsonl(
     id_column: str | None = None,
     **options: Any,
 ) -> TextSource:
-    """One JSON object per non-blank line, the text in ``text_column``; with
-    ``require_label`` off, a file in which no object has ``label_column`` is read as
-    unlabeled (a run's later data). Ids come from ``id_column`` (by default the ``id`` field
-    when the first object has one), else the line number from 0.
+    """One JSON object per non-blank line, the text in ``text_column``, the class in
+    ``label_column`` (by default the ``label`` field when the first object has one, as
+    Hugging Face datasets name it); with ``require_label`` off, a file in which no object has
+    ``label_column`` is read as unlabeled (a run's later data). Ids come from ``id_column``
+    (by default the ``id`` field when the first object has one), else the line number from 0.
 
     A line that is not a JSON object (a log cut off mid-line, a stray edit) keeps its place
     and is skipped as an unreadable item, with the id ``line N`` and its reason (``not valid
@@ -498,7 +502,7 @@ def read_jsonl(
     labels: list[Any] = []
     ids: list[str] = []
     reasons: dict[int, str] = {}
-    explicit_id = id_column is not None
+    explicit_id, guessed = id_column is not None, False
     first = True  # no JSON object read yet: the first one settles the fields
     first_line, first_fields = 0, []
     for number, line in text_lines(path):
@@ -529,6 +533,8 @@ def read_jsonl(
         if first:
             if not explicit_id and "id" in record:
                 id_column = "id"
+            if label_column is None and LABEL_FIELD in record:
+                label_column, guessed = LABEL_FIELD, True
             if id_column is not None and id_column not in record:
                 if explicit_id and require_label:
                     raise ValueError(f"{path}: line {number} has no id field {id_column!r}")
@@ -548,7 +554,7 @@ def read_jsonl(
     if all(t is None for t in texts):
         raise EmptySourceError(f"{path}: no line has text in field {text_column!r}")
     if label_column is not None and all(v is None for v in labels):
-        if require_label:
+        if require_label and not guessed:
             raise ValueError(
                 f"{path}: no line has a label in field {label_column!r} (--label-column); "
                 f"fields of line {first_line}: {first_fields}"
@@ -576,11 +582,12 @@ def read_text_table(
     id_column: str | None = None,
     **options: Any,
 ) -> TextSource:
-    """Documents from a column of a CSV/TSV file (or a DataFrame); the ``id_column``'s values,
-    else row numbers (from 0, header excluded), as ids; with ``require_label`` off, a table
-    without ``label_column`` (or ``id_column``) is read as unlabeled (with row ids). Rows
-    without text are skipped as unreadable items, rows without a label are unlabelled items
-    (see :class:`selfsup.data.base.PartialLabels`).
+    """Documents from a column of a CSV/TSV file (or a DataFrame), their classes from
+    ``label_column`` (by default the ``label`` column where it holds any); the
+    ``id_column``'s values, else row numbers (from 0, header excluded), as ids; with
+    ``require_label`` off, a table without ``label_column`` (or ``id_column``) is read as
+    unlabeled (with row ids). Rows without text are skipped as unreadable items, rows without
+    a label are unlabelled items (see :class:`selfsup.data.base.PartialLabels`).
 
     Raises:
         ValueError: no such column, a label column empty on every row, or a row without an
@@ -590,6 +597,8 @@ def read_text_table(
         frame, name = path, name or "DataFrame"
     else:
         frame, name = read_table(path), name or str(path)
+    if label_column is None and LABEL_FIELD in frame.columns and frame[LABEL_FIELD].notna().any():
+        label_column = LABEL_FIELD  # an empty one (a benchmark's test split) is no labels
     if not require_label and label_column not in frame.columns:
         label_column = None
     if not require_label and id_column not in frame.columns:

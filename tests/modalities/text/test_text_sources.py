@@ -106,6 +106,23 @@ def test_jsonl_with_columns_and_bad_lines(tmp_path):
     )
 
 
+def test_a_label_field_is_read_as_labels_unless_another_is_named(tmp_path):
+    """As Hugging Face datasets name it; one empty on every row (a benchmark's test split)
+    is no labels, not an error, and another --label-column is read instead."""
+    path = tmp_path / "reviews.jsonl"
+    rows = [{"text": "fine", "label": "fresh", "stars": 5}, {"text": "poor", "label": "rotten"}]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    assert open_source(path).classes == ["fresh", "rotten"]
+    assert open_source(path, label_column="stars").partial_labels.rows.tolist() == [0]
+    path.write_text(json.dumps({"text": "fine", "label": None}) + "\n")
+    assert open_source(path).labels is None
+    table = tmp_path / "reviews.csv"
+    pd.DataFrame(rows).to_csv(table, index=False)
+    assert open_source(table, "text", text_column="text").classes == ["fresh", "rotten"]
+    pd.DataFrame({"text": ["a", "b"], "label": [None, None]}).to_csv(table, index=False)
+    assert open_source(table, "text", text_column="text").labels is None
+
+
 def test_csv_is_a_table_unless_text_is_asked_for(tmp_path):
     path = tmp_path / "reviews.csv"
     pd.DataFrame({"review": ["nice", "dull", "fun"], "y": ["a", "b", "a"]}).to_csv(path)
