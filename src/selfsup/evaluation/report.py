@@ -39,7 +39,7 @@ from selfsup.embedding import embed_source
 from selfsup.encoder import Encoder
 from selfsup.evaluation.fewshot import affordable_shots, few_shot
 from selfsup.evaluation.knn import knn_accuracy
-from selfsup.evaluation.linear import LinearProbeResult, linear_probe
+from selfsup.evaluation.linear import LinearProbeResult, linear_probe, sparse_linear_probe
 from selfsup.evaluation.svm import svm_accuracy
 from selfsup.modalities import modality_of
 
@@ -221,6 +221,30 @@ def _labelled(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.
     return (features, labels) if keep.all() else (features[keep], labels[keep])
 
 
+def _wide_probe(
+    wide: tuple[Any, Any],
+    dense: tuple[np.ndarray, np.ndarray],
+    fitted_on: dict[str, np.ndarray],
+    scored_on: dict[str, np.ndarray],
+    sample: np.ndarray | None,
+    seed: int,
+) -> LinearProbeResult:
+    """The raw baseline's linear probe of its sparse features ``wide``, on the rows the
+    dense ones keep (readable: no NaN) and, where the probe is fitted on a sample, on the
+    sample's rows of them."""
+    fit_rows = np.flatnonzero(~np.isnan(dense[0]).any(axis=1))
+    test_rows = np.flatnonzero(~np.isnan(dense[1]).any(axis=1))
+    if sample is not None:
+        fit_rows = fit_rows[sample]
+    return sparse_linear_probe(
+        wide[0][fit_rows],
+        fitted_on["raw"][fit_rows],
+        wide[1][test_rows],
+        scored_on["raw"][test_rows],
+        seed=seed,
+    )
+
+
 def _lopsided(labels: np.ndarray | None) -> bool:
     """Whether accuracy alone says little of ``labels``: two classes, or one class holding
     half of them or more (a year of a pump's days, 98% of them normal).
@@ -313,6 +337,9 @@ def evaluate_encoder(
     raw_train, raw_test, note = raw_items(train, test, width, available, seed)
     with activity(f"reading the raw inputs of {len(raw_train) + len(raw_test):,} items"):
         features = {"selfsup": embedded, "raw": modality.raw_baseline(raw_train, raw_test)}
+        wide = None  # what the raw baseline's linear probe reads, where not the dense rows
+        if {"linear", "auroc"} & set(protocols):
+            wide = modality.raw_linear_features(raw_train, raw_test)
     fitted_on = {"selfsup": train.labels, "raw": raw_train.labels}
     scored_on = {"selfsup": test.labels, "raw": raw_test.labels}
     notes = [sampled_note, note, majority_note(test)]
@@ -345,7 +372,12 @@ def evaluate_encoder(
                         if sample is not None:
                             x_train, y_train = x_train[sample], y_train[sample]
                             sampled[kind] = len(sample)
-                        probes[kind] = linear_probe(x_train, y_train, x_test, y_test, seed=seed)
+                        if kind == "raw" and wide is not None:
+                            probes[kind] = _wide_probe(
+                                wide, features["raw"], fitted_on, scored_on, sample, seed
+                            )
+                        else:
+                            probes[kind] = linear_probe(x_train, y_train, x_test, y_test, seed=seed)
                     if kind in sampled:
                         detail[f"probe_items_{kind}"] = sampled[kind]
                     result = probes[kind]

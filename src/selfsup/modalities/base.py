@@ -407,6 +407,13 @@ class Modality(ABC):
         NaN), of equal width."""
         return _same_width(self.raw_features(train), self.raw_features(test))
 
+    def raw_linear_features(self, train: Source, test: Source) -> tuple[Any, Any] | None:
+        """Sparse features (scipy CSR, rows in the splits' order) the raw-input baseline's
+        linear probe reads instead of :meth:`raw_baseline`'s dense ones, where a modality's
+        usual baseline is sparse and too wide to hold dense (TF-IDF of texts); None: the
+        dense ones."""
+        return None
+
     def raw_width(self, source: Source) -> int:
         """Values an item of the raw-input baseline holds (what its memory is planned by).
 

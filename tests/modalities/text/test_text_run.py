@@ -148,3 +148,31 @@ def test_a_text_run_embeds_texts_in_a_list(tmp_path):
     assert run.embed(("one query",)).shape == (1, 16)
     with pytest.raises(TypeError, match=r"item 1 \(7\) is not"):
         run.embed(["a text", 7])
+
+
+def test_the_raw_baseline_probes_every_term_of_the_texts():
+    """What tells the classes apart is 200 rarer words, each in a dozen texts, among 2,200
+    common ones: the 2,048 most frequent terms (the dense TF-IDF the neighbour protocols read) hold
+    none of them, so a linear probe of those is at chance; evaluate's TF-IDF baseline is the
+    one a scikit-learn user fits, every term, and reads them."""
+    from selfsup.evaluation.linear import linear_probe
+    from selfsup.evaluation.report import evaluate_encoder
+    from selfsup.modalities.text import TEXT, build_text_encoder, tfidf_features
+
+    rng = np.random.default_rng(0)
+    common = [f"w{i}" for i in range(2200)]
+    rare = [[f"a{i}" for i in range(100)], [f"b{i}" for i in range(100)]]
+    labels = np.arange(600) % 2
+    texts = [
+        " ".join([*rng.choice(common, 120), *rng.choice(rare[y], 4)]) for y in labels.tolist()
+    ]
+    train = TextSource(texts[:480], labels[:480].tolist(), vocab_size=300, max_length=8)
+    test = TextSource(texts[480:], labels[480:].tolist(), tokenizer=train.tokenizer)
+    dense = tfidf_features(train, test)
+    capped = linear_probe(dense[0], train.labels, dense[1], test.labels).accuracy
+    assert capped < 0.65
+    encoder = build_text_encoder("text-bag", 300, 8, dim=8)
+    result = evaluate_encoder(encoder, train, test, protocols=("linear",))
+    assert result.rows[0].raw > 0.8
+    sparse = TEXT.raw_linear_features(train, test)
+    assert sparse[0].shape[1] > 2048 and result.rows[0].detail["weight_decay_raw"] > 0
