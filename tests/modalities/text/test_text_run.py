@@ -163,9 +163,7 @@ def test_the_raw_baseline_probes_every_term_of_the_texts():
     common = [f"w{i}" for i in range(2200)]
     rare = [[f"a{i}" for i in range(100)], [f"b{i}" for i in range(100)]]
     labels = np.arange(600) % 2
-    texts = [
-        " ".join([*rng.choice(common, 120), *rng.choice(rare[y], 4)]) for y in labels.tolist()
-    ]
+    texts = [" ".join([*rng.choice(common, 120), *rng.choice(rare[y], 4)]) for y in labels.tolist()]
     train = TextSource(texts[:480], labels[:480].tolist(), vocab_size=300, max_length=8)
     test = TextSource(texts[480:], labels[480:].tolist(), tokenizer=train.tokenizer)
     dense = tfidf_features(train, test)
