@@ -481,10 +481,11 @@ def selfsup_input(texts):
 
 
 def tfidf_features(train: Source, test: Source) -> tuple[np.ndarray, np.ndarray]:
-    """TF-IDF vectors of the raw documents of two text splits (the text baseline): word
-    unigrams and bigrams with sublinear term frequency, the ``TFIDF_MAX_TERMS`` most frequent
-    terms of ``train``, fitted on ``train``; dense float32, NaN rows for rows without text
-    (as their embeddings are).
+    """TF-IDF vectors of the raw documents of two text splits (the text baseline of the
+    kNN and few-shot protocols; its linear probe reads :func:`tfidf_sparse`): word unigrams
+    and bigrams with sublinear term frequency, the ``TFIDF_MAX_TERMS`` most frequent terms
+    of ``train``, fitted on ``train``; dense float32, NaN rows for rows without text (as
+    their embeddings are).
 
     Example:
         >>> from selfsup.data.text import TextSource
