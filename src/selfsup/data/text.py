@@ -522,6 +522,8 @@ def read_jsonl(
             ids.append(f"line {number}")
             continue
         text = record.get(text_column)
+        if isinstance(text, float) and math.isnan(text):  # Python's json writes pandas' NaN
+            text = None  # as NaN: an empty cell, as in a CSV
         if (text is None and first and text_column not in record) or not isinstance(
             text, (str, type(None))
         ):  # the first object without it: another column holds the text

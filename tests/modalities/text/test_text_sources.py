@@ -96,13 +96,14 @@ def test_jsonl_with_columns_and_bad_lines(tmp_path):
     path.write_text(json.dumps({"title": "x"}) + "\n" + json.dumps(rows[0]) + "\n")
     with pytest.raises(ValueError, match=r"reviews.jsonl: line 1 has no 'body' field"):
         open_source(path, text_column="body")  # the first line tells the column is wrong
-    # Later lines without the text (left out, null, blank) are rows without text.
-    lines = [rows[0], {"title": "x"}, {"body": None}, {"body": "  "}, rows[1]]
-    path.write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    # Later lines without the text (left out, null, blank, NaN as Python's json writes a
+    # pandas NaN) are rows without text.
+    lines = [rows[0], {"title": "x"}, {"body": None}, {"body": "  "}, {"body": float("nan")}]
+    path.write_text("\n".join(json.dumps(r) for r in [*lines, rows[1]]) + "\n")
     src = open_source(path, text_column="body")
-    assert src.texts == ["fine", None, None, None, "poor"]
+    assert src.texts == ["fine", None, None, None, None, "poor"]
     assert src.warning == (
-        "3 rows have no text in column 'body' (ids 1, 2, 3): skipped as unreadable items"
+        "4 rows have no text in column 'body' (ids 1, 2, 3, 4): skipped as unreadable items"
     )
 
 
