@@ -242,6 +242,37 @@ def _cross_validate_weight_decay(
     return best, correct[best] / len(y)
 
 
+def _unsplittable(labels: np.ndarray, weight_decays: Sequence[float]) -> tuple[float, str | None]:
+    """Where a class has a single train item no validation split can be made: the middle of
+    the sorted ``weight_decays`` and a note saying so; else (that middle, None).
+
+    Example:
+        >>> _unsplittable(np.array([0, 0, 1]), (1e-4, 1e-2, 1e-3))[1]
+        'classes [1] have fewer than 2 train examples: used the middle weight decay'
+    """
+    counts = np.bincount(labels)
+    rare = np.flatnonzero((counts > 0) & (counts < 2)).tolist()
+    middle = sorted(weight_decays)[len(weight_decays) // 2]
+    if not rare:
+        return middle, None
+    return middle, f"classes {rare} have fewer than 2 train examples: used the middle weight decay"
+
+
+def _validation_split(
+    labels: np.ndarray, val_fraction: float, seed: int, sweep_most: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rows the weight decay is fitted on and those it is chosen on: a stratified
+    ``val_fraction`` held out of all rows, or of a stratified sample of ``sweep_most`` of
+    them where there are more (the choice is settled long before)."""
+    pool = np.arange(len(labels))
+    if len(labels) > sweep_most:
+        pool = stratified_split(labels, sweep_most / len(labels), seed + 1, at_least_one=True)[1]
+    fit, val = stratified_split(
+        labels[pool], val_fraction, np.random.default_rng(seed), at_least_one=True
+    )
+    return pool[fit], pool[val]
+
+
 def linear_probe(
     train_emb: ArrayLike,
     train_labels: ArrayLike,
@@ -308,29 +339,17 @@ def linear_probe(
     num_classes = count_classes(y_train, y_test)
     train, test = standardize(train, test)
 
-    counts = torch.bincount(y_train)
-    rare = torch.nonzero((counts > 0) & (counts < 2)).flatten().tolist()
     val_accuracy: float | None = None
     init: torch.nn.Linear | None = None
-    note: str | None = None
-    if rare:
-        chosen = sorted(weight_decays)[len(weight_decays) // 2]
-        note = f"classes {rare} have fewer than 2 train examples: used the middle weight decay"
-    elif folds >= 2:
+    chosen, note = _unsplittable(y_train.numpy(), weight_decays)
+    if note is None and folds >= 2:
         chosen, val_accuracy = _cross_validate_weight_decay(
             train, y_train, num_classes, weight_decays, max_iter, folds, seed
         )
-    else:
-        pool = np.arange(len(y_train))
-        if len(y_train) > sweep_most:  # the penalty is settled on a sample
-            pool = stratified_split(
-                y_train.numpy(), sweep_most / len(y_train), seed + 1, at_least_one=True
-            )[1]
+    elif note is None:
         fit_idx, val_idx = (
-            torch.from_numpy(pool[part])
-            for part in stratified_split(
-                y_train[pool].numpy(), val_fraction, np.random.default_rng(seed), at_least_one=True
-            )
+            torch.from_numpy(rows)
+            for rows in _validation_split(y_train.numpy(), val_fraction, seed, sweep_most)
         )
         chosen, val_accuracy, init = _select_weight_decay(
             (train[fit_idx], y_train[fit_idx]),
@@ -399,25 +418,10 @@ def sparse_linear_probe(
         out[:, model.classes_] = np.log(np.clip(model.predict_proba(x), 1e-12, None))
         return torch.from_numpy(out)
 
-    counts = np.bincount(y_train, minlength=num_classes)
-    rare = np.flatnonzero((counts > 0) & (counts < 2)).tolist()
     val_accuracy: float | None = None
-    note: str | None = None
-    if rare:
-        chosen = sorted(weight_decays)[len(weight_decays) // 2]
-        note = f"classes {rare} have fewer than 2 train examples: used the middle weight decay"
-    else:
-        pool = np.arange(len(y_train))
-        if len(y_train) > sweep_most:  # the penalty is settled on a sample
-            pool = stratified_split(
-                y_train, sweep_most / len(y_train), seed + 1, at_least_one=True
-            )[1]
-        fit_rows, val_rows = (
-            pool[part]
-            for part in stratified_split(
-                y_train[pool], val_fraction, np.random.default_rng(seed), at_least_one=True
-            )
-        )
+    chosen, note = _unsplittable(y_train, weight_decays)
+    if note is None:
+        fit_rows, val_rows = _validation_split(y_train, val_fraction, seed, sweep_most)
         y_val = torch.from_numpy(y_train[val_rows])
         scored = []
         for weight_decay in weight_decays:

@@ -224,8 +224,7 @@ def _labelled(features: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.
 def _wide_probe(
     wide: tuple[Any, Any],
     dense: tuple[np.ndarray, np.ndarray],
-    fitted_on: dict[str, np.ndarray],
-    scored_on: dict[str, np.ndarray],
+    labels: tuple[np.ndarray, np.ndarray],
     sample: np.ndarray | None,
     seed: int,
 ) -> LinearProbeResult:
@@ -237,11 +236,7 @@ def _wide_probe(
     if sample is not None:
         fit_rows = fit_rows[sample]
     return sparse_linear_probe(
-        wide[0][fit_rows],
-        fitted_on["raw"][fit_rows],
-        wide[1][test_rows],
-        scored_on["raw"][test_rows],
-        seed=seed,
+        wide[0][fit_rows], labels[0][fit_rows], wide[1][test_rows], labels[1][test_rows], seed=seed
     )
 
 
@@ -374,7 +369,11 @@ def evaluate_encoder(
                             sampled[kind] = len(sample)
                         if kind == "raw" and wide is not None:
                             probes[kind] = _wide_probe(
-                                wide, features["raw"], fitted_on, scored_on, sample, seed
+                                wide,
+                                features[kind],
+                                (fitted_on[kind], scored_on[kind]),
+                                sample,
+                                seed,
                             )
                         else:
                             probes[kind] = linear_probe(x_train, y_train, x_test, y_test, seed=seed)
